@@ -1,0 +1,247 @@
+//! Opening a log: lock the directory, map and check sealed segments, scan the last segment's
+//! tail, keep every whole batch, and cut a torn tail off.
+//!
+//! Invariant: after `open`, every byte of the active segment below its length is part of a
+//! verified batch, and offsets run without gaps from the first segment to the last.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fs::{self, File, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::segment::{parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex};
+use super::writer::{align_down, open_segment_file, run_flusher, sync_dir};
+use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State};
+use crate::error::{Error, Result};
+use crate::signal::Signal;
+
+/// Name of the lock file in a log directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// What `open` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files in the log after recovery.
+    pub segments: usize,
+    /// First offset held.
+    pub start_offset: u64,
+    /// Offset the next append gets.
+    pub next_offset: u64,
+    /// Bytes of a torn or corrupt tail that were cut off, if any.
+    pub truncated: Option<Truncation>,
+    /// Zero bytes after the last batch (block padding of an unsealed segment) that were dropped.
+    pub padding_bytes: u64,
+}
+
+/// A torn or corrupt tail cut off by recovery. No acknowledged batch is ever in it unless the
+/// device lost synced data (see `LogConfig::truncate_corrupt_tail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// Segment file that was cut.
+    pub segment: PathBuf,
+    /// Byte position the file was cut at: the end of the last whole batch.
+    pub position: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Why the first removed byte did not start a whole batch.
+    pub reason: String,
+}
+
+pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, RecoveryReport)> {
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating log directory", dir, e))?;
+    let lock = lock_dir(dir)?;
+    prime_iopoll_probe(dir).await?;
+    let mut bases = list_segments(dir)?;
+    if bases.is_empty() {
+        let path = dir.join(segment_file_name(0));
+        File::create(&path).map_err(|e| Error::io("creating segment", &path, e))?;
+        sync_dir(dir).await?;
+        bases.push(0);
+    }
+    let Some((&last_base, sealed_bases)) = bases.split_last() else { unreachable!("one segment exists") };
+    let sealed = open_sealed(dir, sealed_bases, &config)?;
+    if let Some(previous) = sealed.last() {
+        if previous.next_offset != last_base {
+            let reason = format!("segment starts at {last_base}, previous one ends at {}", previous.next_offset);
+            return Err(Error::Corrupt { path: dir.join(segment_file_name(last_base)), position: 0, reason });
+        }
+    }
+    let path = dir.join(segment_file_name(last_base));
+    let tail = recover_tail(&path, last_base, &config)?;
+    let file = open_segment_file(&path, false).await?;
+    let report = RecoveryReport {
+        segments: sealed.len() + 1,
+        start_offset: sealed.first().map_or(last_base, |s| s.base_offset),
+        next_offset: tail.next_offset,
+        truncated: tail.truncated.clone(),
+        padding_bytes: tail.padding_bytes,
+    };
+    log_report(dir, &report);
+    let index = Rc::new(RefCell::new(tail.index));
+    let state = State {
+        sealed,
+        active: Active { base_offset: last_base, path, file: Rc::new(file), written_len: tail.len, index: index.clone() },
+        staging: StagingCursor { base_offset: last_base, len: tail.len, index, carry: tail.carry },
+        open: None,
+        queue: VecDeque::new(),
+        next_offset: tail.next_offset,
+        written_offset: tail.next_offset,
+        synced_offset: tail.next_offset,
+        pending_bytes: 0,
+        sync_requested: false,
+        failure: None,
+        closing: false,
+        flusher: None,
+        flusher_exited: false,
+        probe: Default::default(),
+    };
+    let shared = Rc::new(Shared {
+        dir: dir.to_owned(),
+        config,
+        state: RefCell::new(state),
+        work: Signal::default(),
+        progress: Signal::default(),
+        _lock: lock,
+    });
+    let flusher = glommio::spawn_local(run_flusher(shared.clone())).detach();
+    shared.state.borrow_mut().flusher = Some(flusher);
+    let log = SegmentLog { shared: shared.clone(), _owner: Rc::new(Owner(shared)) };
+    Ok((log, report))
+}
+
+fn log_report(dir: &Path, report: &RecoveryReport) {
+    match &report.truncated {
+        Some(cut) => tracing::warn!(
+            dir = %dir.display(), segment = %cut.segment.display(), position = cut.position,
+            bytes = cut.bytes, reason = %cut.reason, "segment log tail truncated on recovery"
+        ),
+        None => tracing::info!(
+            dir = %dir.display(), segments = report.segments, next_offset = report.next_offset,
+            "segment log opened"
+        ),
+    }
+}
+
+/// Makes glommio's once-per-device io_poll probe read real data.
+///
+/// glommio decides whether a device supports polled IO by reading the first block of the first
+/// DMA file it opens there, and caches the answer for the process. If that file is empty (a new
+/// segment) the read succeeds without reaching the device, the device is wrongly marked
+/// pollable, and every later read fails with EOPNOTSUPP. Opening a one-block file first makes
+/// the probe exercise the device for real.
+async fn prime_iopoll_probe(dir: &Path) -> Result<()> {
+    let path = dir.join(".iopoll-probe");
+    fs::write(&path, [0u8; 4096]).map_err(|e| Error::io("writing io_poll probe file", &path, e))?;
+    let opened = glommio::io::DmaFile::open(&path).await;
+    let removed = fs::remove_file(&path);
+    let file = opened.map_err(|e| {
+        let err = std::io::Error::from(e);
+        if err.kind() == std::io::ErrorKind::InvalidInput {
+            Error::DirectIoUnsupported { path: path.clone() }
+        } else {
+            Error::io("opening io_poll probe file", &path, err)
+        }
+    })?;
+    removed.map_err(|e| Error::io("removing io_poll probe file", &path, e))?;
+    file.close().await.map_err(|e| Error::io("closing io_poll probe file", &path, e))
+}
+
+/// Takes the directory's advisory lock and writes our pid into the lock file.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("opening lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let holder = file.read_to_string(&mut holder).ok().map(|_| holder.trim().to_owned()).filter(|h| !h.is_empty());
+            return Err(Error::Locked { path: dir.to_owned(), holder });
+        }
+        Err(TryLockError::Error(e)) => return Err(Error::io("locking log directory", dir, e)),
+    }
+    let stamp = format!("pid {}\n", std::process::id());
+    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(stamp.as_bytes()))
+        .map_err(|e| Error::io("writing lock file", &path, e))?;
+    Ok(file)
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("listing log directory", dir, e))?;
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing log directory", dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_segment_file_name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn open_sealed(dir: &Path, bases: &[u64], config: &LogConfig) -> Result<Vec<Rc<SealedSegment>>> {
+    let mut sealed: Vec<Rc<SealedSegment>> = Vec::with_capacity(bases.len());
+    for &base in bases {
+        let path = dir.join(segment_file_name(base));
+        if let Some(previous) = sealed.last() {
+            if previous.next_offset != base {
+                let reason = format!("segment starts at {base}, previous one ends at {}", previous.next_offset);
+                return Err(Error::Corrupt { path, position: 0, reason });
+            }
+        }
+        sealed.push(Rc::new(SealedSegment::open(&path, base, config.index_interval_bytes)?));
+    }
+    Ok(sealed)
+}
+
+struct Tail {
+    next_offset: u64,
+    len: u64,
+    index: SparseIndex,
+    carry: Vec<u8>,
+    truncated: Option<Truncation>,
+    padding_bytes: u64,
+}
+
+/// Verifies every batch of the last segment and cuts the file after the last whole one.
+fn recover_tail(path: &Path, base: u64, config: &LogConfig) -> Result<Tail> {
+    let map = super::segment::map_sealed(path)?;
+    let bytes = map.as_deref().unwrap_or_default();
+    let found = walk(bytes, base, true, config.index_interval_bytes);
+    let valid_len = found.valid_len as usize;
+    let rest = &bytes[valid_len..];
+    let mut truncated = None;
+    let mut padding_bytes = 0;
+    if let Some(reason) = found.stop_reason {
+        if rest.iter().all(|&b| b == 0) {
+            padding_bytes = rest.len() as u64;
+        } else {
+            if let Some(later) = valid_batch_after(bytes, valid_len) {
+                if !config.truncate_corrupt_tail {
+                    let reason = format!(
+                        "{reason}; a whole batch follows at byte {later}, so this is damage, not a torn \
+                         tail: refusing to discard it (set truncate_corrupt_tail to override)"
+                    );
+                    return Err(Error::Corrupt { path: path.to_owned(), position: valid_len as u64, reason });
+                }
+            }
+            truncated = Some(Truncation { segment: path.to_owned(), position: valid_len as u64, bytes: rest.len() as u64, reason });
+        }
+    }
+    let carry = bytes[align_down(valid_len as u64) as usize..valid_len].to_vec();
+    let cut = !rest.is_empty();
+    drop(map);
+    if cut {
+        let file = File::options().write(true).open(path).map_err(|e| Error::io("opening segment", path, e))?;
+        file.set_len(valid_len as u64).map_err(|e| Error::io("truncating segment tail", path, e))?;
+        file.sync_all().map_err(|e| Error::io("syncing truncated segment", path, e))?;
+    }
+    Ok(Tail { next_offset: found.next_offset, len: valid_len as u64, index: found.index, carry, truncated, padding_bytes })
+}

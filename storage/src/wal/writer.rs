@@ -1,0 +1,339 @@
+//! The write side: staging appends into aligned buffers and the flusher task that writes and
+//! syncs them. Both run on the log's executor; the flusher is the only task doing disk writes.
+//!
+//! Invariant: the flusher writes ops in queue order, so `written_offset` only grows, and every
+//! buffer after the first of a segment starts with the previous buffer's last partial block
+//! (`carry`), so rewriting that block never changes bytes already written.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::future;
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use wire_core::Batch;
+
+use super::segment::{segment_file_name, SealedSegment, SparseIndex};
+use super::{Active, Durability, Failure, Shared, State, WRITE_ALIGNMENT};
+use crate::error::{Error, Result};
+
+/// One O_DIRECT write: an aligned buffer and where it goes in the active segment.
+pub(crate) struct Staged {
+    file_pos: u64,
+    buf: DmaBuffer,
+    len: usize,
+    new_bytes: usize,
+    end_offset: u64,
+}
+
+/// Work for the flusher, in log order.
+pub(crate) enum Op {
+    Write(Staged),
+    /// Seal the active segment and start the next one at `next_base`.
+    Roll { next_base: u64, next_index: Rc<RefCell<SparseIndex>> },
+}
+
+pub(crate) fn align_down(value: u64) -> u64 {
+    value - value % WRITE_ALIGNMENT
+}
+
+pub(crate) fn align_up(value: u64) -> u64 {
+    align_down(value + WRITE_ALIGNMENT - 1)
+}
+
+/// Copies `batch` into the staging buffers and assigns its offsets. Returns the offset after it.
+pub(crate) fn stage(shared: &Shared, batch: &mut Batch) -> Result<u64> {
+    let mut state = shared.state.borrow_mut();
+    state.check_usable()?;
+    if state.closing {
+        return Err(Error::Closed);
+    }
+    if batch.row_count() == 0 {
+        return Err(Error::Config("cannot append an empty batch: it would take no offset".into()));
+    }
+    let len = batch.as_bytes().len() as u64;
+    if state.staging.len > 0 && state.staging.len + len > shared.config.segment_bytes {
+        roll(&mut state);
+    }
+    let base_offset = state.next_offset;
+    batch.set_base_offset(base_offset);
+    let end_offset = batch.header().next_offset();
+    let position = state.staging.len;
+    state.staging.index.borrow_mut().note(base_offset, position);
+    copy_into_buffers(shared, &mut state, batch.as_bytes(), end_offset);
+    state.next_offset = end_offset;
+    state.pending_bytes += batch.as_bytes().len();
+    state.probe.appends += 1;
+    state.probe.bytes_appended += len;
+    drop(state);
+    shared.work.notify();
+    Ok(end_offset)
+}
+
+fn roll(state: &mut State) {
+    close_open_buffer(state);
+    let next_base = state.next_offset;
+    let next_index = Rc::new(RefCell::new(SparseIndex::new(state.staging.index.borrow().interval())));
+    state.staging.base_offset = next_base;
+    state.staging.len = 0;
+    state.staging.carry.clear();
+    state.staging.index = next_index.clone();
+    state.queue.push_back(Op::Roll { next_base, next_index });
+}
+
+fn copy_into_buffers(shared: &Shared, state: &mut State, mut bytes: &[u8], end_offset: u64) {
+    loop {
+        if state.open.is_none() {
+            state.open = Some(open_buffer(shared, state));
+        }
+        let Some(staged) = state.open.as_mut() else { unreachable!("buffer opened above") };
+        let room = staged.buf.len() - staged.len;
+        let count = room.min(bytes.len());
+        staged.buf.as_bytes_mut()[staged.len..staged.len + count].copy_from_slice(&bytes[..count]);
+        staged.len += count;
+        staged.new_bytes += count;
+        state.staging.len += count as u64;
+        bytes = &bytes[count..];
+        if bytes.is_empty() {
+            staged.end_offset = end_offset;
+            return;
+        }
+        close_open_buffer(state);
+    }
+}
+
+fn open_buffer(shared: &Shared, state: &State) -> Staged {
+    let carry = &state.staging.carry;
+    let file_pos = align_down(state.staging.len);
+    debug_assert_eq!(file_pos + carry.len() as u64, state.staging.len);
+    let size = align_up(shared.config.write_buffer_bytes as u64) as usize;
+    let mut buf = state.active.file.alloc_dma_buffer(size);
+    buf.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
+    Staged { file_pos, buf, len: carry.len(), new_bytes: 0, end_offset: state.next_offset }
+}
+
+/// Queues the open buffer for writing and remembers its last partial block as the carry.
+pub(crate) fn close_open_buffer(state: &mut State) {
+    let Some(mut staged) = state.open.take() else { return };
+    let logical_end = staged.file_pos + staged.len as u64;
+    let block_start = (align_down(logical_end) - staged.file_pos) as usize;
+    state.staging.carry.clear();
+    state.staging.carry.extend_from_slice(&staged.buf.as_bytes()[block_start..staged.len]);
+    let aligned = align_up(staged.len as u64) as usize;
+    staged.buf.as_bytes_mut()[staged.len..aligned].fill(0);
+    staged.buf.trim_to_size(aligned);
+    state.queue.push_back(Op::Write(staged));
+}
+
+/// The flusher task: writes queued buffers in order, syncs per the policy, and wakes waiters.
+pub(crate) async fn run_flusher(shared: Rc<Shared>) {
+    let result = flush_loop(&shared).await;
+    {
+        let mut state = shared.state.borrow_mut();
+        if let Err(failure) = result {
+            tracing::error!(dir = %shared.dir.display(), op = failure.op, path = %failure.path.display(),
+                error = %failure.message, "segment log failed; it accepts no more appends until reopened");
+            state.failure = Some(failure);
+        }
+        state.flusher_exited = true;
+    }
+    shared.progress.notify();
+}
+
+async fn flush_loop(shared: &Shared) -> Result<(), Failure> {
+    let mut last_sync = Instant::now();
+    loop {
+        wait_for_work(shared, last_sync).await;
+        let (ops, requested, closing) = take_work(shared);
+        for op in ops {
+            execute(shared, op).await?;
+            shared.progress.notify();
+        }
+        if requested || closing || sync_due(shared, last_sync) {
+            sync_active(shared).await?;
+            last_sync = Instant::now();
+            shared.progress.notify();
+        }
+        if closing && nothing_staged(&shared.state.borrow()) {
+            return trim_active(shared).await;
+        }
+    }
+}
+
+fn nothing_staged(state: &State) -> bool {
+    state.open.is_none() && state.queue.is_empty()
+}
+
+fn sync_due(shared: &Shared, last_sync: Instant) -> bool {
+    let state = shared.state.borrow();
+    if state.synced_offset >= state.written_offset {
+        return false;
+    }
+    match shared.config.durability {
+        Durability::Always => true,
+        Durability::Interval(every) => last_sync.elapsed() >= every,
+        Durability::Never => false,
+    }
+}
+
+async fn wait_for_work(shared: &Shared, last_sync: Instant) {
+    loop {
+        let changed = shared.work.changed();
+        let deadline = {
+            let state = shared.state.borrow();
+            if !nothing_staged(&state) || state.sync_requested || state.closing {
+                return;
+            }
+            match shared.config.durability {
+                Durability::Interval(every) if state.synced_offset < state.written_offset => Some(last_sync + every),
+                _ => None,
+            }
+        };
+        match deadline {
+            None => changed.await,
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return;
+                }
+                future::or(changed, glommio::timer::sleep(deadline - now)).await;
+            }
+        }
+    }
+}
+
+fn take_work(shared: &Shared) -> (Vec<Op>, bool, bool) {
+    let mut state = shared.state.borrow_mut();
+    close_open_buffer(&mut state);
+    let ops = state.queue.drain(..).collect();
+    let requested = std::mem::take(&mut state.sync_requested);
+    (ops, requested, state.closing)
+}
+
+async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
+    match op {
+        Op::Write(staged) => write_staged(shared, staged).await,
+        Op::Roll { next_base, next_index } => roll_segment(shared, next_base, next_index).await,
+    }
+}
+
+async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
+    let (file, path) = active_file(shared);
+    let expected = staged.buf.len();
+    let written = file.write_at(staged.buf, staged.file_pos).await.map_err(|e| failure("writing segment", &path, e))?;
+    if written != expected {
+        let message = format!("short write: {written} of {expected} bytes at {}", staged.file_pos);
+        return Err(Failure { op: "writing segment", path, kind: std::io::ErrorKind::WriteZero, message });
+    }
+    let mut state = shared.state.borrow_mut();
+    state.active.written_len = staged.file_pos + staged.len as u64;
+    state.written_offset = state.written_offset.max(staged.end_offset);
+    state.pending_bytes -= staged.new_bytes;
+    state.probe.writes += 1;
+    state.probe.bytes_written += expected as u64;
+    Ok(())
+}
+
+async fn sync_active(shared: &Shared) -> Result<(), Failure> {
+    let (file, path) = active_file(shared);
+    let target = shared.state.borrow().written_offset;
+    file.fdatasync().await.map_err(|e| failure("syncing segment", &path, e))?;
+    let mut state = shared.state.borrow_mut();
+    state.synced_offset = state.synced_offset.max(target);
+    state.probe.syncs += 1;
+    Ok(())
+}
+
+/// Cuts the active segment's block padding off on clean close, so closed logs hold exact files.
+async fn trim_active(shared: &Shared) -> Result<(), Failure> {
+    let (file, path) = active_file(shared);
+    let written_len = shared.state.borrow().active.written_len;
+    file.truncate(written_len).await.map_err(|e| failure("trimming segment", &path, e))?;
+    file.fdatasync().await.map_err(|e| failure("trimming segment", &path, e))
+}
+
+async fn roll_segment(shared: &Shared, next_base: u64, next_index: Rc<RefCell<SparseIndex>>) -> Result<(), Failure> {
+    sync_active(shared).await?;
+    let (file, path) = active_file(shared);
+    let (base_offset, written_len, index) = {
+        let state = shared.state.borrow();
+        let index = state.active.index.borrow().clone();
+        (state.active.base_offset, state.active.written_len, index)
+    };
+    file.truncate(written_len).await.map_err(|e| failure("sealing segment", &path, e))?;
+    file.fdatasync().await.map_err(|e| failure("sealing segment", &path, e))?;
+    let sealed = SealedSegment::sealed(&path, base_offset, next_base, index).map_err(|e| storage_failure("mapping segment", &path, e))?;
+    let next_path = shared.dir.join(segment_file_name(next_base));
+    let next_file = create_segment(&next_path).await.map_err(|e| storage_failure("creating segment", &next_path, e))?;
+    sync_dir(&shared.dir).await.map_err(|e| storage_failure("syncing directory", &shared.dir, e))?;
+    let mut state = shared.state.borrow_mut();
+    state.sealed.push(Rc::new(sealed));
+    state.probe.rolls += 1;
+    state.active = Active { base_offset: next_base, path: next_path, file: Rc::new(next_file), written_len: 0, index: next_index };
+    tracing::debug!(dir = %shared.dir.display(), base_offset = next_base, "segment rolled");
+    Ok(())
+}
+
+fn active_file(shared: &Shared) -> (Rc<DmaFile>, PathBuf) {
+    let state = shared.state.borrow();
+    (state.active.file.clone(), state.active.path.clone())
+}
+
+/// Opens a segment file for O_DIRECT reads and writes, creating it if `create`.
+pub(crate) async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create_new(create);
+    options.dma_open(path).await.map_err(|e| {
+        let err = std::io::Error::from(e);
+        if err.kind() == std::io::ErrorKind::InvalidInput {
+            Error::DirectIoUnsupported { path: path.to_owned() }
+        } else {
+            Error::io("opening segment", path, err)
+        }
+    })
+}
+
+async fn create_segment(path: &Path) -> Result<DmaFile> {
+    open_segment_file(path, true).await
+}
+
+/// Syncs a directory so that file creations and deletions in it are durable.
+pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = glommio::io::Directory::open(dir).await.map_err(|e| Error::io("opening directory", dir, e))?;
+    handle.sync().await.map_err(|e| Error::io("syncing directory", dir, e))?;
+    handle.close().await.map_err(|e| Error::io("closing directory", dir, e))
+}
+
+pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize> {
+    let doomed: Vec<Rc<SealedSegment>> = {
+        let mut state = shared.state.borrow_mut();
+        state.check_usable()?;
+        let count = state.sealed.iter().take_while(|s| s.next_offset <= offset).count();
+        state.sealed.drain(..count).collect()
+    };
+    for segment in &doomed {
+        std::fs::remove_file(&segment.path).map_err(|e| Error::io("deleting segment", &segment.path, e))?;
+        tracing::info!(path = %segment.path.display(), next_offset = segment.next_offset, "segment deleted by retention");
+    }
+    if !doomed.is_empty() {
+        sync_dir(&shared.dir).await?;
+    }
+    Ok(doomed.len())
+}
+
+fn failure(op: &'static str, path: &Path, err: impl Into<std::io::Error>) -> Failure {
+    let err = err.into();
+    Failure { op, path: path.to_owned(), kind: err.kind(), message: err.to_string() }
+}
+
+fn storage_failure(op: &'static str, path: &Path, err: Error) -> Failure {
+    let kind = match &err {
+        Error::DiskFull { .. } => std::io::ErrorKind::StorageFull,
+        Error::PermissionDenied { .. } => std::io::ErrorKind::PermissionDenied,
+        Error::Io { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    Failure { op, path: path.to_owned(), kind, message: err.to_string() }
+}
+
