@@ -99,10 +99,16 @@ impl BatchHeader {
             max_event_time: le_u64(bytes, 48) as i64,
         };
         if header.version != BATCH_VERSION {
-            return Err(corrupt(16, format!("unsupported batch version {}", header.version)));
+            return Err(corrupt(
+                16,
+                format!("unsupported batch version {}", header.version),
+            ));
         }
         if header.total_len() > BATCH_BYTES_MAX {
-            return Err(corrupt(32, format!("payload length {} too large", header.payload_len)));
+            return Err(corrupt(
+                32,
+                format!("payload length {} too large", header.payload_len),
+            ));
         }
         if (header.row_count as usize) * 4 > header.payload_len as usize {
             return Err(corrupt(28, "row count larger than the payload allows"));
@@ -151,7 +157,9 @@ pub struct Batch {
 
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").field("header", &self.header).finish_non_exhaustive()
+        f.debug_struct("Batch")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -190,7 +198,10 @@ impl Batch {
 
     /// A zero-copy view for reading rows.
     pub fn view(&self) -> BatchView<'_> {
-        BatchView { bytes: &self.bytes, header: self.header }
+        BatchView {
+            bytes: &self.bytes,
+            header: self.header,
+        }
     }
 }
 
@@ -220,12 +231,19 @@ impl<'a> BatchView<'a> {
     pub fn verify(bytes: &'a [u8]) -> Result<BatchView<'a>> {
         let header = BatchHeader::decode(bytes)?;
         if bytes.len() != header.total_len() {
-            let reason = format!("batch is {} bytes, header says {}", bytes.len(), header.total_len());
+            let reason = format!(
+                "batch is {} bytes, header says {}",
+                bytes.len(),
+                header.total_len()
+            );
             return Err(corrupt(bytes.len().min(header.total_len()), reason));
         }
         let computed = checksum(bytes);
         if computed != header.crc {
-            return Err(Error::ChecksumMismatch { stored: header.crc, computed });
+            return Err(Error::ChecksumMismatch {
+                stored: header.crc,
+                computed,
+            });
         }
         let view = BatchView { bytes, header };
         view.verify_rows()?;
@@ -239,11 +257,17 @@ impl<'a> BatchView<'a> {
             let end = self.row_end(index);
             if end < start || end > rows_len {
                 let at = HEADER_LEN + rows_len + index * 4;
-                return Err(corrupt(at, format!("row {index} end offset {end} out of range")));
+                return Err(corrupt(
+                    at,
+                    format!("row {index} end offset {end} out of range"),
+                ));
             }
             let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
             if let Err(err) = rkyv::access::<ArchivedRow, rancor::Error>(row) {
-                return Err(corrupt(HEADER_LEN + start, format!("row {index} invalid: {err}")));
+                return Err(corrupt(
+                    HEADER_LEN + start,
+                    format!("row {index} invalid: {err}"),
+                ));
             }
             start = end;
         }
@@ -270,8 +294,16 @@ impl<'a> BatchView<'a> {
 
     /// Row `index`, read in place. Panics if `index >= row_count()`.
     pub fn row(&self, index: usize) -> &'a ArchivedRow {
-        assert!(index < self.row_count(), "row {index} out of {}", self.row_count());
-        let start = if index == 0 { 0 } else { self.row_end(index - 1) };
+        assert!(
+            index < self.row_count(),
+            "row {index} out of {}",
+            self.row_count()
+        );
+        let start = if index == 0 {
+            0
+        } else {
+            self.row_end(index - 1)
+        };
         let end = self.row_end(index);
         let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
         // SAFETY: `self` was built from builder output or passed `verify`, which ran rkyv's
@@ -287,7 +319,10 @@ impl<'a> BatchView<'a> {
 
     /// Copies the batch into an owned [`Batch`].
     pub fn to_batch(&self) -> Batch {
-        Batch { bytes: self.bytes.to_vec(), header: self.header }
+        Batch {
+            bytes: self.bytes.to_vec(),
+            header: self.header,
+        }
     }
 
     /// Checks every row against `schema`: arity, types and nullability.
@@ -309,7 +344,11 @@ impl<'a> BatchView<'a> {
 
 fn check_row(row_index: usize, row: &ArchivedRow, schema: &Schema) -> Result<()> {
     if row.len() != schema.len() {
-        return Err(Error::ArityMismatch { row: row_index, expected: schema.len(), found: row.len() });
+        return Err(Error::ArityMismatch {
+            row: row_index,
+            expected: schema.len(),
+            found: row.len(),
+        });
     }
     for (index, (value, field)) in row.values().iter().zip(schema.fields()).enumerate() {
         let fits = match value.data_type() {
@@ -381,7 +420,10 @@ impl BatchBuilder {
         let projected = self.encoded_len();
         if projected > BATCH_BYTES_MAX {
             self.buf.truncate(mark);
-            return Err(Error::BatchTooLarge { bytes: projected, limit: BATCH_BYTES_MAX });
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
         }
         self.ends.push((self.buf.len() - HEADER_LEN) as u32);
         Ok(())
@@ -440,7 +482,10 @@ impl BatchBuilder {
 }
 
 fn corrupt(position: usize, reason: impl Into<String>) -> Error {
-    Error::CorruptBatch { position, reason: reason.into() }
+    Error::CorruptBatch {
+        position,
+        reason: reason.into(),
+    }
 }
 
 fn le_u16(bytes: &[u8], at: usize) -> u16 {

@@ -69,12 +69,20 @@ pub struct Field {
 impl Field {
     /// A non-nullable field.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Field {
-        Field { name: name.into(), data_type, nullable: false }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable: false,
+        }
     }
 
     /// A nullable field.
     pub fn nullable(name: impl Into<String>, data_type: DataType) -> Field {
-        Field { name: name.into(), data_type, nullable: true }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable: true,
+        }
     }
 }
 

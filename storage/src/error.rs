@@ -34,7 +34,9 @@ pub enum Error {
         holder: Option<String>,
     },
     /// The filesystem refuses O_DIRECT (tmpfs, some FUSE and network filesystems).
-    #[error("{path}: the filesystem does not support O_DIRECT; put the data directory on ext4 or xfs")]
+    #[error(
+        "{path}: the filesystem does not support O_DIRECT; put the data directory on ext4 or xfs"
+    )]
     DirectIoUnsupported {
         /// The file that could not be opened.
         path: PathBuf,
@@ -91,7 +93,9 @@ impl Error {
         let path = path.into();
         let source = source.into();
         match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::DiskFull { path, source },
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                Error::DiskFull { path, source }
+            }
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { path, source },
             _ => Error::Io { op, path, source },
         }

@@ -29,7 +29,9 @@ pub fn io_memory_per_executor(executors: usize) -> io::Result<usize> {
     let executors = executors.max(1) as u64;
     // Leave a quarter of the limit for the rings themselves and anything else that locks memory.
     let share = (limit.saturating_mul(3) / 4) / executors;
-    let share = usize::try_from(share).unwrap_or(usize::MAX).min(IO_MEMORY_BYTES_DEFAULT);
+    let share = usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .min(IO_MEMORY_BYTES_DEFAULT);
     if share < IO_MEMORY_BYTES_MIN {
         return Err(io::Error::other(format!(
             "RLIMIT_MEMLOCK is {limit} bytes, too little for {executors} io_uring executors \
@@ -41,12 +43,19 @@ pub fn io_memory_per_executor(executors: usize) -> io::Result<usize> {
 }
 
 /// A builder for an executor with io memory sized for `executors` executors in this process.
-pub fn executor_builder(placement: Placement, executors: usize) -> io::Result<LocalExecutorBuilder> {
+pub fn executor_builder(
+    placement: Placement,
+    executors: usize,
+) -> io::Result<LocalExecutorBuilder> {
     let io_memory = io_memory_per_executor(executors)?;
-    Ok(LocalExecutorBuilder::new(placement).io_memory(io_memory).ring_depth(128))
+    Ok(LocalExecutorBuilder::new(placement)
+        .io_memory(io_memory)
+        .ring_depth(128))
 }
 
 /// An unpinned executor on the calling thread, for tools, tests and single-threaded benches.
 pub fn local_executor() -> io::Result<LocalExecutor> {
-    executor_builder(Placement::Unbound, 1)?.make().map_err(io::Error::from)
+    executor_builder(Placement::Unbound, 1)?
+        .make()
+        .map_err(io::Error::from)
 }

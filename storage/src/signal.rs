@@ -26,7 +26,10 @@ impl Signal {
 
     /// Resolves at the next `notify` after this call.
     pub(crate) fn changed(&self) -> Changed<'_> {
-        Changed { signal: self, seen: self.generation.get() }
+        Changed {
+            signal: self,
+            seen: self.generation.get(),
+        }
     }
 }
 

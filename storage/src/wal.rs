@@ -88,11 +88,17 @@ impl FromStr for Durability {
         let inner = text
             .strip_prefix("interval(")
             .and_then(|rest| rest.strip_suffix(')'))
-            .ok_or_else(|| format!("unknown durability `{text}`: expected always, never or interval(<ms>ms)"))?;
+            .ok_or_else(|| {
+                format!("unknown durability `{text}`: expected always, never or interval(<ms>ms)")
+            })?;
         let digits = inner.trim().trim_end_matches("ms").trim();
-        let ms: u64 = digits.parse().map_err(|_| format!("bad interval `{inner}` in `{text}`: expected milliseconds"))?;
+        let ms: u64 = digits
+            .parse()
+            .map_err(|_| format!("bad interval `{inner}` in `{text}`: expected milliseconds"))?;
         if ms == 0 {
-            return Err(format!("interval must be at least 1ms in `{text}`; use `always` to sync every append"));
+            return Err(format!(
+                "interval must be at least 1ms in `{text}`; use `always` to sync every append"
+            ));
         }
         Ok(Durability::Interval(Duration::from_millis(ms)))
     }
@@ -132,13 +138,17 @@ impl Default for LogConfig {
 impl LogConfig {
     fn validate(&self) -> Result<()> {
         if self.segment_bytes < WRITE_ALIGNMENT {
-            return Err(Error::Config(format!("segment_bytes must be at least {WRITE_ALIGNMENT}")));
+            return Err(Error::Config(format!(
+                "segment_bytes must be at least {WRITE_ALIGNMENT}"
+            )));
         }
         if self.segment_bytes > u64::from(u32::MAX) {
             return Err(Error::Config("segment_bytes must be below 4 GiB".into()));
         }
         if self.write_buffer_bytes < WRITE_ALIGNMENT as usize {
-            return Err(Error::Config(format!("write_buffer_bytes must be at least {WRITE_ALIGNMENT}")));
+            return Err(Error::Config(format!(
+                "write_buffer_bytes must be at least {WRITE_ALIGNMENT}"
+            )));
         }
         Ok(())
     }
@@ -240,13 +250,20 @@ pub(crate) struct Failure {
 
 impl Failure {
     fn to_error(&self) -> Error {
-        Error::io(self.op, self.path.clone(), std::io::Error::new(self.kind, self.message.clone()))
+        Error::io(
+            self.op,
+            self.path.clone(),
+            std::io::Error::new(self.kind, self.message.clone()),
+        )
     }
 }
 
 impl SegmentLog {
     /// Opens (creating if needed) the log in `dir`, recovering its tail. See [`RecoveryReport`].
-    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<(SegmentLog, RecoveryReport)> {
+    pub async fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(SegmentLog, RecoveryReport)> {
         config.validate()?;
         recovery::open(dir.as_ref(), config).await
     }
@@ -284,12 +301,18 @@ impl SegmentLog {
     /// The first offset still held (retention removes segments below it).
     pub fn start_offset(&self) -> u64 {
         let state = self.shared.state.borrow();
-        state.sealed.first().map_or(state.active.base_offset, |s| s.base_offset)
+        state
+            .sealed
+            .first()
+            .map_or(state.active.base_offset, |s| s.base_offset)
     }
 
     /// Offsets below this are acknowledged: durable as the policy promises, visible to readers.
     pub fn acked_offset(&self) -> u64 {
-        self.shared.state.borrow().acked_offset(self.shared.config.durability)
+        self.shared
+            .state
+            .borrow()
+            .acked_offset(self.shared.config.durability)
     }
 
     /// Offsets below this are on stable storage.
@@ -343,7 +366,8 @@ impl SegmentLog {
 
     async fn wait_acked(&self, end: u64) -> Result<()> {
         let durability = self.shared.config.durability;
-        self.wait_until(|state| state.acked_offset(durability) >= end).await
+        self.wait_until(|state| state.acked_offset(durability) >= end)
+            .await
     }
 
     async fn wait_until(&self, done: impl Fn(&State) -> bool) -> Result<()> {

@@ -8,7 +8,9 @@ fn value_strategy() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<i64>().prop_map(Value::I64),
-        any::<f64>().prop_filter("NaN never equals itself", |v| !v.is_nan()).prop_map(Value::F64),
+        any::<f64>()
+            .prop_filter("NaN never equals itself", |v| !v.is_nan())
+            .prop_map(Value::F64),
         any::<bool>().prop_map(Value::Bool),
         ".{0,40}".prop_map(Value::Str),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(Value::Bytes),
@@ -24,7 +26,9 @@ fn build(rows: &[Vec<Value>]) -> Batch {
     let mut builder = BatchBuilder::new(StreamId(7), PartitionId(3));
     for (index, row) in rows.iter().enumerate() {
         let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
-        builder.push_with_time(&values, index as i64 * 10 - 5).unwrap();
+        builder
+            .push_with_time(&values, index as i64 * 10 - 5)
+            .unwrap();
     }
     builder.finish()
 }
@@ -95,7 +99,10 @@ fn truncated_batches_are_errors_at_every_length() {
     let rows = vec![vec![Value::I64(1), Value::Str("a".into())]; 5];
     let batch = build(&rows);
     for len in 0..batch.as_bytes().len() {
-        assert!(BatchView::verify(&batch.as_bytes()[..len]).is_err(), "length {len} accepted");
+        assert!(
+            BatchView::verify(&batch.as_bytes()[..len]).is_err(),
+            "length {len} accepted"
+        );
     }
 }
 
@@ -116,20 +123,41 @@ fn builder_is_reusable_and_resets_event_time() {
     builder.push(&[ValueRef::Bool(true)]).unwrap();
     let second = builder.finish();
     assert_eq!(first.header().max_event_time, 5);
-    assert_eq!((second.header().min_event_time, second.header().max_event_time), NO_EVENT_TIME);
-    assert_eq!(second.view().row(0).get(0).and_then(|v| v.as_bool()), Some(true));
+    assert_eq!(
+        (
+            second.header().min_event_time,
+            second.header().max_event_time
+        ),
+        NO_EVENT_TIME
+    );
+    assert_eq!(
+        second.view().row(0).get(0).and_then(|v| v.as_bool()),
+        Some(true)
+    );
 }
 
 #[test]
 fn schema_check_names_row_and_field() {
-    let schema = Schema::new(vec![Field::new("id", DataType::I64), Field::nullable("name", DataType::String)]);
-    let good = build(&[vec![Value::I64(1), Value::Null], vec![Value::I64(2), Value::Str("x".into())]]);
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::I64),
+        Field::nullable("name", DataType::String),
+    ]);
+    let good = build(&[
+        vec![Value::I64(1), Value::Null],
+        vec![Value::I64(2), Value::Str("x".into())],
+    ]);
     good.view().check_schema(&schema).unwrap();
-    let bad = build(&[vec![Value::I64(1), Value::Null], vec![Value::Str("2".into()), Value::Null]]);
+    let bad = build(&[
+        vec![Value::I64(1), Value::Null],
+        vec![Value::Str("2".into()), Value::Null],
+    ]);
     let message = bad.view().check_schema(&schema).unwrap_err().to_string();
     assert_eq!(message, "row 1, field 0 (`id`): expected i64, found string");
     let short = build(&[vec![Value::I64(1)]]);
-    assert!(matches!(short.view().check_schema(&schema), Err(Error::ArityMismatch { row: 0, .. })));
+    assert!(matches!(
+        short.view().check_schema(&schema),
+        Err(Error::ArityMismatch { row: 0, .. })
+    ));
 }
 
 #[test]

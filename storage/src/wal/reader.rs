@@ -35,12 +35,23 @@ struct ActiveChunk {
 
 enum Location {
     Sealed(Rc<SealedSegment>),
-    Active { base: u64, file: Rc<DmaFile>, written_len: u64, floor: u64 },
+    Active {
+        base: u64,
+        file: Rc<DmaFile>,
+        written_len: u64,
+        floor: u64,
+    },
 }
 
 impl LogReader {
     pub(super) fn new(shared: Rc<Shared>, offset: u64) -> Result<LogReader> {
-        let reader = LogReader { shared, next_offset: offset, cursor: None, sealed: None, active: None };
+        let reader = LogReader {
+            shared,
+            next_offset: offset,
+            cursor: None,
+            sealed: None,
+            active: None,
+        };
         reader.check_in_range()?;
         Ok(reader)
     }
@@ -56,15 +67,25 @@ impl LogReader {
     /// `offset - base_offset` rows if you need exact positioning.
     pub async fn next(&mut self) -> Result<Option<BatchView<'_>>> {
         self.check_in_range()?;
-        let acked = self.shared.state.borrow().acked_offset(self.shared.config.durability);
+        let acked = self
+            .shared
+            .state
+            .borrow()
+            .acked_offset(self.shared.config.durability);
         if self.next_offset >= acked {
             return Ok(None);
         }
         match self.locate() {
             Location::Sealed(segment) => self.next_sealed(segment).map(Some),
-            Location::Active { base, file, written_len, floor } => {
-                self.next_active(base, file, written_len, floor).await.map(Some)
-            }
+            Location::Active {
+                base,
+                file,
+                written_len,
+                floor,
+            } => self
+                .next_active(base, file, written_len, floor)
+                .await
+                .map(Some),
         }
     }
 
@@ -93,26 +114,41 @@ impl LogReader {
 
     fn check_in_range(&self) -> Result<()> {
         let state = self.shared.state.borrow();
-        let log_start = state.sealed.first().map_or(state.active.base_offset, |s| s.base_offset);
+        let log_start = state
+            .sealed
+            .first()
+            .map_or(state.active.base_offset, |s| s.base_offset);
         if self.next_offset < log_start {
-            return Err(Error::OffsetOutOfRange { offset: self.next_offset, log_start });
+            return Err(Error::OffsetOutOfRange {
+                offset: self.next_offset,
+                log_start,
+            });
         }
         Ok(())
     }
 
     fn locate(&self) -> Location {
         let state = self.shared.state.borrow();
-        let index = state.sealed.partition_point(|s| s.next_offset <= self.next_offset);
+        let index = state
+            .sealed
+            .partition_point(|s| s.next_offset <= self.next_offset);
         if let Some(segment) = state.sealed.get(index) {
             return Location::Sealed(segment.clone());
         }
         let active = &state.active;
         let floor = active.index.borrow().floor(self.next_offset);
-        Location::Active { base: active.base_offset, file: active.file.clone(), written_len: active.written_len, floor }
+        Location::Active {
+            base: active.base_offset,
+            file: active.file.clone(),
+            written_len: active.written_len,
+            floor,
+        }
     }
 
     fn cursor_in(&self, segment_base: u64) -> Option<u64> {
-        self.cursor.filter(|&(base, _)| base == segment_base).map(|(_, position)| position)
+        self.cursor
+            .filter(|&(base, _)| base == segment_base)
+            .map(|(_, position)| position)
     }
 
     fn next_sealed(&mut self, segment: Rc<SealedSegment>) -> Result<BatchView<'_>> {
@@ -127,29 +163,51 @@ impl LogReader {
         Ok(view)
     }
 
-    async fn next_active(&mut self, base: u64, file: Rc<DmaFile>, written_len: u64, floor: u64) -> Result<BatchView<'_>> {
+    async fn next_active(
+        &mut self,
+        base: u64,
+        file: Rc<DmaFile>,
+        written_len: u64,
+        floor: u64,
+    ) -> Result<BatchView<'_>> {
         let mut position = self.cursor_in(base).unwrap_or(floor);
         let header = loop {
-            let header = self.active_header(base, &file, written_len, position).await?;
+            let header = self
+                .active_header(base, &file, written_len, position)
+                .await?;
             if self.next_offset < header.next_offset() {
                 break header;
             }
             position += header.total_len() as u64;
         };
         let end = position + header.total_len() as u64;
-        self.fill(base, &file, written_len, position, header.total_len()).await?;
+        self.fill(base, &file, written_len, position, header.total_len())
+            .await?;
         self.cursor = Some((base, end));
         self.next_offset = header.next_offset();
-        let Some(chunk) = self.active.as_ref() else { unreachable!("filled above") };
+        let Some(chunk) = self.active.as_ref() else {
+            unreachable!("filled above")
+        };
         let at = (position - chunk.start) as usize;
-        BatchView::verify(&chunk.data[at..at + header.total_len()]).map_err(|e| corrupt(&self.shared, base, position, e))
+        BatchView::verify(&chunk.data[at..at + header.total_len()])
+            .map_err(|e| corrupt(&self.shared, base, position, e))
     }
 
-    async fn active_header(&mut self, base: u64, file: &Rc<DmaFile>, written_len: u64, position: u64) -> Result<BatchHeader> {
-        self.fill(base, file, written_len, position, HEADER_LEN).await?;
-        let Some(chunk) = self.active.as_ref() else { unreachable!("filled above") };
+    async fn active_header(
+        &mut self,
+        base: u64,
+        file: &Rc<DmaFile>,
+        written_len: u64,
+        position: u64,
+    ) -> Result<BatchHeader> {
+        self.fill(base, file, written_len, position, HEADER_LEN)
+            .await?;
+        let Some(chunk) = self.active.as_ref() else {
+            unreachable!("filled above")
+        };
         let at = (position - chunk.start) as usize;
-        let header = BatchHeader::decode(&chunk.data[at..]).map_err(|e| corrupt(&self.shared, base, position, e))?;
+        let header = BatchHeader::decode(&chunk.data[at..])
+            .map_err(|e| corrupt(&self.shared, base, position, e))?;
         if position + header.total_len() as u64 > written_len {
             let reason = "batch runs past the written end of the segment";
             return Err(corrupt(&self.shared, base, position, reason));
@@ -158,7 +216,14 @@ impl LogReader {
     }
 
     /// Makes `[position, position + len)` of the active segment available in `self.active`.
-    async fn fill(&mut self, base: u64, file: &Rc<DmaFile>, written_len: u64, position: u64, len: usize) -> Result<()> {
+    async fn fill(
+        &mut self,
+        base: u64,
+        file: &Rc<DmaFile>,
+        written_len: u64,
+        position: u64,
+        len: usize,
+    ) -> Result<()> {
         if let Some(chunk) = &self.active {
             let buffered = chunk.segment == base && chunk.start <= position;
             if buffered && position + len as u64 <= chunk.start + chunk.data.len() as u64 {
@@ -167,20 +232,41 @@ impl LogReader {
         }
         let available = written_len.saturating_sub(position) as usize;
         if available < len {
-            return Err(corrupt(&self.shared, base, position, "read past the written end of the segment"));
+            return Err(corrupt(
+                &self.shared,
+                base,
+                position,
+                "read past the written end of the segment",
+            ));
         }
         let size = len.max(READ_AHEAD_BYTES).min(available);
         let path = self.shared.state.borrow().active.path.clone();
-        let data = file.read_at(position, size).await.map_err(|e| Error::io("reading segment", path, e))?;
+        let data = file
+            .read_at(position, size)
+            .await
+            .map_err(|e| Error::io("reading segment", path, e))?;
         if data.len() < len {
-            return Err(corrupt(&self.shared, base, position, "short read from the segment"));
+            return Err(corrupt(
+                &self.shared,
+                base,
+                position,
+                "short read from the segment",
+            ));
         }
-        self.active = Some(ActiveChunk { segment: base, start: position, data });
+        self.active = Some(ActiveChunk {
+            segment: base,
+            start: position,
+            data,
+        });
         Ok(())
     }
 }
 
 fn corrupt(shared: &Shared, base: u64, position: u64, reason: impl ToString) -> Error {
     let path = shared.dir.join(super::segment::segment_file_name(base));
-    Error::Corrupt { path, position, reason: reason.to_string() }
+    Error::Corrupt {
+        path,
+        position,
+        reason: reason.to_string(),
+    }
 }

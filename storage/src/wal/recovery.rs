@@ -11,7 +11,9 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::segment::{parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex};
+use super::segment::{
+    parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex,
+};
 use super::writer::{align_down, open_segment_file, run_flusher, sync_dir};
 use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State};
 use crate::error::{Error, Result};
@@ -60,12 +62,21 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
         sync_dir(dir).await?;
         bases.push(0);
     }
-    let Some((&last_base, sealed_bases)) = bases.split_last() else { unreachable!("one segment exists") };
+    let Some((&last_base, sealed_bases)) = bases.split_last() else {
+        unreachable!("one segment exists")
+    };
     let sealed = open_sealed(dir, sealed_bases, &config)?;
     if let Some(previous) = sealed.last() {
         if previous.next_offset != last_base {
-            let reason = format!("segment starts at {last_base}, previous one ends at {}", previous.next_offset);
-            return Err(Error::Corrupt { path: dir.join(segment_file_name(last_base)), position: 0, reason });
+            let reason = format!(
+                "segment starts at {last_base}, previous one ends at {}",
+                previous.next_offset
+            );
+            return Err(Error::Corrupt {
+                path: dir.join(segment_file_name(last_base)),
+                position: 0,
+                reason,
+            });
         }
     }
     let path = dir.join(segment_file_name(last_base));
@@ -82,8 +93,19 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
     let index = Rc::new(RefCell::new(tail.index));
     let state = State {
         sealed,
-        active: Active { base_offset: last_base, path, file: Rc::new(file), written_len: tail.len, index: index.clone() },
-        staging: StagingCursor { base_offset: last_base, len: tail.len, index, carry: tail.carry },
+        active: Active {
+            base_offset: last_base,
+            path,
+            file: Rc::new(file),
+            written_len: tail.len,
+            index: index.clone(),
+        },
+        staging: StagingCursor {
+            base_offset: last_base,
+            len: tail.len,
+            index,
+            carry: tail.carry,
+        },
         open: None,
         queue: VecDeque::new(),
         next_offset: tail.next_offset,
@@ -107,7 +129,10 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
     });
     let flusher = glommio::spawn_local(run_flusher(shared.clone())).detach();
     shared.state.borrow_mut().flusher = Some(flusher);
-    let log = SegmentLog { shared: shared.clone(), _owner: Rc::new(Owner(shared)) };
+    let log = SegmentLog {
+        shared: shared.clone(),
+        _owner: Rc::new(Owner(shared)),
+    };
     Ok((log, report))
 }
 
@@ -145,7 +170,9 @@ async fn prime_iopoll_probe(dir: &Path) -> Result<()> {
         }
     })?;
     removed.map_err(|e| Error::io("removing io_poll probe file", &path, e))?;
-    file.close().await.map_err(|e| Error::io("closing io_poll probe file", &path, e))
+    file.close()
+        .await
+        .map_err(|e| Error::io("closing io_poll probe file", &path, e))
 }
 
 /// Takes the directory's advisory lock and writes our pid into the lock file.
@@ -162,13 +189,22 @@ fn lock_dir(dir: &Path) -> Result<File> {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
-            let holder = file.read_to_string(&mut holder).ok().map(|_| holder.trim().to_owned()).filter(|h| !h.is_empty());
-            return Err(Error::Locked { path: dir.to_owned(), holder });
+            let holder = file
+                .read_to_string(&mut holder)
+                .ok()
+                .map(|_| holder.trim().to_owned())
+                .filter(|h| !h.is_empty());
+            return Err(Error::Locked {
+                path: dir.to_owned(),
+                holder,
+            });
         }
         Err(TryLockError::Error(e)) => return Err(Error::io("locking log directory", dir, e)),
     }
     let stamp = format!("pid {}\n", std::process::id());
-    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(stamp.as_bytes()))
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(stamp.as_bytes()))
         .map_err(|e| Error::io("writing lock file", &path, e))?;
     Ok(file)
 }
@@ -192,11 +228,22 @@ fn open_sealed(dir: &Path, bases: &[u64], config: &LogConfig) -> Result<Vec<Rc<S
         let path = dir.join(segment_file_name(base));
         if let Some(previous) = sealed.last() {
             if previous.next_offset != base {
-                let reason = format!("segment starts at {base}, previous one ends at {}", previous.next_offset);
-                return Err(Error::Corrupt { path, position: 0, reason });
+                let reason = format!(
+                    "segment starts at {base}, previous one ends at {}",
+                    previous.next_offset
+                );
+                return Err(Error::Corrupt {
+                    path,
+                    position: 0,
+                    reason,
+                });
             }
         }
-        sealed.push(Rc::new(SealedSegment::open(&path, base, config.index_interval_bytes)?));
+        sealed.push(Rc::new(SealedSegment::open(
+            &path,
+            base,
+            config.index_interval_bytes,
+        )?));
     }
     Ok(sealed)
 }
@@ -229,19 +276,40 @@ fn recover_tail(path: &Path, base: u64, config: &LogConfig) -> Result<Tail> {
                         "{reason}; a whole batch follows at byte {later}, so this is damage, not a torn \
                          tail: refusing to discard it (set truncate_corrupt_tail to override)"
                     );
-                    return Err(Error::Corrupt { path: path.to_owned(), position: valid_len as u64, reason });
+                    return Err(Error::Corrupt {
+                        path: path.to_owned(),
+                        position: valid_len as u64,
+                        reason,
+                    });
                 }
             }
-            truncated = Some(Truncation { segment: path.to_owned(), position: valid_len as u64, bytes: rest.len() as u64, reason });
+            truncated = Some(Truncation {
+                segment: path.to_owned(),
+                position: valid_len as u64,
+                bytes: rest.len() as u64,
+                reason,
+            });
         }
     }
     let carry = bytes[align_down(valid_len as u64) as usize..valid_len].to_vec();
     let cut = !rest.is_empty();
     drop(map);
     if cut {
-        let file = File::options().write(true).open(path).map_err(|e| Error::io("opening segment", path, e))?;
-        file.set_len(valid_len as u64).map_err(|e| Error::io("truncating segment tail", path, e))?;
-        file.sync_all().map_err(|e| Error::io("syncing truncated segment", path, e))?;
+        let file = File::options()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("opening segment", path, e))?;
+        file.set_len(valid_len as u64)
+            .map_err(|e| Error::io("truncating segment tail", path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("syncing truncated segment", path, e))?;
     }
-    Ok(Tail { next_offset: found.next_offset, len: valid_len as u64, index: found.index, carry, truncated, padding_bytes })
+    Ok(Tail {
+        next_offset: found.next_offset,
+        len: valid_len as u64,
+        index: found.index,
+        carry,
+        truncated,
+        padding_bytes,
+    })
 }

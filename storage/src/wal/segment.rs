@@ -45,7 +45,10 @@ pub(crate) struct SparseIndex {
 
 impl SparseIndex {
     pub(crate) fn new(interval_bytes: u32) -> SparseIndex {
-        SparseIndex { entries: Vec::new(), interval_bytes: interval_bytes.max(1) }
+        SparseIndex {
+            entries: Vec::new(),
+            interval_bytes: interval_bytes.max(1),
+        }
     }
 
     pub(crate) fn interval(&self) -> u32 {
@@ -104,17 +107,33 @@ pub(crate) fn walk(bytes: &[u8], base_offset: u64, verify: bool, index_interval:
             Err(reason) => break Some(reason),
         }
     };
-    Walk { next_offset, valid_len: position as u64, stop_reason, index }
+    Walk {
+        next_offset,
+        valid_len: position as u64,
+        stop_reason,
+        index,
+    }
 }
 
-fn check_batch_at(bytes: &[u8], position: usize, expected: u64, verify: bool) -> Result<BatchHeader, String> {
+fn check_batch_at(
+    bytes: &[u8],
+    position: usize,
+    expected: u64,
+    verify: bool,
+) -> Result<BatchHeader, String> {
     let rest = &bytes[position..];
     let header = BatchHeader::decode(rest).map_err(|e| e.to_string())?;
     if header.total_len() > rest.len() {
-        return Err(format!("batch of {} bytes runs past the end", header.total_len()));
+        return Err(format!(
+            "batch of {} bytes runs past the end",
+            header.total_len()
+        ));
     }
     if header.base_offset != expected {
-        return Err(format!("batch base offset {} where {expected} was expected", header.base_offset));
+        return Err(format!(
+            "batch base offset {} where {expected} was expected",
+            header.base_offset
+        ));
     }
     if verify {
         BatchView::verify(&rest[..header.total_len()]).map_err(|e| e.to_string())?;
@@ -127,7 +146,9 @@ fn check_batch_at(bytes: &[u8], position: usize, expected: u64, verify: bool) ->
 pub(crate) fn valid_batch_after(bytes: &[u8], from: usize) -> Option<usize> {
     let mut position = from + 1;
     while position + HEADER_LEN <= bytes.len() {
-        let found = bytes[position..].windows(4).position(|w| w == wire_core::batch::BATCH_MAGIC)?;
+        let found = bytes[position..]
+            .windows(4)
+            .position(|w| w == wire_core::batch::BATCH_MAGIC)?;
         position += found;
         if let Ok(header) = BatchHeader::decode(&bytes[position..]) {
             let end = position + header.total_len();
@@ -151,12 +172,20 @@ pub(crate) struct SealedSegment {
 
 impl SealedSegment {
     /// Maps a sealed segment and walks its headers to build the index.
-    pub(crate) fn open(path: &Path, base_offset: u64, index_interval: u32) -> Result<SealedSegment> {
+    pub(crate) fn open(
+        path: &Path,
+        base_offset: u64,
+        index_interval: u32,
+    ) -> Result<SealedSegment> {
         let map = map_sealed(path)?;
         let bytes = map.as_deref().unwrap_or_default();
         let walk = walk(bytes, base_offset, false, index_interval);
         if let Some(reason) = walk.stop_reason {
-            return Err(Error::Corrupt { path: path.to_owned(), position: walk.valid_len, reason });
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                position: walk.valid_len,
+                reason,
+            });
         }
         Ok(SealedSegment {
             base_offset,
@@ -168,9 +197,20 @@ impl SealedSegment {
     }
 
     /// A freshly sealed segment whose index the writer already built.
-    pub(crate) fn sealed(path: &Path, base_offset: u64, next_offset: u64, index: SparseIndex) -> Result<SealedSegment> {
+    pub(crate) fn sealed(
+        path: &Path,
+        base_offset: u64,
+        next_offset: u64,
+        index: SparseIndex,
+    ) -> Result<SealedSegment> {
         let map = map_sealed(path)?;
-        Ok(SealedSegment { base_offset, next_offset, path: path.to_owned(), map, index })
+        Ok(SealedSegment {
+            base_offset,
+            next_offset,
+            path: path.to_owned(),
+            map,
+            index,
+        })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
@@ -195,7 +235,8 @@ impl SealedSegment {
         let at = position as usize;
         let header = self.header_at(at)?;
         let end = at + header.total_len();
-        let view = BatchView::verify(&self.bytes()[at..end]).map_err(|e| self.corrupt(position, e.to_string()))?;
+        let view = BatchView::verify(&self.bytes()[at..end])
+            .map_err(|e| self.corrupt(position, e.to_string()))?;
         Ok((view, end as u64))
     }
 
@@ -204,20 +245,30 @@ impl SealedSegment {
         let header = BatchHeader::decode(bytes.get(position..).unwrap_or_default())
             .map_err(|e| self.corrupt(position as u64, e.to_string()))?;
         if position + header.total_len() > bytes.len() {
-            return Err(self.corrupt(position as u64, "batch runs past the end of the segment".into()));
+            return Err(self.corrupt(
+                position as u64,
+                "batch runs past the end of the segment".into(),
+            ));
         }
         Ok(header)
     }
 
     fn corrupt(&self, position: u64, reason: String) -> Error {
-        Error::Corrupt { path: self.path.clone(), position, reason }
+        Error::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
     }
 }
 
 /// Maps a sealed segment file read-only; an empty file has no mapping.
 pub(crate) fn map_sealed(path: &Path) -> Result<Option<Mmap>> {
     let file = File::open(path).map_err(|e| Error::io("opening segment", path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("reading segment size", path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("reading segment size", path, e))?
+        .len();
     if len == 0 {
         return Ok(None);
     }

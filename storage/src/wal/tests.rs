@@ -17,26 +17,44 @@ pub(crate) fn batch(first: i64, rows: usize, pad: usize) -> Batch {
     let mut builder = BatchBuilder::new(StreamId(1), PartitionId(0));
     let text = "x".repeat(pad);
     for i in 0..rows as i64 {
-        builder.push_with_time(&[ValueRef::I64(first + i), ValueRef::Str(&text)], first + i).unwrap();
+        builder
+            .push_with_time(&[ValueRef::I64(first + i), ValueRef::Str(&text)], first + i)
+            .unwrap();
     }
     builder.finish()
 }
 
 fn config(segment_bytes: u64, durability: Durability) -> LogConfig {
-    LogConfig { segment_bytes, durability, write_buffer_bytes: 16 << 10, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes,
+        durability,
+        write_buffer_bytes: 16 << 10,
+        ..LogConfig::default()
+    }
 }
 
 async fn read_all(log: &SegmentLog, from: u64) -> Vec<(u64, Vec<Vec<Value>>)> {
     let mut reader = log.reader(from).unwrap();
     let mut out = Vec::new();
     while let Some(view) = reader.next().await.unwrap() {
-        out.push((view.header().base_offset, view.rows().map(|r| r.to_values()).collect()));
+        out.push((
+            view.header().base_offset,
+            view.rows().map(|r| r.to_values()).collect(),
+        ));
     }
     out
 }
 
 fn expected_rows(batches: &[Batch]) -> Vec<(u64, Vec<Vec<Value>>)> {
-    batches.iter().map(|b| (b.header().base_offset, b.view().rows().map(|r| r.to_values()).collect())).collect()
+    batches
+        .iter()
+        .map(|b| {
+            (
+                b.header().base_offset,
+                b.view().rows().map(|r| r.to_values()).collect(),
+            )
+        })
+        .collect()
 }
 
 fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -54,7 +72,9 @@ fn append_read_reopen_across_segment_rolls() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let (log, report) = SegmentLog::open(&path, config(16 << 10, Durability::Always)).await.unwrap();
+        let (log, report) = SegmentLog::open(&path, config(16 << 10, Durability::Always))
+            .await
+            .unwrap();
         assert_eq!(report.next_offset, 0);
         let mut appended = Vec::new();
         for i in 0..60 {
@@ -63,13 +83,19 @@ fn append_read_reopen_across_segment_rolls() {
             assert_eq!(offset, i as u64 * 10);
             appended.push(b);
         }
-        assert!(log.segment_count() > 3, "rolled into {} segments", log.segment_count());
+        assert!(
+            log.segment_count() > 3,
+            "rolled into {} segments",
+            log.segment_count()
+        );
         assert_eq!(read_all(&log, 0).await, expected_rows(&appended));
         // Reading from an offset inside a batch starts with the batch that holds it.
         assert_eq!(read_all(&log, 255).await, expected_rows(&appended[25..]));
         log.close().await.unwrap();
 
-        let (log, report) = SegmentLog::open(&path, config(16 << 10, Durability::Always)).await.unwrap();
+        let (log, report) = SegmentLog::open(&path, config(16 << 10, Durability::Always))
+            .await
+            .unwrap();
         assert_eq!(report.next_offset, 600);
         assert_eq!(report.truncated, None);
         assert_eq!(read_all(&log, 0).await, expected_rows(&appended));
@@ -86,7 +112,9 @@ fn concurrent_always_appends_share_syncs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Always))
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let log = log.clone();
@@ -107,7 +135,11 @@ fn concurrent_always_appends_share_syncs() {
         assert_eq!(offsets, (0..200).collect::<Vec<u64>>());
         let probe = log.probe();
         assert_eq!(probe.appends, 200);
-        assert!(probe.syncs < 50, "200 concurrent appends took {} syncs", probe.syncs);
+        assert!(
+            probe.syncs < 50,
+            "200 concurrent appends took {} syncs",
+            probe.syncs
+        );
         log.close().await.unwrap();
     });
 }
@@ -118,7 +150,9 @@ fn interval_policy_acks_on_write_and_syncs_later() {
     let path = dir.path().to_owned();
     run(move || async move {
         let durability = Durability::Interval(Duration::from_millis(20));
-        let (log, _) = SegmentLog::open(&path, config(1 << 20, durability)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(1 << 20, durability))
+            .await
+            .unwrap();
         let mut b = batch(0, 5, 10);
         log.append(&mut b).await.unwrap();
         assert_eq!(log.acked_offset(), 5);
@@ -133,7 +167,9 @@ fn never_policy_syncs_on_close_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Never)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Never))
+            .await
+            .unwrap();
         for i in 0..10 {
             log.append(&mut batch(i, 1, 10)).await.unwrap();
         }
@@ -149,7 +185,9 @@ fn tailing_reader_sees_new_appends() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         let mut reader = log.reader(0).unwrap();
         let tail = glommio::spawn_local(async move {
             let mut seen = Vec::new();
@@ -175,7 +213,9 @@ fn retention_deletes_whole_segments_below_an_offset() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         for i in 0..50 {
             log.append(&mut batch(i * 4, 4, 300)).await.unwrap();
         }
@@ -185,14 +225,23 @@ fn retention_deletes_whole_segments_below_an_offset() {
         assert_eq!(log.segment_count(), before - deleted);
         let start = log.start_offset();
         assert!(start <= 100 && start > 0, "start {start}");
-        assert!(matches!(log.reader(start - 1), Err(Error::OffsetOutOfRange { .. })));
-        let rows: Vec<u64> = read_all(&log, start).await.iter().map(|(o, _)| *o).collect();
+        assert!(matches!(
+            log.reader(start - 1),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        let rows: Vec<u64> = read_all(&log, start)
+            .await
+            .iter()
+            .map(|(o, _)| *o)
+            .collect();
         assert_eq!(rows, (start / 4..50).map(|i| i * 4).collect::<Vec<_>>());
         // Never deletes the active segment.
         log.delete_before(u64::MAX).await.unwrap();
         assert_eq!(log.segment_count(), 1);
         log.close().await.unwrap();
-        let (log, report) = SegmentLog::open(&path, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, report) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         assert_eq!(report.next_offset, 200);
         assert_eq!(log.start_offset(), report.start_offset);
         log.close().await.unwrap();
@@ -205,9 +254,16 @@ fn a_locked_directory_is_refused() {
     let path = dir.path().to_owned();
     run(move || async move {
         let (log, _) = SegmentLog::open(&path, LogConfig::default()).await.unwrap();
-        let err = SegmentLog::open(&path, LogConfig::default()).await.err().unwrap();
+        let err = SegmentLog::open(&path, LogConfig::default())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::Locked { .. }), "{err}");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         log.close().await.unwrap();
         let (log, _) = SegmentLog::open(&path, LogConfig::default()).await.unwrap();
         log.close().await.unwrap();
@@ -226,7 +282,10 @@ fn permission_denied_is_named() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500)).unwrap();
     run(move || async move {
-        let err = SegmentLog::open(&path, LogConfig::default()).await.err().unwrap();
+        let err = SegmentLog::open(&path, LogConfig::default())
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
     });
 }
@@ -234,7 +293,11 @@ fn permission_denied_is_named() {
 fn rustix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -242,19 +305,32 @@ fn rustix_is_root() -> bool {
 fn durability_parses() {
     assert_eq!("always".parse::<Durability>().unwrap(), Durability::Always);
     assert_eq!("never".parse::<Durability>().unwrap(), Durability::Never);
-    assert_eq!("interval(5ms)".parse::<Durability>().unwrap(), Durability::Interval(Duration::from_millis(5)));
-    assert_eq!("interval(7)".parse::<Durability>().unwrap(), Durability::Interval(Duration::from_millis(7)));
+    assert_eq!(
+        "interval(5ms)".parse::<Durability>().unwrap(),
+        Durability::Interval(Duration::from_millis(5))
+    );
+    assert_eq!(
+        "interval(7)".parse::<Durability>().unwrap(),
+        Durability::Interval(Duration::from_millis(7))
+    );
     assert!("interval(0ms)".parse::<Durability>().is_err());
-    assert!("sometimes".parse::<Durability>().unwrap_err().contains("sometimes"));
+    assert!("sometimes"
+        .parse::<Durability>()
+        .unwrap_err()
+        .contains("sometimes"));
 }
 
 /// Writes `count` batches, closes, and returns the segment file and each batch's byte range.
 fn write_log(path: &Path, count: usize) -> (std::path::PathBuf, Vec<std::ops::Range<usize>>) {
     let owned = path.to_owned();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&owned, config(1 << 20, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&owned, config(1 << 20, Durability::Always))
+            .await
+            .unwrap();
         for i in 0..count {
-            log.append(&mut batch(i as i64 * 3, 3, 20 + i)).await.unwrap();
+            log.append(&mut batch(i as i64 * 3, 3, 20 + i))
+                .await
+                .unwrap();
         }
         log.close().await.unwrap();
     });
@@ -275,7 +351,10 @@ fn reopen(path: &Path, truncate_corrupt_tail: bool) -> Result<(RecoveryReport, V
     let result = std::rc::Rc::new(std::cell::RefCell::new(None));
     let out = result.clone();
     run(move || async move {
-        let config = LogConfig { truncate_corrupt_tail, ..config(1 << 20, Durability::Always) };
+        let config = LogConfig {
+            truncate_corrupt_tail,
+            ..config(1 << 20, Durability::Always)
+        };
         let opened = SegmentLog::open(&owned, config).await;
         let value = match opened {
             Ok((log, report)) => {
@@ -303,7 +382,11 @@ fn recovery_cuts_a_torn_last_batch_at_every_byte() {
         assert_eq!(report.next_offset, 15, "cut at {cut}");
         assert_eq!(offsets, vec![0, 3, 6, 9, 12], "cut at {cut}");
         let torn = (cut - last.start) as u64;
-        assert_eq!(report.truncated.as_ref().map_or(0, |t| t.bytes), torn, "cut at {cut}");
+        assert_eq!(
+            report.truncated.as_ref().map_or(0, |t| t.bytes),
+            torn,
+            "cut at {cut}"
+        );
         assert_eq!(std::fs::metadata(&file).unwrap().len(), last.start as u64);
     }
 }
@@ -320,8 +403,13 @@ fn recovery_drops_a_corrupt_last_batch_at_every_byte() {
         std::fs::write(&file, &bytes).unwrap();
         let (report, offsets) = reopen(dir.path(), false).unwrap();
         assert_eq!(offsets, vec![0, 3, 6, 9, 12], "flip at {at}");
-        let cut = report.truncated.unwrap_or_else(|| panic!("flip at {at} not reported"));
-        assert_eq!((cut.position, cut.bytes), (last.start as u64, last.len() as u64));
+        let cut = report
+            .truncated
+            .unwrap_or_else(|| panic!("flip at {at} not reported"));
+        assert_eq!(
+            (cut.position, cut.bytes),
+            (last.start as u64, last.len() as u64)
+        );
     }
 }
 
@@ -333,7 +421,10 @@ fn damage_before_whole_batches_is_an_error_not_a_truncation() {
     bytes[ranges[2].start + 70] ^= 1;
     std::fs::write(&file, &bytes).unwrap();
     let err = reopen(dir.path(), false).unwrap_err();
-    assert!(matches!(err, Error::Corrupt { position, .. } if position == ranges[2].start as u64), "{err}");
+    assert!(
+        matches!(err, Error::Corrupt { position, .. } if position == ranges[2].start as u64),
+        "{err}"
+    );
     assert!(err.to_string().contains("not a torn tail"), "{err}");
     // The file is untouched, and an operator can choose to cut it.
     assert_eq!(std::fs::read(&file).unwrap(), bytes);
@@ -348,7 +439,9 @@ fn corruption_in_a_sealed_segment_is_reported_on_read() {
     let path = dir.path().to_owned();
     let owned = path.clone();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&owned, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&owned, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         for i in 0..30 {
             log.append(&mut batch(i, 1, 500)).await.unwrap();
         }
@@ -359,7 +452,9 @@ fn corruption_in_a_sealed_segment_is_reported_on_read() {
     bytes[100] ^= 4;
     std::fs::write(&first, &bytes).unwrap();
     run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         let mut reader = log.reader(0).unwrap();
         let err = reader.next().await.err().unwrap();
         assert!(matches!(&err, Error::Corrupt { position: 0, .. }), "{err}");
@@ -378,7 +473,10 @@ fn trailing_zero_padding_is_not_a_truncation() {
     assert_eq!(offsets, vec![0, 3, 6]);
     assert_eq!(report.truncated, None);
     assert_eq!(report.padding_bytes, 3000);
-    assert_eq!(std::fs::metadata(&file).unwrap().len(), ranges[2].end as u64);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        ranges[2].end as u64
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -399,7 +497,10 @@ fn step() -> impl Strategy<Value = Step> {
 #[test]
 fn random_appends_and_reopens_read_back_identical() {
     let executor = crate::io::local_executor().unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 24, ..ProptestConfig::default() });
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
     let strategy = (proptest::collection::vec(step(), 1..40), 12u64..40);
     runner
         .run(&strategy, |(steps, segment_kib)| {
@@ -421,7 +522,8 @@ fn random_appends_and_reopens_read_back_identical() {
                         Step::Sync => log.sync().await.unwrap(),
                         Step::Reopen => {
                             log.close().await.unwrap();
-                            let (reopened, report) = SegmentLog::open(&path, conf.clone()).await.unwrap();
+                            let (reopened, report) =
+                                SegmentLog::open(&path, conf.clone()).await.unwrap();
                             assert_eq!(report.truncated, None);
                             assert_eq!(report.next_offset, next as u64);
                             log = reopened;

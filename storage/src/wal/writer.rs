@@ -31,7 +31,10 @@ pub(crate) struct Staged {
 pub(crate) enum Op {
     Write(Staged),
     /// Seal the active segment and start the next one at `next_base`.
-    Roll { next_base: u64, next_index: Rc<RefCell<SparseIndex>> },
+    Roll {
+        next_base: u64,
+        next_index: Rc<RefCell<SparseIndex>>,
+    },
 }
 
 pub(crate) fn align_down(value: u64) -> u64 {
@@ -50,7 +53,9 @@ pub(crate) fn stage(shared: &Shared, batch: &mut Batch) -> Result<u64> {
         return Err(Error::Closed);
     }
     if batch.row_count() == 0 {
-        return Err(Error::Config("cannot append an empty batch: it would take no offset".into()));
+        return Err(Error::Config(
+            "cannot append an empty batch: it would take no offset".into(),
+        ));
     }
     let len = batch.as_bytes().len() as u64;
     if state.staging.len > 0 && state.staging.len + len > shared.config.segment_bytes {
@@ -74,12 +79,17 @@ pub(crate) fn stage(shared: &Shared, batch: &mut Batch) -> Result<u64> {
 fn roll(state: &mut State) {
     close_open_buffer(state);
     let next_base = state.next_offset;
-    let next_index = Rc::new(RefCell::new(SparseIndex::new(state.staging.index.borrow().interval())));
+    let next_index = Rc::new(RefCell::new(SparseIndex::new(
+        state.staging.index.borrow().interval(),
+    )));
     state.staging.base_offset = next_base;
     state.staging.len = 0;
     state.staging.carry.clear();
     state.staging.index = next_index.clone();
-    state.queue.push_back(Op::Roll { next_base, next_index });
+    state.queue.push_back(Op::Roll {
+        next_base,
+        next_index,
+    });
 }
 
 fn copy_into_buffers(shared: &Shared, state: &mut State, mut bytes: &[u8], end_offset: u64) {
@@ -87,7 +97,9 @@ fn copy_into_buffers(shared: &Shared, state: &mut State, mut bytes: &[u8], end_o
         if state.open.is_none() {
             state.open = Some(open_buffer(shared, state));
         }
-        let Some(staged) = state.open.as_mut() else { unreachable!("buffer opened above") };
+        let Some(staged) = state.open.as_mut() else {
+            unreachable!("buffer opened above")
+        };
         let room = staged.buf.len() - staged.len;
         let count = room.min(bytes.len());
         staged.buf.as_bytes_mut()[staged.len..staged.len + count].copy_from_slice(&bytes[..count]);
@@ -110,16 +122,27 @@ fn open_buffer(shared: &Shared, state: &State) -> Staged {
     let size = align_up(shared.config.write_buffer_bytes as u64) as usize;
     let mut buf = state.active.file.alloc_dma_buffer(size);
     buf.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
-    Staged { file_pos, buf, len: carry.len(), new_bytes: 0, end_offset: state.next_offset }
+    Staged {
+        file_pos,
+        buf,
+        len: carry.len(),
+        new_bytes: 0,
+        end_offset: state.next_offset,
+    }
 }
 
 /// Queues the open buffer for writing and remembers its last partial block as the carry.
 pub(crate) fn close_open_buffer(state: &mut State) {
-    let Some(mut staged) = state.open.take() else { return };
+    let Some(mut staged) = state.open.take() else {
+        return;
+    };
     let logical_end = staged.file_pos + staged.len as u64;
     let block_start = (align_down(logical_end) - staged.file_pos) as usize;
     state.staging.carry.clear();
-    state.staging.carry.extend_from_slice(&staged.buf.as_bytes()[block_start..staged.len]);
+    state
+        .staging
+        .carry
+        .extend_from_slice(&staged.buf.as_bytes()[block_start..staged.len]);
     let aligned = align_up(staged.len as u64) as usize;
     staged.buf.as_bytes_mut()[staged.len..aligned].fill(0);
     staged.buf.trim_to_size(aligned);
@@ -186,7 +209,9 @@ async fn wait_for_work(shared: &Shared, last_sync: Instant) {
                 return;
             }
             match shared.config.durability {
-                Durability::Interval(every) if state.synced_offset < state.written_offset => Some(last_sync + every),
+                Durability::Interval(every) if state.synced_offset < state.written_offset => {
+                    Some(last_sync + every)
+                }
                 _ => None,
             }
         };
@@ -214,17 +239,31 @@ fn take_work(shared: &Shared) -> (Vec<Op>, bool, bool) {
 async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
     match op {
         Op::Write(staged) => write_staged(shared, staged).await,
-        Op::Roll { next_base, next_index } => roll_segment(shared, next_base, next_index).await,
+        Op::Roll {
+            next_base,
+            next_index,
+        } => roll_segment(shared, next_base, next_index).await,
     }
 }
 
 async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let expected = staged.buf.len();
-    let written = file.write_at(staged.buf, staged.file_pos).await.map_err(|e| failure("writing segment", &path, e))?;
+    let written = file
+        .write_at(staged.buf, staged.file_pos)
+        .await
+        .map_err(|e| failure("writing segment", &path, e))?;
     if written != expected {
-        let message = format!("short write: {written} of {expected} bytes at {}", staged.file_pos);
-        return Err(Failure { op: "writing segment", path, kind: std::io::ErrorKind::WriteZero, message });
+        let message = format!(
+            "short write: {written} of {expected} bytes at {}",
+            staged.file_pos
+        );
+        return Err(Failure {
+            op: "writing segment",
+            path,
+            kind: std::io::ErrorKind::WriteZero,
+            message,
+        });
     }
     let mut state = shared.state.borrow_mut();
     state.active.written_len = staged.file_pos + staged.len as u64;
@@ -238,7 +277,9 @@ async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
 async fn sync_active(shared: &Shared) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let target = shared.state.borrow().written_offset;
-    file.fdatasync().await.map_err(|e| failure("syncing segment", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("syncing segment", &path, e))?;
     let mut state = shared.state.borrow_mut();
     state.synced_offset = state.synced_offset.max(target);
     state.probe.syncs += 1;
@@ -249,11 +290,19 @@ async fn sync_active(shared: &Shared) -> Result<(), Failure> {
 async fn trim_active(shared: &Shared) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let written_len = shared.state.borrow().active.written_len;
-    file.truncate(written_len).await.map_err(|e| failure("trimming segment", &path, e))?;
-    file.fdatasync().await.map_err(|e| failure("trimming segment", &path, e))
+    file.truncate(written_len)
+        .await
+        .map_err(|e| failure("trimming segment", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("trimming segment", &path, e))
 }
 
-async fn roll_segment(shared: &Shared, next_base: u64, next_index: Rc<RefCell<SparseIndex>>) -> Result<(), Failure> {
+async fn roll_segment(
+    shared: &Shared,
+    next_base: u64,
+    next_index: Rc<RefCell<SparseIndex>>,
+) -> Result<(), Failure> {
     sync_active(shared).await?;
     let (file, path) = active_file(shared);
     let (base_offset, written_len, index) = {
@@ -261,16 +310,31 @@ async fn roll_segment(shared: &Shared, next_base: u64, next_index: Rc<RefCell<Sp
         let index = state.active.index.borrow().clone();
         (state.active.base_offset, state.active.written_len, index)
     };
-    file.truncate(written_len).await.map_err(|e| failure("sealing segment", &path, e))?;
-    file.fdatasync().await.map_err(|e| failure("sealing segment", &path, e))?;
-    let sealed = SealedSegment::sealed(&path, base_offset, next_base, index).map_err(|e| storage_failure("mapping segment", &path, e))?;
+    file.truncate(written_len)
+        .await
+        .map_err(|e| failure("sealing segment", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("sealing segment", &path, e))?;
+    let sealed = SealedSegment::sealed(&path, base_offset, next_base, index)
+        .map_err(|e| storage_failure("mapping segment", &path, e))?;
     let next_path = shared.dir.join(segment_file_name(next_base));
-    let next_file = create_segment(&next_path).await.map_err(|e| storage_failure("creating segment", &next_path, e))?;
-    sync_dir(&shared.dir).await.map_err(|e| storage_failure("syncing directory", &shared.dir, e))?;
+    let next_file = create_segment(&next_path)
+        .await
+        .map_err(|e| storage_failure("creating segment", &next_path, e))?;
+    sync_dir(&shared.dir)
+        .await
+        .map_err(|e| storage_failure("syncing directory", &shared.dir, e))?;
     let mut state = shared.state.borrow_mut();
     state.sealed.push(Rc::new(sealed));
     state.probe.rolls += 1;
-    state.active = Active { base_offset: next_base, path: next_path, file: Rc::new(next_file), written_len: 0, index: next_index };
+    state.active = Active {
+        base_offset: next_base,
+        path: next_path,
+        file: Rc::new(next_file),
+        written_len: 0,
+        index: next_index,
+    };
     tracing::debug!(dir = %shared.dir.display(), base_offset = next_base, "segment rolled");
     Ok(())
 }
@@ -287,7 +351,9 @@ pub(crate) async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFi
     options.dma_open(path).await.map_err(|e| {
         let err = std::io::Error::from(e);
         if err.kind() == std::io::ErrorKind::InvalidInput {
-            Error::DirectIoUnsupported { path: path.to_owned() }
+            Error::DirectIoUnsupported {
+                path: path.to_owned(),
+            }
         } else {
             Error::io("opening segment", path, err)
         }
@@ -300,20 +366,33 @@ async fn create_segment(path: &Path) -> Result<DmaFile> {
 
 /// Syncs a directory so that file creations and deletions in it are durable.
 pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = glommio::io::Directory::open(dir).await.map_err(|e| Error::io("opening directory", dir, e))?;
-    handle.sync().await.map_err(|e| Error::io("syncing directory", dir, e))?;
-    handle.close().await.map_err(|e| Error::io("closing directory", dir, e))
+    let handle = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| Error::io("opening directory", dir, e))?;
+    handle
+        .sync()
+        .await
+        .map_err(|e| Error::io("syncing directory", dir, e))?;
+    handle
+        .close()
+        .await
+        .map_err(|e| Error::io("closing directory", dir, e))
 }
 
 pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize> {
     let doomed: Vec<Rc<SealedSegment>> = {
         let mut state = shared.state.borrow_mut();
         state.check_usable()?;
-        let count = state.sealed.iter().take_while(|s| s.next_offset <= offset).count();
+        let count = state
+            .sealed
+            .iter()
+            .take_while(|s| s.next_offset <= offset)
+            .count();
         state.sealed.drain(..count).collect()
     };
     for segment in &doomed {
-        std::fs::remove_file(&segment.path).map_err(|e| Error::io("deleting segment", &segment.path, e))?;
+        std::fs::remove_file(&segment.path)
+            .map_err(|e| Error::io("deleting segment", &segment.path, e))?;
         tracing::info!(path = %segment.path.display(), next_offset = segment.next_offset, "segment deleted by retention");
     }
     if !doomed.is_empty() {
@@ -324,7 +403,12 @@ pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize>
 
 fn failure(op: &'static str, path: &Path, err: impl Into<std::io::Error>) -> Failure {
     let err = err.into();
-    Failure { op, path: path.to_owned(), kind: err.kind(), message: err.to_string() }
+    Failure {
+        op,
+        path: path.to_owned(),
+        kind: err.kind(),
+        message: err.to_string(),
+    }
 }
 
 fn storage_failure(op: &'static str, path: &Path, err: Error) -> Failure {
@@ -334,6 +418,10 @@ fn storage_failure(op: &'static str, path: &Path, err: Error) -> Failure {
         Error::Io { source, .. } => source.kind(),
         _ => std::io::ErrorKind::Other,
     };
-    Failure { op, path: path.to_owned(), kind, message: err.to_string() }
+    Failure {
+        op,
+        path: path.to_owned(),
+        kind,
+        message: err.to_string(),
+    }
 }
-

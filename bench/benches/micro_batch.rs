@@ -1,0 +1,62 @@
+//! Micro-benchmarks of the record format: building batches, verifying outside bytes and
+//! reading rows in place. Run: `cargo bench -p wire-bench --bench micro_batch`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
+
+const ROWS: usize = 1000;
+
+fn push_rows(builder: &mut BatchBuilder) {
+    for i in 0..ROWS as i64 {
+        let row = [
+            ValueRef::I64(1000 + i % 977),
+            ValueRef::I64(2000 + i % 313),
+            ValueRef::I64(100 + i * 7 % 10_000),
+            ValueRef::Str("google"),
+            ValueRef::Str("https://www.nexmark.com/bid/item.htm?query=1&channel_id=8291"),
+            ValueRef::Timestamp(1_700_000_000_000 + i),
+            ValueRef::Str(""),
+        ];
+        builder
+            .push_with_time(&row, 1_700_000_000_000 + i)
+            .expect("batch fits");
+    }
+}
+
+fn batch_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    group.bench_function("build_1000_bid_rows", |b| {
+        b.iter(|| {
+            push_rows(&mut builder);
+            builder.finish()
+        })
+    });
+    push_rows(&mut builder);
+    let batch = builder.finish();
+    group.bench_function("verify_1000_bid_rows", |b| {
+        b.iter_batched(
+            || batch.as_bytes(),
+            |bytes| BatchView::verify(bytes).map(|v| v.row_count()),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("read_price_in_place_1000_rows", |b| {
+        b.iter(|| {
+            batch
+                .view()
+                .rows()
+                .filter_map(|row| row.get(2)?.as_i64())
+                .sum::<i64>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    #[allow(missing_docs)]
+    benches,
+    batch_benches
+);
+criterion_main!(benches);

@@ -1,0 +1,170 @@
+//! Shared pieces of Wire's benchmarks: machine description and this machine's physical limits
+//! (raw O_DIRECT write + fdatasync bandwidth and latency, memory scan bandwidth), measured in
+//! the same run as the engine so results compare as ratios.
+#![forbid(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// One line describing the CPU, core count, kernel and the filesystem under `dir`.
+pub fn machine_description(dir: &Path) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, Linux {}, data on {}",
+        kernel.trim(),
+        filesystem_of(dir)
+    )
+}
+
+fn filesystem_of(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let (device, point, fs) = (parts.next()?, parts.next()?, parts.next()?);
+            dir.starts_with(point)
+                .then(|| (point.len(), format!("{fs} ({device} at {point})")))
+        })
+        .max()
+        .map_or_else(|| "unknown filesystem".into(), |(_, text)| text)
+}
+
+/// A heap buffer whose usable part starts on a `align`-byte boundary, for O_DIRECT.
+pub struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` bytes aligned to `align`, filled with a repeating non-zero pattern.
+    pub fn new(len: usize, align: usize) -> AlignedBuf {
+        let mut storage = vec![0u8; len + align];
+        let start = storage.as_ptr().align_offset(align);
+        for (i, byte) in storage.iter_mut().enumerate() {
+            *byte = (i % 251) as u8 + 1;
+        }
+        AlignedBuf {
+            storage,
+            start,
+            len,
+        }
+    }
+
+    /// The aligned bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+fn open_direct(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
+/// Sequential O_DIRECT writes of `chunk` bytes, each followed by `fdatasync`, for about
+/// `budget`; returns bytes per second. This is the device's durable streaming limit.
+pub fn raw_sync_write_bandwidth(
+    path: &Path,
+    chunk: usize,
+    budget: Duration,
+) -> std::io::Result<f64> {
+    let file = open_direct(path)?;
+    let buf = AlignedBuf::new(chunk, 4096);
+    let started = Instant::now();
+    let mut written = 0u64;
+    while started.elapsed() < budget {
+        file.write_all_at(buf.as_slice(), written)?;
+        file.sync_data()?;
+        written += chunk as u64;
+    }
+    let rate = written as f64 / started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// Latency of one `size`-byte O_DIRECT append plus `fdatasync`, `count` times, in microseconds.
+pub fn raw_sync_write_latency(
+    path: &Path,
+    size: usize,
+    count: usize,
+) -> std::io::Result<Histogram<u64>> {
+    let file = open_direct(path)?;
+    let buf = AlignedBuf::new(size, 4096);
+    let mut histogram = new_histogram();
+    for i in 0..count {
+        let started = Instant::now();
+        file.write_all_at(buf.as_slice(), (i * size) as u64)?;
+        file.sync_data()?;
+        record_us(&mut histogram, started.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(path)?;
+    Ok(histogram)
+}
+
+/// Bytes per second of reading every 8-byte word of `bytes` (a memory scan): the ceiling for
+/// anything that must look at each byte of page-cached data once.
+pub fn memory_scan_bandwidth(bytes: &[u8], rounds: usize) -> f64 {
+    let started = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..rounds {
+        for word in bytes.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            sum = sum.wrapping_add(u64::from_le_bytes(w));
+        }
+    }
+    std::hint::black_box(sum);
+    (bytes.len() * rounds) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A histogram of microseconds from 1 µs to 100 s with 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, 100_000_000, 3) {
+        Ok(histogram) => histogram,
+        Err(err) => unreachable!("constant histogram bounds are valid: {err}"),
+    }
+}
+
+/// Records `elapsed` in microseconds, clamped into the histogram's range.
+pub fn record_us(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    let us = (elapsed.as_micros() as u64).clamp(1, 100_000_000);
+    histogram.saturating_record(us);
+}
+
+/// `p50=… p99=… p99.9=… max=…` in microseconds.
+pub fn percentiles_us(histogram: &Histogram<u64>) -> String {
+    format!(
+        "p50={}us p99={}us p99.9={}us max={}us",
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.max()
+    )
+}
+
+/// Formats bytes per second as MB/s (10^6).
+pub fn mb_per_s(bytes_per_s: f64) -> String {
+    format!("{:.0} MB/s", bytes_per_s / 1e6)
+}

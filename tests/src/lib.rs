@@ -1,0 +1,45 @@
+//! Helpers shared by Wire's black-box tests and the child programs they start and kill.
+//!
+//! The tests in `tests/tests/` run real processes (the binaries in `src/bin/`), kill them with
+//! SIGKILL and check what survived. Nothing here is used by the engine itself.
+#![forbid(unsafe_code)]
+
+use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
+
+/// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
+/// of `(task, seq, row)` plus a padding string, so a reader can tell exactly which append a
+/// recovered batch came from.
+pub fn crash_batch(task: u32, seq: u64, rows: u32) -> Batch {
+    let mut builder = BatchBuilder::new(StreamId(1), PartitionId(0));
+    let pad = "w".repeat((seq % 211) as usize);
+    for row in 0..rows {
+        let values = [
+            ValueRef::I64(i64::from(task)),
+            ValueRef::I64(seq as i64),
+            ValueRef::I64(i64::from(row)),
+            ValueRef::Str(&pad),
+        ];
+        if builder.push(&values).is_err() {
+            unreachable!("crash batches are far below the batch size limit");
+        }
+    }
+    builder.finish()
+}
+
+/// Rows per crash batch for `seq`: 1 to 64, varied so batches straddle blocks and buffers.
+pub fn crash_rows(seq: u64) -> u32 {
+    1 + (seq.wrapping_mul(2654435761) % 64) as u32
+}
+
+/// Which `(task, seq)` a recovered crash batch holds, if it is one `crash_batch` made intact.
+pub fn crash_identity(view: &BatchView<'_>) -> Option<(u32, u64)> {
+    let first = view.row(0);
+    let task = u32::try_from(first.get(0)?.as_i64()?).ok()?;
+    let seq = u64::try_from(first.get(1)?.as_i64()?).ok()?;
+    let expected = crash_batch(task, seq, crash_rows(seq));
+    let same = view
+        .rows()
+        .zip(expected.view().rows())
+        .all(|(a, b)| a.to_values() == b.to_values());
+    (same && view.row_count() == expected.row_count()).then_some((task, seq))
+}
