@@ -53,6 +53,8 @@ pub struct Truncation {
 
 pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, RecoveryReport)> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating log directory", dir, e))?;
+    // glommio resolves relative paths against an invalid directory descriptor; use absolute ones.
+    let dir = &fs::canonicalize(dir).map_err(|e| Error::io("resolving log directory", dir, e))?;
     let lock = lock_dir(dir)?;
     prime_iopoll_probe(dir).await?;
     let mut bases = list_segments(dir)?;
