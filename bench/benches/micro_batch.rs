@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the record format: building batches, verifying outside bytes and
 //! reading rows in place. Run: `cargo bench -p wire-bench --bench micro_batch`.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 const ROWS: usize = 1000;
@@ -54,9 +54,9 @@ fn batch_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    #[allow(missing_docs)]
-    benches,
-    batch_benches
-);
-criterion_main!(benches);
+mod group {
+    #![allow(missing_docs)]
+    criterion::criterion_group!(benches, super::batch_benches);
+}
+
+criterion_main!(group::benches);

@@ -103,24 +103,29 @@ pub fn raw_sync_write_bandwidth(
     Ok(rate)
 }
 
-/// Latency of one `size`-byte O_DIRECT append plus `fdatasync`, `count` times, in microseconds.
-pub fn raw_sync_write_latency(
-    path: &Path,
-    size: usize,
-    count: usize,
-) -> std::io::Result<Histogram<u64>> {
-    let file = open_direct(path)?;
-    let buf = AlignedBuf::new(size, 4096);
-    let mut histogram = new_histogram();
-    for i in 0..count {
-        let started = Instant::now();
-        file.write_all_at(buf.as_slice(), (i * size) as u64)?;
-        file.sync_data()?;
-        record_us(&mut histogram, started.elapsed());
+/// Appends `size`-byte blocks to a file with O_DIRECT, each followed by `fdatasync`: the raw
+/// durable-append a WAL is measured against, one call at a time so it can be interleaved with
+/// the WAL's own appends and see the same disk conditions.
+pub struct RawSyncWriter {
+    file: File,
+    buf: AlignedBuf,
+    position: u64,
+}
+
+impl RawSyncWriter {
+    /// A writer of `size`-byte blocks into a new file at `path`.
+    pub fn create(path: &Path, size: usize) -> std::io::Result<RawSyncWriter> {
+        Ok(RawSyncWriter { file: open_direct(path)?, buf: AlignedBuf::new(size, 4096), position: 0 })
     }
-    drop(file);
-    std::fs::remove_file(path)?;
-    Ok(histogram)
+
+    /// Writes the next block and syncs it; returns how long that took.
+    pub fn append(&mut self) -> std::io::Result<Duration> {
+        let started = Instant::now();
+        self.file.write_all_at(self.buf.as_slice(), self.position)?;
+        self.file.sync_data()?;
+        self.position += self.buf.as_slice().len() as u64;
+        Ok(started.elapsed())
+    }
 }
 
 /// Bytes per second of reading every 8-byte word of `bytes` (a memory scan): the ceiling for

@@ -250,6 +250,21 @@ impl<'a> BatchView<'a> {
         Ok(view)
     }
 
+    /// Re-creates a view over bytes that already passed [`BatchView::verify`], checking only
+    /// the header. Lets a reader of immutable storage (a sealed, memory-mapped segment) verify
+    /// each batch once, not on every read.
+    ///
+    /// # Safety
+    /// `bytes` must be exactly the bytes of a batch that passed `verify` earlier, unchanged
+    /// since, except for the base offset field (bytes 8..16), which rows never read.
+    pub unsafe fn from_verified_bytes(bytes: &'a [u8]) -> Result<BatchView<'a>> {
+        let header = BatchHeader::decode(bytes)?;
+        if bytes.len() != header.total_len() {
+            return Err(corrupt(bytes.len().min(header.total_len()), "verified batch changed length"));
+        }
+        Ok(BatchView { bytes, header })
+    }
+
     fn verify_rows(&self) -> Result<()> {
         let rows_len = self.rows_len();
         let mut start = 0usize;
@@ -263,7 +278,7 @@ impl<'a> BatchView<'a> {
                 ));
             }
             let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
-            if let Err(err) = rkyv::access::<ArchivedRow, rancor::Error>(row) {
+            if let Err(err) = rkyv::api::low::access::<ArchivedRow, rancor::Error>(row) {
                 return Err(corrupt(
                     HEADER_LEN + start,
                     format!("row {index} invalid: {err}"),

@@ -9,8 +9,13 @@
 //! sealed file; retention only unlinks it, and the mapping stays valid until its last `Rc`
 //! drops. A user editing files in a locked data directory is outside the contract, as it is for
 //! every database.
+//!
+//! The same immutability lets a sealed segment verify each batch once: `verified_end` is the end
+//! of the prefix whose batches passed `BatchView::verify`, and batches below it are re-read
+//! with `BatchView::from_verified_bytes`.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -168,6 +173,8 @@ pub(crate) struct SealedSegment {
     pub path: PathBuf,
     map: Option<Mmap>,
     index: SparseIndex,
+    /// Batches wholly below this byte position have passed full verification.
+    verified_end: Cell<u64>,
 }
 
 impl SealedSegment {
@@ -193,6 +200,7 @@ impl SealedSegment {
             path: path.to_owned(),
             map,
             index: walk.index,
+            verified_end: Cell::new(0),
         })
     }
 
@@ -210,6 +218,7 @@ impl SealedSegment {
             path: path.to_owned(),
             map,
             index,
+            verified_end: Cell::new(0),
         })
     }
 
@@ -230,13 +239,25 @@ impl SealedSegment {
         }
     }
 
-    /// The batch at `position`, verified in full, and the position after it.
+    /// The batch at `position`, verified in full the first time it is read, and the position
+    /// after it.
     pub(crate) fn batch_at(&self, position: u64) -> Result<(BatchView<'_>, u64)> {
         let at = position as usize;
         let header = self.header_at(at)?;
         let end = at + header.total_len();
-        let view = BatchView::verify(&self.bytes()[at..end])
-            .map_err(|e| self.corrupt(position, e.to_string()))?;
+        let bytes = &self.bytes()[at..end];
+        let view = if end as u64 <= self.verified_end.get() {
+            // SAFETY: every batch below `verified_end` passed `BatchView::verify` on an earlier
+            // read, and the mapped file is sealed and never written (module safety contract).
+            unsafe { BatchView::from_verified_bytes(bytes) }
+        } else {
+            let view = BatchView::verify(bytes);
+            if view.is_ok() && self.verified_end.get() == position {
+                self.verified_end.set(end as u64);
+            }
+            view
+        };
+        let view = view.map_err(|e| self.corrupt(position, e.to_string()))?;
         Ok((view, end as u64))
     }
 

@@ -92,43 +92,30 @@ fn roll(state: &mut State) {
     });
 }
 
-fn copy_into_buffers(shared: &Shared, state: &mut State, mut bytes: &[u8], end_offset: u64) {
-    loop {
-        if state.open.is_none() {
-            state.open = Some(open_buffer(shared, state));
-        }
-        let Some(staged) = state.open.as_mut() else {
-            unreachable!("buffer opened above")
-        };
-        let room = staged.buf.len() - staged.len;
-        let count = room.min(bytes.len());
-        staged.buf.as_bytes_mut()[staged.len..staged.len + count].copy_from_slice(&bytes[..count]);
-        staged.len += count;
-        staged.new_bytes += count;
-        state.staging.len += count as u64;
-        bytes = &bytes[count..];
-        if bytes.is_empty() {
-            staged.end_offset = end_offset;
-            return;
-        }
+/// Copies a whole batch into the open buffer, or into a new one sized to hold it, so that a
+/// batch never straddles two writes.
+fn copy_into_buffers(shared: &Shared, state: &mut State, bytes: &[u8], end_offset: u64) {
+    let fits = state.open.as_ref().is_some_and(|open| open.buf.len() - open.len >= bytes.len());
+    if !fits {
         close_open_buffer(state);
+        state.open = Some(open_buffer(shared, state, bytes.len()));
     }
+    let Some(staged) = state.open.as_mut() else { unreachable!("buffer opened above") };
+    staged.buf.as_bytes_mut()[staged.len..staged.len + bytes.len()].copy_from_slice(bytes);
+    staged.len += bytes.len();
+    staged.new_bytes += bytes.len();
+    staged.end_offset = end_offset;
+    state.staging.len += bytes.len() as u64;
 }
 
-fn open_buffer(shared: &Shared, state: &State) -> Staged {
+fn open_buffer(shared: &Shared, state: &State, need: usize) -> Staged {
     let carry = &state.staging.carry;
     let file_pos = align_down(state.staging.len);
     debug_assert_eq!(file_pos + carry.len() as u64, state.staging.len);
-    let size = align_up(shared.config.write_buffer_bytes as u64) as usize;
+    let size = align_up(shared.config.write_buffer_bytes.max(carry.len() + need) as u64) as usize;
     let mut buf = state.active.file.alloc_dma_buffer(size);
     buf.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
-    Staged {
-        file_pos,
-        buf,
-        len: carry.len(),
-        new_bytes: 0,
-        end_offset: state.next_offset,
-    }
+    Staged { file_pos, buf, len: carry.len(), new_bytes: 0, end_offset: state.next_offset }
 }
 
 /// Queues the open buffer for writing and remembers its last partial block as the carry.
@@ -248,30 +235,37 @@ async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
 
 async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
-    let expected = staged.buf.len();
-    let written = file
-        .write_at(staged.buf, staged.file_pos)
-        .await
-        .map_err(|e| failure("writing segment", &path, e))?;
-    if written != expected {
-        let message = format!(
-            "short write: {written} of {expected} bytes at {}",
-            staged.file_pos
-        );
-        return Err(Failure {
-            op: "writing segment",
-            path,
-            kind: std::io::ErrorKind::WriteZero,
-            message,
-        });
-    }
+    let Staged { file_pos, buf, len, new_bytes, end_offset } = staged;
+    write_fully(&file, &path, buf, file_pos).await?;
     let mut state = shared.state.borrow_mut();
-    state.active.written_len = staged.file_pos + staged.len as u64;
-    state.written_offset = state.written_offset.max(staged.end_offset);
-    state.pending_bytes -= staged.new_bytes;
+    state.active.written_len = file_pos + len as u64;
+    state.written_offset = state.written_offset.max(end_offset);
+    state.pending_bytes -= new_bytes;
     state.probe.writes += 1;
-    state.probe.bytes_written += expected as u64;
+    state.probe.bytes_written += align_up(len as u64);
     Ok(())
+}
+
+/// Writes all of `buf` at `position`, continuing after short writes (which a nearly full
+/// device may return) until the device either takes everything or reports an error.
+async fn write_fully(file: &DmaFile, path: &Path, buf: DmaBuffer, position: u64) -> Result<(), Failure> {
+    let mut buf = Rc::new(buf);
+    let mut position = position;
+    loop {
+        let expected = buf.len();
+        let written = file.write_rc_at(buf.clone(), position).await.map_err(|e| failure("writing segment", path, e))?;
+        if written == expected {
+            return Ok(());
+        }
+        if written == 0 || written as u64 % WRITE_ALIGNMENT != 0 {
+            let message = format!("short write: {written} of {expected} bytes at {position}");
+            return Err(Failure { op: "writing segment", path: path.to_owned(), kind: std::io::ErrorKind::WriteZero, message });
+        }
+        let mut rest = file.alloc_dma_buffer(expected - written);
+        rest.as_bytes_mut().copy_from_slice(&buf.as_bytes()[written..]);
+        buf = Rc::new(rest);
+        position += written as u64;
+    }
 }
 
 async fn sync_active(shared: &Shared) -> Result<(), Failure> {

@@ -1,0 +1,101 @@
+//! A WAL on a real, small ext4 filesystem (a loop-mounted image) runs out of space: the append
+//! that hits ENOSPC fails with a disk-full error, nothing acknowledged is lost, and once space
+//! is freed the log reopens and accepts appends again (reliability plan A4).
+//!
+//! Needs root (mount); as any other user the test says so and does nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wire_storage::wal::{Durability, LogConfig, SegmentLog};
+use wire_storage::Error;
+use wire_tests::{crash_batch, crash_identity, crash_rows};
+
+struct LoopMount {
+    point: PathBuf,
+}
+
+impl LoopMount {
+    fn new(dir: &Path, size_mib: u32) -> LoopMount {
+        let image = dir.join("fs.img");
+        let point = dir.join("mnt");
+        std::fs::create_dir_all(&point).unwrap();
+        run("truncate", &["-s", &format!("{size_mib}M"), image.to_str().unwrap()]);
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        run("mount", &["-o", "loop", image.to_str().unwrap(), point.to_str().unwrap()]);
+        LoopMount { point }
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.point).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+#[test]
+fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
+    if !is_root() {
+        eprintln!("wal_disk_full: not root, cannot mount a loop device; nothing tested");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let mount = LoopMount::new(scratch.path(), 24);
+    let log_dir = mount.point.join("p0");
+    let filler = mount.point.join("filler");
+    std::fs::write(&filler, vec![7u8; 2 << 20]).unwrap();
+
+    let dir = log_dir.clone();
+    let executor = wire_storage::io::local_executor().unwrap();
+    let acked = executor.run(async move {
+        let config = LogConfig { durability: Durability::Always, segment_bytes: 4 << 20, ..LogConfig::default() };
+        let (log, _) = SegmentLog::open(&dir, config).await.unwrap();
+        let mut acked = Vec::new();
+        let err = loop {
+            let seq = acked.len() as u64;
+            let mut batch = crash_batch(0, seq, crash_rows(seq));
+            match log.append(&mut batch).await {
+                Ok(base) => acked.push((base, seq)),
+                Err(err) => break err,
+            }
+            assert!(acked.len() < 10_000, "the disk never filled up");
+        };
+        assert!(matches!(err, Error::DiskFull { .. }), "expected a disk-full error, got: {err}");
+        assert!(err.to_string().starts_with("disk full writing"), "{err}");
+        let later = log.append(&mut crash_batch(0, 0, 1)).await.unwrap_err();
+        assert!(matches!(later, Error::DiskFull { .. }), "a poisoned log must keep reporting the cause: {later}");
+        drop(log);
+        acked
+    });
+    assert!(acked.len() > 20, "only {} appends fitted", acked.len());
+
+    std::fs::remove_file(&filler).unwrap();
+    let executor = wire_storage::io::local_executor().unwrap();
+    executor.run(async move {
+        let (log, report) = SegmentLog::open(&log_dir, LogConfig::default()).await.unwrap();
+        let mut reader = log.reader(0).unwrap();
+        let mut found = Vec::new();
+        while let Some(view) = reader.next().await.unwrap() {
+            let (_, seq) = crash_identity(&view).expect("a recovered batch is damaged");
+            found.push((view.header().base_offset, seq));
+        }
+        assert!(found.len() >= acked.len(), "lost acknowledged batches: {} of {}", acked.len() - found.len().min(acked.len()), acked.len());
+        assert_eq!(found[..acked.len()], acked[..]);
+        assert_eq!(report.next_offset, reader.position());
+        let base = log.append(&mut crash_batch(1, 0, 10)).await.unwrap();
+        assert_eq!(base, report.next_offset);
+        log.close().await.unwrap();
+    });
+}
