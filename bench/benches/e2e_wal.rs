@@ -38,8 +38,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!("machine: {}", machine_description(&plan.dir));
     println!("executor: one glommio LocalExecutor, unpinned; allocator mimalloc");
-    println!("method: each WAL figure is paired with a raw O_DIRECT + fdatasync figure measured right");
-    println!("before it (throughput) or interleaved with it (latency), so both see the same disk state");
+    println!(
+        "method: each WAL figure is paired with a raw O_DIRECT + fdatasync figure measured right"
+    );
+    println!(
+        "before it (throughput) or interleaved with it (latency), so both see the same disk state"
+    );
     let executor = wire_storage::io::local_executor().context("starting glommio")?;
     executor.run(async move { run_wal_benches(&plan).await })
 }
@@ -79,13 +83,19 @@ fn parse_args() -> anyhow::Result<Plan> {
 
 async fn run_wal_benches(plan: &Plan) -> anyhow::Result<()> {
     let raw_path = plan.dir.join("raw.bin");
-    println!("\n## append throughput (16 concurrent appenders, 1 MiB write buffers, 64 MiB segments)");
+    println!(
+        "\n## append throughput (16 concurrent appenders, 1 MiB write buffers, 64 MiB segments)"
+    );
     println!("raw = sequential O_DIRECT 1 MiB writes, each followed by fdatasync");
     println!(
         "{:<16} {:>6} {:>9} {:>11} {:>13} {:>9} {:>7}",
         "durability", "batch", "WAL MB/s", "batches/s", "batches/sync", "raw MB/s", "WAL/raw"
     );
-    for durability in [Durability::Always, Durability::Interval(Duration::from_millis(10)), Durability::Never] {
+    for durability in [
+        Durability::Always,
+        Durability::Interval(Duration::from_millis(10)),
+        Durability::Never,
+    ] {
         for batch_bytes in [4 << 10, 64 << 10, 1 << 20] {
             let raw = wire_bench::raw_sync_write_bandwidth(&raw_path, 1 << 20, plan.budget)?;
             let result = append_throughput(plan, durability, batch_bytes, 16).await?;
@@ -103,11 +113,19 @@ async fn run_wal_benches(plan: &Plan) -> anyhow::Result<()> {
     }
     println!("\n## durable append latency: one appender, 4 KiB, interleaved sample by sample");
     let (wal, raw) = append_latency(plan, &raw_path).await?;
-    println!("raw O_DIRECT 4 KiB write + fdatasync: {}", percentiles_us(&raw));
-    println!("WAL append, durability always:       {}", percentiles_us(&wal));
+    println!(
+        "raw O_DIRECT 4 KiB write + fdatasync: {}",
+        percentiles_us(&raw)
+    );
+    println!(
+        "WAL append, durability always:       {}",
+        percentiles_us(&wal)
+    );
     let ratio = wal.value_at_quantile(0.99) as f64 / raw.value_at_quantile(0.99).max(1) as f64;
     println!("p99 WAL/raw: {ratio:.2}x (target <= 1.5x)");
-    println!("\n## sequential replay (64 KiB batches of bid-like rows, 64 MiB segments, one reader)");
+    println!(
+        "\n## sequential replay (64 KiB batches of bid-like rows, 64 MiB segments, one reader)"
+    );
     replay(plan).await?;
     Ok(())
 }
@@ -189,9 +207,15 @@ async fn append_throughput(
     })
 }
 
-async fn append_latency(plan: &Plan, raw_path: &std::path::Path) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+async fn append_latency(
+    plan: &Plan,
+    raw_path: &std::path::Path,
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
     let dir = fresh_dir(plan, "latency")?;
-    let config = LogConfig { durability: Durability::Always, ..LogConfig::default() };
+    let config = LogConfig {
+        durability: Durability::Always,
+        ..LogConfig::default()
+    };
     let (log, _) = SegmentLog::open(&dir, config).await?;
     let mut raw_writer = wire_bench::RawSyncWriter::create(raw_path, 4096)?;
     // Just under 4 KiB, so that each append writes one block like the raw writer's.
@@ -239,13 +263,27 @@ async fn replay(plan: &Plan) -> anyhow::Result<()> {
     log.close().await?;
     std::fs::remove_dir_all(&dir)?;
     let scan = memory_scan_bandwidth(&vec![1u8; 64 << 20], 4);
-    println!("data: {} MB in {} sealed segments + the active one", warm.0 / 1_000_000, sealed_segments);
+    println!(
+        "data: {} MB in {} sealed segments + the active one",
+        warm.0 / 1_000_000,
+        sealed_segments
+    );
     for (label, (bytes, rows, seconds)) in [
-        ("from disk, verifying every batch (CRC32C + bytecheck)", cold),
+        (
+            "from disk, verifying every batch (CRC32C + bytecheck)",
+            cold,
+        ),
         ("from page cache, verifying every batch", warm),
-        ("from page cache, batches verified earlier in this open", again),
+        (
+            "from page cache, batches verified earlier in this open",
+            again,
+        ),
     ] {
-        println!("{label}: {:.2} GB/s, {:.1} M rows/s", bytes as f64 / seconds / 1e9, rows as f64 / seconds / 1e6);
+        println!(
+            "{label}: {:.2} GB/s, {:.1} M rows/s",
+            bytes as f64 / seconds / 1e9,
+            rows as f64 / seconds / 1e6
+        );
     }
     let (bytes, _, seconds) = warm;
     println!(

@@ -115,7 +115,11 @@ pub struct RawSyncWriter {
 impl RawSyncWriter {
     /// A writer of `size`-byte blocks into a new file at `path`.
     pub fn create(path: &Path, size: usize) -> std::io::Result<RawSyncWriter> {
-        Ok(RawSyncWriter { file: open_direct(path)?, buf: AlignedBuf::new(size, 4096), position: 0 })
+        Ok(RawSyncWriter {
+            file: open_direct(path)?,
+            buf: AlignedBuf::new(size, 4096),
+            position: 0,
+        })
     }
 
     /// Writes the next block and syncs it; returns how long that took.

@@ -260,7 +260,10 @@ impl<'a> BatchView<'a> {
     pub unsafe fn from_verified_bytes(bytes: &'a [u8]) -> Result<BatchView<'a>> {
         let header = BatchHeader::decode(bytes)?;
         if bytes.len() != header.total_len() {
-            return Err(corrupt(bytes.len().min(header.total_len()), "verified batch changed length"));
+            return Err(corrupt(
+                bytes.len().min(header.total_len()),
+                "verified batch changed length",
+            ));
         }
         Ok(BatchView { bytes, header })
     }

@@ -62,7 +62,7 @@ fn run_and_kill(dir: &Path, durability: &str, rng: &mut Rng) -> Vec<(u64, u32, u
         }
         lines
     });
-    if rng.next() % 5 == 0 {
+    if rng.next().is_multiple_of(5) {
         std::thread::sleep(Duration::from_millis(rng.next() % 20));
     } else {
         opened_rx
@@ -87,8 +87,11 @@ fn run_and_kill(dir: &Path, durability: &str, rng: &mut Rng) -> Vec<(u64, u32, u
         .collect()
 }
 
+/// Every recovered batch's identity by base offset, truncated bytes, and time to open.
+type Recovered = (BTreeMap<u64, Option<(u32, u64)>>, u64, Duration);
+
 /// Reopens the log in this process and returns every batch's identity by base offset.
-fn recover(dir: &Path) -> (BTreeMap<u64, Option<(u32, u64)>>, u64, Duration) {
+fn recover(dir: &Path) -> Recovered {
     let dir = dir.to_owned();
     let executor = wire_storage::io::local_executor().unwrap();
     executor.run(async move {

@@ -20,9 +20,20 @@ impl LoopMount {
         let image = dir.join("fs.img");
         let point = dir.join("mnt");
         std::fs::create_dir_all(&point).unwrap();
-        run("truncate", &["-s", &format!("{size_mib}M"), image.to_str().unwrap()]);
+        run(
+            "truncate",
+            &["-s", &format!("{size_mib}M"), image.to_str().unwrap()],
+        );
         run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-        run("mount", &["-o", "loop", image.to_str().unwrap(), point.to_str().unwrap()]);
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                point.to_str().unwrap(),
+            ],
+        );
         LoopMount { point }
     }
 }
@@ -34,14 +45,21 @@ impl Drop for LoopMount {
 }
 
 fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("running {program}: {e}"));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(status.success(), "{program} {args:?} failed: {status}");
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -60,7 +78,11 @@ fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
     let dir = log_dir.clone();
     let executor = wire_storage::io::local_executor().unwrap();
     let acked = executor.run(async move {
-        let config = LogConfig { durability: Durability::Always, segment_bytes: 4 << 20, ..LogConfig::default() };
+        let config = LogConfig {
+            durability: Durability::Always,
+            segment_bytes: 4 << 20,
+            ..LogConfig::default()
+        };
         let (log, _) = SegmentLog::open(&dir, config).await.unwrap();
         let mut acked = Vec::new();
         let err = loop {
@@ -72,10 +94,16 @@ fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
             }
             assert!(acked.len() < 10_000, "the disk never filled up");
         };
-        assert!(matches!(err, Error::DiskFull { .. }), "expected a disk-full error, got: {err}");
+        assert!(
+            matches!(err, Error::DiskFull { .. }),
+            "expected a disk-full error, got: {err}"
+        );
         assert!(err.to_string().starts_with("disk full writing"), "{err}");
         let later = log.append(&mut crash_batch(0, 0, 1)).await.unwrap_err();
-        assert!(matches!(later, Error::DiskFull { .. }), "a poisoned log must keep reporting the cause: {later}");
+        assert!(
+            matches!(later, Error::DiskFull { .. }),
+            "a poisoned log must keep reporting the cause: {later}"
+        );
         drop(log);
         acked
     });
@@ -84,14 +112,21 @@ fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
     std::fs::remove_file(&filler).unwrap();
     let executor = wire_storage::io::local_executor().unwrap();
     executor.run(async move {
-        let (log, report) = SegmentLog::open(&log_dir, LogConfig::default()).await.unwrap();
+        let (log, report) = SegmentLog::open(&log_dir, LogConfig::default())
+            .await
+            .unwrap();
         let mut reader = log.reader(0).unwrap();
         let mut found = Vec::new();
         while let Some(view) = reader.next().await.unwrap() {
             let (_, seq) = crash_identity(&view).expect("a recovered batch is damaged");
             found.push((view.header().base_offset, seq));
         }
-        assert!(found.len() >= acked.len(), "lost acknowledged batches: {} of {}", acked.len() - found.len().min(acked.len()), acked.len());
+        assert!(
+            found.len() >= acked.len(),
+            "lost acknowledged batches: {} of {}",
+            acked.len() - found.len().min(acked.len()),
+            acked.len()
+        );
         assert_eq!(found[..acked.len()], acked[..]);
         assert_eq!(report.next_offset, reader.position());
         let base = log.append(&mut crash_batch(1, 0, 10)).await.unwrap();

@@ -541,10 +541,16 @@ fn random_appends_and_reopens_read_back_identical() {
 #[test]
 fn relative_directories_work() {
     let dir = tempfile::tempdir_in(".").unwrap();
-    let relative = dir.path().strip_prefix(std::env::current_dir().unwrap()).unwrap().to_owned();
+    let relative = dir
+        .path()
+        .strip_prefix(std::env::current_dir().unwrap())
+        .unwrap()
+        .to_owned();
     assert!(relative.is_relative());
     run(move || async move {
-        let (log, _) = SegmentLog::open(&relative, config(8 << 10, Durability::Always)).await.unwrap();
+        let (log, _) = SegmentLog::open(&relative, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
         for i in 0..30 {
             log.append(&mut batch(i, 1, 500)).await.unwrap();
         }

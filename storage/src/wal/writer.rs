@@ -95,12 +95,17 @@ fn roll(state: &mut State) {
 /// Copies a whole batch into the open buffer, or into a new one sized to hold it, so that a
 /// batch never straddles two writes.
 fn copy_into_buffers(shared: &Shared, state: &mut State, bytes: &[u8], end_offset: u64) {
-    let fits = state.open.as_ref().is_some_and(|open| open.buf.len() - open.len >= bytes.len());
+    let fits = state
+        .open
+        .as_ref()
+        .is_some_and(|open| open.buf.len() - open.len >= bytes.len());
     if !fits {
         close_open_buffer(state);
         state.open = Some(open_buffer(shared, state, bytes.len()));
     }
-    let Some(staged) = state.open.as_mut() else { unreachable!("buffer opened above") };
+    let Some(staged) = state.open.as_mut() else {
+        unreachable!("buffer opened above")
+    };
     staged.buf.as_bytes_mut()[staged.len..staged.len + bytes.len()].copy_from_slice(bytes);
     staged.len += bytes.len();
     staged.new_bytes += bytes.len();
@@ -115,7 +120,13 @@ fn open_buffer(shared: &Shared, state: &State, need: usize) -> Staged {
     let size = align_up(shared.config.write_buffer_bytes.max(carry.len() + need) as u64) as usize;
     let mut buf = state.active.file.alloc_dma_buffer(size);
     buf.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
-    Staged { file_pos, buf, len: carry.len(), new_bytes: 0, end_offset: state.next_offset }
+    Staged {
+        file_pos,
+        buf,
+        len: carry.len(),
+        new_bytes: 0,
+        end_offset: state.next_offset,
+    }
 }
 
 /// Queues the open buffer for writing and remembers its last partial block as the carry.
@@ -235,7 +246,13 @@ async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
 
 async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
-    let Staged { file_pos, buf, len, new_bytes, end_offset } = staged;
+    let Staged {
+        file_pos,
+        buf,
+        len,
+        new_bytes,
+        end_offset,
+    } = staged;
     write_fully(&file, &path, buf, file_pos).await?;
     let mut state = shared.state.borrow_mut();
     state.active.written_len = file_pos + len as u64;
@@ -248,21 +265,35 @@ async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
 
 /// Writes all of `buf` at `position`, continuing after short writes (which a nearly full
 /// device may return) until the device either takes everything or reports an error.
-async fn write_fully(file: &DmaFile, path: &Path, buf: DmaBuffer, position: u64) -> Result<(), Failure> {
+async fn write_fully(
+    file: &DmaFile,
+    path: &Path,
+    buf: DmaBuffer,
+    position: u64,
+) -> Result<(), Failure> {
     let mut buf = Rc::new(buf);
     let mut position = position;
     loop {
         let expected = buf.len();
-        let written = file.write_rc_at(buf.clone(), position).await.map_err(|e| failure("writing segment", path, e))?;
+        let written = file
+            .write_rc_at(buf.clone(), position)
+            .await
+            .map_err(|e| failure("writing segment", path, e))?;
         if written == expected {
             return Ok(());
         }
-        if written == 0 || written as u64 % WRITE_ALIGNMENT != 0 {
+        if written == 0 || !(written as u64).is_multiple_of(WRITE_ALIGNMENT) {
             let message = format!("short write: {written} of {expected} bytes at {position}");
-            return Err(Failure { op: "writing segment", path: path.to_owned(), kind: std::io::ErrorKind::WriteZero, message });
+            return Err(Failure {
+                op: "writing segment",
+                path: path.to_owned(),
+                kind: std::io::ErrorKind::WriteZero,
+                message,
+            });
         }
         let mut rest = file.alloc_dma_buffer(expected - written);
-        rest.as_bytes_mut().copy_from_slice(&buf.as_bytes()[written..]);
+        rest.as_bytes_mut()
+            .copy_from_slice(&buf.as_bytes()[written..]);
         buf = Rc::new(rest);
         position += written as u64;
     }
