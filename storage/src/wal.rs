@@ -142,8 +142,12 @@ impl LogConfig {
                 "segment_bytes must be at least {WRITE_ALIGNMENT}"
             )));
         }
-        if self.segment_bytes > u64::from(u32::MAX) {
-            return Err(Error::Config("segment_bytes must be below 4 GiB".into()));
+        // Index positions are u32, and a segment may overrun its size by one batch.
+        let segment_bytes_max = u64::from(u32::MAX) - wire_core::batch::BATCH_BYTES_MAX as u64;
+        if self.segment_bytes > segment_bytes_max {
+            return Err(Error::Config(format!(
+                "segment_bytes must be at most {segment_bytes_max}"
+            )));
         }
         if self.write_buffer_bytes < WRITE_ALIGNMENT as usize {
             return Err(Error::Config(format!(
