@@ -113,6 +113,13 @@ impl BatchHeader {
         if (header.row_count as usize) * 4 > header.payload_len as usize {
             return Err(corrupt(28, "row count larger than the payload allows"));
         }
+        if header
+            .base_offset
+            .checked_add(u64::from(header.row_count))
+            .is_none()
+        {
+            return Err(corrupt(8, "base offset plus row count overflows"));
+        }
         Ok(header)
     }
 

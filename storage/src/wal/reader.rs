@@ -66,7 +66,6 @@ impl LogReader {
     /// Reading from an offset inside a batch returns that whole batch; skip its first
     /// `offset - base_offset` rows if you need exact positioning.
     pub async fn next(&mut self) -> Result<Option<BatchView<'_>>> {
-        self.check_in_range()?;
         let acked = self
             .shared
             .state
@@ -75,6 +74,14 @@ impl LogReader {
         if self.next_offset >= acked {
             return Ok(None);
         }
+        // Finish a sealed segment the reader is in, even if retention has unlinked it since.
+        let current = self.sealed.clone();
+        if let Some(segment) = current
+            .filter(|s| s.base_offset <= self.next_offset && self.next_offset < s.next_offset)
+        {
+            return self.next_sealed(segment).map(Some);
+        }
+        self.check_in_range()?;
         match self.locate() {
             Location::Sealed(segment) => self.next_sealed(segment).map(Some),
             Location::Active {

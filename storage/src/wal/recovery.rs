@@ -15,7 +15,7 @@ use super::segment::{
     parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex,
 };
 use super::writer::{align_down, open_segment_file, run_flusher, sync_dir};
-use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State};
+use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State, WRITE_ALIGNMENT};
 use crate::error::{Error, Result};
 use crate::signal::Signal;
 
@@ -250,6 +250,39 @@ fn open_sealed(dir: &Path, bases: &[u64], config: &LogConfig) -> Result<Vec<Rc<S
     Ok(sealed)
 }
 
+/// What follows the last whole batch of the last segment.
+enum TailKind {
+    /// Zeros within the last written block: O_DIRECT padding, not data.
+    Padding,
+    /// Unsynced writes that did not all reach the disk (torn or lost): safe to cut.
+    Torn,
+    /// Bad bytes with a whole batch after them and no sign of a lost write: bit rot or tampering.
+    Damage { later: usize },
+}
+
+/// Tells padding, a torn tail and damage apart. A lost (never persisted) block reads as a
+/// 4 KiB-aligned block of zeros, so a hole like that before a later whole batch means the
+/// batches after it belonged to an unsynced write round, not to acknowledged data.
+fn classify_tail(bytes: &[u8], valid_len: usize) -> TailKind {
+    let rest = &bytes[valid_len..];
+    let block = WRITE_ALIGNMENT as usize;
+    let padding_end = valid_len.div_ceil(block) * block;
+    if rest.iter().all(|&b| b == 0) && bytes.len() <= padding_end.max(valid_len) {
+        return TailKind::Padding;
+    }
+    let Some(later) = valid_batch_after(bytes, valid_len) else {
+        return TailKind::Torn;
+    };
+    let first_block = padding_end / block;
+    let lost_block = (first_block..later / block)
+        .any(|b| bytes[b * block..(b + 1) * block].iter().all(|&x| x == 0));
+    if lost_block {
+        TailKind::Torn
+    } else {
+        TailKind::Damage { later }
+    }
+}
+
 struct Tail {
     next_offset: u64,
     len: u64,
@@ -263,49 +296,51 @@ struct Tail {
 fn recover_tail(path: &Path, base: u64, config: &LogConfig) -> Result<Tail> {
     let map = super::segment::map_sealed(path)?;
     let bytes = map.as_deref().unwrap_or_default();
+    super::segment::check_segment_len(path, bytes.len())?;
     let found = walk(bytes, base, true, config.index_interval_bytes);
     let valid_len = found.valid_len as usize;
     let rest = &bytes[valid_len..];
     let mut truncated = None;
     let mut padding_bytes = 0;
     if let Some(reason) = found.stop_reason {
-        if rest.iter().all(|&b| b == 0) {
-            padding_bytes = rest.len() as u64;
-        } else {
-            if let Some(later) = valid_batch_after(bytes, valid_len) {
-                if !config.truncate_corrupt_tail {
-                    let reason = format!(
-                        "{reason}; a whole batch follows at byte {later}, so this is damage, not a torn \
-                         tail: refusing to discard it (set truncate_corrupt_tail to override)"
-                    );
-                    return Err(Error::Corrupt {
-                        path: path.to_owned(),
-                        position: valid_len as u64,
-                        reason,
-                    });
-                }
+        match classify_tail(bytes, valid_len) {
+            TailKind::Padding => padding_bytes = rest.len() as u64,
+            TailKind::Damage { later } if !config.truncate_corrupt_tail => {
+                let reason = format!(
+                    "{reason}; a whole batch follows at byte {later} with no lost block before it, so this \
+                     is damage, not a torn tail: refusing to discard it (set truncate_corrupt_tail to override)"
+                );
+                return Err(Error::Corrupt {
+                    path: path.to_owned(),
+                    position: valid_len as u64,
+                    reason,
+                });
             }
-            truncated = Some(Truncation {
-                segment: path.to_owned(),
-                position: valid_len as u64,
-                bytes: rest.len() as u64,
-                reason,
-            });
+            TailKind::Torn | TailKind::Damage { .. } => {
+                truncated = Some(Truncation {
+                    segment: path.to_owned(),
+                    position: valid_len as u64,
+                    bytes: rest.len() as u64,
+                    reason,
+                });
+            }
         }
     }
     let carry = bytes[align_down(valid_len as u64) as usize..valid_len].to_vec();
     let cut = !rest.is_empty();
     drop(map);
+    let file = File::options()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening segment", path, e))?;
     if cut {
-        let file = File::options()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("opening segment", path, e))?;
         file.set_len(valid_len as u64)
             .map_err(|e| Error::io("truncating segment tail", path, e))?;
-        file.sync_all()
-            .map_err(|e| Error::io("syncing truncated segment", path, e))?;
     }
+    // Bytes a killed process wrote but never synced may sit in the device's volatile cache;
+    // sync before counting anything in this segment as synced.
+    file.sync_all()
+        .map_err(|e| Error::io("syncing recovered segment", path, e))?;
     Ok(Tail {
         next_offset: found.next_offset,
         len: valid_len as u64,

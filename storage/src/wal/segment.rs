@@ -186,6 +186,7 @@ impl SealedSegment {
     ) -> Result<SealedSegment> {
         let map = map_sealed(path)?;
         let bytes = map.as_deref().unwrap_or_default();
+        check_segment_len(path, bytes.len())?;
         let walk = walk(bytes, base_offset, false, index_interval);
         if let Some(reason) = walk.stop_reason {
             return Err(Error::Corrupt {
@@ -281,6 +282,19 @@ impl SealedSegment {
             reason,
         }
     }
+}
+
+/// Refuses segment files whose positions would not fit the sparse index (which stores u32).
+pub(crate) fn check_segment_len(path: &Path, len: usize) -> Result<()> {
+    if len as u64 > u64::from(u32::MAX) {
+        let reason = format!("segment is {len} bytes; segments larger than 4 GiB are not Wire's");
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            position: 0,
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Maps a sealed segment file read-only; an empty file has no mapping.

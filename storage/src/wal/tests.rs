@@ -432,20 +432,51 @@ fn corruption_in_a_sealed_segment_is_reported_on_read() {
 }
 
 #[test]
-fn trailing_zero_padding_is_not_a_truncation() {
+fn zeros_to_the_block_end_are_padding_and_beyond_it_a_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let (file, ranges) = write_log(dir.path(), 3);
+    let end = ranges[2].end;
+    let block_end = end.div_ceil(4096) * 4096;
     let mut bytes = std::fs::read(&file).unwrap();
-    bytes.resize(bytes.len() + 3000, 0);
+    bytes.resize(block_end, 0);
     std::fs::write(&file, &bytes).unwrap();
     let (report, offsets) = reopen(dir.path(), false).unwrap();
     assert_eq!(offsets, vec![0, 3, 6]);
     assert_eq!(report.truncated, None);
-    assert_eq!(report.padding_bytes, 3000);
+    assert_eq!(report.padding_bytes, (block_end - end) as u64);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), end as u64);
+
+    // A whole zero block past the last written one is a write that never reached the disk.
+    bytes.resize(block_end + 4096, 0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, offsets) = reopen(dir.path(), false).unwrap();
+    assert_eq!(offsets, vec![0, 3, 6]);
     assert_eq!(
-        std::fs::metadata(&file).unwrap().len(),
-        ranges[2].end as u64
+        report.truncated.map(|t| t.bytes),
+        Some((block_end + 4096 - end) as u64)
     );
+}
+
+#[test]
+fn a_lost_block_before_whole_batches_is_a_torn_tail() {
+    // An unsynced write round of several blocks whose first block never reached the disk:
+    // the batches after the hole were never acknowledged, so recovery cuts them.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ranges) = write_log(dir.path(), 200);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let hole = ranges
+        .iter()
+        .find(|r| r.start > 3 * 4096)
+        .unwrap()
+        .start
+        .div_ceil(4096)
+        * 4096;
+    bytes[hole..hole + 4096].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, offsets) = reopen(dir.path(), false).unwrap();
+    let cut = report.truncated.expect("the hole must be reported");
+    assert!(cut.position <= hole as u64);
+    assert!(offsets.len() < 200 && !offsets.is_empty());
 }
 
 #[derive(Debug, Clone)]
@@ -525,6 +556,32 @@ fn relative_directories_work() {
         }
         assert!(log.segment_count() > 1);
         assert!(log.dir().is_absolute());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_reader_finishes_a_segment_that_retention_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
+            .await
+            .unwrap();
+        for i in 0..40 {
+            log.append(&mut batch(i, 1, 500)).await.unwrap();
+        }
+        let mut reader = log.reader(0).unwrap();
+        let first = reader.next().await.unwrap().unwrap().header().base_offset;
+        assert_eq!(first, 0);
+        let first_segment_end = log.shared.state.borrow().sealed[0].next_offset;
+        assert_eq!(log.delete_before(first_segment_end).await.unwrap(), 1);
+        let mut seen = vec![first];
+        while let Some(view) = reader.next().await.unwrap() {
+            seen.push(view.header().base_offset);
+        }
+        assert_eq!(seen, (0..40).collect::<Vec<u64>>());
+        assert!(matches!(log.reader(0), Err(Error::OffsetOutOfRange { .. })));
         log.close().await.unwrap();
     });
 }

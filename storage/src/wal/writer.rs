@@ -405,25 +405,26 @@ pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize> {
-    let doomed: Vec<Rc<SealedSegment>> = {
-        let mut state = shared.state.borrow_mut();
-        state.check_usable()?;
-        let count = state
-            .sealed
-            .iter()
-            .take_while(|s| s.next_offset <= offset)
-            .count();
-        state.sealed.drain(..count).collect()
-    };
-    for segment in &doomed {
-        std::fs::remove_file(&segment.path)
-            .map_err(|e| Error::io("deleting segment", &segment.path, e))?;
+    shared.state.borrow().check_usable()?;
+    let mut deleted = 0;
+    // A segment leaves the list only once its file is gone, so a failed unlink leaves the
+    // remaining segments readable.
+    let unlinked = loop {
+        let segment = match shared.state.borrow().sealed.first() {
+            Some(first) if first.next_offset <= offset => first.clone(),
+            _ => break Ok(()),
+        };
+        if let Err(err) = std::fs::remove_file(&segment.path) {
+            break Err(Error::io("deleting segment", &segment.path, err));
+        }
+        shared.state.borrow_mut().sealed.remove(0);
+        deleted += 1;
         tracing::info!(path = %segment.path.display(), next_offset = segment.next_offset, "segment deleted by retention");
-    }
-    if !doomed.is_empty() {
+    };
+    if deleted > 0 {
         sync_dir(&shared.dir).await?;
     }
-    Ok(doomed.len())
+    unlinked.map(|()| deleted)
 }
 
 fn failure(op: &'static str, path: &Path, err: impl Into<std::io::Error>) -> Failure {
