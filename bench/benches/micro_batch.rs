@@ -2,7 +2,12 @@
 //! reading rows in place. Run: `cargo bench -p wire-bench --bench micro_batch`.
 
 use criterion::{criterion_main, BatchSize, Criterion, Throughput};
+use mimalloc::MiMalloc;
 use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
+
+// The same allocator as Wire's binaries, so allocation costs match production.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 const ROWS: usize = 1000;
 

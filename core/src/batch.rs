@@ -22,10 +22,9 @@
 #![allow(unsafe_code)]
 
 use rkyv::rancor;
-use rkyv::ser::allocator::Arena;
 
 use crate::error::{Error, Result};
-use crate::row::{ArchivedRow, RowRef, ValueRef};
+use crate::row::{archived_row_len, encode_row, ArchivedRow, ValueRef};
 use crate::schema::Schema;
 
 /// Identifies a stream (a named source or an intermediate edge of a pipeline).
@@ -395,11 +394,11 @@ fn check_row(row_index: usize, row: &ArchivedRow, schema: &Schema) -> Result<()>
 
 /// Appends rows into one contiguous buffer and seals it into a [`Batch`].
 ///
-/// Reuses its buffers between batches: after warm-up, pushing a row does not allocate.
+/// Reuses its buffers between batches: after warm-up, pushing a row does not allocate. Rows
+/// are written by [`encode_row`], a direct encoder of rkyv's archived layout.
 pub struct BatchBuilder {
     buf: Vec<u8>,
     ends: Vec<u32>,
-    arena: Arena,
     stream: StreamId,
     partition: PartitionId,
     min_event_time: i64,
@@ -419,7 +418,6 @@ impl BatchBuilder {
         BatchBuilder {
             buf,
             ends: Vec::new(),
-            arena: Arena::new(),
             stream,
             partition,
             min_event_time: NO_EVENT_TIME.0,
@@ -429,27 +427,14 @@ impl BatchBuilder {
 
     /// Appends a row without an event time.
     pub fn push(&mut self, values: &[ValueRef<'_>]) -> Result<()> {
-        let mark = self.buf.len();
-        let buf = std::mem::take(&mut self.buf);
-        let row = RowRef { values };
-        let result = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
-            &row,
-            buf,
-            self.arena.acquire(),
-        );
-        self.buf = match result {
-            Ok(buf) => buf,
-            // Writing into a Vec only fails on allocation failure, which aborts first.
-            Err(err) => unreachable!("archiving into a Vec failed: {err}"),
-        };
-        let projected = self.encoded_len();
+        let projected = self.encoded_len() + archived_row_len(values) + 4;
         if projected > BATCH_BYTES_MAX {
-            self.buf.truncate(mark);
             return Err(Error::BatchTooLarge {
                 bytes: projected,
                 limit: BATCH_BYTES_MAX,
             });
         }
+        encode_row(values, &mut self.buf);
         self.ends.push((self.buf.len() - HEADER_LEN) as u32);
         Ok(())
     }

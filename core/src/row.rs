@@ -48,6 +48,94 @@ pub struct RowRef<'a> {
     pub values: &'a [ValueRef<'a>],
 }
 
+/// Bytes one archived value takes in the row's value array: a one-byte tag and eight payload
+/// bytes (i64/f64/timestamp little-endian; bool in the first byte; string and bytes as a 32-bit
+/// relative offset plus a 32-bit length), unused bytes zero.
+pub const ARCHIVED_VALUE_BYTES: usize = 9;
+/// Bytes of an archived row's root: a relative offset to the value array and its length.
+pub const ARCHIVED_ROOT_BYTES: usize = 8;
+
+const _: () = assert!(std::mem::size_of::<ArchivedValue>() == ARCHIVED_VALUE_BYTES);
+const _: () = assert!(std::mem::size_of::<ArchivedRow>() == ARCHIVED_ROOT_BYTES);
+
+/// Size in bytes of `values` archived as one row.
+pub fn archived_row_len(values: &[ValueRef<'_>]) -> usize {
+    let payload: usize = values
+        .iter()
+        .map(|v| out_of_line(v).map_or(0, <[u8]>::len))
+        .sum();
+    payload + values.len() * ARCHIVED_VALUE_BYTES + ARCHIVED_ROOT_BYTES
+}
+
+/// Appends `values` to `out` as one archived [`RowRef`], byte for byte what rkyv's serializer
+/// writes for it (checked by a property test), without rkyv's serializer machinery: string and
+/// bytes payloads first, then the value array, then the root. Relative offsets count from the
+/// offset field itself, as rkyv's `RelPtr` does; an empty payload points where it would start.
+pub fn encode_row(values: &[ValueRef<'_>], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + archived_row_len(values), 0);
+    // Positions are row-local: every offset is relative, so the row's place in `out` is moot.
+    let row = &mut out[start..];
+    let mut payload_end = 0;
+    for value in values {
+        if let Some(bytes) = out_of_line(value) {
+            row[payload_end..payload_end + bytes.len()].copy_from_slice(bytes);
+            payload_end += bytes.len();
+        }
+    }
+    let array_pos = payload_end;
+    let mut payload_pos = 0;
+    for (index, value) in values.iter().enumerate() {
+        let value_pos = array_pos + index * ARCHIVED_VALUE_BYTES;
+        let cell = encode_value(value, value_pos, &mut payload_pos);
+        row[value_pos..value_pos + ARCHIVED_VALUE_BYTES].copy_from_slice(&cell);
+    }
+    let root_pos = array_pos + values.len() * ARCHIVED_VALUE_BYTES;
+    row[root_pos..root_pos + 4].copy_from_slice(&relative(array_pos, root_pos).to_le_bytes());
+    row[root_pos + 4..root_pos + 8].copy_from_slice(&(values.len() as u32).to_le_bytes());
+}
+
+fn encode_value(
+    value: &ValueRef<'_>,
+    value_pos: usize,
+    payload_pos: &mut usize,
+) -> [u8; ARCHIVED_VALUE_BYTES] {
+    let mut cell = [0u8; ARCHIVED_VALUE_BYTES];
+    let (tag, payload): (u8, [u8; 8]) = match *value {
+        ValueRef::Null => (0, [0; 8]),
+        ValueRef::I64(v) => (1, v.to_le_bytes()),
+        ValueRef::F64(v) => (2, v.to_le_bytes()),
+        ValueRef::Bool(v) => (3, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
+        ValueRef::Str(v) => (4, boxed(*payload_pos, value_pos + 1, v.len())),
+        ValueRef::Bytes(v) => (5, boxed(*payload_pos, value_pos + 1, v.len())),
+        ValueRef::Timestamp(v) => (6, v.to_le_bytes()),
+    };
+    *payload_pos += out_of_line(value).map_or(0, <[u8]>::len);
+    cell[0] = tag;
+    cell[1..].copy_from_slice(&payload);
+    cell
+}
+
+fn boxed(target: usize, field_pos: usize, len: usize) -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&relative(target, field_pos).to_le_bytes());
+    bytes[4..].copy_from_slice(&(len as u32).to_le_bytes());
+    bytes
+}
+
+/// The 32-bit offset from `from` to `target`; rows are far smaller than 2 GiB.
+fn relative(target: usize, from: usize) -> i32 {
+    (target as i64 - from as i64) as i32
+}
+
+fn out_of_line<'a>(value: &ValueRef<'a>) -> Option<&'a [u8]> {
+    match *value {
+        ValueRef::Str(v) => Some(v.as_bytes()),
+        ValueRef::Bytes(v) => Some(v),
+        _ => None,
+    }
+}
+
 /// An owned field value, for tests, reference models and slow paths.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

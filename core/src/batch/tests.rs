@@ -177,3 +177,23 @@ fn oversized_batch_is_refused_and_builder_stays_usable() {
     assert!(batch.as_bytes().len() <= BATCH_BYTES_MAX);
     BatchView::verify(batch.as_bytes()).unwrap();
 }
+
+proptest! {
+    #[test]
+    fn direct_encoder_writes_exactly_what_rkyv_writes(rows in rows_strategy(), prefix in 0usize..17) {
+        let mut arena = rkyv::ser::allocator::Arena::new();
+        for row in &rows {
+            let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
+            let mut ours = vec![0xAAu8; prefix];
+            crate::row::encode_row(&values, &mut ours);
+            let theirs = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+                &crate::row::RowRef { values: &values },
+                vec![0xAAu8; prefix],
+                arena.acquire(),
+            )
+            .unwrap();
+            prop_assert_eq!(&ours, &theirs);
+            prop_assert_eq!(ours.len() - prefix, crate::row::archived_row_len(&values));
+        }
+    }
+}
