@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod nexmark;
 pub mod row;
 pub mod schema;
 
