@@ -81,28 +81,6 @@ fn open_direct(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Sequential O_DIRECT writes of `chunk` bytes, each followed by `fdatasync`, for about
-/// `budget`; returns bytes per second. This is the device's durable streaming limit.
-pub fn raw_sync_write_bandwidth(
-    path: &Path,
-    chunk: usize,
-    budget: Duration,
-) -> std::io::Result<f64> {
-    let file = open_direct(path)?;
-    let buf = AlignedBuf::new(chunk, 4096);
-    let started = Instant::now();
-    let mut written = 0u64;
-    while started.elapsed() < budget {
-        file.write_all_at(buf.as_slice(), written)?;
-        file.sync_data()?;
-        written += chunk as u64;
-    }
-    let rate = written as f64 / started.elapsed().as_secs_f64();
-    drop(file);
-    std::fs::remove_file(path)?;
-    Ok(rate)
-}
-
 /// Appends `size`-byte blocks to a file with O_DIRECT, each followed by `fdatasync`: the raw
 /// durable-append a WAL is measured against, one call at a time so it can be interleaved with
 /// the WAL's own appends and see the same disk conditions.

@@ -43,3 +43,15 @@ pub fn crash_identity(view: &BatchView<'_>) -> Option<(u32, u64)> {
         .all(|(a, b)| a.to_values() == b.to_values());
     (same && view.row_count() == expected.row_count()).then_some((task, seq))
 }
+
+/// Whether this process runs as root (which ignores file permissions and may mount).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 use wire_storage::Error;
-use wire_tests::{crash_batch, crash_identity, crash_rows};
+use wire_tests::{crash_batch, crash_identity, crash_rows, is_root};
 
 struct LoopMount {
     point: PathBuf,
@@ -50,17 +50,6 @@ fn run(program: &str, args: &[&str]) {
         .status()
         .unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(status.success(), "{program} {args:?} failed: {status}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

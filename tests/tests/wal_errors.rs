@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use wire_tests::is_root;
+
 fn writer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wal-crash-child"))
 }
@@ -74,15 +76,4 @@ fn an_unwritable_directory_is_named_in_the_error() {
         stderr.contains("permission denied on") && stderr.contains("p0"),
         "stderr: {stderr}"
     );
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -68,19 +68,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
         unreachable!("one segment exists")
     };
     let sealed = open_sealed(dir, sealed_bases, &config)?;
-    if let Some(previous) = sealed.last() {
-        if previous.next_offset != last_base {
-            let reason = format!(
-                "segment starts at {last_base}, previous one ends at {}",
-                previous.next_offset
-            );
-            return Err(Error::Corrupt {
-                path: dir.join(segment_file_name(last_base)),
-                position: 0,
-                reason,
-            });
-        }
-    }
+    check_continuity(dir, sealed.last(), last_base)?;
     let path = dir.join(segment_file_name(last_base));
     let tail = recover_tail(&path, last_base, &config)?;
     let file = open_segment_file(&path, false).await?;
@@ -224,23 +212,26 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
+/// Offsets must run without gaps: segment `base` starts where the previous one ended.
+fn check_continuity(dir: &Path, previous: Option<&Rc<SealedSegment>>, base: u64) -> Result<()> {
+    match previous {
+        Some(previous) if previous.next_offset != base => Err(Error::Corrupt {
+            path: dir.join(segment_file_name(base)),
+            position: 0,
+            reason: format!(
+                "segment starts at {base}, previous one ends at {}",
+                previous.next_offset
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn open_sealed(dir: &Path, bases: &[u64], config: &LogConfig) -> Result<Vec<Rc<SealedSegment>>> {
     let mut sealed: Vec<Rc<SealedSegment>> = Vec::with_capacity(bases.len());
     for &base in bases {
+        check_continuity(dir, sealed.last(), base)?;
         let path = dir.join(segment_file_name(base));
-        if let Some(previous) = sealed.last() {
-            if previous.next_offset != base {
-                let reason = format!(
-                    "segment starts at {base}, previous one ends at {}",
-                    previous.next_offset
-                );
-                return Err(Error::Corrupt {
-                    path,
-                    position: 0,
-                    reason,
-                });
-            }
-        }
         sealed.push(Rc::new(SealedSegment::open(
             &path,
             base,
