@@ -38,8 +38,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!("machine: {}", machine_description(&plan.dir));
     println!("executor: one glommio LocalExecutor, unpinned; allocator mimalloc");
-    println!("method: each WAL figure is paired with a raw O_DIRECT + fdatasync figure measured in");
-    println!("alternating slices (throughput) or interleaved sample by sample (latency), so both see");
+    println!(
+        "method: each WAL figure is paired with a raw O_DIRECT + fdatasync figure measured in"
+    );
+    println!(
+        "alternating slices (throughput) or interleaved sample by sample (latency), so both see"
+    );
     println!("the same disk state");
     let executor = wire_storage::io::local_executor().context("starting glommio")?;
     executor.run(async move { run_wal_benches(&plan).await })

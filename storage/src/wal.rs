@@ -169,7 +169,9 @@ pub struct SegmentLog {
     _owner: Rc<Owner>,
 }
 
-/// Closes the log (flushing what is staged) when the last `SegmentLog` clone drops.
+/// Closes the log (flushing what is staged) when the last `SegmentLog` clone drops. Prefer
+/// [`SegmentLog::close`]: glommio closes a dropped file only at the executor's next IO cycle,
+/// so a log dropped just before the executor stops leaves its active segment's descriptor open.
 /// Readers hold `Shared` directly, so they never keep a dropped log open for writing.
 struct Owner(Rc<Shared>);
 
@@ -230,7 +232,9 @@ pub struct LogProbe {
 pub(crate) struct Active {
     pub(crate) base_offset: u64,
     pub(crate) path: PathBuf,
-    pub(crate) file: Rc<DmaFile>,
+    /// `None` once the log is closed: `close` closes the file explicitly, because glommio only
+    /// queues the close of a dropped file for the executor's next IO cycle.
+    pub(crate) file: Option<Rc<DmaFile>>,
     /// Bytes of this segment written to the device.
     pub(crate) written_len: u64,
     pub(crate) index: Rc<RefCell<SparseIndex>>,
@@ -360,6 +364,13 @@ impl SegmentLog {
         self.shared.work.notify();
         if let Some(flusher) = flusher {
             flusher.await;
+        }
+        let file = self.shared.state.borrow_mut().active.file.take();
+        if let Some(file) = file {
+            let path = self.shared.state.borrow().active.path.clone();
+            file.close_rc()
+                .await
+                .map_err(|e| Error::io("closing segment", path, e))?;
         }
         let state = self.shared.state.borrow();
         match &state.failure {

@@ -38,9 +38,24 @@ impl LoopMount {
     }
 }
 
+impl LoopMount {
+    /// Unmounts, which fails while any file on the filesystem is still open: this is also the
+    /// check that a closed log leaves no file descriptor behind.
+    fn unmount(self) {
+        let status = Command::new("umount").arg(&self.point).status().unwrap();
+        assert!(
+            status.success(),
+            "umount {} failed: a closed log left a file open",
+            self.point.display()
+        );
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.point).status();
+        // On a failed test, detach lazily so no mount outlives it.
+        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
     }
 }
 
@@ -93,7 +108,11 @@ fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
             matches!(later, Error::DiskFull { .. }),
             "a poisoned log must keep reporting the cause: {later}"
         );
-        drop(log);
+        let closed = log.close().await.unwrap_err();
+        assert!(
+            matches!(closed, Error::DiskFull { .. }),
+            "close reports the cause too: {closed}"
+        );
         acked
     });
     assert!(acked.len() > 20, "only {} appends fitted", acked.len());
@@ -122,4 +141,5 @@ fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
         assert_eq!(base, report.next_offset);
         log.close().await.unwrap();
     });
+    mount.unmount();
 }

@@ -37,7 +37,7 @@ enum Location {
     Sealed(Rc<SealedSegment>),
     Active {
         base: u64,
-        file: Rc<DmaFile>,
+        file: Option<Rc<DmaFile>>,
         written_len: u64,
         floor: u64,
     },
@@ -86,13 +86,15 @@ impl LogReader {
             Location::Sealed(segment) => self.next_sealed(segment).map(Some),
             Location::Active {
                 base,
-                file,
+                file: Some(file),
                 written_len,
                 floor,
             } => self
                 .next_active(base, file, written_len, floor)
                 .await
                 .map(Some),
+            // The log was closed: its active segment can no longer be read.
+            Location::Active { file: None, .. } => Err(Error::Closed),
         }
     }
 

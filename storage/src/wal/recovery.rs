@@ -86,7 +86,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
         active: Active {
             base_offset: last_base,
             path,
-            file: Rc::new(file),
+            file: Some(Rc::new(file)),
             written_len: tail.len,
             index: index.clone(),
         },

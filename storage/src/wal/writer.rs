@@ -118,7 +118,7 @@ fn open_buffer(shared: &Shared, state: &State, need: usize) -> Staged {
     let file_pos = align_down(state.staging.len);
     debug_assert_eq!(file_pos + carry.len() as u64, state.staging.len);
     let size = align_up(shared.config.write_buffer_bytes.max(carry.len() + need) as u64) as usize;
-    let mut buf = state.active.file.alloc_dma_buffer(size);
+    let mut buf = glommio::allocate_dma_buffer(size);
     buf.as_bytes_mut()[..carry.len()].copy_from_slice(carry);
     Staged {
         file_pos,
@@ -347,16 +347,19 @@ async fn roll_segment(
     let next_file = create_segment(&next_path)
         .await
         .map_err(|e| storage_failure("creating segment", &next_path, e))?;
-    sync_dir(&shared.dir)
-        .await
-        .map_err(|e| storage_failure("syncing directory", &shared.dir, e))?;
+    if let Err(err) = sync_dir(&shared.dir).await {
+        // Close explicitly: glommio only queues the close of a dropped file, and a failed
+        // flusher may run no further IO cycle to carry it out.
+        let _ = next_file.close().await;
+        return Err(storage_failure("syncing directory", &shared.dir, err));
+    }
     let mut state = shared.state.borrow_mut();
     state.sealed.push(Rc::new(sealed));
     state.probe.rolls += 1;
     state.active = Active {
         base_offset: next_base,
         path: next_path,
-        file: Rc::new(next_file),
+        file: Some(Rc::new(next_file)),
         written_len: 0,
         index: next_index,
     };
@@ -366,7 +369,10 @@ async fn roll_segment(
 
 fn active_file(shared: &Shared) -> (Rc<DmaFile>, PathBuf) {
     let state = shared.state.borrow();
-    (state.active.file.clone(), state.active.path.clone())
+    let Some(file) = state.active.file.clone() else {
+        unreachable!("the active file is taken only after the flusher has exited")
+    };
+    (file, state.active.path.clone())
 }
 
 /// Opens a segment file for O_DIRECT reads and writes, creating it if `create`.
