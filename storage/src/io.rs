@@ -3,13 +3,18 @@
 //! glommio registers its IO buffers with io_uring, which pins them against `RLIMIT_MEMLOCK`.
 //! We raise the soft limit to the hard limit where allowed and size `io_memory` to fit what we
 //! got, so a default `ulimit -l` of 8 MiB works, and a tiny one fails with a clear message.
+//! A process with `CAP_IPC_LOCK` (or no memlock limit) registers more, so that the WAL's
+//! staging buffers always come from registered, already-faulted memory.
 
 use std::io;
 
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
 
-/// IO memory each executor asks for when the limit allows it.
+/// IO memory each executor asks for when the memlock limit allows it.
 pub const IO_MEMORY_BYTES_DEFAULT: usize = 4 << 20;
+/// IO memory each executor asks for when locking is not limited (`CAP_IPC_LOCK`, or an
+/// unlimited `RLIMIT_MEMLOCK`): enough that WAL staging never spills to fresh heap pages.
+pub const IO_MEMORY_BYTES_UNLIMITED: usize = 32 << 20;
 /// Below this much lockable memory per executor we refuse to start.
 pub const IO_MEMORY_BYTES_MIN: usize = 256 << 10;
 
@@ -26,6 +31,9 @@ pub fn raise_memlock_limit() -> io::Result<u64> {
 /// The io_memory each of `executors` executors may register within the memlock limit.
 pub fn io_memory_per_executor(executors: usize) -> io::Result<usize> {
     let limit = raise_memlock_limit()?;
+    if limit == rlimit::INFINITY || has_cap_ipc_lock() {
+        return Ok(IO_MEMORY_BYTES_UNLIMITED);
+    }
     let executors = executors.max(1) as u64;
     // Leave a quarter of the limit for the rings themselves and anything else that locks memory.
     let share = (limit.saturating_mul(3) / 4) / executors;
@@ -40,6 +48,17 @@ pub fn io_memory_per_executor(executors: usize) -> io::Result<usize> {
         )));
     }
     Ok(share)
+}
+
+/// Whether this process may lock memory beyond `RLIMIT_MEMLOCK` (root usually may).
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
 }
 
 /// A builder for an executor with io memory sized for `executors` executors in this process.

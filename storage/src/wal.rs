@@ -129,7 +129,7 @@ impl Default for LogConfig {
             durability: Durability::Interval(Duration::from_millis(10)),
             index_interval_bytes: 4096,
             write_buffer_bytes: 1 << 20,
-            pending_bytes_max: 2 << 20,
+            pending_bytes_max: 8 << 20,
             truncate_corrupt_tail: false,
         }
     }
