@@ -33,6 +33,23 @@ fn config(segment_bytes: u64, durability: Durability) -> LogConfig {
     }
 }
 
+/// Runs `body` on a glommio executor with a fresh log in a temporary directory, passing the
+/// log and its directory (for reopening).
+fn with_log<F, Fut>(segment_bytes: u64, durability: Durability, body: F)
+where
+    F: FnOnce(SegmentLog, std::path::PathBuf) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    run(move || async move {
+        let (log, _) = SegmentLog::open(&path, config(segment_bytes, durability))
+            .await
+            .unwrap();
+        body(log, path).await;
+    });
+}
+
 async fn read_all(log: &SegmentLog, from: u64) -> Vec<(u64, Vec<Vec<Value>>)> {
     let mut reader = log.reader(from).unwrap();
     let mut out = Vec::new();
@@ -109,12 +126,7 @@ fn append_read_reopen_across_segment_rolls() {
 
 #[test]
 fn concurrent_always_appends_share_syncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Always))
-            .await
-            .unwrap();
+    with_log(1 << 20, Durability::Always, |log, _| async move {
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let log = log.clone();
@@ -164,12 +176,7 @@ fn interval_policy_acks_on_write_and_syncs_later() {
 
 #[test]
 fn never_policy_syncs_on_close_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(1 << 20, Durability::Never))
-            .await
-            .unwrap();
+    with_log(1 << 20, Durability::Never, |log, _| async move {
         for i in 0..10 {
             log.append(&mut batch(i, 1, 10)).await.unwrap();
         }
@@ -182,12 +189,7 @@ fn never_policy_syncs_on_close_only() {
 
 #[test]
 fn tailing_reader_sees_new_appends() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
-            .await
-            .unwrap();
+    with_log(8 << 10, Durability::Always, |log, _| async move {
         let mut reader = log.reader(0).unwrap();
         let tail = glommio::spawn_local(async move {
             let mut seen = Vec::new();
@@ -210,12 +212,7 @@ fn tailing_reader_sees_new_appends() {
 
 #[test]
 fn retention_deletes_whole_segments_below_an_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
-            .await
-            .unwrap();
+    with_log(8 << 10, Durability::Always, |log, path| async move {
         for i in 0..50 {
             log.append(&mut batch(i * 4, 4, 300)).await.unwrap();
         }
@@ -562,12 +559,7 @@ fn relative_directories_work() {
 
 #[test]
 fn a_reader_finishes_a_segment_that_retention_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_owned();
-    run(move || async move {
-        let (log, _) = SegmentLog::open(&path, config(8 << 10, Durability::Always))
-            .await
-            .unwrap();
+    with_log(8 << 10, Durability::Always, |log, _| async move {
         for i in 0..40 {
             log.append(&mut batch(i, 1, 500)).await.unwrap();
         }
