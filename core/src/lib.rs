@@ -19,9 +19,12 @@
 
 pub mod batch;
 pub mod error;
+pub mod expr;
+pub mod format;
 pub mod nexmark;
 pub mod row;
 pub mod schema;
+pub mod spec;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The expression language of `map`, `filter` and `project` (being built).

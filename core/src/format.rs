@@ -1,0 +1,1 @@
+//! Text formats of file sources and sinks: JSON lines and CSV (being built).

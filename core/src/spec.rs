@@ -1,0 +1,1 @@
+//! Pipeline specifications: the YAML file a user writes (being built).
