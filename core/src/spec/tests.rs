@@ -1,0 +1,145 @@
+use super::*;
+
+const Q2: &str = "\
+name: q2
+sources:
+  bids:
+    type: nexmark
+    stream: bid
+    events: 10k
+    seed: 7
+operators:
+  - name: selection
+    from: bids
+    filter: auction % 123 = 0
+  - name: out
+    from: selection
+    project:
+      auction: auction
+      price: price
+sinks:
+  print:
+    type: stdout
+    from: out
+";
+
+fn err(text: &str) -> SpecError {
+    PipelineSpec::parse("p.yaml", text).unwrap_err()
+}
+
+#[test]
+fn decodes_a_nexmark_pipeline() {
+    let spec = PipelineSpec::parse("q2.yaml", Q2).unwrap();
+    assert_eq!(spec.name, "q2");
+    let SourceKind::Nexmark(nexmark) = &spec.sources[0].kind else {
+        panic!("not nexmark")
+    };
+    assert_eq!(nexmark.stream, EventKind::Bid);
+    assert_eq!(nexmark.events, Some(10_000));
+    assert_eq!(nexmark.generator.seed, 7);
+    assert_eq!(spec.operators.len(), 2);
+    let OperatorKind::Filter(filter) = &spec.operators[0].kind else {
+        panic!("not a filter")
+    };
+    assert_eq!(filter.text, "auction % 123 = 0");
+    assert_eq!(filter.path, "operators[0].filter");
+    // `%` is at byte 8 of the expression, which starts at line 11, column 13.
+    assert_eq!(
+        filter.position(&spec.origin, 8),
+        Pos {
+            line: 11,
+            column: 21
+        }
+    );
+    let OperatorKind::Project(fields) = &spec.operators[1].kind else {
+        panic!("not a project")
+    };
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.name.as_str()).collect();
+    assert_eq!(names, ["auction", "price"]);
+    assert_eq!(spec.sinks[0].input.name, "out");
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion() {
+    let error = err(&Q2.replace("    filter: auction", "    filtre: auction"));
+    assert_eq!(error.pos.line, 9);
+    assert!(
+        error.message.contains("operator `selection` needs one of"),
+        "{error}"
+    );
+    let error = err(&Q2.replace("    seed: 7", "    sed: 7"));
+    assert_eq!(error.to_string().split(": ").next(), Some("p.yaml:7:5"));
+    assert!(error.message.contains("did you mean `seed`"), "{error}");
+    assert_eq!(error.path, "sources.bids");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let error = err(&Q2.replace("events: 10k", "events: ten"));
+    assert_eq!(error.path, "sources.bids.events");
+    assert_eq!(
+        error.pos,
+        Pos {
+            line: 6,
+            column: 13
+        }
+    );
+    let error = err(&Q2.replace("stream: bid", "stream: bidz"));
+    assert!(error.message.contains("did you mean `bid`"), "{error}");
+    let error = err(&Q2.replace("type: stdout", "type: kafka"));
+    assert!(
+        error.message.contains("unknown sink type `kafka`"),
+        "{error}"
+    );
+    let error = err(&Q2.replace("from: selection", "from: [selection, bids]"));
+    assert!(error.message.contains("use a `union`"), "{error}");
+}
+
+#[test]
+fn malformed_yaml_is_an_error_with_a_line() {
+    let error = err("sources:\n  a: [1, 2\nsinks: {}\n");
+    assert!(error.message.starts_with("invalid YAML"), "{error}");
+    assert!(error.pos.line >= 2);
+    let error = err("- just\n- a list\n");
+    assert!(error.message.contains("expected a mapping"), "{error}");
+    let error = err("sources: {}\nsinks: {}\n");
+    assert!(error.message.contains("needs a source"), "{error}");
+}
+
+#[test]
+fn schemas_and_durability_decode() {
+    let text = "\
+sources:
+  events:
+    type: ingest
+    listen: 127.0.0.1:0
+    durability: interval(5ms)
+    schema:
+      id: i64
+      note: string?
+      at: timestamp
+    event_time: at
+sinks:
+  out: {type: blackhole, from: events}
+";
+    let spec = PipelineSpec::parse("i.yaml", text).unwrap();
+    let SourceKind::Ingest(ingest) = &spec.sources[0].kind else {
+        panic!("not ingest")
+    };
+    assert_eq!(ingest.durability, DurabilitySpec::Interval(5));
+    assert_eq!(ingest.schema.len(), 3);
+    assert!(ingest.schema.fields()[1].nullable);
+    assert_eq!(ingest.event_time.as_ref().unwrap().name, "at");
+    let error = err(&text.replace("string?", "strng"));
+    assert!(error.message.contains("did you mean `string`"), "{error}");
+    assert_eq!(error.pos.line, 8);
+}
+
+#[test]
+fn counts_accept_suffixes() {
+    assert_eq!(parse_count("10_000"), Some(10_000));
+    assert_eq!(parse_count("2M"), Some(2_000_000));
+    assert_eq!(parse_count("64MiB"), Some(64 << 20));
+    assert_eq!(parse_count("-1"), None);
+    assert_eq!(parse_count("99999999999999999999G"), None);
+}
