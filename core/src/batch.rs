@@ -24,7 +24,7 @@
 use rkyv::rancor;
 
 use crate::error::{Error, Result};
-use crate::row::{archived_row_len, encode_row, ArchivedRow, ValueRef};
+use crate::row::{archived_row_len, encode_row, ArchivedRow, AsValueRef};
 use crate::schema::Schema;
 
 /// Identifies a stream (a named source or an intermediate edge of a pipeline).
@@ -316,8 +316,9 @@ impl<'a> BatchView<'a> {
         self.header.row_count as usize
     }
 
-    /// Row `index`, read in place. Panics if `index >= row_count()`.
-    pub fn row(&self, index: usize) -> &'a ArchivedRow {
+    /// The archived bytes of row `index`. Rows are self-contained (all offsets relative), so
+    /// these bytes can be copied into another batch unchanged. Panics if out of range.
+    pub fn row_bytes(&self, index: usize) -> &'a [u8] {
         assert!(
             index < self.row_count(),
             "row {index} out of {}",
@@ -329,7 +330,12 @@ impl<'a> BatchView<'a> {
             self.row_end(index - 1)
         };
         let end = self.row_end(index);
-        let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
+        &self.bytes[HEADER_LEN + start..HEADER_LEN + end]
+    }
+
+    /// Row `index`, read in place. Panics if `index >= row_count()`.
+    pub fn row(&self, index: usize) -> &'a ArchivedRow {
+        let row = self.row_bytes(index);
         // SAFETY: `self` was built from builder output or passed `verify`, which ran rkyv's
         // validator on exactly this slice (see the module's safety contract).
         unsafe { rkyv::access_unchecked::<ArchivedRow>(row) }
@@ -426,7 +432,7 @@ impl BatchBuilder {
     }
 
     /// Appends a row without an event time.
-    pub fn push(&mut self, values: &[ValueRef<'_>]) -> Result<()> {
+    pub fn push<V: AsValueRef>(&mut self, values: &[V]) -> Result<()> {
         let projected = self.encoded_len() + archived_row_len(values) + 4;
         if projected > BATCH_BYTES_MAX {
             return Err(Error::BatchTooLarge {
@@ -440,11 +446,36 @@ impl BatchBuilder {
     }
 
     /// Appends a row and widens the batch's event-time bounds by `event_time_ms`.
-    pub fn push_with_time(&mut self, values: &[ValueRef<'_>], event_time_ms: i64) -> Result<()> {
+    pub fn push_with_time<V: AsValueRef>(
+        &mut self,
+        values: &[V],
+        event_time_ms: i64,
+    ) -> Result<()> {
         self.push(values)?;
-        self.min_event_time = self.min_event_time.min(event_time_ms);
-        self.max_event_time = self.max_event_time.max(event_time_ms);
+        self.widen_event_time(event_time_ms, event_time_ms);
         Ok(())
+    }
+
+    /// Appends a copy of row `index` of `view`, byte for byte (no re-encoding).
+    pub fn push_row_of(&mut self, view: &BatchView<'_>, index: usize) -> Result<()> {
+        let row = view.row_bytes(index);
+        let projected = self.encoded_len() + row.len() + 4;
+        if projected > BATCH_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        self.buf.extend_from_slice(row);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Widens the batch's event-time bounds to include `[min_ms, max_ms]`; operators that
+    /// copy rows carry their input batch's bounds this way.
+    pub fn widen_event_time(&mut self, min_ms: i64, max_ms: i64) {
+        self.min_event_time = self.min_event_time.min(min_ms);
+        self.max_event_time = self.max_event_time.max(max_ms);
     }
 
     /// Rows pushed since the last `finish`.

@@ -21,12 +21,14 @@ pub mod batch;
 pub mod error;
 pub mod expr;
 pub mod format;
+pub mod key;
 pub mod nexmark;
+pub mod plan;
 pub mod row;
 pub mod schema;
 pub mod spec;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};
-pub use row::{ArchivedRow, ArchivedValue, RowRef, Value, ValueRef};
+pub use row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
 pub use schema::{DataType, Field, Schema};

@@ -58,11 +58,48 @@ pub const ARCHIVED_ROOT_BYTES: usize = 8;
 const _: () = assert!(std::mem::size_of::<ArchivedValue>() == ARCHIVED_VALUE_BYTES);
 const _: () = assert!(std::mem::size_of::<ArchivedRow>() == ARCHIVED_ROOT_BYTES);
 
+/// Anything that reads as a [`ValueRef`]: the builder's generic input, so operators can
+/// archive computed values, owned values or values read in place without collecting them.
+pub trait AsValueRef {
+    /// The value as a borrowed [`ValueRef`].
+    fn as_value(&self) -> ValueRef<'_>;
+}
+
+impl AsValueRef for ValueRef<'_> {
+    fn as_value(&self) -> ValueRef<'_> {
+        *self
+    }
+}
+
+impl AsValueRef for Value {
+    fn as_value(&self) -> ValueRef<'_> {
+        self.as_ref()
+    }
+}
+
+impl AsValueRef for ArchivedValue {
+    fn as_value(&self) -> ValueRef<'_> {
+        self.as_value_ref()
+    }
+}
+
+impl AsValueRef for crate::expr::Datum<'_> {
+    fn as_value(&self) -> ValueRef<'_> {
+        self.as_value_ref()
+    }
+}
+
+impl<T: AsValueRef + ?Sized> AsValueRef for &T {
+    fn as_value(&self) -> ValueRef<'_> {
+        (**self).as_value()
+    }
+}
+
 /// Size in bytes of `values` archived as one row.
-pub fn archived_row_len(values: &[ValueRef<'_>]) -> usize {
+pub fn archived_row_len<V: AsValueRef>(values: &[V]) -> usize {
     let payload: usize = values
         .iter()
-        .map(|v| out_of_line(v).map_or(0, <[u8]>::len))
+        .map(|v| out_of_line(&v.as_value()).map_or(0, <[u8]>::len))
         .sum();
     payload + values.len() * ARCHIVED_VALUE_BYTES + ARCHIVED_ROOT_BYTES
 }
@@ -71,14 +108,14 @@ pub fn archived_row_len(values: &[ValueRef<'_>]) -> usize {
 /// writes for it (checked by a property test), without rkyv's serializer machinery: string and
 /// bytes payloads first, then the value array, then the root. Relative offsets count from the
 /// offset field itself, as rkyv's `RelPtr` does; an empty payload points where it would start.
-pub fn encode_row(values: &[ValueRef<'_>], out: &mut Vec<u8>) {
+pub fn encode_row<V: AsValueRef>(values: &[V], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + archived_row_len(values), 0);
     // Positions are row-local: every offset is relative, so the row's place in `out` is moot.
     let row = &mut out[start..];
     let mut payload_end = 0;
     for value in values {
-        if let Some(bytes) = out_of_line(value) {
+        if let Some(bytes) = out_of_line(&value.as_value()) {
             row[payload_end..payload_end + bytes.len()].copy_from_slice(bytes);
             payload_end += bytes.len();
         }
@@ -87,7 +124,7 @@ pub fn encode_row(values: &[ValueRef<'_>], out: &mut Vec<u8>) {
     let mut payload_pos = 0;
     for (index, value) in values.iter().enumerate() {
         let value_pos = array_pos + index * ARCHIVED_VALUE_BYTES;
-        let cell = encode_value(value, value_pos, &mut payload_pos);
+        let cell = encode_value(&value.as_value(), value_pos, &mut payload_pos);
         row[value_pos..value_pos + ARCHIVED_VALUE_BYTES].copy_from_slice(&cell);
     }
     let root_pos = array_pos + values.len() * ARCHIVED_VALUE_BYTES;

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::row::Value;
+use crate::row::ValueRef;
 use crate::schema::{DataType, Field};
 
 fn value_strategy() -> impl Strategy<Value = Value> {

@@ -1,0 +1,448 @@
+//! The logical plan: a pipeline spec with names resolved, schemas inferred and every
+//! expression type-checked, before anything runs.
+//!
+//! [`Plan::from_spec`] is the single gate between a user's file and the data plane: a plan
+//! that exists is one the runtime can execute. Operators are kept in topological order.
+
+use crate::expr::{self, Expr};
+use crate::nexmark::{self, EventKind};
+use crate::schema::{DataType, Field, Schema};
+use crate::spec::{
+    closest, ExprText, Named, OperatorKind, PipelineSpec, Settings, SinkKind, SourceKind, SpecError,
+};
+
+/// A checked pipeline.
+#[derive(Debug)]
+pub struct Plan {
+    /// The pipeline's name.
+    pub name: String,
+    /// Pipeline-wide settings.
+    pub settings: Settings,
+    /// Sources, in file order.
+    pub sources: Vec<PlanSource>,
+    /// Operators in topological order: every input comes before its consumers.
+    pub operators: Vec<PlanOperator>,
+    /// Sinks, in file order.
+    pub sinks: Vec<PlanSink>,
+}
+
+/// Where an operator or sink reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Input {
+    /// `plan.sources[i]`.
+    Source(usize),
+    /// `plan.operators[i]`.
+    Operator(usize),
+}
+
+/// A source with its schema.
+#[derive(Debug)]
+pub struct PlanSource {
+    /// Its name.
+    pub name: String,
+    /// Its configuration.
+    pub kind: SourceKind,
+    /// The rows it emits.
+    pub schema: Schema,
+    /// Index of the event-time field, if it has one.
+    pub event_time: Option<usize>,
+}
+
+/// An operator with its checked expressions and output schema.
+#[derive(Debug)]
+pub struct PlanOperator {
+    /// Its name.
+    pub name: String,
+    /// Its inputs (one, or several for a union).
+    pub inputs: Vec<Input>,
+    /// What it computes.
+    pub op: Operator,
+    /// The rows it emits.
+    pub schema: Schema,
+}
+
+/// A checked operator.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Operator {
+    /// Keeps rows for which the predicate is true.
+    Filter(Expr),
+    /// Emits one row of these expressions per input row (`map` and `project` both lower here).
+    Project(Vec<Expr>),
+    /// Routes rows by the hash of these keys; rows are unchanged.
+    KeyBy(Vec<Expr>),
+    /// Merges its inputs; rows are unchanged.
+    Union,
+}
+
+/// A sink with the schema of what it receives.
+#[derive(Debug)]
+pub struct PlanSink {
+    /// Its name.
+    pub name: String,
+    /// What it consumes.
+    pub input: Input,
+    /// Where rows go.
+    pub kind: SinkKind,
+    /// The rows it receives.
+    pub schema: Schema,
+}
+
+impl Plan {
+    /// Resolves, infers and type-checks `spec`.
+    pub fn from_spec(spec: &PipelineSpec) -> Result<Plan, SpecError> {
+        check_unique_names(spec)?;
+        let sources = spec
+            .sources
+            .iter()
+            .map(|source| plan_source(spec, source))
+            .collect::<Result<Vec<_>, _>>()?;
+        let order = topological_order(spec)?;
+        let mut plan = Plan {
+            name: spec.name.clone(),
+            settings: spec.settings.clone(),
+            sources,
+            operators: Vec::with_capacity(order.len()),
+            sinks: Vec::with_capacity(spec.sinks.len()),
+        };
+        let mut placed: Vec<(String, Input)> = plan
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), Input::Source(i)))
+            .collect();
+        for index in order {
+            let operator = plan_operator(spec, &plan, &placed, index)?;
+            placed.push((operator.name.clone(), Input::Operator(plan.operators.len())));
+            plan.operators.push(operator);
+        }
+        for sink in &spec.sinks {
+            let path = format!("sinks.{}.from", sink.name.name);
+            let input = resolve(spec, &placed, &sink.input, &path)?;
+            plan.sinks.push(PlanSink {
+                name: sink.name.name.clone(),
+                input,
+                kind: sink.kind.clone(),
+                schema: plan.schema_of(input).clone(),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The schema of the rows `input` emits.
+    pub fn schema_of(&self, input: Input) -> &Schema {
+        match input {
+            Input::Source(i) => &self.sources[i].schema,
+            Input::Operator(i) => &self.operators[i].schema,
+        }
+    }
+
+    /// The name of `input`.
+    pub fn name_of(&self, input: Input) -> &str {
+        match input {
+            Input::Source(i) => &self.sources[i].name,
+            Input::Operator(i) => &self.operators[i].name,
+        }
+    }
+}
+
+fn check_unique_names(spec: &PipelineSpec) -> Result<(), SpecError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let all = spec
+        .sources
+        .iter()
+        .map(|s| (&s.name, "sources"))
+        .chain(spec.operators.iter().map(|o| (&o.name, "operators")))
+        .chain(spec.sinks.iter().map(|s| (&s.name, "sinks")));
+    for (named, section) in all {
+        if seen.contains(&named.name.as_str()) {
+            return Err(spec.error_at(
+                named,
+                section,
+                format!(
+                    "the name `{}` is used twice; sources, operators and sinks share one namespace",
+                    named.name
+                ),
+            ));
+        }
+        seen.push(&named.name);
+    }
+    Ok(())
+}
+
+fn plan_source(
+    spec: &PipelineSpec,
+    source: &crate::spec::SourceSpec,
+) -> Result<PlanSource, SpecError> {
+    let (schema, event_time) = match &source.kind {
+        SourceKind::Nexmark(nexmark) => {
+            let schema = match nexmark.stream {
+                EventKind::Bid => nexmark::bid_schema(),
+                EventKind::Auction => nexmark::auction_schema(),
+                EventKind::Person => nexmark::person_schema(),
+            };
+            let time = schema.index_of("date_time");
+            (schema, time)
+        }
+        SourceKind::File(file) => {
+            let time = event_time_index(spec, &source.name, &file.schema, &file.event_time)?;
+            (file.schema.clone(), time)
+        }
+        SourceKind::Ingest(ingest) => {
+            let time = event_time_index(spec, &source.name, &ingest.schema, &ingest.event_time)?;
+            (ingest.schema.clone(), time)
+        }
+    };
+    Ok(PlanSource {
+        name: source.name.name.clone(),
+        kind: source.kind.clone(),
+        schema,
+        event_time,
+    })
+}
+
+fn event_time_index(
+    spec: &PipelineSpec,
+    source: &Named,
+    schema: &Schema,
+    event_time: &Option<Named>,
+) -> Result<Option<usize>, SpecError> {
+    let Some(field) = event_time else {
+        return Ok(None);
+    };
+    let path = format!("sources.{}.event_time", source.name);
+    let Some(index) = schema.index_of(&field.name) else {
+        return Err(spec.error_at(field, &path, unknown_field(&field.name, schema)));
+    };
+    match schema.fields()[index].data_type {
+        DataType::Timestamp | DataType::I64 => Ok(Some(index)),
+        other => Err(spec.error_at(
+            field,
+            &path,
+            format!(
+                "event_time field `{}` must be a timestamp or i64, found {other}",
+                field.name
+            ),
+        )),
+    }
+}
+
+fn unknown_field(name: &str, schema: &Schema) -> String {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name.as_str()).collect();
+    let hint = closest(name, &names)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    format!(
+        "unknown field `{name}`{hint} (fields are: {})",
+        names.join(", ")
+    )
+}
+
+/// Operator indices (into `spec.operators`) so that inputs come first; a cycle is an error.
+fn topological_order(spec: &PipelineSpec) -> Result<Vec<usize>, SpecError> {
+    let index_of = |name: &str| spec.operators.iter().position(|o| o.name.name == name);
+    let mut state = vec![0u8; spec.operators.len()]; // 0 new, 1 visiting, 2 done
+    let mut order = Vec::with_capacity(spec.operators.len());
+    fn visit(
+        spec: &PipelineSpec,
+        index: usize,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        index_of: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<(), SpecError> {
+        match state[index] {
+            2 => return Ok(()),
+            1 => {
+                let operator = &spec.operators[index];
+                return Err(spec.error_at(
+                    &operator.name,
+                    &format!("operators[{index}]"),
+                    format!("operator `{}` is part of a cycle", operator.name.name),
+                ));
+            }
+            _ => {}
+        }
+        state[index] = 1;
+        for input in &spec.operators[index].inputs {
+            if let Some(upstream) = index_of(&input.name) {
+                visit(spec, upstream, state, order, index_of)?;
+            }
+        }
+        state[index] = 2;
+        order.push(index);
+        Ok(())
+    }
+    for index in 0..spec.operators.len() {
+        visit(spec, index, &mut state, &mut order, &index_of)?;
+    }
+    Ok(order)
+}
+
+fn resolve(
+    spec: &PipelineSpec,
+    placed: &[(String, Input)],
+    named: &Named,
+    path: &str,
+) -> Result<Input, SpecError> {
+    if let Some((_, input)) = placed.iter().find(|(name, _)| *name == named.name) {
+        return Ok(*input);
+    }
+    let names: Vec<&str> = placed.iter().map(|(n, _)| n.as_str()).collect();
+    let message = if spec.sinks.iter().any(|s| s.name.name == named.name) {
+        format!("`{}` is a sink; sinks cannot be read from", named.name)
+    } else {
+        let hint = closest(&named.name, &names)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        format!(
+            "unknown input `{}`{hint} (sources and operators are: {})",
+            named.name,
+            names.join(", ")
+        )
+    };
+    Err(spec.error_at(named, path, message))
+}
+
+fn plan_operator(
+    spec: &PipelineSpec,
+    plan: &Plan,
+    placed: &[(String, Input)],
+    index: usize,
+) -> Result<PlanOperator, SpecError> {
+    let operator = &spec.operators[index];
+    let path = format!("operators[{index}]");
+    let inputs = operator
+        .inputs
+        .iter()
+        .map(|named| resolve(spec, placed, named, &format!("{path}.from")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let input_schema = plan.schema_of(inputs[0]).clone();
+    let compile = |text: &ExprText| -> Result<Expr, SpecError> {
+        expr::compile(&text.text, &input_schema)
+            .map_err(|err| spec.expr_error(text, err.offset, err.message))
+    };
+    let (op, schema) = match &operator.kind {
+        OperatorKind::Filter(text) => {
+            let predicate = compile(text)?;
+            if predicate.data_type() != DataType::Bool {
+                return Err(spec.expr_error(
+                    text,
+                    0,
+                    format!(
+                        "a filter condition must be bool, found {}",
+                        predicate.data_type()
+                    ),
+                ));
+            }
+            (Operator::Filter(predicate), input_schema)
+        }
+        OperatorKind::Map(assignments) => {
+            let mut outputs: Vec<(Field, Expr)> = Vec::with_capacity(input_schema.len());
+            for field in input_schema.fields() {
+                let reference = format!("`{}`", field.name.replace('`', ""));
+                let expr = expr::compile(&reference, &input_schema).map_err(|err| {
+                    spec.error_at(
+                        &operator.name,
+                        &path,
+                        format!("field `{}`: {err}", field.name),
+                    )
+                })?;
+                outputs.push((field.clone(), expr));
+            }
+            for (named, text) in assignments {
+                let expr = compile(text)?;
+                let field = output_field(named, &expr);
+                match outputs.iter_mut().find(|(f, _)| f.name == named.name) {
+                    Some(slot) => *slot = (field, expr),
+                    None => outputs.push((field, expr)),
+                }
+            }
+            let (fields, exprs) = outputs.into_iter().unzip();
+            (Operator::Project(exprs), Schema::new(fields))
+        }
+        OperatorKind::Project(assignments) => {
+            let mut fields: Vec<Field> = Vec::with_capacity(assignments.len());
+            let mut exprs = Vec::with_capacity(assignments.len());
+            for (named, text) in assignments {
+                let expr = compile(text)?;
+                fields.push(output_field(named, &expr));
+                exprs.push(expr);
+            }
+            (Operator::Project(exprs), Schema::new(fields))
+        }
+        OperatorKind::KeyBy(keys) => {
+            let exprs = keys.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+            (Operator::KeyBy(exprs), input_schema)
+        }
+        OperatorKind::Union => {
+            for (input, named) in inputs.iter().zip(&operator.inputs).skip(1) {
+                let other = plan.schema_of(*input);
+                if !same_shape(other, &input_schema) {
+                    return Err(spec.error_at(
+                        named,
+                        &format!("{path}.union"),
+                        format!(
+                            "union inputs must have the same fields and types: `{}` has ({}) but `{}` has ({})",
+                            operator.inputs[0].name,
+                            describe(&input_schema),
+                            named.name,
+                            describe(other)
+                        ),
+                    ));
+                }
+            }
+            (Operator::Union, union_schema(&inputs, plan))
+        }
+    };
+    Ok(PlanOperator {
+        name: operator.name.name.clone(),
+        inputs,
+        op,
+        schema,
+    })
+}
+
+fn output_field(named: &Named, expr: &Expr) -> Field {
+    Field {
+        name: named.name.clone(),
+        data_type: expr.data_type(),
+        nullable: expr.nullable(),
+    }
+}
+
+fn same_shape(a: &Schema, b: &Schema) -> bool {
+    a.len() == b.len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name == y.name && x.data_type == y.data_type)
+}
+
+/// The union's schema: the inputs' fields, nullable where any input's is.
+fn union_schema(inputs: &[Input], plan: &Plan) -> Schema {
+    let first = plan.schema_of(inputs[0]);
+    let fields = first
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| Field {
+            nullable: inputs
+                .iter()
+                .any(|input| plan.schema_of(*input).fields()[i].nullable),
+            ..field.clone()
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+fn describe(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name, f.data_type))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests;
