@@ -1,7 +1,9 @@
-//! Wire's control plane (not built yet): the tokio runtime, tonic admin and raft services,
-//! the raft-rs metadata group and the checkpoint coordinator, and the `wire` and `wirectl`
-//! binaries.
+//! Wire's control plane and its binaries.
 //!
-//! This crate is an empty placeholder in the workspace layout until later issues fill it;
-//! it exports nothing.
+//! Today this is the single-node `wire run` command ([`run`]): load a pipeline file, check it,
+//! start the data cores, report progress, and print a summary. The tokio control plane (raft
+//! metadata group, checkpoint coordinator, `wirectl`) comes with later issues.
 #![forbid(unsafe_code)]
+
+pub mod run;
+pub mod summary;

@@ -478,6 +478,12 @@ impl BatchBuilder {
         self.max_event_time = self.max_event_time.max(max_ms);
     }
 
+    /// Sets the stream and partition of the batches built from now on.
+    pub fn set_origin(&mut self, stream: StreamId, partition: PartitionId) {
+        self.stream = stream;
+        self.partition = partition;
+    }
+
     /// Rows pushed since the last `finish`.
     pub fn row_count(&self) -> usize {
         self.ends.len()

@@ -1,0 +1,68 @@
+//! Errors of the data plane.
+
+use std::path::PathBuf;
+
+/// Why a pipeline run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An executor could not start (locked memory, io_uring, thread spawn).
+    #[error("cannot start a data core: {0}")]
+    Executor(#[source] std::io::Error),
+    /// A batch could not be built (a row or batch over the size limit).
+    #[error(transparent)]
+    Batch(#[from] wire_core::Error),
+    /// A Nexmark source's generator settings are invalid.
+    #[error(transparent)]
+    Nexmark(#[from] wire_core::nexmark::ConfigError),
+    /// A file or directory operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of an input file does not decode.
+    #[error("{path}:{detail}")]
+    Decode {
+        /// The input file.
+        path: PathBuf,
+        /// Line, column, field and reason.
+        detail: String,
+    },
+    /// A WAL operation failed.
+    #[error("source `{source_name}`: {error}")]
+    Wal {
+        /// The ingest source.
+        source_name: String,
+        /// The cause.
+        #[source]
+        error: wire_storage::Error,
+    },
+    /// An ingest source could not listen.
+    #[error("source `{source_name}`: cannot listen on {addr}: {error}")]
+    Listen {
+        /// The ingest source.
+        source_name: String,
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A data core panicked (a bug); its message went to stderr.
+    #[error("a data core panicked")]
+    Panicked,
+}
+
+impl Error {
+    /// An IO error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Starting a pipeline: one pinned glommio executor per data core, every task instantiated
+//! on every core, queues wired between them, and a handle the caller polls and joins.
+//!
+//! Cross-core queues are created here on the main thread (one shared channel per producing
+//! task, consuming task and core pair) and handed to the cores, which connect both ends. A
+//! consumer's remote queues are drained into its local mailbox by a small forwarder task, so
+//! each task reads one mailbox.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::{ExecutorJoinHandle, Placement};
+use wire_core::plan::{Operator, Plan};
+use wire_core::spec::{SinkKind, SourceKind};
+
+use crate::chain::Chain;
+use crate::graph::{Head, PhysicalGraph};
+use crate::message::Message;
+use crate::outlet::{Outlet, Route, Target};
+use crate::probe::{Role, RunProbe};
+use crate::{sink, source, Error};
+
+/// Batches a task's mailbox holds before senders wait.
+pub const MAILBOX_BATCHES: usize = 8;
+/// Batches a cross-core queue holds before the sending core waits.
+pub const EXCHANGE_BATCHES: usize = 8;
+
+/// How to run a pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Data cores (executors).
+    pub cores: usize,
+    /// Pin each executor to its own CPU (when there are enough CPUs).
+    pub pin: bool,
+    /// Where WALs and other state live.
+    pub data_dir: PathBuf,
+    /// Set to end the run gracefully: sources stop, everything drains and flushes.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Something the caller should tell the user while the pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An ingest source is accepting producers on this address.
+    Listening {
+        /// The source's name.
+        source: String,
+        /// The bound address.
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// The first error of a run; later ones are logged.
+#[derive(Debug, Default)]
+pub struct Failure {
+    first: Mutex<Option<Error>>,
+    failed: AtomicBool,
+}
+
+impl Failure {
+    /// Records `error` (keeping the first) and asks every source to stop.
+    pub fn record(&self, error: Error) {
+        tracing::error!(error = %error, "pipeline task failed");
+        self.failed.store(true, Ordering::Relaxed);
+        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(error);
+        }
+    }
+
+    /// Whether any task failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Option<Error> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// What every task on a core shares.
+pub(crate) struct CoreCx {
+    pub(crate) core: usize,
+    pub(crate) cores: usize,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) probe: Arc<RunProbe>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) failure: Arc<Failure>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) notices: crossbeam_channel::Sender<Notice>,
+}
+
+impl CoreCx {
+    /// Whether sources should stop producing.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.failure.failed()
+    }
+
+    /// Probe index of source `i`, operator `i` or sink `i`.
+    pub(crate) fn node(&self, head: Head) -> usize {
+        match head {
+            Head::Source(i) => i,
+            Head::Operator(i) => self.plan.sources.len() + i,
+            Head::Sink(i) => self.plan.sources.len() + self.plan.operators.len() + i,
+        }
+    }
+}
+
+/// A running pipeline.
+pub struct Running {
+    probe: Arc<RunProbe>,
+    threads: Vec<ExecutorJoinHandle<()>>,
+    finished: Arc<AtomicUsize>,
+    failure: Arc<Failure>,
+    notices: crossbeam_channel::Receiver<Notice>,
+    started: Instant,
+    cores: usize,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Counters at the end.
+    pub probe: Arc<RunProbe>,
+    /// Wall time from start to the last core finishing.
+    pub wall: Duration,
+    /// Data cores used.
+    pub cores: usize,
+    /// The first error, if the run failed.
+    pub error: Option<Error>,
+}
+
+/// Starts `plan` on `options.cores` data cores and returns at once.
+pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
+    let cores = options.cores.max(1);
+    let graph = Arc::new(PhysicalGraph::build(&plan));
+    let probe = RunProbe::new(probe_nodes(&plan), cores);
+    let plan = Arc::new(plan);
+    let failure = Arc::new(Failure::default());
+    let (notice_tx, notices) = crossbeam_channel::unbounded();
+    let mut wiring = exchange_wiring(&graph, cores);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(cores);
+    let finished = Arc::new(AtomicUsize::new(0));
+    for core in (0..cores).rev() {
+        let placement = if options.pin && cores <= cpus {
+            Placement::Fixed(core)
+        } else {
+            Placement::Unbound
+        };
+        let builder = wire_storage::io::executor_builder(placement, cores)
+            .map_err(Error::Executor)?
+            .name(&format!("wire-core-{core}"));
+        let cx = CoreCx {
+            core,
+            cores,
+            plan: plan.clone(),
+            probe: probe.clone(),
+            stop: options.stop.clone(),
+            failure: failure.clone(),
+            data_dir: options.data_dir.clone(),
+            notices: notice_tx.clone(),
+        };
+        let graph = graph.clone();
+        let done = Finished(finished.clone());
+        let mine = wiring.pop().expect("one wiring per core");
+        let handle = builder
+            .spawn(move || async move {
+                let _done = done;
+                core_main(cx, graph, mine).await
+            })
+            .map_err(|err| Error::Executor(std::io::Error::other(err.to_string())))?;
+        threads.push(handle);
+    }
+    Ok(Running {
+        probe,
+        threads,
+        finished,
+        failure,
+        notices,
+        started: Instant::now(),
+        cores,
+    })
+}
+
+impl Running {
+    /// Live counters.
+    pub fn probe(&self) -> &Arc<RunProbe> {
+        &self.probe
+    }
+
+    /// Notices (like bound listen addresses) the cores have sent so far.
+    pub fn notices(&self) -> &crossbeam_channel::Receiver<Notice> {
+        &self.notices
+    }
+
+    /// Whether every core has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == self.threads.len()
+    }
+
+    /// Waits for every core and reports.
+    pub fn wait(self) -> RunReport {
+        let mut panicked = false;
+        for thread in self.threads {
+            panicked |= thread.join().is_err();
+        }
+        let mut error = self.failure.take();
+        if panicked && error.is_none() {
+            error = Some(Error::Panicked);
+        }
+        RunReport {
+            probe: self.probe,
+            wall: self.started.elapsed(),
+            cores: self.cores,
+            error,
+        }
+    }
+}
+
+/// Counts a core as finished when its thread's future completes or unwinds.
+struct Finished(Arc<AtomicUsize>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
+    let sources = plan.sources.iter().map(|s| {
+        let kind = match &s.kind {
+            SourceKind::Nexmark(_) => "nexmark",
+            SourceKind::File(_) => "file",
+            SourceKind::Ingest(_) => "ingest",
+            _ => "source",
+        };
+        (s.name.clone(), Role::Source, kind.to_string())
+    });
+    let operators = plan.operators.iter().map(|o| {
+        let kind = match &o.op {
+            Operator::Filter(_) => "filter",
+            Operator::Project(_) => "project",
+            Operator::KeyBy(_) => "key_by",
+            Operator::Union => "union",
+            _ => "operator",
+        };
+        (o.name.clone(), Role::Operator, kind.to_string())
+    });
+    let sinks = plan.sinks.iter().map(|s| {
+        let kind = match &s.kind {
+            SinkKind::Blackhole => "blackhole",
+            SinkKind::Stdout { .. } => "stdout",
+            SinkKind::File(_) => "file",
+            _ => "sink",
+        };
+        (s.name.clone(), Role::Sink, kind.to_string())
+    });
+    sources.chain(operators).chain(sinks).collect()
+}
+
+/// The cross-core queue ends each core owns.
+#[derive(Default)]
+struct CoreWiring {
+    /// (producing task, consuming task, destination core) → sending end.
+    senders: HashMap<(usize, usize, usize), SharedSender<Message>>,
+    /// (consuming task, receiving end).
+    receivers: Vec<(usize, SharedReceiver<Message>)>,
+}
+
+fn exchange_wiring(graph: &PhysicalGraph, cores: usize) -> Vec<CoreWiring> {
+    let mut wiring: Vec<CoreWiring> = (0..cores).map(|_| CoreWiring::default()).collect();
+    for (task, spec) in graph.tasks.iter().enumerate() {
+        if !spec.partitioned {
+            continue;
+        }
+        for &consumer in &spec.outputs {
+            for from in 0..cores {
+                for to in (0..cores).filter(|to| *to != from) {
+                    let (tx, rx) = shared_channel::new_bounded(EXCHANGE_BATCHES);
+                    wiring[from].senders.insert((task, consumer, to), tx);
+                    wiring[to].receivers.push((consumer, rx));
+                }
+            }
+        }
+    }
+    wiring
+}
+
+type Mailbox = (Rc<LocalSender<Message>>, LocalReceiver<Message>);
+
+async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring) {
+    let cx = Rc::new(cx);
+    let mut mailboxes: Vec<Option<Mailbox>> = graph
+        .tasks
+        .iter()
+        .map(|task| match task.head {
+            Head::Source(_) => None,
+            _ => {
+                let (tx, rx) = local_channel::new_bounded(MAILBOX_BATCHES);
+                Some((Rc::new(tx), rx))
+            }
+        })
+        .collect();
+    let sender_of = |mailboxes: &[Option<Mailbox>], task: usize| -> Rc<LocalSender<Message>> {
+        mailboxes[task]
+            .as_ref()
+            .map(|(tx, _)| tx.clone())
+            .expect("consumers have mailboxes")
+    };
+    let mut tasks = Vec::new();
+    // Receivers connect first (in their own tasks), so no core waits on a peer's connect.
+    for (consumer, receiver) in wiring.receivers.drain(..) {
+        let mailbox = sender_of(&mailboxes, consumer);
+        tasks.push(glommio::spawn_local(forward(receiver, mailbox)));
+    }
+    for (index, task) in graph.tasks.iter().enumerate() {
+        let mut targets = Vec::with_capacity(task.outputs.len());
+        for &consumer in &task.outputs {
+            if task.partitioned {
+                let mut routes = Vec::with_capacity(cx.cores);
+                for to in 0..cx.cores {
+                    if to == cx.core {
+                        routes.push(Route::Local(sender_of(&mailboxes, consumer)));
+                    } else {
+                        let tx = wiring
+                            .senders
+                            .remove(&(index, consumer, to))
+                            .expect("wired for every core pair");
+                        routes.push(Route::Remote(tx.connect().await));
+                    }
+                }
+                let Some(&last) = task.chain.last() else {
+                    unreachable!("partitioned tasks end in key_by")
+                };
+                let Operator::KeyBy(keys) = &cx.plan.operators[last].op else {
+                    unreachable!("partitioned tasks end in key_by")
+                };
+                targets.push(Target::Partitioned {
+                    routes,
+                    keys: keys.clone(),
+                    max_parallelism: cx.plan.settings.max_parallelism,
+                });
+            } else {
+                targets.push(Target::Forward(Route::Local(sender_of(
+                    &mailboxes, consumer,
+                ))));
+            }
+        }
+        let tail = match (task.head, task.chain.last()) {
+            (_, Some(op)) => cx.node(Head::Operator(*op)),
+            (head, None) => cx.node(head),
+        };
+        let outlet = Outlet::new(targets, cx.probe.clone(), tail, cx.core);
+        let chain = Chain::new(
+            &cx.plan,
+            &task.chain,
+            cx.probe.clone(),
+            cx.plan.sources.len(),
+            cx.core,
+        );
+        let senders = graph.senders(index, cx.cores);
+        let mailbox = mailboxes[index].take().map(|(_, rx)| rx);
+        let cx = cx.clone();
+        let head = task.head;
+        let run = async move {
+            match (head, mailbox) {
+                (Head::Source(i), _) => source::run(cx, i, chain, outlet).await,
+                (Head::Operator(_), Some(rx)) => run_operator(cx, rx, senders, chain, outlet).await,
+                (Head::Sink(i), Some(rx)) => sink::run(cx, i, rx, senders).await,
+                _ => unreachable!("mailboxes exist for every non-source task"),
+            }
+        };
+        tasks.push(glommio::spawn_local(run));
+    }
+    drop(mailboxes);
+    for task in tasks {
+        task.await;
+    }
+}
+
+/// Moves messages from a cross-core queue into the local mailbox until the sender's `End`.
+async fn forward(receiver: SharedReceiver<Message>, mailbox: Rc<LocalSender<Message>>) {
+    let receiver = receiver.connect().await;
+    while let Some(message) = receiver.recv().await {
+        let end = matches!(message, Message::End);
+        if mailbox.send(message).await.is_err() || end {
+            break;
+        }
+    }
+}
+
+/// An operator task: applies its chain to every batch in its mailbox until every sender
+/// ended. After a failure it keeps draining, so upstream tasks never block forever.
+async fn run_operator(
+    cx: Rc<CoreCx>,
+    mailbox: LocalReceiver<Message>,
+    senders: usize,
+    mut chain: Chain,
+    mut outlet: Outlet,
+) {
+    let mut ends = 0;
+    let mut failed = false;
+    while ends < senders {
+        match mailbox.recv().await {
+            None => break,
+            Some(Message::End) => ends += 1,
+            Some(Message::Batch(_)) if failed => {}
+            Some(Message::Batch(batch)) => {
+                let result = match chain.process(batch) {
+                    Ok(Some(out)) => outlet.send(out).await,
+                    Ok(None) => Ok(()),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = result {
+                    cx.failure.record(Error::Batch(err));
+                    failed = true;
+                }
+            }
+        }
+    }
+    outlet.finish().await;
+}

@@ -1,0 +1,81 @@
+//! The Nexmark source: the deterministic generator of `wire_core::nexmark`, partitioned by
+//! event number (partition `p` of `P` generates events `p, p + P, p + 2P, ...`), so every
+//! partition's event time advances and the union of partitions is the reference stream.
+
+use std::time::{Duration, Instant};
+
+use wire_core::nexmark::{Event, Generator, EVENT_NUMBER_MAX};
+use wire_core::spec::NexmarkSource;
+use wire_core::{BatchBuilder, PartitionId, StreamId};
+
+use super::{owned_partitions, Emitter};
+use crate::runtime::CoreCx;
+use crate::Error;
+
+pub(super) async fn run(
+    cx: &CoreCx,
+    index: usize,
+    spec: &NexmarkSource,
+    emitter: &mut Emitter,
+) -> Result<(), Error> {
+    let generator = Generator::new(spec.generator.clone())?;
+    let partitions = spec.partitions.unwrap_or(cx.cores as u32).max(1);
+    let mine = owned_partitions(cx, partitions);
+    let step = u64::from(partitions);
+    let limit = spec
+        .events
+        .unwrap_or(EVENT_NUMBER_MAX)
+        .min(EVENT_NUMBER_MAX);
+    let mut next: Vec<u64> = mine.iter().map(|p| u64::from(*p)).collect();
+    let batch_rows = cx.plan.settings.batch_rows;
+    let stream = StreamId(index as u32);
+    let mut builder = BatchBuilder::with_capacity(stream, PartitionId(0), 256 << 10);
+    let started = Instant::now();
+    while !cx.stopping() {
+        let due = match spec.rate {
+            Some(rate) => due_events(started, rate).min(limit),
+            None => limit,
+        };
+        let mut produced = 0;
+        for (slot, partition) in next.iter_mut().zip(&mine) {
+            builder.set_origin(stream, PartitionId(*partition));
+            let mut n = *slot;
+            while builder.row_count() < batch_rows && n < due {
+                if generator.kind(n) == spec.stream {
+                    push_event(&generator, n, &mut builder)?;
+                }
+                n += step;
+            }
+            produced += (n - *slot) / step;
+            emitter.events((n - *slot) / step);
+            *slot = n;
+            if !builder.is_empty() {
+                emitter.emit(builder.finish()).await?;
+            }
+        }
+        if next.iter().all(|n| *n >= limit) {
+            break;
+        }
+        if produced == 0 {
+            // Rate-limited and nothing due yet.
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        } else {
+            glommio::yield_if_needed().await;
+        }
+    }
+    Ok(())
+}
+
+/// Events due by now at `rate` events per second since `started`.
+fn due_events(started: Instant, rate: u64) -> u64 {
+    (started.elapsed().as_nanos() * u128::from(rate) / 1_000_000_000) as u64
+}
+
+fn push_event(generator: &Generator, n: u64, builder: &mut BatchBuilder) -> Result<(), Error> {
+    match generator.event(n) {
+        Event::Bid(bid) => bid.push_to(builder)?,
+        Event::Auction(auction) => auction.push_to(builder)?,
+        Event::Person(person) => person.push_to(builder)?,
+    }
+    Ok(())
+}

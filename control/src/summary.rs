@@ -1,0 +1,106 @@
+//! The end-of-run summary: rows in and out per node, throughput, wall time, memory.
+
+use std::fmt;
+use std::time::Duration;
+
+use wire_actors::{Role, RunProbe, RunReport};
+
+/// What `wire run` prints to stderr when a run ends.
+pub struct Summary<'a> {
+    name: &'a str,
+    probe: &'a RunProbe,
+    wall: Duration,
+    cores: usize,
+    peak_rss: Option<u64>,
+}
+
+impl<'a> Summary<'a> {
+    /// The summary of `report` for pipeline `name`.
+    pub fn new(name: &'a str, report: &'a RunReport) -> Summary<'a> {
+        Summary {
+            name,
+            probe: &report.probe,
+            wall: report.wall,
+            cores: report.cores,
+            peak_rss: peak_rss_bytes(),
+        }
+    }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.wall.as_secs_f64().max(1e-9);
+        let events = self.probe.source_events();
+        writeln!(f, "pipeline `{}` on {} core(s)", self.name, self.cores)?;
+        writeln!(
+            f,
+            "  {:<20} {:<10} {:>14} {:>14} {:>9}",
+            "node", "kind", "rows in", "rows out", "blocked"
+        )?;
+        for node in &self.probe.nodes {
+            let rows_in = match node.role {
+                Role::Source => node.total(|c| &c.events),
+                _ => node.total(|c| &c.rows_in),
+            };
+            let blocked = node.total(|c| &c.blocked_ns) as f64 / 1e9;
+            let share = blocked / (secs * self.cores as f64) * 100.0;
+            writeln!(
+                f,
+                "  {:<20} {:<10} {:>14} {:>14} {:>8.1}%",
+                node.name,
+                node.kind,
+                rows_in,
+                node.total(|c| &c.rows_out),
+                share,
+            )?;
+            let rejected = node.total(|c| &c.rejected);
+            if rejected > 0 {
+                writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
+            }
+        }
+        writeln!(
+            f,
+            "  {} events in {:.3} s: {} events/s ({} per core)",
+            events,
+            secs,
+            human_count(events as f64 / secs),
+            human_count(events as f64 / secs / self.cores as f64),
+        )?;
+        let first = self
+            .probe
+            .first_batch_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if first > 0 {
+            writeln!(f, "  first batch after {:.1} ms", first as f64 / 1e6)?;
+        }
+        if let Some(rss) = self.peak_rss {
+            writeln!(
+                f,
+                "  peak memory (RSS) {:.1} MiB",
+                rss as f64 / (1 << 20) as f64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `12.3M`, `4.5k`, `812`.
+pub fn human_count(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.2}G", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.2}M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+/// The process's peak resident set (VmHWM), if the kernel reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
