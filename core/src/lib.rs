@@ -27,6 +27,7 @@ pub mod plan;
 pub mod row;
 pub mod schema;
 pub mod spec;
+pub mod time;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};
