@@ -25,7 +25,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of an input file does not decode.
-    #[error("{path}:{detail}")]
+    #[error("{path}: {detail}")]
     Decode {
         /// The input file.
         path: PathBuf,

@@ -99,15 +99,15 @@ impl PhysicalGraph {
                 .map(|(_, t)| *t)
                 .expect("every node belongs to a task")
         };
-        for index in 0..tasks.len() {
-            let tail = match (tasks[index].head, tasks[index].chain.last()) {
+        for task in &mut tasks {
+            let tail = match (task.head, task.chain.last()) {
                 (Head::Sink(_), _) => continue,
                 (_, Some(op)) => Input::Operator(*op),
                 (Head::Source(i), None) => Input::Source(i),
                 (Head::Operator(_), None) => unreachable!("operator heads start their chain"),
             };
-            tasks[index].partitioned = is_key_by(plan, tail);
-            tasks[index].outputs = consumers_of(&consumers, tail)
+            task.partitioned = is_key_by(plan, tail);
+            task.outputs = consumers_of(&consumers, tail)
                 .iter()
                 .map(|node| task_of(*node))
                 .collect();

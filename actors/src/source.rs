@@ -1,7 +1,7 @@
 //! Sources: each core runs one instance of every source, over the partitions it owns
 //! (partition `p` belongs to core `p % cores`), and pushes batches through its fused chain.
 
-// mod file;
+mod file;
 mod nexmark;
 
 use std::rc::Rc;
@@ -26,7 +26,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
     let source = &cx.plan.sources[index];
     let result = match &source.kind {
         SourceKind::Nexmark(spec) => nexmark::run(&cx, index, spec, &mut emitter).await,
-        // SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
+        SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
         _ => Ok(()),
     };
     if let Err(err) = result {

@@ -1,0 +1,196 @@
+//! The file source: JSON lines or CSV from a file, or from every file of a directory (sorted
+//! by name, file `i` is partition `i`, owned by core `i % cores`).
+//!
+//! Files are read through glommio in 256 KiB chunks and split into lines; each line decodes
+//! into one row in place in the batch builder. A bounded source ends at the end of its files;
+//! `tail: true` keeps polling for appended lines until the pipeline stops. A line that does not
+//! decode fails the pipeline with file, line, column and field (`on_error: fail`), or is
+//! counted as rejected and logged (`on_error: skip`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use glommio::io::BufferedFile;
+use wire_core::format::{FormatError, RowReader};
+use wire_core::plan::PlanSource;
+use wire_core::spec::{FileFormat, FileSource, OnError};
+use wire_core::{BatchBuilder, PartitionId, StreamId};
+
+use super::{owned_partitions, Emitter};
+use crate::runtime::CoreCx;
+use crate::Error;
+
+/// Bytes read per IO.
+const READ_CHUNK: usize = 256 << 10;
+/// How often a tailing source looks for appended lines.
+const TAIL_POLL: Duration = Duration::from_millis(50);
+/// Rejected lines logged one by one before logging only every thousandth.
+const REJECTS_LOGGED: u64 = 10;
+
+pub(super) async fn run(
+    cx: &CoreCx,
+    index: usize,
+    spec: &FileSource,
+    emitter: &mut Emitter,
+) -> Result<(), Error> {
+    let files = input_files(&spec.path)?;
+    let source = &cx.plan.sources[index];
+    for partition in owned_partitions(cx, files.len() as u32) {
+        let mut reader = FileReader {
+            cx,
+            spec,
+            path: &files[partition as usize],
+            rows: RowReader::new(spec.format, &source.schema, source.event_time, spec.csv_header),
+            builder: BatchBuilder::with_capacity(
+                StreamId(index as u32),
+                PartitionId(partition),
+                256 << 10,
+            ),
+            line_no: 0,
+            rejected: 0,
+        };
+        reader.run(source, emitter).await?;
+    }
+    Ok(())
+}
+
+/// The files of `path`: itself, or a directory's regular files sorted by name (hidden files
+/// and `.inprogress` parts are skipped).
+fn input_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let meta = std::fs::metadata(path).map_err(|err| Error::io(path, err))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|err| Error::io(path, err))? {
+        let entry = entry.map_err(|err| Error::io(path, err))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && !name.starts_with('.') && !name.ends_with(".inprogress") {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+struct FileReader<'a> {
+    cx: &'a CoreCx,
+    spec: &'a FileSource,
+    path: &'a Path,
+    rows: RowReader,
+    builder: BatchBuilder,
+    line_no: u64,
+    rejected: u64,
+}
+
+impl FileReader<'_> {
+    async fn run(&mut self, source: &PlanSource, emitter: &mut Emitter) -> Result<(), Error> {
+        let file = BufferedFile::open(self.path)
+            .await
+            .map_err(|err| Error::io(self.path, err.into()))?;
+        let result = self.read_all(&file, source, emitter).await;
+        let _ = file.close().await;
+        result
+    }
+
+    async fn read_all(
+        &mut self,
+        file: &BufferedFile,
+        source: &PlanSource,
+        emitter: &mut Emitter,
+    ) -> Result<(), Error> {
+        let mut pos = 0u64;
+        let mut carry: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let batch_rows = self.cx.plan.settings.batch_rows;
+        let _ = source;
+        loop {
+            if self.cx.stopping() {
+                break;
+            }
+            let chunk = file
+                .read_at(pos, READ_CHUNK)
+                .await
+                .map_err(|err| Error::io(self.path, err.into()))?;
+            if chunk.is_empty() {
+                // End of what is written so far: flush what we have.
+                self.flush(emitter).await?;
+                if !self.spec.tail {
+                    break;
+                }
+                glommio::timer::sleep(TAIL_POLL).await;
+                continue;
+            }
+            pos += chunk.len() as u64;
+            carry.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = memchr(b'\n', &carry[start..]) {
+                let line_end = start + end;
+                self.line(&carry[start..line_end], emitter)?;
+                start = line_end + 1;
+                if self.builder.row_count() >= batch_rows {
+                    self.flush(emitter).await?;
+                }
+            }
+            carry.drain(..start);
+            glommio::yield_if_needed().await;
+        }
+        if !carry.is_empty() && !self.spec.tail {
+            // A bounded file's last line may lack its newline.
+            let last = std::mem::take(&mut carry);
+            self.line(&last, emitter)?;
+        }
+        self.flush(emitter).await
+    }
+
+    /// Decodes one line into the builder.
+    fn line(&mut self, bytes: &[u8], emitter: &Emitter) -> Result<(), Error> {
+        self.line_no += 1;
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let result = match std::str::from_utf8(bytes) {
+            Err(err) => Err(FormatError {
+                line: self.line_no,
+                column: Some(err.valid_up_to() + 1),
+                field: None,
+                message: "the line is not valid UTF-8".into(),
+            }),
+            Ok(line) if self.line_no == 1 && self.spec.format == FileFormat::Csv && self.spec.csv_header => {
+                return self.rows.decode_header(line).map_err(|err| self.fail(err));
+            }
+            Ok(line) if line.trim().is_empty() => return Ok(()),
+            Ok(line) => self.rows.decode_line(self.line_no, line, &mut self.builder),
+        };
+        emitter.events(1);
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if self.spec.on_error == OnError::Skip => {
+                self.rejected += 1;
+                emitter.rejected(1);
+                if self.rejected <= REJECTS_LOGGED || self.rejected % 1000 == 0 {
+                    tracing::warn!(file = %self.path.display(), rejected = self.rejected, error = %err, "skipping a line that does not decode");
+                }
+                Ok(())
+            }
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    fn fail(&self, err: FormatError) -> Error {
+        Error::Decode {
+            path: self.path.to_path_buf(),
+            detail: err.to_string(),
+        }
+    }
+
+    async fn flush(&mut self, emitter: &mut Emitter) -> Result<(), Error> {
+        if !self.builder.is_empty() {
+            emitter.emit(self.builder.finish()).await?;
+        }
+        Ok(())
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|b| *b == needle)
+}
