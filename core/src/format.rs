@@ -723,7 +723,7 @@ fn json_slot<'a>(
         Some(JsonValue::Null) => return null_slot(field, "null"),
         Some(value) => value,
     };
-    let wrong = || mismatch(field.data_type, &value.to_string());
+    let wrong = || mismatch(field.data_type, truncate(&value.to_string()));
     let value = match (field.data_type, value) {
         (DataType::I64, JsonValue::Number(n)) => ValueRef::I64(n.as_i64().ok_or_else(wrong)?),
         (DataType::F64, JsonValue::Number(n)) => ValueRef::F64(n.as_f64().ok_or_else(wrong)?),
@@ -878,7 +878,7 @@ fn mismatch(data_type: DataType, found: &str) -> String {
         DataType::Bytes => "a base64 string",
         DataType::Timestamp => "a timestamp (epoch milliseconds or RFC 3339)",
     };
-    format!("expected {expected}, found {}", truncate(found))
+    format!("expected {expected}, found {found}")
 }
 
 /// At most 40 characters of `text`, for error messages about long values.
