@@ -331,10 +331,9 @@ impl RowReader {
                 return Err(fail("repeated column"));
             }
         }
-        let missing = self.fields.iter().zip(&self.field_columns);
-        if let Some((field, _)) = missing
-            .filter(|(field, column)| column.is_none() && !field.nullable)
-            .next()
+        let mut columns = self.fields.iter().zip(&self.field_columns);
+        if let Some((field, _)) =
+            columns.find(|(field, column)| column.is_none() && !field.nullable)
         {
             let message = "no column for this non-nullable field".to_owned();
             return Err(error(1, None, Some(&field.name), message));

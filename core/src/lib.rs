@@ -30,5 +30,6 @@ pub mod spec;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};
+pub use format::{FormatError, RowReader, RowWriter};
 pub use row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
 pub use schema::{DataType, Field, Schema};

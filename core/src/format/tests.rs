@@ -65,11 +65,11 @@ fn read(format: FileFormat, schema: &Schema, text: &str) -> Result<Vec<Vec<Value
     read_with(reader, text).map(|(rows, _)| rows)
 }
 
+/// Rows read back, and the batch's event-time bounds (min, max).
+type ReadBack = (Vec<Vec<Value>>, (i64, i64));
+
 /// Like [`read`], also returning the batch's event-time bounds.
-fn read_with(
-    mut reader: RowReader,
-    text: &str,
-) -> Result<(Vec<Vec<Value>>, (i64, i64)), FormatError> {
+fn read_with(mut reader: RowReader, text: &str) -> Result<ReadBack, FormatError> {
     let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
     for (index, line) in text.split_inclusive('\n').enumerate() {
         if reader.expects_header() {
