@@ -31,5 +31,6 @@ pub mod time;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};
+pub use format::{FormatError, RowReader, RowWriter};
 pub use row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
 pub use schema::{DataType, Field, Schema};
