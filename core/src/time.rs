@@ -5,6 +5,19 @@
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
+const MS_PER_DAY: i64 = DAY_MS;
+
+/// A bare `YYYY-MM-DD` as its midnight, UTC.
+fn parse_date(b: &[u8]) -> Result<i64, &'static str> {
+    let year = digits(&b[0..4])?;
+    expect_byte(b[4], b'-')?;
+    let month = digits(&b[5..7])?;
+    expect_byte(b[7], b'-')?;
+    let day = digits(&b[8..10])?;
+    check_range(month, 1, 12, "month out of range")?;
+    check_range(day, 1, days_in_month(year, month), "day out of range")?;
+    Ok(days_from_civil(year, month, day) * MS_PER_DAY)
+}
 
 /// A UTC calendar date and time of day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,174 +25,148 @@ pub struct DateTime {
     /// Year (may be negative or above 9999).
     pub year: i64,
     /// Month, 1–12.
-    pub month: u32,
+    pub month: i64,
     /// Day of the month, 1–31.
-    pub day: u32,
+    pub day: i64,
     /// Hour, 0–23.
-    pub hour: u32,
+    pub hour: i64,
     /// Minute, 0–59.
-    pub minute: u32,
+    pub minute: i64,
     /// Second, 0–59.
-    pub second: u32,
+    pub second: i64,
     /// Millisecond, 0–999.
-    pub milli: u32,
+    pub milli: i64,
 }
 
 impl DateTime {
     /// Splits `ms` since the epoch into calendar fields.
     pub fn from_millis(ms: i64) -> DateTime {
-        let days = ms.div_euclid(DAY_MS);
         let of_day = ms.rem_euclid(DAY_MS);
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = civil_from_days(ms.div_euclid(DAY_MS));
         DateTime {
             year,
             month,
             day,
-            hour: (of_day / 3_600_000) as u32,
-            minute: (of_day / 60_000 % 60) as u32,
-            second: (of_day / 1000 % 60) as u32,
-            milli: (of_day % 1000) as u32,
+            hour: of_day / 3_600_000,
+            minute: of_day / 60_000 % 60,
+            second: of_day / 1000 % 60,
+            milli: of_day % 1000,
         }
     }
 }
 
-/// The (year, month, day) of `days` since 1970-01-01 (Howard Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// `ms` as an RFC 3339 string, or as the decimal milliseconds when the year is outside
+/// 0000–9999 (which [`parse_rfc3339`] does not read, but casts and readers of integers do).
+pub fn to_rfc3339(ms: i64) -> String {
+    match format_rfc3339(ms) {
+        Some(text) => text.iter().map(|b| char::from(*b)).collect(),
+        None => ms.to_string(),
+    }
+}
+
+/// Formats epoch milliseconds as an RFC 3339 UTC timestamp with milliseconds, such as
+/// `2026-11-29T20:30:51.123Z`, or `None` when the year falls outside 0000–9999.
+///
+/// ```
+/// use wire_core::time::format_rfc3339;
+/// assert_eq!(&format_rfc3339(-1).unwrap(), b"1969-12-31T23:59:59.999Z");
+/// assert_eq!(format_rfc3339(i64::MAX), None);
+/// ```
+pub fn format_rfc3339(ms: i64) -> Option<[u8; 24]> {
+    let (year, month, day) = civil_from_days(ms.div_euclid(MS_PER_DAY));
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let ms_of_day = ms.rem_euclid(MS_PER_DAY);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    put_digits(&mut text[0..4], year);
+    put_digits(&mut text[5..7], month);
+    put_digits(&mut text[8..10], day);
+    put_digits(&mut text[11..13], ms_of_day / 3_600_000);
+    put_digits(&mut text[14..16], ms_of_day / 60_000 % 60);
+    put_digits(&mut text[17..19], ms_of_day / 1_000 % 60);
+    put_digits(&mut text[20..23], ms_of_day % 1_000);
+    Some(text)
+}
+
+/// Parses an RFC 3339 timestamp, `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]`, into epoch
+/// milliseconds. The separator may also be `t` or a space; without an offset the time is UTC;
+/// fraction digits past milliseconds are truncated; leap seconds (`:60`) are rejected.
+///
+/// ```
+/// use wire_core::time::parse_rfc3339;
+/// assert_eq!(parse_rfc3339("1970-01-01T01:00:00.5+01:00"), Ok(500));
+/// assert_eq!(parse_rfc3339("2026-02-29T00:00:00Z"), Err("day out of range"));
+/// ```
+pub fn parse_rfc3339(text: &str) -> Result<i64, &'static str> {
+    let b = text.as_bytes();
+    if b.len() == 10 {
+        return parse_date(b);
+    }
+    if b.len() < 19 {
+        return Err(if b.len() < 10 {
+            "too short for YYYY-MM-DD"
+        } else {
+            "too short for YYYY-MM-DDTHH:MM:SS"
+        });
+    }
+    let year = digits(&b[0..4])?;
+    expect_byte(b[4], b'-')?;
+    let month = digits(&b[5..7])?;
+    expect_byte(b[7], b'-')?;
+    let day = digits(&b[8..10])?;
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return Err("expected `T` between date and time");
+    }
+    let hour = digits(&b[11..13])?;
+    expect_byte(b[13], b':')?;
+    let minute = digits(&b[14..16])?;
+    expect_byte(b[16], b':')?;
+    let second = digits(&b[17..19])?;
+    let (millis, pos) = fraction_ms(b, 19)?;
+    let offset_min = utc_offset_min(&b[pos..])?;
+    check_range(month, 1, 12, "month out of range")?;
+    check_range(day, 1, days_in_month(year, month), "day out of range")?;
+    check_range(hour, 0, 23, "hour out of range")?;
+    check_range(minute, 0, 59, "minute out of range")?;
+    check_range(second, 0, 59, "second out of range")?;
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_min * 60;
+    Ok(seconds * 1_000 + millis)
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01, proleptic Gregorian.
+/// Howard Hinnant's `civil_from_days`, which counts in 400-year eras of 146,097 days.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
 
-/// Days since 1970-01-01 of a calendar date (the inverse of [`civil_from_days`]).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+/// Days since 1970-01-01 of a civil date; the inverse of [`civil_from_days`].
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let month = i64::from(month);
-    let mp = if month > 2 { month - 3 } else { month + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
-/// Appends `ms` as RFC 3339 in UTC with milliseconds: `2026-11-29T20:30:51.123Z`.
-pub fn write_rfc3339(ms: i64, out: &mut Vec<u8>) {
-    let t = DateTime::from_millis(ms);
-    if (0..=9999).contains(&t.year) {
-        push_digits(out, t.year as u32, 4);
-    } else {
-        out.extend_from_slice(t.year.to_string().as_bytes());
-    }
-    out.push(b'-');
-    push_digits(out, t.month, 2);
-    out.push(b'-');
-    push_digits(out, t.day, 2);
-    out.push(b'T');
-    push_digits(out, t.hour, 2);
-    out.push(b':');
-    push_digits(out, t.minute, 2);
-    out.push(b':');
-    push_digits(out, t.second, 2);
-    out.push(b'.');
-    push_digits(out, t.milli, 3);
-    out.push(b'Z');
-}
-
-/// `ms` as an RFC 3339 string (see [`write_rfc3339`]).
-pub fn to_rfc3339(ms: i64) -> String {
-    let mut out = Vec::with_capacity(24);
-    write_rfc3339(ms, &mut out);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn push_digits(out: &mut Vec<u8>, value: u32, width: u32) {
-    for place in (0..width).rev() {
-        out.push(b'0' + (value / 10u32.pow(place) % 10) as u8);
-    }
-}
-
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.fff…][Z|±HH:MM]` (a space may replace `T`; no
-/// offset means UTC) into milliseconds since the epoch. Fractions beyond milliseconds are
-/// truncated. `None` when the text is not such a time or a field is out of range.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<u32> {
-        let digits = b.get(range)?;
-        digits.iter().try_fold(0u32, |acc, d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&month) {
-        return None;
-    }
-    if day == 0 || day > days_in_month(i64::from(year), month) {
-        return None;
-    }
-    let date_ms = days_from_civil(i64::from(year), month, day) * DAY_MS;
-    if b.len() == 10 {
-        return Some(date_ms);
-    }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' '))
-        || b.get(13) != Some(&b':')
-        || b.get(16) != Some(&b':')
-    {
-        return None;
-    }
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut at = 19;
-    let mut milli = 0;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-        let start = at;
-        while b.get(at).is_some_and(u8::is_ascii_digit) {
-            if at - start < 3 {
-                milli = milli * 10 + u32::from(b[at] - b'0');
-            }
-            at += 1;
-        }
-        if at == start {
-            return None;
-        }
-        for _ in (at - start)..3 {
-            milli *= 10;
-        }
-    }
-    let offset_ms = match b.get(at..)? {
-        [] | [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let h = num(at + 1..at + 3)?;
-            let m = num(at + 4..at + 6)?;
-            let _ = (h1, h2, m1, m2);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let offset = i64::from(h * 60 + m) * 60_000;
-            if *sign == b'+' {
-                offset
-            } else {
-                -offset
-            }
-        }
-        _ => return None,
-    };
-    let time_ms =
-        i64::from(hour) * 3_600_000 + i64::from(minute) * 60_000 + i64::from(second) * 1000;
-    Some(date_ms + time_ms + i64::from(milli) - offset_ms)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,
@@ -188,48 +175,92 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// Writes `value` as zero-padded decimal filling `slot`.
+fn put_digits(slot: &mut [u8], mut value: i64) {
+    for byte in slot.iter_mut().rev() {
+        *byte = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+fn digits(bytes: &[u8]) -> Result<i64, &'static str> {
+    bytes.iter().try_fold(0, |acc, &byte| {
+        if byte.is_ascii_digit() {
+            Ok(acc * 10 + i64::from(byte - b'0'))
+        } else {
+            Err("expected a digit")
+        }
+    })
+}
+
+fn expect_byte(found: u8, expected: u8) -> Result<(), &'static str> {
+    match (found == expected, expected) {
+        (true, _) => Ok(()),
+        (false, b'-') => Err("expected `-` in the date"),
+        (false, _) => Err("expected `:` in the time"),
+    }
+}
+
+fn check_range(value: i64, min: i64, max: i64, message: &'static str) -> Result<(), &'static str> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(message)
+    }
+}
+
+/// Milliseconds of an optional `.fff…` fraction at `pos`, and the position after it.
+fn fraction_ms(b: &[u8], mut pos: usize) -> Result<(i64, usize), &'static str> {
+    if b.get(pos) != Some(&b'.') {
+        return Ok((0, pos));
+    }
+    pos += 1;
+    let start = pos;
+    let mut millis = 0;
+    while let Some(byte) = b.get(pos).filter(|byte| byte.is_ascii_digit()) {
+        if pos - start < 3 {
+            millis = millis * 10 + i64::from(byte - b'0');
+        }
+        pos += 1;
+    }
+    match pos - start {
+        0 => Err("expected digits after `.`"),
+        1 => Ok((millis * 100, pos)),
+        2 => Ok((millis * 10, pos)),
+        _ => Ok((millis, pos)),
+    }
+}
+
+/// Minutes east of UTC of the rest of the timestamp: empty, `Z`, or `±HH:MM`.
+fn utc_offset_min(rest: &[u8]) -> Result<i64, &'static str> {
+    let sign = match rest {
+        [] | [b'Z' | b'z'] => return Ok(0),
+        [b'+', _, _, b':', _, _] => 1,
+        [b'-', _, _, b':', _, _] => -1,
+        _ => return Err("expected `Z`, `+HH:MM` or `-HH:MM` after the time"),
+    };
+    let hours = digits(&rest[1..3])?;
+    let minutes = digits(&rest[4..6])?;
+    check_range(hours, 0, 23, "offset hour out of range")?;
+    check_range(minutes, 0, 59, "offset minute out of range")?;
+    Ok(sign * (hours * 60 + minutes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn known_dates_format_and_parse() {
-        let cases = [
-            (0, "1970-01-01T00:00:00.000Z"),
-            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
-            (-1, "1969-12-31T23:59:59.999Z"),
-            (1_795_984_251_123, "2026-11-29T20:30:51.123Z"),
-        ];
-        for (ms, text) in cases {
-            assert_eq!(to_rfc3339(ms), text);
-            assert_eq!(parse_rfc3339(text), Some(ms), "{text}");
-        }
+    fn calendar_fields_and_text() {
+        let t = DateTime::from_millis(1_795_984_251_123);
         assert_eq!(
-            parse_rfc3339("2026-11-29T21:30:51.123+01:00"),
-            Some(1_795_984_251_123)
+            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.milli),
+            (2026, 11, 29, 20, 30, 51, 123)
         );
-        assert_eq!(
-            parse_rfc3339("2026-11-29 20:30:51"),
-            Some(1_795_984_251_000)
-        );
-        assert_eq!(parse_rfc3339("2026-11-29"), Some(1_795_910_400_000));
-        for bad in [
-            "",
-            "2026-13-01",
-            "2026-02-30",
-            "2026-11-29T25:00:00Z",
-            "2026-11-29T20:30:51.Z",
-            "x",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn civil_round_trip() {
-        for days in (-800_000..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+        assert_eq!(to_rfc3339(1_795_984_251_123), "2026-11-29T20:30:51.123Z");
+        assert_eq!(to_rfc3339(i64::MAX), i64::MAX.to_string());
+        assert_eq!(DateTime::from_millis(-1).year, 1969);
+        assert_eq!(parse_rfc3339("2026-11-29"), Ok(1_795_910_400_000));
+        assert_eq!(parse_rfc3339("2026-11-3"), Err("too short for YYYY-MM-DD"));
     }
 }

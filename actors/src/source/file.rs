@@ -40,7 +40,12 @@ pub(super) async fn run(
             cx,
             spec,
             path: &files[partition as usize],
-            rows: RowReader::new(spec.format, &source.schema, source.event_time, spec.csv_header),
+            rows: RowReader::new(
+                spec.format,
+                &source.schema,
+                source.event_time,
+                spec.csv_header,
+            ),
             builder: BatchBuilder::with_capacity(
                 StreamId(index as u32),
                 PartitionId(partition),
@@ -155,7 +160,11 @@ impl FileReader<'_> {
                 field: None,
                 message: "the line is not valid UTF-8".into(),
             }),
-            Ok(line) if self.line_no == 1 && self.spec.format == FileFormat::Csv && self.spec.csv_header => {
+            Ok(line)
+                if self.line_no == 1
+                    && self.spec.format == FileFormat::Csv
+                    && self.spec.csv_header =>
+            {
                 return self.rows.decode_header(line).map_err(|err| self.fail(err));
             }
             Ok(line) if line.trim().is_empty() => return Ok(()),

@@ -391,15 +391,15 @@ fn timestamp_literal(typed: Typed) -> Result<Typed, ExprError> {
         return Ok(typed);
     };
     match crate::time::parse_rfc3339(text) {
-        Some(ms) => Ok(Typed::new(
+        Ok(ms) => Ok(Typed::new(
             Node::Const(Datum::Timestamp(ms)),
             Some(DataType::Timestamp),
             false,
             typed.offset,
         )),
-        None => Err(ExprError::at(
+        Err(reason) => Err(ExprError::at(
             typed.offset,
-            format!("'{text}' is not a time; write e.g. '2026-01-31T12:00:00Z'"),
+            format!("'{text}' is not a time ({reason}); write e.g. '2026-01-31T12:00:00Z'"),
         )),
     }
 }

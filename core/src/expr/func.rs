@@ -362,11 +362,11 @@ impl Func {
                 }
             }
             Func::Year => time_part(arg(0), |t| t.year),
-            Func::Month => time_part(arg(0), |t| i64::from(t.month)),
-            Func::Day => time_part(arg(0), |t| i64::from(t.day)),
-            Func::Hour => time_part(arg(0), |t| i64::from(t.hour)),
-            Func::Minute => time_part(arg(0), |t| i64::from(t.minute)),
-            Func::Second => time_part(arg(0), |t| i64::from(t.second)),
+            Func::Month => time_part(arg(0), |t| t.month),
+            Func::Day => time_part(arg(0), |t| t.day),
+            Func::Hour => time_part(arg(0), |t| t.hour),
+            Func::Minute => time_part(arg(0), |t| t.minute),
+            Func::Second => time_part(arg(0), |t| t.second),
             Func::DayOfWeek => match arg(0) {
                 // 1970-01-01 was a Thursday; ISO numbering, Monday = 1 … Sunday = 7.
                 Datum::Timestamp(ms) => {
