@@ -402,3 +402,55 @@ proptest! {
         }
     }
 }
+
+/// Seeds for `fuzz/fuzz_targets/ingest_decode.rs`: each frame alone, plus all of them back to
+/// back. Regenerate with `cargo test -p wire-net -- --ignored write_fuzz_seeds`.
+fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let mut stream = Vec::new();
+    for (index, frame) in every_frame().iter().enumerate() {
+        let name = format!("{index:02}_{}", frame.frame_type().name());
+        seeds.push((name, encoded(frame)));
+        encode(frame, &mut stream);
+    }
+    let mut builder = wire_core::BatchBuilder::new(wire_core::StreamId(0), Default::default());
+    builder
+        .push_with_time(
+            &[wire_core::ValueRef::I64(1), wire_core::ValueRef::Str("a")],
+            5,
+        )
+        .unwrap();
+    let batch = builder.finish().into_bytes();
+    seeds.push((
+        "real_batch".into(),
+        encoded(&Frame::Produce { seq: 1, batch }),
+    ));
+    seeds.push(("stream".into(), stream));
+    seeds
+}
+
+fn fuzz_seed_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/ingest_decode")
+}
+
+#[test]
+#[ignore = "writes the fuzz seed corpus"]
+fn write_fuzz_seeds() {
+    let dir = fuzz_seed_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in fuzz_seeds() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn fuzz_seeds_are_current() {
+    for (name, bytes) in fuzz_seeds() {
+        let stored = std::fs::read(fuzz_seed_dir().join(&name));
+        assert_eq!(
+            stored.ok(),
+            Some(bytes),
+            "seed {name} is stale: run write_fuzz_seeds"
+        );
+    }
+}
