@@ -24,7 +24,6 @@ pub mod probe;
 mod runtime;
 mod sink;
 mod source;
-mod text;
 
 pub use error::Error;
 pub use probe::{Counters, NodeProbe, Role, RunProbe};

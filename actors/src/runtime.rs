@@ -7,6 +7,7 @@
 //! each task reads one mailbox.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -94,12 +95,31 @@ pub(crate) struct CoreCx {
     pub(crate) failure: Arc<Failure>,
     pub(crate) data_dir: PathBuf,
     pub(crate) notices: crossbeam_channel::Sender<Notice>,
+    /// Addresses ingest sources bound on core 0, by source index (for port 0).
+    pub(crate) bound: Arc<Mutex<HashMap<usize, SocketAddr>>>,
 }
 
 impl CoreCx {
     /// Whether sources should stop producing.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.failure.failed()
+    }
+
+    /// The address core 0 bound for ingest source `index`, once it has.
+    pub(crate) fn bound_addr(&self, index: usize) -> Option<SocketAddr> {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&index)
+            .copied()
+    }
+
+    /// Records the address ingest source `index` bound on core 0.
+    pub(crate) fn set_bound_addr(&self, index: usize, addr: SocketAddr) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index, addr);
     }
 
     /// Probe index of source `i`, operator `i` or sink `i`.
@@ -148,6 +168,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(cores);
     let finished = Arc::new(AtomicUsize::new(0));
+    let bound = Arc::new(Mutex::new(HashMap::new()));
     for core in (0..cores).rev() {
         let placement = if options.pin && cores <= cpus {
             Placement::Fixed(core)
@@ -166,6 +187,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
             failure: failure.clone(),
             data_dir: options.data_dir.clone(),
             notices: notice_tx.clone(),
+            bound: bound.clone(),
         };
         let graph = graph.clone();
         let done = Finished(finished.clone());

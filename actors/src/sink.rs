@@ -23,8 +23,8 @@ use crate::graph::Head;
 use crate::message::Message;
 use crate::probe::Counters;
 use crate::runtime::CoreCx;
-use crate::text::TextWriter;
 use crate::Error;
+use wire_core::format::RowWriter;
 
 /// Bytes buffered before a write is issued.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -80,7 +80,7 @@ pub(crate) async fn run(
 enum Output {
     Blackhole,
     Stdout {
-        writer: TextWriter,
+        writer: RowWriter,
         buffer: Vec<u8>,
         closed: bool,
     },
@@ -91,7 +91,7 @@ impl Output {
     fn open(cx: &CoreCx, sink: &PlanSink) -> Result<Output, Error> {
         Ok(match &sink.kind {
             SinkKind::Stdout { format } => {
-                let writer = TextWriter::new(*format, &sink.schema);
+                let writer = RowWriter::new(*format, &sink.schema);
                 let mut buffer = Vec::with_capacity(64 << 10);
                 if *format == FileFormat::Csv && !STDOUT_HEADER.swap(true, Ordering::Relaxed) {
                     writer.header(&mut buffer);
@@ -118,7 +118,7 @@ impl Output {
                 if *closed {
                     return Ok(());
                 }
-                writer.rows(&batch.view(), buffer);
+                writer.write_batch(&batch.view(), buffer);
                 let result = std::io::stdout().lock().write_all(buffer);
                 buffer.clear();
                 match result {
@@ -159,7 +159,7 @@ struct PartFiles {
     dir: PathBuf,
     core: usize,
     extension: &'static str,
-    writer: TextWriter,
+    writer: RowWriter,
     header: bool,
     roll_bytes: u64,
     next_seq: u64,
@@ -187,7 +187,7 @@ impl PartFiles {
             dir: spec.path.clone(),
             core,
             extension,
-            writer: TextWriter::new(spec.format, &sink.schema),
+            writer: RowWriter::new(spec.format, &sink.schema),
             header: spec.format == FileFormat::Csv && spec.csv_header,
             roll_bytes: spec.roll_bytes.max(1),
             next_seq,
@@ -200,7 +200,7 @@ impl PartFiles {
         if self.part.is_none() {
             self.start_part().await?;
         }
-        self.writer.rows(&batch.view(), &mut self.buffer);
+        self.writer.write_batch(&batch.view(), &mut self.buffer);
         let written = self.part.as_ref().map_or(0, |p| p.written);
         if written + self.buffer.len() as u64 >= self.roll_bytes {
             self.finish_part().await

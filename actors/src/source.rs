@@ -2,6 +2,7 @@
 //! (partition `p` belongs to core `p % cores`), and pushes batches through its fused chain.
 
 mod file;
+mod ingest;
 mod nexmark;
 
 use std::rc::Rc;
@@ -27,7 +28,8 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
     let result = match &source.kind {
         SourceKind::Nexmark(spec) => nexmark::run(&cx, index, spec, &mut emitter).await,
         SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
-        _ => Ok(()),
+        SourceKind::Ingest(spec) => ingest::run(&cx, index, spec, &mut emitter).await,
+        other => unreachable!("the plan checker admits no other source kind: {other:?}"),
     };
     if let Err(err) = result {
         cx.failure.record(err);

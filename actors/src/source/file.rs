@@ -176,7 +176,7 @@ impl FileReader<'_> {
             Err(err) if self.spec.on_error == OnError::Skip => {
                 self.rejected += 1;
                 emitter.rejected(1);
-                if self.rejected <= REJECTS_LOGGED || self.rejected % 1000 == 0 {
+                if self.rejected <= REJECTS_LOGGED || self.rejected.is_multiple_of(1000) {
                     tracing::warn!(file = %self.path.display(), rejected = self.rejected, error = %err, "skipping a line that does not decode");
                 }
                 Ok(())
