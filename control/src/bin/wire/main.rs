@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use wire_control::run::{run, Outcome, RunArgs};
+mod run;
+mod summary;
+
+use run::{run, Outcome, RunArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -84,7 +87,7 @@ fn main() -> ExitCode {
             };
             exit_code(run(&args, stop))
         }
-        Command::Check { pipeline } => match wire_control::run::load(&pipeline) {
+        Command::Check { pipeline } => match run::load(&pipeline) {
             Ok(plan) => {
                 eprintln!(
                     "{}: ok ({} sources, {} operators, {} sinks)",
