@@ -55,3 +55,72 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The repository root (the workspace), where `examples/` lives.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The `wire` binary of this build: `cargo test --workspace` builds it next to the tests;
+/// otherwise (`cargo test -p wire-tests`) it is built here, once.
+pub fn wire_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            // target/<profile>/deps/<test> → target/<profile>/wire
+            let profile_dir = exe
+                .parent()
+                .and_then(std::path::Path::parent)
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let bin = profile_dir.join("wire");
+            if !bin.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let mut build = std::process::Command::new(cargo);
+                build.current_dir(repo_root()).args([
+                    "build",
+                    "-p",
+                    "wire-control",
+                    "--bin",
+                    "wire",
+                ]);
+                if profile_dir.file_name().is_some_and(|n| n == "release") {
+                    build.arg("--release");
+                }
+                let status = build.status().expect("cargo runs");
+                assert!(status.success(), "building the wire binary failed");
+            }
+            bin
+        })
+        .clone()
+}
+
+/// The rows of JSON-lines part files in `dir`, parsed (completed parts only).
+pub fn read_jsonl_dir(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            !name.ends_with(".inprogress"),
+            "a part file was left in progress: {name}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in text.lines() {
+            let value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("{}: bad JSON line {line:?}: {err}", path.display()));
+            rows.push(value);
+        }
+    }
+    rows
+}
