@@ -11,7 +11,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Once;
 
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::BufferedFile;
@@ -29,8 +30,10 @@ use wire_core::format::RowWriter;
 /// Bytes buffered before a write is issued.
 const WRITE_BUFFER: usize = 1 << 20;
 
-/// Whether this process has written the stdout CSV header (once, whatever the core count).
-static STDOUT_HEADER: AtomicBool = AtomicBool::new(false);
+/// The stdout CSV header, written once per process whatever the core count. Every core's
+/// stdout sink passes through it when it opens, before it can write a row, so the header is
+/// always the first line.
+static STDOUT_HEADER: Once = Once::new();
 
 /// Runs sink `index`'s instance on this core until every sender ended.
 pub(crate) async fn run(
@@ -92,9 +95,14 @@ impl Output {
         Ok(match &sink.kind {
             SinkKind::Stdout { format } => {
                 let writer = RowWriter::new(*format, &sink.schema);
-                let mut buffer = Vec::with_capacity(64 << 10);
-                if *format == FileFormat::Csv && !STDOUT_HEADER.swap(true, Ordering::Relaxed) {
-                    writer.header(&mut buffer);
+                let buffer = Vec::with_capacity(64 << 10);
+                if *format == FileFormat::Csv {
+                    STDOUT_HEADER.call_once(|| {
+                        let mut header = Vec::new();
+                        writer.header(&mut header);
+                        // A closed stdout shows up again, and is handled, at the first row.
+                        let _ = std::io::stdout().lock().write_all(&header);
+                    });
                 }
                 Output::Stdout {
                     writer,

@@ -3,7 +3,7 @@
 //! Decoding is strict: an unknown key, a missing one or a value of the wrong shape is an error
 //! that names the file, line, column and the key's path (`operators[1].filter`). Expressions
 //! stay text here with their position; [`crate::plan`] type-checks them against schemas.
-//! The reference for users is docs/pipeline-yaml.md.
+//! The reference for users is docs/pipeline.md.
 
 mod yaml;
 
@@ -834,6 +834,14 @@ fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, S
     let listen = fields
         .string(cx, "listen")?
         .unwrap_or_else(|| "127.0.0.1:7070".to_string());
+    if listen.parse::<std::net::SocketAddr>().is_err() {
+        let (node, key_path) = fields.get("listen").expect("just read");
+        return Err(cx.err(
+            node,
+            &key_path,
+            format!("`{listen}` is not an IP address and port, like 127.0.0.1:7070 or [::]:7070"),
+        ));
+    }
     let schema = decode_schema(cx, fields)?;
     let event_time = decode_event_time(cx, fields)?;
     let durability = match fields.get("durability") {
@@ -949,6 +957,13 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
         let inputs = name_list(cx, kind_node, &kind_path)?;
         if inputs.len() < 2 {
             return Err(cx.err(kind_node, &kind_path, "a union needs at least two inputs"));
+        }
+        if let Some((from_node, from_path)) = fields.get("from") {
+            return Err(cx.err(
+                from_node,
+                &from_path,
+                "a union takes its inputs from its `union:` list, not `from:`",
+            ));
         }
         (OperatorKind::Union, inputs)
     } else {

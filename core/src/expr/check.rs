@@ -153,6 +153,7 @@ impl Checker<'_> {
                             Some(DataType::F64 | DataType::Bool),
                             DataType::String | DataType::F64
                         ) | (Some(DataType::Bool), DataType::I64)
+                            | (Some(DataType::I64), DataType::Bool)
                             | (Some(DataType::String), DataType::Bytes)
                     );
                 let nullable = inner.nullable || !lossless;

@@ -143,3 +143,25 @@ fn counts_accept_suffixes() {
     assert_eq!(parse_count("-1"), None);
     assert_eq!(parse_count("99999999999999999999G"), None);
 }
+
+#[test]
+fn ingest_addresses_and_union_inputs_are_checked_up_front() {
+    let ingest = "\
+sources:
+  rows:
+    type: ingest
+    listen: localhost:7070
+    schema: {a: i64}
+sinks:
+  out: {type: blackhole, from: rows}
+";
+    let e = err(ingest);
+    assert_eq!((e.path.as_str(), e.pos.line), ("sources.rows.listen", 4));
+    assert!(e.message.contains("not an IP address and port"), "{e}");
+    let union = Q2.replace(
+        "  - name: out\n    from: selection\n    project:\n      auction: auction\n      price: price\n",
+        "  - name: out\n    from: selection\n    union: [bids, selection]\n",
+    );
+    let e = err(&union);
+    assert!(e.message.contains("not `from:`"), "{e}");
+}
