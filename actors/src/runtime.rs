@@ -31,6 +31,9 @@ use crate::{sink, source, Error};
 pub const MAILBOX_BATCHES: usize = 8;
 /// Batches a cross-core queue holds before the sending core waits.
 pub const EXCHANGE_BATCHES: usize = 8;
+/// Registered IO memory per core when the pipeline writes a WAL: room for the WAL's staging
+/// buffers of one busy partition.
+const WAL_IO_MEMORY_BYTES: usize = 8 << 20;
 
 /// How to run a pipeline.
 #[derive(Debug, Clone)]
@@ -169,13 +172,23 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let mut threads = Vec::with_capacity(cores);
     let finished = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(Mutex::new(HashMap::new()));
+    // Registered IO memory is resident from the start; only WALs (ingest sources) use it.
+    let has_wal = plan
+        .sources
+        .iter()
+        .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
+    let io_memory_max = if has_wal {
+        WAL_IO_MEMORY_BYTES
+    } else {
+        wire_storage::io::IO_MEMORY_BYTES_MIN
+    };
     for core in (0..cores).rev() {
         let placement = if options.pin && cores <= cpus {
             Placement::Fixed(core)
         } else {
             Placement::Unbound
         };
-        let builder = wire_storage::io::executor_builder(placement, cores)
+        let builder = wire_storage::io::executor_builder_capped(placement, cores, io_memory_max)
             .map_err(Error::Executor)?
             .name(&format!("wire-core-{core}"));
         let cx = CoreCx {

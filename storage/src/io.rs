@@ -66,7 +66,19 @@ pub fn executor_builder(
     placement: Placement,
     executors: usize,
 ) -> io::Result<LocalExecutorBuilder> {
-    let io_memory = io_memory_per_executor(executors)?;
+    executor_builder_capped(placement, executors, usize::MAX)
+}
+
+/// Like [`executor_builder`], but registers at most `io_memory_max` bytes (never less than
+/// [`IO_MEMORY_BYTES_MIN`]). The memory is allocated, faulted in and locked when the executor
+/// starts, so an executor that does little direct IO (no WAL) should ask for little: it is
+/// resident memory whether used or not.
+pub fn executor_builder_capped(
+    placement: Placement,
+    executors: usize,
+    io_memory_max: usize,
+) -> io::Result<LocalExecutorBuilder> {
+    let io_memory = io_memory_per_executor(executors)?.min(io_memory_max.max(IO_MEMORY_BYTES_MIN));
     Ok(LocalExecutorBuilder::new(placement)
         .io_memory(io_memory)
         .ring_depth(128))
