@@ -455,3 +455,97 @@ fn ingest_appends_to_the_wal_acks_and_processes_every_row() {
         "WAL holds the rows: {segments} bytes"
     );
 }
+
+#[test]
+fn a_tailed_directory_reads_appends_to_every_file_and_skips_bad_lines() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    for name in ["a.jsonl", "b.jsonl"] {
+        std::fs::write(
+            input.join(name),
+            format!("{{\"id\": 0, \"file\": \"{name}\"}}\n"),
+        )
+        .expect("write");
+    }
+    let yaml = format!(
+        "name: tail
+sources:
+  lines:
+    type: file
+    path: {}
+    format: jsonl
+    schema: {{id: i64, file: string}}
+    tail: true
+    on_error: skip
+sinks:
+  out: {{type: stdout, format: jsonl, from: lines}}
+",
+        input.display()
+    );
+    let file = dir.path().join("tail.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    // One core owns both files: a tailed file must not starve the other.
+    let mut child = Command::new(wire_bin())
+        .args(["run", "--no-progress", "--cores", "1", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wire starts");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for id in 1..=3 {
+        for name in ["a.jsonl", "b.jsonl"] {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(input.join(name))
+                .expect("open");
+            writeln!(f, "{{\"id\": {id}, \"file\": \"{name}\"}}").expect("append");
+            if id == 2 {
+                writeln!(f, "{{\"id\": \"two\"}}").expect("append a bad line");
+            }
+        }
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 8 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            got.push(line);
+        }
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(child.wait().expect("wait").success(), "{stderr}");
+    got.sort();
+    let mut expected: Vec<String> = (0..=3)
+        .flat_map(|id| {
+            ["a.jsonl", "b.jsonl"].map(|name| format!("{{\"id\":{id},\"file\":\"{name}\"}}"))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected, "{stderr}");
+    assert!(
+        stderr.contains("skipping a line that does not decode") || stderr.contains("rejected"),
+        "{stderr}"
+    );
+}

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use glommio::io::BufferedFile;
 use wire_core::format::{FormatError, RowReader};
-use wire_core::plan::PlanSource;
 use wire_core::spec::{FileFormat, FileSource, OnError};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
@@ -35,11 +34,20 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let files = input_files(&spec.path)?;
     let source = &cx.plan.sources[index];
+    let mut readers = Vec::new();
     for partition in owned_partitions(cx, files.len() as u32) {
-        let mut reader = FileReader {
+        let path = &files[partition as usize];
+        let file = BufferedFile::open(path)
+            .await
+            .map_err(|err| Error::io(path, err.into()))?;
+        readers.push(FileReader {
             cx,
             spec,
-            path: &files[partition as usize],
+            path,
+            file,
+            pos: 0,
+            carry: Vec::with_capacity(READ_CHUNK),
+            done: false,
             rows: RowReader::new(
                 spec.format,
                 &source.schema,
@@ -53,8 +61,32 @@ pub(super) async fn run(
             ),
             line_no: 0,
             rejected: 0,
-        };
-        reader.run(source, emitter).await?;
+        });
+    }
+    // Files are read a chunk at a time in turn, so a tailed file never starves the others.
+    let result = read_in_turn(cx, &mut readers, emitter).await;
+    for reader in readers {
+        let _ = reader.file.close().await;
+    }
+    result
+}
+
+async fn read_in_turn(
+    cx: &CoreCx,
+    readers: &mut [FileReader<'_>],
+    emitter: &mut Emitter,
+) -> Result<(), Error> {
+    while !cx.stopping() && readers.iter().any(|r| !r.done) {
+        let mut progressed = false;
+        for reader in readers.iter_mut().filter(|r| !r.done) {
+            progressed |= reader.step(emitter).await?;
+        }
+        if !progressed && readers.iter().any(|r| !r.done) {
+            glommio::timer::sleep(TAIL_POLL).await;
+        }
+    }
+    for reader in readers.iter_mut() {
+        reader.flush(emitter).await?;
     }
     Ok(())
 }
@@ -84,6 +116,13 @@ struct FileReader<'a> {
     cx: &'a CoreCx,
     spec: &'a FileSource,
     path: &'a Path,
+    file: BufferedFile,
+    /// Bytes of the file read so far.
+    pos: u64,
+    /// The start of a line whose newline has not been read yet.
+    carry: Vec<u8>,
+    /// A bounded file read to its end.
+    done: bool,
     rows: RowReader,
     builder: BatchBuilder,
     line_no: u64,
@@ -91,62 +130,44 @@ struct FileReader<'a> {
 }
 
 impl FileReader<'_> {
-    async fn run(&mut self, source: &PlanSource, emitter: &mut Emitter) -> Result<(), Error> {
-        let file = BufferedFile::open(self.path)
+    /// Reads and decodes one chunk; `false` when there was nothing new to read.
+    async fn step(&mut self, emitter: &mut Emitter) -> Result<bool, Error> {
+        let chunk = self
+            .file
+            .read_at(self.pos, READ_CHUNK)
             .await
             .map_err(|err| Error::io(self.path, err.into()))?;
-        let result = self.read_all(&file, source, emitter).await;
-        let _ = file.close().await;
-        result
-    }
-
-    async fn read_all(
-        &mut self,
-        file: &BufferedFile,
-        source: &PlanSource,
-        emitter: &mut Emitter,
-    ) -> Result<(), Error> {
-        let mut pos = 0u64;
-        let mut carry: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        if chunk.is_empty() {
+            if !self.spec.tail {
+                // A bounded file's last line may lack its newline.
+                if !self.carry.is_empty() {
+                    let last = std::mem::take(&mut self.carry);
+                    self.line(&last, emitter)?;
+                }
+                self.done = true;
+            }
+            // End of what is written so far: do not hold rows back waiting for more.
+            self.flush(emitter).await?;
+            return Ok(false);
+        }
+        self.pos += chunk.len() as u64;
+        self.carry.extend_from_slice(&chunk);
         let batch_rows = self.cx.plan.settings.batch_rows;
-        let _ = source;
-        loop {
-            if self.cx.stopping() {
-                break;
-            }
-            let chunk = file
-                .read_at(pos, READ_CHUNK)
-                .await
-                .map_err(|err| Error::io(self.path, err.into()))?;
-            if chunk.is_empty() {
-                // End of what is written so far: flush what we have.
+        let mut start = 0;
+        while let Some(end) = memchr(b'\n', &self.carry[start..]) {
+            let line_end = start + end;
+            let line = std::mem::take(&mut self.carry);
+            let result = self.line(&line[start..line_end], emitter);
+            self.carry = line;
+            result?;
+            start = line_end + 1;
+            if self.builder.row_count() >= batch_rows {
                 self.flush(emitter).await?;
-                if !self.spec.tail {
-                    break;
-                }
-                glommio::timer::sleep(TAIL_POLL).await;
-                continue;
             }
-            pos += chunk.len() as u64;
-            carry.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(end) = memchr(b'\n', &carry[start..]) {
-                let line_end = start + end;
-                self.line(&carry[start..line_end], emitter)?;
-                start = line_end + 1;
-                if self.builder.row_count() >= batch_rows {
-                    self.flush(emitter).await?;
-                }
-            }
-            carry.drain(..start);
-            glommio::yield_if_needed().await;
         }
-        if !carry.is_empty() && !self.spec.tail {
-            // A bounded file's last line may lack its newline.
-            let last = std::mem::take(&mut carry);
-            self.line(&last, emitter)?;
-        }
-        self.flush(emitter).await
+        self.carry.drain(..start);
+        glommio::yield_if_needed().await;
+        Ok(true)
     }
 
     /// Decodes one line into the builder.
