@@ -16,8 +16,10 @@ pub enum Role {
     Sink,
 }
 
-/// One node's counters on one core.
+/// One node's counters on one core, alone on its cache line so cores never contend on a
+/// line another core writes.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct Counters {
     /// Rows received.
     pub rows_in: AtomicU64,
