@@ -156,10 +156,9 @@ fn last_node(operators: &str) -> &str {
         .unwrap_or("bids")
 }
 
-fn run_bounded(wire: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Result<Summary> {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, yaml)?;
-    let output = Command::new(wire)
+fn wire_run(wire: &Path, data: &Path, file: &Path, cores: usize) -> Command {
+    let mut command = Command::new(wire);
+    command
         .args([
             "run",
             "--no-progress",
@@ -167,9 +166,15 @@ fn run_bounded(wire: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Res
             &cores.to_string(),
             "--data-dir",
         ])
-        .arg(dir.join("data"))
-        .arg(&file)
-        .output()?;
+        .arg(data)
+        .arg(file);
+    command
+}
+
+fn run_bounded(wire: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Result<Summary> {
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, yaml)?;
+    let output = wire_run(wire, &dir.join("data"), &file, cores).output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!("wire run failed: {stderr}");
@@ -188,16 +193,7 @@ fn run_ingest(
     let _ = std::fs::remove_dir_all(&data);
     let file = args.dir.join("ingest.yaml");
     std::fs::write(&file, yaml)?;
-    let mut child = Command::new(wire)
-        .args([
-            "run",
-            "--no-progress",
-            "--cores",
-            &cores.to_string(),
-            "--data-dir",
-        ])
-        .arg(&data)
-        .arg(&file)
+    let mut child = wire_run(wire, &data, &file, cores)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;

@@ -16,11 +16,10 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("examples").join(name)).expect("example exists")
 }
 
-/// Runs `wire run` on `yaml` (written into `dir`) from the repository root.
-fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(&file, yaml).expect("write pipeline");
-    let output = Command::new(wire_bin())
+/// `wire run --no-progress --cores N --data-dir DIR/data FILE`, run from the repository root.
+fn wire_run(file: &Path, dir: &Path, cores: usize) -> Command {
+    let mut command = Command::new(wire_bin());
+    command
         .current_dir(repo_root())
         .args([
             "run",
@@ -30,9 +29,24 @@ fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
             "--data-dir",
         ])
         .arg(dir.join("data"))
-        .arg(&file)
-        .output()
-        .expect("wire runs");
+        .arg(file);
+    command
+}
+
+/// Starts `wire run` with stdout and stderr piped to the test.
+fn spawn_wire(file: &Path, dir: &Path, cores: usize) -> std::process::Child {
+    wire_run(file, dir, cores)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wire starts")
+}
+
+/// Runs `wire run` on `yaml` (written into `dir`) from the repository root.
+fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write pipeline");
+    let output = wire_run(&file, dir, cores).output().expect("wire runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -116,32 +130,29 @@ fn q2_prints_exactly_the_bids_on_every_123rd_auction() {
     assert_eq!(got, expected);
 }
 
-#[test]
-fn q0_passes_every_bid_through_unchanged() {
+/// Runs a bids-only example into a file sink over 50k events and checks every row is a bid
+/// with its price mapped by `price`.
+fn check_bids_example(example_name: &str, cores: usize, price: fn(i64) -> Json) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let yaml = to_file_sink(&example("nexmark/q0.yaml"), "type: blackhole", &out)
+    let yaml = to_file_sink(&example(example_name), "type: blackhole", &out)
         .replace("events: 10M", "events: 50000");
-    run_wire(&yaml, dir.path(), 2);
+    run_wire(&yaml, dir.path(), cores);
     let expected: Vec<Json> = bids(&yaml)
         .iter()
-        .map(|b| bid_json(b, b.price.into()))
+        .map(|b| bid_json(b, price(b.price)))
         .collect();
     assert_eq!(sorted(read_jsonl_dir(&out)), sorted(expected));
 }
 
 #[test]
+fn q0_passes_every_bid_through_unchanged() {
+    check_bids_example("nexmark/q0.yaml", 2, |price| price.into());
+}
+
+#[test]
 fn q1_converts_every_price_to_euros() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let yaml = to_file_sink(&example("nexmark/q1.yaml"), "type: blackhole", &out)
-        .replace("events: 10M", "events: 50000");
-    run_wire(&yaml, dir.path(), 1);
-    let expected: Vec<Json> = bids(&yaml)
-        .iter()
-        .map(|b| bid_json(b, (b.price as f64 * 0.908).into()))
-        .collect();
-    assert_eq!(sorted(read_jsonl_dir(&out)), sorted(expected));
+    check_bids_example("nexmark/q1.yaml", 1, |price| (price as f64 * 0.908).into());
 }
 
 #[test]
@@ -286,14 +297,7 @@ sinks:
 ";
     let file = dir.path().join("slow.yaml");
     std::fs::write(&file, yaml).expect("write");
-    let mut child = Command::new(wire_bin())
-        .args(["run", "--no-progress", "--cores", "2", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wire starts");
+    let mut child = spawn_wire(&file, dir.path(), 2);
     let pid = child.id();
     let mut stdout = child.stdout.take().expect("stdout");
     // The sink writes into a pipe this test drains slowly: 16 KiB per millisecond at most.
@@ -356,14 +360,7 @@ fn ingest_appends_to_the_wal_acks_and_processes_every_row() {
     let yaml = example("ingest.yaml").replace("127.0.0.1:7070", "127.0.0.1:0");
     let file = dir.path().join("ingest.yaml");
     std::fs::write(&file, &yaml).expect("write");
-    let mut child = Command::new(wire_bin())
-        .args(["run", "--no-progress", "--cores", "2", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wire starts");
+    let mut child = spawn_wire(&file, dir.path(), 2);
     let stdout = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -488,14 +485,7 @@ sinks:
     let file = dir.path().join("tail.yaml");
     std::fs::write(&file, yaml).expect("write");
     // One core owns both files: a tailed file must not starve the other.
-    let mut child = Command::new(wire_bin())
-        .args(["run", "--no-progress", "--cores", "1", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wire starts");
+    let mut child = spawn_wire(&file, dir.path(), 1);
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
