@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::batch::{BatchView, PartitionId, StreamId};
+use crate::batch::{Batch, BatchView, PartitionId, StreamId};
 use crate::row::Value;
 
 /// One thousand reference epochs of 50 events.
@@ -489,7 +489,8 @@ fn rng_draws_are_roughly_uniform() {
         counts.iter().all(|&c| (9_500..10_500).contains(&c)),
         "{counts:?}"
     );
-    let text = letters(&mut rng, 260_000);
+    let mut text = String::new();
+    push_letters(&mut rng, &mut text, 260_000);
     for letter in b'a'..=b'z' {
         let count = text.bytes().filter(|&c| c == letter).count();
         assert!(
@@ -594,4 +595,80 @@ fn generated_values_never_change() {
     // Recorded from the generator before the scratch-buffer rewrite; update only on a
     // deliberate change to the generated stream.
     assert_eq!(stream_fingerprint(), 11_342_331_297_155_239_386);
+}
+
+#[test]
+fn push_event_pushes_the_rows_of_event() {
+    for config in varied_configs() {
+        let generator = generator(config);
+        let mut scratch = EventScratch::default();
+        let mut ours = BatchBuilder::new(StreamId(0), PartitionId(0));
+        let mut theirs = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for n in varied_numbers() {
+            let event = generator.event(n);
+            let kind = generator
+                .push_event(n, &mut scratch, &mut ours)
+                .expect("rows fit");
+            assert_eq!(kind, event.kind());
+            push(&event, &mut theirs).expect("rows fit");
+            if ours.row_count() == 1000 {
+                assert_same_batches(&mut ours, &mut theirs);
+            }
+        }
+        assert_same_batches(&mut ours, &mut theirs);
+    }
+}
+
+#[test]
+fn push_event_of_pushes_only_its_kind() {
+    let generator = seeded(5);
+    let mut scratch = EventScratch::default();
+    for kind in [EventKind::Person, EventKind::Auction, EventKind::Bid] {
+        let mut ours = BatchBuilder::new(StreamId(0), PartitionId(0));
+        let mut theirs = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for n in 0..5_000 {
+            let pushed = generator
+                .push_event_of(kind, n, &mut scratch, &mut ours)
+                .expect("rows fit");
+            assert_eq!(pushed, generator.kind(n) == kind);
+            if pushed {
+                push(&generator.event(n), &mut theirs).expect("rows fit");
+            }
+        }
+        assert!(!theirs.is_empty());
+        assert_same_batches(&mut ours, &mut theirs);
+    }
+}
+
+/// Finishes both builders and checks that their rows and headers are the same.
+fn assert_same_batches(ours: &mut BatchBuilder, theirs: &mut BatchBuilder) {
+    let (ours, theirs) = (ours.finish(), theirs.finish());
+    let rows = |batch: &Batch| -> Vec<Vec<Value>> {
+        let view = BatchView::verify(batch.as_bytes()).expect("builder output verifies");
+        view.rows().map(|row| row.to_values()).collect()
+    };
+    assert_eq!(rows(&ours), rows(&theirs));
+    assert_eq!(ours.as_bytes(), theirs.as_bytes());
+}
+
+#[test]
+fn fast_prices_equal_exact_prices() {
+    let mut rng = Rng::for_event(mix64(14), 0);
+    for _ in 0..2_000_000 {
+        let mut copy = rng.clone();
+        let x = copy.f64() * 6.0;
+        assert_eq!(next_price(&mut rng), exact_price(x), "x = {x}");
+    }
+    // Near ties the exact path decides: prices whose scaled value is close to k + 0.5.
+    for k in [100i64, 12_345, 99_999_999] {
+        let x = ((k as f64 + 0.5) / 100.0).log10();
+        for step in -50i64..=50 {
+            let x = x + step as f64 * 1e-16;
+            let approx = (x * std::f64::consts::LN_10).exp() * 100.0;
+            let fraction = approx - approx.floor();
+            if (fraction - 0.5).abs() > PRICE_TIE_GUARD {
+                assert_eq!(approx.round() as i64, exact_price(x));
+            }
+        }
+    }
 }
