@@ -79,6 +79,10 @@ const NUMERIC_FIELD_BYTES: usize = 8;
 const JITTER_STREAM: u64 = 0x6a69_7474_6572_0001;
 /// Letters taken from one 64-bit draw: 26^12 < 2^64.
 const LETTERS_PER_DRAW: usize = 12;
+/// Letters [`push_letters`] generates on the stack before appending them: ten draws.
+const LETTER_BLOCK_BYTES: usize = 10 * LETTERS_PER_DRAW;
+/// Longest bid URL: prefix, three `xxxxx/` groups, suffix and `&channel_id=9999`.
+const URL_BYTES_MAX: usize = URL_PREFIX.len() + 18 + URL_SUFFIX.len() + 16;
 /// How close to a `.5` tie a fast price estimate must be to be recomputed exactly: a hundred
 /// times the largest gap between the estimate and the exact value.
 const PRICE_TIE_GUARD: f64 = 1e-4;
@@ -268,6 +272,12 @@ pub struct EventScratch {
     channel: String,
     url: String,
     extra: String,
+}
+
+/// ASCII text built on the stack, appended to a `String` with one copy.
+struct Ascii<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
 }
 
 /// A SplitMix64 stream, seeded per event so events can be generated in any order.
@@ -1120,39 +1130,77 @@ const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
 };
 
 /// Appends `count` random lower-case letters, taking 12 from each 64-bit draw as base-26
-/// digits (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%).
-///
-/// Digit `i` of a draw is the high word of `26 * frac_i`, where `frac_i`, the fraction left
-/// after `i` digits, is `draw * 26^i mod 2^64`; computing each `frac_i` directly rather than
-/// from `frac_{i-1}` keeps the twelve digits independent of one another, so they are computed
-/// in parallel.
+/// digits (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%). Each call starts
+/// with a fresh draw.
 fn push_letters(rng: &mut Rng, out: &mut String, count: usize) {
-    out.reserve(count);
     let mut left = count;
     while left > 0 {
-        let bits = rng.next_u64();
-        let mut chunk = [0u8; LETTERS_PER_DRAW];
-        for (letter, power) in chunk.iter_mut().zip(POWERS_OF_26) {
-            let fraction = bits.wrapping_mul(power);
-            *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
-        }
-        let take = left.min(LETTERS_PER_DRAW);
-        out.extend(chunk[..take].iter().map(|&letter| char::from(letter)));
+        let mut block = Ascii::<LETTER_BLOCK_BYTES>::new();
+        let take = left.min(LETTER_BLOCK_BYTES);
+        block.push_letters(rng, take);
+        out.push_str(block.as_str());
         left -= take;
+    }
+}
+
+/// Fills `letters` with the leading base-26 digits of `bits / 2^64`, as `a` to `z`.
+///
+/// Digit `i` is the high word of `26 * frac_i`, where `frac_i`, the fraction left after `i`
+/// digits, is `bits * 26^i mod 2^64`; computing each `frac_i` directly rather than from
+/// `frac_{i-1}` keeps the digits independent of one another, so they are computed in parallel.
+fn base26_letters(bits: u64, letters: &mut [u8]) {
+    debug_assert!(letters.len() <= LETTERS_PER_DRAW);
+    for (letter, power) in letters.iter_mut().zip(POWERS_OF_26) {
+        let fraction = bits.wrapping_mul(power);
+        *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
     }
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits.
 fn push_decimal(out: &mut String, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    let mut text = Ascii::<20>::new();
+    text.push_decimal(value, width);
+    out.push_str(text.as_str());
+}
+
+impl<const N: usize> Ascii<N> {
+    fn new() -> Self {
+        Ascii {
+            bytes: [0; N],
+            len: 0,
+        }
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends `count` letters as [`push_letters`] does: a fresh draw per 12 letters.
+    fn push_letters(&mut self, rng: &mut Rng, count: usize) {
+        let end = self.len + count;
+        for chunk in self.bytes[self.len..end].chunks_mut(LETTERS_PER_DRAW) {
+            base26_letters(rng.next_u64(), chunk);
+        }
+        self.len = end;
+    }
+
+    /// Appends `value` in decimal, zero-padded to at least `width` digits.
+    fn push_decimal(&mut self, value: u64, width: usize) {
+        let mut digits = [b'0'; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.push_bytes(&digits[at..]);
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("only ASCII is pushed")
+    }
 }
 
 /// Appends seven letters, `@`, five letters, `.com`.
@@ -1186,22 +1234,25 @@ fn push_channel_and_url(
     } else {
         Some(rng.below(NUMBERED_CHANNELS))
     };
-    url.push_str(URL_PREFIX);
+    let mut text = Ascii::<URL_BYTES_MAX>::new();
+    text.push_bytes(URL_PREFIX.as_bytes());
     for _ in 0..3 {
-        push_letters(rng, url, 5);
-        url.push('/');
+        text.push_letters(rng, 5);
+        text.push_bytes(b"/");
     }
-    url.push_str(URL_SUFFIX);
-    match numbered {
+    text.push_bytes(URL_SUFFIX.as_bytes());
+    let named = match numbered {
         None => Some(pick(rng, &NAMED_CHANNELS)),
         Some(k) => {
-            url.push_str("&channel_id=");
-            push_decimal(url, k, 1);
+            text.push_bytes(b"&channel_id=");
+            text.push_decimal(k, 1);
             channel.push_str("channel-");
             push_decimal(channel, k, 1);
             None
         }
-    }
+    };
+    url.push_str(text.as_str());
+    named
 }
 
 /// Appends padding so that `current_bytes` plus its length averages `avg_bytes`, as the

@@ -672,3 +672,24 @@ fn fast_prices_equal_exact_prices() {
         }
     }
 }
+
+#[test]
+#[ignore = "timing; run with --release -- --ignored --nocapture"]
+fn time_push_event_of_bids() {
+    let generator = seeded(1);
+    let mut scratch = EventScratch::default();
+    let mut builder = BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 256 << 10);
+    let count = 10_000_000u64;
+    let started = std::time::Instant::now();
+    let mut rows = 0;
+    for n in 0..count {
+        generator
+            .push_event_of(EventKind::Bid, n, &mut scratch, &mut builder)
+            .expect("rows fit");
+        if builder.row_count() >= 1024 {
+            rows += builder.finish().row_count();
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{:.2}M events/s, {rows} rows", count as f64 / seconds / 1e6);
+}
