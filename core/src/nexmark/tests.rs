@@ -479,6 +479,20 @@ fn pow10_matches_the_platform_pow() {
 }
 
 #[test]
+fn price_estimates_are_close_to_exact() {
+    let mut rng = Rng::for_event(mix64(15), 0);
+    for _ in 0..1_000_000 {
+        let x = rng.f64() * 6.0;
+        let (estimate, exact) = (price_estimate(x), pow10(x) * 100.0);
+        assert!(
+            (estimate - exact).abs() <= exact * 2e-14,
+            "x = {x}: {estimate} vs {exact}"
+        );
+    }
+    assert_eq!(price_estimate(0.0), 100.0);
+}
+
+#[test]
 fn rng_draws_are_roughly_uniform() {
     let mut rng = Rng::for_event(13, 0);
     let mut counts = [0u32; 10];
@@ -664,7 +678,7 @@ fn fast_prices_equal_exact_prices() {
         let x = ((k as f64 + 0.5) / 100.0).log10();
         for step in -50i64..=50 {
             let x = x + step as f64 * 1e-16;
-            let approx = (x * std::f64::consts::LN_10).exp() * 100.0;
+            let approx = price_estimate(x);
             let fraction = approx - approx.floor();
             if (fraction - 0.5).abs() > PRICE_TIE_GUARD {
                 assert_eq!(approx.round() as i64, exact_price(x));
