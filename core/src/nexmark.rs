@@ -1084,6 +1084,7 @@ fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
 /// [`price_estimate`] agrees with it to within about 1e-14 relative, i.e. 1e-6 absolute at
 /// most here, so its rounding is the same unless the scaled value lies within
 /// [`PRICE_TIE_GUARD`] of a `.5` tie; only then (about 0.02% of draws) is `pow10` computed.
+#[inline]
 fn next_price(rng: &mut Rng) -> i64 {
     let x = rng.f64() * 6.0;
     let approx = price_estimate(x);
@@ -1278,12 +1279,16 @@ fn push_channel_and_url(
         Some(k) => {
             text.push_bytes(b"&channel_id=");
             text.push_decimal(k, 1);
-            channel.push_str("channel-");
-            push_decimal(channel, k, 1);
             None
         }
     };
     url.push_str(text.as_str());
+    if named.is_none() {
+        // `k` in decimal is what follows the URL's `=`.
+        let k_start = url.rfind('=').expect("a numbered URL ends with `=<k>`") + 1;
+        channel.push_str("channel-");
+        channel.push_str(&url[k_start..]);
+    }
     named
 }
 
