@@ -79,8 +79,8 @@ const NUMERIC_FIELD_BYTES: usize = 8;
 const JITTER_STREAM: u64 = 0x6a69_7474_6572_0001;
 /// Letters taken from one 64-bit draw: 26^12 < 2^64.
 const LETTERS_PER_DRAW: usize = 12;
-/// Letters [`push_letters`] generates on the stack before appending them: ten draws.
-const LETTER_BLOCK_BYTES: usize = 10 * LETTERS_PER_DRAW;
+/// Letters [`push_letters`] generates on the stack before appending them: four draws.
+const LETTER_BLOCK_BYTES: usize = 4 * LETTERS_PER_DRAW;
 /// Longest bid URL: prefix, three `xxxxx/` groups, suffix and `&channel_id=9999`.
 const URL_BYTES_MAX: usize = URL_PREFIX.len() + 18 + URL_SUFFIX.len() + 16;
 /// How close to a `.5` tie a fast price estimate must be to be recomputed exactly: a hundred
@@ -998,11 +998,6 @@ impl Rng {
     fn below(&mut self, bound: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
     }
-
-    /// Uniform in `[0, 1)` with 53 random bits.
-    fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
 }
 
 /// The schema of [`Person::push_to`] rows.
@@ -1086,24 +1081,25 @@ fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
 /// [`PRICE_TIE_GUARD`] of a `.5` tie; only then (about 0.02% of draws) is `pow10` computed.
 #[inline]
 fn next_price(rng: &mut Rng) -> i64 {
-    let x = rng.f64() * 6.0;
-    let approx = price_estimate(x);
+    let draw = rng.next_u64() >> 11;
+    let approx = price_estimate(draw);
     // `approx` is positive and below 2^53, so truncation is floor and the fraction is exact.
     let whole = approx as i64;
     let fraction = approx - whole as f64;
     if (fraction - 0.5).abs() > PRICE_TIE_GUARD {
         whole + i64::from(fraction > 0.5)
     } else {
-        exact_price(x)
+        exact_price(price_exponent(draw))
     }
 }
 
-/// `100 * 10^x` for `x` in `[0, 6]` to within about 1e-14 relative, without a call or a
+/// `100 * 10^x` for `x = 6 * draw / 2^53` in `[0, 6)` to within about 1e-14 relative, without a call or a
 /// division and with a short dependency chain: `10^x = 2^(k / 256) * 2^g`, with
 /// `2^(k / 256)` from [`EXP2_256THS`] and a power of two, and `2^g` for `g < 1/256` by a
 /// degree-4 series evaluated in Estrin's scheme (error below 2e-15).
-fn price_estimate(x: f64) -> f64 {
-    let t = x * (std::f64::consts::LOG2_10 * 256.0);
+fn price_estimate(draw: u64) -> f64 {
+    // `t = 256 * log2(10^x)` for `x = 6 * draw / 2^53`, in one multiplication.
+    let t = draw as f64 * (6.0 * 256.0 * std::f64::consts::LOG2_10 / (1u64 << 53) as f64);
     let k = t as u32;
     let g = (t - f64::from(k)) * (std::f64::consts::LN_2 / 256.0);
     let g2 = g * g;
@@ -1129,6 +1125,11 @@ const EXP2_256THS: [f64; 256] = {
     }
     table
 };
+
+/// `x = 6u` for `u = draw / 2^53`, uniform in `[0, 1)` with 53 random bits.
+fn price_exponent(draw: u64) -> f64 {
+    draw as f64 * (1.0 / (1u64 << 53) as f64) * 6.0
+}
 
 /// The price for `x = 6u`, by definition.
 fn exact_price(x: f64) -> i64 {
@@ -1268,6 +1269,7 @@ fn push_channel_and_url(
         Some(rng.below(NUMBERED_CHANNELS))
     };
     let mut text = Ascii::<URL_BYTES_MAX>::new();
+    let mut k_start = 0;
     text.push_bytes(URL_PREFIX.as_bytes());
     for _ in 0..3 {
         text.push_letters(rng, 5);
@@ -1278,14 +1280,14 @@ fn push_channel_and_url(
         None => Some(pick(rng, &NAMED_CHANNELS)),
         Some(k) => {
             text.push_bytes(b"&channel_id=");
+            k_start = url.len() + text.len;
             text.push_decimal(k, 1);
             None
         }
     };
     url.push_str(text.as_str());
     if named.is_none() {
-        // `k` in decimal is what follows the URL's `=`.
-        let k_start = url.rfind('=').expect("a numbered URL ends with `=<k>`") + 1;
+        // `k` in decimal ends the URL.
         channel.push_str("channel-");
         channel.push_str(&url[k_start..]);
     }

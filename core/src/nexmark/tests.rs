@@ -468,7 +468,7 @@ fn invalid_configs_are_rejected() {
 fn pow10_matches_the_platform_pow() {
     let mut rng = Rng::for_event(12, 0);
     for _ in 0..100_000 {
-        let x = rng.f64() * 6.0;
+        let x = price_exponent(rng.next_u64() >> 11);
         let (ours, platform) = (pow10(x), 10f64.powf(x));
         assert!(
             (ours - platform).abs() <= platform * 1e-14,
@@ -482,14 +482,15 @@ fn pow10_matches_the_platform_pow() {
 fn price_estimates_are_close_to_exact() {
     let mut rng = Rng::for_event(mix64(15), 0);
     for _ in 0..1_000_000 {
-        let x = rng.f64() * 6.0;
-        let (estimate, exact) = (price_estimate(x), pow10(x) * 100.0);
+        let draw = rng.next_u64() >> 11;
+        let x = price_exponent(draw);
+        let (estimate, exact) = (price_estimate(draw), pow10(x) * 100.0);
         assert!(
             (estimate - exact).abs() <= exact * 2e-14,
             "x = {x}: {estimate} vs {exact}"
         );
     }
-    assert_eq!(price_estimate(0.0), 100.0);
+    assert_eq!(price_estimate(0), 100.0);
 }
 
 #[test]
@@ -669,22 +670,26 @@ fn assert_same_batches(ours: &mut BatchBuilder, theirs: &mut BatchBuilder) {
 fn fast_prices_equal_exact_prices() {
     let mut rng = Rng::for_event(mix64(14), 0);
     for _ in 0..2_000_000 {
-        let mut copy = rng.clone();
-        let x = copy.f64() * 6.0;
-        assert_eq!(next_price(&mut rng), exact_price(x), "x = {x}");
+        let draw = rng.clone().next_u64() >> 11;
+        assert_eq!(next_price(&mut rng), exact_price(price_exponent(draw)));
     }
-    // Near ties the exact path decides: prices whose scaled value is close to k + 0.5.
-    for k in [100i64, 12_345, 99_999_999] {
+    // Around prices whose scaled value is close to a `.5` tie, the estimate is used only
+    // where it rounds as the exact value does.
+    let mut guarded = 0;
+    for k in [100i64, 101, 12_345, 99_999_999] {
         let x = ((k as f64 + 0.5) / 100.0).log10();
-        for step in -50i64..=50 {
-            let x = x + step as f64 * 1e-16;
-            let approx = price_estimate(x);
+        let center = (x / 6.0 * (1u64 << 53) as f64) as u64;
+        for draw in center - 5_000..=center + 5_000 {
+            let approx = price_estimate(draw);
             let fraction = approx - approx.floor();
             if (fraction - 0.5).abs() > PRICE_TIE_GUARD {
-                assert_eq!(approx.round() as i64, exact_price(x));
+                assert_eq!(approx.round() as i64, exact_price(price_exponent(draw)));
+            } else {
+                guarded += 1;
             }
         }
     }
+    assert!(guarded > 0);
 }
 
 #[test]
