@@ -1083,30 +1083,40 @@ fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
 fn next_price(rng: &mut Rng) -> i64 {
     let draw = rng.next_u64() >> 11;
     let approx = price_estimate(draw);
-    // `approx` is positive and below 2^53, so truncation is floor and the fraction is exact.
-    let whole = approx as i64;
-    let fraction = approx - whole as f64;
-    if (fraction - 0.5).abs() > PRICE_TIE_GUARD {
-        whole + i64::from(fraction > 0.5)
+    // Adding 1.5 * 2^52 rounds `approx` (positive, below 2^51) to the nearest integer, which
+    // lands in the low mantissa bits: no float-integer conversions on the dependency chain.
+    let shifted = approx + ROUNDING_SHIFT;
+    let nearest = (shifted.to_bits() & ((1 << 52) - 1)) as i64 - (1 << 51);
+    let off_by = approx - (shifted - ROUNDING_SHIFT);
+    if 0.5 - off_by.abs() > PRICE_TIE_GUARD {
+        // Not near a tie, so the nearest integer is what `round` gives.
+        nearest
     } else {
         exact_price(price_exponent(draw))
     }
 }
 
-/// `100 * 10^x` for `x = 6 * draw / 2^53` in `[0, 6)` to within about 1e-14 relative, without a call or a
-/// division and with a short dependency chain: `10^x = 2^(k / 256) * 2^g`, with
-/// `2^(k / 256)` from [`EXP2_256THS`] and a power of two, and `2^g` for `g < 1/256` by a
-/// degree-4 series evaluated in Estrin's scheme (error below 2e-15).
+/// `100 * 10^x` for `x = 6 * draw / 2^53` in `[0, 6)` to within about 1e-14 relative,
+/// without a call, a division or a float-integer conversion on its dependency chain:
+/// `10^x = 2^(k / 256) * 2^g`, with `2^(k / 256)` from [`EXP2_256THS`] and its exponent
+/// bits, and `2^g` for `|g| <= 1/512` by a degree-4 series evaluated in Estrin's scheme
+/// (error below 2e-15).
 fn price_estimate(draw: u64) -> f64 {
-    // `t = 256 * log2(10^x)` for `x = 6 * draw / 2^53`, in one multiplication.
+    // `t = 256 * log2(10^x)`, in one multiplication; `t < 5,200`.
     let t = draw as f64 * (6.0 * 256.0 * std::f64::consts::LOG2_10 / (1u64 << 53) as f64);
-    let k = t as u32;
-    let g = (t - f64::from(k)) * (std::f64::consts::LN_2 / 256.0);
+    // Adding 1.5 * 2^52 rounds `t` to the nearest integer `k`, held in the low mantissa bits.
+    let shifted = t + ROUNDING_SHIFT;
+    let k = shifted.to_bits() & 0xffff;
+    let g = (t - (shifted - ROUNDING_SHIFT)) * (std::f64::consts::LN_2 / 256.0);
     let g2 = g * g;
     let series = (1.0 + g) + g2 * ((1.0 / 2.0 + g * (1.0 / 6.0)) + g2 * (1.0 / 24.0));
-    let scale = EXP2_256THS[(k % 256) as usize] * (1u64 << (k / 256)) as f64 * 100.0;
-    scale * series
+    // `2^(k / 256)`: the table entry times `2^(k >> 8)`, by adding to its exponent bits.
+    let scale = f64::from_bits(EXP2_256THS[(k & 255) as usize].to_bits() + ((k >> 8) << 52));
+    scale * 100.0 * series
 }
+
+/// Adding this to a float in `[0, 2^51)` rounds it to an integer stored in the low bits.
+const ROUNDING_SHIFT: f64 = (3u64 << 51) as f64;
 
 /// `2^(j / 256)` for `j` in `0..256`, by a 25-term series at compile time.
 const EXP2_256THS: [f64; 256] = {
