@@ -698,7 +698,8 @@ fn time_push_event_of_bids() {
     let generator = seeded(1);
     let mut scratch = EventScratch::default();
     let mut builder = BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 256 << 10);
-    let count = 10_000_000u64;
+    let count: u64 =
+        std::env::var("WIRE_TIME_EVENTS").map_or(10_000_000, |v| v.parse().expect("a count"));
     let started = std::time::Instant::now();
     let mut rows = 0;
     for n in 0..count {
