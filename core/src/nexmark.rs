@@ -77,6 +77,15 @@ const NUMERIC_FIELD_BYTES: usize = 8;
 /// Salt that gives the timestamp jitter its own PRNG stream, so enabling out-of-orderness
 /// leaves every other field of an event unchanged.
 const JITTER_STREAM: u64 = 0x6a69_7474_6572_0001;
+/// Letters taken from one 64-bit draw: 26^12 < 2^64.
+const LETTERS_PER_DRAW: usize = 12;
+/// Letters [`push_letters`] generates on the stack before appending them: four draws.
+const LETTER_BLOCK_BYTES: usize = 4 * LETTERS_PER_DRAW;
+/// Longest bid URL: prefix, three `xxxxx/` groups, suffix and `&channel_id=9999`.
+const URL_BYTES_MAX: usize = URL_PREFIX.len() + 18 + URL_SUFFIX.len() + 16;
+/// How close to a `.5` tie a fast price estimate must be to be recomputed exactly: a hundred
+/// times the largest gap between the estimate and the exact value.
+const PRICE_TIE_GUARD: f64 = 1e-4;
 
 /// Knobs of the generator; [`Default`] gives the reference defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,17 +245,122 @@ pub enum Event {
     Bid(Bid),
 }
 
-/// Generates events by number; cheap to share, holds only the configuration.
+/// Generates events by number; cheap to share, holds only the configuration and values
+/// derived from it once.
 #[derive(Debug, Clone)]
 pub struct Generator {
     config: GeneratorConfig,
     total_proportion: u64,
+    /// `mix64(seed)`: the key of every event's PRNG.
+    rng_key: u64,
+    /// `mix64(seed ^ JITTER_STREAM)`: the key of every event's jitter PRNG.
+    jitter_key: u64,
+    /// Events until `num_in_flight_auctions` more auctions exist (see `auction_length_ms`).
+    auction_events_ahead: u64,
+}
+
+/// Reusable string buffers for [`Generator::push_event`]: events are generated straight into
+/// them and pushed as rows that borrow them, so once the buffers have grown to the largest
+/// event, generating and pushing an event does not allocate. Keep one per source instance.
+#[derive(Debug, Default, Clone)]
+pub struct EventScratch {
+    name: String,
+    email_address: String,
+    credit_card: String,
+    item_name: String,
+    description: String,
+    channel: String,
+    url: String,
+    extra: String,
+}
+
+/// ASCII text built on the stack, appended to a `String` with one copy.
+struct Ascii<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
 }
 
 /// A SplitMix64 stream, seeded per event so events can be generated in any order.
 #[derive(Debug, Clone)]
 struct Rng {
     state: u64,
+}
+
+/// Where event `n` falls among the epochs of `total_proportion` events.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    n: u64,
+    epoch: u64,
+    offset: u64,
+    kind: EventKind,
+}
+
+/// An event's fields other than the strings it leaves in an [`EventScratch`].
+#[derive(Debug, Clone, Copy)]
+enum Parts {
+    Person(PersonParts),
+    Auction(AuctionParts),
+    Bid(BidParts),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PersonParts {
+    id: i64,
+    city: &'static str,
+    state: &'static str,
+    date_time: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AuctionParts {
+    id: i64,
+    initial_bid: i64,
+    reserve: i64,
+    date_time: i64,
+    expires: i64,
+    seller: i64,
+    category: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BidParts {
+    auction: i64,
+    bidder: i64,
+    price: i64,
+    /// A named channel, or `None` for a numbered one written to the scratch.
+    named_channel: Option<&'static str>,
+    date_time: i64,
+}
+
+/// A person row with borrowed strings: the one place its column order is written.
+struct PersonRow<'a> {
+    id: i64,
+    name: &'a str,
+    email_address: &'a str,
+    credit_card: &'a str,
+    city: &'a str,
+    state: &'a str,
+    date_time: i64,
+    extra: &'a str,
+}
+
+/// An auction row with borrowed strings: the one place its column order is written.
+struct AuctionRow<'a> {
+    parts: AuctionParts,
+    item_name: &'a str,
+    description: &'a str,
+    extra: &'a str,
+}
+
+/// A bid row with borrowed strings: the one place its column order is written.
+struct BidRow<'a> {
+    auction: i64,
+    bidder: i64,
+    price: i64,
+    channel: &'a str,
+    url: &'a str,
+    date_time: i64,
+    extra: &'a str,
 }
 
 impl GeneratorConfig {
@@ -306,17 +420,17 @@ impl Person {
     /// Appends this person as a row of [`person_schema`], with `date_time` as event time.
     /// Strings are borrowed, not copied.
     pub fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
-        let values = [
-            ValueRef::I64(self.id),
-            ValueRef::Str(&self.name),
-            ValueRef::Str(&self.email_address),
-            ValueRef::Str(&self.credit_card),
-            ValueRef::Str(&self.city),
-            ValueRef::Str(&self.state),
-            ValueRef::Timestamp(self.date_time),
-            ValueRef::Str(&self.extra),
-        ];
-        builder.push_with_time(&values, self.date_time)
+        PersonRow {
+            id: self.id,
+            name: &self.name,
+            email_address: &self.email_address,
+            credit_card: &self.credit_card,
+            city: &self.city,
+            state: &self.state,
+            date_time: self.date_time,
+            extra: &self.extra,
+        }
+        .push_to(builder)
     }
 }
 
@@ -324,19 +438,22 @@ impl Auction {
     /// Appends this auction as a row of [`auction_schema`], with `date_time` as event time.
     /// Strings are borrowed, not copied.
     pub fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
-        let values = [
-            ValueRef::I64(self.id),
-            ValueRef::Str(&self.item_name),
-            ValueRef::Str(&self.description),
-            ValueRef::I64(self.initial_bid),
-            ValueRef::I64(self.reserve),
-            ValueRef::Timestamp(self.date_time),
-            ValueRef::Timestamp(self.expires),
-            ValueRef::I64(self.seller),
-            ValueRef::I64(self.category),
-            ValueRef::Str(&self.extra),
-        ];
-        builder.push_with_time(&values, self.date_time)
+        let parts = AuctionParts {
+            id: self.id,
+            initial_bid: self.initial_bid,
+            reserve: self.reserve,
+            date_time: self.date_time,
+            expires: self.expires,
+            seller: self.seller,
+            category: self.category,
+        };
+        AuctionRow {
+            parts,
+            item_name: &self.item_name,
+            description: &self.description,
+            extra: &self.extra,
+        }
+        .push_to(builder)
     }
 }
 
@@ -361,16 +478,151 @@ impl Bid {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+        BidRow {
+            auction: self.auction,
+            bidder: self.bidder,
+            price: self.price,
+            channel: &self.channel,
+            url: &self.url,
+            date_time: self.date_time,
+            extra: &self.extra,
+        }
+        .push_to(builder)
+    }
+}
+
+impl PersonRow<'_> {
+    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+        let values = [
+            ValueRef::I64(self.id),
+            ValueRef::Str(self.name),
+            ValueRef::Str(self.email_address),
+            ValueRef::Str(self.credit_card),
+            ValueRef::Str(self.city),
+            ValueRef::Str(self.state),
+            ValueRef::Timestamp(self.date_time),
+            ValueRef::Str(self.extra),
+        ];
+        builder.push_with_time(&values, self.date_time)
+    }
+}
+
+impl AuctionRow<'_> {
+    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+        let parts = &self.parts;
+        let values = [
+            ValueRef::I64(parts.id),
+            ValueRef::Str(self.item_name),
+            ValueRef::Str(self.description),
+            ValueRef::I64(parts.initial_bid),
+            ValueRef::I64(parts.reserve),
+            ValueRef::Timestamp(parts.date_time),
+            ValueRef::Timestamp(parts.expires),
+            ValueRef::I64(parts.seller),
+            ValueRef::I64(parts.category),
+            ValueRef::Str(self.extra),
+        ];
+        builder.push_with_time(&values, parts.date_time)
+    }
+}
+
+impl BidRow<'_> {
+    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
         let values = [
             ValueRef::I64(self.auction),
             ValueRef::I64(self.bidder),
             ValueRef::I64(self.price),
-            ValueRef::Str(&self.channel),
-            ValueRef::Str(&self.url),
+            ValueRef::Str(self.channel),
+            ValueRef::Str(self.url),
             ValueRef::Timestamp(self.date_time),
-            ValueRef::Str(&self.extra),
+            ValueRef::Str(self.extra),
         ];
         builder.push_with_time(&values, self.date_time)
+    }
+}
+
+impl Parts {
+    fn kind(&self) -> EventKind {
+        match self {
+            Parts::Person(_) => EventKind::Person,
+            Parts::Auction(_) => EventKind::Auction,
+            Parts::Bid(_) => EventKind::Bid,
+        }
+    }
+
+    /// Appends the event as a row whose strings borrow `scratch`.
+    fn push_to(&self, scratch: &EventScratch, builder: &mut BatchBuilder) -> Result<()> {
+        match *self {
+            Parts::Person(p) => PersonRow {
+                id: p.id,
+                name: &scratch.name,
+                email_address: &scratch.email_address,
+                credit_card: &scratch.credit_card,
+                city: p.city,
+                state: p.state,
+                date_time: p.date_time,
+                extra: &scratch.extra,
+            }
+            .push_to(builder),
+            Parts::Auction(parts) => AuctionRow {
+                parts,
+                item_name: &scratch.item_name,
+                description: &scratch.description,
+                extra: &scratch.extra,
+            }
+            .push_to(builder),
+            Parts::Bid(b) => BidRow {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                channel: b.named_channel.unwrap_or(&scratch.channel),
+                url: &scratch.url,
+                date_time: b.date_time,
+                extra: &scratch.extra,
+            }
+            .push_to(builder),
+        }
+    }
+
+    /// The owned event, moving the strings out of `scratch`.
+    fn into_event(self, scratch: &mut EventScratch) -> Event {
+        let take = std::mem::take::<String>;
+        match self {
+            Parts::Person(p) => Event::Person(Person {
+                id: p.id,
+                name: take(&mut scratch.name),
+                email_address: take(&mut scratch.email_address),
+                credit_card: take(&mut scratch.credit_card),
+                city: p.city.to_owned(),
+                state: p.state.to_owned(),
+                date_time: p.date_time,
+                extra: take(&mut scratch.extra),
+            }),
+            Parts::Auction(a) => Event::Auction(Auction {
+                id: a.id,
+                item_name: take(&mut scratch.item_name),
+                description: take(&mut scratch.description),
+                initial_bid: a.initial_bid,
+                reserve: a.reserve,
+                date_time: a.date_time,
+                expires: a.expires,
+                seller: a.seller,
+                category: a.category,
+                extra: take(&mut scratch.extra),
+            }),
+            Parts::Bid(b) => Event::Bid(Bid {
+                auction: b.auction,
+                bidder: b.bidder,
+                price: b.price,
+                channel: match b.named_channel {
+                    Some(name) => name.to_owned(),
+                    None => take(&mut scratch.channel),
+                },
+                url: take(&mut scratch.url),
+                date_time: b.date_time,
+                extra: take(&mut scratch.extra),
+            }),
+        }
     }
 }
 
@@ -387,9 +639,16 @@ impl Generator {
         config.validate()?;
         let total_proportion =
             config.person_proportion + config.auction_proportion + config.bid_proportion;
+        let auction_events_ahead = config
+            .num_in_flight_auctions
+            .saturating_mul(total_proportion)
+            / config.auction_proportion;
         Ok(Generator {
+            rng_key: mix64(config.seed),
+            jitter_key: mix64(config.seed ^ JITTER_STREAM),
             config,
             total_proportion,
+            auction_events_ahead,
         })
     }
 
@@ -398,16 +657,10 @@ impl Generator {
         &self.config
     }
 
-    /// Which type of event number `n` is, by `n` modulo the total proportion.
+    /// Which type of event number `n` is, by `n` modulo the total proportion. Cheap: it
+    /// generates nothing.
     pub fn kind(&self, n: u64) -> EventKind {
-        let rem = n % self.total_proportion;
-        if rem < self.config.person_proportion {
-            EventKind::Person
-        } else if rem < self.config.person_proportion + self.config.auction_proportion {
-            EventKind::Auction
-        } else {
-            EventKind::Bid
-        }
+        self.slot(n).kind
     }
 
     /// Event number `n` (absolute, not relative to `first_event_id`). The result depends only on
@@ -416,17 +669,59 @@ impl Generator {
     /// # Panics
     /// If `n > EVENT_NUMBER_MAX`.
     pub fn event(&self, n: u64) -> Event {
-        assert!(
-            n <= EVENT_NUMBER_MAX,
-            "event number {n} exceeds {EVENT_NUMBER_MAX}"
-        );
-        let date_time = self.event_time_ms(n);
-        let mut rng = Rng::for_event(self.config.seed, n);
-        match self.kind(n) {
-            EventKind::Person => Event::Person(self.person(n, &mut rng, date_time)),
-            EventKind::Auction => Event::Auction(self.auction(n, &mut rng, date_time)),
-            EventKind::Bid => Event::Bid(self.bid(n, &mut rng, date_time)),
+        let mut scratch = EventScratch::default();
+        self.generate(self.slot(n), &mut scratch)
+            .into_event(&mut scratch)
+    }
+
+    /// Appends event `n` to `builder` as a row of its kind's schema, the same row
+    /// `self.event(n)`'s `push_to` appends, and returns its kind. The strings are generated
+    /// into `scratch` and borrowed from it, so once `scratch` has warmed up this does not
+    /// allocate.
+    ///
+    /// ```
+    /// use wire_core::nexmark::{EventKind, EventScratch, Generator, GeneratorConfig};
+    /// use wire_core::{BatchBuilder, PartitionId, StreamId};
+    ///
+    /// let generator = Generator::new(GeneratorConfig::default())?;
+    /// let mut scratch = EventScratch::default();
+    /// let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    /// assert_eq!(generator.push_event(0, &mut scratch, &mut builder)?, EventKind::Person);
+    /// assert_eq!(builder.row_count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `n > EVENT_NUMBER_MAX`.
+    pub fn push_event(
+        &self,
+        n: u64,
+        scratch: &mut EventScratch,
+        builder: &mut BatchBuilder,
+    ) -> Result<EventKind> {
+        let parts = self.generate(self.slot(n), scratch);
+        parts.push_to(scratch, builder)?;
+        Ok(parts.kind())
+    }
+
+    /// Like [`Generator::push_event`], but only if event `n` is a `kind` event; any other
+    /// event is skipped without being generated. Returns whether a row was pushed.
+    ///
+    /// # Panics
+    /// If `n > EVENT_NUMBER_MAX` and event `n` is a `kind` event.
+    pub fn push_event_of(
+        &self,
+        kind: EventKind,
+        n: u64,
+        scratch: &mut EventScratch,
+        builder: &mut BatchBuilder,
+    ) -> Result<bool> {
+        let slot = self.slot(n);
+        if slot.kind != kind {
+            return Ok(false);
         }
+        self.generate(slot, scratch).push_to(scratch, builder)?;
+        Ok(true)
     }
 
     /// Events numbered `range`, in order; each equals [`Generator::event`] of its number.
@@ -442,6 +737,42 @@ impl Generator {
         range.map(move |n| self.event(n))
     }
 
+    /// Event `slot.n`: its numbers, with its strings written into `scratch`.
+    fn generate(&self, slot: Slot, scratch: &mut EventScratch) -> Parts {
+        let n = slot.n;
+        assert!(
+            n <= EVENT_NUMBER_MAX,
+            "event number {n} exceeds {EVENT_NUMBER_MAX}"
+        );
+        let date_time = self.event_time_ms(n);
+        let mut rng = Rng::for_event(self.rng_key, n);
+        match slot.kind {
+            EventKind::Person => Parts::Person(self.person(slot, &mut rng, date_time, scratch)),
+            EventKind::Auction => Parts::Auction(self.auction(slot, &mut rng, date_time, scratch)),
+            EventKind::Bid => Parts::Bid(self.bid(slot, &mut rng, date_time, scratch)),
+        }
+    }
+
+    /// Event `n`'s epoch, offset within it, and kind; one division.
+    fn slot(&self, n: u64) -> Slot {
+        let epoch = n / self.total_proportion;
+        let offset = n - epoch * self.total_proportion;
+        let config = &self.config;
+        let kind = if offset < config.person_proportion {
+            EventKind::Person
+        } else if offset < config.person_proportion + config.auction_proportion {
+            EventKind::Auction
+        } else {
+            EventKind::Bid
+        };
+        Slot {
+            n,
+            epoch,
+            offset,
+            kind,
+        }
+    }
+
     /// Event time of event `n`: `first_event_time_ms` plus `(n - first_event_id)` events at
     /// `events_per_second`, minus the optional out-of-order jitter.
     fn event_time_ms(&self, n: u64) -> i64 {
@@ -450,99 +781,135 @@ impl Generator {
             return base;
         }
         let bound = self.config.out_of_order_ms.unsigned_abs() + 1;
-        let jitter = Rng::for_event(self.config.seed ^ JITTER_STREAM, n).below(bound);
+        let jitter = Rng::for_event(self.jitter_key, n).below(bound);
         base.saturating_sub(jitter as i64)
     }
 
-    /// Event time of event `n` before jitter; non-decreasing in `n`.
+    /// Event time of event `n` before jitter; non-decreasing in `n`. Computed in `i64` when
+    /// nothing overflows (always, for sane configurations), else in `i128` with clamping;
+    /// both give the same value.
     fn base_time_ms(&self, n: u64) -> i64 {
-        let offset = i128::from(n) - i128::from(self.config.first_event_id);
-        let elapsed_ms = (offset * 1000).div_euclid(i128::from(self.config.events_per_second));
-        let time = i128::from(self.config.first_event_time_ms) + elapsed_ms;
-        time.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+        let config = &self.config;
+        let fast = (|| {
+            let offset = i64::try_from(n)
+                .ok()?
+                .checked_sub(i64::try_from(config.first_event_id).ok()?)?;
+            let events_per_second = i64::try_from(config.events_per_second).ok()?;
+            let elapsed_ms = offset.checked_mul(1000)?.div_euclid(events_per_second);
+            config.first_event_time_ms.checked_add(elapsed_ms)
+        })();
+        fast.unwrap_or_else(|| {
+            let offset = i128::from(n) - i128::from(config.first_event_id);
+            let elapsed_ms = (offset * 1000).div_euclid(i128::from(config.events_per_second));
+            let time = i128::from(config.first_event_time_ms) + elapsed_ms;
+            time.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+        })
     }
 
-    fn person(&self, n: u64, rng: &mut Rng, date_time: i64) -> Person {
-        let id = FIRST_PERSON_ID + self.last_base0_person_id(n) as i64;
-        let mut name = String::with_capacity(16);
+    fn person(
+        &self,
+        slot: Slot,
+        rng: &mut Rng,
+        date_time: i64,
+        scratch: &mut EventScratch,
+    ) -> PersonParts {
+        let id = FIRST_PERSON_ID + self.last_base0_person_id(slot) as i64;
+        let name = &mut scratch.name;
+        name.clear();
         name.push_str(pick(rng, &FIRST_NAMES));
         name.push(' ');
         name.push_str(pick(rng, &LAST_NAMES));
-        let email_address = email_address(rng);
-        let credit_card = credit_card(rng);
-        let city = pick(rng, &US_CITIES).to_owned();
-        let state = pick(rng, &US_STATES).to_owned();
-        let strings = [&name, &email_address, &credit_card, &city, &state];
-        let size = 2 * NUMERIC_FIELD_BYTES + strings.iter().map(|s| s.len()).sum::<usize>();
-        let extra = next_extra(rng, size, self.config.avg_person_bytes);
-        Person {
+        scratch.email_address.clear();
+        push_email_address(rng, &mut scratch.email_address);
+        scratch.credit_card.clear();
+        push_credit_card(rng, &mut scratch.credit_card);
+        let city = pick(rng, &US_CITIES);
+        let state = pick(rng, &US_STATES);
+        let size = 2 * NUMERIC_FIELD_BYTES
+            + scratch.name.len()
+            + scratch.email_address.len()
+            + scratch.credit_card.len()
+            + city.len()
+            + state.len();
+        scratch.extra.clear();
+        push_extra(rng, size, self.config.avg_person_bytes, &mut scratch.extra);
+        PersonParts {
             id,
-            name,
-            email_address,
-            credit_card,
             city,
             state,
             date_time,
-            extra,
         }
     }
 
-    fn auction(&self, n: u64, rng: &mut Rng, date_time: i64) -> Auction {
-        let id = FIRST_AUCTION_ID + self.last_base0_auction_id(n) as i64;
-        let seller = FIRST_PERSON_ID + self.next_seller(n, rng) as i64;
+    fn auction(
+        &self,
+        slot: Slot,
+        rng: &mut Rng,
+        date_time: i64,
+        scratch: &mut EventScratch,
+    ) -> AuctionParts {
+        let id = FIRST_AUCTION_ID + self.last_base0_auction_id(slot) as i64;
+        let seller = FIRST_PERSON_ID + self.next_seller(slot, rng) as i64;
         let category = FIRST_CATEGORY_ID + rng.below(NUM_CATEGORIES) as i64;
         let initial_bid = next_price(rng);
-        let expires = date_time.saturating_add(self.auction_length_ms(n, rng));
-        let item_name = letters(rng, 20);
-        let description = letters(rng, 100);
+        let expires = date_time.saturating_add(self.auction_length_ms(slot.n, rng));
+        scratch.item_name.clear();
+        push_letters(rng, &mut scratch.item_name, 20);
+        scratch.description.clear();
+        push_letters(rng, &mut scratch.description, 100);
         let reserve = initial_bid + next_price(rng);
-        let size = 7 * NUMERIC_FIELD_BYTES + item_name.len() + description.len();
-        let extra = next_extra(rng, size, self.config.avg_auction_bytes);
-        Auction {
+        let size = 7 * NUMERIC_FIELD_BYTES + scratch.item_name.len() + scratch.description.len();
+        scratch.extra.clear();
+        push_extra(rng, size, self.config.avg_auction_bytes, &mut scratch.extra);
+        AuctionParts {
             id,
-            item_name,
-            description,
             initial_bid,
             reserve,
             date_time,
             expires,
             seller,
             category,
-            extra,
         }
     }
 
-    fn bid(&self, n: u64, rng: &mut Rng, date_time: i64) -> Bid {
-        let auction = FIRST_AUCTION_ID + self.next_bid_auction(n, rng) as i64;
-        let bidder = FIRST_PERSON_ID + self.next_bidder(n, rng) as i64;
+    fn bid(
+        &self,
+        slot: Slot,
+        rng: &mut Rng,
+        date_time: i64,
+        scratch: &mut EventScratch,
+    ) -> BidParts {
+        let auction = FIRST_AUCTION_ID + self.next_bid_auction(slot, rng) as i64;
+        let bidder = FIRST_PERSON_ID + self.next_bidder(slot, rng) as i64;
         let price = next_price(rng);
-        let (channel, url) = channel_and_url(rng);
-        let size = 4 * NUMERIC_FIELD_BYTES + channel.len() + url.len();
-        let extra = next_extra(rng, size, self.config.avg_bid_bytes);
-        Bid {
+        scratch.channel.clear();
+        scratch.url.clear();
+        let named_channel = push_channel_and_url(rng, &mut scratch.channel, &mut scratch.url);
+        let channel_len = named_channel.map_or(scratch.channel.len(), str::len);
+        let size = 4 * NUMERIC_FIELD_BYTES + channel_len + scratch.url.len();
+        scratch.extra.clear();
+        push_extra(rng, size, self.config.avg_bid_bytes, &mut scratch.extra);
+        BidParts {
             auction,
             bidder,
             price,
-            channel,
-            url,
+            named_channel,
             date_time,
-            extra,
         }
     }
 
-    /// The last person id (base 0) created at or before event `n`; `n`'s own id for a person.
-    fn last_base0_person_id(&self, n: u64) -> u64 {
-        let epoch = n / self.total_proportion;
-        let offset = (n % self.total_proportion).min(self.config.person_proportion - 1);
-        epoch * self.config.person_proportion + offset
+    /// The last person id (base 0) created at or before the event; its own id for a person.
+    fn last_base0_person_id(&self, slot: Slot) -> u64 {
+        let offset = slot.offset.min(self.config.person_proportion - 1);
+        slot.epoch * self.config.person_proportion + offset
     }
 
-    /// The last auction id (base 0) created at or before event `n`; `n`'s own id for an
+    /// The last auction id (base 0) created at or before the event; its own id for an
     /// auction. Before the first auction this is 0, as ids are unsigned (the reference gives -1).
-    fn last_base0_auction_id(&self, n: u64) -> u64 {
+    fn last_base0_auction_id(&self, slot: Slot) -> u64 {
         let config = &self.config;
-        let mut epoch = (n / self.total_proportion) as i64;
-        let mut offset = n % self.total_proportion;
+        let mut epoch = slot.epoch as i64;
+        let mut offset = slot.offset;
         if offset < config.person_proportion {
             // A person: the last auction is the last one of the previous epoch.
             epoch -= 1;
@@ -559,42 +926,42 @@ impl Generator {
 
     /// A cold person id (base 0): one of the `num_active_people` latest persons, or up to
     /// [`PERSON_ID_LEAD`] persons not yet created.
-    fn next_base0_person_id(&self, n: u64, rng: &mut Rng) -> u64 {
-        let num_people = self.last_base0_person_id(n) + 1;
+    fn next_base0_person_id(&self, slot: Slot, rng: &mut Rng) -> u64 {
+        let num_people = self.last_base0_person_id(slot) + 1;
         let active = num_people.min(self.config.num_active_people);
         num_people - active + rng.below(active + PERSON_ID_LEAD)
     }
 
     /// A cold auction id (base 0): one of the `num_in_flight_auctions` latest auctions, or up
     /// to [`AUCTION_ID_LEAD`] auctions not yet created.
-    fn next_base0_auction_id(&self, n: u64, rng: &mut Rng) -> u64 {
-        let max = self.last_base0_auction_id(n);
+    fn next_base0_auction_id(&self, slot: Slot, rng: &mut Rng) -> u64 {
+        let max = self.last_base0_auction_id(slot);
         let min = max.saturating_sub(self.config.num_in_flight_auctions);
         min + rng.below(max - min + 1 + AUCTION_ID_LEAD)
     }
 
-    fn next_seller(&self, n: u64, rng: &mut Rng) -> u64 {
+    fn next_seller(&self, slot: Slot, rng: &mut Rng) -> u64 {
         if rng.below(self.config.hot_sellers_ratio) > 0 {
-            (self.last_base0_person_id(n) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
+            (self.last_base0_person_id(slot) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
         } else {
-            self.next_base0_person_id(n, rng)
+            self.next_base0_person_id(slot, rng)
         }
     }
 
-    fn next_bid_auction(&self, n: u64, rng: &mut Rng) -> u64 {
+    fn next_bid_auction(&self, slot: Slot, rng: &mut Rng) -> u64 {
         if rng.below(self.config.hot_auction_ratio) > 0 {
-            (self.last_base0_auction_id(n) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
+            (self.last_base0_auction_id(slot) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
         } else {
-            self.next_base0_auction_id(n, rng)
+            self.next_base0_auction_id(slot, rng)
         }
     }
 
-    fn next_bidder(&self, n: u64, rng: &mut Rng) -> u64 {
+    fn next_bidder(&self, slot: Slot, rng: &mut Rng) -> u64 {
         if rng.below(self.config.hot_bidders_ratio) > 0 {
             // The second person of the hot run, so hot bidders and hot sellers differ.
-            (self.last_base0_person_id(n) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
+            (self.last_base0_person_id(slot) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
         } else {
-            self.next_base0_person_id(n, rng)
+            self.next_base0_person_id(slot, rng)
         }
     }
 
@@ -603,12 +970,7 @@ impl Generator {
     /// `[1, 2 * horizon]`, so on average about that many auctions are open. With the defaults
     /// the horizon is 1,666 events, 166 ms of event time. Always at least 1 ms.
     fn auction_length_ms(&self, n: u64, rng: &mut Rng) -> i64 {
-        let events_ahead = self
-            .config
-            .num_in_flight_auctions
-            .saturating_mul(self.total_proportion)
-            / self.config.auction_proportion;
-        let future = self.base_time_ms(n.saturating_add(events_ahead));
+        let future = self.base_time_ms(n.saturating_add(self.auction_events_ahead));
         let horizon_ms = future.saturating_sub(self.base_time_ms(n));
         let bound = horizon_ms.saturating_mul(2).max(1) as u64;
         1 + rng.below(bound) as i64
@@ -618,11 +980,12 @@ impl Generator {
 impl Rng {
     const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
-    /// The stream of event `n`. `mix64` is a bijection, so for one seed every event number
-    /// starts from a distinct state.
-    fn for_event(seed: u64, n: u64) -> Rng {
+    /// The stream of event `n` under `key`, which is `mix64` of the seed (hoisted out of the
+    /// per-event path). `mix64` is a bijection, so for one key every event number starts
+    /// from a distinct state.
+    fn for_event(key: u64, n: u64) -> Rng {
         Rng {
-            state: mix64(mix64(seed) ^ n),
+            state: mix64(key ^ n),
         }
     }
 
@@ -634,11 +997,6 @@ impl Rng {
     /// Uniform in `[0, bound)` by multiply-high (bias below `bound / 2^64`); 0 when `bound` is 0.
     fn below(&mut self, bound: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
-    }
-
-    /// Uniform in `[0, 1)` with 53 random bits.
-    fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 
@@ -716,8 +1074,76 @@ fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
 
 /// A price as the reference draws it: `round(10^(6u) * 100)`, so from 100 to 100,000,000,
 /// log-uniform.
+///
+/// The value is defined by the exact [`pow10`], which is slow (a 20-term series).
+/// [`price_estimate`] agrees with it to within about 1e-14 relative, i.e. 1e-6 absolute at
+/// most here, so its rounding is the same unless the scaled value lies within
+/// [`PRICE_TIE_GUARD`] of a `.5` tie; only then (about 0.02% of draws) is `pow10` computed.
+#[inline]
 fn next_price(rng: &mut Rng) -> i64 {
-    (pow10(rng.f64() * 6.0) * 100.0).round() as i64
+    let draw = rng.next_u64() >> 11;
+    let approx = price_estimate(draw);
+    // Adding 1.5 * 2^52 rounds `approx` (positive, below 2^51) to the nearest integer, which
+    // lands in the low mantissa bits: no float-integer conversions on the dependency chain.
+    let shifted = approx + ROUNDING_SHIFT;
+    let nearest = (shifted.to_bits() & ((1 << 52) - 1)) as i64 - (1 << 51);
+    let off_by = approx - (shifted - ROUNDING_SHIFT);
+    if 0.5 - off_by.abs() > PRICE_TIE_GUARD {
+        // Not near a tie, so the nearest integer is what `round` gives.
+        nearest
+    } else {
+        exact_price(price_exponent(draw))
+    }
+}
+
+/// `100 * 10^x` for `x = 6 * draw / 2^53` in `[0, 6)` to within about 1e-14 relative,
+/// without a call, a division or a float-integer conversion on its dependency chain:
+/// `10^x = 2^(k / 256) * 2^g`, with `2^(k / 256)` from [`EXP2_256THS`] and its exponent
+/// bits, and `2^g` for `|g| <= 1/512` by a degree-4 series evaluated in Estrin's scheme
+/// (error below 2e-15).
+fn price_estimate(draw: u64) -> f64 {
+    // `t = 256 * log2(10^x)`, in one multiplication; `t < 5,200`.
+    let t = draw as f64 * (6.0 * 256.0 * std::f64::consts::LOG2_10 / (1u64 << 53) as f64);
+    // Adding 1.5 * 2^52 rounds `t` to the nearest integer `k`, held in the low mantissa bits.
+    let shifted = t + ROUNDING_SHIFT;
+    let k = shifted.to_bits() & 0xffff;
+    let g = (t - (shifted - ROUNDING_SHIFT)) * (std::f64::consts::LN_2 / 256.0);
+    let g2 = g * g;
+    let series = (1.0 + g) + g2 * ((1.0 / 2.0 + g * (1.0 / 6.0)) + g2 * (1.0 / 24.0));
+    // `2^(k / 256)`: the table entry times `2^(k >> 8)`, by adding to its exponent bits.
+    let scale = f64::from_bits(EXP2_256THS[(k & 255) as usize].to_bits() + ((k >> 8) << 52));
+    scale * 100.0 * series
+}
+
+/// Adding this to a float in `[0, 2^51)` rounds it to an integer stored in the low bits.
+const ROUNDING_SHIFT: f64 = (3u64 << 51) as f64;
+
+/// `2^(j / 256)` for `j` in `0..256`, by a 25-term series at compile time.
+const EXP2_256THS: [f64; 256] = {
+    let mut table = [1.0; 256];
+    let mut j = 1;
+    while j < 256 {
+        let r = j as f64 / 256.0 * std::f64::consts::LN_2;
+        let (mut term, mut sum, mut k) = (1.0, 1.0, 1);
+        while k < 25 {
+            term *= r / k as f64;
+            sum += term;
+            k += 1;
+        }
+        table[j] = sum;
+        j += 1;
+    }
+    table
+};
+
+/// `x = 6u` for `u = draw / 2^53`, uniform in `[0, 1)` with 53 random bits.
+fn price_exponent(draw: u64) -> f64 {
+    draw as f64 * (1.0 / (1u64 << 53) as f64) * 6.0
+}
+
+/// The price for `x = 6u`, by definition.
+fn exact_price(x: f64) -> i64 {
+    (pow10(x) * 100.0).round() as i64
 }
 
 /// `10^x` for `x` in `[0, 6]`, from IEEE `+` and `*` only: `libm`'s `pow` may differ by an ulp
@@ -736,100 +1162,155 @@ fn pow10(x: f64) -> f64 {
     sum * (1u64 << whole as u32) as f64
 }
 
-/// `count` random lower-case letters.
-fn letters(rng: &mut Rng, count: usize) -> String {
-    let mut out = String::with_capacity(count);
-    push_letters(rng, &mut out, count);
-    out
-}
+/// `26^i` for `i` in `0..LETTERS_PER_DRAW`.
+const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
+    let mut powers = [1u64; LETTERS_PER_DRAW];
+    let mut i = 1;
+    while i < LETTERS_PER_DRAW {
+        powers[i] = powers[i - 1] * 26;
+        i += 1;
+    }
+    powers
+};
 
 /// Appends `count` random lower-case letters, taking 12 from each 64-bit draw as base-26
-/// digits (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%).
+/// digits (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%). Each call starts
+/// with a fresh draw.
 fn push_letters(rng: &mut Rng, out: &mut String, count: usize) {
-    const LETTERS_PER_DRAW: u32 = 12;
-    let mut bits = 0u64;
-    let mut left = 0u32;
-    for _ in 0..count {
-        if left == 0 {
-            bits = rng.next_u64();
-            left = LETTERS_PER_DRAW;
-        }
-        let wide = u128::from(bits) * 26;
-        out.push(char::from(b'a' + (wide >> 64) as u8));
-        bits = wide as u64;
-        left -= 1;
+    let mut left = count;
+    while left > 0 {
+        let mut block = Ascii::<LETTER_BLOCK_BYTES>::new();
+        let take = left.min(LETTER_BLOCK_BYTES);
+        block.push_letters(rng, take);
+        out.push_str(block.as_str());
+        left -= take;
+    }
+}
+
+/// Fills `letters` with the leading base-26 digits of `bits / 2^64`, as `a` to `z`.
+///
+/// Digit `i` is the high word of `26 * frac_i`, where `frac_i`, the fraction left after `i`
+/// digits, is `bits * 26^i mod 2^64`; computing each `frac_i` directly rather than from
+/// `frac_{i-1}` keeps the digits independent of one another, so they are computed in parallel.
+fn base26_letters(bits: u64, letters: &mut [u8]) {
+    debug_assert!(letters.len() <= LETTERS_PER_DRAW);
+    for (letter, power) in letters.iter_mut().zip(POWERS_OF_26) {
+        let fraction = bits.wrapping_mul(power);
+        *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
     }
 }
 
 /// Appends `value` in decimal, zero-padded to at least `width` digits.
 fn push_decimal(out: &mut String, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    let mut text = Ascii::<20>::new();
+    text.push_decimal(value, width);
+    out.push_str(text.as_str());
+}
+
+impl<const N: usize> Ascii<N> {
+    fn new() -> Self {
+        Ascii {
+            bytes: [0; N],
+            len: 0,
+        }
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends `count` letters as [`push_letters`] does: a fresh draw per 12 letters.
+    fn push_letters(&mut self, rng: &mut Rng, count: usize) {
+        let end = self.len + count;
+        for chunk in self.bytes[self.len..end].chunks_mut(LETTERS_PER_DRAW) {
+            base26_letters(rng.next_u64(), chunk);
+        }
+        self.len = end;
+    }
+
+    /// Appends `value` in decimal, zero-padded to at least `width` digits.
+    fn push_decimal(&mut self, value: u64, width: usize) {
+        let mut digits = [b'0'; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.push_bytes(&digits[at..]);
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("only ASCII is pushed")
+    }
 }
 
-/// Seven letters, `@`, five letters, `.com`.
-fn email_address(rng: &mut Rng) -> String {
-    let mut out = String::with_capacity(17);
-    push_letters(rng, &mut out, 7);
+/// Appends seven letters, `@`, five letters, `.com`.
+fn push_email_address(rng: &mut Rng, out: &mut String) {
+    push_letters(rng, out, 7);
     out.push('@');
-    push_letters(rng, &mut out, 5);
+    push_letters(rng, out, 5);
     out.push_str(".com");
-    out
 }
 
-/// Four groups of four digits separated by spaces.
-fn credit_card(rng: &mut Rng) -> String {
-    let mut out = String::with_capacity(19);
+/// Appends four groups of four digits separated by spaces.
+fn push_credit_card(rng: &mut Rng, out: &mut String) {
     for group in 0..4 {
         if group > 0 {
             out.push(' ');
         }
-        push_decimal(&mut out, rng.below(10_000), 4);
+        push_decimal(out, rng.below(10_000), 4);
     }
-    out
 }
 
-/// A bid's channel and URL: 40% a named channel with a plain item URL, otherwise
-/// `channel-<k>` for `k < 10,000`, whose URL ends with `&channel_id=<k>`.
-fn channel_and_url(rng: &mut Rng) -> (String, String) {
+/// A bid's channel and URL: 40% a named channel, returned, with a plain item URL; otherwise
+/// `channel-<k>` for `k < 10,000`, appended to `channel`, whose URL ends with
+/// `&channel_id=<k>`. The URL is appended to `url`.
+fn push_channel_and_url(
+    rng: &mut Rng,
+    channel: &mut String,
+    url: &mut String,
+) -> Option<&'static str> {
     let numbered = if rng.below(10) < NAMED_CHANNEL_TENTHS {
         None
     } else {
         Some(rng.below(NUMBERED_CHANNELS))
     };
-    let mut url = String::with_capacity(90);
-    url.push_str(URL_PREFIX);
+    let mut text = Ascii::<URL_BYTES_MAX>::new();
+    let mut k_start = 0;
+    text.push_bytes(URL_PREFIX.as_bytes());
     for _ in 0..3 {
-        push_letters(rng, &mut url, 5);
-        url.push('/');
+        text.push_letters(rng, 5);
+        text.push_bytes(b"/");
     }
-    url.push_str(URL_SUFFIX);
-    let channel = match numbered {
-        None => pick(rng, &NAMED_CHANNELS).to_owned(),
+    text.push_bytes(URL_SUFFIX.as_bytes());
+    let named = match numbered {
+        None => Some(pick(rng, &NAMED_CHANNELS)),
         Some(k) => {
-            url.push_str("&channel_id=");
-            push_decimal(&mut url, k, 1);
-            let mut channel = String::from("channel-");
-            push_decimal(&mut channel, k, 1);
-            channel
+            text.push_bytes(b"&channel_id=");
+            k_start = url.len() + text.len;
+            text.push_decimal(k, 1);
+            None
         }
     };
-    (channel, url)
+    url.push_str(text.as_str());
+    if named.is_none() {
+        // `k` in decimal ends the URL.
+        channel.push_str("channel-");
+        channel.push_str(&url[k_start..]);
+    }
+    named
 }
 
-/// Padding so that `current_bytes` plus its length averages `avg_bytes`, as the reference's
-/// `nextExtra`: uniform within 20% of the missing size, empty when nothing is missing.
-fn next_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32) -> String {
+/// Appends padding so that `current_bytes` plus its length averages `avg_bytes`, as the
+/// reference's `nextExtra`: uniform within 20% of the missing size, empty when nothing is
+/// missing.
+fn push_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32, out: &mut String) {
     let avg_bytes = avg_bytes as usize;
     if current_bytes >= avg_bytes {
-        return String::new();
+        return;
     }
     let target = avg_bytes - current_bytes;
     // round(target * 0.2); target / 5 never ends in .5, so this is exact.
@@ -839,7 +1320,7 @@ fn next_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32) -> String {
     } else {
         rng.below(2 * delta as u64) as usize
     };
-    letters(rng, target - delta + spread)
+    push_letters(rng, out, target - delta + spread);
 }
 
 #[cfg(test)]

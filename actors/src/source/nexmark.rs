@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use wire_core::nexmark::{Event, Generator, EVENT_NUMBER_MAX};
+use wire_core::nexmark::{EventScratch, Generator, EVENT_NUMBER_MAX};
 use wire_core::spec::NexmarkSource;
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
@@ -30,6 +30,8 @@ pub(super) async fn run(
     let batch_rows = cx.plan.settings.batch_rows;
     let stream = StreamId(index as u32);
     let mut builder = BatchBuilder::with_capacity(stream, PartitionId(0), 256 << 10);
+    // One per source instance: events are generated into it and pushed without allocating.
+    let mut scratch = EventScratch::default();
     let started = Instant::now();
     while !cx.stopping() {
         let due = match spec.rate {
@@ -41,9 +43,7 @@ pub(super) async fn run(
             builder.set_origin(stream, PartitionId(*partition));
             let mut n = *slot;
             while builder.row_count() < batch_rows && n < due {
-                if generator.kind(n) == spec.stream {
-                    push_event(&generator, n, &mut builder)?;
-                }
+                generator.push_event_of(spec.stream, n, &mut scratch, &mut builder)?;
                 n += step;
             }
             produced += (n - *slot) / step;
@@ -69,13 +69,4 @@ pub(super) async fn run(
 /// Events due by now at `rate` events per second since `started`.
 fn due_events(started: Instant, rate: u64) -> u64 {
     (started.elapsed().as_nanos() * u128::from(rate) / 1_000_000_000) as u64
-}
-
-fn push_event(generator: &Generator, n: u64, builder: &mut BatchBuilder) -> Result<(), Error> {
-    match generator.event(n) {
-        Event::Bid(bid) => bid.push_to(builder)?,
-        Event::Auction(auction) => auction.push_to(builder)?,
-        Event::Person(person) => person.push_to(builder)?,
-    }
-    Ok(())
 }
