@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
             let yaml = generator_pipeline(name, operators, args.events);
             let summary = run_bounded(&wire, &args.dir, &yaml, cores)?;
             print_row(name, cores, &summary, summary.events_per_s);
+            println!();
         }
     }
     println!();
@@ -73,16 +74,25 @@ fn main() -> anyhow::Result<()> {
         "## ingest source (WAL, durability interval(10ms)), {} producer connections",
         args.producers
     );
-    println!("| query | cores | rows acked/s | per core | first batch | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    println!("| query | cores | rows acked/s | per core | first batch | peak RSS | into the WAL |");
+    println!("|---|---|---|---|---|---|---|");
     let batches = bid_batches(args.ingest_rows.min(1 << 20));
+    let bytes: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
+    let rows: usize = batches.iter().map(Batch::row_count).sum();
+    let bytes_per_row = bytes as f64 / rows.max(1) as f64;
     for (name, operators) in QUERIES {
         for cores in [1, 2] {
             let yaml = ingest_pipeline(name, operators);
             let (rate, summary) = run_ingest(&wire, &args, &yaml, cores, &batches)?;
             print_row(name, cores, &summary, rate);
+            println!("  {:.0} MB/s |", rate * bytes_per_row / 1e6);
         }
     }
+    println!();
+    println!(
+        "rows are Nexmark bids of {bytes_per_row:.0} bytes each in the record format; compare the WAL \
+         figure with the raw disk bandwidth printed by `cargo bench -p wire-bench --bench e2e_wal`"
+    );
     Ok(())
 }
 
@@ -297,7 +307,7 @@ fn parse_summary(stderr: &str) -> Summary {
 }
 
 fn print_row(name: &str, cores: usize, summary: &Summary, rate: f64) {
-    println!(
+    print!(
         "| {name} | {cores} | {} | {} | {:.1} ms | {:.0} MiB |",
         human(rate),
         human(rate / cores as f64),
