@@ -187,8 +187,8 @@ impl Batch {
     }
 
     /// Gives up the encoded bytes.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
     }
 
     /// Number of rows.
@@ -208,6 +208,63 @@ impl Batch {
             bytes: &self.bytes,
             header: self.header,
         }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        spare::put(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Buffers of dropped batches, kept per thread for the next builder on that thread.
+///
+/// A data core builds and drops batches at a steady rate; reusing their buffers keeps each core
+/// on memory it has already faulted in, instead of asking the allocator (and, after a purge,
+/// the kernel) for fresh pages for every batch.
+mod spare {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most.
+    const COUNT_MAX: usize = 32;
+    /// Buffers smaller than this are not worth keeping; larger ones would pin too much memory.
+    const BYTES_MIN: usize = 16 << 10;
+    const BYTES_MAX: usize = 4 << 20;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer of at least `capacity` bytes, reused when one is spare.
+    pub(super) fn take(capacity: usize) -> Vec<u8> {
+        let reused = SPARE
+            .try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let index = spare.iter().rposition(|b| b.capacity() >= capacity)?;
+                Some(spare.swap_remove(index))
+            })
+            .ok()
+            .flatten();
+        match reused {
+            Some(mut buf) => {
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps `buf` for reuse on this thread if it is worth it.
+    pub(super) fn put(buf: Vec<u8>) {
+        if !(BYTES_MIN..=BYTES_MAX).contains(&buf.capacity()) {
+            return;
+        }
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < COUNT_MAX {
+                spare.push(buf);
+            }
+        });
     }
 }
 
@@ -349,8 +406,10 @@ impl<'a> BatchView<'a> {
 
     /// Copies the batch into an owned [`Batch`].
     pub fn to_batch(&self) -> Batch {
+        let mut bytes = spare::take(self.bytes.len());
+        bytes.extend_from_slice(self.bytes);
         Batch {
-            bytes: self.bytes.to_vec(),
+            bytes,
             header: self.header,
         }
     }
@@ -502,7 +561,7 @@ impl BatchBuilder {
     /// Seals the pushed rows into a batch with base offset 0 and starts a new one.
     pub fn finish(&mut self) -> Batch {
         let capacity = self.buf.capacity();
-        let mut bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+        let mut bytes = std::mem::replace(&mut self.buf, spare::take(capacity));
         self.buf.resize(HEADER_LEN, 0);
         let row_count = self.ends.len() as u32;
         bytes.reserve(self.ends.len() * 4);

@@ -109,27 +109,23 @@ pub fn archived_row_len<V: AsValueRef>(values: &[V]) -> usize {
 /// bytes payloads first, then the value array, then the root. Relative offsets count from the
 /// offset field itself, as rkyv's `RelPtr` does; an empty payload points where it would start.
 pub fn encode_row<V: AsValueRef>(values: &[V], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + archived_row_len(values), 0);
+    out.reserve(archived_row_len(values));
     // Positions are row-local: every offset is relative, so the row's place in `out` is moot.
-    let row = &mut out[start..];
-    let mut payload_end = 0;
+    let start = out.len();
     for value in values {
         if let Some(bytes) = out_of_line(&value.as_value()) {
-            row[payload_end..payload_end + bytes.len()].copy_from_slice(bytes);
-            payload_end += bytes.len();
+            out.extend_from_slice(bytes);
         }
     }
-    let array_pos = payload_end;
+    let array_pos = out.len() - start;
     let mut payload_pos = 0;
     for (index, value) in values.iter().enumerate() {
         let value_pos = array_pos + index * ARCHIVED_VALUE_BYTES;
-        let cell = encode_value(&value.as_value(), value_pos, &mut payload_pos);
-        row[value_pos..value_pos + ARCHIVED_VALUE_BYTES].copy_from_slice(&cell);
+        out.extend_from_slice(&encode_value(&value.as_value(), value_pos, &mut payload_pos));
     }
     let root_pos = array_pos + values.len() * ARCHIVED_VALUE_BYTES;
-    row[root_pos..root_pos + 4].copy_from_slice(&relative(array_pos, root_pos).to_le_bytes());
-    row[root_pos + 4..root_pos + 8].copy_from_slice(&(values.len() as u32).to_le_bytes());
+    out.extend_from_slice(&relative(array_pos, root_pos).to_le_bytes());
+    out.extend_from_slice(&(values.len() as u32).to_le_bytes());
 }
 
 fn encode_value(
