@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{Operator, Plan};
-use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
+use wire_core::{Batch, BatchBuilder, DataType, PartitionId, StreamId, ValueRef};
 
 use crate::probe::{Counters, RunProbe};
 
@@ -29,6 +29,9 @@ struct Step {
 enum StepKind {
     Filter(Expr, BatchBuilder),
     Project(Vec<Expr>, BatchBuilder),
+    /// A `map` that only replaces fixed-width fields with fixed-width results: rows are copied
+    /// and the replaced cells overwritten, falling back to `Project` for a row that cannot be.
+    Patch(Vec<(usize, Expr)>, Vec<Expr>, BatchBuilder),
     /// Rows pass unchanged; routing happens in the task's outlet.
     PassThrough,
 }
@@ -50,7 +53,10 @@ impl Chain {
                 node: node_base + index,
                 kind: match &plan.operators[index].op {
                     Operator::Filter(expr) => StepKind::Filter(expr.clone(), builder()),
-                    Operator::Project(exprs) => StepKind::Project(exprs.clone(), builder()),
+                    Operator::Project(exprs) => match patches(plan, index, exprs) {
+                        Some(patches) => StepKind::Patch(patches, exprs.clone(), builder()),
+                        None => StepKind::Project(exprs.clone(), builder()),
+                    },
                     _ => StepKind::PassThrough,
                 },
             })
@@ -67,6 +73,9 @@ impl Chain {
             let next = match &mut step.kind {
                 StepKind::Filter(predicate, builder) => filter(predicate, builder, current)?,
                 StepKind::Project(exprs, builder) => Some(project(exprs, builder, &current)?),
+                StepKind::Patch(patches, exprs, builder) => {
+                    Some(patch(patches, exprs, builder, &current)?)
+                }
                 StepKind::PassThrough => Some(current),
             };
             match next {
@@ -122,6 +131,65 @@ fn project(
         builder.push(&values)?;
     }
     Ok(builder.finish())
+}
+
+/// The `(field, expression)` pairs of a projection that keeps every input field in place and
+/// computes only fixed-width values over fixed-width fields; `None` when it does more.
+fn patches(plan: &Plan, operator: usize, exprs: &[Expr]) -> Option<Vec<(usize, Expr)>> {
+    let op = &plan.operators[operator];
+    let input = plan.schema_of(*op.inputs.first()?);
+    if exprs.len() != input.len() {
+        return None;
+    }
+    let fixed = |t: DataType| !matches!(t, DataType::String | DataType::Bytes);
+    let mut patches = Vec::new();
+    for (index, (expr, field)) in exprs.iter().zip(input.fields()).enumerate() {
+        if expr.field_index() == Some(index) {
+            continue;
+        }
+        if !fixed(expr.data_type()) || !fixed(field.data_type) {
+            return None;
+        }
+        patches.push((index, expr.clone()));
+    }
+    Some(patches)
+}
+
+fn patch(
+    patches: &[(usize, Expr)],
+    exprs: &[Expr],
+    builder: &mut BatchBuilder,
+    batch: &Batch,
+) -> Result<Batch, wire_core::Error> {
+    let view = batch.view();
+    start(builder, batch);
+    let mut cells: Vec<(usize, ValueRef<'_>)> = Vec::with_capacity(patches.len());
+    let mut values: Vec<Datum<'_>> = Vec::new();
+    for (index, row) in view.rows().enumerate() {
+        cells.clear();
+        cells.extend(
+            patches
+                .iter()
+                .map(|(field, expr)| (*field, fixed_value(expr.eval(row)))),
+        );
+        if !builder.push_row_patched(&view, index, &cells)? {
+            values.clear();
+            values.extend(exprs.iter().map(|expr| expr.eval(row)));
+            builder.push(&values)?;
+        }
+    }
+    Ok(builder.finish())
+}
+
+/// A fixed-width datum as a value (strings and bytes never come out of a patch expression).
+fn fixed_value(datum: Datum<'_>) -> ValueRef<'static> {
+    match datum {
+        Datum::I64(v) => ValueRef::I64(v),
+        Datum::F64(v) => ValueRef::F64(v),
+        Datum::Bool(v) => ValueRef::Bool(v),
+        Datum::Timestamp(v) => ValueRef::Timestamp(v),
+        Datum::Null | Datum::Str(_) | Datum::Bytes(_) => ValueRef::Null,
+    }
 }
 
 /// Points `builder` at `batch`'s stream and partition and carries its event-time bounds.

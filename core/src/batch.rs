@@ -24,7 +24,10 @@
 use rkyv::rancor;
 
 use crate::error::{Error, Result};
-use crate::row::{archived_row_len, encode_row, ArchivedRow, AsValueRef};
+use crate::row::{
+    archived_row_len, encode_row, fixed_width_cell, ArchivedRow, AsValueRef, ValueRef,
+    ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
+};
 use crate::schema::Schema;
 
 /// Identifies a stream (a named source or an intermediate edge of a pipeline).
@@ -209,6 +212,17 @@ impl Batch {
             header: self.header,
         }
     }
+}
+
+/// Where a row's value array starts, from its root (the row's last 8 bytes); `None` when the
+/// root does not point inside the row.
+fn value_array_pos(row: &[u8]) -> Option<usize> {
+    let root_pos = row.len().checked_sub(ARCHIVED_ROOT_BYTES)?;
+    let relative = i32::from_le_bytes(row.get(root_pos..root_pos + 4)?.try_into().ok()?);
+    let len = u32::from_le_bytes(row.get(root_pos + 4..root_pos + 8)?.try_into().ok()?);
+    let array_pos = usize::try_from(root_pos as i64 + i64::from(relative)).ok()?;
+    let array_end = array_pos.checked_add(len as usize * ARCHIVED_VALUE_BYTES)?;
+    (array_end <= root_pos).then_some(array_pos)
 }
 
 impl Drop for Batch {
@@ -513,6 +527,39 @@ impl BatchBuilder {
         self.push(values)?;
         self.widen_event_time(event_time_ms, event_time_ms);
         Ok(())
+    }
+
+    /// Appends a copy of row `index` of `view` with the fixed-width values in `patches`
+    /// (`(field, value)`) written over those fields' cells, without re-encoding the rest.
+    /// Returns `false`, appending nothing, when the row cannot be patched in place: a patch is
+    /// a string or bytes, or the value it replaces is (their bytes live outside the cell).
+    pub fn push_row_patched(
+        &mut self,
+        view: &BatchView<'_>,
+        index: usize,
+        patches: &[(usize, ValueRef<'_>)],
+    ) -> Result<bool> {
+        let row = view.row_bytes(index);
+        let Some(array_pos) = value_array_pos(row) else {
+            return Ok(false);
+        };
+        let cells = patches.iter().map(|(field, value)| {
+            let pos = array_pos + field * ARCHIVED_VALUE_BYTES;
+            let replaced = *row.get(pos)?;
+            let cell = fixed_width_cell(value)?;
+            (replaced != TAG_STR && replaced != TAG_BYTES).then_some((pos, cell))
+        });
+        let start = self.buf.len();
+        self.push_row_of(view, index)?;
+        for cell in cells {
+            let Some((pos, cell)) = cell else {
+                self.buf.truncate(start);
+                self.ends.pop();
+                return Ok(false);
+            };
+            self.buf[start + pos..start + pos + ARCHIVED_VALUE_BYTES].copy_from_slice(&cell);
+        }
+        Ok(true)
     }
 
     /// Appends a copy of row `index` of `view`, byte for byte (no re-encoding).

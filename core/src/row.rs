@@ -121,11 +121,28 @@ pub fn encode_row<V: AsValueRef>(values: &[V], out: &mut Vec<u8>) {
     let mut payload_pos = 0;
     for (index, value) in values.iter().enumerate() {
         let value_pos = array_pos + index * ARCHIVED_VALUE_BYTES;
-        out.extend_from_slice(&encode_value(&value.as_value(), value_pos, &mut payload_pos));
+        out.extend_from_slice(&encode_value(
+            &value.as_value(),
+            value_pos,
+            &mut payload_pos,
+        ));
     }
     let root_pos = array_pos + values.len() * ARCHIVED_VALUE_BYTES;
     out.extend_from_slice(&relative(array_pos, root_pos).to_le_bytes());
     out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+}
+
+/// Cell tag of a string value.
+pub(crate) const TAG_STR: u8 = 4;
+/// Cell tag of a bytes value.
+pub(crate) const TAG_BYTES: u8 = 5;
+
+/// The archived cell of a value stored wholly inside its cell (anything but strings and bytes).
+pub(crate) fn fixed_width_cell(value: &ValueRef<'_>) -> Option<[u8; ARCHIVED_VALUE_BYTES]> {
+    match value {
+        ValueRef::Str(_) | ValueRef::Bytes(_) => None,
+        value => Some(encode_value(value, 0, &mut 0)),
+    }
 }
 
 fn encode_value(
@@ -139,8 +156,8 @@ fn encode_value(
         ValueRef::I64(v) => (1, v.to_le_bytes()),
         ValueRef::F64(v) => (2, v.to_le_bytes()),
         ValueRef::Bool(v) => (3, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
-        ValueRef::Str(v) => (4, boxed(*payload_pos, value_pos + 1, v.len())),
-        ValueRef::Bytes(v) => (5, boxed(*payload_pos, value_pos + 1, v.len())),
+        ValueRef::Str(v) => (TAG_STR, boxed(*payload_pos, value_pos + 1, v.len())),
+        ValueRef::Bytes(v) => (TAG_BYTES, boxed(*payload_pos, value_pos + 1, v.len())),
         ValueRef::Timestamp(v) => (6, v.to_le_bytes()),
     };
     *payload_pos += out_of_line(value).map_or(0, <[u8]>::len);

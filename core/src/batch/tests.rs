@@ -198,3 +198,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn patched_rows_equal_re_encoded_rows() {
+    let mut source = BatchBuilder::new(StreamId(0), PartitionId(0));
+    let row = [
+        ValueRef::I64(7),
+        ValueRef::Str("seven"),
+        ValueRef::I64(700),
+        ValueRef::Null,
+    ];
+    source.push(&row).unwrap();
+    let batch = source.finish();
+    let view = batch.view();
+    let mut patched = BatchBuilder::new(StreamId(0), PartitionId(0));
+    let patches = [(2, ValueRef::F64(635.6)), (3, ValueRef::Bool(true))];
+    assert!(patched.push_row_patched(&view, 0, &patches).unwrap());
+    let mut expected = BatchBuilder::new(StreamId(0), PartitionId(0));
+    expected
+        .push(&[
+            ValueRef::I64(7),
+            ValueRef::Str("seven"),
+            ValueRef::F64(635.6),
+            ValueRef::Bool(true),
+        ])
+        .unwrap();
+    assert_eq!(patched.finish().as_bytes(), expected.finish().as_bytes());
+    // Strings live outside their cell: neither replaced nor written by a patch.
+    let mut refused = BatchBuilder::new(StreamId(0), PartitionId(0));
+    assert!(!refused
+        .push_row_patched(&view, 0, &[(1, ValueRef::I64(1))])
+        .unwrap());
+    assert!(!refused
+        .push_row_patched(&view, 0, &[(0, ValueRef::Str("x"))])
+        .unwrap());
+    assert!(!refused
+        .push_row_patched(&view, 0, &[(9, ValueRef::I64(1))])
+        .unwrap());
+    assert!(refused.is_empty());
+    assert_eq!(refused.encoded_len(), HEADER_LEN + 4);
+}
