@@ -107,7 +107,10 @@ impl Checker<'_> {
                 let mut nullable = needle.nullable;
                 let mut items = Vec::with_capacity(list.len());
                 for item in list {
-                    let item = self.check(item)?;
+                    let mut item = self.check(item)?;
+                    if needle.ty == Some(DataType::Timestamp) {
+                        item = timestamp_literal(item)?;
+                    }
                     comparable(&needle, &item, "IN")?;
                     nullable |= item.nullable;
                     items.push(item.node);
@@ -303,7 +306,10 @@ impl Checker<'_> {
         for (condition, value) in branches {
             let condition = match &operand {
                 Some(operand) => {
-                    let when = self.check(condition)?;
+                    let mut when = self.check(condition)?;
+                    if operand.ty == Some(DataType::Timestamp) {
+                        when = timestamp_literal(when)?;
+                    }
                     comparable(operand, &when, "CASE … WHEN")?;
                     Node::Cmp(Cmp::Eq, Box::new(operand.node.clone()), Box::new(when.node))
                 }

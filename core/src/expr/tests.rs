@@ -98,6 +98,14 @@ fn comparisons_and_three_valued_logic() {
     assert_eq!(eval("price NOT IN (1, 2)"), Datum::Bool(true));
     assert_eq!(eval("price IN (1, maybe)"), Datum::Null);
     assert_eq!(eval("ratio = 1 / 2.0"), Datum::Bool(true));
+    assert_eq!(
+        eval("at IN ('2026-11-29T20:30:51.123Z', '2000-01-01')"),
+        Datum::Bool(true)
+    );
+    assert_eq!(
+        eval("CASE at WHEN '2026-11-29T20:30:51.123Z' THEN 1 ELSE 0 END"),
+        Datum::I64(1)
+    );
 }
 
 #[test]
