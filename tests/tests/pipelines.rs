@@ -539,3 +539,70 @@ sinks:
         "{stderr}"
     );
 }
+
+#[test]
+fn key_by_sends_each_key_to_one_core_and_union_merges_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let yaml = format!(
+        "name: keyed
+sources:
+  early: {{type: nexmark, stream: bid, events: 20000, seed: 1}}
+  late: {{type: nexmark, stream: bid, events: 20000, seed: 2}}
+operators:
+  - name: both
+    union: [early, late]
+  - name: by_auction
+    from: both
+    key_by: [auction]
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: by_auction}}
+",
+        out.display()
+    );
+    run_wire(&yaml, dir.path(), 2);
+    let mut cores_of_auction: BTreeMap<i64, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut rows = Vec::new();
+    let mut parts = std::fs::read_dir(&out)
+        .expect("output dir")
+        .map(|e| e.expect("entry").path())
+        .collect::<Vec<_>>();
+    parts.sort();
+    for part in parts {
+        let name = part
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let core = name
+            .split('-')
+            .nth(1)
+            .expect("part-<core>-<seq>")
+            .to_string();
+        for line in std::fs::read_to_string(&part).expect("read").lines() {
+            let row: Json = serde_json::from_str(line).expect("json");
+            let auction = row["auction"].as_i64().expect("auction");
+            cores_of_auction
+                .entry(auction)
+                .or_default()
+                .insert(core.clone());
+            rows.push(row);
+        }
+    }
+    let spread: Vec<_> = cores_of_auction
+        .iter()
+        .filter(|(_, cores)| cores.len() > 1)
+        .collect();
+    assert!(
+        spread.is_empty(),
+        "auctions written by several cores: {spread:?}"
+    );
+    let used: std::collections::BTreeSet<_> = cores_of_auction.values().flatten().collect();
+    assert_eq!(used.len(), 2, "both cores own some key groups");
+    let expected: Vec<Json> = bids(&yaml)
+        .iter()
+        .chain(bids(&yaml.replace("seed: 1}", "seed: 2}")).iter())
+        .map(|b| bid_json(b, b.price.into()))
+        .collect();
+    assert_eq!(sorted(rows), sorted(expected));
+}
