@@ -273,7 +273,13 @@ impl Checker<'_> {
                 l
             };
             comparable(&l, &r, op.symbol())?;
-            let node = Node::Cmp(cmp, Box::new(l.node), Box::new(r.node));
+            let both_i64 = l.ty == Some(DataType::I64) && r.ty == Some(DataType::I64);
+            let (l, r) = (Box::new(l.node), Box::new(r.node));
+            let node = if both_i64 {
+                Node::CmpI64(cmp, l, r)
+            } else {
+                Node::Cmp(cmp, l, r)
+            };
             return Ok(Typed::new(node, Some(DataType::Bool), nullable, offset));
         }
         if op == BinOp::Concat {
@@ -289,7 +295,13 @@ impl Checker<'_> {
         };
         let ty = arith_type(arith, &l, &r, op.symbol())?;
         let may_fail = matches!(arith, Arith::Div | Arith::Rem) && !r.is_nonzero_literal();
-        let node = Node::Arith(arith, Box::new(l.node), Box::new(r.node));
+        let both_i64 = l.ty == Some(DataType::I64) && r.ty == Some(DataType::I64);
+        let (l, r) = (Box::new(l.node), Box::new(r.node));
+        let node = if both_i64 {
+            Node::ArithI64(arith, l, r)
+        } else {
+            Node::Arith(arith, l, r)
+        };
         Ok(Typed::new(node, ty, nullable || may_fail, offset))
     }
 

@@ -19,8 +19,12 @@ pub(super) enum Node {
     Const(Datum<'static>),
     Neg(Box<Node>),
     Arith(Arith, Box<Node>, Box<Node>),
+    /// Arithmetic over two `i64` operands, evaluated without building datums.
+    ArithI64(Arith, Box<Node>, Box<Node>),
     Concat(Box<Node>, Box<Node>),
     Cmp(Cmp, Box<Node>, Box<Node>),
+    /// A comparison of two `i64` operands, evaluated without building datums.
+    CmpI64(Cmp, Box<Node>, Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
@@ -62,6 +66,11 @@ impl Node {
                 _ => Datum::Null,
             },
             Node::Arith(op, left, right) => arith(*op, left.eval(row), right.eval(row)),
+            Node::ArithI64(..) => self.eval_i64(row).map_or(Datum::Null, Datum::I64),
+            Node::CmpI64(op, left, right) => match (left.eval_i64(row), right.eval_i64(row)) {
+                (Some(a), Some(b)) => Datum::Bool(op.holds(a.cmp(&b))),
+                _ => Datum::Null,
+            },
             Node::Concat(left, right) => concat(left.eval(row), right.eval(row)),
             Node::Cmp(op, left, right) => match compare(&left.eval(row), &right.eval(row)) {
                 Some(ordering) => Datum::Bool(op.holds(ordering)),
@@ -105,6 +114,24 @@ impl Node {
             }
             Node::Cast(inner, to) => cast(inner.eval(row), *to),
             Node::Call(func, args) => func.call(args, row),
+        }
+    }
+}
+
+impl Node {
+    /// Evaluates a node whose type is `i64`; `None` for NULL. Integer-only subtrees (fields,
+    /// literals, arithmetic) run on plain integers; anything else goes through [`Node::eval`].
+    fn eval_i64(&self, row: &ArchivedRow) -> Option<i64> {
+        match self {
+            Node::Field(index) => row.get(*index)?.as_i64(),
+            Node::Const(Datum::I64(v)) => Some(*v),
+            Node::ArithI64(op, left, right) => {
+                int_arith(*op, left.eval_i64(row)?, right.eval_i64(row)?)
+            }
+            other => match other.eval(row) {
+                Datum::I64(v) => Some(v),
+                _ => None,
+            },
         }
     }
 }
