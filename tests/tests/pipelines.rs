@@ -42,6 +42,17 @@ fn spawn_wire(file: &Path, dir: &Path, cores: usize) -> std::process::Child {
         .expect("wire starts")
 }
 
+/// Waits for a spawned `wire` to exit successfully and returns what it wrote to stderr.
+fn finish_wire(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "wire exited with {status}: {stderr}");
+    stderr
+}
+
 /// Runs `wire run` on `yaml` (written into `dir`) from the repository root.
 fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
     let file = dir.join("pipeline.yaml");
@@ -317,15 +328,7 @@ sinks:
             peak_rss = peak_rss.max(rss_kib(pid).unwrap_or(0));
         }
     }
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
-    let status = child.wait().expect("wait");
-    assert!(status.success(), "{stderr}");
+    let stderr = finish_wire(&mut child);
     eprintln!("{stderr}peak RSS while throttled: {} MiB", peak_rss / 1024);
     let expected = bids(yaml).len() as u64;
     assert_eq!(lines, expected, "every bid reaches the slow sink");
@@ -518,14 +521,7 @@ sinks:
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
-    assert!(child.wait().expect("wait").success(), "{stderr}");
+    let stderr = finish_wire(&mut child);
     got.sort();
     let mut expected: Vec<String> = (0..=3)
         .flat_map(|id| {
