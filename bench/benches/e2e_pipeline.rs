@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| query | cores | rows acked/s | per core | first batch | peak RSS | into the WAL |");
     println!("|---|---|---|---|---|---|---|");
-    let batches = bid_batches(args.ingest_rows.min(1 << 20));
+    let batches = std::sync::Arc::new(bid_batches(args.ingest_rows.min(1 << 20)));
     let bytes: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
     let rows: usize = batches.iter().map(Batch::row_count).sum();
     let bytes_per_row = bytes as f64 / rows.max(1) as f64;
@@ -197,7 +197,7 @@ fn run_ingest(
     args: &Args,
     yaml: &str,
     cores: usize,
-    batches: &[Batch],
+    batches: &std::sync::Arc<Vec<Batch>>,
 ) -> anyhow::Result<(f64, Summary)> {
     let data = args.dir.join("ingest-data");
     let _ = std::fs::remove_dir_all(&data);
@@ -222,7 +222,8 @@ fn run_ingest(
     let started = Instant::now();
     let producers: Vec<_> = (0..args.producers)
         .map(|p| {
-            let (addr, schema, batches) = (addr.clone(), schema.clone(), batches.to_vec());
+            let (addr, schema, batches) =
+                (addr.clone(), schema.clone(), std::sync::Arc::clone(batches));
             std::thread::spawn(move || -> anyhow::Result<u64> {
                 let mut client = IngestClient::connect(&addr, "bench", "bids", &schema)?;
                 let mut sent = 0u64;
