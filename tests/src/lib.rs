@@ -69,34 +69,40 @@ pub fn repo_root() -> std::path::PathBuf {
 pub fn wire_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap_or_default();
-            // target/<profile>/deps/<test> → target/<profile>/wire
-            let profile_dir = exe
-                .parent()
-                .and_then(std::path::Path::parent)
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            let bin = profile_dir.join("wire");
-            if !bin.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-                let mut build = std::process::Command::new(cargo);
-                build.current_dir(repo_root()).args([
-                    "build",
-                    "-p",
-                    "wire-control",
-                    "--bin",
-                    "wire",
-                ]);
-                if profile_dir.file_name().is_some_and(|n| n == "release") {
-                    build.arg("--release");
-                }
-                let status = build.status().expect("cargo runs");
-                assert!(status.success(), "building the wire binary failed");
-            }
-            bin
-        })
+        .get_or_init(|| built_bin("wire-control", "wire"))
         .clone()
+}
+
+/// The `wire-loadgen` binary of this build, built here when missing (see [`wire_bin`]).
+pub fn loadgen_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| built_bin("wire-loadgen", "wire-loadgen"))
+        .clone()
+}
+
+fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let bin = profile_dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .current_dir(repo_root())
+            .args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
+    }
+    bin
 }
 
 /// The rows of JSON-lines part files in `dir`, parsed (completed parts only).

@@ -602,3 +602,71 @@ sinks:
         .collect();
     assert_eq!(sorted(rows), sorted(expected));
 }
+
+#[test]
+fn wire_loadgen_feeds_the_ingest_example() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = example("ingest.yaml").replace("127.0.0.1:7070", "127.0.0.1:0");
+    let file = dir.path().join("ingest.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let mut child = wire_run(&file, dir.path(), 2)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wire starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("stderr") > 0,
+            "wire exited"
+        );
+        if let Some(addr) = line.trim().strip_prefix("source `readings` listening on ") {
+            break addr.to_string();
+        }
+    };
+    let output = Command::new(wire_tests::loadgen_bin())
+        .arg(&file)
+        .args([
+            "--addr",
+            &addr,
+            "--events",
+            "50000",
+            "--connections",
+            "2",
+            "--rate",
+            "200000",
+        ])
+        .arg("--json")
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Json = serde_json::from_slice(&output.stdout).expect("JSON summary");
+    assert_eq!(summary["rows_acked"], 50_000, "{summary}");
+    assert!(
+        summary["ack_latency_us"]["p50"]
+            .as_u64()
+            .is_some_and(|us| us > 0),
+        "{summary}"
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("stderr");
+    assert!(child.wait().expect("wait").success(), "{rest}");
+    let source_row = rest
+        .lines()
+        .find(|l| l.trim_start().starts_with("readings"))
+        .expect("summary row of the source");
+    assert_eq!(
+        source_row.split_whitespace().nth(2),
+        Some("50000"),
+        "{rest}"
+    );
+}

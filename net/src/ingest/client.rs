@@ -151,6 +151,30 @@ impl IngestClient {
         Ok(std::mem::take(&mut self.acks))
     }
 
+    /// Returns the acks that have already arrived, without waiting for more.
+    pub fn poll_acks(&mut self) -> Result<Vec<Ack>, ClientError> {
+        self.stream.set_nonblocking(true)?;
+        let read = self.read_available();
+        self.stream.set_nonblocking(false)?;
+        read?;
+        Ok(std::mem::take(&mut self.acks))
+    }
+
+    /// Applies every complete frame that can be read without blocking.
+    fn read_available(&mut self) -> Result<(), ClientError> {
+        loop {
+            while let Some(frame) = self.buffer.next_frame()? {
+                self.apply("ack", frame)?;
+            }
+            match self.buffer.read_from(&mut self.stream) {
+                Ok(0) => return Err(ClientError::ConnectionClosed),
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
     /// Alias of [`IngestClient::wait_acks`].
     pub fn flush(&mut self) -> Result<Vec<Ack>, ClientError> {
         self.wait_acks()

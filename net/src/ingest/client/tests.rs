@@ -280,3 +280,24 @@ fn server_hanging_up_is_reported() {
     assert!(matches!(err, ClientError::ConnectionClosed), "{err:?}");
     server.join().unwrap();
 }
+
+#[test]
+fn poll_acks_returns_what_has_arrived_without_blocking() {
+    let (addr, server) = serve(|peer| well_behaved(peer, 8));
+    let mut client = IngestClient::connect(&addr, "poller", "bids", &schema()).unwrap();
+    assert_eq!(client.poll_acks().unwrap(), vec![]);
+    for n in 1..=3 {
+        client.send(&batch(n)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen.len() < 3 && std::time::Instant::now() < deadline {
+        seen.extend(client.poll_acks().unwrap().iter().map(|a| a.seq));
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(seen, [1, 2, 3]);
+    assert_eq!(client.unacked().len(), 0);
+    // The socket is blocking again: close waits for the server's Close.
+    assert_eq!(client.close().unwrap(), vec![]);
+    assert_eq!(server.join().unwrap().1, [1, 2, 3]);
+}
