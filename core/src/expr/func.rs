@@ -364,9 +364,9 @@ impl Func {
             Func::Year => time_part(arg(0), |t| t.year),
             Func::Month => time_part(arg(0), |t| t.month),
             Func::Day => time_part(arg(0), |t| t.day),
-            Func::Hour => time_part(arg(0), |t| t.hour),
-            Func::Minute => time_part(arg(0), |t| t.minute),
-            Func::Second => time_part(arg(0), |t| t.second),
+            Func::Hour => time_of_day(arg(0), 3_600_000, 24),
+            Func::Minute => time_of_day(arg(0), 60_000, 60),
+            Func::Second => time_of_day(arg(0), 1000, 60),
             Func::DayOfWeek => match arg(0) {
                 // 1970-01-01 was a Thursday; ISO numbering, Monday = 1 … Sunday = 7.
                 Datum::Timestamp(ms) => {
@@ -505,6 +505,15 @@ fn extreme<'a>(args: &'a [Node], row: &'a ArchivedRow, want: Ordering) -> Datum<
         }
     }
     best
+}
+
+/// A field of the time of day (`ms / unit % modulus` within the UTC day), without the
+/// calendar arithmetic a date field needs: q14 calls `hour` on every bid.
+fn time_of_day<'a>(value: Datum<'_>, unit_ms: i64, modulus: i64) -> Datum<'a> {
+    match value {
+        Datum::Timestamp(ms) => Datum::I64(ms.rem_euclid(crate::time::DAY_MS) / unit_ms % modulus),
+        _ => Datum::Null,
+    }
 }
 
 fn time_part<'a>(value: Datum<'_>, part: impl Fn(&DateTime) -> i64) -> Datum<'a> {
