@@ -1,4 +1,6 @@
 //! The physical graph: the plan cut into tasks, each a head plus the operators fused into it.
+//! Stateful operators (`aggregate`, `top`) always head a task, and the edge into one routes
+//! rows by its group keys; a windowed operator's late rows leave on its side-output edges.
 //!
 //! Every task runs one instance on every data core. A stateless operator is fused into its
 //! input's task when it is that input's only consumer and the input does not repartition
@@ -18,6 +20,26 @@ pub enum Head {
     Sink(usize),
 }
 
+/// How rows travel along an edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// To the consumer instance on the same core.
+    Forward,
+    /// To the core owning each row's key group, by the keys of the `key_by` operator `i`.
+    KeyBy(usize),
+    /// To the core owning each row's key group, by the group keys of stateful operator `i`.
+    GroupBy(usize),
+}
+
+/// An edge to a consuming task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// The consuming task (index into `PhysicalGraph::tasks`).
+    pub task: usize,
+    /// How rows get there.
+    pub routing: Routing,
+}
+
 /// One task: its head, the operators run inline after it, and where its output goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
@@ -26,10 +48,10 @@ pub struct TaskSpec {
     /// Operators (indices into `plan.operators`) applied in order to every batch, starting
     /// with the head when it is an operator. A `key_by` can only be last.
     pub chain: Vec<usize>,
-    /// Tasks (indices into `PhysicalGraph::tasks`) receiving this task's output.
-    pub outputs: Vec<usize>,
-    /// Whether output is routed by key group (the chain ends in `key_by`).
-    pub partitioned: bool,
+    /// Tasks receiving this task's output.
+    pub outputs: Vec<Edge>,
+    /// Tasks receiving the head's late rows (its side output), if it has one.
+    pub side_outputs: Vec<Edge>,
 }
 
 /// The tasks of a plan and their edges.
@@ -43,21 +65,14 @@ impl PhysicalGraph {
     /// Cuts `plan` into tasks.
     pub fn build(plan: &Plan) -> PhysicalGraph {
         let consumers = consumers(plan);
-        let fused = |op: usize| -> bool {
-            let operator = &plan.operators[op];
-            if operator.inputs.len() != 1 || matches!(operator.op, Operator::Union) {
-                return false;
-            }
-            let input = operator.inputs[0];
-            consumers_of(&consumers, input).len() == 1 && !is_key_by(plan, input)
-        };
+        let fused = |op: usize| is_fused(plan, &consumers, op);
         let mut tasks: Vec<TaskSpec> = Vec::new();
         let mut task_of_node: Vec<(Node, usize)> = Vec::new();
         let heads = (0..plan.sources.len())
             .map(Head::Source)
             .chain(
                 (0..plan.operators.len())
-                    .filter(|op| !fused(*op))
+                    .filter(|op| !fused(*op) && !matches!(plan.operators[*op].op, Operator::Late))
                     .map(Head::Operator),
             )
             .chain((0..plan.sinks.len()).map(Head::Sink));
@@ -67,6 +82,9 @@ impl PhysicalGraph {
                 Head::Source(i) => Some(Node::Input(Input::Source(i))),
                 Head::Operator(i) => {
                     chain.push(i);
+                    if let Some(late) = late_of(plan, i) {
+                        task_of_node.push((Node::Input(Input::Operator(late)), tasks.len()));
+                    }
                     Some(Node::Input(Input::Operator(i)))
                 }
                 Head::Sink(i) => {
@@ -89,7 +107,7 @@ impl PhysicalGraph {
                 head,
                 chain,
                 outputs: Vec::new(),
-                partitioned: false,
+                side_outputs: Vec::new(),
             });
         }
         let task_of = |node: Node| -> usize {
@@ -99,6 +117,15 @@ impl PhysicalGraph {
                 .map(|(_, t)| *t)
                 .expect("every node belongs to a task")
         };
+        let edges_from = |from: Input| -> Vec<Edge> {
+            consumers_of(&consumers, from)
+                .iter()
+                .map(|node| Edge {
+                    task: task_of(*node),
+                    routing: routing(plan, from, *node),
+                })
+                .collect()
+        };
         for task in &mut tasks {
             let tail = match (task.head, task.chain.last()) {
                 (Head::Sink(_), _) => continue,
@@ -106,11 +133,12 @@ impl PhysicalGraph {
                 (Head::Source(i), None) => Input::Source(i),
                 (Head::Operator(_), None) => unreachable!("operator heads start their chain"),
             };
-            task.partitioned = is_key_by(plan, tail);
-            task.outputs = consumers_of(&consumers, tail)
-                .iter()
-                .map(|node| task_of(*node))
-                .collect();
+            task.outputs = edges_from(tail);
+            if let Head::Operator(head) = task.head {
+                if let Some(late) = late_of(plan, head) {
+                    task.side_outputs = edges_from(Input::Operator(late));
+                }
+            }
         }
         PhysicalGraph { tasks }
     }
@@ -120,11 +148,49 @@ impl PhysicalGraph {
     pub fn senders(&self, task: usize, cores: usize) -> usize {
         self.tasks
             .iter()
-            .map(|upstream| {
-                let edges = upstream.outputs.iter().filter(|t| **t == task).count();
-                edges * if upstream.partitioned { cores } else { 1 }
+            .flat_map(|upstream| upstream.outputs.iter().chain(&upstream.side_outputs))
+            .filter(|edge| edge.task == task)
+            .map(|edge| match edge.routing {
+                Routing::Forward => 1,
+                _ => cores,
             })
             .sum()
+    }
+}
+
+/// Whether operator `op` runs inline in its input's task: a stateless operator that is its
+/// input's only consumer, where the input neither repartitions nor is a side output.
+fn is_fused(plan: &Plan, consumers: &[(Input, Vec<Node>)], op: usize) -> bool {
+    let operator = &plan.operators[op];
+    if operator.inputs.len() != 1
+        || matches!(operator.op, Operator::Union | Operator::Late)
+        || operator.op.is_stateful()
+    {
+        return false;
+    }
+    let input = operator.inputs[0];
+    let from_late =
+        matches!(input, Input::Operator(i) if matches!(plan.operators[i].op, Operator::Late));
+    consumers_of(consumers, input).len() == 1 && !is_key_by(plan, input) && !from_late
+}
+
+/// The late side output of operator `op`, if it has one.
+fn late_of(plan: &Plan, op: usize) -> Option<usize> {
+    plan.operators.iter().position(|o| {
+        matches!(o.op, Operator::Late) && o.inputs.first() == Some(&Input::Operator(op))
+    })
+}
+
+/// Stateful consumers get rows by their group keys; after a `key_by`, by its keys.
+fn routing(plan: &Plan, from: Input, to: Node) -> Routing {
+    if let Node::Input(Input::Operator(consumer)) = to {
+        if plan.operators[consumer].op.is_stateful() {
+            return Routing::GroupBy(consumer);
+        }
+    }
+    match from {
+        Input::Operator(op) if is_key_by(plan, from) => Routing::KeyBy(op),
+        _ => Routing::Forward,
     }
 }
 
@@ -145,6 +211,9 @@ fn consumers(plan: &Plan) -> Vec<(Input, Vec<Node>)> {
         }
     };
     for (index, operator) in plan.operators.iter().enumerate() {
+        if matches!(operator.op, Operator::Late) {
+            continue; // Fed by its window's task, not a consumer of the window's output.
+        }
         for input in &operator.inputs {
             add(*input, Node::Input(Input::Operator(index)));
         }
@@ -188,8 +257,13 @@ sinks: {out: {type: blackhole, from: p}}",
         assert_eq!(g.tasks.len(), 2);
         assert_eq!(g.tasks[0].head, Head::Source(0));
         assert_eq!(g.tasks[0].chain, [0, 1]);
-        assert_eq!(g.tasks[0].outputs, [1]);
-        assert!(!g.tasks[0].partitioned);
+        assert_eq!(
+            g.tasks[0].outputs,
+            [Edge {
+                task: 1,
+                routing: Routing::Forward
+            }]
+        );
         assert_eq!(g.tasks[1].head, Head::Sink(0));
         assert_eq!(g.senders(1, 4), 1);
     }
@@ -204,10 +278,10 @@ operators:
 sinks: {out: {type: blackhole, from: p}}",
         );
         assert_eq!(g.tasks[0].chain, [0]);
-        assert!(g.tasks[0].partitioned);
+        assert_eq!(g.tasks[0].outputs[0].routing, Routing::KeyBy(0));
         assert_eq!(g.tasks[1].head, Head::Operator(1));
         assert_eq!(g.senders(1, 3), 3);
-        assert_eq!(g.tasks[1].outputs, [2]);
+        assert_eq!(g.tasks[1].outputs[0].task, 2);
     }
 
     #[test]
@@ -221,6 +295,7 @@ sinks: {one: {type: blackhole, from: u}, two: {type: blackhole, from: u}}",
         assert_eq!(g.tasks.len(), 5);
         assert_eq!(g.tasks[2].head, Head::Operator(0));
         assert_eq!(g.senders(2, 2), 2);
-        assert_eq!(g.tasks[2].outputs, [3, 4]);
+        let outs: Vec<usize> = g.tasks[2].outputs.iter().map(|e| e.task).collect();
+        assert_eq!(outs, [3, 4]);
     }
 }

@@ -19,11 +19,13 @@ pub mod chain;
 mod error;
 pub mod graph;
 pub mod message;
+mod operator;
 pub mod outlet;
 pub mod probe;
 mod runtime;
 mod sink;
 mod source;
+mod task;
 
 pub use error::Error;
 pub use probe::{Counters, NodeProbe, Role, RunProbe};

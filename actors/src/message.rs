@@ -1,12 +1,30 @@
-//! What flows between operator actors.
+//! What flows between operator actors: batches, and in the same queues — so their order with
+//! respect to rows is kept without further synchronisation — watermarks and ends.
 
+use wire_core::watermark::SenderId;
 use wire_core::Batch;
 
-/// One mailbox item. Each upstream instance sends any number of batches, then one `End`.
+/// One mailbox item. Each upstream instance sends any number of batches and watermarks, then
+/// one `End`.
 #[derive(Debug)]
 pub enum Message {
     /// Rows, moved (never copied) from sender to receiver.
     Batch(Batch),
+    /// The sender promises no more rows with event time at or before `time`.
+    Watermark {
+        /// Which upstream instance.
+        sender: SenderId,
+        /// The watermark, in epoch milliseconds.
+        time: i64,
+    },
+    /// The sender has no rows for now and should not hold the watermark back.
+    Idle {
+        /// Which upstream instance.
+        sender: SenderId,
+    },
     /// The sender has no more rows; a task finishes after an `End` from every sender.
-    End,
+    End {
+        /// Which upstream instance.
+        sender: SenderId,
+    },
 }

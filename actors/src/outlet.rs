@@ -13,6 +13,7 @@ use glommio::channels::local_channel::LocalSender;
 use glommio::channels::shared_channel::ConnectedSender;
 use wire_core::expr::Expr;
 use wire_core::key::{key_group, key_group_owner, KeyHasher};
+use wire_core::watermark::SenderId;
 use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
 
 use crate::message::Message;
@@ -59,12 +60,20 @@ pub struct Outlet {
     probe: Arc<RunProbe>,
     node: usize,
     core: usize,
+    sender: SenderId,
     closed: bool,
 }
 
 impl Outlet {
-    /// An outlet charging blocked time to probe node `node` on `core`.
-    pub fn new(targets: Vec<Target>, probe: Arc<RunProbe>, node: usize, core: usize) -> Outlet {
+    /// An outlet of task instance `sender`, charging blocked time to probe node `node` on
+    /// `core`.
+    pub fn new(
+        targets: Vec<Target>,
+        probe: Arc<RunProbe>,
+        node: usize,
+        core: usize,
+        sender: SenderId,
+    ) -> Outlet {
         let cores = targets
             .iter()
             .map(|t| match t {
@@ -82,6 +91,7 @@ impl Outlet {
             probe,
             node,
             core,
+            sender,
             closed: false,
         }
     }
@@ -168,20 +178,38 @@ impl Outlet {
         Ok(())
     }
 
+    /// Sends a watermark on every route (a partitioned target reaches every core).
+    pub async fn send_watermark(&mut self, time: i64) {
+        let sender = self.sender;
+        self.broadcast(|| Message::Watermark { sender, time }).await;
+    }
+
+    /// Tells every route this instance is idle.
+    pub async fn send_idle(&mut self) {
+        let sender = self.sender;
+        self.broadcast(|| Message::Idle { sender }).await;
+    }
+
     /// Sends `End` on every route. Call once, after the last batch.
     pub async fn finish(&mut self) {
+        let sender = self.sender;
+        self.broadcast(|| Message::End { sender }).await;
+    }
+
+    async fn broadcast(&mut self, message: impl Fn() -> Message) {
+        let started = Instant::now();
         for target in &self.targets {
-            match target {
-                Target::Forward(route) => {
-                    route.send(Message::End).await;
-                }
-                Target::Partitioned { routes, .. } => {
-                    for route in routes {
-                        route.send(Message::End).await;
-                    }
+            let routes = match target {
+                Target::Forward(route) => std::slice::from_ref(route),
+                Target::Partitioned { routes, .. } => routes.as_slice(),
+            };
+            for route in routes {
+                if !route.send(message()).await {
+                    self.closed = true;
                 }
             }
         }
+        self.charge(started);
     }
 
     fn charge(&self, started: Instant) {

@@ -31,6 +31,10 @@ pub struct Counters {
     pub blocked_ns: AtomicU64,
     /// Input lines or batches rejected (skipped or refused).
     pub rejected: AtomicU64,
+    /// Rows too late for every window (sent to the late output, if there is one).
+    pub late: AtomicU64,
+    /// Groups (keys × windows) held in state at the last update.
+    pub groups: AtomicU64,
 }
 
 impl Counters {

@@ -20,12 +20,15 @@ use glommio::{ExecutorJoinHandle, Placement};
 use wire_core::plan::{Operator, Plan};
 use wire_core::spec::{SinkKind, SourceKind};
 
+use wire_core::watermark::SenderId;
+
 use crate::chain::Chain;
-use crate::graph::{Head, PhysicalGraph};
+use crate::graph::{Edge, Head, PhysicalGraph, Routing};
 use crate::message::Message;
 use crate::outlet::{Outlet, Route, Target};
 use crate::probe::{Role, RunProbe};
-use crate::{sink, source, Error};
+use crate::task::OperatorTask;
+use crate::{operator, sink, source, Error};
 
 /// Batches a task's mailbox holds before senders wait.
 pub const MAILBOX_BATCHES: usize = 8;
@@ -284,6 +287,16 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             Operator::Project(_) => "project",
             Operator::KeyBy(_) => "key_by",
             Operator::Union => "union",
+            Operator::Aggregate(plan) => match &plan.window {
+                Some(w) => match w.kind {
+                    wire_core::window::WindowKind::Tumbling { .. } => "tumbling window",
+                    wire_core::window::WindowKind::Hop { .. } => "hop window",
+                    wire_core::window::WindowKind::Session { .. } => "session window",
+                },
+                None => "aggregate",
+            },
+            Operator::Top(_) => "top",
+            Operator::Late => "late rows",
             _ => "operator",
         };
         (o.name.clone(), Role::Operator, kind.to_string())
@@ -300,11 +313,14 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
     sources.chain(operators).chain(sinks).collect()
 }
 
+/// (producing task, edge number over its outputs then side outputs, destination core).
+type WireKey = (usize, usize, usize);
+
 /// The cross-core queue ends each core owns.
 #[derive(Default)]
 struct CoreWiring {
-    /// (producing task, consuming task, destination core) → sending end.
-    senders: HashMap<(usize, usize, usize), SharedSender<Message>>,
+    /// Sending ends by producing task, edge and destination core.
+    senders: HashMap<WireKey, SharedSender<Message>>,
     /// (consuming task, receiving end).
     receivers: Vec<(usize, SharedReceiver<Message>)>,
 }
@@ -312,15 +328,15 @@ struct CoreWiring {
 fn exchange_wiring(graph: &PhysicalGraph, cores: usize) -> Vec<CoreWiring> {
     let mut wiring: Vec<CoreWiring> = (0..cores).map(|_| CoreWiring::default()).collect();
     for (task, spec) in graph.tasks.iter().enumerate() {
-        if !spec.partitioned {
-            continue;
-        }
-        for &consumer in &spec.outputs {
+        for (edge_no, edge) in spec.outputs.iter().chain(&spec.side_outputs).enumerate() {
+            if edge.routing == Routing::Forward {
+                continue;
+            }
             for from in 0..cores {
                 for to in (0..cores).filter(|to| *to != from) {
                     let (tx, rx) = shared_channel::new_bounded(EXCHANGE_BATCHES);
-                    wiring[from].senders.insert((task, consumer, to), tx);
-                    wiring[to].receivers.push((consumer, rx));
+                    wiring[from].senders.insert((task, edge_no, to), tx);
+                    wiring[to].receivers.push((edge.task, rx));
                 }
             }
         }
@@ -356,50 +372,45 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         tasks.push(glommio::spawn_local(forward(receiver, mailbox)));
     }
     for (index, task) in graph.tasks.iter().enumerate() {
-        let mut targets = Vec::with_capacity(task.outputs.len());
-        for &consumer in &task.outputs {
-            if task.partitioned {
-                let mut routes = Vec::with_capacity(cx.cores);
-                for to in 0..cx.cores {
-                    if to == cx.core {
-                        routes.push(Route::Local(sender_of(&mailboxes, consumer)));
-                    } else {
-                        let tx = wiring
-                            .senders
-                            .remove(&(index, consumer, to))
-                            .expect("wired for every core pair");
-                        routes.push(Route::Remote(tx.connect().await));
-                    }
-                }
-                let Some(&last) = task.chain.last() else {
-                    unreachable!("partitioned tasks end in key_by")
-                };
-                let Operator::KeyBy(keys) = &cx.plan.operators[last].op else {
-                    unreachable!("partitioned tasks end in key_by")
-                };
-                targets.push(Target::Partitioned {
-                    routes,
-                    keys: keys.clone(),
-                    max_parallelism: cx.plan.settings.max_parallelism,
-                });
-            } else {
-                targets.push(Target::Forward(Route::Local(sender_of(
-                    &mailboxes, consumer,
-                ))));
-            }
+        let edges: Vec<(usize, Edge)> = task
+            .outputs
+            .iter()
+            .chain(&task.side_outputs)
+            .copied()
+            .enumerate()
+            .collect();
+        let mut targets = Vec::with_capacity(edges.len());
+        for (edge_no, edge) in &edges {
+            targets.push(target(&cx, &mailboxes, &mut wiring, index, *edge_no, *edge).await);
         }
+        let side_targets = targets.split_off(task.outputs.len());
         let tail = match (task.head, task.chain.last()) {
             (_, Some(op)) => cx.node(Head::Operator(*op)),
             (head, None) => cx.node(head),
         };
-        let outlet = Outlet::new(targets, cx.probe.clone(), tail, cx.core);
+        let sender = SenderId::new(index, cx.core);
+        let outlet = Outlet::new(targets, cx.probe.clone(), tail, cx.core, sender);
+        let stateful = match task.head {
+            Head::Operator(op) => operator::build(&cx.plan, op).map(|s| (s, cx.node(task.head))),
+            _ => None,
+        };
+        // A stateful head is not a chain step: the chain runs on its results.
+        let steps = if stateful.is_some() {
+            &task.chain[1..]
+        } else {
+            &task.chain[..]
+        };
         let chain = Chain::new(
             &cx.plan,
-            &task.chain,
+            steps,
             cx.probe.clone(),
             cx.plan.sources.len(),
             cx.core,
         );
+        let side = (!task.side_outputs.is_empty()).then(|| {
+            let node = cx.node(task.head);
+            Outlet::new(side_targets, cx.probe.clone(), node, cx.core, sender)
+        });
         let senders = graph.senders(index, cx.cores);
         let mailbox = mailboxes[index].take().map(|(_, rx)| rx);
         let cx = cx.clone();
@@ -407,7 +418,18 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         let run = async move {
             match (head, mailbox) {
                 (Head::Source(i), _) => source::run(cx, i, chain, outlet).await,
-                (Head::Operator(_), Some(rx)) => run_operator(cx, rx, senders, chain, outlet).await,
+                (Head::Operator(_), Some(mailbox)) => {
+                    let task = OperatorTask {
+                        cx,
+                        mailbox,
+                        senders,
+                        head: stateful,
+                        chain,
+                        outlet,
+                        side,
+                    };
+                    task.run().await
+                }
                 (Head::Sink(i), Some(rx)) => sink::run(cx, i, rx, senders).await,
                 _ => unreachable!("mailboxes exist for every non-source task"),
             }
@@ -424,41 +446,55 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
 async fn forward(receiver: SharedReceiver<Message>, mailbox: Rc<LocalSender<Message>>) {
     let receiver = receiver.connect().await;
     while let Some(message) = receiver.recv().await {
-        let end = matches!(message, Message::End);
+        let end = matches!(message, Message::End { .. });
         if mailbox.send(message).await.is_err() || end {
             break;
         }
     }
 }
 
-/// An operator task: applies its chain to every batch in its mailbox until every sender
-/// ended. After a failure it keeps draining, so upstream tasks never block forever.
-async fn run_operator(
-    cx: Rc<CoreCx>,
-    mailbox: LocalReceiver<Message>,
-    senders: usize,
-    mut chain: Chain,
-    mut outlet: Outlet,
-) {
-    let mut ends = 0;
-    let mut failed = false;
-    while ends < senders {
-        match mailbox.recv().await {
-            None => break,
-            Some(Message::End) => ends += 1,
-            Some(Message::Batch(_)) if failed => {}
-            Some(Message::Batch(batch)) => {
-                let result = match chain.process(batch) {
-                    Ok(Some(out)) => outlet.send(out).await,
-                    Ok(None) => Ok(()),
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = result {
-                    cx.failure.record(Error::Batch(err));
-                    failed = true;
-                }
-            }
+/// The target of one output edge of task `task` on this core.
+async fn target(
+    cx: &CoreCx,
+    mailboxes: &[Option<Mailbox>],
+    wiring: &mut CoreWiring,
+    task: usize,
+    edge_no: usize,
+    edge: Edge,
+) -> Target {
+    let local = || {
+        mailboxes[edge.task]
+            .as_ref()
+            .map(|(tx, _)| tx.clone())
+            .expect("consumers have mailboxes")
+    };
+    let keys = match edge.routing {
+        Routing::Forward => return Target::Forward(Route::Local(local())),
+        Routing::KeyBy(op) => match &cx.plan.operators[op].op {
+            Operator::KeyBy(keys) => keys.clone(),
+            _ => unreachable!("key_by routing names a key_by"),
+        },
+        Routing::GroupBy(op) => cx.plan.operators[op]
+            .op
+            .group_keys()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+    };
+    let mut routes = Vec::with_capacity(cx.cores);
+    for to in 0..cx.cores {
+        if to == cx.core {
+            routes.push(Route::Local(local()));
+        } else {
+            let tx = wiring
+                .senders
+                .remove(&(task, edge_no, to))
+                .expect("wired for every core pair");
+            routes.push(Route::Remote(tx.connect().await));
         }
     }
-    outlet.finish().await;
+    Target::Partitioned {
+        routes,
+        keys,
+        max_parallelism: cx.plan.settings.max_parallelism,
+    }
 }

@@ -6,8 +6,11 @@
 //!   gracefully instead of failing it;
 //! - `file` writes rolling part files `part-<core>-<seq>.<ext>` into a directory: each is
 //!   written as `<name>.inprogress`, synced, and renamed when it reaches `roll_bytes` or the
-//!   run ends, so a file without the suffix is always complete.
+//!   run ends, so a file without the suffix is always complete. With `partition_by`, each row
+//!   goes to the subdirectory its value names (sanitized so it never leaves the directory),
+//!   with at most `OPEN_PARTITIONS_MAX` parts open per core.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -16,6 +19,7 @@ use std::sync::Once;
 
 use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::BufferedFile;
+use wire_core::expr::Expr;
 use wire_core::plan::PlanSink;
 use wire_core::spec::{FileFormat, FileSink, SinkKind};
 use wire_core::Batch;
@@ -56,7 +60,9 @@ pub(crate) async fn run(
     while ends < senders {
         match mailbox.recv().await {
             None => break,
-            Some(Message::End) => ends += 1,
+            Some(Message::End { .. }) => ends += 1,
+            // Sinks write rows as they come; watermarks only matter to windows upstream.
+            Some(Message::Watermark { .. } | Message::Idle { .. }) => {}
             Some(Message::Batch(batch)) => {
                 let rows = batch.row_count() as u64;
                 Counters::add(&counters.rows_in, rows);
@@ -162,25 +168,49 @@ impl Output {
     }
 }
 
-/// One core's rolling part files of a file sink.
+/// Most partitions one core keeps a part file open for: opening one more first completes the
+/// least recently used, so a sink never holds more than this many files per core.
+const OPEN_PARTITIONS_MAX: usize = 64;
+
+/// One core's rolling part files of a file sink: one open part per partition directory, or a
+/// single one in the sink's directory itself without `partition_by`.
 struct PartFiles {
+    layout: Layout,
+    parts: Parts,
+    /// Scratch for the partition name of a row.
+    key: String,
+}
+
+/// What stays fixed while a file sink writes.
+struct Layout {
     dir: PathBuf,
     core: usize,
     extension: &'static str,
     writer: RowWriter,
     header: bool,
     roll_bytes: u64,
-    next_seq: u64,
-    buffer: Vec<u8>,
-    part: Option<Part>,
+    /// Evaluated per row; its sanitized text names the row's subdirectory of `dir`.
+    partition_by: Option<Expr>,
 }
 
-/// The part file being written.
+/// The open parts, by partition directory name (`""` for the sink's directory itself).
+struct Parts {
+    open: HashMap<String, Part>,
+    /// Sequence number of the next part; one counter per core across all partitions.
+    next_seq: u64,
+    /// Ticks on every lookup; a part's `last_used` tells the least recently used.
+    clock: u64,
+}
+
+/// A part file being written.
 struct Part {
     file: BufferedFile,
     path: PathBuf,
     /// Bytes written to the file so far.
     written: u64,
+    /// Rows encoded but not yet written.
+    buffer: Vec<u8>,
+    last_used: u64,
 }
 
 impl PartFiles {
@@ -190,96 +220,219 @@ impl PartFiles {
             FileFormat::JsonLines => "jsonl",
             FileFormat::Csv => "csv",
         };
-        let next_seq = next_part_seq(&spec.path, core)?;
-        Ok(PartFiles {
+        let partitioned = sink.partition_by.is_some();
+        let next_seq = next_part_seq(&spec.path, core, partitioned)?;
+        let layout = Layout {
             dir: spec.path.clone(),
             core,
             extension,
             writer: RowWriter::new(spec.format, &sink.schema),
             header: spec.format == FileFormat::Csv && spec.csv_header,
             roll_bytes: spec.roll_bytes.max(1),
+            partition_by: sink.partition_by.clone(),
+        };
+        let parts = Parts {
+            open: HashMap::new(),
             next_seq,
-            buffer: Vec::with_capacity(WRITE_BUFFER + (64 << 10)),
-            part: None,
+            clock: 0,
+        };
+        Ok(PartFiles {
+            layout,
+            parts,
+            key: String::new(),
         })
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), Error> {
-        if self.part.is_none() {
-            self.start_part().await?;
-        }
-        self.writer.write_batch(&batch.view(), &mut self.buffer);
-        let written = self.part.as_ref().map_or(0, |p| p.written);
-        if written + self.buffer.len() as u64 >= self.roll_bytes {
-            self.finish_part().await
-        } else if self.buffer.len() >= WRITE_BUFFER {
-            self.flush().await
+        if self.layout.partition_by.is_some() {
+            self.write_partitioned(batch).await?;
         } else {
-            Ok(())
+            let part = self.parts.get(&self.layout, "").await?;
+            self.layout
+                .writer
+                .write_batch(&batch.view(), &mut part.buffer);
+            if part.written + part.buffer.len() as u64 >= self.layout.roll_bytes {
+                return self.parts.finish("").await;
+            }
         }
-    }
-
-    async fn start_part(&mut self) -> Result<(), Error> {
-        let name = part_name(self.core, self.next_seq, self.extension);
-        self.next_seq += 1;
-        let path = self.dir.join(format!("{name}.inprogress"));
-        let file = BufferedFile::create(&path)
-            .await
-            .map_err(|err| Error::io(&path, err.into()))?;
-        if self.header {
-            self.writer.header(&mut self.buffer);
+        if self.parts.buffered() >= WRITE_BUFFER {
+            self.parts.flush_all().await?;
         }
-        self.part = Some(Part {
-            file,
-            path,
-            written: 0,
-        });
         Ok(())
     }
 
-    /// Writes the buffer to the current part.
-    async fn flush(&mut self) -> Result<(), Error> {
-        let Some(part) = self.part.as_mut() else {
+    /// Appends each row to the part of its partition, rolling a part as soon as it is full.
+    async fn write_partitioned(&mut self, batch: &Batch) -> Result<(), Error> {
+        let Some(partition_by) = &self.layout.partition_by else {
             return Ok(());
         };
+        let view = batch.view();
+        for row in view.rows() {
+            self.key.clear();
+            partition_by.eval(row).write_text(&mut self.key);
+            partition_dir_name(&mut self.key);
+            let part = self.parts.get(&self.layout, &self.key).await?;
+            self.layout.writer.write_row(row, &mut part.buffer);
+            if part.written + part.buffer.len() as u64 >= self.layout.roll_bytes {
+                self.parts.finish(&self.key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) -> Result<(), Error> {
+        self.parts.close_all().await
+    }
+}
+
+impl Parts {
+    /// The open part of partition `key`, created (after evicting the least recently used
+    /// part when [`OPEN_PARTITIONS_MAX`] are open) when there is none.
+    async fn get(&mut self, layout: &Layout, key: &str) -> Result<&mut Part, Error> {
+        self.clock += 1;
+        if !self.open.contains_key(key) {
+            if self.open.len() >= OPEN_PARTITIONS_MAX {
+                self.evict().await?;
+            }
+            let part = Part::create(layout, key, self.next_seq).await?;
+            self.next_seq += 1;
+            self.open.insert(key.to_string(), part);
+        }
+        let part = self.open.get_mut(key).expect("opened above");
+        part.last_used = self.clock;
+        Ok(part)
+    }
+
+    /// Completes the least recently used part.
+    async fn evict(&mut self) -> Result<(), Error> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, part)| part.last_used)
+            .map(|(key, _)| key.clone());
+        match oldest {
+            Some(key) => self.finish(&key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Completes the part of partition `key`, if one is open.
+    async fn finish(&mut self, key: &str) -> Result<(), Error> {
+        match self.open.remove(key) {
+            Some(part) => part.finish().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes encoded in all parts and not yet written.
+    fn buffered(&self) -> usize {
+        self.open.values().map(|part| part.buffer.len()).sum()
+    }
+
+    async fn flush_all(&mut self) -> Result<(), Error> {
+        for part in self.open.values_mut() {
+            part.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Completes every open part; on a failure the others are still completed, and the
+    /// first error is returned.
+    async fn close_all(self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for (_, part) in self.open {
+            let finished = part.finish().await;
+            if result.is_ok() {
+                result = finished;
+            }
+        }
+        result
+    }
+}
+
+impl Part {
+    /// Creates `part-<core>-<seq>.<ext>.inprogress` in the directory of partition `key`.
+    async fn create(layout: &Layout, key: &str, seq: u64) -> Result<Part, Error> {
+        debug_assert!(!key.contains('/') && key != "." && key != "..");
+        let dir = if key.is_empty() {
+            layout.dir.clone()
+        } else {
+            let dir = layout.dir.join(key);
+            // One short metadata call per new part, on the data core: a part is opened
+            // only when a partition first appears, rolls, or returns after an eviction.
+            match std::fs::create_dir(&dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::io(&dir, err));
+                }
+                _ => dir,
+            }
+        };
+        let name = part_name(layout.core, seq, layout.extension);
+        let path = dir.join(format!("{name}.inprogress"));
+        let file = BufferedFile::create(&path)
+            .await
+            .map_err(|err| Error::io(&path, err.into()))?;
+        let mut buffer = Vec::new();
+        if layout.header {
+            layout.writer.header(&mut buffer);
+        }
+        Ok(Part {
+            file,
+            path,
+            written: 0,
+            buffer,
+            last_used: 0,
+        })
+    }
+
+    /// Writes the buffer to the file.
+    async fn flush(&mut self) -> Result<(), Error> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::replace(&mut self.buffer, Vec::with_capacity(WRITE_BUFFER));
-        let len = pending.len();
-        let n = part
+        let len = self.buffer.len();
+        let pending = std::mem::replace(&mut self.buffer, Vec::with_capacity(len));
+        let n = self
             .file
-            .write_at(pending, part.written)
+            .write_at(pending, self.written)
             .await
-            .map_err(|err| Error::io(&part.path, err.into()))?;
-        part.written += n as u64;
+            .map_err(|err| Error::io(&self.path, err.into()))?;
+        self.written += n as u64;
         if n < len {
             // Regular files write short only when the device is full.
             let err = std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
                 format!("short write ({n} of {len} bytes): is the disk full?"),
             );
-            return Err(Error::io(&part.path, err));
+            return Err(Error::io(&self.path, err));
         }
         Ok(())
     }
 
-    /// Flushes, syncs and publishes the current part under its final name.
-    async fn finish_part(&mut self) -> Result<(), Error> {
+    /// Flushes, syncs and publishes the part under its final name.
+    async fn finish(mut self) -> Result<(), Error> {
         self.flush().await?;
-        let Some(part) = self.part.take() else {
-            return Ok(());
-        };
-        let io = |err: glommio::GlommioError<()>| Error::io(&part.path, err.into());
-        part.file.fdatasync().await.map_err(io)?;
-        part.file.close().await.map_err(io)?;
-        let done = part.path.with_extension("");
-        glommio::io::rename(&part.path, &done).await.map_err(io)?;
+        let io = |err: glommio::GlommioError<()>| Error::io(&self.path, err.into());
+        self.file.fdatasync().await.map_err(io)?;
+        self.file.close().await.map_err(io)?;
+        let done = self.path.with_extension("");
+        glommio::io::rename(&self.path, &done).await.map_err(io)?;
         Ok(())
     }
+}
 
-    async fn close(mut self) -> Result<(), Error> {
-        self.finish_part().await
+/// Turns a row's partition value into one safe directory name, in place: `/` and NUL become
+/// `_`, as does a leading `.` (so neither `.` nor `..` nor a hidden name can result), and an
+/// empty value (also NULL) becomes `_`. A row can therefore never leave the sink's directory.
+fn partition_dir_name(name: &mut String) {
+    if name.contains(['/', '\0']) {
+        *name = name.replace(['/', '\0'], "_");
+    }
+    if name.starts_with('.') {
+        name.replace_range(..1, "_");
+    }
+    if name.is_empty() {
+        name.push('_');
     }
 }
 
@@ -287,14 +440,19 @@ fn part_name(core: usize, seq: u64, extension: &str) -> String {
     format!("part-{core}-{seq:05}.{extension}")
 }
 
-/// The first sequence number after every part file `core` already has in `dir`, so a new
-/// run never overwrites an earlier run's output.
-fn next_part_seq(dir: &Path, core: usize) -> Result<u64, Error> {
+/// The first sequence number after every part file `core` already has in `dir` (and, when
+/// partitioned, in its subdirectories), so a new run never overwrites an earlier run's output.
+fn next_part_seq(dir: &Path, core: usize, partitioned: bool) -> Result<u64, Error> {
     let prefix = format!("part-{core}-");
     let mut next = 0;
     let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;
     for entry in entries {
         let entry = entry.map_err(|err| Error::io(dir, err))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if partitioned && is_dir {
+            next = next.max(next_part_seq(&entry.path(), core, false)?);
+            continue;
+        }
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
@@ -305,4 +463,127 @@ fn next_part_seq(dir: &Path, core: usize) -> Result<u64, Error> {
         }
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire_core::plan::Plan;
+    use wire_core::spec::PipelineSpec;
+    use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
+
+    #[test]
+    fn partition_values_never_name_a_path_outside_the_directory() {
+        let cases = [
+            ("2023-11-14-22", "2023-11-14-22"),
+            ("a/b", "a_b"),
+            ("../../etc", "_._.._etc"),
+            ("..", "_."),
+            (".", "_"),
+            (".hidden", "_hidden"),
+            ("/", "_"),
+            ("nul\0x", "nul_x"),
+            ("", "_"),
+        ];
+        for (value, dir) in cases {
+            let mut name = value.to_string();
+            partition_dir_name(&mut name);
+            assert_eq!(name, dir, "{value:?}");
+        }
+    }
+
+    /// A file sink with `partition_by: k` over rows `(k: string, v: i64)`, writing to `dir`.
+    fn partitioned_sink(dir: &Path, roll_bytes: u64) -> (PlanSink, FileSink) {
+        let yaml = format!(
+            "sources: {{s: {{type: file, path: in.jsonl, schema: {{k: string, v: i64}}}}}}
+sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, partition_by: k}}}}",
+            dir.display()
+        );
+        let spec = PipelineSpec::parse("t.yaml", &yaml).expect("spec");
+        let sink = Plan::from_spec(&spec).expect("plan").sinks.remove(0);
+        let SinkKind::File(file) = sink.kind.clone() else {
+            panic!("not a file sink");
+        };
+        (sink, file)
+    }
+
+    fn batch(rows: &[(&str, i64)]) -> Batch {
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for (k, v) in rows {
+            builder
+                .push(&[ValueRef::Str(k), ValueRef::I64(*v)])
+                .expect("row fits");
+        }
+        builder.finish()
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn rows_go_to_their_partition_and_at_most_64_parts_stay_open() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("out");
+        let (sink, spec) = partitioned_sink(&out, 1 << 20);
+        let executor = wire_storage::io::local_executor().expect("executor");
+        executor.run(async {
+            let mut files = PartFiles::new(0, &spec, &sink).expect("open");
+            // Round robin over 100 partitions: with 64 open, every second visit finds its
+            // part evicted (completed) and starts a new one.
+            for round in 0..2 {
+                for k in 0..100 {
+                    let rows = batch(&[(&format!("p{k}"), round * 100 + k)]);
+                    files.write(&rows).await.expect("write");
+                    assert!(files.parts.open.len() <= OPEN_PARTITIONS_MAX);
+                }
+            }
+            let crafted = batch(&[("../escape", -1), ("/abs", -2), ("..", -3)]);
+            files.write(&crafted).await.expect("write");
+            files.close().await.expect("close");
+        });
+        assert_eq!(names(tmp.path()), ["out"]);
+        for k in 0..100 {
+            let dir = out.join(format!("p{k}"));
+            let parts = names(&dir);
+            assert_eq!(parts.len(), 2, "{parts:?}");
+            let text: Vec<String> = parts
+                .iter()
+                .map(|p| std::fs::read_to_string(dir.join(p)).expect("part"))
+                .collect();
+            assert_eq!(text[0], format!("{{\"k\":\"p{k}\",\"v\":{k}}}\n"));
+            assert_eq!(text[1], format!("{{\"k\":\"p{k}\",\"v\":{}}}\n", 100 + k));
+        }
+        let crafted = ["_.", "_._escape", "_abs"];
+        assert!(crafted.iter().all(|d| names(&out.join(d)).len() == 1));
+        assert_eq!(names(&out).len(), 103);
+    }
+
+    #[test]
+    fn a_partition_rolls_after_the_row_that_fills_its_part() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("out");
+        let (sink, spec) = partitioned_sink(&out, 1);
+        let executor = wire_storage::io::local_executor().expect("executor");
+        executor.run(async {
+            let mut files = PartFiles::new(3, &spec, &sink).expect("open");
+            let rows = batch(&[("a", 1), ("b", 2), ("a", 3)]);
+            files.write(&rows).await.expect("write");
+            files.close().await.expect("close");
+            // A second run continues numbering after the parts of the first.
+            let mut files = PartFiles::new(3, &spec, &sink).expect("reopen");
+            files.write(&batch(&[("b", 4)])).await.expect("write");
+            files.close().await.expect("close");
+        });
+        let a = ["part-3-00000.jsonl", "part-3-00002.jsonl"];
+        assert_eq!(names(&out.join("a")), a);
+        let b = ["part-3-00001.jsonl", "part-3-00003.jsonl"];
+        assert_eq!(names(&out.join("b")), b);
+    }
 }

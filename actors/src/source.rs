@@ -10,21 +10,30 @@ use std::rc::Rc;
 use wire_core::spec::SourceKind;
 use wire_core::Batch;
 
+use wire_core::watermark::{SourceWatermarks, WatermarkUpdate};
+use wire_core::window::TimeAttr;
+
 use crate::chain::Chain;
 use crate::outlet::Outlet;
 use crate::probe::Counters;
 use crate::runtime::CoreCx;
+use crate::task::now_ms;
 use crate::Error;
 
 /// Runs source `index`'s instance on this core, then ends its outputs.
 pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outlet) {
+    let source = &cx.plan.sources[index];
+    let watermarks = source
+        .time
+        .map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
     let mut emitter = Emitter {
         cx: cx.clone(),
         chain,
         outlet,
         node: index,
+        watermarks,
+        rows_carry_time: !matches!(source.kind, SourceKind::Ingest(_)),
     };
-    let source = &cx.plan.sources[index];
     let result = match &source.kind {
         SourceKind::Nexmark(spec) => nexmark::run(&cx, index, spec, &mut emitter).await,
         SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
@@ -44,12 +53,17 @@ pub(crate) fn owned_partitions(cx: &CoreCx, partitions: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Counts a source's output and hands it to the fused chain and the outlet.
+/// Counts a source's output, hands it to the fused chain and the outlet, and sends the
+/// watermarks it implies.
 pub(crate) struct Emitter {
     cx: Rc<CoreCx>,
     chain: Chain,
     outlet: Outlet,
     node: usize,
+    /// Watermark state and the event-time field, when the source has event time.
+    watermarks: Option<(SourceWatermarks, TimeAttr)>,
+    /// Whether batch headers' event-time bounds were computed by us (not by a producer).
+    rows_carry_time: bool,
 }
 
 impl Emitter {
@@ -67,13 +81,65 @@ impl Emitter {
         Counters::add(&self.counters().rejected, n);
     }
 
-    /// Emits `batch` downstream, waiting while downstream queues are full.
+    /// Declares the partitions this instance reads; until each has produced rows (or gone
+    /// idle) the watermark waits for it.
+    pub(crate) fn own_partitions(&mut self, partitions: &[u32]) {
+        if let Some((watermarks, _)) = self.watermarks.as_mut() {
+            let now = now_ms();
+            for partition in partitions {
+                watermarks.add_partition(*partition, now);
+            }
+        }
+    }
+
+    /// Emits `batch` downstream, waiting while downstream queues are full, then the
+    /// watermark it advances.
     pub(crate) async fn emit(&mut self, batch: Batch) -> Result<(), Error> {
         Counters::add(&self.counters().rows_out, batch.row_count() as u64);
         self.cx.probe.first_batch();
+        let update = self.observe(&batch);
         if let Some(out) = self.chain.process(batch)? {
             self.outlet.send(out).await?;
         }
+        self.send(update).await;
         Ok(())
+    }
+
+    /// Lets idle partitions stop holding the watermark back; call while no rows arrive.
+    pub(crate) async fn tick(&mut self) {
+        let update = match self.watermarks.as_mut() {
+            Some((watermarks, _)) => watermarks.tick(now_ms()),
+            None => WatermarkUpdate::None,
+        };
+        self.send(update).await;
+    }
+
+    fn observe(&mut self, batch: &Batch) -> WatermarkUpdate {
+        let Some((watermarks, time)) = self.watermarks.as_mut() else {
+            return WatermarkUpdate::None;
+        };
+        let header = batch.header();
+        let max = if self.rows_carry_time {
+            header.max_event_time
+        } else {
+            // Producers' headers are not trusted: read the event-time field of every row.
+            let view = batch.view();
+            view.rows()
+                .filter_map(|row| crate::operator::row_time(row, *time))
+                .max()
+                .unwrap_or(i64::MIN)
+        };
+        if max == i64::MIN {
+            return watermarks.tick(now_ms());
+        }
+        watermarks.observe(header.partition.0, max, now_ms())
+    }
+
+    async fn send(&mut self, update: WatermarkUpdate) {
+        match update {
+            WatermarkUpdate::None => {}
+            WatermarkUpdate::Advance(watermark) => self.outlet.send_watermark(watermark).await,
+            WatermarkUpdate::Idle => self.outlet.send_idle().await,
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! assert_eq!(ids, [1, 2]);
 //! ```
 
+pub mod agg;
 pub mod batch;
 pub mod error;
 pub mod expr;
@@ -28,6 +29,8 @@ pub mod row;
 pub mod schema;
 pub mod spec;
 pub mod time;
+pub mod watermark;
+pub mod window;
 
 pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
 pub use error::{Error, Result};

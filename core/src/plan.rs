@@ -4,12 +4,19 @@
 //! [`Plan::from_spec`] is the single gate between a user's file and the data plane: a plan
 //! that exists is one the runtime can execute. Operators are kept in topological order.
 
+mod stateful;
+
+pub use stateful::{AggregatePlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD};
+
 use crate::expr::{self, Expr};
 use crate::nexmark::{self, EventKind};
 use crate::schema::{DataType, Field, Schema};
 use crate::spec::{
     closest, ExprText, Named, OperatorKind, PipelineSpec, Settings, SinkKind, SourceKind, SpecError,
 };
+use crate::watermark::WatermarkSpec;
+use crate::window::TimeAttr;
+use stateful::InputInfo;
 
 /// A checked pipeline.
 #[derive(Debug)]
@@ -46,6 +53,10 @@ pub struct PlanSource {
     pub schema: Schema,
     /// Index of the event-time field, if it has one.
     pub event_time: Option<usize>,
+    /// The event-time attribute of its rows.
+    pub time: Option<TimeAttr>,
+    /// How it generates watermarks.
+    pub watermark: WatermarkSpec,
 }
 
 /// An operator with its checked expressions and output schema.
@@ -59,6 +70,10 @@ pub struct PlanOperator {
     pub op: Operator,
     /// The rows it emits.
     pub schema: Schema,
+    /// Where its rows' event time is, if they have one.
+    pub time: Option<TimeAttr>,
+    /// Whether its rows are changes (a leading `op` field) rather than appends.
+    pub changelog: bool,
 }
 
 /// A checked operator.
@@ -73,6 +88,28 @@ pub enum Operator {
     KeyBy(Vec<Expr>),
     /// Merges its inputs; rows are unchanged.
     Union,
+    /// Group aggregation, windowed or unbounded.
+    Aggregate(AggregatePlan),
+    /// The first n rows per group.
+    Top(TopPlan),
+    /// The late rows of the windowed operator that is its input (a side output).
+    Late,
+}
+
+impl Operator {
+    /// Whether the operator keeps state and heads a task of its own.
+    pub fn is_stateful(&self) -> bool {
+        matches!(self, Operator::Aggregate(_) | Operator::Top(_))
+    }
+
+    /// The group keys a stateful operator needs its input partitioned by.
+    pub fn group_keys(&self) -> Option<&[Expr]> {
+        match self {
+            Operator::Aggregate(plan) => Some(&plan.keys),
+            Operator::Top(plan) => Some(&plan.keys),
+            _ => None,
+        }
+    }
 }
 
 /// A sink with the schema of what it receives.
@@ -86,6 +123,8 @@ pub struct PlanSink {
     pub kind: SinkKind,
     /// The rows it receives.
     pub schema: Schema,
+    /// A file sink's `partition_by`, compiled against `schema`.
+    pub partition_by: Option<Expr>,
 }
 
 impl Plan {
@@ -113,17 +152,26 @@ impl Plan {
             .collect();
         for index in order {
             let operator = plan_operator(spec, &plan, &placed, index)?;
-            placed.push((operator.name.clone(), Input::Operator(plan.operators.len())));
+            let at = plan.operators.len();
+            placed.push((operator.name.clone(), Input::Operator(at)));
             plan.operators.push(operator);
+            if let Some(named) = late_output_of(&spec.operators[index].kind) {
+                let late = stateful::late_output(&plan, at, named);
+                placed.push((late.name.clone(), Input::Operator(at + 1)));
+                plan.operators.push(late);
+            }
         }
         for sink in &spec.sinks {
             let path = format!("sinks.{}.from", sink.name.name);
             let input = resolve(spec, &placed, &sink.input, &path)?;
+            let schema = plan.schema_of(input).clone();
+            let partition_by = sink_partition(spec, &sink.kind, &schema)?;
             plan.sinks.push(PlanSink {
                 name: sink.name.name.clone(),
                 input,
                 kind: sink.kind.clone(),
-                schema: plan.schema_of(input).clone(),
+                schema,
+                partition_by,
             });
         }
         Ok(plan)
@@ -137,6 +185,22 @@ impl Plan {
         }
     }
 
+    /// The event-time attribute of `input`'s rows.
+    pub fn time_of(&self, input: Input) -> Option<TimeAttr> {
+        match input {
+            Input::Source(i) => self.sources[i].time,
+            Input::Operator(i) => self.operators[i].time,
+        }
+    }
+
+    /// Whether `input` emits a changelog.
+    pub fn changelog_of(&self, input: Input) -> bool {
+        match input {
+            Input::Source(_) => false,
+            Input::Operator(i) => self.operators[i].changelog,
+        }
+    }
+
     /// The name of `input`.
     pub fn name_of(&self, input: Input) -> &str {
         match input {
@@ -146,6 +210,24 @@ impl Plan {
     }
 }
 
+/// Compiles a file sink's `partition_by` against the schema the sink receives; any type will
+/// do, since the sink uses the value's text form.
+fn sink_partition(
+    spec: &PipelineSpec,
+    kind: &SinkKind,
+    schema: &Schema,
+) -> Result<Option<Expr>, SpecError> {
+    let SinkKind::File(file) = kind else {
+        return Ok(None);
+    };
+    let Some(text) = &file.partition_by else {
+        return Ok(None);
+    };
+    expr::compile(&text.text, schema)
+        .map(Some)
+        .map_err(|err| spec.expr_error(text, err.offset, err.message))
+}
+
 fn check_unique_names(spec: &PipelineSpec) -> Result<(), SpecError> {
     let mut seen: Vec<&str> = Vec::new();
     let all = spec
@@ -153,6 +235,11 @@ fn check_unique_names(spec: &PipelineSpec) -> Result<(), SpecError> {
         .iter()
         .map(|s| (&s.name, "sources"))
         .chain(spec.operators.iter().map(|o| (&o.name, "operators")))
+        .chain(
+            spec.operators
+                .iter()
+                .filter_map(|o| late_output_of(&o.kind).map(|n| (n, "operators"))),
+        )
         .chain(spec.sinks.iter().map(|s| (&s.name, "sinks")));
     for (named, section) in all {
         if seen.contains(&named.name.as_str()) {
@@ -198,6 +285,11 @@ fn plan_source(
         kind: source.kind.clone(),
         schema,
         event_time,
+        time: event_time.map(|field| TimeAttr {
+            field,
+            offset_ms: 0,
+        }),
+        watermark: source.watermark,
     })
 }
 
@@ -240,7 +332,11 @@ fn unknown_field(name: &str, schema: &Schema) -> String {
 
 /// Operator indices (into `spec.operators`) so that inputs come first; a cycle is an error.
 fn topological_order(spec: &PipelineSpec) -> Result<Vec<usize>, SpecError> {
-    let index_of = |name: &str| spec.operators.iter().position(|o| o.name.name == name);
+    let index_of = |name: &str| {
+        spec.operators.iter().position(|o| {
+            o.name.name == name || late_output_of(&o.kind).is_some_and(|n| n.name == name)
+        })
+    };
     let mut state = vec![0u8; spec.operators.len()]; // 0 new, 1 visiting, 2 done
     let mut order = Vec::with_capacity(spec.operators.len());
     fn visit(
@@ -317,11 +413,83 @@ fn plan_operator(
         .map(|named| resolve(spec, placed, named, &format!("{path}.from")))
         .collect::<Result<Vec<_>, _>>()?;
     let input_schema = plan.schema_of(inputs[0]).clone();
+    let input = InputInfo {
+        schema: &input_schema,
+        time: plan.time_of(inputs[0]),
+        changelog: plan.changelog_of(inputs[0]),
+        name: plan.name_of(inputs[0]),
+    };
+    // The late output, when there is one, is placed right after this operator.
+    let late_index = late_output_of(&operator.kind).map(|_| plan.operators.len() + 1);
+    let (op, schema, time, changelog) = match &operator.kind {
+        OperatorKind::Aggregate(aggregate) => {
+            stateful::plan_aggregate(spec, &operator.name, &path, &input, aggregate, late_index)?
+        }
+        OperatorKind::Top(top) => {
+            stateful::plan_top(spec, &operator.name, &path, &input, top, late_index)?
+        }
+        OperatorKind::Union => {
+            let (op, schema) = plan_union(spec, plan, &path, operator, &inputs, &input_schema)?;
+            let time = inputs
+                .iter()
+                .map(|i| plan.time_of(*i))
+                .reduce(|a, b| if a == b { a } else { None })
+                .flatten();
+            let changelog = inputs.iter().any(|i| plan.changelog_of(*i));
+            (op, schema, time, changelog)
+        }
+        kind => {
+            let (op, schema) = plan_stateless(spec, &path, operator, kind, &input)?;
+            let time = carried_time(&op, input.time);
+            (op, schema, time, input.changelog)
+        }
+    };
+    Ok(PlanOperator {
+        name: operator.name.name.clone(),
+        inputs,
+        op,
+        schema,
+        time,
+        changelog,
+    })
+}
+
+/// The late side output an operator names, if any.
+fn late_output_of(kind: &OperatorKind) -> Option<&Named> {
+    let window = match kind {
+        OperatorKind::Aggregate(aggregate) => aggregate.window.as_ref(),
+        OperatorKind::Top(top) => top.window.as_ref(),
+        _ => None,
+    };
+    window.and_then(|w| w.late_output.as_ref())
+}
+
+/// Where the event time lands after a stateless operator: unchanged rows keep it; a projection
+/// keeps it when it passes the time field through unchanged.
+fn carried_time(op: &Operator, time: Option<TimeAttr>) -> Option<TimeAttr> {
+    let time = time?;
+    match op {
+        Operator::Project(exprs) => exprs
+            .iter()
+            .position(|e| e.field_index() == Some(time.field))
+            .map(|field| TimeAttr { field, ..time }),
+        _ => Some(time),
+    }
+}
+
+fn plan_stateless(
+    spec: &PipelineSpec,
+    path: &str,
+    operator: &crate::spec::OperatorSpec,
+    kind: &OperatorKind,
+    input: &InputInfo<'_>,
+) -> Result<(Operator, Schema), SpecError> {
+    let input_schema = input.schema;
     let compile = |text: &ExprText| -> Result<Expr, SpecError> {
-        expr::compile(&text.text, &input_schema)
+        expr::compile(&text.text, input_schema)
             .map_err(|err| spec.expr_error(text, err.offset, err.message))
     };
-    let (op, schema) = match &operator.kind {
+    Ok(match kind {
         OperatorKind::Filter(text) => {
             let predicate = compile(text)?;
             if predicate.data_type() != DataType::Bool {
@@ -334,35 +502,18 @@ fn plan_operator(
                     ),
                 ));
             }
-            (Operator::Filter(predicate), input_schema)
+            (Operator::Filter(predicate), input_schema.clone())
         }
-        OperatorKind::Map(assignments) => {
-            let mut outputs: Vec<(Field, Expr)> = Vec::with_capacity(input_schema.len());
-            for field in input_schema.fields() {
-                let reference = format!("`{}`", field.name.replace('`', ""));
-                let expr = expr::compile(&reference, &input_schema).map_err(|err| {
-                    spec.error_at(
-                        &operator.name,
-                        &path,
-                        format!("field `{}`: {err}", field.name),
-                    )
-                })?;
-                outputs.push((field.clone(), expr));
-            }
-            for (named, text) in assignments {
-                let expr = compile(text)?;
-                let field = output_field(named, &expr);
-                match outputs.iter_mut().find(|(f, _)| f.name == named.name) {
-                    Some(slot) => *slot = (field, expr),
-                    None => outputs.push((field, expr)),
-                }
-            }
-            let (fields, exprs) = outputs.into_iter().unzip();
-            (Operator::Project(exprs), Schema::new(fields))
-        }
+        OperatorKind::Map(assignments) => plan_map(spec, path, operator, assignments, input)?,
         OperatorKind::Project(assignments) => {
-            let mut fields: Vec<Field> = Vec::with_capacity(assignments.len());
-            let mut exprs = Vec::with_capacity(assignments.len());
+            let mut fields: Vec<Field> = Vec::with_capacity(assignments.len() + 1);
+            let mut exprs = Vec::with_capacity(assignments.len() + 1);
+            let listed_op = assignments.iter().any(|(named, _)| named.name == OP_FIELD);
+            if input.changelog && !listed_op {
+                // A changelog keeps its change kind in front, whatever the projection lists.
+                exprs.push(field_ref(spec, path, operator, OP_FIELD, input_schema)?);
+                fields.push(input_schema.fields()[0].clone());
+            }
             for (named, text) in assignments {
                 let expr = compile(text)?;
                 fields.push(output_field(named, &expr));
@@ -372,34 +523,82 @@ fn plan_operator(
         }
         OperatorKind::KeyBy(keys) => {
             let exprs = keys.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
-            (Operator::KeyBy(exprs), input_schema)
+            (Operator::KeyBy(exprs), input_schema.clone())
         }
-        OperatorKind::Union => {
-            for (input, named) in inputs.iter().zip(&operator.inputs).skip(1) {
-                let other = plan.schema_of(*input);
-                if !same_shape(other, &input_schema) {
-                    return Err(spec.error_at(
-                        named,
-                        &format!("{path}.union"),
-                        format!(
-                            "union inputs must have the same fields and types: `{}` has ({}) but `{}` has ({})",
-                            operator.inputs[0].name,
-                            describe(&input_schema),
-                            named.name,
-                            describe(other)
-                        ),
-                    ));
-                }
-            }
-            (Operator::Union, union_schema(&inputs, plan))
-        }
-    };
-    Ok(PlanOperator {
-        name: operator.name.name.clone(),
-        inputs,
-        op,
-        schema,
+        _ => unreachable!("stateful kinds and unions are planned elsewhere"),
     })
+}
+
+fn field_ref(
+    spec: &PipelineSpec,
+    path: &str,
+    operator: &crate::spec::OperatorSpec,
+    name: &str,
+    schema: &Schema,
+) -> Result<Expr, SpecError> {
+    let reference = format!("`{}`", name.replace('`', ""));
+    expr::compile(&reference, schema)
+        .map_err(|err| spec.error_at(&operator.name, path, format!("field `{name}`: {err}")))
+}
+
+fn plan_map(
+    spec: &PipelineSpec,
+    path: &str,
+    operator: &crate::spec::OperatorSpec,
+    assignments: &[(Named, ExprText)],
+    input: &InputInfo<'_>,
+) -> Result<(Operator, Schema), SpecError> {
+    let input_schema = input.schema;
+    let mut outputs: Vec<(Field, Expr)> = Vec::with_capacity(input_schema.len());
+    for field in input_schema.fields() {
+        let expr = field_ref(spec, path, operator, &field.name, input_schema)?;
+        outputs.push((field.clone(), expr));
+    }
+    for (named, text) in assignments {
+        if input.changelog && named.name == OP_FIELD {
+            return Err(spec.error_at(
+                named,
+                path,
+                format!("`{OP_FIELD}` holds the change kind of a changelog and cannot be replaced"),
+            ));
+        }
+        let expr = expr::compile(&text.text, input_schema)
+            .map_err(|err| spec.expr_error(text, err.offset, err.message))?;
+        let field = output_field(named, &expr);
+        match outputs.iter_mut().find(|(f, _)| f.name == named.name) {
+            Some(slot) => *slot = (field, expr),
+            None => outputs.push((field, expr)),
+        }
+    }
+    let (fields, exprs) = outputs.into_iter().unzip();
+    Ok((Operator::Project(exprs), Schema::new(fields)))
+}
+
+fn plan_union(
+    spec: &PipelineSpec,
+    plan: &Plan,
+    path: &str,
+    operator: &crate::spec::OperatorSpec,
+    inputs: &[Input],
+    input_schema: &Schema,
+) -> Result<(Operator, Schema), SpecError> {
+    for (input, named) in inputs.iter().zip(&operator.inputs).skip(1) {
+        let other = plan.schema_of(*input);
+        if !same_shape(other, input_schema) {
+            return Err(spec.error_at(
+                named,
+                &format!("{path}.union"),
+                format!(
+                    "union inputs must have the same fields and types: `{}` has ({}) but `{}` has ({})",
+                    operator.inputs[0].name,
+                    describe(input_schema),
+                    named.name,
+                    describe(other)
+                ),
+            ));
+        }
+    }
+    Ok((Operator::Union, union_schema(inputs, plan)))
 }
 
 fn output_field(named: &Named, expr: &Expr) -> Field {

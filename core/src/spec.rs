@@ -5,6 +5,7 @@
 //! stay text here with their position; [`crate::plan`] type-checks them against schemas.
 //! The reference for users is docs/pipeline.md.
 
+mod stateful;
 mod yaml;
 
 use std::fmt;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::schema::{DataType, Field, Schema};
+pub use stateful::{parse_duration, AggregateSpec, GroupKey, TopSpec, WindowSpec};
 pub use yaml::Pos;
 use yaml::{Node, NodeKind};
 
@@ -92,6 +94,8 @@ pub struct SourceSpec {
     pub name: Named,
     /// What it reads.
     pub kind: SourceKind,
+    /// How its watermarks are generated (`watermark:`).
+    pub watermark: crate::watermark::WatermarkSpec,
 }
 
 /// The kinds of source.
@@ -211,6 +215,10 @@ pub enum OperatorKind {
     KeyBy(Vec<ExprText>),
     /// The rows of all inputs, which must have the same schema.
     Union,
+    /// Group (optionally windowed) aggregation.
+    Aggregate(AggregateSpec),
+    /// The first `n` rows per group by an order.
+    Top(TopSpec),
 }
 
 /// One named sink.
@@ -250,6 +258,9 @@ pub struct FileSink {
     pub roll_bytes: u64,
     /// CSV: write a header line at the top of each part file (default true).
     pub csv_header: bool,
+    /// `partition_by`: an expression whose value, as text, names the subdirectory of `path`
+    /// each row goes to; every row goes to `path` itself when absent.
+    pub partition_by: Option<ExprText>,
 }
 
 /// A spec that cannot be used, with the place it went wrong.
@@ -617,7 +628,11 @@ fn decode_source(
 ) -> Result<SourceSpec, SpecError> {
     let mut fields = Fields::new(cx, node, path)?;
     let (type_node, type_path) = fields.required(cx, "type")?;
-    let kind = match scalar(cx, type_node, &type_path)? {
+    let type_name = scalar(cx, type_node, &type_path)?;
+    // The reference Nexmark DDL declares `dateTime - 4 seconds`.
+    let default_out_of_orderness_ms = if type_name == "nexmark" { 4_000 } else { 0 };
+    let watermark = stateful::decode_watermark(cx, &mut fields, default_out_of_orderness_ms)?;
+    let kind = match type_name {
         "nexmark" => SourceKind::Nexmark(decode_nexmark(cx, &mut fields)?),
         "file" => SourceKind::File(decode_file_source(cx, &mut fields)?),
         "ingest" => SourceKind::Ingest(decode_ingest(cx, &mut fields)?),
@@ -629,7 +644,11 @@ fn decode_source(
             ))
         }
     };
-    Ok(SourceSpec { name, kind })
+    Ok(SourceSpec {
+        name,
+        kind,
+        watermark,
+    })
 }
 
 fn unknown_choice(what: &str, found: &str, allowed: &[&str]) -> String {
@@ -652,6 +671,7 @@ const NEXMARK_KEYS: &[&str] = &[
     "out_of_order_ms",
     "first_event_time_ms",
     "events_per_second",
+    "watermark",
 ];
 
 fn decode_nexmark(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<NexmarkSource, SpecError> {
@@ -783,6 +803,7 @@ const FILE_SOURCE_KEYS: &[&str] = &[
     "tail",
     "csv_header",
     "on_error",
+    "watermark",
 ];
 
 fn decode_file_source(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<FileSource, SpecError> {
@@ -828,6 +849,7 @@ const INGEST_KEYS: &[&str] = &[
     "durability",
     "segment_bytes",
     "credits",
+    "watermark",
 ];
 
 fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, SpecError> {
@@ -895,7 +917,15 @@ pub fn parse_durability(text: &str) -> Option<DurabilitySpec> {
     }
 }
 
-const OPERATOR_KINDS: &[&str] = &["filter", "map", "project", "key_by", "union"];
+const OPERATOR_KINDS: &[&str] = &[
+    "filter",
+    "map",
+    "project",
+    "key_by",
+    "union",
+    "aggregate",
+    "top",
+];
 
 fn decode_operators(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<OperatorSpec>, SpecError> {
     let NodeKind::Seq(items) = &node.kind else {
@@ -980,12 +1010,22 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
             "filter" => OperatorKind::Filter(expr_text(cx, kind_node, &kind_path)?),
             "map" => OperatorKind::Map(assignments(cx, kind_node, &kind_path)?),
             "project" => OperatorKind::Project(assignments(cx, kind_node, &kind_path)?),
+            "aggregate" => OperatorKind::Aggregate(stateful::decode_aggregate(
+                cx,
+                &mut fields,
+                kind_node,
+                &kind_path,
+            )?),
+            "top" => OperatorKind::Top(stateful::decode_top(cx, kind_node, &kind_path)?),
             _ => OperatorKind::KeyBy(key_list(cx, kind_node, &kind_path)?),
         };
         (kind, inputs)
     };
     let mut allowed = vec!["name", "from"];
     allowed.extend_from_slice(OPERATOR_KINDS);
+    if kind_name == "aggregate" {
+        allowed.extend_from_slice(&["group_by", "window"]);
+    }
     fields.finish(cx, &allowed)?;
     Ok(OperatorSpec { name, inputs, kind })
 }
@@ -1067,14 +1107,27 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
             let format = decode_format(cx, &mut fields)?;
             let roll_bytes = fields.u64(cx, "roll_bytes")?.unwrap_or(128 << 20).max(1);
             let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
+            let partition_by = match fields.get("partition_by") {
+                None => None,
+                Some((node, key_path)) => Some(expr_text(cx, node, &key_path)?),
+            };
             (
                 SinkKind::File(FileSink {
                     path: dir,
                     format,
                     roll_bytes,
                     csv_header,
+                    partition_by,
                 }),
-                &["type", "from", "path", "format", "roll_bytes", "csv_header"],
+                &[
+                    "type",
+                    "from",
+                    "path",
+                    "format",
+                    "roll_bytes",
+                    "csv_header",
+                    "partition_by",
+                ],
             )
         }
         other => {

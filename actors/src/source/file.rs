@@ -35,7 +35,9 @@ pub(super) async fn run(
     let files = input_files(&spec.path)?;
     let source = &cx.plan.sources[index];
     let mut readers = Vec::new();
-    for partition in owned_partitions(cx, files.len() as u32) {
+    let mine = owned_partitions(cx, files.len() as u32);
+    emitter.own_partitions(&mine);
+    for partition in mine {
         let path = &files[partition as usize];
         let file = BufferedFile::open(path)
             .await
@@ -82,6 +84,7 @@ async fn read_in_turn(
             progressed |= reader.step(emitter).await?;
         }
         if !progressed && readers.iter().any(|r| !r.done) {
+            emitter.tick().await;
             glommio::timer::sleep(TAIL_POLL).await;
         }
     }

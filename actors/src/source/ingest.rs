@@ -31,6 +31,8 @@ use crate::Error;
 
 /// Batches appended and waiting for the pipeline, per core, before connections stop acking.
 const QUEUED_BATCHES: usize = 4;
+/// How often an idle source re-evaluates its watermark (idle partitions).
+const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How often blocked waits look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -52,10 +54,21 @@ pub(super) async fn run(
         credits: spec.credits.max(1),
     };
     let accepting = glommio::spawn_local(acceptor.run(listener)).detach();
+    emitter.own_partitions(&[cx.core as u32]);
     // Ends when the acceptor and every connection have dropped their queue senders.
-    while let Some(batch) = rx.recv().await {
-        emitter.events(batch.row_count() as u64);
-        emitter.emit(batch).await?;
+    loop {
+        let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
+            glommio::timer::sleep(IDLE_POLL).await;
+            None
+        });
+        match next.await {
+            Some(Some(batch)) => {
+                emitter.events(batch.row_count() as u64);
+                emitter.emit(batch).await?;
+            }
+            Some(None) => break,
+            None => emitter.tick().await,
+        }
     }
     let _ = accepting.await;
     log.sync()

@@ -26,6 +26,7 @@ pub(super) async fn run(
         .events
         .unwrap_or(EVENT_NUMBER_MAX)
         .min(EVENT_NUMBER_MAX);
+    emitter.own_partitions(&mine);
     let mut next: Vec<u64> = mine.iter().map(|p| u64::from(*p)).collect();
     let batch_rows = cx.plan.settings.batch_rows;
     let stream = StreamId(index as u32);
@@ -58,6 +59,7 @@ pub(super) async fn run(
         }
         if produced == 0 {
             // Rate-limited and nothing due yet.
+            emitter.tick().await;
             glommio::timer::sleep(Duration::from_millis(1)).await;
         } else {
             glommio::yield_if_needed().await;

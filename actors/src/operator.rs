@@ -1,0 +1,252 @@
+//! Stateful operators: windowed and unbounded aggregates and top-N, each a state machine
+//! driven by its task with batches, watermarks and (for processing time) the clock.
+//!
+//! An instance lives on one core and owns the state of the key groups that core owns; rows
+//! reach it already partitioned by its group keys. Results and late rows are appended to an
+//! [`Output`], which the task drains downstream after every call. Nothing here awaits.
+
+mod aggregate;
+mod session;
+mod table;
+mod top;
+
+use std::cmp::Ordering;
+
+use wire_core::expr::{Datum, Expr};
+use wire_core::plan::{Operator, Plan};
+use wire_core::window::{TimeAttr, TimeDomain};
+use wire_core::{
+    ArchivedRow, Batch, BatchBuilder, BatchView, PartitionId, StreamId, Value, ValueRef,
+};
+
+pub(crate) use table::GroupTable;
+
+/// One stateful operator instance.
+pub(crate) trait Stateful {
+    /// Applies the rows of `batch`; `now_ms` is the wall clock (processing time).
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error>;
+
+    /// The combined input watermark advanced to `watermark`: fire what it closes.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error>;
+
+    /// The wall-clock time at which `on_timer` has work, for processing-time windows.
+    fn next_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// The wall clock reached `now_ms`.
+    fn on_timer(&mut self, _now_ms: i64, _out: &mut Output) -> Result<(), wire_core::Error> {
+        Ok(())
+    }
+
+    /// Groups (keys, or keys × windows) currently held.
+    fn groups(&self) -> usize;
+}
+
+/// Builds the stateful operator `index` of `plan`, or `None` if it is stateless.
+pub(crate) fn build(plan: &Plan, index: usize) -> Option<Box<dyn Stateful>> {
+    let operator = &plan.operators[index];
+    match &operator.op {
+        Operator::Aggregate(aggregate) => Some(match &aggregate.window {
+            Some(window)
+                if matches!(window.kind, wire_core::window::WindowKind::Session { .. }) =>
+            {
+                Box::new(session::SessionAggregate::new(aggregate, window))
+            }
+            Some(window) => Box::new(aggregate::WindowAggregate::new(aggregate, window)),
+            None => Box::new(aggregate::UnboundedAggregate::new(aggregate)),
+        }),
+        Operator::Top(top) => Some(Box::new(top::Top::new(top))),
+        _ => None,
+    }
+}
+
+/// Where a stateful operator puts result rows and late rows; sealed into batches of at most
+/// `batch_rows` rows.
+pub(crate) struct Output {
+    main: BatchBuilder,
+    late: BatchBuilder,
+    /// Finished result batches, in order.
+    pub(crate) ready: Vec<Batch>,
+    /// Finished late-row batches, in order.
+    pub(crate) late_ready: Vec<Batch>,
+    /// Rows sent to the late output (or counted as late without one).
+    pub(crate) late_rows: u64,
+    batch_rows: usize,
+}
+
+impl Output {
+    /// An empty output sealing batches at `batch_rows` rows.
+    pub(crate) fn new(batch_rows: usize) -> Output {
+        let builder = || BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 64 << 10);
+        Output {
+            main: builder(),
+            late: builder(),
+            ready: Vec::new(),
+            late_ready: Vec::new(),
+            late_rows: 0,
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    /// Appends a result row with event time `time_ms`.
+    pub(crate) fn push<V: wire_core::AsValueRef>(
+        &mut self,
+        values: &[V],
+        time_ms: Option<i64>,
+    ) -> Result<(), wire_core::Error> {
+        match time_ms {
+            Some(time) => self.main.push_with_time(values, time)?,
+            None => self.main.push(values)?,
+        }
+        if self.main.row_count() >= self.batch_rows {
+            self.ready.push(self.main.finish());
+        }
+        Ok(())
+    }
+
+    /// Copies row `index` of `view` to the late output.
+    pub(crate) fn push_late(
+        &mut self,
+        view: &BatchView<'_>,
+        index: usize,
+        time_ms: Option<i64>,
+    ) -> Result<(), wire_core::Error> {
+        self.late.push_row_of(view, index)?;
+        if let Some(time) = time_ms {
+            self.late.widen_event_time(time, time);
+        }
+        self.late_rows += 1;
+        if self.late.row_count() >= self.batch_rows {
+            self.late_ready.push(self.late.finish());
+        }
+        Ok(())
+    }
+
+    /// Seals partly filled batches so the task can send them.
+    pub(crate) fn seal(&mut self) {
+        if !self.main.is_empty() {
+            self.ready.push(self.main.finish());
+        }
+        if !self.late.is_empty() {
+            self.late_ready.push(self.late.finish());
+        }
+    }
+}
+
+/// A row's event time by `time`, or `None` when the field is NULL.
+pub(crate) fn row_time(row: &ArchivedRow, time: TimeAttr) -> Option<i64> {
+    let value = row.get(time.field)?;
+    let ms = value.as_timestamp().or_else(|| value.as_i64())?;
+    Some(ms.saturating_add(time.offset_ms))
+}
+
+/// How an operator reads the time of a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clock {
+    /// The row's event-time attribute.
+    Event(TimeAttr),
+    /// The wall clock when the batch arrived.
+    Processing,
+}
+
+impl Clock {
+    pub(crate) fn new(domain: TimeDomain, time: Option<TimeAttr>) -> Clock {
+        match (domain, time) {
+            (TimeDomain::Event, Some(time)) => Clock::Event(time),
+            // The plan refuses event-time windows without event time.
+            _ => Clock::Processing,
+        }
+    }
+
+    pub(crate) fn time_of(&self, row: &ArchivedRow, now_ms: i64) -> Option<i64> {
+        match self {
+            Clock::Event(time) => row_time(row, *time),
+            Clock::Processing => Some(now_ms),
+        }
+    }
+}
+
+/// Evaluates `exprs` over `row` into `out` (cleared first).
+pub(crate) fn eval_into<'a>(exprs: &'a [Expr], row: &'a ArchivedRow, out: &mut Vec<Datum<'a>>) {
+    out.clear();
+    out.extend(exprs.iter().map(|e| e.eval(row)));
+}
+
+/// An owned copy of a datum.
+pub(crate) fn to_value(datum: &Datum<'_>) -> Value {
+    match datum {
+        Datum::Null => Value::Null,
+        Datum::I64(v) => Value::I64(*v),
+        Datum::F64(v) => Value::F64(*v),
+        Datum::Bool(v) => Value::Bool(*v),
+        Datum::Str(v) => Value::Str(v.to_string()),
+        Datum::Bytes(v) => Value::Bytes(v.to_vec()),
+        Datum::Timestamp(v) => Value::Timestamp(*v),
+    }
+}
+
+/// A stored value as a datum borrowing from it.
+pub(crate) fn as_datum(value: &Value) -> Datum<'_> {
+    use std::borrow::Cow;
+    match value {
+        Value::Null => Datum::Null,
+        Value::I64(v) => Datum::I64(*v),
+        Value::F64(v) => Datum::F64(*v),
+        Value::Bool(v) => Datum::Bool(*v),
+        Value::Str(v) => Datum::Str(Cow::Borrowed(v)),
+        Value::Bytes(v) => Datum::Bytes(Cow::Borrowed(v)),
+        Value::Timestamp(v) => Datum::Timestamp(*v),
+    }
+}
+
+/// Whether `datum` equals the stored `value` (same type and value; NULL equals NULL, as keys).
+pub(crate) fn datum_eq(datum: &Datum<'_>, value: &Value) -> bool {
+    match (datum, value) {
+        (Datum::Null, Value::Null) => true,
+        (Datum::I64(a), Value::I64(b)) => a == b,
+        (Datum::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0),
+        (Datum::Bool(a), Value::Bool(b)) => a == b,
+        (Datum::Str(a), Value::Str(b)) => a.as_ref() == b.as_str(),
+        (Datum::Bytes(a), Value::Bytes(b)) => a.as_ref() == b.as_slice(),
+        (Datum::Timestamp(a), Value::Timestamp(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Total order of values for `top`: NULL first, numbers by value, then by type.
+pub(crate) fn cmp_ref(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
+    use ValueRef as V;
+    match (a, b) {
+        (V::Null, V::Null) => Ordering::Equal,
+        (V::Null, _) => Ordering::Less,
+        (_, V::Null) => Ordering::Greater,
+        (V::I64(x), V::I64(y)) | (V::Timestamp(x), V::Timestamp(y)) => x.cmp(&y),
+        (V::F64(x), V::F64(y)) => x.total_cmp(&y),
+        (V::I64(x), V::F64(y)) => (x as f64).total_cmp(&y),
+        (V::F64(x), V::I64(y)) => x.total_cmp(&(y as f64)),
+        (V::Bool(x), V::Bool(y)) => x.cmp(&y),
+        (V::Str(x), V::Str(y)) => x.cmp(y),
+        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
+        _ => type_rank(a).cmp(&type_rank(b)),
+    }
+}
+
+fn type_rank(v: ValueRef<'_>) -> u8 {
+    match v {
+        ValueRef::Null => 0,
+        ValueRef::Bool(_) => 1,
+        ValueRef::I64(_) | ValueRef::F64(_) => 2,
+        ValueRef::Timestamp(_) => 3,
+        ValueRef::Str(_) => 4,
+        ValueRef::Bytes(_) => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! Group aggregation: over tumbling and hop windows (built from panes), and unbounded with a
+//! changelog of updates.
+//!
+//! A hop window of `size` sliding by `slide` is cut into panes of `gcd(size, slide)`: a row
+//! updates one pane's accumulators, and a window that fires merges its `size / pane` panes, so
+//! the cost per row does not grow with the number of overlapping windows.
+
+use std::collections::BTreeMap;
+
+use wire_core::agg::{Acc, AggCall};
+use wire_core::expr::{Datum, Expr};
+use wire_core::plan::AggregatePlan;
+use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
+use wire_core::window::{align_down, expired, fires, WindowKind, WindowPlan};
+use wire_core::{Batch, Value, ValueRef};
+
+use super::table::key_hash;
+use super::{eval_into, Clock, GroupTable, Output, Stateful};
+
+type Accs = Box<[Acc]>;
+
+/// A tumbling or hop window aggregate (event or processing time).
+pub(crate) struct WindowAggregate {
+    keys: Vec<Expr>,
+    aggs: Vec<AggCall>,
+    kind: WindowKind,
+    lateness_ms: i64,
+    clock: Clock,
+    /// Pane start → groups of that pane.
+    panes: BTreeMap<i64, GroupTable<Accs>>,
+    watermark: i64,
+    /// Every window ending at or before this has fired.
+    fired_end: i64,
+    /// Window end → hashes of keys a late row updated after the window fired.
+    refire: BTreeMap<i64, Vec<u64>>,
+}
+
+impl WindowAggregate {
+    pub(crate) fn new(plan: &AggregatePlan, window: &WindowPlan) -> WindowAggregate {
+        WindowAggregate {
+            keys: plan.keys.clone(),
+            aggs: plan.aggregates.clone(),
+            kind: window.kind,
+            lateness_ms: window.allowed_lateness_ms,
+            clock: Clock::new(window.time, plan.time),
+            panes: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+            fired_end: WATERMARK_MIN,
+            refire: BTreeMap::new(),
+        }
+    }
+
+    fn add_row(&mut self, row: &wire_core::ArchivedRow, ts: i64, datums: &mut Vec<Datum<'_>>) {
+        let hash = key_hash(datums);
+        let aggs = &self.aggs;
+        let table = self.panes.entry(self.kind.pane_start(ts)).or_default();
+        let (id, _) = table.find_or_insert(hash, datums, || new_accs(aggs));
+        if let Some(group) = table.get_mut(id) {
+            for (agg, acc) in aggs.iter().zip(group.value.iter_mut()) {
+                agg.update(acc, row);
+            }
+        }
+        if self.lateness_ms > 0 {
+            for (_, end) in self.kind.windows_of(ts) {
+                if end <= self.fired_end && !expired(end, self.lateness_ms, self.watermark) {
+                    self.refire.entry(end).or_default().push(hash);
+                }
+            }
+        }
+    }
+
+    /// Fires every window `watermark` closes, re-fires late-updated ones, and drops panes no
+    /// open window reads.
+    fn advance(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        self.watermark = self.watermark.max(watermark);
+        while let Some(end) = self.next_end() {
+            if !fires(end, self.watermark) {
+                break;
+            }
+            self.emit_window(end, None, out)?;
+            self.fired_end = end;
+        }
+        let refire = std::mem::take(&mut self.refire);
+        for (end, mut hashes) in refire {
+            hashes.sort_unstable();
+            hashes.dedup();
+            self.emit_window(end, Some(&hashes), out)?;
+        }
+        let (kind, lateness, watermark) = (self.kind, self.lateness_ms, self.watermark);
+        self.panes
+            .retain(|pane, _| !expired(kind.last_end_of_pane(*pane), lateness, watermark));
+        Ok(())
+    }
+
+    /// The end of the earliest window that has not fired and holds data.
+    fn next_end(&self) -> Option<i64> {
+        let (size, slide) = (self.kind.size_ms(), self.kind.slide_ms());
+        for pane in self.panes.keys() {
+            let after = (*pane).max(self.fired_end);
+            let end = align_down(after.saturating_sub(size), slide)
+                .saturating_add(slide)
+                .saturating_add(size);
+            if end <= self.kind.last_end_of_pane(*pane) {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    /// Emits window `[end - size, end)`, for every key or only keys hashing into `only`.
+    fn emit_window(
+        &self,
+        end: i64,
+        only: Option<&[u64]>,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let start = end.saturating_sub(self.kind.size_ms());
+        let wanted = |hash: u64| only.is_none_or(|hashes| hashes.binary_search(&hash).is_ok());
+        let mut panes = self.panes.range(start..end);
+        let window = Some((start, end));
+        if self.panes.range(start..end).count() == 1 {
+            let Some((_, table)) = panes.next() else {
+                return Ok(());
+            };
+            for (_, group) in table.iter().filter(|(_, g)| wanted(g.hash)) {
+                push_result(out, &group.key, window, &self.aggs, &group.value, None)?;
+            }
+            return Ok(());
+        }
+        let mut merged: GroupTable<Accs> = GroupTable::default();
+        for (_, table) in panes {
+            for (_, group) in table.iter().filter(|(_, g)| wanted(g.hash)) {
+                let (id, created) =
+                    merged.find_or_insert_values(group.hash, &group.key, || group.value.clone());
+                if created {
+                    continue;
+                }
+                if let Some(into) = merged.get_mut(id) {
+                    for ((agg, acc), from) in self
+                        .aggs
+                        .iter()
+                        .zip(into.value.iter_mut())
+                        .zip(group.value.iter())
+                    {
+                        agg.merge(acc, from);
+                    }
+                }
+            }
+        }
+        for (_, group) in merged.iter() {
+            push_result(out, &group.key, window, &self.aggs, &group.value, None)?;
+        }
+        Ok(())
+    }
+}
+
+impl Stateful for WindowAggregate {
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let view = batch.view();
+        let mut datums = Vec::with_capacity(self.keys.len());
+        let keys = self.keys.clone();
+        for index in 0..view.row_count() {
+            let row = view.row(index);
+            let ts = match self.clock.time_of(row, now_ms) {
+                Some(ts)
+                    if !expired(self.kind.last_end_of(ts), self.lateness_ms, self.watermark) =>
+                {
+                    ts
+                }
+                time => {
+                    out.push_late(&view, index, time)?;
+                    continue;
+                }
+            };
+            eval_into(&keys, row, &mut datums);
+            self.add_row(row, ts, &mut datums);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        if matches!(self.clock, Clock::Processing) && watermark != WATERMARK_MAX {
+            return Ok(()); // Processing-time windows follow the wall clock, not watermarks.
+        }
+        self.advance(watermark, out)
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        match self.clock {
+            Clock::Processing => self.next_end(),
+            Clock::Event(_) => None,
+        }
+    }
+
+    fn on_timer(&mut self, now_ms: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        // At wall-clock time `now`, every millisecond before it is complete.
+        self.advance(now_ms.saturating_sub(1), out)
+    }
+
+    fn groups(&self) -> usize {
+        self.panes.values().map(|t| t.len()).sum()
+    }
+}
+
+/// An aggregate without a window: a changelog with one update per changed key per batch.
+pub(crate) struct UnboundedAggregate {
+    keys: Vec<Expr>,
+    aggs: Vec<AggCall>,
+    groups: GroupTable<Running>,
+    batch_seq: u64,
+    touched: Vec<u32>,
+}
+
+struct Running {
+    accs: Accs,
+    /// The last batch that changed the group.
+    batch: u64,
+    /// Whether a result was emitted before (so the next change retracts it).
+    emitted: bool,
+}
+
+impl UnboundedAggregate {
+    pub(crate) fn new(plan: &AggregatePlan) -> UnboundedAggregate {
+        UnboundedAggregate {
+            keys: plan.keys.clone(),
+            aggs: plan.aggregates.clone(),
+            groups: GroupTable::default(),
+            batch_seq: 0,
+            touched: Vec::new(),
+        }
+    }
+}
+
+impl Stateful for UnboundedAggregate {
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        _now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        self.batch_seq += 1;
+        self.touched.clear();
+        let view = batch.view();
+        let mut datums = Vec::with_capacity(self.keys.len());
+        for row in view.rows() {
+            eval_into(&self.keys, row, &mut datums);
+            let hash = key_hash(&datums);
+            let aggs = &self.aggs;
+            let (id, _) = self.groups.find_or_insert(hash, &datums, || Running {
+                accs: new_accs(aggs),
+                batch: 0,
+                emitted: false,
+            });
+            let Some(group) = self.groups.get_mut(id) else {
+                continue;
+            };
+            if group.value.batch != self.batch_seq {
+                group.value.batch = self.batch_seq;
+                if group.value.emitted {
+                    push_result(out, &group.key, None, aggs, &group.value.accs, Some("-U"))?;
+                }
+                self.touched.push(id);
+            }
+            for (agg, acc) in aggs.iter().zip(group.value.accs.iter_mut()) {
+                agg.update(acc, row);
+            }
+        }
+        for &id in &self.touched {
+            let Some(group) = self.groups.get_mut(id) else {
+                continue;
+            };
+            let op = if group.value.emitted { "+U" } else { "+I" };
+            group.value.emitted = true;
+            push_result(
+                out,
+                &group.key,
+                None,
+                &self.aggs,
+                &group.value.accs,
+                Some(op),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Output) -> Result<(), wire_core::Error> {
+        Ok(())
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+pub(super) fn new_accs(aggs: &[AggCall]) -> Accs {
+    aggs.iter().map(|agg| agg.new_acc()).collect()
+}
+
+/// Appends one result row: `[op,] keys, [window_start, window_end,] aggregates`.
+pub(super) fn push_result(
+    out: &mut Output,
+    key: &[Value],
+    window: Option<(i64, i64)>,
+    aggs: &[AggCall],
+    accs: &[Acc],
+    op: Option<&str>,
+) -> Result<(), wire_core::Error> {
+    let results: Vec<Datum<'_>> = aggs
+        .iter()
+        .zip(accs)
+        .map(|(agg, acc)| agg.result(acc))
+        .collect();
+    let mut row: Vec<ValueRef<'_>> = Vec::with_capacity(key.len() + results.len() + 3);
+    if let Some(op) = op {
+        row.push(ValueRef::Str(op));
+    }
+    row.extend(key.iter().map(Value::as_ref));
+    if let Some((start, end)) = window {
+        row.push(ValueRef::Timestamp(start));
+        row.push(ValueRef::Timestamp(end));
+    }
+    row.extend(results.iter().map(Datum::as_value_ref));
+    out.push(&row, window.map(|(_, end)| end - 1))
+}

@@ -1,0 +1,219 @@
+//! Session windows: per key, rows closer than `gap` to each other share a window
+//! `[first, last + gap)`; a row that bridges two sessions merges them.
+//!
+//! Each key keeps its open sessions; a timer per session end (in a map ordered by time) says
+//! when the watermark closes it. Timers may be stale after merges; firing re-checks the session.
+
+use std::collections::BTreeMap;
+
+use wire_core::agg::AggCall;
+use wire_core::expr::Expr;
+use wire_core::plan::AggregatePlan;
+use wire_core::watermark::WATERMARK_MIN;
+use wire_core::window::{expired, fires, WindowKind, WindowPlan};
+use wire_core::{ArchivedRow, Batch};
+
+use super::aggregate::{new_accs, push_result};
+use super::table::key_hash;
+use super::{eval_into, Clock, GroupTable, Output, Stateful};
+
+type Accs = Box<[wire_core::agg::Acc]>;
+
+/// A session-window aggregate.
+pub(crate) struct SessionAggregate {
+    keys: Vec<Expr>,
+    aggs: Vec<AggCall>,
+    gap_ms: i64,
+    lateness_ms: i64,
+    clock: Clock,
+    groups: GroupTable<Vec<Session>>,
+    /// Time → groups with a session ending (or expiring) then.
+    timers: BTreeMap<i64, Vec<u32>>,
+    watermark: i64,
+}
+
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Accs,
+    fired: bool,
+}
+
+impl SessionAggregate {
+    pub(crate) fn new(plan: &AggregatePlan, window: &WindowPlan) -> SessionAggregate {
+        let gap_ms = match window.kind {
+            WindowKind::Session { gap_ms } => gap_ms,
+            other => other.size_ms(),
+        };
+        SessionAggregate {
+            keys: plan.keys.clone(),
+            aggs: plan.aggregates.clone(),
+            gap_ms,
+            lateness_ms: window.allowed_lateness_ms,
+            clock: Clock::new(window.time, plan.time),
+            groups: GroupTable::default(),
+            timers: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+        }
+    }
+
+    /// Adds a row at `ts` to its key's sessions; `false` if it is late for every session.
+    fn add_row(
+        &mut self,
+        row: &ArchivedRow,
+        ts: i64,
+        hash: u64,
+        key: &[wire_core::expr::Datum<'_>],
+    ) -> bool {
+        let end = ts.saturating_add(self.gap_ms);
+        let (id, _) = self.groups.find_or_insert(hash, key, Vec::new);
+        let Some(group) = self.groups.get_mut(id) else {
+            return false;
+        };
+        let sessions = &mut group.value;
+        let overlapping = sessions.iter().any(|s| s.start < end && ts < s.end);
+        if !overlapping && expired(end, self.lateness_ms, self.watermark) {
+            if sessions.is_empty() {
+                self.groups.remove(id);
+            }
+            return false;
+        }
+        let mut fresh = Session {
+            start: ts,
+            end,
+            accs: new_accs(&self.aggs),
+            fired: false,
+        };
+        for (agg, acc) in self.aggs.iter().zip(fresh.accs.iter_mut()) {
+            agg.update(acc, row);
+        }
+        let mut merging: Vec<Session> = Vec::new();
+        let mut index = 0;
+        while index < sessions.len() {
+            if sessions[index].start < end && ts < sessions[index].end {
+                merging.push(sessions.swap_remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        merging.push(fresh);
+        merging.sort_by_key(|s| s.start);
+        let merged = merge_sessions(&self.aggs, merging);
+        self.timers.entry(merged.end).or_default().push(id);
+        sessions.push(merged);
+        true
+    }
+
+    fn fire(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
+        let watermark = self.watermark;
+        while let Some(entry) = self.timers.first_entry() {
+            if !fires(*entry.key(), watermark) {
+                break;
+            }
+            let mut ids = entry.remove();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                self.fire_group(id, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fire_group(&mut self, id: u32, out: &mut Output) -> Result<(), wire_core::Error> {
+        let (watermark, lateness) = (self.watermark, self.lateness_ms);
+        let Some(group) = self.groups.get_mut(id) else {
+            return Ok(());
+        };
+        for session in group.value.iter_mut() {
+            if !session.fired && fires(session.end, watermark) {
+                let window = Some((session.start, session.end));
+                push_result(out, &group.key, window, &self.aggs, &session.accs, None)?;
+                session.fired = true;
+                if lateness > 0 {
+                    let expiry = session.end.saturating_sub(1).saturating_add(lateness);
+                    self.timers
+                        .entry(expiry.saturating_add(1))
+                        .or_default()
+                        .push(id);
+                }
+            }
+        }
+        group.value.retain(|s| !expired(s.end, lateness, watermark));
+        if group.value.is_empty() {
+            self.groups.remove(id);
+        }
+        Ok(())
+    }
+}
+
+/// Folds sessions sorted by start into one.
+fn merge_sessions(aggs: &[AggCall], sessions: Vec<Session>) -> Session {
+    let mut iter = sessions.into_iter();
+    let Some(mut merged) = iter.next() else {
+        unreachable!("at least the new row's session");
+    };
+    for next in iter {
+        merged.start = merged.start.min(next.start);
+        merged.end = merged.end.max(next.end);
+        for ((agg, acc), from) in aggs
+            .iter()
+            .zip(merged.accs.iter_mut())
+            .zip(next.accs.iter())
+        {
+            agg.merge(acc, from);
+        }
+    }
+    merged.fired = false;
+    merged
+}
+
+impl Stateful for SessionAggregate {
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let view = batch.view();
+        let keys = self.keys.clone();
+        let mut datums = Vec::with_capacity(keys.len());
+        for index in 0..view.row_count() {
+            let row = view.row(index);
+            let Some(ts) = self.clock.time_of(row, now_ms) else {
+                out.push_late(&view, index, None)?;
+                continue;
+            };
+            eval_into(&keys, row, &mut datums);
+            let hash = key_hash(&datums);
+            if !self.add_row(row, ts, hash, &datums) {
+                out.push_late(&view, index, Some(ts))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        if matches!(self.clock, Clock::Processing) && watermark != i64::MAX {
+            return Ok(());
+        }
+        self.watermark = self.watermark.max(watermark);
+        self.fire(out)
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        match self.clock {
+            Clock::Processing => self.timers.keys().next().copied(),
+            Clock::Event(_) => None,
+        }
+    }
+
+    fn on_timer(&mut self, now_ms: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        self.watermark = self.watermark.max(now_ms.saturating_sub(1));
+        self.fire(out)
+    }
+
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+}

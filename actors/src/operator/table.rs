@@ -1,0 +1,160 @@
+//! A hash table of groups keyed by a composite key, looked up with the key's datums straight
+//! from a row (no owned key is built unless the group is new).
+//!
+//! Groups live in a slab and are named by a stable `u32` id, so timers and "touched" lists
+//! can refer to a group without holding its key. The hash is the key hash of `key_by`
+//! (`wire_core::key::KeyHasher`), which also decided the core the row was sent to.
+
+use hashbrown::HashTable;
+use wire_core::expr::Datum;
+use wire_core::key::KeyHasher;
+use wire_core::Value;
+
+use super::{as_datum, datum_eq, to_value};
+
+/// One group: its key and state.
+#[derive(Debug)]
+pub(crate) struct Group<V> {
+    /// The key hash.
+    pub(crate) hash: u64,
+    /// The key values, in group-by order.
+    pub(crate) key: Box<[Value]>,
+    /// The operator's state for the group.
+    pub(crate) value: V,
+}
+
+/// Groups by key.
+#[derive(Debug)]
+pub(crate) struct GroupTable<V> {
+    index: HashTable<u32>,
+    slots: Vec<Option<Group<V>>>,
+    free: Vec<u32>,
+}
+
+impl<V> Default for GroupTable<V> {
+    fn default() -> Self {
+        GroupTable {
+            index: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+/// The hash of a key given as datums.
+pub(crate) fn key_hash(key: &[Datum<'_>]) -> u64 {
+    let mut hasher = KeyHasher::default();
+    for part in key {
+        hasher.add(part.as_value_ref());
+    }
+    hasher.finish()
+}
+
+impl<V> GroupTable<V> {
+    /// The id of the group of `key` (with hash `hash`), created with `init` if new, and
+    /// whether it was created.
+    pub(crate) fn find_or_insert(
+        &mut self,
+        hash: u64,
+        key: &[Datum<'_>],
+        init: impl FnOnce() -> V,
+    ) -> (u32, bool) {
+        self.find_or_insert_by(
+            hash,
+            |stored| keys_equal(key, stored),
+            || key.iter().map(to_value).collect(),
+            init,
+        )
+    }
+
+    /// As [`GroupTable::find_or_insert`], for a key held as values.
+    pub(crate) fn find_or_insert_values(
+        &mut self,
+        hash: u64,
+        key: &[Value],
+        init: impl FnOnce() -> V,
+    ) -> (u32, bool) {
+        self.find_or_insert_by(
+            hash,
+            |stored| {
+                stored.len() == key.len()
+                    && key
+                        .iter()
+                        .zip(stored)
+                        .all(|(k, s)| datum_eq(&as_datum(k), s))
+            },
+            || key.into(),
+            init,
+        )
+    }
+
+    fn find_or_insert_by(
+        &mut self,
+        hash: u64,
+        eq: impl Fn(&[Value]) -> bool,
+        make_key: impl FnOnce() -> Box<[Value]>,
+        init: impl FnOnce() -> V,
+    ) -> (u32, bool) {
+        let slots = &self.slots;
+        let found = self.index.find(hash, |&id| {
+            slots[id as usize]
+                .as_ref()
+                .is_some_and(|g| g.hash == hash && eq(&g.key))
+        });
+        if let Some(&id) = found {
+            return (id, false);
+        }
+        let group = Group {
+            hash,
+            key: make_key(),
+            value: init(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(group);
+                id
+            }
+            None => {
+                self.slots.push(Some(group));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, id, |&id| {
+            slots[id as usize].as_ref().map_or(0, |g| g.hash)
+        });
+        (id, true)
+    }
+
+    /// The group `id`, mutably, if it exists.
+    pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Group<V>> {
+        self.slots.get_mut(id as usize)?.as_mut()
+    }
+
+    /// Removes group `id` and returns it.
+    pub(crate) fn remove(&mut self, id: u32) -> Option<Group<V>> {
+        let group = self.slots.get_mut(id as usize)?.take()?;
+        if let Ok(entry) = self.index.find_entry(group.hash, |&other| other == id) {
+            entry.remove();
+        }
+        self.free.push(id);
+        Some(group)
+    }
+
+    /// Every group with its id.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Group<V>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(id, slot)| slot.as_ref().map(|g| (id as u32, g)))
+    }
+
+    /// Groups held.
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+fn keys_equal(key: &[Datum<'_>], stored: &[Value]) -> bool {
+    key.len() == stored.len() && key.iter().zip(stored).all(|(d, v)| datum_eq(d, v))
+}

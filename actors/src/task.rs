@@ -1,0 +1,168 @@
+//! An operator task: a mailbox, an optional stateful head, the fused chain after it and its
+//! outlets. Batches run through the head and the chain; watermarks are min-combined over the
+//! senders, fire the head's windows, and are forwarded after the results they released.
+//!
+//! After a failure the task keeps draining its mailbox, so upstream tasks never block forever.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glommio::channels::local_channel::LocalReceiver;
+use wire_core::watermark::InputWatermarks;
+use wire_core::Batch;
+
+use crate::chain::Chain;
+use crate::message::Message;
+use crate::operator::{Output, Stateful};
+use crate::outlet::Outlet;
+use crate::probe::Counters;
+use crate::runtime::CoreCx;
+use crate::Error;
+
+/// The parts of one operator task instance.
+pub(crate) struct OperatorTask {
+    pub(crate) cx: Rc<CoreCx>,
+    pub(crate) mailbox: LocalReceiver<Message>,
+    pub(crate) senders: usize,
+    /// The stateful head, if the task starts with one, and its probe node.
+    pub(crate) head: Option<(Box<dyn Stateful>, usize)>,
+    pub(crate) chain: Chain,
+    pub(crate) outlet: Outlet,
+    /// Where the head's late rows go, if its late output is read.
+    pub(crate) side: Option<Outlet>,
+}
+
+enum Event {
+    Message(Option<Message>),
+    Timer,
+}
+
+/// Milliseconds since the epoch on the wall clock.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl OperatorTask {
+    pub(crate) async fn run(mut self) {
+        let mut inputs = InputWatermarks::new(self.senders);
+        let mut out = Output::new(self.cx.plan.settings.batch_rows);
+        let mut ends = 0;
+        let mut failed = false;
+        while ends < self.senders {
+            let event = self.next_event().await;
+            let result = match event {
+                Event::Message(None) => break,
+                Event::Timer => self.on_timer(&mut out).await,
+                Event::Message(Some(message)) => match message {
+                    Message::Batch(_) if failed => Ok(()),
+                    Message::Batch(batch) => self.on_batch(batch, &mut out).await,
+                    Message::Watermark { sender, time } => match inputs.advance(sender, time) {
+                        Some(watermark) => self.on_watermark(watermark, &mut out).await,
+                        None => Ok(()),
+                    },
+                    Message::Idle { sender } => match inputs.idle(sender) {
+                        Some(watermark) => self.on_watermark(watermark, &mut out).await,
+                        None if inputs.all_idle() => {
+                            self.outlet.send_idle().await;
+                            Ok(())
+                        }
+                        None => Ok(()),
+                    },
+                    Message::End { sender } => {
+                        ends += 1;
+                        match inputs.end(sender) {
+                            Some(watermark) => self.on_watermark(watermark, &mut out).await,
+                            None => Ok(()),
+                        }
+                    }
+                },
+            };
+            if let Err(err) = result {
+                if !failed {
+                    self.cx.failure.record(err);
+                }
+                failed = true;
+            }
+        }
+        self.outlet.finish().await;
+        if let Some(side) = self.side.as_mut() {
+            side.finish().await;
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let deadline = self.head.as_ref().and_then(|(head, _)| head.next_timer());
+        let Some(at) = deadline else {
+            return Event::Message(self.mailbox.recv().await);
+        };
+        let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
+        let mailbox = &self.mailbox;
+        futures_lite::future::or(async { Event::Message(mailbox.recv().await) }, async {
+            glommio::timer::sleep(wait).await;
+            Event::Timer
+        })
+        .await
+    }
+
+    async fn on_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), Error> {
+        let Some((head, node)) = self.head.as_mut() else {
+            if let Some(result) = self.chain.process(batch)? {
+                self.outlet.send(result).await?;
+            }
+            return Ok(());
+        };
+        let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
+        Counters::add(&counters.rows_in, batch.row_count() as u64);
+        head.on_batch(&batch, now_ms(), out)?;
+        drop(batch);
+        self.drain(out).await
+    }
+
+    async fn on_timer(&mut self, out: &mut Output) -> Result<(), Error> {
+        if let Some((head, _)) = self.head.as_mut() {
+            head.on_timer(now_ms(), out)?;
+        }
+        self.drain(out).await
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), Error> {
+        if let Some((head, _)) = self.head.as_mut() {
+            head.on_watermark(watermark, out)?;
+            self.drain(out).await?;
+        }
+        self.outlet.send_watermark(watermark).await;
+        if let Some(side) = self.side.as_mut() {
+            side.send_watermark(watermark).await;
+        }
+        Ok(())
+    }
+
+    /// Sends what the head produced: results through the chain, late rows to the side outlet.
+    async fn drain(&mut self, out: &mut Output) -> Result<(), Error> {
+        out.seal();
+        if let Some((head, node)) = self.head.as_ref() {
+            let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
+            let rows: usize = out.ready.iter().map(Batch::row_count).sum();
+            Counters::add(&counters.rows_out, rows as u64);
+            Counters::add(&counters.late, std::mem::take(&mut out.late_rows));
+            counters
+                .groups
+                .store(head.groups() as u64, Ordering::Relaxed);
+        }
+        for batch in std::mem::take(&mut out.ready) {
+            if let Some(result) = self.chain.process(batch)? {
+                self.outlet.send(result).await?;
+            }
+        }
+        let late = std::mem::take(&mut out.late_ready);
+        if let Some(side) = self.side.as_mut() {
+            for batch in late {
+                side.send(batch).await?;
+            }
+        }
+        Ok(())
+    }
+}
