@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use super::func::Func;
+use super::func::{Func, Prepared};
 use super::Datum;
 use crate::row::{ArchivedRow, ValueRef};
 use crate::schema::DataType;
@@ -34,6 +34,8 @@ pub(super) enum Node {
     Case(Vec<(Node, Node)>, Box<Node>),
     Cast(Box<Node>, DataType),
     Call(Func, Vec<Node>),
+    /// A function call with a literal pattern compiled when checked.
+    Prepared(Box<Prepared>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,7 @@ impl Node {
             }
             Node::Cast(inner, to) => cast(inner.eval(row), *to),
             Node::Call(func, args) => func.call(args, row),
+            Node::Prepared(call) => call.eval(row),
         }
     }
 }
@@ -379,8 +382,16 @@ impl Datum<'_> {
         }
     }
 
-    /// Appends the value's text form (as `CAST(… AS string)` gives it).
-    pub(super) fn write_text(&self, out: &mut String) {
+    /// Appends the value's text form (as `CAST(… AS string)` gives it); NULL appends nothing.
+    ///
+    /// ```
+    /// use wire_core::expr::Datum;
+    /// let mut text = String::from("id-");
+    /// Datum::I64(42).write_text(&mut text);
+    /// Datum::Null.write_text(&mut text);
+    /// assert_eq!(text, "id-42");
+    /// ```
+    pub fn write_text(&self, out: &mut String) {
         use std::fmt::Write;
         let _ = match self {
             Datum::Null => Ok(()),

@@ -1,7 +1,12 @@
 //! Built-in functions: their names, argument checks and evaluation.
+//!
+//! Functions with a pattern argument (`regexp_extract`, `date_format`) take it as a literal,
+//! compiled once here when the expression is checked into a [`Prepared`] node, so evaluation
+//! never parses a pattern.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::ops::Range;
 
 use super::check::{unify, Typed};
 use super::eval::{compare, Node};
@@ -26,6 +31,8 @@ pub(super) enum Func {
     EndsWith,
     Contains,
     CountChar,
+    RegexpExtract,
+    SplitIndex,
     Abs,
     Floor,
     Ceil,
@@ -44,6 +51,33 @@ pub(super) enum Func {
     DayOfWeek,
     EpochMs,
     ToTimestamp,
+    DateFormat,
+}
+
+/// A call whose literal pattern was compiled when the expression was checked.
+#[derive(Debug, Clone)]
+pub(super) enum Prepared {
+    /// `regexp_extract(text, pattern[, group])`.
+    RegexpExtract {
+        text: Node,
+        regex: regex::Regex,
+        group: usize,
+    },
+    /// `date_format(time, pattern)`.
+    DateFormat { time: Node, pattern: Vec<DatePiece> },
+}
+
+/// One piece of a compiled `date_format` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum DatePiece {
+    Literal(String),
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Milli,
 }
 
 /// What an argument position accepts.
@@ -169,6 +203,20 @@ const FUNCTIONS: &[Signature] = &[
         2,
         R::Type(T::I64),
     ),
+    sig(
+        "regexp_extract",
+        Func::RegexpExtract,
+        &[P::Str, P::Str, P::Int],
+        2,
+        R::Type(T::String),
+    ),
+    sig(
+        "split_index",
+        Func::SplitIndex,
+        &[P::Str, P::Str, P::Int],
+        3,
+        R::Type(T::String),
+    ),
     sig("abs", Func::Abs, &[P::Num], 1, R::First),
     sig("floor", Func::Floor, &[P::Num], 1, R::First),
     sig("ceil", Func::Ceil, &[P::Num], 1, R::First),
@@ -198,6 +246,13 @@ const FUNCTIONS: &[Signature] = &[
         &[P::Any],
         1,
         R::Type(T::Timestamp),
+    ),
+    sig(
+        "date_format",
+        Func::DateFormat,
+        &[P::Time, P::Str],
+        2,
+        R::Type(T::String),
     ),
 ];
 
@@ -257,8 +312,153 @@ pub(super) fn check(
             (ty, result_nullable(func, &args))
         }
     };
-    let nodes = args.into_iter().map(|arg| arg.node).collect();
-    Ok((Node::Call(func, nodes), ty, nullable))
+    let node = match func {
+        Func::RegexpExtract => regexp_node(args)?,
+        Func::DateFormat => date_format_node(args)?,
+        _ => Node::Call(func, args.into_iter().map(|arg| arg.node).collect()),
+    };
+    Ok((node, ty, nullable))
+}
+
+/// Compiles `regexp_extract`'s literal pattern and checks its literal group number.
+fn regexp_node(mut args: Vec<Typed>) -> Result<Node, ExprError> {
+    let pattern = &args[1];
+    let text = string_literal(pattern, "the pattern of `regexp_extract`")?;
+    let regex = regex::Regex::new(text).map_err(|err| {
+        ExprError::at(
+            pattern.offset,
+            format!("invalid regular expression: {}", regex_reason(&err)),
+        )
+    })?;
+    let group = match args.get(2) {
+        None => 0,
+        Some(arg) => {
+            let group = match arg.node {
+                Node::Const(Datum::I64(g)) => usize::try_from(g).ok(),
+                _ => None,
+            };
+            let Some(group) = group else {
+                return Err(ExprError::at(
+                    arg.offset,
+                    "the group of `regexp_extract` must be a non-negative integer literal".into(),
+                ));
+            };
+            let groups = regex.captures_len() - 1;
+            if group > groups {
+                return Err(ExprError::at(
+                    arg.offset,
+                    format!(
+                        "group {group} does not exist: the pattern has {groups} capture group{}",
+                        if groups == 1 { "" } else { "s" }
+                    ),
+                ));
+            }
+            group
+        }
+    };
+    let text = args.swap_remove(0).node;
+    Ok(Node::Prepared(Box::new(Prepared::RegexpExtract {
+        text,
+        regex,
+        group,
+    })))
+}
+
+/// Compiles `date_format`'s literal pattern.
+fn date_format_node(mut args: Vec<Typed>) -> Result<Node, ExprError> {
+    let pattern = &args[1];
+    let text = string_literal(pattern, "the pattern of `date_format`")?;
+    let pattern =
+        parse_date_pattern(text).map_err(|reason| ExprError::at(pattern.offset, reason))?;
+    let time = args.swap_remove(0).node;
+    Ok(Node::Prepared(Box::new(Prepared::DateFormat {
+        time,
+        pattern,
+    })))
+}
+
+fn string_literal<'t>(arg: &'t Typed, what: &str) -> Result<&'t str, ExprError> {
+    match &arg.node {
+        Node::Const(Datum::Str(text)) => Ok(text),
+        _ => Err(ExprError::at(
+            arg.offset,
+            format!("{what} must be a string literal ('…')"),
+        )),
+    }
+}
+
+/// The one-line reason of a regex error (its `Display` draws the pattern with a caret).
+fn regex_reason(err: &regex::Error) -> String {
+    let text = err.to_string();
+    match text
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("error: "))
+    {
+        Some(reason) => reason.to_string(),
+        None => text.lines().map(str::trim).collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// Parses a `date_format` pattern: `yyyy`, `MM`, `dd`, `HH`, `mm`, `ss` and `SSS` are fields,
+/// text in single quotes is literal (`''` is a quote), other letters are an error and every
+/// other character stands for itself, as in Java's `SimpleDateFormat`.
+fn parse_date_pattern(pattern: &str) -> Result<Vec<DatePiece>, String> {
+    let mut pieces: Vec<DatePiece> = Vec::new();
+    let mut literal = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            if chars.next_if_eq(&'\'').is_some() {
+                literal.push('\'');
+                continue;
+            }
+            loop {
+                match chars.next() {
+                    None => return Err("unterminated quote in the date_format pattern".into()),
+                    Some('\'') if chars.next_if_eq(&'\'').is_some() => literal.push('\''),
+                    Some('\'') => break,
+                    Some(other) => literal.push(other),
+                }
+            }
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            literal.push(c);
+            continue;
+        }
+        let mut run = 1;
+        while chars.next_if_eq(&c).is_some() {
+            run += 1;
+        }
+        let Some(piece) = date_field(c, run) else {
+            return Err(format!(
+                "`{}` is not a date_format field; use yyyy, MM, dd, HH, mm, ss or SSS, and quote other letters: 'yyyy-MM-dd''T''HH'",
+                c.to_string().repeat(run)
+            ));
+        };
+        if !literal.is_empty() {
+            pieces.push(DatePiece::Literal(std::mem::take(&mut literal)));
+        }
+        pieces.push(piece);
+    }
+    if !literal.is_empty() {
+        pieces.push(DatePiece::Literal(literal));
+    }
+    Ok(pieces)
+}
+
+fn date_field(letter: char, run: usize) -> Option<DatePiece> {
+    Some(match (letter, run) {
+        ('y', 4) => DatePiece::Year,
+        ('M', 2) => DatePiece::Month,
+        ('d', 2) => DatePiece::Day,
+        ('H', 2) => DatePiece::Hour,
+        ('m', 2) => DatePiece::Minute,
+        ('s', 2) => DatePiece::Second,
+        ('S', 3) => DatePiece::Milli,
+        _ => return None,
+    })
 }
 
 fn check_param(name: &str, position: usize, param: Param, arg: &Typed) -> Result<(), ExprError> {
@@ -302,6 +502,7 @@ fn result_nullable(func: Func, args: &[Typed]) -> bool {
         Func::Sqrt => true,
         Func::ToTimestamp => any || args[0].ty != Some(T::I64) && args[0].ty != Some(T::Timestamp),
         Func::CountChar => any,
+        Func::RegexpExtract | Func::SplitIndex => true,
         _ => any,
     }
 }
@@ -339,6 +540,10 @@ impl Func {
             Func::EndsWith => str_test(arg(0), arg(1), |s, p| s.ends_with(p)),
             Func::Contains => str_test(arg(0), arg(1), |s, p| s.contains(p)),
             Func::CountChar => count_char(arg(0), arg(1)),
+            Func::SplitIndex => split_index(arg(0), arg(1), arg(2)),
+            Func::RegexpExtract | Func::DateFormat => {
+                unreachable!("pattern functions are lowered to Node::Prepared when checked")
+            }
             Func::Abs => numeric(arg(0), i64::wrapping_abs, f64::abs),
             Func::Floor => numeric(arg(0), |v| v, f64::floor),
             Func::Ceil => numeric(arg(0), |v| v, f64::ceil),
@@ -367,13 +572,7 @@ impl Func {
             Func::Hour => time_of_day(arg(0), 3_600_000, 24),
             Func::Minute => time_of_day(arg(0), 60_000, 60),
             Func::Second => time_of_day(arg(0), 1000, 60),
-            Func::DayOfWeek => match arg(0) {
-                // 1970-01-01 was a Thursday; ISO numbering, Monday = 1 … Sunday = 7.
-                Datum::Timestamp(ms) => {
-                    Datum::I64((ms.div_euclid(crate::time::DAY_MS) + 3).rem_euclid(7) + 1)
-                }
-                _ => Datum::Null,
-            },
+            Func::DayOfWeek => day_of_week(arg(0)),
             Func::EpochMs => match arg(0) {
                 Datum::Timestamp(ms) => Datum::I64(ms),
                 _ => Datum::Null,
@@ -421,6 +620,105 @@ fn count_char<'a>(value: Datum<'_>, needle: Datum<'_>) -> Datum<'a> {
         s.chars().filter(|x| *x == c).count()
     };
     Datum::I64(count as i64)
+}
+
+impl Prepared {
+    pub(super) fn eval<'a>(&'a self, row: &'a ArchivedRow) -> Datum<'a> {
+        match self {
+            Prepared::RegexpExtract { text, regex, group } => match text.eval(row) {
+                Datum::Str(text) => {
+                    let range = if *group == 0 {
+                        regex.find(&text).map(|m| m.range())
+                    } else {
+                        let captures = regex.captures(&text);
+                        captures.and_then(|c| c.get(*group)).map(|m| m.range())
+                    };
+                    range.map_or(Datum::Null, |range| slice(text, range))
+                }
+                _ => Datum::Null,
+            },
+            Prepared::DateFormat { time, pattern } => match time.eval(row) {
+                Datum::Timestamp(ms) => Datum::Str(Cow::Owned(format_date(ms, pattern))),
+                _ => Datum::Null,
+            },
+        }
+    }
+}
+
+/// `text[range]`, borrowing when `text` does.
+fn slice(text: Cow<'_, str>, range: Range<usize>) -> Datum<'_> {
+    match text {
+        Cow::Borrowed(s) => Datum::Str(Cow::Borrowed(&s[range])),
+        Cow::Owned(s) => Datum::Str(Cow::Owned(s[range].to_string())),
+    }
+}
+
+/// Flink's SPLIT_INDEX: part `index` (from 0) of `value` split at every `delimiter`. NULL for
+/// a negative or too large index, an empty `value` (Flink splits it into no parts) and an
+/// empty delimiter (which Flink reads as "split at whitespace").
+fn split_index<'a>(value: Datum<'a>, delimiter: Datum<'_>, index: Datum<'_>) -> Datum<'a> {
+    let (Datum::Str(text), Datum::Str(delimiter), Datum::I64(index)) = (value, delimiter, index)
+    else {
+        return Datum::Null;
+    };
+    let Ok(index) = usize::try_from(index) else {
+        return Datum::Null;
+    };
+    if text.is_empty() || delimiter.is_empty() {
+        return Datum::Null;
+    }
+    match nth_part(&text, &delimiter, index) {
+        Some(range) => slice(text, range),
+        None => Datum::Null,
+    }
+}
+
+/// The byte range of part `index` of `text` split at non-overlapping `delimiter`s, left to
+/// right; empty parts count.
+fn nth_part(text: &str, delimiter: &str, index: usize) -> Option<Range<usize>> {
+    let ends = text
+        .match_indices(delimiter)
+        .map(|(at, _)| at)
+        .chain(std::iter::once(text.len()));
+    let mut start = 0;
+    for (part, end) in ends.enumerate() {
+        if part == index {
+            return Some(start..end);
+        }
+        start = end + delimiter.len();
+    }
+    None
+}
+
+fn format_date(ms: i64, pattern: &[DatePiece]) -> String {
+    let t = DateTime::from_millis(ms);
+    let mut out = String::with_capacity(32);
+    for piece in pattern {
+        let (value, width) = match piece {
+            DatePiece::Literal(text) => {
+                out.push_str(text);
+                continue;
+            }
+            DatePiece::Year => (t.year, 4),
+            DatePiece::Month => (t.month, 2),
+            DatePiece::Day => (t.day, 2),
+            DatePiece::Hour => (t.hour, 2),
+            DatePiece::Minute => (t.minute, 2),
+            DatePiece::Second => (t.second, 2),
+            DatePiece::Milli => (t.milli, 3),
+        };
+        push_padded(&mut out, value, width);
+    }
+    out
+}
+
+/// Appends `value` in decimal with at least `width` digits, and a sign when negative.
+fn push_padded(out: &mut String, value: i64, width: usize) {
+    use std::fmt::Write;
+    if value < 0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{:0width$}", value.unsigned_abs());
 }
 
 /// SQL SUBSTRING: 1-based start (positions before 1 count but yield nothing), in characters.
@@ -512,6 +810,16 @@ fn extreme<'a>(args: &'a [Node], row: &'a ArchivedRow, want: Ordering) -> Datum<
 fn time_of_day<'a>(value: Datum<'_>, unit_ms: i64, modulus: i64) -> Datum<'a> {
     match value {
         Datum::Timestamp(ms) => Datum::I64(ms.rem_euclid(crate::time::DAY_MS) / unit_ms % modulus),
+        _ => Datum::Null,
+    }
+}
+
+/// ISO day of the week, Monday = 1 … Sunday = 7; 1970-01-01 was a Thursday.
+fn day_of_week<'a>(value: Datum<'_>) -> Datum<'a> {
+    match value {
+        Datum::Timestamp(ms) => {
+            Datum::I64((ms.div_euclid(crate::time::DAY_MS) + 3).rem_euclid(7) + 1)
+        }
         _ => Datum::Null,
     }
 }

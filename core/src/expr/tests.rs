@@ -344,3 +344,148 @@ fn garbage_never_panics() {
     }
     assert_eq!(eval(".5 + 1."), Datum::F64(1.5));
 }
+
+const URL: &str = "https://www.nexmark.com/abcde/fghij/klmno/item.htm?query=1&channel_id=42";
+
+#[test]
+fn regexp_extract_returns_a_group_of_the_first_match() {
+    let q21 = |url: &str| {
+        eval(&format!(
+            "regexp_extract('{url}', '(&|^)channel_id=([^&]*)', 2)"
+        ))
+    };
+    assert_eq!(q21(URL), s("42"));
+    assert_eq!(q21("channel_id=7&x=1"), s("7"));
+    assert_eq!(q21("a=1&channel_id=&b"), s(""));
+    assert_eq!(q21("https://www.nexmark.com/item.htm?query=1"), Datum::Null);
+    assert_eq!(q21("xchannel_id=1"), Datum::Null);
+    assert_eq!(eval("regexp_extract(name, '[A-Z]+$')"), s("NG"));
+    assert_eq!(eval("regexp_extract(name, '[A-Z]+$', 0)"), s("NG"));
+    assert_eq!(
+        eval("regexp_extract(lower(name), '(\\w+), (\\w+)', 2)"),
+        s("ng")
+    );
+    assert_eq!(eval("regexp_extract('b', '(a)|(b)', 1)"), Datum::Null);
+    assert_eq!(eval("regexp_extract('b', '(a)|(b)', 2)"), s("b"));
+    assert_eq!(eval("regexp_extract('héé!', 'é+')"), s("éé"));
+    assert_eq!(eval("regexp_extract(note, 'x')"), Datum::Null);
+    let schema = schema();
+    assert!(compile("regexp_extract(name, 'x')", &schema)
+        .unwrap()
+        .nullable());
+}
+
+#[test]
+fn regexp_extract_checks_its_literals() {
+    let e = err("regexp_extract(name, 'a(b')");
+    assert_eq!(e.offset, 21);
+    assert!(
+        e.message
+            .starts_with("invalid regular expression: unclosed group"),
+        "{}",
+        e.message
+    );
+    let e = err("regexp_extract(name, name)");
+    assert_eq!(e.offset, 21);
+    assert!(
+        e.message.contains("must be a string literal"),
+        "{}",
+        e.message
+    );
+    let e = err("regexp_extract(name, '(a)(b)', 3)");
+    assert_eq!(e.offset, 31);
+    assert!(
+        e.message
+            .contains("group 3 does not exist: the pattern has 2 capture groups"),
+        "{}",
+        e.message
+    );
+    assert!(err("regexp_extract(name, 'a', -1)")
+        .message
+        .contains("non-negative integer literal"));
+    assert!(err("regexp_extract(name, 'a', price)")
+        .message
+        .contains("non-negative integer literal"));
+    assert!(err("regexp_extract(price, 'a')")
+        .message
+        .contains("argument 1 of `regexp_extract` must be string"));
+    assert!(err("regexp_extract(name)")
+        .message
+        .contains("takes 2 to 3 arguments"));
+}
+
+#[test]
+fn split_index_follows_flink() {
+    let part = |i: i64| eval(&format!("split_index('{URL}', '/', {i})"));
+    assert_eq!(part(0), s("https:"));
+    assert_eq!(part(1), s(""));
+    assert_eq!(part(3), s("abcde"));
+    assert_eq!(part(5), s("klmno"));
+    assert_eq!(part(6), s("item.htm?query=1&channel_id=42"));
+    assert_eq!(part(7), Datum::Null);
+    assert_eq!(part(-1), Datum::Null);
+    assert_eq!(eval("split_index('a::b::c', '::', 1)"), s("b"));
+    assert_eq!(eval("split_index('a//', '/', 2)"), s(""));
+    assert_eq!(eval("split_index('/a', '/', 0)"), s(""));
+    assert_eq!(eval("split_index('aaa', 'aa', 1)"), s("a"));
+    assert_eq!(eval("split_index(name, ', ', 1)"), s("NG"));
+    assert_eq!(eval("split_index(lower(name), ',', 0)"), s("lagos"));
+    assert_eq!(eval("split_index(name, 'x', 0)"), s("Lagos, NG"));
+    assert_eq!(eval("split_index('', '/', 0)"), Datum::Null);
+    assert_eq!(eval("split_index(name, '', 0)"), Datum::Null);
+    assert_eq!(eval("split_index(note, '/', 0)"), Datum::Null);
+    assert_eq!(eval("split_index(name, '/', maybe)"), Datum::Null);
+    assert!(err("split_index(name, '/')")
+        .message
+        .contains("takes 3 arguments"));
+}
+
+#[test]
+fn date_format_writes_the_fields_of_its_pattern() {
+    assert_eq!(
+        eval("date_format(at, 'yyyy-MM-dd HH:mm:ss.SSS')"),
+        s("2026-11-29 20:30:51.123")
+    );
+    assert_eq!(
+        eval("date_format(at, 'yyyy-MM-dd''T''HH')"),
+        s("2026-11-29T20")
+    );
+    assert_eq!(eval("date_format(at, '''''dd''''')"), s("'29'"));
+    assert_eq!(
+        eval("date_format(at, '''dt=''yyyyMMdd/HH')"),
+        s("dt=20261129/20")
+    );
+    assert_eq!(eval("date_format(at, '')"), s(""));
+    assert_eq!(
+        eval("date_format(to_timestamp(-1), 'yyyy-MM-dd HH:mm:ss.SSS')"),
+        s("1969-12-31 23:59:59.999")
+    );
+    assert_eq!(
+        eval("date_format(to_timestamp(253402300800000), 'yyyy-MM')"),
+        s("10000-01")
+    );
+    assert_eq!(
+        eval("date_format(to_timestamp(-62198755200000), 'yyyy')"),
+        s("-0001")
+    );
+    let schema = schema();
+    assert!(!compile("date_format(at, 'yyyy')", &schema)
+        .unwrap()
+        .nullable());
+    let e = err("date_format(at, 'yy-MM')");
+    assert_eq!(e.offset, 16);
+    assert!(
+        e.message.contains("`yy` is not a date_format field"),
+        "{}",
+        e.message
+    );
+    assert!(err("date_format(at, 'HH''h')")
+        .message
+        .contains("unterminated quote"));
+    assert!(err("date_format(at, name)")
+        .message
+        .contains("must be a string literal"));
+    assert!(err("date_format(price, 'HH')")
+        .message
+        .contains("argument 1 of `date_format` must be timestamp"));
+}
