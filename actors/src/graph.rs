@@ -38,6 +38,8 @@ pub struct Edge {
     pub task: usize,
     /// How rows get there.
     pub routing: Routing,
+    /// Which of the consumer's inputs this edge feeds (0, or 1 for a join's right input).
+    pub port: u8,
 }
 
 /// One task: its head, the operators run inline after it, and where its output goes.
@@ -123,6 +125,7 @@ impl PhysicalGraph {
                 .map(|node| Edge {
                     task: task_of(*node),
                     routing: routing(plan, from, *node),
+                    port: port_of(plan, from, *node),
                 })
                 .collect()
         };
@@ -194,6 +197,18 @@ fn routing(plan: &Plan, from: Input, to: Node) -> Routing {
     }
 }
 
+/// The input position of `from` in the consumer `to`.
+fn port_of(plan: &Plan, from: Input, to: Node) -> u8 {
+    match to {
+        Node::Input(Input::Operator(consumer)) => plan.operators[consumer]
+            .inputs
+            .iter()
+            .position(|input| *input == from)
+            .unwrap_or(0) as u8,
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
     Input(Input),
@@ -261,7 +276,8 @@ sinks: {out: {type: blackhole, from: p}}",
             g.tasks[0].outputs,
             [Edge {
                 task: 1,
-                routing: Routing::Forward
+                routing: Routing::Forward,
+                port: 0
             }]
         );
         assert_eq!(g.tasks[1].head, Head::Sink(0));

@@ -8,8 +8,9 @@ use wire_core::Batch;
 /// one `End`.
 #[derive(Debug)]
 pub enum Message {
-    /// Rows, moved (never copied) from sender to receiver.
-    Batch(Batch),
+    /// Rows, moved (never copied) from sender to receiver, for the receiver's input `port`
+    /// (0, or 1 for the right input of a join).
+    Batch(Batch, u8),
     /// The sender promises no more rows with event time at or before `time`.
     Watermark {
         /// Which upstream instance.

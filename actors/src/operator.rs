@@ -6,6 +6,7 @@
 //! [`Output`], which the task drains downstream after every call. Nothing here awaits.
 
 mod aggregate;
+mod join;
 mod session;
 mod table;
 mod top;
@@ -23,10 +24,12 @@ pub(crate) use table::GroupTable;
 
 /// One stateful operator instance.
 pub(crate) trait Stateful {
-    /// Applies the rows of `batch`; `now_ms` is the wall clock (processing time).
+    /// Applies the rows of `batch`, which arrived on input `port` (0, or 1 for a join's right
+    /// input); `now_ms` is the wall clock (processing time).
     fn on_batch(
         &mut self,
         batch: &Batch,
+        _port: usize,
         now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error>;
@@ -62,6 +65,7 @@ pub(crate) fn build(plan: &Plan, index: usize) -> Option<Box<dyn Stateful>> {
             None => Box::new(aggregate::UnboundedAggregate::new(aggregate)),
         }),
         Operator::Top(top) => Some(Box::new(top::Top::new(top))),
+        Operator::Join(join) => Some(Box::new(join::Join::new(join))),
         _ => None,
     }
 }

@@ -39,8 +39,8 @@ impl Route {
 
 /// Where one consumer's share of the output goes.
 pub enum Target {
-    /// Every batch to the consumer instance on this core.
-    Forward(Route),
+    /// Every batch to the consumer instance on this core, for its input `port`.
+    Forward(Route, u8),
     /// Each row to the core owning its key group; `routes[c]` reaches core `c`.
     Partitioned {
         /// One route per core.
@@ -49,6 +49,8 @@ pub enum Target {
         keys: Vec<Expr>,
         /// Key groups of the pipeline.
         max_parallelism: u32,
+        /// The consumer's input port.
+        port: u8,
     },
 }
 
@@ -78,7 +80,7 @@ impl Outlet {
             .iter()
             .map(|t| match t {
                 Target::Partitioned { routes, .. } => routes.len(),
-                Target::Forward(_) => 0,
+                Target::Forward(..) => 0,
             })
             .max()
             .unwrap_or(0);
@@ -117,7 +119,7 @@ impl Outlet {
     }
 
     async fn send_to(&mut self, index: usize, batch: Batch) -> Result<(), wire_core::Error> {
-        if matches!(self.targets[index], Target::Forward(_)) {
+        if matches!(self.targets[index], Target::Forward(..)) {
             self.deliver_forward(index, batch).await;
             Ok(())
         } else {
@@ -126,11 +128,11 @@ impl Outlet {
     }
 
     async fn deliver_forward(&mut self, index: usize, batch: Batch) {
-        let Target::Forward(route) = &self.targets[index] else {
+        let Target::Forward(route, port) = &self.targets[index] else {
             return;
         };
         let started = Instant::now();
-        if !route.send(Message::Batch(batch)).await {
+        if !route.send(Message::Batch(batch, *port)).await {
             self.closed = true;
         }
         self.charge(started);
@@ -145,6 +147,7 @@ impl Outlet {
             routes,
             keys,
             max_parallelism,
+            port,
         } = &self.targets[index]
         else {
             return Ok(());
@@ -152,7 +155,7 @@ impl Outlet {
         if routes.len() == 1 {
             // One core owns every key group: the batch goes as it is.
             let started = Instant::now();
-            if !routes[0].send(Message::Batch(batch)).await {
+            if !routes[0].send(Message::Batch(batch, *port)).await {
                 self.closed = true;
             }
             self.charge(started);
@@ -179,7 +182,10 @@ impl Outlet {
                 continue;
             }
             builder.widen_event_time(header.min_event_time, header.max_event_time);
-            if !routes[core].send(Message::Batch(builder.finish())).await {
+            if !routes[core]
+                .send(Message::Batch(builder.finish(), *port))
+                .await
+            {
                 self.closed = true;
             }
         }
@@ -209,7 +215,7 @@ impl Outlet {
         let started = Instant::now();
         for target in &self.targets {
             let routes = match target {
-                Target::Forward(route) => std::slice::from_ref(route),
+                Target::Forward(route, _) => std::slice::from_ref(route),
                 Target::Partitioned { routes, .. } => routes.as_slice(),
             };
             for route in routes {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{ExecutorJoinHandle, Placement};
-use wire_core::plan::{Operator, Plan};
+use wire_core::plan::{Input, Operator, Plan};
 use wire_core::spec::{SinkKind, SourceKind};
 
 use wire_core::watermark::SenderId;
@@ -296,6 +296,11 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
                 None => "aggregate",
             },
             Operator::Top(_) => "top",
+            Operator::Join(plan) => match plan.kind {
+                wire_core::plan::JoinKind::Regular { .. } => "join",
+                wire_core::plan::JoinKind::Interval { .. } => "interval join",
+                wire_core::plan::JoinKind::Window { .. } => "window join",
+            },
             Operator::Late => "late rows",
             _ => "operator",
         };
@@ -407,10 +412,19 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
             cx.plan.sources.len(),
             cx.core,
         );
-        let side = (!task.side_outputs.is_empty()).then(|| {
-            let node = cx.node(task.head);
-            Outlet::new(side_targets, cx.probe.clone(), node, cx.core, sender)
-        });
+        let side = match task.head {
+            Head::Operator(op) if !task.side_outputs.is_empty() => {
+                let late = cx.plan.operators.iter().position(|o| {
+                    matches!(o.op, Operator::Late) && o.inputs[0] == Input::Operator(op)
+                });
+                late.map(|late| {
+                    let node = cx.node(Head::Operator(late));
+                    let outlet = Outlet::new(side_targets, cx.probe.clone(), node, cx.core, sender);
+                    (outlet, node)
+                })
+            }
+            _ => None,
+        };
         let senders = graph.senders(index, cx.cores);
         let mailbox = mailboxes[index].take().map(|(_, rx)| rx);
         let cx = cx.clone();
@@ -469,14 +483,14 @@ async fn target(
             .expect("consumers have mailboxes")
     };
     let keys = match edge.routing {
-        Routing::Forward => return Target::Forward(Route::Local(local())),
+        Routing::Forward => return Target::Forward(Route::Local(local()), edge.port),
         Routing::KeyBy(op) => match &cx.plan.operators[op].op {
             Operator::KeyBy(keys) => keys.clone(),
             _ => unreachable!("key_by routing names a key_by"),
         },
         Routing::GroupBy(op) => cx.plan.operators[op]
             .op
-            .group_keys()
+            .group_keys(usize::from(edge.port))
             .map(<[_]>::to_vec)
             .unwrap_or_default(),
     };
@@ -496,5 +510,6 @@ async fn target(
         routes,
         keys,
         max_parallelism: cx.plan.settings.max_parallelism,
+        port: edge.port,
     }
 }

@@ -63,7 +63,7 @@ pub(crate) async fn run(
             Some(Message::End { .. }) => ends += 1,
             // Sinks write rows as they come; watermarks only matter to windows upstream.
             Some(Message::Watermark { .. } | Message::Idle { .. }) => {}
-            Some(Message::Batch(batch)) => {
+            Some(Message::Batch(batch, _)) => {
                 let rows = batch.row_count() as u64;
                 Counters::add(&counters.rows_in, rows);
                 let Some(out) = output.as_mut() else {

@@ -29,8 +29,9 @@ pub(crate) struct OperatorTask {
     pub(crate) head: Option<(Box<dyn Stateful>, usize)>,
     pub(crate) chain: Chain,
     pub(crate) outlet: Outlet,
-    /// Where the head's late rows go, if its late output is read.
-    pub(crate) side: Option<Outlet>,
+    /// Where the head's late rows go, if its late output is read, and that output's probe
+    /// node.
+    pub(crate) side: Option<(Outlet, usize)>,
 }
 
 enum Event {
@@ -57,8 +58,8 @@ impl OperatorTask {
                 Event::Message(None) => break,
                 Event::Timer => self.on_timer(&mut out).await,
                 Event::Message(Some(message)) => match message {
-                    Message::Batch(_) if failed => Ok(()),
-                    Message::Batch(batch) => self.on_batch(batch, &mut out).await,
+                    Message::Batch(..) if failed => Ok(()),
+                    Message::Batch(batch, port) => self.on_batch(batch, port, &mut out).await,
                     Message::Watermark { sender, time } => match inputs.advance(sender, time) {
                         Some(watermark) => self.on_watermark(watermark, &mut out).await,
                         None => Ok(()),
@@ -88,7 +89,7 @@ impl OperatorTask {
             }
         }
         self.outlet.finish().await;
-        if let Some(side) = self.side.as_mut() {
+        if let Some((side, _)) = self.side.as_mut() {
             side.finish().await;
         }
     }
@@ -107,7 +108,7 @@ impl OperatorTask {
         .await
     }
 
-    async fn on_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), Error> {
+    async fn on_batch(&mut self, batch: Batch, port: u8, out: &mut Output) -> Result<(), Error> {
         let Some((head, node)) = self.head.as_mut() else {
             if let Some(result) = self.chain.process(batch)? {
                 self.outlet.send(result).await?;
@@ -116,7 +117,7 @@ impl OperatorTask {
         };
         let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
         Counters::add(&counters.rows_in, batch.row_count() as u64);
-        head.on_batch(&batch, now_ms(), out)?;
+        head.on_batch(&batch, usize::from(port), now_ms(), out)?;
         drop(batch);
         self.drain(out).await
     }
@@ -134,7 +135,7 @@ impl OperatorTask {
             self.drain(out).await?;
         }
         self.outlet.send_watermark(watermark).await;
-        if let Some(side) = self.side.as_mut() {
+        if let Some((side, _)) = self.side.as_mut() {
             side.send_watermark(watermark).await;
         }
         Ok(())
@@ -158,8 +159,11 @@ impl OperatorTask {
             }
         }
         let late = std::mem::take(&mut out.late_ready);
-        if let Some(side) = self.side.as_mut() {
+        if let Some((side, node)) = self.side.as_mut() {
+            let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
             for batch in late {
+                Counters::add(&counters.rows_in, batch.row_count() as u64);
+                Counters::add(&counters.rows_out, batch.row_count() as u64);
                 side.send(batch).await?;
             }
         }

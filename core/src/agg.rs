@@ -257,6 +257,63 @@ impl AggCall {
         }
     }
 
+    /// Whether a row's contribution can be taken back ([`AggCall::retract`]): counts, sums and
+    /// averages can; min, max, first, last and distinct counts cannot without keeping every
+    /// value.
+    pub fn is_retractable(&self) -> bool {
+        matches!(
+            self.kind,
+            AggKind::CountStar | AggKind::Count | AggKind::Sum | AggKind::Avg
+        )
+    }
+
+    /// Takes back what [`AggCall::update`] added for `row` (a retraction in a changelog).
+    /// Does nothing for calls that are not [retractable](AggCall::is_retractable).
+    pub fn retract(&self, acc: &mut Acc, row: &ArchivedRow) {
+        if let Some(filter) = &self.filter {
+            if !filter.eval_predicate(row) {
+                return;
+            }
+        }
+        let value = match &self.arg {
+            Some(arg) => arg.eval(row),
+            None => Datum::Bool(true),
+        };
+        if value == Datum::Null {
+            return;
+        }
+        match acc {
+            Acc::Count(count) => *count -= 1,
+            Acc::Value(Value::I64(sum)) if self.kind == AggKind::Sum => {
+                if let Datum::I64(v) = value {
+                    *sum = sum.wrapping_sub(v);
+                }
+            }
+            Acc::Value(Value::F64(sum)) if self.kind == AggKind::Sum => {
+                if let Datum::F64(v) = value {
+                    *sum -= v;
+                }
+            }
+            Acc::AvgI64 {
+                sum_hi,
+                sum_lo,
+                count,
+            } => {
+                if let Datum::I64(v) = value {
+                    (*sum_hi, *sum_lo) = split(wide(*sum_hi, *sum_lo) - i128::from(v));
+                    *count -= 1;
+                }
+            }
+            Acc::AvgF64 { sum, count } => {
+                if let Datum::F64(v) = value {
+                    *sum -= v;
+                    *count -= 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Folds `from` (later rows) into `into` (earlier rows): used to merge panes of a hop window
     /// in time order.
     pub fn merge(&self, into: &mut Acc, from: &Acc) {

@@ -471,6 +471,54 @@ fn check_row(row_index: usize, row: &ArchivedRow, schema: &Schema) -> Result<()>
     Ok(())
 }
 
+/// An owned copy of one row's archived bytes, read back in place: what stateful operators
+/// keep. It can only be made from a row of a [`BatchView`] (built in-process or verified), so
+/// reading it needs no validation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OwnedRow {
+    bytes: Box<[u8]>,
+}
+
+impl std::fmt::Debug for OwnedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OwnedRow")
+            .field(&self.row().to_values())
+            .finish()
+    }
+}
+
+impl OwnedRow {
+    /// A copy of row `index` of `view`.
+    ///
+    /// ```
+    /// use wire_core::{BatchBuilder, OwnedRow, PartitionId, StreamId, ValueRef};
+    /// let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    /// builder.push(&[ValueRef::I64(7), ValueRef::Str("seven")]).unwrap();
+    /// let batch = builder.finish();
+    /// let kept = OwnedRow::copy_of(&batch.view(), 0);
+    /// drop(batch);
+    /// assert_eq!(kept.row().get(1).and_then(|v| v.as_str()), Some("seven"));
+    /// ```
+    pub fn copy_of(view: &BatchView<'_>, index: usize) -> OwnedRow {
+        OwnedRow {
+            bytes: view.row_bytes(index).into(),
+        }
+    }
+
+    /// The row, read in place.
+    pub fn row(&self) -> &ArchivedRow {
+        // SAFETY: the bytes are an exact copy of one row of a `BatchView`, which was built by
+        // `BatchBuilder` or passed `verify` (rkyv's validator over exactly these bytes); rows
+        // are self-contained and the format is unaligned, so the copy is valid at any address.
+        unsafe { rkyv::access_unchecked::<ArchivedRow>(&self.bytes) }
+    }
+
+    /// Bytes held.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// Appends rows into one contiguous buffer and seals it into a [`Batch`].
 ///
 /// Reuses its buffers between batches: after warm-up, pushing a row does not allocate. Rows
@@ -573,6 +621,20 @@ impl BatchBuilder {
             });
         }
         self.buf.extend_from_slice(row);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Appends a kept row, byte for byte.
+    pub fn push_owned(&mut self, row: &OwnedRow) -> Result<()> {
+        let projected = self.encoded_len() + row.bytes.len() + 4;
+        if projected > BATCH_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        self.buf.extend_from_slice(&row.bytes);
         self.ends.push((self.buf.len() - HEADER_LEN) as u32);
         Ok(())
     }

@@ -32,7 +32,7 @@ pub mod time;
 pub mod watermark;
 pub mod window;
 
-pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, PartitionId, StreamId};
+pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, OwnedRow, PartitionId, StreamId};
 pub use error::{Error, Result};
 pub use format::{FormatError, RowReader, RowWriter};
 pub use row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};

@@ -6,7 +6,7 @@
 
 mod stateful;
 
-pub use stateful::{AggregatePlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD};
+pub use stateful::{AggregatePlan, JoinKind, JoinPlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD};
 
 use crate::expr::{self, Expr};
 use crate::nexmark::{self, EventKind};
@@ -92,6 +92,8 @@ pub enum Operator {
     Aggregate(AggregatePlan),
     /// The first n rows per group.
     Top(TopPlan),
+    /// Rows of two inputs with equal keys.
+    Join(JoinPlan),
     /// The late rows of the windowed operator that is its input (a side output).
     Late,
 }
@@ -99,14 +101,20 @@ pub enum Operator {
 impl Operator {
     /// Whether the operator keeps state and heads a task of its own.
     pub fn is_stateful(&self) -> bool {
-        matches!(self, Operator::Aggregate(_) | Operator::Top(_))
+        matches!(
+            self,
+            Operator::Aggregate(_) | Operator::Top(_) | Operator::Join(_)
+        )
     }
 
-    /// The group keys a stateful operator needs its input partitioned by.
-    pub fn group_keys(&self) -> Option<&[Expr]> {
+    /// The keys a stateful operator needs its input `port` (0, or 1 for a join's right)
+    /// partitioned by.
+    pub fn group_keys(&self, port: usize) -> Option<&[Expr]> {
         match self {
             Operator::Aggregate(plan) => Some(&plan.keys),
             Operator::Top(plan) => Some(&plan.keys),
+            Operator::Join(plan) if port == 0 => Some(&plan.left_keys),
+            Operator::Join(plan) => Some(&plan.right_keys),
             _ => None,
         }
     }
@@ -427,6 +435,16 @@ fn plan_operator(
         }
         OperatorKind::Top(top) => {
             stateful::plan_top(spec, &operator.name, &path, &input, top, late_index)?
+        }
+        OperatorKind::Join(join) => {
+            let right_schema = plan.schema_of(inputs[1]).clone();
+            let right = InputInfo {
+                schema: &right_schema,
+                time: plan.time_of(inputs[1]),
+                changelog: plan.changelog_of(inputs[1]),
+                name: plan.name_of(inputs[1]),
+            };
+            stateful::plan_join(spec, &operator.name, &path, &input, &right, join)?
         }
         OperatorKind::Union => {
             let (op, schema) = plan_union(spec, plan, &path, operator, &inputs, &input_schema)?;

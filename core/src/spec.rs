@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::schema::{DataType, Field, Schema};
-pub use stateful::{parse_duration, AggregateSpec, GroupKey, TopSpec, WindowSpec};
+pub use stateful::{parse_duration, AggregateSpec, GroupKey, JoinSpec, TopSpec, WindowSpec};
 pub use yaml::Pos;
 use yaml::{Node, NodeKind};
 
@@ -219,6 +219,8 @@ pub enum OperatorKind {
     Aggregate(AggregateSpec),
     /// The first `n` rows per group by an order.
     Top(TopSpec),
+    /// Rows of two inputs with equal keys, joined.
+    Join(JoinSpec),
 }
 
 /// One named sink.
@@ -925,6 +927,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "union",
     "aggregate",
     "top",
+    "join",
 ];
 
 fn decode_operators(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<OperatorSpec>, SpecError> {
@@ -996,6 +999,16 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
             ));
         }
         (OperatorKind::Union, inputs)
+    } else if kind_name == "join" {
+        if let Some((from_node, from_path)) = fields.get("from") {
+            return Err(cx.err(
+                from_node,
+                &from_path,
+                "a join takes its inputs from `left:` and `right:`, not `from:`",
+            ));
+        }
+        let (join, inputs) = stateful::decode_join(cx, kind_node, &kind_path)?;
+        (OperatorKind::Join(join), inputs)
     } else {
         let (from_node, from_path) = fields.required(cx, "from")?;
         let inputs = name_list(cx, from_node, &from_path)?;

@@ -158,6 +158,7 @@ impl Stateful for WindowAggregate {
     fn on_batch(
         &mut self,
         batch: &Batch,
+        _port: usize,
         now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
@@ -208,16 +209,22 @@ impl Stateful for WindowAggregate {
 }
 
 /// An aggregate without a window: a changelog with one update per changed key per batch.
+/// Over a changelog input, `-U`/`-D` rows retract what their `+I`/`+U` added, and a group
+/// whose rows are all retracted is deleted (`-D`).
 pub(crate) struct UnboundedAggregate {
     keys: Vec<Expr>,
     aggs: Vec<AggCall>,
+    retracting: bool,
     groups: GroupTable<Running>,
     batch_seq: u64,
-    touched: Vec<u32>,
+    /// Groups changed by the current batch, with their result before it (if emitted).
+    touched: Vec<(u32, Option<Vec<Value>>)>,
 }
 
 struct Running {
     accs: Accs,
+    /// Rows added minus rows retracted.
+    rows: i64,
     /// The last batch that changed the group.
     batch: u64,
     /// Whether a result was emitted before (so the next change retracts it).
@@ -229,10 +236,73 @@ impl UnboundedAggregate {
         UnboundedAggregate {
             keys: plan.keys.clone(),
             aggs: plan.aggregates.clone(),
+            retracting: plan.retracting,
             groups: GroupTable::default(),
             batch_seq: 0,
             touched: Vec::new(),
         }
+    }
+
+    fn apply(&mut self, row: &wire_core::ArchivedRow, datums: &[Datum<'_>]) {
+        let retract =
+            self.retracting && matches!(row.get(0).and_then(|v| v.as_str()), Some("-U" | "-D"));
+        let hash = key_hash(datums);
+        let aggs = &self.aggs;
+        let (id, _) = self.groups.find_or_insert(hash, datums, || Running {
+            accs: new_accs(aggs),
+            rows: 0,
+            batch: 0,
+            emitted: false,
+        });
+        let Some(group) = self.groups.get_mut(id) else {
+            return;
+        };
+        if group.value.batch != self.batch_seq {
+            group.value.batch = self.batch_seq;
+            let before = group
+                .value
+                .emitted
+                .then(|| result_values(aggs, &group.value.accs));
+            self.touched.push((id, before));
+        }
+        for (agg, acc) in aggs.iter().zip(group.value.accs.iter_mut()) {
+            if retract {
+                agg.retract(acc, row);
+            } else {
+                agg.update(acc, row);
+            }
+        }
+        group.value.rows += if retract { -1 } else { 1 };
+    }
+
+    /// Emits the changes of the batch: `-U`/`+U` pairs, `+I` for new groups, `-D` for groups
+    /// whose rows were all retracted.
+    fn emit_changes(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
+        for (id, before) in std::mem::take(&mut self.touched) {
+            let Some(group) = self.groups.get_mut(id) else {
+                continue;
+            };
+            let alive = group.value.rows > 0;
+            if let Some(before) = &before {
+                let op = if alive { "-U" } else { "-D" };
+                push_values(out, op, &group.key, before)?;
+            }
+            if alive {
+                let op = if before.is_some() { "+U" } else { "+I" };
+                group.value.emitted = true;
+                push_result(
+                    out,
+                    &group.key,
+                    None,
+                    &self.aggs,
+                    &group.value.accs,
+                    Some(op),
+                )?;
+            } else {
+                self.groups.remove(id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -240,52 +310,19 @@ impl Stateful for UnboundedAggregate {
     fn on_batch(
         &mut self,
         batch: &Batch,
+        _port: usize,
         _now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
         self.batch_seq += 1;
-        self.touched.clear();
         let view = batch.view();
-        let mut datums = Vec::with_capacity(self.keys.len());
+        let keys = self.keys.clone();
+        let mut datums = Vec::with_capacity(keys.len());
         for row in view.rows() {
-            eval_into(&self.keys, row, &mut datums);
-            let hash = key_hash(&datums);
-            let aggs = &self.aggs;
-            let (id, _) = self.groups.find_or_insert(hash, &datums, || Running {
-                accs: new_accs(aggs),
-                batch: 0,
-                emitted: false,
-            });
-            let Some(group) = self.groups.get_mut(id) else {
-                continue;
-            };
-            if group.value.batch != self.batch_seq {
-                group.value.batch = self.batch_seq;
-                if group.value.emitted {
-                    push_result(out, &group.key, None, aggs, &group.value.accs, Some("-U"))?;
-                }
-                self.touched.push(id);
-            }
-            for (agg, acc) in aggs.iter().zip(group.value.accs.iter_mut()) {
-                agg.update(acc, row);
-            }
+            eval_into(&keys, row, &mut datums);
+            self.apply(row, &datums);
         }
-        for &id in &self.touched {
-            let Some(group) = self.groups.get_mut(id) else {
-                continue;
-            };
-            let op = if group.value.emitted { "+U" } else { "+I" };
-            group.value.emitted = true;
-            push_result(
-                out,
-                &group.key,
-                None,
-                &self.aggs,
-                &group.value.accs,
-                Some(op),
-            )?;
-        }
-        Ok(())
+        self.emit_changes(out)
     }
 
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Output) -> Result<(), wire_core::Error> {
@@ -295,6 +332,28 @@ impl Stateful for UnboundedAggregate {
     fn groups(&self) -> usize {
         self.groups.len()
     }
+}
+
+/// The current results as owned values.
+fn result_values(aggs: &[AggCall], accs: &[Acc]) -> Vec<Value> {
+    aggs.iter()
+        .zip(accs)
+        .map(|(agg, acc)| super::to_value(&agg.result(acc)))
+        .collect()
+}
+
+/// Appends `op, keys, results` from owned results.
+fn push_values(
+    out: &mut Output,
+    op: &str,
+    key: &[Value],
+    results: &[Value],
+) -> Result<(), wire_core::Error> {
+    let mut row: Vec<ValueRef<'_>> = Vec::with_capacity(key.len() + results.len() + 1);
+    row.push(ValueRef::Str(op));
+    row.extend(key.iter().map(Value::as_ref));
+    row.extend(results.iter().map(Value::as_ref));
+    out.push(&row, None)
 }
 
 pub(super) fn new_accs(aggs: &[AggCall]) -> Accs {

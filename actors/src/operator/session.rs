@@ -1,5 +1,5 @@
-//! Session windows: per key, rows closer than `gap` to each other share a window
-//! `[first, last + gap)`; a row that bridges two sessions merges them.
+//! Session windows: per key, rows at most `gap` apart share a window `[first, last + gap)`
+//! (windows that touch merge, as in Flink); a row that bridges two sessions merges them.
 //!
 //! Each key keeps its open sessions; a timer per session end (in a map ordered by time) says
 //! when the watermark closes it. Timers may be stale after merges; firing re-checks the session.
@@ -71,7 +71,8 @@ impl SessionAggregate {
             return false;
         };
         let sessions = &mut group.value;
-        let overlapping = sessions.iter().any(|s| s.start < end && ts < s.end);
+        // Sessions that touch merge, as Flink's `TimeWindow.intersects` decides.
+        let overlapping = sessions.iter().any(|s| s.start <= end && ts <= s.end);
         if !overlapping && expired(end, self.lateness_ms, self.watermark) {
             if sessions.is_empty() {
                 self.groups.remove(id);
@@ -90,7 +91,7 @@ impl SessionAggregate {
         let mut merging: Vec<Session> = Vec::new();
         let mut index = 0;
         while index < sessions.len() {
-            if sessions[index].start < end && ts < sessions[index].end {
+            if sessions[index].start <= end && ts <= sessions[index].end {
                 merging.push(sessions.swap_remove(index));
             } else {
                 index += 1;
@@ -172,6 +173,7 @@ impl Stateful for SessionAggregate {
     fn on_batch(
         &mut self,
         batch: &Batch,
+        _port: usize,
         now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {

@@ -126,6 +126,23 @@ impl<V> GroupTable<V> {
         (id, true)
     }
 
+    /// The id of the group of `key`, if there is one.
+    pub(crate) fn find(&self, hash: u64, key: &[Datum<'_>]) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&id| {
+                slots[id as usize]
+                    .as_ref()
+                    .is_some_and(|g| g.hash == hash && keys_equal(key, &g.key))
+            })
+            .copied()
+    }
+
+    /// The group `id`, if it exists.
+    pub(crate) fn get(&self, id: u32) -> Option<&Group<V>> {
+        self.slots.get(id as usize)?.as_ref()
+    }
+
     /// The group `id`, mutably, if it exists.
     pub(crate) fn get_mut(&mut self, id: u32) -> Option<&mut Group<V>> {
         self.slots.get_mut(id as usize)?.as_mut()

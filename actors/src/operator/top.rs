@@ -12,7 +12,7 @@ use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{TopMode, TopPlan};
 use wire_core::watermark::WATERMARK_MIN;
 use wire_core::window::{align_down, expired, fires};
-use wire_core::{ArchivedRow, Batch, BatchView, Value, ValueRef};
+use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, Value, ValueRef};
 
 use super::table::key_hash;
 use super::{cmp_ref, eval_into, row_time, Clock, GroupTable, Output, Stateful};
@@ -41,7 +41,7 @@ struct Buffer {
 
 struct Entry {
     order: Box<[Value]>,
-    row: Box<[Value]>,
+    row: OwnedRow,
 }
 
 /// What an insert did.
@@ -122,7 +122,7 @@ impl Top {
         let change = insert(
             &mut group.value,
             &order,
-            row,
+            (view, index),
             &self.descending,
             self.n,
             self.with_ties,
@@ -165,6 +165,7 @@ impl Stateful for Top {
     fn on_batch(
         &mut self,
         batch: &Batch,
+        _port: usize,
         now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
@@ -233,7 +234,7 @@ fn cmp_entries(a: &[Value], b: &[Value], descending: &[bool]) -> Ordering {
 fn insert(
     buffer: &mut Buffer,
     order: &[Datum<'_>],
-    row: &ArchivedRow,
+    (view, index): (&BatchView<'_>, usize),
     descending: &[bool],
     n: usize,
     with_ties: bool,
@@ -255,7 +256,7 @@ fn insert(
     }
     let entry = Entry {
         order: order.iter().map(super::to_value).collect(),
-        row: row.values().iter().map(|v| v.to_value()).collect(),
+        row: OwnedRow::copy_of(view, index),
     };
     rows.insert(pos, entry);
     let keep = if with_ties && rows.len() > n {
@@ -276,15 +277,16 @@ fn insert(
 fn push_row(
     out: &mut Output,
     op: Option<&str>,
-    row: &[Value],
+    row: &OwnedRow,
     window: Option<(i64, i64)>,
     time: Option<i64>,
 ) -> Result<(), wire_core::Error> {
+    let row = row.row();
     let mut values: Vec<ValueRef<'_>> = Vec::with_capacity(row.len() + 3);
     if let Some(op) = op {
         values.push(ValueRef::Str(op));
     }
-    values.extend(row.iter().map(Value::as_ref));
+    values.extend(row.values().iter().map(|v| v.as_value_ref()));
     if let Some((start, end)) = window {
         values.push(ValueRef::Timestamp(start));
         values.push(ValueRef::Timestamp(end));

@@ -7,7 +7,8 @@ use crate::agg::{self, AggCall};
 use crate::expr::{self, Expr};
 use crate::schema::{DataType, Field, Schema};
 use crate::spec::{
-    AggregateSpec, ExprText, GroupKey, Named, PipelineSpec, SpecError, TopSpec, WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, Named, PipelineSpec, SpecError, TopSpec,
+    WindowSpec,
 };
 use crate::window::{TimeAttr, TimeDomain, WindowKind, WindowPlan};
 
@@ -27,6 +28,8 @@ pub struct AggregatePlan {
     pub aggregates: Vec<AggCall>,
     /// The input's event-time attribute.
     pub time: Option<TimeAttr>,
+    /// Whether the input is a changelog whose `-U`/`-D` rows retract earlier ones.
+    pub retracting: bool,
 }
 
 /// A checked `top`.
@@ -61,6 +64,46 @@ pub enum TopMode {
     },
 }
 
+/// A checked `join`.
+#[derive(Debug, Clone)]
+pub struct JoinPlan {
+    /// Key expressions over the left input.
+    pub left_keys: Vec<Expr>,
+    /// Key expressions over the right input.
+    pub right_keys: Vec<Expr>,
+    /// Which join.
+    pub kind: JoinKind,
+    /// The left input's event-time attribute.
+    pub left_time: Option<TimeAttr>,
+    /// The right input's event-time attribute.
+    pub right_time: Option<TimeAttr>,
+}
+
+/// How long joined rows are kept and which pairs match.
+#[derive(Debug, Clone)]
+pub enum JoinKind {
+    /// Every pair with equal keys; rows kept for `retention_ms` of event time, or forever.
+    Regular {
+        /// How long a row waits for partners, if bounded.
+        retention_ms: Option<i64>,
+    },
+    /// Pairs whose right event time lies in `[lower, upper]` of the left row.
+    Interval {
+        /// Lower bound, over the left row.
+        lower: Expr,
+        /// Upper bound, over the left row.
+        upper: Expr,
+    },
+    /// Both inputs are window results joined on their `window_end`: rows of a window are
+    /// dropped once the watermark closes it.
+    Window {
+        /// Index of `window_end` in the left input.
+        left_end: usize,
+        /// Index of `window_end` in the right input.
+        right_end: usize,
+    },
+}
+
 /// What the stateful planner needs from the node it reads.
 pub(super) struct InputInfo<'a> {
     pub(super) schema: &'a Schema,
@@ -77,7 +120,9 @@ pub(super) fn plan_aggregate(
     aggregate: &AggregateSpec,
     late_index: Option<usize>,
 ) -> Result<(Operator, Schema, Option<TimeAttr>, bool), SpecError> {
-    refuse_changelog(spec, name, path, input)?;
+    if input.changelog && aggregate.window.is_some() {
+        refuse_changelog(spec, name, path, input)?;
+    }
     let (keys, mut fields) = plan_keys(spec, &aggregate.group_by, input.schema)?;
     let window = match &aggregate.window {
         Some(window) => Some(plan_window(spec, window, input, late_index)?),
@@ -87,6 +132,17 @@ pub(super) fn plan_aggregate(
     for (named, text) in &aggregate.aggregates {
         let call = agg::compile(&text.text, input.schema)
             .map_err(|err| spec.expr_error(text, err.offset, err.message))?;
+        if input.changelog && !call.is_retractable() {
+            return Err(spec.expr_error(
+                text,
+                0,
+                format!(
+                    "`{}` reads a changelog, whose retractions only count, sum and avg can take back; {} cannot",
+                    input.name,
+                    call.kind().name()
+                ),
+            ));
+        }
         fields.push(Field {
             name: named.name.clone(),
             data_type: call.data_type(),
@@ -115,6 +171,7 @@ pub(super) fn plan_aggregate(
         window,
         aggregates,
         time: input.time,
+        retracting: input.changelog,
     };
     Ok((Operator::Aggregate(plan), schema, time, changelog))
 }
@@ -170,6 +227,141 @@ pub(super) fn plan_top(
         time: input.time,
     };
     Ok((Operator::Top(plan), schema, time, changelog))
+}
+
+pub(super) fn plan_join(
+    spec: &PipelineSpec,
+    name: &Named,
+    path: &str,
+    left: &InputInfo<'_>,
+    right: &InputInfo<'_>,
+    join: &JoinSpec,
+) -> Result<(Operator, Schema, Option<TimeAttr>, bool), SpecError> {
+    refuse_changelog(spec, name, path, left)?;
+    refuse_changelog(spec, name, path, right)?;
+    if left.name == right.name {
+        return Err(spec.error_at(
+            name,
+            path,
+            "a join of an input with itself is not supported; read it twice through two operators"
+                .to_string(),
+        ));
+    }
+    let left_keys = join
+        .left_key
+        .iter()
+        .map(|text| compile(spec, text, left.schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let right_keys = join
+        .right_key
+        .iter()
+        .map(|text| compile(spec, text, right.schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    for ((l, r), text) in left_keys.iter().zip(&right_keys).zip(&join.right_key) {
+        if l.data_type() != r.data_type() {
+            return Err(spec.expr_error(
+                text,
+                0,
+                format!(
+                    "join keys pair up by type: left key `{}` is {} but this right key is {}; CAST one of them",
+                    l.source(),
+                    l.data_type(),
+                    r.data_type()
+                ),
+            ));
+        }
+    }
+    let kind = join_kind(spec, name, path, left, right, join, &left_keys, &right_keys)?;
+    let prefix = join
+        .right_prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}_", right.name));
+    let mut fields: Vec<Field> = left.schema.fields().to_vec();
+    for field in right.schema.fields() {
+        let mut field = field.clone();
+        if left.schema.index_of(&field.name).is_some() {
+            field.name = format!("{prefix}{}", field.name);
+        }
+        fields.push(field);
+    }
+    let left_len = left.schema.len();
+    let time = match &kind {
+        JoinKind::Window { .. } => left.time,
+        JoinKind::Interval { .. } => right.time.map(|t| TimeAttr {
+            field: t.field + left_len,
+            ..t
+        }),
+        JoinKind::Regular { .. } => None,
+    };
+    let schema = checked_schema(spec, name, path, fields)?;
+    let plan = JoinPlan {
+        left_keys,
+        right_keys,
+        kind,
+        left_time: left.time,
+        right_time: right.time,
+    };
+    Ok((Operator::Join(plan), schema, time, false))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn join_kind(
+    spec: &PipelineSpec,
+    name: &Named,
+    path: &str,
+    left: &InputInfo<'_>,
+    right: &InputInfo<'_>,
+    join: &JoinSpec,
+    left_keys: &[Expr],
+    right_keys: &[Expr],
+) -> Result<JoinKind, SpecError> {
+    if let Some((lower, upper)) = &join.between {
+        let lower = compile(spec, lower, left.schema)?;
+        let upper = compile(spec, upper, left.schema)?;
+        for (bound, text) in [
+            (&lower, &join.between.as_ref().map(|b| &b.0)),
+            (&upper, &join.between.as_ref().map(|b| &b.1)),
+        ] {
+            if !matches!(bound.data_type(), DataType::Timestamp | DataType::I64) {
+                let text = text.expect("between is present");
+                return Err(spec.expr_error(
+                    text,
+                    0,
+                    format!(
+                        "an interval bound must be a timestamp or i64, found {}",
+                        bound.data_type()
+                    ),
+                ));
+            }
+        }
+        if right.time.is_none() {
+            return Err(spec.error_at(
+                name,
+                path,
+                format!(
+                    "an interval join needs event time on its right input, but `{}` has none",
+                    right.name
+                ),
+            ));
+        }
+        return Ok(JoinKind::Interval { lower, upper });
+    }
+    let window_ends = input_window_end(left, left_keys).zip(input_window_end(right, right_keys));
+    if let Some((left_end, right_end)) = window_ends {
+        let paired = left_keys
+            .iter()
+            .zip(right_keys)
+            .any(|(l, r)| l.field_index() == Some(left_end) && r.field_index() == Some(right_end));
+        if paired {
+            return Ok(JoinKind::Window {
+                left_end,
+                right_end,
+            });
+        }
+    }
+    Ok(JoinKind::Regular {
+        retention_ms: join.retention_ms,
+    })
 }
 
 /// The late side output of the windowed operator at `window_index`, reading rows of its input.

@@ -61,6 +61,22 @@ pub struct TopSpec {
     pub window: Option<WindowSpec>,
 }
 
+/// `join:` of two inputs on equal keys.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    /// Key expressions over the left input.
+    pub left_key: Vec<ExprText>,
+    /// Key expressions over the right input, equal in number and types.
+    pub right_key: Vec<ExprText>,
+    /// Interval join: the right row's event time must lie within these two expressions of
+    /// the left row (inclusive).
+    pub between: Option<(ExprText, ExprText)>,
+    /// Regular join: how long (event time) rows wait for a partner.
+    pub retention_ms: Option<i64>,
+    /// Prefix for right fields whose names the left input already uses.
+    pub right_prefix: Option<String>,
+}
+
 /// Parses `500ms`, `10s`, `2m`/`2min`, `1h`, `1d` or a bare integer of milliseconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let clean: String = text
@@ -326,6 +342,75 @@ pub(super) fn decode_top(cx: &Cx<'_>, node: &Node, path: &str) -> Result<TopSpec
         with_ties,
         window,
     })
+}
+
+const JOIN_KEYS: &[&str] = &[
+    "left",
+    "right",
+    "left_key",
+    "right_key",
+    "between",
+    "retention",
+    "right_prefix",
+];
+
+/// The `join:` mapping and its two inputs.
+pub(super) fn decode_join(
+    cx: &Cx<'_>,
+    node: &Node,
+    path: &str,
+) -> Result<(JoinSpec, Vec<Named>), SpecError> {
+    let mut fields = Fields::new(cx, node, path)?;
+    let input = |fields: &mut Fields<'_>, key: &str| -> Result<Named, SpecError> {
+        let (node, key_path) = fields.required(cx, key)?;
+        Ok(Named {
+            name: scalar(cx, node, &key_path)?.to_string(),
+            pos: node.pos,
+        })
+    };
+    let inputs = vec![input(&mut fields, "left")?, input(&mut fields, "right")?];
+    let (left_node, left_path) = fields.required(cx, "left_key")?;
+    let left_key = super::key_list(cx, left_node, &left_path)?;
+    let (right_node, right_path) = fields.required(cx, "right_key")?;
+    let right_key = super::key_list(cx, right_node, &right_path)?;
+    if left_key.len() != right_key.len() {
+        return Err(cx.err(
+            right_node,
+            &right_path,
+            format!(
+                "right_key has {} expressions but left_key has {}; keys pair up in order",
+                right_key.len(),
+                left_key.len()
+            ),
+        ));
+    }
+    let between = match fields.get("between") {
+        None => None,
+        Some((node, key_path)) => match &node.kind {
+            NodeKind::Seq(items) if items.len() == 2 => Some((
+                expr_text(cx, &items[0], &format!("{key_path}[0]"))?,
+                expr_text(cx, &items[1], &format!("{key_path}[1]"))?,
+            )),
+            _ => {
+                return Err(cx.err(
+                    node,
+                    &key_path,
+                    "between takes two expressions of the left row: [lower, upper]",
+                ))
+            }
+        },
+    };
+    let retention_ms = fields.duration(cx, "retention")?;
+    let right_prefix = fields.string(cx, "right_prefix")?;
+    fields.finish(cx, JOIN_KEYS)?;
+    let spec = JoinSpec {
+        left_key,
+        right_key,
+        between,
+        retention_ms,
+        right_prefix,
+    };
+    Ok((spec, inputs))
 }
 
 fn decode_order_by(

@@ -34,7 +34,7 @@ impl fmt::Display for Summary<'_> {
         writeln!(f, "pipeline `{}` on {} core(s)", self.name, self.cores)?;
         writeln!(
             f,
-            "  {:<20} {:<10} {:>14} {:>14} {:>9}",
+            "  {:<20} {:<16} {:>14} {:>14} {:>9}",
             "node", "kind", "rows in", "rows out", "blocked"
         )?;
         for node in &self.probe.nodes {
@@ -46,7 +46,7 @@ impl fmt::Display for Summary<'_> {
             let share = blocked / (secs * self.cores as f64) * 100.0;
             writeln!(
                 f,
-                "  {:<20} {:<10} {:>14} {:>14} {:>8.1}%",
+                "  {:<20} {:<16} {:>14} {:>14} {:>8.1}%",
                 node.name,
                 node.kind,
                 rows_in,
@@ -56,6 +56,14 @@ impl fmt::Display for Summary<'_> {
             let rejected = node.total(|c| &c.rejected);
             if rejected > 0 {
                 writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
+            }
+            let late = node.total(|c| &c.late);
+            if late > 0 {
+                writeln!(f, "  {:<20} {late} rows too late for every window", "")?;
+            }
+            let groups = node.total(|c| &c.groups);
+            if groups > 0 {
+                writeln!(f, "  {:<20} {groups} groups in state at the end", "")?;
             }
         }
         writeln!(

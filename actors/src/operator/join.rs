@@ -1,0 +1,269 @@
+//! Two-input joins on equal keys: regular (rows kept for a retention time, or forever),
+//! interval (the right row's event time within bounds computed from the left row) and window
+//! joins (both inputs are window results, joined on `window_end`).
+//!
+//! Each side keeps its rows by key; an arriving row is matched against the other side's rows
+//! of its key and then stored until its expiry, which a time-ordered queue of (side, group)
+//! entries enforces as the watermark advances. Inner joins of append-only inputs only ever
+//! add rows, so the output is append-only.
+
+use std::collections::BTreeMap;
+
+use wire_core::expr::{Datum, Expr};
+use wire_core::plan::{JoinKind, JoinPlan};
+use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
+use wire_core::window::TimeAttr;
+use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, ValueRef};
+
+use super::table::key_hash;
+use super::{eval_into, row_time, GroupTable, Output, Stateful};
+
+/// A join operator instance.
+pub(crate) struct Join {
+    keys: [Vec<Expr>; 2],
+    kind: JoinKind,
+    times: [Option<TimeAttr>; 2],
+    sides: [GroupTable<Vec<Stored>>; 2],
+    /// Expiry time → (side, group) with a row expiring then.
+    expiry: BTreeMap<i64, Vec<(u8, u32)>>,
+    watermark: i64,
+}
+
+/// A row waiting for partners.
+struct Stored {
+    row: OwnedRow,
+    /// Its event time (right rows of an interval join), or the lower bound (left rows).
+    time: i64,
+    /// Upper bound of an interval join's left row.
+    upper: i64,
+    /// When the watermark passes this, the row can no longer match.
+    expires: i64,
+}
+
+/// Where a row stands: its time or bounds and its expiry.
+struct Placement {
+    time: i64,
+    upper: i64,
+    expires: i64,
+}
+
+impl Join {
+    pub(crate) fn new(plan: &JoinPlan) -> Join {
+        Join {
+            keys: [plan.left_keys.clone(), plan.right_keys.clone()],
+            kind: plan.kind.clone(),
+            times: [plan.left_time, plan.right_time],
+            sides: [GroupTable::default(), GroupTable::default()],
+            expiry: BTreeMap::new(),
+            watermark: WATERMARK_MIN,
+        }
+    }
+
+    fn place(&self, side: usize, row: &ArchivedRow) -> Placement {
+        let time = self.times[side]
+            .and_then(|t| row_time(row, t))
+            .unwrap_or(WATERMARK_MIN);
+        match &self.kind {
+            JoinKind::Regular { retention_ms } => Placement {
+                time,
+                upper: WATERMARK_MAX,
+                expires: match retention_ms {
+                    Some(ms) if time != WATERMARK_MIN => time.saturating_add(*ms),
+                    _ => WATERMARK_MAX,
+                },
+            },
+            JoinKind::Interval { lower, upper } if side == 0 => {
+                let lower = bound(lower, row).unwrap_or(WATERMARK_MAX);
+                let upper = bound(upper, row).unwrap_or(WATERMARK_MIN);
+                Placement {
+                    time: lower,
+                    upper,
+                    expires: upper,
+                }
+            }
+            // A right row can only meet left rows whose interval starts at or before it; those
+            // arrive before the watermark passes it.
+            JoinKind::Interval { .. } => Placement {
+                time,
+                upper: time,
+                expires: time,
+            },
+            JoinKind::Window {
+                left_end,
+                right_end,
+            } => {
+                let field = if side == 0 { *left_end } else { *right_end };
+                let end = row_time(
+                    row,
+                    TimeAttr {
+                        field,
+                        offset_ms: 0,
+                    },
+                )
+                .unwrap_or(WATERMARK_MIN);
+                Placement {
+                    time,
+                    upper: WATERMARK_MAX,
+                    expires: end.saturating_sub(1),
+                }
+            }
+        }
+    }
+
+    fn matches(&self, side: usize, placement: &Placement, other: &Stored) -> bool {
+        match &self.kind {
+            JoinKind::Interval { .. } if side == 0 => {
+                placement.time <= other.time && other.time <= placement.upper
+            }
+            JoinKind::Interval { .. } => {
+                other.time <= placement.time && placement.time <= other.upper
+            }
+            _ => true,
+        }
+    }
+
+    fn on_row(
+        &mut self,
+        side: usize,
+        view: &BatchView<'_>,
+        index: usize,
+        key: &[Datum<'_>],
+        out: &mut Output,
+    ) -> Result<bool, wire_core::Error> {
+        let row = view.row(index);
+        let hash = key_hash(key);
+        let placement = self.place(side, row);
+        let other = 1 - side;
+        let mut matched = false;
+        if let Some(id) = self.sides[other].find(hash, key) {
+            if let Some(group) = self.sides[other].get(id) {
+                for stored in &group.value {
+                    if stored.expires > self.watermark && self.matches(side, &placement, stored) {
+                        matched = true;
+                        emit(
+                            out,
+                            side,
+                            row,
+                            stored.row.row(),
+                            self.output_time(side, &placement, stored),
+                        )?;
+                    }
+                }
+            }
+        }
+        if placement.expires > self.watermark {
+            let (id, _) = self.sides[side].find_or_insert(hash, key, Vec::new);
+            if let Some(group) = self.sides[side].get_mut(id) {
+                group.value.push(Stored {
+                    row: OwnedRow::copy_of(view, index),
+                    time: placement.time,
+                    upper: placement.upper,
+                    expires: placement.expires,
+                });
+            }
+            if placement.expires != WATERMARK_MAX {
+                self.expiry
+                    .entry(placement.expires)
+                    .or_default()
+                    .push((side as u8, id));
+            }
+            return Ok(true);
+        }
+        Ok(matched)
+    }
+
+    /// The event time of a joined row: the right row's for interval joins, the window's for
+    /// window joins.
+    fn output_time(&self, side: usize, placement: &Placement, stored: &Stored) -> Option<i64> {
+        match &self.kind {
+            JoinKind::Interval { .. } if side == 0 => Some(stored.time),
+            JoinKind::Interval { .. } => Some(placement.time),
+            JoinKind::Window { .. } => Some(placement.expires),
+            JoinKind::Regular { .. } => None,
+        }
+    }
+
+    fn expire(&mut self) {
+        let watermark = self.watermark;
+        while let Some(entry) = self.expiry.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let mut due = entry.remove();
+            due.sort_unstable();
+            due.dedup();
+            for (side, id) in due {
+                let table = &mut self.sides[usize::from(side)];
+                let empty = table.get_mut(id).is_some_and(|group| {
+                    group.value.retain(|s| s.expires > watermark);
+                    group.value.is_empty()
+                });
+                if empty {
+                    table.remove(id);
+                }
+            }
+        }
+    }
+}
+
+fn bound(expr: &Expr, row: &ArchivedRow) -> Option<i64> {
+    match expr.eval(row) {
+        Datum::Timestamp(ms) | Datum::I64(ms) => Some(ms),
+        _ => None,
+    }
+}
+
+/// Appends `left fields ++ right fields`; `row` arrived on `side`, `stored` is the partner.
+fn emit(
+    out: &mut Output,
+    side: usize,
+    row: &ArchivedRow,
+    stored: &ArchivedRow,
+    time: Option<i64>,
+) -> Result<(), wire_core::Error> {
+    let arrived = row.values().iter().map(|v| v.as_value_ref());
+    let kept = stored.values().iter().map(|v| v.as_value_ref());
+    let values: Vec<ValueRef<'_>> = if side == 0 {
+        arrived.chain(kept).collect()
+    } else {
+        kept.chain(arrived).collect()
+    };
+    out.push(&values, time)
+}
+
+impl Stateful for Join {
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        port: usize,
+        _now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let side = port.min(1);
+        let view = batch.view();
+        let keys = self.keys[side].clone();
+        let mut key = Vec::with_capacity(keys.len());
+        for index in 0..view.row_count() {
+            let row = view.row(index);
+            eval_into(&keys, row, &mut key);
+            // SQL equality: a NULL key matches nothing.
+            if key.iter().any(|d| matches!(d, Datum::Null)) {
+                continue;
+            }
+            if !self.on_row(side, &view, index, &key, out)? {
+                out.late_rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _out: &mut Output) -> Result<(), wire_core::Error> {
+        self.watermark = self.watermark.max(watermark);
+        self.expire();
+        Ok(())
+    }
+
+    fn groups(&self) -> usize {
+        self.sides.iter().map(GroupTable::len).sum()
+    }
+}
