@@ -195,20 +195,6 @@ pub(crate) fn to_value(datum: &Datum<'_>) -> Value {
     }
 }
 
-/// A stored value as a datum borrowing from it.
-pub(crate) fn as_datum(value: &Value) -> Datum<'_> {
-    use std::borrow::Cow;
-    match value {
-        Value::Null => Datum::Null,
-        Value::I64(v) => Datum::I64(*v),
-        Value::F64(v) => Datum::F64(*v),
-        Value::Bool(v) => Datum::Bool(*v),
-        Value::Str(v) => Datum::Str(Cow::Borrowed(v)),
-        Value::Bytes(v) => Datum::Bytes(Cow::Borrowed(v)),
-        Value::Timestamp(v) => Datum::Timestamp(*v),
-    }
-}
-
 /// Whether `datum` equals the stored `value` (same type and value; NULL equals NULL, as keys).
 pub(crate) fn datum_eq(datum: &Datum<'_>, value: &Value) -> bool {
     match (datum, value) {

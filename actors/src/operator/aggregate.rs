@@ -3,7 +3,9 @@
 //!
 //! A hop window of `size` sliding by `slide` is cut into panes of `gcd(size, slide)`: a row
 //! updates one pane's accumulators, and a window that fires merges its `size / pane` panes, so
-//! the cost per row does not grow with the number of overlapping windows.
+//! the cost per row does not grow with the number of overlapping windows. State is key-major:
+//! one hash table of keys, each holding its few live panes in time order, so a row costs one
+//! lookup and a key is stored once however many windows it is in.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +28,10 @@ pub(crate) struct WindowAggregate {
     kind: WindowKind,
     lateness_ms: i64,
     clock: Clock,
-    /// Pane start → groups of that pane.
-    panes: BTreeMap<i64, GroupTable<Accs>>,
+    /// Keys → their live panes (start, accumulators), oldest first.
+    groups: GroupTable<Vec<(i64, Accs)>>,
+    /// Pane start → how many keys have that pane (to find the next window to fire).
+    occupied: BTreeMap<i64, u32>,
     watermark: i64,
     /// Every window ending at or before this has fired.
     fired_end: i64,
@@ -43,22 +47,34 @@ impl WindowAggregate {
             kind: window.kind,
             lateness_ms: window.allowed_lateness_ms,
             clock: Clock::new(window.time, plan.time),
-            panes: BTreeMap::new(),
+            groups: GroupTable::default(),
+            occupied: BTreeMap::new(),
             watermark: WATERMARK_MIN,
             fired_end: WATERMARK_MIN,
             refire: BTreeMap::new(),
         }
     }
 
-    fn add_row(&mut self, row: &wire_core::ArchivedRow, ts: i64, datums: &mut Vec<Datum<'_>>) {
+    fn add_row(&mut self, row: &wire_core::ArchivedRow, ts: i64, datums: &[Datum<'_>]) {
         let hash = key_hash(datums);
-        let aggs = &self.aggs;
-        let table = self.panes.entry(self.kind.pane_start(ts)).or_default();
-        let (id, _) = table.find_or_insert(hash, datums, || new_accs(aggs));
-        if let Some(group) = table.get_mut(id) {
-            for (agg, acc) in aggs.iter().zip(group.value.iter_mut()) {
-                agg.update(acc, row);
+        let pane = self.kind.pane_start(ts);
+        let (id, _) = self.groups.find_or_insert(hash, datums, Vec::new);
+        let Some(group) = self.groups.get_mut(id) else {
+            return;
+        };
+        let panes = &mut group.value;
+        // Rows mostly land in the newest pane; search from the back.
+        let slot = match panes.iter().rposition(|(start, _)| *start <= pane) {
+            Some(at) if panes[at].0 == pane => at,
+            found => {
+                let at = found.map_or(0, |at| at + 1);
+                panes.insert(at, (pane, new_accs(&self.aggs)));
+                *self.occupied.entry(pane).or_default() += 1;
+                at
             }
+        };
+        for (agg, acc) in self.aggs.iter().zip(panes[slot].1.iter_mut()) {
+            agg.update(acc, row);
         }
         if self.lateness_ms > 0 {
             for (_, end) in self.kind.windows_of(ts) {
@@ -73,29 +89,51 @@ impl WindowAggregate {
     /// open window reads.
     fn advance(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
         self.watermark = self.watermark.max(watermark);
+        let mut merged = new_accs(&self.aggs);
         while let Some(end) = self.next_end() {
             if !fires(end, self.watermark) {
                 break;
             }
-            self.emit_window(end, None, out)?;
+            self.emit_window(end, None, &mut merged, out)?;
             self.fired_end = end;
         }
         let refire = std::mem::take(&mut self.refire);
         for (end, mut hashes) in refire {
             hashes.sort_unstable();
             hashes.dedup();
-            self.emit_window(end, Some(&hashes), out)?;
+            self.emit_window(end, Some(&hashes), &mut merged, out)?;
         }
-        let (kind, lateness, watermark) = (self.kind, self.lateness_ms, self.watermark);
-        self.panes
-            .retain(|pane, _| !expired(kind.last_end_of_pane(*pane), lateness, watermark));
+        self.purge();
         Ok(())
+    }
+
+    /// Drops the panes no open window reads, and keys left without panes.
+    fn purge(&mut self) {
+        let (kind, lateness, watermark) = (self.kind, self.lateness_ms, self.watermark);
+        let dead = |pane: i64| expired(kind.last_end_of_pane(pane), lateness, watermark);
+        let Some((&oldest, _)) = self.occupied.first_key_value() else {
+            return;
+        };
+        if !dead(oldest) {
+            return;
+        }
+        let mut empty = Vec::new();
+        for (id, group) in self.groups.iter_mut() {
+            group.value.retain(|(pane, _)| !dead(*pane));
+            if group.value.is_empty() {
+                empty.push(id);
+            }
+        }
+        for id in empty {
+            self.groups.remove(id);
+        }
+        self.occupied.retain(|pane, _| !dead(*pane));
     }
 
     /// The end of the earliest window that has not fired and holds data.
     fn next_end(&self) -> Option<i64> {
         let (size, slide) = (self.kind.size_ms(), self.kind.slide_ms());
-        for pane in self.panes.keys() {
+        for pane in self.occupied.keys() {
             let after = (*pane).max(self.fired_end);
             let end = align_down(after.saturating_sub(size), slide)
                 .saturating_add(slide)
@@ -107,48 +145,40 @@ impl WindowAggregate {
         None
     }
 
-    /// Emits window `[end - size, end)`, for every key or only keys hashing into `only`.
+    /// Emits window `[end - size, end)`, for every key or only keys hashing into `only`;
+    /// `merged` is scratch space for merging a key's panes.
     fn emit_window(
         &self,
         end: i64,
         only: Option<&[u64]>,
+        merged: &mut Accs,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
         let start = end.saturating_sub(self.kind.size_ms());
-        let wanted = |hash: u64| only.is_none_or(|hashes| hashes.binary_search(&hash).is_ok());
-        let mut panes = self.panes.range(start..end);
         let window = Some((start, end));
-        if self.panes.range(start..end).count() == 1 {
-            let Some((_, table)) = panes.next() else {
-                return Ok(());
+        for (_, group) in self.groups.iter() {
+            if only.is_some_and(|hashes| hashes.binary_search(&group.hash).is_err()) {
+                continue;
+            }
+            let mut inside = group
+                .value
+                .iter()
+                .filter(|(pane, _)| start <= *pane && *pane < end);
+            let Some((_, first)) = inside.next() else {
+                continue;
             };
-            for (_, group) in table.iter().filter(|(_, g)| wanted(g.hash)) {
-                push_result(out, &group.key, window, &self.aggs, &group.value, None)?;
-            }
-            return Ok(());
-        }
-        let mut merged: GroupTable<Accs> = GroupTable::default();
-        for (_, table) in panes {
-            for (_, group) in table.iter().filter(|(_, g)| wanted(g.hash)) {
-                let (id, created) =
-                    merged.find_or_insert_values(group.hash, &group.key, || group.value.clone());
-                if created {
-                    continue;
-                }
-                if let Some(into) = merged.get_mut(id) {
-                    for ((agg, acc), from) in self
-                        .aggs
-                        .iter()
-                        .zip(into.value.iter_mut())
-                        .zip(group.value.iter())
-                    {
-                        agg.merge(acc, from);
-                    }
+            let Some((_, second)) = inside.next() else {
+                push_result(out, &group.key, window, &self.aggs, first, None)?;
+                continue;
+            };
+            merged.clone_from_slice(first);
+            for accs in std::iter::once(second).chain(inside.map(|(_, accs)| accs)) {
+                for ((agg, into), from) in self.aggs.iter().zip(merged.iter_mut()).zip(accs.iter())
+                {
+                    agg.merge(into, from);
                 }
             }
-        }
-        for (_, group) in merged.iter() {
-            push_result(out, &group.key, window, &self.aggs, &group.value, None)?;
+            push_result(out, &group.key, window, &self.aggs, merged, None)?;
         }
         Ok(())
     }
@@ -163,8 +193,9 @@ impl Stateful for WindowAggregate {
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
         let view = batch.view();
-        let mut datums = Vec::with_capacity(self.keys.len());
-        let keys = self.keys.clone();
+        let keys = std::mem::take(&mut self.keys);
+        let mut datums = Vec::with_capacity(keys.len());
+        let mut result = Ok(());
         for index in 0..view.row_count() {
             let row = view.row(index);
             let ts = match self.clock.time_of(row, now_ms) {
@@ -174,14 +205,18 @@ impl Stateful for WindowAggregate {
                     ts
                 }
                 time => {
-                    out.push_late(&view, index, time)?;
+                    result = out.push_late(&view, index, time);
+                    if result.is_err() {
+                        break;
+                    }
                     continue;
                 }
             };
             eval_into(&keys, row, &mut datums);
-            self.add_row(row, ts, &mut datums);
+            self.add_row(row, ts, &datums);
         }
-        Ok(())
+        self.keys = keys;
+        result
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
@@ -204,7 +239,7 @@ impl Stateful for WindowAggregate {
     }
 
     fn groups(&self) -> usize {
-        self.panes.values().map(|t| t.len()).sum()
+        self.groups.len()
     }
 }
 
@@ -316,12 +351,13 @@ impl Stateful for UnboundedAggregate {
     ) -> Result<(), wire_core::Error> {
         self.batch_seq += 1;
         let view = batch.view();
-        let keys = self.keys.clone();
+        let keys = std::mem::take(&mut self.keys);
         let mut datums = Vec::with_capacity(keys.len());
         for row in view.rows() {
             eval_into(&keys, row, &mut datums);
             self.apply(row, &datums);
         }
+        self.keys = keys;
         self.emit_changes(out)
     }
 

@@ -172,6 +172,28 @@ impl Join {
         Ok(matched)
     }
 
+    /// Joins every row of `view`, which arrived on `side`.
+    fn join_rows(
+        &mut self,
+        side: usize,
+        view: &BatchView<'_>,
+        keys: &[Expr],
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let mut key = Vec::with_capacity(keys.len());
+        for index in 0..view.row_count() {
+            eval_into(keys, view.row(index), &mut key);
+            // SQL equality: a NULL key matches nothing.
+            if key.iter().any(|d| matches!(d, Datum::Null)) {
+                continue;
+            }
+            if !self.on_row(side, view, index, &key, out)? {
+                out.late_rows += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// The event time of a joined row: the right row's for interval joins, the window's for
     /// window joins.
     fn output_time(&self, side: usize, placement: &Placement, stored: &Stored) -> Option<i64> {
@@ -241,20 +263,10 @@ impl Stateful for Join {
     ) -> Result<(), wire_core::Error> {
         let side = port.min(1);
         let view = batch.view();
-        let keys = self.keys[side].clone();
-        let mut key = Vec::with_capacity(keys.len());
-        for index in 0..view.row_count() {
-            let row = view.row(index);
-            eval_into(&keys, row, &mut key);
-            // SQL equality: a NULL key matches nothing.
-            if key.iter().any(|d| matches!(d, Datum::Null)) {
-                continue;
-            }
-            if !self.on_row(side, &view, index, &key, out)? {
-                out.late_rows += 1;
-            }
-        }
-        Ok(())
+        let keys = std::mem::take(&mut self.keys[side]);
+        let result = self.join_rows(side, &view, &keys, out);
+        self.keys[side] = keys;
+        result
     }
 
     fn on_watermark(&mut self, watermark: i64, _out: &mut Output) -> Result<(), wire_core::Error> {

@@ -105,6 +105,29 @@ impl SessionAggregate {
         true
     }
 
+    fn add_rows(
+        &mut self,
+        view: &wire_core::BatchView<'_>,
+        keys: &[Expr],
+        now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let mut datums = Vec::with_capacity(keys.len());
+        for index in 0..view.row_count() {
+            let row = view.row(index);
+            let Some(ts) = self.clock.time_of(row, now_ms) else {
+                out.push_late(view, index, None)?;
+                continue;
+            };
+            eval_into(keys, row, &mut datums);
+            let hash = key_hash(&datums);
+            if !self.add_row(row, ts, hash, &datums) {
+                out.push_late(view, index, Some(ts))?;
+            }
+        }
+        Ok(())
+    }
+
     fn fire(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
         let watermark = self.watermark;
         while let Some(entry) = self.timers.first_entry() {
@@ -178,21 +201,10 @@ impl Stateful for SessionAggregate {
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
         let view = batch.view();
-        let keys = self.keys.clone();
-        let mut datums = Vec::with_capacity(keys.len());
-        for index in 0..view.row_count() {
-            let row = view.row(index);
-            let Some(ts) = self.clock.time_of(row, now_ms) else {
-                out.push_late(&view, index, None)?;
-                continue;
-            };
-            eval_into(&keys, row, &mut datums);
-            let hash = key_hash(&datums);
-            if !self.add_row(row, ts, hash, &datums) {
-                out.push_late(&view, index, Some(ts))?;
-            }
-        }
-        Ok(())
+        let keys = std::mem::take(&mut self.keys);
+        let result = self.add_rows(&view, &keys, now_ms, out);
+        self.keys = keys;
+        result
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {

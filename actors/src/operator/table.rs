@@ -10,7 +10,7 @@ use wire_core::expr::Datum;
 use wire_core::key::KeyHasher;
 use wire_core::Value;
 
-use super::{as_datum, datum_eq, to_value};
+use super::{datum_eq, to_value};
 
 /// One group: its key and state.
 #[derive(Debug)]
@@ -63,27 +63,6 @@ impl<V> GroupTable<V> {
             hash,
             |stored| keys_equal(key, stored),
             || key.iter().map(to_value).collect(),
-            init,
-        )
-    }
-
-    /// As [`GroupTable::find_or_insert`], for a key held as values.
-    pub(crate) fn find_or_insert_values(
-        &mut self,
-        hash: u64,
-        key: &[Value],
-        init: impl FnOnce() -> V,
-    ) -> (u32, bool) {
-        self.find_or_insert_by(
-            hash,
-            |stored| {
-                stored.len() == key.len()
-                    && key
-                        .iter()
-                        .zip(stored)
-                        .all(|(k, s)| datum_eq(&as_datum(k), s))
-            },
-            || key.into(),
             init,
         )
     }
@@ -164,6 +143,14 @@ impl<V> GroupTable<V> {
             .iter()
             .enumerate()
             .filter_map(|(id, slot)| slot.as_ref().map(|g| (id as u32, g)))
+    }
+
+    /// Every group with its id, mutably.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Group<V>)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(id, slot)| slot.as_mut().map(|g| (id as u32, g)))
     }
 
     /// Groups held.
