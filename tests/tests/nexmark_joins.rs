@@ -1,0 +1,688 @@
+//! Nexmark's join queries (q3, q4, q8, q9, q20), run by the real `wire` binary at one and at two
+//! cores and checked against references computed here in plain Rust, with maps and folds, from
+//! the generated persons, auctions and bids.
+//!
+//! Readings the references rely on:
+//! - A join row is the left input's fields, then the right input's, a right field whose name the
+//!   left already has taking the join's `right_prefix`.
+//! - Regular joins (q3, q20) keep both sides for the whole bounded run: every matching pair is
+//!   emitted once, whatever the arrival order.
+//! - The interval join of q4 and q9 keeps a bid when `auction.date_time <= bid.date_time <=
+//!   auction.expires`, both bounds inclusive.
+//! - q8's tumbling windows are aligned to the epoch; a person appears once per window in which
+//!   one of their auctions also falls.
+//! - A nexmark source's watermark lags by 4 s by default, so with `out_of_order_ms: 3000` no row
+//!   is late and the results equal the in-order references.
+//! - In a changelog, `-U` is followed by `+U` of the same key, and `-U`/`-D` repeat an emitted
+//!   row exactly; one core's part files in name order are its output in order, and all changes
+//!   of one key come from one core (as `nexmark_windows.rs` checks).
+//! - `avg` is compared within a relative 1e-9: the order of its float arithmetic is the engine's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value as Json};
+use wire_core::nexmark::{Auction, Bid, Event, Generator, Person};
+use wire_core::spec::{PipelineSpec, SourceKind};
+use wire_core::time::to_rfc3339;
+use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
+
+const SECOND: i64 = 1000;
+/// Event-time jitter below the default 4 s watermark bound, on every nexmark source: rows out
+/// of order, none late.
+const JITTER: (&str, &str) = ("seed: 1\n", "seed: 1\n    out_of_order_ms: 3000\n");
+/// 30 s of event time instead of the examples' 100 s (or 50 s), to keep runs and references quick.
+const SHORT: [(&str, &str); 2] = [
+    ("events: 1M", "events: 300k"),
+    ("events: 500k", "events: 300k"),
+];
+/// Every query must produce at least this many rows (changelog rows for q4 and q9).
+const MIN_ROWS: usize = 300;
+
+/// Fields of a row, in schema order.
+type Fields = Vec<(String, Json)>;
+
+/// An example with edits applied, and the events its nexmark sources generate.
+struct Example {
+    yaml: String,
+    persons: Vec<Person>,
+    auctions: Vec<Auction>,
+    bids: Vec<Bid>,
+}
+
+impl Example {
+    /// Loads an example, shortened, with `out_of_order_ms: 3000` on every source when `jitter`.
+    fn load(name: &str, jitter: bool) -> Example {
+        let path = repo_root().join("examples").join(name);
+        let mut yaml = std::fs::read_to_string(path).expect("example exists");
+        let mut edits: Vec<(&str, &str)> = SHORT
+            .into_iter()
+            .filter(|(from, _)| yaml.contains(from))
+            .collect();
+        assert!(!edits.is_empty(), "{name} changed: no `events:` to shorten");
+        edits.extend(jitter.then_some(JITTER));
+        for (from, to) in edits {
+            assert!(yaml.contains(from), "{name} changed: no `{from}`");
+            yaml = yaml.replace(from, to);
+        }
+        let sources = yaml.matches("type: nexmark").count();
+        let jittered = yaml.matches("out_of_order_ms: 3000").count();
+        assert_eq!(
+            jittered,
+            sources * usize::from(jitter),
+            "{name}: jitter on every source"
+        );
+        let mut example = Example {
+            yaml,
+            persons: Vec::new(),
+            auctions: Vec::new(),
+            bids: Vec::new(),
+        };
+        example.generate();
+        example
+    }
+
+    /// Generates, in plain Rust, the events each nexmark source of the pipeline emits.
+    fn generate(&mut self) {
+        let spec =
+            PipelineSpec::parse("pipeline.yaml", &self.yaml).unwrap_or_else(|e| panic!("{e}"));
+        for source in &spec.sources {
+            let SourceKind::Nexmark(source) = &source.kind else {
+                panic!("a source is not nexmark");
+            };
+            let generator = Generator::new(source.generator.clone()).expect("generator config");
+            for n in 0..source.events.expect("bounded") {
+                if generator.kind(n) != source.stream {
+                    continue;
+                }
+                match generator.event(n) {
+                    Event::Person(p) => self.persons.push(p),
+                    Event::Auction(a) => self.auctions.push(a),
+                    Event::Bid(b) => self.bids.push(b),
+                }
+            }
+        }
+    }
+
+    /// `wire run --no-progress --cores N` from the repository root, with the sinks' paths
+    /// `./wire-output/...` moved into the returned temporary directory.
+    fn run(&self, cores: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let yaml = self
+            .yaml
+            .replace("./wire-output/", &format!("{}/", dir.path().display()));
+        assert_ne!(yaml, self.yaml, "the example writes to ./wire-output/");
+        let file = dir.path().join("pipeline.yaml");
+        std::fs::write(&file, yaml).expect("write pipeline");
+        let output = Command::new(wire_bin())
+            .current_dir(repo_root())
+            .args(["run", "--no-progress", "--cores", &cores.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg(&file)
+            .output()
+            .expect("wire runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "wire run: {}\n{stderr}",
+            output.status
+        );
+        eprintln!("--cores {cores}\n{stderr}");
+        dir
+    }
+
+    /// The bids of each auction id.
+    fn bids_by_auction(&self) -> HashMap<i64, Vec<&Bid>> {
+        let mut by_auction: HashMap<i64, Vec<&Bid>> = HashMap::new();
+        for bid in &self.bids {
+            by_auction.entry(bid.auction).or_default().push(bid);
+        }
+        by_auction
+    }
+
+    /// Per auction, its bids made while it was open (`[date_time, expires]`, inclusive); only
+    /// auctions with at least one.
+    fn bids_while_open(&self) -> Vec<(&Auction, Vec<&Bid>)> {
+        let by_auction = self.bids_by_auction();
+        self.auctions
+            .iter()
+            .filter_map(|a| {
+                let bids = by_auction.get(&a.id)?;
+                let open: Vec<&Bid> = bids
+                    .iter()
+                    .copied()
+                    .filter(|b| a.date_time <= b.date_time && b.date_time <= a.expires)
+                    .collect();
+                (!open.is_empty()).then_some((a, open))
+            })
+            .collect()
+    }
+}
+
+fn time(ms: i64) -> Json {
+    to_rfc3339(ms).into()
+}
+
+fn fields(pairs: Vec<(&str, Json)>) -> Fields {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn person_fields(p: &Person) -> Fields {
+    fields(vec![
+        ("id", p.id.into()),
+        ("name", p.name.as_str().into()),
+        ("email_address", p.email_address.as_str().into()),
+        ("credit_card", p.credit_card.as_str().into()),
+        ("city", p.city.as_str().into()),
+        ("state", p.state.as_str().into()),
+        ("date_time", time(p.date_time)),
+        ("extra", p.extra.as_str().into()),
+    ])
+}
+
+fn auction_fields(a: &Auction) -> Fields {
+    fields(vec![
+        ("id", a.id.into()),
+        ("item_name", a.item_name.as_str().into()),
+        ("description", a.description.as_str().into()),
+        ("initial_bid", a.initial_bid.into()),
+        ("reserve", a.reserve.into()),
+        ("date_time", time(a.date_time)),
+        ("expires", time(a.expires)),
+        ("seller", a.seller.into()),
+        ("category", a.category.into()),
+        ("extra", a.extra.as_str().into()),
+    ])
+}
+
+fn bid_fields(b: &Bid) -> Fields {
+    fields(vec![
+        ("auction", b.auction.into()),
+        ("bidder", b.bidder.into()),
+        ("price", b.price.into()),
+        ("channel", b.channel.as_str().into()),
+        ("url", b.url.as_str().into()),
+        ("date_time", time(b.date_time)),
+        ("extra", b.extra.as_str().into()),
+    ])
+}
+
+/// A join row: the left fields, then the right ones, renamed with `prefix` when the left
+/// already has the name.
+fn joined(left: Fields, right: Fields, prefix: &str) -> Fields {
+    let names: HashSet<String> = left.iter().map(|(k, _)| k.clone()).collect();
+    let renamed = right.into_iter().map(|(k, v)| {
+        let k = if names.contains(&k) {
+            format!("{prefix}{k}")
+        } else {
+            k
+        };
+        (k, v)
+    });
+    left.into_iter().chain(renamed).collect()
+}
+
+/// The field `name` of a row, with its value.
+fn field(row: &Fields, name: &str) -> (String, Json) {
+    let found = row.iter().find(|(k, _)| k == name);
+    found
+        .cloned()
+        .unwrap_or_else(|| panic!("no `{name}` in {row:?}"))
+}
+
+/// The field names of a row, in order.
+fn names(row: &Fields) -> Vec<&str> {
+    row.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+fn to_json(row: Fields) -> Json {
+    Json::Object(row.into_iter().collect())
+}
+
+/// A row as text with its keys sorted, whatever map type `serde_json` was built with.
+fn canon(row: &Json) -> String {
+    let sorted: BTreeMap<&String, &Json> = row.as_object().expect("object").iter().collect();
+    serde_json::to_string(&sorted).expect("JSON")
+}
+
+/// The values of `fields` in `row`, as the key of a changelog group.
+fn key_of(row: &Json, fields: &[&str]) -> String {
+    let values: Vec<String> = fields.iter().map(|f| row[*f].to_string()).collect();
+    values.join(",")
+}
+
+fn tumble(ts: i64, size: i64) -> i64 {
+    ts.div_euclid(size) * size
+}
+
+/// Fails with the sizes and the first differing keys when the maps differ.
+fn assert_maps_eq<K: Ord + Debug, V: PartialEq + Debug>(
+    got: &BTreeMap<K, V>,
+    expected: &BTreeMap<K, V>,
+    what: &str,
+) {
+    let mut keys: Vec<&K> = got.keys().chain(expected.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<&K> = keys
+        .into_iter()
+        .filter(|k| got.get(k) != expected.get(k))
+        .collect();
+    let diffs: Vec<String> = differing
+        .iter()
+        .take(6)
+        .map(|k| {
+            format!(
+                "  {k:?}:\n    got      {:?}\n    expected {:?}",
+                got.get(k),
+                expected.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} entries, expected {}; {} differ, the first:\n{}",
+        got.len(),
+        expected.len(),
+        differing.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Rows as a multiset of their canonical text.
+fn multiset<'a>(rows: impl IntoIterator<Item = &'a Json>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        *counts.entry(canon(row)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The output's part files, sorted by name, with no part left in progress.
+fn part_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    for file in &files {
+        assert!(
+            !file.to_string_lossy().ends_with(".inprogress"),
+            "{}",
+            file.display()
+        );
+    }
+    files
+}
+
+/// Checks that the output's first row has exactly `fields`, in this order.
+fn assert_fields(dir: &Path, fields: &[&str]) {
+    let text: String = part_files(dir)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("part file"))
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("{}: no output rows", dir.display()));
+    let line = text.lines().next().unwrap_or_default();
+    let parsed: Json = serde_json::from_str(line).expect("JSON line");
+    assert_eq!(
+        parsed.as_object().map(|o| o.len()),
+        Some(fields.len()),
+        "fields {fields:?}: {line}"
+    );
+    let mut at = 0;
+    for field in fields {
+        let found = line.find(&format!("\"{field}\":"));
+        let pos = found.unwrap_or_else(|| panic!("no field `{field}` in {line}"));
+        assert!(pos >= at, "fields not in the order {fields:?}: {line}");
+        at = pos;
+    }
+}
+
+/// Runs the example at one and at two cores; each time, the output `out` must hold exactly the
+/// `expected` rows (as a multiset), with their fields in their order.
+fn check_rows(example: &Example, out: &str, expected: Vec<Fields>) {
+    assert!(
+        expected.len() >= MIN_ROWS,
+        "the reference has only {} rows",
+        expected.len()
+    );
+    let fields: Vec<String> = names(&expected[0]).into_iter().map(String::from).collect();
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let expected: Vec<Json> = expected.into_iter().map(to_json).collect();
+    for cores in [1, 2] {
+        let dir = example.run(cores);
+        let out_dir = dir.path().join(out);
+        assert_fields(&out_dir, &fields);
+        let got = read_jsonl_dir(&out_dir);
+        assert_maps_eq(
+            &multiset(&got),
+            &multiset(&expected),
+            &format!("{out} at {cores} cores (row -> count)"),
+        );
+        eprintln!("{out} at {cores} cores: {} rows as expected", got.len());
+    }
+}
+
+/// Each core's changelog rows in output order, with their `file:line`.
+fn parts_by_core(dir: &Path) -> BTreeMap<String, Vec<(String, Json)>> {
+    let mut cores: BTreeMap<String, Vec<(String, Json)>> = BTreeMap::new();
+    for file in part_files(dir) {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let core = name.split('-').nth(1).unwrap_or(&name).to_string();
+        let rows = cores.entry(core).or_default();
+        let text = std::fs::read_to_string(&file).expect("part file");
+        for (n, line) in text.lines().enumerate() {
+            let at = format!("{name}:{}", n + 1);
+            let row = serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: {e}"));
+            rows.push((at, row));
+        }
+    }
+    cores
+}
+
+/// Replays a changelog per core in file order and returns the number of changes and the final
+/// rows of each key (the `key` fields), without `op`. Checks every change on the way: `+I`/`+U`
+/// insert, `-U`/`-D` remove a row equal to one present, `-U` is answered by `+U`, a key lives on
+/// one core.
+fn replay(dir: &Path, key: &[&str]) -> (usize, BTreeMap<String, Vec<Json>>) {
+    let mut state: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut count = 0;
+    for (core, changes) in parts_by_core(dir) {
+        let mut awaiting_update: HashMap<String, String> = HashMap::new();
+        for (at, mut change) in changes {
+            count += 1;
+            let op = change.as_object_mut().and_then(|o| o.remove("op"));
+            let op = op
+                .and_then(|o| o.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let k = key_of(&change, key);
+            let first_core = owner.entry(k.clone()).or_insert_with(|| core.clone());
+            assert_eq!(
+                *first_core, core,
+                "{at}: key {k} changes on cores {first_core} and {core}"
+            );
+            let pending = awaiting_update.remove(&k);
+            assert_eq!(
+                pending.is_some(),
+                op == "+U",
+                "{at}: `{op}` of {k} after {pending:?}"
+            );
+            let rows = state.entry(k.clone()).or_default();
+            match op.as_str() {
+                "+I" | "+U" => rows.push(change),
+                "-U" | "-D" => {
+                    let found = rows.iter().position(|r| *r == change);
+                    let index = found.unwrap_or_else(|| {
+                        panic!("{at}: {op} of a row not present: {change}; present: {rows:?}")
+                    });
+                    rows.swap_remove(index);
+                    if op == "-U" {
+                        awaiting_update.insert(k, at);
+                    }
+                }
+                _ => panic!("{at}: bad op `{op}`"),
+            }
+        }
+        assert!(
+            awaiting_update.is_empty(),
+            "-U without a +U: {awaiting_update:?}"
+        );
+    }
+    state.retain(|_, rows| !rows.is_empty());
+    (count, state)
+}
+
+/// Runs the example at `cores` and replays its changelog `out` (first row: `op`, then `fields`)
+/// per `key`, which must hold at least [`MIN_ROWS`] changes; returns the final rows per key.
+fn replayed(
+    example: &Example,
+    cores: usize,
+    out: &str,
+    fields: &[&str],
+    key: &[&str],
+) -> BTreeMap<String, Vec<Json>> {
+    let dir = example.run(cores);
+    let out_dir = dir.path().join(out);
+    let with_op: Vec<&str> = std::iter::once("op")
+        .chain(fields.iter().copied())
+        .collect();
+    assert_fields(&out_dir, &with_op);
+    let (changes, state) = replay(&out_dir, key);
+    assert!(
+        changes >= MIN_ROWS,
+        "{out} at {cores} cores: only {changes} changes"
+    );
+    eprintln!(
+        "{out} at {cores} cores: {changes} changes, {} keys",
+        state.len()
+    );
+    state
+}
+
+#[test]
+fn q3_local_item_suggestion() {
+    let example = Example::load("nexmark/q3.yaml", false);
+    let western: HashMap<i64, &Person> = example
+        .persons
+        .iter()
+        .filter(|p| ["OR", "ID", "CA"].contains(&p.state.as_str()))
+        .map(|p| (p.id, p))
+        .collect();
+    let expected: Vec<Fields> = example
+        .auctions
+        .iter()
+        .filter(|a| a.category == 10)
+        .filter_map(|a| {
+            let p = western.get(&a.seller)?;
+            let row = joined(auction_fields(a), person_fields(p), "person_");
+            let project = ["name", "city", "state", "id"];
+            Some(project.map(|f| field(&row, f)).into_iter().collect())
+        })
+        .collect();
+    check_rows(&example, "q3", expected);
+}
+
+#[test]
+fn q20_expand_bid_with_auction() {
+    let example = Example::load("nexmark/q20.yaml", false);
+    let category_10: HashMap<i64, &Auction> = example
+        .auctions
+        .iter()
+        .filter(|a| a.category == 10)
+        .map(|a| (a.id, a))
+        .collect();
+    let expected: Vec<Fields> = example
+        .bids
+        .iter()
+        .filter_map(|b| {
+            let a = category_10.get(&b.auction)?;
+            Some(joined(bid_fields(b), auction_fields(a), "auction_"))
+        })
+        .collect();
+    check_rows(&example, "q20", expected);
+}
+
+fn q4(jitter: bool) {
+    let example = Example::load("nexmark/q4.yaml", jitter);
+    let mut finals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (auction, bids) in example.bids_while_open() {
+        let max = bids.iter().map(|b| b.price).max().expect("a bid");
+        finals.entry(auction.category).or_default().push(max);
+    }
+    let auctions: usize = finals.values().map(Vec::len).sum();
+    assert!(auctions >= MIN_ROWS, "only {auctions} auctions have bids");
+    eprintln!("q4 reference: {auctions} auctions with bids while open");
+    let expected: BTreeMap<String, f64> = finals
+        .iter()
+        .map(|(c, f)| (c.to_string(), f.iter().sum::<i64>() as f64 / f.len() as f64))
+        .collect();
+    for cores in [1, 2] {
+        let state = replayed(
+            &example,
+            cores,
+            "q4",
+            &["category", "avg_final"],
+            &["category"],
+        );
+        let got: BTreeMap<String, f64> = state
+            .iter()
+            .map(|(k, rows)| {
+                assert_eq!(rows.len(), 1, "{cores} cores: category {k}: {rows:?}");
+                (k.clone(), rows[0]["avg_final"].as_f64().unwrap_or(f64::NAN))
+            })
+            .collect();
+        let categories: BTreeSet<&String> = got.keys().chain(expected.keys()).collect();
+        let wrong: Vec<String> = categories
+            .into_iter()
+            .filter_map(|k| match (got.get(k), expected.get(k)) {
+                (Some(g), Some(w)) if (g - w).abs() <= 1e-9 * w.abs() => None,
+                (g, w) => Some(format!("  category {k}: got {g:?}, expected {w:?}")),
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "q4 at {cores} cores: avg_final of {} categories wrong (of {} expected):\n{}",
+            wrong.len(),
+            expected.len(),
+            wrong.join("\n")
+        );
+    }
+}
+
+#[test]
+fn q4_average_price_per_category() {
+    q4(false);
+}
+
+#[test]
+fn q4_average_price_per_category_out_of_order() {
+    q4(true);
+}
+
+fn q9(jitter: bool) {
+    let example = Example::load("nexmark/q9.yaml", jitter);
+    // Per auction id: the winning (price, bid_date_time) and the rows allowed to hold it.
+    let mut expected: BTreeMap<String, (String, HashSet<String>)> = BTreeMap::new();
+    let mut fields = Vec::new();
+    for (auction, bids) in example.bids_while_open() {
+        let best = bids
+            .iter()
+            .map(|b| (b.price, std::cmp::Reverse(b.date_time)))
+            .max()
+            .expect("a bid");
+        let rows: Vec<Fields> = bids
+            .iter()
+            .filter(|b| (b.price, std::cmp::Reverse(b.date_time)) == best)
+            .map(|b| joined(auction_fields(auction), bid_fields(b), "bid_"))
+            .collect();
+        if fields.is_empty() {
+            fields = names(&rows[0]).into_iter().map(String::from).collect();
+        }
+        let candidates = rows.into_iter().map(|r| canon(&to_json(r))).collect();
+        let winner = format!("{} at {}", best.0, to_rfc3339(best.1 .0));
+        expected.insert(auction.id.to_string(), (winner, candidates));
+    }
+    assert!(
+        expected.len() >= MIN_ROWS,
+        "only {} auctions have bids",
+        expected.len()
+    );
+    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let want: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(k, (w, _))| (k.clone(), w.clone()))
+        .collect();
+    for cores in [1, 2] {
+        let state = replayed(&example, cores, "q9", &fields, &["id"]);
+        let mut got: BTreeMap<String, String> = BTreeMap::new();
+        for (k, rows) in state {
+            assert_eq!(rows.len(), 1, "{cores} cores: auction {k}: {rows:?}");
+            let row = &rows[0];
+            let time = row["bid_date_time"].as_str().unwrap_or("?");
+            let winner = format!("{} at {time}", row["price"]);
+            if let Some((_, candidates)) = expected.get(&k).filter(|(w, _)| *w == winner) {
+                let ok = candidates.contains(&canon(row));
+                assert!(
+                    ok,
+                    "{cores} cores: auction {k}: {row} is not the generated auction and bid"
+                );
+            }
+            got.insert(k, winner);
+        }
+        assert_maps_eq(
+            &got,
+            &want,
+            &format!("q9 at {cores} cores: winning price at bid_date_time per auction"),
+        );
+    }
+}
+
+#[test]
+fn q9_winning_bids() {
+    q9(false);
+}
+
+#[test]
+fn q9_winning_bids_out_of_order() {
+    q9(true);
+}
+
+fn q8(jitter: bool) {
+    let example = Example::load("nexmark/q8.yaml", jitter);
+    let size = 10 * SECOND;
+    let sellers: HashSet<(i64, i64)> = example
+        .auctions
+        .iter()
+        .map(|a| (a.seller, tumble(a.date_time, size)))
+        .collect();
+    let new_users: BTreeSet<(i64, &str, i64)> = example
+        .persons
+        .iter()
+        .map(|p| (p.id, p.name.as_str(), tumble(p.date_time, size)))
+        .filter(|(id, _, start)| sellers.contains(&(*id, *start)))
+        .collect();
+    let expected: Vec<Fields> = new_users
+        .into_iter()
+        .map(|(id, name, start)| {
+            fields(vec![
+                ("id", id.into()),
+                ("name", name.into()),
+                ("starttime", time(start)),
+            ])
+        })
+        .collect();
+    check_rows(&example, "q8", expected);
+}
+
+#[test]
+fn q8_monitor_new_users() {
+    q8(false);
+}
+
+#[test]
+fn q8_monitor_new_users_out_of_order() {
+    q8(true);
+}
+
+/// The renaming rule the join references are built with.
+#[test]
+fn join_rows_rename_clashing_right_fields() {
+    let row = joined(
+        fields(vec![("id", json!(1)), ("date_time", json!("t"))]),
+        fields(vec![("id", json!(2)), ("x", json!(3))]),
+        "p_",
+    );
+    assert_eq!(names(&row), ["id", "date_time", "p_id", "x"]);
+}
