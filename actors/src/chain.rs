@@ -11,6 +11,7 @@ use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{Operator, Plan};
 use wire_core::{Batch, BatchBuilder, DataType, PartitionId, StreamId, ValueRef};
 
+use crate::lookup::{LookupTable, LookupTables};
 use crate::probe::{Counters, RunProbe};
 
 /// The fused operators of one task instance on one core.
@@ -32,6 +33,8 @@ enum StepKind {
     /// A `map` that only replaces fixed-width fields with fixed-width results: rows are copied
     /// and the replaced cells overwritten, falling back to `Project` for a row that cannot be.
     Patch(Vec<(usize, Expr)>, Vec<Expr>, BatchBuilder),
+    /// Each row joined with the matching rows of a static table.
+    Lookup(Arc<LookupTable>, Vec<Expr>, BatchBuilder),
     /// Rows pass unchanged; routing happens in the task's outlet.
     PassThrough,
 }
@@ -45,6 +48,7 @@ impl Chain {
         probe: Arc<RunProbe>,
         node_base: usize,
         core: usize,
+        lookups: &LookupTables,
     ) -> Chain {
         let builder = || BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 64 << 10);
         let steps = operators
@@ -56,6 +60,12 @@ impl Chain {
                     Operator::Project(exprs) => match patches(plan, index, exprs) {
                         Some(patches) => StepKind::Patch(patches, exprs.clone(), builder()),
                         None => StepKind::Project(exprs.clone(), builder()),
+                    },
+                    Operator::Lookup(lookup) => match lookups.get(&index) {
+                        Some(table) => {
+                            StepKind::Lookup(table.clone(), lookup.keys.clone(), builder())
+                        }
+                        None => unreachable!("lookup tables are loaded before the cores start"),
                     },
                     _ => StepKind::PassThrough,
                 },
@@ -76,6 +86,7 @@ impl Chain {
                 StepKind::Patch(patches, exprs, builder) => {
                     Some(patch(patches, exprs, builder, &current)?)
                 }
+                StepKind::Lookup(table, keys, builder) => lookup(table, keys, builder, &current)?,
                 StepKind::PassThrough => Some(current),
             };
             match next {
@@ -131,6 +142,35 @@ fn project(
         builder.push(&values)?;
     }
     Ok(builder.finish())
+}
+
+fn lookup(
+    table: &LookupTable,
+    keys: &[Expr],
+    builder: &mut BatchBuilder,
+    batch: &Batch,
+) -> Result<Option<Batch>, wire_core::Error> {
+    let view = batch.view();
+    start(builder, batch);
+    let mut key: Vec<Datum<'_>> = Vec::with_capacity(keys.len());
+    let mut values: Vec<ValueRef<'_>> = Vec::new();
+    for row in view.rows() {
+        key.clear();
+        key.extend(keys.iter().map(|k| k.eval(row)));
+        if key.iter().any(|d| matches!(d, Datum::Null)) {
+            continue;
+        }
+        for found in table.get(&key) {
+            values.clear();
+            values.extend(row.values().iter().map(|v| v.as_value_ref()));
+            values.extend(found.row().values().iter().map(|v| v.as_value_ref()));
+            builder.push(&values)?;
+        }
+    }
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(builder.finish()))
 }
 
 /// The `(field, expression)` pairs of a projection that keeps every input field in place and

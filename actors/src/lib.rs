@@ -18,6 +18,7 @@
 pub mod chain;
 mod error;
 pub mod graph;
+mod lookup;
 pub mod message;
 mod operator;
 pub mod outlet;

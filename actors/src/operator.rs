@@ -8,7 +8,7 @@
 mod aggregate;
 mod join;
 mod session;
-mod table;
+pub(crate) mod table;
 mod top;
 
 use std::cmp::Ordering;

@@ -107,6 +107,8 @@ pub(crate) struct CoreCx {
     pub(crate) notices: crossbeam_channel::Sender<Notice>,
     /// Addresses ingest sources bound on core 0, by source index (for port 0).
     pub(crate) bound: Arc<Mutex<HashMap<usize, SocketAddr>>>,
+    /// The static tables of `lookup` operators, read-only.
+    pub(crate) lookups: Arc<crate::lookup::LookupTables>,
 }
 
 impl CoreCx {
@@ -179,6 +181,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let mut threads = Vec::with_capacity(cores);
     let finished = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(Mutex::new(HashMap::new()));
+    let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Registered IO memory is resident from the start; only WALs (ingest sources) use it.
     let has_wal = plan
         .sources
@@ -209,6 +212,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
             data_dir: options.data_dir.clone(),
             notices: notice_tx.clone(),
             bound: bound.clone(),
+            lookups: lookups.clone(),
         };
         let graph = graph.clone();
         let done = Finished(finished.clone());
@@ -307,6 +311,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
                 wire_core::plan::JoinKind::Window { .. } => "window join",
             },
             Operator::Late => "late rows",
+            Operator::Lookup(_) => "lookup join",
             _ => "operator",
         };
         (o.name.clone(), Role::Operator, kind.to_string())
@@ -416,6 +421,7 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
             cx.probe.clone(),
             cx.plan.sources.len(),
             cx.core,
+            &cx.lookups,
         );
         let side = match task.head {
             Head::Operator(op) if !task.side_outputs.is_empty() => {

@@ -6,7 +6,9 @@
 
 mod stateful;
 
-pub use stateful::{AggregatePlan, JoinKind, JoinPlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD};
+pub use stateful::{
+    AggregatePlan, JoinKind, JoinPlan, LookupPlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD,
+};
 
 use crate::expr::{self, Expr};
 use crate::nexmark::{self, EventKind};
@@ -94,6 +96,8 @@ pub enum Operator {
     Top(TopPlan),
     /// Rows of two inputs with equal keys.
     Join(JoinPlan),
+    /// Rows joined with a static table (stateless: the table never changes).
+    Lookup(LookupPlan),
     /// The late rows of the windowed operator that is its input (a side output).
     Late,
 }
@@ -455,6 +459,10 @@ fn plan_operator(
                 .flatten();
             let changelog = inputs.iter().any(|i| plan.changelog_of(*i));
             (op, schema, time, changelog)
+        }
+        OperatorKind::Lookup(lookup) => {
+            let (op, schema) = stateful::plan_lookup(spec, &operator.name, &path, &input, lookup)?;
+            (op, schema, input.time, input.changelog)
         }
         kind => {
             let (op, schema) = plan_stateless(spec, &path, operator, kind, &input)?;

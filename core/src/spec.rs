@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::schema::{DataType, Field, Schema};
-pub use stateful::{parse_duration, AggregateSpec, GroupKey, JoinSpec, TopSpec, WindowSpec};
+pub use stateful::{
+    parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, TopSpec, WindowSpec,
+};
 pub use yaml::Pos;
 use yaml::{Node, NodeKind};
 
@@ -221,6 +223,8 @@ pub enum OperatorKind {
     Top(TopSpec),
     /// Rows of two inputs with equal keys, joined.
     Join(JoinSpec),
+    /// Rows joined with a static table loaded from a file.
+    Lookup(LookupSpec),
 }
 
 /// One named sink.
@@ -928,6 +932,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "aggregate",
     "top",
     "join",
+    "lookup",
 ];
 
 fn decode_operators(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<OperatorSpec>, SpecError> {
@@ -1030,6 +1035,7 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
                 &kind_path,
             )?),
             "top" => OperatorKind::Top(stateful::decode_top(cx, kind_node, &kind_path)?),
+            "lookup" => OperatorKind::Lookup(stateful::decode_lookup(cx, kind_node, &kind_path)?),
             _ => OperatorKind::KeyBy(key_list(cx, kind_node, &kind_path)?),
         };
         (kind, inputs)

@@ -686,3 +686,35 @@ fn join_rows_rename_clashing_right_fields() {
     );
     assert_eq!(names(&row), ["id", "date_time", "p_id", "x"]);
 }
+
+#[test]
+fn q13_bounded_side_input_join() {
+    let example = Example::load("nexmark/q13.yaml", false);
+    // The side table, read independently of the engine: `key,value` lines after a header.
+    let text = std::fs::read_to_string(repo_root().join("examples/data/side_input.csv"))
+        .expect("side table");
+    let side: HashMap<i64, String> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (key, value) = line.split_once(',')?;
+            Some((key.parse().ok()?, value.to_string()))
+        })
+        .collect();
+    assert_eq!(side.len(), 10_000);
+    let expected: Vec<Fields> = example
+        .bids
+        .iter()
+        .filter_map(|b| {
+            let value = side.get(&b.auction.rem_euclid(10_000))?;
+            Some(fields(vec![
+                ("auction", b.auction.into()),
+                ("bidder", b.bidder.into()),
+                ("price", b.price.into()),
+                ("date_time", time(b.date_time)),
+                ("value", Json::String(value.clone())),
+            ]))
+        })
+        .collect();
+    check_rows(&example, "q13", expected);
+}

@@ -7,8 +7,8 @@ use crate::agg::{self, AggCall};
 use crate::expr::{self, Expr};
 use crate::schema::{DataType, Field, Schema};
 use crate::spec::{
-    AggregateSpec, ExprText, GroupKey, JoinSpec, Named, PipelineSpec, SpecError, TopSpec,
-    WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, PipelineSpec, SpecError,
+    TopSpec, WindowSpec,
 };
 use crate::window::{TimeAttr, TimeDomain, WindowKind, WindowPlan};
 
@@ -102,6 +102,23 @@ pub enum JoinKind {
         /// Index of `window_end` in the right input.
         right_end: usize,
     },
+}
+
+/// A checked `lookup`: the table is loaded by the data plane when the pipeline starts.
+#[derive(Debug, Clone)]
+pub struct LookupPlan {
+    /// The table's file.
+    pub path: std::path::PathBuf,
+    /// Its text format.
+    pub format: crate::spec::FileFormat,
+    /// Its schema.
+    pub table_schema: Schema,
+    /// CSV: the first line is a header.
+    pub csv_header: bool,
+    /// Key expressions over the input row.
+    pub keys: Vec<Expr>,
+    /// The table fields (indices) the keys must equal.
+    pub table_keys: Vec<usize>,
 }
 
 /// What the stateful planner needs from the node it reads.
@@ -362,6 +379,67 @@ fn join_kind(
     Ok(JoinKind::Regular {
         retention_ms: join.retention_ms,
     })
+}
+
+pub(super) fn plan_lookup(
+    spec: &PipelineSpec,
+    name: &Named,
+    path: &str,
+    input: &InputInfo<'_>,
+    lookup: &LookupSpec,
+) -> Result<(Operator, Schema), SpecError> {
+    let keys = lookup
+        .key
+        .iter()
+        .map(|text| compile(spec, text, input.schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = &lookup.schema;
+    let mut table_keys = Vec::with_capacity(keys.len());
+    for (named, key) in lookup.table_key.iter().zip(&keys) {
+        let Some(index) = table.index_of(&named.name) else {
+            return Err(spec.error_at(
+                named,
+                &format!("{path}.lookup.table_key"),
+                unknown_field(&named.name, table),
+            ));
+        };
+        let field_type = table.fields()[index].data_type;
+        if field_type != key.data_type() {
+            return Err(spec.error_at(
+                named,
+                &format!("{path}.lookup.table_key"),
+                format!(
+                    "table field `{}` is {field_type} but its key `{}` is {}; CAST the key",
+                    named.name,
+                    key.source(),
+                    key.data_type()
+                ),
+            ));
+        }
+        table_keys.push(index);
+    }
+    let prefix = lookup
+        .right_prefix
+        .clone()
+        .unwrap_or_else(|| "lookup_".to_string());
+    let mut fields: Vec<Field> = input.schema.fields().to_vec();
+    for field in table.fields() {
+        let mut field = field.clone();
+        if input.schema.index_of(&field.name).is_some() {
+            field.name = format!("{prefix}{}", field.name);
+        }
+        fields.push(field);
+    }
+    let schema = checked_schema(spec, name, path, fields)?;
+    let plan = LookupPlan {
+        path: lookup.path.clone(),
+        format: lookup.format,
+        table_schema: table.clone(),
+        csv_header: lookup.csv_header,
+        keys,
+        table_keys,
+    };
+    Ok((Operator::Lookup(plan), schema))
 }
 
 /// The late side output of the windowed operator at `window_index`, reading rows of its input.

@@ -77,6 +77,25 @@ pub struct JoinSpec {
     pub right_prefix: Option<String>,
 }
 
+/// `lookup:` — a join against a static table loaded from a file when the pipeline starts.
+#[derive(Debug, Clone)]
+pub struct LookupSpec {
+    /// The table's file.
+    pub path: std::path::PathBuf,
+    /// Its text format.
+    pub format: super::FileFormat,
+    /// Its row schema.
+    pub schema: crate::schema::Schema,
+    /// CSV: whether the first line is a header.
+    pub csv_header: bool,
+    /// Key expressions over the input row.
+    pub key: Vec<ExprText>,
+    /// The table fields they must equal, in order.
+    pub table_key: Vec<Named>,
+    /// Prefix for table fields whose names the input already has.
+    pub right_prefix: Option<String>,
+}
+
 /// Parses `500ms`, `10s`, `2m`/`2min`, `1h`, `1d` or a bare integer of milliseconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let clean: String = text
@@ -341,6 +360,52 @@ pub(super) fn decode_top(cx: &Cx<'_>, node: &Node, path: &str) -> Result<TopSpec
         group_by,
         with_ties,
         window,
+    })
+}
+
+const LOOKUP_KEYS: &[&str] = &[
+    "path",
+    "format",
+    "schema",
+    "csv_header",
+    "key",
+    "table_key",
+    "right_prefix",
+];
+
+/// The `lookup:` mapping.
+pub(super) fn decode_lookup(cx: &Cx<'_>, node: &Node, path: &str) -> Result<LookupSpec, SpecError> {
+    let mut fields = Fields::new(cx, node, path)?;
+    let (path_node, path_path) = fields.required(cx, "path")?;
+    let file = std::path::PathBuf::from(scalar(cx, path_node, &path_path)?);
+    let format = super::decode_format(cx, &mut fields)?;
+    let schema = super::decode_schema(cx, &mut fields)?;
+    let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
+    let (key_node, key_path) = fields.required(cx, "key")?;
+    let key = super::key_list(cx, key_node, &key_path)?;
+    let (table_node, table_path) = fields.required(cx, "table_key")?;
+    let table_key = super::name_list(cx, table_node, &table_path)?;
+    if table_key.len() != key.len() {
+        return Err(cx.err(
+            table_node,
+            &table_path,
+            format!(
+                "table_key names {} fields but key has {} expressions; they pair up in order",
+                table_key.len(),
+                key.len()
+            ),
+        ));
+    }
+    let right_prefix = fields.string(cx, "right_prefix")?;
+    fields.finish(cx, LOOKUP_KEYS)?;
+    Ok(LookupSpec {
+        path: file,
+        format,
+        schema,
+        csv_header,
+        key,
+        table_key,
+        right_prefix,
     })
 }
 
