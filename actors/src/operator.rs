@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod join;
+mod process;
 mod session;
 pub(crate) mod table;
 mod top;
@@ -66,7 +67,40 @@ pub(crate) fn build(plan: &Plan, index: usize) -> Option<Box<dyn Stateful>> {
         }),
         Operator::Top(top) => Some(Box::new(top::Top::new(top))),
         Operator::Join(join) => Some(Box::new(join::Join::new(join))),
+        Operator::Process(process) => {
+            match process::Process::new(process, plan.settings.max_parallelism) {
+                Ok(process) => Some(Box::new(process)),
+                // The plan instantiated it once already; a failure now is reported per row.
+                Err(err) => Some(Box::new(Failed(Some(err)))),
+            }
+        }
         _ => None,
+    }
+}
+
+/// An operator that could not be built: fails at its first batch.
+struct Failed(Option<wire_core::Error>);
+
+impl Stateful for Failed {
+    fn on_batch(
+        &mut self,
+        _batch: &Batch,
+        _port: usize,
+        _now_ms: i64,
+        _out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        match self.0.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Output) -> Result<(), wire_core::Error> {
+        Ok(())
+    }
+
+    fn groups(&self) -> usize {
+        0
     }
 }
 

@@ -312,6 +312,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             },
             Operator::Late => "late rows",
             Operator::Lookup(_) => "lookup join",
+            Operator::Process(plan) => plan.function.as_str(),
             _ => "operator",
         };
         (o.name.clone(), Role::Operator, kind.to_string())

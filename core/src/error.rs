@@ -52,6 +52,14 @@ pub enum Error {
         /// Largest size the format allows.
         limit: usize,
     },
+    /// A user-written operator (`process`) failed.
+    #[error("process `{function}`: {message}")]
+    Process {
+        /// The registered function name.
+        function: String,
+        /// What it reported.
+        message: String,
+    },
 }
 
 /// `Result` with [`Error`] as the default error type.

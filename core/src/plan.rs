@@ -7,7 +7,8 @@
 mod stateful;
 
 pub use stateful::{
-    AggregatePlan, JoinKind, JoinPlan, LookupPlan, TopMode, TopPlan, CHANGE_KINDS, OP_FIELD,
+    AggregatePlan, JoinKind, JoinPlan, LookupPlan, ProcessPlan, TopMode, TopPlan, CHANGE_KINDS,
+    OP_FIELD,
 };
 
 use crate::expr::{self, Expr};
@@ -98,6 +99,8 @@ pub enum Operator {
     Join(JoinPlan),
     /// Rows joined with a static table (stateless: the table never changes).
     Lookup(LookupPlan),
+    /// A user-written keyed operator.
+    Process(ProcessPlan),
     /// The late rows of the windowed operator that is its input (a side output).
     Late,
 }
@@ -107,7 +110,7 @@ impl Operator {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self,
-            Operator::Aggregate(_) | Operator::Top(_) | Operator::Join(_)
+            Operator::Aggregate(_) | Operator::Top(_) | Operator::Join(_) | Operator::Process(_)
         )
     }
 
@@ -117,6 +120,7 @@ impl Operator {
         match self {
             Operator::Aggregate(plan) => Some(&plan.keys),
             Operator::Top(plan) => Some(&plan.keys),
+            Operator::Process(plan) => Some(&plan.keys),
             Operator::Join(plan) if port == 0 => Some(&plan.left_keys),
             Operator::Join(plan) => Some(&plan.right_keys),
             _ => None,
@@ -459,6 +463,11 @@ fn plan_operator(
                 .flatten();
             let changelog = inputs.iter().any(|i| plan.changelog_of(*i));
             (op, schema, time, changelog)
+        }
+        OperatorKind::Process(process) => {
+            let (op, schema) =
+                stateful::plan_process(spec, &operator.name, &path, &input, process)?;
+            (op, schema, None, false)
         }
         OperatorKind::Lookup(lookup) => {
             let (op, schema) = stateful::plan_lookup(spec, &operator.name, &path, &input, lookup)?;

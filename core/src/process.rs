@@ -35,6 +35,8 @@
 //! assert_eq!(out[2], [Value::I64(7), Value::F64(40.0), Value::I64(2)]);
 //! ```
 
+mod max_until;
+
 use std::collections::BTreeMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
 
@@ -176,7 +178,7 @@ pub struct ProcessConfig {
 /// let mut registry = ProcessRegistry::with_builtins();
 /// let factory = registry.lookup("last_n_average").unwrap();
 /// assert!(registry.register("my_average", factory).is_ok());
-/// assert_eq!(registry.names(), ["last_n_average", "my_average"]);
+/// assert_eq!(registry.names(), ["last_n_average", "max_until", "my_average"]);
 /// let error = registry.lookup("my_averag").err().unwrap();
 /// assert!(error.to_string().starts_with("unknown process `my_averag`; did you mean `my_average`?"));
 /// ```
@@ -245,10 +247,13 @@ pub enum ProcessError {
 ///
 /// ```
 /// let names: Vec<&str> = wire_core::process::builtins().iter().map(|(name, _)| *name).collect();
-/// assert_eq!(names, ["last_n_average"]);
+/// assert_eq!(names, ["last_n_average", "max_until"]);
 /// ```
 pub fn builtins() -> &'static [(&'static str, ProcessFactory)] {
-    &[("last_n_average", last_n_average)]
+    &[
+        ("last_n_average", last_n_average),
+        ("max_until", max_until::max_until),
+    ]
 }
 
 /// Registers `factory` as `name` in the process-wide registry (which starts with the
@@ -460,14 +465,18 @@ fn config_error(key: &str, reason: String) -> ProcessError {
 // The built-in `last_n_average` (Nexmark q6).
 
 /// `last_n_average`: per key, the average of the last `n` values of a numeric field, in
-/// arrival order, emitted for every row. Config: `value` (the field, required), `n`
-/// (default 10), `ttl` (optional: forget a key this long after its last value).
+/// arrival order or by an `order` field, emitted for every row. Config: `value` (the field,
+/// required), `n` (default 10), `order` (optional: "last" means greatest by this field, so
+/// the result does not depend on the order rows arrive in), `ttl` (optional: forget a key
+/// this long after its last value).
 /// Output: the key fields, `avg: f64` (NULL before the first value) and `count: i64`
 /// (how many values `avg` covers). NULL values are not counted.
 #[derive(Debug)]
 struct LastNAverage {
     n: usize,
     value_index: usize,
+    /// The field the values are ordered by, if not arrival.
+    order_index: Option<usize>,
     ttl_ms: Option<i64>,
     output: Schema,
 }
@@ -480,7 +489,7 @@ const COUNT_FIELD: &str = "count";
 
 fn last_n_average(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>, ProcessError> {
     let config = cx.config;
-    config.check_keys(&["n", "value", "ttl"])?;
+    config.check_keys(&["n", "value", "order", "ttl"])?;
     let n = config.positive_int("n")?.unwrap_or(DEFAULT_N);
     let n = usize::try_from(n)
         .map_err(|_| config_error("n", format!("must be at most {}, found `{n}`", usize::MAX)))?;
@@ -513,9 +522,18 @@ fn last_n_average(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>, Proc
         nullable: value_field.nullable,
     });
     fields.push(Field::new(COUNT_FIELD, DataType::I64));
+    let order_index = match config.get("order") {
+        Some(name) => Some(
+            cx.input
+                .index_of(name)
+                .ok_or_else(|| config_error("order", format!("names no input field `{name}`")))?,
+        ),
+        None => None,
+    };
     Ok(Box::new(LastNAverage {
         n,
         value_index,
+        order_index,
         ttl_ms: config.duration_ms("ttl")?,
         output: Schema::new(fields),
     }))
@@ -559,10 +577,28 @@ impl KeyedProcess for LastNAverage {
         out: &mut dyn Collector,
     ) -> Result<(), ProcessError> {
         let mut values = state.list(LAST_VALUES);
-        match row.get(self.value_index).map(|v| v.as_value_ref()) {
-            Some(ValueRef::I64(v)) => values.push(vec![Value::I64(v)]),
-            Some(ValueRef::F64(v)) => values.push(vec![Value::F64(v)]),
-            _ => {}
+        let value = match row.get(self.value_index).map(|v| v.as_value_ref()) {
+            Some(ValueRef::I64(v)) => Some(Value::I64(v)),
+            Some(ValueRef::F64(v)) => Some(Value::F64(v)),
+            _ => None,
+        };
+        if let Some(value) = value {
+            // Rows are [value] in arrival order, or [value, order] sorted by order.
+            match self.order_index.and_then(|i| row.get(i)) {
+                Some(order) => {
+                    let order = order.to_value();
+                    let at = values
+                        .iter()
+                        .take_while(|held| {
+                            held.get(1).is_some_and(|o| {
+                                crate::state::total_cmp(o.as_ref(), order.as_ref()).is_le()
+                            })
+                        })
+                        .count();
+                    values.insert(at, vec![value, order]);
+                }
+                None => values.push(vec![value]),
+            }
         }
         values.retain_last(self.n);
         let (avg, count) = average(values.iter().filter_map(|row| row.first()));

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::schema::{DataType, Field, Schema};
 pub use stateful::{
-    parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, TopSpec, WindowSpec,
+    parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
 };
 pub use yaml::Pos;
 use yaml::{Node, NodeKind};
@@ -225,6 +225,8 @@ pub enum OperatorKind {
     Join(JoinSpec),
     /// Rows joined with a static table loaded from a file.
     Lookup(LookupSpec),
+    /// A user-written keyed operator.
+    Process(ProcessSpec),
 }
 
 /// One named sink.
@@ -933,6 +935,7 @@ const OPERATOR_KINDS: &[&str] = &[
     "top",
     "join",
     "lookup",
+    "process",
 ];
 
 fn decode_operators(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<OperatorSpec>, SpecError> {
@@ -1036,6 +1039,9 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
             )?),
             "top" => OperatorKind::Top(stateful::decode_top(cx, kind_node, &kind_path)?),
             "lookup" => OperatorKind::Lookup(stateful::decode_lookup(cx, kind_node, &kind_path)?),
+            "process" => {
+                OperatorKind::Process(stateful::decode_process(cx, kind_node, &kind_path)?)
+            }
             _ => OperatorKind::KeyBy(key_list(cx, kind_node, &kind_path)?),
         };
         (kind, inputs)

@@ -874,6 +874,17 @@ impl ListState<'_> {
         }
     }
 
+    /// Inserts a row at `index` (at most `len()`), shifting later rows back.
+    pub fn insert(&mut self, index: usize, row: impl Into<Row>) {
+        let row = row.into();
+        self.cell.begin_write();
+        let added = row_bytes(&row);
+        if let Data::List(rows) = &mut self.cell.cell.data {
+            rows.insert(index.min(rows.len()), row);
+            self.cell.resize(0, added);
+        }
+    }
+
     /// Removes and returns the oldest row.
     pub fn pop_front(&mut self) -> Option<Row> {
         if self.is_empty() {

@@ -718,3 +718,74 @@ fn q13_bounded_side_input_join() {
         .collect();
     check_rows(&example, "q13", expected);
 }
+
+fn q6(jitter: bool) {
+    let example = Example::load("nexmark/q6.yaml", jitter);
+    // Per seller, the closed auctions' final prices ordered by closing time.
+    let mut closed: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for (auction, bids) in example.bids_while_open() {
+        let max = bids.iter().map(|b| b.price).max().expect("a bid");
+        closed
+            .entry(auction.seller)
+            .or_default()
+            .push((auction.expires, max));
+    }
+    let mut expected: BTreeMap<i64, (f64, i64)> = BTreeMap::new();
+    for (seller, mut finals) in closed {
+        finals.sort_unstable();
+        let n = finals.len();
+        let last: Vec<i64> = finals[n.saturating_sub(10)..].iter().map(|f| f.1).collect();
+        // A tie in closing time at the cut-off makes "the last 10" ambiguous: skip that seller.
+        if n > 10 && finals[n - 11].0 == finals[n - 10].0 {
+            continue;
+        }
+        let avg = last.iter().map(|p| *p as f64).sum::<f64>() / last.len() as f64;
+        expected.insert(seller, (avg, last.len() as i64));
+    }
+    assert!(
+        expected.len() >= MIN_ROWS,
+        "only {} sellers",
+        expected.len()
+    );
+    for cores in [1, 2] {
+        let dir = example.run(cores);
+        let mut latest: BTreeMap<i64, (f64, i64)> = BTreeMap::new();
+        for (_, rows) in parts_by_core(&dir.path().join("q6")) {
+            for (at, row) in rows {
+                let seller = row["seller"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{at}: seller"));
+                let avg = row["avg"].as_f64().unwrap_or_else(|| panic!("{at}: avg"));
+                let count = row["count"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{at}: count"));
+                latest.insert(seller, (avg, count));
+            }
+        }
+        let mut checked = 0;
+        for (seller, (avg, count)) in &expected {
+            let got = latest
+                .get(seller)
+                .unwrap_or_else(|| panic!("seller {seller} missing"));
+            assert_eq!(got.1, *count, "seller {seller}: count at {cores} cores");
+            let close = (got.0 - avg).abs() <= 1e-9 * avg.abs().max(1.0);
+            assert!(
+                close,
+                "seller {seller}: avg {} != {avg} at {cores} cores",
+                got.0
+            );
+            checked += 1;
+        }
+        eprintln!("q6 at {cores} cores: {checked} sellers as expected");
+    }
+}
+
+#[test]
+fn q6_average_selling_price_by_seller() {
+    q6(false);
+}
+
+#[test]
+fn q6_average_selling_price_by_seller_out_of_order() {
+    q6(true);
+}

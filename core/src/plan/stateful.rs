@@ -7,8 +7,8 @@ use crate::agg::{self, AggCall};
 use crate::expr::{self, Expr};
 use crate::schema::{DataType, Field, Schema};
 use crate::spec::{
-    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, PipelineSpec, SpecError,
-    TopSpec, WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, PipelineSpec, ProcessSpec,
+    SpecError, TopSpec, WindowSpec,
 };
 use crate::window::{TimeAttr, TimeDomain, WindowKind, WindowPlan};
 
@@ -119,6 +119,49 @@ pub struct LookupPlan {
     pub keys: Vec<Expr>,
     /// The table fields (indices) the keys must equal.
     pub table_keys: Vec<usize>,
+}
+
+/// A checked `process`: a registered user operator with its keys and config.
+#[derive(Clone)]
+pub struct ProcessPlan {
+    /// The registered name.
+    pub function: String,
+    /// Builds one instance (each core makes its own).
+    pub factory: crate::process::ProcessFactory,
+    /// Group keys over the input.
+    pub keys: Vec<Expr>,
+    /// The key fields as the function sees them.
+    pub key_fields: Vec<Field>,
+    /// The config written in the pipeline file.
+    pub config: crate::process::ProcessConfig,
+    /// The input's schema.
+    pub input: Schema,
+    /// The input's event-time attribute.
+    pub time: Option<TimeAttr>,
+}
+
+impl std::fmt::Debug for ProcessPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPlan")
+            .field("function", &self.function)
+            .field("keys", &self.keys)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessPlan {
+    /// A new instance of the function, for one core.
+    pub fn instantiate(
+        &self,
+    ) -> Result<Box<dyn crate::process::KeyedProcess>, crate::process::ProcessError> {
+        let cx = crate::process::ProcessContext {
+            input: &self.input,
+            keys: &self.key_fields,
+            config: &self.config,
+        };
+        (self.factory)(&cx)
+    }
 }
 
 /// What the stateful planner needs from the node it reads.
@@ -440,6 +483,47 @@ pub(super) fn plan_lookup(
         table_keys,
     };
     Ok((Operator::Lookup(plan), schema))
+}
+
+pub(super) fn plan_process(
+    spec: &PipelineSpec,
+    name: &Named,
+    path: &str,
+    input: &InputInfo<'_>,
+    process: &ProcessSpec,
+) -> Result<(Operator, Schema), SpecError> {
+    refuse_changelog(spec, name, path, input)?;
+    let function_path = format!("{path}.process.function");
+    let factory = crate::process::lookup(&process.function.name)
+        .map_err(|err| spec.error_at(&process.function, &function_path, err.to_string()))?;
+    let (keys, key_fields) = plan_keys(spec, &process.group_by, input.schema)?;
+    let config: crate::process::ProcessConfig = process
+        .config
+        .iter()
+        .map(|(named, value)| (named.name.clone(), value.clone()))
+        .collect();
+    let plan = ProcessPlan {
+        function: process.function.name.clone(),
+        factory,
+        keys,
+        key_fields,
+        config,
+        input: input.schema.clone(),
+        time: input.time,
+    };
+    let instance = plan.instantiate().map_err(|err| {
+        let at = match &err {
+            crate::process::ProcessError::Config { key, .. } => process
+                .config
+                .iter()
+                .find(|(named, _)| named.name == *key)
+                .map_or(&process.function, |(named, _)| named),
+            _ => &process.function,
+        };
+        spec.error_at(at, &format!("{path}.process"), err.to_string())
+    })?;
+    let schema = checked_schema(spec, name, path, instance.output_schema().fields().to_vec())?;
+    Ok((Operator::Process(plan), schema))
 }
 
 /// The late side output of the windowed operator at `window_index`, reading rows of its input.

@@ -110,7 +110,7 @@ fn model(rows: &[(i64, Value)], n: usize) -> Vec<Vec<Value>> {
 #[test]
 fn builtins_are_registered_everywhere() {
     let names: Vec<&str> = builtins().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["last_n_average"]);
+    assert_eq!(names, ["last_n_average", "max_until"]);
     assert_eq!(ProcessRegistry::with_builtins().names(), names);
     assert!(ProcessRegistry::new().names().is_empty());
     assert!(registered_names().contains(&"last_n_average".to_string()));

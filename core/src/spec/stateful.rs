@@ -96,6 +96,17 @@ pub struct LookupSpec {
     pub right_prefix: Option<String>,
 }
 
+/// `process:` — a user-written keyed operator registered by name.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The registered name.
+    pub function: Named,
+    /// Group keys.
+    pub group_by: Vec<GroupKey>,
+    /// `config:` entries, as written.
+    pub config: Vec<(Named, String)>,
+}
+
 /// Parses `500ms`, `10s`, `2m`/`2min`, `1h`, `1d` or a bare integer of milliseconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let clean: String = text
@@ -406,6 +417,39 @@ pub(super) fn decode_lookup(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Look
         key,
         table_key,
         right_prefix,
+    })
+}
+
+/// The `process:` mapping.
+pub(super) fn decode_process(
+    cx: &Cx<'_>,
+    node: &Node,
+    path: &str,
+) -> Result<ProcessSpec, SpecError> {
+    let mut fields = Fields::new(cx, node, path)?;
+    let (function_node, function_path) = fields.required(cx, "function")?;
+    let function = Named {
+        name: scalar(cx, function_node, &function_path)?.to_string(),
+        pos: function_node.pos,
+    };
+    let group_by = match fields.get("group_by") {
+        None => Vec::new(),
+        Some((node, key_path)) => decode_group_by(cx, node, &key_path)?,
+    };
+    let config = match fields.get("config") {
+        None => Vec::new(),
+        Some((node, key_path)) => super::named_entries(cx, node, &key_path)?
+            .into_iter()
+            .map(|(named, value, value_path)| {
+                Ok((named, scalar(cx, value, &value_path)?.to_string()))
+            })
+            .collect::<Result<Vec<_>, SpecError>>()?,
+    };
+    fields.finish(cx, &["function", "group_by", "config"])?;
+    Ok(ProcessSpec {
+        function,
+        group_by,
+        config,
     })
 }
 

@@ -1,0 +1,115 @@
+//! User-written keyed operators (`process`): one instance of the registered
+//! [`KeyedProcess`] per core, with its [`KeyedState`] for the key groups the core owns.
+//!
+//! Rows it emits for an input row carry that row's event time; rows it emits on a watermark
+//! carry the watermark. State with a TTL expires by the watermark (event time).
+
+use wire_core::expr::Expr;
+use wire_core::plan::ProcessPlan;
+use wire_core::process::KeyedProcess;
+use wire_core::state::KeyedState;
+use wire_core::watermark::WATERMARK_MIN;
+use wire_core::window::TimeAttr;
+use wire_core::{Batch, Value};
+
+use super::{eval_into, row_time, Output, Stateful};
+
+/// A `process` operator instance.
+pub(crate) struct Process {
+    function: String,
+    instance: Box<dyn KeyedProcess>,
+    state: KeyedState,
+    keys: Vec<Expr>,
+    time: Option<TimeAttr>,
+    watermark: i64,
+    collected: Vec<Vec<Value>>,
+}
+
+impl Process {
+    pub(crate) fn new(
+        plan: &ProcessPlan,
+        max_parallelism: u32,
+    ) -> Result<Process, wire_core::Error> {
+        let instance = plan
+            .instantiate()
+            .map_err(|err| wire_core::Error::Process {
+                function: plan.function.clone(),
+                message: err.to_string(),
+            })?;
+        let state = KeyedState::new(instance.state_descriptors(), max_parallelism);
+        Ok(Process {
+            function: plan.function.clone(),
+            instance,
+            state,
+            keys: plan.keys.clone(),
+            time: plan.time,
+            watermark: WATERMARK_MIN,
+            collected: Vec::new(),
+        })
+    }
+
+    fn failed(&self, err: wire_core::process::ProcessError) -> wire_core::Error {
+        wire_core::Error::Process {
+            function: self.function.clone(),
+            message: err.to_string(),
+        }
+    }
+
+    fn flush(&mut self, out: &mut Output, time: Option<i64>) -> Result<(), wire_core::Error> {
+        for row in self.collected.drain(..) {
+            out.push(&row, time)?;
+        }
+        Ok(())
+    }
+}
+
+impl Stateful for Process {
+    fn on_batch(
+        &mut self,
+        batch: &Batch,
+        _port: usize,
+        _now_ms: i64,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        let view = batch.view();
+        let keys = std::mem::take(&mut self.keys);
+        let mut key = Vec::with_capacity(keys.len());
+        let mut result = Ok(());
+        for row in view.rows() {
+            eval_into(&keys, row, &mut key);
+            let time = self.time.and_then(|t| row_time(row, t));
+            let now = time.unwrap_or(WATERMARK_MIN).max(self.watermark);
+            let mut state = self.state.key(&key, now);
+            let processed =
+                self.instance
+                    .process_row(&key, row, time, &mut state, &mut self.collected);
+            drop(state);
+            result = match processed {
+                Ok(()) => self.flush(out, time),
+                Err(err) => Err(self.failed(err)),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        self.keys = keys;
+        result
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+        self.watermark = self.watermark.max(watermark);
+        self.state.expire(self.watermark);
+        let fired =
+            self.instance
+                .on_watermark(self.watermark, &mut self.state, &mut self.collected);
+        if let Err(err) = fired {
+            return Err(self.failed(err));
+        }
+        let time = (self.watermark != i64::MAX).then_some(self.watermark);
+        self.flush(out, time)
+    }
+
+    fn groups(&self) -> usize {
+        self.state.len()
+    }
+}
