@@ -124,7 +124,7 @@ fn an_unknown_name_lists_the_registered_ones() {
     assert_eq!(
         error.to_string(),
         "unknown process `last_n_averages`; did you mean `last_n_average`?; the registered \
-         processes are: last_n_average"
+         processes are: last_n_average, max_until"
     );
     let error = registry.lookup("top_k").err().unwrap();
     assert_eq!(
@@ -132,7 +132,7 @@ fn an_unknown_name_lists_the_registered_ones() {
         ProcessError::Unknown {
             name: "top_k".into(),
             suggestion: None,
-            registered: vec!["last_n_average".into()],
+            registered: vec!["last_n_average".into(), "max_until".into()],
         }
     );
 }
