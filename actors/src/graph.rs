@@ -187,7 +187,7 @@ fn late_of(plan: &Plan, op: usize) -> Option<usize> {
 /// Stateful consumers get rows by their group keys; after a `key_by`, by its keys.
 fn routing(plan: &Plan, from: Input, to: Node) -> Routing {
     if let Node::Input(Input::Operator(consumer)) = to {
-        if plan.operators[consumer].op.is_stateful() {
+        if plan.operators[consumer].op.group_keys(0).is_some() {
             return Routing::GroupBy(consumer);
         }
     }

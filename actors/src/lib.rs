@@ -21,6 +21,7 @@ pub mod graph;
 mod lookup;
 pub mod message;
 mod operator;
+mod optimize;
 pub mod outlet;
 pub mod probe;
 mod runtime;

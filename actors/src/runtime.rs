@@ -171,6 +171,7 @@ pub struct RunReport {
 /// Starts `plan` on `options.cores` data cores and returns at once.
 pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let cores = options.cores.max(1);
+    let plan = crate::optimize::optimize(plan, cores);
     let graph = Arc::new(PhysicalGraph::build(&plan));
     let probe = RunProbe::new(probe_nodes(&plan), cores);
     let plan = Arc::new(plan);

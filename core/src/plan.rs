@@ -115,9 +115,10 @@ impl Operator {
     }
 
     /// The keys a stateful operator needs its input `port` (0, or 1 for a join's right)
-    /// partitioned by.
+    /// partitioned by; `None` when rows stay on their core.
     pub fn group_keys(&self, port: usize) -> Option<&[Expr]> {
         match self {
+            Operator::Top(plan) if plan.per_core => None,
             Operator::Aggregate(plan) => Some(&plan.keys),
             Operator::Top(plan) => Some(&plan.keys),
             Operator::Process(plan) => Some(&plan.keys),

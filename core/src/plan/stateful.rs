@@ -47,6 +47,9 @@ pub struct TopPlan {
     pub mode: TopMode,
     /// The input's event-time attribute.
     pub time: Option<TimeAttr>,
+    /// Each core keeps the top of the rows it already has, without an exchange (the local
+    /// step of a two-step top).
+    pub per_core: bool,
 }
 
 /// How a `top` emits.
@@ -285,6 +288,7 @@ pub(super) fn plan_top(
         with_ties: top.with_ties,
         mode,
         time: input.time,
+        per_core: false,
     };
     Ok((Operator::Top(plan), schema, time, changelog))
 }

@@ -1,0 +1,305 @@
+//! The Nexmark suite benchmark: every shipped `examples/nexmark/qN.yaml` run by the real `wire`
+//! binary with its sinks replaced by blackholes, at 1 and 2 cores; then the cost of hop windows
+//! as the number of windows per row grows, and the state memory per key of an aggregate.
+//!
+//! Run: `cargo bench -p wire-bench --bench e2e_nexmark [-- --events N --queries q5,q7]`;
+//! `-- --test` is a seconds-long smoke pass. Figures come from the binary's own summary
+//! (events/s of all event kinds, peak RSS from VmHWM).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+struct Args {
+    smoke: bool,
+    events: u64,
+    queries: Option<Vec<String>>,
+    dir: PathBuf,
+}
+
+/// What one `wire run` reported.
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    events_per_s: f64,
+    peak_rss_mib: f64,
+    groups: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let root = workspace_root()?;
+    let wire = build_wire(&root)?;
+    println!("# Nexmark on wire");
+    println!(
+        "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}",
+        args.events,
+        if args.smoke { " --test" } else { "" }
+    );
+    println!("machine: {}", wire_bench::machine_description(&args.dir));
+    println!();
+    queries(&args, &root, &wire)?;
+    hop_cost(&args, &root, &wire)?;
+    state_per_key(&args, &root, &wire)?;
+    Ok(())
+}
+
+fn queries(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
+    println!("## every shipped query, sinks replaced by blackholes");
+    println!("| query | events | 1 core events/s | 2 cores events/s | 2 cores per core | peak RSS 1 core | peak RSS 2 cores |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, path) in examples(root)? {
+        if let Some(only) = &args.queries {
+            if !only.contains(&name) {
+                continue;
+            }
+        }
+        let text = std::fs::read_to_string(&path)?;
+        // q12's processing-time windows and q10's one-file-per-hour sink are written as is.
+        let yaml = blackhole_sinks(&with_events(&text, args.events));
+        let one = run(wire, root, &args.dir, &yaml, 1)?;
+        let two = run(wire, root, &args.dir, &yaml, 2)?;
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.0} MiB | {:.0} MiB |",
+            human(args.events as f64),
+            human(one.events_per_s),
+            human(two.events_per_s),
+            human(two.events_per_s / 2.0),
+            one.peak_rss_mib,
+            two.peak_rss_mib
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// Hop windows of 10 s with ever smaller slides: per-row cost should not follow the number of
+/// windows a row is in.
+fn hop_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
+    println!("## hop windows: count per auction, 10 s windows, 1 core");
+    println!("| slide | windows per row | events/s | vs tumbling |");
+    println!("|---|---|---|---|");
+    let mut tumbling = 0.0;
+    for slide_ms in [10_000u64, 2_000, 1_000, 500, 200] {
+        let yaml = format!(
+            "name: hop\nsources:\n  bids: {{type: nexmark, stream: bid, events: {}, seed: 1}}\noperators:\n  - name: c\n    from: bids\n    group_by: [auction]\n    window: {{type: hop, size: 10s, slide: {slide_ms}ms}}\n    aggregate: {{n: count(*)}}\nsinks:\n  out: {{type: blackhole, from: c}}\n",
+            args.events
+        );
+        let figures = run(wire, root, &args.dir, &yaml, 1)?;
+        if slide_ms == 10_000 {
+            tumbling = figures.events_per_s;
+        }
+        println!(
+            "| {slide_ms} ms | {} | {} | {:.2} |",
+            10_000 / slide_ms,
+            human(figures.events_per_s),
+            figures.events_per_s / tumbling.max(1.0)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// An unbounded count and sum over many keys: peak RSS above an empty run, per key, against
+/// the raw size of a key and its two aggregates (24 bytes).
+fn state_per_key(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
+    println!("## state memory per key: unbounded count and sum per key, 1 core");
+    println!("| keys | peak RSS | baseline RSS | bytes per key | raw bytes per key | ratio |");
+    println!("|---|---|---|---|---|---|");
+    let events = args
+        .events
+        .min(if args.smoke { 200_000 } else { 5_000_000 });
+    let pipeline = |group: &str| {
+        format!(
+            "name: state\nsources:\n  bids: {{type: nexmark, stream: bid, events: {events}, seed: 1}}\noperators:\n  - name: c\n    from: bids\n    group_by: {{k: {group}}}\n    aggregate: {{n: count(*), total: sum(price)}}\n  - name: last\n    from: c\n    filter: 'false'\nsinks:\n  out: {{type: blackhole, from: last}}\n"
+        )
+    };
+    let baseline = run(wire, root, &args.dir, &pipeline("0"), 1)?;
+    let many = run(
+        wire,
+        root,
+        &args.dir,
+        &pipeline("bidder * 1000 + price % 1000"),
+        1,
+    )?;
+    let keys = many.groups.max(1);
+    let per_key = (many.peak_rss_mib - baseline.peak_rss_mib) * (1 << 20) as f64 / keys as f64;
+    println!(
+        "| {} | {:.0} MiB | {:.0} MiB | {per_key:.0} | 24 | {:.1} |",
+        human(keys as f64),
+        many.peak_rss_mib,
+        baseline.peak_rss_mib,
+        per_key / 24.0
+    );
+    println!();
+    Ok(())
+}
+
+fn examples(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root.join("examples/nexmark"))? {
+        let path = entry?.path();
+        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "yaml") {
+            found.push((stem, path));
+        }
+    }
+    found.sort_by_key(|(name, _)| name[1..].parse::<u32>().unwrap_or(u32::MAX));
+    Ok(found)
+}
+
+/// `events:` of every source set to `events`.
+fn with_events(yaml: &str, events: u64) -> String {
+    yaml.lines()
+        .map(|line| match line.trim_start().strip_prefix("events:") {
+            Some(_) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                format!("{indent}events: {events}")
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Every sink turned into a blackhole (its other keys dropped).
+fn blackhole_sinks(yaml: &str) -> String {
+    let mut out = Vec::new();
+    let mut in_sinks = false;
+    for line in yaml.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_sinks = line.starts_with("sinks:");
+        }
+        let key = line.trim_start();
+        if in_sinks && key.starts_with("type:") {
+            let indent = &line[..line.len() - key.len()];
+            out.push(format!("{indent}type: blackhole"));
+        } else if in_sinks
+            && [
+                "path:",
+                "format:",
+                "roll_bytes:",
+                "partition_by:",
+                "csv_header:",
+            ]
+            .iter()
+            .any(|k| key.starts_with(k))
+        {
+            continue;
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+fn run(wire: &Path, root: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Result<Figures> {
+    let file = dir.join("nexmark.yaml");
+    std::fs::write(&file, yaml)?;
+    let output = Command::new(wire)
+        .current_dir(root)
+        .args([
+            "run",
+            "--no-progress",
+            "--cores",
+            &cores.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .arg(&file)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("wire run failed on\n{yaml}\n{stderr}");
+    }
+    Ok(parse(&stderr))
+}
+
+fn parse(stderr: &str) -> Figures {
+    let mut figures = Figures::default();
+    for line in stderr.lines().map(str::trim) {
+        if line.contains(" events in ") {
+            if let Some((_, rest)) = line.split_once(": ") {
+                figures.events_per_s = number(rest.split(" events/s").next().unwrap_or(""));
+            }
+        } else if let Some(rest) = line.strip_prefix("peak memory (RSS) ") {
+            figures.peak_rss_mib = number(rest.trim_end_matches(" MiB"));
+        } else if let Some(rest) = line.strip_suffix(" groups in state at the end") {
+            figures.groups += rest.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    figures
+}
+
+fn number(text: &str) -> f64 {
+    let text = text.trim();
+    let (digits, scale) = match text.chars().last() {
+        Some('k') => (&text[..text.len() - 1], 1e3),
+        Some('M') => (&text[..text.len() - 1], 1e6),
+        Some('G') => (&text[..text.len() - 1], 1e9),
+        _ => (text, 1.0),
+    };
+    digits.parse::<f64>().unwrap_or(0.0) * scale
+}
+
+fn human(value: f64) -> String {
+    match value {
+        v if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        smoke: false,
+        events: 10_000_000,
+        queries: None,
+        dir: PathBuf::from("target/nexmark-bench"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
+        match arg.as_str() {
+            "--test" | "--smoke" => args.smoke = true,
+            "--events" => args.events = value("--events")?.parse()?,
+            "--queries" => {
+                args.queries = Some(value("--queries")?.split(',').map(String::from).collect())
+            }
+            "--dir" => args.dir = value("--dir")?.into(),
+            "--bench" => {}
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if args.smoke {
+        args.events = args.events.min(100_000);
+    }
+    args.dir = std::path::absolute(&args.dir)?;
+    Ok(args)
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf())
+}
+
+/// Builds the release `wire` binary and returns its path.
+fn build_wire(root: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "wire-control", "--bin", "wire"])
+        .status()?;
+    if !status.success() {
+        bail!("building wire failed");
+    }
+    let target =
+        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    Ok(target.join("release/wire"))
+}
