@@ -1,10 +1,10 @@
 //! Physical rewrites of a checked plan before it is cut into tasks.
 //!
-//! - A windowed `top` over its own window becomes two steps when there are several cores: a
-//!   local top on every core (no exchange: each core keeps its own best rows per window),
-//!   then the global top over the local results, grouped by `window_end`. Only `n` rows (plus
-//!   ties) per group and window cross cores instead of every input row; a top without keys
-//!   (Nexmark q7) would otherwise send every row to one core. The output is unchanged.
+//! - A windowed `top` becomes two steps when there are several cores: a local top on every
+//!   core (no exchange: each core keeps its own best rows per group and window), then the
+//!   global top over the local results. Only `n` rows (plus ties) per group and window cross
+//!   cores instead of every input row; a top without keys (Nexmark q7) or grouped by window
+//!   only (q5) would otherwise send every row of a window to one core. The output is unchanged.
 
 use wire_core::plan::{Input, Operator, Plan, PlanOperator, TopMode, TopPlan};
 use wire_core::window::TimeAttr;
@@ -25,9 +25,9 @@ pub(crate) fn optimize(mut plan: Plan, cores: usize) -> Plan {
     plan
 }
 
-/// A windowed top with its own window.
+/// A windowed top (with its own window, or over a windowed input).
 fn splittable_top(operator: &PlanOperator) -> bool {
-    matches!(&operator.op, Operator::Top(top) if matches!(top.mode, TopMode::Window(_)))
+    matches!(&operator.op, Operator::Top(top) if !top.per_core && !matches!(top.mode, TopMode::Changelog))
 }
 
 /// Turns the top at `index` into a local top (at `index`, per core, same window and keys)
@@ -38,9 +38,16 @@ fn split_top(plan: &mut Plan, index: usize) {
         return;
     };
     let local_schema = original.schema.clone();
-    let window_end = local_schema.len() - 1;
-    let mut keys = top.keys.clone();
-    keys.push(window_end_key(&local_schema, window_end));
+    let (window_end, keys) = match top.mode {
+        // Over a windowed input the global step groups as the original does.
+        TopMode::InputWindow { window_end } => (window_end, top.keys.clone()),
+        _ => {
+            let window_end = local_schema.len() - 1;
+            let mut keys = top.keys.clone();
+            keys.push(window_end_key(&local_schema, window_end));
+            (window_end, keys)
+        }
+    };
     let global = PlanOperator {
         name: original.name.clone(),
         inputs: vec![Input::Operator(index)],

@@ -33,11 +33,15 @@ use crate::{operator, sink, source, Error};
 /// Batches a task's mailbox holds before senders wait.
 pub const MAILBOX_BATCHES: usize = 8;
 /// Batches a cross-core queue holds before the sending core waits.
-pub const EXCHANGE_BATCHES: usize = 8;
+pub const EXCHANGE_BATCHES: usize = 32;
 /// How long an idle core spins before parking. Waking a parked core costs an eventfd write
 /// and, on a virtual machine, a trip through the hypervisor; cores that exchange batches
 /// would otherwise park and wake for every batch.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(200);
+/// How long a task runs before `yield_if_needed` lets the others on its core run (glommio's
+/// default is 100 ms). A source that keeps its core for long starves the tasks that drain
+/// cross-core queues, and the other cores wait on those queues.
+const PREEMPT_AFTER: Duration = Duration::from_micros(250);
 /// Registered IO memory per core when the pipeline writes a WAL: room for the WAL's staging
 /// buffers of one busy partition.
 const WAL_IO_MEMORY_BYTES: usize = 8 << 20;
@@ -202,7 +206,8 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
         let builder = wire_storage::io::executor_builder_capped(placement, cores, io_memory_max)
             .map_err(Error::Executor)?
             .name(&format!("wire-core-{core}"))
-            .spin_before_park(SPIN_BEFORE_PARK);
+            .spin_before_park(SPIN_BEFORE_PARK)
+            .preempt_timer(PREEMPT_AFTER);
         let cx = CoreCx {
             core,
             cores,
