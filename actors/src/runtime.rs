@@ -42,6 +42,8 @@ const SPIN_BEFORE_PARK: Duration = Duration::from_micros(200);
 /// default is 100 ms). A source that keeps its core for long starves the tasks that drain
 /// cross-core queues, and the other cores wait on those queues.
 const PREEMPT_AFTER: Duration = Duration::from_micros(250);
+/// See [`heartbeat`].
+const HEARTBEAT: Duration = Duration::from_millis(1);
 /// Registered IO memory per core when the pipeline writes a WAL: room for the WAL's staging
 /// buffers of one busy partition.
 const WAL_IO_MEMORY_BYTES: usize = 8 << 20;
@@ -469,8 +471,22 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         tasks.push(glommio::spawn_local(run));
     }
     drop(mailboxes);
+    let done = Rc::new(std::cell::Cell::new(false));
+    glommio::spawn_local(heartbeat(done.clone())).detach();
     for task in tasks {
         task.await;
+    }
+    done.set(true);
+}
+
+/// Keeps a timer pending on the core while it runs. glommio 0.9 can park an executor that
+/// still has runnable tasks (when the preempt timer has already expired as it starts running
+/// task queues, which a descheduled thread makes likely with a short preempt timer); parked
+/// with nothing else pending it would never wake. The timer bounds such a stall to
+/// `HEARTBEAT`.
+async fn heartbeat(done: Rc<std::cell::Cell<bool>>) {
+    while !done.get() {
+        glommio::timer::sleep(HEARTBEAT).await;
     }
 }
 

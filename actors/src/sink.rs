@@ -1,8 +1,9 @@
 //! Sinks: every core runs one instance of every sink, fed by its mailbox.
 //!
 //! - `blackhole` counts rows and drops them;
-//! - `stdout` writes rows as JSON lines or CSV, one locked write per batch so lines from
-//!   different cores never interleave; a closed pipe (`wire run … | head`) stops the pipeline
+//! - `stdout` writes rows as JSON lines or CSV, one locked write per batch (on glommio's
+//!   blocking thread, so a slow reader never stalls the core) so lines from different cores
+//!   never interleave; a closed pipe (`wire run … | head`) stops the pipeline
 //!   gracefully instead of failing it;
 //! - `file` writes rolling part files `part-<core>-<seq>.<ext>` into a directory: each is
 //!   written as `<name>.inprogress`, synced, and renamed when it reaches `roll_bytes` or the
@@ -133,8 +134,18 @@ impl Output {
                     return Ok(());
                 }
                 writer.write_batch(&batch.view(), buffer);
-                let result = std::io::stdout().lock().write_all(buffer);
-                buffer.clear();
+                // A pipe that is read slowly blocks the write; doing it on glommio's blocking
+                // thread keeps the core running its other tasks, and the sink's mailbox fills
+                // up, which is what suspends the producers (backpressure).
+                let bytes = std::mem::take(buffer);
+                let (mut bytes, result) = glommio::executor()
+                    .spawn_blocking(move || {
+                        let result = std::io::stdout().lock().write_all(&bytes);
+                        (bytes, result)
+                    })
+                    .await;
+                bytes.clear();
+                *buffer = bytes;
                 match result {
                     Ok(()) => Ok(()),
                     Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {

@@ -19,8 +19,11 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if path.is_dir() {
-            if !matches!(name.as_str(), "target" | ".git" | "corpus" | "artifacts")
-                && !name.starts_with('.')
+            // `vendor` holds third-party crates (ADR 0004), checked by their own authors.
+            if !matches!(
+                name.as_str(),
+                "target" | ".git" | "corpus" | "artifacts" | "vendor"
+            ) && !name.starts_with('.')
             {
                 rust_files(&path, out);
             }
