@@ -12,14 +12,10 @@ mod session;
 pub(crate) mod table;
 mod top;
 
-use std::cmp::Ordering;
-
 use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{Operator, Plan};
 use wire_core::window::{TimeAttr, TimeDomain};
-use wire_core::{
-    ArchivedRow, Batch, BatchBuilder, BatchView, PartitionId, StreamId, Value, ValueRef,
-};
+use wire_core::{ArchivedRow, Batch, BatchBuilder, BatchView, PartitionId, StreamId, Value};
 
 pub(crate) use table::GroupTable;
 
@@ -240,35 +236,6 @@ pub(crate) fn datum_eq(datum: &Datum<'_>, value: &Value) -> bool {
         (Datum::Bytes(a), Value::Bytes(b)) => a.as_ref() == b.as_slice(),
         (Datum::Timestamp(a), Value::Timestamp(b)) => a == b,
         _ => false,
-    }
-}
-
-/// Total order of values for `top`: NULL first, numbers by value, then by type.
-pub(crate) fn cmp_ref(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
-    use ValueRef as V;
-    match (a, b) {
-        (V::Null, V::Null) => Ordering::Equal,
-        (V::Null, _) => Ordering::Less,
-        (_, V::Null) => Ordering::Greater,
-        (V::I64(x), V::I64(y)) | (V::Timestamp(x), V::Timestamp(y)) => x.cmp(&y),
-        (V::F64(x), V::F64(y)) => x.total_cmp(&y),
-        (V::I64(x), V::F64(y)) => (x as f64).total_cmp(&y),
-        (V::F64(x), V::I64(y)) => x.total_cmp(&(y as f64)),
-        (V::Bool(x), V::Bool(y)) => x.cmp(&y),
-        (V::Str(x), V::Str(y)) => x.cmp(y),
-        (V::Bytes(x), V::Bytes(y)) => x.cmp(y),
-        _ => type_rank(a).cmp(&type_rank(b)),
-    }
-}
-
-fn type_rank(v: ValueRef<'_>) -> u8 {
-    match v {
-        ValueRef::Null => 0,
-        ValueRef::Bool(_) => 1,
-        ValueRef::I64(_) | ValueRef::F64(_) => 2,
-        ValueRef::Timestamp(_) => 3,
-        ValueRef::Str(_) => 4,
-        ValueRef::Bytes(_) => 5,
     }
 }
 

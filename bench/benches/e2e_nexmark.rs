@@ -29,8 +29,8 @@ struct Figures {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    let root = workspace_root()?;
-    let wire = build_wire(&root)?;
+    let root = wire_bench::workspace_root()?;
+    let wire = wire_bench::build_wire()?;
     println!("# Nexmark on wire");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}",
@@ -62,10 +62,10 @@ fn queries(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
         let two = run(wire, root, &args.dir, &yaml, 2)?;
         println!(
             "| {name} | {} | {} | {} | {} | {:.0} MiB | {:.0} MiB |",
-            human(args.events as f64),
-            human(one.events_per_s),
-            human(two.events_per_s),
-            human(two.events_per_s / 2.0),
+            wire_bench::human(args.events as f64),
+            wire_bench::human(one.events_per_s),
+            wire_bench::human(two.events_per_s),
+            wire_bench::human(two.events_per_s / 2.0),
             one.peak_rss_mib,
             two.peak_rss_mib
         );
@@ -93,7 +93,7 @@ fn hop_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
         println!(
             "| {slide_ms} ms | {} | {} | {:.2} |",
             10_000 / slide_ms,
-            human(figures.events_per_s),
+            wire_bench::human(figures.events_per_s),
             figures.events_per_s / tumbling.max(1.0)
         );
     }
@@ -127,7 +127,7 @@ fn state_per_key(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
     let per_key = (many.peak_rss_mib - baseline.peak_rss_mib) * (1 << 20) as f64 / keys as f64;
     println!(
         "| {} | {:.0} MiB | {:.0} MiB | {per_key:.0} | 24 | {:.1} |",
-        human(keys as f64),
+        wire_bench::human(keys as f64),
         many.peak_rss_mib,
         baseline.peak_rss_mib,
         per_key / 24.0
@@ -224,34 +224,16 @@ fn parse(stderr: &str) -> Figures {
     for line in stderr.lines().map(str::trim) {
         if line.contains(" events in ") {
             if let Some((_, rest)) = line.split_once(": ") {
-                figures.events_per_s = number(rest.split(" events/s").next().unwrap_or(""));
+                figures.events_per_s =
+                    wire_bench::summary_number(rest.split(" events/s").next().unwrap_or(""));
             }
         } else if let Some(rest) = line.strip_prefix("peak memory (RSS) ") {
-            figures.peak_rss_mib = number(rest.trim_end_matches(" MiB"));
+            figures.peak_rss_mib = wire_bench::summary_number(rest.trim_end_matches(" MiB"));
         } else if let Some(rest) = line.strip_suffix(" groups in state at the end") {
             figures.groups += rest.trim().parse::<u64>().unwrap_or(0);
         }
     }
     figures
-}
-
-fn number(text: &str) -> f64 {
-    let text = text.trim();
-    let (digits, scale) = match text.chars().last() {
-        Some('k') => (&text[..text.len() - 1], 1e3),
-        Some('M') => (&text[..text.len() - 1], 1e6),
-        Some('G') => (&text[..text.len() - 1], 1e9),
-        _ => (text, 1.0),
-    };
-    digits.parse::<f64>().unwrap_or(0.0) * scale
-}
-
-fn human(value: f64) -> String {
-    match value {
-        v if v >= 1e6 => format!("{:.2}M", v / 1e6),
-        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
-        v => format!("{v:.0}"),
-    }
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -280,26 +262,4 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     args.dir = std::path::absolute(&args.dir)?;
     Ok(args)
-}
-
-fn workspace_root() -> anyhow::Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_path_buf())
-}
-
-/// Builds the release `wire` binary and returns its path.
-fn build_wire(root: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "wire-control", "--bin", "wire"])
-        .status()?;
-    if !status.success() {
-        bail!("building wire failed");
-    }
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    Ok(target.join("release/wire"))
 }

@@ -48,7 +48,7 @@ struct Summary {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    let wire = build_wire()?;
+    let wire = wire_bench::build_wire()?;
     println!("# wire pipeline benchmark");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_pipeline -- --events {} --ingest-rows {}{}",
@@ -122,25 +122,6 @@ fn parse_args() -> anyhow::Result<Args> {
         args.ingest_rows = args.ingest_rows.min(100_000);
     }
     Ok(args)
-}
-
-/// Builds the release `wire` binary and returns its path.
-fn build_wire() -> anyhow::Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "-p", "wire-control", "--bin", "wire"])
-        .status()?;
-    if !status.success() {
-        bail!("building wire failed");
-    }
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
-    Ok(target.join("release/wire"))
 }
 
 fn generator_pipeline(name: &str, operators: &str, events: u64) -> String {
@@ -280,16 +261,6 @@ fn bid_batches(rows: u64) -> Vec<Batch> {
 
 fn parse_summary(stderr: &str) -> Summary {
     let mut summary = Summary::default();
-    let number = |text: &str| -> f64 {
-        let text = text.trim();
-        let (digits, scale) = match text.chars().last() {
-            Some('k') => (&text[..text.len() - 1], 1e3),
-            Some('M') => (&text[..text.len() - 1], 1e6),
-            Some('G') => (&text[..text.len() - 1], 1e9),
-            _ => (text, 1.0),
-        };
-        digits.parse::<f64>().unwrap_or(0.0) * scale
-    };
     for line in stderr.lines() {
         let line = line.trim();
         if let Some(rest) = line
@@ -297,11 +268,12 @@ fn parse_summary(stderr: &str) -> Summary {
             .map(|(_, r)| r)
             .filter(|_| line.contains(" events in "))
         {
-            summary.events_per_s = number(rest.split(" events/s").next().unwrap_or(""));
+            summary.events_per_s =
+                wire_bench::summary_number(rest.split(" events/s").next().unwrap_or(""));
         } else if let Some(rest) = line.strip_prefix("first batch after ") {
-            summary.first_batch_ms = number(rest.trim_end_matches(" ms"));
+            summary.first_batch_ms = wire_bench::summary_number(rest.trim_end_matches(" ms"));
         } else if let Some(rest) = line.strip_prefix("peak memory (RSS) ") {
-            summary.peak_rss_mib = number(rest.trim_end_matches(" MiB"));
+            summary.peak_rss_mib = wire_bench::summary_number(rest.trim_end_matches(" MiB"));
         }
     }
     summary
@@ -310,17 +282,9 @@ fn parse_summary(stderr: &str) -> Summary {
 fn print_row(name: &str, cores: usize, summary: &Summary, rate: f64) {
     print!(
         "| {name} | {cores} | {} | {} | {:.1} ms | {:.0} MiB |",
-        human(rate),
-        human(rate / cores as f64),
+        wire_bench::human(rate),
+        wire_bench::human(rate / cores as f64),
         summary.first_batch_ms,
         summary.peak_rss_mib
     );
-}
-
-fn human(value: f64) -> String {
-    match value {
-        v if v >= 1e6 => format!("{:.2}M", v / 1e6),
-        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
-        v => format!("{v:.0}"),
-    }
 }

@@ -155,3 +155,48 @@ pub fn percentiles_us(histogram: &Histogram<u64>) -> String {
 pub fn mb_per_s(bytes_per_s: f64) -> String {
     format!("{:.0} MB/s", bytes_per_s / 1e6)
 }
+
+/// Builds the release `wire` binary of this workspace and returns its path.
+pub fn build_wire() -> anyhow::Result<std::path::PathBuf> {
+    let root = workspace_root()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "wire-control", "--bin", "wire"])
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building wire failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| root.join("target"), std::path::PathBuf::from);
+    Ok(target.join("release/wire"))
+}
+
+/// The workspace root (where `examples/` lives).
+pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("the bench crate has no parent directory"))?
+        .to_path_buf())
+}
+
+/// A number as `wire run`'s summary prints it (`12.3M`, `4.5k`, `812`).
+pub fn summary_number(text: &str) -> f64 {
+    let text = text.trim();
+    let (digits, scale) = match text.chars().last() {
+        Some('k') => (&text[..text.len() - 1], 1e3),
+        Some('M') => (&text[..text.len() - 1], 1e6),
+        Some('G') => (&text[..text.len() - 1], 1e9),
+        _ => (text, 1.0),
+    };
+    digits.parse::<f64>().unwrap_or(0.0) * scale
+}
+
+/// `12.30M`, `4.5k`, `812`.
+pub fn human(value: f64) -> String {
+    match value {
+        v if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}

@@ -7,7 +7,6 @@
 
 use hashbrown::HashTable;
 use wire_core::expr::Datum;
-use wire_core::key::KeyHasher;
 use wire_core::Value;
 
 use super::{datum_eq, to_value};
@@ -41,14 +40,8 @@ impl<V> Default for GroupTable<V> {
     }
 }
 
-/// The hash of a key given as datums.
-pub(crate) fn key_hash(key: &[Datum<'_>]) -> u64 {
-    let mut hasher = KeyHasher::default();
-    for part in key {
-        hasher.add(part.as_value_ref());
-    }
-    hasher.finish()
-}
+/// The hash of a key given as datums: the key hash of `key_by`.
+pub(crate) use wire_core::state::key_hash;
 
 impl<V> GroupTable<V> {
     /// The id of the group of `key` (with hash `hash`), created with `init` if new, and

@@ -1,5 +1,8 @@
 use super::*;
+use std::cmp::Ordering;
 use wire_core::plan::Plan;
+use wire_core::state::total_cmp as cmp_ref;
+use wire_core::ValueRef;
 
 #[test]
 fn values_order_nulls_first_and_numbers_by_value() {

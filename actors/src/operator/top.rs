@@ -15,7 +15,8 @@ use wire_core::window::{align_down, expired, fires};
 use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, Value, ValueRef};
 
 use super::table::key_hash;
-use super::{cmp_ref, eval_into, row_time, Clock, GroupTable, Output, Stateful};
+use super::{eval_into, row_time, Clock, GroupTable, Output, Stateful};
+use wire_core::state::total_cmp as cmp_ref;
 
 /// A `top` operator instance.
 pub(crate) struct Top {
