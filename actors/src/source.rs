@@ -23,9 +23,13 @@ use crate::Error;
 /// Runs source `index`'s instance on this core, then ends its outputs.
 pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outlet) {
     let source = &cx.plan.sources[index];
-    let watermarks = source
-        .time
-        .map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
+    let time = match (&source.time, &source.time_expr) {
+        (Some(attr), _) => Some(RowTime::Field(*attr)),
+        (None, Some(expr)) => Some(RowTime::Expr(expr.clone())),
+        (None, None) => None,
+    };
+    let watermarks =
+        time.map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
     let mut emitter = Emitter {
         cx: cx.clone(),
         chain,
@@ -53,6 +57,14 @@ pub(crate) fn owned_partitions(cx: &CoreCx, partitions: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Where a source row's event time is.
+enum RowTime {
+    /// A field of the row.
+    Field(TimeAttr),
+    /// `event_time:` written as an expression.
+    Expr(wire_core::expr::Expr),
+}
+
 /// Counts a source's output, hands it to the fused chain and the outlet, and sends the
 /// watermarks it implies.
 pub(crate) struct Emitter {
@@ -60,8 +72,8 @@ pub(crate) struct Emitter {
     chain: Chain,
     outlet: Outlet,
     node: usize,
-    /// Watermark state and the event-time field, when the source has event time.
-    watermarks: Option<(SourceWatermarks, TimeAttr)>,
+    /// Watermark state and where a row's event time is, when the source has event time.
+    watermarks: Option<(SourceWatermarks, RowTime)>,
     /// Whether batch headers' event-time bounds were computed by us (not by a producer).
     rows_carry_time: bool,
 }
@@ -119,15 +131,28 @@ impl Emitter {
             return WatermarkUpdate::None;
         };
         let header = batch.header();
-        let max = if self.rows_carry_time {
-            header.max_event_time
-        } else {
-            // Producers' headers are not trusted: read the event-time field of every row.
-            let view = batch.view();
-            view.rows()
-                .filter_map(|row| crate::operator::row_time(row, *time))
-                .max()
-                .unwrap_or(i64::MIN)
+        let max = match time {
+            RowTime::Field(_) if self.rows_carry_time => header.max_event_time,
+            // Producers' headers are not trusted: read the event time of every row.
+            RowTime::Field(attr) => {
+                let view = batch.view();
+                view.rows()
+                    .filter_map(|row| crate::operator::row_time(row, *attr))
+                    .max()
+                    .unwrap_or(i64::MIN)
+            }
+            RowTime::Expr(expr) => {
+                let view = batch.view();
+                view.rows()
+                    .filter_map(|row| match expr.eval(row) {
+                        wire_core::expr::Datum::Timestamp(ms) | wire_core::expr::Datum::I64(ms) => {
+                            Some(ms)
+                        }
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(i64::MIN)
+            }
         };
         if max == i64::MIN {
             return watermarks.tick(now_ms());

@@ -60,6 +60,9 @@ pub struct PlanSource {
     pub time: Option<TimeAttr>,
     /// How it generates watermarks.
     pub watermark: WatermarkSpec,
+    /// `event_time:` as an expression (not a field): watermarks follow it, and the operator
+    /// `<source>.event_time` right after the source appends it as a field.
+    pub time_expr: Option<Expr>,
 }
 
 /// An operator with its checked expressions and output schema.
@@ -167,6 +170,14 @@ impl Plan {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), Input::Source(i)))
             .collect();
+        // A source whose event time is an expression is read through an operator that
+        // appends it; everything naming the source reads that operator.
+        for (index, place) in placed.iter_mut().enumerate() {
+            if let Some(operator) = event_time_operator(&plan, index) {
+                place.1 = Input::Operator(plan.operators.len());
+                plan.operators.push(operator);
+            }
+        }
         for index in order {
             let operator = plan_operator(spec, &plan, &placed, index)?;
             let at = plan.operators.len();
@@ -285,7 +296,10 @@ fn plan_source(
                 EventKind::Auction => nexmark::auction_schema(),
                 EventKind::Person => nexmark::person_schema(),
             };
-            let time = schema.index_of("date_time");
+            let time = match schema.index_of("date_time") {
+                Some(index) => SourceTime::Field(index),
+                None => SourceTime::None,
+            };
             (schema, time)
         }
         SourceKind::File(file) => {
@@ -297,6 +311,11 @@ fn plan_source(
             (ingest.schema.clone(), time)
         }
     };
+    let (event_time, time_expr) = match event_time {
+        SourceTime::None => (None, None),
+        SourceTime::Field(index) => (Some(index), None),
+        SourceTime::Expr(expr) => (None, Some(expr)),
+    };
     Ok(PlanSource {
         name: source.name.name.clone(),
         kind: source.kind.clone(),
@@ -307,7 +326,52 @@ fn plan_source(
             offset_ms: 0,
         }),
         watermark: source.watermark,
+        time_expr,
     })
+}
+
+/// The operator that appends source `index`'s computed event time (as `event_time`, or
+/// `<source>_event_time` when the source has an `event_time` field), if it has one.
+fn event_time_operator(plan: &Plan, index: usize) -> Option<PlanOperator> {
+    let source = &plan.sources[index];
+    let time = source.time_expr.clone()?;
+    let mut exprs: Vec<Expr> = (0..source.schema.len())
+        .map(|i| {
+            let name = &source.schema.fields()[i].name;
+            expr::compile(&format!("`{}`", name.replace('`', "")), &source.schema)
+                .expect("a field of the schema compiles")
+        })
+        .collect();
+    let name = if source.schema.index_of("event_time").is_some() {
+        format!("{}_event_time", source.name)
+    } else {
+        "event_time".to_string()
+    };
+    let mut fields = source.schema.fields().to_vec();
+    fields.push(Field {
+        name,
+        data_type: time.data_type(),
+        nullable: time.nullable(),
+    });
+    exprs.push(time);
+    Some(PlanOperator {
+        name: format!("{}.event_time", source.name),
+        inputs: vec![Input::Source(index)],
+        op: Operator::Project(exprs),
+        schema: Schema::new(fields),
+        time: Some(TimeAttr {
+            field: source.schema.len(),
+            offset_ms: 0,
+        }),
+        changelog: false,
+    })
+}
+
+/// The event time of a source: a field index, or an expression over its rows.
+enum SourceTime {
+    None,
+    Field(usize),
+    Expr(Expr),
 }
 
 fn event_time_index(
@@ -315,16 +379,32 @@ fn event_time_index(
     source: &Named,
     schema: &Schema,
     event_time: &Option<Named>,
-) -> Result<Option<usize>, SpecError> {
+) -> Result<SourceTime, SpecError> {
     let Some(field) = event_time else {
-        return Ok(None);
+        return Ok(SourceTime::None);
     };
     let path = format!("sources.{}.event_time", source.name);
     let Some(index) = schema.index_of(&field.name) else {
-        return Err(spec.error_at(field, &path, unknown_field(&field.name, schema)));
+        let is_name = field.name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if is_name {
+            return Err(spec.error_at(field, &path, unknown_field(&field.name, schema)));
+        }
+        let expr = expr::compile(&field.name, schema)
+            .map_err(|err| spec.error_at(field, &path, format!("event_time: {err}")))?;
+        if !matches!(expr.data_type(), DataType::Timestamp | DataType::I64) {
+            return Err(spec.error_at(
+                field,
+                &path,
+                format!(
+                    "event_time must be a timestamp or i64, found {}",
+                    expr.data_type()
+                ),
+            ));
+        }
+        return Ok(SourceTime::Expr(expr));
     };
     match schema.fields()[index].data_type {
-        DataType::Timestamp | DataType::I64 => Ok(Some(index)),
+        DataType::Timestamp | DataType::I64 => Ok(SourceTime::Field(index)),
         other => Err(spec.error_at(
             field,
             &path,

@@ -130,3 +130,30 @@ sinks:
         .replace("[bids, people]", "[bids, more]");
     assert_eq!(plan(&ok).unwrap().operators[0].inputs.len(), 2);
 }
+
+#[test]
+fn an_event_time_expression_appends_a_time_field_and_must_be_a_time() {
+    let source = |event_time: &str| {
+        format!(
+            "sources:\n  r:\n    type: file\n    path: x.csv\n    schema: {{name: string, secs: i64}}\n    event_time: {event_time}\nsinks:\n  out: {{type: blackhole, from: r}}\n"
+        )
+    };
+    let planned = plan(&source("to_timestamp(secs * 1000)")).unwrap();
+    assert_eq!(planned.operators[0].name, "r.event_time");
+    let names: Vec<&str> = planned.operators[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["name", "secs", "event_time"]);
+    assert_eq!(planned.sinks[0].input, Input::Operator(0));
+    let err = plan(&source("upper(name)")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("event_time must be a timestamp or i64, found string"),
+        "{err}"
+    );
+    let err = plan(&source("sec")).unwrap_err();
+    assert!(err.to_string().contains("did you mean `secs`?"), "{err}");
+}
