@@ -436,6 +436,21 @@ impl AggCall {
 }
 
 impl DistinctBytes {
+    /// The canonical bytes of the values in the set, in no particular order.
+    pub fn members(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.keys.iter().map(|key| &**key)
+    }
+
+    /// A set of the given canonical value bytes (as [`DistinctBytes::members`] lists them).
+    pub fn from_members(keys: HashSet<Box<[u8]>>) -> DistinctBytes {
+        let key_bytes = keys.iter().map(|key| key.len()).sum();
+        DistinctBytes {
+            keys,
+            key_bytes,
+            scratch: Vec::new(),
+        }
+    }
+
     fn insert(&mut self, value: &Datum<'_>) {
         self.scratch.clear();
         canonical(value, &mut self.scratch);

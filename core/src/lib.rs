@@ -28,6 +28,7 @@ pub mod plan;
 pub mod process;
 pub mod row;
 pub mod schema;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 pub mod time;

@@ -39,6 +39,10 @@ use crate::expr::Datum;
 use crate::key::{key_group, KeyHasher};
 use crate::row::{ArchivedRow, AsValueRef, Value, ValueRef};
 use crate::schema::DataType;
+use crate::snapshot::{
+    self, corrupt, mismatch, put_bytes, put_len, put_row, put_tagged, put_value, AccRead, Reader,
+    VERSION,
+};
 
 /// One row of list or map state: positional values, as in a batch.
 pub type Row = Box<[Value]>;
@@ -594,12 +598,12 @@ impl KeyedState {
                 max_parallelism: self.max_parallelism,
             });
         }
-        let mut reader = Reader::new(checked_body(bytes)?);
+        let mut reader = Reader::new(snapshot::checked(bytes)?);
         read_header(&mut reader, key_group, &self.descriptors)?;
         let count = reader.count("key")?;
         let mut group = KeyGroup::default();
         for _ in 0..count {
-            let at = reader.at;
+            let at = reader.offset();
             let entry = read_entry(&mut reader, &self.descriptors)?;
             let found = crate::key::key_group(entry.hash, self.max_parallelism);
             if found != key_group {
@@ -1547,56 +1551,7 @@ fn canonical(value: &ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn put_tagged(out: &mut Vec<u8>, tag: u8, bytes: [u8; 8]) {
-    out.push(tag);
-    out.extend_from_slice(&bytes);
-}
-
-// Snapshot encoding: little-endian, lengths as u32, values tagged as in the row format.
-
-/// The snapshot format this build writes and reads.
-const VERSION: u8 = 1;
-const CRC_BYTES: usize = 4;
-
-const ACC_COUNT: u8 = 0;
-const ACC_VALUE: u8 = 1;
-const ACC_AVG_I64: u8 = 2;
-const ACC_AVG_F64: u8 = 3;
-const ACC_DISTINCT_I64: u8 = 4;
-const ACC_DISTINCT_BYTES: u8 = 5;
-
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    let len = u32::try_from(len).expect("state lengths fit in 32 bits");
-    out.extend_from_slice(&len.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_len(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-fn put_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Null => out.push(0),
-        Value::I64(v) => put_tagged(out, 1, v.to_le_bytes()),
-        Value::F64(v) => put_tagged(out, 2, v.to_le_bytes()),
-        Value::Bool(v) => out.extend_from_slice(&[3, u8::from(*v)]),
-        Value::Str(v) => {
-            out.push(4);
-            put_bytes(out, v.as_bytes());
-        }
-        Value::Bytes(v) => {
-            out.push(5);
-            put_bytes(out, v);
-        }
-        Value::Timestamp(v) => put_tagged(out, 6, v.to_le_bytes()),
-    }
-}
-
-fn put_row(out: &mut Vec<u8>, row: &[Value]) {
-    put_len(out, row.len());
-    row.iter().for_each(|value| put_value(out, value));
-}
+// Snapshot encoding: `crate::snapshot`.
 
 fn kind_tag(kind: &StateKind) -> u8 {
     match kind {
@@ -1643,159 +1598,16 @@ fn put_entry(out: &mut Vec<u8>, entry: &Entry, descriptors: &[StateDescriptor]) 
                 }
             }
             (Data::Agg(slots), _) => {
-                slots.iter().flatten().for_each(|slot| put_slot(out, slot));
+                for slot in slots.iter().flatten() {
+                    match slot {
+                        Slot::Acc(acc) => snapshot::put_acc(out, acc),
+                        Slot::Distinct(set) => {
+                            snapshot::put_distinct_bytes(out, set.keys.iter().map(|key| &**key))
+                        }
+                    }
+                }
             }
         }
-    }
-}
-
-fn put_slot(out: &mut Vec<u8>, slot: &Slot) {
-    match slot {
-        Slot::Acc(Acc::Count(count)) => put_tagged(out, ACC_COUNT, count.to_le_bytes()),
-        Slot::Acc(Acc::Value(value)) => {
-            out.push(ACC_VALUE);
-            put_value(out, value);
-        }
-        Slot::Acc(Acc::AvgI64 {
-            sum_hi,
-            sum_lo,
-            count,
-        }) => {
-            put_tagged(out, ACC_AVG_I64, sum_hi.to_le_bytes());
-            out.extend_from_slice(&sum_lo.to_le_bytes());
-            out.extend_from_slice(&count.to_le_bytes());
-        }
-        Slot::Acc(Acc::AvgF64 { sum, count }) => {
-            put_tagged(out, ACC_AVG_F64, sum.to_le_bytes());
-            out.extend_from_slice(&count.to_le_bytes());
-        }
-        Slot::Acc(Acc::DistinctI64(set)) => {
-            out.push(ACC_DISTINCT_I64);
-            let mut values: Vec<i64> = set.iter().copied().collect();
-            values.sort_unstable();
-            put_len(out, values.len());
-            values
-                .iter()
-                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-        }
-        Slot::Acc(Acc::DistinctBytes(_)) => {
-            unreachable!("count(distinct) of bytes is kept as Slot::Distinct")
-        }
-        Slot::Distinct(set) => {
-            out.push(ACC_DISTINCT_BYTES);
-            let mut keys: Vec<&[u8]> = set.keys.iter().map(|key| &**key).collect();
-            keys.sort_unstable();
-            put_len(out, keys.len());
-            keys.iter().for_each(|key| put_bytes(out, key));
-        }
-    }
-}
-
-/// A cursor over snapshot bytes that names the offset of whatever it fails to read.
-struct Reader<'b> {
-    bytes: &'b [u8],
-    at: usize,
-}
-
-fn corrupt(offset: usize, reason: String) -> StateError {
-    StateError::Corrupt { offset, reason }
-}
-
-fn mismatch(offset: usize, reason: String) -> StateError {
-    StateError::Mismatch { offset, reason }
-}
-
-/// The snapshot without its checksum, once the version and checksum are right.
-fn checked_body(bytes: &[u8]) -> Result<&[u8], StateError> {
-    if bytes.len() < 1 + CRC_BYTES {
-        let reason = format!("{} bytes are too short for a snapshot", bytes.len());
-        return Err(corrupt(0, reason));
-    }
-    if bytes[0] != VERSION {
-        let reason = format!(
-            "version {} is not {VERSION}, the one this build reads",
-            bytes[0]
-        );
-        return Err(corrupt(0, reason));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - CRC_BYTES);
-    let mut stored = [0u8; CRC_BYTES];
-    stored.copy_from_slice(crc);
-    let stored = u32::from_le_bytes(stored);
-    let computed = crc32c::crc32c(body);
-    if stored != computed {
-        let reason = format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}");
-        return Err(corrupt(body.len(), reason));
-    }
-    Ok(body)
-}
-
-impl<'b> Reader<'b> {
-    fn new(bytes: &'b [u8]) -> Reader<'b> {
-        Reader { bytes, at: 0 }
-    }
-
-    fn take(&mut self, n: usize, what: &str) -> Result<&'b [u8], StateError> {
-        let left = self.bytes.len() - self.at;
-        if n > left {
-            let reason = format!("{what} needs {n} bytes, {left} left");
-            return Err(corrupt(self.at, reason));
-        }
-        let taken = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], StateError> {
-        let mut array = [0u8; N];
-        array.copy_from_slice(self.take(N, what)?);
-        Ok(array)
-    }
-
-    fn u8(&mut self, what: &str) -> Result<u8, StateError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, StateError> {
-        self.array(what).map(u32::from_le_bytes)
-    }
-
-    fn i64(&mut self, what: &str) -> Result<i64, StateError> {
-        self.array(what).map(i64::from_le_bytes)
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, StateError> {
-        self.array(what).map(u64::from_le_bytes)
-    }
-
-    fn f64(&mut self, what: &str) -> Result<f64, StateError> {
-        self.array(what).map(f64::from_le_bytes)
-    }
-
-    /// A count of items of at least one byte each: never more than the bytes left, so a
-    /// damaged count cannot make the reader allocate more than the snapshot's size.
-    fn count(&mut self, what: &str) -> Result<usize, StateError> {
-        let at = self.at;
-        let count = self.u32(what)? as usize;
-        let left = self.bytes.len() - self.at;
-        if count > left {
-            let reason = format!("{count} {what}s cannot fit in the {left} bytes left");
-            return Err(corrupt(at, reason));
-        }
-        Ok(count)
-    }
-
-    fn bytes(&mut self, what: &str) -> Result<&'b [u8], StateError> {
-        let len = self.u32(what)? as usize;
-        self.take(len, what)
-    }
-
-    fn finish(&self) -> Result<(), StateError> {
-        if self.at == self.bytes.len() {
-            return Ok(());
-        }
-        let reason = format!("{} bytes follow the last key", self.bytes.len() - self.at);
-        Err(corrupt(self.at, reason))
     }
 }
 
@@ -1805,20 +1617,20 @@ fn read_header(
     descriptors: &[StateDescriptor],
 ) -> Result<(), StateError> {
     reader.u8("version")?;
-    let at = reader.at;
+    let at = reader.offset();
     let found = reader.u32("key group")?;
     if found != key_group {
         let reason = format!("the snapshot is of key group {found}, not {key_group}");
         return Err(mismatch(at, reason));
     }
-    let at = reader.at;
+    let at = reader.offset();
     let count = reader.count("descriptor")?;
     if count != descriptors.len() {
         let reason = format!("{count} states in the snapshot, {} here", descriptors.len());
         return Err(mismatch(at, reason));
     }
     for descriptor in descriptors {
-        let at = reader.at;
+        let at = reader.offset();
         let name = reader.bytes("state name")?;
         let tag = reader.u8("state kind")?;
         let calls = match tag {
@@ -1845,40 +1657,11 @@ fn read_header(
     Ok(())
 }
 
-fn read_value(reader: &mut Reader<'_>) -> Result<Value, StateError> {
-    let at = reader.at;
-    Ok(match reader.u8("value tag")? {
-        0 => Value::Null,
-        1 => Value::I64(reader.i64("i64")?),
-        2 => Value::F64(reader.f64("f64")?),
-        3 => match reader.u8("bool")? {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
-            other => return Err(corrupt(at + 1, format!("bool byte {other} is not 0 or 1"))),
-        },
-        4 => {
-            let text_at = reader.at + 4;
-            let bytes = reader.bytes("string")?;
-            let text = std::str::from_utf8(bytes)
-                .map_err(|e| corrupt(text_at + e.valid_up_to(), "invalid UTF-8".into()))?;
-            Value::Str(text.to_owned())
-        }
-        5 => Value::Bytes(reader.bytes("bytes")?.to_vec()),
-        6 => Value::Timestamp(reader.i64("timestamp")?),
-        tag => return Err(corrupt(at, format!("unknown value tag {tag}"))),
-    })
-}
-
-fn read_row(reader: &mut Reader<'_>) -> Result<Row, StateError> {
-    let count = reader.count("value")?;
-    (0..count).map(|_| read_value(reader)).collect()
-}
-
 fn read_entry(
     reader: &mut Reader<'_>,
     descriptors: &[StateDescriptor],
 ) -> Result<Entry, StateError> {
-    let key = read_row(reader)?;
+    let key = reader.row()?;
     let cells = descriptors
         .iter()
         .map(|descriptor| read_cell(reader, &descriptor.kind))
@@ -1892,7 +1675,7 @@ fn read_entry(
 }
 
 fn read_cell(reader: &mut Reader<'_>, kind: &StateKind) -> Result<Cell, StateError> {
-    let at = reader.at;
+    let at = reader.offset();
     match reader.u8("state flag")? {
         0 => return Ok(Cell::new(kind)),
         1 => {}
@@ -1900,14 +1683,10 @@ fn read_cell(reader: &mut Reader<'_>, kind: &StateKind) -> Result<Cell, StateErr
     }
     let written_ms = reader.i64("write time")?;
     let data = match kind {
-        StateKind::Value => Data::Value(Some(read_value(reader)?)),
+        StateKind::Value => Data::Value(Some(reader.value()?)),
         StateKind::List => {
             let count = reader.count("row")?;
-            Data::List(
-                (0..count)
-                    .map(|_| read_row(reader))
-                    .collect::<Result<_, _>>()?,
-            )
+            Data::List((0..count).map(|_| reader.row()).collect::<Result<_, _>>()?)
         }
         StateKind::Map => Data::Map(read_map(reader)?),
         StateKind::Aggregating(calls) => Data::Agg(Some(
@@ -1933,9 +1712,9 @@ fn read_map(reader: &mut Reader<'_>) -> Result<BTreeMap<MapKey, Row>, StateError
     let count = reader.count("map entry")?;
     let mut entries = BTreeMap::new();
     for _ in 0..count {
-        let at = reader.at;
-        let key = read_value(reader)?;
-        let row = read_row(reader)?;
+        let at = reader.offset();
+        let key = reader.value()?;
+        let row = reader.row()?;
         if entries.insert(MapKey(key), row).is_some() {
             return Err(corrupt(at, "the map key appears twice".into()));
         }
@@ -1944,37 +1723,17 @@ fn read_map(reader: &mut Reader<'_>) -> Result<BTreeMap<MapKey, Row>, StateError
 }
 
 fn read_slot(reader: &mut Reader<'_>, call: &AggCall) -> Result<Slot, StateError> {
-    let at = reader.at;
-    let slot = match reader.u8("accumulator tag")? {
-        ACC_COUNT => Slot::Acc(Acc::Count(reader.i64("count")?)),
-        ACC_VALUE => Slot::Acc(Acc::Value(read_value(reader)?)),
-        ACC_AVG_I64 => Slot::Acc(Acc::AvgI64 {
-            sum_hi: reader.i64("sum")?,
-            sum_lo: reader.u64("sum")?,
-            count: reader.i64("count")?,
-        }),
-        ACC_AVG_F64 => Slot::Acc(Acc::AvgF64 {
-            sum: reader.f64("sum")?,
-            count: reader.i64("count")?,
-        }),
-        ACC_DISTINCT_I64 => {
-            let count = reader.count("distinct value")?;
-            let values = (0..count).map(|_| reader.i64("distinct value"));
-            Slot::Acc(Acc::DistinctI64(Box::new(
-                values.collect::<Result<_, _>>()?,
-            )))
+    let at = reader.offset();
+    let slot = match reader.acc_any()? {
+        AccRead::Acc(acc) => Slot::Acc(acc),
+        AccRead::DistinctBytes(keys) => {
+            let key_bytes = keys.iter().map(|key| key.len()).sum();
+            Slot::Distinct(DistinctSet {
+                keys,
+                key_bytes,
+                scratch: Vec::new(),
+            })
         }
-        ACC_DISTINCT_BYTES => {
-            let mut set = DistinctSet::default();
-            for _ in 0..reader.count("distinct value")? {
-                let key = reader.bytes("distinct value")?;
-                if set.keys.insert(Box::from(key)) {
-                    set.key_bytes += key.len();
-                }
-            }
-            Slot::Distinct(set)
-        }
-        tag => return Err(corrupt(at, format!("unknown accumulator tag {tag}"))),
     };
     if !slot_fits(&slot, call) {
         let reason = format!("the accumulator does not fit `{}`", call.source());

@@ -18,6 +18,7 @@
 //! });
 //! ```
 
+pub mod checkpoint;
 pub mod error;
 pub mod io;
 mod signal;

@@ -637,7 +637,7 @@ fn damage_behind_a_valid_checksum_is_found_by_the_decoder() {
     assert_eq!(
         error.to_string(),
         format!(
-            "corrupt state snapshot at byte {}: 1 bytes follow the last key",
+            "corrupt state snapshot at byte {}: 1 bytes follow the last item",
             body.len()
         )
     );

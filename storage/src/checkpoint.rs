@@ -1,0 +1,631 @@
+//! Checkpoint storage: one directory per completed checkpoint, written so that a half-written
+//! checkpoint is never used.
+//!
+//! ```text
+//! <checkpoints>/chk-00000007/
+//!     state-<operator>-c<core>.bin   one file per stateful operator instance
+//!     MANIFEST                       written, synced and renamed into place last
+//! ```
+//!
+//! A state file is a sequence of sections, one per key group: `key group: u32`, `length: u32`,
+//! the operator's sealed snapshot bytes. The manifest (JSON, then a `crc32c` line over it)
+//! names the pipeline, the checkpoint id, every source's positions and every state file with
+//! its size and CRC-32C. A checkpoint counts only when its manifest parses, its checksum holds
+//! and every file it lists has that size and checksum: [`CheckpointStore::latest`] skips
+//! anything else and falls back to the previous checkpoint.
+//!
+//! Plain blocking `std::fs`: the coordinator calls this from its own threads, never from a
+//! data core.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value as Json};
+
+/// The manifest format this build writes and reads.
+pub const FORMAT: u64 = 1;
+const MANIFEST: &str = "MANIFEST";
+
+/// What can go wrong reading or writing checkpoints.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A checkpoint's files are damaged, truncated or not a checkpoint.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The file found damaged.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl CheckpointError {
+    fn io(path: &Path, source: io::Error) -> CheckpointError {
+        CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn corrupt(path: &Path, reason: impl Into<String>) -> CheckpointError {
+        CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where one source instance was when it emitted its barrier (or finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// The partition.
+    pub partition: u32,
+    /// The source's position in it: the next WAL offset, generator event number or file
+    /// byte offset to read.
+    pub position: u64,
+}
+
+/// Every partition position of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceState {
+    /// The source's name in the pipeline.
+    pub name: String,
+    /// How many partitions the source had.
+    pub partitions: u32,
+    /// One entry per partition.
+    pub positions: Vec<SourcePosition>,
+}
+
+/// One key group's snapshot of one operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The key group.
+    pub key_group: u32,
+    /// The operator's sealed snapshot of it.
+    pub bytes: Vec<u8>,
+}
+
+/// The state of one stateful operator, over all its instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorState {
+    /// The operator's name in the pipeline.
+    pub name: String,
+    /// Its kind (`hop window`, `top`, …), checked when restoring.
+    pub kind: String,
+    /// `(core, sections)` for each instance that holds state.
+    pub instances: Vec<(usize, Vec<Section>)>,
+}
+
+/// Everything a checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Checkpoint ids grow by one per trigger.
+    pub id: u64,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Data cores of the run that took it.
+    pub cores: usize,
+    /// Key groups of the pipeline.
+    pub max_parallelism: u32,
+    /// Whether it was taken as the run ended (every source finished or stopped).
+    pub last: bool,
+    /// Wall-clock time it completed, in epoch milliseconds.
+    pub completed_ms: i64,
+    /// Source positions.
+    pub sources: Vec<SourceState>,
+    /// Operator state.
+    pub operators: Vec<OperatorState>,
+}
+
+/// What writing a checkpoint cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    /// Bytes of state files and manifest.
+    pub bytes: u64,
+    /// Files written.
+    pub files: usize,
+}
+
+/// A checkpoint read back, and the newer ones that were skipped as unusable.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// Its directory.
+    pub path: PathBuf,
+    /// `(directory, why)` for every newer checkpoint directory that could not be used.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A directory of checkpoints, keeping the newest `retain`.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    retain: usize,
+}
+
+impl CheckpointStore {
+    /// Opens (creating) `dir`, keeping the newest `retain` (at least 1) checkpoints.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        retain: usize,
+    ) -> Result<CheckpointStore, CheckpointError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| CheckpointError::io(&dir, e))?;
+        Ok(CheckpointStore {
+            dir,
+            retain: retain.max(1),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of checkpoint `id`.
+    pub fn path_of(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("chk-{id:08}"))
+    }
+
+    /// Ids of every checkpoint directory (complete or not), oldest first.
+    pub fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
+        let mut ids = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(|e| CheckpointError::io(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| CheckpointError::io(&self.dir, e))?;
+            let name = entry.file_name();
+            if let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Writes `checkpoint` as `chk-<id>`, then deletes all but the newest `retain` complete
+    /// checkpoints (and any incomplete directory older than the newest complete one). On an
+    /// error the partial directory is removed and the earlier checkpoints are untouched.
+    pub fn write(&self, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
+        let path = self.path_of(checkpoint.id);
+        let result = write_dir(&path, checkpoint);
+        match result {
+            Ok(written) => {
+                sync_dir(&self.dir)?;
+                self.retire(checkpoint.id);
+                Ok(written)
+            }
+            Err(err) => {
+                let _ = fs::remove_dir_all(&path);
+                Err(err)
+            }
+        }
+    }
+
+    /// Deletes checkpoints older than the newest `retain` below or at `newest`; failures are
+    /// logged (they only cost disk space).
+    fn retire(&self, newest: u64) {
+        let Ok(ids) = self.ids() else { return };
+        let complete: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| *id <= newest && self.path_of(*id).join(MANIFEST).exists())
+            .collect();
+        let keep_from = complete
+            .len()
+            .checked_sub(self.retain)
+            .map_or(0, |at| complete[at]);
+        for id in ids.into_iter().filter(|id| *id < keep_from) {
+            let path = self.path_of(id);
+            if let Err(err) = fs::remove_dir_all(&path) {
+                tracing::warn!(path = %path.display(), error = %err, "cannot delete an old checkpoint");
+            }
+        }
+    }
+
+    /// The oldest checkpoint kept, once it is complete (sources keep their input from its
+    /// positions on).
+    pub fn oldest_retained(&self) -> Result<Option<u64>, CheckpointError> {
+        Ok(self
+            .ids()?
+            .into_iter()
+            .find(|id| self.path_of(*id).join(MANIFEST).exists()))
+    }
+
+    /// The newest checkpoint that reads back intact, if any.
+    pub fn latest(&self) -> Result<Option<Loaded>, CheckpointError> {
+        let mut skipped = Vec::new();
+        for id in self.ids()?.into_iter().rev() {
+            let path = self.path_of(id);
+            match read_dir(&path) {
+                Ok(checkpoint) => {
+                    return Ok(Some(Loaded {
+                        checkpoint,
+                        path,
+                        skipped,
+                    }))
+                }
+                Err(err) => skipped.push((path, err.to_string())),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Reads the checkpoint (or savepoint) in directory `path`, verifying every file.
+pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let manifest_path = path.join(MANIFEST);
+    let text = fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            CheckpointError::corrupt(path, "no MANIFEST: the checkpoint never completed")
+        }
+        _ => CheckpointError::io(&manifest_path, e),
+    })?;
+    let manifest = parse_manifest(&manifest_path, &text)?;
+    let bad = |reason: String| CheckpointError::corrupt(&manifest_path, reason);
+    let field = |name: &str| {
+        manifest
+            .get(name)
+            .ok_or_else(|| bad(format!("no `{name}`")))
+    };
+    let uint = |name: &str| {
+        field(name)?
+            .as_u64()
+            .ok_or_else(|| bad(format!("`{name}` is not a number")))
+    };
+    if uint("format")? != FORMAT {
+        return Err(bad(format!("format {} is not {FORMAT}", uint("format")?)));
+    }
+    let text_of = |v: &Json, name: &str| {
+        v.get(name)
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("no `{name}`")))
+    };
+    let mut sources = Vec::new();
+    for source in field("sources")?
+        .as_array()
+        .ok_or_else(|| bad("`sources` is not a list".into()))?
+    {
+        let mut positions = Vec::new();
+        for pair in source
+            .get("positions")
+            .and_then(Json::as_array)
+            .ok_or_else(|| bad("no `positions`".into()))?
+        {
+            let (Some(partition), Some(position)) = (
+                pair.get(0).and_then(Json::as_u64),
+                pair.get(1).and_then(Json::as_u64),
+            ) else {
+                return Err(bad("a position is not [partition, position]".into()));
+            };
+            positions.push(SourcePosition {
+                partition: partition as u32,
+                position,
+            });
+        }
+        sources.push(SourceState {
+            name: text_of(source, "name")?,
+            partitions: source.get("partitions").and_then(Json::as_u64).unwrap_or(0) as u32,
+            positions,
+        });
+    }
+    let mut operators = Vec::new();
+    for operator in field("operators")?
+        .as_array()
+        .ok_or_else(|| bad("`operators` is not a list".into()))?
+    {
+        let mut instances = Vec::new();
+        for file in operator
+            .get("files")
+            .and_then(Json::as_array)
+            .ok_or_else(|| bad("no `files`".into()))?
+        {
+            let name = text_of(file, "file")?;
+            if name.contains('/') || name.starts_with('.') {
+                return Err(bad(format!("file name `{name}` leaves the checkpoint")));
+            }
+            let (Some(core), Some(bytes), Some(crc)) = (
+                file.get("core").and_then(Json::as_u64),
+                file.get("bytes").and_then(Json::as_u64),
+                file.get("crc32c").and_then(Json::as_u64),
+            ) else {
+                return Err(bad(format!("file `{name}` lacks core, bytes or crc32c")));
+            };
+            let file_path = path.join(&name);
+            let data = fs::read(&file_path).map_err(|e| CheckpointError::io(&file_path, e))?;
+            if data.len() as u64 != bytes {
+                let reason = format!("{} bytes, the manifest says {bytes}", data.len());
+                return Err(CheckpointError::corrupt(&file_path, reason));
+            }
+            let found = u64::from(crc32c::crc32c(&data));
+            if found != crc {
+                let reason = format!("checksum {found:#010x}, the manifest says {crc:#010x}");
+                return Err(CheckpointError::corrupt(&file_path, reason));
+            }
+            instances.push((core as usize, parse_sections(&file_path, &data)?));
+        }
+        operators.push(OperatorState {
+            name: text_of(operator, "name")?,
+            kind: text_of(operator, "kind")?,
+            instances,
+        });
+    }
+    Ok(Checkpoint {
+        id: uint("id")?,
+        pipeline: text_of(&manifest, "pipeline")?,
+        cores: uint("cores")? as usize,
+        max_parallelism: uint("max_parallelism")? as u32,
+        last: field("last")?.as_bool().unwrap_or(false),
+        completed_ms: field("completed_ms")?.as_i64().unwrap_or(0),
+        sources,
+        operators,
+    })
+}
+
+/// Writes `checkpoint` into directory `path` (which must not hold a manifest yet).
+pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
+    fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
+    let mut written = Written::default();
+    let mut operators = Vec::new();
+    for operator in &checkpoint.operators {
+        let mut files = Vec::new();
+        for (core, sections) in &operator.instances {
+            let name = format!("state-{}-c{core}.bin", file_safe(&operator.name));
+            let data = encode_sections(sections);
+            let file_path = path.join(&name);
+            write_synced(&file_path, &data)?;
+            written.bytes += data.len() as u64;
+            written.files += 1;
+            files.push(json!({
+                "file": name,
+                "core": core,
+                "bytes": data.len(),
+                "crc32c": crc32c::crc32c(&data),
+                "key_groups": sections.len(),
+            }));
+        }
+        operators.push(json!({"name": operator.name, "kind": operator.kind, "files": files}));
+    }
+    let sources: Vec<Json> = checkpoint
+        .sources
+        .iter()
+        .map(|s| {
+            let positions: Vec<Json> = s
+                .positions
+                .iter()
+                .map(|p| json!([p.partition, p.position]))
+                .collect();
+            json!({"name": s.name, "partitions": s.partitions, "positions": positions})
+        })
+        .collect();
+    let manifest = json!({
+        "format": FORMAT,
+        "id": checkpoint.id,
+        "pipeline": checkpoint.pipeline,
+        "cores": checkpoint.cores,
+        "max_parallelism": checkpoint.max_parallelism,
+        "last": checkpoint.last,
+        "completed_ms": checkpoint.completed_ms,
+        "sources": sources,
+        "operators": operators,
+    });
+    let body = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| CheckpointError::corrupt(path, e.to_string()))?;
+    let text = format!("{body}\ncrc32c {:08x}\n", crc32c::crc32c(body.as_bytes()));
+    sync_dir(path)?;
+    let staged = path.join("MANIFEST.tmp");
+    write_synced(&staged, text.as_bytes())?;
+    let manifest_path = path.join(MANIFEST);
+    fs::rename(&staged, &manifest_path).map_err(|e| CheckpointError::io(&manifest_path, e))?;
+    sync_dir(path)?;
+    written.bytes += text.len() as u64;
+    written.files += 1;
+    Ok(written)
+}
+
+fn parse_manifest(path: &Path, text: &str) -> Result<Json, CheckpointError> {
+    let body = text.trim_end_matches('\n');
+    let Some((body, crc_line)) = body.rsplit_once('\n') else {
+        return Err(CheckpointError::corrupt(path, "truncated: no crc32c line"));
+    };
+    let stored = crc_line
+        .strip_prefix("crc32c ")
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| {
+            CheckpointError::corrupt(path, "truncated: the last line is not `crc32c <hex>`")
+        })?;
+    let found = crc32c::crc32c(body.as_bytes());
+    if found != stored {
+        let reason = format!("checksum {found:08x}, the manifest says {stored:08x}");
+        return Err(CheckpointError::corrupt(path, reason));
+    }
+    serde_json::from_str(body)
+        .map_err(|e| CheckpointError::corrupt(path, format!("line {}: {e}", e.line())))
+}
+
+fn encode_sections(sections: &[Section]) -> Vec<u8> {
+    let len: usize = sections.iter().map(|s| s.bytes.len() + 8).sum();
+    let mut out = Vec::with_capacity(len);
+    for section in sections {
+        out.extend_from_slice(&section.key_group.to_le_bytes());
+        let bytes = u32::try_from(section.bytes.len()).expect("a key group's state fits in 4 GiB");
+        out.extend_from_slice(&bytes.to_le_bytes());
+        out.extend_from_slice(&section.bytes);
+    }
+    out
+}
+
+fn parse_sections(path: &Path, mut data: &[u8]) -> Result<Vec<Section>, CheckpointError> {
+    let mut sections = Vec::new();
+    let total = data.len();
+    while !data.is_empty() {
+        let at = total - data.len();
+        if data.len() < 8 {
+            return Err(CheckpointError::corrupt(
+                path,
+                format!("byte {at}: a truncated section header"),
+            ));
+        }
+        let key_group = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        let len = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
+        data = &data[8..];
+        if data.len() < len {
+            let reason = format!(
+                "byte {at}: key group {key_group} needs {len} bytes, {} left",
+                data.len()
+            );
+            return Err(CheckpointError::corrupt(path, reason));
+        }
+        sections.push(Section {
+            key_group,
+            bytes: data[..len].to_vec(),
+        });
+        data = &data[len..];
+    }
+    Ok(sections)
+}
+
+/// An operator name as a file name: anything but ASCII letters, digits, `-` and `_` becomes `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), CheckpointError> {
+    let io = |e| CheckpointError::io(path, e);
+    let mut file = File::create(path).map_err(io)?;
+    file.write_all(data).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Makes the entries of directory `path` durable.
+pub fn sync_dir(path: &Path) -> Result<(), CheckpointError> {
+    File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| CheckpointError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(id: u64) -> Checkpoint {
+        Checkpoint {
+            id,
+            pipeline: "p".into(),
+            cores: 2,
+            max_parallelism: 128,
+            last: false,
+            completed_ms: 1,
+            sources: vec![SourceState {
+                name: "bids".into(),
+                partitions: 2,
+                positions: vec![
+                    SourcePosition {
+                        partition: 0,
+                        position: 10 * id,
+                    },
+                    SourcePosition {
+                        partition: 1,
+                        position: 7,
+                    },
+                ],
+            }],
+            operators: vec![OperatorState {
+                name: "count (per auction)".into(),
+                kind: "aggregate".into(),
+                instances: vec![
+                    (
+                        0,
+                        vec![Section {
+                            key_group: 3,
+                            bytes: vec![1, 2, 3],
+                        }],
+                    ),
+                    (
+                        1,
+                        vec![
+                            Section {
+                                key_group: 90,
+                                bytes: vec![],
+                            },
+                            Section {
+                                key_group: 91,
+                                bytes: vec![9; 100],
+                            },
+                        ],
+                    ),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn checkpoints_read_back_and_only_the_newest_are_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path().join("c"), 2).expect("open");
+        for id in 1..=4 {
+            store.write(&sample(id)).expect("write");
+        }
+        assert_eq!(store.ids().expect("ids"), [3, 4]);
+        let loaded = store.latest().expect("read").expect("one");
+        assert_eq!(loaded.checkpoint, sample(4));
+        assert!(loaded.skipped.is_empty());
+        assert_eq!(store.oldest_retained().expect("ids"), Some(3));
+    }
+
+    #[test]
+    fn a_damaged_or_unfinished_newest_checkpoint_falls_back_to_the_previous() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 3).expect("open");
+        store.write(&sample(1)).expect("write");
+        store.write(&sample(2)).expect("write");
+        let state = store.path_of(2).join("state-count__per_auction_-c1.bin");
+        let mut data = fs::read(&state).expect("state file");
+        data[20] ^= 1;
+        fs::write(&state, &data).expect("damage");
+        // An unfinished one: files but no manifest.
+        fs::create_dir_all(store.path_of(3)).expect("dir");
+        let loaded = store.latest().expect("read").expect("one");
+        assert_eq!(loaded.checkpoint.id, 1);
+        assert_eq!(loaded.skipped.len(), 2);
+        assert!(
+            loaded.skipped[0].1.contains("never completed"),
+            "{:?}",
+            loaded.skipped
+        );
+        assert!(
+            loaded.skipped[1].1.contains("checksum"),
+            "{:?}",
+            loaded.skipped
+        );
+        // A truncated manifest.
+        let manifest = store.path_of(1).join(MANIFEST);
+        let text = fs::read(&manifest).expect("manifest");
+        fs::write(&manifest, &text[..text.len() / 2]).expect("truncate");
+        assert!(store.latest().expect("read").is_none());
+    }
+}
