@@ -52,6 +52,14 @@ pub enum Error {
         #[source]
         error: std::io::Error,
     },
+    /// A checkpoint cannot be restored into this pipeline.
+    #[error("cannot restore checkpoint {checkpoint}: {reason}")]
+    Restore {
+        /// The checkpoint's id.
+        checkpoint: u64,
+        /// What does not fit.
+        reason: String,
+    },
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod checkpoint;
 mod error;
 pub mod graph;
 mod lookup;
@@ -29,7 +30,9 @@ mod sink;
 mod source;
 mod task;
 
+pub use checkpoint::{Ack, AckContent, Checkpointing};
 pub use error::Error;
 pub use probe::{Counters, NodeProbe, Role, RunProbe};
 pub use runtime::{start, Failure, Notice, RunOptions, RunReport, Running};
 pub use runtime::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
+pub use sink::recover_file_sinks;

@@ -12,10 +12,17 @@ mod session;
 pub(crate) mod table;
 mod top;
 
+use std::collections::BTreeMap;
+
 use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{Operator, Plan};
+use wire_core::snapshot::{self, Reader};
+use wire_core::state::StateError;
 use wire_core::window::{TimeAttr, TimeDomain};
-use wire_core::{ArchivedRow, Batch, BatchBuilder, BatchView, PartitionId, StreamId, Value};
+use wire_core::{
+    ArchivedRow, Batch, BatchBuilder, BatchView, OwnedRow, PartitionId, StreamId, Value,
+};
+use wire_storage::checkpoint::Section;
 
 pub(crate) use table::GroupTable;
 
@@ -46,6 +53,95 @@ pub(crate) trait Stateful {
 
     /// Groups (keys, or keys × windows) currently held.
     fn groups(&self) -> usize;
+
+    /// Copies the state: one sealed snapshot per key group held. An error names why this
+    /// operator cannot be checkpointed.
+    fn snapshot(&self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
+        Err("its state cannot be checkpointed yet".into())
+    }
+
+    /// Adds one key group's state from a snapshot [`Stateful::snapshot`] took (of this
+    /// operator, possibly on another core or with another core count).
+    fn restore(&mut self, _section: &Section) -> Result<(), StateError> {
+        Err(snapshot::mismatch(
+            0,
+            "this operator keeps no checkpointed state".into(),
+        ))
+    }
+}
+
+/// Whether operator `index` of `plan` can be checkpointed: an error names why not.
+pub(crate) fn checkpointable(plan: &Plan, index: usize) -> Result<(), String> {
+    match build(plan, index) {
+        Some(operator) => operator.snapshot(plan.settings.max_parallelism).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// Snapshot sections being written: one buffer per key group, each starting with the
+/// operator's header (what every section repeats, like the operator's watermark).
+pub(crate) struct Sections {
+    max_parallelism: u32,
+    header: Vec<u8>,
+    buffers: BTreeMap<u32, Vec<u8>>,
+}
+
+impl Sections {
+    pub(crate) fn new(max_parallelism: u32, header: Vec<u8>) -> Sections {
+        Sections {
+            max_parallelism,
+            header,
+            buffers: BTreeMap::new(),
+        }
+    }
+
+    /// The buffer of the key group of key hash `hash`.
+    pub(crate) fn of_hash(&mut self, hash: u64) -> &mut Vec<u8> {
+        let group = wire_core::key::key_group(hash, self.max_parallelism);
+        let header = &self.header;
+        self.buffers.entry(group).or_insert_with(|| {
+            let mut out = snapshot::begin();
+            out.extend_from_slice(header);
+            out
+        })
+    }
+
+    pub(crate) fn finish(self) -> Vec<Section> {
+        self.buffers
+            .into_iter()
+            .map(|(key_group, bytes)| Section {
+                key_group,
+                bytes: snapshot::seal(bytes),
+            })
+            .collect()
+    }
+}
+
+/// A reader over a section's body, after its checksum was verified.
+pub(crate) fn open_section(section: &Section) -> Result<Reader<'_>, StateError> {
+    snapshot::unseal(&section.bytes).map(Reader::new)
+}
+
+/// Section record tags.
+pub(crate) const RECORD_GROUP: u8 = 1;
+pub(crate) const RECORD_REFIRE: u8 = 2;
+pub(crate) const RECORD_WINDOW_GROUP: u8 = 3;
+
+/// Appends an owned row's values.
+pub(crate) fn put_owned_row(out: &mut Vec<u8>, row: &OwnedRow) {
+    snapshot::put_row(out, &row.row().to_values());
+}
+
+/// Reads back a row [`put_owned_row`] wrote.
+pub(crate) fn read_owned_row(reader: &mut Reader<'_>) -> Result<OwnedRow, StateError> {
+    let at = reader.offset();
+    let values = reader.row()?;
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    builder
+        .push(&values)
+        .map_err(|err| snapshot::corrupt(at, err.to_string()))?;
+    let batch = builder.finish();
+    Ok(OwnedRow::copy_of(&batch.view(), 0))
 }
 
 /// Builds the stateful operator `index` of `plan`, or `None` if it is stateless.

@@ -132,7 +132,14 @@ impl Outlet {
             return;
         };
         let started = Instant::now();
-        if !route.send(Message::Batch(batch, *port)).await {
+        if !route
+            .send(Message::Batch {
+                batch,
+                port: *port,
+                sender: self.sender,
+            })
+            .await
+        {
             self.closed = true;
         }
         self.charge(started);
@@ -155,7 +162,14 @@ impl Outlet {
         if routes.len() == 1 {
             // One core owns every key group: the batch goes as it is.
             let started = Instant::now();
-            if !routes[0].send(Message::Batch(batch, *port)).await {
+            if !routes[0]
+                .send(Message::Batch {
+                    batch,
+                    port: *port,
+                    sender: self.sender,
+                })
+                .await
+            {
                 self.closed = true;
             }
             self.charge(started);
@@ -183,7 +197,11 @@ impl Outlet {
             }
             builder.widen_event_time(header.min_event_time, header.max_event_time);
             if !routes[core]
-                .send(Message::Batch(builder.finish(), *port))
+                .send(Message::Batch {
+                    batch: builder.finish(),
+                    port: *port,
+                    sender: self.sender,
+                })
                 .await
             {
                 self.closed = true;
@@ -203,6 +221,12 @@ impl Outlet {
     pub async fn send_idle(&mut self) {
         let sender = self.sender;
         self.broadcast(|| Message::Idle { sender }).await;
+    }
+
+    /// Sends checkpoint `id`'s barrier on every route, after everything sent so far.
+    pub async fn send_barrier(&mut self, id: u64) {
+        let sender = self.sender;
+        self.broadcast(|| Message::Barrier { sender, id }).await;
     }
 
     /// Sends `End` on every route. Call once, after the last batch.

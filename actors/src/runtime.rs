@@ -23,6 +23,7 @@ use wire_core::spec::{SinkKind, SourceKind};
 use wire_core::watermark::SenderId;
 
 use crate::chain::Chain;
+use crate::checkpoint::{Checkpointing, Inbox};
 use crate::graph::{Edge, Head, PhysicalGraph, Routing};
 use crate::message::Message;
 use crate::outlet::{Outlet, Route, Target};
@@ -59,6 +60,8 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     /// Set to end the run gracefully: sources stop, everything drains and flushes.
     pub stop: Arc<AtomicBool>,
+    /// Take part in checkpoints (and restore one), or `None` to run without.
+    pub checkpoints: Option<Arc<Checkpointing>>,
 }
 
 /// Something the caller should tell the user while the pipeline runs.
@@ -115,6 +118,8 @@ pub(crate) struct CoreCx {
     pub(crate) bound: Arc<Mutex<HashMap<usize, SocketAddr>>>,
     /// The static tables of `lookup` operators, read-only.
     pub(crate) lookups: Arc<crate::lookup::LookupTables>,
+    /// Checkpoints, when the run takes them.
+    pub(crate) checkpoints: Option<Arc<Checkpointing>>,
 }
 
 impl CoreCx {
@@ -152,6 +157,7 @@ impl CoreCx {
 
 /// A running pipeline.
 pub struct Running {
+    participants: usize,
     probe: Arc<RunProbe>,
     threads: Vec<ExecutorJoinHandle<()>>,
     finished: Arc<AtomicUsize>,
@@ -189,6 +195,12 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let finished = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(Mutex::new(HashMap::new()));
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
+    if let Some(checkpoints) = &options.checkpoints {
+        check_checkpointable(&plan)?;
+        if let Some(restore) = checkpoints.restore() {
+            check_restorable(&plan, restore, cores)?;
+        }
+    }
     // Registered IO memory is resident from the start; only WALs (ingest sources) use it.
     let has_wal = plan
         .sources
@@ -221,6 +233,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
             notices: notice_tx.clone(),
             bound: bound.clone(),
             lookups: lookups.clone(),
+            checkpoints: options.checkpoints.clone(),
         };
         let graph = graph.clone();
         let done = Finished(finished.clone());
@@ -234,6 +247,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
         threads.push(handle);
     }
     Ok(Running {
+        participants: graph.tasks.len() * cores,
         probe,
         threads,
         finished,
@@ -245,6 +259,11 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
 }
 
 impl Running {
+    /// Task instances that ack every checkpoint (every task on every core).
+    pub fn checkpoint_participants(&self) -> usize {
+        self.participants
+    }
+
     /// Live counters.
     pub fn probe(&self) -> &Arc<RunProbe> {
         &self.probe
@@ -415,7 +434,12 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         let sender = SenderId::new(index, cx.core);
         let outlet = Outlet::new(targets, cx.probe.clone(), tail, cx.core, sender);
         let stateful = match task.head {
-            Head::Operator(op) => operator::build(&cx.plan, op).map(|s| (s, cx.node(task.head))),
+            Head::Operator(op) => operator::build(&cx.plan, op).map(|mut s| {
+                if let Err(err) = restore_operator(&cx, op, s.as_mut()) {
+                    cx.failure.record(err);
+                }
+                (s, cx.node(task.head))
+            }),
             _ => None,
         };
         // A stateful head is not a chain step: the chain runs on its results.
@@ -455,7 +479,8 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
                 (Head::Operator(_), Some(mailbox)) => {
                     let task = OperatorTask {
                         cx,
-                        mailbox,
+                        task: index,
+                        inbox: Inbox::new(mailbox, senders),
                         senders,
                         head: stateful,
                         chain,
@@ -464,7 +489,7 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
                     };
                     task.run().await
                 }
-                (Head::Sink(i), Some(rx)) => sink::run(cx, i, rx, senders).await,
+                (Head::Sink(i), Some(rx)) => sink::run(cx, i, index, Inbox::new(rx, senders)).await,
                 _ => unreachable!("mailboxes exist for every non-source task"),
             }
         };
@@ -477,6 +502,118 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         task.await;
     }
     done.set(true);
+}
+
+/// Refuses checkpoints of a pipeline with an operator whose state cannot be checkpointed.
+fn check_checkpointable(plan: &Plan) -> Result<(), Error> {
+    for source in &plan.sources {
+        if matches!(source.kind, SourceKind::File(_)) {
+            return Err(Error::Restore {
+                checkpoint: 0,
+                reason: format!(
+                    "checkpoints are not available for this pipeline: file source `{}` does not \
+                     record its read positions yet (use an ingest or nexmark source)",
+                    source.name
+                ),
+            });
+        }
+    }
+    for (index, operator) in plan.operators.iter().enumerate() {
+        if let Err(reason) = operator::checkpointable(plan, index) {
+            return Err(Error::Restore {
+                checkpoint: 0,
+                reason: format!(
+                    "checkpoints are not available for this pipeline: operator `{}`: {reason}",
+                    operator.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every operator state of `restore` has a stateful operator of the same name
+/// and kind in `plan`, and that ingest sources keep their core count (their WALs are per
+/// core).
+fn check_restorable(
+    plan: &Plan,
+    restore: &wire_storage::checkpoint::Checkpoint,
+    cores: usize,
+) -> Result<(), Error> {
+    let fail = |reason: String| Error::Restore {
+        checkpoint: restore.id,
+        reason,
+    };
+    if restore.max_parallelism != plan.settings.max_parallelism {
+        return Err(fail(format!(
+            "it has {} key groups, the pipeline {} (max_parallelism must stay the same)",
+            restore.max_parallelism, plan.settings.max_parallelism
+        )));
+    }
+    let kinds = probe_nodes(plan);
+    for state in &restore.operators {
+        let found = plan
+            .operators
+            .iter()
+            .position(|o| o.name == state.name && o.op.is_stateful());
+        let Some(index) = found else {
+            return Err(fail(format!(
+                "it holds state of operator `{}` ({}), which this pipeline does not have: \
+                 keep the operator's name, or start without the checkpoint",
+                state.name, state.kind
+            )));
+        };
+        let kind = &kinds[plan.sources.len() + index].2;
+        if *kind != state.kind {
+            return Err(fail(format!(
+                "operator `{}` was a {} and is now a {kind}",
+                state.name, state.kind
+            )));
+        }
+    }
+    for source in &plan.sources {
+        let saved = restore.sources.iter().find(|s| s.name == source.name);
+        if let (Some(saved), SourceKind::Ingest(_)) = (saved, &source.kind) {
+            if saved.partitions as usize != cores {
+                return Err(fail(format!(
+                    "ingest source `{}` ran on {} cores and keeps one WAL per core: \
+                     restart with --cores {}",
+                    source.name, saved.partitions, saved.partitions
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Restores the key groups this core owns into operator `op`'s instance.
+fn restore_operator(
+    cx: &CoreCx,
+    op: usize,
+    operator: &mut dyn operator::Stateful,
+) -> Result<(), Error> {
+    let Some(restore) = cx.checkpoints.as_ref().and_then(|c| c.restore()) else {
+        return Ok(());
+    };
+    let name = &cx.plan.operators[op].name;
+    let Some(state) = restore.operators.iter().find(|s| s.name == *name) else {
+        return Ok(());
+    };
+    let max_parallelism = cx.plan.settings.max_parallelism;
+    for (_, sections) in &state.instances {
+        for section in sections {
+            let owner =
+                wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores);
+            if owner != cx.core {
+                continue;
+            }
+            operator.restore(section).map_err(|err| Error::Restore {
+                checkpoint: restore.id,
+                reason: format!("operator `{name}`, key group {}: {err}", section.key_group),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Keeps a timer pending on the core while it runs. glommio 0.9 can park an executor that

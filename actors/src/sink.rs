@@ -18,13 +18,13 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Once;
 
-use glommio::channels::local_channel::LocalReceiver;
 use glommio::io::BufferedFile;
 use wire_core::expr::Expr;
 use wire_core::plan::PlanSink;
 use wire_core::spec::{FileFormat, FileSink, SinkKind};
 use wire_core::Batch;
 
+use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::graph::Head;
 use crate::message::Message;
 use crate::probe::Counters;
@@ -40,31 +40,83 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// always the first line.
 static STDOUT_HEADER: Once = Once::new();
 
-/// Runs sink `index`'s instance on this core until every sender ended.
-pub(crate) async fn run(
-    cx: Rc<CoreCx>,
-    index: usize,
-    mailbox: LocalReceiver<Message>,
-    senders: usize,
-) {
+/// How often a sink looks for completed checkpoints to commit while no rows arrive.
+const COMMIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Runs sink `index`'s instance (task `task`) on this core until every sender ended.
+///
+/// With checkpoints, a file sink is exactly-once: a part file is staged as
+/// `<part>.pending-<n>` when checkpoint `n`'s barrier aligns (or when it rolls before that),
+/// and renamed to its final name once checkpoint `n` completes.
+pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: Inbox) {
     let sink = &cx.plan.sinks[index];
     let node = cx.node(Head::Sink(index));
     let counters = &cx.probe.nodes[node].cores[cx.core];
-    let mut output = match Output::open(&cx, sink) {
+    let checkpoints = cx.checkpoints.clone();
+    let mut epoch = checkpoints.as_ref().map(|c| c.completed() + 1);
+    let mut output = match Output::open(&cx, sink, epoch) {
         Ok(output) => Some(output),
         Err(err) => {
             cx.failure.record(err);
             None
         }
     };
-    let mut ends = 0;
-    while ends < senders {
-        match mailbox.recv().await {
-            None => break,
-            Some(Message::End { .. }) => ends += 1,
+    loop {
+        let next = match &checkpoints {
+            None => inbox.next().await,
+            Some(checkpoints) => {
+                let polled = futures_lite::future::or(async { Some(inbox.next().await) }, async {
+                    glommio::timer::sleep(COMMIT_POLL).await;
+                    None
+                })
+                .await;
+                if let Some(out) = output.as_mut() {
+                    if let Err(err) = out.commit(checkpoints.completed()).await {
+                        cx.failure.record(err);
+                        output = None;
+                    }
+                }
+                match polled {
+                    Some(next) => next,
+                    None => continue,
+                }
+            }
+        };
+        match next {
+            Delivery::Closed => break,
+            Delivery::Aligned(id) => {
+                let content = match output.as_mut() {
+                    Some(out) => match out.stage(id + 1).await {
+                        Ok(()) => AckContent::Passed,
+                        Err(err) => {
+                            let reason = err.to_string();
+                            cx.failure.record(err);
+                            output = None;
+                            AckContent::Failed(reason)
+                        }
+                    },
+                    None => AckContent::Failed("the sink failed".into()),
+                };
+                epoch = Some(id + 1);
+                if let Some(checkpoints) = &checkpoints {
+                    checkpoints.ack(Ack {
+                        checkpoint: Some(id),
+                        core: cx.core,
+                        task,
+                        content,
+                    });
+                }
+            }
+            Delivery::Message(Message::End { .. }) => {
+                if inbox.all_ended() {
+                    break;
+                }
+            }
             // Sinks write rows as they come; watermarks only matter to windows upstream.
-            Some(Message::Watermark { .. } | Message::Idle { .. }) => {}
-            Some(Message::Batch(batch, _)) => {
+            Delivery::Message(
+                Message::Watermark { .. } | Message::Idle { .. } | Message::Barrier { .. },
+            ) => {}
+            Delivery::Message(Message::Batch { batch, .. }) => {
                 let rows = batch.row_count() as u64;
                 Counters::add(&counters.rows_in, rows);
                 let Some(out) = output.as_mut() else {
@@ -80,10 +132,29 @@ pub(crate) async fn run(
             }
         }
     }
-    if let Some(out) = output {
-        if let Err(err) = out.close().await {
+    let closed = match output {
+        Some(out) => out.close().await,
+        None => Err(Error::io("<sink>", std::io::Error::other("failed earlier"))),
+    };
+    let failed = closed.is_err() || cx.failure.failed();
+    if let Err(err) = closed {
+        if !cx.failure.failed() {
             cx.failure.record(err);
         }
+    }
+    if let Some(checkpoints) = &checkpoints {
+        let content = if failed {
+            AckContent::Failed("the sink failed".into())
+        } else {
+            AckContent::Passed
+        };
+        let _ = epoch;
+        checkpoints.ack(Ack {
+            checkpoint: None,
+            core: cx.core,
+            task,
+            content,
+        });
     }
 }
 
@@ -98,7 +169,9 @@ enum Output {
 }
 
 impl Output {
-    fn open(cx: &CoreCx, sink: &PlanSink) -> Result<Output, Error> {
+    /// Opens the sink's output; `epoch` is the checkpoint the first rows belong to, when
+    /// output is staged until checkpoints complete.
+    fn open(cx: &CoreCx, sink: &PlanSink, epoch: Option<u64>) -> Result<Output, Error> {
         Ok(match &sink.kind {
             SinkKind::Stdout { format } => {
                 let writer = RowWriter::new(*format, &sink.schema);
@@ -117,7 +190,7 @@ impl Output {
                     closed: false,
                 }
             }
-            SinkKind::File(spec) => Output::File(PartFiles::new(cx.core, spec, sink)?),
+            SinkKind::File(spec) => Output::File(PartFiles::new(cx.core, spec, sink, epoch)?),
             _ => Output::Blackhole,
         })
     }
@@ -162,6 +235,27 @@ impl Output {
         }
     }
 
+    /// Pre-commits: everything written so far is made durable and staged for the checkpoint
+    /// before `next_epoch`; later rows belong to `next_epoch`.
+    async fn stage(&mut self, next_epoch: u64) -> Result<(), Error> {
+        match self {
+            Output::File(parts) => parts.stage(next_epoch).await,
+            Output::Stdout { closed: false, .. } => std::io::stdout()
+                .lock()
+                .flush()
+                .map_err(|err| Error::io("<stdout>", err)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Publishes what was staged for checkpoints up to `completed`.
+    async fn commit(&mut self, completed: u64) -> Result<(), Error> {
+        match self {
+            Output::File(parts) => parts.commit(completed).await,
+            _ => Ok(()),
+        }
+    }
+
     async fn close(self) -> Result<(), Error> {
         match self {
             Output::Blackhole => Ok(()),
@@ -188,6 +282,8 @@ const OPEN_PARTITIONS_MAX: usize = 64;
 struct PartFiles {
     layout: Layout,
     parts: Parts,
+    /// Parts staged and not yet published: (checkpoint, path of the staged file), oldest first.
+    staged: Vec<(u64, PathBuf)>,
     /// Scratch for the partition name of a row.
     key: String,
 }
@@ -204,11 +300,24 @@ struct Layout {
     partition_by: Option<Expr>,
 }
 
+/// How a finished part file is published.
+#[derive(Debug, Clone, Copy)]
+enum Publish {
+    /// Under its final name at once.
+    Now,
+    /// As `<final name>.pending-<n>`, for checkpoint `n` to publish.
+    Staged(u64),
+}
+
 /// The open parts, by partition directory name (`""` for the sink's directory itself).
 struct Parts {
     open: HashMap<String, Part>,
     /// Sequence number of the next part; one counter per core across all partitions.
     next_seq: u64,
+    /// How parts finished now are published.
+    publish: Publish,
+    /// Staged part files not yet published, with their checkpoint.
+    staged: Vec<(u64, PathBuf)>,
     /// Ticks on every lookup; a part's `last_used` tells the least recently used.
     clock: u64,
 }
@@ -225,7 +334,12 @@ struct Part {
 }
 
 impl PartFiles {
-    fn new(core: usize, spec: &FileSink, sink: &PlanSink) -> Result<PartFiles, Error> {
+    fn new(
+        core: usize,
+        spec: &FileSink,
+        sink: &PlanSink,
+        epoch: Option<u64>,
+    ) -> Result<PartFiles, Error> {
         std::fs::create_dir_all(&spec.path).map_err(|err| Error::io(&spec.path, err))?;
         let extension = match spec.format {
             FileFormat::JsonLines => "jsonl",
@@ -246,12 +360,54 @@ impl PartFiles {
             open: HashMap::new(),
             next_seq,
             clock: 0,
+            publish: epoch.map_or(Publish::Now, Publish::Staged),
+            staged: Vec::new(),
         };
         Ok(PartFiles {
             layout,
             parts,
+            staged: Vec::new(),
             key: String::new(),
         })
+    }
+
+    /// Finishes every open part as staged for the current checkpoint and makes the staged
+    /// names durable; parts opened from now on belong to `next_epoch`.
+    async fn stage(&mut self, next_epoch: u64) -> Result<(), Error> {
+        let open = std::mem::take(&mut self.parts.open);
+        for (_, part) in open {
+            part.finish(self.parts.publish, &mut self.parts.staged)
+                .await?;
+        }
+        let mut dirs: Vec<PathBuf> = self
+            .parts
+            .staged
+            .iter()
+            .filter_map(|(_, path)| path.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            sync_dir(&dir).await?;
+        }
+        self.staged.append(&mut self.parts.staged);
+        self.parts.publish = Publish::Staged(next_epoch);
+        Ok(())
+    }
+
+    /// Renames the parts staged for checkpoints up to `completed` to their final names.
+    async fn commit(&mut self, completed: u64) -> Result<(), Error> {
+        let ready = self.staged.partition_point(|(id, _)| *id <= completed);
+        if ready == 0 {
+            return Ok(());
+        }
+        for (_, staged) in self.staged.drain(..ready) {
+            let done = staged.with_extension("");
+            glommio::io::rename(&staged, &done)
+                .await
+                .map_err(|err| Error::io(&staged, err.into()))?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), Error> {
@@ -291,9 +447,33 @@ impl PartFiles {
         Ok(())
     }
 
-    async fn close(self) -> Result<(), Error> {
-        self.parts.close_all().await
+    /// Finishes every part: published at once without checkpoints, staged for the run's
+    /// last checkpoint (which the coordinator commits) with them.
+    async fn close(mut self) -> Result<(), Error> {
+        let staging = matches!(self.parts.publish, Publish::Staged(_));
+        let result = self.parts.close_all().await;
+        if staging {
+            let dirs: Vec<PathBuf> = self
+                .staged
+                .iter()
+                .chain(&self.parts.staged)
+                .filter_map(|(_, path)| path.parent().map(Path::to_path_buf))
+                .collect();
+            for dir in dirs {
+                sync_dir(&dir).await?;
+            }
+        }
+        result
     }
+}
+
+/// Makes a directory's entries (new and renamed files) durable.
+async fn sync_dir(dir: &Path) -> Result<(), Error> {
+    let owned = dir.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || std::fs::File::open(&owned).and_then(|d| d.sync_all()))
+        .await
+        .map_err(|err| Error::io(dir, err))
 }
 
 impl Parts {
@@ -330,7 +510,7 @@ impl Parts {
     /// Completes the part of partition `key`, if one is open.
     async fn finish(&mut self, key: &str) -> Result<(), Error> {
         match self.open.remove(key) {
-            Some(part) => part.finish().await,
+            Some(part) => part.finish(self.publish, &mut self.staged).await,
             None => Ok(()),
         }
     }
@@ -349,10 +529,10 @@ impl Parts {
 
     /// Completes every open part; on a failure the others are still completed, and the
     /// first error is returned.
-    async fn close_all(self) -> Result<(), Error> {
+    async fn close_all(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
-        for (_, part) in self.open {
-            let finished = part.finish().await;
+        for (_, part) in std::mem::take(&mut self.open) {
+            let finished = part.finish(self.publish, &mut self.staged).await;
             if result.is_ok() {
                 result = finished;
             }
@@ -420,14 +600,30 @@ impl Part {
         Ok(())
     }
 
-    /// Flushes, syncs and publishes the part under its final name.
-    async fn finish(mut self) -> Result<(), Error> {
+    /// Flushes, syncs and publishes the part: under its final name, or staged (and added to
+    /// `staged`).
+    async fn finish(
+        mut self,
+        publish: Publish,
+        staged: &mut Vec<(u64, PathBuf)>,
+    ) -> Result<(), Error> {
         self.flush().await?;
         let io = |err: glommio::GlommioError<()>| Error::io(&self.path, err.into());
         self.file.fdatasync().await.map_err(io)?;
         self.file.close().await.map_err(io)?;
         let done = self.path.with_extension("");
-        glommio::io::rename(&self.path, &done).await.map_err(io)?;
+        match publish {
+            Publish::Now => glommio::io::rename(&self.path, &done).await.map_err(io)?,
+            Publish::Staged(id) => {
+                let mut name = done.into_os_string();
+                name.push(format!(".pending-{id}"));
+                let pending = PathBuf::from(name);
+                glommio::io::rename(&self.path, &pending)
+                    .await
+                    .map_err(io)?;
+                staged.push((id, pending));
+            }
+        }
         Ok(())
     }
 }
@@ -474,6 +670,82 @@ fn next_part_seq(dir: &Path, core: usize, partitioned: bool) -> Result<u64, Erro
         }
     }
     Ok(next)
+}
+
+/// Settles the file sinks of `plan` after a crash or a finished run with checkpoints: parts
+/// staged for checkpoints up to `completed` get their final names, later staged parts and
+/// unfinished `.inprogress` parts are deleted (their rows come again from the restored
+/// sources). Runs on the caller's thread before the data cores start, or after they stop.
+/// Returns (published, deleted).
+pub fn recover_file_sinks(
+    plan: &wire_core::plan::Plan,
+    completed: u64,
+) -> Result<(usize, usize), Error> {
+    let mut counts = (0, 0);
+    for sink in &plan.sinks {
+        let SinkKind::File(spec) = &sink.kind else {
+            continue;
+        };
+        if !spec.path.exists() {
+            continue;
+        }
+        settle_dir(
+            &spec.path,
+            completed,
+            sink.partition_by.is_some(),
+            &mut counts,
+        )?;
+    }
+    Ok(counts)
+}
+
+fn settle_dir(
+    dir: &Path,
+    completed: u64,
+    partitioned: bool,
+    counts: &mut (usize, usize),
+) -> Result<(), Error> {
+    let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;
+    let mut changed = false;
+    for entry in entries {
+        let entry = entry.map_err(|err| Error::io(dir, err))?;
+        let path = entry.path();
+        if partitioned && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            settle_dir(&path, completed, false, counts)?;
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("part-") {
+            continue;
+        }
+        let staged = name
+            .rsplit_once(".pending-")
+            .and_then(|(_, id)| id.parse::<u64>().ok());
+        match staged {
+            Some(id) if id <= completed => {
+                std::fs::rename(&path, path.with_extension(""))
+                    .map_err(|err| Error::io(&path, err))?;
+                counts.0 += 1;
+            }
+            Some(_) => {
+                std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+                counts.1 += 1;
+            }
+            None if name.ends_with(".inprogress") => {
+                std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
+                counts.1 += 1;
+            }
+            None => continue,
+        }
+        changed = true;
+    }
+    if changed {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|err| Error::io(dir, err))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -545,7 +817,7 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
         let (sink, spec) = partitioned_sink(&out, 1 << 20);
         let executor = wire_storage::io::local_executor().expect("executor");
         executor.run(async {
-            let mut files = PartFiles::new(0, &spec, &sink).expect("open");
+            let mut files = PartFiles::new(0, &spec, &sink, None).expect("open");
             // Round robin over 100 partitions: with 64 open, every second visit finds its
             // part evicted (completed) and starts a new one.
             for round in 0..2 {
@@ -583,12 +855,12 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
         let (sink, spec) = partitioned_sink(&out, 1);
         let executor = wire_storage::io::local_executor().expect("executor");
         executor.run(async {
-            let mut files = PartFiles::new(3, &spec, &sink).expect("open");
+            let mut files = PartFiles::new(3, &spec, &sink, None).expect("open");
             let rows = batch(&[("a", 1), ("b", 2), ("a", 3)]);
             files.write(&rows).await.expect("write");
             files.close().await.expect("close");
             // A second run continues numbering after the parts of the first.
-            let mut files = PartFiles::new(3, &spec, &sink).expect("reopen");
+            let mut files = PartFiles::new(3, &spec, &sink, None).expect("reopen");
             files.write(&batch(&[("b", 4)])).await.expect("write");
             files.close().await.expect("close");
         });

@@ -13,7 +13,10 @@ use wire_core::Batch;
 use wire_core::watermark::{SourceWatermarks, WatermarkUpdate};
 use wire_core::window::TimeAttr;
 
+use wire_storage::checkpoint::{SourcePosition, SourceState};
+
 use crate::chain::Chain;
+use crate::checkpoint::{Ack, AckContent};
 use crate::outlet::Outlet;
 use crate::probe::Counters;
 use crate::runtime::CoreCx;
@@ -30,8 +33,11 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
     };
     let watermarks =
         time.map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
+    let injected = cx.checkpoints.as_ref().map_or(0, |c| c.requested());
     let mut emitter = Emitter {
         cx: cx.clone(),
+        task: index,
+        injected,
         chain,
         outlet,
         node: index,
@@ -45,6 +51,14 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
         other => unreachable!("the plan checker admits no other source kind: {other:?}"),
     };
     if let Err(err) = result {
+        if let Some(checkpoints) = &cx.checkpoints {
+            checkpoints.ack(Ack {
+                checkpoint: None,
+                core: cx.core,
+                task: index,
+                content: AckContent::Failed(err.to_string()),
+            });
+        }
         cx.failure.record(err);
     }
     emitter.outlet.finish().await;
@@ -69,6 +83,10 @@ enum RowTime {
 /// watermarks it implies.
 pub(crate) struct Emitter {
     cx: Rc<CoreCx>,
+    /// The source's task index (sources are the first tasks).
+    task: usize,
+    /// The last checkpoint whose barrier this instance sent.
+    injected: u64,
     chain: Chain,
     outlet: Outlet,
     node: usize,
@@ -115,6 +133,64 @@ impl Emitter {
         }
         self.send(update).await;
         Ok(())
+    }
+
+    /// The next checkpoint whose barrier this instance owes, if one was requested.
+    pub(crate) fn barrier_due(&self) -> Option<u64> {
+        let requested = self.cx.checkpoints.as_ref()?.requested();
+        (requested > self.injected).then_some(self.injected + 1)
+    }
+
+    /// Acks checkpoint `id` with this instance's `positions` (of `partitions` in all) and
+    /// sends its barrier after everything emitted so far.
+    pub(crate) async fn inject(
+        &mut self,
+        id: u64,
+        partitions: u32,
+        positions: Vec<SourcePosition>,
+    ) {
+        self.ack(Some(id), partitions, positions);
+        self.outlet.send_barrier(id).await;
+        self.injected = id;
+    }
+
+    /// This instance's core.
+    pub(crate) fn core(&self) -> usize {
+        self.cx.core
+    }
+
+    /// Partitions of a source with one partition per core.
+    pub(crate) fn partitions_hint(&self) -> u32 {
+        self.cx.cores as u32
+    }
+
+    /// The final ack, as the instance ends, with where it stopped.
+    pub(crate) fn finished(&mut self, partitions: u32, positions: Vec<SourcePosition>) {
+        self.ack(None, partitions, positions);
+    }
+
+    fn ack(&self, checkpoint: Option<u64>, partitions: u32, positions: Vec<SourcePosition>) {
+        let Some(checkpoints) = &self.cx.checkpoints else {
+            return;
+        };
+        let name = self.cx.plan.sources[self.task].name.clone();
+        checkpoints.ack(Ack {
+            checkpoint,
+            core: self.cx.core,
+            task: self.task,
+            content: AckContent::Source {
+                name,
+                partitions,
+                positions,
+            },
+        });
+    }
+
+    /// Where source `name` was in `partition` at the restored checkpoint, if the run restores one.
+    pub(crate) fn restored(&self) -> Option<&SourceState> {
+        let restore = self.cx.checkpoints.as_ref()?.restore()?;
+        let name = &self.cx.plan.sources[self.task].name;
+        restore.sources.iter().find(|s| s.name == *name)
     }
 
     /// Lets idle partitions stop holding the watermark back; call while no rows arrive.

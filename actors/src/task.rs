@@ -8,11 +8,11 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use glommio::channels::local_channel::LocalReceiver;
 use wire_core::watermark::InputWatermarks;
 use wire_core::Batch;
 
 use crate::chain::Chain;
+use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::message::Message;
 use crate::operator::{Output, Stateful};
 use crate::outlet::Outlet;
@@ -23,7 +23,9 @@ use crate::Error;
 /// The parts of one operator task instance.
 pub(crate) struct OperatorTask {
     pub(crate) cx: Rc<CoreCx>,
-    pub(crate) mailbox: LocalReceiver<Message>,
+    /// The task's index in the physical graph.
+    pub(crate) task: usize,
+    pub(crate) inbox: Inbox,
     pub(crate) senders: usize,
     /// The stateful head, if the task starts with one, and its probe node.
     pub(crate) head: Option<(Box<dyn Stateful>, usize)>,
@@ -35,7 +37,7 @@ pub(crate) struct OperatorTask {
 }
 
 enum Event {
-    Message(Option<Message>),
+    Delivery(Delivery),
     Timer,
 }
 
@@ -55,11 +57,19 @@ impl OperatorTask {
         while ends < self.senders {
             let event = self.next_event().await;
             let result = match event {
-                Event::Message(None) => break,
+                Event::Delivery(Delivery::Closed) => break,
                 Event::Timer => self.on_timer(&mut out).await,
-                Event::Message(Some(message)) => match message {
-                    Message::Batch(..) if failed => Ok(()),
-                    Message::Batch(batch, port) => self.on_batch(batch, port, &mut out).await,
+                Event::Delivery(Delivery::Aligned(id)) => {
+                    self.on_aligned(Some(id), failed).await;
+                    Ok(())
+                }
+                Event::Delivery(Delivery::Message(message)) => match message {
+                    Message::Batch { .. } if failed => Ok(()),
+                    Message::Batch { batch, port, .. } => {
+                        self.on_batch(batch, port, &mut out).await
+                    }
+                    // The inbox consumes barriers and reports alignments instead.
+                    Message::Barrier { .. } => Ok(()),
                     Message::Watermark { sender, time } => match inputs.advance(sender, time) {
                         Some(watermark) => self.on_watermark(watermark, &mut out).await,
                         None => Ok(()),
@@ -88,20 +98,59 @@ impl OperatorTask {
                 failed = true;
             }
         }
+        if !failed {
+            self.on_aligned(None, false).await;
+        }
         self.outlet.finish().await;
         if let Some((side, _)) = self.side.as_mut() {
             side.finish().await;
         }
     }
 
+    /// Every input's barrier of checkpoint `id` arrived (or, with `None`, every input ended):
+    /// acks with a copy of the head's state and passes the barrier on.
+    async fn on_aligned(&mut self, id: Option<u64>, failed: bool) {
+        let Some(checkpoints) = self.cx.checkpoints.clone() else {
+            return;
+        };
+        let content = match (&self.head, failed) {
+            (_, true) => AckContent::Failed("the task failed".into()),
+            (None, false) => AckContent::Passed,
+            (Some((head, node)), false) => {
+                let probe = &self.cx.probe.nodes[*node];
+                let (name, kind) = (&probe.name, &probe.kind);
+                match head.snapshot(self.cx.plan.settings.max_parallelism) {
+                    Ok(sections) => AckContent::Operator {
+                        name: name.clone(),
+                        kind: kind.clone(),
+                        sections,
+                    },
+                    Err(reason) => AckContent::Failed(format!("operator `{name}`: {reason}")),
+                }
+            }
+        };
+        checkpoints.ack(Ack {
+            checkpoint: id,
+            core: self.cx.core,
+            task: self.task,
+            content,
+        });
+        if let Some(id) = id {
+            self.outlet.send_barrier(id).await;
+            if let Some((side, _)) = self.side.as_mut() {
+                side.send_barrier(id).await;
+            }
+        }
+    }
+
     async fn next_event(&mut self) -> Event {
         let deadline = self.head.as_ref().and_then(|(head, _)| head.next_timer());
         let Some(at) = deadline else {
-            return Event::Message(self.mailbox.recv().await);
+            return Event::Delivery(self.inbox.next().await);
         };
         let wait = Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64);
-        let mailbox = &self.mailbox;
-        futures_lite::future::or(async { Event::Message(mailbox.recv().await) }, async {
+        let inbox = &mut self.inbox;
+        futures_lite::future::or(async { Event::Delivery(inbox.next().await) }, async {
             glommio::timer::sleep(wait).await;
             Event::Timer
         })

@@ -5,3 +5,5 @@
 //! `wire check` only checks. The tokio control plane (raft metadata group, checkpoint
 //! coordinator, `wirectl`) comes with later issues.
 #![forbid(unsafe_code)]
+
+pub mod checkpoint;

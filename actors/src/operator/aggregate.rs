@@ -16,8 +16,15 @@ use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
 use wire_core::window::{align_down, expired, fires, WindowKind, WindowPlan};
 use wire_core::{Batch, Value, ValueRef};
 
+use wire_core::snapshot;
+use wire_core::state::StateError;
+use wire_storage::checkpoint::Section;
+
 use super::table::key_hash;
-use super::{eval_into, Clock, GroupTable, Output, Stateful};
+use super::{
+    eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_GROUP,
+    RECORD_REFIRE,
+};
 
 type Accs = Box<[Acc]>;
 
@@ -241,6 +248,66 @@ impl Stateful for WindowAggregate {
     fn groups(&self) -> usize {
         self.groups.len()
     }
+
+    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let mut header = Vec::new();
+        snapshot::put_i64(&mut header, self.watermark);
+        snapshot::put_i64(&mut header, self.fired_end);
+        let mut sections = Sections::new(max_parallelism, header);
+        for (_, group) in self.groups.iter() {
+            let out = sections.of_hash(group.hash);
+            out.push(RECORD_GROUP);
+            snapshot::put_row(out, &group.key);
+            snapshot::put_len(out, group.value.len());
+            for (start, accs) in &group.value {
+                snapshot::put_i64(out, *start);
+                accs.iter().for_each(|acc| snapshot::put_acc(out, acc));
+            }
+        }
+        for (end, hashes) in &self.refire {
+            for hash in hashes {
+                let out = sections.of_hash(*hash);
+                out.push(RECORD_REFIRE);
+                snapshot::put_i64(out, *end);
+                snapshot::put_u64(out, *hash);
+            }
+        }
+        Ok(sections.finish())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        self.watermark = self.watermark.max(reader.i64("watermark")?);
+        self.fired_end = self.fired_end.max(reader.i64("fired window end")?);
+        while !reader.is_empty() {
+            let at = reader.offset();
+            match reader.u8("record")? {
+                RECORD_GROUP => {
+                    let key = reader.row()?;
+                    let count = reader.count("pane")?;
+                    let mut panes = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let start = reader.i64("pane start")?;
+                        let accs: Accs = self
+                            .aggs
+                            .iter()
+                            .map(|call| reader.acc(call))
+                            .collect::<Result<_, _>>()?;
+                        *self.occupied.entry(start).or_default() += 1;
+                        panes.push((start, accs));
+                    }
+                    self.groups.insert_owned(key, panes);
+                }
+                RECORD_REFIRE => {
+                    let end = reader.i64("window end")?;
+                    let hash = reader.u64("key hash")?;
+                    self.refire.entry(end).or_default().push(hash);
+                }
+                tag => return Err(snapshot::corrupt(at, format!("unknown record {tag}"))),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An aggregate without a window: a changelog with one update per changed key per batch.
@@ -367,6 +434,49 @@ impl Stateful for UnboundedAggregate {
 
     fn groups(&self) -> usize {
         self.groups.len()
+    }
+
+    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let mut sections = Sections::new(max_parallelism, Vec::new());
+        for (_, group) in self.groups.iter() {
+            let out = sections.of_hash(group.hash);
+            out.push(RECORD_GROUP);
+            snapshot::put_row(out, &group.key);
+            snapshot::put_i64(out, group.value.rows);
+            out.push(u8::from(group.value.emitted));
+            group
+                .value
+                .accs
+                .iter()
+                .for_each(|acc| snapshot::put_acc(out, acc));
+        }
+        Ok(sections.finish())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        while !reader.is_empty() {
+            let at = reader.offset();
+            if reader.u8("record")? != RECORD_GROUP {
+                return Err(snapshot::corrupt(at, "not a group record".into()));
+            }
+            let key = reader.row()?;
+            let rows = reader.i64("rows")?;
+            let emitted = reader.u8("emitted")? != 0;
+            let accs: Accs = self
+                .aggs
+                .iter()
+                .map(|call| reader.acc(call))
+                .collect::<Result<_, _>>()?;
+            let running = Running {
+                accs,
+                rows,
+                batch: 0,
+                emitted,
+            };
+            self.groups.insert_owned(key, running);
+        }
+        Ok(())
     }
 }
 

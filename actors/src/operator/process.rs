@@ -12,7 +12,11 @@ use wire_core::watermark::WATERMARK_MIN;
 use wire_core::window::TimeAttr;
 use wire_core::{Batch, Value};
 
-use super::{eval_into, row_time, Output, Stateful};
+use wire_core::snapshot;
+use wire_core::state::StateError;
+use wire_storage::checkpoint::Section;
+
+use super::{eval_into, open_section, row_time, Output, Stateful};
 
 /// A `process` operator instance.
 pub(crate) struct Process {
@@ -111,5 +115,27 @@ impl Stateful for Process {
 
     fn groups(&self) -> usize {
         self.state.len()
+    }
+
+    /// Each key group's [`KeyedState`] snapshot, after the operator's watermark.
+    fn snapshot(&self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let sections = self.state.key_groups().map(|key_group| {
+            let mut out = snapshot::begin();
+            snapshot::put_i64(&mut out, self.watermark);
+            snapshot::put_bytes(&mut out, &self.state.snapshot_key_group(key_group));
+            Section {
+                key_group,
+                bytes: snapshot::seal(out),
+            }
+        });
+        Ok(sections.collect())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        self.watermark = self.watermark.max(reader.i64("watermark")?);
+        let state = reader.bytes("keyed state")?;
+        reader.finish()?;
+        self.state.restore_key_group(section.key_group, state)
     }
 }

@@ -98,6 +98,20 @@ impl<V> GroupTable<V> {
         (id, true)
     }
 
+    /// Adds a group restored from a snapshot (its key must not be present yet); its id.
+    pub(crate) fn insert_owned(&mut self, key: Box<[Value]>, value: V) -> u32 {
+        let hash = key_hash(&key);
+        let mut key = Some(key);
+        let mut value = Some(value);
+        let (id, _) = self.find_or_insert_by(
+            hash,
+            |_| false,
+            || key.take().unwrap_or_default(),
+            || value.take().expect("called once"),
+        );
+        id
+    }
+
     /// The id of the group of `key`, if there is one.
     pub(crate) fn find(&self, hash: u64, key: &[Datum<'_>]) -> Option<u32> {
         let slots = &self.slots;

@@ -15,7 +15,14 @@ use wire_core::window::{align_down, expired, fires};
 use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, Value, ValueRef};
 
 use super::table::key_hash;
-use super::{eval_into, row_time, Clock, GroupTable, Output, Stateful};
+use wire_core::snapshot;
+use wire_core::state::StateError;
+use wire_storage::checkpoint::Section;
+
+use super::{
+    eval_into, open_section, put_owned_row, read_owned_row, row_time, Clock, GroupTable, Output,
+    Sections, Stateful, RECORD_GROUP, RECORD_WINDOW_GROUP,
+};
 use wire_core::state::total_cmp as cmp_ref;
 
 /// A `top` operator instance.
@@ -203,6 +210,60 @@ impl Stateful for Top {
 
     fn groups(&self) -> usize {
         self.groups.len() + self.windows.values().map(|t| t.len()).sum::<usize>()
+    }
+
+    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let mut header = Vec::new();
+        snapshot::put_i64(&mut header, self.watermark);
+        let mut sections = Sections::new(max_parallelism, header);
+        let tables = std::iter::once((None, &self.groups))
+            .chain(self.windows.iter().map(|(end, table)| (Some(*end), table)));
+        for (end, table) in tables {
+            for (_, group) in table.iter() {
+                let out = sections.of_hash(group.hash);
+                match end {
+                    None => out.push(RECORD_GROUP),
+                    Some(end) => {
+                        out.push(RECORD_WINDOW_GROUP);
+                        snapshot::put_i64(out, end);
+                    }
+                }
+                snapshot::put_row(out, &group.key);
+                snapshot::put_len(out, group.value.rows.len());
+                for entry in &group.value.rows {
+                    snapshot::put_row(out, &entry.order);
+                    put_owned_row(out, &entry.row);
+                }
+            }
+        }
+        Ok(sections.finish())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        self.watermark = self.watermark.max(reader.i64("watermark")?);
+        while !reader.is_empty() {
+            let at = reader.offset();
+            let end = match reader.u8("record")? {
+                RECORD_GROUP => None,
+                RECORD_WINDOW_GROUP => Some(reader.i64("window end")?),
+                tag => return Err(snapshot::corrupt(at, format!("unknown record {tag}"))),
+            };
+            let key = reader.row()?;
+            let count = reader.count("row")?;
+            let mut buffer = Buffer::default();
+            for _ in 0..count {
+                let order = reader.row()?;
+                let row = read_owned_row(&mut reader)?;
+                buffer.rows.push(Entry { order, row });
+            }
+            let table = match end {
+                Some(end) => self.windows.entry(end).or_default(),
+                None => &mut self.groups,
+            };
+            table.insert_owned(key, buffer);
+        }
+        Ok(())
     }
 }
 

@@ -25,6 +25,8 @@ use wire_net::ingest::{
 };
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 
+use wire_storage::checkpoint::SourcePosition;
+
 use super::Emitter;
 use crate::runtime::{CoreCx, Notice};
 use crate::Error;
@@ -33,6 +35,8 @@ use crate::Error;
 const QUEUED_BATCHES: usize = 4;
 /// How often an idle source re-evaluates its watermark (idle partitions).
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often an idle source looks for a requested checkpoint.
+const BARRIER_POLL: Duration = Duration::from_millis(10);
 /// How often blocked waits look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -44,8 +48,29 @@ pub(super) async fn run(
 ) -> Result<(), Error> {
     let source = &cx.plan.sources[index];
     let log = open_log(cx, &source.name, spec).await?;
+    let partition = cx.core as u32;
+    emitter.own_partitions(&[partition]);
+    // With checkpoints the WAL is the input of record: a restored run resumes at the
+    // checkpoint's offset, a first run at the log's start, and replays up to its end before
+    // accepting producers.
+    let mut position = log.next_offset();
+    if cx.checkpoints.is_some() {
+        let saved = emitter
+            .restored()
+            .and_then(|s| s.positions.iter().find(|at| at.partition == partition))
+            .map(|at| at.position);
+        position = saved.unwrap_or_else(|| log.start_offset());
+        position = replay(&log, &source.name, position, emitter).await?;
+    }
+    let positions = |position: u64| {
+        vec![SourcePosition {
+            partition,
+            position,
+        }]
+    };
+    let partitions = cx.cores as u32;
     let listener = listen(cx, index, &source.name, spec).await?;
-    let (tx, rx) = local_channel::new_bounded::<Batch>(QUEUED_BATCHES);
+    let (tx, rx) = local_channel::new_bounded::<(u64, Batch)>(QUEUED_BATCHES);
     let acceptor = Acceptor {
         cx: cx.clone(),
         source: index,
@@ -54,27 +79,87 @@ pub(super) async fn run(
         credits: spec.credits.max(1),
     };
     let accepting = glommio::spawn_local(acceptor.run(listener)).detach();
-    emitter.own_partitions(&[cx.core as u32]);
+    let poll = if cx.checkpoints.is_some() {
+        BARRIER_POLL
+    } else {
+        IDLE_POLL
+    };
     // Ends when the acceptor and every connection have dropped their queue senders.
     loop {
+        while let Some(id) = emitter.barrier_due() {
+            emitter.inject(id, partitions, positions(position)).await;
+        }
         let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
-            glommio::timer::sleep(IDLE_POLL).await;
+            glommio::timer::sleep(poll).await;
             None
         });
         match next.await {
-            Some(Some(batch)) => {
+            Some(Some((end, batch))) => {
                 emitter.events(batch.row_count() as u64);
                 emitter.emit(batch).await?;
+                position = end;
             }
             Some(None) => break,
             None => emitter.tick().await,
         }
     }
+    emitter.finished(partitions, positions(position));
     let _ = accepting.await;
     log.sync()
         .await
         .map_err(|error| wal_error(&source.name, error))?;
     Ok(())
+}
+
+/// Emits the WAL's batches from `from` to its end; the offset after the last.
+async fn replay(
+    log: &SegmentLog,
+    source: &str,
+    from: u64,
+    emitter: &mut Emitter,
+) -> Result<u64, Error> {
+    let end = log.next_offset();
+    if from >= end {
+        return Ok(from.max(end));
+    }
+    let from = from.max(log.start_offset());
+    let mut reader = log.reader(from).map_err(|error| wal_error(source, error))?;
+    let mut replayed = 0u64;
+    while reader.position() < end {
+        let batch = match reader
+            .next()
+            .await
+            .map_err(|error| wal_error(source, error))?
+        {
+            Some(view) => view.to_batch(),
+            None => break,
+        };
+        replayed += batch.row_count() as u64;
+        emitter.events(batch.row_count() as u64);
+        emitter.emit(batch).await?;
+        while let Some(id) = emitter.barrier_due() {
+            let position = reader.position();
+            let partitions = emitter.partitions_hint();
+            emitter
+                .inject(
+                    id,
+                    partitions,
+                    vec![SourcePosition {
+                        partition: emitter.core() as u32,
+                        position,
+                    }],
+                )
+                .await;
+        }
+    }
+    tracing::info!(
+        source,
+        from,
+        to = reader.position(),
+        rows = replayed,
+        "ingest WAL replayed"
+    );
+    Ok(reader.position())
 }
 
 async fn open_log(cx: &CoreCx, source: &str, spec: &IngestSource) -> Result<SegmentLog, Error> {
@@ -160,7 +245,7 @@ struct Acceptor {
     cx: Rc<CoreCx>,
     source: usize,
     log: SegmentLog,
-    queue: Rc<LocalSender<Batch>>,
+    queue: Rc<LocalSender<(u64, Batch)>>,
     credits: u32,
 }
 
@@ -210,7 +295,7 @@ struct Connection {
     cx: Rc<CoreCx>,
     source: usize,
     log: SegmentLog,
-    queue: Rc<LocalSender<Batch>>,
+    queue: Rc<LocalSender<(u64, Batch)>>,
     credits: u32,
     peer: Option<SocketAddr>,
 }
@@ -328,7 +413,8 @@ impl Connection {
                         Err(error) => return End::Fatal(wal_error(&source.name, error)),
                     };
                     // Waits while the pipeline is behind: no ack, so no new credit.
-                    if self.queue.send(batch).await.is_err() {
+                    let end = base_offset + u64::from(rows);
+                    if self.queue.send((end, batch)).await.is_err() {
                         return End::Stopping;
                     }
                     expected_seq += 1;

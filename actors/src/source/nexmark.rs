@@ -8,6 +8,8 @@ use wire_core::nexmark::{EventScratch, Generator, EVENT_NUMBER_MAX};
 use wire_core::spec::NexmarkSource;
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
+use wire_storage::checkpoint::SourcePosition;
+
 use super::{owned_partitions, Emitter};
 use crate::runtime::CoreCx;
 use crate::Error;
@@ -19,7 +21,12 @@ pub(super) async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), Error> {
     let generator = Generator::new(spec.generator.clone())?;
-    let partitions = spec.partitions.unwrap_or(cx.cores as u32).max(1);
+    // A restored run keeps the partitioning its positions are of.
+    let restored = emitter.restored().cloned();
+    let partitions = match &restored {
+        Some(saved) if saved.partitions > 0 => saved.partitions,
+        _ => spec.partitions.unwrap_or(cx.cores as u32).max(1),
+    };
     let mine = owned_partitions(cx, partitions);
     let step = u64::from(partitions);
     let limit = spec
@@ -27,7 +34,24 @@ pub(super) async fn run(
         .unwrap_or(EVENT_NUMBER_MAX)
         .min(EVENT_NUMBER_MAX);
     emitter.own_partitions(&mine);
-    let mut next: Vec<u64> = mine.iter().map(|p| u64::from(*p)).collect();
+    let mut next: Vec<u64> = mine
+        .iter()
+        .map(|p| {
+            let saved = restored
+                .as_ref()
+                .and_then(|s| s.positions.iter().find(|at| at.partition == *p));
+            saved.map_or(u64::from(*p), |at| at.position)
+        })
+        .collect();
+    let positions = |next: &[u64]| -> Vec<SourcePosition> {
+        mine.iter()
+            .zip(next)
+            .map(|(partition, position)| SourcePosition {
+                partition: *partition,
+                position: *position,
+            })
+            .collect()
+    };
     let batch_rows = cx.plan.settings.batch_rows;
     let stream = StreamId(index as u32);
     let mut builder = BatchBuilder::with_capacity(stream, PartitionId(0), 256 << 10);
@@ -35,6 +59,9 @@ pub(super) async fn run(
     let mut scratch = EventScratch::default();
     let started = Instant::now();
     while !cx.stopping() {
+        while let Some(id) = emitter.barrier_due() {
+            emitter.inject(id, partitions, positions(&next)).await;
+        }
         let due = match spec.rate {
             Some(rate) => due_events(started, rate).min(limit),
             None => limit,
@@ -65,6 +92,7 @@ pub(super) async fn run(
             glommio::yield_if_needed().await;
         }
     }
+    emitter.finished(partitions, positions(&next));
     Ok(())
 }
 

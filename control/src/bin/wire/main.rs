@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 mod run;
@@ -41,6 +42,26 @@ enum Command {
         /// Do not pin executors to CPUs.
         #[arg(long)]
         no_pin: bool,
+        /// Take a checkpoint this often (`500ms`, `1s`, `1m`) and make file sinks
+        /// exactly-once; a restart resumes from the newest intact checkpoint.
+        #[arg(long, value_parser = parse_interval)]
+        checkpoint_interval: Option<Duration>,
+        /// Where checkpoints go (default: <data-dir>/<pipeline>/checkpoints).
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Abort a checkpoint that is not complete after this long.
+        #[arg(long, value_parser = parse_interval, default_value = "60s")]
+        checkpoint_timeout: Duration,
+        /// Completed checkpoints to keep.
+        #[arg(long, default_value_t = 3)]
+        checkpoints_retained: usize,
+        /// Start from this savepoint directory when there is no checkpoint yet.
+        #[arg(long, requires = "checkpoint_interval")]
+        from_savepoint: Option<PathBuf>,
+        /// When the run ends (its sources are exhausted, or Ctrl-C), also write its last
+        /// checkpoint as a savepoint `savepoint-<id>` in this directory.
+        #[arg(long, requires = "checkpoint_interval")]
+        savepoint_dir: Option<PathBuf>,
     },
     /// Check a pipeline file (syntax, names, types) without running it.
     Check {
@@ -65,6 +86,12 @@ fn main() -> ExitCode {
             data_dir,
             no_progress,
             no_pin,
+            checkpoint_interval,
+            checkpoint_dir,
+            checkpoint_timeout,
+            checkpoints_retained,
+            from_savepoint,
+            savepoint_dir,
         } => {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
@@ -84,6 +111,14 @@ fn main() -> ExitCode {
                 data_dir,
                 progress: !no_progress,
                 pin: !no_pin,
+                checkpoints: checkpoint_interval.map(|interval| run::CheckpointArgs {
+                    interval,
+                    timeout: checkpoint_timeout,
+                    dir: checkpoint_dir,
+                    retained: checkpoints_retained,
+                    from_savepoint,
+                    savepoint_dir,
+                }),
             };
             exit_code(run(&args, stop))
         }
@@ -103,6 +138,16 @@ fn main() -> ExitCode {
                 exit_code(Outcome::Invalid)
             }
         },
+    }
+}
+
+/// Parses `500ms`, `1s`, `2m` (as in pipeline files).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match wire_core::spec::parse_duration(text) {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "`{text}` is not a positive duration like 500ms, 1s or 2m"
+        )),
     }
 }
 

@@ -1,0 +1,255 @@
+//! The data plane's side of checkpoints (asynchronous barrier snapshots, as in Flink).
+//!
+//! The coordinator (control plane) raises [`Checkpointing::request`]; every source instance
+//! sees it between batches, records its positions, acks, and sends `Barrier { id }` down every
+//! route, after the rows before it. A task with several senders *aligns*: once a sender's
+//! barrier arrived, that sender's later messages are held back until every other sender's
+//! barrier (or `End`) arrived too. Then the task snapshots its state — a copy into bytes on
+//! the core; the coordinator writes it out on its own threads — acks with the copy, forwards
+//! the barrier and replays what it held. A sink pre-commits its staged output when aligned,
+//! and commits it once [`Checkpointing::completed`] reaches the checkpoint.
+//!
+//! When an instance ends it sends a final ack (`checkpoint: None`) with its last positions or
+//! state; the coordinator counts it for every later checkpoint, and the run's last
+//! checkpoint is made of them.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use glommio::channels::local_channel::LocalReceiver;
+use wire_core::watermark::SenderId;
+use wire_storage::checkpoint::{Checkpoint, Section, SourcePosition};
+
+use crate::message::Message;
+
+/// What the coordinator and the data cores share.
+#[derive(Debug)]
+pub struct Checkpointing {
+    requested: AtomicU64,
+    completed: AtomicU64,
+    acks: crossbeam_channel::Sender<Ack>,
+    restore: Option<Checkpoint>,
+}
+
+/// One task instance's part of a checkpoint.
+#[derive(Debug)]
+pub struct Ack {
+    /// The checkpoint, or `None` for the instance's final ack as it ends.
+    pub checkpoint: Option<u64>,
+    /// The core.
+    pub core: usize,
+    /// The task (index in the physical graph).
+    pub task: usize,
+    /// What the instance contributes.
+    pub content: AckContent,
+}
+
+/// What an instance contributes to a checkpoint.
+#[derive(Debug)]
+pub enum AckContent {
+    /// A source instance's positions in the partitions it owns.
+    Source {
+        /// The source's name.
+        name: String,
+        /// Partitions of the source over all cores.
+        partitions: u32,
+        /// Position per owned partition.
+        positions: Vec<SourcePosition>,
+    },
+    /// A stateful operator instance's snapshot, one section per key group it holds.
+    Operator {
+        /// The operator's name.
+        name: String,
+        /// Its kind, checked when restoring.
+        kind: String,
+        /// The snapshot.
+        sections: Vec<Section>,
+    },
+    /// A task without state (stateless chain or sink) has passed the barrier; a sink has
+    /// pre-committed its output.
+    Passed,
+    /// The instance failed to take its part; the checkpoint cannot complete.
+    Failed(String),
+}
+
+impl Checkpointing {
+    /// Shared state for a run that restores `restore` (if any) and sends acks to `acks`.
+    /// Checkpoint ids continue after `first_id - 1`.
+    pub fn new(
+        acks: crossbeam_channel::Sender<Ack>,
+        restore: Option<Checkpoint>,
+        last_id: u64,
+    ) -> Checkpointing {
+        Checkpointing {
+            requested: AtomicU64::new(last_id),
+            completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
+            acks,
+            restore,
+        }
+    }
+
+    /// Asks sources to inject barriers up to checkpoint `id`.
+    pub fn request(&self, id: u64) {
+        self.requested.fetch_max(id, Ordering::Release);
+    }
+
+    /// The newest checkpoint requested.
+    pub fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// Marks checkpoint `id` complete: sinks commit what they staged up to it.
+    pub fn complete(&self, id: u64) {
+        self.completed.fetch_max(id, Ordering::Release);
+    }
+
+    /// The newest completed checkpoint (or the restored one).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
+    }
+
+    /// The checkpoint the run restores, if any.
+    pub fn restore(&self) -> Option<&Checkpoint> {
+        self.restore.as_ref()
+    }
+
+    /// Sends an ack; a coordinator that has gone away is not an error of the data plane.
+    pub(crate) fn ack(&self, ack: Ack) {
+        let _ = self.acks.send(ack);
+    }
+}
+
+/// The sender of `message`, for alignment.
+fn sender_of(message: &Message) -> SenderId {
+    match message {
+        Message::Batch { sender, .. }
+        | Message::Watermark { sender, .. }
+        | Message::Idle { sender }
+        | Message::End { sender }
+        | Message::Barrier { sender, .. } => *sender,
+    }
+}
+
+/// What a task's [`Inbox`] hands it next.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// A batch, watermark, idle notice or end to handle.
+    Message(Message),
+    /// Every sender's barrier of checkpoint `id` (or its end) has arrived, and everything
+    /// before them has been delivered: snapshot, ack and forward the barrier now.
+    Aligned(u64),
+    /// Every sender has gone.
+    Closed,
+}
+
+/// Aligns barriers in front of a task's mailbox.
+pub(crate) struct Inbox {
+    mailbox: LocalReceiver<Message>,
+    senders: usize,
+    ended: Vec<SenderId>,
+    aligning: Option<Alignment>,
+    /// Messages from senders whose barrier arrived, held until alignment.
+    held: VecDeque<Message>,
+    /// Messages released by an alignment, delivered before the mailbox's.
+    replay: VecDeque<Message>,
+    /// An alignment completed and is yet to be reported.
+    ready: Option<u64>,
+}
+
+struct Alignment {
+    id: u64,
+    arrived: Vec<SenderId>,
+}
+
+impl Inbox {
+    /// An inbox over `mailbox`, fed by `senders` upstream instances.
+    pub(crate) fn new(mailbox: LocalReceiver<Message>, senders: usize) -> Inbox {
+        Inbox {
+            mailbox,
+            senders,
+            ended: Vec::new(),
+            aligning: None,
+            held: VecDeque::new(),
+            replay: VecDeque::new(),
+            ready: None,
+        }
+    }
+
+    /// Whether every sender has ended.
+    pub(crate) fn all_ended(&self) -> bool {
+        self.ended.len() >= self.senders
+    }
+
+    /// The next thing to handle. Cancel-safe: nothing is lost if the future is dropped.
+    pub(crate) async fn next(&mut self) -> Delivery {
+        loop {
+            if let Some(id) = self.ready.take() {
+                return Delivery::Aligned(id);
+            }
+            let message = match self.replay.pop_front() {
+                Some(message) => message,
+                None => match self.mailbox.recv().await {
+                    Some(message) => message,
+                    None => return Delivery::Closed,
+                },
+            };
+            let sender = sender_of(&message);
+            if let Some(alignment) = &self.aligning {
+                if alignment.arrived.contains(&sender) {
+                    self.held.push_back(message);
+                    continue;
+                }
+            }
+            match message {
+                Message::Barrier { sender, id } => self.on_barrier(sender, id),
+                Message::End { sender } => {
+                    self.ended.push(sender);
+                    self.check_aligned();
+                    return Delivery::Message(message);
+                }
+                other => return Delivery::Message(other),
+            }
+        }
+    }
+
+    fn on_barrier(&mut self, sender: SenderId, id: u64) {
+        match &mut self.aligning {
+            None => {
+                self.aligning = Some(Alignment {
+                    id,
+                    arrived: vec![sender],
+                })
+            }
+            Some(alignment) if alignment.id == id => alignment.arrived.push(sender),
+            Some(alignment) if id > alignment.id => {
+                // A sender skipped the checkpoint being aligned, which therefore cannot
+                // complete: give it up and align the newer one.
+                tracing::debug!(abandoned = alignment.id, id, "barrier overtaken");
+                self.replay.extend(self.held.drain(..));
+                self.aligning = Some(Alignment {
+                    id,
+                    arrived: vec![sender],
+                });
+            }
+            // An older barrier than the one being aligned: that checkpoint was given up.
+            Some(_) => {}
+        }
+        self.check_aligned();
+    }
+
+    fn check_aligned(&mut self) {
+        let Some(alignment) = &self.aligning else {
+            return;
+        };
+        let ended_elsewhere = self
+            .ended
+            .iter()
+            .filter(|sender| !alignment.arrived.contains(sender))
+            .count();
+        if alignment.arrived.len() + ended_elsewhere >= self.senders {
+            self.ready = Some(alignment.id);
+            self.aligning = None;
+            self.replay.extend(self.held.drain(..));
+        }
+    }
+}

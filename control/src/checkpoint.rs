@@ -1,0 +1,453 @@
+//! The checkpoint coordinator: one ractor actor per running pipeline, on the control plane's
+//! tokio runtime.
+//!
+//! It triggers checkpoint `n` every interval (never two at a time) by raising
+//! [`Checkpointing::request`], which the data cores' sources poll between batches; it collects
+//! one [`Ack`] per task instance (forwarded from a crossbeam channel by a bridge thread),
+//! counting an instance's final ack for every checkpoint after it ended; when all are in it
+//! writes the checkpoint on tokio's blocking pool ([`CheckpointStore::write`]: state files,
+//! then the manifest, each synced) and only then marks it complete, which lets sinks publish
+//! what they staged. A checkpoint that an instance fails, or that is not complete within the
+//! timeout, is aborted; the next one starts at the next tick. A failed write (disk full) aborts
+//! the checkpoint and the pipeline runs on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use wire_actors::{Ack, AckContent, Checkpointing};
+use wire_storage::checkpoint::{Checkpoint, CheckpointStore, OperatorState, SourceState};
+
+/// How the coordinator runs.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// The pipeline's name (recorded in manifests).
+    pub pipeline: String,
+    /// Data cores of the run.
+    pub cores: usize,
+    /// Key groups of the pipeline.
+    pub max_parallelism: u32,
+    /// Task instances that ack each checkpoint.
+    pub participants: usize,
+    /// Time between the end of one checkpoint and the trigger of the next.
+    pub interval: Duration,
+    /// A checkpoint not complete after this long is aborted.
+    pub timeout: Duration,
+    /// Where checkpoints go.
+    pub store: CheckpointStore,
+    /// Where the run's last checkpoint is also written as a savepoint, if anywhere.
+    pub savepoint_dir: Option<std::path::PathBuf>,
+}
+
+/// What the coordinator did, for the run summary.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointReport {
+    /// Checkpoints completed (the last one included).
+    pub completed: u64,
+    /// Checkpoints aborted (failed, timed out or not writable).
+    pub aborted: u64,
+    /// Id of the newest completed checkpoint.
+    pub last_id: Option<u64>,
+    /// Milliseconds from trigger to complete, per completed checkpoint.
+    pub durations_ms: Vec<f64>,
+    /// Bytes of the newest completed checkpoint.
+    pub last_bytes: u64,
+    /// Where the savepoint went, if one was written.
+    pub savepoint: Option<std::path::PathBuf>,
+    /// The first reason a checkpoint was aborted.
+    pub first_abort: Option<String>,
+}
+
+/// Messages to the coordinator.
+pub enum CoordinatorMsg {
+    /// Time to trigger, or to check the running checkpoint's timeout.
+    Tick,
+    /// An ack from a data core.
+    Ack(Ack),
+    /// The run has ended (every core joined): write its last checkpoint if every instance
+    /// ended cleanly, and report. Replies `None` while final acks are still on their way,
+    /// unless the flag (give up waiting) is set.
+    Finish(bool, RpcReplyPort<Option<CheckpointReport>>),
+}
+
+/// The coordinator actor.
+pub struct Coordinator;
+
+/// The coordinator's state.
+pub struct CoordinatorState {
+    config: CoordinatorConfig,
+    shared: Arc<Checkpointing>,
+    next_id: u64,
+    pending: Option<Pending>,
+    /// Final acks, by (task, core).
+    finished: HashMap<(usize, usize), AckContent>,
+    /// When the last checkpoint ended (completed or aborted).
+    last_end: Instant,
+    report: CheckpointReport,
+}
+
+struct Pending {
+    id: u64,
+    started: Instant,
+    acks: HashMap<(usize, usize), AckContent>,
+}
+
+impl Actor for Coordinator {
+    type Msg = CoordinatorMsg;
+    type State = CoordinatorState;
+    type Arguments = (CoordinatorConfig, Arc<Checkpointing>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (config, shared): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let tick =
+            (config.interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        myself.send_interval(tick, || CoordinatorMsg::Tick);
+        Ok(CoordinatorState {
+            next_id: shared.requested() + 1,
+            config,
+            shared,
+            pending: None,
+            finished: HashMap::new(),
+            last_end: Instant::now(),
+            report: CheckpointReport::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CoordinatorMsg::Tick => state.tick(),
+            CoordinatorMsg::Ack(ack) => {
+                state.on_ack(ack);
+                state.try_complete().await;
+            }
+            CoordinatorMsg::Finish(force, reply) => {
+                let report = if force || state.finished.len() >= state.config.participants {
+                    Some(state.finish().await)
+                } else {
+                    None
+                };
+                let _ = reply.send(report);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CoordinatorState {
+    fn tick(&mut self) {
+        match &self.pending {
+            Some(pending) if pending.started.elapsed() > self.config.timeout => {
+                let reason = format!(
+                    "checkpoint {} timed out after {:?} with {} of {} acks",
+                    pending.id,
+                    self.config.timeout,
+                    pending.acks.len(),
+                    self.config.participants
+                );
+                self.abort(reason);
+            }
+            Some(_) => {}
+            None if self.last_end.elapsed() >= self.config.interval => self.trigger(),
+            None => {}
+        }
+    }
+
+    fn trigger(&mut self) {
+        let id = self.next_id;
+        self.next_id += 1;
+        tracing::debug!(id, "checkpoint triggered");
+        self.pending = Some(Pending {
+            id,
+            started: Instant::now(),
+            acks: HashMap::new(),
+        });
+        self.shared.request(id);
+    }
+
+    fn abort(&mut self, reason: String) {
+        tracing::warn!(%reason, "checkpoint aborted");
+        self.report.aborted += 1;
+        self.report.first_abort.get_or_insert(reason);
+        self.pending = None;
+        self.last_end = Instant::now();
+    }
+
+    fn on_ack(&mut self, ack: Ack) {
+        let instance = (ack.task, ack.core);
+        match ack.checkpoint {
+            None => {
+                self.finished.insert(instance, ack.content);
+            }
+            Some(id) => {
+                let Some(pending) = self.pending.as_mut().filter(|p| p.id == id) else {
+                    return; // an aborted checkpoint's late ack
+                };
+                if let AckContent::Failed(reason) = &ack.content {
+                    let reason = format!("checkpoint {id}: {reason}");
+                    self.abort(reason);
+                    return;
+                }
+                pending.acks.insert(instance, ack.content);
+            }
+        }
+    }
+
+    /// Completes the pending checkpoint if every instance has acked it or ended.
+    async fn try_complete(&mut self) {
+        let Some(pending) = &self.pending else { return };
+        let ended = self
+            .finished
+            .keys()
+            .filter(|instance| !pending.acks.contains_key(instance))
+            .count();
+        if pending.acks.len() + ended < self.config.participants {
+            return;
+        }
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let mut contents: Vec<(usize, &AckContent)> = pending
+            .acks
+            .iter()
+            .map(|((_, core), content)| (*core, content))
+            .collect();
+        contents.extend(
+            self.finished
+                .iter()
+                .filter(|(instance, _)| !pending.acks.contains_key(instance))
+                .map(|((_, core), content)| (*core, content)),
+        );
+        if let Some((_, AckContent::Failed(reason))) = contents
+            .iter()
+            .find(|(_, c)| matches!(c, AckContent::Failed(_)))
+        {
+            let reason = format!("checkpoint {}: {reason}", pending.id);
+            self.abort(reason);
+            return;
+        }
+        let checkpoint = self.assemble(pending.id, false, &contents);
+        match self.write(checkpoint).await {
+            Ok(bytes) => {
+                let ms = pending.started.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(id = pending.id, ms, bytes, "checkpoint complete");
+                self.report.completed += 1;
+                self.report.last_id = Some(pending.id);
+                self.report.durations_ms.push(ms);
+                self.report.last_bytes = bytes;
+                self.shared.complete(pending.id);
+                self.last_end = Instant::now();
+            }
+            Err(reason) => self.abort(format!("checkpoint {}: {reason}", pending.id)),
+        }
+    }
+
+    /// Gathers acks into a checkpoint.
+    fn assemble(&self, id: u64, last: bool, contents: &[(usize, &AckContent)]) -> Checkpoint {
+        let mut sources: Vec<SourceState> = Vec::new();
+        let mut operators: Vec<OperatorState> = Vec::new();
+        for (core, content) in contents {
+            match content {
+                AckContent::Source {
+                    name,
+                    partitions,
+                    positions,
+                } => {
+                    let at = match sources.iter().position(|s| s.name == *name) {
+                        Some(at) => at,
+                        None => {
+                            sources.push(SourceState {
+                                name: name.clone(),
+                                partitions: *partitions,
+                                positions: Vec::new(),
+                            });
+                            sources.len() - 1
+                        }
+                    };
+                    sources[at].positions.extend(positions.iter().cloned());
+                }
+                AckContent::Operator {
+                    name,
+                    kind,
+                    sections,
+                } => {
+                    let at = match operators.iter().position(|o| o.name == *name) {
+                        Some(at) => at,
+                        None => {
+                            operators.push(OperatorState {
+                                name: name.clone(),
+                                kind: kind.clone(),
+                                instances: Vec::new(),
+                            });
+                            operators.len() - 1
+                        }
+                    };
+                    operators[at].instances.push((*core, sections.clone()));
+                }
+                AckContent::Passed | AckContent::Failed(_) => {}
+            }
+        }
+        for operator in &mut operators {
+            operator.instances.sort_by_key(|(core, _)| *core);
+        }
+        for source in &mut sources {
+            source.positions.sort_by_key(|p| p.partition);
+        }
+        Checkpoint {
+            id,
+            pipeline: self.config.pipeline.clone(),
+            cores: self.config.cores,
+            max_parallelism: self.config.max_parallelism,
+            last,
+            completed_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            sources,
+            operators,
+        }
+    }
+
+    /// Writes on the blocking pool; the bytes written.
+    async fn write(&self, checkpoint: Checkpoint) -> Result<u64, String> {
+        let store = self.config.store.clone();
+        tokio::task::spawn_blocking(move || store.write(&checkpoint))
+            .await
+            .map_err(|err| err.to_string())?
+            .map(|written| written.bytes)
+            .map_err(|err| err.to_string())
+    }
+
+    /// The run ended: the last checkpoint from every instance's final ack.
+    async fn finish(&mut self) -> CheckpointReport {
+        self.try_complete().await;
+        self.pending = None;
+        let clean = self.finished.len() >= self.config.participants
+            && !self
+                .finished
+                .values()
+                .any(|c| matches!(c, AckContent::Failed(_)));
+        if clean {
+            let id = self.next_id;
+            self.next_id += 1;
+            let contents: Vec<(usize, &AckContent)> = self
+                .finished
+                .iter()
+                .map(|((_, core), content)| (*core, content))
+                .collect();
+            let checkpoint = self.assemble(id, true, &contents);
+            let savepoint = self
+                .config
+                .savepoint_dir
+                .clone()
+                .map(|dir| (dir, checkpoint.clone()));
+            let started = Instant::now();
+            match self.write(checkpoint).await {
+                Ok(bytes) => {
+                    self.report.completed += 1;
+                    self.report.last_id = Some(id);
+                    self.report
+                        .durations_ms
+                        .push(started.elapsed().as_secs_f64() * 1e3);
+                    self.report.last_bytes = bytes;
+                    self.shared.complete(id);
+                }
+                Err(reason) => {
+                    self.report.aborted += 1;
+                    self.report
+                        .first_abort
+                        .get_or_insert(format!("last checkpoint {id}: {reason}"));
+                }
+            }
+            if let Some((dir, checkpoint)) = savepoint {
+                let path = dir.join(format!("savepoint-{id:08}"));
+                let written = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || wire_storage::checkpoint::write_dir(&path, &checkpoint)
+                })
+                .await;
+                match written {
+                    Ok(Ok(_)) => self.report.savepoint = Some(path),
+                    Ok(Err(err)) => {
+                        self.report
+                            .first_abort
+                            .get_or_insert(format!("savepoint: {err}"));
+                    }
+                    Err(err) => {
+                        self.report
+                            .first_abort
+                            .get_or_insert(format!("savepoint: {err}"));
+                    }
+                }
+            }
+        }
+        self.report.clone()
+    }
+}
+
+/// A running coordinator and the runtime hosting it.
+pub struct CoordinatorHandle {
+    runtime: tokio::runtime::Runtime,
+    actor: ActorRef<CoordinatorMsg>,
+}
+
+impl CoordinatorHandle {
+    /// Starts the control-plane runtime (two worker threads) and the coordinator; acks
+    /// arrive on `acks`.
+    pub fn start(
+        config: CoordinatorConfig,
+        shared: Arc<Checkpointing>,
+        acks: crossbeam_channel::Receiver<Ack>,
+    ) -> std::io::Result<CoordinatorHandle> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("wire-control")
+            .enable_all()
+            .build()?;
+        let (actor, _) = runtime
+            .block_on(Actor::spawn(None, Coordinator, (config, shared)))
+            .map_err(|err| std::io::Error::other(err.to_string()))?;
+        let bridge = actor.clone();
+        std::thread::Builder::new()
+            .name("wire-acks".into())
+            .spawn(move || {
+                for ack in acks {
+                    if bridge.cast(CoordinatorMsg::Ack(ack)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(CoordinatorHandle { runtime, actor })
+    }
+
+    /// After the run: writes the last checkpoint and reports.
+    pub fn finish(self) -> CheckpointReport {
+        let actor = self.actor.clone();
+        let report = self.runtime.block_on(async move {
+            // Final acks sent as the cores ended may still be on the bridge.
+            let deadline = Instant::now() + FINAL_ACKS_WAIT;
+            loop {
+                let force = Instant::now() >= deadline;
+                match ractor::call!(actor, CoordinatorMsg::Finish, force) {
+                    Ok(Some(report)) => break Some(report),
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(2)).await,
+                    Err(_) => break None,
+                }
+            }
+        });
+        self.actor.stop(None);
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        report.unwrap_or_default()
+    }
+}
+
+/// How long the coordinator waits for the final acks of a run whose cores have all joined.
+const FINAL_ACKS_WAIT: Duration = Duration::from_secs(2);
