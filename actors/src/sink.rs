@@ -165,7 +165,7 @@ enum Output {
         buffer: Vec<u8>,
         closed: bool,
     },
-    File(PartFiles),
+    File(Box<PartFiles>),
 }
 
 impl Output {
@@ -190,7 +190,9 @@ impl Output {
                     closed: false,
                 }
             }
-            SinkKind::File(spec) => Output::File(PartFiles::new(cx.core, spec, sink, epoch)?),
+            SinkKind::File(spec) => {
+                Output::File(Box::new(PartFiles::new(cx.core, spec, sink, epoch)?))
+            }
             _ => Output::Blackhole,
         })
     }

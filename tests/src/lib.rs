@@ -4,6 +4,9 @@
 //! SIGKILL and check what survived. Nothing here is used by the engine itself.
 #![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
@@ -129,4 +132,63 @@ pub fn read_jsonl_dir(dir: &std::path::Path) -> Vec<serde_json::Value> {
         }
     }
     rows
+}
+
+/// A small ext4 filesystem in a loop-mounted image file (needs root), unmounted on drop.
+pub struct LoopMount {
+    /// Where it is mounted.
+    pub point: PathBuf,
+}
+
+impl LoopMount {
+    /// Makes and mounts a `size_mib` MiB filesystem under `dir`.
+    pub fn new(dir: &Path, size_mib: u32) -> LoopMount {
+        let image = dir.join("fs.img");
+        let point = dir.join("mnt");
+        std::fs::create_dir_all(&point).unwrap();
+        run(
+            "truncate",
+            &["-s", &format!("{size_mib}M"), image.to_str().unwrap()],
+        );
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                point.to_str().unwrap(),
+            ],
+        );
+        LoopMount { point }
+    }
+}
+
+impl LoopMount {
+    /// Unmounts, which fails while any file on the filesystem is still open: this is also the
+    /// check that a closed log leaves no file descriptor behind.
+    pub fn unmount(self) {
+        let status = Command::new("umount").arg(&self.point).status().unwrap();
+        assert!(
+            status.success(),
+            "umount {} failed: a closed log left a file open",
+            self.point.display()
+        );
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        // On a failed test, detach lazily so no mount outlives it.
+        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed: {status}");
 }

@@ -4,68 +4,9 @@
 //!
 //! Needs root (mount); as any other user the test says so and does nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 use wire_storage::Error;
-use wire_tests::{crash_batch, crash_identity, crash_rows, is_root};
-
-struct LoopMount {
-    point: PathBuf,
-}
-
-impl LoopMount {
-    fn new(dir: &Path, size_mib: u32) -> LoopMount {
-        let image = dir.join("fs.img");
-        let point = dir.join("mnt");
-        std::fs::create_dir_all(&point).unwrap();
-        run(
-            "truncate",
-            &["-s", &format!("{size_mib}M"), image.to_str().unwrap()],
-        );
-        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-        run(
-            "mount",
-            &[
-                "-o",
-                "loop",
-                image.to_str().unwrap(),
-                point.to_str().unwrap(),
-            ],
-        );
-        LoopMount { point }
-    }
-}
-
-impl LoopMount {
-    /// Unmounts, which fails while any file on the filesystem is still open: this is also the
-    /// check that a closed log leaves no file descriptor behind.
-    fn unmount(self) {
-        let status = Command::new("umount").arg(&self.point).status().unwrap();
-        assert!(
-            status.success(),
-            "umount {} failed: a closed log left a file open",
-            self.point.display()
-        );
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        // On a failed test, detach lazily so no mount outlives it.
-        let _ = Command::new("umount").arg("-l").arg(&self.point).status();
-    }
-}
-
-fn run(program: &str, args: &[&str]) {
-    let status = Command::new(program)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(status.success(), "{program} {args:?} failed: {status}");
-}
+use wire_tests::{crash_batch, crash_identity, crash_rows, is_root, LoopMount};
 
 #[test]
 fn disk_full_fails_the_append_and_loses_nothing_acknowledged() {
