@@ -183,7 +183,14 @@ pub struct RunReport {
 /// Starts `plan` on `options.cores` data cores and returns at once.
 pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let cores = options.cores.max(1);
-    let plan = crate::optimize::optimize(plan, cores);
+    // Checkpointed runs get the same physical plan at any core count, so their state maps
+    // onto the same operators when they restart with another count.
+    let shape = if options.checkpoints.is_some() {
+        cores.max(2)
+    } else {
+        cores
+    };
+    let plan = crate::optimize::optimize(plan, shape);
     let graph = Arc::new(PhysicalGraph::build(&plan));
     let probe = RunProbe::new(probe_nodes(&plan), cores);
     let plan = Arc::new(plan);
@@ -600,11 +607,17 @@ fn restore_operator(
         return Ok(());
     };
     let max_parallelism = cx.plan.settings.max_parallelism;
-    for (_, sections) in &state.instances {
+    // A per-core operator (a local top) keeps what its core's rows brought, whatever their
+    // key group: its instances are dealt out to the new cores whole.
+    let per_core = matches!(&cx.plan.operators[op].op, Operator::Top(top) if top.per_core);
+    for (old_core, sections) in &state.instances {
+        if per_core && old_core % cx.cores != cx.core {
+            continue;
+        }
         for section in sections {
             let owner =
                 wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores);
-            if owner != cx.core {
+            if !per_core && owner != cx.core {
                 continue;
             }
             operator.restore(section).map_err(|err| Error::Restore {

@@ -195,10 +195,13 @@ sinks:
 ";
 
 /// Runs `yaml` once without checkpoints into `reference/`, then again with checkpoints into
-/// `crashed/`, killed `kills()` times and restarted, and returns both directories.
+/// `crashed/`, killed `kills()` times and restarted, and returns both directories. With
+/// `rescale`, restarts alternate between `cores` and the other of 1 and 2 cores, so state and
+/// source positions are redistributed on every other restart.
 fn reference_and_crashed(
     yaml: &str,
     cores: usize,
+    rescale: bool,
     rng: &mut Rng,
 ) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
@@ -211,8 +214,12 @@ fn reference_and_crashed(
     run_to_end(wire(&reference, Path::new("p.yaml"), cores, false));
     let mut killed = 0;
     let mut restarts = 0;
+    let cores_of = |run: usize| match (rescale, run % 2) {
+        (true, 1) => 3 - cores,
+        _ => cores,
+    };
     while killed < kills() {
-        let mut child = wire(&crashed, Path::new("p.yaml"), cores, true)
+        let mut child = wire(&crashed, Path::new("p.yaml"), cores_of(restarts), true)
             .spawn()
             .expect("wire starts");
         restarts += 1;
@@ -222,17 +229,22 @@ fn reference_and_crashed(
         }
         killed += 1;
     }
-    let stderr = run_to_end(wire(&crashed, Path::new("p.yaml"), cores, true));
+    let stderr = run_to_end(wire(
+        &crashed,
+        Path::new("p.yaml"),
+        cores_of(restarts),
+        true,
+    ));
     eprintln!("{killed} kills over {restarts} runs; last run:\n{stderr}");
     assert!(stderr.contains("checkpoints:"), "{stderr}");
     (tmp, reference, crashed)
 }
 
 #[test]
-fn sigkill_during_windowed_aggregates_and_tops_loses_and_duplicates_nothing() {
+fn sigkill_during_windowed_aggregates_and_tops_loses_and_duplicates_nothing_even_rescaled() {
     let mut rng = Rng::from_env();
     for cores in [1, 2] {
-        let (_tmp, reference, crashed) = reference_and_crashed(WINDOWED, cores, &mut rng);
+        let (_tmp, reference, crashed) = reference_and_crashed(WINDOWED, cores, true, &mut rng);
         for sink in ["counts", "q5"] {
             let want = published_lines(&reference.join("out").join(sink));
             let got = published_lines(&crashed.join("out").join(sink));
@@ -250,7 +262,7 @@ fn sigkill_during_windowed_aggregates_and_tops_loses_and_duplicates_nothing() {
 #[test]
 fn sigkill_during_an_unbounded_count_keeps_its_changelog_exact() {
     let mut rng = Rng::from_env();
-    let (_tmp, reference, crashed) = reference_and_crashed(CHANGELOG, 2, &mut rng);
+    let (_tmp, reference, crashed) = reference_and_crashed(CHANGELOG, 2, true, &mut rng);
     let want = replay_changelog(&published_lines(&reference.join("out/counts")));
     let got = replay_changelog(&published_lines(&crashed.join("out/counts")));
     assert_eq!(got.len(), want.len());

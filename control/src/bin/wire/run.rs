@@ -67,6 +67,7 @@ pub fn load(path: &Path) -> Result<Plan, String> {
 
 /// Runs `args`; `stop` ends the run gracefully when set (Ctrl-C).
 pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
+    let launched = Instant::now();
     let plan = match load(&args.pipeline) {
         Ok(plan) => plan,
         Err(err) => {
@@ -90,6 +91,9 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         },
         None => None,
     };
+    let prepared_restore_id = prepared
+        .as_ref()
+        .and_then(|p| p.shared.restore().map(|c| c.id));
     let options = RunOptions {
         cores,
         pin: args.pin,
@@ -134,6 +138,8 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         }
         None => None,
     };
+    let restored = prepared_restore_id;
+    let mut resumed_shown = restored.is_none();
     let progress = args.progress && std::io::stderr().is_terminal();
     let mut last_line = Instant::now();
     let mut line_shown = false;
@@ -142,7 +148,22 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             let Notice::Listening { source, addr } = notice;
             eprintln!("source `{source}` listening on {addr}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(if resumed_shown { 20 } else { 1 }));
+        if !resumed_shown
+            && running
+                .probe()
+                .first_batch_ns
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        {
+            resumed_shown = true;
+            if let Some(id) = restored {
+                eprintln!(
+                    "resumed from checkpoint {id}: rows flowing {:.1} ms after start",
+                    launched.elapsed().as_secs_f64() * 1e3
+                );
+            }
+        }
         if progress && last_line.elapsed() >= Duration::from_secs(1) {
             last_line = Instant::now();
             let probe = running.probe();
