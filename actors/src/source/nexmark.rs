@@ -58,12 +58,20 @@ pub(super) async fn run(
     // One per source instance: events are generated into it and pushed without allocating.
     let mut scratch = EventScratch::default();
     let started = Instant::now();
+    // A restored source continues its pace from where it stopped, not from event 0.
+    let resumed_at = if restored.is_some() {
+        next.iter().copied().min().unwrap_or(0)
+    } else {
+        0
+    };
     while !cx.stopping() {
         while let Some(id) = emitter.barrier_due() {
             emitter.inject(id, partitions, positions(&next)).await;
         }
         let due = match spec.rate {
-            Some(rate) => due_events(started, rate).min(limit),
+            Some(rate) => resumed_at
+                .saturating_add(due_events(started, rate))
+                .min(limit),
             None => limit,
         };
         let mut produced = 0;
