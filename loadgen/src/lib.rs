@@ -5,6 +5,14 @@
 //! deterministic per seed, so another engine can be fed the identical stream.
 #![forbid(unsafe_code)]
 
+pub mod e2e;
+pub mod output;
+pub mod plan;
+
+pub use e2e::{stamp_of, E2eRecorder, LineError};
+pub use output::{write_stream, StreamPlan};
+pub use plan::{events_for, parse_duration, stamp_field, OutputFormat};
+
 use wire_core::nexmark::{
     auction_schema, bid_schema, person_schema, EventKind, EventScratch, Generator, GeneratorConfig,
 };
@@ -76,6 +84,23 @@ impl RowMaker {
 
     /// Appends `rows` rows to `builder`.
     pub fn fill(&mut self, builder: &mut BatchBuilder, rows: usize) -> wire_core::Result<()> {
+        self.fill_stamped(builder, rows, None)
+    }
+
+    /// Whether the rows are Nexmark events (whose schema has no field to spare for a stamp).
+    pub fn is_nexmark(&self) -> bool {
+        matches!(self, RowMaker::Nexmark { .. })
+    }
+
+    /// Appends `rows` rows to `builder`; with `stamp = Some((field, value))`, field `field`
+    /// (an `i64` field, see [`stamp_field`]) of every row holds `value` instead of a random one.
+    /// Nexmark makers ignore `stamp`: their schemas have no field to spare.
+    pub fn fill_stamped(
+        &mut self,
+        builder: &mut BatchBuilder,
+        rows: usize,
+        stamp: Option<(usize, i64)>,
+    ) -> wire_core::Result<()> {
         match self {
             RowMaker::Nexmark {
                 generator,
@@ -99,7 +124,7 @@ impl RowMaker {
                 text,
             } => {
                 for _ in 0..rows {
-                    random_row(schema, state, text, builder)?;
+                    random_row(schema, state, text, stamp, builder)?;
                 }
                 Ok(())
             }
@@ -111,6 +136,7 @@ fn random_row(
     schema: &Schema,
     state: &mut u64,
     text: &mut String,
+    stamp: Option<(usize, i64)>,
     builder: &mut BatchBuilder,
 ) -> wire_core::Result<()> {
     // Strings of a row are written into one buffer first, then borrowed by the values.
@@ -150,6 +176,11 @@ fn random_row(
             }
         };
         values.push(value);
+    }
+    if let Some((field, value)) = stamp {
+        if let Some(slot) = values.get_mut(field) {
+            *slot = ValueRef::I64(value);
+        }
     }
     builder.push(&values)?;
     Ok(())

@@ -1,15 +1,22 @@
 //! `wire-loadgen`: drives a Wire node's ingest port with Nexmark events or random rows of the
 //! source's schema, open loop at a target rate or as fast as credits allow, and reports the
-//! rate achieved and the acknowledgement latency.
+//! rate achieved, the acknowledgement latency and (with `--e2e-from`) the end-to-end latency
+//! to a sink. With `--output` it writes the generated stream to a file instead of sending it.
 //!
 //! Each batch has a scheduled send time (at `--rate`); its latency runs from that time, not from
 //! when it was actually sent, so a stalled node shows up as latency instead of hiding behind a
 //! slower send rate (no coordinated omission). An ack's time is when the producer observes it.
+//! With `--timestamp-field`, every row of a batch carries the batch's scheduled send time in
+//! unix nanoseconds; `--e2e-from` reads the sink's JSON lines back and times each row by it.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -17,13 +24,17 @@ use hdrhistogram::Histogram;
 use mimalloc::MiMalloc;
 use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_core::{BatchBuilder, PartitionId, Schema, StreamId};
-use wire_loadgen::RowMaker;
+use wire_loadgen::{
+    events_for, parse_duration, stamp_field, write_stream, E2eRecorder, OutputFormat, RowMaker,
+    StreamPlan,
+};
 use wire_net::ingest::{Ack, IngestClient};
+use wire_net::ClientError;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-/// Feed a Wire ingest source.
+/// Feed a Wire ingest source, or write the same rows to a file.
 #[derive(Debug, Parser)]
 #[command(name = "wire-loadgen", version)]
 struct Args {
@@ -35,9 +46,13 @@ struct Args {
     /// Address to connect to (default: the source's `listen`, with 0.0.0.0 read as 127.0.0.1).
     #[arg(long)]
     addr: Option<String>,
-    /// Rows to send in total.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
+    /// Rows to send in total (default 1000000 unless --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    events: Option<u64>,
+    /// Run for this long (`30s`, `500ms`, `2m`): with --rate, rate × duration rows; without,
+    /// as many rows as credits allow until the time is up.
+    #[arg(long)]
+    duration: Option<String>,
     /// Target rows per second over all connections; 0 sends as fast as credits allow.
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -50,61 +65,263 @@ struct Args {
     /// Seed of the generated rows (Nexmark: the generator's seed).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write the generated rows to this file instead of sending them (no node is needed).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Format of --output: jsonl or csv (default: from the file's extension).
+    #[arg(long, requires = "output")]
+    format: Option<String>,
+    /// An i64 field of the schema that gets each row's scheduled send time (unix ns).
+    #[arg(long)]
+    timestamp_field: Option<String>,
+    /// A sink's JSON-lines output (a FIFO or a growing file) to read back for end-to-end latency.
+    #[arg(long, requires = "timestamp_field", conflicts_with = "output")]
+    e2e_from: Option<PathBuf>,
+    /// Rows the sink is expected to write (default: every acknowledged row).
+    #[arg(long, requires = "e2e_from")]
+    e2e_rows: Option<u64>,
+    /// After the last ack, stop reading the sink once no line has come for this long.
+    #[arg(long, default_value = "2s")]
+    e2e_wait: String,
+    /// Retry a refused connection for this long (e.g. while `wire run` starts).
+    #[arg(long, default_value = "0s")]
+    connect_wait: String,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// How long each producer sends.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// A fixed number of rows.
+    Rows(u64),
+    /// As fast as possible until the time is up.
+    Until(Duration),
+}
+
+/// Maps instants to unix nanoseconds from one reading of the wall clock, so stamps and the
+/// times lines are read back are on one monotonic scale.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    instant: Instant,
+    unix_ns: i64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        Clock {
+            instant: Instant::now(),
+            unix_ns,
+        }
+    }
+
+    fn unix_ns(&self, at: Instant) -> i64 {
+        match at.checked_duration_since(self.instant) {
+            Some(after) => self.unix_ns + after.as_nanos() as i64,
+            None => self.unix_ns - self.instant.duration_since(at).as_nanos() as i64,
+        }
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.unix_ns(Instant::now())
+    }
 }
 
 /// One connection's outcome.
 struct Report {
     rows_sent: u64,
     rows_acked: u64,
+    bytes_sent: u64,
     latency_us: Histogram<u64>,
+    /// From each batch's scheduled time to when `send` returned.
+    send_lag_us: Histogram<u64>,
+    /// Batches that found no credit and waited for the node to grant one.
+    credit_waits: u64,
+    started: Option<Instant>,
+    ended: Option<Instant>,
 }
 
-fn main() -> anyhow::Result<()> {
+impl Report {
+    fn new() -> Report {
+        Report {
+            rows_sent: 0,
+            rows_acked: 0,
+            bytes_sent: 0,
+            latency_us: histogram(),
+            send_lag_us: histogram(),
+            credit_waits: 0,
+            started: None,
+            ended: None,
+        }
+    }
+}
+
+/// What the end-to-end reader found.
+struct E2eState {
+    recorder: E2eRecorder,
+    eof: bool,
+    error: Option<String>,
+}
+
+fn main() {
+    match run() {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(err) => {
+            eprintln!("wire-loadgen: error: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs; `Ok(false)` when the summary was printed but the run had errors.
+fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
     if args.connections == 0 || args.batch_rows == 0 {
         bail!("--connections and --batch-rows must be at least 1");
     }
-    let (source, schema, addr) = target(&args)?;
-    let started = Instant::now();
+    let duration = args
+        .duration
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|err| anyhow::anyhow!("--duration: {err}"))?;
+    let e2e_wait =
+        parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
+    let connect_wait = parse_duration(&args.connect_wait)
+        .map_err(|err| anyhow::anyhow!("--connect-wait: {err}"))?;
+    let bound = match (args.events, duration) {
+        (Some(events), _) => Bound::Rows(events),
+        (None, Some(duration)) => match events_for(args.rate, duration) {
+            Some(events) => Bound::Rows(events),
+            None => Bound::Until(duration),
+        },
+        (None, None) => Bound::Rows(1_000_000),
+    };
+    let (source, schema, listen) = target(&args)?;
+    let stamp = match &args.timestamp_field {
+        Some(name) => {
+            let index = stamp_field(&schema, name)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", args.pipeline.display()))?;
+            if RowMaker::for_schema(&schema, args.seed, 0, 1).is_nexmark() {
+                bail!(
+                    "{}: --timestamp-field `{name}`: source `{source}` has a Nexmark schema, whose fields all carry generator data; add a separate `{name}: i64` field",
+                    args.pipeline.display()
+                );
+            }
+            Some(index)
+        }
+        None => None,
+    };
+    if let Some(path) = &args.output {
+        let format = match &args.format {
+            Some(text) => {
+                OutputFormat::parse(text).map_err(|err| anyhow::anyhow!("--format: {err}"))?
+            }
+            None => {
+                OutputFormat::from_path(path).map_err(|err| anyhow::anyhow!("--output: {err}"))?
+            }
+        };
+        write_output(&args, &schema, stamp, bound, path, format)?;
+        return Ok(true);
+    }
+    let addr = address(&args, &source, &listen)?;
+    let clock = Clock::new();
+    let e2e = args
+        .e2e_from
+        .as_ref()
+        .zip(args.timestamp_field.as_ref())
+        .map(|(path, field)| spawn_e2e_reader(path.clone(), field, clock));
     let producers: Vec<_> = (0..args.connections)
         .map(|p| {
             let (source, schema) = (source.clone(), schema.clone());
+            let count = args.connections as u64;
             let plan = Producer {
                 addr,
                 source,
                 schema,
                 index: p as u64,
-                count: args.connections as u64,
-                rows: share(args.events, p as u64, args.connections as u64),
+                count,
+                bound: match bound {
+                    Bound::Rows(rows) => Bound::Rows(share(rows, p as u64, count)),
+                    until => until,
+                },
                 rate: args.rate as f64 / args.connections as f64,
                 batch_rows: args.batch_rows,
                 seed: args.seed,
+                stamp,
+                clock,
+                connect_wait,
             };
             std::thread::spawn(move || plan.run())
         })
         .collect();
-    let mut total = Report {
-        rows_sent: 0,
-        rows_acked: 0,
-        latency_us: histogram(),
-    };
-    for producer in producers {
-        let report = producer
-            .join()
-            .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+    let mut total = Report::new();
+    let mut errors = Vec::new();
+    for (p, producer) in producers.into_iter().enumerate() {
+        let mut report = Report::new();
+        match producer.join() {
+            Ok(Ok(done)) => report = done,
+            Ok(Err(failed)) => {
+                let (partial, err) = *failed;
+                report = partial;
+                errors.push(format!("connection {p}: {err:#}"));
+            }
+            Err(_) => errors.push(format!("connection {p}: the producer thread panicked")),
+        }
         total.rows_sent += report.rows_sent;
         total.rows_acked += report.rows_acked;
+        total.bytes_sent += report.bytes_sent;
         total.latency_us.add(&report.latency_us)?;
+        total.send_lag_us.add(&report.send_lag_us)?;
+        total.credit_waits += report.credit_waits;
+        total.started = earliest(total.started, report.started);
+        total.ended = latest(total.ended, report.ended);
     }
-    print_summary(&args, &source, addr, &total, started.elapsed());
-    Ok(())
+    let e2e = e2e.map(|shared| {
+        let expected = args.e2e_rows.unwrap_or(total.rows_acked);
+        wait_for_sink(&shared, expected, e2e_wait);
+        let mut state = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(err) = state.error.take() {
+            errors.push(err);
+        }
+        let path = args.e2e_from.clone().unwrap_or_default();
+        E2eSummary {
+            path,
+            expected,
+            rows: state.recorder.rows,
+            stale: state.recorder.stale,
+            future: state.recorder.future,
+            latency_us: state.recorder.latency_us.clone(),
+        }
+    });
+    print_summary(&args, &source, addr, &total, e2e.as_ref(), &errors);
+    Ok(errors.is_empty())
 }
 
-/// The source name, schema and address to feed.
-fn target(args: &Args) -> anyhow::Result<(String, Schema, SocketAddr)> {
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn latest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The source name, schema and `listen` text of the ingest source to feed.
+fn target(args: &Args) -> anyhow::Result<(String, Schema, String)> {
     let spec = PipelineSpec::from_file(&args.pipeline).map_err(|err| anyhow::anyhow!("{err}"))?;
     let found = spec.sources.iter().find_map(|s| match &s.kind {
         SourceKind::Ingest(ingest)
@@ -127,7 +344,12 @@ fn target(args: &Args) -> anyhow::Result<(String, Schema, SocketAddr)> {
                 .unwrap_or_default()
         );
     };
-    let text = args.addr.clone().unwrap_or_else(|| ingest.listen.clone());
+    Ok((name, ingest.schema.clone(), ingest.listen.clone()))
+}
+
+/// The address to connect to: `--addr`, or the source's `listen`.
+fn address(args: &Args, source: &str, listen: &str) -> anyhow::Result<SocketAddr> {
+    let text = args.addr.as_deref().unwrap_or(listen);
     let mut addr: SocketAddr = text
         .parse()
         .with_context(|| format!("`{text}` is not an IP address and port"))?;
@@ -135,9 +357,9 @@ fn target(args: &Args) -> anyhow::Result<(String, Schema, SocketAddr)> {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     if addr.port() == 0 {
-        bail!("source `{name}` listens on port 0: pass the port `wire run` printed with --addr");
+        bail!("source `{source}` listens on port 0: pass the port `wire run` printed with --addr");
     }
-    Ok((name, ingest.schema.clone(), addr))
+    Ok(addr)
 }
 
 /// Producer `index`'s share of `total` rows.
@@ -149,53 +371,97 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
 }
 
+/// How often a producer waiting for a batch's send time looks for acks.
+const POLL: Duration = Duration::from_micros(200);
+
 struct Producer {
     addr: SocketAddr,
     source: String,
     schema: Schema,
     index: u64,
     count: u64,
-    rows: u64,
+    bound: Bound,
     rate: f64,
     batch_rows: usize,
     seed: u64,
+    stamp: Option<usize>,
+    clock: Clock,
+    connect_wait: Duration,
 }
 
 impl Producer {
-    fn run(self) -> anyhow::Result<Report> {
-        let mut client =
-            IngestClient::connect(self.addr, "wire-loadgen", &self.source, &self.schema)
-                .with_context(|| format!("connecting to {}", self.addr))?;
+    /// Sends its share; on error, returns what it measured so far with the error.
+    fn run(self) -> Result<Report, Box<(Report, anyhow::Error)>> {
+        let mut report = Report::new();
+        match self.send(&mut report) {
+            Ok(()) => Ok(report),
+            Err(err) => Err(Box::new((report, err))),
+        }
+    }
+
+    fn connect(&self) -> anyhow::Result<IngestClient> {
+        let deadline = Instant::now() + self.connect_wait;
+        loop {
+            match IngestClient::connect(self.addr, "wire-loadgen", &self.source, &self.schema) {
+                Ok(client) => return Ok(client),
+                Err(ClientError::Io(err))
+                    if err.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => {
+                    return Err(
+                        anyhow::Error::new(err).context(format!("connecting to {}", self.addr))
+                    )
+                }
+            }
+        }
+    }
+
+    fn send(&self, report: &mut Report) -> anyhow::Result<()> {
+        let mut client = self.connect()?;
         let mut maker = RowMaker::for_schema(&self.schema, self.seed, self.index, self.count);
         let mut builder = BatchBuilder::new(StreamId(0), PartitionId(client.partition()));
-        let mut report = Report {
-            rows_sent: 0,
-            rows_acked: 0,
-            latency_us: histogram(),
-        };
         let mut scheduled: VecDeque<(u64, Instant)> = VecDeque::new();
         let start = Instant::now();
-        while report.rows_sent < self.rows {
-            let rows = (self.rows - report.rows_sent).min(self.batch_rows as u64);
+        report.started = Some(start);
+        loop {
+            let rows = match self.bound {
+                Bound::Rows(total) => (total - report.rows_sent).min(self.batch_rows as u64),
+                Bound::Until(duration) if start.elapsed() < duration => self.batch_rows as u64,
+                Bound::Until(_) => 0,
+            };
+            if rows == 0 {
+                break;
+            }
             let due = if self.rate > 0.0 {
                 start + Duration::from_secs_f64(report.rows_sent as f64 / self.rate)
             } else {
                 Instant::now()
             };
-            maker.fill(&mut builder, rows as usize)?;
+            let stamp = self.stamp.map(|field| (field, self.clock.unix_ns(due)));
+            maker.fill_stamped(&mut builder, rows as usize, stamp)?;
             let batch = builder.finish();
             while Instant::now() < due {
-                record(&mut report, &mut scheduled, client.poll_acks()?);
-                std::thread::sleep((due - Instant::now()).min(Duration::from_micros(500)));
+                record(report, &mut scheduled, client.poll_acks()?);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()).min(POLL));
             }
+            report.credit_waits += u64::from(client.credits() == 0);
             let seq = client.send(&batch)?;
+            let lag = Instant::now().saturating_duration_since(due);
+            report
+                .send_lag_us
+                .saturating_record(lag.as_micros().max(1) as u64);
             scheduled.push_back((seq, due));
             report.rows_sent += rows;
-            record(&mut report, &mut scheduled, client.poll_acks()?);
+            report.bytes_sent += batch.as_bytes().len() as u64;
+            record(report, &mut scheduled, client.poll_acks()?);
         }
         let rest = client.close()?;
-        record(&mut report, &mut scheduled, rest);
-        Ok(report)
+        record(report, &mut scheduled, rest);
+        report.ended = Some(Instant::now());
+        Ok(())
     }
 }
 
@@ -214,23 +480,205 @@ fn record(report: &mut Report, scheduled: &mut VecDeque<(u64, Instant)>, acks: V
     }
 }
 
-fn print_summary(args: &Args, source: &str, addr: SocketAddr, total: &Report, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    let achieved = total.rows_acked as f64 / secs;
-    let h = &total.latency_us;
-    let percentiles = [50.0, 90.0, 99.0, 99.9];
+/// Writes the rows the producers would send to `path` (see [`write_stream`]).
+fn write_output(
+    args: &Args,
+    schema: &Schema,
+    stamp: Option<usize>,
+    bound: Bound,
+    path: &Path,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let file =
+        File::create(path).with_context(|| format!("--output: creating {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let plan = StreamPlan {
+        seed: args.seed,
+        producers: args.connections as u64,
+        rows: match bound {
+            Bound::Rows(rows) => Some(rows),
+            Bound::Until(_) => None,
+        },
+        batch_rows: args.batch_rows,
+        rate: args.rate,
+        stamp,
+    };
+    let (rows_written, bytes) = write_stream(schema, &plan, format, &mut out, || match bound {
+        Bound::Until(duration) => started.elapsed() < duration,
+        Bound::Rows(_) => true,
+    })
+    .with_context(|| format!("--output: writing {}", path.display()))?;
+    let secs = started.elapsed().as_secs_f64();
     if args.json {
-        let latency: serde_json::Map<String, serde_json::Value> = percentiles
-            .iter()
-            .map(|p| (format!("p{p}"), h.value_at_quantile(p / 100.0).into()))
-            .chain([("max".to_string(), h.max().into())])
-            .collect();
         let summary = serde_json::json!({
-            "source": source, "addr": addr.to_string(), "connections": args.connections,
-            "rows_sent": total.rows_sent, "rows_acked": total.rows_acked, "seconds": secs,
-            "offered_rows_per_s": args.rate, "achieved_rows_per_s": achieved,
-            "ack_latency_us": latency,
+            "output": path.display().to_string(),
+            "format": match format { OutputFormat::JsonLines => "jsonl", OutputFormat::Csv => "csv" },
+            "rows_written": rows_written, "bytes_written": bytes, "seconds": secs,
         });
+        println!("{summary}");
+    } else {
+        println!(
+            "wire-loadgen: wrote {rows_written} rows ({bytes} bytes) to {} in {secs:.2} s",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Starts the thread that reads the sink's output at `path` into a recorder.
+fn spawn_e2e_reader(path: PathBuf, field: &str, clock: Clock) -> Arc<Mutex<E2eState>> {
+    let shared = Arc::new(Mutex::new(E2eState {
+        recorder: E2eRecorder::new(field, clock.unix_ns),
+        eof: false,
+        error: None,
+    }));
+    let state = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        let result = read_sink(&path, &state, clock);
+        let mut state = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.eof = true;
+        if let Err(err) = result {
+            state.error = Some(format!("--e2e-from {}: {err:#}", path.display()));
+        }
+    });
+    shared
+}
+
+fn read_sink(path: &Path, state: &Mutex<E2eState>, clock: Clock) -> anyhow::Result<()> {
+    // A FIFO's open blocks until the writer opens it; a file may not exist yet.
+    let mut file = loop {
+        match File::open(path) {
+            Ok(file) => break file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => return Err(anyhow::Error::new(err).context("opening")),
+        }
+    };
+    let fifo = file
+        .metadata()
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false);
+    let mut buf = vec![0u8; 1 << 18];
+    loop {
+        let n = file.read(&mut buf).context("reading")?;
+        let now = clock.now_ns();
+        let mut state = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if n == 0 {
+            if fifo {
+                // The writer closed the pipe: the last line may lack its newline.
+                return state.recorder.finish(now).map_err(anyhow::Error::new);
+            }
+            drop(state);
+            std::thread::sleep(POLL);
+            continue;
+        }
+        state.recorder.feed(&buf[..n], now)?;
+    }
+}
+
+/// Waits until the sink has written `expected` rows, the reader stopped, or no line has come
+/// for `wait`.
+fn wait_for_sink(shared: &Mutex<E2eState>, expected: u64, wait: Duration) {
+    let mut last_lines = u64::MAX;
+    let mut last_change = Instant::now();
+    loop {
+        {
+            let state = shared
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if state.eof || state.error.is_some() || state.recorder.rows >= expected {
+                return;
+            }
+            if state.recorder.lines() != last_lines {
+                last_lines = state.recorder.lines();
+                last_change = Instant::now();
+            }
+        }
+        if last_change.elapsed() >= wait {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct E2eSummary {
+    path: PathBuf,
+    expected: u64,
+    rows: u64,
+    stale: u64,
+    future: u64,
+    latency_us: Histogram<u64>,
+}
+
+const PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
+
+fn latency_json(h: &Histogram<u64>) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = PERCENTILES
+        .iter()
+        .map(|p| (format!("p{p}"), h.value_at_quantile(p / 100.0).into()))
+        .chain([("max".to_string(), h.max().into())])
+        .collect();
+    map.into()
+}
+
+fn latency_text(h: &Histogram<u64>) -> String {
+    if h.is_empty() {
+        return "no samples".to_string();
+    }
+    let line: Vec<String> = PERCENTILES
+        .iter()
+        .map(|p| format!("p{p} {}", micros(h.value_at_quantile(p / 100.0))))
+        .chain([format!("max {}", micros(h.max()))])
+        .collect();
+    line.join(", ")
+}
+
+fn print_summary(
+    args: &Args,
+    source: &str,
+    addr: SocketAddr,
+    total: &Report,
+    e2e: Option<&E2eSummary>,
+    errors: &[String],
+) {
+    let secs = match (total.started, total.ended) {
+        (Some(start), Some(end)) => end.duration_since(start).as_secs_f64(),
+        _ => 0.0,
+    }
+    .max(1e-9);
+    let achieved = total.rows_acked as f64 / secs;
+    let mb_per_s = total.bytes_sent as f64 / secs / 1e6;
+    if args.json {
+        let mut summary = serde_json::json!({
+            "source": source, "addr": addr.to_string(), "connections": args.connections,
+            "batch_rows": args.batch_rows,
+            "rows_sent": total.rows_sent, "rows_acked": total.rows_acked,
+            "bytes_sent": total.bytes_sent, "seconds": secs,
+            "offered_rows_per_s": args.rate, "achieved_rows_per_s": achieved,
+            "achieved_mb_per_s": mb_per_s,
+            "ack_latency_us": latency_json(&total.latency_us),
+            "send_lag_us": latency_json(&total.send_lag_us),
+            "credit_waits": total.credit_waits,
+            "errors": errors,
+        });
+        if let (Some(e2e), Some(object)) = (e2e, summary.as_object_mut()) {
+            object.insert(
+                "e2e".to_string(),
+                serde_json::json!({
+                    "from": e2e.path.display().to_string(),
+                    "field": args.timestamp_field,
+                    "rows": e2e.rows, "expected_rows": e2e.expected,
+                    "stale_rows": e2e.stale, "future_rows": e2e.future,
+                }),
+            );
+            object.insert("e2e_latency_us".to_string(), latency_json(&e2e.latency_us));
+        }
         println!("{summary}");
         return;
     }
@@ -244,20 +692,107 @@ fn print_summary(args: &Args, source: &str, addr: SocketAddr, total: &Report, el
         format!("{} rows/s", args.rate)
     };
     println!(
-        "  offered {offered}; achieved {achieved:.0} rows/s; acknowledged {} rows",
+        "  offered {offered}; achieved {achieved:.0} rows/s ({mb_per_s:.1} MB/s of batches); acknowledged {} rows",
         total.rows_acked
     );
-    let line: Vec<String> = percentiles
-        .iter()
-        .map(|p| format!("p{p} {}", micros(h.value_at_quantile(p / 100.0))))
-        .chain([format!("max {}", micros(h.max()))])
-        .collect();
-    println!("  ack latency from scheduled send: {}", line.join(", "));
+    println!(
+        "  ack latency from scheduled send: {}",
+        latency_text(&total.latency_us)
+    );
+    println!(
+        "  send lag behind schedule: {}; {} batch(es) waited for credit",
+        latency_text(&total.send_lag_us),
+        total.credit_waits
+    );
+    if let Some(e2e) = e2e {
+        println!(
+            "  end-to-end latency to {}: {}",
+            e2e.path.display(),
+            latency_text(&e2e.latency_us)
+        );
+        let mut seen = format!(
+            "  sink rows read: {} of {} expected",
+            e2e.rows, e2e.expected
+        );
+        if e2e.stale > 0 {
+            seen += &format!(", {} stale (stamped before this run) skipped", e2e.stale);
+        }
+        if e2e.future > 0 {
+            seen += &format!(", {} stamped in the future", e2e.future);
+        }
+        println!("{seen}");
+    }
+    println!("  errors: {}", errors.len());
+    for err in errors {
+        println!("  error: {err}");
+    }
 }
 
 fn micros(us: u64) -> String {
     match us {
         us if us >= 10_000 => format!("{:.1} ms", us as f64 / 1000.0),
         us => format!("{us} µs"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn wait_until(shared: &Mutex<E2eState>, done: impl Fn(&E2eState) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if done(&shared.lock().unwrap()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("the reader did not get there in 10 s");
+    }
+
+    #[test]
+    fn shares_add_up() {
+        for (total, count) in [(10, 3), (0, 2), (7, 7), (1_000_001, 4)] {
+            let sum: u64 = (0..count).map(|p| share(total, p, count)).sum();
+            assert_eq!(sum, total);
+        }
+    }
+
+    #[test]
+    fn the_clock_maps_instants_to_unix_nanoseconds() {
+        let clock = Clock::new();
+        let later = clock.instant + Duration::from_millis(3);
+        assert_eq!(clock.unix_ns(later) - clock.unix_ns, 3_000_000);
+        let earlier = clock.instant - Duration::from_millis(2);
+        assert_eq!(clock.unix_ns - clock.unix_ns(earlier), 2_000_000);
+        assert!(clock.now_ns() >= clock.unix_ns);
+    }
+
+    #[test]
+    fn the_reader_follows_a_growing_file_and_names_a_bad_line() {
+        let dir = std::env::temp_dir().join(format!("wire-loadgen-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sink.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let clock = Clock::new();
+        // The file does not exist yet: the reader waits for it.
+        let shared = spawn_e2e_reader(path.clone(), "sent_at", clock);
+        let mut file = File::create(&path).unwrap();
+        let stamp = clock.now_ns();
+        writeln!(file, "{{\"x\":1,\"sent_at\":{stamp}}}").unwrap();
+        write!(file, "{{\"x\":2,\"sent_at\":{}", stamp + 1).unwrap();
+        file.flush().unwrap();
+        wait_until(&shared, |s| s.recorder.rows == 1);
+        writeln!(file, "}}\n{{\"x\":3,\"sent_at\":5}}").unwrap();
+        wait_until(&shared, |s| s.recorder.rows == 2 && s.recorder.stale == 1);
+        writeln!(file, "{{\"x\":4}}").unwrap();
+        wait_until(&shared, |s| s.error.is_some());
+        let state = shared.lock().unwrap();
+        let error = state.error.clone().unwrap();
+        assert!(error.contains("line 4: no field `sent_at`"), "{error}");
+        assert!(error.contains("sink.jsonl"), "{error}");
+        drop(state);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
