@@ -568,3 +568,62 @@ fn stop_gracefully(child: &mut Child) {
     let status = child.wait().expect("wire ends");
     assert!(status.success(), "wire failed to stop gracefully: {status}");
 }
+
+#[test]
+fn a_savepoint_starts_a_changed_pipeline_and_refuses_state_it_cannot_map() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = tmp.path();
+    let short = CHANGELOG.replace("events: 800000, rate: 400000", "events: 300000");
+    std::fs::write(dir.join("p.yaml"), &short).expect("pipeline");
+    let mut first = wire(dir, Path::new("p.yaml"), 2, true);
+    first.arg("--savepoint-dir").arg(dir.join("savepoints"));
+    let stderr = run_to_end(first);
+    let savepoint = std::fs::read_dir(dir.join("savepoints"))
+        .expect("savepoint directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a savepoint");
+    assert!(stderr.contains("savepoint written to"), "{stderr}");
+
+    // The same operator, with more input: counts continue from the savepoint.
+    let longer = short.replace("events: 300000", "events: 500000");
+    let next = dir.join("next");
+    std::fs::create_dir_all(&next).expect("dir");
+    std::fs::write(next.join("p.yaml"), &longer).expect("pipeline");
+    let mut second = wire(&next, Path::new("p.yaml"), 1, true);
+    second.arg("--from-savepoint").arg(&savepoint);
+    let stderr = run_to_end(second);
+    assert!(stderr.contains("restoring checkpoint"), "{stderr}");
+    let whole = dir.join("whole");
+    std::fs::create_dir_all(&whole).expect("dir");
+    std::fs::write(whole.join("p.yaml"), &longer).expect("pipeline");
+    run_to_end(wire(&whole, Path::new("p.yaml"), 1, false));
+    let want = replay_changelog(&published_lines(&whole.join("out/counts")));
+    // The first run's changelog, then the second's, replayed as one.
+    let mut both = published_lines(&dir.join("out/counts"));
+    both.extend(published_lines(&next.join("out/counts")));
+    let got = replay_changelog(&both);
+    assert!(
+        got == want,
+        "counts after the savepoint differ from one uninterrupted run"
+    );
+
+    // A renamed stateful operator cannot take the saved state.
+    let renamed = dir.join("renamed");
+    std::fs::create_dir_all(&renamed).expect("dir");
+    std::fs::write(
+        renamed.join("p.yaml"),
+        short.replace("per_auction", "by_auction"),
+    )
+    .expect("pipeline");
+    let mut third = wire(&renamed, Path::new("p.yaml"), 1, true);
+    third.arg("--from-savepoint").arg(&savepoint);
+    let output = third.output().expect("wire");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("operator `per_auction` (aggregate), which this pipeline does not have"),
+        "{stderr}"
+    );
+}
