@@ -27,6 +27,7 @@ use crate::message::Message;
 pub struct Checkpointing {
     requested: AtomicU64,
     completed: AtomicU64,
+    retained: AtomicU64,
     acks: crossbeam_channel::Sender<Ack>,
     restore: Option<Checkpoint>,
 }
@@ -83,6 +84,7 @@ impl Checkpointing {
         Checkpointing {
             requested: AtomicU64::new(last_id),
             completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
+            retained: AtomicU64::new(0),
             acks,
             restore,
         }
@@ -106,6 +108,17 @@ impl Checkpointing {
     /// The newest completed checkpoint (or the restored one).
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::Acquire)
+    }
+
+    /// Records that checkpoints older than `id` are deleted: sources may drop the input
+    /// before `id`'s positions.
+    pub fn retain_from(&self, id: u64) {
+        self.retained.fetch_max(id, Ordering::Release);
+    }
+
+    /// The oldest checkpoint kept (0 before the first is written).
+    pub fn retained(&self) -> u64 {
+        self.retained.load(Ordering::Acquire)
     }
 
     /// The checkpoint the run restores, if any.

@@ -244,6 +244,9 @@ impl CoordinatorState {
                 self.report.durations_ms.push(ms);
                 self.report.last_bytes = bytes;
                 self.shared.complete(pending.id);
+                if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
+                    self.shared.retain_from(oldest);
+                }
                 self.last_end = Instant::now();
             }
             Err(reason) => self.abort(format!("checkpoint {}: {reason}", pending.id)),

@@ -15,8 +15,15 @@ use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
 use wire_core::window::TimeAttr;
 use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, ValueRef};
 
+use wire_core::snapshot;
+use wire_core::state::StateError;
+use wire_storage::checkpoint::Section;
+
 use super::table::key_hash;
-use super::{eval_into, row_time, GroupTable, Output, Stateful};
+use super::{
+    eval_into, open_section, put_owned_row, read_owned_row, row_time, GroupTable, Output, Sections,
+    Stateful, RECORD_GROUP,
+};
 
 /// A join operator instance.
 pub(crate) struct Join {
@@ -277,5 +284,80 @@ impl Stateful for Join {
 
     fn groups(&self) -> usize {
         self.sides.iter().map(GroupTable::len).sum()
+    }
+
+    /// Header: the watermark. One group record per (side, key): the side, the key, then its
+    /// rows in arrival order (row, time, upper, expires). The expiry queue is rebuilt from
+    /// the rows.
+    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let mut header = Vec::new();
+        snapshot::put_i64(&mut header, self.watermark);
+        let mut sections = Sections::new(max_parallelism, header);
+        for (side, table) in self.sides.iter().enumerate() {
+            for (_, group) in table.iter() {
+                let out = sections.of_hash(group.hash);
+                out.push(RECORD_GROUP);
+                out.push(side as u8);
+                snapshot::put_row(out, &group.key);
+                snapshot::put_len(out, group.value.len());
+                for stored in &group.value {
+                    put_owned_row(out, &stored.row);
+                    snapshot::put_i64(out, stored.time);
+                    snapshot::put_i64(out, stored.upper);
+                    snapshot::put_i64(out, stored.expires);
+                }
+            }
+        }
+        Ok(sections.finish())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        self.watermark = self.watermark.max(reader.i64("watermark")?);
+        while !reader.is_empty() {
+            let at = reader.offset();
+            match reader.u8("record")? {
+                RECORD_GROUP => {}
+                tag => return Err(snapshot::corrupt(at, format!("unknown record {tag}"))),
+            }
+            let side_at = reader.offset();
+            let side = match reader.u8("side")? {
+                side @ (0 | 1) => side,
+                other => {
+                    let reason = format!("join side {other} is not 0 or 1");
+                    return Err(snapshot::corrupt(side_at, reason));
+                }
+            };
+            let key = reader.row()?;
+            let count = reader.count("stored row")?;
+            let mut rows = Vec::with_capacity(count);
+            for _ in 0..count {
+                let row = read_owned_row(&mut reader)?;
+                let time = reader.i64("row time")?;
+                let upper = reader.i64("row upper bound")?;
+                let expires = reader.i64("row expiry")?;
+                rows.push(Stored {
+                    row,
+                    time,
+                    upper,
+                    expires,
+                });
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let mut expiries: Vec<i64> = rows
+                .iter()
+                .map(|s| s.expires)
+                .filter(|&expires| expires != WATERMARK_MAX)
+                .collect();
+            let id = self.sides[usize::from(side)].insert_owned(key, rows);
+            expiries.sort_unstable();
+            expiries.dedup();
+            for expires in expiries {
+                self.expiry.entry(expires).or_default().push((side, id));
+            }
+        }
+        Ok(())
     }
 }

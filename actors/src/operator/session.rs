@@ -13,9 +13,13 @@ use wire_core::watermark::WATERMARK_MIN;
 use wire_core::window::{expired, fires, WindowKind, WindowPlan};
 use wire_core::{ArchivedRow, Batch};
 
+use wire_core::snapshot;
+use wire_core::state::StateError;
+use wire_storage::checkpoint::Section;
+
 use super::aggregate::{new_accs, push_result};
 use super::table::key_hash;
-use super::{eval_into, Clock, GroupTable, Output, Stateful};
+use super::{eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_GROUP};
 
 type Accs = Box<[wire_core::agg::Acc]>;
 
@@ -144,6 +148,16 @@ impl SessionAggregate {
         Ok(())
     }
 
+    /// The time at which the watermark next has work for `session`: its end while it has
+    /// not fired, its expiry after (the timers `add_row` and `fire_group` set).
+    fn timer_of(&self, session: &Session) -> i64 {
+        if session.fired {
+            expiry_timer(session.end, self.lateness_ms)
+        } else {
+            session.end
+        }
+    }
+
     fn fire_group(&mut self, id: u32, out: &mut Output) -> Result<(), wire_core::Error> {
         let (watermark, lateness) = (self.watermark, self.lateness_ms);
         let Some(group) = self.groups.get_mut(id) else {
@@ -155,9 +169,8 @@ impl SessionAggregate {
                 push_result(out, &group.key, window, &self.aggs, &session.accs, None)?;
                 session.fired = true;
                 if lateness > 0 {
-                    let expiry = session.end.saturating_sub(1).saturating_add(lateness);
                     self.timers
-                        .entry(expiry.saturating_add(1))
+                        .entry(expiry_timer(session.end, lateness))
                         .or_default()
                         .push(id);
                 }
@@ -169,6 +182,13 @@ impl SessionAggregate {
         }
         Ok(())
     }
+}
+
+/// When a fired session ending at `end` expires: the timer that drops it.
+fn expiry_timer(end: i64, lateness_ms: i64) -> i64 {
+    end.saturating_sub(1)
+        .saturating_add(lateness_ms)
+        .saturating_add(1)
 }
 
 /// Folds sessions sorted by start into one.
@@ -229,5 +249,79 @@ impl Stateful for SessionAggregate {
 
     fn groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Header: the watermark. One group record per key: the key, then its sessions (start,
+    /// end, fired, accumulators). The timers are rebuilt from the sessions.
+    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+        let mut header = Vec::new();
+        snapshot::put_i64(&mut header, self.watermark);
+        let mut sections = Sections::new(max_parallelism, header);
+        for (_, group) in self.groups.iter() {
+            let out = sections.of_hash(group.hash);
+            out.push(RECORD_GROUP);
+            snapshot::put_row(out, &group.key);
+            snapshot::put_len(out, group.value.len());
+            for session in &group.value {
+                snapshot::put_i64(out, session.start);
+                snapshot::put_i64(out, session.end);
+                out.push(u8::from(session.fired));
+                session
+                    .accs
+                    .iter()
+                    .for_each(|acc| snapshot::put_acc(out, acc));
+            }
+        }
+        Ok(sections.finish())
+    }
+
+    fn restore(&mut self, section: &Section) -> Result<(), StateError> {
+        let mut reader = open_section(section)?;
+        self.watermark = self.watermark.max(reader.i64("watermark")?);
+        while !reader.is_empty() {
+            let at = reader.offset();
+            match reader.u8("record")? {
+                RECORD_GROUP => {}
+                tag => return Err(snapshot::corrupt(at, format!("unknown record {tag}"))),
+            }
+            let key = reader.row()?;
+            let count = reader.count("session")?;
+            let mut sessions = Vec::with_capacity(count);
+            for _ in 0..count {
+                let start = reader.i64("session start")?;
+                let end = reader.i64("session end")?;
+                let fired_at = reader.offset();
+                let fired = match reader.u8("fired")? {
+                    0 => false,
+                    1 => true,
+                    other => {
+                        let reason = format!("fired byte {other} is not 0 or 1");
+                        return Err(snapshot::corrupt(fired_at, reason));
+                    }
+                };
+                let accs: Accs = self
+                    .aggs
+                    .iter()
+                    .map(|call| reader.acc(call))
+                    .collect::<Result<_, _>>()?;
+                sessions.push(Session {
+                    start,
+                    end,
+                    accs,
+                    fired,
+                });
+            }
+            if sessions.is_empty() {
+                continue;
+            }
+            let mut times: Vec<i64> = sessions.iter().map(|s| self.timer_of(s)).collect();
+            let id = self.groups.insert_owned(key, sessions);
+            times.sort_unstable();
+            times.dedup();
+            for time in times {
+                self.timers.entry(time).or_default().push(id);
+            }
+        }
+        Ok(())
     }
 }

@@ -131,3 +131,384 @@ fn a_changelog_top_inserts_and_deletes_and_keeps_ties_with_ties() {
     let expected: Vec<(String, i64)> = expected.iter().map(|(o, k)| (o.to_string(), *k)).collect();
     assert_eq!(ops, expected);
 }
+
+/// The stateful operator `name` of a pipeline with `sources` (YAML under `sources:`).
+fn operator_in(sources: &str, operators: &str, name: &str) -> Box<dyn Stateful> {
+    let text = format!(
+        "sources:\n{sources}operators:\n{operators}\nsinks:\n  out: {{type: blackhole, from: {name}}}\n"
+    );
+    let spec = wire_core::spec::PipelineSpec::parse("t.yaml", &text).expect("spec");
+    let plan = Plan::from_spec(&spec).expect("plan");
+    let index = plan
+        .operators
+        .iter()
+        .position(|o| o.name == name)
+        .expect("operator");
+    build(&plan, index).expect("stateful")
+}
+
+/// One step of an operator's input.
+enum Step {
+    /// Rows arriving on an input port.
+    Rows(usize, Vec<Vec<Value>>),
+    Watermark(i64),
+}
+
+fn batch_of(rows: &[Vec<Value>]) -> Batch {
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    for row in rows {
+        let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
+        let time = row.iter().find_map(|v| match v {
+            Value::Timestamp(t) => Some(*t),
+            _ => None,
+        });
+        match time {
+            Some(time) => builder.push_with_time(&values, time).expect("push"),
+            None => builder.push(&values).expect("push"),
+        }
+    }
+    builder.finish()
+}
+
+/// What an operator emitted: result rows, late rows, and the late count.
+#[derive(Debug, Default, PartialEq)]
+struct Emitted {
+    results: Vec<String>,
+    late: Vec<String>,
+    late_rows: u64,
+}
+
+impl Emitted {
+    /// Adds what `out` holds; rows are kept as text and sorted by [`Emitted::sorted`].
+    fn take(&mut self, out: &mut Output) {
+        out.seal();
+        for batch in out.ready.drain(..) {
+            let view = batch.view();
+            let rows = view.rows().map(|r| format!("{:?}", r.to_values()));
+            self.results.extend(rows);
+        }
+        for batch in out.late_ready.drain(..) {
+            let view = batch.view();
+            let rows = view.rows().map(|r| format!("{:?}", r.to_values()));
+            self.late.extend(rows);
+        }
+        self.late_rows += std::mem::take(&mut out.late_rows);
+    }
+
+    /// Order across keys (and so across operator instances) is not part of the output.
+    fn sorted(mut self) -> Emitted {
+        self.results.sort();
+        self.late.sort();
+        self
+    }
+}
+
+/// Feeds `steps` to `ops`, each row to `ops[route(port, row)]` and every watermark to all.
+fn drive(
+    ops: &mut [Box<dyn Stateful>],
+    steps: &[Step],
+    route: &dyn Fn(usize, &[Value]) -> usize,
+) -> Emitted {
+    let mut emitted = Emitted::default();
+    let mut out = Output::new(100);
+    for step in steps {
+        match step {
+            Step::Rows(port, rows) => {
+                for (at, op) in ops.iter_mut().enumerate() {
+                    let mine: Vec<Vec<Value>> = rows
+                        .iter()
+                        .filter(|row| route(*port, row) == at)
+                        .cloned()
+                        .collect();
+                    if !mine.is_empty() {
+                        op.on_batch(&batch_of(&mine), *port, 0, &mut out)
+                            .expect("batch");
+                    }
+                }
+            }
+            Step::Watermark(watermark) => {
+                for op in ops.iter_mut() {
+                    op.on_watermark(*watermark, &mut out).expect("watermark");
+                }
+            }
+        }
+        emitted.take(&mut out);
+    }
+    emitted.sorted()
+}
+
+const MAX_PARALLELISM: u32 = 128;
+
+/// Feeds `before` to an operator, snapshots it, and checks that restoring the sections into
+/// fresh operators (in order, in reverse order, and split over two instances by key group
+/// owner, each then fed only the rows of its keys) makes them emit for `after` what the
+/// original emits. `key_of` is the partition key of a row arriving on a port. Returns what
+/// the original emitted after the snapshot.
+fn assert_round_trip(
+    make: &dyn Fn() -> Box<dyn Stateful>,
+    before: &[Step],
+    after: &[Step],
+    key_of: &dyn Fn(usize, &[Value]) -> Vec<Value>,
+) -> Emitted {
+    let one = |_: usize, _: &[Value]| 0;
+    let mut original = vec![make()];
+    drive(&mut original, before, &one);
+    let groups = original[0].groups();
+    assert!(groups > 0, "the operator holds state at the snapshot");
+    let sections = original[0].snapshot(MAX_PARALLELISM).expect("snapshot");
+    let key_groups: Vec<u32> = sections.iter().map(|s| s.key_group).collect();
+    assert!(
+        key_groups.windows(2).all(|w| w[0] < w[1]),
+        "one section per key group: {key_groups:?}"
+    );
+    assert!(
+        key_groups.len() > 1,
+        "the test spreads keys over key groups"
+    );
+    let expected = drive(&mut original, after, &one);
+
+    for reverse in [false, true] {
+        let mut restored = vec![make()];
+        let order: Vec<&Section> = if reverse {
+            sections.iter().rev().collect()
+        } else {
+            sections.iter().collect()
+        };
+        for section in order {
+            restored[0].restore(section).expect("restore");
+        }
+        assert_eq!(restored[0].groups(), groups, "reverse: {reverse}");
+        // A restored operator snapshots the same key groups again.
+        let again = restored[0].snapshot(MAX_PARALLELISM).expect("snapshot");
+        let again: Vec<u32> = again.iter().map(|s| s.key_group).collect();
+        assert_eq!(again, key_groups);
+        let emitted = drive(&mut restored, after, &one);
+        assert_eq!(emitted, expected, "restored (reverse: {reverse})");
+    }
+
+    // Rescaled to two instances.
+    let owner = |key_group: u32| wire_core::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
+    let mut split = vec![make(), make()];
+    for section in sections.iter().rev() {
+        split[owner(section.key_group)]
+            .restore(section)
+            .expect("restore");
+    }
+    assert!(split.iter().all(|op| op.groups() > 0), "both get state");
+    assert_eq!(split.iter().map(|op| op.groups()).sum::<usize>(), groups);
+    let route = |port: usize, row: &[Value]| {
+        let hash = wire_core::state::key_hash(&key_of(port, row));
+        owner(wire_core::key::key_group(hash, MAX_PARALLELISM))
+    };
+    let emitted = drive(&mut split, after, &route);
+    assert_eq!(emitted, expected, "restored into two instances");
+    expected
+}
+
+fn kt(k: i64, t: i64) -> Vec<Value> {
+    vec![Value::I64(k), Value::Timestamp(t)]
+}
+
+fn first_field(_: usize, row: &[Value]) -> Vec<Value> {
+    vec![row[0].clone()]
+}
+
+#[test]
+fn sessions_survive_a_snapshot_and_merge_across_it() {
+    let make = || {
+        operator(
+            "  - name: s2\n    from: s\n    group_by: [k]\n    window: {type: session, gap: 10, allowed_lateness: 20}\n    aggregate: {n: count(*), total: sum(k), last: max(t)}",
+            "s2",
+        )
+    };
+    // Keys 10.. only spread the state over key groups.
+    let mut first: Vec<Vec<Value>> = vec![kt(1, 0), kt(1, 18), kt(2, 1), kt(3, 100)];
+    first.extend((10..40).map(|k| kt(k, 50 + k)));
+    let before = [Step::Rows(0, first), Step::Watermark(12)];
+    let after = [
+        // Bridges key 1's fired [0, 10) and open [18, 28).
+        Step::Rows(0, vec![kt(1, 9), kt(3, 105)]),
+        // Late within the lateness: key 2's fired session fires again, extended.
+        Step::Rows(0, vec![kt(2, 3)]),
+        Step::Watermark(20),
+        Step::Rows(0, (10..40).map(|k| kt(k, 55 + k)).collect()),
+        Step::Watermark(40),
+        // Key 2's session expired at watermark 40: late.
+        Step::Rows(0, vec![kt(2, 5)]),
+        Step::Watermark(i64::MAX),
+    ];
+    let emitted = assert_round_trip(&make, &before, &after, &first_field);
+    let session = |k: i64, start: i64, end: i64, n: i64, last: i64| {
+        format!(
+            "{:?}",
+            [
+                Value::I64(k),
+                Value::Timestamp(start),
+                Value::Timestamp(end),
+                Value::I64(n),
+                Value::I64(k * n),
+                Value::Timestamp(last),
+            ]
+        )
+    };
+    for expected in [
+        session(1, 0, 28, 3, 18),
+        session(2, 1, 13, 2, 3),
+        session(3, 100, 115, 2, 105),
+        session(10, 60, 75, 2, 65),
+    ] {
+        assert!(
+            emitted.results.contains(&expected),
+            "{expected} in {:?}",
+            emitted.results
+        );
+    }
+    assert_eq!(emitted.late_rows, 1);
+    assert_eq!(emitted.results.len(), 3 + 30);
+}
+
+const JOIN_SOURCES: &str = "  a:\n    type: file\n    path: a.csv\n    schema: {k: i64, t: timestamp, e: timestamp}\n    event_time: t\n  b:\n    type: file\n    path: b.csv\n    schema: {k: i64, t: timestamp}\n    event_time: t\n";
+
+fn kte(k: i64, t: i64, e: i64) -> Vec<Value> {
+    vec![Value::I64(k), Value::Timestamp(t), Value::Timestamp(e)]
+}
+
+/// Left rows `(k, t)` (with `e = t + 10`) and right rows `(k, t)` stored on both sides
+/// before the snapshot, matched and expired after it.
+fn join_steps() -> (Vec<Step>, Vec<Step>) {
+    let left = |rows: &[(i64, i64)]| {
+        let rows = rows.iter().map(|(k, t)| kte(*k, *t, t + 10)).collect();
+        Step::Rows(0, rows)
+    };
+    let right = |rows: &[(i64, i64)]| Step::Rows(1, rows.iter().map(|(k, t)| kt(*k, *t)).collect());
+    let spread: Vec<(i64, i64)> = (10..30).map(|k| (k, 1)).collect();
+    let before = vec![
+        left(&[(1, 0), (2, 5)]),
+        right(&[(1, 3), (3, 12)]),
+        left(&spread),
+        Step::Watermark(2),
+    ];
+    let after = vec![
+        left(&[(3, 10)]),
+        right(&[(2, 8), (1, 9)]),
+        right(&spread),
+        Step::Watermark(9),
+        left(&[(1, 5)]),
+        right(&[(1, 12)]),
+        Step::Watermark(12),
+        right(&[(1, 11), (1, 4), (2, 13)]),
+        Step::Watermark(24),
+        right(&[(1, 25), (2, 26)]),
+        left(&[(1, 20), (3, 30)]),
+        Step::Watermark(100),
+        left(&[(1, 50)]),
+        right(&[(3, 60)]),
+        Step::Watermark(i64::MAX),
+    ];
+    (before, after)
+}
+
+#[test]
+fn regular_joins_keep_both_sides_across_a_snapshot() {
+    for retention in ["", ", retention: 20"] {
+        let make = || {
+            operator_in(
+                JOIN_SOURCES,
+                &format!("  - name: j\n    join: {{left: a, right: b, left_key: [k], right_key: [k]{retention}}}"),
+                "j",
+            )
+        };
+        let (before, after) = join_steps();
+        let emitted = assert_round_trip(&make, &before, &after, &first_field);
+        let pair = |l: (i64, i64), r: (i64, i64)| {
+            let mut row = kte(l.0, l.1, l.1 + 10);
+            row.extend(kt(r.0, r.1));
+            format!("{row:?}")
+        };
+        // A left row stored before the snapshot meets a right row after it, and back.
+        assert!(emitted.results.contains(&pair((2, 5), (2, 8))));
+        assert!(emitted.results.contains(&pair((3, 10), (3, 12))));
+        assert!(emitted.results.contains(&pair((10, 1), (10, 1))));
+        // Left (1, 0) is kept for 20 ms, or forever.
+        let forever = retention.is_empty();
+        assert_eq!(
+            emitted.results.contains(&pair((1, 0), (1, 25))),
+            forever,
+            "retention {retention:?}: {:?}",
+            emitted.results
+        );
+    }
+}
+
+#[test]
+fn interval_joins_keep_bounds_and_expiry_across_a_snapshot() {
+    let make = || {
+        operator_in(
+            JOIN_SOURCES,
+            "  - name: j\n    join: {left: a, right: b, left_key: [k], right_key: [k], between: [t, e]}",
+            "j",
+        )
+    };
+    let (before, after) = join_steps();
+    let emitted = assert_round_trip(&make, &before, &after, &first_field);
+    let pair = |l: (i64, i64), r: (i64, i64)| {
+        let mut row = kte(l.0, l.1, l.1 + 10);
+        row.extend(kt(r.0, r.1));
+        format!("{row:?}")
+    };
+    // Stored left rows meet right rows within their bounds, and stored right rows left rows.
+    assert!(emitted.results.contains(&pair((1, 0), (1, 9))));
+    assert!(emitted.results.contains(&pair((3, 10), (3, 12))));
+    assert!(emitted.results.contains(&pair((1, 5), (1, 11))));
+    assert!(!emitted.results.contains(&pair((1, 0), (1, 12))));
+    assert!(emitted.late_rows > 0);
+}
+
+#[test]
+fn window_joins_keep_windows_across_a_snapshot() {
+    let sources = "  a:\n    type: file\n    path: a.csv\n    schema: {k: i64, t: timestamp}\n    event_time: t\n  b:\n    type: file\n    path: b.csv\n    schema: {k: i64, t: timestamp}\n    event_time: t\n";
+    let operators = "  - name: wa\n    from: a\n    group_by: [k]\n    window: {type: tumbling, size: 10}\n    aggregate: {n: count(*)}\n  - name: wb\n    from: b\n    group_by: [k]\n    window: {type: tumbling, size: 10}\n    aggregate: {m: count(*)}\n  - name: j\n    join: {left: wa, right: wb, left_key: [k, window_end], right_key: [k, window_end]}";
+    let make = || operator_in(sources, operators, "j");
+    let window = |k: i64, end: i64, n: i64| {
+        vec![
+            Value::I64(k),
+            Value::Timestamp(end - 10),
+            Value::Timestamp(end),
+            Value::I64(n),
+        ]
+    };
+    let mut left: Vec<Vec<Value>> = (1..30).map(|k| window(k, 10, k)).collect();
+    left.push(window(1, 20, 5));
+    let before = [
+        Step::Rows(0, left),
+        Step::Rows(1, vec![window(2, 10, 7), window(3, 20, 8)]),
+        Step::Watermark(5),
+    ];
+    let after = [
+        Step::Rows(1, (1..30).map(|k| window(k, 10, 100 + k)).collect()),
+        Step::Watermark(9),
+        // Windows ending at 10 are closed: these rows meet nothing and are not kept.
+        Step::Rows(1, vec![window(1, 10, 1)]),
+        Step::Rows(0, vec![window(3, 20, 9), window(3, 10, 9)]),
+        Step::Rows(1, vec![window(1, 20, 6)]),
+        Step::Watermark(i64::MAX),
+    ];
+    let key = |_: usize, row: &[Value]| vec![row[0].clone(), row[2].clone()];
+    let emitted = assert_round_trip(&make, &before, &after, &key);
+    let pair = |l: Vec<Value>, r: Vec<Value>| {
+        let mut row = l;
+        row.extend(r);
+        format!("{row:?}")
+    };
+    assert!(emitted
+        .results
+        .contains(&pair(window(5, 10, 5), window(5, 10, 105))));
+    assert!(emitted
+        .results
+        .contains(&pair(window(3, 20, 9), window(3, 20, 8))));
+    assert!(emitted
+        .results
+        .contains(&pair(window(1, 20, 5), window(1, 20, 6))));
+    assert_eq!(emitted.results.len(), 29 + 2);
+    assert_eq!(emitted.late_rows, 2);
+}

@@ -84,10 +84,24 @@ pub(super) async fn run(
     } else {
         IDLE_POLL
     };
+    // WAL retention: the input before the oldest kept checkpoint's position is not needed.
+    let mut barriers: std::collections::VecDeque<(u64, u64)> = std::collections::VecDeque::new();
+    let mut retired_for = 0;
+    if let Some(restored) = cx.checkpoints.as_ref().and_then(|c| c.restore()) {
+        barriers.push_back((restored.id, position));
+    }
     // Ends when the acceptor and every connection have dropped their queue senders.
     loop {
         while let Some(id) = emitter.barrier_due() {
             emitter.inject(id, partitions, positions(position)).await;
+            barriers.push_back((id, position));
+        }
+        if let Some(checkpoints) = &cx.checkpoints {
+            let oldest = checkpoints.retained();
+            if oldest > retired_for {
+                retired_for = oldest;
+                retain(&log, &source.name, oldest, &mut barriers).await;
+            }
         }
         let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
             glommio::timer::sleep(poll).await;
@@ -109,6 +123,36 @@ pub(super) async fn run(
         .await
         .map_err(|error| wal_error(&source.name, error))?;
     Ok(())
+}
+
+/// Deletes the WAL segments wholly before the position of checkpoint `oldest` (the oldest one
+/// kept), once this instance knows that position. Failures only cost disk space: logged.
+async fn retain(
+    log: &SegmentLog,
+    source: &str,
+    oldest: u64,
+    barriers: &mut std::collections::VecDeque<(u64, u64)>,
+) {
+    let mut keep_from = None;
+    while let Some(&(id, position)) = barriers.front() {
+        if id > oldest {
+            break;
+        }
+        if id == oldest {
+            keep_from = Some(position);
+        }
+        barriers.pop_front();
+    }
+    if let Some(position) = keep_from {
+        barriers.push_front((oldest, position));
+        match log.delete_before(position).await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::debug!(source, deleted, before = position, "WAL segments retired")
+            }
+            Err(error) => tracing::warn!(source, %error, "cannot retire WAL segments"),
+        }
+    }
 }
 
 /// Emits the WAL's batches from `from` to its end; the offset after the last.
