@@ -513,18 +513,6 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
 
 /// Refuses checkpoints of a pipeline with an operator whose state cannot be checkpointed.
 fn check_checkpointable(plan: &Plan) -> Result<(), Error> {
-    for source in &plan.sources {
-        if matches!(source.kind, SourceKind::File(_)) {
-            return Err(Error::Restore {
-                checkpoint: 0,
-                reason: format!(
-                    "checkpoints are not available for this pipeline: file source `{}` does not \
-                     record its read positions yet (use an ingest or nexmark source)",
-                    source.name
-                ),
-            });
-        }
-    }
     for (index, operator) in plan.operators.iter().enumerate() {
         if let Err(reason) = operator::checkpointable(plan, index) {
             return Err(Error::Restore {

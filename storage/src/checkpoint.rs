@@ -74,6 +74,8 @@ pub struct SourcePosition {
     /// The source's position in it: the next WAL offset, generator event number or file
     /// byte offset to read.
     pub position: u64,
+    /// Lines read before `position` (file sources, for line numbers in errors); 0 otherwise.
+    pub line: u64,
 }
 
 /// Every partition position of one source.
@@ -317,6 +319,7 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
             positions.push(SourcePosition {
                 partition: partition as u32,
                 position,
+                line: pair.get(2).and_then(Json::as_u64).unwrap_or(0),
             });
         }
         sources.push(SourceState {
@@ -409,7 +412,7 @@ pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, Checkp
             let positions: Vec<Json> = s
                 .positions
                 .iter()
-                .map(|p| json!([p.partition, p.position]))
+                .map(|p| json!([p.partition, p.position, p.line]))
                 .collect();
             json!({"name": s.name, "partitions": s.partitions, "positions": positions})
         })
@@ -547,10 +550,12 @@ mod tests {
                     SourcePosition {
                         partition: 0,
                         position: 10 * id,
+                        line: 0,
                     },
                     SourcePosition {
                         partition: 1,
                         position: 7,
+                        line: 3,
                     },
                 ],
             }],

@@ -204,12 +204,30 @@ fn reference_and_crashed(
     rescale: bool,
     rng: &mut Rng,
 ) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    reference_and_crashed_with(yaml, &[], cores, rescale, rng)
+}
+
+/// [`reference_and_crashed`] with input files `(relative path, content)` in both directories.
+fn reference_and_crashed_with(
+    yaml: &str,
+    inputs: &[(&str, &str)],
+    cores: usize,
+    rescale: bool,
+    rng: &mut Rng,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let reference = tmp.path().join("reference");
     let crashed = tmp.path().join("crashed");
     for dir in [&reference, &crashed] {
         std::fs::create_dir_all(dir).expect("dir");
         std::fs::write(dir.join("p.yaml"), yaml).expect("pipeline");
+        for (path, content) in inputs {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("input dir");
+            }
+            std::fs::write(path, content).expect("input file");
+        }
     }
     run_to_end(wire(&reference, Path::new("p.yaml"), cores, false));
     let mut killed = 0;
@@ -626,4 +644,50 @@ fn a_savepoint_starts_a_changed_pipeline_and_refuses_state_it_cannot_map() {
         stderr.contains("operator `per_auction` (aggregate), which this pipeline does not have"),
         "{stderr}"
     );
+}
+
+const FROM_FILES: &str = "name: files
+sources:
+  orders:
+    type: file
+    path: ./in
+    format: csv
+    schema: {id: i64, customer: i64, amount: i64, placed_at: timestamp}
+    event_time: placed_at
+operators:
+  - name: per_customer
+    from: orders
+    group_by: [customer]
+    window: {type: tumbling, size: 10s}
+    aggregate: {orders: count(*), total: sum(amount)}
+sinks:
+  all: {type: file, path: ./out/all, format: jsonl, from: orders}
+  totals: {type: file, path: ./out/totals, format: jsonl, from: per_customer}
+";
+
+/// A CSV file of `rows` orders starting at `first`, ordered by time, with a header.
+fn orders_csv(first: u64, rows: u64) -> String {
+    let mut text = String::from("id,customer,amount,placed_at\n");
+    for id in first..first + rows {
+        let at = 1_700_000_000_000 + id * 3;
+        text.push_str(&format!("{id},{},{},{at}\n", id * 7919 % 500, id % 1000));
+    }
+    text
+}
+
+#[test]
+fn sigkill_while_reading_csv_files_resumes_at_the_recorded_line() {
+    let mut rng = Rng::from_env();
+    let a = orders_csv(0, 400_000);
+    let b = orders_csv(400_000, 400_000);
+    let inputs = [("in/a.csv", a.as_str()), ("in/b.csv", b.as_str())];
+    let (_tmp, reference, crashed) =
+        reference_and_crashed_with(FROM_FILES, &inputs, 2, true, &mut rng);
+    for sink in ["all", "totals"] {
+        let want = published_lines(&reference.join("out").join(sink));
+        let got = published_lines(&crashed.join("out").join(sink));
+        assert!(!want.is_empty(), "{sink}: the reference produced nothing");
+        assert_eq!(got.len(), want.len(), "{sink}: row count differs");
+        assert!(got == want, "{sink}: rows differ");
+    }
 }

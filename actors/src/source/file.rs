@@ -15,6 +15,8 @@ use wire_core::format::{FormatError, RowReader};
 use wire_core::spec::{FileFormat, FileSource, OnError};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
+use wire_storage::checkpoint::SourcePosition;
+
 use super::{owned_partitions, Emitter};
 use crate::runtime::CoreCx;
 use crate::Error;
@@ -35,8 +37,10 @@ pub(super) async fn run(
     let files = input_files(&spec.path)?;
     let source = &cx.plan.sources[index];
     let mut readers = Vec::new();
-    let mine = owned_partitions(cx, files.len() as u32);
+    let partitions = files.len() as u32;
+    let mine = owned_partitions(cx, partitions);
     emitter.own_partitions(&mine);
+    let restored = emitter.restored().cloned();
     for partition in mine {
         let path = &files[partition as usize];
         let file = BufferedFile::open(path)
@@ -63,10 +67,17 @@ pub(super) async fn run(
             ),
             line_no: 0,
             rejected: 0,
+            partition,
         });
+        let saved = restored
+            .as_ref()
+            .and_then(|s| s.positions.iter().find(|at| at.partition == partition));
+        if let (Some(saved), Some(reader)) = (saved, readers.last_mut()) {
+            reader.resume(saved.position, saved.line).await?;
+        }
     }
     // Files are read a chunk at a time in turn, so a tailed file never starves the others.
-    let result = read_in_turn(cx, &mut readers, emitter).await;
+    let result = read_in_turn(cx, &mut readers, partitions, emitter).await;
     for reader in readers {
         let _ = reader.file.close().await;
     }
@@ -76,9 +87,17 @@ pub(super) async fn run(
 async fn read_in_turn(
     cx: &CoreCx,
     readers: &mut [FileReader<'_>],
+    partitions: u32,
     emitter: &mut Emitter,
 ) -> Result<(), Error> {
     while !cx.stopping() && readers.iter().any(|r| !r.done) {
+        while let Some(id) = emitter.barrier_due() {
+            for reader in readers.iter_mut() {
+                reader.flush(emitter).await?;
+            }
+            let positions = readers.iter().map(FileReader::position).collect();
+            emitter.inject(id, partitions, positions).await;
+        }
         let mut progressed = false;
         for reader in readers.iter_mut().filter(|r| !r.done) {
             progressed |= reader.step(emitter).await?;
@@ -91,6 +110,8 @@ async fn read_in_turn(
     for reader in readers.iter_mut() {
         reader.flush(emitter).await?;
     }
+    let positions = readers.iter().map(FileReader::position).collect();
+    emitter.finished(partitions, positions);
     Ok(())
 }
 
@@ -130,9 +151,44 @@ struct FileReader<'a> {
     builder: BatchBuilder,
     line_no: u64,
     rejected: u64,
+    partition: u32,
 }
 
 impl FileReader<'_> {
+    /// Where the next row starts: the bytes and lines consumed into emitted rows (call after
+    /// `flush`).
+    fn position(&self) -> SourcePosition {
+        SourcePosition {
+            partition: self.partition,
+            position: self.pos - self.carry.len() as u64,
+            line: self.line_no,
+        }
+    }
+
+    /// Continues a restored read at byte `position` after `line` lines; a CSV header is read
+    /// again from the file's first line.
+    async fn resume(&mut self, position: u64, line: u64) -> Result<(), Error> {
+        if position > 0 && self.rows.expects_header() {
+            let chunk = self
+                .file
+                .read_at(0, READ_CHUNK)
+                .await
+                .map_err(|err| Error::io(self.path, err.into()))?;
+            let end = memchr(b'\n', &chunk).unwrap_or(chunk.len());
+            let first = chunk[..end].strip_suffix(b"\r").unwrap_or(&chunk[..end]);
+            let header = std::str::from_utf8(first).map_err(|_| Error::Decode {
+                path: self.path.to_path_buf(),
+                detail: "line 1: the CSV header is not valid UTF-8".into(),
+            })?;
+            self.rows
+                .decode_header(header)
+                .map_err(|err| self.fail(err))?;
+        }
+        self.pos = position;
+        self.line_no = line;
+        Ok(())
+    }
+
     /// Reads and decodes one chunk; `false` when there was nothing new to read.
     async fn step(&mut self, emitter: &mut Emitter) -> Result<bool, Error> {
         let chunk = self

@@ -66,6 +66,7 @@ pub(super) async fn run(
         vec![SourcePosition {
             partition,
             position,
+            line: 0,
         }]
     };
     let partitions = cx.cores as u32;
@@ -191,6 +192,7 @@ async fn replay(
                     vec![SourcePosition {
                         partition: emitter.core() as u32,
                         position,
+                        line: 0,
                     }],
                 )
                 .await;

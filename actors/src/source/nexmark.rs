@@ -49,6 +49,7 @@ pub(super) async fn run(
             .map(|(partition, position)| SourcePosition {
                 partition: *partition,
                 position: *position,
+                line: 0,
             })
             .collect()
     };
