@@ -10,6 +10,7 @@
 # cap, default 2g), --out DIR (OUT, default bench/flink/out), --check-events N (CHECK_EVENTS, 1M).
 # WIRE=/path/to/wire uses that binary; otherwise `cargo build --release --bin wire` runs at the
 # repository root. FLINK_VENV picks the venv Flink is installed into (default bench/flink/.venv).
+# Then bench/scripts/machine_limits.sh measures the machine's limits beside Wire (LIMITS=0 skips).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -44,4 +45,13 @@ WIRE="$(cd "$(dirname "$WIRE")" && pwd)/$(basename "$WIRE")"
 export WIRE
 echo "compare.sh: wire $("$WIRE" --version 2>&1 | head -1) at $WIRE; java $(java -version 2>&1 | head -1)" >&2
 
-exec python3 "$here/compare.py" --command "bench/flink/compare.sh $*" "$@"
+python3 "$here/compare.py" --command "bench/flink/compare.sh $*" "$@"
+
+# The machine's limits in the same run (disk with fdatasync, memcpy, loopback TCP, and Wire's
+# durable ingest as a fraction of them); LIMITS=0 skips them. Not for --check or --table-from.
+case " $* " in *" --check "*|*" --table-from "*) exit 0 ;; esac
+if [ "${LIMITS:-1}" = 1 ]; then
+    echo
+    echo "compare.sh: the machine's limits in the same run (LIMITS=0 skips)" >&2
+    WIRE="$WIRE" "$root/bench/scripts/machine_limits.sh"
+fi
