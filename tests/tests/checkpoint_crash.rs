@@ -691,3 +691,44 @@ fn sigkill_while_reading_csv_files_resumes_at_the_recorded_line() {
         assert!(got == want, "{sink}: rows differ");
     }
 }
+
+/// A session window and a regular join of two sources (Nexmark q11 and q3).
+const SESSIONS_AND_JOIN: &str = "name: sessions_join
+sources:
+  bids: {type: nexmark, stream: bid, events: 600000, rate: 300000}
+  auctions: {type: nexmark, stream: auction, events: 1500000, rate: 750000}
+  persons: {type: nexmark, stream: person, events: 1500000, rate: 750000}
+operators:
+  - name: sessions
+    from: bids
+    group_by: [bidder]
+    window: {type: session, gap: 10s}
+    aggregate: {bid_count: count(*)}
+  - name: category_10
+    from: auctions
+    filter: category = 10
+  - name: western
+    from: persons
+    filter: state IN ('OR', 'ID', 'CA')
+  - name: sellers
+    join: {left: category_10, right: western, left_key: [seller], right_key: [id], right_prefix: person_}
+  - name: result
+    from: sellers
+    project: {name: name, city: city, state: state, id: id}
+sinks:
+  session_out: {type: file, path: ./out/sessions, format: jsonl, from: sessions}
+  seller_out: {type: file, path: ./out/sellers, format: jsonl, from: result}
+";
+
+#[test]
+fn sigkill_during_session_windows_and_a_join_loses_and_duplicates_nothing() {
+    let mut rng = Rng::from_env();
+    let (_tmp, reference, crashed) = reference_and_crashed(SESSIONS_AND_JOIN, 2, true, &mut rng);
+    for sink in ["sessions", "sellers"] {
+        let want = published_lines(&reference.join("out").join(sink));
+        let got = published_lines(&crashed.join("out").join(sink));
+        assert!(!want.is_empty(), "{sink}: the reference produced nothing");
+        assert_eq!(got.len(), want.len(), "{sink}: row count differs");
+        assert!(got == want, "{sink}: rows differ");
+    }
+}
