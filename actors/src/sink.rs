@@ -53,7 +53,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
     let node = cx.node(Head::Sink(index));
     let counters = &cx.probe.nodes[node].cores[cx.core];
     let checkpoints = cx.checkpoints.clone();
-    let mut epoch = checkpoints.as_ref().map(|c| c.completed() + 1);
+    let epoch = checkpoints.as_ref().map(|c| c.completed() + 1);
     let mut output = match Output::open(&cx, sink, epoch) {
         Ok(output) => Some(output),
         Err(err) => {
@@ -97,7 +97,6 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
                     },
                     None => AckContent::Failed("the sink failed".into()),
                 };
-                epoch = Some(id + 1);
                 if let Some(checkpoints) = &checkpoints {
                     checkpoints.ack(Ack {
                         checkpoint: Some(id),
@@ -148,7 +147,6 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
         } else {
             AckContent::Passed
         };
-        let _ = epoch;
         checkpoints.ack(Ack {
             checkpoint: None,
             core: cx.core,

@@ -134,7 +134,7 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let kill_after = Duration::from_secs(run_s * 7 / 10);
     let mut last_seen = None;
-    let (size, duration) = loop {
+    let size = loop {
         if let Some(status) = first.try_wait()? {
             bail!("the state run ended ({status}) before a checkpoint could be killed");
         }
@@ -148,7 +148,7 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
                     std::thread::sleep(Duration::from_millis(200));
                     first.kill()?;
                     let _ = first.wait();
-                    break (bytes, started.elapsed());
+                    break bytes;
                 }
             }
         }
@@ -158,7 +158,6 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
             bail!("no checkpoint completed in 10 minutes");
         }
     };
-    let _ = duration;
     let mut durations = durations.join().unwrap_or_default();
     durations.sort_by(f64::total_cmp);
     let restart = Instant::now();
