@@ -65,6 +65,9 @@ pub enum CoordinatorMsg {
     Tick,
     /// An ack from a data core.
     Ack(Ack),
+    /// Take a savepoint now: the next checkpoint (triggered at once if none is running) is
+    /// also written to the savepoint directory.
+    Savepoint,
     /// The run has ended (every core joined): write its last checkpoint if every instance
     /// ended cleanly, and report. Replies `None` while final acks are still on their way,
     /// unless the flag (give up waiting) is set.
@@ -85,6 +88,10 @@ pub struct CoordinatorState {
     /// When the last checkpoint ended (completed or aborted).
     last_end: Instant,
     report: CheckpointReport,
+    /// A savepoint was asked for; the first checkpoint triggered after the request is it.
+    savepoint_wanted: bool,
+    /// The checkpoint that is also the asked-for savepoint.
+    savepoint_id: Option<u64>,
 }
 
 struct Pending {
@@ -114,6 +121,8 @@ impl Actor for Coordinator {
             finished: HashMap::new(),
             last_end: Instant::now(),
             report: CheckpointReport::default(),
+            savepoint_wanted: false,
+            savepoint_id: None,
         })
     }
 
@@ -125,6 +134,12 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             CoordinatorMsg::Tick => state.tick(),
+            CoordinatorMsg::Savepoint => {
+                state.savepoint_wanted = true;
+                if state.pending.is_none() {
+                    state.trigger();
+                }
+            }
             CoordinatorMsg::Ack(ack) => {
                 state.on_ack(ack);
                 state.try_complete().await;
@@ -164,6 +179,9 @@ impl CoordinatorState {
     fn trigger(&mut self) {
         let id = self.next_id;
         self.next_id += 1;
+        if std::mem::take(&mut self.savepoint_wanted) {
+            self.savepoint_id = Some(id);
+        }
         tracing::debug!(id, "checkpoint triggered");
         self.pending = Some(Pending {
             id,
@@ -173,10 +191,44 @@ impl CoordinatorState {
         self.shared.request(id);
     }
 
+    /// Writes `checkpoint` as `savepoint-<id>` in the savepoint directory, and says where.
+    async fn write_savepoint(&mut self, checkpoint: Checkpoint) {
+        let Some(dir) = self.config.savepoint_dir.clone() else {
+            return;
+        };
+        let path = dir.join(format!("savepoint-{:08}", checkpoint.id));
+        let written = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || wire_storage::checkpoint::write_dir(&path, &checkpoint)
+        })
+        .await;
+        match written {
+            Ok(Ok(_)) => {
+                eprintln!("savepoint written to {}", path.display());
+                self.report.savepoint = Some(path);
+            }
+            Ok(Err(err)) => {
+                eprintln!("error: savepoint: {err}");
+                self.report
+                    .first_abort
+                    .get_or_insert(format!("savepoint: {err}"));
+            }
+            Err(err) => {
+                eprintln!("error: savepoint: {err}");
+                self.report
+                    .first_abort
+                    .get_or_insert(format!("savepoint: {err}"));
+            }
+        }
+    }
+
     fn abort(&mut self, reason: String) {
         tracing::warn!(%reason, "checkpoint aborted");
         self.report.aborted += 1;
         self.report.first_abort.get_or_insert(reason);
+        if self.savepoint_id.take().is_some() {
+            self.savepoint_wanted = true; // the next checkpoint is the savepoint
+        }
         self.pending = None;
         self.last_end = Instant::now();
     }
@@ -235,6 +287,7 @@ impl CoordinatorState {
             return;
         }
         let checkpoint = self.assemble(pending.id, false, &contents);
+        let savepoint = (self.savepoint_id == Some(pending.id)).then(|| checkpoint.clone());
         match self.write(checkpoint).await {
             Ok(bytes) => {
                 let ms = pending.started.elapsed().as_secs_f64() * 1e3;
@@ -248,6 +301,10 @@ impl CoordinatorState {
                     self.shared.retain_from(oldest);
                 }
                 self.last_end = Instant::now();
+                if let Some(checkpoint) = savepoint {
+                    self.savepoint_id = None;
+                    self.write_savepoint(checkpoint).await;
+                }
             }
             Err(reason) => self.abort(format!("checkpoint {}: {reason}", pending.id)),
         }
@@ -349,8 +406,8 @@ impl CoordinatorState {
             let savepoint = self
                 .config
                 .savepoint_dir
-                .clone()
-                .map(|dir| (dir, checkpoint.clone()));
+                .is_some()
+                .then(|| checkpoint.clone());
             let started = Instant::now();
             match self.write(checkpoint).await {
                 Ok(bytes) => {
@@ -369,26 +426,8 @@ impl CoordinatorState {
                         .get_or_insert(format!("last checkpoint {id}: {reason}"));
                 }
             }
-            if let Some((dir, checkpoint)) = savepoint {
-                let path = dir.join(format!("savepoint-{id:08}"));
-                let written = tokio::task::spawn_blocking({
-                    let path = path.clone();
-                    move || wire_storage::checkpoint::write_dir(&path, &checkpoint)
-                })
-                .await;
-                match written {
-                    Ok(Ok(_)) => self.report.savepoint = Some(path),
-                    Ok(Err(err)) => {
-                        self.report
-                            .first_abort
-                            .get_or_insert(format!("savepoint: {err}"));
-                    }
-                    Err(err) => {
-                        self.report
-                            .first_abort
-                            .get_or_insert(format!("savepoint: {err}"));
-                    }
-                }
+            if let Some(checkpoint) = savepoint {
+                self.write_savepoint(checkpoint).await;
             }
         }
         self.report.clone()
@@ -429,6 +468,11 @@ impl CoordinatorHandle {
                 }
             })?;
         Ok(CoordinatorHandle { runtime, actor })
+    }
+
+    /// Asks for a savepoint now (see [`CoordinatorMsg::Savepoint`]).
+    pub fn savepoint(&self) {
+        let _ = self.actor.cast(CoordinatorMsg::Savepoint);
     }
 
     /// After the run: writes the last checkpoint and reports.

@@ -732,3 +732,61 @@ fn sigkill_during_session_windows_and_a_join_loses_and_duplicates_nothing() {
         assert!(got == want, "{sink}: rows differ");
     }
 }
+
+#[test]
+fn sigusr1_takes_a_savepoint_while_the_run_goes_on() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let reference = tmp.path().join("reference");
+    let dir = tmp.path().join("run");
+    for d in [&reference, &dir] {
+        std::fs::create_dir_all(d).expect("dir");
+        std::fs::write(d.join("p.yaml"), WINDOWED).expect("pipeline");
+    }
+    run_to_end(wire(&reference, Path::new("p.yaml"), 2, false));
+    // Checkpoints only on demand (the interval is far away): the savepoint is the only one.
+    let mut command = wire(&dir, Path::new("p.yaml"), 2, false);
+    command
+        .args(["--checkpoint-interval", "10m", "--savepoint-dir"])
+        .arg(dir.join("savepoints"));
+    let mut child = command.spawn().expect("wire");
+    std::thread::sleep(Duration::from_millis(800));
+    let status = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let savepoint = loop {
+        let found = std::fs::read_dir(dir.join("savepoints"))
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .find(|p| p.join("MANIFEST").exists())
+            });
+        if let Some(path) = found {
+            break path;
+        }
+        assert!(Instant::now() < deadline, "no savepoint after SIGUSR1");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run ended before its savepoint"
+    );
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // Restart from the savepoint (the checkpoint directory holds the same checkpoint).
+    let mut again = wire(&dir, Path::new("p.yaml"), 1, true);
+    again.arg("--from-savepoint").arg(&savepoint);
+    let stderr = run_to_end(again);
+    assert!(stderr.contains("restoring checkpoint"), "{stderr}");
+    for sink in ["counts", "q5"] {
+        let want = published_lines(&reference.join("out").join(sink));
+        let got = published_lines(&dir.join("out").join(sink));
+        assert!(
+            got == want,
+            "{sink}: rows differ after a restart from the savepoint"
+        );
+    }
+}

@@ -138,6 +138,15 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         }
         None => None,
     };
+    // SIGUSR1 asks for a savepoint while the run goes on (`kill -USR1 <pid>`).
+    let savepoint_signal = Arc::new(AtomicBool::new(false));
+    if coordinator.is_some() {
+        if let Err(err) =
+            signal_hook::flag::register(signal_hook::consts::SIGUSR1, savepoint_signal.clone())
+        {
+            eprintln!("warning: cannot handle SIGUSR1 (savepoints on demand): {err}");
+        }
+    }
     let restored = prepared_restore_id;
     let mut resumed_shown = restored.is_none();
     let progress = args.progress && std::io::stderr().is_terminal();
@@ -149,6 +158,14 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             eprintln!("source `{source}` listening on {addr}");
         }
         std::thread::sleep(Duration::from_millis(if resumed_shown { 20 } else { 1 }));
+        if savepoint_signal.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            match (&coordinator, &args.checkpoints) {
+                (Some(coordinator), Some(c)) if c.savepoint_dir.is_some() => {
+                    coordinator.savepoint()
+                }
+                _ => eprintln!("SIGUSR1: no --savepoint-dir given, so no savepoint is taken"),
+            }
+        }
         if !resumed_shown
             && running
                 .probe()
