@@ -92,6 +92,8 @@ pub struct CoordinatorState {
     savepoint_wanted: bool,
     /// The checkpoint that is also the asked-for savepoint.
     savepoint_id: Option<u64>,
+    /// What the user should be told while the run goes on (savepoints written).
+    notices: crossbeam_channel::Sender<String>,
 }
 
 struct Pending {
@@ -103,12 +105,16 @@ struct Pending {
 impl Actor for Coordinator {
     type Msg = CoordinatorMsg;
     type State = CoordinatorState;
-    type Arguments = (CoordinatorConfig, Arc<Checkpointing>);
+    type Arguments = (
+        CoordinatorConfig,
+        Arc<Checkpointing>,
+        crossbeam_channel::Sender<String>,
+    );
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (config, shared): Self::Arguments,
+        (config, shared, notices): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let tick =
             (config.interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
@@ -123,6 +129,7 @@ impl Actor for Coordinator {
             report: CheckpointReport::default(),
             savepoint_wanted: false,
             savepoint_id: None,
+            notices,
         })
     }
 
@@ -204,22 +211,23 @@ impl CoordinatorState {
         .await;
         match written {
             Ok(Ok(_)) => {
-                eprintln!("savepoint written to {}", path.display());
+                tracing::info!(path = %path.display(), "savepoint written");
+                let _ = self
+                    .notices
+                    .send(format!("savepoint written to {}", path.display()));
                 self.report.savepoint = Some(path);
             }
-            Ok(Err(err)) => {
-                eprintln!("error: savepoint: {err}");
-                self.report
-                    .first_abort
-                    .get_or_insert(format!("savepoint: {err}"));
-            }
-            Err(err) => {
-                eprintln!("error: savepoint: {err}");
-                self.report
-                    .first_abort
-                    .get_or_insert(format!("savepoint: {err}"));
-            }
+            Ok(Err(err)) => self.savepoint_failed(err.to_string()),
+            Err(err) => self.savepoint_failed(err.to_string()),
         }
+    }
+
+    fn savepoint_failed(&mut self, reason: String) {
+        tracing::error!(%reason, "savepoint failed");
+        let _ = self.notices.send(format!("error: savepoint: {reason}"));
+        self.report
+            .first_abort
+            .get_or_insert(format!("savepoint: {reason}"));
     }
 
     fn abort(&mut self, reason: String) {
@@ -438,6 +446,7 @@ impl CoordinatorState {
 pub struct CoordinatorHandle {
     runtime: tokio::runtime::Runtime,
     actor: ActorRef<CoordinatorMsg>,
+    notices: crossbeam_channel::Receiver<String>,
 }
 
 impl CoordinatorHandle {
@@ -454,8 +463,9 @@ impl CoordinatorHandle {
             .thread_name("wire-control")
             .enable_all()
             .build()?;
+        let (notice_tx, notices) = crossbeam_channel::unbounded();
         let (actor, _) = runtime
-            .block_on(Actor::spawn(None, Coordinator, (config, shared)))
+            .block_on(Actor::spawn(None, Coordinator, (config, shared, notice_tx)))
             .map_err(|err| std::io::Error::other(err.to_string()))?;
         let bridge = actor.clone();
         std::thread::Builder::new()
@@ -467,7 +477,16 @@ impl CoordinatorHandle {
                     }
                 }
             })?;
-        Ok(CoordinatorHandle { runtime, actor })
+        Ok(CoordinatorHandle {
+            runtime,
+            actor,
+            notices,
+        })
+    }
+
+    /// Lines for the user that arrived since the last call (savepoints written or failed).
+    pub fn notices(&self) -> Vec<String> {
+        self.notices.try_iter().collect()
     }
 
     /// Asks for a savepoint now (see [`CoordinatorMsg::Savepoint`]).

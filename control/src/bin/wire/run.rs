@@ -158,6 +158,11 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             eprintln!("source `{source}` listening on {addr}");
         }
         std::thread::sleep(Duration::from_millis(if resumed_shown { 20 } else { 1 }));
+        if let Some(coordinator) = &coordinator {
+            for line in coordinator.notices() {
+                eprintln!("{line}");
+            }
+        }
         if savepoint_signal.swap(false, std::sync::atomic::Ordering::Relaxed) {
             match (&coordinator, &args.checkpoints) {
                 (Some(coordinator), Some(c)) if c.savepoint_dir.is_some() => {
