@@ -267,11 +267,8 @@ fn run(wire: &Path, dir: &Path, yaml: &str, interval: Option<&str>) -> anyhow::R
     }
     let mut figures = Figures::default();
     for line in stderr.lines().map(str::trim) {
-        if line.contains(" events in ") {
-            if let Some((_, rest)) = line.split_once(": ") {
-                figures.events_per_s =
-                    wire_bench::summary_number(rest.split(" events/s").next().unwrap_or(""));
-            }
+        if let Some(rate) = wire_bench::summary_events_per_s(line) {
+            figures.events_per_s = rate;
         } else if line.starts_with("checkpoints:") {
             figures.checkpoint_line = line.to_string();
         }

@@ -222,11 +222,8 @@ fn run(wire: &Path, root: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow
 fn parse(stderr: &str) -> Figures {
     let mut figures = Figures::default();
     for line in stderr.lines().map(str::trim) {
-        if line.contains(" events in ") {
-            if let Some((_, rest)) = line.split_once(": ") {
-                figures.events_per_s =
-                    wire_bench::summary_number(rest.split(" events/s").next().unwrap_or(""));
-            }
+        if let Some(rate) = wire_bench::summary_events_per_s(line) {
+            figures.events_per_s = rate;
         } else if let Some(rest) = line.strip_prefix("peak memory (RSS) ") {
             figures.peak_rss_mib = wire_bench::summary_number(rest.trim_end_matches(" MiB"));
         } else if let Some(rest) = line.strip_suffix(" groups in state at the end") {

@@ -192,6 +192,16 @@ pub fn summary_number(text: &str) -> f64 {
     digits.parse::<f64>().unwrap_or(0.0) * scale
 }
 
+/// The events/s of a `wire run` summary line `N events in T s: R events/s (…)`, or `None` for
+/// any other line.
+pub fn summary_events_per_s(line: &str) -> Option<f64> {
+    if !line.contains(" events in ") {
+        return None;
+    }
+    let (_, rest) = line.split_once(": ")?;
+    Some(summary_number(rest.split(" events/s").next().unwrap_or("")))
+}
+
 /// `12.30M`, `4.5k`, `812`.
 pub fn human(value: f64) -> String {
     match value {
