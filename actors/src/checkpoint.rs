@@ -26,6 +26,8 @@ use crate::message::Message;
 #[derive(Debug)]
 pub struct Checkpointing {
     requested: AtomicU64,
+    /// The checkpoint the requested one may build on (0: none).
+    base: AtomicU64,
     completed: AtomicU64,
     retained: AtomicU64,
     acks: crossbeam_channel::Sender<Ack>,
@@ -57,7 +59,8 @@ pub enum AckContent {
         /// Position per owned partition.
         positions: Vec<SourcePosition>,
     },
-    /// A stateful operator instance's snapshot, one section per key group it holds.
+    /// A stateful operator instance's snapshot, one section per key group it holds (or, for
+    /// a delta, changed).
     Operator {
         /// The operator's name.
         name: String,
@@ -65,6 +68,9 @@ pub enum AckContent {
         kind: String,
         /// The snapshot.
         sections: Vec<Section>,
+        /// `Some(base)` if `sections` hold only the changes since this instance's snapshot
+        /// for checkpoint `base`; `None` for its whole state.
+        delta_of: Option<u64>,
     },
     /// A task without state (stateless chain or sink) has passed the barrier; a sink has
     /// pre-committed its output.
@@ -83,6 +89,7 @@ impl Checkpointing {
     ) -> Checkpointing {
         Checkpointing {
             requested: AtomicU64::new(last_id),
+            base: AtomicU64::new(0),
             completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
             retained: AtomicU64::new(0),
             acks,
@@ -90,9 +97,17 @@ impl Checkpointing {
         }
     }
 
-    /// Asks sources to inject barriers up to checkpoint `id`.
-    pub fn request(&self, id: u64) {
+    /// Asks sources to inject barriers up to checkpoint `id`. With a `base`, an operator
+    /// instance whose previous snapshot was for `base` may copy only what changed since
+    /// (an incremental checkpoint); every other instance copies its whole state.
+    pub fn request(&self, id: u64, base: Option<u64>) {
+        self.base.store(base.unwrap_or(0), Ordering::Release);
         self.requested.fetch_max(id, Ordering::Release);
+    }
+
+    /// The checkpoint the newest requested one may build on.
+    pub fn base(&self) -> Option<u64> {
+        Some(self.base.load(Ordering::Acquire)).filter(|id| *id > 0)
     }
 
     /// The newest checkpoint requested.

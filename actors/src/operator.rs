@@ -12,8 +12,6 @@ mod session;
 pub(crate) mod table;
 mod top;
 
-use std::collections::BTreeMap;
-
 use wire_core::expr::{Datum, Expr};
 use wire_core::plan::{Operator, Plan};
 use wire_core::snapshot::{self, Reader};
@@ -55,9 +53,22 @@ pub(crate) trait Stateful {
     fn groups(&self) -> usize;
 
     /// Copies the state: one sealed snapshot per key group held. An error names why this
-    /// operator cannot be checkpointed.
-    fn snapshot(&self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
+    /// operator cannot be checkpointed. An operator that tracks changes starts tracking anew.
+    fn snapshot(&mut self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
         Err("its state cannot be checkpointed yet".into())
+    }
+
+    /// From now on, note what changes between snapshots, for [`Stateful::snapshot_changes`]
+    /// (called when checkpoints are on; an operator that cannot copy only its changes ignores
+    /// it).
+    fn track_changes(&mut self) {}
+
+    /// Copies only what changed since the previous snapshot (of either kind), one sealed
+    /// section per key group with changes, and starts tracking anew; `None` if this operator
+    /// does not track its changes (the caller takes a whole snapshot instead). Restoring the
+    /// previous snapshot and then these sections gives the current state.
+    fn snapshot_changes(&mut self, _max_parallelism: u32) -> Option<Result<Vec<Section>, String>> {
+        None
     }
 
     /// Adds one key group's state from a snapshot [`Stateful::snapshot`] took (of this
@@ -73,7 +84,7 @@ pub(crate) trait Stateful {
 /// Whether operator `index` of `plan` can be checkpointed: an error names why not.
 pub(crate) fn checkpointable(plan: &Plan, index: usize) -> Result<(), String> {
     match build(plan, index) {
-        Some(operator) => operator.snapshot(plan.settings.max_parallelism).map(|_| ()),
+        Some(mut operator) => operator.snapshot(plan.settings.max_parallelism).map(|_| ()),
         None => Ok(()),
     }
 }
@@ -83,7 +94,8 @@ pub(crate) fn checkpointable(plan: &Plan, index: usize) -> Result<(), String> {
 pub(crate) struct Sections {
     max_parallelism: u32,
     header: Vec<u8>,
-    buffers: BTreeMap<u32, Vec<u8>>,
+    /// By key group.
+    buffers: Vec<Option<Vec<u8>>>,
 }
 
 impl Sections {
@@ -91,15 +103,18 @@ impl Sections {
         Sections {
             max_parallelism,
             header,
-            buffers: BTreeMap::new(),
+            buffers: Vec::new(),
         }
     }
 
     /// The buffer of the key group of key hash `hash`.
     pub(crate) fn of_hash(&mut self, hash: u64) -> &mut Vec<u8> {
-        let group = wire_core::key::key_group(hash, self.max_parallelism);
+        let group = wire_core::key::key_group(hash, self.max_parallelism) as usize;
+        if self.buffers.len() <= group {
+            self.buffers.resize_with(group + 1, || None);
+        }
         let header = &self.header;
-        self.buffers.entry(group).or_insert_with(|| {
+        self.buffers[group].get_or_insert_with(|| {
             let mut out = snapshot::begin();
             out.extend_from_slice(header);
             out
@@ -109,9 +124,12 @@ impl Sections {
     pub(crate) fn finish(self) -> Vec<Section> {
         self.buffers
             .into_iter()
-            .map(|(key_group, bytes)| Section {
-                key_group,
-                bytes: snapshot::seal(bytes),
+            .enumerate()
+            .filter_map(|(key_group, bytes)| {
+                Some(Section {
+                    key_group: key_group as u32,
+                    bytes: snapshot::seal(bytes?),
+                })
             })
             .collect()
     }
@@ -126,6 +144,10 @@ pub(crate) fn open_section(section: &Section) -> Result<Reader<'_>, StateError> 
 pub(crate) const RECORD_GROUP: u8 = 1;
 pub(crate) const RECORD_REFIRE: u8 = 2;
 pub(crate) const RECORD_WINDOW_GROUP: u8 = 3;
+/// A group's state in a delta: replaces the group's state, or adds the group.
+pub(crate) const RECORD_UPSERT: u8 = 4;
+/// A group deleted since the previous snapshot (a delta).
+pub(crate) const RECORD_DELETE: u8 = 5;
 
 /// Appends an owned row's values.
 pub(crate) fn put_owned_row(out: &mut Vec<u8>, row: &OwnedRow) {
@@ -318,6 +340,14 @@ pub(crate) fn to_value(datum: &Datum<'_>) -> Value {
         Datum::Str(v) => Value::Str(v.to_string()),
         Datum::Bytes(v) => Value::Bytes(v.to_vec()),
         Datum::Timestamp(v) => Value::Timestamp(*v),
+    }
+}
+
+/// Whether two stored key values are equal, as [`datum_eq`] compares them.
+pub(crate) fn value_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0),
+        _ => a == b,
     }
 }
 

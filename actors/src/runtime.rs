@@ -445,6 +445,9 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
                 if let Err(err) = restore_operator(&cx, op, s.as_mut()) {
                     cx.failure.record(err);
                 }
+                if cx.checkpoints.is_some() {
+                    s.track_changes();
+                }
                 (s, cx.node(task.head))
             }),
             _ => None,
@@ -493,6 +496,7 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
                         chain,
                         outlet,
                         side,
+                        snapshotted: None,
                     };
                     task.run().await
                 }
@@ -598,11 +602,12 @@ fn restore_operator(
     // A per-core operator (a local top) keeps what its core's rows brought, whatever their
     // key group: its instances are dealt out to the new cores whole.
     let per_core = matches!(&cx.plan.operators[op].op, Operator::Top(top) if top.per_core);
-    for (old_core, sections) in &state.instances {
-        if per_core && old_core % cx.cores != cx.core {
+    // A core's whole state comes first, then the changes of each later checkpoint.
+    for instance in &state.instances {
+        if per_core && instance.core % cx.cores != cx.core {
             continue;
         }
-        for section in sections {
+        for section in &instance.sections {
             let owner =
                 wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores);
             if !per_core && owner != cx.core {

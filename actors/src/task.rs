@@ -34,6 +34,8 @@ pub(crate) struct OperatorTask {
     /// Where the head's late rows go, if its late output is read, and that output's probe
     /// node.
     pub(crate) side: Option<(Outlet, usize)>,
+    /// The checkpoint of the head's last snapshot, which its changes since are relative to.
+    pub(crate) snapshotted: Option<u64>,
 }
 
 enum Event {
@@ -113,18 +115,38 @@ impl OperatorTask {
         let Some(checkpoints) = self.cx.checkpoints.clone() else {
             return;
         };
-        let content = match (&self.head, failed) {
+        let content = match (&mut self.head, failed) {
             (_, true) => AckContent::Failed("the task failed".into()),
             (None, false) => AckContent::Passed,
             (Some((head, node)), false) => {
                 let probe = &self.cx.probe.nodes[*node];
                 let (name, kind) = (&probe.name, &probe.kind);
-                match head.snapshot(self.cx.plan.settings.max_parallelism) {
-                    Ok(sections) => AckContent::Operator {
-                        name: name.clone(),
-                        kind: kind.clone(),
-                        sections,
-                    },
+                let max_parallelism = self.cx.plan.settings.max_parallelism;
+                // Only changes if this instance's previous snapshot is the base's (a final
+                // ack, `id: None`, always holds the whole state).
+                let base = checkpoints
+                    .base()
+                    .filter(|base| id.is_some() && self.snapshotted == Some(*base));
+                let changes = match base {
+                    Some(base) => head
+                        .snapshot_changes(max_parallelism)
+                        .map(|result| result.map(|sections| (sections, Some(base)))),
+                    None => None,
+                };
+                let snapshot = changes.unwrap_or_else(|| {
+                    head.snapshot(max_parallelism)
+                        .map(|sections| (sections, None))
+                });
+                match snapshot {
+                    Ok((sections, delta_of)) => {
+                        self.snapshotted = id;
+                        AckContent::Operator {
+                            name: name.clone(),
+                            kind: kind.clone(),
+                            sections,
+                            delta_of,
+                        }
+                    }
                     Err(reason) => AckContent::Failed(format!("operator `{name}`: {reason}")),
                 }
             }

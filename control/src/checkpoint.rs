@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use wire_actors::{Ack, AckContent, Checkpointing};
-use wire_storage::checkpoint::{Checkpoint, CheckpointStore, OperatorState, SourceState};
+use wire_storage::checkpoint::{
+    Checkpoint, CheckpointStore, InstanceState, OperatorState, SourceState,
+};
 
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
@@ -38,6 +40,10 @@ pub struct CoordinatorConfig {
     pub store: CheckpointStore,
     /// Where the run's last checkpoint is also written as a savepoint, if anywhere.
     pub savepoint_dir: Option<std::path::PathBuf>,
+    /// Incremental checkpoints: at most this many checkpoints in a row hold only the changes
+    /// of the operators that track them, before one holds the whole state again (0: every
+    /// checkpoint holds the whole state).
+    pub max_deltas: u32,
 }
 
 /// What the coordinator did, for the run summary.
@@ -53,6 +59,10 @@ pub struct CheckpointReport {
     pub durations_ms: Vec<f64>,
     /// Bytes of the newest completed checkpoint.
     pub last_bytes: u64,
+    /// Completed checkpoints that were incremental (held changes of some operators).
+    pub incremental: u64,
+    /// Bytes written per completed checkpoint, and whether it was incremental.
+    pub sizes: Vec<(u64, bool)>,
     /// Where the savepoint went, if one was written.
     pub savepoint: Option<std::path::PathBuf>,
     /// The first reason a checkpoint was aborted.
@@ -94,12 +104,25 @@ pub struct CoordinatorState {
     savepoint_id: Option<u64>,
     /// What the user should be told while the run goes on (savepoints written).
     notices: crossbeam_channel::Sender<String>,
+    /// The chain of incremental checkpoints the next one may extend.
+    chain: Option<Chain>,
 }
 
 struct Pending {
     id: u64,
+    /// The checkpoint its deltas may build on.
+    base: Option<u64>,
     started: Instant,
     acks: HashMap<(usize, usize), AckContent>,
+}
+
+/// The newest completed checkpoint of this run, and the incremental ones since the last that
+/// held whole state (restoring reads all of them).
+struct Chain {
+    last: u64,
+    deltas: u32,
+    whole_bytes: u64,
+    delta_bytes: u64,
 }
 
 impl Actor for Coordinator {
@@ -130,6 +153,7 @@ impl Actor for Coordinator {
             savepoint_wanted: false,
             savepoint_id: None,
             notices,
+            chain: None,
         })
     }
 
@@ -189,13 +213,22 @@ impl CoordinatorState {
         if std::mem::take(&mut self.savepoint_wanted) {
             self.savepoint_id = Some(id);
         }
-        tracing::debug!(id, "checkpoint triggered");
+        // A savepoint holds whole state; a chain is cut once it is as long as allowed or
+        // its deltas add up to the whole state it builds on (restore reads at most twice).
+        let base = self.chain.as_ref().and_then(|chain| {
+            let extend = self.savepoint_id != Some(id)
+                && chain.deltas < self.config.max_deltas
+                && chain.delta_bytes < chain.whole_bytes;
+            extend.then_some(chain.last)
+        });
+        tracing::debug!(id, ?base, "checkpoint triggered");
         self.pending = Some(Pending {
             id,
+            base,
             started: Instant::now(),
             acks: HashMap::new(),
         });
-        self.shared.request(id);
+        self.shared.request(id, base);
     }
 
     /// Writes `checkpoint` as `savepoint-<id>` in the savepoint directory, and says where.
@@ -294,16 +327,23 @@ impl CoordinatorState {
             self.abort(reason);
             return;
         }
-        let checkpoint = self.assemble(pending.id, false, &contents);
+        let checkpoint = match self.assemble(pending.id, pending.base, false, &contents) {
+            Ok(checkpoint) => checkpoint,
+            Err(reason) => return self.abort(format!("checkpoint {}: {reason}", pending.id)),
+        };
+        let incremental = checkpoint.base.is_some();
         let savepoint = (self.savepoint_id == Some(pending.id)).then(|| checkpoint.clone());
         match self.write(checkpoint).await {
             Ok(bytes) => {
                 let ms = pending.started.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(id = pending.id, ms, bytes, "checkpoint complete");
-                self.report.completed += 1;
-                self.report.last_id = Some(pending.id);
-                self.report.durations_ms.push(ms);
-                self.report.last_bytes = bytes;
+                tracing::info!(
+                    id = pending.id,
+                    ms,
+                    bytes,
+                    incremental,
+                    "checkpoint complete"
+                );
+                self.completed(pending.id, ms, bytes, incremental);
                 self.shared.complete(pending.id);
                 if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
                     self.shared.retain_from(oldest);
@@ -318,8 +358,41 @@ impl CoordinatorState {
         }
     }
 
-    /// Gathers acks into a checkpoint.
-    fn assemble(&self, id: u64, last: bool, contents: &[(usize, &AckContent)]) -> Checkpoint {
+    /// Records completed checkpoint `id` (`bytes` written in `ms`) in the report and the
+    /// chain.
+    fn completed(&mut self, id: u64, ms: f64, bytes: u64, incremental: bool) {
+        let report = &mut self.report;
+        report.completed += 1;
+        report.last_id = Some(id);
+        report.durations_ms.push(ms);
+        report.last_bytes = bytes;
+        report.sizes.push((bytes, incremental));
+        report.incremental += u64::from(incremental);
+        self.chain = match self.chain.take() {
+            Some(chain) if incremental => Some(Chain {
+                last: id,
+                deltas: chain.deltas + 1,
+                delta_bytes: chain.delta_bytes + bytes,
+                ..chain
+            }),
+            _ => Some(Chain {
+                last: id,
+                deltas: 0,
+                whole_bytes: bytes,
+                delta_bytes: 0,
+            }),
+        };
+    }
+
+    /// Gathers acks into checkpoint `id`, whose deltas build on `base`. A delta on another
+    /// base is an error (it cannot happen: the instances follow [`Checkpointing::base`]).
+    fn assemble(
+        &self,
+        id: u64,
+        base: Option<u64>,
+        last: bool,
+        contents: &[(usize, &AckContent)],
+    ) -> Result<Checkpoint, String> {
         let mut sources: Vec<SourceState> = Vec::new();
         let mut operators: Vec<OperatorState> = Vec::new();
         for (core, content) in contents {
@@ -346,7 +419,13 @@ impl CoordinatorState {
                     name,
                     kind,
                     sections,
+                    delta_of,
                 } => {
+                    if delta_of.is_some() && *delta_of != base {
+                        return Err(format!(
+                            "operator `{name}` on core {core} sent changes since checkpoint {delta_of:?}, not {base:?}"
+                        ));
+                    }
                     let at = match operators.iter().position(|o| o.name == *name) {
                         Some(at) => at,
                         None => {
@@ -358,29 +437,37 @@ impl CoordinatorState {
                             operators.len() - 1
                         }
                     };
-                    operators[at].instances.push((*core, sections.clone()));
+                    operators[at].instances.push(InstanceState {
+                        core: *core,
+                        sections: sections.clone(),
+                        delta: delta_of.is_some(),
+                    });
                 }
                 AckContent::Passed | AckContent::Failed(_) => {}
             }
         }
         for operator in &mut operators {
-            operator.instances.sort_by_key(|(core, _)| *core);
+            operator.instances.sort_by_key(|instance| instance.core);
         }
         for source in &mut sources {
             source.positions.sort_by_key(|p| p.partition);
         }
-        Checkpoint {
+        let incremental = operators
+            .iter()
+            .any(|o| o.instances.iter().any(|i| i.delta));
+        Ok(Checkpoint {
             id,
             pipeline: self.config.pipeline.clone(),
             cores: self.config.cores,
             max_parallelism: self.config.max_parallelism,
             last,
+            base: base.filter(|_| incremental),
             completed_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
             sources,
             operators,
-        }
+        })
     }
 
     /// Writes on the blocking pool; the bytes written.
@@ -410,21 +497,21 @@ impl CoordinatorState {
                 .iter()
                 .map(|((_, core), content)| (*core, content))
                 .collect();
-            let checkpoint = self.assemble(id, true, &contents);
-            let savepoint = self
-                .config
-                .savepoint_dir
-                .is_some()
-                .then(|| checkpoint.clone());
+            // Final acks hold whole state: the last checkpoint is one.
+            let checkpoint = self.assemble(id, None, true, &contents);
+            let savepoint = match &checkpoint {
+                Ok(checkpoint) if self.config.savepoint_dir.is_some() => Some(checkpoint.clone()),
+                _ => None,
+            };
             let started = Instant::now();
-            match self.write(checkpoint).await {
+            let written = match checkpoint {
+                Ok(checkpoint) => self.write(checkpoint).await,
+                Err(reason) => Err(reason),
+            };
+            match written {
                 Ok(bytes) => {
-                    self.report.completed += 1;
-                    self.report.last_id = Some(id);
-                    self.report
-                        .durations_ms
-                        .push(started.elapsed().as_secs_f64() * 1e3);
-                    self.report.last_bytes = bytes;
+                    let ms = started.elapsed().as_secs_f64() * 1e3;
+                    self.completed(id, ms, bytes, false);
                     self.shared.complete(id);
                 }
                 Err(reason) => {

@@ -23,9 +23,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value as Json};
 
-/// The manifest format this build writes and reads.
-pub const FORMAT: u64 = 1;
+/// The manifest format this build writes (it reads every earlier one too). Format 2 added
+/// incremental checkpoints: file entries may be deltas and may live in an earlier checkpoint.
+pub const FORMAT: u64 = 2;
 const MANIFEST: &str = "MANIFEST";
+/// Left in a retired checkpoint whose files newer checkpoints still read.
+const RETIRED: &str = "RETIRED";
 
 /// What can go wrong reading or writing checkpoints.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,18 @@ pub struct Section {
     pub bytes: Vec<u8>,
 }
 
+/// One operator instance's part of a checkpoint: its whole state, or the changes since its
+/// part of the checkpoint named by [`Checkpoint::base`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceState {
+    /// The core the instance ran on.
+    pub core: usize,
+    /// One section per key group it holds (or changed).
+    pub sections: Vec<Section>,
+    /// Whether `sections` are changes to apply on top of the same core's earlier entries.
+    pub delta: bool,
+}
+
 /// The state of one stateful operator, over all its instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorState {
@@ -105,8 +120,9 @@ pub struct OperatorState {
     pub name: String,
     /// Its kind (`hop window`, `top`, …), checked when restoring.
     pub kind: String,
-    /// `(core, sections)` for each instance that holds state.
-    pub instances: Vec<(usize, Vec<Section>)>,
+    /// The instances' state. A checkpoint read back lists, per core, its whole state first and
+    /// then the changes of each later checkpoint, oldest first: restore applies them in order.
+    pub instances: Vec<InstanceState>,
 }
 
 /// Everything a checkpoint holds.
@@ -122,6 +138,9 @@ pub struct Checkpoint {
     pub max_parallelism: u32,
     /// Whether it was taken as the run ended (every source finished or stopped).
     pub last: bool,
+    /// The checkpoint whose state the delta instances of this one build on (written only:
+    /// [`read_dir`] resolves the chain and leaves `None`).
+    pub base: Option<u64>,
     /// Wall-clock time it completed, in epoch milliseconds.
     pub completed_ms: i64,
     /// Source positions.
@@ -178,7 +197,7 @@ impl CheckpointStore {
 
     /// The directory of checkpoint `id`.
     pub fn path_of(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("chk-{id:08}"))
+        self.dir.join(dir_name(id))
     }
 
     /// Ids of every checkpoint directory (complete or not), oldest first.
@@ -200,13 +219,27 @@ impl CheckpointStore {
         Ok(ids)
     }
 
-    /// Writes `checkpoint` as `chk-<id>`, then deletes all but the newest `retain` complete
-    /// checkpoints (and any incomplete directory older than the newest complete one). On an
-    /// error the partial directory is removed and the earlier checkpoints are untouched.
+    /// Writes `checkpoint` as `chk-<id>`, then retires all but the newest `retain` complete
+    /// checkpoints (and any incomplete directory older than the newest complete one). A delta
+    /// instance's entry lists the files of its chain in [`Checkpoint::base`] first, so each
+    /// manifest names every file its restore reads. On an error the partial directory is
+    /// removed and the earlier checkpoints are untouched.
     pub fn write(&self, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
         let path = self.path_of(checkpoint.id);
-        let result = write_dir(&path, checkpoint);
-        match result {
+        let base = match checkpoint.base {
+            Some(base) => Some((base, read_manifest(&self.path_of(base))?.1)),
+            None => None,
+        };
+        let chain = |operator: &str, core: usize| match &base {
+            Some((id, manifest)) => chain_of(&self.path_of(*id), *id, manifest, operator, core),
+            None => Err(CheckpointError::corrupt(
+                &path,
+                format!(
+                    "operator `{operator}` on core {core} has only changes, and no base checkpoint"
+                ),
+            )),
+        };
+        match write_with(&path, checkpoint, chain) {
             Ok(written) => {
                 sync_dir(&self.dir)?;
                 self.retire(checkpoint.id);
@@ -219,7 +252,9 @@ impl CheckpointStore {
         }
     }
 
-    /// Deletes checkpoints older than the newest `retain` below or at `newest`; failures are
+    /// Retires checkpoints older than the newest `retain` below or at `newest`: deletes them,
+    /// except that one whose files a kept checkpoint's chain reads loses only its manifest (it
+    /// can no longer be restored: sources may have dropped the input before it). Failures are
     /// logged (they only cost disk space).
     fn retire(&self, newest: u64) {
         let Ok(ids) = self.ids() else { return };
@@ -232,10 +267,23 @@ impl CheckpointStore {
             .len()
             .checked_sub(self.retain)
             .map_or(0, |at| complete[at]);
+        let mut shared = std::collections::BTreeSet::new();
+        for id in complete.iter().filter(|id| **id >= keep_from) {
+            match read_manifest(&self.path_of(*id)) {
+                Ok((_, manifest)) => shared.extend(chained_checkpoints(&manifest)),
+                // Keep everything older: a kept checkpoint's chain is unknown.
+                Err(_) => return,
+            }
+        }
         for id in ids.into_iter().filter(|id| *id < keep_from) {
             let path = self.path_of(id);
-            if let Err(err) = fs::remove_dir_all(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "cannot delete an old checkpoint");
+            let result = if shared.contains(&id) {
+                retire_manifest(&path)
+            } else {
+                fs::remove_dir_all(&path)
+            };
+            if let Err(err) = result {
+                tracing::warn!(path = %path.display(), error = %err, "cannot retire an old checkpoint");
             }
         }
     }
@@ -271,14 +319,7 @@ impl CheckpointStore {
 
 /// Reads the checkpoint (or savepoint) in directory `path`, verifying every file.
 pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let manifest_path = path.join(MANIFEST);
-    let text = fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            CheckpointError::corrupt(path, "no MANIFEST: the checkpoint never completed")
-        }
-        _ => CheckpointError::io(&manifest_path, e),
-    })?;
-    let manifest = parse_manifest(&manifest_path, &text)?;
+    let (manifest_path, manifest) = read_manifest(path)?;
     let bad = |reason: String| CheckpointError::corrupt(&manifest_path, reason);
     let field = |name: &str| {
         manifest
@@ -290,8 +331,11 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .as_u64()
             .ok_or_else(|| bad(format!("`{name}` is not a number")))
     };
-    if uint("format")? != FORMAT {
-        return Err(bad(format!("format {} is not {FORMAT}", uint("format")?)));
+    let format = uint("format")?;
+    if !(1..=FORMAT).contains(&format) {
+        return Err(bad(format!(
+            "format {format} is newer than this build's {FORMAT}"
+        )));
     }
     let text_of = |v: &Json, name: &str| {
         v.get(name)
@@ -350,7 +394,16 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
             ) else {
                 return Err(bad(format!("file `{name}` lacks core, bytes or crc32c")));
             };
-            let file_path = path.join(&name);
+            // A file an earlier checkpoint wrote (the chain of an incremental checkpoint)
+            // lives in that checkpoint's directory, beside this one.
+            let dir = match file.get("checkpoint").and_then(Json::as_u64) {
+                None => path.to_path_buf(),
+                Some(id) => match path.parent() {
+                    Some(parent) => parent.join(dir_name(id)),
+                    None => return Err(bad(format!("file `{name}` is in checkpoint {id}, which has no directory beside this one"))),
+                },
+            };
+            let file_path = dir.join(&name);
             let data = fs::read(&file_path).map_err(|e| CheckpointError::io(&file_path, e))?;
             if data.len() as u64 != bytes {
                 let reason = format!("{} bytes, the manifest says {bytes}", data.len());
@@ -361,7 +414,11 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 let reason = format!("checksum {found:#010x}, the manifest says {crc:#010x}");
                 return Err(CheckpointError::corrupt(&file_path, reason));
             }
-            instances.push((core as usize, parse_sections(&file_path, &data)?));
+            instances.push(InstanceState {
+                core: core as usize,
+                sections: parse_sections(&file_path, &data)?,
+                delta: file.get("delta").and_then(Json::as_bool).unwrap_or(false),
+            });
         }
         operators.push(OperatorState {
             name: text_of(operator, "name")?,
@@ -375,22 +432,44 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
         cores: uint("cores")? as usize,
         max_parallelism: uint("max_parallelism")? as u32,
         last: field("last")?.as_bool().unwrap_or(false),
+        base: None,
         completed_ms: field("completed_ms")?.as_i64().unwrap_or(0),
         sources,
         operators,
     })
 }
 
-/// Writes `checkpoint` into directory `path` (which must not hold a manifest yet).
+/// Writes `checkpoint` into directory `path` (which must not hold a manifest yet) on its own,
+/// as a savepoint: every instance must hold its whole state.
 pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
+    write_with(path, checkpoint, |operator, core| {
+        Err(CheckpointError::corrupt(
+            path,
+            format!("operator `{operator}` on core {core} has only changes: a savepoint must hold whole state"),
+        ))
+    })
+}
+
+/// Writes `checkpoint` into `path`; `chain(operator, core)` gives the manifest entries that a
+/// delta instance builds on.
+fn write_with(
+    path: &Path,
+    checkpoint: &Checkpoint,
+    chain: impl Fn(&str, usize) -> Result<Vec<Json>, CheckpointError>,
+) -> Result<Written, CheckpointError> {
     fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
     let mut written = Written::default();
     let mut operators = Vec::new();
     for operator in &checkpoint.operators {
         let mut files = Vec::new();
-        for (core, sections) in &operator.instances {
-            let name = format!("state-{}-c{core}.bin", file_safe(&operator.name));
-            let data = encode_sections(sections);
+        for instance in &operator.instances {
+            let core = instance.core;
+            if instance.delta {
+                files.extend(chain(&operator.name, core)?);
+            }
+            let suffix = if instance.delta { "delta" } else { "state" };
+            let name = format!("{suffix}-{}-c{core}.bin", file_safe(&operator.name));
+            let data = encode_sections(&instance.sections);
             let file_path = path.join(&name);
             write_synced(&file_path, &data)?;
             written.bytes += data.len() as u64;
@@ -400,7 +479,8 @@ pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, Checkp
                 "core": core,
                 "bytes": data.len(),
                 "crc32c": crc32c::crc32c(&data),
-                "key_groups": sections.len(),
+                "key_groups": instance.sections.len(),
+                "delta": instance.delta,
             }));
         }
         operators.push(json!({"name": operator.name, "kind": operator.kind, "files": files}));
@@ -424,6 +504,7 @@ pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, Checkp
         "cores": checkpoint.cores,
         "max_parallelism": checkpoint.max_parallelism,
         "last": checkpoint.last,
+        "base": checkpoint.base,
         "completed_ms": checkpoint.completed_ms,
         "sources": sources,
         "operators": operators,
@@ -440,6 +521,91 @@ pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, Checkp
     written.bytes += text.len() as u64;
     written.files += 1;
     Ok(written)
+}
+
+/// The directory name of checkpoint `id`.
+fn dir_name(id: u64) -> String {
+    format!("chk-{id:08}")
+}
+
+/// Reads and verifies the manifest of checkpoint directory `path`.
+fn read_manifest(path: &Path) -> Result<(PathBuf, Json), CheckpointError> {
+    let manifest_path = path.join(MANIFEST);
+    let text = fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if path.join(RETIRED).exists() => CheckpointError::corrupt(
+            path,
+            "retired: kept only for the files newer checkpoints build on",
+        ),
+        io::ErrorKind::NotFound => {
+            CheckpointError::corrupt(path, "no MANIFEST: the checkpoint never completed")
+        }
+        _ => CheckpointError::io(&manifest_path, e),
+    })?;
+    let manifest = parse_manifest(&manifest_path, &text)?;
+    Ok((manifest_path, manifest))
+}
+
+/// The manifest entries of `operator`'s files on `core` in checkpoint `id` (directory
+/// `path`), each naming the checkpoint that holds it: the chain a delta on top of it extends.
+fn chain_of(
+    path: &Path,
+    id: u64,
+    manifest: &Json,
+    operator: &str,
+    core: usize,
+) -> Result<Vec<Json>, CheckpointError> {
+    let files = manifest
+        .get("operators")
+        .and_then(Json::as_array)
+        .and_then(|ops| {
+            ops.iter()
+                .find(|op| op.get("name").and_then(Json::as_str) == Some(operator))
+        })
+        .and_then(|op| op.get("files"))
+        .and_then(Json::as_array);
+    let chain: Vec<Json> = files
+        .into_iter()
+        .flatten()
+        .filter(|file| file.get("core").and_then(Json::as_u64) == Some(core as u64))
+        .map(|file| {
+            let mut file = file.clone();
+            if file.get("checkpoint").is_none() {
+                file["checkpoint"] = json!(id);
+            }
+            file
+        })
+        .collect();
+    if chain.is_empty() {
+        return Err(CheckpointError::corrupt(
+            path,
+            format!("no state of operator `{operator}` on core {core} for a delta to build on"),
+        ));
+    }
+    Ok(chain)
+}
+
+/// The earlier checkpoints whose files `manifest` lists.
+fn chained_checkpoints(manifest: &Json) -> impl Iterator<Item = u64> + '_ {
+    manifest
+        .get("operators")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|op| op.get("files").and_then(Json::as_array))
+        .flatten()
+        .filter_map(|file| file.get("checkpoint").and_then(Json::as_u64))
+}
+
+/// Makes checkpoint directory `path` unrestorable, keeping its state files.
+fn retire_manifest(path: &Path) -> io::Result<()> {
+    fs::write(
+        path.join(RETIRED),
+        "This checkpoint was retired; newer checkpoints still read its state files.\n",
+    )?;
+    match fs::remove_file(path.join(MANIFEST)) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 fn parse_manifest(path: &Path, text: &str) -> Result<Json, CheckpointError> {
@@ -542,6 +708,7 @@ mod tests {
             cores: 2,
             max_parallelism: 128,
             last: false,
+            base: None,
             completed_ms: 1,
             sources: vec![SourceState {
                 name: "bids".into(),
@@ -563,16 +730,17 @@ mod tests {
                 name: "count (per auction)".into(),
                 kind: "aggregate".into(),
                 instances: vec![
-                    (
-                        0,
-                        vec![Section {
+                    InstanceState {
+                        core: 0,
+                        sections: vec![Section {
                             key_group: 3,
                             bytes: vec![1, 2, 3],
                         }],
-                    ),
-                    (
-                        1,
-                        vec![
+                        delta: false,
+                    },
+                    InstanceState {
+                        core: 1,
+                        sections: vec![
                             Section {
                                 key_group: 90,
                                 bytes: vec![],
@@ -582,10 +750,27 @@ mod tests {
                                 bytes: vec![9; 100],
                             },
                         ],
-                    ),
+                        delta: false,
+                    },
                 ],
             }],
         }
+    }
+
+    /// `sample(id)` whose core-1 instance holds only changes (`[id; 4]` in key group 91) on
+    /// top of checkpoint `id - 1`.
+    fn delta(id: u64) -> Checkpoint {
+        let mut checkpoint = sample(id);
+        checkpoint.base = Some(id - 1);
+        checkpoint.operators[0].instances[1] = InstanceState {
+            core: 1,
+            sections: vec![Section {
+                key_group: 91,
+                bytes: vec![id as u8; 4],
+            }],
+            delta: true,
+        };
+        checkpoint
     }
 
     #[test]
@@ -632,5 +817,74 @@ mod tests {
         let text = fs::read(&manifest).expect("manifest");
         fs::write(&manifest, &text[..text.len() / 2]).expect("truncate");
         assert!(store.latest().expect("read").is_none());
+    }
+
+    #[test]
+    fn an_incremental_checkpoint_reads_back_as_its_chain_and_keeps_the_files_it_reads() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 2).expect("open");
+        store.write(&sample(1)).expect("write");
+        for id in 2..=4 {
+            store.write(&delta(id)).expect("write");
+        }
+        // Kept: 3 and 4, restorable; 1 and 2 only for their files.
+        assert_eq!(store.ids().expect("ids"), [1, 2, 3, 4]);
+        assert_eq!(store.oldest_retained().expect("ids"), Some(3));
+        let loaded = store.latest().expect("read").expect("one");
+        assert_eq!(loaded.checkpoint.id, 4);
+        let instances = &loaded.checkpoint.operators[0].instances;
+        let core1: Vec<(&[Section], bool)> = instances
+            .iter()
+            .filter(|i| i.core == 1)
+            .map(|i| (&i.sections[..], i.delta))
+            .collect();
+        assert_eq!(core1.len(), 4, "the whole state, then three deltas");
+        assert_eq!(
+            core1[0].0,
+            &sample(1).operators[0].instances[1].sections[..]
+        );
+        assert!(!core1[0].1 && core1[1..].iter().all(|(_, delta)| *delta));
+        for (at, id) in (2..=4).enumerate() {
+            assert_eq!(core1[at + 1].0[0].bytes, vec![id as u8; 4]);
+        }
+        assert_eq!(instances.iter().filter(|i| i.core == 0).count(), 1);
+        // Retired checkpoints are not restorable.
+        for id in [1, 2] {
+            let err = read_dir(&store.path_of(id)).expect_err("retired");
+            assert!(err.to_string().contains("retired"), "{err}");
+        }
+        // A full checkpoint ends the chain: the old directories go.
+        store.write(&sample(5)).expect("write");
+        store.write(&sample(6)).expect("write");
+        assert_eq!(store.ids().expect("ids"), [5, 6]);
+    }
+
+    #[test]
+    fn damage_to_a_chained_file_fails_every_checkpoint_that_reads_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 3).expect("open");
+        store.write(&sample(1)).expect("write");
+        store.write(&sample(2)).expect("write");
+        store.write(&delta(3)).expect("write");
+        store.write(&delta(4)).expect("write");
+        // Damage the delta of 3: checkpoint 4 reads it too, so 2 is the newest usable.
+        let file = store.path_of(3).join("delta-count__per_auction_-c1.bin");
+        let mut data = fs::read(&file).expect("delta file");
+        data[9] ^= 0xff;
+        fs::write(&file, &data).expect("damage");
+        let loaded = store.latest().expect("read").expect("one");
+        assert_eq!(loaded.checkpoint.id, 2);
+        assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
+    }
+
+    #[test]
+    fn a_delta_needs_its_base_and_a_savepoint_needs_whole_state() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 3).expect("open");
+        let err = store.write(&delta(2)).expect_err("no base");
+        assert!(err.to_string().contains("MANIFEST"), "{err}");
+        assert_eq!(store.ids().expect("ids"), Vec::<u64>::new());
+        let err = write_dir(&tmp.path().join("sp"), &delta(2)).expect_err("a delta");
+        assert!(err.to_string().contains("whole state"), "{err}");
     }
 }

@@ -115,9 +115,9 @@ fn published_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
-/// Replays a changelog (`op`, `auction`, `num`) strictly: an update must retract the value
+/// Replays a changelog (`op`, the `key` field, `num`) strictly: an update must retract the value
 /// that is current, an insert must find no row. Returns the final value per key.
-fn replay_changelog(lines: &[String]) -> BTreeMap<i64, i64> {
+fn replay_changelog(lines: &[String], key: &str) -> BTreeMap<i64, i64> {
     let mut rows: Vec<Json> = lines
         .iter()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -132,11 +132,11 @@ fn replay_changelog(lines: &[String]) -> BTreeMap<i64, i64> {
             "-U" | "-D" => 1,
             _ => 0,
         };
-        (r["auction"].as_i64().unwrap_or(0), num, phase)
+        (r[key].as_i64().unwrap_or(0), num, phase)
     });
     let mut current: BTreeMap<i64, i64> = BTreeMap::new();
     for row in rows {
-        let key = row["auction"].as_i64().expect("auction");
+        let key = row[key].as_i64().expect("the key field");
         let num = row["num"].as_i64().expect("num");
         match row["op"].as_str().expect("op") {
             "+I" | "+U" => {
@@ -186,12 +186,12 @@ const CHANGELOG: &str = "name: changelog
 sources:
   bids: {type: nexmark, stream: bid, events: 800000, rate: 400000}
 operators:
-  - name: per_auction
+  - name: per_key
     from: bids
-    group_by: [auction]
+    group_by: {k: (auction * 31 + bidder) % 50000}
     aggregate: {num: count(*)}
 sinks:
-  counts: {type: file, path: ./out/counts, format: jsonl, from: per_auction}
+  counts: {type: file, path: ./out/counts, format: jsonl, from: per_key}
 ";
 
 /// Runs `yaml` once without checkpoints into `reference/`, then again with checkpoints into
@@ -203,18 +203,19 @@ fn reference_and_crashed(
     cores: usize,
     rescale: bool,
     rng: &mut Rng,
-) -> (tempfile::TempDir, PathBuf, PathBuf) {
+) -> (tempfile::TempDir, PathBuf, PathBuf, usize) {
     reference_and_crashed_with(yaml, &[], cores, rescale, rng)
 }
 
 /// [`reference_and_crashed`] with input files `(relative path, content)` in both directories.
+/// The last element counts the restarts that restored an incremental checkpoint.
 fn reference_and_crashed_with(
     yaml: &str,
     inputs: &[(&str, &str)],
     cores: usize,
     rescale: bool,
     rng: &mut Rng,
-) -> (tempfile::TempDir, PathBuf, PathBuf) {
+) -> (tempfile::TempDir, PathBuf, PathBuf, usize) {
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let reference = tmp.path().join("reference");
     let crashed = tmp.path().join("crashed");
@@ -232,6 +233,7 @@ fn reference_and_crashed_with(
     run_to_end(wire(&reference, Path::new("p.yaml"), cores, false));
     let mut killed = 0;
     let mut restarts = 0;
+    let mut incremental = 0;
     let cores_of = |run: usize| match (rescale, run % 2) {
         (true, 1) => 3 - cores,
         _ => cores,
@@ -246,6 +248,7 @@ fn reference_and_crashed_with(
             break; // it finished before the kill: the rest is checked below
         }
         killed += 1;
+        incremental += usize::from(newest_is_incremental(&crashed.join("data")));
     }
     let stderr = run_to_end(wire(
         &crashed,
@@ -253,16 +256,41 @@ fn reference_and_crashed_with(
         cores_of(restarts),
         true,
     ));
-    eprintln!("{killed} kills over {restarts} runs; last run:\n{stderr}");
+    eprintln!(
+        "{killed} kills over {restarts} runs, {incremental} restoring an incremental checkpoint; last run:\n{stderr}"
+    );
     assert!(stderr.contains("checkpoints:"), "{stderr}");
-    (tmp, reference, crashed)
+    (tmp, reference, crashed, incremental)
+}
+
+/// Whether the newest complete checkpoint under `data` (any pipeline's) holds deltas.
+fn newest_is_incremental(data: &Path) -> bool {
+    let Some(pipeline) = std::fs::read_dir(data)
+        .ok()
+        .and_then(|d| d.filter_map(Result::ok).next())
+    else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(pipeline.path().join("checkpoints")) else {
+        return false;
+    };
+    let mut manifests: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("MANIFEST"))
+        .filter(|m| m.exists())
+        .collect();
+    manifests.sort();
+    manifests
+        .last()
+        .and_then(|m| std::fs::read_to_string(m).ok())
+        .is_some_and(|text| text.contains("\"delta\": true"))
 }
 
 #[test]
 fn sigkill_during_windowed_aggregates_and_tops_loses_and_duplicates_nothing_even_rescaled() {
     let mut rng = Rng::from_env();
     for cores in [1, 2] {
-        let (_tmp, reference, crashed) = reference_and_crashed(WINDOWED, cores, true, &mut rng);
+        let (_tmp, reference, crashed, _) = reference_and_crashed(WINDOWED, cores, true, &mut rng);
         for sink in ["counts", "q5"] {
             let want = published_lines(&reference.join("out").join(sink));
             let got = published_lines(&crashed.join("out").join(sink));
@@ -280,11 +308,17 @@ fn sigkill_during_windowed_aggregates_and_tops_loses_and_duplicates_nothing_even
 #[test]
 fn sigkill_during_an_unbounded_count_keeps_its_changelog_exact() {
     let mut rng = Rng::from_env();
-    let (_tmp, reference, crashed) = reference_and_crashed(CHANGELOG, 2, true, &mut rng);
-    let want = replay_changelog(&published_lines(&reference.join("out/counts")));
-    let got = replay_changelog(&published_lines(&crashed.join("out/counts")));
+    let (_tmp, reference, crashed, incremental) =
+        reference_and_crashed(CHANGELOG, 2, true, &mut rng);
+    let want = replay_changelog(&published_lines(&reference.join("out/counts")), "k");
+    let got = replay_changelog(&published_lines(&crashed.join("out/counts")), "k");
     assert_eq!(got.len(), want.len());
     assert!(got == want, "final counts differ");
+    // The count writes deltas: restarts restore whole state plus the changes after it.
+    assert!(
+        incremental > 0 || kills() < 3,
+        "no restart restored an incremental checkpoint"
+    );
 }
 
 #[test]
@@ -547,7 +581,7 @@ fn sigkill_under_a_producer_loses_no_acknowledged_row_and_duplicates_none() {
         .into_iter()
         .map(|l| l.replace("\"key\"", "\"auction\""))
         .collect();
-    let got = replay_changelog(&counts);
+    let got = replay_changelog(&counts, "auction");
     assert_eq!(got, want, "the counts do not match the rows written");
     eprintln!(
         "{} rows sent, {} acked, {} written",
@@ -617,11 +651,11 @@ fn a_savepoint_starts_a_changed_pipeline_and_refuses_state_it_cannot_map() {
     std::fs::create_dir_all(&whole).expect("dir");
     std::fs::write(whole.join("p.yaml"), &longer).expect("pipeline");
     run_to_end(wire(&whole, Path::new("p.yaml"), 1, false));
-    let want = replay_changelog(&published_lines(&whole.join("out/counts")));
+    let want = replay_changelog(&published_lines(&whole.join("out/counts")), "k");
     // The first run's changelog, then the second's, replayed as one.
     let mut both = published_lines(&dir.join("out/counts"));
     both.extend(published_lines(&next.join("out/counts")));
-    let got = replay_changelog(&both);
+    let got = replay_changelog(&both, "k");
     assert!(
         got == want,
         "counts after the savepoint differ from one uninterrupted run"
@@ -630,18 +664,14 @@ fn a_savepoint_starts_a_changed_pipeline_and_refuses_state_it_cannot_map() {
     // A renamed stateful operator cannot take the saved state.
     let renamed = dir.join("renamed");
     std::fs::create_dir_all(&renamed).expect("dir");
-    std::fs::write(
-        renamed.join("p.yaml"),
-        short.replace("per_auction", "by_auction"),
-    )
-    .expect("pipeline");
+    std::fs::write(renamed.join("p.yaml"), short.replace("per_key", "by_key")).expect("pipeline");
     let mut third = wire(&renamed, Path::new("p.yaml"), 1, true);
     third.arg("--from-savepoint").arg(&savepoint);
     let output = third.output().expect("wire");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("operator `per_auction` (aggregate), which this pipeline does not have"),
+        stderr.contains("operator `per_key` (aggregate), which this pipeline does not have"),
         "{stderr}"
     );
 }
@@ -681,7 +711,7 @@ fn sigkill_while_reading_csv_files_resumes_at_the_recorded_line() {
     let a = orders_csv(0, 400_000);
     let b = orders_csv(400_000, 400_000);
     let inputs = [("in/a.csv", a.as_str()), ("in/b.csv", b.as_str())];
-    let (_tmp, reference, crashed) =
+    let (_tmp, reference, crashed, _) =
         reference_and_crashed_with(FROM_FILES, &inputs, 2, true, &mut rng);
     for sink in ["all", "totals"] {
         let want = published_lines(&reference.join("out").join(sink));
@@ -723,7 +753,7 @@ sinks:
 #[test]
 fn sigkill_during_session_windows_and_a_join_loses_and_duplicates_nothing() {
     let mut rng = Rng::from_env();
-    let (_tmp, reference, crashed) = reference_and_crashed(SESSIONS_AND_JOIN, 2, true, &mut rng);
+    let (_tmp, reference, crashed, _) = reference_and_crashed(SESSIONS_AND_JOIN, 2, true, &mut rng);
     for sink in ["sessions", "sellers"] {
         let want = published_lines(&reference.join("out").join(sink));
         let got = published_lines(&crashed.join("out").join(sink));

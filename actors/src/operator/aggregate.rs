@@ -20,10 +20,10 @@ use wire_core::snapshot;
 use wire_core::state::StateError;
 use wire_storage::checkpoint::Section;
 
-use super::table::key_hash;
+use super::table::{key_hash, Group};
 use super::{
-    eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_GROUP,
-    RECORD_REFIRE,
+    eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_DELETE,
+    RECORD_GROUP, RECORD_REFIRE, RECORD_UPSERT,
 };
 
 type Accs = Box<[Acc]>;
@@ -249,7 +249,7 @@ impl Stateful for WindowAggregate {
         self.groups.len()
     }
 
-    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);
         snapshot::put_i64(&mut header, self.fired_end);
@@ -321,6 +321,19 @@ pub(crate) struct UnboundedAggregate {
     batch_seq: u64,
     /// Groups changed by the current batch, with their result before it (if emitted).
     touched: Vec<(u32, Option<Vec<Value>>)>,
+    /// What changed since the last snapshot, once checkpoints are on.
+    changes: Option<Changes>,
+}
+
+/// The groups an [`UnboundedAggregate`] changed since its last snapshot.
+#[derive(Default)]
+struct Changes {
+    /// `batch_seq` at the last snapshot: a group whose `batch` is later has changed.
+    since_batch: u64,
+    /// Groups changed (or added) since, each once — or twice if its slot was reused.
+    changed: Vec<u32>,
+    /// Keys deleted since, in order.
+    deleted: Vec<(u64, Box<[Value]>)>,
 }
 
 struct Running {
@@ -342,6 +355,7 @@ impl UnboundedAggregate {
             groups: GroupTable::default(),
             batch_seq: 0,
             touched: Vec::new(),
+            changes: None,
         }
     }
 
@@ -360,6 +374,11 @@ impl UnboundedAggregate {
             return;
         };
         if group.value.batch != self.batch_seq {
+            if let Some(changes) = &mut self.changes {
+                if group.value.batch <= changes.since_batch {
+                    changes.changed.push(id);
+                }
+            }
             group.value.batch = self.batch_seq;
             let before = group
                 .value
@@ -400,11 +419,36 @@ impl UnboundedAggregate {
                     &group.value.accs,
                     Some(op),
                 )?;
-            } else {
-                self.groups.remove(id);
+            } else if let Some(group) = self.groups.remove(id) {
+                if let Some(changes) = &mut self.changes {
+                    changes.deleted.push((group.hash, group.key));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Appends group `group`'s record (tagged `tag`) to its key group's section.
+    fn put_group(sections: &mut Sections, tag: u8, group: &Group<Running>) {
+        let out = sections.of_hash(group.hash);
+        out.push(tag);
+        snapshot::put_row(out, &group.key);
+        snapshot::put_i64(out, group.value.rows);
+        out.push(u8::from(group.value.emitted));
+        group
+            .value
+            .accs
+            .iter()
+            .for_each(|acc| snapshot::put_acc(out, acc));
+    }
+
+    /// Forgets the changes noted so far: a snapshot now holds them.
+    fn reset_changes(&mut self) {
+        if let Some(changes) = &mut self.changes {
+            changes.since_batch = self.batch_seq;
+            changes.changed.clear();
+            changes.deleted.clear();
+        }
     }
 }
 
@@ -436,29 +480,54 @@ impl Stateful for UnboundedAggregate {
         self.groups.len()
     }
 
-    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut sections = Sections::new(max_parallelism, Vec::new());
         for (_, group) in self.groups.iter() {
-            let out = sections.of_hash(group.hash);
-            out.push(RECORD_GROUP);
-            snapshot::put_row(out, &group.key);
-            snapshot::put_i64(out, group.value.rows);
-            out.push(u8::from(group.value.emitted));
-            group
-                .value
-                .accs
-                .iter()
-                .for_each(|acc| snapshot::put_acc(out, acc));
+            Self::put_group(&mut sections, RECORD_GROUP, group);
         }
+        self.reset_changes();
         Ok(sections.finish())
+    }
+
+    fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(|| Changes {
+            since_batch: self.batch_seq,
+            ..Changes::default()
+        });
+    }
+
+    fn snapshot_changes(&mut self, max_parallelism: u32) -> Option<Result<Vec<Section>, String>> {
+        let changes = self.changes.as_ref()?;
+        let mut sections = Sections::new(max_parallelism, Vec::new());
+        // Deletions first: a key deleted and added again since ends up present.
+        for (hash, key) in &changes.deleted {
+            let out = sections.of_hash(*hash);
+            out.push(RECORD_DELETE);
+            snapshot::put_row(out, key);
+        }
+        for &id in &changes.changed {
+            match self.groups.get(id) {
+                Some(group) if group.value.batch > changes.since_batch => {
+                    Self::put_group(&mut sections, RECORD_UPSERT, group);
+                }
+                _ => {} // deleted since (recorded above), its slot unused or reused
+            }
+        }
+        self.reset_changes();
+        Some(Ok(sections.finish()))
     }
 
     fn restore(&mut self, section: &Section) -> Result<(), StateError> {
         let mut reader = open_section(section)?;
         while !reader.is_empty() {
             let at = reader.offset();
-            if reader.u8("record")? != RECORD_GROUP {
-                return Err(snapshot::corrupt(at, "not a group record".into()));
+            let tag = reader.u8("record")?;
+            if tag == RECORD_DELETE {
+                self.groups.remove_owned(&reader.row()?);
+                continue;
+            }
+            if tag != RECORD_GROUP && tag != RECORD_UPSERT {
+                return Err(snapshot::corrupt(at, format!("unknown record {tag}")));
             }
             let key = reader.row()?;
             let rows = reader.i64("rows")?;
@@ -474,7 +543,11 @@ impl Stateful for UnboundedAggregate {
                 batch: 0,
                 emitted,
             };
-            self.groups.insert_owned(key, running);
+            if tag == RECORD_GROUP {
+                self.groups.insert_owned(key, running);
+            } else {
+                self.groups.upsert_owned(key, running);
+            }
         }
         Ok(())
     }

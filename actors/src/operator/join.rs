@@ -289,7 +289,7 @@ impl Stateful for Join {
     /// Header: the watermark. One group record per (side, key): the side, the key, then its
     /// rows in arrival order (row, time, upper, expires). The expiry queue is rebuilt from
     /// the rows.
-    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);
         let mut sections = Sections::new(max_parallelism, header);

@@ -118,7 +118,7 @@ impl Stateful for Process {
     }
 
     /// Each key group's [`KeyedState`] snapshot, after the operator's watermark.
-    fn snapshot(&self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, _max_parallelism: u32) -> Result<Vec<Section>, String> {
         let sections = self.state.key_groups().map(|key_group| {
             let mut out = snapshot::begin();
             snapshot::put_i64(&mut out, self.watermark);

@@ -253,7 +253,7 @@ impl Stateful for SessionAggregate {
 
     /// Header: the watermark. One group record per key: the key, then its sessions (start,
     /// end, fired, accumulators). The timers are rebuilt from the sessions.
-    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);
         let mut sections = Sections::new(max_parallelism, header);

@@ -9,7 +9,7 @@ use hashbrown::HashTable;
 use wire_core::expr::Datum;
 use wire_core::Value;
 
-use super::{datum_eq, to_value};
+use super::{datum_eq, to_value, value_eq};
 
 /// One group: its key and state.
 #[derive(Debug)]
@@ -110,6 +110,38 @@ impl<V> GroupTable<V> {
             || value.take().expect("called once"),
         );
         id
+    }
+
+    /// Sets the state of group `key` from a snapshot's delta, adding the group if new.
+    pub(crate) fn upsert_owned(&mut self, key: Box<[Value]>, value: V) {
+        let hash = key_hash(&key);
+        if let Some(id) = self.find_owned(hash, &key) {
+            if let Some(group) = self.get_mut(id) {
+                group.value = value;
+            }
+            return;
+        }
+        self.insert_owned(key, value);
+    }
+
+    /// Removes group `key` (from a snapshot's delta), if there is one.
+    pub(crate) fn remove_owned(&mut self, key: &[Value]) {
+        if let Some(id) = self.find_owned(key_hash(key), key) {
+            self.remove(id);
+        }
+    }
+
+    fn find_owned(&self, hash: u64, key: &[Value]) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&id| {
+                slots[id as usize].as_ref().is_some_and(|g| {
+                    g.hash == hash
+                        && g.key.len() == key.len()
+                        && g.key.iter().zip(key).all(|(a, b)| value_eq(a, b))
+                })
+            })
+            .copied()
     }
 
     /// The id of the group of `key`, if there is one.

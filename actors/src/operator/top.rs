@@ -212,7 +212,7 @@ impl Stateful for Top {
         self.groups.len() + self.windows.values().map(|t| t.len()).sum::<usize>()
     }
 
-    fn snapshot(&self, max_parallelism: u32) -> Result<Vec<Section>, String> {
+    fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);
         let mut sections = Sections::new(max_parallelism, header);

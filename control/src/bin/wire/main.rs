@@ -55,6 +55,11 @@ enum Command {
         /// Completed checkpoints to keep.
         #[arg(long, default_value_t = 3)]
         checkpoints_retained: usize,
+        /// Incremental checkpoints: up to this many checkpoints in a row write only what
+        /// changed (for operators that track changes), then one writes the whole state again;
+        /// 0 writes the whole state every time.
+        #[arg(long, default_value_t = 10)]
+        checkpoint_deltas: u32,
         /// Start from this savepoint directory when there is no checkpoint yet.
         #[arg(long, requires = "checkpoint_interval")]
         from_savepoint: Option<PathBuf>,
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
             checkpoint_dir,
             checkpoint_timeout,
             checkpoints_retained,
+            checkpoint_deltas,
             from_savepoint,
             savepoint_dir,
         } => {
@@ -117,6 +123,7 @@ fn main() -> ExitCode {
                     timeout: checkpoint_timeout,
                     dir: checkpoint_dir,
                     retained: checkpoints_retained,
+                    deltas: checkpoint_deltas,
                     from_savepoint,
                     savepoint_dir,
                 }),

@@ -42,6 +42,8 @@ pub struct CheckpointArgs {
     pub dir: Option<PathBuf>,
     /// Completed checkpoints kept.
     pub retained: usize,
+    /// Incremental checkpoints in a row at most (0: none).
+    pub deltas: u32,
     /// Start from this savepoint when there is no checkpoint yet.
     pub from_savepoint: Option<PathBuf>,
     /// Also write the run's last checkpoint here as a savepoint.
@@ -127,6 +129,7 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
                 timeout: prepared.timeout,
                 store: prepared.store,
                 savepoint_dir: prepared.savepoint_dir,
+                max_deltas: prepared.deltas,
             };
             match CoordinatorHandle::start(config, prepared.shared, prepared.acks) {
                 Ok(handle) => Some(handle),
@@ -237,6 +240,7 @@ struct Prepared {
     interval: Duration,
     timeout: Duration,
     savepoint_dir: Option<PathBuf>,
+    deltas: u32,
 }
 
 /// Opens the checkpoint directory, picks what to restore (the newest intact checkpoint, else
@@ -288,7 +292,7 @@ fn prepare_checkpoints(
             .operators
             .iter()
             .flat_map(|o| &o.instances)
-            .flat_map(|(_, sections)| sections)
+            .flat_map(|instance| &instance.sections)
             .map(|s| s.bytes.len())
             .sum();
         eprintln!(
@@ -315,6 +319,7 @@ fn prepare_checkpoints(
         interval: checkpoint_args.interval,
         timeout: checkpoint_args.timeout,
         savepoint_dir: checkpoint_args.savepoint_dir.clone(),
+        deltas: checkpoint_args.deltas,
     })
 }
 
@@ -336,8 +341,8 @@ fn checkpoint_line(report: &CheckpointReport) -> String {
         durations[at.min(durations.len() - 1)]
     };
     let mut line = format!(
-        "  checkpoints: {} completed, {} aborted",
-        report.completed, report.aborted
+        "  checkpoints: {} completed ({} incremental), {} aborted",
+        report.completed, report.incremental, report.aborted
     );
     if let Some(last) = report.last_id {
         line.push_str(&format!(
