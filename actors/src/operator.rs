@@ -58,6 +58,10 @@ pub(crate) trait Stateful {
         Err("its state cannot be checkpointed yet".into())
     }
 
+    /// Restoring will bring sections of `bytes` bytes in all: room for the state may be made
+    /// at once.
+    fn restore_size(&mut self, _bytes: usize) {}
+
     /// From now on, note what changes between snapshots, for [`Stateful::snapshot_changes`]
     /// (called when checkpoints are on; an operator that cannot copy only its changes ignores
     /// it).
@@ -128,7 +132,7 @@ impl Sections {
             .filter_map(|(key_group, bytes)| {
                 Some(Section {
                     key_group: key_group as u32,
-                    bytes: snapshot::seal(bytes?),
+                    bytes: snapshot::seal(bytes?).into(),
                 })
             })
             .collect()

@@ -21,6 +21,7 @@ use wire_core::plan::{Input, Operator, Plan};
 use wire_core::spec::{SinkKind, SourceKind};
 
 use wire_core::watermark::SenderId;
+use wire_storage::checkpoint::{InstanceState, Section};
 
 use crate::chain::Chain;
 use crate::checkpoint::{Checkpointing, Inbox};
@@ -602,23 +603,39 @@ fn restore_operator(
     // A per-core operator (a local top) keeps what its core's rows brought, whatever their
     // key group: its instances are dealt out to the new cores whole.
     let per_core = matches!(&cx.plan.operators[op].op, Operator::Top(top) if top.per_core);
+    let started = std::time::Instant::now();
+    let mine = |instance: &InstanceState, section: &Section| {
+        if per_core {
+            instance.core % cx.cores == cx.core
+        } else {
+            wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores) == cx.core
+        }
+    };
+    let sections = || {
+        state
+            .instances
+            .iter()
+            .flat_map(|i| i.sections.iter().map(move |s| (i, s)))
+            .filter(|(i, s)| mine(i, s))
+    };
+    operator.restore_size(sections().map(|(_, s)| s.bytes.len()).sum());
+    let mut bytes = 0;
     // A core's whole state comes first, then the changes of each later checkpoint.
-    for instance in &state.instances {
-        if per_core && instance.core % cx.cores != cx.core {
-            continue;
-        }
-        for section in &instance.sections {
-            let owner =
-                wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores);
-            if !per_core && owner != cx.core {
-                continue;
-            }
-            operator.restore(section).map_err(|err| Error::Restore {
-                checkpoint: restore.id,
-                reason: format!("operator `{name}`, key group {}: {err}", section.key_group),
-            })?;
-        }
+    for (_, section) in sections() {
+        operator.restore(section).map_err(|err| Error::Restore {
+            checkpoint: restore.id,
+            reason: format!("operator `{name}`, key group {}: {err}", section.key_group),
+        })?;
+        bytes += section.bytes.len();
     }
+    tracing::info!(
+        operator = %name,
+        core = cx.core,
+        groups = operator.groups(),
+        bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "state restored"
+    );
     Ok(())
 }
 

@@ -310,7 +310,20 @@ impl<'b> Reader<'b> {
     /// Reads a count and that many values.
     pub fn row(&mut self) -> Result<Box<[Value]>, StateError> {
         let count = self.count("value")?;
-        (0..count).map(|_| self.value()).collect()
+        let mut row = Vec::with_capacity(count.min(self.bytes.len() - self.at));
+        for _ in 0..count {
+            row.push(self.value()?);
+        }
+        Ok(row.into_boxed_slice())
+    }
+
+    /// Reads one accumulator for each of `calls`.
+    pub fn accs(&mut self, calls: &[AggCall]) -> Result<Box<[Acc]>, StateError> {
+        let mut accs = Vec::with_capacity(calls.len());
+        for call in calls {
+            accs.push(self.acc(call)?);
+        }
+        Ok(accs.into_boxed_slice())
     }
 
     pub(crate) fn acc_any(&mut self) -> Result<AccRead, StateError> {

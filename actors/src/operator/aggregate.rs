@@ -288,11 +288,7 @@ impl Stateful for WindowAggregate {
                     let mut panes = Vec::with_capacity(count);
                     for _ in 0..count {
                         let start = reader.i64("pane start")?;
-                        let accs: Accs = self
-                            .aggs
-                            .iter()
-                            .map(|call| reader.acc(call))
-                            .collect::<Result<_, _>>()?;
+                        let accs: Accs = reader.accs(&self.aggs)?;
                         *self.occupied.entry(start).or_default() += 1;
                         panes.push((start, accs));
                     }
@@ -323,6 +319,8 @@ pub(crate) struct UnboundedAggregate {
     touched: Vec<(u32, Option<Vec<Value>>)>,
     /// What changed since the last snapshot, once checkpoints are on.
     changes: Option<Changes>,
+    /// Bytes of snapshot sections still to restore, until the first is decoded.
+    restoring: usize,
 }
 
 /// The groups an [`UnboundedAggregate`] changed since its last snapshot.
@@ -356,6 +354,7 @@ impl UnboundedAggregate {
             batch_seq: 0,
             touched: Vec::new(),
             changes: None,
+            restoring: 0,
         }
     }
 
@@ -517,9 +516,33 @@ impl Stateful for UnboundedAggregate {
         Some(Ok(sections.finish()))
     }
 
+    fn restore_size(&mut self, bytes: usize) {
+        self.restoring = bytes;
+    }
+
     fn restore(&mut self, section: &Section) -> Result<(), StateError> {
         let mut reader = open_section(section)?;
+        if self.restoring > 0 {
+            // Sections of one snapshot hold groups of about one size: from the first, make
+            // room for all (growing step by step would rehash and copy the table each time).
+            let groups = self.restore_records(&mut reader)?;
+            let per_byte = groups as f64 / section.bytes.len().max(1) as f64;
+            let rest = self.restoring.saturating_sub(section.bytes.len());
+            self.restoring = 0;
+            self.groups
+                .reserve((rest as f64 * per_byte * 1.05) as usize);
+            return Ok(());
+        }
+        self.restore_records(&mut reader).map(|_| ())
+    }
+}
+
+impl UnboundedAggregate {
+    /// Applies a section's records; how many there were.
+    fn restore_records(&mut self, reader: &mut snapshot::Reader<'_>) -> Result<usize, StateError> {
+        let mut records = 0;
         while !reader.is_empty() {
+            records += 1;
             let at = reader.offset();
             let tag = reader.u8("record")?;
             if tag == RECORD_DELETE {
@@ -532,11 +555,7 @@ impl Stateful for UnboundedAggregate {
             let key = reader.row()?;
             let rows = reader.i64("rows")?;
             let emitted = reader.u8("emitted")? != 0;
-            let accs: Accs = self
-                .aggs
-                .iter()
-                .map(|call| reader.acc(call))
-                .collect::<Result<_, _>>()?;
+            let accs: Accs = reader.accs(&self.aggs)?;
             let running = Running {
                 accs,
                 rows,
@@ -549,7 +568,7 @@ impl Stateful for UnboundedAggregate {
                 self.groups.upsert_owned(key, running);
             }
         }
-        Ok(())
+        Ok(records)
     }
 }
 

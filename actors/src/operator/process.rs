@@ -125,7 +125,7 @@ impl Stateful for Process {
             snapshot::put_bytes(&mut out, &self.state.snapshot_key_group(key_group));
             Section {
                 key_group,
-                bytes: snapshot::seal(out),
+                bytes: snapshot::seal(out).into(),
             }
         });
         Ok(sections.collect())

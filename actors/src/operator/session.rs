@@ -299,11 +299,7 @@ impl Stateful for SessionAggregate {
                         return Err(snapshot::corrupt(fired_at, reason));
                     }
                 };
-                let accs: Accs = self
-                    .aggs
-                    .iter()
-                    .map(|call| reader.acc(call))
-                    .collect::<Result<_, _>>()?;
+                let accs: Accs = reader.accs(&self.aggs)?;
                 sessions.push(Session {
                     start,
                     end,

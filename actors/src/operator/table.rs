@@ -81,6 +81,18 @@ impl<V> GroupTable<V> {
             key: make_key(),
             value: init(),
         };
+        (self.insert_new(group), true)
+    }
+
+    /// Adds a group restored from a snapshot (its key must not be present yet); its id.
+    pub(crate) fn insert_owned(&mut self, key: Box<[Value]>, value: V) -> u32 {
+        let hash = key_hash(&key);
+        self.insert_new(Group { hash, key, value })
+    }
+
+    /// Adds `group`, whose key is not present; its id.
+    fn insert_new(&mut self, group: Group<V>) -> u32 {
+        let hash = group.hash;
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = Some(group);
@@ -95,20 +107,6 @@ impl<V> GroupTable<V> {
         self.index.insert_unique(hash, id, |&id| {
             slots[id as usize].as_ref().map_or(0, |g| g.hash)
         });
-        (id, true)
-    }
-
-    /// Adds a group restored from a snapshot (its key must not be present yet); its id.
-    pub(crate) fn insert_owned(&mut self, key: Box<[Value]>, value: V) -> u32 {
-        let hash = key_hash(&key);
-        let mut key = Some(key);
-        let mut value = Some(value);
-        let (id, _) = self.find_or_insert_by(
-            hash,
-            |_| false,
-            || key.take().unwrap_or_default(),
-            || value.take().expect("called once"),
-        );
         id
     }
 
@@ -142,6 +140,16 @@ impl<V> GroupTable<V> {
                 })
             })
             .copied()
+    }
+
+    /// Makes room for `more` groups, so that restoring many does not grow the table step by
+    /// step (each step rehashes and copies it).
+    pub(crate) fn reserve(&mut self, more: usize) {
+        let slots = &self.slots;
+        self.index.reserve(more, |&id| {
+            slots[id as usize].as_ref().map_or(0, |g| g.hash)
+        });
+        self.slots.reserve(more);
     }
 
     /// The id of the group of `key`, if there is one.
