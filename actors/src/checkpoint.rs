@@ -13,12 +13,13 @@
 //! state; the coordinator counts it for every later checkpoint, and the run's last
 //! checkpoint is made of them.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::local_channel::LocalReceiver;
 use wire_core::watermark::SenderId;
-use wire_storage::checkpoint::{Checkpoint, Section, SourcePosition};
+use wire_storage::checkpoint::{Checkpoint, InstanceState, Section, SourcePosition};
 
 use crate::message::Message;
 
@@ -31,7 +32,12 @@ pub struct Checkpointing {
     completed: AtomicU64,
     retained: AtomicU64,
     acks: crossbeam_channel::Sender<Ack>,
+    /// The checkpoint to restore, its operators' state moved to `state`.
     restore: Option<Checkpoint>,
+    /// The restored operators' state by name, until every core has restored its part.
+    state: Mutex<Option<Arc<HashMap<String, Vec<InstanceState>>>>>,
+    /// Cores that have not restored their part yet.
+    restoring: AtomicUsize,
 }
 
 /// One task instance's part of a checkpoint.
@@ -84,10 +90,17 @@ impl Checkpointing {
     /// Checkpoint ids continue after `first_id - 1`.
     pub fn new(
         acks: crossbeam_channel::Sender<Ack>,
-        restore: Option<Checkpoint>,
+        mut restore: Option<Checkpoint>,
         last_id: u64,
     ) -> Checkpointing {
+        let state: HashMap<String, Vec<InstanceState>> = restore
+            .iter_mut()
+            .flat_map(|c| &mut c.operators)
+            .map(|o| (o.name.clone(), std::mem::take(&mut o.instances)))
+            .collect();
         Checkpointing {
+            state: Mutex::new(Some(Arc::new(state))),
+            restoring: AtomicUsize::new(0),
             requested: AtomicU64::new(last_id),
             base: AtomicU64::new(0),
             completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
@@ -136,9 +149,30 @@ impl Checkpointing {
         self.retained.load(Ordering::Acquire)
     }
 
-    /// The checkpoint the run restores, if any.
+    /// The checkpoint the run restores, if any: its sources' positions and its operators'
+    /// names and kinds (their state is in [`Checkpointing::restored_state`]).
     pub fn restore(&self) -> Option<&Checkpoint> {
         self.restore.as_ref()
+    }
+
+    /// The restored state of every operator by name, while cores are restoring.
+    pub(crate) fn restored_state(&self) -> Option<Arc<HashMap<String, Vec<InstanceState>>>> {
+        self.state.lock().ok()?.clone()
+    }
+
+    /// `cores` are about to restore their parts.
+    pub(crate) fn begin_restore(&self, cores: usize) {
+        self.restoring.store(cores, Ordering::Release);
+    }
+
+    /// One core has restored its part; after the last, the restored state is dropped (its
+    /// memory-mapped files with it, so deleting the checkpoint frees their space).
+    pub(crate) fn core_restored(&self) {
+        if self.restoring.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Ok(mut state) = self.state.lock() {
+                state.take();
+            }
+        }
     }
 
     /// Sends an ack; a coordinator that has gone away is not an error of the data plane.

@@ -208,6 +208,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
         if let Some(restore) = checkpoints.restore() {
             check_restorable(&plan, restore, cores)?;
         }
+        checkpoints.begin_restore(cores);
     }
     // Registered IO memory is resident from the start; only WALs (ingest sources) use it.
     let has_wal = plan
@@ -508,6 +509,9 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         tasks.push(glommio::spawn_local(run));
     }
     drop(mailboxes);
+    if let Some(checkpoints) = &cx.checkpoints {
+        checkpoints.core_restored();
+    }
     let done = Rc::new(std::cell::Cell::new(false));
     glommio::spawn_local(heartbeat(done.clone())).detach();
     for task in tasks {
@@ -592,11 +596,14 @@ fn restore_operator(
     op: usize,
     operator: &mut dyn operator::Stateful,
 ) -> Result<(), Error> {
-    let Some(restore) = cx.checkpoints.as_ref().and_then(|c| c.restore()) else {
+    let Some(checkpoints) = cx.checkpoints.as_ref() else {
+        return Ok(());
+    };
+    let (Some(restore), Some(saved)) = (checkpoints.restore(), checkpoints.restored_state()) else {
         return Ok(());
     };
     let name = &cx.plan.operators[op].name;
-    let Some(state) = restore.operators.iter().find(|s| s.name == *name) else {
+    let Some(instances) = saved.get(name) else {
         return Ok(());
     };
     let max_parallelism = cx.plan.settings.max_parallelism;
@@ -612,8 +619,7 @@ fn restore_operator(
         }
     };
     let sections = || {
-        state
-            .instances
+        instances
             .iter()
             .flat_map(|i| i.sections.iter().map(move |s| (i, s)))
             .filter(|(i, s)| mine(i, s))

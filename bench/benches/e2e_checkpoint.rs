@@ -3,7 +3,11 @@
 //! 1. Throughput of Nexmark q5 and of a keyed count (unbounded count per auction) without
 //!    checkpoints and with `--checkpoint-interval 1s`, in one run, as a ratio; with each
 //!    checkpointed run's checkpoint duration (p50, p99) and size.
-//! 2. Recovery: an unbounded count over about one key per event grows large state; once a
+//! 2. Incremental against whole-state checkpoints: the same growing unbounded count, once with
+//!    `--checkpoint-deltas 0` (every checkpoint copies the whole state) and once with the
+//!    default (deltas of the groups changed since the previous checkpoint, the whole state
+//!    every 11th), with the size and duration of each kind.
+//! 3. Recovery: an unbounded count over about one key per event grows large state; once a
 //!    checkpoint of it completes the process is SIGKILLed and restarted, and the time from the
 //!    restart to rows flowing again (restored state, rewound source) is measured.
 //!
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     println!("machine: {}", wire_bench::machine_description(&args.dir));
     println!();
     overhead(&args, &wire)?;
+    incremental(&args, &wire)?;
     recovery(&args, &wire)?;
     Ok(())
 }
@@ -99,9 +104,122 @@ fn overhead(args: &Args, wire: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One completed checkpoint, from the coordinator's log line.
+struct Completed {
+    ms: f64,
+    bytes: u64,
+    incremental: bool,
+}
+
+fn incremental(args: &Args, wire: &Path) -> anyhow::Result<()> {
+    let run_s: u64 = if args.smoke { 4 } else { 30 };
+    println!(
+        "## incremental vs whole-state checkpoints: a keyed count growing to about {} keys over {run_s} s, 1 s checkpoints, 1 core",
+        wire_bench::human(args.state_events as f64 * 0.6)
+    );
+    println!("| checkpoints | completed | whole-state: size (last), duration p50 / p99 | deltas: size p50 / max, duration p50 / p99 | events/s |");
+    println!("|---|---|---|---|---|");
+    let rate = args.state_events / run_s;
+    let yaml = keyed_count(args.state_events, "bidder * 1000000 + price % 1000000")
+        .replace(", seed: 1}", &format!(", seed: 1, rate: {rate}}}"));
+    for (name, deltas) in [
+        ("whole state every time", "0"),
+        ("incremental (default)", "10"),
+    ] {
+        let dir = args.dir.join("incremental");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("keyed.yaml");
+        std::fs::write(&file, &yaml)?;
+        let output = Command::new(wire)
+            .current_dir(&dir)
+            .args(["run", "--no-progress", "--cores", "1"])
+            .args(["--checkpoint-interval", "1s", "--checkpoint-deltas", deltas])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg(&file)
+            .env("WIRE_LOG", "wire_control=info")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("wire run failed on\n{yaml}\n{stderr}");
+        }
+        let completed: Vec<Completed> = stderr
+            .lines()
+            .filter(|l| l.contains("checkpoint complete"))
+            .filter_map(|l| {
+                Some(Completed {
+                    ms: field(l, "ms=").parse().ok()?,
+                    bytes: field(l, "bytes=").parse().ok()?,
+                    incremental: field(l, "incremental=") == "true",
+                })
+            })
+            .collect();
+        let events_per_s = stderr
+            .lines()
+            .find_map(|l| wire_bench::summary_events_per_s(l.trim()))
+            .unwrap_or(0.0);
+        let of = |incremental: bool| {
+            let mut ms: Vec<f64> = Vec::new();
+            let mut bytes: Vec<u64> = Vec::new();
+            for c in completed.iter().filter(|c| c.incremental == incremental) {
+                ms.push(c.ms);
+                bytes.push(c.bytes);
+            }
+            (ms, bytes)
+        };
+        let (whole_ms, whole_bytes) = of(false);
+        let (delta_ms, delta_bytes) = of(true);
+        let whole = match whole_bytes.last() {
+            Some(last) => format!(
+                "{} × {}, {:.0} / {:.0} ms",
+                whole_bytes.len(),
+                mib(*last),
+                percentile(&whole_ms, 0.5),
+                percentile(&whole_ms, 0.99)
+            ),
+            None => "none".into(),
+        };
+        let delta = if delta_bytes.is_empty() {
+            "none".to_string()
+        } else {
+            let sizes: Vec<f64> = delta_bytes.iter().map(|b| *b as f64).collect();
+            format!(
+                "{} × {} / {}, {:.0} / {:.0} ms",
+                delta_bytes.len(),
+                mib(percentile(&sizes, 0.5) as u64),
+                mib(delta_bytes.iter().copied().max().unwrap_or(0)),
+                percentile(&delta_ms, 0.5),
+                percentile(&delta_ms, 0.99)
+            )
+        };
+        println!(
+            "| {name} | {} | {whole} | {delta} | {} |",
+            completed.len(),
+            wire_bench::human(events_per_s)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The `p` quantile of `values` (0 if empty).
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
     println!("## recovery: SIGKILL with large state, restart until rows flow, 1 core");
-    println!("| keys (about) | checkpoint size | checkpoint duration (trigger to manifest) | restore read | restart to rows flowing |");
+    println!("| keys (about) | checkpoint size (whole state + deltas read) | checkpoint duration (trigger to manifest) | restore read | restart to rows flowing |");
     println!("|---|---|---|---|---|");
     let dir = args.dir.join("recovery");
     let _ = std::fs::remove_dir_all(&dir);
@@ -155,7 +273,7 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
         if newest != last_seen {
             last_seen = newest.clone();
             if let Some(path) = &newest {
-                let bytes = dir_bytes(path);
+                let bytes = chain_bytes(path);
                 if bytes > 0 && started.elapsed() > kill_after {
                     // Let the coordinator log the checkpoint it just completed.
                     std::thread::sleep(Duration::from_millis(200));
@@ -171,8 +289,7 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
             bail!("no checkpoint completed in 10 minutes");
         }
     };
-    let mut durations = durations.join().unwrap_or_default();
-    durations.sort_by(f64::total_cmp);
+    let durations = durations.join().unwrap_or_default();
     let restart = Instant::now();
     let mut second = spawn()?;
     let stderr = second.stderr.take().context("stderr piped")?;
@@ -196,12 +313,7 @@ fn recovery(args: &Args, wire: &Path) -> anyhow::Result<()> {
     second.kill()?;
     let _ = second.wait();
     let flowing = flowing.context("the restarted run never reported rows flowing")?;
-    let pct = |p: f64| {
-        durations
-            .get(((durations.len().max(1) - 1) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let pct = |p: f64| percentile(&durations, p);
     println!(
         "| {} | {:.1} MiB | p50 {:.0} ms, p99 {:.0} ms over {} | {restore_read} | {:.0} ms |",
         wire_bench::human(args.state_events as f64 * 0.6),
@@ -234,15 +346,24 @@ fn newest_complete(dir: &Path) -> Option<PathBuf> {
     complete.pop()
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
+/// Bytes of the state files a checkpoint's restore reads (its own and, for an incremental
+/// one, its chain's): the sum of the manifest's `"bytes"` entries.
+fn chain_bytes(dir: &Path) -> u64 {
+    let Ok(manifest) = std::fs::read_to_string(dir.join("MANIFEST")) else {
+        return 0;
+    };
+    manifest
+        .split("\"bytes\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<u64>().ok()
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 fn run(wire: &Path, dir: &Path, yaml: &str, interval: Option<&str>) -> anyhow::Result<Figures> {
