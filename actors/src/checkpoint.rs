@@ -35,10 +35,13 @@ pub struct Checkpointing {
     /// The checkpoint to restore, its operators' state moved to `state`.
     restore: Option<Checkpoint>,
     /// The restored operators' state by name, until every core has restored its part.
-    state: Mutex<Option<Arc<HashMap<String, Vec<InstanceState>>>>>,
+    state: Mutex<Option<Arc<RestoredState>>>,
     /// Cores that have not restored their part yet.
     restoring: AtomicUsize,
 }
+
+/// A restored checkpoint's operator state: each operator's instances by operator name.
+pub(crate) type RestoredState = HashMap<String, Vec<InstanceState>>;
 
 /// One task instance's part of a checkpoint.
 #[derive(Debug)]
@@ -93,7 +96,7 @@ impl Checkpointing {
         mut restore: Option<Checkpoint>,
         last_id: u64,
     ) -> Checkpointing {
-        let state: HashMap<String, Vec<InstanceState>> = restore
+        let state: RestoredState = restore
             .iter_mut()
             .flat_map(|c| &mut c.operators)
             .map(|o| (o.name.clone(), std::mem::take(&mut o.instances)))
@@ -156,7 +159,7 @@ impl Checkpointing {
     }
 
     /// The restored state of every operator by name, while cores are restoring.
-    pub(crate) fn restored_state(&self) -> Option<Arc<HashMap<String, Vec<InstanceState>>>> {
+    pub(crate) fn restored_state(&self) -> Option<Arc<RestoredState>> {
         self.state.lock().ok()?.clone()
     }
 
