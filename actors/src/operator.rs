@@ -114,11 +114,22 @@ impl Sections {
     /// The buffer of the key group of key hash `hash`.
     pub(crate) fn of_hash(&mut self, hash: u64) -> &mut Vec<u8> {
         let group = wire_core::key::key_group(hash, self.max_parallelism) as usize;
-        if self.buffers.len() <= group {
-            self.buffers.resize_with(group + 1, || None);
+        self.buffer(group)
+    }
+
+    /// Gives every key group a section, if only with the header.
+    pub(crate) fn touch_all(&mut self) {
+        for key_group in 0..self.max_parallelism as usize {
+            self.buffer(key_group);
+        }
+    }
+
+    fn buffer(&mut self, key_group: usize) -> &mut Vec<u8> {
+        if self.buffers.len() <= key_group {
+            self.buffers.resize_with(key_group + 1, || None);
         }
         let header = &self.header;
-        self.buffers[group].get_or_insert_with(|| {
+        self.buffers[key_group].get_or_insert_with(|| {
             let mut out = snapshot::begin();
             out.extend_from_slice(header);
             out
@@ -152,6 +163,8 @@ pub(crate) const RECORD_WINDOW_GROUP: u8 = 3;
 pub(crate) const RECORD_UPSERT: u8 = 4;
 /// A group deleted since the previous snapshot (a delta).
 pub(crate) const RECORD_DELETE: u8 = 5;
+/// Rows a group stored since the previous snapshot (a delta): appended to the group.
+pub(crate) const RECORD_APPEND: u8 = 6;
 
 /// Appends an owned row's values.
 pub(crate) fn put_owned_row(out: &mut Vec<u8>, row: &OwnedRow) {

@@ -19,10 +19,10 @@ use wire_core::snapshot;
 use wire_core::state::StateError;
 use wire_storage::checkpoint::Section;
 
-use super::table::key_hash;
+use super::table::{key_hash, Group};
 use super::{
     eval_into, open_section, put_owned_row, read_owned_row, row_time, GroupTable, Output, Sections,
-    Stateful, RECORD_GROUP,
+    Stateful, RECORD_APPEND, RECORD_GROUP,
 };
 
 /// A join operator instance.
@@ -34,6 +34,10 @@ pub(crate) struct Join {
     /// Expiry time → (side, group) with a row expiring then.
     expiry: BTreeMap<i64, Vec<(u8, u32)>>,
     watermark: i64,
+    /// Snapshots taken so far, plus one: rows stored since the last have this epoch.
+    epoch: u32,
+    /// Groups that stored a row since the last snapshot (once checkpoints are on).
+    changes: Option<Vec<(u8, u32)>>,
 }
 
 /// A row waiting for partners.
@@ -45,6 +49,8 @@ struct Stored {
     upper: i64,
     /// When the watermark passes this, the row can no longer match.
     expires: i64,
+    /// The [`Join::epoch`] it was stored in (0: restored).
+    epoch: u32,
 }
 
 /// Where a row stands: its time or bounds and its expiry.
@@ -63,6 +69,8 @@ impl Join {
             sides: [GroupTable::default(), GroupTable::default()],
             expiry: BTreeMap::new(),
             watermark: WATERMARK_MIN,
+            epoch: 1,
+            changes: None,
         }
     }
 
@@ -161,11 +169,20 @@ impl Join {
         if placement.expires > self.watermark {
             let (id, _) = self.sides[side].find_or_insert(hash, key, Vec::new);
             if let Some(group) = self.sides[side].get_mut(id) {
+                let epoch = self.epoch;
+                if let Some(changes) = &mut self.changes {
+                    // The newest row tells whether the group was noted in this epoch (if that
+                    // row has expired since, the group is noted again; snapshots dedup).
+                    if group.value.last().is_none_or(|s| s.epoch != epoch) {
+                        changes.push((side as u8, id));
+                    }
+                }
                 group.value.push(Stored {
                     row: OwnedRow::copy_of(view, index),
                     time: placement.time,
                     upper: placement.upper,
                     expires: placement.expires,
+                    epoch,
                 });
             }
             if placement.expires != WATERMARK_MAX {
@@ -212,6 +229,21 @@ impl Join {
         }
     }
 
+    /// What every section starts with: the watermark.
+    fn header(&self) -> Vec<u8> {
+        let mut header = Vec::new();
+        snapshot::put_i64(&mut header, self.watermark);
+        header
+    }
+
+    /// A snapshot was taken: later rows are the next one's changes.
+    fn next_epoch(&mut self) {
+        self.epoch += 1;
+        if let Some(changes) = &mut self.changes {
+            changes.clear();
+        }
+    }
+
     fn expire(&mut self) {
         let watermark = self.watermark;
         while let Some(entry) = self.expiry.first_entry() {
@@ -232,6 +264,27 @@ impl Join {
                 }
             }
         }
+    }
+}
+
+/// Appends the record (`tag`) of `group` on `side` with those of its rows `keep` selects.
+fn put_group(
+    sections: &mut Sections,
+    tag: u8,
+    side: usize,
+    group: &Group<Vec<Stored>>,
+    keep: impl Fn(&Stored) -> bool,
+) {
+    let out = sections.of_hash(group.hash);
+    out.push(tag);
+    out.push(side as u8);
+    snapshot::put_row(out, &group.key);
+    snapshot::put_len(out, group.value.iter().filter(|s| keep(s)).count());
+    for stored in group.value.iter().filter(|s| keep(s)) {
+        put_owned_row(out, &stored.row);
+        snapshot::put_i64(out, stored.time);
+        snapshot::put_i64(out, stored.upper);
+        snapshot::put_i64(out, stored.expires);
     }
 }
 
@@ -290,25 +343,44 @@ impl Stateful for Join {
     /// rows in arrival order (row, time, upper, expires). The expiry queue is rebuilt from
     /// the rows.
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
-        let mut header = Vec::new();
-        snapshot::put_i64(&mut header, self.watermark);
-        let mut sections = Sections::new(max_parallelism, header);
+        let mut sections = Sections::new(max_parallelism, self.header());
         for (side, table) in self.sides.iter().enumerate() {
             for (_, group) in table.iter() {
-                let out = sections.of_hash(group.hash);
-                out.push(RECORD_GROUP);
-                out.push(side as u8);
-                snapshot::put_row(out, &group.key);
-                snapshot::put_len(out, group.value.len());
-                for stored in &group.value {
-                    put_owned_row(out, &stored.row);
-                    snapshot::put_i64(out, stored.time);
-                    snapshot::put_i64(out, stored.upper);
-                    snapshot::put_i64(out, stored.expires);
+                put_group(&mut sections, RECORD_GROUP, side, group, |_| true);
+            }
+        }
+        self.next_epoch();
+        Ok(sections.finish())
+    }
+
+    fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The rows stored since the last snapshot, per group (`RECORD_APPEND`); rows that
+    /// expired since need no record, as restoring expires by the watermark again. Every key
+    /// group gets a section, if only with the header: the watermark has moved for all.
+    fn snapshot_changes(&mut self, max_parallelism: u32) -> Option<Result<Vec<Section>, String>> {
+        let mut changes = self.changes.take()?;
+        changes.sort_unstable();
+        changes.dedup();
+        let mut sections = Sections::new(max_parallelism, self.header());
+        sections.touch_all();
+        for &(side, id) in &changes {
+            let side = usize::from(side);
+            if let Some(group) = self.sides[side].get(id) {
+                let epoch = self.epoch;
+                if group.value.iter().any(|s| s.epoch == epoch) {
+                    put_group(&mut sections, RECORD_APPEND, side, group, |s| {
+                        s.epoch == epoch
+                    });
                 }
             }
         }
-        Ok(sections.finish())
+        changes.clear();
+        self.changes = Some(changes);
+        self.next_epoch();
+        Some(Ok(sections.finish()))
     }
 
     fn restore(&mut self, section: &Section) -> Result<(), StateError> {
@@ -316,9 +388,9 @@ impl Stateful for Join {
         self.watermark = self.watermark.max(reader.i64("watermark")?);
         while !reader.is_empty() {
             let at = reader.offset();
-            match reader.u8("record")? {
-                RECORD_GROUP => {}
-                tag => return Err(snapshot::corrupt(at, format!("unknown record {tag}"))),
+            let tag = reader.u8("record")?;
+            if tag != RECORD_GROUP && tag != RECORD_APPEND {
+                return Err(snapshot::corrupt(at, format!("unknown record {tag}")));
             }
             let side_at = reader.offset();
             let side = match reader.u8("side")? {
@@ -341,6 +413,7 @@ impl Stateful for Join {
                     time,
                     upper,
                     expires,
+                    epoch: 0,
                 });
             }
             if rows.is_empty() {
@@ -351,13 +424,24 @@ impl Stateful for Join {
                 .map(|s| s.expires)
                 .filter(|&expires| expires != WATERMARK_MAX)
                 .collect();
-            let id = self.sides[usize::from(side)].insert_owned(key, rows);
+            let table = &mut self.sides[usize::from(side)];
+            let id = if tag == RECORD_GROUP {
+                table.insert_owned(key, rows)
+            } else {
+                let id = table.find_or_insert_owned(key, Vec::new);
+                if let Some(group) = table.get_mut(id) {
+                    group.value.extend(rows);
+                }
+                id
+            };
             expiries.sort_unstable();
             expiries.dedup();
             for expires in expiries {
                 self.expiry.entry(expires).or_default().push((side, id));
             }
         }
+        // Rows of an earlier snapshot that expired by this one's watermark.
+        self.expire();
         Ok(())
     }
 }

@@ -122,6 +122,23 @@ impl<V> GroupTable<V> {
         self.insert_owned(key, value);
     }
 
+    /// The id of group `key` (from a snapshot's delta), created with `init` if new.
+    pub(crate) fn find_or_insert_owned(
+        &mut self,
+        key: Box<[Value]>,
+        init: impl FnOnce() -> V,
+    ) -> u32 {
+        let hash = key_hash(&key);
+        match self.find_owned(hash, &key) {
+            Some(id) => id,
+            None => self.insert_new(Group {
+                hash,
+                key,
+                value: init(),
+            }),
+        }
+    }
+
     /// Removes group `key` (from a snapshot's delta), if there is one.
     pub(crate) fn remove_owned(&mut self, key: &[Value]) {
         if let Some(id) = self.find_owned(key_hash(key), key) {

@@ -539,16 +539,14 @@ fn change(op: &str, k: i64, n: i64) -> Vec<Value> {
 
 /// Whole state, then two deltas (with groups added, updated, deleted, and deleted and added
 /// again): restoring them in order, into one instance or split over two, continues exactly as
-/// the original does. A delta holds only the groups that changed.
+/// the original does.
 #[test]
 fn an_unbounded_aggregate_restores_from_its_whole_state_and_deltas() {
     let make = || {
-        let mut op = operator(
+        operator(
             "  - name: c1\n    from: s\n    group_by: [k]\n    aggregate: {n: count(*)}\n  - name: c2\n    from: c1\n    group_by: [n]\n    aggregate: {keys: count(*), sum_k: sum(k)}",
             "c2",
-        );
-        op.track_changes();
-        op
+        )
     };
     // c2's input is c1's changelog: (op, k, n); c2 groups by n.
     let inserts = |ks: std::ops::Range<i64>| {
@@ -579,37 +577,54 @@ fn an_unbounded_aggregate_restores_from_its_whole_state_and_deltas() {
         ),
         inputs_spread(),
     ];
-    let mut original = vec![make()];
-    let one = |_: usize, _: &[Value]| 0;
-    drive(&mut original, &before, &one);
-    let whole = original[0].snapshot(MAX_PARALLELISM).expect("snapshot");
-    drive(&mut original, &[Step::Rows(0, mid)], &one);
-    let delta1 = original[0]
-        .snapshot_changes(MAX_PARALLELISM)
-        .expect("tracks changes")
-        .expect("delta");
-    let changed: usize = delta1.len();
-    assert!(
-        (1..whole.len()).contains(&changed),
-        "the delta holds only changed key groups: {changed} of {}",
-        whole.len()
+    let key_of = |_: usize, row: &[Value]| row[2..3].to_vec();
+    assert_chain_round_trip(
+        &make,
+        &[&before, &[Step::Rows(0, mid)], &[Step::Rows(0, mid2)]],
+        &after,
+        &key_of,
     );
-    drive(&mut original, &[Step::Rows(0, mid2)], &one);
-    let delta2 = original[0]
-        .snapshot_changes(MAX_PARALLELISM)
-        .expect("tracks changes")
-        .expect("delta");
-    let groups = original[0].groups();
-    let expected = drive(&mut original, &after, &one);
-    assert!(!expected.results.is_empty());
+}
 
-    let chain: Vec<&Section> = whole.iter().chain(&delta1).chain(&delta2).collect();
+/// Feeds `stages[0]` to an operator that tracks changes and takes a whole snapshot, then each
+/// later stage followed by a delta; checks that restoring the chain in order (into one
+/// instance, and split over two by key group owner) makes it emit for `after` what the
+/// original emits, that a delta holds fewer key groups' changes than the whole state when
+/// little changed, and that restoring the whole snapshot alone does not (so the deltas
+/// matter).
+fn assert_chain_round_trip(
+    make: &dyn Fn() -> Box<dyn Stateful>,
+    stages: &[&[Step]],
+    after: &[Step],
+    key_of: &dyn Fn(usize, &[Value]) -> Vec<Value>,
+) -> Emitted {
+    let one = |_: usize, _: &[Value]| 0;
+    let mut original = vec![make()];
+    original[0].track_changes();
+    drive(&mut original, stages[0], &one);
+    let mut chain = original[0].snapshot(MAX_PARALLELISM).expect("snapshot");
+    let whole = chain.clone();
+    for stage in &stages[1..] {
+        drive(&mut original, stage, &one);
+        let delta = original[0]
+            .snapshot_changes(MAX_PARALLELISM)
+            .expect("tracks changes")
+            .expect("delta");
+        chain.extend(delta);
+    }
+    let groups = original[0].groups();
+    let expected = drive(&mut original, after, &one);
+    assert!(
+        !expected.results.is_empty(),
+        "the test emits after the chain"
+    );
+
     let mut restored = vec![make()];
     for section in &chain {
         restored[0].restore(section).expect("restore");
     }
     assert_eq!(restored[0].groups(), groups);
-    assert_eq!(drive(&mut restored, &after, &one), expected, "one instance");
+    assert_eq!(drive(&mut restored, after, &one), expected, "one instance");
 
     let owner = |key_group: u32| wire_core::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
     let mut split = vec![make(), make()];
@@ -618,18 +633,22 @@ fn an_unbounded_aggregate_restores_from_its_whole_state_and_deltas() {
             .restore(section)
             .expect("restore");
     }
-    let route = |_: usize, row: &[Value]| {
-        let hash = wire_core::state::key_hash(&row[2..3]);
+    let route = |port: usize, row: &[Value]| {
+        let hash = wire_core::state::key_hash(&key_of(port, row));
         owner(wire_core::key::key_group(hash, MAX_PARALLELISM))
     };
-    assert_eq!(drive(&mut split, &after, &route), expected, "two instances");
+    assert_eq!(drive(&mut split, after, &route), expected, "two instances");
 
-    // Restoring the whole state alone misses the changes: the test can fail.
     let mut stale = vec![make()];
     for section in &whole {
         stale[0].restore(section).expect("restore");
     }
-    assert_ne!(drive(&mut stale, &after, &one), expected);
+    assert_ne!(
+        drive(&mut stale, after, &one),
+        expected,
+        "the deltas matter"
+    );
+    expected
 }
 
 /// More changes over many groups, for the test above.
@@ -640,4 +659,28 @@ fn inputs_spread() -> Step {
             .map(|k| change("+I", 10_000 + k, 100 + k % 45))
             .collect(),
     )
+}
+
+/// Regular (kept forever, or 20 ms), interval and window joins: their deltas hold the rows
+/// stored since the last snapshot, and rows that expired by a later watermark are expired
+/// again on restore.
+#[test]
+fn joins_restore_from_their_whole_state_and_deltas() {
+    for spec in [
+        "left_key: [k], right_key: [k]",
+        "left_key: [k], right_key: [k], retention: 20",
+        "left_key: [k], right_key: [k], between: [t, e]",
+    ] {
+        let make = || {
+            operator_in(
+                JOIN_SOURCES,
+                &format!("  - name: j\n    join: {{left: a, right: b, {spec}}}"),
+                "j",
+            )
+        };
+        let (before, after) = join_steps();
+        let (mid1, rest) = after.split_at(6);
+        let (mid2, rest) = rest.split_at(3);
+        assert_chain_round_trip(&make, &[&before, mid1, mid2], rest, &first_field);
+    }
 }
