@@ -541,6 +541,7 @@ impl UnboundedAggregate {
     /// Applies a section's records; how many there were.
     fn restore_records(&mut self, reader: &mut snapshot::Reader<'_>) -> Result<usize, StateError> {
         let mut records = 0;
+        let mut whole = Vec::new();
         while !reader.is_empty() {
             records += 1;
             let at = reader.offset();
@@ -563,11 +564,12 @@ impl UnboundedAggregate {
                 emitted,
             };
             if tag == RECORD_GROUP {
-                self.groups.insert_owned(key, running);
+                whole.push((key, running));
             } else {
                 self.groups.upsert_owned(key, running);
             }
         }
+        self.groups.insert_all_owned(whole);
         Ok(records)
     }
 }

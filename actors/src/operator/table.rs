@@ -110,6 +110,26 @@ impl<V> GroupTable<V> {
         id
     }
 
+    /// Adds groups restored from a snapshot (none of their keys present yet), in the order of
+    /// their place in the index: filling it front to back instead of at random.
+    pub(crate) fn insert_all_owned(&mut self, groups: impl IntoIterator<Item = (Box<[Value]>, V)>) {
+        let mut groups: Vec<Group<V>> = groups
+            .into_iter()
+            .map(|(key, value)| Group {
+                hash: key_hash(&key),
+                key,
+                value,
+            })
+            .collect();
+        self.reserve(groups.len());
+        // hashbrown places a hash at `hash & (buckets - 1)` first.
+        let buckets = (self.index.capacity() * 8 / 7 + 1).next_power_of_two() as u64;
+        groups.sort_unstable_by_key(|g| g.hash & (buckets - 1));
+        for group in groups {
+            self.insert_new(group);
+        }
+    }
+
     /// Sets the state of group `key` from a snapshot's delta, adding the group if new.
     pub(crate) fn upsert_owned(&mut self, key: Box<[Value]>, value: V) {
         let hash = key_hash(&key);
