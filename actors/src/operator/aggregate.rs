@@ -20,7 +20,7 @@ use wire_core::snapshot;
 use wire_core::state::StateError;
 use wire_storage::checkpoint::Section;
 
-use super::table::{key_hash, Group};
+use super::table::{key_hash, Group, Key};
 use super::{
     eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_DELETE,
     RECORD_GROUP, RECORD_REFIRE, RECORD_UPSERT,
@@ -331,7 +331,7 @@ struct Changes {
     /// Groups changed (or added) since, each once — or twice if its slot was reused.
     changed: Vec<u32>,
     /// Keys deleted since, in order.
-    deleted: Vec<(u64, Box<[Value]>)>,
+    deleted: Vec<(u64, Key)>,
 }
 
 struct Running {

@@ -11,13 +11,59 @@ use wire_core::Value;
 
 use super::{datum_eq, to_value, value_eq};
 
+/// A group's key values, in group-by order: one inline (the common case: no allocation, and
+/// no pointer to follow when a lookup compares keys), or several boxed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Key {
+    One(Value),
+    Many(Box<[Value]>),
+}
+
+// A one-value key is stored in the slot itself, at the size of one value.
+const _: () = assert!(size_of::<Key>() == size_of::<Value>());
+
+impl std::ops::Deref for Key {
+    type Target = [Value];
+
+    fn deref(&self) -> &[Value] {
+        match self {
+            Key::One(value) => std::slice::from_ref(value),
+            Key::Many(values) => values,
+        }
+    }
+}
+
+impl From<Box<[Value]>> for Key {
+    fn from(values: Box<[Value]>) -> Key {
+        if values.len() == 1 {
+            values.into_vec().into_iter().collect()
+        } else {
+            Key::Many(values)
+        }
+    }
+}
+
+impl FromIterator<Value> for Key {
+    fn from_iter<I: IntoIterator<Item = Value>>(values: I) -> Key {
+        let mut values = values.into_iter();
+        match (values.next(), values.next()) {
+            (Some(one), None) => Key::One(one),
+            (None, _) => Key::Many(Box::default()),
+            (Some(first), Some(second)) => {
+                let all: Vec<Value> = [first, second].into_iter().chain(values).collect();
+                Key::Many(all.into_boxed_slice())
+            }
+        }
+    }
+}
+
 /// One group: its key and state.
 #[derive(Debug)]
 pub(crate) struct Group<V> {
     /// The key hash.
     pub(crate) hash: u64,
     /// The key values, in group-by order.
-    pub(crate) key: Box<[Value]>,
+    pub(crate) key: Key,
     /// The operator's state for the group.
     pub(crate) value: V,
 }
@@ -64,7 +110,7 @@ impl<V> GroupTable<V> {
         &mut self,
         hash: u64,
         eq: impl Fn(&[Value]) -> bool,
-        make_key: impl FnOnce() -> Box<[Value]>,
+        make_key: impl FnOnce() -> Key,
         init: impl FnOnce() -> V,
     ) -> (u32, bool) {
         let slots = &self.slots;
@@ -87,7 +133,11 @@ impl<V> GroupTable<V> {
     /// Adds a group restored from a snapshot (its key must not be present yet); its id.
     pub(crate) fn insert_owned(&mut self, key: Box<[Value]>, value: V) -> u32 {
         let hash = key_hash(&key);
-        self.insert_new(Group { hash, key, value })
+        self.insert_new(Group {
+            hash,
+            key: key.into(),
+            value,
+        })
     }
 
     /// Adds `group`, whose key is not present; its id.
@@ -117,7 +167,7 @@ impl<V> GroupTable<V> {
             .into_iter()
             .map(|(key, value)| Group {
                 hash: key_hash(&key),
-                key,
+                key: key.into(),
                 value,
             })
             .collect();
@@ -153,7 +203,7 @@ impl<V> GroupTable<V> {
             Some(id) => id,
             None => self.insert_new(Group {
                 hash,
-                key,
+                key: key.into(),
                 value: init(),
             }),
         }
