@@ -38,6 +38,9 @@ pub struct Checkpointing {
     state: Mutex<Option<Arc<RestoredState>>>,
     /// Cores that have not restored their part yet.
     restoring: AtomicUsize,
+    /// The restored checkpoint, if operator instances that restored their old state may
+    /// write their changes since as a delta on it.
+    continuing: Option<u64>,
 }
 
 /// A restored checkpoint's operator state: each operator's instances by operator name.
@@ -104,6 +107,7 @@ impl Checkpointing {
         Checkpointing {
             state: Mutex::new(Some(Arc::new(state))),
             restoring: AtomicUsize::new(0),
+            continuing: None,
             requested: AtomicU64::new(last_id),
             base: AtomicU64::new(0),
             completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
@@ -111,6 +115,19 @@ impl Checkpointing {
             acks,
             restore,
         }
+    }
+
+    /// Lets the restored checkpoint `id` be the base of the run's first delta: it is in the
+    /// run's checkpoint directory and was taken with the same cores, so every operator instance
+    /// restores exactly the state its core held.
+    pub fn continuing(mut self, id: Option<u64>) -> Checkpointing {
+        self.continuing = id;
+        self
+    }
+
+    /// The restored checkpoint a first delta may build on.
+    pub(crate) fn continues(&self) -> Option<u64> {
+        self.continuing
     }
 
     /// Asks sources to inject barriers up to checkpoint `id`. With a `base`, an operator

@@ -76,6 +76,9 @@ pub struct RunProbe {
     pub started: Instant,
     /// Nanoseconds from start to the first batch a source emitted (0 until then).
     pub first_batch_ns: AtomicU64,
+    /// Nanoseconds from start to the first rows a sink received (0 until then): after a
+    /// restore, the first new output.
+    pub first_output_ns: AtomicU64,
 }
 
 impl RunProbe {
@@ -93,15 +96,25 @@ impl RunProbe {
                 .collect(),
             started: Instant::now(),
             first_batch_ns: AtomicU64::new(0),
+            first_output_ns: AtomicU64::new(0),
         })
     }
 
     /// Records the first emitted batch's time, once.
     pub fn first_batch(&self) {
+        self.once(&self.first_batch_ns);
+    }
+
+    /// Records the time a sink first received rows, once.
+    pub fn first_output(&self) {
+        if self.first_output_ns.load(Ordering::Relaxed) == 0 {
+            self.once(&self.first_output_ns);
+        }
+    }
+
+    fn once(&self, at: &AtomicU64) {
         let now = self.started.elapsed().as_nanos().max(1) as u64;
-        let _ = self
-            .first_batch_ns
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = at.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Total events consumed by all sources.

@@ -444,13 +444,17 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         let outlet = Outlet::new(targets, cx.probe.clone(), tail, cx.core, sender);
         let stateful = match task.head {
             Head::Operator(op) => operator::build(&cx.plan, op).map(|mut s| {
-                if let Err(err) = restore_operator(&cx, op, s.as_mut()) {
-                    cx.failure.record(err);
-                }
+                let snapshotted = match restore_operator(&cx, op, s.as_mut()) {
+                    Ok(continues) => continues,
+                    Err(err) => {
+                        cx.failure.record(err);
+                        None
+                    }
+                };
                 if cx.checkpoints.is_some() {
                     s.track_changes();
                 }
-                (s, cx.node(task.head))
+                (s, cx.node(task.head), snapshotted)
             }),
             _ => None,
         };
@@ -489,16 +493,17 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
             match (head, mailbox) {
                 (Head::Source(i), _) => source::run(cx, i, chain, outlet).await,
                 (Head::Operator(_), Some(mailbox)) => {
+                    let snapshotted = stateful.as_ref().and_then(|(_, _, at)| *at);
                     let task = OperatorTask {
                         cx,
                         task: index,
                         inbox: Inbox::new(mailbox, senders),
                         senders,
-                        head: stateful,
+                        head: stateful.map(|(head, node, _)| (head, node)),
                         chain,
                         outlet,
                         side,
-                        snapshotted: None,
+                        snapshotted,
                     };
                     task.run().await
                 }
@@ -590,21 +595,23 @@ fn check_restorable(
     Ok(())
 }
 
-/// Restores the key groups this core owns into operator `op`'s instance.
+/// Restores the key groups this core owns into operator `op`'s instance. Returns the
+/// restored checkpoint if the instance's changes from now on are a delta on it (it restored
+/// exactly its core's old state; see [`Checkpointing::continuing`]).
 fn restore_operator(
     cx: &CoreCx,
     op: usize,
     operator: &mut dyn operator::Stateful,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     let Some(checkpoints) = cx.checkpoints.as_ref() else {
-        return Ok(());
+        return Ok(None);
     };
     let (Some(restore), Some(saved)) = (checkpoints.restore(), checkpoints.restored_state()) else {
-        return Ok(());
+        return Ok(None);
     };
     let name = &cx.plan.operators[op].name;
     let Some(instances) = saved.get(name) else {
-        return Ok(());
+        return Ok(None);
     };
     let max_parallelism = cx.plan.settings.max_parallelism;
     // A per-core operator (a local top) keeps what its core's rows brought, whatever their
@@ -642,7 +649,10 @@ fn restore_operator(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "state restored"
     );
-    Ok(())
+    let continues = checkpoints
+        .continues()
+        .filter(|_| instances.iter().any(|i| i.core == cx.core));
+    Ok(continues)
 }
 
 /// Keeps a timer pending on the core while it runs. glommio 0.9 can park an executor that

@@ -118,6 +118,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
             Delivery::Message(Message::Batch { batch, .. }) => {
                 let rows = batch.row_count() as u64;
                 Counters::add(&counters.rows_in, rows);
+                if rows > 0 {
+                    cx.probe.first_output();
+                }
                 let Some(out) = output.as_mut() else {
                     continue; // Failed earlier: keep draining so producers finish.
                 };

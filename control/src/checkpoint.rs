@@ -44,6 +44,49 @@ pub struct CoordinatorConfig {
     /// of the operators that track them, before one holds the whole state again (0: every
     /// checkpoint holds the whole state).
     pub max_deltas: u32,
+    /// The restored checkpoint, if the run's first checkpoints may build on it.
+    pub restored_chain: Option<RestoredChain>,
+}
+
+/// A restored checkpoint as the start of a chain of incremental checkpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoredChain {
+    /// Its id.
+    pub id: u64,
+    /// Deltas in its chain (the most of any operator instance).
+    pub deltas: u32,
+    /// Bytes of the whole-state files its chain reads.
+    pub whole_bytes: u64,
+    /// Bytes of the delta files its chain reads.
+    pub delta_bytes: u64,
+}
+
+impl RestoredChain {
+    /// The chain `checkpoint` (as read back) ends.
+    pub fn of(checkpoint: &Checkpoint) -> RestoredChain {
+        let mut chain = RestoredChain {
+            id: checkpoint.id,
+            deltas: 0,
+            whole_bytes: 0,
+            delta_bytes: 0,
+        };
+        let mut per_instance: HashMap<(&str, usize), u32> = HashMap::new();
+        for operator in &checkpoint.operators {
+            for instance in &operator.instances {
+                let bytes: u64 = instance.sections.iter().map(|s| s.bytes.len() as u64).sum();
+                if instance.delta {
+                    chain.delta_bytes += bytes;
+                    *per_instance
+                        .entry((&operator.name, instance.core))
+                        .or_default() += 1;
+                } else {
+                    chain.whole_bytes += bytes;
+                }
+            }
+        }
+        chain.deltas = per_instance.values().copied().max().unwrap_or(0);
+        chain
+    }
 }
 
 /// What the coordinator did, for the run summary.
@@ -144,7 +187,6 @@ impl Actor for Coordinator {
         myself.send_interval(tick, || CoordinatorMsg::Tick);
         Ok(CoordinatorState {
             next_id: shared.requested() + 1,
-            config,
             shared,
             pending: None,
             finished: HashMap::new(),
@@ -153,7 +195,13 @@ impl Actor for Coordinator {
             savepoint_wanted: false,
             savepoint_id: None,
             notices,
-            chain: None,
+            chain: config.restored_chain.map(|c| Chain {
+                last: c.id,
+                deltas: c.deltas,
+                whole_bytes: c.whole_bytes,
+                delta_bytes: c.delta_bytes,
+            }),
+            config,
         })
     }
 

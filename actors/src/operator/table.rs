@@ -236,7 +236,11 @@ impl<V> GroupTable<V> {
         self.index.reserve(more, |&id| {
             slots[id as usize].as_ref().map_or(0, |g| g.hash)
         });
-        self.slots.reserve(more);
+        // As many slots as the index has room for (the index grows by doubling anyway): the
+        // groups added after a restore then neither grow the index nor copy the slots, and
+        // capacity not yet used is address space, not memory.
+        let room = self.index.capacity().saturating_sub(self.slots.len());
+        self.slots.reserve(room.max(more));
     }
 
     /// The id of the group of `key`, if there is one.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wire_actors::{Checkpointing, Notice, RunOptions, RunReport};
-use wire_control::checkpoint::{CheckpointReport, CoordinatorConfig, CoordinatorHandle};
+use wire_control::checkpoint::{
+    CheckpointReport, CoordinatorConfig, CoordinatorHandle, RestoredChain,
+};
 use wire_core::plan::Plan;
 use wire_core::spec::PipelineSpec;
 use wire_storage::checkpoint::{CheckpointStore, Loaded};
@@ -84,7 +86,7 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
     let name = plan.name.clone();
     tracing::info!(pipeline = %name, cores, "starting");
     let prepared = match &args.checkpoints {
-        Some(checkpoint_args) => match prepare_checkpoints(args, checkpoint_args, &plan) {
+        Some(checkpoint_args) => match prepare_checkpoints(args, checkpoint_args, &plan, cores) {
             Ok(prepared) => Some(prepared),
             Err(err) => {
                 eprintln!("error: {err}");
@@ -130,6 +132,7 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
                 store: prepared.store,
                 savepoint_dir: prepared.savepoint_dir,
                 max_deltas: prepared.deltas,
+                restored_chain: prepared.chain,
             };
             match CoordinatorHandle::start(config, prepared.shared, prepared.acks) {
                 Ok(handle) => Some(handle),
@@ -174,17 +177,15 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
                 _ => eprintln!("SIGUSR1: no --savepoint-dir given, so no savepoint is taken"),
             }
         }
-        if !resumed_shown
-            && running
-                .probe()
-                .first_batch_ns
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0
-        {
+        let first_output = running
+            .probe()
+            .first_output_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if !resumed_shown && first_output > 0 {
             resumed_shown = true;
             if let Some(id) = restored {
                 eprintln!(
-                    "resumed from checkpoint {id}: rows flowing {:.1} ms after start",
+                    "resumed from checkpoint {id}: first output {:.1} ms after start",
                     launched.elapsed().as_secs_f64() * 1e3
                 );
             }
@@ -241,6 +242,7 @@ struct Prepared {
     timeout: Duration,
     savepoint_dir: Option<PathBuf>,
     deltas: u32,
+    chain: Option<RestoredChain>,
 }
 
 /// Opens the checkpoint directory, picks what to restore (the newest intact checkpoint, else
@@ -249,6 +251,7 @@ fn prepare_checkpoints(
     args: &RunArgs,
     checkpoint_args: &CheckpointArgs,
     plan: &Plan,
+    cores: usize,
 ) -> Result<Prepared, String> {
     let dir = checkpoint_args
         .dir
@@ -267,15 +270,24 @@ fn prepare_checkpoints(
                     loaded.checkpoint.id
                 );
             }
-            Some((loaded.checkpoint, loaded.path))
+            Some((loaded.checkpoint, loaded.path, true))
         }
         (None, Some(path)) => {
             let checkpoint = wire_storage::checkpoint::read_dir(path)
                 .map_err(|e| format!("--from-savepoint: {e}"))?;
-            Some((checkpoint, path.clone()))
+            Some((checkpoint, path.clone(), false))
         }
         (None, None) => None,
     };
+    // The next checkpoints may build on a restored checkpoint of this store taken with as
+    // many cores: each core restored exactly its old state, so its changes since are a delta.
+    let chain = match &restore {
+        Some((checkpoint, _, true)) if checkpoint.cores == cores => {
+            Some(RestoredChain::of(checkpoint))
+        }
+        _ => None,
+    };
+    let restore = restore.map(|(checkpoint, path, _)| (checkpoint, path));
     if let Some((checkpoint, _)) = &restore {
         if checkpoint.pipeline != plan.name {
             return Err(format!(
@@ -311,7 +323,9 @@ fn prepare_checkpoints(
         .unwrap_or(0)
         .max(completed);
     let (tx, acks) = crossbeam_channel::unbounded();
-    let shared = Arc::new(Checkpointing::new(tx, restore.map(|(c, _)| c), last_id));
+    let chain_from = chain.as_ref().map(|c| c.id);
+    let shared =
+        Arc::new(Checkpointing::new(tx, restore.map(|(c, _)| c), last_id).continuing(chain_from));
     Ok(Prepared {
         shared,
         acks,
@@ -320,6 +334,7 @@ fn prepare_checkpoints(
         timeout: checkpoint_args.timeout,
         savepoint_dir: checkpoint_args.savepoint_dir.clone(),
         deltas: checkpoint_args.deltas,
+        chain,
     })
 }
 
