@@ -16,6 +16,13 @@
 //!
 //! Plain blocking `std::fs`: the coordinator calls this from its own threads, never from a
 //! data core.
+//!
+//! # Safety contract
+//! [`read_dir`] memory-maps state files, and their sections are slices of the maps. A state
+//! file is written once, synced before its manifest exists, and never modified or truncated
+//! after; retention only unlinks whole directories, which leaves existing maps valid until
+//! their last slice drops. A user editing files of a checkpoint directory while a run restores
+//! from it is outside the contract.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
