@@ -44,28 +44,29 @@ pub struct CoordinatorConfig {
     /// of the operators that track them, before one holds the whole state again (0: every
     /// checkpoint holds the whole state).
     pub max_deltas: u32,
-    /// The restored checkpoint, if the run's first checkpoints may build on it.
-    pub restored_chain: Option<RestoredChain>,
+    /// The restored checkpoint's chain, if the run's first checkpoints may build on it.
+    pub restored_chain: Option<Chain>,
 }
 
-/// A restored checkpoint as the start of a chain of incremental checkpoints.
+/// The newest completed checkpoint and the chain of incremental checkpoints it ends: the
+/// deltas since the last that held whole state (restoring reads all of them).
 #[derive(Debug, Clone, Copy)]
-pub struct RestoredChain {
-    /// Its id.
-    pub id: u64,
-    /// Deltas in its chain (the most of any operator instance).
+pub struct Chain {
+    /// The newest checkpoint's id.
+    pub last: u64,
+    /// Deltas in the chain (the most of any operator instance).
     pub deltas: u32,
-    /// Bytes of the whole-state files its chain reads.
+    /// Bytes of the whole-state files the chain reads.
     pub whole_bytes: u64,
-    /// Bytes of the delta files its chain reads.
+    /// Bytes of the delta files the chain reads.
     pub delta_bytes: u64,
 }
 
-impl RestoredChain {
+impl Chain {
     /// The chain `checkpoint` (as read back) ends.
-    pub fn of(checkpoint: &Checkpoint) -> RestoredChain {
-        let mut chain = RestoredChain {
-            id: checkpoint.id,
+    pub fn of(checkpoint: &Checkpoint) -> Chain {
+        let mut chain = Chain {
+            last: checkpoint.id,
             deltas: 0,
             whole_bytes: 0,
             delta_bytes: 0,
@@ -159,15 +160,6 @@ struct Pending {
     acks: HashMap<(usize, usize), AckContent>,
 }
 
-/// The newest completed checkpoint of this run, and the incremental ones since the last that
-/// held whole state (restoring reads all of them).
-struct Chain {
-    last: u64,
-    deltas: u32,
-    whole_bytes: u64,
-    delta_bytes: u64,
-}
-
 impl Actor for Coordinator {
     type Msg = CoordinatorMsg;
     type State = CoordinatorState;
@@ -195,12 +187,7 @@ impl Actor for Coordinator {
             savepoint_wanted: false,
             savepoint_id: None,
             notices,
-            chain: config.restored_chain.map(|c| Chain {
-                last: c.id,
-                deltas: c.deltas,
-                whole_bytes: c.whole_bytes,
-                delta_bytes: c.delta_bytes,
-            }),
+            chain: config.restored_chain,
             config,
         })
     }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wire_actors::{Checkpointing, Notice, RunOptions, RunReport};
-use wire_control::checkpoint::{
-    CheckpointReport, CoordinatorConfig, CoordinatorHandle, RestoredChain,
-};
+use wire_control::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
 use wire_core::plan::Plan;
 use wire_core::spec::PipelineSpec;
 use wire_storage::checkpoint::{CheckpointStore, Loaded};
@@ -242,7 +240,7 @@ struct Prepared {
     timeout: Duration,
     savepoint_dir: Option<PathBuf>,
     deltas: u32,
-    chain: Option<RestoredChain>,
+    chain: Option<Chain>,
 }
 
 /// Opens the checkpoint directory, picks what to restore (the newest intact checkpoint, else
@@ -282,9 +280,7 @@ fn prepare_checkpoints(
     // The next checkpoints may build on a restored checkpoint of this store taken with as
     // many cores: each core restored exactly its old state, so its changes since are a delta.
     let chain = match &restore {
-        Some((checkpoint, _, true)) if checkpoint.cores == cores => {
-            Some(RestoredChain::of(checkpoint))
-        }
+        Some((checkpoint, _, true)) if checkpoint.cores == cores => Some(Chain::of(checkpoint)),
         _ => None,
     };
     let restore = restore.map(|(checkpoint, path, _)| (checkpoint, path));
@@ -323,7 +319,7 @@ fn prepare_checkpoints(
         .unwrap_or(0)
         .max(completed);
     let (tx, acks) = crossbeam_channel::unbounded();
-    let chain_from = chain.as_ref().map(|c| c.id);
+    let chain_from = chain.as_ref().map(|c| c.last);
     let shared =
         Arc::new(Checkpointing::new(tx, restore.map(|(c, _)| c), last_id).continuing(chain_from));
     Ok(Prepared {
