@@ -77,10 +77,13 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let cores = args
-        .cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let cores = match data_cores(args.cores, args.pin, plan.settings.max_parallelism) {
+        Ok(cores) => cores,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Outcome::Invalid;
+        }
+    };
     let name = plan.name.clone();
     tracing::info!(pipeline = %name, cores, "starting");
     let prepared = match &args.checkpoints {
@@ -150,6 +153,9 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         {
             eprintln!("warning: cannot handle SIGUSR1 (savepoints on demand): {err}");
         }
+    }
+    if let Some(c) = &args.checkpoints {
+        eprintln!("{}", checkpointing_line(c));
     }
     let restored = prepared_restore_id;
     let mut resumed_shown = restored.is_none();
@@ -229,6 +235,33 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         }
         None => Outcome::Done,
     }
+}
+
+/// The number of data cores: `--cores`, or every CPU the process may use. Pinned executors
+/// take one CPU each, so asking for more than there are is refused; unpinned ones (`--no-pin`)
+/// may outnumber the CPUs (tests do), with a warning. A core without a key group would idle.
+fn data_cores(requested: Option<usize>, pin: bool, key_groups: u32) -> Result<usize, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(cores) = requested else {
+        return Ok(cpus.min(key_groups as usize).max(1));
+    };
+    if cores == 0 {
+        return Err("--cores 0: a pipeline needs at least one data core".into());
+    }
+    if cores > key_groups as usize {
+        return Err(format!(
+            "--cores {cores}: the pipeline has {key_groups} key groups (max_parallelism), so at most {key_groups} cores can own state"
+        ));
+    }
+    if cores > cpus {
+        if pin {
+            return Err(format!(
+                "--cores {cores}: this process may use {cpus} CPUs and each data core is pinned to its own; use --cores {cpus} or fewer, or add --no-pin to run {cores} executors that share the CPUs (slower; meant for tests)"
+            ));
+        }
+        eprintln!("warning: {cores} data cores share {cpus} CPUs (--no-pin): expect lower throughput than with --cores {cpus}");
+    }
+    Ok(cores)
 }
 
 /// What a checkpointed run needs before its cores start.
@@ -332,6 +365,29 @@ fn prepare_checkpoints(
         deltas: checkpoint_args.deltas,
         chain,
     })
+}
+
+/// `checkpointing every 1s; `kill -USR1 4242` writes a savepoint to DIR`: printed once the
+/// coordinator runs and SIGUSR1 is handled, so a script may signal from then on.
+fn checkpointing_line(args: &CheckpointArgs) -> String {
+    let every = humantime_ms(args.interval);
+    match &args.savepoint_dir {
+        Some(dir) => format!(
+            "checkpointing every {every}; `kill -USR1 {}` writes a savepoint to {}",
+            std::process::id(),
+            dir.display()
+        ),
+        None => format!("checkpointing every {every}"),
+    }
+}
+
+fn humantime_ms(interval: Duration) -> String {
+    let ms = interval.as_millis();
+    match ms {
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
 }
 
 fn report_skipped(loaded: &Loaded) {
