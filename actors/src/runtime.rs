@@ -7,7 +7,6 @@
 //! each task reads one mailbox.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -100,6 +99,15 @@ impl Failure {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// The first error's message, if a task failed (for telling producers why the run ends).
+    pub fn message(&self) -> Option<String> {
+        if !self.failed() {
+            return None;
+        }
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first.as_ref().map(|error| error.to_string())
+    }
+
     fn take(&self) -> Option<Error> {
         self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
@@ -115,8 +123,8 @@ pub(crate) struct CoreCx {
     pub(crate) failure: Arc<Failure>,
     pub(crate) data_dir: PathBuf,
     pub(crate) notices: crossbeam_channel::Sender<Notice>,
-    /// Addresses ingest sources bound on core 0, by source index (for port 0).
-    pub(crate) bound: Arc<Mutex<HashMap<usize, SocketAddr>>>,
+    /// The listening sockets of ingest sources, by source index, bound once per process.
+    pub(crate) ports: Arc<Vec<Option<Arc<source::ingest::IngestPort>>>>,
     /// The static tables of `lookup` operators, read-only.
     pub(crate) lookups: Arc<crate::lookup::LookupTables>,
     /// Checkpoints, when the run takes them.
@@ -127,23 +135,6 @@ impl CoreCx {
     /// Whether sources should stop producing.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.failure.failed()
-    }
-
-    /// The address core 0 bound for ingest source `index`, once it has.
-    pub(crate) fn bound_addr(&self, index: usize) -> Option<SocketAddr> {
-        self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&index)
-            .copied()
-    }
-
-    /// Records the address ingest source `index` bound on core 0.
-    pub(crate) fn set_bound_addr(&self, index: usize, addr: SocketAddr) {
-        self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index, addr);
     }
 
     /// Probe index of source `i`, operator `i` or sink `i`.
@@ -201,8 +192,9 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(cores);
     let finished = Arc::new(AtomicUsize::new(0));
-    let bound = Arc::new(Mutex::new(HashMap::new()));
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
+    // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
+    let ports = Arc::new(source::ingest::bind_ports(&plan)?);
     if let Some(checkpoints) = &options.checkpoints {
         check_checkpointable(&plan)?;
         if let Some(restore) = checkpoints.restore() {
@@ -240,7 +232,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
             failure: failure.clone(),
             data_dir: options.data_dir.clone(),
             notices: notice_tx.clone(),
-            bound: bound.clone(),
+            ports: ports.clone(),
             lookups: lookups.clone(),
             checkpoints: options.checkpoints.clone(),
         };
