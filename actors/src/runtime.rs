@@ -87,16 +87,19 @@ impl Failure {
     /// Records `error` (keeping the first) and asks every source to stop.
     pub fn record(&self, error: Error) {
         tracing::error!(error = %error, "pipeline task failed");
-        self.failed.store(true, Ordering::Relaxed);
-        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(error);
+        {
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(error);
+            }
         }
+        // After the error is stored: whoever sees the flag can read why (`message`).
+        self.failed.store(true, Ordering::Release);
     }
 
     /// Whether any task failed.
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Acquire)
     }
 
     /// The first error's message, if a task failed (for telling producers why the run ends).

@@ -572,7 +572,16 @@ fn producers_are_told_why_when_the_run_fails() {
             break;
         }
     }
-    let error = error.unwrap_or_else(|| client.wait_acks().map(|_| ()).expect_err("the run fails"));
+    let error = error.unwrap_or_else(|| {
+        let df = Command::new("df").arg(&mount.point).output().expect("df");
+        let du = Command::new("du").args(["-a"]).arg(&mount.point).output().expect("du");
+        panic!(
+            "the run did not fail: {}\n{}\n{}",
+            wire.stderr(),
+            String::from_utf8_lossy(&df.stdout),
+            String::from_utf8_lossy(&du.stdout)
+        )
+    });
     match error {
         ClientError::Server { code, message, .. } => {
             assert_eq!(code, ErrorCode::Internal, "{message}");

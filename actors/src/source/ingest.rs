@@ -479,20 +479,23 @@ async fn refuse(mut stream: TcpStream, refusal: ErrorFrame) {
     linger(&mut stream).await;
 }
 
-/// Half-closes the connection and reads (and drops) what the peer still sends, briefly, so
-/// that closing does not reset the connection before the peer has read our last frame (a
-/// close with unread bytes sends RST).
+/// Half-closes the connection and reads (and drops) what the peer still sends, for at most
+/// [`LINGER`], so that closing does not reset the connection before the peer has read our
+/// last frame (closing a socket with unread bytes sends RST).
 async fn linger(stream: &mut TcpStream) {
     let _ = stream.flush().await;
     let _ = stream.shutdown(std::net::Shutdown::Write).await;
     let _ = stream.set_read_timeout(Some(LINGER));
-    let mut sink = [0u8; 1024];
-    for _ in 0..LINGER_READS {
-        match stream.read(&mut sink).await {
-            Ok(n) if n > 0 => {}
-            _ => break,
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        for _ in 0..LINGER_READS {
+            match stream.read(&mut sink).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
         }
-    }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER)).await;
     let _ = stream.close().await;
 }
 
@@ -612,14 +615,7 @@ impl Connection {
                         return End::Refuse(refusal);
                     }
                     session.greeted = true;
-                    let ok = HelloOk {
-                        version: PROTOCOL_VERSION,
-                        partition: self.cx.core as u32,
-                        credits: self.credits,
-                        max_batch_bytes: self.port.max_batch_bytes() as u32,
-                    };
-                    encode::<Vec<u8>>(&Frame::HelloOk(ok), &mut out);
-                    ok.credits
+                    self.hello_ok(&mut out)
                 }
                 Frame::Produce { seq, batch } if session.greeted => {
                     if let Err(end) = session.check_produce(seq) {
@@ -652,6 +648,18 @@ impl Connection {
             }
             session.granted += u64::from(grant);
         }
+    }
+
+    /// Encodes the HelloOk into `out`; the credits it grants.
+    fn hello_ok(&self, out: &mut Vec<u8>) -> u32 {
+        let ok = HelloOk {
+            version: PROTOCOL_VERSION,
+            partition: self.cx.core as u32,
+            credits: self.credits,
+            max_batch_bytes: self.port.max_batch_bytes() as u32,
+        };
+        encode::<Vec<u8>>(&Frame::HelloOk(ok), out);
+        ok.credits
     }
 
     /// Reads more bytes for the frame at the front, after checking its length prefix (once
