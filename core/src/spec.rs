@@ -951,14 +951,15 @@ impl Default for IngestLimits {
 
 fn decode_ingest_limits(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestLimits, SpecError> {
     let defaults = IngestLimits::default();
-    let mut bounded = |key: &str, default: u64, range: std::ops::RangeInclusive<u64>, what: &str| {
-        let value = fields.u64(cx, key)?.unwrap_or(default);
-        if !range.contains(&value) {
-            let (node, key_path) = fields.get(key).expect("just read");
-            return Err(cx.err(node, &key_path, format!("{key} must be {what}")));
-        }
-        Ok(value)
-    };
+    let mut bounded =
+        |key: &str, default: u64, range: std::ops::RangeInclusive<u64>, what: &str| {
+            let value = fields.u64(cx, key)?.unwrap_or(default);
+            if !range.contains(&value) {
+                let (node, key_path) = fields.get(key).expect("just read");
+                return Err(cx.err(node, &key_path, format!("{key} must be {what}")));
+            }
+            Ok(value)
+        };
     let max_connections = bounded(
         "max_connections",
         u64::from(defaults.max_connections),

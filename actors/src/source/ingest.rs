@@ -292,10 +292,7 @@ impl IngestPort {
         // but never SO_REUSEPORT, so the kernel refuses a second listener on the port.
         let listener = std::net::TcpListener::bind(addr).map_err(|error| {
             let error = if error.kind() == std::io::ErrorKind::AddrInUse {
-                std::io::Error::new(
-                    error.kind(),
-                    "address in use (is another wire running?)",
-                )
+                std::io::Error::new(error.kind(), "address in use (is another wire running?)")
             } else {
                 error
             };
@@ -602,7 +599,10 @@ impl Connection {
                 Err(err) => return violation(0, err.to_string()),
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    if let Err(end) = self.read(stream, frames, &mut scratch, &mut large, &mut session).await {
+                    if let Err(end) = self
+                        .read(stream, frames, &mut scratch, &mut large, &mut session)
+                        .await
+                    {
                         return end;
                     }
                     continue;
@@ -618,14 +618,9 @@ impl Connection {
                     self.hello_ok(&mut out)
                 }
                 Frame::Produce { seq, batch } if session.greeted => {
-                    if let Err(end) = session.check_produce(seq) {
-                        return end;
-                    }
-                    let batch = match accept_batch(batch, &source.schema) {
+                    let batch = match session.accept(seq, batch, &source.schema) {
                         Ok(batch) => batch,
-                        Err((code, message)) => {
-                            return End::Refuse(ErrorFrame::new(code, seq, message))
-                        }
+                        Err(end) => return end,
                     };
                     if large.held() {
                         // The batch is copied out: give the frame's memory back now.
@@ -684,7 +679,9 @@ impl Connection {
         }
         let limits = self.port.limits;
         let timeout = if !session.greeted {
-            let left = session.hello_deadline.saturating_duration_since(Instant::now());
+            let left = session
+                .hello_deadline
+                .saturating_duration_since(Instant::now());
             left.max(Duration::from_millis(1))
         } else if frames.pending_len() > 0 {
             Duration::from_millis(limits.read_timeout_ms)
@@ -725,13 +722,23 @@ impl Connection {
         let max = self.port.max_batch_bytes();
         if total > max + PRODUCE_OVERHEAD_BYTES {
             // Refused from its length prefix, before the batch arrives.
-            let message = format!("a frame of {total} bytes cannot carry a batch of at most max_batch_bytes ({max})");
-            return Err(End::Refuse(ErrorFrame::new(ErrorCode::TooLarge, session.expected_seq, message)));
+            let message = format!(
+                "a frame of {total} bytes cannot carry a batch of at most max_batch_bytes ({max})"
+            );
+            return Err(End::Refuse(ErrorFrame::new(
+                ErrorCode::TooLarge,
+                session.expected_seq,
+                message,
+            )));
         }
         if !large.take(total) {
             let budget = self.port.limits.frame_buffer_bytes_max;
             let message = format!("no room to receive a frame of {total} bytes now (frame_buffer_bytes_max {budget} in use by other connections); retry later");
-            return Err(End::Refuse(ErrorFrame::new(ErrorCode::Overloaded, session.expected_seq, message)));
+            return Err(End::Refuse(ErrorFrame::new(
+                ErrorCode::Overloaded,
+                session.expected_seq,
+                message,
+            )));
         }
         frames.reserve_frame();
         Ok(())
@@ -773,12 +780,22 @@ impl Connection {
 }
 
 impl Session {
+    /// Checks a Produce's `seq` and credit, then verifies its batch and copies it out.
+    fn accept(&self, seq: u64, batch: &[u8], schema: &Schema) -> Result<Batch, End> {
+        self.check_produce(seq)?;
+        accept_batch(batch, schema)
+            .map_err(|(code, message)| End::Refuse(ErrorFrame::new(code, seq, message)))
+    }
+
     /// A Produce's `seq` must be the next one and covered by a credit the peer could have
     /// seen when it sent the frame. Counting only: nothing allocated per frame.
     fn check_produce(&self, seq: u64) -> Result<(), End> {
         if seq != self.expected_seq {
             let expected = self.expected_seq;
-            return Err(violation(seq, format!("expected batch seq {expected}, found {seq}")));
+            return Err(violation(
+                seq,
+                format!("expected batch seq {expected}, found {seq}"),
+            ));
         }
         if seq > self.granted_at_read {
             let granted = self.granted_at_read;
@@ -807,7 +824,10 @@ fn unexpected(what: &str, greeted: bool) -> End {
 /// The Error frame for a peer that sent nothing for too long.
 fn timed_out(session: &Session, frames: &FrameBuffer, limits: &IngestLimits) -> ErrorFrame {
     let message = if !session.greeted {
-        format!("no hello within {} ms (hello_timeout_ms)", limits.hello_timeout_ms)
+        format!(
+            "no hello within {} ms (hello_timeout_ms)",
+            limits.hello_timeout_ms
+        )
     } else if frames.pending_len() > 0 {
         format!(
             "nothing received for {} ms halfway through a frame ({} bytes received; read_timeout_ms)",

@@ -292,7 +292,11 @@ fn frame_buffer_sizes_a_large_frame_exactly_and_shrinks_after_it() {
     for piece in large_bytes[100..].chunks(4096) {
         buffer.extend(piece);
     }
-    assert_eq!(buffer.capacity(), capacity, "no reallocation while the frame arrives");
+    assert_eq!(
+        buffer.capacity(),
+        capacity,
+        "no reallocation while the frame arrives"
+    );
     assert_eq!(buffer.next_frame_missing(), Some(0));
     assert_eq!(buffer.next_frame().unwrap(), Some(large));
     buffer.shrink_to(1024);
