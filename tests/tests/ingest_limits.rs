@@ -578,7 +578,52 @@ fn a_second_wire_on_the_same_port_exits_1_and_the_first_keeps_serving() {
 }
 
 #[test]
-fn producers_are_told_why_when_the_run_fails() {
+fn producers_are_told_why_when_a_sink_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let sink = format!(
+        "    type: file\n    path: {}\n    format: jsonl\n    roll_bytes: 1",
+        out.display()
+    );
+    let yaml = pipeline("127.0.0.1:0", "    credits: 4", &sink);
+    let mut wire = Wire::start(&yaml, dir.path(), "a");
+    let mut client = IngestClient::connect(&wire.addr, "p", "rows", &schema()).expect("connect");
+    produce_and_ack(&mut client, 0, 1);
+    // The first batch's part is written and rolled; the next one needs a new part file,
+    // which cannot be created once the sink's directory is a regular file.
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_dir(&out).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !e.file_name().to_string_lossy().ends_with(".inprogress"))
+    }) {
+        assert!(Instant::now() < deadline, "the first part never rolled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(&out).expect("remove the sink directory");
+    std::fs::write(&out, b"not a directory").expect("replace it with a file");
+    let mut error = None;
+    for round in 1..100 {
+        let sent = client.send(&batch(round, 1, 8));
+        if let Err(err) = sent.and_then(|_| client.wait_acks().map(|_| 0)) {
+            error = Some(err);
+            break;
+        }
+    }
+    match error {
+        Some(ClientError::Server { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::Internal, "{message}");
+            assert!(message.contains(&out.display().to_string()), "{message}");
+            assert!(message.contains("Not a directory"), "{message}");
+        }
+        other => panic!("expected an Error frame saying why, got {other:?}"),
+    }
+    let status = wait_bounded(&mut wire.child, WAIT);
+    assert_eq!(status.code(), Some(1), "{}", wire.stderr());
+}
+
+#[test]
+fn producers_are_told_why_when_the_sink_disk_is_full() {
     if !is_root() {
         eprintln!("ingest_limits: not root, cannot mount a loop device; skipped");
         return;
