@@ -970,7 +970,7 @@ fn decode_ingest_limits(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestLi
         "frame_buffer_bytes_max",
         defaults.frame_buffer_bytes_max,
         (1 << 20)..=(1 << 40),
-        "at least 1MiB (1048576)",
+        "at least 1MiB",
     )?;
     let ms = 1..=(24 * 3_600_000);
     let within = "in 1..=86400000 (milliseconds)";
