@@ -7,7 +7,6 @@
 //! each task reads one mailbox.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -90,16 +89,28 @@ impl Failure {
     /// Records `error` (keeping the first) and asks every source to stop.
     pub fn record(&self, error: Error) {
         tracing::error!(error = %error, "pipeline task failed");
-        self.failed.store(true, Ordering::Relaxed);
-        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
-        if first.is_none() {
-            *first = Some(error);
+        {
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            if first.is_none() {
+                *first = Some(error);
+            }
         }
+        // After the error is stored: whoever sees the flag can read why (`message`).
+        self.failed.store(true, Ordering::Release);
     }
 
     /// Whether any task failed.
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// The first error's message, if a task failed (for telling producers why the run ends).
+    pub fn message(&self) -> Option<String> {
+        if !self.failed() {
+            return None;
+        }
+        let first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        first.as_ref().map(|error| error.to_string())
     }
 
     fn take(&self) -> Option<Error> {
@@ -117,8 +128,8 @@ pub(crate) struct CoreCx {
     pub(crate) failure: Arc<Failure>,
     pub(crate) data_dir: PathBuf,
     pub(crate) notices: crossbeam_channel::Sender<Notice>,
-    /// Addresses ingest sources bound on core 0, by source index (for port 0).
-    pub(crate) bound: Arc<Mutex<HashMap<usize, SocketAddr>>>,
+    /// The listening sockets of ingest sources, by source index, bound once per process.
+    pub(crate) ports: Arc<Vec<Option<Arc<source::ingest::IngestPort>>>>,
     /// The static tables of `lookup` operators, read-only.
     pub(crate) lookups: Arc<crate::lookup::LookupTables>,
     /// Checkpoints, when the run takes them.
@@ -129,23 +140,6 @@ impl CoreCx {
     /// Whether sources should stop producing.
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed) || self.failure.failed()
-    }
-
-    /// The address core 0 bound for ingest source `index`, once it has.
-    pub(crate) fn bound_addr(&self, index: usize) -> Option<SocketAddr> {
-        self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&index)
-            .copied()
-    }
-
-    /// Records the address ingest source `index` bound on core 0.
-    pub(crate) fn set_bound_addr(&self, index: usize, addr: SocketAddr) {
-        self.bound
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index, addr);
     }
 
     /// Probe index of source `i`, operator `i` or sink `i`.
@@ -203,8 +197,9 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = Vec::with_capacity(cores);
     let finished = Arc::new(AtomicUsize::new(0));
-    let bound = Arc::new(Mutex::new(HashMap::new()));
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
+    // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
+    let ports = Arc::new(source::ingest::bind_ports(&plan)?);
     if let Some(checkpoints) = &options.checkpoints {
         check_checkpointable(&plan)?;
         if let Some(restore) = checkpoints.restore() {
@@ -242,7 +237,7 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
             failure: failure.clone(),
             data_dir: options.data_dir.clone(),
             notices: notice_tx.clone(),
-            bound: bound.clone(),
+            ports: ports.clone(),
             lookups: lookups.clone(),
             checkpoints: options.checkpoints.clone(),
         };

@@ -2,7 +2,7 @@
 //! (partition `p` belongs to core `p % cores`), and pushes batches through its fused chain.
 
 mod file;
-mod ingest;
+pub(crate) mod ingest;
 mod nexmark;
 
 use std::rc::Rc;

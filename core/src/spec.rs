@@ -190,6 +190,24 @@ pub struct IngestSource {
     pub segment_bytes: u64,
     /// Unacknowledged batches a producer may have in flight per connection.
     pub credits: u32,
+    /// Limits on producer connections.
+    pub limits: IngestLimits,
+}
+
+/// Limits on an ingest source's producer connections, which bound the memory they can take
+/// (docs/protocol.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Most producer connections open at once (per source, whole process).
+    pub max_connections: u32,
+    /// Memory for receiving frames larger than 64 KiB, shared by the source's connections.
+    pub frame_buffer_bytes_max: u64,
+    /// A new connection's Hello must arrive within this time.
+    pub hello_timeout_ms: u64,
+    /// A connection that stops halfway through a frame is closed after this time.
+    pub read_timeout_ms: u64,
+    /// A connection that sends nothing between frames is closed after this time.
+    pub idle_timeout_ms: u64,
 }
 
 /// One operator.
@@ -858,6 +876,11 @@ const INGEST_KEYS: &[&str] = &[
     "segment_bytes",
     "credits",
     "watermark",
+    "max_connections",
+    "frame_buffer_bytes_max",
+    "hello_timeout_ms",
+    "read_timeout_ms",
+    "idle_timeout_ms",
 ];
 
 fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, SpecError> {
@@ -899,6 +922,7 @@ fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, S
         let (node, key_path) = fields.get("credits").expect("just read");
         return Err(cx.err(node, &key_path, "credits must be in 1..=4096"));
     }
+    let limits = decode_ingest_limits(cx, fields)?;
     let taken = std::mem::replace(fields, Fields::empty(fields.node));
     taken.finish(cx, INGEST_KEYS)?;
     Ok(IngestSource {
@@ -908,6 +932,60 @@ fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, S
         durability,
         segment_bytes,
         credits: credits as u32,
+        limits,
+    })
+}
+
+impl Default for IngestLimits {
+    /// The defaults documented in docs/pipeline.md and docs/protocol.md.
+    fn default() -> Self {
+        IngestLimits {
+            max_connections: 256,
+            frame_buffer_bytes_max: 64 << 20,
+            hello_timeout_ms: 10_000,
+            read_timeout_ms: 30_000,
+            idle_timeout_ms: 600_000,
+        }
+    }
+}
+
+fn decode_ingest_limits(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestLimits, SpecError> {
+    let defaults = IngestLimits::default();
+    let mut bounded =
+        |key: &str, default: u64, range: std::ops::RangeInclusive<u64>, what: &str| {
+            let value = fields.u64(cx, key)?.unwrap_or(default);
+            if !range.contains(&value) {
+                let (node, key_path) = fields.get(key).expect("just read");
+                return Err(cx.err(node, &key_path, format!("{key} must be {what}")));
+            }
+            Ok(value)
+        };
+    let max_connections = bounded(
+        "max_connections",
+        u64::from(defaults.max_connections),
+        1..=65_536,
+        "in 1..=65536",
+    )?;
+    let frame_buffer_bytes_max = bounded(
+        "frame_buffer_bytes_max",
+        defaults.frame_buffer_bytes_max,
+        (1 << 20)..=(1 << 40),
+        "at least 1MiB",
+    )?;
+    let ms = 1..=(24 * 3_600_000);
+    let within = "in 1..=86400000 (milliseconds)";
+    let hello = defaults.hello_timeout_ms;
+    let hello_timeout_ms = bounded("hello_timeout_ms", hello, ms.clone(), within)?;
+    let read = defaults.read_timeout_ms;
+    let read_timeout_ms = bounded("read_timeout_ms", read, ms.clone(), within)?;
+    let idle = defaults.idle_timeout_ms;
+    let idle_timeout_ms = bounded("idle_timeout_ms", idle, ms, within)?;
+    Ok(IngestLimits {
+        max_connections: max_connections as u32,
+        frame_buffer_bytes_max,
+        hello_timeout_ms,
+        read_timeout_ms,
+        idle_timeout_ms,
     })
 }
 

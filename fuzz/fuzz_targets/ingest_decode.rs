@@ -47,9 +47,22 @@ fuzz_target!(|data: &[u8]| {
         buffer.extend(&data[offset..end]);
         step = usize::from(data[offset] % 17) + 1;
         offset = end;
+        // The sizing calls a server makes before reading more (bounded here, as a server
+        // bounds them by its limits) must agree with the bytes and never disturb decoding.
+        if let Some(total) = buffer.next_frame_bytes() {
+            let missing = buffer.next_frame_missing().expect("prefix arrived");
+            assert_eq!(missing, total.saturating_sub(buffer.pending_len()));
+            if total <= 1 << 16 {
+                buffer.reserve_frame();
+                assert!(buffer.capacity() >= buffer.pending_len() + missing);
+            }
+        }
         loop {
             match buffer.next_frame() {
-                Ok(Some(frame)) => buffered.push(frame),
+                Ok(Some(frame)) => {
+                    buffered.push(frame);
+                    buffer.shrink_to(64);
+                }
                 Ok(None) => break,
                 Err(err) => {
                     buffered_error = Some(err);

@@ -107,6 +107,8 @@ pub enum ErrorCode {
     Internal,
     /// 10: the server is shutting down; reconnect to another node or later.
     ShuttingDown,
+    /// 11: the peer sent nothing for too long (no Hello in time, or a frame stalled halfway).
+    Timeout,
     /// A code this version does not define.
     Unknown(u16),
 }
@@ -194,6 +196,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => 8,
             ErrorCode::Internal => 9,
             ErrorCode::ShuttingDown => 10,
+            ErrorCode::Timeout => 11,
             ErrorCode::Unknown(code) => code,
         }
     }
@@ -211,6 +214,7 @@ impl ErrorCode {
             8 => ErrorCode::Overloaded,
             9 => ErrorCode::Internal,
             10 => ErrorCode::ShuttingDown,
+            11 => ErrorCode::Timeout,
             other => ErrorCode::Unknown(other),
         }
     }
@@ -303,9 +307,50 @@ impl FrameBuffer {
     }
 
     /// Appends bytes received from the peer.
+    ///
+    /// Consumed bytes are dropped first, so the buffer holds at most the unfinished frame plus
+    /// `bytes`; after [`FrameBuffer::reserve_frame`], appending no more than the frame's
+    /// missing bytes never reallocates.
     pub fn extend(&mut self, bytes: &[u8]) {
-        self.compact();
+        self.drain_consumed();
         self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Size in bytes (length prefix included) of the frame at the front of the buffer, once
+    /// its length prefix has arrived. The prefix is not checked here: a length above
+    /// [`FRAME_LEN_MAX`] is reported as is and refused by [`FrameBuffer::next_frame_ref`].
+    pub fn next_frame_bytes(&self) -> Option<usize> {
+        let pending = self.bytes.get(self.start..).unwrap_or_default();
+        let prefix = pending.first_chunk::<LEN_PREFIX>()?;
+        Some(LEN_PREFIX + u32::from_le_bytes(*prefix) as usize)
+    }
+
+    /// Bytes still missing from the frame at the front, once its length prefix has arrived.
+    pub fn next_frame_missing(&self) -> Option<usize> {
+        let total = self.next_frame_bytes()?;
+        Some(total.saturating_sub(self.pending_len()))
+    }
+
+    /// Allocates room for exactly the rest of the frame at the front (whose length prefix
+    /// must have arrived and been checked by the caller against its limits), so that
+    /// receiving it does not grow the buffer by doubling.
+    pub fn reserve_frame(&mut self) {
+        if let Some(missing) = self.next_frame_missing() {
+            self.drain_consumed();
+            self.bytes.reserve_exact(missing);
+        }
+    }
+
+    /// Gives memory back once a large frame has been consumed, keeping at most `capacity`
+    /// bytes of room (or what the unconsumed bytes need).
+    pub fn shrink_to(&mut self, capacity: usize) {
+        self.drain_consumed();
+        self.bytes.shrink_to(capacity);
+    }
+
+    /// Bytes of memory the buffer holds (its capacity).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
     }
 
     /// Reads once from `reader` into the buffer, retrying on `Interrupted`.
@@ -322,6 +367,14 @@ impl FrameBuffer {
         };
         self.bytes.truncate(len + *result.as_ref().unwrap_or(&0));
         result
+    }
+
+    /// Drops every consumed byte.
+    fn drain_consumed(&mut self) {
+        if self.start > 0 {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
     }
 
     /// Bytes received but not yet returned as frames.

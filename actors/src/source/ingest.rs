@@ -1,23 +1,28 @@
 //! The ingest source: producers push batches over TCP with the ingest protocol
 //! (docs/protocol.md, codec in `wire_net::ingest`).
 //!
-//! Every core listens on the source's address with `SO_REUSEPORT`, so the kernel spreads
-//! connections over cores; a connection's batches go to its core's partition. Each accepted
+//! The process binds the source's address once, without `SO_REUSEPORT` (a second process
+//! on the port is refused), and every core accepts from a clone of that socket, so the
+//! kernel hands each connection to one waiting core; its batches go to that core's partition.
+//! Connections are limited in number, time and buffered bytes (`IngestLimits`, documented
+//! with the bound they give in docs/protocol.md). Each accepted
 //! batch is verified, checked against the schema, appended to the partition's WAL
 //! (`<data-dir>/<pipeline>/<source>/p<core>`), handed to the pipeline, and only then
 //! acknowledged with one credit. A pipeline that falls behind therefore stops granting credits
 //! and the producer waits: backpressure reaches the socket.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
-use wire_core::spec::{DurabilitySpec, IngestSource};
+use wire_core::plan::Plan;
+use wire_core::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
 use wire_net::ingest::{
     encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, HelloOk, PRODUCE_BATCH_BYTES_MAX,
@@ -39,6 +44,18 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 const BARRIER_POLL: Duration = Duration::from_millis(10);
 /// How often blocked waits look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
+/// Frames up to this size (length prefix included) are received within a connection's own
+/// buffers; larger ones reserve memory from the source's `frame_buffer_bytes_max` first.
+/// Before the Hello is accepted, no larger frame is allowed.
+pub const SMALL_FRAME_BYTES: usize = 64 << 10;
+/// Bytes of a Produce frame that are not batch: length prefix, type byte and `seq`.
+const PRODUCE_OVERHEAD_BYTES: usize = 4 + 1 + 8;
+/// Receive buffer a connection keeps after a large frame: room for a small frame and a read.
+const BUFFER_KEPT_BYTES: usize = SMALL_FRAME_BYTES + FrameBuffer::READ_CHUNK;
+/// How long a refused or ending connection waits for the peer to read the last frame.
+const LINGER: Duration = Duration::from_millis(200);
+/// Reads of at most 1 KiB a lingering connection discards before it closes anyway.
+const LINGER_READS: usize = 64;
 
 pub(super) async fn run(
     cx: &Rc<CoreCx>,
@@ -70,11 +87,12 @@ pub(super) async fn run(
         }]
     };
     let partitions = cx.cores as u32;
-    let listener = listen(cx, index, &source.name, spec).await?;
+    let (listener, port) = listen(cx, index, &source.name)?;
     let (tx, rx) = local_channel::new_bounded::<(u64, Batch)>(QUEUED_BATCHES);
     let acceptor = Acceptor {
         cx: cx.clone(),
         source: index,
+        port,
         log: log.clone(),
         queue: Rc::new(tx),
         credits: spec.credits.max(1),
@@ -231,52 +249,156 @@ async fn open_log(cx: &CoreCx, source: &str, spec: &IngestSource) -> Result<Segm
     Ok(log)
 }
 
-/// Binds the source's address on this core. With port 0, core 0 picks the port and the other
-/// cores bind the same one.
-async fn listen(
-    cx: &CoreCx,
-    index: usize,
-    name: &str,
-    spec: &IngestSource,
-) -> Result<TcpListener, Error> {
-    let listen_error = |addr: String, error: std::io::Error| Error::Listen {
-        source_name: name.to_string(),
-        addr,
-        error,
-    };
-    let mut addr: SocketAddr = spec.listen.parse().map_err(|_| {
-        listen_error(
-            spec.listen.clone(),
-            std::io::Error::other("not an IP address and port"),
-        )
-    })?;
-    if addr.port() == 0 && cx.core != 0 {
-        addr = loop {
-            if let Some(bound) = cx.bound_addr(index) {
-                break bound;
-            }
-            if cx.stopping() {
-                return Err(listen_error(
-                    spec.listen.clone(),
-                    std::io::Error::other("stopped before core 0 bound"),
-                ));
-            }
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+/// An ingest source's listening socket and the limits its connections share: one per source
+/// per process, bound by [`bind_ports`] before the cores start. Every core accepts from its
+/// own clone of the socket; the counters are shared by all of them.
+pub(crate) struct IngestPort {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    limits: IngestLimits,
+    /// Connections open now (refused ones not counted).
+    connections: AtomicUsize,
+    /// Bytes reserved by connections receiving (or handling) a frame larger than
+    /// [`SMALL_FRAME_BYTES`], at most `limits.frame_buffer_bytes_max`.
+    frame_bytes: AtomicUsize,
+}
+
+/// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
+/// process listens on is an error, not a shared port.
+pub(crate) fn bind_ports(plan: &Plan) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
+    let mut ports = Vec::with_capacity(plan.sources.len());
+    for source in &plan.sources {
+        let port = match &source.kind {
+            SourceKind::Ingest(spec) => Some(Arc::new(IngestPort::bind(&source.name, spec)?)),
+            _ => None,
         };
+        ports.push(port);
     }
-    let listener =
-        TcpListener::bind(addr).map_err(|err| listen_error(addr.to_string(), err.into()))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|err| listen_error(addr.to_string(), err.into()))?;
+    Ok(ports)
+}
+
+impl IngestPort {
+    fn bind(name: &str, spec: &IngestSource) -> Result<IngestPort, Error> {
+        let listen_error = |addr: String, error: std::io::Error| Error::Listen {
+            source_name: name.to_string(),
+            addr,
+            error,
+        };
+        let addr: SocketAddr = spec.listen.parse().map_err(|_| {
+            let error = std::io::Error::other("not an IP address and port");
+            listen_error(spec.listen.clone(), error)
+        })?;
+        // std sets SO_REUSEADDR (a restart may bind while old connections sit in TIME_WAIT)
+        // but never SO_REUSEPORT, so the kernel refuses a second listener on the port.
+        let listener = std::net::TcpListener::bind(addr).map_err(|error| {
+            let error = if error.kind() == std::io::ErrorKind::AddrInUse {
+                std::io::Error::new(error.kind(), "address in use (is another wire running?)")
+            } else {
+                error
+            };
+            listen_error(addr.to_string(), error)
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|error| listen_error(addr.to_string(), error))?;
+        Ok(IngestPort {
+            listener,
+            addr,
+            limits: spec.limits,
+            connections: AtomicUsize::new(0),
+            frame_bytes: AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts a new connection, unless `max_connections` are open already.
+    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let max = self.limits.max_connections as usize;
+        let counted = self
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            });
+        counted.ok().map(|_| Admitted(self.clone()))
+    }
+
+    /// Reserves `bytes` of the frame buffer budget, if that much is left.
+    fn reserve(&self, bytes: usize) -> bool {
+        let max = usize::try_from(self.limits.frame_buffer_bytes_max).unwrap_or(usize::MAX);
+        self.frame_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= max)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.frame_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Largest batch a Produce may carry: the protocol's, or less when the frame buffer
+    /// budget could not hold a frame that size.
+    fn max_batch_bytes(&self) -> usize {
+        let budget = usize::try_from(self.limits.frame_buffer_bytes_max).unwrap_or(usize::MAX);
+        PRODUCE_BATCH_BYTES_MAX.min(budget - PRODUCE_OVERHEAD_BYTES)
+    }
+}
+
+/// A connection counted against `max_connections`; uncounted when dropped.
+struct Admitted(Arc<IngestPort>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's share of the frame buffer budget: held from a large frame's length prefix
+/// until its batch is handed to the pipeline, returned when dropped.
+struct Reservation<'a> {
+    port: &'a IngestPort,
+    bytes: usize,
+}
+
+impl Reservation<'_> {
+    fn held(&self) -> bool {
+        self.bytes > 0
+    }
+
+    fn take(&mut self, bytes: usize) -> bool {
+        debug_assert!(!self.held());
+        let taken = self.port.reserve(bytes);
+        if taken {
+            self.bytes = bytes;
+        }
+        taken
+    }
+
+    fn release(&mut self) {
+        self.port.release(std::mem::take(&mut self.bytes));
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// This core's listener on the source's socket; core 0 announces the address.
+fn listen(cx: &CoreCx, index: usize, name: &str) -> Result<(TcpListener, Arc<IngestPort>), Error> {
+    let port = cx.ports[index].clone().expect("ingest sources have a port");
+    let clone = port.listener.try_clone().map_err(|error| Error::Listen {
+        source_name: name.to_string(),
+        addr: port.addr.to_string(),
+        error,
+    })?;
     if cx.core == 0 {
-        cx.set_bound_addr(index, bound);
         let _ = cx.notices.send(Notice::Listening {
             source: name.to_string(),
-            addr: bound,
+            addr: port.addr,
         });
     }
-    Ok(listener)
+    Ok((TcpListener::from(clone), port))
 }
 
 fn wal_error(source: &str, error: wire_storage::Error) -> Error {
@@ -290,6 +412,7 @@ fn wal_error(source: &str, error: wire_storage::Error) -> Error {
 struct Acceptor {
     cx: Rc<CoreCx>,
     source: usize,
+    port: Arc<IngestPort>,
     log: SegmentLog,
     queue: Rc<LocalSender<(u64, Batch)>>,
     credits: u32,
@@ -297,7 +420,6 @@ struct Acceptor {
 
 impl Acceptor {
     async fn run(self, listener: TcpListener) {
-        let next_id = Cell::new(0u64);
         loop {
             let accepted =
                 futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -315,16 +437,25 @@ impl Acceptor {
                 }
             };
             let _ = stream.set_nodelay(true);
-            next_id.set(next_id.get() + 1);
+            let peer = stream.peer_addr().ok();
+            let Some(admitted) = self.port.admit() else {
+                let max = self.port.limits.max_connections;
+                let message = format!("this source takes at most {max} connections at once (max_connections); retry later");
+                let refusal = ErrorFrame::new(ErrorCode::Overloaded, 0, message);
+                tracing::warn!(peer = ?peer, max, "ingest connection refused: too many connections");
+                glommio::spawn_local(refuse(stream, refusal)).detach();
+                continue;
+            };
             let connection = Connection {
                 cx: self.cx.clone(),
                 source: self.source,
+                port: self.port.clone(),
                 log: self.log.clone(),
                 queue: self.queue.clone(),
                 credits: self.credits,
-                peer: stream.peer_addr().ok(),
+                peer,
             };
-            glommio::spawn_local(connection.run(stream)).detach();
+            glommio::spawn_local(connection.run(stream, admitted)).detach();
         }
     }
 }
@@ -336,10 +467,40 @@ async fn stopped(cx: &CoreCx) {
     }
 }
 
+/// Sends `refusal` and closes the connection.
+async fn refuse(mut stream: TcpStream, refusal: ErrorFrame) {
+    let mut out = Vec::new();
+    encode::<Vec<u8>>(&Frame::Error(refusal), &mut out);
+    let _ = stream.set_write_timeout(Some(LINGER));
+    let _ = stream.write_all(&out).await;
+    linger(&mut stream).await;
+}
+
+/// Half-closes the connection and reads (and drops) what the peer still sends, for at most
+/// [`LINGER`], so that closing does not reset the connection before the peer has read our
+/// last frame (closing a socket with unread bytes sends RST).
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        for _ in 0..LINGER_READS {
+            match stream.read(&mut sink).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER)).await;
+    let _ = stream.close().await;
+}
+
 /// One producer's session.
 struct Connection {
     cx: Rc<CoreCx>,
     source: usize,
+    port: Arc<IngestPort>,
     log: SegmentLog,
     queue: Rc<LocalSender<(u64, Batch)>>,
     credits: u32,
@@ -352,7 +513,7 @@ enum End {
     Closed,
     /// The pipeline is stopping.
     Stopping,
-    /// The peer broke the protocol or sent bad data; tell it why.
+    /// The peer broke the protocol, sent bad data or overstayed; tell it why.
     Refuse(ErrorFrame),
     /// The socket failed.
     Io(std::io::Error),
@@ -360,23 +521,48 @@ enum End {
     Fatal(Error),
 }
 
+/// What a session knows about its peer between frames.
+struct Session {
+    /// Hello accepted.
+    greeted: bool,
+    /// `seq` the next Produce must carry.
+    expected_seq: u64,
+    /// Credits granted in frames already written to the socket (HelloOk and Acks).
+    granted: u64,
+    /// `granted` when the last read was issued. The frame that read completes was sent before
+    /// the peer could have seen any later grant, so its `seq` must be at most this.
+    granted_at_read: u64,
+    /// When the Hello must have arrived.
+    hello_deadline: Instant,
+}
+
 impl Connection {
-    async fn run(self, mut stream: TcpStream) {
+    async fn run(self, mut stream: TcpStream, admitted: Admitted) {
         let mut frames = FrameBuffer::new();
         let end = self.session(&mut stream, &mut frames).await;
-        let mut out = Vec::new();
-        match &end {
-            End::Closed | End::Io(_) => {}
-            End::Stopping => encode::<Vec<u8>>(&Frame::Close, &mut out),
-            End::Refuse(frame) => encode::<Vec<u8>>(&Frame::Error(frame.clone()), &mut out),
-            End::Fatal(err) => encode::<Vec<u8>>(
-                &Frame::Error(ErrorFrame::new(ErrorCode::Internal, 0, err.to_string())),
-                &mut out,
-            ),
-        }
-        if !out.is_empty() {
+        // Buffers go back before the goodbye, and the slot once the socket is closed.
+        drop(frames);
+        let frame = match &end {
+            End::Closed | End::Io(_) => None,
+            End::Stopping => Some(match self.cx.failure.message() {
+                // The run failed elsewhere (a sink, another core): say why.
+                Some(message) => Frame::Error(ErrorFrame::new(ErrorCode::Internal, 0, message)),
+                None => Frame::Close,
+            }),
+            End::Refuse(frame) => Some(Frame::Error(frame.clone())),
+            End::Fatal(err) => Some(Frame::Error(ErrorFrame::new(
+                ErrorCode::Internal,
+                0,
+                err.to_string(),
+            ))),
+        };
+        if let Some(frame) = frame {
+            let mut out = Vec::new();
+            encode::<Vec<u8>>(&frame, &mut out);
             let _ = stream.write_all(&out).await;
-            let _ = stream.flush().await;
+            linger(&mut stream).await;
+        } else {
+            let _ = stream.close().await;
         }
         match end {
             End::Refuse(frame) => {
@@ -388,106 +574,195 @@ impl Connection {
             End::Fatal(err) => self.cx.failure.record(err),
             End::Closed | End::Stopping => {}
         }
-        let _ = stream.close().await;
+        drop(admitted);
     }
 
     async fn session(&self, stream: &mut TcpStream, frames: &mut FrameBuffer) -> End {
         let source = &self.cx.plan.sources[self.source];
+        let limits = self.port.limits;
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(limits.read_timeout_ms)));
         let mut scratch = vec![0u8; FrameBuffer::READ_CHUNK];
         let mut out = Vec::with_capacity(64);
-        let mut greeted = false;
-        let mut expected_seq = 1u64;
-        let mut credits = self.credits;
+        let mut large = Reservation {
+            port: &self.port,
+            bytes: 0,
+        };
+        let mut session = Session {
+            greeted: false,
+            expected_seq: 1,
+            granted: 0,
+            granted_at_read: 0,
+            hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
+        };
         loop {
             let frame = match frames.next_frame_ref() {
-                Err(err) => {
-                    return End::Refuse(ErrorFrame::new(
-                        ErrorCode::ProtocolViolation,
-                        0,
-                        err.to_string(),
-                    ))
-                }
+                Err(err) => return violation(0, err.to_string()),
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    match self.read_more(stream, &mut scratch).await {
-                        Ok(Some(0)) => return End::Closed,
-                        Ok(Some(n)) => frames.extend(&scratch[..n]),
-                        Ok(None) => return End::Stopping,
-                        Err(err) => return End::Io(err),
+                    if let Err(end) = self
+                        .read(stream, frames, &mut scratch, &mut large, &mut session)
+                        .await
+                    {
+                        return end;
                     }
                     continue;
                 }
             };
             out.clear();
-            match frame {
-                Frame::Hello(hello) if !greeted => {
+            let grant = match frame {
+                Frame::Hello(hello) if !session.greeted => {
                     if let Err(refusal) = check_hello(&hello, &source.name, &source.schema) {
                         return End::Refuse(refusal);
                     }
-                    greeted = true;
-                    let ok = HelloOk {
-                        version: PROTOCOL_VERSION,
-                        partition: self.cx.core as u32,
-                        credits,
-                        max_batch_bytes: PRODUCE_BATCH_BYTES_MAX as u32,
-                    };
-                    encode::<Vec<u8>>(&Frame::HelloOk(ok), &mut out);
+                    session.greeted = true;
+                    self.hello_ok(&mut out)
                 }
-                Frame::Produce { seq, batch } if greeted => {
-                    let refuse =
-                        |code, message: String| End::Refuse(ErrorFrame::new(code, seq, message));
-                    if seq != expected_seq {
-                        return refuse(
-                            ErrorCode::ProtocolViolation,
-                            format!("expected batch seq {expected_seq}, found {seq}"),
-                        );
-                    }
-                    if credits == 0 {
-                        return refuse(
-                            ErrorCode::ProtocolViolation,
-                            "batch sent without credit".into(),
-                        );
-                    }
-                    credits -= 1;
-                    let mut batch = match accept_batch(batch, &source.schema) {
+                Frame::Produce { seq, batch } if session.greeted => {
+                    let batch = match session.accept(seq, batch, &source.schema) {
                         Ok(batch) => batch,
-                        Err((code, message)) => return refuse(code, message),
+                        Err(end) => return end,
                     };
-                    let rows = batch.row_count() as u32;
-                    let base_offset = match self.log.append(&mut batch).await {
-                        Ok(offset) => offset,
-                        Err(error) => return End::Fatal(wal_error(&source.name, error)),
-                    };
-                    // Waits while the pipeline is behind: no ack, so no new credit.
-                    let end = base_offset + u64::from(rows);
-                    if self.queue.send((end, batch)).await.is_err() {
-                        return End::Stopping;
+                    if large.held() {
+                        // The batch is copied out: give the frame's memory back now.
+                        frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
-                    expected_seq += 1;
-                    let ack = Ack {
-                        seq,
-                        base_offset,
-                        rows,
-                        credits: 1,
+                    let ack = match self.append(seq, batch).await {
+                        Ok(ack) => ack,
+                        Err(end) => return end,
                     };
+                    large.release();
+                    session.expected_seq += 1;
                     encode::<Vec<u8>>(&Frame::Ack(ack), &mut out);
-                    credits += ack.credits;
+                    ack.credits
                 }
                 Frame::Close => return End::Closed,
-                other => {
-                    let what = other.frame_type().name();
-                    let message = if greeted {
-                        format!("unexpected {what} frame")
-                    } else {
-                        format!("expected Hello first, found {what}")
-                    };
-                    return End::Refuse(ErrorFrame::new(ErrorCode::ProtocolViolation, 0, message));
-                }
-            }
+                other => return unexpected(other.frame_type().name(), session.greeted),
+            };
             if let Err(err) = stream.write_all(&out).await {
                 return End::Io(err);
             }
+            session.granted += u64::from(grant);
         }
+    }
+
+    /// Encodes the HelloOk into `out`; the credits it grants.
+    fn hello_ok(&self, out: &mut Vec<u8>) -> u32 {
+        let ok = HelloOk {
+            version: PROTOCOL_VERSION,
+            partition: self.cx.core as u32,
+            credits: self.credits,
+            max_batch_bytes: self.port.max_batch_bytes() as u32,
+        };
+        encode::<Vec<u8>>(&Frame::HelloOk(ok), out);
+        ok.credits
+    }
+
+    /// Reads more bytes for the frame at the front, after checking its length prefix (once
+    /// it has arrived) against the limits; a large frame first reserves its memory.
+    async fn read(
+        &self,
+        stream: &mut TcpStream,
+        frames: &mut FrameBuffer,
+        scratch: &mut [u8],
+        large: &mut Reservation<'_>,
+        session: &mut Session,
+    ) -> Result<(), End> {
+        let mut want = scratch.len();
+        if let Some(total) = frames.next_frame_bytes() {
+            if total > SMALL_FRAME_BYTES && !large.held() {
+                self.admit_large(frames, total, large, session)?;
+            }
+            if large.held() {
+                // Exactly the frame's missing bytes: the buffer was sized for them.
+                want = want.min(frames.next_frame_missing().unwrap_or(want));
+            }
+        }
+        let limits = self.port.limits;
+        let timeout = if !session.greeted {
+            let left = session
+                .hello_deadline
+                .saturating_duration_since(Instant::now());
+            left.max(Duration::from_millis(1))
+        } else if frames.pending_len() > 0 {
+            Duration::from_millis(limits.read_timeout_ms)
+        } else {
+            Duration::from_millis(limits.idle_timeout_ms)
+        };
+        let _ = stream.set_read_timeout(Some(timeout));
+        session.granted_at_read = session.granted;
+        match self.read_more(stream, &mut scratch[..want]).await {
+            Ok(Some(0)) => Err(End::Closed),
+            Ok(Some(n)) => {
+                frames.extend(&scratch[..n]);
+                Ok(())
+            }
+            Ok(None) => Err(End::Stopping),
+            Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+                Err(End::Refuse(timed_out(session, frames, &limits)))
+            }
+            Err(err) => Err(End::Io(err)),
+        }
+    }
+
+    /// Checks a frame larger than [`SMALL_FRAME_BYTES`] against the limits and reserves its
+    /// memory, or says why it is refused.
+    fn admit_large(
+        &self,
+        frames: &mut FrameBuffer,
+        total: usize,
+        large: &mut Reservation<'_>,
+        session: &Session,
+    ) -> Result<(), End> {
+        if !session.greeted {
+            return Err(violation(
+                0,
+                format!("a frame of {total} bytes before hello (at most {SMALL_FRAME_BYTES} until the hello is accepted)"),
+            ));
+        }
+        let max = self.port.max_batch_bytes();
+        if total > max + PRODUCE_OVERHEAD_BYTES {
+            // Refused from its length prefix, before the batch arrives.
+            let message = format!(
+                "a frame of {total} bytes cannot carry a batch of at most max_batch_bytes ({max})"
+            );
+            return Err(End::Refuse(ErrorFrame::new(
+                ErrorCode::TooLarge,
+                session.expected_seq,
+                message,
+            )));
+        }
+        if !large.take(total) {
+            let budget = self.port.limits.frame_buffer_bytes_max;
+            let message = format!("no room to receive a frame of {total} bytes now (frame_buffer_bytes_max {budget} in use by other connections); retry later");
+            return Err(End::Refuse(ErrorFrame::new(
+                ErrorCode::Overloaded,
+                session.expected_seq,
+                message,
+            )));
+        }
+        frames.reserve_frame();
+        Ok(())
+    }
+
+    /// Appends a verified batch to the WAL and hands it to the pipeline; the Ack to send.
+    async fn append(&self, seq: u64, mut batch: Batch) -> Result<Ack, End> {
+        let source = &self.cx.plan.sources[self.source];
+        let rows = batch.row_count() as u32;
+        let base_offset = match self.log.append(&mut batch).await {
+            Ok(offset) => offset,
+            Err(error) => return Err(End::Fatal(wal_error(&source.name, error))),
+        };
+        // Waits while the pipeline is behind: no ack, so no new credit.
+        let end = base_offset + u64::from(rows);
+        if self.queue.send((end, batch)).await.is_err() {
+            return Err(End::Stopping);
+        }
+        Ok(Ack {
+            seq,
+            base_offset,
+            rows,
+            credits: 1,
+        })
     }
 
     /// Reads more bytes; `None` when the pipeline stops first.
@@ -502,6 +777,67 @@ impl Connection {
         })
         .await
     }
+}
+
+impl Session {
+    /// Checks a Produce's `seq` and credit, then verifies its batch and copies it out.
+    fn accept(&self, seq: u64, batch: &[u8], schema: &Schema) -> Result<Batch, End> {
+        self.check_produce(seq)?;
+        accept_batch(batch, schema)
+            .map_err(|(code, message)| End::Refuse(ErrorFrame::new(code, seq, message)))
+    }
+
+    /// A Produce's `seq` must be the next one and covered by a credit the peer could have
+    /// seen when it sent the frame. Counting only: nothing allocated per frame.
+    fn check_produce(&self, seq: u64) -> Result<(), End> {
+        if seq != self.expected_seq {
+            let expected = self.expected_seq;
+            return Err(violation(
+                seq,
+                format!("expected batch seq {expected}, found {seq}"),
+            ));
+        }
+        if seq > self.granted_at_read {
+            let granted = self.granted_at_read;
+            return Err(violation(
+                seq,
+                format!("batch {seq} sent without credit (only {granted} credits granted when it arrived)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn violation(seq: u64, message: String) -> End {
+    End::Refuse(ErrorFrame::new(ErrorCode::ProtocolViolation, seq, message))
+}
+
+fn unexpected(what: &str, greeted: bool) -> End {
+    let message = if greeted {
+        format!("unexpected {what} frame")
+    } else {
+        format!("expected Hello first, found {what}")
+    };
+    violation(0, message)
+}
+
+/// The Error frame for a peer that sent nothing for too long.
+fn timed_out(session: &Session, frames: &FrameBuffer, limits: &IngestLimits) -> ErrorFrame {
+    let message = if !session.greeted {
+        format!(
+            "no hello within {} ms (hello_timeout_ms)",
+            limits.hello_timeout_ms
+        )
+    } else if frames.pending_len() > 0 {
+        format!(
+            "nothing received for {} ms halfway through a frame ({} bytes received; read_timeout_ms)",
+            limits.read_timeout_ms,
+            frames.pending_len()
+        )
+    } else {
+        format!("idle for {} ms (idle_timeout_ms)", limits.idle_timeout_ms)
+    };
+    ErrorFrame::new(ErrorCode::Timeout, 0, message)
 }
 
 fn check_hello(

@@ -136,6 +136,43 @@ sinks:
 }
 
 #[test]
+fn ingest_limits_default_decode_and_are_checked() {
+    let text = "\
+sources:
+  rows:
+    type: ingest
+    listen: 127.0.0.1:0
+    schema: {a: i64}
+sinks:
+  out: {type: blackhole, from: rows}
+";
+    let limits = |text: &str| {
+        let spec = PipelineSpec::parse("i.yaml", text).unwrap();
+        let SourceKind::Ingest(ingest) = &spec.sources[0].kind else {
+            panic!("not ingest")
+        };
+        ingest.limits
+    };
+    assert_eq!(limits(text), IngestLimits::default());
+    let keys = "    schema: {a: i64}\n    max_connections: 8\n    frame_buffer_bytes_max: 2MiB\n    hello_timeout_ms: 5\n    read_timeout_ms: 6\n    idle_timeout_ms: 7\n";
+    let set = text.replace("    schema: {a: i64}\n", keys);
+    let expected = IngestLimits {
+        max_connections: 8,
+        frame_buffer_bytes_max: 2 << 20,
+        hello_timeout_ms: 5,
+        read_timeout_ms: 6,
+        idle_timeout_ms: 7,
+    };
+    assert_eq!(limits(&set), expected);
+    let e = err(&set.replace("max_connections: 8", "max_connections: 0"));
+    assert_eq!(e.path, "sources.rows.max_connections");
+    assert!(e.message.contains("in 1..=65536"), "{e}");
+    let e = err(&set.replace("2MiB", "1000"));
+    assert_eq!(e.path, "sources.rows.frame_buffer_bytes_max");
+    assert!(e.message.contains("at least 1MiB"), "{e}");
+}
+
+#[test]
 fn counts_accept_suffixes() {
     assert_eq!(parse_count("10_000"), Some(10_000));
     assert_eq!(parse_count("2M"), Some(2_000_000));

@@ -56,6 +56,7 @@ fn every_frame() -> Vec<Frame> {
         )),
         Frame::Error(ErrorFrame::new(ErrorCode::Unknown(999), 0, "")),
         Frame::Close,
+        Frame::Error(ErrorFrame::new(ErrorCode::Timeout, 0, "idle for 10 ms")),
     ]
 }
 
@@ -263,7 +264,44 @@ fn error_codes_round_trip_through_u16() {
         assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
     }
     assert_eq!(ErrorCode::from_u16(7), ErrorCode::ProtocolViolation);
-    assert_eq!(ErrorCode::from_u16(11), ErrorCode::Unknown(11));
+    assert_eq!(ErrorCode::from_u16(11), ErrorCode::Timeout);
+    assert_eq!(ErrorCode::from_u16(12), ErrorCode::Unknown(12));
+}
+
+#[test]
+fn frame_buffer_sizes_a_large_frame_exactly_and_shrinks_after_it() {
+    let small = Frame::Credit { credits: 1 };
+    let large = Frame::Produce {
+        seq: 1,
+        batch: vec![7u8; 1 << 20],
+    };
+    let (small_bytes, large_bytes) = (encoded(&small), encoded(&large));
+    let mut buffer = FrameBuffer::new();
+    assert_eq!(buffer.next_frame_bytes(), None);
+    let mut first = small_bytes.clone();
+    first.extend_from_slice(&large_bytes[..100]);
+    buffer.extend(&first);
+    assert_eq!(buffer.next_frame_bytes(), Some(small_bytes.len()));
+    assert_eq!(buffer.next_frame().unwrap(), Some(small));
+    assert_eq!(buffer.next_frame().unwrap(), None);
+    assert_eq!(buffer.next_frame_bytes(), Some(large_bytes.len()));
+    assert_eq!(buffer.next_frame_missing(), Some(large_bytes.len() - 100));
+    buffer.reserve_frame();
+    let capacity = buffer.capacity();
+    assert!(capacity >= large_bytes.len() && capacity < large_bytes.len() + 4096);
+    for piece in large_bytes[100..].chunks(4096) {
+        buffer.extend(piece);
+    }
+    assert_eq!(
+        buffer.capacity(),
+        capacity,
+        "no reallocation while the frame arrives"
+    );
+    assert_eq!(buffer.next_frame_missing(), Some(0));
+    assert_eq!(buffer.next_frame().unwrap(), Some(large));
+    buffer.shrink_to(1024);
+    assert!(buffer.capacity() <= 1024, "{}", buffer.capacity());
+    assert_eq!(buffer.pending_len(), 0);
 }
 
 #[test]

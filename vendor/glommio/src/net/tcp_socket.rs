@@ -75,6 +75,22 @@ type Result<T> = crate::Result<T, ()>;
 pub struct TcpListener {
     reactor: Weak<Reactor>,
     listener: net::TcpListener,
+    /// Whether other threads accept on the same open socket (see `From<net::TcpListener>`).
+    shared: bool,
+}
+
+/// Wire's addition: a listener over an already bound and listening std socket, typically a
+/// `try_clone` of one socket that every executor accepts from. Such a listener never toggles
+/// the socket's `O_NONBLOCK` flag (which the clones share, so the "yolo" accept would race
+/// with the other executors and could block a thread): it always accepts through io_uring.
+impl From<net::TcpListener> for TcpListener {
+    fn from(listener: net::TcpListener) -> Self {
+        TcpListener {
+            reactor: Rc::downgrade(&crate::executor().reactor()),
+            listener,
+            shared: true,
+        }
+    }
 }
 
 impl FromRawFd for TcpListener {
@@ -86,6 +102,7 @@ impl FromRawFd for TcpListener {
         TcpListener {
             reactor: Rc::downgrade(&crate::executor().reactor()),
             listener,
+            shared: false,
         }
     }
 }
@@ -132,6 +149,7 @@ impl TcpListener {
         Ok(TcpListener {
             reactor: Rc::downgrade(&crate::executor().reactor()),
             listener,
+            shared: false,
         })
     }
 
@@ -166,7 +184,12 @@ impl TcpListener {
     pub async fn shared_accept(&self) -> Result<AcceptedTcpStream> {
         let reactor = self.reactor.upgrade().unwrap();
         let raw_fd = self.listener.as_raw_fd();
-        if let Some(r) = yolo_accept(raw_fd) {
+        let yolo = if self.shared {
+            None
+        } else {
+            yolo_accept(raw_fd)
+        };
+        if let Some(r) = yolo {
             match r {
                 Ok(fd) => {
                     return Ok(AcceptedTcpStream { fd });
