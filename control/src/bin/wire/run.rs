@@ -64,7 +64,9 @@ pub enum Outcome {
 /// Loads and checks a pipeline file: every error names file, line, column and field.
 pub fn load(path: &Path) -> Result<Plan, String> {
     let spec = PipelineSpec::from_file(path).map_err(|err| err.to_string())?;
-    Plan::from_spec(&spec).map_err(|err| err.to_string())
+    let plan = Plan::from_spec(&spec).map_err(|err| err.to_string())?;
+    crate::files::check_inputs(&spec).map_err(|err| err.to_string())?;
+    Ok(plan)
 }
 
 /// Runs `args`; `stop` ends the run gracefully when set (Ctrl-C).
