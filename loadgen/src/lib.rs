@@ -11,7 +11,7 @@ pub mod plan;
 
 pub use e2e::{stamp_of, E2eRecorder, LineError};
 pub use output::{write_stream, StreamPlan};
-pub use plan::{events_for, parse_duration, stamp_field, OutputFormat};
+pub use plan::{events_for, parse_duration, random_options, stamp_field, OutputFormat, ShapeArgs};
 
 use wire_core::nexmark::{
     auction_schema, bid_schema, person_schema, EventKind, EventScratch, Generator, GeneratorConfig,

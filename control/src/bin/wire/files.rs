@@ -1,11 +1,13 @@
-//! The checks of a pipeline that look at the disk: the files its sources and lookups read.
+//! What `wire` does on the disk around a run: the check that the files its sources and lookups
+//! read exist, and the removal of the sink directories a failed run created and left empty.
 //!
-//! `wire check` and `wire run` make them after the pipeline type-checks, so a missing input is
-//! reported at the `path` that names it, before anything runs.
+//! `wire check` and `wire run` check inputs after the pipeline type-checks, so a missing input
+//! is reported at the `path` that names it, before anything runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use wire_core::spec::{Named, OperatorKind, PipelineSpec, Pos, SourceKind, SpecError};
+use wire_core::plan::Plan;
+use wire_core::spec::{Named, OperatorKind, PipelineSpec, Pos, SinkKind, SourceKind, SpecError};
 
 /// Every file source's and lookup's `path` exists (a file, or a directory for a source).
 pub fn check_inputs(spec: &PipelineSpec) -> Result<(), SpecError> {
@@ -53,4 +55,55 @@ fn check_exists(
         key,
         format!("`{}` {reason}{relative}", path.display()),
     ))
+}
+
+/// The directories a run's file sinks would create, so a failed run can take them away again
+/// when they stayed empty (a run that failed before its first row leaves no trace).
+pub struct NewDirs {
+    /// For each file sink: its directory and the topmost of its ancestors that did not exist.
+    created: Vec<(PathBuf, PathBuf)>,
+}
+
+impl NewDirs {
+    /// Notes, before the run, which file-sink directories (and parents) do not exist yet.
+    pub fn of(plan: &Plan) -> NewDirs {
+        let created = plan
+            .sinks
+            .iter()
+            .filter_map(|sink| match &sink.kind {
+                SinkKind::File(spec) => {
+                    let top = first_missing(&spec.path)?;
+                    Some((spec.path.clone(), top))
+                }
+                _ => None,
+            })
+            .collect();
+        NewDirs { created }
+    }
+
+    /// Removes each noted directory that is empty, and its noted parents while they are empty.
+    pub fn remove_empty(&self) {
+        for (dir, top) in &self.created {
+            let mut at = Some(dir.as_path());
+            while let Some(path) = at {
+                // remove_dir refuses a directory with anything in it: that one stays.
+                if std::fs::remove_dir(path).is_err() || path == top {
+                    break;
+                }
+                at = path.parent();
+            }
+        }
+    }
+}
+
+/// The topmost ancestor of `path` (or `path` itself) that does not exist, if any.
+fn first_missing(path: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    for ancestor in path.ancestors() {
+        if ancestor.as_os_str().is_empty() || ancestor.exists() {
+            break;
+        }
+        missing = Some(ancestor.to_path_buf());
+    }
+    missing
 }
