@@ -8,6 +8,8 @@
 //! `bids`, or the fields of a `project`. It must decode in at least one of them, and type-check
 //! there when every input it names exists. A snippet meant to fail is marked with the line
 //! `<!-- not-checked -->` right before its fence, and is listed rather than skipped silently.
+//! Inline code written as one YAML entry with a flow value (`` `group_by: {k: a + b}` ``) must
+//! at least parse as YAML without a comma cutting an expression.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,8 +135,12 @@ fn contexts(fragment: &str) -> Vec<String> {
     let ops = |body: &str| format!("{head}operators:\n{body}{sink}");
     let one_op = |body: &str| ops(&format!("  - name: snippet_op\n    from: bids\n{body}"));
     let mut found = Vec::new();
+    let first = fragment
+        .lines()
+        .map(str::trim_start)
+        .find(|line| !line.is_empty() && !line.starts_with('#'));
     // Top-level keys: settings, sources, sinks (reading `bids`), or a whole `operators:`.
-    let own_sources = fragment.starts_with("sources:");
+    let own_sources = first.is_some_and(|line| line.starts_with("sources:"));
     let mut top = String::from("name: snippet\n");
     if !own_sources {
         top.push_str(&format!("sources:\n{SOURCES}"));
@@ -145,7 +151,7 @@ fn contexts(fragment: &str) -> Vec<String> {
     }
     found.push(top);
     // A list of operators; the sink reads the last one.
-    if fragment.trim_start().starts_with('-') {
+    if first.is_some_and(|line| line.starts_with('-')) {
         let last = fragment
             .lines()
             .filter_map(|line| line.trim_start().strip_prefix("- name:"))
@@ -224,6 +230,61 @@ fn every_yaml_snippet_in_the_docs_checks() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(complete >= 3 && typed >= 5, "too few snippets found");
+}
+
+/// Inline code written as one YAML entry with a flow value, like `` `group_by: {k: a + b}` ``,
+/// with its line number.
+fn inline_entries(path: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).expect("doc file");
+    let mut found = Vec::new();
+    let mut fenced = false;
+    for (index, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        // Odd pieces of a line split at backticks are inside code spans.
+        for span in line.split('`').skip(1).step_by(2) {
+            let Some((key, value)) = span.split_once(": ") else {
+                continue;
+            };
+            let key_like = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let flow = (value.starts_with('{') && value.ends_with('}'))
+                || (value.starts_with('[') && value.ends_with(']'));
+            if !fenced && key_like && flow {
+                found.push((index + 1, span.to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// A YAML-level problem of one inline entry: it does not parse, or a comma cut an expression.
+/// (What the entry means is not checked: inline code may hold placeholders like `DURATION`.)
+fn yaml_problem(entry: &str) -> Option<String> {
+    let err = PipelineSpec::parse("inline", &format!("{entry}\n")).err()?;
+    let yaml_level = err.message.starts_with("invalid YAML")
+        || err.message.contains("quote the expression or use the block form");
+    yaml_level.then(|| err.to_string())
+}
+
+#[test]
+fn inline_yaml_entries_in_the_docs_parse() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for path in doc_files() {
+        for (line, entry) in inline_entries(&path) {
+            count += 1;
+            if let Some(problem) = yaml_problem(&entry) {
+                failures.push(format!("{}:{line}: `{entry}`: {problem}", path.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(count >= 3, "found {count} inline entries");
+    // The example the docs had fails this check.
+    let old = "group_by: {day: date_format(date_time, 'yyyy-MM-dd')}";
+    assert!(yaml_problem(old).is_some());
 }
 
 #[test]
