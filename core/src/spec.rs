@@ -1192,7 +1192,10 @@ fn check_path_lengths(cx: &Cx<'_>, node: &Node, path: &str, value: &Path) -> Res
             format!("the path is {total} bytes long; paths must be shorter than {PATH_BYTES_MAX} bytes (PATH_MAX)"),
         ));
     }
-    let longest = value.components().map(|c| c.as_os_str().as_bytes().len()).max();
+    let longest = value
+        .components()
+        .map(|c| c.as_os_str().as_bytes().len())
+        .max();
     match longest {
         Some(len) if len > NAME_BYTES_MAX => Err(cx.err(
             node,

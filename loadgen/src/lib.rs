@@ -35,7 +35,7 @@ pub enum RowMaker {
         step: u64,
     },
     /// Random values of each field's type, shaped by [`RandomOptions`].
-    Random(Box<RandomRows>),
+    Random(RandomRows),
 }
 
 /// How random rows are drawn beyond each field's type (`--keys`, `--event-time now`).
@@ -98,7 +98,7 @@ impl RowMaker {
                     step: producers.max(1),
                 }
             }
-            None => RowMaker::Random(Box::new(RandomRows {
+            None => RowMaker::Random(RandomRows {
                 schema: schema.clone(),
                 state: (seed ^ 0x9e37_79b9_7f4a_7c15)
                     .wrapping_add(producer.wrapping_mul(0x2545_f491))
@@ -106,7 +106,7 @@ impl RowMaker {
                 text: String::new(),
                 options: RandomOptions::default(),
                 clock_ms: SPREAD_BASE_MS,
-            })),
+            }),
         }
     }
 
@@ -339,7 +339,10 @@ mod tests {
         let rows = rows_of(&mut maker, 2000);
         assert_eq!(distinct(&rows, 0), 7, "string key");
         assert_eq!(distinct(&rows, 1), 7, "i64 key");
-        assert!(distinct(&rows, 2) > 1000, "a string that is not a key stays random");
+        assert!(
+            distinct(&rows, 2) > 1000,
+            "a string that is not a key stays random"
+        );
         for row in &rows {
             let wire_core::Value::Str(sensor) = &row[0] else {
                 panic!("{row:?}")
@@ -376,7 +379,10 @@ mod tests {
                 highest = highest.max(t);
             }
         }
-        assert!(highest - lowest > 1500, "disorder is used: {lowest}..{highest}");
+        assert!(
+            highest - lowest > 1500,
+            "disorder is used: {lowest}..{highest}"
+        );
         maker.set_clock_ms(now + 60_000);
         let later = rows_of(&mut maker, 10);
         assert!(later

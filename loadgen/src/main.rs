@@ -373,7 +373,12 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         );
     };
     let event_time = ingest.event_time.as_ref().map(|n| n.name.clone());
-    Ok((name, ingest.schema.clone(), ingest.listen.clone(), event_time))
+    Ok((
+        name,
+        ingest.schema.clone(),
+        ingest.listen.clone(),
+        event_time,
+    ))
 }
 
 /// The address to connect to: `--addr`, or the source's `listen`.

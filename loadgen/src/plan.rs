@@ -106,7 +106,9 @@ pub fn random_options(
             options.disorder_ms = disorder.map_or(0, |d| d.as_millis() as u64);
         }
         Some(other) => {
-            return Err(format!("--event-time `{other}`: expected `now` or `spread`"));
+            return Err(format!(
+                "--event-time `{other}`: expected `now` or `spread`"
+            ));
         }
     }
     Ok(options)
@@ -134,7 +136,9 @@ fn key_fields(schema: &Schema, names: &[String]) -> Result<u64, String> {
             .filter(|(_, f)| matches!(f.data_type, DataType::String | DataType::Bytes))
             .fold(0, |bits, (i, _)| bits | 1 << i);
         if bits == 0 {
-            return Err("--keys: the source has no string field; name key fields with --key-field".into());
+            return Err(
+                "--keys: the source has no string field; name key fields with --key-field".into(),
+            );
         }
         return Ok(bits);
     }

@@ -154,8 +154,8 @@ fn contexts(fragment: &str) -> Vec<String> {
     if first.is_some_and(|line| line.starts_with('-')) {
         let last = fragment
             .lines()
-            .filter_map(|line| line.trim_start().strip_prefix("- name:"))
-            .last()
+            .rev()
+            .find_map(|line| line.trim_start().strip_prefix("- name:"))
             .map(str::trim)
             .unwrap_or("snippet_op");
         let body = indent(fragment, 2);
@@ -248,7 +248,8 @@ fn inline_entries(path: &Path) -> Vec<(usize, String)> {
             let Some((key, value)) = span.split_once(": ") else {
                 continue;
             };
-            let key_like = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let key_like =
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
             let flow = (value.starts_with('{') && value.ends_with('}'))
                 || (value.starts_with('[') && value.ends_with(']'));
             if !fenced && key_like && flow {
@@ -264,7 +265,9 @@ fn inline_entries(path: &Path) -> Vec<(usize, String)> {
 fn yaml_problem(entry: &str) -> Option<String> {
     let err = PipelineSpec::parse("inline", &format!("{entry}\n")).err()?;
     let yaml_level = err.message.starts_with("invalid YAML")
-        || err.message.contains("quote the expression or use the block form");
+        || err
+            .message
+            .contains("quote the expression or use the block form");
     yaml_level.then(|| err.to_string())
 }
 

@@ -108,7 +108,10 @@ fn a_file_sink_path_no_file_system_can_hold_fails_check_and_run_before_anything_
         assert!(text.contains("PATH_MAX"), "{text}");
     }
     let component = dir.path().join("y".repeat(300)).join("out");
-    let yaml = yaml.replace(&long.display().to_string(), &component.display().to_string());
+    let yaml = yaml.replace(
+        &long.display().to_string(),
+        &component.display().to_string(),
+    );
     let out = wire(&["check", &write(dir.path(), "c.yaml", &yaml)], &[]);
     assert!(stderr(&out).contains("NAME_MAX"), "{}", stderr(&out));
 }
@@ -131,7 +134,15 @@ fn a_run_that_fails_before_any_row_reports_once_and_leaves_no_empty_directory() 
     let file = write(dir.path(), "bad.yaml", &yaml);
     let data = dir.path().join("data").display().to_string();
     let out = wire(
-        &["run", "--no-progress", "--cores", "2", "--data-dir", &data, &file],
+        &[
+            "run",
+            "--no-progress",
+            "--cores",
+            "2",
+            "--data-dir",
+            &data,
+            &file,
+        ],
         &[],
     );
     let text = stderr(&out);
@@ -142,8 +153,15 @@ fn a_run_that_fails_before_any_row_reports_once_and_leaves_no_empty_directory() 
         "one error, once: {text}"
     );
     assert!(text.starts_with("error: "), "{text}");
-    assert!(!text.contains("pipeline `bad` on"), "no summary of zeros: {text}");
-    assert!(!out_dir.exists(), "the failed run left {}", out_dir.display());
+    assert!(
+        !text.contains("pipeline `bad` on"),
+        "no summary of zeros: {text}"
+    );
+    assert!(
+        !out_dir.exists(),
+        "the failed run left {}",
+        out_dir.display()
+    );
 }
 
 #[test]
@@ -163,11 +181,17 @@ fn rust_log_sets_the_filter_wire_log_wins_and_a_bad_value_exits_2() {
     let file = write(dir.path(), "q.yaml", yaml);
     let run = ["run", "--no-progress", "--cores", "1", file.as_str()];
     let info = stderr(&wire(&run, &[("RUST_LOG", "info")]));
-    assert!(info.contains(" INFO "), "RUST_LOG=info logs at info: {info}");
+    assert!(
+        info.contains(" INFO "),
+        "RUST_LOG=info logs at info: {info}"
+    );
     let quiet = stderr(&wire(&run, &[("RUST_LOG", "info"), ("WIRE_LOG", "warn")]));
     assert!(!quiet.contains(" INFO "), "WIRE_LOG wins: {quiet}");
     let help = String::from_utf8_lossy(&wire(&["--help"], &[]).stdout).into_owned();
-    assert!(help.contains("RUST_LOG") && help.contains("WIRE_LOG"), "{help}");
+    assert!(
+        help.contains("RUST_LOG") && help.contains("WIRE_LOG"),
+        "{help}"
+    );
     assert!(!help.contains("wirectl"), "{help}");
 }
 
@@ -235,7 +259,10 @@ fn bench_scripts_print_help_before_building_or_measuring_anything() {
             );
             assert!(text.lines().count() >= 2, "{script} {flag} printed: {text}");
             assert!(!text.contains("#!/"), "{text}");
-            assert!(started.elapsed() < Duration::from_secs(5), "{script} worked");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{script} worked"
+            );
         }
     }
 }
@@ -252,7 +279,15 @@ fn the_ingest_rate_counts_from_the_first_batch_not_from_the_wait_for_producers()
     let file = write(dir.path(), "ingest.yaml", &yaml);
     let data = dir.path().join("data").display().to_string();
     let mut child = Command::new(wire_bin())
-        .args(["run", "--no-progress", "--cores", "1", "--data-dir", &data, &file])
+        .args([
+            "run",
+            "--no-progress",
+            "--cores",
+            "1",
+            "--data-dir",
+            &data,
+            &file,
+        ])
         .env_remove("RUST_LOG")
         .env_remove("WIRE_LOG")
         .stdout(Stdio::null())
@@ -262,7 +297,10 @@ fn the_ingest_rate_counts_from_the_first_batch_not_from_the_wait_for_producers()
     let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
     let addr = loop {
         let mut line = String::new();
-        assert!(lines.read_line(&mut line).expect("stderr") > 0, "no listen line");
+        assert!(
+            lines.read_line(&mut line).expect("stderr") > 0,
+            "no listen line"
+        );
         if let Some(addr) = line.trim().strip_prefix("source `readings` listening on ") {
             break addr.to_string();
         }
@@ -278,7 +316,11 @@ fn the_ingest_rate_counts_from_the_first_batch_not_from_the_wait_for_producers()
     let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
     for row in 0..100 {
         let at = 1_700_000_000_000 + row;
-        let values = [ValueRef::Str("s"), ValueRef::F64(1.0), ValueRef::Timestamp(at)];
+        let values = [
+            ValueRef::Str("s"),
+            ValueRef::F64(1.0),
+            ValueRef::Timestamp(at),
+        ];
         builder.push_with_time(&values, at).expect("push");
     }
     client.send(&builder.finish()).expect("send");
@@ -294,7 +336,11 @@ fn the_ingest_rate_counts_from_the_first_batch_not_from_the_wait_for_producers()
     let number = |prefix: &str| -> f64 {
         let line = text
             .lines()
-            .find_map(|l| l.trim().split_once(prefix).map(|(_, rest)| rest.to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .split_once(prefix)
+                    .map(|(_, rest)| rest.to_string())
+            })
             .unwrap_or_else(|| panic!("no `{prefix}` in {text}"));
         line.split_whitespace()
             .next()

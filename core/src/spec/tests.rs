@@ -184,6 +184,9 @@ fn paths_no_file_system_can_hold_are_refused_where_they_are_written() {
     let fine = format!("out/{}/x", "y".repeat(255));
     assert!(PipelineSpec::parse("p.yaml", &sink(&fine)).is_ok());
     let source = "name: p\nsources:\n  rows:\n    type: file\n    format: jsonl\n    schema: {a: i64}\n    path: ";
-    let error = err(&format!("{source}{}\nsinks:\n  o: {{type: stdout, from: rows}}\n", "z".repeat(300)));
+    let error = err(&format!(
+        "{source}{}\nsinks:\n  o: {{type: stdout, from: rows}}\n",
+        "z".repeat(300)
+    ));
     assert_eq!(error.path, "sources.rows.path");
 }

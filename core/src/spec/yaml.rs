@@ -201,7 +201,10 @@ impl<'t> TreeBuilder<'t> {
     /// A cut expression in any open flow collection (for a parse error inside one, which
     /// may come before the entry after the comma is seen).
     fn open_split_scalar(&self) -> Option<(Pos, String)> {
-        self.stack.iter().rev().find_map(|open| open.split_scalar(1))
+        self.stack
+            .iter()
+            .rev()
+            .find_map(|open| open.split_scalar(1))
     }
 
     fn finish(&mut self, node: Node) {
@@ -390,14 +393,32 @@ mod tests {
     fn an_expression_cut_at_a_comma_by_a_flow_collection_says_to_quote_it() {
         // Valid YAML: the mapping gets three entries, the first `substr(user`.
         let (pos, message) = parse("g: {bucket: substr(user, 1, 1)}\n").unwrap_err();
-        assert_eq!(pos, Pos { line: 1, column: 13 });
-        assert!(message.contains("quote the expression or use the block form"), "{message}");
+        assert_eq!(
+            pos,
+            Pos {
+                line: 1,
+                column: 13
+            }
+        );
+        assert!(
+            message.contains("quote the expression or use the block form"),
+            "{message}"
+        );
         assert!(message.contains("`substr(user`"), "{message}");
         // Not YAML at all: a quoted scalar followed by `)`.
         let source = "a: 1\ng: {day: date_format(date_time, 'yyyy-MM-dd')}\n";
         let (pos, message) = parse(source).unwrap_err();
-        assert_eq!(pos, Pos { line: 2, column: 10 });
-        assert!(message.contains("quote the expression or use the block form"), "{message}");
+        assert_eq!(
+            pos,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
+        assert!(
+            message.contains("quote the expression or use the block form"),
+            "{message}"
+        );
         assert!(message.contains("invalid YAML"), "{message}");
         let (_, message) = parse("k: [substr(a, 1), b]\n").unwrap_err();
         assert!(message.contains("`substr(a`"), "{message}");

@@ -26,12 +26,7 @@ pub fn check_inputs(spec: &PipelineSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_exists(
-    spec: &PipelineSpec,
-    path: &Path,
-    pos: Pos,
-    key: &str,
-) -> Result<(), SpecError> {
+fn check_exists(spec: &PipelineSpec, path: &Path, pos: Pos, key: &str) -> Result<(), SpecError> {
     let err = match std::fs::metadata(path) {
         Ok(_) => return Ok(()),
         Err(err) => err,
@@ -50,11 +45,7 @@ fn check_exists(
         std::io::ErrorKind::NotFound => "does not exist".to_string(),
         _ => format!("cannot be read: {err}"),
     };
-    Err(spec.error_at(
-        &at,
-        key,
-        format!("`{}` {reason}{relative}", path.display()),
-    ))
+    Err(spec.error_at(&at, key, format!("`{}` {reason}{relative}", path.display())))
 }
 
 /// The directories a run's file sinks would create, so a failed run can take them away again

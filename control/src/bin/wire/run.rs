@@ -233,7 +233,11 @@ fn report_end(
     checkpoints: Option<&CheckpointReport>,
     new_dirs: &crate::files::NewDirs,
 ) -> Outcome {
-    let emitted = report.probe.first_batch_ns.load(std::sync::atomic::Ordering::Relaxed) > 0;
+    let emitted = report
+        .probe
+        .first_batch_ns
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0;
     if report.error.is_none() || emitted {
         eprint!("{}", Summary::new(name, report));
         if let Some(done) = checkpoints {
