@@ -293,4 +293,52 @@ mod tests {
         let wrong = stamp_field(&schema, "at").unwrap_err();
         assert!(wrong.contains("must be an i64"), "{wrong}");
     }
+
+    #[test]
+    fn shape_flags_resolve_to_fields_or_say_what_is_wrong() {
+        let schema = Schema::new(vec![
+            Field::new("user", DataType::String),
+            Field::new("page", DataType::String),
+            Field::new("n", DataType::I64),
+            Field::new("at", DataType::Timestamp),
+            Field::new("value", DataType::F64),
+        ]);
+        let args = |keys: Option<u64>,
+                    fields: &[&str],
+                    time: Option<&str>,
+                    disorder: Option<&str>| ShapeArgs {
+            keys,
+            key_fields: fields.iter().map(|f| f.to_string()).collect(),
+            event_time: time.map(String::from),
+            disorder: disorder.map(String::from),
+        };
+        let all_strings = random_options(&schema, None, &args(Some(5), &[], None, None)).unwrap();
+        assert_eq!((all_strings.keys, all_strings.key_fields), (Some(5), 0b011));
+        let named = random_options(&schema, None, &args(Some(5), &["n", "page"], None, None));
+        assert_eq!(named.unwrap().key_fields, 0b110);
+        let now = random_options(
+            &schema,
+            Some("n"),
+            &args(None, &[], Some("now"), Some("250ms")),
+        );
+        let now = now.unwrap();
+        assert_eq!(
+            (now.time_fields, now.disorder_ms, now.keys),
+            (0b100, 250, None)
+        );
+        for (bad, says) in [
+            (args(Some(0), &[], None, None), "at least 1"),
+            (args(Some(3), &["value"], None, None), "--key-field `value`"),
+            (args(Some(3), &["nope"], None, None), "no such field"),
+            (args(None, &[], None, Some("2s")), "needs --event-time now"),
+            (
+                args(None, &[], Some("later"), None),
+                "expected `now` or `spread`",
+            ),
+            (args(None, &[], Some("now"), Some("2")), "--disorder"),
+        ] {
+            let err = random_options(&schema, None, &bad).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
 }
