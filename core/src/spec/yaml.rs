@@ -146,7 +146,9 @@ impl Open {
     }
 }
 
-/// Whether `text`'s parentheses and brackets close and its quotes end (outside quotes).
+/// Whether `text`'s parentheses and brackets close, not counting those inside quotes. An
+/// unclosed quote alone does not count (`O'Brien` is a fine value), but the parentheses of an
+/// expression cut inside a string literal, like `concat('a`, still do not balance.
 fn balanced(text: &str) -> bool {
     let mut depth = 0i64;
     let mut quote = None;
@@ -163,7 +165,7 @@ fn balanced(text: &str) -> bool {
             return false;
         }
     }
-    depth == 0 && quote.is_none()
+    depth == 0
 }
 
 fn split_message(cut: &str, detail: &str) -> String {
@@ -431,6 +433,7 @@ mod tests {
             "g:\n  day: date_format(date_time, 'yyyy-MM-dd')\n",
             "s: {key: i64, value: string}\nb: [f(x), g(y)]\n",
             "o: [price desc, date_time asc]\n",
+            "c: {who: O'Brien, n: 1}\n",
             // A lone unbalanced entry is the expression parser's to report.
             "f: [f(x]\n",
         ] {
