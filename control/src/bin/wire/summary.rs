@@ -69,7 +69,11 @@ impl fmt::Display for Summary<'_> {
         }
         let first_ns = self.probe.first_batch_ns.load(Ordering::Relaxed);
         // An ingest source waits for its producers: its rate counts from the first batch.
-        let waits = (self.probe.nodes.iter()).any(|n| n.role == Role::Source && n.kind == "ingest");
+        let waits = self
+            .probe
+            .nodes
+            .iter()
+            .any(|n| n.role == Role::Source && n.kind == "ingest");
         let active_secs = match first_ns {
             0 => secs,
             _ if waits => (secs - first_ns as f64 / 1e9).max(1e-9),
