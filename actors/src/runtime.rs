@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,21 +78,26 @@ pub enum Notice {
     },
 }
 
-/// The first error of a run; later ones are logged.
+/// The first error of a run, which [`RunReport::error`] hands to the caller to report once;
+/// later ones (often the same cause seen by another core) are counted and logged at `info`.
 #[derive(Debug, Default)]
 pub struct Failure {
     first: Mutex<Option<Error>>,
     failed: AtomicBool,
+    further: AtomicU64,
 }
 
 impl Failure {
     /// Records `error` (keeping the first) and asks every source to stop.
     pub fn record(&self, error: Error) {
-        tracing::error!(error = %error, "pipeline task failed");
         {
             let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
             if first.is_none() {
+                tracing::debug!(error = %error, "pipeline task failed; the run stops");
                 *first = Some(error);
+            } else {
+                self.further.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(error = %error, "another pipeline task failed after the first failure");
             }
         }
         // After the error is stored: whoever sees the flag can read why (`message`).
@@ -175,6 +180,8 @@ pub struct RunReport {
     pub cores: usize,
     /// The first error, if the run failed.
     pub error: Option<Error>,
+    /// How many tasks failed after the first (each logged at `info`).
+    pub further_errors: u64,
 }
 
 /// Starts `plan` on `options.cores` data cores and returns at once.
@@ -300,6 +307,7 @@ impl Running {
             wall: self.started.elapsed(),
             cores: self.cores,
             error,
+            further_errors: self.failure.further.load(Ordering::Relaxed),
         }
     }
 }

@@ -272,6 +272,10 @@ fn parse_summary(stderr: &str) -> Summary {
                 wire_bench::summary_number(rest.split(" events/s").next().unwrap_or(""));
         } else if let Some(rest) = line.strip_prefix("first batch after ") {
             summary.first_batch_ms = wire_bench::summary_number(rest.trim_end_matches(" ms"));
+        } else if let Some(rest) = line.strip_prefix("first batch received ") {
+            // Ingest runs: seconds from the start to the first producer's batch.
+            let secs = rest.split(" s ").next().unwrap_or("");
+            summary.first_batch_ms = wire_bench::summary_number(secs) * 1e3;
         } else if let Some(rest) = line.strip_prefix("peak memory (RSS) ") {
             summary.peak_rss_mib = wire_bench::summary_number(rest.trim_end_matches(" MiB"));
         }

@@ -11,6 +11,10 @@
 # WIRE=/path/to/wire uses that binary; otherwise `cargo build --release --bin wire` runs at the
 # repository root. FLINK_VENV picks the venv Flink is installed into (default bench/flink/.venv).
 # Then bench/scripts/machine_limits.sh measures the machine's limits beside Wire (LIMITS=0 skips).
+
+for arg in "$@"; do # -h, --help: the comment above, before anything is built or measured
+    case "$arg" in -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+done
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -4,6 +4,10 @@
 #   bench/flink/install.sh            # venv in bench/flink/.venv
 #   FLINK_VENV=/opt/flink bench/flink/install.sh
 # Maven Central is not needed: the jobs compile with plain javac against "$LIB/*".
+
+for arg in "$@"; do # -h, --help: the comment above, before anything is built or measured
+    case "$arg" in -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+done
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${FLINK_VENV:-$here/.venv}"

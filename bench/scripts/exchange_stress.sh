@@ -3,6 +3,10 @@
 # counts runs that fail or hang (killed after 40 s). Used to check the scheduler fix of
 # docs/adr/0004-core-scheduling.md.
 #   bench/scripts/exchange_stress.sh [ROUNDS]      (WIRE=path/to/wire to test another build)
+
+for arg in "$@"; do # -h, --help: the comment above, before anything is built or measured
+    case "$arg" in -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+done
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-12}

@@ -29,6 +29,10 @@
 #   WIRE_FLAGS   more `wire run` options, e.g. --no-pin               (none)
 #   BATCH_ROWS   loadgen --batch-rows                                 (1024)
 #   WIRE, LOADGEN  binaries to use (default: target/release/{wire,wire-loadgen}, built if missing)
+
+for arg in "$@"; do # -h, --help: the comment above, before anything is built or measured
+    case "$arg" in -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+done
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD

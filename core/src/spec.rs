@@ -141,6 +141,8 @@ pub enum FileFormat {
 pub struct FileSource {
     /// A file, or a directory whose files (sorted by name) are each one partition.
     pub path: PathBuf,
+    /// Where `path` was written, for errors about the file (like a missing one).
+    pub path_pos: Pos,
     /// Text format.
     pub format: FileFormat,
     /// Row schema.
@@ -278,6 +280,8 @@ pub enum SinkKind {
 pub struct FileSink {
     /// Directory the part files go to (created if missing).
     pub path: PathBuf,
+    /// Where `path` was written, for errors about the directory.
+    pub path_pos: Pos,
     /// Text format.
     pub format: FileFormat,
     /// Roll to a new part file after this many bytes.
@@ -334,7 +338,7 @@ impl PipelineSpec {
             file: file.to_string(),
             pos,
             path: String::new(),
-            message: format!("invalid YAML: {message}"),
+            message,
         })?;
         let cx = Cx { file };
         decode_pipeline(&cx, &root, origin)
@@ -835,6 +839,7 @@ const FILE_SOURCE_KEYS: &[&str] = &[
 fn decode_file_source(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<FileSource, SpecError> {
     let (path_node, path_path) = fields.required(cx, "path")?;
     let file = PathBuf::from(scalar(cx, path_node, &path_path)?);
+    check_path_lengths(cx, path_node, &path_path, &file)?;
     let format = decode_format(cx, fields)?;
     let schema = decode_schema(cx, fields)?;
     let event_time = decode_event_time(cx, fields)?;
@@ -858,6 +863,7 @@ fn decode_file_source(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<FileSource
     taken.finish(cx, FILE_SOURCE_KEYS)?;
     Ok(FileSource {
         path: file,
+        path_pos: path_node.pos,
         format,
         schema,
         event_time,
@@ -1207,6 +1213,7 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
         "file" => {
             let (path_node, path_path) = fields.required(cx, "path")?;
             let dir = PathBuf::from(scalar(cx, path_node, &path_path)?);
+            check_path_lengths(cx, path_node, &path_path, &dir)?;
             let format = decode_format(cx, &mut fields)?;
             let roll_bytes = fields.u64(cx, "roll_bytes")?.unwrap_or(128 << 20).max(1);
             let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
@@ -1217,6 +1224,7 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
             (
                 SinkKind::File(FileSink {
                     path: dir,
+                    path_pos: path_node.pos,
                     format,
                     roll_bytes,
                     csv_header,
@@ -1243,6 +1251,37 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
     };
     fields.finish(cx, allowed)?;
     Ok(SinkSpec { name, input, kind })
+}
+
+/// The longest file name (one path component) Linux file systems take, in bytes (NAME_MAX).
+pub const NAME_BYTES_MAX: usize = 255;
+/// The longest path the kernel takes, in bytes, counting the terminating NUL (PATH_MAX).
+pub const PATH_BYTES_MAX: usize = 4096;
+
+/// Refuses a path that no file system could hold, without touching the disk: a component
+/// longer than [`NAME_BYTES_MAX`] or a whole path of [`PATH_BYTES_MAX`] bytes or more.
+fn check_path_lengths(cx: &Cx<'_>, node: &Node, path: &str, value: &Path) -> Result<(), SpecError> {
+    use std::os::unix::ffi::OsStrExt;
+    let total = value.as_os_str().len();
+    if total >= PATH_BYTES_MAX {
+        return Err(cx.err(
+            node,
+            path,
+            format!("the path is {total} bytes long; paths must be shorter than {PATH_BYTES_MAX} bytes (PATH_MAX)"),
+        ));
+    }
+    let longest = value
+        .components()
+        .map(|c| c.as_os_str().as_bytes().len())
+        .max();
+    match longest {
+        Some(len) if len > NAME_BYTES_MAX => Err(cx.err(
+            node,
+            path,
+            format!("a component of the path is {len} bytes long; file names may have at most {NAME_BYTES_MAX} bytes (NAME_MAX)"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl fmt::Display for FileFormat {

@@ -25,8 +25,8 @@ use mimalloc::MiMalloc;
 use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_core::{BatchBuilder, PartitionId, Schema, StreamId};
 use wire_loadgen::{
-    events_for, parse_duration, stamp_field, write_stream, E2eRecorder, OutputFormat, RowMaker,
-    StreamPlan,
+    events_for, parse_duration, random_options, stamp_field, write_stream, E2eRecorder,
+    OutputFormat, RandomOptions, RowMaker, ShapeArgs, StreamPlan,
 };
 use wire_net::ingest::{Ack, IngestClient};
 use wire_net::ClientError;
@@ -89,6 +89,22 @@ struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Draw key fields from this many distinct values (`key0`, `key1`, … for strings; 0, 1, …
+    /// for i64), so keyed state and sessions see repeated keys.
+    #[arg(long)]
+    keys: Option<u64>,
+    /// A key field for --keys (repeatable; default: every string field).
+    #[arg(long, requires = "keys")]
+    key_field: Vec<String>,
+    /// `now`: the event-time field (the source's `event_time`, else every timestamp field)
+    /// follows the wall clock, each batch's scheduled send time; `spread` (the default) spreads
+    /// timestamps over one day from 2023-11-14.
+    #[arg(long)]
+    event_time: Option<String>,
+    /// With `--event-time now`: each row is up to this much older than the clock (`2s`), in
+    /// no order; a watermark with that much out-of-orderness sees no late rows.
+    #[arg(long)]
+    disorder: Option<String>,
 }
 
 /// How long each producer sends.
@@ -203,7 +219,15 @@ fn run() -> anyhow::Result<bool> {
         },
         (None, None) => Bound::Rows(1_000_000),
     };
-    let (source, schema, listen) = target(&args)?;
+    let (source, schema, listen, event_time) = target(&args)?;
+    let shape = ShapeArgs {
+        keys: args.keys,
+        key_fields: args.key_field.clone(),
+        event_time: args.event_time.clone(),
+        disorder: args.disorder.clone(),
+    };
+    let random = random_options(&schema, event_time.as_deref(), &shape)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let stamp = match &args.timestamp_field {
         Some(name) => {
             let index = stamp_field(&schema, name)
@@ -227,7 +251,7 @@ fn run() -> anyhow::Result<bool> {
                 OutputFormat::from_path(path).map_err(|err| anyhow::anyhow!("--output: {err}"))?
             }
         };
-        write_output(&args, &schema, stamp, bound, path, format)?;
+        write_output(&args, &schema, (stamp, random), bound, path, format)?;
         return Ok(true);
     }
     let addr = address(&args, &source, &listen)?;
@@ -255,6 +279,7 @@ fn run() -> anyhow::Result<bool> {
                 batch_rows: args.batch_rows,
                 seed: args.seed,
                 stamp,
+                random,
                 clock,
                 connect_wait,
             };
@@ -321,7 +346,10 @@ fn latest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// The source name, schema and `listen` text of the ingest source to feed.
-fn target(args: &Args) -> anyhow::Result<(String, Schema, String)> {
+/// The source to feed: its name, schema, listen address and event-time field.
+type Target = (String, Schema, String, Option<String>);
+
+fn target(args: &Args) -> anyhow::Result<Target> {
     let spec = PipelineSpec::from_file(&args.pipeline).map_err(|err| anyhow::anyhow!("{err}"))?;
     let found = spec.sources.iter().find_map(|s| match &s.kind {
         SourceKind::Ingest(ingest)
@@ -344,7 +372,13 @@ fn target(args: &Args) -> anyhow::Result<(String, Schema, String)> {
                 .unwrap_or_default()
         );
     };
-    Ok((name, ingest.schema.clone(), ingest.listen.clone()))
+    let event_time = ingest.event_time.as_ref().map(|n| n.name.clone());
+    Ok((
+        name,
+        ingest.schema.clone(),
+        ingest.listen.clone(),
+        event_time,
+    ))
 }
 
 /// The address to connect to: `--addr`, or the source's `listen`.
@@ -385,6 +419,7 @@ struct Producer {
     batch_rows: usize,
     seed: u64,
     stamp: Option<usize>,
+    random: RandomOptions,
     clock: Clock,
     connect_wait: Duration,
 }
@@ -421,7 +456,8 @@ impl Producer {
 
     fn send(&self, report: &mut Report) -> anyhow::Result<()> {
         let mut client = self.connect()?;
-        let mut maker = RowMaker::for_schema(&self.schema, self.seed, self.index, self.count);
+        let mut maker = RowMaker::for_schema(&self.schema, self.seed, self.index, self.count)
+            .with_options(self.random);
         let mut builder = BatchBuilder::new(StreamId(0), PartitionId(client.partition()));
         let mut scheduled: VecDeque<(u64, Instant)> = VecDeque::new();
         let start = Instant::now();
@@ -441,6 +477,7 @@ impl Producer {
                 Instant::now()
             };
             let stamp = self.stamp.map(|field| (field, self.clock.unix_ns(due)));
+            maker.set_clock_ms(self.clock.unix_ns(due) / 1_000_000);
             maker.fill_stamped(&mut builder, rows as usize, stamp)?;
             let batch = builder.finish();
             while Instant::now() < due {
@@ -484,7 +521,7 @@ fn record(report: &mut Report, scheduled: &mut VecDeque<(u64, Instant)>, acks: V
 fn write_output(
     args: &Args,
     schema: &Schema,
-    stamp: Option<usize>,
+    (stamp, random): (Option<usize>, RandomOptions),
     bound: Bound,
     path: &Path,
     format: OutputFormat,
@@ -503,6 +540,8 @@ fn write_output(
         batch_rows: args.batch_rows,
         rate: args.rate,
         stamp,
+        random,
+        clock_start_ms: Clock::new().now_ns() / 1_000_000,
     };
     let (rows_written, bytes) = write_stream(schema, &plan, format, &mut out, || match bound {
         Bound::Until(duration) => started.elapsed() < duration,

@@ -23,6 +23,11 @@ pub struct StreamPlan {
     /// The `--timestamp-field` index: it gets the batch's scheduled offset from the start in
     /// nanoseconds (0 without a rate), so the file does not depend on when it was written.
     pub stamp: Option<usize>,
+    /// `--keys` and `--event-time` for random rows.
+    pub random: crate::RandomOptions,
+    /// With `--event-time now`: the clock event time follows, in unix milliseconds, at the
+    /// first batch; later batches add their scheduled offset.
+    pub clock_start_ms: i64,
 }
 
 /// Writes `plan`'s rows of `schema` to `out` in `format`, one batch of each producer in turn,
@@ -38,7 +43,7 @@ pub fn write_stream(
     let producers = plan.producers.max(1);
     let writer = RowWriter::new(format.file_format(), schema);
     let mut makers: Vec<RowMaker> = (0..producers)
-        .map(|p| RowMaker::for_schema(schema, plan.seed, p, producers))
+        .map(|p| RowMaker::for_schema(schema, plan.seed, p, producers).with_options(plan.random))
         .collect();
     let mut left: Vec<u64> = (0..producers)
         .map(|p| match plan.rows {
@@ -67,6 +72,7 @@ pub fn write_stream(
             } else {
                 0
             };
+            maker.set_clock_ms(plan.clock_start_ms + offset_ns / 1_000_000);
             maker
                 .fill_stamped(
                     &mut builder,
@@ -171,6 +177,8 @@ mod tests {
             batch_rows: 64,
             rate: 10_000,
             stamp: Some(3),
+            random: crate::RandomOptions::default(),
+            clock_start_ms: 0,
         };
         let expected = sent_rows(&schema, &plan);
         assert_eq!(expected.len(), 1000);
@@ -219,6 +227,8 @@ mod tests {
             batch_rows: 100,
             rate: 0,
             stamp: None,
+            random: crate::RandomOptions::default(),
+            clock_start_ms: 0,
         };
         let mut text = Vec::new();
         write_stream(

@@ -48,6 +48,120 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// What `--keys`, `--key-field`, `--event-time` and `--disorder` asked for, by field name.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeArgs {
+    /// `--keys N`.
+    pub keys: Option<u64>,
+    /// `--key-field NAME`, repeatable; every string field when empty.
+    pub key_fields: Vec<String>,
+    /// `--event-time`: `now` makes event time follow the wall clock; `spread` (the default)
+    /// spreads timestamps over one day from 2023-11-14.
+    pub event_time: Option<String>,
+    /// `--disorder`, like `2s`: how much older than the clock a row may be.
+    pub disorder: Option<String>,
+}
+
+/// Resolves `args` against `schema`: which fields are keys and which follow the clock (the
+/// source's `event_time` field when it has one, else every timestamp field).
+///
+/// ```
+/// use wire_core::{DataType, Field, Schema};
+/// use wire_loadgen::{random_options, ShapeArgs};
+/// let schema = Schema::new(vec![
+///     Field::new("user", DataType::String),
+///     Field::new("at", DataType::Timestamp),
+/// ]);
+/// let args = ShapeArgs {
+///     keys: Some(100),
+///     event_time: Some("now".into()),
+///     disorder: Some("2s".into()),
+///     ..ShapeArgs::default()
+/// };
+/// let options = random_options(&schema, None, &args).unwrap();
+/// assert_eq!((options.key_fields, options.time_fields, options.disorder_ms), (0b01, 0b10, 2000));
+/// ```
+pub fn random_options(
+    schema: &Schema,
+    event_time_field: Option<&str>,
+    args: &ShapeArgs,
+) -> Result<crate::RandomOptions, String> {
+    let mut options = crate::RandomOptions::default();
+    if let Some(keys) = args.keys {
+        if keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        options.keys = Some(keys);
+        options.key_fields = key_fields(schema, &args.key_fields)?;
+    }
+    match args.event_time.as_deref() {
+        None | Some("spread") if args.disorder.is_some() => {
+            return Err("--disorder needs --event-time now".into());
+        }
+        None | Some("spread") => {}
+        Some("now") => {
+            options.time_fields = time_fields(schema, event_time_field)?;
+            let disorder = args.disorder.as_deref().map(parse_duration).transpose();
+            let disorder = disorder.map_err(|err| format!("--disorder: {err}"))?;
+            options.disorder_ms = disorder.map_or(0, |d| d.as_millis() as u64);
+        }
+        Some(other) => {
+            return Err(format!(
+                "--event-time `{other}`: expected `now` or `spread`"
+            ));
+        }
+    }
+    Ok(options)
+}
+
+fn field_bit(schema: &Schema, name: &str, allowed: &[DataType], flag: &str) -> Result<u64, String> {
+    let index = schema
+        .fields()
+        .iter()
+        .position(|f| f.name == name)
+        .ok_or_else(|| format!("{flag} `{name}`: the source has no such field"))?;
+    if index >= 64 || !allowed.contains(&schema.fields()[index].data_type) {
+        return Err(format!(
+            "{flag} `{name}`: must be one of the first 64 fields, of type {allowed:?}"
+        ));
+    }
+    Ok(1 << index)
+}
+
+fn key_fields(schema: &Schema, names: &[String]) -> Result<u64, String> {
+    let allowed = [DataType::String, DataType::Bytes, DataType::I64];
+    if names.is_empty() {
+        let strings = schema.fields().iter().take(64).enumerate();
+        let bits = strings
+            .filter(|(_, f)| matches!(f.data_type, DataType::String | DataType::Bytes))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        if bits == 0 {
+            return Err(
+                "--keys: the source has no string field; name key fields with --key-field".into(),
+            );
+        }
+        return Ok(bits);
+    }
+    names.iter().try_fold(0, |bits, name| {
+        Ok(bits | field_bit(schema, name, &allowed, "--key-field")?)
+    })
+}
+
+fn time_fields(schema: &Schema, event_time: Option<&str>) -> Result<u64, String> {
+    if let Some(name) = event_time {
+        let allowed = [DataType::Timestamp, DataType::I64];
+        return field_bit(schema, name, &allowed, "the source's event_time");
+    }
+    let stamps = schema.fields().iter().take(64).enumerate();
+    let bits = stamps
+        .filter(|(_, f)| f.data_type == DataType::Timestamp)
+        .fold(0, |bits, (i, _)| bits | 1 << i);
+    if bits == 0 {
+        return Err("--event-time now: the source has no event_time and no timestamp field".into());
+    }
+    Ok(bits)
+}
+
 /// Rows to send at `rate` rows per second for `duration`: `rate × duration`, rounded to the
 /// nearest row. A rate of 0 (as fast as possible) has no count: the run is bounded by time.
 ///
@@ -178,5 +292,53 @@ mod tests {
         assert!(missing.contains("sensor, at, sent_at"), "{missing}");
         let wrong = stamp_field(&schema, "at").unwrap_err();
         assert!(wrong.contains("must be an i64"), "{wrong}");
+    }
+
+    #[test]
+    fn shape_flags_resolve_to_fields_or_say_what_is_wrong() {
+        let schema = Schema::new(vec![
+            Field::new("user", DataType::String),
+            Field::new("page", DataType::String),
+            Field::new("n", DataType::I64),
+            Field::new("at", DataType::Timestamp),
+            Field::new("value", DataType::F64),
+        ]);
+        let args = |keys: Option<u64>,
+                    fields: &[&str],
+                    time: Option<&str>,
+                    disorder: Option<&str>| ShapeArgs {
+            keys,
+            key_fields: fields.iter().map(|f| f.to_string()).collect(),
+            event_time: time.map(String::from),
+            disorder: disorder.map(String::from),
+        };
+        let all_strings = random_options(&schema, None, &args(Some(5), &[], None, None)).unwrap();
+        assert_eq!((all_strings.keys, all_strings.key_fields), (Some(5), 0b011));
+        let named = random_options(&schema, None, &args(Some(5), &["n", "page"], None, None));
+        assert_eq!(named.unwrap().key_fields, 0b110);
+        let now = random_options(
+            &schema,
+            Some("n"),
+            &args(None, &[], Some("now"), Some("250ms")),
+        );
+        let now = now.unwrap();
+        assert_eq!(
+            (now.time_fields, now.disorder_ms, now.keys),
+            (0b100, 250, None)
+        );
+        for (bad, says) in [
+            (args(Some(0), &[], None, None), "at least 1"),
+            (args(Some(3), &["value"], None, None), "--key-field `value`"),
+            (args(Some(3), &["nope"], None, None), "no such field"),
+            (args(None, &[], None, Some("2s")), "needs --event-time now"),
+            (
+                args(None, &[], Some("later"), None),
+                "expected `now` or `spread`",
+            ),
+            (args(None, &[], Some("now"), Some("2")), "--disorder"),
+        ] {
+            let err = random_options(&schema, None, &bad).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

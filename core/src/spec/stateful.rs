@@ -82,6 +82,8 @@ pub struct JoinSpec {
 pub struct LookupSpec {
     /// The table's file.
     pub path: std::path::PathBuf,
+    /// Where `path` was written.
+    pub path_pos: super::Pos,
     /// Its text format.
     pub format: super::FileFormat,
     /// Its row schema.
@@ -389,6 +391,7 @@ pub(super) fn decode_lookup(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Look
     let mut fields = Fields::new(cx, node, path)?;
     let (path_node, path_path) = fields.required(cx, "path")?;
     let file = std::path::PathBuf::from(scalar(cx, path_node, &path_path)?);
+    super::check_path_lengths(cx, path_node, &path_path, &file)?;
     let format = super::decode_format(cx, &mut fields)?;
     let schema = super::decode_schema(cx, &mut fields)?;
     let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
@@ -411,6 +414,7 @@ pub(super) fn decode_lookup(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Look
     fields.finish(cx, LOOKUP_KEYS)?;
     Ok(LookupSpec {
         path: file,
+        path_pos: path_node.pos,
         format,
         schema,
         csv_header,

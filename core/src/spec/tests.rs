@@ -202,3 +202,28 @@ sinks:
     let e = err(&union);
     assert!(e.message.contains("not `from:`"), "{e}");
 }
+
+#[test]
+fn paths_no_file_system_can_hold_are_refused_where_they_are_written() {
+    let sink = |path: &str| {
+        format!(
+            "name: p\nsources:\n  bids: {{type: nexmark, stream: bid}}\nsinks:\n  out:\n    type: file\n    from: bids\n    path: {path}\n"
+        )
+    };
+    let long = format!("out/{}", "x".repeat(70_000));
+    let error = err(&sink(&long));
+    assert_eq!((error.pos.line, error.pos.column), (8, 11), "{error}");
+    assert_eq!(error.path, "sinks.out.path");
+    assert!(error.message.contains("PATH_MAX"), "{error}");
+    let error = err(&sink(&format!("out/{}/x", "y".repeat(256))));
+    assert!(error.message.contains("256 bytes"), "{error}");
+    assert!(error.message.contains("NAME_MAX"), "{error}");
+    let fine = format!("out/{}/x", "y".repeat(255));
+    assert!(PipelineSpec::parse("p.yaml", &sink(&fine)).is_ok());
+    let source = "name: p\nsources:\n  rows:\n    type: file\n    format: jsonl\n    schema: {a: i64}\n    path: ";
+    let error = err(&format!(
+        "{source}{}\nsinks:\n  o: {{type: stdout, from: rows}}\n",
+        "z".repeat(300)
+    ));
+    assert_eq!(error.path, "sources.rows.path");
+}

@@ -55,12 +55,20 @@ impl Node {
     }
 }
 
+/// The advice given when a flow collection (`{...}`, `[...]`) cut an expression at its commas.
+const SPLIT_HINT: &str = "quote the expression or use the block form";
+
 /// Parses `text` into its single document's root node; `Err` carries the position and reason.
 pub(crate) fn parse(text: &str) -> Result<Node, (Pos, String)> {
-    let mut builder = TreeBuilder::default();
+    let mut builder = TreeBuilder::new(text);
     let mut parser = Parser::new_from_str(text);
     if let Err(err) = parser.load(&mut builder, false) {
-        return Err((pos_of(err.marker()), err.info().to_string()));
+        let reason = format!("invalid YAML: {}", err.info());
+        // A comma inside `{day: f(a, 'b')}` ends the entry, and what follows may not parse.
+        return Err(match builder.open_split_scalar() {
+            Some((pos, cut)) => (pos, split_message(&cut, &reason)),
+            None => (pos_of(err.marker()), reason),
+        });
     }
     if let Some(message) = builder.error {
         return Err(message);
@@ -81,24 +89,131 @@ fn pos_of(marker: &Marker) -> Pos {
 }
 
 /// Open containers while events arrive; a finished node attaches to the one below it.
-#[derive(Default)]
-struct TreeBuilder {
+struct TreeBuilder<'t> {
+    text: &'t str,
+    /// Byte offset of each line's start in `text`, to tell `{`/`[` from a block collection.
+    line_starts: Vec<usize>,
     stack: Vec<Open>,
     root: Option<Node>,
     error: Option<(Pos, String)>,
 }
 
+/// An open collection; `flow` is true for `{...}` and `[...]`.
 enum Open {
-    Seq(Pos, Vec<Node>),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>),
+    Seq {
+        pos: Pos,
+        items: Vec<Node>,
+        flow: bool,
+    },
+    Map {
+        pos: Pos,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        flow: bool,
+    },
 }
 
-impl TreeBuilder {
+impl Open {
+    /// The first plain scalar of a flow collection of at least `entries_min` entries whose
+    /// brackets or quotes do not balance: the telltale of an expression cut at its commas.
+    fn split_scalar(&self, entries_min: usize) -> Option<(Pos, String)> {
+        let scalars: Vec<&Node> = match self {
+            Open::Seq {
+                items, flow: true, ..
+            } => items.iter().collect(),
+            Open::Map {
+                entries,
+                key,
+                flow: true,
+                ..
+            } => entries
+                .iter()
+                .flat_map(|(k, v)| [k, v])
+                .chain(key.as_ref())
+                .collect(),
+            _ => return None,
+        };
+        let cut = scalars.iter().find(|node| match &node.kind {
+            NodeKind::Scalar(text, ScalarStyle::Plain) => !balanced(text),
+            _ => false,
+        })?;
+        let entries = match self {
+            Open::Seq { items, .. } => items.len(),
+            Open::Map { entries, key, .. } => entries.len() + usize::from(key.is_some()),
+        };
+        let text = cut.as_scalar().unwrap_or_default().to_string();
+        (entries >= entries_min).then_some((cut.pos, text))
+    }
+}
+
+/// Whether `text`'s parentheses and brackets close, not counting those inside quotes. An
+/// unclosed quote alone does not count (`O'Brien` is a fine value), but the parentheses of an
+/// expression cut inside a string literal, like `concat('a`, still do not balance.
+fn balanced(text: &str) -> bool {
+    let mut depth = 0i64;
+    let mut quote = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+fn split_message(cut: &str, detail: &str) -> String {
+    format!(
+        "a comma inside `{{...}}` or `[...]` ends an entry, so the expression starting `{cut}` \
+         was cut there: {SPLIT_HINT} ({detail})"
+    )
+}
+
+impl<'t> TreeBuilder<'t> {
+    fn new(text: &'t str) -> TreeBuilder<'t> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        TreeBuilder {
+            text,
+            line_starts,
+            stack: Vec::new(),
+            root: None,
+            error: None,
+        }
+    }
+
+    /// Whether the collection starting at `marker` is written in flow style.
+    fn is_flow(&self, marker: &Marker) -> bool {
+        let start = marker
+            .line()
+            .checked_sub(1)
+            .and_then(|line| self.line_starts.get(line));
+        start
+            .and_then(|&start| self.text[start..].chars().nth(marker.col()))
+            .is_some_and(|c| c == '{' || c == '[')
+    }
+
+    /// A cut expression in any open flow collection (for a parse error inside one, which
+    /// may come before the entry after the comma is seen).
+    fn open_split_scalar(&self) -> Option<(Pos, String)> {
+        self.stack
+            .iter()
+            .rev()
+            .find_map(|open| open.split_scalar(1))
+    }
+
     fn finish(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Open::Seq(_, items)) => items.push(node),
-            Some(Open::Map(_, entries, key)) => match key.take() {
+            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Map { entries, key, .. }) => match key.take() {
                 None => *key = Some(node),
                 Some(k) => entries.push((k, node)),
             },
@@ -106,7 +221,32 @@ impl TreeBuilder {
     }
 }
 
-impl MarkedEventReceiver for TreeBuilder {
+impl TreeBuilder<'_> {
+    /// Closes the innermost collection; a flow collection that cut an expression is an error.
+    fn close(&mut self) {
+        let Some(open) = self.stack.pop() else {
+            return;
+        };
+        if let Some((pos, cut)) = open.split_scalar(2) {
+            let detail = "the YAML parses, but not as one expression";
+            self.error = Some((pos, split_message(&cut, detail)));
+            return;
+        }
+        let node = match open {
+            Open::Seq { pos, items, .. } => Node {
+                kind: NodeKind::Seq(items),
+                pos,
+            },
+            Open::Map { pos, entries, .. } => Node {
+                kind: NodeKind::Map(entries),
+                pos,
+            },
+        };
+        self.finish(node);
+    }
+}
+
+impl MarkedEventReceiver for TreeBuilder<'_> {
     fn on_event(&mut self, event: Event, marker: Marker) {
         if self.error.is_some() {
             return;
@@ -124,27 +264,31 @@ impl MarkedEventReceiver for TreeBuilder {
                     pos,
                 });
             }
-            Event::SequenceStart(..) => self.stack.push(Open::Seq(pos, Vec::new())),
-            Event::MappingStart(..) => self.stack.push(Open::Map(pos, Vec::new(), None)),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let node = match self.stack.pop() {
-                    Some(Open::Seq(pos, items)) => Node {
-                        kind: NodeKind::Seq(items),
-                        pos,
-                    },
-                    Some(Open::Map(pos, entries, _)) => Node {
-                        kind: NodeKind::Map(entries),
-                        pos,
-                    },
-                    None => return,
-                };
-                self.finish(node);
+            Event::SequenceStart(..) => {
+                let flow = self.is_flow(&marker);
+                self.stack.push(Open::Seq {
+                    pos,
+                    items: Vec::new(),
+                    flow,
+                });
             }
+            Event::MappingStart(..) => {
+                let flow = self.is_flow(&marker);
+                self.stack.push(Open::Map {
+                    pos,
+                    entries: Vec::new(),
+                    key: None,
+                    flow,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(),
             Event::Alias(_) => {
-                self.error = Some((pos, "YAML aliases are not supported".to_string()));
+                let message = "invalid YAML: aliases are not supported";
+                self.error = Some((pos, message.to_string()));
             }
             Event::DocumentStart if self.root.is_some() => {
-                self.error = Some((pos, "expected one YAML document, found several".into()));
+                let message = "invalid YAML: expected one YAML document, found several";
+                self.error = Some((pos, message.into()));
             }
             _ => {}
         }
@@ -245,5 +389,55 @@ mod tests {
         assert_eq!(pos.line, 2);
         assert!(message.contains("aliases"));
         assert!(parse("").unwrap_err().1.contains("empty"));
+    }
+
+    #[test]
+    fn an_expression_cut_at_a_comma_by_a_flow_collection_says_to_quote_it() {
+        // Valid YAML: the mapping gets three entries, the first `substr(user`.
+        let (pos, message) = parse("g: {bucket: substr(user, 1, 1)}\n").unwrap_err();
+        assert_eq!(
+            pos,
+            Pos {
+                line: 1,
+                column: 13
+            }
+        );
+        assert!(
+            message.contains("quote the expression or use the block form"),
+            "{message}"
+        );
+        assert!(message.contains("`substr(user`"), "{message}");
+        // Not YAML at all: a quoted scalar followed by `)`.
+        let source = "a: 1\ng: {day: date_format(date_time, 'yyyy-MM-dd')}\n";
+        let (pos, message) = parse(source).unwrap_err();
+        assert_eq!(
+            pos,
+            Pos {
+                line: 2,
+                column: 10
+            }
+        );
+        assert!(
+            message.contains("quote the expression or use the block form"),
+            "{message}"
+        );
+        assert!(message.contains("invalid YAML"), "{message}");
+        let (_, message) = parse("k: [substr(a, 1), b]\n").unwrap_err();
+        assert!(message.contains("`substr(a`"), "{message}");
+    }
+
+    #[test]
+    fn balanced_flow_collections_and_block_scalars_are_left_alone() {
+        for ok in [
+            "g: {day: \"date_format(date_time, 'yyyy-MM-dd')\"}\n",
+            "g:\n  day: date_format(date_time, 'yyyy-MM-dd')\n",
+            "s: {key: i64, value: string}\nb: [f(x), g(y)]\n",
+            "o: [price desc, date_time asc]\n",
+            "c: {who: O'Brien, n: 1}\n",
+            // A lone unbalanced entry is the expression parser's to report.
+            "f: [f(x]\n",
+        ] {
+            assert!(parse(ok).is_ok(), "{ok}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+mod files;
 mod run;
 mod summary;
 
@@ -15,9 +16,18 @@ use run::{run, Outcome, RunArgs};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `wire --version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WIRE_COMMIT"), ")");
+
+const ENVIRONMENT: &str = "\
+Environment:
+  RUST_LOG   Log filter for stderr, like `info` or `warn,wire_actors=debug` (default: warn).
+  WIRE_LOG   The same; wins over RUST_LOG when both are set.
+  A value that is not a valid filter is an error (exit 2).";
+
 /// Wire: a thread-per-core stream processor.
 #[derive(Debug, Parser)]
-#[command(name = "wire", version, about)]
+#[command(name = "wire", version = VERSION, after_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,15 +86,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match log_filter() {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code(Outcome::Invalid);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Run {
             pipeline,
@@ -147,6 +161,28 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The log filter from `WIRE_LOG`, else `RUST_LOG` (an empty value counts as unset), else
+/// `warn`; a value that does not parse is an error naming the variable.
+fn log_filter() -> Result<tracing_subscriber::EnvFilter, String> {
+    for var in ["WIRE_LOG", "RUST_LOG"] {
+        let value = match std::env::var(var) {
+            Ok(value) if value.trim().is_empty() => continue,
+            Ok(value) => value,
+            Err(std::env::VarError::NotPresent) => continue,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(format!("{var} is not valid UTF-8"));
+            }
+        };
+        return tracing_subscriber::EnvFilter::try_new(&value).map_err(|err| {
+            format!(
+                "{var}=`{value}` is not a log filter ({err}); use a level like `info` or \
+                 directives like `warn,wire_actors=debug`"
+            )
+        });
+    }
+    Ok(tracing_subscriber::EnvFilter::new("warn"))
 }
 
 /// Parses `500ms`, `1s`, `2m` (as in pipeline files).

@@ -64,7 +64,9 @@ pub enum Outcome {
 /// Loads and checks a pipeline file: every error names file, line, column and field.
 pub fn load(path: &Path) -> Result<Plan, String> {
     let spec = PipelineSpec::from_file(path).map_err(|err| err.to_string())?;
-    Plan::from_spec(&spec).map_err(|err| err.to_string())
+    let plan = Plan::from_spec(&spec).map_err(|err| err.to_string())?;
+    crate::files::check_inputs(&spec).map_err(|err| err.to_string())?;
+    Ok(plan)
 }
 
 /// Runs `args`; `stop` ends the run gracefully when set (Ctrl-C).
@@ -114,9 +116,11 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             return Outcome::Invalid;
         }
     };
+    let new_dirs = crate::files::NewDirs::of(&sinks_plan);
     let running = match wire_actors::start(plan, options) {
         Ok(running) => running,
         Err(err) => {
+            new_dirs.remove_empty();
             eprintln!("error: {err}");
             return Outcome::Failed;
         }
@@ -223,18 +227,41 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             }
         }
     }
-    let summary = Summary::new(&name, &report);
-    eprint!("{summary}");
-    if let Some(done) = &checkpoints {
-        eprintln!("{}", checkpoint_line(done));
-    }
-    match report.error {
-        Some(err) => {
-            eprintln!("error: {err}");
-            Outcome::Failed
+    report_end(&name, &report, checkpoints.as_ref(), &new_dirs)
+}
+
+/// Prints the summary (for a failed run, only when a source emitted something: a summary of
+/// zeros says nothing) and the run's error once, and removes the empty directories a failed
+/// run created.
+fn report_end(
+    name: &str,
+    report: &RunReport,
+    checkpoints: Option<&CheckpointReport>,
+    new_dirs: &crate::files::NewDirs,
+) -> Outcome {
+    let emitted = report
+        .probe
+        .first_batch_ns
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0;
+    if report.error.is_none() || emitted {
+        eprint!("{}", Summary::new(name, report));
+        if let Some(done) = checkpoints {
+            eprintln!("{}", checkpoint_line(done));
         }
-        None => Outcome::Done,
     }
+    let Some(err) = &report.error else {
+        return Outcome::Done;
+    };
+    new_dirs.remove_empty();
+    eprintln!("error: {err}");
+    if report.further_errors > 0 {
+        eprintln!(
+            "  ({} more task(s) failed after this error; RUST_LOG=info logs each)",
+            report.further_errors
+        );
+    }
+    Outcome::Failed
 }
 
 /// The number of data cores: `--cores`, or every CPU the process may use. Pinned executors

@@ -1,6 +1,7 @@
 //! The end-of-run summary: rows in and out per node, throughput, wall time, memory.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use wire_actors::{Role, RunProbe, RunReport};
@@ -66,20 +67,34 @@ impl fmt::Display for Summary<'_> {
                 writeln!(f, "  {:<20} {groups} groups in state at the end", "")?;
             }
         }
+        let first_ns = self.probe.first_batch_ns.load(Ordering::Relaxed);
+        // An ingest source waits for its producers: its rate counts from the first batch.
+        let waits = self
+            .probe
+            .nodes
+            .iter()
+            .any(|n| n.role == Role::Source && n.kind == "ingest");
+        let active_secs = match first_ns {
+            0 => secs,
+            _ if waits => (secs - first_ns as f64 / 1e9).max(1e-9),
+            _ => secs,
+        };
         writeln!(
             f,
             "  {} events in {:.3} s: {} events/s ({} per core)",
             events,
-            secs,
-            human_count(events as f64 / secs),
-            human_count(events as f64 / secs / self.cores as f64),
+            active_secs,
+            human_count(events as f64 / active_secs),
+            human_count(events as f64 / active_secs / self.cores as f64),
         )?;
-        let first = self
-            .probe
-            .first_batch_ns
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if first > 0 {
-            writeln!(f, "  first batch after {:.1} ms", first as f64 / 1e6)?;
+        if first_ns > 0 && waits {
+            writeln!(
+                f,
+                "  first batch received {:.3} s after the start (waiting for producers); the rate counts from it",
+                first_ns as f64 / 1e9
+            )?;
+        } else if first_ns > 0 {
+            writeln!(f, "  first batch after {:.1} ms", first_ns as f64 / 1e6)?;
         }
         if let Some(rss) = self.peak_rss {
             writeln!(

@@ -1,0 +1,100 @@
+//! What `wire` does on the disk around a run: the check that the files its sources and lookups
+//! read exist, and the removal of the sink directories a failed run created and left empty.
+//!
+//! `wire check` and `wire run` check inputs after the pipeline type-checks, so a missing input
+//! is reported at the `path` that names it, before anything runs.
+
+use std::path::{Path, PathBuf};
+
+use wire_core::plan::Plan;
+use wire_core::spec::{Named, OperatorKind, PipelineSpec, Pos, SinkKind, SourceKind, SpecError};
+
+/// Every file source's and lookup's `path` exists (a file, or a directory for a source).
+pub fn check_inputs(spec: &PipelineSpec) -> Result<(), SpecError> {
+    for source in &spec.sources {
+        if let SourceKind::File(file) = &source.kind {
+            let key = format!("sources.{}.path", source.name.name);
+            check_exists(spec, &file.path, file.path_pos, &key)?;
+        }
+    }
+    for (index, operator) in spec.operators.iter().enumerate() {
+        if let OperatorKind::Lookup(lookup) = &operator.kind {
+            let key = format!("operators[{index}].lookup.path");
+            check_exists(spec, &lookup.path, lookup.path_pos, &key)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_exists(spec: &PipelineSpec, path: &Path, pos: Pos, key: &str) -> Result<(), SpecError> {
+    let err = match std::fs::metadata(path) {
+        Ok(_) => return Ok(()),
+        Err(err) => err,
+    };
+    let at = Named {
+        name: String::new(),
+        pos,
+    };
+    let relative = if path.is_relative() {
+        let cwd = std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string());
+        format!(" (relative to the working directory {cwd})")
+    } else {
+        String::new()
+    };
+    let reason = match err.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        _ => format!("cannot be read: {err}"),
+    };
+    Err(spec.error_at(&at, key, format!("`{}` {reason}{relative}", path.display())))
+}
+
+/// The directories a run's file sinks would create, so a failed run can take them away again
+/// when they stayed empty (a run that failed before its first row leaves no trace).
+pub struct NewDirs {
+    /// For each file sink: its directory and the topmost of its ancestors that did not exist.
+    created: Vec<(PathBuf, PathBuf)>,
+}
+
+impl NewDirs {
+    /// Notes, before the run, which file-sink directories (and parents) do not exist yet.
+    pub fn of(plan: &Plan) -> NewDirs {
+        let created = plan
+            .sinks
+            .iter()
+            .filter_map(|sink| match &sink.kind {
+                SinkKind::File(spec) => {
+                    let top = first_missing(&spec.path)?;
+                    Some((spec.path.clone(), top))
+                }
+                _ => None,
+            })
+            .collect();
+        NewDirs { created }
+    }
+
+    /// Removes each noted directory that is empty, and its noted parents while they are empty.
+    pub fn remove_empty(&self) {
+        for (dir, top) in &self.created {
+            let mut at = Some(dir.as_path());
+            while let Some(path) = at {
+                // remove_dir refuses a directory with anything in it: that one stays.
+                if std::fs::remove_dir(path).is_err() || path == top {
+                    break;
+                }
+                at = path.parent();
+            }
+        }
+    }
+}
+
+/// The topmost ancestor of `path` (or `path` itself) that does not exist, if any.
+fn first_missing(path: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    for ancestor in path.ancestors() {
+        if ancestor.as_os_str().is_empty() || ancestor.exists() {
+            break;
+        }
+        missing = Some(ancestor.to_path_buf());
+    }
+    missing
+}
