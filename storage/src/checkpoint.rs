@@ -899,7 +899,10 @@ mod tests {
         let skipped = &latest.skipped;
         assert_eq!(skipped.len(), 2);
         assert!(skipped[0].reason.contains("never completed"), "{skipped:?}");
-        assert!(!skipped[0].committed, "an unfinished checkpoint committed nothing");
+        assert!(
+            !skipped[0].committed,
+            "an unfinished checkpoint committed nothing"
+        );
         assert!(skipped[1].reason.contains("checksum"), "{skipped:?}");
         assert!(skipped[1].committed);
         // A truncated manifest: nothing is left to restore, and every reason is kept.
@@ -910,7 +913,11 @@ mod tests {
         assert!(latest.loaded.is_none());
         let ids: Vec<u64> = latest.skipped.iter().map(|s| s.id).collect();
         assert_eq!(ids, [3, 2, 1]);
-        assert!(latest.skipped[2].reason.contains("truncated"), "{:?}", latest.skipped);
+        assert!(
+            latest.skipped[2].reason.contains("truncated"),
+            "{:?}",
+            latest.skipped
+        );
         assert!(latest.committed_before());
     }
 
@@ -994,7 +1001,10 @@ mod tests {
         assert_eq!(core1[1].sections[0].bytes, vec![2u8; 4]);
         assert_eq!(latest.skipped.len(), 1);
         let reason = &latest.skipped[0].reason;
-        assert!(reason.contains("chk-00000003/delta-count__per_auction_-c1.bin"), "{reason}");
+        assert!(
+            reason.contains("chk-00000003/delta-count__per_auction_-c1.bin"),
+            "{reason}"
+        );
         // The delta of 2, which 3 reads too, is damaged: only 1 is left.
         let mut data = fs::read(delta_file(2)).expect("delta");
         data[8] ^= 0x10;
@@ -1012,9 +1022,19 @@ mod tests {
         let why: Vec<(u64, bool)> = latest
             .skipped
             .iter()
-            .map(|s| (s.id, s.reason.contains("checksum") || s.reason.contains("No such file")))
+            .map(|s| {
+                (
+                    s.id,
+                    s.reason.contains("checksum") || s.reason.contains("No such file"),
+                )
+            })
             .collect();
-        assert_eq!(why, [(3, true), (2, true), (1, true)], "{:?}", latest.skipped);
+        assert_eq!(
+            why,
+            [(3, true), (2, true), (1, true)],
+            "{:?}",
+            latest.skipped
+        );
     }
 
     /// Rewrites the manifest of `path` through `edit`, with a valid checksum.
@@ -1043,7 +1063,10 @@ mod tests {
             files.remove(at);
         });
         let err = read_dir(&store.path_of(2)).expect_err("a delta without its base");
-        assert!(err.to_string().contains("on core 1 starts with a delta"), "{err}");
+        assert!(
+            err.to_string().contains("on core 1 starts with a delta"),
+            "{err}"
+        );
         assert_eq!(store.latest().expect("read").loaded.expect("one").0.id, 1);
     }
 

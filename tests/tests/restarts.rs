@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -56,8 +56,33 @@ fn wire_with_data(dir: &Path, data: &Path, args: &[&str]) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let Output { status, stderr, .. } = wire(dir, args).output().expect("wire starts");
-    (status.code(), String::from_utf8_lossy(&stderr).into_owned())
+    output_within(wire(dir, args))
+}
+
+/// Runs `command` to its end, SIGKILLing it (and failing) after 60 s: a run that should have
+/// been refused may otherwise wait for producers forever.
+fn output_within(mut command: Command) -> (Option<i32>, String) {
+    let mut child = command.spawn().expect("wire starts");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            let text = reader.join().unwrap_or_default();
+            panic!("wire still ran after 60 s:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status.code(), reader.join().unwrap_or_default())
 }
 
 fn setup(yaml: &str) -> tempfile::TempDir {
@@ -292,14 +317,11 @@ sinks:
     assert!(listening, "the first run did not start");
     std::thread::spawn(move || for _ in lines {});
     // Another data directory, so the WAL's lock does not decide it: the sink's does.
-    let output = wire_with_data(dir, &dir.join("data2"), &[])
-        .output()
-        .expect("wire");
-    let text = String::from_utf8_lossy(&output.stderr);
+    let (code, text) = output_within(wire_with_data(dir, &dir.join("data2"), &[]));
     signal(&first, "INT");
     let status = first.wait().expect("first run");
     assert!(status.success(), "the first run failed: {status}");
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(code, Some(1), "{text}");
     let expected = format!(
         "file sink directory ./out/rows is locked by another wire run (pid {})",
         first.id()
