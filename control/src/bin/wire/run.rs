@@ -99,13 +99,24 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let prepared = match prepare(args, &plan, cores) {
-        Ok(prepared) => prepared,
+    match prepare(args, &plan, cores) {
+        Ok(prepared) => execute(args, plan, cores, prepared, stop, launched),
         Err(err) => {
             eprintln!("error: {err}");
-            return Outcome::Failed;
+            Outcome::Failed
         }
-    };
+    }
+}
+
+/// Runs the prepared pipeline to its end and reports.
+fn execute(
+    args: &RunArgs,
+    plan: Plan,
+    cores: usize,
+    prepared: Option<Prepared>,
+    stop: Arc<AtomicBool>,
+    launched: Instant,
+) -> Outcome {
     let restored = prepared
         .as_ref()
         .and_then(|p| p.shared.restore().map(|c| (c.id, c.last)));
