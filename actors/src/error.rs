@@ -60,6 +60,14 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// Another process holds the lock of a file sink's directory.
+    #[error("file sink directory {path} is locked by another wire run{}: two runs must not write one directory; stop the other run or give this sink another path", holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    SinkLocked {
+        /// The sink's directory.
+        path: PathBuf,
+        /// What the lock file says about its holder, if readable.
+        holder: Option<String>,
+    },
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,

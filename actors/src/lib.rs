@@ -35,4 +35,7 @@ pub use error::Error;
 pub use probe::{Counters, NodeProbe, Role, RunProbe};
 pub use runtime::{start, Failure, Notice, RunOptions, RunReport, Running};
 pub use runtime::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
-pub use sink::recover_file_sinks;
+pub use sink::{
+    discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
+    PublishedParts, SinkLocks, SINK_LOCK_FILE,
+};

@@ -11,6 +11,13 @@
 //!   goes to the subdirectory its value names (sanitized so it never leaves the directory),
 //!   with at most `OPEN_PARTITIONS_MAX` parts open per core.
 
+mod dir;
+
+pub use dir::{
+    discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, PublishedParts, SinkLocks,
+    LOCK_FILE as SINK_LOCK_FILE,
+};
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -167,15 +167,36 @@ pub struct Written {
     pub files: usize,
 }
 
-/// A checkpoint read back, and the newer ones that were skipped as unusable.
+/// What [`CheckpointStore::latest`] found: the newest checkpoint that reads back intact, and
+/// every newer checkpoint directory (every one, when none is intact) that cannot be used.
 #[derive(Debug)]
-pub struct Loaded {
-    /// The checkpoint.
-    pub checkpoint: Checkpoint,
+pub struct Latest {
+    /// The checkpoint and its directory, if one is intact.
+    pub loaded: Option<(Checkpoint, PathBuf)>,
+    /// The directories passed over, newest first.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A checkpoint directory that cannot be restored.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The checkpoint's id.
+    pub id: u64,
     /// Its directory.
     pub path: PathBuf,
-    /// `(directory, why)` for every newer checkpoint directory that could not be used.
-    pub skipped: Vec<(PathBuf, String)>,
+    /// Why it cannot be used.
+    pub reason: String,
+    /// Whether it completed once: it holds a manifest (intact or not) or was retired. A
+    /// directory without either is a checkpoint that was still being written when the run
+    /// ended, which committed nothing.
+    pub committed: bool,
+}
+
+impl Latest {
+    /// Whether any skipped directory shows that a checkpoint completed there once.
+    pub fn committed_before(&self) -> bool {
+        self.skipped.iter().any(|s| s.committed)
+    }
 }
 
 /// A directory of checkpoints, keeping the newest `retain`.
@@ -306,23 +327,45 @@ impl CheckpointStore {
             .find(|id| self.path_of(*id).join(MANIFEST).exists()))
     }
 
-    /// The newest checkpoint that reads back intact, if any.
-    pub fn latest(&self) -> Result<Option<Loaded>, CheckpointError> {
+    /// The newest checkpoint that reads back intact, if any, and the newer ones that do not.
+    /// A checkpoint is restorable only as a whole: one damaged or missing file of its chain
+    /// (whole state or delta) makes it unusable, never a restore that skips that file.
+    pub fn latest(&self) -> Result<Latest, CheckpointError> {
         let mut skipped = Vec::new();
         for id in self.ids()?.into_iter().rev() {
             let path = self.path_of(id);
             match read_dir(&path) {
                 Ok(checkpoint) => {
-                    return Ok(Some(Loaded {
-                        checkpoint,
-                        path,
+                    return Ok(Latest {
+                        loaded: Some((checkpoint, path)),
                         skipped,
-                    }))
+                    })
                 }
-                Err(err) => skipped.push((path, err.to_string())),
+                Err(err) => skipped.push(Skipped {
+                    id,
+                    committed: path.join(MANIFEST).exists() || path.join(RETIRED).exists(),
+                    path,
+                    reason: err.to_string(),
+                }),
             }
         }
-        Ok(None)
+        Ok(Latest {
+            loaded: None,
+            skipped,
+        })
+    }
+
+    /// Deletes every checkpoint directory (complete, retired or unfinished), leaving the
+    /// directory itself: a run started afterwards starts from empty state. Returns how many
+    /// were deleted.
+    pub fn discard_all(&self) -> Result<usize, CheckpointError> {
+        let ids = self.ids()?;
+        for id in &ids {
+            let path = self.path_of(*id);
+            fs::remove_dir_all(&path).map_err(|e| CheckpointError::io(&path, e))?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(ids.len())
     }
 }
 
@@ -429,8 +472,10 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 delta: file.get("delta").and_then(Json::as_bool).unwrap_or(false),
             });
         }
+        let name = text_of(operator, "name")?;
+        check_chains(&name, &instances).map_err(bad)?;
         operators.push(OperatorState {
-            name: text_of(operator, "name")?,
+            name,
             kind: text_of(operator, "kind")?,
             instances,
         });
@@ -446,6 +491,28 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
         sources,
         operators,
     })
+}
+
+/// Checks that each core's entries of an operator form one chain: a whole state first, then
+/// only deltas. A chain that starts with a delta, or holds two whole states, would restore
+/// something other than the state the checkpoint took.
+fn check_chains(operator: &str, instances: &[InstanceState]) -> Result<(), String> {
+    let mut started = std::collections::BTreeSet::new();
+    for instance in instances {
+        let first = started.insert(instance.core);
+        if first == instance.delta {
+            let what = if first {
+                "starts with a delta, not a whole state"
+            } else {
+                "has a second whole state after its first"
+            };
+            return Err(format!(
+                "the chain of operator `{operator}` on core {} {what}",
+                instance.core
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `checkpoint` into directory `path` (which must not hold a manifest yet) on its own,
@@ -809,9 +876,9 @@ mod tests {
             store.write(&sample(id)).expect("write");
         }
         assert_eq!(store.ids().expect("ids"), [3, 4]);
-        let loaded = store.latest().expect("read").expect("one");
-        assert_eq!(loaded.checkpoint, sample(4));
-        assert!(loaded.skipped.is_empty());
+        let latest = store.latest().expect("read");
+        assert_eq!(latest.loaded.expect("one").0, sample(4));
+        assert!(latest.skipped.is_empty());
         assert_eq!(store.oldest_retained().expect("ids"), Some(3));
     }
 
@@ -827,24 +894,31 @@ mod tests {
         fs::write(&state, &data).expect("damage");
         // An unfinished one: files but no manifest.
         fs::create_dir_all(store.path_of(3)).expect("dir");
-        let loaded = store.latest().expect("read").expect("one");
-        assert_eq!(loaded.checkpoint.id, 1);
-        assert_eq!(loaded.skipped.len(), 2);
+        let latest = store.latest().expect("read");
+        assert_eq!(latest.loaded.expect("one").0.id, 1);
+        let skipped = &latest.skipped;
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].reason.contains("never completed"), "{skipped:?}");
         assert!(
-            loaded.skipped[0].1.contains("never completed"),
-            "{:?}",
-            loaded.skipped
+            !skipped[0].committed,
+            "an unfinished checkpoint committed nothing"
         );
-        assert!(
-            loaded.skipped[1].1.contains("checksum"),
-            "{:?}",
-            loaded.skipped
-        );
-        // A truncated manifest.
+        assert!(skipped[1].reason.contains("checksum"), "{skipped:?}");
+        assert!(skipped[1].committed);
+        // A truncated manifest: nothing is left to restore, and every reason is kept.
         let manifest = store.path_of(1).join(MANIFEST);
         let text = fs::read(&manifest).expect("manifest");
         fs::write(&manifest, &text[..text.len() / 2]).expect("truncate");
-        assert!(store.latest().expect("read").is_none());
+        let latest = store.latest().expect("read");
+        assert!(latest.loaded.is_none());
+        let ids: Vec<u64> = latest.skipped.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [3, 2, 1]);
+        assert!(
+            latest.skipped[2].reason.contains("truncated"),
+            "{:?}",
+            latest.skipped
+        );
+        assert!(latest.committed_before());
     }
 
     #[test]
@@ -858,9 +932,9 @@ mod tests {
         // Kept: 3 and 4, restorable; 1 and 2 only for their files.
         assert_eq!(store.ids().expect("ids"), [1, 2, 3, 4]);
         assert_eq!(store.oldest_retained().expect("ids"), Some(3));
-        let loaded = store.latest().expect("read").expect("one");
-        assert_eq!(loaded.checkpoint.id, 4);
-        let instances = &loaded.checkpoint.operators[0].instances;
+        let (checkpoint, _) = store.latest().expect("read").loaded.expect("one");
+        assert_eq!(checkpoint.id, 4);
+        let instances = &checkpoint.operators[0].instances;
         let core1: Vec<(&[Section], bool)> = instances
             .iter()
             .filter(|i| i.core == 1)
@@ -900,9 +974,112 @@ mod tests {
         let mut data = fs::read(&file).expect("delta file");
         data[9] ^= 0xff;
         fs::write(&file, &data).expect("damage");
-        let loaded = store.latest().expect("read").expect("one");
-        assert_eq!(loaded.checkpoint.id, 2);
-        assert_eq!(loaded.skipped.len(), 2, "{:?}", loaded.skipped);
+        let latest = store.latest().expect("read");
+        assert_eq!(latest.loaded.expect("one").0.id, 2);
+        assert_eq!(latest.skipped.len(), 2, "{:?}", latest.skipped);
+    }
+
+    #[test]
+    fn a_missing_or_damaged_delta_never_restores_its_base_without_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 3).expect("open");
+        store.write(&sample(1)).expect("write");
+        store.write(&delta(2)).expect("write");
+        store.write(&delta(3)).expect("write");
+        let delta_file = |id: u64| store.path_of(id).join("delta-count__per_auction_-c1.bin");
+        // The newest delta is gone: checkpoint 3 is unusable, 2 restores with its own delta.
+        fs::remove_file(delta_file(3)).expect("remove");
+        let latest = store.latest().expect("read");
+        let (checkpoint, _) = latest.loaded.expect("one");
+        assert_eq!(checkpoint.id, 2);
+        let core1: Vec<&InstanceState> = checkpoint.operators[0]
+            .instances
+            .iter()
+            .filter(|i| i.core == 1)
+            .collect();
+        assert_eq!(core1.len(), 2, "the whole state and the delta of 2");
+        assert_eq!(core1[1].sections[0].bytes, vec![2u8; 4]);
+        assert_eq!(latest.skipped.len(), 1);
+        let reason = &latest.skipped[0].reason;
+        assert!(
+            reason.contains("chk-00000003/delta-count__per_auction_-c1.bin"),
+            "{reason}"
+        );
+        // The delta of 2, which 3 reads too, is damaged: only 1 is left.
+        let mut data = fs::read(delta_file(2)).expect("delta");
+        data[8] ^= 0x10;
+        fs::write(delta_file(2), &data).expect("damage");
+        let latest = store.latest().expect("read");
+        assert_eq!(latest.loaded.expect("one").0.id, 1);
+        // The whole state every chain reads is damaged: nothing restores, every reason stays.
+        let state = store.path_of(1).join("state-count__per_auction_-c1.bin");
+        let mut data = fs::read(&state).expect("state");
+        data[8] ^= 0x10;
+        fs::write(&state, &data).expect("damage");
+        let latest = store.latest().expect("read");
+        assert!(latest.loaded.is_none());
+        assert!(latest.committed_before());
+        let why: Vec<(u64, bool)> = latest
+            .skipped
+            .iter()
+            .map(|s| {
+                (
+                    s.id,
+                    s.reason.contains("checksum") || s.reason.contains("No such file"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            why,
+            [(3, true), (2, true), (1, true)],
+            "{:?}",
+            latest.skipped
+        );
+    }
+
+    /// Rewrites the manifest of `path` through `edit`, with a valid checksum.
+    fn edit_manifest(path: &Path, edit: impl FnOnce(&mut Json)) {
+        let (manifest_path, mut manifest) = read_manifest(path).expect("manifest");
+        edit(&mut manifest);
+        let body = serde_json::to_string_pretty(&manifest).expect("json");
+        let text = format!("{body}\ncrc32c {:08x}\n", crc32c::crc32c(body.as_bytes()));
+        fs::write(manifest_path, text).expect("write manifest");
+    }
+
+    #[test]
+    fn a_chain_without_its_whole_state_is_refused_even_with_a_valid_manifest() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 3).expect("open");
+        store.write(&sample(1)).expect("write");
+        store.write(&delta(2)).expect("write");
+        edit_manifest(&store.path_of(2), |manifest| {
+            let files = manifest["operators"][0]["files"]
+                .as_array_mut()
+                .expect("files");
+            let at = files
+                .iter()
+                .position(|f| f["core"] == 1 && f["delta"] == false)
+                .expect("the base of core 1");
+            files.remove(at);
+        });
+        let err = read_dir(&store.path_of(2)).expect_err("a delta without its base");
+        assert!(
+            err.to_string().contains("on core 1 starts with a delta"),
+            "{err}"
+        );
+        assert_eq!(store.latest().expect("read").loaded.expect("one").0.id, 1);
+    }
+
+    #[test]
+    fn discarding_deletes_every_checkpoint_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = CheckpointStore::open(tmp.path(), 1).expect("open");
+        store.write(&sample(1)).expect("write");
+        store.write(&delta(2)).expect("write");
+        fs::create_dir_all(store.path_of(3)).expect("an unfinished one");
+        assert_eq!(store.discard_all().expect("discard"), 3);
+        assert!(store.ids().expect("ids").is_empty());
+        assert!(store.latest().expect("read").skipped.is_empty());
     }
 
     #[test]

@@ -108,7 +108,8 @@ fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
     bin
 }
 
-/// The rows of JSON-lines part files in `dir`, parsed (completed parts only).
+/// The rows of JSON-lines part files in `dir`, parsed (completed parts only; hidden files
+/// skipped).
 pub fn read_jsonl_dir(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -120,6 +121,10 @@ pub fn read_jsonl_dir(dir: &std::path::Path) -> Vec<serde_json::Value> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Hidden files (the sink's `.wire-lock`) are not output.
+        if name.starts_with('.') {
+            continue;
+        }
         assert!(
             !name.ends_with(".inprogress"),
             "a part file was left in progress: {name}"

@@ -230,11 +230,16 @@ fn hour_dir(ms: i64) -> String {
     format!("{}-{}", &text[..10], &text[11..13])
 }
 
-/// The subdirectories of `dir`, sorted; fails on any file beside them.
+/// The subdirectories of `dir`, sorted; fails on any file beside them but hidden ones (the
+/// sink's `.wire-lock`).
 fn subdirectories(dir: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("output directory")
         .map(|entry| entry.expect("entry").path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     dirs.sort();
     for path in &dirs {

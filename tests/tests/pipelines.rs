@@ -562,6 +562,10 @@ sinks:
     let mut parts = std::fs::read_dir(&out)
         .expect("output dir")
         .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
         .collect::<Vec<_>>();
     parts.sort();
     for part in parts {

@@ -72,9 +72,20 @@ impl NewDirs {
         NewDirs { created }
     }
 
-    /// Removes each noted directory that is empty, and its noted parents while they are empty.
+    /// Removes each noted directory that is empty (but for the run's sink lock file, which
+    /// goes too; call this after the locks are released), and its noted parents while they
+    /// are empty.
     pub fn remove_empty(&self) {
         for (dir, top) in &self.created {
+            let only_lock = std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .is_ok_and(|names| names == [wire_actors::SINK_LOCK_FILE])
+            });
+            if only_lock {
+                let _ = std::fs::remove_file(dir.join(wire_actors::SINK_LOCK_FILE));
+            }
             let mut at = Some(dir.as_path());
             while let Some(path) = at {
                 // remove_dir refuses a directory with anything in it: that one stays.

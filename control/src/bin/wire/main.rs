@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 mod files;
+mod resume;
 mod run;
 mod summary;
 
@@ -77,6 +78,18 @@ enum Command {
         /// checkpoint as a savepoint `savepoint-<id>` in this directory.
         #[arg(long, requires = "checkpoint_interval")]
         savepoint_dir: Option<PathBuf>,
+        /// Start over: delete the pipeline's checkpoints and its file sinks' part files
+        /// first (ingest WALs, which hold accepted input, are kept).
+        #[arg(long, conflicts_with_all = ["append_output", "allow_empty_restore"])]
+        fresh: bool,
+        /// Write into file sink directories that already hold part files of an earlier run
+        /// (by default a run that does not resume from a checkpoint refuses to).
+        #[arg(long)]
+        append_output: bool,
+        /// Start from empty state even though checkpoints were committed and none of them can
+        /// be restored (state is lost; published output is kept and rows may repeat).
+        #[arg(long, requires = "checkpoint_interval")]
+        allow_empty_restore: bool,
     },
     /// Check a pipeline file (syntax, names, types) without running it.
     Check {
@@ -113,6 +126,9 @@ fn main() -> ExitCode {
             checkpoint_deltas,
             from_savepoint,
             savepoint_dir,
+            fresh,
+            append_output,
+            allow_empty_restore,
         } => {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
@@ -135,12 +151,15 @@ fn main() -> ExitCode {
                 checkpoints: checkpoint_interval.map(|interval| run::CheckpointArgs {
                     interval,
                     timeout: checkpoint_timeout,
-                    dir: checkpoint_dir,
                     retained: checkpoints_retained,
                     deltas: checkpoint_deltas,
                     from_savepoint,
                     savepoint_dir,
                 }),
+                checkpoint_dir,
+                fresh,
+                append_output,
+                allow_empty_restore,
             };
             exit_code(run(&args, stop))
         }

@@ -2,15 +2,17 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wire_actors::{Checkpointing, Notice, RunOptions, RunReport};
+use wire_actors::{Checkpointing, Notice, RunOptions, RunProbe, RunReport, Running};
 use wire_control::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
 use wire_core::plan::Plan;
 use wire_core::spec::PipelineSpec;
-use wire_storage::checkpoint::{CheckpointStore, Loaded};
+use wire_storage::checkpoint::CheckpointStore;
+
+use crate::resume::{self, Restore};
 
 use crate::summary::{human_count, Summary};
 
@@ -29,6 +31,14 @@ pub struct RunArgs {
     pub pin: bool,
     /// Checkpointing, when asked for.
     pub checkpoints: Option<CheckpointArgs>,
+    /// Where checkpoints go; default `<data-dir>/<pipeline>/checkpoints`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `--fresh`: delete the checkpoints and the file sinks' part files first.
+    pub fresh: bool,
+    /// `--append-output`: write into file sink directories that hold an earlier run's parts.
+    pub append_output: bool,
+    /// `--allow-empty-restore`: start from empty state though committed checkpoints exist.
+    pub allow_empty_restore: bool,
 }
 
 /// `--checkpoint-*` and savepoint options.
@@ -38,8 +48,6 @@ pub struct CheckpointArgs {
     pub interval: Duration,
     /// Abort a checkpoint not complete after this long.
     pub timeout: Duration,
-    /// Where checkpoints go; default `<data-dir>/<pipeline>/checkpoints`.
-    pub dir: Option<PathBuf>,
     /// Completed checkpoints kept.
     pub retained: usize,
     /// Incremental checkpoints in a row at most (0: none).
@@ -86,28 +94,46 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let name = plan.name.clone();
-    tracing::info!(pipeline = %name, cores, "starting");
-    let prepared = match &args.checkpoints {
-        Some(checkpoint_args) => match prepare_checkpoints(args, checkpoint_args, &plan, cores) {
-            Ok(prepared) => Some(prepared),
-            Err(err) => {
-                eprintln!("error: {err}");
-                return Outcome::Failed;
-            }
-        },
-        None => None,
+    tracing::info!(pipeline = %plan.name, cores, "starting");
+    // Before the locks create them: the sink directories this run makes, removed again when
+    // the run fails and they stayed empty.
+    let new_dirs = crate::files::NewDirs::of(&plan);
+    // Held until the run's last files are published: no other process may write (or, when
+    // it restores, settle) these directories meanwhile.
+    let sink_locks = match wire_actors::lock_file_sinks(&plan) {
+        Ok(locks) => locks,
+        Err(err) => {
+            new_dirs.remove_empty();
+            eprintln!("error: {err}");
+            return Outcome::Failed;
+        }
     };
-    let prepared_restore_id = prepared
+    let outcome = match prepare(args, &plan, cores) {
+        Ok(prepared) => execute(args, plan, cores, prepared, stop, launched),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Outcome::Failed
+        }
+    };
+    drop(sink_locks);
+    if outcome != Outcome::Done {
+        new_dirs.remove_empty();
+    }
+    outcome
+}
+
+/// Runs the prepared pipeline to its end and reports.
+fn execute(
+    args: &RunArgs,
+    plan: Plan,
+    cores: usize,
+    prepared: Option<Prepared>,
+    stop: Arc<AtomicBool>,
+    launched: Instant,
+) -> Outcome {
+    let restored = prepared
         .as_ref()
-        .and_then(|p| p.shared.restore().map(|c| c.id));
-    let options = RunOptions {
-        cores,
-        pin: args.pin,
-        data_dir: args.data_dir.clone(),
-        stop,
-        checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
-    };
+        .and_then(|p| p.shared.restore().map(|c| (c.id, c.last)));
     // The data plane takes the plan; settling sinks after the run needs its own copy.
     let sinks_plan = match load(&args.pipeline) {
         Ok(plan) => plan,
@@ -116,39 +142,77 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             return Outcome::Invalid;
         }
     };
-    let new_dirs = crate::files::NewDirs::of(&sinks_plan);
+    let options = RunOptions {
+        cores,
+        pin: args.pin,
+        data_dir: args.data_dir.clone(),
+        stop: stop.clone(),
+        checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
+    };
     let running = match wire_actors::start(plan, options) {
         Ok(running) => running,
         Err(err) => {
-            new_dirs.remove_empty();
             eprintln!("error: {err}");
             return Outcome::Failed;
         }
     };
     let coordinator = match prepared {
-        Some(prepared) => {
-            let config = CoordinatorConfig {
-                pipeline: name.clone(),
-                cores,
-                max_parallelism: sinks_plan.settings.max_parallelism,
-                participants: running.checkpoint_participants(),
-                interval: prepared.interval,
-                timeout: prepared.timeout,
-                store: prepared.store,
-                savepoint_dir: prepared.savepoint_dir,
-                max_deltas: prepared.deltas,
-                restored_chain: prepared.chain,
-            };
-            match CoordinatorHandle::start(config, prepared.shared, prepared.acks) {
-                Ok(handle) => Some(handle),
-                Err(err) => {
-                    eprintln!("error: cannot start the checkpoint coordinator: {err}");
-                    return Outcome::Failed;
-                }
+        Some(prepared) => match start_coordinator(prepared, &sinks_plan, cores, &running) {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                eprintln!("error: cannot start the checkpoint coordinator: {err}");
+                return Outcome::Failed;
             }
-        }
+        },
         None => None,
     };
+    watch(
+        args,
+        &running,
+        coordinator.as_ref(),
+        restored.map(|(id, _)| id),
+        launched,
+    );
+    let report: RunReport = running.wait();
+    let checkpoints = coordinator.map(|c| c.finish());
+    let already_done = restored
+        .filter(|(_, last)| *last && !stop.load(Ordering::Relaxed))
+        .filter(|_| report.error.is_none() && report.probe.source_events() == 0)
+        .map(|(id, _)| id);
+    finish(&sinks_plan, report, checkpoints, already_done)
+}
+
+/// Starts the checkpoint coordinator of a running pipeline.
+fn start_coordinator(
+    prepared: Prepared,
+    plan: &Plan,
+    cores: usize,
+    running: &Running,
+) -> Result<CoordinatorHandle, String> {
+    let config = CoordinatorConfig {
+        pipeline: plan.name.clone(),
+        cores,
+        max_parallelism: plan.settings.max_parallelism,
+        participants: running.checkpoint_participants(),
+        interval: prepared.interval,
+        timeout: prepared.timeout,
+        store: prepared.store,
+        savepoint_dir: prepared.savepoint_dir,
+        max_deltas: prepared.deltas,
+        restored_chain: prepared.chain,
+    };
+    CoordinatorHandle::start(config, prepared.shared, prepared.acks).map_err(|e| e.to_string())
+}
+
+/// Prints what the run tells until it ends: listening sources, checkpoint notices, the first
+/// output after a restore, the progress line; takes a savepoint on SIGUSR1.
+fn watch(
+    args: &RunArgs,
+    running: &Running,
+    coordinator: Option<&CoordinatorHandle>,
+    restored: Option<u64>,
+    launched: Instant,
+) {
     // SIGUSR1 asks for a savepoint while the run goes on (`kill -USR1 <pid>`).
     let savepoint_signal = Arc::new(AtomicBool::new(false));
     if coordinator.is_some() {
@@ -161,7 +225,6 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
     if let Some(c) = &args.checkpoints {
         eprintln!("{}", checkpointing_line(c));
     }
-    let restored = prepared_restore_id;
     let mut resumed_shown = restored.is_none();
     let progress = args.progress && std::io::stderr().is_terminal();
     let mut last_line = Instant::now();
@@ -172,24 +235,20 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
             eprintln!("source `{source}` listening on {addr}");
         }
         std::thread::sleep(Duration::from_millis(if resumed_shown { 20 } else { 1 }));
-        if let Some(coordinator) = &coordinator {
+        if let Some(coordinator) = coordinator {
             for line in coordinator.notices() {
                 eprintln!("{line}");
             }
         }
-        if savepoint_signal.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            match (&coordinator, &args.checkpoints) {
+        if savepoint_signal.swap(false, Ordering::Relaxed) {
+            match (coordinator, &args.checkpoints) {
                 (Some(coordinator), Some(c)) if c.savepoint_dir.is_some() => {
                     coordinator.savepoint()
                 }
                 _ => eprintln!("SIGUSR1: no --savepoint-dir given, so no savepoint is taken"),
             }
         }
-        let first_output = running
-            .probe()
-            .first_output_ns
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if !resumed_shown && first_output > 0 {
+        if !resumed_shown && running.probe().first_output_ns.load(Ordering::Relaxed) > 0 {
             resumed_shown = true;
             if let Some(id) = restored {
                 eprintln!(
@@ -200,60 +259,72 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         }
         if progress && last_line.elapsed() >= Duration::from_secs(1) {
             last_line = Instant::now();
-            let probe = running.probe();
-            let secs = probe.started.elapsed().as_secs_f64();
-            let events = probe.source_events();
-            eprint!(
-                "\r[{secs:6.1}s] {} events ({}/s), {} rows to sinks   ",
-                human_count(events as f64),
-                human_count(events as f64 / secs.max(1e-9)),
-                human_count(probe.sink_rows() as f64),
-            );
-            let _ = std::io::stderr().flush();
+            progress_line(running.probe());
             line_shown = true;
         }
     }
     if line_shown {
         eprintln!();
     }
-    let report: RunReport = running.wait();
-    let checkpoints = coordinator.map(|c| c.finish());
+}
+
+/// Redraws the progress line.
+fn progress_line(probe: &RunProbe) {
+    let secs = probe.started.elapsed().as_secs_f64();
+    let events = probe.source_events();
+    eprint!(
+        "\r[{secs:6.1}s] {} events ({}/s), {} rows to sinks   ",
+        human_count(events as f64),
+        human_count(events as f64 / secs.max(1e-9)),
+        human_count(probe.sink_rows() as f64),
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Publishes the sinks' last files, prints the summary, and says when a restored run found
+/// nothing left to do (`already_done`: the checkpoint it restored).
+fn finish(
+    plan: &Plan,
+    report: RunReport,
+    checkpoints: Option<CheckpointReport>,
+    already_done: Option<u64>,
+) -> Outcome {
     if let (Some(done), None) = (&checkpoints, &report.error) {
         // The run's last checkpoint is written: publish what the sinks staged for it.
         if let Some(last) = done.last_id {
-            if let Err(err) = wire_actors::recover_file_sinks(&sinks_plan, last) {
+            if let Err(err) = wire_actors::recover_file_sinks(plan, last) {
                 eprintln!("error: publishing the sinks' last files: {err}");
                 return Outcome::Failed;
             }
         }
     }
-    report_end(&name, &report, checkpoints.as_ref(), &new_dirs)
+    report_end(&plan.name, &report, checkpoints.as_ref(), already_done)
 }
 
 /// Prints the summary (for a failed run, only when a source emitted something: a summary of
-/// zeros says nothing) and the run's error once, and removes the empty directories a failed
-/// run created.
+/// zeros says nothing), says when a restored run found nothing left to do (`already_done`:
+/// the checkpoint it restored), and prints the run's error once.
 fn report_end(
     name: &str,
     report: &RunReport,
     checkpoints: Option<&CheckpointReport>,
-    new_dirs: &crate::files::NewDirs,
+    already_done: Option<u64>,
 ) -> Outcome {
-    let emitted = report
-        .probe
-        .first_batch_ns
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0;
+    let emitted = report.probe.first_batch_ns.load(Ordering::Relaxed) > 0;
     if report.error.is_none() || emitted {
         eprint!("{}", Summary::new(name, report));
         if let Some(done) = checkpoints {
             eprintln!("{}", checkpoint_line(done));
         }
     }
+    if let Some(id) = already_done {
+        eprintln!(
+            "note: the pipeline already finished at checkpoint {id}: its sources were exhausted, so there was nothing to do; pass --fresh to start over (it deletes the checkpoints and the file sinks' output)"
+        );
+    }
     let Some(err) = &report.error else {
         return Outcome::Done;
     };
-    new_dirs.remove_empty();
     eprintln!("error: {err}");
     if report.further_errors > 0 {
         eprintln!(
@@ -303,48 +374,43 @@ struct Prepared {
     chain: Option<Chain>,
 }
 
-/// Opens the checkpoint directory, picks what to restore (the newest intact checkpoint, else
-/// the savepoint), settles the file sinks to it, and tells the user.
+/// Settles what earlier runs left before the cores start: `--fresh`, the checkpoint to
+/// restore (or the refusal to start without one), the output already published.
+fn prepare(args: &RunArgs, plan: &Plan, cores: usize) -> Result<Option<Prepared>, String> {
+    if args.fresh {
+        resume::start_fresh(args, plan)?;
+    }
+    let Some(checkpoint_args) = &args.checkpoints else {
+        resume::refuse_earlier_output(args, plan)?;
+        return Ok(None);
+    };
+    let dir = resume::checkpoint_dir(args, plan);
+    let store = CheckpointStore::open(&dir, checkpoint_args.retained).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let restore = resume::choose_restore(args, checkpoint_args, &store, plan)?;
+    if restore.is_none() {
+        resume::refuse_earlier_output(args, plan)?;
+    }
+    prepare_checkpoints(checkpoint_args, plan, cores, store, restore, started).map(Some)
+}
+
+/// Settles the file sinks to the checkpoint restored (if any), tells the user, and sets up
+/// the run's checkpointing.
 fn prepare_checkpoints(
-    args: &RunArgs,
     checkpoint_args: &CheckpointArgs,
     plan: &Plan,
     cores: usize,
+    store: CheckpointStore,
+    restore: Option<Restore>,
+    started: Instant,
 ) -> Result<Prepared, String> {
-    let dir = checkpoint_args
-        .dir
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join(&plan.name).join("checkpoints"));
-    let store = CheckpointStore::open(&dir, checkpoint_args.retained).map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let latest = store.latest().map_err(|e| e.to_string())?;
-    let restore = match (latest, &checkpoint_args.from_savepoint) {
-        (Some(loaded), _) => {
-            report_skipped(&loaded);
-            if checkpoint_args.from_savepoint.is_some() {
-                eprintln!(
-                    "note: {} holds checkpoint {}, which is newer than any savepoint: restoring it, not --from-savepoint",
-                    dir.display(),
-                    loaded.checkpoint.id
-                );
-            }
-            Some((loaded.checkpoint, loaded.path, true))
-        }
-        (None, Some(path)) => {
-            let checkpoint = wire_storage::checkpoint::read_dir(path)
-                .map_err(|e| format!("--from-savepoint: {e}"))?;
-            Some((checkpoint, path.clone(), false))
-        }
-        (None, None) => None,
-    };
     // The next checkpoints may build on a restored checkpoint of this store taken with as
     // many cores: each core restored exactly its old state, so its changes since are a delta.
     let chain = match &restore {
-        Some((checkpoint, _, true)) if checkpoint.cores == cores => Some(Chain::of(checkpoint)),
+        Some(r) if r.from_store && r.checkpoint.cores == cores => Some(Chain::of(&r.checkpoint)),
         _ => None,
     };
-    let restore = restore.map(|(checkpoint, path, _)| (checkpoint, path));
-    if let Some((checkpoint, _)) = &restore {
+    if let Some(Restore { checkpoint, .. }) = &restore {
         if checkpoint.pipeline != plan.name {
             return Err(format!(
                 "checkpoint {} is of pipeline `{}`, not `{}`",
@@ -352,10 +418,13 @@ fn prepare_checkpoints(
             ));
         }
     }
-    let completed = restore.as_ref().map_or(0, |(c, _)| c.id);
+    let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
     let (published, deleted) =
         wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?;
-    if let Some((checkpoint, path)) = &restore {
+    if let Some(Restore {
+        checkpoint, path, ..
+    }) = &restore
+    {
         let bytes: usize = checkpoint
             .operators
             .iter()
@@ -380,8 +449,8 @@ fn prepare_checkpoints(
         .max(completed);
     let (tx, acks) = crossbeam_channel::unbounded();
     let chain_from = chain.as_ref().map(|c| c.last);
-    let shared =
-        Arc::new(Checkpointing::new(tx, restore.map(|(c, _)| c), last_id).continuing(chain_from));
+    let restore = restore.map(|r| r.checkpoint);
+    let shared = Arc::new(Checkpointing::new(tx, restore, last_id).continuing(chain_from));
     Ok(Prepared {
         shared,
         acks,
@@ -414,12 +483,6 @@ fn humantime_ms(interval: Duration) -> String {
         ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
         ms => format!("{ms}ms"),
-    }
-}
-
-fn report_skipped(loaded: &Loaded) {
-    for (path, reason) in &loaded.skipped {
-        eprintln!("warning: skipping checkpoint {}: {reason}", path.display());
     }
 }
 
