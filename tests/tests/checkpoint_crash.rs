@@ -414,15 +414,19 @@ fn disk_full_fails_checkpoints_and_a_later_one_succeeds_when_space_is_back() {
         "events: 4000000, rate: 400000",
     );
     std::fs::write(dir.join("p.yaml"), yaml).expect("pipeline");
-    // Fill the checkpoint filesystem, leaving too little for one checkpoint.
+    // Fill the checkpoint filesystem to its last block: with 64 KiB writes alone up to 60 KiB
+    // stayed free, enough for the first checkpoint of a small state (seen once in 20 runs
+    // under load). A new checkpoint directory then cannot get even its first block.
     let filler = mount.point.join("filler");
     let mut bytes = 0u64;
     {
         use std::io::Write;
         let mut file = std::fs::File::create(&filler).expect("filler");
-        let block = vec![7u8; 64 << 10];
-        while file.write_all(&block).is_ok() {
-            bytes += block.len() as u64;
+        for size in [64 << 10, 4 << 10, 512, 1] {
+            let block = vec![7u8; size];
+            while file.write_all(&block).is_ok() {
+                bytes += block.len() as u64;
+            }
         }
         let _ = file.sync_all();
     }

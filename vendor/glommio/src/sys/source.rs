@@ -308,7 +308,16 @@ impl Source {
                 return Poll::Ready(result);
             }
 
-            self.add_waiter_many(cx.waker().clone());
+            // Wire: a future polled again before its IO completes (one raced against a timer
+            // in `futures_lite::future::or`, say) used to push one more clone of the same
+            // waker on every poll. Each clone holds a reference to the task, whose 16-bit
+            // count overflowed after 32,767 polls: an idle ingest acceptor that re-polled its
+            // accept every 20 ms panicked after 11 minutes. Keep one clone per waker.
+            let mut inner = self.inner.borrow_mut();
+            let waiters = &mut inner.wakers.waiters;
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
