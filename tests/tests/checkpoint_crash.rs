@@ -417,6 +417,8 @@ fn disk_full_fails_checkpoints_and_a_later_one_succeeds_when_space_is_back() {
     // Fill the checkpoint filesystem to its last block: with 64 KiB writes alone up to 60 KiB
     // stayed free, enough for the first checkpoint of a small state (seen once in 20 runs
     // under load). A new checkpoint directory then cannot get even its first block.
+    // The checkpoint directory exists first: a run that cannot even create it fails at start.
+    std::fs::create_dir_all(mount.point.join("checkpoints")).expect("checkpoint directory");
     let filler = mount.point.join("filler");
     let mut bytes = 0u64;
     {
@@ -463,8 +465,10 @@ fn disk_full_fails_checkpoints_and_a_later_one_succeeds_when_space_is_back() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .expect("completed count");
+    // None completed before the space came back (checked above), so any completed one is
+    // later: at least the run's last checkpoint, however slow a loaded machine made the run.
     assert!(
-        completed >= 2,
+        completed >= 1,
         "no checkpoint succeeded after space came back: {line}"
     );
     drop(mount);
@@ -948,10 +952,10 @@ fn kill_after_a_delta(
     (newest_checkpoint(checkpoints), stderr)
 }
 
-/// An unbounded count long enough (about 5 s at its rate) for several checkpoints per run.
+/// An unbounded count long enough (about 7.5 s at its rate) for several checkpoints per run.
 const LONG_CHANGELOG: &str = "name: changelog
 sources:
-  bids: {type: nexmark, stream: bid, events: 2000000, rate: 400000}
+  bids: {type: nexmark, stream: bid, events: 3000000, rate: 400000}
 operators:
   - name: per_key
     from: bids
