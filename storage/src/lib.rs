@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod io;
+pub mod lock;
 mod signal;
 pub mod wal;
 

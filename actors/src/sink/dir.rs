@@ -3,8 +3,7 @@
 //!
 //! These run on the caller's thread before the data cores start, with plain `std::fs`.
 
-use std::fs::{File, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use wire_core::plan::Plan;
@@ -156,35 +155,14 @@ fn remove_empty_subdirs(dir: &Path) -> Result<(), Error> {
 /// Takes `dir`'s lock, as the WAL takes its directory's.
 fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join(LOCK_FILE);
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|err| Error::io(&path, err))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let holder = file
-                .read_to_string(&mut holder)
-                .ok()
-                .map(|_| holder.trim().to_owned())
-                .filter(|h| !h.is_empty());
-            return Err(Error::SinkLocked {
-                path: dir.to_path_buf(),
-                holder,
-            });
-        }
-        Err(TryLockError::Error(err)) => return Err(Error::io(&path, err)),
-    }
-    let stamp = format!("pid {}\n", std::process::id());
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(stamp.as_bytes()))
-        .map_err(|err| Error::io(&path, err))?;
-    Ok(file)
+    wire_storage::lock::lock_exclusive(&path).map_err(|err| match err {
+        wire_storage::lock::LockError::Held { holder } => Error::SinkLocked {
+            path: dir.to_path_buf(),
+            holder,
+        },
+        wire_storage::lock::LockError::Io(e) => Error::io(&path, e),
+        _ => Error::io(&path, std::io::Error::other("cannot lock")),
+    })
 }
 
 #[cfg(test)]

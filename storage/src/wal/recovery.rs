@@ -6,8 +6,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::fs::{self, File, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::fs::{self, File};
+
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -168,35 +168,13 @@ async fn prime_iopoll_probe(dir: &Path) -> Result<()> {
 /// Takes the directory's advisory lock and writes our pid into the lock file.
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("opening lock file", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let holder = file
-                .read_to_string(&mut holder)
-                .ok()
-                .map(|_| holder.trim().to_owned())
-                .filter(|h| !h.is_empty());
-            return Err(Error::Locked {
-                path: dir.to_owned(),
-                holder,
-            });
-        }
-        Err(TryLockError::Error(e)) => return Err(Error::io("locking log directory", dir, e)),
-    }
-    let stamp = format!("pid {}\n", std::process::id());
-    file.set_len(0)
-        .and_then(|()| file.rewind())
-        .and_then(|()| file.write_all(stamp.as_bytes()))
-        .map_err(|e| Error::io("writing lock file", &path, e))?;
-    Ok(file)
+    crate::lock::lock_exclusive(&path).map_err(|err| match err {
+        crate::lock::LockError::Held { holder } => Error::Locked {
+            path: dir.to_owned(),
+            holder,
+        },
+        crate::lock::LockError::Io(e) => Error::io("locking log directory", &path, e),
+    })
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>> {
