@@ -9,6 +9,9 @@ use std::process::Command;
 
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
+pub mod process;
+pub mod rows;
+
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
 /// of `(task, seq, row)` plus a padding string, so a reader can tell exactly which append a
 /// recovered batch came from.

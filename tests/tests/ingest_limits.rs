@@ -16,6 +16,7 @@ use wire_net::ingest::{
     PROTOCOL_VERSION,
 };
 use wire_net::ClientError;
+use wire_tests::process::wait_bounded;
 use wire_tests::{is_root, repo_root, wire_bin, LoopMount};
 
 /// Longest any single wait in these tests may take.
@@ -158,21 +159,6 @@ fn wire_command(file: &Path, data: &Path) -> Command {
         .arg(data)
         .arg(file);
     command
-}
-
-/// Waits at most `limit` for `child` to exit; kills it and fails the test otherwise.
-fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("wire did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A producer speaking the protocol by hand, free to break its rules.
