@@ -84,18 +84,24 @@ fn run_to_end(mut command: Command) -> String {
     stderr
 }
 
-/// SIGKILLs `child` after `after`, or returns early if it ended by itself (true).
-fn kill_after(child: &mut Child, after: Duration) -> bool {
+/// SIGKILLs `run` after `after`, or returns early if it ended by itself (true), which it must
+/// have done successfully (its stderr says why not).
+fn kill_after(run: &mut Watched, after: Duration) -> bool {
     let deadline = Instant::now() + after;
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(status.success(), "wire failed before it was killed");
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}) before it was killed:\n{}",
+                run.stderr()
+            );
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    run.child.kill().expect("SIGKILL");
+    let _ = run.child.wait();
     false
 }
 
@@ -243,12 +249,15 @@ fn reference_and_crashed_with(
         _ => cores,
     };
     while killed < kills() {
-        let mut child = wire(&crashed, Path::new("p.yaml"), cores_of(restarts), true)
-            .spawn()
-            .expect("wire starts");
+        let mut run = Watched::spawn(wire(
+            &crashed,
+            Path::new("p.yaml"),
+            cores_of(restarts),
+            true,
+        ));
         restarts += 1;
         let after = Duration::from_millis(250 + rng.below(900));
-        if kill_after(&mut child, after) {
+        if kill_after(&mut run, after) {
             break; // it finished before the kill: the rest is checked below
         }
         killed += 1;
