@@ -35,7 +35,7 @@ use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::graph::Head;
 use crate::message::Message;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
+use crate::pipeline::CoreCx;
 use crate::Error;
 use wire_core::format::RowWriter;
 

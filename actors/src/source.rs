@@ -6,6 +6,7 @@ pub(crate) mod ingest;
 mod nexmark;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use wire_core::spec::SourceKind;
 use wire_core::Batch;
@@ -19,7 +20,7 @@ use crate::chain::Chain;
 use crate::checkpoint::{Ack, AckContent};
 use crate::outlet::Outlet;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
+use crate::pipeline::CoreCx;
 use crate::task::now_ms;
 use crate::Error;
 
@@ -62,6 +63,14 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
         cx.failure.record(err);
     }
     emitter.outlet.finish().await;
+}
+
+/// How often a paused source looks whether it is resumed (or owes a barrier, or stops).
+const PAUSE_POLL: Duration = Duration::from_millis(5);
+
+/// Waits a little while the source is paused; the caller looks again (barriers still pass).
+pub(crate) async fn paused() {
+    glommio::timer::sleep(PAUSE_POLL).await;
 }
 
 /// The partitions of `partitions` that `cx`'s core owns.

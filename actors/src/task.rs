@@ -17,7 +17,7 @@ use crate::message::Message;
 use crate::operator::{Output, Stateful};
 use crate::outlet::Outlet;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
+use crate::pipeline::CoreCx;
 use crate::Error;
 
 /// The parts of one operator task instance.
