@@ -26,21 +26,21 @@ pub mod message;
 mod operator;
 mod optimize;
 pub mod outlet;
-pub mod probe;
 mod pipeline;
 pub mod pool;
+pub mod probe;
 mod sink;
 mod source;
 mod task;
 
 pub use checkpoint::{Ack, AckContent, Checkpointing};
 pub use error::Error;
-pub use probe::{Counters, NodeProbe, Role, RunProbe};
 pub use pipeline::{io_memory_for, Deploy, Failure, Notice, WAL_IO_MEMORY_BYTES};
 pub use pipeline::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
 pub use pool::{
     CorePool, Deployment, Event, EventKind, PipelineId, PoolHandle, PoolOptions, RunReport,
 };
+pub use probe::{Counters, NodeProbe, Role, RunProbe};
 pub use sink::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
     PublishedParts, SinkLocks, SINK_LOCK_FILE,

@@ -623,7 +623,11 @@ async fn heartbeat(done: Rc<std::cell::Cell<bool>>) {
 /// its core, and the other pipelines on it, down with it.
 async fn guarded(failure: Arc<Failure>, task: impl std::future::Future<Output = ()>) {
     use futures_lite::FutureExt;
-    if std::panic::AssertUnwindSafe(task).catch_unwind().await.is_err() {
+    if std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
         failure.record(Error::Panicked);
     }
 }

@@ -19,8 +19,8 @@ use wire_storage::checkpoint::{SourcePosition, SourceState};
 use crate::chain::Chain;
 use crate::checkpoint::{Ack, AckContent};
 use crate::outlet::Outlet;
-use crate::probe::Counters;
 use crate::pipeline::CoreCx;
+use crate::probe::Counters;
 use crate::task::now_ms;
 use crate::Error;
 

@@ -230,7 +230,9 @@ impl PoolHandle {
             {
                 // The instances already sent cannot finish without this one: end them.
                 prepared.stop.store(true, Ordering::Relaxed);
-                prepared.failure.record(Error::Pool(format!("core {core} has ended")));
+                prepared
+                    .failure
+                    .record(Error::Pool(format!("core {core} has ended")));
             }
         }
         Ok(Deployment {
@@ -365,7 +367,8 @@ impl Deployment {
         let mut core_died = false;
         while !self.is_finished() {
             if self.done.recv_timeout(CORE_ALIVE_POLL).is_err() && !self.is_finished() {
-                let dead = (0..self.cores).any(|c| !self.pool.cores[c].alive.load(Ordering::Acquire));
+                let dead =
+                    (0..self.cores).any(|c| !self.pool.cores[c].alive.load(Ordering::Acquire));
                 if dead {
                     core_died = true;
                     break;

@@ -66,7 +66,10 @@ fn output(dir: &Path, name: &str) -> Vec<String> {
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < DEADLINE, "timed out waiting until {what}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -100,16 +103,38 @@ fn reference(dir: &Path, source: &str) -> Vec<String> {
 fn two_pipelines_run_at_once_on_one_pool_with_correct_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
-    let a = deploy(&pool, dir.path(), plan(dir.path(), "a", "events: 5000, seed: 1"), 2);
-    let b = deploy(&pool, dir.path(), plan(dir.path(), "b", "events: 5000, seed: 2"), 1);
+    let a = deploy(
+        &pool,
+        dir.path(),
+        plan(dir.path(), "a", "events: 5000, seed: 1"),
+        2,
+    );
+    let b = deploy(
+        &pool,
+        dir.path(),
+        plan(dir.path(), "b", "events: 5000, seed: 2"),
+        1,
+    );
     assert_ne!(a.id(), b.id());
     let (a, b) = (a.wait(), b.wait());
-    assert!(a.error.is_none() && b.error.is_none(), "{:?} {:?}", a.error, b.error);
+    assert!(
+        a.error.is_none() && b.error.is_none(),
+        "{:?} {:?}",
+        a.error,
+        b.error
+    );
     // 46 of every 50 Nexmark events are bids.
     assert_eq!(output(dir.path(), "a").len(), 4600);
     assert_eq!(output(dir.path(), "b").len(), 4600);
-    assert_ne!(output(dir.path(), "a"), output(dir.path(), "b"), "seeds differ");
-    assert_eq!(output(dir.path(), "a"), reference(dir.path(), "events: 5000, seed: 1"));
+    assert_ne!(
+        output(dir.path(), "a"),
+        output(dir.path(), "b"),
+        "seeds differ"
+    );
+    assert_eq!(
+        output(dir.path(), "a"),
+        reference(dir.path(), "events: 5000, seed: 1")
+    );
     // The pool goes on after its pipelines ended.
     let c = deploy(&pool, dir.path(), plan(dir.path(), "c", "events: 500"), 2).wait();
     assert!(c.error.is_none());
@@ -120,20 +145,33 @@ fn two_pipelines_run_at_once_on_one_pool_with_correct_outputs() {
 fn cancelling_one_pipeline_leaves_the_other_running_to_its_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
-    let endless = deploy(&pool, dir.path(), plan(dir.path(), "endless", "rate: 20000"), 2);
+    let endless = deploy(
+        &pool,
+        dir.path(),
+        plan(dir.path(), "endless", "rate: 20000"),
+        2,
+    );
     let bounded = deploy(
         &pool,
         dir.path(),
         plan(dir.path(), "bounded", "events: 40000, rate: 20000, seed: 3"),
         2,
     );
-    until("the endless pipeline writes", || endless.probe().sink_rows() > 0);
+    until("the endless pipeline writes", || {
+        endless.probe().sink_rows() > 0
+    });
     endless.cancel();
     let cancelled = endless.wait();
     assert!(cancelled.error.is_none(), "{:?}", cancelled.error);
-    assert!(!bounded.is_finished(), "the bounded pipeline runs about 2 s");
+    assert!(
+        !bounded.is_finished(),
+        "the bounded pipeline runs about 2 s"
+    );
     // Drained and flushed: every row that reached the sink was published.
-    assert_eq!(output(dir.path(), "endless").len() as u64, cancelled.probe.sink_rows());
+    assert_eq!(
+        output(dir.path(), "endless").len() as u64,
+        cancelled.probe.sink_rows()
+    );
     let report = bounded.wait();
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(
@@ -199,6 +237,44 @@ fn a_paused_pipeline_emits_nothing_and_resumes_without_loss_or_duplicates() {
     let report = running.wait();
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!(output(dir.path(), "paused"), reference(dir.path(), source));
+}
+
+/// CPU time (clock ticks) the threads named `wire-core-*` of this process have used.
+fn core_ticks() -> u64 {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let stat = task.expect("task").path().join("stat");
+        let Ok(stat) = std::fs::read_to_string(stat) else {
+            continue;
+        };
+        // `pid (comm) state ...`: utime and stime are fields 14 and 15.
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        if !comm.contains("(wire-core-") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        ticks +=
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    }
+    ticks
+}
+
+#[test]
+fn an_idle_pool_parks_its_cores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = pool(2);
+    // A pipeline came and went: its heartbeat and tasks must be gone with it.
+    let ran = deploy(&pool, dir.path(), plan(dir.path(), "once", "events: 50"), 2).wait();
+    assert!(ran.error.is_none());
+    std::thread::sleep(Duration::from_millis(100));
+    let before = core_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = core_ticks() - before;
+    // Clock ticks are 10 ms: a polling loop, or a heartbeat with its spin, would show.
+    assert!(used <= 1, "two idle cores used {used} ticks in a second");
+    drop(pool);
 }
 
 #[test]

@@ -186,7 +186,11 @@ fn execute(
 
 /// Starts a core pool of `deploy.cores` cores (registered IO memory sized for `plan`) and
 /// deploys `plan` on it.
-fn start(plan: Plan, pin: bool, deploy: Deploy) -> Result<(CorePool, Deployment), wire_actors::Error> {
+fn start(
+    plan: Plan,
+    pin: bool,
+    deploy: Deploy,
+) -> Result<(CorePool, Deployment), wire_actors::Error> {
     let pool = CorePool::start(PoolOptions {
         cores: deploy.cores,
         pin,
