@@ -34,7 +34,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
     };
     let watermarks =
         time.map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
-    let injected = cx.checkpoints.as_ref().map_or(0, |c| c.requested());
+    // Not `requested()`: a checkpoint triggered before this task started still needs its
+    // barrier (with the positions it starts from).
+    let injected = cx.checkpoints.as_ref().map_or(0, |c| c.initial());
     let mut emitter = Emitter {
         cx: cx.clone(),
         task: index,

@@ -11,6 +11,14 @@ use super::*;
 /// Every bounded wait of these tests ends within this.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Held by each test while its pools run: the idle test counts the CPU time of every
+/// `wire-core-*` thread of the process, so no other test's cores may run meanwhile.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn pool(cores: usize) -> CorePool {
     CorePool::start(PoolOptions {
         cores,
@@ -101,6 +109,7 @@ fn reference(dir: &Path, source: &str) -> Vec<String> {
 
 #[test]
 fn two_pipelines_run_at_once_on_one_pool_with_correct_outputs() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     let a = deploy(
@@ -143,6 +152,7 @@ fn two_pipelines_run_at_once_on_one_pool_with_correct_outputs() {
 
 #[test]
 fn cancelling_one_pipeline_leaves_the_other_running_to_its_end() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     let endless = deploy(
@@ -182,6 +192,7 @@ fn cancelling_one_pipeline_leaves_the_other_running_to_its_end() {
 
 #[test]
 fn a_failing_pipeline_does_not_stop_the_other() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     let good = deploy(
@@ -211,6 +222,7 @@ fn a_failing_pipeline_does_not_stop_the_other() {
 
 #[test]
 fn a_paused_pipeline_emits_nothing_and_resumes_without_loss_or_duplicates() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     let source = "events: 20000, rate: 20000, seed: 5";
@@ -263,6 +275,7 @@ fn core_ticks() -> u64 {
 
 #[test]
 fn an_idle_pool_parks_its_cores() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     // A pipeline came and went: its heartbeat and tasks must be gone with it.
@@ -279,6 +292,7 @@ fn an_idle_pool_parks_its_cores() {
 
 #[test]
 fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = pool(2);
     // Long enough for the cores to park.
@@ -302,4 +316,41 @@ fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
     );
     assert!(matches!(too_many, Err(Error::Pool(_))));
     pool.shutdown();
+}
+
+#[test]
+fn a_checkpoint_requested_before_the_sources_start_is_taken() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = pool(2);
+    let (acks_tx, acks) = crossbeam_channel::unbounded();
+    let checkpoints = Arc::new(crate::Checkpointing::new(acks_tx, None, 0));
+    // The coordinator may trigger its first checkpoint before a loaded core starts the
+    // sources: they must still send its barrier.
+    checkpoints.request(1, None);
+    let deploy = Deploy {
+        cores: 2,
+        data_dir: dir.path().join("data"),
+        checkpoints: Some(checkpoints),
+    };
+    let source = "events: 20000, rate: 20000";
+    let running = pool
+        .handle()
+        .deploy(plan(dir.path(), "early", source), deploy)
+        .expect("deploys");
+    let participants = running.checkpoint_participants();
+    let mut acked = 0;
+    let started = Instant::now();
+    while acked < participants {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let ack = acks.recv_timeout(left).expect("an ack");
+        assert_ne!(
+            ack.checkpoint, None,
+            "an instance ended without acking checkpoint 1"
+        );
+        assert_eq!(ack.checkpoint, Some(1));
+        acked += 1;
+    }
+    running.cancel();
+    assert!(running.wait().error.is_none());
 }
