@@ -430,3 +430,13 @@ fn a_paused_ingest_source_stops_granting_credits_and_resumes_exactly() {
     ids.sort_unstable();
     assert_eq!(ids, (0..BATCHES * ROWS).collect::<Vec<_>>());
 }
+
+#[test]
+fn the_handles_move_to_a_control_plane_actor() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    fn owned<T: Send + 'static>() {}
+    shared::<PoolHandle>();
+    owned::<Deployment>();
+    owned::<Event>();
+    owned::<RunReport>();
+}
