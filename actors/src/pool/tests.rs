@@ -208,6 +208,20 @@ fn a_failing_pipeline_does_not_stop_the_other() {
     );
     let spec = PipelineSpec::parse("bad.yaml", &text).expect("spec");
     let bad = deploy(&pool, dir.path(), Plan::from_spec(&spec).expect("plan"), 2);
+    // Every core tells why before it tells it finished.
+    let mut told = Vec::new();
+    while told
+        .iter()
+        .filter(|e: &&Event| e.kind == EventKind::Finished)
+        .count()
+        < 2
+    {
+        told.push(bad.events().recv_timeout(DEADLINE).expect("an event"));
+    }
+    let failed_events = told.iter().filter(
+        |e| matches!(&e.kind, EventKind::Failed(why) if why.contains("no-such-input.jsonl")),
+    );
+    assert_eq!(failed_events.count(), 2, "{told:?}");
     let failed = bad.wait();
     let error = failed.error.expect("the bad pipeline fails").to_string();
     assert!(error.contains("no-such-input.jsonl"), "{error}");
