@@ -6,4 +6,9 @@
 //! coordinator, `wirectl`) comes with later issues.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod check;
 pub mod checkpoint;
+pub mod node;
+pub mod proto;
+pub mod transport;

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
+pub mod cluster;
+
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
 /// of `(task, seq, row)` plus a padding string, so a reader can tell exactly which append a
 /// recovered batch came from.
@@ -84,7 +86,7 @@ pub fn loadgen_bin() -> std::path::PathBuf {
         .clone()
 }
 
-fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
+pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe

@@ -1,0 +1,424 @@
+//! `wire start` clusters on 127.0.0.1 driven by `wirectl`: real processes, real sockets, real
+//! data directories. Every wait is bounded (see `wire_tests::cluster`).
+//!
+//! The tests run one at a time (a lock): each starts several nodes, and elections on a busy
+//! two-CPU machine should not compete with another test's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wire_tests::cluster::{
+    cluster_status, start_cluster, wait_for, wait_for_leader, wirectl, wirectl_json, WireNode,
+};
+use wire_tests::wire_bin;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How long an election may take (the election timeout is 1 to 2 s; a busy machine is slow).
+const ELECTION: Duration = Duration::from_secs(15);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A pipeline file `name.yaml` in `dir` that `wire check` accepts with no input files.
+fn spec(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let yaml = format!(
+        "name: {name}
+sources:
+  rows:
+    type: ingest
+    listen: 127.0.0.1:0
+    schema: {{id: i64, v: f64}}
+operators:
+  - name: big
+    from: rows
+    filter: v > 1.0
+sinks:
+  out: {{type: stdout, format: jsonl, from: big}}
+"
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+fn create(endpoint: &str, file: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "pipeline",
+        "create",
+        "-f",
+        file.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    wirectl_json(endpoint, &args)
+}
+
+/// What the metadata says, in a form that does not change with terms or indexes: every
+/// pipeline as `pipeline get -o json` shows it, and the members' ids and addresses.
+fn dump(endpoint: &str) -> Value {
+    let list = wirectl_json(endpoint, &["pipeline", "list"]);
+    let names: Vec<String> = list["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_string())
+        .collect();
+    let pipelines: Vec<Value> = names
+        .iter()
+        .map(|name| wirectl_json(endpoint, &["pipeline", "get", name]))
+        .collect();
+    let status = wirectl_json(endpoint, &["cluster", "status"]);
+    let mut members: Vec<Value> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| json!({"id": m["id"], "address": m["address"]}))
+        .collect();
+    members.sort_by_key(|m| m["id"].as_u64());
+    json!({"list": list, "pipelines": pipelines, "members": members})
+}
+
+fn node<'a>(nodes: &'a [WireNode], id: u64) -> &'a WireNode {
+    nodes.iter().find(|n| n.id == id).expect("node id")
+}
+
+fn fails_with(out: &std::process::Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+}
+
+#[test]
+fn three_nodes_elect_a_leader_and_survive_its_sigkill() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let status = wirectl_json(&node(&nodes, leader).addr, &["cluster", "status"]);
+    let roles: Vec<&str> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(roles.len(), 3, "{status}");
+
+    // Through a follower: the write is forwarded to the leader.
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().addr.clone();
+    let created = create(
+        &follower,
+        &spec(dir.path(), "clicks"),
+        &["--checkpoint-interval", "2s"],
+    );
+    assert_eq!(created["name"], "clicks");
+    assert_eq!(created["state"], "created");
+    assert_eq!(created["desired_state"], "running");
+    assert_eq!(created["options"]["checkpoint_interval_ms"], 2000);
+    let list = wirectl_json(&follower, &["pipeline", "list"]);
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 1, "{list}");
+    let table = wirectl(&follower, &["pipeline", "get", "clicks"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("state:") && text.contains("created"),
+        "{text}"
+    );
+    let before = dump(&follower);
+
+    let killed_at = Instant::now();
+    let index = (nodes.iter().position(|n| n.id == leader)).unwrap();
+    nodes[index].kill();
+    let new_leader = wait_for_leader(&nodes, ELECTION);
+    assert_ne!(new_leader, leader);
+    eprintln!("new leader {new_leader} after {:?}", killed_at.elapsed());
+    let survivor = node(&nodes, new_leader).addr.clone();
+    let mut after = dump(&survivor);
+    // The killed member is still a member; its health differs, not its record.
+    after["members"] = before["members"].clone();
+    assert_eq!(before, after);
+
+    // A write while it is down, then it restarts and catches up.
+    create(&survivor, &spec(dir.path(), "views"), &[]);
+    let commit = wirectl_json(&survivor, &["cluster", "status"])["commit_index"]
+        .as_u64()
+        .unwrap();
+    nodes[index].start();
+    let restarted = nodes[index].addr.clone();
+    wait_for(
+        "the restarted node applies the writes it missed",
+        ELECTION,
+        || {
+            let status = cluster_status(&restarted)?;
+            match status["applied_index"].as_u64() {
+                Some(applied) if applied >= commit => Ok(()),
+                other => Err(format!("applied {other:?} < {commit}")),
+            }
+        },
+    );
+    assert_eq!(dump(&restarted), dump(&survivor));
+}
+
+#[test]
+fn membership_changes_survive_a_full_restart() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    create(&endpoint, &spec(dir.path(), "a"), &["--cores", "2"]);
+    create(&endpoint, &spec(dir.path(), "b"), &[]);
+
+    let mut fourth = WireNode::new(dir.path(), 4, &["--join".to_string(), endpoint.clone()]);
+    fourth.start();
+    nodes.push(fourth);
+    wait_for("node 4 is a member", ELECTION, || {
+        let status = cluster_status(&endpoint)?;
+        let ids: Vec<u64> = status["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
+            .unwrap_or_default();
+        ids.contains(&4)
+            .then_some(())
+            .ok_or(format!("members {ids:?}"))
+    });
+    let removed = nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader && *id != 4)
+        .unwrap();
+    let out = wirectl(&endpoint, &["node", "remove", &removed.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = nodes.iter().position(|n| n.id == removed).unwrap();
+    nodes.remove(index).stop();
+    wirectl_json(&endpoint, &["pipeline", "scale", "b", "--cores", "3"]);
+    wirectl_json(&endpoint, &["pipeline", "pause", "a"]);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let before = dump(&node(&nodes, leader).addr);
+    let members: Vec<u64> = before["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        members.contains(&4) && !members.contains(&removed),
+        "{before}"
+    );
+
+    for node in &mut nodes {
+        node.stop();
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let leader = wait_for_leader(&nodes, ELECTION);
+    for node in &nodes {
+        assert_eq!(
+            dump(&node.addr),
+            before,
+            "node {} after the restart (leader {leader})",
+            node.id
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1);
+    wait_for_leader(&nodes, ELECTION);
+    let at = nodes[0].addr.clone();
+    create(&at, &spec(dir.path(), "good"), &[]);
+    let before = dump(&at);
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: bad\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:0\n    schema: {id: i64}\noperators:\n  - name: f\n    from: rows\n    filter: nope > 1\nsinks:\n  out: {type: stdout, from: f}\n").unwrap();
+    let out = wirectl(&at, &["pipeline", "create", "-f", bad.to_str().unwrap()]);
+    fails_with(&out, 1, &format!("{}:10:", bad.display()));
+    let check = std::process::Command::new(wire_bin())
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let local = String::from_utf8_lossy(&check.stderr);
+    let remote = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        local.trim(),
+        remote.trim(),
+        "the server checks exactly as `wire check`"
+    );
+
+    let good = spec(dir.path(), "good");
+    fails_with(
+        &wirectl(&at, &["pipeline", "create", "-f", good.to_str().unwrap()]),
+        1,
+        "already exists",
+    );
+    fails_with(
+        &wirectl(&at, &["pipeline", "get", "nope"]),
+        1,
+        "pipeline `nope` not found",
+    );
+    fails_with(
+        &wirectl(&at, &["pipeline", "pause", "nope"]),
+        1,
+        "not found",
+    );
+    fails_with(
+        &wirectl(&at, &["pipeline", "delete", "nope"]),
+        1,
+        "not found",
+    );
+    fails_with(
+        &wirectl(&at, &["checkpoint", "list", "nope"]),
+        1,
+        "not found",
+    );
+    fails_with(
+        &wirectl(&at, &["checkpoint", "trigger", "good"]),
+        1,
+        "not running",
+    );
+    fails_with(
+        &wirectl(&at, &["pipeline", "scale", "good", "--cores", "0"]),
+        1,
+        "cores",
+    );
+    fails_with(
+        &wirectl(&at, &["node", "add", "1", "127.0.0.1:1"]),
+        1,
+        "already in use",
+    );
+    fails_with(
+        &wirectl(&at, &["node", "add", "9", "nohost"]),
+        1,
+        "not HOST:PORT",
+    );
+    fails_with(&wirectl(&at, &["node", "remove", "7"]), 1, "not a member");
+    fails_with(&wirectl(&at, &["pipeline", "frobnicate"]), 2, "frobnicate");
+    fails_with(
+        &wirectl(&at, &["-o", "yaml", "pipeline", "list"]),
+        2,
+        "yaml",
+    );
+    let port = wire_tests::cluster::free_port();
+    let nobody = format!("127.0.0.1:{port}");
+    fails_with(
+        &wirectl(&nobody, &["cluster", "status"]),
+        1,
+        &format!("cannot reach {nobody}: connection refused; is `wire start` running?"),
+    );
+    assert_eq!(dump(&at), before, "a refused request changed the metadata");
+}
+
+#[test]
+fn bad_node_settings_are_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "node-id = 1\ndata-dir = \"d\"\nlisten-on = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(wire_bin())
+        .args(["start", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        2,
+        &format!("{}:3:1: key `listen-on`", config.display()),
+    );
+    std::fs::write(&config, "node-id = -1\n").unwrap();
+    let out = std::process::Command::new(wire_bin())
+        .args(["start", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        2,
+        &format!("{}:1:11: key `node-id`", config.display()),
+    );
+    let out = std::process::Command::new(wire_bin())
+        .args([
+            "start",
+            "--node-id",
+            "3",
+            "--data-dir",
+            "d",
+            "--initial-cluster",
+            "1=127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "node 3 (this node's id) is not in");
+}
+
+#[test]
+fn a_backup_restores_into_wiped_data_dirs() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    create(
+        &endpoint,
+        &spec(dir.path(), "one"),
+        &["--checkpoint-interval", "1s"],
+    );
+    create(&endpoint, &spec(dir.path(), "two"), &[]);
+    wirectl_json(&endpoint, &["pipeline", "stop", "two"]);
+    let before = dump(&endpoint);
+    let backup = dir.path().join("meta.backup");
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().addr.clone();
+    wirectl_json(
+        &follower,
+        &["backup", "create", "--out", backup.to_str().unwrap()],
+    );
+
+    for node in &mut nodes {
+        node.stop();
+        std::fs::remove_dir_all(&node.data_dir).unwrap();
+    }
+    for node in &nodes {
+        let out = wirectl(
+            &node.addr,
+            &[
+                "backup",
+                "restore",
+                backup.to_str().unwrap(),
+                "--data-dir",
+                node.data_dir.to_str().unwrap(),
+                "--node-id",
+                &node.id.to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let leader = wait_for_leader(&nodes, ELECTION);
+    assert_eq!(dump(&node(&nodes, leader).addr), before);
+    // The restored cluster takes writes.
+    create(&node(&nodes, leader).addr, &spec(dir.path(), "three"), &[]);
+}
