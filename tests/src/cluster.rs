@@ -240,16 +240,23 @@ pub fn cluster_status(endpoint: &str) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|err| err.to_string())
 }
 
-/// Waits until every running node in `nodes` names the same leader among `nodes`; returns it.
+/// Waits until every running node in `nodes` names the same leader, itself a running node of
+/// `nodes`; returns its id.
 pub fn wait_for_leader(nodes: &[WireNode], timeout: Duration) -> u64 {
-    wait_for("one leader all running nodes agree on", timeout, || {
+    let running: Vec<&WireNode> = nodes.iter().filter(|n| n.is_running()).collect();
+    wait_for("one running leader all running nodes agree on", timeout, || {
         let mut leaders = Vec::new();
-        for node in nodes.iter().filter(|n| n.is_running()) {
+        for node in &running {
             let status = cluster_status(&node.addr)?;
             leaders.push(status["leader_id"].as_u64().unwrap_or(0));
         }
         match leaders.first() {
-            Some(&leader) if leader != 0 && leaders.iter().all(|l| *l == leader) => Ok(leader),
+            Some(&leader)
+                if running.iter().any(|n| n.id == leader)
+                    && leaders.iter().all(|l| *l == leader) =>
+            {
+                Ok(leader)
+            }
             _ => Err(format!("leaders seen: {leaders:?}")),
         }
     })
