@@ -244,20 +244,24 @@ pub fn cluster_status(endpoint: &str) -> Result<serde_json::Value, String> {
 /// `nodes`; returns its id.
 pub fn wait_for_leader(nodes: &[WireNode], timeout: Duration) -> u64 {
     let running: Vec<&WireNode> = nodes.iter().filter(|n| n.is_running()).collect();
-    wait_for("one running leader all running nodes agree on", timeout, || {
-        let mut leaders = Vec::new();
-        for node in &running {
-            let status = cluster_status(&node.addr)?;
-            leaders.push(status["leader_id"].as_u64().unwrap_or(0));
-        }
-        match leaders.first() {
-            Some(&leader)
-                if running.iter().any(|n| n.id == leader)
-                    && leaders.iter().all(|l| *l == leader) =>
-            {
-                Ok(leader)
+    wait_for(
+        "one running leader all running nodes agree on",
+        timeout,
+        || {
+            let mut leaders = Vec::new();
+            for node in &running {
+                let status = cluster_status(&node.addr)?;
+                leaders.push(status["leader_id"].as_u64().unwrap_or(0));
             }
-            _ => Err(format!("leaders seen: {leaders:?}")),
-        }
-    })
+            match leaders.first() {
+                Some(&leader)
+                    if running.iter().any(|n| n.id == leader)
+                        && leaders.iter().all(|l| *l == leader) =>
+                {
+                    Ok(leader)
+                }
+                _ => Err(format!("leaders seen: {leaders:?}")),
+            }
+        },
+    )
 }

@@ -87,6 +87,24 @@ fn node<'a>(nodes: &'a [WireNode], id: u64) -> &'a WireNode {
     nodes.iter().find(|n| n.id == id).expect("node id")
 }
 
+/// Waits until the node at `addr` has applied what the node at `reference` had committed.
+fn caught_up(addr: &str, reference: &str) {
+    let commit = wirectl_json(reference, &["cluster", "status"])["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for(
+        &format!("{addr} applies up to index {commit}"),
+        ELECTION,
+        || {
+            let status = cluster_status(addr)?;
+            match status["applied_index"].as_u64() {
+                Some(applied) if applied >= commit => Ok(()),
+                other => Err(format!("applied {other:?} < {commit}")),
+            }
+        },
+    );
+}
+
 fn fails_with(out: &std::process::Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
@@ -148,22 +166,9 @@ fn three_nodes_elect_a_leader_and_survive_its_sigkill() {
 
     // A write while it is down, then it restarts and catches up.
     create(&survivor, &spec(dir.path(), "views"), &[]);
-    let commit = wirectl_json(&survivor, &["cluster", "status"])["commit_index"]
-        .as_u64()
-        .unwrap();
     nodes[index].start();
     let restarted = nodes[index].addr.clone();
-    wait_for(
-        "the restarted node applies the writes it missed",
-        ELECTION,
-        || {
-            let status = cluster_status(&restarted)?;
-            match status["applied_index"].as_u64() {
-                Some(applied) if applied >= commit => Ok(()),
-                other => Err(format!("applied {other:?} < {commit}")),
-            }
-        },
-    );
+    caught_up(&restarted, &survivor);
     assert_eq!(dump(&restarted), dump(&survivor));
 }
 
@@ -190,6 +195,7 @@ fn membership_changes_survive_a_full_restart() {
             .then_some(())
             .ok_or(format!("members {ids:?}"))
     });
+    caught_up(&nodes[3].addr, &endpoint);
     let removed = nodes
         .iter()
         .map(|n| n.id)
