@@ -32,7 +32,7 @@ pub use forward::FORWARDED;
 /// Calls `$method` on the leader with `$message` as a forwarded request.
 macro_rules! forward {
     ($leader:expr, $method:ident, $message:expr) => {{
-        let mut leader: Leader = $leader;
+        let mut leader = $leader;
         let request = leader.request($message);
         let answer = leader.client.$method(request).await;
         leader.answer(answer)
@@ -51,7 +51,7 @@ enum Route<T> {
     /// Here, with this result.
     Here(T),
     /// By the leader.
-    Leader(Leader),
+    Leader(Box<Leader>),
 }
 
 impl AdminServer {
@@ -74,7 +74,9 @@ impl AdminServer {
     async fn state(&self, forwarded: bool) -> Result<Route<MetaState>, Status> {
         match self.meta.read(true).await {
             Ok(state) => Ok(Route::Here(state)),
-            Err(err) => Ok(Route::Leader(self.not_here(err, forwarded).await?)),
+            Err(err) => Ok(Route::Leader(Box::new(
+                self.not_here(err, forwarded).await?,
+            ))),
         }
     }
 
@@ -82,7 +84,9 @@ impl AdminServer {
     async fn propose(&self, command: MetaCommand, forwarded: bool) -> Result<Route<()>, Status> {
         match self.meta.propose(command).await {
             Ok(_) => Ok(Route::Here(())),
-            Err(err) => Ok(Route::Leader(self.not_here(err, forwarded).await?)),
+            Err(err) => Ok(Route::Leader(Box::new(
+                self.not_here(err, forwarded).await?,
+            ))),
         }
     }
 
@@ -105,9 +109,9 @@ impl AdminServer {
             .map_err(|err| convert::status(&err))?;
         if status.leader != Some(self.node_id) {
             let leader = status.leader.zip(status.leader_addr);
-            return Ok(Route::Leader(
+            return Ok(Route::Leader(Box::new(
                 forward::leader(self.node_id, leader, forwarded).await?,
-            ));
+            )));
         }
         self.state(forwarded).await
     }
@@ -151,7 +155,7 @@ impl AdminServer {
 }
 
 async fn forward_desired(
-    leader: Leader,
+    leader: Box<Leader>,
     name: String,
     desired: DesiredState,
 ) -> Result<Response<Pipeline>, Status> {

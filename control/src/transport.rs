@@ -7,6 +7,7 @@
 //! blocks the raft actor, and a full queue drops the message (raft retransmits what matters).
 //! Runs on the process's tokio runtime.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,33 +183,34 @@ impl GrpcTransport {
         // Lock order everywhere: addresses, then queues.
         let address = lock(&self.inner.addresses).get(&to).cloned();
         let mut queues = lock(&self.inner.queues);
-        if !queues.contains_key(&to) {
-            let Some(address) = address else {
-                tracing::debug!(
-                    peer = to,
-                    "raft message for a node with no known address dropped"
-                );
-                return;
-            };
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            let peer = Peer {
-                from: self.inner.node_id,
-                from_address: self.inner.advertise.clone(),
-                to,
-                address,
-            };
-            self.inner.runtime.spawn(peer.run(rx));
-            queues.insert(to, tx);
-        }
-        if let Some(queue) = queues.get(&to) {
-            match queue.try_send(message) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::debug!(peer = to, "raft queue full, message dropped");
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    queues.remove(&to);
-                }
+        let queue = match queues.entry(to) {
+            Entry::Occupied(queue) => queue.into_mut(),
+            Entry::Vacant(slot) => {
+                let Some(address) = address else {
+                    tracing::debug!(
+                        peer = to,
+                        "raft message for a node with no known address dropped"
+                    );
+                    return;
+                };
+                let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                let peer = Peer {
+                    from: self.inner.node_id,
+                    from_address: self.inner.advertise.clone(),
+                    to,
+                    address,
+                };
+                self.inner.runtime.spawn(peer.run(rx));
+                slot.insert(tx)
+            }
+        };
+        match queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(peer = to, "raft queue full, message dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                queues.remove(&to);
             }
         }
     }

@@ -83,7 +83,7 @@ fn dump(endpoint: &str) -> Value {
     json!({"list": list, "pipelines": pipelines, "members": members})
 }
 
-fn node<'a>(nodes: &'a [WireNode], id: u64) -> &'a WireNode {
+fn node(nodes: &[WireNode], id: u64) -> &WireNode {
     nodes.iter().find(|n| n.id == id).expect("node id")
 }
 
