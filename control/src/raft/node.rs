@@ -31,8 +31,12 @@ pub enum Bootstrap {
 pub struct MetaNodeConfig {
     /// This node's id (non-zero).
     pub id: u64,
-    /// Ticks without a leader before an election (randomised in `[n, 2n)`).
+    /// Ticks without a leader before an election (randomised in `[n, max)`).
     pub election_tick: usize,
+    /// The randomised election timeout's exclusive bound; 0 means `2 * election_tick`. The
+    /// simulation sets `election_tick + 1` (no randomness inside raft-rs, whose draw is not
+    /// seedable) and draws `election_tick` per node from its own seeded generator.
+    pub election_tick_max: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_tick: usize,
     /// Take a snapshot and drop the log prefix once this many entries were applied after the
@@ -46,6 +50,7 @@ impl MetaNodeConfig {
         MetaNodeConfig {
             id,
             election_tick: 10,
+            election_tick_max: 0,
             heartbeat_tick: 2,
             compact_after_entries: 10_000,
         }
@@ -169,6 +174,8 @@ impl<D: Disk> MetaNode<D> {
         let raft_config = Config {
             id: config.id,
             election_tick: config.election_tick,
+            min_election_tick: config.election_tick,
+            max_election_tick: config.election_tick_max,
             heartbeat_tick: config.heartbeat_tick,
             applied,
             check_quorum: true,
