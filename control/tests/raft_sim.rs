@@ -592,7 +592,7 @@ fn seeds() -> Vec<u64> {
 }
 
 /// Seeds per plain `cargo test` run (about a minute on the 2-CPU CI machine).
-const DEFAULT_SEEDS: u64 = 100;
+const DEFAULT_SEEDS: u64 = 500;
 
 #[test]
 fn raft_sim() {
