@@ -146,6 +146,8 @@ pub struct MetaNode<D: Disk> {
     state: MetaState,
     applied: u64,
     compact_after_entries: u64,
+    /// Set when an added voter must be able to start from a snapshot that includes it.
+    compact_requested: bool,
     pending_reads: Vec<(u64, RequestId)>,
 }
 
@@ -191,6 +193,7 @@ impl<D: Disk> MetaNode<D> {
             state,
             applied,
             compact_after_entries: config.compact_after_entries.max(1),
+            compact_requested: false,
             pending_reads: Vec::new(),
         })
     }

@@ -152,6 +152,9 @@ impl<D: Disk> MetaNode<D> {
             Err(err) => return Ok(Err(err.into())),
         };
         self.raw.mut_store().set_conf_state(&cs)?;
+        // raft-rs refuses a snapshot whose voters do not include the receiver, so a node that
+        // joins empty needs a snapshot taken after its addition: take one right after this step.
+        self.compact_requested |= cc.get_change_type() == ConfChangeType::AddNode;
         if self.is_leader() && !cs.voters.contains(&self.id()) {
             // raft-rs keeps a removed leader leading (and then panics looking up its own
             // progress); step down so the remaining voters elect a new leader.
@@ -172,7 +175,9 @@ impl<D: Disk> MetaNode<D> {
 
     fn maybe_compact(&mut self) -> Result<(), MetaError> {
         let snap_index = self.raw.store().snapshot_ref().get_metadata().index;
-        if self.applied >= snap_index + self.compact_after_entries {
+        if std::mem::take(&mut self.compact_requested)
+            || self.applied >= snap_index + self.compact_after_entries
+        {
             self.compact()?;
         }
         Ok(())
