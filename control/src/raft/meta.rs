@@ -691,7 +691,7 @@ impl MetaState {
                 return Err(r.error("node id", "duplicate node"));
             }
         }
-        for _ in 0..r.count("pipelines", 40)? {
+        for _ in 0..r.count("pipelines", 30)? {
             let name = r.string("pipeline name")?;
             let p = decode_pipeline(&mut r)?;
             if state.pipelines.insert(name, p).is_some() {

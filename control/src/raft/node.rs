@@ -31,8 +31,12 @@ pub enum Bootstrap {
 pub struct MetaNodeConfig {
     /// This node's id (non-zero).
     pub id: u64,
-    /// Ticks without a leader before an election (randomised in `[n, 2n)`).
+    /// Ticks without a leader before an election (randomised in `[n, max)`).
     pub election_tick: usize,
+    /// The randomised election timeout's exclusive bound; 0 means `2 * election_tick`. The
+    /// simulation sets `election_tick + 1` (no randomness inside raft-rs, whose draw is not
+    /// seedable) and draws `election_tick` per node from its own seeded generator.
+    pub election_tick_max: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_tick: usize,
     /// Take a snapshot and drop the log prefix once this many entries were applied after the
@@ -46,6 +50,7 @@ impl MetaNodeConfig {
         MetaNodeConfig {
             id,
             election_tick: 10,
+            election_tick_max: 0,
             heartbeat_tick: 2,
             compact_after_entries: 10_000,
         }
@@ -141,6 +146,8 @@ pub struct MetaNode<D: Disk> {
     state: MetaState,
     applied: u64,
     compact_after_entries: u64,
+    /// Set when an added voter must be able to start from a snapshot that includes it.
+    compact_requested: bool,
     pending_reads: Vec<(u64, RequestId)>,
 }
 
@@ -169,6 +176,8 @@ impl<D: Disk> MetaNode<D> {
         let raft_config = Config {
             id: config.id,
             election_tick: config.election_tick,
+            min_election_tick: config.election_tick,
+            max_election_tick: config.election_tick_max,
             heartbeat_tick: config.heartbeat_tick,
             applied,
             check_quorum: true,
@@ -184,6 +193,7 @@ impl<D: Disk> MetaNode<D> {
             state,
             applied,
             compact_after_entries: config.compact_after_entries.max(1),
+            compact_requested: false,
             pending_reads: Vec::new(),
         })
     }

@@ -1,8 +1,8 @@
 //! The ready/advance step of [`MetaNode`]: persist, sync, send, apply; plus compaction,
 //! status and backups.
 
-use ::raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Snapshot};
-use ::raft::{StateRole, Storage as _};
+use ::raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, MessageType, Snapshot};
+use ::raft::{SnapshotStatus, StateRole, Storage as _};
 use protobuf::Message as _;
 
 use super::{conf_state_of, AppliedEntry, MemberStatus, MetaNode, MetaReady, MetaStatus, Role};
@@ -61,6 +61,13 @@ impl<D: Disk> MetaNode<D> {
         out.messages.extend(light.take_messages());
         self.apply_entries(light.take_committed_entries(), out)?;
         self.raw.advance_apply_to(self.applied);
+        // The leader waits for a report on every snapshot it sends. Reporting "finished" as it
+        // leaves lets it probe the follower again: a lost snapshot is simply sent again.
+        for m in &out.messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.raw.report_snapshot(m.to, SnapshotStatus::Finish);
+            }
+        }
         Ok(())
     }
 
@@ -145,6 +152,15 @@ impl<D: Disk> MetaNode<D> {
             Err(err) => return Ok(Err(err.into())),
         };
         self.raw.mut_store().set_conf_state(&cs)?;
+        // raft-rs refuses a snapshot whose voters do not include the receiver, so a node that
+        // joins empty needs a snapshot taken after its addition: take one right after this step.
+        self.compact_requested |= cc.get_change_type() == ConfChangeType::AddNode;
+        if self.is_leader() && !cs.voters.contains(&self.id()) {
+            // raft-rs keeps a removed leader leading (and then panics looking up its own
+            // progress); step down so the remaining voters elect a new leader.
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, ::raft::INVALID_ID);
+        }
         Ok(self.state.apply(e.index, &cmd))
     }
 
@@ -159,7 +175,9 @@ impl<D: Disk> MetaNode<D> {
 
     fn maybe_compact(&mut self) -> Result<(), MetaError> {
         let snap_index = self.raw.store().snapshot_ref().get_metadata().index;
-        if self.applied >= snap_index + self.compact_after_entries {
+        if std::mem::take(&mut self.compact_requested)
+            || self.applied >= snap_index + self.compact_after_entries
+        {
             self.compact()?;
         }
         Ok(())
