@@ -177,12 +177,19 @@ async fn join(
     Ok(())
 }
 
+/// The innermost cause of `err`, in lower case without the `(os error N)` suffix.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = err;
     while let Some(source) = inner.source() {
         inner = source;
     }
-    inner.to_string()
+    let text = inner.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

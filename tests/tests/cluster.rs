@@ -105,6 +105,19 @@ fn caught_up(addr: &str, reference: &str) {
     );
 }
 
+/// `wire start --node-id ID --join TARGET` on a fresh data directory, run to its exit (it
+/// exits when the join fails; bounded by the join timeout).
+fn join_once(dir: &Path, id: u64, target: &str) -> std::process::Output {
+    let listen = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    std::process::Command::new(wire_bin())
+        .args(["start", "--node-id", &id.to_string(), "--listen", &listen])
+        .arg("--data-dir")
+        .arg(dir.join(format!("joiner-{id}")))
+        .args(["--join", target])
+        .output()
+        .unwrap()
+}
+
 fn fails_with(out: &std::process::Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
@@ -315,6 +328,9 @@ fn bad_requests_are_refused_and_change_nothing() {
         "not HOST:PORT",
     );
     fails_with(&wirectl(&at, &["node", "remove", "7"]), 1, "not a member");
+    // A node that asks to join with an id in use is refused, and exits 1.
+    let joiner = join_once(dir.path(), 1, &at);
+    fails_with(&joiner, 1, "node id 1 is already in use");
     fails_with(&wirectl(&at, &["pipeline", "frobnicate"]), 2, "frobnicate");
     fails_with(
         &wirectl(&at, &["-o", "yaml", "pipeline", "list"]),
@@ -373,6 +389,9 @@ fn bad_node_settings_are_refused() {
         .output()
         .unwrap();
     fails_with(&out, 2, "node 3 (this node's id) is not in");
+    let nobody = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    let out = join_once(dir.path(), 5, &nobody);
+    fails_with(&out, 1, &format!("cannot join the cluster via {nobody}"));
 }
 
 #[test]
