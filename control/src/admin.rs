@@ -183,6 +183,11 @@ fn check_transition(
     if pipeline.desired == desired {
         return Ok(());
     }
+    check_live(name, pipeline)
+}
+
+/// A pipeline that ended or was stopped takes no more requests but `delete`.
+fn check_live(name: &str, pipeline: &crate::raft::PipelineMeta) -> Result<(), Status> {
     if matches!(pipeline.actual, ActualState::Finished | ActualState::Failed) {
         return Err(Status::failed_precondition(format!(
             "pipeline `{name}` has {}; delete it and create it again",
@@ -192,11 +197,6 @@ fn check_transition(
     if pipeline.desired == DesiredState::Stopped {
         return Err(Status::failed_precondition(format!(
             "pipeline `{name}` was stopped; delete it and create it again"
-        )));
-    }
-    if desired == DesiredState::Running && pipeline.desired != DesiredState::Paused {
-        return Err(Status::failed_precondition(format!(
-            "pipeline `{name}` is not paused"
         )));
     }
     Ok(())
@@ -420,13 +420,7 @@ impl AdminService for AdminServer {
             Route::Leader(leader) => return forward!(leader, scale_pipeline, message),
         };
         let pipeline = find(&state, &message.name)?;
-        check_transition(&message.name, pipeline, pipeline.desired)?;
-        if pipeline.desired == DesiredState::Stopped {
-            return Err(Status::failed_precondition(format!(
-                "pipeline `{}` was stopped; delete it and create it again",
-                message.name
-            )));
-        }
+        check_live(&message.name, pipeline)?;
         let mut options = pipeline.options.clone();
         options.cores = Some(message.cores);
         let command = MetaCommand::UpdatePipeline {

@@ -262,11 +262,67 @@ fn bad_requests_are_refused_and_change_nothing() {
     wait_for_leader(&nodes, ELECTION);
     let at = nodes[0].addr.clone();
     create(&at, &spec(dir.path(), "good"), &[]);
+    create(&at, &spec(dir.path(), "stopped"), &[]);
+    wirectl_json(&at, &["pipeline", "stop", "stopped"]);
     let before = dump(&at);
 
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "name: bad\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:0\n    schema: {id: i64}\noperators:\n  - name: f\n    from: rows\n    filter: nope > 1\nsinks:\n  out: {type: stdout, from: f}\n").unwrap();
-    let out = wirectl(&at, &["pipeline", "create", "-f", bad.to_str().unwrap()]);
+    bad_spec_is_refused_as_wire_check_refuses_it(dir.path(), &at);
+    let good = spec(dir.path(), "good");
+    let refused: &[(&[&str], i32, &str)] = &[
+        (
+            &["pipeline", "create", "-f", good.to_str().unwrap()],
+            1,
+            "already exists",
+        ),
+        (&["pipeline", "get", "nope"], 1, "pipeline `nope` not found"),
+        (&["pipeline", "pause", "nope"], 1, "not found"),
+        (&["pipeline", "delete", "nope"], 1, "not found"),
+        (&["checkpoint", "list", "nope"], 1, "not found"),
+        (&["checkpoint", "trigger", "good"], 1, "not running"),
+        (
+            &["savepoint", "create", "good", "--dir", "/tmp/sp"],
+            1,
+            "not running",
+        ),
+        (&["pipeline", "scale", "good", "--cores", "0"], 1, "cores"),
+        (
+            &["pipeline", "scale", "stopped", "--cores", "2"],
+            1,
+            "was stopped",
+        ),
+        (&["pipeline", "resume", "stopped"], 1, "was stopped"),
+        (&["node", "add", "1", "127.0.0.1:1"], 1, "already in use"),
+        (&["node", "add", "9", "nohost"], 1, "not HOST:PORT"),
+        (&["node", "remove", "7"], 1, "not a member"),
+        (&["node", "remove", "1"], 1, "only member"),
+        (&["pipeline", "frobnicate"], 2, "frobnicate"),
+        (&["-o", "yaml", "pipeline", "list"], 2, "yaml"),
+    ];
+    for (args, code, needle) in refused {
+        let out = wirectl(&at, args);
+        assert_eq!(out.status.code(), Some(*code), "wirectl {args:?}");
+        fails_with(&out, *code, needle);
+    }
+    // A node that asks to join with an id in use is refused, and exits 1.
+    let joiner = join_once(dir.path(), 1, &at);
+    fails_with(&joiner, 1, "node id 1 is already in use");
+    let nobody = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    fails_with(
+        &wirectl(&nobody, &["cluster", "status"]),
+        1,
+        &format!("cannot reach {nobody}: connection refused; is `wire start` running?"),
+    );
+    assert_eq!(dump(&at), before, "a refused request changed the metadata");
+}
+
+/// A spec that fails the check is refused with `wire check`'s very message.
+fn bad_spec_is_refused_as_wire_check_refuses_it(dir: &Path, at: &str) {
+    let bad = dir.join("bad.yaml");
+    let yaml = "name: bad\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:0\n    \
+                schema: {id: i64}\noperators:\n  - name: f\n    from: rows\n    \
+                filter: nope > 1\nsinks:\n  out: {type: stdout, from: f}\n";
+    std::fs::write(&bad, yaml).unwrap();
+    let out = wirectl(at, &["pipeline", "create", "-f", bad.to_str().unwrap()]);
     fails_with(&out, 1, &format!("{}:10:", bad.display()));
     let check = std::process::Command::new(wire_bin())
         .arg("check")
@@ -278,73 +334,8 @@ fn bad_requests_are_refused_and_change_nothing() {
     assert_eq!(
         local.trim(),
         remote.trim(),
-        "the server checks exactly as `wire check`"
+        "the server checks as `wire check`"
     );
-
-    let good = spec(dir.path(), "good");
-    fails_with(
-        &wirectl(&at, &["pipeline", "create", "-f", good.to_str().unwrap()]),
-        1,
-        "already exists",
-    );
-    fails_with(
-        &wirectl(&at, &["pipeline", "get", "nope"]),
-        1,
-        "pipeline `nope` not found",
-    );
-    fails_with(
-        &wirectl(&at, &["pipeline", "pause", "nope"]),
-        1,
-        "not found",
-    );
-    fails_with(
-        &wirectl(&at, &["pipeline", "delete", "nope"]),
-        1,
-        "not found",
-    );
-    fails_with(
-        &wirectl(&at, &["checkpoint", "list", "nope"]),
-        1,
-        "not found",
-    );
-    fails_with(
-        &wirectl(&at, &["checkpoint", "trigger", "good"]),
-        1,
-        "not running",
-    );
-    fails_with(
-        &wirectl(&at, &["pipeline", "scale", "good", "--cores", "0"]),
-        1,
-        "cores",
-    );
-    fails_with(
-        &wirectl(&at, &["node", "add", "1", "127.0.0.1:1"]),
-        1,
-        "already in use",
-    );
-    fails_with(
-        &wirectl(&at, &["node", "add", "9", "nohost"]),
-        1,
-        "not HOST:PORT",
-    );
-    fails_with(&wirectl(&at, &["node", "remove", "7"]), 1, "not a member");
-    // A node that asks to join with an id in use is refused, and exits 1.
-    let joiner = join_once(dir.path(), 1, &at);
-    fails_with(&joiner, 1, "node id 1 is already in use");
-    fails_with(&wirectl(&at, &["pipeline", "frobnicate"]), 2, "frobnicate");
-    fails_with(
-        &wirectl(&at, &["-o", "yaml", "pipeline", "list"]),
-        2,
-        "yaml",
-    );
-    let port = wire_tests::cluster::free_port();
-    let nobody = format!("127.0.0.1:{port}");
-    fails_with(
-        &wirectl(&nobody, &["cluster", "status"]),
-        1,
-        &format!("cannot reach {nobody}: connection refused; is `wire start` running?"),
-    );
-    assert_eq!(dump(&at), before, "a refused request changed the metadata");
 }
 
 #[test]
