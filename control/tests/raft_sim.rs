@@ -209,7 +209,7 @@ impl Sim {
     fn step(&mut self) -> Result<(), String> {
         self.now += 1;
         for id in self.up() {
-            if (self.now + self.nodes[&id].tick_offset) % TICK == 0 {
+            if (self.now + self.nodes[&id].tick_offset).is_multiple_of(TICK) {
                 self.node_mut(id).tick();
             }
         }
@@ -492,7 +492,7 @@ impl Sim {
         }
         for _ in 0..HEAL_STEPS {
             self.step()?;
-            if self.now % TICK == 0 && self.converged() {
+            if self.now.is_multiple_of(TICK) && self.converged() {
                 return self.check_acked();
             }
         }
@@ -567,7 +567,7 @@ impl Sim {
 
 /// Runs one seed; returns the number of applied entries in the final history.
 fn run_seed(seed: u64) -> Result<(usize, u64), String> {
-    let founders = if seed % 2 == 0 { 3 } else { 5 };
+    let founders = if seed.is_multiple_of(2) { 3 } else { 5 };
     let mut sim = Sim::new(seed, founders, 4 + seed % 13);
     let result = (|| {
         for _ in 0..FAULT_STEPS {

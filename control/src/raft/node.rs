@@ -350,8 +350,10 @@ fn founding_snapshot(id: u64, members: &[(u64, String)]) -> Result<Snapshot, Met
         });
     }
     let voters: Vec<u64> = state.nodes.keys().copied().collect();
-    let mut snap = Snapshot::default();
-    snap.data = state.encode().into();
+    let mut snap = Snapshot {
+        data: state.encode().into(),
+        ..Default::default()
+    };
     let meta = snap.mut_metadata();
     meta.index = 1;
     meta.term = 1;

@@ -345,13 +345,16 @@ fn load_snapshot<D: Disk>(disk: &mut D) -> Result<Snapshot, StorageError> {
     Snapshot::parse_from_bytes(records[0].2).map_err(|_| corrupt("bad snapshot"))
 }
 
+/// A record's offset in its file, kind and payload.
+type Record<'a> = (usize, u8, &'a [u8]);
+
 /// Splits `bytes` into `(offset, kind, payload)` records. Returns the records and the length of
 /// the valid prefix: a bad record at the very end (torn write) ends the prefix; a bad record
 /// followed by more bytes is corruption.
 fn parse_records<'a>(
     bytes: &'a [u8],
     file: &str,
-) -> Result<(Vec<(usize, u8, &'a [u8])>, usize), StorageError> {
+) -> Result<(Vec<Record<'a>>, usize), StorageError> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {

@@ -198,8 +198,10 @@ impl<D: Disk> MetaNode<D> {
         if self.applied <= current.get_metadata().index {
             return Ok(current.clone());
         }
-        let mut snap = Snapshot::default();
-        snap.data = self.state.encode().into();
+        let mut snap = Snapshot {
+            data: self.state.encode().into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = self.applied;
         meta.term = store.term(self.applied)?;

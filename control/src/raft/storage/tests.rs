@@ -5,19 +5,21 @@ use super::*;
 use crate::raft::disk::{FsDisk, MemDisk};
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = format!("entry {index}").into_bytes().into();
-    e
+    Entry {
+        index,
+        term,
+        data: format!("entry {index}").into_bytes().into(),
+        ..Default::default()
+    }
 }
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.vote = vote;
-    hs.commit = commit;
-    hs
+    HardState {
+        term,
+        vote,
+        commit,
+        ..Default::default()
+    }
 }
 
 fn indexes<D: Disk>(s: &RaftStorage<D>) -> Vec<(u64, u64)> {
@@ -101,8 +103,10 @@ fn compaction_keeps_the_suffix_and_survives_restart() {
     s.append(&entries).unwrap();
     s.set_hard_state(&hard_state(1, 1, 10)).unwrap();
     s.sync().unwrap();
-    let mut snap = Snapshot::default();
-    snap.data = b"state at 6".to_vec().into();
+    let mut snap = Snapshot {
+        data: b"state at 6".to_vec().into(),
+        ..Default::default()
+    };
     snap.mut_metadata().index = 6;
     snap.mut_metadata().term = 1;
     s.compact(&snap).unwrap();
