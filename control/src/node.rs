@@ -106,15 +106,23 @@ async fn grpc(
     transport: GrpcTransport,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|err| format!("server reflection: {err}"))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
         .add_service(AdminServer::service(id, meta.clone(), transport.clone()))
         .add_service(RaftServer::service(id, meta, transport))
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, async {
             let _ = stop.await;
         })
