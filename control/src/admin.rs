@@ -17,11 +17,11 @@ use tonic::{Request, Response, Status};
 use crate::node::config::check_host_port;
 use crate::proto::admin::admin_service_server::{AdminService, AdminServiceServer};
 use crate::proto::admin::{
-    AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse,
-    CreateBackupRequest, CreateBackupResponse, CreatePipelineRequest, CreateSavepointRequest,
-    CreateSavepointResponse, DeletePipelineResponse, ListCheckpointsResponse, ListPipelinesRequest,
-    ListPipelinesResponse, Pipeline, PipelineRef, RemoveNodeRequest, RemoveNodeResponse,
-    ScalePipelineRequest, TriggerCheckpointResponse,
+    AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse, CompactRequest,
+    CompactResponse, CreateBackupRequest, CreateBackupResponse, CreatePipelineRequest,
+    CreateSavepointRequest, CreateSavepointResponse, DeletePipelineResponse,
+    ListCheckpointsResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
+    RemoveNodeRequest, RemoveNodeResponse, ScalePipelineRequest, TriggerCheckpointResponse,
 };
 use crate::raft::{ActualState, DesiredState, MetaCommand, MetaError, MetaHandle, MetaState};
 use crate::transport::GrpcTransport;
@@ -481,6 +481,21 @@ impl AdminService for AdminServer {
         };
         let pipeline = find(&state, &message.name)?;
         Err(not_running(&message.name, pipeline, "savepoint"))
+    }
+
+    async fn compact(
+        &self,
+        _request: Request<CompactRequest>,
+    ) -> Result<Response<CompactResponse>, Status> {
+        let snapshot_index = self
+            .meta
+            .compact()
+            .await
+            .map_err(|err| convert::status(&err))?;
+        Ok(Response::new(CompactResponse {
+            node_id: self.node_id,
+            snapshot_index,
+        }))
     }
 
     async fn create_backup(

@@ -186,6 +186,36 @@ fn three_nodes_elect_a_leader_and_survive_its_sigkill() {
 }
 
 #[test]
+fn a_node_down_past_a_compaction_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    let index = nodes.iter().position(|n| n.id != leader).unwrap();
+    nodes[index].stop();
+    for name in ["p1", "p2", "p3"] {
+        create(&endpoint, &spec(dir.path(), name), &[]);
+    }
+    wirectl_json(&endpoint, &["pipeline", "delete", "p2"]);
+    let compacted = wirectl_json(&endpoint, &["cluster", "compact"]);
+    let message = compacted["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("compacted its raft log"), "{compacted}");
+    nodes[index].start();
+    caught_up(&nodes[index].addr, &endpoint);
+    assert!(
+        nodes[index].log_text().contains("restored snapshot"),
+        "node {} caught up without a snapshot:\n{}",
+        nodes[index].id,
+        nodes[index].log_text()
+    );
+    assert_eq!(dump(&nodes[index].addr), dump(&endpoint));
+}
+
+#[test]
 fn membership_changes_survive_a_full_restart() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();

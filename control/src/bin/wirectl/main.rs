@@ -69,6 +69,8 @@ enum Command {
 enum ClusterCmd {
     /// Leader, term, commit index, and each member with its health and last contact.
     Status,
+    /// Snapshot the metadata on the --endpoint node now and drop its raft log up to it.
+    Compact,
 }
 
 #[derive(Debug, Subcommand)]

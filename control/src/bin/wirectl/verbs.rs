@@ -5,9 +5,9 @@ use std::path::Path;
 use tonic::transport::Channel;
 use wire_control::proto::admin::admin_service_client::AdminServiceClient;
 use wire_control::proto::admin::{
-    AddNodeRequest, ClusterStatusRequest, CreateBackupRequest, CreatePipelineRequest,
-    CreateSavepointRequest, ListPipelinesRequest, PipelineOptions, PipelineRef, RemoveNodeRequest,
-    ScalePipelineRequest,
+    AddNodeRequest, ClusterStatusRequest, CompactRequest, CreateBackupRequest,
+    CreatePipelineRequest, CreateSavepointRequest, ListPipelinesRequest, PipelineOptions,
+    PipelineRef, RemoveNodeRequest, ScalePipelineRequest,
 };
 
 use crate::client::{connect, status_message};
@@ -37,6 +37,15 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
         Command::Cluster(ClusterCmd::Status) => {
             let status = client.cluster_status(ClusterStatusRequest {}).await;
             out.cluster(&status.map_err(failed)?.into_inner());
+            Ok(())
+        }
+        Command::Cluster(ClusterCmd::Compact) => {
+            let answer = client.compact(CompactRequest {}).await.map_err(failed)?;
+            let answer = answer.into_inner();
+            out.done(&format!(
+                "node {} compacted its raft log up to index {}",
+                answer.node_id, answer.snapshot_index
+            ));
             Ok(())
         }
         Command::Node(cmd) => node(&mut client, cmd, &out).await.map_err(failed),
