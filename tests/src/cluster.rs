@@ -141,6 +141,25 @@ impl WireNode {
         }
     }
 
+    /// SIGSTOP: the process stays but neither sends nor answers (cut off from the others).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`WireNode::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("node runs");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {} failed", child.id());
+    }
+
     /// Whether the process runs.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -243,7 +262,15 @@ pub fn cluster_status(endpoint: &str) -> Result<serde_json::Value, String> {
 /// Waits until every running node in `nodes` names the same leader, itself a running node of
 /// `nodes`; returns its id.
 pub fn wait_for_leader(nodes: &[WireNode], timeout: Duration) -> u64 {
-    let running: Vec<&WireNode> = nodes.iter().filter(|n| n.is_running()).collect();
+    wait_for_leader_among(nodes, None, timeout)
+}
+
+/// [`wait_for_leader`] ignoring node `skip` (a frozen one).
+pub fn wait_for_leader_among(nodes: &[WireNode], skip: Option<u64>, timeout: Duration) -> u64 {
+    let running: Vec<&WireNode> = nodes
+        .iter()
+        .filter(|n| n.is_running() && Some(n.id) != skip)
+        .collect();
     wait_for(
         "one running leader all running nodes agree on",
         timeout,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wire_tests::cluster::{
-    cluster_status, start_cluster, wait_for, wait_for_leader, wirectl, wirectl_json, WireNode,
+    cluster_status, start_cluster, wait_for, wait_for_leader, wait_for_leader_among, wirectl,
+    wirectl_json, WireNode,
 };
 use wire_tests::wire_bin;
 
@@ -213,6 +214,45 @@ fn a_node_down_past_a_compaction_catches_up_from_a_snapshot() {
         nodes[index].log_text()
     );
     assert_eq!(dump(&nodes[index].addr), dump(&endpoint));
+}
+
+#[test]
+fn a_frozen_leader_commits_nothing_and_acknowledged_writes_apply_once() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 3);
+    let old = wait_for_leader(&nodes, ELECTION);
+    let old_addr = node(&nodes, old).addr.clone();
+    create(&old_addr, &spec(dir.path(), "x"), &[]);
+    node(&nodes, old).freeze();
+    // Sent to the frozen leader: answered only after it thaws, by then no longer the leader.
+    let stale =
+        std::thread::spawn(move || wirectl(&old_addr, &["pipeline", "scale", "x", "--cores", "9"]));
+    let new = wait_for_leader_among(&nodes, Some(old), ELECTION);
+    assert_ne!(new, old);
+    let new_addr = node(&nodes, new).addr.clone();
+    let mut acked = 0;
+    for cores in 1..=3 {
+        let cores = cores.to_string();
+        wirectl_json(&new_addr, &["pipeline", "scale", "x", "--cores", &cores]);
+        acked += 1;
+    }
+    node(&nodes, old).thaw();
+    let stale = stale.join().unwrap();
+    let stale_acked = stale.status.success();
+    eprintln!("write to the frozen leader: {stale:?}");
+    wait_for_leader(&nodes, ELECTION);
+    for n in &nodes {
+        caught_up(&n.addr, &new_addr);
+    }
+    let x = wirectl_json(&new_addr, &["pipeline", "get", "x"]);
+    let applied = x["version"].as_u64().unwrap() - 1;
+    // Every acknowledged scale applied exactly once; a failed one may or may not have (a
+    // timeout is ambiguous), never twice.
+    assert!(applied >= acked + u64::from(stale_acked), "{x}");
+    assert!(applied <= acked + 1, "{x}");
+    let dumps: Vec<Value> = nodes.iter().map(|n| dump(&n.addr)).collect();
+    assert!(dumps.windows(2).all(|w| w[0] == w[1]), "{dumps:#?}");
 }
 
 #[test]
