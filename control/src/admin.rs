@@ -12,6 +12,8 @@
 mod convert;
 mod forward;
 
+use std::time::Duration;
+
 use tonic::{Request, Response, Status};
 
 use crate::node::config::check_host_port;
@@ -28,6 +30,9 @@ use crate::transport::GrpcTransport;
 use forward::{is_forwarded, Leader};
 
 pub use forward::FORWARDED;
+
+/// How long a write reaching a node that knows no leader waits for one to be elected.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// Calls `$method` on the leader with `$message` as a forwarded request.
 macro_rules! forward {
@@ -93,11 +98,34 @@ impl AdminServer {
     /// The leader for a `NotLeader` error; any other error as its status.
     async fn not_here(&self, err: MetaError, forwarded: bool) -> Result<Leader, Status> {
         match err {
+            MetaError::NotLeader { leader: None } => {
+                let leader = self.await_leader().await;
+                forward::leader(self.node_id, leader, forwarded).await
+            }
             MetaError::NotLeader { leader } => {
                 forward::leader(self.node_id, leader, forwarded).await
             }
             other => Err(convert::status(&other)),
         }
+    }
+
+    /// Another node once one is elected, within [`LEADER_WAIT`] (an election takes 1 to 2 s);
+    /// `None` when none is, or when this node became the leader (the caller answers
+    /// UNAVAILABLE and the client retries).
+    async fn await_leader(&self) -> Option<(u64, String)> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Ok(status) = self.meta.status().await else {
+                return None;
+            };
+            match status.leader.zip(status.leader_addr) {
+                Some((id, _)) if id == self.node_id => return None,
+                Some(leader) => return Some(leader),
+                None => {}
+            }
+        }
+        None
     }
 
     /// The state on the leader when this node is it; otherwise the leader to forward to.
