@@ -20,7 +20,7 @@ pub struct StartArgs {
     /// Directory for the raft log and snapshots.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Data cores for pipelines (recorded; pipelines do not run on nodes yet).
+    /// Data cores for pipelines (checked, not used yet: pipelines do not run on nodes yet).
     #[arg(long)]
     cores: Option<usize>,
     /// Founding members, the same list on each: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`
