@@ -27,6 +27,9 @@ use crate::message::Message;
 #[derive(Debug)]
 pub struct Checkpointing {
     requested: AtomicU64,
+    /// The last checkpoint id before this run: sources owe barriers for every later one, also
+    /// for those requested before they started.
+    initial: u64,
     /// The checkpoint the requested one may build on (0: none).
     base: AtomicU64,
     completed: AtomicU64,
@@ -109,6 +112,7 @@ impl Checkpointing {
             restoring: AtomicUsize::new(0),
             continuing: None,
             requested: AtomicU64::new(last_id),
+            initial: last_id,
             base: AtomicU64::new(0),
             completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
             retained: AtomicU64::new(0),
@@ -136,6 +140,11 @@ impl Checkpointing {
     pub fn request(&self, id: u64, base: Option<u64>) {
         self.base.store(base.unwrap_or(0), Ordering::Release);
         self.requested.fetch_max(id, Ordering::Release);
+    }
+
+    /// The last checkpoint id before this run (sources send barriers for the later ones).
+    pub(crate) fn initial(&self) -> u64 {
+        self.initial
     }
 
     /// The checkpoint the newest requested one may build on.

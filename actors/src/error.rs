@@ -68,6 +68,9 @@ pub enum Error {
         /// What the lock file says about its holder, if readable.
         holder: Option<String>,
     },
+    /// The core pool cannot take the command (too few cores, or shut down).
+    #[error("core pool: {0}")]
+    Pool(String),
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,

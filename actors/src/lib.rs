@@ -1,7 +1,9 @@
-//! Wire's data plane: one pinned glommio executor per data core, every task of the pipeline
-//! instantiated on every core, bounded queues between them, and counters the caller reads.
+//! Wire's data plane: a pool of pinned glommio executors, one per data core, that live as
+//! long as the process ([`CorePool`]); every task of a deployed pipeline instantiated on every
+//! core it runs on, bounded queues between them, and counters the caller reads.
 //!
-//! [`start`] turns a type-checked [`wire_core::plan::Plan`] into running cores:
+//! [`PoolHandle::deploy`] turns a type-checked [`wire_core::plan::Plan`] into running
+//! instances on the pool's cores, beside other pipelines:
 //!
 //! - the plan is cut into tasks ([`graph::PhysicalGraph`]): a source or an operator with a
 //!   mailbox, plus the stateless operators fused after it ([`chain::Chain`]);
@@ -11,8 +13,8 @@
 //! - every queue is bounded, so a slow sink suspends its producers all the way back to the
 //!   sources (backpressure), and the time spent suspended is counted ([`probe`]).
 //!
-//! The run ends when every source is exhausted (or [`RunOptions::stop`] is set) and every
-//! queue has drained and every sink has flushed.
+//! A pipeline ends when every source is exhausted (or it is cancelled) and every queue has
+//! drained and every sink has flushed; the pool's cores go on.
 #![forbid(unsafe_code)]
 
 pub mod chain;
@@ -24,17 +26,21 @@ pub mod message;
 mod operator;
 mod optimize;
 pub mod outlet;
+mod pipeline;
+pub mod pool;
 pub mod probe;
-mod runtime;
 mod sink;
 mod source;
 mod task;
 
 pub use checkpoint::{Ack, AckContent, Checkpointing};
 pub use error::Error;
+pub use pipeline::{io_memory_for, Deploy, Failure, Notice, WAL_IO_MEMORY_BYTES};
+pub use pipeline::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
+pub use pool::{
+    CorePool, Deployment, Event, EventKind, PipelineId, PoolHandle, PoolOptions, RunReport,
+};
 pub use probe::{Counters, NodeProbe, Role, RunProbe};
-pub use runtime::{start, Failure, Notice, RunOptions, RunReport, Running};
-pub use runtime::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
 pub use sink::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
     PublishedParts, SinkLocks, SINK_LOCK_FILE,

@@ -13,6 +13,7 @@ pub(crate) mod table;
 mod top;
 
 use wire_core::expr::{Datum, Expr};
+use wire_core::key::key_part_eq;
 use wire_core::plan::{Operator, Plan};
 use wire_core::snapshot::{self, Reader};
 use wire_core::state::StateError;
@@ -360,26 +361,15 @@ pub(crate) fn to_value(datum: &Datum<'_>) -> Value {
     }
 }
 
-/// Whether two stored key values are equal, as [`datum_eq`] compares them.
+/// Whether two stored key values are equal: the one key equality, [`key_part_eq`].
 pub(crate) fn value_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0),
-        _ => a == b,
-    }
+    key_part_eq(a.as_ref(), b.as_ref())
 }
 
-/// Whether `datum` equals the stored `value` (same type and value; NULL equals NULL, as keys).
+/// Whether `datum` equals the stored `value` as keys ([`key_part_eq`]: same type and value,
+/// NULL equals NULL, `0.0` equals `-0.0`, every NaN equals every NaN).
 pub(crate) fn datum_eq(datum: &Datum<'_>, value: &Value) -> bool {
-    match (datum, value) {
-        (Datum::Null, Value::Null) => true,
-        (Datum::I64(a), Value::I64(b)) => a == b,
-        (Datum::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0),
-        (Datum::Bool(a), Value::Bool(b)) => a == b,
-        (Datum::Str(a), Value::Str(b)) => a.as_ref() == b.as_str(),
-        (Datum::Bytes(a), Value::Bytes(b)) => a.as_ref() == b.as_slice(),
-        (Datum::Timestamp(a), Value::Timestamp(b)) => a == b,
-        _ => false,
-    }
+    key_part_eq(datum.as_value_ref(), value.as_ref())
 }
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ use wire_core::Batch;
 use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::graph::Head;
 use crate::message::Message;
+use crate::pipeline::CoreCx;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
 use crate::Error;
 use wire_core::format::RowWriter;
 

@@ -6,6 +6,7 @@ pub(crate) mod ingest;
 mod nexmark;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use wire_core::spec::SourceKind;
 use wire_core::Batch;
@@ -18,8 +19,8 @@ use wire_storage::checkpoint::{SourcePosition, SourceState};
 use crate::chain::Chain;
 use crate::checkpoint::{Ack, AckContent};
 use crate::outlet::Outlet;
+use crate::pipeline::CoreCx;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
 use crate::task::now_ms;
 use crate::Error;
 
@@ -33,7 +34,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
     };
     let watermarks =
         time.map(|time| (SourceWatermarks::new(source.watermark, &[], now_ms()), time));
-    let injected = cx.checkpoints.as_ref().map_or(0, |c| c.requested());
+    // Not `requested()`: a checkpoint triggered before this task started still needs its
+    // barrier (with the positions it starts from).
+    let injected = cx.checkpoints.as_ref().map_or(0, |c| c.initial());
     let mut emitter = Emitter {
         cx: cx.clone(),
         task: index,
@@ -62,6 +65,14 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
         cx.failure.record(err);
     }
     emitter.outlet.finish().await;
+}
+
+/// How often a paused source looks whether it is resumed (or owes a barrier, or stops).
+const PAUSE_POLL: Duration = Duration::from_millis(5);
+
+/// Waits a little while the source is paused; the caller looks again (barriers still pass).
+pub(crate) async fn paused() {
+    glommio::timer::sleep(PAUSE_POLL).await;
 }
 
 /// The partitions of `partitions` that `cx`'s core owns.

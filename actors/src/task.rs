@@ -16,8 +16,8 @@ use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::message::Message;
 use crate::operator::{Output, Stateful};
 use crate::outlet::Outlet;
+use crate::pipeline::CoreCx;
 use crate::probe::Counters;
-use crate::runtime::CoreCx;
 use crate::Error;
 
 /// The parts of one operator task instance.

@@ -1,5 +1,5 @@
-//! The checkpoint coordinator: one ractor actor per running pipeline, on the control plane's
-//! tokio runtime.
+//! The checkpoint coordinator: one ractor actor per running pipeline, on the process's one
+//! tokio runtime (owned by the binary; the coordinator takes a handle to it).
 //!
 //! It triggers checkpoint `n` every interval (never two at a time) by raising
 //! [`Checkpointing::request`], which the data cores' sources poll between batches; it collects
@@ -564,30 +564,33 @@ impl CoordinatorState {
     }
 }
 
-/// A running coordinator and the runtime hosting it.
+/// A running coordinator, on the process's tokio runtime.
 pub struct CoordinatorHandle {
-    runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Handle,
     actor: ActorRef<CoordinatorMsg>,
     notices: crossbeam_channel::Receiver<String>,
 }
 
 impl CoordinatorHandle {
-    /// Starts the control-plane runtime (two worker threads) and the coordinator; acks
-    /// arrive on `acks`.
+    /// Starts the coordinator on `runtime` from a thread outside it; acks arrive on `acks`.
     pub fn start(
         config: CoordinatorConfig,
         shared: Arc<Checkpointing>,
         acks: crossbeam_channel::Receiver<Ack>,
+        runtime: &tokio::runtime::Handle,
     ) -> std::io::Result<CoordinatorHandle> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(2)
-            .thread_name("wire-control")
-            .enable_all()
-            .build()?;
+        runtime.block_on(Self::spawn(config, shared, acks))
+    }
+
+    /// Starts the coordinator on the current tokio runtime; acks arrive on `acks`.
+    pub async fn spawn(
+        config: CoordinatorConfig,
+        shared: Arc<Checkpointing>,
+        acks: crossbeam_channel::Receiver<Ack>,
+    ) -> std::io::Result<CoordinatorHandle> {
         let (notice_tx, notices) = crossbeam_channel::unbounded();
-        let (actor, _) = runtime
-            .block_on(Actor::spawn(None, Coordinator, (config, shared, notice_tx)))
+        let (actor, _) = Actor::spawn(None, Coordinator, (config, shared, notice_tx))
+            .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;
         let bridge = actor.clone();
         std::thread::Builder::new()
@@ -600,7 +603,7 @@ impl CoordinatorHandle {
                 }
             })?;
         Ok(CoordinatorHandle {
-            runtime,
+            runtime: tokio::runtime::Handle::current(),
             actor,
             notices,
         })
@@ -616,23 +619,28 @@ impl CoordinatorHandle {
         let _ = self.actor.cast(CoordinatorMsg::Savepoint);
     }
 
-    /// After the run: writes the last checkpoint and reports.
+    /// After the run, from a thread outside the runtime: writes the last checkpoint and
+    /// reports.
     pub fn finish(self) -> CheckpointReport {
+        let runtime = self.runtime.clone();
+        runtime.block_on(self.finished())
+    }
+
+    /// After the run (every core's instance ended): writes the last checkpoint, reports, and
+    /// stops the coordinator.
+    pub async fn finished(self) -> CheckpointReport {
         let actor = self.actor.clone();
-        let report = self.runtime.block_on(async move {
-            // Final acks sent as the cores ended may still be on the bridge.
-            let deadline = Instant::now() + FINAL_ACKS_WAIT;
-            loop {
-                let force = Instant::now() >= deadline;
-                match ractor::call!(actor, CoordinatorMsg::Finish, force) {
-                    Ok(Some(report)) => break Some(report),
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(2)).await,
-                    Err(_) => break None,
-                }
+        // Final acks sent as the cores ended may still be on the bridge.
+        let deadline = Instant::now() + FINAL_ACKS_WAIT;
+        let report = loop {
+            let force = Instant::now() >= deadline;
+            match ractor::call!(actor, CoordinatorMsg::Finish, force) {
+                Ok(Some(report)) => break Some(report),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(2)).await,
+                Err(_) => break None,
             }
-        });
+        };
         self.actor.stop(None);
-        self.runtime.shutdown_timeout(Duration::from_secs(1));
         report.unwrap_or_default()
     }
 }

@@ -569,7 +569,7 @@ fn canonical(value: &Datum<'_>, out: &mut Vec<u8>) {
         }
         Datum::F64(v) => {
             out.push(2);
-            out.extend_from_slice(&normalize_f64(*v).to_le_bytes());
+            out.extend_from_slice(&crate::key::canonical_f64_bits(*v).to_le_bytes());
         }
         Datum::Bool(v) => out.extend_from_slice(&[3, u8::from(*v)]),
         Datum::Str(v) => {
@@ -584,17 +584,6 @@ fn canonical(value: &Datum<'_>, out: &mut Vec<u8>) {
             out.push(6);
             out.extend_from_slice(&v.to_le_bytes());
         }
-    }
-}
-
-/// `0.0` and `-0.0` are one value, as are all NaNs (as they are for `key_by`).
-fn normalize_f64(v: f64) -> u64 {
-    if v == 0.0 {
-        0
-    } else if v.is_nan() {
-        f64::NAN.to_bits()
-    } else {
-        v.to_bits()
     }
 }
 

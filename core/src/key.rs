@@ -28,7 +28,7 @@ impl KeyHasher {
         match value {
             ValueRef::Null => self.word(0),
             ValueRef::I64(v) => self.tagged(1, v as u64),
-            ValueRef::F64(v) => self.tagged(2, normalize_f64(v)),
+            ValueRef::F64(v) => self.tagged(2, canonical_f64_bits(v)),
             ValueRef::Bool(v) => self.tagged(3, u64::from(v)),
             ValueRef::Str(v) => self.bytes(4, v.as_bytes()),
             ValueRef::Bytes(v) => self.bytes(5, v),
@@ -74,8 +74,37 @@ impl KeyHasher {
     }
 }
 
-/// `0.0` and `-0.0` hash alike, as do all NaNs, since they compare (or group) alike.
-fn normalize_f64(v: f64) -> u64 {
+/// Whether two key parts are the same key, as the key hash sees them: the same type and the
+/// same canonical value, so `0.0` equals `-0.0` and every NaN equals every other NaN (whatever
+/// its sign and payload bits), while `I64(1)` and `F64(1.0)` differ. This is the one key
+/// equality: every place that groups, joins or looks up state by key uses it, so that keys
+/// equal here always hash alike ([`KeyHasher::add`]) and land in one group on one core.
+pub fn key_part_eq(a: ValueRef<'_>, b: ValueRef<'_>) -> bool {
+    match (a, b) {
+        (ValueRef::F64(a), ValueRef::F64(b)) => canonical_f64_bits(a) == canonical_f64_bits(b),
+        (a, b) => a == b,
+    }
+}
+
+/// Whether two composite keys are the same key, part by part ([`key_part_eq`]).
+pub fn key_eq<'a, 'b>(
+    a: impl IntoIterator<Item = ValueRef<'a>>,
+    b: impl IntoIterator<Item = ValueRef<'b>>,
+) -> bool {
+    let mut a = a.into_iter();
+    let mut b = b.into_iter();
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if key_part_eq(x, y) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The bits a float key hashes and compares by: `0.0` for both zeros and one NaN for all NaNs,
+/// since they group alike.
+pub fn canonical_f64_bits(v: f64) -> u64 {
     if v == 0.0 {
         0
     } else if v.is_nan() {
@@ -139,6 +168,37 @@ mod tests {
             hash(&[ValueRef::Str("a"), ValueRef::Str("bc")])
         );
         assert_eq!(hash(&[ValueRef::F64(0.0)]), hash(&[ValueRef::F64(-0.0)]));
+    }
+
+    #[test]
+    fn equal_keys_hash_alike_and_only_they_are_equal() {
+        let other_nan = f64::from_bits(0xfff8_0000_0000_0001);
+        let cases = [
+            (ValueRef::F64(f64::NAN), ValueRef::F64(-f64::NAN), true),
+            (ValueRef::F64(f64::NAN), ValueRef::F64(other_nan), true),
+            (ValueRef::F64(0.0), ValueRef::F64(-0.0), true),
+            (ValueRef::F64(1.0), ValueRef::F64(1.0), true),
+            (ValueRef::F64(1.0), ValueRef::F64(-1.0), false),
+            (ValueRef::F64(f64::NAN), ValueRef::F64(0.0), false),
+            (ValueRef::I64(1), ValueRef::F64(1.0), false),
+            (ValueRef::I64(1), ValueRef::Timestamp(1), false),
+            (ValueRef::Null, ValueRef::Null, true),
+            (ValueRef::Str("a"), ValueRef::Str("a"), true),
+        ];
+        for (a, b, equal) in cases {
+            assert_eq!(key_part_eq(a, b), equal, "{a:?} vs {b:?}");
+            if equal {
+                assert_eq!(hash(&[a]), hash(&[b]), "{a:?} vs {b:?}");
+            }
+        }
+        assert!(key_eq(
+            [ValueRef::F64(f64::NAN)],
+            [ValueRef::F64(other_nan)]
+        ));
+        assert!(!key_eq(
+            [ValueRef::I64(1)],
+            [ValueRef::I64(1), ValueRef::I64(2)]
+        ));
     }
 
     #[test]

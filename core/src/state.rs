@@ -1427,16 +1427,12 @@ fn alive(written_ms: i64, ttl_ms: Option<i64>, now_ms: i64) -> bool {
     ttl_ms.is_none_or(|ttl| now_ms < written_ms.saturating_add(ttl))
 }
 
-/// Key equality as the key hash sees it: `0.0 == -0.0` and NaN equals NaN.
+/// Key equality as the key hash sees it ([`crate::key::key_eq`]).
 fn key_eq<V: AsValueRef>(stored: &[Value], key: &[V]) -> bool {
-    stored.len() == key.len()
-        && stored
-            .iter()
-            .zip(key)
-            .all(|(stored, key)| match (stored.as_ref(), key.as_value()) {
-                (ValueRef::F64(a), ValueRef::F64(b)) => a == b || (a.is_nan() && b.is_nan()),
-                (a, b) => a == b,
-            })
+    crate::key::key_eq(
+        stored.iter().map(Value::as_ref),
+        key.iter().map(AsValueRef::as_value),
+    )
 }
 
 /// An owned copy of `value`.
@@ -1529,13 +1525,7 @@ fn canonical(value: &ValueRef<'_>, out: &mut Vec<u8>) {
         ValueRef::Null => out.push(0),
         ValueRef::I64(v) => put_tagged(out, 1, v.to_le_bytes()),
         ValueRef::F64(v) => {
-            let bits = if v == 0.0 {
-                0
-            } else if v.is_nan() {
-                f64::NAN.to_bits()
-            } else {
-                v.to_bits()
-            };
+            let bits = crate::key::canonical_f64_bits(v);
             put_tagged(out, 2, bits.to_le_bytes());
         }
         ValueRef::Bool(v) => out.extend_from_slice(&[3, u8::from(v)]),

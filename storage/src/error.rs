@@ -51,9 +51,22 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// A sync failed earlier; the log refuses all further work until it is reopened.
-    #[error("log poisoned by a failed write or sync; reopen it to recover")]
-    Poisoned,
+    /// A write or sync of the log failed (`EIO`, a short write): the log refuses all further
+    /// work, and nothing after its last successful sync is acknowledged, until it is reopened.
+    /// The sync is never retried: after a failed `fdatasync` Linux may have dropped the data
+    /// while a second `fdatasync` reports success (fsyncgate).
+    #[error(
+        "log poisoned: {op} {path} failed: {cause}; nothing after the last successful sync is \
+         acknowledged; restart to recover from the log"
+    )]
+    Poisoned {
+        /// What was being done.
+        op: &'static str,
+        /// The segment file or directory.
+        path: PathBuf,
+        /// The error the device reported (in the message, so that it reaches producers).
+        cause: io::Error,
+    },
     /// The requested offset was removed by retention.
     #[error("offset {offset} is below the log start {log_start}")]
     OffsetOutOfRange {

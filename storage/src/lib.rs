@@ -19,6 +19,7 @@
 //! ```
 
 pub mod checkpoint;
+pub mod disk;
 pub mod error;
 pub mod io;
 pub mod lock;

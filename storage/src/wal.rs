@@ -39,9 +39,9 @@ use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
-use glommio::io::DmaFile;
 use wire_core::Batch;
 
+use crate::disk::{Disk, DiskFile, DmaDisk};
 use crate::error::{Error, Result};
 use crate::signal::Signal;
 pub use reader::LogReader;
@@ -162,30 +162,40 @@ impl LogConfig {
 }
 
 /// A partition's write-ahead log. Cheap to clone; every clone is the same log.
-/// Lives on the glommio executor that opened it.
-#[derive(Clone)]
-pub struct SegmentLog {
-    shared: Rc<Shared>,
-    _owner: Rc<Owner>,
+/// Lives on the glommio executor that opened it. `D` is the disk under it: the real one
+/// ([`DmaDisk`]) unless a test puts a simulated one there ([`crate::disk::sim::SimDisk`]).
+pub struct SegmentLog<D: Disk = DmaDisk> {
+    shared: Rc<Shared<D>>,
+    _owner: Rc<Owner<D>>,
+}
+
+impl<D: Disk> Clone for SegmentLog<D> {
+    fn clone(&self) -> Self {
+        SegmentLog {
+            shared: self.shared.clone(),
+            _owner: self._owner.clone(),
+        }
+    }
 }
 
 /// Closes the log (flushing what is staged) when the last `SegmentLog` clone drops. Prefer
 /// [`SegmentLog::close`]: glommio closes a dropped file only at the executor's next IO cycle,
 /// so a log dropped just before the executor stops leaves its active segment's descriptor open.
 /// Readers hold `Shared` directly, so they never keep a dropped log open for writing.
-struct Owner(Rc<Shared>);
+struct Owner<D: Disk>(Rc<Shared<D>>);
 
-impl Drop for Owner {
+impl<D: Disk> Drop for Owner<D> {
     fn drop(&mut self) {
         self.0.state.borrow_mut().closing = true;
         self.0.work.notify();
     }
 }
 
-pub(crate) struct Shared {
+pub(crate) struct Shared<D: Disk> {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
-    pub(crate) state: RefCell<State>,
+    pub(crate) disk: D,
+    pub(crate) state: RefCell<State<D>>,
     /// Wakes the flusher: new staged data, a sync request, or close.
     pub(crate) work: Signal,
     /// Wakes appenders and readers: progress, failure or close.
@@ -193,9 +203,9 @@ pub(crate) struct Shared {
     _lock: File,
 }
 
-pub(crate) struct State {
+pub(crate) struct State<D: Disk> {
     pub(crate) sealed: Vec<Rc<SealedSegment>>,
-    pub(crate) active: Active,
+    pub(crate) active: Active<D>,
     pub(crate) staging: StagingCursor,
     pub(crate) open: Option<Staged>,
     pub(crate) queue: VecDeque<Op>,
@@ -229,12 +239,12 @@ pub struct LogProbe {
 }
 
 /// The segment the flusher writes and readers read past the sealed ones.
-pub(crate) struct Active {
+pub(crate) struct Active<D: Disk> {
     pub(crate) base_offset: u64,
     pub(crate) path: PathBuf,
     /// `None` once the log is closed: `close` closes the file explicitly, because glommio only
     /// queues the close of a dropped file for the executor's next IO cycle.
-    pub(crate) file: Option<Rc<DmaFile>>,
+    pub(crate) file: Option<Rc<D::File>>,
     /// Bytes of this segment written to the device.
     pub(crate) written_len: u64,
     pub(crate) index: Rc<RefCell<SparseIndex>>,
@@ -260,12 +270,19 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// A full disk reads as such; any other failure poisons the log.
     fn to_error(&self) -> Error {
-        Error::io(
-            self.op,
-            self.path.clone(),
-            std::io::Error::new(self.kind, self.message.clone()),
-        )
+        let cause = std::io::Error::new(self.kind, self.message.clone());
+        match self.kind {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Error::io(self.op, self.path.clone(), cause)
+            }
+            _ => Error::Poisoned {
+                op: self.op,
+                path: self.path.clone(),
+                cause,
+            },
+        }
     }
 }
 
@@ -275,8 +292,19 @@ impl SegmentLog {
         dir: impl AsRef<Path>,
         config: LogConfig,
     ) -> Result<(SegmentLog, RecoveryReport)> {
+        SegmentLog::open_on(DmaDisk, dir, config).await
+    }
+}
+
+impl<D: Disk> SegmentLog<D> {
+    /// Opens the log in `dir` as [`SegmentLog::open`] does, writing through `disk`.
+    pub async fn open_on(
+        disk: D,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(SegmentLog<D>, RecoveryReport)> {
         config.validate()?;
-        recovery::open(dir.as_ref(), config).await
+        recovery::open(disk, dir.as_ref(), config).await
     }
 
     /// Appends `batch`, setting its base offset, and resolves when the durability policy is
@@ -300,7 +328,7 @@ impl SegmentLog {
     }
 
     /// A reader positioned at the batch holding `offset`.
-    pub fn reader(&self, offset: u64) -> Result<LogReader> {
+    pub fn reader(&self, offset: u64) -> Result<LogReader<D>> {
         LogReader::new(self.shared.clone(), offset)
     }
 
@@ -368,7 +396,7 @@ impl SegmentLog {
         let file = self.shared.state.borrow_mut().active.file.take();
         if let Some(file) = file {
             let path = self.shared.state.borrow().active.path.clone();
-            file.close_rc()
+            file.close()
                 .await
                 .map_err(|e| Error::io("closing segment", path, e))?;
         }
@@ -390,7 +418,7 @@ impl SegmentLog {
             .await
     }
 
-    async fn wait_until(&self, done: impl Fn(&State) -> bool) -> Result<()> {
+    async fn wait_until(&self, done: impl Fn(&State<D>) -> bool) -> Result<()> {
         loop {
             let changed = self.shared.progress.changed();
             {
@@ -409,7 +437,7 @@ impl SegmentLog {
     }
 }
 
-impl State {
+impl<D: Disk> State<D> {
     pub(crate) fn acked_offset(&self, durability: Durability) -> u64 {
         match durability {
             Durability::Always => self.synced_offset,
@@ -425,5 +453,7 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod crash_tests;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,8 @@ use std::process::Command;
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 pub mod cluster;
+pub mod process;
+pub mod rows;
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
 /// of `(task, seq, row)` plus a padding string, so a reader can tell exactly which append a
@@ -172,6 +174,47 @@ impl LoopMount {
 }
 
 impl LoopMount {
+    /// Like [`LoopMount::new`], but with no journal and mounted `errors=continue`, so that once
+    /// [`LoopMount::fail_io`] is called the filesystem stays mounted and writable, and every
+    /// read, write and sync of file data reports `EIO` (as a failing disk does).
+    pub fn failable(dir: &Path, size_mib: u32) -> LoopMount {
+        let image = dir.join("fs.img");
+        let point = dir.join("mnt");
+        std::fs::create_dir_all(&point).unwrap();
+        let size = format!("{size_mib}M");
+        run("truncate", &["-s", &size, image.to_str().unwrap()]);
+        let image_arg = image.to_str().unwrap();
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-b", "4096", "-O", "^has_journal", image_arg],
+        );
+        let point_arg = point.to_str().unwrap();
+        run(
+            "mount",
+            &["-o", "loop,errors=continue", image_arg, point_arg],
+        );
+        LoopMount { point }
+    }
+
+    /// Shrinks the loop device under the filesystem to 1 MiB: from now on every block past it
+    /// (all file data) fails with `EIO`.
+    pub fn fail_io(&self) {
+        let image = self.point.parent().unwrap().join("fs.img");
+        let listed = Command::new("losetup")
+            .arg("-j")
+            .arg(&image)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        let device = listed.split(':').next().unwrap_or_default().trim();
+        assert!(
+            device.starts_with("/dev/loop"),
+            "no loop device for {image:?}: {listed}"
+        );
+        run("truncate", &["-s", "1M", image.to_str().unwrap()]);
+        run("losetup", &["-c", device]);
+    }
+
     /// Unmounts, which fails while any file on the filesystem is still open: this is also the
     /// check that a closed log leaves no file descriptor behind.
     pub fn unmount(self) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
 use wire_net::ingest::IngestClient;
+use wire_tests::process::{listening_addr, Watched};
 use wire_tests::{is_root, read_jsonl_dir, wire_bin, LoopMount};
 
 /// A small deterministic generator for kill times (xorshift), so a failing run can be
@@ -83,18 +84,24 @@ fn run_to_end(mut command: Command) -> String {
     stderr
 }
 
-/// SIGKILLs `child` after `after`, or returns early if it ended by itself (true).
-fn kill_after(child: &mut Child, after: Duration) -> bool {
+/// SIGKILLs `run` after `after`, or returns early if it ended by itself (true), which it must
+/// have done successfully (its stderr says why not).
+fn kill_after(run: &mut Watched, after: Duration) -> bool {
     let deadline = Instant::now() + after;
     while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(status.success(), "wire failed before it was killed");
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}) before it was killed:\n{}",
+                run.stderr()
+            );
             return true;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    run.child.kill().expect("SIGKILL");
+    let _ = run.child.wait();
     false
 }
 
@@ -242,12 +249,15 @@ fn reference_and_crashed_with(
         _ => cores,
     };
     while killed < kills() {
-        let mut child = wire(&crashed, Path::new("p.yaml"), cores_of(restarts), true)
-            .spawn()
-            .expect("wire starts");
+        let mut run = Watched::spawn(wire(
+            &crashed,
+            Path::new("p.yaml"),
+            cores_of(restarts),
+            true,
+        ));
         restarts += 1;
         let after = Duration::from_millis(250 + rng.below(900));
-        if kill_after(&mut child, after) {
+        if kill_after(&mut run, after) {
             break; // it finished before the kill: the rest is checked below
         }
         killed += 1;
@@ -510,7 +520,7 @@ fn sigkill_under_a_producer_loses_no_acknowledged_row_and_duplicates_none() {
         let mut child = wire(dir, Path::new("p.yaml"), 1, true)
             .spawn()
             .expect("wire");
-        let addr = listening_addr(&mut child);
+        let addr = listening_addr(&mut child, "rows");
         let mut client = IngestClient::connect(addr, "test", "rows", &schema).expect("connect");
         let until = Instant::now() + Duration::from_millis(300 + rng.below(700));
         let mut in_flight: Vec<(u64, Vec<i64>)> = Vec::new();
@@ -590,25 +600,6 @@ fn sigkill_under_a_producer_loses_no_acknowledged_row_and_duplicates_none() {
         acked.len(),
         unique.len()
     );
-}
-
-/// Reads `wire run`'s stderr until it prints the bound address.
-fn listening_addr(child: &mut Child) -> std::net::SocketAddr {
-    use std::io::{BufRead, BufReader};
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("wire prints its address")
-            .expect("utf-8");
-        if let Some(rest) = line.strip_prefix("source `rows` listening on ") {
-            break rest.trim().parse().expect("address");
-        }
-    };
-    // Keep draining stderr so the child never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    addr
 }
 
 /// SIGINT, then wait: the run drains, takes its last checkpoint and publishes.
@@ -820,95 +811,6 @@ fn sigusr1_takes_a_savepoint_while_the_run_goes_on() {
             got == want,
             "{sink}: rows differ after a restart from the savepoint"
         );
-    }
-}
-
-/// A running `wire` whose stderr is collected line by line on a thread, so a test can wait for
-/// what the run reports instead of sleeping.
-struct Watched {
-    child: Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watched {
-    fn spawn(mut command: Command) -> Watched {
-        use std::io::{BufRead, BufReader};
-        let mut child = command.spawn().expect("wire starts");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("lines").push(line);
-            }
-        });
-        Watched {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.lines.lock().expect("lines").join("\n")
-    }
-
-    /// Waits until `done` holds (polled every 5 ms), at most `within`; panics with the stderr
-    /// so far when it does not, or when the run ends first.
-    fn wait_until(&mut self, what: &str, within: Duration, mut done: impl FnMut(&Watched) -> bool) {
-        let deadline = Instant::now() + within;
-        loop {
-            if done(self) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // The last lines may still be on their way through the reader.
-                self.join();
-                assert!(
-                    done(self),
-                    "the run ended ({status}) before {what}:\n{}",
-                    self.stderr()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {within:?}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits for a stderr line containing `text`.
-    fn wait_for_line(&mut self, text: &str, within: Duration) {
-        self.wait_until(&format!("line `{text}`"), within, |w| {
-            w.stderr().contains(text)
-        });
-    }
-
-    fn join(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
-
-    /// SIGKILL; the run's whole stderr.
-    fn kill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.join();
-        self.stderr()
-    }
-
-    /// Waits for the run to end by itself, which must succeed; its whole stderr.
-    fn finish(mut self) -> String {
-        let status = self.child.wait().expect("wire ends");
-        self.join();
-        assert!(status.success(), "wire failed: {status}\n{}", self.stderr());
-        self.stderr()
     }
 }
 

@@ -16,6 +16,7 @@ use wire_net::ingest::{
     PROTOCOL_VERSION,
 };
 use wire_net::ClientError;
+use wire_tests::process::wait_bounded;
 use wire_tests::{is_root, repo_root, wire_bin, LoopMount};
 
 /// Longest any single wait in these tests may take.
@@ -158,21 +159,6 @@ fn wire_command(file: &Path, data: &Path) -> Command {
         .arg(data)
         .arg(file);
     command
-}
-
-/// Waits at most `limit` for `child` to exit; kills it and fails the test otherwise.
-fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("wire did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A producer speaking the protocol by hand, free to break its rules.
@@ -685,6 +671,47 @@ fn producers_are_told_why_when_the_sink_disk_is_full() {
     }
     let status = wait_bounded(&mut wire.child, WAIT);
     assert_eq!(status.code(), Some(1), "{}", wire.stderr());
+    drop(wire);
+    drop(mount);
+}
+
+/// Reliability plan A3 end to end: the disk under the ingest WAL starts failing every write
+/// with EIO (its loop device shrinks under the filesystem). The append that hits it fails,
+/// the WAL poisons itself, the producer gets an Error frame that says so and why, and the run
+/// exits 1 without a panic.
+#[test]
+#[cfg_attr(not(wire_root), ignore = "needs root to mount a loop device")]
+fn producers_are_told_why_when_the_wal_disk_fails_with_eio() {
+    assert!(is_root(), "built as root but run as another user: rebuild");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = LoopMount::failable(dir.path(), 64);
+    let yaml = pipeline("127.0.0.1:0", "    credits: 4", STDOUT_SINK);
+    let mut wire = Wire::start(&yaml, &mount.point, "a");
+    let mut client = IngestClient::connect(&wire.addr, "p", "rows", &schema()).expect("connect");
+    produce_and_ack(&mut client, 0, 4);
+    mount.fail_io();
+    let mut error = None;
+    for round in 1..200 {
+        let sent = client.send(&batch(round * 16, 16, 100));
+        if let Err(err) = sent.and_then(|_| client.wait_acks().map(|_| 0)) {
+            error = Some(err);
+            break;
+        }
+    }
+    match error {
+        Some(ClientError::Server { code, message, .. }) => {
+            assert_eq!(code, ErrorCode::Internal, "{message}");
+            assert!(message.contains("log poisoned"), "{message}");
+            assert!(message.contains("Input/output error"), "{message}");
+            assert!(message.contains("source `rows`"), "{message}");
+        }
+        other => panic!("expected an Error frame saying why, got {other:?}"),
+    }
+    let status = wait_bounded(&mut wire.child, WAIT);
+    let stderr = wire.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("Input/output error"), "{stderr}");
     drop(wire);
     drop(mount);
 }

@@ -8,9 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use wire_tests::process::{listening_addr, output_within};
 use wire_tests::{read_jsonl_dir, wire_bin};
 
 /// A keyed count that runs about 3 s (rate-limited), so it can be frozen mid-run.
+/// How long a run may take before a test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
 const COUNT: &str = "name: counted
 sources:
   bids: {type: nexmark, stream: bid, events: 90000, rate: 30000}
@@ -56,33 +60,7 @@ fn wire_with_data(dir: &Path, data: &Path, args: &[&str]) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    output_within(wire(dir, args))
-}
-
-/// Runs `command` to its end, SIGKILLing it (and failing) after 60 s: a run that should have
-/// been refused may otherwise wait for producers forever.
-fn output_within(mut command: Command) -> (Option<i32>, String) {
-    let mut child = command.spawn().expect("wire starts");
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().expect("SIGKILL");
-            let _ = child.wait();
-            let text = reader.join().unwrap_or_default();
-            panic!("wire still ran after 60 s:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (status.code(), reader.join().unwrap_or_default())
+    output_within(wire(dir, args), RUN_LIMIT)
 }
 
 fn setup(yaml: &str) -> tempfile::TempDir {
@@ -317,7 +295,7 @@ sinks:
     assert!(listening, "the first run did not start");
     std::thread::spawn(move || for _ in lines {});
     // Another data directory, so the WAL's lock does not decide it: the sink's does.
-    let (code, text) = output_within(wire_with_data(dir, &dir.join("data2"), &[]));
+    let (code, text) = output_within(wire_with_data(dir, &dir.join("data2"), &[]), RUN_LIMIT);
     signal(&first, "INT");
     let status = first.wait().expect("first run");
     assert!(status.success(), "the first run failed: {status}");
@@ -405,23 +383,6 @@ fn re_running_a_finished_checkpointed_pipeline_says_so_and_fresh_starts_over() {
     assert_eq!(sorted_rows(&out), once);
 }
 
-/// Reads `child`'s stderr until it prints the bound address, then keeps draining it.
-fn listening_addr(child: &mut Child) -> std::net::SocketAddr {
-    let stderr = child.stderr.take().expect("stderr piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("wire prints its address")
-            .expect("utf-8");
-        if let Some(rest) = line.strip_prefix("source `rows` listening on ") {
-            break rest.trim().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    addr
-}
-
 #[test]
 fn a_trimmed_ingest_wal_without_checkpoints_refuses_to_start_until_fresh() {
     let yaml = "name: walled
@@ -460,7 +421,7 @@ sinks:
     )
     .spawn()
     .expect("wire");
-    let addr = listening_addr(&mut child);
+    let addr = listening_addr(&mut child, "rows");
     let schema = wire_core::Schema::new(vec![
         wire_core::Field::new("id", wire_core::DataType::I64),
         wire_core::Field::new("pad", wire_core::DataType::String),
@@ -499,11 +460,11 @@ sinks:
     let mut fresh = wire(dir, &["--checkpoint-interval", "10m", "--fresh"])
         .spawn()
         .expect("wire");
-    listening_addr(&mut fresh);
+    listening_addr(&mut fresh, "rows");
     fresh.kill().expect("SIGKILL");
     let _ = fresh.wait();
     let mut again = wire(dir, &args).spawn().expect("wire");
-    listening_addr(&mut again);
+    listening_addr(&mut again, "rows");
     signal(&again, "INT");
     assert!(again.wait().expect("wire ends").success());
 }

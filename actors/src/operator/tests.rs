@@ -684,3 +684,32 @@ fn joins_restore_from_their_whole_state_and_deltas() {
         assert_chain_round_trip(&make, &[&before, mid1, mid2], rest, &first_field);
     }
 }
+
+/// Keys that hash alike must compare alike: NaNs of any sign or payload are one key (as the
+/// key hash and `key_by` routing treat them), and so are `0.0` and `-0.0`. Before the one key
+/// equality of `wire_core::key`, a NaN parsed from `-NaN` and one from `NaN` made two groups.
+#[test]
+fn nan_keys_of_any_bit_pattern_make_one_group() {
+    let keys = [
+        f64::NAN,
+        -f64::NAN,
+        f64::from_bits(0x7ff8_0000_0000_0001),
+        0.0,
+        -0.0,
+    ];
+    let mut table = GroupTable::<u32>::default();
+    for k in keys {
+        let key = [Datum::F64(k)];
+        let (id, _) = table.find_or_insert(table::key_hash(&key), &key, || 0);
+        if let Some(group) = table.get_mut(id) {
+            group.value += 1;
+        }
+    }
+    let counts: Vec<(String, u32)> = table
+        .iter()
+        .map(|(_, g)| (format!("{:?}", g.key[0]), g.value))
+        .collect();
+    assert_eq!(table.len(), 2, "{counts:?}");
+    assert!(value_eq(&Value::F64(f64::NAN), &Value::F64(-f64::NAN)));
+    assert!(datum_eq(&Datum::F64(-f64::NAN), &Value::F64(f64::NAN)));
+}

@@ -18,7 +18,7 @@ use wire_core::{BatchBuilder, PartitionId, StreamId};
 use wire_storage::checkpoint::SourcePosition;
 
 use super::{owned_partitions, Emitter};
-use crate::runtime::CoreCx;
+use crate::pipeline::CoreCx;
 use crate::Error;
 
 /// Bytes read per IO.
@@ -97,6 +97,10 @@ async fn read_in_turn(
             }
             let positions = readers.iter().map(FileReader::position).collect();
             emitter.inject(id, partitions, positions).await;
+        }
+        if cx.paused() {
+            super::paused().await;
+            continue;
         }
         let mut progressed = false;
         for reader in readers.iter_mut().filter(|r| !r.done) {

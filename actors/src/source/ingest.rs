@@ -33,7 +33,7 @@ use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 use wire_storage::checkpoint::SourcePosition;
 
 use super::Emitter;
-use crate::runtime::{CoreCx, Notice};
+use crate::pipeline::{CoreCx, Notice};
 use crate::Error;
 
 /// Batches appended and waiting for the pipeline, per core, before connections stop acking.
@@ -121,6 +121,12 @@ pub(super) async fn run(
                 retired_for = oldest;
                 retain(&log, &source.name, oldest, &mut barriers).await;
             }
+        }
+        if cx.paused() && !cx.stopping() {
+            // Appended batches wait in the queue, so connections hold their acks and
+            // producers run out of credits.
+            super::paused().await;
+            continue;
         }
         let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {
             glommio::timer::sleep(poll).await;

@@ -11,7 +11,7 @@ use wire_core::{BatchBuilder, PartitionId, StreamId};
 use wire_storage::checkpoint::SourcePosition;
 
 use super::{owned_partitions, Emitter};
-use crate::runtime::CoreCx;
+use crate::pipeline::CoreCx;
 use crate::Error;
 
 pub(super) async fn run(
@@ -68,6 +68,10 @@ pub(super) async fn run(
     while !cx.stopping() {
         while let Some(id) = emitter.barrier_due() {
             emitter.inject(id, partitions, positions(&next)).await;
+        }
+        if cx.paused() {
+            super::paused().await;
+            continue;
         }
         let due = match spec.rate {
             Some(rate) => resumed_at

@@ -6,19 +6,20 @@
 
 use std::rc::Rc;
 
-use glommio::io::{DmaFile, ReadResult};
+use glommio::io::ReadResult;
 use wire_core::batch::{BatchHeader, BatchView, HEADER_LEN};
 
 use super::segment::SealedSegment;
 use super::Shared;
+use crate::disk::{Disk, DiskFile, DmaDisk};
 use crate::error::{Error, Result};
 
 /// Bytes read ahead from the active segment per io_uring read.
 const READ_AHEAD_BYTES: usize = 256 << 10;
 
 /// Reads a log in offset order. Lives on the log's executor.
-pub struct LogReader {
-    shared: Rc<Shared>,
+pub struct LogReader<D: Disk = DmaDisk> {
+    shared: Rc<Shared<D>>,
     next_offset: u64,
     /// Segment base and byte position of the next batch, when known.
     cursor: Option<(u64, u64)>,
@@ -33,18 +34,18 @@ struct ActiveChunk {
     data: ReadResult,
 }
 
-enum Location {
+enum Location<F> {
     Sealed(Rc<SealedSegment>),
     Active {
         base: u64,
-        file: Option<Rc<DmaFile>>,
+        file: Option<Rc<F>>,
         written_len: u64,
         floor: u64,
     },
 }
 
-impl LogReader {
-    pub(super) fn new(shared: Rc<Shared>, offset: u64) -> Result<LogReader> {
+impl<D: Disk> LogReader<D> {
+    pub(super) fn new(shared: Rc<Shared<D>>, offset: u64) -> Result<LogReader<D>> {
         let reader = LogReader {
             shared,
             next_offset: offset,
@@ -136,7 +137,7 @@ impl LogReader {
         Ok(())
     }
 
-    fn locate(&self) -> Location {
+    fn locate(&self) -> Location<D::File> {
         let state = self.shared.state.borrow();
         let index = state
             .sealed
@@ -175,7 +176,7 @@ impl LogReader {
     async fn next_active(
         &mut self,
         base: u64,
-        file: Rc<DmaFile>,
+        file: Rc<D::File>,
         written_len: u64,
         floor: u64,
     ) -> Result<BatchView<'_>> {
@@ -205,7 +206,7 @@ impl LogReader {
     async fn active_header(
         &mut self,
         base: u64,
-        file: &Rc<DmaFile>,
+        file: &Rc<D::File>,
         written_len: u64,
         position: u64,
     ) -> Result<BatchHeader> {
@@ -228,7 +229,7 @@ impl LogReader {
     async fn fill(
         &mut self,
         base: u64,
-        file: &Rc<DmaFile>,
+        file: &Rc<D::File>,
         written_len: u64,
         position: u64,
         len: usize,
@@ -251,6 +252,7 @@ impl LogReader {
         let size = len.max(READ_AHEAD_BYTES).min(available);
         let path = self.shared.state.borrow().active.path.clone();
         let data = file
+            .dma()
             .read_at(position, size)
             .await
             .map_err(|e| Error::io("reading segment", path, e))?;
@@ -271,7 +273,7 @@ impl LogReader {
     }
 }
 
-fn corrupt(shared: &Shared, base: u64, position: u64, reason: impl ToString) -> Error {
+fn corrupt<D: Disk>(shared: &Shared<D>, base: u64, position: u64, reason: impl ToString) -> Error {
     let path = shared.dir.join(super::segment::segment_file_name(base));
     Error::Corrupt {
         path,

@@ -14,8 +14,9 @@ use std::rc::Rc;
 use super::segment::{
     parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex,
 };
-use super::writer::{align_down, open_segment_file, run_flusher, sync_dir};
+use super::writer::{align_down, run_flusher};
 use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State, WRITE_ALIGNMENT};
+use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::signal::Signal;
 
@@ -51,7 +52,11 @@ pub struct Truncation {
     pub reason: String,
 }
 
-pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, RecoveryReport)> {
+pub(super) async fn open<D: Disk>(
+    disk: D,
+    dir: &Path,
+    config: LogConfig,
+) -> Result<(SegmentLog<D>, RecoveryReport)> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating log directory", dir, e))?;
     // glommio resolves relative paths against an invalid directory descriptor; use absolute ones.
     let dir = &fs::canonicalize(dir).map_err(|e| Error::io("resolving log directory", dir, e))?;
@@ -61,7 +66,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
     if bases.is_empty() {
         let path = dir.join(segment_file_name(0));
         File::create(&path).map_err(|e| Error::io("creating segment", &path, e))?;
-        sync_dir(dir).await?;
+        disk.sync_dir(dir).await?;
         bases.push(0);
     }
     let Some((&last_base, sealed_bases)) = bases.split_last() else {
@@ -71,7 +76,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
     check_continuity(dir, sealed.last(), last_base)?;
     let path = dir.join(segment_file_name(last_base));
     let tail = recover_tail(&path, last_base, &config)?;
-    let file = open_segment_file(&path, false).await?;
+    let file = disk.open(&path, false).await?;
     let report = RecoveryReport {
         segments: sealed.len() + 1,
         start_offset: sealed.first().map_or(last_base, |s| s.base_offset),
@@ -112,6 +117,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Result<(SegmentLog, R
     let shared = Rc::new(Shared {
         dir: dir.to_owned(),
         config,
+        disk,
         state: RefCell::new(state),
         work: Signal::default(),
         progress: Signal::default(),

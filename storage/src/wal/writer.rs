@@ -11,11 +11,12 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use futures_lite::future;
-use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use glommio::io::DmaBuffer;
 use wire_core::Batch;
 
 use super::segment::{segment_file_name, SealedSegment, SparseIndex};
 use super::{Active, Durability, Failure, Shared, State, WRITE_ALIGNMENT};
+use crate::disk::{Disk, DiskFile};
 use crate::error::{Error, Result};
 
 /// One O_DIRECT write: an aligned buffer and where it goes in the active segment.
@@ -46,7 +47,7 @@ pub(crate) fn align_up(value: u64) -> u64 {
 }
 
 /// Copies `batch` into the staging buffers and assigns its offsets. Returns the offset after it.
-pub(crate) fn stage(shared: &Shared, batch: &mut Batch) -> Result<u64> {
+pub(crate) fn stage<D: Disk>(shared: &Shared<D>, batch: &mut Batch) -> Result<u64> {
     let mut state = shared.state.borrow_mut();
     state.check_usable()?;
     if state.closing {
@@ -76,7 +77,7 @@ pub(crate) fn stage(shared: &Shared, batch: &mut Batch) -> Result<u64> {
     Ok(end_offset)
 }
 
-fn roll(state: &mut State) {
+fn roll<D: Disk>(state: &mut State<D>) {
     close_open_buffer(state);
     let next_base = state.next_offset;
     let next_index = Rc::new(RefCell::new(SparseIndex::new(
@@ -94,7 +95,12 @@ fn roll(state: &mut State) {
 
 /// Copies a whole batch into the open buffer, or into a new one sized to hold it, so that a
 /// batch never straddles two writes.
-fn copy_into_buffers(shared: &Shared, state: &mut State, bytes: &[u8], end_offset: u64) {
+fn copy_into_buffers<D: Disk>(
+    shared: &Shared<D>,
+    state: &mut State<D>,
+    bytes: &[u8],
+    end_offset: u64,
+) {
     let fits = state
         .open
         .as_ref()
@@ -113,7 +119,7 @@ fn copy_into_buffers(shared: &Shared, state: &mut State, bytes: &[u8], end_offse
     state.staging.len += bytes.len() as u64;
 }
 
-fn open_buffer(shared: &Shared, state: &State, need: usize) -> Staged {
+fn open_buffer<D: Disk>(shared: &Shared<D>, state: &State<D>, need: usize) -> Staged {
     let carry = &state.staging.carry;
     let file_pos = align_down(state.staging.len);
     debug_assert_eq!(file_pos + carry.len() as u64, state.staging.len);
@@ -130,7 +136,7 @@ fn open_buffer(shared: &Shared, state: &State, need: usize) -> Staged {
 }
 
 /// Queues the open buffer for writing and remembers its last partial block as the carry.
-pub(crate) fn close_open_buffer(state: &mut State) {
+pub(crate) fn close_open_buffer<D: Disk>(state: &mut State<D>) {
     let Some(mut staged) = state.open.take() else {
         return;
     };
@@ -148,7 +154,7 @@ pub(crate) fn close_open_buffer(state: &mut State) {
 }
 
 /// The flusher task: writes queued buffers in order, syncs per the policy, and wakes waiters.
-pub(crate) async fn run_flusher(shared: Rc<Shared>) {
+pub(crate) async fn run_flusher<D: Disk>(shared: Rc<Shared<D>>) {
     let result = flush_loop(&shared).await;
     {
         let mut state = shared.state.borrow_mut();
@@ -162,7 +168,7 @@ pub(crate) async fn run_flusher(shared: Rc<Shared>) {
     shared.progress.notify();
 }
 
-async fn flush_loop(shared: &Shared) -> Result<(), Failure> {
+async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
     let mut last_sync = Instant::now();
     loop {
         wait_for_work(shared, last_sync).await;
@@ -182,11 +188,11 @@ async fn flush_loop(shared: &Shared) -> Result<(), Failure> {
     }
 }
 
-fn nothing_staged(state: &State) -> bool {
+fn nothing_staged<D: Disk>(state: &State<D>) -> bool {
     state.open.is_none() && state.queue.is_empty()
 }
 
-fn sync_due(shared: &Shared, last_sync: Instant) -> bool {
+fn sync_due<D: Disk>(shared: &Shared<D>, last_sync: Instant) -> bool {
     let state = shared.state.borrow();
     if state.synced_offset >= state.written_offset {
         return false;
@@ -198,7 +204,7 @@ fn sync_due(shared: &Shared, last_sync: Instant) -> bool {
     }
 }
 
-async fn wait_for_work(shared: &Shared, last_sync: Instant) {
+async fn wait_for_work<D: Disk>(shared: &Shared<D>, last_sync: Instant) {
     loop {
         let changed = shared.work.changed();
         let deadline = {
@@ -226,7 +232,7 @@ async fn wait_for_work(shared: &Shared, last_sync: Instant) {
     }
 }
 
-fn take_work(shared: &Shared) -> (Vec<Op>, bool, bool) {
+fn take_work<D: Disk>(shared: &Shared<D>) -> (Vec<Op>, bool, bool) {
     let mut state = shared.state.borrow_mut();
     close_open_buffer(&mut state);
     let ops = state.queue.drain(..).collect();
@@ -234,7 +240,7 @@ fn take_work(shared: &Shared) -> (Vec<Op>, bool, bool) {
     (ops, requested, state.closing)
 }
 
-async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
+async fn execute<D: Disk>(shared: &Shared<D>, op: Op) -> Result<(), Failure> {
     match op {
         Op::Write(staged) => write_staged(shared, staged).await,
         Op::Roll {
@@ -244,7 +250,7 @@ async fn execute(shared: &Shared, op: Op) -> Result<(), Failure> {
     }
 }
 
-async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
+async fn write_staged<D: Disk>(shared: &Shared<D>, staged: Staged) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let Staged {
         file_pos,
@@ -253,7 +259,7 @@ async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
         new_bytes,
         end_offset,
     } = staged;
-    write_fully(&file, &path, buf, file_pos).await?;
+    write_fully(&*file, &path, buf, file_pos).await?;
     let mut state = shared.state.borrow_mut();
     state.active.written_len = file_pos + len as u64;
     state.written_offset = state.written_offset.max(end_offset);
@@ -266,7 +272,7 @@ async fn write_staged(shared: &Shared, staged: Staged) -> Result<(), Failure> {
 /// Writes all of `buf` at `position`, continuing after short writes (which a nearly full
 /// device may return) until the device either takes everything or reports an error.
 async fn write_fully(
-    file: &DmaFile,
+    file: &impl DiskFile,
     path: &Path,
     buf: DmaBuffer,
     position: u64,
@@ -276,7 +282,7 @@ async fn write_fully(
     loop {
         let expected = buf.len();
         let written = file
-            .write_rc_at(buf.clone(), position)
+            .write_at(buf.clone(), position)
             .await
             .map_err(|e| failure("writing segment", path, e))?;
         if written == expected {
@@ -291,7 +297,7 @@ async fn write_fully(
                 message,
             });
         }
-        let mut rest = file.alloc_dma_buffer(expected - written);
+        let mut rest = file.dma().alloc_dma_buffer(expected - written);
         rest.as_bytes_mut()
             .copy_from_slice(&buf.as_bytes()[written..]);
         buf = Rc::new(rest);
@@ -299,7 +305,7 @@ async fn write_fully(
     }
 }
 
-async fn sync_active(shared: &Shared) -> Result<(), Failure> {
+async fn sync_active<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let target = shared.state.borrow().written_offset;
     file.fdatasync()
@@ -312,7 +318,7 @@ async fn sync_active(shared: &Shared) -> Result<(), Failure> {
 }
 
 /// Cuts the active segment's block padding off on clean close, so closed logs hold exact files.
-async fn trim_active(shared: &Shared) -> Result<(), Failure> {
+async fn trim_active<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let written_len = shared.state.borrow().active.written_len;
     file.truncate(written_len)
@@ -323,8 +329,8 @@ async fn trim_active(shared: &Shared) -> Result<(), Failure> {
         .map_err(|e| failure("trimming segment", &path, e))
 }
 
-async fn roll_segment(
-    shared: &Shared,
+async fn roll_segment<D: Disk>(
+    shared: &Shared<D>,
     next_base: u64,
     next_index: Rc<RefCell<SparseIndex>>,
 ) -> Result<(), Failure> {
@@ -344,10 +350,14 @@ async fn roll_segment(
     let sealed = SealedSegment::sealed(&path, base_offset, next_base, index)
         .map_err(|e| storage_failure("mapping segment", &path, e))?;
     let next_path = shared.dir.join(segment_file_name(next_base));
-    let next_file = create_segment(&next_path)
-        .await
-        .map_err(|e| storage_failure("creating segment", &next_path, e))?;
-    if let Err(err) = sync_dir(&shared.dir).await {
+    let next_file = Rc::new(
+        shared
+            .disk
+            .open(&next_path, true)
+            .await
+            .map_err(|e| storage_failure("creating segment", &next_path, e))?,
+    );
+    if let Err(err) = shared.disk.sync_dir(&shared.dir).await {
         // Close explicitly: glommio only queues the close of a dropped file, and a failed
         // flusher may run no further IO cycle to carry it out.
         let _ = next_file.close().await;
@@ -359,7 +369,7 @@ async fn roll_segment(
     state.active = Active {
         base_offset: next_base,
         path: next_path,
-        file: Some(Rc::new(next_file)),
+        file: Some(next_file),
         written_len: 0,
         index: next_index,
     };
@@ -367,7 +377,7 @@ async fn roll_segment(
     Ok(())
 }
 
-fn active_file(shared: &Shared) -> (Rc<DmaFile>, PathBuf) {
+fn active_file<D: Disk>(shared: &Shared<D>) -> (Rc<D::File>, PathBuf) {
     let state = shared.state.borrow();
     let Some(file) = state.active.file.clone() else {
         unreachable!("the active file is taken only after the flusher has exited")
@@ -375,42 +385,7 @@ fn active_file(shared: &Shared) -> (Rc<DmaFile>, PathBuf) {
     (file, state.active.path.clone())
 }
 
-/// Opens a segment file for O_DIRECT reads and writes, creating it if `create`.
-pub(crate) async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create_new(create);
-    options.dma_open(path).await.map_err(|e| {
-        let err = std::io::Error::from(e);
-        if err.kind() == std::io::ErrorKind::InvalidInput {
-            Error::DirectIoUnsupported {
-                path: path.to_owned(),
-            }
-        } else {
-            Error::io("opening segment", path, err)
-        }
-    })
-}
-
-async fn create_segment(path: &Path) -> Result<DmaFile> {
-    open_segment_file(path, true).await
-}
-
-/// Syncs a directory so that file creations and deletions in it are durable.
-pub(crate) async fn sync_dir(dir: &Path) -> Result<()> {
-    let handle = glommio::io::Directory::open(dir)
-        .await
-        .map_err(|e| Error::io("opening directory", dir, e))?;
-    handle
-        .sync()
-        .await
-        .map_err(|e| Error::io("syncing directory", dir, e))?;
-    handle
-        .close()
-        .await
-        .map_err(|e| Error::io("closing directory", dir, e))
-}
-
-pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize> {
+pub(crate) async fn delete_before<D: Disk>(shared: &Shared<D>, offset: u64) -> Result<usize> {
     shared.state.borrow().check_usable()?;
     let mut deleted = 0;
     // A segment leaves the list only once its file is gone, so a failed unlink leaves the
@@ -428,7 +403,7 @@ pub(crate) async fn delete_before(shared: &Shared, offset: u64) -> Result<usize>
         tracing::info!(path = %segment.path.display(), next_offset = segment.next_offset, "segment deleted by retention");
     };
     if deleted > 0 {
-        sync_dir(&shared.dir).await?;
+        shared.disk.sync_dir(&shared.dir).await?;
     }
     unlinked.map(|()| deleted)
 }

@@ -165,7 +165,17 @@ fn main() -> ExitCode {
                 append_output,
                 allow_empty_restore,
             };
-            exit_code(run(&args, stop))
+            // The process's one tokio runtime: the control plane (the checkpoint coordinator).
+            let runtime = match control_runtime() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("error: cannot start the control plane's runtime: {err}");
+                    return exit_code(Outcome::Failed);
+                }
+            };
+            let outcome = run(&args, stop, runtime.handle());
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            exit_code(outcome)
         }
         Command::Start(args) => start::start(args),
         Command::Check { pipeline } => match run::load(&pipeline) {
@@ -185,6 +195,17 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The control plane's runtime: one worker thread (it hosts little), two blocking threads
+/// (checkpoint writes).
+fn control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(2)
+        .thread_name("wire-control")
+        .enable_all()
+        .build()
 }
 
 /// The log filter from `WIRE_LOG`, else `RUST_LOG` (an empty value counts as unset), else

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wire_actors::{Checkpointing, Notice, RunOptions, RunProbe, RunReport, Running};
+use wire_actors::{
+    Checkpointing, CorePool, Deploy, Deployment, Notice, PoolOptions, RunProbe, RunReport,
+};
 use wire_control::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
 use wire_core::plan::Plan;
 use wire_storage::checkpoint::CheckpointStore;
@@ -74,8 +76,9 @@ pub fn load(path: &Path) -> Result<Plan, String> {
     Ok(checked.plan)
 }
 
-/// Runs `args`; `stop` ends the run gracefully when set (Ctrl-C).
-pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
+/// Runs `args` on a core pool of its own; `stop` ends the run gracefully when set (Ctrl-C);
+/// the checkpoint coordinator runs on `runtime`.
+pub fn run(args: &RunArgs, stop: Arc<AtomicBool>, runtime: &tokio::runtime::Handle) -> Outcome {
     let launched = Instant::now();
     let plan = match load(&args.pipeline) {
         Ok(plan) => plan,
@@ -106,7 +109,7 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>) -> Outcome {
         }
     };
     let outcome = match prepare(args, &plan, cores) {
-        Ok(prepared) => execute(args, plan, cores, prepared, stop, launched),
+        Ok(prepared) => execute(args, plan, cores, prepared, (stop, runtime), launched),
         Err(err) => {
             eprintln!("error: {err}");
             Outcome::Failed
@@ -125,7 +128,7 @@ fn execute(
     plan: Plan,
     cores: usize,
     prepared: Option<Prepared>,
-    stop: Arc<AtomicBool>,
+    (stop, runtime): (Arc<AtomicBool>, &tokio::runtime::Handle),
     launched: Instant,
 ) -> Outcome {
     let restored = prepared
@@ -139,22 +142,20 @@ fn execute(
             return Outcome::Invalid;
         }
     };
-    let options = RunOptions {
+    let deploy = Deploy {
         cores,
-        pin: args.pin,
         data_dir: args.data_dir.clone(),
-        stop: stop.clone(),
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
     };
-    let running = match wire_actors::start(plan, options) {
-        Ok(running) => running,
+    let (pool, running) = match start(plan, args.pin, deploy) {
+        Ok(started) => started,
         Err(err) => {
             eprintln!("error: {err}");
             return Outcome::Failed;
         }
     };
     let coordinator = match prepared {
-        Some(prepared) => match start_coordinator(prepared, &sinks_plan, cores, &running) {
+        Some(prepared) => match start_coordinator(prepared, &sinks_plan, &running, runtime) {
             Ok(handle) => Some(handle),
             Err(err) => {
                 eprintln!("error: cannot start the checkpoint coordinator: {err}");
@@ -165,13 +166,14 @@ fn execute(
     };
     watch(
         args,
-        &running,
+        (&running, &stop),
         coordinator.as_ref(),
         restored.map(|(id, _)| id),
         launched,
     );
     let report: RunReport = running.wait();
     let checkpoints = coordinator.map(|c| c.finish());
+    pool.shutdown();
     let already_done = restored
         .filter(|(_, last)| *last && !stop.load(Ordering::Relaxed))
         .filter(|_| report.error.is_none() && report.probe.source_events() == 0)
@@ -179,16 +181,32 @@ fn execute(
     finish(&sinks_plan, report, checkpoints, already_done)
 }
 
-/// Starts the checkpoint coordinator of a running pipeline.
+/// Starts a core pool of `deploy.cores` cores (registered IO memory sized for `plan`) and
+/// deploys `plan` on it.
+fn start(
+    plan: Plan,
+    pin: bool,
+    deploy: Deploy,
+) -> Result<(CorePool, Deployment), wire_actors::Error> {
+    let pool = CorePool::start(PoolOptions {
+        cores: deploy.cores,
+        pin,
+        io_memory: wire_actors::io_memory_for(&plan),
+    })?;
+    let running = pool.handle().deploy(plan, deploy)?;
+    Ok((pool, running))
+}
+
+/// Starts the checkpoint coordinator of a running pipeline on `runtime`.
 fn start_coordinator(
     prepared: Prepared,
     plan: &Plan,
-    cores: usize,
-    running: &Running,
+    running: &Deployment,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<CoordinatorHandle, String> {
     let config = CoordinatorConfig {
         pipeline: plan.name.clone(),
-        cores,
+        cores: running.cores(),
         max_parallelism: plan.settings.max_parallelism,
         participants: running.checkpoint_participants(),
         interval: prepared.interval,
@@ -198,14 +216,16 @@ fn start_coordinator(
         max_deltas: prepared.deltas,
         restored_chain: prepared.chain,
     };
-    CoordinatorHandle::start(config, prepared.shared, prepared.acks).map_err(|e| e.to_string())
+    CoordinatorHandle::start(config, prepared.shared, prepared.acks, runtime)
+        .map_err(|e| e.to_string())
 }
 
 /// Prints what the run tells until it ends: listening sources, checkpoint notices, the first
-/// output after a restore, the progress line; takes a savepoint on SIGUSR1.
+/// output after a restore, the progress line; takes a savepoint on SIGUSR1; cancels the
+/// pipeline (drain and flush) once `stop` is set.
 fn watch(
     args: &RunArgs,
-    running: &Running,
+    (running, stop): (&Deployment, &AtomicBool),
     coordinator: Option<&CoordinatorHandle>,
     restored: Option<u64>,
     launched: Instant,
@@ -226,7 +246,12 @@ fn watch(
     let progress = args.progress && std::io::stderr().is_terminal();
     let mut last_line = Instant::now();
     let mut line_shown = false;
+    let mut cancelled = false;
     while !running.is_finished() {
+        if !cancelled && stop.load(Ordering::Relaxed) {
+            cancelled = true;
+            running.cancel();
+        }
         for notice in running.notices().try_iter() {
             let Notice::Listening { source, addr } = notice;
             eprintln!("source `{source}` listening on {addr}");

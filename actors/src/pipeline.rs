@@ -1,5 +1,5 @@
-//! Starting a pipeline: one pinned glommio executor per data core, every task instantiated
-//! on every core, queues wired between them, and a handle the caller polls and joins.
+//! Deploying a pipeline onto the pool's cores: every task instantiated on every core it
+//! runs on, queues wired between them, counters and the first error shared with the caller.
 //!
 //! Cross-core queues are created here on the main thread (one shared channel per producing
 //! task, consuming task and core pair) and handed to the cores, which connect both ends. A
@@ -9,13 +9,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
-use glommio::{ExecutorJoinHandle, Placement};
 use wire_core::plan::{Input, Operator, Plan};
 use wire_core::spec::{SinkKind, SourceKind};
 
@@ -38,33 +37,18 @@ pub const EXCHANGE_BATCHES: usize = 32;
 /// How long an idle core spins before parking. Waking a parked core costs an eventfd write
 /// and, on a virtual machine, a trip through the hypervisor; cores that exchange batches
 /// would otherwise park and wake for every batch.
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(200);
+pub(crate) const SPIN_BEFORE_PARK: Duration = Duration::from_micros(200);
 /// How long a task runs before `yield_if_needed` lets the others on its core run (glommio's
 /// default is 100 ms). A source that keeps its core for long starves the tasks that drain
 /// cross-core queues, and the other cores wait on those queues.
-const PREEMPT_AFTER: Duration = Duration::from_micros(250);
+pub(crate) const PREEMPT_AFTER: Duration = Duration::from_micros(250);
 /// See [`heartbeat`]. Every beat wakes an idle core, which then spins for
 /// [`SPIN_BEFORE_PARK`] before parking again: at 1 ms the beats alone kept an idle node at a
 /// fifth of a CPU per core, at 50 ms they cost well under 1%.
 const HEARTBEAT: Duration = Duration::from_millis(50);
 /// Registered IO memory per core when the pipeline writes a WAL: room for the WAL's staging
 /// buffers of one busy partition.
-const WAL_IO_MEMORY_BYTES: usize = 8 << 20;
-
-/// How to run a pipeline.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Data cores (executors).
-    pub cores: usize,
-    /// Pin each executor to its own CPU (when there are enough CPUs).
-    pub pin: bool,
-    /// Where WALs and other state live.
-    pub data_dir: PathBuf,
-    /// Set to end the run gracefully: sources stop, everything drains and flushes.
-    pub stop: Arc<AtomicBool>,
-    /// Take part in checkpoints (and restore one), or `None` to run without.
-    pub checkpoints: Option<Arc<Checkpointing>>,
-}
+pub const WAL_IO_MEMORY_BYTES: usize = 8 << 20;
 
 /// Something the caller should tell the user while the pipeline runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +69,13 @@ pub struct Failure {
     first: Mutex<Option<Error>>,
     failed: AtomicBool,
     further: AtomicU64,
+}
+
+impl Failure {
+    /// Tasks that failed after the first.
+    pub(crate) fn further(&self) -> u64 {
+        self.further.load(Ordering::Relaxed)
+    }
 }
 
 impl Failure {
@@ -118,7 +109,7 @@ impl Failure {
         first.as_ref().map(|error| error.to_string())
     }
 
-    fn take(&self) -> Option<Error> {
+    pub(crate) fn take(&self) -> Option<Error> {
         self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -129,7 +120,11 @@ pub(crate) struct CoreCx {
     pub(crate) cores: usize,
     pub(crate) plan: Arc<Plan>,
     pub(crate) probe: Arc<RunProbe>,
+    /// Set to end the pipeline gracefully (cancel): sources stop, everything drains and
+    /// flushes.
     pub(crate) stop: Arc<AtomicBool>,
+    /// Set while this core's instance is paused: its sources emit nothing.
+    pub(crate) paused: Arc<AtomicBool>,
     pub(crate) failure: Arc<Failure>,
     pub(crate) data_dir: PathBuf,
     pub(crate) notices: crossbeam_channel::Sender<Notice>,
@@ -147,6 +142,11 @@ impl CoreCx {
         self.stop.load(Ordering::Relaxed) || self.failure.failed()
     }
 
+    /// Whether this core's sources should hold back (paused); checked between batches.
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
     /// Probe index of source `i`, operator `i` or sink `i`.
     pub(crate) fn node(&self, head: Head) -> usize {
         match head {
@@ -157,39 +157,49 @@ impl CoreCx {
     }
 }
 
-/// A running pipeline.
-pub struct Running {
-    participants: usize,
-    probe: Arc<RunProbe>,
-    threads: Vec<ExecutorJoinHandle<()>>,
-    finished: Arc<AtomicUsize>,
-    failure: Arc<Failure>,
-    notices: crossbeam_channel::Receiver<Notice>,
-    started: Instant,
-    cores: usize,
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub struct RunReport {
-    /// Counters at the end.
-    pub probe: Arc<RunProbe>,
-    /// Wall time from start to the last core finishing.
-    pub wall: Duration,
-    /// Data cores used.
+/// What a pipeline instance needs to deploy: the pool's cores it runs on, where its state
+/// lives, and its checkpoints.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// Data cores the pipeline runs on: pool cores `0..cores`.
     pub cores: usize,
-    /// The first error, if the run failed.
-    pub error: Option<Error>,
-    /// How many tasks failed after the first (each logged at `info`).
-    pub further_errors: u64,
+    /// Where WALs and other state live.
+    pub data_dir: PathBuf,
+    /// Take part in checkpoints (and restore one), or `None` to run without.
+    pub checkpoints: Option<Arc<Checkpointing>>,
 }
 
-/// Starts `plan` on `options.cores` data cores and returns at once.
-pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
-    let cores = options.cores.max(1);
+/// One core's part of a deployed pipeline, built on the deploying thread and moved to the core.
+pub(crate) struct CoreInstance {
+    pub(crate) cx: CoreCx,
+    pub(crate) graph: Arc<PhysicalGraph>,
+    wiring: CoreWiring,
+}
+
+impl CoreInstance {
+    /// Runs every task of this core's part until all have ended.
+    pub(crate) async fn run(self) {
+        core_main(self.cx, self.graph, self.wiring).await;
+    }
+}
+
+/// A pipeline cut into per-core instances, and what the caller watches it by.
+pub(crate) struct Prepared {
+    pub(crate) instances: Vec<CoreInstance>,
+    pub(crate) probe: Arc<RunProbe>,
+    pub(crate) failure: Arc<Failure>,
+    pub(crate) notices: crossbeam_channel::Receiver<Notice>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) participants: usize,
+}
+
+/// Plans `plan` onto `deploy.cores` cores: optimises it, wires the cross-core queues, loads
+/// lookup tables, binds ingest ports and checks a restore; no core runs anything yet.
+pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
+    let cores = deploy.cores.max(1);
     // Checkpointed runs get the same physical plan at any core count, so their state maps
     // onto the same operators when they restart with another count.
-    let shape = if options.checkpoints.is_some() {
+    let shape = if deploy.checkpoints.is_some() {
         cores.max(2)
     } else {
         cores
@@ -199,125 +209,62 @@ pub fn start(plan: Plan, options: RunOptions) -> Result<Running, Error> {
     let probe = RunProbe::new(probe_nodes(&plan), cores);
     let plan = Arc::new(plan);
     let failure = Arc::new(Failure::default());
+    let stop = Arc::new(AtomicBool::new(false));
     let (notice_tx, notices) = crossbeam_channel::unbounded();
-    let mut wiring = exchange_wiring(&graph, cores);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut threads = Vec::with_capacity(cores);
-    let finished = Arc::new(AtomicUsize::new(0));
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
     let ports = Arc::new(source::ingest::bind_ports(&plan)?);
-    if let Some(checkpoints) = &options.checkpoints {
+    if let Some(checkpoints) = &deploy.checkpoints {
         check_checkpointable(&plan)?;
         if let Some(restore) = checkpoints.restore() {
             check_restorable(&plan, restore, cores)?;
         }
         checkpoints.begin_restore(cores);
     }
-    // Registered IO memory is resident from the start; only WALs (ingest sources) use it.
+    let wiring = exchange_wiring(&graph, cores);
+    let instances = wiring
+        .into_iter()
+        .enumerate()
+        .map(|(core, wiring)| CoreInstance {
+            cx: CoreCx {
+                core,
+                cores,
+                plan: plan.clone(),
+                probe: probe.clone(),
+                stop: stop.clone(),
+                paused: Arc::new(AtomicBool::new(false)),
+                failure: failure.clone(),
+                data_dir: deploy.data_dir.clone(),
+                notices: notice_tx.clone(),
+                ports: ports.clone(),
+                lookups: lookups.clone(),
+                checkpoints: deploy.checkpoints.clone(),
+            },
+            graph: graph.clone(),
+            wiring,
+        })
+        .collect();
+    Ok(Prepared {
+        instances,
+        probe,
+        failure,
+        notices,
+        stop,
+        participants: graph.tasks.len() * cores,
+    })
+}
+
+/// Registered IO memory each core needs for `plan`: room for WAL staging buffers when it has
+/// an ingest source, else the minimum.
+pub fn io_memory_for(plan: &Plan) -> usize {
     let has_wal = plan
         .sources
         .iter()
         .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
-    let io_memory_max = if has_wal {
+    if has_wal {
         WAL_IO_MEMORY_BYTES
     } else {
         wire_storage::io::IO_MEMORY_BYTES_MIN
-    };
-    for core in (0..cores).rev() {
-        let placement = if options.pin && cores <= cpus {
-            Placement::Fixed(core)
-        } else {
-            Placement::Unbound
-        };
-        let builder = wire_storage::io::executor_builder_capped(placement, cores, io_memory_max)
-            .map_err(Error::Executor)?
-            .name(&format!("wire-core-{core}"))
-            .spin_before_park(SPIN_BEFORE_PARK)
-            .preempt_timer(PREEMPT_AFTER);
-        let cx = CoreCx {
-            core,
-            cores,
-            plan: plan.clone(),
-            probe: probe.clone(),
-            stop: options.stop.clone(),
-            failure: failure.clone(),
-            data_dir: options.data_dir.clone(),
-            notices: notice_tx.clone(),
-            ports: ports.clone(),
-            lookups: lookups.clone(),
-            checkpoints: options.checkpoints.clone(),
-        };
-        let graph = graph.clone();
-        let done = Finished(finished.clone());
-        let mine = wiring.pop().expect("one wiring per core");
-        let handle = builder
-            .spawn(move || async move {
-                let _done = done;
-                core_main(cx, graph, mine).await
-            })
-            .map_err(|err| Error::Executor(std::io::Error::other(err.to_string())))?;
-        threads.push(handle);
-    }
-    Ok(Running {
-        participants: graph.tasks.len() * cores,
-        probe,
-        threads,
-        finished,
-        failure,
-        notices,
-        started: Instant::now(),
-        cores,
-    })
-}
-
-impl Running {
-    /// Task instances that ack every checkpoint (every task on every core).
-    pub fn checkpoint_participants(&self) -> usize {
-        self.participants
-    }
-
-    /// Live counters.
-    pub fn probe(&self) -> &Arc<RunProbe> {
-        &self.probe
-    }
-
-    /// Notices (like bound listen addresses) the cores have sent so far.
-    pub fn notices(&self) -> &crossbeam_channel::Receiver<Notice> {
-        &self.notices
-    }
-
-    /// Whether every core has finished.
-    pub fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire) == self.threads.len()
-    }
-
-    /// Waits for every core and reports.
-    pub fn wait(self) -> RunReport {
-        let mut panicked = false;
-        for thread in self.threads {
-            panicked |= thread.join().is_err();
-        }
-        let mut error = self.failure.take();
-        if panicked && error.is_none() {
-            error = Some(Error::Panicked);
-        }
-        RunReport {
-            probe: self.probe,
-            wall: self.started.elapsed(),
-            cores: self.cores,
-            error,
-            further_errors: self.failure.further.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counts a core as finished when its thread's future completes or unwinds.
-struct Finished(Arc<AtomicUsize>);
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -492,6 +439,7 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
         };
         let senders = graph.senders(index, cx.cores);
         let mailbox = mailboxes[index].take().map(|(_, rx)| rx);
+        let failure = cx.failure.clone();
         let cx = cx.clone();
         let head = task.head;
         let run = async move {
@@ -516,7 +464,7 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
                 _ => unreachable!("mailboxes exist for every non-source task"),
             }
         };
-        tasks.push(glommio::spawn_local(run));
+        tasks.push(glommio::spawn_local(guarded(failure, run)));
     }
     drop(mailboxes);
     if let Some(checkpoints) = &cx.checkpoints {
@@ -668,6 +616,19 @@ fn restore_operator(
 async fn heartbeat(done: Rc<std::cell::Cell<bool>>) {
     while !done.get() {
         glommio::timer::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Runs a task, turning its panic into the pipeline's failure: a panicking task must not take
+/// its core, and the other pipelines on it, down with it.
+async fn guarded(failure: Arc<Failure>, task: impl std::future::Future<Output = ()>) {
+    use futures_lite::FutureExt;
+    if std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        failure.record(Error::Panicked);
     }
 }
 

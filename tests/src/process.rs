@@ -1,0 +1,159 @@
+//! Driving the processes a test starts: bounded waits, stderr collected on a thread (so a
+//! child never blocks on a full pipe and a test waits for what it reports, not for a while).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A running `wire` whose stderr is collected line by line on a thread, so a test can wait for
+/// what the run reports instead of sleeping.
+pub struct Watched {
+    /// The running process.
+    pub child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watched {
+    /// Spawns `command` (its stderr must be piped) and starts collecting its stderr.
+    pub fn spawn(mut command: Command) -> Watched {
+        let mut child = command.spawn().expect("wire starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Watched {
+            child,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The stderr lines so far.
+    pub fn stderr(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
+
+    /// Waits until `done` holds (polled every 5 ms), at most `within`; panics with the stderr
+    /// so far when it does not, or when the run ends first.
+    pub fn wait_until(&mut self, what: &str, within: Duration, mut done: impl FnMut(&Watched) -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            if done(self) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The last lines may still be on their way through the reader.
+                self.join();
+                assert!(
+                    done(self),
+                    "the run ended ({status}) before {what}:\n{}",
+                    self.stderr()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {within:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for a stderr line containing `text`.
+    pub fn wait_for_line(&mut self, text: &str, within: Duration) {
+        self.wait_until(&format!("line `{text}`"), within, |w| {
+            w.stderr().contains(text)
+        });
+    }
+
+    /// Waits for the stderr reader to reach the end of the stream.
+    pub fn join(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// SIGKILL; the run's whole stderr.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.join();
+        self.stderr()
+    }
+
+    /// Waits for the run to end by itself, which must succeed; its whole stderr.
+    pub fn finish(mut self) -> String {
+        let status = self.child.wait().expect("wire ends");
+        self.join();
+        assert!(status.success(), "wire failed: {status}\n{}", self.stderr());
+        self.stderr()
+    }
+}
+
+/// Reads `child`'s stderr until it prints source `source`'s bound address, then keeps draining
+/// it on a thread so the child never blocks on a full pipe.
+pub fn listening_addr(child: &mut Child, source: &str) -> std::net::SocketAddr {
+    let prefix = format!("source `{source}` listening on ");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("wire prints its address")
+            .expect("utf-8");
+        if let Some(rest) = line.strip_prefix(&prefix) {
+            break rest.trim().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    addr
+}
+
+/// Runs `command` (stderr piped) to its end and returns its exit code and stderr; SIGKILLs it
+/// and fails after `limit`: a run that should have been refused may otherwise wait for
+/// producers forever.
+pub fn output_within(mut command: Command, limit: Duration) -> (Option<i32>, String) {
+    let mut child = command.spawn().expect("wire starts");
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            let text = reader.join().unwrap_or_default();
+            panic!("still running after {limit:?}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status.code(), reader.join().unwrap_or_default())
+}
+
+/// Waits at most `limit` for `child` to exit; kills it and fails the test otherwise.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
