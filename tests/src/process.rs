@@ -41,7 +41,12 @@ impl Watched {
 
     /// Waits until `done` holds (polled every 5 ms), at most `within`; panics with the stderr
     /// so far when it does not, or when the run ends first.
-    pub fn wait_until(&mut self, what: &str, within: Duration, mut done: impl FnMut(&Watched) -> bool) {
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&Watched) -> bool,
+    ) {
         let deadline = Instant::now() + within;
         loop {
             if done(self) {

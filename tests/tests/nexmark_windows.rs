@@ -29,9 +29,7 @@ use serde_json::{json, Value as Json};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
 use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_core::time::{parse_rfc3339, to_rfc3339};
-use wire_tests::rows::{
-    assert_fields, assert_maps_eq, canon, key_of, multiset, replay, tumble,
-};
+use wire_tests::rows::{assert_fields, assert_maps_eq, canon, key_of, multiset, replay, tumble};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
 const SECOND: i64 = 1000;
