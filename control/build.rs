@@ -1,6 +1,10 @@
 //! Puts the git commit into `wire --version`: `WIRE_COMMIT` is the short hash, with `-dirty`
 //! when tracked files had uncommitted changes, or `unknown` outside a git checkout (or without
 //! git). It never fails the build.
+//!
+//! It also generates the gRPC code for `proto/wire/{admin,raft}/v1/*.proto` (tonic + prost,
+//! with the vendored `protoc`, so no system protoc is needed) and the encoded file descriptor
+//! set that server reflection serves.
 
 use std::process::Command;
 
@@ -13,6 +17,31 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
+    commit_env();
+    if let Err(err) = protos() {
+        panic!("generating gRPC code from control/proto: {err}");
+    }
+}
+
+fn protos() -> std::io::Result<()> {
+    let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
+    // The build script is single-threaded here; tonic-prost-build reads PROTOC.
+    std::env::set_var("PROTOC", protoc);
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").map_err(std::io::Error::other)?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("wire_descriptor.bin"))
+        // `wirectl -o json` prints the answers as they are: field names are the proto's.
+        .type_attribute(".wire.admin.v1", "#[derive(serde::Serialize)]")
+        .compile_protos(
+            &[
+                "proto/wire/admin/v1/admin.proto",
+                "proto/wire/raft/v1/raft.proto",
+            ],
+            &["proto"],
+        )
+}
+
+fn commit_env() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).filter(|c| !c.is_empty());
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());

@@ -1,9 +1,16 @@
 //! Wire's control plane and its binaries.
 //!
-//! Today this crate holds the single-node `wire` binary (`src/bin/wire/`): `wire run` loads a
-//! pipeline file, checks it, starts the data cores, reports progress and prints a summary;
-//! `wire check` only checks. The tokio control plane (raft metadata group, checkpoint
-//! coordinator, `wirectl`) comes with later issues.
+//! The `wire` binary (`src/bin/wire/`): `wire run` loads a pipeline file, checks it
+//! ([`check`]), starts the data cores, reports progress and prints a summary; `wire check` only
+//! checks; `wire start` runs a long-lived cluster [`node`]: the [`raft`] metadata group, the
+//! gRPC [`admin`] service and the raft [`transport`], on one tokio runtime. The `wirectl`
+//! binary (`src/bin/wirectl/`) is the admin client.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod check;
 pub mod checkpoint;
+pub mod node;
+pub mod proto;
+pub mod raft;
+pub mod transport;

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
+pub mod cluster;
 pub mod process;
 pub mod rows;
 
@@ -87,7 +88,7 @@ pub fn loadgen_bin() -> std::path::PathBuf {
         .clone()
 }
 
-fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
+pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe

@@ -1,52 +1,10 @@
-//! What `wire` does on the disk around a run: the check that the files its sources and lookups
-//! read exist, and the removal of the sink directories a failed run created and left empty.
-//!
-//! `wire check` and `wire run` check inputs after the pipeline type-checks, so a missing input
-//! is reported at the `path` that names it, before anything runs.
+//! What `wire` does on the disk around a run: the removal of the sink directories a failed run
+//! created and left empty (the input-file check is `wire_control::check`).
 
 use std::path::{Path, PathBuf};
 
 use wire_core::plan::Plan;
-use wire_core::spec::{Named, OperatorKind, PipelineSpec, Pos, SinkKind, SourceKind, SpecError};
-
-/// Every file source's and lookup's `path` exists (a file, or a directory for a source).
-pub fn check_inputs(spec: &PipelineSpec) -> Result<(), SpecError> {
-    for source in &spec.sources {
-        if let SourceKind::File(file) = &source.kind {
-            let key = format!("sources.{}.path", source.name.name);
-            check_exists(spec, &file.path, file.path_pos, &key)?;
-        }
-    }
-    for (index, operator) in spec.operators.iter().enumerate() {
-        if let OperatorKind::Lookup(lookup) = &operator.kind {
-            let key = format!("operators[{index}].lookup.path");
-            check_exists(spec, &lookup.path, lookup.path_pos, &key)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_exists(spec: &PipelineSpec, path: &Path, pos: Pos, key: &str) -> Result<(), SpecError> {
-    let err = match std::fs::metadata(path) {
-        Ok(_) => return Ok(()),
-        Err(err) => err,
-    };
-    let at = Named {
-        name: String::new(),
-        pos,
-    };
-    let relative = if path.is_relative() {
-        let cwd = std::env::current_dir().map_or_else(|_| "?".into(), |d| d.display().to_string());
-        format!(" (relative to the working directory {cwd})")
-    } else {
-        String::new()
-    };
-    let reason = match err.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        _ => format!("cannot be read: {err}"),
-    };
-    Err(spec.error_at(&at, key, format!("`{}` {reason}{relative}", path.display())))
-}
+use wire_core::spec::SinkKind;
 
 /// The directories a run's file sinks would create, so a failed run can take them away again
 /// when they stayed empty (a run that failed before its first row leaves no trace).

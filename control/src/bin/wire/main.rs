@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod files;
 mod resume;
 mod run;
+mod start;
 mod summary;
 
 use run::{run, Outcome, RunArgs};
@@ -91,6 +92,9 @@ enum Command {
         #[arg(long, requires = "checkpoint_interval")]
         allow_empty_restore: bool,
     },
+    /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
+    /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
+    Start(start::StartArgs),
     /// Check a pipeline file (syntax, names, types) without running it.
     Check {
         /// The pipeline file (YAML).
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
             runtime.shutdown_timeout(Duration::from_secs(1));
             exit_code(outcome)
         }
+        Command::Start(args) => start::start(args),
         Command::Check { pipeline } => match run::load(&pipeline) {
             Ok(plan) => {
                 eprintln!(

@@ -11,7 +11,6 @@ use wire_actors::{
 };
 use wire_control::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
 use wire_core::plan::Plan;
-use wire_core::spec::PipelineSpec;
 use wire_storage::checkpoint::CheckpointStore;
 
 use crate::resume::{self, Restore};
@@ -73,10 +72,8 @@ pub enum Outcome {
 
 /// Loads and checks a pipeline file: every error names file, line, column and field.
 pub fn load(path: &Path) -> Result<Plan, String> {
-    let spec = PipelineSpec::from_file(path).map_err(|err| err.to_string())?;
-    let plan = Plan::from_spec(&spec).map_err(|err| err.to_string())?;
-    crate::files::check_inputs(&spec).map_err(|err| err.to_string())?;
-    Ok(plan)
+    let checked = wire_control::check::check_file(path).map_err(|err| err.to_string())?;
+    Ok(checked.plan)
 }
 
 /// Runs `args` on a core pool of its own; `stop` ends the run gracefully when set (Ctrl-C);

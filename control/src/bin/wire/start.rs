@@ -1,0 +1,74 @@
+//! `wire start`: a long-lived cluster node (see `wire_control::node`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wire_control::node::config::NodeFile;
+
+/// `wire start` flags; each may also be a key of the `--config` file (flags win).
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// A TOML file with the same keys as these flags (`node-id = 1`, `listen = "…"`, …).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's id (1 or more; unique in the cluster).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// HOST:PORT of the gRPC server (AdminService and RaftService) [default: 127.0.0.1:7400].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the raft log and snapshots.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Data cores for pipelines (checked, not used yet: pipelines do not run on nodes yet).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Founding members, the same list on each: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`
+    /// (ignored when the data directory already holds this node's state).
+    #[arg(long, conflicts_with = "join")]
+    initial_cluster: Option<String>,
+    /// Ask the member at HOST:PORT to add this node, then run (ignored on a restart).
+    #[arg(long)]
+    join: Option<String>,
+}
+
+/// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
+/// 2 for bad settings.
+pub fn start(args: StartArgs) -> ExitCode {
+    let config = match settings(args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let id = config.node_id;
+    let serving = move |addr: &str| println!("node {id} serving on {addr}");
+    let note = |note: &str| eprintln!("note: {note}");
+    match wire_control::node::run(config, serving, note) {
+        Ok(()) => {
+            eprintln!("node {id} stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: node {id}: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, String> {
+    let flags = NodeFile {
+        node_id: args.node_id,
+        listen: args.listen,
+        data_dir: args.data_dir,
+        cores: args.cores,
+        initial_cluster: args.initial_cluster,
+        join: args.join,
+    };
+    let merged = match &args.config {
+        Some(path) => flags.or(NodeFile::read(path)?),
+        None => flags,
+    };
+    merged.resolve()
+}

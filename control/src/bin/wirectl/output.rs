@@ -1,0 +1,236 @@
+//! Printing answers: aligned tables for people, or the answer's fields as one JSON document
+//! (`-o json`, field names as in admin.proto, stable for scripts).
+
+use std::path::Path;
+
+use serde::Serialize;
+use wire_control::proto::admin::{
+    ClusterStatusResponse, CreateBackupResponse, CreateSavepointResponse, ListCheckpointsResponse,
+    ListPipelinesResponse, Pipeline,
+};
+
+use crate::Format;
+
+/// Prints answers in one format to stdout.
+pub struct Printer {
+    format: Format,
+}
+
+impl Printer {
+    /// A printer for `format`.
+    pub fn new(format: Format) -> Printer {
+        Printer { format }
+    }
+
+    /// `cluster status`.
+    pub fn cluster(&self, status: &ClusterStatusResponse) {
+        if self.json(status) {
+            return;
+        }
+        let leader = match status.leader_id {
+            0 => "none".to_string(),
+            id => format!("{id} ({})", status.leader_address),
+        };
+        println!("leader:        {leader}");
+        println!("term:          {}", status.term);
+        println!("commit index:  {}", status.commit_index);
+        println!("answered by:   node {}", status.node_id);
+        println!();
+        let mut rows = vec![row(&[
+            "ID",
+            "ADDRESS",
+            "ROLE",
+            "HEALTH",
+            "LAST CONTACT",
+            "MATCH",
+        ])];
+        for m in &status.members {
+            let contact = match m.last_contact_ms {
+                ms if ms < 0 => "-".to_string(),
+                ms => format!("{ms}ms ago"),
+            };
+            rows.push(vec![
+                m.id.to_string(),
+                m.address.clone(),
+                m.role.clone(),
+                m.health.clone(),
+                contact,
+                m.match_index.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+
+    /// `pipeline list`.
+    pub fn pipelines(&self, list: &ListPipelinesResponse) {
+        if self.json(list) {
+            return;
+        }
+        let mut rows = vec![row(&["NAME", "STATE", "DESIRED", "VERSION", "CHECKPOINT"])];
+        for p in &list.pipelines {
+            rows.push(vec![
+                p.name.clone(),
+                p.state.clone(),
+                p.desired_state.clone(),
+                p.version.to_string(),
+                checkpoint_text(p.last_checkpoint),
+            ]);
+        }
+        print_table(&rows);
+    }
+
+    /// `pipeline create|get|pause|resume|stop|scale`.
+    pub fn pipeline(&self, p: &Pipeline) {
+        if self.json(p) {
+            return;
+        }
+        println!("name:             {}", p.name);
+        println!("state:            {}", p.state);
+        if !p.failure.is_empty() {
+            println!("failure:          {}", p.failure);
+        }
+        println!("desired:          {}", p.desired_state);
+        println!("version:          {}", p.version);
+        println!("last checkpoint:  {}", checkpoint_text(p.last_checkpoint));
+        if let Some(o) = &p.options {
+            println!("options:          {}", options_text(o));
+        }
+        if p.operators.is_empty() {
+            return;
+        }
+        println!();
+        let mut rows = vec![row(&[
+            "OPERATOR",
+            "ROWS IN",
+            "ROWS OUT",
+            "BACKPRESSURE",
+            "WATERMARK",
+        ])];
+        for op in &p.operators {
+            rows.push(vec![
+                op.name.clone(),
+                op.rows_in.to_string(),
+                op.rows_out.to_string(),
+                format!("{:.0}%", op.backpressure * 100.0),
+                op.watermark_ms.to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
+
+    /// `checkpoint list`.
+    pub fn checkpoints(&self, list: &ListCheckpointsResponse) {
+        if self.json(list) {
+            return;
+        }
+        let mut rows = vec![row(&["ID", "PATH"])];
+        for c in &list.checkpoints {
+            rows.push(vec![c.id.to_string(), c.path.clone()]);
+        }
+        print_table(&rows);
+    }
+
+    /// `savepoint create`.
+    pub fn savepoint(&self, answer: &CreateSavepointResponse) {
+        if !self.json(answer) {
+            println!("savepoint written to {}", answer.path);
+        }
+    }
+
+    /// `backup create`: the file is written; say what it holds.
+    pub fn backup(&self, path: &Path, backup: &CreateBackupResponse) {
+        #[derive(Serialize)]
+        struct Written {
+            file: String,
+            bytes: usize,
+        }
+        let written = Written {
+            file: path.display().to_string(),
+            bytes: backup.snapshot.len(),
+        };
+        if !self.json(&written) {
+            println!(
+                "backup of the metadata written to {} ({} bytes)",
+                path.display(),
+                backup.snapshot.len()
+            );
+        }
+    }
+
+    /// A verb that answers nothing but success.
+    pub fn done(&self, message: &str) {
+        #[derive(Serialize)]
+        struct Done<'a> {
+            message: &'a str,
+        }
+        if !self.json(&Done { message }) {
+            println!("{message}");
+        }
+    }
+
+    /// Prints `value` as JSON when that is the format; false when the caller prints a table.
+    fn json<T: Serialize>(&self, value: &T) -> bool {
+        if self.format != Format::Json {
+            return false;
+        }
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => println!("{text}"),
+            Err(err) => eprintln!("error: cannot print the answer as JSON: {err}"),
+        }
+        true
+    }
+}
+
+fn checkpoint_text(id: u64) -> String {
+    match id {
+        0 => "none".to_string(),
+        id => id.to_string(),
+    }
+}
+
+fn options_text(o: &wire_control::proto::admin::PipelineOptions) -> String {
+    let mut parts = Vec::new();
+    if o.checkpoint_interval_ms > 0 {
+        parts.push(format!(
+            "checkpoint-interval={}ms",
+            o.checkpoint_interval_ms
+        ));
+    }
+    if o.cores > 0 {
+        parts.push(format!("cores={}", o.cores));
+    }
+    if !o.from_savepoint.is_empty() {
+        parts.push(format!("from-savepoint={}", o.from_savepoint));
+    }
+    if parts.is_empty() {
+        "defaults".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_string()).collect()
+}
+
+/// Prints rows with each column padded to its widest cell.
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}

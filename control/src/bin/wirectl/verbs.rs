@@ -1,0 +1,185 @@
+//! One function per verb: build the request, call the member, print the answer.
+
+use std::path::Path;
+
+use tonic::transport::Channel;
+use wire_control::proto::admin::admin_service_client::AdminServiceClient;
+use wire_control::proto::admin::{
+    AddNodeRequest, ClusterStatusRequest, CompactRequest, CreateBackupRequest,
+    CreatePipelineRequest, CreateSavepointRequest, ListPipelinesRequest, PipelineOptions,
+    PipelineRef, RemoveNodeRequest, ScalePipelineRequest,
+};
+
+use crate::client::{connect, status_message};
+use crate::output::Printer;
+use crate::{
+    BackupCmd, CheckpointCmd, Cli, ClusterCmd, Command, NodeCmd, PipelineCmd, PipelineOpts,
+    SavepointCmd,
+};
+
+type Client = AdminServiceClient<Channel>;
+
+/// Runs the command `cli` names.
+pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
+    // The one verb that works offline, on a stopped node's data directory.
+    if let Command::Backup(BackupCmd::Restore {
+        file,
+        data_dir,
+        node_id,
+    }) = &cli.command
+    {
+        return restore(file, data_dir, *node_id);
+    }
+    let out = Printer::new(cli.output);
+    let mut client = connect(endpoint).await?;
+    let failed = |status: tonic::Status| status_message(endpoint, &status);
+    match &cli.command {
+        Command::Cluster(ClusterCmd::Status) => {
+            let status = client.cluster_status(ClusterStatusRequest {}).await;
+            out.cluster(&status.map_err(failed)?.into_inner());
+            Ok(())
+        }
+        Command::Cluster(ClusterCmd::Compact) => {
+            let answer = client.compact(CompactRequest {}).await.map_err(failed)?;
+            let answer = answer.into_inner();
+            out.done(&format!(
+                "node {} compacted its raft log up to index {}",
+                answer.node_id, answer.snapshot_index
+            ));
+            Ok(())
+        }
+        Command::Node(cmd) => node(&mut client, cmd, &out).await.map_err(failed),
+        Command::Pipeline(PipelineCmd::Create { file, options }) => {
+            let request = create_request(file, options)?;
+            let answer = client.create_pipeline(request).await.map_err(failed)?;
+            out.pipeline(&answer.into_inner());
+            Ok(())
+        }
+        Command::Pipeline(cmd) => pipeline(&mut client, cmd, &out).await.map_err(failed),
+        Command::Checkpoint(cmd) => checkpoint(&mut client, cmd, &out).await.map_err(failed),
+        Command::Savepoint(SavepointCmd::Create { name, dir }) => {
+            let request = CreateSavepointRequest {
+                name: name.clone(),
+                dir: dir.display().to_string(),
+            };
+            let answer = client.create_savepoint(request).await.map_err(failed)?;
+            out.savepoint(&answer.into_inner());
+            Ok(())
+        }
+        Command::Backup(BackupCmd::Create { out: path }) => {
+            let answer = client.create_backup(CreateBackupRequest {}).await;
+            let backup = answer.map_err(failed)?.into_inner();
+            std::fs::write(path, &backup.snapshot)
+                .map_err(|err| format!("cannot write the backup to {}: {err}", path.display()))?;
+            out.backup(path, &backup);
+            Ok(())
+        }
+        Command::Backup(BackupCmd::Restore { .. }) => unreachable!("handled above"),
+    }
+}
+
+async fn node(client: &mut Client, cmd: &NodeCmd, out: &Printer) -> Result<(), tonic::Status> {
+    match cmd {
+        NodeCmd::Add { id, address } => {
+            let request = AddNodeRequest {
+                id: *id,
+                address: address.clone(),
+            };
+            client.add_node(request).await?;
+            out.done(&format!("node {id} added at {address}"));
+        }
+        NodeCmd::Remove { id } => {
+            client.remove_node(RemoveNodeRequest { id: *id }).await?;
+            out.done(&format!("node {id} removed"));
+        }
+    }
+    Ok(())
+}
+
+async fn pipeline(
+    client: &mut Client,
+    cmd: &PipelineCmd,
+    out: &Printer,
+) -> Result<(), tonic::Status> {
+    let by_name = |name: &String| PipelineRef { name: name.clone() };
+    let answer = match cmd {
+        PipelineCmd::Create { .. } => unreachable!("created in `run`"),
+        PipelineCmd::List => {
+            let list = client.list_pipelines(ListPipelinesRequest {}).await?;
+            out.pipelines(&list.into_inner());
+            return Ok(());
+        }
+        PipelineCmd::Get { name } => client.get_pipeline(by_name(name)).await?,
+        PipelineCmd::Pause { name } => client.pause_pipeline(by_name(name)).await?,
+        PipelineCmd::Resume { name } => client.resume_pipeline(by_name(name)).await?,
+        PipelineCmd::Stop { name } => client.stop_pipeline(by_name(name)).await?,
+        PipelineCmd::Delete { name } => {
+            client.delete_pipeline(by_name(name)).await?;
+            out.done(&format!("pipeline {name} deleted"));
+            return Ok(());
+        }
+        PipelineCmd::Scale { name, cores } => {
+            let request = ScalePipelineRequest {
+                name: name.clone(),
+                cores: *cores,
+            };
+            client.scale_pipeline(request).await?
+        }
+    };
+    out.pipeline(&answer.into_inner());
+    Ok(())
+}
+
+async fn checkpoint(
+    client: &mut Client,
+    cmd: &CheckpointCmd,
+    out: &Printer,
+) -> Result<(), tonic::Status> {
+    match cmd {
+        CheckpointCmd::Trigger { name } => {
+            let request = PipelineRef { name: name.clone() };
+            let answer = client.trigger_checkpoint(request).await?.into_inner();
+            out.done(&format!(
+                "checkpoint {} of {name} requested",
+                answer.checkpoint_id
+            ));
+        }
+        CheckpointCmd::List { name } => {
+            let request = PipelineRef { name: name.clone() };
+            let answer = client.list_checkpoints(request).await?.into_inner();
+            out.checkpoints(&answer);
+        }
+    }
+    Ok(())
+}
+
+fn create_request(file: &Path, options: &PipelineOpts) -> Result<CreatePipelineRequest, String> {
+    let spec = std::fs::read_to_string(file)
+        .map_err(|err| format!("cannot read the pipeline file {}: {err}", file.display()))?;
+    let millis = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis() as u64);
+    Ok(CreatePipelineRequest {
+        file: file.display().to_string(),
+        spec,
+        options: Some(PipelineOptions {
+            checkpoint_interval_ms: millis(options.checkpoint_interval),
+            cores: options.cores.unwrap_or(0),
+            from_savepoint: options
+                .from_savepoint
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        }),
+    })
+}
+
+fn restore(file: &Path, data_dir: &Path, node_id: u64) -> Result<(), String> {
+    let bytes = std::fs::read(file)
+        .map_err(|err| format!("cannot read the backup {}: {err}", file.display()))?;
+    wire_control::node::restore_backup(data_dir, node_id, &bytes)?;
+    eprintln!(
+        "restored node {node_id}'s data directory {} from {}; start the node with `wire start`",
+        data_dir.display(),
+        file.display()
+    );
+    Ok(())
+}

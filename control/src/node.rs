@@ -1,0 +1,239 @@
+//! `wire start`: one long-lived cluster node. One process-wide tokio runtime hosts the raft
+//! metadata actor, the outbound raft transport and the gRPC server (AdminService, RaftService
+//! and server reflection) on `--listen`.
+//!
+//! A node whose data directory holds raft state resumes from it (bootstrap settings are then
+//! ignored); otherwise it founds the cluster with `--initial-cluster` or asks a member to add
+//! it (`--join`). SIGTERM or SIGINT stops it cleanly: the server drains, the raft actor stops,
+//! the membership is unchanged, so a restart rejoins.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Endpoint, Server};
+
+use crate::admin::AdminServer;
+use crate::proto::admin::admin_service_client::AdminServiceClient;
+use crate::proto::admin::AddNodeRequest;
+use crate::raft::{self, MetaConfig, MetaHandle};
+use crate::transport::{GrpcTransport, RaftServer};
+use config::{Bootstrap, NodeConfig};
+
+/// How often the transport's peer addresses are refreshed from the membership.
+const PEER_REFRESH: Duration = Duration::from_millis(500);
+/// How long `--join` may wait for the member it asks.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs the node until SIGTERM or SIGINT. `serving` is called once with the listen address
+/// when the node serves; `note` with remarks for the operator (ignored flags).
+pub fn run(
+    config: NodeConfig,
+    serving: impl FnOnce(&str),
+    note: impl Fn(&str),
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("wire-control")
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the tokio runtime: {err}"))?;
+    runtime.block_on(serve(config, serving, note))
+}
+
+async fn serve(
+    config: NodeConfig,
+    serving: impl FnOnce(&str),
+    note: impl Fn(&str),
+) -> Result<(), String> {
+    let id = config.node_id;
+    let resumed = raft::actor::has_state(&config.data_dir)
+        .map_err(|err| format!("data directory {}: {err}", config.data_dir.display()))?;
+    if resumed && config.bootstrap_given {
+        note(&format!(
+            "{} holds node {id}'s raft state: resuming from it (--initial-cluster and --join \
+             are ignored)",
+            config.data_dir.display()
+        ));
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let transport = GrpcTransport::new(id, &config.advertise, tokio::runtime::Handle::current());
+    let bootstrap = match &config.bootstrap {
+        Bootstrap::Initial(members) => {
+            transport.set_peers(&members.clone().into_iter().collect());
+            raft::Bootstrap::InitialCluster(members.clone().into_iter().collect())
+        }
+        Bootstrap::Join(_) => raft::Bootstrap::Join,
+    };
+    let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
+    let meta = raft::start(meta_config, Arc::new(transport.clone()))
+        .await
+        .map_err(|err| format!("cannot start the metadata group: {err}"))?;
+    let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(grpc(listener, id, meta.clone(), transport.clone(), stop_rx));
+    let joined = match (&config.bootstrap, resumed) {
+        (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
+        _ => Ok(()),
+    };
+    if joined.is_ok() {
+        serving(&config.listen.to_string());
+        shutdown_signal().await;
+        tracing::info!(node = id, "stopping");
+    }
+    let _ = stop_tx.send(());
+    let served = server.await;
+    refresh.abort();
+    meta.stop().await;
+    joined?;
+    match served {
+        Ok(result) => result,
+        Err(err) => Err(format!("the gRPC server task failed: {err}")),
+    }
+}
+
+/// Serves AdminService, RaftService and reflection on `listener` until `stop` fires.
+async fn grpc(
+    listener: TcpListener,
+    id: u64,
+    meta: MetaHandle,
+    transport: GrpcTransport,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), String> {
+    // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|err| format!("server reflection: {err}"))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|err| format!("server reflection: {err}"))?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .add_service(AdminServer::service(id, meta.clone(), transport.clone()))
+        .add_service(RaftServer::service(id, meta, transport))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop.await;
+        })
+        .await
+        .map_err(|err| format!("the gRPC server failed: {err}"))
+}
+
+/// Keeps the transport's peer addresses equal to the registered nodes'.
+async fn refresh_peers(meta: MetaHandle, transport: GrpcTransport) {
+    let mut tick = tokio::time::interval(PEER_REFRESH);
+    loop {
+        tick.tick().await;
+        let Ok(state) = meta.read(false).await else {
+            continue;
+        };
+        // A node that joined knows no registrations until it has the state: keep what it
+        // learned from inbound batches meanwhile.
+        if state.nodes.is_empty() {
+            continue;
+        }
+        let peers: HashMap<u64, String> = state
+            .nodes
+            .iter()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        if peers != transport.peers() {
+            transport.set_peers(&peers);
+        }
+    }
+}
+
+/// Asks the member at `member` to add this node (it forwards to the leader).
+async fn join(
+    id: u64,
+    advertise: &str,
+    member: &str,
+    transport: &GrpcTransport,
+) -> Result<(), String> {
+    let fail = |why: String| format!("cannot join the cluster via {member}: {why}");
+    let endpoint = Endpoint::from_shared(format!("http://{member}"))
+        .map_err(|err| fail(err.to_string()))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(JOIN_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|err| fail(root_cause(&err)))?;
+    let request = AddNodeRequest {
+        id,
+        address: advertise.to_string(),
+    };
+    let answer = AdminServiceClient::new(channel)
+        .add_node(request)
+        .await
+        .map_err(|status| fail(status.message().to_string()))?;
+    for m in answer.into_inner().members {
+        transport.add_peer(m.id, &m.address);
+    }
+    tracing::info!(node = id, via = member, "joined the cluster");
+    Ok(())
+}
+
+/// The innermost cause of `err`, in lower case without the `(os error N)` suffix.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = err;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    let text = inner.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Writes node `node_id`'s data directory from a metadata backup, offline (see
+/// `wirectl backup restore`): the backup's own members, so restore the same backup into every
+/// original member's empty data directory, then start them all.
+pub fn restore_backup(
+    data_dir: &std::path::Path,
+    node_id: u64,
+    backup: &[u8],
+) -> Result<(), String> {
+    raft::restore_backup(data_dir, node_id, backup, raft::RestoreMembers::Original).map_err(|err| {
+        match err {
+            raft::MetaError::UnknownNode { id } => format!(
+                "node {id} is not a member in this backup; restore into the data directories of \
+                 the members it names"
+            ),
+            other => format!("cannot restore into {}: {other}", data_dir.display()),
+        }
+    })
+}

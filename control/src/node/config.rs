@@ -1,0 +1,275 @@
+//! A node's settings: `wire start` flags and the same keys in a TOML file (`--config`), with
+//! flags winning over the file. An unknown key or a bad value in the file is an error naming
+//! the file, line and key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The keys of `node.toml`, each optional (a flag may give it instead).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeFile {
+    /// `node-id`: this node's raft id (not 0).
+    pub node_id: Option<u64>,
+    /// `listen`: HOST:PORT of the gRPC server (AdminService and RaftService).
+    pub listen: Option<String>,
+    /// `data-dir`: where the raft log and snapshots live.
+    pub data_dir: Option<PathBuf>,
+    /// `cores`: data cores for pipelines.
+    pub cores: Option<usize>,
+    /// `initial-cluster`: `1=HOST:PORT,2=HOST:PORT,…`, the founding members.
+    pub initial_cluster: Option<String>,
+    /// `join`: HOST:PORT of a member to ask to add this node.
+    pub join: Option<String>,
+}
+
+/// How a node with no data of its own enters a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// A founding member: every founding node gets the same list (id → address).
+    Initial(BTreeMap<u64, String>),
+    /// Ask this member to add the node, then wait to be contacted.
+    Join(String),
+}
+
+/// Checked settings of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Raft id, not 0.
+    pub node_id: u64,
+    /// The address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// The address other members reach this node at (its `initial-cluster` entry, else
+    /// `listen`).
+    pub advertise: String,
+    /// Raft log, snapshots.
+    pub data_dir: PathBuf,
+    /// Data cores for pipelines (none run yet; recorded for the core pool).
+    pub cores: Option<usize>,
+    /// How to enter the cluster when the data directory is empty.
+    pub bootstrap: Bootstrap,
+    /// Whether `initial-cluster` or `join` was given (a restart ignores them, with a note).
+    pub bootstrap_given: bool,
+}
+
+/// The default `--listen` (and `wirectl`'s default endpoint).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+impl NodeFile {
+    /// Reads `path`; errors name the file, line and key.
+    pub fn read(path: &Path) -> Result<NodeFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        NodeFile::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses TOML `text`; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<NodeFile, String> {
+        toml::from_str(text).map_err(|err| toml_error(file, text, &err))
+    }
+
+    /// Fills what `self` lacks from `file` (so flags win over the file; a flag choosing
+    /// `initial-cluster` or `join` overrides both of the file's).
+    pub fn or(self, file: NodeFile) -> NodeFile {
+        let (initial_cluster, join) = if self.initial_cluster.is_some() || self.join.is_some() {
+            (self.initial_cluster, self.join)
+        } else {
+            (file.initial_cluster, file.join)
+        };
+        NodeFile {
+            node_id: self.node_id.or(file.node_id),
+            listen: self.listen.or(file.listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            cores: self.cores.or(file.cores),
+            initial_cluster,
+            join,
+        }
+    }
+
+    /// Checks the merged settings.
+    pub fn resolve(self) -> Result<NodeConfig, String> {
+        let node_id = match self.node_id {
+            Some(0) => return Err("node-id: 0 is not a node id (use 1 or more)".into()),
+            Some(id) => id,
+            None => return Err("node-id is required (--node-id or `node-id` in --config)".into()),
+        };
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = resolve_addr(&listen_text).map_err(|err| format!("listen: {err}"))?;
+        let data_dir = self
+            .data_dir
+            .ok_or("data-dir is required (--data-dir or `data-dir` in --config)")?;
+        if self.cores == Some(0) {
+            return Err("cores: 0 is not a core count (use 1 or more)".into());
+        }
+        let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
+        let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
+            (Some(_), Some(_)) => {
+                return Err("initial-cluster and join exclude each other: give one".into())
+            }
+            (Some(list), None) => {
+                let members = parse_initial_cluster(&list)?;
+                let own = members.get(&node_id).cloned().ok_or_else(|| {
+                    format!("initial-cluster: node {node_id} (this node's id) is not in `{list}`")
+                })?;
+                (Bootstrap::Initial(members), own)
+            }
+            (None, Some(join)) => {
+                check_host_port(&join).map_err(|err| format!("join: {err}"))?;
+                (Bootstrap::Join(join), listen_text)
+            }
+            // A single founding member at its listen address (or a restart, where this is
+            // ignored).
+            (None, None) => {
+                let members = BTreeMap::from([(node_id, listen_text.clone())]);
+                (Bootstrap::Initial(members), listen_text)
+            }
+        };
+        Ok(NodeConfig {
+            node_id,
+            listen,
+            advertise,
+            data_dir,
+            cores: self.cores,
+            bootstrap,
+            bootstrap_given,
+        })
+    }
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT`: ids not 0, unique, addresses HOST:PORT, unique.
+pub fn parse_initial_cluster(list: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut members = BTreeMap::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry.split_once('=').ok_or_else(|| {
+            format!("initial-cluster: `{entry}` is not ID=HOST:PORT (like 1=10.0.0.1:7400)")
+        })?;
+        let id: u64 = match id.trim().parse() {
+            Ok(0) | Err(_) => {
+                return Err(format!(
+                    "initial-cluster: `{id}` in `{entry}` is not a node id (1 or more)"
+                ))
+            }
+            Ok(id) => id,
+        };
+        let addr = addr.trim();
+        check_host_port(addr).map_err(|err| format!("initial-cluster: node {id}: {err}"))?;
+        if members.values().any(|a: &String| a == addr) {
+            return Err(format!("initial-cluster: address {addr} is listed twice"));
+        }
+        if members.insert(id, addr.to_string()).is_some() {
+            return Err(format!("initial-cluster: node {id} is listed twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err("initial-cluster: no members (give 1=HOST:PORT,…)".into());
+    }
+    Ok(members)
+}
+
+/// `HOST:PORT` with a port from 1 to 65535 and a non-empty host.
+pub fn check_host_port(text: &str) -> Result<(), String> {
+    let bad = || format!("`{text}` is not HOST:PORT (like 127.0.0.1:7400)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(bad()),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    check_host_port(text)?;
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|err| format!("cannot resolve `{text}`: {err}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// `FILE:LINE:COLUMN: key `KEY`: MESSAGE` for a TOML or schema error.
+fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end_matches('\n');
+    let Some(span) = err.span() else {
+        return format!("{file}: {message}");
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    match line_text.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => {
+            format!("{file}:{line}:{column}: key `{}`: {message}", key.trim())
+        }
+        _ => format!("{file}:{line}:{column}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_parse_and_flags_win() {
+        let file = NodeFile::parse(
+            "node.toml",
+            "node-id = 2\nlisten = \"127.0.0.1:7402\"\ndata-dir = \"/var/lib/wire\"\n\
+             initial-cluster = \"1=127.0.0.1:7401,2=127.0.0.1:7402\"\n",
+        )
+        .unwrap();
+        let flags = NodeFile {
+            listen: Some("127.0.0.1:9000".into()),
+            ..NodeFile::default()
+        };
+        let config = flags.or(file).resolve().unwrap();
+        assert_eq!(config.node_id, 2);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.advertise, "127.0.0.1:7402");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = NodeFile::parse("node.toml", "node-id = 1\nlisten_addr = \"x:1\"\n").unwrap_err();
+        assert!(err.starts_with("node.toml:2:1: key `listen_addr`"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_file_line_and_key() {
+        let err = NodeFile::parse("n.toml", "\nnode-id = \"one\"\n").unwrap_err();
+        assert!(err.starts_with("n.toml:2:11: key `node-id`"), "{err}");
+    }
+
+    #[test]
+    fn bad_initial_clusters_are_refused() {
+        for (list, want) in [
+            ("1=a:1,1=b:2", "listed twice"),
+            ("0=a:1", "not a node id"),
+            ("1=a", "not HOST:PORT"),
+            ("1=a:1,2=a:1", "listed twice"),
+            ("x", "not ID=HOST:PORT"),
+        ] {
+            let err = parse_initial_cluster(list).unwrap_err();
+            assert!(err.contains(want), "{list}: {err}");
+        }
+    }
+
+    #[test]
+    fn own_id_must_be_in_the_initial_cluster() {
+        let flags = NodeFile {
+            node_id: Some(3),
+            data_dir: Some("d".into()),
+            initial_cluster: Some("1=127.0.0.1:1,2=127.0.0.1:2".into()),
+            ..NodeFile::default()
+        };
+        let err = flags.resolve().unwrap_err();
+        assert!(err.contains("node 3"), "{err}");
+    }
+}

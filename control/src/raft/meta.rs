@@ -1,0 +1,764 @@
+//! The replicated metadata state machine: nodes, pipelines, assignments, checkpoints and
+//! savepoints, changed only by applying committed [`MetaCommand`]s in log order.
+//!
+//! `apply` is deterministic and all-or-nothing: a command that is invalid returns an error and
+//! changes nothing, so every replica that applies the same log holds the same state.
+
+use std::collections::BTreeMap;
+
+use super::codec::{Reader, Writer};
+use super::MetaError;
+
+/// Completed checkpoints kept per pipeline (the newest ones).
+pub const CHECKPOINTS_KEPT: usize = 16;
+
+/// Savepoints kept per pipeline (the newest ones).
+pub const SAVEPOINTS_KEPT: usize = 64;
+
+/// Version byte that starts an encoded command.
+const COMMAND_VERSION: u8 = 1;
+
+/// Version byte that starts an encoded state snapshot.
+const STATE_VERSION: u8 = 1;
+
+/// A registered node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's gRPC address (`HOST:PORT`).
+    pub addr: String,
+    /// The raft index at which the node was registered.
+    pub joined_at_index: u64,
+}
+
+/// How a pipeline runs, as given to `wirectl pipeline create` (and changed by `scale`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RunOptions {
+    /// Checkpoint interval in milliseconds; `None` means the pipeline does not checkpoint.
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Data cores to run on; `None` means the node's default.
+    pub cores: Option<u32>,
+    /// A savepoint directory to start from.
+    pub from_savepoint: Option<String>,
+}
+
+/// What the operator asked a pipeline to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DesiredState {
+    /// Run (the state right after creation).
+    Running,
+    /// Pause sources, keep state.
+    Paused,
+    /// Take a final checkpoint and stop.
+    Stopped,
+}
+
+/// What a pipeline is doing, as reported by the node that runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActualState {
+    /// Recorded, not started yet.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Taking its final checkpoint.
+    Stopping,
+    /// Ended (a bounded pipeline, or a stop that completed).
+    Finished,
+    /// Failed; see [`PipelineMeta::failure`].
+    Failed,
+}
+
+/// One key-group range of a pipeline placed on one core of one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// First key group of the range.
+    pub key_group_start: u32,
+    /// One past the last key group of the range.
+    pub key_group_end: u32,
+    /// The node that runs the range.
+    pub node: u64,
+    /// The data core on that node.
+    pub core: u32,
+}
+
+/// A completed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    /// Checkpoint id (strictly increasing per pipeline).
+    pub id: u64,
+    /// Where its files are.
+    pub path: String,
+}
+
+/// A savepoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavepointRecord {
+    /// The directory it was written to.
+    pub path: String,
+    /// The checkpoint id it was taken at.
+    pub checkpoint_id: u64,
+    /// The raft index at which it was recorded.
+    pub recorded_at_index: u64,
+}
+
+/// One pipeline's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineMeta {
+    /// The pipeline file's YAML text, as checked on creation.
+    pub spec_yaml: String,
+    /// Run options.
+    pub options: RunOptions,
+    /// Bumped by every change to the spec or options (starts at 1).
+    pub version: u64,
+    /// What the operator asked for.
+    pub desired: DesiredState,
+    /// What the running node reported.
+    pub actual: ActualState,
+    /// Why it failed, when `actual` is `Failed`.
+    pub failure: Option<String>,
+    /// Key-group ranges → (node, core), sorted and disjoint.
+    pub assignment: Vec<Assignment>,
+    /// The newest completed checkpoints, oldest first (at most [`CHECKPOINTS_KEPT`]).
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// Savepoints, oldest first (at most [`SAVEPOINTS_KEPT`]).
+    pub savepoints: Vec<SavepointRecord>,
+}
+
+/// The whole replicated metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MetaState {
+    /// Registered nodes by id.
+    pub nodes: BTreeMap<u64, NodeInfo>,
+    /// Pipelines by name.
+    pub pipelines: BTreeMap<String, PipelineMeta>,
+}
+
+/// A change to the metadata, replicated through the raft log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetaCommand {
+    /// Record a new pipeline (desired `Running`, actual `Created`).
+    CreatePipeline {
+        /// Unique pipeline name.
+        name: String,
+        /// The checked pipeline file.
+        spec_yaml: String,
+        /// Run options.
+        options: RunOptions,
+    },
+    /// Replace a pipeline's spec and options (bumps its version).
+    UpdatePipeline {
+        /// Pipeline name.
+        name: String,
+        /// The new checked pipeline file.
+        spec_yaml: String,
+        /// The new options.
+        options: RunOptions,
+    },
+    /// Set what a pipeline should do.
+    SetDesired {
+        /// Pipeline name.
+        name: String,
+        /// The desired state.
+        desired: DesiredState,
+    },
+    /// Record what a pipeline is doing; `failure` must be set exactly when `actual` is `Failed`.
+    ReportActual {
+        /// Pipeline name.
+        name: String,
+        /// The reported state.
+        actual: ActualState,
+        /// The failure message.
+        failure: Option<String>,
+    },
+    /// Forget a pipeline.
+    DeletePipeline {
+        /// Pipeline name.
+        name: String,
+    },
+    /// Replace a pipeline's placement (ranges sorted, disjoint, non-empty, on registered nodes).
+    SetAssignment {
+        /// Pipeline name.
+        name: String,
+        /// The new placement.
+        assignment: Vec<Assignment>,
+    },
+    /// Record a completed checkpoint (ids strictly increase).
+    RecordCheckpoint {
+        /// Pipeline name.
+        name: String,
+        /// Checkpoint id.
+        id: u64,
+        /// Where its files are.
+        path: String,
+    },
+    /// Record a savepoint.
+    RecordSavepoint {
+        /// Pipeline name.
+        name: String,
+        /// Its directory.
+        path: String,
+        /// The checkpoint id it was taken at.
+        checkpoint_id: u64,
+    },
+    /// Register a node (the metadata half of adding a voter).
+    AddNode {
+        /// Node id (non-zero, not in use).
+        id: u64,
+        /// Its gRPC address.
+        addr: String,
+    },
+    /// Unregister a node (the metadata half of removing a voter).
+    RemoveNode {
+        /// Node id.
+        id: u64,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaResponse {
+    /// The raft index the command was applied at.
+    pub index: u64,
+    /// The pipeline's version after the command, for pipeline commands that keep it.
+    pub version: Option<u64>,
+}
+
+impl MetaState {
+    /// Applies `cmd`, committed at raft `index`; on error nothing has changed.
+    pub fn apply(&mut self, index: u64, cmd: &MetaCommand) -> Result<MetaResponse, MetaError> {
+        let version = match cmd {
+            MetaCommand::CreatePipeline {
+                name,
+                spec_yaml,
+                options,
+            } => Some(self.create(name, spec_yaml, options)?),
+            MetaCommand::UpdatePipeline {
+                name,
+                spec_yaml,
+                options,
+            } => {
+                let p = self.pipeline_mut(name)?;
+                p.spec_yaml.clone_from(spec_yaml);
+                p.options = options.clone();
+                p.version += 1;
+                Some(p.version)
+            }
+            MetaCommand::SetDesired { name, desired } => {
+                let p = self.pipeline_mut(name)?;
+                p.desired = *desired;
+                Some(p.version)
+            }
+            MetaCommand::ReportActual {
+                name,
+                actual,
+                failure,
+            } => Some(self.report_actual(name, *actual, failure)?),
+            MetaCommand::DeletePipeline { name } => {
+                self.pipelines.remove(name).ok_or_else(|| unknown(name))?;
+                None
+            }
+            MetaCommand::SetAssignment { name, assignment } => {
+                Some(self.set_assignment(name, assignment)?)
+            }
+            MetaCommand::RecordCheckpoint { name, id, path } => {
+                Some(self.record_checkpoint(name, *id, path)?)
+            }
+            MetaCommand::RecordSavepoint {
+                name,
+                path,
+                checkpoint_id,
+            } => {
+                let p = self.pipeline_mut(name)?;
+                p.savepoints.push(SavepointRecord {
+                    path: path.clone(),
+                    checkpoint_id: *checkpoint_id,
+                    recorded_at_index: index,
+                });
+                trim_front(&mut p.savepoints, SAVEPOINTS_KEPT);
+                Some(p.version)
+            }
+            MetaCommand::AddNode { id, addr } => {
+                self.check_add_node(*id, addr)?;
+                self.nodes.insert(
+                    *id,
+                    NodeInfo {
+                        addr: addr.clone(),
+                        joined_at_index: index,
+                    },
+                );
+                None
+            }
+            MetaCommand::RemoveNode { id } => {
+                self.check_remove_node(*id)?;
+                self.nodes.remove(id);
+                None
+            }
+        };
+        Ok(MetaResponse { index, version })
+    }
+
+    /// Whether `AddNode { id, addr }` would apply: the id is non-zero and unused, the address set.
+    pub fn check_add_node(&self, id: u64, addr: &str) -> Result<(), MetaError> {
+        if id == 0 {
+            return Err(MetaError::Invalid {
+                reason: "node id 0 is reserved".into(),
+            });
+        }
+        if addr.is_empty() {
+            return Err(MetaError::Invalid {
+                reason: format!("node {id} has an empty address"),
+            });
+        }
+        if self.nodes.contains_key(&id) {
+            return Err(MetaError::NodeExists { id });
+        }
+        Ok(())
+    }
+
+    /// Whether `RemoveNode { id }` would apply: the node is registered.
+    pub fn check_remove_node(&self, id: u64) -> Result<(), MetaError> {
+        if !self.nodes.contains_key(&id) {
+            return Err(MetaError::UnknownNode { id });
+        }
+        Ok(())
+    }
+
+    fn pipeline_mut(&mut self, name: &str) -> Result<&mut PipelineMeta, MetaError> {
+        self.pipelines.get_mut(name).ok_or_else(|| unknown(name))
+    }
+
+    fn create(&mut self, name: &str, spec: &str, options: &RunOptions) -> Result<u64, MetaError> {
+        if name.is_empty() {
+            return Err(MetaError::Invalid {
+                reason: "pipeline name is empty".into(),
+            });
+        }
+        if self.pipelines.contains_key(name) {
+            return Err(MetaError::PipelineExists {
+                name: name.to_owned(),
+            });
+        }
+        let meta = PipelineMeta {
+            spec_yaml: spec.to_owned(),
+            options: options.clone(),
+            version: 1,
+            desired: DesiredState::Running,
+            actual: ActualState::Created,
+            failure: None,
+            assignment: Vec::new(),
+            checkpoints: Vec::new(),
+            savepoints: Vec::new(),
+        };
+        self.pipelines.insert(name.to_owned(), meta);
+        Ok(1)
+    }
+
+    fn report_actual(
+        &mut self,
+        name: &str,
+        actual: ActualState,
+        failure: &Option<String>,
+    ) -> Result<u64, MetaError> {
+        if (actual == ActualState::Failed) != failure.is_some() {
+            return Err(MetaError::Invalid {
+                reason: format!(
+                    "pipeline {name}: a failure message goes with the failed state only"
+                ),
+            });
+        }
+        let p = self.pipeline_mut(name)?;
+        p.actual = actual;
+        p.failure.clone_from(failure);
+        Ok(p.version)
+    }
+
+    fn set_assignment(&mut self, name: &str, assignment: &[Assignment]) -> Result<u64, MetaError> {
+        if !self.pipelines.contains_key(name) {
+            return Err(unknown(name));
+        }
+        let mut next_start = 0u32;
+        for (i, a) in assignment.iter().enumerate() {
+            if a.key_group_start >= a.key_group_end || (i > 0 && a.key_group_start < next_start) {
+                return Err(MetaError::Invalid {
+                    reason: format!("pipeline {name}: assignment range {i} is empty or overlaps"),
+                });
+            }
+            if !self.nodes.contains_key(&a.node) {
+                return Err(MetaError::UnknownNode { id: a.node });
+            }
+            next_start = a.key_group_end;
+        }
+        let p = self.pipeline_mut(name)?;
+        p.assignment = assignment.to_vec();
+        Ok(p.version)
+    }
+
+    fn record_checkpoint(&mut self, name: &str, id: u64, path: &str) -> Result<u64, MetaError> {
+        let p = self.pipeline_mut(name)?;
+        if let Some(last) = p.checkpoints.last() {
+            if id <= last.id {
+                return Err(MetaError::Invalid {
+                    reason: format!("pipeline {name}: checkpoint {id} is not after {}", last.id),
+                });
+            }
+        }
+        p.checkpoints.push(CheckpointRecord {
+            id,
+            path: path.to_owned(),
+        });
+        trim_front(&mut p.checkpoints, CHECKPOINTS_KEPT);
+        Ok(p.version)
+    }
+}
+
+fn unknown(name: &str) -> MetaError {
+    MetaError::UnknownPipeline {
+        name: name.to_owned(),
+    }
+}
+
+fn trim_front<T>(v: &mut Vec<T>, keep: usize) {
+    if v.len() > keep {
+        let extra = v.len() - keep;
+        v.drain(..extra);
+    }
+}
+
+// ---- encoding -------------------------------------------------------------------------------
+
+impl MetaCommand {
+    /// Encodes the command (version byte first).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(COMMAND_VERSION);
+        encode_command(&mut w, self);
+        w.bytes
+    }
+
+    /// Decodes a command; never panics, and names the field and offset of what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<MetaCommand, MetaError> {
+        let mut r = Reader::new("metadata command", bytes);
+        if r.u8("version")? != COMMAND_VERSION {
+            return Err(r.error("version", "unknown version"));
+        }
+        let cmd = decode_command(&mut r)?;
+        r.finish()?;
+        Ok(cmd)
+    }
+}
+
+fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
+    match cmd {
+        MetaCommand::CreatePipeline {
+            name,
+            spec_yaml,
+            options,
+        } => {
+            w.u8(1);
+            w.str(name);
+            w.str(spec_yaml);
+            encode_options(w, options);
+        }
+        MetaCommand::UpdatePipeline {
+            name,
+            spec_yaml,
+            options,
+        } => {
+            w.u8(2);
+            w.str(name);
+            w.str(spec_yaml);
+            encode_options(w, options);
+        }
+        MetaCommand::SetDesired { name, desired } => {
+            w.u8(3);
+            w.str(name);
+            w.u8(desired_tag(*desired));
+        }
+        MetaCommand::ReportActual {
+            name,
+            actual,
+            failure,
+        } => {
+            w.u8(4);
+            w.str(name);
+            w.u8(actual_tag(*actual));
+            w.opt_str(failure.as_deref());
+        }
+        MetaCommand::DeletePipeline { name } => {
+            w.u8(5);
+            w.str(name);
+        }
+        MetaCommand::SetAssignment { name, assignment } => {
+            w.u8(6);
+            w.str(name);
+            encode_assignment(w, assignment);
+        }
+        MetaCommand::RecordCheckpoint { name, id, path } => {
+            w.u8(7);
+            w.str(name);
+            w.u64(*id);
+            w.str(path);
+        }
+        MetaCommand::RecordSavepoint {
+            name,
+            path,
+            checkpoint_id,
+        } => {
+            w.u8(8);
+            w.str(name);
+            w.str(path);
+            w.u64(*checkpoint_id);
+        }
+        MetaCommand::AddNode { id, addr } => {
+            w.u8(9);
+            w.u64(*id);
+            w.str(addr);
+        }
+        MetaCommand::RemoveNode { id } => {
+            w.u8(10);
+            w.u64(*id);
+        }
+    }
+}
+
+fn decode_command(r: &mut Reader<'_>) -> Result<MetaCommand, MetaError> {
+    let cmd = match r.u8("command")? {
+        1 => MetaCommand::CreatePipeline {
+            name: r.string("name")?,
+            spec_yaml: r.string("spec_yaml")?,
+            options: decode_options(r)?,
+        },
+        2 => MetaCommand::UpdatePipeline {
+            name: r.string("name")?,
+            spec_yaml: r.string("spec_yaml")?,
+            options: decode_options(r)?,
+        },
+        3 => MetaCommand::SetDesired {
+            name: r.string("name")?,
+            desired: decode_desired(r)?,
+        },
+        4 => MetaCommand::ReportActual {
+            name: r.string("name")?,
+            actual: decode_actual(r)?,
+            failure: r.opt_string("failure")?,
+        },
+        5 => MetaCommand::DeletePipeline {
+            name: r.string("name")?,
+        },
+        6 => MetaCommand::SetAssignment {
+            name: r.string("name")?,
+            assignment: decode_assignment(r)?,
+        },
+        7 => MetaCommand::RecordCheckpoint {
+            name: r.string("name")?,
+            id: r.u64("id")?,
+            path: r.string("path")?,
+        },
+        8 => MetaCommand::RecordSavepoint {
+            name: r.string("name")?,
+            path: r.string("path")?,
+            checkpoint_id: r.u64("checkpoint_id")?,
+        },
+        9 => MetaCommand::AddNode {
+            id: r.u64("id")?,
+            addr: r.string("addr")?,
+        },
+        10 => MetaCommand::RemoveNode { id: r.u64("id")? },
+        _ => return Err(r.error("command", "unknown command tag")),
+    };
+    Ok(cmd)
+}
+
+fn encode_options(w: &mut Writer, o: &RunOptions) {
+    w.opt_u64(o.checkpoint_interval_ms);
+    w.opt_u64(o.cores.map(u64::from));
+    w.opt_str(o.from_savepoint.as_deref());
+}
+
+fn decode_options(r: &mut Reader<'_>) -> Result<RunOptions, MetaError> {
+    let checkpoint_interval_ms = r.opt_u64("checkpoint_interval_ms")?;
+    let cores = match r.opt_u64("cores")? {
+        None => None,
+        Some(c) => Some(u32::try_from(c).map_err(|_| r.error("cores", "over u32"))?),
+    };
+    let from_savepoint = r.opt_string("from_savepoint")?;
+    Ok(RunOptions {
+        checkpoint_interval_ms,
+        cores,
+        from_savepoint,
+    })
+}
+
+fn desired_tag(d: DesiredState) -> u8 {
+    match d {
+        DesiredState::Running => 0,
+        DesiredState::Paused => 1,
+        DesiredState::Stopped => 2,
+    }
+}
+
+fn decode_desired(r: &mut Reader<'_>) -> Result<DesiredState, MetaError> {
+    match r.u8("desired")? {
+        0 => Ok(DesiredState::Running),
+        1 => Ok(DesiredState::Paused),
+        2 => Ok(DesiredState::Stopped),
+        _ => Err(r.error("desired", "unknown state")),
+    }
+}
+
+fn actual_tag(a: ActualState) -> u8 {
+    match a {
+        ActualState::Created => 0,
+        ActualState::Running => 1,
+        ActualState::Paused => 2,
+        ActualState::Stopping => 3,
+        ActualState::Finished => 4,
+        ActualState::Failed => 5,
+    }
+}
+
+fn decode_actual(r: &mut Reader<'_>) -> Result<ActualState, MetaError> {
+    match r.u8("actual")? {
+        0 => Ok(ActualState::Created),
+        1 => Ok(ActualState::Running),
+        2 => Ok(ActualState::Paused),
+        3 => Ok(ActualState::Stopping),
+        4 => Ok(ActualState::Finished),
+        5 => Ok(ActualState::Failed),
+        _ => Err(r.error("actual", "unknown state")),
+    }
+}
+
+fn encode_assignment(w: &mut Writer, a: &[Assignment]) {
+    w.u32(u32::try_from(a.len()).expect("assignment over u32 ranges"));
+    for x in a {
+        w.u32(x.key_group_start);
+        w.u32(x.key_group_end);
+        w.u64(x.node);
+        w.u32(x.core);
+    }
+}
+
+fn decode_assignment(r: &mut Reader<'_>) -> Result<Vec<Assignment>, MetaError> {
+    let n = r.count("assignment", 20)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Assignment {
+            key_group_start: r.u32("key_group_start")?,
+            key_group_end: r.u32("key_group_end")?,
+            node: r.u64("node")?,
+            core: r.u32("core")?,
+        });
+    }
+    Ok(out)
+}
+
+impl MetaState {
+    /// Encodes the whole state (version byte first), as stored in raft snapshots.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(STATE_VERSION);
+        w.u32(u32::try_from(self.nodes.len()).expect("node count over u32"));
+        for (id, n) in &self.nodes {
+            w.u64(*id);
+            w.str(&n.addr);
+            w.u64(n.joined_at_index);
+        }
+        w.u32(u32::try_from(self.pipelines.len()).expect("pipeline count over u32"));
+        for (name, p) in &self.pipelines {
+            w.str(name);
+            encode_pipeline(&mut w, p);
+        }
+        w.bytes
+    }
+
+    /// Decodes a state snapshot; never panics, and names the field and offset of what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<MetaState, MetaError> {
+        let mut r = Reader::new("metadata snapshot", bytes);
+        if r.u8("version")? != STATE_VERSION {
+            return Err(r.error("version", "unknown version"));
+        }
+        let mut state = MetaState::default();
+        for _ in 0..r.count("nodes", 20)? {
+            let id = r.u64("node id")?;
+            let info = NodeInfo {
+                addr: r.string("addr")?,
+                joined_at_index: r.u64("joined_at")?,
+            };
+            if state.nodes.insert(id, info).is_some() {
+                return Err(r.error("node id", "duplicate node"));
+            }
+        }
+        for _ in 0..r.count("pipelines", 30)? {
+            let name = r.string("pipeline name")?;
+            let p = decode_pipeline(&mut r)?;
+            if state.pipelines.insert(name, p).is_some() {
+                return Err(r.error("pipeline name", "duplicate pipeline"));
+            }
+        }
+        r.finish()?;
+        Ok(state)
+    }
+}
+
+fn encode_pipeline(w: &mut Writer, p: &PipelineMeta) {
+    w.str(&p.spec_yaml);
+    encode_options(w, &p.options);
+    w.u64(p.version);
+    w.u8(desired_tag(p.desired));
+    w.u8(actual_tag(p.actual));
+    w.opt_str(p.failure.as_deref());
+    encode_assignment(w, &p.assignment);
+    w.u32(u32::try_from(p.checkpoints.len()).expect("checkpoints over u32"));
+    for c in &p.checkpoints {
+        w.u64(c.id);
+        w.str(&c.path);
+    }
+    w.u32(u32::try_from(p.savepoints.len()).expect("savepoints over u32"));
+    for s in &p.savepoints {
+        w.str(&s.path);
+        w.u64(s.checkpoint_id);
+        w.u64(s.recorded_at_index);
+    }
+}
+
+fn decode_pipeline(r: &mut Reader<'_>) -> Result<PipelineMeta, MetaError> {
+    let spec_yaml = r.string("spec_yaml")?;
+    let options = decode_options(r)?;
+    let version = r.u64("version")?;
+    let desired = decode_desired(r)?;
+    let actual = decode_actual(r)?;
+    let failure = r.opt_string("failure")?;
+    let assignment = decode_assignment(r)?;
+    let mut checkpoints = Vec::new();
+    for _ in 0..r.count("checkpoints", 12)? {
+        checkpoints.push(CheckpointRecord {
+            id: r.u64("checkpoint id")?,
+            path: r.string("path")?,
+        });
+    }
+    let mut savepoints = Vec::new();
+    for _ in 0..r.count("savepoints", 20)? {
+        savepoints.push(SavepointRecord {
+            path: r.string("path")?,
+            checkpoint_id: r.u64("checkpoint_id")?,
+            recorded_at_index: r.u64("recorded_at_index")?,
+        });
+    }
+    Ok(PipelineMeta {
+        spec_yaml,
+        options,
+        version,
+        desired,
+        actual,
+        failure,
+        assignment,
+        checkpoints,
+        savepoints,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn create(name: &str) -> MetaCommand {
+    MetaCommand::CreatePipeline {
+        name: name.into(),
+        spec_yaml: "name: x".into(),
+        options: RunOptions::default(),
+    }
+}
+
+#[test]
+fn invalid_commands_change_nothing() {
+    let mut s = MetaState::default();
+    s.apply(1, &create("a")).unwrap();
+    s.apply(
+        2,
+        &MetaCommand::AddNode {
+            id: 1,
+            addr: "h:1".into(),
+        },
+    )
+    .unwrap();
+    let before = s.clone();
+    let bad = [
+        (create("a"), "pipeline a already exists"),
+        (
+            MetaCommand::DeletePipeline { name: "zz".into() },
+            "unknown pipeline zz",
+        ),
+        (
+            MetaCommand::AddNode {
+                id: 1,
+                addr: "h:2".into(),
+            },
+            "node id 1 is already in use",
+        ),
+        (MetaCommand::RemoveNode { id: 9 }, "unknown node 9"),
+    ];
+    for (cmd, message) in bad {
+        let err = s.apply(3, &cmd).unwrap_err();
+        assert_eq!(err.to_string(), message);
+        assert_eq!(s, before);
+    }
+    let failed_without_message = MetaCommand::ReportActual {
+        name: "a".into(),
+        actual: ActualState::Failed,
+        failure: None,
+    };
+    assert!(matches!(
+        s.apply(3, &failed_without_message),
+        Err(MetaError::Invalid { .. })
+    ));
+    let overlapping = MetaCommand::SetAssignment {
+        name: "a".into(),
+        assignment: vec![
+            Assignment {
+                key_group_start: 0,
+                key_group_end: 10,
+                node: 1,
+                core: 0,
+            },
+            Assignment {
+                key_group_start: 5,
+                key_group_end: 20,
+                node: 1,
+                core: 1,
+            },
+        ],
+    };
+    assert!(matches!(
+        s.apply(3, &overlapping),
+        Err(MetaError::Invalid { .. })
+    ));
+    let unknown_node = MetaCommand::SetAssignment {
+        name: "a".into(),
+        assignment: vec![Assignment {
+            key_group_start: 0,
+            key_group_end: 10,
+            node: 7,
+            core: 0,
+        }],
+    };
+    assert!(matches!(
+        s.apply(3, &unknown_node),
+        Err(MetaError::UnknownNode { id: 7 })
+    ));
+    assert_eq!(s, before);
+}
+
+#[test]
+fn checkpoints_keep_the_newest_and_ids_increase() {
+    let mut s = MetaState::default();
+    s.apply(1, &create("a")).unwrap();
+    for id in 1..=40 {
+        let cmd = MetaCommand::RecordCheckpoint {
+            name: "a".into(),
+            id,
+            path: format!("cp/{id}"),
+        };
+        s.apply(1 + id, &cmd).unwrap();
+    }
+    let p = &s.pipelines["a"];
+    assert_eq!(p.checkpoints.len(), CHECKPOINTS_KEPT);
+    assert_eq!(
+        p.checkpoints.first().unwrap().id,
+        40 - CHECKPOINTS_KEPT as u64 + 1
+    );
+    let stale = MetaCommand::RecordCheckpoint {
+        name: "a".into(),
+        id: 40,
+        path: "x".into(),
+    };
+    assert!(s.apply(99, &stale).is_err());
+}
+
+#[test]
+fn decode_errors_name_field_and_offset() {
+    let bytes = create("abc").encode();
+    let err = MetaCommand::decode(&bytes[..bytes.len() - 1]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("metadata command: truncated in field"),
+        "{err}"
+    );
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(
+        MetaCommand::decode(&trailing).unwrap_err().to_string(),
+        format!(
+            "metadata command: trailing bytes in field end at byte {}",
+            bytes.len()
+        )
+    );
+    assert!(MetaCommand::decode(&[2, 1])
+        .unwrap_err()
+        .to_string()
+        .contains("unknown version"));
+}
+
+// ---- model test -----------------------------------------------------------------------------
+
+/// A deliberately naive model: what each command should do, written out separately.
+#[derive(Default, Clone)]
+struct Model {
+    nodes: BTreeMap<u64, String>,
+    pipelines: BTreeMap<String, (u64, Vec<u64>)>,
+}
+
+impl Model {
+    /// Whether the command should succeed, applying it to the model if so.
+    fn apply(&mut self, cmd: &MetaCommand) -> bool {
+        match cmd {
+            MetaCommand::CreatePipeline { name, .. } => {
+                if name.is_empty() || self.pipelines.contains_key(name) {
+                    return false;
+                }
+                self.pipelines.insert(name.clone(), (1, vec![]));
+                true
+            }
+            MetaCommand::UpdatePipeline { name, .. } => {
+                self.pipelines.get_mut(name).map(|p| p.0 += 1).is_some()
+            }
+            MetaCommand::SetDesired { name, .. } => self.pipelines.contains_key(name),
+            MetaCommand::ReportActual {
+                name,
+                actual,
+                failure,
+            } => {
+                self.pipelines.contains_key(name)
+                    && ((*actual == ActualState::Failed) == failure.is_some())
+            }
+            MetaCommand::DeletePipeline { name } => self.pipelines.remove(name).is_some(),
+            MetaCommand::SetAssignment { name, assignment } => {
+                let sorted = assignment
+                    .windows(2)
+                    .all(|w| w[0].key_group_end <= w[1].key_group_start);
+                let nonempty = assignment
+                    .iter()
+                    .all(|a| a.key_group_start < a.key_group_end);
+                let known = assignment.iter().all(|a| self.nodes.contains_key(&a.node));
+                self.pipelines.contains_key(name) && sorted && nonempty && known
+            }
+            MetaCommand::RecordCheckpoint { name, id, .. } => match self.pipelines.get_mut(name) {
+                Some(p) if p.1.last().is_none_or(|last| id > last) => {
+                    p.1.push(*id);
+                    true
+                }
+                _ => false,
+            },
+            MetaCommand::RecordSavepoint { name, .. } => self.pipelines.contains_key(name),
+            MetaCommand::AddNode { id, addr } => {
+                if *id == 0 || addr.is_empty() || self.nodes.contains_key(id) {
+                    return false;
+                }
+                self.nodes.insert(*id, addr.clone());
+                true
+            }
+            MetaCommand::RemoveNode { id } => self.nodes.remove(id).is_some(),
+        }
+    }
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("a".to_owned()),
+        Just("b".to_owned()),
+        Just("c".to_owned())
+    ]
+}
+
+fn options() -> impl Strategy<Value = RunOptions> {
+    (
+        proptest::option::of(0u64..5000),
+        proptest::option::of(0u32..8),
+        proptest::option::of("[a-z/]{0,6}"),
+    )
+        .prop_map(|(c, k, s)| RunOptions {
+            checkpoint_interval_ms: c,
+            cores: k,
+            from_savepoint: s,
+        })
+}
+
+fn actual() -> impl Strategy<Value = ActualState> {
+    prop_oneof![
+        Just(ActualState::Created),
+        Just(ActualState::Running),
+        Just(ActualState::Paused),
+        Just(ActualState::Stopping),
+        Just(ActualState::Finished),
+        Just(ActualState::Failed),
+    ]
+}
+
+fn desired() -> impl Strategy<Value = DesiredState> {
+    prop_oneof![
+        Just(DesiredState::Running),
+        Just(DesiredState::Paused),
+        Just(DesiredState::Stopped)
+    ]
+}
+
+fn assignment() -> impl Strategy<Value = Vec<Assignment>> {
+    proptest::collection::vec((0u32..40, 0u32..40, 0u64..4, 0u32..4), 0..4).prop_map(|v| {
+        v.into_iter()
+            .map(|(s, e, node, core)| Assignment {
+                key_group_start: s,
+                key_group_end: e,
+                node,
+                core,
+            })
+            .collect()
+    })
+}
+
+fn command() -> impl Strategy<Value = MetaCommand> {
+    prop_oneof![
+        (name(), ".{0,8}", options()).prop_map(|(name, spec_yaml, options)| {
+            MetaCommand::CreatePipeline {
+                name,
+                spec_yaml,
+                options,
+            }
+        }),
+        (name(), ".{0,8}", options()).prop_map(|(name, spec_yaml, options)| {
+            MetaCommand::UpdatePipeline {
+                name,
+                spec_yaml,
+                options,
+            }
+        }),
+        (name(), desired()).prop_map(|(name, desired)| MetaCommand::SetDesired { name, desired }),
+        (name(), actual(), proptest::option::of("[a-z ]{0,8}")).prop_map(
+            |(name, actual, failure)| MetaCommand::ReportActual {
+                name,
+                actual,
+                failure
+            }
+        ),
+        name().prop_map(|name| MetaCommand::DeletePipeline { name }),
+        (name(), assignment())
+            .prop_map(|(name, assignment)| MetaCommand::SetAssignment { name, assignment }),
+        (name(), 0u64..20, "[a-z/]{0,6}")
+            .prop_map(|(name, id, path)| MetaCommand::RecordCheckpoint { name, id, path }),
+        (name(), "[a-z/]{0,6}", 0u64..20).prop_map(|(name, path, checkpoint_id)| {
+            MetaCommand::RecordSavepoint {
+                name,
+                path,
+                checkpoint_id,
+            }
+        }),
+        (
+            0u64..4,
+            prop_oneof![Just(String::new()), Just("h:1".to_owned())]
+        )
+            .prop_map(|(id, addr)| MetaCommand::AddNode { id, addr }),
+        (0u64..4).prop_map(|id| MetaCommand::RemoveNode { id }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn state_machine_matches_model(cmds in proptest::collection::vec(command(), 0..60)) {
+        let mut state = MetaState::default();
+        let mut model = Model::default();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let before = state.clone();
+            let expect_ok = model.apply(cmd);
+            let result = state.apply(i as u64 + 1, cmd);
+            prop_assert_eq!(result.is_ok(), expect_ok, "command {:?} gave {:?}", cmd, result);
+            if result.is_err() {
+                prop_assert_eq!(&state, &before);
+            }
+            // The model's view agrees with the state's.
+            prop_assert_eq!(state.nodes.keys().collect::<Vec<_>>(), model.nodes.keys().collect::<Vec<_>>());
+            for (name, (version, checkpoints)) in &model.pipelines {
+                let p = &state.pipelines[name];
+                prop_assert_eq!(p.version, *version);
+                let tail = &checkpoints[checkpoints.len().saturating_sub(CHECKPOINTS_KEPT)..];
+                prop_assert_eq!(p.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(), tail.to_vec());
+            }
+            prop_assert_eq!(state.pipelines.len(), model.pipelines.len());
+            // Snapshots and commands round-trip.
+            prop_assert_eq!(&MetaState::decode(&state.encode()).unwrap(), &state);
+            prop_assert_eq!(&MetaCommand::decode(&cmd.encode()).unwrap(), cmd);
+        }
+    }
+
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = MetaCommand::decode(&bytes);
+        let _ = MetaState::decode(&bytes);
+    }
+
+    #[test]
+    fn every_truncation_of_a_command_is_refused(cmd in command()) {
+        let bytes = cmd.encode();
+        for cut in 0..bytes.len() {
+            prop_assert!(MetaCommand::decode(&bytes[..cut]).is_err());
+        }
+    }
+}

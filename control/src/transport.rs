@@ -1,0 +1,313 @@
+//! Raft messages between nodes over gRPC: the RaftService server, which steps inbound
+//! messages into this node's [`MetaHandle`], and [`GrpcTransport`], the raft actor's outbound
+//! side.
+//!
+//! Outbound, each peer has a bounded queue and one task that connects lazily, sends batches
+//! and reconnects with backoff. [`GrpcTransport::send`] only pushes into queues: it never
+//! blocks the raft actor, and a full queue drops the message (raft retransmits what matters).
+//! Runs on the process's tokio runtime.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::proto::raft::raft_service_client::RaftServiceClient;
+use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
+use crate::proto::raft::{RaftAck, RaftBatch};
+use crate::raft::{MetaHandle, Transport};
+
+/// Messages queued for one peer at most; more are dropped until the peer catches up.
+const PEER_QUEUE: usize = 1024;
+/// Messages in one RPC at most.
+const BATCH_MAX: usize = 256;
+/// Largest gRPC message either side accepts (a snapshot of the metadata travels in one).
+pub const MESSAGE_BYTES_MAX: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The RaftService: steps every message of an inbound batch into the local raft node.
+pub struct RaftServer {
+    node_id: u64,
+    meta: MetaHandle,
+    transport: GrpcTransport,
+}
+
+impl RaftServer {
+    /// The tonic service for node `node_id`; senders' addresses are taught to `transport`.
+    pub fn service(
+        node_id: u64,
+        meta: MetaHandle,
+        transport: GrpcTransport,
+    ) -> RaftServiceServer<RaftServer> {
+        RaftServiceServer::new(RaftServer {
+            node_id,
+            meta,
+            transport,
+        })
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn send(&self, request: Request<RaftBatch>) -> Result<Response<RaftAck>, Status> {
+        let batch = request.into_inner();
+        if batch.to != self.node_id {
+            return Err(Status::failed_precondition(format!(
+                "this is node {}, not node {} (from node {}): check the members' addresses",
+                self.node_id, batch.to, batch.from
+            )));
+        }
+        let messages = decode_batch(&batch)?;
+        if !batch.from_address.is_empty() {
+            self.transport.learn(batch.from, &batch.from_address);
+        }
+        let accepted = messages.len() as u32;
+        for message in messages {
+            self.meta
+                .step(message)
+                .map_err(|err| Status::unavailable(format!("raft node is not running: {err}")))?;
+        }
+        Ok(Response::new(RaftAck { accepted }))
+    }
+}
+
+/// Decodes every message first, so a batch with a bad message steps none of them.
+fn decode_batch(batch: &RaftBatch) -> Result<Vec<Message>, Status> {
+    batch
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            let message = Message::parse_from_bytes(bytes).map_err(|err| {
+                Status::invalid_argument(format!(
+                    "raft batch from node {}: message {index} does not decode: {err}",
+                    batch.from
+                ))
+            })?;
+            if message.to != batch.to {
+                return Err(Status::invalid_argument(format!(
+                    "raft batch from node {}: message {index} is for node {}, not {}",
+                    batch.from, message.to, batch.to
+                )));
+            }
+            Ok(message)
+        })
+        .collect()
+}
+
+/// The outbound side: per-peer queues drained by per-peer sender tasks.
+#[derive(Clone)]
+pub struct GrpcTransport {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    node_id: u64,
+    /// This node's address, sent with every batch.
+    advertise: String,
+    runtime: tokio::runtime::Handle,
+    /// Where each peer is reached; updated from the membership.
+    addresses: Mutex<HashMap<u64, String>>,
+    /// The queue of each peer whose sender task runs.
+    queues: Mutex<HashMap<u64, mpsc::Sender<Message>>>,
+}
+
+impl GrpcTransport {
+    /// A transport for node `node_id`, reached at `advertise`, whose sender tasks run on
+    /// `runtime`.
+    pub fn new(node_id: u64, advertise: &str, runtime: tokio::runtime::Handle) -> GrpcTransport {
+        GrpcTransport {
+            inner: Arc::new(Shared {
+                node_id,
+                advertise: advertise.to_string(),
+                runtime,
+                addresses: Mutex::new(HashMap::new()),
+                queues: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Sets the members' addresses (this node's own entry is ignored). A peer whose address
+    /// changed or that left gets a fresh sender on its next message.
+    pub fn set_peers(&self, peers: &HashMap<u64, String>) {
+        let mut addresses = lock(&self.inner.addresses);
+        let mut queues = lock(&self.inner.queues);
+        queues.retain(|id, _| peers.get(id) == addresses.get(id));
+        *addresses = peers
+            .iter()
+            .filter(|(id, _)| **id != self.inner.node_id)
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
+    }
+
+    /// Sets one peer's address (a node being added, before the leader contacts it).
+    pub fn add_peer(&self, id: u64, address: &str) {
+        if id == self.inner.node_id {
+            return;
+        }
+        let mut addresses = lock(&self.inner.addresses);
+        if addresses.get(&id).map(String::as_str) != Some(address) {
+            lock(&self.inner.queues).remove(&id);
+            addresses.insert(id, address.to_string());
+        }
+    }
+
+    /// Learns where peer `id` is from a batch it sent, unless its address is known already
+    /// (the membership's address wins).
+    pub fn learn(&self, id: u64, address: &str) {
+        if id != self.inner.node_id {
+            lock(&self.inner.addresses)
+                .entry(id)
+                .or_insert_with(|| address.to_string());
+        }
+    }
+
+    /// The known peers' addresses.
+    pub fn peers(&self) -> HashMap<u64, String> {
+        lock(&self.inner.addresses).clone()
+    }
+
+    fn enqueue(&self, message: Message) {
+        let to = message.to;
+        // Lock order everywhere: addresses, then queues.
+        let address = lock(&self.inner.addresses).get(&to).cloned();
+        let mut queues = lock(&self.inner.queues);
+        let queue = match queues.entry(to) {
+            Entry::Occupied(queue) => queue.into_mut(),
+            Entry::Vacant(slot) => {
+                let Some(address) = address else {
+                    tracing::debug!(
+                        peer = to,
+                        "raft message for a node with no known address dropped"
+                    );
+                    return;
+                };
+                let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                let peer = Peer {
+                    from: self.inner.node_id,
+                    from_address: self.inner.advertise.clone(),
+                    to,
+                    address,
+                };
+                self.inner.runtime.spawn(peer.run(rx));
+                slot.insert(tx)
+            }
+        };
+        match queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(peer = to, "raft queue full, message dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                queues.remove(&to);
+            }
+        }
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn send(&self, messages: Vec<Message>) {
+        for message in messages {
+            self.enqueue(message);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these maps leaves them consistent (single inserts).
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One peer's sender task.
+struct Peer {
+    from: u64,
+    from_address: String,
+    to: u64,
+    address: String,
+}
+
+impl Peer {
+    /// Sends what arrives on `rx` until every sender is gone.
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut client: Option<RaftServiceClient<Channel>> = None;
+        let mut backoff = BACKOFF_MIN;
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            let sent = match &mut client {
+                Some(c) => self.send(c, &batch).await,
+                None => match self.connect().await {
+                    Ok(mut c) => {
+                        let sent = self.send(&mut c, &batch).await;
+                        client = Some(c);
+                        sent
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            match sent {
+                Ok(()) => backoff = BACKOFF_MIN,
+                Err(err) => {
+                    tracing::debug!(peer = self.to, address = %self.address, error = %err, "raft send failed, backing off");
+                    client = None;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    // What queued while the peer was away is stale: raft resends.
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<RaftServiceClient<Channel>, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.address))
+            .map_err(|err| format!("bad address {}: {err}", self.address))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(SEND_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|err| err.to_string())?;
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX))
+    }
+
+    async fn send(
+        &self,
+        client: &mut RaftServiceClient<Channel>,
+        batch: &[Message],
+    ) -> Result<(), String> {
+        let mut messages = Vec::with_capacity(batch.len());
+        for message in batch {
+            messages.push(message.write_to_bytes().map_err(|err| err.to_string())?);
+        }
+        let request = RaftBatch {
+            from: self.from,
+            to: self.to,
+            messages,
+            from_address: self.from_address.clone(),
+        };
+        client
+            .send(request)
+            .await
+            .map(|_| ())
+            .map_err(|status| status.message().to_string())
+    }
+}

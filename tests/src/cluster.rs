@@ -1,0 +1,294 @@
+//! Real `wire start` nodes on 127.0.0.1 and the `wirectl` client, for the cluster tests.
+//!
+//! Every wait is bounded: a node that does not print its `serving` line, or a condition that
+//! does not hold, fails the test after a deadline with what was last seen.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to print `node N serving on ADDR`.
+pub const SERVING_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `wirectl` binary of this build (built here when missing, as [`crate::wire_bin`]).
+pub fn wirectl_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| crate::built_bin("wire-control", "wirectl"))
+        .clone()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// One `wire start` process (restartable), killed when dropped.
+pub struct WireNode {
+    /// Its raft id.
+    pub id: u64,
+    /// Its gRPC address, 127.0.0.1:PORT.
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Extra `wire start` arguments (`--initial-cluster …` or `--join …`).
+    pub args: Vec<String>,
+    /// Where its stderr goes (appended across restarts).
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl WireNode {
+    /// A node `id` with its data under `dir/node-<id>` (not started).
+    pub fn new(dir: &Path, id: u64, args: &[String]) -> WireNode {
+        let addr = format!("127.0.0.1:{}", free_port());
+        WireNode {
+            id,
+            addr,
+            data_dir: dir.join(format!("node-{id}")),
+            args: args.to_vec(),
+            log: dir.join(format!("node-{id}.log")),
+            child: None,
+        }
+    }
+
+    /// Starts the process and waits (bounded) for its `serving` line.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} is already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let mut child = Command::new(crate::wire_bin())
+            .args([
+                "start",
+                "--node-id",
+                &self.id.to_string(),
+                "--listen",
+                &self.addr,
+            ])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("WIRE_LOG", "info,wire_control=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("wire start runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+        let want = format!("node {} serving on {}", self.id, self.addr);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + SERVING_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == want => return,
+                Ok(_) => continue,
+                Err(_) => panic!(
+                    "node {} did not print `{want}` within {SERVING_TIMEOUT:?}; log:\n{}",
+                    self.id,
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; panics unless it exits 0.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "node {} exited with {status} on SIGTERM; log:\n{}",
+                    self.id,
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {} did not exit within 20 s of SIGTERM", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP: the process stays but neither sends nor answers (cut off from the others).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`WireNode::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("node runs");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {} failed", child.id());
+    }
+
+    /// Whether the process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Runs `wirectl --endpoint ADDR ARGS…`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        wirectl(&self.addr, args)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WireNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `1=ADDR,2=ADDR,…` for `nodes`.
+pub fn initial_cluster(nodes: &[(u64, String)]) -> String {
+    nodes
+        .iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts founding nodes `1..=count` under `dir`, all with the same `--initial-cluster`.
+pub fn start_cluster(dir: &Path, count: u64) -> Vec<WireNode> {
+    let mut nodes: Vec<WireNode> = (1..=count).map(|id| WireNode::new(dir, id, &[])).collect();
+    let list: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let flag = initial_cluster(&list);
+    for node in &mut nodes {
+        node.args = vec!["--initial-cluster".into(), flag.clone()];
+        node.start();
+    }
+    nodes
+}
+
+/// `wirectl --endpoint ENDPOINT ARGS…`, with `WIRE_ENDPOINT` cleared.
+pub fn wirectl(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(wirectl_bin())
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .env_remove("WIRE_ENDPOINT")
+        .output()
+        .expect("wirectl runs")
+}
+
+/// `wirectl … -o json ARGS…`, which must succeed, parsed.
+pub fn wirectl_json(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    let out = wirectl(endpoint, &all);
+    assert!(
+        out.status.success(),
+        "wirectl {args:?} at {endpoint} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "wirectl {args:?}: not JSON ({err}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`
+/// and the last `Err` it returned.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("never probed");
+    while Instant::now() < deadline {
+        match probe() {
+            Ok(value) => return value,
+            Err(err) => last = err,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within {timeout:?}; last: {last}");
+}
+
+/// `cluster status -o json` from `endpoint`, or why not.
+pub fn cluster_status(endpoint: &str) -> Result<serde_json::Value, String> {
+    let out = wirectl(endpoint, &["-o", "json", "cluster", "status"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|err| err.to_string())
+}
+
+/// Waits until every running node in `nodes` names the same leader, itself a running node of
+/// `nodes`; returns its id.
+pub fn wait_for_leader(nodes: &[WireNode], timeout: Duration) -> u64 {
+    wait_for_leader_among(nodes, None, timeout)
+}
+
+/// [`wait_for_leader`] ignoring node `skip` (a frozen one).
+pub fn wait_for_leader_among(nodes: &[WireNode], skip: Option<u64>, timeout: Duration) -> u64 {
+    let running: Vec<&WireNode> = nodes
+        .iter()
+        .filter(|n| n.is_running() && Some(n.id) != skip)
+        .collect();
+    wait_for(
+        "one running leader all running nodes agree on",
+        timeout,
+        || {
+            let mut leaders = Vec::new();
+            for node in &running {
+                let status = cluster_status(&node.addr)?;
+                leaders.push(status["leader_id"].as_u64().unwrap_or(0));
+            }
+            match leaders.first() {
+                Some(&leader)
+                    if running.iter().any(|n| n.id == leader)
+                        && leaders.iter().all(|l| *l == leader) =>
+                {
+                    Ok(leader)
+                }
+                _ => Err(format!("leaders seen: {leaders:?}")),
+            }
+        },
+    )
+}

@@ -1,0 +1,510 @@
+//! `wire start` clusters on 127.0.0.1 driven by `wirectl`: real processes, real sockets, real
+//! data directories. Every wait is bounded (see `wire_tests::cluster`).
+//!
+//! The tests run one at a time (a lock): each starts several nodes, and elections on a busy
+//! two-CPU machine should not compete with another test's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wire_tests::cluster::{
+    cluster_status, start_cluster, wait_for, wait_for_leader, wait_for_leader_among, wirectl,
+    wirectl_json, WireNode,
+};
+use wire_tests::wire_bin;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// How long an election may take (the election timeout is 1 to 2 s; a busy machine is slow).
+const ELECTION: Duration = Duration::from_secs(15);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A pipeline file `name.yaml` in `dir` that `wire check` accepts with no input files.
+fn spec(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    let yaml = format!(
+        "name: {name}
+sources:
+  rows:
+    type: ingest
+    listen: 127.0.0.1:0
+    schema: {{id: i64, v: f64}}
+operators:
+  - name: big
+    from: rows
+    filter: v > 1.0
+sinks:
+  out: {{type: stdout, format: jsonl, from: big}}
+"
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+fn create(endpoint: &str, file: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "pipeline",
+        "create",
+        "-f",
+        file.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    wirectl_json(endpoint, &args)
+}
+
+/// What the metadata says, in a form that does not change with terms or indexes: every
+/// pipeline as `pipeline get -o json` shows it, and the members' ids and addresses.
+fn dump(endpoint: &str) -> Value {
+    let list = wirectl_json(endpoint, &["pipeline", "list"]);
+    let names: Vec<String> = list["pipelines"]
+        .as_array()
+        .expect("pipelines")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_string())
+        .collect();
+    let pipelines: Vec<Value> = names
+        .iter()
+        .map(|name| wirectl_json(endpoint, &["pipeline", "get", name]))
+        .collect();
+    let status = wirectl_json(endpoint, &["cluster", "status"]);
+    let mut members: Vec<Value> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| json!({"id": m["id"], "address": m["address"]}))
+        .collect();
+    members.sort_by_key(|m| m["id"].as_u64());
+    json!({"list": list, "pipelines": pipelines, "members": members})
+}
+
+fn node(nodes: &[WireNode], id: u64) -> &WireNode {
+    nodes.iter().find(|n| n.id == id).expect("node id")
+}
+
+/// Waits until the node at `addr` has applied what the node at `reference` had committed.
+fn caught_up(addr: &str, reference: &str) {
+    let commit = wirectl_json(reference, &["cluster", "status"])["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for(
+        &format!("{addr} applies up to index {commit}"),
+        ELECTION,
+        || {
+            let status = cluster_status(addr)?;
+            match status["applied_index"].as_u64() {
+                Some(applied) if applied >= commit => Ok(()),
+                other => Err(format!("applied {other:?} < {commit}")),
+            }
+        },
+    );
+}
+
+/// `wire start --node-id ID --join TARGET` on a fresh data directory, run to its exit (it
+/// exits when the join fails; bounded by the join timeout).
+fn join_once(dir: &Path, id: u64, target: &str) -> std::process::Output {
+    let listen = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    std::process::Command::new(wire_bin())
+        .args(["start", "--node-id", &id.to_string(), "--listen", &listen])
+        .arg("--data-dir")
+        .arg(dir.join(format!("joiner-{id}")))
+        .args(["--join", target])
+        .output()
+        .unwrap()
+}
+
+fn fails_with(out: &std::process::Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+}
+
+#[test]
+fn three_nodes_elect_a_leader_and_survive_its_sigkill() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let status = wirectl_json(&node(&nodes, leader).addr, &["cluster", "status"]);
+    let roles: Vec<&str> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{status}"
+    );
+    assert_eq!(roles.len(), 3, "{status}");
+
+    // Through a follower: the write is forwarded to the leader.
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().addr.clone();
+    let created = create(
+        &follower,
+        &spec(dir.path(), "clicks"),
+        &["--checkpoint-interval", "2s"],
+    );
+    assert_eq!(created["name"], "clicks");
+    assert_eq!(created["state"], "created");
+    assert_eq!(created["desired_state"], "running");
+    assert_eq!(created["options"]["checkpoint_interval_ms"], 2000);
+    let list = wirectl_json(&follower, &["pipeline", "list"]);
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 1, "{list}");
+    let table = wirectl(&follower, &["pipeline", "get", "clicks"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("state:") && text.contains("created"),
+        "{text}"
+    );
+    let before = dump(&follower);
+
+    let killed_at = Instant::now();
+    let index = (nodes.iter().position(|n| n.id == leader)).unwrap();
+    nodes[index].kill();
+    let new_leader = wait_for_leader(&nodes, ELECTION);
+    assert_ne!(new_leader, leader);
+    eprintln!("new leader {new_leader} after {:?}", killed_at.elapsed());
+    let survivor = node(&nodes, new_leader).addr.clone();
+    let mut after = dump(&survivor);
+    // The killed member is still a member; its health differs, not its record.
+    after["members"] = before["members"].clone();
+    assert_eq!(before, after);
+
+    // A write while it is down, then it restarts and catches up.
+    create(&survivor, &spec(dir.path(), "views"), &[]);
+    nodes[index].start();
+    let restarted = nodes[index].addr.clone();
+    caught_up(&restarted, &survivor);
+    assert_eq!(dump(&restarted), dump(&survivor));
+}
+
+#[test]
+fn a_node_down_past_a_compaction_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    let index = nodes.iter().position(|n| n.id != leader).unwrap();
+    nodes[index].stop();
+    for name in ["p1", "p2", "p3"] {
+        create(&endpoint, &spec(dir.path(), name), &[]);
+    }
+    wirectl_json(&endpoint, &["pipeline", "delete", "p2"]);
+    let compacted = wirectl_json(&endpoint, &["cluster", "compact"]);
+    let message = compacted["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("compacted its raft log"), "{compacted}");
+    nodes[index].start();
+    caught_up(&nodes[index].addr, &endpoint);
+    assert!(
+        nodes[index].log_text().contains("restored snapshot"),
+        "node {} caught up without a snapshot:\n{}",
+        nodes[index].id,
+        nodes[index].log_text()
+    );
+    assert_eq!(dump(&nodes[index].addr), dump(&endpoint));
+}
+
+#[test]
+fn a_frozen_leader_commits_nothing_and_acknowledged_writes_apply_once() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 3);
+    let old = wait_for_leader(&nodes, ELECTION);
+    let old_addr = node(&nodes, old).addr.clone();
+    create(&old_addr, &spec(dir.path(), "x"), &[]);
+    node(&nodes, old).freeze();
+    // Sent to the frozen leader: answered only after it thaws, by then no longer the leader.
+    let stale =
+        std::thread::spawn(move || wirectl(&old_addr, &["pipeline", "scale", "x", "--cores", "9"]));
+    let new = wait_for_leader_among(&nodes, Some(old), ELECTION);
+    assert_ne!(new, old);
+    let new_addr = node(&nodes, new).addr.clone();
+    let mut acked = 0;
+    for cores in 1..=3 {
+        let cores = cores.to_string();
+        wirectl_json(&new_addr, &["pipeline", "scale", "x", "--cores", &cores]);
+        acked += 1;
+    }
+    node(&nodes, old).thaw();
+    let stale = stale.join().unwrap();
+    let stale_acked = stale.status.success();
+    eprintln!("write to the frozen leader: {stale:?}");
+    wait_for_leader(&nodes, ELECTION);
+    for n in &nodes {
+        caught_up(&n.addr, &new_addr);
+    }
+    let x = wirectl_json(&new_addr, &["pipeline", "get", "x"]);
+    let applied = x["version"].as_u64().unwrap() - 1;
+    // Every acknowledged scale applied exactly once; a failed one may or may not have (a
+    // timeout is ambiguous), never twice.
+    assert!(applied >= acked + u64::from(stale_acked), "{x}");
+    assert!(applied <= acked + 1, "{x}");
+    let dumps: Vec<Value> = nodes.iter().map(|n| dump(&n.addr)).collect();
+    assert!(dumps.windows(2).all(|w| w[0] == w[1]), "{dumps:#?}");
+}
+
+#[test]
+fn membership_changes_survive_a_full_restart() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    create(&endpoint, &spec(dir.path(), "a"), &["--cores", "2"]);
+    create(&endpoint, &spec(dir.path(), "b"), &[]);
+
+    let mut fourth = WireNode::new(dir.path(), 4, &["--join".to_string(), endpoint.clone()]);
+    fourth.start();
+    nodes.push(fourth);
+    wait_for("node 4 is a member", ELECTION, || {
+        let status = cluster_status(&endpoint)?;
+        let ids: Vec<u64> = status["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
+            .unwrap_or_default();
+        ids.contains(&4)
+            .then_some(())
+            .ok_or(format!("members {ids:?}"))
+    });
+    caught_up(&nodes[3].addr, &endpoint);
+    let removed = nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader && *id != 4)
+        .unwrap();
+    let out = wirectl(&endpoint, &["node", "remove", &removed.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = nodes.iter().position(|n| n.id == removed).unwrap();
+    nodes.remove(index).stop();
+    wirectl_json(&endpoint, &["pipeline", "scale", "b", "--cores", "3"]);
+    wirectl_json(&endpoint, &["pipeline", "pause", "a"]);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let before = dump(&node(&nodes, leader).addr);
+    let members: Vec<u64> = before["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        members.contains(&4) && !members.contains(&removed),
+        "{before}"
+    );
+
+    for node in &mut nodes {
+        node.stop();
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let leader = wait_for_leader(&nodes, ELECTION);
+    for node in &nodes {
+        assert_eq!(
+            dump(&node.addr),
+            before,
+            "node {} after the restart (leader {leader})",
+            node.id
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_and_change_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(dir.path(), 1);
+    wait_for_leader(&nodes, ELECTION);
+    let at = nodes[0].addr.clone();
+    create(&at, &spec(dir.path(), "good"), &[]);
+    create(&at, &spec(dir.path(), "stopped"), &[]);
+    wirectl_json(&at, &["pipeline", "stop", "stopped"]);
+    let before = dump(&at);
+
+    bad_spec_is_refused_as_wire_check_refuses_it(dir.path(), &at);
+    let good = spec(dir.path(), "good");
+    let refused: &[(&[&str], i32, &str)] = &[
+        (
+            &["pipeline", "create", "-f", good.to_str().unwrap()],
+            1,
+            "already exists",
+        ),
+        (&["pipeline", "get", "nope"], 1, "pipeline `nope` not found"),
+        (&["pipeline", "pause", "nope"], 1, "not found"),
+        (&["pipeline", "delete", "nope"], 1, "not found"),
+        (&["checkpoint", "list", "nope"], 1, "not found"),
+        (&["checkpoint", "trigger", "good"], 1, "not running"),
+        (
+            &["savepoint", "create", "good", "--dir", "/tmp/sp"],
+            1,
+            "not running",
+        ),
+        (&["pipeline", "scale", "good", "--cores", "0"], 1, "cores"),
+        (
+            &["pipeline", "scale", "stopped", "--cores", "2"],
+            1,
+            "was stopped",
+        ),
+        (&["pipeline", "resume", "stopped"], 1, "was stopped"),
+        (&["node", "add", "1", "127.0.0.1:1"], 1, "already in use"),
+        (&["node", "add", "9", "nohost"], 1, "not HOST:PORT"),
+        (&["node", "remove", "7"], 1, "not a member"),
+        (&["node", "remove", "1"], 1, "only member"),
+        (&["pipeline", "frobnicate"], 2, "frobnicate"),
+        (&["-o", "yaml", "pipeline", "list"], 2, "yaml"),
+    ];
+    for (args, code, needle) in refused {
+        let out = wirectl(&at, args);
+        assert_eq!(out.status.code(), Some(*code), "wirectl {args:?}");
+        fails_with(&out, *code, needle);
+    }
+    // A node that asks to join with an id in use is refused, and exits 1.
+    let joiner = join_once(dir.path(), 1, &at);
+    fails_with(&joiner, 1, "node id 1 is already in use");
+    let nobody = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    fails_with(
+        &wirectl(&nobody, &["cluster", "status"]),
+        1,
+        &format!("cannot reach {nobody}: connection refused; is `wire start` running?"),
+    );
+    assert_eq!(dump(&at), before, "a refused request changed the metadata");
+}
+
+/// A spec that fails the check is refused with `wire check`'s very message.
+fn bad_spec_is_refused_as_wire_check_refuses_it(dir: &Path, at: &str) {
+    let bad = dir.join("bad.yaml");
+    let yaml = "name: bad\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:0\n    \
+                schema: {id: i64}\noperators:\n  - name: f\n    from: rows\n    \
+                filter: nope > 1\nsinks:\n  out: {type: stdout, from: f}\n";
+    std::fs::write(&bad, yaml).unwrap();
+    let out = wirectl(at, &["pipeline", "create", "-f", bad.to_str().unwrap()]);
+    fails_with(&out, 1, &format!("{}:10:", bad.display()));
+    let check = std::process::Command::new(wire_bin())
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let local = String::from_utf8_lossy(&check.stderr);
+    let remote = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        local.trim(),
+        remote.trim(),
+        "the server checks as `wire check`"
+    );
+}
+
+#[test]
+fn bad_node_settings_are_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "node-id = 1\ndata-dir = \"d\"\nlisten-on = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(wire_bin())
+        .args(["start", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        2,
+        &format!("{}:3:1: key `listen-on`", config.display()),
+    );
+    std::fs::write(&config, "node-id = -1\n").unwrap();
+    let out = std::process::Command::new(wire_bin())
+        .args(["start", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        2,
+        &format!("{}:1:11: key `node-id`", config.display()),
+    );
+    let out = std::process::Command::new(wire_bin())
+        .args([
+            "start",
+            "--node-id",
+            "3",
+            "--data-dir",
+            "d",
+            "--initial-cluster",
+            "1=127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "node 3 (this node's id) is not in");
+    let nobody = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    let out = join_once(dir.path(), 5, &nobody);
+    fails_with(&out, 1, &format!("cannot join the cluster via {nobody}"));
+}
+
+#[test]
+fn a_backup_restores_into_wiped_data_dirs() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    create(
+        &endpoint,
+        &spec(dir.path(), "one"),
+        &["--checkpoint-interval", "1s"],
+    );
+    create(&endpoint, &spec(dir.path(), "two"), &[]);
+    wirectl_json(&endpoint, &["pipeline", "stop", "two"]);
+    let before = dump(&endpoint);
+    let backup = dir.path().join("meta.backup");
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().addr.clone();
+    wirectl_json(
+        &follower,
+        &["backup", "create", "--out", backup.to_str().unwrap()],
+    );
+
+    for node in &mut nodes {
+        node.stop();
+        std::fs::remove_dir_all(&node.data_dir).unwrap();
+    }
+    for node in &nodes {
+        let out = wirectl(
+            &node.addr,
+            &[
+                "backup",
+                "restore",
+                backup.to_str().unwrap(),
+                "--data-dir",
+                node.data_dir.to_str().unwrap(),
+                "--node-id",
+                &node.id.to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let leader = wait_for_leader(&nodes, ELECTION);
+    assert_eq!(dump(&node(&nodes, leader).addr), before);
+    // The restored cluster takes writes.
+    create(&node(&nodes, leader).addr, &spec(dir.path(), "three"), &[]);
+}
