@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod check;
 pub mod checkpoint;
+pub mod job;
 pub mod node;
 pub mod proto;
 pub mod raft;

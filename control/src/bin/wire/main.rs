@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-mod files;
-mod resume;
 mod run;
 mod start;
-mod summary;
 
-use run::{run, Outcome, RunArgs};
+use run::run;
+use wire_control::job::{self, Outcome, RunArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -152,7 +150,7 @@ fn main() -> ExitCode {
                 data_dir,
                 progress: !no_progress,
                 pin: !no_pin,
-                checkpoints: checkpoint_interval.map(|interval| run::CheckpointArgs {
+                checkpoints: checkpoint_interval.map(|interval| job::CheckpointArgs {
                     interval,
                     timeout: checkpoint_timeout,
                     retained: checkpoints_retained,
@@ -178,7 +176,7 @@ fn main() -> ExitCode {
             exit_code(outcome)
         }
         Command::Start(args) => start::start(args),
-        Command::Check { pipeline } => match run::load(&pipeline) {
+        Command::Check { pipeline } => match job::load(&pipeline) {
             Ok(plan) => {
                 eprintln!(
                     "{}: ok ({} sources, {} operators, {} sinks)",

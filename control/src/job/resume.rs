@@ -10,7 +10,7 @@ use wire_core::spec::SourceKind;
 use wire_storage::checkpoint::{Checkpoint, CheckpointStore, Skipped};
 use wire_storage::wal::segment::parse_segment_file_name;
 
-use crate::run::{CheckpointArgs, RunArgs};
+use super::{CheckpointArgs, RunArgs, Say};
 
 /// Left in the checkpoint directory by `--fresh`: the ingest WALs' trimmed starts date from
 /// before it, so they do not show that state was committed. Removed once a checkpoint of the
@@ -35,7 +35,7 @@ pub fn checkpoint_dir(args: &RunArgs, plan: &Plan) -> PathBuf {
 
 /// `--fresh`: deletes the pipeline's checkpoints and its file sinks' part files (not the
 /// ingest WALs, which hold accepted input), and says what went.
-pub fn start_fresh(args: &RunArgs, plan: &Plan) -> Result<(), String> {
+pub fn start_fresh(args: &RunArgs, plan: &Plan, say: Say) -> Result<(), String> {
     let dir = checkpoint_dir(args, plan);
     let mut checkpoints = 0;
     if dir.exists() || args.checkpoints.is_some() {
@@ -47,10 +47,10 @@ pub fn start_fresh(args: &RunArgs, plan: &Plan) -> Result<(), String> {
         std::fs::write(&marker, note).map_err(|e| format!("{}: {e}", marker.display()))?;
     }
     let parts = wire_actors::discard_file_sink_parts(plan).map_err(|e| e.to_string())?;
-    eprintln!(
+    say(&format!(
         "--fresh: deleted {checkpoints} checkpoint(s) in {} and {parts} part file(s) of the file sinks; ingest WALs are kept",
         dir.display()
-    );
+    ));
     Ok(())
 }
 
@@ -63,18 +63,19 @@ pub fn choose_restore(
     checkpoint_args: &CheckpointArgs,
     store: &CheckpointStore,
     plan: &Plan,
+    say: Say,
 ) -> Result<Option<Restore>, String> {
     let latest = store.latest().map_err(|e| e.to_string())?;
     let marker = store.dir().join(FRESH_MARKER);
     match (latest.loaded, &checkpoint_args.from_savepoint) {
         (Some((checkpoint, path)), savepoint) => {
-            warn_skipped(&latest.skipped);
+            warn_skipped(&latest.skipped, say);
             if savepoint.is_some() {
-                eprintln!(
+                say(&format!(
                     "note: {} holds checkpoint {}, which is newer than any savepoint: restoring it, not --from-savepoint",
                     store.dir().display(),
                     checkpoint.id
-                );
+                ));
             }
             if marker.exists() {
                 let _ = std::fs::remove_file(&marker);
@@ -86,7 +87,7 @@ pub fn choose_restore(
             }))
         }
         (None, Some(path)) => {
-            warn_skipped(&latest.skipped);
+            warn_skipped(&latest.skipped, say);
             let checkpoint = wire_storage::checkpoint::read_dir(path)
                 .map_err(|e| format!("--from-savepoint: {e}"))?;
             Ok(Some(Restore {
@@ -95,7 +96,7 @@ pub fn choose_restore(
                 from_store: false,
             }))
         }
-        (None, None) => start_empty(args, store, plan, &latest.skipped),
+        (None, None) => start_empty(args, store, plan, (&latest.skipped, say)),
     }
 }
 
@@ -105,7 +106,7 @@ fn start_empty(
     args: &RunArgs,
     store: &CheckpointStore,
     plan: &Plan,
-    skipped: &[Skipped],
+    (skipped, say): (&[Skipped], Say),
 ) -> Result<Option<Restore>, String> {
     let wals = if store.dir().join(FRESH_MARKER).exists() {
         Vec::new()
@@ -113,17 +114,17 @@ fn start_empty(
         trimmed_wals(&args.data_dir, plan)
     };
     if !skipped.iter().any(|s| s.committed) && wals.is_empty() {
-        warn_skipped(skipped);
+        warn_skipped(skipped, say);
         return Ok(None);
     }
     let what = unrestorable(store.dir(), skipped, &wals);
     if !args.allow_empty_restore {
         return Err(refusal(what));
     }
-    eprintln!(
+    say(&format!(
         "warning: starting from empty state (--allow-empty-restore): {what}\
          the state they held is lost: sources start again from the oldest input they still have, and the file sinks keep what they published, so rows may appear in them twice"
-    );
+    ));
     Ok(None)
 }
 
@@ -159,13 +160,13 @@ pub fn refuse_earlier_output(args: &RunArgs, plan: &Plan) -> Result<(), String> 
     Err(text)
 }
 
-fn warn_skipped(skipped: &[Skipped]) {
+fn warn_skipped(skipped: &[Skipped], say: Say) {
     for skipped in skipped {
-        eprintln!(
+        say(&format!(
             "warning: skipping checkpoint {}: {}",
             skipped.path.display(),
             skipped.reason
-        );
+        ));
     }
 }
 

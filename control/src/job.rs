@@ -1,0 +1,569 @@
+//! One pipeline run on a core pool, from its file to its end: load and check the file, settle
+//! what earlier runs left (the checkpoint to restore, refusals, `--fresh`), deploy on the pool,
+//! run the checkpoint coordinator, and at the end publish the sinks' last files and report.
+//!
+//! `wire run` drives one [`Job`] on a pool of its own and prints what it says to stderr; a
+//! `wire start` node drives one per pipeline assigned to it on the node's pool and sends what
+//! it says to the log. What a job has to tell its operator goes through a [`Say`].
+
+mod files;
+mod resume;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wire_actors::{Checkpointing, Deploy, Deployment, PoolHandle, RunReport};
+use wire_core::plan::Plan;
+use wire_storage::checkpoint::CheckpointStore;
+
+use crate::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
+pub use files::NewDirs;
+use resume::Restore;
+pub use summary::{human_count, peak_rss_bytes, Summary};
+
+/// Where a job's lines for its operator go (stderr for `wire run`, the log on a node).
+pub type Say<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// What a run was asked to do (`wire run`'s flags).
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// Data cores; all CPUs when `None`.
+    pub cores: Option<usize>,
+    /// Where WALs and other state go.
+    pub data_dir: PathBuf,
+    /// Print the live progress line (when stderr is a terminal).
+    pub progress: bool,
+    /// Pin executors to CPUs.
+    pub pin: bool,
+    /// Checkpointing, when asked for.
+    pub checkpoints: Option<CheckpointArgs>,
+    /// Where checkpoints go; default `<data-dir>/<pipeline>/checkpoints`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `--fresh`: delete the checkpoints and the file sinks' part files first.
+    pub fresh: bool,
+    /// `--append-output`: write into file sink directories that hold an earlier run's parts.
+    pub append_output: bool,
+    /// `--allow-empty-restore`: start from empty state though committed checkpoints exist.
+    pub allow_empty_restore: bool,
+}
+
+/// `--checkpoint-*` and savepoint options.
+#[derive(Debug, Clone)]
+pub struct CheckpointArgs {
+    /// Time between checkpoints.
+    pub interval: Duration,
+    /// Abort a checkpoint not complete after this long.
+    pub timeout: Duration,
+    /// Completed checkpoints kept.
+    pub retained: usize,
+    /// Incremental checkpoints in a row at most (0: none).
+    pub deltas: u32,
+    /// Start from this savepoint when there is no checkpoint yet.
+    pub from_savepoint: Option<PathBuf>,
+    /// Also write the run's last checkpoint here as a savepoint.
+    pub savepoint_dir: Option<PathBuf>,
+}
+
+/// How `wire run` ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ran to the end or stopped gracefully.
+    Done,
+    /// The pipeline file is not valid; nothing ran.
+    Invalid,
+    /// The run failed.
+    Failed,
+}
+
+/// Loads and checks a pipeline file: every error names file, line, column and field.
+pub fn load(path: &Path) -> Result<Plan, String> {
+    let checked = crate::check::check_file(path).map_err(|err| err.to_string())?;
+    Ok(checked.plan)
+}
+
+/// A job that did not start: how (for the exit code) and why.
+#[derive(Debug)]
+pub struct Refused {
+    /// [`Outcome::Invalid`] or [`Outcome::Failed`].
+    pub outcome: Outcome,
+    /// What to tell the operator.
+    pub error: String,
+}
+
+impl Refused {
+    fn failed(error: impl std::fmt::Display) -> Refused {
+        Refused {
+            outcome: Outcome::Failed,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// A pipeline deployed on a core pool, with its checkpoint coordinator and the locks on its
+/// sinks' directories, until [`Job::finish`].
+pub struct Job {
+    deployment: Deployment,
+    coordinator: Option<CoordinatorHandle>,
+    /// The data plane takes the plan; settling the sinks after the run needs its own copy.
+    sinks_plan: Plan,
+    /// The checkpoint restored: its id, and whether it was the last of a run that ended.
+    restored: Option<(u64, bool)>,
+    /// Held until the run's last files are published: no other process may write (or, when
+    /// it restores, settle) these directories meanwhile.
+    sink_locks: wire_actors::SinkLocks,
+    /// The sink directories this run makes, removed again when it fails and they stayed empty.
+    new_dirs: NewDirs,
+    stopped: bool,
+}
+
+impl Job {
+    /// Settles what earlier runs of `plan` (loaded from `args.pipeline`) left, deploys it on
+    /// `cores` cores of `pool` and starts its checkpoint coordinator on `runtime`.
+    pub fn launch(
+        args: &RunArgs,
+        plan: Plan,
+        cores: usize,
+        pool: &PoolHandle,
+        runtime: &tokio::runtime::Handle,
+        say: Say,
+    ) -> Result<Job, Refused> {
+        tracing::info!(pipeline = %plan.name, cores, "starting");
+        // Before the locks create them.
+        let new_dirs = NewDirs::of(&plan);
+        let sink_locks = match wire_actors::lock_file_sinks(&plan) {
+            Ok(locks) => locks,
+            Err(err) => {
+                new_dirs.remove_empty();
+                return Err(Refused::failed(err));
+            }
+        };
+        match deploy(args, plan, cores, pool, runtime, say) {
+            Ok((deployment, coordinator, sinks_plan, restored)) => Ok(Job {
+                deployment,
+                coordinator,
+                sinks_plan,
+                restored,
+                sink_locks,
+                new_dirs,
+                stopped: false,
+            }),
+            Err(refused) => {
+                drop(sink_locks);
+                new_dirs.remove_empty();
+                Err(refused)
+            }
+        }
+    }
+
+    /// The running pipeline: counters, notices, events, pause and resume.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The checkpoint coordinator, when the run takes checkpoints.
+    pub fn coordinator(&self) -> Option<&CoordinatorHandle> {
+        self.coordinator.as_ref()
+    }
+
+    /// The id of the checkpoint the run restored.
+    pub fn restored(&self) -> Option<u64> {
+        self.restored.map(|(id, _)| id)
+    }
+
+    /// Ends the run gracefully: sources stop, everything drains and flushes, and (with
+    /// checkpoints) a last checkpoint is taken.
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            self.deployment.cancel();
+        }
+    }
+
+    /// Waits for the run to end, writes its last checkpoint, publishes the sinks' last files
+    /// and tells the summary.
+    pub fn finish(self, say: Say) -> Ended {
+        let report: RunReport = self.deployment.wait();
+        let checkpoints = self.coordinator.map(|c| c.finish());
+        let already_done = self
+            .restored
+            .filter(|(_, last)| *last && !self.stopped)
+            .filter(|_| report.error.is_none() && report.probe.source_events() == 0)
+            .map(|(id, _)| id);
+        let ended = finish(&self.sinks_plan, report, checkpoints, already_done, say);
+        drop(self.sink_locks);
+        if ended.outcome != Outcome::Done {
+            self.new_dirs.remove_empty();
+        }
+        ended
+    }
+}
+
+/// What [`deploy`] starts.
+type Deployed = (
+    Deployment,
+    Option<CoordinatorHandle>,
+    Plan,
+    Option<(u64, bool)>,
+);
+
+/// Prepares the checkpoints (or refuses), deploys `plan` on `pool` and starts the coordinator.
+fn deploy(
+    args: &RunArgs,
+    plan: Plan,
+    cores: usize,
+    pool: &PoolHandle,
+    runtime: &tokio::runtime::Handle,
+    say: Say,
+) -> Result<Deployed, Refused> {
+    let prepared = prepare(args, &plan, cores, say).map_err(Refused::failed)?;
+    let restored = prepared
+        .as_ref()
+        .and_then(|p| p.shared.restore().map(|c| (c.id, c.last)));
+    let sinks_plan = load(&args.pipeline).map_err(|error| Refused {
+        outcome: Outcome::Invalid,
+        error,
+    })?;
+    let deploy = Deploy {
+        cores,
+        data_dir: args.data_dir.clone(),
+        checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
+    };
+    let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
+    let coordinator = match prepared {
+        Some(prepared) => {
+            let started = start_coordinator(prepared, &sinks_plan, &deployment, runtime);
+            match started {
+                Ok(handle) => Some(handle),
+                Err(err) => {
+                    deployment.cancel();
+                    let _ = deployment.wait();
+                    return Err(Refused::failed(format!(
+                        "cannot start the checkpoint coordinator: {err}"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    Ok((deployment, coordinator, sinks_plan, restored))
+}
+
+/// Starts the checkpoint coordinator of a running pipeline on `runtime`.
+fn start_coordinator(
+    prepared: Prepared,
+    plan: &Plan,
+    running: &Deployment,
+    runtime: &tokio::runtime::Handle,
+) -> Result<CoordinatorHandle, String> {
+    let config = CoordinatorConfig {
+        pipeline: plan.name.clone(),
+        cores: running.cores(),
+        max_parallelism: plan.settings.max_parallelism,
+        participants: running.checkpoint_participants(),
+        interval: prepared.interval,
+        timeout: prepared.timeout,
+        store: prepared.store,
+        savepoint_dir: prepared.savepoint_dir,
+        max_deltas: prepared.deltas,
+        restored_chain: prepared.chain,
+    };
+    CoordinatorHandle::start(config, prepared.shared, prepared.acks, runtime)
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes the sinks' last files, prints the summary, and says when a restored run found
+/// nothing left to do (`already_done`: the checkpoint it restored).
+fn finish(
+    plan: &Plan,
+    report: RunReport,
+    checkpoints: Option<CheckpointReport>,
+    already_done: Option<u64>,
+    say: Say,
+) -> Ended {
+    if let (Some(done), None) = (&checkpoints, &report.error) {
+        // The run's last checkpoint is written: publish what the sinks staged for it.
+        if let Some(last) = done.last_id {
+            if let Err(err) = wire_actors::recover_file_sinks(plan, last) {
+                let error = format!("publishing the sinks' last files: {err}");
+                say(&format!("error: {error}"));
+                return Ended::failed(error);
+            }
+        }
+    }
+    report_end(&plan.name, &report, checkpoints.as_ref(), already_done, say)
+}
+
+/// Prints the summary (for a failed run, only when a source emitted something: a summary of
+/// zeros says nothing), says when a restored run found nothing left to do (`already_done`:
+/// the checkpoint it restored), and prints the run's error once.
+fn report_end(
+    name: &str,
+    report: &RunReport,
+    checkpoints: Option<&CheckpointReport>,
+    already_done: Option<u64>,
+    say: Say,
+) -> Ended {
+    let emitted = report.probe.first_batch_ns.load(Ordering::Relaxed) > 0;
+    if report.error.is_none() || emitted {
+        let summary = Summary::new(name, report).to_string();
+        say(summary.trim_end_matches('\n'));
+        if let Some(done) = checkpoints {
+            say(&checkpoint_line(done));
+        }
+    }
+    if let Some(id) = already_done {
+        say(&format!(
+            "note: the pipeline already finished at checkpoint {id}: its sources were exhausted, so there was nothing to do; pass --fresh to start over (it deletes the checkpoints and the file sinks' output)"
+        ));
+    }
+    let Some(err) = &report.error else {
+        return Ended {
+            outcome: Outcome::Done,
+            error: None,
+        };
+    };
+    say(&format!("error: {err}"));
+    if report.further_errors > 0 {
+        say(&format!(
+            "  ({} more task(s) failed after this error; RUST_LOG=info logs each)",
+            report.further_errors
+        ));
+    }
+    Ended::failed(err.to_string())
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// For the exit code.
+    pub outcome: Outcome,
+    /// The run's first error, when it failed.
+    pub error: Option<String>,
+}
+
+impl Ended {
+    fn failed(error: String) -> Ended {
+        Ended {
+            outcome: Outcome::Failed,
+            error: Some(error),
+        }
+    }
+}
+
+/// The number of data cores: `--cores`, or every CPU the process may use. Pinned executors
+/// take one CPU each, so asking for more than there are is refused; unpinned ones (`--no-pin`)
+/// may outnumber the CPUs (tests do), with a warning. A core without a key group would idle.
+pub fn data_cores(
+    requested: Option<usize>,
+    pin: bool,
+    key_groups: u32,
+    say: Say,
+) -> Result<usize, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(cores) = requested else {
+        return Ok(cpus.min(key_groups as usize).max(1));
+    };
+    if cores == 0 {
+        return Err("--cores 0: a pipeline needs at least one data core".into());
+    }
+    if cores > key_groups as usize {
+        return Err(format!(
+            "--cores {cores}: the pipeline has {key_groups} key groups (max_parallelism), so at most {key_groups} cores can own state"
+        ));
+    }
+    if cores > cpus {
+        if pin {
+            return Err(format!(
+                "--cores {cores}: this process may use {cpus} CPUs and each data core is pinned to its own; use --cores {cpus} or fewer, or add --no-pin to run {cores} executors that share the CPUs (slower; meant for tests)"
+            ));
+        }
+        say(&format!("warning: {cores} data cores share {cpus} CPUs (--no-pin): expect lower throughput than with --cores {cpus}"));
+    }
+    Ok(cores)
+}
+
+/// What a checkpointed run needs before its cores start.
+struct Prepared {
+    shared: Arc<Checkpointing>,
+    acks: crossbeam_channel::Receiver<wire_actors::Ack>,
+    store: CheckpointStore,
+    interval: Duration,
+    timeout: Duration,
+    savepoint_dir: Option<PathBuf>,
+    deltas: u32,
+    chain: Option<Chain>,
+}
+
+/// Settles what earlier runs left before the cores start: `--fresh`, the checkpoint to
+/// restore (or the refusal to start without one), the output already published.
+fn prepare(
+    args: &RunArgs,
+    plan: &Plan,
+    cores: usize,
+    say: Say,
+) -> Result<Option<Prepared>, String> {
+    if args.fresh {
+        resume::start_fresh(args, plan, say)?;
+    }
+    let Some(checkpoint_args) = &args.checkpoints else {
+        resume::refuse_earlier_output(args, plan)?;
+        return Ok(None);
+    };
+    let dir = resume::checkpoint_dir(args, plan);
+    let store = CheckpointStore::open(&dir, checkpoint_args.retained).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let restore = resume::choose_restore(args, checkpoint_args, &store, plan, say)?;
+    if restore.is_none() {
+        resume::refuse_earlier_output(args, plan)?;
+    }
+    prepare_checkpoints(
+        checkpoint_args,
+        plan,
+        cores,
+        (store, restore),
+        (started, say),
+    )
+    .map(Some)
+}
+
+/// Settles the file sinks to the checkpoint restored (if any), tells the user, and sets up
+/// the run's checkpointing.
+fn prepare_checkpoints(
+    checkpoint_args: &CheckpointArgs,
+    plan: &Plan,
+    cores: usize,
+    (store, restore): (CheckpointStore, Option<Restore>),
+    (started, say): (Instant, Say),
+) -> Result<Prepared, String> {
+    // The next checkpoints may build on a restored checkpoint of this store taken with as
+    // many cores: each core restored exactly its old state, so its changes since are a delta.
+    let chain = match &restore {
+        Some(r) if r.from_store && r.checkpoint.cores == cores => Some(Chain::of(&r.checkpoint)),
+        _ => None,
+    };
+    if let Some(Restore { checkpoint, .. }) = &restore {
+        if checkpoint.pipeline != plan.name {
+            return Err(format!(
+                "checkpoint {} is of pipeline `{}`, not `{}`",
+                checkpoint.id, checkpoint.pipeline, plan.name
+            ));
+        }
+    }
+    let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
+    let (published, deleted) =
+        wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?;
+    if let Some(Restore {
+        checkpoint, path, ..
+    }) = &restore
+    {
+        let bytes: usize = checkpoint
+            .operators
+            .iter()
+            .flat_map(|o| &o.instances)
+            .flat_map(|instance| &instance.sections)
+            .map(|s| s.bytes.len())
+            .sum();
+        say(&format!(
+            "restoring checkpoint {} from {} ({} of state, read in {:.1} ms); sink files: {published} published, {deleted} discarded",
+            checkpoint.id,
+            path.display(),
+            human_bytes(bytes as u64),
+            started.elapsed().as_secs_f64() * 1e3,
+        ));
+    }
+    let last_id = store
+        .ids()
+        .map_err(|e| e.to_string())?
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(completed);
+    let (tx, acks) = crossbeam_channel::unbounded();
+    let chain_from = chain.as_ref().map(|c| c.last);
+    let restore = restore.map(|r| r.checkpoint);
+    let shared = Arc::new(Checkpointing::new(tx, restore, last_id).continuing(chain_from));
+    Ok(Prepared {
+        shared,
+        acks,
+        store,
+        interval: checkpoint_args.interval,
+        timeout: checkpoint_args.timeout,
+        savepoint_dir: checkpoint_args.savepoint_dir.clone(),
+        deltas: checkpoint_args.deltas,
+        chain,
+    })
+}
+
+/// `checkpointing every 1s; `kill -USR1 4242` writes a savepoint to DIR`: printed once the
+/// coordinator runs and SIGUSR1 is handled, so a script may signal from then on.
+pub fn checkpointing_line(args: &CheckpointArgs) -> String {
+    let every = humantime_ms(args.interval);
+    match &args.savepoint_dir {
+        Some(dir) => format!(
+            "checkpointing every {every}; `kill -USR1 {}` writes a savepoint to {}",
+            std::process::id(),
+            dir.display()
+        ),
+        None => format!("checkpointing every {every}"),
+    }
+}
+
+fn humantime_ms(interval: Duration) -> String {
+    let ms = interval.as_millis();
+    match ms {
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// `checkpoints: 12 completed, 0 aborted; last 13 (1.2 MiB); p50 4.1 ms, p99 9.0 ms`.
+fn checkpoint_line(report: &CheckpointReport) -> String {
+    let mut durations = report.durations_ms.clone();
+    durations.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        if durations.is_empty() {
+            return 0.0;
+        }
+        let at = ((durations.len() as f64 - 1.0) * p).round() as usize;
+        durations[at.min(durations.len() - 1)]
+    };
+    let mut line = format!(
+        "  checkpoints: {} completed ({} incremental), {} aborted",
+        report.completed, report.incremental, report.aborted
+    );
+    if let Some(last) = report.last_id {
+        line.push_str(&format!(
+            "; last {last} ({}); duration p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            human_bytes(report.last_bytes),
+            pct(0.5),
+            pct(0.99),
+            durations.last().copied().unwrap_or(0.0)
+        ));
+    }
+    if let Some(path) = &report.savepoint {
+        line.push_str(&format!("\n  savepoint written to {}", path.display()));
+    }
+    if let Some(reason) = &report.first_abort {
+        line.push_str(&format!("\n  first aborted checkpoint: {reason}"));
+    }
+    line
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1 << 20) as f64 {
+        format!("{:.1} MiB", b / (1 << 20) as f64)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
