@@ -9,7 +9,7 @@
 //! Pipelines are recorded (spec, options, desired state) but not run: their state stays
 //! `created` until the nodes' core pools run them (a later step).
 
-mod convert;
+pub(crate) mod convert;
 mod forward;
 
 use std::time::Duration;

@@ -20,8 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::proto::raft::raft_service_client::RaftServiceClient;
 use crate::proto::raft::raft_service_server::{RaftService, RaftServiceServer};
-use crate::proto::raft::{RaftAck, RaftBatch};
-use crate::raft::{MetaHandle, Transport};
+use crate::proto::raft::{ProposeAnswer, ProposeRequest, RaftAck, RaftBatch};
+use crate::raft::{MetaCommand, MetaError, MetaHandle, Transport};
 
 /// Messages queued for one peer at most; more are dropped until the peer catches up.
 const PEER_QUEUE: usize = 1024;
@@ -80,6 +80,51 @@ impl RaftService for RaftServer {
         }
         Ok(Response::new(RaftAck { accepted }))
     }
+
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeAnswer>, Status> {
+        let asked = request.into_inner();
+        let command = MetaCommand::decode(&asked.command).map_err(|err| {
+            Status::invalid_argument(format!("command from node {}: {err}", asked.from))
+        })?;
+        match self.meta.propose(command).await {
+            Ok(applied) => Ok(Response::new(ProposeAnswer {
+                index: applied.index,
+            })),
+            Err(err) => Err(crate::admin::convert::status(&err)),
+        }
+    }
+}
+
+/// Proposes `command` on this node when it leads, else asks the leader to (over its
+/// RaftService); the error says why neither could.
+pub async fn propose_anywhere(meta: &MetaHandle, command: MetaCommand) -> Result<u64, String> {
+    let leader = match meta.propose(command.clone()).await {
+        Ok(applied) => return Ok(applied.index),
+        Err(MetaError::NotLeader {
+            leader: Some((_, address)),
+        }) => address,
+        Err(err) => return Err(err.to_string()),
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{leader}"))
+        .map_err(|err| format!("leader address {leader}: {err}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(SEND_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|err| format!("cannot reach the leader at {leader}: {err}"))?;
+    let request = ProposeRequest {
+        from: meta.id(),
+        command: command.encode(),
+    };
+    let answer = RaftServiceClient::new(channel)
+        .propose(request)
+        .await
+        .map_err(|status| format!("the leader at {leader}: {}", status.message()))?;
+    Ok(answer.into_inner().index)
 }
 
 /// Decodes every message first, so a batch with a bad message steps none of them.
