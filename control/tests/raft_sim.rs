@@ -337,14 +337,13 @@ impl Sim {
         } else if roll < 80 {
             self.next_request += 1;
             let request = self.next_request;
-            self.reads.insert(
-                request,
-                PendingRead {
+            if self.node_mut(target).read_index(request).is_ok() {
+                let read = PendingRead {
                     node: target,
                     acked_before: self.max_acked,
-                },
-            );
-            self.node_mut(target).read_index(request);
+                };
+                self.reads.insert(request, read);
+            }
         } else if roll < 83 {
             let _ = self.node_mut(target).compact();
         } else if roll < 86 {
