@@ -224,6 +224,23 @@ impl Sim {
         Ok(())
     }
 
+    /// A storage error is a crash when the node's disk lost power; anything else is a failure.
+    fn power_loss(&mut self, id: u64, error: &MetaError) -> Result<(), String> {
+        if !self.nodes[&id].disk.power_lost() {
+            return Err(format!(
+                "node {id}: storage failed without a power loss: {error:?}"
+            ));
+        }
+        let torn = self.rng.below(64) as usize;
+        let n = self.nodes.get_mut(&id).expect("known node");
+        n.node = None;
+        n.disk.crash(torn);
+        self.note(format!(
+            "node {id} crashed by its power loss (torn {torn} bytes)"
+        ));
+        Ok(())
+    }
+
     fn node_mut(&mut self, id: u64) -> &mut MetaNode<MemDisk> {
         self.nodes
             .get_mut(&id)
@@ -289,6 +306,13 @@ impl Sim {
             n.disk.crash(torn);
             self.note(format!("crash node {id} (torn {torn} bytes)"));
         }
+        if self.rng.chance(3) && !up.is_empty() {
+            // Power fails a few writes into some later step: inside a ready step or a compaction.
+            let id = up[self.rng.below(up.len() as u64) as usize];
+            let writes = self.rng.below(6) as usize;
+            self.nodes[&id].disk.lose_power_after(writes);
+            self.note(format!("node {id} loses power after {writes} writes"));
+        }
         let down: Vec<u64> = self
             .nodes
             .iter()
@@ -337,16 +361,19 @@ impl Sim {
         } else if roll < 80 {
             self.next_request += 1;
             let request = self.next_request;
-            self.reads.insert(
-                request,
-                PendingRead {
+            if self.node_mut(target).read_index(request).is_ok() {
+                let read = PendingRead {
                     node: target,
                     acked_before: self.max_acked,
-                },
-            );
-            self.node_mut(target).read_index(request);
+                };
+                self.reads.insert(request, read);
+            }
         } else if roll < 83 {
-            let _ = self.node_mut(target).compact();
+            if let Err(error) = self.node_mut(target).compact() {
+                // The client cannot fail the run from here; a real storage failure shows up as
+                // the node's next ready step failing without a power loss.
+                let _ = self.power_loss(target, &error);
+            }
         } else if roll < 86 {
             let spare = self.spare;
             let registered = self.node_mut(target).state().nodes.contains_key(&spare);
@@ -380,11 +407,11 @@ impl Sim {
 
     /// Runs ready steps on a node until it has none, checking what it applied.
     fn drain(&mut self, id: u64) -> Result<(), String> {
-        while self.node_mut(id).has_ready() {
-            let ready = self
-                .node_mut(id)
-                .ready()
-                .map_err(|e| format!("node {id}: ready failed: {e:?}"))?;
+        while self.nodes[&id].node.as_ref().is_some_and(|n| n.has_ready()) {
+            let ready = match self.node_mut(id).ready() {
+                Ok(ready) => ready,
+                Err(error) => return self.power_loss(id, &error),
+            };
             if let Some(index) = ready.installed_snapshot {
                 self.snapshots_installed += 1;
                 self.installed_by.push(id);
@@ -481,6 +508,9 @@ impl Sim {
     fn heal_and_converge(&mut self) -> Result<(), String> {
         self.faults = false;
         self.partition = None;
+        for n in self.nodes.values() {
+            n.disk.keep_power();
+        }
         let down: Vec<u64> = self
             .nodes
             .iter()

@@ -422,11 +422,15 @@ impl ActorState {
             return;
         }
         let request = self.request_id();
-        self.node.read_index(request);
-        self.reads.insert(
-            request,
-            (Instant::now() + self.config.request_timeout, reply),
-        );
+        match self.node.read_index(request) {
+            Ok(()) => {
+                let deadline = Instant::now() + self.config.request_timeout;
+                self.reads.insert(request, (deadline, reply));
+            }
+            Err(err) => {
+                let _ = reply.send(Err(err));
+            }
+        }
     }
 
     fn status(&self) -> MetaStatus {

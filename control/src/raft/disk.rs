@@ -112,6 +112,14 @@ struct MemFile {
 #[derive(Clone, Default)]
 pub struct MemDisk {
     files: Arc<Mutex<BTreeMap<String, MemFile>>>,
+    power: Arc<Mutex<Power>>,
+}
+
+/// A simulated power loss: armed with the writes left before it, then lost until the crash.
+#[derive(Default)]
+struct Power {
+    writes_left: Option<usize>,
+    lost: bool,
 }
 
 impl MemDisk {
@@ -123,12 +131,46 @@ impl MemDisk {
     /// Simulates power loss: every file goes back to its last synced content, plus the first
     /// `torn_bytes` bytes of what was appended after it (a torn write), at most all of them.
     pub fn crash(&self, torn_bytes: usize) {
+        *self.power.lock().expect("mem disk lock") = Power::default();
         let mut files = self.files.lock().expect("mem disk lock");
         for f in files.values_mut() {
             let keep = f.durable_len + (f.bytes.len() - f.durable_len).min(torn_bytes);
             f.bytes.truncate(keep);
             f.durable_len = keep;
         }
+    }
+
+    /// Arms a power loss after `writes` more appends, syncs, truncates or replaces: from then on
+    /// every write fails until [`MemDisk::crash`], so a crash can land inside a ready step.
+    pub fn lose_power_after(&self, writes: usize) {
+        let mut power = self.power.lock().expect("mem disk lock");
+        if !power.lost {
+            power.writes_left = Some(writes);
+        }
+    }
+
+    /// Disarms a power loss that has not happened yet.
+    pub fn keep_power(&self) {
+        self.power.lock().expect("mem disk lock").writes_left = None;
+    }
+
+    /// Whether an armed power loss has happened (writes are failing).
+    pub fn power_lost(&self) -> bool {
+        self.power.lock().expect("mem disk lock").lost
+    }
+
+    fn write_op(&self) -> io::Result<()> {
+        let mut power = self.power.lock().expect("mem disk lock");
+        match power.writes_left {
+            _ if power.lost => {}
+            Some(0) => power.lost = true,
+            Some(n) => {
+                power.writes_left = Some(n - 1);
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+        Err(io::Error::other("simulated power loss"))
     }
 
     /// Flips one byte of a file (durably), to test corruption handling.
@@ -161,6 +203,7 @@ impl Disk for MemDisk {
     }
 
     fn append(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.write_op()?;
         let mut files = self.files.lock().expect("mem disk lock");
         files
             .entry(name.to_owned())
@@ -171,6 +214,7 @@ impl Disk for MemDisk {
     }
 
     fn sync(&mut self, name: &str) -> io::Result<()> {
+        self.write_op()?;
         let mut files = self.files.lock().expect("mem disk lock");
         let f = files.entry(name.to_owned()).or_default();
         f.durable_len = f.bytes.len();
@@ -178,6 +222,7 @@ impl Disk for MemDisk {
     }
 
     fn truncate(&mut self, name: &str, len: u64) -> io::Result<()> {
+        self.write_op()?;
         let mut files = self.files.lock().expect("mem disk lock");
         let f = files.entry(name.to_owned()).or_default();
         f.bytes.truncate(len as usize);
@@ -186,6 +231,7 @@ impl Disk for MemDisk {
     }
 
     fn replace(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.write_op()?;
         let mut files = self.files.lock().expect("mem disk lock");
         let f = files.entry(name.to_owned()).or_default();
         f.bytes = bytes.to_vec();

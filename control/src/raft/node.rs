@@ -304,9 +304,14 @@ impl<D: Disk> MetaNode<D> {
     }
 
     /// Asks for a linearizable read; `request` comes back in [`MetaReady::reads`] once this
-    /// node has applied everything committed when the leader confirmed its leadership.
-    pub fn read_index(&mut self, request: RequestId) {
+    /// node has applied everything committed when the leader confirmed its leadership. Without
+    /// a known leader it fails at once (raft would drop the request silently).
+    pub fn read_index(&mut self, request: RequestId) -> Result<(), MetaError> {
+        if self.raw.raft.leader_id == ::raft::INVALID_ID {
+            return Err(MetaError::NotLeader { leader: None });
+        }
         self.raw.read_index(request.to_le_bytes().to_vec());
+        Ok(())
     }
 
     /// Whether [`MetaNode::ready`] has work.

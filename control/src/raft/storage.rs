@@ -162,10 +162,10 @@ impl<D: Disk> RaftStorage<D> {
         self.set_hard_state(&hs)
     }
 
-    /// Records the conf state after an applied conf change; durable after a sync.
-    pub fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), StorageError> {
+    /// Records the conf state after the conf change applied at `index`; durable after a sync.
+    pub fn set_conf_state(&mut self, index: u64, cs: &ConfState) -> Result<(), StorageError> {
         let mut buf = Vec::new();
-        frame(&mut buf, KIND_CONF_STATE, &encode_pb(cs));
+        frame(&mut buf, KIND_CONF_STATE, &conf_payload(index, cs));
         self.write(&buf)?;
         self.conf_state = cs.clone();
         Ok(())
@@ -229,7 +229,8 @@ impl<D: Disk> RaftStorage<D> {
     fn rewrite_log(&mut self) -> Result<(), StorageError> {
         let mut buf = Vec::new();
         frame(&mut buf, KIND_HARD_STATE, &encode_pb(&self.hard_state));
-        frame(&mut buf, KIND_CONF_STATE, &encode_pb(&self.conf_state));
+        let conf = conf_payload(self.snapshot_index(), &self.conf_state);
+        frame(&mut buf, KIND_CONF_STATE, &conf);
         for e in &self.entries {
             frame(&mut buf, KIND_ENTRY, &encode_pb(e));
         }
@@ -274,6 +275,10 @@ impl<D: Disk> RaftStorage<D> {
         for (offset, kind, payload) in records {
             self.replay_record(&file, offset, kind, payload)?;
         }
+        // The log may predate the snapshot (a crash before its rewrite): never below the snapshot.
+        let snap = self.snapshot.get_metadata();
+        self.hard_state.term = self.hard_state.term.max(snap.term);
+        self.hard_state.commit = self.hard_state.commit.max(snap.index);
         Ok(())
     }
 
@@ -305,8 +310,15 @@ impl<D: Disk> RaftStorage<D> {
                     HardState::parse_from_bytes(payload).map_err(|_| corrupt("bad hard state"))?;
             }
             KIND_CONF_STATE => {
-                self.conf_state =
-                    ConfState::parse_from_bytes(payload).map_err(|_| corrupt("bad conf state"))?;
+                if payload.len() < 8 {
+                    return Err(corrupt("short conf state"));
+                }
+                let (index, pb) = payload.split_at(8);
+                let cs = ConfState::parse_from_bytes(pb).map_err(|_| corrupt("bad conf state"))?;
+                let index = u64::from_le_bytes(index.try_into().expect("8 bytes"));
+                if index >= self.snapshot_index() {
+                    self.conf_state = cs;
+                }
             }
             _ => return Err(corrupt("unknown record kind")),
         }
@@ -392,6 +404,15 @@ fn frame(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     buf.extend_from_slice(&crc.to_le_bytes());
     buf.push(kind);
     buf.extend_from_slice(payload);
+}
+
+/// A conf state record: the index it was applied at, then the protobuf. On replay, a record
+/// older than the snapshot (a crash between writing a received snapshot and rewriting the log)
+/// loses to the snapshot's own conf state.
+fn conf_payload(index: u64, cs: &ConfState) -> Vec<u8> {
+    let mut out = index.to_le_bytes().to_vec();
+    out.extend_from_slice(&encode_pb(cs));
+    out
 }
 
 fn encode_pb(m: &impl protobuf::Message) -> Vec<u8> {

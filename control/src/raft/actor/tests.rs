@@ -13,7 +13,7 @@ fn create(name: &str) -> MetaCommand {
 
 fn config(id: u64, dir: &Path, bootstrap: Bootstrap) -> MetaConfig {
     let mut c = MetaConfig::new(id, dir.join(format!("n{id}")), bootstrap);
-    c.tick_interval = Duration::from_millis(10);
+    c.tick_interval = Duration::from_millis(20);
     c
 }
 
@@ -29,6 +29,21 @@ async fn leader_of(handles: &[MetaHandle]) -> MetaHandle {
             }
         }
         assert!(Instant::now() < deadline, "no leader within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A linearizable read, retried while elections settle (a busy CI machine can delay ticks).
+async fn read(handle: &MetaHandle) -> MetaState {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match handle.read(true).await {
+            Ok(state) => return state,
+            Err(err) => assert!(
+                Instant::now() < deadline,
+                "no linearizable read within 20 s: {err}"
+            ),
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -70,12 +85,7 @@ async fn three_actors_commit_forward_read_join_and_restart() {
         other => panic!("expected NotLeader from a follower, got {other:?}"),
     }
     // A linearizable read on a follower sees the acknowledged write.
-    assert!(follower
-        .read(true)
-        .await
-        .unwrap()
-        .pipelines
-        .contains_key("a"));
+    assert!(read(follower).await.pipelines.contains_key("a"));
     // Node 4 joins empty and catches up.
     let joiner = start(
         config(4, dir.path(), Bootstrap::Join),
@@ -89,11 +99,11 @@ async fn three_actors_commit_forward_read_join_and_restart() {
         leader.add_node(4, "x:1".into()).await,
         Err(MetaError::NodeExists { id: 4 })
     ));
-    assert!(joiner.read(true).await.unwrap().pipelines.contains_key("a"));
+    assert!(read(&joiner).await.pipelines.contains_key("a"));
     let status = leader.status().await.unwrap();
     assert_eq!(status.members.iter().filter(|m| m.voter).count(), 4);
     // Restart every node from its data dir: the metadata survives.
-    let before = leader.read(true).await.unwrap();
+    let before = read(&leader).await;
     for h in handles.iter().chain([&joiner]) {
         transport.unregister(h.id());
         h.stop().await;
@@ -111,7 +121,7 @@ async fn three_actors_commit_forward_read_join_and_restart() {
         restarted.push(h);
     }
     let leader = leader_of(&restarted).await;
-    assert_eq!(leader.read(true).await.unwrap(), before);
+    assert_eq!(read(&leader).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +134,7 @@ async fn backup_restores_into_a_fresh_single_member() {
     leader.compact().await.unwrap();
     leader.propose(create("b")).await.unwrap();
     let backup = leader.backup().await.unwrap();
-    let before = leader.read(true).await.unwrap();
+    let before = read(&leader).await;
     for h in &handles {
         h.stop().await;
     }
@@ -145,10 +155,10 @@ async fn backup_restores_into_a_fresh_single_member() {
         Err(MetaError::Decode { field: "crc", .. })
     ));
     let mut c = MetaConfig::new(1, &fresh, Bootstrap::Join);
-    c.tick_interval = Duration::from_millis(10);
+    c.tick_interval = Duration::from_millis(20);
     let h = start(c, Arc::new(LocalTransport::new())).await.unwrap();
     let h = leader_of(&[h]).await;
-    let after = h.read(true).await.unwrap();
+    let after = read(&h).await;
     assert_eq!(after.pipelines, before.pipelines);
     assert_eq!(after.nodes.keys().copied().collect::<Vec<_>>(), vec![1]);
     h.propose(create("c")).await.unwrap();

@@ -151,7 +151,7 @@ impl<D: Disk> MetaNode<D> {
             Ok(cs) => cs,
             Err(err) => return Ok(Err(err.into())),
         };
-        self.raw.mut_store().set_conf_state(&cs)?;
+        self.raw.mut_store().set_conf_state(e.index, &cs)?;
         // raft-rs refuses a snapshot whose voters do not include the receiver, so a node that
         // joins empty needs a snapshot taken after its addition: take one right after this step.
         self.compact_requested |= cc.get_change_type() == ConfChangeType::AddNode;

@@ -32,7 +32,7 @@ fn restart_recovers_synced_state_and_drops_unsynced() {
     let mut s = RaftStorage::open(disk.clone()).unwrap();
     s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
     s.set_hard_state(&hard_state(1, 2, 2)).unwrap();
-    s.set_conf_state(&ConfState::from((vec![1, 2, 3], vec![])))
+    s.set_conf_state(3, &ConfState::from((vec![1, 2, 3], vec![])))
         .unwrap();
     s.sync().unwrap();
     // A conflicting suffix replaces entries 3.. (as raft asks after a leader change).
@@ -156,4 +156,34 @@ fn real_files_recover_and_refuse_corruption() {
             path.display()
         )
     );
+}
+
+#[test]
+fn crash_between_snapshot_and_log_rewrite_keeps_the_snapshots_conf_and_commit() {
+    let disk = MemDisk::new();
+    let mut s = RaftStorage::open(disk.clone()).unwrap();
+    s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+    s.set_hard_state(&hard_state(1, 1, 2)).unwrap();
+    s.set_conf_state(2, &ConfState::from((vec![1, 2, 3], vec![])))
+        .unwrap();
+    s.sync().unwrap();
+    // A snapshot from the leader lands (index 9, a fourth voter) and power fails before the
+    // log is rewritten: the old log still carries the old conf state and commit.
+    let mut snap = Snapshot {
+        data: b"state at 9".to_vec().into(),
+        ..Default::default()
+    };
+    snap.mut_metadata().index = 9;
+    snap.mut_metadata().term = 2;
+    snap.mut_metadata()
+        .set_conf_state(ConfState::from((vec![1, 2, 3, 4], vec![])));
+    let mut buf = Vec::new();
+    frame(&mut buf, KIND_SNAPSHOT, &encode_pb(&snap));
+    let mut raw_disk = disk.clone();
+    raw_disk.replace(SNAPSHOT_FILE, &buf).unwrap();
+    drop(s);
+    let s = RaftStorage::open(disk).unwrap();
+    assert_eq!(s.conf_state().voters, vec![1, 2, 3, 4]);
+    assert_eq!((s.hard_state().term, s.hard_state().commit), (2, 9));
+    assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (10, 9));
 }
