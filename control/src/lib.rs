@@ -14,4 +14,5 @@ pub mod job;
 pub mod node;
 pub mod proto;
 pub mod raft;
+pub mod supervisor;
 pub mod transport;

@@ -17,10 +17,13 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 
+use wire_actors::{CorePool, PoolHandle, PoolOptions};
+
 use crate::admin::AdminServer;
 use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
 use crate::raft::{self, MetaConfig, MetaHandle};
+use crate::supervisor::{self, Supervised};
 use crate::transport::{GrpcTransport, RaftServer};
 use config::{Bootstrap, NodeConfig};
 
@@ -42,11 +45,36 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the tokio runtime: {err}"))?;
-    runtime.block_on(serve(config, serving, note))
+    // The data plane: one executor per core for the node's life, sized for ingest WALs.
+    let cores = config
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = CorePool::start(PoolOptions {
+        cores,
+        pin: config.pin,
+        io_memory: wire_actors::WAL_IO_MEMORY_BYTES,
+    })
+    .map_err(|err| format!("cannot start the data cores: {err}"))?;
+    let data = Data {
+        pool: pool.handle(),
+        cores,
+        pin: config.pin,
+    };
+    let served = runtime.block_on(serve(config, data, serving, note));
+    pool.shutdown();
+    served
+}
+
+/// The node's data plane, as its supervisor uses it.
+struct Data {
+    pool: PoolHandle,
+    cores: usize,
+    pin: bool,
 }
 
 async fn serve(
     config: NodeConfig,
+    data: Data,
     serving: impl FnOnce(&str),
     note: impl Fn(&str),
 ) -> Result<(), String> {
@@ -82,11 +110,24 @@ async fn serve(
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
     };
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let supervised = Supervised {
+        node: id,
+        meta: meta.clone(),
+        pool: data.pool,
+        cores: data.cores,
+        pin: data.pin,
+        data_dir: config.data_dir.clone(),
+    };
+    let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
         serving(&config.listen.to_string());
         shutdown_signal().await;
-        tracing::info!(node = id, "stopping");
+        tracing::info!(node = id, "stopping: draining pipelines");
     }
+    // Pipelines drain and take their final checkpoints while the node still serves.
+    let _ = drain_tx.send(());
+    let _ = supervisor.await;
     let _ = stop_tx.send(());
     let served = server.await;
     refresh.abort();

@@ -70,6 +70,10 @@ impl WireNode {
                 &self.id.to_string(),
                 "--listen",
                 &self.addr,
+                // Several nodes share this machine's CPUs: one unpinned data core each.
+                "--cores",
+                "1",
+                "--no-pin",
             ])
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -18,8 +18,11 @@ pub struct NodeFile {
     pub listen: Option<String>,
     /// `data-dir`: where the raft log and snapshots live.
     pub data_dir: Option<PathBuf>,
-    /// `cores`: data cores for pipelines.
+    /// `cores`: data cores for pipelines (default: every CPU).
     pub cores: Option<usize>,
+    /// `pin`: pin each data core to its own CPU (default: true; false when several nodes
+    /// share a machine, as in tests).
+    pub pin: Option<bool>,
     /// `initial-cluster`: `1=HOST:PORT,2=HOST:PORT,…`, the founding members.
     pub initial_cluster: Option<String>,
     /// `join`: HOST:PORT of a member to ask to add this node.
@@ -47,8 +50,10 @@ pub struct NodeConfig {
     pub advertise: String,
     /// Raft log, snapshots.
     pub data_dir: PathBuf,
-    /// Data cores for pipelines (none run yet; recorded for the core pool).
+    /// Data cores for pipelines (the node's core pool); every CPU when `None`.
     pub cores: Option<usize>,
+    /// Pin each data core to its own CPU.
+    pub pin: bool,
     /// How to enter the cluster when the data directory is empty.
     pub bootstrap: Bootstrap,
     /// Whether `initial-cluster` or `join` was given (a restart ignores them, with a note).
@@ -84,6 +89,7 @@ impl NodeFile {
             listen: self.listen.or(file.listen),
             data_dir: self.data_dir.or(file.data_dir),
             cores: self.cores.or(file.cores),
+            pin: self.pin.or(file.pin),
             initial_cluster,
             join,
         }
@@ -133,6 +139,7 @@ impl NodeFile {
             advertise,
             data_dir,
             cores: self.cores,
+            pin: self.pin.unwrap_or(true),
             bootstrap,
             bootstrap_given,
         })

@@ -20,9 +20,12 @@ pub struct StartArgs {
     /// Directory for the raft log and snapshots.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Data cores for pipelines (checked, not used yet: pipelines do not run on nodes yet).
+    /// Data cores for the pipelines this node runs (one executor each) [default: every CPU].
     #[arg(long)]
     cores: Option<usize>,
+    /// Do not pin the data cores to CPUs (for several nodes on one machine, as in tests).
+    #[arg(long)]
+    no_pin: bool,
     /// Founding members, the same list on each: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`
     /// (ignored when the data directory already holds this node's state).
     #[arg(long, conflicts_with = "join")]
@@ -63,6 +66,7 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         listen: args.listen,
         data_dir: args.data_dir,
         cores: args.cores,
+        pin: args.no_pin.then_some(false),
         initial_cluster: args.initial_cluster,
         join: args.join,
     };

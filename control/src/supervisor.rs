@@ -1,0 +1,439 @@
+//! The pipeline supervisor of a `wire start` node: runs the pipelines the metadata places on
+//! this node on the node's core pool, and records in the metadata what they do.
+//!
+//! Every [`TICK`] it reads the node's applied metadata (a local read) and reconciles:
+//! - on the leader, a pipeline that is placed nowhere yet is placed, whole, on the registered
+//!   node that runs the fewest pipelines (spreading a pipeline's key groups over several
+//!   nodes comes with the exchange between nodes);
+//! - a pipeline placed here that should run and does not is started as a [`Job`] on its own
+//!   thread (the job blocks: it restores state, waits for its cores, writes its last
+//!   checkpoint), its desired state is passed on (pause, resume, stop), and a new version
+//!   (`wirectl pipeline scale`) stops it and starts it again from its last checkpoint;
+//! - what the jobs report (running, paused, stopping, finished, failed, checkpoints) is
+//!   proposed to the metadata, through the leader when this node does not lead.
+//!
+//! A pipeline's files live under `<data-dir>/pipelines/<name>/`: the spec of each version
+//! (`v<version>.yaml`), its WALs and its checkpoints (`data/`). Paths inside the spec (file
+//! sinks, file sources) are taken relative to the node's working directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::mpsc;
+use wire_actors::PoolHandle;
+use wire_storage::checkpoint::CheckpointStore;
+
+use crate::job::{self, CheckpointArgs, Job, Outcome, RunArgs};
+use crate::raft::{
+    ActualState, Assignment, DesiredState, MetaCommand, MetaHandle, MetaState, PipelineMeta, Role,
+};
+use crate::transport::propose_anywhere;
+
+/// How often the supervisor reconciles.
+const TICK: Duration = Duration::from_millis(200);
+/// How often a job thread looks at its commands, notices and checkpoints.
+const JOB_POLL: Duration = Duration::from_millis(50);
+/// `wirectl pipeline create` does not take these yet; they are `wire run`'s defaults.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
+const CHECKPOINTS_RETAINED: usize = 3;
+const CHECKPOINT_DELTAS: u32 = 10;
+
+/// What the node gives its supervisor.
+pub struct Supervised {
+    /// This node's id.
+    pub node: u64,
+    /// The metadata group.
+    pub meta: MetaHandle,
+    /// The node's core pool.
+    pub pool: PoolHandle,
+    /// Its data cores.
+    pub cores: usize,
+    /// Whether its cores are pinned.
+    pub pin: bool,
+    /// The node's data directory.
+    pub data_dir: PathBuf,
+}
+
+/// What the supervisor tells a job's thread.
+enum JobCommand {
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// What a job's thread tells the supervisor.
+enum JobEvent {
+    Actual(String, ActualState),
+    Checkpoint(String, u64, PathBuf),
+    Ended(String, Result<(), String>),
+}
+
+/// A job running on this node, as the supervisor sees it.
+struct Local {
+    version: u64,
+    commands: Sender<JobCommand>,
+    paused: bool,
+    stopping: bool,
+}
+
+/// Reconciles until `shutdown` fires, then stops this node's jobs gracefully (each takes its
+/// final checkpoint) and waits for them, at most [`DRAIN_WAIT`]. What they do then is not
+/// recorded: their pipelines stay as they are in the metadata, and run again when the node
+/// comes back.
+pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<()>) {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut jobs: HashMap<String, Local> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {}
+            Some(event) = events.recv() => {
+                report(&node, &mut jobs, event).await;
+                continue;
+            }
+        }
+        let Ok(state) = node.meta.read(false).await else {
+            continue;
+        };
+        if leads(&node.meta).await {
+            place(&node.meta, &state).await;
+        }
+        reconcile(&node, &state, &mut jobs, &events_tx);
+    }
+    drain(jobs, events).await;
+}
+
+/// How long a stopping node waits for its jobs to drain and take their final checkpoints.
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+/// Stops every job and waits (bounded) until each has ended.
+async fn drain(mut jobs: HashMap<String, Local>, mut events: mpsc::UnboundedReceiver<JobEvent>) {
+    for local in jobs.values() {
+        let _ = local.commands.send(JobCommand::Stop);
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    while !jobs.is_empty() {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(JobEvent::Ended(name, _))) => {
+                jobs.remove(&name);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if !jobs.is_empty() {
+        let names: Vec<&String> = jobs.keys().collect();
+        tracing::warn!(?names, "pipelines still draining when the node stopped");
+    }
+}
+
+async fn leads(meta: &MetaHandle) -> bool {
+    meta.status()
+        .await
+        .is_ok_and(|status| status.role == Role::Leader)
+}
+
+/// Places every unplaced pipeline that should run on the node running the fewest.
+async fn place(meta: &MetaHandle, state: &MetaState) {
+    let mut load: HashMap<u64, usize> = state.nodes.keys().map(|id| (*id, 0)).collect();
+    for pipeline in state.pipelines.values() {
+        if let Some(first) = pipeline.assignment.first() {
+            *load.entry(first.node).or_default() += 1;
+        }
+    }
+    for (name, pipeline) in &state.pipelines {
+        if !pipeline.assignment.is_empty() || !should_run(pipeline) {
+            continue;
+        }
+        let Some(node) = load
+            .iter()
+            .min_by_key(|(id, count)| (**count, **id))
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        let command = MetaCommand::SetAssignment {
+            name: name.clone(),
+            assignment: vec![Assignment {
+                key_group_start: 0,
+                key_group_end: u32::MAX,
+                node,
+                core: 0,
+            }],
+        };
+        match meta.propose(command).await {
+            Ok(_) => *load.entry(node).or_default() += 1,
+            Err(err) => tracing::warn!(pipeline = %name, error = %err, "cannot place pipeline"),
+        }
+    }
+}
+
+/// Whether a pipeline should be running (or paused) somewhere.
+fn should_run(pipeline: &PipelineMeta) -> bool {
+    pipeline.desired != DesiredState::Stopped
+        && !matches!(pipeline.actual, ActualState::Finished | ActualState::Failed)
+}
+
+fn placed_here(pipeline: &PipelineMeta, node: u64) -> bool {
+    pipeline.assignment.iter().any(|a| a.node == node)
+}
+
+/// Starts, steers and stops this node's jobs to match `state`.
+fn reconcile(
+    node: &Supervised,
+    state: &MetaState,
+    jobs: &mut HashMap<String, Local>,
+    events: &mpsc::UnboundedSender<JobEvent>,
+) {
+    for (name, local) in jobs.iter_mut() {
+        let pipeline = state.pipelines.get(name);
+        let wanted = pipeline.filter(|p| placed_here(p, node.node));
+        let stop = match wanted {
+            None => true,
+            Some(p) => p.desired == DesiredState::Stopped || p.version != local.version,
+        };
+        if stop && !local.stopping {
+            local.stopping = true;
+            let _ = local.commands.send(JobCommand::Stop);
+        } else if let Some(p) = wanted.filter(|_| !local.stopping) {
+            let pause = p.desired == DesiredState::Paused;
+            if pause != local.paused {
+                local.paused = pause;
+                let command = if pause {
+                    JobCommand::Pause
+                } else {
+                    JobCommand::Resume
+                };
+                let _ = local.commands.send(command);
+            }
+        }
+    }
+    for (name, pipeline) in &state.pipelines {
+        if jobs.contains_key(name) || !placed_here(pipeline, node.node) || !should_run(pipeline) {
+            continue;
+        }
+        match launch(node, name, pipeline, events.clone()) {
+            Ok(local) => {
+                jobs.insert(name.clone(), local);
+            }
+            Err(err) => {
+                let _ = events.send(JobEvent::Ended(name.clone(), Err(err)));
+            }
+        }
+    }
+}
+
+/// Proposes what a job reported; forgets a job that ended.
+async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: JobEvent) {
+    let command = match event {
+        JobEvent::Actual(name, actual) => MetaCommand::ReportActual {
+            name,
+            actual,
+            failure: None,
+        },
+        JobEvent::Checkpoint(name, id, path) => MetaCommand::RecordCheckpoint {
+            name,
+            id,
+            path: path.display().to_string(),
+        },
+        JobEvent::Ended(name, result) => {
+            let local = jobs.remove(&name);
+            // A job stopped for a new version starts again at the next tick.
+            let restarting = local.is_some_and(|l| l.stopping) && result.is_ok() && {
+                let state = node.meta.read(false).await.ok();
+                state
+                    .as_ref()
+                    .and_then(|s| s.pipelines.get(&name))
+                    .is_some_and(|p| p.desired != DesiredState::Stopped)
+            };
+            if restarting {
+                return;
+            }
+            let (actual, failure) = match result {
+                Ok(()) => (ActualState::Finished, None),
+                Err(why) => (ActualState::Failed, Some(why)),
+            };
+            MetaCommand::ReportActual {
+                name,
+                actual,
+                failure,
+            }
+        }
+    };
+    if let Err(err) = propose_anywhere(&node.meta, command).await {
+        // A deleted pipeline has nothing left to report to.
+        tracing::debug!(error = %err, "cannot record a pipeline's report");
+    }
+}
+
+/// Writes the pipeline's spec and starts its job thread.
+fn launch(
+    node: &Supervised,
+    name: &str,
+    pipeline: &PipelineMeta,
+    events: mpsc::UnboundedSender<JobEvent>,
+) -> Result<Local, String> {
+    let root = std::path::absolute(&node.data_dir).unwrap_or_else(|_| node.data_dir.clone());
+    let dir = root.join("pipelines").join(name);
+    std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    let spec = dir.join(format!("v{}.yaml", pipeline.version));
+    std::fs::write(&spec, &pipeline.spec_yaml)
+        .map_err(|err| format!("{}: {err}", spec.display()))?;
+    let args = run_args(node, pipeline, spec, dir.join("data"));
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let paused = pipeline.desired == DesiredState::Paused;
+    if paused {
+        let _ = commands.send(JobCommand::Pause);
+    }
+    let thread = JobThread {
+        name: name.to_string(),
+        args,
+        pool: node.pool.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        events,
+        inbox,
+    };
+    std::thread::Builder::new()
+        .name(format!("wire-job-{name}"))
+        .spawn(move || thread.run())
+        .map_err(|err| format!("cannot start the job's thread: {err}"))?;
+    Ok(Local {
+        version: pipeline.version,
+        commands,
+        paused,
+        stopping: false,
+    })
+}
+
+/// `wire run`'s arguments for a pipeline of the metadata.
+fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: PathBuf) -> RunArgs {
+    let options = &pipeline.options;
+    let cores = options.cores.map_or(node.cores, |c| c as usize);
+    RunArgs {
+        pipeline: spec,
+        cores: Some(cores.clamp(1, node.cores)),
+        data_dir: data,
+        progress: false,
+        pin: node.pin,
+        checkpoints: options
+            .checkpoint_interval_ms
+            .map(|interval| CheckpointArgs {
+                interval: Duration::from_millis(interval),
+                timeout: CHECKPOINT_TIMEOUT,
+                retained: CHECKPOINTS_RETAINED,
+                deltas: CHECKPOINT_DELTAS,
+                from_savepoint: options.from_savepoint.as_ref().map(PathBuf::from),
+                savepoint_dir: None,
+            }),
+        checkpoint_dir: None,
+        fresh: false,
+        append_output: false,
+        allow_empty_restore: false,
+    }
+}
+
+/// One job, run to its end on a thread of its own.
+struct JobThread {
+    name: String,
+    args: RunArgs,
+    pool: PoolHandle,
+    runtime: tokio::runtime::Handle,
+    events: mpsc::UnboundedSender<JobEvent>,
+    inbox: Receiver<JobCommand>,
+}
+
+impl JobThread {
+    fn run(self) {
+        let name = self.name.clone();
+        let result = self.run_job();
+        if let Err(why) = &result {
+            tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
+        }
+        let _ = self.events.send(JobEvent::Ended(name, result));
+    }
+
+    fn run_job(&self) -> Result<(), String> {
+        let name = self.name.as_str();
+        let say = |line: &str| tracing::info!(pipeline = %name, "{line}");
+        let plan = job::load(&self.args.pipeline)?;
+        let checkpoints = self.args.checkpoints.as_ref().map(|_| {
+            // `wire run`'s default checkpoint directory.
+            self.args.data_dir.join(&plan.name).join("checkpoints")
+        });
+        let key_groups = plan.settings.max_parallelism;
+        let cores = job::data_cores(self.args.cores, false, key_groups, &say)?;
+        let pool = &self.pool;
+        let mut job = Job::launch(&self.args, plan, cores, pool, &self.runtime, &say)
+            .map_err(|refused| refused.error)?;
+        self.actual(ActualState::Running);
+        let mut recorded = 0;
+        while !job.deployment().is_finished() {
+            if let Ok(command) = self.inbox.recv_timeout(JOB_POLL) {
+                self.steer(&mut job, command);
+            }
+            for notice in job.deployment().notices().try_iter() {
+                let wire_actors::Notice::Listening { source, addr } = notice;
+                tracing::info!(pipeline = %name, source = %source, %addr, "listening");
+            }
+            if let Some(dir) = &checkpoints {
+                recorded = self.record_checkpoints(dir, recorded);
+            }
+        }
+        let ended = job.finish(&say);
+        if let Some(dir) = &checkpoints {
+            self.record_checkpoints(dir, recorded);
+        }
+        match ended.outcome {
+            Outcome::Done => Ok(()),
+            _ => Err(ended.error.unwrap_or_else(|| "the run failed".into())),
+        }
+    }
+
+    fn steer(&self, job: &mut Job, command: JobCommand) {
+        match command {
+            JobCommand::Pause => {
+                job.deployment().pause();
+                self.actual(ActualState::Paused);
+            }
+            JobCommand::Resume => {
+                job.deployment().resume();
+                self.actual(ActualState::Running);
+            }
+            JobCommand::Stop => {
+                job.stop();
+                self.actual(ActualState::Stopping);
+            }
+        }
+    }
+
+    fn actual(&self, actual: ActualState) {
+        let _ = self
+            .events
+            .send(JobEvent::Actual(self.name.clone(), actual));
+    }
+
+    /// Reports the complete checkpoints newer than `after`; the newest reported.
+    fn record_checkpoints(&self, dir: &Path, after: u64) -> u64 {
+        let Ok(store) = CheckpointStore::open(dir, CHECKPOINTS_RETAINED) else {
+            return after;
+        };
+        let Ok(ids) = store.ids() else {
+            return after;
+        };
+        let mut newest = after;
+        for id in ids.into_iter().filter(|id| *id > after) {
+            let path = store.path_of(id);
+            if !path.join("MANIFEST").exists() {
+                continue;
+            }
+            newest = id;
+            let event = JobEvent::Checkpoint(self.name.clone(), id, path);
+            let _ = self.events.send(event);
+        }
+        newest
+    }
+}
