@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
+use wire_net::ingest::IngestClient;
 use wire_tests::cluster::{
     cluster_status, start_cluster, wait_for, wait_for_leader, wait_for_leader_among, wirectl,
     wirectl_json, WireNode,
@@ -507,4 +509,171 @@ fn a_backup_restores_into_wiped_data_dirs() {
     assert_eq!(dump(&node(&nodes, leader).addr), before);
     // The restored cluster takes writes.
     create(&node(&nodes, leader).addr, &spec(dir.path(), "three"), &[]);
+}
+
+/// A bounded pipeline: a few auctions' bids from the generator into a file sink at `out`.
+fn bounded_spec(dir: &Path, out: &Path) -> PathBuf {
+    let path = dir.join("bids.yaml");
+    let yaml = format!(
+        "name: bids
+sources:
+  bids: {{type: nexmark, stream: bid, events: 20000}}
+operators:
+  - name: some
+    from: bids
+    filter: auction % 7 = 0
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: some}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+/// An ingest pipeline on `port` keeping rows with `v > 1.0`, into a file sink at `out`.
+fn ingest_spec(dir: &Path, port: u16, out: &Path) -> PathBuf {
+    let path = dir.join("ingested.yaml");
+    let yaml = format!(
+        "name: ingested
+sources:
+  rows:
+    type: ingest
+    listen: 127.0.0.1:{port}
+    schema: {{id: i64, v: f64}}
+operators:
+  - name: big
+    from: rows
+    filter: v > 1.0
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: big}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+/// Waits until `pipeline get NAME` shows `state`.
+fn wait_state(endpoint: &str, name: &str, state: &str) {
+    wait_for(&format!("pipeline `{name}` {state}"), PIPELINE_WAIT, || {
+        let got = wirectl_json(endpoint, &["pipeline", "get", name]);
+        match got["state"].as_str() {
+            Some(s) if s == state => Ok(()),
+            other => Err(format!("{other:?}: {got}")),
+        }
+    });
+}
+
+/// How long a pipeline may take to reach a state on a busy machine.
+const PIPELINE_WAIT: Duration = Duration::from_secs(60);
+
+/// The rows of a file sink's directory as sorted text.
+fn sorted_rows(dir: &Path) -> Vec<String> {
+    let mut rows: Vec<String> = wire_tests::read_jsonl_dir(dir)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Sends rows `ids` (one batch, `v` = id) and waits for their ack.
+fn send_rows(client: &mut IngestClient, ids: std::ops::Range<i64>) {
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    for id in ids {
+        builder
+            .push(&[ValueRef::I64(id), ValueRef::F64(id as f64)])
+            .expect("push");
+    }
+    client.send(&builder.finish()).expect("send");
+    assert_eq!(client.wait_acks().expect("ack").len(), 1);
+}
+
+/// Connects to the ingest source on `port` once the node running it listens.
+fn connect(port: u16) -> IngestClient {
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::I64),
+        Field::new("v", DataType::F64),
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(
+        &format!("the ingest source on {addr}"),
+        PIPELINE_WAIT,
+        || IngestClient::connect(addr.as_str(), "test", "rows", &schema).map_err(|e| e.to_string()),
+    )
+}
+
+#[test]
+fn pipelines_run_on_the_nodes_and_follow_wirectl() {
+    let _one = serial();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+
+    // A bounded pipeline runs to its end on a node, with the output `wire run` gives.
+    let out = dir.path().join("out");
+    create(&endpoint, &bounded_spec(dir.path(), &out.join("bids")), &[]);
+    wait_state(&endpoint, "bids", "finished");
+    let reference = dir.path().join("reference");
+    std::fs::create_dir_all(&reference).expect("reference dir");
+    let spec = bounded_spec(&reference, &reference.join("bids"));
+    let ran = std::process::Command::new(wire_bin())
+        .args(["run", "--no-progress", "--no-pin", "--cores", "1"])
+        .arg("--data-dir")
+        .arg(reference.join("data"))
+        .arg(&spec)
+        .output()
+        .expect("wire run");
+    assert!(ran.status.success(), "{ran:?}");
+    let rows = sorted_rows(&out.join("bids"));
+    assert!(rows.len() > 1000, "{} rows", rows.len());
+    assert_eq!(rows, sorted_rows(&reference.join("bids")));
+
+    // An ingest pipeline with checkpoints runs, pauses, resumes and stops with a last
+    // checkpoint; every acknowledged row reaches its sink once.
+    let port = wire_tests::cluster::free_port();
+    let ingest = ingest_spec(dir.path(), port, &out.join("ingested"));
+    create(&endpoint, &ingest, &["--checkpoint-interval", "300ms"]);
+    wait_state(&endpoint, "ingested", "running");
+    let mut client = connect(port);
+    send_rows(&mut client, 0..100);
+    let ok = |args: &[&str]| assert!(wirectl(&endpoint, args).status.success(), "{args:?}");
+    ok(&["pipeline", "pause", "ingested"]);
+    wait_state(&endpoint, "ingested", "paused");
+    ok(&["pipeline", "resume", "ingested"]);
+    wait_state(&endpoint, "ingested", "running");
+    send_rows(&mut client, 100..200);
+    client.close().expect("close");
+    // SIGKILL every node and start them again: the pipeline resumes from its checkpoint,
+    // and what was acknowledged before the kill still reaches the sink once.
+    for node in &mut nodes {
+        node.kill();
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    let ok = |args: &[&str]| assert!(wirectl(&endpoint, args).status.success(), "{args:?}");
+    wait_state(&endpoint, "ingested", "running");
+    let mut client = connect(port);
+    send_rows(&mut client, 200..300);
+    client.close().expect("close");
+    ok(&["pipeline", "stop", "ingested"]);
+    wait_state(&endpoint, "ingested", "finished");
+    let ids: Vec<i64> = wire_tests::read_jsonl_dir(&out.join("ingested"))
+        .iter()
+        .map(|row| row["id"].as_i64().expect("id"))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (2..300).collect::<Vec<i64>>(), "each row once");
+    let checkpoints = wirectl_json(&endpoint, &["checkpoint", "list", "ingested"]);
+    let listed = checkpoints["checkpoints"].as_array().map_or(0, Vec::len);
+    assert!(listed >= 1, "{checkpoints}");
+    for node in &mut nodes {
+        node.stop();
+    }
 }
