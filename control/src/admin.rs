@@ -230,16 +230,18 @@ fn check_live(name: &str, pipeline: &crate::raft::PipelineMeta) -> Result<(), St
     Ok(())
 }
 
-/// Pipelines do not run on nodes yet, so nothing can take a checkpoint or savepoint.
+/// A checkpoint or savepoint on demand is not built for node pipelines yet: a running one is
+/// refused saying so (it checkpoints every `--checkpoint-interval`), any other for its state.
 fn not_running(name: &str, pipeline: &crate::raft::PipelineMeta, what: &str) -> Status {
     if pipeline.actual == ActualState::Running {
-        return Status::unimplemented(format!(
-            "{what} of running pipelines on `wire start` nodes is not built yet"
+        return Status::failed_precondition(format!(
+            "pipeline `{name}` is running, but a {what} on demand is not built yet for \
+             pipelines on `wire start` nodes: they take checkpoints every \
+             --checkpoint-interval given to `wirectl pipeline create` (see `checkpoint list`)"
         ));
     }
     Status::failed_precondition(format!(
-        "pipeline `{name}` is {}, not running: only a running pipeline takes a {what} \
-         (pipelines created with wirectl are recorded but do not run on nodes yet)",
+        "pipeline `{name}` is {}, not running: only a running pipeline takes a {what}",
         convert::actual_name(pipeline.actual)
     ))
 }

@@ -137,16 +137,53 @@ async fn leads(meta: &MetaHandle) -> bool {
         .is_ok_and(|status| status.role == Role::Leader)
 }
 
-/// Places every unplaced pipeline that should run on the node running the fewest.
+/// A member the leader heard from this recently counts as up when pipelines are placed.
+const LIVE_CONTACT_MS: u64 = 3_000;
+
+/// Places every unplaced pipeline that should run on the live node running the fewest; a
+/// pipeline stopped before it was placed is recorded as finished.
 async fn place(meta: &MetaHandle, state: &MetaState) {
-    let mut load: HashMap<u64, usize> = state.nodes.keys().map(|id| (*id, 0)).collect();
+    let Ok(status) = meta.status().await else {
+        return;
+    };
+    let live: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
+        .map(|m| m.id)
+        .filter(|id| state.nodes.contains_key(id))
+        .collect();
+    let mut load: HashMap<u64, usize> = live.iter().map(|id| (*id, 0)).collect();
     for pipeline in state.pipelines.values() {
-        if let Some(first) = pipeline.assignment.first() {
-            *load.entry(first.node).or_default() += 1;
+        if let Some(count) = pipeline
+            .assignment
+            .first()
+            .and_then(|a| load.get_mut(&a.node))
+        {
+            *count += 1;
         }
     }
     for (name, pipeline) in &state.pipelines {
-        if !pipeline.assignment.is_empty() || !should_run(pipeline) {
+        // A pipeline on a node that was removed is placed again (it starts over there: its
+        // WALs and checkpoints stayed on the removed node's disk).
+        let placed = pipeline
+            .assignment
+            .first()
+            .is_some_and(|a| state.nodes.contains_key(&a.node));
+        if placed {
+            continue;
+        }
+        let never_ran = pipeline.assignment.is_empty() && pipeline.actual == ActualState::Created;
+        if pipeline.desired == DesiredState::Stopped && never_ran {
+            let command = MetaCommand::ReportActual {
+                name: name.clone(),
+                actual: ActualState::Finished,
+                failure: None,
+            };
+            let _ = meta.propose(command).await;
+            continue;
+        }
+        if !should_run(pipeline) {
             continue;
         }
         let Some(node) = load

@@ -62,8 +62,10 @@ fn create(endpoint: &str, file: &Path, extra: &[&str]) -> Value {
 }
 
 /// What the metadata says, in a form that does not change with terms or indexes: every
-/// pipeline as `pipeline get -o json` shows it, and the members' ids and addresses.
+/// pipeline as `pipeline get -o json` shows it, and the members' ids and addresses; taken once
+/// the pipelines have settled (see [`settle`]).
 fn dump(endpoint: &str) -> Value {
+    settle(endpoint);
     let list = wirectl_json(endpoint, &["pipeline", "list"]);
     let names: Vec<String> = list["pipelines"]
         .as_array()
@@ -84,6 +86,34 @@ fn dump(endpoint: &str) -> Value {
         .collect();
     members.sort_by_key(|m| m["id"].as_u64());
     json!({"list": list, "pipelines": pipelines, "members": members})
+}
+
+/// Waits until every pipeline is where its desired state leads (the nodes run them): running,
+/// paused, or finished once stopped; or failed.
+fn settle(endpoint: &str) {
+    wait_for("every pipeline settles", PIPELINE_WAIT, || {
+        let list = wirectl_json(endpoint, &["pipeline", "list"]);
+        let moving: Vec<&Value> = list["pipelines"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|p| {
+                        let settled = match p["desired_state"].as_str() {
+                            Some("running") => ["running", "finished", "failed"].as_slice(),
+                            Some("paused") => ["paused", "finished", "failed"].as_slice(),
+                            _ => ["finished", "failed"].as_slice(),
+                        };
+                        !settled.contains(&p["state"].as_str().unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if moving.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{moving:?}"))
+        }
+    });
 }
 
 fn node(nodes: &[WireNode], id: u64) -> &WireNode {
@@ -163,7 +193,7 @@ fn three_nodes_elect_a_leader_and_survive_its_sigkill() {
     let table = wirectl(&follower, &["pipeline", "get", "clicks"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("state:") && text.contains("created"),
+        text.contains("state:") && text.contains("desired:") && text.contains("running"),
         "{text}"
     );
     let before = dump(&follower);
@@ -350,19 +380,23 @@ fn bad_requests_are_refused_and_change_nothing() {
         (&["pipeline", "pause", "nope"], 1, "not found"),
         (&["pipeline", "delete", "nope"], 1, "not found"),
         (&["checkpoint", "list", "nope"], 1, "not found"),
-        (&["checkpoint", "trigger", "good"], 1, "not running"),
+        (&["checkpoint", "trigger", "good"], 1, "not built yet"),
         (
             &["savepoint", "create", "good", "--dir", "/tmp/sp"],
             1,
-            "not running",
+            "not built yet",
         ),
         (&["pipeline", "scale", "good", "--cores", "0"], 1, "cores"),
         (
             &["pipeline", "scale", "stopped", "--cores", "2"],
             1,
-            "was stopped",
+            "delete it and create it again",
         ),
-        (&["pipeline", "resume", "stopped"], 1, "was stopped"),
+        (
+            &["pipeline", "resume", "stopped"],
+            1,
+            "delete it and create it again",
+        ),
         (&["node", "add", "1", "127.0.0.1:1"], 1, "already in use"),
         (&["node", "add", "9", "nohost"], 1, "not HOST:PORT"),
         (&["node", "remove", "7"], 1, "not a member"),
