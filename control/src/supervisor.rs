@@ -65,9 +65,10 @@ enum JobCommand {
 
 /// What a job's thread tells the supervisor.
 enum JobEvent {
-    Actual(String, ActualState),
+    /// The pipeline, the version the job runs, its state.
+    Actual(String, u64, ActualState),
     Checkpoint(String, u64, PathBuf),
-    Ended(String, Result<(), String>),
+    Ended(String, u64, Result<(), String>),
 }
 
 /// A job running on this node, as the supervisor sees it.
@@ -118,7 +119,7 @@ async fn drain(mut jobs: HashMap<String, Local>, mut events: mpsc::UnboundedRece
     let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
     while !jobs.is_empty() {
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(JobEvent::Ended(name, _))) => {
+            Ok(Some(JobEvent::Ended(name, _, _))) => {
                 jobs.remove(&name);
             }
             Ok(Some(_)) => {}
@@ -250,7 +251,15 @@ fn reconcile(
         }
     }
     for (name, pipeline) in &state.pipelines {
-        if jobs.contains_key(name) || !placed_here(pipeline, node.node) || !should_run(pipeline) {
+        if jobs.contains_key(name) || !placed_here(pipeline, node.node) {
+            continue;
+        }
+        if pipeline.desired == DesiredState::Stopped && pipeline.actual == ActualState::Created {
+            // Stopped between its placement and its start: it ends without running.
+            let _ = events.send(JobEvent::Ended(name.clone(), pipeline.version, Ok(())));
+            continue;
+        }
+        if !should_run(pipeline) {
             continue;
         }
         match launch(node, name, pipeline, events.clone()) {
@@ -258,7 +267,8 @@ fn reconcile(
                 jobs.insert(name.clone(), local);
             }
             Err(err) => {
-                let _ = events.send(JobEvent::Ended(name.clone(), Err(err)));
+                let ended = JobEvent::Ended(name.clone(), pipeline.version, Err(err));
+                let _ = events.send(ended);
             }
         }
     }
@@ -267,7 +277,9 @@ fn reconcile(
 /// Proposes what a job reported; forgets a job that ended.
 async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: JobEvent) {
     let command = match event {
-        JobEvent::Actual(name, actual) => MetaCommand::ReportActual {
+        JobEvent::Actual(name, version, actual) => MetaCommand::NodeReport {
+            node: node.node,
+            version,
             name,
             actual,
             failure: None,
@@ -277,7 +289,7 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
             id,
             path: path.display().to_string(),
         },
-        JobEvent::Ended(name, result) => {
+        JobEvent::Ended(name, version, result) => {
             let local = jobs.remove(&name);
             // A job stopped for a new version starts again at the next tick.
             let restarting = local.is_some_and(|l| l.stopping) && result.is_ok() && {
@@ -294,7 +306,9 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
                 Ok(()) => (ActualState::Finished, None),
                 Err(why) => (ActualState::Failed, Some(why)),
             };
-            MetaCommand::ReportActual {
+            MetaCommand::NodeReport {
+                node: node.node,
+                version,
                 name,
                 actual,
                 failure,
@@ -302,7 +316,8 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
         }
     };
     if let Err(err) = propose_anywhere(&node.meta, command).await {
-        // A deleted pipeline has nothing left to report to.
+        // A deleted pipeline has nothing left to report to, and a report of a pipeline this
+        // node no longer runs (placed elsewhere, or a newer version) is refused as stale.
         tracing::debug!(error = %err, "cannot record a pipeline's report");
     }
 }
@@ -328,6 +343,7 @@ fn launch(
     }
     let thread = JobThread {
         name: name.to_string(),
+        version: pipeline.version,
         args,
         pool: node.pool.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -376,6 +392,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
 /// One job, run to its end on a thread of its own.
 struct JobThread {
     name: String,
+    version: u64,
     args: RunArgs,
     pool: PoolHandle,
     runtime: tokio::runtime::Handle,
@@ -390,7 +407,9 @@ impl JobThread {
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
         }
-        let _ = self.events.send(JobEvent::Ended(name, result));
+        let _ = self
+            .events
+            .send(JobEvent::Ended(name, self.version, result));
     }
 
     fn run_job(&self) -> Result<(), String> {
@@ -450,7 +469,7 @@ impl JobThread {
     fn actual(&self, actual: ActualState) {
         let _ = self
             .events
-            .send(JobEvent::Actual(self.name.clone(), actual));
+            .send(JobEvent::Actual(self.name.clone(), self.version, actual));
     }
 
     /// Reports the complete checkpoints newer than `after`; the newest reported.

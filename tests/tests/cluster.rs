@@ -116,6 +116,20 @@ fn settle(endpoint: &str) {
     });
 }
 
+/// Waits until every node's [`dump`] is the same (and `expected`, when given): pipelines that
+/// restart (a new version, a node back) change state for a while.
+fn agree(nodes: &[WireNode], expected: Option<&Value>) {
+    wait_for("every node's metadata agrees", PIPELINE_WAIT, || {
+        let dumps: Vec<Value> = nodes.iter().map(|n| dump(&n.addr)).collect();
+        let same = dumps.windows(2).all(|w| w[0] == w[1]);
+        match expected {
+            _ if !same => Err(format!("{dumps:#?}")),
+            Some(want) if dumps[0] != *want => Err(format!("{:#?}\nnot\n{want:#?}", dumps[0])),
+            _ => Ok(()),
+        }
+    });
+}
+
 fn node(nodes: &[WireNode], id: u64) -> &WireNode {
     nodes.iter().find(|n| n.id == id).expect("node id")
 }
@@ -283,8 +297,7 @@ fn a_frozen_leader_commits_nothing_and_acknowledged_writes_apply_once() {
     // timeout is ambiguous), never twice.
     assert!(applied >= acked + u64::from(stale_acked), "{x}");
     assert!(applied <= acked + 1, "{x}");
-    let dumps: Vec<Value> = nodes.iter().map(|n| dump(&n.addr)).collect();
-    assert!(dumps.windows(2).all(|w| w[0] == w[1]), "{dumps:#?}");
+    agree(&nodes, None);
 }
 
 #[test]
@@ -345,15 +358,8 @@ fn membership_changes_survive_a_full_restart() {
     for node in &mut nodes {
         node.start();
     }
-    let leader = wait_for_leader(&nodes, ELECTION);
-    for node in &nodes {
-        assert_eq!(
-            dump(&node.addr),
-            before,
-            "node {} after the restart (leader {leader})",
-            node.id
-        );
-    }
+    wait_for_leader(&nodes, ELECTION);
+    agree(&nodes, Some(&before));
 }
 
 #[test]

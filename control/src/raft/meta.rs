@@ -172,6 +172,21 @@ pub enum MetaCommand {
         /// The failure message.
         failure: Option<String>,
     },
+    /// What the node running a pipeline reports of it: applied only when the pipeline is
+    /// placed on `node` and still at `version`, so a node that lost the pipeline (removed, or
+    /// replaced by a newer version) cannot overwrite what its new runner reports.
+    NodeReport {
+        /// The reporting node.
+        node: u64,
+        /// The pipeline version the node runs.
+        version: u64,
+        /// Pipeline name.
+        name: String,
+        /// The reported state.
+        actual: ActualState,
+        /// The failure message (exactly when `actual` is `Failed`).
+        failure: Option<String>,
+    },
     /// Forget a pipeline.
     DeletePipeline {
         /// Pipeline name.
@@ -255,6 +270,26 @@ impl MetaState {
                 actual,
                 failure,
             } => Some(self.report_actual(name, *actual, failure)?),
+            MetaCommand::NodeReport {
+                node,
+                version,
+                name,
+                actual,
+                failure,
+            } => {
+                let p = self.pipelines.get(name).ok_or_else(|| unknown(name))?;
+                if p.version != *version || !p.assignment.iter().any(|a| a.node == *node) {
+                    return Err(MetaError::Invalid {
+                        reason: format!(
+                            "pipeline {name}: a stale report from node {node} (version {version}; \
+                             the pipeline is at version {} on nodes {:?})",
+                            p.version,
+                            p.assignment.iter().map(|a| a.node).collect::<Vec<_>>()
+                        ),
+                    });
+                }
+                Some(self.report_actual(name, *actual, failure)?)
+            }
             MetaCommand::DeletePipeline { name } => {
                 self.pipelines.remove(name).ok_or_else(|| unknown(name))?;
                 None
@@ -486,6 +521,20 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(actual_tag(*actual));
             w.opt_str(failure.as_deref());
         }
+        MetaCommand::NodeReport {
+            node,
+            version,
+            name,
+            actual,
+            failure,
+        } => {
+            w.u8(11);
+            w.u64(*node);
+            w.u64(*version);
+            w.str(name);
+            w.u8(actual_tag(*actual));
+            w.opt_str(failure.as_deref());
+        }
         MetaCommand::DeletePipeline { name } => {
             w.u8(5);
             w.str(name);
@@ -566,6 +615,13 @@ fn decode_command(r: &mut Reader<'_>) -> Result<MetaCommand, MetaError> {
             addr: r.string("addr")?,
         },
         10 => MetaCommand::RemoveNode { id: r.u64("id")? },
+        11 => MetaCommand::NodeReport {
+            node: r.u64("node")?,
+            version: r.u64("version")?,
+            name: r.string("name")?,
+            actual: decode_actual(r)?,
+            failure: r.opt_string("failure")?,
+        },
         _ => return Err(r.error("command", "unknown command tag")),
     };
     Ok(cmd)
