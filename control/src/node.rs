@@ -129,7 +129,15 @@ async fn serve(
     let _ = drain_tx.send(());
     let _ = supervisor.await;
     let _ = stop_tx.send(());
-    let served = server.await;
+    // The server finishes the requests in flight; one waiting on a leader that is gone would
+    // hold the stop for its whole timeout, so the wait is bounded.
+    let served = match tokio::time::timeout(SERVER_STOP_WAIT, server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::info!(node = id, "requests still in flight at the stop; dropped");
+            Ok(Ok(()))
+        }
+    };
     refresh.abort();
     meta.stop().await;
     joined?;
@@ -138,6 +146,9 @@ async fn serve(
         Err(err) => Err(format!("the gRPC server task failed: {err}")),
     }
 }
+
+/// How long a stopping node waits for the gRPC requests in flight.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Serves AdminService, RaftService and reflection on `listener` until `stop` fires.
 async fn grpc(
