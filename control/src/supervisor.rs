@@ -35,6 +35,9 @@ use crate::transport::propose_anywhere;
 const TICK: Duration = Duration::from_millis(200);
 /// How often a job thread looks at its commands, notices and checkpoints.
 const JOB_POLL: Duration = Duration::from_millis(50);
+/// How often a job thread looks for newly completed checkpoints to record (the directory is
+/// listed each time).
+const CHECKPOINT_LOOK: Duration = Duration::from_millis(500);
 /// `wirectl pipeline create` does not take these yet; they are `wire run`'s defaults.
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECKPOINTS_RETAINED: usize = 3;
@@ -427,6 +430,7 @@ impl JobThread {
             .map_err(|refused| refused.error)?;
         self.actual(ActualState::Running);
         let mut recorded = 0;
+        let mut looked = std::time::Instant::now();
         while !job.deployment().is_finished() {
             if let Ok(command) = self.inbox.recv_timeout(JOB_POLL) {
                 self.steer(&mut job, command);
@@ -435,7 +439,11 @@ impl JobThread {
                 let wire_actors::Notice::Listening { source, addr } = notice;
                 tracing::info!(pipeline = %name, source = %source, %addr, "listening");
             }
-            if let Some(dir) = &checkpoints {
+            if let Some(dir) = checkpoints
+                .as_ref()
+                .filter(|_| looked.elapsed() >= CHECKPOINT_LOOK)
+            {
+                looked = std::time::Instant::now();
                 recorded = self.record_checkpoints(dir, recorded);
             }
         }

@@ -180,6 +180,15 @@ fn join_once(dir: &Path, id: u64, target: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `wire start ARGS` run to its exit (settings it refuses end it at once).
+fn wire_start(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(wire_bin())
+        .arg("start")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn fails_with(out: &std::process::Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
@@ -475,37 +484,27 @@ fn bad_node_settings_are_refused() {
         "node-id = 1\ndata-dir = \"d\"\nlisten-on = \"127.0.0.1:1\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(wire_bin())
-        .args(["start", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = wire_start(&["--config", config.to_str().unwrap()]);
     fails_with(
         &out,
         2,
         &format!("{}:3:1: key `listen-on`", config.display()),
     );
     std::fs::write(&config, "node-id = -1\n").unwrap();
-    let out = std::process::Command::new(wire_bin())
-        .args(["start", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = wire_start(&["--config", config.to_str().unwrap()]);
     fails_with(
         &out,
         2,
         &format!("{}:1:11: key `node-id`", config.display()),
     );
-    let out = std::process::Command::new(wire_bin())
-        .args([
-            "start",
-            "--node-id",
-            "3",
-            "--data-dir",
-            "d",
-            "--initial-cluster",
-            "1=127.0.0.1:1",
-        ])
-        .output()
-        .unwrap();
+    let out = wire_start(&[
+        "--node-id",
+        "3",
+        "--data-dir",
+        "d",
+        "--initial-cluster",
+        "1=127.0.0.1:1",
+    ]);
     fails_with(&out, 2, "node 3 (this node's id) is not in");
     let nobody = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
     let out = join_once(dir.path(), 5, &nobody);
