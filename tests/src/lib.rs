@@ -11,6 +11,7 @@ use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef}
 
 pub mod cluster;
 pub mod process;
+pub mod proxy;
 pub mod rows;
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
