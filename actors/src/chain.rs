@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use wire_core::expr::{Datum, Expr};
-use wire_core::plan::{Operator, Plan};
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::{Operator, Plan};
 use wire_core::{Batch, BatchBuilder, DataType, PartitionId, StreamId, ValueRef};
 
 use crate::lookup::{LookupTable, LookupTables};

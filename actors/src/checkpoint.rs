@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::local_channel::LocalReceiver;
-use wire_core::watermark::SenderId;
-use wire_storage::checkpoint::{Checkpoint, InstanceState, Section, SourcePosition};
+use wire_core::state::snapshot::Section;
+use wire_core::time::watermark::SenderId;
+use wire_storage::checkpoint::{Checkpoint, InstanceState, SourcePosition};
 
 use crate::message::Message;
 

@@ -7,7 +7,7 @@
 //! (`key_by`); everything else — sinks, unions, consumers of a `key_by` or of a fan-out —
 //! heads a task of its own with a mailbox. Pure: built and tested without a runtime.
 
-use wire_core::plan::{Input, Operator, Plan};
+use wire_core::frontend::plan::{Input, Operator, Plan};
 
 /// Where a task starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +253,7 @@ fn is_key_by(plan: &Plan, input: Input) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire_core::spec::PipelineSpec;
+    use wire_core::frontend::spec::PipelineSpec;
 
     fn graph(text: &str) -> PhysicalGraph {
         let spec = PipelineSpec::parse("t.yaml", text).expect("spec");

@@ -2,7 +2,7 @@
 //! long as the process ([`CorePool`]); every task of a deployed pipeline instantiated on every
 //! core it runs on, bounded queues between them, and counters the caller reads.
 //!
-//! [`PoolHandle::deploy`] turns a type-checked [`wire_core::plan::Plan`] into running
+//! [`PoolHandle::deploy`] turns a type-checked [`wire_core::frontend::plan::Plan`] into running
 //! instances on the pool's cores, beside other pipelines:
 //!
 //! - the plan is cut into tasks ([`graph::PhysicalGraph`]): a source or an operator with a

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use wire_core::expr::Datum;
-use wire_core::plan::{LookupPlan, Operator, Plan};
+use wire_core::frontend::expr::Datum;
+use wire_core::frontend::plan::{LookupPlan, Operator, Plan};
 use wire_core::{
     ArchivedValue, BatchBuilder, OwnedRow, PartitionId, RowReader, StreamId, ValueRef,
 };

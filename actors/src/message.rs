@@ -2,7 +2,7 @@
 //! respect to rows is kept without further synchronisation — watermarks, checkpoint barriers
 //! and ends.
 
-use wire_core::watermark::SenderId;
+use wire_core::time::watermark::SenderId;
 use wire_core::Batch;
 
 /// One mailbox item. Each upstream instance sends any number of batches and watermarks, then

@@ -12,16 +12,16 @@ mod session;
 pub(crate) mod table;
 mod top;
 
-use wire_core::expr::{Datum, Expr};
-use wire_core::key::key_part_eq;
-use wire_core::plan::{Operator, Plan};
-use wire_core::snapshot::{self, Reader};
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::{Operator, Plan};
+use wire_core::record::key::key_part_eq;
+use wire_core::state::snapshot::Section;
+use wire_core::state::snapshot::{self, Reader};
 use wire_core::state::StateError;
-use wire_core::window::{TimeAttr, TimeDomain};
+use wire_core::time::window::{TimeAttr, TimeDomain};
 use wire_core::{
     ArchivedRow, Batch, BatchBuilder, BatchView, OwnedRow, PartitionId, StreamId, Value,
 };
-use wire_storage::checkpoint::Section;
 
 pub(crate) use table::GroupTable;
 
@@ -114,7 +114,7 @@ impl Sections {
 
     /// The buffer of the key group of key hash `hash`.
     pub(crate) fn of_hash(&mut self, hash: u64) -> &mut Vec<u8> {
-        let group = wire_core::key::key_group(hash, self.max_parallelism) as usize;
+        let group = wire_core::record::key::key_group(hash, self.max_parallelism) as usize;
         self.buffer(group)
     }
 
@@ -190,7 +190,10 @@ pub(crate) fn build(plan: &Plan, index: usize) -> Option<Box<dyn Stateful>> {
     match &operator.op {
         Operator::Aggregate(aggregate) => Some(match &aggregate.window {
             Some(window)
-                if matches!(window.kind, wire_core::window::WindowKind::Session { .. }) =>
+                if matches!(
+                    window.kind,
+                    wire_core::time::window::WindowKind::Session { .. }
+                ) =>
             {
                 Box::new(session::SessionAggregate::new(aggregate, window))
             }

@@ -6,8 +6,8 @@
 //!   cores instead of every input row; a top without keys (Nexmark q7) or grouped by window
 //!   only (q5) would otherwise send every row of a window to one core. The output is unchanged.
 
-use wire_core::plan::{Input, Operator, Plan, PlanOperator, TopMode, TopPlan};
-use wire_core::window::TimeAttr;
+use wire_core::frontend::plan::{Input, Operator, Plan, PlanOperator, TopMode, TopPlan};
+use wire_core::time::window::TimeAttr;
 use wire_core::{DataType, Field, Schema};
 
 /// Applies the rewrites for a run on `cores` cores.
@@ -123,11 +123,11 @@ fn shift_references(plan: &mut Plan, index: usize) {
 }
 
 /// The expression reading `window_end` of the local top's output.
-fn window_end_key(schema: &Schema, window_end: usize) -> wire_core::expr::Expr {
+fn window_end_key(schema: &Schema, window_end: usize) -> wire_core::frontend::expr::Expr {
     debug_assert_eq!(
         schema.fields()[window_end],
         Field::new("window_end", DataType::Timestamp)
     );
-    wire_core::expr::compile("window_end", schema)
+    wire_core::frontend::expr::compile("window_end", schema)
         .expect("a windowed top's output ends with window_end")
 }

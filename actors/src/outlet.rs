@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use glommio::channels::local_channel::LocalSender;
 use glommio::channels::shared_channel::ConnectedSender;
-use wire_core::expr::Expr;
-use wire_core::key::{key_group, key_group_owner, KeyHasher};
-use wire_core::watermark::SenderId;
+use wire_core::frontend::expr::Expr;
+use wire_core::record::key::{key_group, key_group_owner, KeyHasher};
+use wire_core::time::watermark::SenderId;
 use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
 
 use crate::message::Message;

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
-use wire_core::plan::{Input, Operator, Plan};
-use wire_core::spec::{SinkKind, SourceKind};
+use wire_core::frontend::plan::{Input, Operator, Plan};
+use wire_core::frontend::spec::{SinkKind, SourceKind};
 
-use wire_core::watermark::SenderId;
-use wire_storage::checkpoint::{InstanceState, Section};
+use wire_core::state::snapshot::Section;
+use wire_core::time::watermark::SenderId;
+use wire_storage::checkpoint::InstanceState;
 
 use crate::chain::Chain;
 use crate::checkpoint::{Checkpointing, Inbox};
@@ -286,17 +287,17 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             Operator::Union => "union",
             Operator::Aggregate(plan) => match &plan.window {
                 Some(w) => match w.kind {
-                    wire_core::window::WindowKind::Tumbling { .. } => "tumbling window",
-                    wire_core::window::WindowKind::Hop { .. } => "hop window",
-                    wire_core::window::WindowKind::Session { .. } => "session window",
+                    wire_core::time::window::WindowKind::Tumbling { .. } => "tumbling window",
+                    wire_core::time::window::WindowKind::Hop { .. } => "hop window",
+                    wire_core::time::window::WindowKind::Session { .. } => "session window",
                 },
                 None => "aggregate",
             },
             Operator::Top(_) => "top",
             Operator::Join(plan) => match plan.kind {
-                wire_core::plan::JoinKind::Regular { .. } => "join",
-                wire_core::plan::JoinKind::Interval { .. } => "interval join",
-                wire_core::plan::JoinKind::Window { .. } => "window join",
+                wire_core::frontend::plan::JoinKind::Regular { .. } => "join",
+                wire_core::frontend::plan::JoinKind::Interval { .. } => "interval join",
+                wire_core::frontend::plan::JoinKind::Window { .. } => "window join",
             },
             Operator::Late => "late rows",
             Operator::Lookup(_) => "lookup join",
@@ -575,7 +576,8 @@ fn restore_operator(
         if per_core {
             instance.core % cx.cores == cx.core
         } else {
-            wire_core::key::key_group_owner(section.key_group, max_parallelism, cx.cores) == cx.core
+            wire_core::record::key::key_group_owner(section.key_group, max_parallelism, cx.cores)
+                == cx.core
         }
     };
     let sections = || {

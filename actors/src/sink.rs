@@ -26,9 +26,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Once;
 
 use glommio::io::BufferedFile;
-use wire_core::expr::Expr;
-use wire_core::plan::PlanSink;
-use wire_core::spec::{FileFormat, FileSink, SinkKind};
+use wire_core::frontend::expr::Expr;
+use wire_core::frontend::plan::PlanSink;
+use wire_core::frontend::spec::{FileFormat, FileSink, SinkKind};
 use wire_core::Batch;
 
 use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
@@ -37,7 +37,7 @@ use crate::message::Message;
 use crate::pipeline::CoreCx;
 use crate::probe::Counters;
 use crate::Error;
-use wire_core::format::RowWriter;
+use wire_core::record::format::RowWriter;
 
 /// Bytes buffered before a write is issued.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -688,7 +688,7 @@ fn next_part_seq(dir: &Path, core: usize, partitioned: bool) -> Result<u64, Erro
 /// sources). Runs on the caller's thread before the data cores start, or after they stop.
 /// Returns (published, deleted).
 pub fn recover_file_sinks(
-    plan: &wire_core::plan::Plan,
+    plan: &wire_core::frontend::plan::Plan,
     completed: u64,
 ) -> Result<(usize, usize), Error> {
     let mut counts = (0, 0);
@@ -761,8 +761,8 @@ fn settle_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire_core::plan::Plan;
-    use wire_core::spec::PipelineSpec;
+    use wire_core::frontend::plan::Plan;
+    use wire_core::frontend::spec::PipelineSpec;
     use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
 
     #[test]

@@ -8,11 +8,11 @@ mod nexmark;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wire_core::spec::SourceKind;
+use wire_core::frontend::spec::SourceKind;
 use wire_core::Batch;
 
-use wire_core::watermark::{SourceWatermarks, WatermarkUpdate};
-use wire_core::window::TimeAttr;
+use wire_core::time::watermark::{SourceWatermarks, WatermarkUpdate};
+use wire_core::time::window::TimeAttr;
 
 use wire_storage::checkpoint::{SourcePosition, SourceState};
 
@@ -87,7 +87,7 @@ enum RowTime {
     /// A field of the row.
     Field(TimeAttr),
     /// `event_time:` written as an expression.
-    Expr(wire_core::expr::Expr),
+    Expr(wire_core::frontend::expr::Expr),
 }
 
 /// Counts a source's output, hands it to the fused chain and the outlet, and sends the
@@ -232,9 +232,8 @@ impl Emitter {
                 let view = batch.view();
                 view.rows()
                     .filter_map(|row| match expr.eval(row) {
-                        wire_core::expr::Datum::Timestamp(ms) | wire_core::expr::Datum::I64(ms) => {
-                            Some(ms)
-                        }
+                        wire_core::frontend::expr::Datum::Timestamp(ms)
+                        | wire_core::frontend::expr::Datum::I64(ms) => Some(ms),
                         _ => None,
                     })
                     .max()

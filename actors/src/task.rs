@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wire_core::watermark::InputWatermarks;
+use wire_core::time::watermark::InputWatermarks;
 use wire_core::Batch;
 
 use crate::chain::Chain;

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use wire_core::plan::Plan;
-use wire_core::spec::{Named, OperatorKind, PipelineSpec, Pos, SourceKind, SpecError};
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::{Named, OperatorKind, PipelineSpec, Pos, SourceKind, SpecError};
 
 /// A pipeline that passed the check.
 #[derive(Debug)]

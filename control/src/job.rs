@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wire_actors::{Checkpointing, Deploy, Deployment, PoolHandle, RunReport};
-use wire_core::plan::Plan;
+use wire_core::frontend::plan::Plan;
 use wire_storage::checkpoint::CheckpointStore;
 
 use crate::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};

@@ -16,27 +16,28 @@
 //! let ids: Vec<i64> = view.rows().filter_map(|row| row.get(0)?.as_i64()).collect();
 //! assert_eq!(ids, [1, 2]);
 //! ```
+//!
+//! The modules are its parts:
+//! - [`record`]: the record format (batches, rows, schemas, keys, JSON lines and CSV);
+//! - [`time`]: calendar arithmetic, watermarks and windows;
+//! - [`frontend`]: pipeline specs, expressions and plans;
+//! - [`operator`]: the pure logic of operators (aggregates, user-written keyed processes);
+//! - [`state`]: keyed state and the byte encoding of its snapshots;
+//! - [`nexmark`]: the Nexmark generator;
+//! - [`error`]: the errors every crate shares.
 
-pub mod agg;
-pub mod batch;
 pub mod error;
-pub mod expr;
-pub mod format;
-pub mod key;
+pub mod frontend;
 pub mod nexmark;
-pub mod plan;
-pub mod process;
-pub mod row;
-pub mod schema;
-pub mod snapshot;
-pub mod spec;
+pub mod operator;
+pub mod record;
 pub mod state;
 pub mod time;
-pub mod watermark;
-pub mod window;
 
-pub use batch::{Batch, BatchBuilder, BatchHeader, BatchView, OwnedRow, PartitionId, StreamId};
 pub use error::{Error, Result};
-pub use format::{FormatError, RowReader, RowWriter};
-pub use row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
-pub use schema::{DataType, Field, Schema};
+pub use record::batch::{
+    Batch, BatchBuilder, BatchHeader, BatchView, OwnedRow, PartitionId, StreamId,
+};
+pub use record::format::{FormatError, RowReader, RowWriter};
+pub use record::row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
+pub use record::schema::{DataType, Field, Schema};

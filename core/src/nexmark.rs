@@ -16,10 +16,10 @@
 
 use std::ops::Range;
 
-use crate::batch::BatchBuilder;
 use crate::error::Result;
-use crate::row::ValueRef;
-use crate::schema::{DataType, Field, Schema};
+use crate::record::batch::BatchBuilder;
+use crate::record::row::ValueRef;
+use crate::record::schema::{DataType, Field, Schema};
 
 /// Id of the first person; person ids count up from here.
 pub const FIRST_PERSON_ID: i64 = 1000;

@@ -27,6 +27,8 @@
 //! assert!(state.is_empty());
 //! ```
 
+pub mod snapshot;
+
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
@@ -34,14 +36,13 @@ use std::mem::{discriminant, size_of};
 
 use hashbrown::HashTable;
 
-use crate::agg::{Acc, AggCall, AggKind};
-use crate::expr::Datum;
-use crate::key::{key_group, KeyHasher};
-use crate::row::{ArchivedRow, AsValueRef, Value, ValueRef};
-use crate::schema::DataType;
-use crate::snapshot::{
-    self, corrupt, mismatch, put_bytes, put_len, put_row, put_tagged, put_value, AccRead, Reader,
-    VERSION,
+use crate::frontend::expr::Datum;
+use crate::operator::agg::{Acc, AggCall, AggKind};
+use crate::record::key::{key_group, KeyHasher};
+use crate::record::row::{ArchivedRow, AsValueRef, Value, ValueRef};
+use crate::record::schema::DataType;
+use crate::state::snapshot::{
+    corrupt, mismatch, put_bytes, put_len, put_row, put_tagged, put_value, AccRead, Reader, VERSION,
 };
 
 /// One row of list or map state: positional values, as in a batch.
@@ -234,8 +235,8 @@ pub struct MapState<'a> {
 /// One key's [`StateKind::Aggregating`] state: fed rows with `update`, read with `result`.
 ///
 /// ```
-/// use wire_core::agg::compile;
-/// use wire_core::expr::Datum;
+/// use wire_core::operator::agg::compile;
+/// use wire_core::frontend::expr::Datum;
 /// use wire_core::state::{KeyedState, StateDescriptor};
 /// use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, Value, ValueRef};
 ///
@@ -294,7 +295,7 @@ pub fn total_cmp(a: ValueRef<'_>, b: ValueRef<'_>) -> Ordering {
 /// The hash of a key: the key hash of `key_by`, which also chose the core the row went to.
 ///
 /// ```
-/// use wire_core::key::key_group;
+/// use wire_core::record::key::key_group;
 /// use wire_core::state::{key_hash, KeyedState};
 /// use wire_core::{Value, ValueRef};
 ///
@@ -605,7 +606,7 @@ impl KeyedState {
         for _ in 0..count {
             let at = reader.offset();
             let entry = read_entry(&mut reader, &self.descriptors)?;
-            let found = crate::key::key_group(entry.hash, self.max_parallelism);
+            let found = crate::record::key::key_group(entry.hash, self.max_parallelism);
             if found != key_group {
                 let reason = format!("the key belongs to key group {found}, not {key_group}");
                 return Err(StateError::Mismatch { offset: at, reason });
@@ -1427,9 +1428,9 @@ fn alive(written_ms: i64, ttl_ms: Option<i64>, now_ms: i64) -> bool {
     ttl_ms.is_none_or(|ttl| now_ms < written_ms.saturating_add(ttl))
 }
 
-/// Key equality as the key hash sees it ([`crate::key::key_eq`]).
+/// Key equality as the key hash sees it ([`crate::record::key::key_eq`]).
 fn key_eq<V: AsValueRef>(stored: &[Value], key: &[V]) -> bool {
-    crate::key::key_eq(
+    crate::record::key::key_eq(
         stored.iter().map(Value::as_ref),
         key.iter().map(AsValueRef::as_value),
     )
@@ -1525,7 +1526,7 @@ fn canonical(value: &ValueRef<'_>, out: &mut Vec<u8>) {
         ValueRef::Null => out.push(0),
         ValueRef::I64(v) => put_tagged(out, 1, v.to_le_bytes()),
         ValueRef::F64(v) => {
-            let bits = crate::key::canonical_f64_bits(v);
+            let bits = crate::record::key::canonical_f64_bits(v);
             put_tagged(out, 2, bits.to_le_bytes());
         }
         ValueRef::Bool(v) => out.extend_from_slice(&[3, u8::from(v)]),
@@ -1541,7 +1542,7 @@ fn canonical(value: &ValueRef<'_>, out: &mut Vec<u8>) {
     }
 }
 
-// Snapshot encoding: `crate::snapshot`.
+// Snapshot encoding: `crate::state::snapshot`.
 
 fn kind_tag(kind: &StateKind) -> u8 {
     match kind {

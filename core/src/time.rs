@@ -2,6 +2,10 @@
 //!
 //! Proleptic Gregorian calendar, no leap seconds, no time zones beyond fixed offsets when
 //! parsing. Pure functions; no clock is read here.
+//! Event time built on it lives below: [`watermark`] and [`window`].
+
+pub mod watermark;
+pub mod window;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;

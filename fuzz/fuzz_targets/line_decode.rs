@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wire_core::format::RowReader;
-use wire_core::spec::FileFormat;
+use wire_core::record::format::RowReader;
+use wire_core::frontend::spec::FileFormat;
 use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId};
 
 fuzz_target!(|data: &[u8]| {

@@ -22,7 +22,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mimalloc::MiMalloc;
-use wire_core::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::{BatchBuilder, PartitionId, Schema, StreamId};
 use wire_loadgen::{
     events_for, parse_duration, random_options, stamp_field, write_stream, E2eRecorder,

@@ -105,8 +105,8 @@ pub fn write_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire_core::frontend::spec::FileFormat;
     use wire_core::nexmark::bid_schema;
-    use wire_core::spec::FileFormat;
     use wire_core::{DataType, Field, RowReader};
 
     fn schema() -> Schema {

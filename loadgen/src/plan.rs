@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use wire_core::spec::FileFormat;
+use wire_core::frontend::spec::FileFormat;
 use wire_core::{DataType, Schema};
 
 /// Parses a `--duration`: a number with a unit, `500ms`, `30s`, `1.5s`, `2m`/`2min`, `1h`.

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
+use wire_core::state::snapshot::Section;
 
 /// The manifest format this build writes (it reads every earlier one too). Format 2 added
 /// incremental checkpoints: file entries may be deltas and may live in an earlier checkpoint.
@@ -98,16 +99,6 @@ pub struct SourceState {
     pub partitions: u32,
     /// One entry per partition.
     pub positions: Vec<SourcePosition>,
-}
-
-/// One key group's snapshot of one operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Section {
-    /// The key group.
-    pub key_group: u32,
-    /// The operator's sealed snapshot of it: its own buffer when taken, a slice of the
-    /// memory-mapped state file when read back.
-    pub bytes: Bytes,
 }
 
 /// One operator instance's part of a checkpoint: its whole state, or the changes since its

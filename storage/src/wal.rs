@@ -143,7 +143,8 @@ impl LogConfig {
             )));
         }
         // Index positions are u32, and a segment may overrun its size by one batch.
-        let segment_bytes_max = u64::from(u32::MAX) - wire_core::batch::BATCH_BYTES_MAX as u64;
+        let segment_bytes_max =
+            u64::from(u32::MAX) - wire_core::record::batch::BATCH_BYTES_MAX as u64;
         if self.segment_bytes > segment_bytes_max {
             return Err(Error::Config(format!(
                 "segment_bytes must be at most {segment_bytes_max}"

@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wire_core::plan::Plan;
-use wire_core::spec::PipelineSpec;
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::PipelineSpec;
 use wire_tests::{repo_root, wire_bin};
 
 /// One fenced yaml block.

@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;
 
 use serde_json::{json, Value as Json};
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Auction, Bid, Event, Generator, Person};
-use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_core::time::to_rfc3339;
 use wire_tests::rows::{
     assert_fields, assert_maps_eq, canon, multiset, parts_by_core, replay, tumble,

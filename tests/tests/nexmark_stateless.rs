@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value as Json;
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
-use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
 fn example(name: &str) -> String {

@@ -26,8 +26,8 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
-use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_core::time::{parse_rfc3339, to_rfc3339};
 use wire_tests::rows::{assert_fields, assert_maps_eq, canon, key_of, multiset, replay, tumble};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};

@@ -8,8 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
-use wire_core::spec::{PipelineSpec, SourceKind};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
 fn example(name: &str) -> String {
@@ -736,7 +736,7 @@ settings: {{batch_rows: 1}}
 }
 
 /// Keys equal to the key hash are one group: NaNs of any sign (`NaN`, `-NaN`, `nan`) and both
-/// zeros. Before the one key equality (`wire_core::key`), the group table compared floats by
+/// zeros. Before the one key equality (`wire_core::record::key`), the group table compared floats by
 /// bits, and `-NaN` started a second NaN group on the same core.
 #[test]
 fn nan_and_signed_zero_keys_group_as_one_key() {

@@ -9,16 +9,16 @@
 
 use std::collections::BTreeMap;
 
-use wire_core::agg::{Acc, AggCall};
-use wire_core::expr::{Datum, Expr};
-use wire_core::plan::AggregatePlan;
-use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
-use wire_core::window::{align_down, expired, fires, WindowKind, WindowPlan};
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::AggregatePlan;
+use wire_core::operator::agg::{Acc, AggCall};
+use wire_core::time::watermark::{WATERMARK_MAX, WATERMARK_MIN};
+use wire_core::time::window::{align_down, expired, fires, WindowKind, WindowPlan};
 use wire_core::{Batch, Value, ValueRef};
 
-use wire_core::snapshot;
+use wire_core::state::snapshot;
+use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
-use wire_storage::checkpoint::Section;
 
 use super::table::{key_hash, Group, Key};
 use super::{

@@ -9,15 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use wire_core::expr::{Datum, Expr};
-use wire_core::plan::{JoinKind, JoinPlan};
-use wire_core::watermark::{WATERMARK_MAX, WATERMARK_MIN};
-use wire_core::window::TimeAttr;
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::{JoinKind, JoinPlan};
+use wire_core::time::watermark::{WATERMARK_MAX, WATERMARK_MIN};
+use wire_core::time::window::TimeAttr;
 use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, ValueRef};
 
-use wire_core::snapshot;
+use wire_core::state::snapshot;
+use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
-use wire_storage::checkpoint::Section;
 
 use super::table::{key_hash, Group};
 use super::{

@@ -4,17 +4,17 @@
 //! Rows it emits for an input row carry that row's event time; rows it emits on a watermark
 //! carry the watermark. State with a TTL expires by the watermark (event time).
 
-use wire_core::expr::Expr;
-use wire_core::plan::ProcessPlan;
-use wire_core::process::KeyedProcess;
+use wire_core::frontend::expr::Expr;
+use wire_core::frontend::plan::ProcessPlan;
+use wire_core::operator::process::KeyedProcess;
 use wire_core::state::KeyedState;
-use wire_core::watermark::WATERMARK_MIN;
-use wire_core::window::TimeAttr;
+use wire_core::time::watermark::WATERMARK_MIN;
+use wire_core::time::window::TimeAttr;
 use wire_core::{Batch, Value};
 
-use wire_core::snapshot;
+use wire_core::state::snapshot;
+use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
-use wire_storage::checkpoint::Section;
 
 use super::{eval_into, open_section, row_time, Output, Stateful};
 
@@ -52,7 +52,7 @@ impl Process {
         })
     }
 
-    fn failed(&self, err: wire_core::process::ProcessError) -> wire_core::Error {
+    fn failed(&self, err: wire_core::operator::process::ProcessError) -> wire_core::Error {
         wire_core::Error::Process {
             function: self.function.clone(),
             message: err.to_string(),

@@ -6,22 +6,22 @@
 
 use std::collections::BTreeMap;
 
-use wire_core::agg::AggCall;
-use wire_core::expr::Expr;
-use wire_core::plan::AggregatePlan;
-use wire_core::watermark::WATERMARK_MIN;
-use wire_core::window::{expired, fires, WindowKind, WindowPlan};
+use wire_core::frontend::expr::Expr;
+use wire_core::frontend::plan::AggregatePlan;
+use wire_core::operator::agg::AggCall;
+use wire_core::time::watermark::WATERMARK_MIN;
+use wire_core::time::window::{expired, fires, WindowKind, WindowPlan};
 use wire_core::{ArchivedRow, Batch};
 
-use wire_core::snapshot;
+use wire_core::state::snapshot;
+use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
-use wire_storage::checkpoint::Section;
 
 use super::aggregate::{new_accs, push_result};
 use super::table::key_hash;
 use super::{eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_GROUP};
 
-type Accs = Box<[wire_core::agg::Acc]>;
+type Accs = Box<[wire_core::operator::agg::Acc]>;
 
 /// A session-window aggregate.
 pub(crate) struct SessionAggregate {
@@ -67,7 +67,7 @@ impl SessionAggregate {
         row: &ArchivedRow,
         ts: i64,
         hash: u64,
-        key: &[wire_core::expr::Datum<'_>],
+        key: &[wire_core::frontend::expr::Datum<'_>],
     ) -> bool {
         let end = ts.saturating_add(self.gap_ms);
         let (id, _) = self.groups.find_or_insert(hash, key, Vec::new);

@@ -3,10 +3,10 @@
 //!
 //! Groups live in a slab and are named by a stable `u32` id, so timers and "touched" lists
 //! can refer to a group without holding its key. The hash is the key hash of `key_by`
-//! (`wire_core::key::KeyHasher`), which also decided the core the row was sent to.
+//! (`wire_core::record::key::KeyHasher`), which also decided the core the row was sent to.
 
 use hashbrown::HashTable;
-use wire_core::expr::Datum;
+use wire_core::frontend::expr::Datum;
 use wire_core::Value;
 
 use super::{datum_eq, to_value, value_eq};

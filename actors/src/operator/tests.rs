@@ -1,6 +1,6 @@
 use super::*;
 use std::cmp::Ordering;
-use wire_core::plan::Plan;
+use wire_core::frontend::plan::Plan;
 use wire_core::state::total_cmp as cmp_ref;
 use wire_core::ValueRef;
 
@@ -24,7 +24,7 @@ fn operator(operators: &str, name: &str) -> Box<dyn Stateful> {
     let text = format!(
         "sources:\n  s:\n    type: file\n    path: x.csv\n    schema: {{k: i64, t: timestamp}}\n    event_time: t\noperators:\n{operators}\nsinks:\n  out: {{type: blackhole, from: {name}}}\n"
     );
-    let spec = wire_core::spec::PipelineSpec::parse("t.yaml", &text).expect("spec");
+    let spec = wire_core::frontend::spec::PipelineSpec::parse("t.yaml", &text).expect("spec");
     let plan = Plan::from_spec(&spec).expect("plan");
     let index = plan
         .operators
@@ -137,7 +137,7 @@ fn operator_in(sources: &str, operators: &str, name: &str) -> Box<dyn Stateful> 
     let text = format!(
         "sources:\n{sources}operators:\n{operators}\nsinks:\n  out: {{type: blackhole, from: {name}}}\n"
     );
-    let spec = wire_core::spec::PipelineSpec::parse("t.yaml", &text).expect("spec");
+    let spec = wire_core::frontend::spec::PipelineSpec::parse("t.yaml", &text).expect("spec");
     let plan = Plan::from_spec(&spec).expect("plan");
     let index = plan
         .operators
@@ -290,7 +290,8 @@ fn assert_round_trip(
     }
 
     // Rescaled to two instances.
-    let owner = |key_group: u32| wire_core::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
+    let owner =
+        |key_group: u32| wire_core::record::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
     let mut split = vec![make(), make()];
     for section in sections.iter().rev() {
         split[owner(section.key_group)]
@@ -301,7 +302,7 @@ fn assert_round_trip(
     assert_eq!(split.iter().map(|op| op.groups()).sum::<usize>(), groups);
     let route = |port: usize, row: &[Value]| {
         let hash = wire_core::state::key_hash(&key_of(port, row));
-        owner(wire_core::key::key_group(hash, MAX_PARALLELISM))
+        owner(wire_core::record::key::key_group(hash, MAX_PARALLELISM))
     };
     let emitted = drive(&mut split, after, &route);
     assert_eq!(emitted, expected, "restored into two instances");
@@ -626,7 +627,8 @@ fn assert_chain_round_trip(
     assert_eq!(restored[0].groups(), groups);
     assert_eq!(drive(&mut restored, after, &one), expected, "one instance");
 
-    let owner = |key_group: u32| wire_core::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
+    let owner =
+        |key_group: u32| wire_core::record::key::key_group_owner(key_group, MAX_PARALLELISM, 2);
     let mut split = vec![make(), make()];
     for section in &chain {
         split[owner(section.key_group)]
@@ -635,7 +637,7 @@ fn assert_chain_round_trip(
     }
     let route = |port: usize, row: &[Value]| {
         let hash = wire_core::state::key_hash(&key_of(port, row));
-        owner(wire_core::key::key_group(hash, MAX_PARALLELISM))
+        owner(wire_core::record::key::key_group(hash, MAX_PARALLELISM))
     };
     assert_eq!(drive(&mut split, after, &route), expected, "two instances");
 
@@ -687,7 +689,7 @@ fn joins_restore_from_their_whole_state_and_deltas() {
 
 /// Keys that hash alike must compare alike: NaNs of any sign or payload are one key (as the
 /// key hash and `key_by` routing treat them), and so are `0.0` and `-0.0`. Before the one key
-/// equality of `wire_core::key`, a NaN parsed from `-NaN` and one from `NaN` made two groups.
+/// equality of `wire_core::record::key`, a NaN parsed from `-NaN` and one from `NaN` made two groups.
 #[test]
 fn nan_keys_of_any_bit_pattern_make_one_group() {
     let keys = [

@@ -8,16 +8,16 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use wire_core::expr::{Datum, Expr};
-use wire_core::plan::{TopMode, TopPlan};
-use wire_core::watermark::WATERMARK_MIN;
-use wire_core::window::{align_down, expired, fires};
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::{TopMode, TopPlan};
+use wire_core::time::watermark::WATERMARK_MIN;
+use wire_core::time::window::{align_down, expired, fires};
 use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, Value, ValueRef};
 
 use super::table::key_hash;
-use wire_core::snapshot;
+use wire_core::state::snapshot;
+use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
-use wire_storage::checkpoint::Section;
 
 use super::{
     eval_into, open_section, put_owned_row, read_owned_row, row_time, Clock, GroupTable, Output,
@@ -93,7 +93,7 @@ impl Top {
                 Ok(Some(end))
             }
             TopMode::InputWindow { window_end } => {
-                let time = wire_core::window::TimeAttr {
+                let time = wire_core::time::window::TimeAttr {
                     field: *window_end,
                     offset_ms: 0,
                 };

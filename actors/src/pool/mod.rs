@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, Placement};
-use wire_core::plan::Plan;
+use wire_core::frontend::plan::Plan;
 
 use self::core::{Command, Done, Hosted};
 use self::inbox::Outbox;

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use wire_core::plan::Plan;
-use wire_core::spec::PipelineSpec;
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::PipelineSpec;
 
 use super::*;
 

@@ -6,8 +6,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use wire_core::plan::Plan;
-use wire_core::spec::SinkKind;
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::SinkKind;
 
 use crate::Error;
 
@@ -168,7 +168,7 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire_core::spec::PipelineSpec;
+    use wire_core::frontend::spec::PipelineSpec;
 
     fn plan(dir: &Path, partitioned: bool) -> Plan {
         let by = if partitioned { ", partition_by: k" } else { "" };

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use glommio::io::BufferedFile;
-use wire_core::format::{FormatError, RowReader};
-use wire_core::spec::{FileFormat, FileSource, OnError};
+use wire_core::frontend::spec::{FileFormat, FileSource, OnError};
+use wire_core::record::format::{FormatError, RowReader};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
 use wire_storage::checkpoint::SourcePosition;

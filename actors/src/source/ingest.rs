@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
-use wire_core::plan::Plan;
-use wire_core::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
 use wire_net::ingest::{
     encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, HelloOk, PRODUCE_BATCH_BYTES_MAX,

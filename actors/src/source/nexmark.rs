@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use wire_core::frontend::spec::NexmarkSource;
 use wire_core::nexmark::{EventScratch, Generator, EVENT_NUMBER_MAX};
-use wire_core::spec::NexmarkSource;
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
 use wire_storage::checkpoint::SourcePosition;

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use wire_core::plan::Plan;
-use wire_core::spec::SinkKind;
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::SinkKind;
 
 /// The directories a run's file sinks would create, so a failed run can take them away again
 /// when they stayed empty (a run that failed before its first row leaves no trace).

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use wire_core::plan::Plan;
-use wire_core::spec::SourceKind;
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::SourceKind;
 use wire_storage::checkpoint::{Checkpoint, CheckpointStore, Skipped};
 use wire_storage::wal::segment::parse_segment_file_name;
 

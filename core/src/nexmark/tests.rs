@@ -1,8 +1,8 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::batch::{Batch, BatchView, PartitionId, StreamId};
-use crate::row::Value;
+use crate::record::batch::{Batch, BatchView, PartitionId, StreamId};
+use crate::record::row::Value;
 
 /// One thousand reference epochs of 50 events.
 const EVENT_COUNT: u64 = 50_000;

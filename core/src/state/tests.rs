@@ -3,9 +3,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::agg::compile;
-use crate::batch::{Batch, BatchBuilder, PartitionId, StreamId};
-use crate::schema::{Field, Schema};
+use crate::operator::agg::compile;
+use crate::record::batch::{Batch, BatchBuilder, PartitionId, StreamId};
+use crate::record::schema::{Field, Schema};
 
 const VALUE: usize = 0;
 const LIST: usize = 1;

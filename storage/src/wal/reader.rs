@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use glommio::io::ReadResult;
-use wire_core::batch::{BatchHeader, BatchView, HEADER_LEN};
+use wire_core::record::batch::{BatchHeader, BatchView, HEADER_LEN};
 
 use super::segment::SealedSegment;
 use super::Shared;

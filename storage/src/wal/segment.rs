@@ -20,7 +20,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use wire_core::batch::{BatchHeader, BatchView, HEADER_LEN};
+use wire_core::record::batch::{BatchHeader, BatchView, HEADER_LEN};
 
 use crate::error::{Error, Result};
 
@@ -153,7 +153,7 @@ pub(crate) fn valid_batch_after(bytes: &[u8], from: usize) -> Option<usize> {
     while position + HEADER_LEN <= bytes.len() {
         let found = bytes[position..]
             .windows(4)
-            .position(|w| w == wire_core::batch::BATCH_MAGIC)?;
+            .position(|w| w == wire_core::record::batch::BATCH_MAGIC)?;
         position += found;
         if let Ok(header) = BatchHeader::decode(&bytes[position..]) {
             let end = position + header.total_len();

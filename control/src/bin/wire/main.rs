@@ -263,7 +263,7 @@ fn log_filter() -> Result<tracing_subscriber::EnvFilter, String> {
 
 /// Parses `500ms`, `1s`, `2m` (as in pipeline files).
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    match wire_core::spec::parse_duration(text) {
+    match wire_core::frontend::spec::parse_duration(text) {
         Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
         _ => Err(format!(
             "`{text}` is not a positive duration like 500ms, 1s or 2m"

@@ -1,0 +1,5 @@
+//! The front end: pipeline specs (YAML), the expression language, and plans.
+
+pub mod expr;
+pub mod plan;
+pub mod spec;

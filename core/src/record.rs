@@ -1,0 +1,7 @@
+//! The record format used everywhere: batches of rows, schemas, keys, and JSON lines and CSV.
+
+pub mod batch;
+pub mod format;
+pub mod key;
+pub mod row;
+pub mod schema;

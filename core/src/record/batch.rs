@@ -1,0 +1,723 @@
+//! Batches: one contiguous buffer of rkyv-archived rows behind a 64-byte header.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! 0   magic "WIRB"        4   crc32c of bytes [16, end)   8   base_offset u64
+//! 16  version u16         18  flags u16                    20  stream u32
+//! 24  partition u32       28  row_count u32                32  payload_len u32
+//! 36  reserved u32        40  min_event_time i64           48  max_event_time i64
+//! 56  reserved u64        64  payload: archived rows, then row_count u32 row-end offsets
+//! ```
+//!
+//! The checksum leaves out the base offset (as Kafka's record batches do) so a log can assign
+//! offsets without re-hashing the payload; the log checks offset continuity itself.
+//!
+//! # Safety contract
+//! [`BatchView::row`] reads rows with `rkyv::access_unchecked`. That is sound because a
+//! `BatchView` exists only over bytes that a [`BatchBuilder`] produced in this process (the
+//! [`Batch`] type keeps them private and immutable apart from the base offset, which is outside
+//! every row), or that [`BatchView::verify`] checked in full: header, checksum, row-end table
+//! and every row with rkyv's bytecheck validator.
+#![allow(unsafe_code)]
+
+use rkyv::rancor;
+
+use crate::error::{Error, Result};
+use crate::record::row::{
+    archived_row_len, encode_row, fixed_width_cell, ArchivedRow, AsValueRef, ValueRef,
+    ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
+};
+use crate::record::schema::Schema;
+
+/// Identifies a stream (a named source or an intermediate edge of a pipeline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct StreamId(pub u32);
+
+/// Identifies a partition of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct PartitionId(pub u32);
+
+/// The four bytes every batch starts with.
+pub const BATCH_MAGIC: [u8; 4] = *b"WIRB";
+/// The format version this code writes and reads.
+pub const BATCH_VERSION: u16 = 1;
+/// Size of the fixed batch header in bytes.
+pub const HEADER_LEN: usize = 64;
+/// Largest encoded batch (header included) the format accepts.
+pub const BATCH_BYTES_MAX: usize = 64 << 20;
+/// Event-time bounds of a batch whose rows carry no event time.
+pub const NO_EVENT_TIME: (i64, i64) = (i64::MAX, i64::MIN);
+
+const CRC_START: usize = 16;
+
+/// The decoded fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// CRC32C of bytes `[16, end)`.
+    pub crc: u32,
+    /// Log offset of the first row; rows take offsets `base_offset..base_offset + row_count`.
+    pub base_offset: u64,
+    /// Format version.
+    pub version: u16,
+    /// Reserved flag bits, zero in version 1.
+    pub flags: u16,
+    /// Stream the batch belongs to.
+    pub stream: StreamId,
+    /// Partition the batch belongs to.
+    pub partition: PartitionId,
+    /// Number of rows.
+    pub row_count: u32,
+    /// Bytes after the header.
+    pub payload_len: u32,
+    /// Smallest event time of any row, `i64::MAX` when none has one.
+    pub min_event_time: i64,
+    /// Largest event time of any row, `i64::MIN` when none has one.
+    pub max_event_time: i64,
+}
+
+const _: () = assert!(HEADER_LEN == 64);
+
+impl BatchHeader {
+    /// Decodes and sanity-checks a header from the start of `bytes` without touching the
+    /// payload. Use it to walk a log; use [`BatchView::verify`] before reading rows.
+    pub fn decode(bytes: &[u8]) -> Result<BatchHeader> {
+        if bytes.len() < HEADER_LEN {
+            return Err(corrupt(bytes.len(), "truncated batch header"));
+        }
+        if bytes[0..4] != BATCH_MAGIC {
+            return Err(corrupt(0, "bad magic"));
+        }
+        let header = BatchHeader {
+            crc: le_u32(bytes, 4),
+            base_offset: le_u64(bytes, 8),
+            version: le_u16(bytes, 16),
+            flags: le_u16(bytes, 18),
+            stream: StreamId(le_u32(bytes, 20)),
+            partition: PartitionId(le_u32(bytes, 24)),
+            row_count: le_u32(bytes, 28),
+            payload_len: le_u32(bytes, 32),
+            min_event_time: le_u64(bytes, 40) as i64,
+            max_event_time: le_u64(bytes, 48) as i64,
+        };
+        if header.version != BATCH_VERSION {
+            return Err(corrupt(
+                16,
+                format!("unsupported batch version {}", header.version),
+            ));
+        }
+        if header.total_len() > BATCH_BYTES_MAX {
+            return Err(corrupt(
+                32,
+                format!("payload length {} too large", header.payload_len),
+            ));
+        }
+        if (header.row_count as usize) * 4 > header.payload_len as usize {
+            return Err(corrupt(28, "row count larger than the payload allows"));
+        }
+        if header
+            .base_offset
+            .checked_add(u64::from(header.row_count))
+            .is_none()
+        {
+            return Err(corrupt(8, "base offset plus row count overflows"));
+        }
+        Ok(header)
+    }
+
+    /// Header plus payload length in bytes.
+    pub fn total_len(&self) -> usize {
+        HEADER_LEN + self.payload_len as usize
+    }
+
+    /// The offset after this batch's last row.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.row_count)
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&BATCH_MAGIC);
+        out[4..8].copy_from_slice(&self.crc.to_le_bytes());
+        out[8..16].copy_from_slice(&self.base_offset.to_le_bytes());
+        out[16..18].copy_from_slice(&self.version.to_le_bytes());
+        out[18..20].copy_from_slice(&self.flags.to_le_bytes());
+        out[20..24].copy_from_slice(&self.stream.0.to_le_bytes());
+        out[24..28].copy_from_slice(&self.partition.0.to_le_bytes());
+        out[28..32].copy_from_slice(&self.row_count.to_le_bytes());
+        out[32..36].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[36..40].copy_from_slice(&0u32.to_le_bytes());
+        out[40..48].copy_from_slice(&self.min_event_time.to_le_bytes());
+        out[48..56].copy_from_slice(&self.max_event_time.to_le_bytes());
+        out[56..64].copy_from_slice(&0u64.to_le_bytes());
+    }
+}
+
+/// CRC32C over the checksummed part of an encoded batch (everything from byte 16).
+pub fn checksum(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// An owned, well-formed batch: built by a [`BatchBuilder`] or verified from outside bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    header: BatchHeader,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// Verifies outside bytes in full (see [`BatchView::verify`]) and takes ownership.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch> {
+        let header = BatchView::verify(&bytes)?.header;
+        Ok(Batch { bytes, header })
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The encoded bytes, as written to the log or the network.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Gives up the encoded bytes.
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        self.header.row_count as usize
+    }
+
+    /// Sets the log offset of the first row. The checksum does not cover it.
+    pub fn set_base_offset(&mut self, base_offset: u64) {
+        self.header.base_offset = base_offset;
+        self.bytes[8..16].copy_from_slice(&base_offset.to_le_bytes());
+    }
+
+    /// A zero-copy view for reading rows.
+    pub fn view(&self) -> BatchView<'_> {
+        BatchView {
+            bytes: &self.bytes,
+            header: self.header,
+        }
+    }
+}
+
+/// Where a row's value array starts, from its root (the row's last 8 bytes); `None` when the
+/// root does not point inside the row.
+fn value_array_pos(row: &[u8]) -> Option<usize> {
+    let root_pos = row.len().checked_sub(ARCHIVED_ROOT_BYTES)?;
+    let relative = i32::from_le_bytes(row.get(root_pos..root_pos + 4)?.try_into().ok()?);
+    let len = u32::from_le_bytes(row.get(root_pos + 4..root_pos + 8)?.try_into().ok()?);
+    let array_pos = usize::try_from(root_pos as i64 + i64::from(relative)).ok()?;
+    let array_end = array_pos.checked_add(len as usize * ARCHIVED_VALUE_BYTES)?;
+    (array_end <= root_pos).then_some(array_pos)
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        spare::put(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// Buffers of dropped batches, kept per thread for the next builder on that thread.
+///
+/// A data core builds and drops batches at a steady rate; reusing their buffers keeps each core
+/// on memory it has already faulted in, instead of asking the allocator (and, after a purge,
+/// the kernel) for fresh pages for every batch.
+mod spare {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most.
+    const COUNT_MAX: usize = 32;
+    /// Buffers smaller than this are not worth keeping; larger ones would pin too much memory.
+    const BYTES_MIN: usize = 16 << 10;
+    const BYTES_MAX: usize = 4 << 20;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer of at least `capacity` bytes, reused when one is spare.
+    pub(super) fn take(capacity: usize) -> Vec<u8> {
+        let reused = SPARE
+            .try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let index = spare.iter().rposition(|b| b.capacity() >= capacity)?;
+                Some(spare.swap_remove(index))
+            })
+            .ok()
+            .flatten();
+        match reused {
+            Some(mut buf) => {
+                buf.clear();
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps `buf` for reuse on this thread if it is worth it.
+    pub(super) fn put(buf: Vec<u8>) {
+        if !(BYTES_MIN..=BYTES_MAX).contains(&buf.capacity()) {
+            return;
+        }
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < COUNT_MAX {
+                spare.push(buf);
+            }
+        });
+    }
+}
+
+/// A read-only view of a well-formed batch; rows are read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'a> {
+    bytes: &'a [u8],
+    header: BatchHeader,
+}
+
+impl<'a> BatchView<'a> {
+    /// Checks bytes from outside the process: header, length, checksum, the row-end table and
+    /// every row with rkyv's validator. Extra bytes after the batch are an error; use
+    /// [`BatchHeader::decode`] first to find a batch's length inside a larger buffer.
+    ///
+    /// ```
+    /// use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
+    /// let mut builder = BatchBuilder::new(StreamId(1), PartitionId(0));
+    /// builder.push(&[ValueRef::I64(7), ValueRef::Str("seven")]).unwrap();
+    /// let batch = builder.finish();
+    /// let view = BatchView::verify(batch.as_bytes()).unwrap();
+    /// assert_eq!(view.row(0).get(1).and_then(|v| v.as_str()), Some("seven"));
+    /// let mut bad = batch.as_bytes().to_vec();
+    /// bad[70] ^= 1;
+    /// assert!(BatchView::verify(&bad).is_err());
+    /// ```
+    pub fn verify(bytes: &'a [u8]) -> Result<BatchView<'a>> {
+        let header = BatchHeader::decode(bytes)?;
+        if bytes.len() != header.total_len() {
+            let reason = format!(
+                "batch is {} bytes, header says {}",
+                bytes.len(),
+                header.total_len()
+            );
+            return Err(corrupt(bytes.len().min(header.total_len()), reason));
+        }
+        let computed = checksum(bytes);
+        if computed != header.crc {
+            return Err(Error::ChecksumMismatch {
+                stored: header.crc,
+                computed,
+            });
+        }
+        let view = BatchView { bytes, header };
+        view.verify_rows()?;
+        Ok(view)
+    }
+
+    /// Re-creates a view over bytes that already passed [`BatchView::verify`], checking only
+    /// the header. Lets a reader of immutable storage (a sealed, memory-mapped segment) verify
+    /// each batch once, not on every read.
+    ///
+    /// # Safety
+    /// `bytes` must be exactly the bytes of a batch that passed `verify` earlier, unchanged
+    /// since, except for the base offset field (bytes 8..16), which rows never read.
+    pub unsafe fn from_verified_bytes(bytes: &'a [u8]) -> Result<BatchView<'a>> {
+        let header = BatchHeader::decode(bytes)?;
+        if bytes.len() != header.total_len() {
+            return Err(corrupt(
+                bytes.len().min(header.total_len()),
+                "verified batch changed length",
+            ));
+        }
+        Ok(BatchView { bytes, header })
+    }
+
+    fn verify_rows(&self) -> Result<()> {
+        let rows_len = self.rows_len();
+        let mut start = 0usize;
+        for index in 0..self.row_count() {
+            let end = self.row_end(index);
+            if end < start || end > rows_len {
+                let at = HEADER_LEN + rows_len + index * 4;
+                return Err(corrupt(
+                    at,
+                    format!("row {index} end offset {end} out of range"),
+                ));
+            }
+            let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
+            if let Err(err) = rkyv::api::low::access::<ArchivedRow, rancor::Error>(row) {
+                return Err(corrupt(
+                    HEADER_LEN + start,
+                    format!("row {index} invalid: {err}"),
+                ));
+            }
+            start = end;
+        }
+        if start != rows_len {
+            return Err(corrupt(HEADER_LEN + start, "bytes after the last row"));
+        }
+        Ok(())
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        self.header.row_count as usize
+    }
+
+    /// The archived bytes of row `index`. Rows are self-contained (all offsets relative), so
+    /// these bytes can be copied into another batch unchanged. Panics if out of range.
+    pub fn row_bytes(&self, index: usize) -> &'a [u8] {
+        assert!(
+            index < self.row_count(),
+            "row {index} out of {}",
+            self.row_count()
+        );
+        let start = if index == 0 {
+            0
+        } else {
+            self.row_end(index - 1)
+        };
+        let end = self.row_end(index);
+        &self.bytes[HEADER_LEN + start..HEADER_LEN + end]
+    }
+
+    /// Row `index`, read in place. Panics if `index >= row_count()`.
+    pub fn row(&self, index: usize) -> &'a ArchivedRow {
+        let row = self.row_bytes(index);
+        // SAFETY: `self` was built from builder output or passed `verify`, which ran rkyv's
+        // validator on exactly this slice (see the module's safety contract).
+        unsafe { rkyv::access_unchecked::<ArchivedRow>(row) }
+    }
+
+    /// Iterates the rows in order, in place.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &'a ArchivedRow> + 'a {
+        let view = *self;
+        (0..view.row_count()).map(move |index| view.row(index))
+    }
+
+    /// Copies the batch into an owned [`Batch`].
+    pub fn to_batch(&self) -> Batch {
+        let mut bytes = spare::take(self.bytes.len());
+        bytes.extend_from_slice(self.bytes);
+        Batch {
+            bytes,
+            header: self.header,
+        }
+    }
+
+    /// Checks every row against `schema`: arity, types and nullability.
+    pub fn check_schema(&self, schema: &Schema) -> Result<()> {
+        for (row_index, row) in self.rows().enumerate() {
+            check_row(row_index, row, schema)?;
+        }
+        Ok(())
+    }
+
+    fn rows_len(&self) -> usize {
+        self.header.payload_len as usize - self.row_count() * 4
+    }
+
+    fn row_end(&self, index: usize) -> usize {
+        le_u32(self.bytes, HEADER_LEN + self.rows_len() + index * 4) as usize
+    }
+}
+
+fn check_row(row_index: usize, row: &ArchivedRow, schema: &Schema) -> Result<()> {
+    if row.len() != schema.len() {
+        return Err(Error::ArityMismatch {
+            row: row_index,
+            expected: schema.len(),
+            found: row.len(),
+        });
+    }
+    for (index, (value, field)) in row.values().iter().zip(schema.fields()).enumerate() {
+        let fits = match value.data_type() {
+            None => field.nullable,
+            Some(data_type) => data_type == field.data_type,
+        };
+        if !fits {
+            return Err(Error::SchemaMismatch {
+                row: row_index,
+                field: index,
+                name: field.name.clone(),
+                expected: field.data_type.to_string(),
+                found: value.data_type().map_or("null", |t| t.name()).to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An owned copy of one row's archived bytes, read back in place: what stateful operators
+/// keep. It can only be made from a row of a [`BatchView`] (built in-process or verified), so
+/// reading it needs no validation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OwnedRow {
+    bytes: Box<[u8]>,
+}
+
+impl std::fmt::Debug for OwnedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OwnedRow")
+            .field(&self.row().to_values())
+            .finish()
+    }
+}
+
+impl OwnedRow {
+    /// A copy of row `index` of `view`.
+    ///
+    /// ```
+    /// use wire_core::{BatchBuilder, OwnedRow, PartitionId, StreamId, ValueRef};
+    /// let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    /// builder.push(&[ValueRef::I64(7), ValueRef::Str("seven")]).unwrap();
+    /// let batch = builder.finish();
+    /// let kept = OwnedRow::copy_of(&batch.view(), 0);
+    /// drop(batch);
+    /// assert_eq!(kept.row().get(1).and_then(|v| v.as_str()), Some("seven"));
+    /// ```
+    pub fn copy_of(view: &BatchView<'_>, index: usize) -> OwnedRow {
+        OwnedRow {
+            bytes: view.row_bytes(index).into(),
+        }
+    }
+
+    /// The row, read in place.
+    pub fn row(&self) -> &ArchivedRow {
+        // SAFETY: the bytes are an exact copy of one row of a `BatchView`, which was built by
+        // `BatchBuilder` or passed `verify` (rkyv's validator over exactly these bytes); rows
+        // are self-contained and the format is unaligned, so the copy is valid at any address.
+        unsafe { rkyv::access_unchecked::<ArchivedRow>(&self.bytes) }
+    }
+
+    /// Bytes held.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Appends rows into one contiguous buffer and seals it into a [`Batch`].
+///
+/// Reuses its buffers between batches: after warm-up, pushing a row does not allocate. Rows
+/// are written by [`encode_row`], a direct encoder of rkyv's archived layout.
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    ends: Vec<u32>,
+    stream: StreamId,
+    partition: PartitionId,
+    min_event_time: i64,
+    max_event_time: i64,
+}
+
+impl BatchBuilder {
+    /// A builder for batches of `stream`/`partition`.
+    pub fn new(stream: StreamId, partition: PartitionId) -> BatchBuilder {
+        BatchBuilder::with_capacity(stream, partition, 4096)
+    }
+
+    /// A builder whose buffer starts with room for `bytes` bytes.
+    pub fn with_capacity(stream: StreamId, partition: PartitionId, bytes: usize) -> BatchBuilder {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
+        BatchBuilder {
+            buf,
+            ends: Vec::new(),
+            stream,
+            partition,
+            min_event_time: NO_EVENT_TIME.0,
+            max_event_time: NO_EVENT_TIME.1,
+        }
+    }
+
+    /// Appends a row without an event time.
+    pub fn push<V: AsValueRef>(&mut self, values: &[V]) -> Result<()> {
+        let projected = self.encoded_len() + archived_row_len(values) + 4;
+        if projected > BATCH_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        encode_row(values, &mut self.buf);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Appends a row and widens the batch's event-time bounds by `event_time_ms`.
+    pub fn push_with_time<V: AsValueRef>(
+        &mut self,
+        values: &[V],
+        event_time_ms: i64,
+    ) -> Result<()> {
+        self.push(values)?;
+        self.widen_event_time(event_time_ms, event_time_ms);
+        Ok(())
+    }
+
+    /// Appends a copy of row `index` of `view` with the fixed-width values in `patches`
+    /// (`(field, value)`) written over those fields' cells, without re-encoding the rest.
+    /// Returns `false`, appending nothing, when the row cannot be patched in place: a patch is
+    /// a string or bytes, or the value it replaces is (their bytes live outside the cell).
+    pub fn push_row_patched(
+        &mut self,
+        view: &BatchView<'_>,
+        index: usize,
+        patches: &[(usize, ValueRef<'_>)],
+    ) -> Result<bool> {
+        let row = view.row_bytes(index);
+        let Some(array_pos) = value_array_pos(row) else {
+            return Ok(false);
+        };
+        let cells = patches.iter().map(|(field, value)| {
+            let pos = array_pos + field * ARCHIVED_VALUE_BYTES;
+            let replaced = *row.get(pos)?;
+            let cell = fixed_width_cell(value)?;
+            (replaced != TAG_STR && replaced != TAG_BYTES).then_some((pos, cell))
+        });
+        let start = self.buf.len();
+        self.push_row_of(view, index)?;
+        for cell in cells {
+            let Some((pos, cell)) = cell else {
+                self.buf.truncate(start);
+                self.ends.pop();
+                return Ok(false);
+            };
+            self.buf[start + pos..start + pos + ARCHIVED_VALUE_BYTES].copy_from_slice(&cell);
+        }
+        Ok(true)
+    }
+
+    /// Appends a copy of row `index` of `view`, byte for byte (no re-encoding).
+    pub fn push_row_of(&mut self, view: &BatchView<'_>, index: usize) -> Result<()> {
+        let row = view.row_bytes(index);
+        let projected = self.encoded_len() + row.len() + 4;
+        if projected > BATCH_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        self.buf.extend_from_slice(row);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Appends a kept row, byte for byte.
+    pub fn push_owned(&mut self, row: &OwnedRow) -> Result<()> {
+        let projected = self.encoded_len() + row.bytes.len() + 4;
+        if projected > BATCH_BYTES_MAX {
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
+        self.buf.extend_from_slice(&row.bytes);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Widens the batch's event-time bounds to include `[min_ms, max_ms]`; operators that
+    /// copy rows carry their input batch's bounds this way.
+    pub fn widen_event_time(&mut self, min_ms: i64, max_ms: i64) {
+        self.min_event_time = self.min_event_time.min(min_ms);
+        self.max_event_time = self.max_event_time.max(max_ms);
+    }
+
+    /// Sets the stream and partition of the batches built from now on.
+    pub fn set_origin(&mut self, stream: StreamId, partition: PartitionId) {
+        self.stream = stream;
+        self.partition = partition;
+    }
+
+    /// Rows pushed since the last `finish`.
+    pub fn row_count(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no row was pushed since the last `finish`.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Size the batch would have if finished now, header included.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len() + (self.ends.len() + 1) * 4
+    }
+
+    /// Seals the pushed rows into a batch with base offset 0 and starts a new one.
+    pub fn finish(&mut self) -> Batch {
+        let capacity = self.buf.capacity();
+        let mut bytes = std::mem::replace(&mut self.buf, spare::take(capacity));
+        self.buf.resize(HEADER_LEN, 0);
+        let row_count = self.ends.len() as u32;
+        bytes.reserve(self.ends.len() * 4);
+        for end in self.ends.drain(..) {
+            bytes.extend_from_slice(&end.to_le_bytes());
+        }
+        let mut header = BatchHeader {
+            crc: 0,
+            base_offset: 0,
+            version: BATCH_VERSION,
+            flags: 0,
+            stream: self.stream,
+            partition: self.partition,
+            row_count,
+            payload_len: (bytes.len() - HEADER_LEN) as u32,
+            min_event_time: std::mem::replace(&mut self.min_event_time, NO_EVENT_TIME.0),
+            max_event_time: std::mem::replace(&mut self.max_event_time, NO_EVENT_TIME.1),
+        };
+        header.encode(&mut bytes[..HEADER_LEN]);
+        header.crc = checksum(&bytes);
+        bytes[4..8].copy_from_slice(&header.crc.to_le_bytes());
+        Batch { bytes, header }
+    }
+}
+
+fn corrupt(position: usize, reason: impl Into<String>) -> Error {
+    Error::CorruptBatch {
+        position,
+        reason: reason.into(),
+    }
+}
+
+fn le_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+#[cfg(test)]
+mod tests;
