@@ -364,6 +364,13 @@ fn family<M: EncodeMetric>(
         return Ok(());
     }
     let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    if let Some((labels, _)) = samples.peek().filter(|(labels, _)| labels.is_empty()) {
+        // One process-wide sample: no `{}` after its name.
+        debug_assert!(labels.is_empty());
+        if let Some((_, value)) = samples.next() {
+            return value.encode(metric);
+        }
+    }
     for (labels, value) in samples {
         value.encode(metric.encode_family(&labels)?)?;
     }

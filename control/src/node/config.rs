@@ -27,6 +27,8 @@ pub struct NodeFile {
     pub initial_cluster: Option<String>,
     /// `join`: HOST:PORT of a member to ask to add this node.
     pub join: Option<String>,
+    /// `metrics-addr`: HOST:PORT to serve `/metrics`, `/healthz` and `/readyz` on.
+    pub metrics_addr: Option<String>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -58,6 +60,8 @@ pub struct NodeConfig {
     pub bootstrap: Bootstrap,
     /// Whether `initial-cluster` or `join` was given (a restart ignores them, with a note).
     pub bootstrap_given: bool,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
+    pub metrics_addr: Option<String>,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -92,6 +96,7 @@ impl NodeFile {
             pin: self.pin.or(file.pin),
             initial_cluster,
             join,
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
         }
     }
 
@@ -109,6 +114,9 @@ impl NodeFile {
             .ok_or("data-dir is required (--data-dir or `data-dir` in --config)")?;
         if self.cores == Some(0) {
             return Err("cores: 0 is not a core count (use 1 or more)".into());
+        }
+        if let Some(addr) = &self.metrics_addr {
+            check_host_port(addr).map_err(|err| format!("metrics-addr: {err}"))?;
         }
         let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
         let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
@@ -142,6 +150,7 @@ impl NodeFile {
             pin: self.pin.unwrap_or(true),
             bootstrap,
             bootstrap_given,
+            metrics_addr: self.metrics_addr,
         })
     }
 }

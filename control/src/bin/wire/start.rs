@@ -33,6 +33,9 @@ pub struct StartArgs {
     /// Ask the member at HOST:PORT to add this node, then run (ignored on a restart).
     #[arg(long)]
     join: Option<String>,
+    /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -69,6 +72,7 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         pin: args.no_pin.then_some(false),
         initial_cluster: args.initial_cluster,
         join: args.join,
+        metrics_addr: args.metrics_addr,
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),
