@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 /// One HTTP/1.0 request to `addr` (so the answer is never chunked): the status code and the
 /// body, or why not. `head` is extra header lines, each ending in `\r\n`.
 pub fn http(addr: &str, method: &str, path: &str, head: &str) -> Result<(u16, String), String> {
-    let mut stream =
-        TcpStream::connect(addr).map_err(|err| format!("connect to {addr}: {err}"))?;
+    let mut stream = TcpStream::connect(addr).map_err(|err| format!("connect to {addr}: {err}"))?;
     let timeout = Some(Duration::from_secs(10));
     stream
         .set_read_timeout(timeout)
@@ -70,7 +69,10 @@ impl Sample {
 /// The samples of a text-format scrape (label values hold no `"` or `,` in these tests).
 pub fn samples(text: &str) -> Vec<Sample> {
     let mut all = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
@@ -174,7 +176,10 @@ impl Prometheus {
         let log = dir.join("prometheus.log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("prometheus log"))

@@ -187,7 +187,10 @@ fn the_last_scrape_of_a_bounded_run_agrees_with_its_summary() {
         };
         assert_eq!(counted_in as u64, *rows_in, "rows in of `{name}`:\n{text}");
         let counted_out = sum(&all, "wire_rows_out_total", &of);
-        assert_eq!(counted_out as u64, *rows_out, "rows out of `{name}`:\n{text}");
+        assert_eq!(
+            counted_out as u64, *rows_out,
+            "rows out of `{name}`:\n{text}"
+        );
     }
     let (completed, last) = summary_checkpoints(&stderr);
     let q5 = [("pipeline", "q5")];
@@ -218,7 +221,13 @@ fn oversized_and_malformed_requests_are_refused_and_the_pipeline_runs_on() {
         (status, body) => Err(format!("{status} {body}")),
     };
     wait_for("/readyz answers 200", START, ready);
-    let events = || sum(&samples(&scrape(&addr).expect("scrape")), "wire_source_events_total", &[]);
+    let events = || {
+        sum(
+            &samples(&scrape(&addr).expect("scrape")),
+            "wire_source_events_total",
+            &[],
+        )
+    };
     let before = events();
     let huge = format!("X-Big: {}\r\n", "a".repeat(64 << 10));
     let refused: [(&str, &str, String, u16); 4] = [
@@ -290,21 +299,33 @@ fn readyz_of_a_three_node_cluster_turns_ready_and_shows_raft_and_pipelines() {
     }
     wait_for_leader(&nodes, START);
     for at in &metrics {
-        wait_for("/readyz answers 200", START, || match http(at, "GET", "/readyz", "")? {
-            (200, body) => Ok(body),
-            (status, body) => Err(format!("{status} {body}")),
+        wait_for("/readyz answers 200", START, || {
+            match http(at, "GET", "/readyz", "")? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
         });
     }
-    let all: Vec<_> = metrics.iter().flat_map(|at| samples(&scrape(at).expect("scrape"))).collect();
+    let all: Vec<_> = metrics
+        .iter()
+        .flat_map(|at| samples(&scrape(at).expect("scrape")))
+        .collect();
     assert_eq!(sum(&all, "wire_raft_is_leader", &[]), 1.0, "one leader");
-    assert_eq!(sum(&all, "wire_raft_members", &[]), 9.0, "3 voters seen by each");
+    assert_eq!(
+        sum(&all, "wire_raft_members", &[]),
+        9.0,
+        "3 voters seen by each"
+    );
     // A pipeline placed on a node shows up there, running, and the node stays ready.
     let spec = dir.path().join("p.yaml");
     std::fs::write(&spec, q5_unbounded_yaml(dir.path())).expect("spec");
     let created = nodes[0].ctl(&["pipeline", "create", "-f", spec.to_str().expect("utf-8")]);
     assert!(created.status.success(), "{created:?}");
     let running = wait_for("the pipeline runs on some node", START, || {
-        let shown: Vec<_> = metrics.iter().flat_map(|at| samples(&scrape(at).unwrap_or_default())).collect();
+        let shown: Vec<_> = metrics
+            .iter()
+            .flat_map(|at| samples(&scrape(at).unwrap_or_default()))
+            .collect();
         match sum(&shown, "wire_pipeline_running", &[("pipeline", "q5")]) {
             1.0 => Ok(shown),
             n => Err(format!("running on {n} nodes")),
@@ -312,9 +333,11 @@ fn readyz_of_a_three_node_cluster_turns_ready_and_shows_raft_and_pipelines() {
     });
     assert!(sum(&running, "wire_source_events_total", &[]) >= 0.0);
     for at in &metrics {
-        wait_for("/readyz stays 200", START, || match http(at, "GET", "/readyz", "")? {
-            (200, body) => Ok(body),
-            (status, body) => Err(format!("{status} {body}")),
+        wait_for("/readyz stays 200", START, || {
+            match http(at, "GET", "/readyz", "")? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
         });
     }
 }
@@ -345,7 +368,8 @@ fn json_logs_are_one_object_per_line() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{l}: {err}")))
         .collect();
     assert!(
-        logs.iter().any(|l| l["level"] == "INFO" && l["fields"]["message"] == "starting"),
+        logs.iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "starting"),
         "{said}"
     );
 }

@@ -249,7 +249,9 @@ impl Snapshot {
         let with: Vec<(Labels, &super::CheckpointGauges)> = self
             .pipelines
             .iter()
-            .filter_map(|(name, s, _)| Some((vec![("pipeline", name.clone())], s.checkpoints.as_deref()?)))
+            .filter_map(|(name, s, _)| {
+                Some((vec![("pipeline", name.clone())], s.checkpoints.as_deref()?))
+            })
             .collect();
         let each = |f: fn(&super::CheckpointGauges) -> u64| {
             with.iter().map(move |(l, g)| (l.clone(), f(g)))
@@ -335,15 +337,31 @@ fn encode_raft(raft: &MetaStatus, encoder: &mut DescriptorEncoder<'_>) -> fmt::R
     let voters = raft.members.iter().filter(|m| m.voter).count();
     let figures: [(&str, &str, u64); 6] = [
         ("wire_raft_term", "The node's raft term", raft.term),
-        ("wire_raft_commit_index", "The node's raft commit index", raft.commit),
-        ("wire_raft_applied_index", "The metadata log index the node applied", raft.applied),
-        ("wire_raft_leader_id", "The leader the node knows of (0: none)", raft.leader.unwrap_or(0)),
+        (
+            "wire_raft_commit_index",
+            "The node's raft commit index",
+            raft.commit,
+        ),
+        (
+            "wire_raft_applied_index",
+            "The metadata log index the node applied",
+            raft.applied,
+        ),
+        (
+            "wire_raft_leader_id",
+            "The leader the node knows of (0: none)",
+            raft.leader.unwrap_or(0),
+        ),
         (
             "wire_raft_is_leader",
             "1 on the leader",
             u64::from(raft.role == RaftRole::Leader),
         ),
-        ("wire_raft_members", "Voting members of the metadata group", voters as u64),
+        (
+            "wire_raft_members",
+            "Voting members of the metadata group",
+            voters as u64,
+        ),
     ];
     for (name, help, value) in figures {
         gauges(encoder, name, help, [(node(), value as i64)])?;

@@ -133,7 +133,10 @@ async fn answer(metrics: &Metrics, request: Request<Incoming>) -> Response<Full<
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness(metrics).await {
             Ok(why) => text(StatusCode::OK, format!("ready: {why}\n")),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
         },
         _ => text(
             StatusCode::NOT_FOUND,
