@@ -40,7 +40,11 @@ fn main() -> anyhow::Result<()> {
         "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}{}",
         args.events,
         if args.smoke { " --test" } else { "" },
-        if args.metrics_only { " --metrics-only" } else { "" }
+        if args.metrics_only {
+            " --metrics-only"
+        } else {
+            ""
+        }
     );
     println!("machine: {}", wire_bench::machine_description(&args.dir));
     println!();

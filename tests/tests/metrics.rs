@@ -210,6 +210,43 @@ fn the_last_scrape_of_a_bounded_run_agrees_with_its_summary() {
 }
 
 #[test]
+fn a_restored_run_shows_how_long_its_restore_took() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = q5(dir.path(), None);
+    let addr = local_addr();
+    let mut first = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    first.wait_for_line("metrics on http://", START);
+    wait_for("a checkpoint completed", START, || {
+        let all = samples(&scrape(&addr)?);
+        match sum(&all, "wire_checkpoint_last_id", &[]) {
+            id if id >= 2.0 => Ok(()),
+            id => Err(format!("last checkpoint {id}")),
+        }
+    });
+    assert!(
+        !scrape(&addr)
+            .expect("scrape")
+            .contains("wire_restore_duration_seconds"),
+        "a fresh run restored nothing"
+    );
+    first.kill();
+    let addr = local_addr();
+    let mut second = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    second.wait_for_line("metrics on http://", START);
+    let took = wait_for("the restore's duration", START, || {
+        let all = samples(&scrape(&addr)?);
+        match sum(&all, "wire_restore_duration_seconds", &[("pipeline", "q5")]) {
+            s if s > 0.0 => Ok(s),
+            s => Err(format!("restore duration {s}")),
+        }
+    });
+    assert!(took < 60.0, "restore took {took} s");
+    second.wait_for_line("resumed from checkpoint", START);
+    second.kill();
+}
+
+#[test]
 fn oversized_and_malformed_requests_are_refused_and_the_pipeline_runs_on() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
