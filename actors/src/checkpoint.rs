@@ -42,6 +42,9 @@ pub struct Checkpointing {
     state: Mutex<Option<Arc<RestoredState>>>,
     /// Cores that have not restored their part yet.
     restoring: AtomicUsize,
+    /// When the cores began restoring, and nanoseconds until the last one had (0 until then).
+    restore_began: Mutex<Option<std::time::Instant>>,
+    restore_ns: AtomicU64,
     /// The restored checkpoint, if operator instances that restored their old state may
     /// write their changes since as a delta on it.
     continuing: Option<u64>,
@@ -111,6 +114,8 @@ impl Checkpointing {
         Checkpointing {
             state: Mutex::new(Some(Arc::new(state))),
             restoring: AtomicUsize::new(0),
+            restore_began: Mutex::new(None),
+            restore_ns: AtomicU64::new(0),
             continuing: None,
             requested: AtomicU64::new(last_id),
             initial: last_id,
@@ -192,7 +197,20 @@ impl Checkpointing {
 
     /// `cores` are about to restore their parts.
     pub(crate) fn begin_restore(&self, cores: usize) {
+        if let Ok(mut began) = self.restore_began.lock() {
+            *began = Some(std::time::Instant::now());
+        }
         self.restoring.store(cores, Ordering::Release);
+    }
+
+    /// How long the cores took to restore the checkpoint's state (from the deploy until the
+    /// last core had its part), once they have; `None` without a restore.
+    pub fn restore_duration(&self) -> Option<std::time::Duration> {
+        self.restore.as_ref()?;
+        match self.restore_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
     }
 
     /// One core has restored its part; after the last, the restored state is dropped (its
@@ -201,6 +219,10 @@ impl Checkpointing {
         if self.restoring.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Ok(mut state) = self.state.lock() {
                 state.take();
+            }
+            if let Some(began) = self.restore_began.lock().ok().and_then(|b| *b) {
+                let ns = began.elapsed().as_nanos().max(1) as u64;
+                self.restore_ns.store(ns, Ordering::Release);
             }
         }
     }

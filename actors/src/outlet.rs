@@ -213,6 +213,7 @@ impl Outlet {
 
     /// Sends a watermark on every route (a partitioned target reaches every core).
     pub async fn send_watermark(&mut self, time: i64) {
+        self.probe.nodes[self.node].cores[self.core].watermark(time);
         let sender = self.sender;
         self.broadcast(|| Message::Watermark { sender, time }).await;
     }

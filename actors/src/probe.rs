@@ -1,7 +1,7 @@
 //! Counters of a running pipeline, per node and core: bumped per batch by the data cores,
 //! read at any time by the main thread for the progress line and the summary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ pub enum Role {
 
 /// One node's counters on one core, alone on its cache line so cores never contend on a
 /// line another core writes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
 pub struct Counters {
     /// Rows received.
@@ -35,12 +35,46 @@ pub struct Counters {
     pub late: AtomicU64,
     /// Groups (keys × windows) held in state at the last update.
     pub groups: AtomicU64,
+    /// The last watermark this instance sent downstream, in epoch milliseconds
+    /// ([`NO_WATERMARK`] until the first); written once per watermark, read on a scrape.
+    pub watermark_ms: AtomicI64,
 }
+
+/// [`Counters::watermark_ms`] before any watermark was sent.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
+            watermark_ms: AtomicI64::new(NO_WATERMARK),
+        }
+    }
+}
+
+// One cache line per core's counters: a field more would share a line with the next core's.
+const _: () = assert!(std::mem::size_of::<Counters>() == 64);
 
 impl Counters {
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records the watermark `ms` just sent downstream.
+    pub fn watermark(&self, ms: i64) {
+        self.watermark_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The last watermark sent downstream, if any.
+    pub fn last_watermark(&self) -> Option<i64> {
+        Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|ms| *ms != NO_WATERMARK)
     }
 }
 

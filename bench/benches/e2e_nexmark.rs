@@ -1,8 +1,10 @@
 //! The Nexmark suite benchmark: every shipped `examples/nexmark/qN.yaml` run by the real `wire`
 //! binary with its sinks replaced by blackholes, at 1 and 2 cores; then the cost of hop windows
-//! as the number of windows per row grows, and the state memory per key of an aggregate.
+//! as the number of windows per row grows, the state memory per key of an aggregate, and what
+//! serving `--metrics-addr` (scraped every 100 ms) costs.
 //!
-//! Run: `cargo bench -p wire-bench --bench e2e_nexmark [-- --events N --queries q5,q7]`;
+//! Run: `cargo bench -p wire-bench --bench e2e_nexmark [-- --events N --queries q5,q7]`
+//! (`--metrics-only`: only the metrics comparison);
 //! `-- --test` is a seconds-long smoke pass. Figures come from the binary's own summary
 //! (events/s of all event kinds, peak RSS from VmHWM).
 
@@ -16,6 +18,8 @@ struct Args {
     events: u64,
     queries: Option<Vec<String>>,
     dir: PathBuf,
+    /// Only the metrics on/off comparison.
+    metrics_only: bool,
 }
 
 /// What one `wire run` reported.
@@ -33,16 +37,105 @@ fn main() -> anyhow::Result<()> {
     let wire = wire_bench::build_wire()?;
     println!("# Nexmark on wire");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}",
+        "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}{}",
         args.events,
-        if args.smoke { " --test" } else { "" }
+        if args.smoke { " --test" } else { "" },
+        if args.metrics_only {
+            " --metrics-only"
+        } else {
+            ""
+        }
     );
     println!("machine: {}", wire_bench::machine_description(&args.dir));
     println!();
-    queries(&args, &root, &wire)?;
-    hop_cost(&args, &root, &wire)?;
-    state_per_key(&args, &root, &wire)?;
+    if !args.metrics_only {
+        queries(&args, &root, &wire)?;
+        hop_cost(&args, &root, &wire)?;
+        state_per_key(&args, &root, &wire)?;
+    }
+    metrics_cost(&args, &root, &wire)?;
     Ok(())
+}
+
+/// q1 (stateless) and q5 (windows, a top) with and without `--metrics-addr`, scraped every
+/// 100 ms (150 times Prometheus's default rate) while they run; the best of three runs each.
+fn metrics_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
+    println!("## metrics on and off: `--metrics-addr`, scraped every 100 ms, best of 3");
+    println!("| query | cores | events | off events/s | on events/s | on / off |");
+    println!("|---|---|---|---|---|---|");
+    for query in ["q1", "q5"] {
+        let text = std::fs::read_to_string(root.join(format!("examples/nexmark/{query}.yaml")))?;
+        let yaml = blackhole_sinks(&with_events(&text, args.events));
+        for cores in [1, 2] {
+            let (mut off, mut on) = (0.0f64, 0.0f64);
+            for _ in 0..3 {
+                off = off.max(run(wire, root, &args.dir, &yaml, cores)?.events_per_s);
+                on = on.max(run_scraped(wire, root, &args.dir, &yaml, cores)?.events_per_s);
+            }
+            println!(
+                "| {query} | {cores} | {} | {} | {} | {:.3} |",
+                wire_bench::human(args.events as f64),
+                wire_bench::human(off),
+                wire_bench::human(on),
+                on / off.max(1.0)
+            );
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// [`run`] with `--metrics-addr` on a free port and a thread scraping it every 100 ms.
+fn run_scraped(
+    wire: &Path,
+    root: &Path,
+    dir: &Path,
+    yaml: &str,
+    cores: usize,
+) -> anyhow::Result<Figures> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let file = dir.join("nexmark.yaml");
+    std::fs::write(&file, yaml)?;
+    let child = Command::new(wire)
+        .current_dir(root)
+        .args(["run", "--no-progress", "--cores", &cores.to_string()])
+        .args(["--metrics-addr", &addr.to_string(), "--data-dir"])
+        .arg(dir.join("data"))
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                scrapes += u64::from(scrape(addr));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            scrapes
+        })
+    };
+    let output = child.wait_with_output()?;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = scraper.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("wire run --metrics-addr failed on\n{yaml}\n{stderr}");
+    }
+    Ok(parse(&stderr))
+}
+
+/// One `GET /metrics`, read to the end; whether it answered.
+fn scrape(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut body = Vec::new();
+    stream.write_all(request.as_bytes()).is_ok() && stream.read_to_end(&mut body).is_ok()
 }
 
 fn queries(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
@@ -239,6 +332,7 @@ fn parse_args() -> anyhow::Result<Args> {
         events: 10_000_000,
         queries: None,
         dir: PathBuf::from("target/nexmark-bench"),
+        metrics_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -250,6 +344,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 args.queries = Some(value("--queries")?.split(',').map(String::from).collect())
             }
             "--dir" => args.dir = value("--dir")?.into(),
+            "--metrics-only" => args.metrics_only = true,
             "--bench" => {}
             other => bail!("unknown argument {other}"),
         }

@@ -21,6 +21,8 @@ use wire_storage::checkpoint::{
     Checkpoint, CheckpointStore, InstanceState, OperatorState, SourceState,
 };
 
+use crate::metrics::CheckpointGauges;
+
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -150,6 +152,8 @@ pub struct CoordinatorState {
     notices: crossbeam_channel::Sender<String>,
     /// The chain of incremental checkpoints the next one may extend.
     chain: Option<Chain>,
+    /// What `/metrics` shows of `report`, updated as it changes.
+    gauges: Arc<CheckpointGauges>,
 }
 
 struct Pending {
@@ -167,12 +171,13 @@ impl Actor for Coordinator {
         CoordinatorConfig,
         Arc<Checkpointing>,
         crossbeam_channel::Sender<String>,
+        Arc<CheckpointGauges>,
     );
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        (config, shared, notices): Self::Arguments,
+        (config, shared, notices, gauges): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let tick =
             (config.interval / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
@@ -189,6 +194,7 @@ impl Actor for Coordinator {
             notices,
             chain: config.restored_chain,
             config,
+            gauges,
         })
     }
 
@@ -307,6 +313,7 @@ impl CoordinatorState {
         }
         self.pending = None;
         self.last_end = Instant::now();
+        self.gauges.publish(&self.report);
     }
 
     fn on_ack(&mut self, ack: Ack) {
@@ -403,6 +410,7 @@ impl CoordinatorState {
         report.last_bytes = bytes;
         report.sizes.push((bytes, incremental));
         report.incremental += u64::from(incremental);
+        self.gauges.publish(report);
         self.chain = match self.chain.take() {
             Some(chain) if incremental => Some(Chain {
                 last: id,
@@ -554,6 +562,7 @@ impl CoordinatorState {
                     self.report
                         .first_abort
                         .get_or_insert(format!("last checkpoint {id}: {reason}"));
+                    self.gauges.publish(&self.report);
                 }
             }
             if let Some(checkpoint) = savepoint {
@@ -569,6 +578,8 @@ pub struct CoordinatorHandle {
     runtime: tokio::runtime::Handle,
     actor: ActorRef<CoordinatorMsg>,
     notices: crossbeam_channel::Receiver<String>,
+    gauges: Arc<CheckpointGauges>,
+    shared: Arc<Checkpointing>,
 }
 
 impl CoordinatorHandle {
@@ -589,7 +600,9 @@ impl CoordinatorHandle {
         acks: crossbeam_channel::Receiver<Ack>,
     ) -> std::io::Result<CoordinatorHandle> {
         let (notice_tx, notices) = crossbeam_channel::unbounded();
-        let (actor, _) = Actor::spawn(None, Coordinator, (config, shared, notice_tx))
+        let gauges = Arc::new(CheckpointGauges::default());
+        let arguments = (config, shared.clone(), notice_tx, gauges.clone());
+        let (actor, _) = Actor::spawn(None, Coordinator, arguments)
             .await
             .map_err(|err| std::io::Error::other(err.to_string()))?;
         let bridge = actor.clone();
@@ -606,7 +619,19 @@ impl CoordinatorHandle {
             runtime: tokio::runtime::Handle::current(),
             actor,
             notices,
+            gauges,
+            shared,
         })
+    }
+
+    /// What the coordinator shares with the data cores (the restore's duration).
+    pub fn checkpointing(&self) -> Arc<Checkpointing> {
+        self.shared.clone()
+    }
+
+    /// The coordinator's figures for `/metrics`, kept up to date as checkpoints end.
+    pub fn gauges(&self) -> Arc<CheckpointGauges> {
+        self.gauges.clone()
     }
 
     /// Lines for the user that arrived since the last call (savepoints written or failed).

@@ -170,6 +170,15 @@ impl Job {
         self.coordinator.as_ref()
     }
 
+    /// Where `/metrics` reads this job's figures.
+    pub fn metric_sources(&self) -> crate::metrics::PipelineSources {
+        crate::metrics::PipelineSources {
+            probe: self.deployment.probe().clone(),
+            checkpoints: self.coordinator.as_ref().map(|c| c.gauges()),
+            checkpointing: self.coordinator.as_ref().map(|c| c.checkpointing()),
+        }
+    }
+
     /// The id of the checkpoint the run restored.
     pub fn restored(&self) -> Option<u64> {
         self.restored.map(|(id, _)| id)

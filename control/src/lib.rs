@@ -11,6 +11,7 @@ pub mod admin;
 pub mod check;
 pub mod checkpoint;
 pub mod job;
+pub mod metrics;
 pub mod node;
 pub mod proto;
 pub mod raft;

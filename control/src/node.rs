@@ -20,6 +20,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
 use crate::admin::AdminServer;
+use crate::metrics::{server as metrics_server, Metrics};
 use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
 use crate::raft::{self, MetaConfig, MetaHandle};
@@ -92,6 +93,11 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let metrics = Metrics::new();
+    let _metrics_server = match &config.metrics_addr {
+        Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
+        None => None,
+    };
     let tls = match &config.tls {
         Some(files) => Some(NodeTls::load(files)?),
         None => None,
@@ -114,6 +120,7 @@ async fn serve(
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await
         .map_err(|err| format!("cannot start the metadata group: {err}"))?;
+    metrics.set_meta(id, meta.clone());
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(grpc(
@@ -137,6 +144,7 @@ async fn serve(
         cores: data.cores,
         pin: data.pin,
         data_dir: config.data_dir.clone(),
+        metrics,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {

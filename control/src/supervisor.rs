@@ -59,6 +59,8 @@ pub struct Supervised {
     pub pin: bool,
     /// The node's data directory.
     pub data_dir: PathBuf,
+    /// Where running jobs show their figures (`--metrics-addr`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What the supervisor tells a job's thread.
@@ -354,6 +356,7 @@ fn launch(
         runtime: tokio::runtime::Handle::current(),
         events,
         inbox,
+        metrics: node.metrics.clone(),
     };
     std::thread::Builder::new()
         .name(format!("wire-job-{name}"))
@@ -403,6 +406,7 @@ struct JobThread {
     runtime: tokio::runtime::Handle,
     events: mpsc::UnboundedSender<JobEvent>,
     inbox: Receiver<JobCommand>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl JobThread {
@@ -430,6 +434,8 @@ impl JobThread {
         let pool = &self.pool;
         let mut job = Job::launch(&self.args, plan, cores, pool, &self.runtime, &say)
             .map_err(|refused| refused.error)?;
+        let shown = self.metrics.register(name, job.metric_sources());
+        shown.running(true);
         self.actual(ActualState::Running);
         let mut recorded = 0;
         let mut looked = std::time::Instant::now();
@@ -450,6 +456,7 @@ impl JobThread {
             }
         }
         let ended = job.finish(&say);
+        shown.remove();
         if let Some(dir) = &checkpoints {
             self.record_checkpoints(dir, recorded);
         }

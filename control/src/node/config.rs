@@ -39,6 +39,8 @@ pub struct NodeFile {
     pub tls_require_client_cert: Option<bool>,
     /// `insecure`: serve without TLS on an address that is not loopback.
     pub insecure: Option<bool>,
+    /// `metrics-addr`: HOST:PORT to serve `/metrics`, `/healthz` and `/readyz` on.
+    pub metrics_addr: Option<String>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -72,6 +74,8 @@ pub struct NodeConfig {
     pub bootstrap_given: bool,
     /// TLS on the listener and between members, when configured.
     pub tls: Option<TlsFiles>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
+    pub metrics_addr: Option<String>,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -113,6 +117,7 @@ impl NodeFile {
                 .tls_require_client_cert
                 .or(file.tls_require_client_cert),
             insecure: self.insecure.or(file.insecure),
+            metrics_addr: self.metrics_addr.or(file.metrics_addr),
         }
     }
 
@@ -172,6 +177,9 @@ impl NodeFile {
         if self.cores == Some(0) {
             return Err("cores: 0 is not a core count (use 1 or more)".into());
         }
+        if let Some(addr) = &self.metrics_addr {
+            check_host_port(addr).map_err(|err| format!("metrics-addr: {err}"))?;
+        }
         let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
         let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
             (Some(_), Some(_)) => {
@@ -205,6 +213,7 @@ impl NodeFile {
             bootstrap,
             bootstrap_given,
             tls,
+            metrics_addr: self.metrics_addr,
         })
     }
 }

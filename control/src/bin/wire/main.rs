@@ -12,6 +12,7 @@ mod start;
 
 use run::run;
 use wire_control::job::{self, Outcome, RunArgs};
+use wire_control::metrics::{server, Metrics};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,14 +24,27 @@ const ENVIRONMENT: &str = "\
 Environment:
   RUST_LOG   Log filter for stderr, like `info` or `warn,wire_actors=debug` (default: warn).
   WIRE_LOG   The same; wins over RUST_LOG when both are set.
-  A value that is not a valid filter is an error (exit 2).";
+  A value that is not a valid filter is an error (exit 2).
+  Logs are lines of text, or one JSON object per line with --log-format json.";
 
 /// Wire: a thread-per-core stream processor.
 #[derive(Debug, Parser)]
 #[command(name = "wire", version = VERSION, after_help = ENVIRONMENT)]
 struct Cli {
+    /// How log lines on stderr look: `text`, or `json` (one object per line, for shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +103,13 @@ enum Command {
         /// be restored (state is lost; published output is kept and rows may repeat).
         #[arg(long, requires = "checkpoint_interval")]
         allow_empty_restore: bool,
+        /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
+        /// After the run ends, keep serving its final metrics this long (or until Ctrl-C),
+        /// so a last scrape sees the figures of the summary.
+        #[arg(long, value_parser = parse_interval, requires = "metrics_addr")]
+        metrics_linger: Option<Duration>,
     },
     /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
     /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
@@ -128,11 +149,7 @@ fn main() -> ExitCode {
             return exit_code(Outcome::Invalid);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs(cli.log_format, filter);
     match cli.command {
         Command::Run {
             pipeline,
@@ -150,6 +167,8 @@ fn main() -> ExitCode {
             fresh,
             append_output,
             allow_empty_restore,
+            metrics_addr,
+            metrics_linger,
         } => {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
@@ -190,7 +209,19 @@ fn main() -> ExitCode {
                     return exit_code(Outcome::Failed);
                 }
             };
-            let outcome = run(&args, stop, runtime.handle());
+            let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
+                Ok(metrics) => metrics,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return exit_code(Outcome::Failed);
+                }
+            };
+            let registry = metrics.as_ref().map(|(registry, _)| registry);
+            let outcome = run(&args, stop.clone(), runtime.handle(), registry);
+            if let (Some((_, server)), Some(linger)) = (&metrics, metrics_linger) {
+                linger_serving(server, linger, &stop);
+            }
+            drop(metrics);
             runtime.shutdown_timeout(Duration::from_secs(1));
             exit_code(outcome)
         }
@@ -225,6 +256,45 @@ fn main() -> ExitCode {
                 exit_code(Outcome::Invalid)
             }
         },
+    }
+}
+
+/// Installs the stderr log subscriber: `filter`, in `format`.
+fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+/// With `--metrics-addr`: a registry served there on `runtime` (a port in use is an error).
+fn start_metrics(
+    addr: Option<&str>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Option<(Metrics, server::MetricsServer)>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let registry = Metrics::new();
+    let served = runtime.block_on(server::serve(addr, registry.clone()))?;
+    eprintln!("metrics on http://{}/metrics", served.addr());
+    Ok(Some((registry, served)))
+}
+
+/// `--metrics-linger`: serves the final metrics for `linger`, or until Ctrl-C.
+fn linger_serving(server: &server::MetricsServer, linger: Duration, stop: &AtomicBool) {
+    eprintln!(
+        "serving the final metrics on http://{}/metrics for {linger:?} (Ctrl-C ends)",
+        server.addr()
+    );
+    let until = std::time::Instant::now() + linger;
+    while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

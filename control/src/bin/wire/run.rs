@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wire_actors::{CorePool, Notice, PoolOptions, RunProbe};
 use wire_control::checkpoint::CoordinatorHandle;
 use wire_control::job::{self, human_count, Job, Outcome, RunArgs};
+use wire_control::metrics::Metrics;
 
 /// Prints a job's line to stderr.
 fn say(line: &str) {
@@ -16,8 +17,13 @@ fn say(line: &str) {
 }
 
 /// Runs `args` on a core pool of its own; `stop` ends the run gracefully when set (Ctrl-C);
-/// the checkpoint coordinator runs on `runtime`.
-pub fn run(args: &RunArgs, stop: Arc<AtomicBool>, runtime: &tokio::runtime::Handle) -> Outcome {
+/// the checkpoint coordinator runs on `runtime`; the pipeline's figures go to `metrics`.
+pub fn run(
+    args: &RunArgs,
+    stop: Arc<AtomicBool>,
+    runtime: &tokio::runtime::Handle,
+    metrics: Option<&Metrics>,
+) -> Outcome {
     let launched = Instant::now();
     let plan = match job::load(&args.pipeline) {
         Ok(plan) => plan,
@@ -52,7 +58,14 @@ pub fn run(args: &RunArgs, stop: Arc<AtomicBool>, runtime: &tokio::runtime::Hand
             return refused.outcome;
         }
     };
+    let registration = metrics.map(|m| m.register(job.deployment().name(), job.metric_sources()));
+    if let Some(registration) = &registration {
+        registration.running(true);
+    }
     watch(args, &mut job, &stop, launched);
+    if let Some(registration) = &registration {
+        registration.running(false);
+    }
     let ended = job.finish(&say);
     pool.shutdown();
     ended.outcome

@@ -48,6 +48,9 @@ pub struct StartArgs {
     /// Serve without TLS on an address that is not loopback (a network you trust).
     #[arg(long)]
     insecure: bool,
+    /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -89,6 +92,7 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         tls_client_ca: args.tls_client_ca,
         tls_require_client_cert: args.tls_require_client_cert.then_some(true),
         insecure: args.insecure.then_some(true),
+        metrics_addr: args.metrics_addr,
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),

@@ -1,0 +1,166 @@
+//! The metrics registry behind `--metrics-addr`: what `/metrics`, `/healthz` and `/readyz`
+//! report ([`server`]).
+//!
+//! A running pipeline registers its [`RunProbe`] (per-core counters the data cores bump once
+//! per batch, each core on its own cache line), its checkpoint coordinator's
+//! [`CheckpointGauges`] and its [`Checkpointing`] (restore time). A scrape reads them then and
+//! sums nothing under a lock the data cores take: counting costs the cores what it did before.
+//! The registry lives on the control plane (the tokio runtime); data cores never see it.
+
+mod encode;
+mod process;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wire_actors::{Checkpointing, RunProbe};
+
+use crate::checkpoint::CheckpointReport;
+use crate::raft::MetaHandle;
+
+/// What the checkpoint coordinator of one pipeline has done, as `/metrics` shows it: the
+/// same figures as the run summary's checkpoint line, updated each time a checkpoint ends.
+#[derive(Debug, Default)]
+pub struct CheckpointGauges {
+    /// Checkpoints completed.
+    pub completed: AtomicU64,
+    /// Checkpoints aborted.
+    pub aborted: AtomicU64,
+    /// Id of the newest completed checkpoint (0: none yet).
+    pub last_id: AtomicU64,
+    /// Microseconds from trigger to complete of the newest completed checkpoint.
+    pub last_duration_us: AtomicU64,
+    /// Bytes written by the newest completed checkpoint.
+    pub last_bytes: AtomicU64,
+}
+
+impl CheckpointGauges {
+    /// Copies `report`'s figures.
+    pub fn publish(&self, report: &CheckpointReport) {
+        let ms = report.durations_ms.last().copied().unwrap_or(0.0);
+        self.completed.store(report.completed, Ordering::Relaxed);
+        self.aborted.store(report.aborted, Ordering::Relaxed);
+        self.last_id
+            .store(report.last_id.unwrap_or(0), Ordering::Relaxed);
+        self.last_duration_us
+            .store((ms * 1e3) as u64, Ordering::Relaxed);
+        self.last_bytes.store(report.last_bytes, Ordering::Relaxed);
+    }
+}
+
+/// One pipeline's sources of figures.
+#[derive(Debug, Clone)]
+pub struct PipelineSources {
+    /// Its counters.
+    pub probe: Arc<RunProbe>,
+    /// Its coordinator's figures, when it takes checkpoints.
+    pub checkpoints: Option<Arc<CheckpointGauges>>,
+    /// Its checkpoint state shared with the cores (restore duration), when it takes
+    /// checkpoints.
+    pub checkpointing: Option<Arc<Checkpointing>>,
+}
+
+#[derive(Debug)]
+struct Registered {
+    sources: PipelineSources,
+    running: Arc<AtomicBool>,
+}
+
+/// The process's registry: cheap to clone, shared by the HTTP server and whoever runs
+/// pipelines.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    pipelines: Mutex<BTreeMap<String, Registered>>,
+    /// On a `wire start` node: its metadata group (raft figures, readiness).
+    meta: Mutex<Option<(u64, MetaHandle)>>,
+}
+
+/// A pipeline's entry in the registry; [`Registration::running`] marks it running or not.
+#[derive(Debug)]
+pub struct Registration {
+    metrics: Metrics,
+    name: String,
+    running: Arc<AtomicBool>,
+}
+
+impl Registration {
+    /// Marks the pipeline running (its cores run it) or not (ended, still shown).
+    pub fn running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+
+    /// Takes the pipeline out of the registry.
+    pub fn remove(self) {
+        if let Ok(mut pipelines) = self.metrics.inner.pipelines.lock() {
+            // A newer registration under the same name stays.
+            if pipelines
+                .get(&self.name)
+                .is_some_and(|r| Arc::ptr_eq(&r.running, &self.running))
+            {
+                pipelines.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    /// Adds (or replaces) pipeline `name`, not running yet.
+    pub fn register(&self, name: &str, sources: PipelineSources) -> Registration {
+        let running = Arc::new(AtomicBool::new(false));
+        if let Ok(mut pipelines) = self.inner.pipelines.lock() {
+            let entry = Registered {
+                sources,
+                running: running.clone(),
+            };
+            pipelines.insert(name.to_string(), entry);
+        }
+        Registration {
+            metrics: self.clone(),
+            name: name.to_string(),
+            running,
+        }
+    }
+
+    /// On a node: the metadata group of node `id`, for the raft figures and `/readyz`.
+    pub fn set_meta(&self, id: u64, meta: MetaHandle) {
+        if let Ok(mut slot) = self.inner.meta.lock() {
+            *slot = Some((id, meta));
+        }
+    }
+
+    /// The registered pipelines: name, sources, running.
+    fn pipelines(&self) -> Vec<(String, PipelineSources, bool)> {
+        let Ok(pipelines) = self.inner.pipelines.lock() else {
+            return Vec::new();
+        };
+        pipelines
+            .iter()
+            .map(|(name, r)| {
+                let running = r.running.load(Ordering::Relaxed);
+                (name.clone(), r.sources.clone(), running)
+            })
+            .collect()
+    }
+
+    fn meta(&self) -> Option<(u64, MetaHandle)> {
+        self.inner.meta.lock().ok()?.clone()
+    }
+}

@@ -1,0 +1,247 @@
+//! The HTTP endpoint of `--metrics-addr`: `GET /metrics`, `/healthz` and `/readyz` over
+//! HTTP/1.1 (hyper), on the control plane's tokio runtime, never on a data core.
+//!
+//! Requests are bounded: a request head over [`MAX_REQUEST_BYTES`] or [`MAX_HEADERS`] headers
+//! is answered 431 and the connection closed, one that does not arrive within
+//! [`HEADER_TIMEOUT`] is dropped, a malformed one gets 400, and at most [`MAX_CONNECTIONS`]
+//! connections are served at once (more are closed at once). Bodies are never read.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::encode::{classic, Snapshot};
+use super::process::Usage;
+use super::Metrics;
+use crate::raft::{ActualState, DesiredState, MetaHandle};
+
+/// The largest request head accepted (hyper's smallest buffer is 8 KiB).
+pub const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// The most headers a request may have.
+pub const MAX_HEADERS: usize = 32;
+/// How long a client may take to send a request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long one connection may stay open.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a scrape waits for the node's metadata group.
+const META_WAIT: Duration = Duration::from_secs(2);
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A serving endpoint; dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct MetricsServer {
+    addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MetricsServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds `addr` (HOST:PORT) and serves `metrics` there on the current tokio runtime. A port
+/// in use, or an address that is not this machine's, is an error naming the address.
+pub async fn serve(addr: &str, metrics: Metrics) -> Result<MetricsServer, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| format!("cannot serve metrics on {addr}: {}", lower(&err)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|err| format!("cannot serve metrics on {addr}: {}", lower(&err)))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(accept(listener, metrics, stopped));
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    Ok(MetricsServer {
+        addr: bound,
+        _stop: stop,
+    })
+}
+
+/// An IO error's text in lower case without the `(os error N)` suffix.
+fn lower(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    metrics: Metrics,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                tracing::warn!(error = %err, "metrics endpoint cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue; // too many at once: closed
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(answer(&metrics, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_BYTES)
+                .max_headers(MAX_HEADERS)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(metrics: &Metrics, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    match request.uri().path() {
+        "/metrics" => scrape(metrics, wants_openmetrics(request.headers())).await,
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match readiness(metrics).await {
+            Ok(why) => text(StatusCode::OK, format!("ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: the paths are /metrics, /healthz and /readyz\n".into(),
+        ),
+    }
+}
+
+/// Whether the client asks for OpenMetrics (Prometheus does; curl and promtool do not).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"))
+}
+
+async fn scrape(metrics: &Metrics, openmetrics: bool) -> Response<Full<Bytes>> {
+    let raft = match metrics.meta() {
+        Some((_, meta)) => tokio::time::timeout(META_WAIT, meta.status())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    let snapshot = Snapshot {
+        pipelines: metrics.pipelines(),
+        raft,
+        process: Usage::read(),
+        now_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    };
+    match snapshot.openmetrics() {
+        Ok(body) if openmetrics => response(StatusCode::OK, OPENMETRICS, body),
+        Ok(body) => response(StatusCode::OK, CLASSIC, classic(&body)),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics\n".into(),
+        ),
+    }
+}
+
+/// `wire run`: ready while its pipeline runs. A node: ready once it is a voter of a raft group
+/// with a leader and every pipeline placed on it runs.
+async fn readiness(metrics: &Metrics) -> Result<String, String> {
+    let pipelines = metrics.pipelines();
+    let running = |name: &str| pipelines.iter().any(|(n, _, run)| n == name && *run);
+    let Some((id, meta)) = metrics.meta() else {
+        return match pipelines.iter().find(|(_, _, run)| *run) {
+            Some((name, _, _)) => Ok(format!("pipeline `{name}` is running")),
+            None => Err("the pipeline is not running".into()),
+        };
+    };
+    let placed = node_joined(id, &meta).await?;
+    let waiting: Vec<&String> = placed.iter().filter(|name| !running(name)).collect();
+    match waiting.first() {
+        None => Ok(format!(
+            "node {id} joined the raft group and runs its {} pipeline(s)",
+            placed.len()
+        )),
+        Some(name) => Err(format!(
+            "pipeline `{name}` is placed on node {id} and does not run yet"
+        )),
+    }
+}
+
+/// Checks that node `id` is a voter of a group with a leader; the pipelines placed on it
+/// that should run.
+async fn node_joined(id: u64, meta: &MetaHandle) -> Result<Vec<String>, String> {
+    let unavailable = || "the metadata group does not answer".to_string();
+    let status = tokio::time::timeout(META_WAIT, meta.status())
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    if status.leader.is_none() {
+        return Err(format!("node {id} knows no raft leader"));
+    }
+    if !status.members.iter().any(|m| m.id == id && m.voter) {
+        return Err(format!("node {id} is not a voter of the raft group yet"));
+    }
+    let state = tokio::time::timeout(META_WAIT, meta.read(false))
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+    let placed = state
+        .pipelines
+        .iter()
+        .filter(|(_, p)| p.assignment.iter().any(|a| a.node == id))
+        .filter(|(_, p)| p.desired != DesiredState::Stopped)
+        .filter(|(_, p)| !matches!(p.actual, ActualState::Finished | ActualState::Failed))
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok(placed)
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", body)
+}
+
+fn response(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    response
+}

@@ -1,0 +1,412 @@
+//! `--metrics-addr` end to end, with real processes: a real Prometheus (Debian's package,
+//! installed on first use) scrapes a running `wire run` and sees its counters grow and its
+//! checkpoints advance; `promtool check metrics` accepts a scrape; the final scrape of a
+//! bounded run (`--metrics-linger`) agrees with the summary; `/readyz` of a 3-node `wire start`
+//! cluster turns ready; a busy port and bad HTTP requests are refused; `--log-format json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wire_tests::cluster::{free_port, initial_cluster, wait_for, wait_for_leader, WireNode};
+use wire_tests::metrics::{http, promtool_check, samples, scrape, sum, Prometheus};
+use wire_tests::process::Watched;
+use wire_tests::wire_bin;
+
+/// The tests start several processes each: one at a time on small machines.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Nexmark q5 (a hop window and a top) into a file sink in `dir`: `events` bounds it, else it
+/// runs until stopped at 20,000 events/s.
+fn q5(dir: &Path, events: Option<&str>) -> PathBuf {
+    let bound = match events {
+        Some(events) => format!("events: {events}"),
+        None => "rate: 20000".to_string(),
+    };
+    let yaml = format!(
+        "name: q5
+sources:
+  bids: {{type: nexmark, stream: bid, {bound}, seed: 1}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: hop, size: 10s, slide: 2s}}
+    aggregate: {{num: count(*)}}
+  - name: hottest
+    from: per_auction
+    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: hottest}}
+",
+        dir.join("out").display()
+    );
+    let path = dir.join("q5.yaml");
+    std::fs::write(&path, yaml).expect("pipeline file");
+    path
+}
+
+/// `wire run FILE` with two unpinned cores, checkpoints every 300 ms and metrics on `addr`.
+fn wire_run(file: &Path, dir: &Path, addr: &str) -> Command {
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("run")
+        .arg(file)
+        .args(["--cores", "2", "--no-pin", "--no-progress"])
+        .args(["--checkpoint-interval", "300ms", "--metrics-addr", addr])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn local_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+const START: Duration = Duration::from_secs(30);
+
+#[test]
+fn prometheus_scrapes_a_running_pipeline_and_sees_rows_and_checkpoints_advance() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    let mut wire = Watched::spawn(wire_run(&q5(dir.path(), None), dir.path(), &addr));
+    wire.wait_for_line("metrics on http://", START);
+    let prometheus = Prometheus::start(dir.path(), &addr);
+    let query = |q: &str| prometheus.query(q);
+    let positive = |q: &'static str| {
+        move || match query(q)? {
+            v if v > 0.0 => Ok(v),
+            v => Err(format!("{q} = {v}")),
+        }
+    };
+    let up = "up{job=\"wire\"}";
+    wait_for("prometheus scrapes wire", START, positive(up));
+    let events = "sum(wire_source_events_total)";
+    let checkpoint = "max(wire_checkpoint_last_id)";
+    let first_events = wait_for("rows counted", START, positive(events));
+    let first_checkpoint = wait_for("a checkpoint completed", START, positive(checkpoint));
+    let grown = |q: &'static str, than: f64| {
+        move || match query(q)? {
+            v if v > than => Ok(v),
+            v => Err(format!("{q} = {v}, not above {than}")),
+        }
+    };
+    wait_for("rows counter grows", START, grown(events, first_events));
+    wait_for(
+        "checkpoint id advances",
+        START,
+        grown(checkpoint, first_checkpoint),
+    );
+    // Prometheus reads OpenMetrics; curl and promtool get the classic text format.
+    let text = scrape(&addr).expect("scrape");
+    if let Err(said) = promtool_check(&text) {
+        panic!("promtool check metrics refused the scrape: {said}\n{text}");
+    }
+    let (status, open) = http(
+        &addr,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text; version=1.0.0\r\n",
+    )
+    .expect("openmetrics scrape");
+    assert_eq!(status, 200);
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    wire.kill();
+}
+
+/// The summary table's rows: node name → (rows in, rows out), as `wire run` prints them
+/// (`  {name:<20} {kind:<16} {rows in:>14} {rows out:>14} {blocked:>8}%`).
+fn summary_rows(stderr: &str) -> Vec<(String, u64, u64)> {
+    let table = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("pipeline `q5` on"))
+        .skip(2)
+        .take_while(|l| l.ends_with('%'));
+    table
+        .map(|line| {
+            let name = line.get(2..22).unwrap_or_default().trim().to_string();
+            let numbers: Vec<&str> = line.split_whitespace().rev().skip(1).take(2).collect();
+            let out = numbers[0].parse().expect("rows out");
+            let rows_in = numbers[1].parse().expect("rows in");
+            (name, rows_in, out)
+        })
+        .collect()
+}
+
+/// `checkpoints: N completed (…), M aborted; last ID (…)` of the summary: (N, ID).
+fn summary_checkpoints(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("checkpoints: "))
+        .expect("checkpoint line in the summary");
+    let completed = line
+        .trim_start()
+        .trim_start_matches("checkpoints: ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("completed count");
+    let last = line
+        .split("; last ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .expect("last checkpoint id");
+    (completed, last)
+}
+
+#[test]
+fn the_last_scrape_of_a_bounded_run_agrees_with_its_summary() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    let mut command = wire_run(&q5(dir.path(), Some("300k")), dir.path(), &addr);
+    command.args(["--metrics-linger", "60s"]);
+    let mut wire = Watched::spawn(command);
+    wire.wait_for_line("serving the final metrics", Duration::from_secs(120));
+    let text = scrape(&addr).expect("final scrape");
+    let all = samples(&text);
+    let stderr = wire.stderr();
+    let rows = summary_rows(&stderr);
+    assert!(rows.len() >= 4, "summary table not found:\n{stderr}");
+    for (name, rows_in, rows_out) in &rows {
+        let of = [("operator", name.as_str())];
+        let counted_in = match name.as_str() {
+            "bids" => sum(&all, "wire_source_events_total", &of),
+            _ => sum(&all, "wire_rows_in_total", &of),
+        };
+        assert_eq!(counted_in as u64, *rows_in, "rows in of `{name}`:\n{text}");
+        let counted_out = sum(&all, "wire_rows_out_total", &of);
+        assert_eq!(
+            counted_out as u64, *rows_out,
+            "rows out of `{name}`:\n{text}"
+        );
+    }
+    let (completed, last) = summary_checkpoints(&stderr);
+    let q5 = [("pipeline", "q5")];
+    assert_eq!(
+        sum(&all, "wire_checkpoints_completed_total", &q5) as u64,
+        completed
+    );
+    assert_eq!(sum(&all, "wire_checkpoint_last_id", &q5) as u64, last);
+    assert_eq!(sum(&all, "wire_pipeline_running", &q5), 0.0);
+    let (status, why) = http(&addr, "GET", "/readyz", "").expect("readyz");
+    assert_eq!(status, 503, "an ended run is not ready: {why}");
+    // Ctrl-C ends the linger; the run exits 0.
+    let pid = wire.child.id().to_string();
+    let interrupted = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(interrupted.expect("kill runs").success());
+    wire.finish();
+}
+
+#[test]
+fn a_restored_run_shows_how_long_its_restore_took() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let file = q5(dir.path(), None);
+    let addr = local_addr();
+    let mut first = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    first.wait_for_line("metrics on http://", START);
+    wait_for("a checkpoint completed", START, || {
+        let all = samples(&scrape(&addr)?);
+        match sum(&all, "wire_checkpoint_last_id", &[]) {
+            id if id >= 2.0 => Ok(()),
+            id => Err(format!("last checkpoint {id}")),
+        }
+    });
+    assert!(
+        !scrape(&addr)
+            .expect("scrape")
+            .contains("wire_restore_duration_seconds"),
+        "a fresh run restored nothing"
+    );
+    first.kill();
+    let addr = local_addr();
+    let mut second = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    second.wait_for_line("metrics on http://", START);
+    let took = wait_for("the restore's duration", START, || {
+        let all = samples(&scrape(&addr)?);
+        match sum(&all, "wire_restore_duration_seconds", &[("pipeline", "q5")]) {
+            s if s > 0.0 => Ok(s),
+            s => Err(format!("restore duration {s}")),
+        }
+    });
+    assert!(took < 60.0, "restore took {took} s");
+    second.wait_for_line("resumed from checkpoint", START);
+    second.kill();
+}
+
+#[test]
+fn oversized_and_malformed_requests_are_refused_and_the_pipeline_runs_on() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    let mut wire = Watched::spawn(wire_run(&q5(dir.path(), None), dir.path(), &addr));
+    wire.wait_for_line("metrics on http://", START);
+    let ready = || match http(&addr, "GET", "/readyz", "")? {
+        (200, _) => Ok(()),
+        (status, body) => Err(format!("{status} {body}")),
+    };
+    wait_for("/readyz answers 200", START, ready);
+    let events = || {
+        sum(
+            &samples(&scrape(&addr).expect("scrape")),
+            "wire_source_events_total",
+            &[],
+        )
+    };
+    let before = events();
+    let huge = format!("X-Big: {}\r\n", "a".repeat(64 << 10));
+    let refused: [(&str, &str, String, u16); 4] = [
+        ("GET", "/metrics", huge, 431),
+        ("POST", "/metrics", String::new(), 405),
+        ("GET", "/nope", String::new(), 404),
+        ("GET /metrics", "HTTP/9", String::new(), 400),
+    ];
+    for (method, path, head, want) in refused {
+        match http(&addr, method, path, &head) {
+            Ok((status, _)) => assert_eq!(status, want, "{method} {path}"),
+            Err(err) => panic!("{method} {path}: no answer: {err}"),
+        }
+    }
+    // Garbage that is not HTTP at all: answered 400 or closed, never a crash.
+    let _ = http(&addr, "\u{1}\u{2}", "\u{3}", "");
+    assert_eq!(http(&addr, "GET", "/healthz", "").expect("healthz").0, 200);
+    wait_for("rows still counted", START, || match events() {
+        now if now > before => Ok(()),
+        now => Err(format!("{now} events, {before} before")),
+    });
+    wire.kill();
+}
+
+#[test]
+fn a_busy_metrics_port_is_a_clear_error_at_start() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let want = format!("cannot serve metrics on {addr}: address already in use");
+    let run = wire_run(&q5(dir.path(), Some("1k")), dir.path(), &addr).output();
+    let run = run.expect("wire run");
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("error: {want}")), "{said}");
+    let start = Command::new(wire_bin())
+        .args(["start", "--node-id", "1", "--listen", &local_addr()])
+        .args(["--cores", "1", "--no-pin", "--metrics-addr", &addr])
+        .arg("--data-dir")
+        .arg(dir.path().join("node"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("wire start");
+    let said = String::from_utf8_lossy(&start.stderr);
+    assert_eq!(start.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("error: node 1: {want}")), "{said}");
+}
+
+#[test]
+fn readyz_of_a_three_node_cluster_turns_ready_and_shows_raft_and_pipelines() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics: Vec<String> = (0..3).map(|_| local_addr()).collect();
+    let mut nodes: Vec<WireNode> = (1..=3)
+        .map(|id| WireNode::new(dir.path(), id, &[]))
+        .collect();
+    let list: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    for (node, at) in nodes.iter_mut().zip(&metrics) {
+        node.args = vec![
+            "--initial-cluster".into(),
+            initial_cluster(&list),
+            "--metrics-addr".into(),
+            at.clone(),
+        ];
+    }
+    for node in &mut nodes {
+        node.start();
+    }
+    wait_for_leader(&nodes, START);
+    for at in &metrics {
+        wait_for("/readyz answers 200", START, || {
+            match http(at, "GET", "/readyz", "")? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        });
+    }
+    let all: Vec<_> = metrics
+        .iter()
+        .flat_map(|at| samples(&scrape(at).expect("scrape")))
+        .collect();
+    assert_eq!(sum(&all, "wire_raft_is_leader", &[]), 1.0, "one leader");
+    assert_eq!(
+        sum(&all, "wire_raft_members", &[]),
+        9.0,
+        "3 voters seen by each"
+    );
+    // A pipeline placed on a node shows up there, running, and the node stays ready.
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(&spec, q5_unbounded_yaml(dir.path())).expect("spec");
+    let created = nodes[0].ctl(&["pipeline", "create", "-f", spec.to_str().expect("utf-8")]);
+    assert!(created.status.success(), "{created:?}");
+    let running = wait_for("the pipeline runs on some node", START, || {
+        let shown: Vec<_> = metrics
+            .iter()
+            .flat_map(|at| samples(&scrape(at).unwrap_or_default()))
+            .collect();
+        match sum(&shown, "wire_pipeline_running", &[("pipeline", "q5")]) {
+            1.0 => Ok(shown),
+            n => Err(format!("running on {n} nodes")),
+        }
+    });
+    assert!(sum(&running, "wire_source_events_total", &[]) >= 0.0);
+    for at in &metrics {
+        wait_for("/readyz stays 200", START, || {
+            match http(at, "GET", "/readyz", "")? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        });
+    }
+}
+
+fn q5_unbounded_yaml(dir: &Path) -> String {
+    std::fs::read_to_string(q5(dir, None)).expect("q5 file")
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(wire_bin())
+        .args(["--log-format", "json", "run"])
+        .arg(q5(dir.path(), Some("10k")))
+        .args(["--cores", "1", "--no-pin", "--no-progress", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("WIRE_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("wire run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let logs: Vec<serde_json::Value> = said
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{l}: {err}")))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "starting"),
+        "{said}"
+    );
+}
