@@ -213,6 +213,10 @@ impl Outlet {
 
     /// Sends a watermark on every route (a partitioned target reaches every core).
     pub async fn send_watermark(&mut self, time: i64) {
+        let counters = &self.probe.nodes[self.node].cores[self.core];
+        counters
+            .watermark_ms
+            .store(time, std::sync::atomic::Ordering::Relaxed);
         let sender = self.sender;
         self.broadcast(|| Message::Watermark { sender, time }).await;
     }

@@ -1,7 +1,7 @@
 //! Counters of a running pipeline, per node and core: bumped per batch by the data cores,
 //! read at any time by the main thread for the progress line and the summary.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,9 +16,12 @@ pub enum Role {
     Sink,
 }
 
+/// [`Counters::watermark_ms`] before the first watermark.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
 /// One node's counters on one core, alone on its cache line so cores never contend on a
 /// line another core writes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
 pub struct Counters {
     /// Rows received.
@@ -35,6 +38,23 @@ pub struct Counters {
     pub late: AtomicU64,
     /// Groups (keys × windows) held in state at the last update.
     pub groups: AtomicU64,
+    /// The last watermark the node sent downstream (ms), [`NO_WATERMARK`] before the first.
+    pub watermark_ms: AtomicI64,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
+            watermark_ms: AtomicI64::new(NO_WATERMARK),
+        }
+    }
 }
 
 impl Counters {

@@ -105,7 +105,9 @@ async fn serve(
         .map_err(|err| format!("cannot start the metadata group: {err}"))?;
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc(listener, id, meta.clone(), transport.clone(), stop_rx));
+    let jobs = supervisor::LocalJobs::default();
+    let services = (id, meta.clone(), transport.clone(), jobs.clone());
+    let server = tokio::spawn(grpc(listener, services, stop_rx));
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -118,6 +120,7 @@ async fn serve(
         cores: data.cores,
         pin: data.pin,
         data_dir: config.data_dir.clone(),
+        jobs,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
@@ -153,9 +156,7 @@ const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 /// Serves AdminService, RaftService and reflection on `listener` until `stop` fires.
 async fn grpc(
     listener: TcpListener,
-    id: u64,
-    meta: MetaHandle,
-    transport: GrpcTransport,
+    (id, meta, transport, jobs): (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
     // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
@@ -171,7 +172,7 @@ async fn grpc(
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .add_service(AdminServer::service(id, meta.clone(), transport.clone()))
+        .add_service(AdminServer::service(id, meta.clone(), transport.clone(), jobs))
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
