@@ -17,8 +17,11 @@
 //! checkpoints and savepoints on demand.
 //!
 //! A pipeline's files live under `<data-dir>/pipelines/<name>/`: the spec of each version
-//! (`v<version>.yaml`), its WALs and its checkpoints (`data/`). Paths inside the spec (file
-//! sinks, file sources) are taken relative to the node's working directory.
+//! (`v<version>.yaml`), its WALs (`data/`) and the checkpoints of this incarnation of it
+//! (`checkpoints-<index>/`, after the raft index that created it: a pipeline deleted and
+//! created again under the same name starts without the old one's checkpoints, which are
+//! removed, so `--from-savepoint` applies; its WALs stay). Paths inside the spec (file sinks,
+//! file sources) are taken relative to the node's working directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -397,7 +400,12 @@ fn launch(
     let spec = dir.join(format!("v{}.yaml", pipeline.version));
     std::fs::write(&spec, &pipeline.spec_yaml)
         .map_err(|err| format!("{}: {err}", spec.display()))?;
-    let args = run_args(node, pipeline, spec, dir.join("data"));
+    remove_older_incarnations(&dir, pipeline.created_at_index);
+    let mut args = run_args(node, pipeline, spec, dir.join("data"));
+    if pipeline.created_at_index > 0 {
+        let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
+        args.checkpoint_dir = Some(dir.join(checkpoints));
+    }
     let (commands, inbox) = crossbeam_channel::unbounded();
     let paused = pipeline.desired == DesiredState::Paused;
     if paused {
@@ -423,6 +431,30 @@ fn launch(
         paused,
         stopping: false,
     })
+}
+
+/// Removes the checkpoint directories (`checkpoints-<index>`) of the pipelines deleted before
+/// the one created at raft index `created`. Failures only cost disk space: logged.
+fn remove_older_incarnations(dir: &Path, created: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let older = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("checkpoints-"))
+            .and_then(|index| index.parse::<u64>().ok())
+            .is_some_and(|index| index < created);
+        if !older {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed a deleted pipeline's checkpoints"),
+            Err(err) => tracing::warn!(path = %path.display(), error = %err, "cannot remove a deleted pipeline's checkpoints"),
+        }
+    }
 }
 
 /// `wire run`'s arguments for a pipeline of the metadata.
@@ -486,8 +518,11 @@ impl JobThread {
         let say = |line: &str| tracing::info!(pipeline = %name, "{line}");
         let plan = job::load(&self.args.pipeline)?;
         let checkpoints = self.args.checkpoints.as_ref().map(|_| {
-            // `wire run`'s default checkpoint directory.
-            self.args.data_dir.join(&plan.name).join("checkpoints")
+            // This incarnation's, or `wire run`'s default checkpoint directory.
+            self.args
+                .checkpoint_dir
+                .clone()
+                .unwrap_or_else(|| self.args.data_dir.join(&plan.name).join("checkpoints"))
         });
         let key_groups = plan.settings.max_parallelism;
         let cores = job::data_cores(self.args.cores, false, key_groups, &say)?;

@@ -135,6 +135,10 @@ pub struct PipelineMeta {
     pub checkpoints: Vec<CheckpointRecord>,
     /// Savepoints, oldest first (at most [`SAVEPOINTS_KEPT`]).
     pub savepoints: Vec<SavepointRecord>,
+    /// The raft index of the `CreatePipeline` that made it: a pipeline deleted and created
+    /// again under the same name is another incarnation, with checkpoints of its own. 0 for
+    /// pipelines recorded before version 2 of the encoding.
+    pub created_at_index: u64,
 }
 
 /// The whole replicated metadata.
@@ -260,7 +264,7 @@ impl MetaState {
                 name,
                 spec_yaml,
                 options,
-            } => Some(self.create(name, spec_yaml, options)?),
+            } => Some(self.create(index, name, spec_yaml, options)?),
             MetaCommand::UpdatePipeline {
                 name,
                 spec_yaml,
@@ -376,7 +380,13 @@ impl MetaState {
         self.pipelines.get_mut(name).ok_or_else(|| unknown(name))
     }
 
-    fn create(&mut self, name: &str, spec: &str, options: &RunOptions) -> Result<u64, MetaError> {
+    fn create(
+        &mut self,
+        index: u64,
+        name: &str,
+        spec: &str,
+        options: &RunOptions,
+    ) -> Result<u64, MetaError> {
         if name.is_empty() {
             return Err(MetaError::Invalid {
                 reason: "pipeline name is empty".into(),
@@ -397,6 +407,7 @@ impl MetaState {
             assignment: Vec::new(),
             checkpoints: Vec::new(),
             savepoints: Vec::new(),
+            created_at_index: index,
         };
         self.pipelines.insert(name.to_owned(), meta);
         Ok(1)
@@ -809,11 +820,14 @@ fn encode_pipeline(w: &mut Writer, p: &PipelineMeta) {
         w.u64(s.checkpoint_id);
         w.u64(s.recorded_at_index);
     }
+    // Version 2.
+    w.u64(p.created_at_index);
 }
 
-fn decode_pipeline(r: &mut Reader<'_>, version: u8) -> Result<PipelineMeta, MetaError> {
+/// Decodes a pipeline written at snapshot format `format`.
+fn decode_pipeline(r: &mut Reader<'_>, format: u8) -> Result<PipelineMeta, MetaError> {
     let spec_yaml = r.string("spec_yaml")?;
-    let options = decode_options(r, version)?;
+    let options = decode_options(r, format)?;
     let version = r.u64("version")?;
     let desired = decode_desired(r)?;
     let actual = decode_actual(r)?;
@@ -834,6 +848,10 @@ fn decode_pipeline(r: &mut Reader<'_>, version: u8) -> Result<PipelineMeta, Meta
             recorded_at_index: r.u64("recorded_at_index")?,
         });
     }
+    let created_at_index = match format {
+        1 => 0,
+        _ => r.u64("created_at_index")?,
+    };
     Ok(PipelineMeta {
         spec_yaml,
         options,
@@ -844,6 +862,7 @@ fn decode_pipeline(r: &mut Reader<'_>, version: u8) -> Result<PipelineMeta, Meta
         assignment,
         checkpoints,
         savepoints,
+        created_at_index,
     })
 }
 
