@@ -652,7 +652,10 @@ impl CoordinatorState {
 }
 
 /// Writes `checkpoint` as `<dir>/savepoint-<id>` on the blocking pool; the path.
-async fn write_savepoint_into(dir: &std::path::Path, checkpoint: Checkpoint) -> Result<PathBuf, String> {
+async fn write_savepoint_into(
+    dir: &std::path::Path,
+    checkpoint: Checkpoint,
+) -> Result<PathBuf, String> {
     let path = dir.join(format!("savepoint-{:08}", checkpoint.id));
     let written = tokio::task::spawn_blocking({
         let path = path.clone();

@@ -172,7 +172,12 @@ async fn grpc(
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .add_service(AdminServer::service(id, meta.clone(), transport.clone(), jobs))
+        .add_service(AdminServer::service(
+            id,
+            meta.clone(),
+            transport.clone(),
+            jobs,
+        ))
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -99,7 +99,9 @@ impl LocalJobs {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobLink>> {
         // The map holds no invariant a panicking holder could break halfway.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -451,8 +453,12 @@ fn remove_older_incarnations(dir: &Path, created: u64) {
         }
         let path = entry.path();
         match std::fs::remove_dir_all(&path) {
-            Ok(()) => tracing::info!(path = %path.display(), "removed a deleted pipeline's checkpoints"),
-            Err(err) => tracing::warn!(path = %path.display(), error = %err, "cannot remove a deleted pipeline's checkpoints"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a deleted pipeline's checkpoints")
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove a deleted pipeline's checkpoints")
+            }
         }
     }
 }

@@ -424,7 +424,14 @@ fn bad_requests_are_refused_and_change_nothing() {
             "`sp` is relative",
         ),
         (
-            &["pipeline", "create", "-f", good.to_str().unwrap(), "--checkpoints-retained", "1"],
+            &[
+                "pipeline",
+                "create",
+                "-f",
+                good.to_str().unwrap(),
+                "--checkpoints-retained",
+                "1",
+            ],
             2,
             "--checkpoint-interval",
         ),
@@ -794,21 +801,19 @@ fn wait_rows_in(endpoint: &str, name: &str, operator: &str, want: u64) {
     );
 }
 
-/// The complete checkpoint directories (`chk-*`) of pipeline `name` on `node`'s disk.
+/// The complete checkpoint directories (`chk-*`, with a manifest) of pipeline `name` on
+/// `node`'s disk, wherever they are under its directory.
 fn checkpoints_on_disk(node: &WireNode, name: &str) -> Vec<String> {
-    let dir = node.data_dir.join("pipelines").join(name);
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let is_store = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with("checkpoints-"));
-        if !is_store {
-            continue;
-        }
-        for chk in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-            if chk.path().join("MANIFEST").exists() {
-                found.push(chk.file_name().to_string_lossy().into_owned());
+    let mut dirs = vec![node.data_dir.join("pipelines").join(name)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with("chk-") && path.join("MANIFEST").exists() {
+                found.push(file_name);
+            } else if path.is_dir() {
+                dirs.push(path);
             }
         }
     }
@@ -826,7 +831,9 @@ fn per_parity(dir: &Path) -> Vec<(i64, i64, i64, i64)> {
         let e = by_k.entry(k).or_insert((n, n, s));
         *e = (e.0.min(n), e.1.max(n), e.2.max(s));
     }
-    by_k.into_iter().map(|(k, (lo, hi, s))| (k, lo, hi, s)).collect()
+    by_k.into_iter()
+        .map(|(k, (lo, hi, s))| (k, lo, hi, s))
+        .collect()
 }
 
 #[test]
@@ -851,7 +858,10 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     let other = nodes.iter().find(|n| n.id != host_id).unwrap().addr.clone();
     let second = wirectl_json(&other, &["checkpoint", "trigger", "totals"]);
     let id = second["checkpoint_id"].as_u64().expect("checkpoint_id");
-    assert!(id > first["checkpoint_id"].as_u64().unwrap(), "{first} {second}");
+    assert!(
+        id > first["checkpoint_id"].as_u64().unwrap(),
+        "{first} {second}"
+    );
     let listed = wirectl_json(&other, &["checkpoint", "list", "totals"]);
     let ids: Vec<u64> = listed["checkpoints"]
         .as_array()
@@ -861,12 +871,14 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
         .collect();
     assert!(ids.contains(&id), "{id} not in {listed}");
     // --checkpoints-retained 1: one checkpoint on the host's disk.
-    wait_for("one checkpoint kept on disk", PIPELINE_WAIT, || {
-        match checkpoints_on_disk(host, "totals") {
+    wait_for(
+        "one checkpoint kept on disk",
+        PIPELINE_WAIT,
+        || match checkpoints_on_disk(host, "totals") {
             kept if kept.len() == 1 => Ok(()),
             kept => Err(format!("{kept:?}")),
-        }
-    });
+        },
+    );
 
     // The live counters, asked on a node that does not host it, grow with the input.
     let mut client = connect(port);
@@ -879,7 +891,13 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     let savepoints = dir.path().join("savepoints");
     let sp = wirectl_json(
         &other,
-        &["savepoint", "create", "totals", "--dir", savepoints.to_str().unwrap()],
+        &[
+            "savepoint",
+            "create",
+            "totals",
+            "--dir",
+            savepoints.to_str().unwrap(),
+        ],
     );
     assert_eq!(sp["node_id"].as_u64(), Some(host_id), "{sp}");
     let sp_path = PathBuf::from(sp["path"].as_str().expect("path"));
@@ -890,7 +908,11 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     client.close().expect("close");
     let ok = |args: &[&str]| {
         let out = wirectl(&endpoint, args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     ok(&["pipeline", "stop", "totals"]);
     wait_state(&endpoint, "totals", "finished");
@@ -915,7 +937,10 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     // first update): not empty state (replaying the whole WAL would show 50), nor the deleted
     // pipeline's last checkpoint (100).
     for (k, first, _, _) in &totals {
-        assert!((75..100).contains(first), "parity {k} first counted {first}: {totals:?}");
+        assert!(
+            (75..100).contains(first),
+            "parity {k} first counted {first}: {totals:?}"
+        );
     }
 }
 
@@ -930,7 +955,11 @@ fn checkpoints_on_demand_refuse_bad_requests_and_change_nothing() {
     let out = dir.path().join("out");
     let spec = totals_spec(dir.path(), port, &out);
     create(&at, &spec, &["--checkpoint-interval", "1h"]);
-    create(&at, &ingest_spec(dir.path(), wire_tests::cluster::free_port(), &out.join("i")), &[]);
+    create(
+        &at,
+        &ingest_spec(dir.path(), wire_tests::cluster::free_port(), &out.join("i")),
+        &[],
+    );
     wait_state(&at, "totals", "running");
     wait_state(&at, "ingested", "running");
     let listed = || wirectl_json(&at, &["checkpoint", "list", "totals"]);
@@ -940,8 +969,14 @@ fn checkpoints_on_demand_refuse_bad_requests_and_change_nothing() {
     let unwritable = not_a_dir.join("sp");
     let unwritable = unwritable.to_str().unwrap();
     let refused: &[(&[&str], &str)] = &[
-        (&["checkpoint", "trigger", "ingested"], "does not checkpoint"),
-        (&["savepoint", "create", "totals", "--dir", "sp"], "is relative"),
+        (
+            &["checkpoint", "trigger", "ingested"],
+            "does not checkpoint",
+        ),
+        (
+            &["savepoint", "create", "totals", "--dir", "sp"],
+            "is relative",
+        ),
         (
             &["savepoint", "create", "totals", "--dir", unwritable],
             &format!("savepoint directory {unwritable} on node 1"),
