@@ -305,3 +305,40 @@ fn role_name(role: Role) -> &'static str {
         Role::Sink => "sink",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use wire_actors::{Counters, Role, RunProbe};
+
+    use super::operator_rows;
+
+    #[test]
+    fn rows_sum_cores_and_the_watermark_is_the_lowest_sent() {
+        let nodes = vec![
+            ("rows".to_string(), Role::Source, "ingest".to_string()),
+            ("big".to_string(), Role::Operator, "filter".to_string()),
+        ];
+        let probe = RunProbe::new(nodes, 2);
+        for core in &probe.nodes[0].cores {
+            Counters::add(&core.events, 10);
+            Counters::add(&core.rows_out, 10);
+        }
+        Counters::add(&probe.nodes[1].cores[1].rows_in, 7);
+        probe.nodes[1].cores[0]
+            .watermark_ms
+            .store(2_000, Ordering::Relaxed);
+        probe.nodes[1].cores[1]
+            .watermark_ms
+            .store(1_000, Ordering::Relaxed);
+        let rows = operator_rows(&probe, 2);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].rows_in, rows[0].rows_out), (20, 20));
+        assert_eq!(rows[0].watermark_ms, None, "a source that sent none");
+        assert_eq!(rows[0].role, "source");
+        assert_eq!((rows[1].name.as_str(), rows[1].rows_in), ("big", 7));
+        assert_eq!(rows[1].watermark_ms, Some(1_000));
+        assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.backpressure)));
+    }
+}
