@@ -418,23 +418,6 @@ fn bad_requests_are_refused_and_change_nothing() {
             1,
             "does not checkpoint",
         ),
-        (
-            &["savepoint", "create", "good", "--dir", "sp"],
-            1,
-            "`sp` is relative",
-        ),
-        (
-            &[
-                "pipeline",
-                "create",
-                "-f",
-                good.to_str().unwrap(),
-                "--checkpoints-retained",
-                "1",
-            ],
-            2,
-            "--checkpoint-interval",
-        ),
         (&["pipeline", "scale", "good", "--cores", "0"], 1, "cores"),
         (
             &["pipeline", "scale", "stopped", "--cores", "2"],
@@ -844,41 +827,11 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     let leader = wait_for_leader(&nodes, ELECTION);
     let endpoint = node(&nodes, leader).addr.clone();
     let port = wire_tests::cluster::free_port();
-    let out = dir.path().join("out");
-    let spec = totals_spec(dir.path(), port, &out.join("first"));
-    let every = ["--checkpoint-interval", "1h", "--checkpoints-retained", "1"];
-    let created = create(&endpoint, &spec, &every);
+    let spec = totals_spec(dir.path(), port, &dir.path().join("out").join("first"));
+    let created = create(&endpoint, &spec, &RETAIN_ONE);
     assert_eq!(created["options"]["checkpoints_retained"], 1, "{created}");
     wait_state(&endpoint, "totals", "running");
-
-    // A checkpoint on demand, asked anywhere, is taken by the hosting node and then listed.
-    let first = wirectl_json(&endpoint, &["checkpoint", "trigger", "totals"]);
-    let host_id = first["node_id"].as_u64().expect("node_id");
-    let host = node(&nodes, host_id);
-    let other = nodes.iter().find(|n| n.id != host_id).unwrap().addr.clone();
-    let second = wirectl_json(&other, &["checkpoint", "trigger", "totals"]);
-    let id = second["checkpoint_id"].as_u64().expect("checkpoint_id");
-    assert!(
-        id > first["checkpoint_id"].as_u64().unwrap(),
-        "{first} {second}"
-    );
-    let listed = wirectl_json(&other, &["checkpoint", "list", "totals"]);
-    let ids: Vec<u64> = listed["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["id"].as_u64())
-        .collect();
-    assert!(ids.contains(&id), "{id} not in {listed}");
-    // --checkpoints-retained 1: one checkpoint on the host's disk.
-    wait_for(
-        "one checkpoint kept on disk",
-        PIPELINE_WAIT,
-        || match checkpoints_on_disk(host, "totals") {
-            kept if kept.len() == 1 => Ok(()),
-            kept => Err(format!("{kept:?}")),
-        },
-    );
+    let (host_id, other) = checkpoints_on_demand(&nodes, &endpoint);
 
     // The live counters, asked on a node that does not host it, grow with the input.
     let mut client = connect(port);
@@ -906,41 +859,79 @@ fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
     send_rows(&mut client, 150..200);
     wait_rows_in(&other, "totals", "per_parity", 200);
     client.close().expect("close");
-    let ok = |args: &[&str]| {
-        let out = wirectl(&endpoint, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ok(&["pipeline", "stop", "totals"]);
+    succeeds(&endpoint, &["pipeline", "stop", "totals"]);
     wait_state(&endpoint, "totals", "finished");
-    ok(&["pipeline", "delete", "totals"]);
+    succeeds(&endpoint, &["pipeline", "delete", "totals"]);
+    restore_the_savepoint(dir.path(), &endpoint, port, &sp_path);
+}
 
-    // Created again from the savepoint: its state holds the 150 rows, the WAL replays the 50
-    // after them, and new rows follow; each row counted once.
-    let spec = totals_spec(dir.path(), port, &out.join("second"));
+/// `--checkpoint-interval 1h --checkpoints-retained 1`: checkpoints only on demand, one kept.
+const RETAIN_ONE: [&str; 4] = ["--checkpoint-interval", "1h", "--checkpoints-retained", "1"];
+
+fn succeeds(endpoint: &str, args: &[&str]) {
+    let out = wirectl(endpoint, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+}
+
+/// Checkpoints of the running `totals` on demand, asked on `endpoint` and on a node that does
+/// not host it: each is taken by the host, then listed, and one is kept on the host's disk.
+/// The host's id and another node's address.
+fn checkpoints_on_demand(nodes: &[WireNode], endpoint: &str) -> (u64, String) {
+    let first = wirectl_json(endpoint, &["checkpoint", "trigger", "totals"]);
+    let host_id = first["node_id"].as_u64().expect("node_id");
+    let other = nodes.iter().find(|n| n.id != host_id).unwrap().addr.clone();
+    let second = wirectl_json(&other, &["checkpoint", "trigger", "totals"]);
+    let id = second["checkpoint_id"].as_u64().expect("checkpoint_id");
+    assert!(
+        id > first["checkpoint_id"].as_u64().unwrap(),
+        "{first} {second}"
+    );
+    let listed = wirectl_json(&other, &["checkpoint", "list", "totals"]);
+    let ids: Vec<u64> = listed["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    assert!(ids.contains(&id), "{id} not in {listed}");
+    // --checkpoints-retained 1: one checkpoint on the host's disk.
+    let host = node(nodes, host_id);
+    wait_for(
+        "one checkpoint kept on disk",
+        PIPELINE_WAIT,
+        || match checkpoints_on_disk(host, "totals") {
+            kept if kept.len() == 1 => Ok(()),
+            kept => Err(format!("{kept:?}")),
+        },
+    );
+    (host_id, other)
+}
+
+/// Creates `totals` again from the savepoint at `sp_path` (taken after 150 rows; 200 were sent
+/// before the stop): its state holds the 150 rows, the WAL replays the 50 after them, and new
+/// rows follow; each row counted once.
+fn restore_the_savepoint(dir: &Path, endpoint: &str, port: u16, sp_path: &Path) {
+    let out = dir.join("out").join("second");
+    let spec = totals_spec(dir, port, &out);
     let from = ["--from-savepoint", sp_path.to_str().unwrap()];
-    create(&endpoint, &spec, &[&every[..], &from[..]].concat());
-    wait_state(&endpoint, "totals", "running");
+    create(endpoint, &spec, &[&RETAIN_ONE[..], &from[..]].concat());
+    wait_state(endpoint, "totals", "running");
     let mut client = connect(port);
     send_rows(&mut client, 200..210);
     client.close().expect("close");
-    ok(&["pipeline", "stop", "totals"]);
-    wait_state(&endpoint, "totals", "finished");
+    succeeds(endpoint, &["pipeline", "stop", "totals"]);
+    wait_state(endpoint, "totals", "finished");
     let sum = |k: i64| (0..210).filter(|id| id % 2 == k).sum::<i64>();
-    let totals = per_parity(&out.join("second"));
+    let totals = per_parity(&out);
     let last: Vec<(i64, i64, i64)> = totals.iter().map(|t| (t.0, t.2, t.3)).collect();
     assert_eq!(last, vec![(0, 105, sum(0)), (1, 105, sum(1))], "{totals:?}");
     // The smallest count in the changelog is the savepoint's (75 per parity, retracted by the
     // first update): not empty state (replaying the whole WAL would show 50), nor the deleted
     // pipeline's last checkpoint (100).
     for (k, first, _, _) in &totals {
-        assert!(
-            (75..100).contains(first),
-            "parity {k} first counted {first}: {totals:?}"
-        );
+        let shown = format!("parity {k} first counted {first}: {totals:?}");
+        assert!((75..100).contains(first), "{shown}");
     }
 }
 
@@ -968,6 +959,15 @@ fn checkpoints_on_demand_refuse_bad_requests_and_change_nothing() {
     std::fs::write(&not_a_dir, "").unwrap();
     let unwritable = not_a_dir.join("sp");
     let unwritable = unwritable.to_str().unwrap();
+    let retained = [
+        "pipeline",
+        "create",
+        "-f",
+        "x.yaml",
+        "--checkpoints-retained",
+        "1",
+    ];
+    fails_with(&wirectl(&at, &retained), 2, "--checkpoint-interval");
     let refused: &[(&[&str], &str)] = &[
         (
             &["checkpoint", "trigger", "ingested"],
