@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
@@ -24,7 +24,7 @@ use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
 use crate::raft::{self, MetaConfig, MetaHandle};
 use crate::supervisor::{self, Supervised};
-use crate::transport::{GrpcTransport, RaftServer};
+use crate::transport::{Dialer, GrpcTransport, RaftServer};
 use config::{Bootstrap, NodeConfig};
 
 /// How often the transport's peer addresses are refreshed from the membership.
@@ -91,7 +91,13 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
-    let transport = GrpcTransport::new(id, &config.advertise, tokio::runtime::Handle::current());
+    let dialer = Dialer::from_listen(config.listen);
+    let transport = GrpcTransport::new(
+        id,
+        &config.advertise,
+        dialer,
+        tokio::runtime::Handle::current(),
+    );
     let bootstrap = match &config.bootstrap {
         Bootstrap::Initial(members) => {
             transport.set_peers(&members.clone().into_iter().collect());
@@ -116,6 +122,7 @@ async fn serve(
     let supervised = Supervised {
         node: id,
         meta: meta.clone(),
+        dialer,
         pool: data.pool,
         cores: data.cores,
         pin: data.pin,
@@ -220,10 +227,10 @@ async fn join(
     transport: &GrpcTransport,
 ) -> Result<(), String> {
     let fail = |why: String| format!("cannot join the cluster via {member}: {why}");
-    let endpoint = Endpoint::from_shared(format!("http://{member}"))
-        .map_err(|err| fail(err.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(JOIN_TIMEOUT);
+    let endpoint = transport
+        .dialer()
+        .endpoint(member, Duration::from_secs(3), JOIN_TIMEOUT)
+        .map_err(fail)?;
     let channel = endpoint
         .connect()
         .await

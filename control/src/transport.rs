@@ -9,6 +9,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,40 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How this node opens connections to other members: from its own listen address when that
+/// is one address (not `0.0.0.0` or `::`), so that peers and firewalls see the node's traffic
+/// come from the address it is known by (on a host with several addresses, the kernel would
+/// otherwise pick one by route).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dialer {
+    source: Option<IpAddr>,
+}
+
+impl Dialer {
+    /// Connections from `listen`'s address, unless it is unspecified.
+    pub fn from_listen(listen: std::net::SocketAddr) -> Dialer {
+        let ip = listen.ip();
+        Dialer {
+            source: (!ip.is_unspecified()).then_some(ip),
+        }
+    }
+
+    /// An endpoint for `http://address` with these timeouts, from this node's source address.
+    pub fn endpoint(
+        &self,
+        address: &str,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Endpoint, String> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|err| format!("bad address {address}: {err}"))?;
+        Ok(endpoint
+            .connect_timeout(connect)
+            .timeout(request)
+            .local_address(self.source))
+    }
+}
 
 /// The RaftService: steps every message of an inbound batch into the local raft node.
 pub struct RaftServer {
@@ -100,7 +135,11 @@ impl RaftService for RaftServer {
 
 /// Proposes `command` on this node when it leads, else asks the leader to (over its
 /// RaftService); the error says why neither could.
-pub async fn propose_anywhere(meta: &MetaHandle, command: MetaCommand) -> Result<u64, String> {
+pub async fn propose_anywhere(
+    meta: &MetaHandle,
+    dialer: &Dialer,
+    command: MetaCommand,
+) -> Result<u64, String> {
     let leader = match meta.propose(command.clone()).await {
         Ok(applied) => return Ok(applied.index),
         Err(MetaError::NotLeader {
@@ -108,10 +147,7 @@ pub async fn propose_anywhere(meta: &MetaHandle, command: MetaCommand) -> Result
         }) => address,
         Err(err) => return Err(err.to_string()),
     };
-    let endpoint = Endpoint::from_shared(format!("http://{leader}"))
-        .map_err(|err| format!("leader address {leader}: {err}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(SEND_TIMEOUT);
+    let endpoint = dialer.endpoint(&leader, CONNECT_TIMEOUT, SEND_TIMEOUT)?;
     let channel = endpoint
         .connect()
         .await
@@ -161,6 +197,7 @@ struct Shared {
     node_id: u64,
     /// This node's address, sent with every batch.
     advertise: String,
+    dialer: Dialer,
     runtime: tokio::runtime::Handle,
     /// Where each peer is reached; updated from the membership.
     addresses: Mutex<HashMap<u64, String>>,
@@ -169,18 +206,29 @@ struct Shared {
 }
 
 impl GrpcTransport {
-    /// A transport for node `node_id`, reached at `advertise`, whose sender tasks run on
-    /// `runtime`.
-    pub fn new(node_id: u64, advertise: &str, runtime: tokio::runtime::Handle) -> GrpcTransport {
+    /// A transport for node `node_id`, reached at `advertise`, connecting through `dialer`,
+    /// whose sender tasks run on `runtime`.
+    pub fn new(
+        node_id: u64,
+        advertise: &str,
+        dialer: Dialer,
+        runtime: tokio::runtime::Handle,
+    ) -> GrpcTransport {
         GrpcTransport {
             inner: Arc::new(Shared {
                 node_id,
                 advertise: advertise.to_string(),
+                dialer,
                 runtime,
                 addresses: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// How this node connects to other members.
+    pub fn dialer(&self) -> Dialer {
+        self.inner.dialer
     }
 
     /// Sets the members' addresses (this node's own entry is ignored). A peer whose address
@@ -242,6 +290,7 @@ impl GrpcTransport {
                 let peer = Peer {
                     from: self.inner.node_id,
                     from_address: self.inner.advertise.clone(),
+                    dialer: self.inner.dialer,
                     to,
                     address,
                 };
@@ -280,6 +329,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Peer {
     from: u64,
     from_address: String,
+    dialer: Dialer,
     to: u64,
     address: String,
 }
@@ -323,10 +373,9 @@ impl Peer {
     }
 
     async fn connect(&self) -> Result<RaftServiceClient<Channel>, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.address))
-            .map_err(|err| format!("bad address {}: {err}", self.address))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(SEND_TIMEOUT)
+        let endpoint = self
+            .dialer
+            .endpoint(&self.address, CONNECT_TIMEOUT, SEND_TIMEOUT)?
             .tcp_nodelay(true);
         let channel = endpoint.connect().await.map_err(|err| err.to_string())?;
         Ok(RaftServiceClient::new(channel)

@@ -11,6 +11,7 @@ use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef}
 
 pub mod cluster;
 pub mod process;
+pub mod proxy;
 pub mod rows;
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
@@ -96,20 +97,19 @@ pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
         .and_then(std::path::Path::parent)
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    let bin = profile_dir.join(name);
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .current_dir(repo_root())
-            .args(["build", "-p", package, "--bin", name]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building {name} failed");
+    // Built (or found up to date) once per test process, so a test never runs a binary older
+    // than the code it tests: `cargo test -p wire-tests` does not build other packages' binaries.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .current_dir(repo_root())
+        .args(["build", "-p", package, "--bin", name]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
     }
-    bin
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    profile_dir.join(name)
 }
 
 /// The rows of JSON-lines part files in `dir`, parsed (completed parts only; hidden files
