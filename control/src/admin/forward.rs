@@ -38,17 +38,21 @@ pub fn is_for_host<T>(request: &Request<T>) -> bool {
 
 /// Node `id` at `address`, which hosts pipeline `pipeline`, as a client ready for one
 /// forwarded call (a request already forwarded to a host is not forwarded again).
-pub async fn host(this: u64, (id, address): (u64, String), pipeline: &str) -> Result<Peer, Status> {
+pub async fn host(
+    this: u64,
+    dialer: &Dialer,
+    (id, address): (u64, String),
+    pipeline: &str,
+) -> Result<Peer, Status> {
     let unreachable = |why: &str| {
         Status::unavailable(format!(
             "pipeline `{pipeline}` runs on node {id} at {address}, which node {this} cannot \
              reach ({why}); retry, or use --endpoint {address}"
         ))
     };
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|err| unreachable(&err.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
+    let endpoint = dialer
+        .endpoint(&address, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+        .map_err(|err| unreachable(&err))?;
     let channel = endpoint
         .connect()
         .await

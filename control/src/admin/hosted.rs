@@ -133,7 +133,8 @@ impl AdminServer {
                 "pipeline `{name}` is placed on node {node}, which is not a member; retry"
             )));
         };
-        let peer = forward::host(self.node_id, (node, info.addr.clone()), name).await?;
+        let dialer = self.transport.dialer();
+        let peer = forward::host(self.node_id, &dialer, (node, info.addr.clone()), name).await?;
         Ok(Hosting::Node(Box::new(peer)))
     }
 
@@ -189,7 +190,8 @@ impl AdminServer {
         };
         // The job thread records it too once it sees it on disk; whichever comes second is
         // refused as not newer, which is fine.
-        if let Err(err) = propose_anywhere(&self.meta, command).await {
+        let dialer = self.transport.dialer();
+        if let Err(err) = propose_anywhere(&self.meta, &dialer, command).await {
             tracing::debug!(pipeline = %name, id, error = %err, "checkpoint already recorded");
         }
         Ok(TriggerCheckpointResponse {
@@ -213,7 +215,8 @@ impl AdminServer {
             path: path.clone(),
             checkpoint_id: id,
         };
-        if let Err(err) = propose_anywhere(&self.meta, command).await {
+        let dialer = self.transport.dialer();
+        if let Err(err) = propose_anywhere(&self.meta, &dialer, command).await {
             tracing::warn!(pipeline = %name, id, error = %err, "cannot record the savepoint");
         }
         Ok(CreateSavepointResponse {
