@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
@@ -24,6 +24,7 @@ use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
 use crate::raft::{self, MetaConfig, MetaHandle};
 use crate::supervisor::{self, Supervised};
+use crate::tls::NodeTls;
 use crate::transport::{Dialer, GrpcTransport, RaftServer};
 use config::{Bootstrap, NodeConfig};
 
@@ -91,11 +92,15 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
-    let dialer = Dialer::from_listen(config.listen);
+    let tls = match &config.tls {
+        Some(files) => Some(NodeTls::load(files)?),
+        None => None,
+    };
+    let dialer = Dialer::new(config.listen, tls.as_ref().map(|t| t.client.clone()));
     let transport = GrpcTransport::new(
         id,
         &config.advertise,
-        dialer,
+        dialer.clone(),
         tokio::runtime::Handle::current(),
     );
     let bootstrap = match &config.bootstrap {
@@ -113,7 +118,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
-    let server = tokio::spawn(grpc(listener, services, stop_rx));
+    let server = tokio::spawn(grpc(listener, services, tls.map(|t| t.server), stop_rx));
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -122,7 +127,7 @@ async fn serve(
     let supervised = Supervised {
         node: id,
         meta: meta.clone(),
-        dialer,
+        dialer: dialer.clone(),
         pool: data.pool,
         cores: data.cores,
         pin: data.pin,
@@ -164,6 +169,7 @@ const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 async fn grpc(
     listener: TcpListener,
     (id, meta, transport, jobs): (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
+    tls: Option<ServerTlsConfig>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
     // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
@@ -178,13 +184,15 @@ async fn grpc(
         .build_v1alpha()
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .add_service(AdminServer::service(
-            id,
-            meta.clone(),
-            transport.clone(),
-            jobs,
-        ))
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|err| format!("tls: {err}"))?;
+    }
+    let admin = AdminServer::service(id, meta.clone(), transport.clone(), jobs);
+    server
+        .add_service(admin)
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

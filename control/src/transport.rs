@@ -16,7 +16,7 @@ use std::time::Duration;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::proto::raft::raft_service_client::RaftServiceClient;
@@ -35,33 +35,48 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// How this node opens connections to other members: from its own listen address when that
-/// is one address (not `0.0.0.0` or `::`), so that peers and firewalls see the node's traffic
-/// come from the address it is known by (on a host with several addresses, the kernel would
-/// otherwise pick one by route).
-#[derive(Debug, Clone, Copy, Default)]
+/// How this node opens connections to other members: over TLS with its certificate when the
+/// node has TLS on, and from its own listen address when that is one address (not `0.0.0.0`
+/// or `::`), so that peers and firewalls see the node's traffic come from the address it is
+/// known by (on a host with several addresses, the kernel would otherwise pick one by route).
+#[derive(Debug, Clone, Default)]
 pub struct Dialer {
     source: Option<IpAddr>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Dialer {
-    /// Connections from `listen`'s address, unless it is unspecified.
-    pub fn from_listen(listen: std::net::SocketAddr) -> Dialer {
+    /// Connections from `listen`'s address, unless it is unspecified, with `tls` if given.
+    pub fn new(listen: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Dialer {
         let ip = listen.ip();
         Dialer {
             source: (!ip.is_unspecified()).then_some(ip),
+            tls,
         }
     }
 
-    /// An endpoint for `http://address` with these timeouts, from this node's source address.
+    /// Whether connections between members use TLS (and so the RaftService checks that its
+    /// callers are members).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// An endpoint for `address` with these timeouts, from this node's source address.
     pub fn endpoint(
         &self,
         address: &str,
         connect: Duration,
         request: Duration,
     ) -> Result<Endpoint, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|err| format!("bad address {address}: {err}"))?;
+        if let Some(tls) = &self.tls {
+            let tls = tls.clone().domain_name(crate::tls::host_of(address));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|err| format!("tls for {address}: {err}"))?;
+        }
         Ok(endpoint
             .connect_timeout(connect)
             .timeout(request)
@@ -93,9 +108,47 @@ impl RaftServer {
     }
 }
 
+impl RaftServer {
+    /// With TLS on, a caller must be the member it says it is: its client certificate (which
+    /// the handshake checked against the cluster CA) must name the host of that member's
+    /// address, the one this node knows or, for a sender it does not know yet (this node is
+    /// joining), the one it gives. Without TLS the node serves only loopback or was started
+    /// `--insecure`, and every caller is taken at its word.
+    fn check_member<T>(
+        &self,
+        request: &Request<T>,
+        from: u64,
+        given: Option<&String>,
+    ) -> Result<(), Status> {
+        if !self.transport.dialer().has_tls() {
+            return Ok(());
+        }
+        let denied = || Status::permission_denied("only cluster members may call RaftService");
+        let known = self.transport.peers().get(&from).cloned();
+        let address = match (known, given) {
+            (Some(known), Some(given)) if !given.is_empty() && *given != known => {
+                return Err(denied())
+            }
+            (Some(known), _) => known,
+            (None, Some(given)) if !given.is_empty() => given.clone(),
+            _ => return Err(denied()),
+        };
+        let certs = request.peer_certs().ok_or_else(denied)?;
+        match certs.first() {
+            Some(cert) if crate::tls::cert_names(cert, &address) => Ok(()),
+            _ => {
+                tracing::warn!(from, address = %address, "refused a RaftService call: its certificate does not name the member's host");
+                Err(denied())
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for RaftServer {
     async fn send(&self, request: Request<RaftBatch>) -> Result<Response<RaftAck>, Status> {
+        let claimed = request.get_ref();
+        self.check_member(&request, claimed.from, Some(&claimed.from_address))?;
         let batch = request.into_inner();
         if batch.to != self.node_id {
             return Err(Status::failed_precondition(format!(
@@ -120,6 +173,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeAnswer>, Status> {
+        self.check_member(&request, request.get_ref().from, None)?;
         let asked = request.into_inner();
         let command = MetaCommand::decode(&asked.command).map_err(|err| {
             Status::invalid_argument(format!("command from node {}: {err}", asked.from))
@@ -228,7 +282,7 @@ impl GrpcTransport {
 
     /// How this node connects to other members.
     pub fn dialer(&self) -> Dialer {
-        self.inner.dialer
+        self.inner.dialer.clone()
     }
 
     /// Sets the members' addresses (this node's own entry is ignored). A peer whose address
@@ -290,7 +344,7 @@ impl GrpcTransport {
                 let peer = Peer {
                     from: self.inner.node_id,
                     from_address: self.inner.advertise.clone(),
-                    dialer: self.inner.dialer,
+                    dialer: self.inner.dialer.clone(),
                     to,
                     address,
                 };

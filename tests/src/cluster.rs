@@ -207,16 +207,24 @@ pub fn initial_cluster(nodes: &[(u64, String)]) -> String {
 
 /// Starts founding nodes `1..=count` under `dir`, all with the same `--initial-cluster`.
 pub fn start_cluster(dir: &Path, count: u64) -> Vec<WireNode> {
-    let nodes: Vec<WireNode> = (1..=count).map(|id| WireNode::new(dir, id, &[])).collect();
+    start_cluster_with(dir, count, &[])
+}
+
+/// [`start_cluster`] with `extra` flags for every node (TLS files, say).
+pub fn start_cluster_with(dir: &Path, count: u64, extra: &[String]) -> Vec<WireNode> {
+    let nodes: Vec<WireNode> = (1..=count)
+        .map(|id| WireNode::new(dir, id, extra))
+        .collect();
     let list: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
     found(nodes, &list)
 }
 
-/// Starts `nodes`, all with `--initial-cluster` of `members`.
+/// Starts `nodes`, all with `--initial-cluster` of `members` after their own flags.
 fn found(mut nodes: Vec<WireNode>, members: &[(u64, String)]) -> Vec<WireNode> {
     let flag = initial_cluster(members);
     for node in &mut nodes {
-        node.args = vec!["--initial-cluster".into(), flag.clone()];
+        node.args
+            .extend(["--initial-cluster".to_string(), flag.clone()]);
         node.start();
     }
     nodes

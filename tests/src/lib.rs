@@ -97,19 +97,58 @@ pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
         .and_then(std::path::Path::parent)
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    // Built (or found up to date) once per test process, so a test never runs a binary older
-    // than the code it tests: `cargo test -p wire-tests` does not build other packages' binaries.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build
-        .current_dir(repo_root())
-        .args(["build", "-p", package, "--bin", name]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
+    let bin = profile_dir.join(name);
+    // `cargo test -p wire-tests` does not build other packages' binaries: build it when it is
+    // missing or older than the sources it is made of, so a test never runs old code. (Not
+    // always: a plain `cargo build -p` unifies features differently from `cargo test` and
+    // would rebuild the dependencies back and forth.)
+    if !bin.exists() || is_older_than_sources(&bin) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .current_dir(repo_root())
+            .args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
     }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building {name} failed");
-    profile_dir.join(name)
+    bin
+}
+
+/// Whether a source file of the binaries' crates changed after `bin` was built.
+fn is_older_than_sources(bin: &std::path::Path) -> bool {
+    fn newest(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+        let mut latest = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).ok()
+            };
+            latest = latest.max(time);
+        }
+        latest
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = repo_root();
+    let sources = [
+        "core/src",
+        "storage/src",
+        "net/src",
+        "actors/src",
+        "control/src",
+        "control/proto",
+        "loadgen/src",
+    ];
+    sources
+        .iter()
+        .filter_map(|dir| newest(&root.join(dir)))
+        .any(|changed| changed > built)
 }
 
 /// The rows of JSON-lines part files in `dir`, parsed (completed parts only; hidden files
