@@ -16,6 +16,9 @@ pub enum Role {
     Sink,
 }
 
+/// [`Counters::watermark_ms`] before the first watermark.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
 /// One node's counters on one core, alone on its cache line so cores never contend on a
 /// line another core writes.
 #[derive(Debug)]
@@ -39,9 +42,6 @@ pub struct Counters {
     /// ([`NO_WATERMARK`] until the first); written once per watermark, read on a scrape.
     pub watermark_ms: AtomicI64,
 }
-
-/// [`Counters::watermark_ms`] before any watermark was sent.
-pub const NO_WATERMARK: i64 = i64::MIN;
 
 impl Default for Counters {
     fn default() -> Counters {

@@ -6,11 +6,13 @@
 //! command the state machine refuses changes nothing, so an error leaves the metadata as it
 //! was. Runs on the process's tokio runtime.
 //!
-//! Pipelines are recorded (spec, options, desired state) but not run: their state stays
-//! `created` until the nodes' core pools run them (a later step).
+//! A request about what a running pipeline does (`pipeline get`'s counters, checkpoints and
+//! savepoints on demand) is served by the node that hosts the pipeline (its placement in the
+//! metadata): another member forwards it there once (see [`hosted`]).
 
 pub(crate) mod convert;
 mod forward;
+mod hosted;
 
 use std::time::Duration;
 
@@ -26,8 +28,10 @@ use crate::proto::admin::{
     RemoveNodeRequest, RemoveNodeResponse, ScalePipelineRequest, TriggerCheckpointResponse,
 };
 use crate::raft::{ActualState, DesiredState, MetaCommand, MetaError, MetaHandle, MetaState};
+use crate::supervisor::LocalJobs;
 use crate::transport::GrpcTransport;
-use forward::{is_forwarded, Leader};
+use forward::{is_for_host, is_forwarded, Leader};
+use hosted::Hosting;
 
 pub use forward::FORWARDED;
 
@@ -49,6 +53,8 @@ pub struct AdminServer {
     node_id: u64,
     meta: MetaHandle,
     transport: GrpcTransport,
+    /// The pipelines running on this node.
+    jobs: LocalJobs,
 }
 
 /// Where a request is served.
@@ -60,16 +66,18 @@ enum Route<T> {
 }
 
 impl AdminServer {
-    /// The tonic service for node `node_id`.
+    /// The tonic service for node `node_id`, which runs `jobs`.
     pub fn service(
         node_id: u64,
         meta: MetaHandle,
         transport: GrpcTransport,
+        jobs: LocalJobs,
     ) -> AdminServiceServer<AdminServer> {
         AdminServiceServer::new(AdminServer {
             node_id,
             meta,
             transport,
+            jobs,
         })
         .max_decoding_message_size(crate::transport::MESSAGE_BYTES_MAX)
         .max_encoding_message_size(crate::transport::MESSAGE_BYTES_MAX)
@@ -230,22 +238,6 @@ fn check_live(name: &str, pipeline: &crate::raft::PipelineMeta) -> Result<(), St
     Ok(())
 }
 
-/// A checkpoint or savepoint on demand is not built for node pipelines yet: a running one is
-/// refused saying so (it checkpoints every `--checkpoint-interval`), any other for its state.
-fn not_running(name: &str, pipeline: &crate::raft::PipelineMeta, what: &str) -> Status {
-    if pipeline.actual == ActualState::Running {
-        return Status::failed_precondition(format!(
-            "pipeline `{name}` is running, but a {what} on demand is not built yet for \
-             pipelines on `wire start` nodes: they take checkpoints every \
-             --checkpoint-interval given to `wirectl pipeline create` (see `checkpoint list`)"
-        ));
-    }
-    Status::failed_precondition(format!(
-        "pipeline `{name}` is {}, not running: only a running pipeline takes a {what}",
-        convert::actual_name(pipeline.actual)
-    ))
-}
-
 #[tonic::async_trait]
 impl AdminService for AdminServer {
     async fn cluster_status(
@@ -334,10 +326,12 @@ impl AdminService for AdminServer {
         let checked = crate::check::check_text(&message.file, &message.spec)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let name = checked.spec.name.clone();
+        let options = convert::run_options(message.options.as_ref());
+        convert::check_options(&options)?;
         let command = MetaCommand::CreatePipeline {
             name: name.clone(),
             spec_yaml: message.spec.clone(),
-            options: convert::run_options(message.options.as_ref()),
+            options,
         };
         match self.propose(command, forwarded).await? {
             Route::Here(()) => Ok(Response::new(self.pipeline_here(&name).await?)),
@@ -368,18 +362,17 @@ impl AdminService for AdminServer {
         &self,
         request: Request<PipelineRef>,
     ) -> Result<Response<Pipeline>, Status> {
-        let forwarded = is_forwarded(&request);
+        let hop = is_for_host(&request);
+        let forwarded = is_forwarded(&request) || hop;
         let message = request.into_inner();
         let state = match self.state(forwarded).await? {
             Route::Here(state) => state,
             Route::Leader(leader) => return forward!(leader, get_pipeline, message),
         };
         let pipeline = find(&state, &message.name)?;
-        Ok(Response::new(convert::pipeline(
-            &message.name,
-            pipeline,
-            true,
-        )))
+        let mut answer = convert::pipeline(&message.name, pipeline, true);
+        answer.operators = self.operators(&state, &message.name, hop).await;
+        Ok(Response::new(answer))
     }
 
     async fn pause_pipeline(
@@ -468,14 +461,19 @@ impl AdminService for AdminServer {
         &self,
         request: Request<PipelineRef>,
     ) -> Result<Response<TriggerCheckpointResponse>, Status> {
-        let forwarded = is_forwarded(&request);
+        let hop = is_for_host(&request);
+        let forwarded = is_forwarded(&request) || hop;
         let message = request.into_inner();
         let state = match self.state(forwarded).await? {
             Route::Here(state) => state,
             Route::Leader(leader) => return forward!(leader, trigger_checkpoint, message),
         };
         let pipeline = find(&state, &message.name)?;
-        Err(not_running(&message.name, pipeline, "checkpoint"))
+        hosted::check_on_demand(&message.name, pipeline, "checkpoint")?;
+        match self.host(&state, &message.name, hop).await? {
+            Hosting::Here => self.trigger_here(&message.name).await.map(Response::new),
+            Hosting::Node(host) => forward!(host, trigger_checkpoint, message),
+        }
     }
 
     async fn list_checkpoints(
@@ -498,19 +496,23 @@ impl AdminService for AdminServer {
         &self,
         request: Request<CreateSavepointRequest>,
     ) -> Result<Response<CreateSavepointResponse>, Status> {
-        let forwarded = is_forwarded(&request);
+        let hop = is_for_host(&request);
+        let forwarded = is_forwarded(&request) || hop;
         let message = request.into_inner();
-        if message.dir.trim().is_empty() {
-            return Err(Status::invalid_argument(
-                "dir: give the directory the savepoint goes into",
-            ));
-        }
+        hosted::check_savepoint_dir(&message.dir)?;
         let state = match self.state(forwarded).await? {
             Route::Here(state) => state,
             Route::Leader(leader) => return forward!(leader, create_savepoint, message),
         };
         let pipeline = find(&state, &message.name)?;
-        Err(not_running(&message.name, pipeline, "savepoint"))
+        hosted::check_on_demand(&message.name, pipeline, "savepoint")?;
+        match self.host(&state, &message.name, hop).await? {
+            Hosting::Here => self
+                .savepoint_here(&message.name, &message.dir)
+                .await
+                .map(Response::new),
+            Hosting::Node(host) => forward!(host, create_savepoint, message),
+        }
     }
 
     async fn compact(

@@ -10,8 +10,13 @@
 //! what they staged. A checkpoint that an instance fails, or that is not complete within the
 //! timeout, is aborted; the next one starts at the next tick. A failed write (disk full) aborts
 //! the checkpoint and the pipeline runs on.
+//!
+//! On demand ([`CoordinatorLink`], `wirectl checkpoint trigger` and `savepoint create`), a
+//! checkpoint is triggered at once, or right after the running one ends; the request is
+//! answered when that checkpoint completes (with its id and where it went) or aborts.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -115,8 +120,24 @@ pub struct CheckpointReport {
     pub first_abort: Option<String>,
 }
 
+/// The answer to an on-demand checkpoint: the checkpoint's id and where it went (its directory
+/// in the store, or the savepoint's), or why it did not complete.
+pub type OnDemand = Result<(u64, PathBuf), String>;
+
+/// An on-demand checkpoint waiting for its answer.
+struct Waiter {
+    /// Also write the checkpoint as a savepoint into this directory.
+    savepoint_dir: Option<PathBuf>,
+    /// The checkpoint that answers it, once triggered.
+    id: Option<u64>,
+    reply: RpcReplyPort<OnDemand>,
+}
+
 /// Messages to the coordinator.
 pub enum CoordinatorMsg {
+    /// Take a checkpoint now (or right after the running one) and answer when it completes
+    /// or aborts; with a directory, also write it there as `savepoint-<id>`.
+    OnDemand(Option<PathBuf>, RpcReplyPort<OnDemand>),
     /// Time to trigger, or to check the running checkpoint's timeout.
     Tick,
     /// An ack from a data core.
@@ -154,6 +175,8 @@ pub struct CoordinatorState {
     chain: Option<Chain>,
     /// What `/metrics` shows of `report`, updated as it changes.
     gauges: Arc<CheckpointGauges>,
+    /// On-demand checkpoints waiting for their answers.
+    waiters: Vec<Waiter>,
 }
 
 struct Pending {
@@ -193,6 +216,7 @@ impl Actor for Coordinator {
             savepoint_id: None,
             notices,
             chain: config.restored_chain,
+            waiters: Vec::new(),
             config,
             gauges,
         })
@@ -206,6 +230,16 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             CoordinatorMsg::Tick => state.tick(),
+            CoordinatorMsg::OnDemand(savepoint_dir, reply) => {
+                state.waiters.push(Waiter {
+                    savepoint_dir,
+                    id: None,
+                    reply,
+                });
+                if state.pending.is_none() {
+                    state.trigger();
+                }
+            }
             CoordinatorMsg::Savepoint => {
                 state.savepoint_wanted = true;
                 if state.pending.is_none() {
@@ -244,6 +278,7 @@ impl CoordinatorState {
             }
             Some(_) => {}
             None if self.last_end.elapsed() >= self.config.interval => self.trigger(),
+            None if self.waiters.iter().any(|w| w.id.is_none()) => self.trigger(),
             None => {}
         }
     }
@@ -254,10 +289,14 @@ impl CoordinatorState {
         if std::mem::take(&mut self.savepoint_wanted) {
             self.savepoint_id = Some(id);
         }
+        for waiter in self.waiters.iter_mut().filter(|w| w.id.is_none()) {
+            waiter.id = Some(id);
+        }
         // A savepoint holds whole state; a chain is cut once it is as long as allowed or
         // its deltas add up to the whole state it builds on (restore reads at most twice).
+        let savepoint = self.savepoint_id == Some(id) || self.savepoint_waiter(id);
         let base = self.chain.as_ref().and_then(|chain| {
-            let extend = self.savepoint_id != Some(id)
+            let extend = !savepoint
                 && chain.deltas < self.config.max_deltas
                 && chain.delta_bytes < chain.whole_bytes;
             extend.then_some(chain.last)
@@ -272,27 +311,60 @@ impl CoordinatorState {
         self.shared.request(id, base);
     }
 
+    /// Whether an on-demand savepoint waits for checkpoint `id`.
+    fn savepoint_waiter(&self, id: u64) -> bool {
+        self.waiters
+            .iter()
+            .any(|w| w.id == Some(id) && w.savepoint_dir.is_some())
+    }
+
     /// Writes `checkpoint` as `savepoint-<id>` in the savepoint directory, and says where.
     async fn write_savepoint(&mut self, checkpoint: Checkpoint) {
         let Some(dir) = self.config.savepoint_dir.clone() else {
             return;
         };
-        let path = dir.join(format!("savepoint-{:08}", checkpoint.id));
-        let written = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || wire_storage::checkpoint::write_dir(&path, &checkpoint)
-        })
-        .await;
-        match written {
-            Ok(Ok(_)) => {
+        match write_savepoint_into(&dir, checkpoint).await {
+            Ok(path) => {
                 tracing::info!(path = %path.display(), "savepoint written");
                 let _ = self
                     .notices
                     .send(format!("savepoint written to {}", path.display()));
                 self.report.savepoint = Some(path);
             }
-            Ok(Err(err)) => self.savepoint_failed(err.to_string()),
-            Err(err) => self.savepoint_failed(err.to_string()),
+            Err(reason) => self.savepoint_failed(reason),
+        }
+    }
+
+    /// Answers the on-demand requests that waited for completed checkpoint `id`, writing
+    /// the savepoints they asked for (`checkpoint` is a copy, when one did).
+    async fn answer_completed(&mut self, id: u64, checkpoint: Option<Checkpoint>) {
+        let (done, waiting) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| w.id == Some(id));
+        self.waiters = waiting;
+        for waiter in done {
+            let answer = match (&waiter.savepoint_dir, &checkpoint) {
+                (None, _) => Ok((id, self.config.store.path_of(id))),
+                (Some(dir), Some(checkpoint)) => write_savepoint_into(dir, checkpoint.clone())
+                    .await
+                    .map(|path| (id, path)),
+                (Some(_), None) => Err(format!("checkpoint {id}: no copy for the savepoint")),
+            };
+            if let Ok((_, path)) = &answer {
+                tracing::info!(id, path = %path.display(), "on-demand checkpoint answered");
+            }
+            let _ = waiter.reply.send(answer);
+        }
+    }
+
+    /// Answers the on-demand requests that waited for the checkpoint in flight: it failed.
+    fn answer_aborted(&mut self, reason: &str) {
+        let (aborted, waiting) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| w.id.is_some());
+        self.waiters = waiting;
+        for waiter in aborted {
+            let _ = waiter.reply.send(Err(format!("aborted: {reason}")));
         }
     }
 
@@ -307,6 +379,7 @@ impl CoordinatorState {
     fn abort(&mut self, reason: String) {
         tracing::warn!(%reason, "checkpoint aborted");
         self.report.aborted += 1;
+        self.answer_aborted(&reason);
         self.report.first_abort.get_or_insert(reason);
         if self.savepoint_id.take().is_some() {
             self.savepoint_wanted = true; // the next checkpoint is the savepoint
@@ -374,7 +447,8 @@ impl CoordinatorState {
             Err(reason) => return self.abort(format!("checkpoint {}: {reason}", pending.id)),
         };
         let incremental = checkpoint.base.is_some();
-        let savepoint = (self.savepoint_id == Some(pending.id)).then(|| checkpoint.clone());
+        let wanted = self.savepoint_id == Some(pending.id) || self.savepoint_waiter(pending.id);
+        let copy = wanted.then(|| checkpoint.clone());
         match self.write(checkpoint).await {
             Ok(bytes) => {
                 let ms = pending.started.elapsed().as_secs_f64() * 1e3;
@@ -391,13 +465,22 @@ impl CoordinatorState {
                     self.shared.retain_from(oldest);
                 }
                 self.last_end = Instant::now();
-                if let Some(checkpoint) = savepoint {
-                    self.savepoint_id = None;
-                    self.write_savepoint(checkpoint).await;
-                }
+                self.after_complete(pending.id, copy).await;
             }
             Err(reason) => self.abort(format!("checkpoint {}: {reason}", pending.id)),
         }
+    }
+
+    /// Writes the savepoints completed checkpoint `id` was asked for (`copy` of it) and
+    /// answers its on-demand requests.
+    async fn after_complete(&mut self, id: u64, copy: Option<Checkpoint>) {
+        if self.savepoint_id == Some(id) {
+            self.savepoint_id = None;
+            if let Some(checkpoint) = copy.clone() {
+                self.write_savepoint(checkpoint).await;
+            }
+        }
+        self.answer_completed(id, copy).await;
     }
 
     /// Records completed checkpoint `id` (`bytes` written in `ms`) in the report and the
@@ -527,6 +610,10 @@ impl CoordinatorState {
     async fn finish(&mut self) -> CheckpointReport {
         self.try_complete().await;
         self.pending = None;
+        for waiter in std::mem::take(&mut self.waiters) {
+            let why = "the pipeline ended before the checkpoint completed".to_string();
+            let _ = waiter.reply.send(Err(why));
+        }
         let clean = self.finished.len() >= self.config.participants
             && !self
                 .finished
@@ -570,6 +657,61 @@ impl CoordinatorState {
             }
         }
         self.report.clone()
+    }
+}
+
+/// Writes `checkpoint` as `<dir>/savepoint-<id>` on the blocking pool; the path.
+async fn write_savepoint_into(
+    dir: &std::path::Path,
+    checkpoint: Checkpoint,
+) -> Result<PathBuf, String> {
+    let path = dir.join(format!("savepoint-{:08}", checkpoint.id));
+    let written = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || wire_storage::checkpoint::write_dir(&path, &checkpoint)
+    })
+    .await;
+    match written {
+        Ok(Ok(_)) => Ok(path),
+        Ok(Err(err)) => Err(format!("savepoint {}: {err}", path.display())),
+        Err(err) => Err(format!("savepoint {}: {err}", path.display())),
+    }
+}
+
+/// Why an on-demand checkpoint has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDemandError {
+    /// It was aborted (an instance failed, it timed out, it could not be written) or the
+    /// run ended first.
+    Failed(String),
+    /// Not answered within the wait; it may still complete.
+    TimedOut,
+    /// The coordinator is gone (the run ended).
+    Gone,
+}
+
+/// A `Send + Clone` link to a running coordinator, for on-demand checkpoints from any task of
+/// the process's tokio runtime.
+#[derive(Clone)]
+pub struct CoordinatorLink {
+    actor: ActorRef<CoordinatorMsg>,
+}
+
+impl CoordinatorLink {
+    /// Takes a checkpoint now (with `savepoint_dir`, also written there as `savepoint-<id>`)
+    /// and waits at most `wait` for it: its id and where it went.
+    pub async fn checkpoint(
+        &self,
+        savepoint_dir: Option<PathBuf>,
+        wait: Duration,
+    ) -> Result<(u64, PathBuf), OnDemandError> {
+        let build = |reply| CoordinatorMsg::OnDemand(savepoint_dir, reply);
+        match self.actor.call(build, Some(wait)).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(done))) => Ok(done),
+            Ok(ractor::rpc::CallResult::Success(Err(why))) => Err(OnDemandError::Failed(why)),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(OnDemandError::TimedOut),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(OnDemandError::Gone),
+        }
     }
 }
 
@@ -637,6 +779,13 @@ impl CoordinatorHandle {
     /// Lines for the user that arrived since the last call (savepoints written or failed).
     pub fn notices(&self) -> Vec<String> {
         self.notices.try_iter().collect()
+    }
+
+    /// A link for on-demand checkpoints from the runtime's tasks.
+    pub fn link(&self) -> CoordinatorLink {
+        CoordinatorLink {
+            actor: self.actor.clone(),
+        }
     }
 
     /// Asks for a savepoint now (see [`CoordinatorMsg::Savepoint`]).

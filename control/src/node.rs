@@ -123,14 +123,9 @@ async fn serve(
     metrics.set_meta(id, meta.clone());
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc(
-        listener,
-        id,
-        meta.clone(),
-        transport.clone(),
-        tls.map(|t| t.server),
-        stop_rx,
-    ));
+    let jobs = supervisor::LocalJobs::default();
+    let services = (id, meta.clone(), transport.clone(), jobs.clone());
+    let server = tokio::spawn(grpc(listener, services, tls.map(|t| t.server), stop_rx));
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -145,6 +140,7 @@ async fn serve(
         pin: data.pin,
         data_dir: config.data_dir.clone(),
         metrics,
+        jobs,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
@@ -180,9 +176,7 @@ const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 /// Serves AdminService, RaftService and reflection on `listener` until `stop` fires.
 async fn grpc(
     listener: TcpListener,
-    id: u64,
-    meta: MetaHandle,
-    transport: GrpcTransport,
+    (id, meta, transport, jobs): (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
     tls: Option<ServerTlsConfig>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
@@ -204,8 +198,9 @@ async fn grpc(
             .tls_config(tls)
             .map_err(|err| format!("tls: {err}"))?;
     }
+    let admin = AdminServer::service(id, meta.clone(), transport.clone(), jobs);
     server
-        .add_service(AdminServer::service(id, meta.clone(), transport.clone()))
+        .add_service(admin)
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -12,18 +12,28 @@
 //! - what the jobs report (running, paused, stopping, finished, failed, checkpoints) is
 //!   proposed to the metadata, through the leader when this node does not lead.
 //!
+//! Each running job is listed in the node's [`LocalJobs`] (its live counters and a link to its
+//! checkpoint coordinator), which the AdminService reads to answer `pipeline get` and to take
+//! checkpoints and savepoints on demand.
+//!
 //! A pipeline's files live under `<data-dir>/pipelines/<name>/`: the spec of each version
-//! (`v<version>.yaml`), its WALs and its checkpoints (`data/`). Paths inside the spec (file
-//! sinks, file sources) are taken relative to the node's working directory.
+//! (`v<version>.yaml`), its WALs (`data/`) and the checkpoints of this incarnation of it
+//! (`checkpoints-<index>/`, after the raft index that created it: a pipeline deleted and
+//! created again under the same name starts without the old one's checkpoints, which are
+//! removed, so `--from-savepoint` applies; its WALs stay). Paths inside the spec (file sinks,
+//! file sources) are taken relative to the node's working directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::mpsc;
-use wire_actors::PoolHandle;
+use wire_actors::{PoolHandle, RunProbe};
 use wire_storage::checkpoint::CheckpointStore;
+
+use crate::checkpoint::CoordinatorLink;
 
 use crate::job::{self, CheckpointArgs, Job, Outcome, RunArgs};
 use crate::raft::{
@@ -38,10 +48,62 @@ const JOB_POLL: Duration = Duration::from_millis(50);
 /// How often a job thread looks for newly completed checkpoints to record (the directory is
 /// listed each time).
 const CHECKPOINT_LOOK: Duration = Duration::from_millis(500);
-/// `wirectl pipeline create` does not take these yet; they are `wire run`'s defaults.
+/// `wire run`'s defaults, for the options `wirectl pipeline create` was not given.
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECKPOINTS_RETAINED: usize = 3;
 const CHECKPOINT_DELTAS: u32 = 10;
+
+/// The jobs running on this node, by pipeline name: shared by the job threads (each lists
+/// itself once deployed and leaves when it ended) and the AdminService (which reads them).
+#[derive(Clone, Default)]
+pub struct LocalJobs(Arc<Mutex<HashMap<String, JobLink>>>);
+
+/// What the AdminService may reach of a running job.
+#[derive(Clone)]
+pub struct JobLink {
+    /// The pipeline version the job runs.
+    pub version: u64,
+    /// Its live counters.
+    pub probe: Arc<RunProbe>,
+    /// Its data cores.
+    pub cores: usize,
+    /// Its checkpoint coordinator, when it checkpoints.
+    pub coordinator: Option<CoordinatorLink>,
+    /// Whether it is paused (its sources read no barrier, so it takes no checkpoint).
+    pub paused: bool,
+}
+
+impl LocalJobs {
+    /// The job of pipeline `name`, if one runs here.
+    pub fn get(&self, name: &str) -> Option<JobLink> {
+        self.lock().get(name).cloned()
+    }
+
+    fn insert(&self, name: &str, link: JobLink) {
+        self.lock().insert(name.to_string(), link);
+    }
+
+    /// Forgets the job of `name` at `version` (not a newer one that replaced it).
+    fn remove(&self, name: &str, version: u64) {
+        let mut jobs = self.lock();
+        if jobs.get(name).is_some_and(|link| link.version == version) {
+            jobs.remove(name);
+        }
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) {
+        if let Some(link) = self.lock().get_mut(name) {
+            link.paused = paused;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobLink>> {
+        // The map holds no invariant a panicking holder could break halfway.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// What the node gives its supervisor.
 pub struct Supervised {
@@ -61,6 +123,8 @@ pub struct Supervised {
     pub data_dir: PathBuf,
     /// Where running jobs show their figures (`--metrics-addr`).
     pub metrics: crate::metrics::Metrics,
+    /// The node's running jobs, shared with its AdminService.
+    pub jobs: LocalJobs,
 }
 
 /// What the supervisor tells a job's thread.
@@ -342,7 +406,12 @@ fn launch(
     let spec = dir.join(format!("v{}.yaml", pipeline.version));
     std::fs::write(&spec, &pipeline.spec_yaml)
         .map_err(|err| format!("{}: {err}", spec.display()))?;
-    let args = run_args(node, pipeline, spec, dir.join("data"));
+    remove_older_incarnations(&dir, pipeline.created_at_index);
+    let mut args = run_args(node, pipeline, spec, dir.join("data"));
+    if pipeline.created_at_index > 0 {
+        let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
+        args.checkpoint_dir = Some(dir.join(checkpoints));
+    }
     let (commands, inbox) = crossbeam_channel::unbounded();
     let paused = pipeline.desired == DesiredState::Paused;
     if paused {
@@ -357,6 +426,7 @@ fn launch(
         events,
         inbox,
         metrics: node.metrics.clone(),
+        jobs: node.jobs.clone(),
     };
     std::thread::Builder::new()
         .name(format!("wire-job-{name}"))
@@ -368,6 +438,34 @@ fn launch(
         paused,
         stopping: false,
     })
+}
+
+/// Removes the checkpoint directories (`checkpoints-<index>`) of the pipelines deleted before
+/// the one created at raft index `created`. Failures only cost disk space: logged.
+fn remove_older_incarnations(dir: &Path, created: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let older = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("checkpoints-"))
+            .and_then(|index| index.parse::<u64>().ok())
+            .is_some_and(|index| index < created);
+        if !older {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a deleted pipeline's checkpoints")
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove a deleted pipeline's checkpoints")
+            }
+        }
+    }
 }
 
 /// `wire run`'s arguments for a pipeline of the metadata.
@@ -384,9 +482,13 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
             .checkpoint_interval_ms
             .map(|interval| CheckpointArgs {
                 interval: Duration::from_millis(interval),
-                timeout: CHECKPOINT_TIMEOUT,
-                retained: CHECKPOINTS_RETAINED,
-                deltas: CHECKPOINT_DELTAS,
+                timeout: options
+                    .checkpoint_timeout_ms
+                    .map_or(CHECKPOINT_TIMEOUT, Duration::from_millis),
+                retained: options
+                    .checkpoints_retained
+                    .map_or(CHECKPOINTS_RETAINED, |n| n as usize),
+                deltas: options.checkpoint_deltas.unwrap_or(CHECKPOINT_DELTAS),
                 from_savepoint: options.from_savepoint.as_ref().map(PathBuf::from),
                 savepoint_dir: None,
             }),
@@ -407,12 +509,14 @@ struct JobThread {
     events: mpsc::UnboundedSender<JobEvent>,
     inbox: Receiver<JobCommand>,
     metrics: crate::metrics::Metrics,
+    jobs: LocalJobs,
 }
 
 impl JobThread {
     fn run(self) {
         let name = self.name.clone();
         let result = self.run_job();
+        self.jobs.remove(&name, self.version);
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
         }
@@ -426,8 +530,11 @@ impl JobThread {
         let say = |line: &str| tracing::info!(pipeline = %name, "{line}");
         let plan = job::load(&self.args.pipeline)?;
         let checkpoints = self.args.checkpoints.as_ref().map(|_| {
-            // `wire run`'s default checkpoint directory.
-            self.args.data_dir.join(&plan.name).join("checkpoints")
+            // This incarnation's, or `wire run`'s default checkpoint directory.
+            self.args
+                .checkpoint_dir
+                .clone()
+                .unwrap_or_else(|| self.args.data_dir.join(&plan.name).join("checkpoints"))
         });
         let key_groups = plan.settings.max_parallelism;
         let cores = job::data_cores(self.args.cores, false, key_groups, &say)?;
@@ -436,6 +543,7 @@ impl JobThread {
             .map_err(|refused| refused.error)?;
         let shown = self.metrics.register(name, job.metric_sources());
         shown.running(true);
+        self.jobs.insert(name, self.link(&job));
         self.actual(ActualState::Running);
         let mut recorded = 0;
         let mut looked = std::time::Instant::now();
@@ -466,14 +574,27 @@ impl JobThread {
         }
     }
 
+    /// What the AdminService may reach of `job`.
+    fn link(&self, job: &Job) -> JobLink {
+        JobLink {
+            version: self.version,
+            probe: job.deployment().probe().clone(),
+            cores: job.deployment().cores(),
+            coordinator: job.coordinator().map(|c| c.link()),
+            paused: false,
+        }
+    }
+
     fn steer(&self, job: &mut Job, command: JobCommand) {
         match command {
             JobCommand::Pause => {
                 job.deployment().pause();
+                self.jobs.set_paused(&self.name, true);
                 self.actual(ActualState::Paused);
             }
             JobCommand::Resume => {
                 job.deployment().resume();
+                self.jobs.set_paused(&self.name, false);
                 self.actual(ActualState::Running);
             }
             JobCommand::Stop => {
@@ -491,7 +612,8 @@ impl JobThread {
 
     /// Reports the complete checkpoints newer than `after`; the newest reported.
     fn record_checkpoints(&self, dir: &Path, after: u64) -> u64 {
-        let Ok(store) = CheckpointStore::open(dir, CHECKPOINTS_RETAINED) else {
+        let retained = self.args.checkpoints.as_ref().map_or(1, |c| c.retained);
+        let Ok(store) = CheckpointStore::open(dir, retained) else {
             return after;
         };
         let Ok(ids) = store.ids() else {

@@ -132,7 +132,8 @@ fn agree(nodes: &[WireNode], expected: Option<&Value>) {
     });
 }
 
-/// A [`dump`] without what running pipelines change by themselves (their last checkpoint).
+/// A [`dump`] without what running pipelines change by themselves (their last checkpoint, and
+/// their live counters).
 fn without_progress(mut dump: Value) -> Value {
     for key in ["list", "pipelines"] {
         let pipelines = match key {
@@ -141,6 +142,7 @@ fn without_progress(mut dump: Value) -> Value {
         };
         for pipeline in pipelines.into_iter().flatten() {
             pipeline["last_checkpoint"] = Value::Null;
+            pipeline["operators"] = Value::Null;
         }
     }
     dump
@@ -489,11 +491,11 @@ fn bad_requests_are_refused_and_change_nothing() {
         (&["pipeline", "pause", "nope"], 1, "not found"),
         (&["pipeline", "delete", "nope"], 1, "not found"),
         (&["checkpoint", "list", "nope"], 1, "not found"),
-        (&["checkpoint", "trigger", "good"], 1, "not built yet"),
+        (&["checkpoint", "trigger", "good"], 1, "does not checkpoint"),
         (
             &["savepoint", "create", "good", "--dir", "/tmp/sp"],
             1,
-            "not built yet",
+            "does not checkpoint",
         ),
         (&["pipeline", "scale", "good", "--cores", "0"], 1, "cores"),
         (
@@ -809,4 +811,269 @@ fn pipelines_run_on_the_nodes_and_follow_wirectl() {
     for node in &mut nodes {
         node.stop();
     }
+}
+
+/// An ingest pipeline `totals` on `port` counting and summing ids per parity (state that a
+/// restore must carry), its changelog into a file sink at `out`.
+fn totals_spec(dir: &Path, port: u16, out: &Path) -> PathBuf {
+    let path = dir.join(format!("totals-{port}.yaml"));
+    let yaml = format!(
+        "name: totals
+sources:
+  rows:
+    type: ingest
+    listen: 127.0.0.1:{port}
+    schema: {{id: i64, v: f64}}
+operators:
+  - name: per_parity
+    from: rows
+    group_by:
+      k: id % 2
+    aggregate:
+      n: count(*)
+      s: sum(id)
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: per_parity}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+/// `rows in` of operator `operator` in `pipeline get NAME` at `endpoint`, if shown.
+fn rows_in(endpoint: &str, name: &str, operator: &str) -> Option<u64> {
+    let got = wirectl_json(endpoint, &["pipeline", "get", name]);
+    got["operators"]
+        .as_array()?
+        .iter()
+        .find(|op| op["name"] == operator)?["rows_in"]
+        .as_u64()
+}
+
+/// Waits until `pipeline get` at `endpoint` shows `want` rows into `operator`.
+fn wait_rows_in(endpoint: &str, name: &str, operator: &str, want: u64) {
+    wait_for(
+        &format!("{want} rows into `{operator}` shown at {endpoint}"),
+        PIPELINE_WAIT,
+        || match rows_in(endpoint, name, operator) {
+            Some(n) if n == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+/// The complete checkpoint directories (`chk-*`, with a manifest) of pipeline `name` on
+/// `node`'s disk, wherever they are under its directory.
+fn checkpoints_on_disk(node: &WireNode, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![node.data_dir.join("pipelines").join(name)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with("chk-") && path.join("MANIFEST").exists() {
+                found.push(file_name);
+            } else if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// For each parity `k` in a `totals` changelog directory: the smallest and largest count, and
+/// the largest sum.
+fn per_parity(dir: &Path) -> Vec<(i64, i64, i64, i64)> {
+    let mut by_k: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
+    for row in wire_tests::read_jsonl_dir(dir) {
+        let k = row["k"].as_i64().expect("k");
+        let n = row["n"].as_i64().expect("n");
+        let s = row["s"].as_i64().expect("s");
+        let e = by_k.entry(k).or_insert((n, n, s));
+        *e = (e.0.min(n), e.1.max(n), e.2.max(s));
+    }
+    by_k.into_iter()
+        .map(|(k, (lo, hi, s))| (k, lo, hi, s))
+        .collect()
+}
+
+#[test]
+fn checkpoints_savepoints_and_counters_come_from_the_hosting_node() {
+    let _one = serial();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let nodes = start_cluster(dir.path(), 3);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let endpoint = node(&nodes, leader).addr.clone();
+    let port = wire_tests::cluster::free_port();
+    let spec = totals_spec(dir.path(), port, &dir.path().join("out").join("first"));
+    let created = create(&endpoint, &spec, &RETAIN_ONE);
+    assert_eq!(created["options"]["checkpoints_retained"], 1, "{created}");
+    wait_state(&endpoint, "totals", "running");
+    let (host_id, other) = checkpoints_on_demand(&nodes, &endpoint);
+
+    // The live counters, asked on a node that does not host it, grow with the input.
+    let mut client = connect(port);
+    send_rows(&mut client, 0..100);
+    wait_rows_in(&other, "totals", "per_parity", 100);
+    send_rows(&mut client, 100..150);
+    wait_rows_in(&other, "totals", "per_parity", 150);
+
+    // A savepoint, asked on another node, written by the host; 150 rows are in its state.
+    let savepoints = dir.path().join("savepoints");
+    let sp = wirectl_json(
+        &other,
+        &[
+            "savepoint",
+            "create",
+            "totals",
+            "--dir",
+            savepoints.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(sp["node_id"].as_u64(), Some(host_id), "{sp}");
+    let sp_path = PathBuf::from(sp["path"].as_str().expect("path"));
+    assert!(sp_path.starts_with(&savepoints), "{sp}");
+    assert!(sp_path.join("MANIFEST").exists(), "{sp}");
+    send_rows(&mut client, 150..200);
+    wait_rows_in(&other, "totals", "per_parity", 200);
+    client.close().expect("close");
+    succeeds(&endpoint, &["pipeline", "stop", "totals"]);
+    wait_state(&endpoint, "totals", "finished");
+    succeeds(&endpoint, &["pipeline", "delete", "totals"]);
+    restore_the_savepoint(dir.path(), &endpoint, port, &sp_path);
+}
+
+/// `--checkpoint-interval 1h --checkpoints-retained 1`: checkpoints only on demand, one kept.
+const RETAIN_ONE: [&str; 4] = ["--checkpoint-interval", "1h", "--checkpoints-retained", "1"];
+
+fn succeeds(endpoint: &str, args: &[&str]) {
+    let out = wirectl(endpoint, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+}
+
+/// Checkpoints of the running `totals` on demand, asked on `endpoint` and on a node that does
+/// not host it: each is taken by the host, then listed, and one is kept on the host's disk.
+/// The host's id and another node's address.
+fn checkpoints_on_demand(nodes: &[WireNode], endpoint: &str) -> (u64, String) {
+    let first = wirectl_json(endpoint, &["checkpoint", "trigger", "totals"]);
+    let host_id = first["node_id"].as_u64().expect("node_id");
+    let other = nodes.iter().find(|n| n.id != host_id).unwrap().addr.clone();
+    let second = wirectl_json(&other, &["checkpoint", "trigger", "totals"]);
+    let id = second["checkpoint_id"].as_u64().expect("checkpoint_id");
+    assert!(
+        id > first["checkpoint_id"].as_u64().unwrap(),
+        "{first} {second}"
+    );
+    let listed = wirectl_json(&other, &["checkpoint", "list", "totals"]);
+    let ids: Vec<u64> = listed["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    assert!(ids.contains(&id), "{id} not in {listed}");
+    // --checkpoints-retained 1: one checkpoint on the host's disk.
+    let host = node(nodes, host_id);
+    wait_for(
+        "one checkpoint kept on disk",
+        PIPELINE_WAIT,
+        || match checkpoints_on_disk(host, "totals") {
+            kept if kept.len() == 1 => Ok(()),
+            kept => Err(format!("{kept:?}")),
+        },
+    );
+    (host_id, other)
+}
+
+/// Creates `totals` again from the savepoint at `sp_path` (taken after 150 rows; 200 were sent
+/// before the stop): its state holds the 150 rows, the WAL replays the 50 after them, and new
+/// rows follow; each row counted once.
+fn restore_the_savepoint(dir: &Path, endpoint: &str, port: u16, sp_path: &Path) {
+    let out = dir.join("out").join("second");
+    let spec = totals_spec(dir, port, &out);
+    let from = ["--from-savepoint", sp_path.to_str().unwrap()];
+    create(endpoint, &spec, &[&RETAIN_ONE[..], &from[..]].concat());
+    wait_state(endpoint, "totals", "running");
+    let mut client = connect(port);
+    send_rows(&mut client, 200..210);
+    client.close().expect("close");
+    succeeds(endpoint, &["pipeline", "stop", "totals"]);
+    wait_state(endpoint, "totals", "finished");
+    let sum = |k: i64| (0..210).filter(|id| id % 2 == k).sum::<i64>();
+    let totals = per_parity(&out);
+    let last: Vec<(i64, i64, i64)> = totals.iter().map(|t| (t.0, t.2, t.3)).collect();
+    assert_eq!(last, vec![(0, 105, sum(0)), (1, 105, sum(1))], "{totals:?}");
+    // The smallest count in the changelog is the savepoint's (75 per parity, retracted by the
+    // first update): not empty state (replaying the whole WAL would show 50), nor the deleted
+    // pipeline's last checkpoint (100).
+    for (k, first, _, _) in &totals {
+        let shown = format!("parity {k} first counted {first}: {totals:?}");
+        assert!((75..100).contains(first), "{shown}");
+    }
+}
+
+#[test]
+fn checkpoints_on_demand_refuse_bad_requests_and_change_nothing() {
+    let _one = serial();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let nodes = start_cluster(dir.path(), 1);
+    wait_for_leader(&nodes, ELECTION);
+    let at = nodes[0].addr.clone();
+    let port = wire_tests::cluster::free_port();
+    let out = dir.path().join("out");
+    let spec = totals_spec(dir.path(), port, &out);
+    create(&at, &spec, &["--checkpoint-interval", "1h"]);
+    create(
+        &at,
+        &ingest_spec(dir.path(), wire_tests::cluster::free_port(), &out.join("i")),
+        &[],
+    );
+    wait_state(&at, "totals", "running");
+    wait_state(&at, "ingested", "running");
+    let listed = || wirectl_json(&at, &["checkpoint", "list", "totals"]);
+    let (before, checkpoints) = (dump(&at), listed());
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let unwritable = not_a_dir.join("sp");
+    let unwritable = unwritable.to_str().unwrap();
+    let retained = [
+        "pipeline",
+        "create",
+        "-f",
+        "x.yaml",
+        "--checkpoints-retained",
+        "1",
+    ];
+    fails_with(&wirectl(&at, &retained), 2, "--checkpoint-interval");
+    let refused: &[(&[&str], &str)] = &[
+        (
+            &["checkpoint", "trigger", "ingested"],
+            "does not checkpoint",
+        ),
+        (
+            &["savepoint", "create", "totals", "--dir", "sp"],
+            "is relative",
+        ),
+        (
+            &["savepoint", "create", "totals", "--dir", unwritable],
+            &format!("savepoint directory {unwritable} on node 1"),
+        ),
+        (&["checkpoint", "trigger", "nope"], "not found"),
+    ];
+    for (args, needle) in refused {
+        fails_with(&wirectl(&at, args), 1, needle);
+    }
+    wirectl_json(&at, &["pipeline", "pause", "totals"]);
+    wait_state(&at, "totals", "paused");
+    let paused = wirectl(&at, &["checkpoint", "trigger", "totals"]);
+    fails_with(&paused, 1, "pipeline `totals` is paused");
+    let paused = wirectl(&at, &["savepoint", "create", "totals", "--dir", "/tmp/x"]);
+    fails_with(&paused, 1, "pipeline `totals` is paused");
+    wirectl_json(&at, &["pipeline", "resume", "totals"]);
+    wait_state(&at, "totals", "running");
+    assert_eq!(dump(&at), before, "a refused request changed the metadata");
+    assert_eq!(listed(), checkpoints, "a refused request took a checkpoint");
+    assert!(!not_a_dir.join("sp").exists());
 }

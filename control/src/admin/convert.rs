@@ -20,7 +20,7 @@ pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
             String::new()
         },
         last_checkpoint: meta.checkpoints.last().map_or(0, |c| c.id),
-        // Filled once pipelines run on the nodes' core pools and report counters.
+        // Filled from the hosting node's live counters by `GetPipeline`.
         operators: Vec::new(),
     }
 }
@@ -42,6 +42,9 @@ pub fn options(o: &RunOptions) -> PipelineOptions {
         checkpoint_interval_ms: o.checkpoint_interval_ms.unwrap_or(0),
         cores: o.cores.unwrap_or(0),
         from_savepoint: o.from_savepoint.clone().unwrap_or_default(),
+        checkpoint_timeout_ms: o.checkpoint_timeout_ms,
+        checkpoints_retained: o.checkpoints_retained,
+        checkpoint_deltas: o.checkpoint_deltas,
     }
 }
 
@@ -54,7 +57,38 @@ pub fn run_options(o: Option<&PipelineOptions>) -> RunOptions {
         checkpoint_interval_ms: (o.checkpoint_interval_ms > 0).then_some(o.checkpoint_interval_ms),
         cores: (o.cores > 0).then_some(o.cores),
         from_savepoint: (!o.from_savepoint.is_empty()).then(|| o.from_savepoint.clone()),
+        checkpoint_timeout_ms: o.checkpoint_timeout_ms,
+        checkpoints_retained: o.checkpoints_retained,
+        checkpoint_deltas: o.checkpoint_deltas,
     }
+}
+
+/// Refuses requested run options `wire run` would refuse: checkpoint options without
+/// `--checkpoint-interval`, a zero timeout, no checkpoint retained.
+pub fn check_options(o: &RunOptions) -> Result<(), Status> {
+    let checkpointing = o.checkpoint_interval_ms.is_some();
+    let given = [
+        ("from_savepoint", o.from_savepoint.is_some()),
+        ("checkpoint_timeout_ms", o.checkpoint_timeout_ms.is_some()),
+        ("checkpoints_retained", o.checkpoints_retained.is_some()),
+        ("checkpoint_deltas", o.checkpoint_deltas.is_some()),
+    ];
+    if let Some((field, _)) = given.iter().find(|(_, set)| *set && !checkpointing) {
+        return Err(Status::invalid_argument(format!(
+            "options.{field}: needs a checkpoint interval (--checkpoint-interval)"
+        )));
+    }
+    if o.checkpoint_timeout_ms == Some(0) {
+        return Err(Status::invalid_argument(
+            "options.checkpoint_timeout_ms: 0 is not a timeout (give 1ms or more)",
+        ));
+    }
+    if o.checkpoints_retained == Some(0) {
+        return Err(Status::invalid_argument(
+            "options.checkpoints_retained: 0 keeps no checkpoint to restore (give 1 or more)",
+        ));
+    }
+    Ok(())
 }
 
 /// `running`, `paused`, `stopped`.

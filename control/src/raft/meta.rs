@@ -15,11 +15,16 @@ pub const CHECKPOINTS_KEPT: usize = 16;
 /// Savepoints kept per pipeline (the newest ones).
 pub const SAVEPOINTS_KEPT: usize = 64;
 
-/// Version byte that starts an encoded command.
-const COMMAND_VERSION: u8 = 1;
+/// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
+/// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
+/// decode, with those options unset.
+const COMMAND_VERSION: u8 = 2;
 
-/// Version byte that starts an encoded state snapshot.
-const STATE_VERSION: u8 = 1;
+/// Version byte that starts an encoded state snapshot (version 1 still decodes, as commands).
+const STATE_VERSION: u8 = 2;
+
+/// The oldest command and snapshot version that still decodes.
+const OLDEST_VERSION: u8 = 1;
 
 /// A registered node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +44,13 @@ pub struct RunOptions {
     pub cores: Option<u32>,
     /// A savepoint directory to start from.
     pub from_savepoint: Option<String>,
+    /// Abort a checkpoint not complete after this many milliseconds; `None`: `wire run`'s
+    /// default (60 s).
+    pub checkpoint_timeout_ms: Option<u64>,
+    /// Completed checkpoints kept on disk; `None`: `wire run`'s default (3).
+    pub checkpoints_retained: Option<u32>,
+    /// Incremental checkpoints in a row at most (0: none); `None`: `wire run`'s default (10).
+    pub checkpoint_deltas: Option<u32>,
 }
 
 /// What the operator asked a pipeline to do.
@@ -123,6 +135,10 @@ pub struct PipelineMeta {
     pub checkpoints: Vec<CheckpointRecord>,
     /// Savepoints, oldest first (at most [`SAVEPOINTS_KEPT`]).
     pub savepoints: Vec<SavepointRecord>,
+    /// The raft index of the `CreatePipeline` that made it: a pipeline deleted and created
+    /// again under the same name is another incarnation, with checkpoints of its own. 0 for
+    /// pipelines recorded before version 2 of the encoding.
+    pub created_at_index: u64,
 }
 
 /// The whole replicated metadata.
@@ -248,7 +264,7 @@ impl MetaState {
                 name,
                 spec_yaml,
                 options,
-            } => Some(self.create(name, spec_yaml, options)?),
+            } => Some(self.create(index, name, spec_yaml, options)?),
             MetaCommand::UpdatePipeline {
                 name,
                 spec_yaml,
@@ -364,7 +380,13 @@ impl MetaState {
         self.pipelines.get_mut(name).ok_or_else(|| unknown(name))
     }
 
-    fn create(&mut self, name: &str, spec: &str, options: &RunOptions) -> Result<u64, MetaError> {
+    fn create(
+        &mut self,
+        index: u64,
+        name: &str,
+        spec: &str,
+        options: &RunOptions,
+    ) -> Result<u64, MetaError> {
         if name.is_empty() {
             return Err(MetaError::Invalid {
                 reason: "pipeline name is empty".into(),
@@ -385,6 +407,7 @@ impl MetaState {
             assignment: Vec::new(),
             checkpoints: Vec::new(),
             savepoints: Vec::new(),
+            created_at_index: index,
         };
         self.pipelines.insert(name.to_owned(), meta);
         Ok(1)
@@ -475,10 +498,11 @@ impl MetaCommand {
     /// Decodes a command; never panics, and names the field and offset of what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<MetaCommand, MetaError> {
         let mut r = Reader::new("metadata command", bytes);
-        if r.u8("version")? != COMMAND_VERSION {
+        let version = r.u8("version")?;
+        if !(OLDEST_VERSION..=COMMAND_VERSION).contains(&version) {
             return Err(r.error("version", "unknown version"));
         }
-        let cmd = decode_command(&mut r)?;
+        let cmd = decode_command(&mut r, version)?;
         r.finish()?;
         Ok(cmd)
     }
@@ -572,17 +596,18 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
     }
 }
 
-fn decode_command(r: &mut Reader<'_>) -> Result<MetaCommand, MetaError> {
+/// Decodes a command body written at format `version`.
+fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaError> {
     let cmd = match r.u8("command")? {
         1 => MetaCommand::CreatePipeline {
             name: r.string("name")?,
             spec_yaml: r.string("spec_yaml")?,
-            options: decode_options(r)?,
+            options: decode_options(r, version)?,
         },
         2 => MetaCommand::UpdatePipeline {
             name: r.string("name")?,
             spec_yaml: r.string("spec_yaml")?,
-            options: decode_options(r)?,
+            options: decode_options(r, version)?,
         },
         3 => MetaCommand::SetDesired {
             name: r.string("name")?,
@@ -631,20 +656,36 @@ fn encode_options(w: &mut Writer, o: &RunOptions) {
     w.opt_u64(o.checkpoint_interval_ms);
     w.opt_u64(o.cores.map(u64::from));
     w.opt_str(o.from_savepoint.as_deref());
+    // Version 2.
+    w.opt_u64(o.checkpoint_timeout_ms);
+    w.opt_u64(o.checkpoints_retained.map(u64::from));
+    w.opt_u64(o.checkpoint_deltas.map(u64::from));
 }
 
-fn decode_options(r: &mut Reader<'_>) -> Result<RunOptions, MetaError> {
-    let checkpoint_interval_ms = r.opt_u64("checkpoint_interval_ms")?;
-    let cores = match r.opt_u64("cores")? {
-        None => None,
-        Some(c) => Some(u32::try_from(c).map_err(|_| r.error("cores", "over u32"))?),
+/// Decodes run options written at format `version` (version 1 had the first three only).
+fn decode_options(r: &mut Reader<'_>, version: u8) -> Result<RunOptions, MetaError> {
+    let mut options = RunOptions {
+        checkpoint_interval_ms: r.opt_u64("checkpoint_interval_ms")?,
+        cores: opt_u32(r, "cores")?,
+        from_savepoint: r.opt_string("from_savepoint")?,
+        ..RunOptions::default()
     };
-    let from_savepoint = r.opt_string("from_savepoint")?;
-    Ok(RunOptions {
-        checkpoint_interval_ms,
-        cores,
-        from_savepoint,
-    })
+    if version >= 2 {
+        options.checkpoint_timeout_ms = r.opt_u64("checkpoint_timeout_ms")?;
+        options.checkpoints_retained = opt_u32(r, "checkpoints_retained")?;
+        options.checkpoint_deltas = opt_u32(r, "checkpoint_deltas")?;
+    }
+    Ok(options)
+}
+
+/// An optional u32 written as an optional u64.
+fn opt_u32(r: &mut Reader<'_>, field: &'static str) -> Result<Option<u32>, MetaError> {
+    match r.opt_u64(field)? {
+        None => Ok(None),
+        Some(v) => u32::try_from(v)
+            .map(Some)
+            .map_err(|_| r.error(field, "over u32")),
+    }
 }
 
 fn desired_tag(d: DesiredState) -> u8 {
@@ -733,7 +774,8 @@ impl MetaState {
     /// Decodes a state snapshot; never panics, and names the field and offset of what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<MetaState, MetaError> {
         let mut r = Reader::new("metadata snapshot", bytes);
-        if r.u8("version")? != STATE_VERSION {
+        let version = r.u8("version")?;
+        if !(OLDEST_VERSION..=STATE_VERSION).contains(&version) {
             return Err(r.error("version", "unknown version"));
         }
         let mut state = MetaState::default();
@@ -749,7 +791,7 @@ impl MetaState {
         }
         for _ in 0..r.count("pipelines", 30)? {
             let name = r.string("pipeline name")?;
-            let p = decode_pipeline(&mut r)?;
+            let p = decode_pipeline(&mut r, version)?;
             if state.pipelines.insert(name, p).is_some() {
                 return Err(r.error("pipeline name", "duplicate pipeline"));
             }
@@ -778,11 +820,14 @@ fn encode_pipeline(w: &mut Writer, p: &PipelineMeta) {
         w.u64(s.checkpoint_id);
         w.u64(s.recorded_at_index);
     }
+    // Version 2.
+    w.u64(p.created_at_index);
 }
 
-fn decode_pipeline(r: &mut Reader<'_>) -> Result<PipelineMeta, MetaError> {
+/// Decodes a pipeline written at snapshot format `format`.
+fn decode_pipeline(r: &mut Reader<'_>, format: u8) -> Result<PipelineMeta, MetaError> {
     let spec_yaml = r.string("spec_yaml")?;
-    let options = decode_options(r)?;
+    let options = decode_options(r, format)?;
     let version = r.u64("version")?;
     let desired = decode_desired(r)?;
     let actual = decode_actual(r)?;
@@ -803,6 +848,10 @@ fn decode_pipeline(r: &mut Reader<'_>) -> Result<PipelineMeta, MetaError> {
             recorded_at_index: r.u64("recorded_at_index")?,
         });
     }
+    let created_at_index = match format {
+        1 => 0,
+        _ => r.u64("created_at_index")?,
+    };
     Ok(PipelineMeta {
         spec_yaml,
         options,
@@ -813,6 +862,7 @@ fn decode_pipeline(r: &mut Reader<'_>) -> Result<PipelineMeta, MetaError> {
         assignment,
         checkpoints,
         savepoints,
+        created_at_index,
     })
 }
 

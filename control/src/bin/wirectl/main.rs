@@ -123,6 +123,16 @@ pub struct PipelineOpts {
     /// Start from this savepoint directory (on the nodes).
     #[arg(long, requires = "checkpoint_interval")]
     pub from_savepoint: Option<PathBuf>,
+    /// Abort a checkpoint that is not complete after this long [default: 60s].
+    #[arg(long, value_parser = parse_interval, requires = "checkpoint_interval")]
+    pub checkpoint_timeout: Option<Duration>,
+    /// Completed checkpoints to keep on the node's disk [default: 3].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), requires = "checkpoint_interval")]
+    pub checkpoints_retained: Option<u32>,
+    /// Incremental checkpoints: up to this many checkpoints in a row write only what changed,
+    /// then one writes the whole state again; 0 writes the whole state every time [default: 10].
+    #[arg(long, requires = "checkpoint_interval")]
+    pub checkpoint_deltas: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,7 +184,7 @@ enum PipelineCmd {
 
 #[derive(Debug, Subcommand)]
 enum CheckpointCmd {
-    /// Take a checkpoint of a running pipeline now.
+    /// Take a checkpoint of a running pipeline now; answers once it is complete.
     Trigger {
         /// The pipeline's name.
         name: String,
@@ -188,11 +198,12 @@ enum CheckpointCmd {
 
 #[derive(Debug, Subcommand)]
 enum SavepointCmd {
-    /// Write a savepoint of a running pipeline into DIR (on the nodes).
+    /// Write a savepoint of a running pipeline into DIR on the node that runs it; answers
+    /// once it is written.
     Create {
         /// The pipeline's name.
         name: String,
-        /// The directory the savepoint goes into.
+        /// The directory the savepoint goes into: absolute, on the node running the pipeline.
         #[arg(long)]
         dir: PathBuf,
     },

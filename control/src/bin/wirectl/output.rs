@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 use wire_control::proto::admin::{
     ClusterStatusResponse, CreateBackupResponse, CreateSavepointResponse, ListCheckpointsResponse,
-    ListPipelinesResponse, Pipeline,
+    ListPipelinesResponse, Pipeline, TriggerCheckpointResponse,
 };
 
 use crate::Format;
@@ -112,7 +112,7 @@ impl Printer {
                 op.rows_in.to_string(),
                 op.rows_out.to_string(),
                 format!("{:.0}%", op.backpressure * 100.0),
-                op.watermark_ms.to_string(),
+                op.watermark_ms.map_or("-".to_string(), |ms| ms.to_string()),
             ]);
         }
         print_table(&rows);
@@ -130,10 +130,23 @@ impl Printer {
         print_table(&rows);
     }
 
+    /// `checkpoint trigger`.
+    pub fn triggered(&self, name: &str, answer: &TriggerCheckpointResponse) {
+        if !self.json(answer) {
+            println!(
+                "checkpoint {} of {name} complete on node {}: {}",
+                answer.checkpoint_id, answer.node_id, answer.path
+            );
+        }
+    }
+
     /// `savepoint create`.
     pub fn savepoint(&self, answer: &CreateSavepointResponse) {
         if !self.json(answer) {
-            println!("savepoint written to {}", answer.path);
+            println!(
+                "savepoint written to {} on node {} (checkpoint {})",
+                answer.path, answer.node_id, answer.checkpoint_id
+            );
         }
     }
 
@@ -201,6 +214,15 @@ fn options_text(o: &wire_control::proto::admin::PipelineOptions) -> String {
     }
     if !o.from_savepoint.is_empty() {
         parts.push(format!("from-savepoint={}", o.from_savepoint));
+    }
+    if let Some(ms) = o.checkpoint_timeout_ms {
+        parts.push(format!("checkpoint-timeout={ms}ms"));
+    }
+    if let Some(n) = o.checkpoints_retained {
+        parts.push(format!("checkpoints-retained={n}"));
+    }
+    if let Some(n) = o.checkpoint_deltas {
+        parts.push(format!("checkpoint-deltas={n}"));
     }
     if parts.is_empty() {
         "defaults".to_string()

@@ -139,10 +139,7 @@ async fn checkpoint(
         CheckpointCmd::Trigger { name } => {
             let request = PipelineRef { name: name.clone() };
             let answer = client.trigger_checkpoint(request).await?.into_inner();
-            out.done(&format!(
-                "checkpoint {} of {name} requested",
-                answer.checkpoint_id
-            ));
+            out.triggered(name, &answer);
         }
         CheckpointCmd::List { name } => {
             let request = PipelineRef { name: name.clone() };
@@ -168,6 +165,9 @@ fn create_request(file: &Path, options: &PipelineOpts) -> Result<CreatePipelineR
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            checkpoint_timeout_ms: options.checkpoint_timeout.map(|d| d.as_millis() as u64),
+            checkpoints_retained: options.checkpoints_retained,
+            checkpoint_deltas: options.checkpoint_deltas,
         }),
     })
 }

@@ -1,0 +1,347 @@
+//! What the node hosting a running pipeline answers: its live per-operator counters, and
+//! checkpoints and savepoints taken on demand by its checkpoint coordinator.
+//!
+//! Any member takes the request; the pipeline's placement in the metadata names its host, and
+//! a member that is not the host forwards the request there once ([`forward::host`]). The host
+//! reads the job from its [`LocalJobs`](crate::supervisor::LocalJobs).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tonic::Status;
+use wire_actors::{Role, RunProbe};
+
+use super::{convert, forward, AdminServer};
+use crate::checkpoint::OnDemandError;
+use crate::proto::admin::{
+    CreateSavepointResponse, OperatorStatus, PipelineRef, TriggerCheckpointResponse,
+};
+use crate::raft::{ActualState, DesiredState, MetaCommand, MetaState, PipelineMeta};
+use crate::transport::propose_anywhere;
+
+/// How long the host waits for an on-demand checkpoint before it answers DEADLINE_EXCEEDED
+/// (within `wirectl`'s 15 s and a forward's 12 s).
+const ON_DEMAND_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a member waits for the host's counters before it answers without them.
+const COUNTERS_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a request about a running pipeline is served.
+pub enum Hosting {
+    /// Here: this node runs it.
+    Here,
+    /// By the node that runs it.
+    Node(Box<forward::Peer>),
+}
+
+/// Whether `pipeline` may take a checkpoint or savepoint (`what`) on demand: it checkpoints,
+/// runs and is not paused.
+pub fn check_on_demand(name: &str, pipeline: &PipelineMeta, what: &str) -> Result<(), Status> {
+    if pipeline.options.checkpoint_interval_ms.is_none() {
+        return Err(Status::failed_precondition(format!(
+            "pipeline `{name}` does not checkpoint (it was created without \
+             --checkpoint-interval), so it takes no {what}; create it again with \
+             --checkpoint-interval"
+        )));
+    }
+    if pipeline.desired == DesiredState::Paused || pipeline.actual == ActualState::Paused {
+        return Err(paused(name, what));
+    }
+    if pipeline.actual != ActualState::Running || pipeline.desired != DesiredState::Running {
+        let state = match pipeline.desired {
+            DesiredState::Stopped if pipeline.actual == ActualState::Running => "stopping",
+            _ => convert::actual_name(pipeline.actual),
+        };
+        return Err(Status::failed_precondition(format!(
+            "pipeline `{name}` is {state}, not running: only a running pipeline takes a {what}"
+        )));
+    }
+    Ok(())
+}
+
+fn paused(name: &str, what: &str) -> Status {
+    Status::failed_precondition(format!(
+        "pipeline `{name}` is paused: a paused pipeline takes no {what} (its sources read no \
+         barrier); resume it first (`wirectl pipeline resume {name}`)"
+    ))
+}
+
+/// A savepoint directory must be given, and absolute: it is a directory on the hosting node,
+/// whose working directory the caller does not know.
+pub fn check_savepoint_dir(dir: &str) -> Result<(), Status> {
+    if dir.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "dir: give the directory the savepoint goes into",
+        ));
+    }
+    if !Path::new(dir).is_absolute() {
+        return Err(Status::invalid_argument(format!(
+            "dir: `{dir}` is relative; give an absolute directory on the node that hosts the \
+             pipeline"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `dir` if needed and checks a file can be written in it, before any checkpoint is
+/// triggered for it.
+fn check_writable(node: u64, dir: &Path) -> Result<(), Status> {
+    let refused = |err: std::io::Error| {
+        Status::failed_precondition(format!(
+            "savepoint directory {} on node {node}: {err}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(refused)?;
+    let probe = dir.join(format!(".wire-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(refused)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+impl AdminServer {
+    /// Where pipeline `name` runs: here, or the node to forward to. `hop`: the request was
+    /// forwarded here as the host, so it is not forwarded again.
+    pub(super) async fn host(
+        &self,
+        state: &MetaState,
+        name: &str,
+        hop: bool,
+    ) -> Result<Hosting, Status> {
+        let Some(node) = state
+            .pipelines
+            .get(name)
+            .and_then(|p| p.assignment.first())
+            .map(|a| a.node)
+        else {
+            return Err(Status::unavailable(format!(
+                "pipeline `{name}` is not placed on a node yet; retry"
+            )));
+        };
+        if node == self.node_id {
+            return Ok(Hosting::Here);
+        }
+        if hop {
+            return Err(Status::unavailable(format!(
+                "pipeline `{name}` moved from node {} to node {node}; retry",
+                self.node_id
+            )));
+        }
+        let Some(info) = state.nodes.get(&node) else {
+            return Err(Status::unavailable(format!(
+                "pipeline `{name}` is placed on node {node}, which is not a member; retry"
+            )));
+        };
+        let dialer = self.transport.dialer();
+        let peer = forward::host(self.node_id, &dialer, (node, info.addr.clone()), name).await?;
+        Ok(Hosting::Node(Box::new(peer)))
+    }
+
+    /// The live counters of pipeline `name` from the node hosting it; none when it does not
+    /// run (created, finished, failed) or its host cannot answer in time.
+    pub(super) async fn operators(
+        &self,
+        state: &MetaState,
+        name: &str,
+        hop: bool,
+    ) -> Vec<OperatorStatus> {
+        let running = state.pipelines.get(name).is_some_and(|p| {
+            matches!(
+                p.actual,
+                ActualState::Running | ActualState::Paused | ActualState::Stopping
+            )
+        });
+        if !running {
+            return Vec::new();
+        }
+        match self.host(state, name, hop).await {
+            Ok(Hosting::Here) => self
+                .jobs
+                .get(name)
+                .map(|job| operator_rows(&job.probe, job.cores))
+                .unwrap_or_default(),
+            Ok(Hosting::Node(mut host)) => {
+                let mut request = host.request(PipelineRef { name: name.into() });
+                request.set_timeout(COUNTERS_WAIT);
+                match host.client.get_pipeline(request).await {
+                    Ok(answer) => answer.into_inner().operators,
+                    Err(status) => {
+                        tracing::debug!(pipeline = %name, error = %status.message(), "no counters from the host");
+                        Vec::new()
+                    }
+                }
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Takes a checkpoint of pipeline `name`, which runs here, and records it.
+    pub(super) async fn trigger_here(
+        &self,
+        name: &str,
+    ) -> Result<TriggerCheckpointResponse, Status> {
+        let (id, path) = self.on_demand(name, None, "checkpoint").await?;
+        let path = path.display().to_string();
+        let command = MetaCommand::RecordCheckpoint {
+            name: name.to_string(),
+            id,
+            path: path.clone(),
+        };
+        // The job thread records it too once it sees it on disk; whichever comes second is
+        // refused as not newer, which is fine.
+        let dialer = self.transport.dialer();
+        if let Err(err) = propose_anywhere(&self.meta, &dialer, command).await {
+            tracing::debug!(pipeline = %name, id, error = %err, "checkpoint already recorded");
+        }
+        Ok(TriggerCheckpointResponse {
+            checkpoint_id: id,
+            path,
+            node_id: self.node_id,
+        })
+    }
+
+    /// Writes a savepoint of pipeline `name`, which runs here, into `dir`, and records it.
+    pub(super) async fn savepoint_here(
+        &self,
+        name: &str,
+        dir: &str,
+    ) -> Result<CreateSavepointResponse, Status> {
+        let dir = PathBuf::from(dir);
+        let (id, path) = self.on_demand(name, Some(dir), "savepoint").await?;
+        let path = path.display().to_string();
+        let command = MetaCommand::RecordSavepoint {
+            name: name.to_string(),
+            path: path.clone(),
+            checkpoint_id: id,
+        };
+        let dialer = self.transport.dialer();
+        if let Err(err) = propose_anywhere(&self.meta, &dialer, command).await {
+            tracing::warn!(pipeline = %name, id, error = %err, "cannot record the savepoint");
+        }
+        Ok(CreateSavepointResponse {
+            path,
+            checkpoint_id: id,
+            node_id: self.node_id,
+        })
+    }
+
+    /// Asks the coordinator of pipeline `name` for a checkpoint now (a savepoint into
+    /// `savepoint_dir` when given) and waits for it.
+    async fn on_demand(
+        &self,
+        name: &str,
+        savepoint_dir: Option<PathBuf>,
+        what: &str,
+    ) -> Result<(u64, PathBuf), Status> {
+        let node = self.node_id;
+        let Some(job) = self.jobs.get(name) else {
+            return Err(Status::unavailable(format!(
+                "pipeline `{name}` is placed on node {node} but does not run there yet \
+                 (starting or restarting); retry"
+            )));
+        };
+        if job.paused {
+            return Err(paused(name, what));
+        }
+        let Some(coordinator) = job.coordinator else {
+            return Err(Status::failed_precondition(format!(
+                "pipeline `{name}` does not checkpoint, so it takes no {what}"
+            )));
+        };
+        if let Some(dir) = &savepoint_dir {
+            check_writable(node, dir)?;
+        }
+        match coordinator.checkpoint(savepoint_dir, ON_DEMAND_WAIT).await {
+            Ok(done) => Ok(done),
+            Err(OnDemandError::Failed(why)) => Err(Status::aborted(format!(
+                "the {what} of pipeline `{name}` failed: {why}"
+            ))),
+            Err(OnDemandError::TimedOut) => Err(Status::deadline_exceeded(format!(
+                "the {what} of pipeline `{name}` is not complete after {}s; it may still \
+                 complete within the pipeline's checkpoint timeout (see `wirectl checkpoint \
+                 list {name}`)",
+                ON_DEMAND_WAIT.as_secs()
+            ))),
+            Err(OnDemandError::Gone) => Err(Status::unavailable(format!(
+                "pipeline `{name}` ended or restarted on node {node} before its {what} \
+                 completed; retry"
+            ))),
+        }
+    }
+}
+
+/// One row per plan node of a running pipeline on `cores` cores, from its live probe.
+pub fn operator_rows(probe: &RunProbe, cores: usize) -> Vec<OperatorStatus> {
+    let busy_ns = probe.started.elapsed().as_nanos().max(1) as f64 * cores.max(1) as f64;
+    probe
+        .nodes
+        .iter()
+        .map(|node| {
+            let rows_in = match node.role {
+                Role::Source => node.total(|c| &c.events),
+                _ => node.total(|c| &c.rows_in),
+            };
+            let blocked_ns = node.total(|c| &c.blocked_ns) as f64;
+            let watermark_ms = node
+                .cores
+                .iter()
+                .map(|c| c.watermark_ms.load(Ordering::Relaxed))
+                .filter(|ms| *ms != wire_actors::NO_WATERMARK)
+                .min();
+            OperatorStatus {
+                name: node.name.clone(),
+                rows_in,
+                rows_out: node.total(|c| &c.rows_out),
+                backpressure: (blocked_ns / busy_ns).clamp(0.0, 1.0),
+                watermark_ms,
+                role: role_name(node.role).to_string(),
+            }
+        })
+        .collect()
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Source => "source",
+        Role::Operator => "operator",
+        Role::Sink => "sink",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use wire_actors::{Counters, Role, RunProbe};
+
+    use super::operator_rows;
+
+    #[test]
+    fn rows_sum_cores_and_the_watermark_is_the_lowest_sent() {
+        let nodes = vec![
+            ("rows".to_string(), Role::Source, "ingest".to_string()),
+            ("big".to_string(), Role::Operator, "filter".to_string()),
+        ];
+        let probe = RunProbe::new(nodes, 2);
+        for core in &probe.nodes[0].cores {
+            Counters::add(&core.events, 10);
+            Counters::add(&core.rows_out, 10);
+        }
+        Counters::add(&probe.nodes[1].cores[1].rows_in, 7);
+        probe.nodes[1].cores[0]
+            .watermark_ms
+            .store(2_000, Ordering::Relaxed);
+        probe.nodes[1].cores[1]
+            .watermark_ms
+            .store(1_000, Ordering::Relaxed);
+        let rows = operator_rows(&probe, 2);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].rows_in, rows[0].rows_out), (20, 20));
+        assert_eq!(rows[0].watermark_ms, None, "a source that sent none");
+        assert_eq!(rows[0].role, "source");
+        assert_eq!((rows[1].name.as_str(), rows[1].rows_in), ("big", 7));
+        assert_eq!(rows[1].watermark_ms, Some(1_000));
+        assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.backpressure)));
+    }
+}
