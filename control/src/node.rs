@@ -98,24 +98,7 @@ async fn serve(
         Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
         None => None,
     };
-    let tls = match &config.tls {
-        Some(files) => Some(NodeTls::load(files)?),
-        None => None,
-    };
-    let dialer = Dialer::new(config.listen, tls.as_ref().map(|t| t.client.clone()));
-    let transport = GrpcTransport::new(
-        id,
-        &config.advertise,
-        dialer.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let bootstrap = match &config.bootstrap {
-        Bootstrap::Initial(members) => {
-            transport.set_peers(&members.clone().into_iter().collect());
-            raft::Bootstrap::InitialCluster(members.clone().into_iter().collect())
-        }
-        Bootstrap::Join(_) => raft::Bootstrap::Join,
-    };
+    let (tls, dialer, transport, bootstrap) = members(&config)?;
     let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await
@@ -152,21 +135,52 @@ async fn serve(
     let _ = drain_tx.send(());
     let _ = supervisor.await;
     let _ = stop_tx.send(());
-    // The server finishes the requests in flight; one waiting on a leader that is gone would
-    // hold the stop for its whole timeout, so the wait is bounded.
-    let served = match tokio::time::timeout(SERVER_STOP_WAIT, server).await {
-        Ok(served) => served,
-        Err(_) => {
-            tracing::info!(node = id, "requests still in flight at the stop; dropped");
-            Ok(Ok(()))
-        }
-    };
+    let served = stop_serving(id, server).await;
     refresh.abort();
     meta.stop().await;
     joined?;
-    match served {
-        Ok(result) => result,
-        Err(err) => Err(format!("the gRPC server task failed: {err}")),
+    served
+}
+
+/// This node's TLS, how it dials other members, its raft transport (knowing the founding
+/// members' addresses) and how its raft group starts.
+fn members(
+    config: &NodeConfig,
+) -> Result<(Option<NodeTls>, Dialer, GrpcTransport, raft::Bootstrap), String> {
+    let tls = match &config.tls {
+        Some(files) => Some(NodeTls::load(files)?),
+        None => None,
+    };
+    let dialer = Dialer::new(config.listen, tls.as_ref().map(|t| t.client.clone()));
+    let transport = GrpcTransport::new(
+        config.node_id,
+        &config.advertise,
+        dialer.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let bootstrap = match &config.bootstrap {
+        Bootstrap::Initial(members) => {
+            transport.set_peers(&members.clone().into_iter().collect());
+            raft::Bootstrap::InitialCluster(members.clone().into_iter().collect())
+        }
+        Bootstrap::Join(_) => raft::Bootstrap::Join,
+    };
+    Ok((tls, dialer, transport, bootstrap))
+}
+
+/// Waits for the gRPC server to finish the requests in flight. One waiting on a leader that
+/// is gone would hold the stop for its whole timeout, so the wait is bounded.
+async fn stop_serving(
+    id: u64,
+    server: tokio::task::JoinHandle<Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(SERVER_STOP_WAIT, server).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(err)) => Err(format!("the gRPC server task failed: {err}")),
+        Err(_) => {
+            tracing::info!(node = id, "requests still in flight at the stop; dropped");
+            Ok(())
+        }
     }
 }
 
