@@ -20,6 +20,7 @@
 pub mod chain;
 pub mod checkpoint;
 mod error;
+mod kafka;
 pub mod graph;
 mod lookup;
 pub mod message;
@@ -43,5 +44,5 @@ pub use pool::{
 pub use probe::{Counters, NodeProbe, Role, RunProbe};
 pub use sink::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
-    PublishedParts, SinkLocks, SINK_LOCK_FILE,
+    recover_kafka_sinks, PublishedParts, SinkLocks, SINK_LOCK_FILE,
 };
