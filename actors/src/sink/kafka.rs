@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -97,6 +98,7 @@ struct Stage {
     staged: Vec<(u64, PathBuf)>,
     /// The consumer whose group metadata marks committed transactions.
     marker: Arc<BaseConsumer<Context>>,
+    transactional_id: String,
 }
 
 impl KafkaOutput {
@@ -130,6 +132,7 @@ impl KafkaOutput {
                     buffer: Vec::new(),
                     staged: Vec::new(),
                     marker: Arc::new(marker),
+                    transactional_id: transactional_id.clone(),
                 })
             }
         };
@@ -143,7 +146,7 @@ impl KafkaOutput {
             key: record.as_ref().and_then(|r| r.key.clone()),
             value: record.and_then(|r| r.value),
             op,
-            writer: RowWriter::new(spec.format, &sink.schema),
+            writer: RowWriter::new(spec.format, &sink.schema).with_timestamps_as_millis(true),
             spec: (**spec).clone(),
             producer,
             context,
@@ -293,8 +296,12 @@ impl KafkaOutput {
             let marker = stage.marker.clone();
             let topic = self.spec.topic.clone();
             let what = self.what.clone();
+            let tag = stage.transactional_id.clone();
             let committed = glommio::executor()
-                .spawn_blocking(move || commit_file(&what, &producer, &marker, &topic, id, &path))
+                .spawn_blocking(move || {
+                    let clients = (&*producer, &*marker, tag.as_str());
+                    commit_file(&what, clients, &topic, id, &path)
+                })
                 .await;
             committed?;
             stage.staged.remove(0);
@@ -445,11 +452,11 @@ fn committed_marker(
 }
 
 /// Produces the records of staged file `path` (checkpoint `id`) in one transaction with its
-/// marker, commits it and deletes the file. Blocking.
+/// marker, commits it and deletes the file. Blocking. Each record carries the header
+/// `wire-txn: <transactional id>:<checkpoint>`, so a reader can tell transactions apart.
 fn commit_file(
     what: &str,
-    producer: &Client,
-    marker: &BaseConsumer<Context>,
+    (producer, marker, transactional_id): (&Client, &BaseConsumer<Context>, &str),
     topic: &str,
     id: u64,
     path: &Path,
@@ -463,13 +470,18 @@ fn commit_file(
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|err| Error::io(path, err))?;
     producer.begin_transaction().map_err(|e| fail("begin", e))?;
+    let tag = format!("{transactional_id}:{id}");
     let mut at = 0;
     while at < bytes.len() {
         let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
         let (value, next) = frame(&bytes, next).ok_or_else(|| corrupt(path))?;
         at = next;
         loop {
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "wire-txn",
+                value: Some(tag.as_bytes()),
+            });
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -600,14 +612,15 @@ fn settle_core<'a>(
         if client.is_none() {
             client = Some(recovery_clients(plan, sink, spec, core, &what)?);
         }
-        let Some((producer, marker, done)) = &client else {
+        let Some((producer, marker, done, transactional_id)) = &client else {
             continue;
         };
         if *id <= *done {
             std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
             continue;
         }
-        commit_file(&what, producer, marker, &spec.topic, *id, path)?;
+        let clients = (producer, marker, transactional_id.as_str());
+        commit_file(&what, clients, &spec.topic, *id, path)?;
         committed += 1;
         tracing::info!(sink = %sink.name, core, checkpoint = id, "committed a staged kafka transaction after a restart");
     }
@@ -622,7 +635,7 @@ fn recovery_clients(
     spec: &KafkaSink,
     core: usize,
     what: &str,
-) -> Result<(Client, BaseConsumer<Context>, u64), Error> {
+) -> Result<(Client, BaseConsumer<Context>, u64, String), Error> {
     let id = transactional_id(&plan.name, &sink.name, spec, core);
     let context = Delivery::default();
     let producer = producer(spec, &context, Some(&id), what)?;
@@ -632,5 +645,5 @@ fn recovery_clients(
         producer.init_transactions(timeout)?;
         committed_marker(&marker, &spec.topic, timeout)
     })?;
-    Ok((producer, marker, done))
+    Ok((producer, marker, done, id))
 }
