@@ -50,7 +50,9 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka client error");
         if let Ok(mut guard) = self.last_error.lock() {
-            let since = guard.as_ref().map_or_else(Instant::now, |(since, _)| *since);
+            let since = guard
+                .as_ref()
+                .map_or_else(Instant::now, |(since, _)| *since);
             *guard = Some((since, reason.to_string()));
         }
     }

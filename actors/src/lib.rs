@@ -20,8 +20,8 @@
 pub mod chain;
 pub mod checkpoint;
 mod error;
-mod kafka;
 pub mod graph;
+mod kafka;
 mod lookup;
 pub mod message;
 mod operator;

@@ -359,7 +359,10 @@ impl RowReader {
     ) -> RowReader {
         let mut reader = RowReader::new(format, payload, None, false);
         if let Some(index) = event_time {
-            assert!(index < payload.len() + extra, "event time field {index} is out of the row");
+            assert!(
+                index < payload.len() + extra,
+                "event time field {index} is out of the row"
+            );
         }
         reader.event_time = event_time;
         reader

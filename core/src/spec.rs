@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::schema::{DataType, Field, Schema};
-pub use stateful::{
-    parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
-};
 pub use kafka::{
     KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
     KafkaTopics,
+};
+pub use stateful::{
+    parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
 };
 pub use yaml::Pos;
 use yaml::{Node, NodeKind};

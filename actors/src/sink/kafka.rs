@@ -99,6 +99,9 @@ struct Stage {
     /// The consumer whose group metadata marks committed transactions.
     marker: Arc<BaseConsumer<Context>>,
     transactional_id: String,
+    /// This instance's run, in the names of its files: a transaction committed again after
+    /// a crash keeps it, a checkpoint's rows written again by a replay get another.
+    run: String,
 }
 
 impl KafkaOutput {
@@ -117,7 +120,12 @@ impl KafkaOutput {
         }
         let transactional_id = transactional_id(&cx.plan.name, &sink.name, spec, cx.core);
         let context = Delivery::default();
-        let producer = Arc::new(producer(spec, &context, exactly_once.then_some(&transactional_id), &what)?);
+        let producer = Arc::new(producer(
+            spec,
+            &context,
+            exactly_once.then_some(&transactional_id),
+            &what,
+        )?);
         let stage = match epoch.filter(|_| exactly_once) {
             None => None,
             Some(epoch) => {
@@ -133,6 +141,7 @@ impl KafkaOutput {
                     staged: Vec::new(),
                     marker: Arc::new(marker),
                     transactional_id: transactional_id.clone(),
+                    run: run_id(),
                 })
             }
         };
@@ -162,13 +171,19 @@ impl KafkaOutput {
         let transactional = self.stage.is_some();
         let topic = self.spec.topic.clone();
         let deadline = Duration::from_millis(self.spec.connect_timeout_ms);
-        retry(&self.what, &self.spec.brokers, &self.context.client, deadline, move |timeout| {
-            producer.client().fetch_metadata(Some(&topic), timeout)?;
-            if transactional {
-                producer.init_transactions(timeout)?;
-            }
-            Ok(())
-        })
+        retry(
+            &self.what,
+            &self.spec.brokers,
+            &self.context.client,
+            deadline,
+            move |timeout| {
+                producer.client().fetch_metadata(Some(&topic), timeout)?;
+                if transactional {
+                    producer.init_transactions(timeout)?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -210,7 +225,11 @@ impl KafkaOutput {
         } else {
             self.scratch.clear();
             self.writer.write_row(row, &mut self.scratch);
-            while self.scratch.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            while self
+                .scratch
+                .last()
+                .is_some_and(|b| *b == b'\n' || *b == b'\r')
+            {
                 self.scratch.pop();
             }
             Some(self.scratch.clone())
@@ -235,7 +254,10 @@ impl KafkaOutput {
                     glommio::timer::sleep(QUEUE_FULL_WAIT).await;
                 }
                 Err((error, _)) => {
-                    return Err(Error::Connector(format!("{}: cannot produce: {error}", self.what)))
+                    return Err(Error::Connector(format!(
+                        "{}: cannot produce: {error}",
+                        self.what
+                    )))
                 }
             }
         }
@@ -274,7 +296,11 @@ impl KafkaOutput {
             .spawn_blocking(move || producer.flush(timeout))
             .await;
         if let Err(error) = flushed {
-            let cause = self.context.client.last_error().unwrap_or_else(|| error.to_string());
+            let cause = self
+                .context
+                .client
+                .last_error()
+                .unwrap_or_else(|| error.to_string());
             return Err(Error::Connector(format!(
                 "{}: records not acknowledged by {} within {} ms: {cause}",
                 self.what, self.spec.brokers, self.spec.connect_timeout_ms
@@ -321,7 +347,8 @@ impl KafkaOutput {
 
 impl Stage {
     fn path(&self, id: u64, suffix: &str) -> PathBuf {
-        self.dir.join(format!("c{}-{id:020}.{suffix}", self.core))
+        let (core, run) = (self.core, &self.run);
+        self.dir.join(format!("c{core}-{id:020}-{run}.{suffix}"))
     }
 
     /// Appends one record, framed: for key and value a u32 length (`u32::MAX`: none) and bytes.
@@ -330,7 +357,8 @@ impl Stage {
             match part {
                 None => self.buffer.extend_from_slice(&u32::MAX.to_le_bytes()),
                 Some(bytes) => {
-                    self.buffer.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    self.buffer
+                        .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     self.buffer.extend_from_slice(bytes);
                 }
             }
@@ -380,6 +408,14 @@ impl Stage {
         self.staged.push((id, to));
         Ok(())
     }
+}
+
+/// A hex id of this process's run of a sink instance (time and pid).
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{nanos:x}{:x}", std::process::id())
 }
 
 /// `<prefix>-<core>`, the prefix being `transactional_id:` or `wire-<pipeline>-<sink>`.
@@ -433,7 +469,9 @@ fn marker_consumer(
         .set("enable.auto.commit", "false");
     config
         .create_with_context(Context::default())
-        .map_err(|err| Error::Connector(format!("{what}: cannot create the marker consumer: {err}")))
+        .map_err(|err| {
+            Error::Connector(format!("{what}: cannot create the marker consumer: {err}"))
+        })
 }
 
 /// The newest checkpoint whose transaction this transactional id committed (0: none).
@@ -445,15 +483,18 @@ fn committed_marker(
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, 0);
     let committed = marker.committed_offsets(list, timeout)?;
-    Ok(match committed.find_partition(topic, 0).map(|e| e.offset()) {
-        Some(Offset::Offset(id)) if id > 0 => id as u64,
-        _ => 0,
-    })
+    Ok(
+        match committed.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(id)) if id > 0 => id as u64,
+            _ => 0,
+        },
+    )
 }
 
 /// Produces the records of staged file `path` (checkpoint `id`) in one transaction with its
 /// marker, commits it and deletes the file. Blocking. Each record carries the header
-/// `wire-txn: <transactional id>:<checkpoint>`, so a reader can tell transactions apart.
+/// `wire-txn: <transactional id>:<checkpoint>:<run>`, so a reader can tell transactions apart
+/// (and a transaction committed again after a crash from a replayed checkpoint).
 fn commit_file(
     what: &str,
     (producer, marker, transactional_id): (&Client, &BaseConsumer<Context>, &str),
@@ -462,7 +503,9 @@ fn commit_file(
     path: &Path,
 ) -> Result<(), Error> {
     let fail = |step: &str, error: KafkaError| {
-        Error::Connector(format!("{what}: transaction of checkpoint {id}: {step}: {error}"))
+        Error::Connector(format!(
+            "{what}: transaction of checkpoint {id}: {step}: {error}"
+        ))
     };
     let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
     let mut bytes = Vec::new();
@@ -470,7 +513,12 @@ fn commit_file(
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|err| Error::io(path, err))?;
     producer.begin_transaction().map_err(|e| fail("begin", e))?;
-    let tag = format!("{transactional_id}:{id}");
+    let run = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.rsplit_once('-'))
+        .map_or("", |(_, run)| run);
+    let tag = format!("{transactional_id}:{id}:{run}");
     let mut at = 0;
     while at < bytes.len() {
         let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
@@ -507,7 +555,9 @@ fn commit_file(
     producer
         .send_offsets_to_transaction(&offsets, &group, timeout)
         .map_err(|e| fail("marker", e))?;
-    producer.commit_transaction(timeout).map_err(|e| fail("commit", e))?;
+    producer
+        .commit_transaction(timeout)
+        .map_err(|e| fail("commit", e))?;
     std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
     tracing::debug!(sink = what, checkpoint = id, "kafka transaction committed");
     Ok(())
@@ -524,7 +574,10 @@ fn frame(bytes: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
 }
 
 fn corrupt(path: &Path) -> Error {
-    Error::io(path, std::io::Error::other("the staged transaction file is cut short"))
+    Error::io(
+        path,
+        std::io::Error::other("the staged transaction file is cut short"),
+    )
 }
 
 /// The bytes a key or value expression's result is written as: strings and bytes as they
@@ -582,7 +635,8 @@ fn staged_files(dir: &Path) -> Result<Vec<(usize, u64, bool, PathBuf)>, Error> {
         let Some((stem, suffix)) = name.rsplit_once('.') else {
             continue;
         };
-        let Some((core, id)) = stem.strip_prefix('c').and_then(|s| s.split_once('-')) else {
+        let mut fields = stem.strip_prefix('c').unwrap_or_default().splitn(3, '-');
+        let (Some(core), Some(id)) = (fields.next(), fields.next()) else {
             continue;
         };
         let (Ok(core), Ok(id)) = (core.parse::<usize>(), id.parse::<u64>()) else {

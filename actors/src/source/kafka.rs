@@ -50,8 +50,6 @@ struct Part {
     index: u32,
     /// The offset of the next record to read.
     next: i64,
-    /// With `bounded: true`, the partition's end offset when the source started.
-    end: Option<i64>,
     builder: BatchBuilder,
 }
 
@@ -78,11 +76,17 @@ pub(super) async fn run(
             partition,
             index: at,
             next: 0,
-            end: None,
-            builder: BatchBuilder::with_capacity(StreamId(index as u32), PartitionId(at), 256 << 10),
+            builder: BatchBuilder::with_capacity(
+                StreamId(index as u32),
+                PartitionId(at),
+                256 << 10,
+            ),
         });
     }
-    start_positions(&what, spec, emitter, &client, &context, deadline, &mut parts).await?;
+    start_positions(
+        &what, spec, emitter, &client, &context, deadline, &mut parts,
+    )
+    .await?;
     let mut assignment = TopicPartitionList::new();
     for part in &parts {
         assignment
@@ -160,7 +164,12 @@ async fn list_partitions(
                 None => wanted.contains(&topic.name()),
             };
             if take {
-                found.extend(topic.partitions().iter().map(|p| (topic.name().to_string(), p.id())));
+                found.extend(
+                    topic
+                        .partitions()
+                        .iter()
+                        .map(|p| (topic.name().to_string(), p.id())),
+                );
             }
         }
         for name in wanted {
@@ -208,12 +217,11 @@ async fn start_positions(
         let (topic, partition) = (part.topic.clone(), part.partition);
         let start = spec.start.clone();
         let fetch = client.clone();
-        let (first, end) = retry(what, &spec.brokers, context, deadline, move |timeout| {
+        let (first, _) = retry(what, &spec.brokers, context, deadline, move |timeout| {
             first_offset(&fetch, &topic, partition, &start, timeout)
         })
         .await?;
         part.next = saved.map_or(first, |saved| saved.position as i64);
-        part.end = spec.bounded.then_some(end);
     }
     Ok(())
 }
@@ -284,12 +292,8 @@ impl Reader {
             KafkaFormat::Csv => FileFormat::Csv,
             _ => FileFormat::JsonLines,
         };
-        let rows = RowReader::with_extra_fields(
-            format,
-            &payload,
-            spec.metadata.len(),
-            source.event_time,
-        );
+        let rows =
+            RowReader::with_extra_fields(format, &payload, spec.metadata.len(), source.event_time);
         let dead_letters = match &spec.on_error {
             KafkaOnError::DeadLetter(path) => Some(
                 std::fs::OpenOptions::new()
@@ -328,8 +332,8 @@ impl Reader {
     ) -> Result<(), Error> {
         let deadline = Duration::from_millis(spec.connect_timeout_ms);
         let mut last_check = Instant::now();
-        let done = |parts: &[Part]| parts.iter().all(|p| p.end.is_some_and(|end| p.next >= end));
-        while !cx.stopping() && !(spec.bounded && done(parts)) {
+        let mut last_record = Instant::now();
+        while !cx.stopping() && !(spec.bounded && caught_up(client, parts, last_record)) {
             while let Some(id) = emitter.barrier_due() {
                 flush_all(parts, emitter).await?;
                 emitter.inject(id, partitions, positions(parts)).await;
@@ -347,7 +351,9 @@ impl Reader {
                 continue;
             }
             let taken = self.take(client, parts, emitter).await?;
-            if taken == 0 {
+            if taken > 0 {
+                last_record = Instant::now();
+            } else {
                 flush_all(parts, emitter).await?;
                 emitter.tick().await;
                 if last_check.elapsed() > Duration::from_secs(1) {
@@ -480,7 +486,10 @@ impl Reader {
         let detail = describe(&err);
         match &self.on_error {
             KafkaOnError::Fail => {
-                return Err(Error::Connector(format!("{}: {place}: {detail}", self.what)))
+                return Err(Error::Connector(format!(
+                    "{}: {place}: {detail}",
+                    self.what
+                )))
             }
             KafkaOnError::Skip => {}
             KafkaOnError::DeadLetter(path) => {
@@ -570,6 +579,36 @@ fn describe(err: &FormatError) -> String {
     }
     text.push_str(&err.message);
     text
+}
+
+/// Whether every part has read up to the end offset the broker last reported for it (in
+/// fetch responses; one short counts, as the last offset may be a transaction marker, which is
+/// never delivered) and no record has come for [`END_WAIT`] (some brokers report an end that
+/// is not the last offset yet).
+fn caught_up(client: &Client, parts: &[Part], last_record: Instant) -> bool {
+    last_record.elapsed() > END_WAIT
+        && parts.iter().all(|part| {
+            client
+                .fetch_watermarks_cached(&part.topic, part.partition)
+                .is_some_and(|high| part.next + 1 >= high)
+        })
+}
+
+/// How long a bounded source waits without records before it takes its partitions as read.
+const END_WAIT: Duration = Duration::from_secs(1);
+
+trait CachedWatermarks {
+    fn fetch_watermarks_cached(&self, topic: &str, partition: i32) -> Option<i64>;
+}
+
+impl CachedWatermarks for Client {
+    /// The high watermark of the last fetch response, if there was one.
+    fn fetch_watermarks_cached(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self.get_watermark_offsets(topic, partition) {
+            Ok((_, high)) if high >= 0 => Some(high),
+            _ => None,
+        }
+    }
 }
 
 async fn flush_all(parts: &mut [Part], emitter: &mut Emitter) -> Result<(), Error> {

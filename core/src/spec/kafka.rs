@@ -171,7 +171,10 @@ pub(super) const KAFKA_SOURCE_KEYS: &[&str] = &[
     "properties",
 ];
 
-pub(super) fn decode_source(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaSource, SpecError> {
+pub(super) fn decode_source(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+) -> Result<KafkaSource, SpecError> {
     let brokers = brokers(cx, fields)?;
     let topics = topics(cx, fields)?;
     let format = match fields.get("format") {
@@ -268,7 +271,11 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
         Some((node, path)) => {
             let text = scalar(cx, node, &path)?;
             if !PARTITIONERS.contains(&text) {
-                return Err(cx.err(node, &path, unknown_choice("partitioner", text, PARTITIONERS)));
+                return Err(cx.err(
+                    node,
+                    &path,
+                    unknown_choice("partitioner", text, PARTITIONERS),
+                ));
             }
             text.to_string()
         }
@@ -337,7 +344,9 @@ fn topics(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaTopics, SpecError
             if names.is_empty() {
                 return Err(cx.err(node, &path, "topics needs at least one topic"));
             }
-            Ok(KafkaTopics::List(names.into_iter().map(|n| n.name).collect()))
+            Ok(KafkaTopics::List(
+                names.into_iter().map(|n| n.name).collect(),
+            ))
         }
         (None, Some((node, path))) => {
             let pattern = scalar(cx, node, &path)?;
@@ -448,7 +457,11 @@ fn on_error(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaOnError, SpecEr
             None => Ok(KafkaOnError::Fail),
             Some(_) => {
                 let (node, path) = fields.get("dead_letter_path").expect("read above");
-                Err(cx.err(node, &path, "dead_letter_path needs `on_error: dead_letter`"))
+                Err(cx.err(
+                    node,
+                    &path,
+                    "dead_letter_path needs `on_error: dead_letter`",
+                ))
             }
         };
     };
@@ -457,7 +470,11 @@ fn on_error(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaOnError, SpecEr
         "skip" => Ok(KafkaOnError::Skip),
         "dead_letter" => match dead_letter {
             Some(file) => Ok(KafkaOnError::DeadLetter(PathBuf::from(file))),
-            None => Err(cx.err(node, &path, "on_error: dead_letter needs `dead_letter_path`")),
+            None => Err(cx.err(
+                node,
+                &path,
+                "on_error: dead_letter needs `dead_letter_path`",
+            )),
         },
         other => {
             let choices = &["fail", "skip", "dead_letter"];
