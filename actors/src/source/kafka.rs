@@ -333,7 +333,7 @@ impl Reader {
         let deadline = Duration::from_millis(spec.connect_timeout_ms);
         let mut last_check = Instant::now();
         let mut last_record = Instant::now();
-        while !cx.stopping() && !(spec.bounded && caught_up(client, parts, last_record)) {
+        while !cx.stopping() {
             while let Some(id) = emitter.barrier_due() {
                 flush_all(parts, emitter).await?;
                 emitter.inject(id, partitions, positions(parts)).await;
@@ -356,6 +356,20 @@ impl Reader {
             } else {
                 flush_all(parts, emitter).await?;
                 emitter.tick().await;
+                if spec.bounded && last_record.elapsed() > END_WAIT {
+                    let probe = client.clone();
+                    let ends: Vec<_> = parts
+                        .iter()
+                        .map(|p| (p.topic.clone(), p.partition, p.next))
+                        .collect();
+                    let done = glommio::executor()
+                        .spawn_blocking(move || caught_up(&probe, &ends))
+                        .await;
+                    if done {
+                        break;
+                    }
+                    last_record = Instant::now();
+                }
                 if last_check.elapsed() > Duration::from_secs(1) {
                     last_check = Instant::now();
                     self.check_brokers(spec, client, context, deadline).await?;
@@ -581,35 +595,20 @@ fn describe(err: &FormatError) -> String {
     text
 }
 
-/// Whether every part has read up to the end offset the broker last reported for it (in
-/// fetch responses; one short counts, as the last offset may be a transaction marker, which is
-/// never delivered) and no record has come for [`END_WAIT`] (some brokers report an end that
-/// is not the last offset yet).
-fn caught_up(client: &Client, parts: &[Part], last_record: Instant) -> bool {
-    last_record.elapsed() > END_WAIT
-        && parts.iter().all(|part| {
-            client
-                .fetch_watermarks_cached(&part.topic, part.partition)
-                .is_some_and(|high| part.next + 1 >= high)
-        })
+/// Whether every part has read up to the end offset the broker reports for it (one short
+/// counts: the last offset may be a transaction marker, which is never delivered). Asked only
+/// once no record has come for [`END_WAIT`], since some brokers report ends that are not yet
+/// the last offset. Blocking.
+fn caught_up(client: &Client, parts: &[(String, i32, i64)]) -> bool {
+    parts.iter().all(|(topic, partition, next)| {
+        client
+            .fetch_watermarks(topic, *partition, Duration::from_secs(5))
+            .is_ok_and(|(_, high)| next + 1 >= high)
+    })
 }
 
-/// How long a bounded source waits without records before it takes its partitions as read.
+/// How long a bounded source waits without records before it asks whether it is at the end.
 const END_WAIT: Duration = Duration::from_secs(1);
-
-trait CachedWatermarks {
-    fn fetch_watermarks_cached(&self, topic: &str, partition: i32) -> Option<i64>;
-}
-
-impl CachedWatermarks for Client {
-    /// The high watermark of the last fetch response, if there was one.
-    fn fetch_watermarks_cached(&self, topic: &str, partition: i32) -> Option<i64> {
-        match self.get_watermark_offsets(topic, partition) {
-            Ok((_, high)) if high >= 0 => Some(high),
-            _ => None,
-        }
-    }
-}
 
 async fn flush_all(parts: &mut [Part], emitter: &mut Emitter) -> Result<(), Error> {
     for part in parts.iter_mut() {
