@@ -69,6 +69,9 @@ impl ProducerContext for Delivery {
 
 type Client = BaseProducer<Delivery>;
 
+/// A record's key and value (`None`: absent, or a tombstone).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One core's instance of a Kafka sink.
 pub(super) struct KafkaOutput {
     what: String,
@@ -208,7 +211,7 @@ impl KafkaOutput {
 
     /// The key and value of `row`'s record; `None` for a row that makes no record (an
     /// update-before with `upsert: true`).
-    fn encode(&mut self, row: &ArchivedRow) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    fn encode(&mut self, row: &ArchivedRow) -> Option<KeyValue> {
         let mut tombstone = false;
         if let Some(op) = &self.op {
             match op.eval(row) {

@@ -35,6 +35,9 @@ use crate::Error;
 
 type Client = BaseConsumer<Context>;
 
+/// A partition's next offset: topic, partition, offset.
+type Offsets = (String, i32, i64);
+
 /// How long the core waits when the consumer's queue is empty.
 const IDLE_POLL: Duration = Duration::from_millis(10);
 /// Records taken from the queue per turn before barriers and pauses are looked at again.
@@ -280,7 +283,7 @@ struct Reader {
     rejected: u64,
     batch_rows: usize,
     /// Positions of checkpoints not yet known complete, for the consumer-group commit.
-    pending: VecDeque<(u64, Vec<(String, i32, i64)>)>,
+    pending: VecDeque<(u64, Vec<Offsets>)>,
 }
 
 impl Reader {
@@ -599,7 +602,7 @@ fn describe(err: &FormatError) -> String {
 /// counts: the last offset may be a transaction marker, which is never delivered). Asked only
 /// once no record has come for [`END_WAIT`], since some brokers report ends that are not yet
 /// the last offset. Blocking.
-fn caught_up(client: &Client, parts: &[(String, i32, i64)]) -> bool {
+fn caught_up(client: &Client, parts: &[Offsets]) -> bool {
     parts.iter().all(|(topic, partition, next)| {
         client
             .fetch_watermarks(topic, *partition, Duration::from_secs(5))
