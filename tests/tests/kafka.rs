@@ -402,3 +402,47 @@ sinks:
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+#[test]
+fn the_kafka_example_checks() {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(wire_tests::repo_root())
+        .args(["check", "examples/kafka.yaml"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn exactly_once_without_checkpoints_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("eos.yaml");
+    let broker = Broker::shared();
+    std::fs::write(
+        &path,
+        format!(
+            "name: eos
+sources:
+  input: {{type: nexmark, stream: bid, events: 10}}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: {}
+    topic: {}
+    delivery: exactly_once
+",
+            broker.addr,
+            topic("eos-refused")
+        ),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("kafka sink `out`: delivery: exactly_once commits a transaction per checkpoint: run with --checkpoint-interval"),
+        "{stderr}"
+    );
+}
