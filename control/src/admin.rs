@@ -100,10 +100,10 @@ impl AdminServer {
         match err {
             MetaError::NotLeader { leader: None } => {
                 let leader = self.await_leader().await;
-                forward::leader(self.node_id, leader, forwarded).await
+                forward::leader(self.node_id, &self.transport.dialer(), leader, forwarded).await
             }
             MetaError::NotLeader { leader } => {
-                forward::leader(self.node_id, leader, forwarded).await
+                forward::leader(self.node_id, &self.transport.dialer(), leader, forwarded).await
             }
             other => Err(convert::status(&other)),
         }
@@ -138,7 +138,7 @@ impl AdminServer {
         if status.leader != Some(self.node_id) {
             let leader = status.leader.zip(status.leader_addr);
             return Ok(Route::Leader(Box::new(
-                forward::leader(self.node_id, leader, forwarded).await?,
+                forward::leader(self.node_id, &self.transport.dialer(), leader, forwarded).await?,
             )));
         }
         self.state(forwarded).await

@@ -15,4 +15,5 @@ pub mod node;
 pub mod proto;
 pub mod raft;
 pub mod supervisor;
+pub mod tls;
 pub mod transport;

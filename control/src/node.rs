@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::{Server, ServerTlsConfig};
 
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
@@ -24,7 +24,8 @@ use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
 use crate::raft::{self, MetaConfig, MetaHandle};
 use crate::supervisor::{self, Supervised};
-use crate::transport::{GrpcTransport, RaftServer};
+use crate::tls::NodeTls;
+use crate::transport::{Dialer, GrpcTransport, RaftServer};
 use config::{Bootstrap, NodeConfig};
 
 /// How often the transport's peer addresses are refreshed from the membership.
@@ -91,7 +92,17 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
-    let transport = GrpcTransport::new(id, &config.advertise, tokio::runtime::Handle::current());
+    let tls = match &config.tls {
+        Some(files) => Some(NodeTls::load(files)?),
+        None => None,
+    };
+    let dialer = Dialer::new(config.listen, tls.as_ref().map(|t| t.client.clone()));
+    let transport = GrpcTransport::new(
+        id,
+        &config.advertise,
+        dialer.clone(),
+        tokio::runtime::Handle::current(),
+    );
     let bootstrap = match &config.bootstrap {
         Bootstrap::Initial(members) => {
             transport.set_peers(&members.clone().into_iter().collect());
@@ -105,7 +116,14 @@ async fn serve(
         .map_err(|err| format!("cannot start the metadata group: {err}"))?;
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(grpc(listener, id, meta.clone(), transport.clone(), stop_rx));
+    let server = tokio::spawn(grpc(
+        listener,
+        id,
+        meta.clone(),
+        transport.clone(),
+        tls.map(|t| t.server),
+        stop_rx,
+    ));
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -114,6 +132,7 @@ async fn serve(
     let supervised = Supervised {
         node: id,
         meta: meta.clone(),
+        dialer: dialer.clone(),
         pool: data.pool,
         cores: data.cores,
         pin: data.pin,
@@ -156,6 +175,7 @@ async fn grpc(
     id: u64,
     meta: MetaHandle,
     transport: GrpcTransport,
+    tls: Option<ServerTlsConfig>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
     // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
@@ -170,7 +190,13 @@ async fn grpc(
         .build_v1alpha()
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|err| format!("tls: {err}"))?;
+    }
+    server
         .add_service(AdminServer::service(id, meta.clone(), transport.clone()))
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
@@ -214,10 +240,10 @@ async fn join(
     transport: &GrpcTransport,
 ) -> Result<(), String> {
     let fail = |why: String| format!("cannot join the cluster via {member}: {why}");
-    let endpoint = Endpoint::from_shared(format!("http://{member}"))
-        .map_err(|err| fail(err.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(JOIN_TIMEOUT);
+    let endpoint = transport
+        .dialer()
+        .endpoint(member, Duration::from_secs(3), JOIN_TIMEOUT)
+        .map_err(fail)?;
     let channel = endpoint
         .connect()
         .await

@@ -29,7 +29,7 @@ use crate::job::{self, CheckpointArgs, Job, Outcome, RunArgs};
 use crate::raft::{
     ActualState, Assignment, DesiredState, MetaCommand, MetaHandle, MetaState, PipelineMeta, Role,
 };
-use crate::transport::propose_anywhere;
+use crate::transport::{propose_anywhere, Dialer};
 
 /// How often the supervisor reconciles.
 const TICK: Duration = Duration::from_millis(200);
@@ -49,6 +49,8 @@ pub struct Supervised {
     pub node: u64,
     /// The metadata group.
     pub meta: MetaHandle,
+    /// How it connects to other members.
+    pub dialer: Dialer,
     /// The node's core pool.
     pub pool: PoolHandle,
     /// Its data cores.
@@ -318,7 +320,7 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
             }
         }
     };
-    if let Err(err) = propose_anywhere(&node.meta, command).await {
+    if let Err(err) = propose_anywhere(&node.meta, &node.dialer, command).await {
         // A deleted pipeline has nothing left to report to, and a report of a pipeline this
         // node no longer runs (placed elsewhere, or a newer version) is refused as stale.
         tracing::debug!(error = %err, "cannot record a pipeline's report");

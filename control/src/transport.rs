@@ -9,13 +9,14 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::proto::raft::raft_service_client::RaftServiceClient;
@@ -33,6 +34,55 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How this node opens connections to other members: over TLS with its certificate when the
+/// node has TLS on, and from its own listen address when that is one address (not `0.0.0.0`
+/// or `::`), so that peers and firewalls see the node's traffic come from the address it is
+/// known by (on a host with several addresses, the kernel would otherwise pick one by route).
+#[derive(Debug, Clone, Default)]
+pub struct Dialer {
+    source: Option<IpAddr>,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Dialer {
+    /// Connections from `listen`'s address, unless it is unspecified, with `tls` if given.
+    pub fn new(listen: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Dialer {
+        let ip = listen.ip();
+        Dialer {
+            source: (!ip.is_unspecified()).then_some(ip),
+            tls,
+        }
+    }
+
+    /// Whether connections between members use TLS (and so the RaftService checks that its
+    /// callers are members).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// An endpoint for `address` with these timeouts, from this node's source address.
+    pub fn endpoint(
+        &self,
+        address: &str,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Endpoint, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+            .map_err(|err| format!("bad address {address}: {err}"))?;
+        if let Some(tls) = &self.tls {
+            let tls = tls.clone().domain_name(crate::tls::host_of(address));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|err| format!("tls for {address}: {err}"))?;
+        }
+        Ok(endpoint
+            .connect_timeout(connect)
+            .timeout(request)
+            .local_address(self.source))
+    }
+}
 
 /// The RaftService: steps every message of an inbound batch into the local raft node.
 pub struct RaftServer {
@@ -58,9 +108,47 @@ impl RaftServer {
     }
 }
 
+impl RaftServer {
+    /// With TLS on, a caller must be the member it says it is: its client certificate (which
+    /// the handshake checked against the cluster CA) must name the host of that member's
+    /// address, the one this node knows or, for a sender it does not know yet (this node is
+    /// joining), the one it gives. Without TLS the node serves only loopback or was started
+    /// `--insecure`, and every caller is taken at its word.
+    fn check_member<T>(
+        &self,
+        request: &Request<T>,
+        from: u64,
+        given: Option<&String>,
+    ) -> Result<(), Status> {
+        if !self.transport.dialer().has_tls() {
+            return Ok(());
+        }
+        let denied = || Status::permission_denied("only cluster members may call RaftService");
+        let known = self.transport.peers().get(&from).cloned();
+        let address = match (known, given) {
+            (Some(known), Some(given)) if !given.is_empty() && *given != known => {
+                return Err(denied())
+            }
+            (Some(known), _) => known,
+            (None, Some(given)) if !given.is_empty() => given.clone(),
+            _ => return Err(denied()),
+        };
+        let certs = request.peer_certs().ok_or_else(denied)?;
+        match certs.first() {
+            Some(cert) if crate::tls::cert_names(cert, &address) => Ok(()),
+            _ => {
+                tracing::warn!(from, address = %address, "refused a RaftService call: its certificate does not name the member's host");
+                Err(denied())
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for RaftServer {
     async fn send(&self, request: Request<RaftBatch>) -> Result<Response<RaftAck>, Status> {
+        let claimed = request.get_ref();
+        self.check_member(&request, claimed.from, Some(&claimed.from_address))?;
         let batch = request.into_inner();
         if batch.to != self.node_id {
             return Err(Status::failed_precondition(format!(
@@ -85,6 +173,7 @@ impl RaftService for RaftServer {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeAnswer>, Status> {
+        self.check_member(&request, request.get_ref().from, None)?;
         let asked = request.into_inner();
         let command = MetaCommand::decode(&asked.command).map_err(|err| {
             Status::invalid_argument(format!("command from node {}: {err}", asked.from))
@@ -100,7 +189,11 @@ impl RaftService for RaftServer {
 
 /// Proposes `command` on this node when it leads, else asks the leader to (over its
 /// RaftService); the error says why neither could.
-pub async fn propose_anywhere(meta: &MetaHandle, command: MetaCommand) -> Result<u64, String> {
+pub async fn propose_anywhere(
+    meta: &MetaHandle,
+    dialer: &Dialer,
+    command: MetaCommand,
+) -> Result<u64, String> {
     let leader = match meta.propose(command.clone()).await {
         Ok(applied) => return Ok(applied.index),
         Err(MetaError::NotLeader {
@@ -108,10 +201,7 @@ pub async fn propose_anywhere(meta: &MetaHandle, command: MetaCommand) -> Result
         }) => address,
         Err(err) => return Err(err.to_string()),
     };
-    let endpoint = Endpoint::from_shared(format!("http://{leader}"))
-        .map_err(|err| format!("leader address {leader}: {err}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(SEND_TIMEOUT);
+    let endpoint = dialer.endpoint(&leader, CONNECT_TIMEOUT, SEND_TIMEOUT)?;
     let channel = endpoint
         .connect()
         .await
@@ -161,6 +251,7 @@ struct Shared {
     node_id: u64,
     /// This node's address, sent with every batch.
     advertise: String,
+    dialer: Dialer,
     runtime: tokio::runtime::Handle,
     /// Where each peer is reached; updated from the membership.
     addresses: Mutex<HashMap<u64, String>>,
@@ -169,18 +260,29 @@ struct Shared {
 }
 
 impl GrpcTransport {
-    /// A transport for node `node_id`, reached at `advertise`, whose sender tasks run on
-    /// `runtime`.
-    pub fn new(node_id: u64, advertise: &str, runtime: tokio::runtime::Handle) -> GrpcTransport {
+    /// A transport for node `node_id`, reached at `advertise`, connecting through `dialer`,
+    /// whose sender tasks run on `runtime`.
+    pub fn new(
+        node_id: u64,
+        advertise: &str,
+        dialer: Dialer,
+        runtime: tokio::runtime::Handle,
+    ) -> GrpcTransport {
         GrpcTransport {
             inner: Arc::new(Shared {
                 node_id,
                 advertise: advertise.to_string(),
+                dialer,
                 runtime,
                 addresses: Mutex::new(HashMap::new()),
                 queues: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// How this node connects to other members.
+    pub fn dialer(&self) -> Dialer {
+        self.inner.dialer.clone()
     }
 
     /// Sets the members' addresses (this node's own entry is ignored). A peer whose address
@@ -242,6 +344,7 @@ impl GrpcTransport {
                 let peer = Peer {
                     from: self.inner.node_id,
                     from_address: self.inner.advertise.clone(),
+                    dialer: self.inner.dialer.clone(),
                     to,
                     address,
                 };
@@ -280,6 +383,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Peer {
     from: u64,
     from_address: String,
+    dialer: Dialer,
     to: u64,
     address: String,
 }
@@ -323,10 +427,9 @@ impl Peer {
     }
 
     async fn connect(&self) -> Result<RaftServiceClient<Channel>, String> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.address))
-            .map_err(|err| format!("bad address {}: {err}", self.address))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(SEND_TIMEOUT)
+        let endpoint = self
+            .dialer
+            .endpoint(&self.address, CONNECT_TIMEOUT, SEND_TIMEOUT)?
             .tcp_nodelay(true);
         let channel = endpoint.connect().await.map_err(|err| err.to_string())?;
         Ok(RaftServiceClient::new(channel)

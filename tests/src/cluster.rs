@@ -22,7 +22,12 @@ pub fn wirectl_bin() -> PathBuf {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    free_port_on(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// A TCP port on `ip` that was free a moment ago.
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a free port");
     listener.local_addr().expect("local address").port()
 }
 
@@ -44,7 +49,12 @@ pub struct WireNode {
 impl WireNode {
     /// A node `id` with its data under `dir/node-<id>` (not started).
     pub fn new(dir: &Path, id: u64, args: &[String]) -> WireNode {
-        let addr = format!("127.0.0.1:{}", free_port());
+        WireNode::at(std::net::Ipv4Addr::LOCALHOST, dir, id, args)
+    }
+
+    /// [`WireNode::new`] listening on `ip`.
+    pub fn at(ip: std::net::Ipv4Addr, dir: &Path, id: u64, args: &[String]) -> WireNode {
+        let addr = format!("{ip}:{}", free_port_on(ip));
         WireNode {
             id,
             addr,
@@ -197,14 +207,47 @@ pub fn initial_cluster(nodes: &[(u64, String)]) -> String {
 
 /// Starts founding nodes `1..=count` under `dir`, all with the same `--initial-cluster`.
 pub fn start_cluster(dir: &Path, count: u64) -> Vec<WireNode> {
-    let mut nodes: Vec<WireNode> = (1..=count).map(|id| WireNode::new(dir, id, &[])).collect();
+    start_cluster_with(dir, count, &[])
+}
+
+/// [`start_cluster`] with `extra` flags for every node (TLS files, say).
+pub fn start_cluster_with(dir: &Path, count: u64, extra: &[String]) -> Vec<WireNode> {
+    let nodes: Vec<WireNode> = (1..=count)
+        .map(|id| WireNode::new(dir, id, extra))
+        .collect();
     let list: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
-    let flag = initial_cluster(&list);
+    found(nodes, &list)
+}
+
+/// Starts `nodes`, all with `--initial-cluster` of `members` after their own flags.
+fn found(mut nodes: Vec<WireNode>, members: &[(u64, String)]) -> Vec<WireNode> {
+    let flag = initial_cluster(members);
     for node in &mut nodes {
-        node.args = vec!["--initial-cluster".into(), flag.clone()];
+        node.args
+            .extend(["--initial-cluster".to_string(), flag.clone()]);
         node.start();
     }
     nodes
+}
+
+/// [`start_cluster`] behind `network`'s proxies: node `i` listens on
+/// [`crate::proxy::node_ip`]`(i)` and the members know each other by their proxies.
+pub fn start_cluster_behind(
+    dir: &Path,
+    count: u64,
+    network: &crate::proxy::Network,
+) -> Vec<WireNode> {
+    let nodes: Vec<WireNode> = (1..=count)
+        .map(|id| WireNode::at(crate::proxy::node_ip(id), dir, id, &[]))
+        .collect();
+    let list: Vec<(u64, String)> = nodes
+        .iter()
+        .map(|n| {
+            let target = n.addr.parse().expect("a node address");
+            (n.id, network.proxy(n.id, target))
+        })
+        .collect();
+    found(nodes, &list)
 }
 
 /// `wirectl --endpoint ENDPOINT ARGS…`, with `WIRE_ENDPOINT` cleared.

@@ -12,6 +12,7 @@ use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef}
 pub mod cluster;
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 pub mod rows;
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
@@ -98,7 +99,11 @@ pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
     let bin = profile_dir.join(name);
-    if !bin.exists() {
+    // `cargo test -p wire-tests` does not build other packages' binaries: build it when it is
+    // missing or older than the sources it is made of, so a test never runs old code. (Not
+    // always: a plain `cargo build -p` unifies features differently from `cargo test` and
+    // would rebuild the dependencies back and forth.)
+    if !bin.exists() || is_older_than_sources(&bin) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
@@ -111,6 +116,40 @@ pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
         assert!(status.success(), "building {name} failed");
     }
     bin
+}
+
+/// Whether a source file of the binaries' crates changed after `bin` was built.
+fn is_older_than_sources(bin: &std::path::Path) -> bool {
+    fn newest(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+        let mut latest = None;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).ok()
+            };
+            latest = latest.max(time);
+        }
+        latest
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = repo_root();
+    let sources = [
+        "core/src",
+        "storage/src",
+        "net/src",
+        "actors/src",
+        "control/src",
+        "control/proto",
+        "loadgen/src",
+    ];
+    sources
+        .iter()
+        .filter_map(|dir| newest(&root.join(dir)))
+        .any(|changed| changed > built)
 }
 
 /// The rows of JSON-lines part files in `dir`, parsed (completed parts only; hidden files

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
 use wire_net::ingest::IngestClient;
 use wire_tests::cluster::{
-    cluster_status, start_cluster, wait_for, wait_for_leader, wait_for_leader_among, wirectl,
-    wirectl_json, WireNode,
+    cluster_status, start_cluster, start_cluster_behind, wait_for, wait_for_leader,
+    wait_for_leader_among, wirectl, wirectl_json, WireNode,
 };
+use wire_tests::proxy::Network;
 use wire_tests::wire_bin;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -322,6 +323,84 @@ fn a_frozen_leader_commits_nothing_and_acknowledged_writes_apply_once() {
     assert!(applied >= acked + u64::from(stale_acked), "{x}");
     assert!(applied <= acked + 1, "{x}");
     agree(&nodes, None);
+}
+
+/// Who claimed to lead in which term, as nodes answered `cluster status`.
+#[derive(Default)]
+struct LeaderClaims(std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>>);
+
+impl LeaderClaims {
+    /// Asks every node; a node that names itself leader claims its term.
+    fn sample(&mut self, nodes: &[WireNode]) {
+        for n in nodes {
+            let Ok(status) = cluster_status(&n.addr) else {
+                continue;
+            };
+            let (Some(id), Some(term)) = (status["node_id"].as_u64(), status["term"].as_u64())
+            else {
+                continue;
+            };
+            if status["leader_id"].as_u64() == Some(id) {
+                self.0.entry(term).or_default().insert(id);
+            }
+        }
+    }
+
+    fn assert_one_per_term(&self) {
+        for (term, leaders) in &self.0 {
+            assert_eq!(leaders.len(), 1, "term {term} had leaders {leaders:?}");
+        }
+    }
+}
+
+/// A leader cut off by the network (the tests' proxies black-hole its links both ways, as a
+/// pulled cable would) commits nothing: the write sent to it is never acknowledged nor applied.
+/// The other two elect a leader of a later term and take writes; no term ever has two leaders;
+/// once the cut heals every node holds the same metadata, each acknowledged write applied
+/// exactly once.
+#[test]
+fn a_leader_cut_off_by_the_network_commits_nothing_and_no_term_has_two_leaders() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let network = Network::new();
+    let nodes = start_cluster_behind(dir.path(), 3, &network);
+    let ids: Vec<u64> = nodes.iter().map(|n| n.id).collect();
+    let mut claims = LeaderClaims::default();
+    let old = wait_for_leader(&nodes, ELECTION);
+    let old_addr = node(&nodes, old).addr.clone();
+    create(&old_addr, &spec(dir.path(), "x"), &[]);
+    claims.sample(&nodes);
+    network.isolate(old, &ids);
+    let stale_addr = old_addr.clone();
+    let stale = std::thread::spawn(move || {
+        wirectl(&stale_addr, &["pipeline", "scale", "x", "--cores", "9"])
+    });
+    let new = wait_for_leader_among(&nodes, Some(old), ELECTION);
+    assert_ne!(new, old);
+    let new_addr = node(&nodes, new).addr.clone();
+    let mut acked = 0;
+    for cores in 1..=3 {
+        claims.sample(&nodes);
+        let cores = cores.to_string();
+        wirectl_json(&new_addr, &["pipeline", "scale", "x", "--cores", &cores]);
+        acked += 1;
+    }
+    let stale = stale.join().unwrap();
+    assert!(
+        !stale.status.success(),
+        "a write to the cut-off leader was acknowledged: {stale:?}"
+    );
+    claims.sample(&nodes);
+    network.heal();
+    wait_for_leader(&nodes, ELECTION);
+    claims.sample(&nodes);
+    for n in &nodes {
+        caught_up(&n.addr, &new_addr);
+    }
+    let x = wirectl_json(&new_addr, &["pipeline", "get", "x"]);
+    assert_eq!(x["version"].as_u64(), Some(1 + acked), "{x}");
+    agree(&nodes, None);
+    claims.assert_one_per_term();
 }
 
 #[test]

@@ -7,10 +7,11 @@
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::proto::admin::admin_service_client::AdminServiceClient;
+use crate::transport::Dialer;
 
 /// The header that marks a request forwarded by a member.
 pub const FORWARDED: &str = "x-wire-forwarded";
@@ -27,6 +28,7 @@ pub fn is_forwarded<T>(request: &Request<T>) -> bool {
 /// already forwarded is UNAVAILABLE.
 pub async fn leader(
     this: u64,
+    dialer: &Dialer,
     leader: Option<(u64, String)>,
     forwarded: bool,
 ) -> Result<Leader, Status> {
@@ -41,10 +43,9 @@ pub async fn leader(
              retry"
         )));
     }
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|err| unavailable(this, id, &address, &err.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
+    let endpoint = dialer
+        .endpoint(&address, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+        .map_err(|err| unavailable(this, id, &address, &err))?;
     let channel = endpoint
         .connect()
         .await

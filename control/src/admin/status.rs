@@ -33,7 +33,9 @@ pub async fn cluster_status(
         return Ok(answer);
     }
     // The leader knows the members' health; a follower only knows its own view.
-    if let Ok(mut leader) = forward::leader(server.node_id, leader, false).await {
+    if let Ok(mut leader) =
+        forward::leader(server.node_id, &server.transport.dialer(), leader, false).await
+    {
         let request = leader.request(ClusterStatusRequest {});
         if let Ok(view) = leader.client.cluster_status(request).await {
             answer.members = view.into_inner().members;

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::tls::TlsFiles;
+
 /// The keys of `node.toml`, each optional (a flag may give it instead).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -27,6 +29,16 @@ pub struct NodeFile {
     pub initial_cluster: Option<String>,
     /// `join`: HOST:PORT of a member to ask to add this node.
     pub join: Option<String>,
+    /// `tls-cert`: the node's certificate chain (PEM); TLS is on when given.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls-key`: its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `tls-client-ca`: the cluster CA (PEM) that node and admin client certificates chain to.
+    pub tls_client_ca: Option<PathBuf>,
+    /// `tls-require-client-cert`: admin clients must present a certificate too.
+    pub tls_require_client_cert: Option<bool>,
+    /// `insecure`: serve without TLS on an address that is not loopback.
+    pub insecure: Option<bool>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -58,6 +70,8 @@ pub struct NodeConfig {
     pub bootstrap: Bootstrap,
     /// Whether `initial-cluster` or `join` was given (a restart ignores them, with a note).
     pub bootstrap_given: bool,
+    /// TLS on the listener and between members, when configured.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -92,7 +106,51 @@ impl NodeFile {
             pin: self.pin.or(file.pin),
             initial_cluster,
             join,
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
+            tls_require_client_cert: self
+                .tls_require_client_cert
+                .or(file.tls_require_client_cert),
+            insecure: self.insecure.or(file.insecure),
         }
+    }
+
+    /// The TLS files, all three or none; no TLS is refused on an address that is not
+    /// loopback unless `insecure` is set.
+    fn tls(&self, listen: &SocketAddr) -> Result<Option<TlsFiles>, String> {
+        let files = match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: ca.clone(),
+                require_client_cert: self.tls_require_client_cert.unwrap_or(false),
+            }),
+            _ => {
+                return Err(
+                    "tls: give tls-cert, tls-key and tls-client-ca together (the \
+                            node's certificate, its key, and the cluster CA)"
+                        .into(),
+                )
+            }
+        };
+        if files.is_none() && self.tls_require_client_cert == Some(true) {
+            return Err(
+                "tls-require-client-cert needs TLS: give tls-cert, tls-key and \
+                        tls-client-ca"
+                    .into(),
+            );
+        }
+        if files.is_none() && !listen.ip().is_loopback() && self.insecure != Some(true) {
+            return Err(format!(
+                "listen: {listen} is not a loopback address, and without TLS anyone who can \
+                 reach it could run admin and raft calls; give tls-cert, tls-key and \
+                 tls-client-ca (`wire certs init` makes development certificates; see \
+                 docs/security.md), or --insecure on a network you trust"
+            ));
+        }
+        Ok(files)
     }
 
     /// Checks the merged settings.
@@ -102,8 +160,12 @@ impl NodeFile {
             Some(id) => id,
             None => return Err("node-id is required (--node-id or `node-id` in --config)".into()),
         };
-        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen_text = self
+            .listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = resolve_addr(&listen_text).map_err(|err| format!("listen: {err}"))?;
+        let tls = self.tls(&listen)?;
         let data_dir = self
             .data_dir
             .ok_or("data-dir is required (--data-dir or `data-dir` in --config)")?;
@@ -142,6 +204,7 @@ impl NodeFile {
             pin: self.pin.unwrap_or(true),
             bootstrap,
             bootstrap_given,
+            tls,
         })
     }
 }
@@ -278,5 +341,47 @@ mod tests {
         };
         let err = flags.resolve().unwrap_err();
         assert!(err.contains("node 3"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_come_together_and_open_addresses_need_tls_or_insecure() {
+        let base = NodeFile {
+            node_id: Some(1),
+            data_dir: Some("d".into()),
+            ..NodeFile::default()
+        };
+        let half = NodeFile {
+            tls_cert: Some("node.pem".into()),
+            ..base.clone()
+        };
+        assert!(half.resolve().unwrap_err().contains("together"));
+        let open = NodeFile {
+            listen: Some("0.0.0.0:7400".into()),
+            ..base.clone()
+        };
+        let err = open.clone().resolve().unwrap_err();
+        assert!(
+            err.starts_with("listen: 0.0.0.0:7400 is not a loopback"),
+            "{err}"
+        );
+        let insecure = NodeFile {
+            insecure: Some(true),
+            ..open.clone()
+        };
+        assert_eq!(insecure.resolve().unwrap().tls, None);
+        let tls = NodeFile {
+            tls_cert: Some("node.pem".into()),
+            tls_key: Some("node-key.pem".into()),
+            tls_client_ca: Some("ca.pem".into()),
+            ..open
+        };
+        let files = tls.resolve().unwrap().tls.unwrap();
+        assert_eq!(files.client_ca, PathBuf::from("ca.pem"));
+        assert!(!files.require_client_cert);
+        let require = NodeFile {
+            tls_require_client_cert: Some(true),
+            ..base
+        };
+        assert!(require.resolve().unwrap_err().contains("needs TLS"));
     }
 }

@@ -98,6 +98,25 @@ enum Command {
         /// The pipeline file (YAML).
         pipeline: PathBuf,
     },
+    /// Certificates for trying TLS out.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+}
+
+/// `wire certs …`.
+#[derive(Debug, Subcommand)]
+enum CertsCmd {
+    /// Write a development CA and certificates into DIR: ca.pem, ca-key.pem, node.pem,
+    /// node-key.pem (valid for localhost, 127.0.0.1 and each --host), client.pem,
+    /// client-key.pem. Not for production: the CA key sits beside the certificates.
+    Init {
+        /// Where to write them (created; existing certificates are never overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Another name or IP address the node certificate is valid for (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -176,6 +195,20 @@ fn main() -> ExitCode {
             exit_code(outcome)
         }
         Command::Start(args) => start::start(args),
+        Command::Certs(CertsCmd::Init { dir, hosts }) => {
+            match wire_control::tls::init_dev_certs(&dir, &hosts) {
+                Ok(written) => {
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { pipeline } => match job::load(&pipeline) {
             Ok(plan) => {
                 eprintln!(

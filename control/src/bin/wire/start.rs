@@ -33,6 +33,21 @@ pub struct StartArgs {
     /// Ask the member at HOST:PORT to add this node, then run (ignored on a restart).
     #[arg(long)]
     join: Option<String>,
+    /// The node's certificate chain (PEM): serve gRPC over TLS, and dial members with it.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM): members' and admin clients' certificates must chain to it.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Admin clients (wirectl) must present a certificate signed by --tls-client-ca.
+    #[arg(long)]
+    tls_require_client_cert: bool,
+    /// Serve without TLS on an address that is not loopback (a network you trust).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -69,6 +84,11 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         pin: args.no_pin.then_some(false),
         initial_cluster: args.initial_cluster,
         join: args.join,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
+        tls_require_client_cert: args.tls_require_client_cert.then_some(true),
+        insecure: args.insecure.then_some(true),
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),

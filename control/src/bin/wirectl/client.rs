@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wire_control::proto::admin::admin_service_client::AdminServiceClient;
 
 /// How long connecting may take before `wirectl` gives up.
@@ -11,23 +11,48 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one request may take (a write waits for a raft commit).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The admin client for `endpoint` (`HOST:PORT` or a `http://` URL), connected.
-pub async fn connect(endpoint: &str) -> Result<AdminServiceClient<Channel>, String> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
+/// The admin client for `endpoint` (`HOST:PORT`, or an `http://` or `https://` URL),
+/// connected, over TLS when `tls` is given.
+pub async fn connect(
+    endpoint: &str,
+    tls: Option<ClientTlsConfig>,
+) -> Result<AdminServiceClient<Channel>, String> {
+    let uri = match (endpoint.contains("://"), &tls) {
+        (true, _) => endpoint.to_string(),
+        (false, Some(_)) => format!("https://{endpoint}"),
+        (false, None) => format!("http://{endpoint}"),
     };
-    let target = Endpoint::from_shared(uri).map_err(|err| {
+    let mut target = Endpoint::from_shared(uri).map_err(|err| {
         format!("`{endpoint}` is not an endpoint ({err}); give HOST:PORT, like 127.0.0.1:7400")
     })?;
+    let secure = tls.is_some();
+    if let Some(tls) = tls {
+        let host = wire_control::tls::host_of(endpoint.rsplit("://").next().unwrap_or(endpoint));
+        target = target
+            .tls_config(tls.domain_name(host))
+            .map_err(|err| format!("tls for {endpoint}: {err}"))?;
+    }
     let channel = target
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .connect()
         .await
-        .map_err(|err| unreachable(endpoint, &err))?;
+        .map_err(|err| unreachable_with(endpoint, &err, secure))?;
     Ok(AdminServiceClient::new(channel))
+}
+
+/// [`unreachable`], with a hint about TLS when a connection without it was reset (a TLS
+/// listener hangs up on plaintext).
+fn unreachable_with(
+    endpoint: &str,
+    err: &(dyn std::error::Error + 'static),
+    secure: bool,
+) -> String {
+    let message = unreachable(endpoint, err);
+    if secure {
+        return message;
+    }
+    format!("{message} (if the node serves TLS, give --ca with the cluster CA)")
 }
 
 fn unreachable(endpoint: &str, err: &(dyn std::error::Error + 'static)) -> String {
@@ -59,9 +84,14 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 pub fn status_message(endpoint: &str, status: &tonic::Status) -> String {
     use tonic::Code;
     match status.code() {
-        Code::Unavailable if status.message().is_empty() || is_transport(status) => {
-            unreachable(endpoint, status)
-        }
+        Code::Unavailable if status.message().is_empty() => unreachable(endpoint, status),
+        // Connected, then the connection failed under the request: most often TLS settings
+        // that do not fit the node's.
+        _ if is_transport(status) => format!(
+            "{endpoint} broke off the connection ({}): if the node serves TLS, give --ca with \
+             the cluster CA; if it requires client certificates, also --cert and --key",
+            root_cause(status)
+        ),
         Code::DeadlineExceeded => format!(
             "{endpoint} did not answer within {} s (is a majority of the cluster up?)",
             REQUEST_TIMEOUT.as_secs()

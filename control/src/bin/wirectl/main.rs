@@ -30,6 +30,27 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
+    /// The cluster CA (PEM): talk TLS and trust the node's certificate if it chains to this.
+    #[arg(long, global = true, env = "WIRE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) signed by the cluster CA, for nodes that require one.
+    #[arg(
+        long,
+        global = true,
+        env = "WIRE_CERT",
+        value_name = "FILE",
+        requires = "key"
+    )]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "WIRE_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }

@@ -31,7 +31,7 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
         return restore(file, data_dir, *node_id);
     }
     let out = Printer::new(cli.output);
-    let mut client = connect(endpoint).await?;
+    let mut client = connect(endpoint, tls(cli)?).await?;
     let failed = |status: tonic::Status| status_message(endpoint, &status);
     match &cli.command {
         Command::Cluster(ClusterCmd::Status) => {
@@ -182,4 +182,18 @@ fn restore(file: &Path, data_dir: &Path, node_id: u64) -> Result<(), String> {
         file.display()
     );
     Ok(())
+}
+
+/// The TLS settings `--ca`, `--cert` and `--key` ask for, if any.
+fn tls(cli: &Cli) -> Result<Option<tonic::transport::ClientTlsConfig>, String> {
+    let Some(ca) = &cli.ca else {
+        if cli.cert.is_some() {
+            return Err(
+                "--cert needs --ca (the cluster CA that signed the node's certificate)".into(),
+            );
+        }
+        return Ok(None);
+    };
+    let identity = cli.cert.as_deref().zip(cli.key.as_deref());
+    wire_control::tls::client_config(ca, identity).map(Some)
 }

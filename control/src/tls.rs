@@ -1,0 +1,280 @@
+//! TLS for a node's gRPC listener and for its connections to other members (rustls, through
+//! tonic), the check that a RaftService caller is a member, and the development certificates
+//! of `wire certs init`.
+//!
+//! The model: one cluster CA (`--tls-client-ca`). Every node presents a certificate signed by
+//! it, valid for the host of the address the other members know it by; nodes verify each
+//! other's server certificates against that CA, and present their own as client certificates
+//! when they dial. The RaftService serves only callers whose client certificate is valid for
+//! the host of the member they say they are. Admin clients (`wirectl`) present a certificate
+//! signed by the same CA when `--tls-require-client-cert` is set.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// Where a node's TLS files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The cluster CA (PEM): other nodes' certificates and admin client certificates chain
+    /// to it.
+    pub client_ca: PathBuf,
+    /// Whether admin clients must present a certificate (nodes always must).
+    pub require_client_cert: bool,
+}
+
+/// A node's loaded TLS settings.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    /// For the gRPC listener.
+    pub server: ServerTlsConfig,
+    /// For dialing other members: trusts the cluster CA, presents the node's certificate.
+    pub client: ClientTlsConfig,
+}
+
+impl NodeTls {
+    /// Reads and checks the files; errors name the flag and the file.
+    pub fn load(files: &TlsFiles) -> Result<NodeTls, String> {
+        let cert = read_certs("tls-cert", &files.cert)?;
+        let key = read_key("tls-key", &files.key)?;
+        let ca = read_certs("tls-client-ca", &files.client_ca)?;
+        let identity = Identity::from_pem(&cert, &key);
+        let ca = Certificate::from_pem(&ca);
+        let server = ServerTlsConfig::new()
+            .identity(identity.clone())
+            .client_ca_root(ca.clone())
+            .client_auth_optional(!files.require_client_cert);
+        let client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
+        Ok(NodeTls { server, client })
+    }
+}
+
+/// The TLS settings of an admin client (`wirectl`): the CA to trust, and optionally a client
+/// certificate and key.
+pub fn client_config(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientTlsConfig, String> {
+    let ca = read_certs("ca", ca)?;
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some((cert, key)) = identity {
+        let cert = read_certs("cert", cert)?;
+        let key = read_key("key", key)?;
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    Ok(config)
+}
+
+/// The file's bytes, which must hold at least one PEM certificate.
+fn read_certs(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = read(flag, path)?;
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        cert.map_err(|err| format!("--{flag} {}: {err}", path.display()))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!(
+            "--{flag} {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The file's bytes, which must hold a PEM private key.
+fn read_key(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = read(flag, path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|err| {
+        format!(
+            "--{flag} {}: no PEM private key in it ({err})",
+            path.display()
+        )
+    })?;
+    Ok(bytes)
+}
+
+fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|err| format!("--{flag} {}: cannot read it: {err}", path.display()))
+}
+
+/// The host part of `HOST:PORT` (`[::1]:7400` → `::1`).
+pub fn host_of(address: &str) -> &str {
+    let host = match address.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => address,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Whether `cert` (a client's end-entity certificate, already verified to chain to the cluster
+/// CA by the TLS handshake) is valid for the host of `address`, a member's address.
+pub fn cert_names(cert: &CertificateDer<'_>, address: &str) -> bool {
+    let host = host_of(address);
+    let name = match host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => match ServerName::try_from(host.to_string()) {
+            Ok(name) => name,
+            Err(_) => return false,
+        },
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&name))
+        .is_ok()
+}
+
+/// The files `wire certs init` writes.
+pub const DEV_FILES: [&str; 6] = [
+    "ca.pem",
+    "ca-key.pem",
+    "node.pem",
+    "node-key.pem",
+    "client.pem",
+    "client-key.pem",
+];
+
+/// Writes a development CA, a node certificate valid for `localhost`, `127.0.0.1` and `hosts`
+/// (server and client use), and an admin client certificate into `dir`; refuses to overwrite.
+/// Keys are written with mode 0600.
+pub fn init_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let fail = |err: rcgen::Error| format!("generating certificates: {err}");
+    for name in DEV_FILES {
+        if dir.join(name).exists() {
+            return Err(format!(
+                "{} exists: `wire certs init` does not overwrite certificates (use another --dir)",
+                dir.join(name).display()
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "wire development CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+    let ca_pem = ca_cert.pem();
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(hosts.iter().cloned());
+    let mut node = CertificateParams::new(names).map_err(fail)?;
+    node.distinguished_name
+        .push(DnType::CommonName, "wire node");
+    node.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let node_key = KeyPair::generate().map_err(fail)?;
+    let node_cert = node.signed_by(&node_key, &issuer).map_err(fail)?;
+
+    let mut client = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "wire admin");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().map_err(fail)?;
+    let client_cert = client.signed_by(&client_key, &issuer).map_err(fail)?;
+
+    let contents = [
+        ca_pem,
+        ca_key_pem,
+        node_cert.pem(),
+        node_key.serialize_pem(),
+        client_cert.pem(),
+        client_key.serialize_pem(),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in DEV_FILES.iter().zip(contents) {
+        let path = dir.join(name);
+        write_new(&path, text.as_bytes(), name.ends_with("-key.pem"))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Creates `path` (never replacing a file), mode 0600 when `secret`, else 0644.
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(|err| format!("{}: {err}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|err| format!("{}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_addresses() {
+        assert_eq!(host_of("127.0.0.1:7400"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:7400"), "::1");
+        assert_eq!(host_of("node-1.example:7400"), "node-1.example");
+    }
+
+    #[test]
+    fn dev_certs_name_their_hosts_and_the_admin_cert_names_none() {
+        let dir = tempfile::tempdir().unwrap();
+        init_dev_certs(dir.path(), &["wire-1.example".into()]).unwrap();
+        let der = |name: &str| {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            CertificateDer::from_pem_slice(&bytes).unwrap()
+        };
+        let node = der("node.pem");
+        assert!(cert_names(&node, "127.0.0.1:7401"));
+        assert!(cert_names(&node, "localhost:7401"));
+        assert!(cert_names(&node, "wire-1.example:7400"));
+        assert!(!cert_names(&node, "10.0.0.9:7400"));
+        assert!(!cert_names(&der("client.pem"), "127.0.0.1:7401"));
+        let mode = |name: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+            meta.permissions().mode() & 0o777
+        };
+        assert_eq!(mode("node-key.pem"), 0o600);
+        assert_eq!(mode("node.pem"), 0o644);
+        let again = init_dev_certs(dir.path(), &[]).unwrap_err();
+        assert!(again.contains("does not overwrite"), "{again}");
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let files = TlsFiles {
+            cert: junk.clone(),
+            key: junk.clone(),
+            client_ca: junk.clone(),
+            require_client_cert: false,
+        };
+        let err = NodeTls::load(&files).unwrap_err();
+        assert!(
+            err.starts_with("--tls-cert ") && err.contains("junk.pem"),
+            "{err}"
+        );
+        let missing = dir.path().join("missing.pem");
+        let err = client_config(&missing, None).unwrap_err();
+        assert!(err.contains("--ca") && err.contains("cannot read"), "{err}");
+    }
+}
