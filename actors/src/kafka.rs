@@ -106,7 +106,7 @@ pub(crate) async fn retry<T: Send + 'static>(
             Err(error) if started.elapsed() + backoff >= deadline => {
                 let cause = context.last_error().unwrap_or_else(|| error.to_string());
                 return Err(Error::Connector(format!(
-                    "{what}: cannot reach the brokers at {brokers} ({tries} attempts in {:.1} s): {cause}",
+                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
                     started.elapsed().as_secs_f64()
                 )));
             }
@@ -142,7 +142,7 @@ pub(crate) fn retry_blocking<T>(
             Err(error) if started.elapsed() + backoff >= deadline => {
                 let cause = context.last_error().unwrap_or_else(|| error.to_string());
                 return Err(Error::Connector(format!(
-                    "{what}: cannot reach the brokers at {brokers} ({tries} attempts in {:.1} s): {cause}",
+                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
                     started.elapsed().as_secs_f64()
                 )));
             }

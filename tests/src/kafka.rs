@@ -122,7 +122,8 @@ impl Broker {
         BROKER.get_or_init(Broker::start)
     }
 
-    fn start() -> Broker {
+    /// A broker of the caller's own (one it may stop), started now.
+    pub fn start() -> Broker {
         let bin = tansu_bin();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -243,6 +244,17 @@ impl Broker {
         // A fetch served again (tansu, after a large batch) delivers an offset twice.
         records.dedup_by_key(|r| (r.partition, r.offset));
         records
+    }
+}
+
+impl Broker {
+    /// Stops the broker (SIGKILL to tansu and its watchdog shell).
+    pub fn stop(mut self) {
+        let shell = self.child.id().to_string();
+        // The broker is the shell's child; ending it makes the watchdog loop end too.
+        let _ = Command::new("pkill").args(["-KILL", "-P", &shell]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

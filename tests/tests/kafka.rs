@@ -533,3 +533,57 @@ sinks:
         assert!(totals.windows(2).all(|w| w[0] < w[1]), "{key}: {totals:?}");
     }
 }
+
+#[test]
+fn a_broker_gone_mid_run_fails_the_source_with_a_clear_error() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_topic = topic("gone-in");
+    broker.create_topic(&input_topic, 1);
+    broker.produce(&input_topic, &[(0, None, br#"{"v": 1}"#.as_slice())]);
+    let out = dir.path().join("out");
+    let path = dir.path().join("gone.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: gone
+sources:
+  input:
+    type: kafka
+    brokers: {}
+    topics: [{input_topic}]
+    schema: {{v: i64}}
+    connect_timeout_ms: 2000
+sinks:
+  out: {{type: file, from: input, path: {}}}
+",
+            broker.addr,
+            out.display()
+        ),
+    )
+    .expect("pipeline file");
+    let addr = broker.addr.clone();
+    let mut run = Watched::spawn(wire_run(dir.path(), &path, false));
+    // The first row is read: the source is connected.
+    run.wait_until("the first row", Duration::from_secs(30), |_| {
+        std::fs::read_dir(&out).is_ok_and(|d| d.count() > 1)
+            || wire_tests::read_jsonl_dir(&out).len() == 1
+    });
+    broker.stop();
+    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
+    run.join();
+    let stderr = run.stderr();
+    assert!(!status.success(), "the run must fail:\n{stderr}");
+    // The core reading the partition notices the loss; a core still starting cannot reach
+    // the brokers at all. Either error names the source, the address and the cause.
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    let lost = format!("error: kafka source `input`: lost the brokers at {addr}");
+    let unreachable = format!("error: kafka source `input`: cannot reach the brokers at {addr}");
+    assert!(
+        error.starts_with(&lost) || error.starts_with(&unreachable),
+        "no clear error in:\n{stderr}"
+    );
+}

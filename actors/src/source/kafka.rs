@@ -282,6 +282,8 @@ struct Reader {
     dead_letters: Option<std::fs::File>,
     rejected: u64,
     batch_rows: usize,
+    /// When a consumer error was last logged.
+    warned: Option<Instant>,
     /// Positions of checkpoints not yet known complete, for the consumer-group commit.
     pending: VecDeque<(u64, Vec<Offsets>)>,
 }
@@ -318,6 +320,7 @@ impl Reader {
             dead_letters,
             rejected: 0,
             batch_rows: cx.plan.settings.batch_rows,
+            warned: None,
             pending: VecDeque::new(),
         })
     }
@@ -396,7 +399,14 @@ impl Reader {
                 None => break,
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    tracing::warn!(source = %self.what, %error, "kafka consumer error");
+                    // librdkafka retries by itself; say so every few seconds, not every poll.
+                    if self
+                        .warned
+                        .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+                    {
+                        self.warned = Some(Instant::now());
+                        tracing::warn!(source = %self.what, %error, "kafka consumer error; librdkafka retries");
+                    }
                     break;
                 }
             };
