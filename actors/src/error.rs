@@ -71,6 +71,10 @@ pub enum Error {
     /// The core pool cannot take the command (too few cores, or shut down).
     #[error("core pool: {0}")]
     Pool(String),
+    /// A connector to an external system (Kafka) failed; the text names the connector, the
+    /// address and the cause.
+    #[error("{0}")]
+    Connector(String),
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod checkpoint;
 mod error;
 pub mod graph;
+mod kafka;
 mod lookup;
 pub mod message;
 mod operator;
@@ -43,5 +44,5 @@ pub use pool::{
 pub use probe::{Counters, NodeProbe, Role, RunProbe, NO_WATERMARK};
 pub use sink::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
-    PublishedParts, SinkLocks, SINK_LOCK_FILE,
+    recover_kafka_sinks, PublishedParts, SinkLocks, SINK_LOCK_FILE,
 };

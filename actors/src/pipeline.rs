@@ -275,6 +275,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SourceKind::Nexmark(_) => "nexmark",
             SourceKind::File(_) => "file",
             SourceKind::Ingest(_) => "ingest",
+            SourceKind::Kafka(_) => "kafka",
             _ => "source",
         };
         (s.name.clone(), Role::Source, kind.to_string())
@@ -311,6 +312,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SinkKind::Blackhole => "blackhole",
             SinkKind::Stdout { .. } => "stdout",
             SinkKind::File(_) => "file",
+            SinkKind::Kafka(_) => "kafka",
             _ => "sink",
         };
         (s.name.clone(), Role::Sink, kind.to_string())

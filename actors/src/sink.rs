@@ -12,6 +12,9 @@
 //!   with at most `OPEN_PARTITIONS_MAX` parts open per core.
 
 mod dir;
+mod kafka;
+
+pub use kafka::recover_kafka_sinks;
 
 pub use dir::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, PublishedParts, SinkLocks,
@@ -68,6 +71,12 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
             None
         }
     };
+    if let Some(Output::Kafka(kafka)) = output.as_mut() {
+        if let Err(err) = kafka.start().await {
+            cx.failure.record(err);
+            output = None;
+        }
+    }
     loop {
         let next = match &checkpoints {
             None => inbox.next().await,
@@ -174,6 +183,7 @@ enum Output {
         closed: bool,
     },
     File(Box<PartFiles>),
+    Kafka(Box<kafka::KafkaOutput>),
 }
 
 impl Output {
@@ -200,6 +210,9 @@ impl Output {
             }
             SinkKind::File(spec) => {
                 Output::File(Box::new(PartFiles::new(cx.core, spec, sink, epoch)?))
+            }
+            SinkKind::Kafka(_) => {
+                Output::Kafka(Box::new(kafka::KafkaOutput::open(cx, sink, epoch)?))
             }
             _ => Output::Blackhole,
         })
@@ -242,6 +255,7 @@ impl Output {
                 }
             }
             Output::File(parts) => parts.write(batch).await,
+            Output::Kafka(kafka) => kafka.write(batch).await,
         }
     }
 
@@ -250,6 +264,7 @@ impl Output {
     async fn stage(&mut self, next_epoch: u64) -> Result<(), Error> {
         match self {
             Output::File(parts) => parts.stage(next_epoch).await,
+            Output::Kafka(kafka) => kafka.stage(next_epoch).await,
             Output::Stdout { closed: false, .. } => std::io::stdout()
                 .lock()
                 .flush()
@@ -262,6 +277,7 @@ impl Output {
     async fn commit(&mut self, completed: u64) -> Result<(), Error> {
         match self {
             Output::File(parts) => parts.commit(completed).await,
+            Output::Kafka(kafka) => kafka.commit(completed).await,
             _ => Ok(()),
         }
     }
@@ -279,6 +295,7 @@ impl Output {
                 Ok(())
             }
             Output::File(parts) => parts.close().await,
+            Output::Kafka(kafka) => kafka.close().await,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod file;
 pub(crate) mod ingest;
+mod kafka;
 mod nexmark;
 
 use std::rc::Rc;
@@ -51,6 +52,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
         SourceKind::Nexmark(spec) => nexmark::run(&cx, index, spec, &mut emitter).await,
         SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
         SourceKind::Ingest(spec) => ingest::run(&cx, index, spec, &mut emitter).await,
+        SourceKind::Kafka(spec) => kafka::run(&cx, index, spec, &mut emitter).await,
         other => unreachable!("the plan checker admits no other source kind: {other:?}"),
     };
     if let Err(err) = result {

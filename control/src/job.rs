@@ -118,6 +118,8 @@ pub struct Job {
     sink_locks: wire_actors::SinkLocks,
     /// The sink directories this run makes, removed again when it fails and they stayed empty.
     new_dirs: NewDirs,
+    /// Where the Kafka sinks stage their transactions.
+    data_dir: std::path::PathBuf,
     stopped: bool,
 }
 
@@ -150,6 +152,7 @@ impl Job {
                 restored,
                 sink_locks,
                 new_dirs,
+                data_dir: args.data_dir.clone(),
                 stopped: false,
             }),
             Err(refused) => {
@@ -203,7 +206,8 @@ impl Job {
             .filter(|(_, last)| *last && !self.stopped)
             .filter(|_| report.error.is_none() && report.probe.source_events() == 0)
             .map(|(id, _)| id);
-        let ended = finish(&self.sinks_plan, report, checkpoints, already_done, say);
+        let settle = (&self.sinks_plan, self.data_dir.as_path());
+        let ended = finish(settle, report, checkpoints, already_done, say);
         drop(self.sink_locks);
         if ended.outcome != Outcome::Done {
             self.new_dirs.remove_empty();
@@ -230,6 +234,13 @@ fn deploy(
     say: Say,
 ) -> Result<Deployed, Refused> {
     let prepared = prepare(args, &plan, cores, say).map_err(Refused::failed)?;
+    if let Some(prepared) = &prepared {
+        // Transactions staged for checkpoints up to the restored one are committed (once),
+        // later ones discarded: their rows come again.
+        let completed = prepared.shared.restore().map_or(0, |c| c.id);
+        wire_actors::recover_kafka_sinks(&plan, &args.data_dir, completed)
+            .map_err(Refused::failed)?;
+    }
     let restored = prepared
         .as_ref()
         .and_then(|p| p.shared.restore().map(|c| (c.id, c.last)));
@@ -288,7 +299,7 @@ fn start_coordinator(
 /// Publishes the sinks' last files, prints the summary, and says when a restored run found
 /// nothing left to do (`already_done`: the checkpoint it restored).
 fn finish(
-    plan: &Plan,
+    (plan, data_dir): (&Plan, &std::path::Path),
     report: RunReport,
     checkpoints: Option<CheckpointReport>,
     already_done: Option<u64>,
@@ -299,6 +310,11 @@ fn finish(
         if let Some(last) = done.last_id {
             if let Err(err) = wire_actors::recover_file_sinks(plan, last) {
                 let error = format!("publishing the sinks' last files: {err}");
+                say(&format!("error: {error}"));
+                return Ended::failed(error);
+            }
+            if let Err(err) = wire_actors::recover_kafka_sinks(plan, data_dir, last) {
+                let error = format!("committing the kafka sinks' last transactions: {err}");
                 say(&format!("error: {error}"));
                 return Ended::failed(error);
             }

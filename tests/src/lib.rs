@@ -10,6 +10,7 @@ use std::process::Command;
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 pub mod cluster;
+pub mod kafka;
 pub mod metrics;
 pub mod process;
 pub mod proxy;

@@ -145,6 +145,17 @@ pub struct PlanSink {
     pub schema: Schema,
     /// A file sink's `partition_by`, compiled against `schema`.
     pub partition_by: Option<Expr>,
+    /// A Kafka sink's `key` and `value`, compiled against `schema`.
+    pub record: Option<RecordExprs>,
+}
+
+/// The expressions a Kafka sink makes its records of.
+#[derive(Debug, Clone)]
+pub struct RecordExprs {
+    /// The record key; none when absent.
+    pub key: Option<Expr>,
+    /// The record value; the whole row when absent.
+    pub value: Option<Expr>,
 }
 
 impl Plan {
@@ -194,12 +205,14 @@ impl Plan {
             let input = resolve(spec, &placed, &sink.input, &path)?;
             let schema = plan.schema_of(input).clone();
             let partition_by = sink_partition(spec, &sink.kind, &schema)?;
+            let record = sink_record(spec, &sink.kind, &schema)?;
             plan.sinks.push(PlanSink {
                 name: sink.name.name.clone(),
                 input,
                 kind: sink.kind.clone(),
                 schema,
                 partition_by,
+                record,
             });
         }
         Ok(plan)
@@ -256,6 +269,30 @@ fn sink_partition(
         .map_err(|err| spec.expr_error(text, err.offset, err.message))
 }
 
+/// Compiles a Kafka sink's `key` and `value` against the schema the sink receives; any type
+/// will do (strings and bytes are written as they are, other values as their text).
+fn sink_record(
+    spec: &PipelineSpec,
+    kind: &SinkKind,
+    schema: &Schema,
+) -> Result<Option<RecordExprs>, SpecError> {
+    let SinkKind::Kafka(kafka) = kind else {
+        return Ok(None);
+    };
+    let compile = |text: &Option<ExprText>| -> Result<Option<Expr>, SpecError> {
+        match text {
+            None => Ok(None),
+            Some(text) => expr::compile(&text.text, schema)
+                .map(Some)
+                .map_err(|err| spec.expr_error(text, err.offset, err.message)),
+        }
+    };
+    Ok(Some(RecordExprs {
+        key: compile(&kafka.key)?,
+        value: compile(&kafka.value)?,
+    }))
+}
+
 fn check_unique_names(spec: &PipelineSpec) -> Result<(), SpecError> {
     let mut seen: Vec<&str> = Vec::new();
     let all = spec
@@ -309,6 +346,10 @@ fn plan_source(
         SourceKind::Ingest(ingest) => {
             let time = event_time_index(spec, &source.name, &ingest.schema, &ingest.event_time)?;
             (ingest.schema.clone(), time)
+        }
+        SourceKind::Kafka(kafka) => {
+            let time = event_time_index(spec, &source.name, &kafka.schema, &kafka.event_time)?;
+            (kafka.schema.clone(), time)
         }
     };
     let (event_time, time_expr) = match event_time {

@@ -5,6 +5,7 @@
 //! stay text here with their position; [`crate::frontend::plan`] type-checks them against schemas.
 //! The reference for users is docs/pipeline.md.
 
+mod kafka;
 mod stateful;
 mod yaml;
 
@@ -13,6 +14,10 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::record::schema::{DataType, Field, Schema};
+pub use kafka::{
+    KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
+    KafkaTopics,
+};
 pub use stateful::{
     parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
 };
@@ -110,6 +115,8 @@ pub enum SourceKind {
     File(FileSource),
     /// Rows pushed by producers over the ingest protocol, logged to a WAL first.
     Ingest(IngestSource),
+    /// Records of Kafka topics.
+    Kafka(Box<KafkaSource>),
 }
 
 /// `type: nexmark`.
@@ -273,6 +280,8 @@ pub enum SinkKind {
     },
     /// Writes rows to rolling files in a directory.
     File(FileSink),
+    /// Produces rows as records to a Kafka topic.
+    Kafka(Box<KafkaSink>),
 }
 
 /// `type: file` as a sink.
@@ -648,7 +657,7 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
     Ok(settings)
 }
 
-const SOURCE_TYPES: &[&str] = &["nexmark", "file", "ingest"];
+const SOURCE_TYPES: &[&str] = &["nexmark", "file", "ingest", "kafka"];
 
 fn decode_source(
     cx: &Cx<'_>,
@@ -666,6 +675,7 @@ fn decode_source(
         "nexmark" => SourceKind::Nexmark(decode_nexmark(cx, &mut fields)?),
         "file" => SourceKind::File(decode_file_source(cx, &mut fields)?),
         "ingest" => SourceKind::Ingest(decode_ingest(cx, &mut fields)?),
+        "kafka" => SourceKind::Kafka(Box::new(kafka::decode_source(cx, &mut fields)?)),
         other => {
             return Err(cx.err(
                 type_node,
@@ -1192,7 +1202,7 @@ fn key_list(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<ExprText>, SpecE
     }
 }
 
-const SINK_TYPES: &[&str] = &["blackhole", "stdout", "file"];
+const SINK_TYPES: &[&str] = &["blackhole", "stdout", "file", "kafka"];
 
 fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<SinkSpec, SpecError> {
     let mut fields = Fields::new(cx, node, path)?;
@@ -1241,6 +1251,10 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
                 ],
             )
         }
+        "kafka" => (
+            SinkKind::Kafka(Box::new(kafka::decode_sink(cx, &mut fields)?)),
+            kafka::KAFKA_SINK_KEYS,
+        ),
         other => {
             return Err(cx.err(
                 type_node,

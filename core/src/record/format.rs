@@ -344,6 +344,30 @@ impl RowReader {
         Ok(())
     }
 
+    /// A reader whose rows are `payload`'s fields decoded from a line, then `extra` fields the
+    /// caller gives with each line ([`RowReader::decode_with`], like a Kafka record's
+    /// metadata). `event_time` indexes the whole row.
+    ///
+    /// # Panics
+    ///
+    /// If `event_time` is not below `payload.len() + extra`.
+    pub fn with_extra_fields(
+        format: FileFormat,
+        payload: &Schema,
+        extra: usize,
+        event_time: Option<usize>,
+    ) -> RowReader {
+        let mut reader = RowReader::new(format, payload, None, false);
+        if let Some(index) = event_time {
+            assert!(
+                index < payload.len() + extra,
+                "event time field {index} is out of the row"
+            );
+        }
+        reader.event_time = event_time;
+        reader
+    }
+
     /// Decodes `line` into one row appended to `out`.
     ///
     /// `line_no` is only used in errors. On error nothing is appended to `out`. When the
@@ -354,6 +378,18 @@ impl RowReader {
         line: &str,
         out: &mut BatchBuilder,
     ) -> Result<(), FormatError> {
+        self.decode_with(line_no, line, &[], out)
+    }
+
+    /// Decodes `line` and appends one row of its fields followed by `extra` to `out` (see
+    /// [`RowReader::with_extra_fields`]).
+    pub fn decode_with(
+        &mut self,
+        line_no: u64,
+        line: &str,
+        extra: &[ValueRef<'_>],
+        out: &mut BatchBuilder,
+    ) -> Result<(), FormatError> {
         let line = trim_line_end(line);
         self.text.clear();
         self.bytes.clear();
@@ -362,7 +398,7 @@ impl RowReader {
                 let object = parse_json_object(line_no, line)?;
                 let mut slots = recycle(std::mem::take(&mut self.slots));
                 let result = self.json_slots(line_no, &object, &mut slots);
-                let result = result.and_then(|()| self.push_slots(line_no, &slots, out));
+                let result = result.and_then(|()| self.push_slots(line_no, &slots, extra, out));
                 self.slots = recycle(slots);
                 result
             }
@@ -371,7 +407,7 @@ impl RowReader {
                     .map_err(|(column, message)| error(line_no, Some(column), None, message))?;
                 let mut slots = recycle(std::mem::take(&mut self.slots));
                 let result = self.csv_slots(line_no, line, &mut slots);
-                let result = result.and_then(|()| self.push_slots(line_no, &slots, out));
+                let result = result.and_then(|()| self.push_slots(line_no, &slots, extra, out));
                 self.slots = recycle(slots);
                 result
             }
@@ -428,6 +464,7 @@ impl RowReader {
         &mut self,
         line_no: u64,
         slots: &[Slot<'_>],
+        extra: &[ValueRef<'_>],
         out: &mut BatchBuilder,
     ) -> Result<(), FormatError> {
         let mut values = recycle(std::mem::take(&mut self.values));
@@ -436,6 +473,7 @@ impl RowReader {
             Slot::Text(start, end) => ValueRef::Str(&self.text[start..end]),
             Slot::Bytes(start, end) => ValueRef::Bytes(&self.bytes[start..end]),
         }));
+        values.extend_from_slice(extra);
         let result = match self.event_time {
             None => out.push(&values),
             Some(index) => match event_time_ms(values[index]) {

