@@ -1,6 +1,8 @@
 //! Repository hygiene that lints cannot express (STYLE.md section 6): `unsafe` only in the
-//! allowlisted modules and always under a `// SAFETY:` comment, and no `println!` in library
-//! code (libraries log with tracing; only binaries, benches and tests print).
+//! allowlisted modules and always under a `// SAFETY:` comment, no `println!` in library
+//! code (libraries log with tracing; only binaries, benches and tests print), and functions
+//! of at most 70 lines outside tests (a ratchet: the longer ones that exist are listed and
+//! may only shrink).
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +137,120 @@ fn libraries_do_not_print() {
                 ));
             }
             offset += line.len() + 1;
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Most lines a function outside tests may span, from its `fn` line to its closing brace.
+const FN_LINES_MAX: usize = 70;
+
+/// Functions that were longer than [`FN_LINES_MAX`] when the check came: (path, name, lines
+/// then). Each may shrink, never grow; split one and take it off the list.
+const LONG_FNS: &[(&str, &str, usize)] = &[
+    ("core/src/frontend/expr/check.rs", "check", 144),
+    ("loadgen/src/main.rs", "run", 134),
+    ("actors/src/pipeline.rs", "core_main", 127),
+    ("storage/src/checkpoint.rs", "read_dir", 122),
+    ("control/src/bin/wire/main.rs", "main", 118),
+    ("actors/src/sink.rs", "run", 116),
+    ("bench/benches/e2e_checkpoint.rs", "recover_on", 99),
+    ("core/src/frontend/spec.rs", "decode_operator", 98),
+    ("actors/src/source/nexmark.rs", "run", 94),
+    ("actors/src/source/ingest.rs", "run", 92),
+    ("control/src/raft/meta.rs", "apply", 91),
+    ("bench/benches/e2e_checkpoint.rs", "incremental", 91),
+    ("loadgen/src/main.rs", "print_summary", 88),
+    ("control/src/raft/meta.rs", "encode_command", 87),
+    ("control/src/checkpoint.rs", "assemble", 83),
+    ("actors/src/graph.rs", "build", 80),
+    ("storage/src/wal/recovery.rs", "open", 79),
+    ("core/src/frontend/spec/stateful.rs", "decode_window", 77),
+    ("control/src/job/summary.rs", "fmt", 76),
+    ("core/src/frontend/plan/stateful.rs", "plan_join", 74),
+    ("core/src/frontend/plan.rs", "plan_operator", 73),
+    ("core/src/frontend/expr/func.rs", "call", 72),
+    ("actors/src/sink/kafka.rs", "commit_file", 71),
+];
+
+/// The name of the function a line declares, if it opens one with a body.
+fn fn_name(line: &str) -> Option<&str> {
+    let code = code_part(line).trim_start();
+    let mut words = code.split_whitespace().peekable();
+    while let Some(word) = words.peek() {
+        if word.starts_with("pub") || matches!(*word, "async" | "unsafe" | "const" | "extern") {
+            words.next();
+        } else {
+            break;
+        }
+    }
+    if words.next() != Some("fn") {
+        return None;
+    }
+    let rest = words.next()?;
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    Some(&rest[..end])
+}
+
+/// (line number, name, lines spanned) of each function in `text` whose body closes at its own
+/// indentation.
+fn functions(text: &str) -> Vec<(usize, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let Some(name) = fn_name(line) else { continue };
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let closing = format!("{indent}}}");
+        let mut end = start;
+        for (offset, next) in lines[start..].iter().enumerate() {
+            if code_part(next).trim_end().ends_with(';') && offset == 0 {
+                break;
+            }
+            if next.trim_end() == closing {
+                end = start + offset;
+                break;
+            }
+        }
+        if end > start {
+            found.push((start + 1, name.to_string(), end - start + 1));
+        }
+    }
+    found
+}
+
+#[test]
+fn functions_stay_short() {
+    let mut problems = Vec::new();
+    for (path, text) in sources() {
+        let test_code = path.starts_with("tests/")
+            || path.ends_with("/tests.rs")
+            || path.contains("/tests/")
+            || path.starts_with("fuzz/");
+        if test_code {
+            continue;
+        }
+        let in_tests = text
+            .find("#[cfg(test)]")
+            .map(|at| text[..at].lines().count());
+        for (line, name, spanned) in functions(&text) {
+            if in_tests.is_some_and(|first| line > first) || spanned <= FN_LINES_MAX {
+                continue;
+            }
+            let allowed = LONG_FNS
+                .iter()
+                .find(|(p, n, _)| *p == path && *n == name)
+                .map(|(_, _, lines)| *lines);
+            match allowed {
+                Some(lines) if spanned <= lines => {}
+                Some(lines) => problems.push(format!(
+                    "{path}:{line}: fn {name} grew to {spanned} lines (was {lines}; the limit \
+                     is {FN_LINES_MAX}): split it"
+                )),
+                None => problems.push(format!(
+                    "{path}:{line}: fn {name} spans {spanned} lines (at most {FN_LINES_MAX}): \
+                     split it"
+                )),
+            }
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
