@@ -346,6 +346,9 @@ impl Clock {
 }
 
 /// Evaluates `exprs` over `row` into `out` (cleared first).
+// Inlined: q7 ran 4% slower in CPU per event when this stayed a call per row (see
+// docs/benchmarks.md, "Core pool: the re-run on a quiet machine").
+#[inline]
 pub(crate) fn eval_into<'a>(exprs: &'a [Expr], row: &'a ArchivedRow, out: &mut Vec<Datum<'a>>) {
     out.clear();
     out.extend(exprs.iter().map(|e| e.eval(row)));
