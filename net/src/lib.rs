@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod exchange;
 pub mod ingest;
 
 pub use error::{ClientError, DecodeError};
