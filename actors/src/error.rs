@@ -75,6 +75,9 @@ pub enum Error {
     /// address and the cause.
     #[error("{0}")]
     Connector(String),
+    /// The exchange between nodes failed: the text names the stream and the cause.
+    #[error("exchange: {0}")]
+    Exchange(String),
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,

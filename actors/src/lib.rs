@@ -20,6 +20,7 @@
 pub mod chain;
 pub mod checkpoint;
 mod error;
+pub mod exchange;
 pub mod graph;
 mod kafka;
 mod lookup;

@@ -25,6 +25,8 @@ pub enum Route {
     Local(Rc<LocalSender<Message>>),
     /// The consumer runs on another core.
     Remote(ConnectedSender<Message>),
+    /// The consumer runs on another node.
+    Net(Rc<crate::exchange::NetSender>),
 }
 
 impl Route {
@@ -33,6 +35,7 @@ impl Route {
         match self {
             Route::Local(sender) => sender.send(message).await.is_ok(),
             Route::Remote(sender) => sender.send(message).await.is_ok(),
+            Route::Net(sender) => sender.send(message).await,
         }
     }
 }

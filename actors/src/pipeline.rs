@@ -135,6 +135,8 @@ pub(crate) struct CoreCx {
     pub(crate) lookups: Arc<crate::lookup::LookupTables>,
     /// Checkpoints, when the run takes them.
     pub(crate) checkpoints: Option<Arc<Checkpointing>>,
+    /// This node's exchange hub, when the pipeline has slots on other nodes.
+    pub(crate) hub: Option<Arc<crate::exchange::ExchangeHub>>,
 }
 
 impl CoreCx {
@@ -168,6 +170,10 @@ pub struct Deploy {
     pub data_dir: PathBuf,
     /// Take part in checkpoints (and restore one), or `None` to run without.
     pub checkpoints: Option<Arc<Checkpointing>>,
+    /// The pipeline's slots over several nodes, or `None` when it runs on this node alone
+    /// (its slots are then the `cores` here). With a placement, `cores` is the number of
+    /// local slots.
+    pub placement: Option<crate::exchange::Placement>,
 }
 
 /// One core's part of a deployed pipeline, built on the deploying thread and moved to the core.
@@ -197,7 +203,29 @@ pub(crate) struct Prepared {
 /// Plans `plan` onto `deploy.cores` cores: optimises it, wires the cross-core queues, loads
 /// lookup tables, binds ingest ports and checks a restore; no core runs anything yet.
 pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
-    let cores = deploy.cores.max(1);
+    let local: Vec<usize> = match &deploy.placement {
+        Some(placement) => {
+            placement.check()?;
+            if placement.local.len() != deploy.cores.max(1) {
+                return Err(Error::Pool(format!(
+                    "placement of `{}` runs {} slots here on {} cores",
+                    placement.pipeline,
+                    placement.local.len(),
+                    deploy.cores
+                )));
+            }
+            if deploy.checkpoints.is_some() {
+                return Err(Error::Pool(format!(
+                    "pipeline `{}`: checkpoints of a pipeline spread over nodes are not built yet",
+                    placement.pipeline
+                )));
+            }
+            placement.local.clone()
+        }
+        None => (0..deploy.cores.max(1)).collect(),
+    };
+    // Keys and partitions are dealt to slots: the cores of every node the pipeline runs on.
+    let cores = deploy.placement.as_ref().map_or(local.len(), |p| p.slots);
     // Checkpointed runs get the same physical plan at any core count, so their state maps
     // onto the same operators when they restart with another count.
     let shape = if deploy.checkpoints.is_some() {
@@ -222,11 +250,11 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
         }
         checkpoints.begin_restore(cores);
     }
-    let wiring = exchange_wiring(&graph, cores);
+    let wiring = exchange_wiring(&graph, cores, &local, deploy.placement.as_ref());
     let instances = wiring
         .into_iter()
-        .enumerate()
-        .map(|(core, wiring)| CoreInstance {
+        .zip(local.iter().copied())
+        .map(|(wiring, core)| CoreInstance {
             cx: CoreCx {
                 core,
                 cores,
@@ -240,6 +268,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
                 ports: ports.clone(),
                 lookups: lookups.clone(),
                 checkpoints: deploy.checkpoints.clone(),
+                hub: deploy.placement.as_ref().map(|p| p.hub.clone()),
             },
             graph: graph.clone(),
             wiring,
@@ -251,7 +280,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
         failure,
         notices,
         stop,
-        participants: graph.tasks.len() * cores,
+        participants: graph.tasks.len() * local.len(),
     })
 }
 
@@ -323,27 +352,54 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
 /// (producing task, edge number over its outputs then side outputs, destination core).
 type WireKey = (usize, usize, usize);
 
-/// The cross-core queue ends each core owns.
+/// The cross-core queue ends each core owns, and its streams to and from other nodes.
 #[derive(Default)]
 struct CoreWiring {
     /// Sending ends by producing task, edge and destination core.
     senders: HashMap<WireKey, SharedSender<Message>>,
     /// (consuming task, receiving end).
     receivers: Vec<(usize, SharedReceiver<Message>)>,
+    /// Streams to slots on other nodes, by producing task, edge and destination slot.
+    net_out: HashMap<WireKey, (std::net::SocketAddr, wire_net::exchange::StreamKey)>,
+    /// Streams from slots on other nodes: (consuming task, its input port, the stream).
+    net_in: Vec<(usize, u8, wire_net::exchange::StreamKey)>,
 }
 
-fn exchange_wiring(graph: &PhysicalGraph, cores: usize) -> Vec<CoreWiring> {
-    let mut wiring: Vec<CoreWiring> = (0..cores).map(|_| CoreWiring::default()).collect();
+/// Wires every exchange edge between the slots in `local` (pool cores here, in that order)
+/// and, with a placement, to and from the slots on other nodes.
+fn exchange_wiring(
+    graph: &PhysicalGraph,
+    slots: usize,
+    local: &[usize],
+    placement: Option<&crate::exchange::Placement>,
+) -> Vec<CoreWiring> {
+    let mut wiring: Vec<CoreWiring> = local.iter().map(|_| CoreWiring::default()).collect();
+    let here = |slot: usize| local.iter().position(|s| *s == slot);
     for (task, spec) in graph.tasks.iter().enumerate() {
         for (edge_no, edge) in spec.outputs.iter().chain(&spec.side_outputs).enumerate() {
             if edge.routing == Routing::Forward {
                 continue;
             }
-            for from in 0..cores {
-                for to in (0..cores).filter(|to| *to != from) {
-                    let (tx, rx) = shared_channel::new_bounded(EXCHANGE_BATCHES);
-                    wiring[from].senders.insert((task, edge_no, to), tx);
-                    wiring[to].receivers.push((edge.task, rx));
+            for from in 0..slots {
+                for to in (0..slots).filter(|to| *to != from) {
+                    match (here(from), here(to), placement) {
+                        (Some(f), Some(t), _) => {
+                            let (tx, rx) = shared_channel::new_bounded(EXCHANGE_BATCHES);
+                            wiring[f].senders.insert((task, edge_no, to), tx);
+                            wiring[t].receivers.push((edge.task, rx));
+                        }
+                        (Some(f), None, Some(p)) => {
+                            let stream = p.stream(task, edge_no, from, to);
+                            wiring[f]
+                                .net_out
+                                .insert((task, edge_no, to), (p.peers[to], stream));
+                        }
+                        (None, Some(t), Some(p)) => {
+                            let stream = p.stream(task, edge_no, from, to);
+                            wiring[t].net_in.push((edge.task, edge.port, stream));
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -377,6 +433,14 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
     for (consumer, receiver) in wiring.receivers.drain(..) {
         let mailbox = sender_of(&mailboxes, consumer);
         tasks.push(glommio::spawn_local(forward(receiver, mailbox)));
+    }
+    if let Some(hub) = &cx.hub {
+        for (consumer, port, stream) in wiring.net_in.drain(..) {
+            let mailbox = sender_of(&mailboxes, consumer);
+            let failure = cx.failure.clone();
+            let receive = crate::exchange::receive(hub.clone(), stream, port, failure, mailbox);
+            tasks.push(glommio::spawn_local(receive));
+        }
     }
     for (index, task) in graph.tasks.iter().enumerate() {
         let edges: Vec<(usize, Edge)> = task
@@ -678,12 +742,16 @@ async fn target(
     for to in 0..cx.cores {
         if to == cx.core {
             routes.push(Route::Local(local()));
-        } else {
-            let tx = wiring
-                .senders
-                .remove(&(task, edge_no, to))
-                .expect("wired for every core pair");
+        } else if let Some(tx) = wiring.senders.remove(&(task, edge_no, to)) {
             routes.push(Route::Remote(tx.connect().await));
+        } else {
+            let (peer, stream) = wiring
+                .net_out
+                .remove(&(task, edge_no, to))
+                .expect("wired for every slot pair");
+            let failure = cx.failure.clone();
+            let sender = crate::exchange::NetSender::connect(peer, stream, failure).await;
+            routes.push(Route::Net(Rc::new(sender)));
         }
     }
     Target::Partitioned {

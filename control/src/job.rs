@@ -252,6 +252,7 @@ fn deploy(
         cores,
         data_dir: args.data_dir.clone(),
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
+        placement: None,
     };
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let coordinator = match prepared {

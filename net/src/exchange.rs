@@ -331,7 +331,7 @@ fn decode_hello<'a>(reader: &mut Reader<'a>) -> Result<Frame<&'a [u8]>, Exchange
 
 /// Decodes the frame at the start of `buf`: `Ok(None)` while `buf` holds only part of it, else
 /// the frame (a batch borrowing from `buf`) and the bytes it took. Never panics.
-pub fn decode_ref(buf: &[u8]) -> Result<Option<(Frame<&[u8]>, usize)>, ExchangeError> {
+pub fn decode_ref(buf: &[u8]) -> Result<Decoded<'_>, ExchangeError> {
     let Some(head) = buf.first_chunk::<HEAD_LEN>() else {
         // A short buffer may already show a bad length prefix; report it as early as a
         // reader of heads would.
@@ -353,6 +353,9 @@ pub fn decode_ref(buf: &[u8]) -> Result<Option<(Frame<&[u8]>, usize)>, ExchangeE
     let frame = decode_body(kind, body).map_err(|err| err.shifted(HEAD_LEN))?;
     Ok(Some((frame, HEAD_LEN + body_len)))
 }
+
+/// A decoded frame borrowing from the buffer, and the bytes it took; `None` if incomplete.
+pub type Decoded<'a> = Option<(Frame<&'a [u8]>, usize)>;
 
 /// Like [`decode_ref`], the frame owning its bytes.
 pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, ExchangeError> {
@@ -405,7 +408,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], ExchangeError> {
-        let bytes = self.pos.checked_add(len).and_then(|end| self.body.get(self.pos..end));
+        let bytes = self
+            .pos
+            .checked_add(len)
+            .and_then(|end| self.body.get(self.pos..end));
         let bytes = bytes.ok_or(ExchangeError::Truncated {
             frame: self.frame,
             field,

@@ -46,6 +46,7 @@ fn deploy(pool: &CorePool, dir: &Path, plan: Plan, cores: usize) -> Deployment {
         cores,
         data_dir,
         checkpoints: None,
+        placement: None,
     };
     pool.handle().deploy(plan, deploy).expect("deploys")
 }
@@ -326,6 +327,7 @@ fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
             cores: 3,
             data_dir: dir.path().join("big"),
             checkpoints: None,
+            placement: None,
         },
     );
     assert!(matches!(too_many, Err(Error::Pool(_))));
@@ -346,6 +348,7 @@ fn a_checkpoint_requested_before_the_sources_start_is_taken() {
         cores: 2,
         data_dir: dir.path().join("data"),
         checkpoints: Some(checkpoints),
+        placement: None,
     };
     let source = "events: 20000, rate: 20000";
     let running = pool

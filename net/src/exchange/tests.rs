@@ -83,7 +83,10 @@ fn bad_heads_are_refused_before_any_body_is_read() {
         })
     );
     assert_eq!(decode(&[0, 0, 0, 0]), Err(ExchangeError::EmptyFrame));
-    assert_eq!(decode(&[1, 0, 0, 0, 99]), Err(ExchangeError::UnknownType(99)));
+    assert_eq!(
+        decode(&[1, 0, 0, 0, 99]),
+        Err(ExchangeError::UnknownType(99))
+    );
 }
 
 #[test]

@@ -1,0 +1,565 @@
+//! The exchange between nodes: how a task instance sends rows to a consuming instance that
+//! runs in another process (another node), over the exchange protocol (`wire_net::exchange`).
+//!
+//! A pipeline spread over nodes has *slots* (the cores of all its nodes, numbered across the
+//! cluster); keys go to slots exactly as they go to cores on one node, and a [`Placement`]
+//! tells each node which slots it runs and where the others are. For every `key_by` edge,
+//! every producing slot here and every consuming slot elsewhere, the producer opens one TCP
+//! connection (one *stream*) to the consuming node's [`ExchangeHub`], which hands it to the
+//! consuming slot's core by its [`StreamKey`].
+//!
+//! Flow control is by credits: the consumer grants [`crate::pipeline::EXCHANGE_BATCHES`]
+//! batches when it takes the stream and one more each time its mailbox accepts a batch, and
+//! the producer sends a batch only while it holds a credit: a slow consumer suspends its
+//! producers on other nodes as a full queue does on one node. Watermarks, barriers and the end
+//! travel in the same stream, so their order with the rows is kept.
+//!
+//! Failures: a stream that breaks, ends without its `End`, or carries bytes that are not the
+//! protocol (or a batch that does not verify) fails the pipeline with an error naming the
+//! stream; the node itself carries on. A handshake that is not the protocol is refused and
+//! logged by the hub.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::LocalSender;
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use wire_core::time::watermark::SenderId;
+use wire_core::Batch;
+use wire_net::exchange::{self, Frame, FrameType, StreamKey, HEAD_LEN};
+
+use crate::message::Message;
+use crate::pipeline::{Failure, EXCHANGE_BATCHES};
+use crate::Error;
+
+/// How long a handshake may take before the hub drops the connection.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest Hello body the hub reads (a pipeline name and a few numbers).
+const HELLO_BYTES_MAX: usize = 4096;
+/// How long a producer keeps trying to reach a consuming node, and a consuming slot waits for
+/// a producer's stream, before the pipeline fails.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Where a pipeline's slots run, as seen by one node.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The pipeline's name (streams are matched by it).
+    pub pipeline: String,
+    /// The placement's epoch: streams of another epoch are never matched.
+    pub epoch: u64,
+    /// Slots of the pipeline over all nodes.
+    pub slots: usize,
+    /// The slots this node runs, in the order of the pool cores they run on.
+    pub local: Vec<usize>,
+    /// The exchange address of the node running each slot (index: slot).
+    pub peers: Vec<SocketAddr>,
+    /// This node's hub.
+    pub hub: Arc<ExchangeHub>,
+}
+
+impl Placement {
+    /// Checks that the placement is whole: every slot has a peer, local slots are distinct
+    /// and in range.
+    pub fn check(&self) -> Result<(), Error> {
+        let bad = |why: String| {
+            Err(Error::Pool(format!(
+                "placement of `{}`: {why}",
+                self.pipeline
+            )))
+        };
+        if self.peers.len() != self.slots {
+            return bad(format!(
+                "{} slots but {} peers",
+                self.slots,
+                self.peers.len()
+            ));
+        }
+        let mut seen = vec![false; self.slots];
+        for slot in &self.local {
+            match seen.get_mut(*slot) {
+                None => return bad(format!("local slot {slot} of {}", self.slots)),
+                Some(true) => return bad(format!("slot {slot} listed twice")),
+                Some(seen) => *seen = true,
+            }
+        }
+        if self.local.is_empty() {
+            return bad("no slot runs here".to_string());
+        }
+        Ok(())
+    }
+
+    /// The key of the stream from `(task, edge)` on slot `from` to slot `to`.
+    pub(crate) fn stream(&self, task: usize, edge: usize, from: usize, to: usize) -> StreamKey {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        StreamKey {
+            pipeline: self.pipeline.clone(),
+            epoch: self.epoch,
+            task: n(task),
+            edge: n(edge),
+            from: n(from),
+            to: n(to),
+        }
+    }
+}
+
+/// A node's exchange listener: accepts streams from producers on other nodes, reads their
+/// Hello and keeps each connection until the consuming slot claims it.
+#[derive(Debug)]
+pub struct ExchangeHub {
+    addr: SocketAddr,
+    arrived: Mutex<HashMap<StreamKey, std::net::TcpStream>>,
+}
+
+impl ExchangeHub {
+    /// Listens on `addr` (port 0: any free port) on a thread of its own.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Arc<ExchangeHub>> {
+        let listener = TcpListener::bind(addr)?;
+        let hub = Arc::new(ExchangeHub {
+            addr: listener.local_addr()?,
+            arrived: Mutex::new(HashMap::new()),
+        });
+        let weak = Arc::downgrade(&hub);
+        std::thread::Builder::new()
+            .name("wire-exchange".to_string())
+            .spawn(move || accept(listener, weak))?;
+        Ok(hub)
+    }
+
+    /// The address producers connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Takes the connection of `stream`, if it has arrived.
+    pub fn claim(&self, stream: &StreamKey) -> Option<std::net::TcpStream> {
+        self.lock().remove(stream)
+    }
+
+    /// Drops the unclaimed connections of a pipeline's placement (it ended).
+    pub fn forget(&self, pipeline: &str, epoch: u64) {
+        self.lock()
+            .retain(|key, _| key.pipeline != pipeline || key.epoch != epoch);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, std::net::TcpStream>> {
+        self.arrived.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn accept(listener: TcpListener, hub: Weak<ExchangeHub>) {
+    for connection in listener.incoming() {
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        match connection {
+            Ok(stream) => {
+                let spawned = std::thread::Builder::new()
+                    .name("wire-exchange-hello".to_string())
+                    .spawn(move || handshake(stream, &hub));
+                if let Err(err) = spawned {
+                    tracing::warn!(error = %err, "exchange: cannot start a handshake thread");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "exchange: accept failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Reads a producer's Hello; keeps the connection for its slot, or refuses it.
+fn handshake(mut stream: std::net::TcpStream, hub: &ExchangeHub) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    match read_hello(&mut stream) {
+        Ok(key) => {
+            let _ = stream.set_read_timeout(None);
+            let _ = stream.set_nodelay(true);
+            tracing::debug!(%peer, ?key, "exchange: stream arrived");
+            hub.lock().insert(key, stream);
+        }
+        Err(why) => {
+            tracing::warn!(%peer, error = %why, "exchange: refused a connection");
+            let mut out = Vec::new();
+            exchange::encode(&Frame::Refuse::<&[u8]>(why), &mut out);
+            let _ = stream.write_all(&out);
+        }
+    }
+}
+
+fn read_hello(stream: &mut std::net::TcpStream) -> Result<StreamKey, String> {
+    stream
+        .set_read_timeout(Some(HELLO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut head = [0; HEAD_LEN];
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| format!("reading the hello: {e}"))?;
+    let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
+    if kind != FrameType::Hello || len > HELLO_BYTES_MAX {
+        return Err(format!(
+            "expected a hello of at most {HELLO_BYTES_MAX} bytes, got a {} frame of {len}",
+            kind.name()
+        ));
+    }
+    let mut body = vec![0; len];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| format!("reading the hello: {e}"))?;
+    match exchange::decode_body(kind, &body).map_err(|e| e.to_string())? {
+        Frame::Hello { version, stream } if version == exchange::VERSION => Ok(stream),
+        Frame::Hello { version, .. } => Err(format!(
+            "exchange protocol version {version}; this node speaks {}",
+            exchange::VERSION
+        )),
+        _ => Err("expected a hello".to_string()),
+    }
+}
+
+/// The producing end of one stream, used by one task on one core.
+pub struct NetSender {
+    key: StreamKey,
+    peer: SocketAddr,
+    stream: RefCell<Option<TcpStream>>,
+    credits: Rc<Semaphore>,
+    failure: Arc<Failure>,
+    out: RefCell<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NetSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NetSender({:?} to {})", self.key, self.peer)
+    }
+}
+
+impl NetSender {
+    /// Connects to `peer` and opens `key`'s stream, retrying until [`CONNECT_WAIT`]. If that
+    /// fails, the pipeline has failed and the sender drops what it is given.
+    pub(crate) async fn connect(
+        peer: SocketAddr,
+        key: StreamKey,
+        failure: Arc<Failure>,
+    ) -> NetSender {
+        match NetSender::open(peer, key.clone(), failure.clone()).await {
+            Ok(sender) => sender,
+            Err(err) => {
+                failure.record(err);
+                let credits = Rc::new(Semaphore::new(0));
+                credits.close();
+                NetSender {
+                    key,
+                    peer,
+                    stream: RefCell::new(None),
+                    credits,
+                    failure,
+                    out: RefCell::new(Vec::new()),
+                }
+            }
+        }
+    }
+
+    async fn open(
+        peer: SocketAddr,
+        key: StreamKey,
+        failure: Arc<Failure>,
+    ) -> Result<NetSender, Error> {
+        let deadline = Instant::now() + CONNECT_WAIT;
+        let mut pause = Duration::from_millis(5);
+        let std_stream = loop {
+            match std::net::TcpStream::connect_timeout(&peer, Duration::from_secs(2)) {
+                Ok(stream) => break stream,
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(Error::Exchange(format!(
+                        "cannot reach node {peer} for stream {}: {err}",
+                        describe(&key)
+                    )))
+                }
+                Err(_) => {
+                    glommio::timer::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        };
+        let io = |err: std::io::Error| {
+            Error::Exchange(format!("stream {} to {peer}: {err}", describe(&key)))
+        };
+        std_stream.set_nodelay(true).map_err(io)?;
+        let reader = std_stream.try_clone().map_err(io)?;
+        let mut writer = glommio_stream(std_stream).map_err(io)?;
+        let mut hello = Vec::new();
+        let frame = Frame::Hello::<&[u8]> {
+            version: exchange::VERSION,
+            stream: key.clone(),
+        };
+        exchange::encode(&frame, &mut hello);
+        writer.write_all(&hello).await.map_err(io)?;
+        let credits = Rc::new(Semaphore::new(0));
+        let reader = glommio_stream(reader).map_err(io)?;
+        glommio::spawn_local(read_credits(
+            reader,
+            credits.clone(),
+            failure.clone(),
+            describe(&key),
+        ))
+        .detach();
+        Ok(NetSender {
+            key,
+            peer,
+            stream: RefCell::new(Some(writer)),
+            credits,
+            failure,
+            out: RefCell::new(Vec::with_capacity(64 << 10)),
+        })
+    }
+
+    /// Sends `message` (a batch once a credit is held); `false` if the stream is gone, which
+    /// has failed the pipeline unless the consumer refused or closed it in order.
+    pub(crate) async fn send(&self, message: Message) -> bool {
+        if self.stream.borrow().is_none() {
+            return false;
+        }
+        let mut out = std::mem::take(&mut *self.out.borrow_mut());
+        out.clear();
+        let end = matches!(message, Message::End { .. });
+        match message {
+            Message::Batch { batch, .. } => {
+                if self.credits.acquire(1).await.is_err() {
+                    return false;
+                }
+                let bytes = batch.as_bytes();
+                out.extend_from_slice(&exchange::batch_head(bytes.len()));
+                out.extend_from_slice(bytes);
+            }
+            Message::Watermark { time, .. } => encode(&Frame::Watermark(time), &mut out),
+            Message::Idle { .. } => encode(&Frame::Idle, &mut out),
+            Message::Barrier { id, .. } => encode(&Frame::Barrier(id), &mut out),
+            Message::End { .. } => encode(&Frame::End, &mut out),
+        }
+        let Some(mut stream) = self.stream.borrow_mut().take() else {
+            return false;
+        };
+        let sent = stream.write_all(&out).await;
+        *self.out.borrow_mut() = out;
+        if let Err(err) = sent {
+            self.failure.record(Error::Exchange(format!(
+                "stream {} to {}: {err}",
+                describe(&self.key),
+                self.peer
+            )));
+            return false;
+        }
+        if end {
+            let _ = stream.close().await;
+        } else {
+            *self.stream.borrow_mut() = Some(stream);
+        }
+        true
+    }
+}
+
+fn encode(frame: &Frame<&[u8]>, out: &mut Vec<u8>) {
+    exchange::encode(frame, out);
+}
+
+/// A connected std socket as a glommio stream on this core.
+fn glommio_stream(stream: std::net::TcpStream) -> std::io::Result<TcpStream> {
+    stream.set_nonblocking(true)?;
+    Ok(TcpStream::from(socket2::Socket::from(stream)))
+}
+
+/// How a stream is named in errors.
+fn describe(key: &StreamKey) -> String {
+    format!(
+        "`{}` task {} edge {} slot {} -> slot {} (epoch {})",
+        key.pipeline, key.task, key.edge, key.from, key.to, key.epoch
+    )
+}
+
+/// Reads the consumer's credits (and a refusal) until the stream closes.
+async fn read_credits(
+    mut stream: TcpStream,
+    credits: Rc<Semaphore>,
+    failure: Arc<Failure>,
+    name: String,
+) {
+    loop {
+        match read_frame(&mut stream, 1024).await {
+            Ok(Some(Frame::Credit(n))) => credits.signal(u64::from(n)),
+            Ok(Some(Frame::Refuse(why))) => {
+                failure.record(Error::Exchange(format!("stream {name} refused: {why}")));
+                break;
+            }
+            Ok(Some(other)) => {
+                let kind = other.frame_type().name();
+                failure.record(Error::Exchange(format!(
+                    "stream {name}: the consumer sent a {kind} frame"
+                )));
+                break;
+            }
+            Ok(None) => break,
+            Err(err) => {
+                failure.record(Error::Exchange(format!("stream {name}: {err}")));
+                break;
+            }
+        }
+    }
+    credits.close();
+}
+
+/// Reads one frame of at most `max` body bytes; `None` at a clean end of stream.
+async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Frame>, String> {
+    let mut head = [0; HEAD_LEN];
+    match stream.read(&mut head[..1]).await {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(err) => return Err(err.to_string()),
+    }
+    stream
+        .read_exact(&mut head[1..])
+        .await
+        .map_err(|e| format!("reading a frame head: {e}"))?;
+    let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
+    if len > max {
+        return Err(format!(
+            "a {} frame of {len} bytes (at most {max})",
+            kind.name()
+        ));
+    }
+    let mut body = vec![0; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("reading a {} frame: {e}", kind.name()))?;
+    let frame = exchange::decode_body(kind, &body).map_err(|e| e.to_string())?;
+    Ok(Some(frame.into_owned()))
+}
+
+/// The consuming end of one stream: waits for the producer's connection at the hub, then
+/// moves what arrives into the consumer's mailbox, granting a credit per batch delivered.
+pub(crate) async fn receive(
+    hub: Arc<ExchangeHub>,
+    key: StreamKey,
+    port: u8,
+    failure: Arc<Failure>,
+    mailbox: Rc<LocalSender<Message>>,
+) {
+    let sender = SenderId::new(key.task as usize, key.from as usize);
+    let name = describe(&key);
+    let result = match claim(&hub, &key, &failure).await {
+        Ok(Some(stream)) => pump(stream, port, sender, &mailbox).await,
+        Ok(None) => Ok(()),
+        Err(err) => Err(err),
+    };
+    if let Err(why) = result {
+        failure.record(Error::Exchange(format!("stream {name}: {why}")));
+        // Unblock the consumer: the run fails, and its rows are not taken as complete.
+        let _ = mailbox.send(Message::End { sender }).await;
+    }
+}
+
+/// The stream's connection once it arrived; `None` if the pipeline failed meanwhile.
+async fn claim(
+    hub: &ExchangeHub,
+    key: &StreamKey,
+    failure: &Failure,
+) -> Result<Option<TcpStream>, String> {
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if let Some(stream) = hub.claim(key) {
+            return glommio_stream(stream).map(Some).map_err(|e| e.to_string());
+        }
+        if failure.failed() {
+            return Ok(None);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the producer did not connect within {} s",
+                CONNECT_WAIT.as_secs()
+            ));
+        }
+        glommio::timer::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+async fn pump(
+    mut stream: TcpStream,
+    port: u8,
+    sender: SenderId,
+    mailbox: &LocalSender<Message>,
+) -> Result<(), String> {
+    let mut credit = Vec::new();
+    exchange::encode(
+        &Frame::Credit::<&[u8]>(EXCHANGE_BATCHES as u32),
+        &mut credit,
+    );
+    stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+    credit.clear();
+    exchange::encode(&Frame::Credit::<&[u8]>(1), &mut credit);
+    loop {
+        let mut head = [0; HEAD_LEN];
+        stream
+            .read_exact(&mut head)
+            .await
+            .map_err(|e| format!("connection lost before the end: {e}"))?;
+        let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
+        let message = if kind == FrameType::Batch {
+            let mut bytes = vec![0; len];
+            stream
+                .read_exact(&mut bytes)
+                .await
+                .map_err(|e| format!("connection lost inside a batch: {e}"))?;
+            let batch = Batch::from_bytes(bytes).map_err(|e| format!("bad batch: {e}"))?;
+            Message::Batch {
+                batch,
+                port,
+                sender,
+            }
+        } else {
+            let mut body = vec![0; len.min(64)];
+            if len > body.len() {
+                return Err(format!("a {} frame of {len} bytes", kind.name()));
+            }
+            stream
+                .read_exact(&mut body)
+                .await
+                .map_err(|e| format!("connection lost inside a frame: {e}"))?;
+            match exchange::decode_body(kind, &body).map_err(|e| e.to_string())? {
+                Frame::Watermark(time) => Message::Watermark { sender, time },
+                Frame::Idle => Message::Idle { sender },
+                Frame::Barrier(id) => Message::Barrier { sender, id },
+                Frame::End => Message::End { sender },
+                other => {
+                    return Err(format!(
+                        "the producer sent a {} frame",
+                        other.frame_type().name()
+                    ))
+                }
+            }
+        };
+        let is_batch = matches!(message, Message::Batch { .. });
+        let end = matches!(message, Message::End { .. });
+        if mailbox.send(message).await.is_err() {
+            return Ok(());
+        }
+        if end {
+            return Ok(());
+        }
+        if is_batch {
+            stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

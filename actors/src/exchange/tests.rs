@@ -1,0 +1,182 @@
+//! One pipeline spread over two pools (two "nodes" in one process) that exchange rows over
+//! real loopback TCP through their hubs: the output equals the pipeline's on one pool.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::PipelineSpec;
+
+use super::*;
+use crate::pipeline::Deploy;
+use crate::pool::{CorePool, PoolOptions, RunReport};
+
+/// A hopping-window count per auction and the top auction per window (Nexmark q5), written
+/// as jsonl to `out`.
+fn q5(out: &Path, events: u64) -> Plan {
+    let text = format!(
+        "name: q5
+sources:
+  bids: {{type: nexmark, stream: bid, events: {events}, seed: 3}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: hop, size: 10s, slide: 2s}}
+    aggregate:
+      num: count(*)
+  - name: hottest
+    from: per_auction
+    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
+sinks:
+  out: {{type: file, format: jsonl, path: {}, from: hottest}}
+",
+        out.display()
+    );
+    let spec = PipelineSpec::parse("q5.yaml", &text).expect("spec");
+    Plan::from_spec(&spec).expect("plan")
+}
+
+fn pool(cores: usize) -> CorePool {
+    CorePool::start(PoolOptions {
+        cores,
+        pin: false,
+        io_memory: wire_storage::io::IO_MEMORY_BYTES_MIN,
+    })
+    .expect("pool starts")
+}
+
+/// The lines of every published part file under `dirs`, sorted.
+fn lines(dirs: &[PathBuf]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut dirs = dirs.to_vec();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !name.starts_with('.') && !name.ends_with(".inprogress") {
+                let text = std::fs::read_to_string(&path).expect("part file");
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn run_alone(dir: &Path, events: u64) -> Vec<String> {
+    let out = dir.join("alone");
+    let deploy = Deploy {
+        cores: 2,
+        data_dir: dir.join("alone-data"),
+        checkpoints: None,
+        placement: None,
+    };
+    let report = pool(2)
+        .handle()
+        .deploy(q5(&out, events), deploy)
+        .expect("deploys")
+        .wait();
+    assert!(report.error.is_none(), "{:?}", report.error);
+    lines(&[out])
+}
+
+/// Runs q5 on two "nodes": node 0 runs slot 0 on one core, node 1 slots 1 and 2 on two.
+fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
+    let hubs = [loopback_hub(), loopback_hub()];
+    let peers = vec![hubs[0].addr(), hubs[1].addr(), hubs[1].addr()];
+    let nodes = [vec![0], vec![1, 2]];
+    let mut outs = Vec::new();
+    let mut running = Vec::new();
+    for (node, local) in nodes.iter().enumerate() {
+        let out = dir.join(format!("node{node}"));
+        let placement = Placement {
+            pipeline: "q5".to_string(),
+            epoch: 1,
+            slots: 3,
+            local: local.clone(),
+            peers: peers.clone(),
+            hub: hubs[node].clone(),
+        };
+        let deploy = Deploy {
+            cores: local.len(),
+            data_dir: dir.join(format!("node{node}-data")),
+            checkpoints: None,
+            placement: Some(placement),
+        };
+        let pool = pool(local.len());
+        let deployment = pool
+            .handle()
+            .deploy(q5(&out, events), deploy)
+            .expect("deploys");
+        running.push((pool, deployment));
+        outs.push(out);
+    }
+    let reports = running.into_iter().map(|(_pool, d)| d.wait()).collect();
+    (lines(&outs), reports)
+}
+
+fn loopback_hub() -> Arc<ExchangeHub> {
+    ExchangeHub::bind("127.0.0.1:0".parse().expect("address")).expect("hub binds")
+}
+
+#[test]
+fn a_pipeline_spread_over_two_nodes_gives_the_same_rows_as_on_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = run_alone(dir.path(), 300_000);
+    assert!(expected.len() > 10, "q5 has output: {}", expected.len());
+    let (spread, reports) = run_spread(dir.path(), 300_000);
+    for report in &reports {
+        assert!(report.error.is_none(), "{:?}", report.error);
+    }
+    assert_eq!(spread.len(), expected.len());
+    assert!(spread == expected, "the spread run's rows differ");
+}
+
+#[test]
+fn garbage_on_the_exchange_port_is_refused_and_the_hub_keeps_serving() {
+    use std::io::{Read, Write};
+    let hub = loopback_hub();
+    let mut stranger = std::net::TcpStream::connect(hub.addr()).expect("connects");
+    stranger
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .expect("writes");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let _ = stranger.read_to_end(&mut answer);
+    let refusal = wire_net::exchange::decode(&answer).expect("a frame");
+    let Some((Frame::Refuse(why), _)) = refusal else {
+        panic!("expected a refusal, got {refusal:?}");
+    };
+    assert!(why.contains("frame length"), "{why}");
+    // A proper stream still arrives after it.
+    let key = Placement {
+        pipeline: "p".to_string(),
+        epoch: 1,
+        slots: 2,
+        local: vec![0],
+        peers: vec![hub.addr(), hub.addr()],
+        hub: hub.clone(),
+    }
+    .stream(0, 0, 1, 0);
+    let mut hello = Vec::new();
+    let frame = Frame::Hello::<&[u8]> {
+        version: exchange::VERSION,
+        stream: key.clone(),
+    };
+    exchange::encode(&frame, &mut hello);
+    let mut producer = std::net::TcpStream::connect(hub.addr()).expect("connects");
+    producer.write_all(&hello).expect("writes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.claim(&key).is_none() {
+        assert!(Instant::now() < deadline, "the stream never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
