@@ -50,6 +50,11 @@ pub struct RunArgs {
     pub append_output: bool,
     /// `--allow-empty-restore`: start from empty state though committed checkpoints exist.
     pub allow_empty_restore: bool,
+    /// The slots this process runs of a pipeline spread over nodes (`None`: all of them).
+    pub placement: Option<wire_actors::exchange::Placement>,
+    /// Write file sinks' parts into this subdirectory of each sink's path (each node of a
+    /// spread pipeline writes its own, so nodes sharing a filesystem never share a directory).
+    pub sink_subdir: Option<String>,
 }
 
 /// `--checkpoint-*` and savepoint options.
@@ -84,6 +89,18 @@ pub enum Outcome {
 pub fn load(path: &Path) -> Result<Plan, String> {
     let checked = crate::check::check_file(path).map_err(|err| err.to_string())?;
     Ok(checked.plan)
+}
+
+/// Moves the plan's file sinks into `args.sink_subdir` of their paths, if one is given.
+fn localize_sinks(plan: &mut Plan, args: &RunArgs) {
+    let Some(subdir) = &args.sink_subdir else {
+        return;
+    };
+    for sink in &mut plan.sinks {
+        if let wire_core::frontend::spec::SinkKind::File(file) = &mut sink.kind {
+            file.path = file.path.join(subdir);
+        }
+    }
 }
 
 /// A job that did not start: how (for the exit code) and why.
@@ -135,6 +152,8 @@ impl Job {
         say: Say,
     ) -> Result<Job, Refused> {
         tracing::info!(pipeline = %plan.name, cores, "starting");
+        let mut plan = plan;
+        localize_sinks(&mut plan, args);
         // Before the locks create them.
         let new_dirs = NewDirs::of(&plan);
         let sink_locks = match wire_actors::lock_file_sinks(&plan) {
@@ -244,15 +263,16 @@ fn deploy(
     let restored = prepared
         .as_ref()
         .and_then(|p| p.shared.restore().map(|c| (c.id, c.last)));
-    let sinks_plan = load(&args.pipeline).map_err(|error| Refused {
+    let mut sinks_plan = load(&args.pipeline).map_err(|error| Refused {
         outcome: Outcome::Invalid,
         error,
     })?;
+    localize_sinks(&mut sinks_plan, args);
     let deploy = Deploy {
         cores,
         data_dir: args.data_dir.clone(),
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
-        placement: None,
+        placement: args.placement.clone(),
     };
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let coordinator = match prepared {

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod proto;
 pub mod raft;
+pub mod spread;
 pub mod supervisor;
 pub mod tls;
 pub mod transport;

@@ -93,6 +93,7 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
+    let hub = crate::spread::bind_hub(config.listen)?;
     let metrics = Metrics::new();
     let _metrics_server = match &config.metrics_addr {
         Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
@@ -124,6 +125,8 @@ async fn serve(
         data_dir: config.data_dir.clone(),
         metrics,
         jobs,
+        hub,
+        done: Arc::default(),
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {

@@ -125,6 +125,11 @@ pub struct Supervised {
     pub metrics: crate::metrics::Metrics,
     /// The node's running jobs, shared with its AdminService.
     pub jobs: LocalJobs,
+    /// The node's exchange listener, for pipelines spread over nodes.
+    pub hub: Arc<wire_actors::exchange::ExchangeHub>,
+    /// Spread pipelines (name, version) whose slots here have finished while others still
+    /// run elsewhere: not started again.
+    pub done: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
 }
 
 /// What the supervisor tells a job's thread.
@@ -148,6 +153,9 @@ struct Local {
     commands: Sender<JobCommand>,
     paused: bool,
     stopping: bool,
+    /// Runs some slots of a spread pipeline whose primary is another node: its end is told
+    /// to the primary, not recorded.
+    secondary: bool,
 }
 
 /// Reconciles until `shutdown` fires, then stops this node's jobs gracefully (each takes its
@@ -172,7 +180,7 @@ pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<
             continue;
         };
         if leads(&node.meta).await {
-            place(&node.meta, &state).await;
+            place(&node.meta, &state, node.cores).await;
         }
         reconcile(&node, &state, &mut jobs, &events_tx);
     }
@@ -214,7 +222,7 @@ const LIVE_CONTACT_MS: u64 = 3_000;
 
 /// Places every unplaced pipeline that should run on the live node running the fewest; a
 /// pipeline stopped before it was placed is recorded as finished.
-async fn place(meta: &MetaHandle, state: &MetaState) {
+async fn place(meta: &MetaHandle, state: &MetaState, cores: usize) {
     let Ok(status) = meta.status().await else {
         return;
     };
@@ -265,20 +273,44 @@ async fn place(meta: &MetaHandle, state: &MetaState) {
         else {
             return;
         };
-        let command = MetaCommand::SetAssignment {
-            name: name.clone(),
-            assignment: vec![Assignment {
+        let assignment = spread_assignment(pipeline, &live, cores).unwrap_or_else(|| {
+            vec![Assignment {
                 key_group_start: 0,
                 key_group_end: u32::MAX,
                 node,
                 core: 0,
-            }],
+            }]
+        });
+        let command = MetaCommand::SetAssignment {
+            name: name.clone(),
+            assignment,
         };
         match meta.propose(command).await {
             Ok(_) => *load.entry(node).or_default() += 1,
             Err(err) => tracing::warn!(pipeline = %name, error = %err, "cannot place pipeline"),
         }
     }
+}
+
+/// The slots of `pipeline` dealt over the `live` nodes, when it can be spread over more than
+/// one: `--cores` slots in all, else `cores` (the leader's) per live node.
+fn spread_assignment(
+    pipeline: &PipelineMeta,
+    live: &[u64],
+    cores: usize,
+) -> Option<Vec<Assignment>> {
+    if live.len() < 2 {
+        return None;
+    }
+    let key_groups = crate::spread::spreadable(pipeline)?;
+    let slots = pipeline
+        .options
+        .cores
+        .map_or(cores * live.len(), |c| c as usize)
+        .min(key_groups as usize);
+    let mut live = live.to_vec();
+    live.sort_unstable();
+    (slots > 1).then(|| crate::spread::deal(&live, slots, key_groups))
 }
 
 /// Whether a pipeline should be running (or paused) somewhere.
@@ -303,7 +335,11 @@ fn reconcile(
         let wanted = pipeline.filter(|p| placed_here(p, node.node));
         let stop = match wanted {
             None => true,
-            Some(p) => p.desired == DesiredState::Stopped || p.version != local.version,
+            Some(p) => {
+                p.desired == DesiredState::Stopped
+                    || p.version != local.version
+                    || p.actual == ActualState::Failed
+            }
         };
         if stop && !local.stopping {
             local.stopping = true;
@@ -325,6 +361,11 @@ fn reconcile(
         if jobs.contains_key(name) || !placed_here(pipeline, node.node) {
             continue;
         }
+        let done = node.done.lock().unwrap_or_else(|p| p.into_inner());
+        if done.contains(&(name.clone(), pipeline.version)) {
+            continue;
+        }
+        drop(done);
         if pipeline.desired == DesiredState::Stopped && pipeline.actual == ActualState::Created {
             // Stopped between its placement and its start: it ends without running.
             let _ = events.send(JobEvent::Ended(name.clone(), pipeline.version, Ok(())));
@@ -333,7 +374,7 @@ fn reconcile(
         if !should_run(pipeline) {
             continue;
         }
-        match launch(node, name, pipeline, events.clone()) {
+        match launch(node, state, name, pipeline, events.clone()) {
             Ok(local) => {
                 jobs.insert(name.clone(), local);
             }
@@ -362,6 +403,12 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
         },
         JobEvent::Ended(name, version, result) => {
             let local = jobs.remove(&name);
+            let secondary = local.as_ref().is_some_and(|l| l.secondary);
+            if secondary && result.is_ok() {
+                let mut done = node.done.lock().unwrap_or_else(|p| p.into_inner());
+                done.insert((name, version));
+                return;
+            }
             // A job stopped for a new version starts again at the next tick.
             let restarting = local.is_some_and(|l| l.stopping) && result.is_ok() && {
                 let state = node.meta.read(false).await.ok();
@@ -396,6 +443,7 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
 /// Writes the pipeline's spec and starts its job thread.
 fn launch(
     node: &Supervised,
+    state: &MetaState,
     name: &str,
     pipeline: &PipelineMeta,
     events: mpsc::UnboundedSender<JobEvent>,
@@ -408,6 +456,14 @@ fn launch(
         .map_err(|err| format!("{}: {err}", spec.display()))?;
     remove_older_incarnations(&dir, pipeline.created_at_index);
     let mut args = run_args(node, pipeline, spec, dir.join("data"));
+    let secondary =
+        crate::spread::is_spread(pipeline) && crate::spread::primary(pipeline) != Some(node.node);
+    if crate::spread::is_spread(pipeline) {
+        let placement = crate::spread::placement(state, name, pipeline, node.node, &node.hub)?;
+        args.cores = Some(placement.local.len());
+        args.sink_subdir = Some(format!("node-{}", node.node));
+        args.placement = Some(placement);
+    }
     if pipeline.created_at_index > 0 {
         let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
         args.checkpoint_dir = Some(dir.join(checkpoints));
@@ -427,6 +483,8 @@ fn launch(
         inbox,
         metrics: node.metrics.clone(),
         jobs: node.jobs.clone(),
+        secondary,
+        assignment: pipeline.assignment.clone(),
     };
     std::thread::Builder::new()
         .name(format!("wire-job-{name}"))
@@ -437,6 +495,7 @@ fn launch(
         commands,
         paused,
         stopping: false,
+        secondary,
     })
 }
 
@@ -496,6 +555,8 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         fresh: false,
         append_output: false,
         allow_empty_restore: false,
+        placement: None,
+        sink_subdir: None,
     }
 }
 
@@ -510,12 +571,17 @@ struct JobThread {
     inbox: Receiver<JobCommand>,
     metrics: crate::metrics::Metrics,
     jobs: LocalJobs,
+    /// Runs slots of a spread pipeline whose primary is another node.
+    secondary: bool,
+    /// The spread pipeline's slots (empty or one entry when it runs whole).
+    assignment: Vec<Assignment>,
 }
 
 impl JobThread {
     fn run(self) {
         let name = self.name.clone();
         let result = self.run_job();
+        let result = self.settle_spread(result);
         self.jobs.remove(&name, self.version);
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
@@ -572,6 +638,26 @@ impl JobThread {
             Outcome::Done => Ok(()),
             _ => Err(ended.error.unwrap_or_else(|| "the run failed".into())),
         }
+    }
+
+    /// For a spread pipeline: a secondary tells the primary how its slots ended; the primary
+    /// waits until every other node's slots have ended before its own end is recorded.
+    fn settle_spread(&self, result: Result<(), String>) -> Result<(), String> {
+        let Some(placement) = &self.args.placement else {
+            return result;
+        };
+        if self.secondary {
+            if let Err(err) = crate::spread::tell_primary(placement, &result) {
+                tracing::warn!(pipeline = %self.name, error = %err, "cannot report to the primary");
+            }
+            return result;
+        }
+        result?;
+        let give_up = || match self.inbox.try_recv() {
+            Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
+            _ => None,
+        };
+        crate::spread::wait_for_others(placement, &self.assignment, give_up)
     }
 
     /// What the AdminService may reach of `job`.

@@ -31,6 +31,46 @@ pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// A TCP port on `ip` that was free a moment ago, with the next port free too: a node's
+/// exchange listens on its gRPC port + 1.
+pub fn free_port_pair_on(ip: std::net::Ipv4Addr) -> u16 {
+    loop {
+        let port = free_port_on(ip);
+        let next = port
+            .checked_add(1)
+            .map(|next| std::net::TcpListener::bind((ip, next)));
+        if matches!(next, Some(Ok(_))) {
+            return port;
+        }
+    }
+}
+
+/// `wirectl pipeline create -f FILE EXTRA...` against `endpoint`, its JSON answer.
+pub fn create(endpoint: &str, file: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "pipeline",
+        "create",
+        "-f",
+        file.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    wirectl_json(endpoint, &args)
+}
+
+/// How long a pipeline may take to reach a state on a busy machine.
+pub const PIPELINE_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until `pipeline get NAME` shows `state`.
+pub fn wait_state(endpoint: &str, name: &str, state: &str) {
+    wait_for(&format!("pipeline `{name}` {state}"), PIPELINE_WAIT, || {
+        let got = wirectl_json(endpoint, &["pipeline", "get", name]);
+        match got["state"].as_str() {
+            Some(s) if s == state => Ok(()),
+            other => Err(format!("{other:?}: {got}")),
+        }
+    });
+}
+
 /// One `wire start` process (restartable), killed when dropped.
 pub struct WireNode {
     /// Its raft id.
@@ -54,7 +94,7 @@ impl WireNode {
 
     /// [`WireNode::new`] listening on `ip`.
     pub fn at(ip: std::net::Ipv4Addr, dir: &Path, id: u64, args: &[String]) -> WireNode {
-        let addr = format!("{ip}:{}", free_port_on(ip));
+        let addr = format!("{ip}:{}", free_port_pair_on(ip));
         WireNode {
             id,
             addr,

@@ -170,6 +170,11 @@ pub fn read_jsonl_dir(dir: &std::path::Path) -> Vec<serde_json::Value> {
         if name.starts_with('.') {
             continue;
         }
+        // Partitioned sinks, and each node of a spread pipeline, write into subdirectories.
+        if path.is_dir() {
+            rows.extend(read_jsonl_dir(&path));
+            continue;
+        }
         assert!(
             !name.ends_with(".inprogress"),
             "a part file was left in progress: {name}"

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
 use wire_net::ingest::IngestClient;
 use wire_tests::cluster::{
-    cluster_status, start_cluster, start_cluster_behind, wait_for, wait_for_leader,
-    wait_for_leader_among, wirectl, wirectl_json, WireNode,
+    cluster_status, create, start_cluster, start_cluster_behind, wait_for, wait_for_leader,
+    wait_for_leader_among, wait_state, wirectl, wirectl_json, WireNode, PIPELINE_WAIT,
 };
 use wire_tests::proxy::Network;
 use wire_tests::wire_bin;
@@ -49,17 +49,6 @@ sinks:
     );
     std::fs::write(&path, yaml).expect("spec file");
     path
-}
-
-fn create(endpoint: &str, file: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "pipeline",
-        "create",
-        "-f",
-        file.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    wirectl_json(endpoint, &args)
 }
 
 /// What the metadata says, in a form that does not change with terms or indexes: every
@@ -688,20 +677,6 @@ sinks:
     std::fs::write(&path, yaml).expect("spec file");
     path
 }
-
-/// Waits until `pipeline get NAME` shows `state`.
-fn wait_state(endpoint: &str, name: &str, state: &str) {
-    wait_for(&format!("pipeline `{name}` {state}"), PIPELINE_WAIT, || {
-        let got = wirectl_json(endpoint, &["pipeline", "get", name]);
-        match got["state"].as_str() {
-            Some(s) if s == state => Ok(()),
-            other => Err(format!("{other:?}: {got}")),
-        }
-    });
-}
-
-/// How long a pipeline may take to reach a state on a busy machine.
-const PIPELINE_WAIT: Duration = Duration::from_secs(60);
 
 /// The rows of a file sink's directory as sorted text.
 fn sorted_rows(dir: &Path) -> Vec<String> {

@@ -2,7 +2,7 @@
 
 use tonic::Status;
 
-use crate::proto::admin::{Checkpoint, Pipeline, PipelineOptions};
+use crate::proto::admin::{Checkpoint, Pipeline, PipelineOptions, Slot};
 use crate::raft::{ActualState, DesiredState, MetaError, PipelineMeta, RunOptions};
 
 /// The answer for pipeline `name`; the spec text only when `with_spec`.
@@ -22,6 +22,18 @@ pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
         last_checkpoint: meta.checkpoints.last().map_or(0, |c| c.id),
         // Filled from the hosting node's live counters by `GetPipeline`.
         operators: Vec::new(),
+        assignment: meta
+            .assignment
+            .iter()
+            .zip(0..)
+            .map(|(a, slot)| Slot {
+                slot,
+                node: a.node,
+                core: a.core,
+                key_group_start: a.key_group_start,
+                key_group_end: a.key_group_end,
+            })
+            .collect(),
     }
 }
 

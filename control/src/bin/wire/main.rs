@@ -183,6 +183,8 @@ fn main() -> ExitCode {
                 eprintln!("warning: cannot handle Ctrl-C: {err}");
             }
             let args = RunArgs {
+                placement: None,
+                sink_subdir: None,
                 pipeline,
                 cores,
                 data_dir,

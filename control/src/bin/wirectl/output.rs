@@ -95,6 +95,9 @@ impl Printer {
         if let Some(o) = &p.options {
             println!("options:          {}", options_text(o));
         }
+        if !p.assignment.is_empty() {
+            println!("placement:        {}", placement_text(&p.assignment));
+        }
         if p.operators.is_empty() {
             return;
         }
@@ -199,6 +202,22 @@ fn checkpoint_text(id: u64) -> String {
         0 => "none".to_string(),
         id => id.to_string(),
     }
+}
+
+/// `node 1: slots 0 3, node 2: slots 1 4`, or `whole on node 1`.
+fn placement_text(slots: &[wire_control::proto::admin::Slot]) -> String {
+    if let [only] = slots {
+        return format!("whole on node {}", only.node);
+    }
+    let mut nodes: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for s in slots {
+        nodes.entry(s.node).or_default().push(s.slot.to_string());
+    }
+    let parts: Vec<String> = nodes
+        .iter()
+        .map(|(node, slots)| format!("node {node}: slots {}", slots.join(" ")))
+        .collect();
+    format!("{} slots; {}", slots.len(), parts.join(", "))
 }
 
 fn options_text(o: &wire_control::proto::admin::PipelineOptions) -> String {

@@ -1,0 +1,262 @@
+//! Pipelines spread over several nodes: where their slots go, what each node runs of them,
+//! and how the node that reports for a pipeline learns that the others have finished.
+//!
+//! A pipeline's *slots* are the cores it runs on across the cluster, numbered from 0. The
+//! leader deals them out round-robin over the live nodes and records one [`Assignment`] per
+//! slot (in slot order: the key groups the slot owns, its node and the core there), so keys
+//! and source partitions go to slots exactly as they go to cores on one node. Each node runs
+//! its slots as one job whose rows reach the other nodes' slots over the exchange
+//! (`wire_actors::exchange`); the exchange listens on the node's gRPC port + 1, on the same
+//! address, which is where other nodes look for it.
+//!
+//! The node running slot 0 is the pipeline's *primary*: it alone reports the pipeline running,
+//! finished or failed. Another node's job that ends tells the primary over the exchange (a
+//! *done* stream: `End` when it finished, `Refuse` with the reason when it failed); the primary
+//! reports the pipeline finished once its own slots and every other node's have finished.
+//! A node whose slots fail also reports the pipeline failed itself, at once.
+//!
+//! Not spread yet (they run whole on one node, as before): pipelines that checkpoint (the
+//! coordinator does not reach other nodes yet) and pipelines with an `ingest` source (its
+//! port and WALs are per node).
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wire_actors::exchange::{ExchangeHub, Placement};
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_net::exchange::{self, Frame, StreamKey};
+
+use crate::raft::{Assignment, MetaState, PipelineMeta};
+
+/// Where a node's exchange listens, given its gRPC address: the same host, the next port.
+pub fn exchange_addr(grpc: &str) -> Option<SocketAddr> {
+    let addr = grpc.to_socket_addrs().ok()?.next()?;
+    let port = addr.port().checked_add(1)?;
+    Some(SocketAddr::new(addr.ip(), port))
+}
+
+/// Binds this node's exchange hub next to its gRPC address.
+pub fn bind_hub(grpc: SocketAddr) -> Result<Arc<ExchangeHub>, String> {
+    let addr =
+        exchange_addr(&grpc.to_string()).ok_or_else(|| format!("no exchange port after {grpc}"))?;
+    ExchangeHub::bind(addr).map_err(|err| {
+        format!("cannot listen for the exchange on {addr} (the gRPC port + 1): {err}")
+    })
+}
+
+/// Whether `pipeline` can be spread over nodes, and its key groups if so.
+pub fn spreadable(pipeline: &PipelineMeta) -> Option<u32> {
+    if pipeline.options.checkpoint_interval_ms.is_some() {
+        return None;
+    }
+    let spec = PipelineSpec::parse("pipeline.yaml", &pipeline.spec_yaml).ok()?;
+    let plan = Plan::from_spec(&spec).ok()?;
+    let ingest = plan
+        .sources
+        .iter()
+        .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
+    (!ingest).then_some(plan.settings.max_parallelism)
+}
+
+/// Deals `slots` slots over `live` nodes (sorted) round-robin: one assignment per slot, in
+/// slot order, each with the key groups the slot owns and its core on its node.
+pub fn deal(live: &[u64], slots: usize, key_groups: u32) -> Vec<Assignment> {
+    let mut next_core: BTreeMap<u64, u32> = BTreeMap::new();
+    (0..slots)
+        .map(|slot| {
+            let node = live[slot % live.len()];
+            let core = next_core.entry(node).or_default();
+            let assignment = Assignment {
+                key_group_start: first_key_group(slot, slots, key_groups),
+                key_group_end: first_key_group(slot + 1, slots, key_groups),
+                node,
+                core: *core,
+            };
+            *core += 1;
+            assignment
+        })
+        .collect()
+}
+
+/// The first key group slot `slot` (of `slots`) owns, as `key_group_owner` deals them.
+fn first_key_group(slot: usize, slots: usize, key_groups: u32) -> u32 {
+    let (slot, slots, groups) = (slot as u64, slots as u64, u64::from(key_groups));
+    // The smallest g with g * slots / groups >= slot.
+    u32::try_from((slot * groups).div_ceil(slots)).unwrap_or(u32::MAX)
+}
+
+/// Whether the pipeline's assignment spreads it over slots (rather than placing it whole).
+pub fn is_spread(pipeline: &PipelineMeta) -> bool {
+    pipeline.assignment.len() > 1
+}
+
+/// The primary node: the one running slot 0.
+pub fn primary(pipeline: &PipelineMeta) -> Option<u64> {
+    pipeline.assignment.first().map(|a| a.node)
+}
+
+/// What node `node` runs of a spread pipeline `name`.
+pub fn placement(
+    state: &MetaState,
+    name: &str,
+    pipeline: &PipelineMeta,
+    node: u64,
+    hub: &Arc<ExchangeHub>,
+) -> Result<Placement, String> {
+    let mut peers = Vec::with_capacity(pipeline.assignment.len());
+    for a in &pipeline.assignment {
+        let info = state.nodes.get(&a.node).ok_or_else(|| {
+            format!(
+                "slot {} is on node {}, which is not registered",
+                peers.len(),
+                a.node
+            )
+        })?;
+        let addr = exchange_addr(&info.addr)
+            .ok_or_else(|| format!("node {}'s address {} does not resolve", a.node, info.addr))?;
+        peers.push(addr);
+    }
+    let local = pipeline
+        .assignment
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.node == node)
+        .map(|(slot, _)| slot)
+        .collect();
+    Ok(Placement {
+        pipeline: name.to_string(),
+        epoch: pipeline.version,
+        slots: pipeline.assignment.len(),
+        local,
+        peers,
+        hub: hub.clone(),
+    })
+}
+
+/// The done stream of the node whose first slot is `first_slot`.
+fn done_key(placement: &Placement, first_slot: usize) -> StreamKey {
+    StreamKey {
+        pipeline: placement.pipeline.clone(),
+        epoch: placement.epoch,
+        task: u32::MAX,
+        edge: u32::MAX,
+        from: u32::try_from(first_slot).unwrap_or(u32::MAX),
+        to: 0,
+    }
+}
+
+/// How long a node keeps trying to tell the primary that its slots ended.
+const TELL_WAIT: Duration = Duration::from_secs(30);
+
+/// Tells the primary (the node of slot 0) that this node's slots ended, and how.
+pub fn tell_primary(placement: &Placement, result: &Result<(), String>) -> Result<(), String> {
+    let first = placement.local.first().copied().unwrap_or_default();
+    let key = done_key(placement, first);
+    let mut bytes = Vec::new();
+    let hello = Frame::Hello::<&[u8]> {
+        version: exchange::VERSION,
+        stream: key,
+    };
+    exchange::encode(&hello, &mut bytes);
+    let last = match result {
+        Ok(()) => Frame::<&[u8]>::End,
+        Err(why) => Frame::Refuse(why.chars().take(1000).collect()),
+    };
+    exchange::encode(&last, &mut bytes);
+    let primary = placement.peers[0];
+    let deadline = Instant::now() + TELL_WAIT;
+    loop {
+        let sent = std::net::TcpStream::connect_timeout(&primary, Duration::from_secs(2))
+            .and_then(|mut stream| std::io::Write::write_all(&mut stream, &bytes));
+        match sent {
+            Ok(()) => return Ok(()),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(format!("cannot tell the primary {primary}: {err}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Waits until every other node running slots of `placement` has told how its slots ended,
+/// or `give_up` says to stop waiting; the first failure any of them reports, if one did.
+pub fn wait_for_others(
+    placement: &Placement,
+    assignment: &[Assignment],
+    mut give_up: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
+    let here = assignment.first().map(|a| a.node);
+    // Each other node by its first slot.
+    let mut waiting: BTreeMap<u64, usize> = BTreeMap::new();
+    for (slot, a) in assignment.iter().enumerate() {
+        if Some(a.node) != here {
+            waiting.entry(a.node).or_insert(slot);
+        }
+    }
+    while !waiting.is_empty() {
+        let mut told = Vec::new();
+        for (node, slot) in &waiting {
+            let Some(mut stream) = placement.hub.claim(&done_key(placement, *slot)) else {
+                continue;
+            };
+            told.push(*node);
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+            match exchange::decode(&bytes) {
+                Ok(Some((Frame::End, _))) => {}
+                Ok(Some((Frame::Refuse(why), _))) => return Err(format!("node {node}: {why}")),
+                other => return Err(format!("node {node} ended without saying how: {other:?}")),
+            }
+        }
+        for node in told {
+            waiting.remove(&node);
+        }
+        if let Some(why) = give_up() {
+            return Err(why);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dealt_round_robin_with_the_key_groups_they_own() {
+        let dealt = deal(&[1, 2, 3], 5, 128);
+        let nodes: Vec<u64> = dealt.iter().map(|a| a.node).collect();
+        assert_eq!(nodes, [1, 2, 3, 1, 2]);
+        let cores: Vec<u32> = dealt.iter().map(|a| a.core).collect();
+        assert_eq!(cores, [0, 0, 0, 1, 1]);
+        assert_eq!(dealt[0].key_group_start, 0);
+        assert_eq!(dealt[4].key_group_end, 128);
+        for (slot, a) in dealt.iter().enumerate() {
+            for group in a.key_group_start..a.key_group_end {
+                assert_eq!(
+                    wire_core::record::key::key_group_owner(group, 128, 5),
+                    slot,
+                    "group {group}"
+                );
+            }
+            if slot > 0 {
+                assert_eq!(a.key_group_start, dealt[slot - 1].key_group_end);
+            }
+        }
+    }
+
+    #[test]
+    fn the_exchange_listens_on_the_next_port() {
+        assert_eq!(
+            exchange_addr("127.0.0.11:7000"),
+            Some("127.0.0.11:7001".parse().expect("addr"))
+        );
+        assert_eq!(exchange_addr("127.0.0.1:65535"), None);
+    }
+}
