@@ -99,3 +99,80 @@ fn a_keyed_pipeline_spread_over_three_nodes_gives_the_rows_of_one() {
         "the spread run's rows differ from wire run's"
     );
 }
+
+/// Nexmark bids at a bounded rate (about 60 s of them), counted per auction, into `out`.
+fn long_spec(dir: &Path, out: &Path) -> PathBuf {
+    let path = dir.join("long.yaml");
+    let yaml = format!(
+        "name: long
+sources:
+  bids: {{type: nexmark, stream: bid, events: 3000000, rate: 50000}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: tumbling, size: 1s}}
+    aggregate:
+      num: count(*)
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: per_auction}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+#[test]
+fn a_node_killed_under_a_spread_pipeline_fails_it_and_the_others_carry_on() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let mut nodes = start_cluster(dir.path(), 3);
+    let endpoint = endpoint(&nodes);
+    create(
+        &endpoint,
+        &long_spec(dir.path(), &dir.path().join("out")),
+        &[],
+    );
+    wait_state(&endpoint, "long", "running");
+    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    let primary = got["assignment"][0]["node"].as_u64().expect("placed");
+    // Kill a node that runs slots but is not the primary (nor, if possible, the leader, so
+    // the endpoint keeps answering).
+    let leader_addr = endpoint.clone();
+    let victim = nodes
+        .iter_mut()
+        .filter(|n| n.id != primary)
+        .min_by_key(|n| n.addr == leader_addr)
+        .expect("a secondary");
+    let victim_id = victim.id;
+    victim.kill();
+    let endpoint = endpoint_among(&nodes, victim_id);
+    wait_state(&endpoint, "long", "failed");
+    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    let failure = got["failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.contains("exchange"),
+        "the failure names the exchange: {got}"
+    );
+    // The survivors serve on, and the node that comes back does not run it again.
+    for node in nodes.iter().filter(|n| n.id != victim_id) {
+        let status = wire_tests::cluster::cluster_status(&node.addr);
+        assert!(status.is_ok(), "node {} still serves: {status:?}", node.id);
+    }
+    let victim = nodes
+        .iter_mut()
+        .find(|n| n.id == victim_id)
+        .expect("victim");
+    victim.start();
+    // Once it is back in the group (it has applied the metadata), it has had its chance.
+    let endpoint = endpoint(&nodes);
+    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    assert_eq!(got["state"], "failed", "{got}");
+}
+
+/// An endpoint of a live node other than `skip`, once a leader is known among them.
+fn endpoint_among(nodes: &[WireNode], skip: u64) -> String {
+    let leader = wire_tests::cluster::wait_for_leader_among(nodes, Some(skip), ELECTION);
+    let node = nodes.iter().find(|n| n.id == leader).expect("leader");
+    node.addr.clone()
+}
