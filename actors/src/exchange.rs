@@ -96,7 +96,7 @@ impl Placement {
     }
 
     /// The key of the stream from `(task, edge)` on slot `from` to slot `to`.
-    pub(crate) fn stream(&self, task: usize, edge: usize, from: usize, to: usize) -> StreamKey {
+    pub fn stream(&self, task: usize, edge: usize, from: usize, to: usize) -> StreamKey {
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         StreamKey {
             pipeline: self.pipeline.clone(),
@@ -244,7 +244,7 @@ impl std::fmt::Debug for NetSender {
 impl NetSender {
     /// Connects to `peer` and opens `key`'s stream, retrying until [`CONNECT_WAIT`]. If that
     /// fails, the pipeline has failed and the sender drops what it is given.
-    pub(crate) async fn connect(
+    pub async fn connect(
         peer: SocketAddr,
         key: StreamKey,
         failure: Arc<Failure>,
@@ -323,7 +323,7 @@ impl NetSender {
 
     /// Sends `message` (a batch once a credit is held); `false` if the stream is gone, which
     /// has failed the pipeline unless the consumer refused or closed it in order.
-    pub(crate) async fn send(&self, message: Message) -> bool {
+    pub async fn send(&self, message: Message) -> bool {
         if self.stream.borrow().is_none() {
             return false;
         }
@@ -445,7 +445,7 @@ async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Frame>,
 
 /// The consuming end of one stream: waits for the producer's connection at the hub, then
 /// moves what arrives into the consumer's mailbox, granting a credit per batch delivered.
-pub(crate) async fn receive(
+pub async fn receive(
     hub: Arc<ExchangeHub>,
     key: StreamKey,
     port: u8,

@@ -1,0 +1,278 @@
+//! The exchange between nodes against the machine's loopback TCP, measured in one run.
+//!
+//! 1. Loopback TCP: one thread writes 256 KiB buffers to a 127.0.0.1 socket as fast as it
+//!    can, another reads them: the bandwidth a byte stream gets on this machine.
+//! 2. Exchange stream: a glommio core sends prebuilt batches (about 64 KiB of Nexmark bids each)
+//!    through `NetSender` to another core's `exchange::receive`, which verifies every batch
+//!    and hands it to a mailbox drained by a task that drops it: the path rows take between
+//!    two nodes (framing, credits, checks), minus the operators.
+//! 3. q5 spread: Nexmark q5 on one pool of 2 cores against the same query spread over two
+//!    pools of 1 core each, joined by the exchange (each pool stands in for a node, in one
+//!    process): the cost of crossing nodes instead of cores, as events/s.
+//!
+//! Run: `cargo bench -p wire-bench --bench e2e_exchange [-- --megabytes N --events N]`;
+//! `-- --test` is a seconds-long smoke pass.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use glommio::channels::local_channel;
+use wire_actors::exchange::{self, ExchangeHub, NetSender, Placement};
+use wire_actors::message::Message;
+use wire_actors::{CorePool, Deploy, Failure, PoolOptions};
+use wire_core::frontend::plan::Plan;
+use wire_core::frontend::spec::PipelineSpec;
+use wire_core::nexmark::{Event, Generator, GeneratorConfig};
+use wire_core::time::watermark::SenderId;
+use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
+
+struct Args {
+    smoke: bool,
+    megabytes: usize,
+    events: u64,
+    dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.dir)?;
+    println!("# Exchange between nodes vs loopback TCP ({})", wire_bench::machine_description(&args.dir));
+    let bytes = args.megabytes << 20;
+    let tcp = loopback_tcp(bytes)?;
+    println!("loopback TCP:      {} ({} MiB)", wire_bench::mb_per_s(tcp), args.megabytes);
+    let (exchange, rows_per_s) = exchange_stream(bytes)?;
+    println!(
+        "exchange stream:   {} ({} rows/s) = {:.2} of loopback TCP",
+        wire_bench::mb_per_s(exchange),
+        wire_bench::human(rows_per_s),
+        exchange / tcp
+    );
+    let one = q5_events_per_s(&args.dir.join("one"), args.events, false)?;
+    let spread = q5_events_per_s(&args.dir.join("spread"), args.events, true)?;
+    println!(
+        "q5, {} events:  one pool of 2 cores {} events/s; two pools of 1 core joined by the exchange {} events/s = {:.2}",
+        args.events,
+        wire_bench::human(one),
+        wire_bench::human(spread),
+        spread / one
+    );
+    println!(
+        "command: cargo bench -p wire-bench --bench e2e_exchange -- --megabytes {} --events {}{}",
+        args.megabytes,
+        args.events,
+        if args.smoke { " --test" } else { "" }
+    );
+    Ok(())
+}
+
+/// Bytes per second one socket pair on 127.0.0.1 carries.
+fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0;
+        loop {
+            match stream.read(&mut buf)? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(addr)?;
+    let buf = vec![7u8; 256 << 10];
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < bytes {
+        stream.write_all(&buf)?;
+        sent += buf.len();
+    }
+    drop(stream);
+    let received = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    anyhow::ensure!(received == sent, "sent {sent} bytes, received {received}");
+    Ok(sent as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Batches of Nexmark bids of about 64 KiB each, `bytes` of them in all.
+fn batches(bytes: usize) -> anyhow::Result<Vec<Batch>> {
+    let generator = Generator::new(GeneratorConfig::default())?;
+    let mut out = Vec::new();
+    let mut total = 0;
+    let mut n = 0u64;
+    while total < bytes {
+        let mut builder = BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 70 << 10);
+        while builder.encoded_len() < 64 << 10 {
+            if let Event::Bid(bid) = generator.event(n) {
+                bid.push_to(&mut builder)?;
+            }
+            n += 1;
+        }
+        let batch = builder.finish();
+        total += batch.as_bytes().len();
+        out.push(batch);
+    }
+    Ok(out)
+}
+
+/// Bytes and rows per second through one exchange stream between two cores.
+fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
+    let batches = batches(bytes)?;
+    let total: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
+    let rows: usize = batches.iter().map(Batch::row_count).sum();
+    let hub = ExchangeHub::bind("127.0.0.1:0".parse()?)?;
+    let placement = Placement {
+        pipeline: "bench".to_string(),
+        epoch: 1,
+        slots: 2,
+        local: vec![1],
+        peers: vec![hub.addr(), hub.addr()],
+        hub: hub.clone(),
+    };
+    let key = placement.stream(0, 0, 0, 1);
+    let failure = Arc::new(Failure::default());
+    let receiving = {
+        let (hub, key, failure) = (hub.clone(), key.clone(), failure.clone());
+        std::thread::spawn(move || {
+            wire_storage::io::local_executor()?.run(async move {
+                let (tx, rx) = local_channel::new_bounded(wire_actors::MAILBOX_BATCHES);
+                let drain = glommio::spawn_local(async move {
+                    let mut rows = 0;
+                    while let Some(message) = rx.recv().await {
+                        match message {
+                            Message::Batch { batch, .. } => rows += batch.row_count(),
+                            Message::End { .. } => break,
+                            _ => {}
+                        }
+                    }
+                    rows
+                });
+                exchange::receive(hub, key, 0, failure, Rc::new(tx)).await;
+                Ok::<usize, std::io::Error>(drain.await)
+            })
+        })
+    };
+    let started = Instant::now();
+    let sending = std::thread::spawn(move || {
+        wire_storage::io::local_executor()?.run(async move {
+            let sender = NetSender::connect(placement.peers[1], key, failure.clone()).await;
+            let from = SenderId::new(0, 0);
+            for batch in batches {
+                let message = Message::Batch { batch, port: 0, sender: from };
+                if !sender.send(message).await {
+                    return Ok(failure.message());
+                }
+            }
+            sender.send(Message::End { sender: from }).await;
+            Ok::<Option<String>, std::io::Error>(failure.message())
+        })
+    });
+    let sent = sending.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
+    let sent = sent.context("sending core")?;
+    let received = receiving.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+    let received = received.context("receiving core")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = sent {
+        bail!("the exchange failed: {error}");
+    }
+    anyhow::ensure!(received == rows, "sent {rows} rows, received {received}");
+    Ok((total as f64 / seconds, rows as f64 / seconds))
+}
+
+/// Nexmark q5 without a sink's IO (blackhole).
+fn q5(events: u64) -> anyhow::Result<Plan> {
+    let text = format!(
+        "name: q5
+sources:
+  bids: {{type: nexmark, stream: bid, events: {events}, seed: 1}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: hop, size: 10s, slide: 2s}}
+    aggregate:
+      num: count(*)
+  - name: hottest
+    from: per_auction
+    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
+sinks:
+  out: {{type: blackhole, from: hottest}}
+"
+    );
+    let spec = PipelineSpec::parse("q5.yaml", &text)?;
+    Ok(Plan::from_spec(&spec)?)
+}
+
+/// Events per second of q5 on one pool of 2 cores, or spread over two pools of 1 core.
+fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64> {
+    let shapes: Vec<Vec<usize>> = if spread { vec![vec![0], vec![1]] } else { vec![vec![0, 1]] };
+    let hubs: Vec<Arc<ExchangeHub>> = shapes
+        .iter()
+        .map(|_| ExchangeHub::bind("127.0.0.1:0".parse().expect("address")))
+        .collect::<Result<_, _>>()?;
+    let peers = vec![hubs[0].addr(), hubs[hubs.len() - 1].addr()];
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for (node, local) in shapes.iter().enumerate() {
+        let pool = CorePool::start(PoolOptions {
+            cores: local.len(),
+            pin: false,
+            io_memory: wire_storage::io::IO_MEMORY_BYTES_MIN,
+        })?;
+        let placement = spread.then(|| Placement {
+            pipeline: "q5".to_string(),
+            epoch: 1,
+            slots: 2,
+            local: local.clone(),
+            peers: peers.clone(),
+            hub: hubs[node].clone(),
+        });
+        let deploy = Deploy {
+            cores: local.len(),
+            data_dir: dir.join(format!("node{node}")),
+            checkpoints: None,
+            placement,
+        };
+        let deployment = pool.handle().deploy(q5(events)?, deploy)?;
+        running.push((pool, deployment));
+    }
+    for (_pool, deployment) in running {
+        let report = deployment.wait();
+        if let Some(error) = report.error {
+            bail!("q5 failed: {error}");
+        }
+    }
+    Ok(events as f64 / started.elapsed().as_secs_f64())
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        smoke: false,
+        megabytes: 2048,
+        events: 10_000_000,
+        dir: PathBuf::from("target/exchange-bench"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
+        match arg.as_str() {
+            "--test" | "--smoke" => args.smoke = true,
+            "--megabytes" => args.megabytes = value("--megabytes")?.parse()?,
+            "--events" => args.events = value("--events")?.parse()?,
+            "--dir" => args.dir = value("--dir")?.into(),
+            "--bench" => {}
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if args.smoke {
+        args.megabytes = args.megabytes.min(16);
+        args.events = args.events.min(100_000);
+    }
+    args.dir = std::path::absolute(&args.dir)?;
+    Ok(args)
+}
