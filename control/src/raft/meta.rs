@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use super::codec::{Reader, Writer};
 use super::MetaError;
 
+mod tokens;
+
+pub use tokens::{AccessRole, TokenRecord};
+
 /// Completed checkpoints kept per pipeline (the newest ones).
 pub const CHECKPOINTS_KEPT: usize = 16;
 
@@ -17,11 +21,13 @@ pub const SAVEPOINTS_KEPT: usize = 64;
 
 /// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
 /// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
-/// decode, with those options unset.
-const COMMAND_VERSION: u8 = 2;
+/// decode, with those options unset. Version 3 added the token commands (tags 12 and 13),
+/// which an older version byte may not carry.
+const COMMAND_VERSION: u8 = 3;
 
-/// Version byte that starts an encoded state snapshot (version 1 still decodes, as commands).
-const STATE_VERSION: u8 = 2;
+/// Version byte that starts an encoded state snapshot (versions 1 and 2 still decode, as
+/// commands; version 3 added the tokens after the pipelines, none in older snapshots).
+const STATE_VERSION: u8 = 3;
 
 /// The oldest command and snapshot version that still decodes.
 const OLDEST_VERSION: u8 = 1;
@@ -148,6 +154,8 @@ pub struct MetaState {
     pub nodes: BTreeMap<u64, NodeInfo>,
     /// Pipelines by name.
     pub pipelines: BTreeMap<String, PipelineMeta>,
+    /// Bearer tokens by id (hashed secrets only).
+    pub tokens: BTreeMap<String, TokenRecord>,
 }
 
 /// A change to the metadata, replicated through the raft log.
@@ -244,6 +252,18 @@ pub enum MetaCommand {
     RemoveNode {
         /// Node id.
         id: u64,
+    },
+    /// Record a bearer token (the id must be new).
+    CreateToken {
+        /// Token id (not secret).
+        id: String,
+        /// Its role, hash and expiry.
+        token: TokenRecord,
+    },
+    /// Forget a bearer token: it stops working on each member as the member applies this.
+    RevokeToken {
+        /// Token id.
+        id: String,
     },
 }
 
@@ -346,6 +366,16 @@ impl MetaState {
                 self.nodes.remove(id);
                 None
             }
+            MetaCommand::CreateToken { id, token } => {
+                self.create_token(id, token)?;
+                None
+            }
+            MetaCommand::RevokeToken { id } => {
+                self.tokens
+                    .remove(id)
+                    .ok_or_else(|| MetaError::UnknownToken { id: id.clone() })?;
+                None
+            }
         };
         Ok(MetaResponse { index, version })
     }
@@ -373,6 +403,16 @@ impl MetaState {
         if !self.nodes.contains_key(&id) {
             return Err(MetaError::UnknownNode { id });
         }
+        Ok(())
+    }
+
+    fn create_token(&mut self, id: &str, token: &TokenRecord) -> Result<(), MetaError> {
+        if id.is_empty() || self.tokens.contains_key(id) {
+            return Err(MetaError::Invalid {
+                reason: format!("token id `{id}` is empty or in use"),
+            });
+        }
+        self.tokens.insert(id.to_owned(), token.clone());
         Ok(())
     }
 
@@ -593,6 +633,14 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(10);
             w.u64(*id);
         }
+        MetaCommand::CreateToken { id, token } => {
+            w.u8(12);
+            tokens::encode_token(w, id, token);
+        }
+        MetaCommand::RevokeToken { id } => {
+            w.u8(13);
+            w.str(id);
+        }
     }
 }
 
@@ -646,6 +694,13 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
             name: r.string("name")?,
             actual: decode_actual(r)?,
             failure: r.opt_string("failure")?,
+        },
+        12 if version >= 3 => {
+            let (id, token) = tokens::decode_token(r)?;
+            MetaCommand::CreateToken { id, token }
+        }
+        13 if version >= 3 => MetaCommand::RevokeToken {
+            id: r.string("token id")?,
         },
         _ => return Err(r.error("command", "unknown command tag")),
     };
@@ -768,6 +823,11 @@ impl MetaState {
             w.str(name);
             encode_pipeline(&mut w, p);
         }
+        // Version 3.
+        w.u32(u32::try_from(self.tokens.len()).expect("token count over u32"));
+        for (id, token) in &self.tokens {
+            tokens::encode_token(&mut w, id, token);
+        }
         w.bytes
     }
 
@@ -794,6 +854,14 @@ impl MetaState {
             let p = decode_pipeline(&mut r, version)?;
             if state.pipelines.insert(name, p).is_some() {
                 return Err(r.error("pipeline name", "duplicate pipeline"));
+            }
+        }
+        if version >= 3 {
+            for _ in 0..r.count("tokens", 50)? {
+                let (id, token) = tokens::decode_token(&mut r)?;
+                if state.tokens.insert(id, token).is_some() {
+                    return Err(r.error("token id", "duplicate token"));
+                }
             }
         }
         r.finish()?;
