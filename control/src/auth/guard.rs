@@ -37,6 +37,9 @@ const NAMES_A_PIPELINE: [&str; 9] = [
     "CreateSavepoint",
 ];
 
+/// The largest request of an RPC in [`NAMES_A_PIPELINE`] that is read before the handler.
+const NAMING_BODY_MAX: usize = 64 << 10;
+
 /// What the layer needs: whether authentication is on, the metadata (tokens, members), the
 /// transport (members' addresses it knows) and the audit log.
 pub struct Guard {
@@ -102,7 +105,15 @@ impl Guard {
                 let tls = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
                 tls.and_then(|info| info.get_ref().remote_addr())
             });
-        let (mut request, pipeline) = pipeline_of(&rpc, request).await;
+        let (mut request, pipeline) = match pipeline_of(&rpc, request).await {
+            Ok(read) => read,
+            Err(status) => {
+                let mut record = AuditRecord::new(&rpc, None, peer);
+                record.outcome = format!("{:?}", status.code());
+                self.audit.write(&record);
+                return Ok(status.into_http());
+            }
+        };
         let mut record = AuditRecord::new(&rpc, pipeline, peer);
         let credentials = Credentials::of(&request);
         match self.authorize(&rpc, &credentials).await {
@@ -268,21 +279,25 @@ impl AuditRecord {
 }
 
 /// The request, and the pipeline it names if its RPC names one (the body of such a unary
-/// request is read whole and put back).
+/// request, a name and maybe a path, is read whole, at most [`NAMING_BODY_MAX`] bytes, and put
+/// back).
 async fn pipeline_of(
     rpc: &str,
     request: http::Request<Body>,
-) -> (http::Request<Body>, Option<String>) {
+) -> Result<(http::Request<Body>, Option<String>), Status> {
     if !NAMES_A_PIPELINE.contains(&rpc) {
-        return (request, None);
+        return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
-    let bytes = match body.collect().await {
+    let bytes = match http_body_util::Limited::new(body, NAMING_BODY_MAX)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
-        Err(status) => {
-            let body = Body::new(http_body_util::Full::new(bytes::Bytes::new()));
-            tracing::debug!(rpc, %status, "could not read a request body for the audit log");
-            return (http::Request::from_parts(parts, body), None);
+        Err(err) => {
+            return Err(Status::invalid_argument(format!(
+                "{rpc}: cannot read the request ({err}; at most {NAMING_BODY_MAX} bytes)"
+            )))
         }
     };
     // A gRPC frame: 1 byte compression flag, 4 bytes length, the message.
@@ -292,7 +307,7 @@ async fn pipeline_of(
         .and_then(|message| PipelineRef::decode(message).ok())
         .map(|message| message.name);
     let body = Body::new(http_body_util::Full::new(bytes));
-    (http::Request::from_parts(parts, body), name)
+    Ok((http::Request::from_parts(parts, body), name))
 }
 
 /// `ok`, or the gRPC code a failed unary call answered with.
