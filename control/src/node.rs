@@ -108,24 +108,8 @@ async fn serve(
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
-    let audit = crate::audit::Audit::open(&config.data_dir)?;
-    let secure = tls.is_some();
-    let guard = Guard::new(secure, meta.clone(), transport.clone(), audit);
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
-    let server = tokio::spawn(grpc(
-        listener,
-        services,
-        guard,
-        tls.map(|t| t.server),
-        stop_rx,
-    ));
-    if secure && !resumed && founds(&config) {
-        tokio::spawn(admin_token(
-            meta.clone(),
-            dialer.clone(),
-            config.data_dir.clone(),
-        ));
-    }
+    let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -157,6 +141,29 @@ async fn serve(
     meta.stop().await;
     joined?;
     served
+}
+
+/// Starts serving gRPC behind the authorization guard (and the audit log); on a TLS cluster's
+/// first start, the founding node then records and writes the first admin token.
+fn start_grpc(
+    config: &NodeConfig,
+    listener: TcpListener,
+    services: (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
+    tls: Option<NodeTls>,
+    resumed: bool,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    dialer: &Dialer,
+) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
+    let audit = crate::audit::Audit::open(&config.data_dir)?;
+    let secure = tls.is_some();
+    let (_, meta, transport, _) = &services;
+    let guard = Guard::new(secure, meta.clone(), transport.clone(), audit);
+    if secure && !resumed && founds(config) {
+        let data_dir = config.data_dir.clone();
+        tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
+    }
+    let tls = tls.map(|t| t.server);
+    Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
 }
 
 /// Whether this node is the founding member that writes the first admin token: the lowest id

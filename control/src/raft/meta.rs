@@ -340,25 +340,9 @@ impl MetaState {
                 name,
                 path,
                 checkpoint_id,
-            } => {
-                let p = self.pipeline_mut(name)?;
-                p.savepoints.push(SavepointRecord {
-                    path: path.clone(),
-                    checkpoint_id: *checkpoint_id,
-                    recorded_at_index: index,
-                });
-                trim_front(&mut p.savepoints, SAVEPOINTS_KEPT);
-                Some(p.version)
-            }
+            } => Some(self.record_savepoint(index, name, path, *checkpoint_id)?),
             MetaCommand::AddNode { id, addr } => {
-                self.check_add_node(*id, addr)?;
-                self.nodes.insert(
-                    *id,
-                    NodeInfo {
-                        addr: addr.clone(),
-                        joined_at_index: index,
-                    },
-                );
+                self.add_node(index, *id, addr)?;
                 None
             }
             MetaCommand::RemoveNode { id } => {
@@ -366,14 +350,8 @@ impl MetaState {
                 self.nodes.remove(id);
                 None
             }
-            MetaCommand::CreateToken { id, token } => {
-                self.create_token(id, token)?;
-                None
-            }
-            MetaCommand::RevokeToken { id } => {
-                self.tokens
-                    .remove(id)
-                    .ok_or_else(|| MetaError::UnknownToken { id: id.clone() })?;
+            MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
+                self.apply_token(cmd)?;
                 None
             }
         };
@@ -406,13 +384,51 @@ impl MetaState {
         Ok(())
     }
 
-    fn create_token(&mut self, id: &str, token: &TokenRecord) -> Result<(), MetaError> {
-        if id.is_empty() || self.tokens.contains_key(id) {
-            return Err(MetaError::Invalid {
-                reason: format!("token id `{id}` is empty or in use"),
-            });
+    fn add_node(&mut self, index: u64, id: u64, addr: &str) -> Result<(), MetaError> {
+        self.check_add_node(id, addr)?;
+        let info = NodeInfo {
+            addr: addr.to_owned(),
+            joined_at_index: index,
+        };
+        self.nodes.insert(id, info);
+        Ok(())
+    }
+
+    fn record_savepoint(
+        &mut self,
+        index: u64,
+        name: &str,
+        path: &str,
+        checkpoint_id: u64,
+    ) -> Result<u64, MetaError> {
+        let p = self.pipeline_mut(name)?;
+        p.savepoints.push(SavepointRecord {
+            path: path.to_owned(),
+            checkpoint_id,
+            recorded_at_index: index,
+        });
+        trim_front(&mut p.savepoints, SAVEPOINTS_KEPT);
+        Ok(p.version)
+    }
+
+    /// Applies `CreateToken` (a new id only) or `RevokeToken` (a known id only).
+    fn apply_token(&mut self, cmd: &MetaCommand) -> Result<(), MetaError> {
+        match cmd {
+            MetaCommand::CreateToken { id, token } => {
+                if id.is_empty() || self.tokens.contains_key(id) {
+                    return Err(MetaError::Invalid {
+                        reason: format!("token id `{id}` is empty or in use"),
+                    });
+                }
+                self.tokens.insert(id.clone(), token.clone());
+            }
+            MetaCommand::RevokeToken { id } => {
+                self.tokens
+                    .remove(id)
+                    .ok_or_else(|| MetaError::UnknownToken { id: id.clone() })?;
+            }
+            _ => {}
         }
-        self.tokens.insert(id.to_owned(), token.clone());
         Ok(())
     }
 
@@ -585,20 +601,7 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(actual_tag(*actual));
             w.opt_str(failure.as_deref());
         }
-        MetaCommand::NodeReport {
-            node,
-            version,
-            name,
-            actual,
-            failure,
-        } => {
-            w.u8(11);
-            w.u64(*node);
-            w.u64(*version);
-            w.str(name);
-            w.u8(actual_tag(*actual));
-            w.opt_str(failure.as_deref());
-        }
+        MetaCommand::NodeReport { .. } => encode_node_report(w, cmd),
         MetaCommand::DeletePipeline { name } => {
             w.u8(5);
             w.str(name);
@@ -633,6 +636,32 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(10);
             w.u64(*id);
         }
+        MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
+            encode_token_command(w, cmd);
+        }
+    }
+}
+
+fn encode_node_report(w: &mut Writer, cmd: &MetaCommand) {
+    if let MetaCommand::NodeReport {
+        node,
+        version,
+        name,
+        actual,
+        failure,
+    } = cmd
+    {
+        w.u8(11);
+        w.u64(*node);
+        w.u64(*version);
+        w.str(name);
+        w.u8(actual_tag(*actual));
+        w.opt_str(failure.as_deref());
+    }
+}
+
+fn encode_token_command(w: &mut Writer, cmd: &MetaCommand) {
+    match cmd {
         MetaCommand::CreateToken { id, token } => {
             w.u8(12);
             tokens::encode_token(w, id, token);
@@ -641,6 +670,7 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(13);
             w.str(id);
         }
+        _ => {}
     }
 }
 
