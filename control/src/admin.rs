@@ -23,9 +23,11 @@ use crate::proto::admin::admin_service_server::{AdminService, AdminServiceServer
 use crate::proto::admin::{
     AddNodeRequest, AddNodeResponse, ClusterStatusRequest, ClusterStatusResponse, CompactRequest,
     CompactResponse, CreateBackupRequest, CreateBackupResponse, CreatePipelineRequest,
-    CreateSavepointRequest, CreateSavepointResponse, DeletePipelineResponse,
-    ListCheckpointsResponse, ListPipelinesRequest, ListPipelinesResponse, Pipeline, PipelineRef,
-    RemoveNodeRequest, RemoveNodeResponse, ScalePipelineRequest, TriggerCheckpointResponse,
+    CreateSavepointRequest, CreateSavepointResponse, CreateTokenRequest, CreateTokenResponse,
+    DeletePipelineResponse, ListCheckpointsResponse, ListPipelinesRequest, ListPipelinesResponse,
+    ListTokensRequest, ListTokensResponse, Pipeline, PipelineRef, RemoveNodeRequest,
+    RemoveNodeResponse, RevokeTokenRequest, RevokeTokenResponse, ScalePipelineRequest,
+    TriggerCheckpointResponse,
 };
 use crate::raft::{ActualState, DesiredState, MetaCommand, MetaError, MetaHandle, MetaState};
 use crate::supervisor::LocalJobs;
@@ -255,7 +257,16 @@ impl AdminService for AdminServer {
         request: Request<AddNodeRequest>,
     ) -> Result<Response<AddNodeResponse>, Status> {
         let forwarded = is_forwarded(&request);
+        let joining = match request.extensions().get::<crate::auth::Identity>() {
+            Some(crate::auth::Identity::Joining { address }) => Some(address.clone()),
+            _ => None,
+        };
         let message = request.into_inner();
+        if joining.is_some_and(|address| address != message.address) {
+            return Err(Status::permission_denied(
+                "a joining node may only ask to be added at its own address",
+            ));
+        }
         check_host_port(&message.address)
             .map_err(|err| Status::invalid_argument(format!("node {}: {err}", message.id)))?;
         let state = match self.leader_state(forwarded).await? {
@@ -540,6 +551,28 @@ impl AdminService for AdminServer {
         }
         status::backup(self).await.map(Response::new)
     }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        self.create_token_here(request).await
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<ListTokensRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        self.list_tokens_here(request).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        self.revoke_token_here(request).await
+    }
 }
 
 mod status;
+mod tokens;

@@ -4,10 +4,13 @@
 //! ([`check`]), starts the data cores, reports progress and prints a summary; `wire check` only
 //! checks; `wire start` runs a long-lived cluster [`node`]: the [`raft`] metadata group, the
 //! gRPC [`admin`] service and the raft [`transport`], on one tokio runtime. The `wirectl`
-//! binary (`src/bin/wirectl/`) is the admin client.
+//! binary (`src/bin/wirectl/`) is the admin client. With TLS on, [`auth`] checks every admin
+//! call against its table of roles and [`audit`] records it.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod check;
 pub mod checkpoint;
 pub mod job;

@@ -20,6 +20,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
 use crate::admin::AdminServer;
+use crate::auth::Guard;
 use crate::metrics::{server as metrics_server, Metrics};
 use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
@@ -109,7 +110,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
-    let server = tokio::spawn(grpc(listener, services, tls.map(|t| t.server), stop_rx));
+    let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
@@ -143,6 +144,46 @@ async fn serve(
     meta.stop().await;
     joined?;
     served
+}
+
+/// Starts serving gRPC behind the authorization guard (and the audit log); on a TLS cluster's
+/// first start, the founding node then records and writes the first admin token.
+fn start_grpc(
+    config: &NodeConfig,
+    listener: TcpListener,
+    services: (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
+    tls: Option<NodeTls>,
+    resumed: bool,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    dialer: &Dialer,
+) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
+    let audit = crate::audit::Audit::open(&config.data_dir)?;
+    let secure = tls.is_some();
+    let (_, meta, transport, _) = &services;
+    let guard = Guard::new(secure, meta.clone(), transport.clone(), audit);
+    if secure && !resumed && founds(config) {
+        let data_dir = config.data_dir.clone();
+        tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
+    }
+    let tls = tls.map(|t| t.server);
+    Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
+}
+
+/// Whether this node is the founding member that writes the first admin token: the lowest id
+/// of `--initial-cluster`.
+fn founds(config: &NodeConfig) -> bool {
+    match &config.bootstrap {
+        Bootstrap::Initial(members) => members.keys().next() == Some(&config.node_id),
+        Bootstrap::Join(_) => false,
+    }
+}
+
+/// Records the founding admin token and writes it to the data directory (see
+/// [`crate::auth::found_admin_token`]).
+async fn admin_token(meta: MetaHandle, dialer: Dialer, data_dir: std::path::PathBuf) {
+    if let Err(err) = crate::auth::found_admin_token(&meta, &dialer, &data_dir).await {
+        tracing::error!(%err, "no founding admin token");
+    }
 }
 
 /// This node's TLS, how it dials other members, its raft transport (knowing the founding
@@ -194,6 +235,7 @@ const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
 async fn grpc(
     listener: TcpListener,
     (id, meta, transport, jobs): (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
+    guard: Guard,
     tls: Option<ServerTlsConfig>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
@@ -215,7 +257,12 @@ async fn grpc(
             .tls_config(tls)
             .map_err(|err| format!("tls: {err}"))?;
     }
-    let admin = AdminServer::service(id, meta.clone(), transport.clone(), jobs);
+    let admin = guard.wrap(AdminServer::service(
+        id,
+        meta.clone(),
+        transport.clone(),
+        jobs,
+    ));
     server
         .add_service(admin)
         .add_service(RaftServer::service(id, meta, transport))
@@ -272,6 +319,12 @@ async fn join(
         id,
         address: advertise.to_string(),
     };
+    let mut request = tonic::Request::new(request);
+    if let Ok(value) = advertise.parse() {
+        request
+            .metadata_mut()
+            .insert(crate::auth::JOIN_HEADER, value);
+    }
     let answer = AdminServiceClient::new(channel)
         .add_node(request)
         .await

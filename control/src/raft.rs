@@ -22,8 +22,8 @@ pub use actor::{
     RestoreMembers, Transport,
 };
 pub use meta::{
-    ActualState, Assignment, CheckpointRecord, DesiredState, MetaCommand, MetaResponse, MetaState,
-    NodeInfo, PipelineMeta, RunOptions, SavepointRecord,
+    AccessRole, ActualState, Assignment, CheckpointRecord, DesiredState, MetaCommand, MetaResponse,
+    MetaState, NodeInfo, PipelineMeta, RunOptions, SavepointRecord, TokenRecord,
 };
 pub use node::{
     AppliedEntry, Bootstrap, MemberStatus, MetaNode, MetaNodeConfig, MetaReady, MetaStatus,
@@ -96,6 +96,12 @@ pub enum MetaError {
     /// The metadata actor is not running.
     #[error("the metadata group is stopped on this node")]
     Stopped,
+    /// No token with this id.
+    #[error("unknown token {id}")]
+    UnknownToken {
+        /// The id.
+        id: String,
+    },
     /// The data directory already holds raft state (restore refuses to overwrite it).
     #[error("{path} already holds raft state")]
     AlreadyInitialized {

@@ -181,7 +181,9 @@ pub fn init_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, Stri
     let node_key = KeyPair::generate().map_err(fail)?;
     let node_cert = node.signed_by(&node_key, &issuer).map_err(fail)?;
 
-    let mut client = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    // The admin role, as `crate::auth` reads it from a client certificate.
+    let role = crate::auth::role_name(crate::auth::AccessRole::Admin);
+    let mut client = CertificateParams::new(vec![role]).map_err(fail)?;
     client
         .distinguished_name
         .push(DnType::CommonName, "wire admin");
@@ -207,7 +209,7 @@ pub fn init_dev_certs(dir: &Path, hosts: &[String]) -> Result<Vec<PathBuf>, Stri
 }
 
 /// Creates `path` (never replacing a file), mode 0600 when `secret`, else 0644.
-fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -133,6 +133,9 @@ pub fn status(err: &MetaError) -> Status {
         MetaError::UnknownNode { id } => Status::not_found(format!(
             "node {id} is not a member (see `wirectl cluster status`)"
         )),
+        MetaError::UnknownToken { id } => {
+            Status::not_found(format!("token `{id}` not found (see `wirectl token list`)"))
+        }
         MetaError::PipelineExists { name } => Status::already_exists(format!(
             "a pipeline named `{name}` already exists (delete it first, or rename it with `name:`)"
         )),

@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use super::codec::{Reader, Writer};
 use super::MetaError;
 
+mod tokens;
+
+pub use tokens::{AccessRole, TokenRecord};
+
 /// Completed checkpoints kept per pipeline (the newest ones).
 pub const CHECKPOINTS_KEPT: usize = 16;
 
@@ -17,11 +21,13 @@ pub const SAVEPOINTS_KEPT: usize = 64;
 
 /// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
 /// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
-/// decode, with those options unset.
-const COMMAND_VERSION: u8 = 2;
+/// decode, with those options unset. Version 3 added the token commands (tags 12 and 13),
+/// which an older version byte may not carry.
+const COMMAND_VERSION: u8 = 3;
 
-/// Version byte that starts an encoded state snapshot (version 1 still decodes, as commands).
-const STATE_VERSION: u8 = 2;
+/// Version byte that starts an encoded state snapshot (versions 1 and 2 still decode, as
+/// commands; version 3 added the tokens after the pipelines, none in older snapshots).
+const STATE_VERSION: u8 = 3;
 
 /// The oldest command and snapshot version that still decodes.
 const OLDEST_VERSION: u8 = 1;
@@ -148,6 +154,8 @@ pub struct MetaState {
     pub nodes: BTreeMap<u64, NodeInfo>,
     /// Pipelines by name.
     pub pipelines: BTreeMap<String, PipelineMeta>,
+    /// Bearer tokens by id (hashed secrets only).
+    pub tokens: BTreeMap<String, TokenRecord>,
 }
 
 /// A change to the metadata, replicated through the raft log.
@@ -245,6 +253,18 @@ pub enum MetaCommand {
         /// Node id.
         id: u64,
     },
+    /// Record a bearer token (the id must be new).
+    CreateToken {
+        /// Token id (not secret).
+        id: String,
+        /// Its role, hash and expiry.
+        token: TokenRecord,
+    },
+    /// Forget a bearer token: it stops working on each member as the member applies this.
+    RevokeToken {
+        /// Token id.
+        id: String,
+    },
 }
 
 /// What applying a command produced.
@@ -320,30 +340,18 @@ impl MetaState {
                 name,
                 path,
                 checkpoint_id,
-            } => {
-                let p = self.pipeline_mut(name)?;
-                p.savepoints.push(SavepointRecord {
-                    path: path.clone(),
-                    checkpoint_id: *checkpoint_id,
-                    recorded_at_index: index,
-                });
-                trim_front(&mut p.savepoints, SAVEPOINTS_KEPT);
-                Some(p.version)
-            }
+            } => Some(self.record_savepoint(index, name, path, *checkpoint_id)?),
             MetaCommand::AddNode { id, addr } => {
-                self.check_add_node(*id, addr)?;
-                self.nodes.insert(
-                    *id,
-                    NodeInfo {
-                        addr: addr.clone(),
-                        joined_at_index: index,
-                    },
-                );
+                self.add_node(index, *id, addr)?;
                 None
             }
             MetaCommand::RemoveNode { id } => {
                 self.check_remove_node(*id)?;
                 self.nodes.remove(id);
+                None
+            }
+            MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
+                self.apply_token(cmd)?;
                 None
             }
         };
@@ -372,6 +380,54 @@ impl MetaState {
     pub fn check_remove_node(&self, id: u64) -> Result<(), MetaError> {
         if !self.nodes.contains_key(&id) {
             return Err(MetaError::UnknownNode { id });
+        }
+        Ok(())
+    }
+
+    fn add_node(&mut self, index: u64, id: u64, addr: &str) -> Result<(), MetaError> {
+        self.check_add_node(id, addr)?;
+        let info = NodeInfo {
+            addr: addr.to_owned(),
+            joined_at_index: index,
+        };
+        self.nodes.insert(id, info);
+        Ok(())
+    }
+
+    fn record_savepoint(
+        &mut self,
+        index: u64,
+        name: &str,
+        path: &str,
+        checkpoint_id: u64,
+    ) -> Result<u64, MetaError> {
+        let p = self.pipeline_mut(name)?;
+        p.savepoints.push(SavepointRecord {
+            path: path.to_owned(),
+            checkpoint_id,
+            recorded_at_index: index,
+        });
+        trim_front(&mut p.savepoints, SAVEPOINTS_KEPT);
+        Ok(p.version)
+    }
+
+    /// Applies `CreateToken` (a new id only) or `RevokeToken` (a known id only).
+    fn apply_token(&mut self, cmd: &MetaCommand) -> Result<(), MetaError> {
+        match cmd {
+            MetaCommand::CreateToken { id, token } => {
+                if id.is_empty() || self.tokens.contains_key(id) {
+                    return Err(MetaError::Invalid {
+                        reason: format!("token id `{id}` is empty or in use"),
+                    });
+                }
+                self.tokens.insert(id.clone(), token.clone());
+            }
+            MetaCommand::RevokeToken { id } => {
+                self.tokens
+                    .remove(id)
+                    .ok_or_else(|| MetaError::UnknownToken { id: id.clone() })?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -545,20 +601,7 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(actual_tag(*actual));
             w.opt_str(failure.as_deref());
         }
-        MetaCommand::NodeReport {
-            node,
-            version,
-            name,
-            actual,
-            failure,
-        } => {
-            w.u8(11);
-            w.u64(*node);
-            w.u64(*version);
-            w.str(name);
-            w.u8(actual_tag(*actual));
-            w.opt_str(failure.as_deref());
-        }
+        MetaCommand::NodeReport { .. } => encode_node_report(w, cmd),
         MetaCommand::DeletePipeline { name } => {
             w.u8(5);
             w.str(name);
@@ -593,6 +636,41 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(10);
             w.u64(*id);
         }
+        MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
+            encode_token_command(w, cmd);
+        }
+    }
+}
+
+fn encode_node_report(w: &mut Writer, cmd: &MetaCommand) {
+    if let MetaCommand::NodeReport {
+        node,
+        version,
+        name,
+        actual,
+        failure,
+    } = cmd
+    {
+        w.u8(11);
+        w.u64(*node);
+        w.u64(*version);
+        w.str(name);
+        w.u8(actual_tag(*actual));
+        w.opt_str(failure.as_deref());
+    }
+}
+
+fn encode_token_command(w: &mut Writer, cmd: &MetaCommand) {
+    match cmd {
+        MetaCommand::CreateToken { id, token } => {
+            w.u8(12);
+            tokens::encode_token(w, id, token);
+        }
+        MetaCommand::RevokeToken { id } => {
+            w.u8(13);
+            w.str(id);
+        }
+        _ => {}
     }
 }
 
@@ -646,6 +724,13 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
             name: r.string("name")?,
             actual: decode_actual(r)?,
             failure: r.opt_string("failure")?,
+        },
+        12 if version >= 3 => {
+            let (id, token) = tokens::decode_token(r)?;
+            MetaCommand::CreateToken { id, token }
+        }
+        13 if version >= 3 => MetaCommand::RevokeToken {
+            id: r.string("token id")?,
         },
         _ => return Err(r.error("command", "unknown command tag")),
     };
@@ -768,6 +853,11 @@ impl MetaState {
             w.str(name);
             encode_pipeline(&mut w, p);
         }
+        // Version 3.
+        w.u32(u32::try_from(self.tokens.len()).expect("token count over u32"));
+        for (id, token) in &self.tokens {
+            tokens::encode_token(&mut w, id, token);
+        }
         w.bytes
     }
 
@@ -794,6 +884,14 @@ impl MetaState {
             let p = decode_pipeline(&mut r, version)?;
             if state.pipelines.insert(name, p).is_some() {
                 return Err(r.error("pipeline name", "duplicate pipeline"));
+            }
+        }
+        if version >= 3 {
+            for _ in 0..r.count("tokens", 50)? {
+                let (id, token) = tokens::decode_token(&mut r)?;
+                if state.tokens.insert(id, token).is_some() {
+                    return Err(r.error("token id", "duplicate token"));
+                }
             }
         }
         r.finish()?;

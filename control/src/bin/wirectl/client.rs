@@ -3,8 +3,44 @@
 
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use wire_control::proto::admin::admin_service_client::AdminServiceClient;
+
+/// The admin client, sending the bearer token with every call when there is one.
+pub type Client = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// The header for `token`; refuses text that cannot be a header (the token is not shown).
+    pub fn new(token: Option<&str>) -> Result<Bearer, String> {
+        let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Bearer(None));
+        };
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            "--token (or WIRE_TOKEN) holds characters a token never has; copy it again".to_string()
+        })?;
+        Ok(Bearer(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// How long connecting may take before `wirectl` gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -16,7 +52,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub async fn connect(
     endpoint: &str,
     tls: Option<ClientTlsConfig>,
-) -> Result<AdminServiceClient<Channel>, String> {
+    bearer: Bearer,
+) -> Result<Client, String> {
     let uri = match (endpoint.contains("://"), &tls) {
         (true, _) => endpoint.to_string(),
         (false, Some(_)) => format!("https://{endpoint}"),
@@ -38,7 +75,8 @@ pub async fn connect(
         .connect()
         .await
         .map_err(|err| unreachable_with(endpoint, &err, secure))?;
-    Ok(AdminServiceClient::new(channel))
+    Ok(AdminServiceClient::with_interceptor(channel, bearer)
+        .max_decoding_message_size(wire_control::transport::MESSAGE_BYTES_MAX))
 }
 
 /// [`unreachable`], with a hint about TLS when a connection without it was reset (a TLS
@@ -95,6 +133,11 @@ pub fn status_message(endpoint: &str, status: &tonic::Status) -> String {
         Code::DeadlineExceeded => format!(
             "{endpoint} did not answer within {} s (is a majority of the cluster up?)",
             REQUEST_TIMEOUT.as_secs()
+        ),
+        Code::Unauthenticated => format!(
+            "{endpoint} refused the request: {} (the node serves TLS, so every call needs \
+             --token, WIRE_TOKEN or a client certificate with a role)",
+            status.message()
         ),
         Code::Unimplemented => format!(
             "{endpoint} does not serve this request (is it a `wire start` node of the same \

@@ -42,6 +42,16 @@ struct Cli {
         requires = "key"
     )]
     cert: Option<PathBuf>,
+    /// A bearer token (`wire_…`, from `wirectl token create` or the founding node's
+    /// `<data-dir>/admin-token`); prefer WIRE_TOKEN, which does not show in `ps`.
+    #[arg(
+        long,
+        global = true,
+        env = "WIRE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// The private key of --cert (PEM).
     #[arg(
         long,
@@ -84,7 +94,34 @@ enum Command {
     /// Backups of the cluster metadata.
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// Bearer tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCmd),
 }
+
+#[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// Create a token with role R (admin, operator, viewer, producer); prints it once.
+    Create {
+        /// What the token may do.
+        #[arg(long)]
+        role: String,
+        /// How long it works (`30s`, `12h`, `90d`), or `never`.
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Expiry,
+    },
+    /// Every token's id, role and expiry (never the secrets).
+    List,
+    /// Revoke token ID: it stops working at once on every member.
+    Revoke {
+        /// The token's id (`token list`).
+        id: String,
+    },
+}
+
+/// How long a new token works.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiry(Option<Duration>);
 
 #[derive(Debug, Subcommand)]
 enum ClusterCmd {
@@ -257,6 +294,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Parses `30s`, `12h`, `90d` or `never`.
+fn parse_expiry(text: &str) -> Result<Expiry, String> {
+    if text == "never" {
+        return Ok(Expiry(None));
+    }
+    parse_interval(text)
+        .map(|d| Expiry(Some(d)))
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 12h or 90d, nor `never`"))
 }
 
 /// Parses `500ms`, `1s`, `2m` (as in pipeline files).

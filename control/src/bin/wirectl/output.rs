@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde::Serialize;
 use wire_control::proto::admin::{
-    ClusterStatusResponse, CreateBackupResponse, CreateSavepointResponse, ListCheckpointsResponse,
-    ListPipelinesResponse, Pipeline, TriggerCheckpointResponse,
+    ClusterStatusResponse, CreateBackupResponse, CreateSavepointResponse, CreateTokenResponse,
+    ListCheckpointsResponse, ListPipelinesResponse, ListTokensResponse, Pipeline, Token,
+    TriggerCheckpointResponse,
 };
 
 use crate::Format;
@@ -173,6 +174,39 @@ impl Printer {
         }
     }
 
+    /// `token create`: the token on stdout (its only showing), what it is on stderr.
+    pub fn token_created(&self, answer: &CreateTokenResponse) {
+        if self.json(answer) {
+            return;
+        }
+        if let Some(token) = &answer.token {
+            eprintln!(
+                "token {} (role {}, expires {}); it is shown only this once:",
+                token.id,
+                token.role,
+                expiry_text(token)
+            );
+        }
+        println!("{}", answer.secret);
+    }
+
+    /// `token list`.
+    pub fn tokens(&self, list: &ListTokensResponse) {
+        if self.json(list) {
+            return;
+        }
+        let mut rows = vec![row(&["ID", "ROLE", "CREATED (MS)", "EXPIRES"])];
+        for t in &list.tokens {
+            rows.push(vec![
+                t.id.clone(),
+                t.role.clone(),
+                t.created_at_ms.to_string(),
+                expiry_text(t),
+            ]);
+        }
+        print_table(&rows);
+    }
+
     /// A verb that answers nothing but success.
     pub fn done(&self, message: &str) {
         #[derive(Serialize)]
@@ -194,6 +228,22 @@ impl Printer {
             Err(err) => eprintln!("error: cannot print the answer as JSON: {err}"),
         }
         true
+    }
+}
+
+/// When a token expires: `never`, or how far from now (`in 3600s`, `expired`).
+fn expiry_text(token: &Token) -> String {
+    if token.expires_at_ms == 0 {
+        return "never".to_string();
+    }
+    let now = wire_control::auth::now_ms();
+    match token.expires_at_ms.checked_sub(now) {
+        Some(left) if left > 0 => format!(
+            "in {}s (at {} ms)",
+            left.div_ceil(1000),
+            token.expires_at_ms
+        ),
+        _ => format!("expired (at {} ms)", token.expires_at_ms),
     }
 }
 

@@ -2,22 +2,19 @@
 
 use std::path::Path;
 
-use tonic::transport::Channel;
-use wire_control::proto::admin::admin_service_client::AdminServiceClient;
 use wire_control::proto::admin::{
     AddNodeRequest, ClusterStatusRequest, CompactRequest, CreateBackupRequest,
-    CreatePipelineRequest, CreateSavepointRequest, ListPipelinesRequest, PipelineOptions,
-    PipelineRef, RemoveNodeRequest, ScalePipelineRequest,
+    CreatePipelineRequest, CreateSavepointRequest, CreateTokenRequest, ListPipelinesRequest,
+    ListTokensRequest, PipelineOptions, PipelineRef, RemoveNodeRequest, RevokeTokenRequest,
+    ScalePipelineRequest,
 };
 
-use crate::client::{connect, status_message};
+use crate::client::{connect, status_message, Bearer, Client};
 use crate::output::Printer;
 use crate::{
     BackupCmd, CheckpointCmd, Cli, ClusterCmd, Command, NodeCmd, PipelineCmd, PipelineOpts,
-    SavepointCmd,
+    SavepointCmd, TokenCmd,
 };
-
-type Client = AdminServiceClient<Channel>;
 
 /// Runs the command `cli` names.
 pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
@@ -31,7 +28,8 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
         return restore(file, data_dir, *node_id);
     }
     let out = Printer::new(cli.output);
-    let mut client = connect(endpoint, tls(cli)?).await?;
+    let bearer = Bearer::new(cli.token.as_deref())?;
+    let mut client = connect(endpoint, tls(cli)?, bearer).await?;
     let failed = |status: tonic::Status| status_message(endpoint, &status);
     match &cli.command {
         Command::Cluster(ClusterCmd::Status) => {
@@ -75,7 +73,28 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
             Ok(())
         }
         Command::Backup(BackupCmd::Restore { .. }) => unreachable!("handled above"),
+        Command::Token(cmd) => token(&mut client, cmd, &out).await.map_err(failed),
     }
+}
+
+async fn token(client: &mut Client, cmd: &TokenCmd, out: &Printer) -> Result<(), tonic::Status> {
+    match cmd {
+        TokenCmd::Create { role, expires } => {
+            let request = CreateTokenRequest {
+                role: role.clone(),
+                expires_in_ms: expires.0.map_or(0, |d| d.as_millis().max(1) as u64),
+            };
+            out.token_created(&client.create_token(request).await?.into_inner());
+        }
+        TokenCmd::List => out.tokens(&client.list_tokens(ListTokensRequest {}).await?.into_inner()),
+        TokenCmd::Revoke { id } => {
+            client
+                .revoke_token(RevokeTokenRequest { id: id.clone() })
+                .await?;
+            out.done(&format!("token {id} revoked"));
+        }
+    }
+    Ok(())
 }
 
 async fn node(client: &mut Client, cmd: &NodeCmd, out: &Printer) -> Result<(), tonic::Status> {

@@ -1,0 +1,527 @@
+//! Authentication and authorization of the AdminService on a `wire start` node with TLS (from
+//! `wire certs init`): the founding admin token, tokens made with `wirectl token create`, the
+//! authorization matrix, and the audit log. Real processes, real handshakes on 127.0.0.1.
+//! Every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use wire_control::proto::admin::admin_service_client::AdminServiceClient;
+use wire_control::proto::admin::{
+    AddNodeRequest, ClusterStatusRequest, CompactRequest, CreateBackupRequest,
+    CreatePipelineRequest, CreateSavepointRequest, CreateTokenRequest, ListPipelinesRequest,
+    ListTokensRequest, PipelineRef, RemoveNodeRequest, RevokeTokenRequest, ScalePipelineRequest,
+};
+use wire_tests::cluster::{start_cluster_with, wait_for, WireNode};
+use wire_tests::wire_bin;
+
+const A: &str = "admin";
+const O: &str = "operator";
+const V: &str = "viewer";
+const P: &str = "producer";
+const ROLES: [&str; 4] = [A, O, V, P];
+
+/// The authorization matrix: every AdminService RPC, the roles that may call it, and what an
+/// allowed call answers (each call is made harmless: it names nothing that exists, or asks
+/// for something invalid, so it fails after the check, or only reads).
+const MATRIX: &[(&str, &[&str], Code)] = &[
+    ("ClusterStatus", &[A, O, V], Code::Ok),
+    ("AddNode", &[A], Code::InvalidArgument),
+    ("RemoveNode", &[A], Code::NotFound),
+    ("CreatePipeline", &[A, O], Code::InvalidArgument),
+    ("ListPipelines", &[A, O, V], Code::Ok),
+    ("GetPipeline", &[A, O, V], Code::NotFound),
+    ("PausePipeline", &[A, O], Code::NotFound),
+    ("ResumePipeline", &[A, O], Code::NotFound),
+    ("StopPipeline", &[A, O], Code::NotFound),
+    ("DeletePipeline", &[A, O], Code::NotFound),
+    ("ScalePipeline", &[A, O], Code::NotFound),
+    ("TriggerCheckpoint", &[A, O], Code::NotFound),
+    ("ListCheckpoints", &[A, O, V], Code::NotFound),
+    ("CreateSavepoint", &[A, O], Code::InvalidArgument),
+    ("CreateBackup", &[A], Code::Ok),
+    ("Compact", &[A], Code::Ok),
+    ("CreateToken", &[A], Code::InvalidArgument),
+    ("ListTokens", &[A], Code::Ok),
+    ("RevokeToken", &[A], Code::NotFound),
+];
+
+/// How long an election and the founding token may take on a busy machine.
+const FOUNDING: Duration = Duration::from_secs(30);
+
+/// `wire certs init --dir DIR`, which must succeed.
+fn certs(dir: &Path) -> PathBuf {
+    let out = std::process::Command::new(wire_bin())
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    dir.to_path_buf()
+}
+
+/// `wire start` flags for TLS (client certificates optional: token holders need none).
+fn node_flags(certs: &Path) -> Vec<String> {
+    let file = |name: &str| certs.join(name).display().to_string();
+    vec![
+        "--tls-cert".into(),
+        file("node.pem"),
+        "--tls-key".into(),
+        file("node-key.pem"),
+        "--tls-client-ca".into(),
+        file("ca.pem"),
+    ]
+}
+
+/// `wirectl --ca CA ARGS` with `WIRE_TOKEN=token` (no client certificate).
+fn ctl(node: &WireNode, certs: &Path, token: &str, args: &[&str]) -> Output {
+    let ca = certs.join("ca.pem").display().to_string();
+    let mut all = vec!["--ca", &ca];
+    all.extend_from_slice(args);
+    std::process::Command::new(wire_tests::cluster::wirectl_bin())
+        .args(["--endpoint", &node.addr])
+        .args(&all)
+        .env("WIRE_TOKEN", token)
+        .env_remove("WIRE_ENDPOINT")
+        .output()
+        .unwrap()
+}
+
+fn ctl_json(node: &WireNode, certs: &Path, token: &str, args: &[&str]) -> Value {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    let out = ctl(node, certs, token, &all);
+    assert!(out.status.success(), "wirectl {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A founded one-node TLS cluster, and the founding admin token once it is written.
+fn founded(dir: &Path) -> (Vec<WireNode>, PathBuf, String) {
+    let certs = certs(&dir.join("certs"));
+    let nodes = start_cluster_with(dir, 1, &node_flags(&certs));
+    let file = nodes[0].data_dir.join("admin-token");
+    let token = wait_for("the founding admin token", FOUNDING, || {
+        std::fs::read_to_string(&file).map_err(|err| err.to_string())
+    });
+    (nodes, certs, token.trim().to_string())
+}
+
+/// `token create` as `admin`: the token (stdout, once) and its id.
+fn create_token(
+    node: &WireNode,
+    certs: &Path,
+    admin: &str,
+    role: &str,
+    expires: &str,
+) -> (String, String) {
+    let out = ctl(
+        node,
+        certs,
+        admin,
+        &["token", "create", "--role", role, "--expires", expires],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let id = token.split('_').nth(1).unwrap().to_string();
+    (token, id)
+}
+
+async fn client(node: &WireNode, certs: &Path) -> AdminServiceClient<Channel> {
+    let tls = wire_control::tls::client_config(&certs.join("ca.pem"), None)
+        .unwrap()
+        .domain_name("127.0.0.1");
+    let channel = Endpoint::from_shared(format!("https://{}", node.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .timeout(Duration::from_secs(15))
+        .connect()
+        .await
+        .unwrap();
+    AdminServiceClient::new(channel)
+}
+
+/// Calls `rpc` with `authorization: <header>` (none when `None`); the answer's code.
+async fn call(client: &mut AdminServiceClient<Channel>, rpc: &str, header: Option<&str>) -> Code {
+    fn req<T>(message: T, header: Option<&str>) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(header) = header {
+            request
+                .metadata_mut()
+                .insert("authorization", header.parse().unwrap());
+        }
+        request
+    }
+    let none = || PipelineRef {
+        name: "no-such-pipeline".into(),
+    };
+    let c = client;
+    let h = header;
+    let answer: Result<(), Status> = match rpc {
+        "ClusterStatus" => c
+            .cluster_status(req(ClusterStatusRequest {}, h))
+            .await
+            .map(drop),
+        "AddNode" => {
+            let bad = AddNodeRequest {
+                id: 9,
+                address: "no port".into(),
+            };
+            c.add_node(req(bad, h)).await.map(drop)
+        }
+        "RemoveNode" => c
+            .remove_node(req(RemoveNodeRequest { id: 99 }, h))
+            .await
+            .map(drop),
+        "CreatePipeline" => {
+            let bad = CreatePipelineRequest {
+                file: "bad.yaml".into(),
+                spec: "not: a pipeline".into(),
+                options: None,
+            };
+            c.create_pipeline(req(bad, h)).await.map(drop)
+        }
+        "ListPipelines" => c
+            .list_pipelines(req(ListPipelinesRequest {}, h))
+            .await
+            .map(drop),
+        "GetPipeline" => c.get_pipeline(req(none(), h)).await.map(drop),
+        "PausePipeline" => c.pause_pipeline(req(none(), h)).await.map(drop),
+        "ResumePipeline" => c.resume_pipeline(req(none(), h)).await.map(drop),
+        "StopPipeline" => c.stop_pipeline(req(none(), h)).await.map(drop),
+        "DeletePipeline" => c.delete_pipeline(req(none(), h)).await.map(drop),
+        "ScalePipeline" => {
+            let scale = ScalePipelineRequest {
+                name: "no-such-pipeline".into(),
+                cores: 1,
+            };
+            c.scale_pipeline(req(scale, h)).await.map(drop)
+        }
+        "TriggerCheckpoint" => c.trigger_checkpoint(req(none(), h)).await.map(drop),
+        "ListCheckpoints" => c.list_checkpoints(req(none(), h)).await.map(drop),
+        "CreateSavepoint" => {
+            let relative = CreateSavepointRequest {
+                name: "no-such-pipeline".into(),
+                dir: "rel".into(),
+            };
+            c.create_savepoint(req(relative, h)).await.map(drop)
+        }
+        "CreateBackup" => c
+            .create_backup(req(CreateBackupRequest {}, h))
+            .await
+            .map(drop),
+        "Compact" => c.compact(req(CompactRequest {}, h)).await.map(drop),
+        "CreateToken" => {
+            let bad = CreateTokenRequest {
+                role: "nobody".into(),
+                expires_in_ms: 0,
+            };
+            c.create_token(req(bad, h)).await.map(drop)
+        }
+        "ListTokens" => c.list_tokens(req(ListTokensRequest {}, h)).await.map(drop),
+        "RevokeToken" => {
+            let unknown = RevokeTokenRequest {
+                id: "0000000000000000".into(),
+            };
+            c.revoke_token(req(unknown, h)).await.map(drop)
+        }
+        other => panic!("no call for {other}"),
+    };
+    answer.map_or_else(|status| status.code(), |()| Code::Ok)
+}
+
+/// Every RPC × every role × {valid, expired, revoked, forged, missing, malformed token}: a
+/// valid token of a role in the RPC's row passes the check (and gets the call's own answer), of
+/// any other role PERMISSION_DENIED; every other credential UNAUTHENTICATED. The table must
+/// name every RPC the node's own table does. The audit log records allowed and refused calls
+/// with who, what and the outcome, and no token secret.
+#[test]
+fn the_authorization_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let node = &nodes[0];
+    let mut served: Vec<&str> = wire_control::auth::RPC_ROLES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    let mut tested: Vec<&str> = MATRIX.iter().map(|(n, _, _)| *n).collect();
+    served.sort_unstable();
+    tested.sort_unstable();
+    assert_eq!(served, tested, "the matrix must cover every RPC");
+
+    let mut kinds: Vec<(String, &str, String)> = Vec::new(); // (credential, role, header)
+    let mut secrets = vec![admin.clone()];
+    let mut expiring = Vec::new();
+    let mut valid_ids = Vec::new();
+    for role in ROLES {
+        let (valid, valid_id) = create_token(node, &certs, &admin, role, "1h");
+        valid_ids.push((role, valid_id));
+        let (expired, id) = create_token(node, &certs, &admin, role, "1s");
+        expiring.push(id);
+        let (revoked, id) = create_token(node, &certs, &admin, role, "1h");
+        let out = ctl(node, &certs, &admin, &["token", "revoke", &id]);
+        assert!(out.status.success(), "{out:?}");
+        let forged = forge(&valid);
+        for (kind, token) in [
+            ("valid", &valid),
+            ("expired", &expired),
+            ("revoked", &revoked),
+            ("forged", &forged),
+        ] {
+            kinds.push((kind.into(), role, format!("Bearer {token}")));
+        }
+        kinds.push(("missing".into(), role, String::new()));
+        kinds.push(("malformed".into(), role, format!("Bearer {}", &valid[..20])));
+        secrets.extend([valid, expired, revoked]);
+    }
+    // The expiring tokens expire 1 s after creation, by the node's clock (the same as ours).
+    let listed = ctl_json(node, &certs, &admin, &["token", "list"]);
+    let latest_expiry = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| expiring.contains(&t["id"].as_str().unwrap().to_string()))
+        .map(|t| t["expires_at_ms"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    wait_for(
+        "the short tokens to expire",
+        Duration::from_secs(10),
+        || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            (now.as_millis() as u64 > latest_expiry)
+                .then_some(())
+                .ok_or_else(|| "not yet".into())
+        },
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    runtime.block_on(async {
+        let mut client = client(node, &certs).await;
+        for (rpc, allowed, answer) in MATRIX {
+            for (kind, role, header) in &kinds {
+                let header = (!header.is_empty()).then_some(header.as_str());
+                let got = call(&mut client, rpc, header).await;
+                let want = match kind.as_str() {
+                    "valid" if allowed.contains(role) => *answer,
+                    "valid" => Code::PermissionDenied,
+                    _ => Code::Unauthenticated,
+                };
+                cells += 1;
+                if got != want {
+                    failures.push(format!(
+                        "{rpc} × {role} × {kind}: got {got:?}, want {want:?}"
+                    ));
+                }
+            }
+        }
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(cells, MATRIX.len() * ROLES.len() * 6);
+
+    let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let founder = admin.split('_').nth(1).unwrap();
+    let admin_id = &valid_ids.iter().find(|(role, _)| *role == A).unwrap().1;
+    let viewer_id = &valid_ids.iter().find(|(role, _)| *role == V).unwrap().1;
+    let has = |want: &dyn Fn(&Value) -> bool| records.iter().any(want);
+    assert!(has(&|r| r["who"] == format!("token:{founder}")
+        && r["rpc"] == "CreateToken"
+        && r["outcome"] == "Ok"));
+    assert!(has(&|r| r["who"] == format!("token:{admin_id}")
+        && r["rpc"] == "GetPipeline"
+        && r["pipeline"] == "no-such-pipeline"
+        && r["outcome"] == "NotFound"
+        && r["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:"))));
+    assert!(has(&|r| r["rpc"] == "CreateToken"
+        && r["who"] == format!("token:{viewer_id}")
+        && r["outcome"] == "PermissionDenied"
+        && r["who"].as_str().is_some_and(|w| w.starts_with("token:"))));
+    assert!(has(
+        &|r| r["outcome"] == "Unauthenticated" && r["reason"] == "expired token"
+    ));
+    assert!(has(
+        &|r| r["outcome"] == "Unauthenticated" && r["reason"] == "unknown or revoked token"
+    ));
+    assert!(has(&|r| r["outcome"] == "Unauthenticated"
+        && r["reason"] == "no token and no client certificate"));
+    assert!(records.iter().all(|r| r["ts_ms"].as_u64().is_some()));
+    let log = node.log_text();
+    for secret in &secrets {
+        let secret_part = secret.rsplit('_').next().unwrap();
+        assert!(
+            !audit.contains(secret_part),
+            "a token secret is in the audit log"
+        );
+        assert!(
+            !log.contains(secret_part),
+            "a token secret is in the node's log"
+        );
+    }
+}
+
+/// `token` with its last secret digit changed: well-formed, known id, wrong secret.
+fn forge(token: &str) -> String {
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    format!("{}{last}", &token[..token.len() - 1])
+}
+
+/// The founding node writes an admin token to `<data-dir>/admin-token` with mode 0600 and
+/// logs the path, not the token. `token create` shows a token once; the metadata (a backup,
+/// and every file in the data directory) holds its SHA-256 and never the secret; `token list`
+/// shows ids and roles only. A client certificate carrying the admin role needs no token.
+#[test]
+fn tokens_are_shown_once_and_stored_hashed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let node = &nodes[0];
+    let file = node.data_dir.join("admin-token");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let log = node.log_text();
+    assert!(log.contains(&file.display().to_string()), "{log}");
+    assert!(!log.contains(&admin), "the founding token is in the log");
+
+    let (viewer, id) = create_token(node, &certs, &admin, "viewer", "90d");
+    let secret_hex = viewer.rsplit('_').next().unwrap().to_string();
+    let listed = ctl_json(node, &certs, &admin, &["token", "list"]);
+    assert!(listed.to_string().contains(&id), "{listed}");
+    assert!(!listed.to_string().contains(&secret_hex), "{listed}");
+    let denied = ctl(node, &certs, &viewer, &["token", "list"]);
+    assert_eq!(denied.status.code(), Some(1), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("permission denied"),
+        "{denied:?}"
+    );
+    let status = ctl(node, &certs, &viewer, &["cluster", "status"]);
+    assert!(status.status.success(), "{status:?}");
+
+    let backup = dir.path().join("meta.backup");
+    let out = ctl(
+        node,
+        &certs,
+        &admin,
+        &["backup", "create", "--out", &backup.display().to_string()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&backup).unwrap();
+    let (_, secret) = wire_control::auth::parse(&viewer).unwrap();
+    let hash = wire_control::auth::hash_secret(&secret);
+    let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        holds(&bytes, &hash),
+        "the backup does not hold the token's hash"
+    );
+    assert!(!holds(&bytes, &secret) && !holds(&bytes, secret_hex.as_bytes()));
+    for entry in walk(&node.data_dir) {
+        if entry.ends_with("admin-token") {
+            continue;
+        }
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !holds(&bytes, &secret) && !holds(&bytes, secret_hex.as_bytes()),
+            "{entry:?}"
+        );
+    }
+
+    let no_token = ctl(node, &certs, "", &["cluster", "status"]);
+    assert_eq!(no_token.status.code(), Some(1), "{no_token:?}");
+    assert!(
+        String::from_utf8_lossy(&no_token.stderr).contains("--token"),
+        "{no_token:?}"
+    );
+    let file = |name: &str| certs.join(name).display().to_string();
+    let (cert, key) = (file("client.pem"), file("client-key.pem"));
+    let with_cert = ctl(
+        node,
+        &certs,
+        "",
+        &["--cert", &cert, "--key", &key, "token", "list"],
+    );
+    assert!(with_cert.status.success(), "{with_cert:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map_while(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// With authentication on, a node joins with its certificate, and a token's call to the new
+/// member (a follower) is forwarded to the leader under the node's identity.
+#[test]
+fn a_node_joins_and_forwards_under_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let mut joiner = WireNode::new(dir.path(), 2, &node_flags(&certs));
+    joiner
+        .args
+        .extend(["--join".to_string(), nodes[0].addr.clone()]);
+    joiner.start();
+    let (operator, _) = create_token(&nodes[0], &certs, &admin, "operator", "1h");
+    let spec = dir.path().join("x.yaml");
+    std::fs::write(
+        &spec,
+        "name: x\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:0\n    \
+         schema: {id: i64}\nsinks:\n  out: {type: stdout, format: jsonl, from: rows}\n",
+    )
+    .unwrap();
+    let spec = spec.display().to_string();
+    wait_for(
+        "a pipeline created through the new member",
+        FOUNDING,
+        || {
+            let out = ctl(
+                &joiner,
+                &certs,
+                &operator,
+                &["pipeline", "create", "-f", &spec],
+            );
+            match out.status.success() {
+                true => Ok(()),
+                false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            }
+        },
+    );
+    let listed = ctl_json(&nodes[0], &certs, &operator, &["pipeline", "list"]);
+    assert!(listed.to_string().contains("\"x\""), "{listed}");
+    let audit = std::fs::read_to_string(nodes[0].data_dir.join("audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"who\":\"node:127.0.0.1\"")
+                && l.contains("\"rpc\":\"CreatePipeline\"")
+                && l.contains("\"outcome\":\"Ok\"")),
+        "{audit}"
+    );
+}
