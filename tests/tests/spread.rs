@@ -146,9 +146,9 @@ fn a_node_killed_under_a_spread_pipeline_fails_it_and_the_others_carry_on() {
         .expect("a secondary");
     let victim_id = victim.id;
     victim.kill();
-    let endpoint = endpoint_among(&nodes, victim_id);
-    wait_state(&endpoint, "long", "failed");
-    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    let survivor = endpoint_among(&nodes, victim_id);
+    wait_state(&survivor, "long", "failed");
+    let got = wirectl_json(&survivor, &["pipeline", "get", "long"]);
     let failure = got["failure"].as_str().unwrap_or_default();
     assert!(
         failure.contains("exchange"),
@@ -165,8 +165,8 @@ fn a_node_killed_under_a_spread_pipeline_fails_it_and_the_others_carry_on() {
         .expect("victim");
     victim.start();
     // Once it is back in the group (it has applied the metadata), it has had its chance.
-    let endpoint = endpoint(&nodes);
-    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    let all = endpoint(&nodes);
+    let got = wirectl_json(&all, &["pipeline", "get", "long"]);
     assert_eq!(got["state"], "failed", "{got}");
 }
 
