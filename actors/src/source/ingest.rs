@@ -25,8 +25,8 @@ use wire_core::frontend::plan::Plan;
 use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
 use wire_net::ingest::{
-    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, HelloOk, PRODUCE_BATCH_BYTES_MAX,
-    PROTOCOL_VERSION,
+    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, Hello, HelloOk,
+    IDEMPOTENT_VERSION, PRODUCE_BATCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 
@@ -35,6 +35,17 @@ use wire_storage::checkpoint::SourcePosition;
 use super::Emitter;
 use crate::pipeline::{CoreCx, Notice};
 use crate::Error;
+
+mod producers;
+
+use producers::{Admit, Appended, Producers};
+
+/// Rows at the end of each partition's WAL scanned at start for idempotent producers'
+/// sequence numbers; a producer whose last batch is older is not known after a restart.
+pub const PRODUCER_SCAN_ROWS: u64 = 1 << 20;
+/// How often a re-sent batch looks again whether the same producer's batch being appended by
+/// another connection is done, and an idempotent Hello whether the WALs have been scanned.
+const PRODUCER_POLL: Duration = Duration::from_millis(2);
 
 /// Batches appended and waiting for the pipeline, per core, before connections stop acking.
 const QUEUED_BATCHES: usize = 4;
@@ -66,6 +77,8 @@ pub(super) async fn run(
     let source = &cx.plan.sources[index];
     let log = open_log(cx, &source.name, spec).await?;
     let partition = cx.core as u32;
+    let shared = cx.ports[index].clone().expect("ingest sources have a port");
+    recover_producers(&log, &source.name, partition, &shared.producers).await?;
     emitter.own_partitions(&[partition]);
     // With checkpoints the WAL is the input of record: a restored run resumes at the
     // checkpoint's offset, a first run at the log's start, and replays up to its end before
@@ -232,6 +245,35 @@ async fn replay(
     Ok(reader.position())
 }
 
+/// Rebuilds the idempotent producers' state from the tail of this partition's WAL: the
+/// batch headers carry producer id, epoch and sequence number.
+async fn recover_producers(
+    log: &SegmentLog,
+    source: &str,
+    partition: u32,
+    producers: &Producers,
+) -> Result<(), Error> {
+    let end = log.next_offset();
+    let from = end
+        .saturating_sub(PRODUCER_SCAN_ROWS)
+        .max(log.start_offset());
+    let mut batches = 0u64;
+    if from < end {
+        let mut reader = log.reader(from).map_err(|error| wal_error(source, error))?;
+        while reader.position() < end {
+            let next = reader.next().await;
+            match next.map_err(|error| wal_error(source, error))? {
+                Some(view) => producers.recover(view.header(), partition),
+                None => break,
+            }
+            batches += 1;
+        }
+    }
+    tracing::debug!(source, partition, from, to = end, batches, "idempotent producers recovered from the WAL");
+    producers.partition_recovered();
+    Ok(())
+}
+
 async fn open_log(cx: &CoreCx, source: &str, spec: &IngestSource) -> Result<SegmentLog, Error> {
     let dir: PathBuf = cx
         .data_dir
@@ -267,15 +309,26 @@ pub(crate) struct IngestPort {
     /// Bytes reserved by connections receiving (or handling) a frame larger than
     /// [`SMALL_FRAME_BYTES`], at most `limits.frame_buffer_bytes_max`.
     frame_bytes: AtomicUsize,
+    /// The source's idempotent producers on this node, shared by its cores.
+    producers: Producers,
 }
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
-pub(crate) fn bind_ports(plan: &Plan) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
+/// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`.
+pub(crate) fn bind_ports(
+    plan: &Plan,
+    data_dir: &std::path::Path,
+    cores: usize,
+) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
     let mut ports = Vec::with_capacity(plan.sources.len());
     for source in &plan.sources {
         let port = match &source.kind {
-            SourceKind::Ingest(spec) => Some(Arc::new(IngestPort::bind(&source.name, spec)?)),
+            SourceKind::Ingest(spec) => {
+                let dir = data_dir.join(&plan.name).join(&source.name);
+                let producers = Producers::new(dir, spec.credits as usize, cores);
+                Some(Arc::new(IngestPort::bind(&source.name, spec, producers)?))
+            }
             _ => None,
         };
         ports.push(port);
@@ -284,7 +337,7 @@ pub(crate) fn bind_ports(plan: &Plan) -> Result<Vec<Option<Arc<IngestPort>>>, Er
 }
 
 impl IngestPort {
-    fn bind(name: &str, spec: &IngestSource) -> Result<IngestPort, Error> {
+    fn bind(name: &str, spec: &IngestSource, producers: Producers) -> Result<IngestPort, Error> {
         let listen_error = |addr: String, error: std::io::Error| Error::Listen {
             source_name: name.to_string(),
             addr,
@@ -313,6 +366,7 @@ impl IngestPort {
             limits: spec.limits,
             connections: AtomicUsize::new(0),
             frame_bytes: AtomicUsize::new(0),
+            producers,
         })
     }
 
@@ -540,6 +594,8 @@ struct Session {
     granted_at_read: u64,
     /// When the Hello must have arrived.
     hello_deadline: Instant,
+    /// An idempotent session's producer id, epoch and connection token.
+    producer: Option<(u64, u16, u64)>,
 }
 
 impl Connection {
@@ -599,6 +655,7 @@ impl Connection {
             granted: 0,
             granted_at_read: 0,
             hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
+            producer: None,
         };
         loop {
             let frame = match frames.next_frame_ref() {
@@ -621,7 +678,10 @@ impl Connection {
                         return End::Refuse(refusal);
                     }
                     session.greeted = true;
-                    self.hello_ok(&mut out)
+                    match self.greet(&hello, &mut session, &mut out).await {
+                        Ok(credits) => credits,
+                        Err(end) => return end,
+                    }
                 }
                 Frame::Produce { seq, batch } if session.greeted => {
                     let batch = match session.accept(seq, batch, &source.schema) {
@@ -632,7 +692,7 @@ impl Connection {
                         // The batch is copied out: give the frame's memory back now.
                         frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
-                    let ack = match self.append(seq, batch).await {
+                    let ack = match self.append_once(seq, batch, &session).await {
                         Ok(ack) => ack,
                         Err(end) => return end,
                     };
@@ -651,16 +711,81 @@ impl Connection {
         }
     }
 
-    /// Encodes the HelloOk into `out`; the credits it grants.
-    fn hello_ok(&self, out: &mut Vec<u8>) -> u32 {
-        let ok = HelloOk {
-            version: PROTOCOL_VERSION,
+    /// Encodes the HelloOk into `out`, issuing or resuming a producer id when the client asks
+    /// for idempotence (once every partition's WAL has been scanned); the credits it grants.
+    async fn greet(&self, hello: &Hello, session: &mut Session, out: &mut Vec<u8>) -> Result<u32, End> {
+        let mut ok = HelloOk {
+            version: hello.version,
             partition: self.cx.core as u32,
             credits: self.credits,
             max_batch_bytes: self.port.max_batch_bytes() as u32,
+            producer_id: 0,
+            producer_epoch: 0,
         };
+        if hello.version >= IDEMPOTENT_VERSION && hello.idempotent {
+            let producers = &self.port.producers;
+            while !producers.recovered() {
+                if self.cx.stopping() {
+                    return Err(End::Stopping);
+                }
+                glommio::timer::sleep(PRODUCER_POLL).await;
+            }
+            let (id, epoch, conn) = producers
+                .hello(hello.producer_id, hello.producer_epoch)
+                .map_err(|(code, message)| End::Refuse(ErrorFrame::new(code, 0, message)))?;
+            (ok.producer_id, ok.producer_epoch) = (id, epoch);
+            session.producer = Some((id, epoch, conn));
+        }
         encode::<Vec<u8>>(&Frame::HelloOk(ok), out);
-        ok.credits
+        Ok(ok.credits)
+    }
+
+    /// Appends a verified batch unless it is an idempotent producer's duplicate, which is
+    /// acked again with the offsets it was first appended at; the Ack to send.
+    async fn append_once(&self, seq: u64, batch: Batch, session: &Session) -> Result<Ack, End> {
+        let header = *batch.header();
+        let Some((id, epoch, conn)) = session.producer else {
+            if header.producer != 0 {
+                let message = format!("batch {seq} carries producer id {} but the session is not idempotent (ask for it in the hello)", header.producer_id());
+                return Err(violation(seq, message));
+            }
+            return self.append(seq, batch).await;
+        };
+        if (header.producer_id(), header.producer_epoch()) != (id, epoch) {
+            let message = format!("batch {seq} carries producer {} epoch {}, the session's is producer {id} epoch {epoch}", header.producer_id(), header.producer_epoch());
+            return Err(violation(seq, message));
+        }
+        let producers = &self.port.producers;
+        loop {
+            match producers.begin(id, header.sequence, conn) {
+                Ok(Admit::Append) => break,
+                Ok(Admit::Duplicate(appended)) => {
+                    tracing::debug!(producer = id, sequence = header.sequence, "duplicate batch acked again");
+                    return Ok(Ack {
+                        seq,
+                        base_offset: appended.base_offset,
+                        rows: appended.rows,
+                        credits: 1,
+                    });
+                }
+                Ok(Admit::Wait) if self.cx.stopping() => return Err(End::Stopping),
+                Ok(Admit::Wait) => glommio::timer::sleep(PRODUCER_POLL).await,
+                Err((code, message)) => {
+                    return Err(End::Refuse(ErrorFrame::new(code, seq, message)))
+                }
+            }
+        }
+        let appended = Appended {
+            sequence: header.sequence,
+            partition: self.cx.core as u32,
+            base_offset: 0,
+            rows: header.row_count,
+        };
+        self.append_with(seq, batch, |base_offset| {
+            producers.complete(id, Appended { base_offset, ..appended })
+        })
+        .await
+        .inspect_err(|_| producers.abort(id))
     }
 
     /// Reads more bytes for the frame at the front, after checking its length prefix (once
@@ -751,13 +876,25 @@ impl Connection {
     }
 
     /// Appends a verified batch to the WAL and hands it to the pipeline; the Ack to send.
-    async fn append(&self, seq: u64, mut batch: Batch) -> Result<Ack, End> {
+    async fn append(&self, seq: u64, batch: Batch) -> Result<Ack, End> {
+        self.append_with(seq, batch, |_| {}).await
+    }
+
+    /// Like [`Connection::append`], calling `appended` with the base offset as soon as the WAL
+    /// has the batch (before the pipeline takes it, which may wait).
+    async fn append_with(
+        &self,
+        seq: u64,
+        mut batch: Batch,
+        appended: impl FnOnce(u64),
+    ) -> Result<Ack, End> {
         let source = &self.cx.plan.sources[self.source];
         let rows = batch.row_count() as u32;
         let base_offset = match self.log.append(&mut batch).await {
             Ok(offset) => offset,
             Err(error) => return Err(End::Fatal(wal_error(&source.name, error))),
         };
+        appended(base_offset);
         // Waits while the pipeline is behind: no ack, so no new credit.
         let end = base_offset + u64::from(rows);
         if self.queue.send((end, batch)).await.is_err() {
@@ -851,12 +988,12 @@ fn check_hello(
     source: &str,
     schema: &Schema,
 ) -> Result<(), ErrorFrame> {
-    if hello.version != PROTOCOL_VERSION {
+    if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&hello.version) {
         return Err(ErrorFrame::new(
             ErrorCode::UnsupportedVersion,
             0,
             format!(
-                "this server speaks ingest protocol version {PROTOCOL_VERSION}, not {}",
+                "this server speaks ingest protocol versions {PROTOCOL_VERSION_MIN} to {PROTOCOL_VERSION}, not {}",
                 hello.version
             ),
         ));

@@ -77,6 +77,8 @@ fn accept_hello(peer: &mut Peer, credits: u32) -> Hello {
         partition: 2,
         credits,
         max_batch_bytes: 1 << 20,
+        producer_id: 0,
+        producer_epoch: 0,
     }));
     hello
 }
@@ -257,6 +259,8 @@ fn oversized_batches_are_refused_before_sending() {
             partition: 0,
             credits: 1,
             max_batch_bytes: 16,
+            producer_id: 0,
+            producer_epoch: 0,
         }));
         peer.read()
     });
