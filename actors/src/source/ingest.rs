@@ -1046,6 +1046,57 @@ fn accept_batch(bytes: &[u8], schema: &Schema) -> Result<Batch, (ErrorCode, Stri
 #[cfg(test)]
 mod tests {
     use glommio::net::TcpListener;
+    use wire_core::record::batch::stamp_producer;
+    use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
+    use wire_storage::wal::{LogConfig, SegmentLog};
+
+    use super::producers::{Admit, Appended, Producers};
+
+    fn stamped(id: u64, sequence: u32, rows: i64) -> wire_core::Batch {
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(9));
+        for row in 0..rows {
+            builder.push(&[ValueRef::I64(row)]).expect("row");
+        }
+        let mut bytes = builder.finish().into_bytes();
+        stamp_producer(&mut bytes, id, 2, sequence);
+        wire_core::Batch::from_bytes(bytes).expect("batch")
+    }
+
+    /// After a restart the producers' state comes back from the WAL alone: a re-sent batch is
+    /// a duplicate acked with its original offsets, and the next one is appended.
+    #[test]
+    fn a_restart_recovers_the_producers_sequence_numbers_from_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = dir.path().join("p3");
+        let executor = wire_storage::io::local_executor().expect("executor");
+        executor.run(async {
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default()).await.expect("open");
+            // Producer 5 appends batches 1..=3 (3, 4 and 5 rows); producer 6 one batch.
+            for (id, sequence, rows) in [(5, 1, 3), (6, 1, 1), (5, 2, 4), (5, 3, 5)] {
+                log.append(&mut stamped(id, sequence, rows)).await.expect("append");
+            }
+            log.close().await.expect("close");
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default()).await.expect("reopen");
+            let producers = Producers::new(dir.path().to_path_buf(), 16, 1);
+            assert!(!producers.recovered());
+            super::recover_producers(&log, "rows", 3, &producers)
+                .await
+                .expect("recover");
+            assert!(producers.recovered());
+            let (id, epoch, conn) = producers.hello(5, 2).expect("resume");
+            assert_eq!((id, epoch), (5, 2));
+            let original = Appended {
+                sequence: 3,
+                partition: 3,
+                base_offset: 8,
+                rows: 5,
+            };
+            assert_eq!(producers.begin(5, 3, conn), Ok(Admit::Duplicate(original)));
+            assert_eq!(producers.begin(5, 4, conn), Ok(Admit::Append));
+            // A new producer gets an id above every recovered one.
+            assert!(producers.hello(0, 0).expect("new").0 > 6);
+        });
+    }
 
     /// The acceptor races a pending accept against a stop timer, so the accept future is
     /// polled again every time the timer fires; every poll must not leave another reference

@@ -212,14 +212,14 @@ impl IngestClient {
         });
         self.next_seq += 1;
         self.retrying(|client| {
-            while client.unacked.back().is_some_and(|p| p.wire_seq == 0) {
+            loop {
                 client.send_unsent()?;
-                if client.credits == 0 {
-                    let frame = client.read_frame()?;
-                    client.apply("credit or ack", frame)?;
+                if client.unacked.back().is_none_or(|p| p.wire_seq != 0) {
+                    return Ok(());
                 }
+                let frame = client.read_frame()?;
+                client.apply("credit or ack", frame)?;
             }
-            Ok(())
         })?;
         if self.options.reconnect.is_none() {
             // Nothing will be re-sent: do not keep the bytes.

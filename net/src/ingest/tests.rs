@@ -319,7 +319,10 @@ fn error_codes_round_trip_through_u16() {
     }
     assert_eq!(ErrorCode::from_u16(7), ErrorCode::ProtocolViolation);
     assert_eq!(ErrorCode::from_u16(11), ErrorCode::Timeout);
-    assert_eq!(ErrorCode::from_u16(12), ErrorCode::Unknown(12));
+    assert_eq!(ErrorCode::from_u16(12), ErrorCode::OutOfOrderSequence);
+    assert_eq!(ErrorCode::from_u16(13), ErrorCode::ProducerFenced);
+    assert_eq!(ErrorCode::from_u16(14), ErrorCode::UnknownProducer);
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Unknown(15));
 }
 
 #[test]
@@ -524,9 +527,18 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
         )
         .unwrap();
     let batch = builder.finish().into_bytes();
+    let mut stamped = batch.clone();
+    wire_core::record::batch::stamp_producer(&mut stamped, 77, 1, 5);
     seeds.push((
         "real_batch".into(),
         encoded(&Frame::Produce { seq: 1, batch }),
+    ));
+    seeds.push((
+        "real_batch_idempotent".into(),
+        encoded(&Frame::Produce {
+            seq: 1,
+            batch: stamped,
+        }),
     ));
     seeds.push(("stream".into(), stream));
     seeds
