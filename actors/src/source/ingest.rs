@@ -25,8 +25,8 @@ use wire_core::frontend::plan::Plan;
 use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
 use wire_net::ingest::{
-    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, Hello, HelloOk,
-    IDEMPOTENT_VERSION, PRODUCE_BATCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
+    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, Hello, HelloOk, IDEMPOTENT_VERSION,
+    PRODUCE_BATCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 
@@ -269,7 +269,14 @@ async fn recover_producers(
             batches += 1;
         }
     }
-    tracing::debug!(source, partition, from, to = end, batches, "idempotent producers recovered from the WAL");
+    tracing::debug!(
+        source,
+        partition,
+        from,
+        to = end,
+        batches,
+        "idempotent producers recovered from the WAL"
+    );
     producers.partition_recovered();
     Ok(())
 }
@@ -674,10 +681,6 @@ impl Connection {
             out.clear();
             let grant = match frame {
                 Frame::Hello(hello) if !session.greeted => {
-                    if let Err(refusal) = check_hello(&hello, &source.name, &source.schema) {
-                        return End::Refuse(refusal);
-                    }
-                    session.greeted = true;
                     match self.greet(&hello, &mut session, &mut out).await {
                         Ok(credits) => credits,
                         Err(end) => return end,
@@ -711,9 +714,18 @@ impl Connection {
         }
     }
 
-    /// Encodes the HelloOk into `out`, issuing or resuming a producer id when the client asks
-    /// for idempotence (once every partition's WAL has been scanned); the credits it grants.
-    async fn greet(&self, hello: &Hello, session: &mut Session, out: &mut Vec<u8>) -> Result<u32, End> {
+    /// Checks the Hello and encodes the HelloOk into `out`, issuing or resuming a producer id
+    /// when the client asks for idempotence (once every partition's WAL has been scanned); the
+    /// credits it grants.
+    async fn greet(
+        &self,
+        hello: &Hello,
+        session: &mut Session,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, End> {
+        let source = &self.cx.plan.sources[self.source];
+        check_hello(hello, &source.name, &source.schema).map_err(End::Refuse)?;
+        session.greeted = true;
         let mut ok = HelloOk {
             version: hello.version,
             partition: self.cx.core as u32,
@@ -760,7 +772,11 @@ impl Connection {
             match producers.begin(id, header.sequence, conn) {
                 Ok(Admit::Append) => break,
                 Ok(Admit::Duplicate(appended)) => {
-                    tracing::debug!(producer = id, sequence = header.sequence, "duplicate batch acked again");
+                    tracing::debug!(
+                        producer = id,
+                        sequence = header.sequence,
+                        "duplicate batch acked again"
+                    );
                     return Ok(Ack {
                         seq,
                         base_offset: appended.base_offset,
@@ -782,7 +798,13 @@ impl Connection {
             rows: header.row_count,
         };
         self.append_with(seq, batch, |base_offset| {
-            producers.complete(id, Appended { base_offset, ..appended })
+            producers.complete(
+                id,
+                Appended {
+                    base_offset,
+                    ..appended
+                },
+            )
         })
         .await
         .inspect_err(|_| producers.abort(id))
@@ -1070,13 +1092,19 @@ mod tests {
         let wal = dir.path().join("p3");
         let executor = wire_storage::io::local_executor().expect("executor");
         executor.run(async {
-            let (log, _) = SegmentLog::open(&wal, LogConfig::default()).await.expect("open");
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default())
+                .await
+                .expect("open");
             // Producer 5 appends batches 1..=3 (3, 4 and 5 rows); producer 6 one batch.
             for (id, sequence, rows) in [(5, 1, 3), (6, 1, 1), (5, 2, 4), (5, 3, 5)] {
-                log.append(&mut stamped(id, sequence, rows)).await.expect("append");
+                log.append(&mut stamped(id, sequence, rows))
+                    .await
+                    .expect("append");
             }
             log.close().await.expect("close");
-            let (log, _) = SegmentLog::open(&wal, LogConfig::default()).await.expect("reopen");
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default())
+                .await
+                .expect("reopen");
             let producers = Producers::new(dir.path().to_path_buf(), 16, 1);
             assert!(!producers.recovered());
             super::recover_producers(&log, "rows", 3, &producers)

@@ -211,15 +211,13 @@ impl IngestClient {
             bytes: Some(bytes),
         });
         self.next_seq += 1;
-        self.retrying(|client| {
-            loop {
-                client.send_unsent()?;
-                if client.unacked.back().is_none_or(|p| p.wire_seq != 0) {
-                    return Ok(());
-                }
-                let frame = client.read_frame()?;
-                client.apply("credit or ack", frame)?;
+        self.retrying(|client| loop {
+            client.send_unsent()?;
+            if client.unacked.back().is_none_or(|p| p.wire_seq != 0) {
+                return Ok(());
             }
+            let frame = client.read_frame()?;
+            client.apply("credit or ack", frame)?;
         })?;
         if self.options.reconnect.is_none() {
             // Nothing will be re-sent: do not keep the bytes.
@@ -450,7 +448,10 @@ fn retryable(err: &ClientError) -> bool {
         ClientError::Io(_) | ClientError::ConnectionClosed => true,
         ClientError::Server { code, .. } => matches!(
             code,
-            ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Overloaded | ErrorCode::Timeout
+            ErrorCode::ShuttingDown
+                | ErrorCode::Internal
+                | ErrorCode::Overloaded
+                | ErrorCode::Timeout
         ),
         _ => false,
     }

@@ -151,8 +151,7 @@ fn layout_matches_the_spec() {
         producer_epoch: 3,
     }));
     let body = [
-        b'W', b'I', b'R', b'E', 2, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 3,
-        0,
+        b'W', b'I', b'R', b'E', 2, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0,
     ];
     assert_eq!(hello, raw_frame(1, &body));
     let ok = encoded(&Frame::HelloOk(HelloOk {
@@ -163,7 +162,9 @@ fn layout_matches_the_spec() {
         producer_id: 4,
         producer_epoch: 5,
     }));
-    let body = [2, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0];
+    let body = [
+        2, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0,
+    ];
     assert_eq!(ok, raw_frame(2, &body));
 }
 

@@ -352,9 +352,10 @@ impl Ids {
 
 fn read_counter(file: &Path) -> std::io::Result<u64> {
     match std::fs::read_to_string(file) {
-        Ok(text) => text.trim().parse().map_err(|_| {
-            std::io::Error::other(format!("not a counter: {:?}", text.trim()))
-        }),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("not a counter: {:?}", text.trim()))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(error) => Err(error),
     }
