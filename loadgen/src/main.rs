@@ -217,14 +217,7 @@ fn run() -> anyhow::Result<bool> {
         .map_err(|err| anyhow::anyhow!("--duration: {err}"))?;
     let e2e_wait =
         parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
-    let connect_wait = parse_duration(&args.connect_wait)
-        .map_err(|err| anyhow::anyhow!("--connect-wait: {err}"))?;
-    let reconnect =
-        parse_duration(&args.reconnect).map_err(|err| anyhow::anyhow!("--reconnect: {err}"))?;
-    let options = ClientOptions {
-        idempotent: !args.no_idempotence,
-        reconnect: (!reconnect.is_zero()).then_some(reconnect),
-    };
+    let (connect_wait, options) = connection_options(&args)?;
     let bound = match (args.events, duration) {
         (Some(events), _) => Bound::Rows(events),
         (None, Some(duration)) => match events_for(args.rate, duration) {
@@ -394,6 +387,19 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         ingest.listen.clone(),
         event_time,
     ))
+}
+
+/// `--connect-wait`, and the client's options from `--no-idempotence` and `--reconnect`.
+fn connection_options(args: &Args) -> anyhow::Result<(Duration, ClientOptions)> {
+    let connect_wait = parse_duration(&args.connect_wait)
+        .map_err(|err| anyhow::anyhow!("--connect-wait: {err}"))?;
+    let reconnect =
+        parse_duration(&args.reconnect).map_err(|err| anyhow::anyhow!("--reconnect: {err}"))?;
+    let options = ClientOptions {
+        idempotent: !args.no_idempotence,
+        reconnect: (!reconnect.is_zero()).then_some(reconnect),
+    };
+    Ok((connect_wait, options))
 }
 
 /// The address to connect to: `--addr`, or the source's `listen`.

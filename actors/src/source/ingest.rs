@@ -75,10 +75,8 @@ pub(super) async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), Error> {
     let source = &cx.plan.sources[index];
-    let log = open_log(cx, &source.name, spec).await?;
+    let log = open_partition(cx, index, spec).await?;
     let partition = cx.core as u32;
-    let shared = cx.ports[index].clone().expect("ingest sources have a port");
-    recover_producers(&log, &source.name, partition, &shared.producers).await?;
     emitter.own_partitions(&[partition]);
     // With checkpoints the WAL is the input of record: a restored run resumes at the
     // checkpoint's offset, a first run at the log's start, and replays up to its end before
@@ -243,6 +241,22 @@ async fn replay(
         "ingest WAL replayed"
     );
     Ok(reader.position())
+}
+
+/// Opens this core's partition of ingest source `index` and adds what its WAL says about
+/// idempotent producers to the source's shared state.
+async fn open_partition(
+    cx: &CoreCx,
+    index: usize,
+    spec: &IngestSource,
+) -> Result<SegmentLog, Error> {
+    let name = &cx.plan.sources[index].name;
+    let log = open_log(cx, name, spec).await?;
+    let port = cx.ports[index]
+        .as_ref()
+        .expect("ingest sources have a port");
+    recover_producers(&log, name, cx.core as u32, &port.producers).await?;
+    Ok(log)
 }
 
 /// Rebuilds the idempotent producers' state from the tail of this partition's WAL: the
