@@ -242,7 +242,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
     let (notice_tx, notices) = crossbeam_channel::unbounded();
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
-    let ports = Arc::new(source::ingest::bind_ports(&plan)?);
+    let ports = Arc::new(source::ingest::bind_ports(&plan, &deploy.data_dir, cores)?);
     if let Some(checkpoints) = &deploy.checkpoints {
         check_checkpointable(&plan)?;
         if let Some(restore) = checkpoints.restore() {

@@ -1,10 +1,33 @@
 //! Ingest frame decoding must never panic on any bytes, must agree with the incremental
 //! `FrameBuffer` however the bytes are split, and every frame it accepts must re-encode to
-//! exactly the bytes it was decoded from (the encoding is canonical).
+//! exactly the bytes it was decoded from (the encoding is canonical). Version 1 Hello and
+//! HelloOk frames carry no producer fields; a Produce batch that verifies exposes its
+//! idempotent producer stamp (id, epoch, sequence) without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wire_net::ingest::{decode, decode_ref, encode, FrameBuffer};
+use wire_core::BatchView;
+use wire_net::ingest::{decode, decode_ref, encode, Frame, FrameBuffer, IDEMPOTENT_VERSION};
+
+/// What version 2 added must be absent from older frames, and a batch's stamp readable.
+fn check_fields(frame: &Frame) {
+    match frame {
+        Frame::Hello(hello) if hello.version < IDEMPOTENT_VERSION => {
+            assert!(!hello.idempotent && hello.producer_id == 0 && hello.producer_epoch == 0);
+        }
+        Frame::HelloOk(ok) if ok.version < IDEMPOTENT_VERSION => {
+            assert!(ok.producer_id == 0 && ok.producer_epoch == 0);
+        }
+        Frame::Produce { batch, .. } => {
+            if let Ok(view) = BatchView::verify(batch) {
+                let header = view.header();
+                let _ = (header.producer_id(), header.producer_epoch(), header.sequence);
+                assert!(header.producer_id() <= wire_core::record::batch::PRODUCER_ID_MAX);
+            }
+        }
+        _ => {}
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     // Decode frames back to back, as a server reading a pipelined stream would.
@@ -23,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
                     .expect("decode_ref needs more bytes than decode");
                 assert_eq!(borrowed_consumed, consumed);
                 assert_eq!(borrowed.into_owned(), frame);
+                check_fields(&frame);
                 direct.push(frame);
                 rest = &rest[consumed..];
             }

@@ -28,7 +28,7 @@ use wire_loadgen::{
     events_for, parse_duration, random_options, stamp_field, write_stream, E2eRecorder,
     OutputFormat, RandomOptions, RowMaker, ShapeArgs, StreamPlan,
 };
-use wire_net::ingest::{Ack, IngestClient};
+use wire_net::ingest::{Ack, ClientOptions, IngestClient};
 use wire_net::ClientError;
 
 #[global_allocator]
@@ -86,6 +86,14 @@ struct Args {
     /// Retry a refused connection for this long (e.g. while `wire run` starts).
     #[arg(long, default_value = "0s")]
     connect_wait: String,
+    /// Produce without idempotence (ingest protocol version 1): a batch re-sent after a lost
+    /// connection may then be appended twice. For comparison; idempotence is on by default.
+    #[arg(long)]
+    no_idempotence: bool,
+    /// On a lost connection, reconnect for at most this long and re-send the unacked batches
+    /// (with idempotence, the node drops those it already has); `0s` fails instead.
+    #[arg(long, default_value = "30s")]
+    reconnect: String,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -209,8 +217,7 @@ fn run() -> anyhow::Result<bool> {
         .map_err(|err| anyhow::anyhow!("--duration: {err}"))?;
     let e2e_wait =
         parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
-    let connect_wait = parse_duration(&args.connect_wait)
-        .map_err(|err| anyhow::anyhow!("--connect-wait: {err}"))?;
+    let (connect_wait, options) = connection_options(&args)?;
     let bound = match (args.events, duration) {
         (Some(events), _) => Bound::Rows(events),
         (None, Some(duration)) => match events_for(args.rate, duration) {
@@ -282,6 +289,7 @@ fn run() -> anyhow::Result<bool> {
                 random,
                 clock,
                 connect_wait,
+                options,
             };
             std::thread::spawn(move || plan.run())
         })
@@ -381,6 +389,19 @@ fn target(args: &Args) -> anyhow::Result<Target> {
     ))
 }
 
+/// `--connect-wait`, and the client's options from `--no-idempotence` and `--reconnect`.
+fn connection_options(args: &Args) -> anyhow::Result<(Duration, ClientOptions)> {
+    let connect_wait = parse_duration(&args.connect_wait)
+        .map_err(|err| anyhow::anyhow!("--connect-wait: {err}"))?;
+    let reconnect =
+        parse_duration(&args.reconnect).map_err(|err| anyhow::anyhow!("--reconnect: {err}"))?;
+    let options = ClientOptions {
+        idempotent: !args.no_idempotence,
+        reconnect: (!reconnect.is_zero()).then_some(reconnect),
+    };
+    Ok((connect_wait, options))
+}
+
 /// The address to connect to: `--addr`, or the source's `listen`.
 fn address(args: &Args, source: &str, listen: &str) -> anyhow::Result<SocketAddr> {
     let text = args.addr.as_deref().unwrap_or(listen);
@@ -422,6 +443,7 @@ struct Producer {
     random: RandomOptions,
     clock: Clock,
     connect_wait: Duration,
+    options: ClientOptions,
 }
 
 impl Producer {
@@ -437,7 +459,8 @@ impl Producer {
     fn connect(&self) -> anyhow::Result<IngestClient> {
         let deadline = Instant::now() + self.connect_wait;
         loop {
-            match IngestClient::connect(self.addr, "wire-loadgen", &self.source, &self.schema) {
+            let (name, source) = ("wire-loadgen", &self.source);
+            match IngestClient::connect_with(self.addr, name, source, &self.schema, self.options) {
                 Ok(client) => return Ok(client),
                 Err(ClientError::Io(err))
                     if err.kind() == std::io::ErrorKind::ConnectionRefused

@@ -138,6 +138,10 @@ pub enum ClientError {
         /// Largest batch the server accepts.
         max: usize,
     },
+    /// An idempotent producer has used all 2^32 - 1 batch sequence numbers; connect again
+    /// for a new producer id.
+    #[error("the producer has used every batch sequence number; connect again")]
+    SequencesExhausted,
     /// A name or schema does not fit the protocol's u16 length fields; nothing was sent.
     #[error("{what} is {len} long, the protocol allows at most {max}")]
     TooLong {

@@ -13,12 +13,16 @@ pub use crate::error::DecodeError;
 
 mod client;
 
-pub use client::IngestClient;
+pub use client::{ClientOptions, IngestClient};
 
 /// The four bytes a Hello frame starts its body with.
 pub const MAGIC: [u8; 4] = *b"WIRE";
-/// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this code speaks: 2 adds idempotent producers.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest protocol version a server still accepts: 1 (no idempotent producers).
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+/// The first protocol version whose Hello and HelloOk carry the producer fields.
+pub const IDEMPOTENT_VERSION: u16 = 2;
 /// Largest value of a frame's length prefix (type byte plus body): 16 MiB of batch plus room
 /// for the Produce header.
 pub const FRAME_LEN_MAX: u32 = (16 << 20) + 64;
@@ -43,6 +47,12 @@ pub struct Hello {
     pub source: String,
     /// Schema of every row the client will send.
     pub schema: Schema,
+    /// Version 2: the client asks to be an idempotent producer. Not encoded in version 1.
+    pub idempotent: bool,
+    /// Version 2: the producer id to resume (0 asks the server for a new one).
+    pub producer_id: u64,
+    /// Version 2: the epoch of `producer_id` (0 for a new producer).
+    pub producer_epoch: u16,
 }
 
 /// The server's answer to a successful [`Hello`].
@@ -56,6 +66,10 @@ pub struct HelloOk {
     pub credits: u32,
     /// Largest batch (in bytes, header included) one Produce frame may carry.
     pub max_batch_bytes: u32,
+    /// Version 2: the producer id the client stamps its batches with (0: not idempotent).
+    pub producer_id: u64,
+    /// Version 2: the producer's epoch.
+    pub producer_epoch: u16,
 }
 
 /// The server's acknowledgement that a batch was appended to the partition's WAL.
@@ -109,6 +123,14 @@ pub enum ErrorCode {
     ShuttingDown,
     /// 11: the peer sent nothing for too long (no Hello in time, or a frame stalled halfway).
     Timeout,
+    /// 12: an idempotent producer's batch does not follow its last appended sequence number.
+    OutOfOrderSequence,
+    /// 13: an idempotent producer's epoch is older than the server's, or a newer connection
+    /// of the same producer took over.
+    ProducerFenced,
+    /// 14: the server has no sequence state for the producer id (never appended, or evicted),
+    /// so it cannot tell whether a re-sent batch is a duplicate.
+    UnknownProducer,
     /// A code this version does not define.
     Unknown(u16),
 }
@@ -197,6 +219,9 @@ impl ErrorCode {
             ErrorCode::Internal => 9,
             ErrorCode::ShuttingDown => 10,
             ErrorCode::Timeout => 11,
+            ErrorCode::OutOfOrderSequence => 12,
+            ErrorCode::ProducerFenced => 13,
+            ErrorCode::UnknownProducer => 14,
             ErrorCode::Unknown(code) => code,
         }
     }
@@ -215,6 +240,9 @@ impl ErrorCode {
             9 => ErrorCode::Internal,
             10 => ErrorCode::ShuttingDown,
             11 => ErrorCode::Timeout,
+            12 => ErrorCode::OutOfOrderSequence,
+            13 => ErrorCode::ProducerFenced,
+            14 => ErrorCode::UnknownProducer,
             other => ErrorCode::Unknown(other),
         }
     }
@@ -439,6 +467,10 @@ pub fn encode<B: AsRef<[u8]>>(frame: &Frame<B>, out: &mut Vec<u8>) {
             put_u32(out, ok.partition);
             put_u32(out, ok.credits);
             put_u32(out, ok.max_batch_bytes);
+            if ok.version >= IDEMPOTENT_VERSION {
+                put_u64(out, ok.producer_id);
+                put_u16(out, ok.producer_epoch);
+            }
         }
         Frame::Produce { seq, batch } => {
             let batch = batch.as_ref();
@@ -562,17 +594,17 @@ fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
         out.push(data_type_code(field.data_type));
         out.push(u8::from(field.nullable));
     }
+    if hello.version >= IDEMPOTENT_VERSION {
+        out.push(u8::from(hello.idempotent));
+        put_u64(out, hello.producer_id);
+        put_u16(out, hello.producer_epoch);
+    }
 }
 
 fn decode_body<'a>(reader: &mut Reader<'a>) -> Result<FrameRef<'a>, DecodeError> {
     Ok(match reader.frame_type {
         FrameType::Hello => Frame::Hello(decode_hello(reader)?),
-        FrameType::HelloOk => Frame::HelloOk(HelloOk {
-            version: reader.u16("version")?,
-            partition: reader.u32("partition")?,
-            credits: reader.u32("credits")?,
-            max_batch_bytes: reader.u32("max_batch_bytes")?,
-        }),
+        FrameType::HelloOk => Frame::HelloOk(decode_hello_ok(reader)?),
         FrameType::Produce => Frame::Produce {
             seq: reader.u64("seq")?,
             batch: reader.rest(),
@@ -622,12 +654,37 @@ fn decode_hello(reader: &mut Reader<'_>) -> Result<Hello, DecodeError> {
             nullable,
         });
     }
-    Ok(Hello {
+    let mut hello = Hello {
         version,
         client,
         source,
         schema: Schema::new(fields),
-    })
+        idempotent: false,
+        producer_id: 0,
+        producer_epoch: 0,
+    };
+    if version >= IDEMPOTENT_VERSION {
+        hello.idempotent = reader.bool("idempotent")?;
+        hello.producer_id = reader.u64("producer_id")?;
+        hello.producer_epoch = reader.u16("producer_epoch")?;
+    }
+    Ok(hello)
+}
+
+fn decode_hello_ok(reader: &mut Reader<'_>) -> Result<HelloOk, DecodeError> {
+    let mut ok = HelloOk {
+        version: reader.u16("version")?,
+        partition: reader.u32("partition")?,
+        credits: reader.u32("credits")?,
+        max_batch_bytes: reader.u32("max_batch_bytes")?,
+        producer_id: 0,
+        producer_epoch: 0,
+    };
+    if ok.version >= IDEMPOTENT_VERSION {
+        ok.producer_id = reader.u64("producer_id")?;
+        ok.producer_epoch = reader.u16("producer_epoch")?;
+    }
+    Ok(ok)
 }
 
 /// A bounds-checked cursor over one complete frame; `pos` counts from the length prefix.

@@ -197,6 +197,9 @@ impl Raw {
             client: "raw".into(),
             source: "rows".into(),
             schema: schema(),
+            idempotent: false,
+            producer_id: 0,
+            producer_epoch: 0,
         }))
     }
 

@@ -25,8 +25,8 @@ use wire_core::frontend::plan::Plan;
 use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
 use wire_net::ingest::{
-    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, HelloOk, PRODUCE_BATCH_BYTES_MAX,
-    PROTOCOL_VERSION,
+    encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, Hello, HelloOk, IDEMPOTENT_VERSION,
+    PRODUCE_BATCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN,
 };
 use wire_storage::wal::{Durability, LogConfig, SegmentLog};
 
@@ -35,6 +35,17 @@ use wire_storage::checkpoint::SourcePosition;
 use super::Emitter;
 use crate::pipeline::{CoreCx, Notice};
 use crate::Error;
+
+mod producers;
+
+use producers::{Admit, Appended, Producers};
+
+/// Rows at the end of each partition's WAL scanned at start for idempotent producers'
+/// sequence numbers; a producer whose last batch is older is not known after a restart.
+pub const PRODUCER_SCAN_ROWS: u64 = 1 << 20;
+/// How often a re-sent batch looks again whether the same producer's batch being appended by
+/// another connection is done, and an idempotent Hello whether the WALs have been scanned.
+const PRODUCER_POLL: Duration = Duration::from_millis(2);
 
 /// Batches appended and waiting for the pipeline, per core, before connections stop acking.
 const QUEUED_BATCHES: usize = 4;
@@ -64,7 +75,7 @@ pub(super) async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), Error> {
     let source = &cx.plan.sources[index];
-    let log = open_log(cx, &source.name, spec).await?;
+    let log = open_partition(cx, index, spec).await?;
     let partition = cx.core as u32;
     emitter.own_partitions(&[partition]);
     // With checkpoints the WAL is the input of record: a restored run resumes at the
@@ -232,6 +243,58 @@ async fn replay(
     Ok(reader.position())
 }
 
+/// Opens this core's partition of ingest source `index` and adds what its WAL says about
+/// idempotent producers to the source's shared state.
+async fn open_partition(
+    cx: &CoreCx,
+    index: usize,
+    spec: &IngestSource,
+) -> Result<SegmentLog, Error> {
+    let name = &cx.plan.sources[index].name;
+    let log = open_log(cx, name, spec).await?;
+    let port = cx.ports[index]
+        .as_ref()
+        .expect("ingest sources have a port");
+    recover_producers(&log, name, cx.core as u32, &port.producers).await?;
+    Ok(log)
+}
+
+/// Rebuilds the idempotent producers' state from the tail of this partition's WAL: the
+/// batch headers carry producer id, epoch and sequence number.
+async fn recover_producers(
+    log: &SegmentLog,
+    source: &str,
+    partition: u32,
+    producers: &Producers,
+) -> Result<(), Error> {
+    let end = log.next_offset();
+    let from = end
+        .saturating_sub(PRODUCER_SCAN_ROWS)
+        .max(log.start_offset());
+    let mut batches = 0u64;
+    if from < end {
+        let mut reader = log.reader(from).map_err(|error| wal_error(source, error))?;
+        while reader.position() < end {
+            let next = reader.next().await;
+            match next.map_err(|error| wal_error(source, error))? {
+                Some(view) => producers.recover(view.header(), partition),
+                None => break,
+            }
+            batches += 1;
+        }
+    }
+    tracing::debug!(
+        source,
+        partition,
+        from,
+        to = end,
+        batches,
+        "idempotent producers recovered from the WAL"
+    );
+    producers.partition_recovered();
+    Ok(())
+}
+
 async fn open_log(cx: &CoreCx, source: &str, spec: &IngestSource) -> Result<SegmentLog, Error> {
     let dir: PathBuf = cx
         .data_dir
@@ -267,15 +330,26 @@ pub(crate) struct IngestPort {
     /// Bytes reserved by connections receiving (or handling) a frame larger than
     /// [`SMALL_FRAME_BYTES`], at most `limits.frame_buffer_bytes_max`.
     frame_bytes: AtomicUsize,
+    /// The source's idempotent producers on this node, shared by its cores.
+    producers: Producers,
 }
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
-pub(crate) fn bind_ports(plan: &Plan) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
+/// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`.
+pub(crate) fn bind_ports(
+    plan: &Plan,
+    data_dir: &std::path::Path,
+    cores: usize,
+) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
     let mut ports = Vec::with_capacity(plan.sources.len());
     for source in &plan.sources {
         let port = match &source.kind {
-            SourceKind::Ingest(spec) => Some(Arc::new(IngestPort::bind(&source.name, spec)?)),
+            SourceKind::Ingest(spec) => {
+                let dir = data_dir.join(&plan.name).join(&source.name);
+                let producers = Producers::new(dir, spec.credits as usize, cores);
+                Some(Arc::new(IngestPort::bind(&source.name, spec, producers)?))
+            }
             _ => None,
         };
         ports.push(port);
@@ -284,7 +358,7 @@ pub(crate) fn bind_ports(plan: &Plan) -> Result<Vec<Option<Arc<IngestPort>>>, Er
 }
 
 impl IngestPort {
-    fn bind(name: &str, spec: &IngestSource) -> Result<IngestPort, Error> {
+    fn bind(name: &str, spec: &IngestSource, producers: Producers) -> Result<IngestPort, Error> {
         let listen_error = |addr: String, error: std::io::Error| Error::Listen {
             source_name: name.to_string(),
             addr,
@@ -313,6 +387,7 @@ impl IngestPort {
             limits: spec.limits,
             connections: AtomicUsize::new(0),
             frame_bytes: AtomicUsize::new(0),
+            producers,
         })
     }
 
@@ -540,6 +615,8 @@ struct Session {
     granted_at_read: u64,
     /// When the Hello must have arrived.
     hello_deadline: Instant,
+    /// An idempotent session's producer id, epoch and connection token.
+    producer: Option<(u64, u16, u64)>,
 }
 
 impl Connection {
@@ -599,6 +676,7 @@ impl Connection {
             granted: 0,
             granted_at_read: 0,
             hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
+            producer: None,
         };
         loop {
             let frame = match frames.next_frame_ref() {
@@ -617,11 +695,10 @@ impl Connection {
             out.clear();
             let grant = match frame {
                 Frame::Hello(hello) if !session.greeted => {
-                    if let Err(refusal) = check_hello(&hello, &source.name, &source.schema) {
-                        return End::Refuse(refusal);
+                    match self.greet(&hello, &mut session, &mut out).await {
+                        Ok(credits) => credits,
+                        Err(end) => return end,
                     }
-                    session.greeted = true;
-                    self.hello_ok(&mut out)
                 }
                 Frame::Produce { seq, batch } if session.greeted => {
                     let batch = match session.accept(seq, batch, &source.schema) {
@@ -632,7 +709,7 @@ impl Connection {
                         // The batch is copied out: give the frame's memory back now.
                         frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
-                    let ack = match self.append(seq, batch).await {
+                    let ack = match self.append_once(seq, batch, &session).await {
                         Ok(ack) => ack,
                         Err(end) => return end,
                     };
@@ -651,16 +728,100 @@ impl Connection {
         }
     }
 
-    /// Encodes the HelloOk into `out`; the credits it grants.
-    fn hello_ok(&self, out: &mut Vec<u8>) -> u32 {
-        let ok = HelloOk {
-            version: PROTOCOL_VERSION,
+    /// Checks the Hello and encodes the HelloOk into `out`, issuing or resuming a producer id
+    /// when the client asks for idempotence (once every partition's WAL has been scanned); the
+    /// credits it grants.
+    async fn greet(
+        &self,
+        hello: &Hello,
+        session: &mut Session,
+        out: &mut Vec<u8>,
+    ) -> Result<u32, End> {
+        let source = &self.cx.plan.sources[self.source];
+        check_hello(hello, &source.name, &source.schema).map_err(End::Refuse)?;
+        session.greeted = true;
+        let mut ok = HelloOk {
+            version: hello.version,
             partition: self.cx.core as u32,
             credits: self.credits,
             max_batch_bytes: self.port.max_batch_bytes() as u32,
+            producer_id: 0,
+            producer_epoch: 0,
         };
+        if hello.version >= IDEMPOTENT_VERSION && hello.idempotent {
+            let producers = &self.port.producers;
+            while !producers.recovered() {
+                if self.cx.stopping() {
+                    return Err(End::Stopping);
+                }
+                glommio::timer::sleep(PRODUCER_POLL).await;
+            }
+            let (id, epoch, conn) = producers
+                .hello(hello.producer_id, hello.producer_epoch)
+                .map_err(|(code, message)| End::Refuse(ErrorFrame::new(code, 0, message)))?;
+            (ok.producer_id, ok.producer_epoch) = (id, epoch);
+            session.producer = Some((id, epoch, conn));
+        }
         encode::<Vec<u8>>(&Frame::HelloOk(ok), out);
-        ok.credits
+        Ok(ok.credits)
+    }
+
+    /// Appends a verified batch unless it is an idempotent producer's duplicate, which is
+    /// acked again with the offsets it was first appended at; the Ack to send.
+    async fn append_once(&self, seq: u64, batch: Batch, session: &Session) -> Result<Ack, End> {
+        let header = *batch.header();
+        let Some((id, epoch, conn)) = session.producer else {
+            if header.producer != 0 {
+                let message = format!("batch {seq} carries producer id {} but the session is not idempotent (ask for it in the hello)", header.producer_id());
+                return Err(violation(seq, message));
+            }
+            return self.append(seq, batch).await;
+        };
+        if (header.producer_id(), header.producer_epoch()) != (id, epoch) {
+            let message = format!("batch {seq} carries producer {} epoch {}, the session's is producer {id} epoch {epoch}", header.producer_id(), header.producer_epoch());
+            return Err(violation(seq, message));
+        }
+        let producers = &self.port.producers;
+        loop {
+            match producers.begin(id, header.sequence, conn) {
+                Ok(Admit::Append) => break,
+                Ok(Admit::Duplicate(appended)) => {
+                    tracing::debug!(
+                        producer = id,
+                        sequence = header.sequence,
+                        "duplicate batch acked again"
+                    );
+                    return Ok(Ack {
+                        seq,
+                        base_offset: appended.base_offset,
+                        rows: appended.rows,
+                        credits: 1,
+                    });
+                }
+                Ok(Admit::Wait) if self.cx.stopping() => return Err(End::Stopping),
+                Ok(Admit::Wait) => glommio::timer::sleep(PRODUCER_POLL).await,
+                Err((code, message)) => {
+                    return Err(End::Refuse(ErrorFrame::new(code, seq, message)))
+                }
+            }
+        }
+        let appended = Appended {
+            sequence: header.sequence,
+            partition: self.cx.core as u32,
+            base_offset: 0,
+            rows: header.row_count,
+        };
+        self.append_with(seq, batch, |base_offset| {
+            producers.complete(
+                id,
+                Appended {
+                    base_offset,
+                    ..appended
+                },
+            )
+        })
+        .await
+        .inspect_err(|_| producers.abort(id))
     }
 
     /// Reads more bytes for the frame at the front, after checking its length prefix (once
@@ -751,13 +912,25 @@ impl Connection {
     }
 
     /// Appends a verified batch to the WAL and hands it to the pipeline; the Ack to send.
-    async fn append(&self, seq: u64, mut batch: Batch) -> Result<Ack, End> {
+    async fn append(&self, seq: u64, batch: Batch) -> Result<Ack, End> {
+        self.append_with(seq, batch, |_| {}).await
+    }
+
+    /// Like [`Connection::append`], calling `appended` with the base offset as soon as the WAL
+    /// has the batch (before the pipeline takes it, which may wait).
+    async fn append_with(
+        &self,
+        seq: u64,
+        mut batch: Batch,
+        appended: impl FnOnce(u64),
+    ) -> Result<Ack, End> {
         let source = &self.cx.plan.sources[self.source];
         let rows = batch.row_count() as u32;
         let base_offset = match self.log.append(&mut batch).await {
             Ok(offset) => offset,
             Err(error) => return Err(End::Fatal(wal_error(&source.name, error))),
         };
+        appended(base_offset);
         // Waits while the pipeline is behind: no ack, so no new credit.
         let end = base_offset + u64::from(rows);
         if self.queue.send((end, batch)).await.is_err() {
@@ -851,12 +1024,12 @@ fn check_hello(
     source: &str,
     schema: &Schema,
 ) -> Result<(), ErrorFrame> {
-    if hello.version != PROTOCOL_VERSION {
+    if !(PROTOCOL_VERSION_MIN..=PROTOCOL_VERSION).contains(&hello.version) {
         return Err(ErrorFrame::new(
             ErrorCode::UnsupportedVersion,
             0,
             format!(
-                "this server speaks ingest protocol version {PROTOCOL_VERSION}, not {}",
+                "this server speaks ingest protocol versions {PROTOCOL_VERSION_MIN} to {PROTOCOL_VERSION}, not {}",
                 hello.version
             ),
         ));
@@ -909,6 +1082,63 @@ fn accept_batch(bytes: &[u8], schema: &Schema) -> Result<Batch, (ErrorCode, Stri
 #[cfg(test)]
 mod tests {
     use glommio::net::TcpListener;
+    use wire_core::record::batch::stamp_producer;
+    use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
+    use wire_storage::wal::{LogConfig, SegmentLog};
+
+    use super::producers::{Admit, Appended, Producers};
+
+    fn stamped(id: u64, sequence: u32, rows: i64) -> wire_core::Batch {
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(9));
+        for row in 0..rows {
+            builder.push(&[ValueRef::I64(row)]).expect("row");
+        }
+        let mut bytes = builder.finish().into_bytes();
+        stamp_producer(&mut bytes, id, 2, sequence);
+        wire_core::Batch::from_bytes(bytes).expect("batch")
+    }
+
+    /// After a restart the producers' state comes back from the WAL alone: a re-sent batch is
+    /// a duplicate acked with its original offsets, and the next one is appended.
+    #[test]
+    fn a_restart_recovers_the_producers_sequence_numbers_from_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = dir.path().join("p3");
+        let executor = wire_storage::io::local_executor().expect("executor");
+        executor.run(async {
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default())
+                .await
+                .expect("open");
+            // Producer 5 appends batches 1..=3 (3, 4 and 5 rows); producer 6 one batch.
+            for (id, sequence, rows) in [(5, 1, 3), (6, 1, 1), (5, 2, 4), (5, 3, 5)] {
+                log.append(&mut stamped(id, sequence, rows))
+                    .await
+                    .expect("append");
+            }
+            log.close().await.expect("close");
+            let (log, _) = SegmentLog::open(&wal, LogConfig::default())
+                .await
+                .expect("reopen");
+            let producers = Producers::new(dir.path().to_path_buf(), 16, 1);
+            assert!(!producers.recovered());
+            super::recover_producers(&log, "rows", 3, &producers)
+                .await
+                .expect("recover");
+            assert!(producers.recovered());
+            let (id, epoch, conn) = producers.hello(5, 2).expect("resume");
+            assert_eq!((id, epoch), (5, 2));
+            let original = Appended {
+                sequence: 3,
+                partition: 3,
+                base_offset: 8,
+                rows: 5,
+            };
+            assert_eq!(producers.begin(5, 3, conn), Ok(Admit::Duplicate(original)));
+            assert_eq!(producers.begin(5, 4, conn), Ok(Admit::Append));
+            // A new producer gets an id above every recovered one.
+            assert!(producers.hello(0, 0).expect("new").0 > 6);
+        });
+    }
 
     /// The acceptor races a pending accept against a stop timer, so the accept future is
     /// polled again every time the timer fires; every poll must not leave another reference

@@ -6,9 +6,14 @@
 //! 0   magic "WIRB"        4   crc32c of bytes [16, end)   8   base_offset u64
 //! 16  version u16         18  flags u16                    20  stream u32
 //! 24  partition u32       28  row_count u32                32  payload_len u32
-//! 36  reserved u32        40  min_event_time i64           48  max_event_time i64
-//! 56  reserved u64        64  payload: archived rows, then row_count u32 row-end offsets
+//! 36  sequence u32        40  min_event_time i64           48  max_event_time i64
+//! 56  producer u64        64  payload: archived rows, then row_count u32 row-end offsets
 //! ```
+//!
+//! `producer` and `sequence` identify a batch from an idempotent producer (docs/protocol.md):
+//! the producer id in the low 48 bits, its epoch in the high 16, and the batch's sequence
+//! number. Both are 0 for every other batch. They are checksummed like the rest of the header,
+//! so they travel into the WAL intact and the de-duplication state is recovered from it.
 //!
 //! The checksum leaves out the base offset (as Kafka's record batches do) so a log can assign
 //! offsets without re-hashing the payload; the log checks offset continuity itself.
@@ -74,7 +79,14 @@ pub struct BatchHeader {
     pub min_event_time: i64,
     /// Largest event time of any row, `i64::MIN` when none has one.
     pub max_event_time: i64,
+    /// Idempotent producer id (low 48 bits) and epoch (high 16 bits); 0 when none.
+    pub producer: u64,
+    /// The producer's sequence number of this batch (from 1); 0 when no producer.
+    pub sequence: u32,
 }
+
+/// Largest idempotent producer id: it takes the low 48 bits of the header's `producer` field.
+pub const PRODUCER_ID_MAX: u64 = (1 << 48) - 1;
 
 const _: () = assert!(HEADER_LEN == 64);
 
@@ -99,6 +111,8 @@ impl BatchHeader {
             payload_len: le_u32(bytes, 32),
             min_event_time: le_u64(bytes, 40) as i64,
             max_event_time: le_u64(bytes, 48) as i64,
+            producer: le_u64(bytes, 56),
+            sequence: le_u32(bytes, 36),
         };
         if header.version != BATCH_VERSION {
             return Err(corrupt(
@@ -135,6 +149,16 @@ impl BatchHeader {
         self.base_offset + u64::from(self.row_count)
     }
 
+    /// The idempotent producer id, 0 when the batch has none.
+    pub fn producer_id(&self) -> u64 {
+        self.producer & PRODUCER_ID_MAX
+    }
+
+    /// The idempotent producer's epoch.
+    pub fn producer_epoch(&self) -> u16 {
+        (self.producer >> 48) as u16
+    }
+
     fn encode(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&BATCH_MAGIC);
         out[4..8].copy_from_slice(&self.crc.to_le_bytes());
@@ -145,11 +169,25 @@ impl BatchHeader {
         out[24..28].copy_from_slice(&self.partition.0.to_le_bytes());
         out[28..32].copy_from_slice(&self.row_count.to_le_bytes());
         out[32..36].copy_from_slice(&self.payload_len.to_le_bytes());
-        out[36..40].copy_from_slice(&0u32.to_le_bytes());
+        out[36..40].copy_from_slice(&self.sequence.to_le_bytes());
         out[40..48].copy_from_slice(&self.min_event_time.to_le_bytes());
         out[48..56].copy_from_slice(&self.max_event_time.to_le_bytes());
-        out[56..64].copy_from_slice(&0u64.to_le_bytes());
+        out[56..64].copy_from_slice(&self.producer.to_le_bytes());
     }
+}
+
+/// Writes an idempotent producer's id, epoch and sequence number into the header of the
+/// encoded batch `bytes` and recomputes its checksum.
+///
+/// # Panics
+/// If `bytes` is shorter than a header or `producer_id` exceeds [`PRODUCER_ID_MAX`].
+pub fn stamp_producer(bytes: &mut [u8], producer_id: u64, epoch: u16, sequence: u32) {
+    assert!(producer_id <= PRODUCER_ID_MAX, "producer id above 48 bits");
+    let producer = producer_id | (u64::from(epoch) << 48);
+    bytes[36..40].copy_from_slice(&sequence.to_le_bytes());
+    bytes[56..64].copy_from_slice(&producer.to_le_bytes());
+    let crc = checksum(bytes);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// CRC32C over the checksummed part of an encoded batch (everything from byte 16).
@@ -688,6 +726,8 @@ impl BatchBuilder {
             payload_len: (bytes.len() - HEADER_LEN) as u32,
             min_event_time: std::mem::replace(&mut self.min_event_time, NO_EVENT_TIME.0),
             max_event_time: std::mem::replace(&mut self.max_event_time, NO_EVENT_TIME.1),
+            producer: 0,
+            sequence: 0,
         };
         header.encode(&mut bytes[..HEADER_LEN]);
         header.crc = checksum(&bytes);

@@ -16,6 +16,9 @@ fn hello() -> Hello {
             Field::new("extra", DataType::Bytes),
             Field::new("date_time", DataType::Timestamp),
         ]),
+        idempotent: true,
+        producer_id: 0x0000_1234_5678_9abc,
+        producer_epoch: 7,
     }
 }
 
@@ -27,12 +30,34 @@ fn every_frame() -> Vec<Frame> {
             client: String::new(),
             source: "ünïcode ✓".into(),
             schema: Schema::default(),
+            idempotent: false,
+            producer_id: u64::MAX,
+            producer_epoch: u16::MAX,
         }),
         Frame::HelloOk(HelloOk {
             version: 1,
             partition: 3,
             credits: 8,
             max_batch_bytes: 1 << 20,
+            producer_id: 0,
+            producer_epoch: 0,
+        }),
+        Frame::Hello(Hello {
+            version: 1,
+            client: "old".into(),
+            source: "bids".into(),
+            schema: Schema::default(),
+            idempotent: false,
+            producer_id: 0,
+            producer_epoch: 0,
+        }),
+        Frame::HelloOk(HelloOk {
+            version: 2,
+            partition: 1,
+            credits: 16,
+            max_batch_bytes: 1 << 20,
+            producer_id: (1 << 48) - 1,
+            producer_epoch: 2,
         }),
         Frame::Produce {
             seq: 1,
@@ -106,11 +131,41 @@ fn layout_matches_the_spec() {
         client: "c".into(),
         source: "s".into(),
         schema: Schema::new(vec![Field::nullable("x", DataType::Timestamp)]),
+        idempotent: false,
+        producer_id: 0,
+        producer_epoch: 0,
     }));
     let body = [
         b'W', b'I', b'R', b'E', 1, 0, 1, 0, b'c', 1, 0, b's', 1, 0, 1, 0, b'x', 6, 1,
     ];
     assert_eq!(hello, raw_frame(1, &body));
+    // Version 2 appends `idempotent`, `producer_id` and `producer_epoch` to the Hello, and
+    // `producer_id` and `producer_epoch` to the HelloOk.
+    let hello = encoded(&Frame::Hello(Hello {
+        version: 2,
+        client: "c".into(),
+        source: "s".into(),
+        schema: Schema::default(),
+        idempotent: true,
+        producer_id: 0x0102,
+        producer_epoch: 3,
+    }));
+    let body = [
+        b'W', b'I', b'R', b'E', 2, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0,
+    ];
+    assert_eq!(hello, raw_frame(1, &body));
+    let ok = encoded(&Frame::HelloOk(HelloOk {
+        version: 2,
+        partition: 1,
+        credits: 2,
+        max_batch_bytes: 3,
+        producer_id: 4,
+        producer_epoch: 5,
+    }));
+    let body = [
+        2, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5, 0,
+    ];
+    assert_eq!(ok, raw_frame(2, &body));
 }
 
 #[test]
@@ -265,7 +320,10 @@ fn error_codes_round_trip_through_u16() {
     }
     assert_eq!(ErrorCode::from_u16(7), ErrorCode::ProtocolViolation);
     assert_eq!(ErrorCode::from_u16(11), ErrorCode::Timeout);
-    assert_eq!(ErrorCode::from_u16(12), ErrorCode::Unknown(12));
+    assert_eq!(ErrorCode::from_u16(12), ErrorCode::OutOfOrderSequence);
+    assert_eq!(ErrorCode::from_u16(13), ErrorCode::ProducerFenced);
+    assert_eq!(ErrorCode::from_u16(14), ErrorCode::UnknownProducer);
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Unknown(15));
 }
 
 #[test]
@@ -377,25 +435,36 @@ fn any_frame() -> impl Strategy<Value = Frame> {
         ".{0,20}",
         ".{0,20}",
         prop::collection::vec(field, 0..8),
+        any::<(bool, u64, u16)>(),
     )
-        .prop_map(|(version, client, source, fields)| {
+        .prop_map(|(version, client, source, fields, producer)| {
+            // Version 1 has no producer fields: they decode as their defaults.
+            let v2 = version >= IDEMPOTENT_VERSION;
             Frame::Hello(Hello {
                 version,
                 client,
                 source,
                 schema: Schema::new(fields),
+                idempotent: v2 && producer.0,
+                producer_id: if v2 { producer.1 } else { 0 },
+                producer_epoch: if v2 { producer.2 } else { 0 },
             })
         });
     prop_oneof![
         hello,
-        any::<(u16, u32, u32, u32)>().prop_map(|(version, partition, credits, max)| {
-            Frame::HelloOk(HelloOk {
-                version,
-                partition,
-                credits,
-                max_batch_bytes: max,
-            })
-        }),
+        (any::<(u16, u32, u32, u32)>(), any::<(u64, u16)>()).prop_map(
+            |((version, partition, credits, max), (id, epoch))| {
+                let v2 = version >= IDEMPOTENT_VERSION;
+                Frame::HelloOk(HelloOk {
+                    version,
+                    partition,
+                    credits,
+                    max_batch_bytes: max,
+                    producer_id: if v2 { id } else { 0 },
+                    producer_epoch: if v2 { epoch } else { 0 },
+                })
+            }
+        ),
         (any::<u64>(), prop::collection::vec(any::<u8>(), 0..300))
             .prop_map(|(seq, batch)| Frame::Produce { seq, batch }),
         any::<(u64, u64, u32, u32)>().prop_map(|(seq, base_offset, rows, credits)| {
@@ -459,9 +528,18 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
         )
         .unwrap();
     let batch = builder.finish().into_bytes();
+    let mut stamped = batch.clone();
+    wire_core::record::batch::stamp_producer(&mut stamped, 77, 1, 5);
     seeds.push((
         "real_batch".into(),
         encoded(&Frame::Produce { seq: 1, batch }),
+    ));
+    seeds.push((
+        "real_batch_idempotent".into(),
+        encoded(&Frame::Produce {
+            seq: 1,
+            batch: stamped,
+        }),
     ));
     seeds.push(("stream".into(), stream));
     seeds

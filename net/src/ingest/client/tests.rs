@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 use wire_core::{Batch, BatchBuilder, BatchView, DataType, Field, PartitionId, StreamId, ValueRef};
 
 use super::*;
-use crate::ingest::{ErrorCode, FrameBuffer};
+use crate::ingest::{ErrorCode, FrameBuffer, PROTOCOL_VERSION};
 
 fn schema() -> Schema {
     Schema::new(vec![
@@ -77,6 +77,8 @@ fn accept_hello(peer: &mut Peer, credits: u32) -> Hello {
         partition: 2,
         credits,
         max_batch_bytes: 1 << 20,
+        producer_id: 0,
+        producer_epoch: 0,
     }));
     hello
 }
@@ -257,6 +259,8 @@ fn oversized_batches_are_refused_before_sending() {
             partition: 0,
             credits: 1,
             max_batch_bytes: 16,
+            producer_id: 0,
+            producer_epoch: 0,
         }));
         peer.read()
     });
@@ -300,4 +304,105 @@ fn poll_acks_returns_what_has_arrived_without_blocking() {
     // The socket is blocking again: close waits for the server's Close.
     assert_eq!(client.close().unwrap(), vec![]);
     assert_eq!(server.join().unwrap().1, [1, 2, 3]);
+}
+
+/// Reads a Produce frame: its connection seq and the batch's producer stamp.
+fn produce_stamp(peer: &mut Peer) -> (u64, u64, u32) {
+    let Some(Frame::Produce { seq, batch }) = peer.read() else {
+        panic!("expected produce");
+    };
+    let header = *BatchView::verify(&batch).unwrap().header();
+    (seq, header.producer_id(), header.sequence)
+}
+
+#[test]
+fn a_lost_connection_is_reopened_and_unacked_batches_are_re_sent_with_their_sequences() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let ok = |partition| HelloOk {
+            version: PROTOCOL_VERSION,
+            partition,
+            credits: 4,
+            max_batch_bytes: 1 << 20,
+            producer_id: 77,
+            producer_epoch: 3,
+        };
+        let (stream, _) = listener.accept().unwrap();
+        let mut peer = Peer {
+            stream,
+            buffer: FrameBuffer::new(),
+        };
+        let Some(Frame::Hello(first)) = peer.read() else {
+            panic!("expected hello");
+        };
+        peer.write(Frame::HelloOk(ok(0)));
+        assert_eq!(produce_stamp(&mut peer), (1, 77, 1));
+        let ack = |seq, base_offset| {
+            Frame::Ack(Ack {
+                seq,
+                base_offset,
+                rows: 2,
+                credits: 1,
+            })
+        };
+        peer.write(ack(1, 0));
+        assert_eq!(produce_stamp(&mut peer), (2, 77, 2));
+        // Batch 2 is never acked: the connection drops.
+        drop(peer);
+        let (stream, _) = listener.accept().unwrap();
+        let mut peer = Peer {
+            stream,
+            buffer: FrameBuffer::new(),
+        };
+        let Some(Frame::Hello(second)) = peer.read() else {
+            panic!("expected hello");
+        };
+        peer.write(Frame::HelloOk(ok(1)));
+        // Re-sent under the same producer id and sequence, as the new connection's first.
+        assert_eq!(produce_stamp(&mut peer), (1, 77, 2));
+        peer.write(ack(1, 2));
+        assert_eq!(produce_stamp(&mut peer), (2, 77, 3));
+        peer.write(ack(2, 4));
+        (first, second)
+    });
+    let options = ClientOptions {
+        idempotent: true,
+        reconnect: Some(std::time::Duration::from_secs(10)),
+    };
+    let mut client = IngestClient::connect_with(&addr, "c", "bids", &schema(), options).unwrap();
+    assert_eq!(client.producer(), Some((77, 3)));
+    assert_eq!(client.send(&batch(2)).unwrap(), 1);
+    assert_eq!(client.send(&batch(2)).unwrap(), 2);
+    // Batch 2's ack comes on the second connection, after it was re-sent.
+    let acks = client.wait_acks().unwrap();
+    let seqs: Vec<(u64, u64)> = acks.iter().map(|a| (a.seq, a.base_offset)).collect();
+    assert_eq!(seqs, [(1, 0), (2, 2)]);
+    assert_eq!(client.reconnects(), 1);
+    // The client's sequence numbers go on.
+    assert_eq!(client.send(&batch(2)).unwrap(), 3);
+    let acks = client.wait_acks().unwrap();
+    let seqs: Vec<(u64, u64)> = acks.iter().map(|a| (a.seq, a.base_offset)).collect();
+    assert_eq!(seqs, [(3, 4)]);
+    let (first, second) = server.join().unwrap();
+    assert!(first.idempotent && first.version == 2 && first.producer_id == 0);
+    assert_eq!((second.producer_id, second.producer_epoch), (77, 3));
+}
+
+#[test]
+fn without_idempotence_the_client_speaks_version_1_and_stamps_nothing() {
+    let (addr, server) = serve(|peer| {
+        let hello = accept_hello(peer, 4);
+        let stamp = produce_stamp(peer);
+        (hello, stamp)
+    });
+    let options = ClientOptions {
+        idempotent: false,
+        reconnect: None,
+    };
+    let mut client = IngestClient::connect_with(&addr, "c", "bids", &schema(), options).unwrap();
+    client.send(&batch(1)).unwrap();
+    let (hello, stamp) = server.join().unwrap();
+    assert_eq!((hello.version, hello.idempotent), (1, false));
+    assert_eq!(stamp, (1, 0, 0));
 }
