@@ -30,6 +30,7 @@ pub mod outlet;
 mod pipeline;
 pub mod pool;
 pub mod probe;
+mod retry;
 mod sink;
 mod source;
 mod task;
