@@ -347,10 +347,13 @@ fn check_table(
 /// instance's row, whose ids belonged to an earlier run.
 fn prepare_progress(link: &Link, client: &mut Client, fresh: bool) -> Result<(), Attempt> {
     let table = sql::quoted(&link.progress);
+    // Instances that start together would race in CREATE TABLE IF NOT EXISTS (a unique
+    // violation in the catalog): a transaction-scoped advisory lock lets one create it.
     client.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {table} (pipeline text NOT NULL, sink text NOT NULL, \
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('wire progress table')); \
+         CREATE TABLE IF NOT EXISTS {table} (pipeline text NOT NULL, sink text NOT NULL, \
          instance integer NOT NULL, checkpoint bigint NOT NULL, \
-         PRIMARY KEY (pipeline, sink, instance))"
+         PRIMARY KEY (pipeline, sink, instance)); COMMIT"
     ))?;
     if fresh {
         let (pipeline, sink, instance) = &link.id;
