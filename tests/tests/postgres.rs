@@ -34,7 +34,7 @@ fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
     command
 }
 
-/// Per auction and 10 s window of event time, the number of bids, into `table`.
+/// Per auction and 1 s window of event time, the number of bids, into `table`.
 fn windowed(server: &Server, name: &str, table: &str, delivery: &str, events: u64) -> String {
     format!(
         "name: {name}
@@ -44,7 +44,7 @@ operators:
   - name: per_auction
     from: bids
     group_by: [auction]
-    window: {{type: tumbling, size: 10s}}
+    window: {{type: tumbling, size: 1s}}
     aggregate: {{num: count(*)}}
 sinks:
   out:
@@ -115,6 +115,42 @@ fn finish_within(mut run: Watched, limit: Duration) -> String {
     run.finish()
 }
 
+/// SIGKILLs `run` as soon as the progress table shows a checkpoint of `pipeline` newer than
+/// `seen` (polled every millisecond), unless the run ended first (successfully); whether it
+/// was killed.
+fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
+    let query = format!(
+        "SELECT coalesce(max(checkpoint), 0) FROM wire_progress WHERE pipeline = '{pipeline}'"
+    );
+    let mut client = server.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
+            return false;
+        }
+        let newest = match client.simple_query(&query).as_deref() {
+            Ok([_, postgres::SimpleQueryMessage::Row(row), ..])
+            | Ok([postgres::SimpleQueryMessage::Row(row), ..]) => {
+                row.get(0).and_then(|n| n.parse().ok()).unwrap_or(0)
+            }
+            _ => 0, // no progress table yet
+        };
+        if newest > *seen {
+            run.kill();
+            *seen = newest;
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("no commit of {pipeline} within 60 s:\n{}", run.kill());
+}
+
 #[test]
 fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
     let server = Server::shared();
@@ -136,10 +172,18 @@ fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
     assert!(expected.len() > 100, "{} reference rows", expected.len());
     assert_eq!(repeated, 0);
 
+    // Kills right after a commit (the moment that shows a commit made at the barrier rather
+    // than at completion: its checkpoint is then not complete yet) alternate with kills at
+    // a time (which also land between completion and commit).
     let mut killed = 0;
-    for after in [700, 1100, 900] {
+    let mut seen = 0;
+    for after in [None, Some(700), None, Some(900), None] {
         let run = Watched::spawn(wire_run(dir.path(), "eos.yaml", true));
-        if !kill_after(run, Duration::from_millis(after)) {
+        let was_killed = match after {
+            None => kill_after_commit(run, server, "pg_eos", &mut seen),
+            Some(ms) => kill_after(run, Duration::from_millis(ms)),
+        };
+        if !was_killed {
             break;
         }
         killed += 1;
