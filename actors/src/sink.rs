@@ -74,12 +74,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
             None
         }
     };
-    let started = match output.as_mut() {
-        Some(Output::Kafka(kafka)) => kafka.start().await,
-        Some(Output::Postgres(postgres)) => postgres.start().await,
-        _ => Ok(()),
-    };
-    if let Err(err) = started {
+    if let Err(err) = Output::start(output.as_mut()).await {
         cx.failure.record(err);
         output = None;
     }
@@ -226,6 +221,15 @@ impl Output {
             }
             _ => Output::Blackhole,
         })
+    }
+
+    /// Connects the sinks that talk to a server (with retries).
+    async fn start(output: Option<&mut Output>) -> Result<(), Error> {
+        match output {
+            Some(Output::Kafka(kafka)) => kafka.start().await,
+            Some(Output::Postgres(postgres)) => postgres.start().await,
+            _ => Ok(()),
+        }
     }
 
     async fn write(&mut self, cx: &CoreCx, batch: &Batch) -> Result<(), Error> {

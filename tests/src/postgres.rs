@@ -98,6 +98,8 @@ pub struct Server {
     /// Its port.
     pub port: u16,
     dir: PathBuf,
+    /// Stops the server once the test process is gone (it outlives a dropped `Server`).
+    watchdog: Option<std::process::Child>,
 }
 
 impl Server {
@@ -126,9 +128,13 @@ impl Server {
             dir.display()
         );
         run(&mut as_server_user(&initdb)).expect("initdb");
-        let server = Server { port, dir };
+        let mut server = Server {
+            port,
+            dir,
+            watchdog: None,
+        };
         server.resume();
-        server.watchdog();
+        server.watchdog = Some(server.watchdog());
         server
     }
 
@@ -161,7 +167,7 @@ impl Server {
     }
 
     /// A shell that stops the server and removes its directory once this process is gone.
-    fn watchdog(&self) {
+    fn watchdog(&self) -> std::process::Child {
         let script = format!(
             "while kill -0 {} 2>/dev/null; do sleep 0.5; done; su postgres -s /bin/sh -c '{}/pg_ctl -D {}/data -m immediate stop' >/dev/null 2>&1 || {}/pg_ctl -D {}/data -m immediate stop >/dev/null 2>&1; rm -rf {}",
             std::process::id(),
@@ -178,7 +184,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("watchdog starts");
+            .expect("watchdog starts")
     }
 
     /// The URL of database `postgres` (the password, unused with trust, comes from
@@ -236,5 +242,12 @@ impl Server {
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the watchdog still watches (it ends only after this process).
+    pub fn watched(&mut self) -> bool {
+        self.watchdog
+            .as_mut()
+            .is_some_and(|child| child.try_wait().is_ok_and(|status| status.is_none()))
     }
 }

@@ -54,30 +54,8 @@ pub(super) const POSTGRES_SINK_KEYS: &[&str] = &[
 ];
 
 pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<PostgresSink, SpecError> {
-    let (node, path) = fields.required(cx, "url")?;
-    let url = scalar(cx, node, &path)?.to_string();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        let message = "expected a URL like postgres://user:${PGPASSWORD}@127.0.0.1:5432/db";
-        return Err(cx.err(node, &path, message));
-    }
-    if let Some(name) = bad_substitution(&url) {
-        return Err(cx.err(
-            node,
-            &path,
-            format!("`${{{name}` is not closed by `}}` or names no variable"),
-        ));
-    }
-    let (node, path) = fields.required(cx, "table")?;
-    let table = scalar(cx, node, &path)?.to_string();
-    if table.split('.').count() > 2 || !table.split('.').all(identifier) {
-        return Err(cx.err(
-            node,
-            &path,
-            format!(
-                "`{table}` is not a table name like `name` or `schema.name` (letters, digits, `_`)"
-            ),
-        ));
-    }
+    let url = decode_url(cx, fields)?;
+    let table = decode_table(cx, fields)?;
     let columns = match fields.get("columns") {
         None => Vec::new(),
         Some((node, path)) => assignments(cx, node, &path)?
@@ -131,6 +109,40 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<Postgr
         progress_table,
         connect_timeout_ms,
     })
+}
+
+/// `url:`, a PostgreSQL URL whose `${NAME}`s are closed.
+fn decode_url(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<String, SpecError> {
+    let (node, path) = fields.required(cx, "url")?;
+    let url = scalar(cx, node, &path)?.to_string();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let message = "expected a URL like postgres://user:${PGPASSWORD}@127.0.0.1:5432/db";
+        return Err(cx.err(node, &path, message));
+    }
+    if let Some(name) = bad_substitution(&url) {
+        return Err(cx.err(
+            node,
+            &path,
+            format!("`${{{name}` is not closed by `}}` or names no variable"),
+        ));
+    }
+    Ok(url)
+}
+
+/// `table:`, `name` or `schema.name`.
+fn decode_table(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<String, SpecError> {
+    let (node, path) = fields.required(cx, "table")?;
+    let table = scalar(cx, node, &path)?.to_string();
+    if table.split('.').count() > 2 || !table.split('.').all(identifier) {
+        return Err(cx.err(
+            node,
+            &path,
+            format!(
+                "`{table}` is not a table name like `name` or `schema.name` (letters, digits, `_`)"
+            ),
+        ));
+    }
+    Ok(table)
 }
 
 /// `key: [column, …]`: required for upsert, refused for append; each must be a mapped column
