@@ -10,12 +10,8 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Statistics};
 
+use crate::retry::RetryState;
 use crate::Error;
-
-/// First wait between two attempts; it doubles up to [`BACKOFF_MAX`].
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-/// Longest wait between two attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A client context that remembers the last error librdkafka reported (a refused
 /// connection, all brokers down) so errors can say why a broker is unreachable, and logs
@@ -86,15 +82,11 @@ pub(crate) async fn retry<T: Send + 'static>(
     deadline: Duration,
     attempt: impl Fn(Duration) -> Result<T, KafkaError> + Send + Sync + 'static,
 ) -> Result<T, Error> {
-    let started = Instant::now();
+    let place = format!("the brokers at {brokers}");
+    let mut state = RetryState::new(what, &place, deadline);
     let attempt = Arc::new(attempt);
-    let mut backoff = BACKOFF_FIRST;
-    let mut tries = 0u32;
     loop {
-        tries += 1;
-        let left = deadline.saturating_sub(started.elapsed());
-        let timeout = left.clamp(Duration::from_millis(100), Duration::from_secs(5));
-        let run = attempt.clone();
+        let (run, timeout) = (attempt.clone(), state.attempt());
         let result = glommio::executor()
             .spawn_blocking(move || run(timeout))
             .await;
@@ -103,17 +95,9 @@ pub(crate) async fn retry<T: Send + 'static>(
                 context.clear();
                 return Ok(value);
             }
-            Err(error) if started.elapsed() + backoff >= deadline => {
-                let cause = context.last_error().unwrap_or_else(|| error.to_string());
-                return Err(Error::Connector(format!(
-                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
-                    started.elapsed().as_secs_f64()
-                )));
-            }
             Err(error) => {
-                tracing::warn!(connector = what, brokers, %error, "kafka request failed; retrying");
-                glommio::timer::sleep(jittered(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                let wait = state.failed(&error, cause(context, &error))?;
+                glommio::timer::sleep(wait).await;
             }
         }
     }
@@ -127,46 +111,26 @@ pub(crate) fn retry_blocking<T>(
     deadline: Duration,
     attempt: impl Fn(Duration) -> Result<T, KafkaError>,
 ) -> Result<T, Error> {
-    let started = Instant::now();
-    let mut backoff = BACKOFF_FIRST;
-    let mut tries = 0u32;
+    let place = format!("the brokers at {brokers}");
+    let mut state = RetryState::new(what, &place, deadline);
     loop {
-        tries += 1;
-        let left = deadline.saturating_sub(started.elapsed());
-        let timeout = left.clamp(Duration::from_millis(100), Duration::from_secs(5));
-        match attempt(timeout) {
+        match attempt(state.attempt()) {
             Ok(value) => {
                 context.clear();
                 return Ok(value);
             }
-            Err(error) if started.elapsed() + backoff >= deadline => {
-                let cause = context.last_error().unwrap_or_else(|| error.to_string());
-                return Err(Error::Connector(format!(
-                    "{what}: cannot reach the brokers at {brokers} ({tries} attempt(s) in {:.1} s): {cause}",
-                    started.elapsed().as_secs_f64()
-                )));
-            }
             Err(error) => {
-                tracing::warn!(connector = what, brokers, %error, "kafka request failed; retrying");
-                std::thread::sleep(jittered(backoff));
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                let wait = state.failed(&error, cause(context, &error))?;
+                std::thread::sleep(wait);
             }
         }
     }
 }
 
-/// `wait` scaled by a pseudo-random factor in [0.5, 1.5), so clients that failed together do
-/// not retry together.
-pub(crate) fn jittered(wait: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(nanos) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    let factor = 0.5 + (x % 1000) as f64 / 1000.0;
-    wait.mul_f64(factor)
+/// Why a request failed: librdkafka's last error (a refused connection says more than a
+/// timeout), else the request's own.
+fn cause(context: &Context, error: &KafkaError) -> String {
+    context.last_error().unwrap_or_else(|| error.to_string())
 }
 
 /// A stable 32-bit hash (FNV-1a) of a topic name, kept in checkpoints to find a partition's

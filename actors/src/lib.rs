@@ -31,6 +31,7 @@ pub mod outlet;
 mod pipeline;
 pub mod pool;
 pub mod probe;
+mod retry;
 mod sink;
 mod source;
 mod task;
@@ -45,5 +46,5 @@ pub use pool::{
 pub use probe::{Counters, NodeProbe, Role, RunProbe, NO_WATERMARK};
 pub use sink::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
-    recover_kafka_sinks, PublishedParts, SinkLocks, SINK_LOCK_FILE,
+    recover_kafka_sinks, recover_postgres_sinks, PublishedParts, SinkLocks, SINK_LOCK_FILE,
 };

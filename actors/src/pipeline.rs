@@ -342,6 +342,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SinkKind::Stdout { .. } => "stdout",
             SinkKind::File(_) => "file",
             SinkKind::Kafka(_) => "kafka",
+            SinkKind::Postgres(_) => "postgres",
             _ => "sink",
         };
         (s.name.clone(), Role::Sink, kind.to_string())

@@ -13,8 +13,11 @@
 
 mod dir;
 mod kafka;
+mod postgres;
+mod stage;
 
 pub use kafka::recover_kafka_sinks;
+pub use postgres::recover_postgres_sinks;
 
 pub use dir::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, PublishedParts, SinkLocks,
@@ -71,11 +74,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
             None
         }
     };
-    if let Some(Output::Kafka(kafka)) = output.as_mut() {
-        if let Err(err) = kafka.start().await {
-            cx.failure.record(err);
-            output = None;
-        }
+    if let Err(err) = Output::start(output.as_mut()).await {
+        cx.failure.record(err);
+        output = None;
     }
     loop {
         let next = match &checkpoints {
@@ -184,6 +185,7 @@ enum Output {
     },
     File(Box<PartFiles>),
     Kafka(Box<kafka::KafkaOutput>),
+    Postgres(Box<postgres::PostgresOutput>),
 }
 
 impl Output {
@@ -214,8 +216,20 @@ impl Output {
             SinkKind::Kafka(_) => {
                 Output::Kafka(Box::new(kafka::KafkaOutput::open(cx, sink, epoch)?))
             }
+            SinkKind::Postgres(_) => {
+                Output::Postgres(Box::new(postgres::PostgresOutput::open(cx, sink, epoch)?))
+            }
             _ => Output::Blackhole,
         })
+    }
+
+    /// Connects the sinks that talk to a server (with retries).
+    async fn start(output: Option<&mut Output>) -> Result<(), Error> {
+        match output {
+            Some(Output::Kafka(kafka)) => kafka.start().await,
+            Some(Output::Postgres(postgres)) => postgres.start().await,
+            _ => Ok(()),
+        }
     }
 
     async fn write(&mut self, cx: &CoreCx, batch: &Batch) -> Result<(), Error> {
@@ -256,6 +270,7 @@ impl Output {
             }
             Output::File(parts) => parts.write(batch).await,
             Output::Kafka(kafka) => kafka.write(batch).await,
+            Output::Postgres(postgres) => postgres.write(batch).await,
         }
     }
 
@@ -265,6 +280,7 @@ impl Output {
         match self {
             Output::File(parts) => parts.stage(next_epoch).await,
             Output::Kafka(kafka) => kafka.stage(next_epoch).await,
+            Output::Postgres(postgres) => postgres.stage(next_epoch).await,
             Output::Stdout { closed: false, .. } => std::io::stdout()
                 .lock()
                 .flush()
@@ -278,6 +294,7 @@ impl Output {
         match self {
             Output::File(parts) => parts.commit(completed).await,
             Output::Kafka(kafka) => kafka.commit(completed).await,
+            Output::Postgres(postgres) => postgres.commit(completed).await,
             _ => Ok(()),
         }
     }
@@ -296,6 +313,7 @@ impl Output {
             }
             Output::File(parts) => parts.close().await,
             Output::Kafka(kafka) => kafka.close().await,
+            Output::Postgres(postgres) => postgres.close().await,
         }
     }
 }

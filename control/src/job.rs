@@ -259,6 +259,8 @@ fn deploy(
         let completed = prepared.shared.restore().map_or(0, |c| c.id);
         wire_actors::recover_kafka_sinks(&plan, &args.data_dir, completed)
             .map_err(Refused::failed)?;
+        wire_actors::recover_postgres_sinks(&plan, &args.data_dir, completed)
+            .map_err(Refused::failed)?;
     }
     let restored = prepared
         .as_ref()
@@ -336,6 +338,11 @@ fn finish(
             }
             if let Err(err) = wire_actors::recover_kafka_sinks(plan, data_dir, last) {
                 let error = format!("committing the kafka sinks' last transactions: {err}");
+                say(&format!("error: {error}"));
+                return Ended::failed(error);
+            }
+            if let Err(err) = wire_actors::recover_postgres_sinks(plan, data_dir, last) {
+                let error = format!("committing the postgres sinks' last transactions: {err}");
                 say(&format!("error: {error}"));
                 return Ended::failed(error);
             }

@@ -200,6 +200,16 @@ impl Broker {
             .expect("records acknowledged");
     }
 
+    /// Produces one keyless record per `(partition, value)` and waits for their
+    /// acknowledgement.
+    pub fn produce_values(&self, topic: &str, values: &[(i32, Vec<u8>)]) {
+        let records: Vec<Produced<'_>> = values
+            .iter()
+            .map(|(partition, value)| (*partition, None, value.as_slice()))
+            .collect();
+        self.produce(topic, &records);
+    }
+
     /// Every record of `topic` a `read_committed` consumer reads from the beginning until
     /// `quiet` passes without a record (tansu reports wrong end offsets, so the end cannot be
     /// asked for), in partition and offset order. Bounded by one minute.

@@ -162,3 +162,15 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitSta
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Writes `text` to `path` and runs `wire check` on it: its exit code and stderr.
+pub fn check_pipeline(path: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(path, text).expect("pipeline file");
+    let mut command = Command::new(crate::wire_bin());
+    command
+        .arg("check")
+        .arg(path)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    output_within(command, Duration::from_secs(30))
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use wire_tests::kafka::{Broker, Produced};
-use wire_tests::process::{output_within, Watched};
+use wire_tests::process::{check_pipeline, output_within, Watched};
 use wire_tests::wire_bin;
 
 /// A topic name of this test run: tansu keeps topics in memory for the binary's lifetime.
@@ -58,11 +58,7 @@ fn input(broker: &Broker, topic: &str, rows: i64) {
             ((i % 3) as i32, json.into_bytes())
         })
         .collect();
-    let records: Vec<Produced<'_>> = values
-        .iter()
-        .map(|(p, v)| (*p, None, v.as_slice()))
-        .collect();
-    broker.produce(topic, &records);
+    broker.produce_values(topic, &values);
 }
 
 /// What the pipeline of [`windowed_pipeline`] must write: per key and 1 s window, the count
@@ -343,7 +339,7 @@ sinks:
 fn wire_check_places_kafka_key_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
-    std::fs::write(
+    let (code, stderr) = check_pipeline(
         &path,
         "name: bad
 sources:
@@ -357,15 +353,7 @@ sources:
 sinks:
   out: {type: stdout, from: input}
 ",
-    )
-    .expect("pipeline file");
-    let mut command = Command::new(wire_bin());
-    command
-        .arg("check")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped());
-    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    );
     assert_ne!(code, Some(0));
     let expected = format!(
         "{}:9:5: sources.input: unknown key `offset_reset`",
@@ -373,7 +361,7 @@ sinks:
     );
     assert!(stderr.contains(&expected), "{stderr}");
 
-    std::fs::write(
+    let (code, stderr) = check_pipeline(
         &path,
         "name: bad
 sources:
@@ -386,15 +374,7 @@ sinks:
     delivery: twice
     topic: t
 ",
-    )
-    .expect("pipeline file");
-    let mut command = Command::new(wire_bin());
-    command
-        .arg("check")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped());
-    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    );
     assert_ne!(code, Some(0));
     let expected = format!(
         "{}:9:15: sinks.out.delivery: unknown delivery `twice`",
@@ -462,11 +442,7 @@ fn at_least_once_upsert_keeps_the_latest_row_per_key() {
             )
         })
         .collect();
-    let records: Vec<Produced<'_>> = values
-        .iter()
-        .map(|(p, v)| (*p, None, v.as_slice()))
-        .collect();
-    broker.produce(&input_topic, &records);
+    broker.produce_values(&input_topic, &values);
     let path = dir.path().join("upsert.yaml");
     std::fs::write(
         &path,

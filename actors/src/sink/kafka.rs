@@ -14,7 +14,6 @@
 //! deletes the rest, whose rows come again from the restored sources. The transactional id
 //! `<prefix>-<core>` is the same at every start, so `init_transactions` fences a zombie.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +30,7 @@ use wire_core::frontend::spec::{KafkaDelivery, KafkaSink, SinkKind};
 use wire_core::record::format::RowWriter;
 use wire_core::{ArchivedRow, Batch};
 
+use super::stage::{corrupt, frame, read_staged, staged_files, StageFiles};
 use crate::kafka::{client_config, retry, retry_blocking, Context};
 use crate::pipeline::CoreCx;
 use crate::Error;
@@ -89,22 +89,12 @@ pub(super) struct KafkaOutput {
     scratch: Vec<u8>,
 }
 
-/// The staging files of an exactly-once instance.
+/// The staging files of an exactly-once instance and its marker.
 struct Stage {
-    dir: PathBuf,
-    core: usize,
-    /// The checkpoint the rows written now belong to.
-    epoch: u64,
-    file: Option<std::fs::File>,
-    buffer: Vec<u8>,
-    /// Staged files waiting for their checkpoint to complete: (checkpoint, path).
-    staged: Vec<(u64, PathBuf)>,
+    files: StageFiles,
     /// The consumer whose group metadata marks committed transactions.
     marker: Arc<BaseConsumer<Context>>,
     transactional_id: String,
-    /// This instance's run, in the names of its files: a transaction committed again after
-    /// a crash keeps it, a checkpoint's rows written again by a replay get another.
-    run: String,
 }
 
 impl KafkaOutput {
@@ -133,18 +123,11 @@ impl KafkaOutput {
             None => None,
             Some(epoch) => {
                 let dir = stage_dir(&cx.data_dir, &cx.plan.name, &sink.name);
-                std::fs::create_dir_all(&dir).map_err(|err| Error::io(&dir, err))?;
                 let marker = marker_consumer(spec, &transactional_id, &what)?;
                 Some(Stage {
-                    dir,
-                    core: cx.core,
-                    epoch,
-                    file: None,
-                    buffer: Vec::new(),
-                    staged: Vec::new(),
+                    files: StageFiles::new(dir, cx.core, epoch)?,
                     marker: Arc::new(marker),
                     transactional_id: transactional_id.clone(),
-                    run: run_id(),
                 })
             }
         };
@@ -203,13 +186,13 @@ impl KafkaOutput {
                 continue;
             };
             match &mut self.stage {
-                Some(stage) => stage.append(key.as_deref(), value.as_deref()),
+                Some(stage) => stage.files.append(&[key.as_deref(), value.as_deref()]),
                 None => self.send(key.as_deref(), value.as_deref()).await?,
             }
         }
         if let Some(stage) = &mut self.stage {
-            if stage.buffer.len() >= STAGE_BUFFER {
-                stage.write_out()?;
+            if stage.files.buffered() >= STAGE_BUFFER {
+                stage.files.write_out()?;
             }
         }
         self.failed()
@@ -291,8 +274,8 @@ impl KafkaOutput {
             None => self.flush().await,
             Some(stage) => {
                 let id = next_epoch - 1;
-                stage.seal(id).await?;
-                stage.epoch = next_epoch;
+                stage.files.seal(id).await?;
+                stage.files.epoch = next_epoch;
                 Ok(())
             }
         }
@@ -323,7 +306,7 @@ impl KafkaOutput {
         let Some(stage) = &mut self.stage else {
             return Ok(());
         };
-        while let Some((id, path)) = stage.staged.first().cloned() {
+        while let Some((id, path)) = stage.files.staged.first().cloned() {
             if id > completed {
                 break;
             }
@@ -339,7 +322,7 @@ impl KafkaOutput {
                 })
                 .await;
             committed?;
-            stage.staged.remove(0);
+            stage.files.staged.remove(0);
         }
         Ok(())
     }
@@ -348,83 +331,10 @@ impl KafkaOutput {
         match &mut self.stage {
             // The run's last checkpoint is written after the cores stop; the caller commits
             // this file then (`recover_kafka_sinks`).
-            Some(stage) => stage.seal(stage.epoch).await,
+            Some(stage) => stage.files.seal(stage.files.epoch).await,
             None => self.flush().await,
         }
     }
-}
-
-impl Stage {
-    fn path(&self, id: u64, suffix: &str) -> PathBuf {
-        let (core, run) = (self.core, &self.run);
-        self.dir.join(format!("c{core}-{id:020}-{run}.{suffix}"))
-    }
-
-    /// Appends one record, framed: for key and value a u32 length (`u32::MAX`: none) and bytes.
-    fn append(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
-        for part in [key, value] {
-            match part {
-                None => self.buffer.extend_from_slice(&u32::MAX.to_le_bytes()),
-                Some(bytes) => {
-                    self.buffer
-                        .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                    self.buffer.extend_from_slice(bytes);
-                }
-            }
-        }
-    }
-
-    fn write_out(&mut self) -> Result<(), Error> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let path = self.path(self.epoch, "inprogress");
-        if self.file.is_none() {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&path)
-                .map_err(|err| Error::io(&path, err))?;
-            self.file = Some(file);
-        }
-        if let Some(file) = self.file.as_mut() {
-            file.write_all(&self.buffer)
-                .map_err(|err| Error::io(&path, err))?;
-        }
-        self.buffer.clear();
-        Ok(())
-    }
-
-    /// Syncs the file of checkpoint `id` and renames it `….staged`; nothing when it is empty.
-    async fn seal(&mut self, id: u64) -> Result<(), Error> {
-        self.write_out()?;
-        let Some(file) = self.file.take() else {
-            return Ok(());
-        };
-        let from = self.path(self.epoch, "inprogress");
-        let to = self.path(id, "staged");
-        let dir = self.dir.clone();
-        let (from_moved, to_moved) = (from.clone(), to.clone());
-        glommio::executor()
-            .spawn_blocking(move || -> std::io::Result<()> {
-                file.sync_data()?;
-                std::fs::rename(&from_moved, &to_moved)?;
-                std::fs::File::open(&dir)?.sync_all()
-            })
-            .await
-            .map_err(|err| Error::io(&from, err))?;
-        self.staged.push((id, to));
-        Ok(())
-    }
-}
-
-/// A hex id of this process's run of a sink instance (time and pid).
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    format!("{nanos:x}{:x}", std::process::id())
 }
 
 /// `<prefix>-<core>`, the prefix being `transactional_id:` or `wire-<pipeline>-<sink>`.
@@ -517,10 +427,7 @@ fn commit_file(
         ))
     };
     let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|err| Error::io(path, err))?;
+    let bytes = read_staged(path)?;
     producer.begin_transaction().map_err(|e| fail("begin", e))?;
     let run = path
         .file_stem()
@@ -576,23 +483,6 @@ fn commit_file(
     Ok(())
 }
 
-/// One framed field at `at`: its bytes (`None`: absent) and where the next starts.
-fn frame(bytes: &[u8], at: usize) -> Option<(Option<&[u8]>, usize)> {
-    let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
-    if len == u32::MAX {
-        return Some((None, at + 4));
-    }
-    let end = at + 4 + len as usize;
-    Some((Some(bytes.get(at + 4..end)?), end))
-}
-
-fn corrupt(path: &Path) -> Error {
-    Error::io(
-        path,
-        std::io::Error::other("the staged transaction file is cut short"),
-    )
-}
-
 /// The bytes a key or value expression's result is written as: strings and bytes as they
 /// are, null as no bytes, other values as their text.
 fn datum_bytes(datum: Datum<'_>) -> Option<Vec<u8>> {
@@ -632,32 +522,6 @@ pub fn recover_kafka_sinks(plan: &Plan, data_dir: &Path, completed: u64) -> Resu
         }
     }
     Ok(committed)
-}
-
-/// `(core, checkpoint, staged, path)` of the files in a staging directory.
-fn staged_files(dir: &Path) -> Result<Vec<(usize, u64, bool, PathBuf)>, Error> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(Error::io(dir, err)),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| Error::io(dir, err))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((stem, suffix)) = name.rsplit_once('.') else {
-            continue;
-        };
-        let mut fields = stem.strip_prefix('c').unwrap_or_default().splitn(3, '-');
-        let (Some(core), Some(id)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let (Ok(core), Ok(id)) = (core.parse::<usize>(), id.parse::<u64>()) else {
-            continue;
-        };
-        files.push((core, id, suffix == "staged", entry.path()));
-    }
-    Ok(files)
 }
 
 fn settle_core<'a>(

@@ -147,6 +147,9 @@ pub struct PlanSink {
     pub partition_by: Option<Expr>,
     /// A Kafka sink's `key` and `value`, compiled against `schema`.
     pub record: Option<RecordExprs>,
+    /// A PostgreSQL sink's columns and the expressions that fill them, compiled against
+    /// `schema`; empty for other sinks.
+    pub columns: Vec<(String, Expr)>,
 }
 
 /// The expressions a Kafka sink makes its records of.
@@ -206,6 +209,7 @@ impl Plan {
             let schema = plan.schema_of(input).clone();
             let partition_by = sink_partition(spec, &sink.kind, &schema)?;
             let record = sink_record(spec, &sink.kind, &schema)?;
+            let columns = sink_columns(spec, sink, &schema)?;
             plan.sinks.push(PlanSink {
                 name: sink.name.name.clone(),
                 input,
@@ -213,6 +217,7 @@ impl Plan {
                 schema,
                 partition_by,
                 record,
+                columns,
             });
         }
         Ok(plan)
@@ -291,6 +296,48 @@ fn sink_record(
         key: compile(&kafka.key)?,
         value: compile(&kafka.value)?,
     }))
+}
+
+/// Compiles a PostgreSQL sink's `columns` against the schema the sink receives (every field
+/// under its own name when none are listed, without `op` in upsert mode), and checks that its
+/// `key` names columns.
+fn sink_columns(
+    spec: &PipelineSpec,
+    sink: &crate::frontend::spec::SinkSpec,
+    schema: &Schema,
+) -> Result<Vec<(String, Expr)>, SpecError> {
+    use crate::frontend::spec::PostgresMode;
+    let SinkKind::Postgres(postgres) = &sink.kind else {
+        return Ok(Vec::new());
+    };
+    let path = format!("sinks.{}", sink.name.name);
+    let mut columns = Vec::new();
+    for (column, text) in &postgres.columns {
+        let compiled = expr::compile(&text.text, schema)
+            .map_err(|err| spec.expr_error(text, err.offset, err.message))?;
+        columns.push((column.clone(), compiled));
+    }
+    if postgres.columns.is_empty() {
+        let upsert = postgres.mode == PostgresMode::Upsert;
+        for field in schema.fields() {
+            if upsert && field.name == OP_FIELD {
+                continue;
+            }
+            let compiled = expr::compile(&field.name, schema).map_err(|_| {
+                let message = format!("field `{}` needs a column: list `columns`", field.name);
+                spec.error_at(&sink.name, &path, message)
+            })?;
+            columns.push((field.name.clone(), compiled));
+        }
+    }
+    for key in &postgres.key {
+        if !columns.iter().any(|(column, _)| column == key) {
+            let fields: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+            let message = format!("key `{key}` is not a column; the columns are {fields:?}");
+            return Err(spec.error_at(&sink.name, &format!("{path}.key"), message));
+        }
+    }
+    Ok(columns)
 }
 
 fn check_unique_names(spec: &PipelineSpec) -> Result<(), SpecError> {

@@ -6,6 +6,7 @@
 //! The reference for users is docs/pipeline.md.
 
 mod kafka;
+mod postgres;
 mod stateful;
 mod yaml;
 
@@ -18,6 +19,7 @@ pub use kafka::{
     KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
     KafkaTopics,
 };
+pub use postgres::{PostgresMode, PostgresSink};
 pub use stateful::{
     parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
 };
@@ -282,6 +284,8 @@ pub enum SinkKind {
     File(FileSink),
     /// Produces rows as records to a Kafka topic.
     Kafka(Box<KafkaSink>),
+    /// Inserts or upserts rows into a PostgreSQL table.
+    Postgres(Box<PostgresSink>),
 }
 
 /// `type: file` as a sink.
@@ -1202,7 +1206,7 @@ fn key_list(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<ExprText>, SpecE
     }
 }
 
-const SINK_TYPES: &[&str] = &["blackhole", "stdout", "file", "kafka"];
+const SINK_TYPES: &[&str] = &["blackhole", "stdout", "file", "kafka", "postgres"];
 
 fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<SinkSpec, SpecError> {
     let mut fields = Fields::new(cx, node, path)?;
@@ -1254,6 +1258,10 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
         "kafka" => (
             SinkKind::Kafka(Box::new(kafka::decode_sink(cx, &mut fields)?)),
             kafka::KAFKA_SINK_KEYS,
+        ),
+        "postgres" => (
+            SinkKind::Postgres(Box::new(postgres::decode_sink(cx, &mut fields)?)),
+            postgres::POSTGRES_SINK_KEYS,
         ),
         other => {
             return Err(cx.err(

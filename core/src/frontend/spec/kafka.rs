@@ -280,17 +280,7 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
             text.to_string()
         }
     };
-    let delivery = match fields.get("delivery") {
-        None => KafkaDelivery::AtLeastOnce,
-        Some((node, path)) => match scalar(cx, node, &path)? {
-            "at_least_once" => KafkaDelivery::AtLeastOnce,
-            "exactly_once" => KafkaDelivery::ExactlyOnce,
-            other => {
-                let choices = &["at_least_once", "exactly_once"];
-                return Err(cx.err(node, &path, unknown_choice("delivery", other, choices)));
-            }
-        },
-    };
+    let delivery = decode_delivery(cx, fields)?;
     let transactional_id = fields.string(cx, "transactional_id")?;
     let upsert = fields.bool(cx, "upsert")?.unwrap_or(false);
     let connect_timeout_ms = connect_timeout(cx, fields)?;
@@ -307,6 +297,24 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
         upsert,
         connect_timeout_ms,
         properties,
+    })
+}
+
+/// `delivery: at_least_once | exactly_once` (default at-least-once).
+pub(super) fn decode_delivery(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+) -> Result<KafkaDelivery, SpecError> {
+    Ok(match fields.get("delivery") {
+        None => KafkaDelivery::AtLeastOnce,
+        Some((node, path)) => match scalar(cx, node, &path)? {
+            "at_least_once" => KafkaDelivery::AtLeastOnce,
+            "exactly_once" => KafkaDelivery::ExactlyOnce,
+            other => {
+                let choices = &["at_least_once", "exactly_once"];
+                return Err(cx.err(node, &path, unknown_choice("delivery", other, choices)));
+            }
+        },
     })
 }
 
@@ -483,7 +491,7 @@ fn on_error(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaOnError, SpecEr
     }
 }
 
-fn connect_timeout(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<u64, SpecError> {
+pub(super) fn connect_timeout(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<u64, SpecError> {
     let ms = fields.u64(cx, "connect_timeout_ms")?.unwrap_or(30_000);
     if !(100..=3_600_000).contains(&ms) {
         let (node, path) = fields.get("connect_timeout_ms").expect("just read");

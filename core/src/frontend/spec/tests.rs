@@ -86,11 +86,13 @@ fn bad_values_name_their_key() {
     );
     let error = err(&Q2.replace("stream: bid", "stream: bidz"));
     assert!(error.message.contains("did you mean `bid`"), "{error}");
-    let error = err(&Q2.replace("type: stdout", "type: postgres"));
+    let error = err(&Q2.replace("type: stdout", "type: mongodb"));
     assert!(
-        error.message.contains("unknown sink type `postgres`"),
+        error.message.contains("unknown sink type `mongodb`"),
         "{error}"
     );
+    let error = err(&Q2.replace("type: stdout", "type: postgres"));
+    assert_eq!(error.message, "missing required key `url`");
     let error = err(&Q2.replace("type: stdout", "type: kafka"));
     assert_eq!(error.message, "missing required key `brokers`");
     assert_eq!(error.path, "sinks.print");

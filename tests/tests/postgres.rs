@@ -1,0 +1,427 @@
+//! The PostgreSQL sink against a real PostgreSQL 15 (tests/src/postgres.rs starts one per
+//! test binary; `.ci/run` installs it): exactly-once through SIGKILLs, upserts, refused
+//! tables and columns, and a server that goes away mid-run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wire_tests::postgres::Server;
+use wire_tests::process::{check_pipeline, output_within, Watched};
+use wire_tests::wire_bin;
+
+/// A name unique to this test run (the server is shared by the binary's tests).
+fn unique(name: &str) -> String {
+    format!("{name}_{}", std::process::id())
+}
+
+fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(dir)
+        .args(["run", "--no-progress", "--no-pin", "--cores", "2"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg(pipeline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn")
+        .env("PGPASSWORD", "unused-with-trust")
+        .env_remove("WIRE_LOG");
+    if checkpoints {
+        command.args(["--checkpoint-interval", "150ms"]);
+    }
+    command
+}
+
+/// Per auction and 1 s window of event time, the number of bids, into `table`.
+fn windowed(server: &Server, name: &str, table: &str, delivery: &str, events: u64) -> String {
+    format!(
+        "name: {name}
+sources:
+  bids: {{type: nexmark, stream: bid, events: {events}, rate: {rate}}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: tumbling, size: 1s}}
+    aggregate: {{num: count(*)}}
+sinks:
+  out:
+    type: postgres
+    from: per_auction
+    url: {url}
+    table: {table}
+    columns: {{auction: auction, ws: window_start, num: num}}
+    delivery: {delivery}
+    batch_rows: 200
+    connect_timeout_ms: 20000
+",
+        rate = events / 3,
+        url = server.url()
+    )
+}
+
+fn create_counts(server: &Server, table: &str) {
+    server.execute(&format!(
+        "CREATE TABLE {table} (auction bigint NOT NULL, ws timestamptz NOT NULL, num bigint NOT NULL)"
+    ));
+}
+
+/// The rows of a counts table in order, and how many (auction, window) pairs repeat.
+fn counts(server: &Server, table: &str) -> (Vec<Vec<Option<String>>>, usize) {
+    let rows = server.rows(&format!(
+        "SELECT auction, ws, num FROM {table} ORDER BY 1, 2, 3"
+    ));
+    let repeated = server.rows(&format!(
+        "SELECT count(*) - count(DISTINCT (auction, ws)) FROM {table}"
+    ));
+    let repeated = repeated[0][0]
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .expect("a count");
+    (rows, repeated)
+}
+
+/// SIGKILLs `run` after `after` unless it ended first (successfully); whether it was killed.
+fn kill_after(mut run: Watched, after: Duration) -> bool {
+    let deadline = Instant::now() + after;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.kill();
+    true
+}
+
+/// Waits at most `limit` for `run` to end, which it must do successfully; its stderr.
+fn finish_within(mut run: Watched, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    while run.child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            panic!("still running after {limit:?}:\n{}", run.kill());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run.finish()
+}
+
+/// SIGKILLs `run` as soon as the progress table shows a checkpoint of `pipeline` newer than
+/// `seen` (polled every millisecond), unless the run ended first (successfully); whether it
+/// was killed.
+fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
+    let query = format!(
+        "SELECT coalesce(max(checkpoint), 0) FROM wire_progress WHERE pipeline = '{pipeline}'"
+    );
+    let mut client = server.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
+            return false;
+        }
+        let newest = match client.simple_query(&query).as_deref() {
+            Ok([_, postgres::SimpleQueryMessage::Row(row), ..])
+            | Ok([postgres::SimpleQueryMessage::Row(row), ..]) => {
+                row.get(0).and_then(|n| n.parse().ok()).unwrap_or(0)
+            }
+            _ => 0, // no progress table yet
+        };
+        if newest > *seen {
+            run.kill();
+            *seen = newest;
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("no commit of {pipeline} within 60 s:\n{}", run.kill());
+}
+
+#[test]
+fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
+    let server = Server::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (reference, crashed) = (unique("ref_counts"), unique("eos_counts"));
+    create_counts(server, &reference);
+    create_counts(server, &crashed);
+    let events = 600_000;
+    let yaml = windowed(server, "pg_ref", &reference, "at_least_once", events);
+    std::fs::write(dir.path().join("ref.yaml"), yaml).expect("pipeline");
+    let yaml = windowed(server, "pg_eos", &crashed, "exactly_once", events);
+    std::fs::write(dir.path().join("eos.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "ref.yaml", false),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (expected, repeated) = counts(server, &reference);
+    assert!(expected.len() > 100, "{} reference rows", expected.len());
+    assert_eq!(repeated, 0);
+
+    // Kills right after a commit (the moment that shows a commit made at the barrier rather
+    // than at completion: its checkpoint is then not complete yet) alternate with kills at
+    // a time (which also land between completion and commit).
+    let mut killed = 0;
+    let mut seen = 0;
+    for after in [None, Some(700), None, Some(900), None] {
+        let run = Watched::spawn(wire_run(dir.path(), "eos.yaml", true));
+        let was_killed = match after {
+            None => kill_after_commit(run, server, "pg_eos", &mut seen),
+            Some(ms) => kill_after(run, Duration::from_millis(ms)),
+        };
+        if !was_killed {
+            break;
+        }
+        killed += 1;
+        let (rows, repeated) = counts(server, &crashed);
+        assert_eq!(repeated, 0, "a window written twice after {killed} kill(s)");
+        assert!(rows.len() <= expected.len());
+    }
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "eos.yaml", true),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (rows, repeated) = counts(server, &crashed);
+    eprintln!("{killed} kill(s); {} rows", rows.len());
+    assert!(killed >= 1, "the run ended before the first kill");
+    assert_eq!(repeated, 0, "a window written twice");
+    assert_eq!(rows, expected, "the table differs from the reference");
+}
+
+#[test]
+fn upsert_keeps_the_latest_row_per_key() {
+    let server = Server::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let table = unique("totals");
+    server.execute(&format!(
+        "CREATE TABLE {table} (k text PRIMARY KEY, n bigint NOT NULL, total bigint)"
+    ));
+    // A row that the run must overwrite, and one it must leave alone.
+    server.execute(&format!(
+        "INSERT INTO {table} VALUES ('k1', -1, -1), ('other', 7, 7)"
+    ));
+    let input: String = (0..3000)
+        .map(|i| format!("{{\"k\":\"k{}\",\"v\":{i}}}\n", i % 11))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    let yaml = format!(
+        "name: pg_upsert
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{k: string, v: i64}}}}
+operators:
+  - name: totals
+    from: input
+    group_by: [k]
+    aggregate: {{n: count(*), total: sum(v)}}
+sinks:
+  out:
+    type: postgres
+    from: totals
+    url: {}
+    table: public.{table}
+    mode: upsert
+    key: [k]
+    delivery: exactly_once
+",
+        server.url()
+    );
+    std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "p.yaml", true),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = server.rows(&format!("SELECT k, n, total FROM {table} ORDER BY k"));
+    let mut expected: Vec<Vec<Option<String>>> = (0..11)
+        .map(|k| {
+            let values = (0..3000).filter(|i| i % 11 == k);
+            let (n, total) = (values.clone().count(), values.sum::<i64>());
+            vec![
+                Some(format!("k{k}")),
+                Some(n.to_string()),
+                Some(total.to_string()),
+            ]
+        })
+        .collect();
+    expected.push(vec![
+        Some("other".into()),
+        Some("7".into()),
+        Some("7".into()),
+    ]);
+    expected.sort();
+    assert_eq!(rows, expected);
+}
+
+/// Runs `yaml` and returns its stderr; the run must fail within 60 s.
+fn refused(server: &Server, table: &str, columns: &str) -> String {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let yaml = format!(
+        "name: pg_bad
+sources:
+  input: {{type: nexmark, stream: bid, events: 1000}}
+sinks:
+  out: {{type: postgres, from: input, url: '{}', table: {table}, columns: {columns}}}
+",
+        server.url()
+    );
+    std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "p.yaml", false),
+        Duration::from_secs(60),
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_table_column_or_type_is_refused_clearly() {
+    let server = Server::shared();
+    let address = format!("127.0.0.1:{}/postgres", server.port);
+    let missing = unique("missing");
+    let stderr = refused(server, &missing, "{auction: auction}");
+    let expected = format!("postgres sink `out`: table `{missing}` does not exist at {address}");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(
+        !stderr.contains("unused-with-trust"),
+        "the password leaked: {stderr}"
+    );
+
+    let table = unique("narrow");
+    server.execute(&format!(
+        "CREATE TABLE {table} (auction bigint, bidder integer)"
+    ));
+    let stderr = refused(server, &table, "{auction: auction, price: price}");
+    let expected = format!(
+        "postgres sink `out`: table `{table}` has no column `price` (its columns: auction, bidder)"
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    let stderr = refused(server, &table, "{auction: auction, bidder: channel}");
+    let expected = format!("postgres sink `out`: table `{table}` column `bidder` is integer, which does not take the sink's string values");
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn wire_check_places_postgres_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    let pipeline = |sink: &str| {
+        format!(
+            "name: bad
+sources:
+  input: {{type: nexmark, stream: bid, events: 10}}
+sinks:
+  out:
+    type: postgres
+    from: input
+    url: postgres://wire:${{PGPASSWORD}}@127.0.0.1:5432/app
+{sink}"
+        )
+    };
+    let cases = [
+        (
+            "    table: t\n    mode: merge\n",
+            "10:11: sinks.out.mode: unknown mode `merge`",
+        ),
+        (
+            "    table: t\n    mode: upsert\n",
+            "6:9: sinks.out: mode: upsert needs `key: [column, …]`",
+        ),
+        (
+            "    table: t;drop\n",
+            "9:12: sinks.out.table: `t;drop` is not a table name",
+        ),
+        (
+            "    table: t\n    colums: {a: auction}\n",
+            "10:5: sinks.out: unknown key `colums`",
+        ),
+        (
+            "    table: t\n    columns: {a: auction}\n    mode: upsert\n    key: [b]\n",
+            "12:11: sinks.out.key[0]: `b` is not one of the `columns`",
+        ),
+        (
+            "    table: t\n    columns: {a: nope}\n",
+            "10:18: sinks.out.columns.a: unknown field `nope`",
+        ),
+    ];
+    for (sink, expected) in cases {
+        let (code, stderr) = check_pipeline(&path, &pipeline(sink));
+        assert_ne!(code, Some(0), "{sink}");
+        let expected = format!("{}:{expected}", path.display());
+        assert!(stderr.contains(&expected), "{sink}: {stderr}");
+    }
+    let (code, stderr) = check_pipeline(
+        &path,
+        &pipeline("    table: app.t\n    mode: upsert\n    key: auction\n"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_postgres_example_checks() {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(wire_tests::repo_root())
+        .args(["check", "examples/kafka-to-postgres.yaml"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_server_gone_mid_run_is_retried_and_the_run_recovers() {
+    let server = Server::start();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (reference, table) = (unique("down_ref"), unique("down_counts"));
+    create_counts(&server, &reference);
+    create_counts(&server, &table);
+    let events = 1_500_000;
+    let yaml = windowed(&server, "pg_down_ref", &reference, "at_least_once", events);
+    std::fs::write(dir.path().join("ref.yaml"), yaml).expect("pipeline");
+    let yaml = windowed(&server, "pg_down", &table, "exactly_once", events);
+    std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "ref.yaml", false),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (expected, _) = counts(&server, &reference);
+
+    let mut run = Watched::spawn(wire_run(dir.path(), "p.yaml", true));
+    let progress = "SELECT count(*) FROM wire_progress WHERE pipeline = 'pg_down'";
+    run.wait_until("a committed checkpoint", Duration::from_secs(60), |_| {
+        let rows = server.try_rows(progress).unwrap_or_default();
+        rows.first()
+            .is_some_and(|row| row[0].as_deref() != Some("0"))
+    });
+    server.stop();
+    // The outage lasts while the run goes on; the sink must see it and retry.
+    run.wait_until("a retry", Duration::from_secs(30), |run| {
+        run.stderr().contains("retrying")
+    });
+    server.resume();
+    let stderr = finish_within(run, Duration::from_secs(120));
+    let (rows, repeated) = counts(&server, &table);
+    assert_eq!(repeated, 0, "a window written twice:\n{stderr}");
+    assert_eq!(
+        rows, expected,
+        "the table differs from the reference:\n{stderr}"
+    );
+    assert!(stderr.contains("the server at 127.0.0.1:"), "{stderr}");
+}
