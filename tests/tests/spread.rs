@@ -127,18 +127,18 @@ sinks:
 fn a_node_killed_under_a_spread_pipeline_fails_it_and_the_others_carry_on() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let mut nodes = start_cluster(dir.path(), 3);
-    let endpoint = endpoint(&nodes);
+    let first = endpoint(&nodes);
     create(
-        &endpoint,
+        &first,
         &long_spec(dir.path(), &dir.path().join("out")),
         &[],
     );
-    wait_state(&endpoint, "long", "running");
-    let got = wirectl_json(&endpoint, &["pipeline", "get", "long"]);
+    wait_state(&first, "long", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "long"]);
     let primary = got["assignment"][0]["node"].as_u64().expect("placed");
     // Kill a node that runs slots but is not the primary (nor, if possible, the leader, so
     // the endpoint keeps answering).
-    let leader_addr = endpoint.clone();
+    let leader_addr = first.clone();
     let victim = nodes
         .iter_mut()
         .filter(|n| n.id != primary)
