@@ -122,6 +122,7 @@ async fn serve(
         cores: data.cores,
         pin: data.pin,
         data_dir: config.data_dir.clone(),
+        checkpoint_store: config.checkpoint_store.clone(),
         metrics,
         jobs,
     };
