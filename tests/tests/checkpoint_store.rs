@@ -23,6 +23,7 @@ operators:
   - name: per_bidder
     from: bids
     group_by: [bidder]
+    window: {type: hop, size: 10s, slide: 2s}
     aggregate: {num: count(*)}
 sinks:
   counts: {type: file, path: ./out/counts, format: jsonl, from: per_auction}

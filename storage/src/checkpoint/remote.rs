@@ -18,10 +18,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_lite::StreamExt as _;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
+    ClientConfigKey, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
 use super::CheckpointError;
@@ -159,6 +159,9 @@ impl Remote {
     /// (default `us-east-1`), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
     /// `AWS_ALLOW_HTTP` (needed for an `http://` endpoint). Nothing is sent yet.
     pub fn connect(bucket: &str, prefix: &str) -> Result<Remote, String> {
+        // Two providers are built in (ring for gRPC, aws-lc-rs for object_store): without a
+        // process default, the HTTP client cannot be made. An error means one is set already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let url = StoreUrl::S3 {
             bucket: bucket.into(),
             prefix: prefix.into(),
@@ -171,10 +174,14 @@ impl Remote {
                 retry_timeout: Duration::from_secs(10),
                 ..RetryConfig::default()
             })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(REQUEST_TIMEOUT)
-                    .with_connect_timeout(CONNECT_TIMEOUT),
+            // Set key by key: replacing the client options would drop AWS_ALLOW_HTTP.
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", REQUEST_TIMEOUT.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}s", CONNECT_TIMEOUT.as_secs()),
             );
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
