@@ -415,9 +415,11 @@ fn launch(
         args.checkpoint_dir = Some(dir.join(checkpoints));
     }
     // A store of the node's: this incarnation's part of it (S3: staged in the directory).
-    match node.checkpoint_store.as_ref().map(|store| {
-        store.join(&format!("{name}-{}", pipeline.created_at_index))
-    }) {
+    match node
+        .checkpoint_store
+        .as_ref()
+        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)))
+    {
         Some(StoreUrl::Dir(store)) => args.checkpoint_dir = Some(store),
         Some(s3) => args.checkpoint_store = Some(s3),
         None => {}

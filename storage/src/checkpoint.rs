@@ -749,18 +749,7 @@ fn write_with(
         }
         operators.push(json!({"name": operator.name, "kind": operator.kind, "files": files}));
     }
-    let sources: Vec<Json> = checkpoint
-        .sources
-        .iter()
-        .map(|s| {
-            let positions: Vec<Json> = s
-                .positions
-                .iter()
-                .map(|p| json!([p.partition, p.position, p.line]))
-                .collect();
-            json!({"name": s.name, "partitions": s.partitions, "positions": positions})
-        })
-        .collect();
+    let sources = sources_json(&checkpoint.sources);
     let manifest = json!({
         "format": FORMAT,
         "id": checkpoint.id,
@@ -786,6 +775,21 @@ fn write_with(
     written.bytes += text.len() as u64;
     written.files += 1;
     Ok(written)
+}
+
+/// The manifest's `sources`: name, partitions, and `[partition, position, line]` per partition.
+fn sources_json(sources: &[SourceState]) -> Vec<Json> {
+    sources
+        .iter()
+        .map(|s| {
+            let positions: Vec<Json> = s
+                .positions
+                .iter()
+                .map(|p| json!([p.partition, p.position, p.line]))
+                .collect();
+            json!({"name": s.name, "partitions": s.partitions, "positions": positions})
+        })
+        .collect()
 }
 
 /// The directory name of checkpoint `id`.

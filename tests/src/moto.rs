@@ -118,7 +118,10 @@ impl Moto {
         let moto = Moto { port, child };
         let deadline = Instant::now() + Duration::from_secs(60);
         while moto.request("GET", "/", b"").is_err() {
-            assert!(Instant::now() < deadline, "moto does not answer on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto does not answer on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto
@@ -185,7 +188,10 @@ impl Moto {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text}")))?;
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
         Ok((status, body))
     }
 

@@ -119,14 +119,22 @@ fn crash_with_store(
     };
     let delay = |_: usize| {
         let before = completed();
-        wait_for_more("completed checkpoint", before, Duration::from_secs(60), &completed);
+        wait_for_more(
+            "completed checkpoint",
+            before,
+            Duration::from_secs(60),
+            &completed,
+        );
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         Duration::from_millis(seed % 300)
     };
     let (killed, stderrs) = sigkill_restarts(command, 3, delay, |_, _| after_kill(&crashed));
-    eprintln!("{killed} kills; last run:\n{}", stderrs.last().expect("a run"));
+    eprintln!(
+        "{killed} kills; last run:\n{}",
+        stderrs.last().expect("a run")
+    );
     (tmp, reference, crashed, stderrs)
 }
 
@@ -199,7 +207,10 @@ fn a_file_store_url_restores_sigkilled_runs_with_exactly_once_output() {
         .iter()
         .filter(|s| s.contains(&format!("from {}/chk-", store.display())))
         .count();
-    assert!(restored >= 1, "no run restored from the store:\n{stderrs:#?}");
+    assert!(
+        restored >= 1,
+        "no run restored from the store:\n{stderrs:#?}"
+    );
     assert_same_output(&reference, &crashed);
     assert!((1..=3).contains(&complete(&store)));
     assert!(
@@ -216,21 +227,31 @@ fn an_unreachable_s3_store_aborts_checkpoints_naming_it_and_they_complete_once_i
     moto.create_bucket(bucket);
     let url = format!("s3://{bucket}/down");
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let yaml = WINDOWED.replace("events: 1200000, rate: 500000", "events: 400000000, rate: 100000");
+    let yaml = WINDOWED.replace(
+        "events: 1200000, rate: 500000",
+        "events: 400000000, rate: 100000",
+    );
     std::fs::write(tmp.path().join("p.yaml"), yaml).expect("pipeline");
     let mut command = wire(tmp.path(), true);
     command.args(["--checkpoint-store", &url, "--checkpoint-deltas", "0"]);
     moto.env(&mut command);
     let mut run = Watched::spawn(command);
-    wait_for_more("checkpoint in the bucket", 0, Duration::from_secs(60), || {
-        moto.manifests(bucket, "down/")
-    });
+    wait_for_more(
+        "checkpoint in the bucket",
+        0,
+        Duration::from_secs(60),
+        || moto.manifests(bucket, "down/"),
+    );
     moto.kill();
-    run.wait_until("an aborted checkpoint naming the store", Duration::from_secs(90), |w| {
-        w.stderr()
-            .lines()
-            .any(|l| l.contains("checkpoint aborted") && l.contains(&format!("checkpoint store {url}")))
-    });
+    run.wait_until(
+        "an aborted checkpoint naming the store",
+        Duration::from_secs(90),
+        |w| {
+            w.stderr().lines().any(|l| {
+                l.contains("checkpoint aborted") && l.contains(&format!("checkpoint store {url}"))
+            })
+        },
+    );
     assert!(
         run.child.try_wait().expect("wait").is_none(),
         "the pipeline stopped with its store:\n{}",
@@ -239,9 +260,12 @@ fn an_unreachable_s3_store_aborts_checkpoints_naming_it_and_they_complete_once_i
     // The store comes back (empty: moto keeps nothing) and checkpoints complete again.
     let moto = Moto::start_on(port);
     moto.create_bucket(bucket);
-    wait_for_more("checkpoint in the bucket", 0, Duration::from_secs(90), || {
-        moto.manifests(bucket, "down/")
-    });
+    wait_for_more(
+        "checkpoint in the bucket",
+        0,
+        Duration::from_secs(90),
+        || moto.manifests(bucket, "down/"),
+    );
     let status = Command::new("kill")
         .args(["-INT", &run.child.id().to_string()])
         .status()
@@ -276,7 +300,10 @@ fn bad_store_urls_are_refused_at_start() {
         let (code, stderr) = output_within(command, Duration::from_secs(30));
         assert_eq!(code, Some(2), "{url}: {stderr}");
         assert!(stderr.contains(why), "{url}: {stderr}");
-        assert!(stderr.contains(&format!("checkpoint store `{url}`")), "{url}: {stderr}");
+        assert!(
+            stderr.contains(&format!("checkpoint store `{url}`")),
+            "{url}: {stderr}"
+        );
         let mut command = Command::new(wire_bin());
         command
             .args(["start", "--node-id", "1", "--checkpoint-store", url])
@@ -286,7 +313,10 @@ fn bad_store_urls_are_refused_at_start() {
             .stderr(Stdio::piped());
         let (code, stderr) = output_within(command, Duration::from_secs(30));
         assert_eq!(code, Some(2), "wire start {url}: {stderr}");
-        assert!(stderr.contains("checkpoint-store: ") && stderr.contains(why), "{stderr}");
+        assert!(
+            stderr.contains("checkpoint-store: ") && stderr.contains(why),
+            "{stderr}"
+        );
     }
     // A bucket that does not exist: refused when the run looks for a checkpoint to restore.
     let moto = Moto::shared();
@@ -296,6 +326,9 @@ fn bad_store_urls_are_refused_at_start() {
     moto.env(&mut command);
     let (code, stderr) = output_within(command, Duration::from_secs(60));
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(stderr.contains(&format!("checkpoint store {url}: ")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("checkpoint store {url}: ")),
+        "{stderr}"
+    );
     assert!(!tmp.path().join("out").exists(), "{stderr}");
 }

@@ -52,7 +52,9 @@ impl StoreUrl {
         let bad = |why: &str| format!("checkpoint store `{text}`: {why}");
         let Some((scheme, rest)) = text.split_once("://") else {
             if text.is_empty() {
-                return Err(bad("empty: give a directory, file:///DIR or s3://BUCKET/PREFIX"));
+                return Err(bad(
+                    "empty: give a directory, file:///DIR or s3://BUCKET/PREFIX",
+                ));
             }
             return Ok(StoreUrl::Dir(PathBuf::from(text)));
         };
@@ -67,9 +69,9 @@ impl StoreUrl {
                     return Err(bad("no bucket: use s3://BUCKET/PREFIX"));
                 }
                 let valid = (3..=63).contains(&bucket.len())
-                    && bucket
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+                    && bucket.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                    });
                 if !valid {
                     return Err(bad(&format!(
                         "`{bucket}` is not a bucket name (3 to 63 lower-case letters, digits, `-` and `.`)"
@@ -333,15 +335,22 @@ impl Remote {
     /// Retires checkpoint `id` in the bucket: a `RETIRED` marker, then no manifest.
     pub fn retire(&self, id: u64) -> Result<(), CheckpointError> {
         let dir = super::dir_name(id);
-        let (marker, manifest) = (self.key(&dir, super::RETIRED), self.key(&dir, super::MANIFEST));
+        let (marker, manifest) = (
+            self.key(&dir, super::RETIRED),
+            self.key(&dir, super::MANIFEST),
+        );
         let (store, url) = (self.store.clone(), self.url.clone());
         self.block("retiring", async move {
             let error = |e: object_store::Error| CheckpointError::Store {
                 url: url.clone(),
                 reason: format!("retiring {dir}: {e}"),
             };
-            let note = "This checkpoint was retired; newer checkpoints still read its state files.\n";
-            store.put(&marker, PutPayload::from(note)).await.map_err(error)?;
+            let note =
+                "This checkpoint was retired; newer checkpoints still read its state files.\n";
+            store
+                .put(&marker, PutPayload::from(note))
+                .await
+                .map_err(error)?;
             match store.delete(&manifest).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(error(e)),
@@ -421,7 +430,10 @@ mod tests {
         );
         assert_eq!(s3.join("q5-7").to_string(), "s3://wire-chk/prod/run/q5-7");
         assert_eq!(
-            StoreUrl::parse("s3://wire-chk").expect("bucket only").join("q5-7").to_string(),
+            StoreUrl::parse("s3://wire-chk")
+                .expect("bucket only")
+                .join("q5-7")
+                .to_string(),
             "s3://wire-chk/q5-7"
         );
         for (url, why) in [

@@ -179,18 +179,7 @@ fn main() -> ExitCode {
             metrics_addr,
             metrics_linger,
         } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            let handler = ctrlc::set_handler(move || {
-                if flag.swap(true, Ordering::SeqCst) {
-                    eprintln!("\nsecond interrupt: exiting without draining");
-                    std::process::exit(130);
-                }
-                eprintln!("\ninterrupted: draining and flushing (Ctrl-C again to exit now)");
-            });
-            if let Err(err) = handler {
-                eprintln!("warning: cannot handle Ctrl-C: {err}");
-            }
+            let stop = handle_ctrl_c();
             let args = RunArgs {
                 pipeline,
                 cores,
@@ -209,8 +198,7 @@ fn main() -> ExitCode {
                     Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
                     _ => checkpoint_dir,
                 },
-                checkpoint_store: checkpoint_store
-                    .filter(|store| matches!(store, StoreUrl::S3 { .. })),
+                checkpoint_store: checkpoint_store.filter(|s| matches!(s, StoreUrl::S3 { .. })),
                 fresh,
                 append_output,
                 allow_empty_restore,
@@ -366,4 +354,21 @@ fn exit_code(outcome: Outcome) -> ExitCode {
 /// `--checkpoint-store`: a URL that parses, and for S3 an environment a client can be made from.
 fn parse_store(text: &str) -> Result<StoreUrl, String> {
     wire_control::node::config::check_store(text)
+}
+
+/// Ctrl-C drains and flushes (the flag returned is set); a second one exits at once.
+fn handle_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without draining");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: draining and flushing (Ctrl-C again to exit now)");
+    });
+    if let Err(err) = handler {
+        eprintln!("warning: cannot handle Ctrl-C: {err}");
+    }
+    stop
 }
