@@ -344,7 +344,7 @@ impl CoordinatorState {
         self.waiters = waiting;
         for waiter in done {
             let answer = match (&waiter.savepoint_dir, &checkpoint) {
-                (None, _) => Ok((id, self.config.store.path_of(id))),
+                (None, _) => Ok((id, self.config.store.location_of(id))),
                 (Some(dir), Some(checkpoint)) => write_savepoint_into(dir, checkpoint.clone())
                     .await
                     .map(|path| (id, path)),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use wire_actors::{Checkpointing, Deploy, Deployment, PoolHandle, RunReport};
 use wire_core::frontend::plan::Plan;
-use wire_storage::checkpoint::CheckpointStore;
+use wire_storage::checkpoint::{CheckpointStore, StoreUrl};
 
 use crate::checkpoint::{Chain, CheckpointReport, CoordinatorConfig, CoordinatorHandle};
 pub use files::NewDirs;
@@ -42,8 +42,11 @@ pub struct RunArgs {
     pub pin: bool,
     /// Checkpointing, when asked for.
     pub checkpoints: Option<CheckpointArgs>,
-    /// Where checkpoints go; default `<data-dir>/<pipeline>/checkpoints`.
+    /// Where checkpoints go (with an S3 `checkpoint_store`, where they are staged); default
+    /// `<data-dir>/<pipeline>/checkpoints`.
     pub checkpoint_dir: Option<PathBuf>,
+    /// An S3 checkpoint store (a directory store is `checkpoint_dir`).
+    pub checkpoint_store: Option<StoreUrl>,
     /// `--fresh`: delete the checkpoints and the file sinks' part files first.
     pub fresh: bool,
     /// `--append-output`: write into file sink directories that hold an earlier run's parts.
@@ -467,8 +470,7 @@ fn prepare(
         resume::refuse_earlier_output(args, plan)?;
         return Ok(None);
     };
-    let dir = resume::checkpoint_dir(args, plan);
-    let store = CheckpointStore::open(&dir, checkpoint_args.retained).map_err(|e| e.to_string())?;
+    let store = resume::open_store(args, plan, checkpoint_args.retained)?;
     let started = Instant::now();
     let restore = resume::choose_restore(args, checkpoint_args, &store, plan, say)?;
     if restore.is_none() {
@@ -530,10 +532,8 @@ fn prepare_checkpoints(
         ));
     }
     let last_id = store
-        .ids()
+        .newest_id()
         .map_err(|e| e.to_string())?
-        .last()
-        .copied()
         .unwrap_or(0)
         .max(completed);
     let (tx, acks) = crossbeam_channel::unbounded();

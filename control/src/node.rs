@@ -124,6 +124,7 @@ async fn serve(
         cores: data.cores,
         pin: data.pin,
         data_dir: config.data_dir.clone(),
+        checkpoint_store: config.checkpoint_store.clone(),
         metrics,
         jobs,
         hub,

@@ -31,7 +31,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::mpsc;
 use wire_actors::{PoolHandle, RunProbe};
-use wire_storage::checkpoint::CheckpointStore;
+use wire_storage::checkpoint::{CheckpointStore, StoreUrl};
 
 use crate::checkpoint::CoordinatorLink;
 
@@ -121,6 +121,8 @@ pub struct Supervised {
     pub pin: bool,
     /// The node's data directory.
     pub data_dir: PathBuf,
+    /// Where pipelines' checkpoints go, if not in their directories on this node.
+    pub checkpoint_store: Option<StoreUrl>,
     /// Where running jobs show their figures (`--metrics-addr`).
     pub metrics: crate::metrics::Metrics,
     /// The node's running jobs, shared with its AdminService.
@@ -468,6 +470,16 @@ fn launch(
         let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
         args.checkpoint_dir = Some(dir.join(checkpoints));
     }
+    // A store of the node's: this incarnation's part of it (S3: staged in the directory).
+    match node
+        .checkpoint_store
+        .as_ref()
+        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)))
+    {
+        Some(StoreUrl::Dir(store)) => args.checkpoint_dir = Some(store),
+        Some(s3) => args.checkpoint_store = Some(s3),
+        None => {}
+    }
     let (commands, inbox) = crossbeam_channel::unbounded();
     let paused = pipeline.desired == DesiredState::Paused;
     if paused {
@@ -552,6 +564,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
                 savepoint_dir: None,
             }),
         checkpoint_dir: None,
+        checkpoint_store: None,
         fresh: false,
         append_output: false,
         allow_empty_restore: false,
@@ -699,7 +712,11 @@ impl JobThread {
     /// Reports the complete checkpoints newer than `after`; the newest reported.
     fn record_checkpoints(&self, dir: &Path, after: u64) -> u64 {
         let retained = self.args.checkpoints.as_ref().map_or(1, |c| c.retained);
-        let Ok(store) = CheckpointStore::open(dir, retained) else {
+        let store = match &self.args.checkpoint_store {
+            Some(url) => CheckpointStore::open_url(url, dir, retained),
+            None => CheckpointStore::open(dir, retained),
+        };
+        let Ok(store) = store else {
             return after;
         };
         let Ok(ids) = store.ids() else {
@@ -707,12 +724,11 @@ impl JobThread {
         };
         let mut newest = after;
         for id in ids.into_iter().filter(|id| *id > after) {
-            let path = store.path_of(id);
-            if !path.join("MANIFEST").exists() {
+            if !store.path_of(id).join("MANIFEST").exists() {
                 continue;
             }
             newest = id;
-            let event = JobEvent::Checkpoint(self.name.clone(), id, path);
+            let event = JobEvent::Checkpoint(self.name.clone(), id, store.location_of(id));
             let _ = self.events.send(event);
         }
         newest

@@ -24,13 +24,18 @@
 //! their last slice drops. A user editing files of a checkpoint directory while a run restores
 //! from it is outside the contract.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Value as Json};
 use wire_core::state::snapshot::Section;
+
+mod remote;
+pub use remote::{Remote, RemoteDir, StoreUrl};
 
 /// The manifest format this build writes (it reads every earlier one too). Format 2 added
 /// incremental checkpoints: file entries may be deltas and may live in an earlier checkpoint.
@@ -51,6 +56,14 @@ pub enum CheckpointError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// The checkpoint store (an S3 bucket) could not be reached or refused a request.
+    #[error("checkpoint store {url}: {reason}")]
+    Store {
+        /// The store's URL.
+        url: String,
+        /// What failed, and the cause.
+        reason: String,
     },
     /// A checkpoint's files are damaged, truncated or not a checkpoint.
     #[error("{}: {reason}", path.display())]
@@ -190,11 +203,14 @@ impl Latest {
     }
 }
 
-/// A directory of checkpoints, keeping the newest `retain`.
+/// A directory of checkpoints, keeping the newest `retain`. With a [`Remote`] (an S3 store)
+/// the bucket holds the checkpoints and the directory stages them: a checkpoint is written
+/// there, uploaded (its manifest last), and only then complete; a restore downloads it there.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     dir: PathBuf,
     retain: usize,
+    remote: Option<Arc<Remote>>,
 }
 
 impl CheckpointStore {
@@ -208,12 +224,51 @@ impl CheckpointStore {
         Ok(CheckpointStore {
             dir,
             retain: retain.max(1),
+            remote: None,
         })
     }
 
-    /// The directory.
+    /// Opens the store at `url`, keeping the newest `retain` checkpoints: a directory as
+    /// [`CheckpointStore::open`] does, an S3 store with `staging` as its local directory.
+    pub fn open_url(
+        url: &StoreUrl,
+        staging: impl Into<PathBuf>,
+        retain: usize,
+    ) -> Result<CheckpointStore, CheckpointError> {
+        match url {
+            StoreUrl::Dir(dir) => CheckpointStore::open(dir.clone(), retain),
+            StoreUrl::S3 { bucket, prefix } => {
+                let remote =
+                    Remote::connect(bucket, prefix).map_err(|reason| CheckpointError::Store {
+                        url: url.to_string(),
+                        reason,
+                    })?;
+                let mut store = CheckpointStore::open(staging, retain)?;
+                store.remote = Some(Arc::new(remote));
+                Ok(store)
+            }
+        }
+    }
+
+    /// The directory (with an S3 store, the local staging directory).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the checkpoints are: the directory, or the S3 store's URL.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(remote) => remote.url().to_string(),
+            None => self.dir.display().to_string(),
+        }
+    }
+
+    /// Where checkpoint `id` is: its directory, or its URL in the S3 store.
+    pub fn location_of(&self, id: u64) -> PathBuf {
+        match &self.remote {
+            Some(remote) => PathBuf::from(format!("{}/{}", remote.url(), dir_name(id))),
+            None => self.path_of(id),
+        }
     }
 
     /// The directory of checkpoint `id`.
@@ -221,18 +276,13 @@ impl CheckpointStore {
         self.dir.join(dir_name(id))
     }
 
-    /// Ids of every checkpoint directory (complete or not), oldest first.
+    /// Ids of every checkpoint directory (complete or not) in the directory, oldest first.
     pub fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
         let mut ids = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(|e| CheckpointError::io(&self.dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| CheckpointError::io(&self.dir, e))?;
-            let name = entry.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
+            if let Some(id) = entry.file_name().to_str().and_then(parse_dir_name) {
                 ids.push(id);
             }
         }
@@ -240,7 +290,19 @@ impl CheckpointStore {
         Ok(ids)
     }
 
-    /// Writes `checkpoint` as `chk-<id>`, then retires all but the newest `retain` complete
+    /// The newest checkpoint id in use (complete or not), in the directory or the S3 store:
+    /// the next checkpoint's id must be above it.
+    pub fn newest_id(&self) -> Result<Option<u64>, CheckpointError> {
+        let local = self.ids()?.last().copied();
+        let remote = match &self.remote {
+            Some(remote) => remote.dirs()?.keys().next_back().copied(),
+            None => None,
+        };
+        Ok(local.max(remote))
+    }
+
+    /// Writes `checkpoint` as `chk-<id>` (with an S3 store, uploads it too before its manifest
+    /// goes into place locally), then retires all but the newest `retain` complete
     /// checkpoints (and any incomplete directory older than the newest complete one). A delta
     /// instance's entry lists the files of its chain in [`Checkpoint::base`] first, so each
     /// manifest names every file its restore reads. On an error the partial directory is
@@ -260,7 +322,11 @@ impl CheckpointStore {
                 ),
             )),
         };
-        match write_with(&path, checkpoint, chain) {
+        let publish = |names: &[String], manifest: &[u8]| match &self.remote {
+            Some(remote) => remote.upload(&path, names, manifest),
+            None => Ok(()),
+        };
+        match write_with(&path, checkpoint, chain, publish) {
             Ok(written) => {
                 sync_dir(&self.dir)?;
                 self.retire(checkpoint.id);
@@ -279,22 +345,11 @@ impl CheckpointStore {
     /// logged (they only cost disk space).
     fn retire(&self, newest: u64) {
         let Ok(ids) = self.ids() else { return };
-        let complete: Vec<u64> = ids
-            .iter()
-            .copied()
-            .filter(|id| *id <= newest && self.path_of(*id).join(MANIFEST).exists())
-            .collect();
-        let keep_from = complete
-            .len()
-            .checked_sub(self.retain)
-            .map_or(0, |at| complete[at]);
-        let mut shared = std::collections::BTreeSet::new();
-        for id in complete.iter().filter(|id| **id >= keep_from) {
-            match read_manifest(&self.path_of(*id)) {
-                Ok((_, manifest)) => shared.extend(chained_checkpoints(&manifest)),
-                // Keep everything older: a kept checkpoint's chain is unknown.
-                Err(_) => return,
-            }
+        let Some((keep_from, shared)) = self.retirement(&ids, newest) else {
+            return;
+        };
+        if let Some(remote) = &self.remote {
+            retire_remote(remote, keep_from, &shared);
         }
         for id in ids.into_iter().filter(|id| *id < keep_from) {
             let path = self.path_of(id);
@@ -309,9 +364,34 @@ impl CheckpointStore {
         }
     }
 
+    /// The oldest checkpoint to keep (the newest `retain` complete ones at or below `newest`
+    /// in `ids`, from the first), and the older ones whose files their chains read; `None`
+    /// when a kept checkpoint's chain is unknown (then everything older stays).
+    fn retirement(&self, ids: &[u64], newest: u64) -> Option<(u64, BTreeSet<u64>)> {
+        let complete: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| *id <= newest && self.path_of(*id).join(MANIFEST).exists())
+            .collect();
+        let keep_from = complete
+            .len()
+            .checked_sub(self.retain)
+            .map_or(0, |at| complete[at]);
+        let mut shared = BTreeSet::new();
+        for id in complete.iter().filter(|id| **id >= keep_from) {
+            let (_, manifest) = read_manifest(&self.path_of(*id)).ok()?;
+            shared.extend(chained_checkpoints(&manifest));
+        }
+        Some((keep_from, shared))
+    }
+
     /// The oldest checkpoint kept, once it is complete (sources keep their input from its
-    /// positions on).
+    /// positions on). With an S3 store, the oldest complete one there.
     pub fn oldest_retained(&self) -> Result<Option<u64>, CheckpointError> {
+        if let Some(remote) = &self.remote {
+            let dirs = remote.dirs()?;
+            return Ok(dirs.into_iter().find(|(_, d)| d.manifest).map(|(id, _)| id));
+        }
         Ok(self
             .ids()?
             .into_iter()
@@ -321,7 +401,12 @@ impl CheckpointStore {
     /// The newest checkpoint that reads back intact, if any, and the newer ones that do not.
     /// A checkpoint is restorable only as a whole: one damaged or missing file of its chain
     /// (whole state or delta) makes it unusable, never a restore that skips that file.
+    /// With an S3 store, the store is read (each checkpoint tried is downloaded into the
+    /// directory first), not the directory.
     pub fn latest(&self) -> Result<Latest, CheckpointError> {
+        if let Some(remote) = &self.remote {
+            return self.latest_remote(remote);
+        }
         let mut skipped = Vec::new();
         for id in self.ids()?.into_iter().rev() {
             let path = self.path_of(id);
@@ -350,14 +435,121 @@ impl CheckpointStore {
     /// directory itself: a run started afterwards starts from empty state. Returns how many
     /// were deleted.
     pub fn discard_all(&self) -> Result<usize, CheckpointError> {
-        let ids = self.ids()?;
-        for id in &ids {
+        let local = self.ids()?;
+        let mut ids: BTreeSet<u64> = local.iter().copied().collect();
+        if let Some(remote) = &self.remote {
+            ids.extend(remote.dirs()?.keys());
+            remote.delete(None)?;
+        }
+        for id in &local {
             let path = self.path_of(*id);
             fs::remove_dir_all(&path).map_err(|e| CheckpointError::io(&path, e))?;
         }
         sync_dir(&self.dir)?;
         Ok(ids.len())
     }
+
+    /// [`CheckpointStore::latest`] of an S3 store: tries its checkpoints newest first, each
+    /// downloaded into the directory (with the files of its chain) and verified there.
+    fn latest_remote(&self, remote: &Remote) -> Result<Latest, CheckpointError> {
+        let mut skipped = Vec::new();
+        for (id, dir) in remote.dirs()?.into_iter().rev() {
+            let path = self.path_of(id);
+            match self.fetch(remote, id, dir).and_then(|()| read_dir(&path)) {
+                Ok(checkpoint) => {
+                    return Ok(Latest {
+                        loaded: Some((checkpoint, self.location_of(id))),
+                        skipped,
+                    })
+                }
+                Err(err) => {
+                    // Not complete here either: retention and listings must not count it.
+                    let _ = fs::remove_file(path.join(MANIFEST));
+                    skipped.push(Skipped {
+                        id,
+                        path: self.location_of(id),
+                        reason: err.to_string(),
+                        committed: dir.manifest || dir.retired,
+                    });
+                }
+            }
+        }
+        Ok(Latest {
+            loaded: None,
+            skipped,
+        })
+    }
+
+    /// Downloads checkpoint `id` of the S3 store into the directory: every file its manifest
+    /// lists (in its own or an earlier checkpoint's directory), then the manifest.
+    fn fetch(&self, remote: &Remote, id: u64, dir: RemoteDir) -> Result<(), CheckpointError> {
+        let location = self.location_of(id);
+        if !dir.manifest {
+            let reason = if dir.retired {
+                "retired: kept only for the files newer checkpoints build on"
+            } else {
+                "no MANIFEST: the checkpoint never completed"
+            };
+            return Err(CheckpointError::corrupt(&location, reason));
+        }
+        let path = self.path_of(id);
+        fs::create_dir_all(&path).map_err(|e| CheckpointError::io(&path, e))?;
+        let staged = path.join("MANIFEST.fetched");
+        remote.download(&dir_name(id), MANIFEST, &staged)?;
+        let text = fs::read_to_string(&staged).map_err(|e| CheckpointError::io(&staged, e))?;
+        let manifest = parse_manifest(&location.join(MANIFEST), &text)?;
+        for (in_id, name) in listed_files(&manifest, id) {
+            if name.contains('/') || name.starts_with('.') {
+                let reason = format!("file name `{name}` leaves the checkpoint");
+                return Err(CheckpointError::corrupt(&location.join(MANIFEST), reason));
+            }
+            let dir = self.path_of(in_id);
+            fs::create_dir_all(&dir).map_err(|e| CheckpointError::io(&dir, e))?;
+            remote.download(&dir_name(in_id), &name, &dir.join(&name))?;
+        }
+        let manifest_path = path.join(MANIFEST);
+        fs::rename(&staged, &manifest_path).map_err(|e| CheckpointError::io(&manifest_path, e))
+    }
+}
+
+/// Retires the checkpoints of S3 store `remote` older than `keep_from`: deletes them, except
+/// those in `shared` (a kept chain reads their files), which lose only their manifest.
+/// Failures are logged (they only cost space).
+fn retire_remote(remote: &Remote, keep_from: u64, shared: &BTreeSet<u64>) {
+    let dirs: BTreeMap<u64, RemoteDir> = match remote.dirs() {
+        Ok(dirs) => dirs,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot retire old checkpoints in the store");
+            return;
+        }
+    };
+    for (id, dir) in dirs.range(..keep_from) {
+        let result = match shared.contains(id) {
+            true if dir.manifest => remote.retire(*id),
+            true => Ok(()),
+            false => remote.delete(Some(*id)),
+        };
+        if let Err(err) = result {
+            tracing::warn!(id, error = %err, "cannot retire an old checkpoint in the store");
+        }
+    }
+}
+
+/// Every file `manifest` (of checkpoint `id`) lists: the checkpoint that holds it, its name.
+fn listed_files(manifest: &Json, id: u64) -> Vec<(u64, String)> {
+    manifest
+        .get("operators")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|op| op.get("files").and_then(Json::as_array))
+        .flatten()
+        .filter_map(|file| {
+            let name = file.get("file").and_then(Json::as_str)?;
+            let in_id = file.get("checkpoint").and_then(Json::as_u64).unwrap_or(id);
+            Some((in_id, name.to_string()))
+        })
+        .collect()
 }
 
 /// Reads the checkpoint (or savepoint) in directory `path`, verifying every file.
@@ -509,23 +701,27 @@ fn check_chains(operator: &str, instances: &[InstanceState]) -> Result<(), Strin
 /// Writes `checkpoint` into directory `path` (which must not hold a manifest yet) on its own,
 /// as a savepoint: every instance must hold its whole state.
 pub fn write_dir(path: &Path, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
-    write_with(path, checkpoint, |operator, core| {
+    let chain = |operator: &str, core: usize| {
         Err(CheckpointError::corrupt(
             path,
             format!("operator `{operator}` on core {core} has only changes: a savepoint must hold whole state"),
         ))
-    })
+    };
+    write_with(path, checkpoint, chain, |_: &[String], _: &[u8]| Ok(()))
 }
 
 /// Writes `checkpoint` into `path`; `chain(operator, core)` gives the manifest entries that a
-/// delta instance builds on.
+/// delta instance builds on; `publish(files, manifest)` runs once the state files are synced,
+/// before the manifest goes into place (an S3 store uploads them).
 fn write_with(
     path: &Path,
     checkpoint: &Checkpoint,
     chain: impl Fn(&str, usize) -> Result<Vec<Json>, CheckpointError>,
+    publish: impl FnOnce(&[String], &[u8]) -> Result<(), CheckpointError>,
 ) -> Result<Written, CheckpointError> {
     fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
     let mut written = Written::default();
+    let mut names = Vec::new();
     let mut operators = Vec::new();
     for operator in &checkpoint.operators {
         let mut files = Vec::new();
@@ -539,6 +735,7 @@ fn write_with(
             let data = encode_sections(&instance.sections);
             let file_path = path.join(&name);
             write_synced(&file_path, &data)?;
+            names.push(name.clone());
             written.bytes += data.len() as u64;
             written.files += 1;
             files.push(json!({
@@ -552,18 +749,7 @@ fn write_with(
         }
         operators.push(json!({"name": operator.name, "kind": operator.kind, "files": files}));
     }
-    let sources: Vec<Json> = checkpoint
-        .sources
-        .iter()
-        .map(|s| {
-            let positions: Vec<Json> = s
-                .positions
-                .iter()
-                .map(|p| json!([p.partition, p.position, p.line]))
-                .collect();
-            json!({"name": s.name, "partitions": s.partitions, "positions": positions})
-        })
-        .collect();
+    let sources = sources_json(&checkpoint.sources);
     let manifest = json!({
         "format": FORMAT,
         "id": checkpoint.id,
@@ -582,6 +768,7 @@ fn write_with(
     sync_dir(path)?;
     let staged = path.join("MANIFEST.tmp");
     write_synced(&staged, text.as_bytes())?;
+    publish(&names, text.as_bytes())?;
     let manifest_path = path.join(MANIFEST);
     fs::rename(&staged, &manifest_path).map_err(|e| CheckpointError::io(&manifest_path, e))?;
     sync_dir(path)?;
@@ -590,9 +777,29 @@ fn write_with(
     Ok(written)
 }
 
+/// The manifest's `sources`: name, partitions, and `[partition, position, line]` per partition.
+fn sources_json(sources: &[SourceState]) -> Vec<Json> {
+    sources
+        .iter()
+        .map(|s| {
+            let positions: Vec<Json> = s
+                .positions
+                .iter()
+                .map(|p| json!([p.partition, p.position, p.line]))
+                .collect();
+            json!({"name": s.name, "partitions": s.partitions, "positions": positions})
+        })
+        .collect()
+}
+
 /// The directory name of checkpoint `id`.
 fn dir_name(id: u64) -> String {
     format!("chk-{id:08}")
+}
+
+/// The id of checkpoint directory `name` (`chk-<id>`).
+fn parse_dir_name(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.parse().ok()
 }
 
 /// Reads and verifies the manifest of checkpoint directory `path`.

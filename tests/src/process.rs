@@ -174,3 +174,51 @@ pub fn check_pipeline(path: &std::path::Path, text: &str) -> (Option<i32>, Strin
         .stdout(std::process::Stdio::piped());
     output_within(command, Duration::from_secs(30))
 }
+
+/// SIGKILLs `run` after `after`, or returns early if it ended by itself (true), which it must
+/// have done successfully (its stderr says why not).
+pub fn kill_after(run: &mut Watched, after: Duration) -> bool {
+    let deadline = Instant::now() + after;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}) before it was killed:\n{}",
+                run.stderr()
+            );
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    run.child.kill().expect("SIGKILL");
+    let _ = run.child.wait();
+    run.join();
+    false
+}
+
+/// Runs `command()` up to `kills` times, each SIGKILLed after `delay(run)` (calling
+/// `after_kill(run, stderr)` then), and a last time to its end, which must succeed. Returns the
+/// kills made and every run's stderr, the last one's last.
+pub fn sigkill_restarts(
+    mut command: impl FnMut() -> Command,
+    kills: usize,
+    mut delay: impl FnMut(usize) -> Duration,
+    mut after_kill: impl FnMut(usize, &str),
+) -> (usize, Vec<String>) {
+    let mut stderrs = Vec::new();
+    let mut killed = 0;
+    while killed < kills {
+        let mut run = Watched::spawn(command());
+        let ended = kill_after(&mut run, delay(killed));
+        stderrs.push(run.stderr());
+        if ended {
+            return (killed, stderrs);
+        }
+        after_kill(killed, stderrs.last().map_or("", String::as_str));
+        killed += 1;
+    }
+    let last = Watched::spawn(command()).finish();
+    stderrs.push(last);
+    (killed, stderrs)
+}

@@ -1,4 +1,4 @@
-//! The PostgreSQL sink (docs/pipeline.md, "PostgreSQL"; ADR 0006).
+//! The PostgreSQL sink (docs/pipeline.md, "PostgreSQL"; ADR 0007).
 //!
 //! `delivery: at_least_once` writes rows in multi-row statements of `batch_rows` rows as they
 //! come, and everything before a checkpoint's barrier is written before the sink acks it.

@@ -33,13 +33,26 @@ pub fn checkpoint_dir(args: &RunArgs, plan: &Plan) -> PathBuf {
         .unwrap_or_else(|| args.data_dir.join(&plan.name).join("checkpoints"))
 }
 
+/// Opens the run's checkpoint store, keeping `retained` checkpoints: the checkpoint
+/// directory, or an S3 store staging in it.
+pub fn open_store(args: &RunArgs, plan: &Plan, retained: usize) -> Result<CheckpointStore, String> {
+    let dir = checkpoint_dir(args, plan);
+    match &args.checkpoint_store {
+        Some(url) => CheckpointStore::open_url(url, dir, retained),
+        None => CheckpointStore::open(&dir, retained),
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// `--fresh`: deletes the pipeline's checkpoints and its file sinks' part files (not the
 /// ingest WALs, which hold accepted input), and says what went.
 pub fn start_fresh(args: &RunArgs, plan: &Plan, say: Say) -> Result<(), String> {
     let dir = checkpoint_dir(args, plan);
     let mut checkpoints = 0;
-    if dir.exists() || args.checkpoints.is_some() {
-        let store = CheckpointStore::open(&dir, 1).map_err(|e| e.to_string())?;
+    let mut location = dir.display().to_string();
+    if dir.exists() || args.checkpoints.is_some() || args.checkpoint_store.is_some() {
+        let store = open_store(args, plan, 1)?;
+        location = store.location();
         checkpoints = store.discard_all().map_err(|e| e.to_string())?;
         let marker = dir.join(FRESH_MARKER);
         let note = "The checkpoints here were deleted by `wire run --fresh`; the ingest WALs' \
@@ -48,8 +61,7 @@ pub fn start_fresh(args: &RunArgs, plan: &Plan, say: Say) -> Result<(), String> 
     }
     let parts = wire_actors::discard_file_sink_parts(plan).map_err(|e| e.to_string())?;
     say(&format!(
-        "--fresh: deleted {checkpoints} checkpoint(s) in {} and {parts} part file(s) of the file sinks; ingest WALs are kept",
-        dir.display()
+        "--fresh: deleted {checkpoints} checkpoint(s) in {location} and {parts} part file(s) of the file sinks; ingest WALs are kept"
     ));
     Ok(())
 }
@@ -73,7 +85,7 @@ pub fn choose_restore(
             if savepoint.is_some() {
                 say(&format!(
                     "note: {} holds checkpoint {}, which is newer than any savepoint: restoring it, not --from-savepoint",
-                    store.dir().display(),
+                    store.location(),
                     checkpoint.id
                 ));
             }
@@ -117,7 +129,7 @@ fn start_empty(
         warn_skipped(skipped, say);
         return Ok(None);
     }
-    let what = unrestorable(store.dir(), skipped, &wals);
+    let what = unrestorable(&store.location(), skipped, &wals);
     if !args.allow_empty_restore {
         return Err(refusal(what));
     }
@@ -172,8 +184,8 @@ fn warn_skipped(skipped: &[Skipped], say: Say) {
 
 /// Every checkpoint and why it failed, and every WAL that shows committed state; ends in a
 /// newline.
-fn unrestorable(dir: &Path, skipped: &[Skipped], wals: &[String]) -> String {
-    let mut text = format!("no checkpoint in {} can be restored:\n", dir.display());
+fn unrestorable(location: &str, skipped: &[Skipped], wals: &[String]) -> String {
+    let mut text = format!("no checkpoint in {location} can be restored:\n");
     if skipped.is_empty() {
         text.push_str("  (the directory holds no checkpoint)\n");
     }

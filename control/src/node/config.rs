@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use wire_storage::checkpoint::StoreUrl;
+
 use crate::tls::TlsFiles;
 
 /// The keys of `node.toml`, each optional (a flag may give it instead).
@@ -41,6 +43,9 @@ pub struct NodeFile {
     pub insecure: Option<bool>,
     /// `metrics-addr`: HOST:PORT to serve `/metrics`, `/healthz` and `/readyz` on.
     pub metrics_addr: Option<String>,
+    /// `checkpoint-store`: where pipelines' checkpoints go, each under
+    /// `<pipeline>-<incarnation>/`: `file:///DIR`, a directory, or `s3://BUCKET/PREFIX`.
+    pub checkpoint_store: Option<String>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -76,6 +81,8 @@ pub struct NodeConfig {
     pub tls: Option<TlsFiles>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`, if anywhere.
     pub metrics_addr: Option<String>,
+    /// Where pipelines' checkpoints go (default: each pipeline's directory on this node).
+    pub checkpoint_store: Option<StoreUrl>,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -118,6 +125,7 @@ impl NodeFile {
                 .or(file.tls_require_client_cert),
             insecure: self.insecure.or(file.insecure),
             metrics_addr: self.metrics_addr.or(file.metrics_addr),
+            checkpoint_store: self.checkpoint_store.or(file.checkpoint_store),
         }
     }
 
@@ -180,6 +188,10 @@ impl NodeFile {
         if let Some(addr) = &self.metrics_addr {
             check_host_port(addr).map_err(|err| format!("metrics-addr: {err}"))?;
         }
+        let checkpoint_store = match &self.checkpoint_store {
+            Some(url) => Some(check_store(url).map_err(|err| format!("checkpoint-store: {err}"))?),
+            None => None,
+        };
         let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
         let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
             (Some(_), Some(_)) => {
@@ -214,8 +226,20 @@ impl NodeFile {
             bootstrap_given,
             tls,
             metrics_addr: self.metrics_addr,
+            checkpoint_store,
         })
     }
+}
+
+/// Parses a checkpoint store URL, and for an S3 store checks that a client can be made from
+/// the `AWS_*` environment (nothing is sent).
+pub fn check_store(url: &str) -> Result<StoreUrl, String> {
+    let parsed = StoreUrl::parse(url)?;
+    if let StoreUrl::S3 { bucket, prefix } = &parsed {
+        wire_storage::checkpoint::Remote::connect(bucket, prefix)
+            .map_err(|err| format!("checkpoint store {parsed}: {err}"))?;
+    }
+    Ok(parsed)
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT`: ids not 0, unique, addresses HOST:PORT, unique.

@@ -13,6 +13,7 @@ mod start;
 use run::run;
 use wire_control::job::{self, Outcome, RunArgs};
 use wire_control::metrics::{server, Metrics};
+use wire_storage::checkpoint::StoreUrl;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -73,6 +74,13 @@ enum Command {
         /// Where checkpoints go (default: <data-dir>/<pipeline>/checkpoints).
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
+        /// Where checkpoints go, as a URL: `file:///DIR` (or a path: the same as
+        /// --checkpoint-dir) or `s3://BUCKET/PREFIX` (an S3-compatible store; endpoint and
+        /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP; checkpoints are staged in --checkpoint-dir's
+        /// default directory, then uploaded).
+        #[arg(long, value_name = "URL", value_parser = parse_store, conflicts_with = "checkpoint_dir")]
+        checkpoint_store: Option<StoreUrl>,
         /// Abort a checkpoint that is not complete after this long.
         #[arg(long, value_parser = parse_interval, default_value = "60s")]
         checkpoint_timeout: Duration,
@@ -159,6 +167,7 @@ fn main() -> ExitCode {
             no_pin,
             checkpoint_interval,
             checkpoint_dir,
+            checkpoint_store,
             checkpoint_timeout,
             checkpoints_retained,
             checkpoint_deltas,
@@ -170,18 +179,7 @@ fn main() -> ExitCode {
             metrics_addr,
             metrics_linger,
         } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            let handler = ctrlc::set_handler(move || {
-                if flag.swap(true, Ordering::SeqCst) {
-                    eprintln!("\nsecond interrupt: exiting without draining");
-                    std::process::exit(130);
-                }
-                eprintln!("\ninterrupted: draining and flushing (Ctrl-C again to exit now)");
-            });
-            if let Err(err) = handler {
-                eprintln!("warning: cannot handle Ctrl-C: {err}");
-            }
+            let stop = handle_ctrl_c();
             let args = RunArgs {
                 placement: None,
                 sink_subdir: None,
@@ -198,7 +196,11 @@ fn main() -> ExitCode {
                     from_savepoint,
                     savepoint_dir,
                 }),
-                checkpoint_dir,
+                checkpoint_dir: match &checkpoint_store {
+                    Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
+                    _ => checkpoint_dir,
+                },
+                checkpoint_store: checkpoint_store.filter(|s| matches!(s, StoreUrl::S3 { .. })),
                 fresh,
                 append_output,
                 allow_empty_restore,
@@ -349,4 +351,26 @@ fn exit_code(outcome: Outcome) -> ExitCode {
         Outcome::Failed => ExitCode::from(1),
         Outcome::Invalid => ExitCode::from(2),
     }
+}
+
+/// `--checkpoint-store`: a URL that parses, and for S3 an environment a client can be made from.
+fn parse_store(text: &str) -> Result<StoreUrl, String> {
+    wire_control::node::config::check_store(text)
+}
+
+/// Ctrl-C drains and flushes (the flag returned is set); a second one exits at once.
+fn handle_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without draining");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: draining and flushing (Ctrl-C again to exit now)");
+    });
+    if let Err(err) = handler {
+        eprintln!("warning: cannot handle Ctrl-C: {err}");
+    }
+    stop
 }

@@ -51,6 +51,11 @@ pub struct StartArgs {
     /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
+    /// Where pipelines' checkpoints go, each under `<pipeline>-<incarnation>/`:
+    /// `file:///DIR` (or a path; a shared mount for a cluster) or `s3://BUCKET/PREFIX`
+    /// (endpoint and credentials from the AWS_* environment) [default: the node's data dir].
+    #[arg(long, value_name = "URL")]
+    checkpoint_store: Option<String>,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -93,6 +98,7 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         tls_require_client_cert: args.tls_require_client_cert.then_some(true),
         insecure: args.insecure.then_some(true),
         metrics_addr: args.metrics_addr,
+        checkpoint_store: args.checkpoint_store,
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),
