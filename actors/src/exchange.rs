@@ -244,11 +244,7 @@ impl std::fmt::Debug for NetSender {
 impl NetSender {
     /// Connects to `peer` and opens `key`'s stream, retrying until [`CONNECT_WAIT`]. If that
     /// fails, the pipeline has failed and the sender drops what it is given.
-    pub async fn connect(
-        peer: SocketAddr,
-        key: StreamKey,
-        failure: Arc<Failure>,
-    ) -> NetSender {
+    pub async fn connect(peer: SocketAddr, key: StreamKey, failure: Arc<Failure>) -> NetSender {
         match NetSender::open(peer, key.clone(), failure.clone()).await {
             Ok(sender) => sender,
             Err(err) => {

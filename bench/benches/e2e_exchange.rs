@@ -41,10 +41,17 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    println!("# Exchange between nodes vs loopback TCP ({})", wire_bench::machine_description(&args.dir));
+    println!(
+        "# Exchange between nodes vs loopback TCP ({})",
+        wire_bench::machine_description(&args.dir)
+    );
     let bytes = args.megabytes << 20;
     let tcp = loopback_tcp(bytes)?;
-    println!("loopback TCP:      {} ({} MiB)", wire_bench::mb_per_s(tcp), args.megabytes);
+    println!(
+        "loopback TCP:      {} ({} MiB)",
+        wire_bench::mb_per_s(tcp),
+        args.megabytes
+    );
     let (exchange, rows_per_s) = exchange_stream(bytes)?;
     println!(
         "exchange stream:   {} ({} rows/s) = {:.2} of loopback TCP",
@@ -94,7 +101,9 @@ fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
         sent += buf.len();
     }
     drop(stream);
-    let received = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    let received = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     anyhow::ensure!(received == sent, "sent {sent} bytes, received {received}");
     Ok(sent as f64 / started.elapsed().as_secs_f64())
 }
@@ -163,7 +172,11 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
             let sender = NetSender::connect(placement.peers[1], key, failure.clone()).await;
             let from = SenderId::new(0, 0);
             for batch in batches {
-                let message = Message::Batch { batch, port: 0, sender: from };
+                let message = Message::Batch {
+                    batch,
+                    port: 0,
+                    sender: from,
+                };
                 if !sender.send(message).await {
                     return Ok(failure.message());
                 }
@@ -172,9 +185,13 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
             Ok::<Option<String>, std::io::Error>(failure.message())
         })
     });
-    let sent = sending.join().map_err(|_| anyhow::anyhow!("sender panicked"))?;
+    let sent = sending
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))?;
     let sent = sent.context("sending core")?;
-    let received = receiving.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+    let received = receiving
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     let received = received.context("receiving core")?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(error) = sent {
@@ -210,7 +227,11 @@ sinks:
 
 /// Events per second of q5 on one pool of 2 cores, or spread over two pools of 1 core.
 fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64> {
-    let shapes: Vec<Vec<usize>> = if spread { vec![vec![0], vec![1]] } else { vec![vec![0, 1]] };
+    let shapes: Vec<Vec<usize>> = if spread {
+        vec![vec![0], vec![1]]
+    } else {
+        vec![vec![0, 1]]
+    };
     let hubs: Vec<Arc<ExchangeHub>> = shapes
         .iter()
         .map(|_| ExchangeHub::bind("127.0.0.1:0".parse().expect("address")))

@@ -128,11 +128,7 @@ fn a_node_killed_under_a_spread_pipeline_fails_it_and_the_others_carry_on() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let mut nodes = start_cluster(dir.path(), 3);
     let first = endpoint(&nodes);
-    create(
-        &first,
-        &long_spec(dir.path(), &dir.path().join("out")),
-        &[],
-    );
+    create(&first, &long_spec(dir.path(), &dir.path().join("out")), &[]);
     wait_state(&first, "long", "running");
     let got = wirectl_json(&first, &["pipeline", "get", "long"]);
     let primary = got["assignment"][0]["node"].as_u64().expect("placed");
