@@ -114,7 +114,7 @@ impl Placement {
 #[derive(Debug)]
 pub struct ExchangeHub {
     addr: SocketAddr,
-    arrived: Mutex<HashMap<StreamKey, std::net::TcpStream>>,
+    arrived: Mutex<HashMap<StreamKey, (Instant, std::net::TcpStream)>>,
 }
 
 impl ExchangeHub {
@@ -129,6 +129,10 @@ impl ExchangeHub {
         std::thread::Builder::new()
             .name("wire-exchange".to_string())
             .spawn(move || accept(listener, weak))?;
+        let weak = Arc::downgrade(&hub);
+        std::thread::Builder::new()
+            .name("wire-exchange-sweep".to_string())
+            .spawn(move || sweep(weak))?;
         Ok(hub)
     }
 
@@ -139,7 +143,7 @@ impl ExchangeHub {
 
     /// Takes the connection of `stream`, if it has arrived.
     pub fn claim(&self, stream: &StreamKey) -> Option<std::net::TcpStream> {
-        self.lock().remove(stream)
+        self.lock().remove(stream).map(|(_, stream)| stream)
     }
 
     /// Drops the unclaimed connections of a pipeline's placement (it ended).
@@ -148,8 +152,29 @@ impl ExchangeHub {
             .retain(|key, _| key.pipeline != pipeline || key.epoch != epoch);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, std::net::TcpStream>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<StreamKey, (Instant, std::net::TcpStream)>> {
         self.arrived.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Closes the streams no slot claimed within twice [`CONNECT_WAIT`] (their consumer never
+/// started, or failed first): their producers see the stream end instead of waiting for
+/// credits for ever.
+fn sweep(hub: Weak<ExchangeHub>) {
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        hub.lock().retain(|key, (arrived, _)| {
+            let keep = arrived.elapsed() < 2 * CONNECT_WAIT;
+            if !keep {
+                tracing::warn!(?key, "exchange: closed a stream no slot claimed");
+            }
+            keep
+        });
     }
 }
 
@@ -185,7 +210,7 @@ fn handshake(mut stream: std::net::TcpStream, hub: &ExchangeHub) {
             let _ = stream.set_read_timeout(None);
             let _ = stream.set_nodelay(true);
             tracing::debug!(%peer, ?key, "exchange: stream arrived");
-            hub.lock().insert(key, stream);
+            hub.lock().insert(key, (Instant::now(), stream));
         }
         Err(why) => {
             tracing::warn!(%peer, error = %why, "exchange: refused a connection");

@@ -202,28 +202,32 @@ pub(crate) struct Prepared {
 
 /// Plans `plan` onto `deploy.cores` cores: optimises it, wires the cross-core queues, loads
 /// lookup tables, binds ingest ports and checks a restore; no core runs anything yet.
-pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
-    let local: Vec<usize> = match &deploy.placement {
-        Some(placement) => {
-            placement.check()?;
-            if placement.local.len() != deploy.cores.max(1) {
-                return Err(Error::Pool(format!(
-                    "placement of `{}` runs {} slots here on {} cores",
-                    placement.pipeline,
-                    placement.local.len(),
-                    deploy.cores
-                )));
-            }
-            if deploy.checkpoints.is_some() {
-                return Err(Error::Pool(format!(
-                    "pipeline `{}`: checkpoints of a pipeline spread over nodes are not built yet",
-                    placement.pipeline
-                )));
-            }
-            placement.local.clone()
-        }
-        None => (0..deploy.cores.max(1)).collect(),
+/// The slots this deployment runs, in pool-core order: its placement's local slots, or
+/// `0..cores` when the pipeline runs on this node alone.
+fn local_slots(deploy: &Deploy) -> Result<Vec<usize>, Error> {
+    let Some(placement) = &deploy.placement else {
+        return Ok((0..deploy.cores.max(1)).collect());
     };
+    placement.check()?;
+    if placement.local.len() != deploy.cores.max(1) {
+        return Err(Error::Pool(format!(
+            "placement of `{}` runs {} slots here on {} cores",
+            placement.pipeline,
+            placement.local.len(),
+            deploy.cores
+        )));
+    }
+    if deploy.checkpoints.is_some() {
+        return Err(Error::Pool(format!(
+            "pipeline `{}`: checkpoints of a pipeline spread over nodes are not built yet",
+            placement.pipeline
+        )));
+    }
+    Ok(placement.local.clone())
+}
+
+pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
+    let local = local_slots(deploy)?;
     // Keys and partitions are dealt to slots: the cores of every node the pipeline runs on.
     let cores = deploy.placement.as_ref().map_or(local.len(), |p| p.slots);
     // Checkpointed runs get the same physical plan at any core count, so their state maps
@@ -429,20 +433,8 @@ async fn core_main(cx: CoreCx, graph: Arc<PhysicalGraph>, mut wiring: CoreWiring
             .map(|(tx, _)| tx.clone())
             .expect("consumers have mailboxes")
     };
-    let mut tasks = Vec::new();
     // Receivers connect first (in their own tasks), so no core waits on a peer's connect.
-    for (consumer, receiver) in wiring.receivers.drain(..) {
-        let mailbox = sender_of(&mailboxes, consumer);
-        tasks.push(glommio::spawn_local(forward(receiver, mailbox)));
-    }
-    if let Some(hub) = &cx.hub {
-        for (consumer, port, stream) in wiring.net_in.drain(..) {
-            let mailbox = sender_of(&mailboxes, consumer);
-            let failure = cx.failure.clone();
-            let receive = crate::exchange::receive(hub.clone(), stream, port, failure, mailbox);
-            tasks.push(glommio::spawn_local(receive));
-        }
-    }
+    let mut tasks = spawn_receivers(&cx, &mut wiring, |task| sender_of(&mailboxes, task));
     for (index, task) in graph.tasks.iter().enumerate() {
         let edges: Vec<(usize, Edge)> = task
             .outputs
@@ -699,6 +691,28 @@ async fn guarded(failure: Arc<Failure>, task: impl std::future::Future<Output = 
     {
         failure.record(Error::Panicked);
     }
+}
+
+/// Starts the tasks that move what other cores and other nodes send into this core's
+/// mailboxes (`mailbox(task)`).
+fn spawn_receivers(
+    cx: &CoreCx,
+    wiring: &mut CoreWiring,
+    mailbox: impl Fn(usize) -> Rc<LocalSender<Message>>,
+) -> Vec<glommio::Task<()>> {
+    let mut tasks = Vec::new();
+    for (consumer, receiver) in wiring.receivers.drain(..) {
+        tasks.push(glommio::spawn_local(forward(receiver, mailbox(consumer))));
+    }
+    if let Some(hub) = &cx.hub {
+        for (consumer, port, stream) in wiring.net_in.drain(..) {
+            let failure = cx.failure.clone();
+            let receive =
+                crate::exchange::receive(hub.clone(), stream, port, failure, mailbox(consumer));
+            tasks.push(glommio::spawn_local(receive));
+        }
+    }
+    tasks
 }
 
 /// Moves messages from a cross-core queue into the local mailbox until the sender's `End`.

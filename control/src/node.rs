@@ -94,7 +94,6 @@ async fn serve(
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
-    let hub = crate::spread::bind_hub(config.listen)?;
     let metrics = Metrics::new();
     let _metrics_server = match &config.metrics_addr {
         Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
@@ -127,7 +126,7 @@ async fn serve(
         checkpoint_store: config.checkpoint_store.clone(),
         metrics,
         jobs,
-        hub,
+        hub: crate::spread::bind_hub(config.listen)?,
         done: Arc::default(),
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));

@@ -42,6 +42,7 @@ pub struct NodeTls {
 impl NodeTls {
     /// Reads and checks the files; errors name the flag and the file.
     pub fn load(files: &TlsFiles) -> Result<NodeTls, String> {
+        install_crypto_provider();
         let cert = read_certs("tls-cert", &files.cert)?;
         let key = read_key("tls-key", &files.key)?;
         let ca = read_certs("tls-client-ca", &files.client_ca)?;
@@ -56,12 +57,21 @@ impl NodeTls {
     }
 }
 
+/// Makes ring the process's TLS crypto provider. Two are built in (ring for gRPC, aws-lc-rs
+/// through the S3 client), so rustls has no default of its own and refuses to build a TLS
+/// configuration until one is chosen. Safe to call any number of times.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The TLS settings of an admin client (`wirectl`): the CA to trust, and optionally a client
 /// certificate and key.
 pub fn client_config(
     ca: &Path,
     identity: Option<(&Path, &Path)>,
 ) -> Result<ClientTlsConfig, String> {
+    install_crypto_provider();
     let ca = read_certs("ca", ca)?;
     let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
     if let Some((cert, key)) = identity {

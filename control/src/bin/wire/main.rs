@@ -149,6 +149,7 @@ enum CertsCmd {
 }
 
 fn main() -> ExitCode {
+    wire_control::tls::install_crypto_provider();
     let cli = Cli::parse();
     let filter = match log_filter() {
         Ok(filter) => filter,

@@ -269,6 +269,7 @@ enum BackupCmd {
 }
 
 fn main() -> ExitCode {
+    wire_control::tls::install_crypto_provider();
     let mut cli = Cli::parse();
     if cli.endpoint.is_none() {
         let from_env = std::env::var("WIRE_ENDPOINT")
