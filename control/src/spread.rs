@@ -181,6 +181,10 @@ pub fn tell_primary(placement: &Placement, result: &Result<(), String>) -> Resul
     }
 }
 
+/// How long the primary waits, after its own slots ended, for the other nodes' to end: a
+/// bounded pipeline's slots end within moments of each other (the ends travel with the rows).
+const OTHERS_WAIT: Duration = Duration::from_secs(120);
+
 /// Waits until every other node running slots of `placement` has told how its slots ended,
 /// or `give_up` says to stop waiting; the first failure any of them reports, if one did.
 pub fn wait_for_others(
@@ -196,7 +200,15 @@ pub fn wait_for_others(
             waiting.entry(a.node).or_insert(slot);
         }
     }
+    let deadline = Instant::now() + OTHERS_WAIT;
     while !waiting.is_empty() {
+        if Instant::now() >= deadline {
+            let nodes: Vec<&u64> = waiting.keys().collect();
+            return Err(format!(
+                "nodes {nodes:?} did not say how their slots ended within {} s",
+                OTHERS_WAIT.as_secs()
+            ));
+        }
         let mut told = Vec::new();
         for (node, slot) in &waiting {
             let Some(mut stream) = placement.hub.claim(&done_key(placement, *slot)) else {

@@ -704,6 +704,11 @@ impl JobThread {
     }
 
     fn actual(&self, actual: ActualState) {
+        // Only the primary reports a spread pipeline's state; a secondary's late "running"
+        // could otherwise overwrite "failed".
+        if self.secondary {
+            return;
+        }
         let _ = self
             .events
             .send(JobEvent::Actual(self.name.clone(), self.version, actual));
