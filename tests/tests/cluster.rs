@@ -678,16 +678,6 @@ sinks:
     path
 }
 
-/// The rows of a file sink's directory as sorted text.
-fn sorted_rows(dir: &Path) -> Vec<String> {
-    let mut rows: Vec<String> = wire_tests::read_jsonl_dir(dir)
-        .iter()
-        .map(Value::to_string)
-        .collect();
-    rows.sort();
-    rows
-}
-
 /// Sends rows `ids` (one batch, `v` = id) and waits for their ack.
 fn send_rows(client: &mut IngestClient, ids: std::ops::Range<i64>) {
     let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
@@ -737,9 +727,9 @@ fn pipelines_run_on_the_nodes_and_follow_wirectl() {
         .output()
         .expect("wire run");
     assert!(ran.status.success(), "{ran:?}");
-    let rows = sorted_rows(&out.join("bids"));
+    let rows = wire_tests::sorted_json_rows(&out.join("bids"));
     assert!(rows.len() > 1000, "{} rows", rows.len());
-    assert_eq!(rows, sorted_rows(&reference.join("bids")));
+    assert_eq!(rows, wire_tests::sorted_json_rows(&reference.join("bids")));
 
     // An ingest pipeline with checkpoints runs, pauses, resumes and stops with a last
     // checkpoint; every acknowledged row reaches its sink once.

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
 use wire_tests::cluster::{
     create, start_cluster, wait_for_leader, wait_state, wirectl_json, WireNode,
 };
@@ -37,15 +36,6 @@ sinks:
     );
     std::fs::write(&path, yaml).expect("spec file");
     path
-}
-
-fn sorted_rows(dir: &Path) -> Vec<String> {
-    let mut rows: Vec<String> = wire_tests::read_jsonl_dir(dir)
-        .iter()
-        .map(Value::to_string)
-        .collect();
-    rows.sort();
-    rows
 }
 
 fn endpoint(nodes: &[WireNode]) -> String {
@@ -90,9 +80,9 @@ fn a_keyed_pipeline_spread_over_three_nodes_gives_the_rows_of_one() {
         .output()
         .expect("wire run");
     assert!(ran.status.success(), "{ran:?}");
-    let expected = sorted_rows(&reference.join("out"));
+    let expected = wire_tests::sorted_json_rows(&reference.join("out"));
     assert!(expected.len() > 10, "{} rows", expected.len());
-    let rows = sorted_rows(&out);
+    let rows = wire_tests::sorted_json_rows(&out);
     assert_eq!(rows.len(), expected.len());
     assert!(
         rows == expected,
