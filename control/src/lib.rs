@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod checkpoint;
+pub mod failover;
 pub mod job;
 pub mod metrics;
 pub mod node;

@@ -167,6 +167,7 @@ struct Local {
 pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<()>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut jobs: HashMap<String, Local> = HashMap::new();
+    let mut led_since: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -182,7 +183,13 @@ pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<
             continue;
         };
         if leads(&node.meta).await {
-            place(&node.meta, &state, node.cores).await;
+            let led_for = led_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed();
+            let shared_store = node.checkpoint_store.is_some();
+            place(&node.meta, &state, node.cores, (led_for, shared_store)).await;
+        } else {
+            led_since = None;
         }
         reconcile(&node, &state, &mut jobs, &events_tx);
     }
@@ -223,17 +230,25 @@ async fn leads(meta: &MetaHandle) -> bool {
 const LIVE_CONTACT_MS: u64 = 3_000;
 
 /// Places every unplaced pipeline that should run on the live node running the fewest; a
-/// pipeline stopped before it was placed is recorded as finished.
-async fn place(meta: &MetaHandle, state: &MetaState, cores: usize) {
+/// pipeline stopped before it was placed is recorded as finished. The pipelines of dead nodes
+/// are moved or failed ([`crate::failover`]); this node has led for `led_for`, and
+/// `shared_store` says whether checkpoints go to a store all nodes reach.
+async fn place(
+    meta: &MetaHandle,
+    state: &MetaState,
+    cores: usize,
+    (led_for, shared_store): (Duration, bool),
+) {
     let Ok(status) = meta.status().await else {
         return;
     };
+    let dead = crate::failover::dead_nodes(&status, state, led_for);
     let live: Vec<u64> = status
         .members
         .iter()
         .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
         .map(|m| m.id)
-        .filter(|id| state.nodes.contains_key(id))
+        .filter(|id| state.nodes.contains_key(id) && !dead.contains(id))
         .collect();
     let mut load: HashMap<u64, usize> = live.iter().map(|id| (*id, 0)).collect();
     for pipeline in state.pipelines.values() {
@@ -244,6 +259,9 @@ async fn place(meta: &MetaHandle, state: &MetaState, cores: usize) {
         {
             *count += 1;
         }
+    }
+    if !dead.is_empty() {
+        crate::failover::fail_over(meta, state, &dead, &mut load, shared_store).await;
     }
     for (name, pipeline) in &state.pipelines {
         // A pipeline on a node that was removed is placed again (it starts over there: its
@@ -268,11 +286,7 @@ async fn place(meta: &MetaHandle, state: &MetaState, cores: usize) {
         if !should_run(pipeline) {
             continue;
         }
-        let Some(node) = load
-            .iter()
-            .min_by_key(|(id, count)| (**count, **id))
-            .map(|(id, _)| *id)
-        else {
+        let Some(node) = crate::failover::least_loaded(&load) else {
             return;
         };
         let assignment = spread_assignment(pipeline, &live, cores).unwrap_or_else(|| {
@@ -316,7 +330,7 @@ fn spread_assignment(
 }
 
 /// Whether a pipeline should be running (or paused) somewhere.
-fn should_run(pipeline: &PipelineMeta) -> bool {
+pub(crate) fn should_run(pipeline: &PipelineMeta) -> bool {
     pipeline.desired != DesiredState::Stopped
         && !matches!(pipeline.actual, ActualState::Finished | ActualState::Failed)
 }

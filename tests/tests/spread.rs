@@ -162,3 +162,91 @@ fn endpoint_among(nodes: &[WireNode], skip: u64) -> String {
     let node = nodes.iter().find(|n| n.id == leader).expect("leader");
     node.addr.clone()
 }
+
+/// Nexmark bids at a bounded rate (about 8 s of them), counted per auction and 1 s window,
+/// into `out`: the same rows whatever the cores, restarts and restores.
+fn steady_spec(dir: &Path, out: &Path) -> PathBuf {
+    let path = dir.join("steady.yaml");
+    let yaml = format!(
+        "name: steady
+sources:
+  bids: {{type: nexmark, stream: bid, events: 400000, rate: 50000, seed: 7}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: tumbling, size: 1s}}
+    aggregate:
+      num: count(*)
+      top: max(price)
+sinks:
+  out: {{type: file, path: {}, format: jsonl, from: per_auction}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+#[test]
+fn a_checkpointed_pipeline_whose_node_is_killed_is_restored_on_a_survivor_exactly_once() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Every node writes checkpoints to the same store, so any can restore them.
+    let store = format!("file://{}", dir.path().join("store").display());
+    let extra = ["--checkpoint-store".to_string(), store];
+    let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
+    let first = endpoint(&nodes);
+    let out = dir.path().join("out");
+    create(
+        &first,
+        &steady_spec(dir.path(), &out),
+        &["--checkpoint-interval", "300ms"],
+    );
+    wait_state(&first, "steady", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
+    let host = got["assignment"][0]["node"].as_u64().expect("placed");
+    // Mid-run, once a checkpoint is recorded: SIGKILL the node that runs it.
+    wire_tests::cluster::wait_for("a checkpoint of `steady`", Duration::from_secs(30), || {
+        let listed = wirectl_json(&first, &["checkpoint", "list", "steady"]);
+        match listed["checkpoints"].as_array().map_or(0, Vec::len) {
+            0 => Err(listed.to_string()),
+            _ => Ok(()),
+        }
+    });
+    let victim = nodes.iter_mut().find(|n| n.id == host).expect("host");
+    victim.kill();
+    let survivor = endpoint_among(&nodes, host);
+    wait_state(&survivor, "steady", "finished");
+    let got = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
+    let now = got["assignment"][0]["node"].as_u64().expect("placed");
+    assert_ne!(now, host, "moved off the dead node: {got}");
+    assert!(got["version"].as_u64() > Some(1), "a new epoch: {got}");
+
+    let reference = dir.path().join("reference");
+    std::fs::create_dir_all(&reference).expect("reference dir");
+    let spec = steady_spec(&reference, &reference.join("out"));
+    let ran = std::process::Command::new(wire_bin())
+        .args(["run", "--no-progress", "--no-pin", "--cores", "1"])
+        .arg("--data-dir")
+        .arg(reference.join("data"))
+        .arg(&spec)
+        .output()
+        .expect("wire run");
+    assert!(ran.status.success(), "{ran:?}");
+    let expected = wire_tests::sorted_json_rows(&reference.join("out"));
+    assert!(expected.len() > 100, "{} rows", expected.len());
+    let rows = wire_tests::sorted_json_rows(&out);
+    let missing = expected.iter().filter(|r| !rows.contains(r)).count();
+    assert_eq!(
+        (rows.len(), missing),
+        (expected.len(), 0),
+        "every row once, none lost"
+    );
+    assert!(rows == expected, "the restored run's rows differ");
+    // The node that comes back does not run it again.
+    let victim = nodes.iter_mut().find(|n| n.id == host).expect("victim");
+    victim.start();
+    let all = endpoint(&nodes);
+    let got = wirectl_json(&all, &["pipeline", "get", "steady"]);
+    assert_eq!(got["state"], "finished", "{got}");
+}

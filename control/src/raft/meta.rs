@@ -505,6 +505,11 @@ impl MetaState {
             next_start = a.key_group_end;
         }
         let p = self.pipeline_mut(name)?;
+        // Moving a placed pipeline starts a new epoch of it: the nodes that ran it stop, and
+        // what they still report of the old version is refused as stale.
+        if !p.assignment.is_empty() && p.assignment != assignment {
+            p.version += 1;
+        }
         p.assignment = assignment.to_vec();
         Ok(p.version)
     }

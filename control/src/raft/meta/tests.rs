@@ -275,7 +275,8 @@ fn the_checkpoint_options_round_trip() {
 #[derive(Default, Clone)]
 struct Model {
     nodes: BTreeMap<u64, String>,
-    pipelines: BTreeMap<String, (u64, Vec<u64>)>,
+    /// Version, checkpoint ids and placement per pipeline.
+    pipelines: BTreeMap<String, (u64, Vec<u64>, Vec<Assignment>)>,
 }
 
 impl Model {
@@ -286,7 +287,7 @@ impl Model {
                 if name.is_empty() || self.pipelines.contains_key(name) {
                     return false;
                 }
-                self.pipelines.insert(name.clone(), (1, vec![]));
+                self.pipelines.insert(name.clone(), (1, vec![], vec![]));
                 true
             }
             MetaCommand::UpdatePipeline { name, .. } => {
@@ -310,7 +311,17 @@ impl Model {
                     .iter()
                     .all(|a| a.key_group_start < a.key_group_end);
                 let known = assignment.iter().all(|a| self.nodes.contains_key(&a.node));
-                self.pipelines.contains_key(name) && sorted && nonempty && known
+                match self.pipelines.get_mut(name) {
+                    Some(p) if sorted && nonempty && known => {
+                        // A move (not the first placement) is a new version.
+                        if !p.2.is_empty() && p.2 != *assignment {
+                            p.0 += 1;
+                        }
+                        p.2.clone_from(assignment);
+                        true
+                    }
+                    _ => false,
+                }
             }
             MetaCommand::RecordCheckpoint { name, id, .. } => match self.pipelines.get_mut(name) {
                 Some(p) if p.1.last().is_none_or(|last| id > last) => {
@@ -457,7 +468,7 @@ proptest! {
             }
             // The model's view agrees with the state's.
             prop_assert_eq!(state.nodes.keys().collect::<Vec<_>>(), model.nodes.keys().collect::<Vec<_>>());
-            for (name, (version, checkpoints)) in &model.pipelines {
+            for (name, (version, checkpoints, _)) in &model.pipelines {
                 let p = &state.pipelines[name];
                 prop_assert_eq!(p.version, *version);
                 let tail = &checkpoints[checkpoints.len().saturating_sub(CHECKPOINTS_KEPT)..];
@@ -521,8 +532,10 @@ fn a_report_from_a_node_that_does_not_run_the_pipeline_is_refused() {
         failure: None,
     };
     apply(&mut state, report(1, 1, ActualState::Running)).unwrap();
-    // Moved to node 2: node 1's late report changes nothing.
+    // Moved to node 2 (a new version, the pipeline's next epoch): node 1's late report
+    // changes nothing.
     apply(&mut state, on(2)).unwrap();
+    assert_eq!(state.pipelines["p"].version, 2);
     let before = state.clone();
     let stale = apply(&mut state, report(1, 1, ActualState::Stopping)).unwrap_err();
     assert!(
@@ -530,10 +543,10 @@ fn a_report_from_a_node_that_does_not_run_the_pipeline_is_refused() {
         "{stale}"
     );
     // A report of an older version from the right node is stale too.
-    let older = apply(&mut state, report(2, 0, ActualState::Finished)).unwrap_err();
+    let older = apply(&mut state, report(2, 1, ActualState::Finished)).unwrap_err();
     assert!(older.to_string().contains("stale"), "{older}");
     assert_eq!(state, before);
-    apply(&mut state, report(2, 1, ActualState::Paused)).unwrap();
+    apply(&mut state, report(2, 2, ActualState::Paused)).unwrap();
     assert_eq!(state.pipelines["p"].actual, ActualState::Paused);
     // The encoding round-trips.
     let command = report(2, 7, ActualState::Finished);
