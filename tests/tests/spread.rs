@@ -192,7 +192,7 @@ sinks:
 fn filler_spec(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
     let yaml = format!(
-        "name: {name}\nsources:\n  e: {{type: nexmark, events: 10}}\nsinks:\n  out: {{type: blackhole, from: e}}\n"
+        "name: {name}\nsources:\n  e: {{type: nexmark, stream: bid, events: 10}}\nsinks:\n  out: {{type: blackhole, from: e}}\n"
     );
     std::fs::write(&path, yaml).expect("spec file");
     path
