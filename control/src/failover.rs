@@ -49,6 +49,24 @@ pub fn dead_nodes(status: &MetaStatus, state: &MetaState, led_for: Duration) -> 
         .collect()
 }
 
+/// Why `pipeline` waits, as `pipeline get` says it: a node it runs on is down (as `status`,
+/// the leader's, saw it) and holds its ingest WALs; empty when it does not wait.
+pub fn waiting(status: &MetaStatus, state: &MetaState, pipeline: &PipelineMeta) -> String {
+    if !crate::supervisor::should_run(pipeline) || !has_ingest_source(pipeline) {
+        return String::new();
+    }
+    // Only members silent for long count here, not those a new leader has not heard yet.
+    let dead = dead_nodes(status, state, Duration::ZERO);
+    match pipeline.assignment.iter().find(|a| dead.contains(&a.node)) {
+        Some(a) => format!(
+            "node {} is down (no contact for {} s or more) and holds the ingest WALs with the input acknowledged to this pipeline, which are not replicated; the pipeline resumes when the node is back",
+            a.node,
+            DEAD_AFTER.as_secs()
+        ),
+        None => String::new(),
+    }
+}
+
 /// What becomes of a pipeline with a slot on a dead node.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fate {

@@ -299,3 +299,57 @@ fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
     let got = wirectl_json(&all, &["pipeline", "get", "steady"]);
     assert_eq!(got["state"], "finished", "{got}");
 }
+
+#[test]
+fn an_ingest_pipeline_waits_for_its_dead_node_and_says_so() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let store = format!("file://{}", dir.path().join("store").display());
+    let extra = ["--checkpoint-store".to_string(), store];
+    let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    let first = endpoint(&nodes);
+    // Placed on the lowest id: node 1, or node 2 when node 1 leads (so the leader survives).
+    if leader == 1 {
+        create(&first, &filler_spec(dir.path(), "filler1"), &[]);
+        wait_state(&first, "filler1", "finished");
+    }
+    let port = wire_tests::cluster::free_port();
+    let spec = dir.path().join("rows.yaml");
+    let yaml = format!(
+        "name: rows\nsources:\n  rows: {{type: ingest, listen: '127.0.0.1:{port}', schema: {{id: i64}}}}\nsinks:\n  out: {{type: blackhole, from: rows}}\n"
+    );
+    std::fs::write(&spec, yaml).expect("spec file");
+    create(&first, &spec, &["--checkpoint-interval", "300ms"]);
+    wait_state(&first, "rows", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+    let host = got["assignment"][0]["node"].as_u64().expect("placed");
+    assert_ne!(host, leader, "{got}");
+    assert_eq!(got["waiting"], "", "{got}");
+    let victim = nodes.iter_mut().find(|n| n.id == host).expect("host");
+    victim.kill();
+    // Its acknowledged input is in the dead node's WALs: it is not moved, and says why.
+    wire_tests::cluster::wait_for(
+        "the pipeline to say it waits",
+        Duration::from_secs(30),
+        || {
+            let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+            let waiting = got["waiting"].as_str().unwrap_or_default().to_string();
+            match waiting.contains(&format!("node {host} is down")) {
+                true => Ok(got),
+                false => Err(got.to_string()),
+            }
+        },
+    );
+    let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+    assert_eq!(got["assignment"][0]["node"].as_u64(), Some(host), "{got}");
+    assert_eq!(got["state"], "running", "{got}");
+    let victim = nodes.iter_mut().find(|n| n.id == host).expect("host");
+    victim.start();
+    wire_tests::cluster::wait_for("the node back", Duration::from_secs(30), || {
+        let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+        match got["waiting"].as_str() {
+            Some("") => Ok(()),
+            _ => Err(got.to_string()),
+        }
+    });
+}

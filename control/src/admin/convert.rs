@@ -22,6 +22,8 @@ pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
         last_checkpoint: meta.checkpoints.last().map_or(0, |c| c.id),
         // Filled from the hosting node's live counters by `GetPipeline`.
         operators: Vec::new(),
+        // Filled by `GetPipeline` on the leader, which knows which members are down.
+        waiting: String::new(),
         assignment: meta
             .assignment
             .iter()

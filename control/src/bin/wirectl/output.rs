@@ -87,6 +87,9 @@ impl Printer {
         }
         println!("name:             {}", p.name);
         println!("state:            {}", p.state);
+        if !p.waiting.is_empty() {
+            println!("waiting:          {}", p.waiting);
+        }
         if !p.failure.is_empty() {
             println!("failure:          {}", p.failure);
         }
