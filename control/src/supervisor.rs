@@ -145,7 +145,8 @@ enum JobCommand {
 enum JobEvent {
     /// The pipeline, the version the job runs, its state.
     Actual(String, u64, ActualState),
-    Checkpoint(String, u64, PathBuf),
+    /// The pipeline, the version the job runs, a checkpoint it completed and where it is.
+    Checkpoint(String, u64, u64, PathBuf),
     Ended(String, u64, Result<(), String>),
 }
 
@@ -412,7 +413,10 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
             actual,
             failure: None,
         },
-        JobEvent::Checkpoint(name, id, path) => MetaCommand::RecordCheckpoint {
+        // Fenced: refused once the pipeline is moved off this node or changed.
+        JobEvent::Checkpoint(name, version, id, path) => MetaCommand::NodeCheckpoint {
+            node: node.node,
+            version,
             name,
             id,
             path: path.display().to_string(),
@@ -747,7 +751,8 @@ impl JobThread {
                 continue;
             }
             newest = id;
-            let event = JobEvent::Checkpoint(self.name.clone(), id, store.location_of(id));
+            let event =
+                JobEvent::Checkpoint(self.name.clone(), self.version, id, store.location_of(id));
             let _ = self.events.send(event);
         }
         newest

@@ -22,8 +22,8 @@ pub const SAVEPOINTS_KEPT: usize = 64;
 /// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
 /// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
 /// decode, with those options unset. Version 3 added the token commands (tags 12 and 13),
-/// which an older version byte may not carry.
-const COMMAND_VERSION: u8 = 3;
+/// which an older version byte may not carry. Version 4 added `NodeCheckpoint` (tag 14).
+const COMMAND_VERSION: u8 = 4;
 
 /// Version byte that starts an encoded state snapshot (versions 1 and 2 still decode, as
 /// commands; version 3 added the tokens after the pipelines, none in older snapshots).
@@ -232,6 +232,21 @@ pub enum MetaCommand {
         /// Where its files are.
         path: String,
     },
+    /// What the node running a pipeline records of a checkpoint it completed: applied only
+    /// when the pipeline is placed on `node` and still at `version`, like [`MetaCommand::NodeReport`],
+    /// so a node the pipeline was moved away from cannot record checkpoints of it.
+    NodeCheckpoint {
+        /// The recording node.
+        node: u64,
+        /// The pipeline version the node runs.
+        version: u64,
+        /// Pipeline name.
+        name: String,
+        /// Checkpoint id.
+        id: u64,
+        /// Where its files are.
+        path: String,
+    },
     /// Record a savepoint.
     RecordSavepoint {
         /// Pipeline name.
@@ -313,18 +328,18 @@ impl MetaState {
                 actual,
                 failure,
             } => {
-                let p = self.pipelines.get(name).ok_or_else(|| unknown(name))?;
-                if p.version != *version || !p.assignment.iter().any(|a| a.node == *node) {
-                    return Err(MetaError::Invalid {
-                        reason: format!(
-                            "pipeline {name}: a stale report from node {node} (version {version}; \
-                             the pipeline is at version {} on nodes {:?})",
-                            p.version,
-                            p.assignment.iter().map(|a| a.node).collect::<Vec<_>>()
-                        ),
-                    });
-                }
+                self.check_fresh(name, *node, *version)?;
                 Some(self.report_actual(name, *actual, failure)?)
+            }
+            MetaCommand::NodeCheckpoint {
+                node,
+                version,
+                name,
+                id,
+                path,
+            } => {
+                self.check_fresh(name, *node, *version)?;
+                Some(self.record_checkpoint(name, *id, path)?)
             }
             MetaCommand::DeletePipeline { name } => {
                 self.pipelines.remove(name).ok_or_else(|| unknown(name))?;
@@ -514,6 +529,23 @@ impl MetaState {
         Ok(p.version)
     }
 
+    /// Refuses what `node` says of pipeline `name` at `version` unless the pipeline is still
+    /// at that version and placed on that node (anything else is stale: it was moved or changed).
+    fn check_fresh(&self, name: &str, node: u64, version: u64) -> Result<(), MetaError> {
+        let p = self.pipelines.get(name).ok_or_else(|| unknown(name))?;
+        if p.version != version || !p.assignment.iter().any(|a| a.node == node) {
+            return Err(MetaError::Invalid {
+                reason: format!(
+                    "pipeline {name}: a stale report from node {node} (version {version}; \
+                     the pipeline is at version {} on nodes {:?})",
+                    p.version,
+                    p.assignment.iter().map(|a| a.node).collect::<Vec<_>>()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn record_checkpoint(&mut self, name: &str, id: u64, path: &str) -> Result<u64, MetaError> {
         let p = self.pipeline_mut(name)?;
         if let Some(last) = p.checkpoints.last() {
@@ -644,6 +676,20 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
         MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
             encode_token_command(w, cmd);
         }
+        MetaCommand::NodeCheckpoint {
+            node,
+            version,
+            name,
+            id,
+            path,
+        } => {
+            w.u8(14);
+            w.u64(*node);
+            w.u64(*version);
+            w.str(name);
+            w.u64(*id);
+            w.str(path);
+        }
     }
 }
 
@@ -729,6 +775,13 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
             name: r.string("name")?,
             actual: decode_actual(r)?,
             failure: r.opt_string("failure")?,
+        },
+        14 if version >= 4 => MetaCommand::NodeCheckpoint {
+            node: r.u64("node")?,
+            version: r.u64("version")?,
+            name: r.string("name")?,
+            id: r.u64("id")?,
+            path: r.string("path")?,
         },
         12 if version >= 3 => {
             let (id, token) = tokens::decode_token(r)?;

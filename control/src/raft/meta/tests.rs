@@ -135,7 +135,7 @@ fn decode_errors_name_field_and_offset() {
             bytes.len()
         )
     );
-    assert!(MetaCommand::decode(&[4, 1])
+    assert!(MetaCommand::decode(&[5, 1])
         .unwrap_err()
         .to_string()
         .contains("unknown version"));
@@ -330,6 +330,23 @@ impl Model {
                 }
                 _ => false,
             },
+            MetaCommand::NodeCheckpoint {
+                node,
+                version,
+                name,
+                id,
+                ..
+            } => match self.pipelines.get_mut(name) {
+                Some(p)
+                    if p.0 == *version
+                        && p.2.iter().any(|a| a.node == *node)
+                        && p.1.last().is_none_or(|last| id > last) =>
+                {
+                    p.1.push(*id);
+                    true
+                }
+                _ => false,
+            },
             MetaCommand::RecordSavepoint { name, .. } => self.pipelines.contains_key(name),
             MetaCommand::AddNode { id, addr } => {
                 if *id == 0 || addr.is_empty() || self.nodes.contains_key(id) {
@@ -437,6 +454,15 @@ fn command() -> impl Strategy<Value = MetaCommand> {
             .prop_map(|(name, assignment)| MetaCommand::SetAssignment { name, assignment }),
         (name(), 0u64..20, "[a-z/]{0,6}")
             .prop_map(|(name, id, path)| MetaCommand::RecordCheckpoint { name, id, path }),
+        (0u64..4, 1u64..4, name(), 0u64..20, "[a-z/]{0,6}").prop_map(
+            |(node, version, name, id, path)| MetaCommand::NodeCheckpoint {
+                node,
+                version,
+                name,
+                id,
+                path,
+            }
+        ),
         (name(), "[a-z/]{0,6}", 0u64..20).prop_map(|(name, path, checkpoint_id)| {
             MetaCommand::RecordSavepoint {
                 name,
@@ -547,6 +573,23 @@ fn a_report_from_a_node_that_does_not_run_the_pipeline_is_refused() {
     assert!(older.to_string().contains("stale"), "{older}");
     assert_eq!(state, before);
     apply(&mut state, report(2, 2, ActualState::Paused)).unwrap();
+    // So are checkpoints the old node still records; the new one's are recorded.
+    let checkpoint = |node, version, id| MetaCommand::NodeCheckpoint {
+        node,
+        version,
+        name: "p".into(),
+        id,
+        path: format!("/store/chk-{id}"),
+    };
+    let zombie = apply(&mut state, checkpoint(1, 1, 7)).unwrap_err();
+    assert!(zombie.to_string().contains("stale"), "{zombie}");
+    apply(&mut state, checkpoint(2, 2, 7)).unwrap();
+    assert_eq!(
+        state.pipelines["p"].checkpoints.last().map(|c| c.id),
+        Some(7)
+    );
+    let command = checkpoint(2, 2, 8);
+    assert_eq!(MetaCommand::decode(&command.encode()).unwrap(), command);
     assert_eq!(state.pipelines["p"].actual, ActualState::Paused);
     // The encoding round-trips.
     let command = report(2, 7, ActualState::Finished);
