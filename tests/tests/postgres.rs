@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wire_tests::postgres::Server;
-use wire_tests::process::{check_pipeline, output_within, Watched};
+use wire_tests::process::{
+    check_pipeline, kill_after, output_within, sigkill_restarts_when, Watched,
+};
 use wire_tests::wire_bin;
 
 /// A name unique to this test run (the server is shared by the binary's tests).
@@ -84,25 +86,6 @@ fn counts(server: &Server, table: &str) -> (Vec<Vec<Option<String>>>, usize) {
     (rows, repeated)
 }
 
-/// SIGKILLs `run` after `after` unless it ended first (successfully); whether it was killed.
-fn kill_after(mut run: Watched, after: Duration) -> bool {
-    let deadline = Instant::now() + after;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            run.join();
-            assert!(
-                status.success(),
-                "wire failed ({status}):\n{}",
-                run.stderr()
-            );
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    run.kill();
-    true
-}
-
 /// Waits at most `limit` for `run` to end, which it must do successfully; its stderr.
 fn finish_within(mut run: Watched, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
@@ -118,7 +101,7 @@ fn finish_within(mut run: Watched, limit: Duration) -> String {
 /// SIGKILLs `run` as soon as the progress table shows a checkpoint of `pipeline` newer than
 /// `seen` (polled every millisecond), unless the run ended first (successfully); whether it
 /// was killed.
-fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
+fn kill_after_commit(run: &mut Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
     let query = format!(
         "SELECT coalesce(max(checkpoint), 0) FROM wire_progress WHERE pipeline = '{pipeline}'"
     );
@@ -142,13 +125,16 @@ fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &m
             _ => 0, // no progress table yet
         };
         if newest > *seen {
-            run.kill();
+            run.child.kill().expect("SIGKILL");
+            let _ = run.child.wait();
             *seen = newest;
             return true;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    panic!("no commit of {pipeline} within 60 s:\n{}", run.kill());
+    let _ = run.child.kill();
+    run.join();
+    panic!("no commit of {pipeline} within 60 s:\n{}", run.stderr());
 }
 
 #[test]
@@ -175,27 +161,26 @@ fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
     // Kills right after a commit (the moment that shows a commit made at the barrier rather
     // than at completion: its checkpoint is then not complete yet) alternate with kills at
     // a time (which also land between completion and commit).
-    let mut killed = 0;
     let mut seen = 0;
-    for after in [None, Some(700), None, Some(900), None] {
-        let run = Watched::spawn(wire_run(dir.path(), "eos.yaml", true));
-        let was_killed = match after {
+    let delays = [None, Some(700), None, Some(900), None];
+    let (killed, _) = sigkill_restarts_when(
+        || wire_run(dir.path(), "eos.yaml", true),
+        delays.len(),
+        |run_index, run| match delays[run_index] {
             None => kill_after_commit(run, server, "pg_eos", &mut seen),
-            Some(ms) => kill_after(run, Duration::from_millis(ms)),
-        };
-        if !was_killed {
-            break;
-        }
-        killed += 1;
-        let (rows, repeated) = counts(server, &crashed);
-        assert_eq!(repeated, 0, "a window written twice after {killed} kill(s)");
-        assert!(rows.len() <= expected.len());
-    }
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "eos.yaml", true),
-        Duration::from_secs(120),
+            Some(ms) => !kill_after(run, Duration::from_millis(ms)),
+        },
+        |killed, _| {
+            let (rows, repeated) = counts(server, &crashed);
+            assert_eq!(
+                repeated,
+                0,
+                "a window written twice after {} kill(s)",
+                killed + 1
+            );
+            assert!(rows.len() <= expected.len());
+        },
     );
-    assert_eq!(code, Some(0), "{stderr}");
     let (rows, repeated) = counts(server, &crashed);
     eprintln!("{killed} kill(s); {} rows", rows.len());
     assert!(killed >= 1, "the run ended before the first kill");

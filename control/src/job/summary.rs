@@ -55,6 +55,10 @@ impl fmt::Display for Summary<'_> {
                 share,
             )?;
             let rejected = node.total(|c| &c.rejected);
+            if node.role == Role::Sink {
+                sink_errors(f, rejected, node.total(|c| &c.late))?;
+                continue;
+            }
             if rejected > 0 {
                 writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
             }
@@ -105,6 +109,22 @@ impl fmt::Display for Summary<'_> {
         }
         Ok(())
     }
+}
+
+/// A sink's refused rows (skipped or dead-lettered, per its `on_error`) and retried
+/// requests, when there are any.
+fn sink_errors(f: &mut fmt::Formatter<'_>, refused: u64, retries: u64) -> fmt::Result {
+    if refused > 0 {
+        writeln!(
+            f,
+            "  {:<20} {refused} rows refused by the server (skipped or dead-lettered)",
+            ""
+        )?;
+    }
+    if retries > 0 {
+        writeln!(f, "  {:<20} {retries} requests retried", "")?;
+    }
+    Ok(())
 }
 
 /// `12.3M`, `4.5k`, `812`.
