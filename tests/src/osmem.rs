@@ -102,11 +102,14 @@ impl Osmem {
         assert!(status == 200, "creating index {name}: {status} {text}");
     }
 
-    /// Every document of `index` (at most 10000), by id.
+    /// Every document of `index` (at most 10000), by id; none when there is no such index.
     pub fn documents(&self, index: &str) -> BTreeMap<String, serde_json::Value> {
         let (status, text) = self
             .request("POST", &format!("/{index}/_refresh"), "")
             .expect("osmem answers");
+        if status == 404 {
+            return BTreeMap::new();
+        }
         assert!(status == 200, "refreshing {index}: {status} {text}");
         let query = r#"{"size":10000,"query":{"match_all":{}}}"#;
         let (status, text) = self
@@ -121,6 +124,18 @@ impl Osmem {
                 (id, hit["_source"].clone())
             })
             .collect()
+    }
+
+    /// The number of documents in `index` (0 when there is no such index).
+    pub fn count(&self, index: &str) -> u64 {
+        let (status, text) = self
+            .request("GET", &format!("/{index}/_count"), "")
+            .expect("osmem answers");
+        if status == 404 {
+            return 0;
+        }
+        let value: serde_json::Value = serde_json::from_str(&text).expect("a JSON count");
+        value["count"].as_u64().expect("a count")
     }
 
     /// One HTTP/1.0 request (so the answer is never chunked); status and body.
