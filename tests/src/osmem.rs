@@ -61,6 +61,11 @@ impl Osmem {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Osmem::start_on(port)
+    }
+
+    /// A server on `port` (a restart of a stopped one: it starts empty).
+    pub fn start_on(port: u16) -> Osmem {
         let bin = osmem_bin();
         // A watchdog shell ends the server when this test process is gone.
         let script = format!(

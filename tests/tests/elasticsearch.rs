@@ -109,7 +109,12 @@ fn nexmark_windows_replayed_through_sigkills_equal_the_reference() {
         |_, _| {
             let now = server.documents(&crashed);
             // Each (auction, window) has at most one document.
-            assert!(now.len() <= expected.len(), "{} > {}", now.len(), expected.len());
+            assert!(
+                now.len() <= expected.len(),
+                "{} > {}",
+                now.len(),
+                expected.len()
+            );
             seen.push(now.len());
         },
     );
@@ -134,7 +139,11 @@ fn kill_when_it_grows(run: &mut Watched, server: &Osmem, index: &str) -> bool {
     while Instant::now() < deadline {
         if let Ok(Some(status)) = run.child.try_wait() {
             run.join();
-            assert!(status.success(), "wire failed ({status}):\n{}", run.stderr());
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
             return false;
         }
         if server.count(index) > before {
@@ -323,4 +332,38 @@ sinks:
     let with_id = yaml.replace("index: totals}", "index: totals, id: auction}");
     let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &with_id);
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_server_that_goes_away_mid_run_is_retried_until_it_is_back() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let server = Osmem::start();
+    let (port, url) = (server.port, server.url());
+    let yaml = format!(
+        "sources:
+  bids: {{type: nexmark, stream: bid, events: 60000, rate: 20000}}
+operators:
+  - {{name: tenth, from: bids, filter: auction % 10 = 0}}
+sinks:
+  out: {{type: elasticsearch, from: tenth, url: '{url}', index: bids, id: CAST(auction AS string) || '/' || CAST(date_time AS string) || '/' || CAST(bidder AS string), batch_rows: 50, connect_timeout_ms: 20000}}
+"
+    );
+    std::fs::write(dir.path().join("away.yaml"), yaml).expect("pipeline");
+    let mut run = Watched::spawn(wire_run(dir.path(), "away.yaml", false));
+    run.wait_until("the first documents", Duration::from_secs(30), |_| {
+        server.count("bids") > 0
+    });
+    drop(server);
+    // Gone for about a second (every bulk request now fails to connect), then back, empty.
+    std::thread::sleep(Duration::from_secs(1));
+    let back = Osmem::start_on(port);
+    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
+    run.join();
+    let stderr = run.stderr();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("requests retried"), "{stderr}");
+    assert!(
+        back.count("bids") > 0,
+        "nothing written after the server came back"
+    );
 }

@@ -410,3 +410,71 @@ fn a_server_gone_mid_run_is_retried_and_the_run_recovers() {
     );
     assert!(stderr.contains("the server at 127.0.0.1:"), "{stderr}");
 }
+
+#[test]
+fn rows_the_server_refuses_go_to_the_dead_letter_file() {
+    let server = Server::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Every third value is negative, which the table's CHECK refuses.
+    let input: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"k\":{i},\"v\":{}}}\n",
+                if i % 3 == 0 { -i - 1 } else { i }
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    for delivery in ["at_least_once", "exactly_once"] {
+        let table = unique(&format!("checked_{delivery}"));
+        server.execute(&format!(
+            "CREATE TABLE {table} (k bigint PRIMARY KEY, v bigint CHECK (v >= 0))"
+        ));
+        let yaml = format!(
+            "name: pg_dead_{delivery}
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{k: i64, v: i64}}}}
+sinks:
+  out: {{type: postgres, from: input, url: '{url}', table: {table}, delivery: {delivery}, batch_rows: 4, on_error: dead_letter, dead_letter: dead/{delivery}.jsonl}}
+",
+            url = server.url()
+        );
+        std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+        let (code, stderr) = output_within(
+            wire_run(dir.path(), "p.yaml", delivery == "exactly_once"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        // Exactly-once writes the run's last checkpoint after the cores stopped, past the
+        // counters of the summary.
+        if delivery == "at_least_once" {
+            assert!(stderr.contains("10 rows refused by the server"), "{stderr}");
+        }
+        let rows = server.rows(&format!("SELECT k FROM {table} ORDER BY k"));
+        let keys: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r[0].as_deref()?.parse().ok())
+            .collect();
+        let expected: Vec<i64> = (0..30).filter(|i| i % 3 != 0).collect();
+        assert_eq!(keys, expected, "{delivery}");
+        let letters = std::fs::read_to_string(dir.path().join(format!("dead/{delivery}.jsonl")))
+            .expect("dead letters");
+        let mut keys: Vec<i64> = Vec::new();
+        for line in letters.lines() {
+            let letter: serde_json::Value = serde_json::from_str(line).expect("json");
+            let error = letter["error"].as_str().expect("error");
+            assert!(error.contains("violates check constraint"), "{error}");
+            assert!(error.ends_with("[SQLSTATE 23514]"), "{error}");
+            assert!(letter["place"].as_str().is_some_and(|p| p.contains(&table)));
+            keys.push(
+                letter["row"]["k"]
+                    .as_str()
+                    .and_then(|k| k.parse().ok())
+                    .expect("k"),
+            );
+        }
+        keys.sort_unstable();
+        let expected: Vec<i64> = (0..30).filter(|i| i % 3 == 0).collect();
+        assert_eq!(keys, expected, "{delivery}");
+    }
+}

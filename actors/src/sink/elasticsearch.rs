@@ -80,7 +80,7 @@ impl ElasticsearchOutput {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|err| Error::Connector(format!("{what}: http client: {}", cause(&err))))?;
-        let refusals = Refusals::open(&spec.errors, tally.clone())?;
+        let refusals = Refusals::open(&spec.errors, Some(tally.clone()))?;
         let rows = refusals
             .keeps_rows()
             .then(|| RowWriter::new(FileFormat::JsonLines, &sink.schema));

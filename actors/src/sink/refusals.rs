@@ -49,12 +49,13 @@ impl Tally {
 pub(super) struct Refusals {
     on_error: SinkOnError,
     dead_letters: Option<(PathBuf, std::fs::File)>,
-    tally: Tally,
+    /// Where refusals are counted; none while settling a sink before the cores start.
+    tally: Option<Tally>,
 }
 
 impl Refusals {
     /// Opens the dead-letter file (and its directory) when `errors` asks for one.
-    pub(super) fn open(errors: &SinkErrors, tally: Tally) -> Result<Refusals, Error> {
+    pub(super) fn open(errors: &SinkErrors, tally: Option<Tally>) -> Result<Refusals, Error> {
         let dead_letters = match (&errors.on_error, &errors.dead_letter) {
             (SinkOnError::DeadLetter, Some(path)) => Some((path.clone(), open_append(path)?)),
             _ => None,
@@ -96,7 +97,9 @@ impl Refusals {
                 }
             }
         }
-        self.tally.refused();
+        if let Some(tally) = &self.tally {
+            tally.refused();
+        }
         Ok(())
     }
 
