@@ -341,9 +341,9 @@ fn a_server_that_goes_away_mid_run_is_retried_until_it_is_back() {
     let (port, url) = (server.port, server.url());
     let yaml = format!(
         "sources:
-  bids: {{type: nexmark, stream: bid, events: 60000, rate: 20000}}
+  bids: {{type: nexmark, stream: bid, events: 30000, rate: 10000}}
 operators:
-  - {{name: tenth, from: bids, filter: auction % 10 = 0}}
+  - {{name: tenth, from: bids, filter: price % 20 = 0}}
 sinks:
   out: {{type: elasticsearch, from: tenth, url: '{url}', index: bids, id: CAST(auction AS string) || '/' || CAST(date_time AS string) || '/' || CAST(bidder AS string), batch_rows: 50, connect_timeout_ms: 20000}}
 "
