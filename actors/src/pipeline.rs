@@ -347,6 +347,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SinkKind::File(_) => "file",
             SinkKind::Kafka(_) => "kafka",
             SinkKind::Postgres(_) => "postgres",
+            SinkKind::Elasticsearch(_) => "elasticsearch",
             _ => "sink",
         };
         (s.name.clone(), Role::Sink, kind.to_string())

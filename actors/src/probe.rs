@@ -32,9 +32,11 @@ pub struct Counters {
     pub events: AtomicU64,
     /// Nanoseconds spent waiting for room in a downstream queue.
     pub blocked_ns: AtomicU64,
-    /// Input lines or batches rejected (skipped or refused).
+    /// Input lines or batches rejected (skipped or refused); for a sink, rows the external
+    /// system refused (skipped or dead-lettered).
     pub rejected: AtomicU64,
-    /// Rows too late for every window (sent to the late output, if there is one).
+    /// Rows too late for every window (sent to the late output, if there is one); for a sink,
+    /// which has no windows, requests it retried.
     pub late: AtomicU64,
     /// Groups (keys × windows) held in state at the last update.
     pub groups: AtomicU64,

@@ -12,8 +12,10 @@
 //!   with at most `OPEN_PARTITIONS_MAX` parts open per core.
 
 mod dir;
+mod elasticsearch;
 mod kafka;
 mod postgres;
+mod refusals;
 mod stage;
 
 pub use kafka::recover_kafka_sinks;
@@ -186,6 +188,7 @@ enum Output {
     File(Box<PartFiles>),
     Kafka(Box<kafka::KafkaOutput>),
     Postgres(Box<postgres::PostgresOutput>),
+    Elasticsearch(Box<elasticsearch::ElasticsearchOutput>),
 }
 
 impl Output {
@@ -219,6 +222,9 @@ impl Output {
             SinkKind::Postgres(_) => {
                 Output::Postgres(Box::new(postgres::PostgresOutput::open(cx, sink, epoch)?))
             }
+            SinkKind::Elasticsearch(_) => Output::Elasticsearch(Box::new(
+                elasticsearch::ElasticsearchOutput::open(cx, sink)?,
+            )),
             _ => Output::Blackhole,
         })
     }
@@ -228,6 +234,7 @@ impl Output {
         match output {
             Some(Output::Kafka(kafka)) => kafka.start().await,
             Some(Output::Postgres(postgres)) => postgres.start().await,
+            Some(Output::Elasticsearch(es)) => es.start().await,
             _ => Ok(()),
         }
     }
@@ -271,6 +278,7 @@ impl Output {
             Output::File(parts) => parts.write(batch).await,
             Output::Kafka(kafka) => kafka.write(batch).await,
             Output::Postgres(postgres) => postgres.write(batch).await,
+            Output::Elasticsearch(es) => es.write(batch).await,
         }
     }
 
@@ -281,6 +289,7 @@ impl Output {
             Output::File(parts) => parts.stage(next_epoch).await,
             Output::Kafka(kafka) => kafka.stage(next_epoch).await,
             Output::Postgres(postgres) => postgres.stage(next_epoch).await,
+            Output::Elasticsearch(es) => es.stage().await,
             Output::Stdout { closed: false, .. } => std::io::stdout()
                 .lock()
                 .flush()
@@ -314,6 +323,7 @@ impl Output {
             Output::File(parts) => parts.close().await,
             Output::Kafka(kafka) => kafka.close().await,
             Output::Postgres(postgres) => postgres.close().await,
+            Output::Elasticsearch(es) => es.close().await,
         }
     }
 }

@@ -199,26 +199,48 @@ pub fn kill_after(run: &mut Watched, after: Duration) -> bool {
 
 /// Runs `command()` up to `kills` times, each SIGKILLed after `delay(run)` (calling
 /// `after_kill(run, stderr)` then), and a last time to its end, which must succeed. Returns the
-/// kills made and every run's stderr, the last one's last.
+/// kills made and every run's stderr, the last one's last (which gets at most 180 s).
 pub fn sigkill_restarts(
-    mut command: impl FnMut() -> Command,
+    command: impl FnMut() -> Command,
     kills: usize,
     mut delay: impl FnMut(usize) -> Duration,
+    after_kill: impl FnMut(usize, &str),
+) -> (usize, Vec<String>) {
+    sigkill_restarts_when(
+        command,
+        kills,
+        |killed, run| !kill_after(run, delay(killed)),
+        after_kill,
+    )
+}
+
+/// [`sigkill_restarts`] with the moment of each kill chosen by `kill(run_index, run)`, which
+/// SIGKILLs the run and returns true, or returns false when the run ended by itself
+/// (successfully); `kill` must bound its wait.
+pub fn sigkill_restarts_when(
+    mut command: impl FnMut() -> Command,
+    kills: usize,
+    mut kill: impl FnMut(usize, &mut Watched) -> bool,
     mut after_kill: impl FnMut(usize, &str),
 ) -> (usize, Vec<String>) {
     let mut stderrs = Vec::new();
     let mut killed = 0;
     while killed < kills {
         let mut run = Watched::spawn(command());
-        let ended = kill_after(&mut run, delay(killed));
+        let was_killed = kill(killed, &mut run);
+        run.join();
         stderrs.push(run.stderr());
-        if ended {
+        if !was_killed {
             return (killed, stderrs);
         }
         after_kill(killed, stderrs.last().map_or("", String::as_str));
         killed += 1;
     }
-    let last = Watched::spawn(command()).finish();
-    stderrs.push(last);
+    let mut last = Watched::spawn(command());
+    // Bounded: a run that hangs fails the test instead of holding CI.
+    let status = wait_bounded(&mut last.child, Duration::from_secs(180));
+    last.join();
+    assert!(status.success(), "wire failed: {status}\n{}", last.stderr());
+    stderrs.push(last.stderr());
     (killed, stderrs)
 }

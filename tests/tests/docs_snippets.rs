@@ -311,3 +311,38 @@ fn a_flow_mapping_that_cuts_an_expression_fails_the_snippet_check() {
         );
     }
 }
+
+/// The `.yaml` files under `dir` and its subdirectories, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("examples directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_pipeline_checks() {
+    let files = yaml_files(&repo_root().join("examples"));
+    assert!(files.len() > 20, "{files:?}");
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|file| {
+            let out = Command::new(wire_bin())
+                .arg("check")
+                .arg(file)
+                .current_dir(repo_root())
+                .output()
+                .expect("run wire check");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            (!out.status.success()).then(|| format!("{}: {stderr}", file.display()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

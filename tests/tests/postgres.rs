@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wire_tests::postgres::Server;
-use wire_tests::process::{check_pipeline, output_within, Watched};
+use wire_tests::process::{
+    check_pipeline, kill_after, output_within, sigkill_restarts_when, Watched,
+};
 use wire_tests::wire_bin;
 
 /// A name unique to this test run (the server is shared by the binary's tests).
@@ -84,25 +86,6 @@ fn counts(server: &Server, table: &str) -> (Vec<Vec<Option<String>>>, usize) {
     (rows, repeated)
 }
 
-/// SIGKILLs `run` after `after` unless it ended first (successfully); whether it was killed.
-fn kill_after(mut run: Watched, after: Duration) -> bool {
-    let deadline = Instant::now() + after;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            run.join();
-            assert!(
-                status.success(),
-                "wire failed ({status}):\n{}",
-                run.stderr()
-            );
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    run.kill();
-    true
-}
-
 /// Waits at most `limit` for `run` to end, which it must do successfully; its stderr.
 fn finish_within(mut run: Watched, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
@@ -118,7 +101,7 @@ fn finish_within(mut run: Watched, limit: Duration) -> String {
 /// SIGKILLs `run` as soon as the progress table shows a checkpoint of `pipeline` newer than
 /// `seen` (polled every millisecond), unless the run ended first (successfully); whether it
 /// was killed.
-fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
+fn kill_after_commit(run: &mut Watched, server: &Server, pipeline: &str, seen: &mut i64) -> bool {
     let query = format!(
         "SELECT coalesce(max(checkpoint), 0) FROM wire_progress WHERE pipeline = '{pipeline}'"
     );
@@ -142,13 +125,16 @@ fn kill_after_commit(mut run: Watched, server: &Server, pipeline: &str, seen: &m
             _ => 0, // no progress table yet
         };
         if newest > *seen {
-            run.kill();
+            run.child.kill().expect("SIGKILL");
+            let _ = run.child.wait();
             *seen = newest;
             return true;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    panic!("no commit of {pipeline} within 60 s:\n{}", run.kill());
+    let _ = run.child.kill();
+    run.join();
+    panic!("no commit of {pipeline} within 60 s:\n{}", run.stderr());
 }
 
 #[test]
@@ -175,27 +161,26 @@ fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
     // Kills right after a commit (the moment that shows a commit made at the barrier rather
     // than at completion: its checkpoint is then not complete yet) alternate with kills at
     // a time (which also land between completion and commit).
-    let mut killed = 0;
     let mut seen = 0;
-    for after in [None, Some(700), None, Some(900), None] {
-        let run = Watched::spawn(wire_run(dir.path(), "eos.yaml", true));
-        let was_killed = match after {
+    let delays = [None, Some(700), None, Some(900), None];
+    let (killed, _) = sigkill_restarts_when(
+        || wire_run(dir.path(), "eos.yaml", true),
+        delays.len(),
+        |run_index, run| match delays[run_index] {
             None => kill_after_commit(run, server, "pg_eos", &mut seen),
-            Some(ms) => kill_after(run, Duration::from_millis(ms)),
-        };
-        if !was_killed {
-            break;
-        }
-        killed += 1;
-        let (rows, repeated) = counts(server, &crashed);
-        assert_eq!(repeated, 0, "a window written twice after {killed} kill(s)");
-        assert!(rows.len() <= expected.len());
-    }
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "eos.yaml", true),
-        Duration::from_secs(120),
+            Some(ms) => !kill_after(run, Duration::from_millis(ms)),
+        },
+        |killed, _| {
+            let (rows, repeated) = counts(server, &crashed);
+            assert_eq!(
+                repeated,
+                0,
+                "a window written twice after {} kill(s)",
+                killed + 1
+            );
+            assert!(rows.len() <= expected.len());
+        },
     );
-    assert_eq!(code, Some(0), "{stderr}");
     let (rows, repeated) = counts(server, &crashed);
     eprintln!("{killed} kill(s); {} rows", rows.len());
     assert!(killed >= 1, "the run ended before the first kill");
@@ -424,4 +409,72 @@ fn a_server_gone_mid_run_is_retried_and_the_run_recovers() {
         "the table differs from the reference:\n{stderr}"
     );
     assert!(stderr.contains("the server at 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn rows_the_server_refuses_go_to_the_dead_letter_file() {
+    let server = Server::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Every third value is negative, which the table's CHECK refuses.
+    let input: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"k\":{i},\"v\":{}}}\n",
+                if i % 3 == 0 { -i - 1 } else { i }
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    for delivery in ["at_least_once", "exactly_once"] {
+        let table = unique(&format!("checked_{delivery}"));
+        server.execute(&format!(
+            "CREATE TABLE {table} (k bigint PRIMARY KEY, v bigint CHECK (v >= 0))"
+        ));
+        let yaml = format!(
+            "name: pg_dead_{delivery}
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{k: i64, v: i64}}}}
+sinks:
+  out: {{type: postgres, from: input, url: '{url}', table: {table}, delivery: {delivery}, batch_rows: 4, on_error: dead_letter, dead_letter: dead/{delivery}.jsonl}}
+",
+            url = server.url()
+        );
+        std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+        let (code, stderr) = output_within(
+            wire_run(dir.path(), "p.yaml", delivery == "exactly_once"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        // Exactly-once writes the run's last checkpoint after the cores stopped, past the
+        // counters of the summary.
+        if delivery == "at_least_once" {
+            assert!(stderr.contains("10 rows refused by the server"), "{stderr}");
+        }
+        let rows = server.rows(&format!("SELECT k FROM {table} ORDER BY k"));
+        let keys: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r[0].as_deref()?.parse().ok())
+            .collect();
+        let expected: Vec<i64> = (0..30).filter(|i| i % 3 != 0).collect();
+        assert_eq!(keys, expected, "{delivery}");
+        let letters = std::fs::read_to_string(dir.path().join(format!("dead/{delivery}.jsonl")))
+            .expect("dead letters");
+        let mut keys: Vec<i64> = Vec::new();
+        for line in letters.lines() {
+            let letter: serde_json::Value = serde_json::from_str(line).expect("json");
+            let error = letter["error"].as_str().expect("error");
+            assert!(error.contains("violates check constraint"), "{error}");
+            assert!(error.ends_with("[SQLSTATE 23514]"), "{error}");
+            assert!(letter["place"].as_str().is_some_and(|p| p.contains(&table)));
+            keys.push(
+                letter["row"]["k"]
+                    .as_str()
+                    .and_then(|k| k.parse().ok())
+                    .expect("k"),
+            );
+        }
+        keys.sort_unstable();
+        let expected: Vec<i64> = (0..30).filter(|i| i % 3 == 0).collect();
+        assert_eq!(keys, expected, "{delivery}");
+    }
 }

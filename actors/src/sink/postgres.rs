@@ -21,10 +21,11 @@ use std::time::Duration;
 use postgres::{Client, Config};
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::{Plan, PlanSink, OP_FIELD};
-use wire_core::frontend::spec::{KafkaDelivery, PostgresMode, SinkKind};
+use wire_core::frontend::spec::{KafkaDelivery, PostgresMode, SinkKind, SinkOnError};
 use wire_core::{ArchivedRow, Batch};
 
 use self::sql::{Failure, Row, Target};
+use super::refusals::{Refusals, Tally};
 use super::stage::{corrupt, frame, read_staged, staged_files, StageFiles};
 use crate::pipeline::CoreCx;
 use crate::retry::RetryState;
@@ -47,6 +48,8 @@ struct Link {
     progress: String,
     /// `(pipeline, sink, instance)`.
     id: (String, String, i32),
+    /// `on_error: skip | dead_letter`: where refused rows go; none with `fail`.
+    refusals: Option<Mutex<Refusals>>,
 }
 
 /// One core's instance of a PostgreSQL sink.
@@ -66,7 +69,10 @@ impl PostgresOutput {
     /// The instance of `sink` on `cx`'s core; `epoch` is the checkpoint the first rows belong
     /// to (`None` without checkpoints).
     pub(super) fn open(cx: &CoreCx, sink: &PlanSink, epoch: Option<u64>) -> Result<Self, Error> {
-        let link = Arc::new(link(&cx.plan.name, sink, cx.core)?);
+        let index = cx.plan.sinks.iter().position(|s| s.name == sink.name);
+        let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
+        let tally = Tally::new(cx.probe.clone(), node, cx.core);
+        let link = Arc::new(link(&cx.plan.name, sink, cx.core, Some(tally))?);
         let SinkKind::Postgres(spec) = &sink.kind else {
             unreachable!("a postgres sink")
         };
@@ -168,7 +174,7 @@ impl PostgresOutput {
             .spawn_blocking(move || {
                 with_client(&link, &client, |client| {
                     let mut tx = client.transaction()?;
-                    sql::write_rows(&mut tx, &link.target, &rows)?;
+                    write_rows(&mut tx, &link, &rows)?;
                     Ok(tx.commit()?)
                 })
             })
@@ -217,14 +223,19 @@ impl PostgresOutput {
 }
 
 /// The request context of `sink`'s instance on `core`.
-fn link(pipeline: &str, sink: &PlanSink, core: usize) -> Result<Link, Error> {
+fn link(pipeline: &str, sink: &PlanSink, core: usize, tally: Option<Tally>) -> Result<Link, Error> {
     let SinkKind::Postgres(spec) = &sink.kind else {
         unreachable!("a postgres sink")
     };
     let what = format!("postgres sink `{}`", sink.name);
     let (config, address) = sql::config(&spec.url, &what).map_err(Error::Connector)?;
     let columns = sink.columns.iter().map(|(c, _)| c.clone()).collect();
+    let refusals = match spec.errors.on_error {
+        SinkOnError::Fail => None,
+        _ => Some(Mutex::new(Refusals::open(&spec.errors, tally)?)),
+    };
     Ok(Link {
+        refusals,
         what,
         address,
         config,
@@ -310,6 +321,83 @@ fn with_client<T>(
     }
 }
 
+/// Writes `rows` in `tx`; with `on_error: skip | dead_letter`, a statement the server refuses
+/// for its data is rolled back to a savepoint and its rows written one by one, each in its
+/// own savepoint, and the rows the server refuses go to the link's refusals.
+fn write_rows(
+    tx: &mut postgres::Transaction<'_>,
+    link: &Link,
+    rows: &[Row],
+) -> Result<(), Attempt> {
+    let Some(refusals) = &link.refusals else {
+        return Ok(sql::write_rows(tx, &link.target, rows)?);
+    };
+    let target = &link.target;
+    let (deletes, upserts) = sql::settle(target, rows);
+    let chunks = deletes.chunks(target.batch_rows).map(|c| (c, true));
+    for (chunk, delete) in chunks.chain(upserts.chunks(target.batch_rows).map(|c| (c, false))) {
+        let statement = |rows: &[&Row]| match delete {
+            true => sql::delete_sql(target, rows),
+            false => sql::insert_sql(target, rows),
+        };
+        if try_in_savepoint(tx, &statement(chunk))?.is_none() {
+            continue;
+        }
+        for row in chunk {
+            if let Some(cause) = try_in_savepoint(tx, &statement(&[row]))? {
+                let place = format!("table `{}` at {}", target.table, link.address);
+                let json = row_json(target, row);
+                let mut refusals = refusals.lock().map_err(|_| {
+                    Attempt::Refused(Error::Connector(format!("{}: lock poisoned", link.what)))
+                })?;
+                refusals
+                    .refuse(&link.what, &cause, &place, &json)
+                    .map_err(Attempt::Refused)?;
+            }
+        }
+    }
+    // The letters are durable before the rows' transaction commits.
+    let refusals = refusals
+        .lock()
+        .map_err(|_| Attempt::Refused(Error::Connector(format!("{}: lock poisoned", link.what))))?;
+    refusals.sync().map_err(Attempt::Refused)
+}
+
+/// Runs `statement` in a savepoint of `tx`: `None` when it succeeded, the server's cause when
+/// it refused the data (the savepoint is rolled back); a transient error is returned.
+fn try_in_savepoint(
+    tx: &mut postgres::Transaction<'_>,
+    statement: &str,
+) -> Result<Option<String>, Attempt> {
+    let mut savepoint = tx.savepoint("wire_rows")?;
+    match savepoint.batch_execute(statement) {
+        Ok(()) => {
+            savepoint.commit()?;
+            Ok(None)
+        }
+        Err(error) => match sql::classify(&error) {
+            Failure::Permanent(cause) => {
+                savepoint.rollback()?;
+                Ok(Some(cause))
+            }
+            Failure::Transient(_) => Err(Attempt::Db(error)),
+        },
+    }
+}
+
+/// A row as a JSON object of its columns' text (`op: "-D"` for a delete), for a dead letter.
+fn row_json(target: &Target, row: &Row) -> Vec<u8> {
+    let mut object = serde_json::Map::new();
+    for (column, value) in target.columns.iter().zip(&row.1) {
+        let value = value.as_deref().map_or(serde_json::Value::Null, Into::into);
+        object.insert(column.clone(), value);
+    }
+    if row.0 {
+        object.insert("op".into(), "-D".into());
+    }
+    serde_json::Value::Object(object).to_string().into_bytes()
+}
+
 /// Refuses a table that is missing, lacks a column, or has a column whose type the mapped
 /// value does not fit.
 fn check_table(
@@ -384,7 +472,7 @@ fn commit_file(link: &Link, shared: &Shared, id: u64, path: &Path) -> Result<(),
         if done.is_some_and(|row| row.get::<_, i64>(0) >= id as i64) {
             return Ok(false);
         }
-        sql::write_rows(&mut tx, &link.target, &rows)?;
+        write_rows(&mut tx, link, &rows)?;
         tx.execute(
             &format!(
                 "INSERT INTO {table} (pipeline, sink, instance, checkpoint) VALUES ($1, $2, $3, $4) \
@@ -457,7 +545,7 @@ pub fn recover_postgres_sinks(
                 std::fs::remove_file(&path).map_err(|err| Error::io(&path, err))?;
                 continue;
             }
-            let link = link(&plan.name, sink, core)?;
+            let link = link(&plan.name, sink, core, None)?;
             commit_file(&link, &Arc::new(Mutex::new(None)), id, &path)?;
             committed += 1;
             tracing::info!(sink = %sink.name, core, checkpoint = id, "settled a staged postgres transaction after a restart");

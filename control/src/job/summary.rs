@@ -54,18 +54,7 @@ impl fmt::Display for Summary<'_> {
                 node.total(|c| &c.rows_out),
                 share,
             )?;
-            let rejected = node.total(|c| &c.rejected);
-            if rejected > 0 {
-                writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
-            }
-            let late = node.total(|c| &c.late);
-            if late > 0 {
-                writeln!(f, "  {:<20} {late} rows too late for every window", "")?;
-            }
-            let groups = node.total(|c| &c.groups);
-            if groups > 0 {
-                writeln!(f, "  {:<20} {groups} groups in state at the end", "")?;
-            }
+            node_notes(f, node)?;
         }
         let first_ns = self.probe.first_batch_ns.load(Ordering::Relaxed);
         // An ingest source waits for its producers: its rate counts from the first batch.
@@ -105,6 +94,43 @@ impl fmt::Display for Summary<'_> {
         }
         Ok(())
     }
+}
+
+/// The lines under a node's row: rejected input, late rows and groups in state; for a sink,
+/// refused rows and retried requests.
+fn node_notes(f: &mut fmt::Formatter<'_>, node: &wire_actors::NodeProbe) -> fmt::Result {
+    let rejected = node.total(|c| &c.rejected);
+    if node.role == Role::Sink {
+        return sink_errors(f, rejected, node.total(|c| &c.late));
+    }
+    if rejected > 0 {
+        writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
+    }
+    let late = node.total(|c| &c.late);
+    if late > 0 {
+        writeln!(f, "  {:<20} {late} rows too late for every window", "")?;
+    }
+    let groups = node.total(|c| &c.groups);
+    if groups > 0 {
+        writeln!(f, "  {:<20} {groups} groups in state at the end", "")?;
+    }
+    Ok(())
+}
+
+/// A sink's refused rows (skipped or dead-lettered, per its `on_error`) and retried
+/// requests, when there are any.
+fn sink_errors(f: &mut fmt::Formatter<'_>, refused: u64, retries: u64) -> fmt::Result {
+    if refused > 0 {
+        writeln!(
+            f,
+            "  {:<20} {refused} rows refused by the server (skipped or dead-lettered)",
+            ""
+        )?;
+    }
+    if retries > 0 {
+        writeln!(f, "  {:<20} {retries} requests retried", "")?;
+    }
+    Ok(())
 }
 
 /// `12.3M`, `4.5k`, `812`.

@@ -145,10 +145,11 @@ pub struct PlanSink {
     pub schema: Schema,
     /// A file sink's `partition_by`, compiled against `schema`.
     pub partition_by: Option<Expr>,
-    /// A Kafka sink's `key` and `value`, compiled against `schema`.
+    /// A Kafka sink's `key` and `value` (an Elasticsearch sink's `id` as the key), compiled
+    /// against `schema`.
     pub record: Option<RecordExprs>,
-    /// A PostgreSQL sink's columns and the expressions that fill them, compiled against
-    /// `schema`; empty for other sinks.
+    /// A PostgreSQL sink's columns (an Elasticsearch sink's document fields) and the
+    /// expressions that fill them, compiled against `schema`; empty for other sinks.
     pub columns: Vec<(String, Expr)>,
 }
 
@@ -281,9 +282,6 @@ fn sink_record(
     kind: &SinkKind,
     schema: &Schema,
 ) -> Result<Option<RecordExprs>, SpecError> {
-    let SinkKind::Kafka(kafka) = kind else {
-        return Ok(None);
-    };
     let compile = |text: &Option<ExprText>| -> Result<Option<Expr>, SpecError> {
         match text {
             None => Ok(None),
@@ -292,13 +290,21 @@ fn sink_record(
                 .map_err(|err| spec.expr_error(text, err.offset, err.message)),
         }
     };
-    Ok(Some(RecordExprs {
-        key: compile(&kafka.key)?,
-        value: compile(&kafka.value)?,
-    }))
+    match kind {
+        SinkKind::Kafka(kafka) => Ok(Some(RecordExprs {
+            key: compile(&kafka.key)?,
+            value: compile(&kafka.value)?,
+        })),
+        // An Elasticsearch sink's document id is its record key.
+        SinkKind::Elasticsearch(es) => Ok(Some(RecordExprs {
+            key: compile(&es.id)?,
+            value: None,
+        })),
+        _ => Ok(None),
+    }
 }
 
-/// Compiles a PostgreSQL sink's `columns` against the schema the sink receives (every field
+/// Compiles a PostgreSQL sink's `columns` (an Elasticsearch sink's `document`) against the schema the sink receives (every field
 /// under its own name when none are listed, without `op` in upsert mode), and checks that its
 /// `key` names columns.
 fn sink_columns(
@@ -307,18 +313,26 @@ fn sink_columns(
     schema: &Schema,
 ) -> Result<Vec<(String, Expr)>, SpecError> {
     use crate::frontend::spec::PostgresMode;
-    let SinkKind::Postgres(postgres) = &sink.kind else {
-        return Ok(Vec::new());
+    let (listed, upsert, key) = match &sink.kind {
+        SinkKind::Postgres(pg) => (&pg.columns, pg.mode == PostgresMode::Upsert, &pg.key),
+        // A document's fields; an update stream's `op` only says what to do with it.
+        SinkKind::Elasticsearch(es) => (&es.document, true, &Vec::new()),
+        _ => return Ok(Vec::new()),
     };
     let path = format!("sinks.{}", sink.name.name);
+    if let SinkKind::Elasticsearch(es) = &sink.kind {
+        if es.id.is_none() && schema.fields().iter().any(|f| f.name == OP_FIELD) {
+            let message = "an update stream needs `id`: a `-D` row deletes the document of its id";
+            return Err(spec.error_at(&sink.name, &path, message.to_string()));
+        }
+    }
     let mut columns = Vec::new();
-    for (column, text) in &postgres.columns {
+    for (column, text) in listed {
         let compiled = expr::compile(&text.text, schema)
             .map_err(|err| spec.expr_error(text, err.offset, err.message))?;
         columns.push((column.clone(), compiled));
     }
-    if postgres.columns.is_empty() {
-        let upsert = postgres.mode == PostgresMode::Upsert;
+    if listed.is_empty() {
         for field in schema.fields() {
             if upsert && field.name == OP_FIELD {
                 continue;
@@ -330,7 +344,7 @@ fn sink_columns(
             columns.push((field.name.clone(), compiled));
         }
     }
-    for key in &postgres.key {
+    for key in key {
         if !columns.iter().any(|(column, _)| column == key) {
             let fields: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
             let message = format!("key `{key}` is not a column; the columns are {fields:?}");

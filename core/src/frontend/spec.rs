@@ -5,6 +5,7 @@
 //! stay text here with their position; [`crate::frontend::plan`] type-checks them against schemas.
 //! The reference for users is docs/pipeline.md.
 
+mod elasticsearch;
 mod kafka;
 mod postgres;
 mod stateful;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::record::schema::{DataType, Field, Schema};
+pub use elasticsearch::{ElasticsearchSink, SinkErrors, SinkOnError};
 pub use kafka::{
     KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
     KafkaTopics,
@@ -286,6 +288,8 @@ pub enum SinkKind {
     Kafka(Box<KafkaSink>),
     /// Inserts or upserts rows into a PostgreSQL table.
     Postgres(Box<PostgresSink>),
+    /// Indexes rows as documents in Elasticsearch or OpenSearch.
+    Elasticsearch(Box<ElasticsearchSink>),
 }
 
 /// `type: file` as a sink.
@@ -1206,7 +1210,14 @@ fn key_list(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<ExprText>, SpecE
     }
 }
 
-const SINK_TYPES: &[&str] = &["blackhole", "stdout", "file", "kafka", "postgres"];
+const SINK_TYPES: &[&str] = &[
+    "blackhole",
+    "stdout",
+    "file",
+    "kafka",
+    "postgres",
+    "elasticsearch",
+];
 
 fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<SinkSpec, SpecError> {
     let mut fields = Fields::new(cx, node, path)?;
@@ -1262,6 +1273,10 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
         "postgres" => (
             SinkKind::Postgres(Box::new(postgres::decode_sink(cx, &mut fields)?)),
             postgres::POSTGRES_SINK_KEYS,
+        ),
+        "elasticsearch" => (
+            SinkKind::Elasticsearch(Box::new(elasticsearch::decode_sink(cx, &mut fields)?)),
+            elasticsearch::ELASTICSEARCH_SINK_KEYS,
         ),
         other => {
             return Err(cx.err(

@@ -202,7 +202,7 @@ pub(super) fn delete_sql(target: &Target, rows: &[&Row]) -> String {
 
 /// What `rows` come to: appended as they are; upserted, the last row of each key (a delete
 /// or an upsert), deletes first.
-fn settle<'r>(target: &Target, rows: &'r [Row]) -> (Vec<&'r Row>, Vec<&'r Row>) {
+pub(super) fn settle<'r>(target: &Target, rows: &'r [Row]) -> (Vec<&'r Row>, Vec<&'r Row>) {
     if target.mode == PostgresMode::Append {
         return (Vec::new(), rows.iter().collect());
     }

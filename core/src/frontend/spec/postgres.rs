@@ -37,6 +37,8 @@ pub struct PostgresSink {
     pub progress_table: String,
     /// How long an unreachable server is retried, in milliseconds (default 30000).
     pub connect_timeout_ms: u64,
+    /// Rows the server refuses (a constraint or a value it does not take).
+    pub errors: super::SinkErrors,
 }
 
 pub(super) const POSTGRES_SINK_KEYS: &[&str] = &[
@@ -51,6 +53,8 @@ pub(super) const POSTGRES_SINK_KEYS: &[&str] = &[
     "batch_rows",
     "progress_table",
     "connect_timeout_ms",
+    "on_error",
+    "dead_letter",
 ];
 
 pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<PostgresSink, SpecError> {
@@ -108,6 +112,7 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<Postgr
         batch_rows: batch_rows as usize,
         progress_table,
         connect_timeout_ms,
+        errors: super::elasticsearch::decode_errors(cx, fields)?,
     })
 }
 

@@ -1,0 +1,161 @@
+//! Rows an external system refuses (a 4xx bulk item, a document that does not fit the
+//! mapping), handled as the sink's `on_error` says: `fail` ends the pipeline with the system's
+//! error, `skip` drops and counts the row, `dead_letter` appends it to a JSON-lines file with
+//! the error and the place, and counts it.
+//!
+//! A dead-letter line is `{"sink": …, "error": …, "place": …, "row": {…}}`, written in one
+//! `write` to a file opened for appending, so instances on different cores never interleave
+//! their lines. The file is synced before the sink acks a checkpoint; dead letters are
+//! at-least-once (a replay after a crash may write a row's letter again).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wire_core::frontend::spec::{SinkErrors, SinkOnError};
+
+use crate::probe::{Counters, RunProbe};
+use crate::Error;
+
+/// Where a sink instance's refusals and retries are counted: its node's counters on its core
+/// (`rejected` for refused rows, `late`, which sinks have no use for, for retried requests).
+#[derive(Clone)]
+pub(super) struct Tally {
+    probe: Arc<RunProbe>,
+    node: usize,
+    core: usize,
+}
+
+impl Tally {
+    pub(super) fn new(probe: Arc<RunProbe>, node: usize, core: usize) -> Tally {
+        Tally { probe, node, core }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.probe.nodes[self.node].cores[self.core]
+    }
+
+    /// Counts `n` retried requests or items.
+    pub(super) fn retried(&self, n: u64) {
+        Counters::add(&self.counters().late, n);
+    }
+
+    fn refused(&self) {
+        Counters::add(&self.counters().rejected, 1);
+    }
+}
+
+/// One sink instance's handling of refused rows.
+pub(super) struct Refusals {
+    on_error: SinkOnError,
+    dead_letters: Option<(PathBuf, std::fs::File)>,
+    /// Where refusals are counted; none while settling a sink before the cores start.
+    tally: Option<Tally>,
+}
+
+impl Refusals {
+    /// Opens the dead-letter file (and its directory) when `errors` asks for one.
+    pub(super) fn open(errors: &SinkErrors, tally: Option<Tally>) -> Result<Refusals, Error> {
+        let dead_letters = match (&errors.on_error, &errors.dead_letter) {
+            (SinkOnError::DeadLetter, Some(path)) => Some((path.clone(), open_append(path)?)),
+            _ => None,
+        };
+        Ok(Refusals {
+            on_error: errors.on_error,
+            dead_letters,
+            tally,
+        })
+    }
+
+    /// Whether refused rows are written out (the caller then keeps each row's JSON).
+    pub(super) fn keeps_rows(&self) -> bool {
+        self.dead_letters.is_some()
+    }
+
+    /// Handles one refused row: `Err` (naming `what`, the place and the error) with
+    /// `on_error: fail`, otherwise counts it and, with `dead_letter`, writes it out. `row` is
+    /// the row as a JSON object (empty when not kept).
+    pub(super) fn refuse(
+        &mut self,
+        what: &str,
+        error: &str,
+        place: &str,
+        row: &[u8],
+    ) -> Result<(), Error> {
+        match self.on_error {
+            SinkOnError::Fail => {
+                return Err(Error::Connector(format!("{what}: {place}: {error}")));
+            }
+            SinkOnError::Skip => {
+                tracing::debug!(sink = what, place, error, "refused row skipped");
+            }
+            SinkOnError::DeadLetter => {
+                if let Some((path, file)) = self.dead_letters.as_mut() {
+                    let line = letter(what, error, place, row);
+                    file.write_all(&line)
+                        .map_err(|err| Error::io(&*path, err))?;
+                }
+            }
+        }
+        if let Some(tally) = &self.tally {
+            tally.refused();
+        }
+        Ok(())
+    }
+
+    /// Makes the dead letters written so far durable.
+    pub(super) fn sync(&self) -> Result<(), Error> {
+        match &self.dead_letters {
+            Some((path, file)) => file.sync_data().map_err(|err| Error::io(path, err)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File, Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|err| Error::io(dir, err))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|err| Error::io(path, err))
+}
+
+/// One dead-letter line.
+fn letter(sink: &str, error: &str, place: &str, row: &[u8]) -> Vec<u8> {
+    let text = |s: &str| serde_json::Value::from(s).to_string();
+    let mut line = format!(
+        "{{\"sink\":{},\"error\":{},\"place\":{},\"row\":",
+        text(sink),
+        text(error),
+        text(place)
+    )
+    .into_bytes();
+    let row = row.strip_suffix(b"\n").unwrap_or(row);
+    line.extend_from_slice(if row.is_empty() { b"null" } else { row });
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_is_one_json_line_with_the_error_place_and_row() {
+        let line = letter(
+            "elasticsearch sink `out`",
+            "mapper_parsing_exception: \"x\"",
+            "index `i`",
+            b"{\"a\":1}\n",
+        );
+        let text = String::from_utf8(line).expect("utf-8");
+        assert_eq!(text.matches('\n').count(), 1);
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(value["error"], "mapper_parsing_exception: \"x\"");
+        assert_eq!(value["place"], "index `i`");
+        assert_eq!(value["row"]["a"], 1);
+    }
+}
