@@ -109,6 +109,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
+    let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
     let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
@@ -128,6 +129,7 @@ async fn serve(
         jobs,
         hub: crate::spread::bind_hub(config.listen)?,
         done: Arc::default(),
+        ingest_auth,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
@@ -167,6 +169,22 @@ fn start_grpc(
     }
     let tls = tls.map(|t| t.server);
     Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
+}
+
+/// With security on (TLS), who may produce to the node's ingest sources: holders of a
+/// `producer` token in scope, or of an `admin` token. Without TLS, everyone (as before).
+fn ingest_auth(
+    config: &NodeConfig,
+    secure: bool,
+    meta: &MetaHandle,
+) -> Result<Option<Arc<dyn wire_actors::IngestAuth>>, String> {
+    if !secure {
+        return Ok(None);
+    }
+    let audit = crate::audit::Audit::open(&config.data_dir)?;
+    let runtime = tokio::runtime::Handle::current();
+    let tokens = crate::auth::IngestTokens::new(meta.clone(), runtime, audit);
+    Ok(Some(Arc::new(tokens)))
 }
 
 /// Whether this node is the founding member that writes the first admin token: the lowest id

@@ -102,6 +102,7 @@ pub async fn found_admin_token(
             hash: token.hash,
             created_at_ms: now_ms(),
             expires_at_ms: None,
+            scope: None,
         },
     };
     let deadline = tokio::time::Instant::now() + FOUNDING_WAIT;
