@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 
 pub use crate::raft::AccessRole;
 pub use guard::{Guard, Guarded};
-pub use ingest::{IngestTokens, INGEST_HELLO};
+pub use ingest::{ingest_allowed, IngestTokens, INGEST_HELLO};
 pub use token::{
     found_admin_token, generate, hash_secret, now_ms, parse, NewToken, ADMIN_TOKEN_FILE,
 };

@@ -465,7 +465,13 @@ impl Producer {
         let deadline = Instant::now() + self.connect_wait;
         loop {
             let (name, source) = ("wire-loadgen", &self.source);
-            match IngestClient::connect_with(self.addr, name, source, &self.schema, self.options.clone()) {
+            match IngestClient::connect_with(
+                self.addr,
+                name,
+                source,
+                &self.schema,
+                self.options.clone(),
+            ) {
                 Ok(client) => return Ok(client),
                 Err(ClientError::Io(err))
                     if err.kind() == std::io::ErrorKind::ConnectionRefused

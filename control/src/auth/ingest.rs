@@ -65,8 +65,26 @@ impl IngestAuth for IngestTokens {
     }
 }
 
+/// Whether bearer `token` may ingest into `source` of `pipeline` by `state`'s tokens (the
+/// decision [`IngestTokens`] makes, without the audit; fuzzed by `ingest_hello_auth`).
+pub fn ingest_allowed(state: &MetaState, token: &str, pipeline: &str, source: &str) -> bool {
+    let request = IngestAuthRequest {
+        token: token.to_string(),
+        pipeline: pipeline.to_string(),
+        source: source.to_string(),
+        peer: None,
+    };
+    decide(state, &request).is_ok()
+}
+
 /// Who `request`'s token proves and whether that caller may write its source.
-pub(crate) fn decide(state: &MetaState, request: &IngestAuthRequest) -> Result<Identity, Refusal> {
+fn decide(state: &MetaState, request: &IngestAuthRequest) -> Result<Identity, Refusal> {
+    if request.token.is_empty() {
+        return Err(Refusal::Unauthenticated {
+            who: "anonymous".into(),
+            reason: "no token",
+        });
+    }
     let identity = verify_token(state, &request.token)?;
     let Identity::Token { id, role } = &identity else {
         return Err(Refusal::Denied(identity));

@@ -171,8 +171,8 @@ fn layout_matches_the_spec() {
         token: "tk".into(),
     }));
     let body = [
-        b'W', b'I', b'R', b'E', 3, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        2, 0, b't', b'k',
+        b'W', b'I', b'R', b'E', 3, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 2, 0, b't', b'k',
     ];
     assert_eq!(hello, raw_frame(1, &body));
     let ok = encoded(&Frame::HelloOk(HelloOk {
@@ -472,7 +472,11 @@ fn any_frame() -> impl Strategy<Value = Frame> {
                 idempotent: v2 && producer.0,
                 producer_id: if v2 { producer.1 } else { 0 },
                 producer_epoch: if v2 { producer.2 } else { 0 },
-                token: if version >= TOKEN_VERSION { token } else { String::new() },
+                token: if version >= TOKEN_VERSION {
+                    token
+                } else {
+                    String::new()
+                },
             })
         });
     prop_oneof![

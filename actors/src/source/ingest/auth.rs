@@ -16,9 +16,10 @@ use wire_net::ingest::{ErrorCode, ErrorFrame, Hello, TOKEN_VERSION};
 pub const AUTH_WAIT: Duration = Duration::from_secs(5);
 
 /// What a producer asks for: its token, and the pipeline and source it wants to write.
+/// Before protocol version 3 a Hello has no token: it is checked with an empty one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestAuthRequest {
-    /// The Hello's bearer token (`wire_<id>_<secret>`); never logged.
+    /// The Hello's bearer token (`wire_<id>_<secret>`), empty for none; never logged.
     pub token: String,
     /// The pipeline the source belongs to.
     pub pipeline: String,
@@ -58,12 +59,7 @@ pub(super) async fn authenticate(
     source: &str,
     peer: Option<SocketAddr>,
 ) -> Result<(), ErrorFrame> {
-    if hello.version < TOKEN_VERSION || hello.token.is_empty() {
-        let message = format!(
-            "this node requires a producer token: send one in the hello (ingest protocol version {TOKEN_VERSION}, wire-loadgen --token)"
-        );
-        return Err(ErrorFrame::new(ErrorCode::Unauthenticated, 0, message));
-    }
+    // A Hello without a token is checked too (and refused), so that the node audits it.
     let request = IngestAuthRequest {
         token: hello.token.clone(),
         pipeline: pipeline.to_string(),
@@ -76,6 +72,14 @@ pub(super) async fn authenticate(
     });
     match checked.await {
         Some(Ok(())) => Ok(()),
+        Some(Err(refusal))
+            if refusal.code == ErrorCode::Unauthenticated && hello.token.is_empty() =>
+        {
+            let message = format!(
+                "this node requires a producer token: send one in the hello (ingest protocol version {TOKEN_VERSION}, wire-loadgen --token)"
+            );
+            Err(ErrorFrame::new(ErrorCode::Unauthenticated, 0, message))
+        }
         Some(Err(refusal)) => Err(ErrorFrame::new(refusal.code, 0, refusal.message)),
         None => Err(ErrorFrame::new(
             ErrorCode::Overloaded,

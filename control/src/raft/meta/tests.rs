@@ -244,7 +244,11 @@ fn token_scopes_round_trip() {
     assert!(scope.covers("q5", "bids"));
     assert!(!scope.covers("q5", "asks"));
     assert!(!scope.covers("q6", "bids"));
-    assert!(state.tokens["p1"].scope.as_ref().unwrap().covers("q5", "asks"));
+    assert!(state.tokens["p1"]
+        .scope
+        .as_ref()
+        .unwrap()
+        .covers("q5", "asks"));
 }
 
 /// Tokens are created once per id, revoked once, and survive the command and snapshot

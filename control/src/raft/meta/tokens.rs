@@ -92,7 +92,10 @@ const SCOPED_PRODUCER_TAG: u8 = 4;
 /// Writes token `id` and its record.
 pub(super) fn encode_token(w: &mut Writer, id: &str, token: &TokenRecord) {
     w.str(id);
-    let scope = token.scope.as_ref().filter(|_| token.role == AccessRole::Producer);
+    let scope = token
+        .scope
+        .as_ref()
+        .filter(|_| token.role == AccessRole::Producer);
     w.u8(scope.map_or(token.role.tag(), |_| SCOPED_PRODUCER_TAG));
     w.bytes(&token.hash);
     w.u64(token.created_at_ms);
