@@ -82,15 +82,7 @@ async fn serve(
     note: impl Fn(&str),
 ) -> Result<(), String> {
     let id = config.node_id;
-    let resumed = raft::actor::has_state(&config.data_dir)
-        .map_err(|err| format!("data directory {}: {err}", config.data_dir.display()))?;
-    if resumed && config.bootstrap_given {
-        note(&format!(
-            "{} holds node {id}'s raft state: resuming from it (--initial-cluster and --join \
-             are ignored)",
-            config.data_dir.display()
-        ));
-    }
+    let resumed = resumes(&config, note)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
@@ -169,6 +161,22 @@ fn start_grpc(
     }
     let tls = tls.map(|t| t.server);
     Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
+}
+
+/// Whether the data directory holds raft state to resume from (bootstrap flags are then
+/// ignored, which `note` tells the operator).
+fn resumes(config: &NodeConfig, note: impl Fn(&str)) -> Result<bool, String> {
+    let resumed = raft::actor::has_state(&config.data_dir)
+        .map_err(|err| format!("data directory {}: {err}", config.data_dir.display()))?;
+    if resumed && config.bootstrap_given {
+        note(&format!(
+            "{} holds node {}'s raft state: resuming from it (--initial-cluster and --join \
+             are ignored)",
+            config.data_dir.display(),
+            config.node_id
+        ));
+    }
+    Ok(resumed)
 }
 
 /// With security on (TLS), who may produce to the node's ingest sources: holders of a
