@@ -41,6 +41,12 @@ fn tokens_parse_and_hash() {
         &token.text[..token.text.len() - 1],
         &format!("{}x", token.text),
         &token.text.replace("wire_", "WIRE_"),
+        &format!(
+            "{}+{}",
+            &token.text[..token.text.len() - 2],
+            &token.text[token.text.len() - 1..]
+        ),
+        &format!("{}{}", &token.text[..22], token.text[22..].to_uppercase()),
     ] {
         assert!(parse(bad).is_none(), "{bad}");
     }
