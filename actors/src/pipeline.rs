@@ -174,6 +174,9 @@ pub struct Deploy {
     /// (its slots are then the `cores` here). With a placement, `cores` is the number of
     /// local slots.
     pub placement: Option<crate::exchange::Placement>,
+    /// Who may produce to the pipeline's ingest sources when security is on; `None`: every
+    /// producer (plain `wire run`, or a node without TLS).
+    pub ingest_auth: Option<Arc<dyn crate::IngestAuth>>,
 }
 
 /// One core's part of a deployed pipeline, built on the deploying thread and moved to the core.
@@ -246,7 +249,12 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
     let (notice_tx, notices) = crossbeam_channel::unbounded();
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
-    let ports = Arc::new(source::ingest::bind_ports(&plan, &deploy.data_dir, cores)?);
+    let ports = Arc::new(source::ingest::bind_ports(
+        &plan,
+        &deploy.data_dir,
+        cores,
+        deploy.ingest_auth.as_ref(),
+    )?);
     if let Some(checkpoints) = &deploy.checkpoints {
         check_checkpointable(&plan)?;
         if let Some(restore) = checkpoints.restore() {

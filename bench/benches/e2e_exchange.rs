@@ -258,6 +258,7 @@ fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64>
             data_dir: dir.join(format!("node{node}")),
             checkpoints: None,
             placement,
+            ingest_auth: None,
         };
         let deployment = pool.handle().deploy(q5(events)?, deploy)?;
         running.push((pool, deployment));

@@ -27,6 +27,9 @@ pub struct AuditRecord {
     /// The pipeline the request names, if it names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// The ingest source an `IngestHello` asks to write.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The caller's address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -46,6 +49,7 @@ impl AuditRecord {
             who: "anonymous".into(),
             rpc: rpc.to_string(),
             pipeline,
+            source: None,
             peer: peer.map(|p| p.to_string()),
             outcome: String::new(),
             reason: None,

@@ -58,6 +58,8 @@ pub struct RunArgs {
     /// Write file sinks' parts into this subdirectory of each sink's path (each node of a
     /// spread pipeline writes its own, so nodes sharing a filesystem never share a directory).
     pub sink_subdir: Option<String>,
+    /// Who may produce to the pipeline's ingest sources (security on); `None`: everyone.
+    pub ingest_auth: Option<std::sync::Arc<dyn wire_actors::IngestAuth>>,
 }
 
 /// `--checkpoint-*` and savepoint options.
@@ -278,6 +280,7 @@ fn deploy(
         data_dir: args.data_dir.clone(),
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
         placement: args.placement.clone(),
+        ingest_auth: args.ingest_auth.clone(),
     };
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let coordinator = match prepared {

@@ -82,15 +82,7 @@ async fn serve(
     note: impl Fn(&str),
 ) -> Result<(), String> {
     let id = config.node_id;
-    let resumed = raft::actor::has_state(&config.data_dir)
-        .map_err(|err| format!("data directory {}: {err}", config.data_dir.display()))?;
-    if resumed && config.bootstrap_given {
-        note(&format!(
-            "{} holds node {id}'s raft state: resuming from it (--initial-cluster and --join \
-             are ignored)",
-            config.data_dir.display()
-        ));
-    }
+    let resumed = resumes(&config, note)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
@@ -109,6 +101,7 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
+    let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
     let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
@@ -128,6 +121,7 @@ async fn serve(
         jobs,
         hub: crate::spread::bind_hub(config.listen)?,
         done: Arc::default(),
+        ingest_auth,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
@@ -167,6 +161,38 @@ fn start_grpc(
     }
     let tls = tls.map(|t| t.server);
     Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
+}
+
+/// Whether the data directory holds raft state to resume from (bootstrap flags are then
+/// ignored, which `note` tells the operator).
+fn resumes(config: &NodeConfig, note: impl Fn(&str)) -> Result<bool, String> {
+    let resumed = raft::actor::has_state(&config.data_dir)
+        .map_err(|err| format!("data directory {}: {err}", config.data_dir.display()))?;
+    if resumed && config.bootstrap_given {
+        note(&format!(
+            "{} holds node {}'s raft state: resuming from it (--initial-cluster and --join \
+             are ignored)",
+            config.data_dir.display(),
+            config.node_id
+        ));
+    }
+    Ok(resumed)
+}
+
+/// With security on (TLS), who may produce to the node's ingest sources: holders of a
+/// `producer` token in scope, or of an `admin` token. Without TLS, everyone (as before).
+fn ingest_auth(
+    config: &NodeConfig,
+    secure: bool,
+    meta: &MetaHandle,
+) -> Result<Option<Arc<dyn wire_actors::IngestAuth>>, String> {
+    if !secure {
+        return Ok(None);
+    }
+    let audit = crate::audit::Audit::open(&config.data_dir)?;
+    let runtime = tokio::runtime::Handle::current();
+    let tokens = crate::auth::IngestTokens::new(meta.clone(), runtime, audit);
+    Ok(Some(Arc::new(tokens)))
 }
 
 /// Whether this node is the founding member that writes the first admin token: the lowest id

@@ -23,7 +23,7 @@ pub use actor::{
 };
 pub use meta::{
     AccessRole, ActualState, Assignment, CheckpointRecord, DesiredState, MetaCommand, MetaResponse,
-    MetaState, NodeInfo, PipelineMeta, RunOptions, SavepointRecord, TokenRecord,
+    MetaState, NodeInfo, PipelineMeta, RunOptions, SavepointRecord, TokenRecord, TokenScope,
 };
 pub use node::{
     AppliedEntry, Bootstrap, MemberStatus, MetaNode, MetaNodeConfig, MetaReady, MetaStatus,

@@ -132,6 +132,8 @@ pub struct Supervised {
     /// Spread pipelines (name, version) whose slots here have finished while others still
     /// run elsewhere: not started again.
     pub done: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+    /// Who may produce to ingest sources (security on: tokens); `None`: everyone.
+    pub ingest_auth: Option<Arc<dyn wire_actors::IngestAuth>>,
 }
 
 /// What the supervisor tells a job's thread.
@@ -588,6 +590,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         allow_empty_restore: false,
         placement: None,
         sink_subdir: None,
+        ingest_auth: node.ingest_auth.clone(),
     }
 }
 

@@ -94,6 +94,10 @@ struct Args {
     /// (with idempotence, the node drops those it already has); `0s` fails instead.
     #[arg(long, default_value = "30s")]
     reconnect: String,
+    /// A producer (or admin) bearer token for a node with security on (ingest protocol
+    /// version 3); also read from `WIRE_TOKEN`.
+    #[arg(long, env = "WIRE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -289,7 +293,7 @@ fn run() -> anyhow::Result<bool> {
                 random,
                 clock,
                 connect_wait,
-                options,
+                options: options.clone(),
             };
             std::thread::spawn(move || plan.run())
         })
@@ -398,6 +402,7 @@ fn connection_options(args: &Args) -> anyhow::Result<(Duration, ClientOptions)> 
     let options = ClientOptions {
         idempotent: !args.no_idempotence,
         reconnect: (!reconnect.is_zero()).then_some(reconnect),
+        token: args.token.clone(),
     };
     Ok((connect_wait, options))
 }
@@ -460,7 +465,13 @@ impl Producer {
         let deadline = Instant::now() + self.connect_wait;
         loop {
             let (name, source) = ("wire-loadgen", &self.source);
-            match IngestClient::connect_with(self.addr, name, source, &self.schema, self.options) {
+            match IngestClient::connect_with(
+                self.addr,
+                name,
+                source,
+                &self.schema,
+                self.options.clone(),
+            ) {
                 Ok(client) => return Ok(client),
                 Err(ClientError::Io(err))
                     if err.kind() == std::io::ErrorKind::ConnectionRefused

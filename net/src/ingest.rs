@@ -17,12 +17,15 @@ pub use client::{ClientOptions, IngestClient};
 
 /// The four bytes a Hello frame starts its body with.
 pub const MAGIC: [u8; 4] = *b"WIRE";
-/// The newest protocol version this code speaks: 2 adds idempotent producers.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The newest protocol version this code speaks: 2 adds idempotent producers, 3 a bearer
+/// token in the Hello.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version a server still accepts: 1 (no idempotent producers).
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// The first protocol version whose Hello and HelloOk carry the producer fields.
 pub const IDEMPOTENT_VERSION: u16 = 2;
+/// The first protocol version whose Hello carries a bearer token.
+pub const TOKEN_VERSION: u16 = 3;
 /// Largest value of a frame's length prefix (type byte plus body): 16 MiB of batch plus room
 /// for the Produce header.
 pub const FRAME_LEN_MAX: u32 = (16 << 20) + 64;
@@ -53,6 +56,9 @@ pub struct Hello {
     pub producer_id: u64,
     /// Version 2: the epoch of `producer_id` (0 for a new producer).
     pub producer_epoch: u16,
+    /// Version 3: the producer's bearer token (`wire_<id>_<secret>`), empty for none.
+    /// Not encoded before version 3.
+    pub token: String,
 }
 
 /// The server's answer to a successful [`Hello`].
@@ -131,6 +137,11 @@ pub enum ErrorCode {
     /// 14: the server has no sequence state for the producer id (never appended, or evicted),
     /// so it cannot tell whether a re-sent batch is a duplicate.
     UnknownProducer,
+    /// 15: the node requires a valid producer token and the Hello carried none, or one that
+    /// is malformed, unknown, revoked or expired.
+    Unauthenticated,
+    /// 16: the Hello's token may not write to this pipeline or source.
+    PermissionDenied,
     /// A code this version does not define.
     Unknown(u16),
 }
@@ -222,6 +233,8 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => 12,
             ErrorCode::ProducerFenced => 13,
             ErrorCode::UnknownProducer => 14,
+            ErrorCode::Unauthenticated => 15,
+            ErrorCode::PermissionDenied => 16,
             ErrorCode::Unknown(code) => code,
         }
     }
@@ -243,6 +256,8 @@ impl ErrorCode {
             12 => ErrorCode::OutOfOrderSequence,
             13 => ErrorCode::ProducerFenced,
             14 => ErrorCode::UnknownProducer,
+            15 => ErrorCode::Unauthenticated,
+            16 => ErrorCode::PermissionDenied,
             other => ErrorCode::Unknown(other),
         }
     }
@@ -599,6 +614,9 @@ fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
         put_u64(out, hello.producer_id);
         put_u16(out, hello.producer_epoch);
     }
+    if hello.version >= TOKEN_VERSION {
+        put_str(out, &hello.token);
+    }
 }
 
 fn decode_body<'a>(reader: &mut Reader<'a>) -> Result<FrameRef<'a>, DecodeError> {
@@ -662,11 +680,15 @@ fn decode_hello(reader: &mut Reader<'_>) -> Result<Hello, DecodeError> {
         idempotent: false,
         producer_id: 0,
         producer_epoch: 0,
+        token: String::new(),
     };
     if version >= IDEMPOTENT_VERSION {
         hello.idempotent = reader.bool("idempotent")?;
         hello.producer_id = reader.u64("producer_id")?;
         hello.producer_epoch = reader.u16("producer_epoch")?;
+    }
+    if version >= TOKEN_VERSION {
+        hello.token = reader.string("token")?;
     }
     Ok(hello)
 }

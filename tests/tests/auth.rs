@@ -16,7 +16,10 @@ use wire_control::proto::admin::{
     CreatePipelineRequest, CreateSavepointRequest, CreateTokenRequest, ListPipelinesRequest,
     ListTokensRequest, PipelineRef, RemoveNodeRequest, RevokeTokenRequest, ScalePipelineRequest,
 };
-use wire_tests::cluster::{start_cluster_with, wait_for, WireNode};
+use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
+use wire_net::ingest::{encode, ClientOptions, ErrorCode, Frame, FrameBuffer, Hello, IngestClient};
+use wire_net::ClientError;
+use wire_tests::cluster::{free_port, start_cluster_with, wait_for, WireNode};
 use wire_tests::wire_bin;
 
 const A: &str = "admin";
@@ -218,7 +221,7 @@ async fn call(client: &mut AdminServiceClient<Channel>, rpc: &str, header: Optio
         "CreateToken" => {
             let bad = CreateTokenRequest {
                 role: "nobody".into(),
-                expires_in_ms: 0,
+                ..CreateTokenRequest::default()
             };
             c.create_token(req(bad, h)).await.map(drop)
         }
@@ -524,4 +527,241 @@ fn a_node_joins_and_forwards_under_auth() {
                 && l.contains("\"outcome\":\"Ok\"")),
         "{audit}"
     );
+}
+
+/// Ingest pipeline `name` on 127.0.0.1:`port` (source `rows`, one core), into a file sink.
+fn ingest_pipeline(node: &WireNode, certs: &Path, admin: &str, name: &str, port: u16) {
+    let dir = node.data_dir.parent().unwrap().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = format!(
+        "name: {name}\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:{port}\n    \
+         schema: {{id: i64}}\nsinks:\n  out: {{type: file, path: {}, format: jsonl, from: rows}}\n",
+        dir.join("out").display()
+    );
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let file = file.display().to_string();
+    let args = ["pipeline", "create", "-f", &file, "--cores", "1"];
+    let out = ctl(node, certs, admin, &args);
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn rows_schema() -> Schema {
+    Schema::new(vec![Field::new("id", DataType::I64)])
+}
+
+/// A Hello to the ingest port `port` with `token` (`None`: protocol version 2, no token);
+/// retried while the port is not listening yet.
+fn produce(port: u16, token: Option<&str>) -> Result<IngestClient, ClientError> {
+    let addr = format!("127.0.0.1:{port}");
+    let options = ClientOptions {
+        token: token.map(str::to_string),
+        ..ClientOptions::default()
+    };
+    let deadline = std::time::Instant::now() + FOUNDING;
+    loop {
+        let connected =
+            IngestClient::connect_with(addr.as_str(), "t", "rows", &rows_schema(), options.clone());
+        match connected {
+            Err(ClientError::Io(err)) if std::time::Instant::now() < deadline => {
+                let _ = err;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The server's error code for a refused Hello.
+fn refused(port: u16, token: Option<&str>) -> ErrorCode {
+    match produce(port, token) {
+        Err(ClientError::Server { code, .. }) => code,
+        Err(other) => panic!("expected an error frame, got {other}"),
+        Ok(_) => panic!("a Hello with token {token:?} was accepted"),
+    }
+}
+
+/// Sends one batch of `ids` and returns the offset its first row was appended at.
+fn append(client: &mut IngestClient, ids: std::ops::Range<i64>) -> u64 {
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(client.partition()));
+    for id in ids {
+        builder.push(&[ValueRef::I64(id)]).unwrap();
+    }
+    client.send(&builder.finish()).unwrap();
+    let acks = client.wait_acks().unwrap();
+    assert_eq!(acks.len(), 1);
+    acks[0].base_offset
+}
+
+/// A Hello without a token and a Produce right behind it, in one write: the Error frame the
+/// node answers (it must not append the batch).
+fn hello_and_batch_at_once(port: u16) -> Frame {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let hello = Hello {
+        version: 2,
+        client: "raw".into(),
+        source: "rows".into(),
+        schema: rows_schema(),
+        idempotent: false,
+        producer_id: 0,
+        producer_epoch: 0,
+        token: String::new(),
+    };
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    builder.push(&[ValueRef::I64(-1)]).unwrap();
+    let mut out = Vec::new();
+    encode(&Frame::<Vec<u8>>::Hello(hello), &mut out);
+    let batch = builder.finish();
+    encode(
+        &Frame::Produce {
+            seq: 1,
+            batch: batch.as_bytes(),
+        },
+        &mut out,
+    );
+    std::io::Write::write_all(&mut stream, &out).unwrap();
+    let mut buffer = FrameBuffer::new();
+    loop {
+        if let Some(frame) = buffer.next_frame().unwrap() {
+            return frame;
+        }
+        assert!(buffer.read_from(&mut stream).unwrap() > 0, "closed early");
+    }
+}
+
+/// With TLS on, an ingest Hello needs a token: none (protocol 1 or 2, or a Hello with a batch
+/// right behind it), a malformed, forged or revoked one is UNAUTHENTICATED; a viewer token, or
+/// a producer token scoped to another pipeline or source, PERMISSION_DENIED; nothing is
+/// appended on refusal (the first accepted batch lands at offset 0). A producer token in scope
+/// and an admin token are accepted, `wire-loadgen --token` works, and the audit log records
+/// every Hello without the secret.
+#[test]
+fn ingest_needs_a_producer_token_in_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let node = &nodes[0];
+    let (orders, other) = (free_port(), free_port());
+    ingest_pipeline(node, &certs, &admin, "orders", orders);
+    ingest_pipeline(node, &certs, &admin, "other", other);
+    let scoped = |pipeline: &str, source: &str| {
+        let mut args = vec!["token", "create", "--role", "producer", "--expires", "1h"];
+        args.extend(["--pipeline", pipeline]);
+        if !source.is_empty() {
+            args.extend(["--source", source]);
+        }
+        let out = ctl(node, &certs, &admin, &args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let orders_rows = scoped("orders", "rows");
+    let orders_any = scoped("orders", "");
+    let other_rows = scoped("other", "rows");
+    let orders_audit = scoped("orders", "audit");
+    let (viewer, _) = create_token(node, &certs, &admin, V, "1h");
+    let (revoked, revoked_id) = create_token(node, &certs, &admin, P, "1h");
+    let out = ctl(node, &certs, &admin, &["token", "revoke", &revoked_id]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = ctl_json(node, &certs, &admin, &["token", "list"]);
+    assert!(
+        listed.to_string().contains(r#""pipeline":"orders""#),
+        "{listed}"
+    );
+
+    use ErrorCode::{PermissionDenied as Denied, Unauthenticated as Unauth};
+    assert_eq!(refused(orders, None), Unauth);
+    let v1 = ClientOptions {
+        idempotent: false,
+        ..ClientOptions::default()
+    };
+    let addr = format!("127.0.0.1:{orders}");
+    let v1 = IngestClient::connect_with(addr.as_str(), "t", "rows", &rows_schema(), v1);
+    assert!(matches!(v1, Err(ClientError::Server { code: Unauth, .. })));
+    match hello_and_batch_at_once(orders) {
+        Frame::Error(error) => assert_eq!(error.code, Unauth, "{error:?}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    for bad in ["nope", &forge(&orders_rows), &revoked] {
+        assert_eq!(refused(orders, Some(bad)), Unauth, "token {bad}");
+    }
+    for (port, token) in [
+        (orders, &viewer),
+        (orders, &other_rows),
+        (orders, &orders_audit),
+        (other, &orders_rows),
+        (other, &orders_any),
+    ] {
+        assert_eq!(refused(port, Some(token)), Denied, "port {port}");
+    }
+
+    let mut producer = produce(orders, Some(&orders_rows)).unwrap();
+    assert_eq!(
+        append(&mut producer, 0..3),
+        0,
+        "a refused producer's batch was appended"
+    );
+    producer.close().unwrap();
+    let mut any = produce(orders, Some(&orders_any)).unwrap();
+    assert_eq!(append(&mut any, 3..5), 3);
+    any.close().unwrap();
+    let mut as_admin = produce(other, Some(&admin)).unwrap();
+    assert_eq!(append(&mut as_admin, 0..1), 0);
+    as_admin.close().unwrap();
+    loadgen_with_token(orders, &orders_rows, dir.path());
+
+    let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
+    let hellos: Vec<Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|r: &Value| r["rpc"] == "IngestHello")
+        .collect();
+    let outcome = |o: &str| hellos.iter().filter(|r| r["outcome"] == o).count();
+    assert!(outcome("Unauthenticated") >= 6, "{hellos:?}");
+    assert!(
+        hellos.iter().any(|r| r["reason"] == "no token"),
+        "{hellos:?}"
+    );
+    assert_eq!(outcome("PermissionDenied"), 5, "{hellos:?}");
+    assert!(outcome("Ok") >= 4, "{hellos:?}");
+    assert!(hellos.iter().all(|r| r["source"] == "rows"), "{hellos:?}");
+    for token in [&orders_rows, &admin, &viewer] {
+        let secret = token.rsplit('_').next().unwrap();
+        assert!(
+            !audit.contains(secret),
+            "a token secret is in the audit log"
+        );
+    }
+}
+
+/// `wire-loadgen --token` produces into the source; without it, it fails and says why.
+fn loadgen_with_token(port: u16, token: &str, dir: &Path) {
+    let spec = dir.join("loadgen.yaml");
+    let yaml = format!(
+        "name: orders\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:{port}\n    \
+         schema: {{id: i64}}\nsinks:\n  out: {{type: file, path: out, format: jsonl, from: rows}}\n"
+    );
+    std::fs::write(&spec, yaml).unwrap();
+    let run = |token: Option<&str>| {
+        let mut command = std::process::Command::new(wire_tests::loadgen_bin());
+        command
+            .arg(&spec)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--events", "1000", "--connections", "1", "--json"])
+            .env_remove("WIRE_TOKEN");
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        command.output().unwrap()
+    };
+    let ok = run(Some(token));
+    assert!(ok.status.success(), "{ok:?}");
+    let summary: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(summary["rows_acked"], 1000, "{summary}");
+    let refused = run(None);
+    assert!(!refused.status.success(), "{refused:?}");
+    // The summary (stdout) lists the connection's error.
+    let said = String::from_utf8_lossy(&refused.stdout) + String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("requires a producer token"), "{said}");
 }

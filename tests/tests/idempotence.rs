@@ -145,6 +145,7 @@ fn a_duplicate_batch_on_a_live_connection_is_acked_again_and_appended_once() {
         idempotent: true,
         producer_id: 0,
         producer_epoch: 0,
+        token: String::new(),
     }));
     let Frame::HelloOk(ok) = raw.read() else {
         panic!("expected hello_ok");
@@ -230,6 +231,7 @@ fn produce(addr: SocketAddr, batches: i64, idempotent: bool, acks: &AtomicU64) -
     let options = ClientOptions {
         idempotent,
         reconnect: Some(RECONNECT),
+        token: None,
     };
     let mut client = IngestClient::connect_with(addr, "crash-test", "rows", &schema(), options)
         .expect("connect");

@@ -200,6 +200,7 @@ impl Raw {
             idempotent: false,
             producer_id: 0,
             producer_epoch: 0,
+            token: String::new(),
         }))
     }
 

@@ -76,6 +76,7 @@ fn run_alone(dir: &Path, events: u64) -> Vec<String> {
         data_dir: dir.join("alone-data"),
         checkpoints: None,
         placement: None,
+        ingest_auth: None,
     };
     let report = pool(2)
         .handle()
@@ -108,6 +109,7 @@ fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
             data_dir: dir.join(format!("node{node}-data")),
             checkpoints: None,
             placement: Some(placement),
+            ingest_auth: None,
         };
         let pool = pool(local.len());
         let deployment = pool

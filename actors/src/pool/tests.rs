@@ -47,6 +47,7 @@ fn deploy(pool: &CorePool, dir: &Path, plan: Plan, cores: usize) -> Deployment {
         data_dir,
         checkpoints: None,
         placement: None,
+        ingest_auth: None,
     };
     pool.handle().deploy(plan, deploy).expect("deploys")
 }
@@ -328,6 +329,7 @@ fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
             data_dir: dir.path().join("big"),
             checkpoints: None,
             placement: None,
+            ingest_auth: None,
         },
     );
     assert!(matches!(too_many, Err(Error::Pool(_))));
@@ -349,6 +351,7 @@ fn a_checkpoint_requested_before_the_sources_start_is_taken() {
         data_dir: dir.path().join("data"),
         checkpoints: Some(checkpoints),
         placement: None,
+        ingest_auth: None,
     };
     let source = "events: 20000, rate: 20000";
     let running = pool

@@ -36,8 +36,10 @@ use super::Emitter;
 use crate::pipeline::{CoreCx, Notice};
 use crate::Error;
 
+mod auth;
 mod producers;
 
+pub use auth::{AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, AUTH_WAIT};
 use producers::{Admit, Appended, Producers};
 
 /// Rows at the end of each partition's WAL scanned at start for idempotent producers'
@@ -332,15 +334,19 @@ pub(crate) struct IngestPort {
     frame_bytes: AtomicUsize,
     /// The source's idempotent producers on this node, shared by its cores.
     producers: Producers,
+    /// Who may produce, when security is on (`None`: everyone).
+    auth: Option<Arc<dyn IngestAuth>>,
 }
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
 /// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`.
+/// With `auth`, every Hello must carry a token it accepts.
 pub(crate) fn bind_ports(
     plan: &Plan,
     data_dir: &std::path::Path,
     cores: usize,
+    auth: Option<&Arc<dyn IngestAuth>>,
 ) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
     let mut ports = Vec::with_capacity(plan.sources.len());
     for source in &plan.sources {
@@ -348,7 +354,9 @@ pub(crate) fn bind_ports(
             SourceKind::Ingest(spec) => {
                 let dir = data_dir.join(&plan.name).join(&source.name);
                 let producers = Producers::new(dir, spec.credits as usize, cores);
-                Some(Arc::new(IngestPort::bind(&source.name, spec, producers)?))
+                let mut port = IngestPort::bind(&source.name, spec, producers)?;
+                port.auth = auth.cloned();
+                Some(Arc::new(port))
             }
             _ => None,
         };
@@ -388,6 +396,7 @@ impl IngestPort {
             connections: AtomicUsize::new(0),
             frame_bytes: AtomicUsize::new(0),
             producers,
+            auth: None,
         })
     }
 
@@ -738,6 +747,12 @@ impl Connection {
         out: &mut Vec<u8>,
     ) -> Result<u32, End> {
         let source = &self.cx.plan.sources[self.source];
+        if let Some(auth) = &self.port.auth {
+            let pipeline = &self.cx.plan.name;
+            auth::authenticate(auth.as_ref(), hello, pipeline, &source.name, self.peer)
+                .await
+                .map_err(End::Refuse)?;
+        }
         check_hello(hello, &source.name, &source.schema).map_err(End::Refuse)?;
         session.greeted = true;
         let mut ok = HelloOk {

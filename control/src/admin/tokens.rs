@@ -9,14 +9,36 @@ use crate::proto::admin::{
     CreateTokenRequest, CreateTokenResponse, ListTokensRequest, ListTokensResponse,
     RevokeTokenRequest, RevokeTokenResponse, Token,
 };
-use crate::raft::{MetaCommand, TokenRecord};
+use crate::raft::{MetaCommand, TokenRecord, TokenScope};
 
 fn token(id: &str, record: &TokenRecord) -> Token {
+    let scope = record.scope.as_ref();
     Token {
         id: id.to_string(),
         role: record.role.name().to_string(),
         created_at_ms: record.created_at_ms,
         expires_at_ms: record.expires_at_ms.unwrap_or(0),
+        pipeline: scope.map(|s| s.pipeline.clone()).unwrap_or_default(),
+        source: scope.and_then(|s| s.source.clone()).unwrap_or_default(),
+    }
+}
+
+/// The scope a create request asks for: only a producer token may have one, and a source
+/// only within a pipeline.
+fn scope_of(message: &CreateTokenRequest, role: AccessRole) -> Result<Option<TokenScope>, Status> {
+    match (message.pipeline.as_str(), message.source.as_str()) {
+        ("", "") => Ok(None),
+        ("", _) => Err(Status::invalid_argument(
+            "source: a token scoped to a source needs its pipeline too",
+        )),
+        (_, _) if role != AccessRole::Producer => Err(Status::invalid_argument(format!(
+            "pipeline: only producer tokens are scoped, not {} tokens",
+            role.name()
+        ))),
+        (pipeline, source) => Ok(Some(TokenScope {
+            pipeline: pipeline.to_string(),
+            source: (!source.is_empty()).then(|| source.to_string()),
+        })),
     }
 }
 
@@ -33,6 +55,7 @@ impl AdminServer {
                 message.role
             ))
         })?;
+        let scope = scope_of(&message, role)?;
         let new = generate().map_err(Status::internal)?;
         let created_at_ms = now_ms();
         let expires_at_ms = match message.expires_in_ms {
@@ -44,6 +67,7 @@ impl AdminServer {
             hash: new.hash,
             created_at_ms,
             expires_at_ms,
+            scope,
         };
         let command = MetaCommand::CreateToken {
             id: new.id.clone(),

@@ -49,8 +49,8 @@ pub struct Guard {
     audit: Audit,
 }
 
-/// Why a call was refused.
-enum Refusal {
+/// Why a call (or an ingest Hello) was refused.
+pub(super) enum Refusal {
     /// No credentials, or bad ones: `who` as far as known, `reason` for the audit log only.
     Unauthenticated { who: String, reason: &'static str },
     /// The caller's role may not make the call.
@@ -225,8 +225,15 @@ fn unauthenticated(who: &str, reason: &'static str) -> Refusal {
 
 /// The identity `authorization: <value>` proves, or why it proves none.
 fn token_identity(state: &MetaState, value: &str) -> Result<Identity, Refusal> {
-    let token = value.strip_prefix("Bearer ").map(str::trim);
-    let Some((id, secret)) = token.and_then(parse) else {
+    match value.strip_prefix("Bearer ").map(str::trim) {
+        Some(token) => verify_token(state, token),
+        None => Err(unauthenticated("anonymous", "malformed token")),
+    }
+}
+
+/// The identity bearer token `token` (`wire_<id>_<secret>`) proves, or why it proves none.
+pub(super) fn verify_token(state: &MetaState, token: &str) -> Result<Identity, Refusal> {
+    let Some((id, secret)) = parse(token) else {
         return Err(unauthenticated("anonymous", "malformed token"));
     };
     let who = format!("token:{id}");
@@ -266,6 +273,11 @@ impl Refusal {
 
 impl AuditRecord {
     fn refused(&mut self, refusal: Refusal, status: &Status) {
+        self.refused_with(refusal, &format!("{:?}", status.code()));
+    }
+
+    /// Records who was refused, why (for the operator), and the answer `outcome`.
+    pub(super) fn refused_with(&mut self, refusal: Refusal, outcome: &str) {
         match refusal {
             Refusal::Unauthenticated { who, reason } => {
                 self.who = who;
@@ -274,7 +286,7 @@ impl AuditRecord {
             Refusal::Denied(identity) => self.who = identity.who(),
             Refusal::Unavailable => {}
         }
-        self.outcome = format!("{:?}", status.code());
+        self.outcome = outcome.to_string();
     }
 }
 

@@ -41,6 +41,12 @@ fn tokens_parse_and_hash() {
         &token.text[..token.text.len() - 1],
         &format!("{}x", token.text),
         &token.text.replace("wire_", "WIRE_"),
+        &format!(
+            "{}+{}",
+            &token.text[..token.text.len() - 2],
+            &token.text[token.text.len() - 1..]
+        ),
+        &format!("{}{}", &token.text[..22], token.text[22..].to_uppercase()),
     ] {
         assert!(parse(bad).is_none(), "{bad}");
     }
@@ -59,4 +65,72 @@ fn dev_client_certificates_carry_the_admin_role() {
     };
     assert_eq!(cert_role(&der("client.pem")), Some(AccessRole::Admin));
     assert_eq!(cert_role(&der("node.pem")), None);
+}
+
+/// A token of `role` (and `scope`) recorded in `state`; its text.
+fn record(
+    state: &mut crate::raft::MetaState,
+    role: AccessRole,
+    scope: Option<(&str, Option<&str>)>,
+    expires_at_ms: Option<u64>,
+) -> String {
+    let token = generate().unwrap();
+    let scope = scope.map(|(pipeline, source)| crate::raft::TokenScope {
+        pipeline: pipeline.into(),
+        source: source.map(str::to_string),
+    });
+    let record = crate::raft::TokenRecord {
+        role,
+        hash: token.hash,
+        created_at_ms: 0,
+        expires_at_ms,
+        scope,
+    };
+    state.tokens.insert(token.id.clone(), record);
+    token.text
+}
+
+/// Who may ingest where: admin everywhere, a producer within its scope (everywhere without
+/// one), no other role, no bad, expired or missing token.
+#[test]
+fn ingest_tokens_by_role_and_scope() {
+    use AccessRole::Producer;
+    let mut state = crate::raft::MetaState::default();
+    let admin = record(&mut state, Admin, None, None);
+    let any = record(&mut state, Producer, None, None);
+    let orders = record(&mut state, Producer, Some(("orders", None)), None);
+    let rows = record(&mut state, Producer, Some(("orders", Some("rows"))), None);
+    let viewer = record(&mut state, Viewer, None, None);
+    let operator = record(&mut state, Operator, None, None);
+    let expired = record(&mut state, Producer, None, Some(1));
+    let forged = format!("{}0", &rows[..rows.len() - 1]);
+    let forged = if forged == rows {
+        format!("{}1", &rows[..rows.len() - 1])
+    } else {
+        forged
+    };
+    let cases: &[(&str, &str, &str, bool)] = &[
+        (&admin, "orders", "rows", true),
+        (&admin, "other", "x", true),
+        (&any, "other", "x", true),
+        (&orders, "orders", "rows", true),
+        (&orders, "orders", "audit", true),
+        (&orders, "other", "rows", false),
+        (&rows, "orders", "rows", true),
+        (&rows, "orders", "audit", false),
+        (&rows, "ordersx", "rows", false),
+        (&viewer, "orders", "rows", false),
+        (&operator, "orders", "rows", false),
+        (&expired, "orders", "rows", false),
+        (&forged, "orders", "rows", false),
+        ("", "orders", "rows", false),
+        ("wire_nope", "orders", "rows", false),
+    ];
+    for (token, pipeline, source, allowed) in cases {
+        assert_eq!(
+            ingest_allowed(&state, token, pipeline, source),
+            *allowed,
+            "{token} -> {pipeline}/{source}"
+        );
+    }
 }

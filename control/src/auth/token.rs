@@ -52,7 +52,10 @@ pub fn parse(token: &str) -> Option<(&str, [u8; SECRET_BYTES])> {
         return None;
     }
     let mut bytes = [0u8; SECRET_BYTES];
-    if secret.len() != 2 * SECRET_BYTES {
+    // Lower-case hex only, as generated: `from_str_radix` alone would also take `+1` for
+    // `01`, so one secret would have several spellings.
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if secret.len() != 2 * SECRET_BYTES || !secret.bytes().all(lower_hex) {
         return None;
     }
     for (i, byte) in bytes.iter_mut().enumerate() {
@@ -102,6 +105,7 @@ pub async fn found_admin_token(
             hash: token.hash,
             created_at_ms: now_ms(),
             expires_at_ms: None,
+            scope: None,
         },
     };
     let deadline = tokio::time::Instant::now() + FOUNDING_WAIT;

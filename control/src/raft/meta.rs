@@ -11,7 +11,7 @@ use super::MetaError;
 
 mod tokens;
 
-pub use tokens::{AccessRole, TokenRecord};
+pub use tokens::{AccessRole, TokenRecord, TokenScope};
 
 /// Completed checkpoints kept per pipeline (the newest ones).
 pub const CHECKPOINTS_KEPT: usize = 16;

@@ -17,7 +17,7 @@ use wire_core::{Batch, Schema};
 
 use super::{
     encode, Ack, ErrorCode, ErrorFrame, Frame, FrameBuffer, Hello, HelloOk, IDEMPOTENT_VERSION,
-    PROTOCOL_VERSION_MIN, SCHEMA_FIELDS_MAX, STRING_BYTES_MAX,
+    PROTOCOL_VERSION_MIN, SCHEMA_FIELDS_MAX, STRING_BYTES_MAX, TOKEN_VERSION,
 };
 use crate::error::ClientError;
 
@@ -28,7 +28,7 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(20);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// How an [`IngestClient`] talks to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
     /// Be an idempotent producer (protocol version 2): the server drops a re-sent batch it
     /// has already appended and acks it again. Off: protocol version 1, at-least-once.
@@ -37,6 +37,9 @@ pub struct ClientOptions {
     /// `ShuttingDown`), reconnect for at most this long and re-send the unacked batches.
     /// `None`: the error is returned and the client is done.
     pub reconnect: Option<Duration>,
+    /// A bearer token (`wire_<id>_<secret>`) for a node with security on: sent in the Hello,
+    /// which makes the client speak protocol version 3. `None`: no token (versions 1 and 2).
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -45,6 +48,7 @@ impl Default for ClientOptions {
         ClientOptions {
             idempotent: true,
             reconnect: None,
+            token: None,
         }
     }
 }
@@ -124,19 +128,18 @@ impl IngestClient {
         for field in schema.fields() {
             check_len("field name", field.name.len(), STRING_BYTES_MAX)?;
         }
+        let token = options.token.clone().unwrap_or_default();
+        check_len("token", token.len(), STRING_BYTES_MAX)?;
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
         let hello = Hello {
-            version: if options.idempotent {
-                IDEMPOTENT_VERSION
-            } else {
-                PROTOCOL_VERSION_MIN
-            },
+            version: hello_version(&options),
             client: client_name.to_owned(),
             source: source.to_owned(),
             schema: schema.clone(),
             idempotent: options.idempotent,
             producer_id: 0,
             producer_epoch: 0,
+            token,
         };
         let (stream, buffer, accepted) = open_session(&addrs, &hello)?;
         Ok(IngestClient {
@@ -454,6 +457,18 @@ fn retryable(err: &ClientError) -> bool {
                 | ErrorCode::Timeout
         ),
         _ => false,
+    }
+}
+
+/// The oldest protocol version that carries what `options` ask for: a token needs version 3,
+/// idempotence version 2; without either, version 1 works with every server.
+fn hello_version(options: &ClientOptions) -> u16 {
+    if options.token.is_some() {
+        TOKEN_VERSION
+    } else if options.idempotent {
+        IDEMPOTENT_VERSION
+    } else {
+        PROTOCOL_VERSION_MIN
     }
 }
 

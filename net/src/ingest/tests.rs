@@ -19,6 +19,7 @@ fn hello() -> Hello {
         idempotent: true,
         producer_id: 0x0000_1234_5678_9abc,
         producer_epoch: 7,
+        token: "wire_0011223344556677_secret".into(),
     }
 }
 
@@ -33,6 +34,7 @@ fn every_frame() -> Vec<Frame> {
             idempotent: false,
             producer_id: u64::MAX,
             producer_epoch: u16::MAX,
+            token: "tök€n".into(),
         }),
         Frame::HelloOk(HelloOk {
             version: 1,
@@ -50,6 +52,7 @@ fn every_frame() -> Vec<Frame> {
             idempotent: false,
             producer_id: 0,
             producer_epoch: 0,
+            token: String::new(),
         }),
         Frame::HelloOk(HelloOk {
             version: 2,
@@ -134,6 +137,7 @@ fn layout_matches_the_spec() {
         idempotent: false,
         producer_id: 0,
         producer_epoch: 0,
+        token: String::new(),
     }));
     let body = [
         b'W', b'I', b'R', b'E', 1, 0, 1, 0, b'c', 1, 0, b's', 1, 0, 1, 0, b'x', 6, 1,
@@ -149,9 +153,26 @@ fn layout_matches_the_spec() {
         idempotent: true,
         producer_id: 0x0102,
         producer_epoch: 3,
+        token: String::new(),
     }));
     let body = [
         b'W', b'I', b'R', b'E', 2, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0,
+    ];
+    assert_eq!(hello, raw_frame(1, &body));
+    // Version 3 appends the token (a string) to the Hello; its HelloOk is version 2's.
+    let hello = encoded(&Frame::Hello(Hello {
+        version: 3,
+        client: "c".into(),
+        source: "s".into(),
+        schema: Schema::default(),
+        idempotent: false,
+        producer_id: 0,
+        producer_epoch: 0,
+        token: "tk".into(),
+    }));
+    let body = [
+        b'W', b'I', b'R', b'E', 3, 0, 1, 0, b'c', 1, 0, b's', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 2, 0, b't', b'k',
     ];
     assert_eq!(hello, raw_frame(1, &body));
     let ok = encoded(&Frame::HelloOk(HelloOk {
@@ -323,7 +344,9 @@ fn error_codes_round_trip_through_u16() {
     assert_eq!(ErrorCode::from_u16(12), ErrorCode::OutOfOrderSequence);
     assert_eq!(ErrorCode::from_u16(13), ErrorCode::ProducerFenced);
     assert_eq!(ErrorCode::from_u16(14), ErrorCode::UnknownProducer);
-    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Unknown(15));
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Unauthenticated);
+    assert_eq!(ErrorCode::from_u16(16), ErrorCode::PermissionDenied);
+    assert_eq!(ErrorCode::from_u16(17), ErrorCode::Unknown(17));
 }
 
 #[test]
@@ -436,8 +459,9 @@ fn any_frame() -> impl Strategy<Value = Frame> {
         ".{0,20}",
         prop::collection::vec(field, 0..8),
         any::<(bool, u64, u16)>(),
+        ".{0,20}",
     )
-        .prop_map(|(version, client, source, fields, producer)| {
+        .prop_map(|(version, client, source, fields, producer, token)| {
             // Version 1 has no producer fields: they decode as their defaults.
             let v2 = version >= IDEMPOTENT_VERSION;
             Frame::Hello(Hello {
@@ -448,6 +472,11 @@ fn any_frame() -> impl Strategy<Value = Frame> {
                 idempotent: v2 && producer.0,
                 producer_id: if v2 { producer.1 } else { 0 },
                 producer_epoch: if v2 { producer.2 } else { 0 },
+                token: if version >= TOKEN_VERSION {
+                    token
+                } else {
+                    String::new()
+                },
             })
         });
     prop_oneof![

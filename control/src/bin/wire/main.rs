@@ -184,6 +184,7 @@ fn main() -> ExitCode {
             let args = RunArgs {
                 placement: None,
                 sink_subdir: None,
+                ingest_auth: None,
                 pipeline,
                 cores,
                 data_dir,

@@ -109,6 +109,12 @@ enum TokenCmd {
         /// How long it works (`30s`, `12h`, `90d`), or `never`.
         #[arg(long, value_parser = parse_expiry)]
         expires: Expiry,
+        /// Producer tokens only: the one pipeline it may ingest into (default: every one).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Producer tokens only, with --pipeline: the one source it may ingest into.
+        #[arg(long, requires = "pipeline")]
+        source: Option<String>,
     },
     /// Every token's id, role and expiry (never the secrets).
     List,

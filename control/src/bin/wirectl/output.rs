@@ -184,9 +184,10 @@ impl Printer {
         }
         if let Some(token) = &answer.token {
             eprintln!(
-                "token {} (role {}, expires {}); it is shown only this once:",
+                "token {} (role {}, scope {}, expires {}); it is shown only this once:",
                 token.id,
                 token.role,
+                scope_text(token),
                 expiry_text(token)
             );
         }
@@ -198,11 +199,12 @@ impl Printer {
         if self.json(list) {
             return;
         }
-        let mut rows = vec![row(&["ID", "ROLE", "CREATED (MS)", "EXPIRES"])];
+        let mut rows = vec![row(&["ID", "ROLE", "SCOPE", "CREATED (MS)", "EXPIRES"])];
         for t in &list.tokens {
             rows.push(vec![
                 t.id.clone(),
                 t.role.clone(),
+                scope_text(t),
                 t.created_at_ms.to_string(),
                 expiry_text(t),
             ]);
@@ -231,6 +233,15 @@ impl Printer {
             Err(err) => eprintln!("error: cannot print the answer as JSON: {err}"),
         }
         true
+    }
+}
+
+/// Where a producer token may ingest: `q5`, `q5/bids`, or `any`.
+fn scope_text(token: &Token) -> String {
+    match (token.pipeline.as_str(), token.source.as_str()) {
+        ("", _) => "any".to_string(),
+        (pipeline, "") => pipeline.to_string(),
+        (pipeline, source) => format!("{pipeline}/{source}"),
     }
 }
 

@@ -79,10 +79,17 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
 
 async fn token(client: &mut Client, cmd: &TokenCmd, out: &Printer) -> Result<(), tonic::Status> {
     match cmd {
-        TokenCmd::Create { role, expires } => {
+        TokenCmd::Create {
+            role,
+            expires,
+            pipeline,
+            source,
+        } => {
             let request = CreateTokenRequest {
                 role: role.clone(),
                 expires_in_ms: expires.0.map_or(0, |d| d.as_millis().max(1) as u64),
+                pipeline: pipeline.clone().unwrap_or_default(),
+                source: source.clone().unwrap_or_default(),
             };
             out.token_created(&client.create_token(request).await?.into_inner());
         }

@@ -1,5 +1,9 @@
 //! Bearer tokens in the metadata (version 3 of the encoding): each token's id, role, expiry and
 //! the SHA-256 of its secret. The secret itself is never stored (see `crate::auth`).
+//! A producer token may be scoped to a pipeline (and a source of it): its role byte is then
+//! 4 (a scoped producer) and the scope follows the expiry; older encodings never carry a 4,
+//! so they decode unchanged, and a member that predates scopes refuses such a record rather
+//! than widen it.
 
 use super::super::codec::{Reader, Writer};
 use super::super::MetaError;
@@ -62,34 +66,71 @@ pub struct TokenRecord {
     pub created_at_ms: u64,
     /// When it stops working (ms since the epoch); `None`: never.
     pub expires_at_ms: Option<u64>,
+    /// Producer tokens only: the pipeline (and source) it may write to; `None`: every one.
+    pub scope: Option<TokenScope>,
 }
+
+/// Where a producer token may write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenScope {
+    /// The pipeline.
+    pub pipeline: String,
+    /// One source of it; `None`: each of its ingest sources.
+    pub source: Option<String>,
+}
+
+impl TokenScope {
+    /// Whether the scope covers `source` of `pipeline`.
+    pub fn covers(&self, pipeline: &str, source: &str) -> bool {
+        self.pipeline == pipeline && self.source.as_deref().is_none_or(|s| s == source)
+    }
+}
+
+/// The role byte of a producer token that carries a scope.
+const SCOPED_PRODUCER_TAG: u8 = 4;
 
 /// Writes token `id` and its record.
 pub(super) fn encode_token(w: &mut Writer, id: &str, token: &TokenRecord) {
     w.str(id);
-    w.u8(token.role.tag());
+    let scope = token
+        .scope
+        .as_ref()
+        .filter(|_| token.role == AccessRole::Producer);
+    w.u8(scope.map_or(token.role.tag(), |_| SCOPED_PRODUCER_TAG));
     w.bytes(&token.hash);
     w.u64(token.created_at_ms);
     w.opt_u64(token.expires_at_ms);
+    if let Some(scope) = scope {
+        w.str(&scope.pipeline);
+        w.opt_str(scope.source.as_deref());
+    }
 }
 
 /// Reads what [`encode_token`] wrote.
 pub(super) fn decode_token(r: &mut Reader<'_>) -> Result<(String, TokenRecord), MetaError> {
     let id = r.string("token id")?;
-    let role = match r.u8("role")? {
+    let tag = r.u8("role")?;
+    let role = match tag {
         0 => AccessRole::Admin,
         1 => AccessRole::Operator,
         2 => AccessRole::Viewer,
-        3 => AccessRole::Producer,
+        3 | SCOPED_PRODUCER_TAG => AccessRole::Producer,
         _ => return Err(r.error("role", "unknown role")),
     };
     let hash = <[u8; 32]>::try_from(r.bytes("token hash")?)
         .map_err(|_| r.error("token hash", "not 32 bytes"))?;
-    let token = TokenRecord {
+    let mut token = TokenRecord {
         role,
         hash,
         created_at_ms: r.u64("created_at_ms")?,
         expires_at_ms: r.opt_u64("expires_at_ms")?,
+        scope: None,
     };
+    if tag == SCOPED_PRODUCER_TAG {
+        token.scope = Some(TokenScope {
+            pipeline: r.string("scope pipeline")?,
+            source: r.opt_string("scope source")?,
+        });
+    }
     Ok((id, token))
 }
