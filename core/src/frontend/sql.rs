@@ -8,6 +8,7 @@
 //! the YAML front end's connector decoders, so every connector takes the same options in both.
 //! The reference for users is docs/sql.md.
 
+mod explain;
 mod expr;
 mod prep;
 mod group;
@@ -15,6 +16,7 @@ mod query;
 #[cfg(test)]
 mod tests;
 
+pub use explain::explain;
 use sqlparser::ast::{
     ColumnOption, CreateTable, CreateTableOptions, Expr, ObjectName, SqlOption, Statement,
     TableObject,

@@ -53,7 +53,7 @@ enum Command {
     /// Run a pipeline on this machine until its bounded sources are exhausted, or until Ctrl-C
     /// (which drains, flushes and exits 0). Prints a summary to stderr.
     Run {
-        /// The pipeline file (YAML).
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         pipeline: PathBuf,
         /// Data cores (one pinned executor each); default: every CPU.
         #[arg(long)]
@@ -124,7 +124,13 @@ enum Command {
     Start(start::StartArgs),
     /// Check a pipeline file (syntax, names, types) without running it.
     Check {
-        /// The pipeline file (YAML).
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
+        pipeline: PathBuf,
+    },
+    /// Print the checked plan of a pipeline file (YAML or SQL): sources, operators with their
+    /// keys, windows and state, and sinks.
+    Explain {
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         pipeline: PathBuf,
     },
     /// Certificates for trying TLS out.
@@ -245,6 +251,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Explain { pipeline } => match wire_control::check::check_file(&pipeline) {
+            Ok(checked) => {
+                print!("{}", wire_core::frontend::sql::explain(&checked.spec, &checked.plan));
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { pipeline } => match job::load(&pipeline) {
             Ok(plan) => {
                 eprintln!(

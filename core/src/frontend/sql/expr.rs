@@ -490,6 +490,9 @@ impl Writer<'_> {
         if function.filter.is_some() && aggregate.is_none() {
             return Err(self.unsupported(expr, "`FILTER (WHERE ...)` on a function that is not an aggregate"));
         }
+        if wire_name == "mod" {
+            return self.modulo(expr, function);
+        }
         self.push(&wire_name);
         self.push("(");
         if let FunctionArguments::List(list) = &function.args {
@@ -518,6 +521,32 @@ impl Writer<'_> {
             self.expr(filter)?;
             self.push(")");
         }
+        Ok(())
+    }
+}
+
+impl Writer<'_> {
+    /// `MOD(a, b)` as `(a % b)`.
+    fn modulo(&mut self, expr: &Expr, function: &Function) -> Result<(), SqlError> {
+        let args: Vec<&Expr> = match &function.args {
+            FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let [a, b] = args.as_slice() else {
+            return Err(self.unsupported(expr, "`MOD` with other than two arguments"));
+        };
+        self.push("(");
+        self.expr(a)?;
+        self.push(" % ");
+        self.expr(b)?;
+        self.push(")");
         Ok(())
     }
 }
