@@ -10,8 +10,8 @@
 
 mod explain;
 mod expr;
-mod prep;
 mod group;
+mod prep;
 mod query;
 #[cfg(test)]
 mod tests;
@@ -26,8 +26,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
 use crate::frontend::spec::{
-    decode_table, DecodedTable, Named, Origin, PipelineSpec, Pos, SinkSpec,
-    SourceSpec, SpecError,
+    decode_table, DecodedTable, Named, Origin, PipelineSpec, Pos, SinkSpec, SourceSpec, SpecError,
 };
 
 /// An error at a place in the SQL text.
@@ -81,12 +80,20 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
 
 /// A parser message `... at Line: L, Column: C` as an error at that place.
 fn parser_error(message: &str) -> SqlError {
-    let message = message.strip_prefix("sql parser error: ").unwrap_or(message);
+    let message = message
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(message);
     let (text, pos) = match message.rsplit_once(" at Line: ") {
         Some((text, place)) => {
             let mut parts = place.split(", Column: ");
-            let line = parts.next().and_then(|l| l.trim().parse().ok()).unwrap_or(1);
-            let column = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1);
+            let line = parts
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(1);
+            let column = parts
+                .next()
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(1);
             (text, Pos { line, column })
         }
         None => (message, Pos { line: 1, column: 1 }),
@@ -133,23 +140,36 @@ fn table(create: &CreateTable, at: Pos) -> Result<Table, SqlError> {
                 format!("column `{}`: the type `{}` is not supported (BIGINT, INT, DOUBLE, BOOLEAN, VARCHAR, STRING, BYTES, TIMESTAMP(3))", column.name.value, column.data_type),
             );
         };
-        let not_null = column
-            .options
-            .iter()
-            .any(|o| matches!(o.option, ColumnOption::NotNull | ColumnOption::Unique { .. }));
-        let ty = if not_null { kind.to_string() } else { format!("{kind}?") };
+        let not_null = column.options.iter().any(|o| {
+            matches!(
+                o.option,
+                ColumnOption::NotNull | ColumnOption::Unique { .. }
+            )
+        });
+        let ty = if not_null {
+            kind.to_string()
+        } else {
+            format!("{kind}?")
+        };
         columns.push((column.name.value.clone(), ty));
     }
     let mut options = Vec::new();
     if let CreateTableOptions::With(list) = &create.table_options {
         for option in list {
             let SqlOption::KeyValue { key, value } = option else {
-                return err(pos, format!("table `{}`: expected `'key' = 'value'` options", create.name));
+                return err(
+                    pos,
+                    format!(
+                        "table `{}`: expected `'key' = 'value'` options",
+                        create.name
+                    ),
+                );
             };
             let value_pos = expr::start_of(value).unwrap_or(pos);
             let text = match value {
                 Expr::Value(v) => match &v.value {
-                    sqlparser::ast::Value::SingleQuotedString(s) | sqlparser::ast::Value::Number(s, _) => s.clone(),
+                    sqlparser::ast::Value::SingleQuotedString(s)
+                    | sqlparser::ast::Value::Number(s, _) => s.clone(),
                     other => other.to_string(),
                 },
                 other => other.to_string(),
@@ -157,7 +177,10 @@ fn table(create: &CreateTable, at: Pos) -> Result<Table, SqlError> {
             options.push((key.value.clone(), text, value_pos));
         }
     } else if !matches!(create.table_options, CreateTableOptions::None) {
-        return err(pos, "only `WITH ('key' = 'value', ...)` options are supported");
+        return err(
+            pos,
+            "only `WITH ('key' = 'value', ...)` options are supported",
+        );
     }
     let name = Named {
         name: object_name(&create.name),
@@ -211,7 +234,10 @@ impl Table {
             if key == "connector" {
                 continue;
             }
-            if let Some(property) = key.strip_prefix("properties.").filter(|k| *k != "bootstrap.servers") {
+            if let Some(property) = key
+                .strip_prefix("properties.")
+                .filter(|k| *k != "bootstrap.servers")
+            {
                 properties.push(format!("  {}: {}\n", json(property), json(value)));
                 continue;
             }
@@ -231,7 +257,10 @@ impl Table {
     fn source_yaml(&self, kind: &str, out: &mut String) {
         let json = |s: &str| serde_json::Value::String(s.to_string()).to_string();
         if kind == "nexmark" && !self.options.iter().any(|(k, _, _)| k == "stream") {
-            out.push_str(&format!("stream: {}\n", json(&self.name.name.to_ascii_lowercase())));
+            out.push_str(&format!(
+                "stream: {}\n",
+                json(&self.name.name.to_ascii_lowercase())
+            ));
         }
         if kind != "nexmark" && !self.columns.is_empty() {
             out.push_str("schema:\n");
@@ -302,7 +331,10 @@ const STATEMENTS: &str = "CREATE TABLE, CREATE [TEMPORARY] VIEW, INSERT INTO ...
 
 fn statement_name(statement: &Statement) -> String {
     let text = statement.to_string();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The insert's target table.

@@ -253,7 +253,10 @@ fn main() -> ExitCode {
         }
         Command::Explain { pipeline } => match wire_control::check::check_file(&pipeline) {
             Ok(checked) => {
-                print!("{}", wire_core::frontend::sql::explain(&checked.spec, &checked.plan));
+                print!(
+                    "{}",
+                    wire_core::frontend::sql::explain(&checked.spec, &checked.plan)
+                );
                 ExitCode::SUCCESS
             }
             Err(err) => {

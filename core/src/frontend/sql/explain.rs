@@ -28,13 +28,26 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
     }
     for operator in &plan.operators {
         let inputs: Vec<&str> = operator.inputs.iter().map(|i| plan.name_of(*i)).collect();
-        let state = if operator.op.is_stateful() { ", keeps state" } else { "" };
+        let state = if operator.op.is_stateful() {
+            ", keeps state"
+        } else {
+            ""
+        };
         let kind = op_name(&operator.op);
-        let _ = writeln!(out, "operator {}: {kind} of {}{state}", operator.name, inputs.join(", "));
+        let _ = writeln!(
+            out,
+            "operator {}: {kind} of {}{state}",
+            operator.name,
+            inputs.join(", ")
+        );
         if let Some(spec_op) = spec.operators.iter().find(|o| o.name.name == operator.name) {
             details(&mut out, &spec_op.kind);
         }
-        let changes = if operator.changelog { " (update stream)" } else { "" };
+        let changes = if operator.changelog {
+            " (update stream)"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "  rows: {}{changes}", fields(&operator.schema));
     }
     for sink in &plan.sinks {
@@ -45,7 +58,12 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             SinkKind::Kafka(_) => "kafka".to_string(),
             SinkKind::Postgres(_) => "postgres".to_string(),
         };
-        let _ = writeln!(out, "sink {}: {kind} of {}", sink.name, input_name(plan, sink.input));
+        let _ = writeln!(
+            out,
+            "sink {}: {kind} of {}",
+            sink.name,
+            input_name(plan, sink.input)
+        );
     }
     out
 }
@@ -73,7 +91,14 @@ fn fields(schema: &Schema) -> String {
     let parts: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| format!("{}: {}{}", f.name, f.data_type, if f.nullable { "?" } else { "" }))
+        .map(|f| {
+            format!(
+                "{}: {}{}",
+                f.name,
+                f.data_type,
+                if f.nullable { "?" } else { "" }
+            )
+        })
         .collect();
     format!("({})", parts.join(", "))
 }
@@ -116,9 +141,19 @@ fn details(out: &mut String, kind: &OperatorKind) {
             }
         }
         OperatorKind::Top(t) => {
-            let order: Vec<String> = t.order_by.iter().map(|(e, desc)| format!("{}{}", e.text, if *desc { " desc" } else { "" })).collect();
+            let order: Vec<String> = t
+                .order_by
+                .iter()
+                .map(|(e, desc)| format!("{}{}", e.text, if *desc { " desc" } else { "" }))
+                .collect();
             let ties = if t.with_ties { " with ties" } else { "" };
-            let _ = writeln!(out, "  first {}{ties} by {} per [{}]", t.n, order.join(", "), keys(&t.group_by));
+            let _ = writeln!(
+                out,
+                "  first {}{ties} by {} per [{}]",
+                t.n,
+                order.join(", "),
+                keys(&t.group_by)
+            );
             if let Some(w) = &t.window {
                 let _ = writeln!(out, "  window: {}", window(w));
             }

@@ -51,7 +51,10 @@ impl Scope {
 /// Whether `name` is an aggregate function.
 pub(super) fn aggregate_name(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
-    AGGREGATES.iter().find(|(sql, _)| *sql == lower).map(|(_, wire)| *wire)
+    AGGREGATES
+        .iter()
+        .find(|(sql, _)| *sql == lower)
+        .map(|(_, wire)| *wire)
 }
 
 /// Whether `expr` calls an aggregate function anywhere.
@@ -85,7 +88,9 @@ pub(super) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
             walk(expr, visit);
             list.iter().for_each(|e| walk(e, visit));
         }
-        Expr::Between { expr, low, high, .. } => {
+        Expr::Between {
+            expr, low, high, ..
+        } => {
             walk(expr, visit);
             walk(low, visit);
             walk(high, visit);
@@ -106,7 +111,12 @@ pub(super) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
                 walk(filter, visit);
             }
         }
-        Expr::Case { operand, conditions, else_result, .. } => {
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             operand.iter().for_each(|o| walk(o, visit));
             for c in conditions {
                 walk(&c.condition, visit);
@@ -128,7 +138,12 @@ pub(super) fn lower(expr: &Expr, scope: &Scope, path: &str, at: Pos) -> Result<E
     };
     writer.expr(expr)?;
     let start = start_of(expr).unwrap_or(at);
-    Ok(ExprText::from_text(writer.out, path.to_string(), start, writer.anchors))
+    Ok(ExprText::from_text(
+        writer.out,
+        path.to_string(),
+        start,
+        writer.anchors,
+    ))
 }
 
 /// Where `expr` starts in the SQL text, if the parser kept it.
@@ -275,23 +290,42 @@ impl Writer<'_> {
             }
             Expr::IsNull(inner) => self.postfix(inner, " IS NULL")?,
             Expr::IsNotNull(inner) => self.postfix(inner, " IS NOT NULL")?,
-            Expr::InList { expr: inner, list, negated } => {
+            Expr::InList {
+                expr: inner,
+                list,
+                negated,
+            } => {
                 self.push("(");
                 self.expr(inner)?;
                 self.push(if *negated { " NOT IN (" } else { " IN (" });
                 self.list(list)?;
                 self.push("))");
             }
-            Expr::Between { expr: inner, negated, low, high } => {
+            Expr::Between {
+                expr: inner,
+                negated,
+                low,
+                high,
+            } => {
                 self.push("(");
                 self.expr(inner)?;
-                self.push(if *negated { " NOT BETWEEN " } else { " BETWEEN " });
+                self.push(if *negated {
+                    " NOT BETWEEN "
+                } else {
+                    " BETWEEN "
+                });
                 self.expr(low)?;
                 self.push(" AND ");
                 self.expr(high)?;
                 self.push(")");
             }
-            Expr::Like { negated, expr: inner, pattern, escape_char, any } => {
+            Expr::Like {
+                negated,
+                expr: inner,
+                pattern,
+                escape_char,
+                any,
+            } => {
                 if escape_char.is_some() || *any {
                     return Err(self.unsupported(expr, "`LIKE ... ESCAPE`"));
                 }
@@ -443,7 +477,13 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn binary(&mut self, expr: &Expr, left: &Expr, op: &BinaryOperator, right: &Expr) -> Result<(), SqlError> {
+    fn binary(
+        &mut self,
+        expr: &Expr,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+    ) -> Result<(), SqlError> {
         use BinaryOperator as B;
         let text = match op {
             B::Plus => "+",
@@ -488,7 +528,10 @@ impl Writer<'_> {
             (None, _) => lower.clone(),
         };
         if function.filter.is_some() && aggregate.is_none() {
-            return Err(self.unsupported(expr, "`FILTER (WHERE ...)` on a function that is not an aggregate"));
+            return Err(self.unsupported(
+                expr,
+                "`FILTER (WHERE ...)` on a function that is not an aggregate",
+            ));
         }
         if wire_name == "mod" {
             return self.modulo(expr, function);
@@ -558,7 +601,10 @@ fn literal(text: &str) -> String {
 
 /// A field name, in backquotes unless it is a plain name.
 pub(super) fn quote(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !KEYWORDS.contains(&name.to_ascii_lowercase().as_str());
     if plain {

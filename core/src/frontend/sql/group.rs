@@ -13,7 +13,11 @@ use crate::time::window::WindowKind;
 
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
 /// `SESSION(t, DESCRIPTOR(ts), gap)`; `TABLE` before `t` is taken out before parsing.
-pub(super) fn window_function(lower: &mut Lower, call: &Expr, at: Pos) -> Result<Relation, SqlError> {
+pub(super) fn window_function(
+    lower: &mut Lower,
+    call: &Expr,
+    at: Pos,
+) -> Result<Relation, SqlError> {
     let pos = expr::start_of(call).unwrap_or(at);
     let Expr::Function(function) = call else {
         return err(pos, "expected a windowing function: TABLE(TUMBLE(...)), TABLE(HOP(...)) or TABLE(SESSION(...))");
@@ -46,10 +50,19 @@ pub(super) fn window_function(lower: &mut Lower, call: &Expr, at: Pos) -> Result
     }
     let table = match args.first() {
         Some(Expr::Identifier(id)) => id.value.clone(),
-        _ => return err(pos, format!("the first argument of {name} must be a table or view name")),
+        _ => {
+            return err(
+                pos,
+                format!("the first argument of {name} must be a table or view name"),
+            )
+        }
     };
-    if !matches!(args.get(1), Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR")) {
-        return err(pos, format!("the second argument of {name} must be DESCRIPTOR(time_column)"));
+    if !matches!(args.get(1), Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR"))
+    {
+        return err(
+            pos,
+            format!("the second argument of {name} must be DESCRIPTOR(time_column)"),
+        );
     }
     let name = lower.relation(&table, pos)?;
     Ok(relation(name, Scope::of(&table), Some(window(kind, pos))))
@@ -85,21 +98,35 @@ pub(super) fn aggregate(
     if window_spec.is_some() {
         let has = |n: &str| keys.iter().any(|k| is_column(k, n));
         if !(has("window_start") && has("window_end")) {
-            return err(at, "a windowed aggregate must GROUP BY window_start, window_end (and its keys)");
+            return err(
+                at,
+                "a windowed aggregate must GROUP BY window_start, window_end (and its keys)",
+            );
         }
         keys.retain(|k| !is_column(k, "window_start") && !is_column(k, "window_end"));
     }
-    let mut out_scope = Scope { qualifiers: scope.qualifiers.clone(), ..Scope::default() };
+    let mut out_scope = Scope {
+        qualifiers: scope.qualifiers.clone(),
+        ..Scope::default()
+    };
     let mut group = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let text = expr::lower(key, &scope, "GROUP BY", at)?;
         let name = match key {
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
             _ => {
-                let alias = select.projection.iter().filter_map(item_expr).find(|(e, _)| e == key).and_then(|(_, a)| a);
+                let alias = select
+                    .projection
+                    .iter()
+                    .filter_map(item_expr)
+                    .find(|(e, _)| e == key)
+                    .and_then(|(_, a)| a);
                 let name = alias.map_or_else(|| format!("key{i}"), str::to_string);
                 out_scope.replace.push((key.to_string(), name.clone()));
-                Some(Named { name, pos: expr::start_of(key).unwrap_or(at) })
+                Some(Named {
+                    name,
+                    pos: expr::start_of(key).unwrap_or(at),
+                })
             }
         };
         group.push(group_key(name, text));
@@ -122,18 +149,35 @@ pub(super) fn aggregate(
         seen.push(sql.clone());
         let text = expr::lower(call, &scope, &format!("SELECT {name}"), at)?;
         out_scope.replace.push((sql, name.clone()));
-        aggregates.push((Named { name, pos: expr::start_of(call).unwrap_or(at) }, text));
+        aggregates.push((
+            Named {
+                name,
+                pos: expr::start_of(call).unwrap_or(at),
+            },
+            text,
+        ));
     }
     if aggregates.is_empty() {
-        return err(at, "GROUP BY without an aggregate in the select list is not supported; add count(*)");
+        return err(
+            at,
+            "GROUP BY without an aggregate in the select list is not supported; add count(*)",
+        );
     }
-    let spec = AggregateSpec { group_by: group, window: window_spec, aggregates };
+    let spec = AggregateSpec {
+        group_by: group,
+        window: window_spec,
+        aggregates,
+    };
     let name = lower.push_aggregate(&input, spec, at);
     Ok(relation(name, out_scope, None))
 }
 
 /// The aggregate calls in `e`; `alias` names `e` when `e` is itself the call.
-fn collect_calls<'e>(e: &'e Expr, alias: Option<&'e str>, out: &mut Vec<(&'e Expr, Option<&'e str>)>) {
+fn collect_calls<'e>(
+    e: &'e Expr,
+    alias: Option<&'e str>,
+    out: &mut Vec<(&'e Expr, Option<&'e str>)>,
+) {
     if let Expr::Function(f) = e {
         if f.over.is_none() && aggregate_name(&f.name.to_string()).is_some() {
             out.push((e, alias));
@@ -145,12 +189,16 @@ fn collect_calls<'e>(e: &'e Expr, alias: Option<&'e str>, out: &mut Vec<(&'e Exp
 
 fn find_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e Expr, Option<&'e str>)>) {
     match e {
-        Expr::Function(f) if f.over.is_none() && aggregate_name(&f.name.to_string()).is_some() => out.push((e, None)),
+        Expr::Function(f) if f.over.is_none() && aggregate_name(&f.name.to_string()).is_some() => {
+            out.push((e, None))
+        }
         Expr::BinaryOp { left, right, .. } => {
             find_calls(left, out);
             find_calls(right, out);
         }
-        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => find_calls(expr, out),
+        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => {
+            find_calls(expr, out)
+        }
         Expr::Function(f) => {
             if let FunctionArguments::List(list) = &f.args {
                 for arg in &list.args {
@@ -160,7 +208,12 @@ fn find_calls<'e>(e: &'e Expr, out: &mut Vec<(&'e Expr, Option<&'e str>)>) {
                 }
             }
         }
-        Expr::Case { operand, conditions, else_result, .. } => {
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             if let Some(o) = operand {
                 find_calls(o, out);
             }
@@ -199,7 +252,12 @@ fn rank_bound(condition: &Expr, rn: &str) -> Option<u64> {
 
 /// Top-N: `FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY e DESC) AS rn FROM x)
 /// WHERE rn <= N`; `RANK()` keeps ties. `None` when the FROM is not of that shape.
-pub(super) fn top_n(lower: &mut Lower, select: &Select, from: &TableWithJoins, at: Pos) -> Result<Option<Relation>, SqlError> {
+pub(super) fn top_n(
+    lower: &mut Lower,
+    select: &Select,
+    from: &TableWithJoins,
+    at: Pos,
+) -> Result<Option<Relation>, SqlError> {
     let TableFactor::Derived { subquery, .. } = &from.relation else {
         return Ok(None);
     };
@@ -207,7 +265,10 @@ pub(super) fn top_n(lower: &mut Lower, select: &Select, from: &TableWithJoins, a
         return Ok(None);
     };
     let ranked = inner.projection.iter().find_map(|item| match item {
-        SelectItem::ExprWithAlias { expr: Expr::Function(f), alias } if f.over.is_some() => Some((f, alias)),
+        SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            alias,
+        } if f.over.is_some() => Some((f, alias)),
         _ => None,
     });
     let Some((function, alias)) = ranked else {
@@ -218,28 +279,52 @@ pub(super) fn top_n(lower: &mut Lower, select: &Select, from: &TableWithJoins, a
     let with_ties = match fname.as_str() {
         "ROW_NUMBER" => false,
         "RANK" => true,
-        _ => return err(at, format!("`{fname}() OVER` is not supported; use ROW_NUMBER() or RANK()")),
+        _ => {
+            return err(
+                at,
+                format!("`{fname}() OVER` is not supported; use ROW_NUMBER() or RANK()"),
+            )
+        }
     };
     let Some(WindowType::WindowSpec(spec)) = &function.over else {
         return err(at, "named windows are not supported in OVER");
     };
-    let others = inner.projection.iter().filter(|i| !matches!(i, SelectItem::Wildcard(_))).count();
+    let others = inner
+        .projection
+        .iter()
+        .filter(|i| !matches!(i, SelectItem::Wildcard(_)))
+        .count();
     if others != 1 || !from.joins.is_empty() || inner.from.len() != 1 {
-        return err(at, format!("a top-N subquery must be `SELECT *, {fname}() OVER (...) AS {rn} FROM ...`"));
+        return err(
+            at,
+            format!("a top-N subquery must be `SELECT *, {fname}() OVER (...) AS {rn} FROM ...`"),
+        );
     }
     let mut conjuncts = Vec::new();
     if let Some(selection) = &select.selection {
         split_and(selection, &mut conjuncts);
     }
     let Some(n) = conjuncts.iter().find_map(|c| rank_bound(c, &rn)) else {
-        return err(at, format!("`{fname}() OVER (...) AS {rn}` needs `WHERE {rn} <= N` in the enclosing query"));
+        return err(
+            at,
+            format!(
+                "`{fname}() OVER (...) AS {rn}` needs `WHERE {rn} <= N` in the enclosing query"
+            ),
+        );
     };
     if n == 0 {
         return err(at, format!("`{rn}` bound must be at least 1"));
     }
-    let selects_rn = select.projection.iter().filter_map(item_expr).any(|(e, _)| is_column(e, &rn));
+    let selects_rn = select
+        .projection
+        .iter()
+        .filter_map(item_expr)
+        .any(|(e, _)| is_column(e, &rn));
     if selects_rn {
-        return err(at, format!("selecting `{rn}` is not supported: the top-N output has no rank column"));
+        return err(
+            at,
+            format!("selecting `{rn}` is not supported: the top-N output has no rank column"),
+        );
     }
     let mut rel = lower.lower_from(&inner.from[0], at)?;
     if let Some(selection) = &inner.selection {
@@ -254,15 +339,36 @@ pub(super) fn top_n(lower: &mut Lower, select: &Select, from: &TableWithJoins, a
         // Over a windowed aggregate: window_end alone picks the window.
         keys.retain(|k| !is_column(k, "window_start"));
     }
-    let group_by = keys.iter().map(|k| Ok(group_key(None, expr::lower(k, &scope, "PARTITION BY", at)?))).collect::<Result<Vec<GroupKey>, SqlError>>()?;
-    let order_by = spec.order_by.iter().map(|o| Ok((expr::lower(&o.expr, &scope, "ORDER BY", at)?, o.options.asc == Some(false)))).collect::<Result<Vec<_>, SqlError>>()?;
+    let group_by = keys
+        .iter()
+        .map(|k| Ok(group_key(None, expr::lower(k, &scope, "PARTITION BY", at)?)))
+        .collect::<Result<Vec<GroupKey>, SqlError>>()?;
+    let order_by = spec
+        .order_by
+        .iter()
+        .map(|o| {
+            Ok((
+                expr::lower(&o.expr, &scope, "ORDER BY", at)?,
+                o.options.asc == Some(false),
+            ))
+        })
+        .collect::<Result<Vec<_>, SqlError>>()?;
     if order_by.is_empty() {
         return err(at, format!("`{fname}() OVER` needs ORDER BY"));
     }
-    let top = TopSpec { n, order_by, group_by, with_ties, window: window_spec };
+    let top = TopSpec {
+        n,
+        order_by,
+        group_by,
+        with_ties,
+        window: window_spec,
+    };
     let name = lower.push_top(&input, top, at);
     let mut rel = relation(name, scope, None);
-    for condition in conjuncts.into_iter().filter(|c| rank_bound(c, &rn).is_none()) {
+    for condition in conjuncts
+        .into_iter()
+        .filter(|c| rank_bound(c, &rn).is_none())
+    {
         rel = lower.lower_filter(rel, condition, at)?;
     }
     Ok(Some(rel))

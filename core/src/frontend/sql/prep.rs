@@ -65,7 +65,8 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
                 blank(&mut chars, &starts, &tokens[i], &tokens[i]);
             }
         }
-        if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR")) {
+        if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
+        {
             let (mark, end) = watermark(&tokens, &chars, &starts, i, &table)?;
             let (first, last) = with_comma(&tokens, i, end);
             blank(&mut chars, &starts, &tokens[first], &tokens[last]);
@@ -130,7 +131,10 @@ fn watermark(
 fn with_comma(tokens: &[TokenWithSpan], first: usize, last: usize) -> (usize, usize) {
     if first > 0 && tokens[first - 1].token == Token::Comma {
         (first - 1, last)
-    } else if tokens.get(last + 1).is_some_and(|t| t.token == Token::Comma) {
+    } else if tokens
+        .get(last + 1)
+        .is_some_and(|t| t.token == Token::Comma)
+    {
         (first, last + 1)
     } else {
         (first, last)

@@ -63,7 +63,10 @@ impl Lower {
     /// The pipeline, once every statement is lowered.
     pub fn finish(self) -> Result<PipelineSpec, SqlError> {
         if self.sinks.is_empty() {
-            return err(Pos { line: 1, column: 1 }, "a pipeline needs at least one `INSERT INTO table SELECT ...`");
+            return err(
+                Pos { line: 1, column: 1 },
+                "a pipeline needs at least one `INSERT INTO table SELECT ...`",
+            );
         }
         Ok(PipelineSpec {
             name: self.name,
@@ -86,15 +89,30 @@ impl Lower {
                 }
                 self.tables.push(table);
             }
-            Statement::CreateView { name, query, materialized: false, or_alter: false, columns, .. } if columns.is_empty() => {
+            Statement::CreateView {
+                name,
+                query,
+                materialized: false,
+                or_alter: false,
+                columns,
+                ..
+            } if columns.is_empty() => {
                 let view = object_name(name);
                 let pos = name_pos(name, at);
                 self.check_free(&view, pos)?;
                 let before = self.operators.len();
                 let rel = self.query(query, at)?;
-                if self.operators.len() > before && self.operators.last().is_some_and(|o| o.name.name == rel.name) {
+                if self.operators.len() > before
+                    && self
+                        .operators
+                        .last()
+                        .is_some_and(|o| o.name.name == rel.name)
+                {
                     if let Some(last) = self.operators.last_mut() {
-                        last.name = Named { name: view.clone(), pos };
+                        last.name = Named {
+                            name: view.clone(),
+                            pos,
+                        };
                     }
                     self.views.push((view.clone(), view));
                 } else {
@@ -116,33 +134,59 @@ impl Lower {
             }
             Statement::Set(_) => {}
             other => {
-                return err(at, format!("`{}` is not supported (supported: {})", super::statement_name(other), super::STATEMENTS));
+                return err(
+                    at,
+                    format!(
+                        "`{}` is not supported (supported: {})",
+                        super::statement_name(other),
+                        super::STATEMENTS
+                    ),
+                );
             }
         }
         Ok(())
     }
 
     fn check_free(&self, name: &str, pos: Pos) -> Result<(), SqlError> {
-        if self.tables.iter().any(|t| t.name.name == name) || self.views.iter().any(|(v, _)| v == name) {
+        if self.tables.iter().any(|t| t.name.name == name)
+            || self.views.iter().any(|(v, _)| v == name)
+        {
             return err(pos, format!("`{name}` is already defined"));
         }
         Ok(())
     }
 
-    fn insert(&mut self, target: &sqlparser::ast::ObjectName, from: &str, at: Pos) -> Result<(), SqlError> {
+    fn insert(
+        &mut self,
+        target: &sqlparser::ast::ObjectName,
+        from: &str,
+        at: Pos,
+    ) -> Result<(), SqlError> {
         let name = object_name(target);
         let pos = name_pos(target, at);
         let Some(table) = self.tables.iter().find(|t| t.name.name == name).cloned() else {
-            return err(pos, format!("unknown table `{name}`; declare it with CREATE TABLE"));
+            return err(
+                pos,
+                format!("unknown table `{name}`; declare it with CREATE TABLE"),
+            );
         };
         if self.sinks.iter().any(|s| s.name.name == name) {
-            return err(pos, format!("table `{name}` is already written by an earlier INSERT; use UNION ALL"));
+            return err(
+                pos,
+                format!("table `{name}` is already written by an earlier INSERT; use UNION ALL"),
+            );
         }
         if self.sources.iter().any(|s| s.name.name == name) {
-            return err(pos, format!("table `{name}` is read by a query, so it cannot be written too"));
+            return err(
+                pos,
+                format!("table `{name}` is read by a query, so it cannot be written too"),
+            );
         }
         let mut sink = table.sink(&self.file, from)?;
-        sink.input = Named { name: from.to_string(), pos };
+        sink.input = Named {
+            name: from.to_string(),
+            pos,
+        };
         self.sinks.push(sink);
         Ok(())
     }
@@ -164,8 +208,17 @@ impl Lower {
     fn push(&mut self, base: &str, inputs: &[&str], kind: OperatorKind, pos: Pos) -> String {
         let name = self.fresh(base);
         self.operators.push(OperatorSpec {
-            name: Named { name: name.clone(), pos },
-            inputs: inputs.iter().map(|i| Named { name: i.to_string(), pos }).collect(),
+            name: Named {
+                name: name.clone(),
+                pos,
+            },
+            inputs: inputs
+                .iter()
+                .map(|i| Named {
+                    name: i.to_string(),
+                    pos,
+                })
+                .collect(),
             kind,
         });
         name
@@ -178,14 +231,23 @@ impl Lower {
             sources: self.sources.clone(),
             operators: self.operators.clone(),
             sinks: vec![SinkSpec {
-                name: Named { name: format!("{name}__fields"), pos },
-                input: Named { name: name.to_string(), pos },
+                name: Named {
+                    name: format!("{name}__fields"),
+                    pos,
+                },
+                input: Named {
+                    name: name.to_string(),
+                    pos,
+                },
                 kind: SinkKind::Blackhole,
             }],
             settings: Settings::default(),
             origin: self.origin.clone(),
         };
-        let plan = Plan::from_spec(&spec).map_err(|e| SqlError { pos: e.pos, message: e.message })?;
+        let plan = Plan::from_spec(&spec).map_err(|e| SqlError {
+            pos: e.pos,
+            message: e.message,
+        })?;
         let schema = &plan.sinks[0].schema;
         Ok(schema.fields().iter().map(|f| f.name.clone()).collect())
     }
@@ -193,7 +255,10 @@ impl Lower {
     /// Lowers a query; returns the relation of its result.
     fn query(&mut self, query: &Query, at: Pos) -> Result<Rel, SqlError> {
         if query.with.is_some() {
-            return err(at, "`WITH` (common table expressions) is not supported; use CREATE TEMPORARY VIEW");
+            return err(
+                at,
+                "`WITH` (common table expressions) is not supported; use CREATE TEMPORARY VIEW",
+            );
         }
         if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
             return err(at, "`ORDER BY` and `LIMIT` on a streaming query are not supported; use ROW_NUMBER() OVER (...) for top-N");
@@ -222,7 +287,10 @@ impl Lower {
             return err(at, "`SELECT DISTINCT` is not supported; use GROUP BY");
         }
         let [from] = select.from.as_slice() else {
-            return err(at, "a SELECT needs exactly one FROM item (join with JOIN ... ON)");
+            return err(
+                at,
+                "a SELECT needs exactly one FROM item (join with JOIN ... ON)",
+            );
         };
         if let Some(rel) = self.top_n(select, from, at)? {
             return self.finish_select(select, rel, at);
@@ -243,7 +311,9 @@ impl Lower {
             return err(at, "GROUP BY modifiers (ROLLUP, CUBE) are not supported");
         }
         let aggregates = select.projection.iter().any(|item| match item {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => has_aggregate(e),
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                has_aggregate(e)
+            }
             _ => false,
         });
         if !group_by.is_empty() || aggregates {
@@ -272,7 +342,9 @@ impl Lower {
         for (index, item) in items.iter().enumerate() {
             match item {
                 SelectItem::Wildcard(_) if index == 0 => star = true,
-                SelectItem::Wildcard(_) => return err(at, "`*` must come first in the select list"),
+                SelectItem::Wildcard(_) => {
+                    return err(at, "`*` must come first in the select list")
+                }
                 SelectItem::QualifiedWildcard(..) => {
                     return err(at, "`t.*` is not supported; name the columns or use `*`");
                 }
@@ -280,13 +352,21 @@ impl Lower {
                     let pos = expr::start_of(e).unwrap_or(at);
                     let name = match e {
                         Expr::Identifier(id) => id.value.clone(),
-                        Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()).unwrap_or_default(),
+                        Expr::CompoundIdentifier(parts) => {
+                            parts.last().map(|p| p.value.clone()).unwrap_or_default()
+                        }
                         _ => format!("EXPR${index}"),
                     };
                     outputs.push((Named { name, pos }, Some(e)));
                 }
                 SelectItem::ExprWithAlias { expr: e, alias } => {
-                    outputs.push((Named { name: alias.value.clone(), pos: pos_of(alias.span.start) }, Some(e)));
+                    outputs.push((
+                        Named {
+                            name: alias.value.clone(),
+                            pos: pos_of(alias.span.start),
+                        },
+                        Some(e),
+                    ));
                 }
             }
         }
@@ -302,18 +382,30 @@ impl Lower {
             pairs.iter().all(|(n, t)| expr::quote(&n.name) == t.text)
         };
         if star {
-            if pairs.is_empty() || (identity(&pairs) && pairs.iter().all(|(n, _)| fields.contains(&n.name))) {
+            if pairs.is_empty()
+                || (identity(&pairs) && pairs.iter().all(|(n, _)| fields.contains(&n.name)))
+            {
                 return Ok(rel);
             }
             let name = self.push("map", &[&rel.name], OperatorKind::Map(pairs), at);
-            return Ok(Rel { scope: Scope::of(&name), name, window: None });
+            return Ok(Rel {
+                scope: Scope::of(&name),
+                name,
+                window: None,
+            });
         }
-        let same = pairs.len() == fields.len() && identity(&pairs) && pairs.iter().zip(&fields).all(|((n, _), f)| n.name == *f);
+        let same = pairs.len() == fields.len()
+            && identity(&pairs)
+            && pairs.iter().zip(&fields).all(|((n, _), f)| n.name == *f);
         if same {
             return Ok(rel);
         }
         let name = self.push("project", &[&rel.name], OperatorKind::Project(pairs), at);
-        Ok(Rel { scope: Scope::of(&name), name, window: None })
+        Ok(Rel {
+            scope: Scope::of(&name),
+            name,
+            window: None,
+        })
     }
 
     /// A FROM item with its joins.
@@ -332,9 +424,10 @@ impl Lower {
                 let pos = name_pos(name, at);
                 let relation = self.relation(&table, pos)?;
                 let shown = alias.as_ref().map_or(table.clone(), |a| a.name.value.clone());
-                let mut scope = Scope::of(&shown);
+                // The alias comes last: a join prefixes clashing right fields with it.
+                let mut scope = Scope::of(&table);
                 if shown != table {
-                    scope.qualifiers.push(table);
+                    scope.qualifiers.push(shown);
                 }
                 Ok(Rel { name: relation, scope, window: None })
             }
@@ -366,12 +459,22 @@ impl Lower {
             return Ok(name.to_string());
         }
         let Some(table) = self.tables.iter().find(|t| t.name.name == name).cloned() else {
-            let known: Vec<&str> = self.tables.iter().map(|t| t.name.name.as_str()).chain(self.views.iter().map(|(v, _)| v.as_str())).collect();
-            let hint = crate::frontend::spec::closest(name, &known).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+            let known: Vec<&str> = self
+                .tables
+                .iter()
+                .map(|t| t.name.name.as_str())
+                .chain(self.views.iter().map(|(v, _)| v.as_str()))
+                .collect();
+            let hint = crate::frontend::spec::closest(name, &known)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
             return err(pos, format!("unknown table or view `{name}`{hint}"));
         };
         if self.sinks.iter().any(|s| s.name.name == name) {
-            return err(pos, format!("table `{name}` is written by an INSERT, so it cannot be read"));
+            return err(
+                pos,
+                format!("table `{name}` is written by an INSERT, so it cannot be read"),
+            );
         }
         let source = table.source(&self.file)?;
         self.sources.push(source);
@@ -381,7 +484,19 @@ impl Lower {
     fn join(&mut self, left: Rel, join: &Join, at: Pos) -> Result<Rel, SqlError> {
         let constraint = match &join.join_operator {
             JoinOperator::Join(c) | JoinOperator::Inner(c) => c,
-            other => return err(at, format!("only inner joins (`JOIN ... ON`) are supported, not `{}`", format!("{other:?}").split('(').next().unwrap_or("this join"))),
+            other => {
+                let kind = match other {
+                    JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => "LEFT JOIN",
+                    JoinOperator::Right(_) | JoinOperator::RightOuter(_) => "RIGHT JOIN",
+                    JoinOperator::FullOuter(_) => "FULL OUTER JOIN",
+                    JoinOperator::CrossJoin(_) => "CROSS JOIN",
+                    _ => "this kind of join",
+                };
+                return err(
+                    at,
+                    format!("`{kind}` is not supported; only inner joins (`JOIN ... ON`) are"),
+                );
+            }
         };
         let JoinConstraint::On(on) = constraint else {
             return err(at, "a join needs `ON left.key = right.key [AND ...]`");
@@ -391,29 +506,68 @@ impl Lower {
         split_and(on, &mut conjuncts);
         let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
         for condition in conjuncts {
-            let Expr::BinaryOp { left: l, op: sqlparser::ast::BinaryOperator::Eq, right: r } = condition else {
+            let Expr::BinaryOp {
+                left: l,
+                op: sqlparser::ast::BinaryOperator::Eq,
+                right: r,
+            } = condition
+            else {
                 return err(expr::start_of(condition).unwrap_or(at), format!("join conditions must be equalities of a left and a right column; `{condition}` is not supported (filter after the join)"));
             };
-            let (lk, rk) = if refers_to(l, &right.scope) && !refers_to(r, &right.scope) { (r, l) } else { (l, r) };
+            let (lk, rk) = if refers_to(l, &right.scope) && !refers_to(r, &right.scope) {
+                (r, l)
+            } else {
+                (l, r)
+            };
             left_key.push(expr::lower(lk, &left.scope, "JOIN ON", at)?);
             right_key.push(expr::lower(rk, &right.scope, "JOIN ON", at)?);
         }
         let left_fields = self.fields_of(&left.name, at)?;
         let right_fields = self.fields_of(&right.name, at)?;
-        let prefix = format!("{}_", right.scope.qualifiers.last().cloned().unwrap_or_else(|| right.name.clone()));
-        let spec = JoinSpec { left_key, right_key, between: None, retention_ms: None, right_prefix: Some(prefix.clone()) };
-        let name = self.push("join", &[&left.name, &right.name], OperatorKind::Join(spec), at);
-        let mut scope = Scope { qualifiers: left.scope.qualifiers.clone(), ..Scope::default() };
+        let prefix = format!(
+            "{}_",
+            right
+                .scope
+                .qualifiers
+                .last()
+                .cloned()
+                .unwrap_or_else(|| right.name.clone())
+        );
+        let spec = JoinSpec {
+            left_key,
+            right_key,
+            between: None,
+            retention_ms: None,
+            right_prefix: Some(prefix.clone()),
+        };
+        let name = self.push(
+            "join",
+            &[&left.name, &right.name],
+            OperatorKind::Join(spec),
+            at,
+        );
+        let mut scope = Scope {
+            qualifiers: left.scope.qualifiers.clone(),
+            ..Scope::default()
+        };
         scope.renames.extend(left.scope.renames.iter().cloned());
         for qualifier in &right.scope.qualifiers {
             scope.qualifiers.push(qualifier.clone());
             for field in &right_fields {
                 if left_fields.contains(field) {
-                    scope.renames.push((qualifier.clone(), field.clone(), format!("{prefix}{field}")));
+                    scope.renames.push((
+                        qualifier.clone(),
+                        field.clone(),
+                        format!("{prefix}{field}"),
+                    ));
                 }
             }
         }
-        Ok(Rel { name, scope, window: None })
+        Ok(Rel {
+            name,
+            scope,
+            window: None,
+        })
     }
 
     pub(super) fn push_aggregate(&mut self, input: &str, spec: AggregateSpec, at: Pos) -> String {
@@ -425,7 +579,12 @@ impl Lower {
     }
 
     /// `SELECT ... FROM (SELECT *, ROW_NUMBER() OVER (...) AS rn FROM x) WHERE rn <= N`.
-    fn top_n(&mut self, select: &Select, from: &TableWithJoins, at: Pos) -> Result<Option<Rel>, SqlError> {
+    fn top_n(
+        &mut self,
+        select: &Select,
+        from: &TableWithJoins,
+        at: Pos,
+    ) -> Result<Option<Rel>, SqlError> {
         super::group::top_n(self, select, from, at)
     }
 
@@ -433,7 +592,12 @@ impl Lower {
         self.from(from, at)
     }
 
-    pub(super) fn lower_filter(&mut self, rel: Rel, condition: &Expr, at: Pos) -> Result<Rel, SqlError> {
+    pub(super) fn lower_filter(
+        &mut self,
+        rel: Rel,
+        condition: &Expr,
+        at: Pos,
+    ) -> Result<Rel, SqlError> {
         self.filter(rel, condition, at)
     }
 }
@@ -442,7 +606,11 @@ pub(super) use Rel as Relation;
 
 /// Builds a relation value (for the group module).
 pub(super) fn relation(name: String, scope: Scope, window: Option<WindowSpec>) -> Rel {
-    Rel { name, scope, window }
+    Rel {
+        name,
+        scope,
+        window,
+    }
 }
 
 /// The parts of a relation (for the group module).
@@ -453,7 +621,11 @@ pub(super) fn parts(rel: &Rel) -> (&str, &Scope, Option<&WindowSpec>) {
 /// The conjuncts of `a AND b AND ...`.
 pub(super) fn split_and<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
     match expr {
-        Expr::BinaryOp { left, op: sqlparser::ast::BinaryOperator::And, right } => {
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::And,
+            right,
+        } => {
             split_and(left, out);
             split_and(right, out);
         }
@@ -467,7 +639,10 @@ fn refers_to(expr: &Expr, scope: &Scope) -> bool {
     let mut found = false;
     expr::walk(expr, &mut |e| {
         if let Expr::CompoundIdentifier(parts) = e {
-            if parts.first().is_some_and(|q| scope.qualifiers.contains(&q.value)) {
+            if parts
+                .first()
+                .is_some_and(|q| scope.qualifiers.contains(&q.value))
+            {
                 found = true;
             }
         }
@@ -479,7 +654,10 @@ fn refers_to(expr: &Expr, scope: &Scope) -> bool {
 fn watermark_delay(mark: &Watermark) -> Result<(String, i64), SqlError> {
     let bad = || SqlError {
         pos: mark.pos,
-        message: format!("WATERMARK FOR {}: the expression must be `{0}` or `{0} - INTERVAL 'n' SECOND`", mark.column),
+        message: format!(
+            "WATERMARK FOR {}: the expression must be `{0}` or `{0} - INTERVAL 'n' SECOND`",
+            mark.column
+        ),
     };
     let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::GenericDialect {})
         .try_with_sql(&mark.expr)
@@ -488,7 +666,11 @@ fn watermark_delay(mark: &Watermark) -> Result<(String, i64), SqlError> {
     let is_column = |e: &Expr| matches!(e, Expr::Identifier(id) if id.value == mark.column);
     match &parsed {
         e if is_column(e) => Ok((mark.column.clone(), 0)),
-        Expr::BinaryOp { left, op: sqlparser::ast::BinaryOperator::Minus, right } if is_column(left) => {
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Minus,
+            right,
+        } if is_column(left) => {
             let ms = expr::interval_ms(right).ok_or_else(bad)?;
             Ok((mark.column.clone(), ms))
         }

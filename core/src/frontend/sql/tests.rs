@@ -4,7 +4,8 @@ use crate::frontend::plan::Plan;
 use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind};
 use crate::time::window::WindowKind;
 
-const BID: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+const BID: &str =
+    "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
     url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR, \
     WATERMARK FOR date_time AS date_time - INTERVAL '3' SECOND) \
     WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '1000');\n\
@@ -45,7 +46,9 @@ fn kinds(spec: &PipelineSpec) -> Vec<&'static str> {
 fn create_table_lowers_to_a_source_with_its_watermark() {
     let spec = lower("INSERT INTO out SELECT * FROM bid;");
     assert_eq!(spec.sources.len(), 1);
-    let SourceKind::Nexmark(n) = &spec.sources[0].kind else { panic!("not nexmark") };
+    let SourceKind::Nexmark(n) = &spec.sources[0].kind else {
+        panic!("not nexmark")
+    };
     assert_eq!(n.events, Some(1000));
     assert_eq!(spec.sources[0].watermark.max_out_of_orderness_ms, 3000);
     assert!(spec.operators.is_empty(), "SELECT * adds no operator");
@@ -63,7 +66,9 @@ fn projection_filter_and_functions() {
          FROM bid WHERE MOD(auction, 123) = 0 AND channel IN ('a', 'b') AND url LIKE 'http%';",
     );
     assert_eq!(kinds(&spec), ["filter", "project"]);
-    let OperatorKind::Project(list) = &spec.operators[1].kind else { panic!() };
+    let OperatorKind::Project(list) = &spec.operators[1].kind else {
+        panic!()
+    };
     let text: Vec<&str> = list.iter().map(|(_, e)| e.text.as_str()).collect();
     assert_eq!(text[1], "(price * 0.908)");
     assert!(text[2].contains("hour(date_time)"), "{}", text[2]);
@@ -85,25 +90,50 @@ fn windowed_group_by_with_distinct_and_filter() {
          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
          GROUP BY auction, window_start, window_end;",
     );
-    assert_eq!(kinds(&spec), ["aggregate"], "the select list matches the aggregate output");
-    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else { panic!() };
+    assert_eq!(
+        kinds(&spec),
+        ["aggregate"],
+        "the select list matches the aggregate output"
+    );
+    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else {
+        panic!()
+    };
     let w = a.window.as_ref().expect("window");
-    assert_eq!(w.kind, WindowKind::Hop { size_ms: 10_000, slide_ms: 2_000 });
-    assert_eq!(a.aggregates[1].1.text, "count(distinct bidder) filter (where (price < 10))");
+    assert_eq!(
+        w.kind,
+        WindowKind::Hop {
+            size_ms: 10_000,
+            slide_ms: 2_000
+        }
+    );
+    assert_eq!(
+        a.aggregates[1].1.text,
+        "count(distinct bidder) filter (where (price < 10))"
+    );
 }
 
 #[test]
 fn tumble_and_session_windows() {
     for (call, kind) in [
-        ("TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' DAY)", WindowKind::Tumbling { size_ms: 86_400_000 }),
-        ("SESSION(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)", WindowKind::Session { gap_ms: 10_000 }),
+        (
+            "TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' DAY)",
+            WindowKind::Tumbling {
+                size_ms: 86_400_000,
+            },
+        ),
+        (
+            "SESSION(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)",
+            WindowKind::Session { gap_ms: 10_000 },
+        ),
     ] {
         let spec = lower(&format!(
             "INSERT INTO out SELECT bidder, count(*) AS c, window_start FROM TABLE({call}) \
              GROUP BY bidder, window_start, window_end;"
         ));
         assert_eq!(kinds(&spec), ["aggregate", "project"]);
-        let OperatorKind::Aggregate(a) = &spec.operators[0].kind else { panic!() };
+        let OperatorKind::Aggregate(a) = &spec.operators[0].kind else {
+            panic!()
+        };
         assert_eq!(a.window.as_ref().map(|w| w.kind), Some(kind));
     }
 }
@@ -114,7 +144,9 @@ fn unbounded_group_by_and_having() {
         "INSERT INTO out SELECT auction, max(price) AS highest FROM bid GROUP BY auction HAVING count(*) > 2;",
     );
     assert_eq!(kinds(&spec), ["aggregate", "filter", "project"]);
-    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else { panic!() };
+    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else {
+        panic!()
+    };
     assert!(a.window.is_none());
     assert_eq!(a.aggregates.len(), 2);
 }
@@ -126,7 +158,9 @@ fn row_number_is_a_top() {
          (PARTITION BY auction ORDER BY price DESC) AS rn FROM bid) WHERE rn <= 3;",
     );
     assert_eq!(kinds(&spec), ["top", "project"]);
-    let OperatorKind::Top(t) = &spec.operators[0].kind else { panic!() };
+    let OperatorKind::Top(t) = &spec.operators[0].kind else {
+        panic!()
+    };
     assert_eq!((t.n, t.with_ties, t.order_by[0].1), (3, false, true));
 }
 
@@ -138,10 +172,18 @@ fn views_union_and_joins() {
          CREATE TEMPORARY VIEW both_ends AS SELECT * FROM cheap UNION ALL SELECT * FROM dear;\n\
          INSERT INTO out SELECT a.auction, b.price FROM both_ends AS a JOIN bid AS b ON a.auction = b.auction;",
     );
-    assert_eq!(kinds(&spec), ["filter", "filter", "union", "join", "project"]);
+    assert_eq!(
+        kinds(&spec),
+        ["filter", "filter", "union", "join", "project"]
+    );
     assert_eq!(spec.operators[0].name.name, "cheap");
-    let OperatorKind::Project(list) = &spec.operators[4].kind else { panic!() };
-    assert_eq!(list[1].1.text, "b_price", "the right side's clashing field is prefixed");
+    let OperatorKind::Project(list) = &spec.operators[4].kind else {
+        panic!()
+    };
+    assert_eq!(
+        list[1].1.text, "b_price",
+        "the right side's clashing field is prefixed"
+    );
 }
 
 #[test]
@@ -174,7 +216,10 @@ fn errors_name_line_column_and_what_is_unsupported() {
     ];
     for (sql, expected) in cases {
         let message = error(sql);
-        assert!(message.contains(expected), "{sql}\n  got: {message}\n  want: {expected}");
+        assert!(
+            message.contains(expected),
+            "{sql}\n  got: {message}\n  want: {expected}"
+        );
     }
 }
 
