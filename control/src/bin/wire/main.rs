@@ -251,35 +251,43 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Explain { pipeline } => match wire_control::check::check_file(&pipeline) {
-            Ok(checked) => {
-                print!(
-                    "{}",
-                    wire_core::frontend::sql::explain(&checked.spec, &checked.plan)
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Check { pipeline } => match job::load(&pipeline) {
-            Ok(plan) => {
-                eprintln!(
-                    "{}: ok ({} sources, {} operators, {} sinks)",
-                    pipeline.display(),
-                    plan.sources.len(),
-                    plan.operators.len(),
-                    plan.sinks.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                exit_code(Outcome::Invalid)
-            }
-        },
+        Command::Check { pipeline } => check(&pipeline),
+        Command::Explain { pipeline } => explain(&pipeline),
+    }
+}
+
+/// `wire check`: one line on success, the first error otherwise.
+fn check(pipeline: &std::path::Path) -> ExitCode {
+    match job::load(pipeline) {
+        Ok(plan) => {
+            eprintln!(
+                "{}: ok ({} sources, {} operators, {} sinks)",
+                pipeline.display(),
+                plan.sources.len(),
+                plan.operators.len(),
+                plan.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit_code(Outcome::Invalid)
+        }
+    }
+}
+
+/// `wire explain`: the checked plan on standard output.
+fn explain(pipeline: &std::path::Path) -> ExitCode {
+    match wire_control::check::check_file(pipeline) {
+        Ok(checked) => {
+            let text = wire_core::frontend::sql::explain(&checked.spec, &checked.plan);
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit_code(Outcome::Invalid)
+        }
     }
 }
 

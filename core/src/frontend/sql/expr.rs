@@ -232,6 +232,9 @@ pub(super) fn type_name(data_type: &SqlType) -> Option<&'static str> {
     })
 }
 
+const INTERVAL_FORMS: &str =
+    "this `INTERVAL` (write `INTERVAL 'n' SECOND`, MINUTE, HOUR, DAY or MILLISECOND)";
+
 struct Writer<'s> {
     out: String,
     anchors: Vec<(usize, Pos)>,
@@ -290,6 +293,79 @@ impl Writer<'_> {
             }
             Expr::IsNull(inner) => self.postfix(inner, " IS NULL")?,
             Expr::IsNotNull(inner) => self.postfix(inner, " IS NOT NULL")?,
+            _ => self.predicate(expr)?,
+        }
+        Ok(())
+    }
+
+    fn other(&mut self, expr: &Expr) -> Result<(), SqlError> {
+        match expr {
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                self.push("CASE");
+                if let Some(operand) = operand {
+                    self.push(" ");
+                    self.expr(operand)?;
+                }
+                for when in conditions {
+                    self.push(" WHEN ");
+                    self.expr(&when.condition)?;
+                    self.push(" THEN ");
+                    self.expr(&when.result)?;
+                }
+                if let Some(other) = else_result {
+                    self.push(" ELSE ");
+                    self.expr(other)?;
+                }
+                self.push(" END");
+            }
+            Expr::Cast { .. } | Expr::Extract { .. } => self.conversion(expr)?,
+            Expr::Substring {
+                expr: inner,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                self.push("substr(");
+                self.expr(inner)?;
+                self.push(", ");
+                match substring_from {
+                    Some(from) => self.expr(from)?,
+                    None => self.push("1"),
+                }
+                if let Some(len) = substring_for {
+                    self.push(", ");
+                    self.expr(len)?;
+                }
+                self.push(")");
+            }
+            Expr::Interval(_) => match interval_ms(expr) {
+                Some(ms) => self.push(&ms.to_string()),
+                None => return Err(self.unsupported(expr, INTERVAL_FORMS)),
+            },
+            Expr::TypedString(typed) => {
+                let (data_type, value) = (&typed.data_type, &typed.value);
+                let Some(to) = type_name(data_type) else {
+                    return Err(self.unsupported(expr, &format!("a `{data_type}` literal")));
+                };
+                self.push("CAST(");
+                let text = value.value.to_string();
+                self.push(&literal(&text.trim_matches('\'').replace("''", "'")));
+                self.push(&format!(" AS {to})"));
+            }
+            Expr::Function(function) => self.function(expr, function)?,
+            _ => return Err(self.unsupported(expr, &format!("`{expr}`"))),
+        }
+        Ok(())
+    }
+
+    /// `IN`, `BETWEEN` and `LIKE`; anything else goes on to [`Writer::other`].
+    fn predicate(&mut self, expr: &Expr) -> Result<(), SqlError> {
+        match expr {
             Expr::InList {
                 expr: inner,
                 list,
@@ -340,27 +416,15 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn other(&mut self, expr: &Expr) -> Result<(), SqlError> {
+    /// `CAST` and `EXTRACT`.
+    fn conversion(&mut self, expr: &Expr) -> Result<(), SqlError> {
         match expr {
-            Expr::Case { operand, conditions, else_result, .. } => {
-                self.push("CASE");
-                if let Some(operand) = operand {
-                    self.push(" ");
-                    self.expr(operand)?;
-                }
-                for when in conditions {
-                    self.push(" WHEN ");
-                    self.expr(&when.condition)?;
-                    self.push(" THEN ");
-                    self.expr(&when.result)?;
-                }
-                if let Some(other) = else_result {
-                    self.push(" ELSE ");
-                    self.expr(other)?;
-                }
-                self.push(" END");
-            }
-            Expr::Cast { kind, expr: inner, data_type, .. } => {
+            Expr::Cast {
+                kind,
+                expr: inner,
+                data_type,
+                ..
+            } => {
                 let Some(to) = type_name(data_type) else {
                     return Err(self.unsupported(expr, &format!("the type `{data_type}`")));
                 };
@@ -371,7 +435,9 @@ impl Writer<'_> {
                 self.expr(inner)?;
                 self.push(&format!(" AS {to})"));
             }
-            Expr::Extract { field, expr: inner, .. } => {
+            Expr::Extract {
+                field, expr: inner, ..
+            } => {
                 let name = match field {
                     DateTimeField::Year => "year",
                     DateTimeField::Month => "month",
@@ -389,34 +455,6 @@ impl Writer<'_> {
                 self.expr(inner)?;
                 self.push(")");
             }
-            Expr::Substring { expr: inner, substring_from, substring_for, .. } => {
-                self.push("substr(");
-                self.expr(inner)?;
-                self.push(", ");
-                match substring_from {
-                    Some(from) => self.expr(from)?,
-                    None => self.push("1"),
-                }
-                if let Some(len) = substring_for {
-                    self.push(", ");
-                    self.expr(len)?;
-                }
-                self.push(")");
-            }
-            Expr::Interval(_) => match interval_ms(expr) {
-                Some(ms) => self.push(&ms.to_string()),
-                None => return Err(self.unsupported(expr, "this `INTERVAL` (write `INTERVAL 'n' SECOND`, MINUTE, HOUR, DAY or MILLISECOND)")),
-            },
-            Expr::TypedString(typed) => {
-                let (data_type, value) = (&typed.data_type, &typed.value);
-                let Some(to) = type_name(data_type) else {
-                    return Err(self.unsupported(expr, &format!("a `{data_type}` literal")));
-                };
-                self.push("CAST(");
-                self.push(&literal(&value.value.to_string().trim_matches('\'').replace("''", "'")));
-                self.push(&format!(" AS {to})"));
-            }
-            Expr::Function(function) => self.function(expr, function)?,
             _ => return Err(self.unsupported(expr, &format!("`{expr}`"))),
         }
         Ok(())

@@ -1,14 +1,14 @@
 //! Windowing functions, GROUP BY with aggregates, and top-N by `ROW_NUMBER()`.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Select, SelectItem, TableFactor,
-    TableWithJoins, WindowType,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Select, SelectItem,
+    TableFactor, TableWithJoins, WindowType,
 };
 
 use super::expr::{self, aggregate_name, Scope};
 use super::query::{group_key, parts, relation, split_and, window, Lower, Relation};
 use super::{err, SqlError};
-use crate::frontend::spec::{AggregateSpec, GroupKey, Named, Pos, TopSpec};
+use crate::frontend::spec::{AggregateSpec, ExprText, GroupKey, Named, Pos, TopSpec};
 use crate::time::window::WindowKind;
 
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
@@ -131,7 +131,31 @@ pub(super) fn aggregate(
         };
         group.push(group_key(name, text));
     }
-    let mut aggregates: Vec<(Named, crate::frontend::spec::ExprText)> = Vec::new();
+    let aggregates = aggregate_calls(select, &scope, at, &mut out_scope)?;
+    if aggregates.is_empty() {
+        return err(
+            at,
+            "GROUP BY without an aggregate in the select list is not supported; add count(*)",
+        );
+    }
+    let spec = AggregateSpec {
+        group_by: group,
+        window: window_spec,
+        aggregates,
+    };
+    let name = lower.push_aggregate(&input, spec, at);
+    Ok(relation(name, out_scope, None))
+}
+
+/// The aggregate calls of the select list and HAVING, each named by its alias when it is a
+/// whole select item (`agg<i>` otherwise) and recorded in `out_scope` under that name.
+fn aggregate_calls(
+    select: &Select,
+    scope: &Scope,
+    at: Pos,
+    out_scope: &mut Scope,
+) -> Result<Vec<(Named, ExprText)>, SqlError> {
+    let mut aggregates: Vec<(Named, ExprText)> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     let mut calls: Vec<(&Expr, Option<&str>)> = Vec::new();
     for (e, alias) in select.projection.iter().filter_map(item_expr) {
@@ -147,7 +171,7 @@ pub(super) fn aggregate(
         }
         let name = alias.map_or_else(|| format!("agg{}", seen.len()), str::to_string);
         seen.push(sql.clone());
-        let text = expr::lower(call, &scope, &format!("SELECT {name}"), at)?;
+        let text = expr::lower(call, scope, &format!("SELECT {name}"), at)?;
         out_scope.replace.push((sql, name.clone()));
         aggregates.push((
             Named {
@@ -157,19 +181,7 @@ pub(super) fn aggregate(
             text,
         ));
     }
-    if aggregates.is_empty() {
-        return err(
-            at,
-            "GROUP BY without an aggregate in the select list is not supported; add count(*)",
-        );
-    }
-    let spec = AggregateSpec {
-        group_by: group,
-        window: window_spec,
-        aggregates,
-    };
-    let name = lower.push_aggregate(&input, spec, at);
-    Ok(relation(name, out_scope, None))
+    Ok(aggregates)
 }
 
 /// The aggregate calls in `e`; `alias` names `e` when `e` is itself the call.
@@ -250,6 +262,92 @@ fn rank_bound(condition: &Expr, rn: &str) -> Option<u64> {
     }
 }
 
+/// The inner select of a top-N subquery and its `ROW_NUMBER()`/`RANK()` call with its alias.
+fn ranked(from: &TableWithJoins) -> Option<(&Select, &Function, &str)> {
+    let TableFactor::Derived { subquery, .. } = &from.relation else {
+        return None;
+    };
+    let sqlparser::ast::SetExpr::Select(inner) = subquery.body.as_ref() else {
+        return None;
+    };
+    inner.projection.iter().find_map(|item| match item {
+        SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            alias,
+        } if f.over.is_some() => Some((inner.as_ref(), f, alias.value.as_str())),
+        _ => None,
+    })
+}
+
+/// The bound N of `WHERE rn <= N` in the enclosing select, and its other conditions.
+fn rank_limit<'s>(
+    select: &'s Select,
+    rn: &str,
+    call: &str,
+    at: Pos,
+) -> Result<(u64, Vec<&'s Expr>), SqlError> {
+    let mut conjuncts = Vec::new();
+    if let Some(selection) = &select.selection {
+        split_and(selection, &mut conjuncts);
+    }
+    let Some(n) = conjuncts.iter().find_map(|c| rank_bound(c, rn)) else {
+        return err(
+            at,
+            format!("`{call}() OVER (...) AS {rn}` needs `WHERE {rn} <= N` in the enclosing query"),
+        );
+    };
+    if n == 0 {
+        return err(at, format!("`{rn}` bound must be at least 1"));
+    }
+    let selects_rn = select
+        .projection
+        .iter()
+        .filter_map(item_expr)
+        .any(|(e, _)| is_column(e, rn));
+    if selects_rn {
+        return err(
+            at,
+            format!("selecting `{rn}` is not supported: the top-N output has no rank column"),
+        );
+    }
+    let rest = conjuncts
+        .into_iter()
+        .filter(|c| rank_bound(c, rn).is_none())
+        .collect();
+    Ok((n, rest))
+}
+
+/// The keys and order of a top over a relation with `scope` and maybe a window of its own.
+fn top_order(
+    over: &sqlparser::ast::WindowSpec,
+    scope: &Scope,
+    windowed: bool,
+    at: Pos,
+) -> Result<(Vec<GroupKey>, Vec<(ExprText, bool)>), SqlError> {
+    let mut keys: Vec<&Expr> = over.partition_by.iter().collect();
+    if windowed {
+        keys.retain(|k| !is_column(k, "window_start") && !is_column(k, "window_end"));
+    } else if keys.iter().any(|k| is_column(k, "window_end")) {
+        // Over a windowed aggregate: window_end alone picks the window.
+        keys.retain(|k| !is_column(k, "window_start"));
+    }
+    let group_by = keys
+        .iter()
+        .map(|k| Ok(group_key(None, expr::lower(k, scope, "PARTITION BY", at)?)))
+        .collect::<Result<Vec<GroupKey>, SqlError>>()?;
+    let order_by = over
+        .order_by
+        .iter()
+        .map(|o| {
+            Ok((
+                expr::lower(&o.expr, scope, "ORDER BY", at)?,
+                o.options.asc == Some(false),
+            ))
+        })
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    Ok((group_by, order_by))
+}
+
 /// Top-N: `FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY e DESC) AS rn FROM x)
 /// WHERE rn <= N`; `RANK()` keeps ties. `None` when the FROM is not of that shape.
 pub(super) fn top_n(
@@ -258,35 +356,21 @@ pub(super) fn top_n(
     from: &TableWithJoins,
     at: Pos,
 ) -> Result<Option<Relation>, SqlError> {
-    let TableFactor::Derived { subquery, .. } = &from.relation else {
+    let Some((inner, function, rn)) = ranked(from) else {
         return Ok(None);
     };
-    let sqlparser::ast::SetExpr::Select(inner) = subquery.body.as_ref() else {
-        return Ok(None);
-    };
-    let ranked = inner.projection.iter().find_map(|item| match item {
-        SelectItem::ExprWithAlias {
-            expr: Expr::Function(f),
-            alias,
-        } if f.over.is_some() => Some((f, alias)),
-        _ => None,
-    });
-    let Some((function, alias)) = ranked else {
-        return Ok(None);
-    };
-    let rn = alias.value.clone();
-    let fname = function.name.to_string().to_ascii_uppercase();
-    let with_ties = match fname.as_str() {
+    let call = function.name.to_string().to_ascii_uppercase();
+    let with_ties = match call.as_str() {
         "ROW_NUMBER" => false,
         "RANK" => true,
         _ => {
             return err(
                 at,
-                format!("`{fname}() OVER` is not supported; use ROW_NUMBER() or RANK()"),
+                format!("`{call}() OVER` is not supported; use ROW_NUMBER() or RANK()"),
             )
         }
     };
-    let Some(WindowType::WindowSpec(spec)) = &function.over else {
+    let Some(WindowType::WindowSpec(over)) = &function.over else {
         return err(at, "named windows are not supported in OVER");
     };
     let others = inner
@@ -297,64 +381,19 @@ pub(super) fn top_n(
     if others != 1 || !from.joins.is_empty() || inner.from.len() != 1 {
         return err(
             at,
-            format!("a top-N subquery must be `SELECT *, {fname}() OVER (...) AS {rn} FROM ...`"),
+            format!("a top-N subquery must be `SELECT *, {call}() OVER (...) AS {rn} FROM ...`"),
         );
     }
-    let mut conjuncts = Vec::new();
-    if let Some(selection) = &select.selection {
-        split_and(selection, &mut conjuncts);
-    }
-    let Some(n) = conjuncts.iter().find_map(|c| rank_bound(c, &rn)) else {
-        return err(
-            at,
-            format!(
-                "`{fname}() OVER (...) AS {rn}` needs `WHERE {rn} <= N` in the enclosing query"
-            ),
-        );
-    };
-    if n == 0 {
-        return err(at, format!("`{rn}` bound must be at least 1"));
-    }
-    let selects_rn = select
-        .projection
-        .iter()
-        .filter_map(item_expr)
-        .any(|(e, _)| is_column(e, &rn));
-    if selects_rn {
-        return err(
-            at,
-            format!("selecting `{rn}` is not supported: the top-N output has no rank column"),
-        );
-    }
+    let (n, rest) = rank_limit(select, rn, &call, at)?;
     let mut rel = lower.lower_from(&inner.from[0], at)?;
     if let Some(selection) = &inner.selection {
         rel = lower.lower_filter(rel, selection, at)?;
     }
     let (input, scope, window_spec) = parts(&rel);
     let (input, scope, window_spec) = (input.to_string(), scope.clone(), window_spec.cloned());
-    let mut keys: Vec<&Expr> = spec.partition_by.iter().collect();
-    if window_spec.is_some() {
-        keys.retain(|k| !is_column(k, "window_start") && !is_column(k, "window_end"));
-    } else if keys.iter().any(|k| is_column(k, "window_end")) {
-        // Over a windowed aggregate: window_end alone picks the window.
-        keys.retain(|k| !is_column(k, "window_start"));
-    }
-    let group_by = keys
-        .iter()
-        .map(|k| Ok(group_key(None, expr::lower(k, &scope, "PARTITION BY", at)?)))
-        .collect::<Result<Vec<GroupKey>, SqlError>>()?;
-    let order_by = spec
-        .order_by
-        .iter()
-        .map(|o| {
-            Ok((
-                expr::lower(&o.expr, &scope, "ORDER BY", at)?,
-                o.options.asc == Some(false),
-            ))
-        })
-        .collect::<Result<Vec<_>, SqlError>>()?;
+    let (group_by, order_by) = top_order(over, &scope, window_spec.is_some(), at)?;
     if order_by.is_empty() {
-        return err(at, format!("`{fname}() OVER` needs ORDER BY"));
+        return err(at, format!("`{call}() OVER` needs ORDER BY"));
     }
     let top = TopSpec {
         n,
@@ -365,10 +404,7 @@ pub(super) fn top_n(
     };
     let name = lower.push_top(&input, top, at);
     let mut rel = relation(name, scope, None);
-    for condition in conjuncts
-        .into_iter()
-        .filter(|c| rank_bound(c, &rn).is_none())
-    {
+    for condition in rest {
         rel = lower.lower_filter(rel, condition, at)?;
     }
     Ok(Some(rel))

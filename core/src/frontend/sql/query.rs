@@ -16,8 +16,8 @@ use super::prep::Watermark;
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
-    AggregateSpec, GroupKey, JoinSpec, Named, OperatorKind, OperatorSpec, Origin, PipelineSpec,
-    Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, Named, OperatorKind, OperatorSpec, Origin,
+    PipelineSpec, Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
 };
 use crate::time::window::{TimeDomain, WindowKind};
 
@@ -337,50 +337,15 @@ impl Lower {
 
     /// The select list as a `map` or `project`, or nothing when it keeps the input as it is.
     fn projection(&mut self, items: &[SelectItem], rel: Rel, at: Pos) -> Result<Rel, SqlError> {
-        let mut outputs: Vec<(Named, Option<&Expr>)> = Vec::new();
-        let mut star = false;
-        for (index, item) in items.iter().enumerate() {
-            match item {
-                SelectItem::Wildcard(_) if index == 0 => star = true,
-                SelectItem::Wildcard(_) => {
-                    return err(at, "`*` must come first in the select list")
-                }
-                SelectItem::QualifiedWildcard(..) => {
-                    return err(at, "`t.*` is not supported; name the columns or use `*`");
-                }
-                SelectItem::UnnamedExpr(e) => {
-                    let pos = expr::start_of(e).unwrap_or(at);
-                    let name = match e {
-                        Expr::Identifier(id) => id.value.clone(),
-                        Expr::CompoundIdentifier(parts) => {
-                            parts.last().map(|p| p.value.clone()).unwrap_or_default()
-                        }
-                        _ => format!("EXPR${index}"),
-                    };
-                    outputs.push((Named { name, pos }, Some(e)));
-                }
-                SelectItem::ExprWithAlias { expr: e, alias } => {
-                    outputs.push((
-                        Named {
-                            name: alias.value.clone(),
-                            pos: pos_of(alias.span.start),
-                        },
-                        Some(e),
-                    ));
-                }
-            }
-        }
+        let (star, outputs) = select_items(items, at)?;
         let fields = self.fields_of(&rel.name, at)?;
         let mut pairs = Vec::new();
         for (named, e) in outputs {
-            if let Some(e) = e {
-                let text = expr::lower(e, &rel.scope, &format!("SELECT {}", named.name), at)?;
-                pairs.push((named, text));
-            }
+            let text = expr::lower(e, &rel.scope, &format!("SELECT {}", named.name), at)?;
+            pairs.push((named, text));
         }
-        let identity = |pairs: &[(Named, crate::frontend::spec::ExprText)]| {
-            pairs.iter().all(|(n, t)| expr::quote(&n.name) == t.text)
-        };
+        let identity =
+            |pairs: &[(Named, ExprText)]| pairs.iter().all(|(n, t)| expr::quote(&n.name) == t.text);
         if star {
             if pairs.is_empty()
                 || (identity(&pairs) && pairs.iter().all(|(n, _)| fields.contains(&n.name)))
@@ -482,46 +447,9 @@ impl Lower {
     }
 
     fn join(&mut self, left: Rel, join: &Join, at: Pos) -> Result<Rel, SqlError> {
-        let constraint = match &join.join_operator {
-            JoinOperator::Join(c) | JoinOperator::Inner(c) => c,
-            other => {
-                let kind = match other {
-                    JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => "LEFT JOIN",
-                    JoinOperator::Right(_) | JoinOperator::RightOuter(_) => "RIGHT JOIN",
-                    JoinOperator::FullOuter(_) => "FULL OUTER JOIN",
-                    JoinOperator::CrossJoin(_) => "CROSS JOIN",
-                    _ => "this kind of join",
-                };
-                return err(
-                    at,
-                    format!("`{kind}` is not supported; only inner joins (`JOIN ... ON`) are"),
-                );
-            }
-        };
-        let JoinConstraint::On(on) = constraint else {
-            return err(at, "a join needs `ON left.key = right.key [AND ...]`");
-        };
+        let on = join_condition(join, at)?;
         let right = self.factor(&join.relation, at)?;
-        let mut conjuncts = Vec::new();
-        split_and(on, &mut conjuncts);
-        let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
-        for condition in conjuncts {
-            let Expr::BinaryOp {
-                left: l,
-                op: sqlparser::ast::BinaryOperator::Eq,
-                right: r,
-            } = condition
-            else {
-                return err(expr::start_of(condition).unwrap_or(at), format!("join conditions must be equalities of a left and a right column; `{condition}` is not supported (filter after the join)"));
-            };
-            let (lk, rk) = if refers_to(l, &right.scope) && !refers_to(r, &right.scope) {
-                (r, l)
-            } else {
-                (l, r)
-            };
-            left_key.push(expr::lower(lk, &left.scope, "JOIN ON", at)?);
-            right_key.push(expr::lower(rk, &right.scope, "JOIN ON", at)?);
-        }
+        let (left_key, right_key) = join_keys(on, &left, &right, at)?;
         let left_fields = self.fields_of(&left.name, at)?;
         let right_fields = self.fields_of(&right.name, at)?;
         let prefix = format!(
@@ -618,6 +546,96 @@ pub(super) fn parts(rel: &Rel) -> (&str, &Scope, Option<&WindowSpec>) {
     (&rel.name, &rel.scope, rel.window.as_ref())
 }
 
+/// The select list: whether it starts with `*`, and each named item.
+fn select_items(items: &[SelectItem], at: Pos) -> Result<(bool, Vec<(Named, &Expr)>), SqlError> {
+    let mut outputs: Vec<(Named, &Expr)> = Vec::new();
+    let mut star = false;
+    for (index, item) in items.iter().enumerate() {
+        match item {
+            SelectItem::Wildcard(_) if index == 0 => star = true,
+            SelectItem::Wildcard(_) => return err(at, "`*` must come first in the select list"),
+            SelectItem::QualifiedWildcard(..) => {
+                return err(at, "`t.*` is not supported; name the columns or use `*`");
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let pos = expr::start_of(e).unwrap_or(at);
+                let name = match e {
+                    Expr::Identifier(id) => id.value.clone(),
+                    Expr::CompoundIdentifier(parts) => {
+                        parts.last().map(|p| p.value.clone()).unwrap_or_default()
+                    }
+                    _ => format!("EXPR${index}"),
+                };
+                outputs.push((Named { name, pos }, e));
+            }
+            SelectItem::ExprWithAlias { expr: e, alias } => {
+                outputs.push((
+                    Named {
+                        name: alias.value.clone(),
+                        pos: pos_of(alias.span.start),
+                    },
+                    e,
+                ));
+            }
+        }
+    }
+    Ok((star, outputs))
+}
+
+/// The `ON` condition of an inner join.
+fn join_condition(join: &Join, at: Pos) -> Result<&Expr, SqlError> {
+    let constraint = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => c,
+        other => {
+            let kind = match other {
+                JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => "LEFT JOIN",
+                JoinOperator::Right(_) | JoinOperator::RightOuter(_) => "RIGHT JOIN",
+                JoinOperator::FullOuter(_) => "FULL OUTER JOIN",
+                JoinOperator::CrossJoin(_) => "CROSS JOIN",
+                _ => "this kind of join",
+            };
+            return err(
+                at,
+                format!("`{kind}` is not supported; only inner joins (`JOIN ... ON`) are"),
+            );
+        }
+    };
+    let JoinConstraint::On(on) = constraint else {
+        return err(at, "a join needs `ON left.key = right.key [AND ...]`");
+    };
+    Ok(on)
+}
+
+/// The key pairs of `ON l.a = r.b AND ...`, each side lowered in its own scope.
+fn join_keys(
+    on: &Expr,
+    left: &Rel,
+    right: &Rel,
+    at: Pos,
+) -> Result<(Vec<ExprText>, Vec<ExprText>), SqlError> {
+    let mut conjuncts = Vec::new();
+    split_and(on, &mut conjuncts);
+    let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
+    for condition in conjuncts {
+        let Expr::BinaryOp {
+            left: l,
+            op: sqlparser::ast::BinaryOperator::Eq,
+            right: r,
+        } = condition
+        else {
+            return err(expr::start_of(condition).unwrap_or(at), format!("join conditions must be equalities of a left and a right column; `{condition}` is not supported (filter after the join)"));
+        };
+        let (lk, rk) = if refers_to(l, &right.scope) && !refers_to(r, &right.scope) {
+            (r, l)
+        } else {
+            (l, r)
+        };
+        left_key.push(expr::lower(lk, &left.scope, "JOIN ON", at)?);
+        right_key.push(expr::lower(rk, &right.scope, "JOIN ON", at)?);
+    }
+    Ok((left_key, right_key))
+}
+
 /// The conjuncts of `a AND b AND ...`.
 pub(super) fn split_and<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
     match expr {
@@ -702,6 +720,6 @@ fn statement_pos(statement: &Statement) -> Pos {
 }
 
 /// A group key with an optional name.
-pub(super) fn group_key(name: Option<Named>, expr: crate::frontend::spec::ExprText) -> GroupKey {
+pub(super) fn group_key(name: Option<Named>, expr: ExprText) -> GroupKey {
     GroupKey { name, expr }
 }
