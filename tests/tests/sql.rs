@@ -310,3 +310,25 @@ fn explain_prints_the_plan_of_sql_and_yaml() {
         "{text}"
     );
 }
+
+#[test]
+fn every_sql_snippet_in_the_docs_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for doc in ["README.md", "docs/sql.md"] {
+        let text = std::fs::read_to_string(repo_root().join(doc)).expect("doc exists");
+        for (index, block) in text.split("```sql\n").skip(1).enumerate() {
+            let sql = block.split("```").next().expect("a closed fence");
+            let file = dir.path().join(format!("snippet{index}.sql"));
+            std::fs::write(&file, sql).expect("write");
+            let output = wire(&["check"], &file);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success(),
+                "{doc}, sql block {index}: {stderr}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} sql snippets");
+}

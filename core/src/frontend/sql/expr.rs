@@ -482,7 +482,7 @@ impl Writer<'_> {
         let [qualifier, column] = parts else {
             return Err(self.unsupported(expr, &format!("the name `{expr}`")));
         };
-        let known = self.scope.qualifiers.iter().any(|q| *q == qualifier.value);
+        let known = self.scope.qualifiers.contains(&qualifier.value);
         if !known {
             return Err(SqlError {
                 pos: start_of(expr).unwrap_or(self.fallback),

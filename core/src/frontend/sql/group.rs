@@ -317,13 +317,16 @@ fn rank_limit<'s>(
     Ok((n, rest))
 }
 
+/// An order expression and whether it is descending.
+type Order = (ExprText, bool);
+
 /// The keys and order of a top over a relation with `scope` and maybe a window of its own.
 fn top_order(
     over: &sqlparser::ast::WindowSpec,
     scope: &Scope,
     windowed: bool,
     at: Pos,
-) -> Result<(Vec<GroupKey>, Vec<(ExprText, bool)>), SqlError> {
+) -> Result<(Vec<GroupKey>, Vec<Order>), SqlError> {
     let mut keys: Vec<&Expr> = over.partition_by.iter().collect();
     if windowed {
         keys.retain(|k| !is_column(k, "window_start") && !is_column(k, "window_end"));

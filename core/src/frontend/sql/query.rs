@@ -546,8 +546,11 @@ pub(super) fn parts(rel: &Rel) -> (&str, &Scope, Option<&WindowSpec>) {
     (&rel.name, &rel.scope, rel.window.as_ref())
 }
 
+/// A named select item.
+type Item<'a> = (Named, &'a Expr);
+
 /// The select list: whether it starts with `*`, and each named item.
-fn select_items(items: &[SelectItem], at: Pos) -> Result<(bool, Vec<(Named, &Expr)>), SqlError> {
+fn select_items(items: &[SelectItem], at: Pos) -> Result<(bool, Vec<Item<'_>>), SqlError> {
     let mut outputs: Vec<(Named, &Expr)> = Vec::new();
     let mut star = false;
     for (index, item) in items.iter().enumerate() {
