@@ -228,3 +228,20 @@ fn type_errors_point_into_the_sql() {
     let message = error("INSERT INTO out SELECT auction,\n  price + 'x' AS p FROM bid;");
     assert!(message.starts_with("t.sql:4:"), "{message}");
 }
+
+#[test]
+fn every_prefix_of_the_examples_is_an_error_or_a_spec_never_a_panic() {
+    for name in ["q5", "q8", "q15"] {
+        let path = format!(
+            "{}/../examples/nexmark/sql/{name}.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).expect("example");
+        let cuts = text.char_indices().map(|(i, _)| i).step_by(3);
+        for cut in cuts {
+            if let Ok(spec) = PipelineSpec::parse("p.sql", &text[..cut]) {
+                let _ = Plan::from_spec(&spec);
+            }
+        }
+    }
+}
