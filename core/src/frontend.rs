@@ -1,5 +1,6 @@
-//! The front end: pipeline specs (YAML), the expression language, and plans.
+//! The front end: pipeline specs (YAML or SQL), the expression language, and plans.
 
 pub mod expr;
 pub mod plan;
 pub mod spec;
+pub mod sql;

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod kafka;
 pub mod metrics;
 pub mod moto;
+pub mod nexmark;
 pub mod osmem;
 pub mod postgres;
 pub mod process;

@@ -25,12 +25,10 @@ use serde_json::{json, Value as Json};
 use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Auction, Bid, Event, Generator, Person};
 use wire_core::time::to_rfc3339;
-use wire_tests::rows::{
-    assert_fields, assert_maps_eq, canon, multiset, parts_by_core, replay, tumble,
-};
+use wire_tests::nexmark;
+use wire_tests::rows::{assert_fields, assert_maps_eq, canon, multiset, parts_by_core, replay};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
-const SECOND: i64 = 1000;
 /// Event-time jitter below the default 4 s watermark bound, on every nexmark source: rows out
 /// of order, none late.
 const JITTER: (&str, &str) = ("seed: 1\n", "seed: 1\n    out_of_order_ms: 3000\n");
@@ -171,19 +169,6 @@ fn fields(pairs: Vec<(&str, Json)>) -> Fields {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-fn person_fields(p: &Person) -> Fields {
-    fields(vec![
-        ("id", p.id.into()),
-        ("name", p.name.as_str().into()),
-        ("email_address", p.email_address.as_str().into()),
-        ("credit_card", p.credit_card.as_str().into()),
-        ("city", p.city.as_str().into()),
-        ("state", p.state.as_str().into()),
-        ("date_time", time(p.date_time)),
-        ("extra", p.extra.as_str().into()),
-    ])
-}
-
 fn auction_fields(a: &Auction) -> Fields {
     fields(vec![
         ("id", a.id.into()),
@@ -226,14 +211,6 @@ fn joined(left: Fields, right: Fields, prefix: &str) -> Fields {
     left.into_iter().chain(renamed).collect()
 }
 
-/// The field `name` of a row, with its value.
-fn field(row: &Fields, name: &str) -> (String, Json) {
-    let found = row.iter().find(|(k, _)| k == name);
-    found
-        .cloned()
-        .unwrap_or_else(|| panic!("no `{name}` in {row:?}"))
-}
-
 /// The field names of a row, in order.
 fn names(row: &Fields) -> Vec<&str> {
     row.iter().map(|(k, _)| k.as_str()).collect()
@@ -241,6 +218,18 @@ fn names(row: &Fields) -> Vec<&str> {
 
 fn to_json(row: Fields) -> Json {
     Json::Object(row.into_iter().collect())
+}
+
+/// Rows of a shared reference (tests/src/nexmark.rs) as [`Fields`] in the order `names`.
+fn in_order(rows: Vec<Json>, names: &[&str]) -> Vec<Fields> {
+    rows.iter()
+        .map(|row| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), row[*n].clone()))
+                .collect()
+        })
+        .collect()
 }
 
 /// Runs the example at one and at two cores; each time, the output `out` must hold exactly the
@@ -298,23 +287,12 @@ fn replayed(
 #[test]
 fn q3_local_item_suggestion() {
     let example = Example::load("nexmark/q3.yaml", false);
-    let western: HashMap<i64, &Person> = example
-        .persons
-        .iter()
-        .filter(|p| ["OR", "ID", "CA"].contains(&p.state.as_str()))
-        .map(|p| (p.id, p))
-        .collect();
-    let expected: Vec<Fields> = example
-        .auctions
-        .iter()
-        .filter(|a| a.category == 10)
-        .filter_map(|a| {
-            let p = western.get(&a.seller)?;
-            let row = joined(auction_fields(a), person_fields(p), "person_");
-            let project = ["name", "city", "state", "id"];
-            Some(project.map(|f| field(&row, f)).into_iter().collect())
-        })
-        .collect();
+    let events = nexmark::Events {
+        persons: example.persons.clone(),
+        auctions: example.auctions.clone(),
+        bids: Vec::new(),
+    };
+    let expected = in_order(nexmark::q3(&events), &["name", "city", "state", "id"]);
     check_rows(&example, "q3", expected);
 }
 
@@ -465,28 +443,12 @@ fn q9_winning_bids_out_of_order() {
 
 fn q8(jitter: bool) {
     let example = Example::load("nexmark/q8.yaml", jitter);
-    let size = 10 * SECOND;
-    let sellers: HashSet<(i64, i64)> = example
-        .auctions
-        .iter()
-        .map(|a| (a.seller, tumble(a.date_time, size)))
-        .collect();
-    let new_users: BTreeSet<(i64, &str, i64)> = example
-        .persons
-        .iter()
-        .map(|p| (p.id, p.name.as_str(), tumble(p.date_time, size)))
-        .filter(|(id, _, start)| sellers.contains(&(*id, *start)))
-        .collect();
-    let expected: Vec<Fields> = new_users
-        .into_iter()
-        .map(|(id, name, start)| {
-            fields(vec![
-                ("id", id.into()),
-                ("name", name.into()),
-                ("starttime", time(start)),
-            ])
-        })
-        .collect();
+    let events = nexmark::Events {
+        persons: example.persons.clone(),
+        auctions: example.auctions.clone(),
+        bids: Vec::new(),
+    };
+    let expected = in_order(nexmark::q8(&events), &["id", "name", "starttime"]);
     check_rows(&example, "q8", expected);
 }
 

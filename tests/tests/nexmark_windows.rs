@@ -29,11 +29,11 @@ use serde_json::{json, Value as Json};
 use wire_core::frontend::spec::{PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
 use wire_core::time::{parse_rfc3339, to_rfc3339};
+use wire_tests::nexmark::{self, daily_stats, rank_stats};
 use wire_tests::rows::{assert_fields, assert_maps_eq, canon, key_of, multiset, replay, tumble};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
 const SECOND: i64 = 1000;
-const DAY: i64 = 86_400_000;
 /// Event-time jitter below the default 4 s watermark bound: rows out of order, none late.
 const JITTER: (&str, &str) = ("seed: 1\n", "seed: 1\n    out_of_order_ms: 3000\n");
 /// 30 s of event time instead of the examples' 100 s, to keep the references quick.
@@ -145,14 +145,6 @@ fn bid_json(bid: &Bid) -> Json {
     })
 }
 
-/// Starts of the hop windows `[s, s + size)` holding `ts`, `s` a multiple of `slide`.
-fn hop_starts(ts: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
-    let last = tumble(ts, slide);
-    (0..)
-        .map(move |k| last - k * slide)
-        .take_while(move |s| ts < s + size)
-}
-
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
     i64::try_from(since.as_millis()).expect("ms")
@@ -260,31 +252,7 @@ fn check_top(
     }
 }
 
-/// q15's twelve statistics of `bids` (bids, distinct bidders, distinct auctions per price rank),
-/// in the order the examples write them.
-fn rank_stats(bids: &[&Bid]) -> Vec<(String, Json)> {
-    let mut stats = Vec::new();
-    for what in ["bids", "bidders", "auctions"] {
-        for (rank, in_rank) in RANKS {
-            let ranked = bids.iter().filter(|b| in_rank(b.price));
-            let value = match what {
-                "bids" => ranked.count(),
-                "bidders" => ranked
-                    .map(|b| b.bidder)
-                    .collect::<std::collections::HashSet<_>>()
-                    .len(),
-                _ => ranked
-                    .map(|b| b.auction)
-                    .collect::<std::collections::HashSet<_>>()
-                    .len(),
-            };
-            stats.push((format!("{rank}_{what}"), value.into()));
-        }
-    }
-    stats
-}
-
-/// The names of [`rank_stats`], in order.
+/// The names of [`nexmark::rank_stats`], in order.
 fn rank_stat_names() -> Vec<String> {
     rank_stats(&[]).into_iter().map(|(name, _)| name).collect()
 }
@@ -292,25 +260,7 @@ fn rank_stat_names() -> Vec<String> {
 #[test]
 fn q5_hot_items_per_sliding_window() {
     let example = Example::load("nexmark/q5.yaml", &[SHORT, JITTER]);
-    let (size, slide) = (10 * SECOND, 2 * SECOND);
-    let mut counts: BTreeMap<(i64, i64), u64> = BTreeMap::new();
-    for bid in &example.bids {
-        for start in hop_starts(bid.date_time, size, slide) {
-            *counts.entry((start, bid.auction)).or_default() += 1;
-        }
-    }
-    let mut max: BTreeMap<i64, u64> = BTreeMap::new();
-    for (&(start, _), &num) in &counts {
-        let m = max.entry(start).or_default();
-        *m = (*m).max(num);
-    }
-    let expected: Vec<Json> = counts
-        .iter()
-        .filter(|((start, _), num)| max[start] == **num)
-        .map(|(&(start, auction), &num)| {
-            json!({"auction": auction, "num": num, "window_start": time(start), "window_end": time(start + size)})
-        })
-        .collect();
+    let expected = nexmark::q5(&example.bids);
     let fields = ["auction", "num", "window_start", "window_end"];
     check_rows(&example, "q5", &fields, &expected);
 }
@@ -318,22 +268,7 @@ fn q5_hot_items_per_sliding_window() {
 #[test]
 fn q7_highest_bids_per_tumbling_window() {
     let example = Example::load("nexmark/q7.yaml", &[SHORT, JITTER]);
-    let size = 10 * SECOND;
-    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
-    for bid in &example.bids {
-        let m = max.entry(tumble(bid.date_time, size)).or_insert(i64::MIN);
-        *m = (*m).max(bid.price);
-    }
-    let expected: Vec<Json> = example
-        .bids
-        .iter()
-        .filter(|b| max[&tumble(b.date_time, size)] == b.price)
-        .map(|b| {
-            json!({"auction": b.auction, "price": b.price, "bidder": b.bidder,
-                "date_time": time(b.date_time), "extra": b.extra,
-                "window_end": time(tumble(b.date_time, size) + size)})
-        })
-        .collect();
+    let expected = nexmark::q7(&example.bids);
     let fields = [
         "auction",
         "price",
@@ -352,30 +287,9 @@ fn q11_bids_per_bidder_session() {
     // is checked too: many sessions per bidder, split and merged by out-of-order bids.
     for (gap_text, gap) in [("gap: 10s", 10 * SECOND), ("gap: 500ms", 500)] {
         let example = Example::load("nexmark/q11.yaml", &[SHORT, JITTER, ("gap: 10s", gap_text)]);
-        let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-        for bid in &example.bids {
-            times.entry(bid.bidder).or_default().push(bid.date_time);
-        }
-        let (mut expected, mut exactly_gap_apart) = (Vec::new(), 0);
-        let session = |bidder: i64, start: i64, last: i64, n: u64| {
-            json!({"bidder": bidder, "window_start": time(start), "window_end": time(last + gap),
-                "bid_count": n})
-        };
-        for (bidder, mut ts) in times {
-            ts.sort_unstable();
-            let (mut start, mut last, mut n) = (ts[0], ts[0], 0);
-            for t in ts {
-                exactly_gap_apart += usize::from(t - last == gap);
-                if t - last > gap {
-                    expected.push(session(bidder, start, last, n));
-                    (start, n) = (t, 0);
-                }
-                (last, n) = (t, n + 1);
-            }
-            expected.push(session(bidder, start, last, n));
-        }
+        let expected = nexmark::q11(&example.bids, gap);
         let sessions = expected.len();
-        eprintln!("{gap_text}: {sessions} sessions, {exactly_gap_apart} merges at exactly the gap");
+        eprintln!("{gap_text}: {sessions} sessions");
         let fields = ["bidder", "window_start", "window_end", "bid_count"];
         check_rows(&example, "q11", &fields, &expected);
     }
@@ -418,34 +332,6 @@ fn q12_processing_time_windows_count_every_bid() {
         let what = format!("q12 at {cores} cores: bids per bidder");
         assert_maps_eq(&per_bidder, &expected, &what);
     }
-}
-
-/// The rows of q15, or of q16 (`per_channel`): per (channel and) UTC day, the window, (the
-/// latest `HH:mm` of a bid,) and the rank statistics.
-fn daily_stats(bids: &[Bid], per_channel: bool) -> Vec<Json> {
-    let mut groups: BTreeMap<(Option<&str>, i64), Vec<&Bid>> = BTreeMap::new();
-    for bid in bids {
-        let channel = per_channel.then_some(bid.channel.as_str());
-        let day = tumble(bid.date_time, DAY);
-        groups.entry((channel, day)).or_default().push(bid);
-    }
-    groups
-        .into_iter()
-        .map(|((channel, day), group)| {
-            let mut fields: Vec<(String, Json)> = Vec::new();
-            fields.extend(channel.map(|c| ("channel".to_string(), c.into())));
-            fields.push(("window_start".into(), time(day)));
-            fields.push(("window_end".into(), time(day + DAY)));
-            if per_channel {
-                let minutes = group
-                    .iter()
-                    .map(|b| to_rfc3339(b.date_time)[11..16].to_string());
-                fields.push(("minute".into(), minutes.max().into()));
-            }
-            fields.extend(rank_stats(&group));
-            row(fields)
-        })
-        .collect()
 }
 
 #[test]

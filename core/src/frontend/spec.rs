@@ -82,19 +82,66 @@ pub struct Named {
 }
 
 /// An expression's text and where it starts, so type errors can point inside it.
+///
+/// The text is in Wire's expression language whatever the front end: the YAML front end keeps
+/// the scalar as written, the SQL front end writes each SQL expression in this language and
+/// keeps anchors from offsets of that text back to the SQL it came from.
 #[derive(Debug, Clone)]
 pub struct ExprText {
     /// The expression as written.
     pub text: String,
     /// Key path of the expression, like `operators[0].filter`.
     pub path: String,
-    node: Node,
+    place: Place,
+}
+
+/// How offsets inside an expression's text map to positions in the file.
+#[derive(Debug, Clone)]
+enum Place {
+    /// A YAML scalar: the text is in the file (plain, quoted or block).
+    Yaml(Node),
+    /// Text written from another language: `(offset, pos)` anchors sorted by offset; an
+    /// offset maps to the position of the last anchor at or before it.
+    Anchors(Vec<(usize, Pos)>),
 }
 
 impl ExprText {
+    /// An expression written by a front end other than YAML, with its anchors (see [`Place`]);
+    /// without anchors every offset maps to `pos`.
+    pub fn from_text(text: String, path: String, pos: Pos, anchors: Vec<(usize, Pos)>) -> ExprText {
+        let mut all = vec![(0, pos)];
+        all.extend(anchors);
+        all.sort_by_key(|(offset, _)| *offset);
+        ExprText {
+            text,
+            path,
+            place: Place::Anchors(all),
+        }
+    }
+
     /// The file position of byte `offset` of the expression text.
     pub fn position(&self, origin: &Origin, offset: usize) -> Pos {
-        yaml::position_in_scalar(&origin.text, &self.node, offset)
+        match &self.place {
+            Place::Yaml(node) => yaml::position_in_scalar(&origin.text, node, offset),
+            Place::Anchors(anchors) => anchors
+                .iter()
+                .take_while(|(at, _)| *at <= offset)
+                .last()
+                .map_or_else(Pos::default, |(_, pos)| *pos),
+        }
+    }
+
+    /// Where the expression starts (the scalar's node for YAML, the first anchor otherwise).
+    pub(crate) fn position_of_start(&self) -> Pos {
+        match &self.place {
+            Place::Yaml(node) => node.pos,
+            Place::Anchors(anchors) => anchors.first().map_or_else(Pos::default, |(_, pos)| *pos),
+        }
+    }
+
+    /// Points every offset of the expression at `pos` (text decoded from a generated document).
+    pub(crate) fn relocate(&mut self, pos: Pos) {
+        self.place = Place::Anchors(vec![(0, pos)]);
     }
 }
 
@@ -345,8 +392,12 @@ impl PipelineSpec {
         PipelineSpec::parse(&file, &text)
     }
 
-    /// Decodes pipeline text; `file` names it in errors.
+    /// Decodes pipeline text; `file` names it in errors. A file ending in `.sql` is read by
+    /// the SQL front end ([`crate::frontend::sql`]), any other as YAML.
     pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
+        if file.to_ascii_lowercase().ends_with(".sql") {
+            return crate::frontend::sql::parse(file, text);
+        }
         let origin = Origin {
             file: file.to_string(),
             text: text.to_string(),
@@ -1182,7 +1233,7 @@ fn expr_text(cx: &Cx<'_>, node: &Node, path: &str) -> Result<ExprText, SpecError
     Ok(ExprText {
         text: text.to_string(),
         path: path.to_string(),
-        node: node.clone(),
+        place: Place::Yaml(node.clone()),
     })
 }
 
@@ -1332,3 +1383,36 @@ impl fmt::Display for FileFormat {
 
 #[cfg(test)]
 mod tests;
+
+/// A source or sink decoded from a generated YAML mapping (the SQL front end writes a table's
+/// `WITH` options this way, so both front ends share one decoder per connector).
+#[derive(Debug)]
+pub(crate) enum DecodedTable {
+    /// `type:` named a source.
+    Source(SourceSpec),
+    /// `type:` named a sink.
+    Sink(SinkSpec),
+}
+
+/// Decodes `yaml`, one mapping, as a source (`sink == false`) or a sink named `name`; errors
+/// carry positions in `yaml`, which the caller moves to its own text.
+pub(crate) fn decode_table(
+    file: &str,
+    name: Named,
+    yaml: &str,
+    sink: bool,
+) -> Result<DecodedTable, SpecError> {
+    let cx = Cx { file };
+    let root = yaml::parse(yaml).map_err(|(pos, message)| SpecError {
+        file: file.to_string(),
+        pos,
+        path: String::new(),
+        message,
+    })?;
+    let path = name.name.clone();
+    if sink {
+        decode_sink(&cx, name, &root, &path).map(DecodedTable::Sink)
+    } else {
+        decode_source(&cx, name, &root, &path).map(DecodedTable::Source)
+    }
+}

@@ -53,7 +53,7 @@ enum Command {
     /// Run a pipeline on this machine until its bounded sources are exhausted, or until Ctrl-C
     /// (which drains, flushes and exits 0). Prints a summary to stderr.
     Run {
-        /// The pipeline file (YAML).
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         pipeline: PathBuf,
         /// Data cores (one pinned executor each); default: every CPU.
         #[arg(long)]
@@ -124,7 +124,13 @@ enum Command {
     Start(start::StartArgs),
     /// Check a pipeline file (syntax, names, types) without running it.
     Check {
-        /// The pipeline file (YAML).
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
+        pipeline: PathBuf,
+    },
+    /// Print the checked plan of a pipeline file (YAML or SQL): sources, operators with their
+    /// keys, windows and state, and sinks.
+    Explain {
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         pipeline: PathBuf,
     },
     /// Certificates for trying TLS out.
@@ -246,22 +252,43 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { pipeline } => match job::load(&pipeline) {
-            Ok(plan) => {
-                eprintln!(
-                    "{}: ok ({} sources, {} operators, {} sinks)",
-                    pipeline.display(),
-                    plan.sources.len(),
-                    plan.operators.len(),
-                    plan.sinks.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                exit_code(Outcome::Invalid)
-            }
-        },
+        Command::Check { pipeline } => check(&pipeline),
+        Command::Explain { pipeline } => explain(&pipeline),
+    }
+}
+
+/// `wire check`: one line on success, the first error otherwise.
+fn check(pipeline: &std::path::Path) -> ExitCode {
+    match job::load(pipeline) {
+        Ok(plan) => {
+            eprintln!(
+                "{}: ok ({} sources, {} operators, {} sinks)",
+                pipeline.display(),
+                plan.sources.len(),
+                plan.operators.len(),
+                plan.sinks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit_code(Outcome::Invalid)
+        }
+    }
+}
+
+/// `wire explain`: the checked plan on standard output.
+fn explain(pipeline: &std::path::Path) -> ExitCode {
+    match wire_control::check::check_file(pipeline) {
+        Ok(checked) => {
+            let text = wire_core::frontend::sql::explain(&checked.spec, &checked.plan);
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit_code(Outcome::Invalid)
+        }
     }
 }
 

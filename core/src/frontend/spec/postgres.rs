@@ -70,7 +70,12 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<Postgr
     for (column, expr) in &columns {
         if !identifier(column) {
             let message = format!("`{column}` is not a column name (letters, digits, `_`)");
-            return Err(cx.err(&expr.node, &expr.path, message));
+            return Err(SpecError {
+                file: cx.file.to_string(),
+                pos: expr.position_of_start(),
+                path: expr.path.clone(),
+                message,
+            });
         }
     }
     let mode = match fields.get("mode") {

@@ -1,0 +1,168 @@
+//! `wire explain`: a checked pipeline's plan as text, for SQL and YAML alike.
+
+use std::fmt::Write as _;
+
+use crate::frontend::plan::{Input, Operator, Plan};
+use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind, WindowSpec};
+use crate::record::schema::Schema;
+use crate::time::window::WindowKind;
+
+/// The plan of `spec` (already checked into `plan`): sources, operators in the order they run
+/// with their keys, windows and state, and sinks.
+pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
+    let mut out = format!("pipeline {} ({})\n", plan.name, spec.origin.file);
+    for source in &plan.sources {
+        let kind = match &source.kind {
+            SourceKind::Nexmark(n) => format!("nexmark {:?}", n.stream).to_lowercase(),
+            SourceKind::File(f) => format!("file {}", f.path.display()),
+            SourceKind::Ingest(i) => format!("ingest {}", i.listen),
+            SourceKind::Kafka(_) => "kafka".to_string(),
+        };
+        let _ = writeln!(out, "source {}: {kind}", source.name);
+        let _ = writeln!(out, "  rows: {}", fields(&source.schema));
+        if let Some(index) = source.event_time {
+            let name = &source.schema.fields()[index].name;
+            let delay = source.watermark.max_out_of_orderness_ms;
+            let _ = writeln!(out, "  event time: {name}, watermark {delay} ms behind");
+        }
+    }
+    for operator in &plan.operators {
+        let inputs: Vec<&str> = operator.inputs.iter().map(|i| plan.name_of(*i)).collect();
+        let state = if operator.op.is_stateful() {
+            ", keeps state"
+        } else {
+            ""
+        };
+        let kind = op_name(&operator.op);
+        let _ = writeln!(
+            out,
+            "operator {}: {kind} of {}{state}",
+            operator.name,
+            inputs.join(", ")
+        );
+        if let Some(spec_op) = spec.operators.iter().find(|o| o.name.name == operator.name) {
+            details(&mut out, &spec_op.kind);
+        }
+        let changes = if operator.changelog {
+            " (update stream)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  rows: {}{changes}", fields(&operator.schema));
+    }
+    for sink in &plan.sinks {
+        let kind = match &sink.kind {
+            SinkKind::Blackhole => "blackhole".to_string(),
+            SinkKind::Stdout { .. } => "stdout".to_string(),
+            SinkKind::File(f) => format!("file {}", f.path.display()),
+            SinkKind::Kafka(_) => "kafka".to_string(),
+            SinkKind::Postgres(_) => "postgres".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "sink {}: {kind} of {}",
+            sink.name,
+            input_name(plan, sink.input)
+        );
+    }
+    out
+}
+
+fn input_name(plan: &Plan, input: Input) -> &str {
+    plan.name_of(input)
+}
+
+fn op_name(op: &Operator) -> &'static str {
+    match op {
+        Operator::Filter(_) => "filter",
+        Operator::Project(_) => "project",
+        Operator::KeyBy(_) => "key_by",
+        Operator::Union => "union",
+        Operator::Aggregate(_) => "aggregate",
+        Operator::Top(_) => "top",
+        Operator::Join(_) => "join",
+        Operator::Lookup(_) => "lookup",
+        Operator::Process(_) => "process",
+        Operator::Late => "late rows",
+    }
+}
+
+fn fields(schema: &Schema) -> String {
+    let parts: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {}{}",
+                f.name,
+                f.data_type,
+                if f.nullable { "?" } else { "" }
+            )
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+fn window(window: &WindowSpec) -> String {
+    match window.kind {
+        WindowKind::Tumbling { size_ms } => format!("tumbling {size_ms} ms"),
+        WindowKind::Hop { size_ms, slide_ms } => format!("hop {size_ms} ms every {slide_ms} ms"),
+        WindowKind::Session { gap_ms } => format!("session, gap {gap_ms} ms"),
+    }
+}
+
+fn details(out: &mut String, kind: &OperatorKind) {
+    let keys = |keys: &[crate::frontend::spec::GroupKey]| {
+        let names: Vec<String> = keys
+            .iter()
+            .map(|k| match &k.name {
+                Some(n) => format!("{} = {}", n.name, k.expr.text),
+                None => k.expr.text.clone(),
+            })
+            .collect();
+        names.join(", ")
+    };
+    match kind {
+        OperatorKind::Filter(e) => {
+            let _ = writeln!(out, "  where: {}", e.text);
+        }
+        OperatorKind::Map(list) | OperatorKind::Project(list) => {
+            for (name, e) in list {
+                let _ = writeln!(out, "  {} = {}", name.name, e.text);
+            }
+        }
+        OperatorKind::Aggregate(a) => {
+            let _ = writeln!(out, "  keys: [{}]", keys(&a.group_by));
+            if let Some(w) = &a.window {
+                let _ = writeln!(out, "  window: {}", window(w));
+            }
+            for (name, e) in &a.aggregates {
+                let _ = writeln!(out, "  {} = {}", name.name, e.text);
+            }
+        }
+        OperatorKind::Top(t) => {
+            let order: Vec<String> = t
+                .order_by
+                .iter()
+                .map(|(e, desc)| format!("{}{}", e.text, if *desc { " desc" } else { "" }))
+                .collect();
+            let ties = if t.with_ties { " with ties" } else { "" };
+            let _ = writeln!(
+                out,
+                "  first {}{ties} by {} per [{}]",
+                t.n,
+                order.join(", "),
+                keys(&t.group_by)
+            );
+            if let Some(w) = &t.window {
+                let _ = writeln!(out, "  window: {}", window(w));
+            }
+        }
+        OperatorKind::Join(j) => {
+            let l: Vec<&str> = j.left_key.iter().map(|e| e.text.as_str()).collect();
+            let r: Vec<&str> = j.right_key.iter().map(|e| e.text.as_str()).collect();
+            let _ = writeln!(out, "  keys: [{}] = [{}]", l.join(", "), r.join(", "));
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,180 @@
+//! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
+//! of the text with its place kept.
+//!
+//! Two constructs: `WATERMARK FOR col AS expr` inside `CREATE TABLE (...)`, which is recorded and
+//! blanked, and the `TABLE` keyword before the table argument of a windowing function
+//! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
+//! every line and column the parser reports is still right in the user's text.
+
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use super::{pos_of, SqlError};
+use crate::frontend::spec::Pos;
+
+/// A `WATERMARK FOR` clause of a table.
+#[derive(Debug, Clone)]
+pub(super) struct Watermark {
+    /// The table it was written in.
+    pub table: String,
+    /// The time column.
+    pub column: String,
+    /// The expression's text.
+    pub expr: String,
+    /// Where the clause starts.
+    pub pos: Pos,
+}
+
+/// The text to parse (with the clauses blanked) and the watermarks taken out.
+pub(super) struct Prepared {
+    pub text: String,
+    pub watermarks: Vec<Watermark>,
+}
+
+const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
+
+/// Runs the pass over `text`.
+pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| SqlError {
+            pos: Pos {
+                line: e.location.line as usize,
+                column: e.location.column as usize,
+            },
+            message: e.message,
+        })?;
+    let tokens: Vec<TokenWithSpan> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let mut chars: Vec<char> = text.chars().collect();
+    let starts = line_starts(&chars);
+    let mut watermarks = Vec::new();
+    let mut table = String::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if is_word(&tokens[i], "TABLE") {
+            if let Some(name) = tokens.get(i + 1).and_then(word) {
+                table = name;
+            }
+            let after_window = i >= 2
+                && tokens[i - 1].token == Token::LParen
+                && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
+            if after_window {
+                blank(&mut chars, &starts, &tokens[i], &tokens[i]);
+            }
+        }
+        if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
+        {
+            let (mark, end) = watermark(&tokens, &chars, &starts, i, &table)?;
+            let (first, last) = with_comma(&tokens, i, end);
+            blank(&mut chars, &starts, &tokens[first], &tokens[last]);
+            watermarks.push(mark);
+            i = end;
+        }
+        i += 1;
+    }
+    Ok(Prepared {
+        text: chars.into_iter().collect(),
+        watermarks,
+    })
+}
+
+/// Reads `WATERMARK FOR col AS expr` starting at token `at`; returns it and the index of the
+/// expression's last token.
+fn watermark(
+    tokens: &[TokenWithSpan],
+    chars: &[char],
+    starts: &[usize],
+    at: usize,
+    table: &str,
+) -> Result<(Watermark, usize), SqlError> {
+    let pos = pos_of(tokens[at].span.start);
+    let bad = || SqlError {
+        pos,
+        message: "expected `WATERMARK FOR column AS expression`".into(),
+    };
+    let column = tokens.get(at + 2).and_then(word).ok_or_else(bad)?;
+    if !tokens.get(at + 3).is_some_and(|t| is_word(t, "AS")) {
+        return Err(bad());
+    }
+    let first = at + 4;
+    let mut depth = 0i32;
+    let mut end = first;
+    while end < tokens.len() {
+        match tokens[end].token {
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => break,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => break,
+            _ => {}
+        }
+        end += 1;
+    }
+    if end == first {
+        return Err(bad());
+    }
+    let from = offset(starts, chars, &tokens[first].span.start);
+    let to = offset(starts, chars, &tokens[end - 1].span.end);
+    let mark = Watermark {
+        table: table.to_string(),
+        column,
+        expr: chars[from..to].iter().collect(),
+        pos,
+    };
+    Ok((mark, end - 1))
+}
+
+/// The token range to blank for a clause at `first..=last`: with the comma before it, or the
+/// one after it when it comes first in the list.
+fn with_comma(tokens: &[TokenWithSpan], first: usize, last: usize) -> (usize, usize) {
+    if first > 0 && tokens[first - 1].token == Token::Comma {
+        (first - 1, last)
+    } else if tokens
+        .get(last + 1)
+        .is_some_and(|t| t.token == Token::Comma)
+    {
+        (first, last + 1)
+    } else {
+        (first, last)
+    }
+}
+
+fn word(token: &TokenWithSpan) -> Option<String> {
+    match &token.token {
+        Token::Word(w) => Some(w.value.clone()),
+        _ => None,
+    }
+}
+
+fn is_word(token: &TokenWithSpan, keyword: &str) -> bool {
+    matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
+}
+
+fn line_starts(chars: &[char]) -> Vec<usize> {
+    let mut starts = vec![0];
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '\n' {
+            starts.push(i + 1);
+        }
+    }
+    starts
+}
+
+/// The char index of a 1-based line and column.
+fn offset(starts: &[usize], chars: &[char], at: &sqlparser::tokenizer::Location) -> usize {
+    let line = (at.line as usize).saturating_sub(1).min(starts.len() - 1);
+    (starts[line] + (at.column as usize).saturating_sub(1)).min(chars.len())
+}
+
+/// Writes spaces over the characters from `first`'s start to `last`'s end, newlines kept.
+fn blank(chars: &mut [char], starts: &[usize], first: &TokenWithSpan, last: &TokenWithSpan) {
+    let from = offset(starts, chars, &first.span.start);
+    let to = offset(starts, chars, &last.span.end);
+    for c in &mut chars[from..to] {
+        if *c != '\n' {
+            *c = ' ';
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Plain-Rust references of Nexmark queries, shared by the YAML example tests
+//! (tests/tests/nexmark_*.rs) and their SQL twins (tests/tests/sql.rs): the events a pipeline's
+//! nexmark sources generate, and the rows each query must output for them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde_json::{json, Value as Json};
+use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::nexmark::{Auction, Bid, Event, Generator, Person};
+use wire_core::time::to_rfc3339;
+
+use crate::rows::tumble;
+
+const SECOND: i64 = 1000;
+const DAY: i64 = 86_400_000;
+
+/// The events of all the nexmark sources of a pipeline, generated in plain Rust.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Persons of the `person` sources.
+    pub persons: Vec<Person>,
+    /// Auctions of the `auction` sources.
+    pub auctions: Vec<Auction>,
+    /// Bids of the `bid` sources.
+    pub bids: Vec<Bid>,
+}
+
+impl Events {
+    /// Generates what each (bounded) nexmark source of `spec` emits.
+    pub fn of(spec: &PipelineSpec) -> Events {
+        let mut events = Events::default();
+        for source in &spec.sources {
+            let SourceKind::Nexmark(source) = &source.kind else {
+                panic!("a source is not nexmark");
+            };
+            let generator = Generator::new(source.generator.clone()).expect("generator config");
+            for n in 0..source.events.expect("bounded") {
+                if generator.kind(n) != source.stream {
+                    continue;
+                }
+                match generator.event(n) {
+                    Event::Person(p) => events.persons.push(p),
+                    Event::Auction(a) => events.auctions.push(a),
+                    Event::Bid(b) => events.bids.push(b),
+                }
+            }
+        }
+        events
+    }
+}
+
+fn time(ms: i64) -> Json {
+    to_rfc3339(ms).into()
+}
+
+/// Starts of the hop windows `[s, s + size)` holding `ts`, `s` a multiple of `slide`.
+pub fn hop_starts(ts: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
+    let last = tumble(ts, slide);
+    (0..)
+        .map(move |k| last - k * slide)
+        .take_while(move |s| ts < s + size)
+}
+
+/// q3: `name, city, state, id` of category-10 auctions whose seller lives in OR, ID or CA.
+pub fn q3(events: &Events) -> Vec<Json> {
+    let western: HashMap<i64, &Person> = events
+        .persons
+        .iter()
+        .filter(|p| ["OR", "ID", "CA"].contains(&p.state.as_str()))
+        .map(|p| (p.id, p))
+        .collect();
+    events
+        .auctions
+        .iter()
+        .filter(|a| a.category == 10)
+        .filter_map(|a| {
+            let p = western.get(&a.seller)?;
+            Some(json!({"name": p.name, "city": p.city, "state": p.state, "id": a.id}))
+        })
+        .collect()
+}
+
+/// q5: per 10 s window every 2 s, the auctions with the most bids (ties kept):
+/// `auction, num, window_start, window_end`.
+pub fn q5(bids: &[Bid]) -> Vec<Json> {
+    let (size, slide) = (10 * SECOND, 2 * SECOND);
+    let mut counts: BTreeMap<(i64, i64), u64> = BTreeMap::new();
+    for bid in bids {
+        for start in hop_starts(bid.date_time, size, slide) {
+            *counts.entry((start, bid.auction)).or_default() += 1;
+        }
+    }
+    let mut max: BTreeMap<i64, u64> = BTreeMap::new();
+    for (&(start, _), &num) in &counts {
+        let m = max.entry(start).or_default();
+        *m = (*m).max(num);
+    }
+    counts
+        .iter()
+        .filter(|((start, _), num)| max[start] == **num)
+        .map(|(&(start, auction), &num)| {
+            json!({"auction": auction, "num": num, "window_start": time(start), "window_end": time(start + size)})
+        })
+        .collect()
+}
+
+/// q7: per 10 s tumbling window, the bids with the highest price (ties kept):
+/// `auction, price, bidder, date_time, extra, window_end`.
+pub fn q7(bids: &[Bid]) -> Vec<Json> {
+    let size = 10 * SECOND;
+    let mut max: BTreeMap<i64, i64> = BTreeMap::new();
+    for bid in bids {
+        let m = max.entry(tumble(bid.date_time, size)).or_insert(i64::MIN);
+        *m = (*m).max(bid.price);
+    }
+    bids.iter()
+        .filter(|b| max[&tumble(b.date_time, size)] == b.price)
+        .map(|b| {
+            json!({"auction": b.auction, "price": b.price, "bidder": b.bidder,
+                "date_time": time(b.date_time), "extra": b.extra,
+                "window_end": time(tumble(b.date_time, size) + size)})
+        })
+        .collect()
+}
+
+/// q8: persons who opened an auction in the 10 s tumbling window they registered in:
+/// `id, name, starttime`.
+pub fn q8(events: &Events) -> Vec<Json> {
+    let size = 10 * SECOND;
+    let sellers: HashSet<(i64, i64)> = events
+        .auctions
+        .iter()
+        .map(|a| (a.seller, tumble(a.date_time, size)))
+        .collect();
+    let new_users: BTreeSet<(i64, &str, i64)> = events
+        .persons
+        .iter()
+        .map(|p| (p.id, p.name.as_str(), tumble(p.date_time, size)))
+        .filter(|(id, _, start)| sellers.contains(&(*id, *start)))
+        .collect();
+    new_users
+        .into_iter()
+        .map(|(id, name, start)| json!({"id": id, "name": name, "starttime": time(start)}))
+        .collect()
+}
+
+/// q11: bids per bidder and session (`gap` ms without a bid closes one):
+/// `bidder, window_start, window_end, bid_count`.
+pub fn q11(bids: &[Bid], gap: i64) -> Vec<Json> {
+    let mut times: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for bid in bids {
+        times.entry(bid.bidder).or_default().push(bid.date_time);
+    }
+    let mut expected = Vec::new();
+    let session = |bidder: i64, start: i64, last: i64, n: u64| {
+        json!({"bidder": bidder, "window_start": time(start), "window_end": time(last + gap),
+            "bid_count": n})
+    };
+    for (bidder, mut ts) in times {
+        ts.sort_unstable();
+        let (mut start, mut last, mut n) = (ts[0], ts[0], 0);
+        for t in ts {
+            if t - last > gap {
+                expected.push(session(bidder, start, last, n));
+                (start, n) = (t, 0);
+            }
+            (last, n) = (t, n + 1);
+        }
+        expected.push(session(bidder, start, last, n));
+    }
+    expected
+}
+
+/// Whether a price is in a rank.
+type InRank = fn(i64) -> bool;
+/// Price ranks of q15–q17: all bids, then ranks 1 to 3.
+const RANKS: [(&str, InRank); 4] = [
+    ("total", |_| true),
+    ("rank1", |p| p < 10_000),
+    ("rank2", |p| (10_000..1_000_000).contains(&p)),
+    ("rank3", |p| p >= 1_000_000),
+];
+
+/// q15's twelve statistics of `bids` (bids, distinct bidders, distinct auctions per price
+/// rank), in the order the examples write them.
+pub fn rank_stats(bids: &[&Bid]) -> Vec<(String, Json)> {
+    let mut stats = Vec::new();
+    for what in ["bids", "bidders", "auctions"] {
+        for (rank, in_rank) in RANKS {
+            let ranked = bids.iter().filter(|b| in_rank(b.price));
+            let value = match what {
+                "bids" => ranked.count(),
+                "bidders" => ranked.map(|b| b.bidder).collect::<HashSet<_>>().len(),
+                _ => ranked.map(|b| b.auction).collect::<HashSet<_>>().len(),
+            };
+            stats.push((format!("{rank}_{what}"), value.into()));
+        }
+    }
+    stats
+}
+
+/// The rows of q15, or of q16 (`per_channel`): per (channel and) UTC day, the window, (the
+/// latest `HH:mm` of a bid,) and the rank statistics.
+pub fn daily_stats(bids: &[Bid], per_channel: bool) -> Vec<Json> {
+    let mut groups: BTreeMap<(Option<&str>, i64), Vec<&Bid>> = BTreeMap::new();
+    for bid in bids {
+        let channel = per_channel.then_some(bid.channel.as_str());
+        let day = tumble(bid.date_time, DAY);
+        groups.entry((channel, day)).or_default().push(bid);
+    }
+    groups
+        .into_iter()
+        .map(|((channel, day), group)| {
+            let mut fields: Vec<(String, Json)> = Vec::new();
+            fields.extend(channel.map(|c| ("channel".to_string(), c.into())));
+            fields.push(("window_start".into(), time(day)));
+            fields.push(("window_end".into(), time(day + DAY)));
+            if per_channel {
+                let minutes = group
+                    .iter()
+                    .map(|b| to_rfc3339(b.date_time)[11..16].to_string());
+                fields.push(("minute".into(), minutes.max().into()));
+            }
+            fields.extend(rank_stats(&group));
+            Json::Object(fields.into_iter().collect())
+        })
+        .collect()
+}
