@@ -10,6 +10,7 @@
 mod encode;
 mod process;
 pub mod server;
+pub mod top;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +35,9 @@ pub struct CheckpointGauges {
     pub last_duration_us: AtomicU64,
     /// Bytes written by the newest completed checkpoint.
     pub last_bytes: AtomicU64,
+    /// Wall-clock time the newest completed checkpoint completed, epoch milliseconds (0: none
+    /// yet); `wirectl top` shows its age.
+    pub last_completed_ms: AtomicU64,
 }
 
 impl CheckpointGauges {
@@ -42,11 +46,13 @@ impl CheckpointGauges {
         let ms = report.durations_ms.last().copied().unwrap_or(0.0);
         self.completed.store(report.completed, Ordering::Relaxed);
         self.aborted.store(report.aborted, Ordering::Relaxed);
-        self.last_id
-            .store(report.last_id.unwrap_or(0), Ordering::Relaxed);
         self.last_duration_us
             .store((ms * 1e3) as u64, Ordering::Relaxed);
         self.last_bytes.store(report.last_bytes, Ordering::Relaxed);
+        let id = report.last_id.unwrap_or(0);
+        if self.last_id.swap(id, Ordering::Relaxed) != id {
+            self.last_completed_ms.store(now_ms() as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -160,7 +166,34 @@ impl Metrics {
             .collect()
     }
 
+    /// The OpenMetrics text of the registered pipelines and this process, as `/metrics` shows
+    /// them (without the raft figures, which need the metadata group).
+    pub fn openmetrics(&self) -> Result<String, std::fmt::Error> {
+        encode::Snapshot {
+            pipelines: self.pipelines(),
+            raft: None,
+            process: process::Usage::read(),
+            now_ms: now_ms(),
+        }
+        .openmetrics()
+    }
+
+    /// The `top` view of this process's pipelines, read from [`Metrics::openmetrics`].
+    pub fn top(&self) -> top::Top {
+        let at_ms = now_ms();
+        let text = self.openmetrics().unwrap_or_default();
+        let samples = top::parse(&text).unwrap_or_default();
+        top::Top::from_samples(&samples, at_ms)
+    }
+
     fn meta(&self) -> Option<(u64, MetaHandle)> {
         self.inner.meta.lock().ok()?.clone()
     }
+}
+
+/// Wall-clock time now, epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

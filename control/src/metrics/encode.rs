@@ -290,6 +290,16 @@ impl Snapshot {
     }
 
     fn encode_restores(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let completed_at = self.pipelines.iter().filter_map(|(name, s, _)| {
+            let ms = load(&s.checkpoints.as_ref()?.last_completed_ms);
+            (ms > 0).then(|| (vec![("pipeline", name.clone())], ms as f64 / 1e3))
+        });
+        float_gauges(
+            encoder,
+            "wire_checkpoint_last_completed_timestamp_seconds",
+            "When the newest completed checkpoint completed (epoch seconds)",
+            completed_at,
+        )?;
         let restores = self.pipelines.iter().filter_map(|(name, s, _)| {
             let took = s.checkpointing.as_ref()?.restore_duration()?;
             Some((vec![("pipeline", name.clone())], took.as_secs_f64()))
