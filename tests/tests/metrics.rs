@@ -2,13 +2,16 @@
 //! installed on first use) scrapes a running `wire run` and sees its counters grow and its
 //! checkpoints advance; `promtool check metrics` accepts a scrape; the final scrape of a
 //! bounded run (`--metrics-linger`) agrees with the summary; `/readyz` of a 3-node `wire start`
-//! cluster turns ready; a busy port and bad HTTP requests are refused; `--log-format json`.
+//! cluster turns ready; a busy port and bad HTTP requests are refused; `--log-format json`;
+//! `wire run --top` draws the top view and `wirectl top --once -o json` shows the scrape's figures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wire_tests::cluster::{free_port, initial_cluster, wait_for, wait_for_leader, WireNode};
+use wire_tests::cluster::{
+    free_port, initial_cluster, wait_for, wait_for_leader, wirectl_bin, WireNode,
+};
 use wire_tests::metrics::{http, promtool_check, samples, scrape, sum, Prometheus};
 use wire_tests::process::Watched;
 use wire_tests::wire_bin;
@@ -409,4 +412,65 @@ fn json_logs_are_one_object_per_line() {
             .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "starting"),
         "{said}"
     );
+}
+
+/// `wirectl top --once -o FORMAT --metrics ADDR`: its stdout (it must succeed).
+fn wirectl_top(addr: &str, format: &str) -> String {
+    let out = Command::new(wirectl_bin())
+        .args(["top", "--once", "--interval", "200ms", "-o", format])
+        .args(["--metrics", addr])
+        .stdin(Stdio::null())
+        .output()
+        .expect("wirectl top");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wirectl top failed: {said}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn wire_run_top_draws_the_view_and_wirectl_top_shows_the_figures_of_metrics() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    // 40,000 events at 20,000/s: two seconds, so `--top` draws while the run goes on.
+    let file = q5(dir.path(), Some("40k, rate: 20000"));
+    let mut command = wire_run(&file, dir.path(), &addr);
+    command.args(["--metrics-linger", "60s", "--top"]);
+    let mut wire = Watched::spawn(command);
+    wire.wait_for_line("serving the final metrics", Duration::from_secs(60));
+    let drawn = wire.stderr();
+    assert!(drawn.contains("pipeline q5  running"), "{drawn}");
+    assert!(drawn.contains("OPERATOR") && drawn.contains("per_auction"), "{drawn}");
+    let all = samples(&scrape(&addr).expect("final scrape"));
+    let json: serde_json::Value =
+        serde_json::from_str(&wirectl_top(&addr, "json")).expect("top's json");
+    let pipeline = &json["pipelines"][0];
+    assert_eq!(pipeline["pipeline"], "q5");
+    assert_eq!(pipeline["running"], false);
+    let ops = pipeline["operators"].as_array().expect("operators");
+    assert!(ops.len() >= 4, "{json}");
+    for op in ops {
+        let name = op["operator"].as_str().expect("operator name");
+        let of = [("operator", name)];
+        for (field, metric) in [
+            ("events", "wire_source_events_total"),
+            ("rows_in", "wire_rows_in_total"),
+            ("rows_out", "wire_rows_out_total"),
+        ] {
+            let want = sum(&all, metric, &of) as u64;
+            assert_eq!(op[field].as_u64(), Some(want), "{field} of `{name}`");
+        }
+        assert_eq!(op["out_per_second"].as_f64(), Some(0.0), "an ended run");
+    }
+    let q5 = [("pipeline", "q5")];
+    let checkpoint = &pipeline["checkpoint"];
+    let last = sum(&all, "wire_checkpoint_last_id", &q5) as u64;
+    assert!(last > 0);
+    assert_eq!(checkpoint["last_id"].as_u64(), Some(last));
+    let completed = sum(&all, "wire_checkpoints_completed_total", &q5) as u64;
+    assert_eq!(checkpoint["completed"].as_u64(), Some(completed));
+    assert!(checkpoint["age_seconds"].as_f64().is_some_and(|s| s >= 0.0));
+    let text = wirectl_top(&addr, "text");
+    assert!(text.contains("pipeline q5  ended  checkpoint"), "{text}");
+    wire.kill();
 }

@@ -118,6 +118,10 @@ enum Command {
         /// so a last scrape sees the figures of the summary.
         #[arg(long, value_parser = parse_interval, requires = "metrics_addr")]
         metrics_linger: Option<Duration>,
+        /// Show the live top view of the pipeline's operators on stderr every second (the
+        /// figures of `/metrics` and `wirectl top`) instead of the progress line.
+        #[arg(long)]
+        top: bool,
     },
     /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
     /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
             allow_empty_restore,
             metrics_addr,
             metrics_linger,
+            top,
         } => {
             let stop = handle_ctrl_c();
             let args = RunArgs {
@@ -187,7 +192,7 @@ fn main() -> ExitCode {
                 pipeline,
                 cores,
                 data_dir,
-                progress: !no_progress,
+                progress: !no_progress && !top,
                 pin: !no_pin,
                 checkpoints: checkpoint_interval.map(|interval| job::CheckpointArgs {
                     interval,
@@ -221,8 +226,9 @@ fn main() -> ExitCode {
                     return exit_code(Outcome::Failed);
                 }
             };
-            let registry = metrics.as_ref().map(|(registry, _)| registry);
-            let outcome = run(&args, stop.clone(), runtime.handle(), registry);
+            let registry = metrics.as_ref().map(|(registry, _)| registry.clone());
+            let registry = registry.or_else(|| top.then(Metrics::new));
+            let outcome = run(&args, stop.clone(), runtime.handle(), registry.as_ref(), top);
             if let (Some((_, server)), Some(linger)) = (&metrics, metrics_linger) {
                 linger_serving(server, linger, &stop);
             }
