@@ -7,6 +7,7 @@
 //! sums nothing under a lock the data cores take: counting costs the cores what it did before.
 //! The registry lives on the control plane (the tokio runtime); data cores never see it.
 
+mod dashboard;
 mod encode;
 mod process;
 pub mod server;
@@ -38,6 +39,25 @@ pub struct CheckpointGauges {
     /// Wall-clock time the newest completed checkpoint completed, epoch milliseconds (0: none
     /// yet); `wirectl top` shows its age.
     pub last_completed_ms: AtomicU64,
+    /// The newest completed checkpoints, oldest first (the dashboard's history); written by
+    /// the coordinator when a checkpoint ends, never by a data core.
+    history: Mutex<std::collections::VecDeque<CheckpointEntry>>,
+}
+
+/// How many completed checkpoints [`CheckpointGauges`] remembers.
+const HISTORY: usize = 20;
+
+/// One completed checkpoint in [`CheckpointGauges`]'s history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckpointEntry {
+    /// Its id.
+    pub id: u64,
+    /// When it completed, epoch milliseconds.
+    pub completed_ms: i64,
+    /// Trigger to complete, milliseconds.
+    pub duration_ms: f64,
+    /// Bytes written.
+    pub bytes: u64,
 }
 
 impl CheckpointGauges {
@@ -51,8 +71,28 @@ impl CheckpointGauges {
         self.last_bytes.store(report.last_bytes, Ordering::Relaxed);
         let id = report.last_id.unwrap_or(0);
         if self.last_id.swap(id, Ordering::Relaxed) != id {
-            self.last_completed_ms.store(now_ms() as u64, Ordering::Relaxed);
+            let at = now_ms();
+            self.last_completed_ms.store(at as u64, Ordering::Relaxed);
+            if let Ok(mut history) = self.history.lock() {
+                if history.len() == HISTORY {
+                    history.pop_front();
+                }
+                history.push_back(CheckpointEntry {
+                    id,
+                    completed_ms: at,
+                    duration_ms: ms,
+                    bytes: report.last_bytes,
+                });
+            }
         }
+    }
+
+    /// The newest completed checkpoints, oldest first.
+    pub fn history(&self) -> Vec<CheckpointEntry> {
+        self.history
+            .lock()
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -66,6 +106,56 @@ pub struct PipelineSources {
     /// Its checkpoint state shared with the cores (restore duration), when it takes
     /// checkpoints.
     pub checkpointing: Option<Arc<Checkpointing>>,
+    /// Its plan's graph and pipeline file, for the dashboard.
+    pub plan: Option<Arc<PlanShape>>,
+}
+
+/// What the dashboard draws of a pipeline: its plan's nodes with their inputs, and its file.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PlanShape {
+    /// Sources, operators and sinks in plan order.
+    pub nodes: Vec<PlanNode>,
+    /// The pipeline file (YAML) as it was run.
+    pub yaml: String,
+}
+
+/// One node of a [`PlanShape`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanNode {
+    /// Its name from the pipeline file.
+    pub name: String,
+    /// `source`, `operator` or `sink`.
+    pub role: &'static str,
+    /// The nodes it reads from.
+    pub inputs: Vec<String>,
+}
+
+impl PlanShape {
+    /// The shape of `plan`, run from `yaml`.
+    pub fn of(plan: &wire_core::frontend::plan::Plan, yaml: String) -> PlanShape {
+        use wire_core::frontend::plan::Input;
+        let name = |input: &Input| match *input {
+            Input::Source(i) => plan.sources.get(i).map(|s| s.name.clone()),
+            Input::Operator(i) => plan.operators.get(i).map(|o| o.name.clone()),
+        };
+        let node = |name: &str, role, inputs: Vec<String>| PlanNode {
+            name: name.to_string(),
+            role,
+            inputs,
+        };
+        let sources = plan.sources.iter().map(|s| node(&s.name, "source", vec![]));
+        let operators = plan.operators.iter().map(|o| {
+            node(&o.name, "operator", o.inputs.iter().filter_map(name).collect())
+        });
+        let sinks = plan
+            .sinks
+            .iter()
+            .map(|s| node(&s.name, "sink", name(&s.input).into_iter().collect()));
+        PlanShape {
+            nodes: sources.chain(operators).chain(sinks).collect(),
+            yaml,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -111,8 +111,9 @@ enum Command {
         /// be restored (state is lost; published output is kept and rows may repeat).
         #[arg(long, requires = "checkpoint_interval")]
         allow_empty_restore: bool,
-        /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
+        /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+        /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
+        #[arg(long, value_name = "HOST:PORT", visible_alias = "http-addr")]
         metrics_addr: Option<String>,
         /// After the run ends, keep serving its final metrics this long (or until Ctrl-C),
         /// so a last scrape sees the figures of the summary.
