@@ -12,7 +12,7 @@ use std::time::Duration;
 use wire_tests::cluster::{
     free_port, initial_cluster, wait_for, wait_for_leader, wirectl_bin, WireNode,
 };
-use wire_tests::metrics::{http, promtool_check, samples, scrape, sum, Prometheus};
+use wire_tests::metrics::{chromium, http, promtool_check, samples, scrape, sum, Prometheus};
 use wire_tests::process::Watched;
 use wire_tests::wire_bin;
 
@@ -472,5 +472,56 @@ fn wire_run_top_draws_the_view_and_wirectl_top_shows_the_figures_of_metrics() {
     assert!(checkpoint["age_seconds"].as_f64().is_some_and(|s| s >= 0.0));
     let text = wirectl_top(&addr, "text");
     assert!(text.contains("pipeline q5  ended  checkpoint"), "{text}");
+    wire.kill();
+}
+
+/// The number in `<b class="events" id="events-q5">N</b>` of a dumped page.
+fn dumped_events(dom: &str) -> Option<u64> {
+    let (_, rest) = dom.split_once("id=\"events-q5\">")?;
+    rest.split('<').next()?.parse().ok()
+}
+
+#[test]
+fn the_dashboard_shows_the_running_pipeline_and_its_numbers_change_in_headless_chromium() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    // `--http-addr` is `--metrics-addr` by another name.
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("run")
+        .arg(q5(dir.path(), None))
+        .args(["--cores", "2", "--no-pin", "--no-progress", "--http-addr", &addr])
+        .args(["--checkpoint-interval", "300ms", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut wire = Watched::spawn(command);
+    wire.wait_for_line("metrics on http://", START);
+    let url = format!("http://{addr}/");
+    let first = chromium(&url, &["--dump-dom"]).expect("first dump");
+    assert!(first.contains("data-pipeline=\"q5\""), "{first}");
+    assert!(first.contains("class=\"state running\""), "{first}");
+    for operator in ["bids", "per_auction", "hottest", "out"] {
+        let node = format!("data-operator=\"{operator}\"");
+        assert!(first.contains(&node), "no graph node {operator}: {first}");
+    }
+    assert!(first.contains("rate: 20000"), "the pipeline file is shown: {first}");
+    let before = dumped_events(&first).expect("events shown");
+    let later = wait_for("the events number grows", START, || {
+        let dom = chromium(&url, &["--dump-dom"])?;
+        match dumped_events(&dom) {
+            Some(now) if now > before => Ok(now),
+            other => Err(format!("{other:?} events, {before} before")),
+        }
+    });
+    assert!(later > before);
+    // The screenshot, kept as the test's artefact under target/.
+    let shot = wire_tests::repo_root().join("target/dashboard.png");
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&url, &[&arg]).expect("screenshot");
+    let png = std::fs::read(&shot).expect("the screenshot is written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     wire.kill();
 }
