@@ -525,3 +525,64 @@ fn the_dashboard_shows_the_running_pipeline_and_its_numbers_change_in_headless_c
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     wire.kill();
 }
+
+#[test]
+fn promtool_accepts_the_alerting_rules() {
+    let rules = wire_tests::repo_root().join("deploy/prometheus/alerts.yml");
+    wire_tests::metrics::ensure_prometheus();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs");
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool check rules: {said}");
+    for alert in ["WireNodeDown", "WireCheckpointFailing", "WireWatermarkStuck", "WireBackpressureHigh"] {
+        let text = std::fs::read_to_string(&rules).expect("rules");
+        assert!(text.contains(&format!("alert: {alert}")), "{alert} missing");
+    }
+}
+
+#[test]
+fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    let made = Command::new(wire_bin())
+        .args(["certs", "init", "--host", "127.0.0.1", "--dir"])
+        .arg(&certs)
+        .output()
+        .expect("wire certs init");
+    assert!(made.status.success(), "{made:?}");
+    // The example as shipped, its certificate paths pointed at the test's; flags win over
+    // the addresses, directories and cores (this machine is not 10.0.0.1).
+    let example = std::fs::read_to_string(wire_tests::repo_root().join("deploy/node.toml"))
+        .expect("deploy/node.toml");
+    let config = dir.path().join("node.toml");
+    let tls = format!("{}/", certs.display());
+    std::fs::write(&config, example.replace("/etc/wire/tls/", &tls)).expect("config");
+    let listen = local_addr();
+    let metrics = local_addr();
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("start")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &listen, "--metrics-addr", &metrics, "--cores", "1", "--no-pin"])
+        .args(["--initial-cluster", &format!("1={listen}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--checkpoint-store")
+        .arg(dir.path().join("checkpoints"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let node = Watched::spawn(command);
+    let ready = wait_for("the node turns ready", START, || {
+        match http(&metrics, "GET", "/readyz", "")? {
+            (200, body) => Ok(body),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    });
+    assert!(ready.contains("node 1 joined"), "{ready}");
+    node.kill();
+}
