@@ -586,3 +586,47 @@ fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
     assert!(ready.contains("node 1 joined"), "{ready}");
     node.kill();
 }
+
+#[test]
+fn wal_appends_fdatasyncs_and_bytes_are_measured_for_an_ingest_source() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(wire_tests::repo_root().join("examples/ingest.yaml"))
+        .expect("examples/ingest.yaml");
+    let file = dir.path().join("ingest.yaml");
+    std::fs::write(&file, example.replace("127.0.0.1:7070", "127.0.0.1:0")).expect("write");
+    let addr = local_addr();
+    let mut wire = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    wire.wait_for_line("source `readings` listening on ", START);
+    let stderr = wire.stderr();
+    let ingest = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("source `readings` listening on "))
+        .expect("ingest address")
+        .to_string();
+    let before = samples(&scrape(&addr).expect("scrape"));
+    assert_eq!(sum(&before, "wire_wal_append_seconds_count", &[]), 0.0);
+    let fed = Command::new(wire_tests::loadgen_bin())
+        .arg(&file)
+        .args(["--addr", &ingest, "--events", "20000", "--connections", "1"])
+        .args(["--rate", "100000", "--json"])
+        .output()
+        .expect("loadgen runs");
+    assert!(fed.status.success(), "{}", String::from_utf8_lossy(&fed.stderr));
+    let text = scrape(&addr).expect("scrape");
+    let all = samples(&text);
+    assert!(sum(&all, "wire_wal_append_seconds_count", &[]) > 0.0, "{text}");
+    assert!(sum(&all, "wire_wal_sync_seconds_count", &[]) > 0.0, "{text}");
+    assert!(sum(&all, "wire_wal_sync_seconds_sum", &[]) > 0.0, "{text}");
+    // 20,000 rows of a string, a float and a timestamp: well over 20 bytes each.
+    assert!(sum(&all, "wire_wal_bytes_total", &[]) > 400_000.0, "{text}");
+    let inf = [("le", "+Inf")];
+    assert_eq!(
+        sum(&all, "wire_wal_append_seconds_bucket", &inf),
+        sum(&all, "wire_wal_append_seconds_count", &[])
+    );
+    if let Err(said) = promtool_check(&text) {
+        panic!("promtool check metrics refused the scrape: {said}\n{text}");
+    }
+    wire.kill();
+}

@@ -6,12 +6,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use wire_actors::{Counters, NodeProbe, Role};
+use wire_storage::wal::stats::{Histogram, WalStats, BUCKETS_US};
 
 use super::process::Usage;
 use super::PipelineSources;
@@ -80,6 +81,7 @@ impl Collector for Snapshot {
         self.encode_watermarks(&mut encoder)?;
         self.encode_checkpoints(&mut encoder)?;
         self.encode_process(&mut encoder)?;
+        encode_wal(&wire_storage::wal::stats::snapshot(), &mut encoder)?;
         if let Some(raft) = &self.raft {
             encode_raft(raft, &mut encoder)?;
         }
@@ -340,6 +342,48 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// A histogram read from the WAL's counters.
+struct WalHistogram<'a>(&'a Histogram);
+
+impl EncodeMetric for WalHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        let bounds = BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets.iter().copied()).collect();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, self.0.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn encode_wal(wal: &WalStats, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let none = Labels::new;
+    family(
+        encoder,
+        "wire_wal_append_seconds",
+        "Time from a WAL append to its durability policy met (written, or synced)",
+        MetricType::Histogram,
+        [(none(), WalHistogram(&wal.append))],
+    )?;
+    family(
+        encoder,
+        "wire_wal_sync_seconds",
+        "Time one WAL fdatasync took",
+        MetricType::Histogram,
+        [(none(), WalHistogram(&wal.sync))],
+    )?;
+    counters(
+        encoder,
+        "wire_wal_bytes",
+        "Batch bytes appended to the process's WALs",
+        [(none(), wal.bytes)],
+    )
 }
 
 fn encode_raft(raft: &MetaStatus, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
