@@ -588,7 +588,7 @@ fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
 }
 
 #[test]
-fn wal_appends_fdatasyncs_and_bytes_are_measured_for_an_ingest_source() {
+fn wal_latency_and_bytes_and_ingest_connections_and_acks_are_measured() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let example = std::fs::read_to_string(wire_tests::repo_root().join("examples/ingest.yaml"))
@@ -620,6 +620,13 @@ fn wal_appends_fdatasyncs_and_bytes_are_measured_for_an_ingest_source() {
     assert!(sum(&all, "wire_wal_sync_seconds_sum", &[]) > 0.0, "{text}");
     // 20,000 rows of a string, a float and a timestamp: well over 20 bytes each.
     assert!(sum(&all, "wire_wal_bytes_total", &[]) > 400_000.0, "{text}");
+    assert_eq!(sum(&all, "wire_ingest_connections_accepted_total", &[]), 1.0);
+    assert_eq!(sum(&all, "wire_ingest_connections_open", &[]), 0.0, "loadgen closed");
+    let acks = sum(&all, "wire_ingest_acks_total", &[]);
+    assert_eq!(acks, sum(&all, "wire_wal_append_seconds_count", &[]), "{text}");
+    assert!(sum(&all, "wire_ingest_credits_granted_total", &[]) >= acks);
+    let wal_bytes = sum(&all, "wire_wal_bytes_total", &[]);
+    assert_eq!(sum(&all, "wire_ingest_bytes_total", &[]), wal_bytes);
     let inf = [("le", "+Inf")];
     assert_eq!(
         sum(&all, "wire_wal_append_seconds_bucket", &inf),

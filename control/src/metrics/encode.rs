@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use wire_actors::ingest_stats::IngestStats;
 use wire_actors::{Counters, NodeProbe, Role};
 use wire_storage::wal::stats::{Histogram, WalStats, BUCKETS_US};
 
@@ -82,6 +83,7 @@ impl Collector for Snapshot {
         self.encode_checkpoints(&mut encoder)?;
         self.encode_process(&mut encoder)?;
         encode_wal(&wire_storage::wal::stats::snapshot(), &mut encoder)?;
+        encode_ingest(&wire_actors::ingest_stats::snapshot(), &mut encoder)?;
         if let Some(raft) = &self.raft {
             encode_raft(raft, &mut encoder)?;
         }
@@ -383,6 +385,46 @@ fn encode_wal(wal: &WalStats, encoder: &mut DescriptorEncoder<'_>) -> fmt::Resul
         "wire_wal_bytes",
         "Batch bytes appended to the process's WALs",
         [(none(), wal.bytes)],
+    )
+}
+
+fn encode_ingest(ingest: &IngestStats, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let one = |v: u64| [(Labels::new(), v)];
+    let all: [(&str, &str, u64); 5] = [
+        (
+            "wire_ingest_connections_accepted",
+            "Producer connections the ingest sources admitted",
+            ingest.accepted,
+        ),
+        (
+            "wire_ingest_connections_refused",
+            "Producer connections refused (max_connections reached)",
+            ingest.refused,
+        ),
+        (
+            "wire_ingest_acks",
+            "Batches appended to a WAL and acknowledged",
+            ingest.acks,
+        ),
+        (
+            "wire_ingest_credits_granted",
+            "Credits granted to producers (a producer sends one batch per credit)",
+            ingest.credits,
+        ),
+        (
+            "wire_ingest_bytes",
+            "Batch bytes the ingest sources accepted",
+            ingest.bytes,
+        ),
+    ];
+    for (name, help, value) in all {
+        counters(encoder, name, help, one(value))?;
+    }
+    gauges(
+        encoder,
+        "wire_ingest_connections_open",
+        "Producer connections open now",
+        [(Labels::new(), ingest.open as i64)],
     )
 }
 
