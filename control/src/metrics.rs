@@ -145,7 +145,11 @@ impl PlanShape {
         };
         let sources = plan.sources.iter().map(|s| node(&s.name, "source", vec![]));
         let operators = plan.operators.iter().map(|o| {
-            node(&o.name, "operator", o.inputs.iter().filter_map(name).collect())
+            node(
+                &o.name,
+                "operator",
+                o.inputs.iter().filter_map(name).collect(),
+            )
         });
         let sinks = plan
             .sinks

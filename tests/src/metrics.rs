@@ -264,7 +264,13 @@ pub fn chromium(url: &str, extra: &[&str]) -> Result<String, String> {
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let profile = std::env::temp_dir().join(format!("wire-chromium-{}-{run}", std::process::id()));
     let mut child = Command::new("timeout")
-        .args(["60", "chromium", "--headless", "--no-sandbox", "--disable-gpu"])
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
         .args(["--hide-scrollbars", "--window-size=1280,900"])
         .args(["--virtual-time-budget=3000", "--no-first-run"])
         .arg(format!("--user-data-dir={}", profile.display()))

@@ -440,7 +440,10 @@ fn wire_run_top_draws_the_view_and_wirectl_top_shows_the_figures_of_metrics() {
     wire.wait_for_line("serving the final metrics", Duration::from_secs(60));
     let drawn = wire.stderr();
     assert!(drawn.contains("pipeline q5  running"), "{drawn}");
-    assert!(drawn.contains("OPERATOR") && drawn.contains("per_auction"), "{drawn}");
+    assert!(
+        drawn.contains("OPERATOR") && drawn.contains("per_auction"),
+        "{drawn}"
+    );
     let all = samples(&scrape(&addr).expect("final scrape"));
     let json: serde_json::Value =
         serde_json::from_str(&wirectl_top(&addr, "json")).expect("top's json");
@@ -491,7 +494,14 @@ fn the_dashboard_shows_the_running_pipeline_and_its_numbers_change_in_headless_c
     command
         .arg("run")
         .arg(q5(dir.path(), None))
-        .args(["--cores", "2", "--no-pin", "--no-progress", "--http-addr", &addr])
+        .args([
+            "--cores",
+            "2",
+            "--no-pin",
+            "--no-progress",
+            "--http-addr",
+            &addr,
+        ])
         .args(["--checkpoint-interval", "300ms", "--data-dir"])
         .arg(dir.path().join("data"))
         .stdin(Stdio::null())
@@ -507,7 +517,10 @@ fn the_dashboard_shows_the_running_pipeline_and_its_numbers_change_in_headless_c
         let node = format!("data-operator=\"{operator}\"");
         assert!(first.contains(&node), "no graph node {operator}: {first}");
     }
-    assert!(first.contains("rate: 20000"), "the pipeline file is shown: {first}");
+    assert!(
+        first.contains("rate: 20000"),
+        "the pipeline file is shown: {first}"
+    );
     let before = dumped_events(&first).expect("events shown");
     let later = wait_for("the events number grows", START, || {
         let dom = chromium(&url, &["--dump-dom"])?;
@@ -535,9 +548,15 @@ fn promtool_accepts_the_alerting_rules() {
         .arg(&rules)
         .output()
         .expect("promtool runs");
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool check rules: {said}");
-    for alert in ["WireNodeDown", "WireCheckpointFailing", "WireWatermarkStuck", "WireBackpressureHigh"] {
+    for alert in [
+        "WireNodeDown",
+        "WireCheckpointFailing",
+        "WireWatermarkStuck",
+        "WireBackpressureHigh",
+    ] {
         let text = std::fs::read_to_string(&rules).expect("rules");
         assert!(text.contains(&format!("alert: {alert}")), "{alert} missing");
     }
@@ -568,7 +587,15 @@ fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
         .arg("start")
         .arg("--config")
         .arg(&config)
-        .args(["--listen", &listen, "--metrics-addr", &metrics, "--cores", "1", "--no-pin"])
+        .args([
+            "--listen",
+            &listen,
+            "--metrics-addr",
+            &metrics,
+            "--cores",
+            "1",
+            "--no-pin",
+        ])
         .args(["--initial-cluster", &format!("1={listen}"), "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--checkpoint-store")
@@ -612,18 +639,39 @@ fn wal_latency_and_bytes_and_ingest_connections_and_acks_are_measured() {
         .args(["--rate", "100000", "--json"])
         .output()
         .expect("loadgen runs");
-    assert!(fed.status.success(), "{}", String::from_utf8_lossy(&fed.stderr));
+    assert!(
+        fed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fed.stderr)
+    );
     let text = scrape(&addr).expect("scrape");
     let all = samples(&text);
-    assert!(sum(&all, "wire_wal_append_seconds_count", &[]) > 0.0, "{text}");
-    assert!(sum(&all, "wire_wal_sync_seconds_count", &[]) > 0.0, "{text}");
+    assert!(
+        sum(&all, "wire_wal_append_seconds_count", &[]) > 0.0,
+        "{text}"
+    );
+    assert!(
+        sum(&all, "wire_wal_sync_seconds_count", &[]) > 0.0,
+        "{text}"
+    );
     assert!(sum(&all, "wire_wal_sync_seconds_sum", &[]) > 0.0, "{text}");
     // 20,000 rows of a string, a float and a timestamp: well over 20 bytes each.
     assert!(sum(&all, "wire_wal_bytes_total", &[]) > 400_000.0, "{text}");
-    assert_eq!(sum(&all, "wire_ingest_connections_accepted_total", &[]), 1.0);
-    assert_eq!(sum(&all, "wire_ingest_connections_open", &[]), 0.0, "loadgen closed");
+    assert_eq!(
+        sum(&all, "wire_ingest_connections_accepted_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sum(&all, "wire_ingest_connections_open", &[]),
+        0.0,
+        "loadgen closed"
+    );
     let acks = sum(&all, "wire_ingest_acks_total", &[]);
-    assert_eq!(acks, sum(&all, "wire_wal_append_seconds_count", &[]), "{text}");
+    assert_eq!(
+        acks,
+        sum(&all, "wire_wal_append_seconds_count", &[]),
+        "{text}"
+    );
     assert!(sum(&all, "wire_ingest_credits_granted_total", &[]) >= acks);
     let wal_bytes = sum(&all, "wire_wal_bytes_total", &[]);
     assert_eq!(sum(&all, "wire_ingest_bytes_total", &[]), wal_bytes);

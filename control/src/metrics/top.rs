@@ -38,7 +38,8 @@ pub fn parse(text: &str) -> Result<Vec<Sample>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let sample = parse_line(line).ok_or_else(|| format!("metrics line {}: `{line}` is not a sample", n + 1))?;
+        let sample = parse_line(line)
+            .ok_or_else(|| format!("metrics line {}: `{line}` is not a sample", n + 1))?;
         samples.push(sample);
     }
     Ok(samples)
@@ -272,7 +273,8 @@ impl PipelineView {
             "wire_late_rows_total" => op.late_rows += whole,
             "wire_state_groups" => op.state_groups += whole,
             "wire_watermark_lag_seconds" => {
-                op.watermark_lag_seconds = Some(op.watermark_lag_seconds.unwrap_or(0.0).max(s.value))
+                op.watermark_lag_seconds =
+                    Some(op.watermark_lag_seconds.unwrap_or(0.0).max(s.value))
             }
             _ => {}
         }

@@ -227,13 +227,7 @@ fn main() -> ExitCode {
                     return exit_code(Outcome::Failed);
                 }
             };
-            let registry = metrics.as_ref().map(|(registry, _)| registry.clone());
-            let registry = registry.or_else(|| top.then(Metrics::new));
-            let outcome = run(&args, stop.clone(), runtime.handle(), registry.as_ref(), top);
-            if let (Some((_, server)), Some(linger)) = (&metrics, metrics_linger) {
-                linger_serving(server, linger, &stop);
-            }
-            drop(metrics);
+            let outcome = run_served(&args, &stop, &runtime, metrics, metrics_linger, top);
             runtime.shutdown_timeout(Duration::from_secs(1));
             exit_code(outcome)
         }
@@ -282,6 +276,25 @@ fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
             .init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
+}
+
+/// Runs `args` with its figures in `metrics` (or, for `--top` alone, in a registry nobody
+/// serves), then serves the final figures for `linger`.
+fn run_served(
+    args: &RunArgs,
+    stop: &Arc<AtomicBool>,
+    runtime: &tokio::runtime::Runtime,
+    metrics: Option<(Metrics, server::MetricsServer)>,
+    linger: Option<Duration>,
+    top: bool,
+) -> Outcome {
+    let registry = metrics.as_ref().map(|(registry, _)| registry.clone());
+    let registry = registry.or_else(|| top.then(Metrics::new));
+    let outcome = run(args, stop.clone(), runtime.handle(), registry.as_ref(), top);
+    if let (Some((_, server)), Some(linger)) = (&metrics, linger) {
+        linger_serving(server, linger, stop);
+    }
+    outcome
 }
 
 /// With `--metrics-addr`: a registry served there on `runtime` (a port in use is an error).

@@ -161,8 +161,11 @@ impl TopScreen {
         let text = render_text(&now);
         let mut err = std::io::stderr().lock();
         let _ = match self.terminal {
-            true => write!(err, "\x1b[H\x1b[2Jwire run --top (Ctrl-C stops the run)\n\n{text}"),
-            false => write!(err, "{text}\n"),
+            true => write!(
+                err,
+                "\x1b[H\x1b[2Jwire run --top (Ctrl-C stops the run)\n\n{text}"
+            ),
+            false => writeln!(err, "{text}"),
         };
         self.before = now;
     }

@@ -109,7 +109,12 @@ enum Command {
 pub struct TopArgs {
     /// The nodes' metrics endpoints (their `--metrics-addr`), HOST:PORT, comma-separated or
     /// repeated; default: $WIRE_METRICS.
-    #[arg(long = "metrics", env = "WIRE_METRICS", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "metrics",
+        env = "WIRE_METRICS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub metrics: Vec<String>,
     /// Print one view and exit (rates over one --interval).
     #[arg(long)]
