@@ -22,6 +22,7 @@ pub mod checkpoint;
 mod error;
 pub mod exchange;
 pub mod graph;
+pub mod ingest_stats;
 mod kafka;
 mod lookup;
 pub mod message;

@@ -142,6 +142,8 @@ pub struct Job {
     new_dirs: NewDirs,
     /// Where the Kafka sinks stage their transactions.
     data_dir: std::path::PathBuf,
+    /// The pipeline file (the dashboard shows it).
+    pipeline_file: std::path::PathBuf,
     stopped: bool,
 }
 
@@ -177,6 +179,7 @@ impl Job {
                 sink_locks,
                 new_dirs,
                 data_dir: args.data_dir.clone(),
+                pipeline_file: args.pipeline.clone(),
                 stopped: false,
             }),
             Err(refused) => {
@@ -203,6 +206,10 @@ impl Job {
             probe: self.deployment.probe().clone(),
             checkpoints: self.coordinator.as_ref().map(|c| c.gauges()),
             checkpointing: self.coordinator.as_ref().map(|c| c.checkpointing()),
+            plan: Some(Arc::new(crate::metrics::PlanShape::of(
+                &self.sinks_plan,
+                std::fs::read_to_string(&self.pipeline_file).unwrap_or_default(),
+            ))),
         }
     }
 

@@ -28,6 +28,7 @@
 mod reader;
 mod recovery;
 pub mod segment;
+pub mod stats;
 mod writer;
 
 use std::cell::RefCell;
@@ -311,9 +312,11 @@ impl<D: Disk> SegmentLog<D> {
     /// Appends `batch`, setting its base offset, and resolves when the durability policy is
     /// met. Returns the batch's base offset. Appends resolve in offset order.
     pub async fn append(&self, batch: &mut Batch) -> Result<u64> {
+        let started = std::time::Instant::now();
         self.wait_for_room().await?;
         let end = writer::stage(&self.shared, batch)?;
         self.wait_acked(end).await?;
+        stats::appended(batch.as_bytes().len() as u64, started.elapsed());
         Ok(batch.header().base_offset)
     }
 

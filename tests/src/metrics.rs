@@ -234,3 +234,65 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// Installs Debian's `chromium` package unless `chromium` is on PATH; once per machine, under
+/// a lock file. Panics when it cannot.
+pub fn ensure_chromium() {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let script = "command -v chromium >/dev/null || \
+             { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }";
+        let out = Command::new("flock")
+            .args(["/tmp/wire-tests-chromium.lock", "sh", "-c", script])
+            .output()
+            .expect("flock runs (util-linux)");
+        assert!(
+            out.status.success(),
+            "cannot install chromium with apt-get (the dashboard test needs it): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Headless Chromium on `url` with `extra` arguments (`--dump-dom`, `--screenshot=…`): its
+/// stdout. It gets 3 s of page time to run the page's script and its first fetches, and at
+/// most 60 s in all.
+pub fn chromium(url: &str, extra: &[&str]) -> Result<String, String> {
+    ensure_chromium();
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("wire-chromium-{}-{run}", std::process::id()));
+    let mut child = Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--hide-scrollbars", "--window-size=1280,900"])
+        .args(["--virtual-time-budget=3000", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("cannot run chromium: {err}"))?;
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut stdout).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&profile);
+    if !out.status.success() {
+        return Err(format!(
+            "chromium failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(stdout)
+}

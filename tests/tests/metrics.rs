@@ -2,14 +2,17 @@
 //! installed on first use) scrapes a running `wire run` and sees its counters grow and its
 //! checkpoints advance; `promtool check metrics` accepts a scrape; the final scrape of a
 //! bounded run (`--metrics-linger`) agrees with the summary; `/readyz` of a 3-node `wire start`
-//! cluster turns ready; a busy port and bad HTTP requests are refused; `--log-format json`.
+//! cluster turns ready; a busy port and bad HTTP requests are refused; `--log-format json`;
+//! `wire run --top` draws the top view and `wirectl top --once -o json` shows the scrape's figures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wire_tests::cluster::{free_port, initial_cluster, wait_for, wait_for_leader, WireNode};
-use wire_tests::metrics::{http, promtool_check, samples, scrape, sum, Prometheus};
+use wire_tests::cluster::{
+    free_port, initial_cluster, wait_for, wait_for_leader, wirectl_bin, WireNode,
+};
+use wire_tests::metrics::{chromium, http, promtool_check, samples, scrape, sum, Prometheus};
 use wire_tests::process::Watched;
 use wire_tests::wire_bin;
 
@@ -409,4 +412,276 @@ fn json_logs_are_one_object_per_line() {
             .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "starting"),
         "{said}"
     );
+}
+
+/// `wirectl top --once -o FORMAT --metrics ADDR`: its stdout (it must succeed).
+fn wirectl_top(addr: &str, format: &str) -> String {
+    let out = Command::new(wirectl_bin())
+        .args(["top", "--once", "--interval", "200ms", "-o", format])
+        .args(["--metrics", addr])
+        .stdin(Stdio::null())
+        .output()
+        .expect("wirectl top");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "wirectl top failed: {said}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn wire_run_top_draws_the_view_and_wirectl_top_shows_the_figures_of_metrics() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    // 40,000 events at 20,000/s: two seconds, so `--top` draws while the run goes on.
+    let file = q5(dir.path(), Some("40k, rate: 20000"));
+    let mut command = wire_run(&file, dir.path(), &addr);
+    command.args(["--metrics-linger", "60s", "--top"]);
+    let mut wire = Watched::spawn(command);
+    wire.wait_for_line("serving the final metrics", Duration::from_secs(60));
+    let drawn = wire.stderr();
+    assert!(drawn.contains("pipeline q5  running"), "{drawn}");
+    assert!(
+        drawn.contains("OPERATOR") && drawn.contains("per_auction"),
+        "{drawn}"
+    );
+    let all = samples(&scrape(&addr).expect("final scrape"));
+    let json: serde_json::Value =
+        serde_json::from_str(&wirectl_top(&addr, "json")).expect("top's json");
+    let pipeline = &json["pipelines"][0];
+    assert_eq!(pipeline["pipeline"], "q5");
+    assert_eq!(pipeline["running"], false);
+    let ops = pipeline["operators"].as_array().expect("operators");
+    assert!(ops.len() >= 4, "{json}");
+    for op in ops {
+        let name = op["operator"].as_str().expect("operator name");
+        let of = [("operator", name)];
+        for (field, metric) in [
+            ("events", "wire_source_events_total"),
+            ("rows_in", "wire_rows_in_total"),
+            ("rows_out", "wire_rows_out_total"),
+        ] {
+            let want = sum(&all, metric, &of) as u64;
+            assert_eq!(op[field].as_u64(), Some(want), "{field} of `{name}`");
+        }
+        assert_eq!(op["out_per_second"].as_f64(), Some(0.0), "an ended run");
+    }
+    let q5 = [("pipeline", "q5")];
+    let checkpoint = &pipeline["checkpoint"];
+    let last = sum(&all, "wire_checkpoint_last_id", &q5) as u64;
+    assert!(last > 0);
+    assert_eq!(checkpoint["last_id"].as_u64(), Some(last));
+    let completed = sum(&all, "wire_checkpoints_completed_total", &q5) as u64;
+    assert_eq!(checkpoint["completed"].as_u64(), Some(completed));
+    assert!(checkpoint["age_seconds"].as_f64().is_some_and(|s| s >= 0.0));
+    let text = wirectl_top(&addr, "text");
+    assert!(text.contains("pipeline q5  ended  checkpoint"), "{text}");
+    wire.kill();
+}
+
+/// The number in `<b class="events" id="events-q5">N</b>` of a dumped page.
+fn dumped_events(dom: &str) -> Option<u64> {
+    let (_, rest) = dom.split_once("id=\"events-q5\">")?;
+    rest.split('<').next()?.parse().ok()
+}
+
+#[test]
+fn the_dashboard_shows_the_running_pipeline_and_its_numbers_change_in_headless_chromium() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    // `--http-addr` is `--metrics-addr` by another name.
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("run")
+        .arg(q5(dir.path(), None))
+        .args([
+            "--cores",
+            "2",
+            "--no-pin",
+            "--no-progress",
+            "--http-addr",
+            &addr,
+        ])
+        .args(["--checkpoint-interval", "300ms", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut wire = Watched::spawn(command);
+    wire.wait_for_line("metrics on http://", START);
+    let url = format!("http://{addr}/");
+    let first = chromium(&url, &["--dump-dom"]).expect("first dump");
+    assert!(first.contains("data-pipeline=\"q5\""), "{first}");
+    assert!(first.contains("class=\"state running\""), "{first}");
+    for operator in ["bids", "per_auction", "hottest", "out"] {
+        let node = format!("data-operator=\"{operator}\"");
+        assert!(first.contains(&node), "no graph node {operator}: {first}");
+    }
+    assert!(
+        first.contains("rate: 20000"),
+        "the pipeline file is shown: {first}"
+    );
+    let before = dumped_events(&first).expect("events shown");
+    let later = wait_for("the events number grows", START, || {
+        let dom = chromium(&url, &["--dump-dom"])?;
+        match dumped_events(&dom) {
+            Some(now) if now > before => Ok(now),
+            other => Err(format!("{other:?} events, {before} before")),
+        }
+    });
+    assert!(later > before);
+    // The screenshot, kept as the test's artefact under target/.
+    let shot = wire_tests::repo_root().join("target/dashboard.png");
+    let arg = format!("--screenshot={}", shot.display());
+    chromium(&url, &[&arg]).expect("screenshot");
+    let png = std::fs::read(&shot).expect("the screenshot is written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    wire.kill();
+}
+
+#[test]
+fn promtool_accepts_the_alerting_rules() {
+    let rules = wire_tests::repo_root().join("deploy/prometheus/alerts.yml");
+    wire_tests::metrics::ensure_prometheus();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool check rules: {said}");
+    for alert in [
+        "WireNodeDown",
+        "WireCheckpointFailing",
+        "WireWatermarkStuck",
+        "WireBackpressureHigh",
+    ] {
+        let text = std::fs::read_to_string(&rules).expect("rules");
+        assert!(text.contains(&format!("alert: {alert}")), "{alert} missing");
+    }
+}
+
+#[test]
+fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("tls");
+    let made = Command::new(wire_bin())
+        .args(["certs", "init", "--host", "127.0.0.1", "--dir"])
+        .arg(&certs)
+        .output()
+        .expect("wire certs init");
+    assert!(made.status.success(), "{made:?}");
+    // The example as shipped, its certificate paths pointed at the test's; flags win over
+    // the addresses, directories and cores (this machine is not 10.0.0.1).
+    let example = std::fs::read_to_string(wire_tests::repo_root().join("deploy/node.toml"))
+        .expect("deploy/node.toml");
+    let config = dir.path().join("node.toml");
+    let tls = format!("{}/", certs.display());
+    std::fs::write(&config, example.replace("/etc/wire/tls/", &tls)).expect("config");
+    let listen = local_addr();
+    let metrics = local_addr();
+    let mut command = Command::new(wire_bin());
+    command
+        .arg("start")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--listen",
+            &listen,
+            "--metrics-addr",
+            &metrics,
+            "--cores",
+            "1",
+            "--no-pin",
+        ])
+        .args(["--initial-cluster", &format!("1={listen}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--checkpoint-store")
+        .arg(dir.path().join("checkpoints"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let node = Watched::spawn(command);
+    let ready = wait_for("the node turns ready", START, || {
+        match http(&metrics, "GET", "/readyz", "")? {
+            (200, body) => Ok(body),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    });
+    assert!(ready.contains("node 1 joined"), "{ready}");
+    node.kill();
+}
+
+#[test]
+fn wal_latency_and_bytes_and_ingest_connections_and_acks_are_measured() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(wire_tests::repo_root().join("examples/ingest.yaml"))
+        .expect("examples/ingest.yaml");
+    let file = dir.path().join("ingest.yaml");
+    std::fs::write(&file, example.replace("127.0.0.1:7070", "127.0.0.1:0")).expect("write");
+    let addr = local_addr();
+    let mut wire = Watched::spawn(wire_run(&file, dir.path(), &addr));
+    wire.wait_for_line("source `readings` listening on ", START);
+    let stderr = wire.stderr();
+    let ingest = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("source `readings` listening on "))
+        .expect("ingest address")
+        .to_string();
+    let before = samples(&scrape(&addr).expect("scrape"));
+    assert_eq!(sum(&before, "wire_wal_append_seconds_count", &[]), 0.0);
+    let fed = Command::new(wire_tests::loadgen_bin())
+        .arg(&file)
+        .args(["--addr", &ingest, "--events", "20000", "--connections", "1"])
+        .args(["--rate", "100000", "--json"])
+        .output()
+        .expect("loadgen runs");
+    assert!(
+        fed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fed.stderr)
+    );
+    let text = scrape(&addr).expect("scrape");
+    let all = samples(&text);
+    assert!(
+        sum(&all, "wire_wal_append_seconds_count", &[]) > 0.0,
+        "{text}"
+    );
+    assert!(
+        sum(&all, "wire_wal_sync_seconds_count", &[]) > 0.0,
+        "{text}"
+    );
+    assert!(sum(&all, "wire_wal_sync_seconds_sum", &[]) > 0.0, "{text}");
+    // 20,000 rows of a string, a float and a timestamp: well over 20 bytes each.
+    assert!(sum(&all, "wire_wal_bytes_total", &[]) > 400_000.0, "{text}");
+    assert_eq!(
+        sum(&all, "wire_ingest_connections_accepted_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        sum(&all, "wire_ingest_connections_open", &[]),
+        0.0,
+        "loadgen closed"
+    );
+    let acks = sum(&all, "wire_ingest_acks_total", &[]);
+    assert_eq!(
+        acks,
+        sum(&all, "wire_wal_append_seconds_count", &[]),
+        "{text}"
+    );
+    assert!(sum(&all, "wire_ingest_credits_granted_total", &[]) >= acks);
+    let wal_bytes = sum(&all, "wire_wal_bytes_total", &[]);
+    assert_eq!(sum(&all, "wire_ingest_bytes_total", &[]), wal_bytes);
+    let inf = [("le", "+Inf")];
+    assert_eq!(
+        sum(&all, "wire_wal_append_seconds_bucket", &inf),
+        sum(&all, "wire_wal_append_seconds_count", &[])
+    );
+    if let Err(said) = promtool_check(&text) {
+        panic!("promtool check metrics refused the scrape: {said}\n{text}");
+    }
+    wire.kill();
 }

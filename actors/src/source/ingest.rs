@@ -533,6 +533,7 @@ impl Acceptor {
                 let message = format!("this source takes at most {max} connections at once (max_connections); retry later");
                 let refusal = ErrorFrame::new(ErrorCode::Overloaded, 0, message);
                 tracing::warn!(peer = ?peer, max, "ingest connection refused: too many connections");
+                crate::ingest_stats::refused();
                 glommio::spawn_local(refuse(stream, refusal)).detach();
                 continue;
             };
@@ -545,7 +546,12 @@ impl Acceptor {
                 credits: self.credits,
                 peer,
             };
-            glommio::spawn_local(connection.run(stream, admitted)).detach();
+            crate::ingest_stats::opened();
+            glommio::spawn_local(async move {
+                connection.run(stream, admitted).await;
+                crate::ingest_stats::closed();
+            })
+            .detach();
         }
     }
 }
@@ -718,10 +724,12 @@ impl Connection {
                         // The batch is copied out: give the frame's memory back now.
                         frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
+                    let bytes = batch.as_bytes().len() as u64;
                     let ack = match self.append_once(seq, batch, &session).await {
                         Ok(ack) => ack,
                         Err(end) => return end,
                     };
+                    crate::ingest_stats::acked(bytes);
                     large.release();
                     session.expected_seq += 1;
                     encode::<Vec<u8>>(&Frame::Ack(ack), &mut out);
@@ -734,6 +742,7 @@ impl Connection {
                 return End::Io(err);
             }
             session.granted += u64::from(grant);
+            crate::ingest_stats::granted(u64::from(grant));
         }
     }
 

@@ -6,12 +6,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use wire_actors::ingest_stats::IngestStats;
 use wire_actors::{Counters, NodeProbe, Role};
+use wire_storage::wal::stats::{Histogram, WalStats, BUCKETS_US};
 
 use super::process::Usage;
 use super::PipelineSources;
@@ -80,6 +82,8 @@ impl Collector for Snapshot {
         self.encode_watermarks(&mut encoder)?;
         self.encode_checkpoints(&mut encoder)?;
         self.encode_process(&mut encoder)?;
+        encode_wal(&wire_storage::wal::stats::snapshot(), &mut encoder)?;
+        encode_ingest(&wire_actors::ingest_stats::snapshot(), &mut encoder)?;
         if let Some(raft) = &self.raft {
             encode_raft(raft, &mut encoder)?;
         }
@@ -290,6 +294,16 @@ impl Snapshot {
     }
 
     fn encode_restores(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let completed_at = self.pipelines.iter().filter_map(|(name, s, _)| {
+            let ms = load(&s.checkpoints.as_ref()?.last_completed_ms);
+            (ms > 0).then(|| (vec![("pipeline", name.clone())], ms as f64 / 1e3))
+        });
+        float_gauges(
+            encoder,
+            "wire_checkpoint_last_completed_timestamp_seconds",
+            "When the newest completed checkpoint completed (epoch seconds)",
+            completed_at,
+        )?;
         let restores = self.pipelines.iter().filter_map(|(name, s, _)| {
             let took = s.checkpointing.as_ref()?.restore_duration()?;
             Some((vec![("pipeline", name.clone())], took.as_secs_f64()))
@@ -330,6 +344,88 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// A histogram read from the WAL's counters.
+struct WalHistogram<'a>(&'a Histogram);
+
+impl EncodeMetric for WalHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        let bounds = BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .chain(std::iter::once(f64::MAX));
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets.iter().copied()).collect();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, self.0.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn encode_wal(wal: &WalStats, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let none = Labels::new;
+    family(
+        encoder,
+        "wire_wal_append_seconds",
+        "Time from a WAL append to its durability policy met (written, or synced)",
+        MetricType::Histogram,
+        [(none(), WalHistogram(&wal.append))],
+    )?;
+    family(
+        encoder,
+        "wire_wal_sync_seconds",
+        "Time one WAL fdatasync took",
+        MetricType::Histogram,
+        [(none(), WalHistogram(&wal.sync))],
+    )?;
+    counters(
+        encoder,
+        "wire_wal_bytes",
+        "Batch bytes appended to the process's WALs",
+        [(none(), wal.bytes)],
+    )
+}
+
+fn encode_ingest(ingest: &IngestStats, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    let one = |v: u64| [(Labels::new(), v)];
+    let all: [(&str, &str, u64); 5] = [
+        (
+            "wire_ingest_connections_accepted",
+            "Producer connections the ingest sources admitted",
+            ingest.accepted,
+        ),
+        (
+            "wire_ingest_connections_refused",
+            "Producer connections refused (max_connections reached)",
+            ingest.refused,
+        ),
+        (
+            "wire_ingest_acks",
+            "Batches appended to a WAL and acknowledged",
+            ingest.acks,
+        ),
+        (
+            "wire_ingest_credits_granted",
+            "Credits granted to producers (a producer sends one batch per credit)",
+            ingest.credits,
+        ),
+        (
+            "wire_ingest_bytes",
+            "Batch bytes the ingest sources accepted",
+            ingest.bytes,
+        ),
+    ];
+    for (name, help, value) in all {
+        counters(encoder, name, help, one(value))?;
+    }
+    gauges(
+        encoder,
+        "wire_ingest_connections_open",
+        "Producer connections open now",
+        [(Labels::new(), ingest.open as i64)],
+    )
 }
 
 fn encode_raft(raft: &MetaStatus, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {

@@ -1,4 +1,5 @@
-//! The HTTP endpoint of `--metrics-addr`: `GET /metrics`, `/healthz` and `/readyz` over
+//! The HTTP endpoint of `--metrics-addr`: `GET /metrics`, `/healthz`, `/readyz` and the
+//! dashboard (`/`, its data at `/api/dashboard`) over
 //! HTTP/1.1 (hyper), on the control plane's tokio runtime, never on a data core.
 //!
 //! Requests are bounded: a request head over [`MAX_REQUEST_BYTES`] or [`MAX_HEADERS`] headers
@@ -8,7 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::dashboard;
 use super::encode::{classic, Snapshot};
 use super::process::Usage;
 use super::Metrics;
@@ -39,6 +41,8 @@ const META_WAIT: Duration = Duration::from_secs(2);
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
 
 /// A serving endpoint; dropping it stops accepting connections.
 #[derive(Debug)]
@@ -130,6 +134,14 @@ async fn answer(metrics: &Metrics, request: Request<Incoming>) -> Response<Full<
     }
     match request.uri().path() {
         "/metrics" => scrape(metrics, wants_openmetrics(request.headers())).await,
+        "/" | "/dashboard" => response(StatusCode::OK, HTML, dashboard::PAGE.to_string()),
+        "/api/dashboard" => {
+            let raft = raft_status(metrics).await;
+            match dashboard::state(metrics, raft.as_ref()) {
+                Ok(json) => response(StatusCode::OK, JSON, json),
+                Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
+            }
+        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness(metrics).await {
             Ok(why) => text(StatusCode::OK, format!("ready: {why}\n")),
@@ -140,7 +152,9 @@ async fn answer(metrics: &Metrics, request: Request<Incoming>) -> Response<Full<
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: the paths are /metrics, /healthz and /readyz\n".into(),
+            "not found: the paths are /metrics, /healthz, /readyz, / (the dashboard) and \
+             /api/dashboard\n"
+                .into(),
         ),
     }
 }
@@ -154,21 +168,22 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
         .any(|value| value.contains("application/openmetrics-text"))
 }
 
+/// On a node: its view of the metadata group, if it answers in time.
+async fn raft_status(metrics: &Metrics) -> Option<crate::raft::MetaStatus> {
+    let (_, meta) = metrics.meta()?;
+    tokio::time::timeout(META_WAIT, meta.status())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 async fn scrape(metrics: &Metrics, openmetrics: bool) -> Response<Full<Bytes>> {
-    let raft = match metrics.meta() {
-        Some((_, meta)) => tokio::time::timeout(META_WAIT, meta.status())
-            .await
-            .ok()
-            .and_then(Result::ok),
-        None => None,
-    };
+    let raft = raft_status(metrics).await;
     let snapshot = Snapshot {
         pipelines: metrics.pipelines(),
         raft,
         process: Usage::read(),
-        now_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        now_ms: super::now_ms(),
     };
     match snapshot.openmetrics() {
         Ok(body) if openmetrics => response(StatusCode::OK, OPENMETRICS, body),

@@ -308,9 +308,11 @@ async fn write_fully(
 async fn sync_active<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
     let (file, path) = active_file(shared);
     let target = shared.state.borrow().written_offset;
+    let started = Instant::now();
     file.fdatasync()
         .await
         .map_err(|e| failure("syncing segment", &path, e))?;
+    super::stats::synced(started.elapsed());
     let mut state = shared.state.borrow_mut();
     state.synced_offset = state.synced_offset.max(target);
     state.probe.syncs += 1;

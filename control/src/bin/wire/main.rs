@@ -111,13 +111,18 @@ enum Command {
         /// be restored (state is lost; published output is kept and rows may repeat).
         #[arg(long, requires = "checkpoint_interval")]
         allow_empty_restore: bool,
-        /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
-        #[arg(long, value_name = "HOST:PORT")]
+        /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+        /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
+        #[arg(long, value_name = "HOST:PORT", visible_alias = "http-addr")]
         metrics_addr: Option<String>,
         /// After the run ends, keep serving its final metrics this long (or until Ctrl-C),
         /// so a last scrape sees the figures of the summary.
         #[arg(long, value_parser = parse_interval, requires = "metrics_addr")]
         metrics_linger: Option<Duration>,
+        /// Show the live top view of the pipeline's operators on stderr every second (the
+        /// figures of `/metrics` and `wirectl top`) instead of the progress line.
+        #[arg(long)]
+        top: bool,
     },
     /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
     /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
             allow_empty_restore,
             metrics_addr,
             metrics_linger,
+            top,
         } => {
             let stop = handle_ctrl_c();
             let args = RunArgs {
@@ -194,7 +200,7 @@ fn main() -> ExitCode {
                 pipeline,
                 cores,
                 data_dir,
-                progress: !no_progress,
+                progress: !no_progress && !top,
                 pin: !no_pin,
                 checkpoints: checkpoint_interval.map(|interval| job::CheckpointArgs {
                     interval,
@@ -228,12 +234,7 @@ fn main() -> ExitCode {
                     return exit_code(Outcome::Failed);
                 }
             };
-            let registry = metrics.as_ref().map(|(registry, _)| registry);
-            let outcome = run(&args, stop.clone(), runtime.handle(), registry);
-            if let (Some((_, server)), Some(linger)) = (&metrics, metrics_linger) {
-                linger_serving(server, linger, &stop);
-            }
-            drop(metrics);
+            let outcome = run_served(&args, &stop, &runtime, metrics, metrics_linger, top);
             runtime.shutdown_timeout(Duration::from_secs(1));
             exit_code(outcome)
         }
@@ -303,6 +304,25 @@ fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
             .init(),
         LogFormat::Json => logs.json().with_ansi(false).init(),
     }
+}
+
+/// Runs `args` with its figures in `metrics` (or, for `--top` alone, in a registry nobody
+/// serves), then serves the final figures for `linger`.
+fn run_served(
+    args: &RunArgs,
+    stop: &Arc<AtomicBool>,
+    runtime: &tokio::runtime::Runtime,
+    metrics: Option<(Metrics, server::MetricsServer)>,
+    linger: Option<Duration>,
+    top: bool,
+) -> Outcome {
+    let registry = metrics.as_ref().map(|(registry, _)| registry.clone());
+    let registry = registry.or_else(|| top.then(Metrics::new));
+    let outcome = run(args, stop.clone(), runtime.handle(), registry.as_ref(), top);
+    if let (Some((_, server)), Some(linger)) = (&metrics, linger) {
+        linger_serving(server, linger, stop);
+    }
+    outcome
 }
 
 /// With `--metrics-addr`: a registry served there on `runtime` (a port in use is an error).

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wire_actors::{CorePool, Notice, PoolOptions, RunProbe};
 use wire_control::checkpoint::CoordinatorHandle;
 use wire_control::job::{self, human_count, Job, Outcome, RunArgs};
+use wire_control::metrics::top::{render_text, Top};
 use wire_control::metrics::Metrics;
 
 /// Prints a job's line to stderr.
@@ -23,6 +24,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     runtime: &tokio::runtime::Handle,
     metrics: Option<&Metrics>,
+    top: bool,
 ) -> Outcome {
     let launched = Instant::now();
     let plan = match job::load(&args.pipeline) {
@@ -62,7 +64,8 @@ pub fn run(
     if let Some(registration) = &registration {
         registration.running(true);
     }
-    watch(args, &mut job, &stop, launched);
+    let mut screen = metrics.filter(|_| top).map(TopScreen::new);
+    watch(args, &mut job, &stop, launched, screen.as_mut());
     if let Some(registration) = &registration {
         registration.running(false);
     }
@@ -74,7 +77,13 @@ pub fn run(
 /// Prints what the run tells until it ends: listening sources, checkpoint notices, the first
 /// output after a restore, the progress line; takes a savepoint on SIGUSR1; stops the
 /// pipeline (drain and flush) once `stop` is set.
-fn watch(args: &RunArgs, job: &mut Job, stop: &AtomicBool, launched: Instant) {
+fn watch(
+    args: &RunArgs,
+    job: &mut Job,
+    stop: &AtomicBool,
+    launched: Instant,
+    mut top: Option<&mut TopScreen>,
+) {
     // SIGUSR1 asks for a savepoint while the run goes on (`kill -USR1 <pid>`).
     let savepoint_signal = Arc::new(AtomicBool::new(false));
     if job.coordinator().is_some() {
@@ -114,14 +123,51 @@ fn watch(args: &RunArgs, job: &mut Job, stop: &AtomicBool, launched: Instant) {
                 );
             }
         }
-        if progress && last_line.elapsed() >= Duration::from_secs(1) {
+        if last_line.elapsed() >= Duration::from_secs(1) {
             last_line = Instant::now();
-            progress_line(probe);
-            line_shown = true;
+            if let Some(top) = top.as_deref_mut() {
+                top.show();
+            } else if progress {
+                progress_line(probe);
+                line_shown = true;
+            }
         }
     }
     if line_shown {
         eprintln!();
+    }
+}
+
+/// `wire run --top`: the top view of the run's registry on stderr, redrawn in place on a
+/// terminal, one view after another otherwise.
+struct TopScreen {
+    metrics: Metrics,
+    before: Top,
+    terminal: bool,
+}
+
+impl TopScreen {
+    fn new(metrics: &Metrics) -> TopScreen {
+        TopScreen {
+            metrics: metrics.clone(),
+            before: metrics.top(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self) {
+        let mut now = self.metrics.top();
+        now.rates_since(&self.before);
+        let text = render_text(&now);
+        let mut err = std::io::stderr().lock();
+        let _ = match self.terminal {
+            true => write!(
+                err,
+                "\x1b[H\x1b[2Jwire run --top (Ctrl-C stops the run)\n\n{text}"
+            ),
+            false => writeln!(err, "{text}"),
+        };
+        self.before = now;
     }
 }
 

@@ -48,8 +48,9 @@ pub struct StartArgs {
     /// Serve without TLS on an address that is not loopback (a network you trust).
     #[arg(long)]
     insecure: bool,
-    /// Serve Prometheus metrics (`/metrics`), `/healthz` and `/readyz` on HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+    /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
+    #[arg(long, value_name = "HOST:PORT", visible_alias = "http-addr")]
     metrics_addr: Option<String>,
     /// Where pipelines' checkpoints go, each under `<pipeline>-<incarnation>/`:
     /// `file:///DIR` (or a path; a shared mount for a cluster) or `s3://BUCKET/PREFIX`

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod client;
 mod output;
+mod top;
 mod verbs;
 
 /// The endpoint when neither `--endpoint` nor `WIRE_ENDPOINT` is given (`wire start`'s default).
@@ -68,7 +69,8 @@ struct Cli {
 /// How answers are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Aligned columns for people.
+    /// Aligned columns for people (`text` is the same).
+    #[value(alias = "text")]
     Table,
     /// One JSON document (the answer's fields, stable for scripts).
     Json,
@@ -97,6 +99,29 @@ enum Command {
     /// Bearer tokens: create (shown once), list, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// A live view of pipelines and operators (rows, rates, backpressure, watermark lag,
+    /// checkpoint age), read from the nodes' `/metrics`; refreshes until Ctrl-C.
+    Top(TopArgs),
+}
+
+/// `wirectl top`.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    /// The nodes' metrics endpoints (their `--metrics-addr`), HOST:PORT, comma-separated or
+    /// repeated; default: $WIRE_METRICS.
+    #[arg(
+        long = "metrics",
+        env = "WIRE_METRICS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub metrics: Vec<String>,
+    /// Print one view and exit (rates over one --interval).
+    #[arg(long)]
+    pub once: bool,
+    /// Time between two views (`1s`, `500ms`).
+    #[arg(long, value_parser = parse_interval, default_value = "1s")]
+    pub interval: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,16 +16,24 @@ use crate::{
     SavepointCmd, TokenCmd,
 };
 
+/// The verbs that do not talk to the AdminService: a restore works offline, on a stopped
+/// node's data directory; `top` reads the nodes' metrics endpoints.
+async fn without_admin(cli: &Cli) -> Option<Result<(), String>> {
+    match &cli.command {
+        Command::Backup(BackupCmd::Restore {
+            file,
+            data_dir,
+            node_id,
+        }) => Some(restore(file, data_dir, *node_id)),
+        Command::Top(args) => Some(crate::top::run(args, cli.output).await),
+        _ => None,
+    }
+}
+
 /// Runs the command `cli` names.
 pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
-    // The one verb that works offline, on a stopped node's data directory.
-    if let Command::Backup(BackupCmd::Restore {
-        file,
-        data_dir,
-        node_id,
-    }) = &cli.command
-    {
-        return restore(file, data_dir, *node_id);
+    if let Some(done) = without_admin(cli).await {
+        return done;
     }
     let out = Printer::new(cli.output);
     let bearer = Bearer::new(cli.token.as_deref())?;
@@ -72,7 +80,9 @@ pub async fn run(cli: &Cli, endpoint: &str) -> Result<(), String> {
             out.backup(path, &backup);
             Ok(())
         }
-        Command::Backup(BackupCmd::Restore { .. }) => unreachable!("handled above"),
+        Command::Backup(BackupCmd::Restore { .. }) | Command::Top(_) => {
+            unreachable!("handled by without_admin")
+        }
         Command::Token(cmd) => token(&mut client, cmd, &out).await.map_err(failed),
     }
 }
