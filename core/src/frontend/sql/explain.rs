@@ -57,6 +57,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             SinkKind::File(f) => format!("file {}", f.path.display()),
             SinkKind::Kafka(_) => "kafka".to_string(),
             SinkKind::Postgres(_) => "postgres".to_string(),
+            SinkKind::Elasticsearch(_) => "elasticsearch".to_string(),
         };
         let _ = writeln!(
             out,
