@@ -38,6 +38,23 @@ sinks:
     path
 }
 
+/// The rows `wire run` on one core writes for the pipeline `spec(dir, out)` makes, sorted
+/// (run in `dir/reference`).
+fn reference_rows(dir: &Path, spec: fn(&Path, &Path) -> PathBuf) -> Vec<String> {
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).expect("reference dir");
+    let spec = spec(&reference, &reference.join("out"));
+    let ran = std::process::Command::new(wire_bin())
+        .args(["run", "--no-progress", "--no-pin", "--cores", "1"])
+        .arg("--data-dir")
+        .arg(reference.join("data"))
+        .arg(&spec)
+        .output()
+        .expect("wire run");
+    assert!(ran.status.success(), "{ran:?}");
+    wire_tests::sorted_json_rows(&reference.join("out"))
+}
+
 fn endpoint(nodes: &[WireNode]) -> String {
     let leader = wait_for_leader(nodes, ELECTION);
     let node = nodes.iter().find(|n| n.id == leader).expect("leader");
@@ -69,18 +86,7 @@ fn a_keyed_pipeline_spread_over_three_nodes_gives_the_rows_of_one() {
         );
     }
 
-    let reference = dir.path().join("reference");
-    std::fs::create_dir_all(&reference).expect("reference dir");
-    let spec = q5_spec(&reference, &reference.join("out"));
-    let ran = std::process::Command::new(wire_bin())
-        .args(["run", "--no-progress", "--no-pin", "--cores", "1"])
-        .arg("--data-dir")
-        .arg(reference.join("data"))
-        .arg(&spec)
-        .output()
-        .expect("wire run");
-    assert!(ran.status.success(), "{ran:?}");
-    let expected = wire_tests::sorted_json_rows(&reference.join("out"));
+    let expected = reference_rows(dir.path(), q5_spec);
     assert!(expected.len() > 10, "{} rows", expected.len());
     let rows = wire_tests::sorted_json_rows(&out);
     assert_eq!(rows.len(), expected.len());
@@ -271,18 +277,7 @@ fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
     assert_ne!(now, host, "moved off the dead node: {got}");
     assert!(got["version"].as_u64() > Some(1), "a new epoch: {got}");
 
-    let reference = dir.path().join("reference");
-    std::fs::create_dir_all(&reference).expect("reference dir");
-    let spec = steady_spec(&reference, &reference.join("out"));
-    let ran = std::process::Command::new(wire_bin())
-        .args(["run", "--no-progress", "--no-pin", "--cores", "1"])
-        .arg("--data-dir")
-        .arg(reference.join("data"))
-        .arg(&spec)
-        .output()
-        .expect("wire run");
-    assert!(ran.status.success(), "{ran:?}");
-    let expected = wire_tests::sorted_json_rows(&reference.join("out"));
+    let expected = reference_rows(dir.path(), steady_spec);
     assert!(expected.len() > 100, "{} rows", expected.len());
     let rows = wire_tests::sorted_json_rows(&out);
     let missing = expected.iter().filter(|r| !rows.contains(r)).count();
