@@ -215,8 +215,9 @@ fn token_scopes_round_trip() {
         token: token(AccessRole::Producer, None),
     };
     let bytes = unscoped.encode();
-    // version, tag 12, id "p0", role 3, hash, created_at_ms, no expiry.
-    assert_eq!(bytes[..6], [3, 12, 2, 0, 0, 0]);
+    // version (4 since `NodeCheckpoint`), tag 12, id "p0", role 3, hash, created_at_ms, no
+    // expiry: the token's bytes are as before scopes.
+    assert_eq!(bytes[..6], [4, 12, 2, 0, 0, 0]);
     assert_eq!(bytes[8], 3);
     assert_eq!(MetaCommand::decode(&bytes).unwrap(), unscoped);
     let mut state = MetaState::default();
