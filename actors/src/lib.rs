@@ -46,7 +46,8 @@ pub use pool::{
 };
 pub use probe::{Counters, NodeProbe, Role, RunProbe, NO_WATERMARK};
 pub use sink::{
-    discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sinks,
-    recover_kafka_sinks, recover_postgres_sinks, PublishedParts, SinkLocks, SINK_LOCK_FILE,
+    discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, recover_file_sink_slots,
+    recover_file_sinks, recover_kafka_sinks, recover_postgres_sinks, PublishedParts, SinkLocks,
+    SINK_LOCK_FILE,
 };
 pub use source::ingest::{AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, AUTH_WAIT};

@@ -220,12 +220,6 @@ fn local_slots(deploy: &Deploy) -> Result<Vec<usize>, Error> {
             deploy.cores
         )));
     }
-    if deploy.checkpoints.is_some() {
-        return Err(Error::Pool(format!(
-            "pipeline `{}`: checkpoints of a pipeline spread over nodes are not built yet",
-            placement.pipeline
-        )));
-    }
     Ok(placement.local.clone())
 }
 
@@ -260,7 +254,8 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
         if let Some(restore) = checkpoints.restore() {
             check_restorable(&plan, restore, cores)?;
         }
-        checkpoints.begin_restore(cores);
+        // Only this node's slots restore here.
+        checkpoints.begin_restore(local.len());
     }
     let wiring = exchange_wiring(&graph, cores, &local, deploy.placement.as_ref());
     let instances = wiring

@@ -747,17 +747,73 @@ pub fn recover_file_sinks(
         settle_dir(
             &spec.path,
             completed,
-            sink.partition_by.is_some(),
+            (sink.partition_by.is_some(), None),
             &mut counts,
         )?;
     }
     Ok(counts)
 }
 
+/// [`recover_file_sinks`] for one node's part of a pipeline spread over nodes, whose nodes
+/// write into subdirectories (`node-<id>`) of each file sink's path (in `plan`, each file
+/// sink's path is this node's subdirectory, `own`, of the sink's path): settles every
+/// part file in the subdirectory `own` (only this node writes there, and it writes nothing
+/// while it settles), and the part files of `slots` (`part-<slot>-…`) in the subdirectories
+/// of nodes that run no slot any more (not in `running`): a slot may have run there before.
+/// Returns (published, deleted).
+pub fn recover_file_sink_slots(
+    plan: &wire_core::frontend::plan::Plan,
+    completed: u64,
+    (own, running): (&str, &[String]),
+    slots: &[usize],
+) -> Result<(usize, usize), Error> {
+    let mut counts = (0, 0);
+    for sink in &plan.sinks {
+        let SinkKind::File(spec) = &sink.kind else {
+            continue;
+        };
+        let Some(root) = spec.path.parent().filter(|root| root.exists()) else {
+            continue;
+        };
+        let entries = std::fs::read_dir(root).map_err(|err| Error::io(root, err))?;
+        for entry in entries {
+            let entry = entry.map_err(|err| Error::io(root, err))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| n.starts_with("node-")) else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let only = if name == own {
+                None
+            } else if running.iter().any(|r| r == name) {
+                continue;
+            } else {
+                Some(slots)
+            };
+            let filter = (sink.partition_by.is_some(), only);
+            settle_dir(&entry.path(), completed, filter, &mut counts)?;
+        }
+    }
+    Ok(counts)
+}
+
+/// Whether part file `name` (`part-<slot>-<seq>…`) is of one of `slots`.
+fn of_slots(name: &str, slots: &[usize]) -> bool {
+    let slot = name
+        .strip_prefix("part-")
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(slot, _)| slot.parse::<usize>().ok());
+    slot.is_some_and(|slot| slots.contains(&slot))
+}
+
+/// Settles the part files in `dir` (and, when `partitioned`, in its partition directories),
+/// only those of the given slots when some are given.
 fn settle_dir(
     dir: &Path,
     completed: u64,
-    partitioned: bool,
+    (partitioned, slots): (bool, Option<&[usize]>),
     counts: &mut (usize, usize),
 ) -> Result<(), Error> {
     let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;
@@ -766,12 +822,12 @@ fn settle_dir(
         let entry = entry.map_err(|err| Error::io(dir, err))?;
         let path = entry.path();
         if partitioned && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            settle_dir(&path, completed, false, counts)?;
+            settle_dir(&path, completed, (false, slots), counts)?;
             continue;
         }
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("part-") {
+        if !name.starts_with("part-") || slots.is_some_and(|slots| !of_slots(name, slots)) {
             continue;
         }
         let staged = name

@@ -53,6 +53,11 @@ pub struct CoordinatorConfig {
     pub max_deltas: u32,
     /// The restored checkpoint's chain, if the run's first checkpoints may build on it.
     pub restored_chain: Option<Chain>,
+    /// The run is one node's part of a pipeline spread over nodes: a checkpoint written here
+    /// is only this node's part, complete once the metadata says every node wrote its part
+    /// (the node then calls [`Checkpointing::complete`]), and the run writes no last
+    /// checkpoint of its own as it ends.
+    pub in_parts: bool,
 }
 
 /// The newest completed checkpoint and the chain of incremental checkpoints it ends: the
@@ -460,9 +465,11 @@ impl CoordinatorState {
                     "checkpoint complete"
                 );
                 self.completed(pending.id, ms, bytes, incremental);
-                self.shared.complete(pending.id);
-                if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
-                    self.shared.retain_from(oldest);
+                if !self.config.in_parts {
+                    self.shared.complete(pending.id);
+                    if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
+                        self.shared.retain_from(oldest);
+                    }
                 }
                 self.last_end = Instant::now();
                 self.after_complete(pending.id, copy).await;
@@ -614,7 +621,8 @@ impl CoordinatorState {
             let why = "the pipeline ended before the checkpoint completed".to_string();
             let _ = waiter.reply.send(Err(why));
         }
-        let clean = self.finished.len() >= self.config.participants
+        let clean = !self.config.in_parts
+            && self.finished.len() >= self.config.participants
             && !self
                 .finished
                 .values()

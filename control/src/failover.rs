@@ -9,10 +9,13 @@
 //!
 //! For each pipeline that should run and has a slot on a dead node:
 //! - it checkpoints into the cluster's shared checkpoint store (`--checkpoint-store`, which
-//!   every node must be given alike) and has no `ingest` source: it is moved, whole, onto the
-//!   live node running the fewest pipelines. The move is a new version of the pipeline (its
-//!   next epoch): the new node restores it from the newest checkpoint in the store, and what
-//!   the old node still reports of the old version is refused as stale.
+//!   every node must be given alike) and has no `ingest` source: a pipeline placed whole is
+//!   moved onto the live node running the fewest pipelines; a pipeline spread over nodes has
+//!   its slots dealt again over the live nodes (as many slots as before, so each keeps its
+//!   key groups). The move is a new version of the pipeline (its next epoch): the new nodes
+//!   restore it from its last complete checkpoint in the store (every part of it, for a
+//!   spread pipeline), and what the old nodes still report of the old version is refused as
+//!   stale.
 //! - it has an `ingest` source: it waits for its node to come back, since the acknowledged
 //!   input is in that node's write-ahead logs (until those are replicated, a node whose disk
 //!   is gone loses that input).
@@ -98,11 +101,6 @@ pub fn fate(pipeline: &PipelineMeta, node: u64, shared_store: bool) -> Fate {
             "{dead}; its checkpoints are on that node's disk, which no other node reads (start every node with the same --checkpoint-store to make pipelines survive a node)"
         ));
     }
-    if crate::spread::is_spread(pipeline) {
-        return Fate::Fail(format!(
-            "{dead}; a pipeline spread over nodes is not restored elsewhere yet"
-        ));
-    }
     Fate::Move
 }
 
@@ -147,6 +145,19 @@ pub async fn fail_over(
                 actual: ActualState::Failed,
                 failure: Some(reason),
             },
+            Fate::Move if crate::spread::is_spread(pipeline) => {
+                let mut live: Vec<u64> = load.keys().copied().collect();
+                if live.is_empty() {
+                    return;
+                }
+                live.sort_unstable();
+                let key_groups = pipeline.assignment.last().map_or(0, |a| a.key_group_end);
+                let slots = pipeline.assignment.len();
+                MetaCommand::SetAssignment {
+                    name: name.clone(),
+                    assignment: crate::spread::deal(&live, slots, key_groups),
+                }
+            }
             Fate::Move => {
                 let Some(target) = least_loaded(load) else {
                     return;
@@ -206,6 +217,7 @@ mod tests {
             checkpoints: Vec::new(),
             savepoints: Vec::new(),
             created_at_index: 1,
+            pending_parts: Default::default(),
         }
     }
 
@@ -226,8 +238,7 @@ mod tests {
             matches!(&local, Fate::Fail(why) if why.contains("same --checkpoint-store")),
             "{local:?}"
         );
-        let spread = fate(&pipeline(NEXMARK, true, &[1, 2]), 2, true);
-        assert!(matches!(spread, Fate::Fail(_)), "{spread:?}");
+        assert_eq!(fate(&pipeline(NEXMARK, true, &[1, 2]), 2, true), Fate::Move);
     }
 
     #[test]

@@ -60,6 +60,24 @@ pub struct RunArgs {
     pub sink_subdir: Option<String>,
     /// Who may produce to the pipeline's ingest sources (security on); `None`: everyone.
     pub ingest_auth: Option<std::sync::Arc<dyn wire_actors::IngestAuth>>,
+    /// A spread pipeline that checkpoints restores this complete checkpoint (its id, and its
+    /// parts' stores one per line, as the metadata records them), never the newest in its
+    /// own part store, which may be a part that other nodes never completed.
+    pub restore_parts: Option<(u64, String)>,
+    /// The sink subdirectories of every node a spread pipeline runs on (see `sink_subdir`).
+    pub spread_subdirs: Vec<String>,
+}
+
+impl RunArgs {
+    /// Whether the run is one node's part of a spread pipeline that checkpoints.
+    pub fn in_parts(&self) -> bool {
+        self.placement.is_some() && self.checkpoints.is_some()
+    }
+
+    /// The slots this run owns of a spread pipeline, if it is one.
+    fn local_slots(&self) -> Option<&[usize]> {
+        self.placement.as_ref().map(|p| p.local.as_slice())
+    }
 }
 
 /// `--checkpoint-*` and savepoint options.
@@ -145,6 +163,9 @@ pub struct Job {
     /// The pipeline file (the dashboard shows it).
     pipeline_file: std::path::PathBuf,
     stopped: bool,
+    /// One node's part of a spread pipeline that checkpoints: its sinks publish when the
+    /// metadata says a checkpoint is complete, not at the end of this run.
+    in_parts: bool,
 }
 
 impl Job {
@@ -181,6 +202,7 @@ impl Job {
                 data_dir: args.data_dir.clone(),
                 pipeline_file: args.pipeline.clone(),
                 stopped: false,
+                in_parts: args.in_parts(),
             }),
             Err(refused) => {
                 drop(sink_locks);
@@ -238,7 +260,10 @@ impl Job {
             .filter(|_| report.error.is_none() && report.probe.source_events() == 0)
             .map(|(id, _)| id);
         let settle = (&self.sinks_plan, self.data_dir.as_path());
-        let ended = finish(settle, report, checkpoints, already_done, say);
+        // A part of a spread pipeline publishes once every node has ended (see
+        // `settle_parts`), not when this node's slots have.
+        let publish = checkpoints.filter(|_| !self.in_parts);
+        let ended = finish(settle, report, publish, already_done, say);
         drop(self.sink_locks);
         if ended.outcome != Outcome::Done {
             self.new_dirs.remove_empty();
@@ -327,6 +352,7 @@ fn start_coordinator(
         savepoint_dir: prepared.savepoint_dir,
         max_deltas: prepared.deltas,
         restored_chain: prepared.chain,
+        in_parts: prepared.in_parts,
     };
     CoordinatorHandle::start(config, prepared.shared, prepared.acks, runtime)
         .map_err(|e| e.to_string())
@@ -463,6 +489,7 @@ struct Prepared {
     savepoint_dir: Option<PathBuf>,
     deltas: u32,
     chain: Option<Chain>,
+    in_parts: bool,
 }
 
 /// Settles what earlier runs left before the cores start: `--fresh`, the checkpoint to
@@ -482,13 +509,40 @@ fn prepare(
     };
     let store = resume::open_store(args, plan, checkpoint_args.retained)?;
     let started = Instant::now();
+    if args.in_parts() {
+        let restore = match &args.restore_parts {
+            Some((id, stores)) => {
+                let staging = args.data_dir.join("restore-staging");
+                let checkpoint = crate::spread::read_parts(*id, stores, &staging)?;
+                let path = PathBuf::from(stores.lines().next().unwrap_or_default());
+                Some(Restore {
+                    checkpoint,
+                    path,
+                    from_store: false,
+                })
+            }
+            None => None,
+        };
+        let checkpoint_args = CheckpointArgs {
+            deltas: 0,
+            ..checkpoint_args.clone()
+        };
+        return prepare_checkpoints(
+            &checkpoint_args,
+            (plan, args),
+            cores,
+            (store, restore),
+            (started, say),
+        )
+        .map(Some);
+    }
     let restore = resume::choose_restore(args, checkpoint_args, &store, plan, say)?;
     if restore.is_none() {
         resume::refuse_earlier_output(args, plan)?;
     }
     prepare_checkpoints(
         checkpoint_args,
-        plan,
+        (plan, args),
         cores,
         (store, restore),
         (started, say),
@@ -500,7 +554,7 @@ fn prepare(
 /// the run's checkpointing.
 fn prepare_checkpoints(
     checkpoint_args: &CheckpointArgs,
-    plan: &Plan,
+    (plan, args): (&Plan, &RunArgs),
     cores: usize,
     (store, restore): (CheckpointStore, Option<Restore>),
     (started, say): (Instant, Say),
@@ -520,8 +574,10 @@ fn prepare_checkpoints(
         }
     }
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
-    let (published, deleted) =
-        wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?;
+    let (published, deleted) = match args.local_slots().filter(|_| args.in_parts()) {
+        Some(slots) => settle_parts(plan, completed, args, slots)?,
+        None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?,
+    };
     if let Some(Restore {
         checkpoint, path, ..
     }) = &restore
@@ -559,7 +615,36 @@ fn prepare_checkpoints(
         savepoint_dir: checkpoint_args.savepoint_dir.clone(),
         deltas: checkpoint_args.deltas,
         chain,
+        in_parts: args.in_parts(),
     })
+}
+
+/// Publishes every part file the sinks of `slots` staged, once a spread pipeline that
+/// checkpoints has ended on every node (`args` as the node ran its part). Returns
+/// (published, deleted).
+pub fn settle_spread_end(args: &RunArgs) -> Result<(usize, usize), String> {
+    let mut plan = load(&args.pipeline)?;
+    localize_sinks(&mut plan, args);
+    // Its own subdirectory only: what its slots left in other nodes' was settled when they
+    // restored.
+    settle_parts(&plan, u64::MAX, args, &[])
+}
+
+/// Settles a spread pipeline's file sinks (whose paths in `plan` are this node's
+/// subdirectory, `<path>/node-<id>`) to checkpoint `completed`: every part file in this
+/// node's subdirectory, and those of `slots` in the subdirectories of nodes the pipeline no
+/// longer runs on (a slot may have run there before). Parts staged for checkpoints up to
+/// `completed` get their final names; later ones are deleted (their rows come again).
+/// Returns (published, deleted).
+pub fn settle_parts(
+    plan: &Plan,
+    completed: u64,
+    args: &RunArgs,
+    slots: &[usize],
+) -> Result<(usize, usize), String> {
+    let own = args.sink_subdir.as_deref().unwrap_or_default();
+    wire_actors::recover_file_sink_slots(plan, completed, (own, &args.spread_subdirs), slots)
+        .map_err(|e| e.to_string())
 }
 
 /// `checkpointing every 1s; `kill -USR1 4242` writes a savepoint to DIR`: printed once the

@@ -15,8 +15,20 @@
 //! reports the pipeline finished once its own slots and every other node's have finished.
 //! A node whose slots fail also reports the pipeline failed itself, at once.
 //!
-//! Not spread yet (they run whole on one node, as before): pipelines that checkpoint (the
-//! coordinator does not reach other nodes yet) and pipelines with an `ingest` source (its
+//! A spread pipeline that checkpoints takes its checkpoints in parts: every node runs a
+//! coordinator for its own slots, all of them trigger the same checkpoint ids in turn (each
+//! counts up from the checkpoint the pipeline restored), and barriers cross the exchange with
+//! the rows, so an operator aligns the barriers of its inputs on every node. A node writes its
+//! part (its slots' state and source positions) into its *part store* in the cluster's shared
+//! checkpoint store and records it in the metadata (`NodeCheckpoint`, fenced by the pipeline's
+//! version); the checkpoint is complete once every node of the assignment has recorded its
+//! part, and only then do the nodes' sinks publish what they staged for it. A restore reads
+//! every part of the newest complete checkpoint and merges them ([`merge_parts`]): each slot
+//! takes its key groups and partitions from the whole, wherever they were before.
+//!
+//! Not spread (they run whole on one node, as before): pipelines that checkpoint without a
+//! shared checkpoint store (no other node could read a part), or into a sink that commits
+//! transactions (Kafka, PostgreSQL, Elasticsearch), and pipelines with an `ingest` source (its
 //! port and WALs are per node).
 
 use std::collections::BTreeMap;
@@ -26,8 +38,9 @@ use std::time::{Duration, Instant};
 
 use wire_actors::exchange::{ExchangeHub, Placement};
 use wire_core::frontend::plan::Plan;
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{PipelineSpec, SinkKind, SourceKind};
 use wire_net::exchange::{self, Frame, StreamKey};
+use wire_storage::checkpoint::{Checkpoint, CheckpointStore, StoreUrl};
 
 use crate::raft::{Assignment, MetaState, PipelineMeta};
 
@@ -47,18 +60,95 @@ pub fn bind_hub(grpc: SocketAddr) -> Result<Arc<ExchangeHub>, String> {
     })
 }
 
-/// Whether `pipeline` can be spread over nodes, and its key groups if so.
-pub fn spreadable(pipeline: &PipelineMeta) -> Option<u32> {
-    if pipeline.options.checkpoint_interval_ms.is_some() {
-        return None;
-    }
+/// Whether `pipeline` can be spread over nodes, and its key groups if so; `shared_store`
+/// says whether checkpoints go to a store every node reaches.
+pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
     let spec = PipelineSpec::parse("pipeline.yaml", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
     let ingest = plan
         .sources
         .iter()
         .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
+    if pipeline.options.checkpoint_interval_ms.is_some() {
+        let staged = plan.sinks.iter().all(|s| {
+            matches!(
+                s.kind,
+                SinkKind::Blackhole | SinkKind::Stdout { .. } | SinkKind::File(_)
+            )
+        });
+        if !shared_store || !staged {
+            return None;
+        }
+    }
     (!ingest).then_some(plan.settings.max_parallelism)
+}
+
+/// Whether a spread pipeline takes its checkpoints in parts (it checkpoints at all).
+pub fn checkpoints_in_parts(pipeline: &PipelineMeta) -> bool {
+    is_spread(pipeline) && pipeline.options.checkpoint_interval_ms.is_some()
+}
+
+/// Where node `node` writes its parts of version `version` of a spread pipeline: a store of
+/// its own inside the pipeline's place in the shared store (`root`). A new version (a move)
+/// starts a new part store, so its checkpoint ids never meet the old version's.
+pub fn part_store(root: &StoreUrl, version: u64, node: u64) -> StoreUrl {
+    root.join(&format!("part-v{version}-n{node}"))
+}
+
+/// Reads the parts of complete checkpoint `id` (where each node's part is, in its part
+/// store, as the metadata lists them, one per line) and merges them into one checkpoint;
+/// `staging` is a local directory for parts in an S3 store.
+pub fn read_parts(
+    id: u64,
+    parts_at: &str,
+    staging: &std::path::Path,
+) -> Result<Checkpoint, String> {
+    let mut parts = Vec::new();
+    for (i, line) in parts_at.lines().enumerate() {
+        // `<part store>/chk-<id>`: the store is its parent (a directory, or an S3 prefix).
+        let store = std::path::Path::new(line)
+            .parent()
+            .and_then(|p| p.to_str())
+            .ok_or_else(|| format!("checkpoint {id}: part location `{line}` names no store"))?;
+        let url = StoreUrl::parse(store).map_err(|err| format!("part store `{store}`: {err}"))?;
+        let store = CheckpointStore::open_url(&url, staging.join(format!("part-{i}")), usize::MAX)
+            .map_err(|err| format!("part store {url}: {err}"))?;
+        let part = store
+            .read(id)
+            .map_err(|err| format!("checkpoint {id}, part in {url}: {err}"))?;
+        parts.push(part);
+    }
+    merge_parts(parts).ok_or_else(|| format!("checkpoint {id} has no parts"))
+}
+
+/// One checkpoint from the parts of several nodes: every source's positions and every
+/// operator's instances, together.
+pub fn merge_parts(parts: Vec<Checkpoint>) -> Option<Checkpoint> {
+    let mut parts = parts.into_iter();
+    let mut whole = parts.next()?;
+    for part in parts {
+        whole.last &= part.last;
+        whole.completed_ms = whole.completed_ms.max(part.completed_ms);
+        for source in part.sources {
+            match whole.sources.iter_mut().find(|s| s.name == source.name) {
+                Some(into) => into.positions.extend(source.positions),
+                None => whole.sources.push(source),
+            }
+        }
+        for operator in part.operators {
+            match whole.operators.iter_mut().find(|o| o.name == operator.name) {
+                Some(into) => into.instances.extend(operator.instances),
+                None => whole.operators.push(operator),
+            }
+        }
+    }
+    for source in &mut whole.sources {
+        source.positions.sort_by_key(|p| p.partition);
+    }
+    for operator in &mut whole.operators {
+        operator.instances.sort_by_key(|i| i.core);
+    }
+    Some(whole)
 }
 
 /// Deals `slots` slots over `live` nodes (sorted) round-robin: one assignment per slot, in

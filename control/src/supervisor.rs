@@ -52,6 +52,16 @@ const CHECKPOINT_LOOK: Duration = Duration::from_millis(500);
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECKPOINTS_RETAINED: usize = 3;
 const CHECKPOINT_DELTAS: u32 = 10;
+/// Parts of a spread pipeline's checkpoints a node keeps beyond the retained count: a part
+/// must outlive its checkpoint's completion, which waits for the slowest node.
+const PARTS_SLACK: usize = 16;
+/// How long a node whose part of a spread, checkpointed pipeline failed waits before it asks
+/// for the pipeline to restart from its last complete checkpoint (a new version on the same
+/// nodes); a node found dead meanwhile gets its slots moved instead.
+const RESTART_DELAY: Duration = Duration::from_secs(2);
+/// How long a node whose part of a spread, checkpointed pipeline finished waits for the
+/// pipeline to be recorded finished before it publishes its sinks' staged files.
+const PUBLISH_WAIT: Duration = Duration::from_secs(600);
 
 /// The jobs running on this node, by pipeline name: shared by the job threads (each lists
 /// itself once deployed and leaves when it ended) and the AdminService (which reads them).
@@ -141,6 +151,10 @@ enum JobCommand {
     Pause,
     Resume,
     Stop,
+    /// A spread pipeline's checkpoint is complete on every node: sinks may publish it.
+    Complete(u64),
+    /// A spread pipeline is recorded finished: publish what the sinks staged at the end.
+    Publish,
 }
 
 /// What a job's thread tells the supervisor.
@@ -149,7 +163,12 @@ enum JobEvent {
     Actual(String, u64, ActualState),
     /// The pipeline, the version the job runs, a checkpoint it completed and where it is.
     Checkpoint(String, u64, u64, PathBuf),
+    /// A node's part of a spread, checkpointed pipeline failed while it ran: restart the
+    /// pipeline (at this version) from its last complete checkpoint.
+    Restart(String, u64),
     Ended(String, u64, Result<(), String>),
+    /// The job ended after asking for a restart: nothing to record.
+    Superseded(String),
 }
 
 /// A job running on this node, as the supervisor sees it.
@@ -161,6 +180,12 @@ struct Local {
     /// Runs some slots of a spread pipeline whose primary is another node: its end is told
     /// to the primary, not recorded.
     secondary: bool,
+    /// Runs a part of a spread pipeline that checkpoints in parts.
+    in_parts: bool,
+    /// The newest complete checkpoint the job was told of.
+    completed: u64,
+    /// The job was told that the pipeline finished.
+    published: bool,
 }
 
 /// Reconciles until `shutdown` fires, then stops this node's jobs gracefully (each takes its
@@ -292,14 +317,15 @@ async fn place(
         let Some(node) = crate::failover::least_loaded(&load) else {
             return;
         };
-        let assignment = spread_assignment(pipeline, &live, cores).unwrap_or_else(|| {
-            vec![Assignment {
-                key_group_start: 0,
-                key_group_end: u32::MAX,
-                node,
-                core: 0,
-            }]
-        });
+        let assignment =
+            spread_assignment(pipeline, &live, cores, shared_store).unwrap_or_else(|| {
+                vec![Assignment {
+                    key_group_start: 0,
+                    key_group_end: u32::MAX,
+                    node,
+                    core: 0,
+                }]
+            });
         let command = MetaCommand::SetAssignment {
             name: name.clone(),
             assignment,
@@ -317,11 +343,12 @@ fn spread_assignment(
     pipeline: &PipelineMeta,
     live: &[u64],
     cores: usize,
+    shared_store: bool,
 ) -> Option<Vec<Assignment>> {
     if live.len() < 2 {
         return None;
     }
-    let key_groups = crate::spread::spreadable(pipeline)?;
+    let key_groups = crate::spread::spreadable(pipeline, shared_store)?;
     let slots = pipeline
         .options
         .cores
@@ -363,7 +390,19 @@ fn reconcile(
         if stop && !local.stopping {
             local.stopping = true;
             let _ = local.commands.send(JobCommand::Stop);
-        } else if let Some(p) = wanted.filter(|_| !local.stopping) {
+        }
+        if let Some(p) = wanted.filter(|_| local.in_parts) {
+            let complete = p.checkpoints.last().map_or(0, |c| c.id);
+            if complete > local.completed && !stop {
+                local.completed = complete;
+                let _ = local.commands.send(JobCommand::Complete(complete));
+            }
+            if p.actual == ActualState::Finished && !local.published {
+                local.published = true;
+                let _ = local.commands.send(JobCommand::Publish);
+            }
+        }
+        if let Some(p) = wanted.filter(|_| !local.stopping && !stop) {
             let pause = p.desired == DesiredState::Paused;
             if pause != local.paused {
                 local.paused = pause;
@@ -423,6 +462,15 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
             id,
             path: path.display().to_string(),
         },
+        JobEvent::Restart(name, version) => {
+            let (meta, dialer) = (node.meta.clone(), node.dialer.clone());
+            tokio::spawn(restart(meta, dialer, name, version));
+            return;
+        }
+        JobEvent::Superseded(name) => {
+            jobs.remove(&name);
+            return;
+        }
         JobEvent::Ended(name, version, result) => {
             let local = jobs.remove(&name);
             let secondary = local.as_ref().is_some_and(|l| l.secondary);
@@ -462,6 +510,44 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
     }
 }
 
+/// How long a node keeps asking for a restart that cannot be recorded yet (no leader).
+const RESTART_TRIES: u32 = 60;
+
+/// Restarts pipeline `name` from its last complete checkpoint (a new version with the same
+/// spec, options and nodes), unless it is no longer at `version` or should not run; retried
+/// each second while the metadata has no leader (the dead node may have been the leader).
+async fn restart(meta: MetaHandle, dialer: Dialer, name: String, version: u64) {
+    for _ in 0..RESTART_TRIES {
+        let Ok(state) = meta.read(false).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let Some(p) = state
+            .pipelines
+            .get(&name)
+            .filter(|p| p.version == version && should_run(p))
+        else {
+            return; // moved, changed or stopped meanwhile: nothing to restart
+        };
+        let command = MetaCommand::UpdatePipeline {
+            name: name.clone(),
+            spec_yaml: p.spec_yaml.clone(),
+            options: p.options.clone(),
+        };
+        match propose_anywhere(&meta, &dialer, command).await {
+            Ok(_) => {
+                tracing::warn!(pipeline = %name, version, "restarting from the last complete checkpoint");
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(pipeline = %name, error = %err, "cannot ask for a restart yet")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::error!(pipeline = %name, version, "gave up asking for a restart: no leader");
+}
+
 /// Writes the pipeline's spec and starts its job thread.
 fn launch(
     node: &Supervised,
@@ -480,10 +566,19 @@ fn launch(
     let mut args = run_args(node, pipeline, spec, dir.join("data"));
     let secondary =
         crate::spread::is_spread(pipeline) && crate::spread::primary(pipeline) != Some(node.node);
+    let in_parts = crate::spread::checkpoints_in_parts(pipeline);
     if crate::spread::is_spread(pipeline) {
         let placement = crate::spread::placement(state, name, pipeline, node.node, &node.hub)?;
         args.cores = Some(placement.local.len());
         args.sink_subdir = Some(format!("node-{}", node.node));
+        let mut subdirs: Vec<String> = pipeline
+            .assignment
+            .iter()
+            .map(|a| format!("node-{}", a.node))
+            .collect();
+        subdirs.sort();
+        subdirs.dedup();
+        args.spread_subdirs = subdirs;
         args.placement = Some(placement);
     }
     if pipeline.created_at_index > 0 {
@@ -491,11 +586,24 @@ fn launch(
         args.checkpoint_dir = Some(dir.join(checkpoints));
     }
     // A store of the node's: this incarnation's part of it (S3: staged in the directory).
-    match node
+    let mut store = node
         .checkpoint_store
         .as_ref()
-        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)))
-    {
+        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)));
+    if in_parts {
+        // This node's part store of this version; the restore comes from the metadata.
+        store = store.map(|root| crate::spread::part_store(&root, pipeline.version, node.node));
+        let staging = format!(
+            "checkpoints-{}-v{}",
+            pipeline.created_at_index, pipeline.version
+        );
+        args.checkpoint_dir = Some(dir.join(staging));
+        args.restore_parts = pipeline.checkpoints.last().map(|c| (c.id, c.path.clone()));
+        if let Some(checkpoints) = args.checkpoints.as_mut() {
+            checkpoints.retained += PARTS_SLACK;
+        }
+    }
+    match store {
         Some(StoreUrl::Dir(store)) => args.checkpoint_dir = Some(store),
         Some(s3) => args.checkpoint_store = Some(s3),
         None => {}
@@ -528,6 +636,9 @@ fn launch(
         paused,
         stopping: false,
         secondary,
+        in_parts,
+        completed: 0,
+        published: false,
     })
 }
 
@@ -591,6 +702,8 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         placement: None,
         sink_subdir: None,
         ingest_auth: node.ingest_auth.clone(),
+        restore_parts: None,
+        spread_subdirs: Vec::new(),
     }
 }
 
@@ -614,18 +727,52 @@ struct JobThread {
 impl JobThread {
     fn run(self) {
         let name = self.name.clone();
-        let result = self.run_job();
+        let (result, ran) = self.run_job();
         let result = self.settle_spread(result);
         self.jobs.remove(&name, self.version);
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
+            if ran && self.args.in_parts() && self.ask_restart() {
+                let _ = self.events.send(JobEvent::Superseded(name));
+                return;
+            }
         }
         let _ = self
             .events
             .send(JobEvent::Ended(name, self.version, result));
     }
 
-    fn run_job(&self) -> Result<(), String> {
+    /// A part of a spread, checkpointed pipeline failed after it started: unless the
+    /// pipeline is stopped or changed within [`RESTART_DELAY`] (a dead node's slots moved),
+    /// asks for a restart of every node's part from the last complete checkpoint. What this
+    /// job reports afterwards is of an older version, and refused.
+    /// Returns whether it asked. Stopped meanwhile, it does not ask: its failure is then
+    /// reported, and refused as stale when a newer version replaced it.
+    fn ask_restart(&self) -> bool {
+        let deadline = std::time::Instant::now() + RESTART_DELAY;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(JobCommand::Stop) => return false,
+                Ok(_) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let restart = JobEvent::Restart(self.name.clone(), self.version);
+                    return self.events.send(restart).is_ok();
+                }
+            }
+        }
+    }
+
+    /// Runs the job to its end; whether it started running (a job refused at its start, a
+    /// restore that fails for one, is not restarted).
+    fn run_job(&self) -> (Result<(), String>, bool) {
+        let mut ran = false;
+        let result = self.run_job_noting(&mut ran);
+        (result, ran)
+    }
+
+    fn run_job_noting(&self, ran: &mut bool) -> Result<(), String> {
         let name = self.name.as_str();
         let say = |line: &str| tracing::info!(pipeline = %name, "{line}");
         let plan = job::load(&self.args.pipeline)?;
@@ -641,6 +788,7 @@ impl JobThread {
         let pool = &self.pool;
         let mut job = Job::launch(&self.args, plan, cores, pool, &self.runtime, &say)
             .map_err(|refused| refused.error)?;
+        *ran = true;
         let shown = self.metrics.register(name, job.metric_sources());
         shown.running(true);
         self.jobs.insert(name, self.link(&job));
@@ -675,7 +823,9 @@ impl JobThread {
     }
 
     /// For a spread pipeline: a secondary tells the primary how its slots ended; the primary
-    /// waits until every other node's slots have ended before its own end is recorded.
+    /// waits until every other node's slots have ended before its own end is recorded. A
+    /// part of a pipeline that checkpoints publishes its sinks' staged files only then: the
+    /// primary once the others ended, a secondary once the pipeline is recorded finished.
     fn settle_spread(&self, result: Result<(), String>) -> Result<(), String> {
         let Some(placement) = &self.args.placement else {
             return result;
@@ -684,14 +834,52 @@ impl JobThread {
             if let Err(err) = crate::spread::tell_primary(placement, &result) {
                 tracing::warn!(pipeline = %self.name, error = %err, "cannot report to the primary");
             }
-            return result;
+            result?;
+            if self.args.in_parts() {
+                self.publish_when_finished();
+            }
+            return Ok(());
         }
         result?;
         let give_up = || match self.inbox.try_recv() {
             Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
             _ => None,
         };
-        crate::spread::wait_for_others(placement, &self.assignment, give_up)
+        crate::spread::wait_for_others(placement, &self.assignment, give_up)?;
+        if self.args.in_parts() {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Waits (at most [`PUBLISH_WAIT`]) until the supervisor says the pipeline is recorded
+    /// finished, then publishes; a stop (the pipeline failed, moved or changed) publishes
+    /// nothing: the restored run writes those rows again.
+    fn publish_when_finished(&self) {
+        let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(JobCommand::Publish) => {
+                    if let Err(err) = self.publish() {
+                        tracing::error!(pipeline = %self.name, error = %err, "cannot publish the sinks' last files");
+                    }
+                    return;
+                }
+                Ok(JobCommand::Stop) | Err(_) => {
+                    tracing::warn!(pipeline = %self.name, "the sinks' last files stay staged: the pipeline did not finish");
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Publishes every file the sinks of this node's slots staged: the whole pipeline ended.
+    fn publish(&self) -> Result<(), String> {
+        let (published, _) = job::settle_spread_end(&self.args)?;
+        tracing::info!(pipeline = %self.name, published, "published the sinks' last files");
+        Ok(())
     }
 
     /// What the AdminService may reach of `job`.
@@ -700,7 +888,11 @@ impl JobThread {
             version: self.version,
             probe: job.deployment().probe().clone(),
             cores: job.deployment().cores(),
-            coordinator: job.coordinator().map(|c| c.link()),
+            // A spread pipeline's parts take no checkpoint on demand (see `check_on_demand`).
+            coordinator: job
+                .coordinator()
+                .filter(|_| !self.args.in_parts())
+                .map(|c| c.link()),
             paused: false,
         }
     }
@@ -721,6 +913,12 @@ impl JobThread {
                 job.stop();
                 self.actual(ActualState::Stopping);
             }
+            JobCommand::Complete(id) => {
+                if let Some(coordinator) = job.coordinator() {
+                    coordinator.checkpointing().complete(id);
+                }
+            }
+            JobCommand::Publish => {}
         }
     }
 

@@ -431,6 +431,16 @@ impl CheckpointStore {
         })
     }
 
+    /// Reads complete checkpoint `id`, verifying every file; with an S3 store, from the
+    /// bucket (downloaded into the directory first).
+    pub fn read(&self, id: u64) -> Result<Checkpoint, CheckpointError> {
+        if let Some(remote) = &self.remote {
+            let dir = remote.dirs()?.get(&id).copied().unwrap_or_default();
+            self.fetch(remote, id, dir)?;
+        }
+        read_dir(&self.path_of(id))
+    }
+
     /// Deletes every checkpoint directory (complete, retired or unfinished), leaving the
     /// directory itself: a run started afterwards starts from empty state. Returns how many
     /// were deleted.

@@ -216,39 +216,28 @@ fn kill_seed() -> u64 {
 }
 
 #[test]
-fn a_checkpointed_pipeline_whose_node_is_killed_is_restored_on_a_survivor_exactly_once() {
-    killed_under_a_checkpointed_pipeline(false);
+fn a_checkpointed_spread_pipeline_whose_node_is_killed_is_restored_on_the_survivors_exactly_once() {
+    killed_under_a_spread_pipeline(false);
 }
 
 #[test]
-fn a_checkpointed_pipeline_on_the_leader_is_restored_when_the_leader_is_killed() {
-    killed_under_a_checkpointed_pipeline(true);
+fn a_checkpointed_spread_pipeline_survives_the_leader_being_killed() {
+    killed_under_a_spread_pipeline(true);
 }
 
-/// Runs `steady` with 300 ms checkpoints on a 3-node cluster sharing a checkpoint store,
-/// placed on the leader or (`on_leader` false) on another node, SIGKILLs that node after a
-/// seeded number of checkpoints, and checks the survivors finish it with `wire run`'s rows.
-fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
-    let seed = kill_seed() + u64::from(on_leader);
+/// Runs `steady` with 300 ms checkpoints spread over a 3-node cluster sharing a checkpoint
+/// store, SIGKILLs the leader or (`leader` false) another node after a seeded number of
+/// complete checkpoints, and checks the survivors finish it with `wire run`'s rows: the
+/// dead node's slots are dealt over the survivors, every slot restores from the last
+/// checkpoint every node completed its part of, and no row is lost or written twice.
+fn killed_under_a_spread_pipeline(leader: bool) {
+    let seed = kill_seed() + u64::from(leader);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    // Every node writes checkpoints to the same store, so any can restore them.
     let store = format!("file://{}", dir.path().join("store").display());
     let extra = ["--checkpoint-store".to_string(), store];
     let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
     let first = endpoint(&nodes);
-    let leader = wait_for_leader(&nodes, ELECTION);
-    // The leader places a pipeline on the node running the fewest (the lowest id among
-    // equals): pipelines that end at once fill the nodes before the one wanted.
-    let wanted = match (on_leader, leader) {
-        (true, l) => l,
-        (false, 1) => 2,
-        (false, _) => 1,
-    };
-    for filler in 1..wanted {
-        let name = format!("filler{filler}");
-        create(&first, &filler_spec(dir.path(), &name), &[]);
-        wait_state(&first, &name, "finished");
-    }
+    let led = wait_for_leader(&nodes, ELECTION);
     let out = dir.path().join("out");
     create(
         &first,
@@ -257,9 +246,13 @@ fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
     );
     wait_state(&first, "steady", "running");
     let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
-    let host = got["assignment"][0]["node"].as_u64().expect("placed");
-    assert_eq!(host, wanted, "placed on node {wanted}: {got}");
-    // Mid-run, after a seeded number of recorded checkpoints: SIGKILL the node that runs it.
+    let hosts = assignment_nodes(&got);
+    assert_eq!(hosts, [1, 2, 3], "spread over every node: {got}");
+    let victim_id = match (leader, led) {
+        (true, l) => l,
+        (false, 1) => 2,
+        (false, _) => 1,
+    };
     let after = 1 + seed % 4;
     wire_tests::cluster::wait_for("checkpoints of `steady`", Duration::from_secs(30), || {
         let listed = wirectl_json(&first, &["checkpoint", "list", "steady"]);
@@ -268,13 +261,17 @@ fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
             _ => Err(listed.to_string()),
         }
     });
-    let victim = nodes.iter_mut().find(|n| n.id == host).expect("host");
+    let victim = nodes
+        .iter_mut()
+        .find(|n| n.id == victim_id)
+        .expect("victim");
     victim.kill();
-    let survivor = endpoint_among(&nodes, host);
+    let survivor = endpoint_among(&nodes, victim_id);
     wait_state(&survivor, "steady", "finished");
     let got = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
-    let now = got["assignment"][0]["node"].as_u64().expect("placed");
-    assert_ne!(now, host, "moved off the dead node: {got}");
+    let now = assignment_nodes(&got);
+    assert!(!now.contains(&victim_id), "moved off the dead node: {got}");
+    assert_eq!(now.len(), 2, "dealt over both survivors: {got}");
     assert!(got["version"].as_u64() > Some(1), "a new epoch: {got}");
 
     let expected = reference_rows(dir.path(), steady_spec);
@@ -288,11 +285,84 @@ fn killed_under_a_checkpointed_pipeline(on_leader: bool) {
     );
     assert!(rows == expected, "the restored run's rows differ");
     // The node that comes back does not run it again.
-    let victim = nodes.iter_mut().find(|n| n.id == host).expect("victim");
+    let victim = nodes
+        .iter_mut()
+        .find(|n| n.id == victim_id)
+        .expect("victim");
     victim.start();
     let all = endpoint(&nodes);
     let got = wirectl_json(&all, &["pipeline", "get", "steady"]);
     assert_eq!(got["state"], "finished", "{got}");
+}
+
+/// The distinct nodes of a `pipeline get` answer's assignment, sorted.
+fn assignment_nodes(got: &serde_json::Value) -> Vec<u64> {
+    let mut nodes: Vec<u64> = got["assignment"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["node"].as_u64())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
+#[test]
+fn a_checkpointed_pipeline_on_the_leader_is_restored_whole_when_the_leader_is_killed() {
+    let seed = kill_seed() + 2;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    // Every node writes checkpoints to the same store, so any can restore them.
+    let store = format!("file://{}", dir.path().join("store").display());
+    let extra = ["--checkpoint-store".to_string(), store];
+    let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
+    let first = endpoint(&nodes);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    // The leader places a pipeline on the node running the fewest (the lowest id among
+    // equals): pipelines that end at once fill the nodes before the one wanted. One core
+    // (one slot) keeps the pipeline whole on one node.
+    for filler in 1..leader {
+        let name = format!("filler{filler}");
+        create(&first, &filler_spec(dir.path(), &name), &[]);
+        wait_state(&first, &name, "finished");
+    }
+    let out = dir.path().join("out");
+    create(
+        &first,
+        &steady_spec(dir.path(), &out),
+        &["--checkpoint-interval", "300ms", "--cores", "1"],
+    );
+    wait_state(&first, "steady", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
+    assert_eq!(
+        assignment_nodes(&got),
+        [leader],
+        "whole on the leader: {got}"
+    );
+    // Mid-run, after a seeded number of recorded checkpoints: SIGKILL the node that runs it.
+    let after = 1 + seed % 4;
+    wire_tests::cluster::wait_for("checkpoints of `steady`", Duration::from_secs(30), || {
+        let listed = wirectl_json(&first, &["checkpoint", "list", "steady"]);
+        match listed["checkpoints"].as_array().map_or(0, Vec::len) as u64 {
+            n if n >= after => Ok(()),
+            _ => Err(listed.to_string()),
+        }
+    });
+    let victim = nodes.iter_mut().find(|n| n.id == leader).expect("host");
+    victim.kill();
+    let survivor = endpoint_among(&nodes, leader);
+    wait_state(&survivor, "steady", "finished");
+    let got = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
+    let now = assignment_nodes(&got);
+    assert!(
+        now.len() == 1 && now[0] != leader,
+        "moved whole off the dead node: {got}"
+    );
+    assert!(got["version"].as_u64() > Some(1), "a new epoch: {got}");
+    let expected = reference_rows(dir.path(), steady_spec);
+    let rows = wire_tests::sorted_json_rows(&out);
+    assert_eq!(rows.len(), expected.len(), "every row once");
+    assert!(rows == expected, "the restored run's rows differ");
 }
 
 #[test]

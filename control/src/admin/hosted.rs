@@ -45,6 +45,14 @@ pub fn check_on_demand(name: &str, pipeline: &PipelineMeta, what: &str) -> Resul
              --checkpoint-interval"
         )));
     }
+    if crate::spread::checkpoints_in_parts(pipeline) {
+        // Every node triggers the same checkpoint ids in turn: one node's extra checkpoint
+        // would leave the others' ids behind.
+        return Err(Status::failed_precondition(format!(
+            "pipeline `{name}` is spread over nodes and checkpoints in parts, every              {interval} ms; a {what} on demand of a spread pipeline is not built yet",
+            interval = pipeline.options.checkpoint_interval_ms.unwrap_or_default()
+        )));
+    }
     if pipeline.desired == DesiredState::Paused || pipeline.actual == ActualState::Paused {
         return Err(paused(name, what));
     }

@@ -19,6 +19,10 @@ pub const CHECKPOINTS_KEPT: usize = 16;
 /// Savepoints kept per pipeline (the newest ones).
 pub const SAVEPOINTS_KEPT: usize = 64;
 
+/// Checkpoints of a spread pipeline whose parts are still being reported, kept per pipeline
+/// (the newest ones): a checkpoint one node never completes is dropped in the end.
+pub const PENDING_PARTS_KEPT: usize = 16;
+
 /// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
 /// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
 /// decode, with those options unset. Version 3 added the token commands (tags 12 and 13),
@@ -26,8 +30,9 @@ pub const SAVEPOINTS_KEPT: usize = 64;
 const COMMAND_VERSION: u8 = 4;
 
 /// Version byte that starts an encoded state snapshot (versions 1 and 2 still decode, as
-/// commands; version 3 added the tokens after the pipelines, none in older snapshots).
-const STATE_VERSION: u8 = 3;
+/// commands; version 3 added the tokens after the pipelines, none in older snapshots;
+/// version 4 added each pipeline's pending checkpoint parts).
+const STATE_VERSION: u8 = 4;
 
 /// The oldest command and snapshot version that still decodes.
 const OLDEST_VERSION: u8 = 1;
@@ -145,6 +150,11 @@ pub struct PipelineMeta {
     /// again under the same name is another incarnation, with checkpoints of its own. 0 for
     /// pipelines recorded before version 2 of the encoding.
     pub created_at_index: u64,
+    /// A spread pipeline's checkpoints that some of its nodes have completed their parts of,
+    /// by id, then node: where each part is (the node's part store). Once every node of the
+    /// assignment has, the checkpoint is complete and moves to `checkpoints`, its path the
+    /// parts' stores, one per line. Cleared when the assignment changes.
+    pub pending_parts: BTreeMap<u64, BTreeMap<u64, String>>,
 }
 
 /// The whole replicated metadata.
@@ -309,6 +319,7 @@ impl MetaState {
                 p.spec_yaml.clone_from(spec_yaml);
                 p.options = options.clone();
                 p.version += 1;
+                p.pending_parts.clear();
                 Some(p.version)
             }
             MetaCommand::SetDesired { name, desired } => {
@@ -339,7 +350,7 @@ impl MetaState {
                 path,
             } => {
                 self.check_fresh(name, *node, *version)?;
-                Some(self.record_checkpoint(name, *id, path)?)
+                Some(self.record_node_checkpoint(name, *node, *id, path)?)
             }
             MetaCommand::DeletePipeline { name } => {
                 self.pipelines.remove(name).ok_or_else(|| unknown(name))?;
@@ -479,6 +490,7 @@ impl MetaState {
             checkpoints: Vec::new(),
             savepoints: Vec::new(),
             created_at_index: index,
+            pending_parts: BTreeMap::new(),
         };
         self.pipelines.insert(name.to_owned(), meta);
         Ok(1)
@@ -524,6 +536,7 @@ impl MetaState {
         // what they still report of the old version is refused as stale.
         if !p.assignment.is_empty() && p.assignment != assignment {
             p.version += 1;
+            p.pending_parts.clear();
         }
         p.assignment = assignment.to_vec();
         Ok(p.version)
@@ -544,6 +557,42 @@ impl MetaState {
             });
         }
         Ok(())
+    }
+
+    /// Records checkpoint `id` that `node` completed: the whole checkpoint of a pipeline placed
+    /// on one node; one part of a spread pipeline's, which completes when every node of the
+    /// assignment has recorded its part of it.
+    fn record_node_checkpoint(
+        &mut self,
+        name: &str,
+        node: u64,
+        id: u64,
+        path: &str,
+    ) -> Result<u64, MetaError> {
+        let p = self.pipeline_mut(name)?;
+        let nodes: std::collections::BTreeSet<u64> = p.assignment.iter().map(|a| a.node).collect();
+        if nodes.len() < 2 {
+            return self.record_checkpoint(name, id, path);
+        }
+        if p.checkpoints.last().is_some_and(|last| id <= last.id) {
+            return Err(MetaError::Invalid {
+                reason: format!(
+                    "pipeline {name}: checkpoint {id} is not after the last complete one"
+                ),
+            });
+        }
+        let parts = p.pending_parts.entry(id).or_default();
+        parts.insert(node, path.to_owned());
+        if parts.len() < nodes.len() {
+            while p.pending_parts.len() > PENDING_PARTS_KEPT {
+                p.pending_parts.pop_first();
+            }
+            return Ok(p.version);
+        }
+        let stores: Vec<&str> = parts.values().map(String::as_str).collect();
+        let path = stores.join("\n");
+        p.pending_parts.retain(|pending, _| *pending > id);
+        self.record_checkpoint(name, id, &path)
     }
 
     fn record_checkpoint(&mut self, name: &str, id: u64, path: &str) -> Result<u64, MetaError> {
@@ -978,6 +1027,16 @@ fn encode_pipeline(w: &mut Writer, p: &PipelineMeta) {
     }
     // Version 2.
     w.u64(p.created_at_index);
+    // Version 4.
+    w.u32(u32::try_from(p.pending_parts.len()).expect("pending checkpoints over u32"));
+    for (id, parts) in &p.pending_parts {
+        w.u64(*id);
+        w.u32(u32::try_from(parts.len()).expect("parts over u32"));
+        for (node, path) in parts {
+            w.u64(*node);
+            w.str(path);
+        }
+    }
 }
 
 /// Decodes a pipeline written at snapshot format `format`.
@@ -1008,6 +1067,17 @@ fn decode_pipeline(r: &mut Reader<'_>, format: u8) -> Result<PipelineMeta, MetaE
         1 => 0,
         _ => r.u64("created_at_index")?,
     };
+    let mut pending_parts = BTreeMap::new();
+    if format >= 4 {
+        for _ in 0..r.count("pending checkpoints", 12)? {
+            let id = r.u64("pending checkpoint id")?;
+            let mut parts = BTreeMap::new();
+            for _ in 0..r.count("parts", 12)? {
+                parts.insert(r.u64("part node")?, r.string("part path")?);
+            }
+            pending_parts.insert(id, parts);
+        }
+    }
     Ok(PipelineMeta {
         spec_yaml,
         options,
@@ -1019,6 +1089,7 @@ fn decode_pipeline(r: &mut Reader<'_>, format: u8) -> Result<PipelineMeta, MetaE
         checkpoints,
         savepoints,
         created_at_index,
+        pending_parts,
     })
 }
 

@@ -197,6 +197,8 @@ fn main() -> ExitCode {
                 placement: None,
                 sink_subdir: None,
                 ingest_auth: None,
+                restore_parts: None,
+                spread_subdirs: Vec::new(),
                 pipeline,
                 cores,
                 data_dir,

@@ -291,8 +291,73 @@ fn tokens_apply_and_round_trip() {
     pipelines_only.apply(1, &create("a")).unwrap();
     let mut v2 = pipelines_only.encode();
     v2[0] = 2;
-    v2.truncate(v2.len() - 4);
+    // Without the pipeline's pending parts (version 4) and the tokens (version 3).
+    v2.truncate(v2.len() - 8);
     assert_eq!(MetaState::decode(&v2).unwrap(), pipelines_only);
+}
+
+/// A spread pipeline's checkpoint is complete once every node of its assignment has recorded
+/// its part; parts of an older version are refused, and a move forgets the pending ones.
+#[test]
+fn a_spread_checkpoint_completes_with_the_part_of_its_last_node() {
+    let mut state = MetaState::default();
+    let mut index = 0;
+    let mut apply = |state: &mut MetaState, command: MetaCommand| {
+        index += 1;
+        state.apply(index, &command)
+    };
+    for id in [1, 2, 3] {
+        let addr = format!("127.0.0.1:{id}");
+        apply(&mut state, MetaCommand::AddNode { id, addr }).unwrap();
+    }
+    apply(&mut state, create("p")).unwrap();
+    let on = |nodes: &[u64]| MetaCommand::SetAssignment {
+        name: "p".into(),
+        assignment: nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| Assignment {
+                key_group_start: i as u32 * 10,
+                key_group_end: i as u32 * 10 + 10,
+                node: *node,
+                core: 0,
+            })
+            .collect(),
+    };
+    apply(&mut state, on(&[1, 2, 3])).unwrap();
+    let part = |node: u64, version: u64, id: u64| MetaCommand::NodeCheckpoint {
+        node,
+        version,
+        name: "p".into(),
+        id,
+        path: format!("/store/p-v{version}-n{node}"),
+    };
+    apply(&mut state, part(1, 1, 1)).unwrap();
+    apply(&mut state, part(3, 1, 1)).unwrap();
+    apply(&mut state, part(1, 1, 2)).unwrap();
+    assert!(state.pipelines["p"].checkpoints.is_empty());
+    assert_eq!(MetaState::decode(&state.encode()).unwrap(), state);
+    apply(&mut state, part(2, 1, 1)).unwrap();
+    let p = &state.pipelines["p"];
+    assert_eq!(p.checkpoints.len(), 1);
+    assert_eq!(p.checkpoints[0].id, 1);
+    assert_eq!(
+        p.checkpoints[0].path,
+        "/store/p-v1-n1\n/store/p-v1-n2\n/store/p-v1-n3"
+    );
+    assert_eq!(p.pending_parts.keys().collect::<Vec<_>>(), [&2]);
+    // A part of a complete checkpoint comes too late.
+    assert!(apply(&mut state, part(2, 1, 1)).is_err());
+    // Moved off node 3: a new version, whose nodes start over.
+    apply(&mut state, on(&[1, 2, 1])).unwrap();
+    assert_eq!(state.pipelines["p"].version, 2);
+    assert!(state.pipelines["p"].pending_parts.is_empty());
+    assert!(apply(&mut state, part(3, 2, 2)).is_err());
+    assert!(apply(&mut state, part(2, 1, 2)).is_err());
+    apply(&mut state, part(1, 2, 2)).unwrap();
+    apply(&mut state, part(2, 2, 2)).unwrap();
+    assert_eq!(state.pipelines["p"].checkpoints.last().unwrap().id, 2);
+    assert_eq!(MetaState::decode(&state.encode()).unwrap(), state);
 }
 
 #[test]
@@ -324,6 +389,8 @@ struct Model {
     nodes: BTreeMap<u64, String>,
     /// Version, checkpoint ids and placement per pipeline.
     pipelines: BTreeMap<String, (u64, Vec<u64>, Vec<Assignment>)>,
+    /// A spread pipeline's checkpoints, by id, with the nodes that recorded their parts.
+    parts: BTreeMap<String, BTreeMap<u64, std::collections::BTreeSet<u64>>>,
 }
 
 impl Model {
@@ -338,6 +405,7 @@ impl Model {
                 true
             }
             MetaCommand::UpdatePipeline { name, .. } => {
+                self.parts.remove(name);
                 self.pipelines.get_mut(name).map(|p| p.0 += 1).is_some()
             }
             MetaCommand::SetDesired { name, .. } => self.pipelines.contains_key(name),
@@ -349,7 +417,10 @@ impl Model {
                 self.pipelines.contains_key(name)
                     && ((*actual == ActualState::Failed) == failure.is_some())
             }
-            MetaCommand::DeletePipeline { name } => self.pipelines.remove(name).is_some(),
+            MetaCommand::DeletePipeline { name } => {
+                self.parts.remove(name);
+                self.pipelines.remove(name).is_some()
+            }
             MetaCommand::SetAssignment { name, assignment } => {
                 let sorted = assignment
                     .windows(2)
@@ -363,6 +434,7 @@ impl Model {
                         // A move (not the first placement) is a new version.
                         if !p.2.is_empty() && p.2 != *assignment {
                             p.0 += 1;
+                            self.parts.remove(name);
                         }
                         p.2.clone_from(assignment);
                         true
@@ -389,7 +461,23 @@ impl Model {
                         && p.2.iter().any(|a| a.node == *node)
                         && p.1.last().is_none_or(|last| id > last) =>
                 {
-                    p.1.push(*id);
+                    let nodes: std::collections::BTreeSet<u64> =
+                        p.2.iter().map(|a| a.node).collect();
+                    if nodes.len() < 2 {
+                        p.1.push(*id);
+                        return true;
+                    }
+                    // A spread pipeline's checkpoint completes with its last node's part.
+                    let pending = self.parts.entry(name.clone()).or_default();
+                    pending.entry(*id).or_default().insert(*node);
+                    if pending[id] == nodes {
+                        pending.retain(|pending, _| pending > id);
+                        p.1.push(*id);
+                    } else {
+                        while pending.len() > PENDING_PARTS_KEPT {
+                            pending.pop_first();
+                        }
+                    }
                     true
                 }
                 _ => false,
@@ -546,6 +634,8 @@ proptest! {
                 prop_assert_eq!(p.version, *version);
                 let tail = &checkpoints[checkpoints.len().saturating_sub(CHECKPOINTS_KEPT)..];
                 prop_assert_eq!(p.checkpoints.iter().map(|c| c.id).collect::<Vec<_>>(), tail.to_vec());
+                let pending: Vec<u64> = model.parts.get(name).map(|parts| parts.keys().copied().collect()).unwrap_or_default();
+                prop_assert_eq!(p.pending_parts.keys().copied().collect::<Vec<_>>(), pending);
             }
             prop_assert_eq!(state.pipelines.len(), model.pipelines.len());
             // Snapshots and commands round-trip.
