@@ -271,23 +271,7 @@ async fn place(
         return;
     };
     let dead = crate::failover::dead_nodes(&status, state, led_for);
-    let live: Vec<u64> = status
-        .members
-        .iter()
-        .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
-        .map(|m| m.id)
-        .filter(|id| state.nodes.contains_key(id) && !dead.contains(id))
-        .collect();
-    let mut load: HashMap<u64, usize> = live.iter().map(|id| (*id, 0)).collect();
-    for pipeline in state.pipelines.values() {
-        if let Some(count) = pipeline
-            .assignment
-            .first()
-            .and_then(|a| load.get_mut(&a.node))
-        {
-            *count += 1;
-        }
-    }
+    let (live, mut load) = live_load(&status, state, &dead);
     if !dead.is_empty() {
         crate::failover::fail_over(meta, state, &dead, &mut load, shared_store).await;
     }
@@ -335,6 +319,33 @@ async fn place(
             Err(err) => tracing::warn!(pipeline = %name, error = %err, "cannot place pipeline"),
         }
     }
+}
+
+/// The live registered members (heard from lately, not dead), and how many pipelines each
+/// is the first node of.
+fn live_load(
+    status: &crate::raft::MetaStatus,
+    state: &MetaState,
+    dead: &std::collections::BTreeSet<u64>,
+) -> (Vec<u64>, HashMap<u64, usize>) {
+    let live: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
+        .map(|m| m.id)
+        .filter(|id| state.nodes.contains_key(id) && !dead.contains(id))
+        .collect();
+    let mut load: HashMap<u64, usize> = live.iter().map(|id| (*id, 0)).collect();
+    for pipeline in state.pipelines.values() {
+        if let Some(count) = pipeline
+            .assignment
+            .first()
+            .and_then(|a| load.get_mut(&a.node))
+        {
+            *count += 1;
+        }
+    }
+    (live, load)
 }
 
 /// The slots of `pipeline` dealt over the `live` nodes, when it can be spread over more than

@@ -687,7 +687,9 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(actual_tag(*actual));
             w.opt_str(failure.as_deref());
         }
-        MetaCommand::NodeReport { .. } => encode_node_report(w, cmd),
+        MetaCommand::NodeReport { .. } | MetaCommand::NodeCheckpoint { .. } => {
+            encode_node_command(w, cmd);
+        }
         MetaCommand::DeletePipeline { name } => {
             w.u8(5);
             w.str(name);
@@ -725,6 +727,26 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
         MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
             encode_token_command(w, cmd);
         }
+    }
+}
+
+/// What a node says of a pipeline it runs: its state, or a checkpoint it completed.
+fn encode_node_command(w: &mut Writer, cmd: &MetaCommand) {
+    match cmd {
+        MetaCommand::NodeReport {
+            node,
+            version,
+            name,
+            actual,
+            failure,
+        } => {
+            w.u8(11);
+            w.u64(*node);
+            w.u64(*version);
+            w.str(name);
+            w.u8(actual_tag(*actual));
+            w.opt_str(failure.as_deref());
+        }
         MetaCommand::NodeCheckpoint {
             node,
             version,
@@ -739,24 +761,7 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u64(*id);
             w.str(path);
         }
-    }
-}
-
-fn encode_node_report(w: &mut Writer, cmd: &MetaCommand) {
-    if let MetaCommand::NodeReport {
-        node,
-        version,
-        name,
-        actual,
-        failure,
-    } = cmd
-    {
-        w.u8(11);
-        w.u64(*node);
-        w.u64(*version);
-        w.str(name);
-        w.u8(actual_tag(*actual));
-        w.opt_str(failure.as_deref());
+        _ => {}
     }
 }
 
