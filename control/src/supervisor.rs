@@ -62,6 +62,8 @@ const RESTART_DELAY: Duration = Duration::from_secs(2);
 /// How long a node whose part of a spread, checkpointed pipeline finished waits for the
 /// pipeline to be recorded finished before it publishes its sinks' staged files.
 const PUBLISH_WAIT: Duration = Duration::from_secs(600);
+/// How long it still waits once its job is told to stop meanwhile.
+const STOPPED_PUBLISH_WAIT: Duration = Duration::from_secs(30);
 
 /// The jobs running on this node, by pipeline name: shared by the job threads (each lists
 /// itself once deployed and leaves when it ended) and the AdminService (which reads them).
@@ -388,43 +390,7 @@ fn reconcile(
     events: &mpsc::UnboundedSender<JobEvent>,
 ) {
     for (name, local) in jobs.iter_mut() {
-        let pipeline = state.pipelines.get(name);
-        let wanted = pipeline.filter(|p| placed_here(p, node.node));
-        let stop = match wanted {
-            None => true,
-            Some(p) => {
-                p.desired == DesiredState::Stopped
-                    || p.version != local.version
-                    || p.actual == ActualState::Failed
-            }
-        };
-        if stop && !local.stopping {
-            local.stopping = true;
-            let _ = local.commands.send(JobCommand::Stop);
-        }
-        if let Some(p) = wanted.filter(|_| local.in_parts) {
-            let complete = p.checkpoints.last().map_or(0, |c| c.id);
-            if complete > local.completed && !stop {
-                local.completed = complete;
-                let _ = local.commands.send(JobCommand::Complete(complete));
-            }
-            if p.actual == ActualState::Finished && !local.published {
-                local.published = true;
-                let _ = local.commands.send(JobCommand::Publish);
-            }
-        }
-        if let Some(p) = wanted.filter(|_| !local.stopping && !stop) {
-            let pause = p.desired == DesiredState::Paused;
-            if pause != local.paused {
-                local.paused = pause;
-                let command = if pause {
-                    JobCommand::Pause
-                } else {
-                    JobCommand::Resume
-                };
-                let _ = local.commands.send(command);
-            }
-        }
+        steer_local(node.node, state.pipelines.get(name), local);
     }
     for (name, pipeline) in &state.pipelines {
         if jobs.contains_key(name) || !placed_here(pipeline, node.node) {
@@ -451,6 +417,47 @@ fn reconcile(
                 let ended = JobEvent::Ended(name.clone(), pipeline.version, Err(err));
                 let _ = events.send(ended);
             }
+        }
+    }
+}
+
+/// Passes on to a running job what the metadata wants of its pipeline (`None`: deleted).
+fn steer_local(here: u64, pipeline: Option<&PipelineMeta>, local: &mut Local) {
+    let wanted = pipeline.filter(|p| placed_here(p, here));
+    let stop = match wanted {
+        None => true,
+        Some(p) => {
+            p.desired == DesiredState::Stopped
+                || p.version != local.version
+                || p.actual == ActualState::Failed
+        }
+    };
+    if stop && !local.stopping {
+        local.stopping = true;
+        let _ = local.commands.send(JobCommand::Stop);
+    }
+    let same = wanted.filter(|p| p.version == local.version);
+    if let Some(p) = same.filter(|_| local.in_parts) {
+        let complete = p.checkpoints.last().map_or(0, |c| c.id);
+        if complete > local.completed && !stop {
+            local.completed = complete;
+            let _ = local.commands.send(JobCommand::Complete(complete));
+        }
+        if p.actual == ActualState::Finished && !local.published {
+            local.published = true;
+            let _ = local.commands.send(JobCommand::Publish);
+        }
+    }
+    if let Some(p) = wanted.filter(|_| !local.stopping && !stop) {
+        let pause = p.desired == DesiredState::Paused;
+        if pause != local.paused {
+            local.paused = pause;
+            let command = if pause {
+                JobCommand::Pause
+            } else {
+                JobCommand::Resume
+            };
+            let _ = local.commands.send(command);
         }
     }
 }
@@ -579,46 +586,9 @@ fn launch(
         crate::spread::is_spread(pipeline) && crate::spread::primary(pipeline) != Some(node.node);
     let in_parts = crate::spread::checkpoints_in_parts(pipeline);
     if crate::spread::is_spread(pipeline) {
-        let placement = crate::spread::placement(state, name, pipeline, node.node, &node.hub)?;
-        args.cores = Some(placement.local.len());
-        args.sink_subdir = Some(format!("node-{}", node.node));
-        let mut subdirs: Vec<String> = pipeline
-            .assignment
-            .iter()
-            .map(|a| format!("node-{}", a.node))
-            .collect();
-        subdirs.sort();
-        subdirs.dedup();
-        args.spread_subdirs = subdirs;
-        args.placement = Some(placement);
+        spread_args(node, (state, name, pipeline), &mut args)?;
     }
-    if pipeline.created_at_index > 0 {
-        let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
-        args.checkpoint_dir = Some(dir.join(checkpoints));
-    }
-    // A store of the node's: this incarnation's part of it (S3: staged in the directory).
-    let mut store = node
-        .checkpoint_store
-        .as_ref()
-        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)));
-    if in_parts {
-        // This node's part store of this version; the restore comes from the metadata.
-        store = store.map(|root| crate::spread::part_store(&root, pipeline.version, node.node));
-        let staging = format!(
-            "checkpoints-{}-v{}",
-            pipeline.created_at_index, pipeline.version
-        );
-        args.checkpoint_dir = Some(dir.join(staging));
-        args.restore_parts = pipeline.checkpoints.last().map(|c| (c.id, c.path.clone()));
-        if let Some(checkpoints) = args.checkpoints.as_mut() {
-            checkpoints.retained += PARTS_SLACK;
-        }
-    }
-    match store {
-        Some(StoreUrl::Dir(store)) => args.checkpoint_dir = Some(store),
-        Some(s3) => args.checkpoint_store = Some(s3),
-        None => {}
-    }
+    store_args(node, (name, pipeline), &dir, &mut args);
     let (commands, inbox) = crossbeam_channel::unbounded();
     let paused = pipeline.desired == DesiredState::Paused;
     if paused {
@@ -651,6 +621,63 @@ fn launch(
         completed: 0,
         published: false,
     })
+}
+
+/// What node `node` runs of spread pipeline `name`: its slots, its sink subdirectory.
+fn spread_args(
+    node: &Supervised,
+    (state, name, pipeline): (&MetaState, &str, &PipelineMeta),
+    args: &mut RunArgs,
+) -> Result<(), String> {
+    let placement = crate::spread::placement(state, name, pipeline, node.node, &node.hub)?;
+    args.cores = Some(placement.local.len());
+    args.sink_subdir = Some(format!("node-{}", node.node));
+    let mut subdirs: Vec<String> = pipeline
+        .assignment
+        .iter()
+        .map(|a| format!("node-{}", a.node))
+        .collect();
+    subdirs.sort();
+    subdirs.dedup();
+    args.spread_subdirs = subdirs;
+    args.placement = Some(placement);
+    Ok(())
+}
+
+/// Where pipeline `name` (whose files are in `dir`) keeps its checkpoints on this node: this
+/// incarnation's directory, or its place in the shared store (S3: staged in the directory);
+/// a spread pipeline's part store of this version, restoring what the metadata says.
+fn store_args(
+    node: &Supervised,
+    (name, pipeline): (&str, &PipelineMeta),
+    dir: &Path,
+    args: &mut RunArgs,
+) {
+    if pipeline.created_at_index > 0 {
+        let checkpoints = format!("checkpoints-{}", pipeline.created_at_index);
+        args.checkpoint_dir = Some(dir.join(checkpoints));
+    }
+    let mut store = node
+        .checkpoint_store
+        .as_ref()
+        .map(|store| store.join(&format!("{name}-{}", pipeline.created_at_index)));
+    if crate::spread::checkpoints_in_parts(pipeline) {
+        store = store.map(|root| crate::spread::part_store(&root, pipeline.version, node.node));
+        let staging = format!(
+            "checkpoints-{}-v{}",
+            pipeline.created_at_index, pipeline.version
+        );
+        args.checkpoint_dir = Some(dir.join(staging));
+        args.restore_parts = pipeline.checkpoints.last().map(|c| (c.id, c.path.clone()));
+        if let Some(checkpoints) = args.checkpoints.as_mut() {
+            checkpoints.retained += PARTS_SLACK;
+        }
+    }
+    match store {
+        Some(StoreUrl::Dir(store)) => args.checkpoint_dir = Some(store),
+        Some(s3) => args.checkpoint_store = Some(s3),
+        None => {}
+    }
 }
 
 /// Removes the checkpoint directories (`checkpoints-<index>`) of the pipelines deleted before
@@ -867,7 +894,7 @@ impl JobThread {
     /// finished, then publishes; a stop (the pipeline failed, moved or changed) publishes
     /// nothing: the restored run writes those rows again.
     fn publish_when_finished(&self) {
-        let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+        let mut deadline = std::time::Instant::now() + PUBLISH_WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.inbox.recv_timeout(left) {
@@ -877,9 +904,15 @@ impl JobThread {
                     }
                     return;
                 }
-                Ok(JobCommand::Stop) | Err(_) => {
+                Err(_) => {
                     tracing::warn!(pipeline = %self.name, "the sinks' last files stay staged: the pipeline did not finish");
                     return;
+                }
+                // Stopped while it waits: the pipeline was stopped (its end is still recorded
+                // soon) or replaced (then no `Publish` comes): wait a little longer only.
+                Ok(JobCommand::Stop) => {
+                    let soon = std::time::Instant::now() + STOPPED_PUBLISH_WAIT;
+                    deadline = deadline.min(soon);
                 }
                 Ok(_) => {}
             }
