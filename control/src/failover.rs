@@ -11,8 +11,9 @@
 //! - it checkpoints into the cluster's shared checkpoint store (`--checkpoint-store`, which
 //!   every node must be given alike) and has no `ingest` source: a pipeline placed whole is
 //!   moved onto the live node running the fewest pipelines; a pipeline spread over nodes has
-//!   its slots dealt again over the live nodes (as many slots as before, so each keeps its
-//!   key groups). The move is a new version of the pipeline (its next epoch): the new nodes
+//!   its slots dealt again over the live nodes (as many as before, but no more than the live
+//!   nodes' cores: the leader's core count per node; state is restored by key group, so any
+//!   slot count restores it). The move is a new version of the pipeline (its next epoch): the new nodes
 //!   restore it from its last complete checkpoint in the store (every part of it, for a
 //!   spread pipeline), and what the old nodes still report of the old version is refused as
 //!   stale.
@@ -118,13 +119,14 @@ fn has_ingest_source(pipeline: &PipelineMeta) -> bool {
 }
 
 /// Moves or fails the pipelines that should run and have a slot on one of the `dead` nodes;
-/// `load` counts the pipelines on each live node (and is updated by the moves).
+/// `load` counts the pipelines on each live node (and is updated by the moves); a spread
+/// pipeline gets at most `cores` slots per live node.
 pub async fn fail_over(
     meta: &MetaHandle,
     state: &MetaState,
     dead: &BTreeSet<u64>,
     load: &mut HashMap<u64, usize>,
-    shared_store: bool,
+    (shared_store, cores): (bool, usize),
 ) {
     for (name, pipeline) in &state.pipelines {
         if !crate::supervisor::should_run(pipeline) {
@@ -152,7 +154,7 @@ pub async fn fail_over(
                 }
                 live.sort_unstable();
                 let key_groups = pipeline.assignment.last().map_or(0, |a| a.key_group_end);
-                let slots = pipeline.assignment.len();
+                let slots = pipeline.assignment.len().min(cores.max(1) * live.len());
                 MetaCommand::SetAssignment {
                     name: name.clone(),
                     assignment: crate::spread::deal(&live, slots, key_groups),

@@ -353,6 +353,89 @@ mod tests {
         }
     }
 
+    /// One node's part of checkpoint 4: `slot`'s instance of operator `agg` and `partition`
+    /// of source `bids` (and, on slot 0 only, operator `only0`).
+    fn part(slot: usize, partition: u32) -> Checkpoint {
+        use wire_storage::checkpoint::{InstanceState, OperatorState, SourcePosition, SourceState};
+        let instance = InstanceState {
+            core: slot,
+            sections: Vec::new(),
+            delta: false,
+        };
+        let mut operators = vec![OperatorState {
+            name: "agg".into(),
+            kind: "tumbling window".into(),
+            instances: vec![instance.clone()],
+        }];
+        if slot == 0 {
+            operators.push(OperatorState {
+                name: "only0".into(),
+                kind: "top".into(),
+                instances: vec![instance],
+            });
+        }
+        Checkpoint {
+            id: 4,
+            pipeline: "p".into(),
+            cores: 3,
+            max_parallelism: 128,
+            last: false,
+            base: None,
+            completed_ms: i64::from(partition),
+            sources: vec![SourceState {
+                name: "bids".into(),
+                partitions: 3,
+                positions: vec![SourcePosition {
+                    partition,
+                    position: u64::from(partition) * 100,
+                    line: 0,
+                }],
+            }],
+            operators,
+        }
+    }
+
+    #[test]
+    fn parts_merge_into_one_checkpoint_in_slot_and_partition_order() {
+        let merged = merge_parts(vec![part(2, 2), part(0, 0), part(1, 1)]).expect("parts");
+        let positions: Vec<u32> = merged.sources[0]
+            .positions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(positions, [0, 1, 2]);
+        assert_eq!(merged.sources.len(), 1);
+        let agg: Vec<usize> = merged.operators[0]
+            .instances
+            .iter()
+            .map(|i| i.core)
+            .collect();
+        assert_eq!(
+            (merged.operators[0].name.as_str(), agg),
+            ("agg", vec![0, 1, 2])
+        );
+        assert_eq!(merged.operators[1].name, "only0");
+        assert_eq!(merged.completed_ms, 2);
+        assert!(merge_parts(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn parts_are_read_from_the_stores_their_locations_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut locations = Vec::new();
+        for slot in 0..2 {
+            let store = CheckpointStore::open(dir.path().join(format!("part-v1-n{slot}")), 3)
+                .expect("store");
+            store.write(&part(slot, slot as u32)).expect("write");
+            locations.push(store.location_of(4).display().to_string());
+        }
+        let staging = dir.path().join("staging");
+        let merged = read_parts(4, &locations.join("\n"), &staging).expect("read");
+        assert_eq!(merged.sources[0].positions.len(), 2);
+        let missing = read_parts(5, &locations.join("\n"), &staging).expect_err("no 5");
+        assert!(missing.contains("checkpoint 5, part in"), "{missing}");
+    }
+
     #[test]
     fn the_exchange_listens_on_the_next_port() {
         assert_eq!(

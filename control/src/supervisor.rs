@@ -275,7 +275,7 @@ async fn place(
     let dead = crate::failover::dead_nodes(&status, state, led_for);
     let (live, mut load) = live_load(&status, state, &dead);
     if !dead.is_empty() {
-        crate::failover::fail_over(meta, state, &dead, &mut load, shared_store).await;
+        crate::failover::fail_over(meta, state, &dead, &mut load, (shared_store, cores)).await;
     }
     for (name, pipeline) in &state.pipelines {
         // A pipeline on a node that was removed is placed again (it starts over there: its
