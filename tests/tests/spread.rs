@@ -233,11 +233,7 @@ fn a_checkpointed_spread_pipeline_survives_the_leader_being_killed() {
 fn killed_under_a_spread_pipeline(leader: bool) {
     let seed = kill_seed() + u64::from(leader);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let store = format!("file://{}", dir.path().join("store").display());
-    let extra = ["--checkpoint-store".to_string(), store];
-    let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
-    let first = endpoint(&nodes);
-    let led = wait_for_leader(&nodes, ELECTION);
+    let (mut nodes, first, led) = cluster_with_store(dir.path());
     let out = dir.path().join("out");
     create(
         &first,
@@ -253,14 +249,7 @@ fn killed_under_a_spread_pipeline(leader: bool) {
         (false, 1) => 2,
         (false, _) => 1,
     };
-    let after = 1 + seed % 4;
-    wire_tests::cluster::wait_for("checkpoints of `steady`", Duration::from_secs(30), || {
-        let listed = wirectl_json(&first, &["checkpoint", "list", "steady"]);
-        match listed["checkpoints"].as_array().map_or(0, Vec::len) as u64 {
-            n if n >= after => Ok(()),
-            _ => Err(listed.to_string()),
-        }
-    });
+    wait_for_checkpoints(&first, 1 + seed % 4);
     let victim = nodes
         .iter_mut()
         .find(|n| n.id == victim_id)
@@ -295,6 +284,28 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     assert_eq!(got["state"], "finished", "{got}");
 }
 
+/// Waits until `steady` has `after` complete checkpoints.
+fn wait_for_checkpoints(endpoint: &str, after: u64) {
+    wire_tests::cluster::wait_for("checkpoints of `steady`", Duration::from_secs(30), || {
+        let listed = wirectl_json(endpoint, &["checkpoint", "list", "steady"]);
+        match listed["checkpoints"].as_array().map_or(0, Vec::len) as u64 {
+            n if n >= after => Ok(()),
+            _ => Err(listed.to_string()),
+        }
+    });
+}
+
+/// Three nodes that write checkpoints to one store in `dir` (so any can restore them); an
+/// endpoint and the leader.
+fn cluster_with_store(dir: &Path) -> (Vec<WireNode>, String, u64) {
+    let store = format!("file://{}", dir.join("store").display());
+    let extra = ["--checkpoint-store".to_string(), store];
+    let nodes = wire_tests::cluster::start_cluster_with(dir, 3, &extra);
+    let first = endpoint(&nodes);
+    let leader = wait_for_leader(&nodes, ELECTION);
+    (nodes, first, leader)
+}
+
 /// The distinct nodes of a `pipeline get` answer's assignment, sorted.
 fn assignment_nodes(got: &serde_json::Value) -> Vec<u64> {
     let mut nodes: Vec<u64> = got["assignment"]
@@ -312,12 +323,7 @@ fn assignment_nodes(got: &serde_json::Value) -> Vec<u64> {
 fn a_checkpointed_pipeline_on_the_leader_is_restored_whole_when_the_leader_is_killed() {
     let seed = kill_seed() + 2;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    // Every node writes checkpoints to the same store, so any can restore them.
-    let store = format!("file://{}", dir.path().join("store").display());
-    let extra = ["--checkpoint-store".to_string(), store];
-    let mut nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &extra);
-    let first = endpoint(&nodes);
-    let leader = wait_for_leader(&nodes, ELECTION);
+    let (mut nodes, first, leader) = cluster_with_store(dir.path());
     // The leader places a pipeline on the node running the fewest (the lowest id among
     // equals): pipelines that end at once fill the nodes before the one wanted. One core
     // (one slot) keeps the pipeline whole on one node.
@@ -340,14 +346,7 @@ fn a_checkpointed_pipeline_on_the_leader_is_restored_whole_when_the_leader_is_ki
         "whole on the leader: {got}"
     );
     // Mid-run, after a seeded number of recorded checkpoints: SIGKILL the node that runs it.
-    let after = 1 + seed % 4;
-    wire_tests::cluster::wait_for("checkpoints of `steady`", Duration::from_secs(30), || {
-        let listed = wirectl_json(&first, &["checkpoint", "list", "steady"]);
-        match listed["checkpoints"].as_array().map_or(0, Vec::len) as u64 {
-            n if n >= after => Ok(()),
-            _ => Err(listed.to_string()),
-        }
-    });
+    wait_for_checkpoints(&first, 1 + seed % 4);
     let victim = nodes.iter_mut().find(|n| n.id == leader).expect("host");
     victim.kill();
     let survivor = endpoint_among(&nodes, leader);
