@@ -52,7 +52,7 @@ pub fn spreadable(pipeline: &PipelineMeta) -> Option<u32> {
     if pipeline.options.checkpoint_interval_ms.is_some() {
         return None;
     }
-    let spec = PipelineSpec::parse("pipeline.yaml", &pipeline.spec_yaml).ok()?;
+    let spec = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
     let ingest = plan
         .sources
