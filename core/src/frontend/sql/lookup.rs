@@ -13,12 +13,17 @@ use crate::frontend::spec::{
     ExprText, LookupSpec, Named, Pos, SourceKind,
 };
 
-/// The table factor of a join whose table is followed by `FOR SYSTEM_TIME AS OF`, if it is one.
+/// Whether the join's table is followed by `FOR SYSTEM_TIME AS OF` (a temporal join).
 pub(super) fn is_temporal(lower: &Lower, join: &Join) -> bool {
     match &join.relation {
-        TableFactor::Table { name, .. } => {
+        TableFactor::Table { name, alias, .. } => {
+            // `t FOR SYSTEM_TIME AS OF x [AS s]`, or `t AS s FOR SYSTEM_TIME AS OF x`.
             let pos = name_pos(name, Pos { line: 0, column: 0 });
-            lower.temporals.iter().any(|t| t.table_pos == pos)
+            let alias_pos = alias.as_ref().map(|a| super::pos_of(a.name.span.start));
+            lower
+                .temporals
+                .iter()
+                .any(|t| t.table_pos == pos || Some(t.table_pos) == alias_pos)
         }
         _ => false,
     }

@@ -155,8 +155,12 @@ fn is_system_time(tokens: &[TokenWithSpan], at: usize) -> bool {
 
 /// The index of the last token of `FOR SYSTEM_TIME AS OF col` (`col` may be qualified).
 fn temporal_end(tokens: &[TokenWithSpan], at: usize) -> Result<usize, SqlError> {
+    const AFTER: [&str; 10] = [
+        "ON", "AS", "WHERE", "JOIN", "INNER", "LEFT", "GROUP", "UNION", "USING", "CROSS",
+    ];
     let mut end = at + 4;
-    if tokens.get(end).and_then(word).is_none() {
+    let column = tokens.get(end).filter(|t| !AFTER.iter().any(|k| is_word(t, k)));
+    if column.and_then(word).is_none() {
         return Err(SqlError {
             pos: pos_of(tokens[at].span.start),
             message: "expected a time column after `FOR SYSTEM_TIME AS OF`".into(),

@@ -351,7 +351,13 @@ impl Lower {
     /// The select list as a `map` or `project`, or nothing when it keeps the input as it is.
     fn projection(&mut self, items: &[SelectItem], rel: Rel, at: Pos) -> Result<Rel, SqlError> {
         let (star, outputs) = select_items(items, at)?;
-        let fields = self.fields_of(&rel.name, at)?;
+        let mut fields = self.fields_of(&rel.name, at)?;
+        // An update stream's leading `op` passes through every projection.
+        if fields.first().is_some_and(|f| f == "op")
+            && !outputs.iter().any(|(n, _)| n.name == "op")
+        {
+            fields.remove(0);
+        }
         let mut pairs = Vec::new();
         for (named, e) in outputs {
             let text = expr::lower(e, &rel.scope, &format!("SELECT {}", named.name), at)?;

@@ -507,7 +507,7 @@ mod tests {
         let e = session.execute("CREATE TABLE bid (a BIGINT) WITH ('connector' = 'nexmark')");
         assert!(e.expect_err("twice").message.contains("already exists"));
         let e = session
-            .execute("CREATE TABLE t (a BIGINT) WITH ('connector' = 'nexmark', 'evnts' = '1')")
+            .execute("CREATE TABLE t (a BIGINT) WITH ('connector' = 'nexmark', 'stream' = 'bid', 'evnts' = '1')")
             .expect_err("bad option");
         assert!(e.within.is_none() && e.pos.is_some(), "{e}");
         assert!(e.message.contains("did you mean `events`"), "{e}");
