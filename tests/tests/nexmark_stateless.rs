@@ -301,7 +301,10 @@ fn q10(name: &str, cores: usize) {
     let rate = if name.ends_with(".sql") {
         ("'events_per_second' = '100'", "'events_per_second' = '5'")
     } else {
-        ("\n    events_per_second: 100\n", "\n    events_per_second: 5\n")
+        (
+            "\n    events_per_second: 100\n",
+            "\n    events_per_second: 5\n",
+        )
     };
     let yaml = edit(&yaml, rate.0, rate.1);
     run_wire(&yaml, dir.path(), cores);

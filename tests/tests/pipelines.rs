@@ -174,7 +174,12 @@ fn q14_filters_classifies_and_counts() {
 #[test]
 fn q14_in_sql_at_one_and_two_cores() {
     for cores in [1, 2] {
-        q14("nexmark/sql/q14.sql", "'events' = '10M'", "'events' = '300000'", cores);
+        q14(
+            "nexmark/sql/q14.sql",
+            "'events' = '10M'",
+            "'events' = '300000'",
+            cores,
+        );
     }
 }
 

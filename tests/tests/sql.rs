@@ -411,7 +411,11 @@ fn wirectl_creates_a_sql_pipeline_that_the_node_lowers_and_runs() {
     let pipeline = wirectl_json(&endpoint, &["pipeline", "get", "q5"]);
     assert_eq!(pipeline["spec"].as_str(), Some(sql.as_str()), "{pipeline}");
     let list = wirectl_json(&endpoint, &["pipeline", "list"]);
-    assert_eq!(list["pipelines"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        list["pipelines"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
 }
 
 /// `wire sql` with `stdin` as its standard input (not a terminal): its exit status, stdout and
@@ -499,13 +503,15 @@ fn the_sql_shell_reads_statements_from_stdin_and_prints_rows() {
     let mut got = tables[3].clone();
     got.sort();
     assert_eq!(got, expected);
-    assert!(stdout.contains(&format!("{} rows\n", expected.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} rows\n", expected.len())),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_sql_shell_script_stops_at_the_first_error_naming_line_and_column() {
-    let script =
-        format!("{SHELL_BID}SELECT auction,\n  prise FROM bid;\nSHOW TABLES;\n");
+    let script = format!("{SHELL_BID}SELECT auction,\n  prise FROM bid;\nSHOW TABLES;\n");
     let output = shell(&script);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -514,7 +520,10 @@ fn a_sql_shell_script_stops_at_the_first_error_naming_line_and_column() {
         stderr.contains("[ERROR] line 2, column 3: unknown field `prise`; did you mean `price`?"),
         "{stderr}"
     );
-    assert!(!stdout.contains("| bid"), "SHOW TABLES ran after the error: {stdout}");
+    assert!(
+        !stdout.contains("| bid"),
+        "SHOW TABLES ran after the error: {stdout}"
+    );
 }
 
 #[test]
@@ -522,7 +531,8 @@ fn ctrl_c_stops_the_running_query_not_the_shell() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::process::CommandExt;
     // An unbounded source: the query runs until Ctrl-C.
-    let unbounded = "CREATE TABLE bid (auction BIGINT, price BIGINT) WITH ('connector' = 'nexmark', \
+    let unbounded =
+        "CREATE TABLE bid (auction BIGINT, price BIGINT) WITH ('connector' = 'nexmark', \
          'stream' = 'bid', 'seed' = '1', 'events_per_second' = '200');\n";
     let mut child = Command::new(wire_bin())
         .current_dir(repo_root())

@@ -185,7 +185,10 @@ impl Shell {
                     .collect();
                 print_table(&["name", "type", "null"], &rows);
             }
-            Action::Set { key, value: Some(value) } => println!("[INFO] set '{key}' = '{value}'"),
+            Action::Set {
+                key,
+                value: Some(value),
+            } => println!("[INFO] set '{key}' = '{value}'"),
             Action::Set { key, value: None } if key.is_empty() => {
                 println!("[INFO] every setting reset")
             }
@@ -221,7 +224,11 @@ impl Shell {
         println!("Wire SQL shell. Statements end with `;`. Type HELP; for help, QUIT; to leave.");
         let mut text = String::new();
         loop {
-            let prompt = if text.trim().is_empty() { "wire> " } else { "   -> " };
+            let prompt = if text.trim().is_empty() {
+                "wire> "
+            } else {
+                "   -> "
+            };
             match editor.readline(prompt) {
                 Ok(line) => {
                     text.push_str(&line);
@@ -246,7 +253,10 @@ impl Shell {
         }
         if let Some(path) = &history {
             if let Err(err) = editor.save_history(path) {
-                eprintln!("warning: cannot save the history to {}: {err}", path.display());
+                eprintln!(
+                    "warning: cannot save the history to {}: {err}",
+                    path.display()
+                );
             }
         }
     }
@@ -254,11 +264,8 @@ impl Shell {
     /// Runs a `SELECT` (printing its rows) or an `INSERT` (to its end) as `wire run`.
     fn run_query(&mut self, run: &Run) -> Result<(), Failed> {
         self.queries += 1;
-        let dir = std::env::temp_dir().join(format!(
-            "wire-sql-{}-{}",
-            std::process::id(),
-            self.queries
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("wire-sql-{}-{}", std::process::id(), self.queries));
         let result = self.run_in(&dir, run);
         let _ = std::fs::remove_dir_all(&dir);
         match result {
@@ -297,7 +304,11 @@ impl Shell {
             .arg(dir.join("data"))
             .arg(&file)
             .stdin(Stdio::null())
-            .stdout(if select { Stdio::piped() } else { Stdio::inherit() })
+            .stdout(if select {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the query: {e}"))?;
@@ -314,7 +325,9 @@ impl Shell {
         } else {
             self.wait(&mut child)
         };
-        let status = child.wait().map_err(|e| format!("waiting for the query: {e}"))?;
+        let status = child
+            .wait()
+            .map_err(|e| format!("waiting for the query: {e}"))?;
         let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
         if ended.why == Stop::Done && !status.success() {
             let why = stderr
@@ -322,7 +335,11 @@ impl Shell {
                 .filter(|l| l.starts_with("error"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let why = if why.is_empty() { stderr.trim().to_string() } else { why };
+            let why = if why.is_empty() {
+                stderr.trim().to_string()
+            } else {
+                why
+            };
             return Err(format!("the query failed ({status}): {why}"));
         }
         Ok(ended)
@@ -414,8 +431,7 @@ fn stop(child: &mut Child) {
 
 /// The values of a JSON-lines row in `columns` order, as text (`NULL` for null).
 fn row_values(line: &str, columns: &[String]) -> Vec<String> {
-    let Ok(serde_json::Value::Object(row)) = serde_json::from_str::<serde_json::Value>(line)
-    else {
+    let Ok(serde_json::Value::Object(row)) = serde_json::from_str::<serde_json::Value>(line) else {
         return vec![line.to_string()];
     };
     columns

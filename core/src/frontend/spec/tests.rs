@@ -349,5 +349,8 @@ fn stored_text_keeps_its_language_and_name() {
                INSERT INTO out SELECT * FROM bid;";
     let spec = PipelineSpec::parse_stored("q5", sql).expect("stored SQL parses");
     assert_eq!(spec.name, "q5");
-    assert_eq!(PipelineSpec::parse_stored("q5", Q2).expect("YAML").name, "q2");
+    assert_eq!(
+        PipelineSpec::parse_stored("q5", Q2).expect("YAML").name,
+        "q2"
+    );
 }

@@ -174,11 +174,7 @@ fn details(out: &mut String, kind: &OperatorKind) {
         OperatorKind::Lookup(l) => {
             let k: Vec<&str> = l.key.iter().map(|e| e.text.as_str()).collect();
             let t: Vec<&str> = l.table_key.iter().map(|n| n.name.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "  table: {} (read once at start)",
-                l.path.display()
-            );
+            let _ = writeln!(out, "  table: {} (read once at start)", l.path.display());
             let _ = writeln!(out, "  keys: [{}] = table [{}]", k.join(", "), t.join(", "));
         }
         _ => {}

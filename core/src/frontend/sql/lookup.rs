@@ -9,9 +9,7 @@ use sqlparser::ast::{BinaryOperator, Expr, Join, TableFactor};
 use super::expr::{self, Scope};
 use super::query::{join_condition, refers_to, relation, split_and, Lower, Relation};
 use super::{err, name_pos, object_name, SqlError};
-use crate::frontend::spec::{
-    ExprText, LookupSpec, Named, Pos, SourceKind,
-};
+use crate::frontend::spec::{ExprText, LookupSpec, Named, Pos, SourceKind};
 
 /// Whether the join's table is followed by `FOR SYSTEM_TIME AS OF` (a temporal join).
 pub(super) fn is_temporal(lower: &Lower, join: &Join) -> bool {
@@ -43,7 +41,12 @@ pub(super) fn lookup_join(
     let pos = name_pos(name, at);
     let on = join_condition(join, at)?;
     let Some(table) = lower.table(&table_name) else {
-        return err(pos, format!("a temporal join looks up a table made by CREATE TABLE; `{table_name}` is not one"));
+        return err(
+            pos,
+            format!(
+                "a temporal join looks up a table made by CREATE TABLE; `{table_name}` is not one"
+            ),
+        );
     };
     let source = table.source(lower.file())?;
     let SourceKind::File(file) = source.kind else {
@@ -57,7 +60,12 @@ pub(super) fn lookup_join(
     let (key, table_key) = lookup_keys(on, left_scope, &scope, at)?;
     let shown = scope.qualifiers.last().cloned().unwrap_or(table_name);
     let prefix = format!("{shown}_");
-    let table_fields: Vec<String> = file.schema.fields().iter().map(|f| f.name.clone()).collect();
+    let table_fields: Vec<String> = file
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
     let spec = LookupSpec {
         path: file.path,
         path_pos: file.path_pos,
@@ -98,7 +106,12 @@ fn lookup_keys(
     let (mut key, mut table_key) = (Vec::new(), Vec::new());
     for condition in conjuncts {
         let pos = expr::start_of(condition).unwrap_or(at);
-        let Expr::BinaryOp { left: l, op: BinaryOperator::Eq, right: r } = condition else {
+        let Expr::BinaryOp {
+            left: l,
+            op: BinaryOperator::Eq,
+            right: r,
+        } = condition
+        else {
             return err(pos, format!("a temporal join's conditions must be equalities of a left expression and a table column; `{condition}` is not supported (filter after the join)"));
         };
         let (outer, column) = if refers_to(r, table) { (l, r) } else { (r, l) };
@@ -109,7 +122,10 @@ fn lookup_keys(
             return err(pos, format!("`{condition}`: one side must be a column of the looked-up table, qualified by its name or alias"));
         };
         if refers_to(outer, table) {
-            return err(pos, format!("`{condition}`: the other side must be over the left input only"));
+            return err(
+                pos,
+                format!("`{condition}`: the other side must be over the left input only"),
+            );
         }
         key.push(expr::lower(outer, left, "JOIN ON", at)?);
         table_key.push(Named {

@@ -159,14 +159,18 @@ fn temporal_end(tokens: &[TokenWithSpan], at: usize) -> Result<usize, SqlError> 
         "ON", "AS", "WHERE", "JOIN", "INNER", "LEFT", "GROUP", "UNION", "USING", "CROSS",
     ];
     let mut end = at + 4;
-    let column = tokens.get(end).filter(|t| !AFTER.iter().any(|k| is_word(t, k)));
+    let column = tokens
+        .get(end)
+        .filter(|t| !AFTER.iter().any(|k| is_word(t, k)));
     if column.and_then(word).is_none() {
         return Err(SqlError {
             pos: pos_of(tokens[at].span.start),
             message: "expected a time column after `FOR SYSTEM_TIME AS OF`".into(),
         });
     }
-    while tokens.get(end + 1).is_some_and(|t| t.token == Token::Period)
+    while tokens
+        .get(end + 1)
+        .is_some_and(|t| t.token == Token::Period)
         && tokens.get(end + 2).and_then(word).is_some()
     {
         end += 2;

@@ -16,8 +16,8 @@ use super::prep::{Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
-    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, OperatorKind, OperatorSpec, Origin,
-    PipelineSpec, Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, OperatorKind, OperatorSpec,
+    Origin, PipelineSpec, Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
 };
 use crate::time::window::{TimeDomain, WindowKind};
 
@@ -353,8 +353,7 @@ impl Lower {
         let (star, outputs) = select_items(items, at)?;
         let mut fields = self.fields_of(&rel.name, at)?;
         // An update stream's leading `op` passes through every projection.
-        if fields.first().is_some_and(|f| f == "op")
-            && !outputs.iter().any(|(n, _)| n.name == "op")
+        if fields.first().is_some_and(|f| f == "op") && !outputs.iter().any(|(n, _)| n.name == "op")
         {
             fields.remove(0);
         }
@@ -699,9 +698,20 @@ fn join_keys(
 }
 
 /// `r.t BETWEEN l.lower AND l.upper`: a right column, bounds over the left row.
-fn interval_bounds(condition: &Expr, left: &Rel, right: &Rel, at: Pos) -> Result<Between, SqlError> {
+fn interval_bounds(
+    condition: &Expr,
+    left: &Rel,
+    right: &Rel,
+    at: Pos,
+) -> Result<Between, SqlError> {
     let pos = expr::start_of(condition).unwrap_or(at);
-    let Expr::Between { expr: column, negated: false, low, high } = condition else {
+    let Expr::Between {
+        expr: column,
+        negated: false,
+        low,
+        high,
+    } = condition
+    else {
         return err(pos, "`NOT BETWEEN` cannot bound an interval join");
     };
     let name = match column.as_ref() {
@@ -713,7 +723,10 @@ fn interval_bounds(condition: &Expr, left: &Rel, right: &Rel, at: Pos) -> Result
         return err(pos, format!("an interval join tests the right side's event time: write `{}.time_column BETWEEN left.lower AND left.upper`", right.scope.qualifiers.last().map_or("right", String::as_str)));
     };
     if refers_to(low, &right.scope) || refers_to(high, &right.scope) {
-        return err(pos, "the bounds of an interval join are expressions over the left side's columns");
+        return err(
+            pos,
+            "the bounds of an interval join are expressions over the left side's columns",
+        );
     }
     let lower = expr::lower(low, &left.scope, "JOIN ON", at)?;
     let upper = expr::lower(high, &left.scope, "JOIN ON", at)?;

@@ -246,9 +246,16 @@ impl Session {
     /// A table that reads (any connector but the sink-only ones) must decode as a source.
     fn check_table(&self, name: &str, statement: &str) -> Result<(), SessionError> {
         let lower = statement.to_ascii_lowercase();
-        let sink_only = ["blackhole", "print", "stdout", "postgres", "jdbc", "elasticsearch"]
-            .iter()
-            .any(|c| lower.contains(&format!("'{c}'")));
+        let sink_only = [
+            "blackhole",
+            "print",
+            "stdout",
+            "postgres",
+            "jdbc",
+            "elasticsearch",
+        ]
+        .iter()
+        .any(|c| lower.contains(&format!("'{c}'")));
         if sink_only {
             return Ok(());
         }
@@ -261,9 +268,8 @@ impl Session {
     }
 
     fn select(&self, statement: &str) -> Result<Action, SessionError> {
-        let sink = format!(
-            "CREATE TABLE {SHELL_SINK} WITH ('connector' = 'print', 'format' = 'json');\n"
-        );
+        let sink =
+            format!("CREATE TABLE {SHELL_SINK} WITH ('connector' = 'print', 'format' = 'json');\n");
         let tail = format!("{sink}INSERT INTO {SHELL_SINK}\n{}", statement.trim());
         let (sql, plan) = self.lower_query(&tail, 2)?;
         let schema = &plan.sinks[0].schema;
@@ -375,7 +381,10 @@ impl SessionError {
 
     /// An error in the last statement (the one just added) is an error here.
     fn here_if_last(mut self, session: &Session) -> SessionError {
-        let last = session.defined.last().map(|d| format!("{} `{}`", d.kind, d.name));
+        let last = session
+            .defined
+            .last()
+            .map(|d| format!("{} `{}`", d.kind, d.name));
         if self.within.is_some() && self.within == last {
             self.within = None;
         }
@@ -431,19 +440,19 @@ fn unquote(text: &str) -> String {
 fn created_name(statement: &str) -> Result<(&'static str, String), SessionError> {
     let words: Vec<&str> = statement.split_whitespace().take(4).collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let (kind, index) = match upper.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [_, "TABLE", ..] => ("table", 2),
-        [_, "VIEW", ..] => ("view", 2),
-        [_, "TEMPORARY", "VIEW", ..] => ("view", 3),
-        _ => {
-            return Err(SessionError {
+    let (kind, index) =
+        match upper.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            [_, "TABLE", ..] => ("table", 2),
+            [_, "VIEW", ..] => ("view", 2),
+            [_, "TEMPORARY", "VIEW", ..] => ("view", 3),
+            _ => return Err(SessionError {
                 within: None,
                 pos: Some(Pos { line: 1, column: 1 }),
-                message: "the shell creates tables (CREATE TABLE) and views (CREATE [TEMPORARY] VIEW)"
-                    .into(),
-            })
-        }
-    };
+                message:
+                    "the shell creates tables (CREATE TABLE) and views (CREATE [TEMPORARY] VIEW)"
+                        .into(),
+            }),
+        };
     let Some(raw) = words.get(index) else {
         return Err(plain("expected a name after CREATE TABLE or CREATE VIEW"));
     };
@@ -477,10 +486,16 @@ mod tests {
             })
         );
         let view = "CREATE TEMPORARY VIEW big AS\nSELECT auction, price * 2 AS doubled FROM bid WHERE price > 10";
-        assert!(matches!(session.execute(view), Ok(Action::Created { kind: "view", .. })));
+        assert!(matches!(
+            session.execute(view),
+            Ok(Action::Created { kind: "view", .. })
+        ));
         assert_eq!(
             session.execute("SHOW TABLES"),
-            Ok(Action::Tables(vec![("bid".into(), "table"), ("big".into(), "view")]))
+            Ok(Action::Tables(vec![
+                ("bid".into(), "table"),
+                ("big".into(), "view")
+            ]))
         );
         let Ok(Action::Columns(columns)) = session.execute("DESCRIBE big") else {
             panic!("describe");
@@ -499,7 +514,9 @@ mod tests {
             .expect_err("a typo");
         assert_eq!(e.pos, Some(Pos { line: 2, column: 3 }), "{e}");
         assert!(e.message.contains("`prise`"), "{e}");
-        let e = session.execute("CREATE VIEW v AS SELECT * FROM bidz").expect_err("unknown");
+        let e = session
+            .execute("CREATE VIEW v AS SELECT * FROM bidz")
+            .expect_err("unknown");
         assert_eq!(e.pos.map(|p| p.line), Some(1), "{e}");
         assert!(e.message.contains("did you mean `bid`"), "{e}");
         // The failed view was not kept.
@@ -517,7 +534,8 @@ mod tests {
     fn a_select_becomes_a_pipeline_printing_its_columns() {
         let mut session = Session::new();
         session.execute(BID).expect("bid");
-        let Ok(Action::Run(run)) = session.execute("SELECT auction, price FROM bid WHERE price > 5")
+        let Ok(Action::Run(run)) =
+            session.execute("SELECT auction, price FROM bid WHERE price > 5")
         else {
             panic!("select");
         };
@@ -543,14 +561,19 @@ mod tests {
             .expect("set");
         assert_eq!(session.row_limit(), Some(5));
         assert!(session.execute("SET 'sql-client.row-limit' = 'x'").is_err());
-        session.execute("RESET 'sql-client.row-limit'").expect("reset");
+        session
+            .execute("RESET 'sql-client.row-limit'")
+            .expect("reset");
         assert_eq!(session.row_limit(), None);
         assert!(session.execute("DROP TABLE x").is_err());
     }
 
     #[test]
     fn statement_ends_skip_strings_and_comments() {
-        assert_eq!(statement_ends("SELECT 1; SELECT ';'; -- ;\n"), Some(vec![9, 21]));
+        assert_eq!(
+            statement_ends("SELECT 1; SELECT ';'; -- ;\n"),
+            Some(vec![9, 21])
+        );
         assert_eq!(statement_ends("SELECT 'x;"), None);
         assert_eq!(statement_ends("SELECT 1"), Some(vec![]));
     }

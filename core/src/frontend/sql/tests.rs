@@ -292,5 +292,8 @@ fn for_system_time_as_of_is_a_lookup() {
          INSERT INTO out SELECT * FROM bid JOIN side FOR SYSTEM_TIME AS OF bid.date_time ON bid.auction < side.k;",
     );
     assert!(message.contains("t.sql:4:"), "{message}");
-    assert!(message.contains("a temporal join's conditions must be equalities"), "{message}");
+    assert!(
+        message.contains("a temporal join's conditions must be equalities"),
+        "{message}"
+    );
 }
