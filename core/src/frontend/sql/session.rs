@@ -206,7 +206,7 @@ impl Session {
             return Err(plain("expected `SET 'key' = 'value'`"));
         };
         let (key, value) = (unquote(key.trim()), unquote(value.trim()));
-        if key == ROW_LIMIT_KEY && value.parse::<u64>().map_or(true, |n| n == 0) {
+        if key == ROW_LIMIT_KEY && !value.parse::<u64>().is_ok_and(|n| n > 0) {
             return Err(plain(format!(
                 "`{ROW_LIMIT_KEY}` takes a whole number of rows, 1 or more, not `{value}`"
             )));
@@ -263,7 +263,7 @@ impl Session {
             "CREATE TABLE {SHELL_SINK} WITH ('connector' = 'blackhole');\n\
              INSERT INTO {SHELL_SINK} SELECT * FROM `{name}`;"
         );
-        let (_, _) = self.lower(&probe).map_err(|e| e.here_if_last(self))?;
+        self.lower(&probe).map_err(|e| e.here_if_last(self))?;
         Ok(())
     }
 
