@@ -336,6 +336,14 @@ impl AdminService for AdminServer {
         let message = request.into_inner();
         let checked = crate::check::check_text(&message.file, &message.spec)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        // The metadata keeps the text without its file name; it must read as the same language.
+        if !wire_core::frontend::spec::stored_language_agrees(&message.file, &message.spec) {
+            return Err(Status::invalid_argument(format!(
+                "{}: cannot tell this pipeline's language from its text; start a SQL file \
+                 with a statement (CREATE, INSERT, SET) and a YAML file with a key",
+                message.file
+            )));
+        }
         let name = checked.spec.name.clone();
         let options = convert::run_options(message.options.as_ref());
         convert::check_options(&options)?;

@@ -107,7 +107,7 @@ pub fn fate(pipeline: &PipelineMeta, node: u64, shared_store: bool) -> Fate {
 
 /// Whether the pipeline reads an `ingest` source (whose input is in its node's WALs).
 fn has_ingest_source(pipeline: &PipelineMeta) -> bool {
-    let Ok(spec) = PipelineSpec::parse("pipeline.yaml", &pipeline.spec_yaml) else {
+    let Ok(spec) = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml) else {
         return false;
     };
     let Ok(plan) = Plan::from_spec(&spec) else {

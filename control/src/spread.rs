@@ -63,7 +63,7 @@ pub fn bind_hub(grpc: SocketAddr) -> Result<Arc<ExchangeHub>, String> {
 /// Whether `pipeline` can be spread over nodes, and its key groups if so; `shared_store`
 /// says whether checkpoints go to a store every node reaches.
 pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
-    let spec = PipelineSpec::parse("pipeline.yaml", &pipeline.spec_yaml).ok()?;
+    let spec = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
     let ingest = plan
         .sources

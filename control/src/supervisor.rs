@@ -17,7 +17,7 @@
 //! checkpoints and savepoints on demand.
 //!
 //! A pipeline's files live under `<data-dir>/pipelines/<name>/`: the spec of each version
-//! (`v<version>.yaml`), its WALs (`data/`) and the checkpoints of this incarnation of it
+//! (`v<version>/<name>.yaml`, or `.sql`), its WALs (`data/`) and the checkpoints of this incarnation of it
 //! (`checkpoints-<index>/`, after the raft index that created it: a pipeline deleted and
 //! created again under the same name starts without the old one's checkpoints, which are
 //! removed, so `--from-savepoint` applies; its WALs stay). Paths inside the spec (file sinks,
@@ -577,7 +577,12 @@ fn launch(
     let root = std::path::absolute(&node.data_dir).unwrap_or_else(|_| node.data_dir.clone());
     let dir = root.join("pipelines").join(name);
     std::fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
-    let spec = dir.join(format!("v{}.yaml", pipeline.version));
+    // `v<version>/<name>.yaml` (or `.sql`): the extension picks the front end, and a SQL
+    // pipeline takes its name from the file's stem.
+    let spec_dir = dir.join(format!("v{}", pipeline.version));
+    std::fs::create_dir_all(&spec_dir).map_err(|err| format!("{}: {err}", spec_dir.display()))?;
+    let file_name = wire_core::frontend::spec::stored_file_name(name, &pipeline.spec_yaml);
+    let spec = spec_dir.join(file_name);
     std::fs::write(&spec, &pipeline.spec_yaml)
         .map_err(|err| format!("{}: {err}", spec.display()))?;
     remove_older_incarnations(&dir, pipeline.created_at_index);

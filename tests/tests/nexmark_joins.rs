@@ -1,5 +1,5 @@
-//! Nexmark's join queries (q3, q4, q8, q9, q20), run by the real `wire` binary at one and at two
-//! cores and checked against references computed here in plain Rust, with maps and folds, from
+//! Nexmark's join queries (q3, q4, q8, q9, q13, q20; q4, q9, q13 and q20 also in SQL, from
+//! examples/nexmark/sql/), run by the real `wire` binary at one and at two cores and checked against references computed here in plain Rust, with maps and folds, from
 //! the generated persons, auctions and bids.
 //!
 //! Readings the references rely on:
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::process::Command;
 
 use serde_json::{json, Value as Json};
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{stored_file_name, PipelineSpec, SourceKind};
 use wire_core::nexmark::{Auction, Bid, Event, Generator, Person};
 use wire_core::time::to_rfc3339;
 use wire_tests::nexmark;
@@ -36,6 +36,13 @@ const JITTER: (&str, &str) = ("seed: 1\n", "seed: 1\n    out_of_order_ms: 3000\n
 const SHORT: [(&str, &str); 2] = [
     ("events: 1M", "events: 300k"),
     ("events: 500k", "events: 300k"),
+];
+/// [`JITTER`] in a SQL example (examples/nexmark/sql/).
+const SQL_JITTER: (&str, &str) = ("'seed' = '1'", "'seed' = '1', 'out_of_order_ms' = '3000'");
+/// [`SHORT`] in a SQL example.
+const SQL_SHORT: [(&str, &str); 2] = [
+    ("'events' = '1M'", "'events' = '300k'"),
+    ("'events' = '500k'", "'events' = '300k'"),
 ];
 /// Every query must produce at least this many rows (changelog rows for q4 and q9).
 const MIN_ROWS: usize = 300;
@@ -56,18 +63,29 @@ impl Example {
     fn load(name: &str, jitter: bool) -> Example {
         let path = repo_root().join("examples").join(name);
         let mut yaml = std::fs::read_to_string(path).expect("example exists");
-        let mut edits: Vec<(&str, &str)> = SHORT
+        let sql = name.ends_with(".sql");
+        let (short, jitter_edit) = if sql {
+            (SQL_SHORT, SQL_JITTER)
+        } else {
+            (SHORT, JITTER)
+        };
+        let mut edits: Vec<(&str, &str)> = short
             .into_iter()
             .filter(|(from, _)| yaml.contains(from))
             .collect();
         assert!(!edits.is_empty(), "{name} changed: no `events:` to shorten");
-        edits.extend(jitter.then_some(JITTER));
+        edits.extend(jitter.then_some(jitter_edit));
         for (from, to) in edits {
             assert!(yaml.contains(from), "{name} changed: no `{from}`");
             yaml = yaml.replace(from, to);
         }
-        let sources = yaml.matches("type: nexmark").count();
-        let jittered = yaml.matches("out_of_order_ms: 3000").count();
+        let (source, jittered) = if sql {
+            ("'connector' = 'nexmark'", "'out_of_order_ms' = '3000'")
+        } else {
+            ("type: nexmark", "out_of_order_ms: 3000")
+        };
+        let sources = yaml.matches(source).count();
+        let jittered = yaml.matches(jittered).count();
         assert_eq!(
             jittered,
             sources * usize::from(jitter),
@@ -86,7 +104,7 @@ impl Example {
     /// Generates, in plain Rust, the events each nexmark source of the pipeline emits.
     fn generate(&mut self) {
         let spec =
-            PipelineSpec::parse("pipeline.yaml", &self.yaml).unwrap_or_else(|e| panic!("{e}"));
+            PipelineSpec::parse_stored("pipeline", &self.yaml).unwrap_or_else(|e| panic!("{e}"));
         for source in &spec.sources {
             let SourceKind::Nexmark(source) = &source.kind else {
                 panic!("a source is not nexmark");
@@ -113,7 +131,7 @@ impl Example {
             .yaml
             .replace("./wire-output/", &format!("{}/", dir.path().display()));
         assert_ne!(yaml, self.yaml, "the example writes to ./wire-output/");
-        let file = dir.path().join("pipeline.yaml");
+        let file = dir.path().join(stored_file_name("pipeline", &yaml));
         std::fs::write(&file, yaml).expect("write pipeline");
         let output = Command::new(wire_bin())
             .current_dir(repo_root())
@@ -298,7 +316,16 @@ fn q3_local_item_suggestion() {
 
 #[test]
 fn q20_expand_bid_with_auction() {
-    let example = Example::load("nexmark/q20.yaml", false);
+    q20("nexmark/q20.yaml");
+}
+
+#[test]
+fn q20_in_sql() {
+    q20("nexmark/sql/q20.sql");
+}
+
+fn q20(name: &str) {
+    let example = Example::load(name, false);
     let category_10: HashMap<i64, &Auction> = example
         .auctions
         .iter()
@@ -317,7 +344,16 @@ fn q20_expand_bid_with_auction() {
 }
 
 fn q4(jitter: bool) {
-    let example = Example::load("nexmark/q4.yaml", jitter);
+    q4_of("nexmark/q4.yaml", jitter);
+}
+
+#[test]
+fn q4_in_sql() {
+    q4_of("nexmark/sql/q4.sql", true);
+}
+
+fn q4_of(name: &str, jitter: bool) {
+    let example = Example::load(name, jitter);
     let mut finals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for (auction, bids) in example.bids_while_open() {
         let max = bids.iter().map(|b| b.price).max().expect("a bid");
@@ -374,7 +410,16 @@ fn q4_average_price_per_category_out_of_order() {
 }
 
 fn q9(jitter: bool) {
-    let example = Example::load("nexmark/q9.yaml", jitter);
+    q9_of("nexmark/q9.yaml", jitter);
+}
+
+#[test]
+fn q9_in_sql() {
+    q9_of("nexmark/sql/q9.sql", true);
+}
+
+fn q9_of(name: &str, jitter: bool) {
+    let example = Example::load(name, jitter);
     // Per auction id: the winning (price, bid_date_time) and the rows allowed to hold it.
     let mut expected: BTreeMap<String, (String, HashSet<String>)> = BTreeMap::new();
     let mut fields = Vec::new();
@@ -475,7 +520,16 @@ fn join_rows_rename_clashing_right_fields() {
 
 #[test]
 fn q13_bounded_side_input_join() {
-    let example = Example::load("nexmark/q13.yaml", false);
+    q13("nexmark/q13.yaml");
+}
+
+#[test]
+fn q13_in_sql() {
+    q13("nexmark/sql/q13.sql");
+}
+
+fn q13(name: &str) {
+    let example = Example::load(name, false);
     // The side table, read independently of the engine: `key,value` lines after a header.
     let text = std::fs::read_to_string(repo_root().join("examples/data/side_input.csv"))
         .expect("side table");

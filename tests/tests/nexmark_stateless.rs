@@ -1,5 +1,6 @@
-//! The stateless Nexmark examples q10, q21 and q22, run by the real `wire` binary and checked
-//! row by row against references computed here in plain Rust from the same generator. The
+//! The stateless Nexmark examples q10, q21 and q22, in YAML and in SQL (examples/nexmark/sql/),
+//! run by the real `wire` binary and checked row by row against references computed here in
+//! plain Rust from the same generator. The
 //! references implement q21's regular expression and q22's split by hand, so they share no
 //! code with the engine's functions.
 
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value as Json;
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{stored_file_name, PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
@@ -38,9 +39,9 @@ fn wire_run(file: &Path, dir: &Path, cores: usize) -> Command {
     command
 }
 
-/// Runs `wire run` on `yaml` (written into `dir`) from the repository root.
+/// Runs `wire run` on `yaml` (written into `dir`; SQL text too) from the repository root.
 fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
-    let file = dir.join("pipeline.yaml");
+    let file = dir.join(stored_file_name("pipeline", yaml));
     std::fs::write(&file, yaml).expect("write pipeline");
     let output = wire_run(&file, dir, cores).output().expect("wire runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -54,7 +55,7 @@ fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
 
 /// Every bid among the events of the pipeline's first (nexmark) source.
 fn bids(yaml: &str) -> Vec<Bid> {
-    let spec = PipelineSpec::parse("pipeline.yaml", yaml).expect("pipeline parses");
+    let spec = PipelineSpec::parse_stored("pipeline", yaml).expect("pipeline parses");
     let SourceKind::Nexmark(source) = &spec.sources[0].kind else {
         panic!("the first source is not nexmark");
     };
@@ -68,8 +69,17 @@ fn bids(yaml: &str) -> Vec<Bid> {
         .collect()
 }
 
-/// Example `name` with its output directory replaced by `out` and `events: 1M` by `events`.
+/// Example `name` with its output directory replaced by `out` and `events: 1M` by `events`
+/// (`'path' = ...` and `'events' = '1M'` in SQL).
 fn example_into(name: &str, query: &str, out: &Path, events: &str) -> String {
+    if name.ends_with(".sql") {
+        let sql = edit(
+            &example(name),
+            &format!("'path' = './wire-output/{query}'"),
+            &format!("'path' = '{}'", out.display()),
+        );
+        return edit(&sql, "'events' = '1M'", &format!("'events' = '{events}'"));
+    }
     let yaml = edit(
         &example(name),
         &format!("path: ./wire-output/{query}"),
@@ -124,10 +134,20 @@ fn q21_row(bid: &Bid, channel_id: String) -> Json {
 
 #[test]
 fn q21_takes_the_channel_id_from_the_name_or_the_url() {
+    q21("nexmark/q21.yaml", 2);
+}
+
+#[test]
+fn q21_in_sql_at_one_and_two_cores() {
+    q21("nexmark/sql/q21.sql", 1);
+    q21("nexmark/sql/q21.sql", 2);
+}
+
+fn q21(name: &str, cores: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let yaml = example_into("nexmark/q21.yaml", "q21", &out, "300000");
-    run_wire(&yaml, dir.path(), 2);
+    let yaml = example_into(name, "q21", &out, "300000");
+    run_wire(&yaml, dir.path(), cores);
     let bids = bids(&yaml);
     let expected: Vec<Json> = bids
         .iter()
@@ -203,10 +223,20 @@ fn q21_drops_bids_with_neither_a_named_channel_nor_a_channel_id() {
 
 #[test]
 fn q22_splits_each_url_into_its_first_three_directories() {
+    q22("nexmark/q22.yaml", 2);
+}
+
+#[test]
+fn q22_in_sql_at_one_and_two_cores() {
+    q22("nexmark/sql/q22.sql", 1);
+    q22("nexmark/sql/q22.sql", 2);
+}
+
+fn q22(name: &str, cores: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let yaml = example_into("nexmark/q22.yaml", "q22", &out, "200000");
-    run_wire(&yaml, dir.path(), 2);
+    let yaml = example_into(name, "q22", &out, "200000");
+    run_wire(&yaml, dir.path(), cores);
     let expected: Vec<Json> = bids(&yaml)
         .iter()
         .map(|bid| {
@@ -254,16 +284,30 @@ fn subdirectories(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn q10_writes_every_bid_once_into_the_directory_of_its_hour() {
+    q10("nexmark/q10.yaml", 2);
+}
+
+#[test]
+fn q10_in_sql_at_one_and_two_cores() {
+    q10("nexmark/sql/q10.sql", 1);
+    q10("nexmark/sql/q10.sql", 2);
+}
+
+fn q10(name: &str, cores: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let yaml = example_into("nexmark/q10.yaml", "q10", &out, "200000");
+    let yaml = example_into(name, "q10", &out, "200000");
     // 5 events per second of event time: 200,000 events span 11 hours, across midnight.
-    let yaml = edit(
-        &yaml,
-        "\n    events_per_second: 100\n",
-        "\n    events_per_second: 5\n",
-    );
-    run_wire(&yaml, dir.path(), 2);
+    let rate = if name.ends_with(".sql") {
+        ("'events_per_second' = '100'", "'events_per_second' = '5'")
+    } else {
+        (
+            "\n    events_per_second: 100\n",
+            "\n    events_per_second: 5\n",
+        )
+    };
+    let yaml = edit(&yaml, rate.0, rate.1);
+    run_wire(&yaml, dir.path(), cores);
     let mut got = Vec::new();
     let dirs = subdirectories(&out);
     for partition in &dirs {

@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{stored_file_name, PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
 use wire_core::time::{parse_rfc3339, to_rfc3339};
 use wire_tests::nexmark::{self, daily_stats, rank_stats};
@@ -38,6 +38,10 @@ const SECOND: i64 = 1000;
 const JITTER: (&str, &str) = ("seed: 1\n", "seed: 1\n    out_of_order_ms: 3000\n");
 /// 30 s of event time instead of the examples' 100 s, to keep the references quick.
 const SHORT: (&str, &str) = ("events: 1M", "events: 300k");
+/// [`JITTER`] in a SQL example (examples/nexmark/sql/).
+const SQL_JITTER: (&str, &str) = ("'seed' = '1'", "'seed' = '1', 'out_of_order_ms' = '3000'");
+/// [`SHORT`] in a SQL example.
+const SQL_SHORT: (&str, &str) = ("'events' = '1M'", "'events' = '300k'");
 /// The fields of a bid row, in schema order.
 const BID_FIELDS: [&str; 7] = [
     "auction",
@@ -85,7 +89,7 @@ impl Example {
             .yaml
             .replace("./wire-output/", &format!("{}/", dir.path().display()));
         assert_ne!(yaml, self.yaml, "the example writes to ./wire-output/");
-        let file = dir.path().join("pipeline.yaml");
+        let file = dir.path().join(stored_file_name("pipeline", &yaml));
         std::fs::write(&file, yaml).expect("write pipeline");
         let output = Command::new(wire_bin())
             .current_dir(repo_root())
@@ -108,7 +112,7 @@ impl Example {
 
 /// The bids of the pipeline's first (nexmark) source, generated in plain Rust.
 fn bids_of(yaml: &str) -> Vec<Bid> {
-    let spec = PipelineSpec::parse("pipeline.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let spec = PipelineSpec::parse_stored("pipeline", yaml).unwrap_or_else(|e| panic!("{e}"));
     let SourceKind::Nexmark(source) = &spec.sources[0].kind else {
         panic!("the first source is not nexmark");
     };
@@ -349,19 +353,35 @@ fn q15_daily_bid_statistics_per_price_rank() {
 
 #[test]
 fn q16_daily_channel_statistics() {
-    let example = Example::load("nexmark/q16.yaml", &[]);
+    q16(&Example::load("nexmark/q16.yaml", &[]));
+}
+
+#[test]
+fn q16_in_sql() {
+    q16(&Example::load("nexmark/sql/q16.sql", &[]));
+}
+
+fn q16(example: &Example) {
     let expected = daily_stats(&example.bids, true);
     let names = rank_stat_names();
     let fields: Vec<&str> = ["channel", "window_start", "window_end", "minute"]
         .into_iter()
         .chain(names.iter().map(String::as_str))
         .collect();
-    check_rows(&example, "q16", &fields, &expected);
+    check_rows(example, "q16", &fields, &expected);
 }
 
 #[test]
 fn q17_auction_day_statistics_changelog() {
-    let example = Example::load("nexmark/q17.yaml", &[SHORT]);
+    q17(&Example::load("nexmark/q17.yaml", &[SHORT]));
+}
+
+#[test]
+fn q17_in_sql() {
+    q17(&Example::load("nexmark/sql/q17.sql", &[SQL_SHORT]));
+}
+
+fn q17(example: &Example) {
     let key = ["auction", "day"];
     let mut groups: BTreeMap<(i64, String), Vec<&Bid>> = BTreeMap::new();
     for bid in &example.bids {
@@ -434,18 +454,34 @@ fn q17_auction_day_statistics_changelog() {
 
 #[test]
 fn q18_last_bid_per_bidder_and_auction_changelog() {
-    let example = Example::load("nexmark/q18.yaml", &[JITTER]);
+    q18(&Example::load("nexmark/q18.yaml", &[JITTER]));
+}
+
+#[test]
+fn q18_in_sql() {
+    q18(&Example::load("nexmark/sql/q18.sql", &[SQL_JITTER]));
+}
+
+fn q18(example: &Example) {
     let key = ["bidder", "auction"];
     let expected = top_reference(&example.bids, &key, 1, "date_time", |b| b.date_time);
-    check_top(&example, "q18", &key, "date_time", &expected);
+    check_top(example, "q18", &key, "date_time", &expected);
 }
 
 #[test]
 fn q19_top_10_bids_per_auction_changelog() {
-    let example = Example::load("nexmark/q19.yaml", &[]);
+    q19(&Example::load("nexmark/q19.yaml", &[]));
+}
+
+#[test]
+fn q19_in_sql() {
+    q19(&Example::load("nexmark/sql/q19.sql", &[]));
+}
+
+fn q19(example: &Example) {
     let key = ["auction"];
     let expected = top_reference(&example.bids, &key, 10, "price", |b| b.price);
-    check_top(&example, "q19", &key, "price", &expected);
+    check_top(example, "q19", &key, "price", &expected);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+use wire_core::frontend::spec::{stored_file_name, PipelineSpec, SourceKind};
 use wire_core::nexmark::{Bid, Event, EventKind, Generator};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
 
@@ -55,7 +55,7 @@ fn finish_wire(child: &mut std::process::Child) -> String {
 
 /// Runs `wire run` on `yaml` (written into `dir`) from the repository root.
 fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
-    let file = dir.join("pipeline.yaml");
+    let file = dir.join(stored_file_name("pipeline", yaml));
     std::fs::write(&file, yaml).expect("write pipeline");
     let output = wire_run(&file, dir, cores).output().expect("wire runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -70,7 +70,7 @@ fn run_wire(yaml: &str, dir: &Path, cores: usize) -> Output {
 
 /// The generator and event count of the pipeline's first (nexmark) source.
 fn generator_of(yaml: &str) -> (Generator, u64) {
-    let spec = PipelineSpec::parse("pipeline.yaml", yaml).expect("pipeline parses");
+    let spec = PipelineSpec::parse_stored("pipeline", yaml).expect("pipeline parses");
     let SourceKind::Nexmark(source) = &spec.sources[0].kind else {
         panic!("the first source is not nexmark");
     };
@@ -168,12 +168,30 @@ fn q1_converts_every_price_to_euros() {
 
 #[test]
 fn q14_filters_classifies_and_counts() {
+    q14("nexmark/q14.yaml", "events: 10M", "events: 300000", 2);
+}
+
+#[test]
+fn q14_in_sql_at_one_and_two_cores() {
+    for cores in [1, 2] {
+        q14(
+            "nexmark/sql/q14.sql",
+            "'events' = '10M'",
+            "'events' = '300000'",
+            cores,
+        );
+    }
+}
+
+fn q14(name: &str, events: &str, fewer: &str, cores: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
-    let yaml = example("nexmark/q14.yaml")
+    let yaml = example(name);
+    assert!(yaml.contains(events), "{name} changed: no `{events}`");
+    let yaml = yaml
         .replace("./wire-output/q14", &out.display().to_string())
-        .replace("events: 10M", "events: 300000");
-    run_wire(&yaml, dir.path(), 2);
+        .replace(events, fewer);
+    run_wire(&yaml, dir.path(), cores);
     let expected: Vec<Json> = bids(&yaml)
         .iter()
         .filter(|b| {

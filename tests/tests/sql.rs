@@ -5,10 +5,14 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 use wire_core::frontend::spec::PipelineSpec;
 use wire_core::time::to_rfc3339;
+use wire_tests::cluster::{
+    create, start_cluster, wait_for_leader, wait_state, wirectl, wirectl_json,
+};
 use wire_tests::nexmark::{self, Events};
 use wire_tests::rows::{assert_fields, assert_maps_eq, multiset};
 use wire_tests::{read_jsonl_dir, repo_root, wire_bin};
@@ -94,10 +98,11 @@ const SINK_TO_FILE: (&str, &str) = (
     "'connector' = 'filesystem', 'path' = './wire-output/out'",
 );
 
-#[test]
-fn q1_converts_every_price() {
+/// Runs a bids-only example (q0, q1) over 20k events into a file and checks every bid came
+/// out once, its price mapped by `price`.
+fn check_bids(name: &str, price: fn(i64) -> Json) {
     let example = Example::load(
-        "q1.sql",
+        name,
         &[("'events' = '10M'", "'events' = '20k'"), SINK_TO_FILE],
     );
     let expected: Vec<Json> = example
@@ -105,7 +110,7 @@ fn q1_converts_every_price() {
         .bids
         .iter()
         .map(|b| {
-            json!({"auction": b.auction, "bidder": b.bidder, "price": 0.908 * b.price as f64,
+            json!({"auction": b.auction, "bidder": b.bidder, "price": price(b.price),
                 "channel": b.channel, "url": b.url, "date_time": time(b.date_time), "extra": b.extra})
         })
         .collect();
@@ -119,6 +124,16 @@ fn q1_converts_every_price() {
         "extra",
     ];
     example.check("out", &fields, &expected);
+}
+
+#[test]
+fn q1_converts_every_price() {
+    check_bids("q1.sql", |p| (0.908 * p as f64).into());
+}
+
+#[test]
+fn q0_passes_every_bid_through() {
+    check_bids("q0.sql", |p| p.into());
 }
 
 #[test]
@@ -331,4 +346,214 @@ fn every_sql_snippet_in_the_docs_checks() {
         }
     }
     assert!(checked >= 2, "only {checked} sql snippets");
+}
+
+#[test]
+fn wirectl_creates_a_sql_pipeline_that_the_node_lowers_and_runs() {
+    let example = Example::load("q5.sql", &[SHORT, JITTER]);
+    let expected = nexmark::q5(&example.events.bids);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let sql = example
+        .sql
+        .replace("./wire-output/", &format!("{}/", out.display()));
+    let file = dir.path().join("q5.sql");
+    std::fs::write(&file, &sql).expect("write query");
+    let nodes = start_cluster(dir.path(), 1);
+    wait_for_leader(&nodes, Duration::from_secs(15));
+    let endpoint = nodes[0].addr.clone();
+
+    // A SQL error is refused by the node, naming the file, line and column; nothing is kept.
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(&bad, sql.replace("FROM auction_bids", "FROM auction_bidz")).expect("write");
+    let refused = wirectl(
+        &endpoint,
+        &["pipeline", "create", "-f", bad.to_str().expect("utf-8")],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    let line = sql
+        .lines()
+        .position(|l| l.contains("FROM auction_bids"))
+        .expect("q5 reads the view")
+        + 1;
+    assert!(stderr.contains(&format!("bad.sql:{line}:")), "{stderr}");
+    assert!(
+        stderr.contains("unknown table or view `auction_bidz`"),
+        "{stderr}"
+    );
+
+    let created = create(&endpoint, &file, &[]);
+    assert_eq!(created["name"], "q5", "{created}");
+    wait_state(&endpoint, "q5", "finished");
+    let got = read_jsonl_dir(&out.join("q5"));
+    assert_maps_eq(
+        &multiset(&got),
+        &multiset(&expected),
+        "q5 created with wirectl (row -> count)",
+    );
+    let pipeline = wirectl_json(&endpoint, &["pipeline", "get", "q5"]);
+    assert_eq!(pipeline["spec"].as_str(), Some(sql.as_str()), "{pipeline}");
+    let list = wirectl_json(&endpoint, &["pipeline", "list"]);
+    assert_eq!(
+        list["pipelines"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+}
+
+/// `wire sql` with `stdin` as its standard input (not a terminal): its exit status, stdout and
+/// stderr.
+fn shell(stdin: &str) -> Output {
+    let mut child = Command::new(wire_bin())
+        .current_dir(repo_root())
+        .arg("sql")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wire sql starts");
+    let mut input = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("write statements");
+    drop(input);
+    child.wait_with_output().expect("wire sql runs")
+}
+
+/// The data rows of the result tables in a shell's output: lines `| a | b |` after the
+/// header, cells trimmed.
+fn table_rows(stdout: &str) -> Vec<Vec<Vec<String>>> {
+    let mut tables = Vec::new();
+    let mut borders = 0;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with('+') {
+            borders += 1;
+            if borders == 3 {
+                tables.push(std::mem::take(&mut rows));
+                borders = 0;
+            }
+        } else if line.starts_with('|') && borders == 2 {
+            let cells = line.trim_matches('|').split(" | ");
+            rows.push(cells.map(|c| c.trim().to_string()).collect());
+        }
+    }
+    tables
+}
+
+const SHELL_BID: &str = "CREATE TABLE bid (\n  auction BIGINT, bidder BIGINT, price BIGINT, \
+    channel VARCHAR, url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR\n) WITH ('connector' = \
+    'nexmark', 'stream' = 'bid', 'events' = '20k', 'seed' = '1');\n";
+
+#[test]
+fn the_sql_shell_reads_statements_from_stdin_and_prints_rows() {
+    let script = format!(
+        "{SHELL_BID}CREATE TEMPORARY VIEW cheap AS\n  SELECT auction, price FROM bid WHERE price < 1000000;\n\
+         SHOW TABLES;\nDESCRIBE cheap;\n\
+         SET 'sql-client.row-limit' = '5';\nSELECT auction, price FROM cheap;\n\
+         RESET 'sql-client.row-limit';\n\
+         SELECT auction, price\n  FROM cheap WHERE auction % 123 = 0;\n"
+    );
+    let output = shell(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[INFO] table `bid` created"), "{stdout}");
+    assert!(stdout.contains("[INFO] view `cheap` created"), "{stdout}");
+    let tables = table_rows(&stdout);
+    assert_eq!(tables.len(), 4, "{stdout}");
+    assert_eq!(tables[0], [["bid", "table"], ["cheap", "view"]], "{stdout}");
+    assert_eq!(
+        tables[1],
+        // A nexmark table's schema is fixed: its columns are never null.
+        [["auction", "i64", "false"], ["price", "i64", "false"]],
+        "{stdout}"
+    );
+    // The row limit stops the first query after five rows.
+    assert_eq!(tables[2].len(), 5, "{stdout}");
+    assert!(
+        stdout.contains("5 rows (the row limit 5 is reached; query stopped)"),
+        "{stdout}"
+    );
+    let spec = PipelineSpec::parse("bid.sql", &format!("{SHELL_BID}CREATE TABLE o WITH ('connector' = 'blackhole'); INSERT INTO o SELECT * FROM bid;"))
+        .expect("the table parses");
+    let events = Events::of(&spec);
+    let mut expected: Vec<Vec<String>> = events
+        .bids
+        .iter()
+        .filter(|b| b.price < 1_000_000 && b.auction % 123 == 0)
+        .map(|b| vec![b.auction.to_string(), b.price.to_string()])
+        .collect();
+    expected.sort();
+    assert!(expected.len() >= 3, "{expected:?}");
+    let mut got = tables[3].clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(
+        stdout.contains(&format!("{} rows\n", expected.len())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_sql_shell_script_stops_at_the_first_error_naming_line_and_column() {
+    let script = format!("{SHELL_BID}SELECT auction,\n  prise FROM bid;\nSHOW TABLES;\n");
+    let output = shell(&script);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("[ERROR] line 2, column 3: unknown field `prise`; did you mean `price`?"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("| bid"),
+        "SHOW TABLES ran after the error: {stdout}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_running_query_not_the_shell() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::process::CommandExt;
+    // An unbounded source: the query runs until Ctrl-C.
+    let unbounded =
+        "CREATE TABLE bid (auction BIGINT, price BIGINT) WITH ('connector' = 'nexmark', \
+         'stream' = 'bid', 'seed' = '1', 'events_per_second' = '200');\n";
+    let mut child = Command::new(wire_bin())
+        .current_dir(repo_root())
+        .arg("sql")
+        .process_group(0)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wire sql starts");
+    let mut input = child.stdin.take().expect("stdin");
+    let script = format!("{unbounded}SELECT auction, price FROM bid;\nSHOW TABLES;\n");
+    input.write_all(script.as_bytes()).expect("write");
+    drop(input);
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    // The header (border, names, border), then the first row.
+    while seen.iter().filter(|l: &&String| l.starts_with('|')).count() < 2 {
+        let line = lines.next().expect("a row before the end").expect("utf-8");
+        seen.push(line);
+    }
+    // Ctrl-C on a terminal signals the whole foreground process group.
+    let pgid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.expect("utf-8")).collect();
+    let status = child.wait().expect("wait");
+    let text = format!("{}\n{}", seen.join("\n"), rest.join("\n"));
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("(query stopped by Ctrl-C)"), "{text}");
+    // The shell went on to the next statement.
+    let shown = text
+        .lines()
+        .any(|l| l.starts_with('|') && l.contains(" bid |") && l.contains(" table |"));
+    assert!(shown, "{text}");
 }

@@ -128,7 +128,8 @@ pub struct SavepointRecord {
 /// One pipeline's metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PipelineMeta {
-    /// The pipeline file's YAML text, as checked on creation.
+    /// The pipeline file's text (YAML or SQL, told apart by `stored_file_name`), as checked
+    /// on creation.
     pub spec_yaml: String,
     /// Run options.
     pub options: RunOptions,

@@ -371,6 +371,53 @@ pub struct SpecError {
     pub message: String,
 }
 
+/// Whether a pipeline file name says SQL (it ends in `.sql`, in any case).
+pub fn is_sql_file(file: &str) -> bool {
+    file.to_ascii_lowercase().ends_with(".sql")
+}
+
+/// The file name pipeline `name`'s text is read under when its own name is not kept:
+/// `NAME.sql` when the text is SQL, `NAME.yaml` otherwise (a SQL pipeline takes its name from
+/// the file's stem, so the name survives).
+///
+/// The text is SQL when its first word, after blank space and comments (`--`, `/* */`, `#`),
+/// is a SQL statement keyword followed by a space or `(`. A YAML pipeline starts with a key
+/// and a `:`, so no pipeline that passed its own front end's check reads as the other
+/// language; [`stored_language_agrees`] lets a service check that before keeping a text.
+pub fn stored_file_name(name: &str, text: &str) -> String {
+    if reads_as_sql(text) {
+        format!("{name}.sql")
+    } else {
+        format!("{name}.yaml")
+    }
+}
+
+/// Whether text read from `file` keeps its language when kept without the file name.
+pub fn stored_language_agrees(file: &str, text: &str) -> bool {
+    is_sql_file(file) == reads_as_sql(text)
+}
+
+fn reads_as_sql(text: &str) -> bool {
+    const KEYWORDS: &[&str] = &["CREATE", "INSERT", "SET", "BEGIN", "EXECUTE", "RESET"];
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with("--") || rest.starts_with('#') {
+            rest = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            break;
+        }
+    }
+    let word_len = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    let (word, after) = rest.split_at(word_len);
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+        && after.starts_with(|c: char| c.is_whitespace() || c == '(')
+}
+
 fn path_prefix(path: &str) -> String {
     if path.is_empty() {
         String::new()
@@ -392,10 +439,16 @@ impl PipelineSpec {
         PipelineSpec::parse(&file, &text)
     }
 
+    /// Decodes pipeline text kept without its file name (the cluster's metadata keeps only the
+    /// text), under the name [`stored_file_name`] gives it.
+    pub fn parse_stored(name: &str, text: &str) -> Result<PipelineSpec, SpecError> {
+        PipelineSpec::parse(&stored_file_name(name, text), text)
+    }
+
     /// Decodes pipeline text; `file` names it in errors. A file ending in `.sql` is read by
     /// the SQL front end ([`crate::frontend::sql`]), any other as YAML.
     pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
-        if file.to_ascii_lowercase().ends_with(".sql") {
+        if is_sql_file(file) {
             return crate::frontend::sql::parse(file, text);
         }
         let origin = Origin {

@@ -11,8 +11,10 @@
 mod explain;
 mod expr;
 mod group;
+mod lookup;
 mod prep;
 mod query;
+pub mod session;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +74,7 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
     for mark in prepared.watermarks {
         lower.watermarks.push(mark);
     }
+    lower.temporals = prepared.temporals;
     for statement in &statements {
         lower.statement(statement).map_err(to_spec)?;
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 mod run;
+mod sql;
 mod start;
 
 use run::run;
@@ -138,6 +139,10 @@ enum Command {
         /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         pipeline: PathBuf,
     },
+    /// An interactive SQL shell: CREATE TABLE and CREATE VIEW accumulate, SHOW TABLES,
+    /// DESCRIBE, and a SELECT prints its rows as they come (see docs/sql.md). Reads statements
+    /// from standard input when it is not a terminal.
+    Sql(sql::SqlArgs),
     /// Certificates for trying TLS out.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -241,6 +246,7 @@ fn main() -> ExitCode {
             exit_code(outcome)
         }
         Command::Start(args) => start::start(args),
+        Command::Sql(args) => sql::shell(args),
         Command::Certs(CertsCmd::Init { dir, hosts }) => {
             match wire_control::tls::init_dev_certs(&dir, &hosts) {
                 Ok(written) => {

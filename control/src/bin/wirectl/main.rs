@@ -207,7 +207,7 @@ pub struct PipelineOpts {
 enum PipelineCmd {
     /// Check a pipeline file on the server and record it (desired state: running).
     Create {
-        /// The pipeline file (YAML).
+        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         #[command(flatten)]

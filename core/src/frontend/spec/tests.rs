@@ -330,3 +330,27 @@ fn kafka_keys_are_checked() {
     let error = err(&KAFKA.replace("    upsert: true", "    upsert: true\n    linger: 5"));
     assert!(error.message.starts_with("unknown key `linger`"), "{error}");
 }
+
+#[test]
+fn stored_text_keeps_its_language_and_name() {
+    let sql = "-- q\n/* c */ CREATE TABLE bid (a BIGINT) WITH ('connector' = 'nexmark');";
+    assert_eq!(stored_file_name("q5", sql), "q5.sql");
+    assert_eq!(stored_file_name("q5", "set 'x' = 'y';"), "q5.sql");
+    assert_eq!(stored_file_name("q5", "---\n# c\nname: q5\n"), "q5.yaml");
+    assert_eq!(stored_file_name("q5", "name: q5\n"), "q5.yaml");
+    // A YAML key that happens to be a SQL keyword is still a key.
+    assert_eq!(stored_file_name("q5", "create: x\n"), "q5.yaml");
+    assert!(stored_language_agrees("Q.SQL", sql));
+    assert!(stored_language_agrees("q.yaml", "name: q\n"));
+    assert!(!stored_language_agrees("q.yaml", sql));
+    assert!(!stored_language_agrees("q.sql", "name: q\n"));
+    let sql = "CREATE TABLE bid WITH ('connector' = 'nexmark', 'events' = '10');\n\
+               CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+               INSERT INTO out SELECT * FROM bid;";
+    let spec = PipelineSpec::parse_stored("q5", sql).expect("stored SQL parses");
+    assert_eq!(spec.name, "q5");
+    assert_eq!(
+        PipelineSpec::parse_stored("q5", Q2).expect("YAML").name,
+        "q2"
+    );
+}

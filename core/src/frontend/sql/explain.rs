@@ -163,6 +163,19 @@ fn details(out: &mut String, kind: &OperatorKind) {
             let l: Vec<&str> = j.left_key.iter().map(|e| e.text.as_str()).collect();
             let r: Vec<&str> = j.right_key.iter().map(|e| e.text.as_str()).collect();
             let _ = writeln!(out, "  keys: [{}] = [{}]", l.join(", "), r.join(", "));
+            if let Some((lower, upper)) = &j.between {
+                let _ = writeln!(
+                    out,
+                    "  interval: right event time between {} and {}",
+                    lower.text, upper.text
+                );
+            }
+        }
+        OperatorKind::Lookup(l) => {
+            let k: Vec<&str> = l.key.iter().map(|e| e.text.as_str()).collect();
+            let t: Vec<&str> = l.table_key.iter().map(|n| n.name.as_str()).collect();
+            let _ = writeln!(out, "  table: {} (read once at start)", l.path.display());
+            let _ = writeln!(out, "  keys: [{}] = table [{}]", k.join(", "), t.join(", "));
         }
         _ => {}
     }

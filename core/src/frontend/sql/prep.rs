@@ -1,8 +1,9 @@
 //! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
 //! of the text with its place kept.
 //!
-//! Two constructs: `WATERMARK FOR col AS expr` inside `CREATE TABLE (...)`, which is recorded and
-//! blanked, and the `TABLE` keyword before the table argument of a windowing function
+//! Three constructs: `WATERMARK FOR col AS expr` inside `CREATE TABLE (...)`, which is recorded
+//! and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
+//! and blanked; and the `TABLE` keyword before the table argument of a windowing function
 //! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
 //! every line and column the parser reports is still right in the user's text.
 
@@ -25,10 +26,18 @@ pub(super) struct Watermark {
     pub pos: Pos,
 }
 
-/// The text to parse (with the clauses blanked) and the watermarks taken out.
+/// A `FOR SYSTEM_TIME AS OF col` clause: the table it follows is joined as a lookup table.
+#[derive(Debug, Clone)]
+pub(super) struct Temporal {
+    /// Where the table's name (the token before `FOR`) starts.
+    pub table_pos: Pos,
+}
+
+/// The text to parse (with the clauses blanked) and the clauses taken out.
 pub(super) struct Prepared {
     pub text: String,
     pub watermarks: Vec<Watermark>,
+    pub temporals: Vec<Temporal>,
 }
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
@@ -51,6 +60,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let mut chars: Vec<char> = text.chars().collect();
     let starts = line_starts(&chars);
     let mut watermarks = Vec::new();
+    let mut temporals = Vec::new();
     let mut table = String::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -73,11 +83,20 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
             watermarks.push(mark);
             i = end;
         }
+        if i > 0 && is_system_time(&tokens, i) {
+            let end = temporal_end(&tokens, i)?;
+            blank(&mut chars, &starts, &tokens[i], &tokens[end]);
+            temporals.push(Temporal {
+                table_pos: pos_of(tokens[i - 1].span.start),
+            });
+            i = end;
+        }
         i += 1;
     }
     Ok(Prepared {
         text: chars.into_iter().collect(),
         watermarks,
+        temporals,
     })
 }
 
@@ -124,6 +143,39 @@ fn watermark(
         pos,
     };
     Ok((mark, end - 1))
+}
+
+/// Whether tokens `at..` read `FOR SYSTEM_TIME AS OF`.
+fn is_system_time(tokens: &[TokenWithSpan], at: usize) -> bool {
+    ["FOR", "SYSTEM_TIME", "AS", "OF"]
+        .iter()
+        .enumerate()
+        .all(|(k, w)| tokens.get(at + k).is_some_and(|t| is_word(t, w)))
+}
+
+/// The index of the last token of `FOR SYSTEM_TIME AS OF col` (`col` may be qualified).
+fn temporal_end(tokens: &[TokenWithSpan], at: usize) -> Result<usize, SqlError> {
+    const AFTER: [&str; 10] = [
+        "ON", "AS", "WHERE", "JOIN", "INNER", "LEFT", "GROUP", "UNION", "USING", "CROSS",
+    ];
+    let mut end = at + 4;
+    let column = tokens
+        .get(end)
+        .filter(|t| !AFTER.iter().any(|k| is_word(t, k)));
+    if column.and_then(word).is_none() {
+        return Err(SqlError {
+            pos: pos_of(tokens[at].span.start),
+            message: "expected a time column after `FOR SYSTEM_TIME AS OF`".into(),
+        });
+    }
+    while tokens
+        .get(end + 1)
+        .is_some_and(|t| t.token == Token::Period)
+        && tokens.get(end + 2).and_then(word).is_some()
+    {
+        end += 2;
+    }
+    Ok(end)
 }
 
 /// The token range to blank for a clause at `first..=last`: with the comma before it, or the

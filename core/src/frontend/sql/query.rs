@@ -12,12 +12,12 @@ use sqlparser::ast::{
 };
 
 use super::expr::{self, has_aggregate, Scope};
-use super::prep::Watermark;
+use super::prep::{Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
-    AggregateSpec, ExprText, GroupKey, JoinSpec, Named, OperatorKind, OperatorSpec, Origin,
-    PipelineSpec, Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
+    AggregateSpec, ExprText, GroupKey, JoinSpec, LookupSpec, Named, OperatorKind, OperatorSpec,
+    Origin, PipelineSpec, Pos, Settings, SinkKind, SinkSpec, SourceSpec, TopSpec, WindowSpec,
 };
 use crate::time::window::{TimeDomain, WindowKind};
 
@@ -36,6 +36,7 @@ pub(super) struct Lower {
     name: String,
     origin: Origin,
     pub watermarks: Vec<Watermark>,
+    pub temporals: Vec<Temporal>,
     tables: Vec<Table>,
     views: Vec<(String, String)>,
     sources: Vec<SourceSpec>,
@@ -51,6 +52,7 @@ impl Lower {
             name,
             origin,
             watermarks: Vec::new(),
+            temporals: Vec::new(),
             tables: Vec::new(),
             views: Vec::new(),
             sources: Vec::new(),
@@ -226,6 +228,12 @@ impl Lower {
 
     /// The field names `name` emits, from the plan of what is lowered so far.
     fn fields_of(&self, name: &str, pos: Pos) -> Result<Vec<String>, SqlError> {
+        Ok(self.stream_of(name, pos)?.0)
+    }
+
+    /// The field names of what `name` emits, and the name of its event-time field when its
+    /// rows carry their event time as-is in one.
+    fn stream_of(&self, name: &str, pos: Pos) -> Result<(Vec<String>, Option<String>), SqlError> {
         let spec = PipelineSpec {
             name: self.name.clone(),
             sources: self.sources.clone(),
@@ -249,7 +257,12 @@ impl Lower {
             message: e.message,
         })?;
         let schema = &plan.sinks[0].schema;
-        Ok(schema.fields().iter().map(|f| f.name.clone()).collect())
+        let fields: Vec<String> = schema.fields().iter().map(|f| f.name.clone()).collect();
+        let time = plan
+            .time_of(plan.sinks[0].input)
+            .filter(|t| t.offset_ms == 0)
+            .and_then(|t| fields.get(t.field).cloned());
+        Ok((fields, time))
     }
 
     /// Lowers a query; returns the relation of its result.
@@ -338,7 +351,12 @@ impl Lower {
     /// The select list as a `map` or `project`, or nothing when it keeps the input as it is.
     fn projection(&mut self, items: &[SelectItem], rel: Rel, at: Pos) -> Result<Rel, SqlError> {
         let (star, outputs) = select_items(items, at)?;
-        let fields = self.fields_of(&rel.name, at)?;
+        let mut fields = self.fields_of(&rel.name, at)?;
+        // An update stream's leading `op` passes through every projection.
+        if fields.first().is_some_and(|f| f == "op") && !outputs.iter().any(|(n, _)| n.name == "op")
+        {
+            fields.remove(0);
+        }
         let mut pairs = Vec::new();
         for (named, e) in outputs {
             let text = expr::lower(e, &rel.scope, &format!("SELECT {}", named.name), at)?;
@@ -377,7 +395,11 @@ impl Lower {
     fn from(&mut self, from: &TableWithJoins, at: Pos) -> Result<Rel, SqlError> {
         let mut rel = self.factor(&from.relation, at)?;
         for join in &from.joins {
-            rel = self.join(rel, join, at)?;
+            rel = if super::lookup::is_temporal(self, join) {
+                super::lookup::lookup_join(self, rel, join, at)?
+            } else {
+                self.join(rel, join, at)?
+            };
         }
         Ok(rel)
     }
@@ -449,9 +471,12 @@ impl Lower {
     fn join(&mut self, left: Rel, join: &Join, at: Pos) -> Result<Rel, SqlError> {
         let on = join_condition(join, at)?;
         let right = self.factor(&join.relation, at)?;
-        let (left_key, right_key) = join_keys(on, &left, &right, at)?;
+        let (left_key, right_key, between) = join_keys(on, &left, &right, at)?;
         let left_fields = self.fields_of(&left.name, at)?;
-        let right_fields = self.fields_of(&right.name, at)?;
+        let (right_fields, right_time) = self.stream_of(&right.name, at)?;
+        if let Some((column, pos, _)) = &between {
+            check_interval_time(column, *pos, right_time.as_deref())?;
+        }
         let prefix = format!(
             "{}_",
             right
@@ -464,7 +489,7 @@ impl Lower {
         let spec = JoinSpec {
             left_key,
             right_key,
-            between: None,
+            between: between.map(|(_, _, bounds)| bounds),
             retention_ms: None,
             right_prefix: Some(prefix.clone()),
         };
@@ -496,6 +521,25 @@ impl Lower {
             scope,
             window: None,
         })
+    }
+
+    pub(super) fn push_lookup(&mut self, input: &str, spec: LookupSpec, at: Pos) -> String {
+        self.push("lookup", &[input], OperatorKind::Lookup(spec), at)
+    }
+
+    /// The table `name` made by `CREATE TABLE`, if there is one.
+    pub(super) fn table(&self, name: &str) -> Option<Table> {
+        self.tables.iter().find(|t| t.name.name == name).cloned()
+    }
+
+    /// The SQL file's name, for errors.
+    pub(super) fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The field names of what `name` emits.
+    pub(super) fn fields(&self, name: &str, pos: Pos) -> Result<Vec<String>, SqlError> {
+        self.fields_of(name, pos)
     }
 
     pub(super) fn push_aggregate(&mut self, input: &str, spec: AggregateSpec, at: Pos) -> String {
@@ -586,7 +630,7 @@ fn select_items(items: &[SelectItem], at: Pos) -> Result<(bool, Vec<Item<'_>>), 
 }
 
 /// The `ON` condition of an inner join.
-fn join_condition(join: &Join, at: Pos) -> Result<&Expr, SqlError> {
+pub(super) fn join_condition(join: &Join, at: Pos) -> Result<&Expr, SqlError> {
     let constraint = match &join.join_operator {
         JoinOperator::Join(c) | JoinOperator::Inner(c) => c,
         other => {
@@ -609,17 +653,31 @@ fn join_condition(join: &Join, at: Pos) -> Result<&Expr, SqlError> {
     Ok(on)
 }
 
-/// The key pairs of `ON l.a = r.b AND ...`, each side lowered in its own scope.
+/// An interval join's bounds: the right column the `BETWEEN` tests (and where), and the
+/// lower and upper bound over the left row.
+type Between = (String, Pos, (ExprText, ExprText));
+
+/// The key pairs of `ON l.a = r.b AND ...`, each side lowered in its own scope, and the
+/// bounds of an interval join (`AND r.t BETWEEN l.x AND l.y`).
 fn join_keys(
     on: &Expr,
     left: &Rel,
     right: &Rel,
     at: Pos,
-) -> Result<(Vec<ExprText>, Vec<ExprText>), SqlError> {
+) -> Result<(Vec<ExprText>, Vec<ExprText>, Option<Between>), SqlError> {
     let mut conjuncts = Vec::new();
     split_and(on, &mut conjuncts);
     let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
+    let mut between = None;
     for condition in conjuncts {
+        if let Expr::Between { .. } = condition {
+            if between.is_some() {
+                let pos = expr::start_of(condition).unwrap_or(at);
+                return err(pos, "an interval join takes one `BETWEEN` condition");
+            }
+            between = Some(interval_bounds(condition, left, right, at)?);
+            continue;
+        }
         let Expr::BinaryOp {
             left: l,
             op: sqlparser::ast::BinaryOperator::Eq,
@@ -636,7 +694,53 @@ fn join_keys(
         left_key.push(expr::lower(lk, &left.scope, "JOIN ON", at)?);
         right_key.push(expr::lower(rk, &right.scope, "JOIN ON", at)?);
     }
-    Ok((left_key, right_key))
+    Ok((left_key, right_key, between))
+}
+
+/// `r.t BETWEEN l.lower AND l.upper`: a right column, bounds over the left row.
+fn interval_bounds(
+    condition: &Expr,
+    left: &Rel,
+    right: &Rel,
+    at: Pos,
+) -> Result<Between, SqlError> {
+    let pos = expr::start_of(condition).unwrap_or(at);
+    let Expr::Between {
+        expr: column,
+        negated: false,
+        low,
+        high,
+    } = condition
+    else {
+        return err(pos, "`NOT BETWEEN` cannot bound an interval join");
+    };
+    let name = match column.as_ref() {
+        Expr::Identifier(id) => Some(id.value.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|id| id.value.clone()),
+        _ => None,
+    };
+    let Some(name) = name.filter(|_| refers_to(column, &right.scope)) else {
+        return err(pos, format!("an interval join tests the right side's event time: write `{}.time_column BETWEEN left.lower AND left.upper`", right.scope.qualifiers.last().map_or("right", String::as_str)));
+    };
+    if refers_to(low, &right.scope) || refers_to(high, &right.scope) {
+        return err(
+            pos,
+            "the bounds of an interval join are expressions over the left side's columns",
+        );
+    }
+    let lower = expr::lower(low, &left.scope, "JOIN ON", at)?;
+    let upper = expr::lower(high, &left.scope, "JOIN ON", at)?;
+    Ok((name, pos, (lower, upper)))
+}
+
+/// The column an interval join's `BETWEEN` tests must be the right side's event time: the
+/// engine compares the bounds with each right row's event time.
+fn check_interval_time(column: &str, pos: Pos, time: Option<&str>) -> Result<(), SqlError> {
+    match time {
+        Some(time) if time == column => Ok(()),
+        Some(time) => err(pos, format!("an interval join bounds the right side's event time `{time}`, not `{column}`")),
+        None => err(pos, "the right side of an interval join has no event-time column (declare a WATERMARK on its table)"),
+    }
 }
 
 /// The conjuncts of `a AND b AND ...`.
@@ -656,7 +760,7 @@ pub(super) fn split_and<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
 }
 
 /// Whether `expr` names a column qualified by one of `scope`'s qualifiers.
-fn refers_to(expr: &Expr, scope: &Scope) -> bool {
+pub(super) fn refers_to(expr: &Expr, scope: &Scope) -> bool {
     let mut found = false;
     expr::walk(expr, &mut |e| {
         if let Expr::CompoundIdentifier(parts) = e {
