@@ -43,7 +43,6 @@ use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::graph::Head;
 use crate::message::Message;
 use crate::pipeline::CoreCx;
-use crate::probe::Counters;
 use crate::Error;
 use wire_core::record::format::RowWriter;
 
@@ -67,6 +66,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
     let sink = &cx.plan.sinks[index];
     let node = cx.node(Head::Sink(index));
     let counters = &cx.probe.nodes[node].cores[cx.core];
+    let latency = &cx.probe.nodes[node].latency[cx.core];
     let checkpoints = cx.checkpoints.clone();
     let epoch = checkpoints.as_ref().map(|c| c.completed() + 1);
     let mut output = match Output::open(&cx, sink, epoch) {
@@ -104,6 +104,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
         match next {
             Delivery::Closed => break,
             Delivery::Aligned(id) => {
+                if let Some(took) = inbox.take_alignment() {
+                    counters.aligned(took);
+                }
                 let content = match output.as_mut() {
                     Some(out) => match out.stage(id + 1).await {
                         Ok(()) => AckContent::Passed,
@@ -136,15 +139,23 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
             ) => {}
             Delivery::Message(Message::Batch { batch, .. }) => {
                 let rows = batch.row_count() as u64;
-                Counters::add(&counters.rows_in, rows);
+                let bytes = batch.as_bytes().len();
+                counters.batch_in(rows as usize, bytes);
+                counters
+                    .mailbox
+                    .store(inbox.queued() as u64, Ordering::Relaxed);
                 if rows > 0 {
                     cx.probe.first_output();
+                }
+                let newest = batch.header().max_event_time;
+                if newest != i64::MIN {
+                    latency.observe(newest, crate::task::now_ms());
                 }
                 let Some(out) = output.as_mut() else {
                     continue; // Failed earlier: keep draining so producers finish.
                 };
                 match out.write(&cx, &batch).await {
-                    Ok(()) => Counters::add(&counters.rows_out, rows),
+                    Ok(()) => counters.batch_out(rows as usize, bytes),
                     Err(err) => {
                         cx.failure.record(err);
                         output = None;

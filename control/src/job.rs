@@ -255,6 +255,20 @@ type Deployed = (
     Option<(u64, bool)>,
 );
 
+/// Keeps the `cores` span of a restore open until the cores have restored their state (or
+/// an hour has passed: a run that never finishes restoring has failed, and says so itself).
+async fn trace_core_restore(shared: Arc<Checkpointing>, root: tracing::Span, cores: tracing::Span) {
+    let give_up = Instant::now() + Duration::from_secs(3600);
+    while Instant::now() < give_up {
+        if let Some(took) = shared.restore_duration() {
+            root.record("cores_ms", took.as_secs_f64() * 1e3);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cores);
+}
+
 /// Prepares the checkpoints (or refuses), deploys `plan` on `pool` and starts the coordinator.
 fn deploy(
     args: &RunArgs,
@@ -289,7 +303,19 @@ fn deploy(
         placement: args.placement.clone(),
         ingest_auth: args.ingest_auth.clone(),
     };
+    let cores_span = prepared
+        .as_ref()
+        .filter(|p| p.shared.restore().is_some())
+        .map(|p| tracing::info_span!(parent: &p.restore_span, "cores", cores));
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
+    if let (Some(prepared), Some(cores_span)) = (&prepared, cores_span) {
+        let root = prepared.restore_span.clone();
+        runtime.spawn(trace_core_restore(
+            prepared.shared.clone(),
+            root,
+            cores_span,
+        ));
+    }
     let coordinator = match prepared {
         Some(prepared) => {
             let started = start_coordinator(prepared, &sinks_plan, &deployment, runtime);
@@ -463,6 +489,8 @@ struct Prepared {
     savepoint_dir: Option<PathBuf>,
     deltas: u32,
     chain: Option<Chain>,
+    /// The trace of what the run restores, open until its cores have restored it.
+    restore_span: tracing::Span,
 }
 
 /// Settles what earlier runs left before the cores start: `--fresh`, the checkpoint to
@@ -482,10 +510,20 @@ fn prepare(
     };
     let store = resume::open_store(args, plan, checkpoint_args.retained)?;
     let started = Instant::now();
-    let restore = resume::choose_restore(args, checkpoint_args, &store, plan, say)?;
+    let span = tracing::info_span!(
+        parent: None,
+        "restore",
+        pipeline = %plan.name,
+        checkpoint = tracing::field::Empty,
+        state_bytes = tracing::field::Empty,
+        cores_ms = tracing::field::Empty,
+    );
+    let restore = tracing::info_span!(parent: &span, "read")
+        .in_scope(|| resume::choose_restore(args, checkpoint_args, &store, plan, say))?;
     if restore.is_none() {
         resume::refuse_earlier_output(args, plan)?;
     }
+    let _entered = span.enter();
     prepare_checkpoints(
         checkpoint_args,
         plan,
@@ -493,7 +531,10 @@ fn prepare(
         (store, restore),
         (started, say),
     )
-    .map(Some)
+    .map(|mut prepared| {
+        prepared.restore_span = span.clone();
+        Some(prepared)
+    })
 }
 
 /// Settles the file sinks to the checkpoint restored (if any), tells the user, and sets up
@@ -520,8 +561,9 @@ fn prepare_checkpoints(
         }
     }
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
-    let (published, deleted) =
-        wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?;
+    let (published, deleted) = tracing::info_span!("settle_sinks", checkpoint = completed)
+        .in_scope(|| wire_actors::recover_file_sinks(plan, completed))
+        .map_err(|e| e.to_string())?;
     if let Some(Restore {
         checkpoint, path, ..
     }) = &restore
@@ -533,6 +575,9 @@ fn prepare_checkpoints(
             .flat_map(|instance| &instance.sections)
             .map(|s| s.bytes.len())
             .sum();
+        let span = tracing::Span::current();
+        span.record("checkpoint", checkpoint.id);
+        span.record("state_bytes", bytes);
         say(&format!(
             "restoring checkpoint {} from {} ({} of state, read in {:.1} ms); sink files: {published} published, {deleted} discarded",
             checkpoint.id,
@@ -559,6 +604,7 @@ fn prepare_checkpoints(
         savepoint_dir: checkpoint_args.savepoint_dir.clone(),
         deltas: checkpoint_args.deltas,
         chain,
+        restore_span: tracing::Span::none(),
     })
 }
 

@@ -13,6 +13,7 @@ mod start;
 use run::run;
 use wire_control::job::{self, Outcome, RunArgs};
 use wire_control::metrics::{server, Metrics};
+use wire_control::telemetry::Traces;
 use wire_storage::checkpoint::StoreUrl;
 
 #[global_allocator]
@@ -35,6 +36,11 @@ struct Cli {
     /// How log lines on stderr look: `text`, or `json` (one object per line, for shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export spans (checkpoints, restores, raft events, admin calls) to this OTLP/HTTP
+    /// collector (`http://HOST:4318`; `/v1/traces` is appended unless the URL has a path).
+    /// For `run` and `start`; an unreachable collector only costs a warning.
+    #[arg(long, global = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -169,8 +175,33 @@ fn main() -> ExitCode {
             return exit_code(Outcome::Invalid);
         }
     };
-    init_logs(cli.log_format, filter);
-    match cli.command {
+    let service = match &cli.command {
+        Command::Start(_) => "wire-node",
+        _ => "wire-run",
+    };
+    let traces = match cli
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| Traces::start(url, service))
+    {
+        None => None,
+        Some(Ok(traces)) => Some(traces),
+        Some(Err(err)) => {
+            eprintln!("error: {err}");
+            return exit_code(Outcome::Invalid);
+        }
+    };
+    init_logs(cli.log_format, filter, traces.as_ref());
+    let code = dispatch(cli.command);
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    code
+}
+
+/// Runs the subcommand.
+fn dispatch(command: Command) -> ExitCode {
+    match command {
         Command::Run {
             pipeline,
             cores,
@@ -293,17 +324,25 @@ fn explain(pipeline: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Installs the stderr log subscriber: `filter`, in `format`.
-fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+/// Installs the subscriber: log lines on stderr (`filter`, in `format`) and, with
+/// `--otlp-endpoint`, Wire's spans to the collector (their own filter: `RUST_LOG` only
+/// says what is logged).
+fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter, traces: Option<&Traces>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().with_ansi(false).init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => logs.json().with_ansi(false).with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces.map(|t| t.layer()))
+        .init();
 }
 
 /// Runs `args` with its figures in `metrics` (or, for `--top` alone, in a registry nobody
