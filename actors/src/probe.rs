@@ -120,8 +120,9 @@ impl Counters {
         Counters::add(&self.bytes_out, bytes as u64);
     }
 
-    /// Records a checkpoint alignment that took `took`.
-    pub fn aligned(&self, took: std::time::Duration) {
+    /// Records a checkpoint alignment that took `took`, if one completed.
+    pub fn aligned(&self, took: Option<std::time::Duration>) {
+        let Some(took) = took else { return };
         let ns = took.as_nanos() as u64;
         Counters::add(&self.align_ns, ns);
         self.align_last_ns.store(ns, Ordering::Relaxed);

@@ -62,9 +62,8 @@ impl OperatorTask {
                 Event::Delivery(Delivery::Closed) => break,
                 Event::Timer => self.on_timer(&mut out).await,
                 Event::Delivery(Delivery::Aligned(id)) => {
-                    if let (Some(took), Some(counters)) =
-                        (self.inbox.take_alignment(), self.entry_counters())
-                    {
+                    let took = self.inbox.take_alignment();
+                    if let Some(counters) = self.entry_counters() {
                         counters.aligned(took);
                     }
                     self.on_aligned(Some(id), failed).await;

@@ -509,41 +509,52 @@ impl CoordinatorState {
         let incremental = checkpoint.base.is_some();
         let wanted = self.savepoint_id == Some(pending.id) || self.savepoint_waiter(pending.id);
         let copy = wanted.then(|| checkpoint.clone());
-        match self.write(checkpoint).instrument(commit.clone()).await {
-            Ok(bytes) => {
-                commit.record("bytes", bytes);
-                pending.span.record("bytes", bytes);
-                pending.span.record("outcome", "complete");
-                let ms = pending.started.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(
-                    id = pending.id,
-                    ms,
-                    bytes,
-                    incremental,
-                    "checkpoint complete"
-                );
-                commit.in_scope(|| {
-                    self.completed(pending.id, ms, bytes, incremental);
-                    self.shared.complete(pending.id);
-                    if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
-                        self.shared.retain_from(oldest);
-                    }
-                });
-                self.last_end = Instant::now();
-                drop(commit);
-                pending.phase = tracing::Span::none();
-                let answer =
-                    tracing::info_span!(parent: &pending.span, "answer", checkpoint = pending.id);
-                self.after_complete(pending.id, copy)
-                    .instrument(answer)
-                    .await;
-            }
+        let written = self.write(checkpoint).instrument(commit.clone()).await;
+        drop(commit);
+        match written {
+            Ok(bytes) => self.committed(pending, bytes, incremental, copy).await,
             Err(reason) => {
                 let reason = format!("checkpoint {}: {reason}", pending.id);
                 pending.aborted(&reason);
                 self.abort(reason);
             }
         }
+    }
+
+    /// `pending` was written (`bytes`): marks it complete, then writes the savepoints and
+    /// answers the requests that waited for it (`copy` of it, if they need one).
+    async fn committed(
+        &mut self,
+        mut pending: Pending,
+        bytes: u64,
+        incremental: bool,
+        copy: Option<Checkpoint>,
+    ) {
+        let commit = std::mem::replace(&mut pending.phase, tracing::Span::none());
+        commit.record("bytes", bytes);
+        pending.span.record("bytes", bytes);
+        pending.span.record("outcome", "complete");
+        let ms = pending.started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            id = pending.id,
+            ms,
+            bytes,
+            incremental,
+            "checkpoint complete"
+        );
+        commit.in_scope(|| {
+            self.completed(pending.id, ms, bytes, incremental);
+            self.shared.complete(pending.id);
+            if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
+                self.shared.retain_from(oldest);
+            }
+        });
+        self.last_end = Instant::now();
+        drop(commit);
+        let answer = tracing::info_span!(parent: &pending.span, "answer", checkpoint = pending.id);
+        self.after_complete(pending.id, copy)
+            .instrument(answer)
+            .await;
     }
 
     /// Writes the savepoints completed checkpoint `id` was asked for (`copy` of it) and
@@ -681,6 +692,23 @@ impl CoordinatorState {
             .map_err(|err| err.to_string())
     }
 
+    /// The trace of the run's last checkpoint `id`: its root and its `commit` span.
+    fn last_checkpoint_spans(&self, id: u64) -> (tracing::Span, tracing::Span) {
+        let span = tracing::info_span!(
+            parent: None,
+            "checkpoint",
+            pipeline = %self.config.pipeline,
+            checkpoint = id,
+            last = true,
+            outcome = Empty,
+            bytes = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let commit = tracing::info_span!(parent: &span, "commit", checkpoint = id, bytes = Empty);
+        (span, commit)
+    }
+
     /// The run ended: the last checkpoint from every instance's final ack.
     async fn finish(&mut self) -> CheckpointReport {
         self.try_complete().await;
@@ -704,19 +732,7 @@ impl CoordinatorState {
                 .iter()
                 .map(|((_, core), content)| (*core, content))
                 .collect();
-            let span = tracing::info_span!(
-                parent: None,
-                "checkpoint",
-                pipeline = %self.config.pipeline,
-                checkpoint = id,
-                last = true,
-                outcome = Empty,
-                bytes = Empty,
-                otel.status_code = Empty,
-                otel.status_message = Empty,
-            );
-            let commit =
-                tracing::info_span!(parent: &span, "commit", checkpoint = id, bytes = Empty);
+            let (span, commit) = self.last_checkpoint_spans(id);
             // Final acks hold whole state: the last checkpoint is one.
             let checkpoint = commit.in_scope(|| self.assemble(id, None, true, &contents));
             let savepoint = match &checkpoint {

@@ -250,42 +250,56 @@ fn dispatch(command: Command) -> ExitCode {
                 append_output,
                 allow_empty_restore,
             };
-            // The process's one tokio runtime: the control plane (the checkpoint coordinator).
-            let runtime = match control_runtime() {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    eprintln!("error: cannot start the control plane's runtime: {err}");
-                    return exit_code(Outcome::Failed);
-                }
-            };
-            let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
-                Ok(metrics) => metrics,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return exit_code(Outcome::Failed);
-                }
-            };
-            let outcome = run_served(&args, &stop, &runtime, metrics, metrics_linger, top);
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            exit_code(outcome)
+            exit_code(run_command(&args, &stop, metrics_addr, metrics_linger, top))
         }
         Command::Start(args) => start::start(args),
-        Command::Certs(CertsCmd::Init { dir, hosts }) => {
-            match wire_control::tls::init_dev_certs(&dir, &hosts) {
-                Ok(written) => {
-                    for path in written {
-                        println!("{}", path.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Certs(CertsCmd::Init { dir, hosts }) => certs_init(&dir, &hosts),
         Command::Check { pipeline } => check(&pipeline),
         Command::Explain { pipeline } => explain(&pipeline),
+    }
+}
+
+/// `wire run`: starts the control plane's runtime and the metrics server, runs `args`.
+fn run_command(
+    args: &RunArgs,
+    stop: &Arc<AtomicBool>,
+    metrics_addr: Option<String>,
+    metrics_linger: Option<Duration>,
+    top: bool,
+) -> Outcome {
+    // The process's one tokio runtime: the control plane (the checkpoint coordinator).
+    let runtime = match control_runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the control plane's runtime: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let outcome = run_served(args, stop, &runtime, metrics, metrics_linger, top);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+/// `wire certs init`: the paths written, or the error.
+fn certs_init(dir: &std::path::Path, hosts: &[String]) -> ExitCode {
+    match wire_control::tls::init_dev_certs(dir, hosts) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
     }
 }
 
