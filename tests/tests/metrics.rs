@@ -12,47 +12,19 @@ use std::time::Duration;
 use wire_tests::cluster::{
     free_port, initial_cluster, wait_for, wait_for_leader, wirectl_bin, WireNode,
 };
-use wire_tests::metrics::{chromium, http, promtool_check, samples, scrape, sum, Prometheus};
+use wire_tests::metrics::{
+    chromium, http, promtool_check, q5_file, samples, scrape, serial, sum, Prometheus,
+};
 use wire_tests::process::Watched;
 use wire_tests::wire_bin;
-
-/// The tests start several processes each: one at a time on small machines.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Nexmark q5 (a hop window and a top) into a file sink in `dir`: `events` bounds it, else it
 /// runs until stopped at 20,000 events/s.
 fn q5(dir: &Path, events: Option<&str>) -> PathBuf {
-    let bound = match events {
-        Some(events) => format!("events: {events}"),
-        None => "rate: 20000".to_string(),
-    };
-    let yaml = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, {bound}, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate: {{num: count(*)}}
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: file, path: {}, format: jsonl, from: hottest}}
-",
-        dir.join("out").display()
-    );
-    let path = dir.join("q5.yaml");
-    std::fs::write(&path, yaml).expect("pipeline file");
-    path
+    match events {
+        Some(events) => q5_file(dir, &format!("events: {events}")),
+        None => q5_file(dir, "rate: 20000"),
+    }
 }
 
 /// `wire run FILE` with two unpinned cores, checkpoints every 300 ms and metrics on `addr`.

@@ -12,43 +12,15 @@ use std::time::Duration;
 use wire_tests::cluster::{
     cluster_status, free_port, initial_cluster, wait_for, wait_for_leader, WireNode,
 };
+use wire_tests::metrics::{q5_file, serial};
 use wire_tests::otlp::{Receiver, Span};
 use wire_tests::wire_bin;
-
-/// The tests start several processes each: one at a time on small machines.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Nexmark q5 over `events` bids at 20,000 events/s into a file sink in `dir`.
 fn q5(dir: &Path, events: u64) -> PathBuf {
-    let yaml = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, events: {events}, rate: 20000, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate: {{num: count(*)}}
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: file, path: {}, format: jsonl, from: hottest}}
-",
-        dir.join("out").display()
-    );
-    let path = dir.join("q5.yaml");
-    std::fs::write(&path, yaml).expect("pipeline file");
-    path
+    q5_file(dir, &format!("events: {events}, rate: 20000"))
 }
 
 /// `wire run FILE` on two unpinned cores with checkpoints every 200 ms, exporting to `otlp`.
