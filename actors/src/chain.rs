@@ -12,7 +12,7 @@ use wire_core::frontend::plan::{Operator, Plan};
 use wire_core::{Batch, BatchBuilder, DataType, PartitionId, StreamId, ValueRef};
 
 use crate::lookup::{LookupTable, LookupTables};
-use crate::probe::{Counters, RunProbe};
+use crate::probe::RunProbe;
 
 /// The fused operators of one task instance on one core.
 pub struct Chain {
@@ -74,12 +74,17 @@ impl Chain {
         Chain { steps, probe, core }
     }
 
+    /// The probe node of the chain's first step, if it has one.
+    pub(crate) fn first_node(&self) -> Option<usize> {
+        self.steps.first().map(|step| step.node)
+    }
+
     /// Runs every step over `batch`; `None` when no row is left.
     pub fn process(&mut self, batch: Batch) -> Result<Option<Batch>, wire_core::Error> {
         let mut current = batch;
         for step in &mut self.steps {
             let counters = &self.probe.nodes[step.node].cores[self.core];
-            Counters::add(&counters.rows_in, current.row_count() as u64);
+            counters.batch_in(current.row_count(), current.as_bytes().len());
             let next = match &mut step.kind {
                 StepKind::Filter(predicate, builder) => filter(predicate, builder, current)?,
                 StepKind::Project(exprs, builder) => Some(project(exprs, builder, &current)?),
@@ -91,7 +96,7 @@ impl Chain {
             };
             match next {
                 Some(batch) => {
-                    Counters::add(&counters.rows_out, batch.row_count() as u64);
+                    counters.batch_out(batch.row_count(), batch.as_bytes().len());
                     current = batch;
                 }
                 None => return Ok(None),

@@ -268,11 +268,15 @@ pub(crate) struct Inbox {
     replay: VecDeque<Message>,
     /// An alignment completed and is yet to be reported.
     ready: Option<u64>,
+    /// How long the last completed alignment took (first barrier to last), until taken.
+    took: Option<std::time::Duration>,
 }
 
 struct Alignment {
     id: u64,
     arrived: Vec<SenderId>,
+    /// When its first barrier arrived.
+    began: std::time::Instant,
 }
 
 impl Inbox {
@@ -286,7 +290,18 @@ impl Inbox {
             held: VecDeque::new(),
             replay: VecDeque::new(),
             ready: None,
+            took: None,
         }
+    }
+
+    /// Messages waiting in the mailbox now.
+    pub(crate) fn queued(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    /// How long the alignment just reported ([`Delivery::Aligned`]) took, once.
+    pub(crate) fn take_alignment(&mut self) -> Option<std::time::Duration> {
+        self.took.take()
     }
 
     /// Whether every sender has ended.
@@ -332,6 +347,7 @@ impl Inbox {
                 self.aligning = Some(Alignment {
                     id,
                     arrived: vec![sender],
+                    began: std::time::Instant::now(),
                 })
             }
             Some(alignment) if alignment.id == id => alignment.arrived.push(sender),
@@ -343,6 +359,7 @@ impl Inbox {
                 self.aligning = Some(Alignment {
                     id,
                     arrived: vec![sender],
+                    began: std::time::Instant::now(),
                 });
             }
             // An older barrier than the one being aligned: that checkpoint was given up.
@@ -362,6 +379,7 @@ impl Inbox {
             .count();
         if alignment.arrived.len() + ended_elsewhere >= self.senders {
             self.ready = Some(alignment.id);
+            self.took = Some(alignment.began.elapsed());
             self.aligning = None;
             self.replay.extend(self.held.drain(..));
         }

@@ -53,6 +53,12 @@ pub(crate) trait Stateful {
     /// Groups (keys, or keys × windows) currently held.
     fn groups(&self) -> usize;
 
+    /// Bytes of memory the state takes, estimated cheaply (read after every batch): the
+    /// group tables at their capacity; 0 for an operator that does not estimate it.
+    fn state_bytes(&self) -> usize {
+        0
+    }
+
     /// Copies the state: one sealed snapshot per key group held. An error names why this
     /// operator cannot be checkpointed. An operator that tracks changes starts tracking anew.
     fn snapshot(&mut self, _max_parallelism: u32) -> Result<Vec<Section>, String> {

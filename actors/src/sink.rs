@@ -43,7 +43,7 @@ use crate::checkpoint::{Ack, AckContent, Delivery, Inbox};
 use crate::graph::Head;
 use crate::message::Message;
 use crate::pipeline::CoreCx;
-use crate::probe::Counters;
+use crate::probe::{Counters, Latency};
 use crate::Error;
 use wire_core::record::format::RowWriter;
 
@@ -62,11 +62,30 @@ const COMMIT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 ///
 /// With checkpoints, a file sink is exactly-once: a part file is staged as
 /// `<part>.pending-<n>` when checkpoint `n`'s barrier aligns (or when it rolls before that),
+/// Counts a batch a sink received: rows and bytes in, its mailbox, and its end-to-end latency
+/// when its rows carry an event time; returns (rows, bytes).
+fn count_in(
+    counters: &Counters,
+    latency: &Latency,
+    queued: usize,
+    batch: &Batch,
+) -> (usize, usize) {
+    let (rows, bytes) = (batch.row_count(), batch.as_bytes().len());
+    counters.batch_in(rows, bytes);
+    counters.mailbox.store(queued as u64, Ordering::Relaxed);
+    let newest = batch.header().max_event_time;
+    if newest != i64::MIN {
+        latency.observe(newest, crate::task::now_ms());
+    }
+    (rows, bytes)
+}
+
 /// and renamed to its final name once checkpoint `n` completes.
 pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: Inbox) {
     let sink = &cx.plan.sinks[index];
     let node = cx.node(Head::Sink(index));
     let counters = &cx.probe.nodes[node].cores[cx.core];
+    let latency = &cx.probe.nodes[node].latency[cx.core];
     let checkpoints = cx.checkpoints.clone();
     let epoch = checkpoints.as_ref().map(|c| c.completed() + 1);
     let mut output = match Output::open(&cx, sink, epoch) {
@@ -104,6 +123,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
         match next {
             Delivery::Closed => break,
             Delivery::Aligned(id) => {
+                counters.aligned(inbox.take_alignment());
                 let content = match output.as_mut() {
                     Some(out) => match out.stage(id + 1).await {
                         Ok(()) => AckContent::Passed,
@@ -135,8 +155,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
                 Message::Watermark { .. } | Message::Idle { .. } | Message::Barrier { .. },
             ) => {}
             Delivery::Message(Message::Batch { batch, .. }) => {
-                let rows = batch.row_count() as u64;
-                Counters::add(&counters.rows_in, rows);
+                let (rows, bytes) = count_in(counters, latency, inbox.queued(), &batch);
                 if rows > 0 {
                     cx.probe.first_output();
                 }
@@ -144,7 +163,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, task: usize, mut inbox: In
                     continue; // Failed earlier: keep draining so producers finish.
                 };
                 match out.write(&cx, &batch).await {
-                    Ok(()) => Counters::add(&counters.rows_out, rows),
+                    Ok(()) => counters.batch_out(rows, bytes),
                     Err(err) => {
                         cx.failure.record(err);
                         output = None;

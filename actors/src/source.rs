@@ -138,9 +138,15 @@ impl Emitter {
     /// Emits `batch` downstream, waiting while downstream queues are full, then the
     /// watermark it advances.
     pub(crate) async fn emit(&mut self, batch: Batch) -> Result<(), Error> {
-        Counters::add(&self.counters().rows_out, batch.row_count() as u64);
+        self.counters()
+            .batch_out(batch.row_count(), batch.as_bytes().len());
         self.cx.probe.first_batch();
         let update = self.observe(&batch);
+        if let (WatermarkUpdate::Advance(_), Some((watermarks, _))) = (update, &self.watermarks) {
+            if let Some(range) = watermarks.partition_range() {
+                self.counters().partition_times(range);
+            }
+        }
         if let Some(out) = self.chain.process(batch)? {
             self.outlet.send(out).await?;
         }

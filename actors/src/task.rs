@@ -62,6 +62,10 @@ impl OperatorTask {
                 Event::Delivery(Delivery::Closed) => break,
                 Event::Timer => self.on_timer(&mut out).await,
                 Event::Delivery(Delivery::Aligned(id)) => {
+                    let took = self.inbox.take_alignment();
+                    if let Some(counters) = self.entry_counters() {
+                        counters.aligned(took);
+                    }
                     self.on_aligned(Some(id), failed).await;
                     Ok(())
                 }
@@ -179,7 +183,21 @@ impl OperatorTask {
         .await
     }
 
+    /// The counters of the task's first node (its head, else its chain's first step): where
+    /// its mailbox and alignments are counted.
+    fn entry_counters(&self) -> Option<&Counters> {
+        let node = match &self.head {
+            Some((_, node)) => Some(*node),
+            None => self.chain.first_node(),
+        }?;
+        Some(&self.cx.probe.nodes[node].cores[self.cx.core])
+    }
+
     async fn on_batch(&mut self, batch: Batch, port: u8, out: &mut Output) -> Result<(), Error> {
+        if let Some(counters) = self.entry_counters() {
+            let queued = self.inbox.queued() as u64;
+            counters.mailbox.store(queued, Ordering::Relaxed);
+        }
         let Some((head, node)) = self.head.as_mut() else {
             if let Some(result) = self.chain.process(batch)? {
                 self.outlet.send(result).await?;
@@ -187,7 +205,7 @@ impl OperatorTask {
             return Ok(());
         };
         let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
-        Counters::add(&counters.rows_in, batch.row_count() as u64);
+        counters.batch_in(batch.row_count(), batch.as_bytes().len());
         head.on_batch(&batch, usize::from(port), now_ms(), out)?;
         drop(batch);
         self.drain(out).await
@@ -218,11 +236,15 @@ impl OperatorTask {
         if let Some((head, node)) = self.head.as_ref() {
             let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
             let rows: usize = out.ready.iter().map(Batch::row_count).sum();
-            Counters::add(&counters.rows_out, rows as u64);
+            let bytes: usize = out.ready.iter().map(|b| b.as_bytes().len()).sum();
+            counters.batch_out(rows, bytes);
             Counters::add(&counters.late, std::mem::take(&mut out.late_rows));
             counters
                 .groups
                 .store(head.groups() as u64, Ordering::Relaxed);
+            counters
+                .state_bytes
+                .store(head.state_bytes() as u64, Ordering::Relaxed);
         }
         for batch in std::mem::take(&mut out.ready) {
             if let Some(result) = self.chain.process(batch)? {
@@ -233,8 +255,8 @@ impl OperatorTask {
         if let Some((side, node)) = self.side.as_mut() {
             let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
             for batch in late {
-                Counters::add(&counters.rows_in, batch.row_count() as u64);
-                Counters::add(&counters.rows_out, batch.row_count() as u64);
+                counters.batch_in(batch.row_count(), batch.as_bytes().len());
+                counters.batch_out(batch.row_count(), batch.as_bytes().len());
                 side.send(batch).await?;
             }
         }

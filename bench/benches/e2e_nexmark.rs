@@ -57,13 +57,21 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// q1 (stateless) and q5 (windows, a top) with and without `--metrics-addr`, scraped every
-/// 100 ms (150 times Prometheus's default rate) while they run; the best of three runs each.
+/// q0 (pass-through) and q5 (windows, a top), or `--queries`, with and without
+/// `--metrics-addr`, scraped every 100 ms (150 times Prometheus's default rate) while they run;
+/// off and on alternate, the best of three runs each. The load average is printed before and
+/// after: the machine is shared.
 fn metrics_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
     println!("## metrics on and off: `--metrics-addr`, scraped every 100 ms, best of 3");
+    println!("load average before: {}", load_average());
     println!("| query | cores | events | off events/s | on events/s | on / off |");
     println!("|---|---|---|---|---|---|");
-    for query in ["q1", "q5"] {
+    let default = vec!["q0".to_string(), "q5".to_string()];
+    let queries = match &args.queries {
+        Some(queries) if args.metrics_only => queries,
+        _ => &default,
+    };
+    for query in queries {
         let text = std::fs::read_to_string(root.join(format!("examples/nexmark/{query}.yaml")))?;
         let yaml = blackhole_sinks(&with_events(&text, args.events));
         for cores in [1, 2] {
@@ -81,8 +89,16 @@ fn metrics_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    println!("load average after: {}", load_average());
     println!();
     Ok(())
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// [`run`] with `--metrics-addr` on a free port and a thread scraping it every 100 ms.

@@ -14,6 +14,12 @@
 //! On demand ([`CoordinatorLink`], `wirectl checkpoint trigger` and `savepoint create`), a
 //! checkpoint is triggered at once, or right after the running one ends; the request is
 //! answered when that checkpoint completes (with its id and where it went) or aborts.
+//!
+//! Each checkpoint is one trace (exported with `--otlp-endpoint`): a root `checkpoint` span
+//! from trigger to complete or abort, with the child spans `trigger` (the request raised),
+//! `barriers` (until the first instance acks: the barriers travel from the sources),
+//! `acks` (from the first ack to the last) and `commit` (assembling the acks, writing the
+//! state files and the manifest, marking the checkpoint complete).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::field::Empty;
+use tracing::Instrument as _;
 use wire_actors::{Ack, AckContent, Checkpointing};
 use wire_storage::checkpoint::{
     Checkpoint, CheckpointStore, InstanceState, OperatorState, SourceState,
@@ -190,6 +198,24 @@ struct Pending {
     base: Option<u64>,
     started: Instant,
     acks: HashMap<(usize, usize), AckContent>,
+    /// The checkpoint's trace: its root span, closed when the checkpoint ends.
+    span: tracing::Span,
+    /// The phase open under `span` (`barriers`, then `acks`).
+    phase: tracing::Span,
+}
+
+impl Pending {
+    /// Ends the phase open now and opens `name` under the root span.
+    fn enter_phase(&mut self, phase: tracing::Span) {
+        self.phase = phase;
+    }
+
+    /// Marks the trace of a checkpoint that did not complete.
+    fn aborted(&self, reason: &str) {
+        self.span.record("outcome", "aborted");
+        self.span.record("otel.status_code", "ERROR");
+        self.span.record("otel.status_message", reason);
+    }
 }
 
 impl Actor for Coordinator {
@@ -307,13 +333,30 @@ impl CoordinatorState {
             extend.then_some(chain.last)
         });
         tracing::debug!(id, ?base, "checkpoint triggered");
+        let span = tracing::info_span!(
+            parent: None,
+            "checkpoint",
+            pipeline = %self.config.pipeline,
+            checkpoint = id,
+            base = base.unwrap_or(0),
+            participants = self.config.participants,
+            savepoint,
+            outcome = Empty,
+            bytes = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        tracing::info_span!(parent: &span, "trigger", checkpoint = id)
+            .in_scope(|| self.shared.request(id, base));
+        let phase = tracing::info_span!(parent: &span, "barriers", checkpoint = id);
         self.pending = Some(Pending {
             id,
             base,
             started: Instant::now(),
             acks: HashMap::new(),
+            span,
+            phase,
         });
-        self.shared.request(id, base);
     }
 
     /// Whether an on-demand savepoint waits for checkpoint `id`.
@@ -383,6 +426,9 @@ impl CoordinatorState {
 
     fn abort(&mut self, reason: String) {
         tracing::warn!(%reason, "checkpoint aborted");
+        if let Some(pending) = &self.pending {
+            pending.aborted(&reason);
+        }
         self.report.aborted += 1;
         self.answer_aborted(&reason);
         self.report.first_abort.get_or_insert(reason);
@@ -409,6 +455,10 @@ impl CoordinatorState {
                     self.abort(reason);
                     return;
                 }
+                if pending.acks.is_empty() {
+                    let acks = tracing::info_span!(parent: &pending.span, "acks", checkpoint = id, acks = Empty);
+                    pending.enter_phase(acks);
+                }
                 pending.acks.insert(instance, ack.content);
             }
         }
@@ -425,9 +475,13 @@ impl CoordinatorState {
         if pending.acks.len() + ended < self.config.participants {
             return;
         }
-        let Some(pending) = self.pending.take() else {
+        let Some(mut pending) = self.pending.take() else {
             return;
         };
+        pending.phase.record("acks", pending.acks.len());
+        let commit = tracing::info_span!(parent: &pending.span, "commit", checkpoint = pending.id, bytes = Empty);
+        pending.enter_phase(commit.clone());
+        let entered = commit.clone().entered();
         let mut contents: Vec<(usize, &AckContent)> = pending
             .acks
             .iter()
@@ -444,38 +498,70 @@ impl CoordinatorState {
             .find(|(_, c)| matches!(c, AckContent::Failed(_)))
         {
             let reason = format!("checkpoint {}: {reason}", pending.id);
+            pending.aborted(&reason);
             self.abort(reason);
             return;
         }
         let checkpoint = match self.assemble(pending.id, pending.base, false, &contents) {
             Ok(checkpoint) => checkpoint,
-            Err(reason) => return self.abort(format!("checkpoint {}: {reason}", pending.id)),
+            Err(reason) => {
+                let reason = format!("checkpoint {}: {reason}", pending.id);
+                pending.aborted(&reason);
+                return self.abort(reason);
+            }
         };
+        drop(entered);
         let incremental = checkpoint.base.is_some();
         let wanted = self.savepoint_id == Some(pending.id) || self.savepoint_waiter(pending.id);
         let copy = wanted.then(|| checkpoint.clone());
-        match self.write(checkpoint).await {
-            Ok(bytes) => {
-                let ms = pending.started.elapsed().as_secs_f64() * 1e3;
-                tracing::info!(
-                    id = pending.id,
-                    ms,
-                    bytes,
-                    incremental,
-                    "checkpoint complete"
-                );
-                self.completed(pending.id, ms, bytes, incremental);
-                if !self.config.in_parts {
-                    self.shared.complete(pending.id);
-                    if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
-                        self.shared.retain_from(oldest);
-                    }
-                }
-                self.last_end = Instant::now();
-                self.after_complete(pending.id, copy).await;
+        let written = self.write(checkpoint).instrument(commit.clone()).await;
+        drop(commit);
+        match written {
+            Ok(bytes) => self.committed(pending, bytes, incremental, copy).await,
+            Err(reason) => {
+                let reason = format!("checkpoint {}: {reason}", pending.id);
+                pending.aborted(&reason);
+                self.abort(reason);
             }
-            Err(reason) => self.abort(format!("checkpoint {}: {reason}", pending.id)),
         }
+    }
+
+    /// `pending` was written (`bytes`): marks it complete, then writes the savepoints and
+    /// answers the requests that waited for it (`copy` of it, if they need one).
+    async fn committed(
+        &mut self,
+        mut pending: Pending,
+        bytes: u64,
+        incremental: bool,
+        copy: Option<Checkpoint>,
+    ) {
+        let commit = std::mem::replace(&mut pending.phase, tracing::Span::none());
+        commit.record("bytes", bytes);
+        pending.span.record("bytes", bytes);
+        pending.span.record("outcome", "complete");
+        let ms = pending.started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            id = pending.id,
+            ms,
+            bytes,
+            incremental,
+            "checkpoint complete"
+        );
+        commit.in_scope(|| {
+            self.completed(pending.id, ms, bytes, incremental);
+            if !self.config.in_parts {
+                self.shared.complete(pending.id);
+                if let Ok(Some(oldest)) = self.config.store.oldest_retained() {
+                    self.shared.retain_from(oldest);
+                }
+            }
+        });
+        self.last_end = Instant::now();
+        drop(commit);
+        let answer = tracing::info_span!(parent: &pending.span, "answer", checkpoint = pending.id);
+        self.after_complete(pending.id, copy)
+            .instrument(answer)
+            .await;
     }
 
     /// Writes the savepoints completed checkpoint `id` was asked for (`copy` of it) and
@@ -613,10 +699,29 @@ impl CoordinatorState {
             .map_err(|err| err.to_string())
     }
 
+    /// The trace of the run's last checkpoint `id`: its root and its `commit` span.
+    fn last_checkpoint_spans(&self, id: u64) -> (tracing::Span, tracing::Span) {
+        let span = tracing::info_span!(
+            parent: None,
+            "checkpoint",
+            pipeline = %self.config.pipeline,
+            checkpoint = id,
+            last = true,
+            outcome = Empty,
+            bytes = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let commit = tracing::info_span!(parent: &span, "commit", checkpoint = id, bytes = Empty);
+        (span, commit)
+    }
+
     /// The run ended: the last checkpoint from every instance's final ack.
     async fn finish(&mut self) -> CheckpointReport {
         self.try_complete().await;
-        self.pending = None;
+        if let Some(pending) = self.pending.take() {
+            pending.aborted("the pipeline ended before the checkpoint completed");
+        }
         for waiter in std::mem::take(&mut self.waiters) {
             let why = "the pipeline ended before the checkpoint completed".to_string();
             let _ = waiter.reply.send(Err(why));
@@ -635,24 +740,31 @@ impl CoordinatorState {
                 .iter()
                 .map(|((_, core), content)| (*core, content))
                 .collect();
+            let (span, commit) = self.last_checkpoint_spans(id);
             // Final acks hold whole state: the last checkpoint is one.
-            let checkpoint = self.assemble(id, None, true, &contents);
+            let checkpoint = commit.in_scope(|| self.assemble(id, None, true, &contents));
             let savepoint = match &checkpoint {
                 Ok(checkpoint) if self.config.savepoint_dir.is_some() => Some(checkpoint.clone()),
                 _ => None,
             };
             let started = Instant::now();
             let written = match checkpoint {
-                Ok(checkpoint) => self.write(checkpoint).await,
+                Ok(checkpoint) => self.write(checkpoint).instrument(commit.clone()).await,
                 Err(reason) => Err(reason),
             };
             match written {
                 Ok(bytes) => {
+                    commit.record("bytes", bytes);
+                    span.record("bytes", bytes);
+                    span.record("outcome", "complete");
                     let ms = started.elapsed().as_secs_f64() * 1e3;
                     self.completed(id, ms, bytes, false);
                     self.shared.complete(id);
                 }
                 Err(reason) => {
+                    span.record("outcome", "aborted");
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", reason.as_str());
                     self.report.aborted += 1;
                     self.report
                         .first_abort

@@ -280,6 +280,20 @@ type Deployed = (
     Option<(u64, bool)>,
 );
 
+/// Keeps the `cores` span of a restore open until the cores have restored their state (or
+/// an hour has passed: a run that never finishes restoring has failed, and says so itself).
+async fn trace_core_restore(shared: Arc<Checkpointing>, root: tracing::Span, cores: tracing::Span) {
+    let give_up = Instant::now() + Duration::from_secs(3600);
+    while Instant::now() < give_up {
+        if let Some(took) = shared.restore_duration() {
+            root.record("cores_ms", took.as_secs_f64() * 1e3);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cores);
+}
+
 /// Prepares the checkpoints (or refuses), deploys `plan` on `pool` and starts the coordinator.
 fn deploy(
     args: &RunArgs,
@@ -314,7 +328,19 @@ fn deploy(
         placement: args.placement.clone(),
         ingest_auth: args.ingest_auth.clone(),
     };
+    let cores_span = prepared
+        .as_ref()
+        .filter(|p| p.shared.restore().is_some())
+        .map(|p| tracing::info_span!(parent: &p.restore_span, "cores", cores));
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
+    if let (Some(prepared), Some(cores_span)) = (&prepared, cores_span) {
+        let root = prepared.restore_span.clone();
+        runtime.spawn(trace_core_restore(
+            prepared.shared.clone(),
+            root,
+            cores_span,
+        ));
+    }
     let coordinator = match prepared {
         Some(prepared) => {
             let started = start_coordinator(prepared, &sinks_plan, &deployment, runtime);
@@ -490,6 +516,8 @@ struct Prepared {
     deltas: u32,
     chain: Option<Chain>,
     in_parts: bool,
+    /// The trace of what the run restores, open until its cores have restored it.
+    restore_span: tracing::Span,
 }
 
 /// Settles what earlier runs left before the cores start: `--fresh`, the checkpoint to
@@ -509,24 +537,23 @@ fn prepare(
     };
     let store = resume::open_store(args, plan, checkpoint_args.retained)?;
     let started = Instant::now();
+    let span = tracing::info_span!(
+        parent: None,
+        "restore",
+        pipeline = %plan.name,
+        checkpoint = tracing::field::Empty,
+        state_bytes = tracing::field::Empty,
+        cores_ms = tracing::field::Empty,
+    );
+    let read = tracing::info_span!(parent: &span, "read");
     if args.in_parts() {
-        let restore = match &args.restore_parts {
-            Some((id, stores)) => {
-                let staging = args.data_dir.join("restore-staging");
-                let checkpoint = crate::spread::read_parts(*id, stores, &staging)?;
-                let path = PathBuf::from(stores.lines().next().unwrap_or_default());
-                Some(Restore {
-                    checkpoint,
-                    path,
-                    from_store: false,
-                })
-            }
-            None => None,
-        };
+        let restore = read.in_scope(|| restore_of_parts(args))?;
+        // A part store keeps whole checkpoints of its slots only: no deltas to build on.
         let checkpoint_args = CheckpointArgs {
             deltas: 0,
             ..checkpoint_args.clone()
         };
+        let _entered = span.enter();
         return prepare_checkpoints(
             &checkpoint_args,
             (plan, args),
@@ -534,12 +561,17 @@ fn prepare(
             (store, restore),
             (started, say),
         )
-        .map(Some);
+        .map(|mut prepared| {
+            prepared.restore_span = span.clone();
+            Some(prepared)
+        });
     }
-    let restore = resume::choose_restore(args, checkpoint_args, &store, plan, say)?;
+    let restore =
+        read.in_scope(|| resume::choose_restore(args, checkpoint_args, &store, plan, say))?;
     if restore.is_none() {
         resume::refuse_earlier_output(args, plan)?;
     }
+    let _entered = span.enter();
     prepare_checkpoints(
         checkpoint_args,
         (plan, args),
@@ -547,7 +579,26 @@ fn prepare(
         (store, restore),
         (started, say),
     )
-    .map(Some)
+    .map(|mut prepared| {
+        prepared.restore_span = span.clone();
+        Some(prepared)
+    })
+}
+
+/// The checkpoint a node's part of a spread pipeline restores: the parts `--restore-parts`
+/// names, merged (none without it).
+fn restore_of_parts(args: &RunArgs) -> Result<Option<Restore>, String> {
+    let Some((id, stores)) = &args.restore_parts else {
+        return Ok(None);
+    };
+    let staging = args.data_dir.join("restore-staging");
+    let checkpoint = crate::spread::read_parts(*id, stores, &staging)?;
+    let path = PathBuf::from(stores.lines().next().unwrap_or_default());
+    Ok(Some(Restore {
+        checkpoint,
+        path,
+        from_store: false,
+    }))
 }
 
 /// Settles the file sinks to the checkpoint restored (if any), tells the user, and sets up
@@ -574,10 +625,11 @@ fn prepare_checkpoints(
         }
     }
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
-    let (published, deleted) = match args.local_slots().filter(|_| args.in_parts()) {
-        Some(slots) => settle_parts(plan, completed, args, slots)?,
-        None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string())?,
-    };
+    let (published, deleted) = tracing::info_span!("settle_sinks", checkpoint = completed)
+        .in_scope(|| match args.local_slots().filter(|_| args.in_parts()) {
+            Some(slots) => settle_parts(plan, completed, args, slots),
+            None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string()),
+        })?;
     if let Some(Restore {
         checkpoint, path, ..
     }) = &restore
@@ -589,6 +641,9 @@ fn prepare_checkpoints(
             .flat_map(|instance| &instance.sections)
             .map(|s| s.bytes.len())
             .sum();
+        let span = tracing::Span::current();
+        span.record("checkpoint", checkpoint.id);
+        span.record("state_bytes", bytes);
         say(&format!(
             "restoring checkpoint {} from {} ({} of state, read in {:.1} ms); sink files: {published} published, {deleted} discarded",
             checkpoint.id,
@@ -616,6 +671,7 @@ fn prepare_checkpoints(
         deltas: checkpoint_args.deltas,
         chain,
         in_parts: args.in_parts(),
+        restore_span: tracing::Span::none(),
     })
 }
 

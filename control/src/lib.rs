@@ -5,7 +5,8 @@
 //! checks; `wire start` runs a long-lived cluster [`node`]: the [`raft`] metadata group, the
 //! gRPC [`admin`] service and the raft [`transport`], on one tokio runtime. The `wirectl`
 //! binary (`src/bin/wirectl/`) is the admin client. With TLS on, [`auth`] checks every admin
-//! call against its table of roles and [`audit`] records it.
+//! call against its table of roles and [`audit`] records it. [`telemetry`] exports the
+//! control plane's spans over OTLP (`--otlp-endpoint`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -21,5 +22,6 @@ pub mod proto;
 pub mod raft;
 pub mod spread;
 pub mod supervisor;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;

@@ -277,7 +277,7 @@ async fn grpc(
         .build_v1alpha()
         .map_err(|err| format!("server reflection: {err}"))?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = Server::builder();
+    let mut server = Server::builder().trace_fn(move |request| admin_span(id, request));
     if let Some(tls) = tls {
         server = server
             .tls_config(tls)
@@ -299,6 +299,21 @@ async fn grpc(
         })
         .await
         .map_err(|err| format!("the gRPC server failed: {err}"))
+}
+
+/// The span of one gRPC call: `admin` for AdminService calls (method, node; the call's own
+/// events nest in it); none for the raft messages between nodes, which come many a second.
+fn admin_span(node: u64, request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let path = request.uri().path();
+    match path.strip_prefix("/wire.admin.v1.AdminService/") {
+        Some(method) => tracing::info_span!(
+            "admin",
+            method,
+            node,
+            rpc.service = "wire.admin.v1.AdminService"
+        ),
+        None => tracing::Span::none(),
+    }
 }
 
 /// Keeps the transport's peer addresses equal to the registered nodes'.

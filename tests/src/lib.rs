@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod moto;
 pub mod nexmark;
 pub mod osmem;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

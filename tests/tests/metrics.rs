@@ -12,47 +12,19 @@ use std::time::Duration;
 use wire_tests::cluster::{
     free_port, initial_cluster, wait_for, wait_for_leader, wirectl_bin, WireNode,
 };
-use wire_tests::metrics::{chromium, http, promtool_check, samples, scrape, sum, Prometheus};
+use wire_tests::metrics::{
+    chromium, http, promtool_check, q5_file, samples, scrape, serial, sum, Prometheus,
+};
 use wire_tests::process::Watched;
 use wire_tests::wire_bin;
-
-/// The tests start several processes each: one at a time on small machines.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Nexmark q5 (a hop window and a top) into a file sink in `dir`: `events` bounds it, else it
 /// runs until stopped at 20,000 events/s.
 fn q5(dir: &Path, events: Option<&str>) -> PathBuf {
-    let bound = match events {
-        Some(events) => format!("events: {events}"),
-        None => "rate: 20000".to_string(),
-    };
-    let yaml = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, {bound}, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate: {{num: count(*)}}
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: file, path: {}, format: jsonl, from: hottest}}
-",
-        dir.join("out").display()
-    );
-    let path = dir.join("q5.yaml");
-    std::fs::write(&path, yaml).expect("pipeline file");
-    path
+    match events {
+        Some(events) => q5_file(dir, &format!("events: {events}")),
+        None => q5_file(dir, "rate: 20000"),
+    }
 }
 
 /// `wire run FILE` with two unpinned cores, checkpoints every 300 ms and metrics on `addr`.
@@ -210,6 +182,98 @@ fn the_last_scrape_of_a_bounded_run_agrees_with_its_summary() {
     let interrupted = Command::new("kill").args(["-INT", &pid]).status();
     assert!(interrupted.expect("kill runs").success());
     wire.finish();
+}
+
+/// q5 with a second sink writing the bids as they come (rows that carry their event time,
+/// for the end-to-end latency), running at 20,000 events/s until stopped.
+fn q5_with_raw_sink(dir: &Path) -> PathBuf {
+    let file = q5(dir, None);
+    let mut yaml = std::fs::read_to_string(&file).expect("q5 file");
+    yaml.push_str(&format!(
+        "  raw: {{type: file, path: {}, format: jsonl, from: bids}}\n",
+        dir.join("raw").display()
+    ));
+    std::fs::write(&file, yaml).expect("pipeline file");
+    file
+}
+
+#[test]
+fn per_operator_bytes_state_alignment_skew_and_latency_move_on_a_real_run() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = local_addr();
+    let mut wire = Watched::spawn(wire_run(&q5_with_raw_sink(dir.path()), dir.path(), &addr));
+    wire.wait_for_line("metrics on http://", START);
+    let read = || samples(&scrape(&addr).unwrap_or_default());
+    let at_least = |what: &'static str, name: &'static str, of: &'static str, than: f64| {
+        let read = &read;
+        move || {
+            let all = read();
+            match sum(&all, name, &[("operator", of)]) {
+                v if v > than => Ok(all),
+                v => Err(format!("{what}: {name}{{operator={of}}} = {v}")),
+            }
+        }
+    };
+    wait_for("a checkpoint completed", START, || {
+        match sum(&read(), "wire_checkpoint_last_id", &[]) {
+            id if id >= 2.0 => Ok(()),
+            id => Err(format!("last checkpoint {id}")),
+        }
+    });
+    let first = read();
+    let of = |all: &[wire_tests::metrics::Sample], name: &str, op: &str| {
+        sum(all, name, &[("operator", op)])
+    };
+    let grows = |name: &'static str, op: &'static str| {
+        let before = of(&first, name, op);
+        wait_for(
+            "a counter grows",
+            START,
+            at_least("grows", name, op, before),
+        );
+    };
+    grows("wire_bytes_out_total", "bids");
+    grows("wire_bytes_in_total", "per_auction");
+    grows("wire_bytes_out_total", "per_auction");
+    grows("wire_bytes_in_total", "raw");
+    grows("wire_sink_latency_seconds_count", "raw");
+    // The keyed window holds state; two source instances feed it, so its barriers align.
+    wait_for(
+        "state held",
+        START,
+        at_least("state", "wire_state_bytes", "per_auction", 0.0),
+    );
+    let aligned = wait_for(
+        "barriers aligned",
+        START,
+        at_least(
+            "alignment",
+            "wire_checkpoint_alignment_seconds_total",
+            "per_auction",
+            0.0,
+        ),
+    );
+    let latency = of(&aligned, "wire_sink_latency_seconds_sum", "raw");
+    assert!(latency > 0.0, "end-to-end latency sum {latency}");
+    let mailbox: Vec<_> = aligned
+        .iter()
+        .filter(|s| s.name == "wire_mailbox_messages" && s.label("operator") == Some("per_auction"))
+        .collect();
+    assert_eq!(mailbox.len(), 2, "one mailbox gauge per core");
+    let skew = aligned
+        .iter()
+        .find(|s| s.name == "wire_source_event_time_skew_seconds")
+        .unwrap_or_else(|| panic!("no skew gauge"));
+    assert_eq!(skew.label("operator"), Some("bids"));
+    assert!(skew.value >= 0.0);
+    assert!(sum(&aligned, "process_resident_memory_bytes", &[]) > 0.0);
+    assert!(sum(&aligned, "process_cpu_seconds_total", &[]) > 0.0);
+    let text = scrape(&addr).expect("scrape");
+    if let Err(said) = promtool_check(&text) {
+        panic!("promtool check metrics refused the scrape: {said}\n{text}");
+    }
+    wire.kill();
 }
 
 #[test]

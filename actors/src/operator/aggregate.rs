@@ -249,6 +249,10 @@ impl Stateful for WindowAggregate {
         self.groups.len()
     }
 
+    fn state_bytes(&self) -> usize {
+        self.groups.footprint_bytes()
+    }
+
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);
@@ -477,6 +481,10 @@ impl Stateful for UnboundedAggregate {
 
     fn groups(&self) -> usize {
         self.groups.len()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.groups.footprint_bytes()
     }
 
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {

@@ -339,6 +339,10 @@ impl Stateful for Join {
         self.sides.iter().map(GroupTable::len).sum()
     }
 
+    fn state_bytes(&self) -> usize {
+        self.sides.iter().map(GroupTable::footprint_bytes).sum()
+    }
+
     /// Header: the watermark. One group record per (side, key): the side, the key, then its
     /// rows in arrival order (row, time, upper, expires). The expiry queue is rebuilt from
     /// the rows.

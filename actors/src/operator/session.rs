@@ -251,6 +251,10 @@ impl Stateful for SessionAggregate {
         self.groups.len()
     }
 
+    fn state_bytes(&self) -> usize {
+        self.groups.footprint_bytes()
+    }
+
     /// Header: the watermark. One group record per key: the key, then its sessions (start,
     /// end, fired, accumulators). The timers are rebuilt from the sessions.
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {

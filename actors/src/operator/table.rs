@@ -295,6 +295,18 @@ impl<V> GroupTable<V> {
     pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
+
+    /// Bytes the table's own arrays take at their capacity (slots, index, free list): an
+    /// estimate of the state's memory that costs nothing to read. Heap memory a key or a
+    /// value owns (strings, lists) is not counted.
+    pub(crate) fn footprint_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<Option<Group<V>>>();
+        // A hashbrown bucket holds the u32 and one control byte.
+        let bucket = std::mem::size_of::<u32>() + 1;
+        self.slots.capacity() * slot
+            + self.index.capacity() * bucket
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
 }
 
 fn keys_equal(key: &[Datum<'_>], stored: &[Value]) -> bool {

@@ -212,6 +212,11 @@ impl Stateful for Top {
         self.groups.len() + self.windows.values().map(|t| t.len()).sum::<usize>()
     }
 
+    fn state_bytes(&self) -> usize {
+        let windows: usize = self.windows.values().map(|t| t.footprint_bytes()).sum();
+        self.groups.footprint_bytes() + windows
+    }
+
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut header = Vec::new();
         snapshot::put_i64(&mut header, self.watermark);

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use wire_actors::ingest_stats::IngestStats;
+use wire_actors::probe::{Latency, LATENCY_BUCKETS_MS};
 use wire_actors::{Counters, NodeProbe, Role};
 use wire_storage::wal::stats::{Histogram, WalStats, BUCKETS_US};
 
@@ -79,6 +80,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         self.encode_pipelines(&mut encoder)?;
         self.encode_nodes(&mut encoder)?;
+        self.encode_flow(&mut encoder)?;
         self.encode_watermarks(&mut encoder)?;
         self.encode_checkpoints(&mut encoder)?;
         self.encode_process(&mut encoder)?;
@@ -226,6 +228,93 @@ impl Snapshot {
         )
     }
 
+    /// Bytes, mailboxes, state size, alignment and end-to-end latency per instance.
+    fn encode_flow(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let all = self.instances();
+        let not_sources = || all.iter().filter(|i| i.node.role != Role::Source);
+        counters(
+            encoder,
+            "wire_bytes_in",
+            "Batch bytes an operator or sink received",
+            not_sources().map(|i| (i.labels(), load(&i.counters.bytes_in))),
+        )?;
+        counters(
+            encoder,
+            "wire_bytes_out",
+            "Batch bytes a source, operator or sink emitted",
+            all.iter()
+                .map(|i| (i.labels(), load(&i.counters.bytes_out))),
+        )?;
+        gauges(
+            encoder,
+            "wire_mailbox_messages",
+            "Messages (batches, watermarks, barriers) queued in the instance's mailbox when it last took a batch",
+            not_sources().map(|i| (i.labels(), load(&i.counters.mailbox) as i64)),
+        )?;
+        gauges(
+            encoder,
+            "wire_state_bytes",
+            "Memory an operator's state tables take (estimate: tables at capacity, not the heap keys and values own)",
+            all.iter()
+                .filter(|i| i.node.role == Role::Operator)
+                .map(|i| (i.labels(), load(&i.counters.state_bytes) as i64)),
+        )?;
+        float_counters(
+            encoder,
+            "wire_checkpoint_alignment_seconds",
+            "Time spent aligning checkpoint barriers (first sender's barrier to the last's)",
+            not_sources().map(|i| (i.labels(), load(&i.counters.align_ns) as f64 / 1e9)),
+        )?;
+        float_gauges(
+            encoder,
+            "wire_checkpoint_alignment_last_seconds",
+            "How long the instance's last checkpoint alignment took",
+            not_sources().map(|i| (i.labels(), load(&i.counters.align_last_ns) as f64 / 1e9)),
+        )?;
+        self.encode_skew(encoder)?;
+        let sinks = all.iter().filter_map(|i| {
+            let latency = i.node.latency.get(i.core)?;
+            (latency.count() > 0).then(|| (i.labels(), LatencyHistogram(latency)))
+        });
+        family(
+            encoder,
+            "wire_sink_latency_seconds",
+            "End-to-end latency: per batch a sink received, wall-clock time minus the batch's newest event time",
+            MetricType::Histogram,
+            sinks,
+        )
+    }
+
+    /// Per source: the newest minus the oldest partition event time over all its cores.
+    fn encode_skew(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let mut skews = Vec::new();
+        for (pipeline, sources, _) in &self.pipelines {
+            for node in sources
+                .probe
+                .nodes
+                .iter()
+                .filter(|n| n.role == Role::Source)
+            {
+                let ranges = node.cores.iter().filter_map(Counters::partition_range);
+                let range = ranges.reduce(|(n1, o1), (n2, o2)| (n1.max(n2), o1.min(o2)));
+                if let Some((newest, oldest)) = range {
+                    let labels = vec![
+                        ("pipeline", pipeline.clone()),
+                        ("operator", node.name.clone()),
+                        ("kind", node.kind.clone()),
+                    ];
+                    skews.push((labels, newest.saturating_sub(oldest) as f64 / 1e3));
+                }
+            }
+        }
+        float_gauges(
+            encoder,
+            "wire_source_event_time_skew_seconds",
+            "Newest minus oldest event time over a source's partitions (each partition's newest row)",
+            skews,
+        )
+    }
+
     fn encode_watermarks(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let all = self.instances();
         let marked: Vec<(Labels, i64)> = all
@@ -357,6 +446,27 @@ impl EncodeMetric for WalHistogram<'_> {
             .chain(std::iter::once(f64::MAX));
         let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets.iter().copied()).collect();
         encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, self.0.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A sink's end-to-end latency histogram on one core.
+struct LatencyHistogram<'a>(&'a Latency);
+
+impl EncodeMetric for LatencyHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> fmt::Result {
+        let bounds = LATENCY_BUCKETS_MS
+            .iter()
+            .map(|ms| *ms as f64 / 1e3)
+            .chain(std::iter::once(f64::MAX));
+        // Counts per bucket; the encoder makes them cumulative.
+        let buckets: Vec<(f64, u64)> = bounds.zip(self.0.buckets.iter().map(load)).collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = load(&self.0.sum_ms) as f64 / 1e3;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

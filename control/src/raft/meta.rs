@@ -293,6 +293,28 @@ pub enum MetaCommand {
     },
 }
 
+impl MetaCommand {
+    /// The command's name, as traces show it (never its fields: tokens are secrets).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetaCommand::CreatePipeline { .. } => "create_pipeline",
+            MetaCommand::UpdatePipeline { .. } => "update_pipeline",
+            MetaCommand::SetDesired { .. } => "set_desired",
+            MetaCommand::ReportActual { .. } => "report_actual",
+            MetaCommand::NodeReport { .. } => "node_report",
+            MetaCommand::DeletePipeline { .. } => "delete_pipeline",
+            MetaCommand::SetAssignment { .. } => "set_assignment",
+            MetaCommand::RecordCheckpoint { .. } => "record_checkpoint",
+            MetaCommand::NodeCheckpoint { .. } => "node_checkpoint",
+            MetaCommand::RecordSavepoint { .. } => "record_savepoint",
+            MetaCommand::AddNode { .. } => "add_node",
+            MetaCommand::RemoveNode { .. } => "remove_node",
+            MetaCommand::CreateToken { .. } => "create_token",
+            MetaCommand::RevokeToken { .. } => "revoke_token",
+        }
+    }
+}
+
 /// What applying a command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaResponse {

@@ -149,6 +149,8 @@ pub struct MetaNode<D: Disk> {
     /// Set when an added voter must be able to start from a snapshot that includes it.
     compact_requested: bool,
     pending_reads: Vec<(u64, RequestId)>,
+    /// The election this node campaigns in, traced until it leads or follows.
+    election: Option<tracing::Span>,
 }
 
 impl<D: Disk> MetaNode<D> {
@@ -195,6 +197,7 @@ impl<D: Disk> MetaNode<D> {
             compact_after_entries: config.compact_after_entries.max(1),
             compact_requested: false,
             pending_reads: Vec::new(),
+            election: None,
         })
     }
 

@@ -106,6 +106,21 @@ impl SourceWatermarks {
         self.emitted
     }
 
+    /// The newest and the oldest event time over the partitions that have produced rows
+    /// (each partition's maximum so far): their difference is the event-time skew across
+    /// partitions. `None` before any rows.
+    pub fn partition_range(&self) -> Option<(i64, i64)> {
+        let seen = self
+            .partitions
+            .iter()
+            .map(|p| p.max_event_time)
+            .filter(|t| *t != WATERMARK_MIN);
+        seen.fold(None, |range, t| match range {
+            None => Some((t, t)),
+            Some((newest, oldest)) => Some((newest.max(t), oldest.min(t))),
+        })
+    }
+
     fn update(&mut self, now_ms: i64) -> WatermarkUpdate {
         let ooo = self.spec.max_out_of_orderness_ms;
         let is_idle = |clock: &PartitionClock| match self.spec.idle_timeout_ms {
@@ -238,6 +253,17 @@ mod tests {
         assert_eq!(w.observe(2, 8_000, 2), WatermarkUpdate::Advance(3_999));
         assert_eq!(w.observe(2, 7_000, 3), WatermarkUpdate::None);
         assert_eq!(w.observe(2, 12_000, 4), WatermarkUpdate::Advance(5_999));
+    }
+
+    #[test]
+    fn the_partition_range_spans_the_partitions_that_produced_rows() {
+        let mut w = SourceWatermarks::new(spec(0, None), &[0, 1, 2], 0);
+        assert_eq!(w.partition_range(), None);
+        w.observe(0, 10_000, 1);
+        assert_eq!(w.partition_range(), Some((10_000, 10_000)));
+        w.observe(2, 7_000, 2);
+        w.observe(0, 9_000, 3);
+        assert_eq!(w.partition_range(), Some((10_000, 7_000)), "skew 3 s");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod start;
 use run::run;
 use wire_control::job::{self, Outcome, RunArgs};
 use wire_control::metrics::{server, Metrics};
+use wire_control::telemetry::Traces;
 use wire_storage::checkpoint::StoreUrl;
 
 #[global_allocator]
@@ -36,6 +37,11 @@ struct Cli {
     /// How log lines on stderr look: `text`, or `json` (one object per line, for shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export spans (checkpoints, restores, raft events, admin calls) to this OTLP/HTTP
+    /// collector (`http://HOST:4318`; `/v1/traces` is appended unless the URL has a path).
+    /// For `run` and `start`; an unreachable collector only costs a warning.
+    #[arg(long, global = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -174,8 +180,33 @@ fn main() -> ExitCode {
             return exit_code(Outcome::Invalid);
         }
     };
-    init_logs(cli.log_format, filter);
-    match cli.command {
+    let service = match &cli.command {
+        Command::Start(_) => "wire-node",
+        _ => "wire-run",
+    };
+    let traces = match cli
+        .otlp_endpoint
+        .as_deref()
+        .map(|url| Traces::start(url, service))
+    {
+        None => None,
+        Some(Ok(traces)) => Some(traces),
+        Some(Err(err)) => {
+            eprintln!("error: {err}");
+            return exit_code(Outcome::Invalid);
+        }
+    };
+    init_logs(cli.log_format, filter, traces.as_ref());
+    let code = dispatch(cli.command);
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    code
+}
+
+/// Runs the subcommand.
+fn dispatch(command: Command) -> ExitCode {
+    match command {
         Command::Run {
             pipeline,
             cores,
@@ -226,43 +257,57 @@ fn main() -> ExitCode {
                 append_output,
                 allow_empty_restore,
             };
-            // The process's one tokio runtime: the control plane (the checkpoint coordinator).
-            let runtime = match control_runtime() {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    eprintln!("error: cannot start the control plane's runtime: {err}");
-                    return exit_code(Outcome::Failed);
-                }
-            };
-            let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
-                Ok(metrics) => metrics,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return exit_code(Outcome::Failed);
-                }
-            };
-            let outcome = run_served(&args, &stop, &runtime, metrics, metrics_linger, top);
-            runtime.shutdown_timeout(Duration::from_secs(1));
-            exit_code(outcome)
+            exit_code(run_command(&args, &stop, metrics_addr, metrics_linger, top))
         }
         Command::Start(args) => start::start(args),
         Command::Sql(args) => sql::shell(args),
-        Command::Certs(CertsCmd::Init { dir, hosts }) => {
-            match wire_control::tls::init_dev_certs(&dir, &hosts) {
-                Ok(written) => {
-                    for path in written {
-                        println!("{}", path.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Command::Certs(CertsCmd::Init { dir, hosts }) => certs_init(&dir, &hosts),
         Command::Check { pipeline } => check(&pipeline),
         Command::Explain { pipeline } => explain(&pipeline),
+    }
+}
+
+/// `wire run`: starts the control plane's runtime and the metrics server, runs `args`.
+fn run_command(
+    args: &RunArgs,
+    stop: &Arc<AtomicBool>,
+    metrics_addr: Option<String>,
+    metrics_linger: Option<Duration>,
+    top: bool,
+) -> Outcome {
+    // The process's one tokio runtime: the control plane (the checkpoint coordinator).
+    let runtime = match control_runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the control plane's runtime: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
+        Ok(metrics) => metrics,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let outcome = run_served(args, stop, &runtime, metrics, metrics_linger, top);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
+/// `wire certs init`: the paths written, or the error.
+fn certs_init(dir: &std::path::Path, hosts: &[String]) -> ExitCode {
+    match wire_control::tls::init_dev_certs(dir, hosts) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -301,17 +346,25 @@ fn explain(pipeline: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Installs the stderr log subscriber: `filter`, in `format`.
-fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+/// Installs the subscriber: log lines on stderr (`filter`, in `format`) and, with
+/// `--otlp-endpoint`, Wire's spans to the collector (their own filter: `RUST_LOG` only
+/// says what is logged).
+fn init_logs(format: LogFormat, filter: tracing_subscriber::EnvFilter, traces: Option<&Traces>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().with_ansi(false).init(),
-    }
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => logs.json().with_ansi(false).with_filter(filter).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces.map(|t| t.layer()))
+        .init();
 }
 
 /// Runs `args` with its figures in `metrics` (or, for `--top` alone, in a registry nobody

@@ -31,6 +31,9 @@ impl<D: Disk> MetaNode<D> {
 
     fn ready_step(&mut self, out: &mut MetaReady) -> Result<(), MetaError> {
         let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            self.role_changed(ss.raft_state, ss.leader_id);
+        }
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.install_snapshot(&snap)?;
@@ -99,10 +102,39 @@ impl<D: Disk> MetaNode<D> {
             self.applied = e.index;
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => None,
-                EntryType::EntryNormal => Some(
-                    MetaCommand::decode(&e.data).and_then(|cmd| self.state.apply(e.index, &cmd)),
-                ),
-                EntryType::EntryConfChange => Some(self.apply_conf_change(&e)?),
+                EntryType::EntryNormal => Some(MetaCommand::decode(&e.data).and_then(|cmd| {
+                    let span = tracing::info_span!(
+                        "raft.apply",
+                        node = self.id(),
+                        index = e.index,
+                        term = e.term,
+                        command = cmd.name(),
+                        error = tracing::field::Empty,
+                    );
+                    let _entered = span.enter();
+                    let applied = self.state.apply(e.index, &cmd);
+                    if let Err(err) = &applied {
+                        span.record("error", tracing::field::display(err));
+                    }
+                    applied
+                })),
+                EntryType::EntryConfChange => {
+                    let span = tracing::info_span!(
+                        "raft.conf_change",
+                        node = self.id(),
+                        index = e.index,
+                        term = e.term,
+                        change = tracing::field::Empty,
+                        member = tracing::field::Empty,
+                        error = tracing::field::Empty,
+                    );
+                    let _entered = span.enter();
+                    let applied = self.apply_conf_change(&e)?;
+                    if let Err(err) = &applied {
+                        span.record("error", tracing::field::display(err));
+                    }
+                    Some(applied)
+                }
                 EntryType::EntryConfChangeV2 => None,
             };
             if let (Some(result), Some(request)) = (result, self.own_request(&e.context)) {
@@ -129,6 +161,9 @@ impl<D: Disk> MetaNode<D> {
                 reason: "undecodable conf change".into(),
             }));
         };
+        let span = tracing::Span::current();
+        span.record("change", format!("{:?}", cc.get_change_type()).as_str());
+        span.record("member", cc.node_id);
         let cmd = match MetaCommand::decode(&cc.context) {
             Ok(cmd) => cmd,
             Err(err) => return Ok(Err(err)),
@@ -162,6 +197,42 @@ impl<D: Disk> MetaNode<D> {
             self.raw.raft.become_follower(term, ::raft::INVALID_ID);
         }
         Ok(self.state.apply(e.index, &cmd))
+    }
+
+    /// Traces elections: a `raft.election` span opens when this node starts campaigning and
+    /// closes when it leads or follows again, with the outcome and the leader.
+    fn role_changed(&mut self, role: StateRole, leader: u64) {
+        let term = self.raw.raft.term;
+        match role {
+            StateRole::PreCandidate | StateRole::Candidate => {
+                if self.election.is_none() {
+                    self.election = Some(tracing::info_span!(
+                        parent: None,
+                        "raft.election",
+                        node = self.id(),
+                        term_started = term,
+                        term = tracing::field::Empty,
+                        outcome = tracing::field::Empty,
+                        leader = tracing::field::Empty,
+                    ));
+                }
+            }
+            StateRole::Leader | StateRole::Follower => {
+                let won = role == StateRole::Leader;
+                if let Some(election) = self.election.take() {
+                    election.record("term", term);
+                    election.record("outcome", if won { "won" } else { "lost" });
+                    election.record("leader", leader);
+                }
+                tracing::info!(
+                    node = self.id(),
+                    term,
+                    leader,
+                    leading = won,
+                    "raft role changed"
+                );
+            }
+        }
     }
 
     fn own_request(&self, context: &[u8]) -> Option<u64> {

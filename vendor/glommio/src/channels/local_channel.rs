@@ -692,6 +692,13 @@ impl<'a, T> Drop for ChannelStream<'a, T> {
 }
 
 impl<T> LocalReceiver<T> {
+    /// Returns the number of items still queued in this channel (a Wire addition: the
+    /// receiving task reports its mailbox occupancy).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.channel.state.borrow().channel.len()
+    }
+
     /// Receives data from this channel
     ///
     /// If the sender is no longer available it returns [`None`]. Otherwise,
