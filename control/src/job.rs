@@ -60,6 +60,8 @@ pub struct RunArgs {
     pub sink_subdir: Option<String>,
     /// Who may produce to the pipeline's ingest sources (security on); `None`: everyone.
     pub ingest_auth: Option<std::sync::Arc<dyn wire_actors::IngestAuth>>,
+    /// TLS on the pipeline's ingest ports; `None`: plaintext.
+    pub ingest_tls: Option<std::sync::Arc<wire_actors::IngestTls>>,
 }
 
 /// `--checkpoint-*` and savepoint options.
@@ -288,6 +290,7 @@ fn deploy(
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
         placement: args.placement.clone(),
         ingest_auth: args.ingest_auth.clone(),
+        ingest_tls: args.ingest_tls.clone(),
     };
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let coordinator = match prepared {
