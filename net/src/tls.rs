@@ -158,6 +158,33 @@ pub fn explain_handshake(error: &std::io::Error) -> String {
     format!("TLS handshake failed: {tls}{hint}")
 }
 
+/// What the first bytes of a connection to a TLS ingest port are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamHead {
+    /// A TLS handshake record: type 0x16, version 3.x with x at least 1.
+    Tls,
+    /// Not TLS: an ingest frame (a plaintext producer) or garbage.
+    Plaintext,
+    /// Too few bytes to tell.
+    NeedMore,
+}
+
+/// Tells a TLS ClientHello from a plaintext ingest frame by the first three bytes. An ingest
+/// frame cannot start like a TLS record before its Hello: its little-endian length prefix
+/// would then be over 64 KiB, more than a frame may have before the Hello is accepted.
+/// Fuzzed by `fuzz/fuzz_targets/ingest_tls_handshake.rs`.
+pub fn classify_head(head: &[u8]) -> StreamHead {
+    const TLS_HANDSHAKE: u8 = 0x16;
+    match head {
+        [] => StreamHead::NeedMore,
+        [first, ..] if *first != TLS_HANDSHAKE => StreamHead::Plaintext,
+        [_, major, ..] if *major != 3 => StreamHead::Plaintext,
+        [_] | [_, _] => StreamHead::NeedMore,
+        [_, _, 0, ..] => StreamHead::Plaintext,
+        _ => StreamHead::Tls,
+    }
+}
+
 /// The crypto provider both sides use.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -182,5 +209,55 @@ fn file_error(flag: &str, path: &Path, message: String) -> TlsFileError {
         flag: flag.to_string(),
         path: path.display().to_string(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{encode, Frame, Hello, PROTOCOL_VERSION};
+
+    /// A ClientHello's record header is TLS; every ingest Hello, whatever its length, is
+    /// plaintext; one or two bytes that could still be TLS need more.
+    #[test]
+    fn client_hellos_and_ingest_hellos_are_told_apart() {
+        assert_eq!(classify_head(&[0x16, 3, 1, 0, 200]), StreamHead::Tls);
+        assert_eq!(classify_head(&[0x16, 3]), StreamHead::NeedMore);
+        assert_eq!(classify_head(&[]), StreamHead::NeedMore);
+        assert_eq!(classify_head(&[0x16, 3, 0]), StreamHead::Plaintext);
+        for name_len in [0, 1, 100, 790, 5000, 60_000] {
+            let hello = Hello {
+                version: PROTOCOL_VERSION,
+                client: "c".repeat(name_len),
+                source: "rows".into(),
+                schema: wire_core::Schema::new(vec![]),
+                idempotent: true,
+                producer_id: 0,
+                producer_epoch: 0,
+                token: String::new(),
+            };
+            let mut bytes = Vec::new();
+            encode(&Frame::<Vec<u8>>::Hello(hello), &mut bytes);
+            assert_eq!(classify_head(&bytes), StreamHead::Plaintext, "{name_len}");
+        }
+    }
+
+    /// Missing and malformed files are errors naming the flag and the file.
+    #[test]
+    fn bad_files_name_the_flag() {
+        let dir = std::env::temp_dir().join(format!("wire-net-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not pem").unwrap();
+        let err = client_config(&junk, None).unwrap_err();
+        assert_eq!(err.flag, "--ca");
+        assert!(err.message.contains("no PEM certificate"), "{err}");
+        let err = server_config(&dir.join("missing.pem"), &junk, &junk, ClientCerts::Ignore);
+        let err = err.unwrap_err();
+        assert!(
+            err.to_string().starts_with("--tls-cert ") && err.message.contains("cannot read"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

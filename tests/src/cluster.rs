@@ -205,7 +205,8 @@ impl WireNode {
         self.signal("-CONT");
     }
 
-    fn signal(&self, signal: &str) {
+    /// Sends `signal` (`-HUP`, `-STOP`, …) to the running process.
+    pub fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("node runs");
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])

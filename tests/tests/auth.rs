@@ -780,3 +780,59 @@ fn loadgen_with_token(certs: &Path, port: u16, token: &str, dir: &Path) {
     let said = String::from_utf8_lossy(&refused.stdout) + String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("requires a producer token"), "{said}");
 }
+
+/// A producer's open ingest connection stops once its token is revoked: the next batch after
+/// the node's re-check (every second; the bound stated here is `RECHECK_BOUND`, which leaves
+/// room for raft to apply the revocation on a busy machine) gets Error `Unauthenticated` that
+/// says the token is no longer valid, and every batch acked before stays appended (the next
+/// producer's first batch lands right after them).
+#[test]
+fn a_revoked_token_stops_its_open_ingest_connection() {
+    const RECHECK_BOUND: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let node = &nodes[0];
+    let port = free_port();
+    ingest_pipeline(node, &certs, &admin, "orders", port);
+    let (token, id) = create_token(node, &certs, &admin, P, "1h");
+    let mut client = produce(&certs, port, Some(&token)).unwrap();
+    let mut next = 0;
+    for _ in 0..5 {
+        assert_eq!(append(&mut client, next..next + 2), next as u64);
+        next += 2;
+    }
+    let out = ctl(node, &certs, &admin, &["token", "revoke", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let revoked = std::time::Instant::now();
+    let refusal = loop {
+        assert!(
+            revoked.elapsed() < RECHECK_BOUND,
+            "the revoked token still produces after {RECHECK_BOUND:?}"
+        );
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(client.partition()));
+        builder.push(&[ValueRef::I64(next)]).unwrap();
+        match client
+            .send(&builder.finish())
+            .and_then(|_| client.wait_acks())
+        {
+            Ok(acks) => next += acks.len() as i64,
+            Err(err) => break err,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    match refusal {
+        ClientError::Server { code, message, .. } => {
+            assert_eq!(code, ErrorCode::Unauthenticated);
+            assert!(message.contains("no longer valid"), "{message}");
+        }
+        other => panic!("expected an Unauthenticated error frame, got {other}"),
+    }
+    let mut after = produce(&certs, port, Some(&admin)).unwrap();
+    assert_eq!(
+        append(&mut after, 1000..1001),
+        next as u64,
+        "acked batches lost or a refused batch appended"
+    );
+    let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
+    assert!(audit.contains("\"rpc\":\"IngestRecheck\""), "{audit}");
+}

@@ -17,6 +17,7 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConfig;
 use wire_net::ingest::{ErrorCode, ErrorFrame};
+use wire_net::tls::{classify_head, StreamHead};
 
 /// The TLS settings of a node's ingest ports. Every new connection takes the configuration
 /// current when it is accepted; [`IngestTls::replace`] changes it for the connections after.
@@ -60,8 +61,6 @@ pub(super) enum HandshakeError {
     Failed(String),
 }
 
-/// The first byte of a TLS record carrying a handshake message (a ClientHello).
-const TLS_HANDSHAKE: u8 = 0x16;
 /// How often a connection that has sent less than a record header looks again.
 const PEEK_POLL: Duration = Duration::from_millis(2);
 
@@ -102,9 +101,8 @@ pub(super) async fn handshake(
     }
 }
 
-/// Whether the connection starts with a TLS handshake record: type 0x16, version 3.x with x
-/// at least 1. An ingest frame cannot start so before its Hello: its little-endian length
-/// prefix would be over 64 KiB, more than a frame may have before the Hello is accepted.
+/// Whether the connection starts with a TLS handshake record (see [`classify_head`]), once
+/// enough bytes have arrived to tell.
 async fn looks_like_tls(stream: &TcpStream, deadline: Instant) -> io::Result<bool> {
     let mut head = [0u8; 3];
     loop {
@@ -113,11 +111,10 @@ async fn looks_like_tls(stream: &TcpStream, deadline: Instant) -> io::Result<boo
             let message = "closed before the TLS handshake";
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
         }
-        if head[0] != TLS_HANDSHAKE || (n >= 2 && head[1] != 3) {
-            return Ok(false);
-        }
-        if n >= 3 {
-            return Ok(head[2] != 0);
+        match classify_head(&head[..n]) {
+            StreamHead::Tls => return Ok(true),
+            StreamHead::Plaintext => return Ok(false),
+            StreamHead::NeedMore => {}
         }
         if Instant::now() >= deadline {
             let message = "no TLS handshake in time";
