@@ -106,9 +106,12 @@ impl Over {
 /// and the connections open per peer address. Lives in the port; used from every core.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    tokens: Mutex<HashMap<String, (usize, Arc<Mutex<Bucket>>)>>,
+    tokens: Mutex<HashMap<String, TokenEntry>>,
     peers: Mutex<HashMap<IpAddr, u32>>,
 }
+
+/// The connections holding a token's bucket, and the bucket.
+type TokenEntry = (usize, Arc<Mutex<Bucket>>);
 
 /// A connection's share of a token's bucket; let go when dropped.
 pub(super) struct TokenShare<'a> {
