@@ -380,3 +380,14 @@ pub fn wait_for_leader_among(nodes: &[WireNode], skip: Option<u64>, timeout: Dur
         },
     )
 }
+
+/// `wire certs init --dir DIR`, which must succeed; the directory.
+pub fn dev_certs(dir: &Path) -> PathBuf {
+    let out = Command::new(crate::wire_bin())
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("wire runs");
+    assert!(out.status.success(), "{out:?}");
+    dir.to_path_buf()
+}

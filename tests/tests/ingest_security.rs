@@ -12,23 +12,12 @@ use std::time::{Duration, Instant};
 use wire_core::{Batch, BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
 use wire_net::ingest::{ClientOptions, ClientTls, ErrorCode, IngestClient};
 use wire_net::ClientError;
-use wire_tests::cluster::{start_cluster_with, wait_for, wirectl_bin};
+use wire_tests::cluster::{dev_certs as certs, start_cluster_with, wait_for, wirectl_bin};
 use wire_tests::process::wait_bounded;
 use wire_tests::{loadgen_bin, wire_bin};
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// `wire certs init --dir DIR`, which must succeed.
-fn certs(dir: &Path) -> PathBuf {
-    let out = Command::new(wire_bin())
-        .args(["certs", "init", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    dir.to_path_buf()
-}
 
 fn schema() -> Schema {
     Schema::new(vec![Field::new("id", DataType::I64)])

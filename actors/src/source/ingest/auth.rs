@@ -35,6 +35,24 @@ pub struct IngestAuthRequest {
     pub recheck: bool,
 }
 
+impl IngestAuthRequest {
+    fn new(
+        token: &str,
+        pipeline: &str,
+        source: &str,
+        peer: Option<SocketAddr>,
+        recheck: bool,
+    ) -> IngestAuthRequest {
+        IngestAuthRequest {
+            token: token.to_string(),
+            pipeline: pipeline.to_string(),
+            source: source.to_string(),
+            peer,
+            recheck,
+        }
+    }
+}
+
 /// Why a producer is refused: [`ErrorCode::Unauthenticated`] (no valid token),
 /// [`ErrorCode::PermissionDenied`] (a valid token that may not write here) or a retryable
 /// code when the node cannot check now. The message must not say which check failed.
@@ -66,13 +84,7 @@ pub(super) async fn authenticate(
     peer: Option<SocketAddr>,
 ) -> Result<(), ErrorFrame> {
     // A Hello without a token is checked too (and refused), so that the node audits it.
-    let request = IngestAuthRequest {
-        token: hello.token.clone(),
-        pipeline: pipeline.to_string(),
-        source: source.to_string(),
-        peer,
-        recheck: false,
-    };
+    let request = IngestAuthRequest::new(&hello.token, pipeline, source, peer, false);
     let checked = futures_lite::future::or(async { Some(auth.check(request).await) }, async {
         glommio::timer::sleep(AUTH_WAIT).await;
         None
@@ -109,13 +121,7 @@ pub(super) async fn recheck(
     source: &str,
     peer: Option<SocketAddr>,
 ) -> Result<(), ErrorFrame> {
-    let request = IngestAuthRequest {
-        token: token.to_string(),
-        pipeline: pipeline.to_string(),
-        source: source.to_string(),
-        peer,
-        recheck: true,
-    };
+    let request = IngestAuthRequest::new(token, pipeline, source, peer, true);
     let checked = futures_lite::future::or(async { Some(auth.check(request).await) }, async {
         glommio::timer::sleep(AUTH_WAIT).await;
         None
