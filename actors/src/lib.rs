@@ -50,4 +50,6 @@ pub use sink::{
     recover_file_sinks, recover_kafka_sinks, recover_postgres_sinks, PublishedParts, SinkLocks,
     SINK_LOCK_FILE,
 };
-pub use source::ingest::{AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, AUTH_WAIT};
+pub use source::ingest::{
+    AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, IngestTls, AUTH_WAIT, TOKEN_RECHECK,
+};

@@ -177,6 +177,8 @@ pub struct Deploy {
     /// Who may produce to the pipeline's ingest sources when security is on; `None`: every
     /// producer (plain `wire run`, or a node without TLS).
     pub ingest_auth: Option<Arc<dyn crate::IngestAuth>>,
+    /// TLS on the pipeline's ingest ports when security is on; `None`: plaintext.
+    pub ingest_tls: Option<Arc<crate::IngestTls>>,
 }
 
 /// One core's part of a deployed pipeline, built on the deploying thread and moved to the core.
@@ -248,6 +250,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
         &deploy.data_dir,
         cores,
         deploy.ingest_auth.as_ref(),
+        deploy.ingest_tls.as_ref(),
     )?);
     if let Some(checkpoints) = &deploy.checkpoints {
         check_checkpointable(&plan)?;

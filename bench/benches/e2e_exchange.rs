@@ -259,6 +259,7 @@ fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64>
             checkpoints: None,
             placement,
             ingest_auth: None,
+            ingest_tls: None,
         };
         let deployment = pool.handle().deploy(q5(events)?, deploy)?;
         running.push((pool, deployment));

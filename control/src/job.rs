@@ -66,6 +66,8 @@ pub struct RunArgs {
     pub restore_parts: Option<(u64, String)>,
     /// The sink subdirectories of every node a spread pipeline runs on (see `sink_subdir`).
     pub spread_subdirs: Vec<String>,
+    /// TLS on the pipeline's ingest ports; `None`: plaintext.
+    pub ingest_tls: Option<std::sync::Arc<wire_actors::IngestTls>>,
 }
 
 impl RunArgs {
@@ -327,6 +329,7 @@ fn deploy(
         checkpoints: prepared.as_ref().map(|p| p.shared.clone()),
         placement: args.placement.clone(),
         ingest_auth: args.ingest_auth.clone(),
+        ingest_tls: args.ingest_tls.clone(),
     };
     let cores_span = prepared
         .as_ref()

@@ -8,6 +8,7 @@
 //! the membership is unchanged, so a restart rejoins.
 
 pub mod config;
+mod incoming;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
@@ -102,6 +103,8 @@ async fn serve(
     let jobs = supervisor::LocalJobs::default();
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
     let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
+    let ingest_tls = tls.as_ref().map(|t| t.ingest.clone());
+    let reload = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
     let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
@@ -122,6 +125,7 @@ async fn serve(
         hub: crate::spread::bind_hub(config.listen)?,
         done: Arc::default(),
         ingest_auth,
+        ingest_tls,
     };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
@@ -135,6 +139,9 @@ async fn serve(
     let _ = stop_tx.send(());
     let served = stop_serving(id, server).await;
     refresh.abort();
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     meta.stop().await;
     joined?;
     served
@@ -159,7 +166,6 @@ fn start_grpc(
         let data_dir = config.data_dir.clone();
         tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
     }
-    let tls = tls.map(|t| t.server);
     Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
 }
 
@@ -262,7 +268,7 @@ async fn grpc(
     listener: TcpListener,
     (id, meta, transport, jobs): (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
     guard: Guard,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<NodeTls>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), String> {
     // Both reflection versions: grpcurl asks v1 first, older clients only know v1alpha.
@@ -276,29 +282,37 @@ async fn grpc(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|err| format!("server reflection: {err}"))?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut server = Server::builder().trace_fn(move |request| admin_span(id, request));
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|err| format!("tls: {err}"))?;
-    }
     let admin = guard.wrap(AdminServer::service(
         id,
         meta.clone(),
         transport.clone(),
         jobs,
     ));
-    server
+    let router = Server::builder()
+        .trace_fn(move |request| admin_span(id, request))
         .add_service(admin)
         .add_service(RaftServer::service(id, meta, transport))
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop.await;
-        })
-        .await
-        .map_err(|err| format!("the gRPC server failed: {err}"))
+        .add_service(reflection_v1alpha);
+    let shutdown = async {
+        let _ = stop.await;
+    };
+    let served = match tls {
+        // TLS by our own acceptor: its configuration can be replaced while serving.
+        Some(tls) => {
+            let incoming = incoming::tls_incoming(listener, tls);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    served.map_err(|err| format!("the gRPC server failed: {err}"))
 }
 
 /// The span of one gRPC call: `admin` for AdminService calls (method, node; the call's own
@@ -389,6 +403,27 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
+    }
+}
+
+/// Reads the TLS files again on every SIGHUP: new gRPC, ingest and member connections use
+/// the new certificates, open ones keep theirs. A bad file is logged and changes nothing.
+async fn reload_on_sighup(tls: NodeTls) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install the SIGHUP handler; TLS files are not reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key files reloaded"),
+            Err(err) => {
+                tracing::error!(%err, "SIGHUP: TLS files not reloaded, the old ones stay in use")
+            }
+        }
     }
 }
 

@@ -146,6 +146,8 @@ pub struct Supervised {
     pub done: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
     /// Who may produce to ingest sources (security on: tokens); `None`: everyone.
     pub ingest_auth: Option<Arc<dyn wire_actors::IngestAuth>>,
+    /// TLS on ingest ports (security on); `None`: plaintext.
+    pub ingest_tls: Option<Arc<wire_actors::IngestTls>>,
 }
 
 /// What the supervisor tells a job's thread.
@@ -747,6 +749,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         ingest_auth: node.ingest_auth.clone(),
         restore_parts: None,
         spread_subdirs: Vec::new(),
+        ingest_tls: node.ingest_tls.clone(),
     }
 }
 

@@ -11,10 +11,11 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Where a node's TLS files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,30 +31,116 @@ pub struct TlsFiles {
     pub require_client_cert: bool,
 }
 
-/// A node's loaded TLS settings.
+/// A node's loaded TLS settings, shared by its listeners and its dialer, and replaced in
+/// place by [`NodeTls::reload`] (SIGHUP): connections made after a reload use the new files,
+/// open ones keep theirs.
 #[derive(Debug, Clone)]
 pub struct NodeTls {
-    /// For the gRPC listener.
-    pub server: ServerTlsConfig,
+    files: TlsFiles,
+    /// For the gRPC listener (ALPN `h2`).
+    pub grpc: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    /// For the ingest ports of the node's pipelines.
+    pub ingest: Arc<wire_actors::IngestTls>,
     /// For dialing other members: trusts the cluster CA, presents the node's certificate.
-    pub client: ClientTlsConfig,
+    pub client: Arc<RwLock<ClientTlsConfig>>,
 }
 
 impl NodeTls {
     /// Reads and checks the files; errors name the flag and the file.
     pub fn load(files: &TlsFiles) -> Result<NodeTls, String> {
-        install_crypto_provider();
-        let cert = read_certs("tls-cert", &files.cert)?;
-        let key = read_key("tls-key", &files.key)?;
-        let ca = read_certs("tls-client-ca", &files.client_ca)?;
-        let identity = Identity::from_pem(&cert, &key);
-        let ca = Certificate::from_pem(&ca);
-        let server = ServerTlsConfig::new()
-            .identity(identity.clone())
-            .client_ca_root(ca.clone())
-            .client_auth_optional(!files.require_client_cert);
-        let client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
-        Ok(NodeTls { server, client })
+        let (grpc, ingest, client) = configs(files)?;
+        Ok(NodeTls {
+            files: files.clone(),
+            grpc: Arc::new(RwLock::new(grpc)),
+            ingest: Arc::new(wire_actors::IngestTls::new(ingest)),
+            client: Arc::new(RwLock::new(client)),
+        })
+    }
+
+    /// Reads the files again and, when they are all good, serves new connections with them;
+    /// on an error nothing changes.
+    pub fn reload(&self) -> Result<(), String> {
+        let (grpc, ingest, client) = configs(&self.files)?;
+        *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
+        self.ingest.replace(ingest);
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
+        Ok(())
+    }
+
+    /// The gRPC server configuration now.
+    pub fn grpc_config(&self) -> Arc<rustls::ServerConfig> {
+        self.grpc.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The gRPC and ingest server configurations and the dialing configuration from `files`.
+fn configs(
+    files: &TlsFiles,
+) -> Result<
+    (
+        Arc<rustls::ServerConfig>,
+        Arc<rustls::ServerConfig>,
+        ClientTlsConfig,
+    ),
+    String,
+> {
+    install_crypto_provider();
+    let cert = read_certs("tls-cert", &files.cert)?;
+    let key = read_key("tls-key", &files.key)?;
+    let ca = read_certs("tls-client-ca", &files.client_ca)?;
+    let ingest = server_config(files)?;
+    let mut grpc = (*ingest).clone();
+    grpc.alpn_protocols = vec![b"h2".to_vec()];
+    let identity = Identity::from_pem(&cert, &key);
+    let client = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&ca))
+        .identity(identity);
+    Ok((Arc::new(grpc), ingest, client))
+}
+
+/// A rustls server configuration for `files`: the node's certificate, client certificates
+/// verified against the cluster CA (required with `require_client_cert`, else optional: token
+/// holders need none; members always present theirs).
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    use wire_net::tls::ClientCerts;
+    let client_certs = if files.require_client_cert {
+        ClientCerts::Required
+    } else {
+        ClientCerts::Optional
+    };
+    wire_net::tls::server_config(&files.cert, &files.key, &files.client_ca, client_certs)
+        .map_err(|err| err.to_string())
+}
+
+/// `wire run`'s TLS on ingest ports: the certificate and key, and optionally the CA that
+/// producers' client certificates must chain to (there are no tokens without a cluster, so a
+/// client certificate is the only producer credential of `wire run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTlsFiles {
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
+    /// `--tls-client-ca`: verify producers' client certificates against it when they send one.
+    pub client_ca: Option<PathBuf>,
+    /// `--tls-require-client-cert`: every producer must present one.
+    pub require_client_cert: bool,
+}
+
+impl RunTlsFiles {
+    /// The ingest ports' server configuration from the files; errors name the flag and file.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        use wire_net::tls::ClientCerts;
+        let (client_certs, ca) = match &self.client_ca {
+            Some(ca) if self.require_client_cert => (ClientCerts::Required, ca.as_path()),
+            Some(ca) => (ClientCerts::Optional, ca.as_path()),
+            None if self.require_client_cert => {
+                return Err("--tls-require-client-cert needs --tls-client-ca".into())
+            }
+            None => (ClientCerts::Ignore, self.cert.as_path()),
+        };
+        wire_net::tls::server_config(&self.cert, &self.key, ca, client_certs)
+            .map_err(|err| err.to_string())
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -42,12 +42,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
     source: Option<IpAddr>,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<Arc<RwLock<ClientTlsConfig>>>,
 }
 
 impl Dialer {
     /// Connections from `listen`'s address, unless it is unspecified, with `tls` if given.
-    pub fn new(listen: std::net::SocketAddr, tls: Option<ClientTlsConfig>) -> Dialer {
+    /// `tls` may be replaced while the node runs (SIGHUP): later dials use the new one.
+    pub fn new(listen: std::net::SocketAddr, tls: Option<Arc<RwLock<ClientTlsConfig>>>) -> Dialer {
         let ip = listen.ip();
         Dialer {
             source: (!ip.is_unspecified()).then_some(ip),
@@ -72,7 +73,8 @@ impl Dialer {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|err| format!("bad address {address}: {err}"))?;
         if let Some(tls) = &self.tls {
-            let tls = tls.clone().domain_name(crate::tls::host_of(address));
+            let tls = tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let tls = tls.domain_name(crate::tls::host_of(address));
             endpoint = endpoint
                 .tls_config(tls)
                 .map_err(|err| format!("tls for {address}: {err}"))?;

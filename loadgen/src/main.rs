@@ -28,7 +28,7 @@ use wire_loadgen::{
     events_for, parse_duration, random_options, stamp_field, write_stream, E2eRecorder,
     OutputFormat, RandomOptions, RowMaker, ShapeArgs, StreamPlan,
 };
-use wire_net::ingest::{Ack, ClientOptions, IngestClient};
+use wire_net::ingest::{Ack, ClientOptions, ClientTls, IngestClient};
 use wire_net::ClientError;
 
 #[global_allocator]
@@ -98,6 +98,16 @@ struct Args {
     /// version 3); also read from `WIRE_TOKEN`.
     #[arg(long, env = "WIRE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Speak TLS, trusting this CA (PEM) for the node's certificate, which must name the host
+    /// of the address (a node started with --tls-cert); also read from `WIRE_CA`.
+    #[arg(long, env = "WIRE_CA")]
+    ca: Option<PathBuf>,
+    /// A client certificate (PEM) to present over TLS; also read from `WIRE_CERT`.
+    #[arg(long, env = "WIRE_CERT", requires = "ca", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM); also read from `WIRE_KEY`.
+    #[arg(long, env = "WIRE_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -221,7 +231,7 @@ fn run() -> anyhow::Result<bool> {
         .map_err(|err| anyhow::anyhow!("--duration: {err}"))?;
     let e2e_wait =
         parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
-    let (connect_wait, options) = connection_options(&args)?;
+    let (connect_wait, mut options) = connection_options(&args)?;
     let bound = match (args.events, duration) {
         (Some(events), _) => Bound::Rows(events),
         (None, Some(duration)) => match events_for(args.rate, duration) {
@@ -266,6 +276,7 @@ fn run() -> anyhow::Result<bool> {
         return Ok(true);
     }
     let addr = address(&args, &source, &listen)?;
+    options.tls = tls_options(&args, addr)?;
     let clock = Clock::new();
     let e2e = args
         .e2e_from
@@ -403,8 +414,28 @@ fn connection_options(args: &Args) -> anyhow::Result<(Duration, ClientOptions)> 
         idempotent: !args.no_idempotence,
         reconnect: (!reconnect.is_zero()).then_some(reconnect),
         token: args.token.clone(),
+        tls: None,
     };
     Ok((connect_wait, options))
+}
+
+/// `--ca`, `--cert` and `--key`: TLS to the node at `addr`, or `None` for plaintext.
+fn tls_options(args: &Args, addr: SocketAddr) -> anyhow::Result<Option<ClientTls>> {
+    let Some(ca) = &args.ca else {
+        return Ok(None);
+    };
+    let identity = args.cert.as_deref().zip(args.key.as_deref());
+    let config = wire_net::tls::client_config(ca, identity)?;
+    let server_name = rustls_name(addr);
+    Ok(Some(ClientTls {
+        config,
+        server_name,
+    }))
+}
+
+/// The name a node's certificate must carry when dialed at `addr`: its IP address.
+fn rustls_name(addr: SocketAddr) -> wire_net::tls::ServerName<'static> {
+    wire_net::tls::ServerName::IpAddress(addr.ip().into())
 }
 
 /// The address to connect to: `--addr`, or the source's `listen`.

@@ -130,6 +130,10 @@ pub enum ClientError {
     /// The server closed the connection (end of stream or a Close frame).
     #[error("server closed the connection")]
     ConnectionClosed,
+    /// The TLS handshake failed (wrong CA, a server without TLS, a refused client
+    /// certificate); the message says what rustls found and the likely cause.
+    #[error("{0}")]
+    Tls(String),
     /// A batch is larger than the server accepts; nothing was sent.
     #[error("batch of {bytes} bytes exceeds the server's limit of {max} bytes")]
     BatchTooLarge {

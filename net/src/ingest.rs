@@ -13,7 +13,7 @@ pub use crate::error::DecodeError;
 
 mod client;
 
-pub use client::{ClientOptions, IngestClient};
+pub use client::{ClientOptions, ClientTls, IngestClient};
 
 /// The four bytes a Hello frame starts its body with.
 pub const MAGIC: [u8; 4] = *b"WIRE";

@@ -22,5 +22,6 @@
 pub mod error;
 pub mod exchange;
 pub mod ingest;
+pub mod tls;
 
 pub use error::{ClientError, DecodeError};

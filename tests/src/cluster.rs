@@ -205,7 +205,8 @@ impl WireNode {
         self.signal("-CONT");
     }
 
-    fn signal(&self, signal: &str) {
+    /// Sends `signal` (`-HUP`, `-STOP`, …) to the running process.
+    pub fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("node runs");
         let status = Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -378,4 +379,15 @@ pub fn wait_for_leader_among(nodes: &[WireNode], skip: Option<u64>, timeout: Dur
             }
         },
     )
+}
+
+/// `wire certs init --dir DIR`, which must succeed; the directory.
+pub fn dev_certs(dir: &Path) -> PathBuf {
+    let out = Command::new(crate::wire_bin())
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("wire runs");
+    assert!(out.status.success(), "{out:?}");
+    dir.to_path_buf()
 }

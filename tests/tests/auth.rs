@@ -17,7 +17,9 @@ use wire_control::proto::admin::{
     ListTokensRequest, PipelineRef, RemoveNodeRequest, RevokeTokenRequest, ScalePipelineRequest,
 };
 use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
-use wire_net::ingest::{encode, ClientOptions, ErrorCode, Frame, FrameBuffer, Hello, IngestClient};
+use wire_net::ingest::{
+    encode, ClientOptions, ClientTls, ErrorCode, Frame, FrameBuffer, Hello, IngestClient,
+};
 use wire_net::ClientError;
 use wire_tests::cluster::{free_port, start_cluster_with, wait_for, WireNode};
 use wire_tests::wire_bin;
@@ -550,12 +552,21 @@ fn rows_schema() -> Schema {
     Schema::new(vec![Field::new("id", DataType::I64)])
 }
 
-/// A Hello to the ingest port `port` with `token` (`None`: protocol version 2, no token);
-/// retried while the port is not listening yet.
-fn produce(port: u16, token: Option<&str>) -> Result<IngestClient, ClientError> {
+/// TLS to a node's ingest port on 127.0.0.1, trusting the CA of `certs`.
+fn ingest_tls(certs: &Path) -> ClientTls {
+    ClientTls {
+        config: wire_net::tls::client_config(&certs.join("ca.pem"), None).unwrap(),
+        server_name: wire_net::tls::server_name("127.0.0.1:0").unwrap(),
+    }
+}
+
+/// A Hello (over TLS) to the ingest port `port` with `token` (`None`: protocol version 2, no
+/// token); retried while the port is not listening yet.
+fn produce(certs: &Path, port: u16, token: Option<&str>) -> Result<IngestClient, ClientError> {
     let addr = format!("127.0.0.1:{port}");
     let options = ClientOptions {
         token: token.map(str::to_string),
+        tls: Some(ingest_tls(certs)),
         ..ClientOptions::default()
     };
     let deadline = std::time::Instant::now() + FOUNDING;
@@ -573,8 +584,8 @@ fn produce(port: u16, token: Option<&str>) -> Result<IngestClient, ClientError> 
 }
 
 /// The server's error code for a refused Hello.
-fn refused(port: u16, token: Option<&str>) -> ErrorCode {
-    match produce(port, token) {
+fn refused(certs: &Path, port: u16, token: Option<&str>) -> ErrorCode {
+    match produce(certs, port, token) {
         Err(ClientError::Server { code, .. }) => code,
         Err(other) => panic!("expected an error frame, got {other}"),
         Ok(_) => panic!("a Hello with token {token:?} was accepted"),
@@ -595,11 +606,12 @@ fn append(client: &mut IngestClient, ids: std::ops::Range<i64>) -> u64 {
 
 /// A Hello without a token and a Produce right behind it, in one write: the Error frame the
 /// node answers (it must not append the batch).
-fn hello_and_batch_at_once(port: u16) -> Frame {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+fn hello_and_batch_at_once(certs: &Path, port: u16) -> Frame {
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let tls = ingest_tls(certs);
+    let conn = rustls::ClientConnection::new(tls.config, tls.server_name).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
     let hello = Hello {
         version: 2,
         client: "raw".into(),
@@ -671,20 +683,21 @@ fn ingest_needs_a_producer_token_in_scope() {
     );
 
     use ErrorCode::{PermissionDenied as Denied, Unauthenticated as Unauth};
-    assert_eq!(refused(orders, None), Unauth);
+    assert_eq!(refused(&certs, orders, None), Unauth);
     let v1 = ClientOptions {
         idempotent: false,
+        tls: Some(ingest_tls(&certs)),
         ..ClientOptions::default()
     };
     let addr = format!("127.0.0.1:{orders}");
     let v1 = IngestClient::connect_with(addr.as_str(), "t", "rows", &rows_schema(), v1);
     assert!(matches!(v1, Err(ClientError::Server { code: Unauth, .. })));
-    match hello_and_batch_at_once(orders) {
+    match hello_and_batch_at_once(&certs, orders) {
         Frame::Error(error) => assert_eq!(error.code, Unauth, "{error:?}"),
         other => panic!("expected an error, got {other:?}"),
     }
     for bad in ["nope", &forge(&orders_rows), &revoked] {
-        assert_eq!(refused(orders, Some(bad)), Unauth, "token {bad}");
+        assert_eq!(refused(&certs, orders, Some(bad)), Unauth, "token {bad}");
     }
     for (port, token) in [
         (orders, &viewer),
@@ -693,23 +706,23 @@ fn ingest_needs_a_producer_token_in_scope() {
         (other, &orders_rows),
         (other, &orders_any),
     ] {
-        assert_eq!(refused(port, Some(token)), Denied, "port {port}");
+        assert_eq!(refused(&certs, port, Some(token)), Denied, "port {port}");
     }
 
-    let mut producer = produce(orders, Some(&orders_rows)).unwrap();
+    let mut producer = produce(&certs, orders, Some(&orders_rows)).unwrap();
     assert_eq!(
         append(&mut producer, 0..3),
         0,
         "a refused producer's batch was appended"
     );
     producer.close().unwrap();
-    let mut any = produce(orders, Some(&orders_any)).unwrap();
+    let mut any = produce(&certs, orders, Some(&orders_any)).unwrap();
     assert_eq!(append(&mut any, 3..5), 3);
     any.close().unwrap();
-    let mut as_admin = produce(other, Some(&admin)).unwrap();
+    let mut as_admin = produce(&certs, other, Some(&admin)).unwrap();
     assert_eq!(append(&mut as_admin, 0..1), 0);
     as_admin.close().unwrap();
-    loadgen_with_token(orders, &orders_rows, dir.path());
+    loadgen_with_token(&certs, orders, &orders_rows, dir.path());
 
     let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
     let hellos: Vec<Value> = audit
@@ -736,7 +749,7 @@ fn ingest_needs_a_producer_token_in_scope() {
 }
 
 /// `wire-loadgen --token` produces into the source; without it, it fails and says why.
-fn loadgen_with_token(port: u16, token: &str, dir: &Path) {
+fn loadgen_with_token(certs: &Path, port: u16, token: &str, dir: &Path) {
     let spec = dir.join("loadgen.yaml");
     let yaml = format!(
         "name: orders\nsources:\n  rows:\n    type: ingest\n    listen: 127.0.0.1:{port}\n    \
@@ -749,6 +762,8 @@ fn loadgen_with_token(port: u16, token: &str, dir: &Path) {
             .arg(&spec)
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--events", "1000", "--connections", "1", "--json"])
+            .arg("--ca")
+            .arg(certs.join("ca.pem"))
             .env_remove("WIRE_TOKEN");
         if let Some(token) = token {
             command.args(["--token", token]);
@@ -764,4 +779,60 @@ fn loadgen_with_token(port: u16, token: &str, dir: &Path) {
     // The summary (stdout) lists the connection's error.
     let said = String::from_utf8_lossy(&refused.stdout) + String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("requires a producer token"), "{said}");
+}
+
+/// A producer's open ingest connection stops once its token is revoked: the next batch after
+/// the node's re-check (every second; the bound stated here is `RECHECK_BOUND`, which leaves
+/// room for raft to apply the revocation on a busy machine) gets Error `Unauthenticated` that
+/// says the token is no longer valid, and every batch acked before stays appended (the next
+/// producer's first batch lands right after them).
+#[test]
+fn a_revoked_token_stops_its_open_ingest_connection() {
+    const RECHECK_BOUND: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, certs, admin) = founded(dir.path());
+    let node = &nodes[0];
+    let port = free_port();
+    ingest_pipeline(node, &certs, &admin, "orders", port);
+    let (token, id) = create_token(node, &certs, &admin, P, "1h");
+    let mut client = produce(&certs, port, Some(&token)).unwrap();
+    let mut next = 0;
+    for _ in 0..5 {
+        assert_eq!(append(&mut client, next..next + 2), next as u64);
+        next += 2;
+    }
+    let out = ctl(node, &certs, &admin, &["token", "revoke", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let revoked = std::time::Instant::now();
+    let refusal = loop {
+        assert!(
+            revoked.elapsed() < RECHECK_BOUND,
+            "the revoked token still produces after {RECHECK_BOUND:?}"
+        );
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(client.partition()));
+        builder.push(&[ValueRef::I64(next)]).unwrap();
+        match client
+            .send(&builder.finish())
+            .and_then(|_| client.wait_acks())
+        {
+            Ok(acks) => next += acks.len() as i64,
+            Err(err) => break err,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    match refusal {
+        ClientError::Server { code, message, .. } => {
+            assert_eq!(code, ErrorCode::Unauthenticated);
+            assert!(message.contains("no longer valid"), "{message}");
+        }
+        other => panic!("expected an Unauthenticated error frame, got {other}"),
+    }
+    let mut after = produce(&certs, port, Some(&admin)).unwrap();
+    assert_eq!(
+        append(&mut after, 1000..1001),
+        next as u64,
+        "acked batches lost or a refused batch appended"
+    );
+    let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
+    assert!(audit.contains("\"rpc\":\"IngestRecheck\""), "{audit}");
 }

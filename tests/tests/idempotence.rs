@@ -232,6 +232,7 @@ fn produce(addr: SocketAddr, batches: i64, idempotent: bool, acks: &AtomicU64) -
         idempotent,
         reconnect: Some(RECONNECT),
         token: None,
+        tls: None,
     };
     let mut client = IngestClient::connect_with(addr, "crash-test", "rows", &schema(), options)
         .expect("connect");

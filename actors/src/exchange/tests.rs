@@ -77,6 +77,7 @@ fn run_alone(dir: &Path, events: u64) -> Vec<String> {
         checkpoints: None,
         placement: None,
         ingest_auth: None,
+        ingest_tls: None,
     };
     let report = pool(2)
         .handle()
@@ -110,6 +111,7 @@ fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
             checkpoints: None,
             placement: Some(placement),
             ingest_auth: None,
+            ingest_tls: None,
         };
         let pool = pool(local.len());
         let deployment = pool

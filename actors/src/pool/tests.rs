@@ -48,6 +48,7 @@ fn deploy(pool: &CorePool, dir: &Path, plan: Plan, cores: usize) -> Deployment {
         checkpoints: None,
         placement: None,
         ingest_auth: None,
+        ingest_tls: None,
     };
     pool.handle().deploy(plan, deploy).expect("deploys")
 }
@@ -330,6 +331,7 @@ fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
             checkpoints: None,
             placement: None,
             ingest_auth: None,
+            ingest_tls: None,
         },
     );
     assert!(matches!(too_many, Err(Error::Pool(_))));
@@ -352,6 +354,7 @@ fn a_checkpoint_requested_before_the_sources_start_is_taken() {
         checkpoints: Some(checkpoints),
         placement: None,
         ingest_auth: None,
+        ingest_tls: None,
     };
     let source = "events: 20000, rate: 20000";
     let running = pool

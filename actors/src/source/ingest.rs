@@ -11,7 +11,7 @@
 //! acknowledged with one credit. A pipeline that falls behind therefore stops granting credits
 //! and the producer waits: backpressure reaches the socket.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use wire_core::frontend::plan::Plan;
 use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
 use wire_core::{Batch, BatchView, Schema};
@@ -37,10 +37,17 @@ use crate::pipeline::{CoreCx, Notice};
 use crate::Error;
 
 mod auth;
+mod limits;
 mod producers;
+mod tls;
 
-pub use auth::{AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, AUTH_WAIT};
+pub use auth::{
+    AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, AUTH_WAIT, TOKEN_RECHECK,
+};
+use limits::{Bucket, TokenShare};
 use producers::{Admit, Appended, Producers};
+pub use tls::IngestTls;
+use tls::{HandshakeError, IngestStream};
 
 /// Rows at the end of each partition's WAL scanned at start for idempotent producers'
 /// sequence numbers; a producer whose last batch is older is not known after a restart.
@@ -336,17 +343,23 @@ pub(crate) struct IngestPort {
     producers: Producers,
     /// Who may produce, when security is on (`None`: everyone).
     auth: Option<Arc<dyn IngestAuth>>,
+    /// TLS for every connection, when security is on (`None`: plaintext).
+    tls: Option<Arc<IngestTls>>,
+    /// Token buckets and per-peer connection counts.
+    shared: limits::Shared,
 }
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
 /// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`.
-/// With `auth`, every Hello must carry a token it accepts.
+/// With `auth`, every Hello must carry a token it accepts; with `tls`, every connection
+/// speaks TLS.
 pub(crate) fn bind_ports(
     plan: &Plan,
     data_dir: &std::path::Path,
     cores: usize,
     auth: Option<&Arc<dyn IngestAuth>>,
+    tls: Option<&Arc<IngestTls>>,
 ) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
     let mut ports = Vec::with_capacity(plan.sources.len());
     for source in &plan.sources {
@@ -356,6 +369,7 @@ pub(crate) fn bind_ports(
                 let producers = Producers::new(dir, spec.credits as usize, cores);
                 let mut port = IngestPort::bind(&source.name, spec, producers)?;
                 port.auth = auth.cloned();
+                port.tls = tls.cloned();
                 Some(Arc::new(port))
             }
             _ => None,
@@ -397,18 +411,34 @@ impl IngestPort {
             frame_bytes: AtomicUsize::new(0),
             producers,
             auth: None,
+            tls: None,
+            shared: limits::Shared::default(),
         })
     }
 
-    /// Counts a new connection, unless `max_connections` are open already.
-    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// Counts a new connection from `peer`, unless `max_connections` are open already, or
+    /// `max_connections_per_peer` from its address; else the Error frame to refuse it with.
+    fn admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Result<Admitted, ErrorFrame> {
         let max = self.limits.max_connections as usize;
         let counted = self
             .connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < max).then_some(open + 1)
             });
-        counted.ok().map(|_| Admitted(self.clone()))
+        if counted.is_err() {
+            let message = format!("this source takes at most {max} connections at once (max_connections); retry later");
+            return Err(ErrorFrame::new(ErrorCode::Overloaded, 0, message));
+        }
+        let mut admitted = Admitted(self.clone(), None);
+        let per_peer = self.limits.max_connections_per_peer;
+        if let Some(ip) = peer {
+            if !self.shared.admit_peer(ip, per_peer) {
+                let message = format!("this source takes at most {per_peer} connections at once from {ip} (max_connections_per_peer); retry later");
+                return Err(ErrorFrame::new(ErrorCode::Overloaded, 0, message));
+            }
+            admitted.1 = Some(ip);
+        }
+        Ok(admitted)
     }
 
     /// Reserves `bytes` of the frame buffer budget, if that much is left.
@@ -433,12 +463,16 @@ impl IngestPort {
     }
 }
 
-/// A connection counted against `max_connections`; uncounted when dropped.
-struct Admitted(Arc<IngestPort>);
+/// A connection counted against `max_connections` (and its peer address against
+/// `max_connections_per_peer`); uncounted when dropped.
+struct Admitted(Arc<IngestPort>, Option<IpAddr>);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.1 {
+            self.0.shared.release_peer(ip);
+        }
     }
 }
 
@@ -528,15 +562,7 @@ impl Acceptor {
             };
             let _ = stream.set_nodelay(true);
             let peer = stream.peer_addr().ok();
-            let Some(admitted) = self.port.admit() else {
-                let max = self.port.limits.max_connections;
-                let message = format!("this source takes at most {max} connections at once (max_connections); retry later");
-                let refusal = ErrorFrame::new(ErrorCode::Overloaded, 0, message);
-                tracing::warn!(peer = ?peer, max, "ingest connection refused: too many connections");
-                crate::ingest_stats::refused();
-                glommio::spawn_local(refuse(stream, refusal)).detach();
-                continue;
-            };
+            let admitted = self.port.admit(peer.map(|p| p.ip()));
             let connection = Connection {
                 cx: self.cx.clone(),
                 source: self.source,
@@ -546,12 +572,7 @@ impl Acceptor {
                 credits: self.credits,
                 peer,
             };
-            crate::ingest_stats::opened();
-            glommio::spawn_local(async move {
-                connection.run(stream, admitted).await;
-                crate::ingest_stats::closed();
-            })
-            .detach();
+            glommio::spawn_local(connection.start(stream, admitted)).detach();
         }
     }
 }
@@ -564,7 +585,7 @@ async fn stopped(cx: &CoreCx) {
 }
 
 /// Sends `refusal` and closes the connection.
-async fn refuse(mut stream: TcpStream, refusal: ErrorFrame) {
+async fn refuse(mut stream: IngestStream, refusal: ErrorFrame) {
     let mut out = Vec::new();
     encode::<Vec<u8>>(&Frame::Error(refusal), &mut out);
     let _ = stream.set_write_timeout(Some(LINGER));
@@ -575,9 +596,9 @@ async fn refuse(mut stream: TcpStream, refusal: ErrorFrame) {
 /// Half-closes the connection and reads (and drops) what the peer still sends, for at most
 /// [`LINGER`], so that closing does not reset the connection before the peer has read our
 /// last frame (closing a socket with unread bytes sends RST).
-async fn linger(stream: &mut TcpStream) {
+async fn linger(stream: &mut IngestStream) {
     let _ = stream.flush().await;
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = stream.shutdown_write().await;
     let _ = stream.set_read_timeout(Some(LINGER));
     let drain = async {
         let mut sink = [0u8; 1024];
@@ -618,7 +639,7 @@ enum End {
 }
 
 /// What a session knows about its peer between frames.
-struct Session {
+struct Session<'a> {
     /// Hello accepted.
     greeted: bool,
     /// `seq` the next Produce must carry.
@@ -632,10 +653,49 @@ struct Session {
     hello_deadline: Instant,
     /// An idempotent session's producer id, epoch and connection token.
     producer: Option<(u64, u16, u64)>,
+    /// The Hello's bearer token, checked again every [`TOKEN_RECHECK`] (with security on).
+    token: String,
+    /// When the token is checked next; `None` without security.
+    recheck_at: Option<Instant>,
+    /// This connection's rate limits, `None` when the source has none.
+    bucket: Option<Bucket>,
+    /// The rate limits of the token's connections together, `None` without a token.
+    token_share: Option<TokenShare<'a>>,
 }
 
 impl Connection {
-    async fn run(self, mut stream: TcpStream, admitted: Admitted) {
+    /// Runs an accepted connection: the TLS handshake (with TLS on), then the session, or the
+    /// refusal of a connection over a connection limit.
+    async fn start(self, stream: glommio::net::TcpStream, admitted: Result<Admitted, ErrorFrame>) {
+        let hello_timeout = Duration::from_millis(self.port.limits.hello_timeout_ms);
+        let stream = match tls::handshake(stream, self.port.tls.as_deref(), hello_timeout).await {
+            Ok(stream) => stream,
+            Err(HandshakeError::Plaintext(stream, frame)) => {
+                tracing::warn!(peer = ?self.peer, "ingest connection refused: plaintext on a TLS port");
+                crate::ingest_stats::refused();
+                return refuse(IngestStream::Plain(stream), frame).await;
+            }
+            Err(HandshakeError::Failed(reason)) => {
+                tracing::warn!(peer = ?self.peer, %reason, "ingest connection refused");
+                crate::ingest_stats::refused();
+                return;
+            }
+        };
+        match admitted {
+            Ok(admitted) => {
+                crate::ingest_stats::opened();
+                self.run(stream, admitted).await;
+                crate::ingest_stats::closed();
+            }
+            Err(refusal) => {
+                tracing::warn!(peer = ?self.peer, message = %refusal.message, "ingest connection refused: too many connections");
+                crate::ingest_stats::refused();
+                refuse(stream, refusal).await;
+            }
+        }
+    }
+
+    async fn run(self, mut stream: IngestStream, admitted: Admitted) {
         let mut frames = FrameBuffer::new();
         let end = self.session(&mut stream, &mut frames).await;
         // Buffers go back before the goodbye, and the slot once the socket is closed.
@@ -675,7 +735,7 @@ impl Connection {
         drop(admitted);
     }
 
-    async fn session(&self, stream: &mut TcpStream, frames: &mut FrameBuffer) -> End {
+    async fn session(&self, stream: &mut IngestStream, frames: &mut FrameBuffer) -> End {
         let source = &self.cx.plan.sources[self.source];
         let limits = self.port.limits;
         let _ = stream.set_write_timeout(Some(Duration::from_millis(limits.read_timeout_ms)));
@@ -692,6 +752,10 @@ impl Connection {
             granted_at_read: 0,
             hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
             producer: None,
+            token: String::new(),
+            recheck_at: None,
+            bucket: Bucket::new(&limits, Instant::now()),
+            token_share: None,
         };
         loop {
             let frame = match frames.next_frame_ref() {
@@ -725,6 +789,9 @@ impl Connection {
                         frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
                     let bytes = batch.as_bytes().len() as u64;
+                    if let Err(refusal) = session.within_rate(seq, bytes, &source.name) {
+                        return End::Refuse(refusal);
+                    }
                     let ack = match self.append_once(seq, batch, &session).await {
                         Ok(ack) => ack,
                         Err(end) => return end,
@@ -749,10 +816,10 @@ impl Connection {
     /// Checks the Hello and encodes the HelloOk into `out`, issuing or resuming a producer id
     /// when the client asks for idempotence (once every partition's WAL has been scanned); the
     /// credits it grants.
-    async fn greet(
-        &self,
+    async fn greet<'a>(
+        &'a self,
         hello: &Hello,
-        session: &mut Session,
+        session: &mut Session<'a>,
         out: &mut Vec<u8>,
     ) -> Result<u32, End> {
         let source = &self.cx.plan.sources[self.source];
@@ -761,6 +828,9 @@ impl Connection {
             auth::authenticate(auth.as_ref(), hello, pipeline, &source.name, self.peer)
                 .await
                 .map_err(End::Refuse)?;
+            session.token = hello.token.clone();
+            session.recheck_at = Some(Instant::now() + TOKEN_RECHECK);
+            session.token_share = self.port.shared.token(&hello.token, &self.port.limits);
         }
         check_hello(hello, &source.name, &source.schema).map_err(End::Refuse)?;
         session.greeted = true;
@@ -792,7 +862,7 @@ impl Connection {
 
     /// Appends a verified batch unless it is an idempotent producer's duplicate, which is
     /// acked again with the offsets it was first appended at; the Ack to send.
-    async fn append_once(&self, seq: u64, batch: Batch, session: &Session) -> Result<Ack, End> {
+    async fn append_once(&self, seq: u64, batch: Batch, session: &Session<'_>) -> Result<Ack, End> {
         let header = *batch.header();
         let Some((id, epoch, conn)) = session.producer else {
             if header.producer != 0 {
@@ -852,12 +922,15 @@ impl Connection {
     /// it has arrived) against the limits; a large frame first reserves its memory.
     async fn read(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut IngestStream,
         frames: &mut FrameBuffer,
         scratch: &mut [u8],
         large: &mut Reservation<'_>,
-        session: &mut Session,
+        session: &mut Session<'_>,
     ) -> Result<(), End> {
+        if session.recheck_at.is_some_and(|at| Instant::now() >= at) {
+            self.recheck(session).await?;
+        }
         let mut want = scratch.len();
         if let Some(total) = frames.next_frame_bytes() {
             if total > SMALL_FRAME_BYTES && !large.held() {
@@ -881,13 +954,18 @@ impl Connection {
         };
         let _ = stream.set_read_timeout(Some(timeout));
         session.granted_at_read = session.granted;
-        match self.read_more(stream, &mut scratch[..want]).await {
-            Ok(Some(0)) => Err(End::Closed),
-            Ok(Some(n)) => {
+        match self
+            .read_more(stream, &mut scratch[..want], session.recheck_at)
+            .await
+        {
+            Ok(Woke::Read(0)) => Err(End::Closed),
+            Ok(Woke::Read(n)) => {
                 frames.extend(&scratch[..n]);
                 Ok(())
             }
-            Ok(None) => Err(End::Stopping),
+            // The read goes on after the check (the socket keeps its place and its timeout).
+            Ok(Woke::Recheck) => Ok(()),
+            Ok(Woke::Stop) => Err(End::Stopping),
             Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
                 Err(End::Refuse(timed_out(session, frames, &limits)))
             }
@@ -902,7 +980,7 @@ impl Connection {
         frames: &mut FrameBuffer,
         total: usize,
         large: &mut Reservation<'_>,
-        session: &Session,
+        session: &Session<'_>,
     ) -> Result<(), End> {
         if !session.greeted {
             return Err(violation(
@@ -968,21 +1046,80 @@ impl Connection {
         })
     }
 
-    /// Reads more bytes; `None` when the pipeline stops first.
+    /// Reads more bytes, unless the pipeline stops first or `recheck_at` comes.
     async fn read_more(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut IngestStream,
         scratch: &mut [u8],
-    ) -> std::io::Result<Option<usize>> {
-        futures_lite::future::or(async { stream.read(scratch).await.map(Some) }, async {
+        recheck_at: Option<Instant>,
+    ) -> std::io::Result<Woke> {
+        let read = async { stream.read(scratch).await.map(Woke::Read) };
+        let stop = async {
             stopped(&self.cx).await;
-            Ok(None)
-        })
+            Ok(Woke::Stop)
+        };
+        let recheck = async {
+            match recheck_at {
+                Some(at) => {
+                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                }
+                None => futures_lite::future::pending::<()>().await,
+            }
+            Ok(Woke::Recheck)
+        };
+        futures_lite::future::or(read, futures_lite::future::or(stop, recheck)).await
+    }
+
+    /// Checks the session's token again: a revoked or expired one (or one whose scope no
+    /// longer covers the source) ends the session with an Error frame; batches acked before
+    /// stay appended. A node that cannot check now lets the session go on until the next check.
+    async fn recheck(&self, session: &mut Session<'_>) -> Result<(), End> {
+        session.recheck_at = Some(Instant::now() + TOKEN_RECHECK);
+        let Some(auth) = &self.port.auth else {
+            return Ok(());
+        };
+        let source = &self.cx.plan.sources[self.source].name;
+        auth::recheck(
+            auth.as_ref(),
+            &session.token,
+            &self.cx.plan.name,
+            source,
+            self.peer,
+        )
         .await
+        .map_err(End::Refuse)
     }
 }
 
-impl Session {
+/// What ended a wait for bytes.
+enum Woke {
+    /// Bytes read (0: end of stream).
+    Read(usize),
+    /// The pipeline is stopping.
+    Stop,
+    /// The token is due for its check.
+    Recheck,
+}
+
+impl Session<'_> {
+    /// Takes a batch of `bytes` from the connection's rate limits and its token's; the Error
+    /// frame for batch `seq` when it is over one of them.
+    fn within_rate(&mut self, seq: u64, bytes: u64, source: &str) -> Result<(), ErrorFrame> {
+        let now = Instant::now();
+        if let Some(bucket) = &mut self.bucket {
+            bucket
+                .take(bytes, now)
+                .map_err(|over| over.refusal(source, seq, false))?;
+        }
+        if let Some(share) = &self.token_share {
+            let mut bucket = share.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            bucket
+                .take(bytes, now)
+                .map_err(|over| over.refusal(source, seq, true))?;
+        }
+        Ok(())
+    }
+
     /// Checks a Produce's `seq` and credit, then verifies its batch and copies it out.
     fn accept(&self, seq: u64, batch: &[u8], schema: &Schema) -> Result<Batch, End> {
         self.check_produce(seq)?;
@@ -1025,7 +1162,7 @@ fn unexpected(what: &str, greeted: bool) -> End {
 }
 
 /// The Error frame for a peer that sent nothing for too long.
-fn timed_out(session: &Session, frames: &FrameBuffer, limits: &IngestLimits) -> ErrorFrame {
+fn timed_out(session: &Session<'_>, frames: &FrameBuffer, limits: &IngestLimits) -> ErrorFrame {
     let message = if !session.greeted {
         format!(
             "no hello within {} ms (hello_timeout_ms)",

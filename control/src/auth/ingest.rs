@@ -16,6 +16,9 @@ use crate::raft::{AccessRole, MetaHandle, MetaState};
 
 /// What the audit log calls an ingest Hello.
 pub const INGEST_HELLO: &str = "IngestHello";
+/// What the audit log calls a session's periodic token check that failed (checks that pass
+/// are not recorded: one a second per connection).
+pub const INGEST_RECHECK: &str = "IngestRecheck";
 
 /// Checks ingest tokens against this node's metadata (its applied state: a token just created
 /// or revoked takes effect here as the node applies it, as for admin calls).
@@ -73,6 +76,7 @@ pub fn ingest_allowed(state: &MetaState, token: &str, pipeline: &str, source: &s
         pipeline: pipeline.to_string(),
         source: source.to_string(),
         peer: None,
+        recheck: false,
     };
     decide(state, &request).is_ok()
 }
@@ -110,7 +114,15 @@ fn answer(
     decided: Result<Identity, Refusal>,
 ) -> Result<(), IngestRefusal> {
     let peer: Option<SocketAddr> = request.peer;
-    let mut record = AuditRecord::new(INGEST_HELLO, Some(request.pipeline.clone()), peer);
+    if request.recheck && decided.is_ok() {
+        return Ok(());
+    }
+    let rpc = if request.recheck {
+        INGEST_RECHECK
+    } else {
+        INGEST_HELLO
+    };
+    let mut record = AuditRecord::new(rpc, Some(request.pipeline.clone()), peer);
     record.source = Some(request.source.clone());
     let result = match decided {
         Ok(identity) => {

@@ -268,6 +268,13 @@ pub struct IngestLimits {
     pub read_timeout_ms: u64,
     /// A connection that sends nothing between frames is closed after this time.
     pub idle_timeout_ms: u64,
+    /// Most connections open at once from one peer IP address; 0: only `max_connections`.
+    pub max_connections_per_peer: u32,
+    /// Most batches a second one connection may send, and (with security on) all the
+    /// connections of one producer token to this source together; 0: no limit.
+    pub max_batches_per_sec: u64,
+    /// Most batch bytes a second, counted like `max_batches_per_sec`; 0: no limit.
+    pub max_bytes_per_sec: u64,
 }
 
 /// One operator.
@@ -1009,6 +1016,9 @@ const INGEST_KEYS: &[&str] = &[
     "hello_timeout_ms",
     "read_timeout_ms",
     "idle_timeout_ms",
+    "max_connections_per_peer",
+    "max_batches_per_sec",
+    "max_bytes_per_sec",
 ];
 
 fn decode_ingest(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestSource, SpecError> {
@@ -1073,6 +1083,9 @@ impl Default for IngestLimits {
             hello_timeout_ms: 10_000,
             read_timeout_ms: 30_000,
             idle_timeout_ms: 600_000,
+            max_connections_per_peer: 0,
+            max_batches_per_sec: 0,
+            max_bytes_per_sec: 0,
         }
     }
 }
@@ -1108,12 +1121,18 @@ fn decode_ingest_limits(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<IngestLi
     let read_timeout_ms = bounded("read_timeout_ms", read, ms.clone(), within)?;
     let idle = defaults.idle_timeout_ms;
     let idle_timeout_ms = bounded("idle_timeout_ms", idle, ms, within)?;
+    let per_peer = bounded("max_connections_per_peer", 0, 0..=65_536, "in 0..=65536")?;
+    let max_batches_per_sec = bounded("max_batches_per_sec", 0, 0..=u64::MAX, "a count")?;
+    let max_bytes_per_sec = bounded("max_bytes_per_sec", 0, 0..=u64::MAX, "a size")?;
     Ok(IngestLimits {
         max_connections: max_connections as u32,
         frame_buffer_bytes_max,
         hello_timeout_ms,
         read_timeout_ms,
         idle_timeout_ms,
+        max_connections_per_peer: per_peer as u32,
+        max_batches_per_sec,
+        max_bytes_per_sec,
     })
 }
 

@@ -8,8 +8,8 @@
 //! sequence numbers, which the server recognises and does not append twice.
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use wire_core::record::batch::stamp_producer;
@@ -20,6 +20,11 @@ use super::{
     PROTOCOL_VERSION_MIN, SCHEMA_FIELDS_MAX, STRING_BYTES_MAX, TOKEN_VERSION,
 };
 use crate::error::ClientError;
+
+mod conn;
+
+pub use conn::ClientTls;
+use conn::Conn;
 
 /// Bytes of a Produce frame before its batch: length prefix, type byte and `seq`.
 const PRODUCE_HEADER_BYTES: usize = 4 + 1 + 8;
@@ -40,6 +45,9 @@ pub struct ClientOptions {
     /// A bearer token (`wire_<id>_<secret>`) for a node with security on: sent in the Hello,
     /// which makes the client speak protocol version 3. `None`: no token (versions 1 and 2).
     pub token: Option<String>,
+    /// Speak TLS to a node whose ingest ports have it (`wire start --tls-cert ...`).
+    /// `None`: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +57,7 @@ impl Default for ClientOptions {
             idempotent: true,
             reconnect: None,
             token: None,
+            tls: None,
         }
     }
 }
@@ -88,7 +97,7 @@ pub struct IngestClient {
     addrs: Vec<SocketAddr>,
     hello: Hello,
     options: ClientOptions,
-    stream: TcpStream,
+    stream: Conn,
     buffer: FrameBuffer,
     out: Vec<u8>,
     accepted: HelloOk,
@@ -141,7 +150,7 @@ impl IngestClient {
             producer_epoch: 0,
             token,
         };
-        let (stream, buffer, accepted) = open_session(&addrs, &hello)?;
+        let (stream, buffer, accepted) = open_session(&addrs, &hello, options.tls.as_ref())?;
         Ok(IngestClient {
             addrs,
             hello,
@@ -320,7 +329,7 @@ impl IngestClient {
                 Err(err) => return Err(err),
             }
         }
-        self.stream.shutdown(Shutdown::Both)?;
+        self.stream.shutdown()?;
         Ok(acks)
     }
 
@@ -355,7 +364,7 @@ impl IngestClient {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(RECONNECT_BACKOFF_MAX);
-            match open_session(&self.addrs, &self.hello) {
+            match open_session(&self.addrs, &self.hello, self.options.tls.as_ref()) {
                 Ok((stream, buffer, accepted)) => {
                     self.stream = stream;
                     self.buffer = buffer;
@@ -416,13 +425,14 @@ impl IngestClient {
     }
 }
 
-/// Connects to the first address that answers, sends `hello` and waits for the HelloOk.
+/// Connects to the first address that answers (over TLS with `tls`), sends `hello` and waits
+/// for the HelloOk.
 fn open_session(
     addrs: &[SocketAddr],
     hello: &Hello,
-) -> Result<(TcpStream, FrameBuffer, HelloOk), ClientError> {
-    let mut stream = TcpStream::connect(addrs)?;
-    stream.set_nodelay(true)?;
+    tls: Option<&ClientTls>,
+) -> Result<(Conn, FrameBuffer, HelloOk), ClientError> {
+    let mut stream = Conn::open(addrs, tls)?;
     let mut out = Vec::new();
     encode(&Frame::<Vec<u8>>::Hello(hello.clone()), &mut out);
     stream.write_all(&out)?;
@@ -434,7 +444,7 @@ fn open_session(
     }
 }
 
-fn read_frame(stream: &mut TcpStream, buffer: &mut FrameBuffer) -> Result<Frame, ClientError> {
+fn read_frame(stream: &mut impl Read, buffer: &mut FrameBuffer) -> Result<Frame, ClientError> {
     loop {
         if let Some(frame) = buffer.next_frame()? {
             return Ok(frame);

@@ -14,6 +14,9 @@ use wire_net::ingest::{ErrorCode, ErrorFrame, Hello, TOKEN_VERSION};
 /// How long a Hello waits for its token to be checked before it is refused as `Overloaded`
 /// (retryable): the check reads the node's metadata, which a busy node may answer late.
 pub const AUTH_WAIT: Duration = Duration::from_secs(5);
+/// How often an accepted session's token is checked again: a revoked or expired token stops
+/// its connections within this time (plus the time the node takes to apply a revocation).
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 /// What a producer asks for: its token, and the pipeline and source it wants to write.
 /// Before protocol version 3 a Hello has no token: it is checked with an empty one.
@@ -27,6 +30,27 @@ pub struct IngestAuthRequest {
     pub source: String,
     /// The producer's address, for the audit log.
     pub peer: Option<SocketAddr>,
+    /// Whether this is a session's periodic check of a token accepted at its Hello (audited
+    /// only when it fails).
+    pub recheck: bool,
+}
+
+impl IngestAuthRequest {
+    fn new(
+        token: &str,
+        pipeline: &str,
+        source: &str,
+        peer: Option<SocketAddr>,
+        recheck: bool,
+    ) -> IngestAuthRequest {
+        IngestAuthRequest {
+            token: token.to_string(),
+            pipeline: pipeline.to_string(),
+            source: source.to_string(),
+            peer,
+            recheck,
+        }
+    }
 }
 
 /// Why a producer is refused: [`ErrorCode::Unauthenticated`] (no valid token),
@@ -60,12 +84,7 @@ pub(super) async fn authenticate(
     peer: Option<SocketAddr>,
 ) -> Result<(), ErrorFrame> {
     // A Hello without a token is checked too (and refused), so that the node audits it.
-    let request = IngestAuthRequest {
-        token: hello.token.clone(),
-        pipeline: pipeline.to_string(),
-        source: source.to_string(),
-        peer,
-    };
+    let request = IngestAuthRequest::new(&hello.token, pipeline, source, peer, false);
     let checked = futures_lite::future::or(async { Some(auth.check(request).await) }, async {
         glommio::timer::sleep(AUTH_WAIT).await;
         None
@@ -89,5 +108,37 @@ pub(super) async fn authenticate(
                 AUTH_WAIT.as_secs()
             ),
         )),
+    }
+}
+
+/// Checks a session's `token` again, waiting at most [`AUTH_WAIT`]: the Error frame that ends
+/// the session when the token may no longer write to `source` of `pipeline`. A node that
+/// cannot answer now (busy metadata) does not end it: the next check will tell.
+pub(super) async fn recheck(
+    auth: &dyn IngestAuth,
+    token: &str,
+    pipeline: &str,
+    source: &str,
+    peer: Option<SocketAddr>,
+) -> Result<(), ErrorFrame> {
+    let request = IngestAuthRequest::new(token, pipeline, source, peer, true);
+    let checked = futures_lite::future::or(async { Some(auth.check(request).await) }, async {
+        glommio::timer::sleep(AUTH_WAIT).await;
+        None
+    });
+    match checked.await {
+        Some(Err(refusal))
+            if matches!(
+                refusal.code,
+                ErrorCode::Unauthenticated | ErrorCode::PermissionDenied
+            ) =>
+        {
+            let message = format!(
+                "{}: the producer token is no longer valid here (revoked, expired or out of scope); this connection is closed, the batches acked before stay",
+                refusal.message
+            );
+            Err(ErrorFrame::new(refusal.code, 0, message))
+        }
+        _ => Ok(()),
     }
 }

@@ -15,6 +15,7 @@ use run::run;
 use wire_control::job::{self, Outcome, RunArgs};
 use wire_control::metrics::{server, Metrics};
 use wire_control::telemetry::Traces;
+use wire_control::tls::RunTlsFiles;
 use wire_storage::checkpoint::StoreUrl;
 
 #[global_allocator]
@@ -130,6 +131,19 @@ enum Command {
         /// figures of `/metrics` and `wirectl top`) instead of the progress line.
         #[arg(long)]
         top: bool,
+        /// Serve the ingest ports over TLS with this certificate chain (PEM); SIGHUP reloads
+        /// it and --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Verify producers' client certificates against this CA (PEM) when they present one.
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Every producer must present a client certificate signed by --tls-client-ca.
+        #[arg(long, requires = "tls_client_ca")]
+        tls_require_client_cert: bool,
     },
     /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
     /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
@@ -168,6 +182,32 @@ enum CertsCmd {
         #[arg(long = "host", value_name = "NAME")]
         hosts: Vec<String>,
     },
+}
+
+/// Loads `wire run`'s ingest TLS and reloads it on every SIGHUP (a bad file is reported and
+/// changes nothing).
+fn run_tls(files: RunTlsFiles) -> Result<Arc<wire_actors::IngestTls>, String> {
+    let tls = Arc::new(wire_actors::IngestTls::new(files.server_config()?));
+    let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|err| format!("cannot handle SIGHUP (TLS reload): {err}"))?;
+    let reloaded = tls.clone();
+    std::thread::Builder::new()
+        .name("wire-sighup".into())
+        .spawn(move || {
+            for _ in hangups.forever() {
+                match files.server_config() {
+                    Ok(config) => {
+                        reloaded.replace(config);
+                        eprintln!("SIGHUP: TLS certificate and key reloaded");
+                    }
+                    Err(err) => eprintln!(
+                        "warning: SIGHUP: TLS files not reloaded ({err}); the old ones stay in use"
+                    ),
+                }
+            }
+        })
+        .map_err(|err| format!("cannot start the SIGHUP thread: {err}"))?;
+    Ok(tls)
 }
 
 fn main() -> ExitCode {
@@ -227,14 +267,32 @@ fn dispatch(command: Command) -> ExitCode {
             metrics_addr,
             metrics_linger,
             top,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            tls_require_client_cert,
         } => {
             let stop = handle_ctrl_c();
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| RunTlsFiles {
+                cert,
+                key,
+                client_ca: tls_client_ca,
+                require_client_cert: tls_require_client_cert,
+            });
+            let ingest_tls = match tls.map(run_tls).transpose() {
+                Ok(tls) => tls,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    return exit_code(Outcome::Invalid);
+                }
+            };
             let args = RunArgs {
                 placement: None,
                 sink_subdir: None,
                 ingest_auth: None,
                 restore_parts: None,
                 spread_subdirs: Vec::new(),
+                ingest_tls,
                 pipeline,
                 cores,
                 data_dir,

@@ -159,7 +159,7 @@ sinks:
         ingest.limits
     };
     assert_eq!(limits(text), IngestLimits::default());
-    let keys = "    schema: {a: i64}\n    max_connections: 8\n    frame_buffer_bytes_max: 2MiB\n    hello_timeout_ms: 5\n    read_timeout_ms: 6\n    idle_timeout_ms: 7\n";
+    let keys = "    schema: {a: i64}\n    max_connections: 8\n    frame_buffer_bytes_max: 2MiB\n    hello_timeout_ms: 5\n    read_timeout_ms: 6\n    idle_timeout_ms: 7\n    max_connections_per_peer: 2\n    max_batches_per_sec: 100\n    max_bytes_per_sec: 1MiB\n";
     let set = text.replace("    schema: {a: i64}\n", keys);
     let expected = IngestLimits {
         max_connections: 8,
@@ -167,6 +167,9 @@ sinks:
         hello_timeout_ms: 5,
         read_timeout_ms: 6,
         idle_timeout_ms: 7,
+        max_connections_per_peer: 2,
+        max_batches_per_sec: 100,
+        max_bytes_per_sec: 1 << 20,
     };
     assert_eq!(limits(&set), expected);
     let e = err(&set.replace("max_connections: 8", "max_connections: 0"));
@@ -175,6 +178,11 @@ sinks:
     let e = err(&set.replace("2MiB", "1000"));
     assert_eq!(e.path, "sources.rows.frame_buffer_bytes_max");
     assert!(e.message.contains("at least 1MiB"), "{e}");
+    let e = err(&set.replace(
+        "max_connections_per_peer: 2",
+        "max_connections_per_peer: -1",
+    ));
+    assert_eq!(e.path, "sources.rows.max_connections_per_peer");
 }
 
 #[test]

@@ -370,6 +370,7 @@ fn a_lost_connection_is_reopened_and_unacked_batches_are_re_sent_with_their_sequ
         idempotent: true,
         reconnect: Some(std::time::Duration::from_secs(10)),
         token: None,
+        tls: None,
     };
     let mut client = IngestClient::connect_with(&addr, "c", "bids", &schema(), options).unwrap();
     assert_eq!(client.producer(), Some((77, 3)));
@@ -401,6 +402,7 @@ fn without_idempotence_the_client_speaks_version_1_and_stamps_nothing() {
         idempotent: false,
         reconnect: None,
         token: None,
+        tls: None,
     };
     let mut client = IngestClient::connect_with(&addr, "c", "bids", &schema(), options).unwrap();
     client.send(&batch(1)).unwrap();
