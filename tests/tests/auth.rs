@@ -405,8 +405,13 @@ fn tokens_are_shown_once_and_stored_hashed() {
     let file = node.data_dir.join("admin-token");
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // The node logs the path right after it wrote the file.
+    let path = file.display().to_string();
+    wire_tests::cluster::wait_for("the token's path in the log", Duration::from_secs(10), || {
+        let log = node.log_text();
+        log.contains(&path).then_some(()).ok_or(log)
+    });
     let log = node.log_text();
-    assert!(log.contains(&file.display().to_string()), "{log}");
     assert!(!log.contains(&admin), "the founding token is in the log");
 
     let (viewer, id) = create_token(node, &certs, &admin, "viewer", "90d");

@@ -69,13 +69,19 @@ impl Conn {
         self.tcp().set_nonblocking(nonblocking)
     }
 
-    /// Sends TLS's close_notify (when TLS) and shuts the socket down.
+    /// Sends TLS's close_notify (when TLS) and shuts the socket down. A socket the server has
+    /// already closed is not an error: the session ended with its Close (the close_notify
+    /// sent after it can make the server's kernel answer with a reset, and a reset socket
+    /// refuses `shutdown` with `NotConnected`).
     pub(super) fn shutdown(&mut self) -> io::Result<()> {
         if let Conn::Tls(tls) = self {
             tls.conn.send_close_notify();
             let _ = tls.flush();
         }
-        self.tcp().shutdown(Shutdown::Both)
+        match self.tcp().shutdown(Shutdown::Both) {
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
     }
 }
 
