@@ -137,6 +137,9 @@ pub(crate) struct CoreCx {
     pub(crate) checkpoints: Option<Arc<Checkpointing>>,
     /// This node's exchange hub, when the pipeline has slots on other nodes.
     pub(crate) hub: Option<Arc<crate::exchange::ExchangeHub>>,
+    /// The placement's epoch, when the pipeline has slots on other nodes: file sinks fence
+    /// their staged parts with it.
+    pub(crate) fence: Option<u64>,
 }
 
 impl CoreCx {
@@ -279,6 +282,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
                 lookups: lookups.clone(),
                 checkpoints: deploy.checkpoints.clone(),
                 hub: deploy.placement.as_ref().map(|p| p.hub.clone()),
+                fence: deploy.placement.as_ref().map(|p| p.epoch),
             },
             graph: graph.clone(),
             wiring,

@@ -233,7 +233,12 @@ impl Output {
                 }
             }
             SinkKind::File(spec) => {
-                Output::File(Box::new(PartFiles::new(cx.core, spec, sink, epoch)?))
+                Output::File(Box::new(PartFiles::new(
+                    cx.core,
+                    spec,
+                    sink,
+                    (epoch, cx.fence),
+                )?))
             }
             SinkKind::Kafka(_) => {
                 Output::Kafka(Box::new(kafka::KafkaOutput::open(cx, sink, epoch)?))
@@ -379,8 +384,9 @@ struct Layout {
 enum Publish {
     /// Under its final name at once.
     Now,
-    /// As `<final name>.pending-<n>`, for checkpoint `n` to publish.
-    Staged(u64),
+    /// As `<final name>.pending-<n>` (`.pending-<n>-v<fence>` with a fence), for checkpoint
+    /// `n` to publish.
+    Staged { checkpoint: u64, fence: Option<u64> },
 }
 
 /// The open parts, by partition directory name (`""` for the sink's directory itself).
@@ -390,6 +396,10 @@ struct Parts {
     next_seq: u64,
     /// How parts finished now are published.
     publish: Publish,
+    /// The placement epoch written into staged names (a spread pipeline's version): settling
+    /// publishes only the parts of the epoch that took the checkpoint, so parts a cut-off
+    /// node of an older placement staged later are never published.
+    fence: Option<u64>,
     /// Staged part files not yet published, with their checkpoint.
     staged: Vec<(u64, PathBuf)>,
     /// Ticks on every lookup; a part's `last_used` tells the least recently used.
@@ -412,7 +422,7 @@ impl PartFiles {
         core: usize,
         spec: &FileSink,
         sink: &PlanSink,
-        epoch: Option<u64>,
+        (epoch, fence): (Option<u64>, Option<u64>),
     ) -> Result<PartFiles, Error> {
         std::fs::create_dir_all(&spec.path).map_err(|err| Error::io(&spec.path, err))?;
         let extension = match spec.format {
@@ -434,7 +444,8 @@ impl PartFiles {
             open: HashMap::new(),
             next_seq,
             clock: 0,
-            publish: epoch.map_or(Publish::Now, Publish::Staged),
+            publish: epoch.map_or(Publish::Now, |checkpoint| Publish::Staged { checkpoint, fence }),
+            fence,
             staged: Vec::new(),
         };
         Ok(PartFiles {
@@ -465,7 +476,10 @@ impl PartFiles {
             sync_dir(&dir).await?;
         }
         self.staged.append(&mut self.parts.staged);
-        self.parts.publish = Publish::Staged(next_epoch);
+        self.parts.publish = Publish::Staged {
+            checkpoint: next_epoch,
+            fence: self.parts.fence,
+        };
         Ok(())
     }
 
@@ -524,7 +538,7 @@ impl PartFiles {
     /// Finishes every part: published at once without checkpoints, staged for the run's
     /// last checkpoint (which the coordinator commits) with them.
     async fn close(mut self) -> Result<(), Error> {
-        let staging = matches!(self.parts.publish, Publish::Staged(_));
+        let staging = matches!(self.parts.publish, Publish::Staged { .. });
         let result = self.parts.close_all().await;
         if staging {
             let dirs: Vec<PathBuf> = self
@@ -688,14 +702,17 @@ impl Part {
         let done = self.path.with_extension("");
         match publish {
             Publish::Now => glommio::io::rename(&self.path, &done).await.map_err(io)?,
-            Publish::Staged(id) => {
+            Publish::Staged { checkpoint, fence } => {
                 let mut name = done.into_os_string();
-                name.push(format!(".pending-{id}"));
+                name.push(format!(".pending-{checkpoint}"));
+                if let Some(fence) = fence {
+                    name.push(format!("-v{fence}"));
+                }
                 let pending = PathBuf::from(name);
                 glommio::io::rename(&self.path, &pending)
                     .await
                     .map_err(io)?;
-                staged.push((id, pending));
+                staged.push((checkpoint, pending));
             }
         }
         Ok(())
@@ -765,7 +782,7 @@ pub fn recover_file_sinks(
         }
         settle_dir(
             &spec.path,
-            completed,
+            (completed, None),
             (sink.partition_by.is_some(), None),
             &mut counts,
         )?;
@@ -779,10 +796,12 @@ pub fn recover_file_sinks(
 /// part file in the subdirectory `own` (only this node writes there, and it writes nothing
 /// while it settles), and the part files of `slots` (`part-<slot>-…`) in the subdirectories
 /// of nodes that run no slot any more (not in `running`): a slot may have run there before.
-/// Returns (published, deleted).
+/// `fence` is the placement epoch that took checkpoint `completed`: parts staged under
+/// another epoch (by a node cut off from an older placement, still writing) are deleted even
+/// when their checkpoint id is not later. Returns (published, deleted).
 pub fn recover_file_sink_slots(
     plan: &wire_core::frontend::plan::Plan,
-    completed: u64,
+    (completed, fence): (u64, u64),
     (own, running): (&str, &[String]),
     slots: &[usize],
 ) -> Result<(usize, usize), Error> {
@@ -812,10 +831,27 @@ pub fn recover_file_sink_slots(
                 Some(slots)
             };
             let filter = (sink.partition_by.is_some(), only);
-            settle_dir(&entry.path(), completed, filter, &mut counts)?;
+            settle_dir(&entry.path(), (completed, Some(fence)), filter, &mut counts)?;
         }
     }
     Ok(counts)
+}
+
+/// The checkpoint and fence (placement epoch) of staged part file `name`
+/// (`….pending-<n>` or `….pending-<n>-v<fence>`); `None` if it is not staged.
+fn staged_part(name: &str) -> Option<(u64, Option<u64>)> {
+    let (_, tail) = name.rsplit_once(".pending-")?;
+    match tail.split_once("-v") {
+        Some((id, fence)) => Some((id.parse().ok()?, Some(fence.parse().ok()?))),
+        None => Some((tail.parse().ok()?, None)),
+    }
+}
+
+/// Whether a part staged for `(checkpoint, fence)` is published when settling to the
+/// completed checkpoint `kept` (id, and the fence that took it, if fences are checked).
+fn publishes((checkpoint, fence): (u64, Option<u64>), kept: (u64, Option<u64>)) -> bool {
+    let fenced_out = matches!((fence, kept.1), (Some(fence), Some(took)) if fence != took);
+    checkpoint <= kept.0 && !fenced_out
 }
 
 /// Whether part file `name` (`part-<slot>-<seq>…`) is of one of `slots`.
@@ -831,7 +867,7 @@ fn of_slots(name: &str, slots: &[usize]) -> bool {
 /// only those of the given slots when some are given.
 fn settle_dir(
     dir: &Path,
-    completed: u64,
+    kept: (u64, Option<u64>),
     (partitioned, slots): (bool, Option<&[usize]>),
     counts: &mut (usize, usize),
 ) -> Result<(), Error> {
@@ -841,7 +877,7 @@ fn settle_dir(
         let entry = entry.map_err(|err| Error::io(dir, err))?;
         let path = entry.path();
         if partitioned && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            settle_dir(&path, completed, (false, slots), counts)?;
+            settle_dir(&path, kept, (false, slots), counts)?;
             continue;
         }
         let name = entry.file_name();
@@ -849,11 +885,8 @@ fn settle_dir(
         if !name.starts_with("part-") || slots.is_some_and(|slots| !of_slots(name, slots)) {
             continue;
         }
-        let staged = name
-            .rsplit_once(".pending-")
-            .and_then(|(_, id)| id.parse::<u64>().ok());
-        match staged {
-            Some(id) if id <= completed => {
+        match staged_part(name) {
+            Some(staged) if publishes(staged, kept) => {
                 std::fs::rename(&path, path.with_extension(""))
                     .map_err(|err| Error::io(&path, err))?;
                 counts.0 += 1;
@@ -941,13 +974,46 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
     }
 
     #[test]
+    fn settling_publishes_only_the_parts_the_fence_that_took_the_checkpoint_staged() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let names = [
+            "part-0-00001.jsonl.pending-3-v2", // taken by version 2, up to 4: published
+            "part-0-00002.jsonl.pending-4-v1", // a cut-off node of version 1: deleted
+            "part-0-00003.jsonl.pending-5-v2", // checkpoint 5 never completed: deleted
+            "part-1-00001.jsonl.pending-2",    // unfenced (a whole run): published
+            "part-1-00002.jsonl.inprogress",   // unfinished: deleted
+            "part-1-00000.jsonl",              // published earlier: kept
+        ];
+        for name in names {
+            std::fs::write(dir.join(name), name).expect("write");
+        }
+        let mut counts = (0, 0);
+        settle_dir(dir, (4, Some(2)), (false, None), &mut counts).expect("settle");
+        assert_eq!(counts, (2, 3));
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["part-0-00001.jsonl", "part-1-00000.jsonl", "part-1-00001.jsonl"]
+        );
+        // Without a fence to check (a pipeline on one node), the id alone decides.
+        std::fs::write(dir.join("part-2-00001.jsonl.pending-4-v1"), "x").expect("write");
+        settle_dir(dir, (4, None), (false, None), &mut counts).expect("settle");
+        assert!(dir.join("part-2-00001.jsonl").exists());
+    }
+
+    #[test]
     fn rows_go_to_their_partition_and_at_most_64_parts_stay_open() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let out = tmp.path().join("out");
         let (sink, spec) = partitioned_sink(&out, 1 << 20);
         let executor = wire_storage::io::local_executor().expect("executor");
         executor.run(async {
-            let mut files = PartFiles::new(0, &spec, &sink, None).expect("open");
+            let mut files = PartFiles::new(0, &spec, &sink, (None, None)).expect("open");
             // Round robin over 100 partitions: with 64 open, every second visit finds its
             // part evicted (completed) and starts a new one.
             for round in 0..2 {
@@ -985,12 +1051,12 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
         let (sink, spec) = partitioned_sink(&out, 1);
         let executor = wire_storage::io::local_executor().expect("executor");
         executor.run(async {
-            let mut files = PartFiles::new(3, &spec, &sink, None).expect("open");
+            let mut files = PartFiles::new(3, &spec, &sink, (None, None)).expect("open");
             let rows = batch(&[("a", 1), ("b", 2), ("a", 3)]);
             files.write(&rows).await.expect("write");
             files.close().await.expect("close");
             // A second run continues numbering after the parts of the first.
-            let mut files = PartFiles::new(3, &spec, &sink, None).expect("reopen");
+            let mut files = PartFiles::new(3, &spec, &sink, (None, None)).expect("reopen");
             files.write(&batch(&[("b", 4)])).await.expect("write");
             files.close().await.expect("close");
         });

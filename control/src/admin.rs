@@ -492,6 +492,10 @@ impl AdminService for AdminServer {
         };
         let pipeline = find(&state, &message.name)?;
         hosted::check_on_demand(&message.name, pipeline, "checkpoint")?;
+        if crate::spread::checkpoints_in_parts(pipeline) {
+            let taken = self.trigger_spread(&state, &message.name, hop).await;
+            return taken.map(Response::new);
+        }
         match self.host(&state, &message.name, hop).await? {
             Hosting::Here => self.trigger_here(&message.name).await.map(Response::new),
             Hosting::Node(host) => forward!(host, trigger_checkpoint, message),
@@ -528,6 +532,7 @@ impl AdminService for AdminServer {
         };
         let pipeline = find(&state, &message.name)?;
         hosted::check_on_demand(&message.name, pipeline, "savepoint")?;
+        hosted::check_savepoint_whole(&message.name, pipeline)?;
         match self.host(&state, &message.name, hop).await? {
             Hosting::Here => self
                 .savepoint_here(&message.name, &message.dir)

@@ -630,7 +630,8 @@ fn prepare_checkpoints(
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
     let (published, deleted) = tracing::info_span!("settle_sinks", checkpoint = completed)
         .in_scope(|| match args.local_slots().filter(|_| args.in_parts()) {
-            Some(slots) => settle_parts(plan, completed, args, slots),
+            Some(slots) => restored_version(args)
+                .and_then(|version| settle_parts(plan, (completed, version), args, slots)),
             None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string()),
         })?;
     if let Some(Restore {
@@ -686,23 +687,34 @@ pub fn settle_spread_end(args: &RunArgs) -> Result<(usize, usize), String> {
     localize_sinks(&mut plan, args);
     // Its own subdirectory only: what its slots left in other nodes' was settled when they
     // restored.
-    settle_parts(&plan, u64::MAX, args, &[])
+    let version = args.placement.as_ref().map_or(0, |p| p.epoch);
+    settle_parts(&plan, (u64::MAX, version), args, &[])
+}
+
+/// The version of the spread pipeline that took the checkpoint a run restores in parts (its
+/// file sinks' staged parts carry it); 0 when it restores none (nothing is then published).
+fn restored_version(args: &RunArgs) -> Result<u64, String> {
+    match &args.restore_parts {
+        Some((_, parts_at)) => crate::spread::parts_version(parts_at),
+        None => Ok(0),
+    }
 }
 
 /// Settles a spread pipeline's file sinks (whose paths in `plan` are this node's
 /// subdirectory, `<path>/node-<id>`) to checkpoint `completed`: every part file in this
 /// node's subdirectory, and those of `slots` in the subdirectories of nodes the pipeline no
 /// longer runs on (a slot may have run there before). Parts staged for checkpoints up to
-/// `completed` get their final names; later ones are deleted (their rows come again).
-/// Returns (published, deleted).
+/// `completed` by `version` (the pipeline version that took it) get their final names;
+/// later ones, and those another version staged (a node cut off from it that kept writing),
+/// are deleted (their rows come again). Returns (published, deleted).
 pub fn settle_parts(
     plan: &Plan,
-    completed: u64,
+    kept: (u64, u64),
     args: &RunArgs,
     slots: &[usize],
 ) -> Result<(usize, usize), String> {
     let own = args.sink_subdir.as_deref().unwrap_or_default();
-    wire_actors::recover_file_sink_slots(plan, completed, (own, &args.spread_subdirs), slots)
+    wire_actors::recover_file_sink_slots(plan, kept, (own, &args.spread_subdirs), slots)
         .map_err(|e| e.to_string())
 }
 

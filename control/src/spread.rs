@@ -95,6 +95,34 @@ pub fn part_store(root: &StoreUrl, version: u64, node: u64) -> StoreUrl {
     root.join(&format!("part-v{version}-n{node}"))
 }
 
+/// The pipeline version that took a complete checkpoint in parts (`parts_at`: where each
+/// node's part is, one per line, each in a [`part_store`] `…/part-v<version>-n<node>/<chk>`):
+/// file sinks fenced their staged parts with it.
+pub fn parts_version(parts_at: &str) -> Result<u64, String> {
+    let mut version = None;
+    for location in parts_at.lines() {
+        let store = location.trim_end_matches('/').rsplit('/').nth(1);
+        let of_part = store
+            .and_then(|store| store.strip_prefix("part-v"))
+            .and_then(|rest| rest.split_once("-n"))
+            .and_then(|(v, _)| v.parse::<u64>().ok());
+        match (of_part, version) {
+            (None, _) => {
+                return Err(format!(
+                    "checkpoint part `{location}` is not in a part store `part-v<version>-n<node>`"
+                ))
+            }
+            (Some(v), Some(seen)) if v != seen => {
+                return Err(format!(
+                    "the parts of one checkpoint come from versions {seen} and {v}"
+                ))
+            }
+            (Some(v), _) => version = Some(v),
+        }
+    }
+    version.ok_or_else(|| "a checkpoint in parts lists no part".to_string())
+}
+
 /// Reads the parts of complete checkpoint `id` (where each node's part is, in its part
 /// store, as the metadata lists them, one per line) and merges them into one checkpoint;
 /// `staging` is a local directory for parts in an S3 store.
@@ -434,6 +462,17 @@ mod tests {
         assert_eq!(merged.sources[0].positions.len(), 2);
         let missing = read_parts(5, &locations.join("\n"), &staging).expect_err("no 5");
         assert!(missing.contains("checkpoint 5, part in"), "{missing}");
+    }
+
+    #[test]
+    fn the_version_of_a_checkpoint_in_parts_is_that_of_its_part_stores() {
+        let at = "/s/q5-0/part-v7-n1/chk-00000004\ns3://b/p/q5-0/part-v7-n2/chk-00000004/";
+        assert_eq!(parts_version(at), Ok(7));
+        let mixed = parts_version("/s/part-v7-n1/chk-4\n/s/part-v8-n2/chk-4").expect_err("mixed");
+        assert!(mixed.contains("versions 7 and 8"), "{mixed}");
+        let foreign = parts_version("/s/elsewhere/chk-4").expect_err("not a part store");
+        assert!(foreign.contains("`/s/elsewhere/chk-4`"), "{foreign}");
+        assert!(parts_version("").is_err());
     }
 
     #[test]

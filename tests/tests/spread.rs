@@ -244,6 +244,9 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
     let hosts = assignment_nodes(&got);
     assert_eq!(hosts, [1, 2, 3], "spread over every node: {got}");
+    if !leader {
+        checkpoint_in_parts_on_demand(&first);
+    }
     let victim_id = match (leader, led) {
         (true, l) => l,
         (false, 1) => 2,
@@ -282,6 +285,35 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     let all = endpoint(&nodes);
     let got = wirectl_json(&all, &["pipeline", "get", "steady"]);
     assert_eq!(got["state"], "finished", "{got}");
+}
+
+/// A checkpoint of the running, spread `steady` on demand: every node writes its part, and
+/// the answer is the checkpoint the metadata records complete, with its three parts.
+fn checkpoint_in_parts_on_demand(endpoint: &str) {
+    let taken = wirectl_json(endpoint, &["checkpoint", "trigger", "steady"]);
+    let id = taken["checkpoint_id"].as_u64().expect("checkpoint_id");
+    let parts: Vec<&str> = taken["path"].as_str().expect("path").lines().collect();
+    assert_eq!(parts.len(), 3, "a part per node: {taken}");
+    for node in 1..=3 {
+        let store = format!("-n{node}/");
+        let of_node = |p: &&str| p.contains("part-v") && p.contains(&store);
+        assert!(parts.iter().any(of_node), "node {node}'s part: {taken}");
+    }
+    let listed = wirectl_json(endpoint, &["checkpoint", "list", "steady"]);
+    let ids: Vec<u64> = listed["checkpoints"]
+        .as_array()
+        .expect("checkpoints")
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    assert!(ids.contains(&id), "{id} not in {listed}");
+    let savepoint = wire_tests::cluster::wirectl(
+        endpoint,
+        &["savepoint", "create", "steady", "--dir", "/tmp/never"],
+    );
+    let stderr = String::from_utf8_lossy(&savepoint.stderr);
+    assert!(!savepoint.status.success(), "{stderr}");
+    assert!(stderr.contains("checkpoints in parts"), "{stderr}");
 }
 
 /// Waits until `steady` has `after` complete checkpoints.

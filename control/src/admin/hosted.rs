@@ -24,6 +24,10 @@ use crate::transport::propose_anywhere;
 /// (within `wirectl`'s 15 s and a forward's 12 s).
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(10);
 
+/// How long the node that took an on-demand checkpoint of a spread pipeline waits for the
+/// metadata to record it complete once every node wrote its part (within `wirectl`'s 15 s).
+const RECORD_WAIT: Duration = Duration::from_secs(3);
+
 /// How long a member waits for the host's counters before it answers without them.
 const COUNTERS_WAIT: Duration = Duration::from_secs(2);
 
@@ -45,14 +49,6 @@ pub fn check_on_demand(name: &str, pipeline: &PipelineMeta, what: &str) -> Resul
              --checkpoint-interval"
         )));
     }
-    if crate::spread::checkpoints_in_parts(pipeline) {
-        // Every node triggers the same checkpoint ids in turn: one node's extra checkpoint
-        // would leave the others' ids behind.
-        return Err(Status::failed_precondition(format!(
-            "pipeline `{name}` is spread over nodes and checkpoints in parts, every              {interval} ms; a {what} on demand of a spread pipeline is not built yet",
-            interval = pipeline.options.checkpoint_interval_ms.unwrap_or_default()
-        )));
-    }
     if pipeline.desired == DesiredState::Paused || pipeline.actual == ActualState::Paused {
         return Err(paused(name, what));
     }
@@ -66,6 +62,20 @@ pub fn check_on_demand(name: &str, pipeline: &PipelineMeta, what: &str) -> Resul
         )));
     }
     Ok(())
+}
+
+/// A savepoint of a spread pipeline is refused: its checkpoints are in parts, one per node,
+/// and a savepoint is one directory a run restores from whole.
+pub fn check_savepoint_whole(name: &str, pipeline: &PipelineMeta) -> Result<(), Status> {
+    if !crate::spread::checkpoints_in_parts(pipeline) {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "pipeline `{name}` is spread over nodes and checkpoints in parts (one per node); a \
+         savepoint of a spread pipeline is not built yet: take a checkpoint (`wirectl \
+         checkpoint trigger {name}`), or stop it and create it again with --cores so it runs \
+         whole"
+    )))
 }
 
 fn paused(name: &str, what: &str) -> Status {
@@ -209,6 +219,86 @@ impl AdminServer {
         })
     }
 
+    /// Takes a checkpoint of spread pipeline `name` on demand: asks every node it runs on
+    /// for its part at once (its coordinator triggers its next checkpoint id; the ids of all
+    /// nodes stay in step, and a part completes only once every node's sources sent its
+    /// barrier), then waits until the metadata records the checkpoint complete. `hop`: this
+    /// node was asked for its part only.
+    pub(super) async fn trigger_spread(
+        &self,
+        state: &MetaState,
+        name: &str,
+        hop: bool,
+    ) -> Result<TriggerCheckpointResponse, Status> {
+        if hop {
+            let (id, path) = self.on_demand(name, None, "checkpoint").await?;
+            return Ok(TriggerCheckpointResponse {
+                checkpoint_id: id,
+                path: path.display().to_string(),
+                node_id: self.node_id,
+            });
+        }
+        let mut nodes: Vec<u64> = state
+            .pipelines
+            .get(name)
+            .map(|p| p.assignment.iter().map(|a| a.node).collect())
+            .unwrap_or_default();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut others = tokio::task::JoinSet::new();
+        for &node in nodes.iter().filter(|&&node| node != self.node_id) {
+            let Some(info) = state.nodes.get(&node) else {
+                return Err(Status::unavailable(format!(
+                    "pipeline `{name}` runs on node {node}, which is not a member; retry"
+                )));
+            };
+            let peer = (node, info.addr.clone());
+            let (this, dialer, name) = (self.node_id, self.transport.dialer(), name.to_string());
+            others.spawn(async move { part_of(this, &dialer, peer, &name).await });
+        }
+        let here = async {
+            match nodes.contains(&self.node_id) {
+                true => self.on_demand(name, None, "checkpoint").await.map(|(id, _)| id),
+                false => Ok(0),
+            }
+        };
+        let (here, others) = tokio::join!(here, others.join_all());
+        let mut newest = here?;
+        for part in others {
+            newest = newest.max(part?);
+        }
+        self.recorded(name, newest).await
+    }
+
+    /// The first complete checkpoint of `name` from `id` on, once the metadata records it.
+    async fn recorded(&self, name: &str, id: u64) -> Result<TriggerCheckpointResponse, Status> {
+        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+        loop {
+            if let Ok(state) = self.meta.read(false).await {
+                let record = state
+                    .pipelines
+                    .get(name)
+                    .and_then(|p| p.checkpoints.iter().find(|c| c.id >= id));
+                if let Some(record) = record {
+                    return Ok(TriggerCheckpointResponse {
+                        checkpoint_id: record.id,
+                        path: record.path.clone(),
+                        node_id: self.node_id,
+                    });
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "every node of pipeline `{name}` wrote its part of checkpoint {id}, but the \
+                     metadata does not record it complete after {}s; see `wirectl checkpoint \
+                     list {name}`",
+                    RECORD_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Writes a savepoint of pipeline `name`, which runs here, into `dir`, and records it.
     pub(super) async fn savepoint_here(
         &self,
@@ -277,6 +367,22 @@ impl AdminServer {
             ))),
         }
     }
+}
+
+/// Asks node `peer` (id, address) for its part of an on-demand checkpoint of spread pipeline
+/// `pipeline`: the id of the checkpoint its part went into.
+async fn part_of(
+    this: u64,
+    dialer: &crate::transport::Dialer,
+    peer: (u64, String),
+    pipeline: &str,
+) -> Result<u64, Status> {
+    let mut node = forward::host(this, dialer, peer, pipeline).await?;
+    let request = node.request(PipelineRef {
+        name: pipeline.into(),
+    });
+    let answer = node.client.trigger_checkpoint(request).await;
+    node.answer(answer).map(|part| part.into_inner().checkpoint_id)
 }
 
 /// One row per plan node of a running pipeline on `cores` cores, from its live probe.
