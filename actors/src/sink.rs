@@ -232,14 +232,12 @@ impl Output {
                     closed: false,
                 }
             }
-            SinkKind::File(spec) => {
-                Output::File(Box::new(PartFiles::new(
-                    cx.core,
-                    spec,
-                    sink,
-                    (epoch, cx.fence),
-                )?))
-            }
+            SinkKind::File(spec) => Output::File(Box::new(PartFiles::new(
+                cx.core,
+                spec,
+                sink,
+                (epoch, cx.fence),
+            )?)),
             SinkKind::Kafka(_) => {
                 Output::Kafka(Box::new(kafka::KafkaOutput::open(cx, sink, epoch)?))
             }
@@ -444,7 +442,10 @@ impl PartFiles {
             open: HashMap::new(),
             next_seq,
             clock: 0,
-            publish: epoch.map_or(Publish::Now, |checkpoint| Publish::Staged { checkpoint, fence }),
+            publish: epoch.map_or(Publish::Now, |checkpoint| Publish::Staged {
+                checkpoint,
+                fence,
+            }),
             fence,
             staged: Vec::new(),
         };
@@ -796,14 +797,16 @@ pub fn recover_file_sinks(
 /// part file in the subdirectory `own` (only this node writes there, and it writes nothing
 /// while it settles), and the part files of `slots` (`part-<slot>-…`) in the subdirectories
 /// of nodes that run no slot any more (not in `running`): a slot may have run there before.
-/// `fence` is the placement epoch that took checkpoint `completed`: parts staged under
+/// `slots` are this node's slots and, when it runs slot 0, the pipeline's slot count: slots
+/// from that number on ran only before the pipeline had fewer slots (a dead node's slots
+/// dealt over fewer nodes), and slot 0's node settles their files. `fence` is the placement epoch that took checkpoint `completed`: parts staged under
 /// another epoch (by a node cut off from an older placement, still writing) are deleted even
 /// when their checkpoint id is not later. Returns (published, deleted).
 pub fn recover_file_sink_slots(
     plan: &wire_core::frontend::plan::Plan,
     (completed, fence): (u64, u64),
     (own, running): (&str, &[String]),
-    slots: &[usize],
+    slots: (&[usize], Option<usize>),
 ) -> Result<(usize, usize), Error> {
     let mut counts = (0, 0);
     for sink in &plan.sinks {
@@ -854,13 +857,14 @@ fn publishes((checkpoint, fence): (u64, Option<u64>), kept: (u64, Option<u64>)) 
     checkpoint <= kept.0 && !fenced_out
 }
 
-/// Whether part file `name` (`part-<slot>-<seq>…`) is of one of `slots`.
-fn of_slots(name: &str, slots: &[usize]) -> bool {
+/// Whether part file `name` (`part-<slot>-<seq>…`) is of one of `slots`: those listed, and
+/// with a number, every slot from it on.
+fn of_slots(name: &str, (listed, from): (&[usize], Option<usize>)) -> bool {
     let slot = name
         .strip_prefix("part-")
         .and_then(|rest| rest.split_once('-'))
         .and_then(|(slot, _)| slot.parse::<usize>().ok());
-    slot.is_some_and(|slot| slots.contains(&slot))
+    slot.is_some_and(|slot| listed.contains(&slot) || from.is_some_and(|from| slot >= from))
 }
 
 /// Settles the part files in `dir` (and, when `partitioned`, in its partition directories),
@@ -868,7 +872,7 @@ fn of_slots(name: &str, slots: &[usize]) -> bool {
 fn settle_dir(
     dir: &Path,
     kept: (u64, Option<u64>),
-    (partitioned, slots): (bool, Option<&[usize]>),
+    (partitioned, slots): (bool, Option<(&[usize], Option<usize>)>),
     counts: &mut (usize, usize),
 ) -> Result<(), Error> {
     let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;
@@ -974,6 +978,17 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
     }
 
     #[test]
+    fn a_part_is_of_the_slots_listed_or_from_the_slot_count_on() {
+        let name = |slot: usize| format!("part-{slot}-00001.jsonl.pending-3-v2");
+        assert!(of_slots(&name(1), (&[1, 4], None)));
+        assert!(!of_slots(&name(2), (&[1, 4], None)));
+        assert!(of_slots(&name(2), (&[0], Some(2))));
+        assert!(of_slots(&name(7), (&[0], Some(2))));
+        assert!(!of_slots(&name(1), (&[0], Some(2))));
+        assert!(!of_slots("part-x-00001.jsonl", (&[0], Some(0))));
+    }
+
+    #[test]
     fn settling_publishes_only_the_parts_the_fence_that_took_the_checkpoint_staged() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path();
@@ -998,7 +1013,11 @@ sinks: {{out: {{type: file, from: s, path: '{}', roll_bytes: {roll_bytes}, parti
         left.sort();
         assert_eq!(
             left,
-            ["part-0-00001.jsonl", "part-1-00000.jsonl", "part-1-00001.jsonl"]
+            [
+                "part-0-00001.jsonl",
+                "part-1-00000.jsonl",
+                "part-1-00001.jsonl"
+            ]
         );
         // Without a fence to check (a pipeline on one node), the id alone decides.
         std::fs::write(dir.join("part-2-00001.jsonl.pending-4-v1"), "x").expect("write");

@@ -629,11 +629,7 @@ fn prepare_checkpoints(
     }
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
     let (published, deleted) = tracing::info_span!("settle_sinks", checkpoint = completed)
-        .in_scope(|| match args.local_slots().filter(|_| args.in_parts()) {
-            Some(slots) => restored_version(args)
-                .and_then(|version| settle_parts(plan, (completed, version), args, slots)),
-            None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string()),
-        })?;
+        .in_scope(|| settle_sinks(plan, args, completed))?;
     if let Some(Restore {
         checkpoint, path, ..
     }) = &restore
@@ -679,6 +675,17 @@ fn prepare_checkpoints(
     })
 }
 
+/// Settles the file sinks of `plan` to checkpoint `completed` before the run starts (a
+/// spread pipeline's part: its slots' files, see [`settle_parts`]). Returns (published,
+/// deleted).
+fn settle_sinks(plan: &Plan, args: &RunArgs, completed: u64) -> Result<(usize, usize), String> {
+    match args.local_slots().filter(|_| args.in_parts()) {
+        Some(slots) => restored_version(args)
+            .and_then(|version| settle_parts(plan, (completed, version), args, slots)),
+        None => wire_actors::recover_file_sinks(plan, completed).map_err(|e| e.to_string()),
+    }
+}
+
 /// Publishes every part file the sinks of `slots` staged, once a spread pipeline that
 /// checkpoints has ended on every node (`args` as the node ran its part). Returns
 /// (published, deleted).
@@ -703,7 +710,8 @@ fn restored_version(args: &RunArgs) -> Result<u64, String> {
 /// Settles a spread pipeline's file sinks (whose paths in `plan` are this node's
 /// subdirectory, `<path>/node-<id>`) to checkpoint `completed`: every part file in this
 /// node's subdirectory, and those of `slots` in the subdirectories of nodes the pipeline no
-/// longer runs on (a slot may have run there before). Parts staged for checkpoints up to
+/// longer runs on (a slot may have run there before; slot 0's node also takes the slots
+/// beyond the pipeline's slot count, which ran when it had more). Parts staged for checkpoints up to
 /// `completed` by `version` (the pipeline version that took it) get their final names;
 /// later ones, and those another version staged (a node cut off from it that kept writing),
 /// are deleted (their rows come again). Returns (published, deleted).
@@ -714,6 +722,13 @@ pub fn settle_parts(
     slots: &[usize],
 ) -> Result<(usize, usize), String> {
     let own = args.sink_subdir.as_deref().unwrap_or_default();
+    // Slot 0's node also settles the slots beyond the pipeline's slot count (it had more).
+    let beyond = args
+        .placement
+        .as_ref()
+        .filter(|_| slots.contains(&0))
+        .map(|p| p.slots);
+    let slots = (slots, beyond);
     wire_actors::recover_file_sink_slots(plan, kept, (own, &args.spread_subdirs), slots)
         .map_err(|e| e.to_string())
 }

@@ -940,11 +940,9 @@ impl JobThread {
             version: self.version,
             probe: job.deployment().probe().clone(),
             cores: job.deployment().cores(),
-            // A spread pipeline's parts take no checkpoint on demand (see `check_on_demand`).
-            coordinator: job
-                .coordinator()
-                .filter(|_| !self.args.in_parts())
-                .map(|c| c.link()),
+            // A spread pipeline's part takes its part of a checkpoint on demand (see
+            // `trigger_spread`); savepoints of it are refused before they reach here.
+            coordinator: job.coordinator().map(|c| c.link()),
             paused: false,
         }
     }

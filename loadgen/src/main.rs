@@ -217,6 +217,19 @@ fn main() {
     }
 }
 
+/// How much to send: `--events`, else rate × `--duration` (or until the time is up without
+/// a rate), else a million rows.
+fn bound_of(events: Option<u64>, rate: u64, duration: Option<Duration>) -> Bound {
+    match (events, duration) {
+        (Some(events), _) => Bound::Rows(events),
+        (None, Some(duration)) => match events_for(rate, duration) {
+            Some(events) => Bound::Rows(events),
+            None => Bound::Until(duration),
+        },
+        (None, None) => Bound::Rows(1_000_000),
+    }
+}
+
 /// Runs; `Ok(false)` when the summary was printed but the run had errors.
 fn run() -> anyhow::Result<bool> {
     let args = Args::parse();
@@ -232,14 +245,7 @@ fn run() -> anyhow::Result<bool> {
     let e2e_wait =
         parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
     let (connect_wait, mut options) = connection_options(&args)?;
-    let bound = match (args.events, duration) {
-        (Some(events), _) => Bound::Rows(events),
-        (None, Some(duration)) => match events_for(args.rate, duration) {
-            Some(events) => Bound::Rows(events),
-            None => Bound::Until(duration),
-        },
-        (None, None) => Bound::Rows(1_000_000),
-    };
+    let bound = bound_of(args.events, args.rate, duration);
     let (source, schema, listen, event_time) = target(&args)?;
     let shape = ShapeArgs {
         keys: args.keys,

@@ -25,10 +25,27 @@ pub fn free_port() -> u16 {
     free_port_on(std::net::Ipv4Addr::LOCALHOST)
 }
 
-/// A TCP port on `ip` that was free a moment ago.
+/// The ports tests hand out: below the kernel's ephemeral range (32768–60999 by default),
+/// so that no outgoing connection takes one between a test choosing it and a node binding
+/// it, or while a killed node is down before it starts again on the same port.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A TCP port on `ip` that was free a moment ago (see [`TEST_PORTS`]).
 pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
-    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    use std::hash::{BuildHasher, Hasher};
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..10_000 {
+        // RandomState is seeded per process and per call: tests in parallel draw apart.
+        let mut draw = std::collections::hash_map::RandomState::new().build_hasher();
+        draw.write_u64(DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        draw.write_u32(std::process::id());
+        let port = TEST_PORTS.start + (draw.finish() % span) as u16;
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip} in {TEST_PORTS:?}");
 }
 
 /// A TCP port on `ip` that was free a moment ago, with the next port free too: a node's

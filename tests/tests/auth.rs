@@ -407,10 +407,14 @@ fn tokens_are_shown_once_and_stored_hashed() {
     assert_eq!(mode, 0o600);
     // The node logs the path right after it wrote the file.
     let path = file.display().to_string();
-    wire_tests::cluster::wait_for("the token's path in the log", Duration::from_secs(10), || {
-        let log = node.log_text();
-        log.contains(&path).then_some(()).ok_or(log)
-    });
+    wire_tests::cluster::wait_for(
+        "the token's path in the log",
+        Duration::from_secs(10),
+        || {
+            let log = node.log_text();
+            log.contains(&path).then_some(()).ok_or(log)
+        },
+    );
     let log = node.log_text();
     assert!(!log.contains(&admin), "the founding token is in the log");
 

@@ -208,7 +208,11 @@ fn ingest_over_tls_refuses_plaintext_and_strangers_with_clear_errors() {
     assert!(wrong.contains("not signed by the CA"), "{wrong}");
 
     let ok = loadgen(&file, &run.addr, &["--ca", ca.to_str().unwrap()]);
-    assert!(ok.status.success(), "{ok:?}\nthe run said: {}", run.stderr());
+    assert!(
+        ok.status.success(),
+        "{ok:?}\nthe run said: {}",
+        run.stderr()
+    );
     let summary: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(summary["rows_acked"], 500, "{summary}");
     let plain = loadgen(&file, &run.addr, &[]);

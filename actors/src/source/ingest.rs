@@ -663,6 +663,24 @@ struct Session<'a> {
     token_share: Option<TokenShare<'a>>,
 }
 
+impl Session<'_> {
+    /// A session that has read nothing yet, under `limits`.
+    fn new(limits: &IngestLimits) -> Self {
+        Session {
+            greeted: false,
+            expected_seq: 1,
+            granted: 0,
+            granted_at_read: 0,
+            hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
+            producer: None,
+            token: String::new(),
+            recheck_at: None,
+            bucket: Bucket::new(limits, Instant::now()),
+            token_share: None,
+        }
+    }
+}
+
 impl Connection {
     /// Runs an accepted connection: the TLS handshake (with TLS on), then the session, or the
     /// refusal of a connection over a connection limit.
@@ -745,18 +763,7 @@ impl Connection {
             port: &self.port,
             bytes: 0,
         };
-        let mut session = Session {
-            greeted: false,
-            expected_seq: 1,
-            granted: 0,
-            granted_at_read: 0,
-            hello_deadline: Instant::now() + Duration::from_millis(limits.hello_timeout_ms),
-            producer: None,
-            token: String::new(),
-            recheck_at: None,
-            bucket: Bucket::new(&limits, Instant::now()),
-            token_share: None,
-        };
+        let mut session = Session::new(&limits);
         loop {
             let frame = match frames.next_frame_ref() {
                 Err(err) => return violation(0, err.to_string()),

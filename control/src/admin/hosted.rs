@@ -258,7 +258,10 @@ impl AdminServer {
         }
         let here = async {
             match nodes.contains(&self.node_id) {
-                true => self.on_demand(name, None, "checkpoint").await.map(|(id, _)| id),
+                true => self
+                    .on_demand(name, None, "checkpoint")
+                    .await
+                    .map(|(id, _)| id),
                 false => Ok(0),
             }
         };
@@ -382,7 +385,8 @@ async fn part_of(
         name: pipeline.into(),
     });
     let answer = node.client.trigger_checkpoint(request).await;
-    node.answer(answer).map(|part| part.into_inner().checkpoint_id)
+    node.answer(answer)
+        .map(|part| part.into_inner().checkpoint_id)
 }
 
 /// One row per plan node of a running pipeline on `cores` cores, from its live probe.

@@ -60,91 +60,7 @@ enum LogFormat {
 enum Command {
     /// Run a pipeline on this machine until its bounded sources are exhausted, or until Ctrl-C
     /// (which drains, flushes and exits 0). Prints a summary to stderr.
-    Run {
-        /// The pipeline file (YAML, or SQL when it ends in `.sql`).
-        pipeline: PathBuf,
-        /// Data cores (one pinned executor each); default: every CPU.
-        #[arg(long)]
-        cores: Option<usize>,
-        /// Directory for WALs and other state.
-        #[arg(long, default_value = "./wire-data")]
-        data_dir: PathBuf,
-        /// Do not print the live progress line.
-        #[arg(long)]
-        no_progress: bool,
-        /// Do not pin executors to CPUs.
-        #[arg(long)]
-        no_pin: bool,
-        /// Take a checkpoint this often (`500ms`, `1s`, `1m`) and make file sinks
-        /// exactly-once; a restart resumes from the newest intact checkpoint.
-        #[arg(long, value_parser = parse_interval)]
-        checkpoint_interval: Option<Duration>,
-        /// Where checkpoints go (default: <data-dir>/<pipeline>/checkpoints).
-        #[arg(long)]
-        checkpoint_dir: Option<PathBuf>,
-        /// Where checkpoints go, as a URL: `file:///DIR` (or a path: the same as
-        /// --checkpoint-dir) or `s3://BUCKET/PREFIX` (an S3-compatible store; endpoint and
-        /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
-        /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP; checkpoints are staged in --checkpoint-dir's
-        /// default directory, then uploaded).
-        #[arg(long, value_name = "URL", value_parser = parse_store, conflicts_with = "checkpoint_dir")]
-        checkpoint_store: Option<StoreUrl>,
-        /// Abort a checkpoint that is not complete after this long.
-        #[arg(long, value_parser = parse_interval, default_value = "60s")]
-        checkpoint_timeout: Duration,
-        /// Completed checkpoints to keep.
-        #[arg(long, default_value_t = 3)]
-        checkpoints_retained: usize,
-        /// Incremental checkpoints: up to this many checkpoints in a row write only what
-        /// changed (for operators that track changes), then one writes the whole state again;
-        /// 0 writes the whole state every time.
-        #[arg(long, default_value_t = 10)]
-        checkpoint_deltas: u32,
-        /// Start from this savepoint directory when there is no checkpoint yet.
-        #[arg(long, requires = "checkpoint_interval")]
-        from_savepoint: Option<PathBuf>,
-        /// When the run ends (its sources are exhausted, or Ctrl-C), also write its last
-        /// checkpoint as a savepoint `savepoint-<id>` in this directory.
-        #[arg(long, requires = "checkpoint_interval")]
-        savepoint_dir: Option<PathBuf>,
-        /// Start over: delete the pipeline's checkpoints and its file sinks' part files
-        /// first (ingest WALs, which hold accepted input, are kept).
-        #[arg(long, conflicts_with_all = ["append_output", "allow_empty_restore"])]
-        fresh: bool,
-        /// Write into file sink directories that already hold part files of an earlier run
-        /// (by default a run that does not resume from a checkpoint refuses to).
-        #[arg(long)]
-        append_output: bool,
-        /// Start from empty state even though checkpoints were committed and none of them can
-        /// be restored (state is lost; published output is kept and rows may repeat).
-        #[arg(long, requires = "checkpoint_interval")]
-        allow_empty_restore: bool,
-        /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
-        /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
-        #[arg(long, value_name = "HOST:PORT", visible_alias = "http-addr")]
-        metrics_addr: Option<String>,
-        /// After the run ends, keep serving its final metrics this long (or until Ctrl-C),
-        /// so a last scrape sees the figures of the summary.
-        #[arg(long, value_parser = parse_interval, requires = "metrics_addr")]
-        metrics_linger: Option<Duration>,
-        /// Show the live top view of the pipeline's operators on stderr every second (the
-        /// figures of `/metrics` and `wirectl top`) instead of the progress line.
-        #[arg(long)]
-        top: bool,
-        /// Serve the ingest ports over TLS with this certificate chain (PEM); SIGHUP reloads
-        /// it and --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Verify producers' client certificates against this CA (PEM) when they present one.
-        #[arg(long, requires = "tls_cert")]
-        tls_client_ca: Option<PathBuf>,
-        /// Every producer must present a client certificate signed by --tls-client-ca.
-        #[arg(long, requires = "tls_client_ca")]
-        tls_require_client_cert: bool,
-    },
+    Run(RunCmd),
     /// Run a long-lived cluster node: the raft metadata group and the gRPC AdminService and
     /// RaftService on --listen. SIGTERM or Ctrl-C stops it cleanly (membership unchanged).
     Start(start::StartArgs),
@@ -166,6 +82,94 @@ enum Command {
     /// Certificates for trying TLS out.
     #[command(subcommand)]
     Certs(CertsCmd),
+}
+
+/// `wire run`'s arguments.
+#[derive(Debug, clap::Args)]
+struct RunCmd {
+    /// The pipeline file (YAML, or SQL when it ends in `.sql`).
+    pipeline: PathBuf,
+    /// Data cores (one pinned executor each); default: every CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Directory for WALs and other state.
+    #[arg(long, default_value = "./wire-data")]
+    data_dir: PathBuf,
+    /// Do not print the live progress line.
+    #[arg(long)]
+    no_progress: bool,
+    /// Do not pin executors to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Take a checkpoint this often (`500ms`, `1s`, `1m`) and make file sinks
+    /// exactly-once; a restart resumes from the newest intact checkpoint.
+    #[arg(long, value_parser = parse_interval)]
+    checkpoint_interval: Option<Duration>,
+    /// Where checkpoints go (default: <data-dir>/<pipeline>/checkpoints).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Where checkpoints go, as a URL: `file:///DIR` (or a path: the same as
+    /// --checkpoint-dir) or `s3://BUCKET/PREFIX` (an S3-compatible store; endpoint and
+    /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP; checkpoints are staged in --checkpoint-dir's
+    /// default directory, then uploaded).
+    #[arg(long, value_name = "URL", value_parser = parse_store, conflicts_with = "checkpoint_dir")]
+    checkpoint_store: Option<StoreUrl>,
+    /// Abort a checkpoint that is not complete after this long.
+    #[arg(long, value_parser = parse_interval, default_value = "60s")]
+    checkpoint_timeout: Duration,
+    /// Completed checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    checkpoints_retained: usize,
+    /// Incremental checkpoints: up to this many checkpoints in a row write only what
+    /// changed (for operators that track changes), then one writes the whole state again;
+    /// 0 writes the whole state every time.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_deltas: u32,
+    /// Start from this savepoint directory when there is no checkpoint yet.
+    #[arg(long, requires = "checkpoint_interval")]
+    from_savepoint: Option<PathBuf>,
+    /// When the run ends (its sources are exhausted, or Ctrl-C), also write its last
+    /// checkpoint as a savepoint `savepoint-<id>` in this directory.
+    #[arg(long, requires = "checkpoint_interval")]
+    savepoint_dir: Option<PathBuf>,
+    /// Start over: delete the pipeline's checkpoints and its file sinks' part files
+    /// first (ingest WALs, which hold accepted input, are kept).
+    #[arg(long, conflicts_with_all = ["append_output", "allow_empty_restore"])]
+    fresh: bool,
+    /// Write into file sink directories that already hold part files of an earlier run
+    /// (by default a run that does not resume from a checkpoint refuses to).
+    #[arg(long)]
+    append_output: bool,
+    /// Start from empty state even though checkpoints were committed and none of them can
+    /// be restored (state is lost; published output is kept and rows may repeat).
+    #[arg(long, requires = "checkpoint_interval")]
+    allow_empty_restore: bool,
+    /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
+    /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
+    #[arg(long, value_name = "HOST:PORT", visible_alias = "http-addr")]
+    metrics_addr: Option<String>,
+    /// After the run ends, keep serving its final metrics this long (or until Ctrl-C),
+    /// so a last scrape sees the figures of the summary.
+    #[arg(long, value_parser = parse_interval, requires = "metrics_addr")]
+    metrics_linger: Option<Duration>,
+    /// Show the live top view of the pipeline's operators on stderr every second (the
+    /// figures of `/metrics` and `wirectl top`) instead of the progress line.
+    #[arg(long)]
+    top: bool,
+    /// Serve the ingest ports over TLS with this certificate chain (PEM); SIGHUP reloads
+    /// it and --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Verify producers' client certificates against this CA (PEM) when they present one.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Every producer must present a client certificate signed by --tls-client-ca.
+    #[arg(long, requires = "tls_client_ca")]
+    tls_require_client_cert: bool,
 }
 
 /// `wire certs …`.
@@ -247,82 +251,67 @@ fn main() -> ExitCode {
 /// Runs the subcommand.
 fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Run {
-            pipeline,
-            cores,
-            data_dir,
-            no_progress,
-            no_pin,
-            checkpoint_interval,
-            checkpoint_dir,
-            checkpoint_store,
-            checkpoint_timeout,
-            checkpoints_retained,
-            checkpoint_deltas,
-            from_savepoint,
-            savepoint_dir,
-            fresh,
-            append_output,
-            allow_empty_restore,
-            metrics_addr,
-            metrics_linger,
-            top,
-            tls_cert,
-            tls_key,
-            tls_client_ca,
-            tls_require_client_cert,
-        } => {
-            let stop = handle_ctrl_c();
-            let tls = tls_cert.zip(tls_key).map(|(cert, key)| RunTlsFiles {
-                cert,
-                key,
-                client_ca: tls_client_ca,
-                require_client_cert: tls_require_client_cert,
-            });
-            let ingest_tls = match tls.map(run_tls).transpose() {
-                Ok(tls) => tls,
-                Err(err) => {
-                    eprintln!("error: {err}");
-                    return exit_code(Outcome::Invalid);
-                }
-            };
-            let args = RunArgs {
-                placement: None,
-                sink_subdir: None,
-                ingest_auth: None,
-                restore_parts: None,
-                spread_subdirs: Vec::new(),
-                ingest_tls,
-                pipeline,
-                cores,
-                data_dir,
-                progress: !no_progress && !top,
-                pin: !no_pin,
-                checkpoints: checkpoint_interval.map(|interval| job::CheckpointArgs {
-                    interval,
-                    timeout: checkpoint_timeout,
-                    retained: checkpoints_retained,
-                    deltas: checkpoint_deltas,
-                    from_savepoint,
-                    savepoint_dir,
-                }),
-                checkpoint_dir: match &checkpoint_store {
-                    Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
-                    _ => checkpoint_dir,
-                },
-                checkpoint_store: checkpoint_store.filter(|s| matches!(s, StoreUrl::S3 { .. })),
-                fresh,
-                append_output,
-                allow_empty_restore,
-            };
-            exit_code(run_command(&args, &stop, metrics_addr, metrics_linger, top))
-        }
+        Command::Run(cmd) => run_cmd(cmd),
         Command::Start(args) => start::start(args),
         Command::Sql(args) => sql::shell(args),
         Command::Certs(CertsCmd::Init { dir, hosts }) => certs_init(&dir, &hosts),
         Command::Check { pipeline } => check(&pipeline),
         Command::Explain { pipeline } => explain(&pipeline),
     }
+}
+
+/// `wire run`.
+fn run_cmd(cmd: RunCmd) -> ExitCode {
+    let stop = handle_ctrl_c();
+    let tls = cmd
+        .tls_cert
+        .zip(cmd.tls_key)
+        .map(|(cert, key)| RunTlsFiles {
+            cert,
+            key,
+            client_ca: cmd.tls_client_ca,
+            require_client_cert: cmd.tls_require_client_cert,
+        });
+    let ingest_tls = match tls.map(run_tls).transpose() {
+        Ok(tls) => tls,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit_code(Outcome::Invalid);
+        }
+    };
+    let args = RunArgs {
+        placement: None,
+        sink_subdir: None,
+        ingest_auth: None,
+        restore_parts: None,
+        spread_subdirs: Vec::new(),
+        ingest_tls,
+        pipeline: cmd.pipeline,
+        cores: cmd.cores,
+        data_dir: cmd.data_dir,
+        progress: !cmd.no_progress && !cmd.top,
+        pin: !cmd.no_pin,
+        checkpoints: cmd.checkpoint_interval.map(|interval| job::CheckpointArgs {
+            interval,
+            timeout: cmd.checkpoint_timeout,
+            retained: cmd.checkpoints_retained,
+            deltas: cmd.checkpoint_deltas,
+            from_savepoint: cmd.from_savepoint,
+            savepoint_dir: cmd.savepoint_dir,
+        }),
+        checkpoint_dir: match &cmd.checkpoint_store {
+            Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
+            _ => cmd.checkpoint_dir,
+        },
+        checkpoint_store: cmd
+            .checkpoint_store
+            .filter(|s| matches!(s, StoreUrl::S3 { .. })),
+        fresh: cmd.fresh,
+        append_output: cmd.append_output,
+        allow_empty_restore: cmd.allow_empty_restore,
+    };
+    let (metrics_addr, metrics_linger, top) = (cmd.metrics_addr, cmd.metrics_linger, cmd.top);
+    exit_code(run_command(&args, &stop, metrics_addr, metrics_linger, top))
 }
 
 /// `wire run`: starts the control plane's runtime and the metrics server, runs `args`.
