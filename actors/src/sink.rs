@@ -806,7 +806,7 @@ pub fn recover_file_sink_slots(
     plan: &wire_core::frontend::plan::Plan,
     (completed, fence): (u64, u64),
     (own, running): (&str, &[String]),
-    slots: (&[usize], Option<usize>),
+    slots: Slots<'_>,
 ) -> Result<(usize, usize), Error> {
     let mut counts = (0, 0);
     for sink in &plan.sinks {
@@ -857,9 +857,13 @@ fn publishes((checkpoint, fence): (u64, Option<u64>), kept: (u64, Option<u64>)) 
     checkpoint <= kept.0 && !fenced_out
 }
 
+/// Slots of a spread pipeline whose part files a node settles: those listed, and with a
+/// number, every slot from it on.
+pub type Slots<'a> = (&'a [usize], Option<usize>);
+
 /// Whether part file `name` (`part-<slot>-<seq>…`) is of one of `slots`: those listed, and
 /// with a number, every slot from it on.
-fn of_slots(name: &str, (listed, from): (&[usize], Option<usize>)) -> bool {
+fn of_slots(name: &str, (listed, from): Slots<'_>) -> bool {
     let slot = name
         .strip_prefix("part-")
         .and_then(|rest| rest.split_once('-'))
@@ -872,7 +876,7 @@ fn of_slots(name: &str, (listed, from): (&[usize], Option<usize>)) -> bool {
 fn settle_dir(
     dir: &Path,
     kept: (u64, Option<u64>),
-    (partitioned, slots): (bool, Option<(&[usize], Option<usize>)>),
+    (partitioned, slots): (bool, Option<Slots<'_>>),
     counts: &mut (usize, usize),
 ) -> Result<(), Error> {
     let entries = std::fs::read_dir(dir).map_err(|err| Error::io(dir, err))?;

@@ -657,14 +657,13 @@ pub(super) fn join_condition(join: &Join, at: Pos) -> Result<&Expr, SqlError> {
 /// lower and upper bound over the left row.
 type Between = (String, Pos, (ExprText, ExprText));
 
+/// A join's condition: the left and right keys of its equalities, and the bounds of an
+/// interval join.
+type JoinOn = (Vec<ExprText>, Vec<ExprText>, Option<Between>);
+
 /// The key pairs of `ON l.a = r.b AND ...`, each side lowered in its own scope, and the
 /// bounds of an interval join (`AND r.t BETWEEN l.x AND l.y`).
-fn join_keys(
-    on: &Expr,
-    left: &Rel,
-    right: &Rel,
-    at: Pos,
-) -> Result<(Vec<ExprText>, Vec<ExprText>, Option<Between>), SqlError> {
+fn join_keys(on: &Expr, left: &Rel, right: &Rel, at: Pos) -> Result<JoinOn, SqlError> {
     let mut conjuncts = Vec::new();
     split_and(on, &mut conjuncts);
     let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
