@@ -415,10 +415,11 @@ fn a_checkpointed_pipeline_on_the_leader_is_restored_whole_when_the_leader_is_ki
     let (mut nodes, first, leader) = cluster_with_store(dir.path());
     // The leader places a pipeline on the node running the fewest (the lowest id among
     // equals): pipelines that end at once fill the nodes before the one wanted. One core
-    // (one slot) keeps the pipeline whole on one node.
+    // (one slot) keeps a pipeline whole on one node: the fillers too, or each would be
+    // spread with its first slot on node 1.
     for filler in 1..leader {
         let name = format!("filler{filler}");
-        create(&first, &filler_spec(dir.path(), &name), &[]);
+        create(&first, &filler_spec(dir.path(), &name), &["--cores", "1"]);
         wait_state(&first, &name, "finished");
     }
     let out = dir.path().join("out");
