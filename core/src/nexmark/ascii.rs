@@ -1,0 +1,143 @@
+//! Generated text that reads as `&str` without UTF-8 validation: the generator writes its
+//! letters, digits and fixed words straight into reusable [`AsciiText`] buffers.
+//!
+//! # Safety contract
+//! An [`AsciiText`] holds only ASCII bytes. Its buffer is private to this module and every
+//! method that writes it appends either letters `a`–`z` (from [`base26_letters`]), digits
+//! `0`–`9`, the bytes of an [`AsciiWord`] (checked to be ASCII when it is made, at compile
+//! time for constants), or bytes copied from another [`AsciiText`]. ASCII is valid UTF-8, so
+//! [`AsciiText::as_str`] skips the validation `std::str::from_utf8` would repeat.
+#![allow(unsafe_code)]
+
+/// Letters taken from one 64-bit draw: 26^12 < 2^64.
+pub(super) const LETTERS_PER_DRAW: usize = 12;
+
+/// `26^i` for `i` in `0..LETTERS_PER_DRAW`.
+const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
+    let mut powers = [1u64; LETTERS_PER_DRAW];
+    let mut i = 1;
+    while i < LETTERS_PER_DRAW {
+        powers[i] = powers[i - 1] * 26;
+        i += 1;
+    }
+    powers
+};
+
+/// A fixed ASCII word, checked when it is made (at compile time in a constant).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AsciiWord(&'static str);
+
+/// A growable ASCII string, reused across events (see the module's safety contract).
+#[derive(Debug, Default, Clone)]
+pub(super) struct AsciiText {
+    bytes: Vec<u8>,
+}
+
+impl AsciiText {
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(super) fn push_word(&mut self, word: AsciiWord) {
+        self.bytes.extend_from_slice(word.0.as_bytes());
+    }
+
+    /// Appends the bytes of `other` from byte `start` on.
+    pub(super) fn push_tail_of(&mut self, other: &AsciiText, start: usize) {
+        self.bytes.extend_from_slice(&other.bytes[start..]);
+    }
+
+    /// Appends `count` lower-case letters, 12 from each value `draw` returns (a fresh draw
+    /// for the first letter and after every 12th), as base-26 digits of `draw / 2^64`.
+    #[inline]
+    pub(super) fn push_letters(&mut self, count: usize, mut draw: impl FnMut() -> u64) {
+        let start = self.bytes.len();
+        self.bytes.resize(start + count, 0);
+        let (full, rest) = self.bytes[start..].as_chunks_mut::<LETTERS_PER_DRAW>();
+        for chunk in full {
+            base26_letters(draw(), chunk);
+        }
+        if !rest.is_empty() {
+            base26_letters(draw(), rest);
+        }
+    }
+
+    /// Appends `value` in decimal, zero-padded to at least `width` digits (at most 20).
+    pub(super) fn push_decimal(&mut self, value: u64, width: usize) {
+        let mut digits = [b'0'; 20];
+        let mut at = digits.len();
+        let mut rest = value;
+        while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.bytes.extend_from_slice(&digits[at..]);
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        debug_assert!(self.bytes.is_ascii());
+        // SAFETY: the module's contract: every byte appended is ASCII, so the buffer is
+        // valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes) }
+    }
+
+    /// The text as an owned `String`, leaving this buffer empty.
+    pub(super) fn take_string(&mut self) -> String {
+        let bytes = std::mem::take(&mut self.bytes);
+        debug_assert!(bytes.is_ascii());
+        // SAFETY: the module's contract: every byte appended is ASCII, so the buffer is
+        // valid UTF-8.
+        unsafe { String::from_utf8_unchecked(bytes) }
+    }
+}
+
+impl AsciiWord {
+    /// `word`, which must be ASCII.
+    ///
+    /// # Panics
+    /// If `word` is not ASCII; in a constant, that fails the build.
+    pub(super) const fn new(word: &'static str) -> AsciiWord {
+        assert!(word.is_ascii(), "a generated word must be ASCII");
+        AsciiWord(word)
+    }
+
+    pub(super) const fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    pub(super) const fn len(self) -> usize {
+        self.0.len()
+    }
+}
+
+/// [`AsciiWord::new`] of each of `list`, for constant tables.
+pub(super) const fn words<const N: usize>(list: [&'static str; N]) -> [AsciiWord; N] {
+    let mut out = [AsciiWord(""); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = AsciiWord::new(list[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Fills `letters` (at most 12) with the leading base-26 digits of `bits / 2^64`, as `a` to
+/// `z`.
+///
+/// Digit `i` is the high word of `26 * frac_i`, where `frac_i`, the fraction left after `i`
+/// digits, is `bits * 26^i mod 2^64`; computing each `frac_i` directly rather than from
+/// `frac_{i-1}` keeps the digits independent of one another, so they are computed in parallel.
+#[inline]
+pub(super) fn base26_letters(bits: u64, letters: &mut [u8]) {
+    debug_assert!(letters.len() <= LETTERS_PER_DRAW);
+    for (letter, power) in letters.iter_mut().zip(POWERS_OF_26) {
+        let fraction = bits.wrapping_mul(power);
+        // The high word of `26 * fraction` is below 26.
+        *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
+    }
+}
