@@ -1,9 +1,15 @@
 //! Micro-benchmarks of the Nexmark generator alone: events generated and pushed as rows into a
 //! batch builder, as the `nexmark` source does (batches of 1024 rows, finished and dropped).
+//! Times are the thread's CPU time, not wall time, so throughputs are events per CPU-second
+//! and hold up on a machine shared with other work.
 //! Run: `cargo bench -p wire-bench --bench micro_nexmark`.
 
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_main, Criterion, Throughput};
 use mimalloc::MiMalloc;
+use nix::time::{clock_gettime, ClockId};
 use wire_core::nexmark::{EventKind, EventScratch, Generator, GeneratorConfig};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
@@ -44,7 +50,43 @@ fn generate(
     rows + builder.finish().row_count()
 }
 
-fn generator_benches(c: &mut Criterion) {
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), as a criterion measurement.
+struct ThreadCpuTime;
+
+impl ThreadCpuTime {
+    fn now() -> Duration {
+        let now = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .expect("the thread CPU clock is readable");
+        Duration::from(now)
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        ThreadCpuTime::now()
+    }
+    fn end(&self, started: Duration) -> Duration {
+        ThreadCpuTime::now().saturating_sub(started)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // Nanoseconds, formatted as wall time is.
+        WallTime.formatter()
+    }
+}
+
+fn generator_benches(c: &mut Criterion<ThreadCpuTime>) {
     let generator = Generator::new(GeneratorConfig {
         seed: 1,
         ..GeneratorConfig::default()
@@ -75,7 +117,11 @@ fn generator_benches(c: &mut Criterion) {
 
 mod group {
     #![allow(missing_docs)]
-    criterion::criterion_group!(benches, super::generator_benches);
+    criterion::criterion_group! {
+        name = benches;
+        config = criterion::Criterion::default().with_measurement(super::ThreadCpuTime);
+        targets = super::generator_benches
+    }
 }
 
 criterion_main!(group::benches);

@@ -1217,9 +1217,9 @@ fn push_letters(rng: &mut Rng, out: &mut AsciiText, count: usize) {
 
 /// Appends seven letters, `@`, five letters, `.com`.
 fn push_email_address(rng: &mut Rng, out: &mut AsciiText) {
-    push_letters(rng, out, 7);
+    out.push_letter_group::<7>(rng.next_u64());
     out.push_word(AT);
-    push_letters(rng, out, 5);
+    out.push_letter_group::<5>(rng.next_u64());
     out.push_word(DOT_COM);
 }
 
@@ -1248,7 +1248,7 @@ fn push_channel_and_url(
     };
     url.push_word(URL_PREFIX_WORD);
     for _ in 0..3 {
-        push_letters(rng, url, 5);
+        url.push_letter_group::<5>(rng.next_u64());
         url.push_word(SLASH);
     }
     url.push_word(URL_SUFFIX_WORD);

@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 /// Letters taken from one 64-bit draw: 26^12 < 2^64.
-pub(super) const LETTERS_PER_DRAW: usize = 12;
+const LETTERS_PER_DRAW: usize = 12;
 
 /// `26^i` for `i` in `0..LETTERS_PER_DRAW`.
 const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
@@ -56,14 +56,24 @@ impl AsciiText {
     #[inline]
     pub(super) fn push_letters(&mut self, count: usize, mut draw: impl FnMut() -> u64) {
         let start = self.bytes.len();
+        // Zeroing first and writing in place measured faster for long runs than appending
+        // block by block.
         self.bytes.resize(start + count, 0);
         let (full, rest) = self.bytes[start..].as_chunks_mut::<LETTERS_PER_DRAW>();
         for chunk in full {
-            base26_letters(draw(), chunk);
+            *chunk = base26_letters(draw());
         }
         if !rest.is_empty() {
-            base26_letters(draw(), rest);
+            let letters: [u8; LETTERS_PER_DRAW] = base26_letters(draw());
+            rest.copy_from_slice(&letters[..rest.len()]);
         }
+    }
+
+    /// Appends `N` (at most 12) lower-case letters from one draw, as
+    /// [`AsciiText::push_letters`] appends `N` letters.
+    #[inline]
+    pub(super) fn push_letter_group<const N: usize>(&mut self, bits: u64) {
+        self.bytes.extend_from_slice(&base26_letters::<N>(bits));
     }
 
     /// Appends `value` in decimal, zero-padded to at least `width` digits (at most 20).
@@ -126,18 +136,19 @@ pub(super) const fn words<const N: usize>(list: [&'static str; N]) -> [AsciiWord
     out
 }
 
-/// Fills `letters` (at most 12) with the leading base-26 digits of `bits / 2^64`, as `a` to
-/// `z`.
+/// The leading `N` (at most 12) base-26 digits of `bits / 2^64`, as `a` to `z`.
 ///
 /// Digit `i` is the high word of `26 * frac_i`, where `frac_i`, the fraction left after `i`
 /// digits, is `bits * 26^i mod 2^64`; computing each `frac_i` directly rather than from
 /// `frac_{i-1}` keeps the digits independent of one another, so they are computed in parallel.
 #[inline]
-pub(super) fn base26_letters(bits: u64, letters: &mut [u8]) {
-    debug_assert!(letters.len() <= LETTERS_PER_DRAW);
+pub(super) fn base26_letters<const N: usize>(bits: u64) -> [u8; N] {
+    const { assert!(N <= LETTERS_PER_DRAW) };
+    let mut letters = [0u8; N];
     for (letter, power) in letters.iter_mut().zip(POWERS_OF_26) {
         let fraction = bits.wrapping_mul(power);
         // The high word of `26 * fraction` is below 26.
         *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
     }
+    letters
 }
