@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use self::ascii::{words, AsciiText, AsciiWord};
+use self::ascii::{words, AsciiArray, AsciiText, AsciiWord};
 use crate::error::Result;
 use crate::record::batch::BatchBuilder;
 use crate::record::row::ValueRef;
@@ -78,14 +78,18 @@ const US_CITY_WORDS: [AsciiWord; 10] = words(US_CITIES);
 const FIRST_NAME_WORDS: [AsciiWord; 11] = words(FIRST_NAMES);
 const LAST_NAME_WORDS: [AsciiWord; 9] = words(LAST_NAMES);
 const NAMED_CHANNEL_WORDS: [AsciiWord; 4] = words(NAMED_CHANNELS);
-const URL_PREFIX_WORD: AsciiWord = AsciiWord::new(URL_PREFIX);
-const URL_SUFFIX_WORD: AsciiWord = AsciiWord::new(URL_SUFFIX);
+/// A bid URL with its three groups of five letters still to be written (`xxxxx/` each).
+const URL_TEMPLATE: AsciiArray<{ URL_PREFIX.len() + 3 * 6 + URL_SUFFIX.len() }> =
+    AsciiArray::concat(&[
+        AsciiWord::new(URL_PREFIX),
+        AsciiWord::new("xxxxx/xxxxx/xxxxx/"),
+        AsciiWord::new(URL_SUFFIX),
+    ]);
 /// What joins a numbered channel's URL to its number.
 const CHANNEL_ID_PARAM: AsciiWord = AsciiWord::new("&channel_id=");
 /// What a numbered channel's name starts with.
 const CHANNEL_PREFIX: AsciiWord = AsciiWord::new("channel-");
 const SPACE: AsciiWord = AsciiWord::new(" ");
-const SLASH: AsciiWord = AsciiWord::new("/");
 const AT: AsciiWord = AsciiWord::new("@");
 const DOT_COM: AsciiWord = AsciiWord::new(".com");
 /// Why a count or ratio that must be positive was refused.
@@ -1246,12 +1250,11 @@ fn push_channel_and_url(
     } else {
         Some(rng.below(NUMBERED_CHANNELS))
     };
-    url.push_word(URL_PREFIX_WORD);
-    for _ in 0..3 {
-        url.push_letter_group::<5>(rng.next_u64());
-        url.push_word(SLASH);
+    let mut template = URL_TEMPLATE;
+    for group in 0..3 {
+        template.set_letters::<5>(URL_PREFIX.len() + 6 * group, rng.next_u64());
     }
-    url.push_word(URL_SUFFIX_WORD);
+    url.push_array(&template);
     match numbered {
         None => Some(pick(rng, &NAMED_CHANNEL_WORDS).as_str()),
         Some(k) => {

@@ -5,7 +5,8 @@
 //! An [`AsciiText`] holds only ASCII bytes. Its buffer is private to this module and every
 //! method that writes it appends either letters `a`–`z` (from [`base26_letters`]), digits
 //! `0`–`9`, the bytes of an [`AsciiWord`] (checked to be ASCII when it is made, at compile
-//! time for constants), or bytes copied from another [`AsciiText`]. ASCII is valid UTF-8, so
+//! time for constants), or bytes copied from another [`AsciiText`] or from an [`AsciiArray`],
+//! which holds only ASCII for the same reasons. ASCII is valid UTF-8, so
 //! [`AsciiText::as_str`] skips the validation `std::str::from_utf8` would repeat.
 #![allow(unsafe_code)]
 
@@ -27,6 +28,11 @@ const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AsciiWord(&'static str);
 
+/// Fixed-length ASCII text: words concatenated (at compile time in a constant), with groups
+/// of letters written over parts of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AsciiArray<const N: usize>([u8; N]);
+
 /// A growable ASCII string, reused across events (see the module's safety contract).
 #[derive(Debug, Default, Clone)]
 pub(super) struct AsciiText {
@@ -40,6 +46,10 @@ impl AsciiText {
 
     pub(super) fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    pub(super) fn push_array<const N: usize>(&mut self, array: &AsciiArray<N>) {
+        self.bytes.extend_from_slice(&array.0);
     }
 
     pub(super) fn push_word(&mut self, word: AsciiWord) {
@@ -122,6 +132,37 @@ impl AsciiWord {
 
     pub(super) const fn len(self) -> usize {
         self.0.len()
+    }
+}
+
+impl<const N: usize> AsciiArray<N> {
+    /// `parts` one after the other.
+    ///
+    /// # Panics
+    /// If they do not add up to `N` bytes; in a constant, that fails the build.
+    pub(super) const fn concat(parts: &[AsciiWord]) -> AsciiArray<N> {
+        let mut bytes = [0u8; N];
+        let (mut at, mut part) = (0, 0);
+        while part < parts.len() {
+            let word = parts[part].0.as_bytes();
+            let mut i = 0;
+            while i < word.len() {
+                assert!(at < N, "the words are longer than the array");
+                bytes[at] = word[i];
+                at += 1;
+                i += 1;
+            }
+            part += 1;
+        }
+        assert!(at == N, "the words are shorter than the array");
+        AsciiArray(bytes)
+    }
+
+    /// Writes `K` (at most 12) letters from one draw over bytes `at..at + K`, the letters
+    /// [`AsciiText::push_letter_group`] would append.
+    #[inline]
+    pub(super) fn set_letters<const K: usize>(&mut self, at: usize, bits: u64) {
+        self.0[at..at + K].copy_from_slice(&base26_letters::<K>(bits));
     }
 }
 
