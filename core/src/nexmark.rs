@@ -16,6 +16,7 @@
 
 use std::ops::Range;
 
+use self::ascii::{words, AsciiArray, AsciiText, AsciiWord};
 use crate::error::Result;
 use crate::record::batch::BatchBuilder;
 use crate::record::row::ValueRef;
@@ -70,6 +71,27 @@ const NAMED_CHANNEL_TENTHS: u64 = 4;
 const NUMBERED_CHANNELS: u64 = 10_000;
 const URL_PREFIX: &str = "https://www.nexmark.com/";
 const URL_SUFFIX: &str = "item.htm?query=1";
+/// The word lists above as [`AsciiWord`]s (checked at compile time), which the generator
+/// appends to its text without UTF-8 validation.
+const US_STATE_WORDS: [AsciiWord; 6] = words(US_STATES);
+const US_CITY_WORDS: [AsciiWord; 10] = words(US_CITIES);
+const FIRST_NAME_WORDS: [AsciiWord; 11] = words(FIRST_NAMES);
+const LAST_NAME_WORDS: [AsciiWord; 9] = words(LAST_NAMES);
+const NAMED_CHANNEL_WORDS: [AsciiWord; 4] = words(NAMED_CHANNELS);
+/// A bid URL with its three groups of five letters still to be written (`xxxxx/` each).
+const URL_TEMPLATE: AsciiArray<{ URL_PREFIX.len() + 3 * 6 + URL_SUFFIX.len() }> =
+    AsciiArray::concat(&[
+        AsciiWord::new(URL_PREFIX),
+        AsciiWord::new("xxxxx/xxxxx/xxxxx/"),
+        AsciiWord::new(URL_SUFFIX),
+    ]);
+/// What joins a numbered channel's URL to its number.
+const CHANNEL_ID_PARAM: AsciiWord = AsciiWord::new("&channel_id=");
+/// What a numbered channel's name starts with.
+const CHANNEL_PREFIX: AsciiWord = AsciiWord::new("channel-");
+const SPACE: AsciiWord = AsciiWord::new(" ");
+const AT: AsciiWord = AsciiWord::new("@");
+const DOT_COM: AsciiWord = AsciiWord::new(".com");
 /// Why a count or ratio that must be positive was refused.
 const POSITIVE: &str = "must be at least 1";
 /// Serialized-size estimate of one numeric field (id, price, timestamp), as the reference uses.
@@ -77,12 +99,6 @@ const NUMERIC_FIELD_BYTES: usize = 8;
 /// Salt that gives the timestamp jitter its own PRNG stream, so enabling out-of-orderness
 /// leaves every other field of an event unchanged.
 const JITTER_STREAM: u64 = 0x6a69_7474_6572_0001;
-/// Letters taken from one 64-bit draw: 26^12 < 2^64.
-const LETTERS_PER_DRAW: usize = 12;
-/// Letters [`push_letters`] generates on the stack before appending them: four draws.
-const LETTER_BLOCK_BYTES: usize = 4 * LETTERS_PER_DRAW;
-/// Longest bid URL: prefix, three `xxxxx/` groups, suffix and `&channel_id=9999`.
-const URL_BYTES_MAX: usize = URL_PREFIX.len() + 18 + URL_SUFFIX.len() + 16;
 /// How close to a `.5` tie a fast price estimate must be to be recomputed exactly: a hundred
 /// times the largest gap between the estimate and the exact value.
 const PRICE_TIE_GUARD: f64 = 1e-4;
@@ -257,6 +273,10 @@ pub struct Generator {
     jitter_key: u64,
     /// Events until `num_in_flight_auctions` more auctions exist (see `auction_length_ms`).
     auction_events_ahead: u64,
+    /// Division by `total_proportion`, once per event.
+    per_epoch: Divisor,
+    /// Division by `events_per_second`, once per event time.
+    per_second: Divisor,
 }
 
 /// Reusable string buffers for [`Generator::push_event`]: events are generated straight into
@@ -264,20 +284,25 @@ pub struct Generator {
 /// event, generating and pushing an event does not allocate. Keep one per source instance.
 #[derive(Debug, Default, Clone)]
 pub struct EventScratch {
-    name: String,
-    email_address: String,
-    credit_card: String,
-    item_name: String,
-    description: String,
-    channel: String,
-    url: String,
-    extra: String,
+    name: AsciiText,
+    email_address: AsciiText,
+    credit_card: AsciiText,
+    item_name: AsciiText,
+    description: AsciiText,
+    channel: AsciiText,
+    url: AsciiText,
+    extra: AsciiText,
 }
 
-/// ASCII text built on the stack, appended to a `String` with one copy.
-struct Ascii<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
+/// Division of 64-bit numbers by a divisor fixed when the generator is built, by a 128-bit
+/// multiply-high instead of a hardware divide: with `magic = ceil(2^128 / d)`,
+/// `floor(magic * n / 2^128) = floor(n / d)` for every 64-bit `n`, because
+/// `magic * d - 2^128 < d <= 2^64` (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019, theorem 1).
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    /// `ceil(2^128 / d)`, or 0 for `d = 1` (where it would be `2^128`).
+    magic: u128,
 }
 
 /// A SplitMix64 stream, seeded per event so events can be generated in any order.
@@ -555,30 +580,30 @@ impl Parts {
         match *self {
             Parts::Person(p) => PersonRow {
                 id: p.id,
-                name: &scratch.name,
-                email_address: &scratch.email_address,
-                credit_card: &scratch.credit_card,
+                name: scratch.name.as_str(),
+                email_address: scratch.email_address.as_str(),
+                credit_card: scratch.credit_card.as_str(),
                 city: p.city,
                 state: p.state,
                 date_time: p.date_time,
-                extra: &scratch.extra,
+                extra: scratch.extra.as_str(),
             }
             .push_to(builder),
             Parts::Auction(parts) => AuctionRow {
                 parts,
-                item_name: &scratch.item_name,
-                description: &scratch.description,
-                extra: &scratch.extra,
+                item_name: scratch.item_name.as_str(),
+                description: scratch.description.as_str(),
+                extra: scratch.extra.as_str(),
             }
             .push_to(builder),
             Parts::Bid(b) => BidRow {
                 auction: b.auction,
                 bidder: b.bidder,
                 price: b.price,
-                channel: b.named_channel.unwrap_or(&scratch.channel),
-                url: &scratch.url,
+                channel: b.named_channel.unwrap_or(scratch.channel.as_str()),
+                url: scratch.url.as_str(),
                 date_time: b.date_time,
-                extra: &scratch.extra,
+                extra: scratch.extra.as_str(),
             }
             .push_to(builder),
         }
@@ -586,7 +611,7 @@ impl Parts {
 
     /// The owned event, moving the strings out of `scratch`.
     fn into_event(self, scratch: &mut EventScratch) -> Event {
-        let take = std::mem::take::<String>;
+        let take = AsciiText::take_string;
         match self {
             Parts::Person(p) => Event::Person(Person {
                 id: p.id,
@@ -646,6 +671,8 @@ impl Generator {
         Ok(Generator {
             rng_key: mix64(config.seed),
             jitter_key: mix64(config.seed ^ JITTER_STREAM),
+            per_epoch: Divisor::new(total_proportion),
+            per_second: Divisor::new(config.events_per_second),
             config,
             total_proportion,
             auction_events_ahead,
@@ -755,7 +782,7 @@ impl Generator {
 
     /// Event `n`'s epoch, offset within it, and kind; one division.
     fn slot(&self, n: u64) -> Slot {
-        let epoch = n / self.total_proportion;
+        let epoch = self.per_epoch.divide(n);
         let offset = n - epoch * self.total_proportion;
         let config = &self.config;
         let kind = if offset < config.person_proportion {
@@ -785,17 +812,15 @@ impl Generator {
         base.saturating_sub(jitter as i64)
     }
 
-    /// Event time of event `n` before jitter; non-decreasing in `n`. Computed in `i64` when
-    /// nothing overflows (always, for sane configurations), else in `i128` with clamping;
-    /// both give the same value.
+    /// Event time of event `n` before jitter; non-decreasing in `n`. Computed in 64 bits
+    /// when `n` is at or after `first_event_id` and nothing overflows (always, for sane
+    /// configurations), else in `i128` with clamping; both give the same value.
     fn base_time_ms(&self, n: u64) -> i64 {
         let config = &self.config;
         let fast = (|| {
-            let offset = i64::try_from(n)
-                .ok()?
-                .checked_sub(i64::try_from(config.first_event_id).ok()?)?;
-            let events_per_second = i64::try_from(config.events_per_second).ok()?;
-            let elapsed_ms = offset.checked_mul(1000)?.div_euclid(events_per_second);
+            let offset = n.checked_sub(config.first_event_id)?;
+            let scaled = i64::try_from(offset.checked_mul(1000)?).ok()?;
+            let elapsed_ms = self.per_second.divide(scaled as u64) as i64;
             config.first_event_time_ms.checked_add(elapsed_ms)
         })();
         fast.unwrap_or_else(|| {
@@ -816,15 +841,15 @@ impl Generator {
         let id = FIRST_PERSON_ID + self.last_base0_person_id(slot) as i64;
         let name = &mut scratch.name;
         name.clear();
-        name.push_str(pick(rng, &FIRST_NAMES));
-        name.push(' ');
-        name.push_str(pick(rng, &LAST_NAMES));
+        name.push_word(pick(rng, &FIRST_NAME_WORDS));
+        name.push_word(SPACE);
+        name.push_word(pick(rng, &LAST_NAME_WORDS));
         scratch.email_address.clear();
         push_email_address(rng, &mut scratch.email_address);
         scratch.credit_card.clear();
         push_credit_card(rng, &mut scratch.credit_card);
-        let city = pick(rng, &US_CITIES);
-        let state = pick(rng, &US_STATES);
+        let city = pick(rng, &US_CITY_WORDS);
+        let state = pick(rng, &US_STATE_WORDS);
         let size = 2 * NUMERIC_FIELD_BYTES
             + scratch.name.len()
             + scratch.email_address.len()
@@ -835,8 +860,8 @@ impl Generator {
         push_extra(rng, size, self.config.avg_person_bytes, &mut scratch.extra);
         PersonParts {
             id,
-            city,
-            state,
+            city: city.as_str(),
+            state: state.as_str(),
             date_time,
         }
     }
@@ -1000,6 +1025,30 @@ impl Rng {
     }
 }
 
+impl Divisor {
+    fn new(divisor: u64) -> Divisor {
+        assert!(divisor > 0, "division by zero");
+        // `u128::MAX / d + 1` is `ceil(2^128 / d)` for every `d >= 2`, powers of two included.
+        let magic = match divisor {
+            1 => 0,
+            d => u128::MAX / u128::from(d) + 1,
+        };
+        Divisor { magic }
+    }
+
+    /// `n / d`.
+    #[inline]
+    fn divide(self, n: u64) -> u64 {
+        if self.magic == 0 {
+            return n;
+        }
+        // `magic * n / 2^128` from two 64-by-64-bit products; the sum stays below 2^128.
+        let n = u128::from(n);
+        let low = (u128::from(self.magic as u64) * n) >> 64;
+        (((self.magic >> 64) * n + low) >> 64) as u64
+    }
+}
+
 /// The schema of [`Person::push_to`] rows.
 pub fn person_schema() -> Schema {
     Schema::new(vec![
@@ -1068,7 +1117,7 @@ fn check(
     }
 }
 
-fn pick(rng: &mut Rng, items: &[&'static str]) -> &'static str {
+fn pick<T: Copy>(rng: &mut Rng, items: &[T]) -> T {
     items[rng.below(items.len() as u64) as usize]
 }
 
@@ -1162,106 +1211,29 @@ fn pow10(x: f64) -> f64 {
     sum * (1u64 << whole as u32) as f64
 }
 
-/// `26^i` for `i` in `0..LETTERS_PER_DRAW`.
-const POWERS_OF_26: [u64; LETTERS_PER_DRAW] = {
-    let mut powers = [1u64; LETTERS_PER_DRAW];
-    let mut i = 1;
-    while i < LETTERS_PER_DRAW {
-        powers[i] = powers[i - 1] * 26;
-        i += 1;
-    }
-    powers
-};
-
-/// Appends `count` random lower-case letters, taking 12 from each 64-bit draw as base-26
-/// digits (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%). Each call starts
-/// with a fresh draw.
-fn push_letters(rng: &mut Rng, out: &mut String, count: usize) {
-    let mut left = count;
-    while left > 0 {
-        let mut block = Ascii::<LETTER_BLOCK_BYTES>::new();
-        let take = left.min(LETTER_BLOCK_BYTES);
-        block.push_letters(rng, take);
-        out.push_str(block.as_str());
-        left -= take;
-    }
-}
-
-/// Fills `letters` with the leading base-26 digits of `bits / 2^64`, as `a` to `z`.
-///
-/// Digit `i` is the high word of `26 * frac_i`, where `frac_i`, the fraction left after `i`
-/// digits, is `bits * 26^i mod 2^64`; computing each `frac_i` directly rather than from
-/// `frac_{i-1}` keeps the digits independent of one another, so they are computed in parallel.
-fn base26_letters(bits: u64, letters: &mut [u8]) {
-    debug_assert!(letters.len() <= LETTERS_PER_DRAW);
-    for (letter, power) in letters.iter_mut().zip(POWERS_OF_26) {
-        let fraction = bits.wrapping_mul(power);
-        *letter = b'a' + ((u128::from(fraction) * 26) >> 64) as u8;
-    }
-}
-
-/// Appends `value` in decimal, zero-padded to at least `width` digits.
-fn push_decimal(out: &mut String, value: u64, width: usize) {
-    let mut text = Ascii::<20>::new();
-    text.push_decimal(value, width);
-    out.push_str(text.as_str());
-}
-
-impl<const N: usize> Ascii<N> {
-    fn new() -> Self {
-        Ascii {
-            bytes: [0; N],
-            len: 0,
-        }
-    }
-
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    /// Appends `count` letters as [`push_letters`] does: a fresh draw per 12 letters.
-    fn push_letters(&mut self, rng: &mut Rng, count: usize) {
-        let end = self.len + count;
-        for chunk in self.bytes[self.len..end].chunks_mut(LETTERS_PER_DRAW) {
-            base26_letters(rng.next_u64(), chunk);
-        }
-        self.len = end;
-    }
-
-    /// Appends `value` in decimal, zero-padded to at least `width` digits.
-    fn push_decimal(&mut self, value: u64, width: usize) {
-        let mut digits = [b'0'; 20];
-        let mut at = digits.len();
-        let mut rest = value;
-        while rest > 0 || digits.len() - at < width.clamp(1, digits.len()) {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        self.push_bytes(&digits[at..]);
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).expect("only ASCII is pushed")
-    }
+/// Appends `count` random lower-case letters, 12 from each 64-bit draw as base-26 digits
+/// (26^12 < 2^64 / 190, so each letter is uniform to within 0.6%). Each call starts with a
+/// fresh draw.
+#[inline]
+fn push_letters(rng: &mut Rng, out: &mut AsciiText, count: usize) {
+    out.push_letters(count, || rng.next_u64());
 }
 
 /// Appends seven letters, `@`, five letters, `.com`.
-fn push_email_address(rng: &mut Rng, out: &mut String) {
-    push_letters(rng, out, 7);
-    out.push('@');
-    push_letters(rng, out, 5);
-    out.push_str(".com");
+fn push_email_address(rng: &mut Rng, out: &mut AsciiText) {
+    out.push_letter_group::<7>(rng.next_u64());
+    out.push_word(AT);
+    out.push_letter_group::<5>(rng.next_u64());
+    out.push_word(DOT_COM);
 }
 
 /// Appends four groups of four digits separated by spaces.
-fn push_credit_card(rng: &mut Rng, out: &mut String) {
+fn push_credit_card(rng: &mut Rng, out: &mut AsciiText) {
     for group in 0..4 {
         if group > 0 {
-            out.push(' ');
+            out.push_word(SPACE);
         }
-        push_decimal(out, rng.below(10_000), 4);
+        out.push_decimal(rng.below(10_000), 4);
     }
 }
 
@@ -1270,44 +1242,37 @@ fn push_credit_card(rng: &mut Rng, out: &mut String) {
 /// `&channel_id=<k>`. The URL is appended to `url`.
 fn push_channel_and_url(
     rng: &mut Rng,
-    channel: &mut String,
-    url: &mut String,
+    channel: &mut AsciiText,
+    url: &mut AsciiText,
 ) -> Option<&'static str> {
     let numbered = if rng.below(10) < NAMED_CHANNEL_TENTHS {
         None
     } else {
         Some(rng.below(NUMBERED_CHANNELS))
     };
-    let mut text = Ascii::<URL_BYTES_MAX>::new();
-    let mut k_start = 0;
-    text.push_bytes(URL_PREFIX.as_bytes());
-    for _ in 0..3 {
-        text.push_letters(rng, 5);
-        text.push_bytes(b"/");
+    let mut template = URL_TEMPLATE;
+    for group in 0..3 {
+        template.set_letters::<5>(URL_PREFIX.len() + 6 * group, rng.next_u64());
     }
-    text.push_bytes(URL_SUFFIX.as_bytes());
-    let named = match numbered {
-        None => Some(pick(rng, &NAMED_CHANNELS)),
+    url.push_array(&template);
+    match numbered {
+        None => Some(pick(rng, &NAMED_CHANNEL_WORDS).as_str()),
         Some(k) => {
-            text.push_bytes(b"&channel_id=");
-            k_start = url.len() + text.len;
-            text.push_decimal(k, 1);
+            url.push_word(CHANNEL_ID_PARAM);
+            let k_start = url.len();
+            url.push_decimal(k, 1);
+            // `k` in decimal ends the URL.
+            channel.push_word(CHANNEL_PREFIX);
+            channel.push_tail_of(url, k_start);
             None
         }
-    };
-    url.push_str(text.as_str());
-    if named.is_none() {
-        // `k` in decimal ends the URL.
-        channel.push_str("channel-");
-        channel.push_str(&url[k_start..]);
     }
-    named
 }
 
 /// Appends padding so that `current_bytes` plus its length averages `avg_bytes`, as the
 /// reference's `nextExtra`: uniform within 20% of the missing size, empty when nothing is
 /// missing.
-fn push_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32, out: &mut String) {
+fn push_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32, out: &mut AsciiText) {
     let avg_bytes = avg_bytes as usize;
     if current_bytes >= avg_bytes {
         return;
@@ -1323,5 +1288,8 @@ fn push_extra(rng: &mut Rng, current_bytes: usize, avg_bytes: u32, out: &mut Str
     push_letters(rng, out, target - delta + spread);
 }
 
+mod ascii;
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

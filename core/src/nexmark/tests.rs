@@ -1,5 +1,10 @@
 use std::collections::HashMap;
 
+use proptest::prelude::{
+    any, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig, Strategy,
+};
+
+use super::reference::Reference;
 use super::*;
 use crate::record::batch::{Batch, BatchView, PartitionId, StreamId};
 use crate::record::row::Value;
@@ -504,10 +509,10 @@ fn rng_draws_are_roughly_uniform() {
         counts.iter().all(|&c| (9_500..10_500).contains(&c)),
         "{counts:?}"
     );
-    let mut text = String::new();
+    let mut text = AsciiText::default();
     push_letters(&mut rng, &mut text, 260_000);
     for letter in b'a'..=b'z' {
-        let count = text.bytes().filter(|&c| c == letter).count();
+        let count = text.as_str().bytes().filter(|&c| c == letter).count();
         assert!(
             (9_400..10_600).contains(&count),
             "{} x{count}",
@@ -519,13 +524,13 @@ fn rng_draws_are_roughly_uniform() {
 
 #[test]
 fn decimals_are_zero_padded() {
-    let mut out = String::new();
-    push_decimal(&mut out, 0, 1);
-    out.push(' ');
-    push_decimal(&mut out, 42, 4);
-    out.push(' ');
-    push_decimal(&mut out, u64::MAX, 4);
-    assert_eq!(out, "0 0042 18446744073709551615");
+    let mut out = AsciiText::default();
+    out.push_decimal(0, 1);
+    out.push_word(SPACE);
+    out.push_decimal(42, 4);
+    out.push_word(SPACE);
+    out.push_decimal(u64::MAX, 4);
+    assert_eq!(out.as_str(), "0 0042 18446744073709551615");
 }
 
 /// Configurations that exercise every branch of the generator: several seeds, other
@@ -712,4 +717,147 @@ fn time_push_event_of_bids() {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!("{:.2}M events/s, {rows} rows", count as f64 / seconds / 1e6);
+}
+
+/// Any configuration `validate` accepts, with extremes of every numeric knob (time and rate
+/// overflow, proportions at their limit) but sizes small enough to generate quickly.
+fn config_strategy() -> impl Strategy<Value = GeneratorConfig> {
+    let large = prop_oneof![0..1_000u64, any::<u64>(), Just(u64::MAX)];
+    let rate = prop_oneof![1..100_000u64, 1..=u64::MAX, Just(1u64)];
+    let proportion = prop_oneof![1..60u64, 1..=PROPORTION_MAX / 3];
+    let ratio = prop_oneof![1..10u64, 1..=u64::MAX];
+    let time = prop_oneof![Just(1_700_000_000_000i64), any::<i64>()];
+    (
+        (any::<u64>(), large.clone(), time, rate),
+        (
+            proportion.clone(),
+            proportion.clone(),
+            prop_oneof![Just(0u64), proportion],
+        ),
+        (0..700u32, 0..1_500u32, 0..300u32),
+        (ratio.clone(), ratio.clone(), ratio),
+        (
+            large.clone(),
+            large,
+            prop_oneof![Just(0i64), 0..10_000i64, 0..=i64::MAX],
+        ),
+    )
+        .prop_map(
+            |(start, proportions, sizes, ratios, spans)| GeneratorConfig {
+                seed: start.0,
+                first_event_id: start.1,
+                first_event_time_ms: start.2,
+                events_per_second: start.3,
+                person_proportion: proportions.0,
+                auction_proportion: proportions.1,
+                bid_proportion: proportions.2,
+                avg_person_bytes: sizes.0,
+                avg_auction_bytes: sizes.1,
+                avg_bid_bytes: sizes.2,
+                hot_auction_ratio: ratios.0,
+                hot_sellers_ratio: ratios.1,
+                hot_bidders_ratio: ratios.2,
+                num_in_flight_auctions: spans.0,
+                num_active_people: spans.1,
+                out_of_order_ms: spans.2,
+            },
+        )
+}
+
+/// Event numbers from the start, around `first_event_id`, and anywhere up to the maximum.
+fn number_strategy(config: &GeneratorConfig) -> impl Strategy<Value = u64> {
+    let first = config.first_event_id.min(EVENT_NUMBER_MAX);
+    prop_oneof![
+        0..2_000u64,
+        first.saturating_sub(100)..=first.saturating_add(100).min(EVENT_NUMBER_MAX),
+        0..=EVENT_NUMBER_MAX,
+        EVENT_NUMBER_MAX - 1_000..=EVENT_NUMBER_MAX,
+    ]
+}
+
+fn config_and_numbers() -> impl Strategy<Value = (GeneratorConfig, Vec<u64>)> {
+    config_strategy().prop_flat_map(|config| {
+        let numbers = proptest::collection::vec(number_strategy(&config), 1..40);
+        (Just(config), numbers)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The current generator equals the reference (the generator before its text buffers
+    /// and divisions were rewritten) event for event and, pushed as rows, byte for byte.
+    #[test]
+    fn generator_equals_the_reference((config, numbers) in config_and_numbers()) {
+        let generator = generator(config);
+        let reference = Reference::new(&generator);
+        let mut scratch = EventScratch::default();
+        let mut ours = BatchBuilder::new(StreamId(0), PartitionId(0));
+        let mut theirs = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for &n in &numbers {
+            let expected = reference.event(n);
+            prop_assert_eq!(&generator.event(n), &expected, "event {}", n);
+            let old = reference.slot(n);
+            let new = generator.slot(n);
+            prop_assert_eq!((new.epoch, new.offset, new.kind), (old.epoch, old.offset, old.kind));
+            prop_assert_eq!(generator.base_time_ms(n), reference.base_time_ms(n));
+            let kind = generator.push_event(n, &mut scratch, &mut ours).expect("rows fit");
+            prop_assert_eq!(kind, expected.kind());
+            push(&expected, &mut theirs).expect("rows fit");
+            // Only the row of its own kind is pushed; scratch text from other kinds left over
+            // must not leak into it.
+            let pushed = generator
+                .push_event_of(EventKind::Bid, n, &mut scratch, &mut ours)
+                .expect("rows fit");
+            if pushed {
+                push(&expected, &mut theirs).expect("rows fit");
+            }
+        }
+        let (ours, theirs) = (ours.finish(), theirs.finish());
+        prop_assert_eq!(ours.as_bytes(), theirs.as_bytes());
+    }
+
+    /// Consecutive runs, as a source generates them: every event of a window of numbers.
+    #[test]
+    fn consecutive_events_equal_the_reference(config in config_strategy(), start in 0..=EVENT_NUMBER_MAX - 500) {
+        let generator = generator(config);
+        let reference = Reference::new(&generator);
+        let mut scratch = EventScratch::default();
+        let mut ours = BatchBuilder::new(StreamId(0), PartitionId(0));
+        let mut theirs = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for n in (start % 1_000_000_000)..(start % 1_000_000_000) + 200 {
+            generator.push_event(n, &mut scratch, &mut ours).expect("rows fit");
+            push(&reference.event(n), &mut theirs).expect("rows fit");
+        }
+        let (ours, theirs) = (ours.finish(), theirs.finish());
+        prop_assert_eq!(ours.as_bytes(), theirs.as_bytes());
+    }
+
+    #[test]
+    fn divisor_divides(n in any::<u64>(), d in prop_oneof![1..100u64, 1..=u64::MAX, Just(u64::MAX)]) {
+        let divisor = Divisor::new(d);
+        prop_assert_eq!(divisor.divide(n), n / d);
+        prop_assert_eq!(divisor.divide(u64::MAX), u64::MAX / d);
+        prop_assert_eq!(divisor.divide(n / d * d), n / d);
+        prop_assert_eq!(divisor.divide((n / d * d).wrapping_sub(1)), (n / d * d).wrapping_sub(1) / d);
+    }
+}
+
+#[test]
+fn divisor_divides_at_powers_of_two_and_their_neighbours() {
+    for shift in 0..64 {
+        for d in [
+            (1u64 << shift).wrapping_sub(1),
+            1u64 << shift,
+            (1u64 << shift) + 1,
+        ] {
+            if d == 0 {
+                continue;
+            }
+            let divisor = Divisor::new(d);
+            for n in [0, 1, d - 1, d, d.wrapping_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(divisor.divide(n), n / d, "{n} / {d}");
+            }
+        }
+    }
 }
