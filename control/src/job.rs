@@ -549,34 +549,25 @@ fn prepare(
         cores_ms = tracing::field::Empty,
     );
     let read = tracing::info_span!(parent: &span, "read");
-    if args.in_parts() {
+    let (checkpoint_args, restore) = if args.in_parts() {
         let restore = read.in_scope(|| restore_of_parts(args))?;
         // A part store keeps whole checkpoints of its slots only: no deltas to build on.
-        let checkpoint_args = CheckpointArgs {
+        let whole = CheckpointArgs {
             deltas: 0,
             ..checkpoint_args.clone()
         };
-        let _entered = span.enter();
-        return prepare_checkpoints(
-            &checkpoint_args,
-            (plan, args),
-            cores,
-            (store, restore),
-            (started, say),
-        )
-        .map(|mut prepared| {
-            prepared.restore_span = span.clone();
-            Some(prepared)
-        });
-    }
-    let restore =
-        read.in_scope(|| resume::choose_restore(args, checkpoint_args, &store, plan, say))?;
-    if restore.is_none() {
-        resume::refuse_earlier_output(args, plan)?;
-    }
+        (whole, restore)
+    } else {
+        let restore =
+            read.in_scope(|| resume::choose_restore(args, checkpoint_args, &store, plan, say))?;
+        if restore.is_none() {
+            resume::refuse_earlier_output(args, plan)?;
+        }
+        (checkpoint_args.clone(), restore)
+    };
     let _entered = span.enter();
     prepare_checkpoints(
-        checkpoint_args,
+        &checkpoint_args,
         (plan, args),
         cores,
         (store, restore),
