@@ -38,7 +38,7 @@ struct Figures {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    let wire = wire_bench::build_wire()?;
+    let wire = wire_tests::wire_bin();
     println!("# Checkpoints on wire");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_checkpoint -- --events {} --state-events {}{}",

@@ -55,7 +55,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    let wire = wire_bench::build_wire()?;
+    let wire = wire_tests::wire_bin();
     println!("# Cluster on wire: 3 `wire start` nodes on 127.0.0.1 (--cores 1 --no-pin)");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_cluster -- --formations {} --kills {} --writes {}{}",

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
     let root = wire_bench::workspace_root()?;
-    let wire = wire_bench::build_wire()?;
+    let wire = wire_tests::wire_bin();
     println!("# Nexmark on wire");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}{}",

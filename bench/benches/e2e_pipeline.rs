@@ -48,7 +48,7 @@ struct Summary {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
-    let wire = wire_bench::build_wire()?;
+    let wire = wire_tests::wire_bin();
     println!("# wire pipeline benchmark");
     println!(
         "command: cargo bench -p wire-bench --bench e2e_pipeline -- --events {} --ingest-rows {}{}",

@@ -156,33 +156,6 @@ pub fn mb_per_s(bytes_per_s: f64) -> String {
     format!("{:.0} MB/s", bytes_per_s / 1e6)
 }
 
-/// Builds the `wire` binary of this workspace in the profile this program was built in, and
-/// returns its path: `cargo bench` measures the release binary, while a smoke run
-/// (`cargo test --bench … -- --test`, as CI does) reuses the test profile's build instead of
-/// compiling everything a second time.
-pub fn build_wire() -> anyhow::Result<std::path::PathBuf> {
-    let root = workspace_root()?;
-    // This program is target/<profile>/deps/<bench>; the binary goes to target/<profile>/wire.
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow::anyhow!("{} is not in a target directory", exe.display()))?;
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build
-        .current_dir(&root)
-        .args(["build", "-p", "wire-control", "--bin", "wire"]);
-    if release {
-        build.arg("--release");
-    }
-    if !build.status()?.success() {
-        anyhow::bail!("building wire failed");
-    }
-    Ok(profile_dir.join("wire"))
-}
-
 /// The workspace root (where `examples/` lives).
 pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR"))

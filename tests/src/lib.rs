@@ -81,7 +81,7 @@ pub fn repo_root() -> std::path::PathBuf {
 }
 
 /// The `wire` binary of this build: `cargo test --workspace` builds it next to the tests;
-/// otherwise (`cargo test -p wire-tests`) it is built here, once.
+/// otherwise (`cargo test -p wire-tests`, or a benchmark run by `cargo bench`) it is built here, once.
 pub fn wire_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BUILT
