@@ -28,6 +28,28 @@ struct Figures {
     events_per_s: f64,
     peak_rss_mib: f64,
     groups: u64,
+    /// User plus system CPU time of the `wire` process.
+    cpu_s: f64,
+}
+
+impl Figures {
+    /// Events per CPU-second of the process: less sensitive than events/s to other work on a
+    /// shared machine.
+    fn events_per_cpu_s(&self, events: u64) -> f64 {
+        events as f64 / self.cpu_s.max(1e-9)
+    }
+}
+
+/// User plus system CPU time of this process's waited-for children so far; the difference
+/// across one wait is that child's CPU time.
+fn children_cpu_s() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .map(|usage| {
+            let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            seconds(usage.user_time()) + seconds(usage.system_time())
+        })
+        .unwrap_or(0.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,13 +81,14 @@ fn main() -> anyhow::Result<()> {
 
 /// q0 (pass-through) and q5 (windows, a top), or `--queries`, with and without
 /// `--metrics-addr`, scraped every 100 ms (150 times Prometheus's default rate) while they run;
-/// off and on alternate, the best of three runs each. The load average is printed before and
-/// after: the machine is shared.
+/// off and on alternate, the best of three runs each, in events per wall second and in events
+/// per CPU-second of the process (serving the scrapes included), which other work on a shared
+/// machine disturbs far less. The load average is printed before and after.
 fn metrics_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
     println!("## metrics on and off: `--metrics-addr`, scraped every 100 ms, best of 3");
     println!("load average before: {}", load_average());
-    println!("| query | cores | events | off events/s | on events/s | on / off |");
-    println!("|---|---|---|---|---|---|");
+    println!("| query | cores | events | off events/s | on events/s | on / off | off events/CPU-s | on events/CPU-s | on / off (CPU) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let default = vec!["q0".to_string(), "q5".to_string()];
     let queries = match &args.queries {
         Some(queries) if args.metrics_only => queries,
@@ -76,16 +99,24 @@ fn metrics_cost(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
         let yaml = blackhole_sinks(&with_events(&text, args.events));
         for cores in [1, 2] {
             let (mut off, mut on) = (0.0f64, 0.0f64);
+            let (mut off_cpu, mut on_cpu) = (0.0f64, 0.0f64);
             for _ in 0..3 {
-                off = off.max(run(wire, root, &args.dir, &yaml, cores)?.events_per_s);
-                on = on.max(run_scraped(wire, root, &args.dir, &yaml, cores)?.events_per_s);
+                let figures = run(wire, root, &args.dir, &yaml, cores)?;
+                off = off.max(figures.events_per_s);
+                off_cpu = off_cpu.max(figures.events_per_cpu_s(args.events));
+                let figures = run_scraped(wire, root, &args.dir, &yaml, cores)?;
+                on = on.max(figures.events_per_s);
+                on_cpu = on_cpu.max(figures.events_per_cpu_s(args.events));
             }
             println!(
-                "| {query} | {cores} | {} | {} | {} | {:.3} |",
+                "| {query} | {cores} | {} | {} | {} | {:.3} | {} | {} | {:.3} |",
                 wire_bench::human(args.events as f64),
                 wire_bench::human(off),
                 wire_bench::human(on),
-                on / off.max(1.0)
+                on / off.max(1.0),
+                wire_bench::human(off_cpu),
+                wire_bench::human(on_cpu),
+                on_cpu / off_cpu.max(1.0)
             );
         }
     }
@@ -112,6 +143,7 @@ fn run_scraped(
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let file = dir.join("nexmark.yaml");
     std::fs::write(&file, yaml)?;
+    let cpu_before = children_cpu_s();
     let child = Command::new(wire)
         .current_dir(root)
         .args(["run", "--no-progress", "--cores", &cores.to_string()])
@@ -134,13 +166,17 @@ fn run_scraped(
         })
     };
     let output = child.wait_with_output()?;
+    let cpu_s = children_cpu_s() - cpu_before;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = scraper.join();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!("wire run --metrics-addr failed on\n{yaml}\n{stderr}");
     }
-    Ok(parse(&stderr))
+    Ok(Figures {
+        cpu_s,
+        ..parse(&stderr)
+    })
 }
 
 /// One `GET /metrics`, read to the end; whether it answered.
@@ -309,6 +345,7 @@ fn blackhole_sinks(yaml: &str) -> String {
 fn run(wire: &Path, root: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Result<Figures> {
     let file = dir.join("nexmark.yaml");
     std::fs::write(&file, yaml)?;
+    let cpu_before = children_cpu_s();
     let output = Command::new(wire)
         .current_dir(root)
         .args([
@@ -321,11 +358,15 @@ fn run(wire: &Path, root: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow
         .arg(dir.join("data"))
         .arg(&file)
         .output()?;
+    let cpu_s = children_cpu_s() - cpu_before;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!("wire run failed on\n{yaml}\n{stderr}");
     }
-    Ok(parse(&stderr))
+    Ok(Figures {
+        cpu_s,
+        ..parse(&stderr)
+    })
 }
 
 fn parse(stderr: &str) -> Figures {
