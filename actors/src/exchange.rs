@@ -9,8 +9,9 @@
 //! consuming slot's core by its [`StreamKey`].
 //!
 //! Flow control is by credits: the consumer grants [`crate::pipeline::EXCHANGE_BATCHES`]
-//! batches when it takes the stream and one more each time its mailbox accepts a batch, and
-//! the producer sends a batch only while it holds a credit: a slow consumer suspends its
+//! batches when it takes the stream and, as its mailbox accepts batches, grants them again
+//! [`CREDIT_GRANT`] at a time (one frame per several batches, not one each), and the producer
+//! sends a batch only while it holds a credit: a slow consumer suspends its
 //! producers on other nodes as a full queue does on one node. Watermarks, barriers and the end
 //! travel in the same stream, so their order with the rows is kept.
 //!
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::LocalSender;
-use glommio::net::TcpStream;
+use glommio::net::{Preallocated, TcpStream};
 use glommio::sync::Semaphore;
 use wire_core::time::watermark::SenderId;
 use wire_core::Batch;
@@ -465,7 +466,8 @@ async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Frame>,
 }
 
 /// The consuming end of one stream: waits for the producer's connection at the hub, then
-/// moves what arrives into the consumer's mailbox, granting a credit per batch delivered.
+/// moves what arrives into the consumer's mailbox, granting credits back as batches are
+/// delivered.
 pub async fn receive(
     hub: Arc<ExchangeHub>,
     key: StreamKey,
@@ -513,12 +515,22 @@ async fn claim(
     }
 }
 
+/// Batches the consumer grants back in one credit frame, once its mailbox has taken that many;
+/// well below [`EXCHANGE_BATCHES`], so a producer never waits on credits held back.
+pub const CREDIT_GRANT: u32 = 8;
+const _: () = assert!((CREDIT_GRANT as usize) * 2 <= EXCHANGE_BATCHES);
+
+/// Bytes a stream's receiving end reads from its socket at once: a frame's head and the
+/// batches behind it come in one read rather than one read each.
+const RECEIVE_BUFFER: usize = 128 << 10;
+
 async fn pump(
-    mut stream: TcpStream,
+    stream: TcpStream,
     port: u8,
     sender: SenderId,
     mailbox: &LocalSender<Message>,
 ) -> Result<(), String> {
+    let mut stream = stream.buffered_with(Preallocated::new(RECEIVE_BUFFER));
     let mut credit = Vec::new();
     exchange::encode(
         &Frame::Credit::<&[u8]>(EXCHANGE_BATCHES as u32),
@@ -526,7 +538,8 @@ async fn pump(
     );
     stream.write_all(&credit).await.map_err(|e| e.to_string())?;
     credit.clear();
-    exchange::encode(&Frame::Credit::<&[u8]>(1), &mut credit);
+    exchange::encode(&Frame::Credit::<&[u8]>(CREDIT_GRANT), &mut credit);
+    let mut taken = 0;
     loop {
         let mut head = [0; HEAD_LEN];
         stream
@@ -577,7 +590,11 @@ async fn pump(
             return Ok(());
         }
         if is_batch {
-            stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+            taken += 1;
+            if taken == CREDIT_GRANT {
+                taken = 0;
+                stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+            }
         }
     }
 }

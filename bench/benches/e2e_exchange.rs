@@ -6,6 +6,8 @@
 //!    through `NetSender` to another core's `exchange::receive`, which verifies every batch
 //!    and hands it to a mailbox drained by a task that drops it: the path rows take between
 //!    two nodes (framing, credits, checks), minus the operators.
+//!    Both also report the CPU time of their two threads per GiB carried, which other work on a
+//!    shared machine disturbs far less than their wall-clock rates.
 //! 3. q5 spread: Nexmark q5 on one pool of 2 cores against the same query spread over two
 //!    pools of 1 core each, joined by the exchange (each pool stands in for a node, in one
 //!    process): the cost of crossing nodes instead of cores, as events/s.
@@ -31,6 +33,11 @@ use wire_core::nexmark::{Event, Generator, GeneratorConfig};
 use wire_core::time::watermark::SenderId;
 use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
 
+// The same allocator as Wire's binaries: received batches are allocated and freed at the
+// exchange's rate, and glibc's malloc returns such buffers to the kernel each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     smoke: bool,
     megabytes: usize,
@@ -46,18 +53,24 @@ fn main() -> anyhow::Result<()> {
         wire_bench::machine_description(&args.dir)
     );
     let bytes = args.megabytes << 20;
-    let tcp = loopback_tcp(bytes)?;
+    let (tcp, tcp_cpu) = loopback_tcp(bytes)?;
     println!(
-        "loopback TCP:      {} ({} MiB)",
+        "loopback TCP:      {} ({} MiB), {:.3} CPU-s per GiB",
         wire_bench::mb_per_s(tcp),
-        args.megabytes
+        args.megabytes,
+        tcp_cpu
     );
-    let (exchange, rows_per_s) = exchange_stream(bytes)?;
+    let (exchange, rows_per_s, [sender_cpu, receiver_cpu]) = exchange_stream(bytes)?;
+    let exchange_cpu = sender_cpu + receiver_cpu;
     println!(
-        "exchange stream:   {} ({} rows/s) = {:.2} of loopback TCP",
+        "exchange stream:   {} ({} rows/s) = {:.2} of loopback TCP; {:.3} CPU-s per GiB (sender {:.3}, receiver {:.3}) = {:.2} of loopback TCP's bytes per CPU-second",
         wire_bench::mb_per_s(exchange),
         wire_bench::human(rows_per_s),
-        exchange / tcp
+        exchange / tcp,
+        exchange_cpu,
+        sender_cpu,
+        receiver_cpu,
+        tcp_cpu / exchange_cpu.max(1e-9)
     );
     let one = q5_events_per_s(&args.dir.join("one"), args.events, false)?;
     let spread = q5_events_per_s(&args.dir.join("spread"), args.events, true)?;
@@ -77,17 +90,19 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Bytes per second one socket pair on 127.0.0.1 carries.
-fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
+/// Bytes per second one socket pair on 127.0.0.1 carries, and its two threads' CPU-seconds
+/// per GiB.
+fn loopback_tcp(bytes: usize) -> anyhow::Result<(f64, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+    let reader = std::thread::spawn(move || -> std::io::Result<(usize, f64)> {
         let (mut stream, _) = listener.accept()?;
+        let cpu = wire_bench::thread_cpu_s();
         let mut buf = vec![0u8; 256 << 10];
         let mut total = 0;
         loop {
             match stream.read(&mut buf)? {
-                0 => return Ok(total),
+                0 => return Ok((total, wire_bench::thread_cpu_s() - cpu)),
                 n => total += n,
             }
         }
@@ -95,17 +110,20 @@ fn loopback_tcp(bytes: usize) -> anyhow::Result<f64> {
     let mut stream = TcpStream::connect(addr)?;
     let buf = vec![7u8; 256 << 10];
     let started = Instant::now();
+    let cpu = wire_bench::thread_cpu_s();
     let mut sent = 0;
     while sent < bytes {
         stream.write_all(&buf)?;
         sent += buf.len();
     }
     drop(stream);
-    let received = reader
+    let writer_cpu = wire_bench::thread_cpu_s() - cpu;
+    let (received, reader_cpu) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     anyhow::ensure!(received == sent, "sent {sent} bytes, received {received}");
-    Ok(sent as f64 / started.elapsed().as_secs_f64())
+    let per_gib = (writer_cpu + reader_cpu) * (1u64 << 30) as f64 / sent as f64;
+    Ok((sent as f64 / started.elapsed().as_secs_f64(), per_gib))
 }
 
 /// Batches of Nexmark bids of about 64 KiB each, `bytes` of them in all.
@@ -129,8 +147,9 @@ fn batches(bytes: usize) -> anyhow::Result<Vec<Batch>> {
     Ok(out)
 }
 
-/// Bytes and rows per second through one exchange stream between two cores.
-fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
+/// Bytes and rows per second through one exchange stream between two cores, and the sending
+/// and the receiving core's CPU-seconds per GiB.
+fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64, [f64; 2])> {
     let batches = batches(bytes)?;
     let total: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
     let rows: usize = batches.iter().map(Batch::row_count).sum();
@@ -149,6 +168,7 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
         let (hub, key, failure) = (hub.clone(), key.clone(), failure.clone());
         std::thread::spawn(move || {
             wire_storage::io::local_executor()?.run(async move {
+                let cpu = wire_bench::thread_cpu_s();
                 let (tx, rx) = local_channel::new_bounded(wire_actors::MAILBOX_BATCHES);
                 let drain = glommio::spawn_local(async move {
                     let mut rows = 0;
@@ -162,13 +182,15 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
                     rows
                 });
                 exchange::receive(hub, key, 0, failure, Rc::new(tx)).await;
-                Ok::<usize, std::io::Error>(drain.await)
+                let rows = drain.await;
+                Ok::<(usize, f64), std::io::Error>((rows, wire_bench::thread_cpu_s() - cpu))
             })
         })
     };
     let started = Instant::now();
     let sending = std::thread::spawn(move || {
         wire_storage::io::local_executor()?.run(async move {
+            let cpu = wire_bench::thread_cpu_s();
             let sender = NetSender::connect(placement.peers[1], key, failure.clone()).await;
             let from = SenderId::new(0, 0);
             for batch in batches {
@@ -178,27 +200,33 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64)> {
                     sender: from,
                 };
                 if !sender.send(message).await {
-                    return Ok(failure.message());
+                    return Ok((failure.message(), 0.0));
                 }
             }
             sender.send(Message::End { sender: from }).await;
-            Ok::<Option<String>, std::io::Error>(failure.message())
+            let cpu = wire_bench::thread_cpu_s() - cpu;
+            Ok::<(Option<String>, f64), std::io::Error>((failure.message(), cpu))
         })
     });
     let sent = sending
         .join()
         .map_err(|_| anyhow::anyhow!("sender panicked"))?;
-    let sent = sent.context("sending core")?;
+    let (sent, sender_cpu) = sent.context("sending core")?;
     let received = receiving
         .join()
         .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
-    let received = received.context("receiving core")?;
+    let (received, receiver_cpu) = received.context("receiving core")?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(error) = sent {
         bail!("the exchange failed: {error}");
     }
     anyhow::ensure!(received == rows, "sent {rows} rows, received {received}");
-    Ok((total as f64 / seconds, rows as f64 / seconds))
+    let per_gib = |cpu: f64| cpu * (1u64 << 30) as f64 / total as f64;
+    Ok((
+        total as f64 / seconds,
+        rows as f64 / seconds,
+        [per_gib(sender_cpu), per_gib(receiver_cpu)],
+    ))
 }
 
 /// Nexmark q5 without a sink's IO (blackhole).

@@ -156,6 +156,14 @@ pub fn mb_per_s(bytes_per_s: f64) -> String {
     format!("{:.0} MB/s", bytes_per_s / 1e6)
 }
 
+/// The calling thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`), in seconds; 0 if the
+/// clock cannot be read.
+pub fn thread_cpu_s() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| std::time::Duration::from(t).as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// The workspace root (where `examples/` lives).
 pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR"))

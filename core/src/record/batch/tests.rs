@@ -199,6 +199,72 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The fast row check accepts every row the encoder writes, and accepts nothing rkyv's
+    /// validation refuses: encoded rows, then the same rows with bytes overwritten (the cases
+    /// where a one-pass check could be laxer than rkyv's).
+    #[test]
+    fn the_canonical_row_check_accepts_encoded_rows_and_nothing_rkyv_refuses(
+        rows in rows_strategy(),
+        damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        for row in &rows {
+            let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
+            let mut bytes = Vec::new();
+            crate::record::row::encode_row(&values, &mut bytes);
+            prop_assert!(crate::record::row::is_canonical_row(&bytes));
+            for (at, byte) in &damage {
+                let at = at.index(bytes.len());
+                bytes[at] = *byte;
+            }
+            if crate::record::row::is_canonical_row(&bytes) {
+                prop_assert!(
+                    crate::record::row::rkyv_validates_row(&bytes),
+                    "the fast check accepted a row rkyv refuses: {:?}",
+                    bytes
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_canonical_row_check_refuses_bad_tags_bools_utf8_and_offsets() {
+    use crate::record::row::{encode_row, is_canonical_row};
+    let mut good = Vec::new();
+    encode_row(
+        &[
+            ValueRef::Str("héllo"),
+            ValueRef::Bool(true),
+            ValueRef::I64(7),
+        ],
+        &mut good,
+    );
+    assert!(is_canonical_row(&good));
+    let array = good.len() - 8 - 3 * 9;
+    let mut bad_tag = good.clone();
+    bad_tag[array + 18] = 7;
+    let mut bad_bool = good.clone();
+    bad_bool[array + 10] = 2;
+    let mut bad_utf8 = good.clone();
+    bad_utf8[1] = 0xFF;
+    let mut bad_offset = good.clone();
+    bad_offset[array + 1] ^= 1;
+    let mut bad_len = good.clone();
+    bad_len[array + 5] += 1;
+    for (what, row) in [
+        ("tag", &bad_tag),
+        ("bool", &bad_bool),
+        ("utf-8", &bad_utf8),
+        ("offset", &bad_offset),
+        ("length", &bad_len),
+    ] {
+        assert!(!is_canonical_row(row), "a bad {what} passed");
+    }
+    assert!(!is_canonical_row(&good[..7]));
+    assert!(!is_canonical_row(&[]));
+}
+
 #[test]
 fn patched_rows_equal_re_encoded_rows() {
     let mut source = BatchBuilder::new(StreamId(0), PartitionId(0));
