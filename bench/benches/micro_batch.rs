@@ -3,7 +3,6 @@
 
 use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 use mimalloc::MiMalloc;
-use wire_core::record::row::{is_canonical_row, rkyv_validates_row};
 use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 // The same allocator as Wire's binaries, so allocation costs match production.
@@ -47,16 +46,6 @@ fn batch_benches(c: &mut Criterion) {
             |bytes| BatchView::verify(bytes).map(|v| v.row_count()),
             BatchSize::SmallInput,
         )
-    });
-    // The two row checks `verify` can run, side by side: the one-pass check of the encoder's
-    // layout that every row of ours takes, and rkyv's general validation it falls back to.
-    let view = batch.view();
-    let rows: Vec<&[u8]> = (0..view.row_count()).map(|i| view.row_bytes(i)).collect();
-    group.bench_function("check_1000_rows_one_pass", |b| {
-        b.iter(|| rows.iter().all(|row| is_canonical_row(row)))
-    });
-    group.bench_function("check_1000_rows_rkyv", |b| {
-        b.iter(|| rows.iter().all(|row| rkyv_validates_row(row)))
     });
     group.bench_function("read_price_in_place_1000_rows", |b| {
         b.iter(|| {

@@ -30,8 +30,8 @@ use rkyv::rancor;
 
 use crate::error::{Error, Result};
 use crate::record::row::{
-    archived_row_len, encode_row, fixed_width_cell, is_canonical_row, ArchivedRow, AsValueRef,
-    ValueRef, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
+    archived_row_len, encode_row, fixed_width_cell, ArchivedRow, AsValueRef, ValueRef,
+    ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
 };
 use crate::record::schema::Schema;
 
@@ -396,12 +396,6 @@ impl<'a> BatchView<'a> {
                 ));
             }
             let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
-            // Rows of our encoder pass the one-pass check; anything else gets rkyv's full
-            // validation, so what is accepted is exactly what rkyv accepts.
-            if is_canonical_row(row) {
-                start = end;
-                continue;
-            }
             if let Err(err) = rkyv::api::low::access::<ArchivedRow, rancor::Error>(row) {
                 return Err(corrupt(
                     HEADER_LEN + start,

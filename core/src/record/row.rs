@@ -132,76 +132,6 @@ pub fn encode_row<V: AsValueRef>(values: &[V], out: &mut Vec<u8>) {
     out.extend_from_slice(&(values.len() as u32).to_le_bytes());
 }
 
-/// Whether `row` is exactly what [`encode_row`] writes for some values: payloads in value
-/// order from the row's start, then the value array, then the root, with every tag known, every
-/// bool 0 or 1, every string UTF-8 and every offset pointing where the encoder puts it.
-///
-/// This is the fast check of rows from disk or the network: one pass over the cells and the
-/// strings, several times cheaper than rkyv's general validation. A row it accepts is the
-/// encoder's output, which equals rkyv's serializer output (a property test), so rkyv's
-/// validation accepts it too (checked by a property test and the `batch_verify` fuzz target);
-/// a row it refuses may still be valid rkyv, which the caller then checks in full.
-pub fn is_canonical_row(row: &[u8]) -> bool {
-    let Some(root_pos) = row.len().checked_sub(ARCHIVED_ROOT_BYTES) else {
-        return false;
-    };
-    let le_u32 = |at: usize| u32::from_le_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]]);
-    let offset = le_u32(root_pos) as i32;
-    let Some(array_len) = (le_u32(root_pos + 4) as usize).checked_mul(ARCHIVED_VALUE_BYTES) else {
-        return false;
-    };
-    let Some(array_pos) = root_pos.checked_sub(array_len) else {
-        return false;
-    };
-    if i64::from(offset) != array_pos as i64 - root_pos as i64 {
-        return false;
-    }
-    let mut payload_pos = 0usize;
-    for (index, cell) in row[array_pos..root_pos]
-        .chunks_exact(ARCHIVED_VALUE_BYTES)
-        .enumerate()
-    {
-        match cell[0] {
-            TAG_NULL | TAG_I64 | TAG_F64 | TAG_TIMESTAMP => {}
-            TAG_BOOL if cell[1] <= 1 => {}
-            tag @ (TAG_STR | TAG_BYTES) => {
-                let field_pos = array_pos + index * ARCHIVED_VALUE_BYTES + 1;
-                let relative = i32::from_le_bytes([cell[1], cell[2], cell[3], cell[4]]);
-                if i64::from(relative) != payload_pos as i64 - field_pos as i64 {
-                    return false;
-                }
-                let len = u32::from_le_bytes([cell[5], cell[6], cell[7], cell[8]]) as usize;
-                let end = payload_pos.saturating_add(len);
-                if end > array_pos {
-                    return false;
-                }
-                if tag == TAG_STR && std::str::from_utf8(&row[payload_pos..end]).is_err() {
-                    return false;
-                }
-                payload_pos = end;
-            }
-            _ => return false,
-        }
-    }
-    payload_pos == array_pos
-}
-
-/// Whether rkyv's general validation accepts `row` as an archived row: the full check behind
-/// [`is_canonical_row`], for rows that are not the encoder's output, and its test oracle.
-pub fn rkyv_validates_row(row: &[u8]) -> bool {
-    rkyv::api::low::access::<ArchivedRow, rkyv::rancor::Error>(row).is_ok()
-}
-
-/// Cell tag of a null.
-const TAG_NULL: u8 = 0;
-/// Cell tag of an i64.
-const TAG_I64: u8 = 1;
-/// Cell tag of an f64.
-const TAG_F64: u8 = 2;
-/// Cell tag of a bool.
-const TAG_BOOL: u8 = 3;
-/// Cell tag of a timestamp.
-const TAG_TIMESTAMP: u8 = 6;
 /// Cell tag of a string value.
 pub(crate) const TAG_STR: u8 = 4;
 /// Cell tag of a bytes value.
@@ -222,13 +152,13 @@ fn encode_value(
 ) -> [u8; ARCHIVED_VALUE_BYTES] {
     let mut cell = [0u8; ARCHIVED_VALUE_BYTES];
     let (tag, payload): (u8, [u8; 8]) = match *value {
-        ValueRef::Null => (TAG_NULL, [0; 8]),
-        ValueRef::I64(v) => (TAG_I64, v.to_le_bytes()),
-        ValueRef::F64(v) => (TAG_F64, v.to_le_bytes()),
-        ValueRef::Bool(v) => (TAG_BOOL, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
+        ValueRef::Null => (0, [0; 8]),
+        ValueRef::I64(v) => (1, v.to_le_bytes()),
+        ValueRef::F64(v) => (2, v.to_le_bytes()),
+        ValueRef::Bool(v) => (3, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
         ValueRef::Str(v) => (TAG_STR, boxed(*payload_pos, value_pos + 1, v.len())),
         ValueRef::Bytes(v) => (TAG_BYTES, boxed(*payload_pos, value_pos + 1, v.len())),
-        ValueRef::Timestamp(v) => (TAG_TIMESTAMP, v.to_le_bytes()),
+        ValueRef::Timestamp(v) => (6, v.to_le_bytes()),
     };
     *payload_pos += out_of_line(value).map_or(0, <[u8]>::len);
     cell[0] = tag;
