@@ -104,6 +104,10 @@ async fn serve(
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
     let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
     let ingest_tls = tls.as_ref().map(|t| t.ingest.clone());
+    let exchange_tls = match &tls {
+        Some(tls) => Some(tls.exchange(member_check(&transport))?),
+        None => None,
+    };
     let reload = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
     let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
@@ -122,7 +126,7 @@ async fn serve(
         checkpoint_store: config.checkpoint_store.clone(),
         metrics,
         jobs,
-        hub: crate::spread::bind_hub(config.listen)?,
+        hub: crate::spread::bind_hub(config.listen, exchange_tls)?,
         done: Arc::default(),
         ingest_auth,
         ingest_tls,
@@ -216,6 +220,18 @@ async fn admin_token(meta: MetaHandle, dialer: Dialer, data_dir: std::path::Path
     if let Err(err) = crate::auth::found_admin_token(&meta, &dialer, &data_dir).await {
         tracing::error!(%err, "no founding admin token");
     }
+}
+
+/// Whether a certificate names the host of a member, as the transport knows them (the
+/// founding members, then the metadata's, kept up to date by `refresh_peers`).
+fn member_check(transport: &GrpcTransport) -> wire_actors::exchange::MemberCheck {
+    let transport = transport.clone();
+    Arc::new(move |cert| {
+        transport
+            .peers()
+            .into_values()
+            .any(|address| crate::tls::cert_names(cert, &address))
+    })
 }
 
 /// This node's TLS, how it dials other members, its raft transport (knowing the founding

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -43,6 +43,8 @@ pub struct NodeTls {
     pub ingest: Arc<wire_actors::IngestTls>,
     /// For dialing other members: trusts the cluster CA, presents the node's certificate.
     pub client: Arc<RwLock<ClientTlsConfig>>,
+    /// For the exchange (mutual TLS both ways), once [`NodeTls::exchange`] made it.
+    exchange: Arc<OnceLock<Arc<wire_actors::exchange::ExchangeTls>>>,
 }
 
 impl NodeTls {
@@ -54,13 +56,40 @@ impl NodeTls {
             grpc: Arc::new(RwLock::new(grpc)),
             ingest: Arc::new(wire_actors::IngestTls::new(ingest)),
             client: Arc::new(RwLock::new(client)),
+            exchange: Arc::default(),
         })
+    }
+
+    /// The exchange's mutual TLS (its hub and its dials), with `is_member` telling whether
+    /// a peer's certificate names a member; reloaded with the rest from then on.
+    pub fn exchange(
+        &self,
+        is_member: wire_actors::exchange::MemberCheck,
+    ) -> Result<Arc<wire_actors::exchange::ExchangeTls>, String> {
+        if let Some(exchange) = self.exchange.get() {
+            return Ok(exchange.clone());
+        }
+        let files = &self.files;
+        let loaded = wire_actors::exchange::ExchangeTls::load(
+            &files.cert,
+            &files.key,
+            &files.client_ca,
+            is_member,
+        )
+        .map_err(|err| err.to_string())?;
+        Ok(self.exchange.get_or_init(|| Arc::new(loaded)).clone())
     }
 
     /// Reads the files again and, when they are all good, serves new connections with them;
     /// on an error nothing changes.
     pub fn reload(&self) -> Result<(), String> {
         let (grpc, ingest, client) = configs(&self.files)?;
+        if let Some(exchange) = self.exchange.get() {
+            let files = &self.files;
+            exchange
+                .reload(&files.cert, &files.key, &files.client_ca)
+                .map_err(|err| err.to_string())?;
+        }
         *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
         self.ingest.replace(ingest);
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;

@@ -126,7 +126,7 @@ fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
 }
 
 fn loopback_hub() -> Arc<ExchangeHub> {
-    ExchangeHub::bind("127.0.0.1:0".parse().expect("address")).expect("hub binds")
+    ExchangeHub::bind("127.0.0.1:0".parse().expect("address"), None).expect("hub binds")
 }
 
 #[test]
