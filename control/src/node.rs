@@ -88,11 +88,14 @@ async fn serve(
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let metrics = Metrics::new();
+    let (tls, dialer, transport, bootstrap) = members(&config)?;
+    let security = tls.as_ref().map(|tls| metrics_server::HttpSecurity {
+        tls: tls.http.clone(),
+    });
     let _metrics_server = match &config.metrics_addr {
-        Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
+        Some(addr) => Some(metrics_server::serve(addr, metrics.clone(), security).await?),
         None => None,
     };
-    let (tls, dialer, transport, bootstrap) = members(&config)?;
     let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await

@@ -41,6 +41,8 @@ pub struct NodeTls {
     pub grpc: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     /// For the ingest ports of the node's pipelines.
     pub ingest: Arc<wire_actors::IngestTls>,
+    /// For the HTTP endpoint (`--metrics-addr`; ALPN `http/1.1`).
+    pub http: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     /// For dialing other members: trusts the cluster CA, presents the node's certificate.
     pub client: Arc<RwLock<ClientTlsConfig>>,
     /// For the exchange (mutual TLS both ways), once [`NodeTls::exchange`] made it.
@@ -54,6 +56,7 @@ impl NodeTls {
         Ok(NodeTls {
             files: files.clone(),
             grpc: Arc::new(RwLock::new(grpc)),
+            http: Arc::new(RwLock::new(http_config(&ingest))),
             ingest: Arc::new(wire_actors::IngestTls::new(ingest)),
             client: Arc::new(RwLock::new(client)),
             exchange: Arc::default(),
@@ -91,6 +94,7 @@ impl NodeTls {
                 .map_err(|err| err.to_string())?;
         }
         *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http_config(&ingest);
         self.ingest.replace(ingest);
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
         Ok(())
@@ -100,6 +104,13 @@ impl NodeTls {
     pub fn grpc_config(&self) -> Arc<rustls::ServerConfig> {
         self.grpc.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The HTTP endpoint's configuration: the ingest one's, speaking HTTP/1.1.
+fn http_config(ingest: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
+    let mut http = (**ingest).clone();
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(http)
 }
 
 /// The gRPC and ingest server configurations and the dialing configuration from `files`.
