@@ -56,7 +56,7 @@ impl NodeTls {
         Ok(NodeTls {
             files: files.clone(),
             grpc: Arc::new(RwLock::new(grpc)),
-            http: Arc::new(RwLock::new(http_config(&ingest))),
+            http: Arc::new(RwLock::new(http_config(files)?)),
             ingest: Arc::new(wire_actors::IngestTls::new(ingest)),
             client: Arc::new(RwLock::new(client)),
             exchange: Arc::default(),
@@ -94,7 +94,8 @@ impl NodeTls {
                 .map_err(|err| err.to_string())?;
         }
         *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
-        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http_config(&ingest);
+        let http = http_config(&self.files)?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
         self.ingest.replace(ingest);
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
         Ok(())
@@ -106,11 +107,22 @@ impl NodeTls {
     }
 }
 
-/// The HTTP endpoint's configuration: the ingest one's, speaking HTTP/1.1.
-fn http_config(ingest: &Arc<rustls::ServerConfig>) -> Arc<rustls::ServerConfig> {
-    let mut http = (**ingest).clone();
+/// The HTTP endpoint's configuration: the node's certificate, HTTP/1.1, and a client
+/// certificate from the cluster CA taken when presented but never required (even with
+/// `--tls-require-client-cert`): health probes carry none, and scrapers prove who they are
+/// with a token.
+fn http_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    use wire_net::tls::ClientCerts;
+    let config = wire_net::tls::server_config(
+        &files.cert,
+        &files.key,
+        &files.client_ca,
+        ClientCerts::Optional,
+    )
+    .map_err(|err| err.to_string())?;
+    let mut http = (*config).clone();
     http.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(http)
+    Ok(Arc::new(http))
 }
 
 /// The gRPC and ingest server configurations and the dialing configuration from `files`.
