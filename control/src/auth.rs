@@ -18,6 +18,7 @@
 mod guard;
 mod http;
 mod ingest;
+mod limit;
 mod token;
 
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -26,6 +27,7 @@ pub use crate::raft::AccessRole;
 pub use guard::{Guard, Guarded};
 pub use http::{http_access, HttpRefusal, HTTP_ROLES};
 pub use ingest::{ingest_allowed, IngestTokens, INGEST_HELLO};
+pub use limit::{AdminLimits, RateLimiter};
 pub use token::{
     found_admin_token, generate, hash_secret, now_ms, parse, NewToken, ADMIN_TOKEN_FILE,
 };

@@ -168,7 +168,8 @@ fn start_grpc(
     let audit = crate::audit::Audit::open(&config.data_dir)?;
     let secure = tls.is_some();
     let (_, meta, transport, _) = &services;
-    let guard = Guard::new(secure, meta.clone(), transport.clone(), audit);
+    let guard =
+        Guard::new(secure, meta.clone(), transport.clone(), audit).with_limits(config.admin_limits);
     if secure && !resumed && founds(config) {
         let data_dir = config.data_dir.clone();
         tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));

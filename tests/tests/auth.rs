@@ -944,3 +944,63 @@ fn the_metrics_endpoint_is_https_and_needs_a_viewer_token() {
         "{body}"
     );
 }
+
+/// With `--admin-rate-limit 5 --admin-rate-burst 10`, a token flooding ClusterStatus is
+/// refused RESOURCE_EXHAUSTED (saying when to retry) once over its bucket, while another
+/// token's calls on another connection all go through meanwhile.
+#[test]
+fn one_token_flooding_admin_calls_does_not_stop_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"));
+    let mut flags = node_flags(&certs);
+    flags.extend(["--admin-rate-limit", "5", "--admin-rate-burst", "10"].map(String::from));
+    let nodes = start_cluster_with(dir.path(), 1, &flags);
+    let file = nodes[0].data_dir.join("admin-token");
+    let admin = wait_for("the founding admin token", FOUNDING, || {
+        std::fs::read_to_string(&file).map_err(|err| err.to_string())
+    });
+    let (flooder, _) = create_token(&nodes[0], &certs, admin.trim(), V, "1h");
+    let (other, _) = create_token(&nodes[0], &certs, admin.trim(), V, "1h");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut flooding = client(&nodes[0], &certs).await;
+        let mut calm = client(&nodes[0], &certs).await;
+        let flood = format!("Bearer {flooder}");
+        let calm_header = format!("Bearer {other}");
+        let mut refused = 0;
+        let mut message = String::new();
+        for round in 0..60 {
+            let mut request = Request::new(ClusterStatusRequest {});
+            request
+                .metadata_mut()
+                .insert("authorization", flood.parse().unwrap());
+            match flooding.cluster_status(request).await {
+                Ok(_) => {}
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    refused += 1;
+                    message = status.message().to_string();
+                }
+            }
+            if round % 10 == 0 {
+                let code = call(&mut calm, "ClusterStatus", Some(&calm_header)).await;
+                assert_eq!(
+                    code,
+                    Code::Ok,
+                    "the other token was refused in round {round}"
+                );
+            }
+        }
+        assert!(
+            refused > 0,
+            "60 calls at once never hit 5 a second, burst 10"
+        );
+        assert!(
+            message.contains("this credential") && message.contains("retry in"),
+            "{message}"
+        );
+    });
+}
