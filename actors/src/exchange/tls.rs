@@ -523,6 +523,14 @@ impl TlsIo {
     }
 }
 
+/// A TLS read that ended without close_notify, as an end of stream (as on a plain socket).
+pub(crate) fn eof_as_end(read: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    match read {
+        Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(0)),
+        other => other,
+    }
+}
+
 impl AsyncRead for Link {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -531,15 +539,9 @@ impl AsyncRead for Link {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Link::Plain(sock) => Pin::new(sock).poll_read(cx, buf),
-            Link::Tls(io) => match io.borrow_mut().poll_read(cx, buf) {
-                // An end without close_notify cannot cut a stream short unnoticed: frames
-                // carry their lengths and a stream its own `End`, so it is an end of stream,
-                // as on a plain socket.
-                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(0))
-                }
-                other => other,
-            },
+            // An end without close_notify cannot cut a stream short unnoticed: frames carry
+            // their lengths and a stream its own `End`.
+            Link::Tls(io) => eof_as_end(io.borrow_mut().poll_read(cx, buf)),
         }
     }
 }
