@@ -19,6 +19,11 @@
 //! protocol (or a batch that does not verify) fails the pipeline with an error naming the
 //! stream; the node itself carries on. A handshake that is not the protocol is refused and
 //! logged by the hub.
+//!
+//! With the node's TLS on, every stream runs over mutual TLS ([`tls`]): the hub requires a
+//! client certificate from the cluster CA that names a member, the producer checks the hub's
+//! certificate against the same CA; a plaintext peer, or one with a certificate from another
+//! CA, is refused on both sides (the hub logs it and keeps serving).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,15 +35,20 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::LocalSender;
-use glommio::net::{Preallocated, TcpStream};
 use glommio::sync::Semaphore;
 use wire_core::time::watermark::SenderId;
 use wire_core::Batch;
 use wire_net::exchange::{self, Frame, FrameType, StreamKey, HEAD_LEN};
+use wire_net::tls::{classify_head, StreamHead};
 
 use crate::message::Message;
 use crate::pipeline::{Failure, EXCHANGE_BATCHES};
 use crate::Error;
+
+pub mod tls;
+
+use tls::{glommio_stream, Link};
+pub use tls::{send_blocking, Arrived, ExchangeTls, MemberCheck};
 
 /// How long a handshake may take before the hub drops the connection.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,15 +125,21 @@ impl Placement {
 #[derive(Debug)]
 pub struct ExchangeHub {
     addr: SocketAddr,
-    arrived: Mutex<HashMap<StreamKey, (Instant, std::net::TcpStream)>>,
+    tls: Option<Arc<ExchangeTls>>,
+    arrived: Mutex<HashMap<StreamKey, (Instant, Arrived)>>,
 }
 
 impl ExchangeHub {
-    /// Listens on `addr` (port 0: any free port) on a thread of its own.
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Arc<ExchangeHub>> {
+    /// Listens on `addr` (port 0: any free port) on a thread of its own; with `tls`, every
+    /// stream in and out runs over mutual TLS.
+    pub fn bind(
+        addr: SocketAddr,
+        tls: Option<Arc<ExchangeTls>>,
+    ) -> std::io::Result<Arc<ExchangeHub>> {
         let listener = TcpListener::bind(addr)?;
         let hub = Arc::new(ExchangeHub {
             addr: listener.local_addr()?,
+            tls,
             arrived: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&hub);
@@ -142,8 +158,13 @@ impl ExchangeHub {
         self.addr
     }
 
+    /// The TLS the hub serves and its node dials with, if on.
+    pub fn tls(&self) -> Option<&Arc<ExchangeTls>> {
+        self.tls.as_ref()
+    }
+
     /// Takes the connection of `stream`, if it has arrived.
-    pub fn claim(&self, stream: &StreamKey) -> Option<std::net::TcpStream> {
+    pub fn claim(&self, stream: &StreamKey) -> Option<Arrived> {
         self.lock().remove(stream).map(|(_, stream)| stream)
     }
 
@@ -153,9 +174,7 @@ impl ExchangeHub {
             .retain(|key, _| key.pipeline != pipeline || key.epoch != epoch);
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<StreamKey, (Instant, std::net::TcpStream)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, (Instant, Arrived)>> {
         self.arrived.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -201,31 +220,95 @@ fn accept(listener: TcpListener, hub: Weak<ExchangeHub>) {
     }
 }
 
-/// Reads a producer's Hello; keeps the connection for its slot, or refuses it.
-fn handshake(mut stream: std::net::TcpStream, hub: &ExchangeHub) {
-    let peer = stream
+/// Reads a producer's Hello (after the TLS handshake, with TLS on); keeps the connection for
+/// its slot, or refuses it.
+fn handshake(mut sock: std::net::TcpStream, hub: &ExchangeHub) {
+    let peer = sock
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    match read_hello(&mut stream) {
-        Ok(key) => {
-            let _ = stream.set_read_timeout(None);
-            let _ = stream.set_nodelay(true);
-            tracing::debug!(%peer, ?key, "exchange: stream arrived");
-            hub.lock().insert(key, (Instant::now(), stream));
+    let _ = sock.set_read_timeout(Some(HELLO_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(HELLO_TIMEOUT));
+    let refuse = |sock: &mut dyn Write, why: String| {
+        tracing::warn!(%peer, error = %why, "exchange: refused a connection");
+        let mut out = Vec::new();
+        exchange::encode(&Frame::Refuse::<&[u8]>(why), &mut out);
+        let _ = sock.write_all(&out).and_then(|()| sock.flush());
+    };
+    let speaks_tls = match first_bytes(&sock) {
+        Ok(tls) => tls,
+        Err(why) => return refuse(&mut sock, why),
+    };
+    let Some(tls) = &hub.tls else {
+        if speaks_tls {
+            let why = "this node's exchange runs without TLS, the producing node with it: \
+                       give both nodes the same TLS settings"
+                .to_string();
+            return refuse(&mut sock, why);
         }
+        match read_hello(&mut sock) {
+            Ok(key) => arrived(hub, &peer, key, Arrived { sock, tls: None }),
+            Err(why) => refuse(&mut sock, why),
+        }
+        return;
+    };
+    if !speaks_tls {
+        // Said in plaintext, so a plaintext producer reads why.
+        let why = "this node's exchange requires mutual TLS (its TLS is on): the producing \
+                   node runs without TLS"
+            .to_string();
+        return refuse(&mut sock, why);
+    }
+    let mut conn = match tls.accept(&mut sock) {
+        Ok(conn) => conn,
         Err(why) => {
+            // The handshake sent its alert, if any; nothing more can be said in the clear.
             tracing::warn!(%peer, error = %why, "exchange: refused a connection");
-            let mut out = Vec::new();
-            exchange::encode(&Frame::Refuse::<&[u8]>(why), &mut out);
-            let _ = stream.write_all(&out);
+            return;
+        }
+    };
+    let hello = read_hello(&mut rustls::Stream::new(&mut conn, &mut sock));
+    match hello {
+        Ok(key) => {
+            let tls = Some(Box::new(conn));
+            arrived(hub, &peer, key, Arrived { sock, tls })
+        }
+        Err(why) => refuse(&mut rustls::Stream::new(&mut conn, &mut sock), why),
+    }
+}
+
+/// Keeps an arrived stream until its slot claims it.
+fn arrived(hub: &ExchangeHub, peer: &str, key: StreamKey, stream: Arrived) {
+    let _ = stream.sock.set_read_timeout(None);
+    let _ = stream.sock.set_write_timeout(None);
+    let _ = stream.sock.set_nodelay(true);
+    tracing::debug!(%peer, ?key, "exchange: stream arrived");
+    hub.lock().insert(key, (Instant::now(), stream));
+}
+
+/// Whether the connection starts with a TLS handshake record (see [`classify_head`]); an
+/// exchange Hello never does (its length's third byte is 0).
+fn first_bytes(sock: &std::net::TcpStream) -> Result<bool, String> {
+    let mut head = [0u8; 3];
+    let started = Instant::now();
+    loop {
+        let n = sock
+            .peek(&mut head)
+            .map_err(|e| format!("reading the hello: {e}"))?;
+        if n == 0 {
+            return Err("closed before the hello".to_string());
+        }
+        match classify_head(&head[..n]) {
+            StreamHead::Tls => return Ok(true),
+            StreamHead::Plaintext => return Ok(false),
+            StreamHead::NeedMore if started.elapsed() >= HELLO_TIMEOUT => {
+                return Err("no hello in time".to_string())
+            }
+            StreamHead::NeedMore => std::thread::sleep(Duration::from_millis(1)),
         }
     }
 }
 
-fn read_hello(stream: &mut std::net::TcpStream) -> Result<StreamKey, String> {
-    stream
-        .set_read_timeout(Some(HELLO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+fn read_hello(stream: &mut impl Read) -> Result<StreamKey, String> {
     let mut head = [0; HEAD_LEN];
     stream
         .read_exact(&mut head)
@@ -255,7 +338,7 @@ fn read_hello(stream: &mut std::net::TcpStream) -> Result<StreamKey, String> {
 pub struct NetSender {
     key: StreamKey,
     peer: SocketAddr,
-    stream: RefCell<Option<TcpStream>>,
+    stream: RefCell<Option<Link>>,
     credits: Rc<Semaphore>,
     failure: Arc<Failure>,
     out: RefCell<Vec<u8>>,
@@ -268,10 +351,16 @@ impl std::fmt::Debug for NetSender {
 }
 
 impl NetSender {
-    /// Connects to `peer` and opens `key`'s stream, retrying until [`CONNECT_WAIT`]. If that
-    /// fails, the pipeline has failed and the sender drops what it is given.
-    pub async fn connect(peer: SocketAddr, key: StreamKey, failure: Arc<Failure>) -> NetSender {
-        match NetSender::open(peer, key.clone(), failure.clone()).await {
+    /// Connects to `peer` (over mutual TLS with `tls`) and opens `key`'s stream, retrying
+    /// until [`CONNECT_WAIT`]. If that fails, the pipeline has failed and the sender drops
+    /// what it is given.
+    pub async fn connect(
+        peer: SocketAddr,
+        key: StreamKey,
+        failure: Arc<Failure>,
+        tls: Option<Arc<ExchangeTls>>,
+    ) -> NetSender {
+        match NetSender::open(peer, key.clone(), failure.clone(), tls).await {
             Ok(sender) => sender,
             Err(err) => {
                 failure.record(err);
@@ -293,6 +382,7 @@ impl NetSender {
         peer: SocketAddr,
         key: StreamKey,
         failure: Arc<Failure>,
+        tls: Option<Arc<ExchangeTls>>,
     ) -> Result<NetSender, Error> {
         let deadline = Instant::now() + CONNECT_WAIT;
         let mut pause = Duration::from_millis(5);
@@ -315,8 +405,26 @@ impl NetSender {
             Error::Exchange(format!("stream {} to {peer}: {err}", describe(&key)))
         };
         std_stream.set_nodelay(true).map_err(io)?;
-        let reader = std_stream.try_clone().map_err(io)?;
-        let mut writer = glommio_stream(std_stream).map_err(io)?;
+        let (mut writer, reader) = match tls {
+            None => {
+                let reader =
+                    Link::Plain(glommio_stream(std_stream.try_clone().map_err(io)?).map_err(io)?);
+                (Link::Plain(glommio_stream(std_stream).map_err(io)?), reader)
+            }
+            Some(tls) => {
+                let link = Link::connect(std_stream, &tls, peer).await.map_err(|err| {
+                    Error::Exchange(format!(
+                        "stream {} to {peer}: {}",
+                        describe(&key),
+                        tls::explain(&err, "consuming")
+                    ))
+                })?;
+                let reader = link
+                    .share()
+                    .ok_or_else(|| io(std::io::ErrorKind::Other.into()))?;
+                (link, reader)
+            }
+        };
         let mut hello = Vec::new();
         let frame = Frame::Hello::<&[u8]> {
             version: exchange::VERSION,
@@ -324,8 +432,8 @@ impl NetSender {
         };
         exchange::encode(&frame, &mut hello);
         writer.write_all(&hello).await.map_err(io)?;
+        writer.flush().await.map_err(io)?;
         let credits = Rc::new(Semaphore::new(0));
-        let reader = glommio_stream(reader).map_err(io)?;
         glommio::spawn_local(read_credits(
             reader,
             credits.clone(),
@@ -369,7 +477,10 @@ impl NetSender {
         let Some(mut stream) = self.stream.borrow_mut().take() else {
             return false;
         };
-        let sent = stream.write_all(&out).await;
+        let sent = match stream.write_all(&out).await {
+            Ok(()) => stream.flush().await,
+            Err(err) => Err(err),
+        };
         *self.out.borrow_mut() = out;
         if let Err(err) = sent {
             self.failure.record(Error::Exchange(format!(
@@ -392,12 +503,6 @@ fn encode(frame: &Frame<&[u8]>, out: &mut Vec<u8>) {
     exchange::encode(frame, out);
 }
 
-/// A connected std socket as a glommio stream on this core.
-fn glommio_stream(stream: std::net::TcpStream) -> std::io::Result<TcpStream> {
-    stream.set_nonblocking(true)?;
-    Ok(TcpStream::from(socket2::Socket::from(stream)))
-}
-
 /// How a stream is named in errors.
 fn describe(key: &StreamKey) -> String {
     format!(
@@ -408,7 +513,7 @@ fn describe(key: &StreamKey) -> String {
 
 /// Reads the consumer's credits (and a refusal) until the stream closes.
 async fn read_credits(
-    mut stream: TcpStream,
+    mut stream: Link,
     credits: Rc<Semaphore>,
     failure: Arc<Failure>,
     name: String,
@@ -438,12 +543,12 @@ async fn read_credits(
 }
 
 /// Reads one frame of at most `max` body bytes; `None` at a clean end of stream.
-async fn read_frame(stream: &mut TcpStream, max: usize) -> Result<Option<Frame>, String> {
+async fn read_frame(stream: &mut Link, max: usize) -> Result<Option<Frame>, String> {
     let mut head = [0; HEAD_LEN];
     match stream.read(&mut head[..1]).await {
         Ok(0) => return Ok(None),
         Ok(_) => {}
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(tls::explain(&err, "consuming")),
     }
     stream
         .read_exact(&mut head[1..])
@@ -494,12 +599,12 @@ async fn claim(
     hub: &ExchangeHub,
     key: &StreamKey,
     failure: &Failure,
-) -> Result<Option<TcpStream>, String> {
+) -> Result<Option<Link>, String> {
     let deadline = Instant::now() + CONNECT_WAIT;
     let mut pause = Duration::from_micros(500);
     loop {
         if let Some(stream) = hub.claim(key) {
-            return glommio_stream(stream).map(Some).map_err(|e| e.to_string());
+            return stream.into_link().map(Some).map_err(|e| e.to_string());
         }
         if failure.failed() {
             return Ok(None);
@@ -520,32 +625,35 @@ async fn claim(
 pub const CREDIT_GRANT: u32 = 8;
 const _: () = assert!((CREDIT_GRANT as usize) * 2 <= EXCHANGE_BATCHES);
 
-/// Bytes a stream's receiving end reads from its socket at once: a frame's head and the
-/// batches behind it come in one read rather than one read each.
-const RECEIVE_BUFFER: usize = 128 << 10;
+/// Writes `bytes` and sends them on (TLS holds written bytes until flushed).
+async fn send_all(stream: &mut Link, bytes: &[u8]) -> Result<(), String> {
+    stream.write_all(bytes).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())
+}
 
 async fn pump(
-    stream: TcpStream,
+    mut stream: Link,
     port: u8,
     sender: SenderId,
     mailbox: &LocalSender<Message>,
 ) -> Result<(), String> {
-    let mut stream = stream.buffered_with(Preallocated::new(RECEIVE_BUFFER));
     let mut credit = Vec::new();
     exchange::encode(
         &Frame::Credit::<&[u8]>(EXCHANGE_BATCHES as u32),
         &mut credit,
     );
-    stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+    send_all(&mut stream, &credit).await?;
     credit.clear();
     exchange::encode(&Frame::Credit::<&[u8]>(CREDIT_GRANT), &mut credit);
     let mut taken = 0;
     loop {
         let mut head = [0; HEAD_LEN];
-        stream
-            .read_exact(&mut head)
-            .await
-            .map_err(|e| format!("connection lost before the end: {e}"))?;
+        stream.read_exact(&mut head).await.map_err(|e| {
+            format!(
+                "connection lost before the end: {}",
+                tls::explain(&e, "producing")
+            )
+        })?;
         let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
         let message = if kind == FrameType::Batch {
             let mut bytes = vec![0; len];
@@ -587,13 +695,15 @@ async fn pump(
             return Ok(());
         }
         if end {
+            // Closed in order (TLS: close_notify), so the producer reads a clean end.
+            let _ = stream.close().await;
             return Ok(());
         }
         if is_batch {
             taken += 1;
             if taken == CREDIT_GRANT {
                 taken = 0;
-                stream.write_all(&credit).await.map_err(|e| e.to_string())?;
+                send_all(&mut stream, &credit).await?;
             }
         }
     }

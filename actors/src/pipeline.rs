@@ -776,7 +776,8 @@ async fn target(
                 .remove(&(task, edge_no, to))
                 .expect("wired for every slot pair");
             let failure = cx.failure.clone();
-            let sender = crate::exchange::NetSender::connect(peer, stream, failure).await;
+            let tls = cx.hub.as_ref().and_then(|hub| hub.tls().cloned());
+            let sender = crate::exchange::NetSender::connect(peer, stream, failure, tls).await;
             routes.push(Route::Net(Rc::new(sender)));
         }
     }

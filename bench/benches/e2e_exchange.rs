@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use glommio::channels::local_channel;
-use wire_actors::exchange::{self, ExchangeHub, NetSender, Placement};
+use wire_actors::exchange::{self, ExchangeHub, ExchangeTls, NetSender, Placement};
 use wire_actors::message::Message;
 use wire_actors::{CorePool, Deploy, Failure, PoolOptions};
 use wire_core::frontend::plan::Plan;
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         args.megabytes,
         tcp_cpu
     );
-    let (exchange, rows_per_s, [sender_cpu, receiver_cpu]) = exchange_stream(bytes)?;
+    let (exchange, rows_per_s, [sender_cpu, receiver_cpu]) = exchange_stream(bytes, None)?;
     let exchange_cpu = sender_cpu + receiver_cpu;
     println!(
         "exchange stream:   {} ({} rows/s) = {:.2} of loopback TCP; {:.3} CPU-s per GiB (sender {:.3}, receiver {:.3}) = {:.2} of loopback TCP's bytes per CPU-second",
@@ -72,14 +72,30 @@ fn main() -> anyhow::Result<()> {
         receiver_cpu,
         tcp_cpu / exchange_cpu.max(1e-9)
     );
-    let one = q5_events_per_s(&args.dir.join("one"), args.events, false)?;
-    let spread = q5_events_per_s(&args.dir.join("spread"), args.events, true)?;
+    let tls = Some(exchange_tls(&args.dir)?);
+    let (mtls, mtls_rows_per_s, mtls_cpu) = exchange_stream(bytes, tls.clone())?;
+    println!(
+        "exchange stream over mutual TLS: {} ({} rows/s) = {:.2} of the plaintext stream; {:.3} CPU-s per GiB",
+        wire_bench::mb_per_s(mtls),
+        wire_bench::human(mtls_rows_per_s),
+        mtls / exchange,
+        mtls_cpu[0] + mtls_cpu[1]
+    );
+    let one = q5_events_per_s(&args.dir.join("one"), args.events, false, None)?;
+    let spread = q5_events_per_s(&args.dir.join("spread"), args.events, true, None)?;
     println!(
         "q5, {} events:  one pool of 2 cores {} events/s; two pools of 1 core joined by the exchange {} events/s = {:.2}",
         args.events,
         wire_bench::human(one),
         wire_bench::human(spread),
         spread / one
+    );
+    let spread_tls = q5_events_per_s(&args.dir.join("spread-tls"), args.events, true, tls)?;
+    println!(
+        "q5, {} events:  two pools joined by the exchange over mutual TLS {} events/s = {:.2} of plaintext",
+        args.events,
+        wire_bench::human(spread_tls),
+        spread_tls / spread
     );
     println!(
         "command: cargo bench -p wire-bench --bench e2e_exchange -- --megabytes {} --events {}{}",
@@ -147,13 +163,31 @@ fn batches(bytes: usize) -> anyhow::Result<Vec<Batch>> {
     Ok(out)
 }
 
-/// Bytes and rows per second through one exchange stream between two cores, and the sending
-/// and the receiving core's CPU-seconds per GiB.
-fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64, [f64; 2])> {
+/// The exchange's mutual TLS with `wire certs init`'s development certificates (made afresh
+/// under `dir/certs`); every peer counts as a member.
+fn exchange_tls(dir: &Path) -> anyhow::Result<Arc<ExchangeTls>> {
+    let certs = dir.join("certs");
+    let _ = std::fs::remove_dir_all(&certs);
+    wire_control::tls::init_dev_certs(&certs, &[]).map_err(anyhow::Error::msg)?;
+    let tls = ExchangeTls::load(
+        &certs.join("node.pem"),
+        &certs.join("node-key.pem"),
+        &certs.join("ca.pem"),
+        Arc::new(|_| true),
+    )?;
+    Ok(Arc::new(tls))
+}
+
+/// Bytes and rows per second through one exchange stream between two cores (over mutual
+/// TLS with `tls`), and the sending and the receiving core's CPU-seconds per GiB.
+fn exchange_stream(
+    bytes: usize,
+    tls: Option<Arc<ExchangeTls>>,
+) -> anyhow::Result<(f64, f64, [f64; 2])> {
     let batches = batches(bytes)?;
     let total: usize = batches.iter().map(|b| b.as_bytes().len()).sum();
     let rows: usize = batches.iter().map(Batch::row_count).sum();
-    let hub = ExchangeHub::bind("127.0.0.1:0".parse()?)?;
+    let hub = ExchangeHub::bind("127.0.0.1:0".parse()?, tls.clone())?;
     let placement = Placement {
         pipeline: "bench".to_string(),
         epoch: 1,
@@ -191,7 +225,7 @@ fn exchange_stream(bytes: usize) -> anyhow::Result<(f64, f64, [f64; 2])> {
     let sending = std::thread::spawn(move || {
         wire_storage::io::local_executor()?.run(async move {
             let cpu = wire_bench::thread_cpu_s();
-            let sender = NetSender::connect(placement.peers[1], key, failure.clone()).await;
+            let sender = NetSender::connect(placement.peers[1], key, failure.clone(), tls).await;
             let from = SenderId::new(0, 0);
             for batch in batches {
                 let message = Message::Batch {
@@ -253,8 +287,14 @@ sinks:
     Ok(Plan::from_spec(&spec)?)
 }
 
-/// Events per second of q5 on one pool of 2 cores, or spread over two pools of 1 core.
-fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64> {
+/// Events per second of q5 on one pool of 2 cores, or spread over two pools of 1 core (the
+/// exchange over mutual TLS with `tls`).
+fn q5_events_per_s(
+    dir: &Path,
+    events: u64,
+    spread: bool,
+    tls: Option<Arc<ExchangeTls>>,
+) -> anyhow::Result<f64> {
     let shapes: Vec<Vec<usize>> = if spread {
         vec![vec![0], vec![1]]
     } else {
@@ -262,7 +302,7 @@ fn q5_events_per_s(dir: &Path, events: u64, spread: bool) -> anyhow::Result<f64>
     };
     let hubs: Vec<Arc<ExchangeHub>> = shapes
         .iter()
-        .map(|_| ExchangeHub::bind("127.0.0.1:0".parse().expect("address")))
+        .map(|_| ExchangeHub::bind("127.0.0.1:0".parse().expect("address"), tls.clone()))
         .collect::<Result<_, _>>()?;
     let peers = vec![hubs[0].addr(), hubs[hubs.len() - 1].addr()];
     let started = Instant::now();

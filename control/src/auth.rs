@@ -16,14 +16,18 @@
 //! Anything else is UNAUTHENTICATED; a role not in the RPC's row is PERMISSION_DENIED.
 
 mod guard;
+mod http;
 mod ingest;
+mod limit;
 mod token;
 
 use rustls_pki_types::{CertificateDer, ServerName};
 
 pub use crate::raft::AccessRole;
 pub use guard::{Guard, Guarded};
+pub use http::{http_access, HttpRefusal, HTTP_ROLES};
 pub use ingest::{ingest_allowed, IngestTokens, INGEST_HELLO};
+pub use limit::{AdminLimits, RateLimiter};
 pub use token::{
     found_admin_token, generate, hash_secret, now_ms, parse, NewToken, ADMIN_TOKEN_FILE,
 };

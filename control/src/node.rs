@@ -88,11 +88,14 @@ async fn serve(
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let metrics = Metrics::new();
+    let (tls, dialer, transport, bootstrap) = members(&config)?;
+    let security = tls.as_ref().map(|tls| metrics_server::HttpSecurity {
+        tls: tls.http.clone(),
+    });
     let _metrics_server = match &config.metrics_addr {
-        Some(addr) => Some(metrics_server::serve(addr, metrics.clone()).await?),
+        Some(addr) => Some(metrics_server::serve(addr, metrics.clone(), security).await?),
         None => None,
     };
-    let (tls, dialer, transport, bootstrap) = members(&config)?;
     let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await
@@ -104,6 +107,10 @@ async fn serve(
     let services = (id, meta.clone(), transport.clone(), jobs.clone());
     let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
     let ingest_tls = tls.as_ref().map(|t| t.ingest.clone());
+    let exchange_tls = match &tls {
+        Some(tls) => Some(tls.exchange(member_check(&transport))?),
+        None => None,
+    };
     let reload = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
     let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
     let joined = match (&config.bootstrap, resumed) {
@@ -122,7 +129,7 @@ async fn serve(
         checkpoint_store: config.checkpoint_store.clone(),
         metrics,
         jobs,
-        hub: crate::spread::bind_hub(config.listen)?,
+        hub: crate::spread::bind_hub(config.listen, exchange_tls)?,
         done: Arc::default(),
         ingest_auth,
         ingest_tls,
@@ -161,7 +168,8 @@ fn start_grpc(
     let audit = crate::audit::Audit::open(&config.data_dir)?;
     let secure = tls.is_some();
     let (_, meta, transport, _) = &services;
-    let guard = Guard::new(secure, meta.clone(), transport.clone(), audit);
+    let guard =
+        Guard::new(secure, meta.clone(), transport.clone(), audit).with_limits(config.admin_limits);
     if secure && !resumed && founds(config) {
         let data_dir = config.data_dir.clone();
         tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
@@ -216,6 +224,18 @@ async fn admin_token(meta: MetaHandle, dialer: Dialer, data_dir: std::path::Path
     if let Err(err) = crate::auth::found_admin_token(&meta, &dialer, &data_dir).await {
         tracing::error!(%err, "no founding admin token");
     }
+}
+
+/// Whether a certificate names the host of a member, as the transport knows them (the
+/// founding members, then the metadata's, kept up to date by `refresh_peers`).
+fn member_check(transport: &GrpcTransport) -> wire_actors::exchange::MemberCheck {
+    let transport = transport.clone();
+    Arc::new(move |cert| {
+        transport
+            .peers()
+            .into_values()
+            .any(|address| crate::tls::cert_names(cert, &address))
+    })
 }
 
 /// This node's TLS, how it dials other members, its raft transport (knowing the founding

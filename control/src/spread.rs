@@ -51,11 +51,14 @@ pub fn exchange_addr(grpc: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(addr.ip(), port))
 }
 
-/// Binds this node's exchange hub next to its gRPC address.
-pub fn bind_hub(grpc: SocketAddr) -> Result<Arc<ExchangeHub>, String> {
+/// Binds this node's exchange hub next to its gRPC address (over mutual TLS with `tls`).
+pub fn bind_hub(
+    grpc: SocketAddr,
+    tls: Option<Arc<wire_actors::exchange::ExchangeTls>>,
+) -> Result<Arc<ExchangeHub>, String> {
     let addr =
         exchange_addr(&grpc.to_string()).ok_or_else(|| format!("no exchange port after {grpc}"))?;
-    ExchangeHub::bind(addr).map_err(|err| {
+    ExchangeHub::bind(addr, tls).map_err(|err| {
         format!("cannot listen for the exchange on {addr} (the gRPC port + 1): {err}")
     })
 }
@@ -287,8 +290,9 @@ pub fn tell_primary(placement: &Placement, result: &Result<(), String>) -> Resul
     let primary = placement.peers[0];
     let deadline = Instant::now() + TELL_WAIT;
     loop {
-        let sent = std::net::TcpStream::connect_timeout(&primary, Duration::from_secs(2))
-            .and_then(|mut stream| std::io::Write::write_all(&mut stream, &bytes));
+        let tls = placement.hub.tls().map(|tls| tls.as_ref());
+        let sent =
+            wire_actors::exchange::send_blocking(tls, primary, &bytes, Duration::from_secs(5));
         match sent {
             Ok(()) => return Ok(()),
             Err(err) if Instant::now() >= deadline => {
@@ -329,14 +333,13 @@ pub fn wait_for_others(
         }
         let mut told = Vec::new();
         for (node, slot) in &waiting {
-            let Some(mut stream) = placement.hub.claim(&done_key(placement, *slot)) else {
+            let Some(stream) = placement.hub.claim(&done_key(placement, *slot)) else {
                 continue;
             };
             told.push(*node);
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut bytes = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stream, &mut bytes);
+            let bytes = stream
+                .read_to_end(Duration::from_secs(5))
+                .map_err(|err| format!("node {node}'s done stream: {err}"))?;
             match exchange::decode(&bytes) {
                 Ok(Some((Frame::End, _))) => {}
                 Ok(Some((Frame::Refuse(why), _))) => return Err(format!("node {node}: {why}")),

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -41,8 +41,12 @@ pub struct NodeTls {
     pub grpc: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     /// For the ingest ports of the node's pipelines.
     pub ingest: Arc<wire_actors::IngestTls>,
+    /// For the HTTP endpoint (`--metrics-addr`; ALPN `http/1.1`).
+    pub http: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     /// For dialing other members: trusts the cluster CA, presents the node's certificate.
     pub client: Arc<RwLock<ClientTlsConfig>>,
+    /// For the exchange (mutual TLS both ways), once [`NodeTls::exchange`] made it.
+    exchange: Arc<OnceLock<Arc<wire_actors::exchange::ExchangeTls>>>,
 }
 
 impl NodeTls {
@@ -52,16 +56,46 @@ impl NodeTls {
         Ok(NodeTls {
             files: files.clone(),
             grpc: Arc::new(RwLock::new(grpc)),
+            http: Arc::new(RwLock::new(http_config(files)?)),
             ingest: Arc::new(wire_actors::IngestTls::new(ingest)),
             client: Arc::new(RwLock::new(client)),
+            exchange: Arc::default(),
         })
+    }
+
+    /// The exchange's mutual TLS (its hub and its dials), with `is_member` telling whether
+    /// a peer's certificate names a member; reloaded with the rest from then on.
+    pub fn exchange(
+        &self,
+        is_member: wire_actors::exchange::MemberCheck,
+    ) -> Result<Arc<wire_actors::exchange::ExchangeTls>, String> {
+        if let Some(exchange) = self.exchange.get() {
+            return Ok(exchange.clone());
+        }
+        let files = &self.files;
+        let loaded = wire_actors::exchange::ExchangeTls::load(
+            &files.cert,
+            &files.key,
+            &files.client_ca,
+            is_member,
+        )
+        .map_err(|err| err.to_string())?;
+        Ok(self.exchange.get_or_init(|| Arc::new(loaded)).clone())
     }
 
     /// Reads the files again and, when they are all good, serves new connections with them;
     /// on an error nothing changes.
     pub fn reload(&self) -> Result<(), String> {
         let (grpc, ingest, client) = configs(&self.files)?;
+        if let Some(exchange) = self.exchange.get() {
+            let files = &self.files;
+            exchange
+                .reload(&files.cert, &files.key, &files.client_ca)
+                .map_err(|err| err.to_string())?;
+        }
         *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
+        let http = http_config(&self.files)?;
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
         self.ingest.replace(ingest);
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;
         Ok(())
@@ -71,6 +105,24 @@ impl NodeTls {
     pub fn grpc_config(&self) -> Arc<rustls::ServerConfig> {
         self.grpc.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The HTTP endpoint's configuration: the node's certificate, HTTP/1.1, and a client
+/// certificate from the cluster CA taken when presented but never required (even with
+/// `--tls-require-client-cert`): health probes carry none, and scrapers prove who they are
+/// with a token.
+fn http_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    use wire_net::tls::ClientCerts;
+    let config = wire_net::tls::server_config(
+        &files.cert,
+        &files.key,
+        &files.client_ca,
+        ClientCerts::Optional,
+    )
+    .map_err(|err| err.to_string())?;
+    let mut http = (*config).clone();
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(http))
 }
 
 /// The gRPC and ingest server configurations and the dialing configuration from `files`.

@@ -845,3 +845,162 @@ fn a_revoked_token_stops_its_open_ingest_connection() {
     let audit = std::fs::read_to_string(node.data_dir.join("audit.log")).unwrap();
     assert!(audit.contains("\"rpc\":\"IngestRecheck\""), "{audit}");
 }
+
+/// `curl -s` over HTTPS trusting `certs`' CA, with `extra` arguments: the status code and the
+/// body (a failed handshake gives code `000` and curl's exit status in the body).
+fn curl(certs: &Path, url: &str, extra: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(certs.join("ca.pem"))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs (it is on every machine of the project)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (code.to_string(), format!("{body}{stderr}"))
+}
+
+/// With TLS on, `--metrics-addr` serves HTTPS only; `/metrics` and the dashboard need a
+/// viewer, operator or admin token (bearer, or the password of Basic authentication) or a
+/// client certificate with such a role; `/healthz` and `/readyz` stay open.
+#[test]
+fn the_metrics_endpoint_is_https_and_needs_a_viewer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut flags = node_flags(&certs);
+    flags.extend(["--metrics-addr".to_string(), http.clone()]);
+    let nodes = start_cluster_with(dir.path(), 1, &flags);
+    let file = nodes[0].data_dir.join("admin-token");
+    let admin = wait_for("the founding admin token", FOUNDING, || {
+        std::fs::read_to_string(&file).map_err(|err| err.to_string())
+    });
+    let admin = admin.trim();
+    let (viewer, _) = create_token(&nodes[0], &certs, admin, V, "1h");
+    let (producer, _) = create_token(&nodes[0], &certs, admin, P, "1h");
+    let url = |path: &str| format!("https://{http}{path}");
+    let bearer = |token: &str| format!("authorization: Bearer {token}");
+
+    let (code, body) = curl(&certs, &url("/healthz"), &[]);
+    assert_eq!(code, "200", "{body}");
+    let (code, body) = curl(&certs, &url("/readyz"), &[]);
+    assert!(code == "200" || code == "503", "{code}: {body}");
+
+    for path in ["/metrics", "/", "/api/dashboard"] {
+        let (code, body) = curl(&certs, &url(path), &[]);
+        assert_eq!(code, "401", "{path}: {body}");
+        assert!(body.contains("authentication required"), "{body}");
+        let (code, body) = curl(&certs, &url(path), &["-H", &bearer("wire_x_y")]);
+        assert_eq!(code, "401", "{path} with a malformed token: {body}");
+        let (code, body) = curl(&certs, &url(path), &["-H", &bearer(&producer)]);
+        assert_eq!(code, "403", "{path} as a producer: {body}");
+        assert!(body.contains("role producer"), "{body}");
+    }
+    let (code, body) = curl(&certs, &url("/metrics"), &["-H", &bearer(&viewer)]);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("wire_raft_"), "{body}");
+    // What a browser sends after asking for a user name and password.
+    let basic = format!("me:{viewer}");
+    let (code, body) = curl(&certs, &url("/api/dashboard"), &["-u", &basic]);
+    assert_eq!(code, "200", "{body}");
+    // The admin client certificate carries the admin role (rustls as the client: curl's
+    // OpenSSL does not read rcgen's PKCS#8 key files).
+    let tls = wire_net::tls::client_config(
+        &certs.join("ca.pem"),
+        Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
+    )
+    .unwrap();
+    let name = wire_net::tls::server_name(&http).unwrap();
+    let conn = rustls::ClientConnection::new(tls, name).unwrap();
+    let tcp = std::net::TcpStream::connect(&http).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let request = "GET /metrics HTTP/1.1\r\nhost: wire\r\nconnection: close\r\n\r\n";
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Plain HTTP gets no answer; a client that does not trust the CA fails the handshake.
+    let (code, _) = curl(&certs, &format!("http://{http}/healthz"), &[]);
+    assert_eq!(code, "000");
+    let other = self::certs(&dir.path().join("other-certs"));
+    let (code, body) = curl(&other, &url("/healthz"), &[]);
+    assert_eq!(code, "000", "{body}");
+    // 35: the handshake failed (OpenSSL cannot verify the node's certificate with a CA of
+    // the same name and another key), 60: the certificate is not trusted.
+    assert!(
+        body.contains("curl: (35)") || body.contains("curl: (60)"),
+        "{body}"
+    );
+}
+
+/// With `--admin-rate-limit 5 --admin-rate-burst 10`, a token flooding ClusterStatus is
+/// refused RESOURCE_EXHAUSTED (saying when to retry) once over its bucket, while another
+/// token's calls on another connection all go through meanwhile.
+#[test]
+fn one_token_flooding_admin_calls_does_not_stop_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"));
+    let mut flags = node_flags(&certs);
+    flags.extend(["--admin-rate-limit", "5", "--admin-rate-burst", "10"].map(String::from));
+    let nodes = start_cluster_with(dir.path(), 1, &flags);
+    let file = nodes[0].data_dir.join("admin-token");
+    let admin = wait_for("the founding admin token", FOUNDING, || {
+        std::fs::read_to_string(&file).map_err(|err| err.to_string())
+    });
+    let (flooder, _) = create_token(&nodes[0], &certs, admin.trim(), V, "1h");
+    let (other, _) = create_token(&nodes[0], &certs, admin.trim(), V, "1h");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut flooding = client(&nodes[0], &certs).await;
+        let mut calm = client(&nodes[0], &certs).await;
+        let flood = format!("Bearer {flooder}");
+        let calm_header = format!("Bearer {other}");
+        let mut refused = 0;
+        let mut message = String::new();
+        for round in 0..60 {
+            let mut request = Request::new(ClusterStatusRequest {});
+            request
+                .metadata_mut()
+                .insert("authorization", flood.parse().unwrap());
+            match flooding.cluster_status(request).await {
+                Ok(_) => {}
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    refused += 1;
+                    message = status.message().to_string();
+                }
+            }
+            if round % 10 == 0 {
+                let code = call(&mut calm, "ClusterStatus", Some(&calm_header)).await;
+                assert_eq!(
+                    code,
+                    Code::Ok,
+                    "the other token was refused in round {round}"
+                );
+            }
+        }
+        assert!(
+            refused > 0,
+            "60 calls at once never hit 5 a second, burst 10"
+        );
+        assert!(
+            message.contains("this credential") && message.contains("retry in"),
+            "{message}"
+        );
+    });
+}

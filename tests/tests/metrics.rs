@@ -669,10 +669,18 @@ fn the_example_node_toml_starts_a_tls_node_that_turns_ready() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let node = Watched::spawn(command);
+    // With TLS on the endpoint serves HTTPS only; /readyz needs no token nor certificate.
     let ready = wait_for("the node turns ready", START, || {
-        match http(&metrics, "GET", "/readyz", "")? {
-            (200, body) => Ok(body),
-            (status, body) => Err(format!("{status} {body}")),
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--fail", "--cacert"])
+            .arg(certs.join("ca.pem"))
+            .arg(format!("https://{metrics}/readyz"))
+            .output()
+            .map_err(|err| format!("curl: {err}"))?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status.success() {
+            true => Ok(body),
+            false => Err(format!("{body}{}", String::from_utf8_lossy(&out.stderr))),
         }
     });
     assert!(ready.contains("node 1 joined"), "{ready}");

@@ -507,3 +507,146 @@ fn an_ingest_pipeline_waits_for_its_dead_node_and_says_so() {
         }
     });
 }
+
+/// `wirectl -o json ARGS…` over TLS with the CA and admin certificate in `certs`, or why not.
+fn tls_ctl(endpoint: &str, certs: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let file = |name: &str| certs.join(name).display().to_string();
+    let out = std::process::Command::new(wire_tests::cluster::wirectl_bin())
+        .args(["--endpoint", endpoint, "-o", "json"])
+        .args(["--ca", &file("ca.pem"), "--cert", &file("client.pem")])
+        .args(["--key", &file("client-key.pem")])
+        .args(args)
+        .env_remove("WIRE_ENDPOINT")
+        .env_remove("WIRE_TOKEN")
+        .output()
+        .expect("wirectl runs");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|err| err.to_string())
+}
+
+/// A plaintext exchange Hello for a stream of pipeline `q5`.
+fn plaintext_hello() -> Vec<u8> {
+    use wire_net::exchange::{encode, Frame, StreamKey, VERSION};
+    let stream = StreamKey {
+        pipeline: "q5".to_string(),
+        epoch: 1,
+        task: 0,
+        edge: 0,
+        from: 1,
+        to: 0,
+    };
+    let mut bytes = Vec::new();
+    encode(
+        &Frame::Hello::<&[u8]> {
+            version: VERSION,
+            stream,
+        },
+        &mut bytes,
+    );
+    bytes
+}
+
+/// With TLS on, the exchange runs over mutual TLS: a plaintext producer and one whose
+/// certificate is from another CA are refused (each told why, and the hub logs it and keeps
+/// serving), and a q5 spread over three TLS nodes still gives `wire run`'s rows.
+#[test]
+fn the_exchange_of_a_tls_cluster_is_mutual_tls_and_refuses_strangers() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let ours = wire_tests::cluster::dev_certs(&dir.path().join("certs"));
+    let theirs = wire_tests::cluster::dev_certs(&dir.path().join("other-certs"));
+    let file = |certs: &Path, name: &str| certs.join(name).display().to_string();
+    let flags: Vec<String> = [
+        "--tls-cert",
+        &file(&ours, "node.pem"),
+        "--tls-key",
+        &file(&ours, "node-key.pem"),
+        "--tls-client-ca",
+        &file(&ours, "ca.pem"),
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let nodes = wire_tests::cluster::start_cluster_with(dir.path(), 3, &flags);
+    let endpoint = nodes[0].addr.clone();
+    wire_tests::cluster::wait_for("a leader over TLS", ELECTION, || {
+        let status = tls_ctl(&endpoint, &ours, &["cluster", "status"])?;
+        match status["leader_id"].as_u64() {
+            Some(id) if id != 0 => Ok(()),
+            _ => Err(format!("{status}")),
+        }
+    });
+    let exchange = wire_control::spread::exchange_addr(&nodes[1].addr).expect("exchange address");
+
+    // Plaintext: told in plaintext that the exchange requires mutual TLS.
+    let mut plain = std::net::TcpStream::connect(exchange).expect("connects");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    plain.write_all(&plaintext_hello()).expect("writes");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    let refusal = wire_net::exchange::decode(&answer).expect("a frame");
+    let Some((wire_net::exchange::Frame::Refuse(why), _)) = refusal else {
+        panic!("expected a refusal, got {refusal:?}");
+    };
+    assert!(why.contains("requires mutual TLS"), "{why}");
+
+    // Another cluster's node certificate (trusting ours, so only the hub can refuse it).
+    let config = wire_net::tls::client_config(
+        &ours.join("ca.pem"),
+        Some((&theirs.join("node.pem"), &theirs.join("node-key.pem"))),
+    )
+    .expect("client config");
+    let name = wire_net::tls::server_name(&exchange.to_string()).expect("server name");
+    let conn = rustls::ClientConnection::new(config, name).expect("client connection");
+    let tcp = std::net::TcpStream::connect(exchange).expect("connects");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let wrote = tls.write_all(&plaintext_hello()).and_then(|()| tls.flush());
+    let mut answer = Vec::new();
+    let read = wrote.and_then(|()| tls.read_to_end(&mut answer));
+    let err = read.expect_err("the hub refuses a certificate from another CA");
+    // Both development CAs have the same name: the hub finds ours by name, and its
+    // signature does not verify the stranger's certificate.
+    assert!(err.to_string().contains("received fatal alert"), "{err}");
+    assert!(answer.is_empty(), "the hub answered a stranger: {answer:?}");
+    wire_tests::cluster::wait_for("the hub logs both refusals", ELECTION, || {
+        let log = nodes[1].log_text();
+        let refused = log.matches("exchange: refused a connection").count();
+        if refused >= 2 && log.contains("not signed by this node's cluster CA") {
+            Ok(())
+        } else {
+            Err(format!("{refused} refusals logged"))
+        }
+    });
+
+    // The hubs keep serving: a spread pipeline's rows cross nodes over mutual TLS.
+    let out = dir.path().join("out");
+    let spec = q5_spec(dir.path(), &out);
+    let spec = spec.to_str().expect("utf-8 path");
+    tls_ctl(&endpoint, &ours, &["pipeline", "create", "-f", spec]).expect("created");
+    wire_tests::cluster::wait_for("q5 finished", wire_tests::cluster::PIPELINE_WAIT, || {
+        let got = tls_ctl(&endpoint, &ours, &["pipeline", "get", "q5"])?;
+        match got["state"].as_str() {
+            Some("finished") => Ok(got),
+            _ => Err(format!("{got}")),
+        }
+    });
+    for node in &nodes {
+        assert!(
+            out.join(format!("node-{}", node.id)).is_dir(),
+            "node {} wrote nothing",
+            node.id
+        );
+    }
+    let expected = reference_rows(dir.path(), q5_spec);
+    let rows = wire_tests::sorted_json_rows(&out);
+    assert_eq!(rows.len(), expected.len());
+    assert!(
+        rows == expected,
+        "the spread run's rows differ from wire run's"
+    );
+}

@@ -126,7 +126,7 @@ fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
 }
 
 fn loopback_hub() -> Arc<ExchangeHub> {
-    ExchangeHub::bind("127.0.0.1:0".parse().expect("address")).expect("hub binds")
+    ExchangeHub::bind("127.0.0.1:0".parse().expect("address"), None).expect("hub binds")
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
             wire_storage::io::local_executor()
                 .expect("executor")
                 .run(async move {
-                    let sender = NetSender::connect(peer, key, failure).await;
+                    let sender = NetSender::connect(peer, key, failure, None).await;
                     let from = SenderId::new(0, 0);
                     for batch in batches(BATCHES) {
                         let message = Message::Batch {

@@ -47,6 +47,7 @@ pub struct Guard {
     meta: MetaHandle,
     transport: GrpcTransport,
     audit: Audit,
+    limiter: super::RateLimiter,
 }
 
 /// Why a call (or an ingest Hello) was refused.
@@ -67,7 +68,14 @@ impl Guard {
             meta,
             transport,
             audit,
+            limiter: super::RateLimiter::new(super::AdminLimits::default()),
         }
+    }
+
+    /// The guard with the rate limits `limits` on every call.
+    pub fn with_limits(mut self, limits: super::AdminLimits) -> Guard {
+        self.limiter = super::RateLimiter::new(limits);
+        self
     }
 
     /// `service` behind this guard.
@@ -119,6 +127,12 @@ impl Guard {
         match self.authorize(&rpc, &credentials).await {
             Ok(identity) => {
                 record.who = identity.who();
+                if let Err(why) = self.limiter.admit(&identity, peer) {
+                    let status = Status::resource_exhausted(why);
+                    record.outcome = format!("{:?}", status.code());
+                    self.audit.write(&record);
+                    return Ok(status.into_http());
+                }
                 request.extensions_mut().insert(identity);
             }
             Err(refusal) => {

@@ -6,15 +6,19 @@
 //! is answered 431 and the connection closed, one that does not arrive within
 //! [`HEADER_TIMEOUT`] is dropped, a malformed one gets 400, and at most [`MAX_CONNECTIONS`]
 //! connections are served at once (more are closed at once). Bodies are never read.
+//!
+//! On a node with TLS ([`HttpSecurity`]) the endpoint serves HTTPS only, with the node's
+//! certificate, and the metrics and the dashboard need a `viewer` (or stronger) token or
+//! client certificate (`crate::auth::http_access`); `/healthz` and `/readyz` stay open.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use hyper::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -24,7 +28,15 @@ use super::dashboard;
 use super::encode::{classic, Snapshot};
 use super::process::Usage;
 use super::Metrics;
+use crate::auth::{AccessRole, HttpRefusal};
 use crate::raft::{ActualState, DesiredState, MetaHandle};
+
+/// HTTPS and authentication for the endpoint (a node with TLS on).
+#[derive(Debug, Clone)]
+pub struct HttpSecurity {
+    /// The server configuration now (replaced on SIGHUP; each connection takes the current).
+    pub tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+}
 
 /// The largest request head accepted (hyper's smallest buffer is 8 KiB).
 pub const MAX_REQUEST_BYTES: usize = 8 << 10;
@@ -58,9 +70,14 @@ impl MetricsServer {
     }
 }
 
-/// Binds `addr` (HOST:PORT) and serves `metrics` there on the current tokio runtime. A port
-/// in use, or an address that is not this machine's, is an error naming the address.
-pub async fn serve(addr: &str, metrics: Metrics) -> Result<MetricsServer, String> {
+/// Binds `addr` (HOST:PORT) and serves `metrics` there on the current tokio runtime (over
+/// HTTPS with authentication with `security`). A port in use, or an address that is not this
+/// machine's, is an error naming the address.
+pub async fn serve(
+    addr: &str,
+    metrics: Metrics,
+    security: Option<HttpSecurity>,
+) -> Result<MetricsServer, String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|err| format!("cannot serve metrics on {addr}: {}", lower(&err)))?;
@@ -68,8 +85,9 @@ pub async fn serve(addr: &str, metrics: Metrics) -> Result<MetricsServer, String
         .local_addr()
         .map_err(|err| format!("cannot serve metrics on {addr}: {}", lower(&err)))?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(accept(listener, metrics, stopped));
-    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let https = security.is_some();
+    tokio::spawn(accept(listener, metrics, security, stopped));
+    tracing::info!(addr = %bound, https, "serving /metrics, /healthz and /readyz");
     Ok(MetricsServer {
         addr: bound,
         _stop: stop,
@@ -90,6 +108,7 @@ fn lower(err: &std::io::Error) -> String {
 async fn accept(
     listener: TcpListener,
     metrics: Metrics,
+    security: Option<HttpSecurity>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -111,26 +130,120 @@ async fn accept(
             continue; // too many at once: closed
         };
         let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(answer(&metrics, request).await) }
+        let Some(security) = &security else {
+            tokio::spawn(async move {
+                serve_connection(stream, metrics, None).await;
+                drop(permit);
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_REQUEST_BYTES)
-                .max_headers(MAX_HEADERS)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            continue;
+        };
+        let config = security
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        tokio::spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let role = cert.and_then(crate::auth::cert_role);
+                    serve_connection(tls, metrics, Some(Access { cert_role: role })).await;
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, "metrics endpoint: TLS handshake failed")
+                }
+                Err(_) => tracing::debug!("metrics endpoint: no TLS handshake in time"),
+            }
             drop(permit);
         });
     }
 }
 
-async fn answer(metrics: &Metrics, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// What a connection proved at its handshake, when authentication is on.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    /// The role its client certificate carries, if any.
+    cert_role: Option<AccessRole>,
+}
+
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes or expires.
+async fn serve_connection<IO>(io: IO, metrics: Metrics, access: Option<Access>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let metrics = metrics.clone();
+        async move { Ok::<_, Infallible>(answer(&metrics, access, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), service);
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+}
+
+/// `None` when the request may read `path`, else the answer refusing it.
+async fn refuse(
+    metrics: &Metrics,
+    access: Option<Access>,
+    request: &Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    let access = access?;
+    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+        return None;
+    }
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or(""));
+    let meta = metrics.meta().map(|(_, meta)| meta);
+    let checked = tokio::time::timeout(
+        META_WAIT,
+        crate::auth::http_access(meta.as_ref(), authorization, access.cert_role),
+    )
+    .await
+    .unwrap_or(Err(HttpRefusal::Unavailable));
+    match checked {
+        Ok(_) => None,
+        Err(HttpRefusal::Unauthenticated) => {
+            let mut answer = text(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: give a viewer, operator or admin token \
+                 (authorization: Bearer TOKEN, or as the password of Basic authentication)\n"
+                    .into(),
+            );
+            let challenges = answer.headers_mut();
+            challenges.append(WWW_AUTHENTICATE, "Basic realm=\"wire\"".parse().ok()?);
+            challenges.append(WWW_AUTHENTICATE, "Bearer realm=\"wire\"".parse().ok()?);
+            Some(answer)
+        }
+        Err(HttpRefusal::Denied(role)) => Some(text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "permission denied: role {} may not read metrics or the dashboard\n",
+                role.name()
+            ),
+        )),
+        Err(HttpRefusal::Unavailable) => Some(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node cannot read its metadata now; retry\n".into(),
+        )),
+    }
+}
+
+async fn answer(
+    metrics: &Metrics,
+    access: Option<Access>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    if let Some(refused) = refuse(metrics, access, &request).await {
+        return refused;
     }
     match request.uri().path() {
         "/metrics" => scrape(metrics, wants_openmetrics(request.headers())).await,

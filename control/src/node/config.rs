@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use wire_storage::checkpoint::StoreUrl;
 
+use crate::auth::AdminLimits;
 use crate::tls::TlsFiles;
 
 /// The keys of `node.toml`, each optional (a flag may give it instead).
@@ -46,6 +47,11 @@ pub struct NodeFile {
     /// `checkpoint-store`: where pipelines' checkpoints go, each under
     /// `<pipeline>-<incarnation>/`: `file:///DIR`, a directory, or `s3://BUCKET/PREFIX`.
     pub checkpoint_store: Option<String>,
+    /// `admin-rate-limit`: AdminService calls a second per connection and per token (0: no
+    /// limit).
+    pub admin_rate_limit: Option<u32>,
+    /// `admin-rate-burst`: calls each may make at once.
+    pub admin_rate_burst: Option<u32>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -83,6 +89,8 @@ pub struct NodeConfig {
     pub metrics_addr: Option<String>,
     /// Where pipelines' checkpoints go (default: each pipeline's directory on this node).
     pub checkpoint_store: Option<StoreUrl>,
+    /// Rate limits on AdminService calls.
+    pub admin_limits: AdminLimits,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -126,6 +134,8 @@ impl NodeFile {
             insecure: self.insecure.or(file.insecure),
             metrics_addr: self.metrics_addr.or(file.metrics_addr),
             checkpoint_store: self.checkpoint_store.or(file.checkpoint_store),
+            admin_rate_limit: self.admin_rate_limit.or(file.admin_rate_limit),
+            admin_rate_burst: self.admin_rate_burst.or(file.admin_rate_burst),
         }
     }
 
@@ -192,6 +202,17 @@ impl NodeFile {
             Some(url) => Some(check_store(url).map_err(|err| format!("checkpoint-store: {err}"))?),
             None => None,
         };
+        let defaults = AdminLimits::default();
+        let admin_limits = AdminLimits {
+            rate: self.admin_rate_limit.unwrap_or(defaults.rate),
+            burst: self.admin_rate_burst.unwrap_or(defaults.burst),
+        };
+        if admin_limits.rate > 0 && admin_limits.burst == 0 {
+            return Err(
+                "admin-rate-burst: 0 would refuse every call (use 1 or more, or admin-rate-limit = 0 for no limit)"
+                    .into(),
+            );
+        }
         let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
         let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
             (Some(_), Some(_)) => {
@@ -227,6 +248,7 @@ impl NodeFile {
             tls,
             metrics_addr: self.metrics_addr,
             checkpoint_store,
+            admin_limits,
         })
     }
 }

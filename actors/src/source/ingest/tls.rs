@@ -169,14 +169,11 @@ impl AsyncRead for IngestStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             IngestStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            IngestStream::Tls(tls) => match Pin::new(tls.as_mut()).poll_read(cx, buf) {
-                // A producer that closes without close_notify has still sent whole frames
-                // before it: an end of stream, as on a plain socket.
-                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
-                    Poll::Ready(Ok(0))
-                }
-                other => other,
-            },
+            // A producer that closes without close_notify has still sent whole frames before
+            // it: an end of stream.
+            IngestStream::Tls(tls) => {
+                crate::exchange::tls::eof_as_end(Pin::new(tls.as_mut()).poll_read(cx, buf))
+            }
         }
     }
 }

@@ -442,7 +442,7 @@ fn start_metrics(
         return Ok(None);
     };
     let registry = Metrics::new();
-    let served = runtime.block_on(server::serve(addr, registry.clone()))?;
+    let served = runtime.block_on(server::serve(addr, registry.clone(), None))?;
     eprintln!("metrics on http://{}/metrics", served.addr());
     Ok(Some((registry, served)))
 }

@@ -57,6 +57,13 @@ pub struct StartArgs {
     /// (endpoint and credentials from the AWS_* environment) [default: the node's data dir].
     #[arg(long, value_name = "URL")]
     checkpoint_store: Option<String>,
+    /// AdminService calls a second allowed per connection and per token or certificate
+    /// (0: no limit) [default: 100].
+    #[arg(long, value_name = "N")]
+    admin_rate_limit: Option<u32>,
+    /// AdminService calls each connection and token may make at once [default: 200].
+    #[arg(long, value_name = "N")]
+    admin_rate_burst: Option<u32>,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -100,6 +107,8 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         insecure: args.insecure.then_some(true),
         metrics_addr: args.metrics_addr,
         checkpoint_store: args.checkpoint_store,
+        admin_rate_limit: args.admin_rate_limit,
+        admin_rate_burst: args.admin_rate_burst,
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),
