@@ -12,6 +12,7 @@ mod explain;
 mod expr;
 mod group;
 mod lookup;
+mod over;
 mod prep;
 mod query;
 pub mod session;

@@ -3,7 +3,8 @@
 //! A query is lowered clause by clause, each clause that does something becoming one operator
 //! whose output the next reads: `FROM` (a table, a view, a join, a windowing function, a
 //! subquery), `WHERE` (`filter`), `GROUP BY` and aggregates (`aggregate`), `HAVING` (`filter`),
-//! the select list (`map` or `project`, none when it changes nothing), and a subquery with
+//! `OVER` aggregates with a rows frame (`process` `over_rows`), the select list (`map` or
+//! `project`, none when it changes nothing), and a subquery with
 //! `ROW_NUMBER() OVER (...)` filtered by `rn <= N` (`top`).
 
 use sqlparser::ast::{
@@ -312,6 +313,15 @@ impl Lower {
         if let Some(selection) = &select.selection {
             rel = self.filter(rel, selection, at)?;
         }
+        if super::over::has_over(&select.projection) {
+            let grouped =
+                !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
+            if grouped || select.having.is_some() {
+                return err(at, "OVER aggregates and GROUP BY in one SELECT are not supported; group in a subquery first");
+            }
+            let (rel, items) = super::over::lower(self, &select.projection, rel, at)?;
+            return self.projection(&items, rel, at);
+        }
         self.finish_select(select, rel, at)
     }
 
@@ -540,6 +550,17 @@ impl Lower {
     /// The field names of what `name` emits.
     pub(super) fn fields(&self, name: &str, pos: Pos) -> Result<Vec<String>, SqlError> {
         self.fields_of(name, pos)
+    }
+
+    /// Adds an operator of `kind` reading `input`; returns its name.
+    pub(super) fn push_operator(
+        &mut self,
+        base: &str,
+        input: &str,
+        kind: OperatorKind,
+        at: Pos,
+    ) -> String {
+        self.push(base, &[input], kind, at)
     }
 
     pub(super) fn push_aggregate(&mut self, input: &str, spec: AggregateSpec, at: Pos) -> String {

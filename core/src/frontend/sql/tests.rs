@@ -223,6 +223,16 @@ fn errors_name_line_column_and_what_is_unsupported() {
         (&interval("INSERT INTO out SELECT * FROM bid AS a JOIN bid2 AS b ON a.auction = b.auction AND b.date_time NOT BETWEEN a.date_time AND a.date_time;") as &str, "`NOT BETWEEN` cannot bound an interval join"),
         (&interval("INSERT INTO out SELECT * FROM bid AS a JOIN bid2 AS b ON a.auction = b.auction AND date_time BETWEEN a.date_time AND a.date_time;") as &str, "an interval join tests the right side's event time"),
         ("INSERT INTO out SELECT ILIKE_X FROM bid WHERE url ILIKE 'a';", "is not supported in expressions"),
+        ("INSERT INTO out SELECT auction, avg(price) OVER (PARTITION BY auction ORDER BY date_time) AS a FROM bid;", "t.sql:3:33: only `ROWS BETWEEN n PRECEDING AND CURRENT ROW`"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS a FROM bid;", "RANGE frames, UNBOUNDED and FOLLOWING are not"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time DESC ROWS 2 PRECEDING) AS a FROM bid;", "`DESC` is not supported"),
+        ("INSERT INTO out SELECT avg(price) OVER (ROWS 2 PRECEDING) AS a FROM bid;", "needs `ORDER BY` one time column"),
+        ("INSERT INTO out SELECT avg(price + 1) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid;", "t.sql:3:28: the argument of an OVER aggregate must be a column"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS price FROM bid;", "`price` is a column of the input"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a, max(price) OVER (ORDER BY date_time ROWS 3 PRECEDING) AS b FROM bid;", "different windows in one SELECT"),
+        ("INSERT INTO out SELECT auction, avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid GROUP BY auction;", "OVER aggregates and GROUP BY in one SELECT"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY channel ROWS 2 PRECEDING) AS a FROM bid;", "config `order` must name a timestamp or i64 field"),
+        ("INSERT INTO out SELECT 1 + avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid;", "supported only as a select item `AVG/SUM/COUNT/MIN/MAX(col) OVER"),
     ];
     for (sql, expected) in cases {
         let message = error(sql);
@@ -296,4 +306,58 @@ fn for_system_time_as_of_is_a_lookup() {
         message.contains("a temporal join's conditions must be equalities"),
         "{message}"
     );
+}
+
+#[test]
+fn over_aggregates_with_a_rows_frame_lower_to_over_rows() {
+    let spec = lower(
+        "INSERT INTO out SELECT auction, date_time, \
+         avg(price) OVER w AS a, count(*) OVER w AS n FROM bid;"
+            .replace(
+                "OVER w",
+                "OVER (PARTITION BY auction ORDER BY date_time ROWS BETWEEN 4 PRECEDING AND CURRENT ROW)",
+            )
+            .as_str(),
+    );
+    assert_eq!(kinds(&spec), ["other", "project"]);
+    let OperatorKind::Process(process) = &spec.operators[0].kind else {
+        panic!("not a process");
+    };
+    assert_eq!(process.function.name, "over_rows");
+    assert_eq!(process.group_by.len(), 1);
+    assert_eq!(process.group_by[0].expr.text, "auction");
+    let config: Vec<(&str, &str)> = process
+        .config
+        .iter()
+        .map(|(k, v)| (k.name.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        config,
+        [
+            ("order", "date_time"),
+            ("preceding", "4"),
+            ("aggregates", "a = avg(price), n = count(*)")
+        ]
+    );
+    let plan = Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = plan.sinks[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["auction", "date_time", "a", "n"]);
+    // `ROWS n PRECEDING`, an unnamed item (`EXPR$1`), and an update stream as input.
+    let spec = lower(
+        "CREATE VIEW top AS SELECT auction, max(date_time) AS t, max(price) AS p FROM bid GROUP BY auction;\n\
+         INSERT INTO out SELECT auction, sum(p) OVER (ORDER BY t ROWS 2 PRECEDING) FROM top;",
+    );
+    let plan = Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = plan.sinks[0]
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(names, ["auction", "EXPR$1"]);
 }

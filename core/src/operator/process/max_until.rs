@@ -132,6 +132,21 @@ impl KeyedProcess for MaxUntil {
         Ok(())
     }
 
+    fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
+        let keys: Vec<Vec<Value>> = state
+            .keys()
+            .filter(|k| state.key_group_of(k) == key_group)
+            .map(<[Value]>::to_vec)
+            .collect();
+        for key in keys {
+            let deadline = match state.key(&key, self.watermark).value(DEADLINE).get() {
+                Some(Value::Timestamp(ms) | Value::I64(ms)) => *ms,
+                _ => continue,
+            };
+            self.timers.entry(deadline).or_default().push(key);
+        }
+    }
+
     fn on_watermark(
         &mut self,
         watermark: i64,
