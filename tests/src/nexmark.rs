@@ -280,3 +280,50 @@ pub fn q6_over(events: &Events) -> (Vec<Json>, BTreeSet<i64>) {
     }
     (rows, ties)
 }
+
+/// Checks Nexmark q12's output `rows` (processing-time windows of 10 s) from a run between
+/// `before` and `after` (wall-clock ms) over `bids`: every window is 10 s long and aligned,
+/// lies within the run, is emitted once per bidder, and each bidder's counts add up to its
+/// bids (which windows the bids fall in depends on the clock).
+pub fn check_q12(rows: &[Json], bids: &[Bid], (before, after): (i64, i64), what: &str) {
+    let size = 10 * SECOND;
+    let ms = |value: &Json| {
+        let text = value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+        wire_core::time::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for bid in bids {
+        *expected.entry(bid.bidder).or_default() += 1;
+    }
+    let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut windows = HashSet::new();
+    for row in rows {
+        let (start, end) = (ms(&row["window_start"]), ms(&row["window_end"]));
+        assert!(
+            end - start == size && start % size == 0,
+            "not a 10 s window: {row}"
+        );
+        assert!(
+            (before - size..=after).contains(&start),
+            "window of {row} is outside the run's wall-clock time [{before}, {after}]"
+        );
+        let bidder = row["bidder"].as_i64().expect("bidder");
+        assert!(
+            windows.insert((bidder, start)),
+            "window emitted twice: {row}"
+        );
+        let n = row["bid_count"].as_i64().filter(|n| *n > 0);
+        *per_bidder.entry(bidder).or_default() += n.unwrap_or_else(|| panic!("{row}"));
+    }
+    crate::rows::assert_maps_eq(&per_bidder, &expected, &format!("{what}: bids per bidder"));
+}
+
+/// The wall clock, in ms since the epoch (to bound processing-time windows).
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    i64::try_from(since.as_millis()).expect("ms")
+}

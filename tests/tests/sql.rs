@@ -204,6 +204,22 @@ fn q6_average_selling_price_by_seller_over_rows() {
     }
 }
 
+/// q12's windows follow the wall clock, so only what does not depend on it is compared.
+#[test]
+fn q12_processing_time_windows_from_proctime() {
+    let example = Example::load("q12.sql", &[SHORT]);
+    for cores in [1, 2] {
+        let before = nexmark::now_ms();
+        let (dir, _) = example.run(cores);
+        let after = nexmark::now_ms();
+        let out = dir.path().join("q12");
+        assert_fields(&out, &["bidder", "bid_count", "window_start", "window_end"]);
+        let what = format!("q12 at {cores} cores");
+        let rows = read_jsonl_dir(&out);
+        nexmark::check_q12(&rows, &example.events.bids, (before, after), &what);
+    }
+}
+
 #[test]
 fn q7_highest_bids_per_tumbling_window() {
     let example = Example::load("q7.sql", &[SHORT, JITTER]);

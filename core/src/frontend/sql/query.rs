@@ -13,7 +13,7 @@ use sqlparser::ast::{
 };
 
 use super::expr::{self, has_aggregate, Scope};
-use super::prep::{Temporal, Watermark};
+use super::prep::{ProcTime, Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
@@ -38,6 +38,7 @@ pub(super) struct Lower {
     origin: Origin,
     pub watermarks: Vec<Watermark>,
     pub temporals: Vec<Temporal>,
+    pub proctimes: Vec<ProcTime>,
     tables: Vec<Table>,
     views: Vec<(String, String)>,
     sources: Vec<SourceSpec>,
@@ -54,6 +55,7 @@ impl Lower {
             origin,
             watermarks: Vec::new(),
             temporals: Vec::new(),
+            proctimes: Vec::new(),
             tables: Vec::new(),
             views: Vec::new(),
             sources: Vec::new(),
@@ -540,6 +542,13 @@ impl Lower {
     /// The table `name` made by `CREATE TABLE`, if there is one.
     pub(super) fn table(&self, name: &str) -> Option<Table> {
         self.tables.iter().find(|t| t.name.name == name).cloned()
+    }
+
+    /// Whether `column` of table `table` is `AS PROCTIME()`.
+    pub(super) fn is_proctime(&self, table: &str, column: &str) -> bool {
+        self.proctimes
+            .iter()
+            .any(|p| p.table == table && p.column == column)
     }
 
     /// The SQL file's name, for errors.

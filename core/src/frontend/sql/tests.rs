@@ -2,7 +2,7 @@
 
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind};
-use crate::time::window::WindowKind;
+use crate::time::window::{TimeDomain, WindowKind};
 
 const BID: &str =
     "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
@@ -210,7 +210,7 @@ fn errors_name_line_column_and_what_is_unsupported() {
         ("INSERT INTO out SELECT prise FROM bid;", "t.sql:3:24: "),
         ("INSERT INTO out SELECT * FROM bid UNION SELECT * FROM bid;", "only `UNION ALL` is supported"),
         ("INSERT INTO out SELECT * FROM bid LEFT JOIN bid AS b ON bid.auction = b.auction;", "only inner joins"),
-        ("INSERT INTO out SELECT * FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) GROUP BY window_start, window_end;", "CUMULATE windows are not supported"),
+        ("INSERT INTO out SELECT count(*) AS n FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end;", "t.sql:3:49: expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
         ("INSERT INTO out SELECT * FROM bid WHERE;", "t.sql:3:40: invalid SQL"),
         ("DELETE FROM bid;", "`DELETE FROM` is not supported"),
         ("INSERT INTO out SELECT auction FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bid);", "needs `WHERE rn <= N`"),
@@ -360,4 +360,49 @@ fn over_aggregates_with_a_rows_frame_lower_to_over_rows() {
         .map(|f| f.name.as_str())
         .collect();
     assert_eq!(names, ["auction", "EXPR$1"]);
+}
+
+#[test]
+fn a_proctime_column_makes_processing_time_windows() {
+    let table = "CREATE TABLE b2 (auction BIGINT, bidder BIGINT, p AS PROCTIME(), \
+        date_time TIMESTAMP(3)) WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '10');\n";
+    let query = |descriptor: &str| {
+        format!(
+            "{table}INSERT INTO out SELECT bidder, count(*) AS n, window_start FROM \
+             TABLE(TUMBLE(TABLE b2, DESCRIPTOR({descriptor}), INTERVAL '10' SECOND)) \
+             GROUP BY bidder, window_start, window_end;"
+        )
+    };
+    let time_of = |spec: &PipelineSpec| match &spec.operators[0].kind {
+        OperatorKind::Aggregate(a) => a.window.as_ref().map(|w| w.time),
+        _ => None,
+    };
+    let spec = lower(&query("p"));
+    assert_eq!(time_of(&spec), Some(TimeDomain::Processing));
+    let spec = lower(&query("date_time"));
+    assert_eq!(time_of(&spec), Some(TimeDomain::Event));
+    // The computed column is not a column of the rows.
+    let message = error(&format!("{table}INSERT INTO out SELECT p FROM b2;"));
+    assert!(message.contains("t.sql:4:"), "{message}");
+}
+
+#[test]
+fn cumulate_is_a_cumulate_window() {
+    let spec = lower(
+        "INSERT INTO out SELECT auction, window_start, window_end, count(*) AS n FROM \
+         TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY auction, window_start, window_end;",
+    );
+    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else {
+        panic!("not an aggregate");
+    };
+    let window = a.window.as_ref().expect("a window");
+    assert_eq!(
+        window.kind,
+        WindowKind::Cumulate {
+            step_ms: 2000,
+            size_ms: 10_000
+        }
+    );
+    assert_eq!(window.time, TimeDomain::Event);
 }
