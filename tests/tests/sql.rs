@@ -220,6 +220,46 @@ fn q12_processing_time_windows_from_proctime() {
     }
 }
 
+/// CUMULATE on the real binary: bids per auction in windows growing by 2 s up to 10 s, rows
+/// out of order but none late, against a plain count.
+#[test]
+fn cumulate_windows_count_the_bids_of_each_growing_window() {
+    let text = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+        url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR, \
+        WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+        WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '100k', 'seed' = '1', \
+        'out_of_order_ms' = '3000');\n\
+        CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = './wire-output/out', 'format' = 'json');\n\
+        INSERT INTO out SELECT auction, window_start, window_end, count(*) AS n \
+        FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+        GROUP BY auction, window_start, window_end;";
+    let spec = PipelineSpec::parse("cumulate.sql", text).unwrap_or_else(|e| panic!("{e}"));
+    let example = Example {
+        sql: text.to_string(),
+        events: Events::of(&spec),
+    };
+    let (step, size) = (2000, 10_000);
+    let mut counts: std::collections::BTreeMap<(i64, i64, i64), i64> = Default::default();
+    for bid in &example.events.bids {
+        let start = bid.date_time - bid.date_time.rem_euclid(size);
+        let first = bid.date_time - bid.date_time.rem_euclid(step) + step;
+        for end in (first..=start + size).step_by(step as usize) {
+            *counts.entry((bid.auction, start, end)).or_default() += 1;
+        }
+    }
+    let expected: Vec<Json> = counts
+        .into_iter()
+        .map(|((auction, start, end), n)| {
+            json!({"auction": auction, "window_start": time(start), "window_end": time(end), "n": n})
+        })
+        .collect();
+    example.check(
+        "out",
+        &["auction", "window_start", "window_end", "n"],
+        &expected,
+    );
+}
+
 #[test]
 fn q7_highest_bids_per_tumbling_window() {
     let example = Example::load("q7.sql", &[SHORT, JITTER]);
