@@ -468,6 +468,15 @@ impl ProcessRegistry {
     }
 }
 
+/// The keys holding state in `key_group` (for [`KeyedProcess::on_restore`]).
+fn keys_in_group(state: &KeyedState, key_group: u32) -> Vec<Vec<Value>> {
+    state
+        .keys()
+        .filter(|k| state.key_group_of(k) == key_group)
+        .map(<[Value]>::to_vec)
+        .collect()
+}
+
 fn global() -> &'static RwLock<ProcessRegistry> {
     static GLOBAL: OnceLock<RwLock<ProcessRegistry>> = OnceLock::new();
     GLOBAL.get_or_init(|| RwLock::new(ProcessRegistry::with_builtins()))

@@ -308,6 +308,13 @@ fn for_system_time_as_of_is_a_lookup() {
     );
 }
 
+/// The field names of the first sink's rows.
+fn sink_fields(spec: &PipelineSpec) -> Vec<String> {
+    let plan = Plan::from_spec(spec).unwrap_or_else(|e| panic!("{e}"));
+    let fields = plan.sinks[0].schema.fields().iter();
+    fields.map(|f| f.name.clone()).collect()
+}
+
 #[test]
 fn over_aggregates_with_a_rows_frame_lower_to_over_rows() {
     let spec = lower(
@@ -339,27 +346,13 @@ fn over_aggregates_with_a_rows_frame_lower_to_over_rows() {
             ("aggregates", "a = avg(price), n = count(*)")
         ]
     );
-    let plan = Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&str> = plan.sinks[0]
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    assert_eq!(names, ["auction", "date_time", "a", "n"]);
+    assert_eq!(sink_fields(&spec), ["auction", "date_time", "a", "n"]);
     // `ROWS n PRECEDING`, an unnamed item (`EXPR$1`), and an update stream as input.
     let spec = lower(
         "CREATE VIEW top AS SELECT auction, max(date_time) AS t, max(price) AS p FROM bid GROUP BY auction;\n\
          INSERT INTO out SELECT auction, sum(p) OVER (ORDER BY t ROWS 2 PRECEDING) FROM top;",
     );
-    let plan = Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&str> = plan.sinks[0]
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect();
-    assert_eq!(names, ["auction", "EXPR$1"]);
+    assert_eq!(sink_fields(&spec), ["auction", "EXPR$1"]);
 }
 
 #[test]

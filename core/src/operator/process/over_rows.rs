@@ -384,12 +384,7 @@ impl KeyedProcess for OverRows {
     }
 
     fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
-        let keys: Vec<Vec<Value>> = state
-            .keys()
-            .filter(|k| state.key_group_of(k) == key_group)
-            .map(<[Value]>::to_vec)
-            .collect();
-        for key in keys {
+        for key in super::keys_in_group(state, key_group) {
             let next = state
                 .key(&key, self.watermark)
                 .list(PENDING)

@@ -667,3 +667,35 @@ proptest! {
         prop_assert_eq!(out, expected);
     }
 }
+
+#[test]
+fn over_rows_rebuilds_its_timers_from_restored_state() {
+    let mut op = over_rows_op(1, false);
+    let mut state = KeyedState::new(op.state_descriptors(), 16);
+    for (t, price) in [(10, 4), (20, 6)] {
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        let batch = timed_row(None, 1, t, Some(price));
+        for row in batch.view().rows() {
+            let key = [Datum::I64(1)];
+            op.process_row(&key, row, None, &mut state.key(&key, 0), &mut out)
+                .unwrap();
+        }
+    }
+    let group = state.key_group_of(&[Value::I64(1)]);
+    let bytes = state.snapshot_key_group(group);
+    let mut restored_op = over_rows_op(1, false);
+    let mut restored = KeyedState::new(restored_op.state_descriptors(), 16);
+    restored.restore_key_group(group, &bytes).unwrap();
+    restored_op.on_restore(&mut restored, group);
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    restored_op
+        .on_watermark(i64::MAX, &mut restored, &mut out)
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            over_model(1, 10, &[Some(4)]),
+            over_model(1, 20, &[Some(4), Some(6)])
+        ]
+    );
+}
