@@ -333,6 +333,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
                 Some(w) => match w.kind {
                     wire_core::time::window::WindowKind::Tumbling { .. } => "tumbling window",
                     wire_core::time::window::WindowKind::Hop { .. } => "hop window",
+                    wire_core::time::window::WindowKind::Cumulate { .. } => "cumulate window",
                     wire_core::time::window::WindowKind::Session { .. } => "session window",
                 },
                 None => "aggregate",

@@ -4,7 +4,8 @@
 //! serving `--metrics-addr` (scraped every 100 ms) costs.
 //!
 //! Run: `cargo bench -p wire-bench --bench e2e_nexmark [-- --events N --queries q5,q7]`
-//! (`--metrics-only`: only the metrics comparison);
+//! (`--metrics-only`: only the metrics comparison; `--sql`: only each query's SQL version
+//! (examples/nexmark/sql/) beside its YAML twin, alternated, at one core);
 //! `-- --test` is a seconds-long smoke pass. Figures come from the binary's own summary
 //! (events/s of all event kinds, peak RSS from VmHWM).
 
@@ -20,6 +21,8 @@ struct Args {
     dir: PathBuf,
     /// Only the metrics on/off comparison.
     metrics_only: bool,
+    /// Only SQL against YAML.
+    sql_only: bool,
 }
 
 /// What one `wire run` reported.
@@ -64,12 +67,17 @@ fn main() -> anyhow::Result<()> {
         if args.smoke { " --test" } else { "" },
         if args.metrics_only {
             " --metrics-only"
+        } else if args.sql_only {
+            " --sql"
         } else {
             ""
         }
     );
     println!("machine: {}", wire_bench::machine_description(&args.dir));
     println!();
+    if args.sql_only {
+        return sql_vs_yaml(&args, &root, &wire);
+    }
     if !args.metrics_only {
         queries(&args, &root, &wire)?;
         hop_cost(&args, &root, &wire)?;
@@ -342,8 +350,100 @@ fn blackhole_sinks(yaml: &str) -> String {
     out.join("\n") + "\n"
 }
 
+/// Each query with a SQL version: its YAML and SQL texts (sinks blackholed, `events` set) run
+/// alternately at one core, best of two each; the ratio SQL / YAML should be 1 (same plan).
+fn sql_vs_yaml(args: &Args, root: &Path, wire: &Path) -> anyhow::Result<()> {
+    println!("## SQL beside YAML: sinks replaced by blackholes, 1 core, best of 2 alternated");
+    println!("| query | events | YAML events/s | SQL events/s | SQL / YAML |");
+    println!("|---|---|---|---|---|");
+    for (name, path) in examples(root)? {
+        if args
+            .queries
+            .as_ref()
+            .is_some_and(|only| !only.contains(&name))
+        {
+            continue;
+        }
+        let sql_path = root
+            .join("examples/nexmark/sql")
+            .join(format!("{name}.sql"));
+        let Ok(sql) = std::fs::read_to_string(&sql_path) else {
+            continue;
+        };
+        let yaml = blackhole_sinks(&with_events(&std::fs::read_to_string(&path)?, args.events));
+        let sql = sql_blackholed(&sql, args.events);
+        let (mut by_yaml, mut by_sql) = (0.0f64, 0.0f64);
+        for _ in 0..2 {
+            by_yaml = by_yaml.max(run(wire, root, &args.dir, &yaml, 1)?.events_per_s);
+            by_sql = by_sql.max(run_text(wire, root, &args.dir, &sql, "sql", 1)?.events_per_s);
+        }
+        println!(
+            "| {name} | {} | {} | {} | {:.2} |",
+            wire_bench::human(args.events as f64),
+            wire_bench::human(by_yaml),
+            wire_bench::human(by_sql),
+            by_sql / by_yaml.max(1.0)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// A SQL file with `'events' = ...` set to `events` and every table an `INSERT` writes
+/// declared as a blackhole (`--` comments dropped).
+fn sql_blackholed(sql: &str, events: u64) -> String {
+    let text: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let statements: Vec<&str> = text.split(';').map(str::trim).collect();
+    let sinks: Vec<&str> = statements
+        .iter()
+        .filter_map(|s| s.strip_prefix("INSERT INTO "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let mut out = String::new();
+    for statement in statements.iter().filter(|s| !s.is_empty()) {
+        let created = statement
+            .strip_prefix("CREATE TABLE ")
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '(').next());
+        match created {
+            Some(table) if sinks.contains(&table) => {
+                out.push_str(&format!(
+                    "CREATE TABLE {table} WITH ('connector' = 'blackhole');\n"
+                ));
+            }
+            _ => {
+                let mut rest = *statement;
+                while let Some(at) = rest.find("'events' = '") {
+                    let (before, after) = rest.split_at(at + "'events' = '".len());
+                    out.push_str(before);
+                    out.push_str(&events.to_string());
+                    rest = after.find('\'').map_or("", |end| &after[end..]);
+                }
+                out.push_str(rest);
+                out.push_str(";\n");
+            }
+        }
+    }
+    out
+}
+
 fn run(wire: &Path, root: &Path, dir: &Path, yaml: &str, cores: usize) -> anyhow::Result<Figures> {
-    let file = dir.join("nexmark.yaml");
+    run_text(wire, root, dir, yaml, "yaml", cores)
+}
+
+/// Runs pipeline `text` written to a file with extension `ext` (`yaml` or `sql`).
+fn run_text(
+    wire: &Path,
+    root: &Path,
+    dir: &Path,
+    yaml: &str,
+    ext: &str,
+    cores: usize,
+) -> anyhow::Result<Figures> {
+    let file = dir.join(format!("nexmark.{ext}"));
     std::fs::write(&file, yaml)?;
     let cpu_before = children_cpu_s();
     let output = Command::new(wire)
@@ -390,6 +490,7 @@ fn parse_args() -> anyhow::Result<Args> {
         queries: None,
         dir: PathBuf::from("target/nexmark-bench"),
         metrics_only: false,
+        sql_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -402,6 +503,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--dir" => args.dir = value("--dir")?.into(),
             "--metrics-only" => args.metrics_only = true,
+            "--sql" => args.sql_only = true,
             "--bench" => {}
             other => bail!("unknown argument {other}"),
         }

@@ -904,6 +904,20 @@ impl ListState<'_> {
         Some(row)
     }
 
+    /// Removes and returns the row at `index` (in insertion order), if there is one.
+    pub fn remove(&mut self, index: usize) -> Option<Row> {
+        if index >= self.len() {
+            return None;
+        }
+        self.cell.begin_write();
+        let Data::List(rows) = &mut self.cell.cell.data else {
+            return None;
+        };
+        let row = rows.remove(index)?;
+        self.cell.resize(row_bytes(&row), 0);
+        Some(row)
+    }
+
     /// Keeps only the newest `n` rows.
     pub fn retain_last(&mut self, n: usize) {
         if self.len() <= n {

@@ -226,3 +226,104 @@ pub fn daily_stats(bids: &[Bid], per_channel: bool) -> Vec<Json> {
         })
         .collect()
 }
+
+/// Nexmark q6's closed auctions: per seller, `(expires, final price)` of each auction that had
+/// a bid while it was open (`[date_time, expires]`, inclusive), the final price its highest
+/// such bid, sorted by closing time.
+pub fn closed_auctions(auctions: &[Auction], bids: &[Bid]) -> BTreeMap<i64, Vec<(i64, i64)>> {
+    let mut max: HashMap<i64, i64> = HashMap::new();
+    let by_id: HashMap<i64, &Auction> = auctions.iter().map(|a| (a.id, a)).collect();
+    for bid in bids {
+        let Some(a) = by_id.get(&bid.auction) else {
+            continue;
+        };
+        if a.date_time <= bid.date_time && bid.date_time <= a.expires {
+            let held = max.entry(a.id).or_insert(bid.price);
+            *held = (*held).max(bid.price);
+        }
+    }
+    let mut closed: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
+    for a in auctions {
+        if let Some(price) = max.get(&a.id) {
+            closed
+                .entry(a.seller)
+                .or_default()
+                .push((a.expires, *price));
+        }
+    }
+    for finals in closed.values_mut() {
+        finals.sort_unstable();
+    }
+    closed
+}
+
+/// Nexmark q6 as a rows-frame OVER aggregate: for each closed auction, `seller`, `expires`, and
+/// the `avg` and `count` of the final prices of it and the 9 auctions of its seller that
+/// closed before it. Sellers with two auctions closing at the same time are left out (the
+/// order of those rows is not defined) and returned apart.
+pub fn q6_over(events: &Events) -> (Vec<Json>, BTreeSet<i64>) {
+    let (mut rows, mut ties) = (Vec::new(), BTreeSet::new());
+    for (seller, finals) in closed_auctions(&events.auctions, &events.bids) {
+        if finals.windows(2).any(|w| w[0].0 == w[1].0) {
+            ties.insert(seller);
+            continue;
+        }
+        for (i, (expires, _)) in finals.iter().enumerate() {
+            let frame = &finals[i.saturating_sub(9)..=i];
+            let sum: i64 = frame.iter().map(|f| f.1).sum();
+            let avg = sum as f64 / frame.len() as f64;
+            rows.push(
+                json!({"seller": seller, "expires": time(*expires), "avg": avg,
+                "count": frame.len()}),
+            );
+        }
+    }
+    (rows, ties)
+}
+
+/// Checks Nexmark q12's output `rows` (processing-time windows of 10 s) from a run between
+/// `before` and `after` (wall-clock ms) over `bids`: every window is 10 s long and aligned,
+/// lies within the run, is emitted once per bidder, and each bidder's counts add up to its
+/// bids (which windows the bids fall in depends on the clock).
+pub fn check_q12(rows: &[Json], bids: &[Bid], (before, after): (i64, i64), what: &str) {
+    let size = 10 * SECOND;
+    let ms = |value: &Json| {
+        let text = value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+        wire_core::time::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for bid in bids {
+        *expected.entry(bid.bidder).or_default() += 1;
+    }
+    let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut windows = HashSet::new();
+    for row in rows {
+        let (start, end) = (ms(&row["window_start"]), ms(&row["window_end"]));
+        assert!(
+            end - start == size && start % size == 0,
+            "not a 10 s window: {row}"
+        );
+        assert!(
+            (before - size..=after).contains(&start),
+            "window of {row} is outside the run's wall-clock time [{before}, {after}]"
+        );
+        let bidder = row["bidder"].as_i64().expect("bidder");
+        assert!(
+            windows.insert((bidder, start)),
+            "window emitted twice: {row}"
+        );
+        let n = row["bid_count"].as_i64().filter(|n| *n > 0);
+        *per_bidder.entry(bidder).or_default() += n.unwrap_or_else(|| panic!("{row}"));
+    }
+    crate::rows::assert_maps_eq(&per_bidder, &expected, &format!("{what}: bids per bidder"));
+}
+
+/// The wall clock, in ms since the epoch (to bound processing-time windows).
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    i64::try_from(since.as_millis()).expect("ms")
+}

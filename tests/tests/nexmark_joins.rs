@@ -562,17 +562,9 @@ fn q13(name: &str) {
 fn q6(jitter: bool) {
     let example = Example::load("nexmark/q6.yaml", jitter);
     // Per seller, the closed auctions' final prices ordered by closing time.
-    let mut closed: BTreeMap<i64, Vec<(i64, i64)>> = BTreeMap::new();
-    for (auction, bids) in example.bids_while_open() {
-        let max = bids.iter().map(|b| b.price).max().expect("a bid");
-        closed
-            .entry(auction.seller)
-            .or_default()
-            .push((auction.expires, max));
-    }
+    let closed = wire_tests::nexmark::closed_auctions(&example.auctions, &example.bids);
     let mut expected: BTreeMap<i64, (f64, i64)> = BTreeMap::new();
-    for (seller, mut finals) in closed {
-        finals.sort_unstable();
+    for (seller, finals) in closed {
         let n = finals.len();
         let last: Vec<i64> = finals[n.saturating_sub(10)..].iter().map(|f| f.1).collect();
         // A tie in closing time at the cut-off makes "the last 10" ambiguous: skip that seller.

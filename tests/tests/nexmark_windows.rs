@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
 use wire_core::frontend::spec::{stored_file_name, PipelineSpec, SourceKind};
@@ -147,11 +146,6 @@ fn bid_json(bid: &Bid) -> Json {
         "auction": bid.auction, "bidder": bid.bidder, "price": bid.price, "channel": bid.channel,
         "url": bid.url, "date_time": time(bid.date_time), "extra": bid.extra,
     })
-}
-
-fn now_ms() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
-    i64::try_from(since.as_millis()).expect("ms")
 }
 
 /// Runs the example at one and at two cores; each time, the output `out` must hold exactly the
@@ -302,39 +296,14 @@ fn q11_bids_per_bidder_session() {
 #[test]
 fn q12_processing_time_windows_count_every_bid() {
     let example = Example::load("nexmark/q12.yaml", &[SHORT]);
-    let size = 10 * SECOND;
-    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
-    for bid in &example.bids {
-        *expected.entry(bid.bidder).or_default() += 1;
-    }
     for cores in [1, 2] {
-        let before = now_ms();
+        let before = nexmark::now_ms();
         let dir = example.run(cores);
-        let after = now_ms();
+        let after = nexmark::now_ms();
         let out = dir.path().join("q12");
         assert_fields(&out, &["bidder", "window_start", "window_end", "bid_count"]);
-        let mut per_bidder: BTreeMap<i64, i64> = BTreeMap::new();
-        let mut windows = std::collections::HashSet::new();
-        for row in read_jsonl_dir(&out) {
-            let (start, end) = (ms(&row["window_start"]), ms(&row["window_end"]));
-            assert!(
-                end - start == size && start % size == 0,
-                "not a 10 s window: {row}"
-            );
-            assert!(
-                (before - size..=after).contains(&start),
-                "window of {row} is outside the run's wall-clock time [{before}, {after}]"
-            );
-            let bidder = row["bidder"].as_i64().expect("bidder");
-            assert!(
-                windows.insert((bidder, start)),
-                "window emitted twice: {row}"
-            );
-            let n = row["bid_count"].as_i64().filter(|n| *n > 0);
-            *per_bidder.entry(bidder).or_default() += n.unwrap_or_else(|| panic!("{row}"));
-        }
-        let what = format!("q12 at {cores} cores: bids per bidder");
-        assert_maps_eq(&per_bidder, &expected, &what);
+        let what = format!("q12 at {cores} cores");
+        nexmark::check_q12(&read_jsonl_dir(&out), &example.bids, (before, after), &what);
     }
 }
 

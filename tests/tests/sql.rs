@@ -177,6 +177,89 @@ fn q5_hot_items_per_hop_window() {
     );
 }
 
+/// q6's OVER aggregate emits each closed auction once, in closing order per seller, so every
+/// row is checked, not only each seller's last.
+#[test]
+fn q6_average_selling_price_by_seller_over_rows() {
+    let example = Example::load("q6.sql", &[SHORT, JITTER]);
+    let (expected, ties) = nexmark::q6_over(&example.events);
+    eprintln!(
+        "q6: {} rows; {} sellers with auctions closing at the same time left out",
+        expected.len(),
+        ties.len()
+    );
+    for cores in [1, 2] {
+        let (dir, _) = example.run(cores);
+        let out_dir = dir.path().join("q6");
+        assert_fields(&out_dir, &["seller", "expires", "avg", "count"]);
+        let got: Vec<Json> = read_jsonl_dir(&out_dir)
+            .into_iter()
+            .filter(|row| !row["seller"].as_i64().is_some_and(|s| ties.contains(&s)))
+            .collect();
+        assert_maps_eq(
+            &multiset(&got),
+            &multiset(&expected),
+            &format!("q6 at {cores} cores (row -> count)"),
+        );
+    }
+}
+
+/// q12's windows follow the wall clock, so only what does not depend on it is compared.
+#[test]
+fn q12_processing_time_windows_from_proctime() {
+    let example = Example::load("q12.sql", &[SHORT]);
+    for cores in [1, 2] {
+        let before = nexmark::now_ms();
+        let (dir, _) = example.run(cores);
+        let after = nexmark::now_ms();
+        let out = dir.path().join("q12");
+        assert_fields(&out, &["bidder", "bid_count", "window_start", "window_end"]);
+        let what = format!("q12 at {cores} cores");
+        let rows = read_jsonl_dir(&out);
+        nexmark::check_q12(&rows, &example.events.bids, (before, after), &what);
+    }
+}
+
+/// CUMULATE on the real binary: bids per auction in windows growing by 2 s up to 10 s, rows
+/// out of order but none late, against a plain count.
+#[test]
+fn cumulate_windows_count_the_bids_of_each_growing_window() {
+    let text = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+        url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR, \
+        WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+        WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '100k', 'seed' = '1', \
+        'out_of_order_ms' = '3000');\n\
+        CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = './wire-output/out', 'format' = 'json');\n\
+        INSERT INTO out SELECT auction, window_start, window_end, count(*) AS n \
+        FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+        GROUP BY auction, window_start, window_end;";
+    let spec = PipelineSpec::parse("cumulate.sql", text).unwrap_or_else(|e| panic!("{e}"));
+    let example = Example {
+        sql: text.to_string(),
+        events: Events::of(&spec),
+    };
+    let (step, size) = (2000, 10_000);
+    let mut counts: std::collections::BTreeMap<(i64, i64, i64), i64> = Default::default();
+    for bid in &example.events.bids {
+        let start = bid.date_time - bid.date_time.rem_euclid(size);
+        let first = bid.date_time - bid.date_time.rem_euclid(step) + step;
+        for end in (first..=start + size).step_by(step as usize) {
+            *counts.entry((bid.auction, start, end)).or_default() += 1;
+        }
+    }
+    let expected: Vec<Json> = counts
+        .into_iter()
+        .map(|((auction, start, end), n)| {
+            json!({"auction": auction, "window_start": time(start), "window_end": time(end), "n": n})
+        })
+        .collect();
+    example.check(
+        "out",
+        &["auction", "window_start", "window_end", "n"],
+        &expected,
+    );
+}
+
 #[test]
 fn q7_highest_bids_per_tumbling_window() {
     let example = Example::load("q7.sql", &[SHORT, JITTER]);

@@ -1,11 +1,13 @@
-//! Group aggregation: over tumbling and hop windows (built from panes), and unbounded with a
-//! changelog of updates.
+//! Group aggregation: over tumbling, hop and cumulate windows (built from panes), and
+//! unbounded with a changelog of updates.
 //!
 //! A hop window of `size` sliding by `slide` is cut into panes of `gcd(size, slide)`: a row
 //! updates one pane's accumulators, and a window that fires merges its `size / pane` panes, so
 //! the cost per row does not grow with the number of overlapping windows. State is key-major:
 //! one hash table of keys, each holding its few live panes in time order, so a row costs one
-//! lookup and a key is stored once however many windows it is in.
+//! lookup and a key is stored once however many windows it is in. A cumulate window of `size`
+//! growing by `step` has panes of `step`: each step boundary emits, per key, the merge of the
+//! panes since the period's start, and a key holds at most `size / step` panes.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,7 @@ use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::AggregatePlan;
 use wire_core::operator::agg::{Acc, AggCall};
 use wire_core::time::watermark::{WATERMARK_MAX, WATERMARK_MIN};
-use wire_core::time::window::{align_down, expired, fires, WindowKind, WindowPlan};
+use wire_core::time::window::{expired, fires, WindowKind, WindowPlan};
 use wire_core::{Batch, Value, ValueRef};
 
 use wire_core::state::snapshot;
@@ -28,7 +30,7 @@ use super::{
 
 type Accs = Box<[Acc]>;
 
-/// A tumbling or hop window aggregate (event or processing time).
+/// A tumbling, hop or cumulate window aggregate (event or processing time).
 pub(crate) struct WindowAggregate {
     keys: Vec<Expr>,
     aggs: Vec<AggCall>,
@@ -139,12 +141,9 @@ impl WindowAggregate {
 
     /// The end of the earliest window that has not fired and holds data.
     fn next_end(&self) -> Option<i64> {
-        let (size, slide) = (self.kind.size_ms(), self.kind.slide_ms());
         for pane in self.occupied.keys() {
             let after = (*pane).max(self.fired_end);
-            let end = align_down(after.saturating_sub(size), slide)
-                .saturating_add(slide)
-                .saturating_add(size);
+            let end = self.kind.first_end_after(after);
             if end <= self.kind.last_end_of_pane(*pane) {
                 return Some(end);
             }
@@ -161,7 +160,7 @@ impl WindowAggregate {
         merged: &mut Accs,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
-        let start = end.saturating_sub(self.kind.size_ms());
+        let start = self.kind.start_of(end);
         let window = Some((start, end));
         for (_, group) in self.groups.iter() {
             if only.is_some_and(|hashes| hashes.binary_search(&group.hash).is_err()) {

@@ -136,6 +136,8 @@ impl Stateful for Process {
         self.watermark = self.watermark.max(reader.i64("watermark")?);
         let state = reader.bytes("keyed state")?;
         reader.finish()?;
-        self.state.restore_key_group(section.key_group, state)
+        self.state.restore_key_group(section.key_group, state)?;
+        self.instance.on_restore(&mut self.state, section.key_group);
+        Ok(())
     }
 }

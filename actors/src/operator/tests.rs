@@ -715,3 +715,64 @@ fn nan_keys_of_any_bit_pattern_make_one_group() {
     assert!(value_eq(&Value::F64(f64::NAN), &Value::F64(-f64::NAN)));
     assert!(datum_eq(&Datum::F64(-f64::NAN), &Value::F64(f64::NAN)));
 }
+
+/// A cumulate window aggregate against a brute-force model: rows `(k, t)` arrive out of order
+/// (those the watermark has passed are not sent), the watermark follows the largest time minus
+/// `delay`; every window `[s, e)` (`e` a step boundary of the period starting at `s`) with rows
+/// of a key is emitted once for it, with the count and the maximum of those rows.
+#[test]
+fn cumulate_windows_match_a_brute_force_model() {
+    use proptest::prelude::*;
+    let (step, size) = (5i64, 20i64);
+    let strategy = (prop::collection::vec((0i64..3, 0i64..100), 1..80), 0i64..30);
+    proptest!(|((arrivals, delay) in strategy)| {
+        let mut op = operator(
+            "  - name: c\n    from: s\n    group_by: [k]\n    window: {type: cumulate, step: 5, size: 20}\n    aggregate: {n: count(*), hi: max(t)}",
+            "c",
+        );
+        let mut out = Output::new(1 << 16);
+        let mut got = Vec::new();
+        let (mut max_t, mut watermark) = (i64::MIN, i64::MIN);
+        let mut kept = Vec::new();
+        for (k, t) in arrivals {
+            if t <= watermark {
+                continue;
+            }
+            op.on_batch(&rows(&[(k, t)]), 0, 0, &mut out).unwrap();
+            kept.push((k, t));
+            max_t = max_t.max(t);
+            if max_t - delay > watermark {
+                watermark = max_t - delay;
+                op.on_watermark(watermark, &mut out).unwrap();
+                got.extend(results(&mut out));
+            }
+        }
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        got.extend(results(&mut out));
+        let mut expected = Vec::new();
+        for k in 0..3 {
+            for start in (0..100).step_by(size as usize) {
+                for end in (start + step..=start + size).step_by(step as usize) {
+                    let inside: Vec<i64> = kept
+                        .iter()
+                        .filter(|(kk, t)| *kk == k && start <= *t && *t < end)
+                        .map(|(_, t)| *t)
+                        .collect();
+                    if let Some(hi) = inside.iter().max() {
+                        expected.push(vec![
+                            Value::I64(k),
+                            Value::Timestamp(start),
+                            Value::Timestamp(end),
+                            Value::I64(inside.len() as i64),
+                            Value::Timestamp(*hi),
+                        ]);
+                    }
+                }
+            }
+        }
+        let key = |row: &Vec<Value>| format!("{row:?}");
+        got.sort_by_key(key);
+        expected.sort_by_key(key);
+        prop_assert_eq!(got, expected);
+    });
+}

@@ -12,6 +12,7 @@ mod explain;
 mod expr;
 mod group;
 mod lookup;
+mod over;
 mod prep;
 mod query;
 pub mod session;
@@ -75,6 +76,7 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
         lower.watermarks.push(mark);
     }
     lower.temporals = prepared.temporals;
+    lower.proctimes = prepared.proctimes;
     for statement in &statements {
         lower.statement(statement).map_err(to_spec)?;
     }

@@ -18,7 +18,8 @@
 //! let keys = [Field::new("seller", DataType::I64)];
 //! let config: ProcessConfig = [("n", "2"), ("value", "price")].into_iter().collect();
 //! let factory = process::lookup("last_n_average").unwrap();
-//! let mut op = factory(&ProcessContext { input: &input, keys: &keys, config: &config }).unwrap();
+//! let cx = ProcessContext { input: &input, keys: &keys, config: &config, changelog: false };
+//! let mut op = factory(&cx).unwrap();
 //! assert_eq!(op.output_schema().fields()[1].name, "avg");
 //!
 //! let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
@@ -36,6 +37,7 @@
 //! ```
 
 mod max_until;
+mod over_rows;
 
 use std::collections::BTreeMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
@@ -106,6 +108,18 @@ pub trait KeyedProcess {
         out: &mut dyn Collector,
     ) -> Result<(), ProcessError>;
 
+    /// Whether it takes an update stream (rows led by `op`: `+I`, `-U`, `+U`, `-D`); the
+    /// default is no, and the planner refuses a changelog input.
+    fn reads_changelog(&self) -> bool {
+        false
+    }
+
+    /// The state of `key_group` was restored from a checkpoint: rebuild what the instance
+    /// keeps outside its state (timers). The default does nothing.
+    fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
+        let _ = (state, key_group);
+    }
+
     /// The input watermark advanced to `watermark`; the default does nothing.
     fn on_watermark(
         &mut self,
@@ -144,6 +158,9 @@ pub struct ProcessContext<'a> {
     pub keys: &'a [Field],
     /// The process's config.
     pub config: &'a ProcessConfig,
+    /// Whether the input is an update stream, its rows led by `op` (see
+    /// [`KeyedProcess::reads_changelog`]).
+    pub changelog: bool,
 }
 
 /// Builds a process from its context, or says what is wrong with the config or input: the
@@ -178,7 +195,7 @@ pub struct ProcessConfig {
 /// let mut registry = ProcessRegistry::with_builtins();
 /// let factory = registry.lookup("last_n_average").unwrap();
 /// assert!(registry.register("my_average", factory).is_ok());
-/// assert_eq!(registry.names(), ["last_n_average", "max_until", "my_average"]);
+/// assert_eq!(registry.names(), ["last_n_average", "max_until", "my_average", "over_rows"]);
 /// let error = registry.lookup("my_averag").err().unwrap();
 /// assert!(error.to_string().starts_with("unknown process `my_averag`; did you mean `my_average`?"));
 /// ```
@@ -247,12 +264,13 @@ pub enum ProcessError {
 ///
 /// ```
 /// let names: Vec<&str> = wire_core::operator::process::builtins().iter().map(|(name, _)| *name).collect();
-/// assert_eq!(names, ["last_n_average", "max_until"]);
+/// assert_eq!(names, ["last_n_average", "max_until", "over_rows"]);
 /// ```
 pub fn builtins() -> &'static [(&'static str, ProcessFactory)] {
     &[
         ("last_n_average", last_n_average),
         ("max_until", max_until::max_until),
+        ("over_rows", over_rows::over_rows),
     ]
 }
 
@@ -448,6 +466,15 @@ impl ProcessRegistry {
     pub fn names(&self) -> Vec<&str> {
         self.factories.keys().map(String::as_str).collect()
     }
+}
+
+/// The keys holding state in `key_group` (for [`KeyedProcess::on_restore`]).
+fn keys_in_group(state: &KeyedState, key_group: u32) -> Vec<Vec<Value>> {
+    state
+        .keys()
+        .filter(|k| state.key_group_of(k) == key_group)
+        .map(<[Value]>::to_vec)
+        .collect()
 }
 
 fn global() -> &'static RwLock<ProcessRegistry> {

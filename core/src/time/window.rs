@@ -1,5 +1,5 @@
-//! Window types and their arithmetic: which windows a timestamp falls into, the panes a hop
-//! window is built from, and when a window may fire or be forgotten.
+//! Window types and their arithmetic: which windows a timestamp falls into, the panes a hop or
+//! cumulate window is built from, and when a window may fire or be forgotten.
 //!
 //! Windows are half-open `[start, end)` in milliseconds, aligned to the epoch. A window fires
 //! when the watermark reaches `end - 1` (its last millisecond) and keeps its state until the
@@ -19,6 +19,15 @@ pub enum WindowKind {
         size_ms: i64,
         /// Distance between window starts.
         slide_ms: i64,
+    },
+    /// Windows growing by `step_ms` from the start of each `size_ms` period: `[s, s + step)`,
+    /// `[s, s + 2 step)`, ... `[s, s + size)`, `s` a multiple of `size_ms` (a multiple of
+    /// `step_ms`). Flink SQL's `CUMULATE`.
+    Cumulate {
+        /// The growth between two windows of a period.
+        step_ms: i64,
+        /// The period, and the largest window.
+        size_ms: i64,
     },
     /// Per key, rows closer than `gap_ms` to each other share a window.
     Session {
@@ -65,6 +74,7 @@ impl WindowKind {
         match *self {
             WindowKind::Tumbling { size_ms } => size_ms,
             WindowKind::Hop { size_ms, slide_ms } => gcd(size_ms, slide_ms),
+            WindowKind::Cumulate { step_ms, .. } => step_ms,
             WindowKind::Session { gap_ms } => gap_ms,
         }
     }
@@ -76,10 +86,19 @@ impl WindowKind {
 
     /// The windows (as `(start, end)`) containing `ts`, earliest first. Sessions have none:
     /// they depend on the other rows of the key.
-    pub fn windows_of(&self, ts: i64) -> impl Iterator<Item = (i64, i64)> {
+    pub fn windows_of(&self, ts: i64) -> Box<dyn Iterator<Item = (i64, i64)>> {
         let (size, slide) = match *self {
             WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
             WindowKind::Hop { size_ms, slide_ms } => (size_ms, slide_ms),
+            WindowKind::Cumulate { step_ms, size_ms } => {
+                let start = align_down(ts, size_ms);
+                let first = align_down(ts, step_ms).saturating_add(step_ms);
+                let last = start.saturating_add(size_ms);
+                let ends = (0..)
+                    .map(move |i: i64| first.saturating_add(i.saturating_mul(step_ms)))
+                    .take_while(move |end| *end <= last);
+                return Box::new(ends.map(move |end| (start, end)));
+            }
             WindowKind::Session { .. } => (0, 1),
         };
         let last_start = align_down(ts, slide);
@@ -88,11 +107,37 @@ impl WindowKind {
         } else {
             (size + slide - 1) / slide
         };
-        (0..count)
-            .rev()
-            .map(move |i| last_start.saturating_sub(i * slide))
-            .filter(move |start| start.saturating_add(size) > ts)
-            .map(move |start| (start, start.saturating_add(size)))
+        Box::new(
+            (0..count)
+                .rev()
+                .map(move |i| last_start.saturating_sub(i * slide))
+                .filter(move |start| start.saturating_add(size) > ts)
+                .map(move |start| (start, start.saturating_add(size))),
+        )
+    }
+
+    /// The earliest window end after `after` (sessions: `after + 1`).
+    pub fn first_end_after(&self, after: i64) -> i64 {
+        match *self {
+            WindowKind::Cumulate { step_ms, .. } => {
+                align_down(after, step_ms).saturating_add(step_ms)
+            }
+            WindowKind::Session { .. } => after.saturating_add(1),
+            _ => {
+                let (size, slide) = (self.size_ms(), self.slide_ms());
+                align_down(after.saturating_sub(size), slide)
+                    .saturating_add(slide)
+                    .saturating_add(size)
+            }
+        }
+    }
+
+    /// The start of the window ending at `end` (tumbling, hop and cumulate).
+    pub fn start_of(&self, end: i64) -> i64 {
+        match *self {
+            WindowKind::Cumulate { size_ms, .. } => align_down(end.saturating_sub(1), size_ms),
+            _ => end.saturating_sub(self.size_ms()),
+        }
     }
 
     /// End of the latest window containing `ts` (for sessions: of the session `ts` opens).
@@ -102,6 +147,7 @@ impl WindowKind {
             WindowKind::Hop { size_ms, slide_ms } => {
                 align_down(ts, slide_ms).saturating_add(size_ms)
             }
+            WindowKind::Cumulate { size_ms, .. } => align_down(ts, size_ms).saturating_add(size_ms),
             WindowKind::Session { gap_ms } => ts.saturating_add(gap_ms),
         }
     }
@@ -112,19 +158,22 @@ impl WindowKind {
         self.last_end_of(pane_last_ms)
     }
 
-    /// The window length (for sessions, the gap).
+    /// The window length (for cumulate windows, the largest; for sessions, the gap).
     pub fn size_ms(&self) -> i64 {
         match *self {
-            WindowKind::Tumbling { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+            WindowKind::Tumbling { size_ms }
+            | WindowKind::Hop { size_ms, .. }
+            | WindowKind::Cumulate { size_ms, .. } => size_ms,
             WindowKind::Session { gap_ms } => gap_ms,
         }
     }
 
-    /// The distance between window ends (tumbling and hop).
+    /// The distance between window ends (tumbling, hop and cumulate).
     pub fn slide_ms(&self) -> i64 {
         match *self {
             WindowKind::Tumbling { size_ms } => size_ms,
             WindowKind::Hop { slide_ms, .. } => slide_ms,
+            WindowKind::Cumulate { step_ms, .. } => step_ms,
             WindowKind::Session { gap_ms } => gap_ms,
         }
     }
@@ -182,6 +231,27 @@ mod tests {
         assert_eq!(hop.pane_start(12_500), 12_000);
         assert_eq!(hop.last_end_of(12_500), 22_000);
         assert_eq!(hop.last_end_of_pane(12_000), 22_000);
+    }
+
+    #[test]
+    fn cumulate_windows_grow_by_step_within_their_period() {
+        let cumulate = WindowKind::Cumulate {
+            step_ms: 2_000,
+            size_ms: 10_000,
+        };
+        let windows: Vec<(i64, i64)> = cumulate.windows_of(14_500).collect();
+        assert_eq!(
+            windows,
+            [(10_000, 16_000), (10_000, 18_000), (10_000, 20_000)]
+        );
+        assert_eq!(cumulate.windows_of(-1).count(), 1, "[-10 s, 0) only");
+        assert_eq!(cumulate.pane_ms(), 2_000);
+        assert_eq!(cumulate.last_end_of(14_500), 20_000);
+        assert_eq!(cumulate.last_end_of_pane(12_000), 20_000);
+        assert_eq!(cumulate.first_end_after(14_000), 16_000);
+        assert_eq!(cumulate.first_end_after(19_999), 20_000);
+        assert_eq!(cumulate.start_of(20_000), 10_000);
+        assert_eq!(cumulate.start_of(12_000), 10_000);
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub struct ProcessPlan {
     pub input: Schema,
     /// The input's event-time attribute.
     pub time: Option<TimeAttr>,
+    /// Whether the input is an update stream (only for a function that reads one).
+    pub changelog: bool,
 }
 
 impl std::fmt::Debug for ProcessPlan {
@@ -165,6 +167,7 @@ impl ProcessPlan {
             input: &self.input,
             keys: &self.key_fields,
             config: &self.config,
+            changelog: self.changelog,
         };
         (self.factory)(&cx)
     }
@@ -499,7 +502,6 @@ pub(super) fn plan_process(
     input: &InputInfo<'_>,
     process: &ProcessSpec,
 ) -> Result<(Operator, Schema), SpecError> {
-    refuse_changelog(spec, name, path, input)?;
     let function_path = format!("{path}.process.function");
     let factory = crate::operator::process::lookup(&process.function.name)
         .map_err(|err| spec.error_at(&process.function, &function_path, err.to_string()))?;
@@ -517,6 +519,7 @@ pub(super) fn plan_process(
         config,
         input: input.schema.clone(),
         time: input.time,
+        changelog: input.changelog,
     };
     let instance = plan.instantiate().map_err(|err| {
         let at = match &err {
@@ -529,6 +532,9 @@ pub(super) fn plan_process(
         };
         spec.error_at(at, &format!("{path}.process"), err.to_string())
     })?;
+    if !instance.reads_changelog() {
+        refuse_changelog(spec, name, path, input)?;
+    }
     let schema = checked_schema(spec, name, path, instance.output_schema().fields().to_vec())?;
     Ok((Operator::Process(plan), schema))
 }

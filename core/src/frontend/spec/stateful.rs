@@ -196,6 +196,7 @@ const WINDOW_KEYS: &[&str] = &[
     "type",
     "size",
     "slide",
+    "step",
     "gap",
     "time",
     "allowed_lateness",
@@ -223,6 +224,19 @@ pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Wind
             }
             WindowKind::Hop { size_ms, slide_ms }
         }
+        "cumulate" | "cumulative" => {
+            let size_ms = fields.positive_duration(cx, "size")?;
+            let step_ms = fields.positive_duration(cx, "step")?;
+            if step_ms > size_ms || size_ms % step_ms != 0 {
+                let (node, path) = fields.get("step").expect("just read");
+                return Err(cx.err(
+                    node,
+                    &path,
+                    "size must be a whole number of steps (a cumulate window grows by `step` up to `size`)",
+                ));
+            }
+            WindowKind::Cumulate { step_ms, size_ms }
+        }
         "session" => WindowKind::Session {
             gap_ms: fields.positive_duration(cx, "gap")?,
         },
@@ -230,7 +244,11 @@ pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Wind
             return Err(cx.err(
                 type_node,
                 &type_path,
-                unknown_choice("window type", other, &["tumbling", "hop", "session"]),
+                unknown_choice(
+                    "window type",
+                    other,
+                    &["tumbling", "hop", "cumulate", "session"],
+                ),
             ))
         }
     };
@@ -257,9 +275,10 @@ pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Wind
         }),
     };
     let unused: Vec<&str> = match kind {
-        WindowKind::Tumbling { .. } => vec!["slide", "gap"],
-        WindowKind::Hop { .. } => vec!["gap"],
-        WindowKind::Session { .. } => vec!["size", "slide"],
+        WindowKind::Tumbling { .. } => vec!["slide", "step", "gap"],
+        WindowKind::Hop { .. } => vec!["step", "gap"],
+        WindowKind::Cumulate { .. } => vec!["slide", "gap"],
+        WindowKind::Session { .. } => vec!["size", "slide", "step"],
     };
     for key in unused {
         if let Some((node, key_path)) = fields.get(key) {
@@ -285,6 +304,7 @@ fn window_name(kind: WindowKind) -> &'static str {
     match kind {
         WindowKind::Tumbling { .. } => "tumbling",
         WindowKind::Hop { .. } => "hop",
+        WindowKind::Cumulate { .. } => "cumulate",
         WindowKind::Session { .. } => "session",
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::frontend::plan::{Input, Operator, Plan};
 use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind, WindowSpec};
 use crate::record::schema::Schema;
-use crate::time::window::WindowKind;
+use crate::time::window::{TimeDomain, WindowKind};
 
 /// The plan of `spec` (already checked into `plan`): sources, operators in the order they run
 /// with their keys, windows and state, and sinks.
@@ -105,10 +105,17 @@ fn fields(schema: &Schema) -> String {
 }
 
 fn window(window: &WindowSpec) -> String {
-    match window.kind {
+    let shape = match window.kind {
         WindowKind::Tumbling { size_ms } => format!("tumbling {size_ms} ms"),
         WindowKind::Hop { size_ms, slide_ms } => format!("hop {size_ms} ms every {slide_ms} ms"),
+        WindowKind::Cumulate { step_ms, size_ms } => {
+            format!("cumulate up to {size_ms} ms every {step_ms} ms")
+        }
         WindowKind::Session { gap_ms } => format!("session, gap {gap_ms} ms"),
+    };
+    match window.time {
+        TimeDomain::Processing => format!("{shape}, processing time"),
+        TimeDomain::Event => shape,
     }
 }
 
@@ -176,6 +183,13 @@ fn details(out: &mut String, kind: &OperatorKind) {
             let t: Vec<&str> = l.table_key.iter().map(|n| n.name.as_str()).collect();
             let _ = writeln!(out, "  table: {} (read once at start)", l.path.display());
             let _ = writeln!(out, "  keys: [{}] = table [{}]", k.join(", "), t.join(", "));
+        }
+        OperatorKind::Process(p) => {
+            let _ = writeln!(out, "  function: {}", p.function.name);
+            let _ = writeln!(out, "  keys: [{}]", keys(&p.group_by));
+            for (key, value) in &p.config {
+                let _ = writeln!(out, "  {}: {value}", key.name);
+            }
         }
         _ => {}
     }

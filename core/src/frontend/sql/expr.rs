@@ -553,7 +553,7 @@ impl Writer<'_> {
         if function.over.is_some() {
             return Err(SqlError {
                 pos: start_of(expr).unwrap_or(self.fallback),
-                message: format!("`{name}(...) OVER (...)` is supported only as `ROW_NUMBER()` or `RANK()` in a subquery filtered by `WHERE rn <= N` (top-N)"),
+                message: format!("`{name}(...) OVER (...)` is supported only as a select item `AVG/SUM/COUNT/MIN/MAX(col) OVER (PARTITION BY ... ORDER BY t ROWS BETWEEN n PRECEDING AND CURRENT ROW)`, or as `ROW_NUMBER()` or `RANK()` in a subquery filtered by `WHERE rn <= N` (top-N)"),
             });
         }
         let aggregate = aggregate_name(&name);

@@ -9,7 +9,7 @@ use super::expr::{self, aggregate_name, Scope};
 use super::query::{group_key, parts, relation, split_and, window, Lower, Relation};
 use super::{err, SqlError};
 use crate::frontend::spec::{AggregateSpec, ExprText, GroupKey, Named, Pos, TopSpec};
-use crate::time::window::WindowKind;
+use crate::time::window::{TimeDomain, WindowKind};
 
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
 /// `SESSION(t, DESCRIPTOR(ts), gap)`; `TABLE` before `t` is taken out before parsing.
@@ -39,11 +39,14 @@ pub(super) fn window_function(
         ("TUMBLE", [Some(size)]) => WindowKind::Tumbling { size_ms: *size },
         ("HOP", [Some(slide), Some(size)]) => WindowKind::Hop { size_ms: *size, slide_ms: *slide },
         ("SESSION", [Some(gap)]) => WindowKind::Session { gap_ms: *gap },
-        ("CUMULATE", _) => return err(pos, "CUMULATE windows are not supported (the engine has TUMBLE, HOP and SESSION)"),
+        ("CUMULATE", [Some(step), Some(size)]) if *step > 0 && *size > 0 && size % step == 0 => {
+            WindowKind::Cumulate { step_ms: *step, size_ms: *size }
+        }
+        ("CUMULATE", _) => return err(pos, "expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
         ("TUMBLE", _) => return err(pos, "expected TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL 'n' unit)"),
         ("HOP", _) => return err(pos, "expected HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"),
         ("SESSION", _) => return err(pos, "expected SESSION(TABLE t, DESCRIPTOR(time_column), INTERVAL gap); group by the session keys"),
-        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, SESSION)")),
+        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, CUMULATE, SESSION)")),
     };
     if durations.iter().flatten().any(|d| *d <= 0) {
         return err(pos, "window durations must be positive");
@@ -57,15 +60,36 @@ pub(super) fn window_function(
             )
         }
     };
-    if !matches!(args.get(1), Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR"))
-    {
-        return err(
-            pos,
-            format!("the second argument of {name} must be DESCRIPTOR(time_column)"),
-        );
+    let descriptor = match args.get(1) {
+        Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
+            descriptor_column(d)
+        }
+        _ => {
+            return err(
+                pos,
+                format!("the second argument of {name} must be DESCRIPTOR(time_column)"),
+            )
+        }
+    };
+    let mut spec = window(kind, pos);
+    if descriptor.is_some_and(|column| lower.is_proctime(&table, &column)) {
+        spec.time = TimeDomain::Processing;
     }
     let name = lower.relation(&table, pos)?;
-    Ok(relation(name, Scope::of(&table), Some(window(kind, pos))))
+    Ok(relation(name, Scope::of(&table), Some(spec)))
+}
+
+/// The column `DESCRIPTOR(col)` names.
+fn descriptor_column(descriptor: &Function) -> Option<String> {
+    let FunctionArguments::List(list) = &descriptor.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(id)))] => {
+            Some(id.value.clone())
+        }
+        _ => None,
+    }
 }
 
 fn is_column(e: &Expr, name: &str) -> bool {

@@ -1,8 +1,8 @@
 //! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
 //! of the text with its place kept.
 //!
-//! Three constructs: `WATERMARK FOR col AS expr` inside `CREATE TABLE (...)`, which is recorded
-//! and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
+//! Four constructs: `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
+//! `CREATE TABLE (...)`, which are recorded and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
 //! and blanked; and the `TABLE` keyword before the table argument of a windowing function
 //! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
 //! every line and column the parser reports is still right in the user's text.
@@ -26,6 +26,16 @@ pub(super) struct Watermark {
     pub pos: Pos,
 }
 
+/// A `col AS PROCTIME()` computed column of a table: windows over `DESCRIPTOR(col)` follow
+/// the wall clock.
+#[derive(Debug, Clone)]
+pub(super) struct ProcTime {
+    /// The table it was written in.
+    pub table: String,
+    /// The column's name.
+    pub column: String,
+}
+
 /// A `FOR SYSTEM_TIME AS OF col` clause: the table it follows is joined as a lookup table.
 #[derive(Debug, Clone)]
 pub(super) struct Temporal {
@@ -37,6 +47,7 @@ pub(super) struct Temporal {
 pub(super) struct Prepared {
     pub text: String,
     pub watermarks: Vec<Watermark>,
+    pub proctimes: Vec<ProcTime>,
     pub temporals: Vec<Temporal>,
 }
 
@@ -60,6 +71,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let mut chars: Vec<char> = text.chars().collect();
     let starts = line_starts(&chars);
     let mut watermarks = Vec::new();
+    let mut proctimes = Vec::new();
     let mut temporals = Vec::new();
     let mut table = String::new();
     let mut i = 0;
@@ -83,6 +95,17 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
             watermarks.push(mark);
             i = end;
         }
+        if i > 0 && is_proctime(&tokens, i) {
+            if let Some(column) = word(&tokens[i]) {
+                let (first, last) = with_comma(&tokens, i, i + 4);
+                blank(&mut chars, &starts, &tokens[first], &tokens[last]);
+                proctimes.push(ProcTime {
+                    table: table.clone(),
+                    column,
+                });
+                i += 4;
+            }
+        }
         if i > 0 && is_system_time(&tokens, i) {
             let end = temporal_end(&tokens, i)?;
             blank(&mut chars, &starts, &tokens[i], &tokens[end]);
@@ -96,6 +119,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     Ok(Prepared {
         text: chars.into_iter().collect(),
         watermarks,
+        proctimes,
         temporals,
     })
 }
@@ -143,6 +167,16 @@ fn watermark(
         pos,
     };
     Ok((mark, end - 1))
+}
+
+/// Whether tokens `at..` read `col AS PROCTIME()` in a column list (after `(` or `,`).
+fn is_proctime(tokens: &[TokenWithSpan], at: usize) -> bool {
+    matches!(tokens[at - 1].token, Token::LParen | Token::Comma)
+        && word(&tokens[at]).is_some()
+        && tokens.get(at + 1).is_some_and(|t| is_word(t, "AS"))
+        && tokens.get(at + 2).is_some_and(|t| is_word(t, "PROCTIME"))
+        && tokens.get(at + 3).is_some_and(|t| t.token == Token::LParen)
+        && tokens.get(at + 4).is_some_and(|t| t.token == Token::RParen)
 }
 
 /// Whether tokens `at..` read `FOR SYSTEM_TIME AS OF`.

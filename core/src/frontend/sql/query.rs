@@ -3,7 +3,8 @@
 //! A query is lowered clause by clause, each clause that does something becoming one operator
 //! whose output the next reads: `FROM` (a table, a view, a join, a windowing function, a
 //! subquery), `WHERE` (`filter`), `GROUP BY` and aggregates (`aggregate`), `HAVING` (`filter`),
-//! the select list (`map` or `project`, none when it changes nothing), and a subquery with
+//! `OVER` aggregates with a rows frame (`process` `over_rows`), the select list (`map` or
+//! `project`, none when it changes nothing), and a subquery with
 //! `ROW_NUMBER() OVER (...)` filtered by `rn <= N` (`top`).
 
 use sqlparser::ast::{
@@ -12,7 +13,7 @@ use sqlparser::ast::{
 };
 
 use super::expr::{self, has_aggregate, Scope};
-use super::prep::{Temporal, Watermark};
+use super::prep::{ProcTime, Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
@@ -37,6 +38,7 @@ pub(super) struct Lower {
     origin: Origin,
     pub watermarks: Vec<Watermark>,
     pub temporals: Vec<Temporal>,
+    pub proctimes: Vec<ProcTime>,
     tables: Vec<Table>,
     views: Vec<(String, String)>,
     sources: Vec<SourceSpec>,
@@ -53,6 +55,7 @@ impl Lower {
             origin,
             watermarks: Vec::new(),
             temporals: Vec::new(),
+            proctimes: Vec::new(),
             tables: Vec::new(),
             views: Vec::new(),
             sources: Vec::new(),
@@ -312,6 +315,15 @@ impl Lower {
         if let Some(selection) = &select.selection {
             rel = self.filter(rel, selection, at)?;
         }
+        if super::over::has_over(&select.projection) {
+            let grouped =
+                !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
+            if grouped || select.having.is_some() {
+                return err(at, "OVER aggregates and GROUP BY in one SELECT are not supported; group in a subquery first");
+            }
+            let (rel, items) = super::over::lower(self, &select.projection, rel, at)?;
+            return self.projection(&items, rel, at);
+        }
         self.finish_select(select, rel, at)
     }
 
@@ -532,6 +544,13 @@ impl Lower {
         self.tables.iter().find(|t| t.name.name == name).cloned()
     }
 
+    /// Whether `column` of table `table` is `AS PROCTIME()`.
+    pub(super) fn is_proctime(&self, table: &str, column: &str) -> bool {
+        self.proctimes
+            .iter()
+            .any(|p| p.table == table && p.column == column)
+    }
+
     /// The SQL file's name, for errors.
     pub(super) fn file(&self) -> &str {
         &self.file
@@ -540,6 +559,17 @@ impl Lower {
     /// The field names of what `name` emits.
     pub(super) fn fields(&self, name: &str, pos: Pos) -> Result<Vec<String>, SqlError> {
         self.fields_of(name, pos)
+    }
+
+    /// Adds an operator of `kind` reading `input`; returns its name.
+    pub(super) fn push_operator(
+        &mut self,
+        base: &str,
+        input: &str,
+        kind: OperatorKind,
+        at: Pos,
+    ) -> String {
+        self.push(base, &[input], kind, at)
     }
 
     pub(super) fn push_aggregate(&mut self, input: &str, spec: AggregateSpec, at: Pos) -> String {

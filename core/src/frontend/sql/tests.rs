@@ -2,7 +2,7 @@
 
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind};
-use crate::time::window::WindowKind;
+use crate::time::window::{TimeDomain, WindowKind};
 
 const BID: &str =
     "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
@@ -210,7 +210,7 @@ fn errors_name_line_column_and_what_is_unsupported() {
         ("INSERT INTO out SELECT prise FROM bid;", "t.sql:3:24: "),
         ("INSERT INTO out SELECT * FROM bid UNION SELECT * FROM bid;", "only `UNION ALL` is supported"),
         ("INSERT INTO out SELECT * FROM bid LEFT JOIN bid AS b ON bid.auction = b.auction;", "only inner joins"),
-        ("INSERT INTO out SELECT * FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '1' SECOND, INTERVAL '2' SECOND)) GROUP BY window_start, window_end;", "CUMULATE windows are not supported"),
+        ("INSERT INTO out SELECT count(*) AS n FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '3' SECOND)) GROUP BY window_start, window_end;", "t.sql:3:49: expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
         ("INSERT INTO out SELECT * FROM bid WHERE;", "t.sql:3:40: invalid SQL"),
         ("DELETE FROM bid;", "`DELETE FROM` is not supported"),
         ("INSERT INTO out SELECT auction FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price) AS rn FROM bid);", "needs `WHERE rn <= N`"),
@@ -223,6 +223,16 @@ fn errors_name_line_column_and_what_is_unsupported() {
         (&interval("INSERT INTO out SELECT * FROM bid AS a JOIN bid2 AS b ON a.auction = b.auction AND b.date_time NOT BETWEEN a.date_time AND a.date_time;") as &str, "`NOT BETWEEN` cannot bound an interval join"),
         (&interval("INSERT INTO out SELECT * FROM bid AS a JOIN bid2 AS b ON a.auction = b.auction AND date_time BETWEEN a.date_time AND a.date_time;") as &str, "an interval join tests the right side's event time"),
         ("INSERT INTO out SELECT ILIKE_X FROM bid WHERE url ILIKE 'a';", "is not supported in expressions"),
+        ("INSERT INTO out SELECT auction, avg(price) OVER (PARTITION BY auction ORDER BY date_time) AS a FROM bid;", "t.sql:3:33: only `ROWS BETWEEN n PRECEDING AND CURRENT ROW`"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS a FROM bid;", "RANGE frames, UNBOUNDED and FOLLOWING are not"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time DESC ROWS 2 PRECEDING) AS a FROM bid;", "`DESC` is not supported"),
+        ("INSERT INTO out SELECT avg(price) OVER (ROWS 2 PRECEDING) AS a FROM bid;", "needs `ORDER BY` one time column"),
+        ("INSERT INTO out SELECT avg(price + 1) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid;", "t.sql:3:28: the argument of an OVER aggregate must be a column"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS price FROM bid;", "`price` is a column of the input"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a, max(price) OVER (ORDER BY date_time ROWS 3 PRECEDING) AS b FROM bid;", "different windows in one SELECT"),
+        ("INSERT INTO out SELECT auction, avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid GROUP BY auction;", "OVER aggregates and GROUP BY in one SELECT"),
+        ("INSERT INTO out SELECT avg(price) OVER (ORDER BY channel ROWS 2 PRECEDING) AS a FROM bid;", "config `order` must name a timestamp or i64 field"),
+        ("INSERT INTO out SELECT 1 + avg(price) OVER (ORDER BY date_time ROWS 2 PRECEDING) AS a FROM bid;", "supported only as a select item `AVG/SUM/COUNT/MIN/MAX(col) OVER"),
     ];
     for (sql, expected) in cases {
         let message = error(sql);
@@ -296,4 +306,96 @@ fn for_system_time_as_of_is_a_lookup() {
         message.contains("a temporal join's conditions must be equalities"),
         "{message}"
     );
+}
+
+/// The field names of the first sink's rows.
+fn sink_fields(spec: &PipelineSpec) -> Vec<String> {
+    let plan = Plan::from_spec(spec).unwrap_or_else(|e| panic!("{e}"));
+    let fields = plan.sinks[0].schema.fields().iter();
+    fields.map(|f| f.name.clone()).collect()
+}
+
+#[test]
+fn over_aggregates_with_a_rows_frame_lower_to_over_rows() {
+    let spec = lower(
+        "INSERT INTO out SELECT auction, date_time, \
+         avg(price) OVER w AS a, count(*) OVER w AS n FROM bid;"
+            .replace(
+                "OVER w",
+                "OVER (PARTITION BY auction ORDER BY date_time ROWS BETWEEN 4 PRECEDING AND CURRENT ROW)",
+            )
+            .as_str(),
+    );
+    assert_eq!(kinds(&spec), ["other", "project"]);
+    let OperatorKind::Process(process) = &spec.operators[0].kind else {
+        panic!("not a process");
+    };
+    assert_eq!(process.function.name, "over_rows");
+    assert_eq!(process.group_by.len(), 1);
+    assert_eq!(process.group_by[0].expr.text, "auction");
+    let config: Vec<(&str, &str)> = process
+        .config
+        .iter()
+        .map(|(k, v)| (k.name.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        config,
+        [
+            ("order", "date_time"),
+            ("preceding", "4"),
+            ("aggregates", "a = avg(price), n = count(*)")
+        ]
+    );
+    assert_eq!(sink_fields(&spec), ["auction", "date_time", "a", "n"]);
+    // `ROWS n PRECEDING`, an unnamed item (`EXPR$1`), and an update stream as input.
+    let spec = lower(
+        "CREATE VIEW top AS SELECT auction, max(date_time) AS t, max(price) AS p FROM bid GROUP BY auction;\n\
+         INSERT INTO out SELECT auction, sum(p) OVER (ORDER BY t ROWS 2 PRECEDING) FROM top;",
+    );
+    assert_eq!(sink_fields(&spec), ["auction", "EXPR$1"]);
+}
+
+#[test]
+fn a_proctime_column_makes_processing_time_windows() {
+    let table = "CREATE TABLE b2 (auction BIGINT, bidder BIGINT, p AS PROCTIME(), \
+        date_time TIMESTAMP(3)) WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '10');\n";
+    let query = |descriptor: &str| {
+        format!(
+            "{table}INSERT INTO out SELECT bidder, count(*) AS n, window_start FROM \
+             TABLE(TUMBLE(TABLE b2, DESCRIPTOR({descriptor}), INTERVAL '10' SECOND)) \
+             GROUP BY bidder, window_start, window_end;"
+        )
+    };
+    let time_of = |spec: &PipelineSpec| match &spec.operators[0].kind {
+        OperatorKind::Aggregate(a) => a.window.as_ref().map(|w| w.time),
+        _ => None,
+    };
+    let spec = lower(&query("p"));
+    assert_eq!(time_of(&spec), Some(TimeDomain::Processing));
+    let spec = lower(&query("date_time"));
+    assert_eq!(time_of(&spec), Some(TimeDomain::Event));
+    // The computed column is not a column of the rows.
+    let message = error(&format!("{table}INSERT INTO out SELECT p FROM b2;"));
+    assert!(message.contains("t.sql:4:"), "{message}");
+}
+
+#[test]
+fn cumulate_is_a_cumulate_window() {
+    let spec = lower(
+        "INSERT INTO out SELECT auction, window_start, window_end, count(*) AS n FROM \
+         TABLE(CUMULATE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+         GROUP BY auction, window_start, window_end;",
+    );
+    let OperatorKind::Aggregate(a) = &spec.operators[0].kind else {
+        panic!("not an aggregate");
+    };
+    let window = a.window.as_ref().expect("a window");
+    assert_eq!(
+        window.kind,
+        WindowKind::Cumulate {
+            step_ms: 2000,
+            size_ms: 10_000
+        }
+    );
+    assert_eq!(window.time, TimeDomain::Event);
 }

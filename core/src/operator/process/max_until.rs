@@ -132,6 +132,16 @@ impl KeyedProcess for MaxUntil {
         Ok(())
     }
 
+    fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
+        for key in super::keys_in_group(state, key_group) {
+            let deadline = match state.key(&key, self.watermark).value(DEADLINE).get() {
+                Some(Value::Timestamp(ms) | Value::I64(ms)) => *ms,
+                _ => continue,
+            };
+            self.timers.entry(deadline).or_default().push(key);
+        }
+    }
+
     fn on_watermark(
         &mut self,
         watermark: i64,

@@ -32,6 +32,7 @@ fn build(
         input,
         keys,
         config,
+        changelog: false,
     })
 }
 
@@ -110,7 +111,7 @@ fn model(rows: &[(i64, Value)], n: usize) -> Vec<Vec<Value>> {
 #[test]
 fn builtins_are_registered_everywhere() {
     let names: Vec<&str> = builtins().iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["last_n_average", "max_until"]);
+    assert_eq!(names, ["last_n_average", "max_until", "over_rows"]);
     assert_eq!(ProcessRegistry::with_builtins().names(), names);
     assert!(ProcessRegistry::new().names().is_empty());
     assert!(registered_names().contains(&"last_n_average".to_string()));
@@ -124,7 +125,7 @@ fn an_unknown_name_lists_the_registered_ones() {
     assert_eq!(
         error.to_string(),
         "unknown process `last_n_averages`; did you mean `last_n_average`?; the registered \
-         processes are: last_n_average, max_until"
+         processes are: last_n_average, max_until, over_rows"
     );
     let error = registry.lookup("top_k").err().unwrap();
     assert_eq!(
@@ -132,7 +133,11 @@ fn an_unknown_name_lists_the_registered_ones() {
         ProcessError::Unknown {
             name: "top_k".into(),
             suggestion: None,
-            registered: vec!["last_n_average".into(), "max_until".into()],
+            registered: vec![
+                "last_n_average".into(),
+                "max_until".into(),
+                "over_rows".into()
+            ],
         }
     );
 }
@@ -449,6 +454,248 @@ fn last_n_average_forgets_a_seller_after_its_ttl() {
         [
             [Value::I64(1), Value::F64(30.0), Value::I64(1)],
             [Value::I64(2), Value::F64(60.0), Value::I64(3)],
+        ]
+    );
+}
+
+/// `over_rows`'s input: seller, an order time, a price.
+fn timed_input(changelog: bool) -> Schema {
+    let mut fields = vec![
+        Field::new("seller", DataType::I64),
+        Field::new("t", DataType::Timestamp),
+        Field::nullable("price", DataType::I64),
+    ];
+    if changelog {
+        fields.insert(0, Field::new("op", DataType::String));
+    }
+    Schema::new(fields)
+}
+
+const OVER_AGGREGATES: &str =
+    "a = avg(price), s = sum(price), n = count(*), c = count(price), lo = min(price), hi = max(price)";
+
+fn over_rows_op(preceding: usize, changelog: bool) -> Box<dyn KeyedProcess> {
+    let preceding = preceding.to_string();
+    let config = config(&[
+        ("order", "t"),
+        ("preceding", &preceding),
+        ("aggregates", OVER_AGGREGATES),
+    ]);
+    let factory = lookup("over_rows").unwrap();
+    factory(&ProcessContext {
+        input: &timed_input(changelog),
+        keys: &seller_key(),
+        config: &config,
+        changelog,
+    })
+    .unwrap()
+}
+
+/// One `over_rows` input row, led by `op` when it is `Some`.
+fn timed_row(op: Option<&str>, seller: i64, t: i64, price: Option<i64>) -> Batch {
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    let price = price.map_or(ValueRef::Null, ValueRef::I64);
+    let mut row = vec![ValueRef::I64(seller), ValueRef::Timestamp(t), price];
+    if let Some(op) = op {
+        row.insert(0, ValueRef::Str(op));
+    }
+    builder.push_with_time(&row, t).unwrap();
+    builder.finish()
+}
+
+/// The row `over_rows` should emit for a frame of prices, the current row last.
+fn over_model(seller: i64, t: i64, frame: &[Option<i64>]) -> Vec<Value> {
+    let values: Vec<i64> = frame.iter().flatten().copied().collect();
+    let or_null = |v: Option<Value>| v.unwrap_or(Value::Null);
+    let sum = (!values.is_empty()).then(|| values.iter().sum::<i64>());
+    vec![
+        Value::I64(seller),
+        Value::Timestamp(t),
+        frame
+            .last()
+            .copied()
+            .flatten()
+            .map_or(Value::Null, Value::I64),
+        or_null(sum.map(|s| Value::F64(s as f64 / values.len() as f64))),
+        or_null(sum.map(Value::I64)),
+        Value::I64(frame.len() as i64),
+        Value::I64(values.len() as i64),
+        or_null(values.iter().min().map(|v| Value::I64(*v))),
+        or_null(values.iter().max().map(|v| Value::I64(*v))),
+    ]
+}
+
+/// Feeds one changelog row keyed by its seller (field 1).
+fn feed(op: &mut dyn KeyedProcess, state: &mut KeyedState, batch: &Batch) {
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    for row in batch.view().rows() {
+        let key = [Datum::I64(row.get(1).and_then(|v| v.as_i64()).unwrap())];
+        op.process_row(&key, row, None, &mut state.key(&key, 0), &mut out)
+            .unwrap();
+    }
+    assert!(out.is_empty(), "over_rows emits only on watermarks");
+}
+
+#[test]
+fn over_rows_settles_an_update_stream_at_the_watermark() {
+    let mut op = over_rows_op(1, true);
+    assert!(op.reads_changelog());
+    let names: Vec<String> = op
+        .output_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["seller", "t", "price", "a", "s", "n", "c", "lo", "hi"]
+    );
+    let mut state = KeyedState::new(op.state_descriptors(), 16);
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("+I"), 1, 10, Some(5)),
+    );
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("-U"), 1, 10, Some(5)),
+    );
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("+U"), 1, 10, Some(7)),
+    );
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("+I"), 1, 20, Some(3)),
+    );
+    op.on_watermark(9, &mut state, &mut out).unwrap();
+    assert!(out.is_empty(), "nothing settles before its time");
+    op.on_watermark(15, &mut state, &mut out).unwrap();
+    assert_eq!(out, [over_model(1, 10, &[Some(7)])]);
+    // Settled rows cannot be taken back (late), nor can rows arrive at settled times.
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("-U"), 1, 10, Some(7)),
+    );
+    feed(
+        op.as_mut(),
+        &mut state,
+        &timed_row(Some("+I"), 1, 12, Some(100)),
+    );
+    out.clear();
+    op.on_watermark(i64::MAX, &mut state, &mut out).unwrap();
+    assert_eq!(out, [over_model(1, 20, &[Some(7), Some(3)])]);
+}
+
+#[test]
+fn over_rows_checks_its_config() {
+    let error = |pairs: &[(&str, &str)]| {
+        build(
+            "over_rows",
+            &timed_input(false),
+            &seller_key(),
+            &config(pairs),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert_eq!(error(&[("order", "t")]), "config `aggregates` is required");
+    let wrong = error(&[("order", "price2"), ("aggregates", "a = avg(price)")]);
+    assert_eq!(
+        wrong,
+        "config `order` names no input field `price2`; did you mean `price`?"
+    );
+    let sum_of_time = error(&[("order", "t"), ("aggregates", "a = sum(t)")]);
+    assert!(
+        sum_of_time.contains("avg and sum take an i64 or f64 field"),
+        "{sum_of_time}"
+    );
+    let star = error(&[("order", "t"), ("aggregates", "a = max(*)")]);
+    assert!(star.contains("only count takes `*`"), "{star}");
+    let clash = error(&[("order", "t"), ("aggregates", "price = max(price)")]);
+    assert!(clash.contains("names `price` twice"), "{clash}");
+    let bad = error(&[("order", "t"), ("aggregates", "a = median(price)")]);
+    assert!(bad.contains("is not `name = func(field)`"), "{bad}");
+}
+
+proptest! {
+    /// Rows in any arrival order, some late: each row that was not late comes out once, with
+    /// the aggregates of it and the `preceding` rows of its seller before it by time.
+    #[test]
+    fn over_rows_matches_a_brute_force_frame(
+        rows in prop::collection::vec((0i64..3, 0i64..200, prop::option::of(-50i64..50)), 1..80),
+        preceding in 0usize..4,
+        delay in 0i64..40,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        let rows: Vec<_> = rows.into_iter().filter(|(s, t, _)| seen.insert((*s, *t))).collect();
+        let mut op = over_rows_op(preceding, false);
+        let mut state = KeyedState::new(op.state_descriptors(), 16);
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        let (mut kept, mut max_t, mut watermark) = (Vec::new(), i64::MIN, i64::MIN);
+        for (seller, t, price) in rows {
+            let batch = timed_row(None, seller, t, price);
+            out.extend(run(op.as_mut(), &mut state, &batch, t));
+            if t > watermark {
+                kept.push((seller, t, price));
+            }
+            max_t = max_t.max(t);
+            if max_t - delay > watermark {
+                watermark = max_t - delay;
+                op.on_watermark(watermark, &mut state, &mut out).unwrap();
+            }
+        }
+        op.on_watermark(i64::MAX, &mut state, &mut out).unwrap();
+        kept.sort_unstable();
+        let mut expected = Vec::new();
+        for (i, (seller, t, _)) in kept.iter().enumerate() {
+            let first = kept[..=i].iter().rposition(|r| r.0 != *seller).map_or(0, |p| p + 1);
+            let frame: Vec<Option<i64>> =
+                kept[first.max(i.saturating_sub(preceding))..=i].iter().map(|r| r.2).collect();
+            expected.push(over_model(*seller, *t, &frame));
+        }
+        out.sort_by(|a, b| {
+            crate::state::total_cmp(a[0].as_ref(), b[0].as_ref())
+                .then(crate::state::total_cmp(a[1].as_ref(), b[1].as_ref()))
+        });
+        prop_assert_eq!(out, expected);
+    }
+}
+
+#[test]
+fn over_rows_rebuilds_its_timers_from_restored_state() {
+    let mut op = over_rows_op(1, false);
+    let mut state = KeyedState::new(op.state_descriptors(), 16);
+    for (t, price) in [(10, 4), (20, 6)] {
+        let mut out: Vec<Vec<Value>> = Vec::new();
+        let batch = timed_row(None, 1, t, Some(price));
+        for row in batch.view().rows() {
+            let key = [Datum::I64(1)];
+            op.process_row(&key, row, None, &mut state.key(&key, 0), &mut out)
+                .unwrap();
+        }
+    }
+    let group = state.key_group_of(&[Value::I64(1)]);
+    let bytes = state.snapshot_key_group(group);
+    let mut restored_op = over_rows_op(1, false);
+    let mut restored = KeyedState::new(restored_op.state_descriptors(), 16);
+    restored.restore_key_group(group, &bytes).unwrap();
+    restored_op.on_restore(&mut restored, group);
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    restored_op
+        .on_watermark(i64::MAX, &mut restored, &mut out)
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            over_model(1, 10, &[Some(4)]),
+            over_model(1, 20, &[Some(4), Some(6)])
         ]
     );
 }
