@@ -255,6 +255,10 @@ mod tests {
             Some(token)
         );
         assert_eq!(decode_position("not base64!"), None);
+        // A change stream's resume token goes through the same BSON value.
+        let resume: mongodb::change_stream::event::ResumeToken =
+            bson::from_bson(token.clone()).expect("a token");
+        assert_eq!(bson::to_bson(&resume).ok(), Some(token));
         let doc = doc! {"n": 3_i32, "x": 2.5, "at": bson::DateTime::from_millis(7), "s": "a"};
         let field = |name: &str, data_type, nullable| Field {
             name: name.into(),

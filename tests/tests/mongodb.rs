@@ -125,13 +125,10 @@ operators:
     from: bids
     group_by: [auction]
     aggregate: {{bids: count(*), top: max(price)}}
-  - name: busy
-    from: totals
-    filter: bids > 3
 sinks:
   out:
     type: mongodb
-    from: busy
+    from: totals
     uri: ${{MONGO_TEST_URI}}
     database: {DB}
     collection: {collection}
@@ -147,7 +144,7 @@ sinks:
     let docs = server.documents(DB, &format!("totals-ref-{}", std::process::id()));
     for (id, doc) in docs.iter().take(5) {
         assert_eq!(doc["auction"].to_string(), *id, "{doc}");
-        assert!(doc["bids"].as_i64().is_some_and(|n| n > 3), "{doc}");
+        assert!(doc["bids"].as_i64().is_some_and(|n| n >= 1), "{doc}");
         assert!(doc.get("op").is_none(), "{doc}");
     }
 }

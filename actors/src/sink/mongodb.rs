@@ -298,7 +298,12 @@ fn sort_items(
             continue;
         };
         // Inserting an `_id` that is there: a replay of a row written before a restore.
-        if error.code == DUPLICATE_KEY && link.mode == MongoMode::Insert && doc.id.is_some() {
+        let on_id = error.message.contains("index: _id_ ");
+        if error.code == DUPLICATE_KEY
+            && on_id
+            && link.mode == MongoMode::Insert
+            && doc.id.is_some()
+        {
             continue;
         }
         let text = format!("{} (code {})", error.message, error.code);

@@ -131,7 +131,7 @@ impl Reader<'_> {
     }
 
     async fn scan(&mut self, cx: &CoreCx, emitter: &mut Emitter) -> Result<(), Error> {
-        let mut cursor = Some(self.open_scan().await?);
+        let mut cursor = None;
         while self.turn(cx, emitter).await? {
             let Some(mut open) = cursor.take() else {
                 cursor = Some(self.open_scan().await?);
@@ -194,10 +194,16 @@ impl Reader<'_> {
     }
 
     async fn follow(&mut self, cx: &CoreCx, emitter: &mut Emitter) -> Result<(), Error> {
-        let mut stream = Some(self.open_stream().await?);
+        let mut stream = None;
         while self.turn(cx, emitter).await? {
             let Some(mut open) = stream.take() else {
-                stream = Some(self.open_stream().await?);
+                let open = self.open_stream().await?;
+                // A new stream's token (the server's post-batch token) is where it starts: a
+                // checkpoint taken before the first change resumes there.
+                if self.last.is_none() {
+                    self.last = open.resume_token().and_then(|t| bson::to_bson(&t).ok());
+                }
+                stream = Some(open);
                 continue;
             };
             let rows = self.batch_rows;
