@@ -469,8 +469,8 @@ sinks:
             "missing required key `schema`",
         ),
         (
-            source("database: d, collection: c, schema: {n: int}"),
-            "unknown type `int`",
+            source("database: d, collection: c, schema: {n: decimal}"),
+            "unknown type `decimal`",
         ),
     ];
     for (yaml, message) in cases {

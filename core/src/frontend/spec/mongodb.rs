@@ -196,7 +196,8 @@ fn decode_target(
         let message = "`mongodb+srv://` needs DNS SRV look-ups, which Wire does not do: list the hosts in a mongodb:// URI";
         return Err(cx.err(node, &path, message));
     }
-    if !uri.starts_with("mongodb://") {
+    // A URI read whole from the environment (`${MONGO_URI}`) is checked when the run starts.
+    if !uri.starts_with("mongodb://") && !uri.starts_with("${") {
         let message = "expected a URI like mongodb://user:${MONGO_PASSWORD}@127.0.0.1:27017";
         return Err(cx.err(node, &path, message));
     }
