@@ -250,10 +250,8 @@ mod tests {
     #[test]
     fn positions_round_trip_and_values_convert_by_the_field_type() {
         let token = Bson::Document(doc! {"_data": "8263A1"});
-        assert_eq!(
-            decode_position(&encode_position(token.clone())),
-            Some(token)
-        );
+        let kept = decode_position(&encode_position(token.clone()));
+        assert_eq!(kept.as_ref(), Some(&token));
         assert_eq!(decode_position("not base64!"), None);
         // A change stream's resume token goes through the same BSON value.
         let resume: mongodb::change_stream::event::ResumeToken =
