@@ -26,6 +26,7 @@ pub mod ingest_stats;
 mod kafka;
 mod lookup;
 pub mod message;
+mod mongo;
 mod operator;
 mod optimize;
 pub mod outlet;

@@ -319,6 +319,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SourceKind::File(_) => "file",
             SourceKind::Ingest(_) => "ingest",
             SourceKind::Kafka(_) => "kafka",
+            SourceKind::Mongodb(_) => "mongodb",
             _ => "source",
         };
         (s.name.clone(), Role::Source, kind.to_string())
@@ -359,6 +360,7 @@ fn probe_nodes(plan: &Plan) -> Vec<(String, Role, String)> {
             SinkKind::Kafka(_) => "kafka",
             SinkKind::Postgres(_) => "postgres",
             SinkKind::Elasticsearch(_) => "elasticsearch",
+            SinkKind::Mongodb(_) => "mongodb",
             _ => "sink",
         };
         (s.name.clone(), Role::Sink, kind.to_string())

@@ -14,12 +14,14 @@
 mod dir;
 mod elasticsearch;
 mod kafka;
+mod mongodb;
 mod postgres;
-mod refusals;
+pub(crate) mod refusals;
 mod stage;
 
 pub use kafka::recover_kafka_sinks;
 pub use postgres::recover_postgres_sinks;
+pub(crate) use postgres::substitute_env;
 
 pub use dir::{
     discard_file_sink_parts, lock_file_sinks, published_file_sink_parts, PublishedParts, SinkLocks,
@@ -208,6 +210,7 @@ enum Output {
     Kafka(Box<kafka::KafkaOutput>),
     Postgres(Box<postgres::PostgresOutput>),
     Elasticsearch(Box<elasticsearch::ElasticsearchOutput>),
+    Mongodb(Box<mongodb::MongoOutput>),
 }
 
 impl Output {
@@ -247,6 +250,9 @@ impl Output {
             SinkKind::Elasticsearch(_) => Output::Elasticsearch(Box::new(
                 elasticsearch::ElasticsearchOutput::open(cx, sink)?,
             )),
+            SinkKind::Mongodb(_) => {
+                Output::Mongodb(Box::new(mongodb::MongoOutput::open(cx, sink)?))
+            }
             _ => Output::Blackhole,
         })
     }
@@ -257,6 +263,7 @@ impl Output {
             Some(Output::Kafka(kafka)) => kafka.start().await,
             Some(Output::Postgres(postgres)) => postgres.start().await,
             Some(Output::Elasticsearch(es)) => es.start().await,
+            Some(Output::Mongodb(mongo)) => mongo.start().await,
             _ => Ok(()),
         }
     }
@@ -301,6 +308,7 @@ impl Output {
             Output::Kafka(kafka) => kafka.write(batch).await,
             Output::Postgres(postgres) => postgres.write(batch).await,
             Output::Elasticsearch(es) => es.write(batch).await,
+            Output::Mongodb(mongo) => mongo.write(batch).await,
         }
     }
 
@@ -312,6 +320,7 @@ impl Output {
             Output::Kafka(kafka) => kafka.stage(next_epoch).await,
             Output::Postgres(postgres) => postgres.stage(next_epoch).await,
             Output::Elasticsearch(es) => es.stage().await,
+            Output::Mongodb(mongo) => mongo.stage().await,
             Output::Stdout { closed: false, .. } => std::io::stdout()
                 .lock()
                 .flush()
@@ -346,6 +355,7 @@ impl Output {
             Output::Kafka(kafka) => kafka.close().await,
             Output::Postgres(postgres) => postgres.close().await,
             Output::Elasticsearch(es) => es.close().await,
+            Output::Mongodb(mongo) => mongo.close().await,
         }
     }
 }

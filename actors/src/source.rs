@@ -4,6 +4,7 @@
 mod file;
 pub(crate) mod ingest;
 mod kafka;
+mod mongodb;
 mod nexmark;
 
 use std::rc::Rc;
@@ -53,6 +54,7 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
         SourceKind::File(spec) => file::run(&cx, index, spec, &mut emitter).await,
         SourceKind::Ingest(spec) => ingest::run(&cx, index, spec, &mut emitter).await,
         SourceKind::Kafka(spec) => kafka::run(&cx, index, spec, &mut emitter).await,
+        SourceKind::Mongodb(spec) => mongodb::run(&cx, index, spec, &mut emitter).await,
         other => unreachable!("the plan checker admits no other source kind: {other:?}"),
     };
     if let Err(err) = result {

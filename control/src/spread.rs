@@ -420,6 +420,7 @@ mod tests {
                     partition,
                     position: u64::from(partition) * 100,
                     line: 0,
+                    token: None,
                 }],
             }],
             operators,

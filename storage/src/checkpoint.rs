@@ -101,6 +101,9 @@ pub struct SourcePosition {
     pub position: u64,
     /// Lines read before `position` (file sources, for line numbers in errors); 0 otherwise.
     pub line: u64,
+    /// A position a number cannot hold, as text (a MongoDB change stream's resume token);
+    /// `None` for the other sources. Kept in the manifest only when present.
+    pub token: Option<String>,
 }
 
 /// Every partition position of one source.
@@ -609,6 +612,7 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 partition: partition as u32,
                 position,
                 line: pair.get(2).and_then(Json::as_u64).unwrap_or(0),
+                token: pair.get(3).and_then(Json::as_str).map(str::to_string),
             });
         }
         sources.push(SourceState {
@@ -787,7 +791,8 @@ fn write_with(
     Ok(written)
 }
 
-/// The manifest's `sources`: name, partitions, and `[partition, position, line]` per partition.
+/// The manifest's `sources`: name, partitions, and `[partition, position, line]` per partition
+/// (`[partition, position, line, token]` when the source keeps a token).
 fn sources_json(sources: &[SourceState]) -> Vec<Json> {
     sources
         .iter()
@@ -795,7 +800,10 @@ fn sources_json(sources: &[SourceState]) -> Vec<Json> {
             let positions: Vec<Json> = s
                 .positions
                 .iter()
-                .map(|p| json!([p.partition, p.position, p.line]))
+                .map(|p| match &p.token {
+                    None => json!([p.partition, p.position, p.line]),
+                    Some(token) => json!([p.partition, p.position, p.line, token]),
+                })
                 .collect();
             json!({"name": s.name, "partitions": s.partitions, "positions": positions})
         })
@@ -1021,11 +1029,13 @@ mod tests {
                         partition: 0,
                         position: 10 * id,
                         line: 0,
+                        token: None,
                     },
                     SourcePosition {
                         partition: 1,
                         position: 7,
                         line: 3,
+                        token: Some("gmXX\"token".into()),
                     },
                 ],
             }],

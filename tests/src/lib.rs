@@ -12,6 +12,7 @@ use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef}
 pub mod cluster;
 pub mod kafka;
 pub mod metrics;
+pub mod mongo;
 pub mod moto;
 pub mod nexmark;
 pub mod osmem;

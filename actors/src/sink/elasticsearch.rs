@@ -22,7 +22,7 @@ use wire_core::frontend::spec::{ElasticsearchSink, FileFormat, SinkKind};
 use wire_core::record::format::RowWriter;
 use wire_core::{ArchivedRow, Batch};
 
-use super::refusals::{Refusals, Tally};
+use super::refusals::{lock, Refusals, Tally};
 use crate::pipeline::CoreCx;
 use crate::retry::RetryState;
 use crate::Error;
@@ -471,12 +471,6 @@ fn cause(error: &(dyn std::error::Error + 'static)) -> String {
         return "timed out".to_string();
     }
     text
-}
-
-fn lock(refusals: &Mutex<Refusals>) -> Result<std::sync::MutexGuard<'_, Refusals>, Error> {
-    refusals
-        .lock()
-        .map_err(|_| Error::Connector("dead-letter lock poisoned".into()))
 }
 
 /// `datum` as JSON: bytes in base64, timestamps in RFC 3339, non-finite floats as null.

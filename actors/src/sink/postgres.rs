@@ -14,6 +14,8 @@
 
 mod sql;
 
+pub(crate) use sql::substitute_env;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

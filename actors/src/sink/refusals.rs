@@ -3,7 +3,8 @@
 //! error, `skip` drops and counts the row, `dead_letter` appends it to a JSON-lines file with
 //! the error and the place, and counts it.
 //!
-//! A dead-letter line is `{"sink": …, "error": …, "place": …, "row": {…}}`, written in one
+//! A dead-letter line is `{"sink": …, "error": …, "place": …, "row": {…}}` (`"source"`
+//! for a source's), written in one
 //! `write` to a file opened for appending, so instances on different cores never interleave
 //! their lines. The file is synced before the sink acks a checkpoint; dead letters are
 //! at-least-once (a replay after a crash may write a row's letter again).
@@ -45,8 +46,10 @@ impl Tally {
     }
 }
 
-/// One sink instance's handling of refused rows.
-pub(super) struct Refusals {
+/// One sink instance's handling of refused rows (or a source's of records that do not fit).
+pub(crate) struct Refusals {
+    /// The key that names the connector in a letter: `sink`, or `source`.
+    role: &'static str,
     on_error: SinkOnError,
     dead_letters: Option<(PathBuf, std::fs::File)>,
     /// Where refusals are counted; none while settling a sink before the cores start.
@@ -61,10 +64,18 @@ impl Refusals {
             _ => None,
         };
         Ok(Refusals {
+            role: "sink",
             on_error: errors.on_error,
             dead_letters,
             tally,
         })
+    }
+
+    /// The same for a source: letters name it under `source`, and the source counts them.
+    pub(crate) fn open_for_source(errors: &SinkErrors) -> Result<Refusals, Error> {
+        let mut refusals = Refusals::open(errors, None)?;
+        refusals.role = "source";
+        Ok(refusals)
     }
 
     /// Whether refused rows are written out (the caller then keeps each row's JSON).
@@ -75,7 +86,7 @@ impl Refusals {
     /// Handles one refused row: `Err` (naming `what`, the place and the error) with
     /// `on_error: fail`, otherwise counts it and, with `dead_letter`, writes it out. `row` is
     /// the row as a JSON object (empty when not kept).
-    pub(super) fn refuse(
+    pub(crate) fn refuse(
         &mut self,
         what: &str,
         error: &str,
@@ -91,7 +102,7 @@ impl Refusals {
             }
             SinkOnError::DeadLetter => {
                 if let Some((path, file)) = self.dead_letters.as_mut() {
-                    let line = letter(what, error, place, row);
+                    let line = letter((self.role, what), error, place, row);
                     file.write_all(&line)
                         .map_err(|err| Error::io(&*path, err))?;
                 }
@@ -104,12 +115,21 @@ impl Refusals {
     }
 
     /// Makes the dead letters written so far durable.
-    pub(super) fn sync(&self) -> Result<(), Error> {
+    pub(crate) fn sync(&self) -> Result<(), Error> {
         match &self.dead_letters {
             Some((path, file)) => file.sync_data().map_err(|err| Error::io(path, err)),
             None => Ok(()),
         }
     }
+}
+
+/// The instance's refusals, shared with its blocking requests.
+pub(super) fn lock(
+    refusals: &std::sync::Mutex<Refusals>,
+) -> Result<std::sync::MutexGuard<'_, Refusals>, Error> {
+    refusals
+        .lock()
+        .map_err(|_| Error::Connector("dead-letter lock poisoned".into()))
 }
 
 fn open_append(path: &Path) -> Result<std::fs::File, Error> {
@@ -124,11 +144,11 @@ fn open_append(path: &Path) -> Result<std::fs::File, Error> {
 }
 
 /// One dead-letter line.
-fn letter(sink: &str, error: &str, place: &str, row: &[u8]) -> Vec<u8> {
+fn letter((role, connector): (&str, &str), error: &str, place: &str, row: &[u8]) -> Vec<u8> {
     let text = |s: &str| serde_json::Value::from(s).to_string();
     let mut line = format!(
-        "{{\"sink\":{},\"error\":{},\"place\":{},\"row\":",
-        text(sink),
+        "{{\"{role}\":{},\"error\":{},\"place\":{},\"row\":",
+        text(connector),
         text(error),
         text(place)
     )
@@ -146,7 +166,7 @@ mod tests {
     #[test]
     fn a_letter_is_one_json_line_with_the_error_place_and_row() {
         let line = letter(
-            "elasticsearch sink `out`",
+            ("sink", "elasticsearch sink `out`"),
             "mapper_parsing_exception: \"x\"",
             "index `i`",
             b"{\"a\":1}\n",

@@ -166,6 +166,7 @@ impl FileReader<'_> {
             partition: self.partition,
             position: self.pos - self.carry.len() as u64,
             line: self.line_no,
+            token: None,
         }
     }
 

@@ -104,6 +104,7 @@ pub(super) async fn run(
             partition,
             position,
             line: 0,
+            token: None,
         }]
     };
     let partitions = cx.cores as u32;
@@ -237,6 +238,7 @@ async fn replay(
                         partition: emitter.core() as u32,
                         position,
                         line: 0,
+                        token: None,
                     }],
                 )
                 .await;

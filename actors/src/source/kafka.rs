@@ -265,6 +265,7 @@ fn positions(parts: &[Part]) -> Vec<SourcePosition> {
             partition: part.index,
             position: part.next.max(0) as u64,
             line: position_key(&part.topic, part.partition),
+            token: None,
         })
         .collect()
 }

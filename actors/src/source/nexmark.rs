@@ -50,6 +50,7 @@ pub(super) async fn run(
                 partition: *partition,
                 position: *position,
                 line: 0,
+                token: None,
             })
             .collect()
     };

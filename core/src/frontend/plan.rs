@@ -317,9 +317,18 @@ fn sink_columns(
         SinkKind::Postgres(pg) => (&pg.columns, pg.mode == PostgresMode::Upsert, &pg.key),
         // A document's fields; an update stream's `op` only says what to do with it.
         SinkKind::Elasticsearch(es) => (&es.document, true, &Vec::new()),
+        // A MongoDB sink's `_id` is made of `key`, which must name fields of the document.
+        SinkKind::Mongodb(mongo) => (&mongo.document, true, &mongo.key),
         _ => return Ok(Vec::new()),
     };
     let path = format!("sinks.{}", sink.name.name);
+    if let SinkKind::Mongodb(mongo) = &sink.kind {
+        let update_stream = schema.fields().iter().any(|f| f.name == OP_FIELD);
+        if update_stream && mongo.mode != crate::frontend::spec::MongoMode::Upsert {
+            let message = "an update stream needs `mode: upsert` with `key`: a `-D` row deletes the document of its `_id`";
+            return Err(spec.error_at(&sink.name, &path, message.to_string()));
+        }
+    }
     if let SinkKind::Elasticsearch(es) = &sink.kind {
         if es.id.is_none() && schema.fields().iter().any(|f| f.name == OP_FIELD) {
             let message = "an update stream needs `id`: a `-D` row deletes the document of its id";
@@ -411,6 +420,10 @@ fn plan_source(
         SourceKind::Kafka(kafka) => {
             let time = event_time_index(spec, &source.name, &kafka.schema, &kafka.event_time)?;
             (kafka.schema.clone(), time)
+        }
+        SourceKind::Mongodb(mongo) => {
+            let time = event_time_index(spec, &source.name, &mongo.schema, &mongo.event_time)?;
+            (mongo.schema.clone(), time)
         }
     };
     let (event_time, time_expr) = match event_time {

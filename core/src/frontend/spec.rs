@@ -7,6 +7,7 @@
 
 mod elasticsearch;
 mod kafka;
+mod mongodb;
 mod postgres;
 mod stateful;
 mod yaml;
@@ -21,6 +22,7 @@ pub use kafka::{
     KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
     KafkaTopics,
 };
+pub use mongodb::{MongoMode, MongoRead, MongoSink, MongoSource};
 pub use postgres::{PostgresMode, PostgresSink};
 pub use stateful::{
     parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,
@@ -168,6 +170,8 @@ pub enum SourceKind {
     Ingest(IngestSource),
     /// Records of Kafka topics.
     Kafka(Box<KafkaSource>),
+    /// Documents of a MongoDB collection: one scan, or its change stream.
+    Mongodb(Box<MongoSource>),
 }
 
 /// `type: nexmark`.
@@ -344,6 +348,8 @@ pub enum SinkKind {
     Postgres(Box<PostgresSink>),
     /// Indexes rows as documents in Elasticsearch or OpenSearch.
     Elasticsearch(Box<ElasticsearchSink>),
+    /// Inserts or upserts rows as documents into a MongoDB collection.
+    Mongodb(Box<MongoSink>),
 }
 
 /// `type: file` as a sink.
@@ -776,7 +782,7 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
     Ok(settings)
 }
 
-const SOURCE_TYPES: &[&str] = &["nexmark", "file", "ingest", "kafka"];
+const SOURCE_TYPES: &[&str] = &["nexmark", "file", "ingest", "kafka", "mongodb"];
 
 fn decode_source(
     cx: &Cx<'_>,
@@ -795,6 +801,7 @@ fn decode_source(
         "file" => SourceKind::File(decode_file_source(cx, &mut fields)?),
         "ingest" => SourceKind::Ingest(decode_ingest(cx, &mut fields)?),
         "kafka" => SourceKind::Kafka(Box::new(kafka::decode_source(cx, &mut fields)?)),
+        "mongodb" => SourceKind::Mongodb(Box::new(mongodb::decode_source(cx, &mut fields)?)),
         other => {
             return Err(cx.err(
                 type_node,
@@ -1340,6 +1347,7 @@ const SINK_TYPES: &[&str] = &[
     "kafka",
     "postgres",
     "elasticsearch",
+    "mongodb",
 ];
 
 fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<SinkSpec, SpecError> {
@@ -1400,6 +1408,10 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
         "elasticsearch" => (
             SinkKind::Elasticsearch(Box::new(elasticsearch::decode_sink(cx, &mut fields)?)),
             elasticsearch::ELASTICSEARCH_SINK_KEYS,
+        ),
+        "mongodb" => (
+            SinkKind::Mongodb(Box::new(mongodb::decode_sink(cx, &mut fields)?)),
+            mongodb::MONGODB_SINK_KEYS,
         ),
         other => {
             return Err(cx.err(

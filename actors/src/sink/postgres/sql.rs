@@ -42,7 +42,7 @@ impl Target {
 }
 
 /// `url` with every `${NAME}` replaced by the environment variable `NAME`.
-pub(super) fn substitute_env(url: &str, what: &str) -> Result<String, String> {
+pub(crate) fn substitute_env(url: &str, what: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = url;
     while let Some(at) = rest.find("${") {

@@ -176,6 +176,18 @@ fn key_columns(
     if mode == PostgresMode::Append {
         return Err(cx.err(node, &path, "`key` is for mode: upsert"));
     }
+    key_names(cx, node, &path, columns)
+}
+
+/// The names of a `key:` list (or one name); each must be one of `columns` when they are
+/// given (the plan checks them against the fields otherwise).
+pub(super) fn key_names(
+    cx: &Cx<'_>,
+    node: &super::Node,
+    path: &str,
+    columns: &[(String, ExprText)],
+) -> Result<Vec<String>, SpecError> {
+    let path = path.to_string();
     let items: Vec<(&super::Node, String)> = match &node.kind {
         NodeKind::Seq(items) if !items.is_empty() => items
             .iter()
@@ -211,7 +223,7 @@ pub(crate) fn identifier(name: &str) -> bool {
 }
 
 /// The text after the first `${` that is not a closed variable name, if any.
-fn bad_substitution(url: &str) -> Option<String> {
+pub(super) fn bad_substitution(url: &str) -> Option<String> {
     let mut rest = url;
     while let Some(at) = rest.find("${") {
         let after = &rest[at + 2..];

@@ -17,6 +17,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             SourceKind::File(f) => format!("file {}", f.path.display()),
             SourceKind::Ingest(i) => format!("ingest {}", i.listen),
             SourceKind::Kafka(_) => "kafka".to_string(),
+            SourceKind::Mongodb(m) => format!("mongodb {}.{}", m.database, m.collection),
         };
         let _ = writeln!(out, "source {}: {kind}", source.name);
         let _ = writeln!(out, "  rows: {}", fields(&source.schema));
@@ -58,6 +59,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             SinkKind::Kafka(_) => "kafka".to_string(),
             SinkKind::Postgres(_) => "postgres".to_string(),
             SinkKind::Elasticsearch(_) => "elasticsearch".to_string(),
+            SinkKind::Mongodb(m) => format!("mongodb {}.{}", m.database, m.collection),
         };
         let _ = writeln!(
             out,

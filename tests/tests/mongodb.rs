@@ -1,0 +1,501 @@
+//! The MongoDB sink and source against SecantusDB, a MongoDB-compatible server (tests/src/mongo.rs
+//! starts one per test binary; `.ci/run` installs it): Nexmark windows and an update stream
+//! replayed through SIGKILLs equal an uninterrupted run, a server down at start, a change
+//! stream resumed after SIGKILLs into an exactly-once file sink, and documents that do not fit
+//! (source) or that the server refuses (sink) in the dead-letter files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, Document};
+use wire_tests::mongo::Mongo;
+use wire_tests::process::{kill_after, output_within, sigkill_restarts_when, Watched};
+use wire_tests::wire_bin;
+
+const DB: &str = "wire";
+
+fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
+    let mut command = Command::new(wire_bin());
+    command
+        .current_dir(dir)
+        .args(["run", "--no-progress", "--no-pin", "--cores", "2"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg(pipeline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "warn")
+        .env("MONGO_TEST_URI", Mongo::shared().uri())
+        .env_remove("WIRE_LOG");
+    if checkpoints {
+        command.args(["--checkpoint-interval", "150ms"]);
+    }
+    command
+}
+
+/// Runs `yaml` to its end without checkpoints (the reference), then through SIGKILLs with
+/// checkpoints into `collection`-eos, and asserts both collections hold the same documents.
+fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: usize) {
+    let server = Mongo::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let pid = std::process::id();
+    let (reference, crashed) = (format!("{name}-ref-{pid}"), format!("{name}-eos-{pid}"));
+    std::fs::write(dir.path().join("ref.yaml"), yaml(&reference)).expect("pipeline");
+    std::fs::write(dir.path().join("eos.yaml"), yaml(&crashed)).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "ref.yaml", false),
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected = server.documents(DB, &reference);
+    assert!(
+        expected.len() >= least,
+        "{} reference documents",
+        expected.len()
+    );
+
+    // Kills right after a bulk write landed (the collection grew), before the checkpoint that
+    // covers its rows completes: the restored run writes those rows again, which only `_id`s
+    // keep from becoming duplicates. Other kills land at a time.
+    let (killed, _) = sigkill_restarts_when(
+        || wire_run(dir.path(), "eos.yaml", true),
+        3,
+        |kill, run| match kill % 2 {
+            0 => kill_when_it_grows(run, server, &crashed),
+            _ => !kill_after(run, Duration::from_millis(700)),
+        },
+        |_, _| {},
+    );
+    assert!(killed >= 1, "the run ended before the first kill");
+    let found = server.documents(DB, &crashed);
+    eprintln!("{killed} kill(s); {} documents", found.len());
+    assert_eq!(found.len(), expected.len());
+    assert!(
+        found == expected,
+        "the replayed collection differs from the reference"
+    );
+}
+
+#[test]
+fn nexmark_windows_inserted_through_sigkills_equal_the_reference() {
+    // Insert mode with `key`: a replayed window's document is already there (duplicate key),
+    // which counts as written.
+    let yaml = |collection: &str| {
+        format!(
+            "name: {collection}
+sources:
+  bids: {{type: nexmark, stream: bid, events: 120000, rate: 40000}}
+operators:
+  - name: tenth
+    from: bids
+    filter: auction % 10 = 0
+  - name: per_auction
+    from: tenth
+    group_by: [auction]
+    window: {{type: tumbling, size: 1s}}
+    aggregate: {{num: count(*), top: max(price)}}
+sinks:
+  out:
+    type: mongodb
+    from: per_auction
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {collection}
+    key: [auction, ws]
+    document: {{auction: auction, ws: window_start, num: num, top: top}}
+    batch_rows: 100
+    connect_timeout_ms: 20000
+"
+        )
+    };
+    replayed_equals_reference("windows", yaml, 50);
+}
+
+#[test]
+fn upserts_of_an_update_stream_through_sigkills_equal_the_reference() {
+    let yaml = |collection: &str| {
+        format!(
+            "name: {collection}
+sources:
+  bids: {{type: nexmark, stream: bid, events: 90000, rate: 30000}}
+operators:
+  - name: totals
+    from: bids
+    group_by: [auction]
+    aggregate: {{bids: count(*), top: max(price)}}
+sinks:
+  out:
+    type: mongodb
+    from: totals
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {collection}
+    mode: upsert
+    key: [auction]
+    batch_rows: 200
+"
+        )
+    };
+    replayed_equals_reference("totals", yaml, 50);
+    // The documents are the last version of each auction's row, `_id` being the auction.
+    let server = Mongo::shared();
+    let docs = server.documents(DB, &format!("totals-ref-{}", std::process::id()));
+    for (id, doc) in docs.iter().take(5) {
+        assert_eq!(doc["auction"].to_string(), *id, "{doc}");
+        assert!(doc["bids"].as_i64().is_some_and(|n| n >= 1), "{doc}");
+        assert!(doc.get("op").is_none(), "{doc}");
+    }
+}
+
+/// SIGKILLs `run` as soon as `collection` has more documents than when it started (polled
+/// every 5 ms); false when the run ended first.
+fn kill_when_it_grows(run: &mut Watched, server: &Mongo, collection: &str) -> bool {
+    let before = server.count(DB, collection);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            run.join();
+            assert!(
+                status.success(),
+                "wire failed ({status}):\n{}",
+                run.stderr()
+            );
+            return false;
+        }
+        if server.count(DB, collection) > before {
+            run.child.kill().expect("SIGKILL");
+            let _ = run.child.wait();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = run.child.kill();
+    run.join();
+    panic!("{collection} did not grow within 30 s:\n{}", run.stderr());
+}
+
+#[test]
+fn a_server_down_at_start_fails_naming_the_sink_address_and_cause() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let yaml = format!(
+        "sources:
+  bids: {{type: nexmark, stream: bid, events: 1000}}
+sinks:
+  out: {{type: mongodb, from: bids, uri: 'mongodb://wire:${{MONGO_TEST_SECRET}}@127.0.0.1:{port}/', database: d, collection: c, connect_timeout_ms: 1500}}
+"
+    );
+    std::fs::write(dir.path().join("down.yaml"), yaml).expect("pipeline");
+    let mut command = wire_run(dir.path(), "down.yaml", false);
+    command.env("MONGO_TEST_SECRET", "hunter2-not-logged");
+    let (code, stderr) = output_within(command, Duration::from_secs(30));
+    assert_ne!(code, Some(0), "{stderr}");
+    let expected = format!("mongodb sink `out`: cannot reach the server at 127.0.0.1:{port} (");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was logged:\n{stderr}"
+    );
+}
+
+/// Committed rows of a file sink's directory (parts still in progress are not output yet).
+fn committed_rows(dir: &Path) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with(".inprogress") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            rows.push(serde_json::from_str(line).expect("a JSON row"));
+        }
+    }
+    rows
+}
+
+/// Inserts documents `{n, at}` for `n` in `range`, 50 per `insert_many`, 10 ms apart.
+fn insert_numbers(server: &Mongo, collection: &str, range: std::ops::Range<i64>) {
+    let coll = server.collection(DB, collection);
+    let numbers: Vec<i64> = range.collect();
+    for chunk in numbers.chunks(50) {
+        let docs: Vec<Document> = chunk
+            .iter()
+            .map(|n| doc! {"n": *n, "at": mongodb::bson::DateTime::from_millis(1_000 * n)})
+            .collect();
+        coll.insert_many(docs).run().expect("insert_many");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_change_stream_resumes_after_sigkills_without_losing_or_repeating_a_change() {
+    let server = Mongo::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let collection = format!("changes-{}", std::process::id());
+    let yaml = format!(
+        "name: follow
+sources:
+  changes:
+    type: mongodb
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {collection}
+    mode: change_stream
+    schema: {{n: i64, at: timestamp}}
+    event_time: at
+sinks:
+  out: {{type: file, from: changes, path: out}}
+"
+    );
+    std::fs::write(dir.path().join("follow.yaml"), yaml).expect("pipeline");
+    let out = dir.path().join("out");
+    let mut run = Watched::spawn(wire_run(dir.path(), "follow.yaml", true));
+    // The stream opens some time after the start: insert one document at a time until one
+    // comes out; the changes from the first one seen on must all come out, once each.
+    let mut next = 0;
+    run.wait_until(
+        "the change stream delivers",
+        Duration::from_secs(60),
+        |_| {
+            if committed_rows(&out).is_empty() {
+                insert_numbers(server, &collection, next..next + 1);
+                next += 1;
+                std::thread::sleep(Duration::from_millis(50));
+                return false;
+            }
+            true
+        },
+    );
+    let end = next + 3000;
+    let mut from = next;
+    for kill in 0..3 {
+        let upto = from + 750;
+        insert_numbers(server, &collection, from..upto);
+        from = upto;
+        // Changes made while Wire is down must come out after it resumes.
+        run.child.kill().expect("SIGKILL");
+        let _ = run.child.wait();
+        run.join();
+        if kill < 2 {
+            insert_numbers(server, &collection, from..from + 50);
+            from += 50;
+        }
+        run = Watched::spawn(wire_run(dir.path(), "follow.yaml", true));
+    }
+    insert_numbers(server, &collection, from..end);
+    run.wait_until("every change is committed", Duration::from_secs(90), |_| {
+        committed_rows(&out)
+            .iter()
+            .filter_map(|r| r["n"].as_i64())
+            .any(|n| n == end - 1)
+    });
+    let status = Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
+    run.join();
+    assert!(status.success(), "{}", run.stderr());
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for row in committed_rows(&out) {
+        *counts.entry(row["n"].as_i64().expect("n")).or_default() += 1;
+    }
+    let first = *counts.keys().next().expect("rows");
+    let repeated: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(repeated.is_empty(), "changes read twice: {repeated:?}");
+    let missing: Vec<i64> = (first..end).filter(|n| !counts.contains_key(n)).collect();
+    assert!(missing.is_empty(), "changes lost: {missing:?}");
+    assert_eq!(*counts.keys().last().expect("rows"), end - 1);
+}
+
+#[test]
+fn documents_that_do_not_fit_or_are_refused_go_to_the_dead_letter_files() {
+    let server = Mongo::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let pid = std::process::id();
+    let (input, output) = (format!("mixed-{pid}"), format!("unique-{pid}"));
+    // Even `n`: a number; odd `n`: a word, which does not fit `n: i64`.
+    let docs: Vec<Document> = (0..40_i64)
+        .map(|i| match i % 2 {
+            0 => doc! {"_id": i, "n": i * 10, "email": format!("e{}", i % 8)},
+            _ => doc! {"_id": i, "n": format!("word{i}"), "email": "x"},
+        })
+        .collect();
+    server
+        .collection(DB, &input)
+        .insert_many(docs)
+        .run()
+        .expect("insert");
+    // A unique index the sink's documents break: `email` repeats every 8 ids (4 even ids).
+    server
+        .client
+        .database(DB)
+        .run_command(doc! {
+            "createIndexes": &output,
+            "indexes": [{"key": {"email": 1}, "name": "email_1", "unique": true}],
+        })
+        .run()
+        .expect("unique index");
+    let yaml = format!(
+        "sources:
+  docs:
+    type: mongodb
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {input}
+    schema: {{_id: i64, n: i64, email: string}}
+    on_error: dead_letter
+    dead_letter: letters/source.jsonl
+sinks:
+  out:
+    type: mongodb
+    from: docs
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {output}
+    mode: upsert
+    key: [_id]
+    batch_rows: 7
+    on_error: dead_letter
+    dead_letter: letters/sink.jsonl
+"
+    );
+    std::fs::write(dir.path().join("dead.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(
+        wire_run(dir.path(), "dead.yaml", false),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join("letters").join(name))
+            .expect("dead letters")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON dead letter"))
+            .collect()
+    };
+    let mut letters = read("source.jsonl");
+    letters.sort_by_key(|l| l["row"]["_id"].as_i64());
+    assert_eq!(letters.len(), 20, "{letters:?}");
+    for (i, letter) in letters.iter().enumerate() {
+        let id = 2 * i as i64 + 1;
+        assert_eq!(letter["source"], "mongodb source `docs`");
+        assert_eq!(letter["row"]["n"], format!("word{id}"));
+        let place = format!(
+            "collection `{DB}.{input}` at 127.0.0.1:{}, document _id {id}",
+            server.port
+        );
+        assert_eq!(letter["place"], place);
+        let error = letter["error"].as_str().expect("error");
+        assert!(
+            error.starts_with("field `n`: expected i64, found BSON"),
+            "{error}"
+        );
+    }
+    // 20 even ids over 4 `email`s: the first of each email is kept, the others refused.
+    let refused = read("sink.jsonl");
+    let kept = server.documents(DB, &output);
+    assert_eq!(kept.len() + refused.len(), 20, "{kept:?} {refused:?}");
+    assert_eq!(kept.len(), 4, "{kept:?}");
+    for letter in &refused {
+        assert_eq!(letter["sink"], "mongodb sink `out`");
+        let error = letter["error"].as_str().expect("error");
+        assert!(error.contains("(code 11000)"), "{error}");
+        assert!(letter["row"]["_id"].as_i64().is_some(), "{letter}");
+    }
+    assert!(stderr.contains("20 input records rejected"), "{stderr}");
+    assert!(stderr.contains("16 rows refused by the server"), "{stderr}");
+}
+
+#[test]
+fn wire_check_refuses_bad_mongodb_connectors() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let sink = |keys: &str| {
+        format!(
+            "sources:
+  bids: {{type: nexmark, stream: bid, events: 10}}
+sinks:
+  out: {{type: mongodb, from: bids, uri: 'mongodb://127.0.0.1:27017', {keys}}}
+"
+        )
+    };
+    let source = |keys: &str| {
+        format!(
+            "sources:
+  docs: {{type: mongodb, uri: 'mongodb://127.0.0.1:27017', {keys}}}
+sinks:
+  out: {{type: stdout, from: docs}}
+"
+        )
+    };
+    let cases = [
+        (sink("collection: c"), "missing required key `database`"),
+        (
+            sink("database: d, collection: c, mode: upsert"),
+            "mode: upsert needs `key",
+        ),
+        (
+            sink("database: d, collection: c, key: [nope]"),
+            "key `nope` is not a column",
+        ),
+        (
+            sink("database: 'a.b', collection: c"),
+            "is not a database name",
+        ),
+        (
+            sink("database: d, collection: c, batch: 3"),
+            "unknown key `batch`",
+        ),
+        (
+            sink("database: d, collection: c, on_error: dead_letter"),
+            "on_error: dead_letter needs `dead_letter: <file>`",
+        ),
+        (
+            source("database: d, collection: c, mode: tail, schema: {n: i64}"),
+            "unknown mode `tail`",
+        ),
+        (
+            source("database: d, collection: c"),
+            "missing required key `schema`",
+        ),
+        (
+            source("database: d, collection: c, schema: {n: decimal}"),
+            "unknown type `decimal`",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &yaml);
+        assert_eq!(code, Some(2), "{yaml}: {stderr}");
+        assert!(stderr.contains(message), "{yaml}: {stderr}");
+    }
+    let update_stream = "sources:
+  bids: {type: nexmark, stream: bid, events: 10}
+operators:
+  - {name: totals, from: bids, group_by: [auction], aggregate: {n: count(*)}}
+sinks:
+  out: {type: mongodb, from: totals, uri: 'mongodb://h:1', database: d, collection: c}
+";
+    let (code, stderr) =
+        wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), update_stream);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("an update stream needs `mode: upsert`"),
+        "{stderr}"
+    );
+    let upsert = update_stream.replace(
+        "collection: c}",
+        "collection: c, mode: upsert, key: [auction]}",
+    );
+    let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &upsert);
+    assert_eq!(code, Some(0), "{stderr}");
+}
