@@ -71,6 +71,33 @@ impl Watched {
         }
     }
 
+    /// SIGKILLs the run as soon as `happened` holds (polled every 2 ms, at most 30 s): true
+    /// then, false when the run ended first (successfully: a failed run panics with its
+    /// stderr, as does `what` not happening in time).
+    pub fn kill_when(&mut self, what: &str, mut happened: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.join();
+                assert!(
+                    status.success(),
+                    "wire failed ({status}):\n{}",
+                    self.stderr()
+                );
+                return false;
+            }
+            if happened() {
+                self.child.kill().expect("SIGKILL");
+                let _ = self.child.wait();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.child.kill();
+        self.join();
+        panic!("{what} did not happen within 30 s:\n{}", self.stderr());
+    }
+
     /// Waits for a stderr line containing `text`.
     pub fn wait_for_line(&mut self, text: &str, within: Duration) {
         self.wait_until(&format!("line `{text}`"), within, |w| {

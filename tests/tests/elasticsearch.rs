@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wire_tests::osmem::Osmem;
 use wire_tests::process::{kill_after, output_within, sigkill_restarts_when, Watched};
@@ -131,31 +131,11 @@ fn nexmark_windows_replayed_through_sigkills_equal_the_reference() {
     );
 }
 
-/// SIGKILLs `run` as soon as `index` has more documents than when it started (polled every
-/// 2 ms); false when the run ended first.
+/// SIGKILLs `run` as soon as `index` has more documents than when it started; false when the
+/// run ended first.
 fn kill_when_it_grows(run: &mut Watched, server: &Osmem, index: &str) -> bool {
     let before = server.count(index);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            run.join();
-            assert!(
-                status.success(),
-                "wire failed ({status}):\n{}",
-                run.stderr()
-            );
-            return false;
-        }
-        if server.count(index) > before {
-            run.child.kill().expect("SIGKILL");
-            let _ = run.child.wait();
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = run.child.kill();
-    run.join();
-    panic!("{index} did not grow within 30 s:\n{}", run.stderr());
+    run.kill_when(&format!("{index} growing"), || server.count(index) > before)
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use wire_tests::mongo::Mongo;
@@ -149,31 +149,13 @@ sinks:
     }
 }
 
-/// SIGKILLs `run` as soon as `collection` has more documents than when it started (polled
-/// every 5 ms); false when the run ended first.
+/// SIGKILLs `run` as soon as `collection` has more documents than when it started; false when
+/// the run ended first.
 fn kill_when_it_grows(run: &mut Watched, server: &Mongo, collection: &str) -> bool {
     let before = server.count(DB, collection);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            run.join();
-            assert!(
-                status.success(),
-                "wire failed ({status}):\n{}",
-                run.stderr()
-            );
-            return false;
-        }
-        if server.count(DB, collection) > before {
-            run.child.kill().expect("SIGKILL");
-            let _ = run.child.wait();
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = run.child.kill();
-    run.join();
-    panic!("{collection} did not grow within 30 s:\n{}", run.stderr());
+    run.kill_when(&format!("{collection} growing"), || {
+        server.count(DB, collection) > before
+    })
 }
 
 #[test]
