@@ -86,11 +86,13 @@ fn bad_values_name_their_key() {
     );
     let error = err(&Q2.replace("stream: bid", "stream: bidz"));
     assert!(error.message.contains("did you mean `bid`"), "{error}");
-    let error = err(&Q2.replace("type: stdout", "type: mongodb"));
+    let error = err(&Q2.replace("type: stdout", "type: cassandra"));
     assert!(
-        error.message.contains("unknown sink type `mongodb`"),
+        error.message.contains("unknown sink type `cassandra`"),
         "{error}"
     );
+    let error = err(&Q2.replace("type: stdout", "type: mongodb"));
+    assert_eq!(error.message, "missing required key `uri`");
     let error = err(&Q2.replace("type: stdout", "type: postgres"));
     assert_eq!(error.message, "missing required key `url`");
     let error = err(&Q2.replace("type: stdout", "type: kafka"));
