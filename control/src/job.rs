@@ -168,6 +168,8 @@ pub struct Job {
     /// One node's part of a spread pipeline that checkpoints: its sinks publish when the
     /// metadata says a checkpoint is complete, not at the end of this run.
     in_parts: bool,
+    /// The trace of the restore, closed here if the run ends before the watcher saw it done.
+    restore_trace: Option<RestoreTrace>,
 }
 
 impl Job {
@@ -194,7 +196,7 @@ impl Job {
             }
         };
         match deploy(args, plan, cores, pool, runtime, say) {
-            Ok((deployment, coordinator, sinks_plan, restored)) => Ok(Job {
+            Ok((deployment, coordinator, sinks_plan, restored, restore_trace)) => Ok(Job {
                 deployment,
                 coordinator,
                 sinks_plan,
@@ -205,6 +207,7 @@ impl Job {
                 pipeline_file: args.pipeline.clone(),
                 stopped: false,
                 in_parts: args.in_parts(),
+                restore_trace,
             }),
             Err(refused) => {
                 drop(sink_locks);
@@ -255,6 +258,9 @@ impl Job {
     /// and tells the summary.
     pub fn finish(self, say: Say) -> Ended {
         let report: RunReport = self.deployment.wait();
+        if let Some(trace) = &self.restore_trace {
+            trace.close_if_restored();
+        }
         let checkpoints = self.coordinator.map(|c| c.finish());
         let already_done = self
             .restored
@@ -280,20 +286,41 @@ type Deployed = (
     Option<CoordinatorHandle>,
     Plan,
     Option<(u64, bool)>,
+    Option<RestoreTrace>,
 );
 
-/// Keeps the `cores` span of a restore open until the cores have restored their state (or
-/// an hour has passed: a run that never finishes restoring has failed, and says so itself).
-async fn trace_core_restore(shared: Arc<Checkpointing>, root: tracing::Span, cores: tracing::Span) {
-    let give_up = Instant::now() + Duration::from_secs(3600);
-    while Instant::now() < give_up {
-        if let Some(took) = shared.restore_duration() {
+/// The trace of a restore: its root and its `cores` span stay open until the cores have
+/// restored their state. A watcher closes them as soon as they have; the job's end closes
+/// them too, should the run end before the watcher looked.
+#[derive(Clone)]
+struct RestoreTrace {
+    shared: Arc<Checkpointing>,
+    spans: Arc<std::sync::Mutex<Option<(tracing::Span, tracing::Span)>>>,
+}
+
+impl RestoreTrace {
+    /// Records how long the cores took on the root and closes both spans, once the cores
+    /// have restored; false while they have not.
+    fn close_if_restored(&self) -> bool {
+        let Some(took) = self.shared.restore_duration() else {
+            return false;
+        };
+        let spans = self.spans.lock().ok().and_then(|mut spans| spans.take());
+        if let Some((root, cores)) = spans {
             root.record("cores_ms", took.as_secs_f64() * 1e3);
-            break;
+            drop(cores);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        true
     }
-    drop(cores);
+
+    /// Closes the spans once the cores have restored (or after an hour: a run that never
+    /// finishes restoring has failed, and says so itself).
+    async fn watch(self) {
+        let give_up = Instant::now() + Duration::from_secs(3600);
+        while Instant::now() < give_up && !self.close_if_restored() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Prepares the checkpoints (or refuses), deploys `plan` on `pool` and starts the coordinator.
@@ -336,14 +363,20 @@ fn deploy(
         .filter(|p| p.shared.restore().is_some())
         .map(|p| tracing::info_span!(parent: &p.restore_span, "cores", cores));
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
-    if let (Some(prepared), Some(cores_span)) = (&prepared, cores_span) {
-        let root = prepared.restore_span.clone();
-        runtime.spawn(trace_core_restore(
-            prepared.shared.clone(),
-            root,
-            cores_span,
-        ));
-    }
+    let restore_trace = match (&prepared, cores_span) {
+        (Some(prepared), Some(cores_span)) => {
+            let trace = RestoreTrace {
+                shared: prepared.shared.clone(),
+                spans: Arc::new(std::sync::Mutex::new(Some((
+                    prepared.restore_span.clone(),
+                    cores_span,
+                )))),
+            };
+            runtime.spawn(trace.clone().watch());
+            Some(trace)
+        }
+        _ => None,
+    };
     let coordinator = match prepared {
         Some(prepared) => {
             let started = start_coordinator(prepared, &sinks_plan, &deployment, runtime);
@@ -360,7 +393,7 @@ fn deploy(
         }
         None => None,
     };
-    Ok((deployment, coordinator, sinks_plan, restored))
+    Ok((deployment, coordinator, sinks_plan, restored, restore_trace))
 }
 
 /// Starts the checkpoint coordinator of a running pipeline on `runtime`.
