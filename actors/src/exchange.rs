@@ -384,47 +384,11 @@ impl NetSender {
         failure: Arc<Failure>,
         tls: Option<Arc<ExchangeTls>>,
     ) -> Result<NetSender, Error> {
-        let deadline = Instant::now() + CONNECT_WAIT;
-        let mut pause = Duration::from_millis(5);
-        let std_stream = loop {
-            match std::net::TcpStream::connect_timeout(&peer, Duration::from_secs(2)) {
-                Ok(stream) => break stream,
-                Err(err) if Instant::now() >= deadline => {
-                    return Err(Error::Exchange(format!(
-                        "cannot reach node {peer} for stream {}: {err}",
-                        describe(&key)
-                    )))
-                }
-                Err(_) => {
-                    glommio::timer::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-            }
-        };
+        let std_stream = connect(peer, &key).await?;
         let io = |err: std::io::Error| {
             Error::Exchange(format!("stream {} to {peer}: {err}", describe(&key)))
         };
-        std_stream.set_nodelay(true).map_err(io)?;
-        let (mut writer, reader) = match tls {
-            None => {
-                let reader =
-                    Link::Plain(glommio_stream(std_stream.try_clone().map_err(io)?).map_err(io)?);
-                (Link::Plain(glommio_stream(std_stream).map_err(io)?), reader)
-            }
-            Some(tls) => {
-                let link = Link::connect(std_stream, &tls, peer).await.map_err(|err| {
-                    Error::Exchange(format!(
-                        "stream {} to {peer}: {}",
-                        describe(&key),
-                        tls::explain(&err, "consuming")
-                    ))
-                })?;
-                let reader = link
-                    .share()
-                    .ok_or_else(|| io(std::io::ErrorKind::Other.into()))?;
-                (link, reader)
-            }
-        };
+        let (mut writer, reader) = links(std_stream, tls, peer, &key).await?;
         let mut hello = Vec::new();
         let frame = Frame::Hello::<&[u8]> {
             version: exchange::VERSION,
@@ -631,6 +595,100 @@ async fn send_all(stream: &mut Link, bytes: &[u8]) -> Result<(), String> {
     stream.flush().await.map_err(|e| e.to_string())
 }
 
+/// Connects to `peer`, retrying until [`CONNECT_WAIT`] has passed (the peer's node may still
+/// be starting).
+async fn connect(peer: SocketAddr, key: &StreamKey) -> Result<std::net::TcpStream, Error> {
+    let deadline = Instant::now() + CONNECT_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match std::net::TcpStream::connect_timeout(&peer, Duration::from_secs(2)) {
+            Ok(stream) => return Ok(stream),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(Error::Exchange(format!(
+                    "cannot reach node {peer} for stream {}: {err}",
+                    describe(key)
+                )))
+            }
+            Err(_) => {
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The producer's two ends of a connected stream, plain or (with `tls`) after the handshake:
+/// the one it writes frames to and the one it reads credits from.
+async fn links(
+    stream: std::net::TcpStream,
+    tls: Option<Arc<ExchangeTls>>,
+    peer: SocketAddr,
+    key: &StreamKey,
+) -> Result<(Link, Link), Error> {
+    let io =
+        |err: std::io::Error| Error::Exchange(format!("stream {} to {peer}: {err}", describe(key)));
+    stream.set_nodelay(true).map_err(io)?;
+    let Some(tls) = tls else {
+        let reader = Link::Plain(glommio_stream(stream.try_clone().map_err(io)?).map_err(io)?);
+        return Ok((Link::Plain(glommio_stream(stream).map_err(io)?), reader));
+    };
+    let link = Link::connect(stream, &tls, peer).await.map_err(|err| {
+        Error::Exchange(format!(
+            "stream {} to {peer}: {}",
+            describe(key),
+            tls::explain(&err, "consuming")
+        ))
+    })?;
+    let reader = link
+        .share()
+        .ok_or_else(|| io(std::io::ErrorKind::Other.into()))?;
+    Ok((link, reader))
+}
+
+/// Reads the next frame of a producer's stream as the message it carries.
+async fn read_message(stream: &mut Link, port: u8, sender: SenderId) -> Result<Message, String> {
+    let mut head = [0; HEAD_LEN];
+    stream.read_exact(&mut head).await.map_err(|e| {
+        format!(
+            "connection lost before the end: {}",
+            tls::explain(&e, "producing")
+        )
+    })?;
+    let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
+    if kind == FrameType::Batch {
+        let mut bytes = vec![0; len];
+        stream
+            .read_exact(&mut bytes)
+            .await
+            .map_err(|e| format!("connection lost inside a batch: {e}"))?;
+        let batch = Batch::from_bytes(bytes).map_err(|e| format!("bad batch: {e}"))?;
+        return Ok(Message::Batch {
+            batch,
+            port,
+            sender,
+        });
+    }
+    let mut body = vec![0; len.min(64)];
+    if len > body.len() {
+        return Err(format!("a {} frame of {len} bytes", kind.name()));
+    }
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| format!("connection lost inside a frame: {e}"))?;
+    match exchange::decode_body(kind, &body).map_err(|e| e.to_string())? {
+        Frame::Watermark(time) => Ok(Message::Watermark { sender, time }),
+        Frame::Idle => Ok(Message::Idle { sender }),
+        Frame::Barrier(id) => Ok(Message::Barrier { sender, id }),
+        Frame::End => Ok(Message::End { sender }),
+        other => Err(format!(
+            "the producer sent a {} frame",
+            other.frame_type().name()
+        )),
+    }
+}
+
+/// Takes a producer's frames into the mailbox, granting credits back as batches are taken.
 async fn pump(
     mut stream: Link,
     port: u8,
@@ -647,48 +705,7 @@ async fn pump(
     exchange::encode(&Frame::Credit::<&[u8]>(CREDIT_GRANT), &mut credit);
     let mut taken = 0;
     loop {
-        let mut head = [0; HEAD_LEN];
-        stream.read_exact(&mut head).await.map_err(|e| {
-            format!(
-                "connection lost before the end: {}",
-                tls::explain(&e, "producing")
-            )
-        })?;
-        let (kind, len) = exchange::decode_head(head).map_err(|e| e.to_string())?;
-        let message = if kind == FrameType::Batch {
-            let mut bytes = vec![0; len];
-            stream
-                .read_exact(&mut bytes)
-                .await
-                .map_err(|e| format!("connection lost inside a batch: {e}"))?;
-            let batch = Batch::from_bytes(bytes).map_err(|e| format!("bad batch: {e}"))?;
-            Message::Batch {
-                batch,
-                port,
-                sender,
-            }
-        } else {
-            let mut body = vec![0; len.min(64)];
-            if len > body.len() {
-                return Err(format!("a {} frame of {len} bytes", kind.name()));
-            }
-            stream
-                .read_exact(&mut body)
-                .await
-                .map_err(|e| format!("connection lost inside a frame: {e}"))?;
-            match exchange::decode_body(kind, &body).map_err(|e| e.to_string())? {
-                Frame::Watermark(time) => Message::Watermark { sender, time },
-                Frame::Idle => Message::Idle { sender },
-                Frame::Barrier(id) => Message::Barrier { sender, id },
-                Frame::End => Message::End { sender },
-                other => {
-                    return Err(format!(
-                        "the producer sent a {} frame",
-                        other.frame_type().name()
-                    ))
-                }
-            }
-        };
+        let message = read_message(&mut stream, port, sender).await?;
         let is_batch = matches!(message, Message::Batch { .. });
         let end = matches!(message, Message::End { .. });
         if mailbox.send(message).await.is_err() {

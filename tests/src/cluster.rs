@@ -6,7 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// How long a node may take to print `node N serving on ADDR`.
@@ -15,9 +16,7 @@ pub const SERVING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `wirectl` binary of this build (built here when missing, as [`crate::wire_bin`]).
 pub fn wirectl_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| crate::built_bin("wire-control", "wirectl"))
-        .clone()
+    BUILT.get_or_init(|| crate::built_bin("wirectl")).clone()
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -101,6 +100,38 @@ pub struct WireNode {
     /// Where its stderr goes (appended across restarts).
     pub log: PathBuf,
     child: Option<Child>,
+    /// Reads the running process's stdout (a `stdout` sink writes its rows there).
+    stdout: Arc<StdoutTap>,
+}
+
+/// The reader of a node's stdout: it counts the rows (`{…}` lines) it reads, and can stop
+/// reading, so that the pipe fills and a `stdout` sink blocks like a slow consumer.
+#[derive(Default)]
+struct StdoutTap {
+    held: AtomicBool,
+    rows: AtomicU64,
+}
+
+impl StdoutTap {
+    /// Reads `stdout` to its end (pausing while held), sending every line to `lines`.
+    fn read(&self, stdout: std::process::ChildStdout, lines: mpsc::Sender<String>) {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            while self.held.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.starts_with('{') {
+                self.rows.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = lines.send(line.trim_end().to_string());
+        }
+    }
 }
 
 impl WireNode {
@@ -119,6 +150,7 @@ impl WireNode {
             args: args.to_vec(),
             log: dir.join(format!("node-{id}.log")),
             child: None,
+            stdout: Arc::default(),
         }
     }
 
@@ -155,11 +187,8 @@ impl WireNode {
         self.child = Some(child);
         let want = format!("node {} serving on {}", self.id, self.addr);
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let tap = Arc::clone(&self.stdout);
+        std::thread::spawn(move || tap.read(stdout, tx));
         let deadline = Instant::now() + SERVING_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -230,6 +259,27 @@ impl WireNode {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill {signal} {} failed", child.id());
+    }
+
+    /// Stops reading the node's stdout: once the pipe is full, a `stdout` sink on this node
+    /// blocks, as behind a slow consumer.
+    pub fn hold_stdout(&self) {
+        self.stdout.held.store(true, Ordering::Release);
+    }
+
+    /// Reads the node's stdout again after [`WireNode::hold_stdout`].
+    pub fn release_stdout(&self) {
+        self.stdout.held.store(false, Ordering::Release);
+    }
+
+    /// How many rows (`{…}` lines) have been read from the node's stdout, over its restarts.
+    pub fn stdout_rows(&self) -> u64 {
+        self.stdout.rows.load(Ordering::Relaxed)
+    }
+
+    /// The process id of the running process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node runs").id()
     }
 
     /// Whether the process runs.

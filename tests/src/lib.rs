@@ -85,20 +85,16 @@ pub fn repo_root() -> std::path::PathBuf {
 /// otherwise (`cargo test -p wire-tests`, or a benchmark run by `cargo bench`) it is built here, once.
 pub fn wire_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| built_bin("wire-control", "wire"))
-        .clone()
+    BUILT.get_or_init(|| built_bin("wire")).clone()
 }
 
 /// The `wire-loadgen` binary of this build, built here when missing (see [`wire_bin`]).
 pub fn loadgen_bin() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| built_bin("wire-loadgen", "wire-loadgen"))
-        .clone()
+    BUILT.get_or_init(|| built_bin("wire-loadgen")).clone()
 }
 
-pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
+pub(crate) fn built_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe
@@ -108,15 +104,15 @@ pub(crate) fn built_bin(package: &str, name: &str) -> std::path::PathBuf {
         .unwrap_or_default();
     let bin = profile_dir.join(name);
     // `cargo test -p wire-tests` does not build other packages' binaries: build it when it is
-    // missing or older than the sources it is made of, so a test never runs old code. (Not
-    // always: a plain `cargo build -p` unifies features differently from `cargo test` and
-    // would rebuild the dependencies back and forth.)
+    // missing or older than the sources it is made of, so a test never runs old code. Every
+    // binary of the workspace, not `-p PACKAGE`: that resolves features as the workspace test
+    // build does (see tests/Cargo.toml), where `-p` would rebuild the dependencies.
     if !bin.exists() || is_older_than_sources(&bin) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build
             .current_dir(repo_root())
-            .args(["build", "-p", package, "--bin", name]);
+            .args(["build", "--workspace", "--bins"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }

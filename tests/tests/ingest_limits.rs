@@ -112,18 +112,7 @@ impl Wire {
 
     /// Resident memory of the process, in bytes (VmRSS of /proc/<pid>/status).
     fn rss_bytes(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
-        let line = status
-            .lines()
-            .find(|line| line.starts_with("VmRSS:"))
-            .expect("VmRSS line");
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("VmRSS value");
-        kib * 1024
+        wire_tests::process::rss_bytes(self.pid()).expect("VmRSS of a running process")
     }
 
     /// Stops the run with SIGINT (graceful) and returns its exit status and stdout.
@@ -266,12 +255,7 @@ impl RssWatch {
         let thread = std::thread::spawn(move || {
             let mut peak = 0;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-                let rss = status.ok().and_then(|s| {
-                    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-                    line.split_whitespace().nth(1)?.parse::<u64>().ok()
-                });
-                peak = peak.max(rss.unwrap_or(0) * 1024);
+                peak = peak.max(wire_tests::process::rss_bytes(pid).unwrap_or(0));
                 std::thread::sleep(Duration::from_millis(10));
             }
             peak

@@ -307,11 +307,9 @@ fn malformed_yaml_and_ill_typed_expressions_exit_2_naming_the_place() {
     }
 }
 
-/// Peak resident memory of a running process, from /proc.
+/// Resident memory of a running process, from /proc.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    wire_tests::process::rss_bytes(pid).map(|bytes| bytes / 1024)
 }
 
 #[test]

@@ -650,3 +650,111 @@ fn the_exchange_of_a_tls_cluster_is_mutual_tls_and_refuses_strangers() {
         "the spread run's rows differ from wire run's"
     );
 }
+
+/// Nexmark bids as fast as they come, keyed by auction (so every node's rows cross to every
+/// node), into each node's stdout.
+fn keyed_stdout_spec(dir: &Path, events: u64) -> PathBuf {
+    let path = dir.join("keyed.yaml");
+    let yaml = format!(
+        "name: keyed
+sources:
+  bids: {{type: nexmark, stream: bid, events: {events}, seed: 11}}
+operators:
+  - name: by_auction
+    from: bids
+    key_by: [auction]
+sinks:
+  out: {{type: stdout, format: jsonl, from: by_auction}}
+"
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+/// What a stalled cluster shows: the rows read from each node's stdout and each node's
+/// resident memory.
+fn stalled_sample(nodes: &[WireNode]) -> (Vec<u64>, Vec<u64>) {
+    let rows = nodes.iter().map(WireNode::stdout_rows).collect();
+    let rss = nodes
+        .iter()
+        .map(|n| wire_tests::process::rss_bytes(n.pid()).unwrap_or(0))
+        .collect();
+    (rows, rss)
+}
+
+#[test]
+fn a_slow_sink_on_one_node_stalls_the_sources_on_the_others_with_memory_bounded() {
+    const EVENTS: u64 = 3_000_000;
+    // What a node may hold while stalled: its credit windows and mailboxes, not the stream.
+    const RSS_BOUND: u64 = 400 << 20;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let nodes = start_cluster(dir.path(), 3);
+    let first = endpoint(&nodes);
+    wait_until_heard(&nodes, wait_for_leader(&nodes, ELECTION));
+    // Nobody reads node 2's stdout: its sink blocks once the pipe is full.
+    let slow = &nodes[1];
+    slow.hold_stdout();
+    create(&first, &keyed_stdout_spec(dir.path(), EVENTS), &[]);
+    wait_state(&first, "keyed", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "keyed"]);
+    assert_eq!(assignment_nodes(&got), vec![1, 2, 3], "{got}");
+
+    // The other nodes' sinks stop getting rows: their sources are held by the credits of
+    // the rows they owe node 2's slot.
+    let mut before = stalled_sample(&nodes);
+    wire_tests::cluster::wait_for(
+        "the cluster to stall",
+        wire_tests::cluster::PIPELINE_WAIT,
+        || {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = stalled_sample(&nodes);
+            let same = now.0 == before.0;
+            let seen = std::mem::replace(&mut before, now);
+            match same {
+                true => Ok(()),
+                false => Err(format!(
+                    "rows read per node went {:?} -> {:?}",
+                    seen.0, before.0
+                )),
+            }
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (rows, rss) = stalled_sample(&nodes);
+    assert_eq!(rows, before.0, "rows still flow with node 2's sink blocked");
+    let read: u64 = rows.iter().sum();
+    eprintln!("stalled: rows read per node {rows:?}, resident bytes per node {rss:?}");
+    assert!(
+        read < EVENTS / 3,
+        "{read} of {EVENTS} rows passed a blocked sink's node: {rows:?}"
+    );
+    for (node, (then, now)) in nodes.iter().zip(before.1.iter().zip(&rss)) {
+        assert!(
+            *now < RSS_BOUND,
+            "node {} holds {now} bytes stalled",
+            node.id
+        );
+        assert!(
+            now.saturating_sub(*then) < 32 << 20,
+            "node {} grew from {then} to {now} bytes while stalled",
+            node.id
+        );
+    }
+    let state = wirectl_json(&first, &["pipeline", "get", "keyed"]);
+    assert_eq!(state["state"], "running", "{state}");
+
+    // Read again: everything arrives, once.
+    slow.release_stdout();
+    wait_state(&first, "keyed", "finished");
+    let nexmark = wire_core::nexmark::GeneratorConfig::default();
+    let proportions =
+        nexmark.person_proportion + nexmark.auction_proportion + nexmark.bid_proportion;
+    let bids = EVENTS / proportions * nexmark.bid_proportion;
+    wire_tests::cluster::wait_for("every bid read", wire_tests::cluster::PIPELINE_WAIT, || {
+        let read: u64 = nodes.iter().map(WireNode::stdout_rows).sum();
+        match read == bids {
+            true => Ok(()),
+            false => Err(format!("{read} of {bids} bids")),
+        }
+    });
+}
