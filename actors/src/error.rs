@@ -81,6 +81,10 @@ pub enum Error {
     /// A data core panicked (a bug); its message went to stderr.
     #[error("a data core panicked")]
     Panicked,
+    /// The run was ended without draining (its version was superseded, or its part failed
+    /// on another node); the text says why.
+    #[error("aborted: {0}")]
+    Aborted(String),
 }
 
 impl Error {

@@ -426,7 +426,8 @@ impl NetSender {
         let end = matches!(message, Message::End { .. });
         match message {
             Message::Batch { batch, .. } => {
-                if self.credits.acquire(1).await.is_err() {
+                let credit = unless_failed(&self.failure, self.credits.acquire(1)).await;
+                if !matches!(credit, Some(Ok(()))) {
                     return false;
                 }
                 let bytes = batch.as_bytes();
@@ -441,11 +442,15 @@ impl NetSender {
         let Some(mut stream) = self.stream.borrow_mut().take() else {
             return false;
         };
-        let sent = match stream.write_all(&out).await {
-            Ok(()) => stream.flush().await,
-            Err(err) => Err(err),
-        };
+        let sent = unless_failed(&self.failure, async {
+            stream.write_all(&out).await?;
+            stream.flush().await
+        })
+        .await;
         *self.out.borrow_mut() = out;
+        let Some(sent) = sent else {
+            return false; // the run failed while the peer did not take the bytes
+        };
         if let Err(err) = sent {
             self.failure.record(Error::Exchange(format!(
                 "stream {} to {}: {err}",
@@ -461,6 +466,25 @@ impl NetSender {
         }
         true
     }
+}
+
+/// How often a task waiting on a peer looks whether the run failed meanwhile.
+const FAILURE_POLL: Duration = Duration::from_millis(50);
+
+/// Runs `work` unless the run fails first (`None` then): a peer that fell silent (a frozen
+/// node keeps its sockets open) must not keep a failed or aborted run from ending. Free when
+/// `work` is ready at once: the watch is polled, and its timer set, only if it is not.
+async fn unless_failed<T>(
+    failure: &Failure,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let watch = async {
+        while !failure.failed() {
+            glommio::timer::sleep(FAILURE_POLL).await;
+        }
+        None
+    };
+    futures_lite::future::or(async { Some(work.await) }, watch).await
 }
 
 fn encode(frame: &Frame<&[u8]>, out: &mut Vec<u8>) {
@@ -547,7 +571,9 @@ pub async fn receive(
     let sender = SenderId::new(key.task as usize, key.from as usize);
     let name = describe(&key);
     let result = match claim(&hub, &key, &failure).await {
-        Ok(Some(stream)) => pump(stream, port, sender, &mailbox).await,
+        Ok(Some(stream)) => unless_failed(&failure, pump(stream, port, sender, &mailbox))
+            .await
+            .unwrap_or_else(|| Err("the run failed before the producer ended".into())),
         Ok(None) => Ok(()),
         Err(err) => Err(err),
     };

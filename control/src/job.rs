@@ -254,6 +254,13 @@ impl Job {
         }
     }
 
+    /// Ends the run at once, without draining or a last checkpoint: it fails with `why`.
+    /// For a run whose output is discarded (a superseded version of a spread pipeline).
+    pub fn abort(&mut self, why: String) {
+        self.stopped = true;
+        self.deployment.abort(why);
+    }
+
     /// Waits for the run to end, writes its last checkpoint, publishes the sinks' last files
     /// and tells the summary.
     pub fn finish(self, say: Say) -> Ended {

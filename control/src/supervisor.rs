@@ -155,6 +155,8 @@ enum JobCommand {
     Pause,
     Resume,
     Stop,
+    /// End the run without draining (its output is discarded): the text says why.
+    Abort(String),
     /// A spread pipeline's checkpoint is complete on every node: sinks may publish it.
     Complete(u64),
     /// A spread pipeline is recorded finished: publish what the sinks staged at the end.
@@ -436,7 +438,7 @@ fn steer_local(here: u64, pipeline: Option<&PipelineMeta>, local: &mut Local) {
     };
     if stop && !local.stopping {
         local.stopping = true;
-        let _ = local.commands.send(JobCommand::Stop);
+        let _ = local.commands.send(stop_command(pipeline, local.version));
     }
     let same = wanted.filter(|p| p.version == local.version);
     if let Some(p) = same.filter(|_| local.in_parts) {
@@ -461,6 +463,22 @@ fn steer_local(here: u64, pipeline: Option<&PipelineMeta>, local: &mut Local) {
             };
             let _ = local.commands.send(command);
         }
+    }
+}
+
+/// How a job of `version` that should no longer run ends. Stopped by the user (or its
+/// pipeline deleted), it drains and takes its last checkpoint. Replaced by a newer version or
+/// failed elsewhere, its output is discarded: it aborts, so that a peer that fell silent (a
+/// frozen or cut-off node) cannot keep it, and the new version waiting for it, from ending.
+fn stop_command(pipeline: Option<&PipelineMeta>, version: u64) -> JobCommand {
+    match pipeline {
+        Some(p) if p.version != version => {
+            JobCommand::Abort(format!("replaced by version {}", p.version))
+        }
+        Some(p) if p.actual == ActualState::Failed => {
+            JobCommand::Abort("the pipeline failed on another node".to_string())
+        }
+        _ => JobCommand::Stop,
     }
 }
 
@@ -613,6 +631,7 @@ fn launch(
         jobs: node.jobs.clone(),
         secondary,
         assignment: pipeline.assignment.clone(),
+        aborted: std::cell::Cell::new(false),
     };
     std::thread::Builder::new()
         .name(format!("wire-job-{name}"))
@@ -768,6 +787,8 @@ struct JobThread {
     secondary: bool,
     /// The spread pipeline's slots (empty or one entry when it runs whole).
     assignment: Vec<Assignment>,
+    /// Told to abort: a newer version replaces it, so it asks for no restart.
+    aborted: std::cell::Cell<bool>,
 }
 
 impl JobThread {
@@ -778,7 +799,7 @@ impl JobThread {
         self.jobs.remove(&name, self.version);
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
-            if ran && self.args.in_parts() && self.ask_restart() {
+            if ran && self.args.in_parts() && !self.aborted.get() && self.ask_restart() {
                 let _ = self.events.send(JobEvent::Superseded(name));
                 return;
             }
@@ -889,6 +910,7 @@ impl JobThread {
         result?;
         let give_up = || match self.inbox.try_recv() {
             Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
+            Ok(JobCommand::Abort(why)) => Some(why),
             _ => None,
         };
         crate::spread::wait_for_others(placement, &self.assignment, give_up)?;
@@ -922,6 +944,8 @@ impl JobThread {
                     let soon = std::time::Instant::now() + STOPPED_PUBLISH_WAIT;
                     deadline = deadline.min(soon);
                 }
+                // Replaced: its files are the new version's to write again.
+                Ok(JobCommand::Abort(_)) => return,
                 Ok(_) => {}
             }
         }
@@ -961,6 +985,12 @@ impl JobThread {
             }
             JobCommand::Stop => {
                 job.stop();
+                self.actual(ActualState::Stopping);
+            }
+            JobCommand::Abort(why) => {
+                tracing::info!(pipeline = %self.name, version = self.version, %why, "aborting the run");
+                self.aborted.set(true);
+                job.abort(why);
                 self.actual(ActualState::Stopping);
             }
             JobCommand::Complete(id) => {

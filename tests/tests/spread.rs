@@ -293,7 +293,20 @@ fn killed_under_a_spread_pipeline(leader: bool) {
 /// A checkpoint of the running, spread `steady` on demand: every node writes its part, and
 /// the answer is the checkpoint the metadata records complete, with its three parts.
 fn checkpoint_in_parts_on_demand(endpoint: &str) {
-    let taken = wirectl_json(endpoint, &["checkpoint", "trigger", "steady"]);
+    // Recorded running by its primary, a part on another node may still be starting.
+    let taken = wire_tests::cluster::wait_for("an on-demand checkpoint", ELECTION, || {
+        let out = wire_tests::cluster::wirectl(
+            endpoint,
+            &["-o", "json", "checkpoint", "trigger", "steady"],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match out.status.success() {
+            true => serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .map_err(|err| err.to_string()),
+            false if stderr.contains("retry") => Err(stderr.into_owned()),
+            false => panic!("checkpoint trigger failed: {stderr}"),
+        }
+    });
     let id = taken["checkpoint_id"].as_u64().expect("checkpoint_id");
     let parts: Vec<&str> = taken["path"].as_str().expect("path").lines().collect();
     assert_eq!(parts.len(), 3, "a part per node: {taken}");
@@ -757,4 +770,83 @@ fn a_slow_sink_on_one_node_stalls_the_sources_on_the_others_with_memory_bounded(
             false => Err(format!("{read} of {bids} bids")),
         }
     });
+}
+
+#[test]
+fn a_frozen_node_whose_slots_moved_on_writes_nothing_when_it_wakes() {
+    let seed = kill_seed() + 3;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (nodes, first, led) = cluster_with_store(dir.path());
+    let out = dir.path().join("out");
+    create(
+        &first,
+        &steady_spec(dir.path(), &out),
+        &["--checkpoint-interval", "300ms"],
+    );
+    wait_state(&first, "steady", "running");
+    let zombie_id = if led == 1 { 2 } else { 1 };
+    wait_for_checkpoints(&first, 1 + seed % 4);
+    // SIGSTOP: the node keeps its sockets and its running part, but falls silent; the
+    // leader declares it dead and restores the pipeline on the two others.
+    let zombie = nodes.iter().find(|n| n.id == zombie_id).expect("zombie");
+    zombie.freeze();
+    let survivor = endpoint_among(&nodes, zombie_id);
+    wait_state(&survivor, "steady", "finished");
+    let finished = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
+    // Every survivor publishes its last files once it sees the pipeline finished.
+    let expected = reference_rows(dir.path(), steady_spec);
+    assert!(expected.len() > 100, "{} rows", expected.len());
+    wire_tests::cluster::wait_for(
+        "the survivors' files",
+        wire_tests::cluster::PIPELINE_WAIT,
+        || {
+            let rows = wire_tests::sorted_json_rows(&out);
+            match rows == expected {
+                true => Ok(()),
+                false => Err(format!(
+                    "{} rows of {}; repeated: {}",
+                    rows.len(),
+                    expected.len(),
+                    files_of_repeated_rows(&out, &rows)
+                )),
+            }
+        },
+    );
+
+    // It wakes still running its part of the old version: that part must stop without
+    // publishing a file or changing what the metadata recorded.
+    let seen = zombie.log_text().len();
+    zombie.thaw();
+    wire_tests::cluster::wait_for(
+        "the woken node to end its stale part",
+        wire_tests::cluster::PIPELINE_WAIT,
+        || {
+            let log = zombie.log_text();
+            let woken = log.get(seen..).unwrap_or_default();
+            let ended = woken.lines().any(|l| {
+                l.contains("steady")
+                    && ["aborting the run", "pipeline failed", "stay staged"]
+                        .iter()
+                        .any(|said| l.contains(said))
+            });
+            match ended {
+                true => Ok(()),
+                false => Err(woken.to_string()),
+            }
+        },
+    );
+    let now = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
+    assert_eq!(
+        (&now["state"], &now["version"]),
+        (&finished["state"], &finished["version"]),
+        "the woken node changed the metadata: {now}"
+    );
+    let after = wire_tests::sorted_json_rows(&out);
+    assert_eq!(
+        after.len(),
+        expected.len(),
+        "the woken node published files: {}",
+        files_of_repeated_rows(&out, &after)
+    );
+    assert!(after == expected, "the woken node changed the output");
 }

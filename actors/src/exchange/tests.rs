@@ -299,3 +299,86 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
     assert_eq!(firsts, expected, "every batch arrives once, in order");
     assert!(failure.message().is_none(), "{:?}", failure.message());
 }
+
+#[test]
+fn an_aborted_run_frees_both_ends_of_a_stalled_stream() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hub = loopback_hub();
+    let placement = Placement {
+        pipeline: "aborted".to_string(),
+        epoch: 1,
+        slots: 2,
+        local: vec![1],
+        peers: vec![hub.addr(), hub.addr()],
+        hub: hub.clone(),
+    };
+    let key = placement.stream(0, 0, 0, 1);
+    let failure = Arc::new(Failure::default());
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (ended, ends) = std::sync::mpsc::channel::<&str>();
+    {
+        let (hub, key, failure, ended) = (hub.clone(), key.clone(), failure.clone(), ended.clone());
+        std::thread::spawn(move || {
+            wire_storage::io::local_executor()
+                .expect("executor")
+                .run(async move {
+                    // A consumer that never takes a row: the stream stalls on credits.
+                    let (tx, rx) = glommio::channels::local_channel::new_bounded(8);
+                    receive(hub, key, 0, failure, Rc::new(tx)).await;
+                    drop(rx);
+                });
+            let _ = ended.send("consumer");
+        });
+    }
+    {
+        let (sent, failure) = (sent.clone(), failure.clone());
+        let peer = placement.peers[1];
+        std::thread::spawn(move || {
+            let gave_up = wire_storage::io::local_executor()
+                .expect("executor")
+                .run(async move {
+                    let sender = NetSender::connect(peer, key, failure, None).await;
+                    for batch in batches(100_000) {
+                        let message = Message::Batch {
+                            batch,
+                            port: 0,
+                            sender: SenderId::new(0, 0),
+                        };
+                        if !sender.send(message).await {
+                            return true;
+                        }
+                        sent.fetch_add(1, Ordering::SeqCst);
+                    }
+                    false
+                });
+            let _ = ended.send(if gave_up {
+                "producer"
+            } else {
+                "producer sent all"
+            });
+        });
+    }
+    // Stalled: the count stops moving at the credit window.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = usize::MAX;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = sent.load(Ordering::SeqCst);
+        if now == last && now >= EXCHANGE_BATCHES {
+            break;
+        }
+        last = now;
+    }
+    assert!(ends.try_recv().is_err(), "an end returned while stalled");
+    failure.record(Error::Aborted("replaced by version 2".to_string()));
+    let mut both: Vec<&str> = (0..2)
+        .map(|_| {
+            ends.recv_timeout(Duration::from_secs(10))
+                .expect("both ends return once the run is aborted")
+        })
+        .collect();
+    both.sort_unstable();
+    assert_eq!(both, ["consumer", "producer"]);
+    let why = failure.message().unwrap_or_default();
+    assert!(why.contains("aborted: replaced by version 2"), "{why}");
+}

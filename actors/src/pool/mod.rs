@@ -357,6 +357,14 @@ impl Deployment {
         self.pool.cancel(self.id);
     }
 
+    /// Ends the pipeline without draining: the run fails with `why`, and every task waiting
+    /// on a peer (a credit, a write, a read) gives up, so the run ends even if a peer never
+    /// answers again. For a run whose output is discarded anyway (a superseded version).
+    pub fn abort(&self, why: String) {
+        self.failure.record(Error::Aborted(why));
+        self.cancel();
+    }
+
     /// Whether every core has finished its instance.
     pub fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire) >= self.cores
