@@ -322,10 +322,20 @@ fn an_aborted_run_frees_both_ends_of_a_stalled_stream() {
             wire_storage::io::local_executor()
                 .expect("executor")
                 .run(async move {
-                    // A consumer that never takes a row: the stream stalls on credits.
+                    // A consumer that takes no row until the run fails (its own output is
+                    // stuck until then): the stream stalls on credits.
                     let (tx, rx) = glommio::channels::local_channel::new_bounded(8);
-                    receive(hub, key, 0, failure, Rc::new(tx)).await;
-                    drop(rx);
+                    let pumping =
+                        glommio::spawn_local(receive(hub, key, 0, failure.clone(), Rc::new(tx)));
+                    while !failure.failed() {
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                    while let Some(message) = rx.recv().await {
+                        if matches!(message, Message::End { .. }) {
+                            break;
+                        }
+                    }
+                    pumping.await;
                 });
             let _ = ended.send("consumer");
         });
