@@ -90,12 +90,13 @@ async fn serve(
     let metrics = Metrics::new();
     let (tls, dialer, transport, bootstrap) = members(&config)?;
     let limiter = Arc::new(RateLimiter::new(config.admin_limits));
-    let _metrics_server = serve_metrics(&config, &metrics, tls.as_ref(), &limiter).await?;
     let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await
         .map_err(|err| format!("cannot start the metadata group: {err}"))?;
     metrics.set_meta(id, meta.clone());
+    // After the metadata group made the data directory (the audit log lives there).
+    let _metrics_server = serve_metrics(&config, &metrics, tls.as_ref(), &limiter).await?;
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
