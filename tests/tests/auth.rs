@@ -875,29 +875,14 @@ fn curl(certs: &Path, url: &str, extra: &[&str]) -> (String, String) {
 
 /// `wirectl top --once -o json --metrics ADDR` with `--ca` (when `ca`) and `WIRE_TOKEN`.
 fn top(certs: &Path, addr: &str, ca: bool, token: Option<&str>) -> Output {
-    let mut command = std::process::Command::new(wire_tests::cluster::wirectl_bin());
-    command.args([
-        "top",
-        "--once",
-        "--interval",
-        "100ms",
-        "-o",
-        "json",
-        "--metrics",
-        addr,
-    ]);
+    let mut command = wire_tests::cluster::wirectl_top(addr);
     if ca {
         command.arg("--ca").arg(certs.join("ca.pem"));
     }
-    match token {
-        Some(token) => command.env("WIRE_TOKEN", token),
-        None => command.env_remove("WIRE_TOKEN"),
-    };
-    command
-        .env_remove("WIRE_CA")
-        .env_remove("WIRE_METRICS")
-        .output()
-        .unwrap()
+    if let Some(token) = token {
+        command.env("WIRE_TOKEN", token);
+    }
+    command.output().unwrap()
 }
 
 /// With TLS on, `--metrics-addr` serves HTTPS only; `/metrics` and the dashboard need a

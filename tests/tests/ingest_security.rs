@@ -269,32 +269,13 @@ fn install(from: &Path, to: &Path, names: &[&str]) {
 /// `wirectl top --once -o json --metrics ADDR`, trusting `certs`' CA when given and presenting
 /// its `client.pem` (role admin) when `identity`.
 fn top(addr: &str, certs: Option<&Path>, identity: bool) -> std::process::Output {
-    let mut command = Command::new(wirectl_bin());
-    command.args([
-        "top",
-        "--once",
-        "--interval",
-        "100ms",
-        "-o",
-        "json",
-        "--metrics",
-        addr,
-    ]);
+    let mut command = wire_tests::cluster::wirectl_top(addr);
     if let Some(certs) = certs {
         command.arg("--ca").arg(certs.join("ca.pem"));
         if identity {
             command.arg("--cert").arg(certs.join("client.pem"));
             command.arg("--key").arg(certs.join("client-key.pem"));
         }
-    }
-    for var in [
-        "WIRE_TOKEN",
-        "WIRE_CA",
-        "WIRE_CERT",
-        "WIRE_KEY",
-        "WIRE_METRICS",
-    ] {
-        command.env_remove(var);
     }
     command.output().unwrap()
 }
