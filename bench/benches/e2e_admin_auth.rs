@@ -2,8 +2,8 @@
 //! one-node clusters of real `wire start` processes on 127.0.0.1, one plain (loopback, no
 //! TLS: authentication off) and one with TLS and a bearer token (authentication on: the token's
 //! hash checked against the metadata, the role table, the rate limiter's buckets and the audit
-//! line). The limits are set high enough (`--admin-rate-limit 1000000`) that their code runs
-//! but never refuses. Calls are sequential on one connection per node, in rounds that alternate
+//! line). Both nodes' limits are set high enough (`--admin-rate-limit 1000000`) that their
+//! code runs but never refuses. Calls are sequential on one connection per node, in rounds that alternate
 //! between the nodes so both see the same machine load; latency is per call, from the client.
 //!
 //! Run: `cargo bench --profile dev -p wire-bench --bench e2e_admin_auth [-- --calls N]`;
@@ -18,7 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 use wire_control::proto::admin::admin_service_client::AdminServiceClient;
 use wire_control::proto::admin::{ClusterStatusRequest, ListPipelinesRequest};
-use wire_tests::cluster::{dev_certs, start_cluster_with, wait_for, WireNode};
+use wire_tests::cluster::{dev_certs, start_cluster_with, wait_for, wait_for_leader, WireNode};
 
 /// Calls per round on one node before switching to the other.
 const ROUND: usize = 100;
@@ -53,7 +53,20 @@ fn main() -> anyhow::Result<()> {
     println!("load average at start: {}", load_average());
     wire_control::tls::install_crypto_provider();
     let certs = dev_certs(&args.dir.join("certs"));
-    let plain = start_cluster_with(&args.dir.join("plain"), 1, &[]);
+    for sub in ["plain", "tls"] {
+        std::fs::create_dir_all(args.dir.join(sub))?;
+    }
+    // Both nodes run the limiter (a plain node limits per connection), never refusing.
+    let limits: Vec<String> = [
+        "--admin-rate-limit",
+        "1000000",
+        "--admin-rate-burst",
+        "1000000",
+    ]
+    .map(String::from)
+    .to_vec();
+    let plain = start_cluster_with(&args.dir.join("plain"), 1, &limits);
+    wait_for_leader(&plain, FOUNDING);
     let file = |name: &str| certs.join(name).display().to_string();
     let flags: Vec<String> = [
         "--tls-cert",
@@ -62,13 +75,10 @@ fn main() -> anyhow::Result<()> {
         &file("node-key.pem"),
         "--tls-client-ca",
         &file("ca.pem"),
-        "--admin-rate-limit",
-        "1000000",
-        "--admin-rate-burst",
-        "1000000",
     ]
     .map(String::from)
     .to_vec();
+    let flags = [flags, limits].concat();
     let secure = start_cluster_with(&args.dir.join("tls"), 1, &flags);
     let token_file = secure[0].data_dir.join("admin-token");
     let token = wait_for("the founding admin token", FOUNDING, || {
