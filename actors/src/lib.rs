@@ -25,6 +25,7 @@ pub mod graph;
 pub mod ingest_stats;
 mod kafka;
 mod lookup;
+mod maybe_tls;
 pub mod message;
 mod mongo;
 mod operator;

@@ -306,6 +306,21 @@ struct RestoreTrace {
 }
 
 impl RestoreTrace {
+    /// The trace of a restore's `cores` span, watched on `runtime` until the cores are up.
+    fn watched(
+        prepared: &Prepared,
+        cores_span: tracing::Span,
+        runtime: &tokio::runtime::Handle,
+    ) -> RestoreTrace {
+        let spans = (prepared.restore_span.clone(), cores_span);
+        let trace = RestoreTrace {
+            shared: prepared.shared.clone(),
+            spans: Arc::new(std::sync::Mutex::new(Some(spans))),
+        };
+        runtime.spawn(trace.clone().watch());
+        trace
+    }
+
     /// Records how long the cores took on the root and closes both spans, once the cores
     /// have restored; false while they have not.
     fn close_if_restored(&self) -> bool {
@@ -372,15 +387,7 @@ fn deploy(
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let restore_trace = match (&prepared, cores_span) {
         (Some(prepared), Some(cores_span)) => {
-            let trace = RestoreTrace {
-                shared: prepared.shared.clone(),
-                spans: Arc::new(std::sync::Mutex::new(Some((
-                    prepared.restore_span.clone(),
-                    cores_span,
-                )))),
-            };
-            runtime.spawn(trace.clone().watch());
-            Some(trace)
+            Some(RestoreTrace::watched(prepared, cores_span, runtime))
         }
         _ => None,
     };

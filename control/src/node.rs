@@ -21,7 +21,7 @@ use tonic::transport::Server;
 use wire_actors::{CorePool, PoolHandle, PoolOptions};
 
 use crate::admin::AdminServer;
-use crate::auth::Guard;
+use crate::auth::{Guard, RateLimiter};
 use crate::metrics::{server as metrics_server, Metrics};
 use crate::proto::admin::admin_service_client::AdminServiceClient;
 use crate::proto::admin::AddNodeRequest;
@@ -89,51 +89,30 @@ async fn serve(
         .map_err(|err| format!("cannot listen on {}: {err}", config.listen))?;
     let metrics = Metrics::new();
     let (tls, dialer, transport, bootstrap) = members(&config)?;
-    let security = tls.as_ref().map(|tls| metrics_server::HttpSecurity {
-        tls: tls.http.clone(),
-    });
-    let _metrics_server = match &config.metrics_addr {
-        Some(addr) => Some(metrics_server::serve(addr, metrics.clone(), security).await?),
-        None => None,
-    };
+    let limiter = Arc::new(RateLimiter::new(config.admin_limits));
     let meta_config = MetaConfig::new(id, config.data_dir.clone(), bootstrap);
     let meta = raft::start(meta_config, Arc::new(transport.clone()))
         .await
         .map_err(|err| format!("cannot start the metadata group: {err}"))?;
     metrics.set_meta(id, meta.clone());
+    // After the metadata group made the data directory (the audit log lives there).
+    let _metrics_server = serve_metrics(&config, &metrics, tls.as_ref(), &limiter).await?;
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let jobs = supervisor::LocalJobs::default();
-    let services = (id, meta.clone(), transport.clone(), jobs.clone());
-    let ingest_auth = ingest_auth(&config, tls.is_some(), &meta)?;
-    let ingest_tls = tls.as_ref().map(|t| t.ingest.clone());
-    let exchange_tls = match &tls {
-        Some(tls) => Some(tls.exchange(member_check(&transport))?),
-        None => None,
-    };
+    let services = (id, meta.clone(), transport.clone(), jobs);
+    let supervised = supervised(&config, data, &services, &dialer, metrics, tls.as_ref())?;
     let reload = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
-    let server = start_grpc(&config, listener, services, tls, resumed, stop_rx, &dialer)?;
+    if tls.is_some() && !resumed && founds(&config) {
+        let data_dir = config.data_dir.clone();
+        tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
+    }
+    let server = start_grpc(&config, listener, services, tls, stop_rx, limiter)?;
     let joined = match (&config.bootstrap, resumed) {
         (Bootstrap::Join(member), false) => join(id, &config.advertise, member, &transport).await,
         _ => Ok(()),
     };
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let supervised = Supervised {
-        node: id,
-        meta: meta.clone(),
-        dialer: dialer.clone(),
-        pool: data.pool,
-        cores: data.cores,
-        pin: data.pin,
-        data_dir: config.data_dir.clone(),
-        checkpoint_store: config.checkpoint_store.clone(),
-        metrics,
-        jobs,
-        hub: crate::spread::bind_hub(config.listen, exchange_tls)?,
-        done: Arc::default(),
-        ingest_auth,
-        ingest_tls,
-    };
     let supervisor = tokio::spawn(supervisor::run(supervised, drain_rx));
     if joined.is_ok() {
         serving(&config.listen.to_string());
@@ -154,26 +133,77 @@ async fn serve(
     served
 }
 
-/// Starts serving gRPC behind the authorization guard (and the audit log); on a TLS cluster's
-/// first start, the founding node then records and writes the first admin token.
+/// With `--metrics-addr`: the metrics endpoint, over HTTPS with authentication when the node
+/// has TLS (refusals audited, failed authentications counted by `limiter`).
+async fn serve_metrics(
+    config: &NodeConfig,
+    metrics: &Metrics,
+    tls: Option<&NodeTls>,
+    limiter: &Arc<RateLimiter>,
+) -> Result<Option<metrics_server::MetricsServer>, String> {
+    let Some(addr) = &config.metrics_addr else {
+        return Ok(None);
+    };
+    let security = match tls {
+        Some(tls) => Some(metrics_server::HttpSecurity {
+            tls: tls.http.clone(),
+            authenticate: true,
+            audit: Some(Arc::new(crate::audit::Audit::open(&config.data_dir)?)),
+            limiter: Some(limiter.clone()),
+        }),
+        None => None,
+    };
+    Ok(Some(
+        metrics_server::serve(addr, metrics.clone(), security).await?,
+    ))
+}
+
+/// What the node's pipeline supervisor works with (its exchange hub bound, with mutual TLS
+/// when the node has TLS).
+fn supervised(
+    config: &NodeConfig,
+    data: Data,
+    (_, meta, transport, jobs): &(u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
+    dialer: &Dialer,
+    metrics: Metrics,
+    tls: Option<&NodeTls>,
+) -> Result<Supervised, String> {
+    let exchange_tls = match tls {
+        Some(tls) => Some(tls.exchange(member_check(transport))?),
+        None => None,
+    };
+    Ok(Supervised {
+        node: config.node_id,
+        meta: meta.clone(),
+        dialer: dialer.clone(),
+        pool: data.pool,
+        cores: data.cores,
+        pin: data.pin,
+        data_dir: config.data_dir.clone(),
+        checkpoint_store: config.checkpoint_store.clone(),
+        metrics,
+        jobs: jobs.clone(),
+        hub: crate::spread::bind_hub(config.listen, exchange_tls)?,
+        done: Arc::default(),
+        ingest_auth: ingest_auth(config, tls.is_some(), meta)?,
+        ingest_tls: tls.map(|t| t.ingest.clone()),
+    })
+}
+
+/// Starts serving gRPC behind the authorization guard (the audit log, and `limiter`'s rate
+/// limits).
 fn start_grpc(
     config: &NodeConfig,
     listener: TcpListener,
     services: (u64, MetaHandle, GrpcTransport, supervisor::LocalJobs),
     tls: Option<NodeTls>,
-    resumed: bool,
     stop: tokio::sync::oneshot::Receiver<()>,
-    dialer: &Dialer,
+    limiter: Arc<RateLimiter>,
 ) -> Result<tokio::task::JoinHandle<Result<(), String>>, String> {
     let audit = crate::audit::Audit::open(&config.data_dir)?;
-    let secure = tls.is_some();
     let (_, meta, transport, _) = &services;
     let guard =
-        Guard::new(secure, meta.clone(), transport.clone(), audit).with_limits(config.admin_limits);
-    if secure && !resumed && founds(config) {
-        let data_dir = config.data_dir.clone();
-        tokio::spawn(admin_token(meta.clone(), dialer.clone(), data_dir));
-    }
+        Guard::new(tls.is_some(), meta.clone(), transport.clone(), audit).with_limiter(limiter);
     Ok(tokio::spawn(grpc(listener, services, guard, tls, stop)))
 }
 

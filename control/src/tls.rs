@@ -194,6 +194,22 @@ impl RunTlsFiles {
         wire_net::tls::server_config(&self.cert, &self.key, ca, client_certs)
             .map_err(|err| err.to_string())
     }
+
+    /// The metrics endpoint's configuration (`--metrics-addr`): the certificate, HTTP/1.1, and
+    /// with `--tls-client-ca` a client certificate from it taken when presented, never
+    /// required (health probes carry none; `/metrics` then needs one carrying a role).
+    pub fn http_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        use wire_net::tls::ClientCerts;
+        let (client_certs, ca) = match &self.client_ca {
+            Some(ca) => (ClientCerts::Optional, ca.as_path()),
+            None => (ClientCerts::Ignore, self.cert.as_path()),
+        };
+        let config = wire_net::tls::server_config(&self.cert, &self.key, ca, client_certs)
+            .map_err(|err| err.to_string())?;
+        let mut http = (*config).clone();
+        http.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(http))
+    }
 }
 
 /// Makes ring the process's TLS crypto provider. Two are built in (ring for gRPC, aws-lc-rs

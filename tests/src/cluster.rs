@@ -19,6 +19,32 @@ pub fn wirectl_bin() -> PathBuf {
     BUILT.get_or_init(|| crate::built_bin("wirectl")).clone()
 }
 
+/// `wirectl top --once --interval 100ms -o json --metrics ADDR`, not yet run, with the
+/// `WIRE_*` variables it reads cleared (add `--ca`, `--cert`, `--key` or `WIRE_TOKEN`).
+pub fn wirectl_top(addr: &str) -> Command {
+    let mut command = Command::new(wirectl_bin());
+    command.args([
+        "top",
+        "--once",
+        "--interval",
+        "100ms",
+        "-o",
+        "json",
+        "--metrics",
+        addr,
+    ]);
+    for var in [
+        "WIRE_TOKEN",
+        "WIRE_CA",
+        "WIRE_CERT",
+        "WIRE_KEY",
+        "WIRE_METRICS",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     free_port_on(std::net::Ipv4Addr::LOCALHOST)

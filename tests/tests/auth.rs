@@ -104,10 +104,14 @@ fn ctl_json(node: &WireNode, certs: &Path, token: &str, args: &[&str]) -> Value 
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A founded one-node TLS cluster, and the founding admin token once it is written.
+/// A founded one-node TLS cluster, and the founding admin token once it is written. Its rate
+/// limits are off: the matrix makes hundreds of failed authentications from one address in a
+/// second, which the limits would slow (they have tests of their own below).
 fn founded(dir: &Path) -> (Vec<WireNode>, PathBuf, String) {
     let certs = certs(&dir.join("certs"));
-    let nodes = start_cluster_with(dir, 1, &node_flags(&certs));
+    let mut flags = node_flags(&certs);
+    flags.extend(["--admin-rate-limit".to_string(), "0".to_string()]);
+    let nodes = start_cluster_with(dir, 1, &flags);
     let file = nodes[0].data_dir.join("admin-token");
     let token = wait_for("the founding admin token", FOUNDING, || {
         std::fs::read_to_string(&file).map_err(|err| err.to_string())
@@ -869,9 +873,23 @@ fn curl(certs: &Path, url: &str, extra: &[&str]) -> (String, String) {
     (code.to_string(), format!("{body}{stderr}"))
 }
 
+/// `wirectl top --once -o json --metrics ADDR` with `--ca` (when `ca`) and `WIRE_TOKEN`.
+fn top(certs: &Path, addr: &str, ca: bool, token: Option<&str>) -> Output {
+    let mut command = wire_tests::cluster::wirectl_top(addr);
+    if ca {
+        command.arg("--ca").arg(certs.join("ca.pem"));
+    }
+    if let Some(token) = token {
+        command.env("WIRE_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
 /// With TLS on, `--metrics-addr` serves HTTPS only; `/metrics` and the dashboard need a
 /// viewer, operator or admin token (bearer, or the password of Basic authentication) or a
-/// client certificate with such a role; `/healthz` and `/readyz` stay open.
+/// client certificate with such a role; `/healthz` and `/readyz` stay open. Refusals are in
+/// the audit log. `wirectl top` reads it with `--ca` and a viewer token, and is refused
+/// (saying what to give) without.
 #[test]
 fn the_metrics_endpoint_is_https_and_needs_a_viewer_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -886,7 +904,7 @@ fn the_metrics_endpoint_is_https_and_needs_a_viewer_token() {
     });
     let admin = admin.trim();
     let (viewer, _) = create_token(&nodes[0], &certs, admin, V, "1h");
-    let (producer, _) = create_token(&nodes[0], &certs, admin, P, "1h");
+    let (producer, producer_id) = create_token(&nodes[0], &certs, admin, P, "1h");
     let url = |path: &str| format!("https://{http}{path}");
     let bearer = |token: &str| format!("authorization: Bearer {token}");
 
@@ -930,6 +948,67 @@ fn the_metrics_endpoint_is_https_and_needs_a_viewer_token() {
     let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Refusals are audited: who (as far as known), what, the outcome and why.
+    let audit = std::fs::read_to_string(nodes[0].data_dir.join("audit.log")).unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|r: &Value| r["rpc"].as_str().unwrap().starts_with("HTTP "))
+        .collect();
+    let found = |rpc: &str, who: &str, outcome: &str| {
+        records
+            .iter()
+            .any(|r| r["rpc"] == rpc && r["who"] == who && r["outcome"] == outcome)
+    };
+    assert!(
+        found("HTTP /metrics", "anonymous", "Unauthenticated"),
+        "{audit}"
+    );
+    assert!(
+        found("HTTP /api/dashboard", "anonymous", "Unauthenticated"),
+        "{audit}"
+    );
+    let producer_who = format!("token:{producer_id}");
+    assert!(
+        found("HTTP /metrics", &producer_who, "PermissionDenied"),
+        "{audit}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["reason"] == "no token and no client certificate"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains(&producer) && !audit.contains(&viewer),
+        "a secret in {audit}"
+    );
+
+    // `wirectl top` over HTTPS with a viewer token reads the node's figures.
+    let out = top(&certs, &http, true, Some(&viewer));
+    assert!(out.status.success(), "{out:?}");
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(view["pipelines"].is_array(), "{view}");
+    // Refused without a token, as a producer, and without --ca; each says what to give.
+    let said = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = top(&certs, &http, true, None);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("401") && said(&out).contains("--token or WIRE_TOKEN"),
+        "{out:?}"
+    );
+    let out = top(&certs, &http, true, Some(&producer));
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("403") && said(&out).contains("role producer"),
+        "{out:?}"
+    );
+    let out = top(&certs, &http, false, Some(&viewer));
+    assert!(!out.status.success());
+    assert!(said(&out).contains("give --ca"), "{out:?}");
+    let out = top(&certs, &format!("https://{http}"), false, None);
+    assert!(said(&out).contains("https needs --ca"), "{out:?}");
 
     // Plain HTTP gets no answer; a client that does not trust the CA fails the handshake.
     let (code, _) = curl(&certs, &format!("http://{http}/healthz"), &[]);
@@ -1001,6 +1080,78 @@ fn one_token_flooding_admin_calls_does_not_stop_another() {
         assert!(
             message.contains("this credential") && message.contains("retry in"),
             "{message}"
+        );
+    });
+}
+
+/// With `--admin-rate-limit 5 --admin-rate-burst 10`, an address that keeps failing to
+/// authenticate (guessing tokens, reconnecting each time) is refused RESOURCE_EXHAUSTED before
+/// its credentials are checked once its failures use up the burst, on gRPC and on the metrics
+/// endpoint alike (429), and the refusals are audited; after a pause it is served again.
+#[test]
+fn failed_authentications_are_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"));
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut flags = node_flags(&certs);
+    flags.extend(["--admin-rate-limit", "5", "--admin-rate-burst", "10"].map(String::from));
+    flags.extend(["--metrics-addr".to_string(), http.clone()]);
+    let nodes = start_cluster_with(dir.path(), 1, &flags);
+    let file = nodes[0].data_dir.join("admin-token");
+    let admin = wait_for("the founding admin token", FOUNDING, || {
+        std::fs::read_to_string(&file).map_err(|err| err.to_string())
+    });
+    let valid = format!("Bearer {}", admin.trim());
+    let guess = format!("Bearer {}", forge(admin.trim()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut codes = Vec::new();
+        for _ in 0..30 {
+            // A new connection for every guess: the address counts, not the connection.
+            let mut guesser = client(&nodes[0], &certs).await;
+            codes.push(call(&mut guesser, "ClusterStatus", Some(&guess)).await);
+        }
+        let refused = codes
+            .iter()
+            .filter(|c| **c == Code::ResourceExhausted)
+            .count();
+        assert!(
+            codes[..10].iter().all(|c| *c == Code::Unauthenticated),
+            "the burst is 10: {codes:?}"
+        );
+        assert!(
+            refused >= 10,
+            "30 guesses at once never hit 5 a second: {codes:?}"
+        );
+        // While the address is over, a valid token from it waits too (nothing is checked).
+        let mut valid_client = client(&nodes[0], &certs).await;
+        let code = call(&mut valid_client, "ClusterStatus", Some(&valid)).await;
+        assert_eq!(code, Code::ResourceExhausted);
+    });
+    let (code, body) = curl(
+        &certs,
+        &format!("https://{http}/metrics"),
+        &["-H", &format!("authorization: {guess}")],
+    );
+    assert_eq!(code, "429", "{body}");
+    assert!(body.contains("too many failed authentications"), "{body}");
+    let audit = std::fs::read_to_string(nodes[0].data_dir.join("audit.log")).unwrap();
+    assert!(
+        audit.contains(
+            "\"outcome\":\"ResourceExhausted\",\"reason\":\"too many failed authentications\""
+        ),
+        "{audit}"
+    );
+    // Refilled at 5 a second: served again after a pause.
+    std::thread::sleep(Duration::from_millis(1500));
+    runtime.block_on(async {
+        let mut client = client(&nodes[0], &certs).await;
+        assert_eq!(
+            call(&mut client, "ClusterStatus", Some(&valid)).await,
+            Code::Ok
         );
     });
 }

@@ -266,9 +266,93 @@ fn install(from: &Path, to: &Path, names: &[&str]) {
     }
 }
 
+/// `wirectl top --once -o json --metrics ADDR`, trusting `certs`' CA when given and presenting
+/// its `client.pem` (role admin) when `identity`.
+fn top(addr: &str, certs: Option<&Path>, identity: bool) -> std::process::Output {
+    let mut command = wire_tests::cluster::wirectl_top(addr);
+    if let Some(certs) = certs {
+        command.arg("--ca").arg(certs.join("ca.pem"));
+        if identity {
+            command.arg("--cert").arg(certs.join("client.pem"));
+            command.arg("--key").arg(certs.join("client-key.pem"));
+        }
+    }
+    command.output().unwrap()
+}
+
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `wire run --tls-cert … --tls-client-ca CA --metrics-addr`: the metrics endpoint serves
+/// HTTPS only, with the ingest ports' certificate; `/metrics` needs a client certificate from
+/// CA carrying a viewer, operator or admin role (`wire run` keeps no tokens), `/healthz` none.
+/// `wirectl top` reads it with `--ca --cert --key`, and is refused without the certificate or
+/// without `--ca`, saying what to give.
+#[test]
+fn wire_run_serves_its_metrics_over_https_to_role_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"));
+    let file = pipeline(dir.path(), "");
+    let http = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    let mut flags = flag_paths(
+        &certs,
+        &[
+            ("--tls-cert", "node.pem"),
+            ("--tls-key", "node-key.pem"),
+            ("--tls-client-ca", "ca.pem"),
+        ],
+    );
+    flags.extend(["--metrics-addr".to_string(), http.clone()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let run = Run::start(&file, &flags);
+    assert!(
+        run.stderr()
+            .contains(&format!("metrics on https://{http}/metrics")),
+        "{}",
+        run.stderr()
+    );
+    let mut producer = connect(&run.addr, Some(tls(&certs.join("ca.pem"), None))).unwrap();
+    send_acked(&mut producer, 2);
+
+    let out = top(&http, Some(&certs), true);
+    assert!(out.status.success(), "{out:?}");
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["pipelines"][0]["pipeline"], "sec", "{view}");
+    let out = top(&http, Some(&certs), false);
+    assert!(!out.status.success());
+    assert!(said(&out).contains("401"), "{out:?}");
+    let out = top(&http, None, false);
+    assert!(!out.status.success());
+    assert!(said(&out).contains("give --ca"), "{out:?}");
+    // Health probes need no credentials; plaintext gets no answer.
+    let curl = |url: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(certs.join("ca.pem"))
+            .arg(url)
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(curl(&format!("https://{http}/healthz")), "200");
+    assert_eq!(curl(&format!("https://{http}/metrics")), "401");
+    assert_eq!(curl(&format!("http://{http}/healthz")), "000");
+}
+
 /// After the certificate and key files are replaced (by another CA's) and the process gets
 /// SIGHUP, new ingest connections see the new certificate: a client trusting the old CA is
-/// refused, one trusting the new CA produces; a connection opened before goes on.
+/// refused, one trusting the new CA produces; a connection opened before goes on. The metrics
+/// endpoint (HTTPS, open without `--tls-client-ca`) serves the new certificate too.
 #[test]
 fn sighup_reloads_the_ingest_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -280,14 +364,18 @@ fn sighup_reloads_the_ingest_certificate() {
     std::fs::create_dir_all(&live).unwrap();
     install(&old, &live, &["node.pem", "node-key.pem"]);
     let file = pipeline(dir.path(), "");
-    let flags = flag_paths(
+    let http = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    let mut flags = flag_paths(
         &live,
         &[("--tls-cert", "node.pem"), ("--tls-key", "node-key.pem")],
     );
+    flags.extend(["--metrics-addr".to_string(), http.clone()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let run = Run::start(&file, &flags);
     let mut before = connect(&run.addr, Some(tls(&old.join("ca.pem"), None))).unwrap();
     send_acked(&mut before, 2);
+    let out = top(&http, Some(&old), false);
+    assert!(out.status.success(), "{out:?}");
 
     install(&new, &live, &["node.pem", "node-key.pem"]);
     run.signal("-HUP");
@@ -302,6 +390,10 @@ fn sighup_reloads_the_ingest_certificate() {
     let mut after = connect(&run.addr, Some(tls(&new.join("ca.pem"), None))).unwrap();
     send_acked(&mut after, 2);
     send_acked(&mut before, 2);
+    let out = top(&http, Some(&new), false);
+    assert!(out.status.success(), "{out:?}");
+    let out = top(&http, Some(&old), false);
+    assert!(said(&out).contains("not signed by the CA"), "{out:?}");
 
     // A broken file is reported and changes nothing.
     std::fs::write(live.join("node.pem"), "garbage").unwrap();
@@ -316,9 +408,9 @@ fn sighup_reloads_the_ingest_certificate() {
     send_acked(&mut still, 1);
 }
 
-/// A `wire start` node reloads its gRPC certificate on SIGHUP: after its files are replaced
-/// by another CA's, `wirectl` trusting the new CA (with the new admin certificate) is served
-/// and one trusting the old CA is refused.
+/// A `wire start` node reloads its gRPC and metrics certificates on SIGHUP: after its files
+/// are replaced by another CA's, `wirectl` (and `wirectl top`) trusting the new CA (with the
+/// new admin certificate) is served and one trusting the old CA is refused.
 #[test]
 fn sighup_reloads_the_grpc_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,6 +430,8 @@ fn sighup_reloads_the_grpc_certificate() {
             ("--tls-client-ca", "ca.pem"),
         ],
     );
+    let http = format!("127.0.0.1:{}", wire_tests::cluster::free_port());
+    let flags = [flags, vec!["--metrics-addr".to_string(), http.clone()]].concat();
     let cluster = dir.path().join("cluster");
     std::fs::create_dir_all(&cluster).unwrap();
     let nodes = start_cluster_with(&cluster, 1, &flags);
@@ -372,6 +466,10 @@ fn sighup_reloads_the_grpc_certificate() {
     }
     let stale = status(&old);
     assert!(!stale.status.success(), "{stale:?}");
+    let out = top(&http, Some(&new), true);
+    assert!(out.status.success(), "{out:?}");
+    let out = top(&http, Some(&old), true);
+    assert!(said(&out).contains("not signed by the CA"), "{out:?}");
 }
 
 /// With `max_batches_per_sec: 20`, a producer that floods (as fast as its credits allow,

@@ -33,6 +33,8 @@ use rustls::{
 };
 use wire_net::tls::{read_certs, read_key, ClientCerts, TlsFileError};
 
+pub(crate) use crate::maybe_tls::MaybeTls;
+
 /// Whether a certificate (already chained to the cluster CA) names the host of a member.
 pub type MemberCheck = Arc<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>;
 
@@ -339,18 +341,20 @@ pub(crate) fn glommio_stream(stream: std::net::TcpStream) -> io::Result<TcpStrea
 
 /// One end of an exchange connection on a core: a plain glommio socket, or a rustls
 /// connection over one, shared by the tasks that hold a clone.
-pub(crate) enum Link {
-    Plain(TcpStream),
-    Tls(Rc<RefCell<TlsIo>>),
-}
+pub(crate) type Link = MaybeTls<SharedTls>;
 
-impl Link {
+/// A rustls connection and its socket, shared by the tasks of one link (each poll borrows it
+/// briefly).
+#[derive(Clone)]
+pub(crate) struct SharedTls(Rc<RefCell<TlsIo>>);
+
+impl MaybeTls<SharedTls> {
     fn tls(sock: TcpStream, conn: Connection) -> Link {
-        Link::Tls(Rc::new(RefCell::new(TlsIo {
+        Link::Tls(SharedTls(Rc::new(RefCell::new(TlsIo {
             sock,
             conn,
             closing: false,
-        })))
+        }))))
     }
 
     /// A second handle on a TLS link (for the task that reads while another writes).
@@ -371,7 +375,7 @@ impl Link {
             .map_err(io::Error::other)?;
         let link = Link::tls(glommio_stream(sock)?, Connection::Client(conn));
         if let Link::Tls(io) = &link {
-            futures_lite::future::poll_fn(|cx| io.borrow_mut().poll_handshake(cx)).await?;
+            futures_lite::future::poll_fn(|cx| io.0.borrow_mut().poll_handshake(cx)).await?;
         }
         Ok(link)
     }
@@ -523,52 +527,30 @@ impl TlsIo {
     }
 }
 
-/// A TLS read that ended without close_notify, as an end of stream (as on a plain socket).
-pub(crate) fn eof_as_end(read: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-    match read {
-        Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(0)),
-        other => other,
-    }
-}
-
-impl AsyncRead for Link {
+impl AsyncRead for SharedTls {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Link::Plain(sock) => Pin::new(sock).poll_read(cx, buf),
-            // An end without close_notify cannot cut a stream short unnoticed: frames carry
-            // their lengths and a stream its own `End`.
-            Link::Tls(io) => eof_as_end(io.borrow_mut().poll_read(cx, buf)),
-        }
+        self.0.borrow_mut().poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for Link {
+impl AsyncWrite for SharedTls {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Link::Plain(sock) => Pin::new(sock).poll_write(cx, buf),
-            Link::Tls(io) => io.borrow_mut().poll_write(cx, buf),
-        }
+        self.0.borrow_mut().poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Link::Plain(sock) => Pin::new(sock).poll_flush(cx),
-            Link::Tls(io) => io.borrow_mut().poll_flush_tls(cx),
-        }
+        self.0.borrow_mut().poll_flush_tls(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Link::Plain(sock) => Pin::new(sock).poll_close(cx),
-            Link::Tls(io) => io.borrow_mut().poll_close(cx),
-        }
+        self.0.borrow_mut().poll_close(cx)
     }
 }

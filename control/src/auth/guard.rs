@@ -47,7 +47,7 @@ pub struct Guard {
     meta: MetaHandle,
     transport: GrpcTransport,
     audit: Audit,
-    limiter: super::RateLimiter,
+    limiter: Arc<super::RateLimiter>,
 }
 
 /// Why a call (or an ingest Hello) was refused.
@@ -68,13 +68,14 @@ impl Guard {
             meta,
             transport,
             audit,
-            limiter: super::RateLimiter::new(super::AdminLimits::default()),
+            limiter: Arc::new(super::RateLimiter::new(super::AdminLimits::default())),
         }
     }
 
-    /// The guard with the rate limits `limits` on every call.
-    pub fn with_limits(mut self, limits: super::AdminLimits) -> Guard {
-        self.limiter = super::RateLimiter::new(limits);
+    /// The guard with the rate limits of `limiter` on every call (and on failed
+    /// authentications; the node's HTTP endpoint shares it).
+    pub fn with_limiter(mut self, limiter: Arc<super::RateLimiter>) -> Guard {
+        self.limiter = limiter;
         self
     }
 
@@ -123,6 +124,9 @@ impl Guard {
             }
         };
         let mut record = AuditRecord::new(&rpc, pipeline, peer);
+        if let Err(status) = self.check_failures(&mut record, peer) {
+            return Ok(status.into_http());
+        }
         let credentials = Credentials::of(&request);
         match self.authorize(&rpc, &credentials).await {
             Ok(identity) => {
@@ -136,6 +140,9 @@ impl Guard {
                 request.extensions_mut().insert(identity);
             }
             Err(refusal) => {
+                if matches!(refusal, Refusal::Unauthenticated { .. }) {
+                    self.limiter.failed(peer);
+                }
                 let status = refusal.status(&rpc);
                 record.refused(refusal, &status);
                 self.audit.write(&record);
@@ -146,6 +153,24 @@ impl Guard {
         record.outcome = outcome_of(&response);
         self.audit.write(&record);
         Ok(response)
+    }
+
+    /// Refuses (and audits) a call from an address whose failed authentications used up its
+    /// bucket, before its credentials are looked at.
+    fn check_failures(
+        &self,
+        record: &mut AuditRecord,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), Status> {
+        let why = match self.limiter.check_failures(peer) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        let status = Status::resource_exhausted(why);
+        record.outcome = format!("{:?}", status.code());
+        record.reason = Some("too many failed authentications");
+        self.audit.write(record);
+        Err(status)
     }
 
     async fn authorize(&self, rpc: &str, credentials: &Credentials) -> Result<Identity, Refusal> {

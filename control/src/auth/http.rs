@@ -6,7 +6,7 @@
 
 use base64::Engine;
 
-use super::guard::verify_token;
+use super::guard::{verify_token, Refusal};
 use super::{AccessRole, Identity};
 use crate::raft::MetaHandle;
 
@@ -17,12 +17,30 @@ pub const HTTP_ROLES: [AccessRole; 3] =
 /// Why an HTTP request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpRefusal {
-    /// No credentials, or bad ones (401).
-    Unauthenticated,
+    /// No credentials, or bad ones (401): who, as far as known (`anonymous`, `token:<id>`),
+    /// and why, for the audit log only.
+    Unauthenticated {
+        /// `anonymous` or `token:<id>`.
+        who: String,
+        /// Why (the audit log's `reason`).
+        reason: &'static str,
+    },
     /// A role that may not read it (403).
-    Denied(AccessRole),
+    Denied {
+        /// Who asked (`token:<id>`, `cert:…`).
+        who: String,
+        /// Its role.
+        role: AccessRole,
+    },
     /// The metadata could not be read (503).
     Unavailable,
+}
+
+fn unauthenticated(who: &str, reason: &'static str) -> HttpRefusal {
+    HttpRefusal::Unauthenticated {
+        who: who.to_string(),
+        reason,
+    }
 }
 
 /// The identity an HTTP request proves with its `authorization` header, or else with the
@@ -34,24 +52,37 @@ pub async fn http_access(
 ) -> Result<Identity, HttpRefusal> {
     let identity = match (authorization, cert_role) {
         (Some(value), _) => {
-            let token = request_token(value).ok_or(HttpRefusal::Unauthenticated)?;
-            let meta = meta.ok_or(HttpRefusal::Unavailable)?;
+            let token = request_token(value)
+                .ok_or_else(|| unauthenticated("anonymous", "malformed token"))?;
+            // `wire run` keeps no tokens: only a client certificate with a role proves one.
+            let meta = meta.ok_or_else(|| unauthenticated("anonymous", "no tokens on wire run"))?;
             let state = meta
                 .read(false)
                 .await
                 .map_err(|_| HttpRefusal::Unavailable)?;
-            verify_token(&state, &token).map_err(|_| HttpRefusal::Unauthenticated)?
+            verify_token(&state, &token).map_err(|refusal| match refusal {
+                Refusal::Unauthenticated { who, reason } => unauthenticated(&who, reason),
+                Refusal::Denied(_) | Refusal::Unavailable => HttpRefusal::Unavailable,
+            })?
         }
         (None, Some(role)) => Identity::Cert {
             fingerprint: String::new(),
             role,
         },
-        (None, None) => return Err(HttpRefusal::Unauthenticated),
+        (None, None) => {
+            return Err(unauthenticated(
+                "anonymous",
+                "no token and no client certificate",
+            ))
+        }
     };
     match identity.role() {
         Some(role) if HTTP_ROLES.contains(&role) => Ok(identity),
-        Some(role) => Err(HttpRefusal::Denied(role)),
-        None => Err(HttpRefusal::Unauthenticated),
+        Some(role) => Err(HttpRefusal::Denied {
+            who: identity.who(),
+            role,
+        }),
+        None => Err(unauthenticated(&identity.who(), "no role")),
     }
 }
 

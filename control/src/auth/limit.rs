@@ -3,6 +3,11 @@
 //! calls a second up to `burst`. A call over either gets RESOURCE_EXHAUSTED saying which and
 //! when to retry; a caller's flood drains only its own buckets, so other tokens' calls go on.
 //! Members (forwarded requests carry many callers' calls) are not limited.
+//!
+//! Failed authentications count too, per source address (any port, so reconnecting does not
+//! help): each takes one from the address's failure bucket (same rate and burst), and while
+//! that bucket is empty every call from the address is refused before its credentials are
+//! checked, so a client guessing tokens is slowed to `rate` guesses a second.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,6 +106,52 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Refuses a caller from `peer`'s address while its failed authentications have used up
+    /// their bucket, saying how long to wait.
+    pub fn check_failures(&self, peer: Option<SocketAddr>) -> Result<(), String> {
+        let Some(key) = self.failure_key(peer) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = buckets.get(&key) else {
+            return Ok(());
+        };
+        let bucket = self.refill(*bucket, now);
+        if bucket.tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / f64::from(self.limits.rate);
+        let wait = Duration::from_secs_f64(wait).as_millis().max(1);
+        Err(format!(
+            "rate limit: too many failed authentications from this address (over {} a second, \
+             burst {}); retry in {wait} ms",
+            self.limits.rate, self.limits.burst
+        ))
+    }
+
+    /// Counts one failed authentication from `peer`'s address.
+    pub fn failed(&self, peer: Option<SocketAddr>) {
+        let Some(key) = self.failure_key(peer) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.get(&key).copied().unwrap_or(Bucket {
+            tokens: f64::from(self.limits.burst),
+            at: now,
+        });
+        let mut bucket = self.refill(bucket, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        buckets.insert(key, bucket);
+    }
+
+    /// The failure bucket's key of `peer`'s address; none with the limits off.
+    fn failure_key(&self, peer: Option<SocketAddr>) -> Option<String> {
+        let peer = peer.filter(|_| self.limits.rate > 0)?;
+        Some(format!("failures from {}", peer.ip()))
+    }
+
     fn refill(&self, bucket: Bucket, now: Instant) -> Bucket {
         let earned = now.duration_since(bucket.at).as_secs_f64() * f64::from(self.limits.rate);
         Bucket {
@@ -144,5 +195,30 @@ mod tests {
         for _ in 0..10 {
             off.admit(&token("x"), Some(a)).unwrap();
         }
+    }
+
+    #[test]
+    fn failed_authentications_slow_their_address_only() {
+        let limiter = RateLimiter::new(AdminLimits { rate: 1, burst: 3 });
+        let guesser: SocketAddr = "10.0.0.9:4000".parse().unwrap();
+        let reconnected: SocketAddr = "10.0.0.9:4001".parse().unwrap();
+        let other: SocketAddr = "10.0.0.7:4000".parse().unwrap();
+        for _ in 0..3 {
+            limiter.check_failures(Some(guesser)).unwrap();
+            limiter.failed(Some(guesser));
+        }
+        let over = limiter.check_failures(Some(reconnected)).unwrap_err();
+        assert!(
+            over.contains("failed authentications") && over.contains("retry in"),
+            "{over}"
+        );
+        limiter.check_failures(Some(other)).unwrap();
+        // Successful calls from elsewhere are not affected, nor counted as failures.
+        limiter.admit(&token("y"), Some(other)).unwrap();
+        let off = RateLimiter::new(AdminLimits { rate: 0, burst: 0 });
+        for _ in 0..10 {
+            off.failed(Some(guesser));
+        }
+        off.check_failures(Some(guesser)).unwrap();
     }
 }

@@ -10,6 +10,9 @@
 //! On a node with TLS ([`HttpSecurity`]) the endpoint serves HTTPS only, with the node's
 //! certificate, and the metrics and the dashboard need a `viewer` (or stronger) token or
 //! client certificate (`crate::auth::http_access`); `/healthz` and `/readyz` stay open.
+//! Refusals go to the audit log, and failed authentications count against the address's
+//! failure bucket of the node's rate limiter (shared with the gRPC guard): while it is empty,
+//! the address gets 429 before its credentials are checked.
 
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
@@ -18,7 +21,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -28,14 +33,31 @@ use super::dashboard;
 use super::encode::{classic, Snapshot};
 use super::process::Usage;
 use super::Metrics;
-use crate::auth::{AccessRole, HttpRefusal};
+use crate::audit::{Audit, AuditRecord};
+use crate::auth::{AccessRole, HttpRefusal, RateLimiter};
 use crate::raft::{ActualState, DesiredState, MetaHandle};
 
-/// HTTPS and authentication for the endpoint (a node with TLS on).
-#[derive(Debug, Clone)]
+/// HTTPS, and authentication, for the endpoint (a node with TLS on, or `wire run` with
+/// `--tls-cert`).
+#[derive(Clone)]
 pub struct HttpSecurity {
     /// The server configuration now (replaced on SIGHUP; each connection takes the current).
     pub tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    /// Whether the metrics and the dashboard need a role (a token, or a client certificate
+    /// carrying one); `wire run` without `--tls-client-ca` serves them over HTTPS to anyone.
+    pub authenticate: bool,
+    /// Where refusals are recorded (a node's audit log).
+    pub audit: Option<Arc<Audit>>,
+    /// Counts failed authentications per address (the node's, shared with the gRPC guard).
+    pub limiter: Option<Arc<RateLimiter>>,
+}
+
+impl std::fmt::Debug for HttpSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSecurity")
+            .field("authenticate", &self.authenticate)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The largest request head accepted (hyper's smallest buffer is 8 KiB).
@@ -60,6 +82,7 @@ const JSON: &str = "application/json";
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: std::net::SocketAddr,
+    https: bool,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -67,6 +90,12 @@ impl MetricsServer {
     /// The address it listens on.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// The URL of its metrics: `http://ADDR/metrics`, or `https://…` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/metrics", self.addr)
     }
 }
 
@@ -90,6 +119,7 @@ pub async fn serve(
     tracing::info!(addr = %bound, https, "serving /metrics, /healthz and /readyz");
     Ok(MetricsServer {
         addr: bound,
+        https,
         _stop: stop,
     })
 }
@@ -117,8 +147,8 @@ async fn accept(
             _ = &mut stop => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors, most likely: wait rather than spin.
                 tracing::warn!(error = %err, "metrics endpoint cannot accept a connection");
@@ -142,13 +172,19 @@ async fn accept(
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let security = security.clone();
         tokio::spawn(async move {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-                    let role = cert.and_then(crate::auth::cert_role);
-                    serve_connection(tls, metrics, Some(Access { cert_role: role })).await;
+                    let access = security.authenticate.then(|| Access {
+                        cert_role: cert.and_then(crate::auth::cert_role),
+                        peer,
+                        audit: security.audit.clone(),
+                        limiter: security.limiter.clone(),
+                    });
+                    serve_connection(tls, metrics, access).await;
                 }
                 Ok(Err(err)) => {
                     tracing::debug!(error = %err, "metrics endpoint: TLS handshake failed")
@@ -160,11 +196,32 @@ async fn accept(
     }
 }
 
-/// What a connection proved at its handshake, when authentication is on.
-#[derive(Debug, Clone, Copy)]
+/// What a connection proved at its handshake, when authentication is on, and where its
+/// refusals are counted and recorded.
+#[derive(Clone)]
 struct Access {
     /// The role its client certificate carries, if any.
     cert_role: Option<AccessRole>,
+    /// The client's address.
+    peer: std::net::SocketAddr,
+    audit: Option<Arc<Audit>>,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+impl Access {
+    /// Writes the audit record of a refused request for `path`.
+    fn record(&self, path: &str, outcome: &str, who: &str, reason: Option<&'static str>) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        // The path comes from the client: at most 64 characters of it.
+        let path: String = path.chars().take(64).collect();
+        let mut record = AuditRecord::new(&format!("HTTP {path}"), None, Some(self.peer));
+        record.who = who.to_string();
+        record.outcome = outcome.to_string();
+        record.reason = reason;
+        audit.write(&record);
+    }
 }
 
 /// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes or expires.
@@ -174,7 +231,8 @@ where
 {
     let service = hyper::service::service_fn(move |request| {
         let metrics = metrics.clone();
-        async move { Ok::<_, Infallible>(answer(&metrics, access, request).await) }
+        let access = access.clone();
+        async move { Ok::<_, Infallible>(answer(&metrics, access.as_ref(), request).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -185,15 +243,23 @@ where
     let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
 }
 
-/// `None` when the request may read `path`, else the answer refusing it.
+/// `None` when the request may read `path`, else the answer refusing it (recorded in the
+/// audit log; a failed authentication counts against the client's address).
 async fn refuse(
     metrics: &Metrics,
-    access: Option<Access>,
+    access: Option<&Access>,
     request: &Request<Incoming>,
 ) -> Option<Response<Full<Bytes>>> {
     let access = access?;
-    if matches!(request.uri().path(), "/healthz" | "/readyz") {
+    let path = request.uri().path();
+    if matches!(path, "/healthz" | "/readyz") {
         return None;
+    }
+    let limiter = access.limiter.as_deref();
+    if let Some(Err(why)) = limiter.map(|l| l.check_failures(Some(access.peer))) {
+        let reason = Some("too many failed authentications");
+        access.record(path, "ResourceExhausted", "anonymous", reason);
+        return Some(text(StatusCode::TOO_MANY_REQUESTS, format!("{why}\n")));
     }
     let authorization = request
         .headers()
@@ -206,37 +272,54 @@ async fn refuse(
     )
     .await
     .unwrap_or(Err(HttpRefusal::Unavailable));
-    match checked {
-        Ok(_) => None,
-        Err(HttpRefusal::Unauthenticated) => {
+    let refusal = checked.err()?;
+    match &refusal {
+        HttpRefusal::Unauthenticated { who, reason } => {
+            access.record(path, "Unauthenticated", who, Some(reason));
+            if let Some(limiter) = limiter {
+                limiter.failed(Some(access.peer));
+            }
+        }
+        HttpRefusal::Denied { who, .. } => access.record(path, "PermissionDenied", who, None),
+        HttpRefusal::Unavailable => access.record(path, "Unavailable", "anonymous", None),
+    }
+    Some(refused(&refusal))
+}
+
+/// The answer to a refused request: 401 with the challenges, 403 or 503.
+fn refused(refusal: &HttpRefusal) -> Response<Full<Bytes>> {
+    match refusal {
+        HttpRefusal::Unauthenticated { .. } => {
             let mut answer = text(
                 StatusCode::UNAUTHORIZED,
                 "authentication required: give a viewer, operator or admin token \
-                 (authorization: Bearer TOKEN, or as the password of Basic authentication)\n"
+                 (authorization: Bearer TOKEN, or as the password of Basic authentication), \
+                 or a client certificate carrying such a role\n"
                     .into(),
             );
             let challenges = answer.headers_mut();
-            challenges.append(WWW_AUTHENTICATE, "Basic realm=\"wire\"".parse().ok()?);
-            challenges.append(WWW_AUTHENTICATE, "Bearer realm=\"wire\"".parse().ok()?);
-            Some(answer)
+            for challenge in ["Basic realm=\"wire\"", "Bearer realm=\"wire\""] {
+                challenges.append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            answer
         }
-        Err(HttpRefusal::Denied(role)) => Some(text(
+        HttpRefusal::Denied { role, .. } => text(
             StatusCode::FORBIDDEN,
             format!(
                 "permission denied: role {} may not read metrics or the dashboard\n",
                 role.name()
             ),
-        )),
-        Err(HttpRefusal::Unavailable) => Some(text(
+        ),
+        HttpRefusal::Unavailable => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "this node cannot read its metadata now; retry\n".into(),
-        )),
+        ),
     }
 }
 
 async fn answer(
     metrics: &Metrics,
-    access: Option<Access>,
+    access: Option<&Access>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {

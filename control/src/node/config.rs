@@ -189,6 +189,7 @@ impl NodeFile {
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = resolve_addr(&listen_text).map_err(|err| format!("listen: {err}"))?;
         let tls = self.tls(&listen)?;
+        let admin_limits = self.admin_limits()?;
         let data_dir = self
             .data_dir
             .ok_or("data-dir is required (--data-dir or `data-dir` in --config)")?;
@@ -202,40 +203,9 @@ impl NodeFile {
             Some(url) => Some(check_store(url).map_err(|err| format!("checkpoint-store: {err}"))?),
             None => None,
         };
-        let defaults = AdminLimits::default();
-        let admin_limits = AdminLimits {
-            rate: self.admin_rate_limit.unwrap_or(defaults.rate),
-            burst: self.admin_rate_burst.unwrap_or(defaults.burst),
-        };
-        if admin_limits.rate > 0 && admin_limits.burst == 0 {
-            return Err(
-                "admin-rate-burst: 0 would refuse every call (use 1 or more, or admin-rate-limit = 0 for no limit)"
-                    .into(),
-            );
-        }
         let bootstrap_given = self.initial_cluster.is_some() || self.join.is_some();
-        let (bootstrap, advertise) = match (self.initial_cluster, self.join) {
-            (Some(_), Some(_)) => {
-                return Err("initial-cluster and join exclude each other: give one".into())
-            }
-            (Some(list), None) => {
-                let members = parse_initial_cluster(&list)?;
-                let own = members.get(&node_id).cloned().ok_or_else(|| {
-                    format!("initial-cluster: node {node_id} (this node's id) is not in `{list}`")
-                })?;
-                (Bootstrap::Initial(members), own)
-            }
-            (None, Some(join)) => {
-                check_host_port(&join).map_err(|err| format!("join: {err}"))?;
-                (Bootstrap::Join(join), listen_text)
-            }
-            // A single founding member at its listen address (or a restart, where this is
-            // ignored).
-            (None, None) => {
-                let members = BTreeMap::from([(node_id, listen_text.clone())]);
-                (Bootstrap::Initial(members), listen_text)
-            }
-        };
+        let (bootstrap, advertise) =
+            bootstrap(node_id, self.initial_cluster, self.join, listen_text)?;
         Ok(NodeConfig {
             node_id,
             listen,
@@ -250,6 +220,52 @@ impl NodeFile {
             checkpoint_store,
             admin_limits,
         })
+    }
+
+    /// `admin-rate-limit` and `admin-rate-burst`, defaults filled in.
+    fn admin_limits(&self) -> Result<AdminLimits, String> {
+        let defaults = AdminLimits::default();
+        let limits = AdminLimits {
+            rate: self.admin_rate_limit.unwrap_or(defaults.rate),
+            burst: self.admin_rate_burst.unwrap_or(defaults.burst),
+        };
+        if limits.rate > 0 && limits.burst == 0 {
+            return Err(
+                "admin-rate-burst: 0 would refuse every call (use 1 or more, or admin-rate-limit = 0 for no limit)"
+                    .into(),
+            );
+        }
+        Ok(limits)
+    }
+}
+
+/// How node `node_id` starts its raft group (`initial-cluster`, `join`, or alone at
+/// `listen_text`), and the address the other members know it by.
+fn bootstrap(
+    node_id: u64,
+    initial_cluster: Option<String>,
+    join: Option<String>,
+    listen_text: String,
+) -> Result<(Bootstrap, String), String> {
+    match (initial_cluster, join) {
+        (Some(_), Some(_)) => Err("initial-cluster and join exclude each other: give one".into()),
+        (Some(list), None) => {
+            let members = parse_initial_cluster(&list)?;
+            let own = members.get(&node_id).cloned().ok_or_else(|| {
+                format!("initial-cluster: node {node_id} (this node's id) is not in `{list}`")
+            })?;
+            Ok((Bootstrap::Initial(members), own))
+        }
+        (None, Some(join)) => {
+            check_host_port(&join).map_err(|err| format!("join: {err}"))?;
+            Ok((Bootstrap::Join(join), listen_text))
+        }
+        // A single founding member at its listen address (or a restart, where this is
+        // ignored).
+        (None, None) => {
+            let members = BTreeMap::from([(node_id, listen_text.clone())]);
+            Ok((Bootstrap::Initial(members), listen_text))
+        }
     }
 }
 

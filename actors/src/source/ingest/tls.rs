@@ -7,17 +7,17 @@
 //! TLS, so it learns why rather than reading a TLS alert as a frame.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConfig;
 use wire_net::ingest::{ErrorCode, ErrorFrame};
 use wire_net::tls::{classify_head, StreamHead};
+
+use crate::maybe_tls::MaybeTls;
 
 /// The TLS settings of a node's ingest ports. Every new connection takes the configuration
 /// current when it is accepted; [`IngestTls::replace`] changes it for the connections after.
@@ -48,10 +48,7 @@ impl IngestTls {
 }
 
 /// A producer's socket after the handshake.
-pub(super) enum IngestStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+pub(super) type IngestStream = MaybeTls<Box<TlsStream<TcpStream>>>;
 
 /// Why a connection did not become an [`IngestStream`].
 pub(super) enum HandshakeError {
@@ -71,7 +68,7 @@ pub(super) async fn handshake(
     timeout: Duration,
 ) -> Result<IngestStream, HandshakeError> {
     let Some(tls) = tls else {
-        return Ok(IngestStream::Plain(stream));
+        return Ok(MaybeTls::Plain(stream));
     };
     let deadline = Instant::now() + timeout;
     let _ = stream.set_read_timeout(Some(timeout));
@@ -90,7 +87,7 @@ pub(super) async fn handshake(
         None
     });
     match accepted.await {
-        Some(Ok(stream)) => Ok(IngestStream::Tls(Box::new(stream))),
+        Some(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
         Some(Err(err)) => Err(HandshakeError::Failed(format!(
             "TLS handshake failed: {err}"
         ))),
@@ -124,11 +121,11 @@ async fn looks_like_tls(stream: &TcpStream, deadline: Instant) -> io::Result<boo
     }
 }
 
-impl IngestStream {
+impl MaybeTls<Box<TlsStream<TcpStream>>> {
     fn tcp(&self) -> &TcpStream {
         match self {
-            IngestStream::Plain(tcp) => tcp,
-            IngestStream::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
         }
     }
 
@@ -145,7 +142,7 @@ impl IngestStream {
     /// Ends the sending side: TLS's close_notify first (so the producer reads a clean end of
     /// stream), then the TCP half-close.
     pub(super) async fn shutdown_write(&mut self) -> io::Result<()> {
-        if let IngestStream::Tls(tls) = self {
+        if let MaybeTls::Tls(tls) = self {
             tls.get_mut().1.send_close_notify();
             tls.flush().await?;
         }
@@ -155,52 +152,8 @@ impl IngestStream {
     /// Closes the socket.
     pub(super) async fn close(&mut self) -> io::Result<()> {
         match self {
-            IngestStream::Plain(tcp) => tcp.close().await,
-            IngestStream::Tls(tls) => tls.get_mut().0.close().await,
-        }
-    }
-}
-
-impl AsyncRead for IngestStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            IngestStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            // A producer that closes without close_notify has still sent whole frames before
-            // it: an end of stream.
-            IngestStream::Tls(tls) => {
-                crate::exchange::tls::eof_as_end(Pin::new(tls.as_mut()).poll_read(cx, buf))
-            }
-        }
-    }
-}
-
-impl AsyncWrite for IngestStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            IngestStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            IngestStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            IngestStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            IngestStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            IngestStream::Plain(tcp) => Pin::new(tcp).poll_close(cx),
-            IngestStream::Tls(tls) => Pin::new(tls.as_mut()).poll_close(cx),
+            MaybeTls::Plain(tcp) => tcp.close().await,
+            MaybeTls::Tls(tls) => tls.get_mut().0.close().await,
         }
     }
 }

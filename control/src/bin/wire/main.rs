@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -188,20 +188,37 @@ enum CertsCmd {
     },
 }
 
-/// Loads `wire run`'s ingest TLS and reloads it on every SIGHUP (a bad file is reported and
-/// changes nothing).
-fn run_tls(files: RunTlsFiles) -> Result<Arc<wire_actors::IngestTls>, String> {
-    let tls = Arc::new(wire_actors::IngestTls::new(files.server_config()?));
+/// `wire run`'s TLS: the ingest ports' configuration and the metrics endpoint's.
+struct RunTls {
+    ingest: Arc<wire_actors::IngestTls>,
+    http: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    /// Whether the metrics endpoint asks for a client certificate with a role
+    /// (`--tls-client-ca` given).
+    authenticate: bool,
+}
+
+/// Loads `wire run`'s TLS (ingest ports and metrics endpoint) and reloads it on every SIGHUP
+/// (a bad file is reported and changes nothing).
+fn run_tls(files: RunTlsFiles) -> Result<RunTls, String> {
+    let tls = RunTls {
+        ingest: Arc::new(wire_actors::IngestTls::new(files.server_config()?)),
+        http: Arc::new(RwLock::new(files.http_config()?)),
+        authenticate: files.client_ca.is_some(),
+    };
     let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .map_err(|err| format!("cannot handle SIGHUP (TLS reload): {err}"))?;
-    let reloaded = tls.clone();
+    let (ingest, http) = (tls.ingest.clone(), tls.http.clone());
     std::thread::Builder::new()
         .name("wire-sighup".into())
         .spawn(move || {
             for _ in hangups.forever() {
-                match files.server_config() {
-                    Ok(config) => {
-                        reloaded.replace(config);
+                match files
+                    .server_config()
+                    .and_then(|i| Ok((i, files.http_config()?)))
+                {
+                    Ok((config, http_config)) => {
+                        ingest.replace(config);
+                        *http.write().unwrap_or_else(|e| e.into_inner()) = http_config;
                         eprintln!("SIGHUP: TLS certificate and key reloaded");
                     }
                     Err(err) => eprintln!(
@@ -272,13 +289,20 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
             client_ca: cmd.tls_client_ca,
             require_client_cert: cmd.tls_require_client_cert,
         });
-    let ingest_tls = match tls.map(run_tls).transpose() {
+    let tls = match tls.map(run_tls).transpose() {
         Ok(tls) => tls,
         Err(err) => {
             eprintln!("error: {err}");
             return exit_code(Outcome::Invalid);
         }
     };
+    let ingest_tls = tls.as_ref().map(|tls| tls.ingest.clone());
+    let https = tls.map(|tls| server::HttpSecurity {
+        tls: tls.http,
+        authenticate: tls.authenticate,
+        audit: None,
+        limiter: None,
+    });
     let args = RunArgs {
         placement: None,
         sink_subdir: None,
@@ -310,16 +334,27 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
         append_output: cmd.append_output,
         allow_empty_restore: cmd.allow_empty_restore,
     };
-    let (metrics_addr, metrics_linger, top) = (cmd.metrics_addr, cmd.metrics_linger, cmd.top);
-    exit_code(run_command(&args, &stop, metrics_addr, metrics_linger, top))
+    let metrics = MetricsArgs {
+        addr: cmd.metrics_addr,
+        linger: cmd.metrics_linger,
+        https,
+    };
+    exit_code(run_command(&args, &stop, metrics, cmd.top))
+}
+
+/// `wire run`'s metrics endpoint: where, how long it lingers, and its HTTPS (with
+/// `--tls-cert`).
+struct MetricsArgs {
+    addr: Option<String>,
+    linger: Option<Duration>,
+    https: Option<server::HttpSecurity>,
 }
 
 /// `wire run`: starts the control plane's runtime and the metrics server, runs `args`.
 fn run_command(
     args: &RunArgs,
     stop: &Arc<AtomicBool>,
-    metrics_addr: Option<String>,
-    metrics_linger: Option<Duration>,
+    metrics_args: MetricsArgs,
     top: bool,
 ) -> Outcome {
     // The process's one tokio runtime: the control plane (the checkpoint coordinator).
@@ -330,14 +365,19 @@ fn run_command(
             return Outcome::Failed;
         }
     };
-    let metrics = match start_metrics(metrics_addr.as_deref(), &runtime) {
+    let MetricsArgs {
+        addr,
+        linger,
+        https,
+    } = metrics_args;
+    let metrics = match start_metrics(addr.as_deref(), https, &runtime) {
         Ok(metrics) => metrics,
         Err(err) => {
             eprintln!("error: {err}");
             return Outcome::Failed;
         }
     };
-    let outcome = run_served(args, stop, &runtime, metrics, metrics_linger, top);
+    let outcome = run_served(args, stop, &runtime, metrics, linger, top);
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
 }
@@ -436,22 +476,23 @@ fn run_served(
 /// With `--metrics-addr`: a registry served there on `runtime` (a port in use is an error).
 fn start_metrics(
     addr: Option<&str>,
+    https: Option<server::HttpSecurity>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Option<(Metrics, server::MetricsServer)>, String> {
     let Some(addr) = addr else {
         return Ok(None);
     };
     let registry = Metrics::new();
-    let served = runtime.block_on(server::serve(addr, registry.clone(), None))?;
-    eprintln!("metrics on http://{}/metrics", served.addr());
+    let served = runtime.block_on(server::serve(addr, registry.clone(), https))?;
+    eprintln!("metrics on {}", served.url());
     Ok(Some((registry, served)))
 }
 
 /// `--metrics-linger`: serves the final metrics for `linger`, or until Ctrl-C.
 fn linger_serving(server: &server::MetricsServer, linger: Duration, stop: &AtomicBool) {
     eprintln!(
-        "serving the final metrics on http://{}/metrics for {linger:?} (Ctrl-C ends)",
-        server.addr()
+        "serving the final metrics on {} for {linger:?} (Ctrl-C ends)",
+        server.url()
     );
     let until = std::time::Instant::now() + linger;
     while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {

@@ -25,9 +25,16 @@ async fn without_admin(cli: &Cli) -> Option<Result<(), String>> {
             data_dir,
             node_id,
         }) => Some(restore(file, data_dir, *node_id)),
-        Command::Top(args) => Some(crate::top::run(args, cli.output).await),
+        Command::Top(args) => Some(top(cli, args).await),
         _ => None,
     }
+}
+
+/// `wirectl top` with the TLS settings and token of `cli`.
+async fn top(cli: &Cli, args: &crate::TopArgs) -> Result<(), String> {
+    let identity = cli.cert.as_deref().zip(cli.key.as_deref());
+    let scraper = crate::top::Scraper::new(cli.ca.as_deref(), identity, cli.token.as_deref())?;
+    crate::top::run(args, cli.output, &scraper).await
 }
 
 /// Runs the command `cli` names.
