@@ -554,7 +554,10 @@ impl Lower {
             Some(condition) => self.filter(right, &condition, at)?,
             None => right,
         };
-        let (left_key, right_key, between) = join_keys(&conditions, &left, &right, at)?;
+        let (mut left_key, mut right_key, between) = join_keys(&conditions, &left, &right, at)?;
+        if same_windows(self.window_of(&left.name), self.window_of(&right.name)) {
+            implied_window_start(&mut left_key, &mut right_key);
+        }
         let (right_fields, right_time) = self.stream_of(&right.name, at)?;
         if let Some((column, pos, _)) = &between {
             check_interval_time(column, *pos, right_time.as_deref())?;
@@ -603,6 +606,14 @@ impl Lower {
             scope,
             window: None,
         })
+    }
+
+    /// The window of the aggregate `name`, when it is a windowed aggregate.
+    fn window_of(&self, name: &str) -> Option<&WindowSpec> {
+        match &self.operators.iter().find(|o| o.name.name == name)?.kind {
+            OperatorKind::Aggregate(a) => a.window.as_ref(),
+            _ => None,
+        }
     }
 
     pub(super) fn push_lookup(&mut self, input: &str, spec: LookupSpec, at: Pos) -> String {
@@ -843,6 +854,41 @@ fn check_interval_time(column: &str, pos: Pos, time: Option<&str>) -> Result<(),
         Some(time) => err(pos, format!("an interval join bounds the right side's event time `{time}`, not `{column}`")),
         None => err(pos, "the right side of an interval join has no event-time column (declare a WATERMARK on its table)"),
     }
+}
+
+/// Whether two aggregates' windows are the same tumbling, hop or cumulate windows: windows
+/// whose end determines their start.
+fn same_windows(left: Option<&WindowSpec>, right: Option<&WindowSpec>) -> bool {
+    let (Some(left), Some(right)) = (left, right) else {
+        return false;
+    };
+    left.kind == right.kind
+        && left.time == right.time
+        && !matches!(left.kind, WindowKind::Session { .. })
+}
+
+/// Drops the key pair `window_start = window_start` from a join of two aggregates over the
+/// same windows that is also keyed on `window_end = window_end` (Flink's window join writes
+/// both): the end implies the start, so the join is the window join on `window_end` that YAML
+/// writes, without hashing and comparing a second timestamp per row.
+fn implied_window_start(left: &mut Vec<ExprText>, right: &mut Vec<ExprText>) {
+    let pair = |l: &ExprText, r: &ExprText, field: &str| l.text == field && r.text == field;
+    if !left
+        .iter()
+        .zip(right.iter())
+        .any(|(l, r)| pair(l, r, "window_end"))
+    {
+        return;
+    }
+    let keep: Vec<bool> = left
+        .iter()
+        .zip(right.iter())
+        .map(|(l, r)| !pair(l, r, "window_start"))
+        .collect();
+    let mut flags = keep.iter();
+    left.retain(|_| *flags.next().unwrap_or(&true));
+    let mut flags = keep.iter();
+    right.retain(|_| *flags.next().unwrap_or(&true));
 }
 
 /// Which input of a join a condition reads.
