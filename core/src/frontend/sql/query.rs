@@ -521,31 +521,7 @@ impl Lower {
             right: (&right.scope, &right_fields),
             later,
         };
-        let (mut to_left, mut to_right) = (Vec::new(), Vec::new());
-        let mut conditions = Vec::new();
-        split_and(on, &mut conditions);
-        // In ON, a bare column may name either side (`seller = id`), so only qualified ones
-        // place a condition; an equality of the two sides or a BETWEEN stays a join condition.
-        conditions.retain(|c| match sides.one_side(c, false) {
-            Some(side) if !matches!(c, Expr::Between { .. }) => {
-                match side {
-                    Side::Left => to_left.push(*c),
-                    Side::Right => to_right.push(*c),
-                }
-                false
-            }
-            _ => true,
-        });
-        pending.retain(|c| match sides.one_side(c, true) {
-            Some(side) => {
-                match side {
-                    Side::Left => to_left.push(*c),
-                    Side::Right => to_right.push(*c),
-                }
-                false
-            }
-            None => true,
-        });
+        let (conditions, to_left, to_right) = sides.place(on, pending);
         let left = match conjoin(&to_left) {
             Some(condition) => self.filter(left, &condition, at)?,
             None => left,
@@ -584,26 +560,15 @@ impl Lower {
             OperatorKind::Join(spec),
             at,
         );
-        let mut scope = Scope {
-            qualifiers: left.scope.qualifiers.clone(),
-            ..Scope::default()
-        };
-        scope.renames.extend(left.scope.renames.iter().cloned());
-        for qualifier in &right.scope.qualifiers {
-            scope.qualifiers.push(qualifier.clone());
-            for field in &right_fields {
-                if left_fields.contains(field) {
-                    scope.renames.push((
-                        qualifier.clone(),
-                        field.clone(),
-                        format!("{prefix}{field}"),
-                    ));
-                }
-            }
-        }
         Ok(Rel {
             name,
-            scope,
+            scope: joined_scope(
+                &left.scope,
+                &right.scope,
+                &left_fields,
+                &right_fields,
+                &prefix,
+            ),
             window: None,
         })
     }
@@ -856,6 +821,33 @@ fn check_interval_time(column: &str, pos: Pos, time: Option<&str>) -> Result<(),
     }
 }
 
+/// How a join's output names columns: the left's as they are, the right's with the fields
+/// the left also has prefixed with `prefix`.
+fn joined_scope(
+    left: &Scope,
+    right: &Scope,
+    left_fields: &[String],
+    right_fields: &[String],
+    prefix: &str,
+) -> Scope {
+    let mut scope = Scope {
+        qualifiers: left.qualifiers.clone(),
+        ..Scope::default()
+    };
+    scope.renames.extend(left.renames.iter().cloned());
+    for qualifier in &right.qualifiers {
+        scope.qualifiers.push(qualifier.clone());
+        for field in right_fields {
+            if left_fields.contains(field) {
+                scope
+                    .renames
+                    .push((qualifier.clone(), field.clone(), format!("{prefix}{field}")));
+            }
+        }
+    }
+    scope
+}
+
 /// Whether two aggregates' windows are the same tumbling, hop or cumulate windows: windows
 /// whose end determines their start.
 fn same_windows(left: Option<&WindowSpec>, right: Option<&WindowSpec>) -> bool {
@@ -906,7 +898,40 @@ struct Sides<'a> {
     later: &'a [String],
 }
 
+/// A join's conditions, its filters below it: the `ON` conditions that stay join conditions,
+/// then the conditions that filter the left and the right input.
+type Placed<'e> = (Vec<&'e Expr>, Vec<&'e Expr>, Vec<&'e Expr>);
+
 impl Sides<'_> {
+    /// Places the conditions of `on` and of `pending` (the WHERE's conjuncts not placed yet)
+    /// that read one side only on that side; takes those out of `pending`. In ON, a bare
+    /// column may name either side (`seller = id`), so only qualified ones place a condition,
+    /// and a BETWEEN stays a join condition.
+    fn place<'e>(&self, on: &'e Expr, pending: &mut Vec<&'e Expr>) -> Placed<'e> {
+        let (mut to_left, mut to_right) = (Vec::new(), Vec::new());
+        let mut put = |c: &'e Expr, side| match side {
+            Side::Left => to_left.push(c),
+            Side::Right => to_right.push(c),
+        };
+        let mut conditions = Vec::new();
+        split_and(on, &mut conditions);
+        conditions.retain(|c| match self.one_side(c, false) {
+            Some(side) if !matches!(c, Expr::Between { .. }) => {
+                put(c, side);
+                false
+            }
+            _ => true,
+        });
+        pending.retain(|c| match self.one_side(c, true) {
+            Some(side) => {
+                put(c, side);
+                false
+            }
+            None => true,
+        });
+        (conditions, to_left, to_right)
+    }
+
     /// The side whose columns are all that `condition` reads, when that is sure: every
     /// qualifier names one side only (and no later join), and, with `bare`, a bare column is
     /// the left's when the left has it (the join keeps the left's names), else the right's.
