@@ -38,6 +38,7 @@
 
 mod max_until;
 mod over_rows;
+mod timers;
 
 use std::collections::BTreeMap;
 use std::sync::{OnceLock, PoisonError, RwLock};

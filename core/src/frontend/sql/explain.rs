@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::frontend::plan::{Input, Operator, Plan};
-use crate::frontend::spec::{OperatorKind, PipelineSpec, SinkKind, SourceKind, WindowSpec};
+use crate::frontend::spec::{
+    GroupKey, OperatorKind, PipelineSpec, SinkKind, SourceKind, TopSpec, WindowSpec,
+};
 use crate::record::schema::Schema;
 use crate::time::window::{TimeDomain, WindowKind};
 
@@ -121,17 +123,19 @@ fn window(window: &WindowSpec) -> String {
     }
 }
 
+/// The group keys `keys`, each `name = expr` or `expr`.
+fn keys(keys: &[GroupKey]) -> String {
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| match &k.name {
+            Some(n) => format!("{} = {}", n.name, k.expr.text),
+            None => k.expr.text.clone(),
+        })
+        .collect();
+    names.join(", ")
+}
+
 fn details(out: &mut String, kind: &OperatorKind) {
-    let keys = |keys: &[crate::frontend::spec::GroupKey]| {
-        let names: Vec<String> = keys
-            .iter()
-            .map(|k| match &k.name {
-                Some(n) => format!("{} = {}", n.name, k.expr.text),
-                None => k.expr.text.clone(),
-            })
-            .collect();
-        names.join(", ")
-    };
     match kind {
         OperatorKind::Filter(e) => {
             let _ = writeln!(out, "  where: {}", e.text);
@@ -150,24 +154,7 @@ fn details(out: &mut String, kind: &OperatorKind) {
                 let _ = writeln!(out, "  {} = {}", name.name, e.text);
             }
         }
-        OperatorKind::Top(t) => {
-            let order: Vec<String> = t
-                .order_by
-                .iter()
-                .map(|(e, desc)| format!("{}{}", e.text, if *desc { " desc" } else { "" }))
-                .collect();
-            let ties = if t.with_ties { " with ties" } else { "" };
-            let _ = writeln!(
-                out,
-                "  first {}{ties} by {} per [{}]",
-                t.n,
-                order.join(", "),
-                keys(&t.group_by)
-            );
-            if let Some(w) = &t.window {
-                let _ = writeln!(out, "  window: {}", window(w));
-            }
-        }
+        OperatorKind::Top(t) => top(out, t),
         OperatorKind::Join(j) => {
             let l: Vec<&str> = j.left_key.iter().map(|e| e.text.as_str()).collect();
             let r: Vec<&str> = j.right_key.iter().map(|e| e.text.as_str()).collect();
@@ -194,5 +181,24 @@ fn details(out: &mut String, kind: &OperatorKind) {
             }
         }
         _ => {}
+    }
+}
+
+fn top(out: &mut String, t: &TopSpec) {
+    let order: Vec<String> = t
+        .order_by
+        .iter()
+        .map(|(e, desc)| format!("{}{}", e.text, if *desc { " desc" } else { "" }))
+        .collect();
+    let ties = if t.with_ties { " with ties" } else { "" };
+    let _ = writeln!(
+        out,
+        "  first {}{ties} by {} per [{}]",
+        t.n,
+        order.join(", "),
+        keys(&t.group_by)
+    );
+    if let Some(w) = &t.window {
+        let _ = writeln!(out, "  window: {}", window(w));
     }
 }

@@ -70,6 +70,20 @@ pub(super) fn has_aggregate(expr: &Expr) -> bool {
     found
 }
 
+/// Whether [`walk`] visits every expression inside a call of `f`: its arguments are plain
+/// expressions, and it has no `OVER` or `WITHIN GROUP`.
+pub(super) fn walks_all_args(f: &Function) -> bool {
+    let plain = match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .all(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(_)))),
+        FunctionArguments::Subquery(_) => false,
+    };
+    plain && f.over.is_none() && f.within_group.is_empty()
+}
+
 /// Calls `visit` on `expr` and every expression inside it.
 pub(super) fn walk(expr: &Expr, visit: &mut dyn FnMut(&Expr)) {
     visit(expr);

@@ -412,10 +412,7 @@ pub(super) fn top_n(
         );
     }
     let (n, rest) = rank_limit(select, rn, &call, at)?;
-    let mut rel = lower.lower_from(&inner.from[0], at)?;
-    if let Some(selection) = &inner.selection {
-        rel = lower.lower_filter(rel, selection, at)?;
-    }
+    let rel = lower.lower_from(&inner.from[0], inner.selection.as_ref(), at)?;
     let (input, scope, window_spec) = parts(&rel);
     let (input, scope, window_spec) = (input.to_string(), scope.clone(), window_spec.cloned());
     let (group_by, order_by) = top_order(over, &scope, window_spec.is_some(), at)?;

@@ -53,25 +53,54 @@ pub(super) fn lower(
     }
     let (input, scope) = (input.to_string(), scope.clone());
     let fields = lower.fields(&input, at)?;
-    let mut calls: Vec<String> = Vec::new();
-    let mut spec: Option<(&WindowSpec, Pos)> = None;
+    let mut calls = Calls {
+        scope: &scope,
+        fields: &fields,
+        texts: Vec::new(),
+        window: None,
+    };
     let mut rewritten = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
+        rewritten.push(calls.item(item, index, at)?);
+    }
+    let Some((over, pos)) = calls.window else {
+        return err(at, "no OVER aggregate in the select list");
+    };
+    let process = process(over, pos, &scope, &fields, &calls.texts, at)?;
+    let name = lower.push_operator("over", &input, OperatorKind::Process(process), pos);
+    Ok((relation(name, scope, None), rewritten))
+}
+
+/// The `OVER` aggregates of a select list, collected item by item.
+struct Calls<'a> {
+    scope: &'a Scope,
+    fields: &'a [String],
+    /// `name = func(column)` of each aggregate, as `over_rows` reads them.
+    texts: Vec<String>,
+    /// The window they share, and where it was first written.
+    window: Option<(&'a WindowSpec, Pos)>,
+}
+
+impl<'a> Calls<'a> {
+    /// The select item `item` (the `index`th), an `OVER` aggregate replaced by its output
+    /// column.
+    fn item(
+        &mut self,
+        item: &'a SelectItem,
+        index: usize,
+        at: Pos,
+    ) -> Result<SelectItem, SqlError> {
         let (e, alias) = match item {
             SelectItem::UnnamedExpr(e) => (e, None),
             SelectItem::ExprWithAlias { expr: e, alias } => (e, Some(alias)),
-            other => {
-                rewritten.push(other.clone());
-                continue;
-            }
+            other => return Ok(other.clone()),
         };
         let Some(function) = over_call(e) else {
-            rewritten.push(item.clone());
-            continue;
+            return Ok(item.clone());
         };
         let pos = expr::start_of(e).unwrap_or(at);
         let name = alias.map_or(format!("EXPR${index}"), |a| a.value.clone());
-        if fields.contains(&name) {
+        if self.fields.contains(&name) {
             let at = alias.map_or(pos, |a| pos_of(a.span.start));
             return err(
                 at,
@@ -83,37 +112,45 @@ pub(super) fn lower(
         let Some(WindowType::WindowSpec(over)) = &function.over else {
             return err(pos, "named windows are not supported in OVER");
         };
-        match spec {
+        match self.window {
             Some((first, _)) if first != over => {
                 return err(pos, "OVER aggregates over different windows in one SELECT are not supported; use one subquery per window");
             }
             Some(_) => {}
-            None => spec = Some((over, pos)),
+            None => self.window = Some((over, pos)),
         }
         let func = function.name.to_string().to_ascii_lowercase();
-        let arg = argument(function, &func, &scope, &fields, pos)?;
-        calls.push(format!("{name} = {func}({arg})"));
+        let arg = argument(function, &func, self.scope, self.fields, pos)?;
+        self.texts.push(format!("{name} = {func}({arg})"));
         let column = Expr::Identifier(Ident::new(name.clone()));
-        rewritten.push(SelectItem::ExprWithAlias {
+        Ok(SelectItem::ExprWithAlias {
             expr: column,
             alias: alias.cloned().unwrap_or_else(|| Ident {
                 value: name,
                 quote_style: None,
                 span: function.name.span(),
             }),
-        });
+        })
     }
-    let Some((over, pos)) = spec else {
-        return err(at, "no OVER aggregate in the select list");
-    };
-    let (order, preceding) = frame(over, &scope, &fields, pos)?;
+}
+
+/// The `over_rows` process of the aggregates `calls` over the window `over` (written at `pos`).
+fn process(
+    over: &WindowSpec,
+    pos: Pos,
+    scope: &Scope,
+    fields: &[String],
+    calls: &[String],
+    at: Pos,
+) -> Result<ProcessSpec, SqlError> {
+    let (order, preceding) = frame(over, scope, fields, pos)?;
     let group_by = over
         .partition_by
         .iter()
         .map(|k| {
             Ok(GroupKey {
                 name: None,
-                expr: expr::lower(k, &scope, "PARTITION BY", at)?,
+                expr: expr::lower(k, scope, "PARTITION BY", at)?,
             })
         })
         .collect::<Result<Vec<_>, SqlError>>()?;
@@ -126,7 +163,7 @@ pub(super) fn lower(
             value,
         )
     };
-    let process = ProcessSpec {
+    Ok(ProcessSpec {
         function: Named {
             name: "over_rows".into(),
             pos,
@@ -137,9 +174,7 @@ pub(super) fn lower(
             setting("preceding", preceding.to_string()),
             setting("aggregates", calls.join(", ")),
         ],
-    };
-    let name = lower.push_operator("over", &input, OperatorKind::Process(process), pos);
-    Ok((relation(name, scope, None), rewritten))
+    })
 }
 
 /// The column an OVER aggregate reads (`*` for `count(*)`).

@@ -311,10 +311,7 @@ impl Lower {
         if let Some(rel) = self.top_n(select, from, at)? {
             return self.finish_select(select, rel, at);
         }
-        let mut rel = self.from(from, at)?;
-        if let Some(selection) = &select.selection {
-            rel = self.filter(rel, selection, at)?;
-        }
+        let rel = self.from(from, select.selection.as_ref(), at)?;
         if super::over::has_over(&select.projection) {
             let grouped =
                 !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty());
@@ -403,17 +400,40 @@ impl Lower {
         })
     }
 
-    /// A FROM item with its joins.
-    fn from(&mut self, from: &TableWithJoins, at: Pos) -> Result<Rel, SqlError> {
+    /// A FROM item with its joins, and the WHERE over it.
+    ///
+    /// Each conjunct of the WHERE that reads the columns of one input of an inner join only is
+    /// a filter on that input, below the join (as a YAML pipeline filters each side before
+    /// joining): the join then keeps and matches only the rows that can pass. The other
+    /// conjuncts are one filter after the joins.
+    fn from(
+        &mut self,
+        from: &TableWithJoins,
+        selection: Option<&Expr>,
+        at: Pos,
+    ) -> Result<Rel, SqlError> {
+        let mut pending = Vec::new();
+        if let Some(selection) = selection {
+            split_and(selection, &mut pending);
+        }
+        let total = pending.len();
         let mut rel = self.factor(&from.relation, at)?;
-        for join in &from.joins {
+        for (i, join) in from.joins.iter().enumerate() {
             rel = if super::lookup::is_temporal(self, join) {
                 super::lookup::lookup_join(self, rel, join, at)?
             } else {
-                self.join(rel, join, at)?
+                let later: Vec<String> = from.joins[i + 1..]
+                    .iter()
+                    .flat_map(|j| qualifiers_of(&j.relation))
+                    .collect();
+                self.join(rel, join, &mut pending, &later, at)?
             };
         }
-        Ok(rel)
+        match (selection, conjoin(&pending)) {
+            (Some(selection), Some(_)) if pending.len() == total => self.filter(rel, selection, at),
+            (_, Some(rest)) => self.filter(rel, &rest, at),
+            (_, None) => Ok(rel),
+        }
     }
 
     fn factor(&mut self, factor: &TableFactor, at: Pos) -> Result<Rel, SqlError> {
@@ -480,11 +500,40 @@ impl Lower {
         Ok(name.to_string())
     }
 
-    fn join(&mut self, left: Rel, join: &Join, at: Pos) -> Result<Rel, SqlError> {
+    /// An inner join of `left` and the join's table. The conditions of `pending` (the WHERE's
+    /// conjuncts not placed yet) and of `ON` that read one side only become filters on that
+    /// side; a WHERE conjunct that reads both stays in `pending`. `later` are the names that
+    /// qualify columns of the joins after this one.
+    fn join<'e>(
+        &mut self,
+        left: Rel,
+        join: &'e Join,
+        pending: &mut Vec<&'e Expr>,
+        later: &[String],
+        at: Pos,
+    ) -> Result<Rel, SqlError> {
         let on = join_condition(join, at)?;
         let right = self.factor(&join.relation, at)?;
-        let (left_key, right_key, between) = join_keys(on, &left, &right, at)?;
         let left_fields = self.fields_of(&left.name, at)?;
+        let (right_fields, _) = self.stream_of(&right.name, at)?;
+        let sides = Sides {
+            left: (&left.scope, &left_fields),
+            right: (&right.scope, &right_fields),
+            later,
+        };
+        let (conditions, to_left, to_right) = sides.place(on, pending);
+        let left = match conjoin(&to_left) {
+            Some(condition) => self.filter(left, &condition, at)?,
+            None => left,
+        };
+        let right = match conjoin(&to_right) {
+            Some(condition) => self.filter(right, &condition, at)?,
+            None => right,
+        };
+        let (mut left_key, mut right_key, between) = join_keys(&conditions, &left, &right, at)?;
+        if same_windows(self.window_of(&left.name), self.window_of(&right.name)) {
+            implied_window_start(&mut left_key, &mut right_key);
+        }
         let (right_fields, right_time) = self.stream_of(&right.name, at)?;
         if let Some((column, pos, _)) = &between {
             check_interval_time(column, *pos, right_time.as_deref())?;
@@ -511,28 +560,25 @@ impl Lower {
             OperatorKind::Join(spec),
             at,
         );
-        let mut scope = Scope {
-            qualifiers: left.scope.qualifiers.clone(),
-            ..Scope::default()
-        };
-        scope.renames.extend(left.scope.renames.iter().cloned());
-        for qualifier in &right.scope.qualifiers {
-            scope.qualifiers.push(qualifier.clone());
-            for field in &right_fields {
-                if left_fields.contains(field) {
-                    scope.renames.push((
-                        qualifier.clone(),
-                        field.clone(),
-                        format!("{prefix}{field}"),
-                    ));
-                }
-            }
-        }
         Ok(Rel {
             name,
-            scope,
+            scope: joined_scope(
+                &left.scope,
+                &right.scope,
+                &left_fields,
+                &right_fields,
+                &prefix,
+            ),
             window: None,
         })
+    }
+
+    /// The window of the aggregate `name`, when it is a windowed aggregate.
+    fn window_of(&self, name: &str) -> Option<&WindowSpec> {
+        match &self.operators.iter().find(|o| o.name.name == name)?.kind {
+            OperatorKind::Aggregate(a) => a.window.as_ref(),
+            _ => None,
+        }
     }
 
     pub(super) fn push_lookup(&mut self, input: &str, spec: LookupSpec, at: Pos) -> String {
@@ -590,8 +636,13 @@ impl Lower {
         super::group::top_n(self, select, from, at)
     }
 
-    pub(super) fn lower_from(&mut self, from: &TableWithJoins, at: Pos) -> Result<Rel, SqlError> {
-        self.from(from, at)
+    pub(super) fn lower_from(
+        &mut self,
+        from: &TableWithJoins,
+        selection: Option<&Expr>,
+        at: Pos,
+    ) -> Result<Rel, SqlError> {
+        self.from(from, selection, at)
     }
 
     pub(super) fn lower_filter(
@@ -693,12 +744,10 @@ type JoinOn = (Vec<ExprText>, Vec<ExprText>, Option<Between>);
 
 /// The key pairs of `ON l.a = r.b AND ...`, each side lowered in its own scope, and the
 /// bounds of an interval join (`AND r.t BETWEEN l.x AND l.y`).
-fn join_keys(on: &Expr, left: &Rel, right: &Rel, at: Pos) -> Result<JoinOn, SqlError> {
-    let mut conjuncts = Vec::new();
-    split_and(on, &mut conjuncts);
+fn join_keys(conjuncts: &[&Expr], left: &Rel, right: &Rel, at: Pos) -> Result<JoinOn, SqlError> {
     let (mut left_key, mut right_key) = (Vec::new(), Vec::new());
     let mut between = None;
-    for condition in conjuncts {
+    for &condition in conjuncts {
         if let Expr::Between { .. } = condition {
             if between.is_some() {
                 let pos = expr::start_of(condition).unwrap_or(at);
@@ -713,7 +762,7 @@ fn join_keys(on: &Expr, left: &Rel, right: &Rel, at: Pos) -> Result<JoinOn, SqlE
             right: r,
         } = condition
         else {
-            return err(expr::start_of(condition).unwrap_or(at), format!("join conditions must be equalities of a left and a right column; `{condition}` is not supported (filter after the join)"));
+            return err(expr::start_of(condition).unwrap_or(at), format!("join conditions must be equalities of a left and a right column; `{condition}` is not supported"));
         };
         let (lk, rk) = if refers_to(l, &right.scope) && !refers_to(r, &right.scope) {
             (r, l)
@@ -770,6 +819,188 @@ fn check_interval_time(column: &str, pos: Pos, time: Option<&str>) -> Result<(),
         Some(time) => err(pos, format!("an interval join bounds the right side's event time `{time}`, not `{column}`")),
         None => err(pos, "the right side of an interval join has no event-time column (declare a WATERMARK on its table)"),
     }
+}
+
+/// How a join's output names columns: the left's as they are, the right's with the fields
+/// the left also has prefixed with `prefix`.
+fn joined_scope(
+    left: &Scope,
+    right: &Scope,
+    left_fields: &[String],
+    right_fields: &[String],
+    prefix: &str,
+) -> Scope {
+    let mut scope = Scope {
+        qualifiers: left.qualifiers.clone(),
+        ..Scope::default()
+    };
+    scope.renames.extend(left.renames.iter().cloned());
+    for qualifier in &right.qualifiers {
+        scope.qualifiers.push(qualifier.clone());
+        for field in right_fields {
+            if left_fields.contains(field) {
+                scope
+                    .renames
+                    .push((qualifier.clone(), field.clone(), format!("{prefix}{field}")));
+            }
+        }
+    }
+    scope
+}
+
+/// Whether two aggregates' windows are the same tumbling, hop or cumulate windows: windows
+/// whose end determines their start.
+fn same_windows(left: Option<&WindowSpec>, right: Option<&WindowSpec>) -> bool {
+    let (Some(left), Some(right)) = (left, right) else {
+        return false;
+    };
+    left.kind == right.kind
+        && left.time == right.time
+        && !matches!(left.kind, WindowKind::Session { .. })
+}
+
+/// Drops the key pair `window_start = window_start` from a join of two aggregates over the
+/// same windows that is also keyed on `window_end = window_end` (Flink's window join writes
+/// both): the end implies the start, so the join is the window join on `window_end` that YAML
+/// writes, without hashing and comparing a second timestamp per row.
+fn implied_window_start(left: &mut Vec<ExprText>, right: &mut Vec<ExprText>) {
+    let pair = |l: &ExprText, r: &ExprText, field: &str| l.text == field && r.text == field;
+    if !left
+        .iter()
+        .zip(right.iter())
+        .any(|(l, r)| pair(l, r, "window_end"))
+    {
+        return;
+    }
+    let keep: Vec<bool> = left
+        .iter()
+        .zip(right.iter())
+        .map(|(l, r)| !pair(l, r, "window_start"))
+        .collect();
+    let mut flags = keep.iter();
+    left.retain(|_| *flags.next().unwrap_or(&true));
+    let mut flags = keep.iter();
+    right.retain(|_| *flags.next().unwrap_or(&true));
+}
+
+/// Which input of a join a condition reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// The two inputs of a join, by how their columns are named: each side's scope and fields,
+/// and the qualifiers of the joins after this one.
+struct Sides<'a> {
+    left: (&'a Scope, &'a [String]),
+    right: (&'a Scope, &'a [String]),
+    later: &'a [String],
+}
+
+/// A join's conditions, its filters below it: the `ON` conditions that stay join conditions,
+/// then the conditions that filter the left and the right input.
+type Placed<'e> = (Vec<&'e Expr>, Vec<&'e Expr>, Vec<&'e Expr>);
+
+impl Sides<'_> {
+    /// Places the conditions of `on` and of `pending` (the WHERE's conjuncts not placed yet)
+    /// that read one side only on that side; takes those out of `pending`. In ON, a bare
+    /// column may name either side (`seller = id`), so only qualified ones place a condition,
+    /// and a BETWEEN stays a join condition.
+    fn place<'e>(&self, on: &'e Expr, pending: &mut Vec<&'e Expr>) -> Placed<'e> {
+        let (mut to_left, mut to_right) = (Vec::new(), Vec::new());
+        let mut put = |c: &'e Expr, side| match side {
+            Side::Left => to_left.push(c),
+            Side::Right => to_right.push(c),
+        };
+        let mut conditions = Vec::new();
+        split_and(on, &mut conditions);
+        conditions.retain(|c| match self.one_side(c, false) {
+            Some(side) if !matches!(c, Expr::Between { .. }) => {
+                put(c, side);
+                false
+            }
+            _ => true,
+        });
+        pending.retain(|c| match self.one_side(c, true) {
+            Some(side) => {
+                put(c, side);
+                false
+            }
+            None => true,
+        });
+        (conditions, to_left, to_right)
+    }
+
+    /// The side whose columns are all that `condition` reads, when that is sure: every
+    /// qualifier names one side only (and no later join), and, with `bare`, a bare column is
+    /// the left's when the left has it (the join keeps the left's names), else the right's.
+    /// `None` when it reads both, neither, or something this cannot see into.
+    fn one_side(&self, condition: &Expr, bare: bool) -> Option<Side> {
+        let (mut left, mut right, mut unsure) = (false, false, false);
+        expr::walk(condition, &mut |e| match e {
+            Expr::Identifier(id) if bare && self.left.1.contains(&id.value) => left = true,
+            Expr::Identifier(id) if bare && self.right.1.contains(&id.value) => right = true,
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                let q = &parts[0].value;
+                let (l, r) = (
+                    self.left.0.qualifiers.contains(q),
+                    self.right.0.qualifiers.contains(q),
+                );
+                if l == r || self.later.contains(q) {
+                    unsure = true;
+                }
+                left |= l;
+                right |= r;
+            }
+            Expr::Function(f) => unsure |= !expr::walks_all_args(f),
+            Expr::BinaryOp { .. }
+            | Expr::UnaryOp { .. }
+            | Expr::Nested(_)
+            | Expr::Cast { .. }
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::Extract { .. }
+            | Expr::InList { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::Case { .. }
+            | Expr::Value(_)
+            | Expr::Interval(_)
+            | Expr::TypedString { .. } => {}
+            _ => unsure = true,
+        });
+        match (left, right, unsure) {
+            (true, false, false) => Some(Side::Left),
+            (false, true, false) => Some(Side::Right),
+            _ => None,
+        }
+    }
+}
+
+/// The names that may qualify the columns of a FROM item: a table's name and alias, a
+/// subquery's or table function's alias.
+fn qualifiers_of(factor: &TableFactor) -> Vec<String> {
+    let (name, alias) = match factor {
+        TableFactor::Table { name, alias, .. } => (Some(object_name(name)), alias),
+        TableFactor::Derived { alias, .. } | TableFactor::TableFunction { alias, .. } => {
+            (None, alias)
+        }
+        _ => (None, &None),
+    };
+    name.into_iter()
+        .chain(alias.iter().map(|a| a.name.value.clone()))
+        .collect()
+}
+
+/// `a AND b AND ...` of `conditions`; `None` when there are none.
+fn conjoin(conditions: &[&Expr]) -> Option<Expr> {
+    let (first, rest) = conditions.split_first()?;
+    Some(rest.iter().fold((*first).clone(), |all, c| Expr::BinaryOp {
+        left: Box::new(all),
+        op: sqlparser::ast::BinaryOperator::And,
+        right: Box::new((*c).clone()),
+    }))
 }
 
 /// The conjuncts of `a AND b AND ...`.

@@ -5,8 +5,7 @@
 //! required), `output` (the result field's name, default `max`). Output: the key fields, the
 //! maximum, and the deadline (named and typed as the `until` field). Rows arriving after their key's deadline has passed are ignored, as are NULLs.
 
-use std::collections::BTreeMap;
-
+use super::timers::KeyTimers;
 use super::{config_error, input_field, Collector, KeyedProcess, ProcessContext, ProcessError};
 use crate::frontend::expr::Datum;
 use crate::record::row::{ArchivedRow, Value, ValueRef};
@@ -27,7 +26,7 @@ struct MaxUntil {
     output: Schema,
     watermark: i64,
     /// Deadline → keys closing then (the state's timers; rebuilt from state on restore).
-    timers: BTreeMap<i64, Vec<Vec<Value>>>,
+    timers: KeyTimers,
 }
 
 pub(super) fn max_until(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>, ProcessError> {
@@ -73,7 +72,7 @@ pub(super) fn max_until(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>
         until_type,
         output: Schema::new(fields),
         watermark: WATERMARK_MIN,
-        timers: BTreeMap::new(),
+        timers: KeyTimers::default(),
     }))
 }
 
@@ -108,7 +107,7 @@ impl KeyedProcess for MaxUntil {
                 };
                 state.value(DEADLINE).set(Value::Timestamp(ms));
                 let key: Vec<Value> = state.key().to_vec();
-                self.timers.entry(ms).or_default().push(key);
+                self.timers.add(ms, &key);
                 ms
             }
         };
@@ -133,13 +132,13 @@ impl KeyedProcess for MaxUntil {
     }
 
     fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
-        for key in super::keys_in_group(state, key_group) {
-            let deadline = match state.key(&key, self.watermark).value(DEADLINE).get() {
-                Some(Value::Timestamp(ms) | Value::I64(ms)) => *ms,
-                _ => continue,
-            };
-            self.timers.entry(deadline).or_default().push(key);
-        }
+        self.timers
+            .restore(state, key_group, self.watermark, |key| {
+                match key.value(DEADLINE).get() {
+                    Some(Value::Timestamp(ms) | Value::I64(ms)) => Some(*ms),
+                    _ => None,
+                }
+            });
     }
 
     fn on_watermark(
@@ -149,15 +148,10 @@ impl KeyedProcess for MaxUntil {
         out: &mut dyn Collector,
     ) -> Result<(), ProcessError> {
         self.watermark = self.watermark.max(watermark);
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > watermark {
-                break;
-            }
-            let entry_time = &entry.key().clone();
-            for key in entry.remove() {
+        while let Some((deadline, keys)) = self.timers.pop_due(watermark) {
+            for key in keys {
                 let mut held = state.key(&key, watermark);
                 if let Some(max) = held.value(MAX).get().cloned() {
-                    let deadline = *entry_time;
                     let mut row = key.clone();
                     row.push(max);
                     row.push(match self.until_type {

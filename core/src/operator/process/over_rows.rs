@@ -15,8 +15,7 @@
 //! input fields (without an update stream's `op`), then the aggregates. State per key: the
 //! waiting rows and the aggregated values of the last `preceding` rows.
 
-use std::collections::BTreeMap;
-
+use super::timers::KeyTimers;
 use super::{config_error, Collector, KeyedProcess, ProcessContext, ProcessError};
 use crate::frontend::expr::Datum;
 use crate::frontend::plan::OP_FIELD;
@@ -57,7 +56,7 @@ struct OverRows {
     output: Schema,
     watermark: i64,
     /// Earliest waiting time → keys with rows waiting then (rebuilt from state on restore).
-    timers: BTreeMap<i64, Vec<Vec<Value>>>,
+    timers: KeyTimers,
 }
 
 pub(super) fn over_rows(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>, ProcessError> {
@@ -82,8 +81,28 @@ pub(super) fn over_rows(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>
     let preceding = usize::try_from(preceding)
         .map_err(|_| config_error("preceding", format!("must be 0 or more, found {preceding}")))?;
     let mut output: Vec<Field> = fields[first..].to_vec();
+    let calls = parse_calls(cx, first, &mut output)?;
+    Ok(Box::new(OverRows {
+        changelog,
+        order_index,
+        preceding,
+        calls,
+        output: Schema::new(output),
+        watermark: WATERMARK_MIN,
+        timers: KeyTimers::default(),
+    }))
+}
+
+/// The `aggregates` of the config, each's output field added to `output` (the input fields
+/// from `first`).
+fn parse_calls(
+    cx: &ProcessContext<'_>,
+    first: usize,
+    output: &mut Vec<Field>,
+) -> Result<Vec<Call>, ProcessError> {
+    let fields = cx.input.fields();
     let mut calls = Vec::new();
-    let text = config.required_str("aggregates")?;
+    let text = cx.config.required_str("aggregates")?;
     for item in text.split(',') {
         let (name, call) = parse_call(item).ok_or_else(|| {
             config_error(
@@ -135,15 +154,7 @@ pub(super) fn over_rows(cx: &ProcessContext<'_>) -> Result<Box<dyn KeyedProcess>
             field,
         });
     }
-    Ok(Box::new(OverRows {
-        changelog,
-        order_index,
-        preceding,
-        calls,
-        output: Schema::new(output),
-        watermark: WATERMARK_MIN,
-        timers: BTreeMap::new(),
-    }))
+    Ok(calls)
 }
 
 /// `name = func(arg)` or `name = count(*)`: the name, the function and the argument.
@@ -224,14 +235,13 @@ impl OverRows {
             out.emit(output);
         }
     }
+}
 
-    /// Makes the watermark's reaching `time` settle `key`, once.
-    fn add_timer(&mut self, time: i64, key: &[Value]) {
-        let keys = self.timers.entry(time).or_default();
-        if !keys.iter().any(|k| k[..] == *key) {
-            keys.push(key.to_vec());
-        }
-    }
+/// The time of a key's earliest waiting row.
+fn next_time(key: &mut KeyState<'_>) -> Option<i64> {
+    key.list(PENDING)
+        .get(0)
+        .and_then(|r| r.first()?.as_i64_time())
 }
 
 /// The aggregate of `values`, NULLs left out (`count(*)` passes `true` for every row).
@@ -351,7 +361,7 @@ impl KeyedProcess for OverRows {
         pending.insert(at, held);
         if earliest {
             let key = state.key().to_vec();
-            self.add_timer(order, &key);
+            self.timers.add(order, &key);
         }
         Ok(())
     }
@@ -363,20 +373,14 @@ impl KeyedProcess for OverRows {
         out: &mut dyn Collector,
     ) -> Result<(), ProcessError> {
         self.watermark = self.watermark.max(watermark);
-        while let Some(entry) = self.timers.first_entry() {
-            if *entry.key() > self.watermark {
-                break;
-            }
-            for key in entry.remove() {
+        while let Some((_, keys)) = self.timers.pop_due(self.watermark) {
+            for key in keys {
                 let mut held = state.key(&key, self.watermark);
                 self.settle(&mut held, out);
-                let next = held
-                    .list(PENDING)
-                    .get(0)
-                    .and_then(|r| r.first()?.as_i64_time());
+                let next = next_time(&mut held);
                 drop(held);
                 if let Some(next) = next {
-                    self.add_timer(next, &key);
+                    self.timers.add(next, &key);
                 }
             }
         }
@@ -384,15 +388,7 @@ impl KeyedProcess for OverRows {
     }
 
     fn on_restore(&mut self, state: &mut KeyedState, key_group: u32) {
-        for key in super::keys_in_group(state, key_group) {
-            let next = state
-                .key(&key, self.watermark)
-                .list(PENDING)
-                .get(0)
-                .and_then(|r| r.first()?.as_i64_time());
-            if let Some(next) = next {
-                self.add_timer(next, &key);
-            }
-        }
+        self.timers
+            .restore(state, key_group, self.watermark, next_time);
     }
 }
