@@ -67,51 +67,7 @@ impl PhysicalGraph {
     /// Cuts `plan` into tasks.
     pub fn build(plan: &Plan) -> PhysicalGraph {
         let consumers = consumers(plan);
-        let fused = |op: usize| is_fused(plan, &consumers, op);
-        let mut tasks: Vec<TaskSpec> = Vec::new();
-        let mut task_of_node: Vec<(Node, usize)> = Vec::new();
-        let heads = (0..plan.sources.len())
-            .map(Head::Source)
-            .chain(
-                (0..plan.operators.len())
-                    .filter(|op| !fused(*op) && !matches!(plan.operators[*op].op, Operator::Late))
-                    .map(Head::Operator),
-            )
-            .chain((0..plan.sinks.len()).map(Head::Sink));
-        for head in heads {
-            let mut chain = Vec::new();
-            let mut last = match head {
-                Head::Source(i) => Some(Node::Input(Input::Source(i))),
-                Head::Operator(i) => {
-                    chain.push(i);
-                    if let Some(late) = late_of(plan, i) {
-                        task_of_node.push((Node::Input(Input::Operator(late)), tasks.len()));
-                    }
-                    Some(Node::Input(Input::Operator(i)))
-                }
-                Head::Sink(i) => {
-                    task_of_node.push((Node::Sink(i), tasks.len()));
-                    None
-                }
-            };
-            // Follow the single fused consumer while there is one.
-            while let Some(Node::Input(input)) = last {
-                task_of_node.push((Node::Input(input), tasks.len()));
-                last = match consumers_of(&consumers, input) {
-                    [Node::Input(Input::Operator(next))] if fused(*next) => {
-                        chain.push(*next);
-                        Some(Node::Input(Input::Operator(*next)))
-                    }
-                    _ => None,
-                };
-            }
-            tasks.push(TaskSpec {
-                head,
-                chain,
-                outputs: Vec::new(),
-                side_outputs: Vec::new(),
-            });
-        }
+        let (mut tasks, task_of_node) = cut_tasks(plan, &consumers);
         let task_of = |node: Node| -> usize {
             task_of_node
                 .iter()
@@ -159,6 +115,57 @@ impl PhysicalGraph {
             })
             .sum()
     }
+}
+
+/// The tasks of `plan` (without their outputs yet): one per source, per operator that is
+/// not fused into its input's task, and per sink; with the task each node runs in.
+fn cut_tasks(plan: &Plan, consumers: &[(Input, Vec<Node>)]) -> (Vec<TaskSpec>, Vec<(Node, usize)>) {
+    let fused = |op: usize| is_fused(plan, consumers, op);
+    let mut tasks: Vec<TaskSpec> = Vec::new();
+    let mut task_of_node: Vec<(Node, usize)> = Vec::new();
+    let heads = (0..plan.sources.len())
+        .map(Head::Source)
+        .chain(
+            (0..plan.operators.len())
+                .filter(|op| !fused(*op) && !matches!(plan.operators[*op].op, Operator::Late))
+                .map(Head::Operator),
+        )
+        .chain((0..plan.sinks.len()).map(Head::Sink));
+    for head in heads {
+        let mut chain = Vec::new();
+        let mut last = match head {
+            Head::Source(i) => Some(Node::Input(Input::Source(i))),
+            Head::Operator(i) => {
+                chain.push(i);
+                if let Some(late) = late_of(plan, i) {
+                    task_of_node.push((Node::Input(Input::Operator(late)), tasks.len()));
+                }
+                Some(Node::Input(Input::Operator(i)))
+            }
+            Head::Sink(i) => {
+                task_of_node.push((Node::Sink(i), tasks.len()));
+                None
+            }
+        };
+        // Follow the single fused consumer while there is one.
+        while let Some(Node::Input(input)) = last {
+            task_of_node.push((Node::Input(input), tasks.len()));
+            last = match consumers_of(consumers, input) {
+                [Node::Input(Input::Operator(next))] if fused(*next) => {
+                    chain.push(*next);
+                    Some(Node::Input(Input::Operator(*next)))
+                }
+                _ => None,
+            };
+        }
+        tasks.push(TaskSpec {
+            head,
+            chain,
+            outputs: Vec::new(),
+            side_outputs: Vec::new(),
+        });
+    }
+    (tasks, task_of_node)
 }
 
 /// Whether operator `op` runs inline in its input's task: a stateless operator that is its

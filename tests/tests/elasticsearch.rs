@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wire_tests::osmem::Osmem;
-use wire_tests::process::{kill_after, output_within, sigkill_restarts_when, Watched};
+use wire_tests::process::{output_within, sigkill_restarts_after_writes, Watched};
 use wire_tests::wire_bin;
 
 fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
@@ -95,17 +95,13 @@ fn nexmark_windows_replayed_through_sigkills_equal_the_reference() {
         expected.len()
     );
 
-    // Kills right after a bulk request landed (the index grew), before the checkpoint that
-    // covers its rows completes: the restored run writes those rows again, which only ids
-    // keep from becoming duplicates. Other kills land at a time.
+    // Only ids keep the rows a restored run writes again from becoming duplicates.
     let mut seen = Vec::new();
-    let (killed, _) = sigkill_restarts_when(
+    let killed = sigkill_restarts_after_writes(
         || wire_run(dir.path(), "eos.yaml", true),
         4,
-        |kill, run| match kill % 2 {
-            0 => kill_when_it_grows(run, server, &crashed),
-            _ => !kill_after(run, Duration::from_millis(700)),
-        },
+        &crashed,
+        || server.count(&crashed),
         |_, _| {
             let now = server.documents(&crashed);
             // Each (auction, window) has at most one document.
@@ -118,7 +114,6 @@ fn nexmark_windows_replayed_through_sigkills_equal_the_reference() {
             seen.push(now.len());
         },
     );
-    assert!(killed >= 1, "the run ended before the first kill");
     let found = server.documents(&crashed);
     eprintln!(
         "{killed} kill(s); documents after each: {seen:?}; {} in the end",
@@ -129,13 +124,6 @@ fn nexmark_windows_replayed_through_sigkills_equal_the_reference() {
         found == expected,
         "the replayed index differs from the reference"
     );
-}
-
-/// SIGKILLs `run` as soon as `index` has more documents than when it started; false when the
-/// run ended first.
-fn kill_when_it_grows(run: &mut Watched, server: &Osmem, index: &str) -> bool {
-    let before = server.count(index);
-    run.kill_when(&format!("{index} growing"), || server.count(index) > before)
 }
 
 #[test]

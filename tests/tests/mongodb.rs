@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use wire_tests::mongo::Mongo;
-use wire_tests::process::{kill_after, output_within, sigkill_restarts_when, Watched};
+use wire_tests::process::{output_within, sigkill_restarts_after_writes, Watched};
 use wire_tests::wire_bin;
 
 const DB: &str = "wire";
@@ -56,19 +56,14 @@ fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: u
         expected.len()
     );
 
-    // Kills right after a bulk write landed (the collection grew), before the checkpoint that
-    // covers its rows completes: the restored run writes those rows again, which only `_id`s
-    // keep from becoming duplicates. Other kills land at a time.
-    let (killed, _) = sigkill_restarts_when(
+    // Only `_id`s keep the rows a restored run writes again from becoming duplicates.
+    let killed = sigkill_restarts_after_writes(
         || wire_run(dir.path(), "eos.yaml", true),
         3,
-        |kill, run| match kill % 2 {
-            0 => kill_when_it_grows(run, server, &crashed),
-            _ => !kill_after(run, Duration::from_millis(700)),
-        },
+        &crashed,
+        || server.count(DB, &crashed),
         |_, _| {},
     );
-    assert!(killed >= 1, "the run ended before the first kill");
     let found = server.documents(DB, &crashed);
     eprintln!("{killed} kill(s); {} documents", found.len());
     assert_eq!(found.len(), expected.len());
@@ -147,15 +142,6 @@ sinks:
         assert!(doc["bids"].as_i64().is_some_and(|n| n >= 1), "{doc}");
         assert!(doc.get("op").is_none(), "{doc}");
     }
-}
-
-/// SIGKILLs `run` as soon as `collection` has more documents than when it started; false when
-/// the run ended first.
-fn kill_when_it_grows(run: &mut Watched, server: &Mongo, collection: &str) -> bool {
-    let before = server.count(DB, collection);
-    run.kill_when(&format!("{collection} growing"), || {
-        server.count(DB, collection) > before
-    })
 }
 
 #[test]

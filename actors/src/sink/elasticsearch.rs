@@ -10,25 +10,37 @@
 //! row was written once. Rows whose `op` is `-D` delete their id; `-U` rows are skipped.
 //!
 //! The blocking HTTP client runs on glommio's blocking threads; the core waits for a bulk
-//! request before it takes more rows, so a slow server slows the pipeline down.
+//! request before it takes more rows, so a slow server slows the pipeline down. Staging and
+//! flushing are `document.rs`'s; this module encodes documents and writes `_bulk` requests.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use wire_core::frontend::expr::{Datum, Expr};
-use wire_core::frontend::plan::{PlanSink, OP_FIELD};
-use wire_core::frontend::spec::{ElasticsearchSink, FileFormat, SinkKind};
-use wire_core::record::format::RowWriter;
-use wire_core::{ArchivedRow, Batch};
+use wire_core::frontend::plan::PlanSink;
+use wire_core::frontend::spec::{ElasticsearchSink, SinkKind};
+use wire_core::ArchivedRow;
 
+use super::document::{write_all, DocumentOutput, DocumentSystem};
 use super::refusals::{lock, Refusals, Tally};
 use crate::pipeline::CoreCx;
 use crate::retry::RetryState;
 use crate::Error;
 
+/// One core's instance of an Elasticsearch sink.
+pub(super) type ElasticsearchOutput = DocumentOutput<Elasticsearch>;
+
+type Doc = super::document::Doc<Elasticsearch>;
+
+/// How rows become Elasticsearch documents.
+pub(super) struct Elasticsearch {
+    id: Option<Expr>,
+    fields: Vec<(String, Expr)>,
+}
+
 /// What every request of one instance needs.
-struct Link {
+pub(super) struct Link {
     /// ``elasticsearch sink `out` ``.
     what: String,
     /// The server's base URL, without a trailing `/`.
@@ -41,156 +53,88 @@ struct Link {
     tally: Tally,
 }
 
-/// One document action of a bulk request.
-struct Doc {
-    delete: bool,
-    id: Option<String>,
-    /// The document as JSON (empty for a delete).
-    body: String,
-    /// The input row as JSON, kept for the dead letters.
-    row: Vec<u8>,
-}
-
-/// One core's instance of an Elasticsearch sink.
-pub(super) struct ElasticsearchOutput {
-    link: Arc<Link>,
-    id: Option<Expr>,
-    fields: Vec<(String, Expr)>,
-    /// An update stream's `op` field.
-    op: Option<Expr>,
-    /// Writes the input row for a dead letter, when they are kept.
-    rows: Option<RowWriter>,
-    batch_rows: usize,
-    pending: Vec<Doc>,
-    refusals: Arc<Mutex<Refusals>>,
-}
-
-impl ElasticsearchOutput {
+impl Elasticsearch {
     /// The instance of `sink` on `cx`'s core: reads the credentials and opens the dead-letter
-    /// file; connects in [`ElasticsearchOutput::start`].
-    pub(super) fn open(cx: &CoreCx, sink: &PlanSink) -> Result<Self, Error> {
+    /// file; connects in [`DocumentOutput::start`].
+    pub(super) fn open(cx: &CoreCx, sink: &PlanSink) -> Result<ElasticsearchOutput, Error> {
         let SinkKind::Elasticsearch(spec) = &sink.kind else {
             unreachable!("an elasticsearch sink")
         };
-        let what = format!("elasticsearch sink `{}`", sink.name);
-        let index = cx.plan.sinks.iter().position(|s| s.name == sink.name);
-        let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
-        let tally = Tally::new(cx.probe.clone(), node, cx.core);
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|err| Error::Connector(format!("{what}: http client: {}", cause(&err))))?;
-        let refusals = Refusals::open(&spec.errors, Some(tally.clone()))?;
-        let rows = refusals
-            .keeps_rows()
-            .then(|| RowWriter::new(FileFormat::JsonLines, &sink.schema));
-        let op = sink.schema.fields().iter().any(|f| f.name == OP_FIELD);
-        let op = op
-            .then(|| wire_core::frontend::expr::compile(OP_FIELD, &sink.schema).ok())
-            .flatten();
-        let link = Link {
-            auth: auth(&what, spec)?,
-            what,
-            url: spec.url.clone(),
-            index: spec.index.clone(),
-            client,
-            deadline: Duration::from_millis(spec.connect_timeout_ms),
-            tally,
+        let make = |what: String, tally| {
+            let client = reqwest::blocking::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|err| Error::Connector(format!("{what}: http client: {}", cause(&err))))?;
+            let link = Link {
+                auth: auth(&what, spec)?,
+                what,
+                url: spec.url.clone(),
+                index: spec.index.clone(),
+                client,
+                deadline: Duration::from_millis(spec.connect_timeout_ms),
+                tally,
+            };
+            let system = Elasticsearch {
+                id: sink.record.as_ref().and_then(|r| r.key.clone()),
+                fields: sink.columns.clone(),
+            };
+            Ok((system, link))
         };
-        Ok(ElasticsearchOutput {
-            link: Arc::new(link),
-            id: sink.record.as_ref().and_then(|r| r.key.clone()),
-            fields: sink.columns.clone(),
-            op,
-            rows,
-            batch_rows: spec.batch_rows,
-            pending: Vec::new(),
-            refusals: Arc::new(Mutex::new(refusals)),
-        })
+        DocumentOutput::open(
+            cx,
+            sink,
+            "elasticsearch",
+            &spec.errors,
+            spec.batch_rows,
+            make,
+        )
     }
+}
 
-    /// Waits (up to `connect_timeout_ms`) for the server to answer, and fails at once when
-    /// it refuses the credentials.
-    pub(super) async fn start(&mut self) -> Result<(), Error> {
-        let link = self.link.clone();
-        glommio::executor()
-            .spawn_blocking(move || ping(&link))
-            .await
-    }
+impl DocumentSystem for Elasticsearch {
+    type Link = Link;
+    type Id = String;
+    /// The document as JSON.
+    type Body = String;
 
-    pub(super) async fn write(&mut self, batch: &Batch) -> Result<(), Error> {
-        let view = batch.view();
-        for row in view.rows() {
-            if let Some(doc) = self.encode(row) {
-                self.pending.push(doc);
-            }
-        }
-        if self.pending.len() >= self.batch_rows {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Before a checkpoint's barrier is acked: everything received is written, and the dead
-    /// letters are synced.
-    pub(super) async fn stage(&mut self) -> Result<(), Error> {
-        self.flush().await?;
-        let refusals = self.refusals.clone();
-        glommio::executor()
-            .spawn_blocking(move || lock(&refusals)?.sync())
-            .await
-    }
-
-    pub(super) async fn close(mut self) -> Result<(), Error> {
-        self.stage().await
-    }
-
-    /// `row` as a document action; `None` for an update-before (`-U`).
-    fn encode(&self, row: &ArchivedRow) -> Option<Doc> {
-        let delete = match self.op.as_ref().map(|op| op.eval(row)) {
-            Some(Datum::Str(op)) if op == "-U" => return None,
-            Some(Datum::Str(op)) => op == "-D",
-            _ => false,
-        };
-        let id = self.id.as_ref().map(|id| {
+    fn id(&self, row: &ArchivedRow) -> Option<String> {
+        self.id.as_ref().map(|id| {
             let mut text = String::new();
             id.eval(row).write_text(&mut text);
             text
-        });
-        let mut body = String::new();
-        if !delete {
-            body.push('{');
-            for (i, (name, expr)) in self.fields.iter().enumerate() {
-                if i > 0 {
-                    body.push(',');
-                }
-                push_json_str(name, &mut body);
-                body.push(':');
-                push_json(&expr.eval(row), &mut body);
-            }
-            body.push('}');
-        }
-        let mut json = Vec::new();
-        if let Some(rows) = &self.rows {
-            rows.write_row(row, &mut json);
-        }
-        Some(Doc {
-            delete,
-            id,
-            body,
-            row: json,
         })
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
-        if self.pending.is_empty() {
-            return Ok(());
+    fn body(&self, row: &ArchivedRow, _id: Option<&String>) -> String {
+        let mut body = String::from('{');
+        for (i, (name, expr)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            push_json_str(name, &mut body);
+            body.push(':');
+            push_json(&expr.eval(row), &mut body);
         }
-        let docs = std::mem::take(&mut self.pending);
-        let (link, refusals) = (self.link.clone(), self.refusals.clone());
-        glommio::executor()
-            .spawn_blocking(move || send(&link, docs, &refusals))
-            .await
+        body.push('}');
+        body
+    }
+
+    fn ping(link: &Link) -> Result<(), Error> {
+        ping(link)
+    }
+
+    /// Sends `docs` in one `_bulk` request, then again the items to retry, until none is left
+    /// or the deadline passes; refused items go to `refusals`.
+    fn send(link: &Link, docs: Vec<Doc>, refusals: &Mutex<Refusals>) -> Result<(), Error> {
+        let place = format!("the server at {}", link.url);
+        let state = RetryState::new(&link.what, &place, link.deadline);
+        write_all(state, &link.tally, docs, |docs, timeout| {
+            match bulk(link, &docs, timeout) {
+                Err(Failure::Permanent(error)) => Err(error),
+                Err(Failure::Transient(why)) => Ok((docs, why)),
+                Ok(items) => sort_items(link, docs, items, refusals),
+            }
+        })
     }
 }
 
@@ -294,30 +238,6 @@ fn status_failure(link: &Link, response: reqwest::blocking::Response) -> Option<
         "{}: the server at {} {what} ({why})",
         link.what, link.url
     ))))
-}
-
-/// Sends `docs` in one `_bulk` request, then again the items to retry, until none is left or
-/// the deadline passes; refused items go to `refusals`.
-fn send(link: &Link, mut docs: Vec<Doc>, refusals: &Mutex<Refusals>) -> Result<(), Error> {
-    let place = format!("the server at {}", link.url);
-    let mut state = RetryState::new(&link.what, &place, link.deadline);
-    loop {
-        let timeout = state.attempt();
-        let why = match bulk(link, &docs, timeout) {
-            Err(Failure::Permanent(error)) => return Err(error),
-            Err(Failure::Transient(why)) => why,
-            Ok(items) => {
-                let (again, why) = sort_items(link, docs, items, refusals)?;
-                if again.is_empty() {
-                    return Ok(());
-                }
-                docs = again;
-                why
-            }
-        };
-        link.tally.retried(1);
-        std::thread::sleep(state.failed(&why, why.clone())?);
-    }
 }
 
 /// What the server said about one item.

@@ -440,26 +440,7 @@ fn commit_file(
         let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
         let (value, next) = frame(&bytes, next).ok_or_else(|| corrupt(path))?;
         at = next;
-        loop {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "wire-txn",
-                value: Some(tag.as_bytes()),
-            });
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            if let Some(value) = value {
-                record = record.payload(value);
-            }
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((error, _)) => return Err(fail("produce", error)),
-            }
-        }
+        produce(producer, topic, &tag, key, value).map_err(|e| fail("produce", e))?;
     }
     // The records reach the broker before the marker does. Kafka makes both visible only at
     // the commit anyway; a broker that applies the marker early (tansu) then still holds the
@@ -481,6 +462,37 @@ fn commit_file(
     std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
     tracing::debug!(sink = what, checkpoint = id, "kafka transaction committed");
     Ok(())
+}
+
+/// Queues one record with header `wire-txn: <tag>`, waiting while the producer's queue is
+/// full.
+fn produce(
+    producer: &Client,
+    topic: &str,
+    tag: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(), KafkaError> {
+    loop {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "wire-txn",
+            value: Some(tag.as_bytes()),
+        });
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }
 
 /// The bytes a key or value expression's result is written as: strings and bytes as they

@@ -6,21 +6,22 @@
 //! document of its `_id` and a `-D` row deletes it, so a replay after a restore writes the
 //! same documents again; in insert mode a document already there (duplicate key) is counted as
 //! written. Each write error is read: transient ones are sent again with backoff until
-//! `connect_timeout_ms`, the others are refused rows and follow `on_error`.
+//! `connect_timeout_ms`, the others are refused rows and follow `on_error`. Staging and
+//! flushing are `document.rs`'s; this module encodes documents and writes bulk writes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteError};
 use mongodb::options::{DeleteOneModel, InsertOneModel, ReplaceOneModel, WriteModel};
 use mongodb::Namespace;
-use wire_core::frontend::expr::{Datum, Expr};
-use wire_core::frontend::plan::{PlanSink, OP_FIELD};
-use wire_core::frontend::spec::{FileFormat, MongoMode, SinkKind};
-use wire_core::record::format::RowWriter;
-use wire_core::{ArchivedRow, Batch};
+use wire_core::frontend::expr::Expr;
+use wire_core::frontend::plan::PlanSink;
+use wire_core::frontend::spec::{MongoMode, SinkKind};
+use wire_core::ArchivedRow;
 
+use super::document::{write_all, DocumentOutput, DocumentSystem};
 use super::refusals::{lock, Refusals, Tally};
 use crate::mongo::{cause, to_bson, transient, Server};
 use crate::pipeline::CoreCx;
@@ -30,129 +31,66 @@ use crate::Error;
 /// The server error code of a duplicate `_id`.
 const DUPLICATE_KEY: i32 = 11000;
 
+/// One core's instance of a MongoDB sink.
+pub(super) type MongoOutput = DocumentOutput<Mongodb>;
+
+type Doc = super::document::Doc<Mongodb>;
+
+/// How rows become MongoDB documents.
+pub(super) struct Mongodb {
+    /// The fields `_id` is made of.
+    key: Vec<(String, Expr)>,
+    fields: Vec<(String, Expr)>,
+}
+
 /// What every bulk write of one instance needs.
-struct Link {
+pub(super) struct Link {
     server: Server,
     namespace: Namespace,
     mode: MongoMode,
     tally: Tally,
 }
 
-/// One document action.
-struct Doc {
-    delete: bool,
-    id: Option<Bson>,
-    /// The document (empty for a delete).
-    body: Document,
-    /// The input row as JSON, kept for the dead letters.
-    row: Vec<u8>,
-}
-
-/// One core's instance of a MongoDB sink.
-pub(super) struct MongoOutput {
-    link: Arc<Link>,
-    /// The fields `_id` is made of.
-    key: Vec<(String, Expr)>,
-    fields: Vec<(String, Expr)>,
-    /// An update stream's `op` field.
-    op: Option<Expr>,
-    /// Writes the input row for a dead letter, when they are kept.
-    rows: Option<RowWriter>,
-    batch_rows: usize,
-    pending: Vec<Doc>,
-    refusals: Arc<Mutex<Refusals>>,
-}
-
-impl MongoOutput {
+impl Mongodb {
     /// The instance of `sink` on `cx`'s core: reads the URI's variables and opens the
-    /// dead-letter file; connects in [`MongoOutput::start`].
-    pub(super) fn open(cx: &CoreCx, sink: &PlanSink) -> Result<Self, Error> {
+    /// dead-letter file; connects in [`DocumentOutput::start`].
+    pub(super) fn open(cx: &CoreCx, sink: &PlanSink) -> Result<MongoOutput, Error> {
         let SinkKind::Mongodb(spec) = &sink.kind else {
             unreachable!("a mongodb sink")
         };
-        let what = format!("mongodb sink `{}`", sink.name);
-        let index = cx.plan.sinks.iter().position(|s| s.name == sink.name);
-        let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
-        let tally = Tally::new(cx.probe.clone(), node, cx.core);
-        let refusals = Refusals::open(&spec.errors, Some(tally.clone()))?;
-        let rows = refusals
-            .keeps_rows()
-            .then(|| RowWriter::new(FileFormat::JsonLines, &sink.schema));
-        let op = sink.schema.fields().iter().any(|f| f.name == OP_FIELD);
-        let op = op
-            .then(|| wire_core::frontend::expr::compile(OP_FIELD, &sink.schema).ok())
-            .flatten();
-        let key = spec
-            .key
-            .iter()
-            .filter_map(|name| sink.columns.iter().find(|(column, _)| column == name))
-            .cloned()
-            .collect();
-        let link = Link {
-            server: Server::new(what, &spec.uri, spec.connect_timeout_ms)?,
-            namespace: Namespace {
-                db: spec.database.clone(),
-                coll: spec.collection.clone(),
-            },
-            mode: spec.mode,
-            tally,
+        let make = |what, tally| {
+            let link = Link {
+                server: Server::new(what, &spec.uri, spec.connect_timeout_ms)?,
+                namespace: Namespace {
+                    db: spec.database.clone(),
+                    coll: spec.collection.clone(),
+                },
+                mode: spec.mode,
+                tally,
+            };
+            let key = spec
+                .key
+                .iter()
+                .filter_map(|name| sink.columns.iter().find(|(column, _)| column == name))
+                .cloned()
+                .collect();
+            let system = Mongodb {
+                key,
+                fields: sink.columns.clone(),
+            };
+            Ok((system, link))
         };
-        Ok(MongoOutput {
-            link: Arc::new(link),
-            key,
-            fields: sink.columns.clone(),
-            op,
-            rows,
-            batch_rows: spec.batch_rows,
-            pending: Vec::new(),
-            refusals: Arc::new(Mutex::new(refusals)),
-        })
+        DocumentOutput::open(cx, sink, "mongodb", &spec.errors, spec.batch_rows, make)
     }
+}
 
-    /// Waits (up to `connect_timeout_ms`) for the server to answer, and fails at once when
-    /// it refuses the credentials.
-    pub(super) async fn start(&mut self) -> Result<(), Error> {
-        let link = self.link.clone();
-        glommio::executor()
-            .spawn_blocking(move || link.server.ping(&|| link.tally.retried(1)))
-            .await
-    }
+impl DocumentSystem for Mongodb {
+    type Link = Link;
+    type Id = Bson;
+    type Body = Document;
 
-    pub(super) async fn write(&mut self, batch: &Batch) -> Result<(), Error> {
-        let view = batch.view();
-        for row in view.rows() {
-            if let Some(doc) = self.encode(row) {
-                self.pending.push(doc);
-            }
-        }
-        if self.pending.len() >= self.batch_rows {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Before a checkpoint's barrier is acked: everything received is written, and the dead
-    /// letters are synced.
-    pub(super) async fn stage(&mut self) -> Result<(), Error> {
-        self.flush().await?;
-        let refusals = self.refusals.clone();
-        glommio::executor()
-            .spawn_blocking(move || lock(&refusals)?.sync())
-            .await
-    }
-
-    pub(super) async fn close(mut self) -> Result<(), Error> {
-        self.stage().await
-    }
-
-    /// `row` as a document action; `None` for an update-before (`-U`).
-    fn encode(&self, row: &ArchivedRow) -> Option<Doc> {
-        let delete = match self.op.as_ref().map(|op| op.eval(row)) {
-            Some(Datum::Str(op)) if op == "-U" => return None,
-            Some(Datum::Str(op)) => op == "-D",
-            _ => false,
-        };
-        let id = match self.key.as_slice() {
+    fn id(&self, row: &ArchivedRow) -> Option<Bson> {
+        match self.key.as_slice() {
             [] => None,
             [(_, one)] => Some(to_bson(&one.eval(row))),
             several => Some(Bson::Document(
@@ -161,37 +99,44 @@ impl MongoOutput {
                     .map(|(name, expr)| (name.clone(), to_bson(&expr.eval(row))))
                     .collect(),
             )),
-        };
-        let mut body = Document::new();
-        if !delete {
-            if let Some(id) = &id {
-                body.insert("_id", id.clone());
-            }
-            for (name, expr) in &self.fields {
-                body.insert(name.clone(), to_bson(&expr.eval(row)));
-            }
         }
-        let mut json = Vec::new();
-        if let Some(rows) = &self.rows {
-            rows.write_row(row, &mut json);
-        }
-        Some(Doc {
-            delete,
-            id,
-            body,
-            row: json,
-        })
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
-        if self.pending.is_empty() {
-            return Ok(());
+    fn body(&self, row: &ArchivedRow, id: Option<&Bson>) -> Document {
+        let mut body = Document::new();
+        if let Some(id) = id {
+            body.insert("_id", id.clone());
         }
-        let docs = std::mem::take(&mut self.pending);
-        let (link, refusals) = (self.link.clone(), self.refusals.clone());
-        glommio::executor()
-            .spawn_blocking(move || send(&link, docs, &refusals))
-            .await
+        for (name, expr) in &self.fields {
+            body.insert(name.clone(), to_bson(&expr.eval(row)));
+        }
+        body
+    }
+
+    fn ping(link: &Link) -> Result<(), Error> {
+        link.server.ping(&|| link.tally.retried(1))
+    }
+
+    /// Sends `docs` in one unordered bulk write, then again the items to retry, until none is
+    /// left or the deadline passes; refused items go to `refusals`.
+    fn send(link: &Link, docs: Vec<Doc>, refusals: &Mutex<Refusals>) -> Result<(), Error> {
+        let docs = match link.mode {
+            MongoMode::Upsert => last_per_id(docs),
+            MongoMode::Insert => docs,
+        };
+        let place = link.server.place();
+        let state = RetryState::new(&link.server.what, &place, link.server.deadline);
+        write_all(state, &link.tally, docs, |docs, _| {
+            let models: Vec<WriteModel> = docs.iter().map(|doc| link.model(doc)).collect();
+            let Err(err) = link.server.client.bulk_write(models).ordered(false).run() else {
+                return Ok((Vec::new(), String::new()));
+            };
+            match item_errors(&err) {
+                None if transient(&err) => Ok((docs, cause(&err))),
+                None => Err(link.server.refused(&err)),
+                Some(errors) => sort_items(link, docs, errors, refusals),
+            }
+        })
     }
 }
 
@@ -233,39 +178,6 @@ impl Link {
                 .build()
                 .into(),
         }
-    }
-}
-
-/// Sends `docs` in one unordered bulk write, then again the items to retry, until none is
-/// left or the deadline passes; refused items go to `refusals`.
-fn send(link: &Link, docs: Vec<Doc>, refusals: &Mutex<Refusals>) -> Result<(), Error> {
-    let mut docs = match link.mode {
-        MongoMode::Upsert => last_per_id(docs),
-        MongoMode::Insert => docs,
-    };
-    let place = link.server.place();
-    let mut state = RetryState::new(&link.server.what, &place, link.server.deadline);
-    loop {
-        state.attempt();
-        let models: Vec<WriteModel> = docs.iter().map(|doc| link.model(doc)).collect();
-        let result = link.server.client.bulk_write(models).ordered(false).run();
-        let why = match result {
-            Ok(_) => return Ok(()),
-            Err(err) => match item_errors(&err) {
-                None if transient(&err) => cause(&err),
-                None => return Err(link.server.refused(&err)),
-                Some(errors) => {
-                    let (again, why) = sort_items(link, docs, errors, refusals)?;
-                    if again.is_empty() {
-                        return Ok(());
-                    }
-                    docs = again;
-                    why
-                }
-            },
-        };
-        link.tally.retried(1);
-        std::thread::sleep(state.failed(&why, why.clone())?);
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpListener;
 use wire_core::frontend::plan::Plan;
 use wire_core::frontend::spec::{DurabilitySpec, IngestLimits, IngestSource, SourceKind};
@@ -87,38 +87,10 @@ pub(super) async fn run(
     let log = open_partition(cx, index, spec).await?;
     let partition = cx.core as u32;
     emitter.own_partitions(&[partition]);
-    // With checkpoints the WAL is the input of record: a restored run resumes at the
-    // checkpoint's offset, a first run at the log's start, and replays up to its end before
-    // accepting producers.
-    let mut position = log.next_offset();
-    if cx.checkpoints.is_some() {
-        let saved = emitter
-            .restored()
-            .and_then(|s| s.positions.iter().find(|at| at.partition == partition))
-            .map(|at| at.position);
-        position = saved.unwrap_or_else(|| log.start_offset());
-        position = replay(&log, &source.name, position, emitter).await?;
-    }
-    let positions = |position: u64| {
-        vec![SourcePosition {
-            partition,
-            position,
-            line: 0,
-            token: None,
-        }]
-    };
+    let mut position = start_position(cx, &log, &source.name, partition, emitter).await?;
+    let positions = |position| wal_positions(partition, position);
     let partitions = cx.cores as u32;
-    let (listener, port) = listen(cx, index, &source.name)?;
-    let (tx, rx) = local_channel::new_bounded::<(u64, Batch)>(QUEUED_BATCHES);
-    let acceptor = Acceptor {
-        cx: cx.clone(),
-        source: index,
-        port,
-        log: log.clone(),
-        queue: Rc::new(tx),
-        credits: spec.credits.max(1),
-    };
-    let accepting = glommio::spawn_local(acceptor.run(listener)).detach();
+    let (accepting, rx) = accept_producers(cx, index, spec, &log)?;
     let poll = if cx.checkpoints.is_some() {
         BARRIER_POLL
     } else {
@@ -169,6 +141,59 @@ pub(super) async fn run(
         .await
         .map_err(|error| wal_error(&source.name, error))?;
     Ok(())
+}
+
+/// A checkpoint's position of this instance's input: `position` in the WAL of `partition`.
+fn wal_positions(partition: u32, position: u64) -> Vec<SourcePosition> {
+    vec![SourcePosition {
+        partition,
+        position,
+        line: 0,
+        token: None,
+    }]
+}
+
+/// Where this instance's input starts. With checkpoints the WAL is the input of record: a
+/// restored run resumes at the checkpoint's offset, a first run at the log's start, and both
+/// replay up to its end before accepting producers. Without, input starts at the log's end.
+async fn start_position(
+    cx: &CoreCx,
+    log: &SegmentLog,
+    source: &str,
+    partition: u32,
+    emitter: &mut Emitter,
+) -> Result<u64, Error> {
+    if cx.checkpoints.is_none() {
+        return Ok(log.next_offset());
+    }
+    let saved = emitter
+        .restored()
+        .and_then(|s| s.positions.iter().find(|at| at.partition == partition))
+        .map(|at| at.position);
+    let position = saved.unwrap_or_else(|| log.start_offset());
+    replay(log, source, position, emitter).await
+}
+
+/// Starts accepting producers on source `index`'s port: a task whose connections append
+/// batches to `log` and queue each, with the log's end offset after it, for this instance.
+fn accept_producers(
+    cx: &Rc<CoreCx>,
+    index: usize,
+    spec: &IngestSource,
+    log: &SegmentLog,
+) -> Result<(glommio::task::JoinHandle<()>, LocalReceiver<(u64, Batch)>), Error> {
+    let (listener, port) = listen(cx, index, &cx.plan.sources[index].name)?;
+    let (tx, rx) = local_channel::new_bounded(QUEUED_BATCHES);
+    let acceptor = Acceptor {
+        cx: cx.clone(),
+        source: index,
+        port,
+        log: log.clone(),
+        queue: Rc::new(tx),
+        credits: spec.credits.max(1),
+    };
+    let accepting = glommio::spawn_local(acceptor.run(listener)).detach();
+    Ok((accepting, rx))
 }
 
 /// Deletes the WAL segments wholly before the position of checkpoint `oldest` (the oldest one

@@ -33,29 +33,7 @@ impl fmt::Display for Summary<'_> {
         let secs = self.wall.as_secs_f64().max(1e-9);
         let events = self.probe.source_events();
         writeln!(f, "pipeline `{}` on {} core(s)", self.name, self.cores)?;
-        writeln!(
-            f,
-            "  {:<20} {:<16} {:>14} {:>14} {:>9}",
-            "node", "kind", "rows in", "rows out", "blocked"
-        )?;
-        for node in &self.probe.nodes {
-            let rows_in = match node.role {
-                Role::Source => node.total(|c| &c.events),
-                _ => node.total(|c| &c.rows_in),
-            };
-            let blocked = node.total(|c| &c.blocked_ns) as f64 / 1e9;
-            let share = blocked / (secs * self.cores as f64) * 100.0;
-            writeln!(
-                f,
-                "  {:<20} {:<16} {:>14} {:>14} {:>8.1}%",
-                node.name,
-                node.kind,
-                rows_in,
-                node.total(|c| &c.rows_out),
-                share,
-            )?;
-            node_notes(f, node)?;
-        }
+        self.node_table(f, secs)?;
         let first_ns = self.probe.first_batch_ns.load(Ordering::Relaxed);
         // An ingest source waits for its producers: its rate counts from the first batch.
         let waits = self
@@ -91,6 +69,37 @@ impl fmt::Display for Summary<'_> {
                 "  peak memory (RSS) {:.1} MiB",
                 rss as f64 / (1 << 20) as f64
             )?;
+        }
+        Ok(())
+    }
+}
+
+impl Summary<'_> {
+    /// A row per node: rows in and out, and the share of the run its cores spent blocked
+    /// (`secs` long), with the node's notes under it.
+    fn node_table(&self, f: &mut fmt::Formatter<'_>, secs: f64) -> fmt::Result {
+        writeln!(
+            f,
+            "  {:<20} {:<16} {:>14} {:>14} {:>9}",
+            "node", "kind", "rows in", "rows out", "blocked"
+        )?;
+        for node in &self.probe.nodes {
+            let rows_in = match node.role {
+                Role::Source => node.total(|c| &c.events),
+                _ => node.total(|c| &c.rows_in),
+            };
+            let blocked = node.total(|c| &c.blocked_ns) as f64 / 1e9;
+            let share = blocked / (secs * self.cores as f64) * 100.0;
+            writeln!(
+                f,
+                "  {:<20} {:<16} {:>14} {:>14} {:>8.1}%",
+                node.name,
+                node.kind,
+                rows_in,
+                node.total(|c| &c.rows_out),
+                share,
+            )?;
+            node_notes(f, node)?;
         }
         Ok(())
     }

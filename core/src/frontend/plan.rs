@@ -248,6 +248,16 @@ impl Plan {
         }
     }
 
+    /// What planning an operator reads of its input `input`.
+    fn input_info(&self, input: Input) -> InputInfo<'_> {
+        InputInfo {
+            schema: self.schema_of(input),
+            time: self.time_of(input),
+            changelog: self.changelog_of(input),
+            name: self.name_of(input),
+        }
+    }
+
     /// The name of `input`.
     pub fn name_of(&self, input: Input) -> &str {
         match input {
@@ -624,13 +634,7 @@ fn plan_operator(
         .iter()
         .map(|named| resolve(spec, placed, named, &format!("{path}.from")))
         .collect::<Result<Vec<_>, _>>()?;
-    let input_schema = plan.schema_of(inputs[0]).clone();
-    let input = InputInfo {
-        schema: &input_schema,
-        time: plan.time_of(inputs[0]),
-        changelog: plan.changelog_of(inputs[0]),
-        name: plan.name_of(inputs[0]),
-    };
+    let input = plan.input_info(inputs[0]);
     // The late output, when there is one, is placed right after this operator.
     let late_index = late_output_of(&operator.kind).map(|_| plan.operators.len() + 1);
     let (op, schema, time, changelog) = match &operator.kind {
@@ -641,17 +645,11 @@ fn plan_operator(
             stateful::plan_top(spec, &operator.name, &path, &input, top, late_index)?
         }
         OperatorKind::Join(join) => {
-            let right_schema = plan.schema_of(inputs[1]).clone();
-            let right = InputInfo {
-                schema: &right_schema,
-                time: plan.time_of(inputs[1]),
-                changelog: plan.changelog_of(inputs[1]),
-                name: plan.name_of(inputs[1]),
-            };
+            let right = plan.input_info(inputs[1]);
             stateful::plan_join(spec, &operator.name, &path, &input, &right, join)?
         }
         OperatorKind::Union => {
-            let (op, schema) = plan_union(spec, plan, &path, operator, &inputs, &input_schema)?;
+            let (op, schema) = plan_union(spec, plan, &path, operator, &inputs, input.schema)?;
             let time = inputs
                 .iter()
                 .map(|i| plan.time_of(*i))

@@ -1195,36 +1195,7 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
         name: scalar(cx, name_node, &name_path)?.to_string(),
         pos: name_node.pos,
     };
-    let kinds: Vec<&str> = OPERATOR_KINDS
-        .iter()
-        .copied()
-        .filter(|k| fields.has(k))
-        .collect();
-    let kind_name = match kinds.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(cx.err(
-                node,
-                path,
-                format!(
-                    "operator `{}` needs one of: {}",
-                    name.name,
-                    OPERATOR_KINDS.join(", ")
-                ),
-            ))
-        }
-        several => {
-            return Err(cx.err(
-                node,
-                path,
-                format!(
-                    "operator `{}` has several kinds ({}); write one operator per step",
-                    name.name,
-                    several.join(", ")
-                ),
-            ))
-        }
-    };
+    let kind_name = operator_kind_name(cx, &fields, node, path, &name.name)?;
     let (kind_node, kind_path) = fields.get(kind_name).expect("present");
     let (kind, inputs) = if kind_name == "union" {
         let inputs = name_list(cx, kind_node, &kind_path)?;
@@ -1259,23 +1230,7 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
                 format!("`{kind_name}` takes one input; use a `union` operator to merge streams"),
             ));
         }
-        let kind = match kind_name {
-            "filter" => OperatorKind::Filter(expr_text(cx, kind_node, &kind_path)?),
-            "map" => OperatorKind::Map(assignments(cx, kind_node, &kind_path)?),
-            "project" => OperatorKind::Project(assignments(cx, kind_node, &kind_path)?),
-            "aggregate" => OperatorKind::Aggregate(stateful::decode_aggregate(
-                cx,
-                &mut fields,
-                kind_node,
-                &kind_path,
-            )?),
-            "top" => OperatorKind::Top(stateful::decode_top(cx, kind_node, &kind_path)?),
-            "lookup" => OperatorKind::Lookup(stateful::decode_lookup(cx, kind_node, &kind_path)?),
-            "process" => {
-                OperatorKind::Process(stateful::decode_process(cx, kind_node, &kind_path)?)
-            }
-            _ => OperatorKind::KeyBy(key_list(cx, kind_node, &kind_path)?),
-        };
+        let kind = decode_one_input_kind(cx, &mut fields, kind_name, kind_node, &kind_path)?;
         (kind, inputs)
     };
     let mut allowed = vec!["name", "from"];
@@ -1285,6 +1240,62 @@ fn decode_operator(cx: &Cx<'_>, node: &Node, path: &str) -> Result<OperatorSpec,
     }
     fields.finish(cx, &allowed)?;
     Ok(OperatorSpec { name, inputs, kind })
+}
+
+/// The one operator kind key (`filter`, `join`, ...) that operator `name`'s mapping has.
+fn operator_kind_name(
+    cx: &Cx<'_>,
+    fields: &Fields<'_>,
+    node: &Node,
+    path: &str,
+    name: &str,
+) -> Result<&'static str, SpecError> {
+    let kinds: Vec<&str> = OPERATOR_KINDS
+        .iter()
+        .copied()
+        .filter(|k| fields.has(k))
+        .collect();
+    match kinds.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(cx.err(
+            node,
+            path,
+            format!(
+                "operator `{name}` needs one of: {}",
+                OPERATOR_KINDS.join(", ")
+            ),
+        )),
+        several => Err(cx.err(
+            node,
+            path,
+            format!(
+                "operator `{name}` has several kinds ({}); write one operator per step",
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
+/// An operator of one input: its kind `kind_name`, whose value is `kind_node`.
+fn decode_one_input_kind(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+    kind_name: &str,
+    kind_node: &Node,
+    kind_path: &str,
+) -> Result<OperatorKind, SpecError> {
+    Ok(match kind_name {
+        "filter" => OperatorKind::Filter(expr_text(cx, kind_node, kind_path)?),
+        "map" => OperatorKind::Map(assignments(cx, kind_node, kind_path)?),
+        "project" => OperatorKind::Project(assignments(cx, kind_node, kind_path)?),
+        "aggregate" => OperatorKind::Aggregate(stateful::decode_aggregate(
+            cx, fields, kind_node, kind_path,
+        )?),
+        "top" => OperatorKind::Top(stateful::decode_top(cx, kind_node, kind_path)?),
+        "lookup" => OperatorKind::Lookup(stateful::decode_lookup(cx, kind_node, kind_path)?),
+        "process" => OperatorKind::Process(stateful::decode_process(cx, kind_node, kind_path)?),
+        _ => OperatorKind::KeyBy(key_list(cx, kind_node, kind_path)?),
+    })
 }
 
 fn name_list(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Vec<Named>, SpecError> {
@@ -1366,37 +1377,10 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
             },
             &["type", "from", "format"],
         ),
-        "file" => {
-            let (path_node, path_path) = fields.required(cx, "path")?;
-            let dir = PathBuf::from(scalar(cx, path_node, &path_path)?);
-            check_path_lengths(cx, path_node, &path_path, &dir)?;
-            let format = decode_format(cx, &mut fields)?;
-            let roll_bytes = fields.u64(cx, "roll_bytes")?.unwrap_or(128 << 20).max(1);
-            let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
-            let partition_by = match fields.get("partition_by") {
-                None => None,
-                Some((node, key_path)) => Some(expr_text(cx, node, &key_path)?),
-            };
-            (
-                SinkKind::File(FileSink {
-                    path: dir,
-                    path_pos: path_node.pos,
-                    format,
-                    roll_bytes,
-                    csv_header,
-                    partition_by,
-                }),
-                &[
-                    "type",
-                    "from",
-                    "path",
-                    "format",
-                    "roll_bytes",
-                    "csv_header",
-                    "partition_by",
-                ],
-            )
-        }
+        "file" => (
+            SinkKind::File(decode_file_sink(cx, &mut fields)?),
+            FILE_SINK_KEYS,
+        ),
         "kafka" => (
             SinkKind::Kafka(Box::new(kafka::decode_sink(cx, &mut fields)?)),
             kafka::KAFKA_SINK_KEYS,
@@ -1423,6 +1407,39 @@ fn decode_sink(cx: &Cx<'_>, name: Named, node: &Node, path: &str) -> Result<Sink
     };
     fields.finish(cx, allowed)?;
     Ok(SinkSpec { name, input, kind })
+}
+
+/// The keys a file sink takes.
+const FILE_SINK_KEYS: &[&str] = &[
+    "type",
+    "from",
+    "path",
+    "format",
+    "roll_bytes",
+    "csv_header",
+    "partition_by",
+];
+
+/// The settings of a file sink.
+fn decode_file_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<FileSink, SpecError> {
+    let (path_node, path_path) = fields.required(cx, "path")?;
+    let dir = PathBuf::from(scalar(cx, path_node, &path_path)?);
+    check_path_lengths(cx, path_node, &path_path, &dir)?;
+    let format = decode_format(cx, fields)?;
+    let roll_bytes = fields.u64(cx, "roll_bytes")?.unwrap_or(128 << 20).max(1);
+    let csv_header = fields.bool(cx, "csv_header")?.unwrap_or(true);
+    let partition_by = match fields.get("partition_by") {
+        None => None,
+        Some((node, key_path)) => Some(expr_text(cx, node, &key_path)?),
+    };
+    Ok(FileSink {
+        path: dir,
+        path_pos: path_node.pos,
+        format,
+        roll_bytes,
+        csv_header,
+        partition_by,
+    })
 }
 
 /// The longest file name (one path component) Linux file systems take, in bytes (NAME_MAX).

@@ -85,35 +85,7 @@ pub(super) async fn open<D: Disk>(
         padding_bytes: tail.padding_bytes,
     };
     log_report(dir, &report);
-    let index = Rc::new(RefCell::new(tail.index));
-    let state = State {
-        sealed,
-        active: Active {
-            base_offset: last_base,
-            path,
-            file: Some(Rc::new(file)),
-            written_len: tail.len,
-            index: index.clone(),
-        },
-        staging: StagingCursor {
-            base_offset: last_base,
-            len: tail.len,
-            index,
-            carry: tail.carry,
-        },
-        open: None,
-        queue: VecDeque::new(),
-        next_offset: tail.next_offset,
-        written_offset: tail.next_offset,
-        synced_offset: tail.next_offset,
-        pending_bytes: 0,
-        sync_requested: false,
-        failure: None,
-        closing: false,
-        flusher: None,
-        flusher_exited: false,
-        probe: Default::default(),
-    };
+    let state = recovered_state(sealed, path, Rc::new(file), last_base, tail);
     let shared = Rc::new(Shared {
         dir: dir.to_owned(),
         config,
@@ -130,6 +102,46 @@ pub(super) async fn open<D: Disk>(
         _owner: Rc::new(Owner(shared)),
     };
     Ok((log, report))
+}
+
+/// The log's state after recovery: `sealed` segments and the active one at `path` (based at
+/// `base`, opened as `file`) whose recovered `tail` everything continues from.
+fn recovered_state<D: Disk>(
+    sealed: Vec<Rc<SealedSegment>>,
+    path: PathBuf,
+    file: Rc<D::File>,
+    base: u64,
+    tail: Tail,
+) -> State<D> {
+    let index = Rc::new(RefCell::new(tail.index));
+    State {
+        sealed,
+        active: Active {
+            base_offset: base,
+            path,
+            file: Some(file),
+            written_len: tail.len,
+            index: index.clone(),
+        },
+        staging: StagingCursor {
+            base_offset: base,
+            len: tail.len,
+            index,
+            carry: tail.carry,
+        },
+        open: None,
+        queue: VecDeque::new(),
+        next_offset: tail.next_offset,
+        written_offset: tail.next_offset,
+        synced_offset: tail.next_offset,
+        pending_bytes: 0,
+        sync_requested: false,
+        failure: None,
+        closing: false,
+        flusher: None,
+        flusher_exited: false,
+        probe: Default::default(),
+    }
 }
 
 fn log_report(dir: &Path, report: &RecoveryReport) {

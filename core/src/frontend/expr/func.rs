@@ -516,26 +516,10 @@ impl Func {
             Func::Trim => map_borrowed(arg(0), str::trim),
             Func::Ltrim => map_borrowed(arg(0), str::trim_start),
             Func::Rtrim => map_borrowed(arg(0), str::trim_end),
-            Func::Length => match arg(0) {
-                Datum::Str(s) => Datum::I64(s.chars().count() as i64),
-                Datum::Bytes(b) => Datum::I64(b.len() as i64),
-                _ => Datum::Null,
-            },
+            Func::Length => length(arg(0)),
             Func::Substr => substr(arg(0), arg(1), args.get(2).map(|n| n.eval(row))),
-            Func::Concat => {
-                let mut out = String::new();
-                for node in args {
-                    node.eval(row).write_text(&mut out);
-                }
-                Datum::Str(Cow::Owned(out))
-            }
-            Func::Replace => match (arg(0), arg(1), arg(2)) {
-                (Datum::Str(s), Datum::Str(from), Datum::Str(to)) if !from.is_empty() => {
-                    Datum::Str(Cow::Owned(s.replace(from.as_ref(), &to)))
-                }
-                (s @ Datum::Str(_), Datum::Str(_), Datum::Str(_)) => s,
-                _ => Datum::Null,
-            },
+            Func::Concat => concat(args, row),
+            Func::Replace => replace(arg(0), arg(1), arg(2)),
             Func::StartsWith => str_test(arg(0), arg(1), |s, p| s.starts_with(p)),
             Func::EndsWith => str_test(arg(0), arg(1), |s, p| s.ends_with(p)),
             Func::Contains => str_test(arg(0), arg(1), |s, p| s.contains(p)),
@@ -579,6 +563,35 @@ impl Func {
             },
             Func::ToTimestamp => super::eval::cast(arg(0), T::Timestamp),
         }
+    }
+}
+
+/// Characters of a string, bytes of a byte string.
+fn length(value: Datum<'_>) -> Datum<'static> {
+    match value {
+        Datum::Str(s) => Datum::I64(s.chars().count() as i64),
+        Datum::Bytes(b) => Datum::I64(b.len() as i64),
+        _ => Datum::Null,
+    }
+}
+
+/// The text of every argument, one after another.
+fn concat<'a>(args: &[Node], row: &ArchivedRow) -> Datum<'a> {
+    let mut out = String::new();
+    for node in args {
+        node.eval(row).write_text(&mut out);
+    }
+    Datum::Str(Cow::Owned(out))
+}
+
+/// `s` with every `from` replaced by `to` (`s` as it is for an empty `from`).
+fn replace<'a>(s: Datum<'a>, from: Datum<'a>, to: Datum<'a>) -> Datum<'a> {
+    match (s, from, to) {
+        (Datum::Str(s), Datum::Str(from), Datum::Str(to)) if !from.is_empty() => {
+            Datum::Str(Cow::Owned(s.replace(from.as_ref(), &to)))
+        }
+        (s @ Datum::Str(_), Datum::Str(_), Datum::Str(_)) => s,
+        _ => Datum::Null,
     }
 }
 

@@ -317,30 +317,7 @@ pub(super) fn plan_join(
                 .to_string(),
         ));
     }
-    let left_keys = join
-        .left_key
-        .iter()
-        .map(|text| compile(spec, text, left.schema))
-        .collect::<Result<Vec<_>, _>>()?;
-    let right_keys = join
-        .right_key
-        .iter()
-        .map(|text| compile(spec, text, right.schema))
-        .collect::<Result<Vec<_>, _>>()?;
-    for ((l, r), text) in left_keys.iter().zip(&right_keys).zip(&join.right_key) {
-        if l.data_type() != r.data_type() {
-            return Err(spec.expr_error(
-                text,
-                0,
-                format!(
-                    "join keys pair up by type: left key `{}` is {} but this right key is {}; CAST one of them",
-                    l.source(),
-                    l.data_type(),
-                    r.data_type()
-                ),
-            ));
-        }
-    }
+    let (left_keys, right_keys) = join_keys(spec, left, right, join)?;
     let kind = join_kind(spec, name, path, left, right, join, &left_keys, &right_keys)?;
     let prefix = join
         .right_prefix
@@ -372,6 +349,40 @@ pub(super) fn plan_join(
         right_time: right.time,
     };
     Ok((Operator::Join(plan), schema, time, false))
+}
+
+/// The left and the right join keys, compiled; they pair up by type.
+fn join_keys(
+    spec: &PipelineSpec,
+    left: &InputInfo<'_>,
+    right: &InputInfo<'_>,
+    join: &JoinSpec,
+) -> Result<(Vec<Expr>, Vec<Expr>), SpecError> {
+    let left_keys = join
+        .left_key
+        .iter()
+        .map(|text| compile(spec, text, left.schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    let right_keys = join
+        .right_key
+        .iter()
+        .map(|text| compile(spec, text, right.schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    for ((l, r), text) in left_keys.iter().zip(&right_keys).zip(&join.right_key) {
+        if l.data_type() != r.data_type() {
+            return Err(spec.expr_error(
+                text,
+                0,
+                format!(
+                    "join keys pair up by type: left key `{}` is {} but this right key is {}; CAST one of them",
+                    l.source(),
+                    l.data_type(),
+                    r.data_type()
+                ),
+            ));
+        }
+    }
+    Ok((left_keys, right_keys))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -206,8 +206,45 @@ const WINDOW_KEYS: &[&str] = &[
 /// A `window:` mapping.
 pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<WindowSpec, SpecError> {
     let mut fields = Fields::new(cx, node, path)?;
+    let kind = decode_window_kind(cx, &mut fields)?;
+    let time = match fields.get("time") {
+        None => TimeDomain::Event,
+        Some((node, key_path)) => match scalar(cx, node, &key_path)? {
+            "event" | "event_time" => TimeDomain::Event,
+            "processing" | "processing_time" => TimeDomain::Processing,
+            other => {
+                return Err(cx.err(
+                    node,
+                    &key_path,
+                    unknown_choice("window time", other, &["event", "processing"]),
+                ))
+            }
+        },
+    };
+    let allowed_lateness_ms = fields.duration(cx, "allowed_lateness")?.unwrap_or(0);
+    let late_output = match fields.get("late_output") {
+        None => None,
+        Some((node, key_path)) => Some(Named {
+            name: scalar(cx, node, &key_path)?.to_string(),
+            pos: node.pos,
+        }),
+    };
+    refuse_other_kinds_keys(cx, &mut fields, kind)?;
+    fields.finish(cx, WINDOW_KEYS)?;
+    Ok(WindowSpec {
+        kind,
+        time,
+        allowed_lateness_ms,
+        late_output,
+        path: path.to_string(),
+        pos: node.pos,
+    })
+}
+
+/// The window's `type` and the sizes it takes.
+fn decode_window_kind(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<WindowKind, SpecError> {
     let (type_node, type_path) = fields.required(cx, "type")?;
-    let kind = match scalar(cx, type_node, &type_path)? {
+    Ok(match scalar(cx, type_node, &type_path)? {
         "tumbling" | "tumble" => WindowKind::Tumbling {
             size_ms: fields.positive_duration(cx, "size")?,
         },
@@ -251,34 +288,20 @@ pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Wind
                 ),
             ))
         }
-    };
-    let time = match fields.get("time") {
-        None => TimeDomain::Event,
-        Some((node, key_path)) => match scalar(cx, node, &key_path)? {
-            "event" | "event_time" => TimeDomain::Event,
-            "processing" | "processing_time" => TimeDomain::Processing,
-            other => {
-                return Err(cx.err(
-                    node,
-                    &key_path,
-                    unknown_choice("window time", other, &["event", "processing"]),
-                ))
-            }
-        },
-    };
-    let allowed_lateness_ms = fields.duration(cx, "allowed_lateness")?.unwrap_or(0);
-    let late_output = match fields.get("late_output") {
-        None => None,
-        Some((node, key_path)) => Some(Named {
-            name: scalar(cx, node, &key_path)?.to_string(),
-            pos: node.pos,
-        }),
-    };
-    let unused: Vec<&str> = match kind {
-        WindowKind::Tumbling { .. } => vec!["slide", "step", "gap"],
-        WindowKind::Hop { .. } => vec!["step", "gap"],
-        WindowKind::Cumulate { .. } => vec!["slide", "gap"],
-        WindowKind::Session { .. } => vec!["size", "slide", "step"],
+    })
+}
+
+/// Refuses the keys of the other window types (`gap` on a tumbling window).
+fn refuse_other_kinds_keys(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+    kind: WindowKind,
+) -> Result<(), SpecError> {
+    let unused: &[&str] = match kind {
+        WindowKind::Tumbling { .. } => &["slide", "step", "gap"],
+        WindowKind::Hop { .. } => &["step", "gap"],
+        WindowKind::Cumulate { .. } => &["slide", "gap"],
+        WindowKind::Session { .. } => &["size", "slide", "step"],
     };
     for key in unused {
         if let Some((node, key_path)) = fields.get(key) {
@@ -289,15 +312,7 @@ pub(super) fn decode_window(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Wind
             ));
         }
     }
-    fields.finish(cx, WINDOW_KEYS)?;
-    Ok(WindowSpec {
-        kind,
-        time,
-        allowed_lateness_ms,
-        late_output,
-        path: path.to_string(),
-        pos: node.pos,
-    })
+    Ok(())
 }
 
 fn window_name(kind: WindowKind) -> &'static str {
