@@ -174,6 +174,11 @@ async fn start_position(
     replay(log, source, position, emitter).await
 }
 
+/// The task that accepts producers' connections.
+type Accepting = glommio::task::JoinHandle<()>;
+/// The batches connections appended to the WAL, each with the log's end offset after it.
+type Queue = LocalReceiver<(u64, Batch)>;
+
 /// Starts accepting producers on source `index`'s port: a task whose connections append
 /// batches to `log` and queue each, with the log's end offset after it, for this instance.
 fn accept_producers(
@@ -181,7 +186,7 @@ fn accept_producers(
     index: usize,
     spec: &IngestSource,
     log: &SegmentLog,
-) -> Result<(glommio::task::JoinHandle<()>, LocalReceiver<(u64, Batch)>), Error> {
+) -> Result<(Accepting, Queue), Error> {
     let (listener, port) = listen(cx, index, &cx.plan.sources[index].name)?;
     let (tx, rx) = local_channel::new_bounded(QUEUED_BATCHES);
     let acceptor = Acceptor {
