@@ -45,7 +45,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     println!("# Admin calls with authentication on against off: 2 one-node `wire start` clusters");
     println!(
-        "command: cargo bench --profile dev -p wire-bench --bench e2e_admin_auth -- --calls {}{}",
+        "command: {} -- --calls {}{}",
+        wire_bench::cargo_command("e2e_admin_auth"),
         args.calls,
         if args.smoke { " --test" } else { "" }
     );

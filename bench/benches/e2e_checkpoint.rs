@@ -41,7 +41,8 @@ fn main() -> anyhow::Result<()> {
     let wire = wire_tests::wire_bin();
     println!("# Checkpoints on wire");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_checkpoint -- --events {} --state-events {}{}",
+        "command: {} -- --events {} --state-events {}{}",
+        wire_bench::cargo_command("e2e_checkpoint"),
         args.events,
         args.state_events,
         if args.smoke { " --test" } else { "" }

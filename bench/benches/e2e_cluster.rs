@@ -58,7 +58,8 @@ fn main() -> anyhow::Result<()> {
     let wire = wire_tests::wire_bin();
     println!("# Cluster on wire: 3 `wire start` nodes on 127.0.0.1 (--cores 1 --no-pin)");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_cluster -- --formations {} --kills {} --writes {}{}",
+        "command: {} -- --formations {} --kills {} --writes {}{}",
+        wire_bench::cargo_command("e2e_cluster"),
         args.formations,
         args.kills,
         args.writes,

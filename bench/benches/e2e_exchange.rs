@@ -99,7 +99,8 @@ fn main() -> anyhow::Result<()> {
         spread_tls / spread
     );
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_exchange -- --megabytes {} --events {}{}",
+        "command: {} -- --megabytes {} --events {}{}",
+        wire_bench::cargo_command("e2e_exchange"),
         args.megabytes,
         args.events,
         if args.smoke { " --test" } else { "" }

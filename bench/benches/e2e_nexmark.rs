@@ -62,7 +62,8 @@ fn main() -> anyhow::Result<()> {
     let wire = wire_tests::wire_bin();
     println!("# Nexmark on wire");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_nexmark -- --events {}{}{}",
+        "command: {} -- --events {}{}{}",
+        wire_bench::cargo_command("e2e_nexmark"),
         args.events,
         if args.smoke { " --test" } else { "" },
         if args.metrics_only {

@@ -51,7 +51,8 @@ fn main() -> anyhow::Result<()> {
     let wire = wire_tests::wire_bin();
     println!("# wire pipeline benchmark");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_pipeline -- --events {} --ingest-rows {}{}",
+        "command: {} -- --events {} --ingest-rows {}{}",
+        wire_bench::cargo_command("e2e_pipeline"),
         args.events,
         args.ingest_rows,
         if args.smoke { " --test" } else { "" }

@@ -32,7 +32,8 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", plan.dir.display()))?;
     println!("# wire WAL benchmark");
     println!(
-        "command: cargo bench -p wire-bench --bench e2e_wal -- --dir {}{}",
+        "command: {} -- --dir {}{}",
+        wire_bench::cargo_command("e2e_wal"),
         plan.dir.display(),
         if plan.smoke { " --test" } else { "" }
     );

@@ -164,6 +164,18 @@ pub fn thread_cpu_s() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The cargo command that runs bench `name` with the profile this build used: `cargo bench`
+/// for an optimised build, `cargo test --bench` for the test profile (debug assertions on), so
+/// a printed figure says how it was built.
+pub fn cargo_command(name: &str) -> String {
+    let cargo = if cfg!(debug_assertions) {
+        "cargo test"
+    } else {
+        "cargo bench"
+    };
+    format!("{cargo} -p wire-bench --bench {name}")
+}
+
 /// The workspace root (where `examples/` lives).
 pub fn workspace_root() -> anyhow::Result<std::path::PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR"))

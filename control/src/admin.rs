@@ -13,6 +13,7 @@
 pub(crate) mod convert;
 mod forward;
 mod hosted;
+mod scale;
 
 use std::time::Duration;
 
@@ -466,12 +467,17 @@ impl AdminService for AdminServer {
         };
         let pipeline = find(&state, &message.name)?;
         check_live(&message.name, pipeline)?;
-        let mut options = pipeline.options.clone();
-        options.cores = Some(message.cores);
-        let command = MetaCommand::UpdatePipeline {
-            name: message.name.clone(),
-            spec_yaml: pipeline.spec_yaml.clone(),
-            options,
+        let command = if crate::spread::is_spread(pipeline) {
+            let (name, cores) = (&message.name, message.cores);
+            self.rescale_spread(&state, name, pipeline, cores).await?
+        } else {
+            let mut options = pipeline.options.clone();
+            options.cores = Some(message.cores);
+            MetaCommand::UpdatePipeline {
+                name: message.name.clone(),
+                spec_yaml: pipeline.spec_yaml.clone(),
+                options,
+            }
         };
         match self.propose(command, forwarded).await? {
             Route::Here(()) => Ok(Response::new(self.pipeline_here(&message.name).await?)),

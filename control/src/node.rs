@@ -99,7 +99,7 @@ async fn serve(
     let _metrics_server = serve_metrics(&config, &metrics, tls.as_ref(), &limiter).await?;
     let refresh = tokio::spawn(refresh_peers(meta.clone(), transport.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let jobs = supervisor::LocalJobs::default();
+    let jobs = supervisor::LocalJobs::new(data.cores);
     let services = (id, meta.clone(), transport.clone(), jobs);
     let supervised = supervised(&config, data, &services, &dialer, metrics, tls.as_ref())?;
     let reload = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));

@@ -66,9 +66,13 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(600);
 const STOPPED_PUBLISH_WAIT: Duration = Duration::from_secs(30);
 
 /// The jobs running on this node, by pipeline name: shared by the job threads (each lists
-/// itself once deployed and leaves when it ended) and the AdminService (which reads them).
+/// itself once deployed and leaves when it ended) and the AdminService (which reads them);
+/// and the node's data cores.
 #[derive(Clone, Default)]
-pub struct LocalJobs(Arc<Mutex<HashMap<String, JobLink>>>);
+pub struct LocalJobs {
+    jobs: Arc<Mutex<HashMap<String, JobLink>>>,
+    cores: usize,
+}
 
 /// What the AdminService may reach of a running job.
 #[derive(Clone)]
@@ -86,6 +90,20 @@ pub struct JobLink {
 }
 
 impl LocalJobs {
+    /// No jobs yet, on a node of `cores` data cores.
+    pub fn new(cores: usize) -> LocalJobs {
+        LocalJobs {
+            jobs: Arc::default(),
+            cores,
+        }
+    }
+
+    /// The node's data cores: on the leader, how many slots of a spread pipeline it deals
+    /// each node at most.
+    pub fn cores(&self) -> usize {
+        self.cores
+    }
+
     /// The job of pipeline `name`, if one runs here.
     pub fn get(&self, name: &str) -> Option<JobLink> {
         self.lock().get(name).cloned()
@@ -111,7 +129,7 @@ impl LocalJobs {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobLink>> {
         // The map holds no invariant a panicking holder could break halfway.
-        self.0
+        self.jobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -327,6 +345,21 @@ async fn place(
     }
 }
 
+/// The live registered members: heard from lately (or this node), and not `dead`.
+pub(crate) fn live_nodes(
+    status: &crate::raft::MetaStatus,
+    state: &MetaState,
+    dead: &std::collections::BTreeSet<u64>,
+) -> Vec<u64> {
+    status
+        .members
+        .iter()
+        .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
+        .map(|m| m.id)
+        .filter(|id| state.nodes.contains_key(id) && !dead.contains(id))
+        .collect()
+}
+
 /// The live registered members (heard from lately, not dead), and how many pipelines each
 /// is the first node of.
 fn live_load(
@@ -334,13 +367,7 @@ fn live_load(
     state: &MetaState,
     dead: &std::collections::BTreeSet<u64>,
 ) -> (Vec<u64>, HashMap<u64, usize>) {
-    let live: Vec<u64> = status
-        .members
-        .iter()
-        .filter(|m| m.id == status.id || m.last_contact_ms.is_some_and(|ms| ms < LIVE_CONTACT_MS))
-        .map(|m| m.id)
-        .filter(|id| state.nodes.contains_key(id) && !dead.contains(id))
-        .collect();
+    let live = live_nodes(status, state, dead);
     let mut load: HashMap<u64, usize> = live.iter().map(|id| (*id, 0)).collect();
     for pipeline in state.pipelines.values() {
         if let Some(count) = pipeline
@@ -438,7 +465,8 @@ fn steer_local(here: u64, pipeline: Option<&PipelineMeta>, local: &mut Local) {
     };
     if stop && !local.stopping {
         local.stopping = true;
-        let _ = local.commands.send(stop_command(pipeline, local.version));
+        let job = (here, local.version, local.in_parts || local.secondary);
+        let _ = local.commands.send(stop_command(pipeline, job));
     }
     let same = wanted.filter(|p| p.version == local.version);
     if let Some(p) = same.filter(|_| local.in_parts) {
@@ -466,13 +494,22 @@ fn steer_local(here: u64, pipeline: Option<&PipelineMeta>, local: &mut Local) {
     }
 }
 
-/// How a job of `version` that should no longer run ends. Stopped by the user (or its
-/// pipeline deleted), it drains and takes its last checkpoint. Replaced by a newer version or
+/// How a job of `version` on node `here` that should no longer run ends. Stopped by the user
+/// (or its pipeline deleted), it drains and takes its last checkpoint, and so does a whole
+/// pipeline replaced by a newer version that still runs here (`scale`, an update): the new
+/// version restores that checkpoint. Moved off this node, or spread (`in_parts`: a new
+/// version of a spread pipeline restores the last checkpoint complete on every node), or
 /// failed elsewhere, its output is discarded: it aborts, so that a peer that fell silent (a
 /// frozen or cut-off node) cannot keep it, and the new version waiting for it, from ending.
-fn stop_command(pipeline: Option<&PipelineMeta>, version: u64) -> JobCommand {
+fn stop_command(
+    pipeline: Option<&PipelineMeta>,
+    (here, version, in_parts): (u64, u64, bool),
+) -> JobCommand {
     match pipeline {
-        Some(p) if p.version != version => {
+        Some(p)
+            if p.version != version
+                && (in_parts || crate::spread::is_spread(p) || !placed_here(p, here)) =>
+        {
             JobCommand::Abort(format!("replaced by version {}", p.version))
         }
         Some(p) if p.actual == ActualState::Failed => {

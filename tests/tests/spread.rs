@@ -174,11 +174,16 @@ fn endpoint_among(nodes: &[WireNode], skip: u64) -> String {
 /// Nexmark bids at a bounded rate (about 8 s of them), counted per auction and 1 s window,
 /// into `out`: the same rows whatever the cores, restarts and restores.
 fn steady_spec(dir: &Path, out: &Path) -> PathBuf {
+    steady_spec_of(dir, out, 400_000)
+}
+
+/// `steady` over `events` bids (at 50,000 a second).
+fn steady_spec_of(dir: &Path, out: &Path, events: u64) -> PathBuf {
     let path = dir.join("steady.yaml");
     let yaml = format!(
         "name: steady
 sources:
-  bids: {{type: nexmark, stream: bid, events: 400000, rate: 50000, seed: 7}}
+  bids: {{type: nexmark, stream: bid, events: {events}, rate: 50000, seed: 7}}
 operators:
   - name: per_auction
     from: bids
@@ -237,31 +242,18 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let (mut nodes, first, led) = cluster_with_store(dir.path());
     let out = dir.path().join("out");
-    create(
-        &first,
-        &steady_spec(dir.path(), &out),
-        &["--checkpoint-interval", "300ms"],
-    );
-    wait_state(&first, "steady", "running");
-    let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
-    let hosts = assignment_nodes(&got);
-    assert_eq!(hosts, [1, 2, 3], "spread over every node: {got}");
-    if !leader {
-        checkpoint_in_parts_on_demand(&first);
-    }
     let victim_id = match (leader, led) {
         (true, l) => l,
         (false, 1) => 2,
         (false, _) => 1,
     };
-    wait_for_checkpoints(&first, 1 + seed % 4);
-    let victim = nodes
-        .iter_mut()
-        .find(|n| n.id == victim_id)
-        .expect("victim");
-    victim.kill();
-    let survivor = endpoint_among(&nodes, victim_id);
-    wait_state(&survivor, "steady", "finished");
+    let run = Run {
+        endpoint: &first,
+        out: &out,
+        on_demand: !leader,
+        checkpoints: 1 + seed % 4,
+    };
+    let survivor = fault_mid_run(&mut nodes, run, victim_id, Fault::Kill);
     let got = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
     let now = assignment_nodes(&got);
     assert!(!now.contains(&victim_id), "moved off the dead node: {got}");
@@ -288,6 +280,53 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     let all = endpoint(&nodes);
     let got = wirectl_json(&all, &["pipeline", "get", "steady"]);
     assert_eq!(got["state"], "finished", "{got}");
+}
+
+/// How a node fails under a running pipeline.
+enum Fault {
+    /// SIGKILL: it is gone.
+    Kill,
+    /// SIGSTOP: it keeps its sockets and its running part, but falls silent.
+    Freeze,
+}
+
+/// The run of `steady` that a fault interrupts.
+struct Run<'a> {
+    /// Where to create it.
+    endpoint: &'a str,
+    /// Its file sink's directory.
+    out: &'a Path,
+    /// Whether to take a checkpoint in parts on demand first.
+    on_demand: bool,
+    /// How many complete checkpoints to wait for before the fault.
+    checkpoints: u64,
+}
+
+/// Runs `steady` with 300 ms checkpoints spread over the three `nodes` (one slot each), hits
+/// node `victim` with `fault` after `run.checkpoints` complete checkpoints, and waits until
+/// the survivors finish it; returns a survivor's endpoint.
+fn fault_mid_run(nodes: &mut [WireNode], run: Run<'_>, victim: u64, fault: Fault) -> String {
+    let spec = steady_spec(run.out.parent().expect("out has a parent"), run.out);
+    create(run.endpoint, &spec, &["--checkpoint-interval", "300ms"]);
+    wait_state(run.endpoint, "steady", "running");
+    let got = wirectl_json(run.endpoint, &["pipeline", "get", "steady"]);
+    assert_eq!(
+        assignment_nodes(&got),
+        [1, 2, 3],
+        "spread over every node: {got}"
+    );
+    if run.on_demand {
+        checkpoint_in_parts_on_demand(run.endpoint);
+    }
+    wait_for_checkpoints(run.endpoint, run.checkpoints);
+    let node = nodes.iter_mut().find(|n| n.id == victim).expect("victim");
+    match fault {
+        Fault::Kill => node.kill(),
+        Fault::Freeze => node.freeze(),
+    }
+    let survivor = endpoint_among(nodes, victim);
+    wait_state(&survivor, "steady", "finished");
+    survivor
 }
 
 /// A checkpoint of the running, spread `steady` on demand: every node writes its part, and
@@ -776,22 +815,18 @@ fn a_slow_sink_on_one_node_stalls_the_sources_on_the_others_with_memory_bounded(
 fn a_frozen_node_whose_slots_moved_on_writes_nothing_when_it_wakes() {
     let seed = kill_seed() + 3;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let (nodes, first, led) = cluster_with_store(dir.path());
+    let (mut nodes, first, led) = cluster_with_store(dir.path());
     let out = dir.path().join("out");
-    create(
-        &first,
-        &steady_spec(dir.path(), &out),
-        &["--checkpoint-interval", "300ms"],
-    );
-    wait_state(&first, "steady", "running");
     let zombie_id = if led == 1 { 2 } else { 1 };
-    wait_for_checkpoints(&first, 1 + seed % 4);
-    // SIGSTOP: the node keeps its sockets and its running part, but falls silent; the
-    // leader declares it dead and restores the pipeline on the two others.
+    let run = Run {
+        endpoint: &first,
+        out: &out,
+        on_demand: false,
+        checkpoints: 1 + seed % 4,
+    };
+    // The leader declares the frozen node dead and restores the pipeline on the two others.
+    let survivor = fault_mid_run(&mut nodes, run, zombie_id, Fault::Freeze);
     let zombie = nodes.iter().find(|n| n.id == zombie_id).expect("zombie");
-    zombie.freeze();
-    let survivor = endpoint_among(&nodes, zombie_id);
-    wait_state(&survivor, "steady", "finished");
     let finished = wirectl_json(&survivor, &["pipeline", "get", "steady"]);
     // Every survivor publishes its last files once it sees the pipeline finished.
     let expected = reference_rows(dir.path(), steady_spec);
@@ -874,4 +909,98 @@ fn set_aside_unpublished(out: &Path, aside: &Path) -> Vec<String> {
         }
     }
     moved
+}
+
+/// `steady` over 750,000 bids: 15 s at its rate, long enough to be scaled twice.
+fn rescaled_spec(dir: &Path, out: &Path) -> PathBuf {
+    steady_spec_of(dir, out, 750_000)
+}
+
+/// The newest complete checkpoint of `steady` (0 before the first).
+fn newest_checkpoint(endpoint: &str) -> u64 {
+    let listed = wirectl_json(endpoint, &["checkpoint", "list", "steady"]);
+    let ids = listed["checkpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ids.iter()
+        .filter_map(|c| c["id"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Scales `steady` to `cores` slots; the answer, after checking it is a new version with the
+/// slots dealt again over `nodes`.
+fn scale_steady(endpoint: &str, cores: usize, nodes: &[u64], after: u64) -> serde_json::Value {
+    let scaled = wirectl_json(
+        endpoint,
+        &["pipeline", "scale", "steady", "--cores", &cores.to_string()],
+    );
+    let slots = scaled["assignment"].as_array().map_or(0, Vec::len);
+    assert_eq!(slots, cores, "{cores} slots: {scaled}");
+    assert_eq!(assignment_nodes(&scaled), nodes, "dealt again: {scaled}");
+    assert!(
+        scaled["version"].as_u64() > Some(after),
+        "a new version: {scaled}"
+    );
+    scaled
+}
+
+#[test]
+fn a_spread_pipeline_scaled_down_and_up_moves_its_slots_through_a_checkpoint_exactly_once() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (_nodes, first, _) = cluster_with_store(dir.path());
+    let out = dir.path().join("out");
+    let spec = rescaled_spec(dir.path(), &out);
+    create(&first, &spec, &["--checkpoint-interval", "300ms"]);
+    wait_state(&first, "steady", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
+    assert_eq!(assignment_nodes(&got), [1, 2, 3], "one slot a node: {got}");
+    let version = got["version"].as_u64().expect("version");
+    wait_for_checkpoints(&first, 1);
+
+    // Down to two slots: node 3 runs nothing of it; up again: it takes a slot back. Each
+    // time the slots' key groups and the sources' partitions move through a checkpoint.
+    let down = scale_steady(&first, 2, &[1, 2], version);
+    let since = newest_checkpoint(&first);
+    wire_tests::cluster::wait_for(
+        "a checkpoint of two slots",
+        ELECTION,
+        || match newest_checkpoint(&first) {
+            newest if newest > since => Ok(()),
+            newest => Err(format!("newest {newest}")),
+        },
+    );
+    let version = down["version"].as_u64().expect("version");
+    let up = scale_steady(&first, 3, &[1, 2, 3], version);
+    wait_state(&first, "steady", "finished");
+    let got = wirectl_json(&first, &["pipeline", "get", "steady"]);
+    assert_eq!(
+        got["version"], up["version"],
+        "no move after the last scale: {got}"
+    );
+
+    let expected = reference_rows(dir.path(), rescaled_spec);
+    assert!(expected.len() > 100, "{} rows", expected.len());
+    let rows = wire_tests::sorted_json_rows(&out);
+    let missing = expected.iter().filter(|r| !rows.contains(r)).count();
+    assert_eq!(
+        (rows.len(), missing),
+        (expected.len(), 0),
+        "every row once, none lost; the files of rows written twice: {}",
+        files_of_repeated_rows(&out, &rows)
+    );
+    assert!(rows == expected, "the rescaled run's rows differ");
+
+    // Without checkpoints a spread pipeline's state cannot move: refused, and left as it is.
+    let plain = long_spec(dir.path(), &dir.path().join("plain"));
+    create(&first, &plain, &[]);
+    wait_state(&first, "long", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "long"]);
+    assert_eq!(assignment_nodes(&got), [1, 2, 3], "spread: {got}");
+    let refused =
+        wire_tests::cluster::wirectl(&first, &["pipeline", "scale", "long", "--cores", "2"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("takes no checkpoints"), "{stderr}");
 }

@@ -204,6 +204,52 @@ fn batches(count: usize) -> Vec<wire_core::Batch> {
         .collect()
 }
 
+/// A stream from slot 0 to slot 1 of pipeline `name`, both "nodes" on one loopback hub: the
+/// hub, the stream's key and the address its producer connects to.
+fn loopback_stream(name: &str) -> (Arc<ExchangeHub>, StreamKey, SocketAddr) {
+    let hub = loopback_hub();
+    let placement = Placement {
+        pipeline: name.to_string(),
+        epoch: 1,
+        slots: 2,
+        local: vec![1],
+        peers: vec![hub.addr(), hub.addr()],
+        hub: hub.clone(),
+    };
+    (hub, placement.stream(0, 0, 0, 1), placement.peers[1])
+}
+
+/// A producer on an executor of its own that sends `count` batches of [`batches`] over `key`
+/// to `peer`, counting them in `sent`, then the end of the stream; it returns whether it sent
+/// them all (false: the stream broke or the run failed).
+fn produce(
+    (peer, key): (SocketAddr, StreamKey),
+    failure: Arc<Failure>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+    count: usize,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        wire_storage::io::local_executor()
+            .expect("executor")
+            .run(async move {
+                let sender = NetSender::connect(peer, key, failure, None).await;
+                let from = SenderId::new(0, 0);
+                for batch in batches(count) {
+                    let message = Message::Batch {
+                        batch,
+                        port: 0,
+                        sender: from,
+                    };
+                    if !sender.send(message).await {
+                        return false;
+                    }
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                sender.send(Message::End { sender: from }).await
+            })
+    })
+}
+
 /// Backpressure across nodes, on the real transport: a consumer whose mailbox is full stops
 /// granting credits, so its producer on another "node" stops after exactly the credit window
 /// (the first grant plus what the full mailbox returned), holding no more than that in flight;
@@ -214,16 +260,7 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
     const MAILBOX: usize = 16;
     const BATCHES: usize = 200;
     let window = EXCHANGE_BATCHES + MAILBOX / CREDIT_GRANT as usize * CREDIT_GRANT as usize;
-    let hub = loopback_hub();
-    let placement = Placement {
-        pipeline: "backpressure".to_string(),
-        epoch: 1,
-        slots: 2,
-        local: vec![1],
-        peers: vec![hub.addr(), hub.addr()],
-        hub: hub.clone(),
-    };
-    let key = placement.stream(0, 0, 0, 1);
+    let (hub, key, peer) = loopback_stream("backpressure");
     let failure = Arc::new(Failure::default());
     let sent = Arc::new(AtomicUsize::new(0));
     let (drain_now, drain_signal) = std::sync::mpsc::channel::<()>();
@@ -255,28 +292,7 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
                 })
         })
     };
-    let sending = {
-        let (sent, failure) = (sent.clone(), failure.clone());
-        let peer = placement.peers[1];
-        std::thread::spawn(move || {
-            wire_storage::io::local_executor()
-                .expect("executor")
-                .run(async move {
-                    let sender = NetSender::connect(peer, key, failure, None).await;
-                    let from = SenderId::new(0, 0);
-                    for batch in batches(BATCHES) {
-                        let message = Message::Batch {
-                            batch,
-                            port: 0,
-                            sender: from,
-                        };
-                        assert!(sender.send(message).await, "the stream broke");
-                        sent.fetch_add(1, Ordering::SeqCst);
-                    }
-                    assert!(sender.send(Message::End { sender: from }).await);
-                })
-        })
-    };
+    let sending = produce((peer, key), failure.clone(), sent.clone(), BATCHES);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sent.load(Ordering::SeqCst) < window && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -293,7 +309,10 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
     );
     assert!(failure.message().is_none(), "{:?}", failure.message());
     drain_now.send(()).expect("the receiver waits");
-    sending.join().expect("the producer finishes");
+    assert!(
+        sending.join().expect("the producer finishes"),
+        "the stream broke"
+    );
     let firsts = receiving.join().expect("the consumer finishes");
     let expected: Vec<i64> = (0..BATCHES as i64).map(|n| n * 64).collect();
     assert_eq!(firsts, expected, "every batch arrives once, in order");
@@ -303,21 +322,11 @@ fn a_consumer_that_stops_taking_batches_stops_its_producer_at_the_credit_window(
 #[test]
 fn an_aborted_run_frees_both_ends_of_a_stalled_stream() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let hub = loopback_hub();
-    let placement = Placement {
-        pipeline: "aborted".to_string(),
-        epoch: 1,
-        slots: 2,
-        local: vec![1],
-        peers: vec![hub.addr(), hub.addr()],
-        hub: hub.clone(),
-    };
-    let key = placement.stream(0, 0, 0, 1);
+    let (hub, key, peer) = loopback_stream("aborted");
     let failure = Arc::new(Failure::default());
     let sent = Arc::new(AtomicUsize::new(0));
-    let (ended, ends) = std::sync::mpsc::channel::<&str>();
-    {
-        let (hub, key, failure, ended) = (hub.clone(), key.clone(), failure.clone(), ended.clone());
+    let consumer = {
+        let (key, failure) = (key.clone(), failure.clone());
         std::thread::spawn(move || {
             wire_storage::io::local_executor()
                 .expect("executor")
@@ -336,38 +345,10 @@ fn an_aborted_run_frees_both_ends_of_a_stalled_stream() {
                         }
                     }
                     pumping.await;
-                });
-            let _ = ended.send("consumer");
-        });
-    }
-    {
-        let (sent, failure) = (sent.clone(), failure.clone());
-        let peer = placement.peers[1];
-        std::thread::spawn(move || {
-            let gave_up = wire_storage::io::local_executor()
-                .expect("executor")
-                .run(async move {
-                    let sender = NetSender::connect(peer, key, failure, None).await;
-                    for batch in batches(100_000) {
-                        let message = Message::Batch {
-                            batch,
-                            port: 0,
-                            sender: SenderId::new(0, 0),
-                        };
-                        if !sender.send(message).await {
-                            return true;
-                        }
-                        sent.fetch_add(1, Ordering::SeqCst);
-                    }
-                    false
-                });
-            let _ = ended.send(if gave_up {
-                "producer"
-            } else {
-                "producer sent all"
-            });
-        });
-    }
+                })
+        })
+    };
+    let producer = produce((peer, key), failure.clone(), sent.clone(), 100_000);
     // Stalled: the count stops moving at the credit window.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = usize::MAX;
@@ -379,16 +360,24 @@ fn an_aborted_run_frees_both_ends_of_a_stalled_stream() {
         }
         last = now;
     }
-    assert!(ends.try_recv().is_err(), "an end returned while stalled");
+    assert!(
+        !consumer.is_finished() && !producer.is_finished(),
+        "an end returned while stalled"
+    );
     failure.record(Error::Aborted("replaced by version 2".to_string()));
-    let mut both: Vec<&str> = (0..2)
-        .map(|_| {
-            ends.recv_timeout(Duration::from_secs(10))
-                .expect("both ends return once the run is aborted")
-        })
-        .collect();
-    both.sort_unstable();
-    assert_eq!(both, ["consumer", "producer"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(consumer.is_finished() && producer.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        consumer.is_finished() && producer.is_finished(),
+        "both ends return once the run is aborted"
+    );
+    consumer.join().expect("the consumer returns");
+    assert!(
+        !producer.join().expect("the producer returns"),
+        "it gave up"
+    );
     let why = failure.message().unwrap_or_default();
     assert!(why.contains("aborted: replaced by version 2"), "{why}");
 }

@@ -26,8 +26,9 @@ pub const PENDING_PARTS_KEPT: usize = 16;
 /// Version byte that starts an encoded command. Version 2 added the checkpoint timeout,
 /// retention and deltas to [`RunOptions`]; version 1 commands (logs written before) still
 /// decode, with those options unset. Version 3 added the token commands (tags 12 and 13),
-/// which an older version byte may not carry. Version 4 added `NodeCheckpoint` (tag 14).
-const COMMAND_VERSION: u8 = 4;
+/// which an older version byte may not carry. Version 4 added `NodeCheckpoint` (tag 14), version 5
+/// `Rescale` (tag 15).
+const COMMAND_VERSION: u8 = 5;
 
 /// Version byte that starts an encoded state snapshot (versions 1 and 2 still decode, as
 /// commands; version 3 added the tokens after the pipelines, none in older snapshots;
@@ -234,6 +235,17 @@ pub enum MetaCommand {
         /// The new placement.
         assignment: Vec<Assignment>,
     },
+    /// Scale a spread pipeline: new options (its core count) and its slots dealt again, in one
+    /// step, as a new version (the nodes that ran it stop, and every slot of the new version
+    /// restores from the last complete checkpoint).
+    Rescale {
+        /// Pipeline name.
+        name: String,
+        /// The new options.
+        options: RunOptions,
+        /// The new placement (as [`MetaCommand::SetAssignment`] takes it).
+        assignment: Vec<Assignment>,
+    },
     /// Record a completed checkpoint (ids strictly increase).
     RecordCheckpoint {
         /// Pipeline name.
@@ -304,6 +316,7 @@ impl MetaCommand {
             MetaCommand::NodeReport { .. } => "node_report",
             MetaCommand::DeletePipeline { .. } => "delete_pipeline",
             MetaCommand::SetAssignment { .. } => "set_assignment",
+            MetaCommand::Rescale { .. } => "rescale",
             MetaCommand::RecordCheckpoint { .. } => "record_checkpoint",
             MetaCommand::NodeCheckpoint { .. } => "node_checkpoint",
             MetaCommand::RecordSavepoint { .. } => "record_savepoint",
@@ -382,6 +395,11 @@ impl MetaState {
             MetaCommand::SetAssignment { name, assignment } => {
                 Some(self.set_assignment(name, assignment)?)
             }
+            MetaCommand::Rescale {
+                name,
+                options,
+                assignment,
+            } => Some(self.rescale(name, options, assignment)?),
             MetaCommand::RecordCheckpoint { name, id, path } => {
                 Some(self.record_checkpoint(name, *id, path)?)
             }
@@ -539,6 +557,38 @@ impl MetaState {
     }
 
     fn set_assignment(&mut self, name: &str, assignment: &[Assignment]) -> Result<u64, MetaError> {
+        self.check_assignment(name, assignment)?;
+        let p = self.pipeline_mut(name)?;
+        // Moving a placed pipeline starts a new epoch of it: the nodes that ran it stop, and
+        // what they still report of the old version is refused as stale.
+        if !p.assignment.is_empty() && p.assignment != assignment {
+            p.version += 1;
+            p.pending_parts.clear();
+        }
+        p.assignment = assignment.to_vec();
+        Ok(p.version)
+    }
+
+    /// Sets `name`'s options and assignment as a new version, whether or not the slots moved
+    /// (a new version restores from the last complete checkpoint).
+    fn rescale(
+        &mut self,
+        name: &str,
+        options: &RunOptions,
+        assignment: &[Assignment],
+    ) -> Result<u64, MetaError> {
+        self.check_assignment(name, assignment)?;
+        let p = self.pipeline_mut(name)?;
+        p.options = options.clone();
+        p.assignment = assignment.to_vec();
+        p.version += 1;
+        p.pending_parts.clear();
+        Ok(p.version)
+    }
+
+    /// Refuses an assignment of pipeline `name` whose ranges are empty, unsorted or overlap,
+    /// or that names a node not registered.
+    fn check_assignment(&self, name: &str, assignment: &[Assignment]) -> Result<(), MetaError> {
         if !self.pipelines.contains_key(name) {
             return Err(unknown(name));
         }
@@ -554,15 +604,7 @@ impl MetaState {
             }
             next_start = a.key_group_end;
         }
-        let p = self.pipeline_mut(name)?;
-        // Moving a placed pipeline starts a new epoch of it: the nodes that ran it stop, and
-        // what they still report of the old version is refused as stale.
-        if !p.assignment.is_empty() && p.assignment != assignment {
-            p.version += 1;
-            p.pending_parts.clear();
-        }
-        p.assignment = assignment.to_vec();
-        Ok(p.version)
+        Ok(())
     }
 
     /// Refuses what `node` says of pipeline `name` at `version` unless the pipeline is still
@@ -722,6 +764,16 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.str(name);
             encode_assignment(w, assignment);
         }
+        MetaCommand::Rescale {
+            name,
+            options,
+            assignment,
+        } => {
+            w.u8(15);
+            w.str(name);
+            encode_options(w, options);
+            encode_assignment(w, assignment);
+        }
         MetaCommand::RecordCheckpoint { name, id, path } => {
             w.u8(7);
             w.str(name);
@@ -852,6 +904,11 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
             name: r.string("name")?,
             actual: decode_actual(r)?,
             failure: r.opt_string("failure")?,
+        },
+        15 if version >= 5 => MetaCommand::Rescale {
+            name: r.string("name")?,
+            options: decode_options(r, version)?,
+            assignment: decode_assignment(r)?,
         },
         14 if version >= 4 => MetaCommand::NodeCheckpoint {
             node: r.u64("node")?,

@@ -395,6 +395,18 @@ struct Model {
 }
 
 impl Model {
+    /// Whether an assignment's ranges are sorted and non-empty, on registered nodes.
+    fn valid_assignment(&self, assignment: &[Assignment]) -> bool {
+        let sorted = assignment
+            .windows(2)
+            .all(|w| w[0].key_group_end <= w[1].key_group_start);
+        let nonempty = assignment
+            .iter()
+            .all(|a| a.key_group_start < a.key_group_end);
+        let known = assignment.iter().all(|a| self.nodes.contains_key(&a.node));
+        sorted && nonempty && known
+    }
+
     /// Whether the command should succeed, applying it to the model if so.
     fn apply(&mut self, cmd: &MetaCommand) -> bool {
         match cmd {
@@ -422,16 +434,24 @@ impl Model {
                 self.parts.remove(name);
                 self.pipelines.remove(name).is_some()
             }
-            MetaCommand::SetAssignment { name, assignment } => {
-                let sorted = assignment
-                    .windows(2)
-                    .all(|w| w[0].key_group_end <= w[1].key_group_start);
-                let nonempty = assignment
-                    .iter()
-                    .all(|a| a.key_group_start < a.key_group_end);
-                let known = assignment.iter().all(|a| self.nodes.contains_key(&a.node));
+            MetaCommand::Rescale {
+                name, assignment, ..
+            } => {
+                let valid = self.valid_assignment(assignment);
                 match self.pipelines.get_mut(name) {
-                    Some(p) if sorted && nonempty && known => {
+                    Some(p) if valid => {
+                        p.0 += 1;
+                        self.parts.remove(name);
+                        p.2.clone_from(assignment);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            MetaCommand::SetAssignment { name, assignment } => {
+                let valid = self.valid_assignment(assignment);
+                match self.pipelines.get_mut(name) {
+                    Some(p) if valid => {
                         // A move (not the first placement) is a new version.
                         if !p.2.is_empty() && p.2 != *assignment {
                             p.0 += 1;
@@ -588,6 +608,13 @@ fn command() -> impl Strategy<Value = MetaCommand> {
         name().prop_map(|name| MetaCommand::DeletePipeline { name }),
         (name(), assignment())
             .prop_map(|(name, assignment)| MetaCommand::SetAssignment { name, assignment }),
+        (name(), options(), assignment()).prop_map(|(name, options, assignment)| {
+            MetaCommand::Rescale {
+                name,
+                options,
+                assignment,
+            }
+        }),
         (name(), 0u64..20, "[a-z/]{0,6}")
             .prop_map(|(name, id, path)| MetaCommand::RecordCheckpoint { name, id, path }),
         (0u64..4, 1u64..4, name(), 0u64..20, "[a-z/]{0,6}").prop_map(
