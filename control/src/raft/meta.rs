@@ -759,21 +759,6 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(5);
             w.str(name);
         }
-        MetaCommand::SetAssignment { name, assignment } => {
-            w.u8(6);
-            w.str(name);
-            encode_assignment(w, assignment);
-        }
-        MetaCommand::Rescale {
-            name,
-            options,
-            assignment,
-        } => {
-            w.u8(15);
-            w.str(name);
-            encode_options(w, options);
-            encode_assignment(w, assignment);
-        }
         MetaCommand::RecordCheckpoint { name, id, path } => {
             w.u8(7);
             w.str(name);
@@ -790,6 +775,34 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.str(path);
             w.u64(*checkpoint_id);
         }
+        MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
+            encode_token_command(w, cmd);
+        }
+        MetaCommand::SetAssignment { .. }
+        | MetaCommand::Rescale { .. }
+        | MetaCommand::AddNode { .. }
+        | MetaCommand::RemoveNode { .. } => encode_placement_command(w, cmd),
+    }
+}
+
+/// Where pipelines run and which nodes there are: assignments and members.
+fn encode_placement_command(w: &mut Writer, cmd: &MetaCommand) {
+    match cmd {
+        MetaCommand::SetAssignment { name, assignment } => {
+            w.u8(6);
+            w.str(name);
+            encode_assignment(w, assignment);
+        }
+        MetaCommand::Rescale {
+            name,
+            options,
+            assignment,
+        } => {
+            w.u8(15);
+            w.str(name);
+            encode_options(w, options);
+            encode_assignment(w, assignment);
+        }
         MetaCommand::AddNode { id, addr } => {
             w.u8(9);
             w.u64(*id);
@@ -799,9 +812,7 @@ fn encode_command(w: &mut Writer, cmd: &MetaCommand) {
             w.u8(10);
             w.u64(*id);
         }
-        MetaCommand::CreateToken { .. } | MetaCommand::RevokeToken { .. } => {
-            encode_token_command(w, cmd);
-        }
+        _ => {}
     }
 }
 
@@ -854,9 +865,35 @@ fn encode_token_command(w: &mut Writer, cmd: &MetaCommand) {
     }
 }
 
+/// Decodes the body of placement command `tag` (see [`encode_placement_command`]).
+fn decode_placement_command(
+    r: &mut Reader<'_>,
+    tag: u8,
+    version: u8,
+) -> Result<MetaCommand, MetaError> {
+    Ok(match tag {
+        6 => MetaCommand::SetAssignment {
+            name: r.string("name")?,
+            assignment: decode_assignment(r)?,
+        },
+        9 => MetaCommand::AddNode {
+            id: r.u64("id")?,
+            addr: r.string("addr")?,
+        },
+        10 => MetaCommand::RemoveNode { id: r.u64("id")? },
+        15 if version >= 5 => MetaCommand::Rescale {
+            name: r.string("name")?,
+            options: decode_options(r, version)?,
+            assignment: decode_assignment(r)?,
+        },
+        _ => return Err(r.error("command", "unknown command tag")),
+    })
+}
+
 /// Decodes a command body written at format `version`.
 fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaError> {
     let cmd = match r.u8("command")? {
+        tag @ (6 | 9 | 10 | 15) => decode_placement_command(r, tag, version)?,
         1 => MetaCommand::CreatePipeline {
             name: r.string("name")?,
             spec_yaml: r.string("spec_yaml")?,
@@ -879,10 +916,6 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
         5 => MetaCommand::DeletePipeline {
             name: r.string("name")?,
         },
-        6 => MetaCommand::SetAssignment {
-            name: r.string("name")?,
-            assignment: decode_assignment(r)?,
-        },
         7 => MetaCommand::RecordCheckpoint {
             name: r.string("name")?,
             id: r.u64("id")?,
@@ -893,22 +926,12 @@ fn decode_command(r: &mut Reader<'_>, version: u8) -> Result<MetaCommand, MetaEr
             path: r.string("path")?,
             checkpoint_id: r.u64("checkpoint_id")?,
         },
-        9 => MetaCommand::AddNode {
-            id: r.u64("id")?,
-            addr: r.string("addr")?,
-        },
-        10 => MetaCommand::RemoveNode { id: r.u64("id")? },
         11 => MetaCommand::NodeReport {
             node: r.u64("node")?,
             version: r.u64("version")?,
             name: r.string("name")?,
             actual: decode_actual(r)?,
             failure: r.opt_string("failure")?,
-        },
-        15 if version >= 5 => MetaCommand::Rescale {
-            name: r.string("name")?,
-            options: decode_options(r, version)?,
-            assignment: decode_assignment(r)?,
         },
         14 if version >= 4 => MetaCommand::NodeCheckpoint {
             node: r.u64("node")?,

@@ -135,7 +135,7 @@ fn decode_errors_name_field_and_offset() {
             bytes.len()
         )
     );
-    assert!(MetaCommand::decode(&[5, 1])
+    assert!(MetaCommand::decode(&[6, 1])
         .unwrap_err()
         .to_string()
         .contains("unknown version"));
@@ -216,9 +216,9 @@ fn token_scopes_round_trip() {
         token: token(AccessRole::Producer, None),
     };
     let bytes = unscoped.encode();
-    // version (4 since `NodeCheckpoint`), tag 12, id "p0", role 3, hash, created_at_ms, no
-    // expiry: the token's bytes are as before scopes.
-    assert_eq!(bytes[..6], [4, 12, 2, 0, 0, 0]);
+    // version (5 since `Rescale`), tag 12, id "p0", role 3, hash, created_at_ms, no expiry:
+    // the token's bytes are as before scopes.
+    assert_eq!(bytes[..6], [5, 12, 2, 0, 0, 0]);
     assert_eq!(bytes[8], 3);
     assert_eq!(MetaCommand::decode(&bytes).unwrap(), unscoped);
     let mut state = MetaState::default();
