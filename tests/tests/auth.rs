@@ -519,7 +519,9 @@ sinks:
     ctl_json(node, &certs, &admin, &["pipeline", "create", "-f", &spec]);
     let failed = wait_for("the run fails (no servers)", FOUNDING, || {
         let got = ctl_json(node, &certs, &admin, &["pipeline", "get", "secrets"]);
-        (got["state"] == "failed").then_some(got.clone()).ok_or(got)
+        (got["state"] == "failed")
+            .then_some(got.clone())
+            .ok_or_else(|| got.to_string())
     });
     let (viewer, _) = create_token(node, &certs, &admin, "viewer", "1d");
     let seen = ctl_json(node, &certs, &viewer, &["pipeline", "get", "secrets"]);

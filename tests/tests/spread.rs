@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wire_tests::certs::{Issued, TestCa};
 use wire_tests::cluster::{
     create, start_cluster, wait_for_leader, wait_state, wirectl_json, WireNode,
 };
@@ -669,66 +670,6 @@ fn the_exchange_of_a_tls_cluster_is_mutual_tls_and_refuses_strangers() {
     );
 }
 
-/// A cluster CA kept in memory (rcgen) that issues node and admin certificates, so that a
-/// test can give nodes new certificates from the same CA.
-struct TestCa {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-/// A certificate and its key, PEM, and the certificate's DER (what a TLS peer is sent).
-struct Issued {
-    cert: String,
-    key: String,
-    der: Vec<u8>,
-}
-
-impl TestCa {
-    fn new() -> TestCa {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wire test CA");
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let key = KeyPair::generate().expect("CA key");
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        TestCa {
-            issuer: rcgen::Issuer::new(params, key),
-            pem,
-        }
-    }
-
-    /// A certificate with serial number `serial` for `names` (server and client use).
-    fn issue(&self, names: &[&str], serial: u64) -> Issued {
-        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("params");
-        params.serial_number = Some(serial.into());
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
-        Issued {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-
-    /// A node certificate for 127.0.0.1 with `serial`, written as `dir/node.pem` and
-    /// `dir/node-key.pem` (replacing them).
-    fn node_files(&self, dir: &Path, serial: u64) -> Issued {
-        let issued = self.issue(&["127.0.0.1", "localhost"], serial);
-        std::fs::write(dir.join("node.pem"), &issued.cert).expect("node.pem");
-        std::fs::write(dir.join("node-key.pem"), &issued.key).expect("node-key.pem");
-        issued
-    }
-}
-
 /// The end-entity certificate a new TLS connection to `addr` is served, dialing with the CA
 /// in `certs` trusted and the client certificate in `certs` presented.
 fn served_certificate(addr: &str, certs: &Path) -> Result<Vec<u8>, String> {
@@ -794,8 +735,7 @@ fn sighup_rotates_every_node_certificate_under_a_running_spread_pipeline() {
     std::fs::create_dir_all(&certs).expect("certs dir");
     std::fs::write(certs.join("ca.pem"), &ca.pem).expect("ca.pem");
     let admin = ca.issue(&["admin.role.wire.invalid"], 1);
-    std::fs::write(certs.join("client.pem"), &admin.cert).expect("client.pem");
-    std::fs::write(certs.join("client-key.pem"), &admin.key).expect("client-key.pem");
+    admin.write(&certs, "client.pem", "client-key.pem");
     // Each node's own files, which the test rewrites.
     let files = |id: u64| dir.path().join(format!("tls-{id}"));
     let mut first = Vec::new();
@@ -820,6 +760,13 @@ fn sighup_rotates_every_node_certificate_under_a_running_spread_pipeline() {
         let got = tls_ctl(&endpoint, &certs, &["pipeline", "get", name])?;
         Ok(got["state"].as_str().unwrap_or_default().to_string())
     };
+    let wait_q5 = |want: &str| {
+        let what = format!("q5 {want}");
+        wire_tests::cluster::wait_for(&what, wire_tests::cluster::PIPELINE_WAIT, || {
+            let now = state("q5")?;
+            (now == want).then_some(()).ok_or(now)
+        });
+    };
     wire_tests::cluster::wait_for("a leader over TLS", ELECTION, || {
         let status = tls_ctl(&endpoint, &certs, &["cluster", "status"])?;
         match status["leader_id"].as_u64() {
@@ -836,14 +783,7 @@ fn sighup_rotates_every_node_certificate_under_a_running_spread_pipeline() {
     let spec = q5_spec_with(dir.path(), &out, "events: 400000, rate: 25000");
     let spec = spec.to_str().expect("utf-8 path");
     tls_ctl(&endpoint, &certs, &["pipeline", "create", "-f", spec]).expect("created");
-    wire_tests::cluster::wait_for(
-        "q5 running",
-        wire_tests::cluster::PIPELINE_WAIT,
-        || match state("q5")?.as_str() {
-            "running" => Ok(()),
-            other => Err(other.to_string()),
-        },
-    );
+    wait_q5("running");
 
     let mut second = Vec::new();
     for node in &nodes {
@@ -880,14 +820,7 @@ fn sighup_rotates_every_node_certificate_under_a_running_spread_pipeline() {
         Ok("running"),
         "q5 ended during the rotation"
     );
-    wire_tests::cluster::wait_for(
-        "q5 finished",
-        wire_tests::cluster::PIPELINE_WAIT,
-        || match state("q5")?.as_str() {
-            "finished" => Ok(()),
-            other => Err(other.to_string()),
-        },
-    );
+    wait_q5("finished");
     let expected = reference_rows(dir.path(), |dir, out| {
         q5_spec_with(dir, out, "events: 400000")
     });
