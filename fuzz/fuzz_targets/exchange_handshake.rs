@@ -9,6 +9,9 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/tls.rs"]
+mod tls;
 use wire_actors::exchange::{read_hello, ExchangeTls};
 use wire_net::exchange::{decode, Frame, VERSION};
 use wire_net::tls::{classify_head, StreamHead};
@@ -46,17 +49,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut conn) = rustls::ServerConnection::new(hub().server_config()) else {
         return;
     };
-    let mut input = data;
-    while !input.is_empty() {
-        match conn.read_tls(&mut input) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if conn.process_new_packets().is_err() {
-                    break;
-                }
-                // Whatever plaintext got through is read as the hub reads a Hello.
-                let _ = read_hello(&mut conn.reader());
-            }
-        }
-    }
+    // Whatever plaintext gets through is read as the hub reads a Hello.
+    tls::feed(&mut conn, data, |conn| {
+        let _ = read_hello(&mut conn.reader());
+    });
 });
