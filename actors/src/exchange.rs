@@ -308,7 +308,10 @@ fn first_bytes(sock: &std::net::TcpStream) -> Result<bool, String> {
     }
 }
 
-fn read_hello(stream: &mut impl Read) -> Result<StreamKey, String> {
+/// Reads the Hello a producer sends first (plain, or inside TLS): a Hello frame of at most
+/// `HELLO_BYTES_MAX` bytes in this node's protocol version, else why not, for the refusal.
+/// Fuzzed with the hub's TLS handshake by `fuzz/fuzz_targets/exchange_handshake.rs`.
+pub fn read_hello(stream: &mut impl Read) -> Result<StreamKey, String> {
     let mut head = [0; HEAD_LEN];
     stream
         .read_exact(&mut head)

@@ -86,7 +86,10 @@ impl NodeTls {
     /// Reads the files again and, when they are all good, serves new connections with them;
     /// on an error nothing changes.
     pub fn reload(&self) -> Result<(), String> {
+        // Everything that can fail comes before anything is replaced (the exchange's reload,
+        // last, replaces its configurations only when it succeeds).
         let (grpc, ingest, client) = configs(&self.files)?;
+        let http = http_config(&self.files)?;
         if let Some(exchange) = self.exchange.get() {
             let files = &self.files;
             exchange
@@ -94,7 +97,6 @@ impl NodeTls {
                 .map_err(|err| err.to_string())?;
         }
         *self.grpc.write().unwrap_or_else(|e| e.into_inner()) = grpc;
-        let http = http_config(&self.files)?;
         *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
         self.ingest.replace(ingest);
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = client;

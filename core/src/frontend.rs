@@ -2,5 +2,6 @@
 
 pub mod expr;
 pub mod plan;
+pub mod redact;
 pub mod spec;
 pub mod sql;

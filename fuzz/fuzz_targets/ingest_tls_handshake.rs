@@ -8,6 +8,9 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/tls.rs"]
+mod tls;
 use wire_net::ingest::{decode, Frame};
 use wire_net::tls::{classify_head, server_config, ClientCerts, StreamHead};
 
@@ -38,15 +41,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut conn) = rustls::ServerConnection::new(config()) else {
         return;
     };
-    let mut input = data;
-    while !input.is_empty() {
-        match conn.read_tls(&mut input) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if conn.process_new_packets().is_err() {
-                    break;
-                }
-            }
-        }
-    }
+    tls::feed(&mut conn, data, |_| {});
 });

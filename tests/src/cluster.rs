@@ -346,8 +346,17 @@ pub fn start_cluster(dir: &Path, count: u64) -> Vec<WireNode> {
 
 /// [`start_cluster`] with `extra` flags for every node (TLS files, say).
 pub fn start_cluster_with(dir: &Path, count: u64, extra: &[String]) -> Vec<WireNode> {
+    start_cluster_each(dir, count, |_| extra.to_vec())
+}
+
+/// [`start_cluster`] with `extra(id)` flags for node `id` (its own TLS files, say).
+pub fn start_cluster_each(
+    dir: &Path,
+    count: u64,
+    extra: impl Fn(u64) -> Vec<String>,
+) -> Vec<WireNode> {
     let nodes: Vec<WireNode> = (1..=count)
-        .map(|id| WireNode::new(dir, id, extra))
+        .map(|id| WireNode::new(dir, id, &extra(id)))
         .collect();
     let list: Vec<(u64, String)> = nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
     found(nodes, &list)

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use wire_core::{Batch, BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
+pub mod certs;
 pub mod cluster;
 pub mod kafka;
 pub mod metrics;

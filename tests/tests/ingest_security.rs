@@ -349,6 +349,41 @@ fn wire_run_serves_its_metrics_over_https_to_role_certificates() {
     assert_eq!(curl(&format!("http://{http}/healthz")), "000");
 }
 
+/// A producer dialing a node whose certificate has expired, or names another host, fails the
+/// handshake with an error that says which.
+#[test]
+fn expired_and_misnamed_node_certificates_are_refused_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = wire_tests::certs::TestCa::new();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let cases = [
+        (
+            "expired",
+            ca.issue_expired(&["127.0.0.1"], 2),
+            "the server's certificate has expired",
+        ),
+        (
+            "misnamed",
+            ca.issue(&["elsewhere.invalid"], 3),
+            "the server's certificate does not name the host dialed",
+        ),
+    ];
+    for (name, issued, want) in cases {
+        let case = dir.path().join(name);
+        std::fs::create_dir_all(&case).unwrap();
+        issued.write(&case, "node.pem", "node-key.pem");
+        let flags = flag_paths(
+            &case,
+            &[("--tls-cert", "node.pem"), ("--tls-key", "node-key.pem")],
+        );
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let run = Run::start(&pipeline(&case, ""), &flags);
+        let err = tls_error(connect(&run.addr, Some(tls(&ca_file, None))));
+        assert!(err.contains(want), "{name}: {err}");
+    }
+}
+
 /// After the certificate and key files are replaced (by another CA's) and the process gets
 /// SIGHUP, new ingest connections see the new certificate: a client trusting the old CA is
 /// refused, one trusting the new CA produces; a connection opened before goes on. The metrics

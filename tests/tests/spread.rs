@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wire_tests::certs::{Issued, TestCa};
 use wire_tests::cluster::{
     create, start_cluster, wait_for_leader, wait_state, wirectl_json, WireNode,
 };
@@ -14,11 +15,16 @@ const ELECTION: Duration = Duration::from_secs(15);
 /// Nexmark q5 (hopping-window bid counts per auction, the hottest per window) into a file
 /// sink at `out`.
 fn q5_spec(dir: &Path, out: &Path) -> PathBuf {
+    q5_spec_with(dir, out, "events: 300000")
+}
+
+/// [`q5_spec`] with `bids` taking `keys` (`events: N, rate: R`).
+fn q5_spec_with(dir: &Path, out: &Path, keys: &str) -> PathBuf {
     let path = dir.join("q5.yaml");
     let yaml = format!(
         "name: q5
 sources:
-  bids: {{type: nexmark, stream: bid, events: 300000, seed: 5}}
+  bids: {{type: nexmark, stream: bid, {keys}, seed: 5}}
 operators:
   - name: per_auction
     from: bids
@@ -700,6 +706,168 @@ fn the_exchange_of_a_tls_cluster_is_mutual_tls_and_refuses_strangers() {
     assert!(
         rows == expected,
         "the spread run's rows differ from wire run's"
+    );
+}
+
+/// The end-entity certificate a new TLS connection to `addr` is served, dialing with the CA
+/// in `certs` trusted and the client certificate in `certs` presented.
+fn served_certificate(addr: &str, certs: &Path) -> Result<Vec<u8>, String> {
+    let identity = (certs.join("client.pem"), certs.join("client-key.pem"));
+    let config =
+        wire_net::tls::client_config(&certs.join("ca.pem"), Some((&identity.0, &identity.1)))
+            .map_err(|err| err.to_string())?;
+    let name = wire_net::tls::server_name(addr)?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|err| err.to_string())?;
+    let mut tcp = std::net::TcpStream::connect(addr).map_err(|err| format!("{addr}: {err}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| tcp.set_write_timeout(Some(Duration::from_secs(10))))
+        .map_err(|err| err.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .map_err(|err| format!("{addr}: handshake: {err}"))?;
+    }
+    let served = conn.peer_certificates().and_then(|chain| chain.first());
+    served
+        .map(|cert| cert.to_vec())
+        .ok_or_else(|| format!("{addr} sent no certificate"))
+}
+
+/// Waits until new connections to `node`'s gRPC port and exchange port are served `want`.
+fn wait_served(node: &WireNode, certs: &Path, want: &Issued, what: &str) {
+    let exchange = wire_control::spread::exchange_addr(&node.addr).expect("exchange address");
+    for addr in [node.addr.clone(), exchange.to_string()] {
+        wire_tests::cluster::wait_for(
+            &format!("node {} serves {what} on {addr}", node.id),
+            ELECTION,
+            || {
+                let served = served_certificate(&addr, certs)?;
+                if served == want.der {
+                    Ok(())
+                } else {
+                    Err("another certificate".to_string())
+                }
+            },
+        );
+    }
+}
+
+/// How many times `node`'s log says `line`.
+fn said(node: &WireNode, line: &str) -> usize {
+    node.log_text().matches(line).count()
+}
+
+/// Certificate rotation under load: while a q5 spread over three mutual-TLS nodes runs (its
+/// rows crossing nodes over the exchange), every node's certificate and key files are
+/// replaced by new ones from the same CA and the node gets SIGHUP. New gRPC and exchange
+/// connections are then served the new certificate (the exact bytes of the new file), the
+/// pipeline goes on over the connections it has and finishes with `wire run`'s rows; a
+/// garbage certificate file on a later SIGHUP is refused, logged naming the file, and the
+/// node keeps serving the certificate it had.
+#[test]
+fn sighup_rotates_every_node_certificate_under_a_running_spread_pipeline() {
+    const RELOADED: &str = "SIGHUP: TLS certificate and key files reloaded";
+    const REFUSED: &str = "SIGHUP: TLS files not reloaded, the old ones stay in use";
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let ca = TestCa::new();
+    // The admin's files, as `tls_ctl` and `served_certificate` read them.
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    std::fs::write(certs.join("ca.pem"), &ca.pem).expect("ca.pem");
+    let admin = ca.issue(&["admin.role.wire.invalid"], 1);
+    admin.write(&certs, "client.pem", "client-key.pem");
+    // Each node's own files, which the test rewrites.
+    let files = |id: u64| dir.path().join(format!("tls-{id}"));
+    let mut first = Vec::new();
+    for id in 1..=3 {
+        std::fs::create_dir_all(files(id)).expect("tls dir");
+        first.push(ca.node_files(&files(id), 100 + id));
+    }
+    let ca_file = certs.join("ca.pem").display().to_string();
+    let nodes = wire_tests::cluster::start_cluster_each(dir.path(), 3, |id| {
+        let file = |name: &str| files(id).join(name).display().to_string();
+        vec![
+            "--tls-cert".to_string(),
+            file("node.pem"),
+            "--tls-key".to_string(),
+            file("node-key.pem"),
+            "--tls-client-ca".to_string(),
+            ca_file.clone(),
+        ]
+    });
+    let endpoint = nodes[0].addr.clone();
+    let state = |name: &str| -> Result<String, String> {
+        let got = tls_ctl(&endpoint, &certs, &["pipeline", "get", name])?;
+        Ok(got["state"].as_str().unwrap_or_default().to_string())
+    };
+    let wait_q5 = |want: &str| {
+        let what = format!("q5 {want}");
+        wire_tests::cluster::wait_for(&what, wire_tests::cluster::PIPELINE_WAIT, || {
+            let now = state("q5")?;
+            (now == want).then_some(()).ok_or(now)
+        });
+    };
+    wire_tests::cluster::wait_for("a leader over TLS", ELECTION, || {
+        let status = tls_ctl(&endpoint, &certs, &["cluster", "status"])?;
+        match status["leader_id"].as_u64() {
+            Some(id) if id != 0 => Ok(()),
+            _ => Err(format!("{status}")),
+        }
+    });
+    for (node, issued) in nodes.iter().zip(&first) {
+        wait_served(node, &certs, issued, "its first certificate");
+    }
+
+    // About 16 s of bids at a paced rate: the rotation happens while rows cross nodes.
+    let out = dir.path().join("out");
+    let spec = q5_spec_with(dir.path(), &out, "events: 400000, rate: 25000");
+    let spec = spec.to_str().expect("utf-8 path");
+    tls_ctl(&endpoint, &certs, &["pipeline", "create", "-f", spec]).expect("created");
+    wait_q5("running");
+
+    let mut second = Vec::new();
+    for node in &nodes {
+        let issued = ca.node_files(&files(node.id), 200 + node.id);
+        node.signal("-HUP");
+        wire_tests::cluster::wait_for("the reload", ELECTION, || {
+            (said(node, RELOADED) == 1)
+                .then_some(())
+                .ok_or_else(|| node.log_text())
+        });
+        wait_served(node, &certs, &issued, "the new certificate");
+        second.push(issued);
+    }
+
+    // Garbage in node 2's certificate file: refused, named, and the new certificate stays.
+    let broken = files(2).join("node.pem");
+    std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\ngarbage\n").expect("garbage");
+    nodes[1].signal("-HUP");
+    let refusal = wire_tests::cluster::wait_for("the refused reload", ELECTION, || {
+        let log = nodes[1].log_text();
+        let line = log.lines().find(|line| line.contains(REFUSED));
+        line.map(str::to_string).ok_or(log)
+    });
+    assert!(
+        refusal.contains(&broken.display().to_string()),
+        "the refusal does not name the file: {refusal}"
+    );
+    assert_eq!(said(&nodes[1], RELOADED), 1, "{}", nodes[1].log_text());
+    wait_served(&nodes[1], &certs, &second[1], "the certificate it had");
+
+    // All of it happened while the pipeline ran; it finishes with wire run's rows.
+    assert_eq!(
+        state("q5").as_deref(),
+        Ok("running"),
+        "q5 ended during the rotation"
+    );
+    wait_q5("finished");
+    let expected = reference_rows(dir.path(), |dir, out| {
+        q5_spec_with(dir, out, "events: 400000")
+    });
+    let rows = wire_tests::sorted_json_rows(&out);
+    assert_eq!(rows.len(), expected.len());
+    assert!(
+        rows == expected,
+        "the rotated run's rows differ from wire run's"
     );
 }
 

@@ -79,7 +79,9 @@ impl ExchangeTls {
         Ok(())
     }
 
-    fn server(&self) -> Arc<ServerConfig> {
+    /// The hub's server configuration now (client certificates required, the exchange's
+    /// ALPN).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
         self.server
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -99,7 +101,7 @@ impl ExchangeTls {
         &self,
         sock: &mut std::net::TcpStream,
     ) -> Result<ServerConnection, String> {
-        let mut conn = ServerConnection::new(self.server()).map_err(|e| e.to_string())?;
+        let mut conn = ServerConnection::new(self.server_config()).map_err(|e| e.to_string())?;
         while conn.is_handshaking() {
             conn.complete_io(sock)
                 .map_err(|err| explain(&err, "producing"))?;

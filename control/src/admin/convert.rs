@@ -5,7 +5,8 @@ use tonic::Status;
 use crate::proto::admin::{Checkpoint, Pipeline, PipelineOptions, Slot};
 use crate::raft::{ActualState, DesiredState, MetaError, PipelineMeta, RunOptions};
 
-/// The answer for pipeline `name`; the spec text only when `with_spec`.
+/// The answer for pipeline `name`; the spec text only when `with_spec`, its secrets redacted
+/// (connector passwords and keys, a URL's password; see `wire_core::frontend::redact`).
 pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
     Pipeline {
         name: name.to_string(),
@@ -15,7 +16,7 @@ pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
         failure: meta.failure.clone().unwrap_or_default(),
         options: Some(options(&meta.options)),
         spec: if with_spec {
-            meta.spec_yaml.clone()
+            wire_core::frontend::redact::redact_secrets(&meta.spec_yaml)
         } else {
             String::new()
         },
