@@ -323,6 +323,14 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
             from_savepoint: cmd.from_savepoint,
             savepoint_dir: cmd.savepoint_dir,
         }),
+        checkpoint_defaults: Some(job::CheckpointArgs {
+            interval: Duration::ZERO,
+            timeout: cmd.checkpoint_timeout,
+            retained: cmd.checkpoints_retained,
+            deltas: cmd.checkpoint_deltas,
+            from_savepoint: None,
+            savepoint_dir: None,
+        }),
         checkpoint_dir: match &cmd.checkpoint_store {
             Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
             _ => cmd.checkpoint_dir,

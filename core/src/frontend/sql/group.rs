@@ -75,8 +75,64 @@ pub(super) fn window_function(
     if descriptor.is_some_and(|column| lower.is_proctime(&table, &column)) {
         spec.time = TimeDomain::Processing;
     }
+    for arg in &list.args {
+        if let FunctionArg::Named {
+            name: arg_name,
+            arg,
+            ..
+        } = arg
+        {
+            window_option(lower, &mut spec, &name, arg_name, arg, pos)?;
+        }
+    }
     let name = lower.relation(&table, pos)?;
     Ok(relation(name, Scope::of(&table), Some(spec)))
+}
+
+/// A named argument of a windowing function: Wire's `ALLOWED_LATENESS => INTERVAL ...` and
+/// `LATE_OUTPUT => 'name'` (the YAML window's `allowed_lateness` and `late_output`).
+fn window_option(
+    lower: &mut Lower,
+    spec: &mut crate::frontend::spec::WindowSpec,
+    function: &str,
+    name: &sqlparser::ast::Ident,
+    arg: &FunctionArgExpr,
+    at: Pos,
+) -> Result<(), SqlError> {
+    let pos = if name.span.start.line > 0 {
+        super::pos_of(name.span.start)
+    } else {
+        at
+    };
+    let value = match arg {
+        FunctionArgExpr::Expr(e) => e,
+        _ => return err(pos, format!("`{}` needs a value", name.value)),
+    };
+    match name.value.to_ascii_uppercase().as_str() {
+        "ALLOWED_LATENESS" => match expr::interval_ms(value) {
+            Some(ms) if ms >= 0 => spec.allowed_lateness_ms = ms,
+            _ => return err(pos, "ALLOWED_LATENESS takes an interval, such as INTERVAL '5' SECOND"),
+        },
+        "LATE_OUTPUT" => {
+            let late = match value {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                    _ => return err(pos, "LATE_OUTPUT takes a name, such as 'late_bids'"),
+                },
+                Expr::Identifier(id) => id.value.clone(),
+                _ => return err(pos, "LATE_OUTPUT takes a name, such as 'late_bids'"),
+            };
+            lower.late_output(&late, pos)?;
+            spec.late_output = Some(Named { name: late, pos });
+        }
+        other => {
+            return err(
+                pos,
+                format!("{function} has no argument `{other}` (Wire's named arguments: ALLOWED_LATENESS, LATE_OUTPUT)"),
+            )
+        }
+    }
+    Ok(())
 }
 
 /// The column `DESCRIPTOR(col)` names.

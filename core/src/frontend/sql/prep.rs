@@ -1,7 +1,8 @@
 //! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
 //! of the text with its place kept.
 //!
-//! Four constructs: `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
+//! Five constructs: `SET 'key' = 'value'` statements, recorded and blanked (the parser's own
+//! `SET` forms do not keep Flink's quoted keys); `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
 //! `CREATE TABLE (...)`, which are recorded and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
 //! and blanked; and the `TABLE` keyword before the table argument of a windowing function
 //! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
@@ -43,9 +44,23 @@ pub(super) struct Temporal {
     pub table_pos: Pos,
 }
 
+/// A `SET 'key' = 'value'` statement: a pipeline setting.
+#[derive(Debug, Clone)]
+pub(super) struct SetStmt {
+    /// The key, unquoted.
+    pub key: String,
+    /// Where the key starts.
+    pub key_pos: Pos,
+    /// The value, unquoted.
+    pub value: String,
+    /// Where the value starts.
+    pub value_pos: Pos,
+}
+
 /// The text to parse (with the clauses blanked) and the clauses taken out.
 pub(super) struct Prepared {
     pub text: String,
+    pub sets: Vec<SetStmt>,
     pub watermarks: Vec<Watermark>,
     pub proctimes: Vec<ProcTime>,
     pub temporals: Vec<Temporal>,
@@ -73,9 +88,18 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let mut watermarks = Vec::new();
     let mut proctimes = Vec::new();
     let mut temporals = Vec::new();
+    let mut sets = Vec::new();
     let mut table = String::new();
     let mut i = 0;
     while i < tokens.len() {
+        let statement_start = i == 0 || tokens[i - 1].token == Token::SemiColon;
+        if statement_start && is_word(&tokens[i], "SET") {
+            let set = set_statement(&tokens, i)?;
+            blank(&mut chars, &starts, &tokens[i], &tokens[i + 3]);
+            sets.push(set);
+            i += 4;
+            continue;
+        }
         if is_word(&tokens[i], "TABLE") {
             if let Some(name) = tokens.get(i + 1).and_then(word) {
                 table = name;
@@ -118,9 +142,43 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     }
     Ok(Prepared {
         text: chars.into_iter().collect(),
+        sets,
         watermarks,
         proctimes,
         temporals,
+    })
+}
+
+/// Reads `SET 'key' = 'value'` starting at token `at` (keys and values may also be bare
+/// words or numbers); the statement must end there.
+fn set_statement(tokens: &[TokenWithSpan], at: usize) -> Result<SetStmt, SqlError> {
+    let bad = |pos: Pos| SqlError {
+        pos,
+        message: "expected `SET 'key' = 'value'` (a setting of the pipeline, see docs/sql.md)"
+            .into(),
+    };
+    let text = |t: Option<&TokenWithSpan>| match t.map(|t| &t.token) {
+        Some(Token::SingleQuotedString(s)) => Some(s.clone()),
+        Some(Token::Number(n, _)) => Some(n.clone()),
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        _ => None,
+    };
+    let start = pos_of(tokens[at].span.start);
+    let key = text(tokens.get(at + 1)).ok_or_else(|| bad(start))?;
+    if tokens.get(at + 2).map(|t| &t.token) != Some(&Token::Eq) {
+        return Err(bad(start));
+    }
+    let value = text(tokens.get(at + 3)).ok_or_else(|| bad(start))?;
+    if let Some(next) = tokens.get(at + 4) {
+        if next.token != Token::SemiColon {
+            return Err(bad(pos_of(next.span.start)));
+        }
+    }
+    Ok(SetStmt {
+        key,
+        key_pos: pos_of(tokens[at + 1].span.start),
+        value,
+        value_pos: pos_of(tokens[at + 3].span.start),
     })
 }
 

@@ -137,7 +137,6 @@ impl Lower {
                 let rel = self.query(source, at)?;
                 self.insert(target, &rel.name, at)?;
             }
-            Statement::Set(_) => {}
             other => {
                 return err(
                     at,
@@ -591,6 +590,13 @@ impl Lower {
     }
 
     /// Whether `column` of table `table` is `AS PROCTIME()`.
+    /// Makes `name` readable as the late side output of a window (a view of its own name).
+    pub(super) fn late_output(&mut self, name: &str, pos: Pos) -> Result<(), SqlError> {
+        self.check_free(name, pos)?;
+        self.views.push((name.to_string(), name.to_string()));
+        Ok(())
+    }
+
     pub(super) fn is_proctime(&self, table: &str, column: &str) -> bool {
         self.proctimes
             .iter()
