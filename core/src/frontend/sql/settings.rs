@@ -124,6 +124,19 @@ pub(super) fn read(sets: &[SetStmt]) -> Result<SqlSettings, SqlError> {
     Ok(out)
 }
 
+/// Whether `SET 'key' = 'value'` is a valid setting (for the `wire sql` shell, which keeps
+/// its settings and writes them at the top of each pipeline it runs).
+pub(super) fn check(key: &str, value: &str) -> Result<(), String> {
+    let found = find(key).ok_or_else(|| unknown(key))?;
+    (found.apply)(&mut SqlSettings::default(), value.trim())
+        .map_err(|message| format!("SET '{key}': {message}"))
+}
+
+/// Wire's name of setting `key` (which may be Flink's name), if it is one.
+pub(super) fn canonical(key: &str) -> Option<&'static str> {
+    find(key).map(|k| k.wire)
+}
+
 impl SqlSettings {
     /// Puts the settings into a lowered pipeline: its `settings`, and the defaults of its
     /// sources' idle timeouts and its event-time windows' allowed lateness.
