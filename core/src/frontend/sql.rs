@@ -14,6 +14,7 @@ mod group;
 mod lookup;
 mod over;
 mod prep;
+mod process;
 mod query;
 pub mod session;
 mod settings;
@@ -78,6 +79,7 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
     }
     lower.temporals = prepared.temporals;
     lower.proctimes = prepared.proctimes;
+    lower.partitions = prepared.partitions;
     let settings = settings::read(&prepared.sets).map_err(to_spec)?;
     for statement in &statements {
         lower.statement(statement).map_err(to_spec)?;

@@ -11,6 +11,13 @@ use super::{err, SqlError};
 use crate::frontend::spec::{AggregateSpec, ExprText, GroupKey, Named, Pos, TopSpec};
 use crate::time::window::{TimeDomain, WindowKind};
 
+/// Whether `call` is one of the windowing functions (the other table functions are processes).
+pub(super) fn is_window_function(call: &Expr) -> bool {
+    matches!(call, Expr::Function(f) if super::prep::WINDOW_FUNCTIONS
+        .iter()
+        .any(|w| f.name.to_string().eq_ignore_ascii_case(w)))
+}
+
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
 /// `SESSION(t, DESCRIPTOR(ts), gap)`; `TABLE` before `t` is taken out before parsing.
 pub(super) fn window_function(
@@ -52,7 +59,15 @@ pub(super) fn window_function(
         return err(pos, "window durations must be positive");
     }
     let table = match args.first() {
-        Some(Expr::Identifier(id)) => id.value.clone(),
+        Some(Expr::Identifier(id)) => {
+            if let Some(partition) = lower.partition_at(super::pos_of(id.span.start)) {
+                return err(
+                    partition.pos,
+                    format!("{name} takes no PARTITION BY: group by the keys instead"),
+                );
+            }
+            id.value.clone()
+        }
         _ => {
             return err(
                 pos,

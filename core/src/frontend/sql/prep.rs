@@ -57,16 +57,29 @@ pub(super) struct SetStmt {
     pub value_pos: Pos,
 }
 
+/// `TABLE t PARTITION BY k` or `PARTITION BY (k1, k2)`: the table argument of a function and
+/// its partition keys (column names).
+#[derive(Debug, Clone)]
+pub(super) struct Partition {
+    /// Where the table's name starts.
+    pub table_pos: Pos,
+    /// The key columns and where each is written.
+    pub keys: Vec<(String, Pos)>,
+    /// Where `PARTITION` is.
+    pub pos: Pos,
+}
+
 /// The text to parse (with the clauses blanked) and the clauses taken out.
 pub(super) struct Prepared {
     pub text: String,
     pub sets: Vec<SetStmt>,
+    pub partitions: Vec<Partition>,
     pub watermarks: Vec<Watermark>,
     pub proctimes: Vec<ProcTime>,
     pub temporals: Vec<Temporal>,
 }
 
-const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
+pub(super) const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
 
 /// Runs the pass over `text`.
 pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
@@ -89,6 +102,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let mut proctimes = Vec::new();
     let mut temporals = Vec::new();
     let mut sets = Vec::new();
+    let mut partitions = Vec::new();
     let mut table = String::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -107,8 +121,24 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
             let after_window = i >= 2
                 && tokens[i - 1].token == Token::LParen
                 && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
-            if after_window {
+            // A table argument of another function (`f(TABLE t PARTITION BY k, ...)`, a
+            // Flink process table function): `TABLE` and its `PARTITION BY` are taken out.
+            let table_argument = i >= 2
+                && tokens[i - 1].token == Token::LParen
+                && word(&tokens[i - 2]).is_some()
+                && tokens.get(i + 1).and_then(word).is_some();
+            if after_window || table_argument {
                 blank(&mut chars, &starts, &tokens[i], &tokens[i]);
+            }
+            if table_argument && tokens.get(i + 2).is_some_and(|t| is_word(t, "PARTITION")) {
+                let (keys, end) = partition_keys(&tokens, i + 2)?;
+                blank(&mut chars, &starts, &tokens[i + 2], &tokens[end]);
+                partitions.push(Partition {
+                    table_pos: pos_of(tokens[i + 1].span.start),
+                    keys,
+                    pos: pos_of(tokens[i + 2].span.start),
+                });
+                i = end;
             }
         }
         if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
@@ -143,10 +173,41 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     Ok(Prepared {
         text: chars.into_iter().collect(),
         sets,
+        partitions,
         watermarks,
         proctimes,
         temporals,
     })
+}
+
+/// Reads `PARTITION BY k` or `PARTITION BY (k1, k2, ...)` starting at token `at`; returns the
+/// keys and the index of the last token.
+fn partition_keys(
+    tokens: &[TokenWithSpan],
+    at: usize,
+) -> Result<(Vec<(String, Pos)>, usize), SqlError> {
+    let bad = || SqlError {
+        pos: pos_of(tokens[at].span.start),
+        message: "expected `PARTITION BY column` or `PARTITION BY (column, ...)`".into(),
+    };
+    if !tokens.get(at + 1).is_some_and(|t| is_word(t, "BY")) {
+        return Err(bad());
+    }
+    let key = |t: &TokenWithSpan| word(t).map(|w| (w, pos_of(t.span.start)));
+    let first = tokens.get(at + 2).ok_or_else(bad)?;
+    if first.token != Token::LParen {
+        return Ok((vec![key(first).ok_or_else(bad)?], at + 2));
+    }
+    let mut keys = Vec::new();
+    let mut i = at + 3;
+    loop {
+        keys.push(tokens.get(i).and_then(key).ok_or_else(bad)?);
+        match tokens.get(i + 1).map(|t| &t.token) {
+            Some(Token::Comma) => i += 2,
+            Some(Token::RParen) => return Ok((keys, i + 1)),
+            _ => return Err(bad()),
+        }
+    }
 }
 
 /// Reads `SET 'key' = 'value'` starting at token `at` (keys and values may also be bare
