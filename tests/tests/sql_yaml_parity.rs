@@ -188,3 +188,62 @@ fn the_sql_shell_passes_its_settings_to_the_queries_it_runs() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// `text` with its nexmark tables cut to `events` and its `./wire-output/` paths moved to `dir`.
+fn cut(text: &str, events: &str, dir: &Path) -> String {
+    text.replace("1M", events)
+        .replace("./wire-output/", &format!("{}/", dir.display()))
+}
+
+#[test]
+fn process_functions_from_sql_give_the_output_of_their_yaml_twin() {
+    let root = wire_tests::repo_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect("example");
+    for (file, text) in [
+        ("q6.yaml", read("examples/nexmark/q6.yaml")),
+        ("q6.sql", read("examples/nexmark/sql/q6_process.sql")),
+    ] {
+        let out = dir.path().join(file.replace('.', "_"));
+        let text = cut(&text, "200k", &out)
+            .replace(&format!("{}/q6", out.display()), &out.display().to_string());
+        std::fs::write(dir.path().join(file), text).expect("write");
+        let output = run(dir.path(), file, &["--cores", "1"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("max_until") && stderr.contains("last_n_average"),
+            "{stderr}"
+        );
+    }
+    let yaml = read_jsonl_dir(&dir.path().join("q6_yaml"));
+    let sql = read_jsonl_dir(&dir.path().join("q6_sql"));
+    assert!(yaml.len() >= 100, "only {} rows", yaml.len());
+    assert_maps_eq(
+        &multiset(&sql),
+        &multiset(&yaml),
+        "q6 SQL (process functions) vs YAML",
+    );
+}
+
+#[test]
+fn distribute_by_routes_rows_by_key_and_keeps_every_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"k\": {}, \"v\": {i}}}\n", i % 7))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), lines).expect("write events");
+    let sql = "CREATE TABLE ev (k BIGINT, v BIGINT) WITH ('connector' = 'filesystem', 'path' = 'in.jsonl', 'format' = 'jsonl');\n\
+        CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = 'out', 'format' = 'jsonl');\n\
+        INSERT INTO out SELECT k, v * 2 AS w FROM ev DISTRIBUTE BY k;\n";
+    std::fs::write(dir.path().join("q.sql"), sql).expect("write sql");
+    let output = run(dir.path(), "q.sql", &["--cores", "2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("key_by"), "{stderr}");
+    let got = read_jsonl_dir(&dir.path().join("out"));
+    let expected: Vec<Json> = (0..1000).map(|i| json!({"k": i % 7, "w": i * 2})).collect();
+    assert_maps_eq(
+        &multiset(&got),
+        &multiset(&expected),
+        "rows after DISTRIBUTE BY",
+    );
+}
