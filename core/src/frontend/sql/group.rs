@@ -42,39 +42,11 @@ pub(super) fn window_function(
         })
         .collect();
     let durations: Vec<Option<i64>> = args.iter().skip(2).map(|e| expr::interval_ms(e)).collect();
-    let kind = match (name.as_str(), durations.as_slice()) {
-        ("TUMBLE", [Some(size)]) => WindowKind::Tumbling { size_ms: *size },
-        ("HOP", [Some(slide), Some(size)]) => WindowKind::Hop { size_ms: *size, slide_ms: *slide },
-        ("SESSION", [Some(gap)]) => WindowKind::Session { gap_ms: *gap },
-        ("CUMULATE", [Some(step), Some(size)]) if *step > 0 && *size > 0 && size % step == 0 => {
-            WindowKind::Cumulate { step_ms: *step, size_ms: *size }
-        }
-        ("CUMULATE", _) => return err(pos, "expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
-        ("TUMBLE", _) => return err(pos, "expected TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL 'n' unit)"),
-        ("HOP", _) => return err(pos, "expected HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"),
-        ("SESSION", _) => return err(pos, "expected SESSION(TABLE t, DESCRIPTOR(time_column), INTERVAL gap); group by the session keys"),
-        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, CUMULATE, SESSION)")),
-    };
+    let kind = window_kind(&name, &durations, pos)?;
     if durations.iter().flatten().any(|d| *d <= 0) {
         return err(pos, "window durations must be positive");
     }
-    let table = match args.first() {
-        Some(Expr::Identifier(id)) => {
-            if let Some(partition) = lower.partition_at(super::pos_of(id.span.start)) {
-                return err(
-                    partition.pos,
-                    format!("{name} takes no PARTITION BY: group by the keys instead"),
-                );
-            }
-            id.value.clone()
-        }
-        _ => {
-            return err(
-                pos,
-                format!("the first argument of {name} must be a table or view name"),
-            )
-        }
-    };
+    let table = table_argument(lower, args.first().copied(), &name, pos)?;
     let descriptor = match args.get(1) {
         Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
             descriptor_column(d)
@@ -102,6 +74,47 @@ pub(super) fn window_function(
     }
     let name = lower.relation(&table, pos)?;
     Ok(relation(name, Scope::of(&table), Some(spec)))
+}
+
+/// The window shape of windowing function `name` with its duration arguments.
+fn window_kind(name: &str, durations: &[Option<i64>], pos: Pos) -> Result<WindowKind, SqlError> {
+    Ok(match (name, durations) {
+        ("TUMBLE", [Some(size)]) => WindowKind::Tumbling { size_ms: *size },
+        ("HOP", [Some(slide), Some(size)]) => WindowKind::Hop { size_ms: *size, slide_ms: *slide },
+        ("SESSION", [Some(gap)]) => WindowKind::Session { gap_ms: *gap },
+        ("CUMULATE", [Some(step), Some(size)]) if *step > 0 && *size > 0 && size % step == 0 => {
+            WindowKind::Cumulate { step_ms: *step, size_ms: *size }
+        }
+        ("CUMULATE", _) => return err(pos, "expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
+        ("TUMBLE", _) => return err(pos, "expected TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL 'n' unit)"),
+        ("HOP", _) => return err(pos, "expected HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"),
+        ("SESSION", _) => return err(pos, "expected SESSION(TABLE t, DESCRIPTOR(time_column), INTERVAL gap); group by the session keys"),
+        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, CUMULATE, SESSION)")),
+    })
+}
+
+/// The table or view a windowing function reads (its first argument, `TABLE` taken out).
+fn table_argument(
+    lower: &Lower,
+    first: Option<&Expr>,
+    name: &str,
+    pos: Pos,
+) -> Result<String, SqlError> {
+    match first {
+        Some(Expr::Identifier(id)) => {
+            if let Some(partition) = lower.partition_at(super::pos_of(id.span.start)) {
+                return err(
+                    partition.pos,
+                    format!("{name} takes no PARTITION BY: group by the keys instead"),
+                );
+            }
+            Ok(id.value.clone())
+        }
+        _ => err(
+            pos,
+            format!("the first argument of {name} must be a table or view name"),
+        ),
+    }
 }
 
 /// A named argument of a windowing function: Wire's `ALLOWED_LATENESS => INTERVAL ...` and

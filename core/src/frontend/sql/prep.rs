@@ -83,19 +83,7 @@ pub(super) const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUM
 
 /// Runs the pass over `text`.
 pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
-    let tokens = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize_with_location()
-        .map_err(|e| SqlError {
-            pos: Pos {
-                line: e.location.line as usize,
-                column: e.location.column as usize,
-            },
-            message: e.message,
-        })?;
-    let tokens: Vec<TokenWithSpan> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect();
+    let tokens = tokenize(text)?;
     let mut chars: Vec<char> = text.chars().collect();
     let starts = line_starts(&chars);
     let mut watermarks = Vec::new();
@@ -118,28 +106,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
             if let Some(name) = tokens.get(i + 1).and_then(word) {
                 table = name;
             }
-            let after_window = i >= 2
-                && tokens[i - 1].token == Token::LParen
-                && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
-            // A table argument of another function (`f(TABLE t PARTITION BY k, ...)`, a
-            // Flink process table function): `TABLE` and its `PARTITION BY` are taken out.
-            let table_argument = i >= 2
-                && tokens[i - 1].token == Token::LParen
-                && word(&tokens[i - 2]).is_some()
-                && tokens.get(i + 1).and_then(word).is_some();
-            if after_window || table_argument {
-                blank(&mut chars, &starts, &tokens[i], &tokens[i]);
-            }
-            if table_argument && tokens.get(i + 2).is_some_and(|t| is_word(t, "PARTITION")) {
-                let (keys, end) = partition_keys(&tokens, i + 2)?;
-                blank(&mut chars, &starts, &tokens[i + 2], &tokens[end]);
-                partitions.push(Partition {
-                    table_pos: pos_of(tokens[i + 1].span.start),
-                    keys,
-                    pos: pos_of(tokens[i + 2].span.start),
-                });
-                i = end;
-            }
+            i = table_argument(&tokens, i, &mut chars, &starts, &mut partitions)?;
         }
         if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
         {
@@ -178,6 +145,58 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
         proctimes,
         temporals,
     })
+}
+
+/// The words of `text`, without whitespace.
+fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, SqlError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| SqlError {
+            pos: Pos {
+                line: e.location.line as usize,
+                column: e.location.column as usize,
+            },
+            message: e.message,
+        })?;
+    Ok(tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect())
+}
+
+/// At a `TABLE` token `i`: blanks it when it starts the table argument of a function call
+/// (`TUMBLE(TABLE t, ...)`, `f(TABLE t PARTITION BY k, ...)`), and records and blanks the
+/// `PARTITION BY` after it; returns the index of the last token read.
+fn table_argument(
+    tokens: &[TokenWithSpan],
+    i: usize,
+    chars: &mut [char],
+    starts: &[usize],
+    partitions: &mut Vec<Partition>,
+) -> Result<usize, SqlError> {
+    let after_window = i >= 2
+        && tokens[i - 1].token == Token::LParen
+        && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
+    // A table argument of another function (`f(TABLE t PARTITION BY k, ...)`, a Flink
+    // process table function): `TABLE` and its `PARTITION BY` are taken out.
+    let table_argument = i >= 2
+        && tokens[i - 1].token == Token::LParen
+        && word(&tokens[i - 2]).is_some()
+        && tokens.get(i + 1).and_then(word).is_some();
+    if after_window || table_argument {
+        blank(chars, starts, &tokens[i], &tokens[i]);
+    }
+    if table_argument && tokens.get(i + 2).is_some_and(|t| is_word(t, "PARTITION")) {
+        let (keys, end) = partition_keys(tokens, i + 2)?;
+        blank(chars, starts, &tokens[i + 2], &tokens[end]);
+        partitions.push(Partition {
+            table_pos: pos_of(tokens[i + 1].span.start),
+            keys,
+            pos: pos_of(tokens[i + 2].span.start),
+        });
+        return Ok(end);
+    }
+    Ok(i)
 }
 
 /// Reads `PARTITION BY k` or `PARTITION BY (k1, k2, ...)` starting at token `at`; returns the

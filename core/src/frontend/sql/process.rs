@@ -36,23 +36,41 @@ pub(super) fn process_function(
     };
     let table_pos = pos_of(table.span.start);
     let scope = Scope::of(&table.value);
-    let group_by = match lower.partition_at(table_pos) {
-        Some(partition) => partition
-            .keys
-            .clone()
-            .into_iter()
-            .map(|(key, key_pos)| {
-                let column = Expr::Identifier(sqlparser::ast::Ident::new(key));
-                Ok(GroupKey {
-                    name: None,
-                    expr: expr::lower(&column, &scope, "PARTITION BY", key_pos)?,
-                })
-            })
-            .collect::<Result<Vec<_>, SqlError>>()?,
-        None => Vec::new(),
+    let group_by = partition_keys(lower, table_pos, &scope)?;
+    let config = config(&list.args[1..], &usage, pos)?;
+    let input = lower.relation(&table.value, table_pos)?;
+    let process = ProcessSpec {
+        function: Named { name, pos },
+        group_by,
+        config,
     };
+    let base = process.function.name.clone();
+    let out = lower.push_operator(&base, &input, OperatorKind::Process(process), pos);
+    Ok(relation(out.clone(), Scope::of(&out), None))
+}
+
+/// The `PARTITION BY` columns written after the table argument at `table_pos`, as keys.
+fn partition_keys(lower: &Lower, table_pos: Pos, scope: &Scope) -> Result<Vec<GroupKey>, SqlError> {
+    let Some(partition) = lower.partition_at(table_pos) else {
+        return Ok(Vec::new());
+    };
+    partition
+        .keys
+        .iter()
+        .map(|(key, key_pos)| {
+            let column = Expr::Identifier(sqlparser::ast::Ident::new(key));
+            Ok(GroupKey {
+                name: None,
+                expr: expr::lower(&column, scope, "PARTITION BY", *key_pos)?,
+            })
+        })
+        .collect()
+}
+
+/// The named arguments after the table, as config entries.
+fn config(args: &[FunctionArg], usage: &str, pos: Pos) -> Result<Vec<(Named, String)>, SqlError> {
     let mut config = Vec::new();
-    for arg in &list.args[1..] {
+    for arg in args {
         let FunctionArg::Named { name: key, arg, .. } = arg else {
             return err(
                 pos,
@@ -84,15 +102,7 @@ pub(super) fn process_function(
             text,
         ));
     }
-    let input = lower.relation(&table.value, table_pos)?;
-    let process = ProcessSpec {
-        function: Named { name, pos },
-        group_by,
-        config,
-    };
-    let base = process.function.name.clone();
-    let out = lower.push_operator(&base, &input, OperatorKind::Process(process), pos);
-    Ok(relation(out.clone(), Scope::of(&out), None))
+    Ok(config)
 }
 
 /// A config value as the function reads it: text, a number, a column's name, or an interval
