@@ -12,23 +12,19 @@ use crate::frontend::spec::{AggregateSpec, ExprText, GroupKey, Named, Pos, TopSp
 use crate::time::window::{TimeDomain, WindowKind};
 
 /// Whether `call` is one of the windowing functions (the other table functions are processes).
-pub(super) fn is_window_function(call: &Expr) -> bool {
-    matches!(call, Expr::Function(f) if super::prep::WINDOW_FUNCTIONS
+pub(super) fn is_window_function(call: &Function) -> bool {
+    super::prep::WINDOW_FUNCTIONS
         .iter()
-        .any(|w| f.name.to_string().eq_ignore_ascii_case(w)))
+        .any(|w| call.name.to_string().eq_ignore_ascii_case(w))
 }
 
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
 /// `SESSION(t, DESCRIPTOR(ts), gap)`; `TABLE` before `t` is taken out before parsing.
 pub(super) fn window_function(
     lower: &mut Lower,
-    call: &Expr,
-    at: Pos,
+    function: &Function,
+    pos: Pos,
 ) -> Result<Relation, SqlError> {
-    let pos = expr::start_of(call).unwrap_or(at);
-    let Expr::Function(function) = call else {
-        return err(pos, "expected a windowing function: TABLE(TUMBLE(...)), TABLE(HOP(...)) or TABLE(SESSION(...))");
-    };
     let name = function.name.to_string().to_ascii_uppercase();
     let FunctionArguments::List(list) = &function.args else {
         return err(pos, format!("{name} needs arguments"));

@@ -2,26 +2,19 @@
 //! is a `process` operator running the registered function `f` (Flink's process table
 //! function call), keyed by the `PARTITION BY` columns, with the named arguments as its config.
 
-use sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+use sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value};
 
 use super::expr::{self, Scope};
 use super::query::{relation, Lower, Relation};
 use super::{err, pos_of, SqlError};
 use crate::frontend::spec::{GroupKey, Named, OperatorKind, Pos, ProcessSpec};
 
-/// Lowers the call `call` of a function that is not a windowing function.
+/// Lowers the call of a function that is not a windowing function, written at `pos`.
 pub(super) fn process_function(
     lower: &mut Lower,
-    call: &Expr,
-    at: Pos,
+    function: &Function,
+    pos: Pos,
 ) -> Result<Relation, SqlError> {
-    let pos = expr::start_of(call).unwrap_or(at);
-    let Expr::Function(function) = call else {
-        return err(
-            pos,
-            "expected a table function call: TABLE(f(TABLE t PARTITION BY k, name => value, ...))",
-        );
-    };
     let name = function.name.to_string().to_ascii_lowercase();
     let usage = format!(
         "expected {name}(TABLE t [PARTITION BY k | PARTITION BY (k1, k2)], name => value, ...)"

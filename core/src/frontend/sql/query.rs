@@ -479,10 +479,14 @@ impl Lower {
                 Ok(Rel { name: relation, scope, window: None })
             }
             TableFactor::TableFunction { expr, alias } => {
-                let mut rel = if super::group::is_window_function(expr) {
-                    super::group::window_function(self, expr, at)?
+                let pos = expr::start_of(expr).unwrap_or(at);
+                let Expr::Function(function) = expr else {
+                    return err(pos, "expected a table function call: TABLE(TUMBLE(...)), TABLE(HOP(...)), TABLE(f(TABLE t PARTITION BY k, ...))");
+                };
+                let mut rel = if super::group::is_window_function(function) {
+                    super::group::window_function(self, function, pos)?
                 } else {
-                    super::process::process_function(self, expr, at)?
+                    super::process::process_function(self, function, pos)?
                 };
                 if let Some(alias) = alias {
                     rel.scope.qualifiers.push(alias.name.value.clone());

@@ -2,24 +2,18 @@
 
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{OperatorKind, PipelineSpec};
+use crate::frontend::sql::tests::{error_text, lower_text};
 
 const TABLES: &str = "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, \
     date_time TIMESTAMP(3)) WITH ('connector' = 'nexmark', 'events' = '1000');\n\
     CREATE TABLE out WITH ('connector' = 'blackhole');\n";
 
 fn lower(sql: &str) -> PipelineSpec {
-    let text = format!("{TABLES}{sql}");
-    let spec = PipelineSpec::parse("t.sql", &text).unwrap_or_else(|e| panic!("{e}"));
-    Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
-    spec
+    lower_text(&format!("{TABLES}{sql}"))
 }
 
 fn error(sql: &str) -> String {
-    let text = format!("{TABLES}{sql}");
-    match PipelineSpec::parse("t.sql", &text).and_then(|spec| Plan::from_spec(&spec).map(|_| ())) {
-        Ok(()) => panic!("accepted: {sql}"),
-        Err(e) => e.to_string(),
-    }
+    error_text(&format!("{TABLES}{sql}"))
 }
 
 #[test]

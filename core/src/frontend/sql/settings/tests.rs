@@ -2,6 +2,7 @@
 
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{OperatorKind, PipelineSpec};
+use crate::frontend::sql::tests::{error_text as error, lower_text as lower};
 
 const TABLES: &str = "CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3), \
     WATERMARK FOR date_time AS date_time - INTERVAL '1' SECOND) \
@@ -11,19 +12,6 @@ const TABLES: &str = "CREATE TABLE bid (auction BIGINT, price BIGINT, date_time 
 const WINDOWED: &str = "INSERT INTO out SELECT auction, window_start, window_end, count(*) AS n \
     FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) \
     GROUP BY auction, window_start, window_end;\n";
-
-fn lower(sql: &str) -> PipelineSpec {
-    let spec = PipelineSpec::parse("t.sql", sql).unwrap_or_else(|e| panic!("{e}"));
-    Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
-    spec
-}
-
-fn error(sql: &str) -> String {
-    match PipelineSpec::parse("t.sql", sql).and_then(|spec| Plan::from_spec(&spec).map(|_| ())) {
-        Ok(()) => panic!("accepted: {sql}"),
-        Err(e) => e.to_string(),
-    }
-}
 
 fn lateness(spec: &PipelineSpec) -> i64 {
     spec.operators
