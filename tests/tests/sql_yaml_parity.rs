@@ -1,8 +1,9 @@
-//! Pipeline settings and late rows from SQL, on the real `wire` binary: `SET` statements
-//! choose the cores and the checkpoint interval (as YAML `settings:` do), the command line
-//! still wins; `SET 'table.exec.emit.allow-lateness'` lets late rows re-fire a window, and a
-//! window's `LATE_OUTPUT => 'name'` is a stream that an `INSERT` writes; `wire sql` passes its
-//! `SET`s to the pipelines it runs.
+//! What YAML has, from SQL, on the real `wire` binary: `SET` statements choose the cores and
+//! the checkpoint interval (as YAML `settings:` do, and the command line still wins);
+//! `SET 'table.exec.emit.allow-lateness'` lets late rows re-fire a window, and a window's
+//! `LATE_OUTPUT => 'name'` is a stream that an `INSERT` writes; `wire sql` passes its `SET`s to
+//! the pipelines it runs; process table functions give the output of their YAML twin (q6);
+//! `DISTRIBUTE BY` routes rows by key and keeps every row.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
