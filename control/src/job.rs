@@ -42,6 +42,9 @@ pub struct RunArgs {
     pub pin: bool,
     /// Checkpointing, when asked for.
     pub checkpoints: Option<CheckpointArgs>,
+    /// The other checkpoint options (timeout, retained, deltas) for when the pipeline's
+    /// `settings` ask for checkpoints and the command line does not; `None`: settings ignored.
+    pub checkpoint_defaults: Option<CheckpointArgs>,
     /// Where checkpoints go (with an S3 `checkpoint_store`, where they are staged); default
     /// `<data-dir>/<pipeline>/checkpoints`.
     pub checkpoint_dir: Option<PathBuf>,
@@ -74,6 +77,26 @@ impl RunArgs {
     /// Whether the run is one node's part of a spread pipeline that checkpoints.
     pub fn in_parts(&self) -> bool {
         self.placement.is_some() && self.checkpoints.is_some()
+    }
+
+    /// These arguments with the pipeline's `settings` filling in what the command line left
+    /// out: `cores`, and `checkpoint_interval` (with `checkpoint_defaults`' other options).
+    pub fn with_settings(&self, settings: &wire_core::frontend::spec::Settings) -> RunArgs {
+        let mut args = self.clone();
+        if args.cores.is_none() {
+            args.cores = settings.cores.map(|c| c as usize);
+        }
+        if args.checkpoints.is_none() {
+            if let (Some(ms), Some(defaults)) =
+                (settings.checkpoint_interval_ms, &self.checkpoint_defaults)
+            {
+                args.checkpoints = Some(CheckpointArgs {
+                    interval: Duration::from_millis(ms),
+                    ..defaults.clone()
+                });
+            }
+        }
+        args
     }
 
     /// The slots this run owns of a spread pipeline, if it is one.

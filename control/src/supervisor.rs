@@ -795,6 +795,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
                 from_savepoint: options.from_savepoint.as_ref().map(PathBuf::from),
                 savepoint_dir: None,
             }),
+        checkpoint_defaults: None,
         checkpoint_dir: None,
         checkpoint_store: None,
         fresh: false,

@@ -63,6 +63,11 @@ pub struct Settings {
     pub max_parallelism: u32,
     /// Rows a source puts in one batch at most (default 1024).
     pub batch_rows: usize,
+    /// Checkpoint this often unless the command line says otherwise (`checkpoint_interval`;
+    /// SQL `execution.checkpointing.interval`); `None`: no checkpoints unless asked for.
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Data cores unless the command line says otherwise (`cores`; SQL `parallelism.default`).
+    pub cores: Option<u32>,
 }
 
 impl Default for Settings {
@@ -70,6 +75,8 @@ impl Default for Settings {
         Settings {
             max_parallelism: 128,
             batch_rows: 1024,
+            checkpoint_interval_ms: None,
+            cores: None,
         }
     }
 }
@@ -778,7 +785,29 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
         }
         settings.batch_rows = value as usize;
     }
-    fields.finish(cx, &["max_parallelism", "batch_rows"])?;
+    if let Some(ms) = fields.duration(cx, "checkpoint_interval")? {
+        if ms <= 0 {
+            let (node, path) = fields.get("checkpoint_interval").expect("just read");
+            return Err(cx.err(node, &path, "checkpoint_interval must be longer than 0ms"));
+        }
+        settings.checkpoint_interval_ms = Some(ms as u64);
+    }
+    if let Some(value) = fields.u64(cx, "cores")? {
+        if !(1..=32_768).contains(&value) {
+            let (node, path) = fields.get("cores").expect("just read");
+            return Err(cx.err(node, &path, "cores must be in 1..=32768"));
+        }
+        settings.cores = Some(value as u32);
+    }
+    fields.finish(
+        cx,
+        &[
+            "max_parallelism",
+            "batch_rows",
+            "checkpoint_interval",
+            "cores",
+        ],
+    )?;
     Ok(settings)
 }
 

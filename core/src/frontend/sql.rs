@@ -14,8 +14,10 @@ mod group;
 mod lookup;
 mod over;
 mod prep;
+mod process;
 mod query;
 pub mod session;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -77,10 +79,14 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
     }
     lower.temporals = prepared.temporals;
     lower.proctimes = prepared.proctimes;
+    lower.partitions = prepared.partitions;
+    let settings = settings::read(&prepared.sets).map_err(to_spec)?;
     for statement in &statements {
         lower.statement(statement).map_err(to_spec)?;
     }
-    lower.finish().map_err(to_spec)
+    let mut spec = lower.finish().map_err(to_spec)?;
+    settings.apply(&mut spec);
+    Ok(spec)
 }
 
 /// A parser message `... at Line: L, Column: C` as an error at that place.
@@ -199,6 +205,9 @@ fn table(create: &CreateTable, at: Pos) -> Result<Table, SqlError> {
     })
 }
 
+/// The table option that sets a source's watermark idle timeout (Flink's name).
+const IDLE_TIMEOUT_OPTION: &str = "scan.watermark.idle-timeout";
+
 /// Flink's connector names and option keys, as Wire's YAML keys.
 fn yaml_key(key: &str) -> String {
     match key {
@@ -236,7 +245,7 @@ impl Table {
         let mut out = format!("type: {}\n", json(kind));
         let mut properties = Vec::new();
         for (key, value, _) in &self.options {
-            if key == "connector" {
+            if key == "connector" || key == IDLE_TIMEOUT_OPTION {
                 continue;
             }
             if let Some(property) = key
@@ -254,12 +263,12 @@ impl Table {
         }
         match from {
             Some(input) => out.push_str(&format!("from: {}\n", json(input))),
-            None => self.source_yaml(kind, &mut out),
+            None => self.source_yaml(kind, &mut out)?,
         }
         Ok(out)
     }
 
-    fn source_yaml(&self, kind: &str, out: &mut String) {
+    fn source_yaml(&self, kind: &str, out: &mut String) -> Result<(), SqlError> {
         let json = |s: &str| serde_json::Value::String(s.to_string()).to_string();
         if kind == "nexmark" && !self.options.iter().any(|(k, _, _)| k == "stream") {
             out.push_str(&format!(
@@ -273,11 +282,43 @@ impl Table {
                 out.push_str(&format!("  {}: {}\n", json(name), json(ty)));
             }
         }
-        if let Some((column, delay)) = &self.watermark {
-            if kind != "nexmark" {
-                out.push_str(&format!("event_time: {}\n", json(column)));
+        let idle = self.idle_timeout()?;
+        let idle = idle.map_or_else(String::new, |ms| format!(", idle_timeout: {ms}"));
+        match &self.watermark {
+            Some((column, delay)) => {
+                if kind != "nexmark" {
+                    out.push_str(&format!("event_time: {}\n", json(column)));
+                }
+                out.push_str(&format!(
+                    "watermark: {{max_out_of_orderness: {delay}{idle}}}\n"
+                ));
             }
-            out.push_str(&format!("watermark: {{max_out_of_orderness: {delay}}}\n"));
+            None if !idle.is_empty() => {
+                out.push_str(&format!("watermark: {{{}}}\n", &idle[2..]));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Flink's `'scan.watermark.idle-timeout'` option, in milliseconds.
+    fn idle_timeout(&self) -> Result<Option<i64>, SqlError> {
+        let Some((_, value, pos)) = self
+            .options
+            .iter()
+            .find(|(k, _, _)| k == IDLE_TIMEOUT_OPTION)
+        else {
+            return Ok(None);
+        };
+        match settings::duration(value) {
+            Ok(0) | Err(_) => err(
+                *pos,
+                format!(
+                    "table `{}`: '{IDLE_TIMEOUT_OPTION}' takes a duration longer than 0 (`30 s`, `1 min`), not `{value}`",
+                    self.name.name
+                ),
+            ),
+            Ok(ms) => Ok(Some(ms)),
         }
     }
 

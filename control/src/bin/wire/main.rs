@@ -277,8 +277,22 @@ fn dispatch(command: Command) -> ExitCode {
     }
 }
 
+/// The checkpoint flags but the interval and the savepoints: with `--checkpoint-interval`, or
+/// for an interval that the pipeline's settings give.
+fn checkpoint_options(cmd: &RunCmd) -> job::CheckpointArgs {
+    job::CheckpointArgs {
+        interval: Duration::ZERO,
+        timeout: cmd.checkpoint_timeout,
+        retained: cmd.checkpoints_retained,
+        deltas: cmd.checkpoint_deltas,
+        from_savepoint: None,
+        savepoint_dir: None,
+    }
+}
+
 /// `wire run`.
 fn run_cmd(cmd: RunCmd) -> ExitCode {
+    let checkpoint_defaults = checkpoint_options(&cmd);
     let stop = handle_ctrl_c();
     let tls = cmd
         .tls_cert
@@ -317,12 +331,11 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
         pin: !cmd.no_pin,
         checkpoints: cmd.checkpoint_interval.map(|interval| job::CheckpointArgs {
             interval,
-            timeout: cmd.checkpoint_timeout,
-            retained: cmd.checkpoints_retained,
-            deltas: cmd.checkpoint_deltas,
             from_savepoint: cmd.from_savepoint,
             savepoint_dir: cmd.savepoint_dir,
+            ..checkpoint_defaults.clone()
         }),
+        checkpoint_defaults: Some(checkpoint_defaults),
         checkpoint_dir: match &cmd.checkpoint_store {
             Some(StoreUrl::Dir(dir)) => Some(dir.clone()),
             _ => cmd.checkpoint_dir,

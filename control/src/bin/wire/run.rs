@@ -34,6 +34,7 @@ pub fn run(
             return Outcome::Invalid;
         }
     };
+    let args = &args.with_settings(&plan.settings);
     let cores = match job::data_cores(args.cores, args.pin, plan.settings.max_parallelism, &say) {
         Ok(cores) => cores,
         Err(err) => {

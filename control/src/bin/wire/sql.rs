@@ -299,7 +299,7 @@ impl Shell {
         let select = !run.columns.is_empty();
         let mut child = Command::new(exe)
             .args(["run", "--no-progress", "--no-pin", "--cores"])
-            .arg(self.cores.to_string())
+            .arg(run.cores.map_or(self.cores, |c| c as usize).to_string())
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg(&file)

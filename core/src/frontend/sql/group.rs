@@ -11,17 +11,20 @@ use super::{err, SqlError};
 use crate::frontend::spec::{AggregateSpec, ExprText, GroupKey, Named, Pos, TopSpec};
 use crate::time::window::{TimeDomain, WindowKind};
 
+/// Whether `call` is one of the windowing functions (the other table functions are processes).
+pub(super) fn is_window_function(call: &Function) -> bool {
+    super::prep::WINDOW_FUNCTIONS
+        .iter()
+        .any(|w| call.name.to_string().eq_ignore_ascii_case(w))
+}
+
 /// `TUMBLE(t, DESCRIPTOR(ts), size)`, `HOP(t, DESCRIPTOR(ts), slide, size)`,
 /// `SESSION(t, DESCRIPTOR(ts), gap)`; `TABLE` before `t` is taken out before parsing.
 pub(super) fn window_function(
     lower: &mut Lower,
-    call: &Expr,
-    at: Pos,
+    function: &Function,
+    pos: Pos,
 ) -> Result<Relation, SqlError> {
-    let pos = expr::start_of(call).unwrap_or(at);
-    let Expr::Function(function) = call else {
-        return err(pos, "expected a windowing function: TABLE(TUMBLE(...)), TABLE(HOP(...)) or TABLE(SESSION(...))");
-    };
     let name = function.name.to_string().to_ascii_uppercase();
     let FunctionArguments::List(list) = &function.args else {
         return err(pos, format!("{name} needs arguments"));
@@ -35,31 +38,11 @@ pub(super) fn window_function(
         })
         .collect();
     let durations: Vec<Option<i64>> = args.iter().skip(2).map(|e| expr::interval_ms(e)).collect();
-    let kind = match (name.as_str(), durations.as_slice()) {
-        ("TUMBLE", [Some(size)]) => WindowKind::Tumbling { size_ms: *size },
-        ("HOP", [Some(slide), Some(size)]) => WindowKind::Hop { size_ms: *size, slide_ms: *slide },
-        ("SESSION", [Some(gap)]) => WindowKind::Session { gap_ms: *gap },
-        ("CUMULATE", [Some(step), Some(size)]) if *step > 0 && *size > 0 && size % step == 0 => {
-            WindowKind::Cumulate { step_ms: *step, size_ms: *size }
-        }
-        ("CUMULATE", _) => return err(pos, "expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
-        ("TUMBLE", _) => return err(pos, "expected TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL 'n' unit)"),
-        ("HOP", _) => return err(pos, "expected HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"),
-        ("SESSION", _) => return err(pos, "expected SESSION(TABLE t, DESCRIPTOR(time_column), INTERVAL gap); group by the session keys"),
-        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, CUMULATE, SESSION)")),
-    };
+    let kind = window_kind(&name, &durations, pos)?;
     if durations.iter().flatten().any(|d| *d <= 0) {
         return err(pos, "window durations must be positive");
     }
-    let table = match args.first() {
-        Some(Expr::Identifier(id)) => id.value.clone(),
-        _ => {
-            return err(
-                pos,
-                format!("the first argument of {name} must be a table or view name"),
-            )
-        }
-    };
+    let table = table_argument(lower, args.first().copied(), &name, pos)?;
     let descriptor = match args.get(1) {
         Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
             descriptor_column(d)
@@ -75,8 +58,105 @@ pub(super) fn window_function(
     if descriptor.is_some_and(|column| lower.is_proctime(&table, &column)) {
         spec.time = TimeDomain::Processing;
     }
+    for arg in &list.args {
+        if let FunctionArg::Named {
+            name: arg_name,
+            arg,
+            ..
+        } = arg
+        {
+            window_option(lower, &mut spec, &name, arg_name, arg, pos)?;
+        }
+    }
     let name = lower.relation(&table, pos)?;
     Ok(relation(name, Scope::of(&table), Some(spec)))
+}
+
+/// The window shape of windowing function `name` with its duration arguments.
+fn window_kind(name: &str, durations: &[Option<i64>], pos: Pos) -> Result<WindowKind, SqlError> {
+    Ok(match (name, durations) {
+        ("TUMBLE", [Some(size)]) => WindowKind::Tumbling { size_ms: *size },
+        ("HOP", [Some(slide), Some(size)]) => WindowKind::Hop { size_ms: *size, slide_ms: *slide },
+        ("SESSION", [Some(gap)]) => WindowKind::Session { gap_ms: *gap },
+        ("CUMULATE", [Some(step), Some(size)]) if *step > 0 && *size > 0 && size % step == 0 => {
+            WindowKind::Cumulate { step_ms: *step, size_ms: *size }
+        }
+        ("CUMULATE", _) => return err(pos, "expected CUMULATE(TABLE t, DESCRIPTOR(time_column), INTERVAL step, INTERVAL size), the size a whole number of steps"),
+        ("TUMBLE", _) => return err(pos, "expected TUMBLE(TABLE t, DESCRIPTOR(time_column), INTERVAL 'n' unit)"),
+        ("HOP", _) => return err(pos, "expected HOP(TABLE t, DESCRIPTOR(time_column), INTERVAL slide, INTERVAL size)"),
+        ("SESSION", _) => return err(pos, "expected SESSION(TABLE t, DESCRIPTOR(time_column), INTERVAL gap); group by the session keys"),
+        _ => return err(pos, format!("`{name}` is not a windowing function (TUMBLE, HOP, CUMULATE, SESSION)")),
+    })
+}
+
+/// The table or view a windowing function reads (its first argument, `TABLE` taken out).
+fn table_argument(
+    lower: &Lower,
+    first: Option<&Expr>,
+    name: &str,
+    pos: Pos,
+) -> Result<String, SqlError> {
+    match first {
+        Some(Expr::Identifier(id)) => {
+            if let Some(partition) = lower.partition_at(super::pos_of(id.span.start)) {
+                return err(
+                    partition.pos,
+                    format!("{name} takes no PARTITION BY: group by the keys instead"),
+                );
+            }
+            Ok(id.value.clone())
+        }
+        _ => err(
+            pos,
+            format!("the first argument of {name} must be a table or view name"),
+        ),
+    }
+}
+
+/// A named argument of a windowing function: Wire's `ALLOWED_LATENESS => INTERVAL ...` and
+/// `LATE_OUTPUT => 'name'` (the YAML window's `allowed_lateness` and `late_output`).
+fn window_option(
+    lower: &mut Lower,
+    spec: &mut crate::frontend::spec::WindowSpec,
+    function: &str,
+    name: &sqlparser::ast::Ident,
+    arg: &FunctionArgExpr,
+    at: Pos,
+) -> Result<(), SqlError> {
+    let pos = if name.span.start.line > 0 {
+        super::pos_of(name.span.start)
+    } else {
+        at
+    };
+    let value = match arg {
+        FunctionArgExpr::Expr(e) => e,
+        _ => return err(pos, format!("`{}` needs a value", name.value)),
+    };
+    match name.value.to_ascii_uppercase().as_str() {
+        "ALLOWED_LATENESS" => match expr::interval_ms(value) {
+            Some(ms) if ms >= 0 => spec.allowed_lateness_ms = ms,
+            _ => return err(pos, "ALLOWED_LATENESS takes an interval, such as INTERVAL '5' SECOND"),
+        },
+        "LATE_OUTPUT" => {
+            let late = match value {
+                Expr::Value(v) => match &v.value {
+                    sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                    _ => return err(pos, "LATE_OUTPUT takes a name, such as 'late_bids'"),
+                },
+                Expr::Identifier(id) => id.value.clone(),
+                _ => return err(pos, "LATE_OUTPUT takes a name, such as 'late_bids'"),
+            };
+            lower.late_output(&late, pos)?;
+            spec.late_output = Some(Named { name: late, pos });
+        }
+        other => {
+            return err(
+                pos,
+                format!("{function} has no argument `{other}` (Wire's named arguments: ALLOWED_LATENESS, LATE_OUTPUT)"),
+            )
+        }
+    }
+    Ok(())
 }
 
 /// The column `DESCRIPTOR(col)` names.

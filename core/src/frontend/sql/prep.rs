@@ -1,7 +1,8 @@
 //! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
 //! of the text with its place kept.
 //!
-//! Four constructs: `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
+//! Five constructs: `SET 'key' = 'value'` statements, recorded and blanked (the parser's own
+//! `SET` forms do not keep Flink's quoted keys); `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
 //! `CREATE TABLE (...)`, which are recorded and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
 //! and blanked; and the `TABLE` keyword before the table argument of a windowing function
 //! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
@@ -43,49 +44,69 @@ pub(super) struct Temporal {
     pub table_pos: Pos,
 }
 
+/// A `SET 'key' = 'value'` statement: a pipeline setting.
+#[derive(Debug, Clone)]
+pub(super) struct SetStmt {
+    /// The key, unquoted.
+    pub key: String,
+    /// Where the key starts.
+    pub key_pos: Pos,
+    /// The value, unquoted.
+    pub value: String,
+    /// Where the value starts.
+    pub value_pos: Pos,
+}
+
+/// `TABLE t PARTITION BY k` or `PARTITION BY (k1, k2)`: the table argument of a function and
+/// its partition keys (column names).
+#[derive(Debug, Clone)]
+pub(super) struct Partition {
+    /// Where the table's name starts.
+    pub table_pos: Pos,
+    /// The key columns and where each is written.
+    pub keys: Vec<(String, Pos)>,
+    /// Where `PARTITION` is.
+    pub pos: Pos,
+}
+
 /// The text to parse (with the clauses blanked) and the clauses taken out.
 pub(super) struct Prepared {
     pub text: String,
+    pub sets: Vec<SetStmt>,
+    pub partitions: Vec<Partition>,
     pub watermarks: Vec<Watermark>,
     pub proctimes: Vec<ProcTime>,
     pub temporals: Vec<Temporal>,
 }
 
-const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
+pub(super) const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "SESSION", "CUMULATE"];
 
 /// Runs the pass over `text`.
 pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
-    let tokens = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize_with_location()
-        .map_err(|e| SqlError {
-            pos: Pos {
-                line: e.location.line as usize,
-                column: e.location.column as usize,
-            },
-            message: e.message,
-        })?;
-    let tokens: Vec<TokenWithSpan> = tokens
-        .into_iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .collect();
+    let tokens = tokenize(text)?;
     let mut chars: Vec<char> = text.chars().collect();
     let starts = line_starts(&chars);
     let mut watermarks = Vec::new();
     let mut proctimes = Vec::new();
     let mut temporals = Vec::new();
+    let mut sets = Vec::new();
+    let mut partitions = Vec::new();
     let mut table = String::new();
     let mut i = 0;
     while i < tokens.len() {
+        let statement_start = i == 0 || tokens[i - 1].token == Token::SemiColon;
+        if statement_start && is_word(&tokens[i], "SET") {
+            let set = set_statement(&tokens, i)?;
+            blank(&mut chars, &starts, &tokens[i], &tokens[i + 3]);
+            sets.push(set);
+            i += 4;
+            continue;
+        }
         if is_word(&tokens[i], "TABLE") {
             if let Some(name) = tokens.get(i + 1).and_then(word) {
                 table = name;
             }
-            let after_window = i >= 2
-                && tokens[i - 1].token == Token::LParen
-                && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
-            if after_window {
-                blank(&mut chars, &starts, &tokens[i], &tokens[i]);
-            }
+            i = table_argument(&tokens, i, &mut chars, &starts, &mut partitions)?;
         }
         if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
         {
@@ -118,9 +139,126 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     }
     Ok(Prepared {
         text: chars.into_iter().collect(),
+        sets,
+        partitions,
         watermarks,
         proctimes,
         temporals,
+    })
+}
+
+/// The words of `text`, without whitespace.
+fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, SqlError> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .map_err(|e| SqlError {
+            pos: Pos {
+                line: e.location.line as usize,
+                column: e.location.column as usize,
+            },
+            message: e.message,
+        })?;
+    Ok(tokens
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect())
+}
+
+/// At a `TABLE` token `i`: blanks it when it starts the table argument of a function call
+/// (`TUMBLE(TABLE t, ...)`, `f(TABLE t PARTITION BY k, ...)`), and records and blanks the
+/// `PARTITION BY` after it; returns the index of the last token read.
+fn table_argument(
+    tokens: &[TokenWithSpan],
+    i: usize,
+    chars: &mut [char],
+    starts: &[usize],
+    partitions: &mut Vec<Partition>,
+) -> Result<usize, SqlError> {
+    let after_window = i >= 2
+        && tokens[i - 1].token == Token::LParen
+        && WINDOW_FUNCTIONS.iter().any(|f| is_word(&tokens[i - 2], f));
+    // A table argument of another function (`f(TABLE t PARTITION BY k, ...)`, a Flink
+    // process table function): `TABLE` and its `PARTITION BY` are taken out.
+    let table_argument = i >= 2
+        && tokens[i - 1].token == Token::LParen
+        && word(&tokens[i - 2]).is_some()
+        && tokens.get(i + 1).and_then(word).is_some();
+    if after_window || table_argument {
+        blank(chars, starts, &tokens[i], &tokens[i]);
+    }
+    if table_argument && tokens.get(i + 2).is_some_and(|t| is_word(t, "PARTITION")) {
+        let (keys, end) = partition_keys(tokens, i + 2)?;
+        blank(chars, starts, &tokens[i + 2], &tokens[end]);
+        partitions.push(Partition {
+            table_pos: pos_of(tokens[i + 1].span.start),
+            keys,
+            pos: pos_of(tokens[i + 2].span.start),
+        });
+        return Ok(end);
+    }
+    Ok(i)
+}
+
+/// Reads `PARTITION BY k` or `PARTITION BY (k1, k2, ...)` starting at token `at`; returns the
+/// keys and the index of the last token.
+fn partition_keys(
+    tokens: &[TokenWithSpan],
+    at: usize,
+) -> Result<(Vec<(String, Pos)>, usize), SqlError> {
+    let bad = || SqlError {
+        pos: pos_of(tokens[at].span.start),
+        message: "expected `PARTITION BY column` or `PARTITION BY (column, ...)`".into(),
+    };
+    if !tokens.get(at + 1).is_some_and(|t| is_word(t, "BY")) {
+        return Err(bad());
+    }
+    let key = |t: &TokenWithSpan| word(t).map(|w| (w, pos_of(t.span.start)));
+    let first = tokens.get(at + 2).ok_or_else(bad)?;
+    if first.token != Token::LParen {
+        return Ok((vec![key(first).ok_or_else(bad)?], at + 2));
+    }
+    let mut keys = Vec::new();
+    let mut i = at + 3;
+    loop {
+        keys.push(tokens.get(i).and_then(key).ok_or_else(bad)?);
+        match tokens.get(i + 1).map(|t| &t.token) {
+            Some(Token::Comma) => i += 2,
+            Some(Token::RParen) => return Ok((keys, i + 1)),
+            _ => return Err(bad()),
+        }
+    }
+}
+
+/// Reads `SET 'key' = 'value'` starting at token `at` (keys and values may also be bare
+/// words or numbers); the statement must end there.
+fn set_statement(tokens: &[TokenWithSpan], at: usize) -> Result<SetStmt, SqlError> {
+    let bad = |pos: Pos| SqlError {
+        pos,
+        message: "expected `SET 'key' = 'value'` (a setting of the pipeline, see docs/sql.md)"
+            .into(),
+    };
+    let text = |t: Option<&TokenWithSpan>| match t.map(|t| &t.token) {
+        Some(Token::SingleQuotedString(s)) => Some(s.clone()),
+        Some(Token::Number(n, _)) => Some(n.clone()),
+        Some(Token::Word(w)) => Some(w.value.clone()),
+        _ => None,
+    };
+    let start = pos_of(tokens[at].span.start);
+    let key = text(tokens.get(at + 1)).ok_or_else(|| bad(start))?;
+    if tokens.get(at + 2).map(|t| &t.token) != Some(&Token::Eq) {
+        return Err(bad(start));
+    }
+    let value = text(tokens.get(at + 3)).ok_or_else(|| bad(start))?;
+    if let Some(next) = tokens.get(at + 4) {
+        if next.token != Token::SemiColon {
+            return Err(bad(pos_of(next.span.start)));
+        }
+    }
+    Ok(SetStmt {
+        key,
+        key_pos: pos_of(tokens[at + 1].span.start),
+        value,
+        value_pos: pos_of(tokens[at + 3].span.start),
     })
 }
 

@@ -13,7 +13,7 @@ use sqlparser::ast::{
 };
 
 use super::expr::{self, has_aggregate, Scope};
-use super::prep::{ProcTime, Temporal, Watermark};
+use super::prep::{Partition, ProcTime, Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
@@ -39,6 +39,7 @@ pub(super) struct Lower {
     pub watermarks: Vec<Watermark>,
     pub temporals: Vec<Temporal>,
     pub proctimes: Vec<ProcTime>,
+    pub partitions: Vec<Partition>,
     tables: Vec<Table>,
     views: Vec<(String, String)>,
     sources: Vec<SourceSpec>,
@@ -56,6 +57,7 @@ impl Lower {
             watermarks: Vec::new(),
             temporals: Vec::new(),
             proctimes: Vec::new(),
+            partitions: Vec::new(),
             tables: Vec::new(),
             views: Vec::new(),
             sources: Vec::new(),
@@ -137,7 +139,6 @@ impl Lower {
                 let rel = self.query(source, at)?;
                 self.insert(target, &rel.name, at)?;
             }
-            Statement::Set(_) => {}
             other => {
                 return err(
                     at,
@@ -297,8 +298,35 @@ impl Lower {
         }
     }
 
+    /// A SELECT, then `DISTRIBUTE BY keys` (Hive's) as a `key_by` over its output.
     fn select(&mut self, select: &Select, _at: Pos) -> Result<Rel, SqlError> {
         let at = pos_of(select.select_token.0.span.start);
+        if !select.cluster_by.is_empty() || !select.sort_by.is_empty() {
+            return err(at, "`CLUSTER BY` and `SORT BY` are not supported; `DISTRIBUTE BY keys` routes rows by key");
+        }
+        if select.qualify.is_some()
+            || !select.named_window.is_empty()
+            || !select.lateral_views.is_empty()
+        {
+            return err(
+                at,
+                "`QUALIFY`, `WINDOW` clauses and `LATERAL VIEW` are not supported",
+            );
+        }
+        let rel = self.select_body(select, at)?;
+        if select.distribute_by.is_empty() {
+            return Ok(rel);
+        }
+        let keys = select
+            .distribute_by
+            .iter()
+            .map(|k| expr::lower(k, &rel.scope, "DISTRIBUTE BY", at))
+            .collect::<Result<Vec<_>, SqlError>>()?;
+        let name = self.push("key_by", &[&rel.name], OperatorKind::KeyBy(keys), at);
+        Ok(Rel { name, ..rel })
+    }
+
+    fn select_body(&mut self, select: &Select, at: Pos) -> Result<Rel, SqlError> {
         if select.distinct.is_some() {
             return err(at, "`SELECT DISTINCT` is not supported; use GROUP BY");
         }
@@ -451,7 +479,15 @@ impl Lower {
                 Ok(Rel { name: relation, scope, window: None })
             }
             TableFactor::TableFunction { expr, alias } => {
-                let mut rel = super::group::window_function(self, expr, at)?;
+                let pos = expr::start_of(expr).unwrap_or(at);
+                let Expr::Function(function) = expr else {
+                    return err(pos, "expected a table function call: TABLE(TUMBLE(...)), TABLE(HOP(...)), TABLE(f(TABLE t PARTITION BY k, ...))");
+                };
+                let mut rel = if super::group::is_window_function(function) {
+                    super::group::window_function(self, function, pos)?
+                } else {
+                    super::process::process_function(self, function, pos)?
+                };
                 if let Some(alias) = alias {
                     rel.scope.qualifiers.push(alias.name.value.clone());
                 }
@@ -591,6 +627,18 @@ impl Lower {
     }
 
     /// Whether `column` of table `table` is `AS PROCTIME()`.
+    /// The `PARTITION BY` written after the table argument whose name starts at `pos`.
+    pub(super) fn partition_at(&self, pos: Pos) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.table_pos == pos)
+    }
+
+    /// Makes `name` readable as the late side output of a window (a view of its own name).
+    pub(super) fn late_output(&mut self, name: &str, pos: Pos) -> Result<(), SqlError> {
+        self.check_free(name, pos)?;
+        self.views.push((name.to_string(), name.to_string()));
+        Ok(())
+    }
+
     pub(super) fn is_proctime(&self, table: &str, column: &str) -> bool {
         self.proctimes
             .iter()

@@ -60,6 +60,8 @@ pub struct Run {
     pub columns: Vec<String>,
     /// Whether the rows are changes (a leading `op` field among `columns`).
     pub changelog: bool,
+    /// The data cores the session's settings ask for (`SET 'parallelism.default'`), if any.
+    pub cores: Option<u32>,
 }
 
 /// An error in a statement: where (1-based, in the statement, or in the earlier statement
@@ -211,7 +213,14 @@ impl Session {
                 "`{ROW_LIMIT_KEY}` takes a whole number of rows, 1 or more, not `{value}`"
             )));
         }
-        self.settings.retain(|(k, _)| *k != key);
+        if !key.starts_with("sql-client.") {
+            super::settings::check(&key, &value).map_err(plain)?;
+        }
+        // One setting may have two names (Flink's and Wire's): the last one set wins.
+        let same = super::settings::canonical(&key);
+        self.settings.retain(|(k, _)| {
+            *k != key && (same.is_none() || super::settings::canonical(k) != same)
+        });
         self.settings.push((key.clone(), value.clone()));
         Ok(Action::Set {
             key,
@@ -283,15 +292,17 @@ impl Session {
             sql,
             columns,
             changelog,
+            cores: plan.settings.cores,
         }))
     }
 
     fn insert(&self, statement: &str) -> Result<Action, SessionError> {
-        let (sql, _) = self.lower_query(statement.trim(), 0)?;
+        let (sql, plan) = self.lower_query(statement.trim(), 0)?;
         Ok(Action::Run(Run {
             sql,
             columns: Vec::new(),
             changelog: false,
+            cores: plan.settings.cores,
         }))
     }
 
@@ -313,6 +324,12 @@ impl Session {
     /// its own lines, errors in an earlier statement name it.
     fn lower(&self, tail: &str) -> Result<(String, Plan), SessionError> {
         let mut sql = String::new();
+        for (key, value) in &self.settings {
+            if !key.starts_with("sql-client.") {
+                let quote = |s: &str| s.replace('\'', "''");
+                sql.push_str(&format!("SET '{}' = '{}';\n", quote(key), quote(value)));
+            }
+        }
         let mut starts = Vec::new();
         for defined in &self.defined {
             starts.push(sql.lines().count() + 1);
@@ -566,6 +583,39 @@ mod tests {
             .expect("reset");
         assert_eq!(session.row_limit(), None);
         assert!(session.execute("DROP TABLE x").is_err());
+    }
+
+    #[test]
+    fn pipeline_settings_go_at_the_top_of_each_run() {
+        let mut session = Session::new();
+        let e = session
+            .execute("SET 'parallelism.defualt' = '2'")
+            .expect_err("unknown");
+        assert!(
+            e.message.contains("did you mean `parallelism.default`?"),
+            "{e:?}"
+        );
+        assert!(session.execute("SET 'cores' = 'many'").is_err());
+        session.execute("SET 'cores' = '3'").expect("set");
+        session
+            .execute("SET 'parallelism.default' = '2'")
+            .expect("set");
+        assert_eq!(session.settings.len(), 1, "one setting under two names");
+        session
+            .execute(
+                "CREATE TABLE bid (auction BIGINT, price BIGINT, date_time TIMESTAMP(3)) \
+                 WITH ('connector' = 'nexmark', 'events' = '10')",
+            )
+            .expect("create");
+        let Ok(Action::Run(run)) = session.execute("SELECT auction FROM bid") else {
+            panic!("select");
+        };
+        assert!(
+            run.sql.starts_with("SET 'parallelism.default' = '2';\n"),
+            "{}",
+            run.sql
+        );
+        assert_eq!(run.cores, Some(2));
     }
 
     #[test]

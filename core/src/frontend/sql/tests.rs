@@ -16,16 +16,24 @@ const BID2: &str = "CREATE TABLE bid2 (auction BIGINT, price BIGINT, date_time T
     WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '1000');\n";
 
 fn lower(sql: &str) -> PipelineSpec {
-    let text = format!("{BID}{sql}");
-    let spec = PipelineSpec::parse("t.sql", &text).unwrap_or_else(|e| panic!("{e}"));
+    lower_text(&format!("{BID}{sql}"))
+}
+
+fn error(sql: &str) -> String {
+    error_text(&format!("{BID}{sql}"))
+}
+
+/// The spec of SQL file `t.sql` holding `text`, which must lower and plan.
+pub(super) fn lower_text(text: &str) -> PipelineSpec {
+    let spec = PipelineSpec::parse("t.sql", text).unwrap_or_else(|e| panic!("{e}"));
     Plan::from_spec(&spec).unwrap_or_else(|e| panic!("{e}"));
     spec
 }
 
-fn error(sql: &str) -> String {
-    let text = format!("{BID}{sql}");
-    match PipelineSpec::parse("t.sql", &text).and_then(|spec| Plan::from_spec(&spec).map(|_| ())) {
-        Ok(()) => panic!("accepted: {sql}"),
+/// The error of SQL file `t.sql` holding `text`, which must not lower or plan.
+pub(super) fn error_text(text: &str) -> String {
+    match PipelineSpec::parse("t.sql", text).and_then(|spec| Plan::from_spec(&spec).map(|_| ())) {
+        Ok(()) => panic!("accepted: {text}"),
         Err(e) => e.to_string(),
     }
 }
