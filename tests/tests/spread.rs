@@ -266,17 +266,7 @@ fn killed_under_a_spread_pipeline(leader: bool) {
     assert_eq!(now.len(), 2, "dealt over both survivors: {got}");
     assert!(got["version"].as_u64() > Some(1), "a new epoch: {got}");
 
-    let expected = reference_rows(dir.path(), steady_spec);
-    assert!(expected.len() > 100, "{} rows", expected.len());
-    let rows = wire_tests::sorted_json_rows(&out);
-    let missing = expected.iter().filter(|r| !rows.contains(r)).count();
-    assert_eq!(
-        (rows.len(), missing),
-        (expected.len(), 0),
-        "every row once, none lost; the files of rows written twice: {}",
-        files_of_repeated_rows(&out, &rows)
-    );
-    assert!(rows == expected, "the restored run's rows differ");
+    assert_rows_once(dir.path(), steady_spec, &out);
     // The node that comes back does not run it again.
     let victim = nodes
         .iter_mut()
@@ -375,6 +365,21 @@ fn checkpoint_in_parts_on_demand(endpoint: &str) {
     let stderr = String::from_utf8_lossy(&savepoint.stderr);
     assert!(!savepoint.status.success(), "{stderr}");
     assert!(stderr.contains("checkpoints in parts"), "{stderr}");
+}
+
+/// Checks that the rows under `out` are `wire run`'s rows of `spec` (run in `dir`), each once.
+fn assert_rows_once(dir: &Path, spec: fn(&Path, &Path) -> PathBuf, out: &Path) {
+    let expected = reference_rows(dir, spec);
+    assert!(expected.len() > 100, "{} rows", expected.len());
+    let rows = wire_tests::sorted_json_rows(out);
+    let missing = expected.iter().filter(|r| !rows.contains(r)).count();
+    assert_eq!(
+        (rows.len(), missing),
+        (expected.len(), 0),
+        "every row once, none lost; the files of rows written twice: {}",
+        files_of_repeated_rows(out, &rows)
+    );
+    assert!(rows == expected, "the rows differ from `wire run`'s");
 }
 
 /// Where the rows that `rows` (sorted) holds more than once are, for a failure message: each
@@ -1148,17 +1153,7 @@ fn a_spread_pipeline_scaled_down_and_up_moves_its_slots_through_a_checkpoint_exa
         "no move after the last scale: {got}"
     );
 
-    let expected = reference_rows(dir.path(), rescaled_spec);
-    assert!(expected.len() > 100, "{} rows", expected.len());
-    let rows = wire_tests::sorted_json_rows(&out);
-    let missing = expected.iter().filter(|r| !rows.contains(r)).count();
-    assert_eq!(
-        (rows.len(), missing),
-        (expected.len(), 0),
-        "every row once, none lost; the files of rows written twice: {}",
-        files_of_repeated_rows(&out, &rows)
-    );
-    assert!(rows == expected, "the rescaled run's rows differ");
+    assert_rows_once(dir.path(), rescaled_spec, &out);
 
     // Without checkpoints a spread pipeline's state cannot move: refused, and left as it is.
     let plain = long_spec(dir.path(), &dir.path().join("plain"));
