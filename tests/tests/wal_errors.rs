@@ -4,7 +4,10 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
 use wire_tests::is_root;
+use wire_tests::process::output_within;
 
 fn writer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wal-crash-child"))
@@ -19,23 +22,27 @@ fn a_second_process_is_refused_with_the_holders_pid() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut acks = BufReader::new(holder.stdout.take().unwrap());
     let mut first_line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
+    acks.read_line(&mut first_line).unwrap();
     assert!(
         first_line.starts_with("open "),
         "holder did not open the log: {first_line:?}"
     );
+    // Keep reading the holder's acks: with its stdout closed it would fail its next write,
+    // exit and free the lock, and the second writer would then append forever.
+    let draining = std::thread::spawn(move || std::io::copy(&mut acks, &mut std::io::sink()));
 
-    let second = writer().args([path, "always", "1"]).output().unwrap();
+    let mut second = writer();
+    second
+        .args([path, "always", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let (code, stderr) = output_within(second, Duration::from_secs(60));
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(
-        !second.status.success(),
-        "a second writer opened a locked log"
-    );
-    let stderr = String::from_utf8_lossy(&second.stderr);
+    let _ = draining.join();
+    assert_ne!(code, Some(0), "a second writer opened a locked log");
     let expected = format!("is locked by another process (pid {})", holder.id());
     assert!(
         stderr.contains(&expected),
