@@ -153,6 +153,19 @@ impl Broker {
     /// `quiet` passes without a record (tansu reports wrong end offsets, so the end cannot be
     /// asked for), in partition and offset order. Bounded by one minute.
     pub fn read_committed(&self, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
+        self.read_committed_at_least(topic, partitions, quiet, 0)
+    }
+
+    /// As [`Broker::read_committed`], but reads on past quiet spells until it has at least
+    /// `least` records (or a minute passed): under load the broker may make a transaction
+    /// committed at the end visible to `read_committed` readers seconds later.
+    pub fn read_committed_at_least(
+        &self,
+        topic: &str,
+        partitions: i32,
+        quiet: Duration,
+        least: usize,
+    ) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "wire-test-reader")
@@ -169,7 +182,7 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = Instant::now();
         let mut records = Vec::new();
-        while last.elapsed() < quiet && Instant::now() < deadline {
+        while (last.elapsed() < quiet || records.len() < least) && Instant::now() < deadline {
             let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };

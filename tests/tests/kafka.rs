@@ -186,7 +186,9 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
     assert_eq!(code, Some(0), "the last run failed:\n{stderr}");
     eprintln!("killed {killed} times");
 
-    let records = broker.read_committed(&output_topic, 2, Duration::from_secs(3));
+    let expected = expected_windows(rows);
+    let quiet = Duration::from_secs(3);
+    let records = broker.read_committed_at_least(&output_topic, 2, quiet, expected.len());
     let mut per_tag: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
     for record in &records {
         let tag = record
@@ -210,7 +212,6 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
         "rows written by two transactions: {twice:?}"
     );
     let got: BTreeSet<_> = seen.into_keys().collect();
-    let expected = expected_windows(rows);
     let missing: Vec<_> = expected.difference(&got).take(5).collect();
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
     assert!(
