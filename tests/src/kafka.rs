@@ -156,15 +156,38 @@ impl Broker {
         self.read_committed_at_least(topic, partitions, quiet, 0)
     }
 
-    /// As [`Broker::read_committed`], but reads on past quiet spells until it has at least
-    /// `least` records (or a minute passed): under load the broker may make a transaction
-    /// committed at the end visible to `read_committed` readers seconds later.
+    /// As [`Broker::read_committed`], but until it has at least `least` records (or a minute
+    /// passed): a pass that comes short (under load tansu may serve a fetch wrong, or make a
+    /// transaction committed at the end visible seconds later) is read again from the
+    /// beginning by a fresh consumer, and the passes' records merged.
     pub fn read_committed_at_least(
         &self,
         topic: &str,
         partitions: i32,
         quiet: Duration,
         least: usize,
+    ) -> Vec<Record> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut records = Vec::new();
+        loop {
+            records.extend(self.read_pass(topic, partitions, quiet, deadline));
+            records.sort_by_key(|r| (r.partition, r.offset));
+            // A fetch served again (tansu, after a large batch) delivers an offset twice.
+            records.dedup_by_key(|r| (r.partition, r.offset));
+            if records.len() >= least || Instant::now() >= deadline {
+                return records;
+            }
+        }
+    }
+
+    /// What one fresh `read_committed` consumer reads from the beginning until `quiet` passes
+    /// without a record, or `deadline`.
+    fn read_pass(
+        &self,
+        topic: &str,
+        partitions: i32,
+        quiet: Duration,
+        deadline: Instant,
     ) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .config()
@@ -179,10 +202,9 @@ impl Broker {
                 .expect("partition");
         }
         consumer.assign(&list).expect("assign");
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut last = Instant::now();
         let mut records = Vec::new();
-        while (last.elapsed() < quiet || records.len() < least) && Instant::now() < deadline {
+        while last.elapsed() < quiet && Instant::now() < deadline {
             let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
@@ -202,9 +224,6 @@ impl Broker {
                 txn,
             });
         }
-        records.sort_by_key(|r| (r.partition, r.offset));
-        // A fetch served again (tansu, after a large batch) delivers an offset twice.
-        records.dedup_by_key(|r| (r.partition, r.offset));
         records
     }
 }
