@@ -115,8 +115,9 @@ sinks:
     topic: {output}
     key: k
     delivery: exactly_once
-    # tansu serves large record batches back badly (wire_tests::kafka): keep them small.
-    properties: {{batch.num.messages: \"500\"}}
+    # tansu serves large record batches back badly (wire_tests::kafka): keep them small
+    # (with 500, a read-back now and then missed one batch of one key's windows).
+    properties: {{batch.num.messages: \"100\"}}
 "
     );
     std::fs::write(&path, yaml).expect("pipeline file");
