@@ -190,22 +190,9 @@ fn windowed_counts_into_postgres_exactly_once_through_sigkills() {
 
 #[test]
 fn upsert_keeps_the_latest_row_per_key() {
-    let server = Server::shared();
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let table = unique("totals");
-    server.execute(&format!(
-        "CREATE TABLE {table} (k text PRIMARY KEY, n bigint NOT NULL, total bigint)"
-    ));
-    // A row that the run must overwrite, and one it must leave alone.
-    server.execute(&format!(
-        "INSERT INTO {table} VALUES ('k1', -1, -1), ('other', 7, 7)"
-    ));
-    let input: String = (0..3000)
-        .map(|i| format!("{{\"k\":\"k{}\",\"v\":{i}}}\n", i % 11))
-        .collect();
-    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
-    let yaml = format!(
-        "name: pg_upsert
+    let yaml = |url: &str, table: &str| {
+        format!(
+            "name: pg_upsert
 sources:
   input: {{type: file, path: in.jsonl, schema: {{k: string, v: i64}}}}
 operators:
@@ -217,19 +204,50 @@ sinks:
   out:
     type: postgres
     from: totals
-    url: {}
+    url: {url}
     table: public.{table}
     mode: upsert
     key: [k]
     delivery: exactly_once
-",
-        server.url()
-    );
-    std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "p.yaml", true),
-        Duration::from_secs(60),
-    );
+"
+        )
+    };
+    upserts_into_postgres("p.yaml", &unique("totals"), yaml);
+}
+
+/// The same pipeline in SQL: the sink table's `PRIMARY KEY` is its upsert key.
+#[test]
+fn a_sql_primary_key_upserts_the_latest_row_per_key() {
+    let sql = |url: &str, table: &str| {
+        format!(
+            "CREATE TABLE input (k STRING, v BIGINT) WITH ('connector' = 'filesystem', 'path' = 'in.jsonl');
+CREATE TABLE totals (k STRING, n BIGINT, total BIGINT, PRIMARY KEY (k) NOT ENFORCED)
+  WITH ('connector' = 'jdbc', 'url' = '{url}', 'table' = 'public.{table}', 'delivery' = 'exactly_once');
+INSERT INTO totals SELECT k, count(*) AS n, sum(v) AS total FROM input GROUP BY k;
+"
+        )
+    };
+    upserts_into_postgres("p.sql", &unique("sql_totals"), sql);
+}
+
+/// Runs pipeline `file` (written by `pipeline(url, table)`): per key `k` of 3000 rows, the
+/// count and sum of `v`, upserted into `table`, which starts with a row the run must
+/// overwrite and one it must leave alone.
+fn upserts_into_postgres(file: &str, table: &str, pipeline: impl Fn(&str, &str) -> String) {
+    let server = Server::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    server.execute(&format!(
+        "CREATE TABLE {table} (k text PRIMARY KEY, n bigint NOT NULL, total bigint)"
+    ));
+    server.execute(&format!(
+        "INSERT INTO {table} VALUES ('k1', -1, -1), ('other', 7, 7)"
+    ));
+    let input: String = (0..3000)
+        .map(|i| format!("{{\"k\":\"k{}\",\"v\":{i}}}\n", i % 11))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    std::fs::write(dir.path().join(file), pipeline(&server.url(), table)).expect("pipeline");
+    let (code, stderr) = output_within(wire_run(dir.path(), file, true), Duration::from_secs(60));
     assert_eq!(code, Some(0), "{stderr}");
     let rows = server.rows(&format!("SELECT k, n, total FROM {table} ORDER BY k"));
     let mut expected: Vec<Vec<Option<String>>> = (0..11)

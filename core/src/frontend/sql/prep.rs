@@ -1,9 +1,10 @@
 //! The token pass before parsing: Flink syntax the `sqlparser` crate does not read, taken out
 //! of the text with its place kept.
 //!
-//! Five constructs: `SET 'key' = 'value'` statements, recorded and blanked (the parser's own
-//! `SET` forms do not keep Flink's quoted keys); `WATERMARK FOR col AS expr` and `col AS PROCTIME()` inside
-//! `CREATE TABLE (...)`, which are recorded and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
+//! Six constructs: `SET 'key' = 'value'` statements, recorded and blanked (the parser's own
+//! `SET` forms do not keep Flink's quoted keys); `WATERMARK FOR col AS expr`, `col AS PROCTIME()`
+//! and `col TYPE METADATA [FROM 'key'] [VIRTUAL]` inside `CREATE TABLE (...)`, which are recorded
+//! and blanked; `FOR SYSTEM_TIME AS OF col` after a table in `FROM` (a temporal join), recorded
 //! and blanked; and the `TABLE` keyword before the table argument of a windowing function
 //! (`TUMBLE(TABLE bid, ...)`), which is blanked. Blanking writes one space per character, so
 //! every line and column the parser reports is still right in the user's text.
@@ -35,6 +36,22 @@ pub(super) struct ProcTime {
     pub table: String,
     /// The column's name.
     pub column: String,
+}
+
+/// A `col TYPE METADATA [FROM 'key'] [VIRTUAL]` column of a table: a field the connector
+/// fills from the record's metadata rather than from its payload.
+#[derive(Debug, Clone)]
+pub(super) struct Metadata {
+    /// The table it was written in.
+    pub table: String,
+    /// The column's name.
+    pub column: String,
+    /// The first word of its type, upper case (`TIMESTAMP`, `BIGINT`, ...).
+    pub ty: String,
+    /// The metadata key: the `FROM` string, or the column's name.
+    pub key: String,
+    /// Where the column starts.
+    pub pos: Pos,
 }
 
 /// A `FOR SYSTEM_TIME AS OF col` clause: the table it follows is joined as a lookup table.
@@ -76,6 +93,7 @@ pub(super) struct Prepared {
     pub partitions: Vec<Partition>,
     pub watermarks: Vec<Watermark>,
     pub proctimes: Vec<ProcTime>,
+    pub metadata: Vec<Metadata>,
     pub temporals: Vec<Temporal>,
 }
 
@@ -88,6 +106,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let starts = line_starts(&chars);
     let mut watermarks = Vec::new();
     let mut proctimes = Vec::new();
+    let mut metadata = Vec::new();
     let mut temporals = Vec::new();
     let mut sets = Vec::new();
     let mut partitions = Vec::new();
@@ -127,6 +146,14 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
                 i += 4;
             }
         }
+        if i > 1 && is_word(&tokens[i], "METADATA") {
+            if let Some((column, first, end)) = metadata_column(&tokens, i, &table)? {
+                let (first, last) = with_comma(&tokens, first, end);
+                blank(&mut chars, &starts, &tokens[first], &tokens[last]);
+                metadata.push(column);
+                i = end;
+            }
+        }
         if i > 0 && is_system_time(&tokens, i) {
             let end = temporal_end(&tokens, i)?;
             blank(&mut chars, &starts, &tokens[i], &tokens[end]);
@@ -143,8 +170,66 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
         partitions,
         watermarks,
         proctimes,
+        metadata,
         temporals,
     })
+}
+
+/// At a `METADATA` token `at` after a column's type: the column, the index of its name and
+/// of its last token (`METADATA`, the `FROM` string or `VIRTUAL`). `None` when `METADATA` is
+/// not in a column list (a column named so, say).
+fn metadata_column(
+    tokens: &[TokenWithSpan],
+    at: usize,
+    table: &str,
+) -> Result<Option<(Metadata, usize, usize)>, SqlError> {
+    // Back over the type (`TIMESTAMP(3)`, `DECIMAL(10, 2)`) to the `(` or `,` before the name.
+    let mut depth = 0i32;
+    let mut first = at;
+    while first > 0 {
+        match tokens[first - 1].token {
+            Token::RParen => depth += 1,
+            Token::LParen if depth > 0 => depth -= 1,
+            Token::LParen | Token::Comma if depth == 0 => break,
+            Token::SemiColon => return Ok(None),
+            _ => {}
+        }
+        first -= 1;
+    }
+    let (Some(column), Some(ty)) = (
+        tokens.get(first).and_then(word),
+        tokens.get(first + 1).and_then(word),
+    ) else {
+        return Ok(None);
+    };
+    if first == 0 || first + 2 > at || table.is_empty() || !in_create_table(tokens, first - 1) {
+        return Ok(None);
+    }
+    let mut end = at;
+    let mut key = column.clone();
+    if tokens.get(end + 1).is_some_and(|t| is_word(t, "FROM")) {
+        match tokens.get(end + 2).map(|t| &t.token) {
+            Some(Token::SingleQuotedString(k)) => key = k.clone(),
+            _ => {
+                return Err(SqlError {
+                    pos: pos_of(tokens[end + 1].span.start),
+                    message: "expected a quoted metadata key after `METADATA FROM` ('timestamp', 'partition', 'offset', 'topic', 'key')".into(),
+                })
+            }
+        }
+        end += 2;
+    }
+    if tokens.get(end + 1).is_some_and(|t| is_word(t, "VIRTUAL")) {
+        end += 1;
+    }
+    let column = Metadata {
+        table: table.to_string(),
+        column,
+        ty: ty.to_ascii_uppercase(),
+        key,
+        pos: pos_of(tokens[first].span.start),
+    };
+    Ok(Some((column, first, end)))
 }
 
 /// The words of `text`, without whitespace.
@@ -315,6 +400,33 @@ fn is_proctime(tokens: &[TokenWithSpan], at: usize) -> bool {
         && tokens.get(at + 2).is_some_and(|t| is_word(t, "PROCTIME"))
         && tokens.get(at + 3).is_some_and(|t| t.token == Token::LParen)
         && tokens.get(at + 4).is_some_and(|t| t.token == Token::RParen)
+}
+
+/// Whether token `at` (a `(` or `,`) is in the column list of a `CREATE TABLE name (...)`.
+fn in_create_table(tokens: &[TokenWithSpan], mut at: usize) -> bool {
+    let mut depth = 0i32;
+    loop {
+        match tokens[at].token {
+            Token::RParen => depth += 1,
+            Token::LParen if depth > 0 => depth -= 1,
+            Token::LParen => break,
+            Token::SemiColon => return false,
+            _ => {}
+        }
+        if at == 0 {
+            return false;
+        }
+        at -= 1;
+    }
+    // `CREATE [TEMPORARY] TABLE [IF NOT EXISTS] name (`: the name, possibly dotted, then TABLE.
+    let mut name = at;
+    while name > 0 && matches!(tokens[name - 1].token, Token::Word(_) | Token::Period) {
+        name -= 1;
+        if is_word(&tokens[name], "TABLE") {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether tokens `at..` read `FOR SYSTEM_TIME AS OF`.

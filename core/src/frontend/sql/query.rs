@@ -13,7 +13,7 @@ use sqlparser::ast::{
 };
 
 use super::expr::{self, has_aggregate, Scope};
-use super::prep::{Partition, ProcTime, Temporal, Watermark};
+use super::prep::{Metadata, Partition, ProcTime, Temporal, Watermark};
 use super::{err, name_pos, object_name, pos_of, SqlError, Table};
 use crate::frontend::plan::Plan;
 use crate::frontend::spec::{
@@ -39,6 +39,7 @@ pub(super) struct Lower {
     pub watermarks: Vec<Watermark>,
     pub temporals: Vec<Temporal>,
     pub proctimes: Vec<ProcTime>,
+    pub metadata: Vec<Metadata>,
     pub partitions: Vec<Partition>,
     tables: Vec<Table>,
     views: Vec<(String, String)>,
@@ -57,6 +58,7 @@ impl Lower {
             watermarks: Vec::new(),
             temporals: Vec::new(),
             proctimes: Vec::new(),
+            metadata: Vec::new(),
             partitions: Vec::new(),
             tables: Vec::new(),
             views: Vec::new(),
@@ -94,6 +96,12 @@ impl Lower {
                 if let Some(mark) = self.watermarks.iter().find(|m| m.table == table.name.name) {
                     table.watermark = Some(watermark_delay(mark)?);
                 }
+                table.metadata = self
+                    .metadata
+                    .iter()
+                    .filter(|m| m.table == table.name.name)
+                    .cloned()
+                    .collect();
                 self.tables.push(table);
             }
             Statement::CreateView {

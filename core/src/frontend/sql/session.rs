@@ -262,6 +262,7 @@ impl Session {
             "postgres",
             "jdbc",
             "elasticsearch",
+            "upsert-kafka",
         ]
         .iter()
         .any(|c| lower.contains(&format!("'{c}'")));

@@ -651,3 +651,242 @@ fn nexmark_q8_in_sql_has_the_plan_of_its_yaml_twin() {
     };
     assert_eq!(keys(&sql), keys(&yaml));
 }
+
+/// The sink of `sql` (after [`BID`]'s tables), which must lower.
+fn sink_kind(sql: &str) -> SinkKind {
+    lower(sql).sinks.remove(0).kind
+}
+
+#[test]
+fn a_primary_key_is_the_upsert_key_of_a_sink() {
+    let agg = "INSERT INTO t SELECT auction, max(price) AS top FROM bid GROUP BY auction;";
+    let pg = sink_kind(&format!(
+        "CREATE TABLE t (auction BIGINT, top BIGINT, PRIMARY KEY (auction) NOT ENFORCED) \
+         WITH ('connector' = 'jdbc', 'url' = 'postgres://u@h/db', 'table' = 't');\n{agg}"
+    ));
+    let SinkKind::Postgres(pg) = pg else {
+        panic!("{pg:?}")
+    };
+    assert_eq!(pg.key, ["auction"]);
+    assert_eq!(format!("{:?}", pg.mode), "Upsert");
+    let mongo = sink_kind(&format!(
+        "CREATE TABLE t (auction BIGINT PRIMARY KEY NOT ENFORCED, top BIGINT) \
+         WITH ('connector' = 'mongodb', 'uri' = 'mongodb://h:27017', 'database' = 'd', 'collection' = 'c');\n{agg}"
+    ));
+    let SinkKind::Mongodb(mongo) = mongo else {
+        panic!("{mongo:?}")
+    };
+    assert_eq!(mongo.key, ["auction"]);
+    assert_eq!(format!("{:?}", mongo.mode), "Upsert");
+    let es = sink_kind(&format!(
+        "CREATE TABLE t (auction BIGINT, top BIGINT, PRIMARY KEY (auction, top) NOT ENFORCED) \
+         WITH ('connector' = 'elasticsearch', 'url' = 'http://h:9200', 'index' = 'i');\n{agg}"
+    ));
+    let SinkKind::Elasticsearch(es) = es else {
+        panic!("{es:?}")
+    };
+    let id = es.id.expect("an id from the primary key").text;
+    assert_eq!(
+        id,
+        "CAST(`auction` AS string) || '_' || CAST(`top` AS string)"
+    );
+    let kafka = sink_kind(&format!(
+        "CREATE TABLE t (auction BIGINT, top BIGINT, PRIMARY KEY (auction) NOT ENFORCED) \
+         WITH ('connector' = 'upsert-kafka', 'topic' = 'o', 'properties.bootstrap.servers' = 'h:9092');\n{agg}"
+    ));
+    let SinkKind::Kafka(kafka) = kafka else {
+        panic!("{kafka:?}")
+    };
+    assert_eq!(kafka.key.expect("a key").text, "`auction`");
+    assert!(kafka.upsert, "upsert-kafka writes deletes as tombstones");
+    // Options the user gives win over the primary key.
+    let pg = sink_kind(&format!(
+        "CREATE TABLE t (auction BIGINT, top BIGINT, PRIMARY KEY (auction) NOT ENFORCED) \
+         WITH ('connector' = 'jdbc', 'url' = 'postgres://u@h/db', 'table' = 't', \
+         'key' = 'auction, top');\n{agg}"
+    ));
+    let SinkKind::Postgres(pg) = pg else {
+        panic!("{pg:?}")
+    };
+    assert_eq!(pg.key, ["auction", "top"]);
+    assert_eq!(format!("{:?}", pg.mode), "Upsert");
+    let e = error(&format!(
+        "CREATE TABLE t (auction BIGINT, top BIGINT, PRIMARY KEY (auction) NOT ENFORCED) \
+         WITH ('connector' = 'jdbc', 'url' = 'postgres://u@h/db', 'table' = 't', \
+         'mode' = 'append');\n{agg}"
+    ));
+    assert!(e.contains("but 'mode' is 'append'"), "{e}");
+}
+
+#[test]
+fn a_primary_key_where_nothing_reads_it_is_an_error() {
+    let e = error(
+        "CREATE TABLE t (auction BIGINT, PRIMARY KEY (auction) NOT ENFORCED) \
+         WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'json');\n\
+         INSERT INTO t SELECT auction FROM bid;",
+    );
+    assert!(
+        e.contains("t.sql:3:") && e.contains("`file` sink has no key"),
+        "{e}"
+    );
+    let e = error_text(
+        "CREATE TABLE s (a BIGINT, PRIMARY KEY (a) NOT ENFORCED) \
+         WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'json');\n\
+         CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT a FROM s;",
+    );
+    assert!(e.contains("only on sink tables"), "{e}");
+    let e = error_text(
+        "CREATE TABLE s (a BIGINT, UNIQUE (a)) \
+         WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'json');\n\
+         CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT a FROM s;",
+    );
+    assert!(
+        e.contains("only a `PRIMARY KEY (...) NOT ENFORCED` constraint"),
+        "{e}"
+    );
+    let e = error(
+        "CREATE TABLE t (a BIGINT, b BIGINT, PRIMARY KEY (a, b) NOT ENFORCED) \
+         WITH ('connector' = 'kafka', 'topic' = 'o', 'properties.bootstrap.servers' = 'h:9092');\n\
+         INSERT INTO t SELECT auction AS a, price AS b FROM bid;",
+    );
+    assert!(e.contains("one column"), "{e}");
+}
+
+#[test]
+fn dotted_options_fill_a_sinks_document_and_columns() {
+    let es = sink_kind(
+        "CREATE TABLE t WITH ('connector' = 'elasticsearch', 'url' = 'http://h:9200', \
+         'index' = 'i', 'document.a' = 'auction', 'document.cents' = 'price * 100');\n\
+         INSERT INTO t SELECT auction, price FROM bid;",
+    );
+    let SinkKind::Elasticsearch(es) = es else {
+        panic!("{es:?}")
+    };
+    let fields: Vec<(&str, &str)> = es
+        .document
+        .iter()
+        .map(|(f, e)| (f.as_str(), e.text.as_str()))
+        .collect();
+    assert_eq!(fields, [("a", "auction"), ("cents", "price * 100")]);
+    let pg = sink_kind(
+        "CREATE TABLE t WITH ('connector' = 'jdbc', 'url' = 'postgres://u@h/db', \
+         'table' = 't', 'columns.id' = 'auction');\n\
+         INSERT INTO t SELECT auction, price FROM bid;",
+    );
+    let SinkKind::Postgres(pg) = pg else {
+        panic!("{pg:?}")
+    };
+    assert_eq!(pg.columns.len(), 1);
+    assert_eq!(
+        (pg.columns[0].0.as_str(), pg.columns[0].1.text.as_str()),
+        ("id", "auction")
+    );
+}
+
+const KAFKA_TAIL: &str = "WITH ('connector' = 'kafka', 'topic' = 'orders', \
+    'properties.bootstrap.servers' = '127.0.0.1:9092');\n\
+    CREATE TABLE out WITH ('connector' = 'blackhole');\n";
+
+#[test]
+fn metadata_columns_are_kafka_record_metadata() {
+    let spec = lower_text(&format!(
+        "CREATE TABLE orders (id BIGINT, \n  ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL, \
+         part INT METADATA FROM 'partition', `offset` BIGINT METADATA, \
+         WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) {KAFKA_TAIL}\
+         INSERT INTO out SELECT id, ts, part, `offset` FROM orders;"
+    ));
+    let SourceKind::Kafka(kafka) = &spec.sources[0].kind else {
+        panic!()
+    };
+    let fields: Vec<String> = kafka
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(fields, ["id", "ts", "part", "offset"]);
+    assert_eq!(
+        format!("{:?}", kafka.metadata),
+        "[Timestamp, Partition, Offset]"
+    );
+    assert_eq!(
+        kafka.event_time.as_ref().map(|n| n.name.as_str()),
+        Some("ts")
+    );
+    // The metadata column first in the list.
+    let spec = lower_text(&format!(
+        "CREATE TABLE orders (k BYTES METADATA FROM 'key', id BIGINT) {KAFKA_TAIL}\
+         INSERT INTO out SELECT id, k FROM orders;"
+    ));
+    let SourceKind::Kafka(kafka) = &spec.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(format!("{:?}", kafka.metadata), "[Key]");
+}
+
+#[test]
+fn bad_metadata_columns_are_errors_at_the_column() {
+    let e = error_text(&format!(
+        "CREATE TABLE orders (id BIGINT,\n ts BIGINT METADATA FROM 'timestamp') {KAFKA_TAIL}\
+         INSERT INTO out SELECT id FROM orders;"
+    ));
+    assert!(
+        e.contains("t.sql:2:2:") && e.contains("of type timestamp, not `BIGINT`"),
+        "{e}"
+    );
+    let e = error_text(&format!(
+        "CREATE TABLE orders (id BIGINT, h STRING METADATA FROM 'headers') {KAFKA_TAIL}\
+         INSERT INTO out SELECT id FROM orders;"
+    ));
+    assert!(e.contains("unknown metadata key `headers`"), "{e}");
+    let e = error(
+        "CREATE TABLE b2 (auction BIGINT, ts TIMESTAMP(3) METADATA FROM 'timestamp') \
+         WITH ('connector' = 'nexmark', 'stream' = 'bid');\n\
+         INSERT INTO out SELECT auction FROM b2;",
+    );
+    assert!(e.contains("METADATA columns are for kafka tables"), "{e}");
+    // A column that is only named `metadata` is a column.
+    let spec = lower_text(
+        "CREATE TABLE s (metadata VARCHAR, a BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'json');\n\
+         CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT metadata, a FROM s;",
+    );
+    let SourceKind::File(file) = &spec.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(file.schema.fields().len(), 2);
+}
+
+#[test]
+fn kafka_tables_take_flinks_topic_and_startup_options() {
+    let spec = lower_text(
+        "CREATE TABLE orders (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'a; b', \
+         'properties.bootstrap.servers' = 'h:9092', 'scan.startup.mode' = 'timestamp', \
+         'scan.startup.timestamp-millis' = '1700000000000');\n\
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'o', \
+         'properties.bootstrap.servers' = 'h:9092');\n\
+         INSERT INTO out SELECT id FROM orders;",
+    );
+    let SourceKind::Kafka(kafka) = &spec.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(format!("{:?}", kafka.topics), r#"List(["a", "b"])"#);
+    assert_eq!(format!("{:?}", kafka.start), "Timestamp(1700000000000)");
+    let SinkKind::Kafka(sink) = &spec.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(sink.topic, "o");
+    let spec = lower_text(
+        "CREATE TABLE orders (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'a', \
+         'properties.bootstrap.servers' = 'h:9092', 'scan.startup.mode' = 'latest-offset');\n\
+         CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT id FROM orders;",
+    );
+    let SourceKind::Kafka(kafka) = &spec.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(format!("{:?}", kafka.start), "Latest");
+}
