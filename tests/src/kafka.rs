@@ -189,11 +189,35 @@ impl Broker {
         quiet: Duration,
         deadline: Instant,
     ) -> Vec<Record> {
+        self.read_pass_at(topic, partitions, quiet, deadline, "read_committed")
+    }
+
+    /// Every record of `topic` in the log, committed, aborted or open (`read_uncommitted`),
+    /// read as [`Broker::read_committed`] reads: for telling a record the broker never stored
+    /// from one it does not serve to `read_committed` readers.
+    pub fn read_uncommitted(&self, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        self.read_pass_at(topic, partitions, quiet, deadline, "read_uncommitted")
+    }
+
+    fn read_pass_at(
+        &self,
+        topic: &str,
+        partitions: i32,
+        quiet: Duration,
+        deadline: Instant,
+        isolation: &str,
+    ) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", "wire-test-reader")
             .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
+            // tansu stops serving a partition after a fetch that ends inside a record batch
+            // (see `produce`): fetches far larger than any test topic never end inside one.
+            .set("max.partition.fetch.bytes", "67108864")
+            .set("fetch.max.bytes", "134217728")
+            .set("receive.message.max.bytes", "135000000")
             .create()
             .expect("consumer");
         let mut list = TopicPartitionList::new();

@@ -117,7 +117,7 @@ sinks:
     delivery: exactly_once
     # tansu serves large record batches back badly (wire_tests::kafka): keep them small
     # (with 500, a read-back now and then missed one batch of one key's windows).
-    properties: {{batch.num.messages: \"100\"}}
+    properties: {{batch.num.messages: \"500\"}}
 "
     );
     std::fs::write(&path, yaml).expect("pipeline file");
@@ -213,14 +213,42 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
         "rows written by two transactions: {twice:?}"
     );
     let got: BTreeSet<_> = seen.into_keys().collect();
-    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    let missing: BTreeSet<_> = expected.difference(&got).cloned().collect();
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{} rows expected, {} written; missing {missing:?}, unexpected {extra:?}",
+        "{} rows expected, {} written; missing {:?} (in the log: {}), unexpected {extra:?}",
         expected.len(),
-        got.len()
+        got.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        where_in_log(broker, &output_topic, &missing),
     );
+}
+
+/// Where the log holds `rows` when `read_committed` readers did not get them: the records of
+/// a `read_uncommitted` reader with those values, by partition, offset range and `wire-txn`
+/// tag, so a failure tells a record the broker never stored from one it does not serve.
+fn where_in_log(broker: &Broker, topic: &str, rows: &BTreeSet<(String, i64, i64, i64)>) -> String {
+    let all = broker.read_uncommitted(topic, 2, Duration::from_secs(3));
+    let mut runs: BTreeMap<(i32, Option<String>), (i64, i64, usize)> = BTreeMap::new();
+    for record in &all {
+        let Some(value) = &record.value else { continue };
+        if !rows.contains(&window_row(value)) {
+            continue;
+        }
+        let run = runs
+            .entry((record.partition, record.txn.clone()))
+            .or_insert((record.offset, record.offset, 0));
+        run.0 = run.0.min(record.offset);
+        run.1 = run.1.max(record.offset);
+        run.2 += 1;
+    }
+    format!(
+        "{} of {} missing rows among {} records read uncommitted: {runs:?}",
+        runs.values().map(|r| r.2).sum::<usize>(),
+        rows.len(),
+        all.len()
+    )
 }
 
 #[test]
