@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wire vs Apache Flink 2.3.0 on Nexmark q0, q1, q2, q5, q7 and a keyed count.
+# Wire vs Apache Flink 2.3.0 on Nexmark q0, q1, q2, q3, q4, q5, q7, q8, q11 and a keyed count.
 #
 #   bench/flink/compare.sh                 # speed: every query at parallelism 1 and 2, 3 runs each
 #   bench/flink/compare.sh --events 2000000 --reps 1 --queries q0,q5 --parallelism 1
