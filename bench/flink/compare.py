@@ -61,16 +61,22 @@ def split_sections(text):
     return sections
 
 
-def sink_inputs(sink_lines):
-    """(name, from) of every sink in a `sinks:` section."""
-    sinks, name = [], None
-    for line in sink_lines[1:]:
+def entry_values(section_lines, key):
+    """(name, value) of every entry of a section (`sources:`, `sinks:`) that sets `key`, in the
+    block form the shipped pipelines use (`  name:` then `    key: value`)."""
+    entries, name = [], None
+    for line in section_lines[1:]:
         if re.match(r"^  \w", line):
             name = line.strip().rstrip(":")
-        m = re.match(r"^\s+from:\s*(\S+)", line)
+        m = re.match(r"^\s+%s:\s*(\S+)" % key, line)
         if m and name:
-            sinks.append((name, m.group(1)))
-    return sinks
+            entries.append((name, m.group(1)))
+    return entries
+
+
+def sink_inputs(sink_lines):
+    """(name, from) of every sink in a `sinks:` section."""
+    return entry_values(sink_lines, "from")
 
 
 def bench_pipeline(query, events):
@@ -85,15 +91,11 @@ def bench_pipeline(query, events):
 
 def source_streams(source_lines):
     """(name, stream) of every nexmark source in a `sources:` section, stream as bid/auction/person."""
-    sources, name = [], None
-    for line in source_lines[1:]:
-        if re.match(r"^  \w", line):
-            name = line.strip().rstrip(":")
-        m = re.match(r"^\s+stream:\s*(\S+)", line)
-        if m and name:
-            if m.group(1) not in STREAM_NAMES:
-                sys.exit("source %s: unknown nexmark stream %s" % (name, m.group(1)))
-            sources.append((name, STREAM_NAMES[m.group(1)]))
+    sources = []
+    for name, stream in entry_values(source_lines, "stream"):
+        if stream not in STREAM_NAMES:
+            sys.exit("source %s: unknown nexmark stream %s" % (name, stream))
+        sources.append((name, STREAM_NAMES[stream]))
     return sources
 
 

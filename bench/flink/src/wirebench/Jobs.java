@@ -1,10 +1,10 @@
 package wirebench;
 
 import org.apache.flink.api.common.JobExecutionResult;
+import org.apache.flink.api.common.eventtime.SerializableTimestampAssigner;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.AggregateFunction;
 import org.apache.flink.api.common.functions.FilterFunction;
-import org.apache.flink.api.common.functions.JoinFunction;
 import org.apache.flink.api.common.functions.MapFunction;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ListState;
@@ -110,48 +110,23 @@ public final class Jobs {
             public void onJobExecuted(JobExecutionResult result, Throwable error) {}
         });
 
-        // Wire's nexmark default: watermark = max event time - 4 s - 1 ms, per source partition.
         // Only the streams the query reads are built.
         boolean readsBids = !query.equals("q3") && !query.equals("q8");
         boolean readsAuctions = query.equals("q3") || query.equals("q4") || query.equals("q8");
         boolean readsPersons = query.equals("q3") || query.equals("q8");
         boolean fromFiles = input != null || auctionsFile != null || personsFile != null;
         DataStream<Bid> bids = !readsBids ? null : stream(env, NexmarkSource.bids(events, seed),
-                !fromFiles ? null : required(input, "--input"),
-                "bids", Bid.class, new MapFunction<String, Bid>() {
-                    @Override
-                    public Bid map(String line) {
-                        return Json.parseBid(line);
-                    }
-                }, WatermarkStrategy.<Bid>forBoundedOutOfOrderness(Duration.ofSeconds(4))
-                        .withTimestampAssigner((bid, ts) -> bid.dateTime));
+                fromFiles ? required(input, "--input") : null, Bid.class, Json::parseBid, (b, ts) -> b.dateTime);
         DataStream<Auction> auctions = !readsAuctions ? null : stream(env, NexmarkSource.auctions(events, seed),
-                !fromFiles ? null : required(auctionsFile, "--auctions"), "auctions", Auction.class,
-                new MapFunction<String, Auction>() {
-                    @Override
-                    public Auction map(String line) {
-                        return Json.parseAuction(line);
-                    }
-                }, WatermarkStrategy.<Auction>forBoundedOutOfOrderness(Duration.ofSeconds(4))
-                        .withTimestampAssigner((auction, ts) -> auction.dateTime));
+                fromFiles ? required(auctionsFile, "--auctions") : null, Auction.class, Json::parseAuction,
+                (a, ts) -> a.dateTime);
         DataStream<Person> persons = !readsPersons ? null : stream(env, NexmarkSource.persons(events, seed),
-                !fromFiles ? null : required(personsFile, "--persons"), "persons", Person.class,
-                new MapFunction<String, Person>() {
-                    @Override
-                    public Person map(String line) {
-                        return Json.parsePerson(line);
-                    }
-                }, WatermarkStrategy.<Person>forBoundedOutOfOrderness(Duration.ofSeconds(4))
-                        .withTimestampAssigner((person, ts) -> person.dateTime));
+                fromFiles ? required(personsFile, "--persons") : null, Person.class, Json::parsePerson,
+                (p, ts) -> p.dateTime);
 
         switch (query) {
             case "q0": {
-                finish(bids, output, new MapFunction<Bid, String>() {
-                    @Override
-                    public String map(Bid b) {
-                        return b.toJson();
-                    }
-                });
+                finish(bids, output, Bid::toJson);
                 break;
             }
             case "q1": {
@@ -169,12 +144,7 @@ public final class Jobs {
                         return e;
                     }
                 });
-                finish(euros, output, new MapFunction<Rows.BidEuro, String>() {
-                    @Override
-                    public String map(Rows.BidEuro r) {
-                        return r.toJson();
-                    }
-                });
+                finish(euros, output, Rows.BidEuro::toJson);
                 break;
             }
             case "q2": {
@@ -194,22 +164,12 @@ public final class Jobs {
                                 return r;
                             }
                         });
-                finish(selected, output, new MapFunction<Rows.AuctionPrice, String>() {
-                    @Override
-                    public String map(Rows.AuctionPrice r) {
-                        return r.toJson();
-                    }
-                });
+                finish(selected, output, Rows.AuctionPrice::toJson);
                 break;
             }
             case "q5": {
                 DataStream<Rows.AuctionCount> hottest = bids
-                        .keyBy(new KeySelector<Bid, Long>() {
-                            @Override
-                            public Long getKey(Bid b) {
-                                return b.auction;
-                            }
-                        })
+                        .keyBy((Bid b) -> b.auction)
                         .window(SlidingEventTimeWindows.of(Duration.ofSeconds(10), Duration.ofSeconds(2)))
                         .aggregate(new CountBids(), new ProcessWindowFunction<Long, Rows.AuctionCount, Long, TimeWindow>() {
                             @Override
@@ -220,12 +180,7 @@ public final class Jobs {
                         })
                         // Each count carries the time window_end - 1; grouping by window_end in a
                         // 2 s tumbling window closes exactly when the hop window did.
-                        .keyBy(new KeySelector<Rows.AuctionCount, Long>() {
-                            @Override
-                            public Long getKey(Rows.AuctionCount c) {
-                                return c.windowEnd;
-                            }
-                        })
+                        .keyBy((Rows.AuctionCount c) -> c.windowEnd)
                         .window(TumblingEventTimeWindows.of(Duration.ofSeconds(2)))
                         .aggregate(new MaxCountWithTies(), new ProcessWindowFunction<Rows.CountTies, Rows.AuctionCount, Long, TimeWindow>() {
                             @Override
@@ -235,12 +190,7 @@ public final class Jobs {
                                 }
                             }
                         });
-                finish(hottest, output, new MapFunction<Rows.AuctionCount, String>() {
-                    @Override
-                    public String map(Rows.AuctionCount r) {
-                        return r.toJson();
-                    }
-                });
+                finish(hottest, output, Rows.AuctionCount::toJson);
                 break;
             }
             case "q7": {
@@ -257,24 +207,14 @@ public final class Jobs {
                                 }
                             }
                         });
-                finish(highest, output, new MapFunction<Rows.Q7Row, String>() {
-                    @Override
-                    public String map(Rows.Q7Row r) {
-                        return r.toJson();
-                    }
-                });
+                finish(highest, output, Rows.Q7Row::toJson);
                 break;
             }
             case "q11": {
                 // Sessions per bidder with a 10 s gap: Flink merges windows [t, t + gap) that
                 // touch (TimeWindow.intersects), as Wire's session windows do.
                 DataStream<Rows.Session> sessions = bids
-                        .keyBy(new KeySelector<Bid, Long>() {
-                            @Override
-                            public Long getKey(Bid b) {
-                                return b.bidder;
-                            }
-                        })
+                        .keyBy((Bid b) -> b.bidder)
                         .window(EventTimeSessionWindows.withGap(Duration.ofSeconds(10)))
                         .aggregate(new CountBids(), new ProcessWindowFunction<Long, Rows.Session, Long, TimeWindow>() {
                             @Override
@@ -283,59 +223,25 @@ public final class Jobs {
                                 out.collect(new Rows.Session(bidder, w.getStart(), w.getEnd(), counts.iterator().next()));
                             }
                         });
-                finish(sessions, output, new MapFunction<Rows.Session, String>() {
-                    @Override
-                    public String map(Rows.Session r) {
-                        return r.toJson();
-                    }
-                });
+                finish(sessions, output, Rows.Session::toJson);
                 break;
             }
             case "q3": {
-                DataStream<Auction> category10 = auctions.filter(new FilterFunction<Auction>() {
-                    @Override
-                    public boolean filter(Auction a) {
-                        return a.category == 10;
-                    }
-                });
-                DataStream<Person> western = persons.filter(new FilterFunction<Person>() {
-                    @Override
-                    public boolean filter(Person p) {
-                        return p.state.equals("OR") || p.state.equals("ID") || p.state.equals("CA");
-                    }
-                });
+                DataStream<Auction> category10 = auctions.filter(a -> a.category == 10);
+                DataStream<Person> western = persons.filter(
+                        p -> p.state.equals("OR") || p.state.equals("ID") || p.state.equals("CA"));
                 DataStream<Rows.Q3Row> sellers = category10.connect(western)
-                        .keyBy(new KeySelector<Auction, Long>() {
-                            @Override
-                            public Long getKey(Auction a) {
-                                return a.seller;
-                            }
-                        }, new KeySelector<Person, Long>() {
-                            @Override
-                            public Long getKey(Person p) {
-                                return p.id;
-                            }
-                        })
+                        .keyBy((Auction a) -> a.seller, (Person p) -> p.id)
                         .process(new SellerJoin());
-                finish(sellers, output, new MapFunction<Rows.Q3Row, String>() {
-                    @Override
-                    public String map(Rows.Q3Row r) {
-                        return r.toJson();
-                    }
-                });
+                finish(sellers, output, Rows.Q3Row::toJson);
                 break;
             }
             case "q8": {
                 // Window aggregates carry the time window_end - 1 (Flink's maxTimestamp), so the
                 // window join below sees both sides' rows of a window in that same window.
                 DataStream<Rows.NewPerson> newPersons = persons
-                        .keyBy(new KeySelector<Person, Long>() {
-                            @Override
-                            public Long getKey(Person p) {
-                                // Wire groups by [id, name]; a person id has one name.
-                                return p.id;
-                            }
-                        })
+                        // Wire groups by [id, name]; a person id has one name.
+                        .keyBy((Person p) -> p.id)
                         .window(TumblingEventTimeWindows.of(Duration.ofSeconds(10)))
                         .aggregate(new Registrations(), new ProcessWindowFunction<Rows.NewPerson, Rows.NewPerson, Long, TimeWindow>() {
                             @Override
@@ -347,12 +253,7 @@ public final class Jobs {
                             }
                         });
                 DataStream<Rows.NewSeller> newSellers = auctions
-                        .keyBy(new KeySelector<Auction, Long>() {
-                            @Override
-                            public Long getKey(Auction a) {
-                                return a.seller;
-                            }
-                        })
+                        .keyBy((Auction a) -> a.seller)
                         .window(TumblingEventTimeWindows.of(Duration.ofSeconds(10)))
                         .aggregate(new CountAuctions(), new ProcessWindowFunction<Long, Rows.NewSeller, Long, TimeWindow>() {
                             @Override
@@ -362,77 +263,28 @@ public final class Jobs {
                             }
                         });
                 DataStream<Rows.Q8Row> joined = newPersons.join(newSellers)
-                        .where(new KeySelector<Rows.NewPerson, Long>() {
-                            @Override
-                            public Long getKey(Rows.NewPerson p) {
-                                return p.id;
-                            }
-                        })
-                        .equalTo(new KeySelector<Rows.NewSeller, Long>() {
-                            @Override
-                            public Long getKey(Rows.NewSeller s) {
-                                return s.seller;
-                            }
-                        })
+                        .where((Rows.NewPerson p) -> p.id)
+                        .equalTo((Rows.NewSeller s) -> s.seller)
                         .window(TumblingEventTimeWindows.of(Duration.ofSeconds(10)))
-                        .apply(new JoinFunction<Rows.NewPerson, Rows.NewSeller, Rows.Q8Row>() {
-                            @Override
-                            public Rows.Q8Row join(Rows.NewPerson p, Rows.NewSeller s) {
-                                return new Rows.Q8Row(p.id, p.name, p.windowStart);
-                            }
-                        });
-                finish(joined, output, new MapFunction<Rows.Q8Row, String>() {
-                    @Override
-                    public String map(Rows.Q8Row r) {
-                        return r.toJson();
-                    }
-                });
+                        .apply((Rows.NewPerson p, Rows.NewSeller s) -> new Rows.Q8Row(p.id, p.name, p.windowStart),
+                                TypeInformation.of(Rows.Q8Row.class));
+                finish(joined, output, Rows.Q8Row::toJson);
                 break;
             }
             case "q4": {
                 DataStream<Rows.CategoryAverage> perCategory = auctions.connect(bids)
-                        .keyBy(new KeySelector<Auction, Long>() {
-                            @Override
-                            public Long getKey(Auction a) {
-                                return a.id;
-                            }
-                        }, new KeySelector<Bid, Long>() {
-                            @Override
-                            public Long getKey(Bid b) {
-                                return b.auction;
-                            }
-                        })
+                        .keyBy((Auction a) -> a.id, (Bid b) -> b.auction)
                         .process(new WinningBids())
-                        .keyBy(new KeySelector<Rows.MaxChange, Long>() {
-                            @Override
-                            public Long getKey(Rows.MaxChange c) {
-                                return c.category;
-                            }
-                        })
+                        .keyBy((Rows.MaxChange c) -> c.category)
                         .process(new AverageOfMaxima());
-                finish(perCategory, output, new MapFunction<Rows.CategoryAverage, String>() {
-                    @Override
-                    public String map(Rows.CategoryAverage r) {
-                        return r.toJson();
-                    }
-                });
+                finish(perCategory, output, Rows.CategoryAverage::toJson);
                 break;
             }
             case "count": {
                 DataStream<Rows.KeyedCount> counts = bids
-                        .keyBy(new KeySelector<Bid, Long>() {
-                            @Override
-                            public Long getKey(Bid b) {
-                                return b.auction;
-                            }
-                        })
+                        .keyBy((Bid b) -> b.auction)
                         .process(new RunningCount());
-                finish(counts, output, new MapFunction<Rows.KeyedCount, String>() {
-                    @Override
-                    public String map(Rows.KeyedCount r) {
-                        return r.toJson();
-                    }
-                });
+                finish(counts, output, Rows.KeyedCount::toJson);
                 break;
             }
             default:
@@ -462,9 +314,13 @@ public final class Jobs {
         }
     }
 
-    /** One Nexmark stream: generated by `generated`, or read from a jsonl `file` when given. */
+    /** One Nexmark stream: generated by `generated`, or read from a jsonl `file` when given, with
+     * Wire's nexmark watermark (the largest `date_time` seen - 4 s - 1 ms, per source partition). */
     static <T> DataStream<T> stream(StreamExecutionEnvironment env, NexmarkSource<T> generated, String file,
-            String name, Class<T> type, MapFunction<String, T> parse, WatermarkStrategy<T> watermarks) {
+            Class<T> type, MapFunction<String, T> parse, SerializableTimestampAssigner<T> dateTime) {
+        WatermarkStrategy<T> watermarks = WatermarkStrategy.<T>forBoundedOutOfOrderness(Duration.ofSeconds(4))
+                .withTimestampAssigner(dateTime);
+        String name = type.getSimpleName().toLowerCase() + "s";
         if (file == null) {
             return env.fromSource(generated, watermarks, name, TypeInformation.of(type));
         }
