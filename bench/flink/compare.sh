@@ -3,7 +3,7 @@
 #
 #   bench/flink/compare.sh                 # speed: every query at parallelism 1 and 2, 3 runs each
 #   bench/flink/compare.sh --events 2000000 --reps 1 --queries q0,q5 --parallelism 1
-#   bench/flink/compare.sh --check         # cross-check: both engines on one file of bids, results compared
+#   bench/flink/compare.sh --check         # cross-check: both engines on the same files of events, results compared
 #
 # Flags (or environment variables): --events N (EVENTS, default 10M), --reps R (REPS, 3),
 # --queries LIST (QUERIES), --parallelism LIST (PARALLELISM, "1,2"), --xmx SIZE (XMX, JVM heap
