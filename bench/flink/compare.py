@@ -20,10 +20,23 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-QUERIES = ["q0", "q1", "q2", "q5", "q7", "count"]
-# Queries whose result does not depend on timing: all of them here (event time only).
-BID_SCHEMA = ("{auction: i64, bidder: i64, price: i64, channel: string, url: string, "
-              "date_time: timestamp, extra: string}")
+QUERIES = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11", "count"]
+# Every query here depends on event time only, so its result does not depend on timing.
+# The file-source schema of each Nexmark stream (Wire's nexmark schemas).
+SCHEMAS = {
+    "bid": "{auction: i64, bidder: i64, price: i64, channel: string, url: string, date_time: timestamp, "
+           "extra: string}",
+    "auction": "{id: i64, item_name: string, description: string, initial_bid: i64, reserve: i64, "
+               "date_time: timestamp, expires: timestamp, seller: i64, category: i64, extra: string}",
+    "person": "{id: i64, name: string, email_address: string, credit_card: string, city: string, "
+              "state: string, date_time: timestamp, extra: string}",
+}
+STREAM_NAMES = {"bid": "bid", "bids": "bid", "auction": "auction", "auctions": "auction",
+                "person": "person", "persons": "person", "people": "person"}
+# Queries whose result is a changelog: compared by the final row per key, (key fields, value field).
+FINAL_PER_KEY = {"count": (("auction",), "num"), "q4": (("category",), "avg_final")}
+# The Flink flag that names each stream's input file in the cross-check.
+FLINK_INPUT_FLAGS = {"bid": "--input", "auction": "--auctions", "person": "--persons"}
 
 
 def pipeline_text(query):
@@ -48,16 +61,22 @@ def split_sections(text):
     return sections
 
 
-def sink_inputs(sink_lines):
-    """(name, from) of every sink in a `sinks:` section."""
-    sinks, name = [], None
-    for line in sink_lines[1:]:
+def entry_values(section_lines, key):
+    """(name, value) of every entry of a section (`sources:`, `sinks:`) that sets `key`, in the
+    block form the shipped pipelines use (`  name:` then `    key: value`)."""
+    entries, name = [], None
+    for line in section_lines[1:]:
         if re.match(r"^  \w", line):
             name = line.strip().rstrip(":")
-        m = re.match(r"^\s+from:\s*(\S+)", line)
+        m = re.match(r"^\s+%s:\s*(\S+)" % key, line)
         if m and name:
-            sinks.append((name, m.group(1)))
-    return sinks
+            entries.append((name, m.group(1)))
+    return entries
+
+
+def sink_inputs(sink_lines):
+    """(name, from) of every sink in a `sinks:` section."""
+    return entry_values(sink_lines, "from")
 
 
 def bench_pipeline(query, events):
@@ -70,12 +89,30 @@ def bench_pipeline(query, events):
     return "\n".join(line for part in parts for line in part) + "\n"
 
 
-def check_pipeline(query, input_path, output_dir):
-    """The shipped pipeline reading bids from a jsonl file and writing jsonl files."""
+def source_streams(source_lines):
+    """(name, stream) of every nexmark source in a `sources:` section, stream as bid/auction/person."""
+    sources = []
+    for name, stream in entry_values(source_lines, "stream"):
+        if stream not in STREAM_NAMES:
+            sys.exit("source %s: unknown nexmark stream %s" % (name, stream))
+        sources.append((name, STREAM_NAMES[stream]))
+    return sources
+
+
+def query_streams(query):
+    """The Nexmark streams (bid, auction, person) a query's pipeline reads."""
+    return [stream for _, stream in source_streams(split_sections(pipeline_text(query))["sources"])]
+
+
+def check_pipeline(query, inputs, output_dir):
+    """The shipped pipeline reading each stream from its jsonl file (`inputs`: stream -> path),
+    and writing jsonl files."""
     sections = split_sections(pipeline_text(query))
-    sources = ["sources:", "  bids:", "    type: file", "    path: %s" % input_path,
-               "    format: jsonl", "    schema: %s" % BID_SCHEMA, "    event_time: date_time",
-               "    watermark: {max_out_of_orderness: 4s}"]
+    sources = ["sources:"]
+    for name, stream in source_streams(sections["sources"]):
+        sources += ["  %s:" % name, "    type: file", "    path: %s" % inputs[stream],
+                    "    format: jsonl", "    schema: %s" % SCHEMAS[stream], "    event_time: date_time",
+                    "    watermark: {max_out_of_orderness: 4s}"]
     (_, source), = sink_inputs(sections["sinks"])
     sinks = ["sinks:", "  out:", "    type: file", "    path: %s" % output_dir,
              "    format: jsonl", "    roll_bytes: 64GiB", "    from: %s" % source]
@@ -144,18 +181,23 @@ def run_timed(cmd, cwd, label, log_dir):
     return proc, figures
 
 
-def run_wire(args, pipeline_file, cores, label, data_dir):
+def run_wire(args, pipeline_file, cores, label, data_dir, events=None):
+    """One `wire run`. The rates are per `events` when given: the summary's count adds up the
+    event numbers of every source, so a query with two sources (q3, q4, q8) reports twice the
+    generator's range, where Flink's figures count the range once."""
     cmd = [args.wire, "run", "--no-progress", "--cores", str(cores), "--data-dir", data_dir, pipeline_file]
     proc, figures = run_timed(cmd, args.out, label, args.logs)
     figures.update(parse_wire_summary(proc.stderr))
     if "events" not in figures:
         sys.exit("%s: no summary line found in wire's stderr:\n%s" % (label, proc.stderr[-3000:]))
+    if events is None:
+        events = figures["events"]
     cpu = figures["user_s"] + figures["sys_s"]
     return {
-        "eps": figures["events"] / figures["run_s"],
-        "eps_wall": figures["events"] / figures["wall_s"],
-        "eps_cpu": figures["events"] / cpu,
-        "eps_cpu_job": figures["events"] / cpu,
+        "eps": events / figures["run_s"],
+        "eps_wall": events / figures["wall_s"],
+        "eps_cpu": events / cpu,
+        "eps_cpu_job": events / cpu,
         "rss_mib": figures["maxrss_kb"] / 1024,
         "startup_ms": figures.get("startup_ms", float("nan")),
         "wall_s": figures["wall_s"],
@@ -242,7 +284,7 @@ def speed(args):
                 for engine, reuse in engines:
                     label = "%s-p%d-%s-%d" % (query, p, engine.replace("+", "-"), rep)
                     if reuse is None:
-                        r = run_wire(args, path, p, label, data_dir)
+                        r = run_wire(args, path, p, label, data_dir, args.events)
                     else:
                         r = run_flink(args, query, p, reuse, label)
                     r.update(query=query, parallelism=p, engine=engine, rep=rep, events=args.events)
@@ -290,7 +332,7 @@ def speed_table(args, raw):
             out("| %s | %d | Wire | %s | %s | %s | | | %.0f MiB | %s | |" % (
                 query, p, fmt_rate(wire["eps"]), fmt_rate(wire["eps_wall"]), fmt_rate(wire["eps_cpu"]),
                 wire["rss_mib"], fmt_ms(wire["startup_ms"])))
-            for engine, cpu_target in (("Flink", 10), ("Flink+reuse", 3)):
+            for engine, cpu_target in (("Flink", 10), ("Flink+reuse", 4)):
                 rows = groups[engine]
                 f = {k: median(rows, k) for k in ("eps", "eps_wall", "eps_cpu", "eps_cpu_job", "rss_mib", "startup_ms")}
                 cpu_ratio_job = wire["eps_cpu"] / f["eps_cpu_job"]
@@ -380,28 +422,33 @@ def compare_multisets(wire_lines, flink_lines):
     return not only_w and not only_f, summary, detail
 
 
-def final_counts(rows, changelog):
-    """Latest count per auction: Wire's changelog (+I/+U; -U/-D retract), Flink's running counts."""
+def final_values(rows, keys, value):
+    """The latest value per key, in file order: Wire's changelog (+I/+U set it, -D deletes it,
+    -U is followed by its +U), or Flink's running results (one subtask per key, so its part file
+    holds each key's results in order)."""
     final = {}
     for r in rows:
+        key = tuple(r[k] for k in keys)
         op = r.get("op")
-        if changelog and op in ("-U", "-D"):
-            if op == "-D":
-                final.pop(r["auction"], None)
+        if op == "-U":
             continue
-        final[r["auction"]] = max(final.get(r["auction"], 0), r["num"]) if not changelog else r["num"]
+        if op == "-D":
+            final.pop(key, None)
+            continue
+        final[key] = r[value]
     return final
 
 
-def compare_counts(wire_rows, flink_rows):
-    w, f = final_counts(wire_rows, True), final_counts(flink_rows, False)
+def compare_final(wire_rows, flink_rows, keys, value):
+    w, f = final_values(wire_rows, keys, value), final_values(flink_rows, keys, value)
     detail = []
-    keys = sorted(set(w) | set(f))
-    bad = [k for k in keys if w.get(k) != f.get(k)]
+    bad = [k for k in sorted(set(w) | set(f)) if w.get(k) != f.get(k)]
     for k in bad[:5]:
-        detail.append("    auction %s: Wire %s, Flink %s" % (k, w.get(k), f.get(k)))
-    return not bad, "%d keys vs %d keys, %d bids counted vs %d" % (
-        len(w), len(f), sum(w.values()), sum(f.values())), detail
+        detail.append("    %s %s: Wire %s, Flink %s" % ("/".join(keys), "/".join(map(str, k)), w.get(k), f.get(k)))
+    summary = "%d keys vs %d keys" % (len(w), len(f))
+    if value == "num":
+        summary += ", %d bids counted vs %d" % (sum(w.values()), sum(f.values()))
+    return not bad, summary, detail
 
 
 def check(args):
@@ -410,42 +457,57 @@ def check(args):
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     data_dir = os.path.join(work, "wire-data")
-    # 1. One input file of bids, written by Wire's own nexmark source.
+    # 1. One input file per stream the queries read, written by Wire's own nexmark source.
+    streams = [st for st in ("bid", "auction", "person") if any(st in query_streams(q) for q in args.queries)]
     gen_yaml = os.path.join(work, "generate.yaml")
     with open(gen_yaml, "w") as f:
-        f.write("name: generate\nsources:\n  bids: {type: nexmark, stream: bid, events: %d, seed: 1}\n"
-                "sinks:\n  out: {type: file, path: %s, format: jsonl, roll_bytes: 64GiB, from: bids}\n"
-                % (args.check_events, os.path.join(work, "input")))
+        f.write("name: generate\nsources:\n")
+        for st in streams:
+            f.write("  %ss: {type: nexmark, stream: %s, events: %d, seed: 1}\n" % (st, st, args.check_events))
+        f.write("sinks:\n")
+        for st in streams:
+            f.write("  %s_out: {type: file, path: %s, format: jsonl, roll_bytes: 64GiB, from: %ss}\n"
+                    % (st, os.path.join(work, "input", st), st))
     run_wire(args, gen_yaml, 1, "check-generate", data_dir)
-    inputs = [n for n in os.listdir(os.path.join(work, "input")) if n.endswith(".jsonl")]
-    if len(inputs) != 1:
-        sys.exit("expected one input part file, found %s" % inputs)
-    input_path = os.path.join(work, "input", inputs[0])
-    with open(input_path) as f:
-        bids = sum(1 for _ in f)
-    print("input: %s (%d bids of %d events, written by Wire's nexmark source)" % (input_path, bids, args.check_events))
-    # The Java port of the generator must give the very same bids.
-    dump = subprocess.run(flink_cmd(args, "q0", 1, False, ["--dump", str(bids)]), stdout=subprocess.PIPE, text=True)
-    with open(input_path) as f:
-        same = dump.stdout == f.read()
-    print("generator port (Java) vs Wire's file: %s" % ("identical" if same else "DIFFERENT"))
+    inputs = {}
+    same = True
+    for st in streams:
+        parts = [n for n in os.listdir(os.path.join(work, "input", st)) if n.endswith(".jsonl")]
+        if len(parts) != 1:
+            sys.exit("expected one %s input part file, found %s" % (st, parts))
+        inputs[st] = os.path.join(work, "input", st, parts[0])
+        with open(inputs[st]) as f:
+            rows = sum(1 for _ in f)
+        print("input: %s (%d %ss of %d events, written by Wire's nexmark source)"
+              % (inputs[st], rows, st, args.check_events))
+        # The Java port of the generator must give the very same events.
+        dump = subprocess.run(flink_cmd(args, "q0", 1, False, ["--dump", st, "--events", str(args.check_events)]),
+                              stdout=subprocess.PIPE, text=True)
+        with open(inputs[st]) as f:
+            identical = dump.returncode == 0 and dump.stdout == f.read()
+        print("generator port (Java) vs Wire's file, %ss: %s" % (st, "identical" if identical else "DIFFERENT"))
+        same = same and identical
     results = []
     for query in args.queries:
+        flink_inputs = []
+        for st in query_streams(query):
+            flink_inputs += [FLINK_INPUT_FLAGS[st], inputs[st]]
         for p in args.parallelism:
             wire_out = os.path.join(work, "%s-p%d-wire" % (query, p))
             flink_out = os.path.join(work, "%s-p%d-flink" % (query, p))
             yaml_path = os.path.join(work, "%s.yaml" % query)
             with open(yaml_path, "w") as f:
-                f.write(check_pipeline(query, input_path, wire_out))
+                f.write(check_pipeline(query, inputs, wire_out))
             run_wire(args, yaml_path, p, "check-%s-p%d-wire" % (query, p), data_dir)
-            run_timed(flink_cmd(args, query, p, False, ["--input", input_path, "--output", flink_out]),
+            run_timed(flink_cmd(args, query, p, False, flink_inputs + ["--output", flink_out]),
                       args.out, "check-%s-p%d-flink" % (query, p), args.logs)
-            if query == "count":
-                ok, summary, detail = compare_counts(read_rows(wire_out), read_rows(flink_out))
+            if query in FINAL_PER_KEY:
+                keys, value = FINAL_PER_KEY[query]
+                ok, summary, detail = compare_final(read_rows(wire_out), read_rows(flink_out), keys, value)
             else:
                 ok, summary, detail = compare_multisets(read_lines(wire_out), read_lines(flink_out))
             results.append(ok)
-            print("%-6s p%d: %s (%s)" % (query, p, "agree" if ok else "DISAGREE", summary))
+            print("%-6s p%d: %s (%s)" % (query, p, "agree" if ok else "DISAGREE", summary), flush=True)
             for line in detail:
                 print(line)
     print("cross-check: %d of %d agree" % (sum(results), len(results)))

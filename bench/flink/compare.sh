@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Wire vs Apache Flink 2.3.0 on Nexmark q0, q1, q2, q5, q7 and a keyed count.
+# Wire vs Apache Flink 2.3.0 on Nexmark q0, q1, q2, q3, q4, q5, q7, q8, q11 and a keyed count.
 #
 #   bench/flink/compare.sh                 # speed: every query at parallelism 1 and 2, 3 runs each
 #   bench/flink/compare.sh --events 2000000 --reps 1 --queries q0,q5 --parallelism 1
-#   bench/flink/compare.sh --check         # cross-check: both engines on one file of bids, results compared
+#   bench/flink/compare.sh --check         # cross-check: both engines on the same files of events, results compared
 #
 # Flags (or environment variables): --events N (EVENTS, default 10M), --reps R (REPS, 3),
 # --queries LIST (QUERIES), --parallelism LIST (PARALLELISM, "1,2"), --xmx SIZE (XMX, JVM heap

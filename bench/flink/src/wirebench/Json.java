@@ -3,9 +3,11 @@ package wirebench;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
+import java.util.HashMap;
+import java.util.Map;
 
 /** Just enough JSON for flat rows: writing strings and timestamps as Wire's jsonl does, and
- * reading Wire's jsonl bids back (a flat object of numbers and strings). */
+ * reading Wire's jsonl persons, auctions and bids back (flat objects of integers and strings). */
 final class Json {
     private static final DateTimeFormatter RFC3339 =
             DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC);
@@ -45,7 +47,58 @@ final class Json {
 
     /** Parses one line of Wire's jsonl bid output. */
     static Bid parseBid(String line) {
+        Map<String, Object> row = parseFlat(line);
         Bid bid = new Bid();
+        bid.auction = (Long) row.get("auction");
+        bid.bidder = (Long) row.get("bidder");
+        bid.price = (Long) row.get("price");
+        bid.channel = (String) row.get("channel");
+        bid.url = (String) row.get("url");
+        bid.dateTime = millis(row.get("date_time"));
+        bid.extra = (String) row.get("extra");
+        return bid;
+    }
+
+    /** Parses one line of Wire's jsonl person output. */
+    static Person parsePerson(String line) {
+        Map<String, Object> row = parseFlat(line);
+        Person p = new Person();
+        p.id = (Long) row.get("id");
+        p.name = (String) row.get("name");
+        p.emailAddress = (String) row.get("email_address");
+        p.creditCard = (String) row.get("credit_card");
+        p.city = (String) row.get("city");
+        p.state = (String) row.get("state");
+        p.dateTime = millis(row.get("date_time"));
+        p.extra = (String) row.get("extra");
+        return p;
+    }
+
+    /** Parses one line of Wire's jsonl auction output. */
+    static Auction parseAuction(String line) {
+        Map<String, Object> row = parseFlat(line);
+        Auction a = new Auction();
+        a.id = (Long) row.get("id");
+        a.itemName = (String) row.get("item_name");
+        a.description = (String) row.get("description");
+        a.initialBid = (Long) row.get("initial_bid");
+        a.reserve = (Long) row.get("reserve");
+        a.dateTime = millis(row.get("date_time"));
+        a.expires = millis(row.get("expires"));
+        a.seller = (Long) row.get("seller");
+        a.category = (Long) row.get("category");
+        a.extra = (String) row.get("extra");
+        return a;
+    }
+
+    /** A timestamp field: epoch milliseconds, or an RFC 3339 string. */
+    private static long millis(Object value) {
+        return value instanceof Long ? (Long) value : Instant.parse((String) value).toEpochMilli();
+    }
+
+    /** A flat JSON object of integers and strings, as a map (the only shapes Nexmark rows have). */
+    static Map<String, Object> parseFlat(String line) {
+        Map<String, Object> row = new HashMap<>();
         int i = line.indexOf('{') + 1;
         int n = line.length();
         while (i < n) {
@@ -85,22 +138,10 @@ final class Json {
                 value = Long.parseLong(line.substring(i, end).trim());
                 i = end;
             }
-            switch (key) {
-                case "auction": bid.auction = (Long) value; break;
-                case "bidder": bid.bidder = (Long) value; break;
-                case "price": bid.price = (Long) value; break;
-                case "channel": bid.channel = (String) value; break;
-                case "url": bid.url = (String) value; break;
-                case "date_time":
-                    bid.dateTime = value instanceof Long ? (Long) value
-                            : Instant.parse((String) value).toEpochMilli();
-                    break;
-                case "extra": bid.extra = (String) value; break;
-                default: break;
-            }
+            row.put(key, value);
             while (i < n && line.charAt(i) != ',' && line.charAt(i) != '}') i++;
             if (i < n && line.charAt(i) == ',') i++;
         }
-        return bid;
+        return row;
     }
 }

@@ -1,33 +1,49 @@
 package wirebench;
 
 /**
- * A line-by-line port of the bid path of Wire's Nexmark generator (core/src/nexmark.rs), with
- * the default configuration (50 events per epoch: 1 person, 3 auctions, 46 bids; 10,000 events
- * per second of event time from 1,700,000,000,000 ms; average bid 100 bytes; no jitter).
+ * A line-by-line port of Wire's Nexmark generator (core/src/nexmark.rs): persons, auctions and
+ * bids, with the default configuration (50 events per epoch: 1 person, 3 auctions, 46 bids;
+ * 10,000 events per second of event time from 1,700,000,000,000 ms; average sizes 200, 500 and
+ * 100 bytes; no jitter).
  *
  * <p>Event {@code n} is a pure function of (seed, n): each event seeds its own SplitMix64 stream
- * from {@code mix64(mix64(seed) ^ n)}. Only bids are generated; {@link #isBid} tells the kinds
- * apart without generating anything, as Wire's source does for the events of other streams.
- * Checked byte for byte against the bids Wire writes by `bench/flink/compare.sh --check`.
+ * from {@code mix64(mix64(seed) ^ n)}. {@link #kind} tells the kinds apart without generating
+ * anything, as Wire's source does for the events of other streams. Checked byte for byte against
+ * the persons, auctions and bids Wire writes by `bench/flink/compare.sh --check`.
  */
 public final class NexmarkGen {
     static final long FIRST_PERSON_ID = 1000;
     static final long FIRST_AUCTION_ID = 1000;
+    static final long FIRST_CATEGORY_ID = 10;
+    static final long NUM_CATEGORIES = 5;
     static final long PERSON_PROPORTION = 1;
     static final long AUCTION_PROPORTION = 3;
     static final long TOTAL_PROPORTION = 50;
     static final long FIRST_EVENT_TIME_MS = 1_700_000_000_000L;
     static final long EVENTS_PER_SECOND = 10_000;
+    static final int AVG_PERSON_BYTES = 200;
+    static final int AVG_AUCTION_BYTES = 500;
     static final int AVG_BID_BYTES = 100;
     static final long HOT_AUCTION_RATIO = 2;
+    static final long HOT_SELLERS_RATIO = 4;
     static final long HOT_BIDDERS_RATIO = 4;
     static final long NUM_IN_FLIGHT_AUCTIONS = 100;
     static final long NUM_ACTIVE_PEOPLE = 1000;
     static final long PERSON_ID_LEAD = 10;
     static final long AUCTION_ID_LEAD = 10;
     static final long HOT_AUCTION_GROUP = 100;
+    static final long HOT_SELLER_GROUP = 100;
     static final long HOT_BIDDER_GROUP = 100;
+    /** Events until NUM_IN_FLIGHT_AUCTIONS more auctions exist: 100 * 50 / 3. */
+    static final long AUCTION_EVENTS_AHEAD = NUM_IN_FLIGHT_AUCTIONS * TOTAL_PROPORTION / AUCTION_PROPORTION;
     static final int NUMERIC_FIELD_BYTES = 8;
+    static final String[] US_STATES = {"AZ", "CA", "ID", "OR", "WA", "WY"};
+    static final String[] US_CITIES = {"Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland",
+        "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"};
+    static final String[] FIRST_NAMES = {"Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie",
+        "Sarah", "Deiter", "Walter"};
+    static final String[] LAST_NAMES = {"Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith",
+        "Jones", "Noris"};
     static final String[] NAMED_CHANNELS = {"apple", "google", "facebook", "baidu"};
     static final String URL_PREFIX = "https://www.nexmark.com/";
     static final String URL_SUFFIX = "item.htm?query=1";
@@ -69,8 +85,154 @@ public final class NexmarkGen {
         this.rngKey = mix64(seed);
     }
 
+    /** The event kinds, as Wire's `EventKind`. */
+    public static final int PERSON = 0;
+    public static final int AUCTION = 1;
+    public static final int BID = 2;
+
     public static boolean isBid(long n) {
         return n % TOTAL_PROPORTION >= PERSON_PROPORTION + AUCTION_PROPORTION;
+    }
+
+    /** {@link #PERSON}, {@link #AUCTION} or {@link #BID}, by {@code n} modulo the total proportion. */
+    public static int kind(long n) {
+        long offset = n % TOTAL_PROPORTION;
+        if (offset < PERSON_PROPORTION) {
+            return PERSON;
+        }
+        return offset < PERSON_PROPORTION + AUCTION_PROPORTION ? AUCTION : BID;
+    }
+
+    /** Stream name (`person`, `auction`, `bid`, or a plural) to kind. */
+    public static int kindOf(String stream) {
+        switch (stream) {
+            case "person": case "persons": case "people": return PERSON;
+            case "auction": case "auctions": return AUCTION;
+            case "bid": case "bids": return BID;
+            default: throw new IllegalArgumentException("unknown nexmark stream " + stream);
+        }
+    }
+
+    /** Event {@code n} of its kind: a {@link Person}, an {@link Auction} or a {@link Bid}. */
+    public Object event(long n) {
+        switch (kind(n)) {
+            case PERSON: return person(n);
+            case AUCTION: return auction(n);
+            default: return bid(n);
+        }
+    }
+
+    /** The last person id (base 0) created at or before event {@code n}. */
+    static long lastBase0PersonId(long n) {
+        long epoch = n / TOTAL_PROPORTION;
+        long offset = Math.min(n % TOTAL_PROPORTION, PERSON_PROPORTION - 1);
+        return epoch * PERSON_PROPORTION + offset;
+    }
+
+    /** The last auction id (base 0) created at or before event {@code n}; 0 before the first. */
+    static long lastBase0AuctionId(long n) {
+        long epoch = n / TOTAL_PROPORTION;
+        long offset = n % TOTAL_PROPORTION;
+        if (offset < PERSON_PROPORTION) {
+            epoch -= 1;
+            offset = AUCTION_PROPORTION - 1;
+        } else if (offset >= PERSON_PROPORTION + AUCTION_PROPORTION) {
+            offset = AUCTION_PROPORTION - 1;
+        } else {
+            offset -= PERSON_PROPORTION;
+        }
+        return Math.max(0, epoch * AUCTION_PROPORTION + offset);
+    }
+
+    /** A cold person id (base 0), as next_base0_person_id. */
+    private long nextBase0PersonId(long n) {
+        long numPeople = lastBase0PersonId(n) + 1;
+        long active = Math.min(numPeople, NUM_ACTIVE_PEOPLE);
+        return numPeople - active + below(active + PERSON_ID_LEAD);
+    }
+
+    /** Person number {@code n}; {@code n} must be a person. */
+    public Person person(long n) {
+        state = mix64(rngKey ^ n);
+        Person p = new Person();
+        p.dateTime = eventTimeMs(n);
+        p.id = FIRST_PERSON_ID + lastBase0PersonId(n);
+        p.name = pick(FIRST_NAMES) + " " + pick(LAST_NAMES);
+        // push_email_address
+        sb.setLength(0);
+        appendLetters(7);
+        sb.append('@');
+        appendLetters(5);
+        sb.append(".com");
+        p.emailAddress = sb.toString();
+        // push_credit_card
+        sb.setLength(0);
+        for (int group = 0; group < 4; group++) {
+            if (group > 0) {
+                sb.append(' ');
+            }
+            long digits = below(10_000);
+            for (long scale = 1000; scale > 0; scale /= 10) {
+                sb.append((char) ('0' + (digits / scale) % 10));
+            }
+        }
+        p.creditCard = sb.toString();
+        p.city = pick(US_CITIES);
+        p.state = pick(US_STATES);
+        int size = 2 * NUMERIC_FIELD_BYTES + p.name.length() + p.emailAddress.length()
+                + p.creditCard.length() + p.city.length() + p.state.length();
+        p.extra = extra(size, AVG_PERSON_BYTES);
+        return p;
+    }
+
+    /** Auction number {@code n}; {@code n} must be an auction. */
+    public Auction auction(long n) {
+        state = mix64(rngKey ^ n);
+        Auction a = new Auction();
+        a.dateTime = eventTimeMs(n);
+        a.id = FIRST_AUCTION_ID + lastBase0AuctionId(n);
+        // next_seller
+        long seller;
+        if (below(HOT_SELLERS_RATIO) > 0) {
+            seller = (lastBase0PersonId(n) / HOT_SELLER_GROUP) * HOT_SELLER_GROUP;
+        } else {
+            seller = nextBase0PersonId(n);
+        }
+        a.seller = FIRST_PERSON_ID + seller;
+        a.category = FIRST_CATEGORY_ID + below(NUM_CATEGORIES);
+        a.initialBid = nextPrice();
+        // auction_length_ms: uniform in [1, 2 * horizon], the horizon being the event time until
+        // NUM_IN_FLIGHT_AUCTIONS more auctions exist.
+        long horizonMs = eventTimeMs(n + AUCTION_EVENTS_AHEAD) - eventTimeMs(n);
+        long bound = Math.max(horizonMs * 2, 1);
+        a.expires = a.dateTime + 1 + below(bound);
+        sb.setLength(0);
+        appendLetters(20);
+        a.itemName = sb.toString();
+        sb.setLength(0);
+        appendLetters(100);
+        a.description = sb.toString();
+        a.reserve = a.initialBid + nextPrice();
+        int size = 7 * NUMERIC_FIELD_BYTES + a.itemName.length() + a.description.length();
+        a.extra = extra(size, AVG_AUCTION_BYTES);
+        return a;
+    }
+
+    private String pick(String[] items) {
+        return items[(int) below(items.length)];
+    }
+
+    /** push_extra: padding so that {@code size} plus its length averages {@code avg}. */
+    private String extra(int size, int avg) {
+        if (size >= avg) {
+            return "";
+        }
+        int target = avg - size;
+        int delta = (target + 2) / 5;
+        int spread = delta == 0 ? 0 : (int) below(2L * delta);
+        sb.setLength(0);
+        appendLetters(target - delta + spread);
+        return sb.toString();
     }
 
     public static long eventTimeMs(long n) {
@@ -127,16 +289,7 @@ public final class NexmarkGen {
         }
         String url = sb.toString();
         int size = 4 * NUMERIC_FIELD_BYTES + channel.length() + url.length();
-        // push_extra
-        String extra = "";
-        if (size < AVG_BID_BYTES) {
-            int target = AVG_BID_BYTES - size;
-            int delta = (target + 2) / 5;
-            int spread = delta == 0 ? 0 : (int) below(2L * delta);
-            sb.setLength(0);
-            appendLetters(target - delta + spread);
-            extra = sb.toString();
-        }
+        String extra = extra(size, AVG_BID_BYTES);
         bid.auction = FIRST_AUCTION_ID + auction;
         bid.bidder = FIRST_PERSON_ID + bidder;
         bid.price = price;

@@ -22,20 +22,36 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * The Nexmark bid stream as a bounded FLIP-27 source, partitioned as Wire's `nexmark` source:
- * with P subtasks, partition p generates event numbers p, p + P, p + 2P, ... below `events`
- * and emits the bids among them, each with its `date_time` as record timestamp.
+ * One Nexmark stream (persons, auctions or bids) as a bounded FLIP-27 source, partitioned as
+ * Wire's `nexmark` source: with P subtasks, partition p looks at event numbers p, p + P, p + 2P,
+ * ... below `events` and emits the events of its kind among them (the others are skipped without
+ * being generated), each with its `date_time` as record timestamp.
  */
-public final class NexmarkSource implements Source<Bid, NexmarkSource.Split, ArrayList<NexmarkSource.Split>> {
-    /** Wall-clock time (epoch ms) of the first bid any reader emitted in this JVM. */
+public final class NexmarkSource<T> implements Source<T, NexmarkSource.Split, ArrayList<NexmarkSource.Split>> {
+    /** Wall-clock time (epoch ms) of the first event any reader emitted in this JVM. */
     public static volatile long firstEventMs = 0;
 
     private final long events;
     private final long seed;
+    private final int kind;
 
-    public NexmarkSource(long events, long seed) {
+    /** Bids. */
+    public static NexmarkSource<Bid> bids(long events, long seed) {
+        return new NexmarkSource<>(events, seed, NexmarkGen.BID);
+    }
+
+    public static NexmarkSource<Auction> auctions(long events, long seed) {
+        return new NexmarkSource<>(events, seed, NexmarkGen.AUCTION);
+    }
+
+    public static NexmarkSource<Person> persons(long events, long seed) {
+        return new NexmarkSource<>(events, seed, NexmarkGen.PERSON);
+    }
+
+    private NexmarkSource(long events, long seed, int kind) {
         this.events = events;
         this.seed = seed;
+        this.kind = kind;
     }
 
     @Override
@@ -70,8 +86,8 @@ public final class NexmarkSource implements Source<Bid, NexmarkSource.Split, Arr
     }
 
     @Override
-    public SourceReader<Bid, Split> createReader(SourceReaderContext context) {
-        return new Reader(events, seed);
+    public SourceReader<T, Split> createReader(SourceReaderContext context) {
+        return new Reader<>(events, seed, kind);
     }
 
     /** Partition `partition` of `partitions`; `next` is the next event number to look at. */
@@ -130,23 +146,26 @@ public final class NexmarkSource implements Source<Bid, NexmarkSource.Split, Arr
         @Override public void close() {}
     }
 
-    static final class Reader implements SourceReader<Bid, Split> {
+    static final class Reader<T> implements SourceReader<T, Split> {
         private static final int BATCH = 1024;
         private final long events;
+        private final int kind;
         private final NexmarkGen gen;
         private final ArrayDeque<Split> splits = new ArrayDeque<>();
         private boolean noMoreSplits;
         private CompletableFuture<Void> available = new CompletableFuture<>();
 
-        Reader(long events, long seed) {
+        Reader(long events, long seed, int kind) {
             this.events = events;
             this.gen = new NexmarkGen(seed);
+            this.kind = kind;
         }
 
         @Override public void start() {}
 
         @Override
-        public InputStatus pollNext(ReaderOutput<Bid> output) {
+        @SuppressWarnings("unchecked")
+        public InputStatus pollNext(ReaderOutput<T> output) {
             Split split = splits.peek();
             if (split == null) {
                 return noMoreSplits ? InputStatus.END_OF_INPUT : InputStatus.NOTHING_AVAILABLE;
@@ -158,9 +177,23 @@ public final class NexmarkSource implements Source<Bid, NexmarkSource.Split, Arr
             int stride = split.partitions;
             int emitted = 0;
             while (n < events && emitted < BATCH) {
-                if (NexmarkGen.isBid(n)) {
-                    Bid bid = gen.bid(n);
-                    output.collect(bid, bid.dateTime);
+                if (NexmarkGen.kind(n) == kind) {
+                    switch (kind) {
+                        case NexmarkGen.BID: {
+                            Bid bid = gen.bid(n);
+                            output.collect((T) bid, bid.dateTime);
+                            break;
+                        }
+                        case NexmarkGen.AUCTION: {
+                            Auction auction = gen.auction(n);
+                            output.collect((T) auction, auction.dateTime);
+                            break;
+                        }
+                        default: {
+                            Person person = gen.person(n);
+                            output.collect((T) person, person.dateTime);
+                        }
+                    }
                     emitted++;
                 }
                 n += stride;
