@@ -19,7 +19,7 @@ use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::record::schema::{DataType, Field, Schema};
 pub use elasticsearch::{ElasticsearchSink, SinkErrors, SinkOnError};
 pub use kafka::{
-    KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
+    KafkaAvro, KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
     KafkaTopics,
 };
 pub use mongodb::{MongoMode, MongoRead, MongoSink, MongoSource};
