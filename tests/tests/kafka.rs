@@ -657,8 +657,11 @@ fn avro_confluent_records_decode_and_bad_ones_go_to_the_dead_letter_topic() {
     let out = dir.path().join("out");
     let path = dir.path().join("avro.yaml");
     let extra = format!("    avro_confluent: true\n    on_error: dead_letter\n    dead_letter_topic: {dead_topic}\n");
-    std::fs::write(&path, avro_pipeline(&broker.addr, &input_topic, &extra, &out))
-        .expect("pipeline file");
+    std::fs::write(
+        &path,
+        avro_pipeline(&broker.addr, &input_topic, &extra, &out),
+    )
+    .expect("pipeline file");
     let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
     assert_eq!(code, Some(0), "the run failed:\n{stderr}");
 
@@ -673,7 +676,11 @@ fn avro_confluent_records_decode_and_bad_ones_go_to_the_dead_letter_topic() {
             0 => assert_eq!(row["item"], format!("item-{id}").as_str(), "{row}"),
             _ => assert!(row["item"].is_null(), "{row}"),
         }
-        assert_eq!(row["at"], format!("2023-11-14T22:13:20.{id:03}Z").as_str(), "{row}");
+        assert_eq!(
+            row["at"],
+            format!("2023-11-14T22:13:20.{id:03}Z").as_str(),
+            "{row}"
+        );
     }
 
     let letters = broker.read_committed_at_least(&dead_topic, 1, Duration::from_secs(2), 3);
@@ -688,17 +695,36 @@ fn avro_confluent_records_decode_and_bad_ones_go_to_the_dead_letter_topic() {
         .collect();
     by_place.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let expected = [
-        ("0", "2", Some(b"k-magic".to_vec()), &wrong_magic, "magic byte 1, expected 0"),
-        ("1", "1", Some(b"k-short".to_vec()), &truncated, "not an Avro record of the schema"),
+        (
+            "0",
+            "2",
+            Some(b"k-magic".to_vec()),
+            &wrong_magic,
+            "magic byte 1, expected 0",
+        ),
+        (
+            "1",
+            "1",
+            Some(b"k-short".to_vec()),
+            &truncated,
+            "not an Avro record of the schema",
+        ),
         ("1", "3", None, &bare, "magic byte"),
     ];
     for ((partition, offset, letter), (want_p, want_o, key, bytes, error)) in
         by_place.iter().zip(expected)
     {
         assert_eq!((partition.as_str(), offset.as_str()), (want_p, want_o));
-        assert_eq!(letter.value.as_deref(), Some(bytes.as_slice()), "original bytes");
+        assert_eq!(
+            letter.value.as_deref(),
+            Some(bytes.as_slice()),
+            "original bytes"
+        );
         assert_eq!(letter.key, key, "original key");
-        assert_eq!(letter.header("wire.topic").as_deref(), Some(input_topic.as_str()));
+        assert_eq!(
+            letter.header("wire.topic").as_deref(),
+            Some(input_topic.as_str())
+        );
         assert_eq!(
             letter.header("wire.source").as_deref(),
             Some("kafka source `input`")
@@ -736,7 +762,10 @@ fn an_undecodable_avro_record_fails_the_run_naming_its_place() {
     assert_ne!(code, Some(0), "the run should fail:\n{stderr}");
     let place = format!("kafka source `input`: topic `{input_topic}` partition 0 offset 1:");
     assert!(stderr.contains(&place), "{stderr}");
-    assert!(stderr.contains("not an Avro record of the schema"), "{stderr}");
+    assert!(
+        stderr.contains("not an Avro record of the schema"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -765,10 +794,36 @@ fn wire_check_refuses_an_avro_schema_that_does_not_fit() {
     let text = fits.replace("at: timestamp}", "at: timestamp, qty: i64}");
     let (_, stderr) = check_pipeline(&path, &text);
     assert!(
-        stderr.contains("field `qty` is not in the Avro record `order` (its fields: id, item, price, at)"),
+        stderr.contains(
+            "field `qty` is not in the Avro record `order` (its fields: id, item, price, at)"
+        ),
         "{stderr}"
     );
     let text = fits.replace("    format: avro\n", "");
     let (_, stderr) = check_pipeline(&path, &text);
-    assert!(stderr.contains("avro_* keys are for `format: avro`"), "{stderr}");
+    assert!(
+        stderr.contains("avro_* keys are for `format: avro`"),
+        "{stderr}"
+    );
+    let text = fits.replace(
+        "    event_time: at\n",
+        "    event_time: at\n    dead_letter_topic: dead\n",
+    );
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains(
+            "sources.input.dead_letter_topic: dead_letter_topic needs `on_error: dead_letter`"
+        ),
+        "{stderr}"
+    );
+    let both = "    on_error: dead_letter\n    dead_letter_topic: dead\n    dead_letter_path: dead.jsonl\n";
+    let text = fits.replace(
+        "    event_time: at\n",
+        &format!("    event_time: at\n{both}"),
+    );
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains("give either `dead_letter_path` or `dead_letter_topic`, not both"),
+        "{stderr}"
+    );
 }

@@ -661,9 +661,10 @@ impl DeadTopic {
     fn new(spec: &KafkaSource, brokers: &str, topic: &str, what: &str) -> Result<Self, Error> {
         let context = Delivery::default();
         let mut config = client_config(brokers, &[]);
-        config
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", spec.connect_timeout_ms.max(1000).to_string());
+        config.set("enable.idempotence", "true").set(
+            "message.timeout.ms",
+            spec.connect_timeout_ms.max(1000).to_string(),
+        );
         let producer = config.create_with_context(context.clone()).map_err(|err| {
             Error::Connector(format!(
                 "{what}: cannot create the dead-letter producer for {brokers}: {err}"
@@ -724,7 +725,12 @@ impl DeadTopic {
             .spawn_blocking(move || producer.flush(timeout))
             .await;
         let failed = match flushed {
-            Err(err) => Some(self.context.client.last_error().unwrap_or_else(|| err.to_string())),
+            Err(err) => Some(
+                self.context
+                    .client
+                    .last_error()
+                    .unwrap_or_else(|| err.to_string()),
+            ),
             Ok(()) => self.context.failure(),
         };
         match failed {

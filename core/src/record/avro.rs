@@ -136,8 +136,13 @@ impl AvroReader {
             body = &bytes[CONFLUENT_HEADER..];
         }
         let start = body.len();
-        let value = apache_avro::from_avro_datum(&self.schema, &mut body, None)
-            .map_err(|err| fail(None, None, format!("not an Avro record of the schema: {err}")))?;
+        let value = apache_avro::from_avro_datum(&self.schema, &mut body, None).map_err(|err| {
+            fail(
+                None,
+                None,
+                format!("not an Avro record of the schema: {err}"),
+            )
+        })?;
         if !body.is_empty() {
             let column = bytes.len() - body.len() + 1;
             let message = format!(
@@ -162,8 +167,13 @@ impl AvroReader {
         }
         let mut values = Vec::with_capacity(self.columns.len() + extra.len());
         for column in &self.columns {
-            let value = convert(&fields[column.at].1, column.to)
-                .ok_or_else(|| fail(None, Some(&column.name), "a value of a type the schema check ruled out".into()))?;
+            let value = convert(&fields[column.at].1, column.to).ok_or_else(|| {
+                fail(
+                    None,
+                    Some(&column.name),
+                    "a value of a type the schema check ruled out".into(),
+                )
+            })?;
             values.push(value);
         }
         values.extend_from_slice(extra);
@@ -215,9 +225,8 @@ fn fit(schema: &AvroSchema, payload: &Schema) -> Result<Vec<Column>, String> {
         };
         let avro = &record.fields[at].schema;
         let (inner, nullable) = match avro {
-            AvroSchema::Union(union) => unwrap_union(union).map_err(|message| {
-                format!("field `{}`: the Avro type is {message}", field.name)
-            })?,
+            AvroSchema::Union(union) => unwrap_union(union)
+                .map_err(|message| format!("field `{}`: the Avro type is {message}", field.name))?,
             other => (other, false),
         };
         if nullable && !field.nullable {

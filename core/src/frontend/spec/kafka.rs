@@ -529,7 +529,11 @@ fn on_error(
                     .get("dead_letter_path")
                     .or_else(|| fields.get("dead_letter_topic"))
                     .expect("read above");
-                let key = path.rsplit('.').next().unwrap_or("dead_letter_path").to_string();
+                let key = path
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("dead_letter_path")
+                    .to_string();
                 Err(cx.err(node, &path, format!("{key} needs `on_error: dead_letter`")))
             }
         };
@@ -574,7 +578,11 @@ fn avro(
         (None, Some((node, path))) => {
             let name = scalar(cx, node, &path)?;
             let text = std::fs::read_to_string(name).map_err(|err| {
-                cx.err(node, &path, format!("cannot read Avro schema file `{name}`: {err}"))
+                cx.err(
+                    node,
+                    &path,
+                    format!("cannot read Avro schema file `{name}`: {err}"),
+                )
             })?;
             (node, path, text)
         }

@@ -55,12 +55,19 @@ fn rows(reader: &mut AvroReader, records: &[Vec<u8>]) -> Vec<Vec<Value>> {
     let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
     for (i, record) in records.iter().enumerate() {
         reader
-            .decode_with(i as u64, record, &[ValueRef::I64(40 + i as i64)], &mut builder)
+            .decode_with(
+                i as u64,
+                record,
+                &[ValueRef::I64(40 + i as i64)],
+                &mut builder,
+            )
             .unwrap();
     }
     let batch = builder.finish();
     let view = batch.view();
-    (0..view.row_count()).map(|i| view.row(i).to_values()).collect()
+    (0..view.row_count())
+        .map(|i| view.row(i).to_values())
+        .collect()
 }
 
 #[test]
@@ -101,7 +108,10 @@ fn confluent_header_is_skipped_and_checked() {
     let err = reader
         .decode_with(9, &[0, 0, 1], &[ValueRef::I64(0)], &mut builder)
         .unwrap_err();
-    assert!(err.message.contains("shorter than the Confluent header"), "{err}");
+    assert!(
+        err.message.contains("shorter than the Confluent header"),
+        "{err}"
+    );
     assert_eq!(builder.row_count(), 0);
 }
 
@@ -114,16 +124,23 @@ fn bad_bytes_are_errors_not_rows() {
     let err = reader
         .decode_with(5, &good[..good.len() - 3], &extra, &mut builder)
         .unwrap_err();
-    assert!(err.message.starts_with("not an Avro record of the schema"), "{err}");
+    assert!(
+        err.message.starts_with("not an Avro record of the schema"),
+        "{err}"
+    );
     let mut long = good.clone();
     long.extend([1, 2]);
-    let err = reader.decode_with(6, &long, &extra, &mut builder).unwrap_err();
+    let err = reader
+        .decode_with(6, &long, &extra, &mut builder)
+        .unwrap_err();
     assert_eq!(err.column, Some(good.len() + 1));
     assert!(err.message.contains("2 bytes left"), "{err}");
     // A union branch index out of range.
     let mut branch = good.clone();
     branch[2] = 8;
-    assert!(reader.decode_with(7, &branch, &extra, &mut builder).is_err());
+    assert!(reader
+        .decode_with(7, &branch, &extra, &mut builder)
+        .is_err());
     assert_eq!(builder.row_count(), 0);
     reader.decode_with(8, &good, &extra, &mut builder).unwrap();
     assert_eq!(builder.row_count(), 1);
@@ -133,11 +150,20 @@ fn bad_bytes_are_errors_not_rows() {
 fn check_names_what_does_not_fit() {
     let one = |field: Field| Schema::new(vec![field]);
     let err = check(ALL, &one(Field::new("nope", DataType::I64))).unwrap_err();
-    assert!(err.contains("field `nope` is not in the Avro record `bid` (its fields: id, small"), "{err}");
+    assert!(
+        err.contains("field `nope` is not in the Avro record `bid` (its fields: id, small"),
+        "{err}"
+    );
     let err = check(ALL, &one(Field::new("name", DataType::I64))).unwrap_err();
-    assert_eq!(err, "field `name`: Avro type string does not fit i64 (int or long)");
+    assert_eq!(
+        err,
+        "field `name`: Avro type string does not fit i64 (int or long)"
+    );
     let err = check(ALL, &one(Field::new("price", DataType::F64))).unwrap_err();
-    assert!(err.contains("union with null but the field is not nullable (declare it `f64?`)"), "{err}");
+    assert!(
+        err.contains("union with null but the field is not nullable (declare it `f64?`)"),
+        "{err}"
+    );
     let err = check(r#""long""#, &one(Field::new("id", DataType::I64))).unwrap_err();
     assert_eq!(err, "the Avro schema must be a record");
     let err = check("{", &one(Field::new("id", DataType::I64))).unwrap_err();
