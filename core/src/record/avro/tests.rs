@@ -173,3 +173,32 @@ fn check_names_what_does_not_fit() {
     assert!(err.contains("several non-null types"), "{err}");
     check(ALL, &schema()).unwrap();
 }
+
+/// The fuzz target's schema and seed (fuzz/seeds/avro_decode/record) decode: the seed reaches
+/// past the header and through every field.
+#[test]
+fn the_fuzz_seed_decodes() {
+    let target = include_str!("../../../../fuzz/fuzz_targets/avro_decode.rs");
+    let start = target.find("r#\"").expect("schema start") + 3;
+    let end = start + target[start..].find("\"#").expect("schema end");
+    let avro = &target[start..end];
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::I64),
+        Field::new("uid", DataType::String),
+        Field::new("day", DataType::Timestamp),
+    ]);
+    let mut reader = AvroReader::new(avro, &schema, 0, None, false).unwrap();
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    let seed = include_bytes!("../../../../fuzz/seeds/avro_decode/record");
+    reader.decode_with(0, seed, &[], &mut builder).unwrap();
+    let batch = builder.finish();
+    let row = batch.view().row(0).to_values();
+    assert_eq!(
+        row,
+        [
+            Value::I64(5),
+            Value::Str("123e4567-e89b-12d3-a456-426614174000".into()),
+            Value::Timestamp(10 * 86_400_000)
+        ]
+    );
+}
