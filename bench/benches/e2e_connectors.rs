@@ -339,6 +339,10 @@ fn elasticsearch(args: &Args) -> anyhow::Result<()> {
     let server = Osmem::start();
     // Keep-alive clients, as the sink has (the test helper opens a connection per request),
     // two of them at once, as the sink has one per core on Wire's two.
+    // The server's first requests are slow (about 1 s for the first `_bulk`): warm it up on
+    // an index of its own first, so neither side pays that.
+    bulk_loop(&format!("{}/warmup/_bulk", server.url()), BATCH * 2, 0)?;
+    server.request("DELETE", "/warmup", "")?;
     let bulk = format!("{}/direct/_bulk", server.url());
     let start = Instant::now();
     std::thread::scope(|scope| -> anyhow::Result<()> {

@@ -27,7 +27,7 @@ use wire_core::frontend::spec::{
     FileFormat, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSource, KafkaStart, KafkaTopics,
 };
 use wire_core::record::avro::AvroReader;
-use wire_core::record::format::{FormatError, RowReader};
+use wire_core::record::format::{push_timed, FormatError, RowReader};
 use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
 use wire_storage::checkpoint::SourcePosition;
 
@@ -530,14 +530,7 @@ impl Reader {
         let mut values = Vec::with_capacity(1 + extra.len());
         values.push(value);
         values.extend_from_slice(extra);
-        let pushed = match self.event_time {
-            None => out.push(&values),
-            Some(index) => match values[index] {
-                ValueRef::Timestamp(ms) | ValueRef::I64(ms) => out.push_with_time(&values, ms),
-                _ => return Err(fail("null event time".into())),
-            },
-        };
-        pushed.map_err(|err| fail(err.to_string()))
+        push_timed(out, &values, self.event_time).map_err(fail)
     }
 
     /// Handles a record that does not decode as `on_error` says.

@@ -12,7 +12,7 @@ use apache_avro::schema::UnionSchema;
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema as AvroSchema;
 
-use super::format::FormatError;
+use super::format::{push_timed, FormatError};
 use super::schema::{DataType, Schema};
 use crate::{BatchBuilder, ValueRef};
 
@@ -177,17 +177,10 @@ impl AvroReader {
             values.push(value);
         }
         values.extend_from_slice(extra);
-        let pushed = match self.event_time {
-            None => out.push(&values),
-            Some(index) => match values[index] {
-                ValueRef::Timestamp(ms) | ValueRef::I64(ms) => out.push_with_time(&values, ms),
-                _ => {
-                    let field = self.columns.get(index).map(|c| c.name.as_str());
-                    return Err(fail(None, field, "null event time".into()));
-                }
-            },
-        };
-        pushed.map_err(|err| fail(None, None, err.to_string()))
+        push_timed(out, &values, self.event_time).map_err(|message| {
+            let field = self.event_time.and_then(|i| self.columns.get(i));
+            fail(None, field.map(|c| c.name.as_str()), message)
+        })
     }
 }
 
