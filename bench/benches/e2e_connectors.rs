@@ -168,58 +168,7 @@ fn kafka(args: &Args) -> anyhow::Result<()> {
         .collect();
     broker.produce_values(&input, &values);
 
-    // The broker's own rate: consume the input, produce each record to `copy`, flush.
-    let start = Instant::now();
-    let config = |extra: &[(&str, &str)]| {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &broker.addr);
-        for (key, value) in extra {
-            config.set(*key, *value);
-        }
-        config
-    };
-    let consumer: BaseConsumer = config(&[
-        ("group.id", "bench-baseline"),
-        ("enable.auto.commit", "false"),
-    ])
-    .create()?;
-    let mut list = TopicPartitionList::new();
-    for partition in 0..2 {
-        list.add_partition_offset(&input, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&list)?;
-    // The same producer settings as the test helper: tansu stalls after large record batches.
-    let producer: BaseProducer = config(&[("batch.num.messages", "500")]).create()?;
-    let mut copied = 0;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while copied < n {
-        ensure!(
-            Instant::now() < deadline,
-            "baseline copied {copied} of {n} records"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message?;
-        let payload = message.payload().unwrap_or_default();
-        let mut record = BaseRecord::<(), [u8]>::to(&copy)
-            .partition(message.partition())
-            .payload(payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-        copied += 1;
-    }
-    producer.flush(Duration::from_secs(60))?;
-    let base = n as f64 / start.elapsed().as_secs_f64();
-    drop(consumer);
+    let base = broker_copy(&broker.addr, &input, &copy, n)?;
 
     let pipeline = format!(
         "name: kafka_bench
@@ -417,4 +366,60 @@ fn bulk_loop(bulk: &str, n: usize, half: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The broker's own rate: one consumer reads the N records of `input` and one producer writes
+/// each to `copy`, until all are acknowledged; records per second.
+fn broker_copy(brokers: &str, input: &str, copy: &str, n: usize) -> anyhow::Result<f64> {
+    // The broker's own rate: consume the input, produce each record to `copy`, flush.
+    let start = Instant::now();
+    let config = |extra: &[(&str, &str)]| {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config
+    };
+    let consumer: BaseConsumer = config(&[
+        ("group.id", "bench-baseline"),
+        ("enable.auto.commit", "false"),
+    ])
+    .create()?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..2 {
+        list.add_partition_offset(input, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    // The same producer settings as the test helper: tansu stalls after large record batches.
+    let producer: BaseProducer = config(&[("batch.num.messages", "500")]).create()?;
+    let mut copied = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while copied < n {
+        ensure!(
+            Instant::now() < deadline,
+            "baseline copied {copied} of {n} records"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message?;
+        let payload = message.payload().unwrap_or_default();
+        let mut record = BaseRecord::<(), [u8]>::to(copy)
+            .partition(message.partition())
+            .payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }

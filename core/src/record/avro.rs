@@ -111,30 +111,9 @@ impl AvroReader {
             field: field.map(str::to_string),
             message,
         };
-        let mut body = bytes;
-        if self.confluent {
-            if bytes.len() < CONFLUENT_HEADER {
-                return Err(fail(
-                    None,
-                    None,
-                    format!(
-                        "{} bytes: shorter than the Confluent header (magic byte and schema id)",
-                        bytes.len()
-                    ),
-                ));
-            }
-            if bytes[0] != 0 {
-                return Err(fail(
-                    Some(1),
-                    None,
-                    format!(
-                        "not the Confluent wire format: magic byte {}, expected 0",
-                        bytes[0]
-                    ),
-                ));
-            }
-            body = &bytes[CONFLUENT_HEADER..];
-        }
+        let mut body = self
+            .body(bytes)
+            .map_err(|(column, message)| fail(column, None, message))?;
         let start = body.len();
         let value = apache_avro::from_avro_datum(&self.schema, &mut body, None).map_err(|err| {
             fail(
@@ -181,6 +160,35 @@ impl AvroReader {
             let field = self.event_time.and_then(|i| self.columns.get(i));
             fail(None, field.map(|c| c.name.as_str()), message)
         })
+    }
+}
+
+impl AvroReader {
+    /// The Avro body of `bytes`: past the Confluent header when there is one, else all; the
+    /// error gives the 1-based byte column where known.
+    fn body<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], (Option<usize>, String)> {
+        if !self.confluent {
+            return Ok(bytes);
+        }
+        if bytes.len() < CONFLUENT_HEADER {
+            return Err((
+                None,
+                format!(
+                    "{} bytes: shorter than the Confluent header (magic byte and schema id)",
+                    bytes.len()
+                ),
+            ));
+        }
+        if bytes[0] != 0 {
+            return Err((
+                Some(1),
+                format!(
+                    "not the Confluent wire format: magic byte {}, expected 0",
+                    bytes[0]
+                ),
+            ));
+        }
+        Ok(&bytes[CONFLUENT_HEADER..])
     }
 }
 
