@@ -111,6 +111,21 @@ fn rows_file(dir: &Path, n: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes the N rows to `dir/rows.jsonl` and returns the head of a pipeline `name` reading
+/// them into sink `out`, whose keys (indented four spaces) the caller appends.
+fn file_to_sink(dir: &Path, n: usize, name: &str) -> anyhow::Result<String> {
+    rows_file(dir, n)?;
+    Ok(format!(
+        "name: {name}
+sources:
+  rows: {{type: file, path: rows.jsonl, schema: {{id: i64, auction: i64, price: i64, bidder: string}}}}
+sinks:
+  out:
+    from: rows
+"
+    ))
+}
+
 /// Runs `wire run` on `pipeline` (2 cores, no checkpoints) and returns its wall time.
 fn wire_run(dir: &Path, name: &str, pipeline: &str) -> anyhow::Result<f64> {
     let path = dir.join(format!("{name}.yaml"));
@@ -248,15 +263,9 @@ fn postgres(args: &Args) -> anyhow::Result<()> {
     ensure!(count(&mut client)? == n as i64, "COPY left a wrong count");
     client.batch_execute(&format!("TRUNCATE {table}"))?;
 
-    rows_file(&args.dir, n)?;
+    let pipeline = file_to_sink(&args.dir, n, "postgres_bench")?;
     let pipeline = format!(
-        "name: postgres_bench
-sources:
-  rows: {{type: file, path: rows.jsonl, schema: {{id: i64, auction: i64, price: i64, bidder: string}}}}
-sinks:
-  out:
-    type: postgres
-    from: rows
+        "{pipeline}    type: postgres
     url: postgres://postgres@127.0.0.1:{}/postgres
     table: {table}
     mode: upsert
@@ -311,15 +320,9 @@ fn elasticsearch(args: &Args) -> anyhow::Result<()> {
     ensure!(server.count("direct") == n as u64, "direct _bulk count");
     server.request("DELETE", "/direct", "")?;
 
-    rows_file(&args.dir, n)?;
+    let pipeline = file_to_sink(&args.dir, n, "es_bench")?;
     let pipeline = format!(
-        "name: es_bench
-sources:
-  rows: {{type: file, path: rows.jsonl, schema: {{id: i64, auction: i64, price: i64, bidder: string}}}}
-sinks:
-  out:
-    type: elasticsearch
-    from: rows
+        "{pipeline}    type: elasticsearch
     url: {}
     index: sink
     id: CAST(id AS string)
