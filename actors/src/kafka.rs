@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::{ClientContext, Statistics};
 
 use crate::retry::RetryState;
@@ -57,6 +58,38 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {}
+
+/// A producer's context: the client context plus the first delivery failure.
+#[derive(Clone, Default)]
+pub(crate) struct Delivery {
+    pub(crate) client: Context,
+    pub(crate) failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Delivery {
+    /// The first delivery failure, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+impl ClientContext for Delivery {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
 
 /// The librdkafka settings every client of `brokers` gets, then the user's `properties`.
 pub(crate) fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {

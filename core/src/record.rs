@@ -1,5 +1,6 @@
 //! The record format used everywhere: batches of rows, schemas, keys, and JSON lines and CSV.
 
+pub mod avro;
 pub mod batch;
 pub mod format;
 pub mod key;

@@ -39,6 +39,19 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// The `wire-txn` header (`<transactional id>:<checkpoint>`) of exactly-once sinks.
     pub txn: Option<String>,
+    /// Every header, in order: name and value (`None`: a null value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// The value of header `name` as text, if present and not null.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.as_ref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
 }
 
 /// The tansu binary, installed first when missing (lock-guarded, bounded in time).
@@ -240,7 +253,14 @@ impl Broker {
                     .and_then(|h| h.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             });
+            let headers = message.headers().map_or_else(Vec::new, |headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            });
             records.push(Record {
+                headers,
                 partition: message.partition(),
                 offset: message.offset(),
                 key: message.key().map(<[u8]>::to_vec),

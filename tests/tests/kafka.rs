@@ -593,3 +593,265 @@ sinks:
         "no clear error in:\n{stderr}"
     );
 }
+
+/// The Avro schema of the Avro tests' records.
+const ORDER_AVRO: &str = r#"{"type": "record", "name": "order", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "item", "type": ["null", "string"]},
+  {"name": "price", "type": "double"},
+  {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+]}"#;
+
+/// Order `id` as Avro binary (bare, or after the Confluent header with schema id 7); odd ids
+/// have no item.
+fn avro_order(id: i64, confluent: bool) -> Vec<u8> {
+    use apache_avro::types::Value as Avro;
+    let schema = apache_avro::Schema::parse_str(ORDER_AVRO).expect("the Avro schema");
+    let item = match id % 2 {
+        0 => Avro::Union(1, Box::new(Avro::String(format!("item-{id}")))),
+        _ => Avro::Union(0, Box::new(Avro::Null)),
+    };
+    let record = Avro::Record(vec![
+        ("id".into(), Avro::Long(id)),
+        ("item".into(), item),
+        ("price".into(), Avro::Double(id as f64 * 1.5)),
+        ("at".into(), Avro::TimestampMillis(1_700_000_000_000 + id)),
+    ]);
+    let mut bytes = if confluent {
+        vec![0, 0, 0, 0, 7]
+    } else {
+        Vec::new()
+    };
+    bytes.extend(apache_avro::to_avro_datum(&schema, record).expect("Avro encoding"));
+    bytes
+}
+
+/// The YAML of a bounded Avro Kafka source `input` (schema fields id, item, price, at and the
+/// offset as `off`) with `extra` keys, written to a file sink `out`.
+fn avro_pipeline(brokers: &str, topic: &str, extra: &str, out: &Path) -> String {
+    let schema = ORDER_AVRO.replace('\n', " ");
+    format!(
+        "name: avro
+sources:
+  input:
+    type: kafka
+    brokers: {brokers}
+    topics: [{topic}]
+    bounded: true
+    format: avro
+    avro_schema: '{schema}'
+    schema: {{id: i64, item: string?, price: f64, at: timestamp}}
+    metadata: {{off: offset}}
+    event_time: at
+{extra}sinks:
+  out: {{type: file, from: input, path: {}}}
+",
+        out.display()
+    )
+}
+
+#[test]
+fn avro_confluent_records_decode_and_bad_ones_go_to_the_dead_letter_topic() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_topic = topic("avro-in");
+    let dead_topic = topic("avro-dead");
+    broker.create_topic(&input_topic, 2);
+    broker.create_topic(&dead_topic, 1);
+    let good: Vec<Vec<u8>> = (0..6).map(|id| avro_order(id, true)).collect();
+    let wrong_magic = {
+        let mut bytes = avro_order(90, true);
+        bytes[0] = 1;
+        bytes
+    };
+    let truncated = {
+        let bytes = avro_order(91, true);
+        bytes[..bytes.len() - 4].to_vec()
+    };
+    let bare = avro_order(92, false);
+    // Partition 0: good 0, 1, wrong magic, good 2; partition 1: good 3, truncated, 4, bare, 5.
+    let records: Vec<Produced<'_>> = vec![
+        (0, None, &good[0]),
+        (0, None, &good[1]),
+        (0, Some(b"k-magic".as_slice()), &wrong_magic),
+        (0, None, &good[2]),
+        (1, None, &good[3]),
+        (1, Some(b"k-short".as_slice()), &truncated),
+        (1, None, &good[4]),
+        (1, None, &bare),
+        (1, None, &good[5]),
+    ];
+    broker.produce(&input_topic, &records);
+    let out = dir.path().join("out");
+    let path = dir.path().join("avro.yaml");
+    let extra = format!("    avro_confluent: true\n    on_error: dead_letter\n    dead_letter_topic: {dead_topic}\n");
+    std::fs::write(
+        &path,
+        avro_pipeline(&broker.addr, &input_topic, &extra, &out),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "the run failed:\n{stderr}");
+
+    let mut rows = wire_tests::read_jsonl_dir(&out);
+    rows.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(rows.len(), 6, "rows: {rows:?}");
+    for (id, row) in rows.iter().enumerate() {
+        let id = id as i64;
+        assert_eq!(row["id"], id, "{row}");
+        assert_eq!(row["price"], id as f64 * 1.5, "{row}");
+        match id % 2 {
+            0 => assert_eq!(row["item"], format!("item-{id}").as_str(), "{row}"),
+            _ => assert!(row["item"].is_null(), "{row}"),
+        }
+        assert_eq!(
+            row["at"],
+            format!("2023-11-14T22:13:20.{id:03}Z").as_str(),
+            "{row}"
+        );
+    }
+
+    let letters = broker.read_committed_at_least(&dead_topic, 1, Duration::from_secs(2), 3);
+    assert_eq!(letters.len(), 3, "dead letters: {letters:?}");
+    let mut by_place: Vec<(String, String, &wire_tests::kafka::Record)> = letters
+        .iter()
+        .map(|r| {
+            let partition = r.header("wire.partition").expect("wire.partition header");
+            let offset = r.header("wire.offset").expect("wire.offset header");
+            (partition, offset, r)
+        })
+        .collect();
+    by_place.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let expected = [
+        (
+            "0",
+            "2",
+            Some(b"k-magic".to_vec()),
+            &wrong_magic,
+            "magic byte 1, expected 0",
+        ),
+        (
+            "1",
+            "1",
+            Some(b"k-short".to_vec()),
+            &truncated,
+            "not an Avro record of the schema",
+        ),
+        ("1", "3", None, &bare, "magic byte"),
+    ];
+    for ((partition, offset, letter), (want_p, want_o, key, bytes, error)) in
+        by_place.iter().zip(expected)
+    {
+        assert_eq!((partition.as_str(), offset.as_str()), (want_p, want_o));
+        assert_eq!(
+            letter.value.as_deref(),
+            Some(bytes.as_slice()),
+            "original bytes"
+        );
+        assert_eq!(letter.key, key, "original key");
+        assert_eq!(
+            letter.header("wire.topic").as_deref(),
+            Some(input_topic.as_str())
+        );
+        assert_eq!(
+            letter.header("wire.source").as_deref(),
+            Some("kafka source `input`")
+        );
+        let text = letter.header("wire.error").expect("wire.error header");
+        assert!(text.contains(error), "error `{text}` should say `{error}`");
+    }
+}
+
+#[test]
+fn an_undecodable_avro_record_fails_the_run_naming_its_place() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input_topic = topic("avro-fail");
+    broker.create_topic(&input_topic, 1);
+    let good = avro_order(1, false);
+    let bad = vec![0x81u8]; // a varint that never ends
+    broker.produce(&input_topic, &[(0, None, &good), (0, None, &bad)]);
+    let schema_file = dir.path().join("order.avsc");
+    std::fs::write(&schema_file, ORDER_AVRO).expect("schema file");
+    let out = dir.path().join("out");
+    let path = dir.path().join("avro.yaml");
+    // The schema from a file this time: drop the inline key.
+    let text = avro_pipeline(&broker.addr, &input_topic, "", &out);
+    let text = text
+        .lines()
+        .map(|line| match line.trim_start().starts_with("avro_schema:") {
+            true => format!("    avro_schema_file: {}", schema_file.display()),
+            false => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text).expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_ne!(code, Some(0), "the run should fail:\n{stderr}");
+    let place = format!("kafka source `input`: topic `{input_topic}` partition 0 offset 1:");
+    assert!(stderr.contains(&place), "{stderr}");
+    assert!(
+        stderr.contains("not an Avro record of the schema"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wire_check_refuses_an_avro_schema_that_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let path = dir.path().join("bad.yaml");
+    let fits = avro_pipeline("127.0.0.1:9092", "t", "", &out);
+    let (code, stderr) = check_pipeline(&path, &fits);
+    assert_eq!(code, Some(0), "{stderr}");
+    // `item` is a union with null: the field must be nullable.
+    let text = fits.replace("item: string?", "item: string");
+    let (code, stderr) = check_pipeline(&path, &text);
+    assert_ne!(code, Some(0));
+    let expected = format!(
+        "{}:9:18: sources.input.avro_schema: field `item`: the Avro type is a union with null but the field is not nullable (declare it `string?`)",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    let text = fits.replace("price: f64", "price: i64");
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains("field `price`: Avro type double does not fit i64 (int or long)"),
+        "{stderr}"
+    );
+    let text = fits.replace("at: timestamp}", "at: timestamp, qty: i64}");
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains(
+            "field `qty` is not in the Avro record `order` (its fields: id, item, price, at)"
+        ),
+        "{stderr}"
+    );
+    let text = fits.replace("    format: avro\n", "");
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains("avro_* keys are for `format: avro`"),
+        "{stderr}"
+    );
+    let text = fits.replace(
+        "    event_time: at\n",
+        "    event_time: at\n    dead_letter_topic: dead\n",
+    );
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains(
+            "sources.input.dead_letter_topic: dead_letter_topic needs `on_error: dead_letter`"
+        ),
+        "{stderr}"
+    );
+    let both = "    on_error: dead_letter\n    dead_letter_topic: dead\n    dead_letter_path: dead.jsonl\n";
+    let text = fits.replace(
+        "    event_time: at\n",
+        &format!("    event_time: at\n{both}"),
+    );
+    let (_, stderr) = check_pipeline(&path, &text);
+    assert!(
+        stderr.contains("give either `dead_letter_path` or `dead_letter_topic`, not both"),
+        "{stderr}"
+    );
+}

@@ -15,15 +15,15 @@
 //! `<prefix>-<core>` is the same at every start, so `init_transactions` fences a zombie.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::{Plan, PlanSink};
 use wire_core::frontend::spec::{KafkaDelivery, KafkaSink, SinkKind};
@@ -31,7 +31,7 @@ use wire_core::record::format::RowWriter;
 use wire_core::{ArchivedRow, Batch};
 
 use super::stage::{corrupt, frame, read_staged, staged_files, StageFiles};
-use crate::kafka::{client_config, retry, retry_blocking, Context};
+use crate::kafka::{client_config, retry, retry_blocking, Context, Delivery};
 use crate::pipeline::CoreCx;
 use crate::Error;
 
@@ -41,31 +41,6 @@ const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
 const STAGE_BUFFER: usize = 1 << 20;
 /// How long a full producer queue is waited on before trying again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
-
-/// The producer's context: the client context plus the first delivery failure.
-#[derive(Clone, Default)]
-pub(crate) struct Delivery {
-    client: Context,
-    failed: Arc<Mutex<Option<String>>>,
-}
-
-impl ClientContext for Delivery {
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.client.error(error, reason);
-    }
-}
-
-impl ProducerContext for Delivery {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            if let Ok(mut failed) = self.failed.lock() {
-                failed.get_or_insert_with(|| error.to_string());
-            }
-        }
-    }
-}
 
 type Client = BaseProducer<Delivery>;
 
@@ -257,7 +232,7 @@ impl KafkaOutput {
 
     fn failed(&self) -> Result<(), Error> {
         self.producer.poll(Duration::ZERO);
-        let failed = self.context.failed.lock().ok().and_then(|f| f.clone());
+        let failed = self.context.failure();
         match failed {
             None => Ok(()),
             Some(error) => Err(Error::Connector(format!(

@@ -19,17 +19,20 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use wire_core::frontend::spec::{
     FileFormat, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSource, KafkaStart, KafkaTopics,
 };
-use wire_core::record::format::{FormatError, RowReader};
+use wire_core::record::avro::AvroReader;
+use wire_core::record::format::{push_timed, FormatError, RowReader};
 use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
 use wire_storage::checkpoint::SourcePosition;
 
 use super::{owned_partitions, Emitter};
-use crate::kafka::{client_config, position_key, retry, Context};
+use crate::kafka::{client_config, position_key, retry, Context, Delivery};
 use crate::pipeline::CoreCx;
 use crate::Error;
 
@@ -275,12 +278,16 @@ struct Reader {
     what: String,
     format: KafkaFormat,
     rows: RowReader,
+    /// `format: avro`.
+    avro: Option<AvroReader>,
     metadata: Vec<KafkaMeta>,
     event_time: Option<usize>,
     /// `format: raw` into a bytes field (else a string field).
     raw_bytes: bool,
     on_error: KafkaOnError,
     dead_letters: Option<std::fs::File>,
+    /// `dead_letter_topic:`.
+    dead_topic: Option<DeadTopic>,
     rejected: u64,
     batch_rows: usize,
     /// When a consumer error was last logged.
@@ -300,6 +307,25 @@ impl Reader {
         };
         let rows =
             RowReader::with_extra_fields(format, &payload, spec.metadata.len(), source.event_time);
+        let avro = match &spec.avro {
+            None => None,
+            Some(avro) => Some(
+                AvroReader::new(
+                    &avro.schema,
+                    &payload,
+                    spec.metadata.len(),
+                    source.event_time,
+                    avro.confluent,
+                )
+                .map_err(|err| Error::Connector(format!("{what}: {err}")))?,
+            ),
+        };
+        let dead_topic = match &spec.on_error {
+            KafkaOnError::DeadLetterTopic { brokers, topic } => {
+                Some(DeadTopic::new(spec, brokers, topic, &what)?)
+            }
+            _ => None,
+        };
         let dead_letters = match &spec.on_error {
             KafkaOnError::DeadLetter(path) => Some(
                 std::fs::OpenOptions::new()
@@ -314,11 +340,13 @@ impl Reader {
             what,
             format: spec.format,
             rows,
+            avro,
             metadata: spec.metadata.clone(),
             event_time: source.event_time,
             raw_bytes: spec.schema.fields()[0].data_type == wire_core::DataType::Bytes,
             on_error: spec.on_error.clone(),
             dead_letters,
+            dead_topic,
             rejected: 0,
             batch_rows: cx.plan.settings.batch_rows,
             warned: None,
@@ -343,6 +371,8 @@ impl Reader {
         while !cx.stopping() {
             while let Some(id) = emitter.barrier_due() {
                 flush_all(parts, emitter).await?;
+                // Dead letters are acknowledged before the checkpoint moves past their records.
+                self.flush_dead_letters().await?;
                 emitter.inject(id, partitions, positions(parts)).await;
                 if spec.group_id.is_some() {
                     let offsets = parts
@@ -384,7 +414,16 @@ impl Reader {
                 glommio::timer::sleep(IDLE_POLL).await;
             }
         }
-        flush_all(parts, emitter).await
+        flush_all(parts, emitter).await?;
+        self.flush_dead_letters().await
+    }
+
+    /// Waits until the broker has acknowledged every dead letter produced so far.
+    async fn flush_dead_letters(&self) -> Result<(), Error> {
+        match &self.dead_topic {
+            None => Ok(()),
+            Some(dead) => dead.flush(&self.what).await,
+        }
     }
 
     /// Takes up to [`RECORDS_PER_TURN`] records from the consumer's queue; how many.
@@ -450,8 +489,11 @@ impl Reader {
             })
             .collect();
         let line = message.offset().max(0) as u64;
-        let result = match self.format {
-            KafkaFormat::Raw => self.raw(payload, &extra, &mut part.builder),
+        let result = match (self.format, self.avro.as_mut()) {
+            (KafkaFormat::Raw, _) => self.raw(payload, &extra, &mut part.builder),
+            (KafkaFormat::Avro, Some(avro)) => {
+                avro.decode_with(line, payload, &extra, &mut part.builder)
+            }
             _ => match std::str::from_utf8(payload) {
                 Err(err) => Err(FormatError {
                     line,
@@ -488,14 +530,7 @@ impl Reader {
         let mut values = Vec::with_capacity(1 + extra.len());
         values.push(value);
         values.extend_from_slice(extra);
-        let pushed = match self.event_time {
-            None => out.push(&values),
-            Some(index) => match values[index] {
-                ValueRef::Timestamp(ms) | ValueRef::I64(ms) => out.push_with_time(&values, ms),
-                _ => return Err(fail("null event time".into())),
-            },
-        };
-        pushed.map_err(|err| fail(err.to_string()))
+        push_timed(out, &values, self.event_time).map_err(fail)
     }
 
     /// Handles a record that does not decode as `on_error` says.
@@ -534,6 +569,11 @@ impl Reader {
                 if let Some(file) = self.dead_letters.as_mut() {
                     file.write_all(text.as_bytes())
                         .map_err(|err| Error::io(path, err))?;
+                }
+            }
+            KafkaOnError::DeadLetterTopic { .. } => {
+                if let Some(dead) = self.dead_topic.as_ref() {
+                    dead.send(&self.what, message, &detail)?;
                 }
             }
         }
@@ -594,6 +634,112 @@ impl Reader {
             spec.brokers,
             since.elapsed().as_secs_f64()
         )))
+    }
+}
+
+/// The producer of a source's dead-letter topic. A dead letter is the original record's key
+/// and value with headers `wire.source`, `wire.topic`, `wire.partition`, `wire.offset` (decimal
+/// text) and `wire.error`; they are acknowledged before each checkpoint's barrier leaves the
+/// source, so a completed checkpoint never passes a record whose letter was lost (a replay
+/// after a crash may produce a letter again: at-least-once).
+struct DeadTopic {
+    producer: Arc<BaseProducer<Delivery>>,
+    context: Delivery,
+    brokers: String,
+    topic: String,
+    timeout: Duration,
+}
+
+impl DeadTopic {
+    fn new(spec: &KafkaSource, brokers: &str, topic: &str, what: &str) -> Result<Self, Error> {
+        let context = Delivery::default();
+        let mut config = client_config(brokers, &[]);
+        config.set("enable.idempotence", "true").set(
+            "message.timeout.ms",
+            spec.connect_timeout_ms.max(1000).to_string(),
+        );
+        let producer = config.create_with_context(context.clone()).map_err(|err| {
+            Error::Connector(format!(
+                "{what}: cannot create the dead-letter producer for {brokers}: {err}"
+            ))
+        })?;
+        Ok(DeadTopic {
+            producer: Arc::new(producer),
+            context,
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            timeout: Duration::from_millis(spec.connect_timeout_ms),
+        })
+    }
+
+    /// Queues one dead letter; waits (briefly, on this core) while the producer's queue is full.
+    fn send(&self, what: &str, message: &BorrowedMessage<'_>, error: &str) -> Result<(), Error> {
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(header("wire.source", what))
+            .insert(header("wire.topic", message.topic()))
+            .insert(header("wire.partition", &partition))
+            .insert(header("wire.offset", &offset))
+            .insert(header("wire.error", error));
+        let payload = message.payload().unwrap_or_default();
+        let mut record = BaseRecord::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        let started = Instant::now();
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < self.timeout =>
+                {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((err, _)) => {
+                    return Err(Error::Connector(format!(
+                        "{what}: cannot produce a dead letter to topic `{}` at {}: {err}",
+                        self.topic, self.brokers
+                    )))
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    async fn flush(&self, what: &str) -> Result<(), Error> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        let flushed = glommio::executor()
+            .spawn_blocking(move || producer.flush(timeout))
+            .await;
+        let failed = match flushed {
+            Err(err) => Some(
+                self.context
+                    .client
+                    .last_error()
+                    .unwrap_or_else(|| err.to_string()),
+            ),
+            Ok(()) => self.context.failure(),
+        };
+        match failed {
+            None => Ok(()),
+            Some(cause) => Err(Error::Connector(format!(
+                "{what}: dead letters to topic `{}` at {} not acknowledged: {cause}",
+                self.topic, self.brokers
+            ))),
+        }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a [u8]> {
+    Header {
+        key,
+        value: Some(value.as_bytes()),
     }
 }
 

@@ -19,8 +19,8 @@ use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::record::schema::{DataType, Field, Schema};
 pub use elasticsearch::{ElasticsearchSink, SinkErrors, SinkOnError};
 pub use kafka::{
-    KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource, KafkaStart,
-    KafkaTopics,
+    KafkaAvro, KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource,
+    KafkaStart, KafkaTopics,
 };
 pub use mongodb::{MongoMode, MongoRead, MongoSink, MongoSource};
 pub use postgres::{PostgresMode, PostgresSink};

@@ -890,6 +890,21 @@ fn decode_base64(text: &str, bytes: &mut Vec<u8>) -> Result<Slot<'static>, &'sta
     }
 }
 
+/// Appends `values` as one row, timed by field `event_time` when given (a timestamp or an
+/// integer of milliseconds). The error says why the row was not appended: a null or
+/// non-temporal event time, or a full batch (callers flush before `BATCH_BYTES_MAX`).
+pub fn push_timed(
+    out: &mut BatchBuilder,
+    values: &[ValueRef<'_>],
+    event_time: Option<usize>,
+) -> Result<(), String> {
+    let pushed = match event_time {
+        None => out.push(values),
+        Some(index) => out.push_with_time(values, event_time_ms(values[index])?),
+    };
+    pushed.map_err(|err| err.to_string())
+}
+
 fn event_time_ms(value: ValueRef<'_>) -> Result<i64, &'static str> {
     match value {
         ValueRef::Timestamp(ms) | ValueRef::I64(ms) => Ok(ms),

@@ -18,6 +18,18 @@ pub enum KafkaFormat {
     Csv,
     /// The record's bytes as they are, into the schema's only field (bytes or string).
     Raw,
+    /// Avro binary records of [`KafkaSource::avro`]'s schema.
+    Avro,
+}
+
+/// The Avro schema of a `format: avro` Kafka source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaAvro {
+    /// The schema's JSON text (`avro_schema:`, or the contents of `avro_schema_file:`),
+    /// checked to fit the source's schema.
+    pub schema: String,
+    /// Each record starts with the Confluent header (magic byte 0 and a 4-byte schema id).
+    pub confluent: bool,
 }
 
 /// Record metadata a Kafka source can put into a field of its rows (`metadata:`).
@@ -74,6 +86,13 @@ pub enum KafkaOnError {
     Skip,
     /// Append it (place, error, original bytes) as a JSON line to this file and go on.
     DeadLetter(PathBuf),
+    /// Produce it (original key and value, place and error in headers) to this topic and go on.
+    DeadLetterTopic {
+        /// Bootstrap brokers of the dead-letter topic (the source's unless given).
+        brokers: String,
+        /// The dead-letter topic.
+        topic: String,
+    },
 }
 
 /// The topics a Kafka source reads.
@@ -94,6 +113,8 @@ pub struct KafkaSource {
     pub topics: KafkaTopics,
     /// Payload format.
     pub format: KafkaFormat,
+    /// `format: avro`: the Avro schema.
+    pub avro: Option<KafkaAvro>,
     /// Row schema: the payload's fields, then the `metadata:` fields.
     pub schema: Schema,
     /// The metadata the last `metadata.len()` fields of `schema` hold.
@@ -167,6 +188,11 @@ pub(super) const KAFKA_SOURCE_KEYS: &[&str] = &[
     "bounded",
     "on_error",
     "dead_letter_path",
+    "dead_letter_topic",
+    "dead_letter_brokers",
+    "avro_schema",
+    "avro_schema_file",
+    "avro_confluent",
     "connect_timeout_ms",
     "properties",
 ];
@@ -183,8 +209,9 @@ pub(super) fn decode_source(
             "json" | "jsonl" => KafkaFormat::Json,
             "csv" => KafkaFormat::Csv,
             "raw" => KafkaFormat::Raw,
+            "avro" => KafkaFormat::Avro,
             other => {
-                let message = unknown_choice("format", other, &["json", "csv", "raw"]);
+                let message = unknown_choice("format", other, &["json", "csv", "raw", "avro"]);
                 return Err(cx.err(node, &path, message));
             }
         },
@@ -201,12 +228,13 @@ pub(super) fn decode_source(
             ));
         }
     }
+    let avro = avro(cx, fields, format, &payload)?;
     let (schema, metadata) = metadata(cx, fields, payload)?;
     let event_time = decode_event_time(cx, fields)?;
     let start = start(cx, fields)?;
     let group_id = fields.string(cx, "group_id")?;
     let bounded = fields.bool(cx, "bounded")?.unwrap_or(false);
-    let on_error = on_error(cx, fields)?;
+    let on_error = on_error(cx, fields, &brokers)?;
     let connect_timeout_ms = connect_timeout(cx, fields)?;
     let properties = properties(cx, fields)?;
     let taken = std::mem::replace(fields, Fields::empty(fields.node));
@@ -215,6 +243,7 @@ pub(super) fn decode_source(
         brokers,
         topics,
         format,
+        avro,
         schema,
         metadata,
         event_time,
@@ -458,37 +487,124 @@ fn start_offsets(
     Ok(offsets)
 }
 
-fn on_error(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaOnError, SpecError> {
-    let dead_letter = fields.string(cx, "dead_letter_path")?;
+/// `on_error:` with `dead_letter_path:` (a file) or `dead_letter_topic:` (and optionally
+/// `dead_letter_brokers:`, else the source's `brokers`).
+fn on_error(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+    brokers: &str,
+) -> Result<KafkaOnError, SpecError> {
+    let file = fields.string(cx, "dead_letter_path")?;
+    let topic = fields.string(cx, "dead_letter_topic")?;
+    let topic_brokers = match fields.get("dead_letter_brokers") {
+        None => None,
+        Some((node, path)) => {
+            if topic.is_none() {
+                return Err(cx.err(node, &path, "dead_letter_brokers needs `dead_letter_topic`"));
+            }
+            Some(super::scalar(cx, node, &path)?.to_string())
+        }
+    };
+    let dead_letter = match (file, topic) {
+        (Some(_), Some(_)) => {
+            let (node, path) = fields.get("dead_letter_topic").expect("read above");
+            return Err(cx.err(
+                node,
+                &path,
+                "give either `dead_letter_path` or `dead_letter_topic`, not both",
+            ));
+        }
+        (Some(file), None) => Some(KafkaOnError::DeadLetter(PathBuf::from(file))),
+        (None, Some(topic)) => Some(KafkaOnError::DeadLetterTopic {
+            brokers: topic_brokers.unwrap_or_else(|| brokers.to_string()),
+            topic,
+        }),
+        (None, None) => None,
+    };
     let Some((node, path)) = fields.get("on_error") else {
         return match dead_letter {
             None => Ok(KafkaOnError::Fail),
             Some(_) => {
-                let (node, path) = fields.get("dead_letter_path").expect("read above");
-                Err(cx.err(
-                    node,
-                    &path,
-                    "dead_letter_path needs `on_error: dead_letter`",
-                ))
+                let (node, path) = fields
+                    .get("dead_letter_path")
+                    .or_else(|| fields.get("dead_letter_topic"))
+                    .expect("read above");
+                let key = path
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("dead_letter_path")
+                    .to_string();
+                Err(cx.err(node, &path, format!("{key} needs `on_error: dead_letter`")))
             }
         };
     };
     match scalar(cx, node, &path)? {
         "fail" => Ok(KafkaOnError::Fail),
         "skip" => Ok(KafkaOnError::Skip),
-        "dead_letter" => match dead_letter {
-            Some(file) => Ok(KafkaOnError::DeadLetter(PathBuf::from(file))),
-            None => Err(cx.err(
+        "dead_letter" => dead_letter.ok_or_else(|| {
+            cx.err(
                 node,
                 &path,
-                "on_error: dead_letter needs `dead_letter_path`",
-            )),
-        },
+                "on_error: dead_letter needs `dead_letter_path` or `dead_letter_topic`",
+            )
+        }),
         other => {
             let choices = &["fail", "skip", "dead_letter"];
             Err(cx.err(node, &path, unknown_choice("on_error", other, choices)))
         }
     }
+}
+
+/// `avro_schema:` (the JSON text) or `avro_schema_file:`, and `avro_confluent:`; required by,
+/// and only with, `format: avro`. The schema must fit the payload fields.
+fn avro(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+    format: KafkaFormat,
+    payload: &Schema,
+) -> Result<Option<KafkaAvro>, SpecError> {
+    let inline = fields.get("avro_schema");
+    let file = fields.get("avro_schema_file");
+    let confluent = fields.bool(cx, "avro_confluent")?;
+    if format != KafkaFormat::Avro {
+        let given = inline.or(file).or_else(|| fields.get("avro_confluent"));
+        if let Some((node, path)) = given {
+            return Err(cx.err(node, &path, "avro_* keys are for `format: avro`"));
+        }
+        return Ok(None);
+    }
+    let (node, path, text) = match (inline, file) {
+        (Some((node, path)), None) => (node, path.clone(), scalar(cx, node, &path)?.to_string()),
+        (None, Some((node, path))) => {
+            let name = scalar(cx, node, &path)?;
+            let text = std::fs::read_to_string(name).map_err(|err| {
+                cx.err(
+                    node,
+                    &path,
+                    format!("cannot read Avro schema file `{name}`: {err}"),
+                )
+            })?;
+            (node, path, text)
+        }
+        (Some((node, path)), Some(_)) => {
+            let message = "give either `avro_schema` or `avro_schema_file`, not both";
+            return Err(cx.err(node, &path, message));
+        }
+        (None, None) => {
+            return Err(cx.err(
+                fields.node,
+                &fields.path,
+                "format: avro needs `avro_schema` (the schema's JSON) or `avro_schema_file`",
+            ))
+        }
+    };
+    if let Err(message) = crate::record::avro::check(&text, payload) {
+        return Err(cx.err(node, &path, message));
+    }
+    Ok(Some(KafkaAvro {
+        schema: text,
+        confluent: confluent.unwrap_or(false),
+    }))
 }
 
 pub(super) fn connect_timeout(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<u64, SpecError> {

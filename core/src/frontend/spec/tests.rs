@@ -310,9 +310,24 @@ fn kafka_keys_are_checked() {
     let error = err(&KAFKA.replace("    dead_letter_path: dead.jsonl\n", ""));
     assert_eq!(
         error.message,
-        "on_error: dead_letter needs `dead_letter_path`"
+        "on_error: dead_letter needs `dead_letter_path` or `dead_letter_topic`"
     );
     assert_eq!(error.path, "sources.orders.on_error");
+    let topic = KAFKA.replace(
+        "    dead_letter_path: dead.jsonl\n",
+        "    dead_letter_topic: dead\n    dead_letter_brokers: 10.0.0.9:9092\n",
+    );
+    let spec = PipelineSpec::parse("k.yaml", &topic).expect("valid");
+    let SourceKind::Kafka(source) = &spec.sources[0].kind else {
+        panic!("a kafka source")
+    };
+    assert_eq!(
+        source.on_error,
+        KafkaOnError::DeadLetterTopic {
+            brokers: "10.0.0.9:9092".into(),
+            topic: "dead".into()
+        }
+    );
     let error = err(&KAFKA.replace("format: csv", "format: raw"));
     assert!(
         error
