@@ -8,6 +8,7 @@
 //! the YAML front end's connector decoders, so every connector takes the same options in both.
 //! The reference for users is docs/sql.md.
 
+mod connector;
 mod explain;
 mod expr;
 mod group;
@@ -79,6 +80,7 @@ pub fn parse(file: &str, text: &str) -> Result<PipelineSpec, SpecError> {
     }
     lower.temporals = prepared.temporals;
     lower.proctimes = prepared.proctimes;
+    lower.metadata = prepared.metadata;
     lower.partitions = prepared.partitions;
     let settings = settings::read(&prepared.sets).map_err(to_spec)?;
     for statement in &statements {
@@ -122,6 +124,10 @@ pub(crate) struct Table {
     columns: Vec<(String, String)>,
     options: Vec<(String, String, Pos)>,
     watermark: Option<(String, i64)>,
+    /// `PRIMARY KEY (...)`: its columns and place.
+    primary_key: Option<(Vec<String>, Pos)>,
+    /// The `METADATA` columns (not part of the payload's schema).
+    metadata: Vec<prep::Metadata>,
 }
 
 /// The last part of a dotted name.
@@ -202,6 +208,8 @@ fn table(create: &CreateTable, at: Pos) -> Result<Table, SqlError> {
         columns,
         options,
         watermark: None,
+        primary_key: connector::primary_key(create, pos)?,
+        metadata: Vec::new(),
     })
 }
 
@@ -211,9 +219,9 @@ const IDLE_TIMEOUT_OPTION: &str = "scan.watermark.idle-timeout";
 /// Flink's connector names and option keys, as Wire's YAML keys.
 fn yaml_key(key: &str) -> String {
     match key {
-        "topic" => "topics".into(),
         "properties.bootstrap.servers" => "brokers".into(),
         "scan.startup.mode" => "start".into(),
+        "scan.startup.timestamp-millis" => "start_timestamp_ms".into(),
         other => other.replace(['.', '-'], "_"),
     }
 }
@@ -223,6 +231,7 @@ fn yaml_type(connector: &str) -> &str {
         "filesystem" => "file",
         "print" => "stdout",
         "jdbc" => "postgres",
+        "upsert-kafka" => "kafka",
         other => other,
     }
 }
@@ -231,7 +240,7 @@ impl Table {
     fn option_pos(&self, key: &str) -> Pos {
         self.options
             .iter()
-            .find(|(k, _, _)| yaml_key(k) == key || k == key)
+            .find(|(k, _, _)| yaml_key(k) == key || k == key || (k == "topic" && key == "topics"))
             .map_or(self.name.pos, |(_, _, p)| *p)
     }
 
@@ -239,11 +248,12 @@ impl Table {
     fn yaml(&self, from: Option<&str>) -> Result<String, SqlError> {
         let json = |s: &str| serde_json::Value::String(s.to_string()).to_string();
         let Some((_, connector, _)) = self.options.iter().find(|(k, _, _)| k == "connector") else {
-            return err(self.name.pos, format!("table `{}` needs a `'connector' = '...'` option (nexmark, file, ingest, kafka, blackhole, stdout, postgres)", self.name.name));
+            return err(self.name.pos, format!("table `{}` needs a `'connector' = '...'` option (nexmark, file, ingest, kafka, mongodb, blackhole, stdout, postgres, elasticsearch)", self.name.name));
         };
         let kind = yaml_type(connector);
         let mut out = format!("type: {}\n", json(kind));
         let mut properties = Vec::new();
+        let mut maps: Vec<(&str, Vec<String>)> = Vec::new();
         for (key, value, _) in &self.options {
             if key == "connector" || key == IDLE_TIMEOUT_OPTION {
                 continue;
@@ -255,15 +265,67 @@ impl Table {
                 properties.push(format!("  {}: {}\n", json(property), json(value)));
                 continue;
             }
+            if let Some((map, field)) = connector::map_option(key) {
+                let entry = format!("  {}: {}\n", json(field), json(value));
+                match maps.iter_mut().find(|(m, _)| *m == map) {
+                    Some((_, entries)) => entries.push(entry),
+                    None => maps.push((map, vec![entry])),
+                }
+                continue;
+            }
+            if connector::is_list_option(kind, key) {
+                let items: Vec<String> = value.split(',').map(|v| json(v.trim())).collect();
+                out.push_str(&format!("{}: [{}]\n", json(key), items.join(", ")));
+                continue;
+            }
+            if key == "scan.startup.mode" {
+                // Flink's names for the start positions Wire has.
+                let start = match value.as_str() {
+                    "earliest-offset" => "earliest",
+                    "latest-offset" => "latest",
+                    other => other,
+                };
+                out.push_str(&format!("start: {}\n", json(start)));
+                continue;
+            }
+            if key == "topic" && kind == "kafka" {
+                if from.is_some() {
+                    out.push_str(&format!("topic: {}\n", json(value)));
+                } else {
+                    // Flink's source `'topic'` lists topics separated by `;`.
+                    let topics: Vec<String> = value.split(';').map(|t| json(t.trim())).collect();
+                    out.push_str(&format!("topics: [{}]\n", topics.join(", ")));
+                }
+                continue;
+            }
             out.push_str(&format!("{}: {}\n", json(&yaml_key(key)), json(value)));
+        }
+        if connector == "upsert-kafka" && !self.options.iter().any(|(k, _, _)| k == "upsert") {
+            out.push_str("upsert: true\n");
         }
         if !properties.is_empty() {
             out.push_str("properties:\n");
             out.extend(properties);
         }
+        for (map, entries) in maps {
+            out.push_str(&format!("{map}:\n"));
+            out.extend(entries);
+        }
         match from {
-            Some(input) => out.push_str(&format!("from: {}\n", json(input))),
-            None => self.source_yaml(kind, &mut out)?,
+            Some(input) => {
+                self.primary_key_yaml(kind, &mut out)?;
+                out.push_str(&format!("from: {}\n", json(input)));
+            }
+            None => {
+                if let Some((_, pos)) = &self.primary_key {
+                    return err(*pos, format!("table `{}`: PRIMARY KEY is read only on sink tables (the upsert key of postgres, mongodb, elasticsearch and kafka sinks), not on a source", self.name.name));
+                }
+                if connector == "upsert-kafka" {
+                    return err(self.name.pos, format!("table `{}`: `upsert-kafka` is a sink here; read the topic with 'connector' = 'kafka'", self.name.name));
+                }
+                self.metadata_yaml(kind, &mut out)?;
+                self.source_yaml(kind, &mut out)?;
+            }
         }
         Ok(out)
     }
