@@ -659,17 +659,11 @@ fn counting_sql(set: &str, events: &str, out: &Path) -> String {
 
 /// `wire run --no-progress --cores 1 --data-dir DIR/data FILE ARGS…` in `dir`.
 fn run_in(dir: &Path, file: &str, args: &[&str]) -> Output {
+    const RUN: [&str; 6] = ["run", "--no-progress", "--cores", "1", "--data-dir", "data"];
     Command::new(wire_bin())
         .current_dir(dir)
-        .args([
-            "run",
-            "--no-progress",
-            "--cores",
-            "1",
-            "--data-dir",
-            "data",
-            file,
-        ])
+        .args(RUN)
+        .arg(file)
         .args(args)
         .output()
         .expect("wire runs")
@@ -749,22 +743,23 @@ fn core_errors_quote_the_setting_that_asked_for_the_cores() {
     let dir = tmp.path();
     let set = "SET 'pipeline.max-parallelism' = '4';\nSET 'parallelism.default' = '8';\n";
     std::fs::write(dir.join("q.sql"), counting_sql(set, "1k", &dir.join("out"))).expect("write");
-    let wire_run = |file: &str, args: &[&str]| {
-        Command::new(wire_bin())
+    // `wire run FILE ARGS…` is refused with exit 2 and this error; its stderr.
+    let refused = |file: &str, args: &[&str], error: &str| {
+        let output = Command::new(wire_bin())
             .current_dir(dir)
             .args(["run", "--no-progress", "--data-dir", "data", file])
             .args(args)
             .output()
-            .expect("wire runs")
+            .expect("wire runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("error: {error}")), "{stderr}");
+        stderr
     };
-    let sql = wire_run("q.sql", &[]);
-    let stderr = String::from_utf8_lossy(&sql.stderr);
-    assert_eq!(sql.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(
-            "error: SET 'parallelism.default' = '8' (line 2): the pipeline has 4 key groups"
-        ),
-        "{stderr}"
+    let stderr = refused(
+        "q.sql",
+        &[],
+        "SET 'parallelism.default' = '8' (line 2): the pipeline has 4 key groups",
     );
     assert!(!stderr.contains("--cores 8"), "{stderr}");
 
@@ -772,22 +767,10 @@ fn core_errors_quote_the_setting_that_asked_for_the_cores() {
          sources:\n  bids: {type: nexmark, stream: bid, events: 1k, seed: 1}\n\
          sinks:\n  out: {type: blackhole, from: bids}\n";
     std::fs::write(dir.join("p.yaml"), yaml).expect("write");
-    let from_yaml = wire_run("p.yaml", &[]);
-    let stderr = String::from_utf8_lossy(&from_yaml.stderr);
-    assert_eq!(from_yaml.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(
-            "error: `cores: 8` in the file's settings (line 4): the pipeline has 4 key groups"
-        ),
-        "{stderr}"
-    );
+    let error = "`cores: 8` in the file's settings (line 4): the pipeline has 4 key groups";
+    refused("p.yaml", &[], error);
 
     // The command line's number is the command line's.
-    let flag = wire_run("q.sql", &["--cores", "6"]);
-    let stderr = String::from_utf8_lossy(&flag.stderr);
-    assert_eq!(flag.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("error: --cores 6: the pipeline has 4 key groups"),
-        "{stderr}"
-    );
+    let error = "--cores 6: the pipeline has 4 key groups";
+    refused("q.sql", &["--cores", "6"], error);
 }
