@@ -99,6 +99,31 @@ impl RunArgs {
         args
     }
 
+    /// Refuses flags that need checkpoints (`--savepoint-dir`, `--from-savepoint`,
+    /// `--allow-empty-restore`) when neither the command line nor the pipeline's settings
+    /// ask for checkpoints; call it on [`RunArgs::with_settings`]' result.
+    pub fn check_checkpoint_flags(&self) -> Result<(), String> {
+        if self.checkpoints.is_some() {
+            return Ok(());
+        }
+        let defaults = self.checkpoint_defaults.as_ref();
+        let flag = if defaults.is_some_and(|d| d.savepoint_dir.is_some()) {
+            "--savepoint-dir"
+        } else if defaults.is_some_and(|d| d.from_savepoint.is_some()) {
+            "--from-savepoint"
+        } else if self.allow_empty_restore {
+            "--allow-empty-restore"
+        } else {
+            return Ok(());
+        };
+        Err(format!(
+            "{flag} needs checkpoints: pass --checkpoint-interval, or set an interval in {} \
+             (SQL: SET 'execution.checkpointing.interval' = '1s'; YAML: settings: \
+             {{checkpoint_interval: 1s}})",
+            self.pipeline.display()
+        ))
+    }
+
     /// The slots this run owns of a spread pipeline, if it is one.
     fn local_slots(&self) -> Option<&[usize]> {
         self.placement.as_ref().map(|p| p.local.as_slice())
@@ -549,8 +574,12 @@ impl Ended {
 /// The number of data cores: `--cores`, or every CPU the process may use. Pinned executors
 /// take one CPU each, so asking for more than there are is refused; unpinned ones (`--no-pin`)
 /// may outnumber the CPUs (tests do), with a warning. A core without a key group would idle.
+/// `written` is how the pipeline's settings wrote the number when it came from them (see
+/// [`Settings::cores_written`](wire_core::frontend::spec::Settings::cores_written)), so that
+/// errors quote it instead of `--cores N`.
 pub fn data_cores(
     requested: Option<usize>,
+    written: Option<&str>,
     pin: bool,
     key_groups: u32,
     say: Say,
@@ -559,18 +588,26 @@ pub fn data_cores(
     let Some(cores) = requested else {
         return Ok(cpus.min(key_groups as usize).max(1));
     };
+    let asked = match written {
+        Some(written) => written.to_string(),
+        None => format!("--cores {cores}"),
+    };
     if cores == 0 {
-        return Err("--cores 0: a pipeline needs at least one data core".into());
+        return Err(format!("{asked}: a pipeline needs at least one data core"));
     }
     if cores > key_groups as usize {
         return Err(format!(
-            "--cores {cores}: the pipeline has {key_groups} key groups (max_parallelism), so at most {key_groups} cores can own state"
+            "{asked}: the pipeline has {key_groups} key groups (max_parallelism), so at most {key_groups} cores can own state"
         ));
     }
     if cores > cpus {
         if pin {
+            let fewer = match written {
+                Some(_) => format!("lower it to {cpus} or fewer, or pass --cores {cpus}"),
+                None => format!("use --cores {cpus} or fewer"),
+            };
             return Err(format!(
-                "--cores {cores}: this process may use {cpus} CPUs and each data core is pinned to its own; use --cores {cpus} or fewer, or add --no-pin to run {cores} executors that share the CPUs (slower; meant for tests)"
+                "{asked}: this process may use {cpus} CPUs and each data core is pinned to its own; {fewer}, or add --no-pin to run {cores} executors that share the CPUs (slower; meant for tests)"
             ));
         }
         say(&format!("warning: {cores} data cores share {cpus} CPUs (--no-pin): expect lower throughput than with --cores {cpus}"));

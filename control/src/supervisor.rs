@@ -889,7 +889,7 @@ impl JobThread {
                 .unwrap_or_else(|| self.args.data_dir.join(&plan.name).join("checkpoints"))
         });
         let key_groups = plan.settings.max_parallelism;
-        let cores = job::data_cores(self.args.cores, false, key_groups, &say)?;
+        let cores = job::data_cores(self.args.cores, None, false, key_groups, &say)?;
         let pool = &self.pool;
         let mut job = Job::launch(&self.args, plan, cores, pool, &self.runtime, &say)
             .map_err(|refused| refused.error)?;

@@ -640,3 +640,137 @@ fn ctrl_c_stops_the_running_query_not_the_shell() {
         .any(|l| l.starts_with('|') && l.contains(" bid |") && l.contains(" table |"));
     assert!(shown, "{text}");
 }
+
+/// A pipeline over `events` nexmark bids counting bids per 2 s window into `out`, with `set`
+/// (SET statements) at its top.
+fn counting_sql(set: &str, events: &str, out: &Path) -> String {
+    format!(
+        "{set}CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, \
+        url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR, \
+        WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+        WITH ('connector' = 'nexmark', 'stream' = 'bid', 'events' = '{events}', 'seed' = '1');\n\
+        CREATE TABLE out WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+        INSERT INTO out SELECT window_start, count(*) AS n \
+        FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND)) \
+        GROUP BY window_start, window_end;\n",
+        out.display()
+    )
+}
+
+/// `wire run --no-progress --cores 1 --data-dir DIR/data FILE ARGS…` in `dir`.
+fn run_in(dir: &Path, file: &str, args: &[&str]) -> Output {
+    const RUN: [&str; 6] = ["run", "--no-progress", "--cores", "1", "--data-dir", "data"];
+    Command::new(wire_bin())
+        .current_dir(dir)
+        .args(RUN)
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("wire runs")
+}
+
+#[test]
+fn savepoint_flags_take_the_checkpoint_interval_of_the_files_settings() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let set = "SET 'execution.checkpointing.interval' = '1s';\n";
+    std::fs::write(
+        dir.join("first.sql"),
+        counting_sql(set, "50k", &dir.join("out1")),
+    )
+    .expect("write");
+    let first = run_in(dir, "first.sql", &["--savepoint-dir", "savepoints"]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{}\n{stderr}", first.status);
+    assert!(stderr.contains("savepoint written to"), "{stderr}");
+    let savepoint = std::fs::read_dir(dir.join("savepoints"))
+        .expect("savepoint directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a savepoint");
+
+    // The same query over more bids, in a data directory of its own, from the savepoint.
+    let next = dir.join("next");
+    std::fs::create_dir_all(&next).expect("dir");
+    std::fs::write(
+        next.join("first.sql"),
+        counting_sql(set, "100k", &next.join("out2")),
+    )
+    .expect("write");
+    let savepoint = savepoint.to_string_lossy();
+    let second = run_in(&next, "first.sql", &["--from-savepoint", &savepoint]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{}\n{stderr}", second.status);
+    assert!(stderr.contains("restoring checkpoint"), "{stderr}");
+
+    // YAML `settings: {checkpoint_interval: 1s}` counts too.
+    let yaml = format!(
+        "name: counts\nsettings: {{checkpoint_interval: 1s}}\n\
+         sources:\n  bids: {{type: nexmark, stream: bid, events: 20k, seed: 1}}\n\
+         sinks:\n  out: {{type: file, path: {}, format: jsonl, from: bids}}\n",
+        dir.join("out3").display()
+    );
+    std::fs::write(dir.join("p.yaml"), yaml).expect("write");
+    let third = run_in(dir, "p.yaml", &["--savepoint-dir", "yaml-savepoints"]);
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{}\n{stderr}", third.status);
+    assert!(stderr.contains("savepoint written to"), "{stderr}");
+
+    // Without an interval anywhere the flags are refused, naming the flag and the file.
+    std::fs::write(
+        dir.join("plain.sql"),
+        counting_sql("", "50k", &dir.join("out4")),
+    )
+    .expect("write");
+    for flag in ["--savepoint-dir", "--from-savepoint"] {
+        let refused = run_in(dir, "plain.sql", &[flag, "somewhere"]);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: {flag} needs checkpoints: pass --checkpoint-interval, or set an interval in plain.sql"
+            )),
+            "{stderr}"
+        );
+        assert!(!dir.join("out4").exists(), "a refused run wrote output");
+    }
+}
+
+#[test]
+fn core_errors_quote_the_setting_that_asked_for_the_cores() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let set = "SET 'pipeline.max-parallelism' = '4';\nSET 'parallelism.default' = '8';\n";
+    std::fs::write(dir.join("q.sql"), counting_sql(set, "1k", &dir.join("out"))).expect("write");
+    // `wire run FILE ARGS…` is refused with exit 2 and this error; its stderr.
+    let refused = |file: &str, args: &[&str], error: &str| {
+        let output = Command::new(wire_bin())
+            .current_dir(dir)
+            .args(["run", "--no-progress", "--data-dir", "data", file])
+            .args(args)
+            .output()
+            .expect("wire runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("error: {error}")), "{stderr}");
+        stderr
+    };
+    let stderr = refused(
+        "q.sql",
+        &[],
+        "SET 'parallelism.default' = '8' (line 2): the pipeline has 4 key groups",
+    );
+    assert!(!stderr.contains("--cores 8"), "{stderr}");
+
+    let yaml = "name: counts\nsettings:\n  max_parallelism: 4\n  cores: 8\n\
+         sources:\n  bids: {type: nexmark, stream: bid, events: 1k, seed: 1}\n\
+         sinks:\n  out: {type: blackhole, from: bids}\n";
+    std::fs::write(dir.join("p.yaml"), yaml).expect("write");
+    let error = "`cores: 8` in the file's settings (line 4): the pipeline has 4 key groups";
+    refused("p.yaml", &[], error);
+
+    // The command line's number is the command line's.
+    let error = "--cores 6: the pipeline has 4 key groups";
+    refused("q.sql", &["--cores", "6"], error);
+}

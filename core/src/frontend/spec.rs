@@ -68,6 +68,9 @@ pub struct Settings {
     pub checkpoint_interval_ms: Option<u64>,
     /// Data cores unless the command line says otherwise (`cores`; SQL `parallelism.default`).
     pub cores: Option<u32>,
+    /// Where the file set `cores`, as its errors quote it ("`cores: 64` in the file's settings
+    /// (line 3)", "SET 'parallelism.default' = '64' (line 1)").
+    pub cores_written: Option<String>,
 }
 
 impl Default for Settings {
@@ -77,6 +80,7 @@ impl Default for Settings {
             batch_rows: 1024,
             checkpoint_interval_ms: None,
             cores: None,
+            cores_written: None,
         }
     }
 }
@@ -798,6 +802,11 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
             return Err(cx.err(node, &path, "cores must be in 1..=32768"));
         }
         settings.cores = Some(value as u32);
+        let (node, _) = fields.get("cores").expect("just read");
+        settings.cores_written = Some(format!(
+            "`cores: {value}` in the file's settings (line {})",
+            node.pos.line
+        ));
     }
     fields.finish(
         cx,

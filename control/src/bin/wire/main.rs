@@ -126,12 +126,14 @@ struct RunCmd {
     /// 0 writes the whole state every time.
     #[arg(long, default_value_t = 10)]
     checkpoint_deltas: u32,
-    /// Start from this savepoint directory when there is no checkpoint yet.
-    #[arg(long, requires = "checkpoint_interval")]
+    /// Start from this savepoint directory when there is no checkpoint yet (needs checkpoints:
+    /// --checkpoint-interval or the pipeline's settings).
+    #[arg(long)]
     from_savepoint: Option<PathBuf>,
     /// When the run ends (its sources are exhausted, or Ctrl-C), also write its last
-    /// checkpoint as a savepoint `savepoint-<id>` in this directory.
-    #[arg(long, requires = "checkpoint_interval")]
+    /// checkpoint as a savepoint `savepoint-<id>` in this directory (needs checkpoints:
+    /// --checkpoint-interval or the pipeline's settings).
+    #[arg(long)]
     savepoint_dir: Option<PathBuf>,
     /// Start over: delete the pipeline's checkpoints and its file sinks' part files
     /// first (ingest WALs, which hold accepted input, are kept).
@@ -142,8 +144,9 @@ struct RunCmd {
     #[arg(long)]
     append_output: bool,
     /// Start from empty state even though checkpoints were committed and none of them can
-    /// be restored (state is lost; published output is kept and rows may repeat).
-    #[arg(long, requires = "checkpoint_interval")]
+    /// be restored (state is lost; published output is kept and rows may repeat; needs
+    /// checkpoints: --checkpoint-interval or the pipeline's settings).
+    #[arg(long)]
     allow_empty_restore: bool,
     /// Serve Prometheus metrics (`/metrics`), `/healthz`, `/readyz` and the
     /// web dashboard (`/`) on HOST:PORT (`--http-addr` is the same).
@@ -277,16 +280,16 @@ fn dispatch(command: Command) -> ExitCode {
     }
 }
 
-/// The checkpoint flags but the interval and the savepoints: with `--checkpoint-interval`, or
-/// for an interval that the pipeline's settings give.
+/// The checkpoint flags but the interval: with `--checkpoint-interval`, or for an interval
+/// that the pipeline's settings give.
 fn checkpoint_options(cmd: &RunCmd) -> job::CheckpointArgs {
     job::CheckpointArgs {
         interval: Duration::ZERO,
         timeout: cmd.checkpoint_timeout,
         retained: cmd.checkpoints_retained,
         deltas: cmd.checkpoint_deltas,
-        from_savepoint: None,
-        savepoint_dir: None,
+        from_savepoint: cmd.from_savepoint.clone(),
+        savepoint_dir: cmd.savepoint_dir.clone(),
     }
 }
 
@@ -331,8 +334,6 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
         pin: !cmd.no_pin,
         checkpoints: cmd.checkpoint_interval.map(|interval| job::CheckpointArgs {
             interval,
-            from_savepoint: cmd.from_savepoint,
-            savepoint_dir: cmd.savepoint_dir,
             ..checkpoint_defaults.clone()
         }),
         checkpoint_defaults: Some(checkpoint_defaults),

@@ -34,8 +34,23 @@ pub fn run(
             return Outcome::Invalid;
         }
     };
+    // How the file wrote the number of cores, when the command line did not give it.
+    let cores_written = match args.cores {
+        Some(_) => None,
+        None => plan.settings.cores_written.clone(),
+    };
     let args = &args.with_settings(&plan.settings);
-    let cores = match job::data_cores(args.cores, args.pin, plan.settings.max_parallelism, &say) {
+    if let Err(err) = args.check_checkpoint_flags() {
+        eprintln!("error: {err}");
+        return Outcome::Invalid;
+    }
+    let cores = match job::data_cores(
+        args.cores,
+        cores_written.as_deref(),
+        args.pin,
+        plan.settings.max_parallelism,
+        &say,
+    ) {
         Ok(cores) => cores,
         Err(err) => {
             eprintln!("error: {err}");

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use wire_core::frontend::sql::session::{statement_ends, Action, Run, Session};
 
+mod table;
+use table::Table;
+
 /// `wire sql`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
@@ -358,10 +361,10 @@ impl Shell {
                 }
             });
         }
-        let widths: Vec<usize> = run.columns.iter().map(|c| c.len().max(12)).collect();
-        print_border(&widths);
-        print_row(&widths, &run.columns);
-        print_border(&widths);
+        // The first rows are held back (at most `FIRST_WAIT` after the first) to size the
+        // columns; see `table`.
+        let mut table = Table::new(&run.columns);
+        let mut first_at: Option<Instant> = None;
         let limit = self.session.row_limit();
         let mut rows = 0;
         let why = loop {
@@ -373,18 +376,24 @@ impl Shell {
                 stop(child);
                 break Stop::Limit(n);
             }
-            match rows_rx.recv_timeout(Duration::from_millis(100)) {
+            let wait = match first_at.filter(|_| !table.drawn()) {
+                Some(at) => table::FIRST_WAIT.saturating_sub(at.elapsed()),
+                None => Duration::from_millis(100),
+            };
+            match rows_rx.recv_timeout(wait) {
                 Ok(line) => {
-                    let values = row_values(&line, &run.columns);
-                    print_row(&widths, &values);
-                    let _ = std::io::stdout().flush();
+                    first_at.get_or_insert_with(Instant::now);
+                    print_lines(table.push(row_values(&line, &run.columns)));
                     rows += 1;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break Stop::Done,
             }
+            if first_at.is_some_and(|at| at.elapsed() >= table::FIRST_WAIT) {
+                print_lines(table.draw());
+            }
         };
-        print_border(&widths);
+        print_lines(table.close());
         Ended { rows, why }
     }
 
@@ -445,37 +454,20 @@ fn row_values(line: &str, columns: &[String]) -> Vec<String> {
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, v) in widths.iter_mut().zip(row) {
-            *w = (*w).max(v.chars().count());
-        }
-    }
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    print_border(&widths);
-    print_row(&widths, &header);
-    print_border(&widths);
-    for row in rows {
-        print_row(&widths, row);
-    }
-    print_border(&widths);
+    print_lines(table::whole(&header, rows));
     let n = rows.len();
     println!("{n} {}", if n == 1 { "row" } else { "rows" });
 }
 
-fn print_border(widths: &[usize]) {
-    let mut line = String::from("+");
-    for w in widths {
-        line.push_str(&"-".repeat(w + 2));
-        line.push('+');
+/// Prints lines of a table to standard output, at once.
+fn print_lines(lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
     }
-    println!("{line}");
-}
-
-fn print_row(widths: &[usize], values: &[String]) {
-    let mut line = String::from("|");
-    for (w, v) in widths.iter().zip(values) {
-        line.push_str(&format!(" {v:>w$} |"));
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
     }
-    println!("{line}");
+    let _ = out.flush();
 }

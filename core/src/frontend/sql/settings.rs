@@ -119,6 +119,14 @@ pub(super) fn read(sets: &[SetStmt]) -> Result<SqlSettings, SqlError> {
             pos: set.value_pos,
             message: format!("SET '{}': {message}", set.key),
         })?;
+        if key.wire == "cores" {
+            out.pipeline.cores_written = Some(format!(
+                "SET '{}' = '{}' (line {})",
+                set.key,
+                set.value.trim(),
+                set.key_pos.line
+            ));
+        }
         seen.push((key.wire, set));
     }
     Ok(out)
