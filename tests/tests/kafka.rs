@@ -124,8 +124,9 @@ sinks:
     path
 }
 
-/// SIGKILLs `run` after `after` unless it ended first (successfully); whether it was killed.
-fn kill_after(mut run: Watched, after: Duration) -> bool {
+/// SIGKILLs `run` after `after` unless it ended first (successfully); its stderr when it was
+/// killed.
+fn kill_after(mut run: Watched, after: Duration) -> Option<String> {
     let deadline = Instant::now() + after;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = run.child.try_wait() {
@@ -135,12 +136,11 @@ fn kill_after(mut run: Watched, after: Duration) -> bool {
                 "wire failed ({status}):\n{}",
                 run.stderr()
             );
-            return false;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    run.kill();
-    true
+    Some(run.kill())
 }
 
 fn window_row(value: &[u8]) -> (String, i64, i64, i64) {
@@ -167,25 +167,40 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.subsec_nanos() as u64);
     eprintln!("kill seed {seed}");
-    let mut killed = 0;
+    // Each run logs the sink's transaction steps, so a failure shows where the kills landed.
+    let run = || {
+        let mut command = wire_run(dir.path(), &pipeline, true);
+        command.env("RUST_LOG", "warn,wire_actors::sink::kafka=debug");
+        command
+    };
+    let mut logs = Vec::new();
     let rounds: u64 = std::env::var("WIRE_KAFKA_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(4);
     for round in 0..rounds {
-        let run = Watched::spawn(wire_run(dir.path(), &pipeline, true));
         let after = Duration::from_millis(300 + (seed.wrapping_mul(round + 1) >> 3) % 1700);
-        if !kill_after(run, after) {
+        let Some(stderr) = kill_after(Watched::spawn(run()), after) else {
             break;
-        }
-        killed += 1;
+        };
+        logs.push(stderr);
     }
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), &pipeline, true),
-        Duration::from_secs(180),
-    );
+    let (code, stderr) = output_within(run(), Duration::from_secs(180));
     assert_eq!(code, Some(0), "the last run failed:\n{stderr}");
-    eprintln!("killed {killed} times");
+    eprintln!("killed {} times", logs.len());
+    logs.push(stderr);
+    let sink_log = logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| {
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+            format!(
+                "run {i}:\n{}",
+                lines[lines.len().saturating_sub(6)..].join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
 
     let expected = expected_windows(rows);
     let quiet = Duration::from_secs(3);
@@ -217,7 +232,8 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "{} rows expected, {} written; missing {:?} (in the log: {}), unexpected {extra:?}",
+        "{} rows expected, {} written; missing {:?} (in the log: {}), unexpected {extra:?}\n\
+         the sink's last steps in each run:\n{sink_log}",
         expected.len(),
         got.len(),
         missing.iter().take(5).collect::<Vec<_>>(),

@@ -431,6 +431,11 @@ fn commit_file(
     producer
         .send_offsets_to_transaction(&offsets, &group, timeout)
         .map_err(|e| fail("marker", e))?;
+    tracing::debug!(
+        sink = what,
+        checkpoint = id,
+        "kafka transaction: records and marker sent, committing"
+    );
     producer
         .commit_transaction(timeout)
         .map_err(|e| fail("commit", e))?;
@@ -534,6 +539,7 @@ fn settle_core<'a>(
             continue;
         };
         if *id <= *done {
+            tracing::info!(sink = %sink.name, core, checkpoint = id, marker = done, "a staged kafka transaction the broker's marker shows committed: deleted");
             std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
             continue;
         }
