@@ -104,12 +104,15 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
     let tokens = tokenize(text)?;
     let mut chars: Vec<char> = text.chars().collect();
     let starts = line_starts(&chars);
-    let mut watermarks = Vec::new();
-    let mut proctimes = Vec::new();
-    let mut metadata = Vec::new();
-    let mut temporals = Vec::new();
-    let mut sets = Vec::new();
-    let mut partitions = Vec::new();
+    let mut out = Prepared {
+        text: String::new(),
+        sets: Vec::new(),
+        partitions: Vec::new(),
+        watermarks: Vec::new(),
+        proctimes: Vec::new(),
+        metadata: Vec::new(),
+        temporals: Vec::new(),
+    };
     let mut table = String::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -117,7 +120,7 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
         if statement_start && is_word(&tokens[i], "SET") {
             let set = set_statement(&tokens, i)?;
             blank(&mut chars, &starts, &tokens[i], &tokens[i + 3]);
-            sets.push(set);
+            out.sets.push(set);
             i += 4;
             continue;
         }
@@ -125,54 +128,60 @@ pub(super) fn prepare(text: &str) -> Result<Prepared, SqlError> {
             if let Some(name) = tokens.get(i + 1).and_then(word) {
                 table = name;
             }
-            i = table_argument(&tokens, i, &mut chars, &starts, &mut partitions)?;
+            i = table_argument(&tokens, i, &mut chars, &starts, &mut out.partitions)?;
         }
-        if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR"))
-        {
-            let (mark, end) = watermark(&tokens, &chars, &starts, i, &table)?;
-            let (first, last) = with_comma(&tokens, i, end);
-            blank(&mut chars, &starts, &tokens[first], &tokens[last]);
-            watermarks.push(mark);
-            i = end;
-        }
-        if i > 0 && is_proctime(&tokens, i) {
-            if let Some(column) = word(&tokens[i]) {
-                let (first, last) = with_comma(&tokens, i, i + 4);
-                blank(&mut chars, &starts, &tokens[first], &tokens[last]);
-                proctimes.push(ProcTime {
-                    table: table.clone(),
-                    column,
-                });
-                i += 4;
-            }
-        }
-        if i > 1 && is_word(&tokens[i], "METADATA") {
-            if let Some((column, first, end)) = metadata_column(&tokens, i, &table)? {
-                let (first, last) = with_comma(&tokens, first, end);
-                blank(&mut chars, &starts, &tokens[first], &tokens[last]);
-                metadata.push(column);
-                i = end;
-            }
-        }
+        i = column_clause(&tokens, i, (&mut chars, &starts), &table, &mut out)?;
         if i > 0 && is_system_time(&tokens, i) {
             let end = temporal_end(&tokens, i)?;
             blank(&mut chars, &starts, &tokens[i], &tokens[end]);
-            temporals.push(Temporal {
+            out.temporals.push(Temporal {
                 table_pos: pos_of(tokens[i - 1].span.start),
             });
             i = end;
         }
         i += 1;
     }
-    Ok(Prepared {
-        text: chars.into_iter().collect(),
-        sets,
-        partitions,
-        watermarks,
-        proctimes,
-        metadata,
-        temporals,
-    })
+    out.text = chars.into_iter().collect();
+    Ok(out)
+}
+
+/// At token `i`, a clause of a `CREATE TABLE` column list the parser does not read
+/// (`WATERMARK FOR`, `col AS PROCTIME()`, a `METADATA` column): recorded into `out` and
+/// blanked; returns the index of its last token (`i` when there is none).
+fn column_clause(
+    tokens: &[TokenWithSpan],
+    mut i: usize,
+    (chars, starts): (&mut [char], &[usize]),
+    table: &str,
+    out: &mut Prepared,
+) -> Result<usize, SqlError> {
+    if is_word(&tokens[i], "WATERMARK") && tokens.get(i + 1).is_some_and(|t| is_word(t, "FOR")) {
+        let (mark, end) = watermark(tokens, chars, starts, i, table)?;
+        let (first, last) = with_comma(tokens, i, end);
+        blank(chars, starts, &tokens[first], &tokens[last]);
+        out.watermarks.push(mark);
+        i = end;
+    }
+    if i > 0 && is_proctime(tokens, i) {
+        if let Some(column) = word(&tokens[i]) {
+            let (first, last) = with_comma(tokens, i, i + 4);
+            blank(chars, starts, &tokens[first], &tokens[last]);
+            out.proctimes.push(ProcTime {
+                table: table.to_string(),
+                column,
+            });
+            i += 4;
+        }
+    }
+    if i > 1 && is_word(&tokens[i], "METADATA") {
+        if let Some((column, first, end)) = metadata_column(tokens, i, table)? {
+            let (first, last) = with_comma(tokens, first, end);
+            blank(chars, starts, &tokens[first], &tokens[last]);
+            out.metadata.push(column);
+            i = end;
+        }
+    }
+    Ok(i)
 }
 
 /// At a `METADATA` token `at` after a column's type: the column, the index of its name and

@@ -8,8 +8,8 @@
 //! `ROW_NUMBER() OVER (...)` filtered by `rn <= N` (`top`).
 
 use sqlparser::ast::{
-    Expr, GroupByExpr, Join, JoinConstraint, JoinOperator, Query, Select, SelectItem, SetExpr,
-    SetOperator, SetQuantifier, Statement, TableFactor, TableWithJoins,
+    CreateTable, Expr, GroupByExpr, Join, JoinConstraint, JoinOperator, Query, Select, SelectItem,
+    SetExpr, SetOperator, SetQuantifier, Statement, TableFactor, TableWithJoins,
 };
 
 use super::expr::{self, has_aggregate, Scope};
@@ -87,23 +87,27 @@ impl Lower {
         })
     }
 
+    /// Records a `CREATE TABLE`, with the clauses the token pass took out of it.
+    fn create_table(&mut self, create: &CreateTable, at: Pos) -> Result<(), SqlError> {
+        let mut table = super::table(create, at)?;
+        self.check_free(&table.name.name, table.name.pos)?;
+        if let Some(mark) = self.watermarks.iter().find(|m| m.table == table.name.name) {
+            table.watermark = Some(watermark_delay(mark)?);
+        }
+        table.metadata = self
+            .metadata
+            .iter()
+            .filter(|m| m.table == table.name.name)
+            .cloned()
+            .collect();
+        self.tables.push(table);
+        Ok(())
+    }
+
     pub fn statement(&mut self, statement: &Statement) -> Result<(), SqlError> {
         let at = statement_pos(statement);
         match statement {
-            Statement::CreateTable(create) => {
-                let mut table = super::table(create, at)?;
-                self.check_free(&table.name.name, table.name.pos)?;
-                if let Some(mark) = self.watermarks.iter().find(|m| m.table == table.name.name) {
-                    table.watermark = Some(watermark_delay(mark)?);
-                }
-                table.metadata = self
-                    .metadata
-                    .iter()
-                    .filter(|m| m.table == table.name.name)
-                    .cloned()
-                    .collect();
-                self.tables.push(table);
-            }
+            Statement::CreateTable(create) => self.create_table(create, at)?,
             Statement::CreateView {
                 name,
                 query,
