@@ -12,6 +12,12 @@
 //! the committed transactions: it keeps one copy of each record per `wire-txn` tag, and then
 //! every expected row must be there exactly once — a row written again by a replayed
 //! checkpoint (the failure exactly-once prevents) would carry another tag and count twice.
+//!
+//! tansu also applies a transaction's offset commit at once rather than at its commit, and
+//! leaves a fenced producer's open transaction open: a kill between the sink's marker and its
+//! commit then hides that checkpoint's rows for good, where Kafka would abort them and let the
+//! restarted sink commit them again. The test recognises that window by its whole signature
+//! (`tansu_left_open`) and runs the scenario once more on new topics; nothing else is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -156,16 +162,47 @@ fn window_row(value: &[u8]) -> (String, i64, i64, i64) {
 #[test]
 fn kafka_to_kafka_exactly_once_through_sigkills() {
     let broker = Broker::shared();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.subsec_nanos() as u64);
+    // A second attempt only for the one window where tansu breaks Kafka's transaction rules
+    // (see `tansu_left_open`); any other failure, and that one twice, fails the test.
+    for attempt in 0..2 {
+        let Err(failure) = exactly_once_through_sigkills(broker, seed.wrapping_add(attempt)) else {
+            return;
+        };
+        match failure.left_open {
+            Some(checkpoint) if attempt == 0 => eprintln!(
+                "tansu left checkpoint {checkpoint}'s transaction open after applying its \
+                 marker (a kill between the marker and the commit); Wire did what Kafka's \
+                 rules ask, so the scenario runs again on new topics. The failure was:\n{}",
+                failure.report
+            ),
+            _ => panic!("{}", failure.report),
+        }
+    }
+}
+
+/// How one attempt of the exactly-once scenario failed.
+struct EosFailure {
+    report: String,
+    /// The checkpoint whose transaction tansu left open, when the failure is that window.
+    left_open: Option<u64>,
+}
+
+/// Kafka → tumbling windows → Kafka exactly-once, with SIGKILLs at seeded times, then every
+/// expected row must be in a committed transaction once.
+fn exactly_once_through_sigkills(broker: &Broker, seed: u64) -> Result<(), EosFailure> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (input_topic, output_topic) = (topic("eos-in"), topic("eos-out"));
+    let (input_topic, output_topic) = (
+        topic(&format!("eos-in-{seed}")),
+        topic(&format!("eos-out-{seed}")),
+    );
     broker.create_topic(&input_topic, 3);
     broker.create_topic(&output_topic, 2);
     let rows = 120_000;
     input(broker, &input_topic, rows);
     let pipeline = windowed_pipeline(dir.path(), &broker.addr, &input_topic, &output_topic);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(7, |d| d.subsec_nanos() as u64);
     eprintln!("kill seed {seed}");
     // Each run logs the sink's transaction steps, so a failure shows where the kills landed.
     let run = || {
@@ -189,18 +226,6 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
     assert_eq!(code, Some(0), "the last run failed:\n{stderr}");
     eprintln!("killed {} times", logs.len());
     logs.push(stderr);
-    let sink_log = logs
-        .iter()
-        .enumerate()
-        .map(|(i, log)| {
-            let lines: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
-            format!(
-                "run {i}:\n{}",
-                lines[lines.len().saturating_sub(6)..].join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
 
     let expected = expected_windows(rows);
     let quiet = Duration::from_secs(3);
@@ -230,21 +255,61 @@ fn kafka_to_kafka_exactly_once_through_sigkills() {
     let got: BTreeSet<_> = seen.into_keys().collect();
     let missing: BTreeSet<_> = expected.difference(&got).cloned().collect();
     let extra: Vec<_> = got.difference(&expected).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let in_log = where_in_log(broker, &output_topic, &missing);
+    let left_open = if extra.is_empty() {
+        tansu_left_open(&logs, &in_log, missing.len())
+    } else {
+        None
+    };
+    let report = format!(
         "{} rows expected, {} written; missing {:?} (in the log: {}), unexpected {extra:?}\n\
-         the sink's last steps in each run:\n{sink_log}",
+         the sink's last steps in each run:\n{}",
         expected.len(),
         got.len(),
         missing.iter().take(5).collect::<Vec<_>>(),
-        where_in_log(broker, &output_topic, &missing),
+        in_log.describe(missing.len()),
+        sink_steps(&logs),
     );
+    Err(EosFailure { report, left_open })
+}
+
+/// The last lines about the Kafka sink in each run's log.
+fn sink_steps(logs: &[String]) -> String {
+    let runs = logs.iter().enumerate().map(|(i, log)| {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+        format!(
+            "run {i}:\n{}",
+            lines[lines.len().saturating_sub(6)..].join("\n")
+        )
+    });
+    runs.collect::<Vec<_>>().join("\n")
+}
+
+/// Where the log holds missing rows: per partition and `wire-txn` tag, the offset range and
+/// how many.
+struct InLog {
+    runs: BTreeMap<(i32, Option<String>), (i64, i64, usize)>,
+    records: usize,
+}
+
+impl InLog {
+    fn describe(&self, missing: usize) -> String {
+        format!(
+            "{} of {missing} missing rows among {} records read uncommitted: {:?}",
+            self.runs.values().map(|r| r.2).sum::<usize>(),
+            self.records,
+            self.runs
+        )
+    }
 }
 
 /// Where the log holds `rows` when `read_committed` readers did not get them: the records of
 /// a `read_uncommitted` reader with those values, by partition, offset range and `wire-txn`
 /// tag, so a failure tells a record the broker never stored from one it does not serve.
-fn where_in_log(broker: &Broker, topic: &str, rows: &BTreeSet<(String, i64, i64, i64)>) -> String {
+fn where_in_log(broker: &Broker, topic: &str, rows: &BTreeSet<(String, i64, i64, i64)>) -> InLog {
     let all = broker.read_uncommitted(topic, 2, Duration::from_secs(3));
     let mut runs: BTreeMap<(i32, Option<String>), (i64, i64, usize)> = BTreeMap::new();
     for record in &all {
@@ -259,12 +324,98 @@ fn where_in_log(broker: &Broker, topic: &str, rows: &BTreeSet<(String, i64, i64,
         run.1 = run.1.max(record.offset);
         run.2 += 1;
     }
-    format!(
-        "{} of {} missing rows among {} records read uncommitted: {runs:?}",
-        runs.values().map(|r| r.2).sum::<usize>(),
-        rows.len(),
-        all.len()
-    )
+    InLog {
+        runs,
+        records: all.len(),
+    }
+}
+
+/// Whether the missing rows are tansu's open-transaction window, and its checkpoint if so.
+///
+/// tansu applies a transaction's offset commit (the sink's marker) as soon as it arrives, not
+/// at the commit, and does not abort a fenced producer's open transaction. A kill after
+/// `send_offsets_to_transaction` and before the commit then leaves the marker saying the
+/// checkpoint committed while its records stay in an open transaction that no one ends
+/// (hidden from `read_committed`, shown to `read_uncommitted`); the restarted sink, trusting
+/// the marker as Kafka's rules allow, deletes the staged file. On Kafka the marker would not
+/// count before the commit and the restart's `InitProducerId` would abort the transaction, so
+/// the restarted sink would commit the staged file again. The signature, all of it required:
+/// every missing row is in the log under one checkpoint's tags; a killed run logged that
+/// checkpoint's "records and marker sent" more often than its commits; and a later run
+/// deleted that checkpoint's staged file on the marker.
+fn tansu_left_open(logs: &[String], in_log: &InLog, missing: usize) -> Option<u64> {
+    if in_log.runs.values().map(|r| r.2).sum::<usize>() != missing {
+        return None;
+    }
+    let mut checkpoints = in_log.runs.keys().map(|(_, tag)| {
+        let tag = tag.as_deref()?;
+        let mut parts = tag.rsplitn(3, ':');
+        let (_run, checkpoint) = (parts.next()?, parts.next()?);
+        checkpoint.parse::<u64>().ok()
+    });
+    let first = checkpoints.next()??;
+    if !checkpoints.all(|c| c == Some(first)) {
+        return None;
+    }
+    let of_checkpoint = |log: &String, step: &str| {
+        log.lines()
+            .filter(|line| line.contains(step) && logged_checkpoint(line) == Some(first))
+            .count()
+    };
+    let killed = &logs[..logs.len().saturating_sub(1)];
+    let cut = killed.iter().any(|log| {
+        of_checkpoint(log, "records and marker sent") > of_checkpoint(log, "transaction committed")
+    });
+    let deleted = logs
+        .iter()
+        .any(|log| of_checkpoint(log, "marker shows committed: deleted") > 0);
+    (cut && deleted).then_some(first)
+}
+
+/// The retry of the exactly-once test takes only the whole signature of tansu's window.
+#[test]
+fn tansu_open_transaction_window_needs_its_whole_signature() {
+    let tag = |checkpoint: u64| Some(format!("wire-kafka_windows-out-0:{checkpoint}:1"));
+    let in_log = |tags: &[u64]| InLog {
+        runs: tags
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((i as i32, tag(*c)), (0, 9, 10)))
+            .collect(),
+        records: 100,
+    };
+    let sent = "DEBUG wire_actors::sink::kafka: kafka transaction: records and marker sent, committing sink=x checkpoint=23";
+    let committed =
+        "DEBUG wire_actors::sink::kafka: kafka transaction committed sink=x checkpoint=23";
+    let deleted = "INFO wire_actors::sink::kafka: a staged kafka transaction the broker's marker shows committed: deleted sink=out core=0 checkpoint=23 marker=23";
+    let logs = |killed: &str, last: &str| vec![killed.to_string(), last.to_string()];
+    let window = logs(sent, deleted);
+    assert_eq!(tansu_left_open(&window, &in_log(&[23, 23]), 20), Some(23));
+    // Rows missing that the log does not hold, or from two checkpoints: a loss.
+    assert_eq!(tansu_left_open(&window, &in_log(&[23, 23]), 21), None);
+    assert_eq!(tansu_left_open(&window, &in_log(&[22, 23]), 20), None);
+    // The kill did not land between the marker and the commit, or nothing was deleted.
+    let whole = format!("{sent}\n{committed}");
+    assert_eq!(
+        tansu_left_open(&logs(&whole, deleted), &in_log(&[23, 23]), 20),
+        None
+    );
+    assert_eq!(
+        tansu_left_open(&logs(sent, ""), &in_log(&[23, 23]), 20),
+        None
+    );
+    // Only a killed run's log shows the cut; the last run ended by itself.
+    assert_eq!(
+        tansu_left_open(&logs(deleted, sent), &in_log(&[23, 23]), 20),
+        None
+    );
+}
+
+/// The `checkpoint=N` field of a log line.
+fn logged_checkpoint(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("checkpoint=")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 #[test]
