@@ -387,7 +387,7 @@ impl NetSender {
         failure: Arc<Failure>,
         tls: Option<Arc<ExchangeTls>>,
     ) -> Result<NetSender, Error> {
-        let std_stream = connect(peer, &key).await?;
+        let std_stream = connect(peer, &key, &failure).await?;
         let io = |err: std::io::Error| {
             Error::Exchange(format!("stream {} to {peer}: {err}", describe(&key)))
         };
@@ -625,8 +625,13 @@ async fn send_all(stream: &mut Link, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Connects to `peer`, retrying until [`CONNECT_WAIT`] has passed (the peer's node may still
-/// be starting).
-async fn connect(peer: SocketAddr, key: &StreamKey) -> Result<std::net::TcpStream, Error> {
+/// be starting), or until the run fails or is aborted: a dead peer must not keep a run that
+/// was replaced (its node found dead, say) from ending.
+async fn connect(
+    peer: SocketAddr,
+    key: &StreamKey,
+    failure: &Failure,
+) -> Result<std::net::TcpStream, Error> {
     let deadline = Instant::now() + CONNECT_WAIT;
     let mut pause = Duration::from_millis(5);
     loop {
@@ -635,6 +640,12 @@ async fn connect(peer: SocketAddr, key: &StreamKey) -> Result<std::net::TcpStrea
             Err(err) if Instant::now() >= deadline => {
                 return Err(Error::Exchange(format!(
                     "cannot reach node {peer} for stream {}: {err}",
+                    describe(key)
+                )))
+            }
+            Err(err) if failure.failed() => {
+                return Err(Error::Exchange(format!(
+                    "stream {}: the run failed while node {peer} could not be reached: {err}",
                     describe(key)
                 )))
             }

@@ -508,31 +508,13 @@ fn ms(us: u64) -> String {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        smoke: false,
-        formations: 5,
-        kills: 20,
-        writes: 1000,
-        dir: PathBuf::from("target/cluster-bench"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
-        match arg.as_str() {
-            "--test" | "--smoke" => args.smoke = true,
-            "--formations" => args.formations = value("--formations")?.parse()?,
-            "--kills" => args.kills = value("--kills")?.parse()?,
-            "--writes" => args.writes = value("--writes")?.parse()?,
-            "--dir" => args.dir = value("--dir")?.into(),
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    if args.smoke {
-        args.formations = args.formations.min(1);
-        args.kills = args.kills.min(2);
-        args.writes = args.writes.min(50);
-    }
-    args.dir = std::path::absolute(&args.dir)?;
-    Ok(args)
+    let numbers = [("formations", 5), ("kills", 20), ("writes", 1000)];
+    let args = wire_bench::BenchArgs::parse("target/cluster-bench", &numbers)?;
+    Ok(Args {
+        smoke: args.smoke,
+        formations: args.number("formations", 1) as usize,
+        kills: args.number("kills", 2) as usize,
+        writes: args.number("writes", 50) as usize,
+        dir: args.dir,
+    })
 }

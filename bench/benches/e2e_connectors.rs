@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::ensure;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -35,7 +35,6 @@ use wire_tests::osmem::Osmem;
 const BATCH: usize = 500;
 
 struct Args {
-    smoke: bool,
     events: usize,
     rows: usize,
     docs: usize,
@@ -63,33 +62,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        smoke: false,
-        events: 200_000,
-        rows: 100_000,
-        docs: 10_000,
-        dir: PathBuf::from("target/connectors-bench"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |what: &str| it.next().with_context(|| format!("{what} needs a value"));
-        match arg.as_str() {
-            "--test" | "--smoke" => args.smoke = true,
-            "--events" => args.events = value("--events")?.parse()?,
-            "--rows" => args.rows = value("--rows")?.parse()?,
-            "--docs" => args.docs = value("--docs")?.parse()?,
-            "--dir" => args.dir = value("--dir")?.into(),
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
-    if args.smoke {
-        args.events = args.events.min(2_000);
-        args.rows = args.rows.min(2_000);
-        args.docs = args.docs.min(1_000);
-    }
-    args.dir = std::path::absolute(&args.dir)?;
-    Ok(args)
+    let numbers = [("events", 200_000), ("rows", 100_000), ("docs", 10_000)];
+    let args = wire_bench::BenchArgs::parse("target/connectors-bench", &numbers)?;
+    Ok(Args {
+        events: args.number("events", 2_000) as usize,
+        rows: args.number("rows", 2_000) as usize,
+        docs: args.number("docs", 1_000) as usize,
+        dir: args.dir,
+    })
 }
 
 fn row_json(i: usize) -> String {

@@ -214,3 +214,108 @@ pub fn human(value: f64) -> String {
         v => format!("{v:.0}"),
     }
 }
+
+/// The command line of an end-to-end bench: `--test` (or `--smoke`) for a seconds-long pass,
+/// `--dir DIR` for its files (made absolute), cargo's own `--bench` (ignored), and `--NAME
+/// VALUE` for each number the bench declares. Anything else is an error naming it.
+pub struct BenchArgs {
+    /// `--test`: a seconds-long pass for CI, not a measurement.
+    pub smoke: bool,
+    /// Where the bench writes its files.
+    pub dir: std::path::PathBuf,
+    values: Vec<(&'static str, u64)>,
+}
+
+impl BenchArgs {
+    /// Parses the process's arguments; `numbers` are the bench's `--NAME` values with their
+    /// defaults, `dir` the default of `--dir`.
+    pub fn parse(dir: &str, numbers: &[(&'static str, u64)]) -> anyhow::Result<BenchArgs> {
+        BenchArgs::parse_from(std::env::args().skip(1), dir, numbers)
+    }
+
+    /// [`BenchArgs::parse`] of `args` (without the program name).
+    pub fn parse_from(
+        args: impl IntoIterator<Item = String>,
+        dir: &str,
+        numbers: &[(&'static str, u64)],
+    ) -> anyhow::Result<BenchArgs> {
+        use anyhow::Context;
+        let mut parsed = BenchArgs {
+            smoke: false,
+            dir: std::path::PathBuf::from(dir),
+            values: numbers.to_vec(),
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--test" | "--smoke" => parsed.smoke = true,
+                "--bench" => {}
+                "--dir" => parsed.dir = value()?.into(),
+                flag => {
+                    let name = flag.strip_prefix("--").unwrap_or(flag);
+                    let Some(slot) = parsed.values.iter_mut().find(|(n, _)| *n == name) else {
+                        anyhow::bail!("unknown argument {flag}");
+                    };
+                    let text = value()?;
+                    slot.1 = text
+                        .parse()
+                        .with_context(|| format!("{flag} {text}: not a whole number"))?;
+                }
+            }
+        }
+        parsed.dir = std::path::absolute(&parsed.dir)?;
+        Ok(parsed)
+    }
+
+    /// The value of `--NAME` (its default unless given); at most `smoke_max` with `--test`.
+    ///
+    /// # Panics
+    /// If the bench did not declare `name`: a bug in the bench, not in its input.
+    pub fn number(&self, name: &str, smoke_max: u64) -> u64 {
+        let value = self
+            .values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("the bench declares no --{name}"));
+        if self.smoke {
+            value.min(smoke_max)
+        } else {
+            value
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BenchArgs;
+
+    fn parse(args: &[&str]) -> anyhow::Result<BenchArgs> {
+        let args = args.iter().map(|a| a.to_string());
+        BenchArgs::parse_from(args, "target/x", &[("events", 1000), ("rows", 5)])
+    }
+
+    #[test]
+    fn bench_args_take_declared_numbers_and_cap_them_in_a_smoke_pass() {
+        let args = parse(&["--bench", "--events", "70", "--dir", "/tmp/b"]).expect("parses");
+        assert_eq!((args.number("events", 10), args.number("rows", 1)), (70, 5));
+        assert_eq!(args.dir, std::path::PathBuf::from("/tmp/b"));
+        let smoke = parse(&["--test", "--events", "70"]).expect("parses");
+        assert_eq!(
+            (smoke.number("events", 10), smoke.number("rows", 1)),
+            (10, 1)
+        );
+    }
+
+    #[test]
+    fn bench_args_name_what_they_refuse() {
+        let err = |args: &[&str]| parse(args).err().map(|e| format!("{e:#}"));
+        assert_eq!(
+            err(&["--evnets", "3"]).as_deref(),
+            Some("unknown argument --evnets")
+        );
+        assert_eq!(err(&["--rows"]).as_deref(), Some("--rows needs a value"));
+        assert!(err(&["--rows", "x"]).is_some_and(|e| e.contains("--rows x: not a whole number")));
+    }
+}

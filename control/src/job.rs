@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wire_actors::{Checkpointing, Deploy, Deployment, PoolHandle, RunReport};
+use wire_actors::{Checkpointing, Deploy, Deployment, PoolHandle, RunProbe, RunReport};
 use wire_core::frontend::plan::Plan;
 use wire_storage::checkpoint::{CheckpointStore, StoreUrl};
 
@@ -346,24 +346,32 @@ type Deployed = (
 
 /// The trace of a restore: its root and its `cores` span stay open until the cores have
 /// restored their state. A watcher closes them as soon as they have; the job's end closes
-/// them too, should the run end before the watcher looked.
+/// them too, should the run end before the watcher looked. The watcher then logs when the
+/// restored run's sinks wrote their first rows (`first output after the restore`, with the
+/// milliseconds since the job was deployed): how long a recovery kept the output waiting.
 #[derive(Clone)]
 struct RestoreTrace {
     shared: Arc<Checkpointing>,
     spans: Arc<std::sync::Mutex<Option<(tracing::Span, tracing::Span)>>>,
+    probe: Arc<RunProbe>,
+    deployed: Instant,
 }
 
 impl RestoreTrace {
-    /// The trace of a restore's `cores` span, watched on `runtime` until the cores are up.
+    /// The trace of a restore's `cores` span, watched on `runtime` until the cores are up
+    /// and the deployment's sinks have written (`probe`).
     fn watched(
         prepared: &Prepared,
         cores_span: tracing::Span,
+        probe: Arc<RunProbe>,
         runtime: &tokio::runtime::Handle,
     ) -> RestoreTrace {
         let spans = (prepared.restore_span.clone(), cores_span);
         let trace = RestoreTrace {
             shared: prepared.shared.clone(),
             spans: Arc::new(std::sync::Mutex::new(Some(spans))),
+            probe,
+            deployed: Instant::now(),
         };
         runtime.spawn(trace.clone().watch());
         trace
@@ -388,6 +396,17 @@ impl RestoreTrace {
     async fn watch(self) {
         let give_up = Instant::now() + Duration::from_secs(3600);
         while Instant::now() < give_up && !self.close_if_restored() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let Some(checkpoint) = self.shared.restore().map(|c| c.id) else {
+            return;
+        };
+        while Instant::now() < give_up {
+            if self.probe.first_output_ns.load(Ordering::Relaxed) > 0 {
+                let ms = self.deployed.elapsed().as_secs_f64() * 1e3;
+                tracing::info!(checkpoint, ms, "first output after the restore");
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -435,7 +454,8 @@ fn deploy(
     let deployment = pool.deploy(plan, deploy).map_err(Refused::failed)?;
     let restore_trace = match (&prepared, cores_span) {
         (Some(prepared), Some(cores_span)) => {
-            Some(RestoreTrace::watched(prepared, cores_span, runtime))
+            let probe = deployment.probe().clone();
+            Some(RestoreTrace::watched(prepared, cores_span, probe, runtime))
         }
         _ => None,
     };

@@ -272,8 +272,14 @@ fn done_key(placement: &Placement, first_slot: usize) -> StreamKey {
 /// How long a node keeps trying to tell the primary that its slots ended.
 const TELL_WAIT: Duration = Duration::from_secs(30);
 
-/// Tells the primary (the node of slot 0) that this node's slots ended, and how.
-pub fn tell_primary(placement: &Placement, result: &Result<(), String>) -> Result<(), String> {
+/// Tells the primary (the node of slot 0) that this node's slots ended, and how, retrying
+/// for [`TELL_WAIT`] unless `give_up` says why to stop first (the run was replaced: a dead
+/// primary must not hold this node's slots of the new version back).
+pub fn tell_primary(
+    placement: &Placement,
+    result: &Result<(), String>,
+    mut give_up: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
     let first = placement.local.first().copied().unwrap_or_default();
     let key = done_key(placement, first);
     let mut bytes = Vec::new();
@@ -298,7 +304,14 @@ pub fn tell_primary(placement: &Placement, result: &Result<(), String>) -> Resul
             Err(err) if Instant::now() >= deadline => {
                 return Err(format!("cannot tell the primary {primary}: {err}"))
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            Err(err) => {
+                if let Some(why) = give_up() {
+                    return Err(format!(
+                        "stopped telling the primary {primary} ({err}): {why}"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
 }

@@ -935,8 +935,13 @@ impl JobThread {
         let Some(placement) = &self.args.placement else {
             return result;
         };
+        let give_up = || match self.inbox.try_recv() {
+            Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
+            Ok(JobCommand::Abort(why)) => Some(why),
+            _ => None,
+        };
         if self.secondary {
-            if let Err(err) = crate::spread::tell_primary(placement, &result) {
+            if let Err(err) = crate::spread::tell_primary(placement, &result, give_up) {
                 tracing::warn!(pipeline = %self.name, error = %err, "cannot report to the primary");
             }
             result?;
@@ -946,11 +951,6 @@ impl JobThread {
             return Ok(());
         }
         result?;
-        let give_up = || match self.inbox.try_recv() {
-            Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
-            Ok(JobCommand::Abort(why)) => Some(why),
-            _ => None,
-        };
         crate::spread::wait_for_others(placement, &self.assignment, give_up)?;
         if self.args.in_parts() {
             self.publish()?;

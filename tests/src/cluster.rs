@@ -483,6 +483,29 @@ pub fn wait_for_leader_among(nodes: &[WireNode], skip: Option<u64>, timeout: Dur
     )
 }
 
+/// How long a new leader may take to hear from every node.
+pub const HEARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Waits until `leader` has heard from every other node lately: it places pipelines only on
+/// the nodes it counts live, and right after an election it has heard from none.
+pub fn wait_until_heard(nodes: &[WireNode], leader: u64) {
+    let at = &nodes.iter().find(|n| n.id == leader).expect("leader").addr;
+    wait_for("the leader to hear every node", HEARD_TIMEOUT, || {
+        let status = wirectl_json(at, &["cluster", "status"]);
+        let members = status["members"].as_array().cloned().unwrap_or_default();
+        let heard = |m: &serde_json::Value| {
+            m["id"].as_u64() == Some(leader)
+                || m["last_contact_ms"]
+                    .as_i64()
+                    .is_some_and(|ms| (0..1000).contains(&ms))
+        };
+        match members.len() == nodes.len() && members.iter().all(heard) {
+            true => Ok(()),
+            false => Err(status.to_string()),
+        }
+    });
+}
+
 /// `wire certs init --dir DIR`, which must succeed; the directory.
 pub fn dev_certs(dir: &Path) -> PathBuf {
     let out = Command::new(crate::wire_bin())

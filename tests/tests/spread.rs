@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wire_tests::certs::{Issued, TestCa};
 use wire_tests::cluster::{
-    create, start_cluster, wait_for_leader, wait_state, wirectl_json, WireNode,
+    create, start_cluster, wait_for_leader, wait_state, wait_until_heard, wirectl_json, WireNode,
 };
 use wire_tests::wire_bin;
 
@@ -436,26 +436,6 @@ fn cluster_with_store(dir: &Path) -> (Vec<WireNode>, String, u64) {
     let leader = wait_for_leader(&nodes, ELECTION);
     wait_until_heard(&nodes, leader);
     (nodes, first, leader)
-}
-
-/// Waits until `leader` has heard from every other node lately: it places pipelines only on
-/// the nodes it counts live, and right after an election it has heard from none.
-fn wait_until_heard(nodes: &[WireNode], leader: u64) {
-    let at = &nodes.iter().find(|n| n.id == leader).expect("leader").addr;
-    wire_tests::cluster::wait_for("the leader to hear every node", ELECTION, || {
-        let status = wirectl_json(at, &["cluster", "status"]);
-        let members = status["members"].as_array().cloned().unwrap_or_default();
-        let heard = |m: &serde_json::Value| {
-            m["id"].as_u64() == Some(leader)
-                || m["last_contact_ms"]
-                    .as_i64()
-                    .is_some_and(|ms| (0..1000).contains(&ms))
-        };
-        match members.len() == nodes.len() && members.iter().all(heard) {
-            true => Ok(()),
-            false => Err(status.to_string()),
-        }
-    });
 }
 
 /// The distinct nodes of a `pipeline get` answer's assignment, sorted.
