@@ -285,24 +285,8 @@ fn sending_core(
 
 /// Nexmark q5 without a sink's IO (blackhole).
 fn q5(events: u64) -> anyhow::Result<Plan> {
-    let text = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, events: {events}, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate:
-      num: count(*)
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: blackhole, from: hottest}}
-"
-    );
+    let text =
+        wire_tests::nexmark::q5_yaml(&format!("events: {events}, seed: 1"), "type: blackhole");
     let spec = PipelineSpec::parse("q5.yaml", &text)?;
     Ok(Plan::from_spec(&spec)?)
 }

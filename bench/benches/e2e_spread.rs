@@ -69,27 +69,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// q5 into a blackhole over `events` bids.
-fn q5(events: u64) -> String {
-    format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, events: {events}, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate: {{num: count(*)}}
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: blackhole, from: hottest}}
-"
-    )
-}
-
 /// The keyed count over `events` bids at `rate` a second: about [`KEYS_PER_EVENT`] keys each.
 fn keyed_count(events: u64, rate: u64) -> String {
     format!(
@@ -134,7 +113,10 @@ fn throughput(root: &Path, events: u64) -> anyhow::Result<()> {
         fresh(&dir)?;
         let (nodes, _) = cluster(&dir, count);
         let file = dir.join("q5.yaml");
-        std::fs::write(&file, q5(events))?;
+        std::fs::write(
+            &file,
+            wire_tests::nexmark::q5_yaml(&format!("events: {events}, seed: 1"), "type: blackhole"),
+        )?;
         let endpoint = nodes[0].addr.clone();
         let started = Instant::now();
         create(&endpoint, &file, &[]);

@@ -100,24 +100,11 @@ pub fn samples(text: &str) -> Vec<Sample> {
 /// Writes Nexmark q5 (a hop window and a top over the bids) into `dir/q5.yaml`, with its file
 /// sink in `dir/out`; `bound` is the source's bound, like `events: 1000` or `rate: 20000`.
 pub fn q5_file(dir: &Path, bound: &str) -> PathBuf {
-    let yaml = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, {bound}, seed: 1}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate: {{num: count(*)}}
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: file, path: {}, format: jsonl, from: hottest}}
-",
+    let sink = format!(
+        "type: file, path: {}, format: jsonl",
         dir.join("out").display()
     );
+    let yaml = crate::nexmark::q5_yaml(&format!("{bound}, seed: 1"), &sink);
     let path = dir.join("q5.yaml");
     std::fs::write(&path, yaml).expect("pipeline file");
     path

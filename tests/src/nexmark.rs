@@ -53,6 +53,29 @@ fn time(ms: i64) -> Json {
     to_rfc3339(ms).into()
 }
 
+/// Nexmark q5 as YAML (a hop window of 10 s sliding by 2 s, then the hottest auctions of each
+/// window) with the bid source's options `source` (`events: 1000, seed: 1`) and its sink given
+/// by `sink` (`type: blackhole`, `type: file, path: out, format: jsonl`).
+pub fn q5_yaml(source: &str, sink: &str) -> String {
+    format!(
+        "name: q5
+sources:
+  bids: {{type: nexmark, stream: bid, {source}}}
+operators:
+  - name: per_auction
+    from: bids
+    group_by: [auction]
+    window: {{type: hop, size: 10s, slide: 2s}}
+    aggregate: {{num: count(*)}}
+  - name: hottest
+    from: per_auction
+    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
+sinks:
+  out: {{{sink}, from: hottest}}
+"
+    )
+}
+
 /// Starts of the hop windows `[s, s + size)` holding `ts`, `s` a multiple of `slide`.
 pub fn hop_starts(ts: i64, size: i64, slide: i64) -> impl Iterator<Item = i64> {
     let last = tumble(ts, slide);

@@ -21,25 +21,8 @@ fn q5_spec(dir: &Path, out: &Path) -> PathBuf {
 /// [`q5_spec`] with `bids` taking `keys` (`events: N, rate: R`).
 fn q5_spec_with(dir: &Path, out: &Path, keys: &str) -> PathBuf {
     let path = dir.join("q5.yaml");
-    let yaml = format!(
-        "name: q5
-sources:
-  bids: {{type: nexmark, stream: bid, {keys}, seed: 5}}
-operators:
-  - name: per_auction
-    from: bids
-    group_by: [auction]
-    window: {{type: hop, size: 10s, slide: 2s}}
-    aggregate:
-      num: count(*)
-  - name: hottest
-    from: per_auction
-    top: {{n: 1, order_by: num desc, group_by: [window_end], with_ties: true}}
-sinks:
-  out: {{type: file, path: {}, format: jsonl, from: hottest}}
-",
-        out.display()
-    );
+    let sink = format!("type: file, path: {}, format: jsonl", out.display());
+    let yaml = wire_tests::nexmark::q5_yaml(&format!("{keys}, seed: 5"), &sink);
     std::fs::write(&path, yaml).expect("spec file");
     path
 }
