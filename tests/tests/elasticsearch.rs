@@ -36,17 +36,7 @@ fn windowed(server: &Osmem, index: &str, events: u64) -> String {
     format!(
         "name: {index}
 sources:
-  bids: {{type: nexmark, stream: bid, events: {events}, rate: {rate}}}
-operators:
-  - name: tenth
-    from: bids
-    filter: auction % 10 = 0
-  - name: per_auction
-    from: tenth
-    group_by: [auction]
-    window: {{type: tumbling, size: 1s}}
-    aggregate: {{num: count(*), top: max(price)}}
-sinks:
+{windowed}sinks:
   out:
     type: elasticsearch
     from: per_auction
@@ -59,7 +49,7 @@ sinks:
     batch_rows: 100
     connect_timeout_ms: 20000
 ",
-        rate = events / 3,
+        windowed = wire_tests::nexmark::windowed_bids_yaml(events, events / 3),
         url = server.url()
     )
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mongodb::bson::{doc, Document};
 use wire_tests::mongo::Mongo;
+use wire_tests::nexmark::windowed_bids_yaml;
 use wire_tests::process::{outage, output_within, sigkill_restarts_after_writes, Watched};
 use wire_tests::wire_bin;
 
@@ -37,6 +38,26 @@ fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
     command
 }
 
+/// Runs pipeline `yaml` (as `ref.yaml` in `dir`) to its end without checkpoints, and returns
+/// the documents it wrote to `collection` of the shared server, at least `least` of them.
+fn reference_documents(
+    dir: &Path,
+    yaml: &str,
+    collection: &str,
+    least: usize,
+) -> BTreeMap<String, serde_json::Value> {
+    std::fs::write(dir.join("ref.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(wire_run(dir, "ref.yaml", false), Duration::from_secs(90));
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected = Mongo::shared().documents(DB, collection);
+    assert!(
+        expected.len() >= least,
+        "{} reference documents",
+        expected.len()
+    );
+    expected
+}
+
 /// Runs `yaml` to its end without checkpoints (the reference), then through SIGKILLs with
 /// checkpoints into `collection`-eos, and asserts both collections hold the same documents.
 fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: usize) {
@@ -44,19 +65,8 @@ fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: u
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let pid = std::process::id();
     let (reference, crashed) = (format!("{name}-ref-{pid}"), format!("{name}-eos-{pid}"));
-    std::fs::write(dir.path().join("ref.yaml"), yaml(&reference)).expect("pipeline");
     std::fs::write(dir.path().join("eos.yaml"), yaml(&crashed)).expect("pipeline");
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "ref.yaml", false),
-        Duration::from_secs(90),
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let expected = server.documents(DB, &reference);
-    assert!(
-        expected.len() >= least,
-        "{} reference documents",
-        expected.len()
-    );
+    let expected = reference_documents(dir.path(), &yaml(&reference), &reference, least);
 
     // Only `_id`s keep the rows a restored run writes again from becoming duplicates.
     let killed = sigkill_restarts_after_writes(
@@ -83,17 +93,7 @@ fn nexmark_windows_inserted_through_sigkills_equal_the_reference() {
         format!(
             "name: {collection}
 sources:
-  bids: {{type: nexmark, stream: bid, events: 120000, rate: 40000}}
-operators:
-  - name: tenth
-    from: bids
-    filter: auction % 10 = 0
-  - name: per_auction
-    from: tenth
-    group_by: [auction]
-    window: {{type: tumbling, size: 1s}}
-    aggregate: {{num: count(*), top: max(price)}}
-sinks:
+{}sinks:
   out:
     type: mongodb
     from: per_auction
@@ -104,7 +104,8 @@ sinks:
     document: {{auction: auction, ws: window_start, num: num, top: top}}
     batch_rows: 100
     connect_timeout_ms: 20000
-"
+",
+            windowed_bids_yaml(120_000, 40_000)
         )
     };
     replayed_equals_reference("windows", yaml, 50);
@@ -269,14 +270,7 @@ sinks:
             .filter_map(|r| r["n"].as_i64())
             .any(|n| n == end - 1)
     });
-    let status = Command::new("kill")
-        .args(["-INT", &run.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
-    run.join();
-    assert!(status.success(), "{}", run.stderr());
+    interrupt(run);
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for row in committed_rows(&out) {
         *counts.entry(row["n"].as_i64().expect("n")).or_default() += 1;
@@ -444,15 +438,7 @@ fn a_server_killed_mid_run_is_ridden_out_by_the_sink_and_the_change_stream() {
     // Windows of Nexmark bids, one document per (auction, window), `_id` a string.
     let windows = |uri: &str, collection: &str| {
         format!(
-            "  bids: {{type: nexmark, stream: bid, events: 90000, rate: 30000}}
-operators:
-  - {{name: tenth, from: bids, filter: auction % 10 = 0}}
-  - name: per_auction
-    from: tenth
-    group_by: [auction]
-    window: {{type: tumbling, size: 1s}}
-    aggregate: {{num: count(*), top: max(price)}}
-sinks:
+            "{}sinks:
   out:
     type: mongodb
     from: per_auction
@@ -463,22 +449,12 @@ sinks:
     document: {{k: \"CAST(auction AS string) || '/' || CAST(window_start AS string)\", num: num, top: top}}
     batch_rows: 50
     connect_timeout_ms: 20000
-"
+",
+            windowed_bids_yaml(90_000, 30_000)
         )
     };
     let yaml = format!("sources:\n{}", windows("${MONGO_TEST_URI}", &reference));
-    std::fs::write(dir.path().join("ref.yaml"), yaml).expect("pipeline");
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "ref.yaml", false),
-        Duration::from_secs(60),
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let expected = shared.documents(DB, &reference);
-    assert!(
-        expected.len() >= 50,
-        "{} reference documents",
-        expected.len()
-    );
+    let expected = reference_documents(dir.path(), &yaml, &reference, 50);
 
     // The same windows into the server that is killed, whose change stream (from a second
     // before the run) is copied into the shared server.

@@ -583,19 +583,19 @@ fn refuse_upserts(
     path: &str,
     input: &InputInfo<'_>,
 ) -> Result<(), SpecError> {
-    let Some(source) = input.upserts else {
-        return Ok(());
-    };
-    Err(spec.error_at(
-        name,
-        path,
-        format!(
-            "`{}` carries the change stream of source `{source}`, whose updates (`+U`) come without the row they replace, so an aggregate cannot take it back; write it to an upsert sink and aggregate there",
-            input.name
-        ),
-    ))
+    match input.upserts {
+        None => Ok(()),
+        Some(source) => {
+            let message = format!(
+                "`{}` carries the change stream of source `{source}`, whose updates (`+U`) come without the row they replace, so an aggregate cannot take it back; write it to an upsert sink and aggregate there",
+                input.name
+            );
+            Err(spec.error_at(name, path, message))
+        }
+    }
 }
 
+/// Refuses a changelog input where only appends can go.
 fn refuse_changelog(
     spec: &PipelineSpec,
     name: &Named,
