@@ -481,15 +481,11 @@ fn a_server_killed_mid_run_is_ridden_out_by_the_sink_and_the_change_stream() {
     run.wait_until("the first documents", Duration::from_secs(30), |_| {
         durable.count(DB, &written) > 0
     });
-    // Both the sink and the change stream must meet the outage (the sink writes a window
-    // every second of the run's three).
-    let connectors = ["mongodb sink `out`", "mongodb source `written`"];
-    outage(
-        &mut run,
-        &connectors,
-        || durable.kill(),
-        || durable.restart(),
-    );
+    // The sink must meet the outage (it writes a window every second of the run's three);
+    // the change stream meets it when it next asks for changes, which may be after the
+    // restart (waiting for that too can outlast the sink's deadline under load).
+    let sink = ["mongodb sink `out`"];
+    outage(&mut run, &sink, || durable.kill(), || durable.restart());
     wait_for_documents(
         &mut run,
         &durable,
