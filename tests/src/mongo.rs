@@ -1,13 +1,14 @@
 //! A MongoDB-compatible server for tests: SecantusDB (PyPI `secantusdb`, a Python server on
 //! WiredTiger; see ../shared/notes/connectors.md §2), installed on first use into a cached
-//! virtualenv and started on a free port of 127.0.0.1 with in-memory storage, with a client
-//! (the `mongodb` crate's blocking API) to write and read collections.
+//! virtualenv and started on a free port of 127.0.0.1 with in-memory storage (or on disk, to be
+//! killed and restarted), with a client (the `mongodb` crate's blocking API) to write and read
+//! collections.
 //!
 //! A failed install fails the test: there is no silent skip.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
@@ -43,7 +44,10 @@ pub struct Mongo {
     pub port: u16,
     /// A client of it.
     pub client: Client,
-    server: Server,
+    /// `secantusd-py`'s arguments, to start it again after [`Mongo::kill`].
+    args: String,
+    /// The running server; none between [`Mongo::kill`] and [`Mongo::restart`].
+    server: Mutex<Option<Server>>,
 }
 
 impl Mongo {
@@ -55,20 +59,50 @@ impl Mongo {
 
     /// A server of the caller's own, on a free port, empty.
     pub fn start() -> Mongo {
+        Mongo::start_with(":memory:", "")
+    }
+
+    /// A server of the caller's own that keeps its data in `dir` and syncs every commit to its
+    /// log, so what it acknowledged survives a [`Mongo::kill`] (as mongod's journal does).
+    pub fn start_durable(dir: &Path) -> Mongo {
+        Mongo::start_with(&dir.display().to_string(), "--sync-on-commit")
+    }
+
+    fn start_with(storage: &str, options: &str) -> Mongo {
         let port = free_port();
-        let args =
-            format!("--host 127.0.0.1 --port {port} --storage-path :memory: --log-level WARNING");
-        let server = SECANTUS.start("secantusd-py", port, &args);
+        let args = format!(
+            "--host 127.0.0.1 --port {port} --storage-path '{storage}' --log-level WARNING {options}"
+        );
         let uri = format!(
             "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=1000"
         );
         let mongo = Mongo {
             port,
             client: Client::with_uri_str(uri).expect("a client"),
-            server,
+            args,
+            server: Mutex::new(None),
         };
-        mongo.server.wait(Duration::from_secs(60), || mongo.ping());
+        mongo.restart();
         mongo
+    }
+
+    /// SIGKILLs the server (a crash).
+    pub fn kill(&self) {
+        drop(self.running().take());
+    }
+
+    /// Starts the server again (on the same port and storage) and waits until it answers.
+    pub fn restart(&self) {
+        assert!(self.running().is_none(), "the server is running");
+        let server = SECANTUS.start("secantusd-py", self.port, &self.args);
+        server.wait(Duration::from_secs(60), || self.ping());
+        *self.running() = Some(server);
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<Server>> {
+        self.server
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn ping(&self) -> bool {

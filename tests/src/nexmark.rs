@@ -350,3 +350,23 @@ pub fn now_ms() -> i64 {
         .expect("clock");
     i64::try_from(since.as_millis()).expect("ms")
 }
+
+/// The windowed Nexmark load the connector tests write: the YAML of source `bids` (`events`
+/// bids at `rate` per second, as an entry of `sources:`) and of operators `tenth` (every tenth
+/// auction) and `per_auction` (`num` bids and `top` price per auction and 1 s window of event
+/// time), up to the `sinks:` a test adds.
+pub fn windowed_bids_yaml(events: u64, rate: u64) -> String {
+    format!(
+        "  bids: {{type: nexmark, stream: bid, events: {events}, rate: {rate}}}
+operators:
+  - name: tenth
+    from: bids
+    filter: auction % 10 = 0
+  - name: per_auction
+    from: tenth
+    group_by: [auction]
+    window: {{type: tumbling, size: 1s}}
+    aggregate: {{num: count(*), top: max(price)}}
+"
+    )
+}

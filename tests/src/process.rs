@@ -308,3 +308,25 @@ pub fn sigkill_restarts_after_writes(
     assert!(killed >= 1, "the run ended before the first kill");
     killed
 }
+
+/// A server outage while `run` goes on: `stop()` takes the server away, the run must then
+/// report a retry of each connector in `retried` (a `retrying` line naming it, or a change
+/// stream `interrupted`; at most 30 s), and `start()` brings the server back.
+pub fn outage<T>(
+    run: &mut Watched,
+    retried: &[&str],
+    stop: impl FnOnce(),
+    start: impl FnOnce() -> T,
+) -> T {
+    stop();
+    run.wait_until("a retry", Duration::from_secs(30), |run| {
+        let stderr = run.stderr();
+        retried.iter().all(|connector| {
+            stderr.lines().any(|line| {
+                line.contains(connector)
+                    && (line.contains("retrying") || line.contains("interrupted"))
+            })
+        })
+    });
+    start()
+}

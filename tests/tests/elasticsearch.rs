@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wire_tests::osmem::Osmem;
-use wire_tests::process::{output_within, sigkill_restarts_after_writes, Watched};
+use wire_tests::process::{outage, output_within, sigkill_restarts_after_writes, Watched};
 use wire_tests::wire_bin;
 
 fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
@@ -36,17 +36,7 @@ fn windowed(server: &Osmem, index: &str, events: u64) -> String {
     format!(
         "name: {index}
 sources:
-  bids: {{type: nexmark, stream: bid, events: {events}, rate: {rate}}}
-operators:
-  - name: tenth
-    from: bids
-    filter: auction % 10 = 0
-  - name: per_auction
-    from: tenth
-    group_by: [auction]
-    window: {{type: tumbling, size: 1s}}
-    aggregate: {{num: count(*), top: max(price)}}
-sinks:
+{windowed}sinks:
   out:
     type: elasticsearch
     from: per_auction
@@ -59,7 +49,7 @@ sinks:
     batch_rows: 100
     connect_timeout_ms: 20000
 ",
-        rate = events / 3,
+        windowed = wire_tests::nexmark::windowed_bids_yaml(events, events / 3),
         url = server.url()
     )
 }
@@ -321,10 +311,13 @@ sinks:
     run.wait_until("the first documents", Duration::from_secs(30), |_| {
         server.count("bids") > 0
     });
-    drop(server);
-    // Gone for about a second (every bulk request now fails to connect), then back, empty.
-    std::thread::sleep(Duration::from_secs(1));
-    let back = Osmem::start_on(port);
+    // Gone until the sink retries (every bulk request now fails to connect), then back, empty.
+    let back = outage(
+        &mut run,
+        &["elasticsearch sink `out`"],
+        || drop(server),
+        || Osmem::start_on(port),
+    );
     let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
     run.join();
     let stderr = run.stderr();

@@ -1,17 +1,20 @@
 //! The MongoDB sink and source against SecantusDB, a MongoDB-compatible server (tests/src/mongo.rs
 //! starts one per test binary; `.ci/run` installs it): Nexmark windows and an update stream
-//! replayed through SIGKILLs equal an uninterrupted run, a server down at start, a change
-//! stream resumed after SIGKILLs into an exactly-once file sink, and documents that do not fit
-//! (source) or that the server refuses (sink) in the dead-letter files.
+//! replayed through SIGKILLs equal an uninterrupted run, a server down at start, a server
+//! SIGKILLed mid-run under a sink and a change stream, a change stream resumed after SIGKILLs
+//! into an exactly-once file sink, a change stream of inserts, updates and deletes from a
+//! cluster time copied by an upsert sink, and documents that do not fit (source) or that the
+//! server refuses (sink) in the dead-letter files.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mongodb::bson::{doc, Document};
 use wire_tests::mongo::Mongo;
-use wire_tests::process::{output_within, sigkill_restarts_after_writes, Watched};
+use wire_tests::nexmark::windowed_bids_yaml;
+use wire_tests::process::{outage, output_within, sigkill_restarts_after_writes, Watched};
 use wire_tests::wire_bin;
 
 const DB: &str = "wire";
@@ -35,6 +38,26 @@ fn wire_run(dir: &Path, pipeline: &str, checkpoints: bool) -> Command {
     command
 }
 
+/// Runs pipeline `yaml` (as `ref.yaml` in `dir`) to its end without checkpoints, and returns
+/// the documents it wrote to `collection` of the shared server, at least `least` of them.
+fn reference_documents(
+    dir: &Path,
+    yaml: &str,
+    collection: &str,
+    least: usize,
+) -> BTreeMap<String, serde_json::Value> {
+    std::fs::write(dir.join("ref.yaml"), yaml).expect("pipeline");
+    let (code, stderr) = output_within(wire_run(dir, "ref.yaml", false), Duration::from_secs(90));
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected = Mongo::shared().documents(DB, collection);
+    assert!(
+        expected.len() >= least,
+        "{} reference documents",
+        expected.len()
+    );
+    expected
+}
+
 /// Runs `yaml` to its end without checkpoints (the reference), then through SIGKILLs with
 /// checkpoints into `collection`-eos, and asserts both collections hold the same documents.
 fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: usize) {
@@ -42,19 +65,8 @@ fn replayed_equals_reference(name: &str, yaml: impl Fn(&str) -> String, least: u
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let pid = std::process::id();
     let (reference, crashed) = (format!("{name}-ref-{pid}"), format!("{name}-eos-{pid}"));
-    std::fs::write(dir.path().join("ref.yaml"), yaml(&reference)).expect("pipeline");
     std::fs::write(dir.path().join("eos.yaml"), yaml(&crashed)).expect("pipeline");
-    let (code, stderr) = output_within(
-        wire_run(dir.path(), "ref.yaml", false),
-        Duration::from_secs(90),
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let expected = server.documents(DB, &reference);
-    assert!(
-        expected.len() >= least,
-        "{} reference documents",
-        expected.len()
-    );
+    let expected = reference_documents(dir.path(), &yaml(&reference), &reference, least);
 
     // Only `_id`s keep the rows a restored run writes again from becoming duplicates.
     let killed = sigkill_restarts_after_writes(
@@ -81,17 +93,7 @@ fn nexmark_windows_inserted_through_sigkills_equal_the_reference() {
         format!(
             "name: {collection}
 sources:
-  bids: {{type: nexmark, stream: bid, events: 120000, rate: 40000}}
-operators:
-  - name: tenth
-    from: bids
-    filter: auction % 10 = 0
-  - name: per_auction
-    from: tenth
-    group_by: [auction]
-    window: {{type: tumbling, size: 1s}}
-    aggregate: {{num: count(*), top: max(price)}}
-sinks:
+{}sinks:
   out:
     type: mongodb
     from: per_auction
@@ -102,7 +104,8 @@ sinks:
     document: {{auction: auction, ws: window_start, num: num, top: top}}
     batch_rows: 100
     connect_timeout_ms: 20000
-"
+",
+            windowed_bids_yaml(120_000, 40_000)
         )
     };
     replayed_equals_reference("windows", yaml, 50);
@@ -219,7 +222,7 @@ sources:
     database: {DB}
     collection: {collection}
     mode: change_stream
-    schema: {{n: i64, at: timestamp}}
+    schema: {{_id: string, n: i64, at: timestamp}}
     event_time: at
 sinks:
   out: {{type: file, from: changes, path: out}}
@@ -267,14 +270,7 @@ sinks:
             .filter_map(|r| r["n"].as_i64())
             .any(|n| n == end - 1)
     });
-    let status = Command::new("kill")
-        .args(["-INT", &run.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
-    run.join();
-    assert!(status.success(), "{}", run.stderr());
+    interrupt(run);
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for row in committed_rows(&out) {
         *counts.entry(row["n"].as_i64().expect("n")).or_default() += 1;
@@ -285,6 +281,223 @@ sinks:
     let missing: Vec<i64> = (first..end).filter(|n| !counts.contains_key(n)).collect();
     assert!(missing.is_empty(), "changes lost: {missing:?}");
     assert_eq!(*counts.keys().last().expect("rows"), end - 1);
+}
+
+/// Waits (at most `within`) until `db.name` holds exactly `expected`; panics with the run's
+/// stderr and the difference otherwise.
+fn wait_for_documents(
+    run: &mut Watched,
+    server: &Mongo,
+    name: &str,
+    expected: &BTreeMap<String, serde_json::Value>,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = server.documents(DB, name);
+        if found == *expected {
+            return;
+        }
+        let ended = run.child.try_wait().ok().flatten();
+        if ended.is_some() || Instant::now() > deadline {
+            let missing: Vec<_> = expected
+                .keys()
+                .filter(|k| !found.contains_key(*k))
+                .collect();
+            let extra: Vec<_> = found
+                .keys()
+                .filter(|k| !expected.contains_key(*k))
+                .collect();
+            let differ: Vec<_> = found
+                .iter()
+                .filter(|(k, v)| expected.get(*k).is_some_and(|e| e != *v))
+                .collect();
+            if ended.is_some() {
+                run.join();
+            }
+            panic!(
+                "`{name}` differs (the run: {ended:?}): missing {missing:?}, extra {extra:?}, differ {differ:?}\n{}",
+                run.stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Stops `run` with SIGINT, which must end it successfully (at most 60 s).
+fn interrupt(mut run: Watched) {
+    let status = Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let status = wire_tests::process::wait_bounded(&mut run.child, Duration::from_secs(60));
+    run.join();
+    assert!(status.success(), "{}", run.stderr());
+}
+
+/// The next whole second since the epoch, once the clock has passed it.
+fn next_second() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    let next = now.as_secs() + 1;
+    std::thread::sleep(Duration::from_secs(next) - now + Duration::from_millis(50));
+    next
+}
+
+#[test]
+fn a_change_stream_from_a_cluster_time_copied_by_upserts_ends_equal_to_the_collection() {
+    let server = Mongo::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let pid = std::process::id();
+    let (source, copy) = (format!("source-{pid}"), format!("copy-{pid}"));
+    let coll = server.collection(DB, &source);
+    let numbered = |id: i64, tag: &str| doc! {"_id": id, "n": id * 10, "tag": tag};
+    let ids = |range: std::ops::Range<i64>| doc! {"_id": {"$gte": range.start, "$lt": range.end}};
+    // Changes before the start time must not be read.
+    let before: Vec<Document> = (0..40).map(|i| numbered(i, "before")).collect();
+    coll.insert_many(before).run().expect("insert");
+    let start = next_second();
+    let start_text = mongodb::bson::DateTime::from_millis(1000 * start as i64)
+        .try_to_rfc3339_string()
+        .expect("a time");
+    // Made before Wire starts, but after the start time: all read.
+    let after: Vec<Document> = (100..140).map(|i| numbered(i, "after")).collect();
+    coll.insert_many(after).run().expect("insert");
+    let set = doc! {"$set": {"tag": "updated"}};
+    coll.update_many(ids(100..110), set.clone())
+        .run()
+        .expect("update");
+    coll.replace_one(doc! {"_id": 110}, doc! {"n": -1, "tag": "replaced"})
+        .run()
+        .expect("replace");
+    coll.delete_many(ids(120..130)).run().expect("delete");
+    // An earlier document updated after the start time is copied; one deleted is not there.
+    coll.update_one(doc! {"_id": 5}, set.clone())
+        .run()
+        .expect("update");
+    coll.delete_one(doc! {"_id": 6}).run().expect("delete");
+    let yaml = format!(
+        "name: copy
+sources:
+  changes:
+    type: mongodb
+    uri: ${{MONGO_TEST_URI}}
+    database: {DB}
+    collection: {source}
+    mode: change_stream
+    start_at_operation_time: '{start_text}'
+    schema: {{_id: i64, n: i64, tag: string}}
+sinks:
+  copy: {{type: mongodb, from: changes, uri: '${{MONGO_TEST_URI}}', database: {DB}, collection: {copy}, mode: upsert, key: [_id], batch_rows: 16}}
+"
+    );
+    std::fs::write(dir.path().join("copy.yaml"), yaml).expect("pipeline");
+    let expected = |server: &Mongo| -> BTreeMap<String, serde_json::Value> {
+        let mut docs = server.documents(DB, &source);
+        docs.retain(|id, _| id.parse::<i64>().is_ok_and(|id| id >= 100 || id == 5));
+        docs
+    };
+    let mut run = Watched::spawn(wire_run(dir.path(), "copy.yaml", false));
+    wait_for_documents(
+        &mut run,
+        server,
+        &copy,
+        &expected(server),
+        Duration::from_secs(40),
+    );
+    // Live changes: the same kinds, while the stream is open.
+    let live: Vec<Document> = (200..210).map(|i| numbered(i, "live")).collect();
+    coll.insert_many(live).run().expect("insert");
+    coll.delete_one(doc! {"_id": 100}).run().expect("delete");
+    coll.update_one(doc! {"_id": 101}, doc! {"$set": {"tag": "again"}})
+        .run()
+        .expect("update");
+    coll.replace_one(doc! {"_id": 200}, doc! {"n": 7, "tag": "replaced"})
+        .run()
+        .expect("replace");
+    coll.delete_many(ids(205..210)).run().expect("delete");
+    let reference = expected(server);
+    assert_eq!(reference.len(), 40 - 10 + 1 - 1 + 5, "{reference:?}");
+    wait_for_documents(&mut run, server, &copy, &reference, Duration::from_secs(30));
+    interrupt(run);
+}
+
+#[test]
+fn a_server_killed_mid_run_is_ridden_out_by_the_sink_and_the_change_stream() {
+    let shared = Mongo::shared();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let durable = Mongo::start_durable(&dir.path().join("mongo"));
+    let pid = std::process::id();
+    let (reference, written, copy) = (
+        format!("outage-ref-{pid}"),
+        format!("outage-{pid}"),
+        format!("outage-copy-{pid}"),
+    );
+    // Windows of Nexmark bids, one document per (auction, window), `_id` a string.
+    let windows = |uri: &str, collection: &str| {
+        format!(
+            "{}sinks:
+  out:
+    type: mongodb
+    from: per_auction
+    uri: {uri}
+    database: {DB}
+    collection: {collection}
+    key: [k]
+    document: {{k: \"CAST(auction AS string) || '/' || CAST(window_start AS string)\", num: num, top: top}}
+    batch_rows: 50
+    connect_timeout_ms: 20000
+",
+            windowed_bids_yaml(90_000, 30_000)
+        )
+    };
+    let yaml = format!("sources:\n{}", windows("${MONGO_TEST_URI}", &reference));
+    let expected = reference_documents(dir.path(), &yaml, &reference, 50);
+
+    // The same windows into the server that is killed, whose change stream (from a second
+    // before the run) is copied into the shared server.
+    let start = next_second() - 1;
+    let yaml = format!(
+        "sources:
+  written:
+    type: mongodb
+    uri: ${{MONGO_DURABLE_URI}}
+    database: {DB}
+    collection: {written}
+    mode: change_stream
+    start_at_operation_time: '{start}:0'
+    schema: {{_id: string, k: string, num: i64, top: i64}}
+    connect_timeout_ms: 20000
+{}  copy: {{type: mongodb, from: written, uri: '${{MONGO_TEST_URI}}', database: {DB}, collection: {copy}, mode: upsert, key: [_id]}}
+",
+        windows("${MONGO_DURABLE_URI}", &written)
+    );
+    std::fs::write(dir.path().join("outage.yaml"), yaml).expect("pipeline");
+    let mut command = wire_run(dir.path(), "outage.yaml", true);
+    command.env("MONGO_DURABLE_URI", durable.uri());
+    let mut run = Watched::spawn(command);
+    run.wait_until("the first documents", Duration::from_secs(30), |_| {
+        durable.count(DB, &written) > 0
+    });
+    // The sink must meet the outage (it writes a window every second of the run's three);
+    // the change stream meets it when it next asks for changes, which may be after the
+    // restart (waiting for that too can outlast the sink's deadline under load).
+    let sink = ["mongodb sink `out`"];
+    outage(&mut run, &sink, || durable.kill(), || durable.restart());
+    wait_for_documents(
+        &mut run,
+        &durable,
+        &written,
+        &expected,
+        Duration::from_secs(40),
+    );
+    wait_for_documents(&mut run, shared, &copy, &expected, Duration::from_secs(20));
+    let stderr = run.stderr();
+    interrupt(run);
+    let address = format!("127.0.0.1:{}", durable.port);
+    assert!(stderr.contains(&address), "{stderr}");
 }
 
 #[test]
@@ -440,6 +653,26 @@ sinks:
             source("database: d, collection: c, schema: {n: decimal}"),
             "unknown type `decimal`",
         ),
+        (
+            source("database: d, collection: c, mode: change_stream, schema: {n: i64}"),
+            "mode: change_stream needs `_id` in the schema",
+        ),
+        (
+            source("database: d, collection: c, resume_after: '8264', schema: {_id: i64}"),
+            "`resume_after` is for `mode: change_stream`",
+        ),
+        (
+            source("database: d, collection: c, mode: change_stream, resume_after: '8264', start_at_operation_time: '1796524331:3', schema: {_id: i64}"),
+            "p.yaml:2:155: sources.docs.start_at_operation_time: give `resume_after` or `start_at_operation_time`, not both",
+        ),
+        (
+            source("database: d, collection: c, mode: change_stream, resume_after: 'xyz', schema: {_id: i64}"),
+            "`xyz` is not a resume token",
+        ),
+        (
+            source("database: d, collection: c, mode: change_stream, start_at_operation_time: '2026-12-06T02:00:00.5Z', schema: {_id: i64}"),
+            "is not a cluster time: expected an RFC 3339 time in whole seconds",
+        ),
     ];
     for (yaml, message) in cases {
         let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &yaml);
@@ -466,4 +699,33 @@ sinks:
     );
     let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &upsert);
     assert_eq!(code, Some(0), "{stderr}");
+    // A change stream's `+U` rows come without their `-U`: upserts take them, aggregates not.
+    let changes = "sources:
+  docs: {type: mongodb, uri: 'mongodb://h:1', database: d, collection: c, mode: change_stream, start_at_operation_time: '2026-12-06T02:00:00Z', schema: {_id: i64, n: i64}}
+operators:
+  - {name: big, from: docs, filter: n > 10}
+  - {name: per_n, from: big, group_by: [n], aggregate: {c: count(*)}}
+sinks:
+  out: {type: stdout, from: per_n}
+";
+    let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), changes);
+    assert_eq!(code, Some(2), "{stderr}");
+    let refused = "`big` carries the change stream of source `docs`, whose updates (`+U`) come without the row they replace";
+    assert!(stderr.contains(refused), "{stderr}");
+    let copied = changes
+        .replace("  - {name: per_n, from: big, group_by: [n], aggregate: {c: count(*)}}\n", "")
+        .replace(
+            "{type: stdout, from: per_n}",
+            "{type: mongodb, from: big, uri: 'mongodb://h:1', database: d, collection: e, mode: upsert, key: [_id]}",
+        );
+    let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &copied);
+    assert_eq!(code, Some(0), "{copied}: {stderr}");
+    // Into an insert-mode sink, the update stream is refused as any other.
+    let inserted = copied.replace(", mode: upsert, key: [_id]", "");
+    let (code, stderr) = wire_tests::process::check_pipeline(&dir.path().join("p.yaml"), &inserted);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("an update stream needs `mode: upsert`"),
+        "{stderr}"
+    );
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wire_tests::postgres::Server;
 use wire_tests::process::{
-    check_pipeline, kill_after, output_within, sigkill_restarts_when, Watched,
+    check_pipeline, kill_after, outage, output_within, sigkill_restarts_when, Watched,
 };
 use wire_tests::wire_bin;
 
@@ -413,12 +413,13 @@ fn a_server_gone_mid_run_is_retried_and_the_run_recovers() {
         rows.first()
             .is_some_and(|row| row[0].as_deref() != Some("0"))
     });
-    server.stop();
     // The outage lasts while the run goes on; the sink must see it and retry.
-    run.wait_until("a retry", Duration::from_secs(30), |run| {
-        run.stderr().contains("retrying")
-    });
-    server.resume();
+    outage(
+        &mut run,
+        &["postgres sink"],
+        || server.stop(),
+        || server.resume(),
+    );
     let stderr = finish_within(run, Duration::from_secs(120));
     let (rows, repeated) = counts(&server, &table);
     assert_eq!(repeated, 0, "a window written twice:\n{stderr}");

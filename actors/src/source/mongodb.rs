@@ -3,24 +3,27 @@
 //!
 //! `mode: scan` reads every document once in `_id` order and ends; its checkpoint position is
 //! the last `_id` read, and a restored run goes on after it. `mode: change_stream` follows the
-//! collection's change stream (inserts, replacements and updates, as the full document) until
-//! the pipeline stops; its checkpoint position is the stream's resume token after the last
-//! change emitted, and a restored run resumes there, so no change is lost or read twice.
-//! Documents that do not fit the schema follow `on_error`.
+//! collection's change stream until the pipeline stops, as an update stream: `+I` (insert) and
+//! `+U` (update or replacement: the document as the server looks it up after the change) carry
+//! the whole document, `-D` (delete) only `_id` and the event time. It starts where the spec
+//! says (now, `resume_after`, `start_at_operation_time`); its checkpoint position is the
+//! stream's resume token after the last change emitted, and a restored run resumes there, so no
+//! change is lost or read twice. Documents that do not fit the schema follow `on_error`.
 //!
 //! The driver's blocking calls run on glommio's blocking threads, one batch at a time: a
 //! pipeline that falls behind stops asking, and the server keeps the changes.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::bson::{self, doc, Bson, Document, Timestamp};
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
 use mongodb::options::FullDocumentType;
 use mongodb::sync::{ChangeStream, Collection, Cursor};
 use wire_core::frontend::expr::Datum;
-use wire_core::frontend::spec::{MongoRead, MongoSource};
+use wire_core::frontend::spec::{MongoRead, MongoSource, MongoStart};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 use wire_storage::checkpoint::SourcePosition;
 
@@ -60,6 +63,11 @@ pub(super) async fn run(
         .restored()
         .and_then(|s| s.positions.iter().find(|at| at.partition == 0))
         .map(|at| (at.position, at.token.as_deref().and_then(decode_position)));
+    // Without a checkpoint, a change stream starts after the token the spec gives, if any.
+    let given = match &spec.start {
+        MongoStart::ResumeAfter(data) => Some(Bson::Document(doc! {"_data": data.clone()})),
+        _ => None,
+    };
     let collection = server
         .client
         .database(&spec.database)
@@ -72,7 +80,10 @@ pub(super) async fn run(
         builder: BatchBuilder::with_capacity(StreamId(index as u32), PartitionId(0), 256 << 10),
         batch_rows: cx.plan.settings.batch_rows,
         read: saved.as_ref().map_or(0, |(read, _)| *read),
-        last: saved.and_then(|(_, last)| last),
+        last: match saved {
+            Some((_, last)) => last,
+            None => given,
+        },
         refusals: Refusals::open_for_source(&spec.errors)?,
         rejected: 0,
     };
@@ -156,7 +167,7 @@ impl Reader<'_> {
                 .await;
             let (docs, result) = taken;
             for doc in &docs {
-                self.push(doc, emitter)?;
+                self.push(None, doc, None, emitter)?;
                 self.last = doc.get("_id").cloned();
             }
             self.emit_full(emitter).await?;
@@ -226,15 +237,7 @@ impl Reader<'_> {
                 .await;
             let (events, token, result) = taken;
             for event in &events {
-                let full = matches!(
-                    event.operation_type,
-                    OperationType::Insert | OperationType::Replace | OperationType::Update
-                );
-                match &event.full_document {
-                    Some(doc) if full => self.push(doc, emitter)?,
-                    // Deletes, and updates of documents deleted since, carry no document.
-                    _ => emitter.events(1),
-                }
+                self.change(event, emitter)?;
             }
             if let Some(token) = token.and_then(|t| bson::to_bson(&t).ok()) {
                 self.last = Some(token);
@@ -257,34 +260,106 @@ impl Reader<'_> {
         self.flush(emitter).await
     }
 
-    /// The change stream, resumed after the last change emitted when there is one.
+    /// The change stream, resumed after the last change emitted when there is one, else
+    /// started at `start_at_operation_time` when the spec gives one.
     async fn open_stream(&self) -> Result<Events, Error> {
         let token = self
             .last
             .clone()
             .and_then(|token| bson::from_bson::<ResumeToken>(token).ok());
+        let at = match (&token, &self.spec.start) {
+            (None, MongoStart::OperationTime { seconds, increment }) => Some(Timestamp {
+                time: *seconds,
+                increment: *increment,
+            }),
+            _ => None,
+        };
         let (server, collection) = (self.server.clone(), self.collection.clone());
         glommio::executor()
             .spawn_blocking(move || {
                 server.retried(&|| {}, || {
-                    collection
+                    let watch = collection
                         .watch()
                         .full_document(FullDocumentType::UpdateLookup)
                         .max_await_time(AWAIT)
-                        .resume_after(token.clone())
-                        .run()
+                        .resume_after(token.clone());
+                    match at {
+                        Some(at) => watch.start_at_operation_time(at).run(),
+                        None => watch.run(),
+                    }
                 })
             })
             .await
     }
 
-    /// Appends `doc` as a row, or handles it as `on_error` says when it does not fit.
-    fn push(&mut self, doc: &Document, emitter: &Emitter) -> Result<(), Error> {
+    /// Appends the row of one change: `+I`, `+U` or `-D`.
+    fn change(
+        &mut self,
+        event: &ChangeStreamEvent<Document>,
+        emitter: &Emitter,
+    ) -> Result<(), Error> {
+        match (&event.operation_type, &event.full_document) {
+            (OperationType::Insert, Some(doc)) => self.push(Some("+I"), doc, None, emitter),
+            (OperationType::Update | OperationType::Replace, Some(doc)) => {
+                self.push(Some("+U"), doc, None, emitter)
+            }
+            (OperationType::Delete, _) => match &event.document_key {
+                Some(key) => self.push(Some("-D"), key, Some(change_time(event)), emitter),
+                None => {
+                    emitter.events(1);
+                    Ok(())
+                }
+            },
+            // An update of a document deleted since looks up no document (its delete comes
+            // next); drops, renames and the like are not changes of documents.
+            _ => {
+                emitter.events(1);
+                Ok(())
+            }
+        }
+    }
+
+    /// The row's values: `op` first when given, then the schema's fields from `doc`; for a
+    /// delete (`deleted_at`), `doc` is the document key and only `_id` and the event time
+    /// (the delete's) are filled.
+    fn values<'d>(
+        &self,
+        op: Option<&'static str>,
+        doc: &'d Document,
+        deleted_at: Option<i64>,
+    ) -> Result<Vec<Datum<'d>>, String> {
+        let fields = self.spec.schema.fields();
+        let time_field = self.event_time.map(|at| at - usize::from(op.is_some()));
+        let mut values = Vec::with_capacity(fields.len() + 1);
+        values.extend(op.map(|op| Datum::Str(Cow::Borrowed(op))));
+        for (i, field) in fields.iter().enumerate() {
+            values.push(match deleted_at {
+                None => from_bson(doc, field)?,
+                Some(_) if field.name == "_id" => from_bson(doc, field)?,
+                Some(ms) if time_field == Some(i) => match field.data_type {
+                    wire_core::DataType::Timestamp => Datum::Timestamp(ms),
+                    _ => Datum::I64(ms),
+                },
+                Some(_) => Datum::Null,
+            });
+        }
+        Ok(values)
+    }
+
+    /// Appends `doc` as a row (a change's when `op` is given), or handles it as `on_error`
+    /// says when it does not fit.
+    fn push(
+        &mut self,
+        op: Option<&'static str>,
+        doc: &Document,
+        deleted_at: Option<i64>,
+        emitter: &Emitter,
+    ) -> Result<(), Error> {
         self.read += 1;
         emitter.events(1);
         let fields = self.spec.schema.fields();
-        let values: Result<Vec<Datum<'_>>, String> =
-            fields.iter().map(|field| from_bson(doc, field)).collect();
+        let first = usize::from(op.is_some());
+        let values = self.values(op, doc, deleted_at);
         let pushed = values.and_then(|values| {
             let result = match self.event_time {
                 None => self.builder.push(&values),
@@ -295,7 +370,7 @@ impl Reader<'_> {
                     _ => {
                         return Err(format!(
                             "field `{}` (the event time) is null",
-                            fields[at].name
+                            fields[at - first].name
                         ))
                     }
                 },
@@ -335,5 +410,15 @@ impl Reader<'_> {
             emitter.emit(batch).await?;
         }
         Ok(())
+    }
+}
+
+/// When a change happened, in milliseconds since the epoch: its wall time, else its cluster
+/// time (whole seconds), else 0.
+fn change_time(event: &ChangeStreamEvent<Document>) -> i64 {
+    match (event.wall_time, event.cluster_time) {
+        (Some(at), _) => at.timestamp_millis(),
+        (None, Some(at)) => i64::from(at.time) * 1000,
+        (None, None) => 0,
     }
 }

@@ -13,7 +13,8 @@ pub use stateful::{
 
 use crate::frontend::expr::{self, Expr};
 use crate::frontend::spec::{
-    closest, ExprText, Named, OperatorKind, PipelineSpec, Settings, SinkKind, SourceKind, SpecError,
+    closest, ExprText, MongoRead, Named, OperatorKind, PipelineSpec, Settings, SinkKind,
+    SourceKind, SpecError,
 };
 use crate::nexmark::{self, EventKind};
 use crate::record::schema::{DataType, Field, Schema};
@@ -63,6 +64,13 @@ pub struct PlanSource {
     /// `event_time:` as an expression (not a field): watermarks follow it, and the operator
     /// `<source>.event_time` right after the source appends it as a field.
     pub time_expr: Option<Expr>,
+}
+
+impl PlanSource {
+    /// Whether its rows are changes (a leading `op` field): a MongoDB change stream's are.
+    pub fn changelog(&self) -> bool {
+        matches!(&self.kind, SourceKind::Mongodb(mongo) if mongo.mode == MongoRead::ChangeStream)
+    }
 }
 
 /// An operator with its checked expressions and output schema.
@@ -243,8 +251,34 @@ impl Plan {
     /// Whether `input` emits a changelog.
     pub fn changelog_of(&self, input: Input) -> bool {
         match input {
-            Input::Source(_) => false,
+            Input::Source(i) => self.sources[i].changelog(),
             Input::Operator(i) => self.operators[i].changelog,
+        }
+    }
+
+    /// The source whose change stream `input`'s rows are, when they come from one through
+    /// stateless operators only: its updates are `+U` rows without the `-U` of what they
+    /// replace, which an upsert by key applies but an aggregate cannot take back.
+    pub fn upserts_of(&self, input: Input) -> Option<&str> {
+        match input {
+            Input::Source(i) => self.sources[i]
+                .changelog()
+                .then_some(self.sources[i].name.as_str()),
+            Input::Operator(i) => {
+                let operator = &self.operators[i];
+                let stateless = matches!(
+                    operator.op,
+                    Operator::Filter(_)
+                        | Operator::Project(_)
+                        | Operator::KeyBy(_)
+                        | Operator::Union
+                        | Operator::Lookup(_)
+                );
+                if !stateless || !operator.changelog {
+                    return None;
+                }
+                operator.inputs.iter().find_map(|at| self.upserts_of(*at))
+            }
         }
     }
 
@@ -254,6 +288,7 @@ impl Plan {
             schema: self.schema_of(input),
             time: self.time_of(input),
             changelog: self.changelog_of(input),
+            upserts: self.upserts_of(input),
             name: self.name_of(input),
         }
     }
@@ -432,8 +467,12 @@ fn plan_source(
             (kafka.schema.clone(), time)
         }
         SourceKind::Mongodb(mongo) => {
-            let time = event_time_index(spec, &source.name, &mongo.schema, &mongo.event_time)?;
-            (mongo.schema.clone(), time)
+            let schema = match mongo.mode {
+                MongoRead::Scan => mongo.schema.clone(),
+                MongoRead::ChangeStream => change_stream_schema(&mongo.schema, &mongo.event_time),
+            };
+            let time = event_time_index(spec, &source.name, &schema, &mongo.event_time)?;
+            (schema, time)
         }
     };
     let (event_time, time_expr) = match event_time {
@@ -453,6 +492,21 @@ fn plan_source(
         watermark: source.watermark,
         time_expr,
     })
+}
+
+/// The rows of a MongoDB change stream: the change kind (`op`) first, then the schema's
+/// fields, nullable except `_id` and the event-time field (a `-D` row has only those).
+fn change_stream_schema(schema: &Schema, event_time: &Option<Named>) -> Schema {
+    let mut fields = vec![Field::new(OP_FIELD, DataType::String)];
+    fields.extend(schema.fields().iter().map(|field| {
+        let kept =
+            field.name == "_id" || event_time.as_ref().is_some_and(|at| at.name == field.name);
+        Field {
+            nullable: field.nullable || !kept,
+            ..field.clone()
+        }
+    }));
+    Schema::new(fields)
 }
 
 /// The operator that appends source `index`'s computed event time (as `event_time`, or
@@ -488,7 +542,7 @@ fn event_time_operator(plan: &Plan, index: usize) -> Option<PlanOperator> {
             field: source.schema.len(),
             offset_ms: 0,
         }),
-        changelog: false,
+        changelog: source.changelog(),
     })
 }
 

@@ -22,7 +22,7 @@ pub use kafka::{
     KafkaAvro, KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource,
     KafkaStart, KafkaTopics,
 };
-pub use mongodb::{MongoMode, MongoRead, MongoSink, MongoSource};
+pub use mongodb::{MongoMode, MongoRead, MongoSink, MongoSource, MongoStart};
 pub use postgres::{PostgresMode, PostgresSink};
 pub use stateful::{
     parse_duration, AggregateSpec, GroupKey, JoinSpec, LookupSpec, ProcessSpec, TopSpec, WindowSpec,

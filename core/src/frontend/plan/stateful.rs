@@ -178,6 +178,8 @@ pub(super) struct InputInfo<'a> {
     pub(super) schema: &'a Schema,
     pub(super) time: Option<TimeAttr>,
     pub(super) changelog: bool,
+    /// The change-stream source whose `+U` rows come without a `-U` (see `Plan::upserts_of`).
+    pub(super) upserts: Option<&'a str>,
     pub(super) name: &'a str,
 }
 
@@ -192,6 +194,7 @@ pub(super) fn plan_aggregate(
     if input.changelog && aggregate.window.is_some() {
         refuse_changelog(spec, name, path, input)?;
     }
+    refuse_upserts(spec, name, path, input)?;
     let (keys, mut fields) = plan_keys(spec, &aggregate.group_by, input.schema)?;
     let window = match &aggregate.window {
         Some(window) => Some(plan_window(spec, window, input, late_index)?),
@@ -546,6 +549,7 @@ pub(super) fn plan_process(
     if !instance.reads_changelog() {
         refuse_changelog(spec, name, path, input)?;
     }
+    refuse_upserts(spec, name, path, input)?;
     let schema = checked_schema(spec, name, path, instance.output_schema().fields().to_vec())?;
     Ok((Operator::Process(plan), schema))
 }
@@ -572,6 +576,26 @@ fn input_window_end(input: &InputInfo<'_>, keys: &[Expr]) -> Option<usize> {
     (field.name == "window_end" && time.offset_ms == -1 && by_window).then_some(time.field)
 }
 
+/// Refuses an input whose updates cannot be taken back (a change stream's `+U` rows).
+fn refuse_upserts(
+    spec: &PipelineSpec,
+    name: &Named,
+    path: &str,
+    input: &InputInfo<'_>,
+) -> Result<(), SpecError> {
+    match input.upserts {
+        None => Ok(()),
+        Some(source) => {
+            let message = format!(
+                "`{}` carries the change stream of source `{source}`, whose updates (`+U`) come without the row they replace, so an aggregate cannot take it back; write it to an upsert sink and aggregate there",
+                input.name
+            );
+            Err(spec.error_at(name, path, message))
+        }
+    }
+}
+
+/// Refuses a changelog input where only appends can go.
 fn refuse_changelog(
     spec: &PipelineSpec,
     name: &Named,

@@ -47,9 +47,27 @@ pub struct MongoSink {
 pub enum MongoRead {
     /// Every document once, in `_id` order, then the source ends (bounded).
     Scan,
-    /// The collection's change stream (inserts, replacements and updates as the full
-    /// document), until the pipeline stops; the resume token goes into checkpoints.
+    /// The collection's change stream as an update stream (an `op` field first: `+I` for an
+    /// insert, `+U` for an update or replacement with the document after it, `-D` for a delete
+    /// with only `_id` and the event time filled), until the pipeline stops; the resume token
+    /// goes into checkpoints.
     ChangeStream,
+}
+
+/// Where a change stream starts when no checkpoint is restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MongoStart {
+    /// At the first change after the stream opens (default).
+    Now,
+    /// After the change whose resume token has this `_data` (hex).
+    ResumeAfter(String),
+    /// At the first change at or after this cluster time (seconds since the epoch, increment).
+    OperationTime {
+        /// Seconds since the epoch.
+        seconds: u32,
+        /// The order within the second.
+        increment: u32,
+    },
 }
 
 /// `type: mongodb` as a source.
@@ -63,6 +81,8 @@ pub struct MongoSource {
     pub collection: String,
     /// Scan or change stream.
     pub mode: MongoRead,
+    /// Where a change stream starts (`resume_after` or `start_at_operation_time`).
+    pub start: MongoStart,
     /// The document fields made into rows (a missing field is null when nullable).
     pub schema: Schema,
     /// Field holding the event time, if any.
@@ -94,6 +114,8 @@ pub(super) const MONGODB_SOURCE_KEYS: &[&str] = &[
     "database",
     "collection",
     "mode",
+    "resume_after",
+    "start_at_operation_time",
     "schema",
     "event_time",
     "watermark",
@@ -167,7 +189,13 @@ pub(super) fn decode_source(
             }
         },
     };
+    let start = decode_start(cx, fields, mode)?;
     let schema = decode_schema(cx, fields)?;
+    if mode == MongoRead::ChangeStream && schema.index_of("_id").is_none() {
+        let (node, path) = fields.get("schema").expect("just read");
+        let message = "mode: change_stream needs `_id` in the schema: a delete carries only the document's `_id`";
+        return Err(cx.err(node, &path, message));
+    }
     let event_time = decode_event_time(cx, fields)?;
     let connect_timeout_ms = super::kafka::connect_timeout(cx, fields)?;
     let errors = super::elasticsearch::decode_errors(cx, fields)?;
@@ -178,10 +206,66 @@ pub(super) fn decode_source(
         database,
         collection,
         mode,
+        start,
         schema,
         event_time,
         connect_timeout_ms,
         errors,
+    })
+}
+
+/// `resume_after` or `start_at_operation_time` (not both, and only for a change stream).
+fn decode_start(
+    cx: &Cx<'_>,
+    fields: &mut Fields<'_>,
+    mode: MongoRead,
+) -> Result<MongoStart, SpecError> {
+    let after = fields.get("resume_after");
+    let at = fields.get("start_at_operation_time");
+    if let (Some(_), Some((node, path))) = (&after, &at) {
+        let message = "give `resume_after` or `start_at_operation_time`, not both";
+        return Err(cx.err(node, path, message));
+    }
+    let Some((node, path, key)) = after
+        .map(|(node, path)| (node, path, "resume_after"))
+        .or(at.map(|(node, path)| (node, path, "start_at_operation_time")))
+    else {
+        return Ok(MongoStart::Now);
+    };
+    if mode != MongoRead::ChangeStream {
+        let message = format!("`{key}` is for `mode: change_stream`; a scan reads everything");
+        return Err(cx.err(node, &path, message));
+    }
+    let text = scalar(cx, node, &path)?;
+    if key == "resume_after" {
+        let hex = !text.is_empty() && text.len() % 2 == 0;
+        if !hex || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let message = format!("`{text}` is not a resume token: give its `_data` (hex digits), as in a change event's `_id: {{_data: …}}`");
+            return Err(cx.err(node, &path, message));
+        }
+        return Ok(MongoStart::ResumeAfter(text.to_string()));
+    }
+    operation_time(text).ok_or_else(|| {
+        let message = format!("`{text}` is not a cluster time: expected an RFC 3339 time in whole seconds (2026-12-06T02:00:00Z) or `<seconds>:<increment>` (1796524331:3)");
+        cx.err(node, &path, message)
+    })
+}
+
+/// A cluster time: `<seconds>:<increment>`, or an RFC 3339 time in whole seconds (increment 0).
+fn operation_time(text: &str) -> Option<MongoStart> {
+    if let Some((seconds, increment)) = text.split_once(':').filter(|_| !text.contains('-')) {
+        return Some(MongoStart::OperationTime {
+            seconds: seconds.trim().parse().ok()?,
+            increment: increment.trim().parse().ok()?,
+        });
+    }
+    let ms = crate::time::parse_rfc3339(text).ok()?;
+    if ms % 1000 != 0 {
+        return None;
+    }
+    Some(MongoStart::OperationTime {
+        seconds: u32::try_from(ms / 1000).ok()?,
+        increment: 0,
     })
 }
 

@@ -22,7 +22,8 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             SourceKind::Mongodb(m) => format!("mongodb {}.{}", m.database, m.collection),
         };
         let _ = writeln!(out, "source {}: {kind}", source.name);
-        let _ = writeln!(out, "  rows: {}", fields(&source.schema));
+        let marked = changes(source.changelog());
+        let _ = writeln!(out, "  rows: {}{marked}", fields(&source.schema));
         if let Some(index) = source.event_time {
             let name = &source.schema.fields()[index].name;
             let delay = source.watermark.max_out_of_orderness_ms;
@@ -46,12 +47,8 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
         if let Some(spec_op) = spec.operators.iter().find(|o| o.name.name == operator.name) {
             details(&mut out, &spec_op.kind);
         }
-        let changes = if operator.changelog {
-            " (update stream)"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "  rows: {}{changes}", fields(&operator.schema));
+        let marked = changes(operator.changelog);
+        let _ = writeln!(out, "  rows: {}{marked}", fields(&operator.schema));
     }
     for sink in &plan.sinks {
         let kind = match &sink.kind {
@@ -71,6 +68,15 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
         );
     }
     out
+}
+
+/// What follows the rows of an update stream.
+fn changes(changelog: bool) -> &'static str {
+    if changelog {
+        " (update stream)"
+    } else {
+        ""
+    }
 }
 
 fn input_name(plan: &Plan, input: Input) -> &str {

@@ -284,11 +284,8 @@ impl Session {
         let (sql, plan) = self.lower_query(&tail, 2)?;
         let schema = &plan.sinks[0].schema;
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name.clone()).collect();
-        let changelog = columns.first().is_some_and(|c| c == "op")
-            && match plan.sinks[0].input {
-                crate::frontend::plan::Input::Operator(i) => plan.operators[i].changelog,
-                crate::frontend::plan::Input::Source(_) => false,
-            };
+        let changelog =
+            columns.first().is_some_and(|c| c == "op") && plan.changelog_of(plan.sinks[0].input);
         Ok(Action::Run(Run {
             sql,
             columns,
