@@ -234,7 +234,12 @@ fn link(pipeline: &str, sink: &PlanSink, core: usize, tally: Option<Tally>) -> R
     let columns = sink.columns.iter().map(|(c, _)| c.clone()).collect();
     let refusals = match spec.errors.on_error {
         SinkOnError::Fail => None,
-        _ => Some(Mutex::new(Refusals::open(&spec.errors, tally)?)),
+        _ => Some(Mutex::new(Refusals::open(
+            &spec.errors,
+            &what,
+            Duration::from_millis(spec.connect_timeout_ms),
+            tally,
+        )?)),
     };
     Ok(Link {
         refusals,

@@ -64,6 +64,8 @@ pub(super) async fn run(
         .client
         .database(&spec.database)
         .collection::<Document>(&spec.collection);
+    let timeout = Duration::from_millis(spec.connect_timeout_ms);
+    let refusals = Refusals::open_for_source(&spec.errors, &server.what, timeout)?;
     let mut reader = Reader {
         server,
         spec,
@@ -73,12 +75,17 @@ pub(super) async fn run(
         batch_rows: cx.plan.settings.batch_rows,
         read: saved.as_ref().map_or(0, |(read, _)| *read),
         last: saved.and_then(|(_, last)| last),
-        refusals: Refusals::open_for_source(&spec.errors)?,
+        refusals,
         rejected: 0,
     };
     let result = match spec.mode {
         MongoRead::Scan => reader.scan(cx, emitter).await,
         MongoRead::ChangeStream => reader.follow(cx, emitter).await,
+    };
+    // The last letters are durable before the source says it has finished.
+    let result = match result {
+        Ok(()) => reader.refusals.sync_async().await,
+        failed => failed,
     };
     if result.is_ok() {
         emitter.finished(1, vec![reader.position()]);
@@ -117,7 +124,7 @@ impl Reader<'_> {
     async fn turn(&mut self, cx: &CoreCx, emitter: &mut Emitter) -> Result<bool, Error> {
         while let Some(id) = emitter.barrier_due() {
             self.flush(emitter).await?;
-            self.refusals.sync()?;
+            self.refusals.sync_async().await?;
             emitter.inject(id, 1, vec![self.position()]).await;
         }
         while cx.paused() && !cx.stopping() {

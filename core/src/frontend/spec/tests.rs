@@ -294,7 +294,7 @@ fn kafka_source_and_sink_decode() {
     );
     assert_eq!(
         source.on_error,
-        KafkaOnError::DeadLetter("dead.jsonl".into())
+        KafkaOnError::DeadLetter(DeadLetterTo::File("dead.jsonl".into()))
     );
     let SinkKind::Kafka(sink) = &spec.sinks[0].kind else {
         panic!("a kafka sink")
@@ -323,10 +323,10 @@ fn kafka_keys_are_checked() {
     };
     assert_eq!(
         source.on_error,
-        KafkaOnError::DeadLetterTopic {
+        KafkaOnError::DeadLetter(DeadLetterTo::Topic {
             brokers: "10.0.0.9:9092".into(),
             topic: "dead".into()
-        }
+        })
     );
     let error = err(&KAFKA.replace("format: csv", "format: raw"));
     assert!(
