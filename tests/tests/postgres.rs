@@ -676,3 +676,49 @@ sinks:
         stderrs.last().map_or("", String::as_str)
     );
 }
+
+/// The run summary counts, under the sink, the requests retried while the server was down at
+/// the start and the rows the server refused.
+#[test]
+fn the_summary_counts_retries_and_refused_rows() {
+    let server = Server::start();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let table = unique("counted");
+    server.execute(&format!(
+        "CREATE TABLE {table} (k bigint PRIMARY KEY, v bigint CHECK (v >= 0))"
+    ));
+    // Every fifth value is negative, which the table's CHECK refuses.
+    let input: String = (0..50)
+        .map(|i| format!("{{\"k\":{i},\"v\":{}}}\n", if i % 5 == 0 { -1 } else { i }))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    let yaml = format!(
+        "name: pg_counted
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{k: i64, v: i64}}}}
+sinks:
+  out: {{type: postgres, from: input, url: '{url}', table: {table}, batch_rows: 10, connect_timeout_ms: 30000, on_error: dead_letter, dead_letter: dead.jsonl}}
+",
+        url = server.url()
+    );
+    std::fs::write(dir.path().join("p.yaml"), yaml).expect("pipeline");
+    server.stop();
+    let mut run = Watched::spawn(wire_run(dir.path(), "p.yaml", false));
+    // Down for a moment at the start: the sink retries until the server is back.
+    run.wait_until("a retry", Duration::from_secs(30), |run| {
+        run.stderr().contains("retrying")
+    });
+    server.resume();
+    let stderr = finish_within(run, Duration::from_secs(60));
+    assert!(stderr.contains("10 rows refused by the server"), "{stderr}");
+    let retried = stderr
+        .lines()
+        .find_map(|line| line.trim().strip_suffix(" requests retried"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no retries in the summary:\n{stderr}"));
+    assert!(retried >= 1, "{stderr}");
+    let letters = std::fs::read_to_string(dir.path().join("dead.jsonl")).expect("dead letters");
+    assert_eq!(letters.lines().count(), 10, "{letters}");
+    let rows = server.rows(&format!("SELECT count(*) FROM {table}"));
+    assert_eq!(rows[0][0].as_deref(), Some("40"));
+}

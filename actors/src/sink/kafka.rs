@@ -69,6 +69,8 @@ pub(super) struct KafkaOutput {
     refusals: Refusals,
     /// Writes a refused row as JSON, when dead letters keep it.
     letters: Option<RowWriter>,
+    /// Where retries are counted.
+    tally: Tally,
 }
 
 /// The staging files of an exactly-once instance and its marker.
@@ -128,7 +130,7 @@ impl KafkaOutput {
         let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
         let tally = Tally::new(cx.probe.clone(), node, cx.core);
         let timeout = Duration::from_millis(spec.connect_timeout_ms);
-        let refusals = Refusals::open(&spec.errors, &what, timeout, Some(tally))?;
+        let refusals = Refusals::open(&spec.errors, &what, timeout, Some(tally.clone()))?;
         let letters = refusals.keeps_rows().then(|| {
             RowWriter::new(
                 wire_core::frontend::spec::FileFormat::JsonLines,
@@ -136,6 +138,7 @@ impl KafkaOutput {
             )
         });
         Ok(KafkaOutput {
+            tally,
             refusals,
             letters,
             what,
@@ -161,7 +164,7 @@ impl KafkaOutput {
         retry(
             &self.what,
             &self.spec.brokers,
-            &self.context.client,
+            (&self.context.client, &self.tally),
             deadline,
             move |timeout| {
                 producer.client().fetch_metadata(Some(&topic), timeout)?;

@@ -17,17 +17,18 @@ use crate::dead_letter::{DeadLetters, Letter};
 use crate::probe::{Counters, RunProbe};
 use crate::Error;
 
-/// Where a sink instance's refusals and retries are counted: its node's counters on its core
-/// (`rejected` for refused rows, `late`, which sinks have no use for, for retried requests).
+/// Where a connector instance's refusals and retries are counted: its node's counters on its
+/// core (`rejected` for refused rows, `late`, which sources and sinks have no use for, for
+/// retried requests).
 #[derive(Clone)]
-pub(super) struct Tally {
+pub(crate) struct Tally {
     probe: Arc<RunProbe>,
     node: usize,
     core: usize,
 }
 
 impl Tally {
-    pub(super) fn new(probe: Arc<RunProbe>, node: usize, core: usize) -> Tally {
+    pub(crate) fn new(probe: Arc<RunProbe>, node: usize, core: usize) -> Tally {
         Tally { probe, node, core }
     }
 
@@ -36,7 +37,7 @@ impl Tally {
     }
 
     /// Counts `n` retried requests or items.
-    pub(super) fn retried(&self, n: u64) {
+    pub(crate) fn retried(&self, n: u64) {
         Counters::add(&self.counters().late, n);
     }
 

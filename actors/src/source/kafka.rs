@@ -32,6 +32,7 @@ use super::{owned_partitions, Emitter};
 use crate::dead_letter::{DeadLetters, Letter};
 use crate::kafka::{client_config, position_key, retry, Context};
 use crate::pipeline::CoreCx;
+use crate::sink::refusals::Tally;
 use crate::Error;
 
 type Client = BaseConsumer<Context>;
@@ -68,7 +69,8 @@ pub(super) async fn run(
     let context = Context::default();
     let client = Arc::new(consumer(cx, &source.name, spec, &context, &what)?);
     let deadline = Duration::from_millis(spec.connect_timeout_ms);
-    let all = list_partitions(&what, spec, &client, &context, deadline).await?;
+    let tally = emitter.tally();
+    let all = list_partitions(&what, spec, &client, (&context, &tally), deadline).await?;
     let partitions = all.len() as u32;
     let mine = owned_partitions(cx, partitions);
     emitter.own_partitions(&mine);
@@ -145,7 +147,7 @@ async fn list_partitions(
     what: &str,
     spec: &KafkaSource,
     client: &Arc<Client>,
-    context: &Context,
+    context: (&Context, &Tally),
     deadline: Duration,
 ) -> Result<Vec<(String, i32)>, Error> {
     let topics = spec.topics.clone();
@@ -213,6 +215,7 @@ async fn start_positions(
     parts: &mut [Part],
 ) -> Result<(), Error> {
     let restored = emitter.restored().cloned();
+    let tally = emitter.tally();
     for part in parts.iter_mut() {
         let key = position_key(&part.topic, part.partition);
         let saved = restored
@@ -221,7 +224,8 @@ async fn start_positions(
         let (topic, partition) = (part.topic.clone(), part.partition);
         let start = spec.start.clone();
         let fetch = client.clone();
-        let (first, _) = retry(what, &spec.brokers, context, deadline, move |timeout| {
+        let clients = (context, &tally);
+        let (first, _) = retry(what, &spec.brokers, clients, deadline, move |timeout| {
             first_offset(&fetch, &topic, partition, &start, timeout)
         })
         .await?;

@@ -27,7 +27,7 @@ use wire_storage::checkpoint::SourcePosition;
 use super::{owned_partitions, Emitter};
 use crate::mongo::{decode_position, encode_position, from_bson, to_json, transient, Server};
 use crate::pipeline::CoreCx;
-use crate::sink::refusals::Refusals;
+use crate::sink::refusals::{Refusals, Tally};
 use crate::Error;
 
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
@@ -52,9 +52,10 @@ pub(super) async fn run(
     let source = &cx.plan.sources[index];
     let what = format!("mongodb source `{}`", source.name);
     let server = Arc::new(Server::new(what, &spec.uri, spec.connect_timeout_ms)?);
-    let ping = server.clone();
+    let (ping, tally) = (server.clone(), emitter.tally());
+    let counted = tally.clone();
     glommio::executor()
-        .spawn_blocking(move || ping.ping(&|| {}))
+        .spawn_blocking(move || ping.ping(&|| counted.retried(1)))
         .await?;
     let saved = emitter
         .restored()
@@ -67,6 +68,7 @@ pub(super) async fn run(
     let timeout = Duration::from_millis(spec.connect_timeout_ms);
     let refusals = Refusals::open_for_source(&spec.errors, &server.what, timeout)?;
     let mut reader = Reader {
+        tally,
         server,
         spec,
         collection,
@@ -96,6 +98,8 @@ pub(super) async fn run(
 /// The one instance that reads.
 struct Reader<'s> {
     server: Arc<Server>,
+    /// Where retried requests are counted.
+    tally: Tally,
     spec: &'s MongoSource,
     collection: Collection<Document>,
     event_time: Option<usize>,
@@ -187,9 +191,10 @@ impl Reader<'_> {
             None => doc! {},
         };
         let (server, collection) = (self.server.clone(), self.collection.clone());
+        let tally = self.tally.clone();
         glommio::executor()
             .spawn_blocking(move || {
-                server.retried(&|| {}, || {
+                server.retried(&|| tally.retried(1), || {
                     collection
                         .find(filter.clone())
                         .sort(doc! {"_id": 1})
@@ -271,9 +276,10 @@ impl Reader<'_> {
             .clone()
             .and_then(|token| bson::from_bson::<ResumeToken>(token).ok());
         let (server, collection) = (self.server.clone(), self.collection.clone());
+        let tally = self.tally.clone();
         glommio::executor()
             .spawn_blocking(move || {
-                server.retried(&|| {}, || {
+                server.retried(&|| tally.retried(1), || {
                     collection
                         .watch()
                         .full_document(FullDocumentType::UpdateLookup)
