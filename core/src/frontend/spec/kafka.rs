@@ -377,7 +377,7 @@ pub(super) fn broker_list(
             .enumerate()
             .map(|(i, item)| scalar(cx, item, &format!("{path}[{i}]")).map(str::to_string))
             .collect::<Result<_, _>>()?,
-        _ => scalar(cx, node, &path)?
+        _ => scalar(cx, node, path)?
             .split(',')
             .map(|s| s.trim().to_string())
             .collect(),
@@ -387,7 +387,7 @@ pub(super) fn broker_list(
         if broker.is_empty() || !matches!(port, Some(Ok(_))) {
             return Err(cx.err(
                 node,
-                &path,
+                path,
                 format!("`{broker}` is not a broker address like 127.0.0.1:9092"),
             ));
         }
