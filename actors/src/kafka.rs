@@ -12,6 +12,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::{ClientContext, Statistics};
 
 use crate::retry::RetryState;
+use crate::sink::refusals::Tally;
 use crate::Error;
 
 /// A client context that remembers the last error librdkafka reported (a refused
@@ -106,12 +107,12 @@ pub(crate) fn client_config(brokers: &str, properties: &[(String, String)]) -> C
 }
 
 /// Runs `attempt` (blocking, on a thread of its own) until it succeeds or `deadline` passes,
-/// waiting with exponential backoff and jitter in between. `what` and `brokers` name the
-/// connector and address in the error.
+/// waiting with exponential backoff and jitter in between, and counts each retry in `tally`.
+/// `what` and `brokers` name the connector and address in the error.
 pub(crate) async fn retry<T: Send + 'static>(
     what: &str,
     brokers: &str,
-    context: &Context,
+    (context, tally): (&Context, &Tally),
     deadline: Duration,
     attempt: impl Fn(Duration) -> Result<T, KafkaError> + Send + Sync + 'static,
 ) -> Result<T, Error> {
@@ -130,6 +131,7 @@ pub(crate) async fn retry<T: Send + 'static>(
             }
             Err(error) => {
                 let wait = state.failed(&error, cause(context, &error))?;
+                tally.retried(1);
                 glommio::timer::sleep(wait).await;
             }
         }

@@ -19,6 +19,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+mod dead_letter;
 mod error;
 pub mod exchange;
 pub mod graph;

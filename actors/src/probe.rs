@@ -37,8 +37,8 @@ pub struct Counters {
     /// Input lines or batches rejected (skipped or refused); for a sink, rows the external
     /// system refused (skipped or dead-lettered).
     pub rejected: AtomicU64,
-    /// Rows too late for every window (sent to the late output, if there is one); for a sink,
-    /// which has no windows, requests it retried.
+    /// Rows too late for every window (sent to the late output, if there is one); for a source
+    /// or a sink, which have no windows, requests they retried.
     pub late: AtomicU64,
     /// Groups (keys × windows) held in state at the last update.
     pub groups: AtomicU64,

@@ -126,6 +126,11 @@ impl Emitter {
         Counters::add(&self.counters().rejected, n);
     }
 
+    /// Where the instance's retried requests are counted, for its blocking requests.
+    pub(crate) fn tally(&self) -> crate::sink::refusals::Tally {
+        crate::sink::refusals::Tally::new(self.cx.probe.clone(), self.node, self.cx.core)
+    }
+
     /// Declares the partitions this instance reads; until each has produced rows (or gone
     /// idle) the watermark waits for it.
     pub(crate) fn own_partitions(&mut self, partitions: &[u32]) {

@@ -1022,3 +1022,80 @@ fn wire_check_refuses_an_avro_schema_that_does_not_fit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn records_the_producer_refuses_go_to_the_dead_letter_topic() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (output_topic, dead_topic) = (topic("refused-out"), topic("refused-dead"));
+    broker.create_topic(&output_topic, 1);
+    broker.create_topic(&dead_topic, 1);
+    // Every fifth row is longer than the producer's `message.max.bytes` of 2000.
+    let text = |i: i64| match i % 5 {
+        0 => "x".repeat(3000),
+        _ => format!("row {i}"),
+    };
+    let input: String = (0..40)
+        .map(|i| format!("{{\"id\":{i},\"text\":\"{}\"}}\n", text(i)))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    let path = dir.path().join("refused.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "name: refused
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{id: i64, text: string}}}}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: {b}
+    topic: {output_topic}
+    key: CAST(id AS string)
+    properties: {{message.max.bytes: '2000'}}
+    on_error: dead_letter
+    dead_letter_topic: {dead_topic}
+    dead_letter_brokers: {b}
+",
+            b = broker.addr
+        ),
+    )
+    .expect("pipeline file");
+    let (code, stderr) = output_within(wire_run(dir.path(), &path, false), Duration::from_secs(60));
+    assert_eq!(code, Some(0), "the run failed:\n{stderr}");
+    assert!(stderr.contains("8 rows refused"), "{stderr}");
+
+    let written = broker.read_committed_at_least(&output_topic, 1, Duration::from_secs(2), 32);
+    let mut ids: Vec<i64> = written
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.key.as_deref().expect("a key"))
+                .parse()
+                .expect("id")
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..40).filter(|i| i % 5 != 0).collect::<Vec<_>>());
+
+    let letters = broker.read_committed_at_least(&dead_topic, 1, Duration::from_secs(2), 8);
+    let mut refused: Vec<i64> = Vec::new();
+    for letter in &letters {
+        assert_eq!(
+            letter.header("wire.sink").as_deref(),
+            Some("kafka sink `out`")
+        );
+        let place = letter.header("wire.place").expect("wire.place header");
+        assert_eq!(place, format!("topic `{output_topic}` at {}", broker.addr));
+        let error = letter.header("wire.error").expect("wire.error header");
+        assert!(error.contains("the producer refused the record"), "{error}");
+        assert!(error.to_lowercase().contains("too large"), "{error}");
+        let row: Json =
+            serde_json::from_slice(letter.value.as_deref().expect("a value")).expect("json row");
+        let id = row["id"].as_i64().expect("id");
+        assert_eq!(row["text"], text(id).as_str(), "the row as it was");
+        refused.push(id);
+    }
+    refused.sort_unstable();
+    assert_eq!(refused, (0..40).filter(|i| i % 5 == 0).collect::<Vec<_>>());
+}

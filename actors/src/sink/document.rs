@@ -72,13 +72,14 @@ pub(super) struct DocumentOutput<S: DocumentSystem> {
 
 impl<S: DocumentSystem> DocumentOutput<S> {
     /// The instance of `sink` (a `kind` sink) on `cx`'s core: opens the dead-letter file of
-    /// `errors`, then makes the system and its link with `make(what, tally)`; connects in
+    /// `errors` (a topic's letters must be acknowledged within `timeout`), then makes the system and its link with `make(what, tally)`; connects in
     /// [`DocumentOutput::start`].
     pub(super) fn open(
         cx: &CoreCx,
         sink: &PlanSink,
         kind: &str,
         errors: &SinkErrors,
+        timeout: Duration,
         batch_rows: usize,
         make: impl FnOnce(String, Tally) -> Result<(S, S::Link), Error>,
     ) -> Result<Self, Error> {
@@ -86,7 +87,7 @@ impl<S: DocumentSystem> DocumentOutput<S> {
         let index = cx.plan.sinks.iter().position(|s| s.name == sink.name);
         let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
         let tally = Tally::new(cx.probe.clone(), node, cx.core);
-        let refusals = Refusals::open(errors, Some(tally.clone()))?;
+        let refusals = Refusals::open(errors, &what, timeout, Some(tally.clone()))?;
         let rows = refusals
             .keeps_rows()
             .then(|| RowWriter::new(FileFormat::JsonLines, &sink.schema));

@@ -85,6 +85,7 @@ impl Elasticsearch {
             sink,
             "elasticsearch",
             &spec.errors,
+            Duration::from_millis(spec.connect_timeout_ms),
             spec.batch_rows,
             make,
         )

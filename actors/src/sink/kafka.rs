@@ -2,6 +2,8 @@
 //!
 //! `delivery: at_least_once` produces records as rows come (idempotent producer) and, when a
 //! checkpoint's barrier aligns, waits until the broker has acknowledged every record so far.
+//! A record the producer refuses for itself (larger than `message.max.bytes`, say) follows
+//! `on_error` (`sink::refusals`); its letter is the row as JSON.
 //!
 //! `delivery: exactly_once` writes a transaction per checkpoint per sink instance. Records are
 //! appended to a staging file `<data-dir>/<pipeline>/<sink>/c<core>-<checkpoint>.inprogress`;
@@ -30,6 +32,7 @@ use wire_core::frontend::spec::{KafkaDelivery, KafkaSink, SinkKind};
 use wire_core::record::format::RowWriter;
 use wire_core::{ArchivedRow, Batch};
 
+use super::refusals::{Refusals, Tally};
 use super::stage::{corrupt, frame, read_staged, staged_files, StageFiles};
 use crate::kafka::{client_config, retry, retry_blocking, Context, Delivery};
 use crate::pipeline::CoreCx;
@@ -62,6 +65,12 @@ pub(super) struct KafkaOutput {
     stage: Option<Stage>,
     /// Scratch for one record's value.
     scratch: Vec<u8>,
+    /// Records the producer refuses.
+    refusals: Refusals,
+    /// Writes a refused row as JSON, when dead letters keep it.
+    letters: Option<RowWriter>,
+    /// Where retries are counted.
+    tally: Tally,
 }
 
 /// The staging files of an exactly-once instance and its marker.
@@ -117,7 +126,21 @@ impl KafkaOutput {
                 .ok()
             })
             .flatten();
+        let index = cx.plan.sinks.iter().position(|s| s.name == sink.name);
+        let node = cx.node(crate::graph::Head::Sink(index.unwrap_or(0)));
+        let tally = Tally::new(cx.probe.clone(), node, cx.core);
+        let timeout = Duration::from_millis(spec.connect_timeout_ms);
+        let refusals = Refusals::open(&spec.errors, &what, timeout, Some(tally.clone()))?;
+        let letters = refusals.keeps_rows().then(|| {
+            RowWriter::new(
+                wire_core::frontend::spec::FileFormat::JsonLines,
+                &sink.schema,
+            )
+        });
         Ok(KafkaOutput {
+            tally,
+            refusals,
+            letters,
             what,
             key: record.as_ref().and_then(|r| r.key.clone()),
             value: record.and_then(|r| r.value),
@@ -141,7 +164,7 @@ impl KafkaOutput {
         retry(
             &self.what,
             &self.spec.brokers,
-            &self.context.client,
+            (&self.context.client, &self.tally),
             deadline,
             move |timeout| {
                 producer.client().fetch_metadata(Some(&topic), timeout)?;
@@ -162,7 +185,11 @@ impl KafkaOutput {
             };
             match &mut self.stage {
                 Some(stage) => stage.files.append(&[key.as_deref(), value.as_deref()]),
-                None => self.send(key.as_deref(), value.as_deref()).await?,
+                None => {
+                    if let Some(error) = self.send(key.as_deref(), value.as_deref()).await? {
+                        self.refuse(row, &error)?;
+                    }
+                }
             }
         }
         if let Some(stage) = &mut self.stage {
@@ -204,8 +231,23 @@ impl KafkaOutput {
         Some((key, value))
     }
 
-    /// Produces one record now, waiting while the producer's queue is full (backpressure).
-    async fn send(&self, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), Error> {
+    /// Handles a row whose record the producer refused (`error`) as `on_error` says.
+    fn refuse(&mut self, row: &ArchivedRow, error: &str) -> Result<(), Error> {
+        let mut json = Vec::new();
+        if let Some(letters) = &mut self.letters {
+            letters.write_row(row, &mut json);
+        }
+        let place = format!("topic `{}` at {}", self.spec.topic, self.spec.brokers);
+        self.refusals.refuse(&self.what, error, &place, &json)
+    }
+
+    /// Produces one record now, waiting while the producer's queue is full (backpressure);
+    /// `Some(why)` when the producer refuses the record itself (too large, say).
+    async fn send(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Option<String>, Error> {
         loop {
             let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.spec.topic);
             if let Some(key) = key {
@@ -215,10 +257,13 @@ impl KafkaOutput {
                 record = record.payload(value);
             }
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(None),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     self.producer.poll(Duration::ZERO);
                     glommio::timer::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((KafkaError::MessageProduction(code), _)) if refused_record(code) => {
+                    return Ok(Some(format!("the producer refused the record: {code}")));
                 }
                 Err((error, _)) => {
                     return Err(Error::Connector(format!(
@@ -257,6 +302,8 @@ impl KafkaOutput {
     }
 
     async fn flush(&self) -> Result<(), Error> {
+        // The letters of refused records are acknowledged with the records.
+        self.refusals.sync_async().await?;
         let producer = self.producer.clone();
         let timeout = Duration::from_millis(self.spec.connect_timeout_ms);
         let flushed = glommio::executor()
@@ -473,6 +520,18 @@ fn produce(
             Err((error, _)) => return Err(error),
         }
     }
+}
+
+/// Whether the producer refused a record for what it is (its size, its contents) rather than
+/// for the state of the brokers.
+fn refused_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+    )
 }
 
 /// The bytes a key or value expression's result is written as: strings and bytes as they

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteError};
@@ -80,7 +81,16 @@ impl Mongodb {
             };
             Ok((system, link))
         };
-        DocumentOutput::open(cx, sink, "mongodb", &spec.errors, spec.batch_rows, make)
+        let timeout = Duration::from_millis(spec.connect_timeout_ms);
+        DocumentOutput::open(
+            cx,
+            sink,
+            "mongodb",
+            &spec.errors,
+            timeout,
+            spec.batch_rows,
+            make,
+        )
     }
 }
 

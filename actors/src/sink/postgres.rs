@@ -52,6 +52,8 @@ struct Link {
     id: (String, String, i32),
     /// `on_error: skip | dead_letter`: where refused rows go; none with `fail`.
     refusals: Option<Mutex<Refusals>>,
+    /// Where retried requests are counted; none while settling before the cores start.
+    tally: Option<Tally>,
 }
 
 /// One core's instance of a PostgreSQL sink.
@@ -234,10 +236,16 @@ fn link(pipeline: &str, sink: &PlanSink, core: usize, tally: Option<Tally>) -> R
     let columns = sink.columns.iter().map(|(c, _)| c.clone()).collect();
     let refusals = match spec.errors.on_error {
         SinkOnError::Fail => None,
-        _ => Some(Mutex::new(Refusals::open(&spec.errors, tally)?)),
+        _ => Some(Mutex::new(Refusals::open(
+            &spec.errors,
+            &what,
+            Duration::from_millis(spec.connect_timeout_ms),
+            tally.clone(),
+        )?)),
     };
     Ok(Link {
         refusals,
+        tally,
         what,
         address,
         config,
@@ -317,7 +325,11 @@ fn with_client<T>(
             }
             Failure::Transient(cause) => {
                 *guard = None;
-                std::thread::sleep(state.failed(&error, cause)?);
+                let wait = state.failed(&error, cause)?;
+                if let Some(tally) = &link.tally {
+                    tally.retried(1);
+                }
+                std::thread::sleep(wait);
             }
         }
     }

@@ -1,34 +1,34 @@
 //! Rows an external system refuses (a 4xx bulk item, a document that does not fit the
 //! mapping), handled as the sink's `on_error` says: `fail` ends the pipeline with the system's
-//! error, `skip` drops and counts the row, `dead_letter` appends it to a JSON-lines file with
-//! the error and the place, and counts it.
+//! error, `skip` drops and counts the row, `dead_letter` writes it to the dead-letter file or
+//! topic ([`crate::dead_letter`]) with the error and the place, and counts it.
 //!
 //! A dead-letter line is `{"sink": …, "error": …, "place": …, "row": {…}}` (`"source"`
-//! for a source's), written in one
-//! `write` to a file opened for appending, so instances on different cores never interleave
-//! their lines. The file is synced before the sink acks a checkpoint; dead letters are
+//! for a source's); a letter in a topic is the row's JSON with the rest in headers. The
+//! letters are synced (acknowledged by the broker) before the sink acks a checkpoint; they are
 //! at-least-once (a replay after a crash may write a row's letter again).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use wire_core::frontend::spec::{SinkErrors, SinkOnError};
 
+use crate::dead_letter::{DeadLetters, Letter};
 use crate::probe::{Counters, RunProbe};
 use crate::Error;
 
-/// Where a sink instance's refusals and retries are counted: its node's counters on its core
-/// (`rejected` for refused rows, `late`, which sinks have no use for, for retried requests).
+/// Where a connector instance's refusals and retries are counted: its node's counters on its
+/// core (`rejected` for refused rows, `late`, which sources and sinks have no use for, for
+/// retried requests).
 #[derive(Clone)]
-pub(super) struct Tally {
+pub(crate) struct Tally {
     probe: Arc<RunProbe>,
     node: usize,
     core: usize,
 }
 
 impl Tally {
-    pub(super) fn new(probe: Arc<RunProbe>, node: usize, core: usize) -> Tally {
+    pub(crate) fn new(probe: Arc<RunProbe>, node: usize, core: usize) -> Tally {
         Tally { probe, node, core }
     }
 
@@ -37,7 +37,7 @@ impl Tally {
     }
 
     /// Counts `n` retried requests or items.
-    pub(super) fn retried(&self, n: u64) {
+    pub(crate) fn retried(&self, n: u64) {
         Counters::add(&self.counters().late, n);
     }
 
@@ -51,16 +51,22 @@ pub(crate) struct Refusals {
     /// The key that names the connector in a letter: `sink`, or `source`.
     role: &'static str,
     on_error: SinkOnError,
-    dead_letters: Option<(PathBuf, std::fs::File)>,
+    dead_letters: Option<DeadLetters>,
     /// Where refusals are counted; none while settling a sink before the cores start.
     tally: Option<Tally>,
 }
 
 impl Refusals {
-    /// Opens the dead-letter file (and its directory) when `errors` asks for one.
-    pub(super) fn open(errors: &SinkErrors, tally: Option<Tally>) -> Result<Refusals, Error> {
+    /// Opens the dead-letter file or topic when `errors` asks for one, for connector `what`;
+    /// a topic's letters not acknowledged within `timeout` fail [`Refusals::sync`].
+    pub(super) fn open(
+        errors: &SinkErrors,
+        what: &str,
+        timeout: Duration,
+        tally: Option<Tally>,
+    ) -> Result<Refusals, Error> {
         let dead_letters = match (&errors.on_error, &errors.dead_letter) {
-            (SinkOnError::DeadLetter, Some(path)) => Some((path.clone(), open_append(path)?)),
+            (SinkOnError::DeadLetter, Some(to)) => Some(DeadLetters::open(to, what, timeout)?),
             _ => None,
         };
         Ok(Refusals {
@@ -72,8 +78,12 @@ impl Refusals {
     }
 
     /// The same for a source: letters name it under `source`, and the source counts them.
-    pub(crate) fn open_for_source(errors: &SinkErrors) -> Result<Refusals, Error> {
-        let mut refusals = Refusals::open(errors, None)?;
+    pub(crate) fn open_for_source(
+        errors: &SinkErrors,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Refusals, Error> {
+        let mut refusals = Refusals::open(errors, what, timeout, None)?;
         refusals.role = "source";
         Ok(refusals)
     }
@@ -101,10 +111,19 @@ impl Refusals {
                 tracing::debug!(sink = what, place, error, "refused row skipped");
             }
             SinkOnError::DeadLetter => {
-                if let Some((path, file)) = self.dead_letters.as_mut() {
-                    let line = letter((self.role, what), error, place, row);
-                    file.write_all(&line)
-                        .map_err(|err| Error::io(&*path, err))?;
+                if let Some(dead_letters) = self.dead_letters.as_mut() {
+                    let row = row.strip_suffix(b"\n").unwrap_or(row);
+                    let letter = Letter {
+                        role: self.role,
+                        what,
+                        error,
+                        place,
+                        key: None,
+                        value: row,
+                        headers: &[],
+                    };
+                    let line = || line((self.role, what), error, place, row);
+                    dead_letters.send(&letter, line)?;
                 }
             }
         }
@@ -114,10 +133,18 @@ impl Refusals {
         Ok(())
     }
 
-    /// Makes the dead letters written so far durable.
+    /// Makes the dead letters written so far durable (blocking).
     pub(crate) fn sync(&self) -> Result<(), Error> {
         match &self.dead_letters {
-            Some((path, file)) => file.sync_data().map_err(|err| Error::io(path, err)),
+            Some(dead_letters) => dead_letters.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// The same on a data core.
+    pub(crate) async fn sync_async(&self) -> Result<(), Error> {
+        match &self.dead_letters {
+            Some(dead_letters) => dead_letters.sync_async().await,
             None => Ok(()),
         }
     }
@@ -132,19 +159,8 @@ pub(super) fn lock(
         .map_err(|_| Error::Connector("dead-letter lock poisoned".into()))
 }
 
-fn open_append(path: &Path) -> Result<std::fs::File, Error> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|err| Error::io(dir, err))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|err| Error::io(path, err))
-}
-
 /// One dead-letter line.
-fn letter((role, connector): (&str, &str), error: &str, place: &str, row: &[u8]) -> Vec<u8> {
+fn line((role, connector): (&str, &str), error: &str, place: &str, row: &[u8]) -> Vec<u8> {
     let text = |s: &str| serde_json::Value::from(s).to_string();
     let mut line = format!(
         "{{\"{role}\":{},\"error\":{},\"place\":{},\"row\":",
@@ -165,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_letter_is_one_json_line_with_the_error_place_and_row() {
-        let line = letter(
+        let line = line(
             ("sink", "elasticsearch sink `out`"),
             "mapper_parsing_exception: \"x\"",
             "index `i`",

@@ -11,7 +11,6 @@
 //! polling, the queue fills and librdkafka stops fetching: backpressure reaches the broker.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use wire_core::frontend::spec::{
     FileFormat, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSource, KafkaStart, KafkaTopics,
@@ -32,8 +29,10 @@ use wire_core::{BatchBuilder, PartitionId, StreamId, ValueRef};
 use wire_storage::checkpoint::SourcePosition;
 
 use super::{owned_partitions, Emitter};
-use crate::kafka::{client_config, position_key, retry, Context, Delivery};
+use crate::dead_letter::{DeadLetters, Letter};
+use crate::kafka::{client_config, position_key, retry, Context};
 use crate::pipeline::CoreCx;
+use crate::sink::refusals::Tally;
 use crate::Error;
 
 type Client = BaseConsumer<Context>;
@@ -70,7 +69,8 @@ pub(super) async fn run(
     let context = Context::default();
     let client = Arc::new(consumer(cx, &source.name, spec, &context, &what)?);
     let deadline = Duration::from_millis(spec.connect_timeout_ms);
-    let all = list_partitions(&what, spec, &client, &context, deadline).await?;
+    let tally = emitter.tally();
+    let all = list_partitions(&what, spec, &client, (&context, &tally), deadline).await?;
     let partitions = all.len() as u32;
     let mine = owned_partitions(cx, partitions);
     emitter.own_partitions(&mine);
@@ -147,7 +147,7 @@ async fn list_partitions(
     what: &str,
     spec: &KafkaSource,
     client: &Arc<Client>,
-    context: &Context,
+    context: (&Context, &Tally),
     deadline: Duration,
 ) -> Result<Vec<(String, i32)>, Error> {
     let topics = spec.topics.clone();
@@ -215,6 +215,7 @@ async fn start_positions(
     parts: &mut [Part],
 ) -> Result<(), Error> {
     let restored = emitter.restored().cloned();
+    let tally = emitter.tally();
     for part in parts.iter_mut() {
         let key = position_key(&part.topic, part.partition);
         let saved = restored
@@ -223,7 +224,8 @@ async fn start_positions(
         let (topic, partition) = (part.topic.clone(), part.partition);
         let start = spec.start.clone();
         let fetch = client.clone();
-        let (first, _) = retry(what, &spec.brokers, context, deadline, move |timeout| {
+        let clients = (context, &tally);
+        let (first, _) = retry(what, &spec.brokers, clients, deadline, move |timeout| {
             first_offset(&fetch, &topic, partition, &start, timeout)
         })
         .await?;
@@ -285,9 +287,8 @@ struct Reader {
     /// `format: raw` into a bytes field (else a string field).
     raw_bytes: bool,
     on_error: KafkaOnError,
-    dead_letters: Option<std::fs::File>,
-    /// `dead_letter_topic:`.
-    dead_topic: Option<DeadTopic>,
+    /// `on_error: dead_letter`: the file or topic.
+    dead_letters: Option<DeadLetters>,
     rejected: u64,
     batch_rows: usize,
     /// When a consumer error was last logged.
@@ -320,20 +321,11 @@ impl Reader {
                 .map_err(|err| Error::Connector(format!("{what}: {err}")))?,
             ),
         };
-        let dead_topic = match &spec.on_error {
-            KafkaOnError::DeadLetterTopic { brokers, topic } => {
-                Some(DeadTopic::new(spec, brokers, topic, &what)?)
-            }
-            _ => None,
-        };
         let dead_letters = match &spec.on_error {
-            KafkaOnError::DeadLetter(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|err| Error::io(path, err))?,
-            ),
+            KafkaOnError::DeadLetter(to) => {
+                let timeout = Duration::from_millis(spec.connect_timeout_ms);
+                Some(DeadLetters::open(to, &what, timeout)?)
+            }
             _ => None,
         };
         Ok(Reader {
@@ -346,7 +338,6 @@ impl Reader {
             raw_bytes: spec.schema.fields()[0].data_type == wire_core::DataType::Bytes,
             on_error: spec.on_error.clone(),
             dead_letters,
-            dead_topic,
             rejected: 0,
             batch_rows: cx.plan.settings.batch_rows,
             warned: None,
@@ -418,11 +409,11 @@ impl Reader {
         self.flush_dead_letters().await
     }
 
-    /// Waits until the broker has acknowledged every dead letter produced so far.
+    /// Waits until every dead letter so far is durable (acknowledged by the broker).
     async fn flush_dead_letters(&self) -> Result<(), Error> {
-        match &self.dead_topic {
+        match &self.dead_letters {
             None => Ok(()),
-            Some(dead) => dead.flush(&self.what).await,
+            Some(dead_letters) => dead_letters.sync_async().await,
         }
     }
 
@@ -555,25 +546,41 @@ impl Reader {
                 )))
             }
             KafkaOnError::Skip => {}
-            KafkaOnError::DeadLetter(path) => {
-                let line = serde_json::json!({
-                    "topic": message.topic(),
-                    "partition": message.partition(),
-                    "offset": message.offset(),
-                    "error": detail,
-                    "key_base64": message.key().map(|k| base64::engine::general_purpose::STANDARD.encode(k)),
-                    "value_base64": base64::engine::general_purpose::STANDARD.encode(message.payload().unwrap_or_default()),
-                });
-                let mut text = line.to_string();
-                text.push('\n');
-                if let Some(file) = self.dead_letters.as_mut() {
-                    file.write_all(text.as_bytes())
-                        .map_err(|err| Error::io(path, err))?;
-                }
-            }
-            KafkaOnError::DeadLetterTopic { .. } => {
-                if let Some(dead) = self.dead_topic.as_ref() {
-                    dead.send(&self.what, message, &detail)?;
+            KafkaOnError::DeadLetter(_) => {
+                if let Some(dead_letters) = self.dead_letters.as_mut() {
+                    let (partition, offset) = (message.partition(), message.offset());
+                    let (partition_text, offset_text) = (partition.to_string(), offset.to_string());
+                    let value = message.payload().unwrap_or_default();
+                    let letter = Letter {
+                        role: "source",
+                        what: &self.what,
+                        error: &detail,
+                        place: &place,
+                        key: message.key(),
+                        value,
+                        headers: &[
+                            ("wire.topic", message.topic()),
+                            ("wire.partition", &partition_text),
+                            ("wire.offset", &offset_text),
+                        ],
+                    };
+                    let line = || {
+                        let base64 =
+                            |bytes| base64::engine::general_purpose::STANDARD.encode(bytes);
+                        let mut line = serde_json::json!({
+                            "topic": message.topic(),
+                            "partition": partition,
+                            "offset": offset,
+                            "error": detail,
+                            "key_base64": message.key().map(base64),
+                            "value_base64": base64(value),
+                        })
+                        .to_string()
+                        .into_bytes();
+                        line.push(b'\n');
+                        line
+                    };
+                    dead_letters.send(&letter, line)?;
                 }
             }
         }
@@ -634,112 +641,6 @@ impl Reader {
             spec.brokers,
             since.elapsed().as_secs_f64()
         )))
-    }
-}
-
-/// The producer of a source's dead-letter topic. A dead letter is the original record's key
-/// and value with headers `wire.source`, `wire.topic`, `wire.partition`, `wire.offset` (decimal
-/// text) and `wire.error`; they are acknowledged before each checkpoint's barrier leaves the
-/// source, so a completed checkpoint never passes a record whose letter was lost (a replay
-/// after a crash may produce a letter again: at-least-once).
-struct DeadTopic {
-    producer: Arc<BaseProducer<Delivery>>,
-    context: Delivery,
-    brokers: String,
-    topic: String,
-    timeout: Duration,
-}
-
-impl DeadTopic {
-    fn new(spec: &KafkaSource, brokers: &str, topic: &str, what: &str) -> Result<Self, Error> {
-        let context = Delivery::default();
-        let mut config = client_config(brokers, &[]);
-        config.set("enable.idempotence", "true").set(
-            "message.timeout.ms",
-            spec.connect_timeout_ms.max(1000).to_string(),
-        );
-        let producer = config.create_with_context(context.clone()).map_err(|err| {
-            Error::Connector(format!(
-                "{what}: cannot create the dead-letter producer for {brokers}: {err}"
-            ))
-        })?;
-        Ok(DeadTopic {
-            producer: Arc::new(producer),
-            context,
-            brokers: brokers.to_string(),
-            topic: topic.to_string(),
-            timeout: Duration::from_millis(spec.connect_timeout_ms),
-        })
-    }
-
-    /// Queues one dead letter; waits (briefly, on this core) while the producer's queue is full.
-    fn send(&self, what: &str, message: &BorrowedMessage<'_>, error: &str) -> Result<(), Error> {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(header("wire.source", what))
-            .insert(header("wire.topic", message.topic()))
-            .insert(header("wire.partition", &partition))
-            .insert(header("wire.offset", &offset))
-            .insert(header("wire.error", error));
-        let payload = message.payload().unwrap_or_default();
-        let mut record = BaseRecord::to(&self.topic)
-            .payload(payload)
-            .headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        let started = Instant::now();
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < self.timeout =>
-                {
-                    record = back;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((err, _)) => {
-                    return Err(Error::Connector(format!(
-                        "{what}: cannot produce a dead letter to topic `{}` at {}: {err}",
-                        self.topic, self.brokers
-                    )))
-                }
-            }
-        }
-        self.producer.poll(Duration::ZERO);
-        Ok(())
-    }
-
-    async fn flush(&self, what: &str) -> Result<(), Error> {
-        let producer = self.producer.clone();
-        let timeout = self.timeout;
-        let flushed = glommio::executor()
-            .spawn_blocking(move || producer.flush(timeout))
-            .await;
-        let failed = match flushed {
-            Err(err) => Some(
-                self.context
-                    .client
-                    .last_error()
-                    .unwrap_or_else(|| err.to_string()),
-            ),
-            Ok(()) => self.context.failure(),
-        };
-        match failed {
-            None => Ok(()),
-            Some(cause) => Err(Error::Connector(format!(
-                "{what}: dead letters to topic `{}` at {} not acknowledged: {cause}",
-                self.topic, self.brokers
-            ))),
-        }
-    }
-}
-
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a [u8]> {
-    Header {
-        key,
-        value: Some(value.as_bytes()),
     }
 }
 

@@ -30,7 +30,7 @@ use wire_storage::checkpoint::SourcePosition;
 use super::{owned_partitions, Emitter};
 use crate::mongo::{decode_position, encode_position, from_bson, to_json, transient, Server};
 use crate::pipeline::CoreCx;
-use crate::sink::refusals::Refusals;
+use crate::sink::refusals::{Refusals, Tally};
 use crate::Error;
 
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
@@ -55,9 +55,10 @@ pub(super) async fn run(
     let source = &cx.plan.sources[index];
     let what = format!("mongodb source `{}`", source.name);
     let server = Arc::new(Server::new(what, &spec.uri, spec.connect_timeout_ms)?);
-    let ping = server.clone();
+    let (ping, tally) = (server.clone(), emitter.tally());
+    let counted = tally.clone();
     glommio::executor()
-        .spawn_blocking(move || ping.ping(&|| {}))
+        .spawn_blocking(move || ping.ping(&|| counted.retried(1)))
         .await?;
     let saved = emitter
         .restored()
@@ -72,7 +73,10 @@ pub(super) async fn run(
         .client
         .database(&spec.database)
         .collection::<Document>(&spec.collection);
+    let timeout = Duration::from_millis(spec.connect_timeout_ms);
+    let refusals = Refusals::open_for_source(&spec.errors, &server.what, timeout)?;
     let mut reader = Reader {
+        tally,
         server,
         spec,
         collection,
@@ -84,12 +88,17 @@ pub(super) async fn run(
             Some((_, last)) => last,
             None => given,
         },
-        refusals: Refusals::open_for_source(&spec.errors)?,
+        refusals,
         rejected: 0,
     };
     let result = match spec.mode {
         MongoRead::Scan => reader.scan(cx, emitter).await,
         MongoRead::ChangeStream => reader.follow(cx, emitter).await,
+    };
+    // The last letters are durable before the source says it has finished.
+    let result = match result {
+        Ok(()) => reader.refusals.sync_async().await,
+        failed => failed,
     };
     if result.is_ok() {
         emitter.finished(1, vec![reader.position()]);
@@ -100,6 +109,8 @@ pub(super) async fn run(
 /// The one instance that reads.
 struct Reader<'s> {
     server: Arc<Server>,
+    /// Where retried requests are counted.
+    tally: Tally,
     spec: &'s MongoSource,
     collection: Collection<Document>,
     event_time: Option<usize>,
@@ -128,7 +139,7 @@ impl Reader<'_> {
     async fn turn(&mut self, cx: &CoreCx, emitter: &mut Emitter) -> Result<bool, Error> {
         while let Some(id) = emitter.barrier_due() {
             self.flush(emitter).await?;
-            self.refusals.sync()?;
+            self.refusals.sync_async().await?;
             emitter.inject(id, 1, vec![self.position()]).await;
         }
         while cx.paused() && !cx.stopping() {
@@ -191,9 +202,10 @@ impl Reader<'_> {
             None => doc! {},
         };
         let (server, collection) = (self.server.clone(), self.collection.clone());
+        let tally = self.tally.clone();
         glommio::executor()
             .spawn_blocking(move || {
-                server.retried(&|| {}, || {
+                server.retried(&|| tally.retried(1), || {
                     collection
                         .find(filter.clone())
                         .sort(doc! {"_id": 1})
@@ -275,9 +287,10 @@ impl Reader<'_> {
             _ => None,
         };
         let (server, collection) = (self.server.clone(), self.collection.clone());
+        let tally = self.tally.clone();
         glommio::executor()
             .spawn_blocking(move || {
-                server.retried(&|| {}, || {
+                server.retried(&|| tally.retried(1), || {
                     let watch = collection
                         .watch()
                         .full_document(FullDocumentType::UpdateLookup)

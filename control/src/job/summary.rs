@@ -105,8 +105,8 @@ impl Summary<'_> {
     }
 }
 
-/// The lines under a node's row: rejected input, late rows and groups in state; for a sink,
-/// refused rows and retried requests.
+/// The lines under a node's row: rejected input, late rows and groups in state; for a source,
+/// rejected input and retried requests; for a sink, refused rows and retried requests.
 fn node_notes(f: &mut fmt::Formatter<'_>, node: &wire_actors::NodeProbe) -> fmt::Result {
     let rejected = node.total(|c| &c.rejected);
     if node.role == Role::Sink {
@@ -116,6 +116,13 @@ fn node_notes(f: &mut fmt::Formatter<'_>, node: &wire_actors::NodeProbe) -> fmt:
         writeln!(f, "  {:<20} {rejected} input records rejected", "")?;
     }
     let late = node.total(|c| &c.late);
+    if node.role == Role::Source {
+        // A source has no windows: `late` counts its retried requests.
+        if late > 0 {
+            writeln!(f, "  {:<20} {late} requests retried", "")?;
+        }
+        return Ok(());
+    }
     if late > 0 {
         writeln!(f, "  {:<20} {late} rows too late for every window", "")?;
     }

@@ -212,6 +212,22 @@ impl Snapshot {
         )?;
         counters(
             encoder,
+            "wire_refused_rows",
+            "Rows a sink's external system refused (skipped or dead-lettered, per on_error)",
+            all.iter()
+                .filter(|i| i.node.role == Role::Sink)
+                .map(|i| (i.labels(), load(&i.counters.rejected))),
+        )?;
+        counters(
+            encoder,
+            "wire_retried_requests",
+            "Requests a source or sink retried after a transient error (backoff with jitter)",
+            all.iter()
+                .filter(|i| i.node.role != Role::Operator)
+                .map(|i| (i.labels(), load(&i.counters.late))),
+        )?;
+        counters(
+            encoder,
             "wire_late_rows",
             "Rows too late for every window",
             all.iter()

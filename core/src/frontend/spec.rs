@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::nexmark::{EventKind, GeneratorConfig};
 use crate::record::schema::{DataType, Field, Schema};
-pub use elasticsearch::{ElasticsearchSink, SinkErrors, SinkOnError};
+pub use elasticsearch::{DeadLetterTo, ElasticsearchSink, SinkErrors, SinkOnError};
 pub use kafka::{
     KafkaAvro, KafkaDelivery, KafkaFormat, KafkaMeta, KafkaOnError, KafkaSink, KafkaSource,
     KafkaStart, KafkaTopics,

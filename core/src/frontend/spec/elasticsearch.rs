@@ -13,17 +13,32 @@ pub enum SinkOnError {
     Fail,
     /// The row is dropped and counted.
     Skip,
-    /// The row is appended to the dead-letter file with the error and counted.
+    /// The row goes to the dead-letter file or topic with the error and is counted.
     DeadLetter,
 }
 
-/// `on_error` and `dead_letter` of a sink.
+/// Where dead letters go: `dead_letter: <file>`, or `dead_letter_topic` with
+/// `dead_letter_brokers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterTo {
+    /// A JSON-lines file letters are appended to.
+    File(PathBuf),
+    /// A Kafka topic letters are produced to.
+    Topic {
+        /// Bootstrap brokers, `host:port` separated by commas.
+        brokers: String,
+        /// The dead-letter topic.
+        topic: String,
+    },
+}
+
+/// `on_error` and where dead letters go, for a sink (or a source of documents).
 #[derive(Debug, Clone)]
 pub struct SinkErrors {
     /// What happens to a refused row.
     pub on_error: SinkOnError,
-    /// `on_error: dead_letter`: the JSON-lines file refused rows are appended to.
-    pub dead_letter: Option<PathBuf>,
+    /// `on_error: dead_letter`: where refused rows go.
+    pub dead_letter: Option<DeadLetterTo>,
 }
 
 /// `type: elasticsearch` as a sink (Elasticsearch or OpenSearch, through `_bulk`).
@@ -72,6 +87,8 @@ pub(super) const ELASTICSEARCH_SINK_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "on_error",
     "dead_letter",
+    "dead_letter_topic",
+    "dead_letter_brokers",
 ];
 
 pub(super) fn decode_sink(
@@ -168,8 +185,8 @@ fn secret(cx: &Cx<'_>, fields: &mut Fields<'_>, key: &str) -> Result<Option<Stri
     Ok(Some(text.to_string()))
 }
 
-/// `on_error: fail | skip | dead_letter` and `dead_letter: path` (required by, and only with,
-/// `dead_letter`).
+/// `on_error: fail | skip | dead_letter` and `dead_letter: path` or `dead_letter_topic` with
+/// `dead_letter_brokers` (one of them required by, and only with, `dead_letter`).
 pub(super) fn decode_errors(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<SinkErrors, SpecError> {
     let on_error = match fields.get("on_error") {
         None => SinkOnError::Fail,
@@ -183,17 +200,45 @@ pub(super) fn decode_errors(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<Sink
             }
         },
     };
-    let dead_letter = fields.string(cx, "dead_letter")?.map(PathBuf::from);
-    match (on_error, &dead_letter) {
-        (SinkOnError::DeadLetter, None) => Err(cx.err(
+    let file = fields.string(cx, "dead_letter")?.map(PathBuf::from);
+    let topic = fields.string(cx, "dead_letter_topic")?;
+    let brokers = match fields.get("dead_letter_brokers") {
+        None => None,
+        Some((node, path)) => Some(super::kafka::broker_list(cx, node, &path)?),
+    };
+    let given = ["dead_letter", "dead_letter_topic", "dead_letter_brokers"]
+        .into_iter()
+        .find_map(|key| fields.get(key).map(|at| (key, at)));
+    let dead_letter = match (file, topic, brokers) {
+        (None, None, None) => None,
+        (Some(file), None, None) => Some(DeadLetterTo::File(file)),
+        (None, Some(topic), Some(brokers)) => Some(DeadLetterTo::Topic { brokers, topic }),
+        (Some(_), Some(_), _) => {
+            let (node, path) = fields.get("dead_letter_topic").expect("read above");
+            let message = "give either `dead_letter` (a file) or `dead_letter_topic`, not both";
+            return Err(cx.err(node, &path, message));
+        }
+        (_, None, Some(_)) => {
+            let (node, path) = fields.get("dead_letter_brokers").expect("read above");
+            return Err(cx.err(node, &path, "dead_letter_brokers needs `dead_letter_topic`"));
+        }
+        (None, Some(_), None) => {
+            let (node, path) = fields.get("dead_letter_topic").expect("read above");
+            let message = "dead_letter_topic needs `dead_letter_brokers` (host:port, …)";
+            return Err(cx.err(node, &path, message));
+        }
+    };
+    match (on_error, &dead_letter, given) {
+        (SinkOnError::DeadLetter, None, _) => Err(cx.err(
             fields.node,
             &fields.path,
-            "on_error: dead_letter needs `dead_letter: <file>`",
+            "on_error: dead_letter needs `dead_letter: <file>` or `dead_letter_topic` with `dead_letter_brokers`",
         )),
-        (SinkOnError::Fail | SinkOnError::Skip, Some(_)) => {
-            let (node, path) = fields.get("dead_letter").expect("read above");
-            Err(cx.err(node, &path, "`dead_letter` is for on_error: dead_letter"))
-        }
+        (SinkOnError::Fail | SinkOnError::Skip, Some(_), Some((key, (node, path)))) => Err(cx.err(
+            node,
+            &path,
+            format!("`{key}` is for on_error: dead_letter"),
+        )),
         _ => Ok(SinkErrors {
             on_error,
             dead_letter,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::yaml::NodeKind;
+use super::DeadLetterTo;
 use super::{
     decode_event_time, decode_schema, expr_text, named_entries, scalar, unknown_choice, Cx,
     ExprText, Fields, Named, SpecError,
@@ -84,15 +85,10 @@ pub enum KafkaOnError {
     Fail,
     /// Count it, log it and go on.
     Skip,
-    /// Append it (place, error, original bytes) as a JSON line to this file and go on.
-    DeadLetter(PathBuf),
-    /// Produce it (original key and value, place and error in headers) to this topic and go on.
-    DeadLetterTopic {
-        /// Bootstrap brokers of the dead-letter topic (the source's unless given).
-        brokers: String,
-        /// The dead-letter topic.
-        topic: String,
-    },
+    /// Append it (place, error, original bytes) as a JSON line to a file, or produce it
+    /// (original key and value, place and error in headers) to a topic (of the source's
+    /// brokers unless `dead_letter_brokers` says otherwise), and go on.
+    DeadLetter(super::DeadLetterTo),
 }
 
 /// The topics a Kafka source reads.
@@ -169,6 +165,8 @@ pub struct KafkaSink {
     pub connect_timeout_ms: u64,
     /// Extra librdkafka client properties.
     pub properties: Vec<(String, String)>,
+    /// Records the producer refuses (too large, say): `on_error` and where dead letters go.
+    pub errors: super::SinkErrors,
 }
 
 pub(super) const KAFKA_SOURCE_KEYS: &[&str] = &[
@@ -270,6 +268,10 @@ pub(super) const KAFKA_SINK_KEYS: &[&str] = &[
     "upsert",
     "connect_timeout_ms",
     "properties",
+    "on_error",
+    "dead_letter",
+    "dead_letter_topic",
+    "dead_letter_brokers",
 ];
 
 const PARTITIONERS: &[&str] = &[
@@ -314,6 +316,14 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
     let upsert = fields.bool(cx, "upsert")?.unwrap_or(false);
     let connect_timeout_ms = connect_timeout(cx, fields)?;
     let properties = properties(cx, fields)?;
+    let errors = super::elasticsearch::decode_errors(cx, fields)?;
+    if delivery == KafkaDelivery::ExactlyOnce && errors.on_error != super::SinkOnError::Fail {
+        // An exactly-once sink produces a checkpoint's records only once it is complete, too
+        // late to leave one out.
+        let (node, path) = fields.get("on_error").expect("not the default");
+        let message = "on_error: skip or dead_letter is for delivery: at_least_once (an exactly-once sink produces its records after the checkpoint completed)";
+        return Err(cx.err(node, &path, message));
+    }
     Ok(KafkaSink {
         brokers,
         topic,
@@ -326,6 +336,7 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
         upsert,
         connect_timeout_ms,
         properties,
+        errors,
     })
 }
 
@@ -350,13 +361,23 @@ pub(super) fn decode_delivery(
 /// `brokers:` as `host:port,host:port` or a list of `host:port`.
 fn brokers(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<String, SpecError> {
     let (node, path) = fields.required(cx, "brokers")?;
+    broker_list(cx, node, &path)
+}
+
+/// A list of brokers (a YAML list, or `host:port` separated by commas) as librdkafka's
+/// `bootstrap.servers`.
+pub(super) fn broker_list(
+    cx: &Cx<'_>,
+    node: &super::Node,
+    path: &str,
+) -> Result<String, SpecError> {
     let list: Vec<String> = match &node.kind {
         NodeKind::Seq(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| scalar(cx, item, &format!("{path}[{i}]")).map(str::to_string))
             .collect::<Result<_, _>>()?,
-        _ => scalar(cx, node, &path)?
+        _ => scalar(cx, node, path)?
             .split(',')
             .map(|s| s.trim().to_string())
             .collect(),
@@ -366,7 +387,7 @@ fn brokers(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<String, SpecError> {
         if broker.is_empty() || !matches!(port, Some(Ok(_))) {
             return Err(cx.err(
                 node,
-                &path,
+                path,
                 format!("`{broker}` is not a broker address like 127.0.0.1:9092"),
             ));
         }
@@ -502,7 +523,7 @@ fn on_error(
             if topic.is_none() {
                 return Err(cx.err(node, &path, "dead_letter_brokers needs `dead_letter_topic`"));
             }
-            Some(super::scalar(cx, node, &path)?.to_string())
+            Some(broker_list(cx, node, &path)?)
         }
     };
     let dead_letter = match (file, topic) {
@@ -514,11 +535,13 @@ fn on_error(
                 "give either `dead_letter_path` or `dead_letter_topic`, not both",
             ));
         }
-        (Some(file), None) => Some(KafkaOnError::DeadLetter(PathBuf::from(file))),
-        (None, Some(topic)) => Some(KafkaOnError::DeadLetterTopic {
+        (Some(file), None) => Some(KafkaOnError::DeadLetter(DeadLetterTo::File(PathBuf::from(
+            file,
+        )))),
+        (None, Some(topic)) => Some(KafkaOnError::DeadLetter(DeadLetterTo::Topic {
             brokers: topic_brokers.unwrap_or_else(|| brokers.to_string()),
             topic,
-        }),
+        })),
         (None, None) => None,
     };
     let Some((node, path)) = fields.get("on_error") else {

@@ -106,6 +106,8 @@ pub(super) const MONGODB_SINK_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "on_error",
     "dead_letter",
+    "dead_letter_topic",
+    "dead_letter_brokers",
 ];
 
 pub(super) const MONGODB_SOURCE_KEYS: &[&str] = &[
@@ -122,6 +124,8 @@ pub(super) const MONGODB_SOURCE_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "on_error",
     "dead_letter",
+    "dead_letter_topic",
+    "dead_letter_brokers",
 ];
 
 pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<MongoSink, SpecError> {

@@ -55,6 +55,8 @@ pub(super) const POSTGRES_SINK_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "on_error",
     "dead_letter",
+    "dead_letter_topic",
+    "dead_letter_brokers",
 ];
 
 pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<PostgresSink, SpecError> {

@@ -294,7 +294,7 @@ fn kafka_source_and_sink_decode() {
     );
     assert_eq!(
         source.on_error,
-        KafkaOnError::DeadLetter("dead.jsonl".into())
+        KafkaOnError::DeadLetter(DeadLetterTo::File("dead.jsonl".into()))
     );
     let SinkKind::Kafka(sink) = &spec.sinks[0].kind else {
         panic!("a kafka sink")
@@ -323,10 +323,10 @@ fn kafka_keys_are_checked() {
     };
     assert_eq!(
         source.on_error,
-        KafkaOnError::DeadLetterTopic {
+        KafkaOnError::DeadLetter(DeadLetterTo::Topic {
             brokers: "10.0.0.9:9092".into(),
             topic: "dead".into()
-        }
+        })
     );
     let error = err(&KAFKA.replace("format: csv", "format: raw"));
     assert!(
@@ -354,6 +354,55 @@ fn kafka_keys_are_checked() {
     );
     let error = err(&KAFKA.replace("    upsert: true", "    upsert: true\n    linger: 5"));
     assert!(error.message.starts_with("unknown key `linger`"), "{error}");
+}
+
+#[test]
+fn every_sink_with_on_error_takes_a_dead_letter_topic() {
+    let at_least_once = KAFKA.replace("delivery: exactly_once", "delivery: at_least_once");
+    let topic = "    on_error: dead_letter\n    dead_letter_topic: refused\n    dead_letter_brokers: [127.0.0.1:9092]\n";
+    let spec = PipelineSpec::parse("k.yaml", &format!("{at_least_once}{topic}")).expect("valid");
+    let SinkKind::Kafka(sink) = &spec.sinks[0].kind else {
+        panic!("a kafka sink")
+    };
+    assert_eq!(sink.errors.on_error, SinkOnError::DeadLetter);
+    assert_eq!(
+        sink.errors.dead_letter,
+        Some(DeadLetterTo::Topic {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "refused".into()
+        })
+    );
+    let error = err(&format!("{KAFKA}{topic}"));
+    assert_eq!(error.path, "sinks.out.on_error");
+    assert!(
+        error.message.contains("delivery: at_least_once"),
+        "{}",
+        error.message
+    );
+    let error = err(&format!(
+        "{at_least_once}    on_error: dead_letter\n    dead_letter_topic: refused\n"
+    ));
+    assert_eq!(error.path, "sinks.out.dead_letter_topic");
+    assert!(
+        error.message.contains("needs `dead_letter_brokers`"),
+        "{}",
+        error.message
+    );
+    let error = err(&format!(
+        "{at_least_once}    on_error: skip\n    dead_letter_topic: refused\n    dead_letter_brokers: 127.0.0.1:9092\n"
+    ));
+    assert_eq!(
+        error.message,
+        "`dead_letter_topic` is for on_error: dead_letter"
+    );
+    let error = err(&format!(
+        "{at_least_once}    on_error: dead_letter\n    dead_letter: d.jsonl\n    dead_letter_topic: refused\n    dead_letter_brokers: 127.0.0.1:9092\n"
+    ));
+    assert!(error.message.contains("not both"), "{}", error.message);
+    let error = err(&format!(
+        "{at_least_once}    on_error: dead_letter\n    dead_letter_topic: refused\n    dead_letter_brokers: nowhere\n"
+    ));
+    assert_eq!(error.path, "sinks.out.dead_letter_brokers");
 }
 
 #[test]
