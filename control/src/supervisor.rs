@@ -935,9 +935,13 @@ impl JobThread {
         let Some(placement) = &self.args.placement else {
             return result;
         };
+        // An abort taken here is the run's abort: it asks for no restart afterwards.
         let give_up = || match self.inbox.try_recv() {
             Ok(JobCommand::Stop) => Some("stopped while other nodes ran".to_string()),
-            Ok(JobCommand::Abort(why)) => Some(why),
+            Ok(JobCommand::Abort(why)) => {
+                self.aborted.set(true);
+                Some(why)
+            }
             _ => None,
         };
         if self.secondary {
