@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Statistics};
 
 use crate::retry::RetryState;
@@ -60,17 +62,47 @@ impl ClientContext for Context {
 
 impl ConsumerContext for Context {}
 
-/// A producer's context: the client context plus the first delivery failure.
+/// A producer's context: the client context plus the first delivery failure, and (for a
+/// sink whose refused records follow `on_error`) the records the broker refused for what
+/// they are.
 #[derive(Clone, Default)]
 pub(crate) struct Delivery {
     pub(crate) client: Context,
     pub(crate) failed: Arc<Mutex<Option<String>>>,
+    /// `Some`: a delivery that fails for the record itself ([`refused_record`]) is kept here
+    /// instead of failing the producer.
+    refused: Option<Arc<Mutex<Vec<RefusedRecord>>>>,
+}
+
+/// A record the broker refused for what it is (too large, invalid), as it was sent.
+pub(crate) struct RefusedRecord {
+    pub(crate) error: String,
+    pub(crate) partition: i32,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
 }
 
 impl Delivery {
+    /// A context that keeps the records the broker refuses for what they are, for
+    /// [`Delivery::take_refused`], rather than counting them as a failed delivery.
+    pub(crate) fn keeping_refused() -> Delivery {
+        Delivery {
+            refused: Some(Arc::default()),
+            ..Delivery::default()
+        }
+    }
+
     /// The first delivery failure, if any.
     pub(crate) fn failure(&self) -> Option<String> {
         self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// The refused records reported since the last call, oldest first.
+    pub(crate) fn take_refused(&self) -> Vec<RefusedRecord> {
+        self.refused
+            .as_ref()
+            .and_then(|refused| refused.lock().ok().map(|mut r| std::mem::take(&mut *r)))
+            .unwrap_or_default()
     }
 }
 
@@ -84,12 +116,40 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            if let Ok(mut failed) = self.failed.lock() {
-                failed.get_or_insert_with(|| error.to_string());
+        let Err((error, message)) = result else {
+            return;
+        };
+        if let (Some(refused), KafkaError::MessageProduction(code)) = (&self.refused, error) {
+            if refused_record(*code) {
+                if let Ok(mut refused) = refused.lock() {
+                    refused.push(RefusedRecord {
+                        error: format!("the broker refused the record: {code}"),
+                        partition: message.partition(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                    });
+                    return;
+                }
             }
         }
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert_with(|| error.to_string());
+        }
     }
+}
+
+/// Whether a record was refused (by the producer or the broker) for what it is, its size or
+/// its contents, rather than for the state of the brokers: sending it again cannot succeed.
+pub(crate) fn refused_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidTimestamp
+    )
 }
 
 /// The librdkafka settings every client of `brokers` gets, then the user's `properties`.

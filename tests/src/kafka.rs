@@ -202,7 +202,13 @@ impl Broker {
         quiet: Duration,
         deadline: Instant,
     ) -> Vec<Record> {
-        self.read_pass_at(topic, partitions, quiet, deadline, "read_committed")
+        read_pass_at(
+            &self.addr,
+            topic,
+            partitions,
+            quiet,
+            (deadline, "read_committed"),
+        )
     }
 
     /// Every record of `topic` in the log, committed, aborted or open (`read_uncommitted`),
@@ -210,66 +216,80 @@ impl Broker {
     /// from one it does not serve to `read_committed` readers.
     pub fn read_uncommitted(&self, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        self.read_pass_at(topic, partitions, quiet, deadline, "read_uncommitted")
+        read_pass_at(
+            &self.addr,
+            topic,
+            partitions,
+            quiet,
+            (deadline, "read_uncommitted"),
+        )
     }
+}
 
-    fn read_pass_at(
-        &self,
-        topic: &str,
-        partitions: i32,
-        quiet: Duration,
-        deadline: Instant,
-        isolation: &str,
-    ) -> Vec<Record> {
-        let consumer: BaseConsumer = self
-            .config()
-            .set("group.id", "wire-test-reader")
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", isolation)
-            // tansu stops serving a partition after a fetch that ends inside a record batch
-            // (see `produce`): fetches far larger than any test topic never end inside one.
-            .set("max.partition.fetch.bytes", "67108864")
-            .set("fetch.max.bytes", "134217728")
-            .set("receive.message.max.bytes", "135000000")
-            .create()
-            .expect("consumer");
-        let mut list = TopicPartitionList::new();
-        for partition in 0..partitions {
-            list.add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&list).expect("assign");
-        let mut last = Instant::now();
-        let mut records = Vec::new();
-        while last.elapsed() < quiet && Instant::now() < deadline {
-            let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            last = Instant::now();
-            let txn = message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|h| h.key == "wire-txn")
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            });
-            let headers = message.headers().map_or_else(Vec::new, |headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            });
-            records.push(Record {
-                headers,
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                txn,
-            });
-        }
-        records
+/// Every record of `topic` on the brokers at `addr` (any Kafka-protocol broker, such as
+/// librdkafka's mock cluster), read from the beginning until `quiet` passes without one.
+pub fn read_from(addr: &str, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    read_pass_at(addr, topic, partitions, quiet, (deadline, "read_committed"))
+}
+
+/// What one fresh consumer of `isolation` reads from the beginning until `quiet` passes
+/// without a record, or `deadline`.
+fn read_pass_at(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    quiet: Duration,
+    (deadline, isolation): (Instant, &str),
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "wire-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        // tansu stops serving a partition after a fetch that ends inside a record batch
+        // (see `produce`): fetches far larger than any test topic never end inside one.
+        .set("max.partition.fetch.bytes", "67108864")
+        .set("fetch.max.bytes", "134217728")
+        .set("receive.message.max.bytes", "135000000")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition");
     }
+    consumer.assign(&list).expect("assign");
+    let mut last = Instant::now();
+    let mut records = Vec::new();
+    while last.elapsed() < quiet && Instant::now() < deadline {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        last = Instant::now();
+        let txn = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == "wire-txn")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        });
+        let headers = message.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        });
+        records.push(Record {
+            headers,
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            txn,
+        });
+    }
+    records
 }
 
 impl Broker {

@@ -1099,3 +1099,170 @@ sinks:
     refused.sort_unstable();
     assert_eq!(refused, (0..40).filter(|i| i % 5 == 0).collect::<Vec<_>>());
 }
+
+/// What a run of [`broker_refusals`] left: the rows the dead-letter file holds, and the ids
+/// of the records in the topic with their `wire-txn` tags.
+struct Refused {
+    stderr: String,
+    lettered: BTreeSet<i64>,
+    written: Vec<(i64, Option<String>)>,
+    brokers: String,
+}
+
+/// Runs 40 rows from a file into a Kafka sink of `delivery` on librdkafka's mock cluster (a
+/// Kafka-protocol broker on a real TCP port in this process) told to answer the first three
+/// Produce requests with `MESSAGE_TOO_LARGE`, as Kafka does for a record over the topic's
+/// `max.message.bytes` (tansu enforces no such limit); the sink sends one record per request,
+/// so each refusal is one record. Checks the letters' contents.
+fn broker_refusals(name: &str, delivery: &str, checkpoints: bool) -> Refused {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let brokers = mock.bootstrap_servers();
+    let output_topic = topic(name);
+    mock.create_topic(&output_topic, 1, 1).expect("topic");
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 3];
+    mock.request_errors(RDKafkaApiKey::Produce, &refused);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input: String = (0..40)
+        .map(|i| format!("{{\"id\":{i},\"text\":\"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("input");
+    let letters_path = dir.path().join("letters.jsonl");
+    let path = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name: {name}
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{id: i64, text: string}}}}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: {brokers}
+    topic: {output_topic}
+    key: CAST(id AS string)
+    delivery: {delivery}
+    properties: {{batch.num.messages: '1', max.in.flight.requests.per.connection: '1'}}
+    on_error: dead_letter
+    dead_letter: {letters}
+",
+            letters = letters_path.display()
+        ),
+    )
+    .expect("pipeline file");
+    let run = wire_run(dir.path(), &path, checkpoints);
+    let (code, stderr) = output_within(run, Duration::from_secs(90));
+    assert_eq!(code, Some(0), "the run failed:\n{stderr}");
+
+    let text = std::fs::read_to_string(&letters_path).expect("dead-letter file");
+    let mut lettered = BTreeSet::new();
+    for line in text.lines() {
+        let letter: Json = serde_json::from_str(line).expect("a JSON letter");
+        assert_eq!(letter["sink"], "kafka sink `out`", "{line}");
+        let place = letter["place"].as_str().expect("place");
+        assert_eq!(
+            place,
+            format!("topic `{output_topic}` partition 0 at {brokers}")
+        );
+        let error = letter["error"].as_str().expect("error");
+        assert!(error.contains("the broker refused the record"), "{error}");
+        assert!(error.to_lowercase().contains("too large"), "{error}");
+        // The record as it was sent: the sink's JSON value of the row.
+        let id = letter["row"]["id"].as_i64().expect("id");
+        assert_eq!(letter["row"]["text"], format!("row {id}"), "{line}");
+        assert!(lettered.insert(id), "row {id} lettered twice:\n{text}");
+    }
+    assert_eq!(lettered.len(), 3, "{text}");
+
+    let records = wire_tests::kafka::read_from(&brokers, &output_topic, 1, Duration::from_secs(2));
+    let written = records
+        .iter()
+        .map(|r| {
+            let key = String::from_utf8_lossy(r.key.as_deref().expect("a key"));
+            (key.parse().expect("id"), r.txn.clone())
+        })
+        .collect();
+    Refused {
+        stderr,
+        lettered,
+        written,
+        brokers,
+    }
+}
+
+/// Records the broker refuses after they were sent follow `on_error` in an at-least-once
+/// Kafka sink: each goes to the dead-letter file as it was sent, the run goes on, and every
+/// other row is in the topic.
+#[test]
+fn records_the_broker_refuses_go_to_the_dead_letter_file() {
+    let refused = broker_refusals("broker-refused", "at_least_once", false);
+    assert!(
+        refused.stderr.contains("3 rows refused"),
+        "{}",
+        refused.stderr
+    );
+    let written: BTreeSet<i64> = refused.written.iter().map(|(id, _)| *id).collect();
+    assert!(
+        written.is_disjoint(&refused.lettered),
+        "a refused row was written too"
+    );
+    let all: BTreeSet<i64> = written.union(&refused.lettered).copied().collect();
+    assert_eq!(all, (0..40).collect(), "every row written or lettered");
+}
+
+/// The same in an exactly-once sink: a refusal makes the checkpoint's transaction abortable,
+/// so the sink aborts it and produces it again without the refused record (a new attempt,
+/// tagged `…:<attempt>`), until one commits. The mock cluster, like tansu, shows aborted
+/// records to `read_committed` readers, so the test keeps each transaction's last attempt,
+/// the one committed: it holds every row but the lettered ones, once.
+#[test]
+fn an_exactly_once_sink_leaves_records_the_broker_refuses_out_of_its_transaction() {
+    let refused = broker_refusals("broker-refused-eos", "exactly_once", true);
+    // Per transaction (`<id>:<checkpoint>:<run>`), its attempts and their rows.
+    let mut attempts: BTreeMap<String, BTreeMap<u32, Vec<i64>>> = BTreeMap::new();
+    for (id, tag) in &refused.written {
+        let tag = tag
+            .as_deref()
+            .expect("every record carries its wire-txn tag");
+        let parts: Vec<&str> = tag.split(':').collect();
+        let (txn, attempt) = match parts.as_slice() {
+            [txid, chk, run] => (format!("{txid}:{chk}:{run}"), 1),
+            [txid, chk, run, attempt] => (
+                format!("{txid}:{chk}:{run}"),
+                attempt.parse().expect("an attempt number"),
+            ),
+            _ => panic!("unexpected wire-txn tag {tag}"),
+        };
+        let rows = attempts.entry(txn).or_default().entry(attempt).or_default();
+        rows.push(*id);
+    }
+    let retried = attempts.values().filter(|a| a.len() > 1).count();
+    assert!(
+        retried >= 1,
+        "no transaction was produced again: {attempts:?}"
+    );
+    let mut committed: BTreeMap<i64, usize> = BTreeMap::new();
+    for rows in attempts.values().filter_map(|a| a.values().next_back()) {
+        for id in rows {
+            *committed.entry(*id).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = committed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "rows committed twice: {twice:?}");
+    let committed: BTreeSet<i64> = committed.into_keys().collect();
+    assert!(
+        committed.is_disjoint(&refused.lettered),
+        "a refused row was committed too"
+    );
+    let all: BTreeSet<i64> = committed.union(&refused.lettered).copied().collect();
+    assert_eq!(
+        all,
+        (0..40).collect(),
+        "every row committed or lettered ({})",
+        refused.brokers
+    );
+}

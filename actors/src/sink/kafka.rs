@@ -2,8 +2,12 @@
 //!
 //! `delivery: at_least_once` produces records as rows come (idempotent producer) and, when a
 //! checkpoint's barrier aligns, waits until the broker has acknowledged every record so far.
-//! A record the producer refuses for itself (larger than `message.max.bytes`, say) follows
-//! `on_error` (`sink::refusals`); its letter is the row as JSON.
+//! A record refused for what it is follows `on_error` (`sink::refusals`): refused by the
+//! producer itself (larger than `message.max.bytes`, say), its letter is the row as JSON;
+//! refused by the broker after it was sent (larger than the topic's `max.message.bytes`, an
+//! invalid record), its letter is the record as it was sent, key and value, since the row is
+//! gone by then. Such records are counted and written out before the barrier is acked, like
+//! the rest.
 //!
 //! `delivery: exactly_once` writes a transaction per checkpoint per sink instance. Records are
 //! appended to a staging file `<data-dir>/<pipeline>/<sink>/c<core>-<checkpoint>.inprogress`;
@@ -15,9 +19,13 @@
 //! restored one whose marker is older (the crash came between completion and commit), and
 //! deletes the rest, whose rows come again from the restored sources. The transactional id
 //! `<prefix>-<core>` is the same at every start, so `init_transactions` fences a zombie.
+//! A record refused in a transaction (by the producer, or by the broker, which makes the
+//! transaction abortable) follows `on_error`: the transaction is aborted and produced again
+//! without the refused records, until one commits (each refusal leaves one record out, so
+//! this ends); their letters are synced before the commit.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,7 +40,7 @@ use wire_core::frontend::spec::{KafkaDelivery, KafkaSink, SinkKind};
 use wire_core::record::format::RowWriter;
 use wire_core::{ArchivedRow, Batch};
 
-use super::refusals::{Refusals, Tally};
+use super::refusals::{lock, Refusals, Tally};
 use super::stage::{corrupt, frame, read_staged, staged_files, StageFiles};
 use crate::kafka::{client_config, retry, retry_blocking, Context, Delivery};
 use crate::pipeline::CoreCx;
@@ -49,6 +57,8 @@ type Client = BaseProducer<Delivery>;
 
 /// A record's key and value (`None`: absent, or a tombstone).
 type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// The same, borrowed.
+type KeyValueRef<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// One core's instance of a Kafka sink.
 pub(super) struct KafkaOutput {
@@ -65,8 +75,8 @@ pub(super) struct KafkaOutput {
     stage: Option<Stage>,
     /// Scratch for one record's value.
     scratch: Vec<u8>,
-    /// Records the producer refuses.
-    refusals: Refusals,
+    /// Records the producer or the broker refuses; shared with the transactions' threads.
+    refusals: Arc<Mutex<Refusals>>,
     /// Writes a refused row as JSON, when dead letters keep it.
     letters: Option<RowWriter>,
     /// Where retries are counted.
@@ -96,7 +106,8 @@ impl KafkaOutput {
             )));
         }
         let transactional_id = transactional_id(&cx.plan.name, &sink.name, spec, cx.core);
-        let context = Delivery::default();
+        // The records the broker refuses follow `on_error`.
+        let context = Delivery::keeping_refused();
         let producer = Arc::new(producer(
             spec,
             &context,
@@ -139,7 +150,7 @@ impl KafkaOutput {
         });
         Ok(KafkaOutput {
             tally,
-            refusals,
+            refusals: Arc::new(Mutex::new(refusals)),
             letters,
             what,
             key: record.as_ref().and_then(|r| r.key.clone()),
@@ -238,7 +249,7 @@ impl KafkaOutput {
             letters.write_row(row, &mut json);
         }
         let place = format!("topic `{}` at {}", self.spec.topic, self.spec.brokers);
-        self.refusals.refuse(&self.what, error, &place, &json)
+        lock(&self.refusals)?.refuse(&self.what, error, &place, &json)
     }
 
     /// Produces one record now, waiting while the producer's queue is full (backpressure);
@@ -262,7 +273,9 @@ impl KafkaOutput {
                     self.producer.poll(Duration::ZERO);
                     glommio::timer::sleep(QUEUE_FULL_WAIT).await;
                 }
-                Err((KafkaError::MessageProduction(code), _)) if refused_record(code) => {
+                Err((KafkaError::MessageProduction(code), _))
+                    if crate::kafka::refused_record(code) =>
+                {
                     return Ok(Some(format!("the producer refused the record: {code}")));
                 }
                 Err((error, _)) => {
@@ -275,8 +288,25 @@ impl KafkaOutput {
         }
     }
 
-    fn failed(&self) -> Result<(), Error> {
+    /// Serves the delivery reports so far: records the broker refused follow `on_error`;
+    /// any other failed delivery fails the run.
+    fn failed(&mut self) -> Result<(), Error> {
         self.producer.poll(Duration::ZERO);
+        let refused = self.context.take_refused();
+        if !refused.is_empty() {
+            let mut refusals = lock(&self.refusals)?;
+            for record in &refused {
+                let (key, value) = (record.key.as_deref(), record.value.as_deref());
+                let target = (&self.spec, record.partition);
+                refuse_record(
+                    &mut refusals,
+                    &self.what,
+                    target,
+                    &record.error,
+                    (key, value),
+                )?;
+            }
+        }
         let failed = self.context.failure();
         match failed {
             None => Ok(()),
@@ -301,9 +331,7 @@ impl KafkaOutput {
         }
     }
 
-    async fn flush(&self) -> Result<(), Error> {
-        // The letters of refused records are acknowledged with the records.
-        self.refusals.sync_async().await?;
+    async fn flush(&mut self) -> Result<(), Error> {
         let producer = self.producer.clone();
         let timeout = Duration::from_millis(self.spec.connect_timeout_ms);
         let flushed = glommio::executor()
@@ -320,7 +348,13 @@ impl KafkaOutput {
                 self.what, self.spec.brokers, self.spec.connect_timeout_ms
             )));
         }
-        self.failed()
+        // Every record is acknowledged or refused now; the letters of the refused ones are
+        // acknowledged with the records.
+        self.failed()?;
+        let refusals = self.refusals.clone();
+        glommio::executor()
+            .spawn_blocking(move || lock(&refusals)?.sync())
+            .await
     }
 
     /// Commits the staged transactions of checkpoints up to `completed`.
@@ -334,13 +368,14 @@ impl KafkaOutput {
             }
             let producer = self.producer.clone();
             let marker = stage.marker.clone();
-            let topic = self.spec.topic.clone();
             let what = self.what.clone();
             let tag = stage.transactional_id.clone();
+            let refusals = self.refusals.clone();
+            let spec = self.spec.clone();
             let committed = glommio::executor()
                 .spawn_blocking(move || {
                     let clients = (&*producer, &*marker, tag.as_str());
-                    commit_file(&what, clients, &topic, id, &path)
+                    commit_file(&what, clients, (&spec, &refusals), id, &path)
                 })
                 .await;
             committed?;
@@ -436,10 +471,15 @@ fn committed_marker(
 /// marker, commits it and deletes the file. Blocking. Each record carries the header
 /// `wire-txn: <transactional id>:<checkpoint>:<run>`, so a reader can tell transactions apart
 /// (and a transaction committed again after a crash from a replayed checkpoint).
+///
+/// A record refused (by the producer when queued, by the broker when flushed) follows
+/// `refusals`; a broker's refusal aborts the transaction, which is produced again without the
+/// refused records, its tag ending in `:<attempt>` (2, 3, …) so a reader that sees aborted
+/// transactions can tell the attempts apart.
 fn commit_file(
     what: &str,
     (producer, marker, transactional_id): (&Client, &BaseConsumer<Context>, &str),
-    topic: &str,
+    (spec, refusals): (&KafkaSink, &Mutex<Refusals>),
     id: u64,
     path: &Path,
 ) -> Result<(), Error> {
@@ -450,45 +490,159 @@ fn commit_file(
     };
     let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
     let bytes = read_staged(path)?;
-    producer.begin_transaction().map_err(|e| fail("begin", e))?;
-    let run = path
-        .file_stem()
-        .and_then(|stem| stem.to_str())
-        .and_then(|stem| stem.rsplit_once('-'))
-        .map_or("", |(_, run)| run);
-    let tag = format!("{transactional_id}:{id}:{run}");
+    let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
         let (value, next) = frame(&bytes, next).ok_or_else(|| corrupt(path))?;
         at = next;
-        produce(producer, topic, &tag, key, value).map_err(|e| fail("produce", e))?;
+        records.push((key, value));
     }
-    // The records reach the broker before the marker does. Kafka makes both visible only at
-    // the commit anyway; a broker that applies the marker early (tansu) then still holds the
-    // records when a crash comes between the two.
-    producer.flush(timeout).map_err(|e| fail("flush", e))?;
-    let mut offsets = TopicPartitionList::new();
-    offsets
-        .add_partition_offset(topic, 0, Offset::Offset(id as i64))
-        .map_err(|e| fail("marker", e))?;
-    let group = marker.group_metadata().ok_or_else(|| {
-        Error::Connector(format!("{what}: the marker consumer has no group metadata"))
-    })?;
-    producer
-        .send_offsets_to_transaction(&offsets, &group, timeout)
-        .map_err(|e| fail("marker", e))?;
-    tracing::debug!(
-        sink = what,
-        checkpoint = id,
-        "kafka transaction: records and marker sent, committing"
-    );
-    producer
-        .commit_transaction(timeout)
-        .map_err(|e| fail("commit", e))?;
+    let run = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.rsplit_once('-'))
+        .map_or("", |(_, run)| run);
+    // Records left out of the transaction: refused in an earlier attempt.
+    let mut left_out = vec![false; records.len()];
+    // Attempts that failed abortably without a refusal (a broker that wants the
+    // epoch bumped after an earlier refusal's gap in the sequence numbers).
+    let mut barren = 0;
+    for attempt in 1.. {
+        producer.begin_transaction().map_err(|e| fail("begin", e))?;
+        let tag = match attempt {
+            1 => format!("{transactional_id}:{id}:{run}"),
+            _ => format!("{transactional_id}:{id}:{run}:{attempt}"),
+        };
+        // An error that is no record's own: once a refusal made the transaction abortable,
+        // the producer refuses the records after it too.
+        let mut stopped = None;
+        for (i, &(key, value)) in records.iter().enumerate() {
+            if left_out[i] {
+                continue;
+            }
+            match produce(producer, &spec.topic, &tag, key, value) {
+                Ok(()) => {}
+                Err(KafkaError::MessageProduction(code)) if crate::kafka::refused_record(code) => {
+                    left_out[i] = true;
+                    let error = format!("the producer refused the record: {code}");
+                    let mut refusals = lock(refusals)?;
+                    refuse_record(&mut refusals, what, (spec, -1), &error, (key, value))?;
+                }
+                Err(error) => {
+                    stopped = Some(error);
+                    break;
+                }
+            }
+        }
+        // The records reach the broker before the marker does. Kafka makes both visible only
+        // at the commit anyway; a broker that applies the marker early (tansu) then still
+        // holds the records when a crash comes between the two.
+        let flushed = producer.flush(timeout);
+        let refused = producer.context().take_refused();
+        if !refused.is_empty() {
+            // The transaction is abortable now: leave the refused records out and redo it.
+            producer
+                .abort_transaction(timeout)
+                .map_err(|e| fail("abort after a refused record", e))?;
+            let mut refusals = lock(refusals)?;
+            for record in &refused {
+                let sent = (record.key.as_deref(), record.value.as_deref());
+                let matches = |i: &usize| !left_out[*i] && same_record(records[*i], sent);
+                let Some(i) = (0..records.len()).find(matches) else {
+                    return Err(Error::Connector(format!(
+                        "{what}: transaction of checkpoint {id}: the broker refused a record that is not in the staged file {}",
+                        path.display()
+                    )));
+                };
+                left_out[i] = true;
+                refuse_record(
+                    &mut refusals,
+                    what,
+                    (spec, record.partition),
+                    &record.error,
+                    sent,
+                )?;
+            }
+            tracing::info!(
+                sink = what,
+                checkpoint = id,
+                attempt,
+                refused = refused.len(),
+                "kafka transaction aborted for refused records; producing it again without them"
+            );
+            continue;
+        }
+        if let Some(error) = stopped {
+            return Err(fail("produce", error));
+        }
+        flushed.map_err(|e| fail("flush", e))?;
+        // The letters are durable before the transaction commits.
+        lock(refusals)?.sync()?;
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&spec.topic, 0, Offset::Offset(id as i64))
+            .map_err(|e| fail("marker", e))?;
+        let group = marker.group_metadata().ok_or_else(|| {
+            Error::Connector(format!("{what}: the marker consumer has no group metadata"))
+        })?;
+        let committed = producer
+            .send_offsets_to_transaction(&offsets, &group, timeout)
+            .map_err(|e| ("marker", e))
+            .and_then(|()| {
+                tracing::debug!(
+                    sink = what,
+                    checkpoint = id,
+                    "kafka transaction: records and marker sent, committing"
+                );
+                producer
+                    .commit_transaction(timeout)
+                    .map_err(|e| ("commit", e))
+            });
+        match committed {
+            Ok(()) => break,
+            // After a refusal the broker may refuse the next transaction's sequence numbers
+            // until the producer's epoch is bumped, which aborting does: abort and redo.
+            Err((step, KafkaError::Transaction(error)))
+                if error.txn_requires_abort() && left_out.contains(&true) && barren < 3 =>
+            {
+                barren += 1;
+                tracing::info!(sink = what, checkpoint = id, attempt, %error, "kafka transaction abortable after a refused record ({step}); producing it again");
+                producer
+                    .abort_transaction(timeout)
+                    .map_err(|e| fail("abort", e))?;
+            }
+            Err((step, error)) => return Err(fail(step, error)),
+        }
+    }
     std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
     tracing::debug!(sink = what, checkpoint = id, "kafka transaction committed");
     Ok(())
+}
+
+/// Whether two records have the same key and value bytes (an empty value may come back from
+/// the broker as none).
+fn same_record(a: KeyValueRef<'_>, b: KeyValueRef<'_>) -> bool {
+    a.0.unwrap_or_default() == b.0.unwrap_or_default()
+        && a.1.unwrap_or_default() == b.1.unwrap_or_default()
+}
+
+/// Hands a record refused as it was sent (`key`, `value`) to `refusals`, its place being
+/// the sink's topic and `partition` (negative: not yet assigned one).
+fn refuse_record(
+    refusals: &mut Refusals,
+    what: &str,
+    (spec, partition): (&KafkaSink, i32),
+    error: &str,
+    (key, value): KeyValueRef<'_>,
+) -> Result<(), Error> {
+    let place = match partition {
+        p if p >= 0 => format!("topic `{}` partition {p} at {}", spec.topic, spec.brokers),
+        _ => format!("topic `{}` at {}", spec.topic, spec.brokers),
+    };
+    let value = value.unwrap_or_default();
+    let json = record_json(key, value);
+    refusals.refuse_record(what, (error, &place), key, value, &json)
 }
 
 /// Queues one record with header `wire-txn: <tag>`, waiting while the producer's queue is
@@ -522,16 +676,16 @@ fn produce(
     }
 }
 
-/// Whether the producer refused a record for what it is (its size, its contents) rather than
-/// for the state of the brokers.
-fn refused_record(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::InvalidRecord
-    )
+/// A refused record as a dead-letter file's `row`: its value when that is JSON (the sink's
+/// default format), else `{"key": …, "value": …}` with both as text (invalid UTF-8 replaced).
+fn record_json(key: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
+    if serde_json::from_slice::<serde_json::Value>(value).is_ok() {
+        return value.to_vec();
+    }
+    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+    serde_json::json!({"key": text(key), "value": text(Some(value))})
+        .to_string()
+        .into_bytes()
 }
 
 /// The bytes a key or value expression's result is written as: strings and bytes as they
@@ -585,6 +739,7 @@ fn settle_core<'a>(
 ) -> Result<usize, Error> {
     let what = format!("kafka sink `{}`", sink.name);
     let mut client = None;
+    let mut refusals = None;
     let mut committed = 0;
     for (_, id, staged, path) in files {
         if !staged || *id > completed {
@@ -603,7 +758,15 @@ fn settle_core<'a>(
             continue;
         }
         let clients = (producer, marker, transactional_id.as_str());
-        commit_file(&what, clients, &spec.topic, *id, path)?;
+        if refusals.is_none() {
+            let timeout = Duration::from_millis(spec.connect_timeout_ms);
+            let opened = Refusals::open(&spec.errors, &what, timeout, None)?;
+            refusals = Some(Mutex::new(opened));
+        }
+        let Some(refusals) = &refusals else {
+            continue;
+        };
+        commit_file(&what, clients, (spec, refusals), *id, path)?;
         committed += 1;
         tracing::info!(sink = %sink.name, core, checkpoint = id, "committed a staged kafka transaction after a restart");
     }
@@ -620,7 +783,7 @@ fn recovery_clients(
     what: &str,
 ) -> Result<(Client, BaseConsumer<Context>, u64, String), Error> {
     let id = transactional_id(&plan.name, &sink.name, spec, core);
-    let context = Delivery::default();
+    let context = Delivery::keeping_refused();
     let producer = producer(spec, &context, Some(&id), what)?;
     let marker = marker_consumer(spec, &id, what)?;
     let deadline = Duration::from_millis(spec.connect_timeout_ms);

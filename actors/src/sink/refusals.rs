@@ -103,6 +103,20 @@ impl Refusals {
         place: &str,
         row: &[u8],
     ) -> Result<(), Error> {
+        let row = row.strip_suffix(b"\n").unwrap_or(row);
+        self.refuse_record(what, (error, place), None, row, row)
+    }
+
+    /// The same for a record refused as it was sent (a Kafka sink's, by the broker): a topic's
+    /// letter is the record itself, `key` and `value`; a file's line holds `json` as the row.
+    pub(crate) fn refuse_record(
+        &mut self,
+        what: &str,
+        (error, place): (&str, &str),
+        key: Option<&[u8]>,
+        value: &[u8],
+        json: &[u8],
+    ) -> Result<(), Error> {
         match self.on_error {
             SinkOnError::Fail => {
                 return Err(Error::Connector(format!("{what}: {place}: {error}")));
@@ -112,17 +126,16 @@ impl Refusals {
             }
             SinkOnError::DeadLetter => {
                 if let Some(dead_letters) = self.dead_letters.as_mut() {
-                    let row = row.strip_suffix(b"\n").unwrap_or(row);
                     let letter = Letter {
                         role: self.role,
                         what,
                         error,
                         place,
-                        key: None,
-                        value: row,
+                        key,
+                        value,
                         headers: &[],
                     };
-                    let line = || line((self.role, what), error, place, row);
+                    let line = || line((self.role, what), error, place, json);
                     dead_letters.send(&letter, line)?;
                 }
             }

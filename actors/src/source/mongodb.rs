@@ -222,8 +222,12 @@ impl Reader<'_> {
             let Some(mut open) = stream.take() else {
                 let open = self.open_stream().await?;
                 // A new stream's token (the server's post-batch token) is where it starts: a
-                // checkpoint taken before the first change resumes there.
-                if self.last.is_none() {
+                // checkpoint taken before the first change resumes there. Not when it starts at
+                // an operation time: that token may lie past changes of its first batch not yet
+                // emitted, and without a token a restored run starts at the same time again,
+                // which loses nothing since nothing was emitted.
+                let at_time = matches!(self.spec.start, MongoStart::OperationTime { .. });
+                if self.last.is_none() && !at_time {
                     self.last = open.resume_token().and_then(|t| bson::to_bson(&t).ok());
                 }
                 stream = Some(open);

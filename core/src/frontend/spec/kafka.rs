@@ -317,13 +317,6 @@ pub(super) fn decode_sink(cx: &Cx<'_>, fields: &mut Fields<'_>) -> Result<KafkaS
     let connect_timeout_ms = connect_timeout(cx, fields)?;
     let properties = properties(cx, fields)?;
     let errors = super::elasticsearch::decode_errors(cx, fields)?;
-    if delivery == KafkaDelivery::ExactlyOnce && errors.on_error != super::SinkOnError::Fail {
-        // An exactly-once sink produces a checkpoint's records only once it is complete, too
-        // late to leave one out.
-        let (node, path) = fields.get("on_error").expect("not the default");
-        let message = "on_error: skip or dead_letter is for delivery: at_least_once (an exactly-once sink produces its records after the checkpoint completed)";
-        return Err(cx.err(node, &path, message));
-    }
     Ok(KafkaSink {
         brokers,
         topic,
