@@ -842,6 +842,26 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
     }
 }
 
+/// The exchange address of a node running some of `peers`' slots (by slot), other than this
+/// one (which runs the `local` slots), that does not take a connection: refused, or no answer
+/// within [`PROBE_TIMEOUT`]. The connection is closed at once (the hub logs it at debug).
+fn silent_peer(local: &[usize], peers: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    let mine: Vec<std::net::SocketAddr> = local
+        .iter()
+        .filter_map(|slot| peers.get(*slot).copied())
+        .collect();
+    let mut others: Vec<std::net::SocketAddr> = peers
+        .iter()
+        .filter(|addr| !mine.contains(addr))
+        .copied()
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    others
+        .into_iter()
+        .find(|addr| std::net::TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_err())
+}
+
 /// One job, run to its end on a thread of its own.
 struct JobThread {
     name: String,
@@ -921,26 +941,11 @@ impl JobThread {
         }
     }
 
-    /// The exchange address of another node of the run that does not take a connection
-    /// (refused, or no answer within [`PROBE_TIMEOUT`]): it looks dead.
+    /// The exchange address of another node of the run that does not take a connection: it
+    /// looks dead.
     fn silent_peer(&self) -> Option<std::net::SocketAddr> {
         let placement = self.args.placement.as_ref()?;
-        let mine: Vec<std::net::SocketAddr> = placement
-            .local
-            .iter()
-            .filter_map(|slot| placement.peers.get(*slot).copied())
-            .collect();
-        let mut others: Vec<std::net::SocketAddr> = placement
-            .peers
-            .iter()
-            .filter(|addr| !mine.contains(addr))
-            .copied()
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        others
-            .into_iter()
-            .find(|addr| std::net::TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_err())
+        silent_peer(&placement.local, &placement.peers)
     }
 
     /// Runs the job to its end; whether it started running (a job refused at its start, a
@@ -1153,5 +1158,29 @@ impl JobThread {
             let _ = self.events.send(event);
         }
         newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_whose_exchange_port_refuses_connections_looks_silent() {
+        let here = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let alive = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = {
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            gone.local_addr().expect("addr")
+        };
+        let (here, alive) = (
+            here.local_addr().expect("addr"),
+            alive.local_addr().expect("addr"),
+        );
+        // Slots 0 and 3 here, 1 on the live node, 2 on the dead one.
+        assert_eq!(silent_peer(&[0, 3], &[here, alive, dead, here]), Some(dead));
+        assert_eq!(silent_peer(&[0], &[here, alive, here]), None);
+        // This node's own port is never probed.
+        assert_eq!(silent_peer(&[0], &[dead, alive]), None);
     }
 }
