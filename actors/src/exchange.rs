@@ -235,7 +235,9 @@ fn handshake(mut sock: std::net::TcpStream, hub: &ExchangeHub) {
         let _ = sock.write_all(&out).and_then(|()| sock.flush());
     };
     let speaks_tls = match first_bytes(&sock) {
-        Ok(tls) => tls,
+        Ok(Some(tls)) => tls,
+        // A node looking whether this one is alive (a held restart): nothing to refuse.
+        Ok(None) => return tracing::debug!(%peer, "exchange: a connection closed before it spoke"),
         Err(why) => return refuse(&mut sock, why),
     };
     let Some(tls) = &hub.tls else {
@@ -286,8 +288,9 @@ fn arrived(hub: &ExchangeHub, peer: &str, key: StreamKey, stream: Arrived) {
 }
 
 /// Whether the connection starts with a TLS handshake record (see [`classify_head`]); an
-/// exchange Hello never does (its length's third byte is 0).
-fn first_bytes(sock: &std::net::TcpStream) -> Result<bool, String> {
+/// exchange Hello never does (its length's third byte is 0). `None`: closed before its first
+/// byte.
+fn first_bytes(sock: &std::net::TcpStream) -> Result<Option<bool>, String> {
     let mut head = [0u8; 3];
     let started = Instant::now();
     loop {
@@ -295,11 +298,11 @@ fn first_bytes(sock: &std::net::TcpStream) -> Result<bool, String> {
             .peek(&mut head)
             .map_err(|e| format!("reading the hello: {e}"))?;
         if n == 0 {
-            return Err("closed before the hello".to_string());
+            return Ok(None);
         }
         match classify_head(&head[..n]) {
-            StreamHead::Tls => return Ok(true),
-            StreamHead::Plaintext => return Ok(false),
+            StreamHead::Tls => return Ok(Some(true)),
+            StreamHead::Plaintext => return Ok(Some(false)),
             StreamHead::NeedMore if started.elapsed() >= HELLO_TIMEOUT => {
                 return Err("no hello in time".to_string())
             }

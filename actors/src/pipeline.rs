@@ -663,6 +663,12 @@ fn restore_operator(
     let mut bytes = 0;
     // A core's whole state comes first, then the changes of each later checkpoint.
     for (_, section) in sections() {
+        if cx.failure.failed() {
+            // Aborted (a newer version replaces the run) or failed elsewhere: the state is
+            // discarded with the run, which ends without restoring the rest.
+            tracing::info!(operator = %name, core = cx.core, bytes, "restore stopped: the run ended");
+            return Ok(None);
+        }
         operator.restore(section).map_err(|err| Error::Restore {
             checkpoint: restore.id,
             reason: format!("operator `{name}`, key group {}: {err}", section.key_group),

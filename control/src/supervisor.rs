@@ -59,6 +59,16 @@ const PARTS_SLACK: usize = 16;
 /// for the pipeline to restart from its last complete checkpoint (a new version on the same
 /// nodes); a node found dead meanwhile gets its slots moved instead.
 const RESTART_DELAY: Duration = Duration::from_secs(2);
+/// How long after its part failed a node holds the restart while another node of the run
+/// looks dead (its exchange port refuses connections or does not answer): long enough for the
+/// leader to judge it dead ([`crate::failover::DEAD_AFTER`]) and move its slots, the one new
+/// version, also when the dead node was the leader (an election first, then a new leader waits
+/// `DEAD_AFTER` from its election). Past it the restart is asked for all the same.
+const RESTART_HOLD: Duration = Duration::from_secs(crate::failover::DEAD_AFTER.as_secs() + 5);
+/// How often a held restart looks again at the run's other nodes.
+const HOLD_LOOK: Duration = Duration::from_millis(500);
+/// How long a look at a node's exchange port waits for the connection.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long a node whose part of a spread, checkpointed pipeline finished waits for the
 /// pipeline to be recorded finished before it publishes its sinks' staged files.
 const PUBLISH_WAIT: Duration = Duration::from_secs(600);
@@ -191,8 +201,9 @@ enum JobEvent {
     /// pipeline (at this version) from its last complete checkpoint.
     Restart(String, u64),
     Ended(String, u64, Result<(), String>),
-    /// The job ended after asking for a restart: nothing to record.
-    Superseded(String),
+    /// The job (of this version) ended after asking for a restart: nothing to record, and
+    /// nothing to launch again until a newer version comes.
+    Superseded(String, u64),
 }
 
 /// A job running on this node, as the supervisor sees it.
@@ -219,6 +230,7 @@ struct Local {
 pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<()>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut jobs: HashMap<String, Local> = HashMap::new();
+    let mut awaiting = Awaiting::new();
     let mut led_since: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,7 +239,7 @@ pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<
             _ = &mut shutdown => break,
             _ = tick.tick() => {}
             Some(event) = events.recv() => {
-                report(&node, &mut jobs, event).await;
+                report(&node, (&mut jobs, &mut awaiting), event).await;
                 continue;
             }
         }
@@ -243,7 +255,7 @@ pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<
         } else {
             led_since = None;
         }
-        reconcile(&node, &state, &mut jobs, &events_tx);
+        reconcile(&node, &state, (&mut jobs, &mut awaiting), &events_tx);
     }
     drain(jobs, events).await;
 }
@@ -413,19 +425,34 @@ fn placed_here(pipeline: &PipelineMeta, node: u64) -> bool {
     pipeline.assignment.iter().any(|a| a.node == node)
 }
 
+/// The pipelines whose part on this node asked for a restart, with the version that part
+/// ran: that version is not launched here again (its exchange streams and part store are
+/// that run's), the node waits for the newer version the restart or a failover makes. An
+/// entry goes once the pipeline is at another version, or deleted.
+type Awaiting = HashMap<String, u64>;
+
 /// Starts, steers and stops this node's jobs to match `state`.
 fn reconcile(
     node: &Supervised,
     state: &MetaState,
-    jobs: &mut HashMap<String, Local>,
+    (jobs, awaiting): (&mut HashMap<String, Local>, &mut Awaiting),
     events: &mpsc::UnboundedSender<JobEvent>,
 ) {
     for (name, local) in jobs.iter_mut() {
         steer_local(node.node, state.pipelines.get(name), local);
     }
+    awaiting.retain(|name, version| {
+        state
+            .pipelines
+            .get(name)
+            .is_some_and(|p| p.version == *version)
+    });
     for (name, pipeline) in &state.pipelines {
         if jobs.contains_key(name) || !placed_here(pipeline, node.node) {
             continue;
+        }
+        if awaiting.contains_key(name) {
+            continue; // asked for a restart at this version: waits for a newer one
         }
         let done = node.done.lock().unwrap_or_else(|p| p.into_inner());
         if done.contains(&(name.clone(), pipeline.version)) {
@@ -520,7 +547,11 @@ fn stop_command(
 }
 
 /// Proposes what a job reported; forgets a job that ended.
-async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: JobEvent) {
+async fn report(
+    node: &Supervised,
+    (jobs, awaiting): (&mut HashMap<String, Local>, &mut Awaiting),
+    event: JobEvent,
+) {
     let command = match event {
         JobEvent::Actual(name, version, actual) => MetaCommand::NodeReport {
             node: node.node,
@@ -542,8 +573,9 @@ async fn report(node: &Supervised, jobs: &mut HashMap<String, Local>, event: Job
             tokio::spawn(restart(meta, dialer, name, version));
             return;
         }
-        JobEvent::Superseded(name) => {
+        JobEvent::Superseded(name, version) => {
             jobs.remove(&name);
+            awaiting.insert(name, version);
             return;
         }
         JobEvent::Ended(name, version, result) => {
@@ -810,6 +842,26 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
     }
 }
 
+/// The exchange address of a node running some of `peers`' slots (by slot), other than this
+/// one (which runs the `local` slots), that does not take a connection: refused, or no answer
+/// within [`PROBE_TIMEOUT`]. The connection is closed at once (the hub logs it at debug).
+fn silent_peer(local: &[usize], peers: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    let mine: Vec<std::net::SocketAddr> = local
+        .iter()
+        .filter_map(|slot| peers.get(*slot).copied())
+        .collect();
+    let mut others: Vec<std::net::SocketAddr> = peers
+        .iter()
+        .filter(|addr| !mine.contains(addr))
+        .copied()
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    others
+        .into_iter()
+        .find(|addr| std::net::TcpStream::connect_timeout(addr, PROBE_TIMEOUT).is_err())
+}
+
 /// One job, run to its end on a thread of its own.
 struct JobThread {
     name: String,
@@ -838,7 +890,7 @@ impl JobThread {
         if let Err(why) = &result {
             tracing::warn!(pipeline = %name, error = %why, "pipeline failed");
             if ran && self.args.in_parts() && !self.aborted.get() && self.ask_restart() {
-                let _ = self.events.send(JobEvent::Superseded(name));
+                let _ = self.events.send(JobEvent::Superseded(name, self.version));
                 return;
             }
         }
@@ -849,24 +901,51 @@ impl JobThread {
 
     /// A part of a spread, checkpointed pipeline failed after it started: unless the
     /// pipeline is stopped or changed within [`RESTART_DELAY`] (a dead node's slots moved),
-    /// asks for a restart of every node's part from the last complete checkpoint. What this
-    /// job reports afterwards is of an older version, and refused.
-    /// Returns whether it asked. Stopped meanwhile, it does not ask: its failure is then
-    /// reported, and refused as stale when a newer version replaced it.
+    /// asks for a restart of every node's part from the last complete checkpoint. While
+    /// another node of the run looks dead (its exchange port does not take a connection), it
+    /// holds the restart, up to [`RESTART_HOLD`] after the failure: the leader's failover
+    /// then makes the one new version, instead of a restart on the same nodes that the
+    /// failover replaces a few seconds later. What this job reports afterwards is of an
+    /// older version, and refused.
+    /// Returns whether it asked. Stopped or aborted (replaced) meanwhile, it does not ask:
+    /// its failure is then reported, and refused as stale when a newer version replaced it.
     fn ask_restart(&self) -> bool {
-        let deadline = std::time::Instant::now() + RESTART_DELAY;
+        let failed = std::time::Instant::now();
+        let mut next_look = failed + RESTART_DELAY;
+        let mut held = false;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = next_look.saturating_duration_since(std::time::Instant::now());
             match self.inbox.recv_timeout(left) {
                 Ok(JobCommand::Stop) => return false,
+                Ok(JobCommand::Abort(why)) => {
+                    tracing::info!(pipeline = %self.name, version = self.version, %why, "no restart: replaced");
+                    self.aborted.set(true);
+                    return false;
+                }
                 Ok(_) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    let restart = JobEvent::Restart(self.name.clone(), self.version);
-                    return self.events.send(restart).is_ok();
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
+            let silent = self
+                .silent_peer()
+                .filter(|_| failed.elapsed() < RESTART_HOLD);
+            let Some(peer) = silent else {
+                let restart = JobEvent::Restart(self.name.clone(), self.version);
+                return self.events.send(restart).is_ok();
+            };
+            if !held {
+                held = true;
+                tracing::info!(pipeline = %self.name, version = self.version, %peer, "holding the restart: a node of the run does not answer, its slots should move");
+            }
+            next_look = std::time::Instant::now() + HOLD_LOOK;
         }
+    }
+
+    /// The exchange address of another node of the run that does not take a connection: it
+    /// looks dead.
+    fn silent_peer(&self) -> Option<std::net::SocketAddr> {
+        let placement = self.args.placement.as_ref()?;
+        silent_peer(&placement.local, &placement.peers)
     }
 
     /// Runs the job to its end; whether it started running (a job refused at its start, a
@@ -1079,5 +1158,29 @@ impl JobThread {
             let _ = self.events.send(event);
         }
         newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_whose_exchange_port_refuses_connections_looks_silent() {
+        let here = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let alive = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = {
+            let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            gone.local_addr().expect("addr")
+        };
+        let (here, alive) = (
+            here.local_addr().expect("addr"),
+            alive.local_addr().expect("addr"),
+        );
+        // Slots 0 and 3 here, 1 on the live node, 2 on the dead one.
+        assert_eq!(silent_peer(&[0, 3], &[here, alive, dead, here]), Some(dead));
+        assert_eq!(silent_peer(&[0], &[here, alive, here]), None);
+        // This node's own port is never probed.
+        assert_eq!(silent_peer(&[0], &[dead, alive]), None);
     }
 }
