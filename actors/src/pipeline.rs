@@ -251,10 +251,12 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
     let (notice_tx, notices) = crossbeam_channel::unbounded();
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
+    // Only this node's slots scan their ingest WALs here, so idempotent Hellos wait for
+    // `local.len()` partitions, not for the slots of every node of a spread placement.
     let ports = Arc::new(source::ingest::bind_ports(
         &plan,
         &deploy.data_dir,
-        cores,
+        local.len(),
         deploy.node_id,
         deploy.ingest_auth.as_ref(),
         deploy.ingest_tls.as_ref(),

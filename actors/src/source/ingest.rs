@@ -385,7 +385,9 @@ pub(crate) struct IngestPort {
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
 /// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`, and
-/// carry `node` (this node's id, 0 for `wire run`) in their high bits.
+/// carry `node` (this node's id, 0 for `wire run`) in their high bits; `cores` is the number
+/// of the source's partitions on this node (their WALs are scanned before idempotent Hellos
+/// are answered).
 /// With `auth`, every Hello must carry a token it accepts; with `tls`, every connection
 /// speaks TLS.
 pub(crate) fn bind_ports(
