@@ -56,3 +56,5 @@ pub use sink::{
 pub use source::ingest::{
     AuthFuture, IngestAuth, IngestAuthRequest, IngestRefusal, IngestTls, AUTH_WAIT, TOKEN_RECHECK,
 };
+/// How idempotent producers' 48-bit ids split into the issuing node and its counter.
+pub use source::ingest::{ID_COUNTER_BITS, NODE_ID_BITS, NODE_ID_MAX};

@@ -182,6 +182,9 @@ pub struct Deploy {
     pub ingest_auth: Option<Arc<dyn crate::IngestAuth>>,
     /// TLS on the pipeline's ingest ports when security is on; `None`: plaintext.
     pub ingest_tls: Option<Arc<crate::IngestTls>>,
+    /// This node's id (0 for `wire run`), the high bits of the producer ids its ingest
+    /// sources issue (at most [`crate::NODE_ID_MAX`]).
+    pub node_id: u64,
 }
 
 /// One core's part of a deployed pipeline, built on the deploying thread and moved to the core.
@@ -248,10 +251,13 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
     let (notice_tx, notices) = crossbeam_channel::unbounded();
     let lookups = Arc::new(crate::lookup::load_all(&plan)?);
     // Bound here, once, without SO_REUSEPORT: a port another process holds fails the run.
+    // Only this node's slots scan their ingest WALs here, so idempotent Hellos wait for
+    // `local.len()` partitions, not for the slots of every node of a spread placement.
     let ports = Arc::new(source::ingest::bind_ports(
         &plan,
         &deploy.data_dir,
-        cores,
+        local.len(),
+        deploy.node_id,
         deploy.ingest_auth.as_ref(),
         deploy.ingest_tls.as_ref(),
     )?);

@@ -332,6 +332,7 @@ fn q5_events_per_s(
             placement,
             ingest_auth: None,
             ingest_tls: None,
+            node_id: 0,
         };
         let deployment = pool.handle().deploy(q5(events)?, deploy)?;
         running.push((pool, deployment));

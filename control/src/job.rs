@@ -71,6 +71,9 @@ pub struct RunArgs {
     pub spread_subdirs: Vec<String>,
     /// TLS on the pipeline's ingest ports; `None`: plaintext.
     pub ingest_tls: Option<std::sync::Arc<wire_actors::IngestTls>>,
+    /// The node running the job (0 for `wire run`): the high bits of the producer ids its
+    /// ingest sources issue.
+    pub node_id: u64,
 }
 
 impl RunArgs {
@@ -446,6 +449,7 @@ fn deploy(
         placement: args.placement.clone(),
         ingest_auth: args.ingest_auth.clone(),
         ingest_tls: args.ingest_tls.clone(),
+        node_id: args.node_id,
     };
     let cores_span = prepared
         .as_ref()

@@ -839,6 +839,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         restore_parts: None,
         spread_subdirs: Vec::new(),
         ingest_tls: node.ingest_tls.clone(),
+        node_id: node.node,
     }
 }
 

@@ -78,6 +78,7 @@ fn run_alone(dir: &Path, events: u64) -> Vec<String> {
         placement: None,
         ingest_auth: None,
         ingest_tls: None,
+        node_id: 0,
     };
     let report = pool(2)
         .handle()
@@ -112,6 +113,7 @@ fn run_spread(dir: &Path, events: u64) -> (Vec<String>, Vec<RunReport>) {
             placement: Some(placement),
             ingest_auth: None,
             ingest_tls: None,
+            node_id: 0,
         };
         let pool = pool(local.len());
         let deployment = pool

@@ -49,6 +49,7 @@ fn deploy(pool: &CorePool, dir: &Path, plan: Plan, cores: usize) -> Deployment {
         placement: None,
         ingest_auth: None,
         ingest_tls: None,
+        node_id: 0,
     };
     pool.handle().deploy(plan, deploy).expect("deploys")
 }
@@ -332,6 +333,7 @@ fn an_idle_pool_takes_a_command_at_once_and_shuts_down() {
             placement: None,
             ingest_auth: None,
             ingest_tls: None,
+            node_id: 0,
         },
     );
     assert!(matches!(too_many, Err(Error::Pool(_))));
@@ -355,6 +357,7 @@ fn a_checkpoint_requested_before_the_sources_start_is_taken() {
         placement: None,
         ingest_auth: None,
         ingest_tls: None,
+        node_id: 0,
     };
     let source = "events: 20000, rate: 20000";
     let running = pool

@@ -46,6 +46,7 @@ pub use auth::{
 };
 use limits::{Bucket, TokenShare};
 use producers::{Admit, Appended, Producers};
+pub use producers::{ID_COUNTER_BITS, NODE_ID_BITS, NODE_ID_MAX};
 pub use tls::IngestTls;
 use tls::{HandshakeError, IngestStream};
 
@@ -383,13 +384,17 @@ pub(crate) struct IngestPort {
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
 /// process listens on is an error, not a shared port.
-/// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`.
+/// Idempotent producers' ids are kept in `<data_dir>/<pipeline>/<source>/producer-ids`, and
+/// carry `node` (this node's id, 0 for `wire run`) in their high bits; `cores` is the number
+/// of the source's partitions on this node (their WALs are scanned before idempotent Hellos
+/// are answered).
 /// With `auth`, every Hello must carry a token it accepts; with `tls`, every connection
 /// speaks TLS.
 pub(crate) fn bind_ports(
     plan: &Plan,
     data_dir: &std::path::Path,
     cores: usize,
+    node: u64,
     auth: Option<&Arc<dyn IngestAuth>>,
     tls: Option<&Arc<IngestTls>>,
 ) -> Result<Vec<Option<Arc<IngestPort>>>, Error> {
@@ -398,7 +403,7 @@ pub(crate) fn bind_ports(
         let port = match &source.kind {
             SourceKind::Ingest(spec) => {
                 let dir = data_dir.join(&plan.name).join(&source.name);
-                let producers = Producers::new(dir, spec.credits as usize, cores);
+                let producers = Producers::new(dir, spec.credits as usize, cores, node);
                 let mut port = IngestPort::bind(&source.name, spec, producers)?;
                 port.auth = auth.cloned();
                 port.tls = tls.cloned();
@@ -1319,7 +1324,7 @@ mod tests {
             let (log, _) = SegmentLog::open(&wal, LogConfig::default())
                 .await
                 .expect("reopen");
-            let producers = Producers::new(dir.path().to_path_buf(), 16, 1);
+            let producers = Producers::new(dir.path().to_path_buf(), 16, 1, 0);
             assert!(!producers.recovered());
             super::recover_producers(&log, "rows", 3, &producers)
                 .await

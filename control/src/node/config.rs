@@ -180,6 +180,15 @@ impl NodeFile {
     pub fn resolve(self) -> Result<NodeConfig, String> {
         let node_id = match self.node_id {
             Some(0) => return Err("node-id: 0 is not a node id (use 1 or more)".into()),
+            // The node id is the high bits of the producer ids the node issues.
+            Some(id) if id > wire_actors::NODE_ID_MAX => {
+                return Err(format!(
+                    "node-id: {id} is above {} (the largest node id; idempotent producers' \
+                     ids carry it in {} bits, docs/protocol.md)",
+                    wire_actors::NODE_ID_MAX,
+                    wire_actors::NODE_ID_BITS
+                ))
+            }
             Some(id) => id,
             None => return Err("node-id is required (--node-id or `node-id` in --config)".into()),
         };
@@ -373,6 +382,18 @@ mod tests {
         assert_eq!(config.node_id, 2);
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.advertise, "127.0.0.1:7402");
+    }
+
+    #[test]
+    fn node_ids_above_the_producer_id_split_are_refused() {
+        let config = |id: u64| NodeFile {
+            node_id: Some(id),
+            data_dir: Some("/var/lib/wire".into()),
+            ..NodeFile::default()
+        };
+        assert!(config(wire_actors::NODE_ID_MAX).resolve().is_ok());
+        let err = config(wire_actors::NODE_ID_MAX + 1).resolve().unwrap_err();
+        assert!(err.contains("node-id: 65536 is above 65535"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! of them), bounded to [`PRODUCERS_MAX`] producers, and rebuilt at start from the tails of the
 //! partitions' WALs, whose batch headers carry the producer id, epoch and sequence number:
 //! nothing else is persisted except the id counter.
+//!
+//! A producer id is 48 bits: the issuing node's id in the high [`NODE_ID_BITS`] and a counter
+//! of that node and source in the low [`ID_COUNTER_BITS`] (`wire run` is node 0), so two nodes
+//! of a cluster never issue the same id.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -25,6 +29,13 @@ pub(crate) const PRODUCERS_MAX: usize = 1024;
 const ID_BLOCK: u64 = 4096;
 /// Name of the counter file in the source's data directory.
 pub(crate) const IDS_FILE: &str = "producer-ids";
+/// Low bits of a producer id: the issuing node's counter (ids 1 ..= 2^32 - 1 per node).
+pub const ID_COUNTER_BITS: u32 = 32;
+/// High bits of a producer id: the issuing node's id, so node ids go up to 2^16 - 1.
+pub const NODE_ID_BITS: u32 = 48 - ID_COUNTER_BITS;
+/// The largest node id whose producer ids fit (a node with a larger id is refused at start).
+pub const NODE_ID_MAX: u64 = (1 << NODE_ID_BITS) - 1;
+const ID_COUNTER_MAX: u64 = (1 << ID_COUNTER_BITS) - 1;
 
 /// Where one appended batch landed: what a duplicate of it is acked with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +97,9 @@ pub(crate) struct Producers {
 }
 
 impl Producers {
-    pub(crate) fn new(dir: PathBuf, window: usize, cores: usize) -> Producers {
+    /// The producers of the source whose data directory is `dir`, on node `node` (0 for
+    /// `wire run`; at most [`NODE_ID_MAX`], larger ones issue ids of node `node` mod 2^16).
+    pub(crate) fn new(dir: PathBuf, window: usize, cores: usize, node: u64) -> Producers {
         Producers {
             table: Mutex::new(Table {
                 map: HashMap::new(),
@@ -94,6 +107,7 @@ impl Producers {
                 next_conn: 1,
                 ids: Ids {
                     file: dir.join(IDS_FILE),
+                    node: (node & NODE_ID_MAX) << ID_COUNTER_BITS,
                     next: 0,
                     end: 0,
                 },
@@ -313,12 +327,16 @@ impl Table {
     }
 }
 
-/// Producer ids issued by this node for one source: a counter persisted in blocks in the
-/// file `producer-ids` of the source's data directory, so ids are never issued twice, even
-/// across restarts (a crash skips the rest of a block).
+/// Producer ids issued by this node for one source: the node's id in the high bits, and a
+/// counter persisted in blocks in the file `producer-ids` of the source's data directory, so
+/// ids are never issued twice, even across restarts (a crash skips the rest of a block). The
+/// file holds the counter only (the low [`ID_COUNTER_BITS`]).
 #[derive(Debug)]
 struct Ids {
     file: PathBuf,
+    /// The node's id, shifted into the high bits.
+    node: u64,
+    /// The next counter value and the end of the block in use.
     next: u64,
     end: u64,
 }
@@ -328,19 +346,24 @@ impl Ids {
         if self.next >= self.end {
             let start = read_counter(&self.file)?.max(self.next).max(1);
             let end = start + ID_BLOCK;
-            if end > PRODUCER_ID_MAX {
+            if end > ID_COUNTER_MAX {
                 return Err(std::io::Error::other("producer ids exhausted"));
             }
             write_counter(&self.file, end)?;
             (self.next, self.end) = (start, end);
         }
-        let id = self.next;
+        let id = self.node | self.next;
         self.next += 1;
         Ok(id)
     }
 
     /// A recovered id: never issue it again (the counter file could be older than the WAL).
+    /// Ids issued by other nodes do not touch this node's counter.
     fn note_used(&mut self, id: u64) {
+        if id & !ID_COUNTER_MAX != self.node {
+            return;
+        }
+        let id = id & ID_COUNTER_MAX;
         if id >= self.next {
             // Past the block in use, the next id comes from a new block, which starts above
             // every id ever issued (the file's counter) and above this one.

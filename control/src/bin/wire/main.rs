@@ -327,6 +327,7 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
         restore_parts: None,
         spread_subdirs: Vec::new(),
         ingest_tls,
+        node_id: 0,
         pipeline: cmd.pipeline,
         cores: cmd.cores,
         data_dir: cmd.data_dir,

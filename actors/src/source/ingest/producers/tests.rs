@@ -1,7 +1,7 @@
 use super::*;
 
 fn producers(dir: &Path) -> Producers {
-    Producers::new(dir.to_path_buf(), 4, 1)
+    Producers::new(dir.to_path_buf(), 4, 1, 0)
 }
 
 fn appended(sequence: u32, base_offset: u64) -> Appended {
@@ -114,4 +114,50 @@ fn at_most_producers_max_are_kept_the_least_recently_used_go() {
         p.begin(first, 2, conn).unwrap_err().0,
         ErrorCode::UnknownProducer
     );
+}
+
+#[test]
+fn producer_ids_carry_the_issuing_node_in_their_high_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two nodes with the same counter file contents (each has its own) never issue one id.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let node = |dir: &Path, id: u64| Producers::new(dir.to_path_buf(), 4, 1, id);
+    let (one, two) = (node(&a, 1), node(&b, 2));
+    let from_one: Vec<u64> = (0..3).map(|_| one.hello(0, 0).unwrap().0).collect();
+    let from_two: Vec<u64> = (0..3).map(|_| two.hello(0, 0).unwrap().0).collect();
+    assert_eq!(from_one[0], (1 << ID_COUNTER_BITS) | 1);
+    assert_eq!(from_two[0], (2 << ID_COUNTER_BITS) | 1);
+    assert!(from_one
+        .iter()
+        .all(|id| id >> ID_COUNTER_BITS == 1 && !from_two.contains(id)));
+    // The largest node's ids still fit in 48 bits.
+    let last = node(&dir.path().join("c"), NODE_ID_MAX)
+        .hello(0, 0)
+        .unwrap()
+        .0;
+    assert!(last <= PRODUCER_ID_MAX && last >> ID_COUNTER_BITS == NODE_ID_MAX);
+    // An id of another node found in the WAL leaves this node's counter alone; one of its
+    // own is never issued again, even from the next block.
+    let mut header = BatchHeader {
+        crc: 0,
+        base_offset: 0,
+        version: 1,
+        flags: 0,
+        stream: wire_core::record::batch::StreamId(0),
+        partition: wire_core::record::batch::PartitionId(0),
+        row_count: 1,
+        payload_len: 0,
+        min_event_time: 0,
+        max_event_time: 0,
+        producer: (2 << ID_COUNTER_BITS) | 99_999,
+        sequence: 1,
+    };
+    let restarted = node(&a, 1);
+    restarted.recover(&header, 0);
+    let after_other = restarted.hello(0, 0).unwrap().0;
+    assert_eq!(after_other, from_one[0] + ID_BLOCK);
+    header.producer = (1 << ID_COUNTER_BITS) | (from_one[0] + 2 * ID_BLOCK);
+    let restarted = node(&a, 1);
+    restarted.recover(&header, 0);
+    assert_eq!(restarted.hello(0, 0).unwrap().0, header.producer + 1);
 }
