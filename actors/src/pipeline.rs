@@ -237,11 +237,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
     let cores = deploy.placement.as_ref().map_or(local.len(), |p| p.slots);
     // Checkpointed runs get the same physical plan at any core count, so their state maps
     // onto the same operators when they restart with another count.
-    let shape = if deploy.checkpoints.is_some() {
-        cores.max(2)
-    } else {
-        cores
-    };
+    let shape = deploy.checkpoints.as_ref().map_or(cores, |_| cores.max(2));
     let plan = crate::optimize::optimize(plan, shape);
     let graph = Arc::new(PhysicalGraph::build(&plan));
     let probe = RunProbe::new(probe_nodes(&plan), cores);

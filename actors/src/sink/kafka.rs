@@ -483,141 +483,192 @@ fn commit_file(
     id: u64,
     path: &Path,
 ) -> Result<(), Error> {
-    let fail = |step: &str, error: KafkaError| {
-        Error::Connector(format!(
-            "{what}: transaction of checkpoint {id}: {step}: {error}"
-        ))
-    };
     let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
     let bytes = read_staged(path)?;
-    let mut records = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let (key, next) = frame(&bytes, at).ok_or_else(|| corrupt(path))?;
-        let (value, next) = frame(&bytes, next).ok_or_else(|| corrupt(path))?;
-        at = next;
-        records.push((key, value));
-    }
+    let records = staged_records(&bytes, path)?;
     let run = path
         .file_stem()
         .and_then(|stem| stem.to_str())
         .and_then(|stem| stem.rsplit_once('-'))
         .map_or("", |(_, run)| run);
-    // Records left out of the transaction: refused in an earlier attempt.
-    let mut left_out = vec![false; records.len()];
-    // Attempts that failed abortably without a refusal (a broker that wants the
-    // epoch bumped after an earlier refusal's gap in the sequence numbers).
+    let mut txn = Attempts {
+        what,
+        producer,
+        spec,
+        refusals,
+        id,
+        left_out: vec![false; records.len()],
+        records,
+    };
+    // Attempts that failed abortably without a refusal (a broker that wants the epoch bumped
+    // after an earlier refusal's gap in the sequence numbers).
     let mut barren = 0;
     for attempt in 1.. {
-        producer.begin_transaction().map_err(|e| fail("begin", e))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| txn.fail("begin", e))?;
         let tag = match attempt {
             1 => format!("{transactional_id}:{id}:{run}"),
             _ => format!("{transactional_id}:{id}:{run}:{attempt}"),
         };
-        // An error that is no record's own: once a refusal made the transaction abortable,
-        // the producer refuses the records after it too.
-        let mut stopped = None;
-        for (i, &(key, value)) in records.iter().enumerate() {
-            if left_out[i] {
-                continue;
-            }
-            match produce(producer, &spec.topic, &tag, key, value) {
-                Ok(()) => {}
-                Err(KafkaError::MessageProduction(code)) if crate::kafka::refused_record(code) => {
-                    left_out[i] = true;
-                    let error = format!("the producer refused the record: {code}");
-                    let mut refusals = lock(refusals)?;
-                    refuse_record(&mut refusals, what, (spec, -1), &error, (key, value))?;
-                }
-                Err(error) => {
-                    stopped = Some(error);
-                    break;
-                }
-            }
-        }
+        let stopped = txn.produce(&tag)?;
         // The records reach the broker before the marker does. Kafka makes both visible only
         // at the commit anyway; a broker that applies the marker early (tansu) then still
         // holds the records when a crash comes between the two.
         let flushed = producer.flush(timeout);
-        let refused = producer.context().take_refused();
-        if !refused.is_empty() {
-            // The transaction is abortable now: leave the refused records out and redo it.
-            producer
-                .abort_transaction(timeout)
-                .map_err(|e| fail("abort after a refused record", e))?;
-            let mut refusals = lock(refusals)?;
-            for record in &refused {
-                let sent = (record.key.as_deref(), record.value.as_deref());
-                let matches = |i: &usize| !left_out[*i] && same_record(records[*i], sent);
-                let Some(i) = (0..records.len()).find(matches) else {
-                    return Err(Error::Connector(format!(
-                        "{what}: transaction of checkpoint {id}: the broker refused a record that is not in the staged file {}",
-                        path.display()
-                    )));
-                };
-                left_out[i] = true;
-                refuse_record(
-                    &mut refusals,
-                    what,
-                    (spec, record.partition),
-                    &record.error,
-                    sent,
-                )?;
-            }
-            tracing::info!(
-                sink = what,
-                checkpoint = id,
-                attempt,
-                refused = refused.len(),
-                "kafka transaction aborted for refused records; producing it again without them"
-            );
+        if txn.leave_out_refused(path, attempt)? {
             continue;
         }
         if let Some(error) = stopped {
-            return Err(fail("produce", error));
+            return Err(txn.fail("produce", error));
         }
-        flushed.map_err(|e| fail("flush", e))?;
+        flushed.map_err(|e| txn.fail("flush", e))?;
         // The letters are durable before the transaction commits.
         lock(refusals)?.sync()?;
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&spec.topic, 0, Offset::Offset(id as i64))
-            .map_err(|e| fail("marker", e))?;
-        let group = marker.group_metadata().ok_or_else(|| {
-            Error::Connector(format!("{what}: the marker consumer has no group metadata"))
-        })?;
-        let committed = producer
-            .send_offsets_to_transaction(&offsets, &group, timeout)
-            .map_err(|e| ("marker", e))
-            .and_then(|()| {
-                tracing::debug!(
-                    sink = what,
-                    checkpoint = id,
-                    "kafka transaction: records and marker sent, committing"
-                );
-                producer
-                    .commit_transaction(timeout)
-                    .map_err(|e| ("commit", e))
-            });
-        match committed {
+        match mark_and_commit(what, (producer, marker), &spec.topic, id)? {
             Ok(()) => break,
             // After a refusal the broker may refuse the next transaction's sequence numbers
             // until the producer's epoch is bumped, which aborting does: abort and redo.
             Err((step, KafkaError::Transaction(error)))
-                if error.txn_requires_abort() && left_out.contains(&true) && barren < 3 =>
+                if error.txn_requires_abort() && txn.left_out.contains(&true) && barren < 3 =>
             {
                 barren += 1;
                 tracing::info!(sink = what, checkpoint = id, attempt, %error, "kafka transaction abortable after a refused record ({step}); producing it again");
                 producer
                     .abort_transaction(timeout)
-                    .map_err(|e| fail("abort", e))?;
+                    .map_err(|e| txn.fail("abort", e))?;
             }
-            Err((step, error)) => return Err(fail(step, error)),
+            Err((step, error)) => return Err(txn.fail(step, error)),
         }
     }
     std::fs::remove_file(path).map_err(|err| Error::io(path, err))?;
     tracing::debug!(sink = what, checkpoint = id, "kafka transaction committed");
     Ok(())
+}
+
+/// The records of a staged file's bytes, in order.
+fn staged_records<'a>(bytes: &'a [u8], path: &Path) -> Result<Vec<KeyValueRef<'a>>, Error> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let (key, next) = frame(bytes, at).ok_or_else(|| corrupt(path))?;
+        let (value, next) = frame(bytes, next).ok_or_else(|| corrupt(path))?;
+        at = next;
+        records.push((key, value));
+    }
+    Ok(records)
+}
+
+/// Sends checkpoint `id`'s marker in the open transaction and commits it; the inner error
+/// names the step that failed.
+#[allow(clippy::type_complexity)]
+fn mark_and_commit(
+    what: &str,
+    (producer, marker): (&Client, &BaseConsumer<Context>),
+    topic: &str,
+    id: u64,
+) -> Result<Result<(), (&'static str, KafkaError)>, Error> {
+    let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
+    let group = marker.group_metadata().ok_or_else(|| {
+        Error::Connector(format!("{what}: the marker consumer has no group metadata"))
+    })?;
+    let mut offsets = TopicPartitionList::new();
+    Ok(offsets
+        .add_partition_offset(topic, 0, Offset::Offset(id as i64))
+        .and_then(|()| producer.send_offsets_to_transaction(&offsets, &group, timeout))
+        .map_err(|e| ("marker", e))
+        .and_then(|()| {
+            tracing::debug!(
+                sink = what,
+                checkpoint = id,
+                "kafka transaction: records and marker sent, committing"
+            );
+            producer
+                .commit_transaction(timeout)
+                .map_err(|e| ("commit", e))
+        }))
+}
+
+/// The attempts at committing one staged transaction: its records, and those refused so far.
+struct Attempts<'a> {
+    what: &'a str,
+    producer: &'a Client,
+    spec: &'a KafkaSink,
+    refusals: &'a Mutex<Refusals>,
+    id: u64,
+    records: Vec<KeyValueRef<'a>>,
+    /// Records left out of the transaction: refused in an earlier attempt.
+    left_out: Vec<bool>,
+}
+
+impl Attempts<'_> {
+    fn fail(&self, step: &str, error: KafkaError) -> Error {
+        let (what, id) = (self.what, self.id);
+        Error::Connector(format!(
+            "{what}: transaction of checkpoint {id}: {step}: {error}"
+        ))
+    }
+
+    /// Queues every record not left out, tagged `tag`; one the producer refuses is handed to
+    /// `on_error` and left out. `Some(error)`: the producer stopped taking records (once a
+    /// refusal made the transaction abortable, it refuses the records after it too).
+    fn produce(&mut self, tag: &str) -> Result<Option<KafkaError>, Error> {
+        for (i, &(key, value)) in self.records.iter().enumerate() {
+            if self.left_out[i] {
+                continue;
+            }
+            match produce(self.producer, &self.spec.topic, tag, key, value) {
+                Ok(()) => {}
+                Err(KafkaError::MessageProduction(code)) if crate::kafka::refused_record(code) => {
+                    self.left_out[i] = true;
+                    let error = format!("the producer refused the record: {code}");
+                    let mut refusals = lock(self.refusals)?;
+                    let target = (self.spec, -1);
+                    refuse_record(&mut refusals, self.what, target, &error, (key, value))?;
+                }
+                Err(error) => return Ok(Some(error)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a flush: when the broker refused records, aborts the transaction (it is abortable
+    /// now), hands them to `on_error` and leaves them out; whether it did.
+    fn leave_out_refused(&mut self, path: &Path, attempt: u32) -> Result<bool, Error> {
+        let refused = self.producer.context().take_refused();
+        if refused.is_empty() {
+            return Ok(false);
+        }
+        let timeout = Duration::from_millis(TRANSACTION_TIMEOUT_MS);
+        self.producer
+            .abort_transaction(timeout)
+            .map_err(|e| self.fail("abort after a refused record", e))?;
+        let mut refusals = lock(self.refusals)?;
+        for record in &refused {
+            let sent = (record.key.as_deref(), record.value.as_deref());
+            let matches = |i: &usize| !self.left_out[*i] && same_record(self.records[*i], sent);
+            let Some(i) = (0..self.records.len()).find(matches) else {
+                return Err(Error::Connector(format!(
+                    "{}: transaction of checkpoint {}: the broker refused a record that is not in the staged file {}",
+                    self.what,
+                    self.id,
+                    path.display()
+                )));
+            };
+            self.left_out[i] = true;
+            let target = (self.spec, record.partition);
+            refuse_record(&mut refusals, self.what, target, &record.error, sent)?;
+        }
+        let (what, id) = (self.what, self.id);
+        tracing::info!(
+            sink = what,
+            checkpoint = id,
+            attempt,
+            refused = refused.len(),
+            "kafka transaction aborted for refused records; producing it again without them"
+        );
+        Ok(true)
+    }
 }
 
 /// Whether two records have the same key and value bytes (an empty value may come back from
