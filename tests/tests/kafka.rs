@@ -1043,21 +1043,13 @@ fn records_the_producer_refuses_go_to_the_dead_letter_topic() {
     std::fs::write(
         &path,
         format!(
-            "name: refused
-sources:
-  input: {{type: file, path: in.jsonl, schema: {{id: i64, text: string}}}}
-sinks:
-  out:
-    type: kafka
-    from: input
-    brokers: {b}
-    topic: {output_topic}
-    key: CAST(id AS string)
+            "{}
     properties: {{message.max.bytes: '2000'}}
     on_error: dead_letter
     dead_letter_topic: {dead_topic}
     dead_letter_brokers: {b}
 ",
+            file_to_kafka("refused", &broker.addr, &output_topic),
             b = broker.addr
         ),
     )
@@ -1100,6 +1092,23 @@ sinks:
     assert_eq!(refused, (0..40).filter(|i| i % 5 == 0).collect::<Vec<_>>());
 }
 
+/// A pipeline `name` reading `in.jsonl` (`id`, `text`) into a Kafka sink `out` on `topic`
+/// at `brokers`, keyed by `id`; the caller appends the sink's other keys.
+fn file_to_kafka(name: &str, brokers: &str, topic: &str) -> String {
+    format!(
+        "name: {name}
+sources:
+  input: {{type: file, path: in.jsonl, schema: {{id: i64, text: string}}}}
+sinks:
+  out:
+    type: kafka
+    from: input
+    brokers: {brokers}
+    topic: {topic}
+    key: CAST(id AS string)"
+    )
+}
+
 /// What a run of [`broker_refusals`] left: the rows the dead-letter file holds, and the ids
 /// of the records in the topic with their `wire-txn` tags.
 struct Refused {
@@ -1135,21 +1144,13 @@ fn broker_refusals(name: &str, delivery: &str, checkpoints: bool) -> Refused {
     std::fs::write(
         &path,
         format!(
-            "name: {name}
-sources:
-  input: {{type: file, path: in.jsonl, schema: {{id: i64, text: string}}}}
-sinks:
-  out:
-    type: kafka
-    from: input
-    brokers: {brokers}
-    topic: {output_topic}
-    key: CAST(id AS string)
+            "{}
     delivery: {delivery}
     properties: {{batch.num.messages: '1', max.in.flight.requests.per.connection: '1'}}
     on_error: dead_letter
     dead_letter: {letters}
 ",
+            file_to_kafka(name, &brokers, &output_topic),
             letters = letters_path.display()
         ),
     )
