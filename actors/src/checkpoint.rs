@@ -33,7 +33,7 @@ pub struct Checkpointing {
     initial: u64,
     /// The checkpoint the requested one may build on (0: none).
     base: AtomicU64,
-    completed: AtomicU64,
+    completed: Arc<AtomicU64>,
     retained: AtomicU64,
     acks: crossbeam_channel::Sender<Ack>,
     /// The checkpoint to restore, its operators' state moved to `state`.
@@ -120,7 +120,7 @@ impl Checkpointing {
             requested: AtomicU64::new(last_id),
             initial: last_id,
             base: AtomicU64::new(0),
-            completed: AtomicU64::new(restore.as_ref().map_or(0, |c| c.id)),
+            completed: Arc::new(AtomicU64::new(restore.as_ref().map_or(0, |c| c.id))),
             retained: AtomicU64::new(0),
             acks,
             restore,
@@ -171,6 +171,12 @@ impl Checkpointing {
     /// The newest completed checkpoint (or the restored one).
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::Acquire)
+    }
+
+    /// The cell [`Checkpointing::completed`] reads, for a store that must keep every
+    /// checkpoint from the completed one on (a spread pipeline's part store).
+    pub fn completed_cell(&self) -> Arc<AtomicU64> {
+        self.completed.clone()
     }
 
     /// Records that checkpoints older than `id` are deleted: sources may drop the input

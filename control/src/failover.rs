@@ -27,9 +27,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use wire_core::frontend::plan::Plan;
-use wire_core::frontend::spec::{PipelineSpec, SourceKind};
-
 use crate::raft::{
     ActualState, Assignment, MetaCommand, MetaHandle, MetaState, MetaStatus, PipelineMeta,
 };
@@ -56,7 +53,7 @@ pub fn dead_nodes(status: &MetaStatus, state: &MetaState, led_for: Duration) -> 
 /// Why `pipeline` waits, as `pipeline get` says it: a node it runs on is down (as `status`,
 /// the leader's, saw it) and holds its ingest WALs; empty when it does not wait.
 pub fn waiting(status: &MetaStatus, state: &MetaState, pipeline: &PipelineMeta) -> String {
-    if !crate::supervisor::should_run(pipeline) || !has_ingest_source(pipeline) {
+    if !crate::supervisor::should_run(pipeline) || !crate::spread::has_ingest_source(pipeline) {
         return String::new();
     }
     // Only members silent for long count here, not those a new leader has not heard yet.
@@ -89,7 +86,7 @@ pub fn fate(pipeline: &PipelineMeta, node: u64, shared_store: bool) -> Fate {
         "node {node} stopped answering (no contact for {} s)",
         DEAD_AFTER.as_secs()
     );
-    if has_ingest_source(pipeline) {
+    if crate::spread::has_ingest_source(pipeline) {
         return Fate::Wait;
     }
     if pipeline.options.checkpoint_interval_ms.is_none() {
@@ -103,19 +100,6 @@ pub fn fate(pipeline: &PipelineMeta, node: u64, shared_store: bool) -> Fate {
         ));
     }
     Fate::Move
-}
-
-/// Whether the pipeline reads an `ingest` source (whose input is in its node's WALs).
-fn has_ingest_source(pipeline: &PipelineMeta) -> bool {
-    let Ok(spec) = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml) else {
-        return false;
-    };
-    let Ok(plan) = Plan::from_spec(&spec) else {
-        return false;
-    };
-    plan.sources
-        .iter()
-        .any(|s| matches!(s.kind, SourceKind::Ingest(_)))
 }
 
 /// Moves or fails the pipelines that should run and have a slot on one of the `dead` nodes;

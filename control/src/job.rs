@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// The node running the job (0 for `wire run`): the high bits of the producer ids its
     /// ingest sources issue.
     pub node_id: u64,
+    /// Added to the port of each `ingest` source's `listen` (not to port 0): several nodes on
+    /// one machine serve the same pipeline on ports apart.
+    pub ingest_port_offset: u16,
 }
 
 impl RunArgs {
@@ -167,6 +170,36 @@ pub fn load(path: &Path) -> Result<Plan, String> {
     Ok(checked.plan)
 }
 
+/// Adds `offset` to the port of every `ingest` source's `listen` address that has one (port 0
+/// stays: the kernel picks); a port pushed past 65535 is an error naming the source.
+fn offset_ingest_ports(plan: &mut Plan, offset: u16) -> Result<(), String> {
+    if offset == 0 {
+        return Ok(());
+    }
+    for source in &mut plan.sources {
+        let wire_core::frontend::spec::SourceKind::Ingest(spec) = &mut source.kind else {
+            continue;
+        };
+        // An address that does not parse is left for the bind to refuse, naming the source.
+        let Ok(mut addr) = spec.listen.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        if addr.port() == 0 {
+            continue;
+        }
+        let port = addr.port().checked_add(offset).ok_or_else(|| {
+            format!(
+                "source `{}`: listen port {} + the node's ingest-port-offset {offset} is above 65535",
+                source.name,
+                addr.port()
+            )
+        })?;
+        addr.set_port(port);
+        spec.listen = addr.to_string();
+    }
+    Ok(())
+}
+
 /// Moves the plan's file sinks into `args.sink_subdir` of their paths, if one is given.
 fn localize_sinks(plan: &mut Plan, args: &RunArgs) {
     let Some(subdir) = &args.sink_subdir else {
@@ -237,6 +270,7 @@ impl Job {
         tracing::info!(pipeline = %plan.name, cores, "starting");
         let mut plan = plan;
         localize_sinks(&mut plan, args);
+        offset_ingest_ports(&mut plan, args.ingest_port_offset).map_err(Refused::failed)?;
         // Before the locks create them.
         let new_dirs = NewDirs::of(&plan);
         let sink_locks = match wire_actors::lock_file_sinks(&plan) {
@@ -783,6 +817,10 @@ fn prepare_checkpoints(
     let chain_from = chain.as_ref().map(|c| c.last);
     let restore = restore.map(|r| r.checkpoint);
     let shared = Arc::new(Checkpointing::new(tx, restore, last_id).continuing(chain_from));
+    let store = match args.in_parts() {
+        true => store.keeping_from(shared.completed_cell()),
+        false => store,
+    };
     Ok(Prepared {
         shared,
         acks,

@@ -187,6 +187,8 @@ fn supervised(
         done: Arc::default(),
         ingest_auth: ingest_auth(config, tls.is_some(), meta)?,
         ingest_tls: tls.map(|t| t.ingest.clone()),
+        ingest_port_offset: config.ingest_port_offset,
+        launched: Arc::default(),
     })
 }
 

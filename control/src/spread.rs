@@ -64,14 +64,12 @@ pub fn bind_hub(
 }
 
 /// Whether `pipeline` can be spread over nodes, and its key groups if so; `shared_store`
-/// says whether checkpoints go to a store every node reaches.
+/// says whether checkpoints go to a store every node reaches. An `ingest` source spreads too:
+/// every node serving some of its slots listens for producers, and its connections feed the
+/// node's own slots (partition = slot, WAL `p<slot>` in the node's data directory).
 pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
     let spec = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
-    let ingest = plan
-        .sources
-        .iter()
-        .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
     if pipeline.options.checkpoint_interval_ms.is_some() {
         let staged = plan.sinks.iter().all(|s| {
             matches!(
@@ -83,7 +81,21 @@ pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
             return None;
         }
     }
-    (!ingest).then_some(plan.settings.max_parallelism)
+    Some(plan.settings.max_parallelism)
+}
+
+/// Whether the pipeline reads an `ingest` source: its input is in the WALs of the nodes its
+/// slots run on, so those slots never move to another node (not on a node's death, not by
+/// `scale`).
+pub fn has_ingest_source(pipeline: &PipelineMeta) -> bool {
+    let Ok(spec) = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml) else {
+        return false;
+    };
+    Plan::from_spec(&spec).is_ok_and(|plan| {
+        plan.sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Ingest(_)))
+    })
 }
 
 /// Whether a spread pipeline takes its checkpoints in parts (it checkpoints at all).

@@ -97,6 +97,10 @@ pub struct JobLink {
     pub coordinator: Option<CoordinatorLink>,
     /// Whether it is paused (its sources read no barrier, so it takes no checkpoint).
     pub paused: bool,
+    /// Its ingest sources' listeners (source, bound address), as they start listening.
+    pub ingest: Arc<Mutex<Vec<(String, std::net::SocketAddr)>>>,
+    /// The slots it runs (its partitions), in core order.
+    pub slots: Vec<usize>,
 }
 
 impl LocalJobs {
@@ -176,6 +180,11 @@ pub struct Supervised {
     pub ingest_auth: Option<Arc<dyn wire_actors::IngestAuth>>,
     /// TLS on ingest ports (security on); `None`: plaintext.
     pub ingest_tls: Option<Arc<wire_actors::IngestTls>>,
+    /// Added to the ports of the ingest sources this node serves (`--ingest-port-offset`).
+    pub ingest_port_offset: u16,
+    /// The (pipeline, version) parts this process has launched: a spread part found at a
+    /// version it ran before a restart asks for a restart instead ([`relaunched_alone`]).
+    pub launched: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
 }
 
 /// What the supervisor tells a job's thread.
@@ -467,6 +476,15 @@ fn reconcile(
         if !should_run(pipeline) {
             continue;
         }
+        if relaunched_alone(node, name, pipeline) {
+            // This node ran its part of this version before it restarted; the other nodes'
+            // parts went on (or failed) without it. Every part restores together instead.
+            tracing::info!(pipeline = %name, version = pipeline.version, "this node's part ran before the node restarted: asking for a restart of every part");
+            awaiting.insert(name.clone(), pipeline.version);
+            let (meta, dialer) = (node.meta.clone(), node.dialer.clone());
+            tokio::spawn(restart(meta, dialer, name.clone(), pipeline.version));
+            continue;
+        }
         match launch(node, state, name, pipeline, events.clone()) {
             Ok(local) => {
                 jobs.insert(name.clone(), local);
@@ -655,6 +673,25 @@ async fn restart(meta: MetaHandle, dialer: Dialer, name: String, version: u64) {
     tracing::error!(pipeline = %name, version, "gave up asking for a restart: no leader");
 }
 
+/// Whether this node would launch its part of a spread, checkpointed pipeline at a version it
+/// ran in an earlier process (the version's directory is there, and this process has not
+/// launched it): the other nodes' parts of that version have run on meanwhile, counting their
+/// checkpoints on, and the part would restore alone from an older checkpoint. It asks for a
+/// restart instead: a new version in which every part restores the last complete checkpoint.
+fn relaunched_alone(node: &Supervised, name: &str, pipeline: &PipelineMeta) -> bool {
+    if !crate::spread::checkpoints_in_parts(pipeline) {
+        return false;
+    }
+    let key = (name.to_string(), pipeline.version);
+    let mut launched = node.launched.lock().unwrap_or_else(|p| p.into_inner());
+    if launched.contains(&key) {
+        return false;
+    }
+    launched.insert(key);
+    let dir = node.data_dir.join("pipelines").join(name);
+    dir.join(format!("v{}", pipeline.version)).exists()
+}
+
 /// Writes the pipeline's spec and starts its job thread.
 fn launch(
     node: &Supervised,
@@ -701,6 +738,7 @@ fn launch(
         secondary,
         assignment: pipeline.assignment.clone(),
         aborted: std::cell::Cell::new(false),
+        waits_for_nodes: crate::spread::has_ingest_source(pipeline),
     };
     std::thread::Builder::new()
         .name(format!("wire-job-{name}"))
@@ -840,6 +878,7 @@ fn run_args(node: &Supervised, pipeline: &PipelineMeta, spec: PathBuf, data: Pat
         spread_subdirs: Vec::new(),
         ingest_tls: node.ingest_tls.clone(),
         node_id: node.node,
+        ingest_port_offset: node.ingest_port_offset,
     }
 }
 
@@ -880,6 +919,9 @@ struct JobThread {
     assignment: Vec<Assignment>,
     /// Told to abort: a newer version replaces it, so it asks for no restart.
     aborted: std::cell::Cell<bool>,
+    /// The pipeline's slots stay on their nodes when one dies (it reads an ingest source):
+    /// a failed part holds its restart for as long as another node of the run is silent.
+    waits_for_nodes: bool,
 }
 
 impl JobThread {
@@ -927,9 +969,10 @@ impl JobThread {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return false,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
+            // The slots of a pipeline with an ingest source never move: it waits for the node.
             let silent = self
                 .silent_peer()
-                .filter(|_| failed.elapsed() < RESTART_HOLD);
+                .filter(|_| self.waits_for_nodes || failed.elapsed() < RESTART_HOLD);
             let Some(peer) = silent else {
                 let restart = JobEvent::Restart(self.name.clone(), self.version);
                 return self.events.send(restart).is_ok();
@@ -976,7 +1019,9 @@ impl JobThread {
         *ran = true;
         let shown = self.metrics.register(name, job.metric_sources());
         shown.running(true);
-        self.jobs.insert(name, self.link(&job));
+        let link = self.link(&job);
+        let listening = link.ingest.clone();
+        self.jobs.insert(name, link);
         self.actual(ActualState::Running);
         let mut recorded = 0;
         let mut looked = std::time::Instant::now();
@@ -987,6 +1032,8 @@ impl JobThread {
             for notice in job.deployment().notices().try_iter() {
                 let wire_actors::Notice::Listening { source, addr } = notice;
                 tracing::info!(pipeline = %name, source = %source, %addr, "listening");
+                let mut listening = listening.lock().unwrap_or_else(|p| p.into_inner());
+                listening.push((source, addr));
             }
             if let Some(dir) = checkpoints
                 .as_ref()
@@ -1090,6 +1137,11 @@ impl JobThread {
             // `trigger_spread`); savepoints of it are refused before they reach here.
             coordinator: job.coordinator().map(|c| c.link()),
             paused: false,
+            ingest: Arc::default(),
+            slots: match &self.args.placement {
+                Some(placement) => placement.local.clone(),
+                None => (0..job.deployment().cores()).collect(),
+            },
         }
     }
 

@@ -44,6 +44,9 @@ struct Args {
     #[arg(long)]
     source: Option<String>,
     /// Address to connect to (default: the source's `listen`, with 0.0.0.0 read as 127.0.0.1).
+    /// Several, comma-separated (a cluster's nodes serving the source, as `wirectl pipeline
+    /// get` lists them): connection `i` sticks to address `i mod n`, so that an idempotent
+    /// producer re-sends to the node that knows its sequence numbers.
     #[arg(long)]
     addr: Option<String>,
     /// Rows to send in total (default 1000000 unless --duration is given).
@@ -244,7 +247,7 @@ fn run() -> anyhow::Result<bool> {
         .map_err(|err| anyhow::anyhow!("--duration: {err}"))?;
     let e2e_wait =
         parse_duration(&args.e2e_wait).map_err(|err| anyhow::anyhow!("--e2e-wait: {err}"))?;
-    let (connect_wait, mut options) = connection_options(&args)?;
+    let (connect_wait, options) = connection_options(&args)?;
     let bound = bound_of(args.events, args.rate, duration);
     let (source, schema, listen, event_time) = target(&args)?;
     let shape = ShapeArgs {
@@ -281,8 +284,7 @@ fn run() -> anyhow::Result<bool> {
         write_output(&args, &schema, (stamp, random), bound, path, format)?;
         return Ok(true);
     }
-    let addr = address(&args, &source, &listen)?;
-    options.tls = tls_options(&args, addr)?;
+    let addrs = addresses(&args, &source, &listen)?;
     let clock = Clock::new();
     let e2e = args
         .e2e_from
@@ -293,6 +295,9 @@ fn run() -> anyhow::Result<bool> {
         .map(|p| {
             let (source, schema) = (source.clone(), schema.clone());
             let count = args.connections as u64;
+            let addr = addrs[p % addrs.len()];
+            let mut options = options.clone();
+            options.tls = tls_options(&args, addr)?;
             let plan = Producer {
                 addr,
                 source,
@@ -310,11 +315,11 @@ fn run() -> anyhow::Result<bool> {
                 random,
                 clock,
                 connect_wait,
-                options: options.clone(),
+                options,
             };
-            std::thread::spawn(move || plan.run())
+            Ok(std::thread::spawn(move || plan.run()))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut total = Report::new();
     let mut errors = Vec::new();
     for (p, producer) in producers.into_iter().enumerate() {
@@ -356,7 +361,15 @@ fn run() -> anyhow::Result<bool> {
             latency_us: state.recorder.latency_us.clone(),
         }
     });
-    print_summary(&args, &source, addr, &total, e2e.as_ref(), &errors);
+    let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    print_summary(
+        &args,
+        &source,
+        &addrs.join(","),
+        &total,
+        e2e.as_ref(),
+        &errors,
+    );
     Ok(errors.is_empty())
 }
 
@@ -444,19 +457,26 @@ fn rustls_name(addr: SocketAddr) -> wire_net::tls::ServerName<'static> {
     wire_net::tls::ServerName::IpAddress(addr.ip().into())
 }
 
-/// The address to connect to: `--addr`, or the source's `listen`.
-fn address(args: &Args, source: &str, listen: &str) -> anyhow::Result<SocketAddr> {
+/// The addresses to connect to: `--addr` (one or more, comma-separated), or the source's
+/// `listen`.
+fn addresses(args: &Args, source: &str, listen: &str) -> anyhow::Result<Vec<SocketAddr>> {
     let text = args.addr.as_deref().unwrap_or(listen);
-    let mut addr: SocketAddr = text
-        .parse()
-        .with_context(|| format!("`{text}` is not an IP address and port"))?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut addrs = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let mut addr: SocketAddr = part
+            .parse()
+            .with_context(|| format!("--addr: `{part}` is not an IP address and port"))?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        if addr.port() == 0 {
+            bail!(
+                "source `{source}` listens on port 0: pass the port `wire run` printed with --addr"
+            );
+        }
+        addrs.push(addr);
     }
-    if addr.port() == 0 {
-        bail!("source `{source}` listens on port 0: pass the port `wire run` printed with --addr");
-    }
-    Ok(addr)
+    Ok(addrs)
 }
 
 /// Producer `index`'s share of `total` rows.
@@ -752,7 +772,7 @@ fn latency_text(h: &Histogram<u64>) -> String {
 fn print_summary(
     args: &Args,
     source: &str,
-    addr: SocketAddr,
+    addr: &str,
     total: &Report,
     e2e: Option<&E2eSummary>,
     errors: &[String],
@@ -766,7 +786,7 @@ fn print_summary(
     let mb_per_s = total.bytes_sent as f64 / secs / 1e6;
     if args.json {
         let mut summary = serde_json::json!({
-            "source": source, "addr": addr.to_string(), "connections": args.connections,
+            "source": source, "addr": addr, "connections": args.connections,
             "batch_rows": args.batch_rows,
             "rows_sent": total.rows_sent, "rows_acked": total.rows_acked,
             "bytes_sent": total.bytes_sent, "seconds": secs,

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -214,6 +215,9 @@ pub struct CheckpointStore {
     dir: PathBuf,
     retain: usize,
     remote: Option<Arc<Remote>>,
+    /// Checkpoints from this id on are never retired, however many newer ones there are
+    /// (see [`CheckpointStore::keeping_from`]).
+    floor: Option<Arc<AtomicU64>>,
 }
 
 impl CheckpointStore {
@@ -228,7 +232,18 @@ impl CheckpointStore {
             dir,
             retain: retain.max(1),
             remote: None,
+            floor: None,
         })
+    }
+
+    /// This store never retires a checkpoint whose id is `floor` or more, read at each
+    /// retirement. A node's part store of a spread pipeline keeps the parts from the
+    /// pipeline's last complete checkpoint on: a checkpoint completes only once every node
+    /// wrote its part, and a node that is down stops that for as long as it is down, while
+    /// the others go on writing parts; a restore needs each part of the last complete one.
+    pub fn keeping_from(mut self, floor: Arc<AtomicU64>) -> CheckpointStore {
+        self.floor = Some(floor);
+        self
     }
 
     /// Opens the store at `url`, keeping the newest `retain` checkpoints: a directory as
@@ -376,10 +391,13 @@ impl CheckpointStore {
             .copied()
             .filter(|id| *id <= newest && self.path_of(*id).join(MANIFEST).exists())
             .collect();
-        let keep_from = complete
+        let mut keep_from = complete
             .len()
             .checked_sub(self.retain)
             .map_or(0, |at| complete[at]);
+        if let Some(floor) = &self.floor {
+            keep_from = keep_from.min(floor.load(Ordering::Acquire));
+        }
         let mut shared = BTreeSet::new();
         for id in complete.iter().filter(|id| **id >= keep_from) {
             let (_, manifest) = read_manifest(&self.path_of(*id)).ok()?;

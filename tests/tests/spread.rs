@@ -2,6 +2,8 @@
 //! cross nodes over the exchange, and the output equals `wire run`'s on one node.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wire_tests::certs::{Issued, TestCa};
@@ -1129,4 +1131,233 @@ fn a_spread_pipeline_scaled_down_and_up_moves_its_slots_through_a_checkpoint_exa
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
     assert!(stderr.contains("takes no checkpoints"), "{stderr}");
+}
+
+/// An ingest pipeline spread over three nodes, each serving its own slot's partition: every
+/// row goes to the file sink `all`, and a count per `k` makes rows cross the exchange.
+fn ingest_spec(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("rows.yaml");
+    let out = dir.join("out");
+    let yaml = format!(
+        "name: rows
+sources:
+  rows: {{type: ingest, listen: '127.0.0.1:{port}', durability: always, schema: {{id: i64, k: i64}}}}
+operators:
+  - name: per_k
+    from: rows
+    group_by: [k]
+    aggregate:
+      n: count(*)
+sinks:
+  all: {{type: file, path: {}, format: jsonl, from: rows}}
+  counts: {{type: blackhole, from: per_k}}
+",
+        out.display()
+    );
+    std::fs::write(&path, yaml).expect("spec file");
+    path
+}
+
+/// A port on 127.0.0.1 with the next `count - 1` ports free too (one per node's offset).
+fn free_ports(count: u16) -> u16 {
+    loop {
+        let port = wire_tests::cluster::free_port();
+        let all_free = (1..count).all(|i| {
+            port.checked_add(i)
+                .is_some_and(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if all_free {
+            return port;
+        }
+    }
+}
+
+/// One idempotent producer that reconnects (for up to a minute) to `addr`: `batches`
+/// batches of 50 rows, ids from `first`; counts its acked batches in `acked`.
+fn produce_ids(addr: std::net::SocketAddr, first: i64, batches: i64, acked: &AtomicU64) -> u64 {
+    use wire_core::{BatchBuilder, DataType, Field, PartitionId, Schema, StreamId, ValueRef};
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::I64),
+        Field::new("k", DataType::I64),
+    ]);
+    let options = wire_net::ingest::ClientOptions {
+        reconnect: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let client =
+        wire_net::ingest::IngestClient::connect_with(addr, "spread", "rows", &schema, options);
+    let mut client = client.unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+    for batch in 0..batches {
+        let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+        for id in first + batch * 50..first + batch * 50 + 50 {
+            builder
+                .push(&[ValueRef::I64(id), ValueRef::I64(id % 7)])
+                .expect("row");
+        }
+        client
+            .send(&builder.finish())
+            .expect("send (the client reconnects on its own)");
+        let acks = client.poll_acks().expect("acks").len() as u64;
+        acked.fetch_add(acks, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let acks = client.wait_acks().expect("acks").len() as u64;
+    acked.fetch_add(acks, Ordering::Relaxed);
+    let reconnects = client.reconnects();
+    client.close().expect("close");
+    reconnects
+}
+
+/// Every `id` in the published part files (`*.jsonl`, not those staged or in progress)
+/// under `out` and its subdirectories (one per node), counted.
+fn published_ids(out: &Path) -> std::collections::BTreeMap<i64, usize> {
+    fn read(dir: &Path, ids: &mut std::collections::BTreeMap<i64, usize>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                read(&path, ids);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text.lines() {
+                    let row: serde_json::Value = serde_json::from_str(line).expect("row");
+                    *ids.entry(row["id"].as_i64().expect("id")).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    read(out, &mut ids);
+    ids
+}
+
+#[test]
+fn an_ingest_pipeline_spread_over_three_nodes_keeps_every_acked_row_once_when_a_node_is_killed() {
+    let seed = kill_seed();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let store = format!("file://{}", dir.path().join("store").display());
+    let port = free_ports(3);
+    // Three nodes on one machine: each serves the ingest source on its own port.
+    let mut nodes = wire_tests::cluster::start_cluster_each(dir.path(), 3, |id| {
+        let offset = (id - 1).to_string();
+        let store = store.clone();
+        vec![
+            "--checkpoint-store".into(),
+            store,
+            "--ingest-port-offset".into(),
+            offset,
+        ]
+    });
+    let leader = wait_for_leader(&nodes, ELECTION);
+    wait_until_heard(&nodes, leader);
+    let first = endpoint(&nodes);
+    create(
+        &first,
+        &ingest_spec(dir.path(), port),
+        &["--checkpoint-interval", "300ms"],
+    );
+    wait_state(&first, "rows", "running");
+    let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+    assert_eq!(
+        assignment_nodes(&got),
+        [1, 2, 3],
+        "spread over every node: {got}"
+    );
+    // Any node says where producers connect: each node's port (its offset added), once its
+    // part listens.
+    let endpoints =
+        wire_tests::cluster::wait_for("3 ingest endpoints", Duration::from_secs(60), || {
+            let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+            let mut endpoints: Vec<(u64, String)> = got["ingest"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e["node"].as_u64().unwrap_or(0),
+                        e["address"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            endpoints.sort();
+            match endpoints.len() {
+                3 => Ok(endpoints),
+                _ => Err(got.to_string()),
+            }
+        });
+    let want: Vec<(u64, String)> = (1..=3u16)
+        .map(|id| (u64::from(id), format!("127.0.0.1:{}", port + id - 1)))
+        .collect();
+    assert_eq!(endpoints, want);
+    // One producer per node, each sticking to its node's port.
+    let batches = 300i64;
+    let acked = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = endpoints
+        .iter()
+        .zip(0i64..)
+        .map(|((_, addr), i)| {
+            let addr: std::net::SocketAddr = addr.parse().expect("address");
+            let acked = acked.clone();
+            std::thread::spawn(move || produce_ids(addr, i * 1_000_000, batches, &acked))
+        })
+        .collect();
+    // Mid-stream (a seeded share of the input acked), SIGKILL a node that is not the leader,
+    // and start it again: its producer reconnects to it and re-sends what was not acked.
+    let victim = if leader == 1 + seed % 3 {
+        1 + (seed + 1) % 3
+    } else {
+        1 + seed % 3
+    };
+    let kill_at = (batches as u64 * 3) * (20 + seed % 40) / 100;
+    wire_tests::cluster::wait_for(
+        "acks before the kill",
+        Duration::from_secs(60),
+        || match acked.load(Ordering::Relaxed) {
+            n if n >= kill_at => Ok(()),
+            n => Err(format!("{n} of {kill_at} batches acked")),
+        },
+    );
+    let node = nodes.iter_mut().find(|n| n.id == victim).expect("victim");
+    node.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    node.start();
+    let mut reconnects = 0;
+    for producer in producers {
+        reconnects += producer.join().expect("producer");
+    }
+    assert_eq!(
+        acked.load(Ordering::Relaxed),
+        batches as u64 * 3,
+        "every batch acked"
+    );
+    assert!(reconnects >= 1, "no producer lost its connection");
+    // Every acked row is in the WAL of its node; once a checkpoint completes after the last
+    // ack, the sink has published it.
+    let out = dir.path().join("out");
+    let expected: Vec<i64> = (0..3i64)
+        .flat_map(|i| (0..batches * 50).map(move |n| i * 1_000_000 + n))
+        .collect();
+    wire_tests::cluster::wait_for("every acked row published", Duration::from_secs(60), || {
+        let ids = published_ids(&out);
+        match expected.iter().filter(|id| !ids.contains_key(id)).count() {
+            0 => Ok(()),
+            missing => Err(format!("{missing} rows not published yet")),
+        }
+    });
+    let ids = published_ids(&out);
+    let twice: Vec<(&i64, &usize)> = ids.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        twice.is_empty(),
+        "rows published more than once, e.g. {twice:?}"
+    );
+    assert_eq!(ids.len(), expected.len(), "no row that was not sent");
+    let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
+    assert_eq!(
+        assignment_nodes(&got),
+        [1, 2, 3],
+        "its slots stayed on their nodes: {got}"
+    );
+    // The node that came back asked for a restart of every part, rather than run its own
+    // part of the old version alone.
+    assert!(got["version"].as_u64() > Some(1), "a new version: {got}");
+    eprintln!("node {victim} killed after {kill_at} batches; {reconnects} reconnections; {got}");
 }

@@ -380,6 +380,8 @@ pub(crate) struct IngestPort {
     tls: Option<Arc<IngestTls>>,
     /// Token buckets and per-peer connection counts.
     shared: limits::Shared,
+    /// Whether a core announced the address ([`Notice::Listening`]): the first to listen.
+    announced: std::sync::atomic::AtomicBool,
 }
 
 /// Binds every ingest source's address, exclusively (no `SO_REUSEPORT`): a port another
@@ -450,6 +452,7 @@ impl IngestPort {
             auth: None,
             tls: None,
             shared: limits::Shared::default(),
+            announced: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -545,7 +548,9 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// This core's listener on the source's socket; core 0 announces the address.
+/// This core's listener on the source's socket; the first core of the process to listen
+/// announces the address (on a node running some slots of a spread pipeline, slot 0 may be
+/// elsewhere).
 fn listen(cx: &CoreCx, index: usize, name: &str) -> Result<(TcpListener, Arc<IngestPort>), Error> {
     let port = cx.ports[index].clone().expect("ingest sources have a port");
     let clone = port.listener.try_clone().map_err(|error| Error::Listen {
@@ -553,7 +558,7 @@ fn listen(cx: &CoreCx, index: usize, name: &str) -> Result<(TcpListener, Arc<Ing
         addr: port.addr.to_string(),
         error,
     })?;
-    if cx.core == 0 {
+    if !port.announced.swap(true, Ordering::Relaxed) {
         let _ = cx.notices.send(Notice::Listening {
             source: name.to_string(),
             addr: port.addr,

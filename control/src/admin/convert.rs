@@ -25,6 +25,8 @@ pub fn pipeline(name: &str, meta: &PipelineMeta, with_spec: bool) -> Pipeline {
         operators: Vec::new(),
         // Filled by `GetPipeline` on the leader, which knows which members are down.
         waiting: String::new(),
+        // Filled by `GetPipeline` from the nodes serving its ingest sources.
+        ingest: Vec::new(),
         assignment: meta
             .assignment
             .iter()

@@ -15,7 +15,7 @@ use wire_actors::{Role, RunProbe};
 use super::{convert, forward, AdminServer};
 use crate::checkpoint::OnDemandError;
 use crate::proto::admin::{
-    CreateSavepointResponse, OperatorStatus, PipelineRef, TriggerCheckpointResponse,
+    CreateSavepointResponse, IngestEndpoint, OperatorStatus, PipelineRef, TriggerCheckpointResponse,
 };
 use crate::raft::{ActualState, DesiredState, MetaCommand, MetaState, PipelineMeta};
 use crate::transport::propose_anywhere;
@@ -192,6 +192,85 @@ impl AdminServer {
             }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Where producers reach pipeline `name`'s ingest sources: this node's listeners when the
+    /// request was forwarded here (`hop`), else every node's of its assignment, asked live
+    /// (a node that does not answer within [`COUNTERS_WAIT`] is left out).
+    pub(super) async fn ingest_endpoints(
+        &self,
+        state: &MetaState,
+        name: &str,
+        hop: bool,
+    ) -> Vec<IngestEndpoint> {
+        let Some(pipeline) = state.pipelines.get(name) else {
+            return Vec::new();
+        };
+        let here = state.nodes.get(&self.node_id).map(|n| n.addr.as_str());
+        if hop || !crate::spread::has_ingest_source(pipeline) {
+            return match hop {
+                true => self.local_endpoints(name, here.unwrap_or_default()),
+                false => Vec::new(),
+            };
+        }
+        let mut nodes: Vec<u64> = pipeline.assignment.iter().map(|a| a.node).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut endpoints = Vec::new();
+        for node in nodes {
+            if node == self.node_id {
+                endpoints.extend(self.local_endpoints(name, here.unwrap_or_default()));
+                continue;
+            }
+            let Some(info) = state.nodes.get(&node) else {
+                continue;
+            };
+            let dialer = self.transport.dialer();
+            let asked = async {
+                let peer =
+                    forward::host(self.node_id, &dialer, (node, info.addr.clone()), name).await?;
+                let mut request = peer.request(PipelineRef { name: name.into() });
+                request.set_timeout(COUNTERS_WAIT);
+                peer.client.clone().get_pipeline(request).await
+            };
+            match tokio::time::timeout(COUNTERS_WAIT, asked).await {
+                Ok(Ok(answer)) => endpoints.extend(answer.into_inner().ingest),
+                Ok(Err(status)) => {
+                    tracing::debug!(pipeline = %name, node, error = %status.message(), "no ingest endpoints from the node");
+                }
+                Err(_) => {
+                    tracing::debug!(pipeline = %name, node, "no ingest endpoints from the node in time")
+                }
+            }
+        }
+        endpoints
+    }
+
+    /// This node's listeners of pipeline `name`'s ingest sources; an address bound to every
+    /// interface is given with the host of `advertised` (the node's gRPC address).
+    fn local_endpoints(&self, name: &str, advertised: &str) -> Vec<IngestEndpoint> {
+        let Some(job) = self.jobs.get(name) else {
+            return Vec::new();
+        };
+        let host = advertised
+            .rsplit_once(':')
+            .map(|(host, _)| host.trim_matches(['[', ']']))
+            .and_then(|host| host.parse::<std::net::IpAddr>().ok());
+        let listening = job.ingest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        listening
+            .into_iter()
+            .map(|(source, mut addr)| {
+                if let Some(ip) = host.filter(|_| addr.ip().is_unspecified()) {
+                    addr.set_ip(ip);
+                }
+                IngestEndpoint {
+                    source,
+                    node: self.node_id,
+                    address: addr.to_string(),
+                    partitions: job.slots.iter().map(|s| *s as u32).collect(),
+                }
+            })
+            .collect()
     }
 
     /// Takes a checkpoint of pipeline `name`, which runs here, and records it.

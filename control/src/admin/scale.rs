@@ -32,6 +32,13 @@ impl AdminServer {
                  cannot move to other slots; create it with --checkpoint-interval to scale it"
             )));
         }
+        if crate::spread::has_ingest_source(pipeline) {
+            return Err(Status::failed_precondition(format!(
+                "pipeline `{name}` is spread over nodes and reads an ingest source: the input \
+                 acknowledged to each slot is in the WAL of the node it runs on, so its slots \
+                 cannot move (not replicated yet); create it again with --cores to change its size"
+            )));
+        }
         let status = self
             .meta
             .status()

@@ -52,6 +52,9 @@ pub struct NodeFile {
     pub admin_rate_limit: Option<u32>,
     /// `admin-rate-burst`: calls each may make at once.
     pub admin_rate_burst: Option<u32>,
+    /// `ingest-port-offset`: added to the port of every `ingest` source this node serves
+    /// (for several nodes on one machine; 0 on a cluster of one node per machine).
+    pub ingest_port_offset: Option<u16>,
 }
 
 /// How a node with no data of its own enters a cluster.
@@ -91,6 +94,8 @@ pub struct NodeConfig {
     pub checkpoint_store: Option<StoreUrl>,
     /// Rate limits on AdminService calls.
     pub admin_limits: AdminLimits,
+    /// Added to the port of every `ingest` source this node serves (not to port 0).
+    pub ingest_port_offset: u16,
 }
 
 /// The default `--listen` (and `wirectl`'s default endpoint).
@@ -136,6 +141,7 @@ impl NodeFile {
             checkpoint_store: self.checkpoint_store.or(file.checkpoint_store),
             admin_rate_limit: self.admin_rate_limit.or(file.admin_rate_limit),
             admin_rate_burst: self.admin_rate_burst.or(file.admin_rate_burst),
+            ingest_port_offset: self.ingest_port_offset.or(file.ingest_port_offset),
         }
     }
 
@@ -228,6 +234,7 @@ impl NodeFile {
             metrics_addr: self.metrics_addr,
             checkpoint_store,
             admin_limits,
+            ingest_port_offset: self.ingest_port_offset.unwrap_or(0),
         })
     }
 

@@ -328,6 +328,7 @@ fn run_cmd(cmd: RunCmd) -> ExitCode {
         spread_subdirs: Vec::new(),
         ingest_tls,
         node_id: 0,
+        ingest_port_offset: 0,
         pipeline: cmd.pipeline,
         cores: cmd.cores,
         data_dir: cmd.data_dir,

@@ -64,6 +64,11 @@ pub struct StartArgs {
     /// AdminService calls each connection and token may make at once [default: 200].
     #[arg(long, value_name = "N")]
     admin_rate_burst: Option<u32>,
+    /// Added to the port of every `ingest` source this node serves, so that several nodes
+    /// on one machine can serve the same pipeline (its `listen` port 9000: node 2 with
+    /// offset 10 listens on 9010) [default: 0].
+    #[arg(long, value_name = "N")]
+    ingest_port_offset: Option<u16>,
 }
 
 /// Runs the node until SIGTERM or SIGINT; exit 0 after a clean stop, 1 when the node failed,
@@ -109,6 +114,7 @@ fn settings(args: StartArgs) -> Result<wire_control::node::config::NodeConfig, S
         checkpoint_store: args.checkpoint_store,
         admin_rate_limit: args.admin_rate_limit,
         admin_rate_burst: args.admin_rate_burst,
+        ingest_port_offset: args.ingest_port_offset,
     };
     let merged = match &args.config {
         Some(path) => flags.or(NodeFile::read(path)?),

@@ -102,6 +102,9 @@ impl Printer {
         if !p.assignment.is_empty() {
             println!("placement:        {}", placement_text(&p.assignment));
         }
+        for line in ingest_lines(&p.ingest) {
+            println!("ingest:           {line}");
+        }
         if p.operators.is_empty() {
             return;
         }
@@ -282,6 +285,25 @@ fn placement_text(slots: &[wire_control::proto::admin::Slot]) -> String {
         .map(|(node, slots)| format!("node {node}: slots {}", slots.join(" ")))
         .collect();
     format!("{} slots; {}", slots.len(), parts.join(", "))
+}
+
+/// One line per ingest source: where its producers connect, node by node (`rows: node 1
+/// 10.0.0.1:9000 (partitions 0 3), node 2 …`); the addresses alone come from `-o json`.
+fn ingest_lines(endpoints: &[wire_control::proto::admin::IngestEndpoint]) -> Vec<String> {
+    let mut sources: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for e in endpoints {
+        let partitions: Vec<String> = e.partitions.iter().map(u32::to_string).collect();
+        sources.entry(&e.source).or_default().push(format!(
+            "node {} {} (partitions {})",
+            e.node,
+            e.address,
+            partitions.join(" ")
+        ));
+    }
+    sources
+        .into_iter()
+        .map(|(source, nodes)| format!("{source}: {}", nodes.join(", ")))
+        .collect()
 }
 
 fn options_text(o: &wire_control::proto::admin::PipelineOptions) -> String {
