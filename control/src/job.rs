@@ -786,27 +786,8 @@ fn prepare_checkpoints(
     let completed = restore.as_ref().map_or(0, |r| r.checkpoint.id);
     let (published, deleted) = tracing::info_span!("settle_sinks", checkpoint = completed)
         .in_scope(|| settle_sinks(plan, args, completed))?;
-    if let Some(Restore {
-        checkpoint, path, ..
-    }) = &restore
-    {
-        let bytes: usize = checkpoint
-            .operators
-            .iter()
-            .flat_map(|o| &o.instances)
-            .flat_map(|instance| &instance.sections)
-            .map(|s| s.bytes.len())
-            .sum();
-        let span = tracing::Span::current();
-        span.record("checkpoint", checkpoint.id);
-        span.record("state_bytes", bytes);
-        say(&format!(
-            "restoring checkpoint {} from {} ({} of state, read in {:.1} ms); sink files: {published} published, {deleted} discarded",
-            checkpoint.id,
-            path.display(),
-            human_bytes(bytes as u64),
-            started.elapsed().as_secs_f64() * 1e3,
-        ));
+    if let Some(restore) = &restore {
+        say_restoring(restore, (published, deleted), (started, say));
     }
     let last_id = store
         .newest_id()
@@ -833,6 +814,34 @@ fn prepare_checkpoints(
         in_parts: args.in_parts(),
         restore_span: tracing::Span::none(),
     })
+}
+
+/// Tells the user which checkpoint the run restores, how much state, and what became of the
+/// sinks' files.
+fn say_restoring(
+    Restore {
+        checkpoint, path, ..
+    }: &Restore,
+    (published, deleted): (usize, usize),
+    (started, say): (Instant, Say),
+) {
+    let bytes: usize = checkpoint
+        .operators
+        .iter()
+        .flat_map(|o| &o.instances)
+        .flat_map(|instance| &instance.sections)
+        .map(|s| s.bytes.len())
+        .sum();
+    let span = tracing::Span::current();
+    span.record("checkpoint", checkpoint.id);
+    span.record("state_bytes", bytes);
+    say(&format!(
+        "restoring checkpoint {} from {} ({} of state, read in {:.1} ms); sink files: {published} published, {deleted} discarded",
+        checkpoint.id,
+        path.display(),
+        human_bytes(bytes as u64),
+        started.elapsed().as_secs_f64() * 1e3,
+    ));
 }
 
 /// Settles the file sinks of `plan` to checkpoint `completed` before the run starts (a
@@ -959,5 +968,40 @@ fn human_bytes(bytes: u64) -> String {
         format!("{:.1} KiB", b / 1024.0)
     } else {
         format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire_core::frontend::spec::{PipelineSpec, SourceKind};
+
+    fn ingest_plan(listen: &str) -> Plan {
+        let yaml = format!(
+            "name: p\nsources:\n  rows: {{type: ingest, listen: '{listen}', schema: {{id: i64}}}}\nsinks:\n  out: {{type: blackhole, from: rows}}\n"
+        );
+        let spec = PipelineSpec::parse_stored("p.yaml", &yaml).expect("spec");
+        Plan::from_spec(&spec).expect("plan")
+    }
+
+    fn listen(plan: &Plan) -> &str {
+        match &plan.sources[0].kind {
+            SourceKind::Ingest(spec) => &spec.listen,
+            _ => unreachable!("an ingest source"),
+        }
+    }
+
+    #[test]
+    fn a_node_offsets_its_ingest_ports_but_not_port_0() {
+        let mut plan = ingest_plan("0.0.0.0:9000");
+        offset_ingest_ports(&mut plan, 2).expect("offset");
+        assert_eq!(listen(&plan), "0.0.0.0:9002");
+        let mut plan = ingest_plan("127.0.0.1:0");
+        offset_ingest_ports(&mut plan, 2).expect("offset");
+        assert_eq!(listen(&plan), "127.0.0.1:0");
+        let mut plan = ingest_plan("127.0.0.1:65535");
+        let err = offset_ingest_ports(&mut plan, 1).unwrap_err();
+        assert!(err.contains("source `rows`"), "{err}");
+        assert!(err.contains("ingest-port-offset 1 is above 65535"), "{err}");
     }
 }

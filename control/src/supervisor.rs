@@ -1169,7 +1169,11 @@ impl JobThread {
             }
             JobCommand::Complete(id) => {
                 if let Some(coordinator) = job.coordinator() {
-                    coordinator.checkpointing().complete(id);
+                    let checkpointing = coordinator.checkpointing();
+                    checkpointing.complete(id);
+                    // A restart restores the newest complete checkpoint, never an older one:
+                    // sources (ingest WALs) may drop the input before its positions.
+                    checkpointing.retain_from(id);
                 }
             }
             JobCommand::Publish => {}

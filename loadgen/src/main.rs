@@ -291,7 +291,7 @@ fn run() -> anyhow::Result<bool> {
         .as_ref()
         .zip(args.timestamp_field.as_ref())
         .map(|(path, field)| spawn_e2e_reader(path.clone(), field, clock));
-    let producers: Vec<_> = (0..args.connections)
+    let producers: Vec<ProducerThread> = (0..args.connections)
         .map(|p| {
             let (source, schema) = (source.clone(), schema.clone());
             let count = args.connections as u64;
@@ -320,28 +320,7 @@ fn run() -> anyhow::Result<bool> {
             Ok(std::thread::spawn(move || plan.run()))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut total = Report::new();
-    let mut errors = Vec::new();
-    for (p, producer) in producers.into_iter().enumerate() {
-        let mut report = Report::new();
-        match producer.join() {
-            Ok(Ok(done)) => report = done,
-            Ok(Err(failed)) => {
-                let (partial, err) = *failed;
-                report = partial;
-                errors.push(format!("connection {p}: {err:#}"));
-            }
-            Err(_) => errors.push(format!("connection {p}: the producer thread panicked")),
-        }
-        total.rows_sent += report.rows_sent;
-        total.rows_acked += report.rows_acked;
-        total.bytes_sent += report.bytes_sent;
-        total.latency_us.add(&report.latency_us)?;
-        total.send_lag_us.add(&report.send_lag_us)?;
-        total.credit_waits += report.credit_waits;
-        total.started = earliest(total.started, report.started);
-        total.ended = latest(total.ended, report.ended);
-    }
+    let (total, mut errors) = gather(producers)?;
     let e2e = e2e.map(|shared| {
         let expected = args.e2e_rows.unwrap_or(total.rows_acked);
         wait_for_sink(&shared, expected, e2e_wait);
@@ -372,6 +351,36 @@ fn run() -> anyhow::Result<bool> {
     );
     Ok(errors.is_empty())
 }
+
+/// Waits for every producer thread; their reports summed, and what went wrong per connection.
+fn gather(producers: Vec<ProducerThread>) -> anyhow::Result<(Report, Vec<String>)> {
+    let mut total = Report::new();
+    let mut errors = Vec::new();
+    for (p, producer) in producers.into_iter().enumerate() {
+        let mut report = Report::new();
+        match producer.join() {
+            Ok(Ok(done)) => report = done,
+            Ok(Err(failed)) => {
+                let (partial, err) = *failed;
+                report = partial;
+                errors.push(format!("connection {p}: {err:#}"));
+            }
+            Err(_) => errors.push(format!("connection {p}: the producer thread panicked")),
+        }
+        total.rows_sent += report.rows_sent;
+        total.rows_acked += report.rows_acked;
+        total.bytes_sent += report.bytes_sent;
+        total.latency_us.add(&report.latency_us)?;
+        total.send_lag_us.add(&report.send_lag_us)?;
+        total.credit_waits += report.credit_waits;
+        total.started = earliest(total.started, report.started);
+        total.ended = latest(total.ended, report.ended);
+    }
+    Ok((total, errors))
+}
+
+/// A producer's thread: its report, or what it measured before its error.
+type ProducerThread = std::thread::JoinHandle<Result<Report, Box<(Report, anyhow::Error)>>>;
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -887,6 +896,22 @@ mod tests {
             let sum: u64 = (0..count).map(|p| share(total, p, count)).sum();
             assert_eq!(sum, total);
         }
+    }
+
+    #[test]
+    fn addr_takes_several_nodes_and_names_a_bad_one() {
+        let parse = |addr: &str| {
+            let args = Args::try_parse_from(["wire-loadgen", "p.yaml", "--addr", addr]).unwrap();
+            addresses(&args, "rows", "0.0.0.0:7070")
+        };
+        let addrs: Vec<String> = parse("127.0.0.1:7070, 0.0.0.0:7071")
+            .unwrap()
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:7070", "127.0.0.1:7071"]);
+        let err = parse("127.0.0.1:7070,node2:7071").unwrap_err().to_string();
+        assert_eq!(err, "--addr: `node2:7071` is not an IP address and port");
     }
 
     #[test]

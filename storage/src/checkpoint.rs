@@ -1151,6 +1151,30 @@ mod tests {
     }
 
     #[test]
+    fn a_store_keeping_from_a_checkpoint_retires_none_from_it_on() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let floor = Arc::new(AtomicU64::new(2));
+        let store = CheckpointStore::open(tmp.path().join("c"), 2)
+            .expect("open")
+            .keeping_from(floor.clone());
+        for id in 1..=6 {
+            store.write(&sample(id)).expect("write");
+        }
+        // Two kept, but none from 2 on (the part of the last complete checkpoint).
+        assert_eq!(store.ids().expect("ids"), [2, 3, 4, 5, 6]);
+        floor.store(5, Ordering::Release);
+        store.write(&sample(7)).expect("write");
+        assert_eq!(store.ids().expect("ids"), [5, 6, 7]);
+        floor.store(0, Ordering::Release);
+        store.write(&sample(8)).expect("write");
+        assert_eq!(
+            store.ids().expect("ids"),
+            [5, 6, 7, 8],
+            "0: nothing is retired"
+        );
+    }
+
+    #[test]
     fn a_damaged_or_unfinished_newest_checkpoint_falls_back_to_the_previous() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let store = CheckpointStore::open(tmp.path(), 3).expect("open");

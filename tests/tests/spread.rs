@@ -491,8 +491,14 @@ fn an_ingest_pipeline_waits_for_its_dead_node_and_says_so() {
     let leader = wait_for_leader(&nodes, ELECTION);
     let first = endpoint(&nodes);
     // Placed on the lowest id: node 1, or node 2 when node 1 leads (so the leader survives).
+    // One core (one slot) keeps each whole on one node (with more, an ingest pipeline is
+    // spread too, every node serving its slots).
     if leader == 1 {
-        create(&first, &filler_spec(dir.path(), "filler1"), &[]);
+        create(
+            &first,
+            &filler_spec(dir.path(), "filler1"),
+            &["--cores", "1"],
+        );
         wait_state(&first, "filler1", "finished");
     }
     let port = wire_tests::cluster::free_port();
@@ -501,7 +507,11 @@ fn an_ingest_pipeline_waits_for_its_dead_node_and_says_so() {
         "name: rows\nsources:\n  rows: {{type: ingest, listen: '127.0.0.1:{port}', schema: {{id: i64}}}}\nsinks:\n  out: {{type: blackhole, from: rows}}\n"
     );
     std::fs::write(&spec, yaml).expect("spec file");
-    create(&first, &spec, &["--checkpoint-interval", "300ms"]);
+    create(
+        &first,
+        &spec,
+        &["--checkpoint-interval", "300ms", "--cores", "1"],
+    );
     wait_state(&first, "rows", "running");
     let got = wirectl_json(&first, &["pipeline", "get", "rows"]);
     let host = got["assignment"][0]["node"].as_u64().expect("placed");

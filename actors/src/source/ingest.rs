@@ -433,7 +433,7 @@ impl IngestPort {
         // but never SO_REUSEPORT, so the kernel refuses a second listener on the port.
         let listener = std::net::TcpListener::bind(addr).map_err(|error| {
             let error = if error.kind() == std::io::ErrorKind::AddrInUse {
-                std::io::Error::new(error.kind(), "address in use (is another wire running?)")
+                std::io::Error::new(error.kind(), "address in use (is another wire running? cluster nodes on one machine need each their own `wire start --ingest-port-offset`)")
             } else {
                 error
             };
