@@ -1329,6 +1329,14 @@ fn an_ingest_pipeline_spread_over_three_nodes_keeps_every_acked_row_once_when_a_
     let node = nodes.iter_mut().find(|n| n.id == victim).expect("victim");
     node.kill();
     std::thread::sleep(Duration::from_millis(1500));
+    // A SIGKILLed node's listening sockets go with its io_uring, a moment after the process:
+    // its part must find its ingest port free again when it starts.
+    let victim_port = port + victim as u16 - 1;
+    wire_tests::cluster::wait_for("the ingest port free", Duration::from_secs(30), || {
+        std::net::TcpListener::bind(("127.0.0.1", victim_port))
+            .map(drop)
+            .map_err(|err| err.to_string())
+    });
     node.start();
     let mut reconnects = 0;
     for producer in producers {
