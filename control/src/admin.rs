@@ -391,8 +391,7 @@ impl AdminService for AdminServer {
         };
         let pipeline = find(&state, &message.name)?;
         let mut answer = convert::pipeline(&message.name, pipeline, true);
-        answer.operators = self.operators(&state, &message.name, hop).await;
-        answer.ingest = self.ingest_endpoints(&state, &message.name, hop).await;
+        (answer.operators, answer.ingest) = self.live(&state, &message.name, hop).await;
         if let Ok(status) = self.meta.status().await {
             answer.waiting = crate::failover::waiting(&status, &state, pipeline);
         }

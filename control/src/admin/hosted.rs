@@ -156,108 +156,100 @@ impl AdminServer {
         Ok(Hosting::Node(Box::new(peer)))
     }
 
-    /// The live counters of pipeline `name` from the node hosting it; none when it does not
-    /// run (created, finished, failed) or its host cannot answer in time.
-    pub(super) async fn operators(
+    /// What pipeline `name` shows live: its per-operator counters, summed over every node it
+    /// runs on, and where producers reach its ingest sources. When the request was forwarded
+    /// here (`hop`), only what runs on this node. Nothing when it does not run (created,
+    /// finished, failed); a node that cannot answer within [`COUNTERS_WAIT`] is left out.
+    pub(super) async fn live(
         &self,
         state: &MetaState,
         name: &str,
         hop: bool,
-    ) -> Vec<OperatorStatus> {
-        let running = state.pipelines.get(name).is_some_and(|p| {
+    ) -> (Vec<OperatorStatus>, Vec<IngestEndpoint>) {
+        let Some(pipeline) = state.pipelines.get(name).filter(|p| {
             matches!(
                 p.actual,
                 ActualState::Running | ActualState::Paused | ActualState::Stopping
             )
-        });
-        if !running {
-            return Vec::new();
-        }
-        match self.host(state, name, hop).await {
-            Ok(Hosting::Here) => self
-                .jobs
-                .get(name)
-                .map(|job| operator_rows(&job.probe, job.cores))
-                .unwrap_or_default(),
-            Ok(Hosting::Node(mut host)) => {
-                let mut request = host.request(PipelineRef { name: name.into() });
-                request.set_timeout(COUNTERS_WAIT);
-                match host.client.get_pipeline(request).await {
-                    Ok(answer) => answer.into_inner().operators,
-                    Err(status) => {
-                        tracing::debug!(pipeline = %name, error = %status.message(), "no counters from the host");
-                        Vec::new()
-                    }
-                }
-            }
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// Where producers reach pipeline `name`'s ingest sources: this node's listeners when the
-    /// request was forwarded here (`hop`), else every node's of its assignment, asked live
-    /// (a node that does not answer within [`COUNTERS_WAIT`] is left out).
-    pub(super) async fn ingest_endpoints(
-        &self,
-        state: &MetaState,
-        name: &str,
-        hop: bool,
-    ) -> Vec<IngestEndpoint> {
-        let Some(pipeline) = state.pipelines.get(name) else {
-            return Vec::new();
+        }) else {
+            return (Vec::new(), Vec::new());
         };
         let here = state.nodes.get(&self.node_id).map(|n| n.addr.as_str());
-        if hop || !crate::spread::has_ingest_source(pipeline) {
-            return match hop {
-                true => self.local_endpoints(name, here.unwrap_or_default()),
-                false => Vec::new(),
-            };
+        if hop {
+            return self.live_here(name, here.unwrap_or_default());
         }
         let mut nodes: Vec<u64> = pipeline.assignment.iter().map(|a| a.node).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let mut endpoints = Vec::new();
+        let mut parts = Vec::new();
         for node in nodes {
-            if node == self.node_id {
-                endpoints.extend(self.local_endpoints(name, here.unwrap_or_default()));
-                continue;
-            }
-            let Some(info) = state.nodes.get(&node) else {
-                continue;
+            let slots = pipeline
+                .assignment
+                .iter()
+                .filter(|a| a.node == node)
+                .count();
+            let part = match node == self.node_id {
+                true => Some(self.live_here(name, here.unwrap_or_default())),
+                false => self.live_of(state, name, node).await,
             };
-            let dialer = self.transport.dialer();
-            let asked = async {
-                let peer =
-                    forward::host(self.node_id, &dialer, (node, info.addr.clone()), name).await?;
-                let mut request = peer.request(PipelineRef { name: name.into() });
-                request.set_timeout(COUNTERS_WAIT);
-                peer.client.clone().get_pipeline(request).await
-            };
-            match tokio::time::timeout(COUNTERS_WAIT, asked).await {
-                Ok(Ok(answer)) => endpoints.extend(answer.into_inner().ingest),
-                Ok(Err(status)) => {
-                    tracing::debug!(pipeline = %name, node, error = %status.message(), "no ingest endpoints from the node");
-                }
-                Err(_) => {
-                    tracing::debug!(pipeline = %name, node, "no ingest endpoints from the node in time")
-                }
-            }
+            parts.extend(part.map(|part| (slots, part)));
         }
-        endpoints
+        let operators = merge_counters(parts.iter().map(|(slots, (ops, _))| (*slots, ops)));
+        let ingest = parts
+            .into_iter()
+            .flat_map(|(_, (_, ingest))| ingest)
+            .collect();
+        (operators, ingest)
     }
 
-    /// This node's listeners of pipeline `name`'s ingest sources; an address bound to every
-    /// interface is given with the host of `advertised` (the node's gRPC address).
-    fn local_endpoints(&self, name: &str, advertised: &str) -> Vec<IngestEndpoint> {
+    /// What node `node` runs of pipeline `name`, asked with a hop (so it answers for itself).
+    async fn live_of(
+        &self,
+        state: &MetaState,
+        name: &str,
+        node: u64,
+    ) -> Option<(Vec<OperatorStatus>, Vec<IngestEndpoint>)> {
+        let info = state.nodes.get(&node)?;
+        let dialer = self.transport.dialer();
+        let asked = async {
+            let peer =
+                forward::host(self.node_id, &dialer, (node, info.addr.clone()), name).await?;
+            let mut request = peer.request(PipelineRef { name: name.into() });
+            request.set_timeout(COUNTERS_WAIT);
+            peer.client.clone().get_pipeline(request).await
+        };
+        match tokio::time::timeout(COUNTERS_WAIT, asked).await {
+            Ok(Ok(answer)) => {
+                let answer = answer.into_inner();
+                Some((answer.operators, answer.ingest))
+            }
+            Ok(Err(status)) => {
+                tracing::debug!(pipeline = %name, node, error = %status.message(), "nothing live from the node");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(pipeline = %name, node, "nothing live from the node in time");
+                None
+            }
+        }
+    }
+
+    /// This node's part of pipeline `name`: its counters and its ingest listeners (an address
+    /// bound to every interface given with the host of `advertised`, the node's gRPC address).
+    fn live_here(
+        &self,
+        name: &str,
+        advertised: &str,
+    ) -> (Vec<OperatorStatus>, Vec<IngestEndpoint>) {
         let Some(job) = self.jobs.get(name) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let host = advertised
             .rsplit_once(':')
             .map(|(host, _)| host.trim_matches(['[', ']']))
             .and_then(|host| host.parse::<std::net::IpAddr>().ok());
         let listening = job.ingest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        listening
+        let ingest = listening
             .into_iter()
             .map(|(source, mut addr)| {
                 if let Some(ip) = host.filter(|_| addr.ip().is_unspecified()) {
@@ -270,7 +262,8 @@ impl AdminServer {
                     partitions: job.slots.iter().map(|s| *s as u32).collect(),
                 }
             })
-            .collect()
+            .collect();
+        (operator_rows(&job.probe, job.cores), ingest)
     }
 
     /// Takes a checkpoint of pipeline `name`, which runs here, and records it.
@@ -498,6 +491,44 @@ pub fn operator_rows(probe: &RunProbe, cores: usize) -> Vec<OperatorStatus> {
         .collect()
 }
 
+/// The counters of the nodes a pipeline runs on, each with its slot count, as one: rows
+/// summed, backpressure averaged over the slots, the lowest watermark. Nodes run the same plan,
+/// so their rows line up; a node whose rows do not (an older version) is left out.
+fn merge_counters<'a>(
+    parts: impl Iterator<Item = (usize, &'a Vec<OperatorStatus>)>,
+) -> Vec<OperatorStatus> {
+    let mut merged: Vec<OperatorStatus> = Vec::new();
+    let mut slots = 0usize;
+    for (part_slots, part) in parts.filter(|(_, ops)| !ops.is_empty()) {
+        if merged.is_empty() {
+            merged = part.clone();
+            merged
+                .iter_mut()
+                .for_each(|op| op.backpressure *= part_slots as f64);
+            slots = part_slots;
+            continue;
+        }
+        let same =
+            merged.len() == part.len() && merged.iter().zip(part).all(|(a, b)| a.name == b.name);
+        if !same {
+            continue;
+        }
+        slots += part_slots;
+        for (into, op) in merged.iter_mut().zip(part) {
+            into.rows_in += op.rows_in;
+            into.rows_out += op.rows_out;
+            into.backpressure += op.backpressure * part_slots as f64;
+            into.watermark_ms = match (into.watermark_ms, op.watermark_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let slots = slots.max(1) as f64;
+    merged.iter_mut().for_each(|op| op.backpressure /= slots);
+    merged
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Source => "source",
@@ -512,7 +543,34 @@ mod tests {
 
     use wire_actors::{Counters, Role, RunProbe};
 
-    use super::operator_rows;
+    use super::{merge_counters, operator_rows};
+    use crate::proto::admin::OperatorStatus;
+
+    fn op(name: &str, rows: u64, backpressure: f64, watermark_ms: Option<i64>) -> OperatorStatus {
+        OperatorStatus {
+            name: name.to_string(),
+            rows_in: rows,
+            rows_out: rows,
+            backpressure,
+            watermark_ms,
+            role: "operator".to_string(),
+        }
+    }
+
+    #[test]
+    fn nodes_counters_sum_weighted_by_their_slots() {
+        let one = vec![op("a", 10, 0.5, Some(300)), op("b", 1, 0.0, None)];
+        let two = vec![op("a", 30, 0.2, Some(100)), op("b", 2, 0.0, Some(5))];
+        let other_plan = vec![op("x", 1000, 1.0, None)];
+        let none = Vec::new();
+        let parts = [(1, &one), (3, &two), (1, &other_plan), (2, &none)];
+        let merged = merge_counters(parts.into_iter());
+        assert_eq!(merged.len(), 2);
+        assert_eq!((merged[0].rows_in, merged[0].rows_out), (40, 40));
+        assert!((merged[0].backpressure - (0.5 + 3.0 * 0.2) / 4.0).abs() < 1e-9);
+        assert_eq!(merged[0].watermark_ms, Some(100));
+        assert_eq!((merged[1].rows_in, merged[1].watermark_ms), (3, Some(5)));
+    }
 
     #[test]
     fn rows_sum_cores_and_the_watermark_is_the_lowest_sent() {
