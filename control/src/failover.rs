@@ -228,6 +228,16 @@ mod tests {
     }
 
     #[test]
+    fn an_ingest_pipeline_spreads_only_when_it_checkpoints_into_a_shared_store() {
+        use crate::spread::spreadable;
+        assert_eq!(spreadable(&pipeline(INGEST, false, &[]), true), None);
+        assert_eq!(spreadable(&pipeline(INGEST, true, &[]), false), None);
+        assert_eq!(spreadable(&pipeline(INGEST, true, &[]), true), Some(128));
+        let bids = "name: p\nsources:\n  e: {type: nexmark, stream: bid, events: 10}\nsinks:\n  out: {type: blackhole, from: e}\n";
+        assert_eq!(spreadable(&pipeline(bids, false, &[]), false), Some(128));
+    }
+
+    #[test]
     fn a_member_is_dead_after_a_silence_and_a_new_leader_waits_before_saying_so() {
         let member = |id, last_contact_ms| MemberStatus {
             id,

@@ -64,12 +64,22 @@ pub fn bind_hub(
 }
 
 /// Whether `pipeline` can be spread over nodes, and its key groups if so; `shared_store`
-/// says whether checkpoints go to a store every node reaches. An `ingest` source spreads too:
-/// every node serving some of its slots listens for producers, and its connections feed the
-/// node's own slots (partition = slot, WAL `p<slot>` in the node's data directory).
+/// says whether checkpoints go to a store every node reaches. An `ingest` source spreads when
+/// the pipeline checkpoints (into the shared store): every node serving some of its slots
+/// listens for producers, and its connections feed the node's own slots (partition = slot,
+/// WAL `p<slot>` in the node's data directory). Without checkpoints it stays whole: a spread
+/// pipeline that does not checkpoint fails with any of its nodes, where a whole ingest
+/// pipeline waits for its node and resumes from its WALs.
 pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
     let spec = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
+    let ingest = plan
+        .sources
+        .iter()
+        .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
+    if ingest && pipeline.options.checkpoint_interval_ms.is_none() {
+        return None;
+    }
     if pipeline.options.checkpoint_interval_ms.is_some() {
         let staged = plan.sinks.iter().all(|s| {
             matches!(
