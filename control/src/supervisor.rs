@@ -226,6 +226,8 @@ struct Local {
     secondary: bool,
     /// Runs a part of a spread pipeline that checkpoints in parts.
     in_parts: bool,
+    /// Runs some slots of a pipeline spread over nodes (primary or not).
+    spread: bool,
     /// The newest complete checkpoint the job was told of.
     completed: u64,
     /// The job was told that the pipeline finished.
@@ -272,10 +274,17 @@ pub async fn run(node: Supervised, mut shutdown: tokio::sync::oneshot::Receiver<
 /// How long a stopping node waits for its jobs to drain and take their final checkpoints.
 const DRAIN_WAIT: Duration = Duration::from_secs(60);
 
-/// Stops every job and waits (bounded) until each has ended.
+/// Stops every job and waits (bounded) until each has ended. A part of a spread pipeline is
+/// aborted, not drained: its inputs from the other nodes, which go on running, would never end.
+/// The others' parts then fail as when the node dies, and the node, back, asks for a restart of
+/// every part (`relaunched_alone`).
 async fn drain(mut jobs: HashMap<String, Local>, mut events: mpsc::UnboundedReceiver<JobEvent>) {
     for local in jobs.values() {
-        let _ = local.commands.send(JobCommand::Stop);
+        let command = match local.spread {
+            true => JobCommand::Abort("the node is stopping".to_string()),
+            false => JobCommand::Stop,
+        };
+        let _ = local.commands.send(command);
     }
     let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
     while !jobs.is_empty() {
@@ -751,6 +760,7 @@ fn launch(
         stopping: false,
         secondary,
         in_parts,
+        spread: crate::spread::is_spread(pipeline),
         completed: 0,
         published: false,
     })

@@ -1378,4 +1378,11 @@ fn an_ingest_pipeline_spread_over_three_nodes_keeps_every_acked_row_once_when_a_
     // part of the old version alone.
     assert!(got["version"].as_u64() > Some(1), "a new version: {got}");
     eprintln!("node {victim} killed after {kill_at} batches; {reconnects} reconnections; {got}");
+    // SIGTERM under the running pipeline: the node aborts its part (the others' inputs would
+    // never end) and exits 0 within the harness's 20 s.
+    nodes
+        .iter_mut()
+        .find(|n| n.id == victim)
+        .expect("victim")
+        .stop();
 }
