@@ -73,11 +73,7 @@ pub fn bind_hub(
 pub fn spreadable(pipeline: &PipelineMeta, shared_store: bool) -> Option<u32> {
     let spec = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml).ok()?;
     let plan = Plan::from_spec(&spec).ok()?;
-    let ingest = plan
-        .sources
-        .iter()
-        .any(|s| matches!(s.kind, SourceKind::Ingest(_)));
-    if ingest && pipeline.options.checkpoint_interval_ms.is_none() {
+    if reads_ingest(&plan) && pipeline.options.checkpoint_interval_ms.is_none() {
         return None;
     }
     if pipeline.options.checkpoint_interval_ms.is_some() {
@@ -101,11 +97,13 @@ pub fn has_ingest_source(pipeline: &PipelineMeta) -> bool {
     let Ok(spec) = PipelineSpec::parse_stored("pipeline", &pipeline.spec_yaml) else {
         return false;
     };
-    Plan::from_spec(&spec).is_ok_and(|plan| {
-        plan.sources
-            .iter()
-            .any(|s| matches!(s.kind, SourceKind::Ingest(_)))
-    })
+    Plan::from_spec(&spec).is_ok_and(|plan| reads_ingest(&plan))
+}
+
+fn reads_ingest(plan: &Plan) -> bool {
+    plan.sources
+        .iter()
+        .any(|s| matches!(s.kind, SourceKind::Ingest(_)))
 }
 
 /// Whether a spread pipeline takes its checkpoints in parts (it checkpoints at all).
