@@ -45,7 +45,8 @@ pub use error::Error;
 pub use pipeline::{io_memory_for, Deploy, Failure, Notice, WAL_IO_MEMORY_BYTES};
 pub use pipeline::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
 pub use pool::{
-    CorePool, Deployment, Event, EventKind, PipelineId, PoolHandle, PoolOptions, RunReport,
+    core_executor, CorePool, Deployment, Event, EventKind, PipelineId, PoolHandle, PoolOptions,
+    RunReport,
 };
 pub use probe::{Counters, NodeProbe, Role, RunProbe, NO_WATERMARK};
 pub use sink::{

@@ -5,7 +5,8 @@
 //! 2. Exchange stream: a glommio core sends prebuilt batches (about 64 KiB of Nexmark bids each)
 //!    through `NetSender` to another core's `exchange::receive`, which verifies every batch
 //!    and hands it to a mailbox drained by a task that drops it: the path rows take between
-//!    two nodes (framing, credits, checks), minus the operators.
+//!    two nodes (framing, credits, checks), minus the operators. Both executors are set up
+//!    as a pool's cores are (`wire_actors::core_executor`: they spin briefly before parking).
 //!    Both also report the CPU time of their two threads per GiB carried, which other work on a
 //!    shared machine disturbs far less than their wall-clock rates.
 //! 3. q5 spread: Nexmark q5 on one pool of 2 cores against the same query spread over two
@@ -232,7 +233,7 @@ fn receiving_core(
     failure: Arc<Failure>,
 ) -> std::thread::JoinHandle<std::io::Result<(usize, f64)>> {
     std::thread::spawn(move || {
-        wire_storage::io::local_executor()?.run(async move {
+        core_executor()?.run(async move {
             let cpu = wire_bench::thread_cpu_s();
             let (tx, rx) = local_channel::new_bounded(wire_actors::MAILBOX_BATCHES);
             let drain = glommio::spawn_local(async move {
@@ -263,7 +264,7 @@ fn sending_core(
     batches: Vec<Batch>,
 ) -> std::thread::JoinHandle<std::io::Result<(Option<String>, f64)>> {
     std::thread::spawn(move || {
-        wire_storage::io::local_executor()?.run(async move {
+        core_executor()?.run(async move {
             let cpu = wire_bench::thread_cpu_s();
             let sender = NetSender::connect(peer, key, failure.clone(), tls).await;
             let from = SenderId::new(0, 0);
@@ -281,6 +282,18 @@ fn sending_core(
             Ok((failure.message(), wire_bench::thread_cpu_s() - cpu))
         })
     })
+}
+
+/// An executor set up as a pool's core is (one of two), so the stream runs as it does
+/// between two nodes' cores.
+fn core_executor() -> std::io::Result<glommio::LocalExecutor> {
+    let builder = wire_actors::core_executor(
+        glommio::Placement::Unbound,
+        2,
+        wire_storage::io::IO_MEMORY_BYTES_MIN,
+    )
+    .map_err(std::io::Error::other)?;
+    builder.make().map_err(std::io::Error::from)
 }
 
 /// Nexmark q5 without a sink's IO (blackhole).

@@ -3,6 +3,7 @@
 
 use criterion::{criterion_main, BatchSize, Criterion, Throughput};
 use mimalloc::MiMalloc;
+use wire_core::record::row::{check_archived_row, rkyv_accepts_row};
 use wire_core::{BatchBuilder, BatchView, PartitionId, StreamId, ValueRef};
 
 // The same allocator as Wire's binaries, so allocation costs match production.
@@ -46,6 +47,22 @@ fn batch_benches(c: &mut Criterion) {
             |bytes| BatchView::verify(bytes).map(|v| v.row_count()),
             BatchSize::SmallInput,
         )
+    });
+    // The baseline the row check replaced: rkyv's own validator on every row (no checksum).
+    let view = batch.view();
+    group.bench_function("rkyv_validate_1000_bid_rows", |b| {
+        b.iter(|| {
+            (0..view.row_count())
+                .filter(|&row| rkyv_accepts_row(view.row_bytes(row)))
+                .count()
+        })
+    });
+    group.bench_function("check_1000_bid_rows", |b| {
+        b.iter(|| {
+            (0..view.row_count())
+                .filter(|&row| check_archived_row(view.row_bytes(row)).is_ok())
+                .count()
+        })
     });
     group.bench_function("read_price_in_place_1000_rows", |b| {
         b.iter(|| {

@@ -119,6 +119,22 @@ impl Drop for Alive {
     }
 }
 
+/// An executor configured as each of a pool's `cores` cores is (io memory capped at
+/// `io_memory`, spinning before it parks, preempting long tasks): for benches that drive a
+/// core's code paths, such as the exchange, outside a pool.
+pub fn core_executor(
+    placement: Placement,
+    cores: usize,
+    io_memory: usize,
+) -> Result<glommio::LocalExecutorBuilder, Error> {
+    Ok(
+        wire_storage::io::executor_builder_capped(placement, cores, io_memory)
+            .map_err(Error::Executor)?
+            .spin_before_park(SPIN_BEFORE_PARK)
+            .preempt_timer(PREEMPT_AFTER),
+    )
+}
+
 impl CorePool {
     /// Starts one executor per core; each parks until it gets a command.
     pub fn start(options: PoolOptions) -> Result<CorePool, Error> {
@@ -132,12 +148,8 @@ impl CorePool {
             } else {
                 Placement::Unbound
             };
-            let builder =
-                wire_storage::io::executor_builder_capped(placement, cores, options.io_memory)
-                    .map_err(Error::Executor)?
-                    .name(&format!("wire-core-{core}"))
-                    .spin_before_park(SPIN_BEFORE_PARK)
-                    .preempt_timer(PREEMPT_AFTER);
+            let builder = core_executor(placement, cores, options.io_memory)?
+                .name(&format!("wire-core-{core}"));
             let (commands, inbox) = inbox::queue();
             let alive = Arc::new(AtomicBool::new(true));
             let guard = Alive(alive.clone());

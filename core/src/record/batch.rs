@@ -23,15 +23,14 @@
 //! `BatchView` exists only over bytes that a [`BatchBuilder`] produced in this process (the
 //! [`Batch`] type keeps them private and immutable apart from the base offset, which is outside
 //! every row), or that [`BatchView::verify`] checked in full: header, checksum, row-end table
-//! and every row with rkyv's bytecheck validator.
+//! and every row with [`check_archived_row`], which accepts only rows that rkyv's bytecheck
+//! validator accepts too.
 #![allow(unsafe_code)]
-
-use rkyv::rancor;
 
 use crate::error::{Error, Result};
 use crate::record::row::{
-    archived_row_len, encode_row, fixed_width_cell, ArchivedRow, AsValueRef, ValueRef,
-    ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
+    archived_row_len, check_archived_row, encode_row, fixed_width_cell, ArchivedRow, AsValueRef,
+    ValueRef, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
 };
 use crate::record::schema::Schema;
 
@@ -396,10 +395,10 @@ impl<'a> BatchView<'a> {
                 ));
             }
             let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
-            if let Err(err) = rkyv::api::low::access::<ArchivedRow, rancor::Error>(row) {
+            if let Err(fault) = check_archived_row(row) {
                 return Err(corrupt(
-                    HEADER_LEN + start,
-                    format!("row {index} invalid: {err}"),
+                    HEADER_LEN + start + fault.at,
+                    format!("row {index} invalid: {}", fault.what),
                 ));
             }
             start = end;

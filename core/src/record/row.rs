@@ -10,6 +10,10 @@ use rkyv::{Archive, Serialize};
 
 use crate::record::schema::DataType;
 
+mod check;
+
+pub use check::{check_archived_row, rkyv_accepts_row, RowFault};
+
 /// A borrowed field value, the unit a batch builder archives.
 #[derive(Debug, Clone, Copy, PartialEq, Archive, Serialize)]
 #[rkyv(archived = ArchivedValueRef)]

@@ -1,4 +1,5 @@
 use proptest::prelude::*;
+use rkyv::rancor;
 
 use super::*;
 use crate::record::row::Value;
