@@ -384,9 +384,11 @@ impl<'a> BatchView<'a> {
 
     fn verify_rows(&self) -> Result<()> {
         let rows_len = self.rows_len();
+        let rows = &self.bytes[HEADER_LEN..HEADER_LEN + rows_len];
+        let ends = &self.bytes[HEADER_LEN + rows_len..];
         let mut start = 0usize;
-        for index in 0..self.row_count() {
-            let end = self.row_end(index);
+        for (index, end) in ends.chunks_exact(4).enumerate() {
+            let end = u32::from_le_bytes([end[0], end[1], end[2], end[3]]) as usize;
             if end < start || end > rows_len {
                 let at = HEADER_LEN + rows_len + index * 4;
                 return Err(corrupt(
@@ -394,8 +396,7 @@ impl<'a> BatchView<'a> {
                     format!("row {index} end offset {end} out of range"),
                 ));
             }
-            let row = &self.bytes[HEADER_LEN + start..HEADER_LEN + end];
-            if let Err(fault) = check_archived_row(row) {
+            if let Err(fault) = check_archived_row(&rows[start..end]) {
                 return Err(corrupt(
                     HEADER_LEN + start + fault.at,
                     format!("row {index} invalid: {}", fault.what),
@@ -477,6 +478,7 @@ impl<'a> BatchView<'a> {
         self.header.payload_len as usize - self.row_count() * 4
     }
 
+    #[inline]
     fn row_end(&self, index: usize) -> usize {
         le_u32(self.bytes, HEADER_LEN + self.rows_len() + index * 4) as usize
     }
@@ -746,6 +748,7 @@ fn le_u16(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
+#[inline]
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
