@@ -84,7 +84,7 @@ impl Chain {
         let mut current = batch;
         for step in &mut self.steps {
             let counters = &self.probe.nodes[step.node].cores[self.core];
-            counters.batch_in(current.row_count(), current.as_bytes().len());
+            counters.batch_in(current.row_count(), current.encoded_len());
             let next = match &mut step.kind {
                 StepKind::Filter(predicate, builder) => filter(predicate, builder, current)?,
                 StepKind::Project(exprs, builder) => Some(project(exprs, builder, &current)?),
@@ -96,7 +96,7 @@ impl Chain {
             };
             match next {
                 Some(batch) => {
-                    counters.batch_out(batch.row_count(), batch.as_bytes().len());
+                    counters.batch_out(batch.row_count(), batch.encoded_len());
                     current = batch;
                 }
                 None => return Ok(None),
@@ -130,7 +130,7 @@ fn filter(
     if builder.is_empty() {
         return Ok(None);
     }
-    Ok(Some(builder.finish()))
+    Ok(Some(builder.finish_local()))
 }
 
 fn project(
@@ -146,7 +146,7 @@ fn project(
         values.extend(exprs.iter().map(|expr| expr.eval(row)));
         builder.push(&values)?;
     }
-    Ok(builder.finish())
+    Ok(builder.finish_local())
 }
 
 fn lookup(
@@ -175,7 +175,7 @@ fn lookup(
     if builder.is_empty() {
         return Ok(None);
     }
-    Ok(Some(builder.finish()))
+    Ok(Some(builder.finish_local()))
 }
 
 /// The `(field, expression)` pairs of a projection that keeps every input field in place and
@@ -223,7 +223,7 @@ fn patch(
             builder.push(&values)?;
         }
     }
-    Ok(builder.finish())
+    Ok(builder.finish_local())
 }
 
 /// A fixed-width datum as a value (strings and bytes never come out of a patch expression).

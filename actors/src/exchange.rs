@@ -431,12 +431,12 @@ impl NetSender {
         out.clear();
         let end = matches!(message, Message::End { .. });
         match message {
-            Message::Batch { batch, .. } => {
+            Message::Batch { mut batch, .. } => {
                 let credit = unless_failed(&self.failure, self.credits.acquire(1)).await;
                 if !matches!(credit, Some(Ok(()))) {
                     return false;
                 }
-                let bytes = batch.as_bytes();
+                let bytes = batch.sealed_bytes();
                 out.extend_from_slice(&exchange::batch_head(bytes.len()));
                 out.extend_from_slice(bytes);
             }

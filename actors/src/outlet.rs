@@ -201,7 +201,7 @@ impl Outlet {
             builder.widen_event_time(header.min_event_time, header.max_event_time);
             if !routes[core]
                 .send(Message::Batch {
-                    batch: builder.finish(),
+                    batch: builder.finish_local(),
                     port: *port,
                     sender: self.sender,
                 })

@@ -73,7 +73,7 @@ fn count_in(
     queued: usize,
     batch: &Batch,
 ) -> (usize, usize) {
-    let (rows, bytes) = (batch.row_count(), batch.as_bytes().len());
+    let (rows, bytes) = (batch.row_count(), batch.encoded_len());
     counters.batch_in(rows, bytes);
     counters.mailbox.store(queued as u64, Ordering::Relaxed);
     let newest = batch.header().max_event_time;

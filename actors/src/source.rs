@@ -146,7 +146,7 @@ impl Emitter {
     /// watermark it advances.
     pub(crate) async fn emit(&mut self, batch: Batch) -> Result<(), Error> {
         self.counters()
-            .batch_out(batch.row_count(), batch.as_bytes().len());
+            .batch_out(batch.row_count(), batch.encoded_len());
         self.cx.probe.first_batch();
         let update = self.observe(&batch);
         if let (WatermarkUpdate::Advance(_), Some((watermarks, _))) = (update, &self.watermarks) {

@@ -205,7 +205,7 @@ impl OperatorTask {
             return Ok(());
         };
         let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
-        counters.batch_in(batch.row_count(), batch.as_bytes().len());
+        counters.batch_in(batch.row_count(), batch.encoded_len());
         head.on_batch(&batch, usize::from(port), now_ms(), out)?;
         drop(batch);
         self.drain(out).await
@@ -236,7 +236,7 @@ impl OperatorTask {
         if let Some((head, node)) = self.head.as_ref() {
             let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
             let rows: usize = out.ready.iter().map(Batch::row_count).sum();
-            let bytes: usize = out.ready.iter().map(|b| b.as_bytes().len()).sum();
+            let bytes: usize = out.ready.iter().map(|b| b.encoded_len()).sum();
             counters.batch_out(rows, bytes);
             Counters::add(&counters.late, std::mem::take(&mut out.late_rows));
             counters
@@ -255,8 +255,8 @@ impl OperatorTask {
         if let Some((side, node)) = self.side.as_mut() {
             let counters = &self.cx.probe.nodes[*node].cores[self.cx.core];
             for batch in late {
-                counters.batch_in(batch.row_count(), batch.as_bytes().len());
-                counters.batch_out(batch.row_count(), batch.as_bytes().len());
+                counters.batch_in(batch.row_count(), batch.encoded_len());
+                counters.batch_out(batch.row_count(), batch.encoded_len());
                 side.send(batch).await?;
             }
         }

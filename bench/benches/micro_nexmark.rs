@@ -22,14 +22,23 @@ const EVENTS: u64 = 10_000;
 const BATCH_ROWS: usize = 1024;
 
 /// Pushes events `start..start + EVENTS` (only `kind`'s, or all when `None`) into `builder`,
-/// finishing a batch every [`BATCH_ROWS`] rows; returns the rows pushed.
+/// finishing a batch every [`BATCH_ROWS`] rows (without its checksum, as the source does, or
+/// `sealed` with it, as before batches that stay in the process went unsealed); returns the
+/// rows pushed.
 fn generate(
     generator: &Generator,
-    kind: Option<EventKind>,
+    (kind, sealed): (Option<EventKind>, bool),
     start: u64,
     scratch: &mut EventScratch,
     builder: &mut BatchBuilder,
 ) -> usize {
+    let finish = |builder: &mut BatchBuilder| {
+        if sealed {
+            builder.finish()
+        } else {
+            builder.finish_local()
+        }
+    };
     let mut rows = 0;
     for n in start..start + EVENTS {
         match kind {
@@ -43,10 +52,10 @@ fn generate(
             }
         }
         if builder.row_count() >= BATCH_ROWS {
-            rows += builder.finish().row_count();
+            rows += finish(builder).row_count();
         }
     }
-    rows + builder.finish().row_count()
+    rows + finish(builder).row_count()
 }
 
 /// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), as a criterion measurement.
@@ -93,10 +102,11 @@ fn generator_benches(c: &mut Criterion<ThreadCpuTime>) {
     // Throughput counts event numbers walked, as the source's events/s does.
     group.throughput(Throughput::Elements(EVENTS));
     for (name, kind) in [
-        ("all_events", None),
-        ("bids_only", Some(EventKind::Bid)),
-        ("auctions_only", Some(EventKind::Auction)),
-        ("persons_only", Some(EventKind::Person)),
+        ("all_events", (None, false)),
+        ("bids_only", (Some(EventKind::Bid), false)),
+        ("bids_only_sealed", (Some(EventKind::Bid), true)),
+        ("auctions_only", (Some(EventKind::Auction), false)),
+        ("persons_only", (Some(EventKind::Person), false)),
     ] {
         let mut scratch = EventScratch::default();
         let mut builder = BatchBuilder::with_capacity(StreamId(0), PartitionId(0), 256 << 10);

@@ -316,7 +316,7 @@ impl<D: Disk> SegmentLog<D> {
         self.wait_for_room().await?;
         let end = writer::stage(&self.shared, batch)?;
         self.wait_acked(end).await?;
-        stats::appended(batch.as_bytes().len() as u64, started.elapsed());
+        stats::appended(batch.encoded_len() as u64, started.elapsed());
         Ok(batch.header().base_offset)
     }
 

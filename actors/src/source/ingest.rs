@@ -837,7 +837,7 @@ impl Connection {
                         // The batch is copied out: give the frame's memory back now.
                         frames.shrink_to(BUFFER_KEPT_BYTES);
                     }
-                    let bytes = batch.as_bytes().len() as u64;
+                    let bytes = batch.encoded_len() as u64;
                     if let Err(refusal) = session.within_rate(seq, bytes, &source.name) {
                         return End::Refuse(refusal);
                     }

@@ -63,7 +63,7 @@ pub(super) async fn run(
             emitter.events((n - *slot) / step);
             *slot = n;
             if !builder.is_empty() {
-                emitter.emit(builder.finish()).await?;
+                emitter.emit(builder.finish_local()).await?;
             }
         }
         if next.iter().all(|n| *n >= limit) {

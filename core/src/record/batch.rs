@@ -195,10 +195,34 @@ pub fn checksum(batch: &[u8]) -> u32 {
 }
 
 /// An owned, well-formed batch: built by a [`BatchBuilder`] or verified from outside bytes.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// A batch that stays in the process needs no checksum, so [`BatchBuilder::finish_local`]
+/// leaves it unsealed (checksum field zero) and whatever takes the bytes out of the process (a
+/// log append, the exchange) seals it first with [`Batch::seal`]; sealing a sealed batch costs
+/// nothing. [`Batch::as_bytes`] asserts, in debug builds, that the batch is sealed.
+#[derive(Clone, Eq)]
 pub struct Batch {
     bytes: Vec<u8>,
     header: BatchHeader,
+    sealed: bool,
+}
+
+/// Equal rows and header; the checksum is compared only when both are sealed.
+impl PartialEq for Batch {
+    fn eq(&self, other: &Batch) -> bool {
+        let (ours, theirs) = (&self.bytes, &other.bytes);
+        if self.sealed && other.sealed {
+            return self.header == other.header && ours == theirs;
+        }
+        let header = |batch: &Batch| BatchHeader {
+            crc: 0,
+            ..batch.header
+        };
+        header(self) == header(other)
+            && ours.len() == theirs.len()
+            && ours[..4] == theirs[..4]
+            && ours[8..] == theirs[8..]
+    }
 }
 
 impl std::fmt::Debug for Batch {
@@ -213,7 +237,11 @@ impl Batch {
     /// Verifies outside bytes in full (see [`BatchView::verify`]) and takes ownership.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Batch> {
         let header = BatchView::verify(&bytes)?.header;
-        Ok(Batch { bytes, header })
+        Ok(Batch {
+            bytes,
+            header,
+            sealed: true,
+        })
     }
 
     /// The decoded header.
@@ -221,13 +249,42 @@ impl Batch {
         &self.header
     }
 
-    /// The encoded bytes, as written to the log or the network.
+    /// The encoded bytes, as written to the log or the network. The batch must be sealed
+    /// ([`Batch::seal`]); debug builds assert it.
     pub fn as_bytes(&self) -> &[u8] {
+        debug_assert!(self.sealed, "bytes of an unsealed batch: seal() it first");
         &self.bytes
     }
 
-    /// Gives up the encoded bytes.
+    /// Size of the encoded batch in bytes, header included.
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Sets the checksum if [`BatchBuilder::finish_local`] left it out: call before the bytes
+    /// leave the process.
+    pub fn seal(&mut self) {
+        if !self.sealed {
+            self.header.crc = checksum(&self.bytes);
+            self.bytes[4..8].copy_from_slice(&self.header.crc.to_le_bytes());
+            self.sealed = true;
+        }
+    }
+
+    /// Whether the checksum is set.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Seals the batch and returns its bytes, for writing them out.
+    pub fn sealed_bytes(&mut self) -> &[u8] {
+        self.seal();
+        &self.bytes
+    }
+
+    /// Gives up the encoded bytes, sealed.
     pub fn into_bytes(mut self) -> Vec<u8> {
+        self.seal();
         std::mem::take(&mut self.bytes)
     }
 
@@ -247,6 +304,7 @@ impl Batch {
         BatchView {
             bytes: &self.bytes,
             header: self.header,
+            sealed: self.sealed,
         }
     }
 }
@@ -324,6 +382,8 @@ mod spare {
 pub struct BatchView<'a> {
     bytes: &'a [u8],
     header: BatchHeader,
+    /// Whether the checksum field holds the checksum (see [`Batch::seal`]).
+    sealed: bool,
 }
 
 impl<'a> BatchView<'a> {
@@ -359,7 +419,11 @@ impl<'a> BatchView<'a> {
                 computed,
             });
         }
-        let view = BatchView { bytes, header };
+        let view = BatchView {
+            bytes,
+            header,
+            sealed: true,
+        };
         view.verify_rows()?;
         Ok(view)
     }
@@ -379,7 +443,11 @@ impl<'a> BatchView<'a> {
                 "verified batch changed length",
             ));
         }
-        Ok(BatchView { bytes, header })
+        Ok(BatchView {
+            bytes,
+            header,
+            sealed: true,
+        })
     }
 
     fn verify_rows(&self) -> Result<()> {
@@ -415,8 +483,9 @@ impl<'a> BatchView<'a> {
         &self.header
     }
 
-    /// The encoded bytes.
+    /// The encoded bytes; the batch must be sealed ([`Batch::seal`]), as debug builds assert.
     pub fn as_bytes(&self) -> &'a [u8] {
+        debug_assert!(self.sealed, "bytes of an unsealed batch: seal() it first");
         self.bytes
     }
 
@@ -463,6 +532,7 @@ impl<'a> BatchView<'a> {
         Batch {
             bytes,
             header: self.header,
+            sealed: self.sealed,
         }
     }
 
@@ -708,6 +778,14 @@ impl BatchBuilder {
 
     /// Seals the pushed rows into a batch with base offset 0 and starts a new one.
     pub fn finish(&mut self) -> Batch {
+        let mut batch = self.finish_local();
+        batch.seal();
+        batch
+    }
+
+    /// Like [`BatchBuilder::finish`], without the checksum: for a batch that stays in this
+    /// process, where nothing reads the checksum. Whatever takes it out seals it first.
+    pub fn finish_local(&mut self) -> Batch {
         let capacity = self.buf.capacity();
         let mut bytes = std::mem::replace(&mut self.buf, spare::take(capacity));
         self.buf.resize(HEADER_LEN, 0);
@@ -716,7 +794,7 @@ impl BatchBuilder {
         for end in self.ends.drain(..) {
             bytes.extend_from_slice(&end.to_le_bytes());
         }
-        let mut header = BatchHeader {
+        let header = BatchHeader {
             crc: 0,
             base_offset: 0,
             version: BATCH_VERSION,
@@ -731,9 +809,11 @@ impl BatchBuilder {
             sequence: 0,
         };
         header.encode(&mut bytes[..HEADER_LEN]);
-        header.crc = checksum(&bytes);
-        bytes[4..8].copy_from_slice(&header.crc.to_le_bytes());
-        Batch { bytes, header }
+        Batch {
+            bytes,
+            header,
+            sealed: false,
+        }
     }
 }
 

@@ -250,7 +250,7 @@ fn sim_mid_log_damage_after_a_crash_is_refused() {
         disk.crash().unwrap();
         let segment = dir.join(segment::segment_file_name(0));
         let mut bytes = std::fs::read(&segment).unwrap();
-        let first_len = outcome.handed[0].as_bytes().len();
+        let first_len = outcome.handed[0].encoded_len();
         bytes[first_len / 2] ^= 0x40;
         std::fs::write(&segment, bytes).unwrap();
         match recover(dir, Durability::Always).await {

@@ -58,7 +58,8 @@ pub(crate) fn stage<D: Disk>(shared: &Shared<D>, batch: &mut Batch) -> Result<u6
             "cannot append an empty batch: it would take no offset".into(),
         ));
     }
-    let len = batch.as_bytes().len() as u64;
+    batch.seal();
+    let len = batch.encoded_len() as u64;
     if state.staging.len > 0 && state.staging.len + len > shared.config.segment_bytes {
         roll(&mut state);
     }
@@ -69,7 +70,7 @@ pub(crate) fn stage<D: Disk>(shared: &Shared<D>, batch: &mut Batch) -> Result<u6
     state.staging.index.borrow_mut().note(base_offset, position);
     copy_into_buffers(shared, &mut state, batch.as_bytes(), end_offset);
     state.next_offset = end_offset;
-    state.pending_bytes += batch.as_bytes().len();
+    state.pending_bytes += batch.encoded_len();
     state.probe.appends += 1;
     state.probe.bytes_appended += len;
     drop(state);

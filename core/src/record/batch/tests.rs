@@ -257,3 +257,36 @@ fn a_producer_stamp_is_checksummed_and_survives_verification() {
     bytes[36] ^= 1;
     assert!(BatchView::verify(&bytes).is_err());
 }
+
+#[test]
+fn a_local_batch_is_sealed_on_its_way_out_into_the_same_bytes() {
+    let rows = vec![vec![Value::I64(1), Value::Str("a".into())]; 5];
+    let sealed = build(&rows);
+    let mut builder = BatchBuilder::new(StreamId(7), PartitionId(3));
+    for (index, row) in rows.iter().enumerate() {
+        let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
+        builder
+            .push_with_time(&values, index as i64 * 10 - 5)
+            .unwrap();
+    }
+    let mut local = builder.finish_local();
+    assert!(!local.is_sealed() && sealed.is_sealed());
+    // Rows read the same, and the two compare equal before the checksum is set.
+    assert_eq!(read_back(&local.view()), read_back(&sealed.view()));
+    assert_eq!(local, sealed);
+    assert_eq!(local.header().crc, 0);
+    let copy = local.view().to_batch();
+    assert!(!copy.is_sealed());
+    assert_eq!(local.sealed_bytes(), sealed.as_bytes());
+    assert!(local.is_sealed());
+    assert!(BatchView::verify(local.as_bytes()).is_ok());
+    assert_eq!(copy.into_bytes(), sealed.as_bytes());
+}
+
+#[test]
+#[should_panic(expected = "unsealed batch")]
+fn reading_the_bytes_of_an_unsealed_batch_is_a_bug() {
+    let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    builder.push(&[ValueRef::I64(1)]).unwrap();
+    let _ = builder.finish_local().as_bytes();
+}
