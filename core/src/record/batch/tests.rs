@@ -25,6 +25,10 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Vec<Value>>> {
 }
 
 fn build(rows: &[Vec<Value>]) -> Batch {
+    builder_with(rows).finish()
+}
+
+fn builder_with(rows: &[Vec<Value>]) -> BatchBuilder {
     let mut builder = BatchBuilder::new(StreamId(7), PartitionId(3));
     for (index, row) in rows.iter().enumerate() {
         let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
@@ -32,7 +36,7 @@ fn build(rows: &[Vec<Value>]) -> Batch {
             .push_with_time(&values, index as i64 * 10 - 5)
             .unwrap();
     }
-    builder.finish()
+    builder
 }
 
 fn read_back(view: &BatchView<'_>) -> Vec<Vec<Value>> {
@@ -262,14 +266,7 @@ fn a_producer_stamp_is_checksummed_and_survives_verification() {
 fn a_local_batch_is_sealed_on_its_way_out_into_the_same_bytes() {
     let rows = vec![vec![Value::I64(1), Value::Str("a".into())]; 5];
     let sealed = build(&rows);
-    let mut builder = BatchBuilder::new(StreamId(7), PartitionId(3));
-    for (index, row) in rows.iter().enumerate() {
-        let values: Vec<ValueRef<'_>> = row.iter().map(Value::as_ref).collect();
-        builder
-            .push_with_time(&values, index as i64 * 10 - 5)
-            .unwrap();
-    }
-    let mut local = builder.finish_local();
+    let mut local = builder_with(&rows).finish_local();
     assert!(!local.is_sealed() && sealed.is_sealed());
     // Rows read the same, and the two compare equal before the checksum is set.
     assert_eq!(read_back(&local.view()), read_back(&sealed.view()));
