@@ -136,10 +136,20 @@ pub fn encode_row<V: AsValueRef>(values: &[V], out: &mut Vec<u8>) {
     out.extend_from_slice(&(values.len() as u32).to_le_bytes());
 }
 
+/// Cell tag of a null value.
+pub(crate) const TAG_NULL: u8 = 0;
+/// Cell tag of an `i64` value.
+pub(crate) const TAG_I64: u8 = 1;
+/// Cell tag of an `f64` value.
+pub(crate) const TAG_F64: u8 = 2;
+/// Cell tag of a bool value.
+pub(crate) const TAG_BOOL: u8 = 3;
 /// Cell tag of a string value.
 pub(crate) const TAG_STR: u8 = 4;
 /// Cell tag of a bytes value.
 pub(crate) const TAG_BYTES: u8 = 5;
+/// Cell tag of a timestamp value.
+pub(crate) const TAG_TIMESTAMP: u8 = 6;
 
 /// The archived cell of a value stored wholly inside its cell (anything but strings and bytes).
 pub(crate) fn fixed_width_cell(value: &ValueRef<'_>) -> Option<[u8; ARCHIVED_VALUE_BYTES]> {
@@ -156,13 +166,13 @@ fn encode_value(
 ) -> [u8; ARCHIVED_VALUE_BYTES] {
     let mut cell = [0u8; ARCHIVED_VALUE_BYTES];
     let (tag, payload): (u8, [u8; 8]) = match *value {
-        ValueRef::Null => (0, [0; 8]),
-        ValueRef::I64(v) => (1, v.to_le_bytes()),
-        ValueRef::F64(v) => (2, v.to_le_bytes()),
-        ValueRef::Bool(v) => (3, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
+        ValueRef::Null => (TAG_NULL, [0; 8]),
+        ValueRef::I64(v) => (TAG_I64, v.to_le_bytes()),
+        ValueRef::F64(v) => (TAG_F64, v.to_le_bytes()),
+        ValueRef::Bool(v) => (TAG_BOOL, [u8::from(v), 0, 0, 0, 0, 0, 0, 0]),
         ValueRef::Str(v) => (TAG_STR, boxed(*payload_pos, value_pos + 1, v.len())),
         ValueRef::Bytes(v) => (TAG_BYTES, boxed(*payload_pos, value_pos + 1, v.len())),
-        ValueRef::Timestamp(v) => (6, v.to_le_bytes()),
+        ValueRef::Timestamp(v) => (TAG_TIMESTAMP, v.to_le_bytes()),
     };
     *payload_pos += out_of_line(value).map_or(0, <[u8]>::len);
     cell[0] = tag;

@@ -11,13 +11,10 @@
 
 use rkyv::rancor;
 
-use super::{ArchivedRow, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR};
-
-const TAG_NULL: u8 = 0;
-const TAG_I64: u8 = 1;
-const TAG_F64: u8 = 2;
-const TAG_BOOL: u8 = 3;
-const TAG_TIMESTAMP: u8 = 6;
+use super::{
+    ArchivedRow, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BOOL, TAG_BYTES, TAG_F64, TAG_I64,
+    TAG_NULL, TAG_STR, TAG_TIMESTAMP,
+};
 
 /// Where an archived row is malformed: a byte position inside the row, and what is wrong there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
