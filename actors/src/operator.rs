@@ -245,8 +245,9 @@ impl Stateful for Failed {
     }
 }
 
-/// Where a stateful operator puts result rows and late rows; sealed into batches of at most
-/// `batch_rows` rows.
+/// Where a stateful operator puts result rows and late rows; cut into batches of at most
+/// `batch_rows` rows. The batches stay in the process until a WAL append or an exchange seals
+/// them, so they carry no checksum (`BatchBuilder::finish_local`).
 pub(crate) struct Output {
     main: BatchBuilder,
     late: BatchBuilder,
@@ -284,7 +285,7 @@ impl Output {
             None => self.main.push(values)?,
         }
         if self.main.row_count() >= self.batch_rows {
-            self.ready.push(self.main.finish());
+            self.ready.push(self.main.finish_local());
         }
         Ok(())
     }
@@ -302,7 +303,7 @@ impl Output {
         }
         self.late_rows += 1;
         if self.late.row_count() >= self.batch_rows {
-            self.late_ready.push(self.late.finish());
+            self.late_ready.push(self.late.finish_local());
         }
         Ok(())
     }
@@ -310,10 +311,10 @@ impl Output {
     /// Seals partly filled batches so the task can send them.
     pub(crate) fn seal(&mut self) {
         if !self.main.is_empty() {
-            self.ready.push(self.main.finish());
+            self.ready.push(self.main.finish_local());
         }
         if !self.late.is_empty() {
-            self.late_ready.push(self.late.finish());
+            self.late_ready.push(self.late.finish_local());
         }
     }
 }

@@ -8,6 +8,12 @@
 //! lookup and a key is stored once however many windows it is in. A cumulate window of `size`
 //! growing by `step` has panes of `step`: each step boundary emits, per key, the merge of the
 //! panes since the period's start, and a key holds at most `size / step` panes.
+//!
+//! Firing does not merge every pane of a window again. Each key keeps the merge of the window
+//! it last emitted (its *slide*); the next window adds the panes that entered and, for a hop
+//! window, takes out the panes that left. Taking out needs aggregates that unmerge exactly
+//! (counts, integer sums and averages); a hop window with any other aggregate merges its panes
+//! on every firing. So a firing costs a few pane merges per key, not `size / slide` of them.
 
 use std::collections::BTreeMap;
 
@@ -37,8 +43,11 @@ pub(crate) struct WindowAggregate {
     kind: WindowKind,
     lateness_ms: i64,
     clock: Clock,
-    /// Keys → their live panes (start, accumulators), oldest first.
-    groups: GroupTable<Vec<(i64, Accs)>>,
+    /// Keys → their live panes and slide.
+    groups: GroupTable<KeyPanes>,
+    /// Whether keys keep a slide: windows of more than one pane, and either cumulate windows
+    /// (which only add panes) or aggregates that unmerge exactly.
+    slides: bool,
     /// Pane start → how many keys have that pane (to find the next window to fire).
     occupied: BTreeMap<i64, u32>,
     watermark: i64,
@@ -48,9 +57,35 @@ pub(crate) struct WindowAggregate {
     refire: BTreeMap<i64, Vec<u64>>,
 }
 
+/// A key's live panes (start, accumulators), oldest first, and its slide.
+#[derive(Default)]
+struct KeyPanes {
+    panes: Vec<(i64, Accs)>,
+    slide: Option<Slide>,
+}
+
+/// The merge of a key's panes that start in `[start, end)`: the window it last emitted, less
+/// the panes purged since.
+struct Slide {
+    start: i64,
+    end: i64,
+    /// How many of the key's panes start in `[start, end)`, so the panes that enter the next
+    /// window are found without a search.
+    panes: usize,
+    accs: Accs,
+}
+
 impl WindowAggregate {
     pub(crate) fn new(plan: &AggregatePlan, window: &WindowPlan) -> WindowAggregate {
+        let kind = window.kind;
+        let slides = kind.size_ms() > kind.pane_ms()
+            && match kind {
+                WindowKind::Cumulate { .. } => true,
+                WindowKind::Hop { .. } => plan.aggregates.iter().all(AggCall::unmerges_exactly),
+                WindowKind::Tumbling { .. } | WindowKind::Session { .. } => false,
+            };
         WindowAggregate {
+            slides,
             keys: plan.keys.clone(),
             aggs: plan.aggregates.clone(),
             kind: window.kind,
@@ -67,23 +102,37 @@ impl WindowAggregate {
     fn add_row(&mut self, row: &wire_core::ArchivedRow, ts: i64, datums: &[Datum<'_>]) {
         let hash = key_hash(datums);
         let pane = self.kind.pane_start(ts);
-        let (id, _) = self.groups.find_or_insert(hash, datums, Vec::new);
+        let (id, _) = self.groups.find_or_insert(hash, datums, KeyPanes::default);
         let Some(group) = self.groups.get_mut(id) else {
             return;
         };
-        let panes = &mut group.value;
+        let panes = &mut group.value.panes;
         // Rows mostly land in the newest pane; search from the back.
+        // A row behind the last emitted window's end, in a pane a later window still reads.
+        let mut held = group
+            .value
+            .slide
+            .as_mut()
+            .filter(|held| held.start <= pane && pane < held.end);
         let slot = match panes.iter().rposition(|(start, _)| *start <= pane) {
             Some(at) if panes[at].0 == pane => at,
             found => {
                 let at = found.map_or(0, |at| at + 1);
                 panes.insert(at, (pane, new_accs(&self.aggs)));
                 *self.occupied.entry(pane).or_default() += 1;
+                if let Some(held) = held.as_mut() {
+                    held.panes += 1;
+                }
                 at
             }
         };
         for (agg, acc) in self.aggs.iter().zip(panes[slot].1.iter_mut()) {
             agg.update(acc, row);
+        }
+        if let Some(held) = held {
+            for (agg, acc) in self.aggs.iter().zip(held.accs.iter_mut()) {
+                agg.update(acc, row);
+            }
         }
         if self.lateness_ms > 0 {
             for (_, end) in self.kind.windows_of(ts) {
@@ -103,7 +152,7 @@ impl WindowAggregate {
             if !fires(end, self.watermark) {
                 break;
             }
-            self.emit_window(end, None, &mut merged, out)?;
+            self.fire(end, &mut merged, out)?;
             self.fired_end = end;
         }
         let refire = std::mem::take(&mut self.refire);
@@ -127,9 +176,29 @@ impl WindowAggregate {
             return;
         }
         let mut empty = Vec::new();
+        let aggs = &self.aggs;
         for (id, group) in self.groups.iter_mut() {
-            group.value.retain(|(pane, _)| !dead(*pane));
-            if group.value.is_empty() {
+            let KeyPanes { panes, slide } = &mut group.value;
+            // Panes are in time order, so the dead ones come first.
+            let gone = panes.iter().take_while(|(pane, _)| dead(*pane)).count();
+            let Some((last_gone, _)) = gone.checked_sub(1).map(|last| &panes[last]) else {
+                continue;
+            };
+            if let Some(held) = slide.as_mut().filter(|held| held.start <= *last_gone) {
+                if aggs.iter().all(AggCall::unmerges_exactly) {
+                    for (pane, accs) in &panes[..gone] {
+                        if held.start <= *pane && *pane < held.end {
+                            unmerge(aggs, &mut held.accs, accs);
+                            held.panes -= 1;
+                        }
+                    }
+                    held.start = last_gone.saturating_add(1);
+                } else {
+                    *slide = None;
+                }
+            }
+            panes.drain(..gone);
+            if panes.is_empty() {
                 empty.push(id);
             }
         }
@@ -151,8 +220,87 @@ impl WindowAggregate {
         None
     }
 
-    /// Emits window `[end - size, end)`, for every key or only keys hashing into `only`;
-    /// `merged` is scratch space for merging a key's panes.
+    /// Emits window `[start, end)` for every key with rows in it, the first time: from each
+    /// key's slide when it keeps one, else by merging the window's panes. `merged` is scratch
+    /// space for merging a key's panes.
+    fn fire(
+        &mut self,
+        end: i64,
+        merged: &mut Accs,
+        out: &mut Output,
+    ) -> Result<(), wire_core::Error> {
+        if !self.slides {
+            return self.emit_window(end, None, merged, out);
+        }
+        let start = self.kind.start_of(end);
+        let window = Some((start, end));
+        let aggs = &self.aggs;
+        let unmerges = matches!(self.kind, WindowKind::Hop { .. });
+        for (_, group) in self.groups.iter_mut() {
+            let KeyPanes { panes, slide } = &mut group.value;
+            let held = match slide {
+                // Windows fire in time order: from the last one, take out the panes that left
+                // (found from the front) and add those that entered (found from the last
+                // window's end): a few panes touched, however many the window holds.
+                Some(held)
+                    if held.start <= start
+                        && start < held.end
+                        && held.end <= end
+                        && (unmerges || held.start == start) =>
+                {
+                    let first = panes.iter().take_while(|(p, _)| *p < held.start).count();
+                    let entered = first + held.panes;
+                    debug_assert!(panes[first..entered]
+                        .iter()
+                        .all(|(p, _)| held.start <= *p && *p < held.end));
+                    debug_assert!(panes.get(entered).is_none_or(|(p, _)| *p >= held.end));
+                    let left = panes[first..entered]
+                        .iter()
+                        .take_while(|(p, _)| *p < start)
+                        .count();
+                    for (_, accs) in &panes[first..first + left] {
+                        unmerge(aggs, &mut held.accs, accs);
+                    }
+                    let to = entered
+                        + panes[entered..]
+                            .iter()
+                            .take_while(|(p, _)| *p < end)
+                            .count();
+                    for (_, accs) in &panes[entered..to] {
+                        merge(aggs, &mut held.accs, accs);
+                    }
+                    held.panes = to - first - left;
+                    (held.start, held.end) = (start, end);
+                    if held.panes == 0 {
+                        continue;
+                    }
+                    held
+                }
+                _ => {
+                    let (from, to) = inside(panes, start, end);
+                    let Some(((_, first), rest)) = panes[from..to].split_first() else {
+                        continue;
+                    };
+                    let mut accs = first.clone();
+                    for (_, pane) in rest {
+                        merge(aggs, &mut accs, pane);
+                    }
+                    let panes = to - from;
+                    slide.insert(Slide {
+                        start,
+                        end,
+                        panes,
+                        accs,
+                    })
+                }
+            };
+            push_result(out, &group.key, window, aggs, &held.accs, None)?;
+        }
+        Ok(())
+    }
+
+    /// Emits window `[start, end)`, for every key or only keys hashing into `only`, by merging
+    /// its panes; `merged` is scratch space for that.
     fn emit_window(
         &self,
         end: i64,
@@ -166,27 +314,43 @@ impl WindowAggregate {
             if only.is_some_and(|hashes| hashes.binary_search(&group.hash).is_err()) {
                 continue;
             }
-            let mut inside = group
-                .value
-                .iter()
-                .filter(|(pane, _)| start <= *pane && *pane < end);
-            let Some((_, first)) = inside.next() else {
+            let panes = &group.value.panes;
+            let (from, to) = inside(panes, start, end);
+            let Some(((_, first), rest)) = panes[from..to].split_first() else {
                 continue;
             };
-            let Some((_, second)) = inside.next() else {
+            if rest.is_empty() {
                 push_result(out, &group.key, window, &self.aggs, first, None)?;
                 continue;
-            };
+            }
             merged.clone_from_slice(first);
-            for accs in std::iter::once(second).chain(inside.map(|(_, accs)| accs)) {
-                for ((agg, into), from) in self.aggs.iter().zip(merged.iter_mut()).zip(accs.iter())
-                {
-                    agg.merge(into, from);
-                }
+            for (_, accs) in rest {
+                merge(&self.aggs, merged, accs);
             }
             push_result(out, &group.key, window, &self.aggs, merged, None)?;
         }
         Ok(())
+    }
+}
+
+/// The index range of the panes starting in `[start, end)`.
+fn inside(panes: &[(i64, Accs)], start: i64, end: i64) -> (usize, usize) {
+    let from = panes.partition_point(|(pane, _)| *pane < start);
+    let to = from + panes[from..].partition_point(|(pane, _)| *pane < end);
+    (from, to)
+}
+
+/// Folds a later pane's accumulators into `into`.
+fn merge(aggs: &[AggCall], into: &mut [Acc], from: &[Acc]) {
+    for ((agg, into), from) in aggs.iter().zip(into.iter_mut()).zip(from) {
+        agg.merge(into, from);
+    }
+}
+
+/// Takes a pane's accumulators back out of `into` (aggregates that unmerge exactly).
+fn unmerge(aggs: &[AggCall], into: &mut [Acc], from: &[Acc]) {
+    for ((agg, into), from) in aggs.iter().zip(into.iter_mut()).zip(from) {
+        agg.unmerge(into, from);
     }
 }
 
@@ -261,8 +425,8 @@ impl Stateful for WindowAggregate {
             let out = sections.of_hash(group.hash);
             out.push(RECORD_GROUP);
             snapshot::put_row(out, &group.key);
-            snapshot::put_len(out, group.value.len());
-            for (start, accs) in &group.value {
+            snapshot::put_len(out, group.value.panes.len());
+            for (start, accs) in &group.value.panes {
                 snapshot::put_i64(out, *start);
                 accs.iter().for_each(|acc| snapshot::put_acc(out, acc));
             }
@@ -295,7 +459,8 @@ impl Stateful for WindowAggregate {
                         *self.occupied.entry(start).or_default() += 1;
                         panes.push((start, accs));
                     }
-                    self.groups.insert_owned(key, panes);
+                    let slide = None; // Rebuilt by the next window to fire.
+                    self.groups.insert_owned(key, KeyPanes { panes, slide });
                 }
                 RECORD_REFIRE => {
                     let end = reader.i64("window end")?;

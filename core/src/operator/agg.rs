@@ -314,6 +314,55 @@ impl AggCall {
         }
     }
 
+    /// Whether [`AggCall::unmerge`] takes a merged accumulator back out exactly, so that a
+    /// sliding window can subtract the panes that leave it instead of merging every pane again:
+    /// counts, averages of integers, and sums of integers when every row adds a value (no
+    /// filter, a non-NULL argument), since a sum of no values is NULL, not 0.
+    pub fn unmerges_exactly(&self) -> bool {
+        let integer = self
+            .arg
+            .as_ref()
+            .is_some_and(|arg| arg.data_type() == DataType::I64);
+        match self.kind {
+            AggKind::CountStar | AggKind::Count => true,
+            AggKind::Avg => integer,
+            AggKind::Sum => {
+                integer && self.filter.is_none() && !self.arg.as_ref().is_some_and(Expr::nullable)
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes `from` back out of `into` after [`AggCall::merge`] folded it in: the exact inverse
+    /// for the calls that [unmerge exactly](AggCall::unmerges_exactly) (integer arithmetic,
+    /// wrapping as the sums do); does nothing for other calls.
+    pub fn unmerge(&self, into: &mut Acc, from: &Acc) {
+        match (into, from) {
+            (Acc::Count(into), Acc::Count(from)) => *into -= *from,
+            (Acc::Value(Value::I64(into)), Acc::Value(Value::I64(from)))
+                if self.kind == AggKind::Sum =>
+            {
+                *into = into.wrapping_sub(*from);
+            }
+            (
+                Acc::AvgI64 {
+                    sum_hi,
+                    sum_lo,
+                    count,
+                },
+                Acc::AvgI64 {
+                    sum_hi: hi,
+                    sum_lo: lo,
+                    count: n,
+                },
+            ) => {
+                (*sum_hi, *sum_lo) = split(wide(*sum_hi, *sum_lo) - wide(*hi, *lo));
+                *count -= *n;
+            }
+            _ => {}
+        }
+    }
+
     /// Folds `from` (later rows) into `into` (earlier rows): used to merge panes of a hop window
     /// in time order.
     pub fn merge(&self, into: &mut Acc, from: &Acc) {

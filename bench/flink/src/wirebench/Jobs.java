@@ -557,10 +557,10 @@ public final class Jobs {
 
     /**
      * q4's interval join and max: the bids of an auction whose time lies in [date_time, expires]
-     * (inclusive, Wire's `between`), and the highest price among them, emitted on every rise with
-     * the previous maximum (Wire's changelog of `final_price`). As Wire's interval join, an
-     * auction is kept until the watermark passes `expires`, and a bid that comes before its
-     * auction waits until the watermark passes the bid's own time.
+     * (inclusive, Wire's `between`), and the highest price among them, emitted once when the
+     * watermark passes `expires` (the auction has closed: Wire's `max_until`). As Wire's interval
+     * join, an auction is kept until then, and a bid that comes before its auction waits until
+     * the watermark passes the bid's own time.
      */
     public static final class WinningBids extends KeyedCoProcessFunction<Long, Auction, Bid, Rows.MaxChange> {
         private transient ValueState<Rows.OpenAuction> open;
@@ -576,7 +576,7 @@ public final class Jobs {
         public void processElement1(Auction a, Context ctx, Collector<Rows.MaxChange> out) throws Exception {
             Rows.OpenAuction state = new Rows.OpenAuction(a.category, a.dateTime, a.expires);
             for (Rows.TimedPrice bid : waiting.get()) {
-                offer(state, bid.time, bid.price, a.id, out);
+                offer(state, bid.time, bid.price);
             }
             // A waiting bid before date_time can match no other auction: ids are unique.
             waiting.clear();
@@ -590,20 +590,19 @@ public final class Jobs {
             if (state == null) {
                 waiting.add(new Rows.TimedPrice(b.dateTime, b.price));
                 ctx.timerService().registerEventTimeTimer(b.dateTime);
-            } else if (offer(state, b.dateTime, b.price, b.auction, out)) {
+            } else if (offer(state, b.dateTime, b.price)) {
                 open.update(state);
             }
         }
 
         /** Counts a bid at `time` for the auction; true when it raised the maximum. */
-        private static boolean offer(Rows.OpenAuction a, long time, long price, long id, Collector<Rows.MaxChange> out) {
+        private static boolean offer(Rows.OpenAuction a, long time, long price) {
             if (time < a.dateTime || time > a.expires) {
                 return false;
             }
             if (a.hasMax && price <= a.max) {
                 return false;
             }
-            out.collect(new Rows.MaxChange(id, a.category, a.hasMax, a.max, price));
             a.hasMax = true;
             a.max = price;
             return true;
@@ -613,6 +612,9 @@ public final class Jobs {
         public void onTimer(long timestamp, OnTimerContext ctx, Collector<Rows.MaxChange> out) throws Exception {
             Rows.OpenAuction state = open.value();
             if (state != null && timestamp >= state.expires) {
+                if (state.hasMax) {
+                    out.collect(new Rows.MaxChange(ctx.getCurrentKey(), state.category, false, 0, state.max));
+                }
                 open.clear();
             }
             List<Rows.TimedPrice> kept = new ArrayList<>();
@@ -625,7 +627,7 @@ public final class Jobs {
         }
     }
 
-    /** q4's average per category of the auctions' maxima, retracting an auction's previous maximum. */
+    /** q4's average per category of the closed auctions' maxima (one change per auction). */
     public static final class AverageOfMaxima extends KeyedProcessFunction<Long, Rows.MaxChange, Rows.CategoryAverage> {
         private transient ValueState<Rows.SumCount> totals;
 
