@@ -75,6 +75,38 @@ struct Slide {
     accs: Accs,
 }
 
+impl Slide {
+    /// Moves the slide to window `[start, end)`, which starts inside it and ends at or after
+    /// it: takes out the panes that left (found from the front of the key's `panes`) and adds
+    /// those that entered (found from the slide's end), a few panes touched however many the
+    /// window holds.
+    fn advance(&mut self, aggs: &[AggCall], panes: &[(i64, Accs)], start: i64, end: i64) {
+        let first = panes.iter().take_while(|(p, _)| *p < self.start).count();
+        let entered = first + self.panes;
+        debug_assert!(panes[first..entered]
+            .iter()
+            .all(|(p, _)| self.start <= *p && *p < self.end));
+        debug_assert!(panes.get(entered).is_none_or(|(p, _)| *p >= self.end));
+        let left = panes[first..entered]
+            .iter()
+            .take_while(|(p, _)| *p < start)
+            .count();
+        for (_, accs) in &panes[first..first + left] {
+            unmerge(aggs, &mut self.accs, accs);
+        }
+        let to = entered
+            + panes[entered..]
+                .iter()
+                .take_while(|(p, _)| *p < end)
+                .count();
+        for (_, accs) in &panes[entered..to] {
+            merge(aggs, &mut self.accs, accs);
+        }
+        self.panes = to - first - left;
+        (self.start, self.end) = (start, end);
+    }
+}
+
 impl WindowAggregate {
     pub(crate) fn new(plan: &AggregatePlan, window: &WindowPlan) -> WindowAggregate {
         let kind = window.kind;
@@ -240,37 +272,14 @@ impl WindowAggregate {
             let KeyPanes { panes, slide } = &mut group.value;
             let held = match slide {
                 // Windows fire in time order: from the last one, take out the panes that left
-                // (found from the front) and add those that entered (found from the last
-                // window's end): a few panes touched, however many the window holds.
+                // and add those that entered.
                 Some(held)
                     if held.start <= start
                         && start < held.end
                         && held.end <= end
                         && (unmerges || held.start == start) =>
                 {
-                    let first = panes.iter().take_while(|(p, _)| *p < held.start).count();
-                    let entered = first + held.panes;
-                    debug_assert!(panes[first..entered]
-                        .iter()
-                        .all(|(p, _)| held.start <= *p && *p < held.end));
-                    debug_assert!(panes.get(entered).is_none_or(|(p, _)| *p >= held.end));
-                    let left = panes[first..entered]
-                        .iter()
-                        .take_while(|(p, _)| *p < start)
-                        .count();
-                    for (_, accs) in &panes[first..first + left] {
-                        unmerge(aggs, &mut held.accs, accs);
-                    }
-                    let to = entered
-                        + panes[entered..]
-                            .iter()
-                            .take_while(|(p, _)| *p < end)
-                            .count();
-                    for (_, accs) in &panes[entered..to] {
-                        merge(aggs, &mut held.accs, accs);
-                    }
-                    held.panes = to - first - left;
-                    (held.start, held.end) = (start, end);
+                    held.advance(aggs, panes, start, end);
                     if held.panes == 0 {
                         continue;
                     }

@@ -345,19 +345,23 @@ impl AggCall {
                 *into = into.wrapping_sub(*from);
             }
             (
-                Acc::AvgI64 {
+                into @ Acc::AvgI64 { .. },
+                &Acc::AvgI64 {
                     sum_hi,
                     sum_lo,
-                    count,
-                },
-                Acc::AvgI64 {
-                    sum_hi: hi,
-                    sum_lo: lo,
                     count: n,
                 },
             ) => {
-                (*sum_hi, *sum_lo) = split(wide(*sum_hi, *sum_lo) - wide(*hi, *lo));
-                *count -= *n;
+                let Acc::AvgI64 {
+                    sum_hi: hi,
+                    sum_lo: lo,
+                    count,
+                } = into
+                else {
+                    return;
+                };
+                (*hi, *lo) = split(wide(*hi, *lo) - wide(sum_hi, sum_lo));
+                *count -= n;
             }
             _ => {}
         }

@@ -261,11 +261,27 @@ fn main() -> ExitCode {
         }
     };
     init_logs(cli.log_format, filter, traces.as_ref());
+    huge_pages_off();
     let code = dispatch(cli.command);
     if let Some(traces) = traces {
         traces.shutdown();
     }
     code
+}
+
+/// Turns transparent huge pages off for this process unless `WIRE_THP=1`. mimalloc asks for
+/// them on its arenas (`MADV_HUGEPAGE`), and the kernel then zeroes a whole 2 MiB page on the
+/// first touch of every region the allocator purged and reuses: up to 30% of a core in
+/// `clear_page_erms` on joins, 4× the wall time of Nexmark q20 (docs/benchmarks.md, "Huge
+/// pages"). Faults after this call get 4 KiB pages, also in memory mapped before it.
+fn huge_pages_off() {
+    if std::env::var_os("WIRE_THP").is_some_and(|value| value == "1") {
+        tracing::debug!("WIRE_THP=1: transparent huge pages stay as the system sets them");
+        return;
+    }
+    if let Err(err) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::debug!(%err, "could not turn transparent huge pages off");
+    }
 }
 
 /// Runs the subcommand.
