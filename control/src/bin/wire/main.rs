@@ -29,7 +29,8 @@ Environment:
   RUST_LOG   Log filter for stderr, like `info` or `warn,wire_actors=debug` (default: warn).
   WIRE_LOG   The same; wins over RUST_LOG when both are set.
   A value that is not a valid filter is an error (exit 2).
-  Logs are lines of text, or one JSON object per line with --log-format json.";
+  Logs are lines of text, or one JSON object per line with --log-format json.
+  WIRE_THP   1 keeps transparent huge pages as the system sets them (default: off for wire).";
 
 /// Wire: a thread-per-core stream processor.
 #[derive(Debug, Parser)]
