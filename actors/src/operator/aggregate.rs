@@ -48,6 +48,8 @@ pub(crate) struct WindowAggregate {
     /// Whether keys keep a slide: windows of more than one pane, and either cumulate windows
     /// (which only add panes) or aggregates that unmerge exactly.
     slides: bool,
+    /// Whether every aggregate unmerges exactly, so a slide can take panes out.
+    unmerges: bool,
     /// Pane start → how many keys have that pane (to find the next window to fire).
     occupied: BTreeMap<i64, u32>,
     watermark: i64,
@@ -110,14 +112,16 @@ impl Slide {
 impl WindowAggregate {
     pub(crate) fn new(plan: &AggregatePlan, window: &WindowPlan) -> WindowAggregate {
         let kind = window.kind;
+        let unmerges = plan.aggregates.iter().all(AggCall::unmerges_exactly);
         let slides = kind.size_ms() > kind.pane_ms()
             && match kind {
                 WindowKind::Cumulate { .. } => true,
-                WindowKind::Hop { .. } => plan.aggregates.iter().all(AggCall::unmerges_exactly),
+                WindowKind::Hop { .. } => unmerges,
                 WindowKind::Tumbling { .. } | WindowKind::Session { .. } => false,
             };
         WindowAggregate {
             slides,
+            unmerges,
             keys: plan.keys.clone(),
             aggs: plan.aggregates.clone(),
             kind: window.kind,
@@ -139,13 +143,13 @@ impl WindowAggregate {
             return;
         };
         let panes = &mut group.value.panes;
-        // Rows mostly land in the newest pane; search from the back.
         // A row behind the last emitted window's end, in a pane a later window still reads.
         let mut held = group
             .value
             .slide
             .as_mut()
             .filter(|held| held.start <= pane && pane < held.end);
+        // Rows mostly land in the newest pane; search from the back.
         let slot = match panes.iter().rposition(|(start, _)| *start <= pane) {
             Some(at) if panes[at].0 == pane => at,
             found => {
@@ -208,7 +212,7 @@ impl WindowAggregate {
             return;
         }
         let mut empty = Vec::new();
-        let aggs = &self.aggs;
+        let (aggs, unmerges) = (&self.aggs, self.unmerges);
         for (id, group) in self.groups.iter_mut() {
             let KeyPanes { panes, slide } = &mut group.value;
             // Panes are in time order, so the dead ones come first.
@@ -217,7 +221,7 @@ impl WindowAggregate {
                 continue;
             };
             if let Some(held) = slide.as_mut().filter(|held| held.start <= *last_gone) {
-                if aggs.iter().all(AggCall::unmerges_exactly) {
+                if unmerges {
                     for (pane, accs) in &panes[..gone] {
                         if held.start <= *pane && *pane < held.end {
                             unmerge(aggs, &mut held.accs, accs);
@@ -266,8 +270,7 @@ impl WindowAggregate {
         }
         let start = self.kind.start_of(end);
         let window = Some((start, end));
-        let aggs = &self.aggs;
-        let unmerges = matches!(self.kind, WindowKind::Hop { .. });
+        let (aggs, unmerges) = (&self.aggs, self.unmerges);
         for (_, group) in self.groups.iter_mut() {
             let KeyPanes { panes, slide } = &mut group.value;
             let held = match slide {

@@ -345,23 +345,17 @@ impl AggCall {
                 *into = into.wrapping_sub(*from);
             }
             (
-                into @ Acc::AvgI64 { .. },
-                &Acc::AvgI64 {
+                Acc::AvgI64 {
                     sum_hi,
                     sum_lo,
-                    count: n,
-                },
-            ) => {
-                let Acc::AvgI64 {
-                    sum_hi: hi,
-                    sum_lo: lo,
                     count,
-                } = into
-                else {
-                    return;
-                };
-                (*hi, *lo) = split(wide(*hi, *lo) - wide(sum_hi, sum_lo));
-                *count -= n;
+                },
+                from,
+            ) => {
+                if let Acc::AvgI64 { count: n, .. } = from {
+                    (*sum_hi, *sum_lo) = split(wide(*sum_hi, *sum_lo) - avg_sum(from));
+                    *count -= *n;
+                }
             }
             _ => {}
         }
@@ -533,6 +527,14 @@ fn fold_value(kind: AggKind, held: &mut Value, value: Datum<'_>) {
         AggKind::First if empty => assign(held, value),
         AggKind::Last => assign(held, value),
         _ => {}
+    }
+}
+
+/// The exact sum an `avg` of `i64` holds (0 for any other accumulator).
+fn avg_sum(acc: &Acc) -> i128 {
+    match acc {
+        Acc::AvgI64 { sum_hi, sum_lo, .. } => wide(*sum_hi, *sum_lo),
+        _ => 0,
     }
 }
 
