@@ -25,6 +25,7 @@
 //! });
 //! ```
 
+mod flusher;
 mod reader;
 mod recovery;
 pub mod segment;
@@ -215,7 +216,8 @@ pub(crate) struct State<D: Disk> {
     pub(crate) written_offset: u64,
     pub(crate) synced_offset: u64,
     pub(crate) pending_bytes: usize,
-    pub(crate) sync_requested: bool,
+    /// A `sync` call waits for everything below this offset to be synced.
+    pub(crate) sync_wanted: u64,
     pub(crate) failure: Option<Failure>,
     pub(crate) closing: bool,
     pub(crate) flusher: Option<glommio::task::JoinHandle<()>>,
@@ -324,7 +326,7 @@ impl<D: Disk> SegmentLog<D> {
     pub async fn sync(&self) -> Result<()> {
         let target = {
             let mut state = self.shared.state.borrow_mut();
-            state.sync_requested = true;
+            state.sync_wanted = state.sync_wanted.max(state.next_offset);
             state.next_offset
         };
         self.shared.work.notify();

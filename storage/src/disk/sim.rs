@@ -5,8 +5,9 @@
 //! and maps them as usual. Beside them the simulation keeps, per file, the bytes that are on
 //! stable storage and the writes, truncations and directory entries that are not yet synced.
 //! [`SimDisk::crash`] is a power loss: each file is rewritten to what survived, chosen by a
-//! seeded PRNG among: every unsynced write dropped, a prefix of them kept, or a prefix kept and
-//! the next write torn at a 512-byte sector boundary; a file whose directory entry was never
+//! seeded PRNG among: every unsynced write dropped, a prefix of them kept, a prefix kept and
+//! the next write torn at a 512-byte sector boundary, or any subset kept with some torn (a
+//! volatile cache that writes back out of order); a file whose directory entry was never
 //! synced may vanish. A failed `fdatasync` behaves as Linux does (fsyncgate): the unsynced
 //! writes are dropped from what can ever become durable, while the file still reads them back,
 //! and a later sync "succeeds".
@@ -50,6 +51,14 @@ pub enum Survived {
         pending: usize,
         /// Bytes of the next write that reached the disk (a multiple of [`SECTOR_BYTES`]).
         torn_bytes: Option<usize>,
+    },
+    /// The synced bytes plus the unsynced operations at `kept` (in order, any subset), some
+    /// writes torn: a device whose volatile cache writes back out of order.
+    Scattered {
+        /// Indexes of the unsynced operations applied.
+        kept: Vec<usize>,
+        /// Unsynced operations there were.
+        pending: usize,
     },
 }
 
@@ -169,7 +178,8 @@ fn survivor(rng: &mut SplitMix64, file: SimFileState) -> (Vec<u8>, Survived) {
         pending,
         ..
     } = file;
-    let (kept, tear) = match rng.below(3) {
+    let (kept, tear) = match rng.below(4) {
+        3 => return scattered(rng, image, &pending),
         0 => (0, false),
         1 => (rng.below(pending.len() as u64 + 1) as usize, false),
         _ => (rng.below(pending.len() as u64 + 1) as usize, true),
@@ -192,6 +202,35 @@ fn survivor(rng: &mut SplitMix64, file: SimFileState) -> (Vec<u8>, Survived) {
         kept,
         pending: pending.len(),
         torn_bytes,
+    };
+    (image, survived)
+}
+
+/// Applies any subset of `pending` to `image`, in order, tearing some of the kept writes at a
+/// sector boundary.
+fn scattered(rng: &mut SplitMix64, mut image: Vec<u8>, pending: &[Pending]) -> (Vec<u8>, Survived) {
+    let mut kept = Vec::new();
+    for (index, op) in pending.iter().enumerate() {
+        if rng.below(2) == 0 {
+            continue;
+        }
+        match op {
+            Pending::Write { position, bytes } if rng.below(4) == 0 => {
+                let sectors = bytes.len().div_ceil(SECTOR_BYTES) as u64;
+                let len = (rng.below(sectors) as usize * SECTOR_BYTES).min(bytes.len());
+                let torn = Pending::Write {
+                    position: *position,
+                    bytes: bytes[..len].to_vec(),
+                };
+                apply(&mut image, &torn);
+            }
+            op => apply(&mut image, op),
+        }
+        kept.push(index);
+    }
+    let survived = Survived::Scattered {
+        kept,
+        pending: pending.len(),
     };
     (image, survived)
 }

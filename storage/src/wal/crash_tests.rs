@@ -38,7 +38,7 @@ fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("SIM_SEED") {
         return vec![seed.parse().expect("SIM_SEED is a number")];
     }
-    let count = std::env::var("SIM_SEEDS").map_or(2, |n| n.parse().expect("SIM_SEEDS is a number"));
+    let count = std::env::var("SIM_SEEDS").map_or(8, |n| n.parse().expect("SIM_SEEDS is a number"));
     (0..count).collect()
 }
 

@@ -11,10 +11,11 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::flusher::run_flusher;
 use super::segment::{
     parse_segment_file_name, segment_file_name, valid_batch_after, walk, SealedSegment, SparseIndex,
 };
-use super::writer::{align_down, run_flusher};
+use super::writer::align_down;
 use super::{Active, LogConfig, Owner, SegmentLog, Shared, StagingCursor, State, WRITE_ALIGNMENT};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -135,7 +136,7 @@ fn recovered_state<D: Disk>(
         written_offset: tail.next_offset,
         synced_offset: tail.next_offset,
         pending_bytes: 0,
-        sync_requested: false,
+        sync_wanted: 0,
         failure: None,
         closing: false,
         flusher: None,
@@ -247,9 +248,18 @@ enum TailKind {
     Damage { later: usize },
 }
 
-/// Tells padding, a torn tail and damage apart. A lost (never persisted) block reads as a
-/// 4 KiB-aligned block of zeros, so a hole like that before a later whole batch means the
-/// batches after it belonged to an unsynced write round, not to acknowledged data.
+/// Bytes of the smallest unit a device writes whole: a lost or torn write loses whole sectors.
+const SECTOR: usize = 512;
+
+/// Tells padding, a torn tail and damage apart. The flusher has several writes in flight, each
+/// ending on a block boundary, and a power loss may keep any of them and tear any at a sector.
+/// What a write loses is a suffix of it, so a lost write shows as either
+/// - the last sector of a block reading as zeros (never-written bytes of a fresh file), or
+/// - zeros from the last whole batch to the end of its block: the padding of a write whose
+///   successor, which rewrote that block, never reached the disk.
+///
+/// Either before a later whole batch means the batches after it belonged to unsynced writes,
+/// not to acknowledged data. Anything else before a whole batch is damage.
 fn classify_tail(bytes: &[u8], valid_len: usize) -> TailKind {
     let rest = &bytes[valid_len..];
     let block = WRITE_ALIGNMENT as usize;
@@ -260,10 +270,13 @@ fn classify_tail(bytes: &[u8], valid_len: usize) -> TailKind {
     let Some(later) = valid_batch_after(bytes, valid_len) else {
         return TailKind::Torn;
     };
-    let first_block = padding_end / block;
-    let lost_block = (first_block..later / block)
-        .any(|b| bytes[b * block..(b + 1) * block].iter().all(|&x| x == 0));
-    if lost_block {
+    let zeros = |range: std::ops::Range<usize>| bytes[range].iter().all(|&b| b == 0);
+    let padded = padding_end > valid_len && padding_end <= later && zeros(valid_len..padding_end);
+    let lost_sector = (valid_len / block..later / block).any(|b| {
+        let last_sector = (b + 1) * block - SECTOR;
+        last_sector >= valid_len && zeros(last_sector..(b + 1) * block)
+    });
+    if padded || lost_sector {
         TailKind::Torn
     } else {
         TailKind::Damage { later }

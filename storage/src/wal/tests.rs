@@ -483,6 +483,48 @@ fn a_lost_block_before_whole_batches_is_a_torn_tail() {
     assert!(offsets.len() < 200 && !offsets.is_empty());
 }
 
+#[test]
+fn a_write_torn_at_a_sector_before_whole_batches_is_a_torn_tail() {
+    // Writes in flight together: the later one reached the disk whole, the earlier one lost
+    // its last sector (never-written bytes of a fresh file read as zeros).
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ranges) = write_log(dir.path(), 200);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let block_end = ranges
+        .iter()
+        .find(|r| r.start > 3 * 4096)
+        .unwrap()
+        .start
+        .div_ceil(4096)
+        * 4096;
+    bytes[block_end - 512..block_end].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, offsets) = reopen(dir.path(), false).unwrap();
+    let cut = report.truncated.expect("the lost sector must be reported");
+    assert!(cut.position <= (block_end - 512) as u64);
+    assert!(offsets.len() < 200 && !offsets.is_empty());
+}
+
+#[test]
+fn a_lost_rewrite_of_a_padded_block_is_a_torn_tail() {
+    // A write ended in a partial block, padded with zeros; the next write, which rewrote that
+    // block, was lost while a later one reached the disk: zeros run from the last whole batch
+    // to the end of its block.
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ranges) = write_log(dir.path(), 200);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = ranges
+        .iter()
+        .find(|r| r.start > 3 * 4096 && r.end % 4096 > 0 && r.end % 4096 < 4096 - 512)
+        .unwrap();
+    let block_end = last.end.div_ceil(4096) * 4096;
+    bytes[last.end..block_end].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, _) = reopen(dir.path(), false).unwrap();
+    let cut = report.truncated.expect("the lost rewrite must be reported");
+    assert_eq!(cut.position, last.end as u64);
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Append { rows: usize, pad: usize },

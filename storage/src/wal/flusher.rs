@@ -1,0 +1,408 @@
+//! The flusher task: hands staged buffers to the device, several writes and one sync in
+//! flight at once, and accounts for them in log order.
+//!
+//! Invariants: writes are issued in queue order and accounted in that order, so
+//! `written_offset` and the active segment's `written_len` only grow. Two writes in flight
+//! never share a block: a write that ends in a partial block (`close_open_buffer`) is followed
+//! by one that rewrites that block, and that one is issued only after the first has completed.
+//! A sync covers the writes completed before it was issued, and no more.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use futures_lite::future;
+use glommio::io::DmaBuffer;
+use glommio::Task;
+
+use super::segment::{segment_file_name, SealedSegment, SparseIndex};
+use super::writer::{align_up, close_open_buffer, queue_whole_blocks, Op, Staged};
+use super::{Active, Durability, Failure, Shared, State, WRITE_ALIGNMENT};
+use crate::disk::{Disk, DiskFile};
+use crate::error::Error;
+
+/// Writes handed to the device at once. More keep the device busy while the appenders of a
+/// completed write stage their next batches.
+const WRITES_IN_FLIGHT: usize = 4;
+
+/// The flusher task: writes queued buffers in order, syncs per the policy, and wakes waiters.
+pub(crate) async fn run_flusher<D: Disk>(shared: Rc<Shared<D>>) {
+    let result = flush_loop(&shared).await;
+    {
+        let mut state = shared.state.borrow_mut();
+        if let Err(failure) = result {
+            tracing::error!(dir = %shared.dir.display(), op = failure.op, path = %failure.path.display(),
+                error = %failure.message, "segment log failed; it accepts no more appends until reopened");
+            state.failure = Some(failure);
+        }
+        state.flusher_exited = true;
+    }
+    shared.progress.notify();
+}
+
+/// A write handed to the device and what it makes written once it completes.
+struct Flying {
+    task: Task<Result<(), Failure>>,
+    file_pos: u64,
+    len: usize,
+    new_bytes: usize,
+    end_offset: u64,
+}
+
+/// Writes and the sync the device has not yet answered, oldest write first.
+struct Flight {
+    writes: VecDeque<Flying>,
+    sync: Option<Task<Result<u64, Failure>>>,
+    last_sync: Instant,
+}
+
+impl Flight {
+    fn idle(&self) -> bool {
+        self.writes.is_empty() && self.sync.is_none()
+    }
+
+    /// Whether the next queued write may be issued now.
+    fn takes_write(&self) -> bool {
+        self.writes.len() < WRITES_IN_FLIGHT
+            && self
+                .writes
+                .back()
+                .is_none_or(|last| (last.len as u64).is_multiple_of(WRITE_ALIGNMENT))
+    }
+}
+
+enum Event {
+    Written(Result<(), Failure>),
+    Synced(Result<u64, Failure>),
+    Woken,
+}
+
+async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
+    let mut flight = Flight {
+        writes: VecDeque::new(),
+        sync: None,
+        last_sync: Instant::now(),
+    };
+    loop {
+        issue_writes(shared, &mut flight).await?;
+        start_sync(shared, &mut flight);
+        if flight.idle() && finished(&shared.state.borrow()) {
+            return trim_active(shared).await;
+        }
+        match next_event(shared, &mut flight).await {
+            Event::Written(result) => {
+                result?;
+                let Some(done) = flight.writes.pop_front() else {
+                    unreachable!("a write completed")
+                };
+                account_write(shared, &done);
+            }
+            Event::Synced(result) => {
+                let target = result?;
+                flight.sync = None;
+                flight.last_sync = Instant::now();
+                let mut state = shared.state.borrow_mut();
+                state.synced_offset = state.synced_offset.max(target);
+                state.probe.syncs += 1;
+            }
+            Event::Woken => continue,
+        }
+        shared.progress.notify();
+    }
+}
+
+/// Closing, with everything written and synced.
+fn finished<D: Disk>(state: &State<D>) -> bool {
+    state.closing
+        && state.open.is_none()
+        && state.queue.is_empty()
+        && state.synced_offset >= state.written_offset
+}
+
+/// Issues queued writes while the flight takes them; seals a segment once everything before
+/// the roll is written and synced. When no write is in flight (or the log is closing, or a
+/// sync waits for staged data) the open buffer goes out whole; otherwise only its whole blocks
+/// do, and its last partial block waits for the writes in flight.
+async fn issue_writes<D: Disk>(shared: &Shared<D>, flight: &mut Flight) -> Result<(), Failure> {
+    while let Some(op) = next_op(shared, flight) {
+        match op {
+            Op::Write(staged) => flight.writes.push_back(spawn_write(shared, staged)),
+            Op::Roll {
+                next_base,
+                next_index,
+            } => {
+                roll_segment(shared, next_base, next_index).await?;
+                flight.last_sync = Instant::now();
+                shared.progress.notify();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The next queued op the flight can take now, if any.
+fn next_op<D: Disk>(shared: &Shared<D>, flight: &Flight) -> Option<Op> {
+    let mut state = shared.state.borrow_mut();
+    if let (true, Some(open)) = (state.queue.is_empty(), state.open.as_ref()) {
+        let urgent = state.closing || state.sync_wanted > state.written_offset;
+        if flight.writes.is_empty() || urgent {
+            close_open_buffer(&mut state);
+        } else if open.whole_blocks_len() > 0 {
+            queue_whole_blocks(shared, &mut state, 0);
+        }
+    }
+    let ready = match state.queue.front()? {
+        Op::Write(_) => flight.takes_write(),
+        Op::Roll { .. } => flight.idle(),
+    };
+    if ready {
+        state.queue.pop_front()
+    } else {
+        None
+    }
+}
+
+fn spawn_write<D: Disk>(shared: &Shared<D>, staged: Staged) -> Flying {
+    let (file, path) = active_file(shared);
+    let end_offset = staged.end_offset();
+    let Staged {
+        file_pos,
+        buf,
+        len,
+        new_bytes,
+        ..
+    } = staged;
+    let task = glommio::spawn_local(async move { write_fully(&*file, &path, buf, file_pos).await });
+    Flying {
+        task,
+        file_pos,
+        len,
+        new_bytes,
+        end_offset,
+    }
+}
+
+fn account_write<D: Disk>(shared: &Shared<D>, done: &Flying) {
+    let mut state = shared.state.borrow_mut();
+    state.active.written_len = done.file_pos + done.len as u64;
+    state.written_offset = state.written_offset.max(done.end_offset);
+    state.pending_bytes -= done.new_bytes;
+    state.probe.writes += 1;
+    state.probe.bytes_written += align_up(done.len as u64);
+}
+
+/// Starts a sync of everything written so far when the policy, a `sync` call or closing wants
+/// one and none is in flight.
+fn start_sync<D: Disk>(shared: &Shared<D>, flight: &mut Flight) {
+    if flight.sync.is_some() {
+        return;
+    }
+    let target = {
+        let state = shared.state.borrow();
+        if state.written_offset <= state.synced_offset {
+            return;
+        }
+        let due = match shared.config.durability {
+            Durability::Always => true,
+            Durability::Interval(every) => flight.last_sync.elapsed() >= every,
+            Durability::Never => false,
+        };
+        if !(due || state.closing || state.sync_wanted > state.synced_offset) {
+            return;
+        }
+        state.written_offset
+    };
+    let (file, path) = active_file(shared);
+    flight.sync = Some(glommio::spawn_local(async move {
+        let started = Instant::now();
+        file.fdatasync()
+            .await
+            .map_err(|e| failure("syncing segment", &path, e))?;
+        super::stats::synced(started.elapsed());
+        Ok(target)
+    }));
+}
+
+/// Waits for the oldest write or the sync to complete, for new work, or for an interval sync
+/// to fall due.
+async fn next_event<D: Disk>(shared: &Shared<D>, flight: &mut Flight) -> Event {
+    let changed = shared.work.changed();
+    let deadline = match shared.config.durability {
+        Durability::Interval(every) if flight.sync.is_none() => {
+            let state = shared.state.borrow();
+            (state.written_offset > state.synced_offset).then_some(flight.last_sync + every)
+        }
+        _ => None,
+    };
+    let timer = async move {
+        match deadline {
+            Some(deadline) => {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            }
+            None => future::pending::<()>().await,
+        }
+    };
+    let mut woken = pin!(future::or(changed, timer));
+    future::poll_fn(|cx| {
+        if let Some(oldest) = flight.writes.front_mut() {
+            if let Poll::Ready(result) = Pin::new(&mut oldest.task).poll(cx) {
+                return Poll::Ready(Event::Written(result));
+            }
+        }
+        if let Some(sync) = flight.sync.as_mut() {
+            if let Poll::Ready(result) = Pin::new(sync).poll(cx) {
+                return Poll::Ready(Event::Synced(result));
+            }
+        }
+        woken.as_mut().poll(cx).map(|()| Event::Woken)
+    })
+    .await
+}
+
+/// Writes all of `buf` at `position`, continuing after short writes (which a nearly full
+/// device may return) until the device either takes everything or reports an error.
+async fn write_fully(
+    file: &impl DiskFile,
+    path: &Path,
+    buf: DmaBuffer,
+    position: u64,
+) -> Result<(), Failure> {
+    let mut buf = Rc::new(buf);
+    let mut position = position;
+    loop {
+        let expected = buf.len();
+        let written = file
+            .write_at(buf.clone(), position)
+            .await
+            .map_err(|e| failure("writing segment", path, e))?;
+        if written == expected {
+            return Ok(());
+        }
+        if written == 0 || !(written as u64).is_multiple_of(WRITE_ALIGNMENT) {
+            let message = format!("short write: {written} of {expected} bytes at {position}");
+            return Err(Failure {
+                op: "writing segment",
+                path: path.to_owned(),
+                kind: std::io::ErrorKind::WriteZero,
+                message,
+            });
+        }
+        let mut rest = file.dma().alloc_dma_buffer(expected - written);
+        rest.as_bytes_mut()
+            .copy_from_slice(&buf.as_bytes()[written..]);
+        buf = Rc::new(rest);
+        position += written as u64;
+    }
+}
+
+async fn sync_active<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
+    let (file, path) = active_file(shared);
+    let target = shared.state.borrow().written_offset;
+    let started = Instant::now();
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("syncing segment", &path, e))?;
+    super::stats::synced(started.elapsed());
+    let mut state = shared.state.borrow_mut();
+    state.synced_offset = state.synced_offset.max(target);
+    state.probe.syncs += 1;
+    Ok(())
+}
+
+/// Cuts the active segment's block padding off on clean close, so closed logs hold exact files.
+async fn trim_active<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
+    let (file, path) = active_file(shared);
+    let written_len = shared.state.borrow().active.written_len;
+    file.truncate(written_len)
+        .await
+        .map_err(|e| failure("trimming segment", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("trimming segment", &path, e))
+}
+
+async fn roll_segment<D: Disk>(
+    shared: &Shared<D>,
+    next_base: u64,
+    next_index: Rc<RefCell<SparseIndex>>,
+) -> Result<(), Failure> {
+    sync_active(shared).await?;
+    let (file, path) = active_file(shared);
+    let (base_offset, written_len, index) = {
+        let state = shared.state.borrow();
+        let index = state.active.index.borrow().clone();
+        (state.active.base_offset, state.active.written_len, index)
+    };
+    file.truncate(written_len)
+        .await
+        .map_err(|e| failure("sealing segment", &path, e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| failure("sealing segment", &path, e))?;
+    let sealed = SealedSegment::sealed(&path, base_offset, next_base, index)
+        .map_err(|e| storage_failure("mapping segment", &path, e))?;
+    let next_path = shared.dir.join(segment_file_name(next_base));
+    let next_file = Rc::new(
+        shared
+            .disk
+            .open(&next_path, true)
+            .await
+            .map_err(|e| storage_failure("creating segment", &next_path, e))?,
+    );
+    if let Err(err) = shared.disk.sync_dir(&shared.dir).await {
+        // Close explicitly: glommio only queues the close of a dropped file, and a failed
+        // flusher may run no further IO cycle to carry it out.
+        let _ = next_file.close().await;
+        return Err(storage_failure("syncing directory", &shared.dir, err));
+    }
+    let mut state = shared.state.borrow_mut();
+    state.sealed.push(Rc::new(sealed));
+    state.probe.rolls += 1;
+    state.active = Active {
+        base_offset: next_base,
+        path: next_path,
+        file: Some(next_file),
+        written_len: 0,
+        index: next_index,
+    };
+    tracing::debug!(dir = %shared.dir.display(), base_offset = next_base, "segment rolled");
+    Ok(())
+}
+
+fn active_file<D: Disk>(shared: &Shared<D>) -> (Rc<D::File>, PathBuf) {
+    let state = shared.state.borrow();
+    let Some(file) = state.active.file.clone() else {
+        unreachable!("the active file is taken only after the flusher has exited")
+    };
+    (file, state.active.path.clone())
+}
+
+fn failure(op: &'static str, path: &Path, err: impl Into<std::io::Error>) -> Failure {
+    let err = err.into();
+    Failure {
+        op,
+        path: path.to_owned(),
+        kind: err.kind(),
+        message: err.to_string(),
+    }
+}
+
+fn storage_failure(op: &'static str, path: &Path, err: Error) -> Failure {
+    let kind = match &err {
+        Error::DiskFull { .. } => std::io::ErrorKind::StorageFull,
+        Error::PermissionDenied { .. } => std::io::ErrorKind::PermissionDenied,
+        Error::Io { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    };
+    Failure {
+        op,
+        path: path.to_owned(),
+        kind,
+        message: err.to_string(),
+    }
+}
