@@ -107,6 +107,39 @@ pub(crate) struct Sections {
     header: Vec<u8>,
     /// By key group.
     buffers: Vec<Option<Vec<u8>>>,
+    /// Capacity each new section's buffer starts with.
+    reserve: usize,
+}
+
+/// What an operator's last whole-state snapshot weighed, to size the next one's buffers up
+/// front: growing them by doubling copied each byte once more and faulted in twice the memory,
+/// all while the core is paused.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SnapshotSize {
+    groups: usize,
+    bytes_per_section: usize,
+}
+
+impl SnapshotSize {
+    /// The size of `sections`, a snapshot of `groups` groups.
+    pub(crate) fn of(sections: &[Section], groups: usize) -> SnapshotSize {
+        let bytes: usize = sections.iter().map(|s| s.bytes.len()).sum();
+        SnapshotSize {
+            groups,
+            bytes_per_section: bytes / sections.len().max(1),
+        }
+    }
+
+    /// Bytes to reserve per section for a snapshot of `groups` groups: the last size scaled
+    /// by the change in groups, plus 5%.
+    pub(crate) fn reserve_for(&self, groups: usize) -> usize {
+        if self.groups == 0 {
+            return 0;
+        }
+        let scaled =
+            self.bytes_per_section as u128 * groups as u128 * 21 / (self.groups as u128 * 20);
+        scaled.min(usize::MAX as u128) as usize
+    }
 }
 
 impl Sections {
@@ -115,7 +148,14 @@ impl Sections {
             max_parallelism,
             header,
             buffers: Vec::new(),
+            reserve: 0,
         }
+    }
+
+    /// Starts each section's buffer with room for `bytes`.
+    pub(crate) fn reserving(mut self, bytes: usize) -> Sections {
+        self.reserve = bytes;
+        self
     }
 
     /// The buffer of the key group of key hash `hash`.
@@ -135,9 +175,10 @@ impl Sections {
         if self.buffers.len() <= key_group {
             self.buffers.resize_with(key_group + 1, || None);
         }
-        let header = &self.header;
+        let (header, reserve) = (&self.header, self.reserve);
         self.buffers[key_group].get_or_insert_with(|| {
             let mut out = snapshot::begin();
+            out.reserve(reserve.max(header.len()));
             out.extend_from_slice(header);
             out
         })

@@ -30,8 +30,8 @@ use wire_core::state::StateError;
 
 use super::table::{key_hash, Group, Key};
 use super::{
-    eval_into, open_section, Clock, GroupTable, Output, Sections, Stateful, RECORD_DELETE,
-    RECORD_GROUP, RECORD_REFIRE, RECORD_UPSERT,
+    eval_into, open_section, Clock, GroupTable, Output, Sections, SnapshotSize, Stateful,
+    RECORD_DELETE, RECORD_GROUP, RECORD_REFIRE, RECORD_UPSERT,
 };
 
 type Accs = Box<[Acc]>;
@@ -501,6 +501,8 @@ pub(crate) struct UnboundedAggregate {
     changes: Option<Changes>,
     /// Bytes of snapshot sections still to restore, until the first is decoded.
     restoring: usize,
+    /// The last whole-state snapshot's size.
+    snapshot_size: SnapshotSize,
 }
 
 /// The groups an [`UnboundedAggregate`] changed since its last snapshot.
@@ -535,6 +537,7 @@ impl UnboundedAggregate {
             touched: Vec::new(),
             changes: None,
             restoring: 0,
+            snapshot_size: SnapshotSize::default(),
         }
     }
 
@@ -664,12 +667,15 @@ impl Stateful for UnboundedAggregate {
     }
 
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
-        let mut sections = Sections::new(max_parallelism, Vec::new());
+        let reserve = self.snapshot_size.reserve_for(self.groups.len());
+        let mut sections = Sections::new(max_parallelism, Vec::new()).reserving(reserve);
         for (_, group) in self.groups.iter() {
             Self::put_group(&mut sections, RECORD_GROUP, group);
         }
         self.reset_changes();
-        Ok(sections.finish())
+        let sections = sections.finish();
+        self.snapshot_size = SnapshotSize::of(&sections, self.groups.len());
+        Ok(sections)
     }
 
     fn track_changes(&mut self) {
