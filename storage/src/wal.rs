@@ -119,6 +119,11 @@ pub struct LogConfig {
     pub write_buffer_bytes: usize,
     /// Appends wait while this many staged bytes are not yet written (backpressure).
     pub pending_bytes_max: usize,
+    /// When the log is idle, the flusher writes zeros ahead of the data until this many bytes
+    /// past it are on disk, half at a time, so that later appends overwrite written blocks:
+    /// such a write neither grows the file (a journalled size change) nor goes to io_uring's
+    /// kernel workers. 0 turns it off. Never done while writes are waiting.
+    pub zero_ahead_bytes: usize,
     /// On open, discard damaged data in the last segment even when whole batches follow it.
     /// Off by default: such damage is not a torn tail, and opening fails instead.
     pub truncate_corrupt_tail: bool,
@@ -132,6 +137,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             write_buffer_bytes: 1 << 20,
             pending_bytes_max: 8 << 20,
+            zero_ahead_bytes: 2 << 20,
             truncate_corrupt_tail: false,
         }
     }
@@ -154,6 +160,12 @@ impl LogConfig {
         }
         if self.pending_bytes_max == 0 {
             return Err(Error::Config("pending_bytes_max must be at least 1".into()));
+        }
+        if !(self.zero_ahead_bytes as u64).is_multiple_of(2 * WRITE_ALIGNMENT) {
+            return Err(Error::Config(format!(
+                "zero_ahead_bytes must be a multiple of {}",
+                2 * WRITE_ALIGNMENT
+            )));
         }
         if self.write_buffer_bytes < WRITE_ALIGNMENT as usize {
             return Err(Error::Config(format!(
@@ -238,6 +250,8 @@ pub struct LogProbe {
     pub bytes_written: u64,
     /// `fdatasync` calls.
     pub syncs: u64,
+    /// Bytes of zeros written ahead of the data (`LogConfig::zero_ahead_bytes`).
+    pub bytes_zeroed: u64,
     /// Segments sealed.
     pub rolls: u64,
 }
@@ -251,6 +265,8 @@ pub(crate) struct Active<D: Disk> {
     pub(crate) file: Option<Rc<D::File>>,
     /// Bytes of this segment written to the device.
     pub(crate) written_len: u64,
+    /// Bytes from the start of this segment that are on the device as data or zeros.
+    pub(crate) zeroed_len: u64,
     pub(crate) index: Rc<RefCell<SparseIndex>>,
 }
 

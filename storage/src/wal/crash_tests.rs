@@ -70,6 +70,8 @@ fn sim_config(durability: Durability) -> LogConfig {
         segment_bytes: 12 << 10,
         durability,
         write_buffer_bytes: 8 << 10,
+        // Small enough that idle moments write zeros ahead within the 12 KiB segments.
+        zero_ahead_bytes: 8 << 10,
         ..LogConfig::default()
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use glommio::io::DmaBuffer;
@@ -52,6 +52,14 @@ struct Flying {
     len: usize,
     new_bytes: usize,
     end_offset: u64,
+    /// Zeros ahead of the data, not data.
+    zeros: bool,
+}
+
+impl Flying {
+    fn overlaps(&self, file_pos: u64, len: usize) -> bool {
+        self.file_pos < file_pos + len as u64 && file_pos < self.file_pos + self.len as u64
+    }
 }
 
 /// Writes and the sync the device has not yet answered, oldest write first.
@@ -59,6 +67,56 @@ struct Flight {
     writes: VecDeque<Flying>,
     sync: Option<Task<Result<u64, Failure>>>,
     last_sync: Instant,
+    load: Load,
+}
+
+/// How busy the device is with data writes: the fraction of the last window (at least
+/// `LOAD_WINDOW`) during which a data write was in flight. Zeros go ahead only while it is
+/// under half, because they double the bytes written.
+struct Load {
+    window_start: Instant,
+    busy: Duration,
+    busy_since: Option<Instant>,
+    last: f64,
+}
+
+const LOAD_WINDOW: Duration = Duration::from_millis(50);
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            window_start: Instant::now(),
+            busy: Duration::ZERO,
+            busy_since: None,
+            last: 0.0,
+        }
+    }
+
+    /// Data writes are now in flight (`true`) or none is (`false`).
+    fn set_busy(&mut self, busy: bool) {
+        match (busy, self.busy_since) {
+            (true, None) => self.busy_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                self.busy += since.elapsed();
+                self.busy_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The busy fraction of the last complete window.
+    fn fraction(&mut self) -> f64 {
+        let now = Instant::now();
+        let elapsed = now - self.window_start;
+        if elapsed >= LOAD_WINDOW {
+            let open = self.busy_since.map_or(Duration::ZERO, |since| now - since);
+            self.last = (self.busy + open).as_secs_f64() / elapsed.as_secs_f64();
+            self.busy = Duration::ZERO;
+            self.busy_since = self.busy_since.map(|_| now);
+            self.window_start = now;
+        }
+        self.last
+    }
 }
 
 impl Flight {
@@ -66,13 +124,21 @@ impl Flight {
         self.writes.is_empty() && self.sync.is_none()
     }
 
-    /// Whether the next queued write may be issued now.
-    fn takes_write(&self) -> bool {
+    /// Whether `next`, the next queued write, may be issued now: not over a block that a
+    /// write in flight also writes (the padded last block of the previous data write, or
+    /// zeros ahead of the data).
+    fn takes_write(&self, next: &Staged) -> bool {
+        let padded_last = self
+            .writes
+            .iter()
+            .rfind(|w| !w.zeros)
+            .is_some_and(|last| !(last.len as u64).is_multiple_of(WRITE_ALIGNMENT));
         self.writes.len() < WRITES_IN_FLIGHT
-            && self
+            && !padded_last
+            && !self
                 .writes
-                .back()
-                .is_none_or(|last| (last.len as u64).is_multiple_of(WRITE_ALIGNMENT))
+                .iter()
+                .any(|w| w.zeros && w.overlaps(next.file_pos, next.len))
     }
 }
 
@@ -87,10 +153,12 @@ async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
         writes: VecDeque::new(),
         sync: None,
         last_sync: Instant::now(),
+        load: Load::new(),
     };
     loop {
         issue_writes(shared, &mut flight).await?;
         start_sync(shared, &mut flight);
+        zero_ahead(shared, &mut flight);
         if flight.idle() && finished(&shared.state.borrow()) {
             return trim_active(shared).await;
         }
@@ -101,6 +169,8 @@ async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
                     unreachable!("a write completed")
                 };
                 account_write(shared, &done);
+                let busy = flight.writes.iter().any(|w| !w.zeros);
+                flight.load.set_busy(busy);
             }
             Event::Synced(result) => {
                 let target = result?;
@@ -125,13 +195,16 @@ fn finished<D: Disk>(state: &State<D>) -> bool {
 }
 
 /// Issues queued writes while the flight takes them; seals a segment once everything before
-/// the roll is written and synced. When no write is in flight (or the log is closing, or a
-/// sync waits for staged data) the open buffer goes out whole; otherwise only its whole blocks
+/// the roll is written and synced. When no data write is in flight (or the log is closing, or
+/// a sync waits for staged data) the open buffer goes out whole; otherwise only its whole blocks
 /// do, and its last partial block waits for the writes in flight.
 async fn issue_writes<D: Disk>(shared: &Shared<D>, flight: &mut Flight) -> Result<(), Failure> {
     while let Some(op) = next_op(shared, flight) {
         match op {
-            Op::Write(staged) => flight.writes.push_back(spawn_write(shared, staged)),
+            Op::Write(staged) => {
+                flight.writes.push_back(spawn_write(shared, staged));
+                flight.load.set_busy(true);
+            }
             Op::Roll {
                 next_base,
                 next_index,
@@ -150,14 +223,14 @@ fn next_op<D: Disk>(shared: &Shared<D>, flight: &Flight) -> Option<Op> {
     let mut state = shared.state.borrow_mut();
     if let (true, Some(open)) = (state.queue.is_empty(), state.open.as_ref()) {
         let urgent = state.closing || state.sync_wanted > state.written_offset;
-        if flight.writes.is_empty() || urgent {
+        if flight.writes.iter().all(|w| w.zeros) || urgent {
             close_open_buffer(&mut state);
         } else if open.whole_blocks_len() > 0 {
             queue_whole_blocks(shared, &mut state, 0);
         }
     }
     let ready = match state.queue.front()? {
-        Op::Write(_) => flight.takes_write(),
+        Op::Write(next) => flight.takes_write(next),
         Op::Roll { .. } => flight.idle(),
     };
     if ready {
@@ -184,12 +257,53 @@ fn spawn_write<D: Disk>(shared: &Shared<D>, staged: Staged) -> Flying {
         len,
         new_bytes,
         end_offset,
+        zeros: false,
     }
+}
+
+/// When nothing waits to be written and the device was less than half busy with data writes
+/// in the last window, writes zeros ahead of the data (half of
+/// `zero_ahead_bytes` at a time) until that many bytes past it are on the device, within the
+/// segment's size.
+fn zero_ahead<D: Disk>(shared: &Shared<D>, flight: &mut Flight) {
+    let ahead = shared.config.zero_ahead_bytes as u64;
+    let (file_pos, len) = {
+        let state = shared.state.borrow();
+        let busy = !state.queue.is_empty() || state.open.is_some() || state.closing;
+        if ahead == 0 || busy || !flight.writes.is_empty() || flight.load.fraction() >= 0.5 {
+            return;
+        }
+        let data_end = align_up(state.active.written_len);
+        let from = state.active.zeroed_len.max(data_end);
+        let until = (data_end + ahead).min(align_up(shared.config.segment_bytes));
+        if from + ahead / 2 > until {
+            return;
+        }
+        (from, (ahead / 2) as usize)
+    };
+    let (file, path) = active_file(shared);
+    let mut buf = glommio::allocate_dma_buffer(len);
+    buf.as_bytes_mut().fill(0);
+    let task = glommio::spawn_local(async move { write_fully(&*file, &path, buf, file_pos).await });
+    flight.writes.push_back(Flying {
+        task,
+        file_pos,
+        len,
+        new_bytes: 0,
+        end_offset: 0,
+        zeros: true,
+    });
 }
 
 fn account_write<D: Disk>(shared: &Shared<D>, done: &Flying) {
     let mut state = shared.state.borrow_mut();
-    state.active.written_len = done.file_pos + done.len as u64;
+    let end = done.file_pos + done.len as u64;
+    state.active.zeroed_len = state.active.zeroed_len.max(align_up(end));
+    if done.zeros {
+        state.probe.bytes_zeroed += done.len as u64;
+        return;
+    }
+    state.active.written_len = end;
     state.written_offset = state.written_offset.max(done.end_offset);
     state.pending_bytes -= done.new_bytes;
     state.probe.writes += 1;
@@ -368,6 +482,7 @@ async fn roll_segment<D: Disk>(
         path: next_path,
         file: Some(next_file),
         written_len: 0,
+        zeroed_len: 0,
         index: next_index,
     };
     tracing::debug!(dir = %shared.dir.display(), base_offset = next_base, "segment rolled");

@@ -35,7 +35,8 @@ pub struct RecoveryReport {
     pub next_offset: u64,
     /// Bytes of a torn or corrupt tail that were cut off, if any.
     pub truncated: Option<Truncation>,
-    /// Zero bytes after the last batch (block padding of an unsealed segment) that were dropped.
+    /// Zero bytes after the last batch (block padding and zeros written ahead of the data in an
+    /// unsealed segment) that were dropped.
     pub padding_bytes: u64,
 }
 
@@ -122,6 +123,7 @@ fn recovered_state<D: Disk>(
             path,
             file: Some(file),
             written_len: tail.len,
+            zeroed_len: tail.len,
             index: index.clone(),
         },
         staging: StagingCursor {
@@ -240,7 +242,8 @@ fn open_sealed(dir: &Path, bases: &[u64], config: &LogConfig) -> Result<Vec<Rc<S
 
 /// What follows the last whole batch of the last segment.
 enum TailKind {
-    /// Zeros within the last written block: O_DIRECT padding, not data.
+    /// Nothing but zeros after the last whole batch: O_DIRECT padding of the last block, and
+    /// zeros the flusher wrote ahead of the data (`LogConfig::zero_ahead_bytes`).
     Padding,
     /// Unsynced writes that did not all reach the disk (torn or lost): safe to cut.
     Torn,
@@ -264,7 +267,7 @@ fn classify_tail(bytes: &[u8], valid_len: usize) -> TailKind {
     let rest = &bytes[valid_len..];
     let block = WRITE_ALIGNMENT as usize;
     let padding_end = valid_len.div_ceil(block) * block;
-    if rest.iter().all(|&b| b == 0) && bytes.len() <= padding_end.max(valid_len) {
+    if rest.iter().all(|&b| b == 0) {
         return TailKind::Padding;
     }
     let Some(later) = valid_batch_after(bytes, valid_len) else {

@@ -436,7 +436,7 @@ fn corruption_in_a_sealed_segment_is_reported_on_read() {
 }
 
 #[test]
-fn zeros_to_the_block_end_are_padding_and_beyond_it_a_truncation() {
+fn zeros_after_the_last_batch_are_padding() {
     let dir = tempfile::tempdir().unwrap();
     let (file, ranges) = write_log(dir.path(), 3);
     let end = ranges[2].end;
@@ -450,15 +450,64 @@ fn zeros_to_the_block_end_are_padding_and_beyond_it_a_truncation() {
     assert_eq!(report.padding_bytes, (block_end - end) as u64);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), end as u64);
 
-    // A whole zero block past the last written one is a write that never reached the disk.
-    bytes.resize(block_end + 4096, 0);
+    // Zeros the flusher wrote ahead of the data are padding too, however far they reach.
+    bytes.resize(block_end + (1 << 20), 0);
     std::fs::write(&file, &bytes).unwrap();
     let (report, offsets) = reopen(dir.path(), false).unwrap();
     assert_eq!(offsets, vec![0, 3, 6]);
-    assert_eq!(
-        report.truncated.map(|t| t.bytes),
-        Some((block_end + 4096 - end) as u64)
-    );
+    assert_eq!(report.truncated, None);
+    assert_eq!(report.padding_bytes, (block_end + (1 << 20) - end) as u64);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), end as u64);
+}
+
+#[test]
+fn an_idle_log_writes_zeros_ahead_and_a_crash_copy_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let (path, copy_path) = (dir.path().to_owned(), copy.path().to_owned());
+    run(move || async move {
+        let config = LogConfig {
+            zero_ahead_bytes: 256 << 10,
+            ..config(1 << 20, Durability::Always)
+        };
+        let (log, _) = SegmentLog::open(&path, config.clone()).await.unwrap();
+        let mut batches = Vec::new();
+        for i in 0..5 {
+            let mut b = batch(i * 2, 2, 300);
+            log.append(&mut b).await.unwrap();
+            batches.push(b);
+        }
+        for _ in 0..500 {
+            if log.probe().bytes_zeroed >= 256 << 10 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            log.probe().bytes_zeroed,
+            256 << 10,
+            "idle: zeros up to 256 KiB ahead"
+        );
+        let file = segment_files(&path).pop().unwrap();
+        let data: u64 = batches.iter().map(|b| b.encoded_len() as u64).sum();
+        assert!(std::fs::metadata(&file).unwrap().len() >= data + (128 << 10));
+        // What a machine that stopped now would leave: the data, then zeros.
+        std::fs::copy(&file, copy_path.join(file.file_name().unwrap())).unwrap();
+        // More appends land on the zeroed blocks, and a clean close trims the zeros.
+        let mut b = batch(10, 2, 300);
+        log.append(&mut b).await.unwrap();
+        batches.push(b);
+        assert_eq!(read_all(&log, 0).await, expected_rows(&batches));
+        log.close().await.unwrap();
+        let data = data + batches[5].encoded_len() as u64;
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), data);
+
+        let (log, report) = SegmentLog::open(&copy_path, config).await.unwrap();
+        assert_eq!(report.truncated, None);
+        assert!(report.padding_bytes >= 128 << 10, "{report:?}");
+        assert_eq!(read_all(&log, 0).await, expected_rows(&batches[..5]));
+        log.close().await.unwrap();
+    });
 }
 
 #[test]
