@@ -510,48 +510,35 @@ fn an_idle_log_writes_zeros_ahead_and_a_crash_copy_recovers() {
     });
 }
 
+/// Writes a 200-batch log, zeroes `zeroed(block)` of its bytes, where `block` is the first
+/// block boundary after the start of a batch beyond the third block, and reopens it: recovery
+/// must cut the log at or before the zeros and keep some batches.
+fn reopen_with_zeros(zeroed: impl Fn(usize) -> std::ops::Range<usize>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, ranges) = write_log(dir.path(), 200);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let start = ranges.iter().find(|r| r.start > 3 * 4096).unwrap().start;
+    let hole = zeroed(start.div_ceil(4096) * 4096);
+    bytes[hole.clone()].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, offsets) = reopen(dir.path(), false).unwrap();
+    let cut = report.truncated.expect("the lost write must be reported");
+    assert!(cut.position <= hole.start as u64);
+    assert!(offsets.len() < 200 && !offsets.is_empty());
+}
+
 #[test]
 fn a_lost_block_before_whole_batches_is_a_torn_tail() {
     // An unsynced write round of several blocks whose first block never reached the disk:
     // the batches after the hole were never acknowledged, so recovery cuts them.
-    let dir = tempfile::tempdir().unwrap();
-    let (file, ranges) = write_log(dir.path(), 200);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let hole = ranges
-        .iter()
-        .find(|r| r.start > 3 * 4096)
-        .unwrap()
-        .start
-        .div_ceil(4096)
-        * 4096;
-    bytes[hole..hole + 4096].fill(0);
-    std::fs::write(&file, &bytes).unwrap();
-    let (report, offsets) = reopen(dir.path(), false).unwrap();
-    let cut = report.truncated.expect("the hole must be reported");
-    assert!(cut.position <= hole as u64);
-    assert!(offsets.len() < 200 && !offsets.is_empty());
+    reopen_with_zeros(|block| block..block + 4096);
 }
 
 #[test]
 fn a_write_torn_at_a_sector_before_whole_batches_is_a_torn_tail() {
     // Writes in flight together: the later one reached the disk whole, the earlier one lost
     // its last sector (never-written bytes of a fresh file read as zeros).
-    let dir = tempfile::tempdir().unwrap();
-    let (file, ranges) = write_log(dir.path(), 200);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let block_end = ranges
-        .iter()
-        .find(|r| r.start > 3 * 4096)
-        .unwrap()
-        .start
-        .div_ceil(4096)
-        * 4096;
-    bytes[block_end - 512..block_end].fill(0);
-    std::fs::write(&file, &bytes).unwrap();
-    let (report, offsets) = reopen(dir.path(), false).unwrap();
-    let cut = report.truncated.expect("the lost sector must be reported");
-    assert!(cut.position <= (block_end - 512) as u64);
-    assert!(offsets.len() < 200 && !offsets.is_empty());
+    reopen_with_zeros(|block_end| block_end - 512..block_end);
 }
 
 #[test]
