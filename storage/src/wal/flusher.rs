@@ -52,8 +52,6 @@ struct Flying {
     len: usize,
     new_bytes: usize,
     end_offset: u64,
-    /// Zeros ahead of the data, not data.
-    zeros: bool,
 }
 
 impl Flying {
@@ -62,9 +60,11 @@ impl Flying {
     }
 }
 
-/// Writes and the sync the device has not yet answered, oldest write first.
+/// Writes and the sync the device has not yet answered, oldest data write first.
 struct Flight {
     writes: VecDeque<Flying>,
+    /// Zeros ahead of the data, accounted apart so that data writes never wait for them.
+    zeros: Option<Flying>,
     sync: Option<Task<Result<u64, Failure>>>,
     last_sync: Instant,
     load: Load,
@@ -121,7 +121,7 @@ impl Load {
 
 impl Flight {
     fn idle(&self) -> bool {
-        self.writes.is_empty() && self.sync.is_none()
+        self.writes.is_empty() && self.zeros.is_none() && self.sync.is_none()
     }
 
     /// Whether `next`, the next queued write, may be issued now: not over a block that a
@@ -130,20 +130,20 @@ impl Flight {
     fn takes_write(&self, next: &Staged) -> bool {
         let padded_last = self
             .writes
-            .iter()
-            .rfind(|w| !w.zeros)
+            .back()
             .is_some_and(|last| !(last.len as u64).is_multiple_of(WRITE_ALIGNMENT));
         self.writes.len() < WRITES_IN_FLIGHT
             && !padded_last
             && !self
-                .writes
-                .iter()
-                .any(|w| w.zeros && w.overlaps(next.file_pos, next.len))
+                .zeros
+                .as_ref()
+                .is_some_and(|zeros| zeros.overlaps(next.file_pos, next.len))
     }
 }
 
 enum Event {
     Written(Result<(), Failure>),
+    Zeroed(Result<(), Failure>),
     Synced(Result<u64, Failure>),
     Woken,
 }
@@ -151,6 +151,7 @@ enum Event {
 async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
     let mut flight = Flight {
         writes: VecDeque::new(),
+        zeros: None,
         sync: None,
         last_sync: Instant::now(),
         load: Load::new(),
@@ -169,8 +170,18 @@ async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
                     unreachable!("a write completed")
                 };
                 account_write(shared, &done);
-                let busy = flight.writes.iter().any(|w| !w.zeros);
-                flight.load.set_busy(busy);
+                flight.load.set_busy(!flight.writes.is_empty());
+            }
+            Event::Zeroed(result) => {
+                result?;
+                let Some(done) = flight.zeros.take() else {
+                    unreachable!("zeros completed")
+                };
+                let mut state = shared.state.borrow_mut();
+                let end = done.file_pos + done.len as u64;
+                state.active.zeroed_len = state.active.zeroed_len.max(end);
+                state.probe.bytes_zeroed += done.len as u64;
+                continue; // nothing a waiter looks at changed
             }
             Event::Synced(result) => {
                 let target = result?;
@@ -223,7 +234,7 @@ fn next_op<D: Disk>(shared: &Shared<D>, flight: &Flight) -> Option<Op> {
     let mut state = shared.state.borrow_mut();
     if let (true, Some(open)) = (state.queue.is_empty(), state.open.as_ref()) {
         let urgent = state.closing || state.sync_wanted > state.written_offset;
-        if flight.writes.iter().all(|w| w.zeros) || urgent {
+        if flight.writes.is_empty() || urgent {
             close_open_buffer(&mut state);
         } else if open.whole_blocks_len() > 0 {
             queue_whole_blocks(shared, &mut state, 0);
@@ -257,7 +268,6 @@ fn spawn_write<D: Disk>(shared: &Shared<D>, staged: Staged) -> Flying {
         len,
         new_bytes,
         end_offset,
-        zeros: false,
     }
 }
 
@@ -270,7 +280,8 @@ fn zero_ahead<D: Disk>(shared: &Shared<D>, flight: &mut Flight) {
     let (file_pos, len) = {
         let state = shared.state.borrow();
         let busy = !state.queue.is_empty() || state.open.is_some() || state.closing;
-        if ahead == 0 || busy || !flight.writes.is_empty() || flight.load.fraction() >= 0.5 {
+        let in_flight = !flight.writes.is_empty() || flight.zeros.is_some();
+        if ahead == 0 || busy || in_flight || flight.load.fraction() >= 0.5 {
             return;
         }
         let data_end = align_up(state.active.written_len);
@@ -285,13 +296,12 @@ fn zero_ahead<D: Disk>(shared: &Shared<D>, flight: &mut Flight) {
     let mut buf = glommio::allocate_dma_buffer(len);
     buf.as_bytes_mut().fill(0);
     let task = glommio::spawn_local(async move { write_fully(&*file, &path, buf, file_pos).await });
-    flight.writes.push_back(Flying {
+    flight.zeros = Some(Flying {
         task,
         file_pos,
         len,
         new_bytes: 0,
         end_offset: 0,
-        zeros: true,
     });
 }
 
@@ -299,10 +309,6 @@ fn account_write<D: Disk>(shared: &Shared<D>, done: &Flying) {
     let mut state = shared.state.borrow_mut();
     let end = done.file_pos + done.len as u64;
     state.active.zeroed_len = state.active.zeroed_len.max(align_up(end));
-    if done.zeros {
-        state.probe.bytes_zeroed += done.len as u64;
-        return;
-    }
     state.active.written_len = end;
     state.written_offset = state.written_offset.max(done.end_offset);
     state.pending_bytes -= done.new_bytes;
@@ -366,6 +372,11 @@ async fn next_event<D: Disk>(shared: &Shared<D>, flight: &mut Flight) -> Event {
         if let Some(oldest) = flight.writes.front_mut() {
             if let Poll::Ready(result) = Pin::new(&mut oldest.task).poll(cx) {
                 return Poll::Ready(Event::Written(result));
+            }
+        }
+        if let Some(zeros) = flight.zeros.as_mut() {
+            if let Poll::Ready(result) = Pin::new(&mut zeros.task).poll(cx) {
+                return Poll::Ready(Event::Zeroed(result));
             }
         }
         if let Some(sync) = flight.sync.as_mut() {
