@@ -252,7 +252,6 @@ fn next_op<D: Disk>(shared: &Shared<D>, flight: &Flight) -> Option<Op> {
 }
 
 fn spawn_write<D: Disk>(shared: &Shared<D>, staged: Staged) -> Flying {
-    let (file, path) = active_file(shared);
     let end_offset = staged.end_offset();
     let Staged {
         file_pos,
@@ -261,13 +260,25 @@ fn spawn_write<D: Disk>(shared: &Shared<D>, staged: Staged) -> Flying {
         new_bytes,
         ..
     } = staged;
+    let mut flying = spawn_zeros_or_data(shared, buf, file_pos);
+    flying.len = len;
+    flying.new_bytes = new_bytes;
+    flying.end_offset = end_offset;
+    flying
+}
+
+/// Writes `buf` at `file_pos` in the active segment, as a task; the returned write carries
+/// no data (`new_bytes` and `end_offset` 0) until the caller says otherwise.
+fn spawn_zeros_or_data<D: Disk>(shared: &Shared<D>, buf: DmaBuffer, file_pos: u64) -> Flying {
+    let (file, path) = active_file(shared);
+    let len = buf.len();
     let task = glommio::spawn_local(async move { write_fully(&*file, &path, buf, file_pos).await });
     Flying {
         task,
         file_pos,
         len,
-        new_bytes,
-        end_offset,
+        new_bytes: 0,
+        end_offset: 0,
     }
 }
 
@@ -292,17 +303,9 @@ fn zero_ahead<D: Disk>(shared: &Shared<D>, flight: &mut Flight) {
         }
         (from, (ahead / 2) as usize)
     };
-    let (file, path) = active_file(shared);
     let mut buf = glommio::allocate_dma_buffer(len);
     buf.as_bytes_mut().fill(0);
-    let task = glommio::spawn_local(async move { write_fully(&*file, &path, buf, file_pos).await });
-    flight.zeros = Some(Flying {
-        task,
-        file_pos,
-        len,
-        new_bytes: 0,
-        end_offset: 0,
-    });
+    flight.zeros = Some(spawn_zeros_or_data(shared, buf, file_pos));
 }
 
 fn account_write<D: Disk>(shared: &Shared<D>, done: &Flying) {
