@@ -72,6 +72,10 @@ struct SimState {
     fail_write: Option<u64>,
     fail_sync: Option<u64>,
     crashed: bool,
+    /// Files opened and not yet dropped.
+    open_files: usize,
+    /// Writes handed to the real file whose caller has not seen them complete.
+    writes_running: usize,
 }
 
 #[derive(Default)]
@@ -107,6 +111,8 @@ impl SimDisk {
             fail_write: None,
             fail_sync: None,
             crashed: false,
+            open_files: 0,
+            writes_running: 0,
         };
         SimDisk {
             state: Rc::new(RefCell::new(state)),
@@ -140,6 +146,18 @@ impl SimDisk {
     /// `fdatasync` calls so far, failed ones included.
     pub fn syncs(&self) -> u64 {
         self.state.borrow().syncs
+    }
+
+    /// Files opened on this disk whose last handle is not yet dropped: after a log's `close`
+    /// returns, none of its files may be left (a real descriptor would leak).
+    pub fn open_files(&self) -> usize {
+        self.state.borrow().open_files
+    }
+
+    /// Writes started on the real file that no caller waited out: a write whose future was
+    /// dropped mid-flight still runs in the kernel, holding the file, after its caller moved on.
+    pub fn writes_running(&self) -> usize {
+        self.state.borrow().writes_running
     }
 
     /// Whether the machine has stopped (see [`SimDisk::crash_at_op`]).
@@ -305,10 +323,12 @@ impl Disk for SimDisk {
             };
             state.files.insert(path.to_owned(), file);
         }
+        state.open_files += 1;
         Ok(SimFile {
             path: path.to_owned(),
             real,
             disk: self.state.clone(),
+            _open: OpenFile(self.state.clone()),
         })
     }
 
@@ -331,12 +351,28 @@ pub struct SimFile {
     path: PathBuf,
     real: DmaFile,
     disk: Rc<RefCell<SimState>>,
+    _open: OpenFile,
+}
+
+/// Counts a [`SimFile`] as open until it is dropped.
+struct OpenFile(Rc<RefCell<SimState>>);
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.0.borrow_mut().open_files -= 1;
+    }
 }
 
 impl DiskFile for SimFile {
     async fn write_at(&self, buf: Rc<DmaBuffer>, position: u64) -> io::Result<usize> {
-        self.disk.borrow_mut().step(OpKind::Write)?;
-        let written = self.real.write_rc_at(buf.clone(), position).await?;
+        {
+            let mut disk = self.disk.borrow_mut();
+            disk.step(OpKind::Write)?;
+            disk.writes_running += 1;
+        }
+        let written = self.real.write_rc_at(buf.clone(), position).await;
+        self.disk.borrow_mut().writes_running -= 1;
+        let written = written?;
         let write = Pending::Write {
             position: position as usize,
             bytes: buf.as_bytes()[..written].to_vec(),

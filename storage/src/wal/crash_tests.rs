@@ -360,3 +360,45 @@ fn sim_eio_on_write_poisons_the_log() {
         assert_eq!(found.len(), 3, "{found:?}");
     });
 }
+
+/// A write fails while later writes are still in flight: once `close` returns, no task holds a
+/// segment file any more (a leaked descriptor keeps a filesystem from unmounting).
+#[test]
+fn a_failed_write_with_writes_in_flight_leaves_no_file_open() {
+    run(|| async {
+        let scratch = tempfile::tempdir().unwrap();
+        let disk = SimDisk::new(11);
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..sim_config(Durability::Never)
+        };
+        let (log, _) = SegmentLog::open_on(disk.clone(), scratch.path(), config)
+            .await
+            .unwrap();
+        // Batches of about one write buffer each: the second write fails while the writes
+        // after it are in flight.
+        disk.fail_write(2);
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let log = log.clone();
+                glommio::spawn_local(async move { log.append(&mut batch(i, 2, 3000)).await })
+            })
+            .collect();
+        let mut failed = 0;
+        for task in tasks {
+            failed += usize::from(task.await.is_err());
+        }
+        assert!(failed > 0, "no append failed");
+        assert_poisoned(log.close().await, "close");
+        assert_eq!(
+            disk.writes_running(),
+            0,
+            "close returned with writes running"
+        );
+        assert_eq!(
+            disk.open_files(),
+            0,
+            "a closed log left a segment file open"
+        );
+    });
+}

@@ -32,7 +32,18 @@ const WRITES_IN_FLIGHT: usize = 4;
 
 /// The flusher task: writes queued buffers in order, syncs per the policy, and wakes waiters.
 pub(crate) async fn run_flusher<D: Disk>(shared: Rc<Shared<D>>) {
-    let result = flush_loop(&shared).await;
+    let mut flight = Flight {
+        writes: VecDeque::new(),
+        zeros: None,
+        sync: None,
+        last_sync: Instant::now(),
+        load: Load::new(),
+    };
+    let result = flush_loop(&shared, &mut flight).await;
+    // After a failure, writes and a sync may still be in flight, each holding the segment
+    // file. Dropping their tasks only cancels them later, so the file's last reference (and
+    // its close) would outlive `close()`, leaking the descriptor if the executor stops first.
+    flight.land().await;
     {
         let mut state = shared.state.borrow_mut();
         if let Err(failure) = result {
@@ -120,6 +131,19 @@ impl Load {
 }
 
 impl Flight {
+    /// Waits for every write and sync in flight to complete, whatever their outcome.
+    async fn land(&mut self) {
+        while let Some(write) = self.writes.pop_front() {
+            let _ = write.task.await;
+        }
+        if let Some(zeros) = self.zeros.take() {
+            let _ = zeros.task.await;
+        }
+        if let Some(sync) = self.sync.take() {
+            let _ = sync.await;
+        }
+    }
+
     fn idle(&self) -> bool {
         self.writes.is_empty() && self.zeros.is_none() && self.sync.is_none()
     }
@@ -148,35 +172,30 @@ enum Event {
     Woken,
 }
 
-async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
-    let mut flight = Flight {
-        writes: VecDeque::new(),
-        zeros: None,
-        sync: None,
-        last_sync: Instant::now(),
-        load: Load::new(),
-    };
+async fn flush_loop<D: Disk>(shared: &Shared<D>, flight: &mut Flight) -> Result<(), Failure> {
     loop {
-        issue_writes(shared, &mut flight).await?;
-        start_sync(shared, &mut flight);
-        zero_ahead(shared, &mut flight);
+        issue_writes(shared, flight).await?;
+        start_sync(shared, flight);
+        zero_ahead(shared, flight);
         if flight.idle() && finished(&shared.state.borrow()) {
             return trim_active(shared).await;
         }
-        match next_event(shared, &mut flight).await {
+        match next_event(shared, flight).await {
+            // A completed task leaves the flight before its result is looked at: `land`
+            // awaits whatever is still in it.
             Event::Written(result) => {
-                result?;
                 let Some(done) = flight.writes.pop_front() else {
                     unreachable!("a write completed")
                 };
+                result?;
                 account_write(shared, &done);
                 flight.load.set_busy(!flight.writes.is_empty());
             }
             Event::Zeroed(result) => {
-                result?;
                 let Some(done) = flight.zeros.take() else {
                     unreachable!("zeros completed")
                 };
+                result?;
                 let mut state = shared.state.borrow_mut();
                 let end = done.file_pos + done.len as u64;
                 state.active.zeroed_len = state.active.zeroed_len.max(end);
@@ -184,8 +203,8 @@ async fn flush_loop<D: Disk>(shared: &Shared<D>) -> Result<(), Failure> {
                 continue; // nothing a waiter looks at changed
             }
             Event::Synced(result) => {
-                let target = result?;
                 flight.sync = None;
+                let target = result?;
                 flight.last_sync = Instant::now();
                 let mut state = shared.state.borrow_mut();
                 state.synced_offset = state.synced_offset.max(target);
