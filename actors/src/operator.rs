@@ -6,6 +6,7 @@
 //! [`Output`], which the task drains downstream after every call. Nothing here awaits.
 
 mod aggregate;
+mod flat;
 mod join;
 mod process;
 mod session;

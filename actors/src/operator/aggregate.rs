@@ -15,6 +15,7 @@
 //! (counts, integer sums and averages); a hop window with any other aggregate merges its panes
 //! on every firing. So a firing costs a few pane merges per key, not `size / slide` of them.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::BTreeMap;
 
 use wire_core::frontend::expr::{Datum, Expr};
@@ -28,7 +29,8 @@ use wire_core::state::snapshot;
 use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
 
-use super::table::{key_hash, Group, Key};
+use super::flat::{put_at, AccColumn, Bits, FlatGroups};
+use super::table::{key_hash, Key};
 use super::{
     eval_into, open_section, Clock, GroupTable, Output, Sections, SnapshotSize, Stateful,
     RECORD_DELETE, RECORD_GROUP, RECORD_REFIRE, RECORD_UPSERT,
@@ -493,8 +495,16 @@ pub(crate) struct UnboundedAggregate {
     keys: Vec<Expr>,
     aggs: Vec<AggCall>,
     retracting: bool,
-    groups: GroupTable<Running>,
-    batch_seq: u64,
+    groups: FlatGroups,
+    /// One column per aggregate call, by group id.
+    accs: Vec<AccColumn>,
+    /// Rows added minus rows retracted, by group id: kept over a changelog only (over an
+    /// append-only input every group has rows and lives on).
+    rows: Option<Vec<i64>>,
+    /// Groups whose result was emitted (so the next change retracts it).
+    emitted: Bits,
+    /// Groups changed by the current batch (in `touched`).
+    touched_bits: Bits,
     /// Groups changed by the current batch, with their result before it (if emitted).
     touched: Vec<(u32, Option<Vec<Value>>)>,
     /// What changed since the last snapshot, once checkpoints are on.
@@ -508,22 +518,22 @@ pub(crate) struct UnboundedAggregate {
 /// The groups an [`UnboundedAggregate`] changed since its last snapshot.
 #[derive(Default)]
 struct Changes {
-    /// `batch_seq` at the last snapshot: a group whose `batch` is later has changed.
-    since_batch: u64,
-    /// Groups changed (or added) since, each once — or twice if its slot was reused.
+    /// Group ids changed (or added) since, each once (a removed group's id stays listed, and
+    /// the group that reuses it is written in its place).
     changed: Vec<u32>,
-    /// Keys deleted since, in order.
+    /// The ids in `changed`.
+    dirty: Bits,
+    /// Keys deleted since, in order, with their hashes.
     deleted: Vec<(u64, Key)>,
 }
 
-struct Running {
-    accs: Accs,
-    /// Rows added minus rows retracted.
+/// A group as a snapshot holds it.
+struct Restored {
+    hash: u64,
+    key: Box<[Value]>,
     rows: i64,
-    /// The last batch that changed the group.
-    batch: u64,
-    /// Whether a result was emitted before (so the next change retracts it).
     emitted: bool,
+    accs: Accs,
 }
 
 impl UnboundedAggregate {
@@ -532,8 +542,15 @@ impl UnboundedAggregate {
             keys: plan.keys.clone(),
             aggs: plan.aggregates.clone(),
             retracting: plan.retracting,
-            groups: GroupTable::default(),
-            batch_seq: 0,
+            groups: FlatGroups::default(),
+            accs: plan
+                .aggregates
+                .iter()
+                .map(|agg| AccColumn::for_acc(&agg.new_acc()))
+                .collect(),
+            rows: plan.retracting.then(Vec::new),
+            emitted: Bits::default(),
+            touched_bits: Bits::default(),
             touched: Vec::new(),
             changes: None,
             restoring: 0,
@@ -544,93 +561,115 @@ impl UnboundedAggregate {
     fn apply(&mut self, row: &wire_core::ArchivedRow, datums: &[Datum<'_>]) {
         let retract =
             self.retracting && matches!(row.get(0).and_then(|v| v.as_str()), Some("-U" | "-D"));
-        let hash = key_hash(datums);
-        let aggs = &self.aggs;
-        let (id, _) = self.groups.find_or_insert(hash, datums, || Running {
-            accs: new_accs(aggs),
-            rows: 0,
-            batch: 0,
-            emitted: false,
-        });
-        let Some(group) = self.groups.get_mut(id) else {
-            return;
-        };
-        if group.value.batch != self.batch_seq {
+        let (id, new) = self.groups.find_or_insert(key_hash(datums), datums);
+        if new {
+            for (agg, column) in self.aggs.iter().zip(&mut self.accs) {
+                column.put(id, agg.new_acc());
+            }
+            self.set_group(id, 0, false, std::iter::empty());
+        }
+        if !self.touched_bits.get(id) {
+            self.touched_bits.set(id, true);
             if let Some(changes) = &mut self.changes {
-                if group.value.batch <= changes.since_batch {
+                if !changes.dirty.get(id) {
+                    changes.dirty.set(id, true);
                     changes.changed.push(id);
                 }
             }
-            group.value.batch = self.batch_seq;
-            let before = group
-                .value
-                .emitted
-                .then(|| result_values(aggs, &group.value.accs));
+            let before = self.emitted.get(id).then(|| self.result_values(id));
             self.touched.push((id, before));
         }
-        for (agg, acc) in aggs.iter().zip(group.value.accs.iter_mut()) {
-            if retract {
-                agg.retract(acc, row);
-            } else {
-                agg.update(acc, row);
-            }
+        for (agg, column) in self.aggs.iter().zip(&mut self.accs) {
+            column.update(id, |acc| {
+                if retract {
+                    agg.retract(acc, row);
+                } else {
+                    agg.update(acc, row);
+                }
+            });
         }
-        group.value.rows += if retract { -1 } else { 1 };
+        if let Some(rows) = &mut self.rows {
+            rows[id as usize] += if retract { -1 } else { 1 };
+        }
+    }
+
+    /// Sets group `id`'s columns (a new id is one past their end).
+    fn set_group(&mut self, id: u32, rows: i64, emitted: bool, accs: impl Iterator<Item = Acc>) {
+        for (column, acc) in self.accs.iter_mut().zip(accs) {
+            column.put(id, acc);
+        }
+        if let Some(column) = &mut self.rows {
+            put_at(column, id, rows);
+        }
+        self.emitted.set(id, emitted);
+    }
+
+    /// Group `id`'s accumulators.
+    fn accs_of(&self, id: u32) -> Vec<Cow<'_, Acc>> {
+        self.accs.iter().map(|column| column.get(id)).collect()
+    }
+
+    /// Group `id`'s current results as owned values.
+    fn result_values(&self, id: u32) -> Vec<Value> {
+        result_values(&self.aggs, &self.accs_of(id))
     }
 
     /// Emits the changes of the batch: `-U`/`+U` pairs, `+I` for new groups, `-D` for groups
     /// whose rows were all retracted.
     fn emit_changes(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
         for (id, before) in std::mem::take(&mut self.touched) {
-            let Some(group) = self.groups.get_mut(id) else {
-                continue;
-            };
-            let alive = group.value.rows > 0;
+            self.touched_bits.set(id, false);
+            let alive = self.rows.as_ref().is_none_or(|rows| rows[id as usize] > 0);
             if let Some(before) = &before {
                 let op = if alive { "-U" } else { "-D" };
-                push_values(out, op, &group.key, before)?;
+                self.groups
+                    .with_key(id, |key| push_values(out, op, key, before))?;
             }
             if alive {
                 let op = if before.is_some() { "+U" } else { "+I" };
-                group.value.emitted = true;
-                push_result(
-                    out,
-                    &group.key,
-                    None,
-                    &self.aggs,
-                    &group.value.accs,
-                    Some(op),
-                )?;
-            } else if let Some(group) = self.groups.remove(id) {
+                self.emitted.set(id, true);
+                let accs = self.accs_of(id);
+                self.groups.with_key(id, |key| {
+                    push_result(out, key, None, &self.aggs, &accs, Some(op))
+                })?;
+            } else if let Some(deleted) = self.groups.remove(id) {
+                self.emitted.set(id, false);
                 if let Some(changes) = &mut self.changes {
-                    changes.deleted.push((group.hash, group.key));
+                    changes.deleted.push(deleted);
                 }
             }
         }
         Ok(())
     }
 
-    /// Appends group `group`'s record (tagged `tag`) to its key group's section.
-    fn put_group(sections: &mut Sections, tag: u8, group: &Group<Running>) {
-        let out = sections.of_hash(group.hash);
+    /// Appends group `id`'s record (tagged `tag`) to its key group's section.
+    fn put_group(&self, sections: &mut Sections, tag: u8, id: u32) {
+        let out = sections.of_hash(self.groups.hash(id));
         out.push(tag);
-        snapshot::put_row(out, &group.key);
-        snapshot::put_i64(out, group.value.rows);
-        out.push(u8::from(group.value.emitted));
-        group
-            .value
-            .accs
-            .iter()
-            .for_each(|acc| snapshot::put_acc(out, acc));
+        self.groups.with_key(id, |key| snapshot::put_row(out, key));
+        let rows = self.rows.as_ref().map_or(1, |rows| rows[id as usize]);
+        snapshot::put_i64(out, rows);
+        out.push(u8::from(self.emitted.get(id)));
+        for column in &self.accs {
+            snapshot::put_acc(out, &column.get(id));
+        }
     }
 
     /// Forgets the changes noted so far: a snapshot now holds them.
     fn reset_changes(&mut self) {
         if let Some(changes) = &mut self.changes {
-            changes.since_batch = self.batch_seq;
+            for &id in &changes.changed {
+                changes.dirty.set(id, false);
+            }
             changes.changed.clear();
             changes.deleted.clear();
         }
+    }
+
+    fn columns_bytes(&self) -> usize {
+        let accs: usize = self.accs.iter().map(AccColumn::footprint_bytes).sum();
+        let rows = self.rows.as_ref().map_or(0, |rows| rows.capacity() * 8);
+        accs + rows + self.emitted.bytes() + self.touched_bits.bytes()
     }
 }
 
@@ -642,7 +681,6 @@ impl Stateful for UnboundedAggregate {
         _now_ms: i64,
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
-        self.batch_seq += 1;
         let view = batch.view();
         let keys = std::mem::take(&mut self.keys);
         let mut datums = Vec::with_capacity(keys.len());
@@ -663,14 +701,14 @@ impl Stateful for UnboundedAggregate {
     }
 
     fn state_bytes(&self) -> usize {
-        self.groups.footprint_bytes()
+        self.groups.footprint_bytes() + self.columns_bytes()
     }
 
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let reserve = self.snapshot_size.reserve_for(self.groups.len());
         let mut sections = Sections::new(max_parallelism, Vec::new()).reserving(reserve);
-        for (_, group) in self.groups.iter() {
-            Self::put_group(&mut sections, RECORD_GROUP, group);
+        for id in self.groups.ids() {
+            self.put_group(&mut sections, RECORD_GROUP, id);
         }
         self.reset_changes();
         let sections = sections.finish();
@@ -679,10 +717,7 @@ impl Stateful for UnboundedAggregate {
     }
 
     fn track_changes(&mut self) {
-        self.changes.get_or_insert_with(|| Changes {
-            since_batch: self.batch_seq,
-            ..Changes::default()
-        });
+        self.changes.get_or_insert_with(Changes::default);
     }
 
     fn snapshot_changes(&mut self, max_parallelism: u32) -> Option<Result<Vec<Section>, String>> {
@@ -695,11 +730,8 @@ impl Stateful for UnboundedAggregate {
             snapshot::put_row(out, key);
         }
         for &id in &changes.changed {
-            match self.groups.get(id) {
-                Some(group) if group.value.batch > changes.since_batch => {
-                    Self::put_group(&mut sections, RECORD_UPSERT, group);
-                }
-                _ => {} // deleted since (recorded above), its slot unused or reused
+            if self.groups.is_live(id) {
+                self.put_group(&mut sections, RECORD_UPSERT, id);
             }
         }
         self.reset_changes();
@@ -737,38 +769,67 @@ impl UnboundedAggregate {
             let at = reader.offset();
             let tag = reader.u8("record")?;
             if tag == RECORD_DELETE {
-                self.groups.remove_owned(&reader.row()?);
+                let key = reader.row()?;
+                if let Some(id) = self.groups.find_owned(key_hash(&key), &key) {
+                    self.groups.remove(id);
+                    self.emitted.set(id, false);
+                }
                 continue;
             }
             if tag != RECORD_GROUP && tag != RECORD_UPSERT {
                 return Err(snapshot::corrupt(at, format!("unknown record {tag}")));
             }
             let key = reader.row()?;
-            let rows = reader.i64("rows")?;
-            let emitted = reader.u8("emitted")? != 0;
-            let accs: Accs = reader.accs(&self.aggs)?;
-            let running = Running {
-                accs,
-                rows,
-                batch: 0,
-                emitted,
+            let group = Restored {
+                hash: key_hash(&key),
+                key,
+                rows: reader.i64("rows")?,
+                emitted: reader.u8("emitted")? != 0,
+                accs: reader.accs(&self.aggs)?,
             };
             if tag == RECORD_GROUP {
-                whole.push((key, running));
+                whole.push(group);
             } else {
-                self.groups.upsert_owned(key, running);
+                self.upsert(group);
             }
         }
-        self.groups.insert_all_owned(whole);
+        // Inserted in the order of their place in the index: filling it front to back
+        // instead of at random.
+        self.groups.reserve(whole.len());
+        let buckets = self.groups.buckets();
+        whole.sort_unstable_by_key(|group| group.hash & (buckets - 1));
+        for group in whole {
+            let id = self.groups.insert_new(group.hash, group.key.into());
+            self.set_group(
+                id,
+                group.rows,
+                group.emitted,
+                group.accs.into_vec().into_iter(),
+            );
+        }
         Ok(records)
+    }
+
+    /// Sets a group from a snapshot's delta, adding it if new.
+    fn upsert(&mut self, group: Restored) {
+        let id = match self.groups.find_owned(group.hash, &group.key) {
+            Some(id) => id,
+            None => self.groups.insert_new(group.hash, group.key.into()),
+        };
+        self.set_group(
+            id,
+            group.rows,
+            group.emitted,
+            group.accs.into_vec().into_iter(),
+        );
     }
 }
 
 /// The current results as owned values.
-fn result_values(aggs: &[AggCall], accs: &[Acc]) -> Vec<Value> {
+fn result_values<A: Borrow<Acc>>(aggs: &[AggCall], accs: &[A]) -> Vec<Value> {
     aggs.iter()
         .zip(accs)
-        .map(|(agg, acc)| super::to_value(&agg.result(acc)))
+        .map(|(agg, acc)| super::to_value(&agg.result(acc.borrow())))
         .collect()
 }
 
@@ -791,18 +852,18 @@ pub(super) fn new_accs(aggs: &[AggCall]) -> Accs {
 }
 
 /// Appends one result row: `[op,] keys, [window_start, window_end,] aggregates`.
-pub(super) fn push_result(
+pub(super) fn push_result<A: Borrow<Acc>>(
     out: &mut Output,
     key: &[Value],
     window: Option<(i64, i64)>,
     aggs: &[AggCall],
-    accs: &[Acc],
+    accs: &[A],
     op: Option<&str>,
 ) -> Result<(), wire_core::Error> {
     let results: Vec<Datum<'_>> = aggs
         .iter()
         .zip(accs)
-        .map(|(agg, acc)| agg.result(acc))
+        .map(|(agg, acc)| agg.result(acc.borrow()))
         .collect();
     let mut row: Vec<ValueRef<'_>> = Vec::with_capacity(key.len() + results.len() + 3);
     if let Some(op) = op {

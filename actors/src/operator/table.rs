@@ -160,38 +160,6 @@ impl<V> GroupTable<V> {
         id
     }
 
-    /// Adds groups restored from a snapshot (none of their keys present yet), in the order of
-    /// their place in the index: filling it front to back instead of at random.
-    pub(crate) fn insert_all_owned(&mut self, groups: impl IntoIterator<Item = (Box<[Value]>, V)>) {
-        let mut groups: Vec<Group<V>> = groups
-            .into_iter()
-            .map(|(key, value)| Group {
-                hash: key_hash(&key),
-                key: key.into(),
-                value,
-            })
-            .collect();
-        self.reserve(groups.len());
-        // hashbrown places a hash at `hash & (buckets - 1)` first.
-        let buckets = (self.index.capacity() * 8 / 7 + 1).next_power_of_two() as u64;
-        groups.sort_unstable_by_key(|g| g.hash & (buckets - 1));
-        for group in groups {
-            self.insert_new(group);
-        }
-    }
-
-    /// Sets the state of group `key` from a snapshot's delta, adding the group if new.
-    pub(crate) fn upsert_owned(&mut self, key: Box<[Value]>, value: V) {
-        let hash = key_hash(&key);
-        if let Some(id) = self.find_owned(hash, &key) {
-            if let Some(group) = self.get_mut(id) {
-                group.value = value;
-            }
-            return;
-        }
-        self.insert_owned(key, value);
-    }
-
     /// The id of group `key` (from a snapshot's delta), created with `init` if new.
     pub(crate) fn find_or_insert_owned(
         &mut self,
@@ -209,13 +177,6 @@ impl<V> GroupTable<V> {
         }
     }
 
-    /// Removes group `key` (from a snapshot's delta), if there is one.
-    pub(crate) fn remove_owned(&mut self, key: &[Value]) {
-        if let Some(id) = self.find_owned(key_hash(key), key) {
-            self.remove(id);
-        }
-    }
-
     fn find_owned(&self, hash: u64, key: &[Value]) -> Option<u32> {
         let slots = &self.slots;
         self.index
@@ -227,20 +188,6 @@ impl<V> GroupTable<V> {
                 })
             })
             .copied()
-    }
-
-    /// Makes room for `more` groups, so that restoring many does not grow the table step by
-    /// step (each step rehashes and copies it).
-    pub(crate) fn reserve(&mut self, more: usize) {
-        let slots = &self.slots;
-        self.index.reserve(more, |&id| {
-            slots[id as usize].as_ref().map_or(0, |g| g.hash)
-        });
-        // As many slots as the index has room for (the index grows by doubling anyway): the
-        // groups added after a restore then neither grow the index nor copy the slots, and
-        // capacity not yet used is address space, not memory.
-        let room = self.index.capacity().saturating_sub(self.slots.len());
-        self.slots.reserve(room.max(more));
     }
 
     /// The id of the group of `key`, if there is one.
