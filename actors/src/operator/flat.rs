@@ -401,13 +401,49 @@ impl AccColumn {
 
     /// Changes group `id`'s accumulator with `f`.
     pub(crate) fn update(&mut self, id: u32, f: impl FnOnce(&mut Acc)) {
-        if let AccColumn::Accs(accs) = self {
-            f(&mut accs[id as usize]);
-            return;
-        }
-        let mut acc = self.get(id).into_owned();
-        f(&mut acc);
-        self.put(id, acc);
+        let i = id as usize;
+        let changed = match self {
+            AccColumn::Accs(accs) => {
+                f(&mut accs[i]);
+                return;
+            }
+            AccColumn::Counts(counts) => {
+                let mut acc = Acc::Count(counts[i]);
+                f(&mut acc);
+                match acc {
+                    Acc::Count(n) => {
+                        counts[i] = n;
+                        return;
+                    }
+                    other => other,
+                }
+            }
+            AccColumn::Numbers { kind, values, set } => {
+                let mut acc = Acc::Value(match *kind {
+                    Some(kind) if set.get(id) => kind.value(values[i]),
+                    _ => Value::Null,
+                });
+                f(&mut acc);
+                match acc {
+                    Acc::Value(Value::Null) => {
+                        set.set(id, false);
+                        return;
+                    }
+                    Acc::Value(value) => match Number::of_value(&value) {
+                        Some((number, v)) if kind.is_none_or(|kind| kind == number) => {
+                            *kind = Some(number);
+                            values[i] = v;
+                            set.set(id, true);
+                            return;
+                        }
+                        _ => Acc::Value(value),
+                    },
+                    other => other,
+                }
+            }
+        };
+        self.generalise();
+        self.put(id, changed);
     }
 
     /// Becomes a column of any accumulators.
@@ -515,6 +551,19 @@ mod tests {
     }
 
     #[test]
+    fn a_count_column_turns_general_when_an_update_leaves_another_accumulator() {
+        let mut column = AccColumn::for_acc(&Acc::Count(0));
+        column.put(0, Acc::Count(0));
+        column.put(1, Acc::Count(4));
+        column.update(0, |acc| *acc = Acc::Count(9));
+        assert!(matches!(column, AccColumn::Counts(_)));
+        column.update(1, |acc| *acc = Acc::Value(Value::I64(1)));
+        assert!(matches!(column, AccColumn::Accs(_)));
+        let got: Vec<String> = (0..2).map(|id| format!("{:?}", column.get(id))).collect();
+        assert_eq!(got, ["Count(9)", "Value(I64(1))"]);
+    }
+
+    #[test]
     fn a_number_column_holds_nulls_and_turns_general_for_another_type() {
         let mut column = AccColumn::for_acc(&Acc::Value(Value::Null));
         column.put(0, Acc::Value(Value::Null));
@@ -523,7 +572,8 @@ mod tests {
         assert!(matches!(column, AccColumn::Numbers { .. }));
         assert_eq!(format!("{:?}", column.get(0)), "Value(I64(-3))");
         column.put(2, Acc::Value(Value::Null));
-        column.put(3, Acc::Value(Value::F64(0.5)));
+        column.put(3, Acc::Value(Value::Null));
+        column.update(3, |acc| *acc = Acc::Value(Value::F64(0.5)));
         assert!(matches!(column, AccColumn::Accs(_)));
         let got: Vec<String> = (0..4).map(|id| format!("{:?}", column.get(id))).collect();
         assert_eq!(
