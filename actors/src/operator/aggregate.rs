@@ -666,6 +666,16 @@ impl UnboundedAggregate {
         }
     }
 
+    /// Makes room for `more` groups in the index and every column (growing them step by step
+    /// would copy each column once more, and fault its pages in twice).
+    fn reserve(&mut self, more: usize) {
+        self.groups.reserve(more);
+        self.accs.iter_mut().for_each(|column| column.reserve(more));
+        if let Some(rows) = &mut self.rows {
+            rows.reserve(more);
+        }
+    }
+
     fn columns_bytes(&self) -> usize {
         let accs: usize = self.accs.iter().map(AccColumn::footprint_bytes).sum();
         let rows = self.rows.as_ref().map_or(0, |rows| rows.capacity() * 8);
@@ -751,8 +761,7 @@ impl Stateful for UnboundedAggregate {
             let per_byte = groups as f64 / section.bytes.len().max(1) as f64;
             let rest = self.restoring.saturating_sub(section.bytes.len());
             self.restoring = 0;
-            self.groups
-                .reserve((rest as f64 * per_byte * 1.05) as usize);
+            self.reserve((rest as f64 * per_byte * 1.05) as usize);
             return Ok(());
         }
         self.restore_records(&mut reader).map(|_| ())

@@ -309,13 +309,10 @@ impl FlatGroups {
     pub(crate) fn reserve(&mut self, more: usize) {
         let keys = &self.keys;
         self.index.reserve(more, |&id| keys.hash(id));
-    }
-
-    /// How many buckets the index has: restored groups inserted in the order of their
-    /// bucket fill it front to back.
-    pub(crate) fn buckets(&self) -> u64 {
-        // hashbrown places a hash at `hash & (buckets - 1)` first.
-        (self.index.capacity() * 8 / 7 + 1).next_power_of_two() as u64
+        match &mut self.keys {
+            KeyColumn::Numbers { keys, .. } => keys.reserve(more),
+            KeyColumn::Values(keys) => keys.reserve(more),
+        }
     }
 
     /// Bytes the table's arrays take at their capacity (a key's own heap memory, as a
@@ -454,6 +451,15 @@ impl AccColumn {
                 .map(|id| self.get(id).into_owned())
                 .collect();
             *self = AccColumn::Accs(accs);
+        }
+    }
+
+    /// Makes room for `more` accumulators.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        match self {
+            AccColumn::Counts(counts) => counts.reserve(more),
+            AccColumn::Numbers { values, .. } => values.reserve(more),
+            AccColumn::Accs(accs) => accs.reserve(more),
         }
     }
 

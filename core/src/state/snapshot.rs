@@ -330,6 +330,17 @@ impl<'b> Reader<'b> {
         Ok(row.into_boxed_slice())
     }
 
+    /// Reads a count and that many values into `row` (cleared first): no allocation once
+    /// `row` has room.
+    pub fn row_into(&mut self, row: &mut Vec<Value>) -> Result<(), StateError> {
+        row.clear();
+        let count = self.count("value")?;
+        for _ in 0..count {
+            row.push(self.value()?);
+        }
+        Ok(())
+    }
+
     /// Reads one accumulator for each of `calls`.
     pub fn accs(&mut self, calls: &[AggCall]) -> Result<Box<[Acc]>, StateError> {
         let mut accs = Vec::with_capacity(calls.len());
