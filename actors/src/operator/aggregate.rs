@@ -527,15 +527,6 @@ struct Changes {
     deleted: Vec<(u64, Key)>,
 }
 
-/// A group as a snapshot holds it.
-struct Restored {
-    hash: u64,
-    key: Box<[Value]>,
-    rows: i64,
-    emitted: bool,
-    accs: Accs,
-}
-
 impl UnboundedAggregate {
     pub(crate) fn new(plan: &AggregatePlan) -> UnboundedAggregate {
         UnboundedAggregate {
@@ -769,68 +760,47 @@ impl Stateful for UnboundedAggregate {
 }
 
 impl UnboundedAggregate {
-    /// Applies a section's records; how many there were.
+    /// Applies a section's records; how many there were. Groups go into the columns in the
+    /// order they are read (ids in sequence, so the columns fill front to back), decoded
+    /// through buffers that are reused: nothing is allocated per group.
     fn restore_records(&mut self, reader: &mut snapshot::Reader<'_>) -> Result<usize, StateError> {
         let mut records = 0;
-        let mut whole = Vec::new();
+        let mut key = Vec::new();
+        let mut accs = Vec::with_capacity(self.aggs.len());
         while !reader.is_empty() {
             records += 1;
             let at = reader.offset();
             let tag = reader.u8("record")?;
+            if tag != RECORD_DELETE && tag != RECORD_GROUP && tag != RECORD_UPSERT {
+                return Err(snapshot::corrupt(at, format!("unknown record {tag}")));
+            }
+            reader.row_into(&mut key)?;
+            let hash = key_hash(&key);
             if tag == RECORD_DELETE {
-                let key = reader.row()?;
-                if let Some(id) = self.groups.find_owned(key_hash(&key), &key) {
+                if let Some(id) = self.groups.find_owned(hash, &key) {
                     self.groups.remove(id);
                     self.emitted.set(id, false);
                 }
                 continue;
             }
-            if tag != RECORD_GROUP && tag != RECORD_UPSERT {
-                return Err(snapshot::corrupt(at, format!("unknown record {tag}")));
+            let rows = reader.i64("rows")?;
+            let emitted = reader.u8("emitted")? != 0;
+            accs.clear();
+            for call in &self.aggs {
+                accs.push(reader.acc(call)?);
             }
-            let key = reader.row()?;
-            let group = Restored {
-                hash: key_hash(&key),
-                key,
-                rows: reader.i64("rows")?,
-                emitted: reader.u8("emitted")? != 0,
-                accs: reader.accs(&self.aggs)?,
+            // A whole snapshot holds each key once, and is restored into an empty table.
+            let found = match tag {
+                RECORD_UPSERT => self.groups.find_owned(hash, &key),
+                _ => None,
             };
-            if tag == RECORD_GROUP {
-                whole.push(group);
-            } else {
-                self.upsert(group);
-            }
-        }
-        // Inserted in the order of their place in the index: filling it front to back
-        // instead of at random.
-        self.groups.reserve(whole.len());
-        let buckets = self.groups.buckets();
-        whole.sort_unstable_by_key(|group| group.hash & (buckets - 1));
-        for group in whole {
-            let id = self.groups.insert_new(group.hash, group.key.into());
-            self.set_group(
-                id,
-                group.rows,
-                group.emitted,
-                group.accs.into_vec().into_iter(),
-            );
+            let id = match found {
+                Some(id) => id,
+                None => self.groups.insert_new(hash, key.drain(..).collect()),
+            };
+            self.set_group(id, rows, emitted, accs.drain(..));
         }
         Ok(records)
-    }
-
-    /// Sets a group from a snapshot's delta, adding it if new.
-    fn upsert(&mut self, group: Restored) {
-        let id = match self.groups.find_owned(group.hash, &group.key) {
-            Some(id) => id,
-            None => self.groups.insert_new(group.hash, group.key.into()),
-        };
-        self.set_group(
-            id,
-            group.rows,
-            group.emitted,
-            group.accs.into_vec().into_iter(),
-        );
     }
 }
 
