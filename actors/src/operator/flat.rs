@@ -17,11 +17,12 @@ use std::borrow::Cow;
 use hashbrown::HashTable;
 use wire_core::frontend::expr::Datum;
 use wire_core::operator::agg::Acc;
+use wire_core::record::key::key_part_eq;
 use wire_core::state::key_hash;
-use wire_core::Value;
+use wire_core::{AsValueRef, Value, ValueRef};
 
 use super::table::Key;
-use super::{datum_eq, to_value, value_eq};
+use super::to_value;
 
 /// One bit per group.
 #[derive(Debug, Default)]
@@ -64,6 +65,14 @@ pub(crate) enum Number {
 }
 
 impl Number {
+    fn of(value: ValueRef<'_>) -> Option<(Number, i64)> {
+        match value {
+            ValueRef::I64(v) => Some((Number::I64, v)),
+            ValueRef::Timestamp(v) => Some((Number::Timestamp, v)),
+            _ => None,
+        }
+    }
+
     fn of_datum(datum: &Datum<'_>) -> Option<(Number, i64)> {
         match datum {
             Datum::I64(v) => Some((Number::I64, *v)),
@@ -119,30 +128,22 @@ impl KeyColumn {
         }
     }
 
-    fn equals(&self, id: u32, key: &[Datum<'_>]) -> bool {
+    /// Whether group `id`'s key is `key` (as keys compare: [`key_part_eq`]).
+    fn equals<V: AsValueRef>(&self, id: u32, key: &[V]) -> bool {
         match self {
             KeyColumn::Numbers { kind, keys } => match (key, kind) {
-                ([one], Some(kind)) => Number::of_datum(one) == Some((*kind, keys[id as usize])),
+                ([one], Some(kind)) => {
+                    Number::of(one.as_value()) == Some((*kind, keys[id as usize]))
+                }
                 _ => false,
             },
             KeyColumn::Values(keys) => {
                 let stored = &keys[id as usize];
                 key.len() == stored.len()
-                    && key.iter().zip(stored.iter()).all(|(d, v)| datum_eq(d, v))
-            }
-        }
-    }
-
-    fn equals_owned(&self, id: u32, key: &[Value]) -> bool {
-        match self {
-            KeyColumn::Numbers { kind, keys } => match (key, kind) {
-                ([one], Some(kind)) => Number::of_value(one) == Some((*kind, keys[id as usize])),
-                _ => false,
-            },
-            KeyColumn::Values(keys) => {
-                let stored = &keys[id as usize];
-                key.len() == stored.len()
-                    && key.iter().zip(stored.iter()).all(|(a, b)| value_eq(a, b))
+                    && key
+                        .iter()
+                        .zip(stored.iter())
+                        .all(|(a, b)| key_part_eq(a.as_value(), b.as_ref()))
             }
         }
     }
@@ -247,9 +248,7 @@ impl FlatGroups {
     /// The id of group `key` (from a snapshot), if there is one.
     pub(crate) fn find_owned(&self, hash: u64, key: &[Value]) -> Option<u32> {
         let keys = &self.keys;
-        self.index
-            .find(hash, |&id| keys.equals_owned(id, key))
-            .copied()
+        self.index.find(hash, |&id| keys.equals(id, key)).copied()
     }
 
     /// Adds group `key` (with hash `hash`), which is not present; its id. The caller sets
