@@ -4,8 +4,8 @@
 //! A group costs what its key and accumulators take as plain numbers wherever they are plain
 //! numbers: a one-`i64` (or timestamp) key is an `i64` in a `Vec<i64>`, a `count` an `i64`, and
 //! a `sum`/`min`/`max`/`first`/`last` of integers an `i64` and a bit. Nothing is allocated per
-//! group. A column meets a value it cannot hold (a second key part, a NULL key, a float sum)
-//! and becomes a column of general values once, keeping what it held: the layout follows the
+//! group. A column that meets a value it cannot hold (a second key part, a NULL key, a float sum)
+//! becomes a column of general values once, keeping what it held: the layout follows the
 //! data, so no plan has to predict it.
 //!
 //! The key hash is not stored: the index recomputes it from the key when it grows, and
