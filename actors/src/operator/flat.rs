@@ -73,22 +73,6 @@ impl Number {
         }
     }
 
-    fn of_datum(datum: &Datum<'_>) -> Option<(Number, i64)> {
-        match datum {
-            Datum::I64(v) => Some((Number::I64, *v)),
-            Datum::Timestamp(v) => Some((Number::Timestamp, *v)),
-            _ => None,
-        }
-    }
-
-    fn of_value(value: &Value) -> Option<(Number, i64)> {
-        match value {
-            Value::I64(v) => Some((Number::I64, *v)),
-            Value::Timestamp(v) => Some((Number::Timestamp, *v)),
-            _ => None,
-        }
-    }
-
     fn value(self, v: i64) -> Value {
         match self {
             Number::I64 => Value::I64(v),
@@ -114,17 +98,6 @@ impl KeyColumn {
         match self {
             KeyColumn::Numbers { keys, .. } => keys.len(),
             KeyColumn::Values(keys) => keys.len(),
-        }
-    }
-
-    /// The number `key` is, if this column holds numbers of its type (or none yet).
-    fn number(&self, key: &[Datum<'_>]) -> Option<(Number, i64)> {
-        let KeyColumn::Numbers { kind, .. } = self else {
-            return None;
-        };
-        match key {
-            [one] => Number::of_datum(one).filter(|(k, _)| kind.is_none_or(|kind| kind == *k)),
-            _ => None,
         }
     }
 
@@ -175,7 +148,7 @@ impl KeyColumn {
     /// Stores `key` as group `id`'s (a new id is the column's length).
     fn put(&mut self, id: u32, key: Key) {
         if let (KeyColumn::Numbers { kind, keys }, [one]) = (&mut *self, &*key) {
-            if let Some((number, v)) = Number::of_value(one) {
+            if let Some((number, v)) = Number::of(one.as_ref()) {
                 if kind.is_none_or(|kind| kind == number) {
                     *kind = Some(number);
                     put_at(keys, id, v);
@@ -238,10 +211,7 @@ impl FlatGroups {
         if let Some(&id) = self.index.find(hash, |&id| keys.equals(id, key)) {
             return (id, false);
         }
-        let key = match self.keys.number(key) {
-            Some((kind, v)) => Key::One(kind.value(v)),
-            None => key.iter().map(to_value).collect(),
-        };
+        let key = key.iter().map(to_value).collect();
         (self.insert_new(hash, key), true)
     }
 
@@ -370,29 +340,36 @@ impl AccColumn {
 
     /// Sets group `id`'s accumulator (a new id is the column's length).
     pub(crate) fn put(&mut self, id: u32, acc: Acc) {
-        match (&mut *self, acc) {
+        if let Err(acc) = self.store(id, acc) {
+            self.generalise();
+            if let AccColumn::Accs(accs) = self {
+                put_at(accs, id, acc);
+            }
+        }
+    }
+
+    /// Stores `acc` as group `id`'s if the column holds its kind; gives it back otherwise.
+    fn store(&mut self, id: u32, acc: Acc) -> Result<(), Acc> {
+        match (self, acc) {
             (AccColumn::Counts(counts), Acc::Count(n)) => put_at(counts, id, n),
             (AccColumn::Numbers { values, set, .. }, Acc::Value(Value::Null)) => {
                 set.set(id, false);
                 put_at(values, id, 0);
             }
-            (AccColumn::Numbers { kind, values, set }, Acc::Value(value))
-                if Number::of_value(&value)
-                    .is_some_and(|(k, _)| kind.is_none_or(|kind| kind == k)) =>
-            {
-                let Some((number, v)) = Number::of_value(&value) else {
-                    return;
-                };
-                *kind = Some(number);
-                set.set(id, true);
-                put_at(values, id, v);
+            (AccColumn::Numbers { kind, values, set }, Acc::Value(value)) => {
+                match Number::of(value.as_ref()) {
+                    Some((number, v)) if kind.is_none_or(|kind| kind == number) => {
+                        *kind = Some(number);
+                        set.set(id, true);
+                        put_at(values, id, v);
+                    }
+                    _ => return Err(Acc::Value(value)),
+                }
             }
             (AccColumn::Accs(accs), acc) => put_at(accs, id, acc),
-            (_, acc) => {
-                self.generalise();
-                self.put(id, acc);
-            }
+            (_, acc) => return Err(acc),
         }
+        Ok(())
     }
 
     /// Changes group `id`'s accumulator with `f`.
@@ -425,7 +402,7 @@ impl AccColumn {
                         set.set(id, false);
                         return;
                     }
-                    Acc::Value(value) => match Number::of_value(&value) {
+                    Acc::Value(value) => match Number::of(value.as_ref()) {
                         Some((number, v)) if kind.is_none_or(|kind| kind == number) => {
                             *kind = Some(number);
                             values[i] = v;
