@@ -12,6 +12,7 @@ mod process;
 mod session;
 pub(crate) mod table;
 mod top;
+mod window;
 
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::{Operator, Plan};
@@ -245,7 +246,7 @@ pub(crate) fn build(plan: &Plan, index: usize) -> Option<Box<dyn Stateful>> {
             {
                 Box::new(session::SessionAggregate::new(aggregate, window))
             }
-            Some(window) => Box::new(aggregate::WindowAggregate::new(aggregate, window)),
+            Some(window) => Box::new(window::WindowAggregate::new(aggregate, window)),
             None => Box::new(aggregate::UnboundedAggregate::new(aggregate)),
         }),
         Operator::Top(top) => Some(Box::new(top::Top::new(top))),

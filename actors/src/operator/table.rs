@@ -230,14 +230,6 @@ impl<V> GroupTable<V> {
             .filter_map(|(id, slot)| slot.as_ref().map(|g| (id as u32, g)))
     }
 
-    /// Every group with its id, mutably.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Group<V>)> {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(id, slot)| slot.as_mut().map(|g| (id as u32, g)))
-    }
-
     /// Groups held.
     pub(crate) fn len(&self) -> usize {
         self.index.len()
