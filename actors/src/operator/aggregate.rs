@@ -3,6 +3,8 @@
 
 use std::borrow::{Borrow, Cow};
 
+use smallvec::SmallVec;
+
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::AggregatePlan;
 use wire_core::operator::agg::{Acc, AggCall};
@@ -372,12 +374,13 @@ pub(super) fn push_result<A: Borrow<Acc>>(
     accs: &[A],
     op: Option<&str>,
 ) -> Result<(), wire_core::Error> {
-    let results: Vec<Datum<'_>> = aggs
+    // Built on the stack: a window's firing emits a row per key.
+    let results: SmallVec<[Datum<'_>; 8]> = aggs
         .iter()
         .zip(accs)
         .map(|(agg, acc)| agg.result(acc.borrow()))
         .collect();
-    let mut row: Vec<ValueRef<'_>> = Vec::with_capacity(key.len() + results.len() + 3);
+    let mut row: SmallVec<[ValueRef<'_>; 16]> = SmallVec::new();
     if let Some(op) = op {
         row.push(ValueRef::Str(op));
     }

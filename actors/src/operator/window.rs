@@ -24,6 +24,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::AggregatePlan;
 use wire_core::operator::agg::{Acc, AggCall};
@@ -40,6 +42,9 @@ use super::table::key_hash;
 use super::{
     eval_into, open_section, Clock, Output, Sections, Stateful, RECORD_GROUP, RECORD_REFIRE,
 };
+
+/// A key's accumulators read from their columns (on the stack for a few aggregate calls).
+type Accs<'a> = SmallVec<[Cow<'a, Acc>; 4]>;
 
 /// A tumbling, hop or cumulate window aggregate (event or processing time).
 pub(crate) struct WindowAggregate {
@@ -117,7 +122,7 @@ impl Pane {
     }
 
     /// The accumulators of `slot`.
-    fn accs(&self, slot: u32) -> Vec<Cow<'_, Acc>> {
+    fn accs(&self, slot: u32) -> Accs<'_> {
         self.accs.iter().map(|column| column.get(slot)).collect()
     }
 
@@ -212,23 +217,22 @@ impl Slides {
         *count = count.saturating_add_signed(sign);
     }
 
-    /// Moves key `id`'s slide from `held` to `window`, which starts inside it and ends at or
-    /// after it: takes out the panes that left and adds those that entered, a few panes
-    /// touched however many the window holds. How many of the key's panes it holds then.
+    /// Moves key `id`'s slide to `window`, which starts inside it and ends at or after it:
+    /// takes out the panes that `left` and adds those that `entered` (a few, however many the
+    /// window holds). How many of the key's panes the slide holds then.
     fn advance(
         &mut self,
         id: u32,
-        held: (i64, i64),
         window: (i64, i64),
         aggs: &[AggCall],
-        panes: &[Pane],
+        (left, entered): (&[Pane], &[Pane]),
     ) -> u32 {
-        for pane in &panes[range(panes, held.0, window.0)] {
+        for pane in left {
             if let Some(slot) = pane.slot(id) {
                 self.fold(id, aggs, pane, slot, -1);
             }
         }
-        for pane in &panes[range(panes, held.1, window.1)] {
+        for pane in entered {
             if let Some(slot) = pane.slot(id) {
                 self.fold(id, aggs, pane, slot, 1);
             }
@@ -261,6 +265,20 @@ impl Slides {
             + self.on.bytes()
             + accs
     }
+}
+
+/// The index of the oldest of the `count` panes that hold key `id`, found from the newest.
+fn oldest_pane(panes: &[Pane], id: u32, count: u32) -> usize {
+    let mut left = count;
+    for (at, pane) in panes.iter().enumerate().rev() {
+        if left == 0 {
+            return at + 1;
+        }
+        if pane.slot(id).is_some() {
+            left -= 1;
+        }
+    }
+    0
 }
 
 /// The index range of the panes starting in `[start, end)`.
@@ -435,7 +453,10 @@ impl WindowAggregate {
             return Ok(());
         };
         let (aggs, panes) = (&self.aggs, &self.panes);
-        let inside = &panes[range(panes, start, end)];
+        let inside = range(panes, start, end);
+        // Keys mostly hold the same window (the last one): its panes that left and entered,
+        // found once.
+        let mut moved = ((0, 0), &panes[..0], &panes[..0]);
         for id in self.groups.ids() {
             let held = slides.window(id).filter(|&(from, to)| {
                 // Windows fire in time order: from the last one, take out the panes that left
@@ -443,13 +464,24 @@ impl WindowAggregate {
                 from <= start && start < to && to <= end && (self.unmerges || from == start)
             });
             let holds = match held {
-                Some(held) => slides.advance(id, held, window, aggs, panes) > 0,
-                None => slides.set(id, window, aggs, inside),
+                Some(held) => {
+                    if moved.0 != held {
+                        let left = &panes[range(panes, held.0, start)];
+                        moved = (held, left, &panes[range(panes, held.1, end)]);
+                    }
+                    slides.advance(id, window, aggs, (moved.1, moved.2)) > 0
+                }
+                None => {
+                    // Mostly a new key, in the newest panes only: look from the key's oldest.
+                    let oldest = oldest_pane(panes, id, self.pane_counts[id as usize]);
+                    let from = oldest.clamp(inside.start, inside.end);
+                    slides.set(id, window, aggs, &panes[from..inside.end])
+                }
             };
             if !holds {
                 continue;
             }
-            let accs: Vec<Cow<'_, Acc>> = slides.accs.iter().map(|c| c.get(id)).collect();
+            let accs: Accs<'_> = slides.accs.iter().map(|c| c.get(id)).collect();
             self.groups.with_key(id, |key| {
                 push_result(out, key, Some(window), aggs, &accs, None)
             })?;
@@ -469,28 +501,40 @@ impl WindowAggregate {
         let window = Some((start, end));
         let inside = &self.panes[range(&self.panes, start, end)];
         let mut merged = Vec::with_capacity(self.aggs.len());
+        // Keys already emitted (from an earlier pane of the window), and a key's later panes.
+        let (mut seen, mut later) = (Bits::default(), Vec::new());
         for (k, pane) in inside.iter().enumerate() {
-            let (before, after) = (&inside[..k], &inside[k + 1..]);
             for (slot, &id) in (0..).zip(&pane.ids) {
-                if before.iter().any(|earlier| earlier.slot(id).is_some())
+                if seen.get(id)
                     || only.is_some_and(|only| only.binary_search(&self.groups.hash(id)).is_err())
                 {
                     continue;
                 }
+                // The key is in at most this many of the later panes.
+                let mut left = self.pane_counts[id as usize] - 1;
+                later.clear();
+                for (at, after) in inside.iter().enumerate().skip(k + 1) {
+                    if left == 0 {
+                        break;
+                    }
+                    if let Some(slot) = after.slot(id) {
+                        later.push((at, slot));
+                        left -= 1;
+                    }
+                }
                 let accs = pane.accs(slot);
-                if after.iter().all(|later| later.slot(id).is_none()) {
+                if later.is_empty() {
                     self.groups.with_key(id, |key| {
                         push_result(out, key, window, &self.aggs, &accs, None)
                     })?;
                     continue;
                 }
+                seen.set(id, true);
                 merged.clear();
                 merged.extend(accs.into_iter().map(Cow::into_owned));
-                for later in after {
-                    let Some(slot) = later.slot(id) else {
-                        continue;
-                    };
-                    for ((agg, into), from) in self.aggs.iter().zip(&mut merged).zip(&later.accs) {
+                for &(at, slot) in &later {
+                    let aggs = self.aggs.iter().zip(&mut merged);
+                    for ((agg, into), from) in aggs.zip(&inside[at].accs) {
                         agg.merge(into, &from.get(slot));
                     }
                 }
