@@ -43,7 +43,7 @@ mod task;
 pub use checkpoint::{Ack, AckContent, Checkpointing};
 pub use error::Error;
 pub use pipeline::{io_memory_for, Deploy, Failure, Notice, WAL_IO_MEMORY_BYTES};
-pub use pipeline::{EXCHANGE_BATCHES, MAILBOX_BATCHES};
+pub use pipeline::{CORE_QUEUE_BATCHES, EXCHANGE_BATCHES, MAILBOX_BATCHES};
 pub use pool::{
     core_executor, CorePool, Deployment, Event, EventKind, PipelineId, PoolHandle, PoolOptions,
     RunReport,
