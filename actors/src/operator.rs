@@ -52,6 +52,18 @@ pub(crate) trait Stateful {
         Ok(())
     }
 
+    /// Whether output was cut short because the [`Output`] filled up (see
+    /// [`Output::with_limit`]): [`Stateful::resume`] goes on once it is drained. Nothing else
+    /// is called on the operator meanwhile.
+    fn pending(&self) -> bool {
+        false
+    }
+
+    /// Goes on with the output [`Stateful::pending`] says was cut short.
+    fn resume(&mut self, _out: &mut Output) -> Result<(), wire_core::Error> {
+        Ok(())
+    }
+
     /// Groups (keys, or keys × windows) currently held.
     fn groups(&self) -> usize;
 
@@ -301,6 +313,9 @@ pub(crate) struct Output {
     /// Rows sent to the late output (or counted as late without one).
     pub(crate) late_rows: u64,
     batch_rows: usize,
+    /// Finished result batches after which an operator that can pause (a firing window)
+    /// stops and waits to be drained.
+    limit: Option<usize>,
 }
 
 impl Output {
@@ -314,7 +329,20 @@ impl Output {
             late_ready: Vec::new(),
             late_rows: 0,
             batch_rows: batch_rows.max(1),
+            limit: None,
         }
+    }
+
+    /// Lets operators pause once `batches` result batches are waiting: a window firing for
+    /// millions of keys then leaves in pieces, not as one buffered burst.
+    pub(crate) fn with_limit(mut self, batches: usize) -> Output {
+        self.limit = Some(batches.max(1));
+        self
+    }
+
+    /// Whether the output holds as many batches as its limit.
+    pub(crate) fn full(&self) -> bool {
+        self.limit.is_some_and(|limit| self.ready.len() >= limit)
     }
 
     /// Appends a result row with event time `time_ms`.

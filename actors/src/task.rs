@@ -20,6 +20,9 @@ use crate::pipeline::CoreCx;
 use crate::probe::Counters;
 use crate::Error;
 
+/// Result batches a head may hold before a paused firing waits for them to leave.
+const OUTPUT_BATCHES: usize = 16;
+
 /// The parts of one operator task instance.
 pub(crate) struct OperatorTask {
     pub(crate) cx: Rc<CoreCx>,
@@ -53,7 +56,7 @@ pub(crate) fn now_ms() -> i64 {
 impl OperatorTask {
     pub(crate) async fn run(mut self) {
         let mut inputs = InputWatermarks::new(self.senders);
-        let mut out = Output::new(self.cx.plan.settings.batch_rows);
+        let mut out = Output::new(self.cx.plan.settings.batch_rows).with_limit(OUTPUT_BATCHES);
         let mut ends = 0;
         let mut failed = false;
         while ends < self.senders {
@@ -222,17 +225,29 @@ impl OperatorTask {
         if let Some((head, _)) = self.head.as_mut() {
             head.on_timer(now_ms(), out)?;
         }
-        self.drain(out).await
+        self.drain(out).await?;
+        self.finish_output(out).await
     }
 
     async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), Error> {
         if let Some((head, _)) = self.head.as_mut() {
             head.on_watermark(watermark, out)?;
             self.drain(out).await?;
+            self.finish_output(out).await?;
         }
         self.outlet.send_watermark(watermark).await;
         if let Some((side, _)) = self.side.as_mut() {
             side.send_watermark(watermark).await;
+        }
+        Ok(())
+    }
+
+    /// Lets the head go on with output it paused when `out` was full, draining it each time,
+    /// until none is left.
+    async fn finish_output(&mut self, out: &mut Output) -> Result<(), Error> {
+        while let Some((head, _)) = self.head.as_mut().filter(|(head, _)| head.pending()) {
+            head.resume(out)?;
+            self.drain(out).await?;
         }
         Ok(())
     }

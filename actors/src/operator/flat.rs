@@ -266,7 +266,12 @@ impl FlatGroups {
 
     /// The ids of every group.
     pub(crate) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.keys.len() as u32).filter(|&id| self.live.get(id))
+        self.ids_from(0)
+    }
+
+    /// The ids of every group from `first` on.
+    pub(crate) fn ids_from(&self, first: u32) -> impl Iterator<Item = u32> + '_ {
+        (first..self.keys.len() as u32).filter(|&id| self.live.get(id))
     }
 
     /// Groups held.

@@ -921,3 +921,48 @@ fn hop_windows_survive_a_snapshot_with_slides_and_late_rows() {
         );
     }
 }
+
+/// A window firing cut short by a full output (one batch of two rows here) goes on where it
+/// stopped: paused and resumed until nothing is pending, it emits exactly what one unpaused
+/// firing does, for tumbling windows, sliding hop windows and hop windows that merge panes.
+#[test]
+fn a_firing_paused_by_a_full_output_resumes_where_it_stopped() {
+    let windows = [
+        "{type: tumbling, size: 10}",
+        "{type: hop, size: 20, slide: 5}",
+        "{type: cumulate, step: 5, size: 20}",
+    ];
+    for window in windows {
+        for aggregates in ["{n: count(*), total: sum(k)}", "{n: count(*), hi: max(t)}"] {
+            let run = |limit: Option<usize>| {
+                let mut op = operator(
+                    &format!("  - name: w\n    from: s\n    group_by: [k]\n    window: {window}\n    aggregate: {aggregates}"),
+                    "w",
+                );
+                let mut out = Output::new(2);
+                if let Some(limit) = limit {
+                    out = out.with_limit(limit);
+                }
+                let pairs: Vec<(i64, i64)> = (0..300).map(|i| (i % 37, i % 50)).collect();
+                op.on_batch(&rows(&pairs), 0, 0, &mut out).unwrap();
+                let (mut got, mut pauses) = (Vec::new(), 0);
+                for watermark in [24, 49, i64::MAX] {
+                    op.on_watermark(watermark, &mut out).unwrap();
+                    got.extend(results(&mut out));
+                    while op.pending() {
+                        pauses += 1;
+                        op.resume(&mut out).unwrap();
+                        got.extend(results(&mut out));
+                    }
+                }
+                got.sort_by_key(|row| format!("{row:?}"));
+                (got, pauses)
+            };
+            let (whole, _) = run(None);
+            let (pieces, pauses) = run(Some(1));
+            assert!(whole.len() > 100, "{window} {aggregates}: {}", whole.len());
+            assert!(pauses > whole.len() / 4, "{window} {aggregates}: {pauses} pauses");
+            assert_eq!(pieces, whole, "{window} {aggregates}");
+        }
+    }
+}

@@ -69,6 +69,17 @@ pub(crate) struct WindowAggregate {
     fired_end: i64,
     /// Window end → hashes of keys a late row updated after the window fired.
     refire: BTreeMap<i64, Vec<u64>>,
+    /// A firing that stopped because the output was full.
+    paused: Option<Paused>,
+}
+
+/// Where a firing stopped: the window's end, where to go on (the next key id when keys keep
+/// slides, else the pane inside the window and the slot in it), and the keys emitted so far
+/// from an earlier pane of the window.
+struct Paused {
+    end: i64,
+    at: (usize, u32),
+    seen: Bits,
 }
 
 /// One pane's accumulators, a slot per key with rows in it.
@@ -312,6 +323,7 @@ impl WindowAggregate {
             watermark: WATERMARK_MIN,
             fired_end: WATERMARK_MIN,
             refire: BTreeMap::new(),
+            paused: None,
         }
     }
 
@@ -391,14 +403,32 @@ impl WindowAggregate {
     /// open window reads.
     fn advance(&mut self, watermark: i64, out: &mut Output) -> Result<(), wire_core::Error> {
         self.watermark = self.watermark.max(watermark);
-        while let Some(end) = self.next_end() {
-            if !fires(end, self.watermark) {
-                break;
-            }
-            if self.slides.is_some() {
-                self.fire_slides(end, out)?;
+        self.go_on(out)
+    }
+
+    /// Fires the windows the watermark closes, from where a paused firing stopped; pauses
+    /// again when `out` fills up, else re-fires late-updated windows and purges.
+    fn go_on(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
+        loop {
+            let Paused { end, at, mut seen } = match self.paused.take() {
+                Some(paused) => paused,
+                None => match self.next_end() {
+                    Some(end) if fires(end, self.watermark) => Paused {
+                        end,
+                        at: (0, 0),
+                        seen: Bits::default(),
+                    },
+                    _ => break,
+                },
+            };
+            let stopped = if self.slides.is_some() {
+                self.fire_slides(end, at.1, out)?
             } else {
-                self.emit_window(end, None, out)?;
+                self.emit_window(end, None, at, &mut seen, out)?
+            };
+            if let Some(at) = stopped {
+                self.paused = Some(Paused { end, at, seen });
+                return Ok(());
             }
             self.fired_end = end;
         }
@@ -406,7 +436,8 @@ impl WindowAggregate {
         for (end, mut hashes) in refire {
             hashes.sort_unstable();
             hashes.dedup();
-            self.emit_window(end, Some(&hashes), out)?;
+            let mut seen = Bits::default();
+            self.emit_window(end, Some(&hashes), (0, 0), &mut seen, out)?;
         }
         self.purge();
         Ok(())
@@ -445,19 +476,25 @@ impl WindowAggregate {
 
     /// Emits window `[start, end)` for every key with rows in it, the first time, from the
     /// keys' slides: moved from the last window where they can be, else merged from the
-    /// window's panes.
-    fn fire_slides(&mut self, end: i64, out: &mut Output) -> Result<(), wire_core::Error> {
+    /// window's panes. Goes from key id `first`; stops when `out` is full, saying where to go
+    /// on.
+    fn fire_slides(
+        &mut self,
+        end: i64,
+        first: u32,
+        out: &mut Output,
+    ) -> Result<Option<(usize, u32)>, wire_core::Error> {
         let start = self.kind.start_of(end);
         let window = (start, end);
         let Some(slides) = &mut self.slides else {
-            return Ok(());
+            return Ok(None);
         };
         let (aggs, panes) = (&self.aggs, &self.panes);
         let inside = range(panes, start, end);
         // Keys mostly hold the same window (the last one): its panes that left and entered,
         // found once.
         let mut moved = ((0, 0), &panes[..0], &panes[..0]);
-        for id in self.groups.ids() {
+        for id in self.groups.ids_from(first) {
             let held = slides.window(id).filter(|&(from, to)| {
                 // Windows fire in time order: from the last one, take out the panes that left
                 // and add those that entered.
@@ -485,26 +522,34 @@ impl WindowAggregate {
             self.groups.with_key(id, |key| {
                 push_result(out, key, Some(window), aggs, &accs, None)
             })?;
+            if out.full() {
+                return Ok(Some((0, id + 1)));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Emits window `[start, end)` by merging its panes, for every key or only keys hashing
-    /// into `only`: key by key in the order they first have rows in the window's panes.
+    /// into `only`: key by key in the order they first have rows in the window's panes, from
+    /// pane `at.0` of the window and its slot `at.1`, `seen` holding the keys emitted from an
+    /// earlier pane. Stops when `out` is full (all of `only` is emitted at once), saying where
+    /// to go on.
     fn emit_window(
         &self,
         end: i64,
         only: Option<&[u64]>,
+        at: (usize, u32),
+        seen: &mut Bits,
         out: &mut Output,
-    ) -> Result<(), wire_core::Error> {
+    ) -> Result<Option<(usize, u32)>, wire_core::Error> {
         let start = self.kind.start_of(end);
         let window = Some((start, end));
         let inside = &self.panes[range(&self.panes, start, end)];
         let mut merged = Vec::with_capacity(self.aggs.len());
-        // Keys already emitted (from an earlier pane of the window), and a key's later panes.
-        let (mut seen, mut later) = (Bits::default(), Vec::new());
-        for (k, pane) in inside.iter().enumerate() {
-            for (slot, &id) in (0..).zip(&pane.ids) {
+        let mut later = Vec::new();
+        for (k, pane) in inside.iter().enumerate().skip(at.0) {
+            let first = if k == at.0 { at.1 } else { 0 };
+            for (slot, &id) in (first..).zip(&pane.ids[first as usize..]) {
                 if seen.get(id)
                     || only.is_some_and(|only| only.binary_search(&self.groups.hash(id)).is_err())
                 {
@@ -527,23 +572,26 @@ impl WindowAggregate {
                     self.groups.with_key(id, |key| {
                         push_result(out, key, window, &self.aggs, &accs, None)
                     })?;
-                    continue;
-                }
-                seen.set(id, true);
-                merged.clear();
-                merged.extend(accs.into_iter().map(Cow::into_owned));
-                for &(at, slot) in &later {
-                    let aggs = self.aggs.iter().zip(&mut merged);
-                    for ((agg, into), from) in aggs.zip(&inside[at].accs) {
-                        agg.merge(into, &from.get(slot));
+                } else {
+                    seen.set(id, true);
+                    merged.clear();
+                    merged.extend(accs.into_iter().map(Cow::into_owned));
+                    for &(at, slot) in &later {
+                        let aggs = self.aggs.iter().zip(&mut merged);
+                        for ((agg, into), from) in aggs.zip(&inside[at].accs) {
+                            agg.merge(into, &from.get(slot));
+                        }
                     }
+                    self.groups.with_key(id, |key| {
+                        push_result(out, key, window, &self.aggs, &merged, None)
+                    })?;
                 }
-                self.groups.with_key(id, |key| {
-                    push_result(out, key, window, &self.aggs, &merged, None)
-                })?;
+                if only.is_none() && out.full() {
+                    return Ok(Some((k, slot + 1)));
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Bytes the per-key and per-pane columns take at their capacity.
@@ -633,6 +681,14 @@ impl Stateful for WindowAggregate {
     fn on_timer(&mut self, now_ms: i64, out: &mut Output) -> Result<(), wire_core::Error> {
         // At wall-clock time `now`, every millisecond before it is complete.
         self.advance(now_ms.saturating_sub(1), out)
+    }
+
+    fn pending(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    fn resume(&mut self, out: &mut Output) -> Result<(), wire_core::Error> {
+        self.go_on(out)
     }
 
     fn groups(&self) -> usize {
