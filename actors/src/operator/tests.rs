@@ -961,7 +961,10 @@ fn a_firing_paused_by_a_full_output_resumes_where_it_stopped() {
             let (whole, _) = run(None);
             let (pieces, pauses) = run(Some(1));
             assert!(whole.len() > 100, "{window} {aggregates}: {}", whole.len());
-            assert!(pauses > whole.len() / 4, "{window} {aggregates}: {pauses} pauses");
+            assert!(
+                pauses > whole.len() / 4,
+                "{window} {aggregates}: {pauses} pauses"
+            );
             assert_eq!(pieces, whole, "{window} {aggregates}");
         }
     }
