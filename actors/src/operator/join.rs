@@ -9,14 +9,16 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::{JoinKind, JoinPlan};
 use wire_core::time::watermark::{WATERMARK_MAX, WATERMARK_MIN};
 use wire_core::time::window::TimeAttr;
-use wire_core::{ArchivedRow, Batch, BatchView, OwnedRow, ValueRef};
+use wire_core::{ArchivedRow, AsValueRef, Batch, BatchView, OwnedRow, ValueRef};
 
 use wire_core::state::snapshot;
-use wire_core::state::snapshot::Section;
+use wire_core::state::snapshot::{Reader, Section};
 use wire_core::state::StateError;
 
 use super::table::{key_hash, Group};
@@ -38,6 +40,9 @@ pub(crate) struct Join {
     epoch: u32,
     /// Groups that stored a row since the last snapshot (once checkpoints are on).
     changes: Option<Vec<(u8, u32)>>,
+    /// Per side, the fields a consumer of the output reads, when not all (the planner's
+    /// column pruning): stored rows hold only those, and the others are emitted as NULL.
+    keep: Option<[Vec<bool>; 2]>,
 }
 
 /// A row waiting for partners.
@@ -71,7 +76,35 @@ impl Join {
             watermark: WATERMARK_MIN,
             epoch: 1,
             changes: None,
+            keep: plan.keep.clone(),
         }
+    }
+
+    /// A copy of row `index` of `view` (arrived on `side`) to store: the fields someone
+    /// reads, or the whole row.
+    fn stored_row(&self, side: usize, view: &BatchView<'_>, index: usize) -> OwnedRow {
+        match &self.keep {
+            None => OwnedRow::copy_of(view, index),
+            Some(keep) => {
+                let values: SmallVec<[ValueRef<'_>; 16]> = compact(
+                    view.row(index).values().iter().map(|v| v.as_value_ref()),
+                    &keep[side],
+                )
+                .collect();
+                OwnedRow::encode(&values)
+            }
+        }
+    }
+
+    /// Reads a stored row of `side` back from a snapshot (where rows are whole).
+    fn restore_row(&self, side: usize, reader: &mut Reader<'_>) -> Result<OwnedRow, StateError> {
+        let Some(keep) = &self.keep else {
+            return read_owned_row(reader);
+        };
+        let values = reader.row()?;
+        let values: SmallVec<[ValueRef<'_>; 16]> =
+            compact(values.iter().map(|v| v.as_value()), &keep[side]).collect();
+        Ok(OwnedRow::encode(&values))
     }
 
     fn place(&self, side: usize, row: &ArchivedRow) -> Placement {
@@ -155,18 +188,14 @@ impl Join {
                 for stored in &group.value {
                     if stored.expires > self.watermark && self.matches(side, &placement, stored) {
                         matched = true;
-                        emit(
-                            out,
-                            side,
-                            row,
-                            stored.row.row(),
-                            self.output_time(side, &placement, stored),
-                        )?;
+                        let time = self.output_time(side, &placement, stored);
+                        emit(out, side, row, stored.row.row(), self.keep.as_ref(), time)?;
                     }
                 }
             }
         }
         if placement.expires > self.watermark {
+            let row = self.stored_row(side, view, index);
             let (id, _) = self.sides[side].find_or_insert(hash, key, Vec::new);
             if let Some(group) = self.sides[side].get_mut(id) {
                 let epoch = self.epoch;
@@ -178,7 +207,7 @@ impl Join {
                     }
                 }
                 group.value.push(Stored {
-                    row: OwnedRow::copy_of(view, index),
+                    row,
                     time: placement.time,
                     upper: placement.upper,
                     expires: placement.expires,
@@ -267,21 +296,30 @@ impl Join {
     }
 }
 
-/// Appends the record (`tag`) of `group` on `side` with those of its rows `keep` selects.
+/// Appends the record (`tag`) of `group` on `side` with those of its rows `select` picks.
+/// Stored rows are written whole (pruned fields as NULL), so a snapshot reads the same
+/// whatever the pruning of the build that restores it.
 fn put_group(
     sections: &mut Sections,
-    tag: u8,
-    side: usize,
+    (tag, side): (u8, usize),
     group: &Group<Vec<Stored>>,
-    keep: impl Fn(&Stored) -> bool,
+    pruned: Option<&[bool]>,
+    select: impl Fn(&Stored) -> bool,
 ) {
     let out = sections.of_hash(group.hash);
     out.push(tag);
     out.push(side as u8);
     snapshot::put_row(out, &group.key);
-    snapshot::put_len(out, group.value.iter().filter(|s| keep(s)).count());
-    for stored in group.value.iter().filter(|s| keep(s)) {
-        put_owned_row(out, &stored.row);
+    snapshot::put_len(out, group.value.iter().filter(|s| select(s)).count());
+    for stored in group.value.iter().filter(|s| select(s)) {
+        match pruned {
+            None => put_owned_row(out, &stored.row),
+            Some(keep) => {
+                snapshot::put_len(out, keep.len());
+                let values = expand(stored.row.row(), keep);
+                values.for_each(|value| snapshot::put_value_ref(out, value));
+            }
+        }
         snapshot::put_i64(out, stored.time);
         snapshot::put_i64(out, stored.upper);
         snapshot::put_i64(out, stored.expires);
@@ -295,22 +333,67 @@ fn bound(expr: &Expr, row: &ArchivedRow) -> Option<i64> {
     }
 }
 
-/// Appends `left fields ++ right fields`; `row` arrived on `side`, `stored` is the partner.
+/// Appends `left fields ++ right fields`, NULL where `keep` (per side) says no one reads the
+/// field; `row` arrived on `side`, `stored` is the partner.
 fn emit(
     out: &mut Output,
     side: usize,
     row: &ArchivedRow,
     stored: &ArchivedRow,
+    keep: Option<&[Vec<bool>; 2]>,
     time: Option<i64>,
 ) -> Result<(), wire_core::Error> {
-    let arrived = row.values().iter().map(|v| v.as_value_ref());
-    let kept = stored.values().iter().map(|v| v.as_value_ref());
-    let values: Vec<ValueRef<'_>> = if side == 0 {
-        arrived.chain(kept).collect()
+    let (left, right) = if side == 0 {
+        (row, stored)
     } else {
-        kept.chain(arrived).collect()
+        (stored, row)
+    };
+    let values: SmallVec<[ValueRef<'_>; 24]> = match keep {
+        None => (left.values().iter().chain(right.values()))
+            .map(|v| v.as_value_ref())
+            .collect(),
+        // The arrived row is whole, the stored one holds the kept fields only.
+        Some(keep) if side == 0 => kept(row, &keep[0])
+            .chain(expand(stored, &keep[1]))
+            .collect(),
+        Some(keep) => expand(stored, &keep[0])
+            .chain(kept(row, &keep[1]))
+            .collect(),
     };
     out.push(&values, time)
+}
+
+/// The values of a whole `row`, NULL where `keep` is false.
+fn kept<'r>(row: &'r ArchivedRow, keep: &'r [bool]) -> impl Iterator<Item = ValueRef<'r>> + 'r {
+    let keep = keep.iter().copied().chain(std::iter::repeat(true));
+    row.values().iter().zip(keep).map(|(value, keep)| {
+        if keep {
+            value.as_value_ref()
+        } else {
+            ValueRef::Null
+        }
+    })
+}
+
+/// The values `keep` selects (and any past its end): what a stored row holds.
+fn compact<'r, 'k, I: Iterator<Item = ValueRef<'r>> + 'k>(
+    values: I,
+    keep: &'k [bool],
+) -> impl Iterator<Item = ValueRef<'r>> + 'k {
+    let keep = keep.iter().copied().chain(std::iter::repeat(true));
+    values
+        .zip(keep)
+        .filter_map(|(value, keep)| keep.then_some(value))
+}
+
+/// A row [`compact`] made, whole again: `keep.len()` values, NULL where `keep` is false.
+fn expand<'r>(row: &'r ArchivedRow, keep: &'r [bool]) -> impl Iterator<Item = ValueRef<'r>> + 'r {
+    let mut values = row.values().iter();
+    keep.iter()
+        .map(move |&keep| match keep.then(|| values.next()).flatten() {
+            Some(value) => value.as_value_ref(),
+            None => ValueRef::Null,
+        })
 }
 
 impl Stateful for Join {
@@ -349,8 +432,9 @@ impl Stateful for Join {
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut sections = Sections::new(max_parallelism, self.header());
         for (side, table) in self.sides.iter().enumerate() {
+            let pruned = self.keep.as_ref().map(|keep| keep[side].as_slice());
             for (_, group) in table.iter() {
-                put_group(&mut sections, RECORD_GROUP, side, group, |_| true);
+                put_group(&mut sections, (RECORD_GROUP, side), group, pruned, |_| true);
             }
         }
         self.next_epoch();
@@ -375,9 +459,9 @@ impl Stateful for Join {
             if let Some(group) = self.sides[side].get(id) {
                 let epoch = self.epoch;
                 if group.value.iter().any(|s| s.epoch == epoch) {
-                    put_group(&mut sections, RECORD_APPEND, side, group, |s| {
-                        s.epoch == epoch
-                    });
+                    let pruned = self.keep.as_ref().map(|keep| keep[side].as_slice());
+                    let record = (RECORD_APPEND, side);
+                    put_group(&mut sections, record, group, pruned, |s| s.epoch == epoch);
                 }
             }
         }
@@ -408,7 +492,7 @@ impl Stateful for Join {
             let count = reader.count("stored row")?;
             let mut rows = Vec::with_capacity(count);
             for _ in 0..count {
-                let row = read_owned_row(&mut reader)?;
+                let row = self.restore_row(usize::from(side), &mut reader)?;
                 let time = reader.i64("row time")?;
                 let upper = reader.i64("row upper bound")?;
                 let expires = reader.i64("row expiry")?;

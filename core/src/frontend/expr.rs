@@ -120,6 +120,15 @@ impl Expr {
         }
     }
 
+    /// Marks in `used` every field the expression reads (indices past its end are ignored).
+    pub fn mark_fields(&self, used: &mut [bool]) {
+        self.node.fields(&mut |index| {
+            if let Some(slot) = used.get_mut(index) {
+                *slot = true;
+            }
+        });
+    }
+
     /// The source text.
     pub fn source(&self) -> &str {
         &self.source

@@ -4,6 +4,7 @@
 //! [`Plan::from_spec`] is the single gate between a user's file and the data plane: a plan
 //! that exists is one the runtime can execute. Operators are kept in topological order.
 
+mod prune;
 mod stateful;
 
 pub use stateful::{
@@ -229,6 +230,7 @@ impl Plan {
                 columns,
             });
         }
+        prune::prune_joins(&mut plan);
         Ok(plan)
     }
 

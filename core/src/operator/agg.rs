@@ -182,6 +182,14 @@ impl AggKind {
 }
 
 impl AggCall {
+    /// Marks in `used` the input fields its argument and filter read.
+    pub fn mark_fields(&self, used: &mut [bool]) {
+        self.arg
+            .iter()
+            .chain(&self.filter)
+            .for_each(|e| e.mark_fields(used));
+    }
+
     /// Which function this is.
     pub fn kind(&self) -> AggKind {
         self.kind

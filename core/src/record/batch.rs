@@ -614,11 +614,27 @@ impl OwnedRow {
         }
     }
 
+    /// `values` encoded as one row.
+    ///
+    /// ```
+    /// use wire_core::{OwnedRow, ValueRef};
+    /// let kept = OwnedRow::encode(&[ValueRef::I64(7), ValueRef::Null]);
+    /// assert_eq!(kept.row().get(0).and_then(|v| v.as_i64()), Some(7));
+    /// ```
+    pub fn encode<V: AsValueRef>(values: &[V]) -> OwnedRow {
+        let mut bytes = Vec::with_capacity(archived_row_len(values));
+        encode_row(values, &mut bytes);
+        OwnedRow {
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
     /// The row, read in place.
     pub fn row(&self) -> &ArchivedRow {
         // SAFETY: the bytes are an exact copy of one row of a `BatchView`, which was built by
-        // `BatchBuilder` or passed `verify` (rkyv's validator over exactly these bytes); rows
-        // are self-contained and the format is unaligned, so the copy is valid at any address.
+        // `BatchBuilder` or passed `verify` (rkyv's validator over exactly these bytes), or
+        // were written by `encode_row`, the encoder `BatchBuilder` uses; rows are
+        // self-contained and the format is unaligned, so the bytes are valid at any address.
         unsafe { rkyv::access_unchecked::<ArchivedRow>(&self.bytes) }
     }
 

@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use crate::operator::agg::{Acc, AggCall, DistinctBytes};
-use crate::record::row::Value;
+use crate::record::row::{AsValueRef, Value, ValueRef};
 use crate::state::StateError;
 
 /// The snapshot format this build writes and reads (first byte of a sealed snapshot).
@@ -140,20 +140,25 @@ pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Appends a tagged value.
 pub fn put_value(out: &mut Vec<u8>, value: &Value) {
+    put_value_ref(out, value.as_value());
+}
+
+/// Appends a tagged value read in place (the encoding of [`put_value`]).
+pub fn put_value_ref(out: &mut Vec<u8>, value: ValueRef<'_>) {
     match value {
-        Value::Null => out.push(0),
-        Value::I64(v) => put_tagged(out, 1, v.to_le_bytes()),
-        Value::F64(v) => put_tagged(out, 2, v.to_le_bytes()),
-        Value::Bool(v) => out.extend_from_slice(&[3, u8::from(*v)]),
-        Value::Str(v) => {
+        ValueRef::Null => out.push(0),
+        ValueRef::I64(v) => put_tagged(out, 1, v.to_le_bytes()),
+        ValueRef::F64(v) => put_tagged(out, 2, v.to_le_bytes()),
+        ValueRef::Bool(v) => out.extend_from_slice(&[3, u8::from(v)]),
+        ValueRef::Str(v) => {
             out.push(4);
             put_bytes(out, v.as_bytes());
         }
-        Value::Bytes(v) => {
+        ValueRef::Bytes(v) => {
             out.push(5);
             put_bytes(out, v);
         }
-        Value::Timestamp(v) => put_tagged(out, 6, v.to_le_bytes()),
+        ValueRef::Timestamp(v) => put_tagged(out, 6, v.to_le_bytes()),
     }
 }
 

@@ -122,6 +122,46 @@ impl Node {
 }
 
 impl Node {
+    /// Calls `visit` with the index of every field the node reads.
+    pub(super) fn fields(&self, visit: &mut dyn FnMut(usize)) {
+        match self {
+            Node::Field(index) => visit(*index),
+            Node::Const(_) => {}
+            Node::Neg(inner) | Node::Not(inner) | Node::IsNull(inner, _) | Node::Cast(inner, _) => {
+                inner.fields(visit);
+            }
+            Node::Arith(_, left, right)
+            | Node::ArithI64(_, left, right)
+            | Node::Concat(left, right)
+            | Node::Cmp(_, left, right)
+            | Node::CmpI64(_, left, right)
+            | Node::And(left, right)
+            | Node::Or(left, right)
+            | Node::Like(left, right) => {
+                left.fields(visit);
+                right.fields(visit);
+            }
+            Node::In(needle, list) => {
+                needle.fields(visit);
+                list.iter().for_each(|node| node.fields(visit));
+            }
+            Node::Case(branches, otherwise) => {
+                for (condition, value) in branches {
+                    condition.fields(visit);
+                    value.fields(visit);
+                }
+                otherwise.fields(visit);
+            }
+            Node::Call(_, args) => args.iter().for_each(|node| node.fields(visit)),
+            Node::Prepared(call) => match &**call {
+                Prepared::RegexpExtract { text, .. } => text.fields(visit),
+                Prepared::DateFormat { time, .. } => time.fields(visit),
+            },
+        }
+    }
+}
+
+impl Node {
     /// Evaluates a node whose type is `i64`; `None` for NULL. Integer-only subtrees (fields,
     /// literals, arithmetic) run on plain integers; anything else goes through [`Node::eval`].
     fn eval_i64(&self, row: &ArchivedRow) -> Option<i64> {

@@ -80,6 +80,10 @@ pub struct JoinPlan {
     pub left_time: Option<TimeAttr>,
     /// The right input's event-time attribute.
     pub right_time: Option<TimeAttr>,
+    /// Per input (left, right), which of its fields some consumer of the output reads, when
+    /// not all: the others are stored and emitted as NULL (set by the planner's column
+    /// pruning, `plan::prune`).
+    pub keep: Option<[Vec<bool>; 2]>,
 }
 
 /// How long joined rows are kept and which pairs match.
@@ -350,6 +354,7 @@ pub(super) fn plan_join(
         kind,
         left_time: left.time,
         right_time: right.time,
+        keep: None,
     };
     Ok((Operator::Join(plan), schema, time, false))
 }

@@ -157,3 +157,95 @@ fn an_event_time_expression_appends_a_time_field_and_must_be_a_time() {
     let err = plan(&source("sec")).unwrap_err();
     assert!(err.to_string().contains("did you mean `secs`?"), "{err}");
 }
+
+const JOINED: &str = "\
+sources:
+  auctions: {type: nexmark, stream: auction}
+  persons: {type: nexmark, stream: person}
+operators:
+  - name: sellers
+    join: {left: auctions, right: persons, left_key: [seller], right_key: [id], right_prefix: person_}
+  - name: western
+    from: sellers
+    filter: state = 'OR'
+  - name: result
+    from: western
+    project: {name: name, id: id}
+";
+
+/// The `keep` of the plan's only join.
+fn join_keep(plan: &Plan) -> Option<[Vec<bool>; 2]> {
+    plan.operators
+        .iter()
+        .find_map(|operator| match &operator.op {
+            Operator::Join(join) => Some(join.keep.clone()),
+            _ => None,
+        })?
+}
+
+#[test]
+fn a_join_keeps_only_the_fields_read_after_it() {
+    let text = format!("{JOINED}sinks:\n  out: {{type: blackhole, from: result}}\n");
+    let plan = plan(&text).unwrap();
+    let [left, right] = join_keep(&plan).expect("the join is pruned");
+    // The auction's id; the person's name and state (filtered on, then projected away).
+    let mut auction = vec![false; 10];
+    auction[0] = true;
+    let mut person = vec![false; 8];
+    person[1] = true;
+    person[5] = true;
+    assert_eq!((left, right), (auction, person));
+}
+
+#[test]
+fn a_join_read_whole_keeps_every_field() {
+    // A sink reads every field of what it consumes, here beside the projection.
+    let beside = format!(
+        "{JOINED}sinks:\n  out: {{type: blackhole, from: result}}\n  all: {{type: blackhole, from: western}}\n"
+    );
+    // A top's reads are not enumerated: everything is kept for it.
+    let topped = JOINED.replace(
+        "    project: {name: name, id: id}\n",
+        "    top: {n: 1, order_by: [id desc], group_by: [name]}\n",
+    ) + "sinks:\n  out: {type: blackhole, from: result}\n";
+    for text in [beside, topped] {
+        let plan = plan(&text).unwrap();
+        assert_eq!(join_keep(&plan), None, "{text}");
+    }
+}
+
+#[test]
+fn a_union_after_a_join_passes_its_readers_needs_through() {
+    let text = format!(
+        "{JOINED}  - name: both
+    union: [western, result2]
+  - name: result2
+    from: western
+    filter: city = 'x'
+  - name: named
+    from: both
+    project: {{city: city}}
+sinks:
+  out: {{type: blackhole, from: named}}
+  ids: {{type: blackhole, from: result}}
+"
+    );
+    let plan = plan(&text).unwrap();
+    let [left, right] = join_keep(&plan).expect("the join is pruned");
+    assert_eq!(left.iter().filter(|&&k| k).count(), 1);
+    // name (result), city (named through the union), state (the filter).
+    assert_eq!(right, [false, true, false, false, true, true, false, false]);
+}
+
+#[test]
+fn an_aggregate_after_a_join_keeps_its_keys_and_arguments() {
+    let text = JOINED.replace(
+        "    project: {name: name, id: id}\n",
+        "    group_by: [name]\n    aggregate: {n: count(*), top: max(reserve), big: count(*) filter (where initial_bid > 10)}\n",
+    ) + "sinks:\n  out: {type: blackhole, from: result}\n";
+    let plan = plan(&text).unwrap();
+    let [left, right] = join_keep(&plan).expect("the join is pruned");
+    let kept = |keep: &[bool]| (0..keep.len()).filter(|&i| keep[i]).collect::<Vec<_>>();
+    // initial_bid and reserve of the auction; name and state (filtered) of the person.
+    assert_eq!((kept(&left), kept(&right)), (vec![3, 4], vec![1, 5]));
+}

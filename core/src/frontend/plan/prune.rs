@@ -1,0 +1,115 @@
+//! Column pruning for joins: which fields of a join's output some consumer reads.
+//!
+//! A join keeps every row of both inputs until it expires (or forever), and a row keeps all
+//! its fields, though the operators after the join often read a few of them (Nexmark q3 reads
+//! four of the auction's and person's twenty). This pass walks the plan from the sinks back
+//! and marks, per operator, the output fields something downstream reads; a join then stores
+//! and emits NULL for the fields nothing reads (`JoinPlan::keep`), so its state and output
+//! hold only what is used. The schema is unchanged: a pruned field is one no consumer looks
+//! at, so no one sees the NULL.
+//!
+//! The walk is conservative: a sink reads every field, and so does every operator whose reads
+//! it does not enumerate (tops, joins, lookups, `process`, late side outputs). Filters,
+//! projections, `key_by`, unions and aggregates (keys, arguments, filters, event time) pass
+//! narrower needs upstream. A changelog keeps every field, and every node its event-time
+//! field.
+
+use super::{AggregatePlan, Input, Operator, Plan};
+
+/// Sets `JoinPlan::keep` of every join whose output has a field no consumer reads.
+pub(super) fn prune_joins(plan: &mut Plan) {
+    // The walk needs every input before its consumers, as the planner places them.
+    let ordered = plan.operators.iter().enumerate().all(|(index, operator)| {
+        (operator.inputs.iter())
+            .all(|input| !matches!(*input, Input::Operator(from) if from >= index))
+    });
+    if !ordered {
+        return;
+    }
+    let used = used_fields(plan);
+    for (index, mut used) in used.into_iter().enumerate() {
+        let Some(&left) = plan.operators[index].inputs.first() else {
+            continue;
+        };
+        let left_len = plan.schema_of(left).len();
+        if let Operator::Join(join) = &mut plan.operators[index].op {
+            if used.contains(&false) && left_len <= used.len() {
+                let right = used.split_off(left_len);
+                join.keep = Some([used, right]);
+            }
+        }
+    }
+}
+
+/// Per operator, which of its output fields a consumer reads.
+fn used_fields(plan: &Plan) -> Vec<Vec<bool>> {
+    let mut used: Vec<Vec<bool>> = plan
+        .operators
+        .iter()
+        .map(|operator| vec![false; operator.schema.len()])
+        .collect();
+    for sink in &plan.sinks {
+        if let Input::Operator(index) = sink.input {
+            used[index].fill(true);
+        }
+    }
+    for index in (0..plan.operators.len()).rev() {
+        let operator = &plan.operators[index];
+        if operator.changelog {
+            used[index].fill(true);
+        }
+        if let Some(slot) = operator
+            .time
+            .and_then(|time| used[index].get_mut(time.field))
+        {
+            *slot = true;
+        }
+        for input in &operator.inputs {
+            let Input::Operator(from) = *input else {
+                continue;
+            };
+            let mut reads = vec![false; used[from].len()];
+            match &operator.op {
+                Operator::Filter(predicate) => {
+                    or_into(&mut reads, &used[index]);
+                    predicate.mark_fields(&mut reads);
+                }
+                Operator::KeyBy(keys) => {
+                    or_into(&mut reads, &used[index]);
+                    keys.iter().for_each(|key| key.mark_fields(&mut reads));
+                }
+                Operator::Union => or_into(&mut reads, &used[index]),
+                Operator::Project(exprs) => exprs.iter().for_each(|e| e.mark_fields(&mut reads)),
+                Operator::Aggregate(aggregate) => aggregate_reads(aggregate, &mut reads),
+                _ => reads.fill(true),
+            }
+            or_into(&mut used[from], &reads);
+        }
+    }
+    used
+}
+
+/// The input fields an aggregate reads: its keys, its calls' arguments and filters, its
+/// event time; all of them when rows can leave whole (a late side output) or retract.
+fn aggregate_reads(aggregate: &AggregatePlan, reads: &mut [bool]) {
+    let late = (aggregate.window.as_ref()).is_some_and(|window| window.late_output.is_some());
+    if late || aggregate.retracting {
+        reads.fill(true);
+        return;
+    }
+    aggregate.keys.iter().for_each(|key| key.mark_fields(reads));
+    aggregate
+        .aggregates
+        .iter()
+        .for_each(|call| call.mark_fields(reads));
+    if let Some(slot) = aggregate.time.and_then(|time| reads.get_mut(time.field)) {
+        *slot = true;
+    }
+}
+
+/// `into |= from`, field by field.
+fn or_into(into: &mut [bool], from: &[bool]) {
+    for (into, &from) in into.iter_mut().zip(from) {
+        *into |= from;
+    }
+}
