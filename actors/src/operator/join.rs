@@ -32,7 +32,7 @@ pub(crate) struct Join {
     keys: [Vec<Expr>; 2],
     kind: JoinKind,
     times: [Option<TimeAttr>; 2],
-    sides: [GroupTable<Vec<Stored>>; 2],
+    sides: [GroupTable<Waiting>; 2],
     /// Expiry time → (side, group) with a row expiring then.
     expiry: BTreeMap<i64, Vec<(u8, u32)>>,
     watermark: i64,
@@ -44,6 +44,10 @@ pub(crate) struct Join {
     /// column pruning): stored rows hold only those, and the others are emitted as NULL.
     keep: Option<[Vec<bool>; 2]>,
 }
+
+/// The rows of one key on one side, oldest first. Most keys wait with one row (a person, an
+/// auction), which is kept in the group itself rather than in an allocation of its own.
+type Waiting = SmallVec<[Stored; 1]>;
 
 /// A row waiting for partners.
 struct Stored {
@@ -196,7 +200,7 @@ impl Join {
         }
         if placement.expires > self.watermark {
             let row = self.stored_row(side, view, index);
-            let (id, _) = self.sides[side].find_or_insert(hash, key, Vec::new);
+            let (id, _) = self.sides[side].find_or_insert(hash, key, Waiting::new);
             if let Some(group) = self.sides[side].get_mut(id) {
                 let epoch = self.epoch;
                 if let Some(changes) = &mut self.changes {
@@ -302,7 +306,7 @@ impl Join {
 fn put_group(
     sections: &mut Sections,
     (tag, side): (u8, usize),
-    group: &Group<Vec<Stored>>,
+    group: &Group<Waiting>,
     pruned: Option<&[bool]>,
     select: impl Fn(&Stored) -> bool,
 ) {
@@ -490,7 +494,7 @@ impl Stateful for Join {
             };
             let key = reader.row()?;
             let count = reader.count("stored row")?;
-            let mut rows = Vec::with_capacity(count);
+            let mut rows = Waiting::with_capacity(count);
             for _ in 0..count {
                 let row = self.restore_row(usize::from(side), &mut reader)?;
                 let time = reader.i64("row time")?;
@@ -516,7 +520,7 @@ impl Stateful for Join {
             let id = if tag == RECORD_GROUP {
                 table.insert_owned(key, rows)
             } else {
-                let id = table.find_or_insert_owned(key, Vec::new);
+                let id = table.find_or_insert_owned(key, Waiting::new);
                 if let Some(group) = table.get_mut(id) {
                     group.value.extend(rows);
                 }
