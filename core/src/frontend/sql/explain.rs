@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::frontend::plan::{Input, Operator, Plan};
+use crate::frontend::plan::{Input, Operator, Plan, PlanOperator};
 use crate::frontend::spec::{
     GroupKey, OperatorKind, PipelineSpec, SinkKind, SourceKind, TopSpec, WindowSpec,
 };
@@ -47,6 +47,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
         if let Some(spec_op) = spec.operators.iter().find(|o| o.name.name == operator.name) {
             details(&mut out, &spec_op.kind);
         }
+        pruned(&mut out, plan, operator);
         let marked = changes(operator.changelog);
         let _ = writeln!(out, "  rows: {}{marked}", fields(&operator.schema));
     }
@@ -68,6 +69,31 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
         );
     }
     out
+}
+
+/// The fields a join keeps of each input when the planner pruned the others (nothing after
+/// the join reads them).
+fn pruned(out: &mut String, plan: &Plan, operator: &PlanOperator) {
+    let Operator::Join(join) = &operator.op else {
+        return;
+    };
+    let Some(keep) = &join.keep else {
+        return;
+    };
+    let mut sides = Vec::with_capacity(2);
+    for (input, keep) in operator.inputs.iter().zip(keep) {
+        let schema = plan.schema_of(*input);
+        let kept: Vec<&str> = (schema.fields().iter().zip(keep))
+            .filter(|(_, keep)| **keep)
+            .map(|(field, _)| field.name.as_str())
+            .collect();
+        sides.push(format!("{} ({})", plan.name_of(*input), kept.join(", ")));
+    }
+    let _ = writeln!(
+        out,
+        "  stores only the fields read after it: {}",
+        sides.join(", ")
+    );
 }
 
 /// What follows the rows of an update stream.
