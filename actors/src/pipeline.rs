@@ -146,6 +146,8 @@ pub(crate) struct CoreCx {
     /// The placement's epoch, when the pipeline has slots on other nodes: file sinks fence
     /// their staged parts with it.
     pub(crate) fence: Option<u64>,
+    /// The watermarks of the node's source instances, for watermark alignment.
+    pub(crate) clocks: Arc<source::align::SourceClocks>,
 }
 
 impl CoreCx {
@@ -272,6 +274,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
         checkpoints.begin_restore(local.len());
     }
     let wiring = exchange_wiring(&graph, cores, &local, deploy.placement.as_ref());
+    let clocks = Arc::new(source::align::SourceClocks::new(&plan, cores, &local));
     let instances = wiring
         .into_iter()
         .zip(local.iter().copied())
@@ -291,6 +294,7 @@ pub(crate) fn prepare(plan: Plan, deploy: &Deploy) -> Result<Prepared, Error> {
                 checkpoints: deploy.checkpoints.clone(),
                 hub: deploy.placement.as_ref().map(|p| p.hub.clone()),
                 fence: deploy.placement.as_ref().map(|p| p.epoch),
+                clocks: clocks.clone(),
             },
             graph: graph.clone(),
             wiring,

@@ -1,6 +1,7 @@
 //! Sources: each core runs one instance of every source, over the partitions it owns
 //! (partition `p` belongs to core `p % cores`), and pushes batches through its fused chain.
 
+pub(crate) mod align;
 mod file;
 pub(crate) mod ingest;
 mod kafka;
@@ -73,6 +74,9 @@ pub(crate) async fn run(cx: Rc<CoreCx>, index: usize, chain: Chain, outlet: Outl
 
 /// How often a paused source looks whether it is resumed (or owes a barrier, or stops).
 const PAUSE_POLL: Duration = Duration::from_millis(5);
+
+/// How often a source held back by watermark alignment looks whether it may go on.
+const ALIGN_POLL: Duration = Duration::from_micros(500);
 
 /// Waits a little while the source is paused; the caller looks again (barriers still pass).
 pub(crate) async fn paused() {
@@ -192,6 +196,7 @@ impl Emitter {
 
     /// The final ack, as the instance ends, with where it stopped.
     pub(crate) fn finished(&mut self, partitions: u32, positions: Vec<SourcePosition>) {
+        self.cx.clocks.release(self.task, self.cx.core);
         self.ack(None, partitions, positions);
     }
 
@@ -264,8 +269,32 @@ impl Emitter {
     async fn send(&mut self, update: WatermarkUpdate) {
         match update {
             WatermarkUpdate::None => {}
-            WatermarkUpdate::Advance(watermark) => self.outlet.send_watermark(watermark).await,
-            WatermarkUpdate::Idle => self.outlet.send_idle().await,
+            WatermarkUpdate::Advance(watermark) => {
+                self.cx.clocks.publish(self.task, self.cx.core, watermark);
+                self.outlet.send_watermark(watermark).await;
+            }
+            WatermarkUpdate::Idle => {
+                self.cx.clocks.release(self.task, self.cx.core);
+                self.outlet.send_idle().await;
+            }
+        }
+    }
+
+    /// Whether the instance should produce nothing for now: the pipeline is paused, or its
+    /// watermark is too far ahead of the node's slowest source (`settings.watermark_alignment`).
+    /// Checked between batches, after any due barrier was sent.
+    pub(crate) fn held(&self) -> bool {
+        self.cx.paused() || self.cx.clocks.ahead(self.task, self.cx.core)
+    }
+
+    /// Waits a little while [`Emitter::held`]; the caller looks again (barriers still pass).
+    /// A source held for alignment looks more often than a paused one: the slowest source
+    /// can catch up within a batch.
+    pub(crate) async fn hold(&self) {
+        if self.cx.paused() {
+            paused().await;
+        } else {
+            glommio::timer::sleep(ALIGN_POLL).await;
         }
     }
 }

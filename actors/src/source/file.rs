@@ -98,8 +98,8 @@ async fn read_in_turn(
             let positions = readers.iter().map(FileReader::position).collect();
             emitter.inject(id, partitions, positions).await;
         }
-        if cx.paused() {
-            super::paused().await;
+        if emitter.held() {
+            emitter.hold().await;
             continue;
         }
         let mut progressed = false;

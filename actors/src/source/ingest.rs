@@ -116,10 +116,10 @@ pub(super) async fn run(
                 retain(&log, &source.name, oldest, &mut barriers).await;
             }
         }
-        if cx.paused() && !cx.stopping() {
+        if emitter.held() && !cx.stopping() {
             // Appended batches wait in the queue, so connections hold their acks and
             // producers run out of credits.
-            super::paused().await;
+            emitter.hold().await;
             continue;
         }
         let next = futures_lite::future::or(async { Some(rx.recv().await) }, async {

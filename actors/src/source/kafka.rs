@@ -374,8 +374,8 @@ impl Reader {
                 }
             }
             self.commit_completed(cx, client);
-            if cx.paused() {
-                super::paused().await;
+            if emitter.held() {
+                emitter.hold().await;
                 continue;
             }
             let taken = self.take(client, parts, emitter).await?;

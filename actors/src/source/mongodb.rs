@@ -142,8 +142,8 @@ impl Reader<'_> {
             self.refusals.sync_async().await?;
             emitter.inject(id, 1, vec![self.position()]).await;
         }
-        while cx.paused() && !cx.stopping() {
-            super::paused().await;
+        while emitter.held() && !cx.stopping() {
+            emitter.hold().await;
             while let Some(id) = emitter.barrier_due() {
                 self.flush(emitter).await?;
                 emitter.inject(id, 1, vec![self.position()]).await;

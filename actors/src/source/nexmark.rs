@@ -46,8 +46,8 @@ pub(super) async fn run(
         while let Some(id) = emitter.barrier_due() {
             emitter.inject(id, partitions, positions(&next)).await;
         }
-        if cx.paused() {
-            super::paused().await;
+        if emitter.held() {
+            emitter.hold().await;
             continue;
         }
         let due = pace.due();

@@ -71,6 +71,9 @@ pub struct Settings {
     /// Where the file set `cores`, as its errors quote it ("`cores: 64` in the file's settings
     /// (line 3)", "SET 'parallelism.default' = '64' (line 1)").
     pub cores_written: Option<String>,
+    /// Watermark alignment (`watermark_alignment`): a source instance more than this far
+    /// (event time) ahead of the node's slowest holds back; `None`: sources run free.
+    pub watermark_alignment_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             checkpoint_interval_ms: None,
             cores: None,
             cores_written: None,
+            watermark_alignment_ms: None,
         }
     }
 }
@@ -808,6 +812,13 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
             node.pos.line
         ));
     }
+    if let Some(ms) = fields.duration(cx, "watermark_alignment")? {
+        if ms <= 0 {
+            let (node, path) = fields.get("watermark_alignment").expect("just read");
+            return Err(cx.err(node, &path, "watermark_alignment must be longer than 0ms"));
+        }
+        settings.watermark_alignment_ms = Some(ms as u64);
+    }
     fields.finish(
         cx,
         &[
@@ -815,6 +826,7 @@ fn decode_settings(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Settings, Spe
             "batch_rows",
             "checkpoint_interval",
             "cores",
+            "watermark_alignment",
         ],
     )?;
     Ok(settings)

@@ -428,3 +428,28 @@ fn stored_text_keeps_its_language_and_name() {
         "q2"
     );
 }
+
+#[test]
+fn watermark_alignment_is_a_positive_duration() {
+    let with = |value: &str| {
+        Q2.replace(
+            "sources:",
+            &format!("settings:\n  watermark_alignment: {value}\nsources:"),
+        )
+    };
+    let spec = PipelineSpec::parse("q2.yaml", &with("10s")).unwrap();
+    assert_eq!(spec.settings.watermark_alignment_ms, Some(10_000));
+    assert_eq!(
+        PipelineSpec::parse("q2.yaml", Q2)
+            .unwrap()
+            .settings
+            .watermark_alignment_ms,
+        None
+    );
+    let error = err(&with("0s")).to_string();
+    assert!(
+        error.contains("p.yaml:3:")
+            && error.contains("watermark_alignment must be longer than 0ms"),
+        "{error}"
+    );
+}

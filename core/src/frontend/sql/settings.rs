@@ -56,6 +56,14 @@ const KEYS: &[Key] = &[
         },
     },
     Key {
+        wire: "watermark_alignment",
+        flink: None,
+        apply: |s, v| {
+            s.pipeline.watermark_alignment_ms = Some(positive_duration(v)? as u64);
+            Ok(())
+        },
+    },
+    Key {
         wire: "cores",
         flink: Some("parallelism.default"),
         apply: |s, v| {
