@@ -759,6 +759,40 @@ fn nan_keys_of_any_bit_pattern_make_one_group() {
     assert!(datum_eq(&Datum::F64(-f64::NAN), &Value::F64(f64::NAN)));
 }
 
+/// Groups across several chunks of the table's slab: every one is found under its id, a
+/// removed group's id is reused, and iteration sees each live group once, in id order.
+#[test]
+fn a_group_table_over_many_chunks_keeps_ids_stable() {
+    let mut table = GroupTable::<u32>::default();
+    let n = 10_000u32;
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let key = [Datum::I64(i64::from(k))];
+        let (id, new) = table.find_or_insert(table::key_hash(&key), &key, || k);
+        assert!(new);
+        ids.push(id);
+    }
+    for k in (0..n).step_by(7) {
+        let key = [Datum::I64(i64::from(k))];
+        assert_eq!(
+            table.find(table::key_hash(&key), &key),
+            Some(ids[k as usize])
+        );
+        assert_eq!(table.get(ids[k as usize]).map(|g| g.value), Some(k));
+    }
+    let gone = table.remove(ids[5000]).map(|g| g.value);
+    assert_eq!(gone, Some(5000));
+    let key = [Datum::I64(-1)];
+    let (id, new) = table.find_or_insert(table::key_hash(&key), &key, || 99);
+    assert!(new);
+    assert_eq!(id, ids[5000], "the free id is reused");
+    let seen: Vec<(u32, u32)> = table.iter().map(|(id, g)| (id, g.value)).collect();
+    assert_eq!(seen.len(), n as usize);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(seen[5000], (ids[5000], 99));
+    assert!(table.footprint_bytes() >= n as usize * size_of::<Option<u32>>());
+}
+
 /// A cumulate window aggregate against a brute-force model: rows `(k, t)` arrive out of order
 /// (those the watermark has passed are not sent), the watermark follows the largest time minus
 /// `delay`; every window `[s, e)` (`e` a step boundary of the period starting at `s`) with rows

@@ -18,6 +18,7 @@ use wire_control::telemetry::Traces;
 use wire_control::tls::RunTlsFiles;
 use wire_storage::checkpoint::StoreUrl;
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -30,7 +31,7 @@ Environment:
   WIRE_LOG   The same; wins over RUST_LOG when both are set.
   A value that is not a valid filter is an error (exit 2).
   Logs are lines of text, or one JSON object per line with --log-format json.
-  WIRE_THP   1 keeps transparent huge pages as the system sets them (default: off for wire).";
+  WIRE_THP   1 leaves transparent huge pages as the system sets them (default: off for wire).";
 
 /// Wire: a thread-per-core stream processor.
 #[derive(Debug, Parser)]
@@ -270,11 +271,12 @@ fn main() -> ExitCode {
     code
 }
 
-/// Turns transparent huge pages off for this process unless `WIRE_THP=1`. mimalloc asks for
-/// them on its arenas (`MADV_HUGEPAGE`), and the kernel then zeroes a whole 2 MiB page on the
-/// first touch of every region the allocator purged and reuses: up to 30% of a core in
-/// `clear_page_erms` on joins, 4× the wall time of Nexmark q20 (docs/benchmarks.md, "Huge
-/// pages"). Faults after this call get 4 KiB pages, also in memory mapped before it.
+/// Turns transparent huge pages off for this process unless `WIRE_THP=1`. The kernel zeroes a
+/// whole 2 MiB page on the first touch of every region the allocator purged and reuses: up to
+/// 30% of a core in `clear_page_erms` on joins, 4× the wall time of Nexmark q20
+/// (docs/benchmarks.md, "Huge pages"). mimalloc is built with `no_thp`, so it never asks for
+/// them itself (its first arena, touched before this call, used to be huge pages: 2–3 MiB of
+/// every run's RSS). Faults after this call get 4 KiB pages, also in memory mapped before it.
 fn huge_pages_off() {
     if std::env::var_os("WIRE_THP").is_some_and(|value| value == "1") {
         tracing::debug!("WIRE_THP=1: transparent huge pages stay as the system sets them");
