@@ -336,21 +336,39 @@ mod spare {
 
     /// Buffers kept per thread at most.
     const COUNT_MAX: usize = 32;
+    /// Bytes of buffers kept per thread at most: a core that drops the batches other cores
+    /// built (an exchange) keeps more than it takes.
+    const KEPT_BYTES_MAX: usize = 8 << 20;
     /// Buffers smaller than this are not worth keeping; larger ones would pin too much memory.
-    const BYTES_MIN: usize = 16 << 10;
+    pub(super) const BYTES_MIN: usize = 16 << 10;
     const BYTES_MAX: usize = 4 << 20;
 
-    thread_local! {
-        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    #[derive(Default)]
+    struct Pool {
+        buffers: Vec<Vec<u8>>,
+        /// The capacities of `buffers`, summed.
+        bytes: usize,
     }
 
-    /// An empty buffer of at least `capacity` bytes, reused when one is spare.
+    thread_local! {
+        static SPARE: RefCell<Pool> = RefCell::new(Pool::default());
+    }
+
+    /// An empty buffer of at least `capacity` bytes: the smallest spare one that fits and is
+    /// at most four times as large, or a fresh one. Any fitting buffer used to do, so the
+    /// small batches an exchange splits off went out in a source's 1 MiB buffers and kept
+    /// them, and the queues between two cores held 70 MB (q4 on two cores, 2026-12-07).
     pub(super) fn take(capacity: usize) -> Vec<u8> {
+        let largest = capacity.max(BYTES_MIN).saturating_mul(4);
         let reused = SPARE
             .try_with(|spare| {
                 let mut spare = spare.borrow_mut();
-                let index = spare.iter().rposition(|b| b.capacity() >= capacity)?;
-                Some(spare.swap_remove(index))
+                let index = (0..spare.buffers.len())
+                    .filter(|i| (capacity..=largest).contains(&spare.buffers[*i].capacity()))
+                    .min_by_key(|i| spare.buffers[*i].capacity())?;
+                let buf = spare.buffers.swap_remove(index);
+                spare.bytes -= buf.capacity();
+                Some(buf)
             })
             .ok()
             .flatten();
@@ -363,15 +381,17 @@ mod spare {
         }
     }
 
-    /// Keeps `buf` for reuse on this thread if it is worth it.
+    /// Keeps `buf` for reuse on this thread if it is worth it and the pool has room.
     pub(super) fn put(buf: Vec<u8>) {
-        if !(BYTES_MIN..=BYTES_MAX).contains(&buf.capacity()) {
+        let bytes = buf.capacity();
+        if !(BYTES_MIN..=BYTES_MAX).contains(&bytes) {
             return;
         }
         let _ = SPARE.try_with(|spare| {
             let mut spare = spare.borrow_mut();
-            if spare.len() < COUNT_MAX {
-                spare.push(buf);
+            if spare.buffers.len() < COUNT_MAX && spare.bytes + bytes <= KEPT_BYTES_MAX {
+                spare.bytes += bytes;
+                spare.buffers.push(buf);
             }
         });
     }
@@ -802,8 +822,13 @@ impl BatchBuilder {
     /// Like [`BatchBuilder::finish`], without the checksum: for a batch that stays in this
     /// process, where nothing reads the checksum. Whatever takes it out seals it first.
     pub fn finish_local(&mut self) -> Batch {
-        let capacity = self.buf.capacity();
-        let mut bytes = std::mem::replace(&mut self.buf, spare::take(capacity));
+        // The next batch gets room for one like this (rows and row-end table, rounded up to a
+        // power of two so that similar batches ask for the same size): asking for this
+        // buffer's capacity instead let capacities ratchet up through the pool.
+        let next = (self.buf.len() + self.ends.len() * 4)
+            .next_power_of_two()
+            .max(spare::BYTES_MIN);
+        let mut bytes = std::mem::replace(&mut self.buf, spare::take(next));
         self.buf.resize(HEADER_LEN, 0);
         let row_count = self.ends.len() as u32;
         bytes.reserve(self.ends.len() * 4);

@@ -287,3 +287,39 @@ fn reading_the_bytes_of_an_unsealed_batch_is_a_bug() {
     builder.push(&[ValueRef::I64(1)]).unwrap();
     let _ = builder.finish_local().as_bytes();
 }
+
+/// Buffers of dropped batches are reused only by batches of a like size: a builder of small
+/// batches on a thread that dropped a large batch gets a small buffer, and a builder of large
+/// batches gets the large one back (no fresh allocation).
+#[test]
+fn spare_buffers_go_to_batches_of_a_like_size() {
+    std::thread::spawn(|| {
+        let big_row = [ValueRef::Str(&"x".repeat(1000))];
+        let mut large = BatchBuilder::with_capacity(StreamId(1), PartitionId(0), 16 << 10);
+        for _ in 0..1000 {
+            large.push(&big_row).unwrap();
+        }
+        let first = large.finish_local();
+        let large_capacity = first.bytes.capacity();
+        assert!(large_capacity >= 1_000_000);
+        drop(first);
+        let mut small = BatchBuilder::with_capacity(StreamId(1), PartitionId(0), 16 << 10);
+        for round in 0..3 {
+            small.push(&[ValueRef::I64(round)]).unwrap();
+            let batch = small.finish_local();
+            assert!(
+                batch.bytes.capacity() <= 64 << 10,
+                "round {round}: a one-row batch holds {} bytes",
+                batch.bytes.capacity()
+            );
+        }
+        for _ in 0..1000 {
+            large.push(&big_row).unwrap();
+        }
+        let again = large.finish_local();
+        assert!(again.bytes.capacity() >= 1_000_000);
+        assert!(again.bytes.capacity() <= 4 * large_capacity);
+    })
+    .join()
+    .unwrap();
+}
