@@ -363,9 +363,12 @@ mod spare {
         let reused = SPARE
             .try_with(|spare| {
                 let mut spare = spare.borrow_mut();
-                let index = (0..spare.buffers.len())
-                    .filter(|i| (capacity..=largest).contains(&spare.buffers[*i].capacity()))
-                    .min_by_key(|i| spare.buffers[*i].capacity())?;
+                let (index, _) = spare
+                    .buffers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| (capacity..=largest).contains(&b.capacity()))
+                    .min_by_key(|(_, b)| b.capacity())?;
                 let buf = spare.buffers.swap_remove(index);
                 spare.bytes -= buf.capacity();
                 Some(buf)
