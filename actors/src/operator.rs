@@ -445,11 +445,6 @@ pub(crate) fn to_value(datum: &Datum<'_>) -> Value {
     }
 }
 
-/// Whether two stored key values are equal: the one key equality, [`key_part_eq`].
-pub(crate) fn value_eq(a: &Value, b: &Value) -> bool {
-    key_part_eq(a.as_ref(), b.as_ref())
-}
-
 /// Whether `datum` equals the stored `value` as keys ([`key_part_eq`]: same type and value,
 /// NULL equals NULL, `0.0` equals `-0.0`, every NaN equals every NaN).
 pub(crate) fn datum_eq(datum: &Datum<'_>, value: &Value) -> bool {

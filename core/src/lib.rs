@@ -41,3 +41,4 @@ pub use record::batch::{
 pub use record::format::{FormatError, RowReader, RowWriter};
 pub use record::row::{ArchivedRow, ArchivedValue, AsValueRef, RowRef, Value, ValueRef};
 pub use record::schema::{DataType, Field, Schema};
+pub use record::store::RowStore;

@@ -6,3 +6,4 @@ pub mod format;
 pub mod key;
 pub mod row;
 pub mod schema;
+pub mod store;

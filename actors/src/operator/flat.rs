@@ -215,6 +215,12 @@ impl FlatGroups {
         (self.insert_new(hash, key), true)
     }
 
+    /// The id of the group of `key` (with hash `hash`), if there is one.
+    pub(crate) fn find(&self, hash: u64, key: &[Datum<'_>]) -> Option<u32> {
+        let keys = &self.keys;
+        self.index.find(hash, |&id| keys.equals(id, key)).copied()
+    }
+
     /// The id of group `key` (from a snapshot), if there is one.
     pub(crate) fn find_owned(&self, hash: u64, key: &[Value]) -> Option<u32> {
         let keys = &self.keys;

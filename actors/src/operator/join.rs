@@ -13,18 +13,20 @@ use smallvec::SmallVec;
 
 use wire_core::frontend::expr::{Datum, Expr};
 use wire_core::frontend::plan::{JoinKind, JoinPlan};
+use wire_core::record::batch::BATCH_BYTES_MAX;
+use wire_core::record::row::archived_row_len;
 use wire_core::time::watermark::{WATERMARK_MAX, WATERMARK_MIN};
 use wire_core::time::window::TimeAttr;
-use wire_core::{ArchivedRow, AsValueRef, Batch, BatchView, OwnedRow, ValueRef};
+use wire_core::{ArchivedRow, Batch, BatchView, RowStore, Value, ValueRef};
 
 use wire_core::state::snapshot;
 use wire_core::state::snapshot::{Reader, Section};
 use wire_core::state::StateError;
 
-use super::table::{key_hash, Group};
+use super::flat::{put_at, FlatGroups};
+use super::table::key_hash;
 use super::{
-    eval_into, open_section, put_owned_row, read_owned_row, row_time, GroupTable, Output, Sections,
-    Stateful, RECORD_APPEND, RECORD_GROUP,
+    eval_into, open_section, row_time, Output, Sections, Stateful, RECORD_APPEND, RECORD_GROUP,
 };
 
 /// A join operator instance.
@@ -32,9 +34,11 @@ pub(crate) struct Join {
     keys: [Vec<Expr>; 2],
     kind: JoinKind,
     times: [Option<TimeAttr>; 2],
-    sides: [GroupTable<Waiting>; 2],
-    /// Expiry time → (side, group) with a row expiring then.
+    sides: [Side; 2],
+    /// Expiry time → (side, row) of the rows expiring then.
     expiry: BTreeMap<i64, Vec<(u8, u32)>>,
+    /// Emptied lists of `expiry`, to reuse.
+    spare: Vec<Vec<(u8, u32)>>,
     watermark: i64,
     /// Snapshots taken so far, plus one: rows stored since the last have this epoch.
     epoch: u32,
@@ -45,21 +49,198 @@ pub(crate) struct Join {
     keep: Option<[Vec<bool>; 2]>,
 }
 
-/// The rows of one key on one side, oldest first. Most keys wait with one row (a person, an
-/// auction), which is kept in the group itself rather than in an allocation of its own.
-type Waiting = SmallVec<[Stored; 1]>;
+/// Emptied expiry lists kept for reuse.
+const SPARE_LISTS: usize = 64;
 
-/// A row waiting for partners.
-struct Stored {
-    row: OwnedRow,
-    /// Its event time (right rows of an interval join), or the lower bound (left rows).
-    time: i64,
-    /// Upper bound of an interval join's left row.
-    upper: i64,
-    /// When the watermark passes this, the row can no longer match.
-    expires: i64,
-    /// The [`Join::epoch`] it was stored in (0: restored).
-    epoch: u32,
+/// "No row" in a chain of rows.
+const NONE: u32 = u32::MAX;
+
+/// The rows waiting on one side for partners: keys in flat groups, row bytes packed in a
+/// [`RowStore`], and per row the next row of its key (a key's rows form a chain, oldest
+/// first) and only the times the join's kind reads. Nothing is allocated per row: a regular
+/// join's row costs its bytes and 16 bytes more, an interval join's 36.
+#[derive(Default)]
+struct Side {
+    groups: FlatGroups,
+    /// By group id: its oldest row and its newest.
+    first: Vec<u32>,
+    last: Vec<u32>,
+    rows: RowStore,
+    /// By row id: the next row of its group, or [`NONE`].
+    next: Vec<u32>,
+    /// By row id, when rows can expire (else empty): when the watermark passing it ends
+    /// the row (an interval join's left row: its upper bound; right row: its time), and
+    /// the row's group.
+    expires: Vec<i64>,
+    group: Vec<u32>,
+    /// By row id, for interval joins (else empty): its event time (right rows), or the
+    /// lower bound (left rows).
+    time: Vec<i64>,
+    /// By row id, once changes are tracked: the [`Join::epoch`] it was stored in (0 past
+    /// the end: restored, or stored before).
+    epoch: Vec<u32>,
+    layout: Layout,
+}
+
+/// Which times a side keeps per row.
+#[derive(Default, Clone, Copy)]
+struct Layout {
+    /// Rows can expire (all but regular joins without retention).
+    expiry: bool,
+    /// Interval joins: rows have a time and bounds.
+    interval: bool,
+}
+
+impl Side {
+    fn new(layout: Layout) -> Side {
+        Side {
+            layout,
+            ..Side::default()
+        }
+    }
+
+    /// The rows of group `group`, oldest first.
+    fn chain(&self, group: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.first.get(group as usize).copied().unwrap_or(NONE);
+        std::iter::successors((first != NONE).then_some(first), |&row| {
+            let next = self.next[row as usize];
+            (next != NONE).then_some(next)
+        })
+    }
+
+    /// Row `row`'s times, as [`Join::place`] placed it.
+    fn placement(&self, row: u32) -> Placement {
+        let row = row as usize;
+        let expires = match self.layout.expiry {
+            true => self.expires[row],
+            false => WATERMARK_MAX,
+        };
+        match self.layout.interval {
+            true => Placement {
+                time: self.time[row],
+                upper: expires,
+                expires,
+            },
+            // Other joins read no time of a stored row.
+            false => Placement {
+                time: WATERMARK_MIN,
+                upper: WATERMARK_MAX,
+                expires,
+            },
+        }
+    }
+
+    fn epoch(&self, row: u32) -> u32 {
+        self.epoch.get(row as usize).copied().unwrap_or(0)
+    }
+
+    /// Adds stored row `row` placed at `placement` as the newest of group `group` (`new`:
+    /// the group was just added), noting `epoch` when changes are tracked; the epoch of the
+    /// group's newest row before it.
+    fn link(
+        &mut self,
+        row: u32,
+        placement: &Placement,
+        (group, new): (u32, bool),
+        epoch: Option<u32>,
+    ) -> Option<u32> {
+        let mut previous = None;
+        if new {
+            put_at(&mut self.first, group, row);
+        } else {
+            let last = self.last[group as usize];
+            self.next[last as usize] = row;
+            previous = Some(self.epoch(last));
+        }
+        put_at(&mut self.last, group, row);
+        put_at(&mut self.next, row, NONE);
+        if self.layout.expiry {
+            put_at(&mut self.expires, row, placement.expires);
+            put_at(&mut self.group, row, group);
+        }
+        if self.layout.interval {
+            put_at(&mut self.time, row, placement.time);
+        }
+        if let Some(epoch) = epoch {
+            let at = row as usize;
+            if at >= self.epoch.len() {
+                self.epoch.resize(at + 1, 0);
+            }
+            self.epoch[at] = epoch;
+        }
+        previous
+    }
+
+    /// Stores a row (its bytes by `store`) placed at `placement` under `key`: the row's id,
+    /// its group and the epoch of the group's newest row before it.
+    fn push(
+        &mut self,
+        (hash, key): (u64, &[Datum<'_>]),
+        placement: &Placement,
+        epoch: Option<u32>,
+        store: impl FnOnce(&mut RowStore) -> u32,
+    ) -> (u32, u32, Option<u32>) {
+        let row = store(&mut self.rows);
+        let group = self.groups.find_or_insert(hash, key);
+        let previous = self.link(row, placement, group, epoch);
+        (row, group.0, previous)
+    }
+
+    /// Stores `values` placed at `placement` under the owned `key` (from a snapshot); its id.
+    fn push_owned(&mut self, key: &[Value], values: &[Value], placement: &Placement) -> u32 {
+        let row = self.rows.push_encoded(values);
+        let hash = key_hash(key);
+        let group = match self.groups.find_owned(hash, key) {
+            Some(group) => (group, false),
+            None => (
+                self.groups.insert_new(hash, key.iter().cloned().collect()),
+                true,
+            ),
+        };
+        self.link(row, placement, group, None);
+        row
+    }
+
+    /// Removes row `row` from its group (the group too, if it was its last row). Only rows
+    /// that can expire are removed.
+    fn remove(&mut self, row: u32) {
+        if !self.layout.expiry || self.rows.row(row).is_none() {
+            return;
+        }
+        let (group, next) = (self.group[row as usize], self.next[row as usize]);
+        let g = group as usize;
+        if self.first[g] == row {
+            self.first[g] = next;
+            if next == NONE {
+                self.groups.remove(group);
+            }
+        } else {
+            // Rows mostly expire oldest first, so this walk is short.
+            let mut prev = self.first[g];
+            while prev != NONE && self.next[prev as usize] != row {
+                prev = self.next[prev as usize];
+            }
+            if prev != NONE {
+                self.next[prev as usize] = next;
+                if self.last[g] == row {
+                    self.last[g] = prev;
+                }
+            }
+        }
+        self.rows.remove(row);
+    }
+
+    fn bytes(&self) -> usize {
+        let u32s = self.first.capacity()
+            + self.last.capacity()
+            + self.next.capacity()
+            + self.group.capacity()
+            + self.epoch.capacity();
+        self.groups.footprint_bytes()
+            + u32s * size_of::<u32>()
+            + (self.expires.capacity() + self.time.capacity()) * size_of::<i64>()
+            + self.rows.footprint_bytes()
+    }
 }
 
 /// Where a row stands: its time or bounds and its expiry.
@@ -75,8 +256,15 @@ impl Join {
             keys: [plan.left_keys.clone(), plan.right_keys.clone()],
             kind: plan.kind.clone(),
             times: [plan.left_time, plan.right_time],
-            sides: [GroupTable::default(), GroupTable::default()],
+            sides: {
+                let layout = Layout {
+                    expiry: !matches!(plan.kind, JoinKind::Regular { retention_ms: None }),
+                    interval: matches!(plan.kind, JoinKind::Interval { .. }),
+                };
+                [Side::new(layout), Side::new(layout)]
+            },
             expiry: BTreeMap::new(),
+            spare: Vec::new(),
             watermark: WATERMARK_MIN,
             epoch: 1,
             changes: None,
@@ -84,31 +272,42 @@ impl Join {
         }
     }
 
-    /// A copy of row `index` of `view` (arrived on `side`) to store: the fields someone
-    /// reads, or the whole row.
-    fn stored_row(&self, side: usize, view: &BatchView<'_>, index: usize) -> OwnedRow {
-        match &self.keep {
-            None => OwnedRow::copy_of(view, index),
+    /// Stores a copy of row `index` of `view` (arrived on `side`) in `rows`: the fields
+    /// someone reads, or the whole row; its id.
+    fn store_row(
+        keep: Option<&[Vec<bool>; 2]>,
+        side: usize,
+        view: &BatchView<'_>,
+        index: usize,
+        rows: &mut RowStore,
+    ) -> u32 {
+        match keep {
+            None => rows.push_copy(view, index),
             Some(keep) => {
                 let values: SmallVec<[ValueRef<'_>; 16]> = compact(
                     view.row(index).values().iter().map(|v| v.as_value_ref()),
                     &keep[side],
                 )
                 .collect();
-                OwnedRow::encode(&values)
+                rows.push_encoded(&values)
             }
         }
     }
 
-    /// Reads a stored row of `side` back from a snapshot (where rows are whole).
-    fn restore_row(&self, side: usize, reader: &mut Reader<'_>) -> Result<OwnedRow, StateError> {
-        let Some(keep) = &self.keep else {
-            return read_owned_row(reader);
-        };
+    /// Reads a stored row of `side` back from a snapshot (where rows are whole): the values
+    /// to store.
+    fn restore_row(&self, side: usize, reader: &mut Reader<'_>) -> Result<Vec<Value>, StateError> {
+        let at = reader.offset();
         let values = reader.row()?;
-        let values: SmallVec<[ValueRef<'_>; 16]> =
-            compact(values.iter().map(|v| v.as_value()), &keep[side]).collect();
-        Ok(OwnedRow::encode(&values))
+        let values: Vec<Value> = match &self.keep {
+            None => values.into_vec(),
+            Some(keep) => compact(values.into_vec().into_iter(), &keep[side]).collect(),
+        };
+        if archived_row_len(&values) > BATCH_BYTES_MAX {
+            let reason = format!("a stored row is larger than {BATCH_BYTES_MAX} bytes");
+            return Err(snapshot::corrupt(at, reason));
+        }
+        Ok(values)
     }
 
     fn place(&self, side: usize, row: &ArchivedRow) -> Placement {
@@ -162,7 +361,7 @@ impl Join {
         }
     }
 
-    fn matches(&self, side: usize, placement: &Placement, other: &Stored) -> bool {
+    fn matches(&self, side: usize, placement: &Placement, other: &Placement) -> bool {
         match &self.kind {
             JoinKind::Interval { .. } if side == 0 => {
                 placement.time <= other.time && other.time <= placement.upper
@@ -185,48 +384,56 @@ impl Join {
         let row = view.row(index);
         let hash = key_hash(key);
         let placement = self.place(side, row);
-        let other = 1 - side;
+        let other = &self.sides[1 - side];
         let mut matched = false;
-        if let Some(id) = self.sides[other].find(hash, key) {
-            if let Some(group) = self.sides[other].get(id) {
-                for stored in &group.value {
-                    if stored.expires > self.watermark && self.matches(side, &placement, stored) {
+        if let Some(group) = other.groups.find(hash, key) {
+            for id in other.chain(group) {
+                let stored = other.placement(id);
+                if stored.expires > self.watermark && self.matches(side, &placement, &stored) {
+                    if let Some(partner) = other.rows.row(id) {
                         matched = true;
-                        let time = self.output_time(side, &placement, stored);
-                        emit(out, side, row, stored.row.row(), self.keep.as_ref(), time)?;
+                        let time = self.output_time(side, &placement, &stored);
+                        emit(out, side, row, partner, self.keep.as_ref(), time)?;
                     }
                 }
             }
         }
         if placement.expires > self.watermark {
-            let row = self.stored_row(side, view, index);
-            let (id, _) = self.sides[side].find_or_insert(hash, key, Waiting::new);
-            if let Some(group) = self.sides[side].get_mut(id) {
-                let epoch = self.epoch;
-                if let Some(changes) = &mut self.changes {
-                    // The newest row tells whether the group was noted in this epoch (if that
-                    // row has expired since, the group is noted again; snapshots dedup).
-                    if group.value.last().is_none_or(|s| s.epoch != epoch) {
-                        changes.push((side as u8, id));
-                    }
+            let epoch = self.epoch;
+            let keep = self.keep.as_ref();
+            let tracked = self.changes.is_some().then_some(epoch);
+            let this = &mut self.sides[side];
+            let (row, group, previous) = this.push((hash, key), &placement, tracked, |rows| {
+                Join::store_row(keep, side, view, index, rows)
+            });
+            if let Some(changes) = &mut self.changes {
+                // The previous row tells whether the group was noted in this epoch (if that
+                // row has expired since, the group is noted again; snapshots dedup).
+                if previous != Some(epoch) {
+                    changes.push((side as u8, group));
                 }
-                group.value.push(Stored {
-                    row,
-                    time: placement.time,
-                    upper: placement.upper,
-                    expires: placement.expires,
-                    epoch,
-                });
             }
             if placement.expires != WATERMARK_MAX {
-                self.expiry
-                    .entry(placement.expires)
-                    .or_default()
-                    .push((side as u8, id));
+                self.expire_at(placement.expires, side, row);
             }
             return Ok(true);
         }
         Ok(matched)
+    }
+
+    /// Queues row `row` of `side` to expire when the watermark passes `expires`.
+    fn expire_at(&mut self, expires: i64, side: usize, row: u32) {
+        let entry = (side as u8, row);
+        match self.expiry.last_entry() {
+            Some(mut last) if *last.key() == expires => last.get_mut().push(entry),
+            _ => {
+                let spare = &mut self.spare;
+                self.expiry
+                    .entry(expires)
+                    .or_insert_with(|| spare.pop().unwrap_or_default())
+                    .push(entry);
+            }
+        }
     }
 
     /// Joins every row of `view`, which arrived on `side`.
@@ -253,7 +460,7 @@ impl Join {
 
     /// The event time of a joined row: the right row's for interval joins, the window's for
     /// window joins.
-    fn output_time(&self, side: usize, placement: &Placement, stored: &Stored) -> Option<i64> {
+    fn output_time(&self, side: usize, placement: &Placement, stored: &Placement) -> Option<i64> {
         match &self.kind {
             JoinKind::Interval { .. } if side == 0 => Some(stored.time),
             JoinKind::Interval { .. } => Some(placement.time),
@@ -284,49 +491,60 @@ impl Join {
                 break;
             }
             let mut due = entry.remove();
-            due.sort_unstable();
-            due.dedup();
-            for (side, id) in due {
-                let table = &mut self.sides[usize::from(side)];
-                let empty = table.get_mut(id).is_some_and(|group| {
-                    group.value.retain(|s| s.expires > watermark);
-                    group.value.is_empty()
-                });
-                if empty {
-                    table.remove(id);
+            for &(side, row) in &due {
+                let side = &mut self.sides[usize::from(side)];
+                // Rows leave only here, each by its one entry: a live row named here is the
+                // one queued (the check guards the invariant).
+                if side
+                    .expires
+                    .get(row as usize)
+                    .is_some_and(|&e| e <= watermark)
+                {
+                    side.remove(row);
                 }
+            }
+            if self.spare.len() < SPARE_LISTS {
+                due.clear();
+                self.spare.push(due);
             }
         }
     }
 }
 
-/// Appends the record (`tag`) of `group` on `side` with those of its rows `select` picks.
-/// Stored rows are written whole (pruned fields as NULL), so a snapshot reads the same
+/// Appends the record (`tag`) of group `group` of `side` with those of its rows `select`
+/// picks. Stored rows are written whole (pruned fields as NULL), so a snapshot reads the same
 /// whatever the pruning of the build that restores it.
 fn put_group(
     sections: &mut Sections,
-    (tag, side): (u8, usize),
-    group: &Group<Waiting>,
+    (tag, index): (u8, usize),
+    side: &Side,
+    group: u32,
     pruned: Option<&[bool]>,
-    select: impl Fn(&Stored) -> bool,
+    select: impl Fn(u32) -> bool,
 ) {
-    let out = sections.of_hash(group.hash);
+    let out = sections.of_hash(side.groups.hash(group));
     out.push(tag);
-    out.push(side as u8);
-    snapshot::put_row(out, &group.key);
-    snapshot::put_len(out, group.value.iter().filter(|s| select(s)).count());
-    for stored in group.value.iter().filter(|s| select(s)) {
+    out.push(index as u8);
+    side.groups
+        .with_key(group, |key| snapshot::put_row(out, key));
+    let rows = || {
+        side.chain(group)
+            .filter(|&id| select(id))
+            .filter_map(|id| Some((side.rows.row(id)?, side.placement(id))))
+    };
+    snapshot::put_len(out, rows().count());
+    for (row, placement) in rows() {
         match pruned {
-            None => put_owned_row(out, &stored.row),
+            None => snapshot::put_row(out, &row.to_values()),
             Some(keep) => {
                 snapshot::put_len(out, keep.len());
-                let values = expand(stored.row.row(), keep);
+                let values = expand(row, keep);
                 values.for_each(|value| snapshot::put_value_ref(out, value));
             }
         }
-        snapshot::put_i64(out, stored.time);
-        snapshot::put_i64(out, stored.upper);
-        snapshot::put_i64(out, stored.expires);
+        snapshot::put_i64(out, placement.time);
+        snapshot::put_i64(out, placement.upper);
+        snapshot::put_i64(out, placement.expires);
     }
 }
 
@@ -380,10 +598,10 @@ fn kept<'r>(row: &'r ArchivedRow, keep: &'r [bool]) -> impl Iterator<Item = Valu
 }
 
 /// The values `keep` selects (and any past its end): what a stored row holds.
-fn compact<'r, 'k, I: Iterator<Item = ValueRef<'r>> + 'k>(
+fn compact<'k, T, I: Iterator<Item = T> + 'k>(
     values: I,
     keep: &'k [bool],
-) -> impl Iterator<Item = ValueRef<'r>> + 'k {
+) -> impl Iterator<Item = T> + 'k {
     let keep = keep.iter().copied().chain(std::iter::repeat(true));
     values
         .zip(keep)
@@ -423,11 +641,11 @@ impl Stateful for Join {
     }
 
     fn groups(&self) -> usize {
-        self.sides.iter().map(GroupTable::len).sum()
+        self.sides.iter().map(|side| side.groups.len()).sum()
     }
 
     fn state_bytes(&self) -> usize {
-        self.sides.iter().map(GroupTable::footprint_bytes).sum()
+        self.sides.iter().map(Side::bytes).sum()
     }
 
     /// Header: the watermark. One group record per (side, key): the side, the key, then its
@@ -435,10 +653,17 @@ impl Stateful for Join {
     /// the rows.
     fn snapshot(&mut self, max_parallelism: u32) -> Result<Vec<Section>, String> {
         let mut sections = Sections::new(max_parallelism, self.header());
-        for (side, table) in self.sides.iter().enumerate() {
-            let pruned = self.keep.as_ref().map(|keep| keep[side].as_slice());
-            for (_, group) in table.iter() {
-                put_group(&mut sections, (RECORD_GROUP, side), group, pruned, |_| true);
+        for (index, side) in self.sides.iter().enumerate() {
+            let pruned = self.keep.as_ref().map(|keep| keep[index].as_slice());
+            for group in side.groups.ids() {
+                put_group(
+                    &mut sections,
+                    (RECORD_GROUP, index),
+                    side,
+                    group,
+                    pruned,
+                    |_| true,
+                );
             }
         }
         self.next_epoch();
@@ -458,15 +683,19 @@ impl Stateful for Join {
         changes.dedup();
         let mut sections = Sections::new(max_parallelism, self.header());
         sections.touch_all();
-        for &(side, id) in &changes {
-            let side = usize::from(side);
-            if let Some(group) = self.sides[side].get(id) {
-                let epoch = self.epoch;
-                if group.value.iter().any(|s| s.epoch == epoch) {
-                    let pruned = self.keep.as_ref().map(|keep| keep[side].as_slice());
-                    let record = (RECORD_APPEND, side);
-                    put_group(&mut sections, record, group, pruned, |s| s.epoch == epoch);
-                }
+        let epoch = self.epoch;
+        for &(index, group) in &changes {
+            let index = usize::from(index);
+            let side = &self.sides[index];
+            if !side.groups.is_live(group) {
+                continue;
+            }
+            if side.chain(group).any(|id| side.epoch(id) == epoch) {
+                let pruned = self.keep.as_ref().map(|keep| keep[index].as_slice());
+                let record = (RECORD_APPEND, index);
+                put_group(&mut sections, record, side, group, pruned, |id| {
+                    side.epoch(id) == epoch
+                });
             }
         }
         changes.clear();
@@ -486,7 +715,7 @@ impl Stateful for Join {
             }
             let side_at = reader.offset();
             let side = match reader.u8("side")? {
-                side @ (0 | 1) => side,
+                side @ (0 | 1) => usize::from(side),
                 other => {
                     let reason = format!("join side {other} is not 0 or 1");
                     return Err(snapshot::corrupt(side_at, reason));
@@ -494,42 +723,18 @@ impl Stateful for Join {
             };
             let key = reader.row()?;
             let count = reader.count("stored row")?;
-            let mut rows = Waiting::with_capacity(count);
             for _ in 0..count {
-                let row = self.restore_row(usize::from(side), &mut reader)?;
-                let time = reader.i64("row time")?;
-                let upper = reader.i64("row upper bound")?;
-                let expires = reader.i64("row expiry")?;
-                rows.push(Stored {
-                    row,
-                    time,
-                    upper,
-                    expires,
-                    epoch: 0,
-                });
-            }
-            if rows.is_empty() {
-                continue;
-            }
-            let mut expiries: Vec<i64> = rows
-                .iter()
-                .map(|s| s.expires)
-                .filter(|&expires| expires != WATERMARK_MAX)
-                .collect();
-            let table = &mut self.sides[usize::from(side)];
-            let id = if tag == RECORD_GROUP {
-                table.insert_owned(key, rows)
-            } else {
-                let id = table.find_or_insert_owned(key, Waiting::new);
-                if let Some(group) = table.get_mut(id) {
-                    group.value.extend(rows);
+                let values = self.restore_row(side, &mut reader)?;
+                let placement = Placement {
+                    time: reader.i64("row time")?,
+                    upper: reader.i64("row upper bound")?,
+                    expires: reader.i64("row expiry")?,
+                };
+                let this = &mut self.sides[side];
+                let row = this.push_owned(&key, &values, &placement);
+                if this.layout.expiry && placement.expires != WATERMARK_MAX {
+                    self.expire_at(placement.expires, side, row);
                 }
-                id
-            };
-            expiries.sort_unstable();
-            expiries.dedup();
-            for expires in expiries {
-                self.expiry.entry(expires).or_default().push((side, id));
             }
         }
         // Rows of an earlier snapshot that expired by this one's watermark.

@@ -9,7 +9,7 @@ use hashbrown::HashTable;
 use wire_core::frontend::expr::Datum;
 use wire_core::Value;
 
-use super::{datum_eq, to_value, value_eq};
+use super::{datum_eq, to_value};
 
 /// A group's key values, in group-by order: one inline (the common case: no allocation, and
 /// no pointer to follow when a lookup compares keys), or several boxed.
@@ -219,36 +219,6 @@ impl<V> GroupTable<V> {
             slots[id as usize].as_ref().map_or(0, |g| g.hash)
         });
         id
-    }
-
-    /// The id of group `key` (from a snapshot's delta), created with `init` if new.
-    pub(crate) fn find_or_insert_owned(
-        &mut self,
-        key: Box<[Value]>,
-        init: impl FnOnce() -> V,
-    ) -> u32 {
-        let hash = key_hash(&key);
-        match self.find_owned(hash, &key) {
-            Some(id) => id,
-            None => self.insert_new(Group {
-                hash,
-                key: key.into(),
-                value: init(),
-            }),
-        }
-    }
-
-    fn find_owned(&self, hash: u64, key: &[Value]) -> Option<u32> {
-        let slots = &self.slots;
-        self.index
-            .find(hash, |&id| {
-                slots[id as usize].as_ref().is_some_and(|g| {
-                    g.hash == hash
-                        && g.key.len() == key.len()
-                        && g.key.iter().zip(key).all(|(a, b)| value_eq(a, b))
-                })
-            })
-            .copied()
     }
 
     /// The id of the group of `key`, if there is one.
