@@ -313,7 +313,7 @@ impl UnboundedAggregate {
             let hash = key_hash(&key);
             if tag == RECORD_DELETE {
                 if let Some(id) = self.groups.find_owned(hash, &key) {
-                    self.groups.remove(id);
+                    self.groups.discard(id);
                     self.emitted.set(id, false);
                 }
                 continue;

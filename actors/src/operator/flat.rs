@@ -244,15 +244,27 @@ impl FlatGroups {
             return None;
         }
         let hash = self.keys.hash(id);
+        let key = self.keys.with(id, |key| key.iter().cloned().collect());
+        self.unlink(id, hash);
+        Some((hash, key))
+    }
+
+    /// Removes group `id` without building its key for the caller; whether it existed.
+    pub(crate) fn discard(&mut self, id: u32) -> bool {
+        if !self.live.get(id) {
+            return false;
+        }
+        self.unlink(id, self.keys.hash(id));
+        true
+    }
+
+    /// Takes live group `id` (with key hash `hash`) out of the index and frees its id.
+    fn unlink(&mut self, id: u32, hash: u64) {
         if let Ok(entry) = self.index.find_entry(hash, |&other| other == id) {
             entry.remove();
         }
         self.live.set(id, false);
         self.free.push(id);
-        Some((
-            hash,
-            self.keys.with(id, |key| key.iter().cloned().collect()),
-        ))
     }
 
     /// Whether group `id` exists.

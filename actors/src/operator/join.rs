@@ -204,7 +204,7 @@ impl Side {
     /// Removes row `row` from its group (the group too, if it was its last row). Only rows
     /// that can expire are removed.
     fn remove(&mut self, row: u32) {
-        if !self.layout.expiry || self.rows.row(row).is_none() {
+        if !self.layout.expiry || !self.rows.contains(row) {
             return;
         }
         let (group, next) = (self.group[row as usize], self.next[row as usize]);
@@ -212,7 +212,7 @@ impl Side {
         if self.first[g] == row {
             self.first[g] = next;
             if next == NONE {
-                self.groups.remove(group);
+                self.groups.discard(group);
             }
         } else {
             // Rows mostly expire oldest first, so this walk is short.

@@ -456,7 +456,7 @@ impl WindowAggregate {
                 let count = &mut self.pane_counts[id as usize];
                 *count -= 1;
                 if *count == 0 {
-                    self.groups.remove(id);
+                    self.groups.discard(id);
                 }
             }
         }

@@ -137,16 +137,23 @@ impl RowStore {
 
     /// Row `id`, read in place, if it is stored.
     pub fn row(&self, id: u32) -> Option<&ArchivedRow> {
-        let span = self.spans.get(id as usize)?;
-        if span.len == FREE {
+        if !self.contains(id) {
             return None;
         }
+        let span = &self.spans[id as usize];
         let start = span.start as usize;
         let bytes = &self.chunks[span.chunk as usize].bytes[start..start + span.len as usize];
         // SAFETY: a live span names exactly the bytes of one row that `push_copy` copied from
         // a `BatchView` or `push_encoded` wrote with `encode_row`, in a chunk that has only
         // been appended to since (see the module's safety contract).
         Some(unsafe { rkyv::access_unchecked::<ArchivedRow>(bytes) })
+    }
+
+    /// Whether row `id` is stored.
+    pub fn contains(&self, id: u32) -> bool {
+        self.spans
+            .get(id as usize)
+            .is_some_and(|span| span.len != FREE)
     }
 
     /// Removes row `id`; whether it was stored. A chunk whose last row this was is freed
