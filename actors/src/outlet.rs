@@ -54,6 +54,9 @@ pub enum Target {
         max_parallelism: u32,
         /// The consumer's input port.
         port: u8,
+        /// The fields the consumer reads, when not all: the others cross as NULL, so a
+        /// batch carries only what is used (`Plan::exchange_keep`).
+        keep: Option<Vec<bool>>,
     },
 }
 
@@ -158,6 +161,7 @@ impl Outlet {
             keys,
             max_parallelism,
             port,
+            keep,
         } = &self.targets[index]
         else {
             return Ok(());
@@ -187,12 +191,7 @@ impl Outlet {
             routes.len(),
             &mut self.owners,
         );
-        for builder in &mut self.builders {
-            builder.set_origin(header.stream, header.partition);
-        }
-        for (row, owner) in self.owners.iter().enumerate() {
-            self.builders[*owner as usize].push_row_of(&view, row)?;
-        }
+        split_rows(&view, &self.owners, keep.as_deref(), &mut self.builders)?;
         let started = Instant::now();
         for (core, builder) in self.builders.iter_mut().enumerate() {
             if builder.is_empty() {
@@ -259,6 +258,28 @@ impl Outlet {
         let counters = &self.probe.nodes[self.node].cores[self.core];
         Counters::add(&counters.blocked_ns, started.elapsed().as_nanos() as u64);
     }
+}
+
+/// Copies each row of `view` into the builder of the core that owns it (`owners`), with
+/// the fields `keep` leaves out as NULL.
+fn split_rows(
+    view: &wire_core::BatchView<'_>,
+    owners: &[u32],
+    keep: Option<&[bool]>,
+    builders: &mut [BatchBuilder],
+) -> Result<(), wire_core::Error> {
+    let header = view.header();
+    for builder in builders.iter_mut() {
+        builder.set_origin(header.stream, header.partition);
+    }
+    for (row, owner) in owners.iter().enumerate() {
+        let builder = &mut builders[*owner as usize];
+        match keep {
+            Some(keep) => builder.push_row_masked(view, row, keep)?,
+            None => builder.push_row_of(view, row)?,
+        }
+    }
+    Ok(())
 }
 
 /// The owning core of every row of `view`, by the hash of its keys.

@@ -773,17 +773,20 @@ async fn target(
             .map(|(tx, _)| tx.clone())
             .expect("consumers have mailboxes")
     };
-    let keys = match edge.routing {
+    let (keys, keep) = match edge.routing {
         Routing::Forward => return Target::Forward(Route::Local(local()), edge.port),
         Routing::KeyBy(op) => match &cx.plan.operators[op].op {
-            Operator::KeyBy(keys) => keys.clone(),
+            Operator::KeyBy(keys) => (keys.clone(), cx.plan.exchange_keep(op, 0)),
             _ => unreachable!("key_by routing names a key_by"),
         },
-        Routing::GroupBy(op) => cx.plan.operators[op]
-            .op
-            .group_keys(usize::from(edge.port))
-            .map(<[_]>::to_vec)
-            .unwrap_or_default(),
+        Routing::GroupBy(op) => (
+            cx.plan.operators[op]
+                .op
+                .group_keys(usize::from(edge.port))
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            cx.plan.exchange_keep(op, usize::from(edge.port)),
+        ),
     };
     let mut routes = Vec::with_capacity(cx.cores);
     for to in 0..cx.cores {
@@ -807,5 +810,6 @@ async fn target(
         keys,
         max_parallelism: cx.plan.settings.max_parallelism,
         port: edge.port,
+        keep,
     }
 }

@@ -234,6 +234,13 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Which fields of the rows entering operator `consumer` on input `port` it reads (with
+    /// what reads its output), or `None` for all: an exchange into it carries only those,
+    /// the others as NULL.
+    pub fn exchange_keep(&self, consumer: usize, port: usize) -> Option<Vec<bool>> {
+        prune::exchange_keep(self, consumer, port)
+    }
+
     /// The schema of the rows `input` emits.
     pub fn schema_of(&self, input: Input) -> &Schema {
         match input {

@@ -29,8 +29,9 @@
 
 use crate::error::{Error, Result};
 use crate::record::row::{
-    archived_row_len, check_archived_row, encode_row, fixed_width_cell, ArchivedRow, AsValueRef,
-    ValueRef, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES, TAG_STR,
+    archived_row_len, boxed, check_archived_row, encode_row, fixed_width_cell, relative,
+    ArchivedRow, AsValueRef, ValueRef, ARCHIVED_ROOT_BYTES, ARCHIVED_VALUE_BYTES, TAG_BYTES,
+    TAG_STR,
 };
 use crate::record::schema::Schema;
 
@@ -318,6 +319,49 @@ fn value_array_pos(row: &[u8]) -> Option<usize> {
     let array_pos = usize::try_from(root_pos as i64 + i64::from(relative)).ok()?;
     let array_end = array_pos.checked_add(len as usize * ARCHIVED_VALUE_BYTES)?;
     (array_end <= root_pos).then_some(array_pos)
+}
+
+/// Appends `row` to `out` with the cells `keep` marks `false` as NULL and only the kept
+/// out-of-line payloads. `row` is laid out as `encode_row` lays rows out, which is all that
+/// `check_archived_row` accepts: payloads first, in field order and back to back, then the
+/// value array, then the root. `None` (with `out` partly written) if it is not.
+fn copy_masked(row: &[u8], keep: &[bool], out: &mut Vec<u8>) -> Option<()> {
+    let array_pos = value_array_pos(row)?;
+    let root_pos = row.len() - ARCHIVED_ROOT_BYTES;
+    let cells = row.get(array_pos..root_pos)?;
+    let kept = |field: usize| keep.get(field).copied().unwrap_or(true);
+    let boxed_len = |cell: &[u8]| u32::from_le_bytes([cell[5], cell[6], cell[7], cell[8]]);
+    out.reserve(row.len());
+    let start = out.len();
+    let mut source = 0;
+    for (field, cell) in cells.chunks_exact(ARCHIVED_VALUE_BYTES).enumerate() {
+        if cell[0] == TAG_STR || cell[0] == TAG_BYTES {
+            let end = source + boxed_len(cell) as usize;
+            if kept(field) {
+                out.extend_from_slice(row.get(source..end)?);
+            }
+            source = end;
+        }
+    }
+    // The cells as they are, then NULL over the dropped ones and new offsets for the kept
+    // payloads, which moved.
+    let new_array_pos = out.len() - start;
+    out.extend_from_slice(cells);
+    let new_cells = &mut out[start + new_array_pos..];
+    let mut payload_pos = 0;
+    for (field, cell) in new_cells.chunks_exact_mut(ARCHIVED_VALUE_BYTES).enumerate() {
+        if !kept(field) {
+            cell.fill(0);
+        } else if cell[0] == TAG_STR || cell[0] == TAG_BYTES {
+            let len = boxed_len(cell) as usize;
+            let value_pos = new_array_pos + field * ARCHIVED_VALUE_BYTES;
+            cell[1..].copy_from_slice(&boxed(payload_pos, value_pos + 1, len));
+            payload_pos += len;
+        }
+    }
+    out.extend_from_slice(&relative(new_array_pos, out.len() - start).to_le_bytes());
+    out.extend_from_slice(&row[root_pos + 4..]);
+    Some(())
 }
 
 impl Drop for Batch {
@@ -770,6 +814,38 @@ impl BatchBuilder {
             });
         }
         self.buf.extend_from_slice(row);
+        self.ends.push((self.buf.len() - HEADER_LEN) as u32);
+        Ok(())
+    }
+
+    /// Appends a copy of row `index` of `view` with the fields that `keep` marks `false`
+    /// written as NULL (fields past `keep`'s end are kept). Cells are copied as they are and
+    /// only the kept strings' and bytes' payloads are carried, so an exchange that prunes
+    /// costs no more than one that copies whole rows.
+    pub fn push_row_masked(
+        &mut self,
+        view: &BatchView<'_>,
+        index: usize,
+        keep: &[bool],
+    ) -> Result<()> {
+        let row = view.row_bytes(index);
+        let start = self.buf.len();
+        if copy_masked(row, keep, &mut self.buf).is_none() {
+            self.buf.truncate(start);
+            let at = HEADER_LEN
+                + index
+                    .checked_sub(1)
+                    .map_or(0, |before| view.row_end(before));
+            return Err(corrupt(at, "row not laid out as checked rows are"));
+        }
+        let projected = self.encoded_len() + 4;
+        if projected > BATCH_BYTES_MAX {
+            self.buf.truncate(start);
+            return Err(Error::BatchTooLarge {
+                bytes: projected,
+                limit: BATCH_BYTES_MAX,
+            });
+        }
         self.ends.push((self.buf.len() - HEADER_LEN) as u32);
         Ok(())
     }

@@ -180,7 +180,7 @@ fn encode_value(
     cell
 }
 
-fn boxed(target: usize, field_pos: usize, len: usize) -> [u8; 8] {
+pub(crate) fn boxed(target: usize, field_pos: usize, len: usize) -> [u8; 8] {
     let mut bytes = [0u8; 8];
     bytes[..4].copy_from_slice(&relative(target, field_pos).to_le_bytes());
     bytes[4..].copy_from_slice(&(len as u32).to_le_bytes());
@@ -188,7 +188,7 @@ fn boxed(target: usize, field_pos: usize, len: usize) -> [u8; 8] {
 }
 
 /// The 32-bit offset from `from` to `target`; rows are far smaller than 2 GiB.
-fn relative(target: usize, from: usize) -> i32 {
+pub(crate) fn relative(target: usize, from: usize) -> i32 {
     (target as i64 - from as i64) as i32
 }
 

@@ -18,12 +18,7 @@ use super::{AggregatePlan, Input, Operator, Plan};
 
 /// Sets `JoinPlan::keep` of every join whose output has a field no consumer reads.
 pub(super) fn prune_joins(plan: &mut Plan) {
-    // The walk needs every input before its consumers, as the planner places them.
-    let ordered = plan.operators.iter().enumerate().all(|(index, operator)| {
-        (operator.inputs.iter())
-            .all(|input| !matches!(*input, Input::Operator(from) if from >= index))
-    });
-    if !ordered {
+    if !ordered(plan) {
         return;
     }
     let used = used_fields(plan);
@@ -39,6 +34,15 @@ pub(super) fn prune_joins(plan: &mut Plan) {
             }
         }
     }
+}
+
+/// Whether every operator's inputs come before it, as the planner places them: the walk
+/// needs that.
+fn ordered(plan: &Plan) -> bool {
+    plan.operators.iter().enumerate().all(|(index, operator)| {
+        (operator.inputs.iter())
+            .all(|input| !matches!(*input, Input::Operator(from) if from >= index))
+    })
 }
 
 /// Per operator, which of its output fields a consumer reads.
@@ -68,25 +72,46 @@ fn used_fields(plan: &Plan) -> Vec<Vec<bool>> {
             let Input::Operator(from) = *input else {
                 continue;
             };
-            let mut reads = vec![false; used[from].len()];
-            match &operator.op {
-                Operator::Filter(predicate) => {
-                    or_into(&mut reads, &used[index]);
-                    predicate.mark_fields(&mut reads);
-                }
-                Operator::KeyBy(keys) => {
-                    or_into(&mut reads, &used[index]);
-                    keys.iter().for_each(|key| key.mark_fields(&mut reads));
-                }
-                Operator::Union => or_into(&mut reads, &used[index]),
-                Operator::Project(exprs) => exprs.iter().for_each(|e| e.mark_fields(&mut reads)),
-                Operator::Aggregate(aggregate) => aggregate_reads(aggregate, &mut reads),
-                _ => reads.fill(true),
-            }
+            let reads = input_reads(plan, &used, index, used[from].len());
             or_into(&mut used[from], &reads);
         }
     }
     used
+}
+
+/// Which fields of an input row (`width` fields) operator `index` reads, given what its own
+/// consumers read (`used`).
+fn input_reads(plan: &Plan, used: &[Vec<bool>], index: usize, width: usize) -> Vec<bool> {
+    let operator = &plan.operators[index];
+    let mut reads = vec![false; width];
+    match &operator.op {
+        Operator::Filter(predicate) => {
+            or_into(&mut reads, &used[index]);
+            predicate.mark_fields(&mut reads);
+        }
+        Operator::KeyBy(keys) => {
+            or_into(&mut reads, &used[index]);
+            keys.iter().for_each(|key| key.mark_fields(&mut reads));
+        }
+        Operator::Union => or_into(&mut reads, &used[index]),
+        Operator::Project(exprs) => exprs.iter().for_each(|e| e.mark_fields(&mut reads)),
+        Operator::Aggregate(aggregate) => aggregate_reads(aggregate, &mut reads),
+        _ => reads.fill(true),
+    }
+    reads
+}
+
+/// Which fields of the rows entering operator `index` on input `port` it (with what reads
+/// its output) reads, when not all: an exchange into it need carry only those.
+pub(super) fn exchange_keep(plan: &Plan, index: usize, port: usize) -> Option<Vec<bool>> {
+    let input = *plan.operators.get(index)?.inputs.get(port)?;
+    if !ordered(plan) {
+        return None;
+    }
+    let width = plan.schema_of(input).len();
+    let used = used_fields(plan);
+    let reads = input_reads(plan, &used, index, width);
+    reads.contains(&false).then_some(reads)
 }
 
 /// The input fields an aggregate reads: its keys, its calls' arguments and filters, its

@@ -249,3 +249,50 @@ fn an_aggregate_after_a_join_keeps_its_keys_and_arguments() {
     // initial_bid and reserve of the auction; name and state (filtered) of the person.
     assert_eq!((kept(&left), kept(&right)), (vec![3, 4], vec![1, 5]));
 }
+
+/// An exchange into an aggregate carries its keys, arguments and event time; into an
+/// aggregate with a late side output (which emits whole rows), every field.
+#[test]
+fn an_exchange_into_an_aggregate_keeps_what_it_reads() {
+    let text = "\
+sources:
+  bids: {type: nexmark, stream: bid}
+operators:
+  - name: sessions
+    from: bids
+    group_by: [bidder]
+    window: {type: session, gap: 10s}
+    aggregate: {n: count(*), top: max(price)}
+sinks:
+  out: {type: blackhole, from: sessions}
+";
+    let planned = plan(text).unwrap();
+    let keep = planned.exchange_keep(0, 0).expect("the exchange is pruned");
+    let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+    // bid: auction, bidder, price, channel, url, date_time, extra.
+    assert_eq!(kept, [1, 2, 5]);
+    let late = text.replace(
+        "window: {type: session, gap: 10s}",
+        "window: {type: session, gap: 10s, late_output: late}",
+    ) + "  late_rows: {type: blackhole, from: late}\n";
+    assert_eq!(plan(&late).unwrap().exchange_keep(0, 0), None);
+    // A key_by's exchange carries its keys and what its consumers read.
+    let keyed = "\
+sources:
+  bids: {type: nexmark, stream: bid}
+operators:
+  - name: by_bidder
+    from: bids
+    key_by: [bidder]
+  - name: prices
+    from: by_bidder
+    project: {price: price, date_time: date_time}
+sinks:
+  out: {type: blackhole, from: prices}
+";
+    let keep = plan(keyed).unwrap().exchange_keep(0, 0).expect("pruned");
+    let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
+    assert_eq!(kept, [1, 2, 5]);
+    let whole = keyed.replace("from: prices", "from: by_bidder");
+    assert_eq!(plan(&whole).unwrap().exchange_keep(0, 0), None);
+}

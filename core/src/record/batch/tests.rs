@@ -323,3 +323,37 @@ fn spare_buffers_go_to_batches_of_a_like_size() {
     .join()
     .unwrap();
 }
+
+proptest! {
+    #[test]
+    fn masked_rows_equal_rows_encoded_with_nulls(
+        rows in rows_strategy(),
+        keep in proptest::collection::vec(any::<bool>(), 0..10),
+    ) {
+        let batch = build(&rows);
+        let view = batch.view();
+        let mut masked = BatchBuilder::new(StreamId(1), PartitionId(0));
+        for index in 0..rows.len() {
+            masked.push_row_masked(&view, index, &keep).unwrap();
+        }
+        let nulled: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(field, value)| match keep.get(field).copied().unwrap_or(true) {
+                        true => value.clone(),
+                        false => Value::Null,
+                    })
+                    .collect()
+            })
+            .collect();
+        let masked = masked.finish();
+        let expected = build(&nulled);
+        let (masked_view, expected_view) = (masked.view(), expected.view());
+        for index in 0..rows.len() {
+            prop_assert_eq!(masked_view.row_bytes(index), expected_view.row_bytes(index));
+        }
+        BatchView::verify(masked.as_bytes()).unwrap();
+    }
+}
