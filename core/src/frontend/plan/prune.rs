@@ -14,7 +14,7 @@
 //! narrower needs upstream. A changelog keeps every field, and every node its event-time
 //! field.
 
-use super::{AggregatePlan, Input, Operator, Plan};
+use super::{AggregatePlan, Input, JoinKind, JoinPlan, Operator, Plan};
 
 /// Sets `JoinPlan::keep` of every join whose output has a field no consumer reads.
 pub(super) fn prune_joins(plan: &mut Plan) {
@@ -68,20 +68,26 @@ fn used_fields(plan: &Plan) -> Vec<Vec<bool>> {
         {
             *slot = true;
         }
-        for input in &operator.inputs {
+        for (port, input) in operator.inputs.iter().enumerate() {
             let Input::Operator(from) = *input else {
                 continue;
             };
-            let reads = input_reads(plan, &used, index, used[from].len());
+            let reads = input_reads(plan, &used, index, port, used[from].len());
             or_into(&mut used[from], &reads);
         }
     }
     used
 }
 
-/// Which fields of an input row (`width` fields) operator `index` reads, given what its own
-/// consumers read (`used`).
-fn input_reads(plan: &Plan, used: &[Vec<bool>], index: usize, width: usize) -> Vec<bool> {
+/// Which fields of a row (`width` fields) entering operator `index` on input `port` it
+/// reads, given what its own consumers read (`used`).
+fn input_reads(
+    plan: &Plan,
+    used: &[Vec<bool>],
+    index: usize,
+    port: usize,
+    width: usize,
+) -> Vec<bool> {
     let operator = &plan.operators[index];
     let mut reads = vec![false; width];
     match &operator.op {
@@ -96,9 +102,47 @@ fn input_reads(plan: &Plan, used: &[Vec<bool>], index: usize, width: usize) -> V
         Operator::Union => or_into(&mut reads, &used[index]),
         Operator::Project(exprs) => exprs.iter().for_each(|e| e.mark_fields(&mut reads)),
         Operator::Aggregate(aggregate) => aggregate_reads(aggregate, &mut reads),
+        Operator::Join(join) => {
+            let left_len = operator
+                .inputs
+                .first()
+                .map_or(0, |&left| plan.schema_of(left).len());
+            join_reads(join, port, &used[index], left_len, &mut reads);
+        }
         _ => reads.fill(true),
     }
     reads
+}
+
+/// The fields of input `port` a join reads: those its output's readers read (`used`, the
+/// left input's fields then the right's), its keys on that side, its event time there, and
+/// what places a row in time (an interval's bounds, a window's end).
+fn join_reads(join: &JoinPlan, port: usize, used: &[bool], left_len: usize, reads: &mut [bool]) {
+    let (output, keys, time) = match port {
+        0 => (used.get(..left_len), &join.left_keys, join.left_time),
+        _ => (used.get(left_len..), &join.right_keys, join.right_time),
+    };
+    let Some(output) = output else {
+        reads.fill(true);
+        return;
+    };
+    or_into(reads, output);
+    keys.iter().for_each(|key| key.mark_fields(reads));
+    let end = match (&join.kind, port) {
+        (JoinKind::Interval { lower, upper }, 0) => {
+            lower.mark_fields(reads);
+            upper.mark_fields(reads);
+            None
+        }
+        (JoinKind::Window { left_end, .. }, 0) => Some(*left_end),
+        (JoinKind::Window { right_end, .. }, _) => Some(*right_end),
+        _ => None,
+    };
+    for field in time.map(|time| time.field).into_iter().chain(end) {
+        if let Some(slot) = reads.get_mut(field) {
+            *slot = true;
+        }
+    }
 }
 
 /// Which fields of the rows entering operator `index` on input `port` it (with what reads
@@ -110,7 +154,7 @@ pub(super) fn exchange_keep(plan: &Plan, index: usize, port: usize) -> Option<Ve
     }
     let width = plan.schema_of(input).len();
     let used = used_fields(plan);
-    let reads = input_reads(plan, &used, index, width);
+    let reads = input_reads(plan, &used, index, port, width);
     reads.contains(&false).then_some(reads)
 }
 

@@ -195,6 +195,16 @@ fn a_join_keeps_only_the_fields_read_after_it() {
     person[1] = true;
     person[5] = true;
     assert_eq!((left, right), (auction, person));
+    // The exchanges into the join carry those, the keys and the event times.
+    let kept = |keep: Vec<bool>| (0..keep.len()).filter(|&i| keep[i]).collect::<Vec<_>>();
+    let auctions = plan
+        .exchange_keep(0, 0)
+        .expect("the auctions' exchange is pruned");
+    assert_eq!(kept(auctions), [0, 5, 7]);
+    let persons = plan
+        .exchange_keep(0, 1)
+        .expect("the persons' exchange is pruned");
+    assert_eq!(kept(persons), [0, 1, 5, 6]);
 }
 
 #[test]
