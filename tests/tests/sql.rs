@@ -388,6 +388,11 @@ fn explain_prints_the_plan_of_sql_and_yaml() {
     );
     let text = String::from_utf8_lossy(&sql.stdout);
     assert!(text.contains("source bid: nexmark bid"), "{text}");
+    // The count per auction reads only the auction and the time of a bid.
+    assert!(
+        text.contains("rows from other cores carry only: bid (auction, date_time)"),
+        "{text}"
+    );
     assert!(
         text.contains("window: hop 10000 ms every 2000 ms"),
         "{text}"

@@ -30,7 +30,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             let _ = writeln!(out, "  event time: {name}, watermark {delay} ms behind");
         }
     }
-    for operator in &plan.operators {
+    for (index, operator) in plan.operators.iter().enumerate() {
         let inputs: Vec<&str> = operator.inputs.iter().map(|i| plan.name_of(*i)).collect();
         let state = if operator.op.is_stateful() {
             ", keeps state"
@@ -48,6 +48,7 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             details(&mut out, &spec_op.kind);
         }
         pruned(&mut out, plan, operator);
+        exchanged(&mut out, plan, index, operator);
         let marked = changes(operator.changelog);
         let _ = writeln!(out, "  rows: {}{marked}", fields(&operator.schema));
     }
@@ -82,18 +83,46 @@ fn pruned(out: &mut String, plan: &Plan, operator: &PlanOperator) {
     };
     let mut sides = Vec::with_capacity(2);
     for (input, keep) in operator.inputs.iter().zip(keep) {
-        let schema = plan.schema_of(*input);
-        let kept: Vec<&str> = (schema.fields().iter().zip(keep))
-            .filter(|(_, keep)| **keep)
-            .map(|(field, _)| field.name.as_str())
-            .collect();
-        sides.push(format!("{} ({})", plan.name_of(*input), kept.join(", ")));
+        sides.push(kept_fields(plan, *input, keep));
     }
     let _ = writeln!(
         out,
         "  stores only the fields read after it: {}",
         sides.join(", ")
     );
+}
+
+/// The fields rows routed between cores to a keyed operator (an aggregate, a join, a
+/// `key_by`) carry, when not all (`Plan::exchange_keep`): the others cross as NULL.
+fn exchanged(out: &mut String, plan: &Plan, index: usize, operator: &PlanOperator) {
+    if !matches!(
+        operator.op,
+        Operator::Aggregate(_) | Operator::Join(_) | Operator::KeyBy(_)
+    ) {
+        return;
+    }
+    let mut sides = Vec::new();
+    for (port, input) in operator.inputs.iter().enumerate() {
+        if let Some(keep) = plan.exchange_keep(index, port) {
+            sides.push(kept_fields(plan, *input, &keep));
+        }
+    }
+    if !sides.is_empty() {
+        let _ = writeln!(
+            out,
+            "  rows from other cores carry only: {}",
+            sides.join(", ")
+        );
+    }
+}
+
+/// `input (a, b)`: the input's name and the fields `keep` marks.
+fn kept_fields(plan: &Plan, input: Input, keep: &[bool]) -> String {
+    let kept: Vec<&str> = (plan.schema_of(input).fields().iter().zip(keep))
+        .filter(|(_, keep)| **keep)
+        .map(|(field, _)| field.name.as_str())
+        .collect();
+    format!("{} ({})", plan.name_of(input), kept.join(", "))
 }
 
 /// What follows the rows of an update stream.
