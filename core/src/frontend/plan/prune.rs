@@ -1,4 +1,4 @@
-//! Column pruning for joins: which fields of a join's output some consumer reads.
+//! Column pruning: which fields of each operator's output some consumer reads.
 //!
 //! A join keeps every row of both inputs until it expires (or forever), and a row keeps all
 //! its fields, though the operators after the join often read a few of them (Nexmark q3 reads
@@ -6,13 +6,14 @@
 //! and marks, per operator, the output fields something downstream reads; a join then stores
 //! and emits NULL for the fields nothing reads (`JoinPlan::keep`), so its state and output
 //! hold only what is used. The schema is unchanged: a pruned field is one no consumer looks
-//! at, so no one sees the NULL.
+//! at, so no one sees the NULL. The same walk says what an exchange into a keyed operator
+//! must carry (`exchange_keep`): the rest crosses cores as NULL.
 //!
 //! The walk is conservative: a sink reads every field, and so does every operator whose reads
-//! it does not enumerate (tops, joins, lookups, `process`, late side outputs). Filters,
-//! projections, `key_by`, unions and aggregates (keys, arguments, filters, event time) pass
-//! narrower needs upstream. A changelog keeps every field, and every node its event-time
-//! field.
+//! it does not enumerate (tops, lookups, `process`, late side outputs). Filters, projections,
+//! `key_by`, unions, aggregates (keys, arguments, filters, event time) and joins (what is
+//! read after them, keys, event times, interval bounds, window ends) pass narrower needs
+//! upstream. A changelog keeps every field, and every node its event-time field.
 
 use super::{AggregatePlan, Input, JoinKind, JoinPlan, Operator, Plan};
 

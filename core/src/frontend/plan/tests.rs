@@ -173,6 +173,11 @@ operators:
     project: {name: name, id: id}
 ";
 
+/// The indices `keep` marks.
+fn kept(keep: &[bool]) -> Vec<usize> {
+    (0..keep.len()).filter(|&i| keep[i]).collect()
+}
+
 /// The `keep` of the plan's only join.
 fn join_keep(plan: &Plan) -> Option<[Vec<bool>; 2]> {
     plan.operators
@@ -196,15 +201,14 @@ fn a_join_keeps_only_the_fields_read_after_it() {
     person[5] = true;
     assert_eq!((left, right), (auction, person));
     // The exchanges into the join carry those, the keys and the event times.
-    let kept = |keep: Vec<bool>| (0..keep.len()).filter(|&i| keep[i]).collect::<Vec<_>>();
     let auctions = plan
         .exchange_keep(0, 0)
         .expect("the auctions' exchange is pruned");
-    assert_eq!(kept(auctions), [0, 5, 7]);
+    assert_eq!(kept(&auctions), [0, 5, 7]);
     let persons = plan
         .exchange_keep(0, 1)
         .expect("the persons' exchange is pruned");
-    assert_eq!(kept(persons), [0, 1, 5, 6]);
+    assert_eq!(kept(&persons), [0, 1, 5, 6]);
 }
 
 #[test]
@@ -255,7 +259,6 @@ fn an_aggregate_after_a_join_keeps_its_keys_and_arguments() {
     ) + "sinks:\n  out: {type: blackhole, from: result}\n";
     let plan = plan(&text).unwrap();
     let [left, right] = join_keep(&plan).expect("the join is pruned");
-    let kept = |keep: &[bool]| (0..keep.len()).filter(|&i| keep[i]).collect::<Vec<_>>();
     // initial_bid and reserve of the auction; name and state (filtered) of the person.
     assert_eq!((kept(&left), kept(&right)), (vec![3, 4], vec![1, 5]));
 }
@@ -278,9 +281,8 @@ sinks:
 ";
     let planned = plan(text).unwrap();
     let keep = planned.exchange_keep(0, 0).expect("the exchange is pruned");
-    let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
     // bid: auction, bidder, price, channel, url, date_time, extra.
-    assert_eq!(kept, [1, 2, 5]);
+    assert_eq!(kept(&keep), [1, 2, 5]);
     let late = text.replace(
         "window: {type: session, gap: 10s}",
         "window: {type: session, gap: 10s, late_output: late}",
@@ -301,8 +303,7 @@ sinks:
   out: {type: blackhole, from: prices}
 ";
     let keep = plan(keyed).unwrap().exchange_keep(0, 0).expect("pruned");
-    let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
-    assert_eq!(kept, [1, 2, 5]);
+    assert_eq!(kept(&keep), [1, 2, 5]);
     let whole = keyed.replace("from: prices", "from: by_bidder");
     assert_eq!(plan(&whole).unwrap().exchange_keep(0, 0), None);
 }
