@@ -1,8 +1,10 @@
 //! Session windows: per key, rows at most `gap` apart share a window `[first, last + gap)`
 //! (windows that touch merge, as in Flink); a row that bridges two sessions merges them.
 //!
-//! Each key keeps its open sessions; a timer per session end (in a map ordered by time) says
-//! when the watermark closes it. Timers may be stale after merges; firing re-checks the session.
+//! Each key keeps its open sessions and one armed timer (in a map ordered by time) at or before
+//! the earliest time one of them has work: its end, or its expiry once fired. A row that extends
+//! a session does not move the timer: when it fires early, the key re-checks its sessions and
+//! arms the next time. So the timer map changes once per session, not once per row.
 
 use std::collections::BTreeMap;
 
@@ -30,10 +32,28 @@ pub(crate) struct SessionAggregate {
     gap_ms: i64,
     lateness_ms: i64,
     clock: Clock,
-    groups: GroupTable<Vec<Session>>,
-    /// Time → groups with a session ending (or expiring) then.
+    groups: GroupTable<Sessions>,
+    /// Time → groups armed then. A group may also sit, stale, under a later time it was armed
+    /// at before: firing it there is a re-check that finds nothing.
     timers: BTreeMap<i64, Vec<u32>>,
     watermark: i64,
+}
+
+/// A key's open sessions.
+struct Sessions {
+    list: Vec<Session>,
+    /// The time of the group's pending timer (`i64::MAX` for none): never later than the
+    /// [`timer_of`] of any session in `list`.
+    armed: i64,
+}
+
+impl Sessions {
+    fn new() -> Sessions {
+        Sessions {
+            list: Vec::new(),
+            armed: i64::MAX,
+        }
+    }
 }
 
 struct Session {
@@ -70,43 +90,61 @@ impl SessionAggregate {
         key: &[wire_core::frontend::expr::Datum<'_>],
     ) -> bool {
         let end = ts.saturating_add(self.gap_ms);
-        let (id, _) = self.groups.find_or_insert(hash, key, Vec::new);
+        let (id, _) = self.groups.find_or_insert(hash, key, Sessions::new);
         let Some(group) = self.groups.get_mut(id) else {
             return false;
         };
-        let sessions = &mut group.value;
+        let sessions = &mut group.value.list;
         // Sessions that touch merge, as Flink's `TimeWindow.intersects` decides.
-        let overlapping = sessions.iter().any(|s| s.start <= end && ts <= s.end);
-        if !overlapping && expired(end, self.lateness_ms, self.watermark) {
-            if sessions.is_empty() {
-                self.groups.remove(id);
+        let touches = |s: &Session| s.start <= end && ts <= s.end;
+        let mut overlapping = sessions.iter().enumerate().filter(|(_, s)| touches(s));
+        let first = overlapping.next().map(|(index, _)| index);
+        let more = overlapping.next().is_some();
+        let index = match first {
+            None if expired(end, self.lateness_ms, self.watermark) => {
+                if sessions.is_empty() {
+                    self.groups.remove(id);
+                }
+                return false;
             }
-            return false;
-        }
-        let mut fresh = Session {
-            start: ts,
-            end,
-            accs: new_accs(&self.aggs),
-            fired: false,
+            // The row extends one session it does not precede: the same fold as merging a
+            // session of the row after it.
+            Some(index) if !more && sessions[index].start <= ts => {
+                let session = &mut sessions[index];
+                session.end = session.end.max(end);
+                session.fired = false;
+                update(&self.aggs, &mut session.accs, row);
+                index
+            }
+            _ => {
+                let mut fresh = Session {
+                    start: ts,
+                    end,
+                    accs: new_accs(&self.aggs),
+                    fired: false,
+                };
+                update(&self.aggs, &mut fresh.accs, row);
+                if first.is_some() {
+                    fresh = merge_touching(&self.aggs, sessions, fresh, touches);
+                }
+                sessions.push(fresh);
+                sessions.len() - 1
+            }
         };
-        for (agg, acc) in self.aggs.iter().zip(fresh.accs.iter_mut()) {
-            agg.update(acc, row);
-        }
-        let mut merging: Vec<Session> = Vec::new();
-        let mut index = 0;
-        while index < sessions.len() {
-            if sessions[index].start <= end && ts <= sessions[index].end {
-                merging.push(sessions.swap_remove(index));
-            } else {
-                index += 1;
-            }
-        }
-        merging.push(fresh);
-        merging.sort_by_key(|s| s.start);
-        let merged = merge_sessions(&self.aggs, merging);
-        self.timers.entry(merged.end).or_default().push(id);
-        sessions.push(merged);
+        let time = sessions[index].end;
+        self.arm(id, time);
         true
+    }
+
+    /// Makes sure group `id` has a timer at or before `time`.
+    fn arm(&mut self, id: u32, time: i64) {
+        let Some(group) = self.groups.get_mut(id) else {
+            return;
+        };
+        if time < group.value.armed {
+            group.value.armed = time;
+            self.timers.entry(time).or_default().push(id);
+        }
     }
 
     fn add_rows(
@@ -138,49 +176,58 @@ impl SessionAggregate {
             if !fires(*entry.key(), watermark) {
                 break;
             }
-            let mut ids = entry.remove();
+            let (time, mut ids) = entry.remove_entry();
             ids.sort_unstable();
             ids.dedup();
             for id in ids {
-                self.fire_group(id, out)?;
+                self.fire_group(id, time, out)?;
             }
         }
         Ok(())
     }
 
-    /// The time at which the watermark next has work for `session`: its end while it has
-    /// not fired, its expiry after (the timers `add_row` and `fire_group` set).
-    fn timer_of(&self, session: &Session) -> i64 {
-        if session.fired {
-            expiry_timer(session.end, self.lateness_ms)
-        } else {
-            session.end
-        }
-    }
-
-    fn fire_group(&mut self, id: u32, out: &mut Output) -> Result<(), wire_core::Error> {
+    /// Fires group `id`'s sessions that the watermark has passed, drops the expired ones and
+    /// arms the group's next timer. `time` is the timer that fired (perhaps a stale one).
+    fn fire_group(&mut self, id: u32, time: i64, out: &mut Output) -> Result<(), wire_core::Error> {
         let (watermark, lateness) = (self.watermark, self.lateness_ms);
         let Some(group) = self.groups.get_mut(id) else {
             return Ok(());
         };
-        for session in group.value.iter_mut() {
+        for session in group.value.list.iter_mut() {
             if !session.fired && fires(session.end, watermark) {
                 let window = Some((session.start, session.end));
                 push_result(out, &group.key, window, &self.aggs, &session.accs, None)?;
                 session.fired = true;
-                if lateness > 0 {
-                    self.timers
-                        .entry(expiry_timer(session.end, lateness))
-                        .or_default()
-                        .push(id);
-                }
             }
         }
-        group.value.retain(|s| !expired(s.end, lateness, watermark));
-        if group.value.is_empty() {
+        group
+            .value
+            .list
+            .retain(|s| !expired(s.end, lateness, watermark));
+        if group.value.list.is_empty() {
             self.groups.remove(id);
+            return Ok(());
+        }
+        // Timers up to `time` have all been taken from the map: an armed time among them is
+        // gone, and a later one is still pending.
+        if group.value.armed <= time {
+            group.value.armed = i64::MAX;
+        }
+        let next = group.value.list.iter().map(|s| timer_of(s, lateness)).min();
+        if let Some(next) = next {
+            self.arm(id, next);
         }
         Ok(())
+    }
+}
+
+/// The time at which the watermark next has work for `session`: its end while it has not
+/// fired, its expiry after.
+fn timer_of(session: &Session, lateness_ms: i64) -> i64 {
+    if session.fired {
+        expiry_timer(session.end, lateness_ms)
+    } else {
+        session.end
     }
 }
 
@@ -191,9 +238,32 @@ fn expiry_timer(end: i64, lateness_ms: i64) -> i64 {
         .saturating_add(1)
 }
 
-/// Folds sessions sorted by start into one.
-fn merge_sessions(aggs: &[AggCall], sessions: Vec<Session>) -> Session {
-    let mut iter = sessions.into_iter();
+fn update(aggs: &[AggCall], accs: &mut Accs, row: &ArchivedRow) {
+    for (agg, acc) in aggs.iter().zip(accs.iter_mut()) {
+        agg.update(acc, row);
+    }
+}
+
+/// Takes the sessions that `touches` out of `sessions` and folds them with `fresh` into one,
+/// in order of start (ties: the older sessions first).
+fn merge_touching(
+    aggs: &[AggCall],
+    sessions: &mut Vec<Session>,
+    fresh: Session,
+    touches: impl Fn(&Session) -> bool,
+) -> Session {
+    let mut merging: Vec<Session> = Vec::new();
+    let mut index = 0;
+    while index < sessions.len() {
+        if touches(&sessions[index]) {
+            merging.push(sessions.swap_remove(index));
+        } else {
+            index += 1;
+        }
+    }
+    merging.push(fresh);
+    merging.sort_by_key(|s| s.start);
+    let mut iter = merging.into_iter();
     let Some(mut merged) = iter.next() else {
         unreachable!("at least the new row's session");
     };
@@ -265,8 +335,8 @@ impl Stateful for SessionAggregate {
             let out = sections.of_hash(group.hash);
             out.push(RECORD_GROUP);
             snapshot::put_row(out, &group.key);
-            snapshot::put_len(out, group.value.len());
-            for session in &group.value {
+            snapshot::put_len(out, group.value.list.len());
+            for session in &group.value.list {
                 snapshot::put_i64(out, session.start);
                 snapshot::put_i64(out, session.end);
                 out.push(u8::from(session.fired));
@@ -314,12 +384,14 @@ impl Stateful for SessionAggregate {
             if sessions.is_empty() {
                 continue;
             }
-            let mut times: Vec<i64> = sessions.iter().map(|s| self.timer_of(s)).collect();
-            let id = self.groups.insert_owned(key, sessions);
-            times.sort_unstable();
-            times.dedup();
-            for time in times {
-                self.timers.entry(time).or_default().push(id);
+            let next = sessions.iter().map(|s| timer_of(s, self.lateness_ms)).min();
+            let list = Sessions {
+                list: sessions,
+                armed: i64::MAX,
+            };
+            let id = self.groups.insert_owned(key, list);
+            if let Some(next) = next {
+                self.arm(id, next);
             }
         }
         Ok(())

@@ -1096,3 +1096,101 @@ fn a_firing_paused_by_a_full_output_resumes_where_it_stopped() {
         }
     }
 }
+
+/// A key's session in [`SessionModel`]: its bounds, its rows' times in fold order, fired.
+type ModelSession = (i64, i64, Vec<i64>, bool);
+
+/// Session windows as plainly as they can be written: every watermark scans every session.
+/// The operator arms one timer per key and checks sessions only when it fires.
+struct SessionModel {
+    gap: i64,
+    lateness: i64,
+    watermark: i64,
+    keys: std::collections::BTreeMap<i64, Vec<ModelSession>>,
+    late: u64,
+}
+
+impl SessionModel {
+    fn add(&mut self, k: i64, ts: i64) {
+        let end = ts + self.gap;
+        let sessions = self.keys.entry(k).or_default();
+        let touches = |s: &ModelSession| s.0 <= end && ts <= s.1;
+        if !sessions.iter().any(touches)
+            && wire_core::time::window::expired(end, self.lateness, self.watermark)
+        {
+            self.late += 1;
+            return;
+        }
+        // Merge in order of start; the new row's session last among equal starts.
+        let (mut merging, rest): (Vec<ModelSession>, Vec<ModelSession>) =
+            sessions.drain(..).partition(touches);
+        *sessions = rest;
+        merging.push((ts, end, vec![ts], false));
+        merging.sort_by_key(|s| s.0);
+        let start = merging.iter().map(|s| s.0).min().unwrap_or(ts);
+        let last_end = merging.iter().map(|s| s.1).max().unwrap_or(end);
+        let times = merging.into_iter().flat_map(|s| s.2).collect();
+        sessions.push((start, last_end, times, false));
+    }
+
+    fn advance(&mut self, watermark: i64) -> Vec<Vec<Value>> {
+        use wire_core::time::window::{expired, fires};
+        self.watermark = self.watermark.max(watermark);
+        let mut fired = Vec::new();
+        for (k, sessions) in &mut self.keys {
+            for (start, end, times, done) in sessions.iter_mut() {
+                if !*done && fires(*end, self.watermark) {
+                    *done = true;
+                    fired.push(vec![
+                        Value::I64(*k),
+                        Value::Timestamp(*start),
+                        Value::Timestamp(*end),
+                        Value::I64(times.len() as i64),
+                        Value::Timestamp(times[0]),
+                        Value::Timestamp(times[times.len() - 1]),
+                    ]);
+                }
+            }
+            sessions.retain(|s| !expired(s.1, self.lateness, self.watermark));
+        }
+        fired.sort_by_key(|row| format!("{row:?}"));
+        fired
+    }
+}
+
+#[test]
+fn session_windows_fire_as_a_scan_of_every_session_would() {
+    use proptest::prelude::*;
+    // Batches of (key, time) and watermark moves; rows may come late or bridge sessions.
+    let step = prop_oneof![
+        prop::collection::vec((0i64..3, 0i64..300), 1..6).prop_map(Ok),
+        (0i64..40).prop_map(Err),
+    ];
+    let strategy = (prop::collection::vec(step, 1..60), 1i64..25, 0i64..30);
+    proptest!(|((steps, gap, lateness) in strategy)| {
+        let mut op = operator(
+            &format!("  - name: s2\n    from: s\n    group_by: [k]\n    window: {{type: session, gap: {gap}, allowed_lateness: {lateness}}}\n    aggregate: {{n: count(*), f: first(t), l: last(t)}}"),
+            "s2",
+        );
+        let mut model = SessionModel { gap, lateness, watermark: i64::MIN, keys: Default::default(), late: 0 };
+        let mut out = Output::new(1 << 16);
+        let mut watermark = 0;
+        for step in steps.into_iter().map(Some).chain([None]) {
+            match step {
+                Some(Ok(batch)) => {
+                    op.on_batch(&rows(&batch), 0, 0, &mut out).unwrap();
+                    batch.iter().for_each(|&(k, t)| model.add(k, t));
+                    continue;
+                }
+                Some(Err(by)) => watermark += by,
+                None => watermark = i64::MAX,
+            }
+            op.on_watermark(watermark, &mut out).unwrap();
+            let mut got = results(&mut out);
+            got.sort_by_key(|row| format!("{row:?}"));
+            prop_assert_eq!(got, model.advance(watermark), "at watermark {}", watermark);
+            prop_assert_eq!(out.late_rows, model.late);
+        }
+        prop_assert_eq!(op.groups(), 0);
+    });
+}
