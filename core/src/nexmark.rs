@@ -279,6 +279,81 @@ pub struct Generator {
     per_second: Divisor,
 }
 
+/// Which fields of an event's row a reader needs, by position in its kind's schema (at most
+/// 16): [`Generator::push_fields_of`] leaves the rest NULL and skips generating them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadFields(u16);
+
+impl ReadFields {
+    /// Every field.
+    pub const ALL: ReadFields = ReadFields(u16::MAX);
+
+    /// The fields whose entry in `read` is true; fields past its end are read.
+    pub fn of(read: &[bool]) -> ReadFields {
+        let mut bits = u16::MAX;
+        for (index, _) in read.iter().enumerate().take(16).filter(|(_, r)| !**r) {
+            bits &= !(1 << index);
+        }
+        ReadFields(bits)
+    }
+
+    fn any(self, fields: u16) -> bool {
+        self.0 & fields != 0
+    }
+
+    /// `values` with the fields not read replaced by NULL.
+    fn mask<'a, const N: usize>(self, mut values: [ValueRef<'a>; N]) -> [ValueRef<'a>; N] {
+        if self != ReadFields::ALL {
+            for (index, value) in values.iter_mut().enumerate() {
+                if index < 16 && self.0 & (1 << index) == 0 {
+                    *value = ValueRef::Null;
+                }
+            }
+        }
+        values
+    }
+}
+
+/// Where an event kind's strings fall in its random draws, as field bits: `strings` are the
+/// fields drawn from the first string on (the numbers drawn between them too), `extra` the
+/// last, padding field. Nothing is drawn after `extra`, so either can be skipped whole.
+struct DrawOrder {
+    strings: u16,
+    extra: u16,
+}
+
+/// Person: name, email_address, credit_card, city, state, then extra (field 7).
+const PERSON_DRAWS: DrawOrder = DrawOrder {
+    strings: 0b1011_1110,
+    extra: 1 << 7,
+};
+/// Auction: item_name, description, reserve (field 4), then extra (field 9).
+const AUCTION_DRAWS: DrawOrder = DrawOrder {
+    strings: 0b10_0001_0110,
+    extra: 1 << 9,
+};
+/// Bid: channel, url, then extra (field 6).
+const BID_DRAWS: DrawOrder = DrawOrder {
+    strings: 0b101_1000,
+    extra: 1 << 6,
+};
+
+/// Which of an event's draws to make.
+#[derive(Clone, Copy)]
+struct Draws {
+    strings: bool,
+    extra: bool,
+}
+
+impl Draws {
+    fn of(read: ReadFields, order: &DrawOrder) -> Draws {
+        Draws {
+            strings: read.any(order.strings),
+            extra: read.any(order.extra),
+        }
+    }
+}
+
 /// Reusable string buffers for [`Generator::push_event`]: events are generated straight into
 /// them and pushed as rows that borrow them, so once the buffers have grown to the largest
 /// event, generating and pushing an event does not allocate. Keep one per source instance.
@@ -455,7 +530,7 @@ impl Person {
             date_time: self.date_time,
             extra: &self.extra,
         }
-        .push_to(builder)
+        .push_to(ReadFields::ALL, builder)
     }
 }
 
@@ -478,7 +553,7 @@ impl Auction {
             description: &self.description,
             extra: &self.extra,
         }
-        .push_to(builder)
+        .push_to(ReadFields::ALL, builder)
     }
 }
 
@@ -512,12 +587,12 @@ impl Bid {
             date_time: self.date_time,
             extra: &self.extra,
         }
-        .push_to(builder)
+        .push_to(ReadFields::ALL, builder)
     }
 }
 
 impl PersonRow<'_> {
-    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+    fn push_to(&self, read: ReadFields, builder: &mut BatchBuilder) -> Result<()> {
         let values = [
             ValueRef::I64(self.id),
             ValueRef::Str(self.name),
@@ -528,12 +603,12 @@ impl PersonRow<'_> {
             ValueRef::Timestamp(self.date_time),
             ValueRef::Str(self.extra),
         ];
-        builder.push_with_time(&values, self.date_time)
+        builder.push_with_time(&read.mask(values), self.date_time)
     }
 }
 
 impl AuctionRow<'_> {
-    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+    fn push_to(&self, read: ReadFields, builder: &mut BatchBuilder) -> Result<()> {
         let parts = &self.parts;
         let values = [
             ValueRef::I64(parts.id),
@@ -547,12 +622,12 @@ impl AuctionRow<'_> {
             ValueRef::I64(parts.category),
             ValueRef::Str(self.extra),
         ];
-        builder.push_with_time(&values, parts.date_time)
+        builder.push_with_time(&read.mask(values), parts.date_time)
     }
 }
 
 impl BidRow<'_> {
-    fn push_to(&self, builder: &mut BatchBuilder) -> Result<()> {
+    fn push_to(&self, read: ReadFields, builder: &mut BatchBuilder) -> Result<()> {
         let values = [
             ValueRef::I64(self.auction),
             ValueRef::I64(self.bidder),
@@ -562,7 +637,7 @@ impl BidRow<'_> {
             ValueRef::Timestamp(self.date_time),
             ValueRef::Str(self.extra),
         ];
-        builder.push_with_time(&values, self.date_time)
+        builder.push_with_time(&read.mask(values), self.date_time)
     }
 }
 
@@ -575,8 +650,13 @@ impl Parts {
         }
     }
 
-    /// Appends the event as a row whose strings borrow `scratch`.
-    fn push_to(&self, scratch: &EventScratch, builder: &mut BatchBuilder) -> Result<()> {
+    /// Appends the event as a row whose strings borrow `scratch`, NULL in the fields not `read`.
+    fn push_to(
+        &self,
+        scratch: &EventScratch,
+        read: ReadFields,
+        builder: &mut BatchBuilder,
+    ) -> Result<()> {
         match *self {
             Parts::Person(p) => PersonRow {
                 id: p.id,
@@ -588,14 +668,14 @@ impl Parts {
                 date_time: p.date_time,
                 extra: scratch.extra.as_str(),
             }
-            .push_to(builder),
+            .push_to(read, builder),
             Parts::Auction(parts) => AuctionRow {
                 parts,
                 item_name: scratch.item_name.as_str(),
                 description: scratch.description.as_str(),
                 extra: scratch.extra.as_str(),
             }
-            .push_to(builder),
+            .push_to(read, builder),
             Parts::Bid(b) => BidRow {
                 auction: b.auction,
                 bidder: b.bidder,
@@ -605,7 +685,7 @@ impl Parts {
                 date_time: b.date_time,
                 extra: scratch.extra.as_str(),
             }
-            .push_to(builder),
+            .push_to(read, builder),
         }
     }
 
@@ -697,7 +777,7 @@ impl Generator {
     /// If `n > EVENT_NUMBER_MAX`.
     pub fn event(&self, n: u64) -> Event {
         let mut scratch = EventScratch::default();
-        self.generate(self.slot(n), &mut scratch)
+        self.generate(self.slot(n), ReadFields::ALL, &mut scratch)
             .into_event(&mut scratch)
     }
 
@@ -726,8 +806,8 @@ impl Generator {
         scratch: &mut EventScratch,
         builder: &mut BatchBuilder,
     ) -> Result<EventKind> {
-        let parts = self.generate(self.slot(n), scratch);
-        parts.push_to(scratch, builder)?;
+        let parts = self.generate(self.slot(n), ReadFields::ALL, scratch);
+        parts.push_to(scratch, ReadFields::ALL, builder)?;
         Ok(parts.kind())
     }
 
@@ -743,11 +823,42 @@ impl Generator {
         scratch: &mut EventScratch,
         builder: &mut BatchBuilder,
     ) -> Result<bool> {
+        self.push_fields_of(kind, ReadFields::ALL, n, scratch, builder)
+    }
+
+    /// Like [`Generator::push_event_of`], but the row has only the fields in `read`: the
+    /// others are NULL, and the strings among them are not generated (when no field after
+    /// them in the event's draws is read). The fields in `read` equal the full row's.
+    ///
+    /// ```
+    /// use wire_core::nexmark::{EventKind, EventScratch, Generator, GeneratorConfig, ReadFields};
+    /// use wire_core::{BatchBuilder, PartitionId, StreamId, Value};
+    ///
+    /// let generator = Generator::new(GeneratorConfig::default())?;
+    /// // A bid's auction and date_time only.
+    /// let read = ReadFields::of(&[true, false, false, false, false, true, false]);
+    /// let mut scratch = EventScratch::default();
+    /// let mut builder = BatchBuilder::new(StreamId(0), PartitionId(0));
+    /// assert!(generator.push_fields_of(EventKind::Bid, read, 10, &mut scratch, &mut builder)?);
+    /// let batch = builder.finish();
+    /// let row = batch.view().row(0).to_values();
+    /// assert_eq!(row[2], Value::Null);
+    /// assert_eq!(row[6], Value::Null);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_fields_of(
+        &self,
+        kind: EventKind,
+        read: ReadFields,
+        n: u64,
+        scratch: &mut EventScratch,
+        builder: &mut BatchBuilder,
+    ) -> Result<bool> {
         let slot = self.slot(n);
         if slot.kind != kind {
             return Ok(false);
         }
-        self.generate(slot, scratch).push_to(scratch, builder)?;
+        (self.generate(slot, read, scratch)).push_to(scratch, read, builder)?;
         Ok(true)
     }
 
@@ -764,8 +875,9 @@ impl Generator {
         range.map(move |n| self.event(n))
     }
 
-    /// Event `slot.n`: its numbers, with its strings written into `scratch`.
-    fn generate(&self, slot: Slot, scratch: &mut EventScratch) -> Parts {
+    /// Event `slot.n`: its numbers, with its strings written into `scratch`; strings that
+    /// neither `read` nor a field drawn after them needs are left out.
+    fn generate(&self, slot: Slot, read: ReadFields, scratch: &mut EventScratch) -> Parts {
         let n = slot.n;
         assert!(
             n <= EVENT_NUMBER_MAX,
@@ -774,9 +886,18 @@ impl Generator {
         let date_time = self.event_time_ms(n);
         let mut rng = Rng::for_event(self.rng_key, n);
         match slot.kind {
-            EventKind::Person => Parts::Person(self.person(slot, &mut rng, date_time, scratch)),
-            EventKind::Auction => Parts::Auction(self.auction(slot, &mut rng, date_time, scratch)),
-            EventKind::Bid => Parts::Bid(self.bid(slot, &mut rng, date_time, scratch)),
+            EventKind::Person => {
+                let draws = Draws::of(read, &PERSON_DRAWS);
+                Parts::Person(self.person(slot, &mut rng, date_time, draws, scratch))
+            }
+            EventKind::Auction => {
+                let draws = Draws::of(read, &AUCTION_DRAWS);
+                Parts::Auction(self.auction(slot, &mut rng, date_time, draws, scratch))
+            }
+            EventKind::Bid => {
+                let draws = Draws::of(read, &BID_DRAWS);
+                Parts::Bid(self.bid(slot, &mut rng, date_time, draws, scratch))
+            }
         }
     }
 
@@ -836,9 +957,19 @@ impl Generator {
         slot: Slot,
         rng: &mut Rng,
         date_time: i64,
+        draws: Draws,
         scratch: &mut EventScratch,
     ) -> PersonParts {
         let id = FIRST_PERSON_ID + self.last_base0_person_id(slot) as i64;
+        let mut parts = PersonParts {
+            id,
+            city: "",
+            state: "",
+            date_time,
+        };
+        if !draws.strings {
+            return parts;
+        }
         let name = &mut scratch.name;
         name.clear();
         name.push_word(pick(rng, &FIRST_NAME_WORDS));
@@ -850,20 +981,18 @@ impl Generator {
         push_credit_card(rng, &mut scratch.credit_card);
         let city = pick(rng, &US_CITY_WORDS);
         let state = pick(rng, &US_STATE_WORDS);
-        let size = 2 * NUMERIC_FIELD_BYTES
-            + scratch.name.len()
-            + scratch.email_address.len()
-            + scratch.credit_card.len()
-            + city.len()
-            + state.len();
-        scratch.extra.clear();
-        push_extra(rng, size, self.config.avg_person_bytes, &mut scratch.extra);
-        PersonParts {
-            id,
-            city: city.as_str(),
-            state: state.as_str(),
-            date_time,
+        (parts.city, parts.state) = (city.as_str(), state.as_str());
+        if draws.extra {
+            let size = 2 * NUMERIC_FIELD_BYTES
+                + scratch.name.len()
+                + scratch.email_address.len()
+                + scratch.credit_card.len()
+                + city.len()
+                + state.len();
+            scratch.extra.clear();
+            push_extra(rng, size, self.config.avg_person_bytes, &mut scratch.extra);
         }
+        parts
     }
 
     fn auction(
@@ -871,6 +1000,7 @@ impl Generator {
         slot: Slot,
         rng: &mut Rng,
         date_time: i64,
+        draws: Draws,
         scratch: &mut EventScratch,
     ) -> AuctionParts {
         let id = FIRST_AUCTION_ID + self.last_base0_auction_id(slot) as i64;
@@ -878,23 +1008,30 @@ impl Generator {
         let category = FIRST_CATEGORY_ID + rng.below(NUM_CATEGORIES) as i64;
         let initial_bid = next_price(rng);
         let expires = date_time.saturating_add(self.auction_length_ms(slot.n, rng));
-        scratch.item_name.clear();
-        push_letters(rng, &mut scratch.item_name, 20);
-        scratch.description.clear();
-        push_letters(rng, &mut scratch.description, 100);
-        let reserve = initial_bid + next_price(rng);
-        let size = 7 * NUMERIC_FIELD_BYTES + scratch.item_name.len() + scratch.description.len();
-        scratch.extra.clear();
-        push_extra(rng, size, self.config.avg_auction_bytes, &mut scratch.extra);
-        AuctionParts {
+        let mut parts = AuctionParts {
             id,
             initial_bid,
-            reserve,
+            reserve: 0,
             date_time,
             expires,
             seller,
             category,
+        };
+        if !draws.strings {
+            return parts;
         }
+        scratch.item_name.clear();
+        push_letters(rng, &mut scratch.item_name, 20);
+        scratch.description.clear();
+        push_letters(rng, &mut scratch.description, 100);
+        parts.reserve = initial_bid + next_price(rng);
+        if draws.extra {
+            let size =
+                7 * NUMERIC_FIELD_BYTES + scratch.item_name.len() + scratch.description.len();
+            scratch.extra.clear();
+            push_extra(rng, size, self.config.avg_auction_bytes, &mut scratch.extra);
+        }
+        parts
     }
 
     fn bid(
@@ -902,25 +1039,32 @@ impl Generator {
         slot: Slot,
         rng: &mut Rng,
         date_time: i64,
+        draws: Draws,
         scratch: &mut EventScratch,
     ) -> BidParts {
         let auction = FIRST_AUCTION_ID + self.next_bid_auction(slot, rng) as i64;
         let bidder = FIRST_PERSON_ID + self.next_bidder(slot, rng) as i64;
         let price = next_price(rng);
-        scratch.channel.clear();
-        scratch.url.clear();
-        let named_channel = push_channel_and_url(rng, &mut scratch.channel, &mut scratch.url);
-        let channel_len = named_channel.map_or(scratch.channel.len(), str::len);
-        let size = 4 * NUMERIC_FIELD_BYTES + channel_len + scratch.url.len();
-        scratch.extra.clear();
-        push_extra(rng, size, self.config.avg_bid_bytes, &mut scratch.extra);
-        BidParts {
+        let mut parts = BidParts {
             auction,
             bidder,
             price,
-            named_channel,
+            named_channel: None,
             date_time,
+        };
+        if !draws.strings {
+            return parts;
         }
+        scratch.channel.clear();
+        scratch.url.clear();
+        parts.named_channel = push_channel_and_url(rng, &mut scratch.channel, &mut scratch.url);
+        if draws.extra {
+            let channel_len = parts.named_channel.map_or(scratch.channel.len(), str::len);
+            let size = 4 * NUMERIC_FIELD_BYTES + channel_len + scratch.url.len();
+            scratch.extra.clear();
+            push_extra(rng, size, self.config.avg_bid_bytes, &mut scratch.extra);
+        }
+        parts
     }
 
     /// The last person id (base 0) created at or before the event; its own id for a person.

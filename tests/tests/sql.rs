@@ -393,6 +393,11 @@ fn explain_prints_the_plan_of_sql_and_yaml() {
         text.contains("rows from other cores carry only: bid (auction, date_time)"),
         "{text}"
     );
+    // ... so the generator makes only those two fields.
+    assert!(
+        text.contains("generates only the fields read after it: bid (auction, date_time)"),
+        "{text}"
+    );
     assert!(
         text.contains("window: hop 10000 ms every 2000 ms"),
         "{text}"

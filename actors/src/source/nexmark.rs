@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use wire_core::frontend::spec::NexmarkSource;
-use wire_core::nexmark::{EventScratch, Generator, EVENT_NUMBER_MAX};
+use wire_core::nexmark::{EventScratch, Generator, ReadFields, EVENT_NUMBER_MAX};
 use wire_core::{BatchBuilder, PartitionId, StreamId};
 
 use wire_storage::checkpoint::{SourcePosition, SourceState};
@@ -21,6 +21,8 @@ pub(super) async fn run(
     emitter: &mut Emitter,
 ) -> Result<(), Error> {
     let generator = Generator::new(spec.generator.clone())?;
+    // Fields nothing downstream reads are left NULL, and their strings ungenerated.
+    let read = (cx.plan.source_keep(index)).map_or(ReadFields::ALL, |keep| ReadFields::of(&keep));
     // A restored run keeps the partitioning its positions are of.
     let restored = emitter.restored().cloned();
     let partitions = match &restored {
@@ -56,7 +58,7 @@ pub(super) async fn run(
             builder.set_origin(stream, PartitionId(*partition));
             let mut n = *slot;
             while builder.row_count() < batch_rows && n < due {
-                generator.push_event_of(spec.stream, n, &mut scratch, &mut builder)?;
+                generator.push_fields_of(spec.stream, read, n, &mut scratch, &mut builder)?;
                 n += step;
             }
             produced += (n - *slot) / step;

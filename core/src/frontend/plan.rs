@@ -241,6 +241,12 @@ impl Plan {
         prune::exchange_keep(self, consumer, port)
     }
 
+    /// Which fields of source `source`'s rows some consumer reads, or `None` for all: the
+    /// source may leave the others NULL.
+    pub fn source_keep(&self, source: usize) -> Option<Vec<bool>> {
+        prune::source_keep(self, source)
+    }
+
     /// The schema of the rows `input` emits.
     pub fn schema_of(&self, input: Input) -> &Schema {
         match input {

@@ -7,7 +7,8 @@
 //! and emits NULL for the fields nothing reads (`JoinPlan::keep`), so its state and output
 //! hold only what is used. The schema is unchanged: a pruned field is one no consumer looks
 //! at, so no one sees the NULL. The same walk says what an exchange into a keyed operator
-//! must carry (`exchange_keep`): the rest crosses cores as NULL.
+//! must carry (`exchange_keep`): the rest crosses cores as NULL; and what a source must produce
+//! (`source_keep`): the Nexmark generator leaves the rest NULL and does not generate them.
 //!
 //! The walk is conservative: a sink reads every field, and so does every operator whose reads
 //! it does not enumerate (tops, lookups, `process`, late side outputs). Filters, projections,
@@ -156,6 +157,35 @@ pub(super) fn exchange_keep(plan: &Plan, index: usize, port: usize) -> Option<Ve
     let width = plan.schema_of(input).len();
     let used = used_fields(plan);
     let reads = input_reads(plan, &used, index, port, width);
+    reads.contains(&false).then_some(reads)
+}
+
+/// Which fields of source `source`'s rows some consumer reads, when not all: the source need
+/// not produce the others. A sink reads every field, and so does a changelog; the event time
+/// (field or expression) is always read.
+pub(super) fn source_keep(plan: &Plan, source: usize) -> Option<Vec<bool>> {
+    let spec = plan.sources.get(source)?;
+    let input = Input::Source(source);
+    if !ordered(plan) || spec.changelog() || plan.sinks.iter().any(|sink| sink.input == input) {
+        return None;
+    }
+    let width = spec.schema.len();
+    let used = used_fields(plan);
+    let mut reads = vec![false; width];
+    for (index, operator) in plan.operators.iter().enumerate() {
+        for (port, _) in (operator.inputs.iter().enumerate()).filter(|(_, i)| **i == input) {
+            or_into(&mut reads, &input_reads(plan, &used, index, port, width));
+        }
+    }
+    let time = (spec.event_time.into_iter()).chain(spec.time.map(|time| time.field));
+    time.for_each(|field| {
+        if let Some(slot) = reads.get_mut(field) {
+            *slot = true;
+        }
+    });
+    if let Some(expr) = &spec.time_expr {
+        expr.mark_fields(&mut reads);
+    }
     reads.contains(&false).then_some(reads)
 }
 

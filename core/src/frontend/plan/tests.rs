@@ -307,3 +307,48 @@ sinks:
     let whole = keyed.replace("from: prices", "from: by_bidder");
     assert_eq!(plan(&whole).unwrap().exchange_keep(0, 0), None);
 }
+
+/// A source need produce only what its consumers read (all of it for a sink, a late side
+/// output or a whole-row consumer), and always its event time.
+#[test]
+fn a_source_produces_what_its_consumers_read() {
+    let text = "\
+sources:
+  bids: {type: nexmark, stream: bid}
+  auctions: {type: nexmark, stream: auction}
+operators:
+  - name: cheap
+    from: bids
+    filter: price < 100
+  - name: per_bidder
+    from: cheap
+    group_by: [bidder]
+    window: {type: tumbling, size: 10s}
+    aggregate: {n: count(*)}
+  - name: categories
+    from: auctions
+    project: {category: category}
+sinks:
+  out: {type: blackhole, from: per_bidder}
+  other: {type: blackhole, from: categories}
+";
+    let planned = plan(text).unwrap();
+    // bid: auction, bidder, price, channel, url, date_time, extra.
+    assert_eq!(kept(&planned.source_keep(0).expect("pruned")), [1, 2, 5]);
+    // auction: id, item_name, description, initial_bid, reserve, date_time, expires, seller,
+    // category, extra; date_time is its event time.
+    assert_eq!(kept(&planned.source_keep(1).expect("pruned")), [5, 8]);
+    let sunk = format!("{text}  raw: {{type: blackhole, from: bids}}\n");
+    assert_eq!(plan(&sunk).unwrap().source_keep(0), None);
+    let late = text.replace("size: 10s}", "size: 10s, late_output: late}")
+        + "  late_rows: {type: blackhole, from: late}\n";
+    assert_eq!(plan(&late).unwrap().source_keep(0), None);
+    let whole = text.replace(
+        "filter: price < 100",
+        "project: {bidder: bidder, price: price, date_time: date_time, extra: extra}",
+    );
+    assert_eq!(
+        kept(&plan(&whole).unwrap().source_keep(0).expect("pruned")),
+        [1, 2, 5, 6]
+    );
+}

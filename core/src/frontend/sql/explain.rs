@@ -13,7 +13,7 @@ use crate::time::window::{TimeDomain, WindowKind};
 /// with their keys, windows and state, and sinks.
 pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
     let mut out = format!("pipeline {} ({})\n", plan.name, spec.origin.file);
-    for source in &plan.sources {
+    for (index, source) in plan.sources.iter().enumerate() {
         let kind = match &source.kind {
             SourceKind::Nexmark(n) => format!("nexmark {:?}", n.stream).to_lowercase(),
             SourceKind::File(f) => format!("file {}", f.path.display()),
@@ -28,6 +28,11 @@ pub fn explain(spec: &PipelineSpec, plan: &Plan) -> String {
             let name = &source.schema.fields()[index].name;
             let delay = source.watermark.max_out_of_orderness_ms;
             let _ = writeln!(out, "  event time: {name}, watermark {delay} ms behind");
+        }
+        // The generator leaves the fields nothing reads NULL (`Plan::source_keep`).
+        if let (SourceKind::Nexmark(_), Some(keep)) = (&source.kind, plan.source_keep(index)) {
+            let read = kept_fields(plan, Input::Source(index), &keep);
+            let _ = writeln!(out, "  generates only the fields read after it: {read}");
         }
     }
     for (index, operator) in plan.operators.iter().enumerate() {
