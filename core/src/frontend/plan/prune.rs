@@ -11,12 +11,12 @@
 //! (`source_keep`): the Nexmark generator leaves the rest NULL and does not generate them.
 //!
 //! The walk is conservative: a sink reads every field, and so does every operator whose reads
-//! it does not enumerate (tops, lookups, `process`, late side outputs). Filters, projections,
-//! `key_by`, unions, aggregates (keys, arguments, filters, event time) and joins (what is
-//! read after them, keys, event times, interval bounds, window ends) pass narrower needs
-//! upstream. A changelog keeps every field, and every node its event-time field.
+//! it does not enumerate (lookups, `process`, late side outputs, update streams). Filters,
+//! projections, `key_by`, unions, aggregates (keys, arguments, filters, event time), tops
+//! (what is read after them, keys, order, event time) and joins (what is read after them,
+//! keys, event times, interval bounds, window ends) pass narrower needs upstream. A changelog keeps every field, and every node its event-time field.
 
-use super::{AggregatePlan, Input, JoinKind, JoinPlan, Operator, Plan};
+use super::{AggregatePlan, Input, JoinKind, JoinPlan, Operator, Plan, TopMode, TopPlan};
 
 /// Sets `JoinPlan::keep` of every join whose output has a field no consumer reads.
 pub(super) fn prune_joins(plan: &mut Plan) {
@@ -104,6 +104,7 @@ fn input_reads(
         Operator::Union => or_into(&mut reads, &used[index]),
         Operator::Project(exprs) => exprs.iter().for_each(|e| e.mark_fields(&mut reads)),
         Operator::Aggregate(aggregate) => aggregate_reads(aggregate, &mut reads),
+        Operator::Top(top) => top_reads(top, &used[index], &mut reads),
         Operator::Join(join) => {
             let left_len = operator
                 .inputs
@@ -204,6 +205,31 @@ fn aggregate_reads(aggregate: &AggregatePlan, reads: &mut [bool]) {
         .for_each(|call| call.mark_fields(reads));
     if let Some(slot) = aggregate.time.and_then(|time| reads.get_mut(time.field)) {
         *slot = true;
+    }
+}
+
+/// The input fields a top reads: those read of its output (which starts with the input's
+/// fields, then its window's), its keys, its order, its event time and an input window's end;
+/// every field for an update stream (its rows lead with `op`) or a late side output.
+fn top_reads(top: &TopPlan, used: &[bool], reads: &mut [bool]) {
+    let window_end = match &top.mode {
+        TopMode::Changelog => None,
+        TopMode::Window(window) if window.late_output.is_none() => Some(None),
+        TopMode::Window(_) => None,
+        TopMode::InputWindow { window_end } => Some(Some(*window_end)),
+    };
+    let Some(window_end) = window_end else {
+        reads.fill(true);
+        return;
+    };
+    or_into(reads, used);
+    top.keys.iter().for_each(|key| key.mark_fields(reads));
+    (top.order_by.iter()).for_each(|(order, _)| order.mark_fields(reads));
+    let time = top.time.map(|time| time.field);
+    for field in time.into_iter().chain(window_end) {
+        if let Some(slot) = reads.get_mut(field) {
+            *slot = true;
+        }
     }
 }
 

@@ -308,6 +308,39 @@ sinks:
     assert_eq!(plan(&whole).unwrap().exchange_keep(0, 0), None);
 }
 
+/// A windowed top reads what is read of its output, its keys, its order and its event time;
+/// a top that emits an update stream, or whose rows go to a sink, reads every field.
+#[test]
+fn a_top_reads_what_follows_it_and_its_order() {
+    let text = "\
+sources:
+  bids: {type: nexmark, stream: bid}
+operators:
+  - name: highest
+    from: bids
+    top: {n: 1, order_by: price desc, window: {type: tumbling, size: 10s}}
+  - name: result
+    from: highest
+    project: {auction: auction, extra: extra, window_end: window_end}
+sinks:
+  out: {type: blackhole, from: result}
+";
+    // bid: auction, bidder, price, channel, url, date_time, extra.
+    let planned = plan(text).unwrap();
+    assert_eq!(kept(&planned.source_keep(0).expect("pruned")), [0, 2, 5, 6]);
+    let sunk = text.replace("from: result}", "from: highest}");
+    assert_eq!(plan(&sunk).unwrap().source_keep(0), None);
+    let keyed = text.replace("top: {n: 1,", "top: {n: 1, group_by: [bidder],");
+    assert_eq!(
+        kept(&plan(&keyed).unwrap().source_keep(0).expect("pruned")),
+        [0, 1, 2, 5, 6]
+    );
+    let updates = text
+        .replace(", window: {type: tumbling, size: 10s}", "")
+        .replace(", window_end: window_end", "");
+    assert_eq!(plan(&updates).unwrap().source_keep(0), None);
+}
+
 /// A source need produce only what its consumers read (all of it for a sink, a late side
 /// output or a whole-row consumer), and always its event time.
 #[test]
