@@ -213,14 +213,12 @@ fn aggregate_reads(aggregate: &AggregatePlan, reads: &mut [bool]) {
 /// every field for an update stream (its rows lead with `op`) or a late side output.
 fn top_reads(top: &TopPlan, used: &[bool], reads: &mut [bool]) {
     let window_end = match &top.mode {
-        TopMode::Changelog => None,
-        TopMode::Window(window) if window.late_output.is_none() => Some(None),
-        TopMode::Window(_) => None,
-        TopMode::InputWindow { window_end } => Some(Some(*window_end)),
-    };
-    let Some(window_end) = window_end else {
-        reads.fill(true);
-        return;
+        TopMode::Window(window) if window.late_output.is_none() => None,
+        TopMode::InputWindow { window_end } => Some(*window_end),
+        _ => {
+            reads.fill(true);
+            return;
+        }
     };
     or_into(reads, used);
     top.keys.iter().for_each(|key| key.mark_fields(reads));
