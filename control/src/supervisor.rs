@@ -173,9 +173,10 @@ pub struct Supervised {
     pub jobs: LocalJobs,
     /// The node's exchange listener, for pipelines spread over nodes.
     pub hub: Arc<wire_actors::exchange::ExchangeHub>,
-    /// Spread pipelines (name, version) whose slots here have finished while others still
-    /// run elsewhere: not started again.
-    pub done: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+    /// The runs (pipeline, incarnation, version) whose job on this node has ended and whose
+    /// end is recorded (or, for a secondary part, told to the primary): not started again,
+    /// though this node's copy of the metadata may not show that end yet.
+    pub done: Arc<Mutex<std::collections::HashSet<Run>>>,
     /// Who may produce to ingest sources (security on: tokens); `None`: everyone.
     pub ingest_auth: Option<Arc<dyn wire_actors::IngestAuth>>,
     /// TLS on ingest ports (security on); `None`: plaintext.
@@ -185,6 +186,20 @@ pub struct Supervised {
     /// The (pipeline, version) parts this process has launched: a spread part found at a
     /// version it ran before a restart asks for a restart instead ([`relaunched_alone`]).
     pub launched: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
+}
+
+/// One run of a pipeline: its name, the raft index that created it (a pipeline deleted and
+/// created again under the same name starts at version 1 again) and its version.
+pub type Run = (String, u64, u64);
+
+impl Supervised {
+    /// Records that `run` ended here, so that [`reconcile`] does not launch it again.
+    fn mark_done(&self, run: Option<Run>) {
+        if let Some(run) = run {
+            let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            done.insert(run);
+        }
+    }
 }
 
 /// What the supervisor tells a job's thread.
@@ -218,6 +233,8 @@ enum JobEvent {
 /// A job running on this node, as the supervisor sees it.
 struct Local {
     version: u64,
+    /// The raft index that created the pipeline (its incarnation).
+    created: u64,
     commands: Sender<JobCommand>,
     paused: bool,
     stopping: bool,
@@ -473,7 +490,7 @@ fn reconcile(
             continue; // asked for a restart at this version: waits for a newer one
         }
         let done = node.done.lock().unwrap_or_else(|p| p.into_inner());
-        if done.contains(&(name.clone(), pipeline.version)) {
+        if done.contains(&(name.clone(), pipeline.created_at_index, pipeline.version)) {
             continue;
         }
         drop(done);
@@ -608,9 +625,9 @@ async fn report(
         JobEvent::Ended(name, version, result) => {
             let local = jobs.remove(&name);
             let secondary = local.as_ref().is_some_and(|l| l.secondary);
+            let run = local.as_ref().map(|l| (name.clone(), l.created, version));
             if secondary && result.is_ok() {
-                let mut done = node.done.lock().unwrap_or_else(|p| p.into_inner());
-                done.insert((name, version));
+                node.mark_done(run);
                 return;
             }
             // A job stopped for a new version starts again at the next tick.
@@ -628,13 +645,22 @@ async fn report(
                 Ok(()) => (ActualState::Finished, None),
                 Err(why) => (ActualState::Failed, Some(why)),
             };
-            MetaCommand::NodeReport {
+            let command = MetaCommand::NodeReport {
                 node: node.node,
                 version,
                 name,
                 actual,
                 failure,
+            };
+            match propose_anywhere(&node.meta, &node.dialer, command).await {
+                // The leader applied the end; this node's copy may apply it a heartbeat
+                // later, and must not launch the run again meanwhile.
+                Ok(_) => node.mark_done(run),
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot record a pipeline's end")
+                }
             }
+            return;
         }
     };
     if let Err(err) = propose_anywhere(&node.meta, &node.dialer, command).await {
@@ -755,6 +781,7 @@ fn launch(
         .map_err(|err| format!("cannot start the job's thread: {err}"))?;
     Ok(Local {
         version: pipeline.version,
+        created: pipeline.created_at_index,
         commands,
         paused,
         stopping: false,

@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use wire_tests::kafka::{Broker, Produced};
+use wire_tests::kafka::{Broker, Produced, Record};
 use wire_tests::process::{check_pipeline, output_within, Watched};
 use wire_tests::wire_bin;
 
@@ -162,9 +162,15 @@ fn window_row(value: &[u8]) -> (String, i64, i64, i64) {
 #[test]
 fn kafka_to_kafka_exactly_once_through_sigkills() {
     let broker = Broker::shared();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(7, |d| d.subsec_nanos() as u64);
+    // `WIRE_TEST_SEED` replays a failure's kill times (the report prints the seed).
+    let seed = std::env::var("WIRE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.subsec_nanos() as u64)
+        });
     // A second attempt only for the one window where tansu breaks Kafka's transaction rules
     // (see `tansu_left_open`); any other failure, and that one twice, fails the test.
     for attempt in 0..2 {
@@ -276,13 +282,25 @@ fn exactly_once_through_sigkills(broker: &Broker, seed: u64) -> Result<(), EosFa
     Err(EosFailure { report, left_open })
 }
 
-/// The last lines about the Kafka sink in each run's log.
+/// In each run's log: the checkpoints whose transactions it committed, what it did with the
+/// staged transactions it found at its start, and its last lines about the Kafka sink.
 fn sink_steps(logs: &[String]) -> String {
     let runs = logs.iter().enumerate().map(|(i, log)| {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains("kafka")).collect();
+        let committed: Vec<u64> = lines
+            .iter()
+            .filter(|l| l.contains("kafka transaction committed"))
+            .filter_map(|l| logged_checkpoint(l))
+            .collect();
+        let recovered: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains("staged kafka transaction"))
+            .copied()
+            .collect();
         format!(
-            "run {i}:\n{}",
-            lines[lines.len().saturating_sub(6)..].join("\n")
+            "run {i}: committed checkpoints {committed:?}\n{}\n{}",
+            recovered.join("\n"),
+            lines[lines.len().saturating_sub(4)..].join("\n")
         )
     });
     runs.collect::<Vec<_>>().join("\n")
@@ -293,15 +311,24 @@ fn sink_steps(logs: &[String]) -> String {
 struct InLog {
     runs: BTreeMap<(i32, Option<String>), (i64, i64, usize)>,
     records: usize,
+    /// Offsets the log skips that a commit marker does not explain: partition, the offsets
+    /// before and after, and the tags of the records there. Rows missing from every read with
+    /// a gap there were stored and are not served; without one, they were never stored.
+    gaps: Vec<Gap>,
 }
+
+/// Partition, the offsets before and after, the tags of the records there.
+type Gap = (i32, i64, i64, Option<String>, Option<String>);
 
 impl InLog {
     fn describe(&self, missing: usize) -> String {
         format!(
-            "{} of {missing} missing rows among {} records read uncommitted: {:?}",
+            "{} of {missing} missing rows among {} records read uncommitted: {:?}; offset gaps \
+             (partition, before, after, tags): {:?}",
             self.runs.values().map(|r| r.2).sum::<usize>(),
             self.records,
-            self.runs
+            self.runs,
+            self.gaps,
         )
     }
 }
@@ -327,7 +354,28 @@ fn where_in_log(broker: &Broker, topic: &str, rows: &BTreeSet<(String, i64, i64,
     InLog {
         runs,
         records: all.len(),
+        gaps: offset_gaps(all),
     }
+}
+
+/// Where `records`' offsets jump by more than a transaction's commit marker (one offset).
+fn offset_gaps(mut records: Vec<Record>) -> Vec<Gap> {
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records.dedup_by_key(|r| (r.partition, r.offset));
+    records
+        .windows(2)
+        .filter(|w| w[0].partition == w[1].partition && w[1].offset - w[0].offset > 2)
+        .map(|w| {
+            let (a, b) = (&w[0], &w[1]);
+            (
+                a.partition,
+                a.offset,
+                b.offset,
+                a.txn.clone(),
+                b.txn.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Whether the missing rows are tansu's open-transaction window, and its checkpoint if so.
@@ -383,6 +431,7 @@ fn tansu_open_transaction_window_needs_its_whole_signature() {
             .map(|(i, c)| ((i as i32, tag(*c)), (0, 9, 10)))
             .collect(),
         records: 100,
+        gaps: Vec::new(),
     };
     let sent = "DEBUG wire_actors::sink::kafka: kafka transaction: records and marker sent, committing sink=x checkpoint=23";
     let committed =

@@ -85,6 +85,20 @@ fn a_keyed_pipeline_spread_over_three_nodes_gives_the_rows_of_one() {
         rows == expected,
         "the spread run's rows differ from wire run's"
     );
+
+    // Deleted and created again under the same name (at version 1 again), it runs again on
+    // every node: the nodes that ran the first one do not take it for the run that ended.
+    wirectl_json(&endpoint, &["pipeline", "delete", "q5"]);
+    let again = dir.path().join("again");
+    std::fs::create_dir_all(&again).expect("again dir");
+    let out = dir.path().join("out-again");
+    create(&endpoint, &q5_spec(&again, &out), &[]);
+    wait_state(&endpoint, "q5", "finished");
+    let rows = wire_tests::sorted_json_rows(&out);
+    assert!(
+        rows == expected,
+        "the second run's rows differ from wire run's"
+    );
 }
 
 /// Nexmark bids at a bounded rate (about 60 s of them), counted per auction, into `out`.
