@@ -338,6 +338,11 @@ const BID_DRAWS: DrawOrder = DrawOrder {
     extra: 1 << 6,
 };
 
+/// A bid's numbers, as field bits: drawn in this order, before its strings.
+const BID_AUCTION: u16 = 1;
+const BID_BIDDER: u16 = 1 << 1;
+const BID_PRICE: u16 = 1 << 2;
+
 /// Which of an event's draws to make.
 #[derive(Clone, Copy)]
 struct Draws {
@@ -896,7 +901,7 @@ impl Generator {
             }
             EventKind::Bid => {
                 let draws = Draws::of(read, &BID_DRAWS);
-                Parts::Bid(self.bid(slot, &mut rng, date_time, draws, scratch))
+                Parts::Bid(self.bid(slot, &mut rng, (date_time, read), draws, scratch))
             }
         }
     }
@@ -1034,17 +1039,35 @@ impl Generator {
         parts
     }
 
+    /// A bid's numbers, and its strings when `draws` asks. A number that is not `read` is 0
+    /// (its field is NULL in the row): its draws are skipped when nothing is drawn after
+    /// them, and a price is only drawn, not computed, when the strings after it are.
     fn bid(
         &self,
         slot: Slot,
         rng: &mut Rng,
-        date_time: i64,
+        (date_time, read): (i64, ReadFields),
         draws: Draws,
         scratch: &mut EventScratch,
     ) -> BidParts {
-        let auction = FIRST_AUCTION_ID + self.next_bid_auction(slot, rng) as i64;
-        let bidder = FIRST_PERSON_ID + self.next_bidder(slot, rng) as i64;
-        let price = next_price(rng);
+        let price_drawn = draws.strings || read.any(BID_PRICE);
+        let bidder_drawn = price_drawn || read.any(BID_BIDDER);
+        let auction = match bidder_drawn || read.any(BID_AUCTION) {
+            true => FIRST_AUCTION_ID + self.next_bid_auction(slot, rng) as i64,
+            false => 0,
+        };
+        let bidder = match bidder_drawn {
+            true => FIRST_PERSON_ID + self.next_bidder(slot, rng) as i64,
+            false => 0,
+        };
+        let price = match (price_drawn, read.any(BID_PRICE)) {
+            (_, true) => next_price(rng),
+            (true, false) => {
+                rng.next_u64();
+                0
+            }
+            (false, false) => 0,
+        };
         let mut parts = BidParts {
             auction,
             bidder,

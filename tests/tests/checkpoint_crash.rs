@@ -23,16 +23,8 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("WIRE_CRASH_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-                    | 1
-            });
-        eprintln!("WIRE_CRASH_SEED={seed}");
+        // xorshift needs a state other than zero.
+        let seed = wire_tests::seed_from_env("WIRE_CRASH_SEED") | 1;
         Rng(seed)
     }
 

@@ -162,15 +162,7 @@ fn window_row(value: &[u8]) -> (String, i64, i64, i64) {
 #[test]
 fn kafka_to_kafka_exactly_once_through_sigkills() {
     let broker = Broker::shared();
-    // `WIRE_TEST_SEED` replays a failure's kill times (the report prints the seed).
-    let seed = std::env::var("WIRE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| d.subsec_nanos() as u64)
-        });
+    let seed = wire_tests::seed_from_env("WIRE_TEST_SEED");
     // A second attempt only for the one window where tansu breaks Kafka's transaction rules
     // (see `tansu_left_open`); any other failure, and that one twice, fails the test.
     for attempt in 0..2 {

@@ -1194,3 +1194,91 @@ fn session_windows_fire_as_a_scan_of_every_session_would() {
         prop_assert_eq!(op.groups(), 0);
     });
 }
+
+/// The rows a top keeps of `rows` (in arrival order): the best `n` by `order` descending,
+/// earlier rows first among equals, plus the rows tied with the n-th when `with_ties`.
+fn top_of(rows: &[Vec<Value>], order: usize, n: usize, with_ties: bool) -> Vec<Vec<Value>> {
+    let mut sorted = rows.to_vec();
+    // Stable: equal rows keep their arrival order.
+    sorted.sort_by(|a, b| cmp_ref(b[order].as_ref(), a[order].as_ref()));
+    let mut keep = n.min(sorted.len());
+    if with_ties && keep == n && keep > 0 {
+        let nth = sorted[keep - 1][order].clone();
+        keep += sorted[keep..]
+            .iter()
+            .take_while(|r| cmp_ref(r[order].as_ref(), nth.as_ref()) == Ordering::Equal)
+            .count();
+    }
+    sorted.truncate(keep);
+    sorted
+}
+
+#[test]
+fn tops_keep_what_sorting_every_group_would() {
+    use proptest::prelude::*;
+    // Rows (group, price, time): few prices, so ties are common.
+    let row = (0i64..3, 0i64..5, 0i64..60);
+    let strategy = (
+        prop::collection::vec(prop::collection::vec(row, 1..20), 1..8),
+        1usize..4,
+        any::<bool>(),
+        any::<bool>(),
+    );
+    let sources = "  s:\n    type: file\n    path: x.csv\n    schema: {g: i64, p: i64, t: timestamp}\n    event_time: t\n";
+    proptest!(|((batches, n, with_ties, windowed) in strategy)| {
+        let window = if windowed { ", window: {type: tumbling, size: 10}" } else { "" };
+        let operators = format!(
+            "  - name: best\n    from: s\n    top: {{n: {n}, order_by: p desc, group_by: [g], with_ties: {with_ties}{window}}}"
+        );
+        let mut op = operator_in(sources, &operators, "best");
+        let mut out = Output::new(1 << 16);
+        let mut all: Vec<Vec<Value>> = Vec::new();
+        for batch in &batches {
+            let batch: Vec<Vec<Value>> = batch
+                .iter()
+                .map(|&(g, p, t)| vec![Value::I64(g), Value::I64(p), Value::Timestamp(t)])
+                .collect();
+            op.on_batch(&batch_of(&batch), 0, 0, &mut out).unwrap();
+            all.extend(batch);
+        }
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        let got = results(&mut out);
+        // The kept rows per group (and window): a windowed top emits them when the window
+        // closes; a changelog top's `+I` and `-D` leave them.
+        let mut kept: Vec<Vec<Value>> = Vec::new();
+        if windowed {
+            kept = got;
+        } else {
+            for change in got {
+                let row = change[1..].to_vec();
+                match &change[0] {
+                    Value::Str(op) if op == "+I" => kept.push(row),
+                    Value::Str(op) if op == "-D" => {
+                        let at = kept.iter().position(|r| *r == row);
+                        prop_assert!(at.is_some(), "-D of a row not kept: {:?}", row);
+                        kept.remove(at.unwrap_or_default());
+                    }
+                    other => prop_assert!(false, "unexpected op {:?}", other),
+                }
+            }
+        }
+        let mut expected: Vec<Vec<Value>> = Vec::new();
+        let mut groups: std::collections::BTreeMap<(i64, i64), Vec<Vec<Value>>> = Default::default();
+        for row in &all {
+            let (Value::I64(g), Value::Timestamp(t)) = (&row[0], &row[2]) else { unreachable!() };
+            let end = if windowed { t - t % 10 + 10 } else { 0 };
+            groups.entry((*g, end)).or_default().push(row.clone());
+        }
+        for ((_, end), rows) in &groups {
+            for mut row in top_of(rows, 1, n, with_ties) {
+                if windowed {
+                    row.extend([Value::Timestamp(end - 10), Value::Timestamp(*end)]);
+                }
+                expected.push(row);
+            }
+        }
+        kept.sort_by_key(|row| format!("{row:?}"));
+        expected.sort_by_key(|row| format!("{row:?}"));
+        prop_assert_eq!(kept, expected);
+    });
+}

@@ -20,8 +20,8 @@ use wire_core::state::snapshot::Section;
 use wire_core::state::StateError;
 
 use super::{
-    eval_into, open_section, put_owned_row, read_owned_row, row_time, Clock, GroupTable, Output,
-    Sections, Stateful, RECORD_GROUP, RECORD_WINDOW_GROUP,
+    open_section, put_owned_row, read_owned_row, row_time, Clock, GroupTable, Output, Sections,
+    Stateful, RECORD_GROUP, RECORD_WINDOW_GROUP,
 };
 use wire_core::state::total_cmp as cmp_ref;
 
@@ -51,6 +51,9 @@ struct Entry {
     order: Box<[Value]>,
     row: OwnedRow,
 }
+
+/// A row's key or order datums, read in place.
+type Datums<'a> = smallvec::SmallVec<[Datum<'a>; 4]>;
 
 /// What an insert did.
 struct Change {
@@ -114,10 +117,8 @@ impl Top {
         out: &mut Output,
     ) -> Result<(), wire_core::Error> {
         let row = view.row(index);
-        let mut key = Vec::with_capacity(self.keys.len());
-        eval_into(&self.keys, row, &mut key);
-        let mut order = Vec::with_capacity(self.order.len());
-        eval_into(&self.order, row, &mut order);
+        let key: Datums<'_> = self.keys.iter().map(|e| e.eval(row)).collect();
+        let order: Datums<'_> = self.order.iter().map(|e| e.eval(row)).collect();
         let hash = key_hash(&key);
         let table = match end {
             Some(end) => self.windows.entry(end).or_default(),
@@ -307,13 +308,14 @@ fn insert(
     with_ties: bool,
 ) -> Change {
     let rows = &mut buffer.rows;
-    let pos = rows.partition_point(|e| cmp_order(order, &e.order, descending) != Ordering::Less);
-    let admitted = if rows.len() < n {
-        true
-    } else if with_ties {
-        cmp_order(order, &rows[n - 1].order, descending) != Ordering::Greater
-    } else {
-        pos < n
+    // A full buffer takes a row only if it is better than its n-th (or as good, with ties):
+    // one comparison turns most rows away.
+    let admitted = match rows.get(n.wrapping_sub(1)) {
+        Some(nth) if rows.len() >= n => {
+            let ordering = cmp_order(order, &nth.order, descending);
+            ordering == Ordering::Less || (with_ties && ordering == Ordering::Equal)
+        }
+        _ => true,
     };
     if !admitted {
         return Change {
@@ -321,6 +323,7 @@ fn insert(
             evicted: Vec::new(),
         };
     }
+    let pos = rows.partition_point(|e| cmp_order(order, &e.order, descending) != Ordering::Less);
     let entry = Entry {
         order: order.iter().map(super::to_value).collect(),
         row: OwnedRow::copy_of(view, index),
