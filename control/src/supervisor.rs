@@ -624,42 +624,7 @@ async fn report(
         }
         JobEvent::Ended(name, version, result) => {
             let local = jobs.remove(&name);
-            let secondary = local.as_ref().is_some_and(|l| l.secondary);
-            let run = local.as_ref().map(|l| (name.clone(), l.created, version));
-            if secondary && result.is_ok() {
-                node.mark_done(run);
-                return;
-            }
-            // A job stopped for a new version starts again at the next tick.
-            let restarting = local.is_some_and(|l| l.stopping) && result.is_ok() && {
-                let state = node.meta.read(false).await.ok();
-                state
-                    .as_ref()
-                    .and_then(|s| s.pipelines.get(&name))
-                    .is_some_and(|p| p.desired != DesiredState::Stopped)
-            };
-            if restarting {
-                return;
-            }
-            let (actual, failure) = match result {
-                Ok(()) => (ActualState::Finished, None),
-                Err(why) => (ActualState::Failed, Some(why)),
-            };
-            let command = MetaCommand::NodeReport {
-                node: node.node,
-                version,
-                name,
-                actual,
-                failure,
-            };
-            match propose_anywhere(&node.meta, &node.dialer, command).await {
-                // The leader applied the end; this node's copy may apply it a heartbeat
-                // later, and must not launch the run again meanwhile.
-                Ok(_) => node.mark_done(run),
-                Err(err) => {
-                    tracing::debug!(error = %err, "cannot record a pipeline's end")
-                }
-            }
+            record_end(node, local, (name, version), result).await;
             return;
         }
     };
@@ -667,6 +632,51 @@ async fn report(
         // A deleted pipeline has nothing left to report to, and a report of a pipeline this
         // node no longer runs (placed elsewhere, or a newer version) is refused as stale.
         tracing::debug!(error = %err, "cannot record a pipeline's report");
+    }
+}
+
+/// Records how a job of `name` at `version` ended (`local`: the job, gone from the running
+/// ones), unless it was stopped for a new version that starts at the next tick; a secondary
+/// part's end was told to the primary, so only noted here.
+async fn record_end(
+    node: &Supervised,
+    local: Option<Local>,
+    (name, version): (String, u64),
+    result: Result<(), String>,
+) {
+    let secondary = local.as_ref().is_some_and(|l| l.secondary);
+    let run = local.as_ref().map(|l| (name.clone(), l.created, version));
+    if secondary && result.is_ok() {
+        node.mark_done(run);
+        return;
+    }
+    // A job stopped for a new version starts again at the next tick.
+    let restarting = local.is_some_and(|l| l.stopping) && result.is_ok() && {
+        let state = node.meta.read(false).await.ok();
+        state
+            .as_ref()
+            .and_then(|s| s.pipelines.get(&name))
+            .is_some_and(|p| p.desired != DesiredState::Stopped)
+    };
+    if restarting {
+        return;
+    }
+    let (actual, failure) = match result {
+        Ok(()) => (ActualState::Finished, None),
+        Err(why) => (ActualState::Failed, Some(why)),
+    };
+    let command = MetaCommand::NodeReport {
+        node: node.node,
+        version,
+        name,
+        actual,
+        failure,
+    };
+    match propose_anywhere(&node.meta, &node.dialer, command).await {
+        // The leader applied the end; this node's copy may apply it a heartbeat later, and
+        // must not launch the run again meanwhile.
+        Ok(_) => node.mark_done(run),
+        Err(err) => tracing::debug!(error = %err, "cannot record a pipeline's end"),
     }
 }
 

@@ -302,16 +302,14 @@ fn run(program: &str, args: &[&str]) {
 }
 
 /// A seed for a randomized test: `$var` when set (to replay a failure), else taken from the
-/// clock. Printed as `var=seed`, so a failing run's output says how to replay it.
+/// clock. The test prints it, so a failing run's output says how to replay it.
 pub fn seed_from_env(var: &str) -> u64 {
-    let seed = std::env::var(var)
+    std::env::var(var)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("{var}={seed}");
-    seed
+        })
 }

@@ -25,6 +25,7 @@ impl Rng {
     fn from_env() -> Rng {
         // xorshift needs a state other than zero.
         let seed = wire_tests::seed_from_env("WIRE_CRASH_SEED") | 1;
+        eprintln!("WIRE_CRASH_SEED={seed}");
         Rng(seed)
     }
 

@@ -201,7 +201,7 @@ fn exactly_once_through_sigkills(broker: &Broker, seed: u64) -> Result<(), EosFa
     let rows = 120_000;
     input(broker, &input_topic, rows);
     let pipeline = windowed_pipeline(dir.path(), &broker.addr, &input_topic, &output_topic);
-    eprintln!("kill seed {seed}");
+    eprintln!("kill seed {seed} (WIRE_TEST_SEED={seed} replays it)");
     // Each run logs the sink's transaction steps, so a failure shows where the kills landed.
     let run = || {
         let mut command = wire_run(dir.path(), &pipeline, true);
