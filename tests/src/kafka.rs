@@ -226,6 +226,38 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Per partition of `topic`: the end a `read_committed` reader sees (the last stable
+    /// offset, below any transaction still open) and the log's end, as the broker answers
+    /// `ListOffsets` at each isolation level; `None` where it does not answer.
+    pub fn stable_and_end_offsets(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Vec<(i32, Option<i64>, Option<i64>)> {
+        let end_at = |isolation: &str, partition: i32| {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &self.addr)
+                .set("group.id", "wire-test-offsets")
+                .set("isolation.level", isolation)
+                .create()
+                .ok()?;
+            let timeout = Duration::from_secs(5);
+            let (_, high) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
+            Some(high)
+        };
+        (0..partitions)
+            .map(|p| {
+                (
+                    p,
+                    end_at("read_committed", p),
+                    end_at("read_uncommitted", p),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Every record of `topic` on the brokers at `addr` (any Kafka-protocol broker, such as
 /// librdkafka's mock cluster), read from the beginning until `quiet` passes without one.
 pub fn read_from(addr: &str, topic: &str, partitions: i32, quiet: Duration) -> Vec<Record> {

@@ -264,11 +264,13 @@ fn exactly_once_through_sigkills(broker: &Broker, seed: u64) -> Result<(), EosFa
     };
     let report = format!(
         "{} rows expected, {} written; missing {:?} (in the log: {}), unexpected {extra:?}\n\
+         (partition, last stable offset, log end): {:?}\n\
          the sink's last steps in each run:\n{}",
         expected.len(),
         got.len(),
         missing.iter().take(5).collect::<Vec<_>>(),
         in_log.describe(missing.len()),
+        broker.stable_and_end_offsets(&output_topic, 2),
         sink_steps(&logs),
     );
     Err(EosFailure { report, left_open })
