@@ -292,10 +292,10 @@ fn broker_fault(logs: &[String], in_log: &InLog, missing: usize) -> Option<Strin
              (a kill between the marker and the commit)"
         ));
     }
-    if let Some(checkpoint) = tansu_stable_offset_stuck(logs, in_log, missing) {
+    if let Some(checkpoints) = tansu_stable_offset_stuck(logs, in_log, missing) {
         return Some(format!(
-            "tansu keeps a last stable offset below the log end ({:?}) after the last run \
-             committed checkpoint {checkpoint}, whose rows are the missing ones",
+            "tansu keeps a last stable offset below the log end ({:?}) after the runs \
+             committed checkpoints {checkpoints:?}, whose rows are the missing ones",
             in_log.ends
         ));
     }
@@ -360,12 +360,10 @@ impl InLog {
         if self.runs.values().map(|r| r.2).sum::<usize>() != missing {
             return None;
         }
-        let mut checkpoints = self.runs.keys().map(|(_, tag)| {
-            let tag = tag.as_deref()?;
-            let mut parts = tag.rsplitn(3, ':');
-            let (_run, checkpoint) = (parts.next()?, parts.next()?);
-            checkpoint.parse::<u64>().ok()
-        });
+        let mut checkpoints = self
+            .runs
+            .keys()
+            .map(|(_, tag)| Some(tag_parts(tag.as_deref()?)?.1));
         let first = checkpoints.next()??;
         checkpoints.all(|c| c == Some(first)).then_some(first)
     }
@@ -468,33 +466,51 @@ fn tansu_served_short(logs: &[String], in_log: &InLog, missing: usize) -> bool {
     read == 0 && beyond_markers >= missing as u64
 }
 
-/// Whether tansu holds a committed transaction's rows above a last stable offset that stays
-/// below the log end after every producer is gone, and the checkpoint if so.
+/// The transactional id and the checkpoint of a `wire-txn` tag
+/// (`<transactional id>:<checkpoint>:<run>`).
+fn tag_parts(tag: &str) -> Option<(&str, u64)> {
+    let mut parts = tag.rsplitn(3, ':');
+    let (_run, checkpoint, producer) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((producer, checkpoint.parse().ok()?))
+}
+
+/// Whether tansu holds committed transactions' rows above a last stable offset that stays
+/// below the log end after every producer is gone, and their checkpoints if so.
 ///
-/// Seen under load: the last run committed its final checkpoint's transactions (one per
+/// Seen under load, twice in about 200 runs: runs committed checkpoints' transactions (one per
 /// core, `commit_transaction` answered), the rows and markers are in the log, and tansu
 /// answered a last stable offset of 0 for partitions whose `read_committed` readers had been
-/// served thousands of records, and never served the rows past the earlier commits. On Kafka
-/// the last stable offset stays below the log end only while a transaction is open, and every
-/// start of Wire fences the sink's transactional ids (`init_transactions`), which aborts what
-/// a killed run left open. The signature, all of it required: every missing row is in the log
-/// under one checkpoint's tags; the last run logged that checkpoint's commit once for each
-/// transactional id among those tags; and a partition's last stable offset is below its end.
-/// Rows Wire did not commit have no commit logged; rows it never sent are not in the log.
-fn tansu_stable_offset_stuck(logs: &[String], in_log: &InLog, missing: usize) -> Option<u64> {
-    let checkpoint = in_log.checkpoint_of_all(missing)?;
-    let producers: BTreeSet<&str> = in_log
-        .runs
-        .keys()
-        .filter_map(|(_, tag)| tag.as_deref()?.split(':').next())
-        .collect();
-    let last = logs.last()?;
-    let commits = of_checkpoint(last, "kafka transaction committed", checkpoint);
+/// served thousands of records, and never served the rows past some commit (once the final
+/// checkpoint's 14 rows, once 7350 rows of two checkpoints). Both times it began at a
+/// transaction `recover_kafka_sinks` committed after `init_transactions`, as if tansu kept the
+/// fenced producer's transaction open. On Kafka the last stable offset stays below the log end
+/// only while a transaction is open, and every start of Wire fences the sink's transactional
+/// ids (`init_transactions`), which aborts what a killed run left open. The signature, all of
+/// it required: every missing row is in the log; for each checkpoint among their tags, the
+/// runs logged its commit at least once per transactional id among those tags; and a
+/// partition's last stable offset is below its end. Rows Wire did not commit have no commit
+/// logged; rows it never sent are not in the log.
+fn tansu_stable_offset_stuck(logs: &[String], in_log: &InLog, missing: usize) -> Option<Vec<u64>> {
+    if in_log.runs.values().map(|r| r.2).sum::<usize>() != missing {
+        return None;
+    }
+    let mut producers: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+    for (_, tag) in in_log.runs.keys() {
+        let (producer, checkpoint) = tag_parts(tag.as_deref()?)?;
+        producers.entry(checkpoint).or_default().insert(producer);
+    }
+    let commits = |checkpoint: u64| -> usize {
+        let step = "kafka transaction committed";
+        logs.iter()
+            .map(|log| of_checkpoint(log, step, checkpoint))
+            .sum()
+    };
+    let committed = producers.iter().all(|(&c, ids)| commits(c) >= ids.len());
     let stuck = in_log
         .ends
         .iter()
         .any(|&(_, stable, end)| matches!((stable, end), (Some(s), Some(e)) if s < e));
-    (commits >= producers.len() && stuck).then_some(checkpoint)
+    (committed && stuck).then(|| producers.into_keys().collect())
 }
 
 /// How many lines of `log` hold `step` and name checkpoint `checkpoint`.
@@ -645,41 +661,56 @@ fn tansu_served_short_needs_its_whole_signature() {
 /// takes only that whole signature.
 #[test]
 fn tansu_stable_offset_stuck_needs_its_whole_signature() {
-    let tag = |core: u32| Some(format!("wire-kafka_windows-out-{core}:25:1"));
-    let in_log = |cores: &[u32], stable: i64| InLog {
-        runs: cores
+    let in_log = |tags: &[(u32, u32)], stable: i64| InLog {
+        runs: tags
             .iter()
-            .map(|&core| ((0, tag(core)), (3596, 3597, 7)))
+            .map(|&(core, checkpoint)| {
+                let tag = format!("wire-kafka_windows-out-{core}:{checkpoint}:1");
+                ((0, Some(tag)), (3596, 3597, 7))
+            })
             .collect(),
         records: 8400,
         gaps: Vec::new(),
         ends: vec![(0, Some(stable), Some(3604)), (1, Some(4804), Some(4804))],
         unserved: vec![(0, 3598, 1), (0, 3603, 1)],
     };
-    let commit = "DEBUG wire_actors::sink::kafka: kafka transaction committed sink=x checkpoint=25";
-    let logs = |last: &str| vec![String::new(), last.to_string()];
-    let both = format!("{commit}\n{commit}");
+    let commit = |checkpoint: u32| {
+        format!("DEBUG wire_actors::sink::kafka: kafka transaction committed sink=x checkpoint={checkpoint}\n")
+    };
+    let logs = |killed: String, last: String| vec![killed, last];
+    let both = || commit(25) + &commit(25);
+    let final_rows = in_log(&[(0, 25), (1, 25)], 0);
     assert_eq!(
-        tansu_stable_offset_stuck(&logs(&both), &in_log(&[0, 1], 0), 14),
-        Some(25)
+        tansu_stable_offset_stuck(&logs(String::new(), both()), &final_rows, 14),
+        Some(vec![25])
     );
+    // Rows of two checkpoints, committed in different runs.
+    let two = in_log(&[(0, 4), (1, 4), (0, 10)], 0);
+    let runs = logs(commit(4) + &commit(4), commit(10));
+    assert_eq!(
+        tansu_stable_offset_stuck(&runs, &two, 21),
+        Some(vec![4, 10])
+    );
+    // A checkpoint committed for one transactional id only.
+    let runs = logs(commit(4), commit(10));
+    assert_eq!(tansu_stable_offset_stuck(&runs, &two, 21), None);
     // The stable offset at the log end: the rows are served or lost, not held back.
+    let served = in_log(&[(0, 25), (1, 25)], 3604);
     assert_eq!(
-        tansu_stable_offset_stuck(&logs(&both), &in_log(&[0, 1], 3604), 14),
+        tansu_stable_offset_stuck(&logs(String::new(), both()), &served, 14),
         None
     );
-    // A transaction the last run did not commit stays open by Kafka's rules too.
+    // A transaction not committed stays open by Kafka's rules too.
+    let once = logs(String::new(), commit(25));
+    assert_eq!(tansu_stable_offset_stuck(&once, &final_rows, 14), None);
+    let none = logs(String::new(), String::new());
     assert_eq!(
-        tansu_stable_offset_stuck(&logs(commit), &in_log(&[0, 1], 0), 14),
-        None
-    );
-    assert_eq!(
-        tansu_stable_offset_stuck(&logs(""), &in_log(&[0], 0), 7),
+        tansu_stable_offset_stuck(&none, &in_log(&[(0, 25)], 0), 7),
         None
     );
     // Missing rows that are not all in the log.
     assert_eq!(
-        tansu_stable_offset_stuck(&logs(&both), &in_log(&[0, 1], 0), 15),
+        tansu_stable_offset_stuck(&logs(String::new(), both()), &final_rows, 15),
         None
     );
 }

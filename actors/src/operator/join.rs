@@ -3,11 +3,11 @@
 //! joins (both inputs are window results, joined on `window_end`).
 //!
 //! Each side keeps its rows by key; an arriving row is matched against the other side's rows
-//! of its key and then stored until its expiry, which a time-ordered queue of (side, group)
+//! of its key and then stored until its expiry, which a time-ordered queue of (side, row)
 //! entries enforces as the watermark advances. Inner joins of append-only inputs only ever
 //! add rows, so the output is append-only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use smallvec::SmallVec;
 
@@ -35,10 +35,8 @@ pub(crate) struct Join {
     kind: JoinKind,
     times: [Option<TimeAttr>; 2],
     sides: [Side; 2],
-    /// Expiry time → (side, row) of the rows expiring then.
-    expiry: BTreeMap<i64, Vec<(u8, u32)>>,
-    /// Emptied lists of `expiry`, to reuse.
-    spare: Vec<Vec<(u8, u32)>>,
+    /// The stored rows that can expire, by when.
+    expiry: Expiry,
     watermark: i64,
     /// Snapshots taken so far, plus one: rows stored since the last have this epoch.
     epoch: u32,
@@ -51,6 +49,68 @@ pub(crate) struct Join {
 
 /// Emptied expiry lists kept for reuse.
 const SPARE_LISTS: usize = 64;
+
+/// The rows waiting to expire: per side, a queue of the rows that came in expiry order (an
+/// interval join's right rows expire at their event time, which mostly rises as they come),
+/// and an ordered map for the others. A row in order costs a push and a pop, not a map entry.
+#[derive(Default)]
+struct Expiry {
+    /// Per side: (expiry, row), expiries never falling front to back.
+    in_order: [VecDeque<(i64, u32)>; 2],
+    /// Expiry time → (side, row) of the other rows expiring then.
+    rest: BTreeMap<i64, Vec<(u8, u32)>>,
+    /// Emptied lists of `rest`, to reuse.
+    spare: Vec<Vec<(u8, u32)>>,
+}
+
+impl Expiry {
+    /// Queues row `row` of `side` to expire when the watermark passes `expires`.
+    fn push(&mut self, expires: i64, side: usize, row: u32) {
+        let queue = &mut self.in_order[side];
+        if queue.back().is_none_or(|&(last, _)| last <= expires) {
+            queue.push_back((expires, row));
+            return;
+        }
+        let entry = (side as u8, row);
+        match self.rest.last_entry() {
+            Some(mut last) if *last.key() == expires => last.get_mut().push(entry),
+            _ => {
+                let spare = &mut self.spare;
+                self.rest
+                    .entry(expires)
+                    .or_insert_with(|| spare.pop().unwrap_or_default())
+                    .push(entry);
+            }
+        }
+    }
+
+    /// Takes every row that expires by `watermark` out of the queue, handing each to `due`
+    /// as (side, row).
+    fn take_due(&mut self, watermark: i64, mut due: impl FnMut(usize, u32)) {
+        for (side, queue) in self.in_order.iter_mut().enumerate() {
+            while let Some(&(expires, row)) = queue.front() {
+                if expires > watermark {
+                    break;
+                }
+                queue.pop_front();
+                due(side, row);
+            }
+        }
+        while let Some(entry) = self.rest.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let mut rows = entry.remove();
+            for &(side, row) in &rows {
+                due(usize::from(side), row);
+            }
+            if self.spare.len() < SPARE_LISTS {
+                rows.clear();
+                self.spare.push(rows);
+            }
+        }
+    }
+}
 
 /// "No row" in a chain of rows.
 const NONE: u32 = u32::MAX;
@@ -263,8 +323,7 @@ impl Join {
                 };
                 [Side::new(layout), Side::new(layout)]
             },
-            expiry: BTreeMap::new(),
-            spare: Vec::new(),
+            expiry: Expiry::default(),
             watermark: WATERMARK_MIN,
             epoch: 1,
             changes: None,
@@ -414,26 +473,11 @@ impl Join {
                 }
             }
             if placement.expires != WATERMARK_MAX {
-                self.expire_at(placement.expires, side, row);
+                self.expiry.push(placement.expires, side, row);
             }
             return Ok(true);
         }
         Ok(matched)
-    }
-
-    /// Queues row `row` of `side` to expire when the watermark passes `expires`.
-    fn expire_at(&mut self, expires: i64, side: usize, row: u32) {
-        let entry = (side as u8, row);
-        match self.expiry.last_entry() {
-            Some(mut last) if *last.key() == expires => last.get_mut().push(entry),
-            _ => {
-                let spare = &mut self.spare;
-                self.expiry
-                    .entry(expires)
-                    .or_insert_with(|| spare.pop().unwrap_or_default())
-                    .push(entry);
-            }
-        }
     }
 
     /// Joins every row of `view`, which arrived on `side`.
@@ -486,28 +530,19 @@ impl Join {
 
     fn expire(&mut self) {
         let watermark = self.watermark;
-        while let Some(entry) = self.expiry.first_entry() {
-            if *entry.key() > watermark {
-                break;
+        let sides = &mut self.sides;
+        self.expiry.take_due(watermark, |side, row| {
+            let side = &mut sides[side];
+            // Rows leave only here, each by its one entry: a live row named here is the one
+            // queued (the check guards the invariant).
+            if side
+                .expires
+                .get(row as usize)
+                .is_some_and(|&e| e <= watermark)
+            {
+                side.remove(row);
             }
-            let mut due = entry.remove();
-            for &(side, row) in &due {
-                let side = &mut self.sides[usize::from(side)];
-                // Rows leave only here, each by its one entry: a live row named here is the
-                // one queued (the check guards the invariant).
-                if side
-                    .expires
-                    .get(row as usize)
-                    .is_some_and(|&e| e <= watermark)
-                {
-                    side.remove(row);
-                }
-            }
-            if self.spare.len() < SPARE_LISTS {
-                due.clear();
-                self.spare.push(due);
-            }
-        }
+        });
     }
 }
 
@@ -733,7 +768,7 @@ impl Stateful for Join {
                 let this = &mut self.sides[side];
                 let row = this.push_owned(&key, &values, &placement);
                 if this.layout.expiry && placement.expires != WATERMARK_MAX {
-                    self.expire_at(placement.expires, side, row);
+                    self.expiry.push(placement.expires, side, row);
                 }
             }
         }
