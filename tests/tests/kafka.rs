@@ -354,10 +354,15 @@ struct InLog {
 type Gap = (i32, i64, i64, Option<String>, Option<String>);
 
 impl InLog {
+    /// How many of the missing rows the `read_uncommitted` reader was served.
+    fn read(&self) -> usize {
+        self.runs.values().map(|r| r.2).sum()
+    }
+
     /// The checkpoint whose tags every one of the `missing` rows carries in the log, when all
     /// are there and under one checkpoint.
     fn checkpoint_of_all(&self, missing: usize) -> Option<u64> {
-        if self.runs.values().map(|r| r.2).sum::<usize>() != missing {
+        if self.read() != missing {
             return None;
         }
         let mut checkpoints = self
@@ -373,7 +378,7 @@ impl InLog {
             "{} of {missing} missing rows among {} records read uncommitted: {:?}; offset gaps \
              (partition, before, after, tags): {:?}; offsets below the log ends not served \
              (partition, first, length): {:?}",
-            self.runs.values().map(|r| r.2).sum::<usize>(),
+            self.read(),
             self.records,
             self.runs,
             self.gaps,
@@ -449,7 +454,7 @@ fn unserved_offsets(
 /// sent would not count in the log end; rows it sent in a transaction it aborted would be
 /// read uncommitted.
 fn tansu_served_short(logs: &[String], in_log: &InLog, missing: usize) -> bool {
-    let read = in_log.runs.values().map(|r| r.2).sum::<usize>();
+    let read = in_log.read();
     let checkpoints = logs
         .iter()
         .flat_map(|log| log.lines())
@@ -491,7 +496,7 @@ fn tag_parts(tag: &str) -> Option<(&str, u64)> {
 /// partition's last stable offset is below its end. Rows Wire did not commit have no commit
 /// logged; rows it never sent are not in the log.
 fn tansu_stable_offset_stuck(logs: &[String], in_log: &InLog, missing: usize) -> Option<Vec<u64>> {
-    if in_log.runs.values().map(|r| r.2).sum::<usize>() != missing {
+    if in_log.read() != missing {
         return None;
     }
     let mut producers: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
